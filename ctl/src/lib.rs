@@ -1,0 +1,1 @@
+//! vswitch control protocol, client library and the `vswitchctl` admin tool.

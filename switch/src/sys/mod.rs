@@ -1,0 +1,2 @@
+//! Thin wrappers around the system calls the daemon needs (TAP devices,
+//! network namespaces, netlink). The only place `unsafe` is allowed.
