@@ -6,3 +6,16 @@
 
 pub mod model;
 pub mod sys;
+
+pub mod bridge;
+pub mod counters;
+pub mod fdb;
+pub mod port;
+pub mod time;
+pub mod wire;
+
+pub use bridge::{Bridge, BridgeError, NetworkConfig, RxFrame, Transmit, TxPlan};
+pub use counters::{DropReason, PortCounters};
+pub use port::{NetworkId, PortConfig, PortId, PortKind};
+pub use time::Timestamp;
+pub use wire::MacAddr;

@@ -1,0 +1,544 @@
+//! The learning bridge: ports grouped into networks, one [`Fdb`] per network,
+//! and the batch forwarding decision.
+//!
+//! [`Bridge::forward_batch`] takes received frames and fills a caller-owned
+//! [`TxPlan`] with `(frame, egress port)` pairs; it touches no file
+//! descriptor, allocates nothing once the plan has grown to its working size,
+//! and takes no lock (the bridge is owned by one datapath thread).
+
+use std::time::Duration;
+
+use crate::counters::{DropReason, LearningCounters, PortCounters};
+use crate::fdb::{DEFAULT_FDB_LIMIT, Fdb, FdbEntry, FdbError, Learned};
+use crate::port::{NetworkId, PortConfig, PortId, PortKind};
+use crate::time::Timestamp;
+use crate::wire::{EthernetFrame, MacAddr};
+
+/// Default FDB aging time, as 802.1D recommends.
+pub const DEFAULT_AGING_TIME: Duration = Duration::from_secs(300);
+/// Shortest aging time 802.1D allows.
+pub const MIN_AGING_TIME: Duration = Duration::from_secs(10);
+/// Longest aging time 802.1D allows.
+pub const MAX_AGING_TIME: Duration = Duration::from_secs(1_000_000);
+/// Ports and networks are numbered below this bound.
+pub const MAX_IDS: u32 = 1 << 16;
+
+/// Errors from configuring the bridge. A failed call changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BridgeError {
+    /// The id is beyond [`MAX_IDS`].
+    #[error("id {0} is out of range (max {MAX_IDS})")]
+    IdOutOfRange(u32),
+    /// A network with that id exists already.
+    #[error("network {0} already exists")]
+    NetworkExists(NetworkId),
+    /// No network with that id.
+    #[error("network {0} does not exist")]
+    NoSuchNetwork(NetworkId),
+    /// The network still has ports.
+    #[error("network {0} still has {1} port(s)")]
+    NetworkInUse(NetworkId, usize),
+    /// A port with that id exists already.
+    #[error("port {0} already exists")]
+    PortExists(PortId),
+    /// No port with that id.
+    #[error("port {0} does not exist")]
+    NoSuchPort(PortId),
+    /// The port belongs to another network than the one named.
+    #[error("port {port} is not on network {network}")]
+    PortNotOnNetwork {
+        /// The port.
+        port: PortId,
+        /// The network named.
+        network: NetworkId,
+    },
+    /// Aging time outside 802.1D's range.
+    #[error("aging time {0:?} is outside 10..=1000000 seconds")]
+    InvalidAgingTime(Duration),
+    /// The FDB refused the entry.
+    #[error(transparent)]
+    Fdb(#[from] FdbError),
+}
+
+/// Configuration of one network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// Most FDB entries the network may hold.
+    pub fdb_limit: usize,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig { fdb_limit: DEFAULT_FDB_LIMIT }
+    }
+}
+
+/// One received frame handed to the bridge.
+#[derive(Debug, Clone, Copy)]
+pub struct RxFrame<'a> {
+    /// The port it arrived on.
+    pub port: PortId,
+    /// The Ethernet frame, starting at the destination MAC.
+    pub bytes: &'a [u8],
+    /// True for a GSO super-frame (virtio-net header says it will be
+    /// segmented later), which may exceed the MTU.
+    pub gso: bool,
+}
+
+/// "Send frame number `frame` of the batch out of `port`."
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Index of the frame in the batch given to [`Bridge::forward_batch`].
+    pub frame: u32,
+    /// The egress port.
+    pub port: PortId,
+}
+
+/// The output of a batch decision: what to send where. Reuse one plan across
+/// batches so its buffer is allocated only while it grows.
+#[derive(Debug, Default, Clone)]
+pub struct TxPlan {
+    sends: Vec<Transmit>,
+}
+
+impl TxPlan {
+    /// A plan with room for `capacity` transmissions.
+    pub fn with_capacity(capacity: usize) -> TxPlan {
+        TxPlan { sends: Vec::with_capacity(capacity) }
+    }
+
+    /// The transmissions, in the order decided (frame order; a flooded frame's
+    /// copies are adjacent).
+    pub fn sends(&self) -> &[Transmit] {
+        &self.sends
+    }
+
+    /// Number of transmissions.
+    pub fn len(&self) -> usize {
+        self.sends.len()
+    }
+
+    /// True when nothing is to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.sends.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.sends.clear();
+    }
+
+    #[inline]
+    fn push(&mut self, frame: u32, port: PortId) {
+        self.sends.push(Transmit { frame, port });
+    }
+}
+
+/// A forwarding entry as the control plane sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdbRecord {
+    /// The network.
+    pub network: NetworkId,
+    /// The station address.
+    pub mac: MacAddr,
+    /// Where it lives.
+    pub port: PortId,
+    /// Time since last seen (zero-based for static entries: since added).
+    pub age: Duration,
+    /// Static or learned.
+    pub is_static: bool,
+}
+
+#[derive(Debug)]
+struct PortState {
+    config: PortConfig,
+    up: bool,
+    learned: usize,
+    counters: PortCounters,
+}
+
+#[derive(Debug)]
+struct NetworkState {
+    fdb: Fdb,
+    members: Vec<PortId>,
+    learning: LearningCounters,
+}
+
+/// An IEEE 802.1D learning bridge over many isolated networks.
+#[derive(Debug)]
+pub struct Bridge {
+    ports: Vec<Option<PortState>>,
+    networks: Vec<Option<NetworkState>>,
+    aging: Duration,
+    unknown_port: u64,
+}
+
+impl Default for Bridge {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn check_id(id: u32) -> Result<usize, BridgeError> {
+    if id < MAX_IDS { Ok(id as usize) } else { Err(BridgeError::IdOutOfRange(id)) }
+}
+
+fn slot<T>(v: &mut Vec<Option<T>>, index: usize) -> &mut Option<T> {
+    if v.len() <= index {
+        v.resize_with(index + 1, || None);
+    }
+    &mut v[index]
+}
+
+impl Bridge {
+    /// A bridge with no networks and the default aging time.
+    pub fn new() -> Bridge {
+        Bridge { ports: Vec::new(), networks: Vec::new(), aging: DEFAULT_AGING_TIME, unknown_port: 0 }
+    }
+
+    /// The FDB aging time.
+    pub fn aging_time(&self) -> Duration {
+        self.aging
+    }
+
+    /// Sets the FDB aging time (802.1D range: 10 s to 1,000,000 s).
+    pub fn set_aging_time(&mut self, aging: Duration) -> Result<(), BridgeError> {
+        if !(MIN_AGING_TIME..=MAX_AGING_TIME).contains(&aging) {
+            return Err(BridgeError::InvalidAgingTime(aging));
+        }
+        self.aging = aging;
+        Ok(())
+    }
+
+    /// Creates network `id`.
+    pub fn add_network(&mut self, id: NetworkId, config: NetworkConfig) -> Result<(), BridgeError> {
+        let index = check_id(id.0)?;
+        let slot = slot(&mut self.networks, index);
+        if slot.is_some() {
+            return Err(BridgeError::NetworkExists(id));
+        }
+        *slot = Some(NetworkState {
+            fdb: Fdb::new(config.fdb_limit),
+            members: Vec::new(),
+            learning: LearningCounters::default(),
+        });
+        Ok(())
+    }
+
+    /// Removes network `id`; refused while it has ports.
+    pub fn remove_network(&mut self, id: NetworkId) -> Result<(), BridgeError> {
+        let net = self.network(id)?;
+        if !net.members.is_empty() {
+            return Err(BridgeError::NetworkInUse(id, net.members.len()));
+        }
+        self.networks[id.index()] = None;
+        Ok(())
+    }
+
+    /// Adds port `id` to its network, administratively up.
+    pub fn add_port(&mut self, id: PortId, config: PortConfig) -> Result<(), BridgeError> {
+        let index = check_id(id.0)?;
+        self.network(config.network)?;
+        if self.ports.get(index).is_some_and(Option::is_some) {
+            return Err(BridgeError::PortExists(id));
+        }
+        *slot(&mut self.ports, index) =
+            Some(PortState { config, up: true, learned: 0, counters: PortCounters::default() });
+        self.network_mut(config.network)?.members.push(id);
+        Ok(())
+    }
+
+    /// Removes port `id` and every FDB entry (static too) pointing at it.
+    pub fn remove_port(&mut self, id: PortId) -> Result<PortCounters, BridgeError> {
+        let network = self.port(id)?.config.network;
+        let net = self.network_mut(network)?;
+        net.fdb.flush_port(id, true, |_| {});
+        net.members.retain(|&p| p != id);
+        let state = self.ports[id.index()].take().ok_or(BridgeError::NoSuchPort(id))?;
+        Ok(state.counters)
+    }
+
+    /// Sets a port up or down. Going down flushes its learned entries, as a
+    /// link-down does on Linux bridges; a down port neither sends nor receives.
+    pub fn set_port_up(&mut self, id: PortId, up: bool) -> Result<(), BridgeError> {
+        let network = self.port(id)?.config.network;
+        if !up {
+            let mut removed = 0;
+            self.network_mut(network)?.fdb.flush_port(id, false, |_| removed += 1);
+            let port = self.port_mut(id)?;
+            port.learned = port.learned.saturating_sub(removed);
+        }
+        self.port_mut(id)?.up = up;
+        Ok(())
+    }
+
+    /// The configuration of port `id`.
+    pub fn port_config(&self, id: PortId) -> Result<PortConfig, BridgeError> {
+        Ok(self.port(id)?.config)
+    }
+
+    /// The counters of port `id`.
+    pub fn port_counters(&self, id: PortId) -> Result<PortCounters, BridgeError> {
+        Ok(self.port(id)?.counters)
+    }
+
+    /// The number of MACs currently learned on port `id`.
+    pub fn port_learned(&self, id: PortId) -> Result<usize, BridgeError> {
+        Ok(self.port(id)?.learned)
+    }
+
+    /// The learning counters of network `id`.
+    pub fn learning_counters(&self, id: NetworkId) -> Result<LearningCounters, BridgeError> {
+        Ok(self.network(id)?.learning)
+    }
+
+    /// The ports of network `id`, in the order they were added.
+    pub fn network_ports(&self, id: NetworkId) -> Result<&[PortId], BridgeError> {
+        Ok(&self.network(id)?.members)
+    }
+
+    /// Frames that named a port the bridge does not have (a caller bug).
+    pub fn unknown_port_frames(&self) -> u64 {
+        self.unknown_port
+    }
+
+    /// Adds (or replaces) a static entry: `mac` lives on `port` of `network`,
+    /// never ages and is never overwritten by learning.
+    pub fn add_static(
+        &mut self,
+        network: NetworkId,
+        mac: MacAddr,
+        port: PortId,
+        now: Timestamp,
+    ) -> Result<(), BridgeError> {
+        if self.port(port)?.config.network != network {
+            return Err(BridgeError::PortNotOnNetwork { port, network });
+        }
+        let replaced = self.network_mut(network)?.fdb.insert_static(mac, port, now)?;
+        if let Some(old) = replaced {
+            forget_learned(&mut self.ports, &old);
+        }
+        Ok(())
+    }
+
+    /// Removes the entry for `mac` on `network`; returns whether one existed.
+    pub fn remove_entry(&mut self, network: NetworkId, mac: MacAddr) -> Result<bool, BridgeError> {
+        let removed = self.network_mut(network)?.fdb.remove(mac);
+        if let Some(old) = removed {
+            forget_learned(&mut self.ports, &old);
+        }
+        Ok(removed.is_some())
+    }
+
+    /// Flushes the learned entries of `network` (static ones stay).
+    pub fn flush_network(&mut self, network: NetworkId) -> Result<usize, BridgeError> {
+        let Bridge { ports, networks, .. } = self;
+        let net =
+            networks.get_mut(network.index()).and_then(Option::as_mut).ok_or(BridgeError::NoSuchNetwork(network))?;
+        let mut removed = 0;
+        net.fdb.flush(false, |e| {
+            removed += 1;
+            forget_learned(ports, e);
+        });
+        Ok(removed)
+    }
+
+    /// Removes every learned entry older than the aging time; returns how many.
+    /// Call it periodically (every second is plenty): lookups already ignore
+    /// expired entries, this reclaims their room.
+    pub fn age(&mut self, now: Timestamp) -> usize {
+        let Bridge { ports, networks, aging, .. } = self;
+        let mut total = 0;
+        for net in networks.iter_mut().flatten() {
+            let mut removed = 0;
+            net.fdb.age(now, *aging, |e| {
+                removed += 1;
+                forget_learned(ports, e);
+            });
+            net.learning.aged_out += removed;
+            total += removed as usize;
+        }
+        total
+    }
+
+    /// A snapshot of network `id`'s forwarding table.
+    pub fn fdb_records(&self, id: NetworkId, now: Timestamp) -> Result<Vec<FdbRecord>, BridgeError> {
+        let net = self.network(id)?;
+        Ok(net
+            .fdb
+            .iter()
+            .map(|(mac, e)| FdbRecord {
+                network: id,
+                mac,
+                port: e.port,
+                age: Duration::from_millis(now.millis_since(e.last_seen)),
+                is_static: e.is_static,
+            })
+            .collect())
+    }
+
+    /// Number of entries in network `id`'s table.
+    pub fn fdb_len(&self, id: NetworkId) -> Result<usize, BridgeError> {
+        Ok(self.network(id)?.fdb.len())
+    }
+
+    /// Where `mac` on `network` would be forwarded now, if known.
+    pub fn lookup(&self, network: NetworkId, mac: MacAddr, now: Timestamp) -> Option<PortId> {
+        self.network(network).ok()?.fdb.lookup(mac, now, self.aging)
+    }
+
+    /// Decides where every frame of a batch goes, learning source addresses
+    /// and counting as it goes. `plan` is cleared and then filled.
+    pub fn forward_batch<'a, I>(&mut self, now: Timestamp, frames: I, plan: &mut TxPlan)
+    where
+        I: IntoIterator<Item = RxFrame<'a>>,
+    {
+        plan.clear();
+        for (index, rx) in frames.into_iter().enumerate() {
+            self.forward_one(now, index as u32, rx, plan);
+        }
+    }
+
+    #[inline]
+    fn forward_one(&mut self, now: Timestamp, index: u32, rx: RxFrame<'_>, plan: &mut TxPlan) {
+        let Bridge { ports, networks, aging, unknown_port } = self;
+        let Some(port) = ports.get_mut(rx.port.index()).and_then(Option::as_mut) else {
+            *unknown_port += 1;
+            return;
+        };
+        let len = rx.bytes.len() as u64;
+        port.counters.rx_packets += 1;
+        port.counters.rx_bytes += len;
+        if !port.up {
+            port.counters.drops.count(DropReason::PortDown);
+            return;
+        }
+        let Ok(frame) = EthernetFrame::new_checked(rx.bytes) else {
+            port.counters.drops.count(DropReason::Truncated);
+            return;
+        };
+        if !rx.gso && rx.bytes.len() > port.config.mtu as usize + frame.header_len() {
+            port.counters.drops.count(DropReason::Oversize);
+            return;
+        }
+        let src = frame.source();
+        if !src.is_valid_station() {
+            port.counters.drops.count(DropReason::InvalidSourceMac);
+            return;
+        }
+        let ingress_kind = port.config.kind;
+        let has_room = port.learned < port.config.learn_limit;
+        let Some(net) = networks.get_mut(port.config.network.index()).and_then(Option::as_mut) else {
+            // Cannot happen: add_port requires the network and remove_network
+            // requires it to be empty. Count rather than panic on the packet path.
+            *unknown_port += 1;
+            return;
+        };
+
+        match net.fdb.learn(src, rx.port, now, has_room) {
+            Learned::Refreshed => {}
+            Learned::New => {
+                port.learned += 1;
+                net.learning.learned += 1;
+            }
+            Learned::Moved { from } => {
+                port.learned += 1;
+                net.learning.station_moves += 1;
+                decrement_learned(ports, from);
+            }
+            Learned::MoveRefused { from } => {
+                net.learning.port_limit += 1;
+                decrement_learned(ports, from);
+            }
+            Learned::StaticConflict => net.learning.static_conflicts += 1,
+            Learned::TableFull => net.learning.table_full += 1,
+            Learned::PortLimit => net.learning.port_limit += 1,
+        }
+
+        let dst = frame.destination();
+        if dst.is_reserved_group() {
+            count_drop(ports, rx.port, DropReason::ReservedGroup);
+            return;
+        }
+        if !dst.is_group()
+            && let Some(egress) = net.fdb.lookup(dst, now, *aging)
+        {
+            let reason = if egress == rx.port {
+                DropReason::SameSegment
+            } else {
+                match ports.get_mut(egress.index()).and_then(Option::as_mut) {
+                    Some(out) if out.up => {
+                        out.counters.tx_packets += 1;
+                        out.counters.tx_bytes += len;
+                        plan.push(index, egress);
+                        return;
+                    }
+                    _ => DropReason::PortDown,
+                }
+            };
+            count_drop(ports, rx.port, reason);
+            return;
+        }
+
+        // Broadcast, multicast or unknown unicast: every other port of this
+        // network, split horizon between tunnels.
+        let from_tunnel = ingress_kind == PortKind::Tunnel;
+        let mut delivered = 0u32;
+        for &member in &net.members {
+            if member == rx.port {
+                continue;
+            }
+            let Some(out) = ports.get_mut(member.index()).and_then(Option::as_mut) else { continue };
+            if !out.up || (from_tunnel && out.config.kind == PortKind::Tunnel) {
+                continue;
+            }
+            out.counters.tx_packets += 1;
+            out.counters.tx_bytes += len;
+            plan.push(index, member);
+            delivered += 1;
+        }
+        if let Some(port) = ports.get_mut(rx.port.index()).and_then(Option::as_mut) {
+            port.counters.rx_flooded += 1;
+            if delivered == 0 {
+                port.counters.drops.count(DropReason::NoEgress);
+            }
+        }
+    }
+
+    fn port(&self, id: PortId) -> Result<&PortState, BridgeError> {
+        self.ports.get(id.index()).and_then(Option::as_ref).ok_or(BridgeError::NoSuchPort(id))
+    }
+
+    fn port_mut(&mut self, id: PortId) -> Result<&mut PortState, BridgeError> {
+        self.ports.get_mut(id.index()).and_then(Option::as_mut).ok_or(BridgeError::NoSuchPort(id))
+    }
+
+    fn network(&self, id: NetworkId) -> Result<&NetworkState, BridgeError> {
+        self.networks.get(id.index()).and_then(Option::as_ref).ok_or(BridgeError::NoSuchNetwork(id))
+    }
+
+    fn network_mut(&mut self, id: NetworkId) -> Result<&mut NetworkState, BridgeError> {
+        self.networks.get_mut(id.index()).and_then(Option::as_mut).ok_or(BridgeError::NoSuchNetwork(id))
+    }
+}
+
+fn decrement_learned(ports: &mut [Option<PortState>], id: PortId) {
+    if let Some(p) = ports.get_mut(id.index()).and_then(Option::as_mut) {
+        p.learned = p.learned.saturating_sub(1);
+    }
+}
+
+fn forget_learned(ports: &mut [Option<PortState>], entry: &FdbEntry) {
+    if !entry.is_static {
+        decrement_learned(ports, entry.port);
+    }
+}
+
+fn count_drop(ports: &mut [Option<PortState>], id: PortId, reason: DropReason) {
+    if let Some(p) = ports.get_mut(id.index()).and_then(Option::as_mut) {
+        p.counters.drops.count(reason);
+    }
+}
+
+#[cfg(test)]
+#[path = "bridge_tests.rs"]
+mod tests;

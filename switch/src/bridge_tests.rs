@@ -1,0 +1,231 @@
+//! Unit tests for the forwarding rules of [`Bridge`].
+
+use super::*;
+
+const NET_A: NetworkId = NetworkId(0);
+const NET_B: NetworkId = NetworkId(1);
+const T0: Timestamp = Timestamp(0);
+
+fn mac(n: u8) -> MacAddr {
+    MacAddr([0x02, 0, 0, 0, 0, n])
+}
+
+fn frame(dst: MacAddr, src: MacAddr, len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len.max(14)];
+    f[0..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f
+}
+
+/// Network A with ports 1, 2, 3; network B with ports 10, 11.
+fn bridge() -> Bridge {
+    let mut b = Bridge::new();
+    b.add_network(NET_A, NetworkConfig::default()).unwrap();
+    b.add_network(NET_B, NetworkConfig::default()).unwrap();
+    for p in [1, 2, 3] {
+        b.add_port(PortId(p), PortConfig::access(NET_A)).unwrap();
+    }
+    for p in [10, 11] {
+        b.add_port(PortId(p), PortConfig::access(NET_B)).unwrap();
+    }
+    b
+}
+
+/// Forwards one frame and returns the egress ports.
+fn send(b: &mut Bridge, now: Timestamp, port: u32, bytes: &[u8]) -> Vec<u32> {
+    let mut plan = TxPlan::default();
+    b.forward_batch(now, [RxFrame { port: PortId(port), bytes, gso: false }], &mut plan);
+    plan.sends().iter().map(|t| t.port.0).collect()
+}
+
+fn drops(b: &Bridge, port: u32, reason: DropReason) -> u64 {
+    b.port_counters(PortId(port)).unwrap().drops.get(reason)
+}
+
+#[test]
+fn floods_unknown_then_forwards_known_unicast() {
+    let mut b = bridge();
+    assert_eq!(send(&mut b, T0, 1, &frame(mac(2), mac(1), 64)), vec![2, 3], "unknown unicast floods");
+    assert_eq!(send(&mut b, T0, 2, &frame(mac(1), mac(2), 64)), vec![1], "reply goes to the learned port only");
+    assert_eq!(send(&mut b, T0, 1, &frame(mac(2), mac(1), 64)), vec![2]);
+    let c1 = b.port_counters(PortId(1)).unwrap();
+    assert_eq!((c1.rx_packets, c1.rx_bytes, c1.tx_packets, c1.rx_flooded), (2, 128, 1, 1));
+    assert_eq!(b.port_counters(PortId(3)).unwrap().tx_packets, 1);
+    assert_eq!(b.learning_counters(NET_A).unwrap().learned, 2);
+}
+
+#[test]
+fn broadcast_and_multicast_flood_within_the_network_only() {
+    let mut b = bridge();
+    assert_eq!(send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60)), vec![2, 3]);
+    assert_eq!(send(&mut b, T0, 10, &frame(MacAddr([1, 0, 0x5e, 0, 0, 1]), mac(9), 60)), vec![11]);
+    // mac(1) is known on network A, but not on B: B floods within B.
+    assert_eq!(send(&mut b, T0, 11, &frame(mac(1), mac(8), 60)), vec![10]);
+}
+
+#[test]
+fn filters_frames_for_the_ingress_segment() {
+    let mut b = bridge();
+    send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60));
+    send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mac(5), 60));
+    assert!(send(&mut b, T0, 1, &frame(mac(5), mac(1), 60)).is_empty());
+    assert_eq!(drops(&b, 1, DropReason::SameSegment), 1);
+}
+
+#[test]
+fn drops_malformed_and_invalid_frames_with_reasons() {
+    let mut b = bridge();
+    assert!(send(&mut b, T0, 1, &[0u8; 13]).is_empty());
+    assert_eq!(drops(&b, 1, DropReason::Truncated), 1);
+    assert!(send(&mut b, T0, 1, &frame(mac(2), mac(1), 14 + 1501)).is_empty());
+    assert_eq!(drops(&b, 1, DropReason::Oversize), 1);
+    assert_eq!(send(&mut b, T0, 1, &frame(mac(2), mac(1), 14 + 1500)), vec![2, 3], "exactly MTU passes");
+    let mut plan = TxPlan::default();
+    let big = frame(mac(2), mac(1), 65_000);
+    b.forward_batch(T0, [RxFrame { port: PortId(1), bytes: &big, gso: true }], &mut plan);
+    assert_eq!(plan.len(), 2, "GSO super-frames are not MTU-limited");
+    assert!(send(&mut b, T0, 1, &frame(mac(2), MacAddr::BROADCAST, 60)).is_empty());
+    assert!(send(&mut b, T0, 1, &frame(mac(2), MacAddr([1, 0, 0x5e, 0, 0, 1]), 60)).is_empty());
+    assert!(send(&mut b, T0, 1, &frame(mac(2), MacAddr::ZERO, 60)).is_empty());
+    assert_eq!(drops(&b, 1, DropReason::InvalidSourceMac), 3);
+    assert_eq!(b.fdb_len(NET_A).unwrap(), 1, "only mac(1) was learned");
+    // A tagged frame whose tag is cut off is truncated too.
+    let mut tagged = frame(mac(2), mac(1), 16);
+    tagged[12..14].copy_from_slice(&[0x81, 0x00]);
+    assert!(send(&mut b, T0, 1, &tagged).is_empty());
+    assert_eq!(drops(&b, 1, DropReason::Truncated), 2);
+}
+
+#[test]
+fn never_forwards_reserved_group_addresses() {
+    let mut b = bridge();
+    for last in [0x00, 0x02, 0x03, 0x0e, 0x0f] {
+        assert!(send(&mut b, T0, 1, &frame(MacAddr([1, 0x80, 0xc2, 0, 0, last]), mac(1), 60)).is_empty());
+    }
+    assert_eq!(drops(&b, 1, DropReason::ReservedGroup), 5);
+    assert_eq!(send(&mut b, T0, 1, &frame(MacAddr([1, 0x80, 0xc2, 0, 0, 0x10]), mac(1), 60)), vec![2, 3]);
+}
+
+#[test]
+fn station_moves_update_the_entry_and_are_counted() {
+    let mut b = bridge();
+    send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mac(7), 60));
+    send(&mut b, T0, 2, &frame(MacAddr::BROADCAST, mac(7), 60));
+    assert_eq!(b.lookup(NET_A, mac(7), T0), Some(PortId(2)));
+    assert_eq!(b.learning_counters(NET_A).unwrap().station_moves, 1);
+    assert_eq!(b.port_learned(PortId(1)).unwrap(), 0);
+    assert_eq!(b.port_learned(PortId(2)).unwrap(), 1);
+    assert_eq!(send(&mut b, T0, 3, &frame(mac(7), mac(3), 60)), vec![2]);
+}
+
+#[test]
+fn aging_removes_old_entries_and_lookups_ignore_them() {
+    let mut b = bridge();
+    b.set_aging_time(Duration::from_secs(10)).unwrap();
+    send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60));
+    send(&mut b, Timestamp(5_000), 2, &frame(MacAddr::BROADCAST, mac(2), 60));
+    assert_eq!(send(&mut b, Timestamp(9_999), 3, &frame(mac(1), mac(3), 60)), vec![1]);
+    assert_eq!(send(&mut b, Timestamp(10_000), 3, &frame(mac(1), mac(3), 60)), vec![1, 2], "expired: flooded");
+    assert_eq!(b.age(Timestamp(10_000)), 1);
+    assert_eq!(b.lookup(NET_A, mac(2), Timestamp(10_000)), Some(PortId(2)));
+    assert_eq!(b.port_learned(PortId(1)).unwrap(), 0);
+    assert_eq!(b.learning_counters(NET_A).unwrap().aged_out, 1);
+    assert!(b.set_aging_time(Duration::from_secs(9)).is_err());
+    assert!(b.set_aging_time(Duration::from_secs(1_000_001)).is_err());
+    assert_eq!(b.aging_time(), Duration::from_secs(10), "a rejected change changes nothing");
+}
+
+#[test]
+fn static_entries_stay_and_win_over_learning() {
+    let mut b = bridge();
+    b.add_static(NET_A, mac(9), PortId(3), T0).unwrap();
+    send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mac(9), 60));
+    assert_eq!(b.lookup(NET_A, mac(9), T0), Some(PortId(3)));
+    assert_eq!(b.learning_counters(NET_A).unwrap().static_conflicts, 1);
+    b.age(Timestamp(10_000_000_000));
+    b.flush_network(NET_A).unwrap();
+    assert_eq!(send(&mut b, Timestamp(10_000_000_000), 2, &frame(mac(9), mac(2), 60)), vec![3]);
+    assert_eq!(
+        b.add_static(NET_B, mac(9), PortId(3), T0),
+        Err(BridgeError::PortNotOnNetwork { port: PortId(3), network: NET_B })
+    );
+}
+
+#[test]
+fn table_and_port_limits_bound_learning_but_frames_still_flood() {
+    let mut b = Bridge::new();
+    b.add_network(NET_A, NetworkConfig { fdb_limit: 4 }).unwrap();
+    b.add_port(PortId(0), PortConfig { learn_limit: 2, ..PortConfig::access(NET_A) }).unwrap();
+    b.add_port(PortId(1), PortConfig::access(NET_A)).unwrap();
+    for n in 1..=5 {
+        assert_eq!(send(&mut b, T0, 0, &frame(mac(200), mac(n), 60)), vec![1]);
+    }
+    assert_eq!(b.port_learned(PortId(0)).unwrap(), 2);
+    assert_eq!(b.learning_counters(NET_A).unwrap().port_limit, 3);
+    for n in 10..=15 {
+        send(&mut b, T0, 1, &frame(mac(200), mac(n), 60));
+    }
+    assert_eq!(b.fdb_len(NET_A).unwrap(), 4);
+    assert_eq!(b.learning_counters(NET_A).unwrap().table_full, 4);
+}
+
+#[test]
+fn split_horizon_between_tunnel_ports() {
+    let mut b = Bridge::new();
+    b.add_network(NET_A, NetworkConfig::default()).unwrap();
+    b.add_port(PortId(0), PortConfig::access(NET_A)).unwrap();
+    b.add_port(PortId(1), PortConfig::tunnel(NET_A)).unwrap();
+    b.add_port(PortId(2), PortConfig::tunnel(NET_A)).unwrap();
+    assert_eq!(send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60)), vec![0]);
+    assert_eq!(send(&mut b, T0, 0, &frame(MacAddr::BROADCAST, mac(2), 60)), vec![1, 2]);
+}
+
+#[test]
+fn port_down_and_removal_flush_entries() {
+    let mut b = bridge();
+    send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60));
+    b.add_static(NET_A, mac(50), PortId(1), T0).unwrap();
+    b.set_port_up(PortId(1), false).unwrap();
+    assert_eq!(b.lookup(NET_A, mac(1), T0), None);
+    assert_eq!(b.lookup(NET_A, mac(50), T0), Some(PortId(1)), "static entries survive link down");
+    assert!(send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60)).is_empty());
+    assert_eq!(drops(&b, 1, DropReason::PortDown), 1);
+    assert_eq!(send(&mut b, T0, 2, &frame(MacAddr::BROADCAST, mac(2), 60)), vec![3], "down ports get no floods");
+    assert!(send(&mut b, T0, 2, &frame(mac(50), mac(2), 60)).is_empty());
+    assert_eq!(drops(&b, 2, DropReason::PortDown), 1);
+    b.remove_port(PortId(1)).unwrap();
+    assert_eq!(b.lookup(NET_A, mac(50), T0), None, "removal drops static entries too");
+    assert_eq!(b.network_ports(NET_A).unwrap(), &[PortId(2), PortId(3)]);
+    assert_eq!(send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60)), Vec::<u32>::new());
+    assert_eq!(b.unknown_port_frames(), 1);
+}
+
+#[test]
+fn configuration_errors_change_nothing() {
+    let mut b = bridge();
+    assert_eq!(b.add_network(NET_A, NetworkConfig::default()), Err(BridgeError::NetworkExists(NET_A)));
+    assert_eq!(b.add_port(PortId(1), PortConfig::access(NET_B)), Err(BridgeError::PortExists(PortId(1))));
+    assert_eq!(b.add_port(PortId(5), PortConfig::access(NetworkId(9))), Err(BridgeError::NoSuchNetwork(NetworkId(9))));
+    assert_eq!(b.add_port(PortId(MAX_IDS), PortConfig::access(NET_A)), Err(BridgeError::IdOutOfRange(MAX_IDS)));
+    assert_eq!(b.remove_network(NET_B), Err(BridgeError::NetworkInUse(NET_B, 2)));
+    assert_eq!(b.network_ports(NET_B).unwrap(), &[PortId(10), PortId(11)]);
+    assert_eq!(b.port_config(PortId(1)).unwrap().network, NET_A);
+}
+
+#[test]
+fn a_batch_keeps_frame_indices() {
+    let mut b = bridge();
+    let f1 = frame(MacAddr::BROADCAST, mac(1), 60);
+    let f2 = frame(mac(1), mac(2), 60);
+    let bad = [0u8; 3];
+    let mut plan = TxPlan::with_capacity(8);
+    let batch = [
+        RxFrame { port: PortId(1), bytes: &f1, gso: false },
+        RxFrame { port: PortId(2), bytes: &bad, gso: false },
+        RxFrame { port: PortId(2), bytes: &f2, gso: false },
+    ];
+    b.forward_batch(T0, batch, &mut plan);
+    let got: Vec<(u32, u32)> = plan.sends().iter().map(|t| (t.frame, t.port.0)).collect();
+    assert_eq!(got, vec![(0, 2), (0, 3), (2, 1)]);
+}

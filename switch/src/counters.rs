@@ -1,0 +1,113 @@
+//! Datapath counters. Each datapath thread owns its counters outright (plain
+//! `u64`s behind `&mut`), so updating them costs no atomic operation; the
+//! control plane reads snapshots.
+
+/// Why the datapath dropped a frame. Later layers (tunnels, crypto) extend
+/// this list; every reason has a stable name used by `vswitchctl stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header (or its 802.1Q tag).
+    Truncated,
+    /// Longer than the port's MTU plus the Ethernet header, and not a GSO frame.
+    Oversize,
+    /// Source MAC is a group (multicast/broadcast) or all-zero address.
+    InvalidSourceMac,
+    /// Destination is an IEEE 802.1D reserved group address (01:80:c2:00:00:0x).
+    ReservedGroup,
+    /// Destination was learned on the ingress port (802.1D filtering).
+    SameSegment,
+    /// The ingress port is administratively down.
+    PortDown,
+    /// A flood found no other port to deliver to.
+    NoEgress,
+}
+
+impl DropReason {
+    /// Every reason, in counter-array order.
+    pub const ALL: [DropReason; 7] = [
+        DropReason::Truncated,
+        DropReason::Oversize,
+        DropReason::InvalidSourceMac,
+        DropReason::ReservedGroup,
+        DropReason::SameSegment,
+        DropReason::PortDown,
+        DropReason::NoEgress,
+    ];
+    /// Number of reasons.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The stable snake_case name shown by `vswitchctl stats`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::Oversize => "oversize",
+            DropReason::InvalidSourceMac => "invalid_source_mac",
+            DropReason::ReservedGroup => "reserved_group",
+            DropReason::SameSegment => "same_segment",
+            DropReason::PortDown => "port_down",
+            DropReason::NoEgress => "no_egress",
+        }
+    }
+}
+
+/// Drop counts indexed by [`DropReason`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounters([u64; DropReason::COUNT]);
+
+impl DropCounters {
+    /// Counts one drop.
+    #[inline]
+    pub fn count(&mut self, reason: DropReason) {
+        self.0[reason as usize] += 1;
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0[reason as usize]
+    }
+
+    /// Total drops over all reasons.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `(name, count)` for every reason, zeros included.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|&r| (r, self.get(r)))
+    }
+}
+
+/// Per-port traffic counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Frames received from the port (valid or not).
+    pub rx_packets: u64,
+    /// Bytes received from the port.
+    pub rx_bytes: u64,
+    /// Frames handed to the port for transmission.
+    pub tx_packets: u64,
+    /// Bytes handed to the port for transmission.
+    pub tx_bytes: u64,
+    /// Frames from this port that were flooded (broadcast, multicast, unknown unicast).
+    pub rx_flooded: u64,
+    /// Frames from this port that were dropped, by reason.
+    pub drops: DropCounters,
+}
+
+/// Per-network learning counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LearningCounters {
+    /// New (network, MAC) entries learned.
+    pub learned: u64,
+    /// Learned MACs that moved to another port (station moves).
+    pub station_moves: u64,
+    /// New MACs not learned because the network's table was full.
+    pub table_full: u64,
+    /// New MACs (or moves) not learned because the port's limit was reached.
+    pub port_limit: u64,
+    /// Frames whose source is a static entry on another port (not relearned).
+    pub static_conflicts: u64,
+    /// Entries removed by aging.
+    pub aged_out: u64,
+}

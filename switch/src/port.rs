@@ -1,0 +1,81 @@
+//! Port and network identities and their configuration.
+
+use std::fmt;
+
+/// Identifies a port of the bridge (a TAP endpoint, the internal gateway
+/// port, or a tunnel). Chosen by the caller; dense small integers work best.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortId(pub u32);
+
+impl PortId {
+    /// The id as a vector index.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for PortId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "port{}", self.0)
+    }
+}
+
+/// Identifies a network (bridge domain). Frames never cross between networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetworkId(pub u32);
+
+impl NetworkId {
+    /// The id as a vector index.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for NetworkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "net{}", self.0)
+    }
+}
+
+/// What sits behind a port; decides flooding rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// A local endpoint: a TAP into a sandbox, or the switch's internal port.
+    Access,
+    /// A tunnel to other hosts. Split horizon: a frame that arrived on a
+    /// tunnel port is never flooded to another tunnel port.
+    Tunnel,
+}
+
+/// Default MTU of a port: the Ethernet payload size it accepts.
+pub const DEFAULT_MTU: u32 = 1500;
+/// Default per-port limit on learned MACs for access ports. A container that
+/// forges random source MACs fills at most this much of its network's table.
+pub const DEFAULT_PORT_LEARN_LIMIT: usize = 1024;
+
+/// Configuration of one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortConfig {
+    /// The network the port belongs to.
+    pub network: NetworkId,
+    /// Access or tunnel.
+    pub kind: PortKind,
+    /// Largest Ethernet payload accepted from the port (GSO frames excepted).
+    pub mtu: u32,
+    /// Most MACs that may be learned on this port.
+    pub learn_limit: usize,
+}
+
+impl PortConfig {
+    /// An access port on `network` with default MTU and learning limit.
+    pub fn access(network: NetworkId) -> PortConfig {
+        PortConfig { network, kind: PortKind::Access, mtu: DEFAULT_MTU, learn_limit: DEFAULT_PORT_LEARN_LIMIT }
+    }
+
+    /// A tunnel port on `network`; it may learn as many MACs as the network holds.
+    pub fn tunnel(network: NetworkId) -> PortConfig {
+        PortConfig { network, kind: PortKind::Tunnel, mtu: DEFAULT_MTU, learn_limit: usize::MAX }
+    }
+}
