@@ -1,1 +1,11 @@
 //! vswitch control protocol, client library and the `vswitchctl` admin tool.
+//!
+//! - [`proto`]: the wire protocol between `vswitchctl` and `vswitchd` (types and line codec).
+//! - [`client`]: a blocking client for the ctl socket.
+//! - [`addr`]: the small address types the protocol uses.
+
+pub mod addr;
+pub mod client;
+pub mod proto;
+
+pub use addr::{AddrParseError, Ipv4Net, MacAddress};

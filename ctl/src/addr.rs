@@ -1,0 +1,206 @@
+//! Small address value types used by the protocol: an IPv4 prefix (`10.0.0.0/24`) and an
+//! Ethernet MAC address (`02:42:ac:11:00:02`). Both serialize as their string form.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why an address string did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrParseError {
+    /// The CIDR string has no `/prefix` part.
+    #[error("invalid CIDR {0:?}: expected ADDRESS/PREFIX, e.g. 10.0.0.0/24")]
+    MissingPrefix(String),
+    /// The address part of a CIDR string is not a dotted-quad IPv4 address.
+    #[error("invalid CIDR {0:?}: address is not an IPv4 address")]
+    BadAddress(String),
+    /// The prefix length is not a number in 0..=32.
+    #[error("invalid CIDR {0:?}: prefix length must be a number from 0 to 32")]
+    BadPrefix(String),
+    /// The MAC address is not six two-digit hex octets separated by `:` or `-`.
+    #[error("invalid MAC address {0:?}: expected six hex octets like 02:42:ac:11:00:02")]
+    BadMac(String),
+}
+
+/// An IPv4 address with a prefix length, e.g. `10.0.0.0/24` (a subnet) or `10.0.0.2/24`
+/// (an interface address). Host bits are preserved; use [`Ipv4Net::network`] to clear them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv4Net {
+    addr: Ipv4Addr,
+    prefix_len: u8,
+}
+
+impl Ipv4Net {
+    /// Builds a prefix; `None` if `prefix_len > 32`.
+    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Option<Self> {
+        (prefix_len <= 32).then_some(Self { addr, prefix_len })
+    }
+
+    /// The address as written (host bits kept).
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The prefix length, 0..=32.
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix_len
+    }
+
+    /// The netmask, e.g. `255.255.255.0` for `/24`.
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.mask_bits())
+    }
+
+    /// The same prefix with the host bits cleared (`10.0.0.7/24` → `10.0.0.0/24`).
+    pub fn network(&self) -> Self {
+        Self { addr: Ipv4Addr::from(u32::from(self.addr) & self.mask_bits()), prefix_len: self.prefix_len }
+    }
+
+    /// True if `ip` lies inside this prefix.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask_bits() == u32::from(self.addr) & self.mask_bits()
+    }
+
+    fn mask_bits(&self) -> u32 {
+        u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0)
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = s.split_once('/').ok_or_else(|| AddrParseError::MissingPrefix(s.to_owned()))?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| AddrParseError::BadAddress(s.to_owned()))?;
+        let prefix_ok = !prefix.is_empty() && prefix.len() <= 2 && prefix.bytes().all(|b| b.is_ascii_digit());
+        let prefix_len: u8 = if prefix_ok { prefix.parse().unwrap_or(u8::MAX) } else { u8::MAX };
+        Self::new(addr, prefix_len).ok_or_else(|| AddrParseError::BadPrefix(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// A 48-bit Ethernet MAC address. Parses `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`
+/// (any case); displays lower-case with colons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacAddress(pub [u8; 6]);
+
+impl MacAddress {
+    /// The six octets, most significant first.
+    pub fn octets(&self) -> [u8; 6] {
+        self.0
+    }
+
+    /// True for group (multicast or broadcast) addresses: the I/G bit is set.
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+}
+
+impl FromStr for MacAddress {
+    type Err = AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || AddrParseError::BadMac(s.to_owned());
+        let sep = if s.contains('-') { '-' } else { ':' };
+        let mut out = [0u8; 6];
+        let mut parts = s.split(sep);
+        for slot in &mut out {
+            let part = parts.next().ok_or_else(bad)?;
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad());
+            }
+            *slot = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        }
+        match parts.next() {
+            Some(_) => Err(bad()),
+            None => Ok(Self(out)),
+        }
+    }
+}
+
+impl fmt::Display for MacAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+macro_rules! serde_via_string {
+    ($ty:ty) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+serde_via_string!(Ipv4Net);
+serde_via_string!(MacAddress);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parses_and_rejects() {
+        let n: Ipv4Net = "10.1.2.3/24".parse().unwrap();
+        assert_eq!(n.addr(), Ipv4Addr::new(10, 1, 2, 3));
+        assert_eq!(n.prefix_len(), 24);
+        assert_eq!(n.network().to_string(), "10.1.2.0/24");
+        assert_eq!(n.netmask(), Ipv4Addr::new(255, 255, 255, 0));
+        assert!(n.contains(Ipv4Addr::new(10, 1, 2, 200)));
+        assert!(!n.contains(Ipv4Addr::new(10, 1, 3, 1)));
+        let all: Ipv4Net = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(Ipv4Addr::new(8, 8, 8, 8)));
+        assert_eq!(all.netmask(), Ipv4Addr::UNSPECIFIED);
+        for bad in ["10.0.0.0", "10.0.0/24", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/+1", "a/b", "/24", "10.0.0.0/999"] {
+            assert!(bad.parse::<Ipv4Net>().is_err(), "{bad} should not parse");
+        }
+        assert!(matches!("1.2.3.4".parse::<Ipv4Net>(), Err(AddrParseError::MissingPrefix(_))));
+    }
+
+    #[test]
+    fn mac_parses_and_rejects() {
+        let m: MacAddress = "02:42:AC:11:00:02".parse().unwrap();
+        assert_eq!(m.octets(), [0x02, 0x42, 0xac, 0x11, 0x00, 0x02]);
+        assert_eq!(m.to_string(), "02:42:ac:11:00:02");
+        assert_eq!("02-42-ac-11-00-02".parse::<MacAddress>().unwrap(), m);
+        assert!(!m.is_multicast());
+        assert!("ff:ff:ff:ff:ff:ff".parse::<MacAddress>().unwrap().is_multicast());
+        for bad in [
+            "",
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:02:03",
+            "2:42:ac:11:00:02",
+            "02:42:ac:11:00:zz",
+            "02:42-ac:11:00:02",
+            "+2:42:ac:11:00:02",
+        ] {
+            assert!(bad.parse::<MacAddress>().is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn serde_as_strings() {
+        let n: Ipv4Net = "192.168.0.0/16".parse().unwrap();
+        assert_eq!(serde_json::to_string(&n).unwrap(), "\"192.168.0.0/16\"");
+        assert_eq!(serde_json::from_str::<Ipv4Net>("\"192.168.0.0/16\"").unwrap(), n);
+        assert!(serde_json::from_str::<MacAddress>("\"nope\"").is_err());
+        assert!(serde_json::from_str::<MacAddress>("17").is_err());
+    }
+}

@@ -1,0 +1,269 @@
+//! Command-line syntax of `vswitchctl` (clap derive) and argument parsers.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ctl::client::{CTL_SOCKET_ENV, DEFAULT_CTL_SOCKET};
+use ctl::proto::Driver;
+use ctl::{Ipv4Net, MacAddress};
+
+/// Control the vswitchd userspace virtual switch.
+#[derive(Debug, Parser)]
+#[command(name = "vswitchctl", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Path of vswitchd's control socket.
+    #[arg(long, global = true, value_name = "PATH", env = CTL_SOCKET_ENV, default_value = DEFAULT_CTL_SOCKET)]
+    pub(crate) socket: PathBuf,
+    /// Print the daemon's reply as pretty JSON instead of a table.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// The verb.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Top-level verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Manage sandboxes (network namespaces).
+    #[command(subcommand)]
+    Sandbox(SandboxCmd),
+    /// Manage networks (docker network style).
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Show networks, ports and endpoints as a tree.
+    Show,
+    /// Inspect and edit MAC learning tables.
+    #[command(subcommand)]
+    Fdb(FdbCmd),
+    /// Show port counters and drops by reason.
+    Stats {
+        /// Only this port.
+        port: Option<String>,
+    },
+    /// Change runtime settings.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Show client and daemon versions.
+    Version,
+    /// Check that vswitchd answers.
+    Ping,
+    /// Print a shell completion script (no daemon needed).
+    Completions {
+        /// Target shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `sandbox` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SandboxCmd {
+    /// Create a sandbox.
+    Create {
+        /// Sandbox name.
+        name: String,
+        /// DNS server for the sandbox's resolv.conf (repeatable).
+        #[arg(long, value_name = "IP")]
+        dns: Vec<IpAddr>,
+        /// DNS search domain (repeatable).
+        #[arg(long, value_name = "DOMAIN")]
+        dns_search: Vec<String>,
+        /// Adopt an existing network namespace instead of creating one.
+        #[arg(long, value_name = "PATH")]
+        netns: Option<PathBuf>,
+    },
+    /// List sandboxes.
+    #[command(alias = "list")]
+    Ls,
+    /// Remove sandboxes and their endpoints.
+    #[command(alias = "remove")]
+    Rm {
+        /// Sandbox names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// Network driver names for the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum DriverArg {
+    /// Learning bridge over TAP ports.
+    Bridge,
+    /// Share the host's network stack.
+    Host,
+    /// No networking.
+    None,
+    /// VXLAN overlay across hosts.
+    Overlay,
+}
+
+impl From<DriverArg> for Driver {
+    fn from(d: DriverArg) -> Self {
+        match d {
+            DriverArg::Bridge => Driver::Bridge,
+            DriverArg::Host => Driver::Host,
+            DriverArg::None => Driver::None,
+            DriverArg::Overlay => Driver::Overlay,
+        }
+    }
+}
+
+/// `network` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum NetworkCmd {
+    /// Create a network.
+    Create {
+        /// Network name.
+        name: String,
+        /// Driver.
+        #[arg(short, long, value_enum, default_value = "bridge")]
+        driver: DriverArg,
+        /// IPv4 subnet in CIDR form, e.g. 10.10.0.0/24.
+        #[arg(long, value_name = "CIDR", value_parser = parse_subnet)]
+        subnet: Option<Ipv4Net>,
+        /// Gateway address inside the subnet.
+        #[arg(long, value_name = "IP")]
+        gateway: Option<Ipv4Addr>,
+        /// Restrict external access to the network.
+        #[arg(long)]
+        internal: bool,
+        /// MTU of the network's ports.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(68..=65535))]
+        mtu: Option<u32>,
+        /// Allow manual attachment.
+        #[arg(long)]
+        attachable: bool,
+        /// VXLAN network identifier (overlay driver).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=0xff_ffff))]
+        vni: Option<u32>,
+        /// Driver option (repeatable).
+        #[arg(short = 'o', long = "opt", value_name = "KEY[=VALUE]", value_parser = parse_opt)]
+        opts: Vec<(String, String)>,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls,
+    /// Show details of networks as a JSON array.
+    Inspect {
+        /// Network names or ID prefixes.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks.
+    #[command(alias = "remove")]
+    Rm {
+        /// Network names or ID prefixes.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Connect a sandbox to a network.
+    Connect {
+        /// Network name.
+        network: String,
+        /// Sandbox name.
+        sandbox: String,
+        /// Static IPv4 address.
+        #[arg(long, value_name = "IP")]
+        ip: Option<Ipv4Addr>,
+        /// DNS alias (repeatable).
+        #[arg(long = "alias", value_name = "NAME")]
+        aliases: Vec<String>,
+        /// MAC address, e.g. 02:42:ac:11:00:02.
+        #[arg(long, value_name = "MAC", value_parser = parse_unicast_mac)]
+        mac: Option<MacAddress>,
+    },
+    /// Disconnect a sandbox from a network.
+    Disconnect {
+        /// Network name.
+        network: String,
+        /// Sandbox name.
+        sandbox: String,
+    },
+}
+
+/// `fdb` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum FdbCmd {
+    /// List MAC table entries.
+    Show {
+        /// Only this network.
+        network: Option<String>,
+    },
+    /// Add a static MAC entry.
+    Add {
+        /// Network name.
+        network: String,
+        /// Unicast MAC address.
+        #[arg(value_parser = parse_unicast_mac)]
+        mac: MacAddress,
+        /// Port name.
+        port: String,
+    },
+    /// Remove learned entries.
+    Flush {
+        /// Only this network.
+        network: Option<String>,
+    },
+}
+
+/// `config` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCmd {
+    /// Set a runtime setting, e.g. `config set aging-time 300`.
+    Set {
+        /// Setting name.
+        key: String,
+        /// New value.
+        value: String,
+    },
+}
+
+/// Parses `KEY[=VALUE]`; a bare key gets the empty value.
+fn parse_opt(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s.split_once('=').unwrap_or((s, ""));
+    if key.is_empty() {
+        return Err(format!("invalid option {s:?}: expected KEY[=VALUE] with a non-empty KEY"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// Parses a subnet and insists that its host bits are clear.
+fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
+    let net: Ipv4Net = s.parse().map_err(|e: ctl::AddrParseError| e.to_string())?;
+    if net != net.network() {
+        return Err(format!("subnet {net} has host bits set; did you mean {}?", net.network()));
+    }
+    Ok(net)
+}
+
+/// Parses a MAC address that may be assigned to an interface (not multicast/broadcast).
+fn parse_unicast_mac(s: &str) -> Result<MacAddress, String> {
+    let mac: MacAddress = s.parse().map_err(|e: ctl::AddrParseError| e.to_string())?;
+    if mac.is_multicast() {
+        return Err(format!("{mac} is a multicast/broadcast address; a unicast MAC is required"));
+    }
+    Ok(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn argument_parsers() {
+        assert_eq!(parse_opt("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(parse_opt("flag").unwrap(), ("flag".into(), String::new()));
+        assert!(parse_opt("=x").is_err());
+        assert!(parse_subnet("10.0.0.0/8").is_ok());
+        assert!(parse_subnet("10.0.0.1/8").unwrap_err().contains("10.0.0.0/8"));
+        assert!(parse_unicast_mac("ff:ff:ff:ff:ff:ff").is_err());
+        assert!(parse_unicast_mac("02:00:00:00:00:01").is_ok());
+    }
+}

@@ -1,0 +1,183 @@
+//! `vswitchctl`: the admin tool for `vswitchd`. See `vswitchctl --help`.
+
+mod cli;
+mod render;
+mod table;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser};
+use ctl::client::Client;
+use ctl::proto::{
+    EndpointInfo, FdbEntry, FlushResult, NetworkInfo, NetworkSummary, PortStats, Request, SandboxInfo, ShowTree,
+    VersionInfo,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use cli::{Cli, Command, ConfigCmd, FdbCmd, NetworkCmd, SandboxCmd};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed stdout (e.g. `| head`) is not worth an error message.
+        Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Output context: the lazily opened connection, `--json`, and stdout.
+struct Ctx {
+    cli_socket: std::path::PathBuf,
+    client: Option<Client>,
+    json: bool,
+    out: io::StdoutLock<'static>,
+}
+
+impl Ctx {
+    /// Sends one request, connecting on first use.
+    fn call(&mut self, req: &Request) -> Result<Value> {
+        let client = match &mut self.client {
+            Some(c) => c,
+            None => self.client.insert(Client::connect(&self.cli_socket)?),
+        };
+        Ok(client.call_value(req)?)
+    }
+
+    /// Prints `value` as pretty JSON.
+    fn print_json(&mut self, value: &Value) -> Result<()> {
+        serde_json::to_writer_pretty(&mut self.out, value)?;
+        writeln!(self.out)?;
+        Ok(())
+    }
+
+    /// Sends `req`; with `--json` prints the raw payload, otherwise decodes it as `T` and renders it.
+    fn show<T: DeserializeOwned>(
+        &mut self,
+        req: &Request,
+        human: impl FnOnce(&mut dyn Write, T) -> io::Result<()>,
+    ) -> Result<()> {
+        let value = self.call(req)?;
+        if self.json {
+            return self.print_json(&value);
+        }
+        let typed: T =
+            serde_json::from_value(value).map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;
+        human(&mut self.out, typed)?;
+        Ok(())
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut ctx = Ctx { cli_socket: cli.socket, client: None, json: cli.json, out: io::stdout().lock() };
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "vswitchctl", &mut ctx.out);
+            Ok(())
+        }
+        Command::Sandbox(cmd) => sandbox(&mut ctx, cmd),
+        Command::Network(cmd) => network(&mut ctx, cmd),
+        Command::Show => ctx.show(&Request::Show, |w, t: ShowTree| render::show(w, &t)),
+        Command::Fdb(cmd) => fdb(&mut ctx, cmd),
+        Command::Stats { port } => ctx.show(&Request::Stats { port }, |w, s: Vec<PortStats>| render::stats(w, &s)),
+        Command::Config(ConfigCmd::Set { key, value }) => {
+            ctx.show(&Request::ConfigSet { key, value }, |_, _: Value| Ok(()))
+        }
+        Command::Version => {
+            if !ctx.json {
+                writeln!(ctx.out, "vswitchctl {}", env!("CARGO_PKG_VERSION"))?;
+            }
+            ctx.show(&Request::Version, |w, v: VersionInfo| {
+                writeln!(w, "vswitchd {} (protocol {})", v.version, v.protocol)
+            })
+        }
+        Command::Ping => {
+            let path = ctx.cli_socket.display().to_string();
+            ctx.show(&Request::Ping, |w, _: Value| writeln!(w, "vswitchd at {path} is alive"))
+        }
+    }
+}
+
+fn sandbox(ctx: &mut Ctx, cmd: SandboxCmd) -> Result<()> {
+    match cmd {
+        SandboxCmd::Create { name, dns, dns_search, netns } => {
+            let req = Request::SandboxCreate { name, dns, dns_search, netns };
+            ctx.show(&req, |w, s: SandboxInfo| writeln!(w, "{}", s.name))
+        }
+        SandboxCmd::Ls => ctx.show(&Request::SandboxLs, |w, s: Vec<SandboxInfo>| render::sandboxes(w, &s)),
+        SandboxCmd::Rm { names } => remove_each(ctx, names, |name| Request::SandboxRm { name }),
+    }
+}
+
+fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
+    match cmd {
+        NetworkCmd::Create { name, driver, subnet, gateway, internal, mtu, attachable, vni, opts } => {
+            let req = Request::NetworkCreate {
+                name,
+                driver: driver.into(),
+                subnet,
+                gateway,
+                internal,
+                mtu,
+                attachable,
+                vni,
+                options: opts.into_iter().collect(),
+            };
+            ctx.show(&req, |w, n: NetworkInfo| writeln!(w, "{}", n.id))
+        }
+        NetworkCmd::Ls => ctx.show(&Request::NetworkLs, |w, n: Vec<NetworkSummary>| render::networks(w, &n)),
+        NetworkCmd::Inspect { names } => {
+            // Always a JSON array, like `docker network inspect`; each element is checked to be a network.
+            let mut all = Vec::with_capacity(names.len());
+            for name in names {
+                let value = ctx.call(&Request::NetworkInspect { name })?;
+                serde_json::from_value::<NetworkInfo>(value.clone())
+                    .map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;
+                all.push(value);
+            }
+            ctx.print_json(&Value::Array(all))
+        }
+        NetworkCmd::Rm { names } => remove_each(ctx, names, |name| Request::NetworkRm { name }),
+        NetworkCmd::Connect { network, sandbox, ip, aliases, mac } => {
+            let req = Request::NetworkConnect { network, sandbox, ip, aliases, mac };
+            ctx.show(&req, |_, _: EndpointInfo| Ok(()))
+        }
+        NetworkCmd::Disconnect { network, sandbox } => {
+            ctx.show(&Request::NetworkDisconnect { network, sandbox }, |_, _: Value| Ok(()))
+        }
+    }
+}
+
+fn fdb(ctx: &mut Ctx, cmd: FdbCmd) -> Result<()> {
+    match cmd {
+        FdbCmd::Show { network } => ctx.show(&Request::FdbShow { network }, |w, e: Vec<FdbEntry>| render::fdb(w, &e)),
+        FdbCmd::Add { network, mac, port } => ctx.show(&Request::FdbAdd { network, mac, port }, |_, _: Value| Ok(())),
+        FdbCmd::Flush { network } => {
+            ctx.show(&Request::FdbFlush { network }, |w, r: FlushResult| writeln!(w, "flushed {} entries", r.flushed))
+        }
+    }
+}
+
+/// Removes each named object in turn, printing its name like `docker network rm`
+/// (with `--json`, an array of the replies). Stops at the first error.
+fn remove_each(ctx: &mut Ctx, names: Vec<String>, req: impl Fn(String) -> Request) -> Result<()> {
+    let mut replies = Vec::new();
+    for name in names {
+        replies.push(ctx.call(&req(name.clone()))?);
+        if !ctx.json {
+            writeln!(ctx.out, "{name}")?;
+        }
+    }
+    if ctx.json {
+        ctx.print_json(&Value::Array(replies))?;
+    }
+    Ok(())
+}

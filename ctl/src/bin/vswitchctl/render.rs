@@ -1,0 +1,119 @@
+//! Human-readable output of daemon replies.
+
+use std::io::{self, Write};
+
+use ctl::proto::{FdbEntry, NetworkSummary, PortStats, SandboxInfo, ShowTree};
+
+use crate::table::Table;
+
+/// `network ls`, like `docker network ls`.
+pub(crate) fn networks(w: &mut dyn Write, nets: &[NetworkSummary]) -> io::Result<()> {
+    let mut t = Table::new(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"]);
+    for n in nets {
+        t.row(vec![short_id(&n.id), n.name.clone(), n.driver.to_string(), n.scope.clone()]);
+    }
+    t.write(w)
+}
+
+/// `sandbox ls`.
+pub(crate) fn sandboxes(w: &mut dyn Write, boxes: &[SandboxInfo]) -> io::Result<()> {
+    let mut t = Table::new(&["NAME", "NETNS", "ENDPOINTS", "DNS"]);
+    for b in boxes {
+        let eps: Vec<String> = b
+            .endpoints
+            .iter()
+            .map(|e| match e.ipv4 {
+                Some(ip) => format!("{}:{ip}", e.network),
+                None => e.network.clone(),
+            })
+            .collect();
+        let dns: Vec<String> = b.dns.iter().map(ToString::to_string).collect();
+        t.row(vec![b.name.clone(), b.netns.display().to_string(), dash(eps.join(",")), dash(dns.join(","))]);
+    }
+    t.write(w)
+}
+
+/// `fdb show`, like `ovs-appctl fdb/show` plus network and type columns.
+pub(crate) fn fdb(w: &mut dyn Write, entries: &[FdbEntry]) -> io::Result<()> {
+    let mut t = Table::new(&["PORT", "NETWORK", "MAC", "AGE", "TYPE"]);
+    for e in entries {
+        t.row(vec![
+            e.port.clone(),
+            e.network.clone(),
+            e.mac.to_string(),
+            e.age_secs.to_string(),
+            e.kind.as_str().to_owned(),
+        ]);
+    }
+    t.write(w)
+}
+
+/// `stats`: one row per port; the DROPS column shows the total and the non-zero reasons.
+pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
+    let mut t = Table::new(&["PORT", "NETWORK", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "FLOODS", "DROPS"]);
+    for p in ports {
+        let reasons: Vec<String> = p.drops.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r}={n}")).collect();
+        let drops = if reasons.is_empty() {
+            p.total_drops().to_string()
+        } else {
+            format!("{} ({})", p.total_drops(), reasons.join(", "))
+        };
+        t.row(vec![
+            p.port.clone(),
+            p.network.clone(),
+            p.rx_packets.to_string(),
+            p.rx_bytes.to_string(),
+            p.tx_packets.to_string(),
+            p.tx_bytes.to_string(),
+            p.floods.to_string(),
+            drops,
+        ]);
+    }
+    t.write(w)
+}
+
+/// `show`, an indented tree like `ovs-vsctl show`.
+pub(crate) fn show(w: &mut dyn Write, tree: &ShowTree) -> io::Result<()> {
+    writeln!(w, "vswitchd {}", tree.version)?;
+    for n in &tree.networks {
+        writeln!(w, "    Network {} ({}, id {})", n.name, n.driver, short_id(&n.id))?;
+        if let Some(s) = n.subnet {
+            writeln!(w, "        subnet: {s}")?;
+        }
+        if let Some(g) = n.gateway {
+            writeln!(w, "        gateway: {g}")?;
+        }
+        if let Some(m) = n.mtu {
+            writeln!(w, "        mtu: {m}")?;
+        }
+        if let Some(v) = n.vni {
+            writeln!(w, "        vni: {v}")?;
+        }
+        for p in &n.ports {
+            writeln!(w, "        Port {}", p.name)?;
+            writeln!(w, "            type: {}", p.kind.as_str())?;
+            let fields = [
+                ("sandbox", p.sandbox.clone()),
+                ("interface", p.ifname.clone()),
+                ("mac", p.mac.map(|m| m.to_string())),
+                ("ip", p.ip.map(|i| i.to_string())),
+                ("remote", p.remote.map(|r| r.to_string())),
+            ];
+            for (label, value) in fields {
+                if let Some(v) = value {
+                    writeln!(w, "            {label}: {v}")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first 12 characters of an ID, as Docker prints them.
+fn short_id(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+fn dash(s: String) -> String {
+    if s.is_empty() { "-".to_owned() } else { s }
+}

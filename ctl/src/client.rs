@@ -1,0 +1,167 @@
+//! Blocking client for the `vswitchd` ctl socket.
+//!
+//! ```no_run
+//! use ctl::client::{resolve_socket, Client};
+//! use ctl::proto::{NetworkSummary, Request};
+//! # fn main() -> Result<(), ctl::client::ClientError> {
+//! let mut client = Client::connect(resolve_socket(None))?;
+//! let networks: Vec<NetworkSummary> = client.call(&Request::NetworkLs)?;
+//! # Ok(()) }
+//! ```
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::proto::{self, CtlError, MAX_RESPONSE_BYTES, ProtocolError, Request};
+
+/// Socket path used when neither `--socket` nor [`CTL_SOCKET_ENV`] is given.
+pub const DEFAULT_CTL_SOCKET: &str = "/run/vswitch/vswitchd.sock";
+
+/// Environment variable naming the ctl socket.
+pub const CTL_SOCKET_ENV: &str = "VSWITCH_CTL_SOCKET";
+
+/// Read and write timeout applied by [`Client::connect`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The socket to use: `explicit` if given, else `$VSWITCH_CTL_SOCKET` if set and non-empty,
+/// else [`DEFAULT_CTL_SOCKET`].
+pub fn resolve_socket(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    match std::env::var_os(CTL_SOCKET_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_CTL_SOCKET),
+    }
+}
+
+/// Why a call to the daemon failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing accepted the connection on the socket path.
+    #[error("cannot connect to vswitchd at {}: is it running? ({error})", path.display())]
+    Connect {
+        /// The socket path tried.
+        path: PathBuf,
+        /// The OS error.
+        error: io::Error,
+    },
+    /// The socket exists but we may not connect to it.
+    #[error("permission denied connecting to vswitchd at {} (are you root?)", path.display())]
+    PermissionDenied {
+        /// The socket path tried.
+        path: PathBuf,
+    },
+    /// Reading from or writing to the socket failed.
+    #[error("I/O error talking to vswitchd: {0}")]
+    Io(#[source] io::Error),
+    /// The daemon did not answer within the timeout.
+    #[error("vswitchd did not answer within {} s", .0.as_secs())]
+    Timeout(Duration),
+    /// The daemon closed the connection before answering.
+    #[error("vswitchd closed the connection without answering")]
+    Closed,
+    /// The reply line could not be decoded.
+    #[error("bad reply from vswitchd: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The reply answers a different request.
+    #[error("reply ID {got:?} does not match request ID {expected}")]
+    IdMismatch {
+        /// The ID we sent.
+        expected: u64,
+        /// The ID we got back.
+        got: Option<u64>,
+    },
+    /// The daemon answered with an error; its message is shown as is.
+    #[error("{0}")]
+    Daemon(#[from] CtlError),
+    /// The `ok` payload did not have the expected shape.
+    #[error("unexpected reply payload from vswitchd: {0}")]
+    Payload(#[source] serde_json::Error),
+}
+
+impl ClientError {
+    fn from_io(e: io::Error, timeout: Duration) -> Self {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Self::Timeout(timeout),
+            _ => Self::Io(e),
+        }
+    }
+}
+
+/// One connection to the daemon. Requests are sent one at a time; IDs count up from 1.
+#[derive(Debug)]
+pub struct Client {
+    stream: BufReader<UnixStream>,
+    path: PathBuf,
+    next_id: u64,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Connects with [`DEFAULT_TIMEOUT`].
+    pub fn connect(path: impl AsRef<Path>) -> Result<Self, ClientError> {
+        Self::connect_with_timeout(path, DEFAULT_TIMEOUT)
+    }
+
+    /// Connects and applies `timeout` to every read and write (zero is treated as 1 ms).
+    pub fn connect_with_timeout(path: impl AsRef<Path>, timeout: Duration) -> Result<Self, ClientError> {
+        let path = path.as_ref().to_path_buf();
+        let stream = match UnixStream::connect(&path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(ClientError::PermissionDenied { path });
+            }
+            Err(error) => return Err(ClientError::Connect { path, error }),
+        };
+        let timeout = timeout.max(Duration::from_millis(1));
+        stream.set_read_timeout(Some(timeout)).map_err(ClientError::Io)?;
+        stream.set_write_timeout(Some(timeout)).map_err(ClientError::Io)?;
+        Ok(Self { stream: BufReader::new(stream), path, next_id: 1, timeout })
+    }
+
+    /// The socket path this client is connected to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends `req` and returns the raw `ok` payload; a daemon error becomes [`ClientError::Daemon`].
+    pub fn call_value(&mut self, req: &Request) -> Result<Value, ClientError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let line = proto::encode_request(id, req)?;
+        let timeout = self.timeout;
+        self.stream.get_mut().write_all(&line).map_err(|e| ClientError::from_io(e, timeout))?;
+
+        let mut buf = Vec::new();
+        let limit = u64::try_from(MAX_RESPONSE_BYTES).unwrap_or(u64::MAX).saturating_add(1);
+        let n =
+            (&mut self.stream).take(limit).read_until(b'\n', &mut buf).map_err(|e| ClientError::from_io(e, timeout))?;
+        if n == 0 {
+            return Err(ClientError::Closed);
+        }
+        if buf.last() != Some(&b'\n') {
+            if buf.len() > MAX_RESPONSE_BYTES {
+                return Err(ProtocolError::TooLarge { len: buf.len(), max: MAX_RESPONSE_BYTES }.into());
+            }
+            return Err(ClientError::Closed);
+        }
+        let resp = proto::decode_response(&buf)?;
+        match (resp.id, resp.result) {
+            (Some(got), result) if got == id => result.map_err(ClientError::Daemon),
+            // The daemon could not even read our ID; its error is still about our request.
+            (None, Err(e)) => Err(ClientError::Daemon(e)),
+            (got, _) => Err(ClientError::IdMismatch { expected: id, got }),
+        }
+    }
+
+    /// Sends `req` and deserializes the `ok` payload into `T`.
+    pub fn call<T: DeserializeOwned>(&mut self, req: &Request) -> Result<T, ClientError> {
+        serde_json::from_value(self.call_value(req)?).map_err(ClientError::Payload)
+    }
+}

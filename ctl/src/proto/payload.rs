@@ -1,0 +1,309 @@
+//! Reply payloads: the value of a successful response's `ok` field, one type per verb.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::request::Driver;
+use crate::addr::{Ipv4Net, MacAddress};
+
+/// Empty success payload, serialized as `{}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {}
+
+/// Reply to `network_inspect` and `network_create`, shaped like one element of
+/// `docker network inspect` (Docker's capitalised keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkInfo {
+    /// Network name.
+    pub name: String,
+    /// Full network ID (64 hex digits in Docker; any unique string here).
+    pub id: String,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// `"local"`, or `"swarm"`/`"global"` for overlays spanning hosts.
+    pub scope: String,
+    /// Network driver.
+    pub driver: Driver,
+    /// Always `false`: vswitch is IPv4-only.
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    /// Address management.
+    #[serde(rename = "IPAM")]
+    pub ipam: Ipam,
+    /// No route out of the network.
+    pub internal: bool,
+    /// Manual attachment allowed.
+    pub attachable: bool,
+    /// Endpoints, keyed by endpoint ID.
+    pub containers: BTreeMap<String, EndpointResource>,
+    /// Driver options (including `-o` options, MTU and VNI as the daemon reports them).
+    pub options: BTreeMap<String, String>,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The `IPAM` object of [`NetworkInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ipam {
+    /// IPAM driver name, `"default"`.
+    pub driver: String,
+    /// IPAM driver options.
+    pub options: BTreeMap<String, String>,
+    /// Address pools; empty for drivers without addressing (`host`, `none`).
+    pub config: Vec<IpamConfig>,
+}
+
+/// One address pool of [`Ipam`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamConfig {
+    /// The subnet, e.g. `10.0.0.0/24`.
+    pub subnet: Ipv4Net,
+    /// The gateway address; omitted when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// One entry of [`NetworkInfo::containers`] (Docker's `EndpointResource`).
+/// Absent addresses are empty strings, as in Docker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointResource {
+    /// Sandbox name.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// Endpoint ID.
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    /// MAC address, `aa:bb:cc:dd:ee:ff`.
+    #[serde(rename = "MacAddress")]
+    pub mac_address: String,
+    /// IPv4 address with prefix, `a.b.c.d/nn`, or `""`.
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    /// Always `""`.
+    #[serde(rename = "IPv6Address")]
+    pub ipv6_address: String,
+}
+
+/// One row of `network_ls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSummary {
+    /// Network name.
+    pub name: String,
+    /// Short ID (12 characters, as `docker network ls` prints).
+    pub id: String,
+    /// Network driver.
+    pub driver: Driver,
+    /// `"local"` etc., as in [`NetworkInfo::scope`].
+    pub scope: String,
+    /// IPv4 subnet, if the network has one.
+    #[serde(default)]
+    pub subnet: Option<Ipv4Net>,
+}
+
+/// One endpoint: a sandbox's attachment to a network. Reply to `network_connect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    /// Network name.
+    pub network: String,
+    /// Sandbox name.
+    pub sandbox: String,
+    /// Endpoint ID.
+    pub endpoint_id: String,
+    /// Switch port name (the TAP device on the daemon side).
+    pub port: String,
+    /// Interface name inside the sandbox, e.g. `eth0`.
+    pub ifname: String,
+    /// The interface's MAC address.
+    pub mac: MacAddress,
+    /// The interface's IPv4 address with prefix, if any.
+    #[serde(default)]
+    pub ipv4: Option<Ipv4Net>,
+    /// DNS aliases.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// A sandbox. Reply to `sandbox_create`; `sandbox_ls` returns a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxInfo {
+    /// Sandbox name.
+    pub name: String,
+    /// Path of its network namespace (e.g. `/run/netns/NAME`).
+    pub netns: PathBuf,
+    /// Resolvers.
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+    /// DNS search domains.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// The sandbox's endpoints.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointInfo>,
+}
+
+/// Reply to `show`: the whole switch as a tree (networks → ports).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShowTree {
+    /// Daemon version string.
+    pub version: String,
+    /// Networks, in name order.
+    pub networks: Vec<ShowNetwork>,
+}
+
+/// One network of [`ShowTree`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShowNetwork {
+    /// Network name.
+    pub name: String,
+    /// Short network ID.
+    pub id: String,
+    /// Network driver.
+    pub driver: Driver,
+    /// IPv4 subnet, if any.
+    #[serde(default)]
+    pub subnet: Option<Ipv4Net>,
+    /// Gateway address, if any.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Port MTU, if set.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// VXLAN network identifier (overlay only).
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// The network's switch ports.
+    pub ports: Vec<ShowPort>,
+}
+
+/// Kind of a switch port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortKind {
+    /// A TAP device whose peer end sits in a sandbox.
+    Tap,
+    /// The switch's own port (gateway / host side).
+    Internal,
+    /// A VXLAN tunnel to a remote host.
+    Tunnel,
+}
+
+impl PortKind {
+    /// Wire name, e.g. `"tap"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tap => "tap",
+            Self::Internal => "internal",
+            Self::Tunnel => "tunnel",
+        }
+    }
+}
+
+/// One port of [`ShowNetwork`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShowPort {
+    /// Port name.
+    pub name: String,
+    /// Port kind.
+    pub kind: PortKind,
+    /// Sandbox behind a `tap` port.
+    #[serde(default)]
+    pub sandbox: Option<String>,
+    /// Interface name inside the sandbox.
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// MAC address of the interface.
+    #[serde(default)]
+    pub mac: Option<MacAddress>,
+    /// IPv4 address of the interface, with prefix.
+    #[serde(default)]
+    pub ip: Option<Ipv4Net>,
+    /// Remote VTEP of a `tunnel` port.
+    #[serde(default)]
+    pub remote: Option<SocketAddr>,
+}
+
+/// How an FDB entry got there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FdbKind {
+    /// Learned from a frame's source address; ages out.
+    Learned,
+    /// Added by `fdb_add` or at endpoint creation; never ages.
+    Static,
+}
+
+impl FdbKind {
+    /// Wire name, e.g. `"learned"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Learned => "learned",
+            Self::Static => "static",
+        }
+    }
+}
+
+/// One MAC table entry. `fdb_show` returns a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbEntry {
+    /// Network the entry belongs to.
+    pub network: String,
+    /// Port the MAC lives behind.
+    pub port: String,
+    /// The MAC address.
+    pub mac: MacAddress,
+    /// Seconds since the entry was last refreshed.
+    pub age_secs: u64,
+    /// Learned or static.
+    pub kind: FdbKind,
+}
+
+/// Reply to `fdb_flush`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlushResult {
+    /// Number of entries removed.
+    pub flushed: u64,
+}
+
+/// Counters of one port. `stats` returns a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStats {
+    /// Port name.
+    pub port: String,
+    /// Network the port belongs to.
+    pub network: String,
+    /// Frames received from the port.
+    pub rx_packets: u64,
+    /// Bytes received from the port.
+    pub rx_bytes: u64,
+    /// Frames sent to the port.
+    pub tx_packets: u64,
+    /// Bytes sent to the port.
+    pub tx_bytes: u64,
+    /// Frames received on this port that had to be flooded.
+    pub floods: u64,
+    /// Dropped frames by reason (e.g. `"runt"`, `"queue_full"`).
+    #[serde(default)]
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl PortStats {
+    /// Sum of all drop reasons (saturating).
+    pub fn total_drops(&self) -> u64 {
+        self.drops.values().fold(0, |a, b| a.saturating_add(*b))
+    }
+}
+
+/// Reply to `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// Daemon version, e.g. `"0.1.0"`.
+    pub version: String,
+    /// Protocol version the daemon speaks.
+    pub protocol: u32,
+}

@@ -1,0 +1,238 @@
+//! The request verbs ([`Request`]) and the network driver enum.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::addr::{Ipv4Net, MacAddress};
+
+/// Network driver, as in `docker network create --driver`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Driver {
+    /// A learning bridge whose ports are TAP devices (the default).
+    #[default]
+    Bridge,
+    /// Endpoints share the host's network stack; no switching.
+    Host,
+    /// Endpoints get a loopback-only namespace; no switching.
+    None,
+    /// A bridge domain stretched across hosts with VXLAN tunnels.
+    Overlay,
+}
+
+impl Driver {
+    /// All drivers, in documentation order.
+    pub const ALL: [Driver; 4] = [Driver::Bridge, Driver::Host, Driver::None, Driver::Overlay];
+
+    /// The wire and CLI name, e.g. `"bridge"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bridge => "bridge",
+            Self::Host => "host",
+            Self::None => "none",
+            Self::Overlay => "overlay",
+        }
+    }
+}
+
+impl std::fmt::Display for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown driver name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown driver {0:?}: expected one of bridge, host, none, overlay")]
+pub struct UnknownDriver(pub String);
+
+impl FromStr for Driver {
+    type Err = UnknownDriver;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s).ok_or_else(|| UnknownDriver(s.to_owned()))
+    }
+}
+
+/// One control request. On the wire it is the envelope's `req` object, tagged by `verb`
+/// (`{"verb":"network_rm","name":"blue"}`). Fields marked optional below may be omitted
+/// (they default to `null`, `false`, `[]` or `{}`); unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case")]
+pub enum Request {
+    /// Create a sandbox (a network namespace). Reply: [`SandboxInfo`](super::SandboxInfo).
+    SandboxCreate {
+        /// Unique sandbox name.
+        name: String,
+        /// Optional: resolvers to write into the sandbox's `resolv.conf`.
+        #[serde(default)]
+        dns: Vec<IpAddr>,
+        /// Optional: search domains for `resolv.conf`.
+        #[serde(default)]
+        dns_search: Vec<String>,
+        /// Optional: adopt this existing netns (e.g. `/proc/1234/ns/net`) instead of creating one.
+        #[serde(default)]
+        netns: Option<PathBuf>,
+    },
+    /// List sandboxes. Reply: `[SandboxInfo]`.
+    SandboxLs,
+    /// Remove a sandbox and all its endpoints. Reply: [`Ack`](super::Ack).
+    SandboxRm {
+        /// Sandbox name.
+        name: String,
+    },
+    /// Create a network. Reply: [`NetworkInfo`](super::NetworkInfo).
+    NetworkCreate {
+        /// Unique network name.
+        name: String,
+        /// Optional: driver, default `bridge`.
+        #[serde(default)]
+        driver: Driver,
+        /// Optional: IPv4 subnet; the daemon allocates one when absent.
+        #[serde(default)]
+        subnet: Option<Ipv4Net>,
+        /// Optional: gateway address inside `subnet`; default is the first host address.
+        #[serde(default)]
+        gateway: Option<Ipv4Addr>,
+        /// Optional: no route out of the network.
+        #[serde(default)]
+        internal: bool,
+        /// Optional: MTU of the network's ports.
+        #[serde(default)]
+        mtu: Option<u32>,
+        /// Optional: allow manual attachment (kept for Docker parity).
+        #[serde(default)]
+        attachable: bool,
+        /// Optional: VXLAN network identifier (overlay driver).
+        #[serde(default)]
+        vni: Option<u32>,
+        /// Optional: driver options from `-o key[=value]` (a bare key maps to `""`).
+        #[serde(default)]
+        options: BTreeMap<String, String>,
+    },
+    /// List networks. Reply: `[NetworkSummary]`.
+    NetworkLs,
+    /// Describe one network (by name or ID prefix). Reply: [`NetworkInfo`](super::NetworkInfo).
+    NetworkInspect {
+        /// Network name or ID prefix.
+        name: String,
+    },
+    /// Remove a network. Reply: [`Ack`](super::Ack).
+    NetworkRm {
+        /// Network name or ID prefix.
+        name: String,
+    },
+    /// Create an endpoint connecting `sandbox` to `network`. Reply: [`EndpointInfo`](super::EndpointInfo).
+    NetworkConnect {
+        /// Network name or ID prefix.
+        network: String,
+        /// Sandbox name.
+        sandbox: String,
+        /// Optional: static IPv4 address; allocated from the subnet when absent.
+        #[serde(default)]
+        ip: Option<Ipv4Addr>,
+        /// Optional: extra DNS names for the endpoint.
+        #[serde(default)]
+        aliases: Vec<String>,
+        /// Optional: MAC address; generated when absent.
+        #[serde(default)]
+        mac: Option<MacAddress>,
+    },
+    /// Remove the endpoint between `sandbox` and `network`. Reply: [`Ack`](super::Ack).
+    NetworkDisconnect {
+        /// Network name or ID prefix.
+        network: String,
+        /// Sandbox name.
+        sandbox: String,
+    },
+    /// Whole-switch overview. Reply: [`ShowTree`](super::ShowTree).
+    Show,
+    /// Dump MAC learning tables. Reply: `[FdbEntry]`.
+    FdbShow {
+        /// Optional: only this network.
+        #[serde(default)]
+        network: Option<String>,
+    },
+    /// Add a static MAC entry. Reply: [`Ack`](super::Ack).
+    FdbAdd {
+        /// Network name or ID prefix.
+        network: String,
+        /// Unicast MAC address.
+        mac: MacAddress,
+        /// Port name the MAC lives behind.
+        port: String,
+    },
+    /// Remove learned (dynamic) entries. Reply: [`FlushResult`](super::FlushResult).
+    FdbFlush {
+        /// Optional: only this network.
+        #[serde(default)]
+        network: Option<String>,
+    },
+    /// Port counters. Reply: `[PortStats]`.
+    Stats {
+        /// Optional: only this port.
+        #[serde(default)]
+        port: Option<String>,
+    },
+    /// Change a runtime setting, e.g. `aging-time` = `300`. Reply: [`Ack`](super::Ack).
+    ConfigSet {
+        /// Setting name.
+        key: String,
+        /// New value, as text; the daemon parses it per key.
+        value: String,
+    },
+    /// Daemon version. Reply: [`VersionInfo`](super::VersionInfo).
+    Version,
+    /// Liveness check. Reply: [`Ack`](super::Ack).
+    Ping,
+}
+
+impl Request {
+    /// Every verb's wire name. A `req.verb` outside this list is answered with `unknown_verb`.
+    pub const VERBS: &'static [&'static str] = &[
+        "sandbox_create",
+        "sandbox_ls",
+        "sandbox_rm",
+        "network_create",
+        "network_ls",
+        "network_inspect",
+        "network_rm",
+        "network_connect",
+        "network_disconnect",
+        "show",
+        "fdb_show",
+        "fdb_add",
+        "fdb_flush",
+        "stats",
+        "config_set",
+        "version",
+        "ping",
+    ];
+
+    /// This request's wire verb, e.g. `"network_create"`.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Self::SandboxCreate { .. } => "sandbox_create",
+            Self::SandboxLs => "sandbox_ls",
+            Self::SandboxRm { .. } => "sandbox_rm",
+            Self::NetworkCreate { .. } => "network_create",
+            Self::NetworkLs => "network_ls",
+            Self::NetworkInspect { .. } => "network_inspect",
+            Self::NetworkRm { .. } => "network_rm",
+            Self::NetworkConnect { .. } => "network_connect",
+            Self::NetworkDisconnect { .. } => "network_disconnect",
+            Self::Show => "show",
+            Self::FdbShow { .. } => "fdb_show",
+            Self::FdbAdd { .. } => "fdb_add",
+            Self::FdbFlush { .. } => "fdb_flush",
+            Self::Stats { .. } => "stats",
+            Self::ConfigSet { .. } => "config_set",
+            Self::Version => "version",
+            Self::Ping => "ping",
+        }
+    }
+}
