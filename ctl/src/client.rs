@@ -40,7 +40,8 @@ pub fn resolve_socket(explicit: Option<&Path>) -> PathBuf {
     }
 }
 
-/// Why a call to the daemon failed.
+/// Why a call to the daemon failed. Wrapped causes are exposed through `source()`; print the
+/// chain (e.g. anyhow's `{:#}`) to see them.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Nothing accepted the connection on the socket path.
@@ -58,7 +59,7 @@ pub enum ClientError {
         path: PathBuf,
     },
     /// Reading from or writing to the socket failed.
-    #[error("I/O error talking to vswitchd: {0}")]
+    #[error("I/O error talking to vswitchd")]
     Io(#[source] io::Error),
     /// The daemon did not answer within the timeout.
     #[error("vswitchd did not answer within {} s", .0.as_secs())]
@@ -67,7 +68,7 @@ pub enum ClientError {
     #[error("vswitchd closed the connection without answering")]
     Closed,
     /// The reply line could not be decoded.
-    #[error("bad reply from vswitchd: {0}")]
+    #[error("bad reply from vswitchd")]
     Protocol(#[from] ProtocolError),
     /// The reply answers a different request.
     #[error("reply ID {got:?} does not match request ID {expected}")]
@@ -78,10 +79,10 @@ pub enum ClientError {
         got: Option<u64>,
     },
     /// The daemon answered with an error; its message is shown as is.
-    #[error("{0}")]
+    #[error(transparent)]
     Daemon(#[from] CtlError),
     /// The `ok` payload did not have the expected shape.
-    #[error("unexpected reply payload from vswitchd: {0}")]
+    #[error("unexpected reply payload from vswitchd")]
     Payload(#[source] serde_json::Error),
 }
 

@@ -10,7 +10,7 @@ use ctl::{Ipv4Net, MacAddress};
 
 /// Control the vswitchd userspace virtual switch.
 #[derive(Debug, Parser)]
-#[command(name = "vswitchctl", version, about, propagate_version = true)]
+#[command(name = "vswitchctl", version, propagate_version = true)]
 pub(crate) struct Cli {
     /// Path of vswitchd's control socket.
     #[arg(long, global = true, value_name = "PATH", env = CTL_SOCKET_ENV, default_value = DEFAULT_CTL_SOCKET)]

@@ -32,13 +32,11 @@ impl Table {
         }
         for row in std::iter::once(&header).chain(&self.rows) {
             let mut line = String::new();
-            for i in 0..ncols {
+            for (i, width) in widths.iter().enumerate() {
                 let text = cell(row, i);
-                if i + 1 == ncols {
-                    line.push_str(&text);
-                } else {
-                    let pad = widths[i] - text.chars().count() + 3;
-                    line.push_str(&text);
+                line.push_str(&text);
+                if i + 1 < ncols {
+                    let pad = width - text.chars().count() + 3;
                     line.extend(std::iter::repeat_n(' ', pad));
                 }
             }

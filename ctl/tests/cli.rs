@@ -1,0 +1,396 @@
+//! The `vswitchctl` binary against a fake daemon: the request each command line sends,
+//! and the table / JSON output it prints.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{FakeDaemon, Reply, TempDir};
+use ctl::proto::{Driver, ErrorKind, Request};
+use serde_json::{Value, json};
+
+fn vswitchctl(socket: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vswitchctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("VSWITCH_CTL_SOCKET")
+        .output()
+        .expect("run vswitchctl")
+}
+
+/// Runs the CLI against a fake daemon; returns (stdout, requests received). Asserts success.
+fn run_ok(args: &[&str], replies: Vec<Reply>) -> (String, Vec<Request>) {
+    let d = FakeDaemon::start(replies);
+    let out = vswitchctl(&d.socket, args);
+    let reqs = d.finish();
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8(out.stdout).unwrap(), reqs)
+}
+
+fn network_info(name: &str, id: &str) -> Value {
+    json!({
+        "Name": name, "Id": id, "Created": "2025-01-01T00:00:00Z", "Scope": "local", "Driver": "bridge",
+        "EnableIPv6": false,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": [{"Subnet": "10.10.0.0/24", "Gateway": "10.10.0.1"}]},
+        "Internal": false, "Attachable": false, "Containers": {}, "Options": {}, "Labels": {}
+    })
+}
+
+#[test]
+fn network_create_sends_every_flag() {
+    let args = [
+        "network",
+        "create",
+        "blue",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.10.0.0/24",
+        "--gateway",
+        "10.10.0.254",
+        "--internal",
+        "--mtu",
+        "1400",
+        "--attachable",
+        "--vni",
+        "42",
+        "-o",
+        "a=1",
+        "--opt",
+        "flag",
+        "-o",
+        "b=x=y",
+    ];
+    let id = "3f1c0a9e5b7d00000000000000000000";
+    let (out, reqs) = run_ok(&args, vec![Reply::Ok(network_info("blue", id))]);
+    assert_eq!(out, format!("{id}\n"));
+    assert_eq!(
+        reqs,
+        vec![Request::NetworkCreate {
+            name: "blue".into(),
+            driver: Driver::Overlay,
+            subnet: Some("10.10.0.0/24".parse().unwrap()),
+            gateway: Some(Ipv4Addr::new(10, 10, 0, 254)),
+            internal: true,
+            mtu: Some(1400),
+            attachable: true,
+            vni: Some(42),
+            options: BTreeMap::from([
+                ("a".into(), "1".into()),
+                ("b".into(), "x=y".into()),
+                ("flag".into(), String::new()),
+            ]),
+        }]
+    );
+    // Defaults.
+    let (_, reqs) = run_ok(&["network", "create", "red"], vec![Reply::Ok(network_info("red", "r"))]);
+    assert!(matches!(
+        &reqs[..],
+        [Request::NetworkCreate { driver: Driver::Bridge, subnet: None, internal: false, .. }]
+    ));
+}
+
+#[test]
+fn network_ls_prints_a_docker_style_table_or_json() {
+    let payload = json!([
+        {"name": "blue", "id": "3f1c0a9e5b7d4e2a", "driver": "bridge", "scope": "local", "subnet": "10.10.0.0/24"},
+        {"name": "overlay-net", "id": "aa", "driver": "overlay", "scope": "global", "subnet": null}
+    ]);
+    let (out, reqs) = run_ok(&["network", "ls"], vec![Reply::Ok(payload.clone())]);
+    assert_eq!(reqs, vec![Request::NetworkLs]);
+    assert_eq!(
+        out,
+        "NETWORK ID     NAME          DRIVER    SCOPE\n\
+         3f1c0a9e5b7d   blue          bridge    local\n\
+         aa             overlay-net   overlay   global\n"
+    );
+    let (out, _) = run_ok(&["network", "ls", "--json"], vec![Reply::Ok(payload.clone())]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), payload);
+}
+
+#[test]
+fn network_inspect_is_always_a_json_array() {
+    let (out, reqs) = run_ok(
+        &["network", "inspect", "blue", "red"],
+        vec![Reply::Ok(network_info("blue", "b1")), Reply::Ok(network_info("red", "r1"))],
+    );
+    assert_eq!(
+        reqs,
+        vec![Request::NetworkInspect { name: "blue".into() }, Request::NetworkInspect { name: "red".into() }]
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!([network_info("blue", "b1"), network_info("red", "r1")])
+    );
+}
+
+#[test]
+fn network_connect_disconnect_and_rm() {
+    let ep = json!({"network": "blue", "sandbox": "web", "endpoint_id": "e1", "port": "vsp1", "ifname": "eth0",
+                    "mac": "02:42:0a:0a:00:05", "ipv4": "10.10.0.5/24", "aliases": ["www"]});
+    let (out, reqs) = run_ok(
+        &[
+            "network",
+            "connect",
+            "blue",
+            "web",
+            "--ip",
+            "10.10.0.5",
+            "--alias",
+            "www",
+            "--alias",
+            "api",
+            "--mac",
+            "02-42-0A-0A-00-05",
+        ],
+        vec![Reply::Ok(ep)],
+    );
+    assert_eq!(out, "");
+    assert_eq!(
+        reqs,
+        vec![Request::NetworkConnect {
+            network: "blue".into(),
+            sandbox: "web".into(),
+            ip: Some(Ipv4Addr::new(10, 10, 0, 5)),
+            aliases: vec!["www".into(), "api".into()],
+            mac: Some("02:42:0a:0a:00:05".parse().unwrap()),
+        }]
+    );
+    let (out, reqs) = run_ok(&["network", "disconnect", "blue", "web"], vec![Reply::Ok(json!({}))]);
+    assert_eq!(out, "");
+    assert_eq!(reqs, vec![Request::NetworkDisconnect { network: "blue".into(), sandbox: "web".into() }]);
+    let (out, reqs) = run_ok(&["network", "rm", "blue", "red"], vec![Reply::Ok(json!({})), Reply::Ok(json!({}))]);
+    assert_eq!(out, "blue\nred\n");
+    assert_eq!(reqs, vec![Request::NetworkRm { name: "blue".into() }, Request::NetworkRm { name: "red".into() }]);
+}
+
+#[test]
+fn sandbox_verbs() {
+    let sb = json!({"name": "web", "netns": "/run/netns/web", "dns": ["10.10.0.1"], "dns_search": ["corp"],
+                    "endpoints": [{"network": "blue", "sandbox": "web", "endpoint_id": "e1", "port": "vsp1",
+                                   "ifname": "eth0", "mac": "02:42:0a:0a:00:05", "ipv4": "10.10.0.5/24", "aliases": []}]});
+    let (out, reqs) = run_ok(
+        &[
+            "sandbox",
+            "create",
+            "web",
+            "--dns",
+            "10.10.0.1",
+            "--dns",
+            "2001:db8::53",
+            "--dns-search",
+            "corp",
+            "--netns",
+            "/proc/1/ns/net",
+        ],
+        vec![Reply::Ok(sb.clone())],
+    );
+    assert_eq!(out, "web\n");
+    assert_eq!(
+        reqs,
+        vec![Request::SandboxCreate {
+            name: "web".into(),
+            dns: vec!["10.10.0.1".parse().unwrap(), "2001:db8::53".parse().unwrap()],
+            dns_search: vec!["corp".into()],
+            netns: Some("/proc/1/ns/net".into()),
+        }]
+    );
+    let empty = json!({"name": "db", "netns": "/run/netns/db", "dns": [], "dns_search": [], "endpoints": []});
+    let (out, reqs) = run_ok(&["sandbox", "ls"], vec![Reply::Ok(json!([sb, empty]))]);
+    assert_eq!(reqs, vec![Request::SandboxLs]);
+    assert_eq!(
+        out,
+        "NAME   NETNS            ENDPOINTS           DNS\n\
+         web    /run/netns/web   blue:10.10.0.5/24   10.10.0.1\n\
+         db     /run/netns/db    -                   -\n"
+    );
+    let (out, reqs) = run_ok(&["sandbox", "rm", "web"], vec![Reply::Ok(json!({}))]);
+    assert_eq!(out, "web\n");
+    assert_eq!(reqs, vec![Request::SandboxRm { name: "web".into() }]);
+}
+
+#[test]
+fn show_prints_a_tree() {
+    let tree = json!({"version": "0.1.0", "networks": [
+        {"name": "blue", "id": "3f1c0a9e5b7d4e2a", "driver": "bridge", "subnet": "10.10.0.0/24", "gateway": "10.10.0.1",
+         "mtu": null, "vni": null, "ports": [
+            {"name": "vsp1", "kind": "tap", "sandbox": "web", "ifname": "eth0", "mac": "02:42:0a:0a:00:05",
+             "ip": "10.10.0.5/24", "remote": null},
+            {"name": "vx42", "kind": "tunnel", "sandbox": null, "ifname": null, "mac": null, "ip": null,
+             "remote": "192.0.2.7:4789"}]}]});
+    let (out, reqs) = run_ok(&["show"], vec![Reply::Ok(tree)]);
+    assert_eq!(reqs, vec![Request::Show]);
+    assert_eq!(
+        out,
+        "vswitchd 0.1.0
+    Network blue (bridge, id 3f1c0a9e5b7d)
+        subnet: 10.10.0.0/24
+        gateway: 10.10.0.1
+        Port vsp1
+            type: tap
+            sandbox: web
+            interface: eth0
+            mac: 02:42:0a:0a:00:05
+            ip: 10.10.0.5/24
+        Port vx42
+            type: tunnel
+            remote: 192.0.2.7:4789
+"
+    );
+}
+
+#[test]
+fn fdb_verbs() {
+    let entries = json!([
+        {"network": "blue", "port": "vsp1", "mac": "02:42:0a:0a:00:05", "age_secs": 3, "kind": "learned"},
+        {"network": "blue", "port": "vsp22", "mac": "02:00:00:00:00:09", "age_secs": 120, "kind": "static"}
+    ]);
+    let (out, reqs) = run_ok(&["fdb", "show", "blue"], vec![Reply::Ok(entries)]);
+    assert_eq!(reqs, vec![Request::FdbShow { network: Some("blue".into()) }]);
+    assert_eq!(
+        out,
+        "PORT    NETWORK   MAC                 AGE   TYPE\n\
+         vsp1    blue      02:42:0a:0a:00:05   3     learned\n\
+         vsp22   blue      02:00:00:00:00:09   120   static\n"
+    );
+    let (_, reqs) = run_ok(&["fdb", "show"], vec![Reply::Ok(json!([]))]);
+    assert_eq!(reqs, vec![Request::FdbShow { network: None }]);
+    let (out, reqs) = run_ok(&["fdb", "add", "blue", "02:00:00:00:00:09", "vsp22"], vec![Reply::Ok(json!({}))]);
+    assert_eq!(out, "");
+    assert_eq!(
+        reqs,
+        vec![Request::FdbAdd {
+            network: "blue".into(),
+            mac: "02:00:00:00:00:09".parse().unwrap(),
+            port: "vsp22".into()
+        }]
+    );
+    let (out, reqs) = run_ok(&["fdb", "flush"], vec![Reply::Ok(json!({"flushed": 7}))]);
+    assert_eq!(out, "flushed 7 entries\n");
+    assert_eq!(reqs, vec![Request::FdbFlush { network: None }]);
+}
+
+#[test]
+fn stats_table_shows_drop_reasons() {
+    let stats = json!([
+        {"port": "vsp1", "network": "blue", "rx_packets": 10, "rx_bytes": 1500, "tx_packets": 8, "tx_bytes": 1200,
+         "floods": 2, "drops": {"queue_full": 2, "runt": 1, "vlan": 0}},
+        {"port": "vsp2", "network": "blue", "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0,
+         "floods": 0, "drops": {}}
+    ]);
+    let (out, reqs) = run_ok(&["stats", "vsp1"], vec![Reply::Ok(stats.clone())]);
+    assert_eq!(reqs, vec![Request::Stats { port: Some("vsp1".into()) }]);
+    assert_eq!(
+        out,
+        "PORT   NETWORK   RX-PACKETS   RX-BYTES   TX-PACKETS   TX-BYTES   FLOODS   DROPS\n\
+         vsp1   blue      10           1500       8            1200       2        3 (queue_full=2, runt=1)\n\
+         vsp2   blue      0            0          0            0          0        0\n"
+    );
+    let (out, _) = run_ok(&["--json", "stats"], vec![Reply::Ok(stats.clone())]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), stats);
+}
+
+#[test]
+fn config_set_version_and_ping() {
+    let (out, reqs) = run_ok(&["config", "set", "aging-time", "300"], vec![Reply::Ok(json!({}))]);
+    assert_eq!(out, "");
+    assert_eq!(reqs, vec![Request::ConfigSet { key: "aging-time".into(), value: "300".into() }]);
+    let (out, reqs) = run_ok(&["version"], vec![Reply::Ok(json!({"version": "0.1.0", "protocol": 1}))]);
+    assert_eq!(reqs, vec![Request::Version]);
+    assert_eq!(out, format!("vswitchctl {}\nvswitchd 0.1.0 (protocol 1)\n", env!("CARGO_PKG_VERSION")));
+    let (out, reqs) = run_ok(&["ping"], vec![Reply::Ok(json!({}))]);
+    assert_eq!(reqs, vec![Request::Ping]);
+    assert!(out.ends_with("is alive\n"), "{out}");
+}
+
+#[test]
+fn daemon_error_goes_to_stderr_with_exit_1() {
+    let d = FakeDaemon::start(vec![Reply::Err(ErrorKind::InUse, "network blue has 1 endpoint(s)")]);
+    let out = vswitchctl(&d.socket, &["network", "rm", "blue"]);
+    d.finish();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "Error: network blue has 1 endpoint(s)\n");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn no_daemon_gives_a_clear_message() {
+    let dir = TempDir::new();
+    let path = dir.path().join("nobody.sock");
+    let out = vswitchctl(&path, &["network", "ls"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("Error: cannot connect to vswitchd at {}: is it running? (", path.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn socket_comes_from_the_environment() {
+    let d = FakeDaemon::start(vec![Reply::Ok(json!([]))]);
+    let out = Command::new(env!("CARGO_BIN_EXE_vswitchctl"))
+        .args(["network", "ls"])
+        .env("VSWITCH_CTL_SOCKET", &d.socket)
+        .output()
+        .unwrap();
+    assert_eq!(d.finish(), vec![Request::NetworkLs]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "NETWORK ID   NAME   DRIVER   SCOPE\n");
+}
+
+#[test]
+fn bad_arguments_are_rejected_before_connecting() {
+    let dir = TempDir::new();
+    let sock = dir.path().join("unused.sock");
+    let cases: &[(&[&str], &str)] = &[
+        (&["network", "create", "x", "--subnet", "10.0.0/24"], "invalid CIDR"),
+        (&["network", "create", "x", "--subnet", "10.0.0.9/24"], "did you mean 10.0.0.0/24"),
+        (&["network", "create", "x", "--gateway", "10.0.0.300"], "--gateway"),
+        (&["network", "create", "x", "-d", "macvlan"], "macvlan"),
+        (&["network", "create", "x", "--vni", "16777216"], "--vni"),
+        (&["network", "create", "x", "-o", "=v"], "non-empty KEY"),
+        (&["network", "connect", "n", "s", "--mac", "02:42:ac"], "invalid MAC address"),
+        (&["fdb", "add", "n", "ff:ff:ff:ff:ff:ff", "p"], "unicast"),
+        (&["sandbox", "create", "s", "--dns", "dns.example"], "--dns"),
+    ];
+    for (args, needle) in cases {
+        let out = vswitchctl(&sock, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("cannot connect"), "{args:?} tried to connect: {err}");
+    }
+}
+
+#[test]
+fn completions_work_without_a_daemon() {
+    let dir = TempDir::new();
+    let out = vswitchctl(&dir.path().join("none.sock"), &["completions", "bash"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let script = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "vswitchctl",
+        "sandbox",
+        "network",
+        "inspect",
+        "disconnect",
+        "fdb",
+        "flush",
+        "stats",
+        "config",
+        "--socket",
+        "--json",
+    ] {
+        assert!(script.contains(word), "completion script lacks {word}");
+    }
+    for shell in ["zsh", "fish"] {
+        let out = vswitchctl(&dir.path().join("none.sock"), &["completions", shell]);
+        assert!(out.status.success() && out.stdout.len() > 100, "{shell}");
+    }
+}
