@@ -6,8 +6,8 @@
 //! blocking request/ACK loop here. That gives a sync API with few, light
 //! dependencies (no tokio, futures or runtime, unlike `rtnetlink`), typed
 //! messages instead of hand-packed attributes, and it is the same message
-//! layer the async `rtnetlink` crate is built on. `neli` was the other
-//! option; its route-message coverage is thinner.
+//! layer the async `rtnetlink` crate is built on (same maintainers). `neli`
+//! would also work, but its rtnetlink messages are less completely typed.
 //!
 //! **Namespaces.** A netlink socket acts on the network namespace it was
 //! created in. [`Netlink::open_in`] creates the socket on a helper thread that

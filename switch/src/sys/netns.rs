@@ -14,6 +14,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use thiserror::Error;
 
@@ -239,6 +240,10 @@ fn validate_name(name: &str) -> Result<(), NetNsError> {
 /// first if it is not a mount point), so bind mounts made in it propagate to
 /// other mount namespaces, exactly as iproute2 does.
 fn prepare_run_dir() -> Result<(), NetNsError> {
+    // Serialised so two concurrent creators do not both bind-mount the
+    // directory onto itself.
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _held = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = Path::new(NETNS_RUN_DIR);
     if let Err(source) = fs::create_dir_all(dir) {
         return Err(NetNsError::Io { op: "mkdir", path: dir.into(), source });
