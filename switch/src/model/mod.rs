@@ -1,2 +1,44 @@
 //! The container network model: networks, sandboxes, endpoints, IPAM and
 //! their persistence. Pure state; no packet I/O.
+//!
+//! The daemon validates and records every ctl change here before it
+//! performs side effects (TAP devices, namespaces, netlink). Every
+//! [`Model`] operation validates fully before mutating, so a refused request
+//! changes nothing; [`Store`] persists each accepted change atomically.
+//!
+//! Docker-like behaviour worth knowing:
+//! - fresh models hold the predefined `bridge` (172.17.0.0/16), `host` and
+//!   `none` networks, which cannot be removed or created again;
+//! - connecting to `host` or `none` is refused: `host` is the host's own
+//!   stack, and a sandbox with no endpoints already is what `none` means
+//!   (loopback only);
+//! - removing a sandbox removes its endpoints and returns them for teardown;
+//! - indexes (`network_index`, `port_index`) and `eth<n>` slots are the lowest
+//!   free values, so they are reused after removal: the datapath must flush
+//!   state keyed by a port index when that port goes away.
+
+mod addr;
+mod endpoints;
+mod error;
+mod fdb_config;
+mod ids;
+mod networks;
+mod state;
+pub mod store;
+mod types;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use addr::{Ipv4Net, Mac, ParseAddrError};
+pub use endpoints::NETNS_DIR;
+pub use error::ModelError;
+pub use fdb_config::{MAX_AGING_SECS, MIN_AGING_SECS};
+pub use networks::{DEFAULT_MTU, FIRST_AUTO_VNI, MAX_VNI, default_pool_subnets};
+pub use state::{Model, STATE_VERSION};
+pub use store::{ApplyError, Store, StoreError};
+pub use types::{
+    Config, Connect, CreateNetwork, CreateSandbox, Disconnected, Driver, Endpoint, Network, ParseDriverError,
+    RemovedSandbox, Sandbox, StaticFdbEntry,
+};

@@ -1,0 +1,284 @@
+//! Why the model refused a request. Each message names the rule that failed
+//! and the object that broke it; it is shown to the user as is.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use super::addr::{Ipv4Net, Mac};
+use super::types::Driver;
+
+/// A refused model change. A refused request leaves the model unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// invalid {kind} name {name:?}: {reason}
+    #[error("invalid {kind} name {name:?}: {reason}")]
+    InvalidName {
+        /// "network" or "sandbox".
+        kind: &'static str,
+        /// The offending name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// network with name {0} already exists
+    #[error("network with name {0} already exists")]
+    NetworkExists(String),
+    /// network {0} not found
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    /// network id prefix {prefix} is ambiguous: matches {matches}
+    #[error("network id prefix {prefix} is ambiguous: matches {matches}")]
+    AmbiguousNetwork {
+        /// The prefix given.
+        prefix: String,
+        /// Names of the networks it matches, comma separated.
+        matches: String,
+    },
+    /// only one instance of "{0}" network is allowed
+    #[error("only one instance of \"{0}\" network is allowed")]
+    SingletonDriver(Driver),
+    /// subnet {subnet} is not a network address (host bits are set): did you mean {suggestion}?
+    #[error("subnet {subnet} is not a network address (host bits are set): did you mean {suggestion}?")]
+    SubnetHostBitsSet {
+        /// The subnet given.
+        subnet: Ipv4Net,
+        /// The same prefix with host bits cleared.
+        suggestion: Ipv4Net,
+    },
+    /// subnet {0} is too small: the prefix length must be at most 30 to leave room for a gateway and hosts
+    #[error("subnet {0} is too small: the prefix length must be at most 30 to leave room for a gateway and hosts")]
+    SubnetTooSmall(Ipv4Net),
+    /// subnet {subnet} overlaps the reserved range {reserved} ({what})
+    #[error("subnet {subnet} overlaps the reserved range {reserved} ({what})")]
+    SubnetReserved {
+        /// The subnet given.
+        subnet: Ipv4Net,
+        /// The reserved range it touches.
+        reserved: Ipv4Net,
+        /// What the range is for.
+        what: &'static str,
+    },
+    /// subnet {subnet} overlaps network {other} ({other_subnet})
+    #[error("subnet {subnet} overlaps network {other} ({other_subnet})")]
+    SubnetOverlap {
+        /// The subnet given.
+        subnet: Ipv4Net,
+        /// Name of the network already using an overlapping subnet.
+        other: String,
+        /// That network's subnet.
+        other_subnet: Ipv4Net,
+    },
+    /// all predefined address pools have been fully subnetted: pass --subnet
+    #[error("all predefined address pools have been fully subnetted: pass --subnet")]
+    PoolsExhausted,
+    /// --{option} is not supported by the {driver} driver
+    #[error("--{option} is not supported by the {driver} driver")]
+    OptionNotSupported {
+        /// The option given.
+        option: &'static str,
+        /// The network's driver.
+        driver: Driver,
+    },
+    /// --gateway requires --subnet
+    #[error("--gateway requires --subnet")]
+    GatewayWithoutSubnet,
+    /// gateway {gateway} is not inside subnet {subnet}
+    #[error("gateway {gateway} is not inside subnet {subnet}")]
+    GatewayOutsideSubnet {
+        /// The gateway given.
+        gateway: Ipv4Addr,
+        /// The network's subnet.
+        subnet: Ipv4Net,
+    },
+    /// gateway {gateway} is the {what} of subnet {subnet}
+    #[error("gateway {gateway} is the {what} of subnet {subnet}")]
+    GatewayReserved {
+        /// The gateway given.
+        gateway: Ipv4Addr,
+        /// "network address" or "broadcast address".
+        what: &'static str,
+        /// The network's subnet.
+        subnet: Ipv4Net,
+    },
+    /// mtu {0} is out of range: must be 68..=65535
+    #[error("mtu {0} is out of range: must be 68..=65535")]
+    MtuOutOfRange(u32),
+    /// vni {0} is out of range: must be 1..=16777215
+    #[error("vni {0} is out of range: must be 1..=16777215")]
+    VniOutOfRange(u32),
+    /// vni {vni} is already used by network {network}
+    #[error("vni {vni} is already used by network {network}")]
+    VniInUse {
+        /// The VNI given.
+        vni: u32,
+        /// The network using it.
+        network: String,
+    },
+    /// no free vni left in 4096..=16777215
+    #[error("no free vni left in 4096..=16777215")]
+    VnisExhausted,
+    /// {0} is a pre-defined network and cannot be removed
+    #[error("{0} is a pre-defined network and cannot be removed")]
+    PredefinedNetwork(String),
+    /// network {network} has active endpoints ({endpoints}): disconnect them first
+    #[error("network {network} has active endpoints ({endpoints}): disconnect them first")]
+    NetworkInUse {
+        /// The network's name.
+        network: String,
+        /// The attached endpoints, as `sandbox/ifname ip`, comma separated.
+        endpoints: String,
+    },
+    /// sandbox {0} already exists
+    #[error("sandbox {0} already exists")]
+    SandboxExists(String),
+    /// sandbox {0} not found
+    #[error("sandbox {0} not found")]
+    NoSuchSandbox(String),
+    /// netns path {0} must be absolute
+    #[error("netns path {} must be absolute", .0.display())]
+    NetnsPathNotAbsolute(PathBuf),
+    /// netns path {path} is already used by sandbox {sandbox}
+    #[error("netns path {} is already used by sandbox {sandbox}", path.display())]
+    NetnsPathInUse {
+        /// The path.
+        path: PathBuf,
+        /// The sandbox using it.
+        sandbox: String,
+    },
+    /// invalid {what} {value:?}: must be a DNS name (letters, digits, '-' and '.', labels of 1..=63 characters, at most 253 in all)
+    #[error(
+        "invalid {what} {value:?}: must be a DNS name (letters, digits, '-' and '.', labels of 1..=63 characters, at most 253 in all)"
+    )]
+    InvalidDnsName {
+        /// "dns search domain" or "alias".
+        what: &'static str,
+        /// The offending value.
+        value: String,
+    },
+    /// container cannot be connected to network host: it is the host's own network stack, not a switched network; run the workload in the host network namespace instead
+    #[error(
+        "container cannot be connected to network host: it is the host's own network stack, not a switched network; run the workload in the host network namespace instead"
+    )]
+    HostNotConnectable,
+    /// container cannot be connected to network none: a sandbox on none has only loopback, which is what a sandbox with no connections already has
+    #[error(
+        "container cannot be connected to network none: a sandbox on none has only loopback, which is what a sandbox with no connections already has"
+    )]
+    NoneNotConnectable,
+    /// network {0} is not attachable: create it with --attachable
+    #[error("network {0} is not attachable: create it with --attachable")]
+    NotAttachable(String),
+    /// sandbox {sandbox} is already connected to network {network}
+    #[error("sandbox {sandbox} is already connected to network {network}")]
+    AlreadyConnected {
+        /// The sandbox.
+        sandbox: String,
+        /// The network.
+        network: String,
+    },
+    /// sandbox {sandbox} is not connected to network {network}
+    #[error("sandbox {sandbox} is not connected to network {network}")]
+    NotConnected {
+        /// The sandbox.
+        sandbox: String,
+        /// The network.
+        network: String,
+    },
+    /// address {ip} is not inside subnet {subnet} of network {network}
+    #[error("address {ip} is not inside subnet {subnet} of network {network}")]
+    AddressOutsideSubnet {
+        /// The address given.
+        ip: Ipv4Addr,
+        /// The network's subnet.
+        subnet: Ipv4Net,
+        /// The network.
+        network: String,
+    },
+    /// address {ip} is the {what} of network {network}
+    #[error("address {ip} is the {what} of network {network}")]
+    AddressReserved {
+        /// The address given.
+        ip: Ipv4Addr,
+        /// "gateway", "network address" or "broadcast address".
+        what: &'static str,
+        /// The network.
+        network: String,
+    },
+    /// address {ip} is already in use on network {network} by sandbox {sandbox} (endpoint {endpoint})
+    #[error("address {ip} is already in use on network {network} by sandbox {sandbox} (endpoint {endpoint})")]
+    AddressInUse {
+        /// The address.
+        ip: Ipv4Addr,
+        /// The network.
+        network: String,
+        /// The sandbox holding it.
+        sandbox: String,
+        /// Short id of the endpoint holding it.
+        endpoint: String,
+    },
+    /// no free address left in subnet {subnet} of network {network}
+    #[error("no free address left in subnet {subnet} of network {network}")]
+    AddressesExhausted {
+        /// The network's subnet.
+        subnet: Ipv4Net,
+        /// The network.
+        network: String,
+    },
+    /// invalid MAC address {mac}: {reason}
+    #[error("invalid MAC address {mac}: {reason}")]
+    InvalidMac {
+        /// The address given.
+        mac: Mac,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// MAC address {mac} is already in use on network {network} by sandbox {sandbox}
+    #[error("MAC address {mac} is already in use on network {network} by sandbox {sandbox}")]
+    MacInUse {
+        /// The address.
+        mac: Mac,
+        /// The network.
+        network: String,
+        /// The sandbox holding it.
+        sandbox: String,
+    },
+    /// port {port} is not an endpoint of network {network}
+    #[error("port {port} is not an endpoint of network {network}")]
+    NoSuchPort {
+        /// The port (TAP) name given.
+        port: String,
+        /// The network.
+        network: String,
+    },
+    /// static FDB entry for {mac} on network {network} already exists (port {port})
+    #[error("static FDB entry for {mac} on network {network} already exists (port {port})")]
+    FdbEntryExists {
+        /// The MAC.
+        mac: Mac,
+        /// The network.
+        network: String,
+        /// The port of the existing entry.
+        port: String,
+    },
+    /// no static FDB entry for {mac} on network {network}
+    #[error("no static FDB entry for {mac} on network {network}")]
+    NoSuchFdbEntry {
+        /// The MAC.
+        mac: Mac,
+        /// The network.
+        network: String,
+    },
+    /// unknown config key {0:?}: the only key is aging-time
+    #[error("unknown config key {0:?}: the only key is aging-time")]
+    UnknownConfigKey(String),
+    /// invalid value {value:?} for {key}: {reason}
+    #[error("invalid value {value:?} for {key}: {reason}")]
+    InvalidConfigValue {
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+}

@@ -1,0 +1,76 @@
+//! Static FDB entries and bridge config.
+
+use super::addr::Mac;
+use super::error::ModelError;
+use super::state::Model;
+use super::types::{Endpoint, StaticFdbEntry};
+
+/// Smallest accepted ageing time in seconds (IEEE 802.1D).
+pub const MIN_AGING_SECS: u64 = 10;
+/// Largest accepted ageing time in seconds (IEEE 802.1D).
+pub const MAX_AGING_SECS: u64 = 1_000_000;
+
+impl Model {
+    /// Adds a static FDB entry: frames for `mac` on `network` go to the
+    /// endpoint whose TAP is `port_name`. One entry per (network, MAC).
+    pub fn add_static_fdb(&mut self, network: &str, mac: Mac, port_name: &str) -> Result<StaticFdbEntry, ModelError> {
+        let net = self.network(network)?;
+        if mac.is_zero() || mac.is_multicast() {
+            let reason =
+                if mac.is_zero() { "the all-zero address is not valid" } else { "static entries must be unicast" };
+            return Err(ModelError::InvalidMac { mac, reason });
+        }
+        if !self.endpoints.values().any(|e| e.network_id == net.id && e.host_tap_name == port_name) {
+            return Err(ModelError::NoSuchPort { port: port_name.to_owned(), network: net.name.clone() });
+        }
+        let key = (net.id.clone(), mac);
+        if let Some(old) = self.static_fdb.get(&key) {
+            return Err(ModelError::FdbEntryExists { mac, network: net.name.clone(), port: old.port_name.clone() });
+        }
+        let entry = StaticFdbEntry { network_id: net.id.clone(), mac, port_name: port_name.to_owned() };
+        self.static_fdb.insert(key, entry.clone());
+        Ok(entry)
+    }
+
+    /// Removes the static FDB entry for `mac` on `network` and returns it.
+    pub fn remove_static_fdb(&mut self, network: &str, mac: Mac) -> Result<StaticFdbEntry, ModelError> {
+        let net = self.network(network)?;
+        let key = (net.id.clone(), mac);
+        let name = net.name.clone();
+        self.static_fdb.remove(&key).ok_or(ModelError::NoSuchFdbEntry { mac, network: name })
+    }
+
+    /// The static FDB entries of one network (by id), ordered by MAC.
+    pub fn static_fdb_on(&self, network_id: &str) -> impl Iterator<Item = &StaticFdbEntry> {
+        self.static_fdb.values().filter(move |e| e.network_id == network_id)
+    }
+
+    /// Sets a config key from its text value. The only key is `aging-time`
+    /// (seconds, 10..=1000000 per 802.1D).
+    pub fn set_config(&mut self, key: &str, value: &str) -> Result<(), ModelError> {
+        match key {
+            "aging-time" => {
+                let invalid =
+                    |reason| ModelError::InvalidConfigValue { key: "aging-time", value: value.to_owned(), reason };
+                let secs: u64 = value.trim().parse().map_err(|_| invalid("not a whole number of seconds"))?;
+                if !(MIN_AGING_SECS..=MAX_AGING_SECS).contains(&secs) {
+                    return Err(invalid("must be 10..=1000000 seconds (IEEE 802.1D)"));
+                }
+                self.config.aging_time_secs = secs;
+                Ok(())
+            }
+            _ => Err(ModelError::UnknownConfigKey(key.to_owned())),
+        }
+    }
+
+    /// Removes and returns the static FDB entries pointing at `e`'s TAP.
+    pub(crate) fn drop_fdb_for(&mut self, e: &Endpoint) -> Vec<StaticFdbEntry> {
+        let keys: Vec<_> = self
+            .static_fdb
+            .iter()
+            .filter(|(_, f)| f.network_id == e.network_id && f.port_name == e.host_tap_name)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.iter().filter_map(|k| self.static_fdb.remove(k)).collect()
+    }
+}

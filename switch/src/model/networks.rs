@@ -1,0 +1,169 @@
+//! Creating and removing networks: name rules, subnet and gateway choice
+//! (Docker's default address pools), MTU and VNI.
+
+use std::net::Ipv4Addr;
+
+use super::addr::Ipv4Net;
+use super::error::ModelError;
+use super::ids;
+use super::state::Model;
+use super::types::{CreateNetwork, Driver, Network};
+use super::validate;
+
+/// First VNI handed out when an overlay network is created without `--vni`.
+pub const FIRST_AUTO_VNI: u32 = 4096;
+/// Largest VNI (24 bits).
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+/// Default MTU.
+pub const DEFAULT_MTU: u32 = 1500;
+
+/// Ranges no network may use, with what they are for.
+const RESERVED: [(Ipv4Addr, u8, &str); 4] = [
+    (Ipv4Addr::new(0, 0, 0, 0), 8, "\"this network\""),
+    (Ipv4Addr::new(127, 0, 0, 0), 8, "loopback"),
+    (Ipv4Addr::new(224, 0, 0, 0), 4, "multicast"),
+    (Ipv4Addr::new(240, 0, 0, 0), 4, "reserved"),
+];
+
+/// Docker's default address pools, in allocation order: 172.17.0.0/16 …
+/// 172.31.0.0/16, then 192.168.0.0/16 carved into /20s.
+pub fn default_pool_subnets() -> impl Iterator<Item = Ipv4Net> {
+    let big = (17u8..=31).filter_map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16));
+    let small = (0u8..16).filter_map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20));
+    big.chain(small)
+}
+
+impl Model {
+    /// Creates a network (`docker network create`) and returns it.
+    ///
+    /// Bridge and overlay networks get the given subnet or the first default
+    /// pool subnet that overlaps no existing network; the gateway defaults to
+    /// the subnet's first host address. Overlay networks get a unique VNI.
+    /// `host` and `none` exist once each (predefined), so creating another is refused.
+    pub fn create_network(&mut self, req: CreateNetwork) -> Result<Network, ModelError> {
+        validate::object_name("network", &req.name)?;
+        if self.networks.values().any(|n| n.name == req.name) {
+            return Err(ModelError::NetworkExists(req.name));
+        }
+        if !req.driver.is_switched() {
+            return Err(ModelError::SingletonDriver(req.driver));
+        }
+        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+        if !(68..=65535).contains(&mtu) {
+            return Err(ModelError::MtuOutOfRange(mtu));
+        }
+        let vni = self.choose_vni(req.driver, req.vni)?;
+        let subnet = match req.subnet {
+            Some(s) => self.check_user_subnet(s)?,
+            None if req.gateway.is_some() => return Err(ModelError::GatewayWithoutSubnet),
+            None => self.allocate_subnet()?,
+        };
+        let gateway = match req.gateway {
+            Some(g) => check_gateway(g, subnet)?,
+            // A checked subnet has prefix <= 30, so it has a first host.
+            None => subnet.first_host().ok_or(ModelError::SubnetTooSmall(subnet))?,
+        };
+        let net = Network {
+            id: self.fresh_network_id(),
+            name: req.name,
+            driver: req.driver,
+            subnet: Some(subnet),
+            gateway: Some(gateway),
+            internal: req.internal,
+            attachable: req.attachable,
+            mtu,
+            vni,
+            options: req.options,
+            created: ids::now_rfc3339(),
+            network_index: self.free_network_index(),
+        };
+        self.networks.insert(net.id.clone(), net.clone());
+        Ok(net)
+    }
+
+    /// Removes a network (by name, id or unique id prefix) and returns it.
+    /// Refused for the predefined networks and while endpoints are attached.
+    pub fn remove_network(&mut self, name_or_id: &str) -> Result<Network, ModelError> {
+        let net = self.network(name_or_id)?;
+        if net.is_predefined() {
+            return Err(ModelError::PredefinedNetwork(net.name.clone()));
+        }
+        let attached = self.endpoints_on_network(&net.id);
+        if !attached.is_empty() {
+            let endpoints = attached
+                .iter()
+                .map(|e| format!("{}/{} {}", e.sandbox, e.ifname_in_sandbox, e.ipv4))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ModelError::NetworkInUse { network: net.name.clone(), endpoints });
+        }
+        let id = net.id.clone();
+        self.static_fdb.retain(|(n, _), _| *n != id);
+        self.networks.remove(&id).ok_or(ModelError::NoSuchNetwork(id))
+    }
+
+    /// The VNI for a new network of `driver`, given the requested one.
+    fn choose_vni(&self, driver: Driver, requested: Option<u32>) -> Result<Option<u32>, ModelError> {
+        if driver != Driver::Overlay {
+            return match requested {
+                Some(_) => Err(ModelError::OptionNotSupported { option: "vni", driver }),
+                None => Ok(None),
+            };
+        }
+        let used_by = |v: u32| self.networks.values().find(|n| n.vni == Some(v));
+        match requested {
+            Some(v) if !(1..=MAX_VNI).contains(&v) => Err(ModelError::VniOutOfRange(v)),
+            Some(v) => match used_by(v) {
+                Some(n) => Err(ModelError::VniInUse { vni: v, network: n.name.clone() }),
+                None => Ok(Some(v)),
+            },
+            None => {
+                (FIRST_AUTO_VNI..=MAX_VNI).find(|v| used_by(*v).is_none()).map(Some).ok_or(ModelError::VnisExhausted)
+            }
+        }
+    }
+
+    /// Validates a `--subnet`.
+    fn check_user_subnet(&self, s: Ipv4Net) -> Result<Ipv4Net, ModelError> {
+        if !s.is_network_address() {
+            return Err(ModelError::SubnetHostBitsSet { subnet: s, suggestion: s.trunc() });
+        }
+        if s.prefix_len() > 30 {
+            return Err(ModelError::SubnetTooSmall(s));
+        }
+        for (addr, len, what) in RESERVED {
+            if let Some(reserved) = Ipv4Net::new(addr, len).filter(|r| r.overlaps(&s)) {
+                return Err(ModelError::SubnetReserved { subnet: s, reserved, what });
+            }
+        }
+        if let Some((other, other_subnet)) = self.overlapping(s) {
+            return Err(ModelError::SubnetOverlap { subnet: s, other, other_subnet });
+        }
+        Ok(s)
+    }
+
+    /// The first default-pool subnet that overlaps no existing network.
+    fn allocate_subnet(&self) -> Result<Ipv4Net, ModelError> {
+        default_pool_subnets().find(|s| self.overlapping(*s).is_none()).ok_or(ModelError::PoolsExhausted)
+    }
+
+    /// The first network (by name) whose subnet overlaps `s`: (name, subnet).
+    fn overlapping(&self, s: Ipv4Net) -> Option<(String, Ipv4Net)> {
+        self.networks().into_iter().find_map(|n| n.subnet.filter(|ns| ns.overlaps(&s)).map(|ns| (n.name.clone(), ns)))
+    }
+}
+
+/// Validates a `--gateway` against the subnet.
+fn check_gateway(gateway: Ipv4Addr, subnet: Ipv4Net) -> Result<Ipv4Addr, ModelError> {
+    if !subnet.contains(gateway) {
+        return Err(ModelError::GatewayOutsideSubnet { gateway, subnet });
+    }
+    let what = if gateway == subnet.network() {
+        "network address"
+    } else if gateway == subnet.broadcast() {
+        "broadcast address"
+    } else {
+        return Ok(gateway);
+    };
+    Err(ModelError::GatewayReserved { gateway, what, subnet })
+}

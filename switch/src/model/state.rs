@@ -1,0 +1,416 @@
+//! The [`Model`] itself: what it holds, how it is looked up, the invariants
+//! it keeps, and its versioned serialized form.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use super::addr::Mac;
+use super::error::ModelError;
+use super::ids;
+use super::types::{Config, Driver, Endpoint, Network, Sandbox, StaticFdbEntry};
+
+/// Names of the networks every model has and that cannot be removed.
+pub(crate) const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
+
+/// Version of the serialized form written by this code.
+pub const STATE_VERSION: u32 = 1;
+
+/// The whole container network model: networks, sandboxes, endpoints,
+/// static FDB entries and bridge config.
+///
+/// Every mutating method validates the request completely before changing
+/// anything, so an `Err` leaves the model exactly as it was. The daemon's
+/// pattern is: clone, apply, perform side effects, persist the clone
+/// ([`super::store::Store::save`]), then replace the live model with it
+/// ([`super::store::Store::apply`] does the clone/apply/save/swap part).
+///
+/// Serializes as the versioned state file (`{"version":1,...}`);
+/// deserializing checks every invariant, so a hand-edited inconsistent file
+/// is refused rather than loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "StateFile", try_from = "StateFile")]
+pub struct Model {
+    /// Networks by id.
+    pub(crate) networks: BTreeMap<String, Network>,
+    /// Sandboxes by name.
+    pub(crate) sandboxes: BTreeMap<String, Sandbox>,
+    /// Endpoints by id.
+    pub(crate) endpoints: BTreeMap<String, Endpoint>,
+    /// Static FDB entries by (network id, MAC).
+    pub(crate) static_fdb: BTreeMap<(String, Mac), StaticFdbEntry>,
+    /// Bridge config.
+    pub(crate) config: Config,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Model {
+    /// A fresh model holding only the predefined networks: `bridge`
+    /// (172.17.0.0/16, gateway 172.17.0.1), `host` and `none`.
+    pub fn new() -> Self {
+        let mut m = Model {
+            networks: BTreeMap::new(),
+            sandboxes: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            static_fdb: BTreeMap::new(),
+            config: Config::default(),
+        };
+        let predefined = [
+            (Driver::Bridge, Some(("172.17.0.0/16", Ipv4Addr::new(172, 17, 0, 1)))),
+            (Driver::Host, None),
+            (Driver::None, None),
+        ];
+        for (driver, ip) in predefined {
+            let (subnet, gateway) = match ip {
+                Some((s, g)) => (s.parse().ok(), Some(g)),
+                None => (None, None),
+            };
+            let net = Network {
+                id: m.fresh_network_id(),
+                name: driver.as_str().to_owned(),
+                driver,
+                subnet,
+                gateway,
+                internal: false,
+                attachable: false,
+                mtu: 1500,
+                vni: None,
+                options: BTreeMap::new(),
+                created: ids::now_rfc3339(),
+                network_index: m.free_network_index(),
+            };
+            m.networks.insert(net.id.clone(), net);
+        }
+        m
+    }
+
+    // ---- queries -------------------------------------------------------
+
+    /// All networks, ordered by name.
+    pub fn networks(&self) -> Vec<&Network> {
+        let mut v: Vec<&Network> = self.networks.values().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Looks a network up like Docker: exact id, then exact name, then a
+    /// unique id prefix.
+    pub fn network(&self, name_or_id: &str) -> Result<&Network, ModelError> {
+        if let Some(n) = self.networks.get(name_or_id) {
+            return Ok(n);
+        }
+        if let Some(n) = self.networks.values().find(|n| n.name == name_or_id) {
+            return Ok(n);
+        }
+        let matches: Vec<&Network> = if name_or_id.is_empty() {
+            Vec::new()
+        } else {
+            self.networks().into_iter().filter(|n| n.id.starts_with(name_or_id)).collect()
+        };
+        match matches.as_slice() {
+            [one] => Ok(one),
+            [] => Err(ModelError::NoSuchNetwork(name_or_id.to_owned())),
+            many => Err(ModelError::AmbiguousNetwork {
+                prefix: name_or_id.to_owned(),
+                matches: many.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// The network with exactly this id.
+    pub fn network_by_id(&self, id: &str) -> Option<&Network> {
+        self.networks.get(id)
+    }
+
+    /// The network with this datapath bridge-domain index.
+    pub fn network_by_index(&self, index: u32) -> Option<&Network> {
+        self.networks.values().find(|n| n.network_index == index)
+    }
+
+    /// All sandboxes, ordered by name.
+    pub fn sandboxes(&self) -> impl Iterator<Item = &Sandbox> {
+        self.sandboxes.values()
+    }
+
+    /// The sandbox with this name.
+    pub fn sandbox(&self, name: &str) -> Result<&Sandbox, ModelError> {
+        self.sandboxes.get(name).ok_or_else(|| ModelError::NoSuchSandbox(name.to_owned()))
+    }
+
+    /// All endpoints, ordered by id.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints.values()
+    }
+
+    /// The endpoint with exactly this id.
+    pub fn endpoint(&self, id: &str) -> Option<&Endpoint> {
+        self.endpoints.get(id)
+    }
+
+    /// The endpoint whose TAP has this name.
+    pub fn endpoint_by_tap(&self, tap: &str) -> Option<&Endpoint> {
+        self.endpoints.values().find(|e| e.host_tap_name == tap)
+    }
+
+    /// The endpoint with this datapath port index.
+    pub fn endpoint_by_port_index(&self, index: u32) -> Option<&Endpoint> {
+        self.endpoints.values().find(|e| e.port_index == index)
+    }
+
+    /// The endpoints on a network (by id), ordered by address.
+    pub fn endpoints_on_network(&self, network_id: &str) -> Vec<&Endpoint> {
+        let mut v: Vec<&Endpoint> = self.endpoints.values().filter(|e| e.network_id == network_id).collect();
+        v.sort_by_key(|e| e.ipv4);
+        v
+    }
+
+    /// The endpoints in a sandbox, ordered by interface (eth0, eth1, …).
+    pub fn endpoints_in_sandbox(&self, sandbox: &str) -> Vec<&Endpoint> {
+        let mut v: Vec<&Endpoint> = self.endpoints.values().filter(|e| e.sandbox == sandbox).collect();
+        v.sort_by_key(|e| ifname_index(&e.ifname_in_sandbox));
+        v
+    }
+
+    /// The endpoint connecting `sandbox` to the network named/identified by `network`.
+    pub fn endpoint_for(&self, network: &str, sandbox: &str) -> Result<&Endpoint, ModelError> {
+        let net = self.network(network)?;
+        self.sandbox(sandbox)?;
+        self.endpoints
+            .values()
+            .find(|e| e.network_id == net.id && e.sandbox == sandbox)
+            .ok_or_else(|| ModelError::NotConnected { sandbox: sandbox.to_owned(), network: net.name.clone() })
+    }
+
+    /// All static FDB entries, ordered by network id then MAC.
+    pub fn static_fdb(&self) -> impl Iterator<Item = &StaticFdbEntry> {
+        self.static_fdb.values()
+    }
+
+    /// The bridge config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ---- allocation helpers shared by the operations ----------------------
+
+    /// A random id not used by any network.
+    pub(crate) fn fresh_network_id(&self) -> String {
+        loop {
+            let id = ids::random_id();
+            if !self.networks.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// The lowest network index not in use.
+    pub(crate) fn free_network_index(&self) -> u32 {
+        lowest_free(self.networks.values().map(|n| n.network_index))
+    }
+
+    /// The lowest port index not in use.
+    pub(crate) fn free_port_index(&self) -> u32 {
+        lowest_free(self.endpoints.values().map(|e| e.port_index))
+    }
+
+    // ---- invariants ----------------------------------------------------
+
+    /// Checks every structural invariant; `Err` describes the first violation.
+    /// Holds after every successful operation; checked when loading state.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut names = BTreeSet::new();
+        let mut indexes = BTreeSet::new();
+        let mut vnis = BTreeSet::new();
+        for (id, n) in &self.networks {
+            if id != &n.id || n.id.len() != 64 || !n.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("network {} has a bad id {:?}", n.name, n.id));
+            }
+            if !names.insert(n.name.as_str()) {
+                return Err(format!("network name {} is used twice", n.name));
+            }
+            if !indexes.insert(n.network_index) {
+                return Err(format!("network index {} is used twice", n.network_index));
+            }
+            let vni_ok = match n.vni {
+                Some(v) => n.driver == Driver::Overlay && vnis.insert(v),
+                None => n.driver != Driver::Overlay,
+            };
+            if !vni_ok {
+                return Err(format!("network {} has a bad, missing or duplicate vni", n.name));
+            }
+            if n.driver.is_switched() {
+                let (Some(s), Some(g)) = (n.subnet, n.gateway) else {
+                    return Err(format!("network {} lacks a subnet or gateway", n.name));
+                };
+                if !s.is_network_address() || s.prefix_len() > 30 || !s.contains(g) {
+                    return Err(format!("network {} has a bad subnet/gateway {s}/{g}", n.name));
+                }
+                if g == s.network() || g == s.broadcast() {
+                    return Err(format!("network {} has a bad gateway {g}", n.name));
+                }
+                for o in self.networks.values() {
+                    if o.id != n.id && o.subnet.is_some_and(|os| os.overlaps(&s)) {
+                        return Err(format!("networks {} and {} overlap", n.name, o.name));
+                    }
+                }
+            } else if n.subnet.is_some() || n.gateway.is_some() {
+                return Err(format!("network {} ({}) has a subnet", n.name, n.driver));
+            }
+        }
+        for p in PREDEFINED {
+            if !self.networks.values().any(|n| n.name == p && n.driver.as_str() == p) {
+                return Err(format!("predefined network {p} is missing"));
+            }
+        }
+        let mut paths = BTreeSet::new();
+        for (name, s) in &self.sandboxes {
+            if name != &s.name || !paths.insert(&s.netns_path) {
+                return Err(format!("sandbox {name} has a bad name or duplicate netns path"));
+            }
+        }
+        let mut taps = BTreeSet::new();
+        let mut ports = BTreeSet::new();
+        let mut per_net = BTreeSet::new();
+        let mut ips = BTreeSet::new();
+        let mut macs = BTreeSet::new();
+        let mut ifnames = BTreeSet::new();
+        let mut default_gw = BTreeSet::new();
+        for (id, e) in &self.endpoints {
+            let bad = |what: &str| Err(format!("endpoint {id}: {what}"));
+            if id != &e.id || e.id.len() != 64 {
+                return bad("bad id");
+            }
+            let Some(n) = self.networks.get(&e.network_id) else {
+                return bad("unknown network");
+            };
+            let (Some(s), Some(g)) = (n.subnet, n.gateway) else {
+                return bad("network has no subnet");
+            };
+            if !self.sandboxes.contains_key(&e.sandbox) {
+                return bad("unknown sandbox");
+            }
+            if !s.contains(e.ipv4) || e.ipv4 == g || e.ipv4 == s.network() || e.ipv4 == s.broadcast() {
+                return bad("address outside subnet or reserved");
+            }
+            if e.prefix_len != s.prefix_len() {
+                return bad("prefix length differs from subnet");
+            }
+            if e.mac.is_multicast() || e.mac.is_zero() {
+                return bad("bad MAC");
+            }
+            if ifname_index(&e.ifname_in_sandbox).is_none() || e.host_tap_name.len() > 15 {
+                return bad("bad interface name");
+            }
+            let net = e.network_id.as_str();
+            let sb = e.sandbox.as_str();
+            if !taps.insert(e.host_tap_name.as_str())
+                || !ports.insert(e.port_index)
+                || !per_net.insert((net, sb))
+                || !ips.insert((net, e.ipv4))
+                || !macs.insert((net, e.mac))
+                || !ifnames.insert((sb, e.ifname_in_sandbox.as_str()))
+            {
+                return bad("duplicate tap, port index, connection, address, MAC or ifname");
+            }
+            if e.is_default_gateway_network && (n.internal || !default_gw.insert(sb)) {
+                return bad("bad default gateway flag");
+            }
+        }
+        for ((net, mac), f) in &self.static_fdb {
+            if net != &f.network_id || mac != &f.mac {
+                return Err(format!("static FDB entry {mac} has a bad key"));
+            }
+            if !self.endpoints.values().any(|e| e.network_id == *net && e.host_tap_name == f.port_name) {
+                return Err(format!("static FDB entry {mac} points at unknown port {}", f.port_name));
+            }
+        }
+        if !(10..=1_000_000).contains(&self.config.aging_time_secs) {
+            return Err(format!("aging time {} out of range", self.config.aging_time_secs));
+        }
+        Ok(())
+    }
+}
+
+/// `n` for an interface name `eth<n>`.
+pub(crate) fn ifname_index(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("eth")?;
+    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
+        return None;
+    }
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The smallest integer not yielded by `used`.
+pub(crate) fn lowest_free(used: impl Iterator<Item = u32>) -> u32 {
+    let used: BTreeSet<u32> = used.collect();
+    let mut candidate = 0;
+    for u in used {
+        if u != candidate {
+            break;
+        }
+        candidate += 1;
+    }
+    candidate
+}
+
+/// The state file's layout, version 1.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StateFile {
+    version: u32,
+    networks: Vec<Network>,
+    sandboxes: Vec<Sandbox>,
+    endpoints: Vec<Endpoint>,
+    static_fdb: Vec<StaticFdbEntry>,
+    config: Config,
+}
+
+impl From<Model> for StateFile {
+    fn from(m: Model) -> Self {
+        StateFile {
+            version: STATE_VERSION,
+            networks: m.networks.into_values().collect(),
+            sandboxes: m.sandboxes.into_values().collect(),
+            endpoints: m.endpoints.into_values().collect(),
+            static_fdb: m.static_fdb.into_values().collect(),
+            config: m.config,
+        }
+    }
+}
+
+impl TryFrom<StateFile> for Model {
+    type Error = String;
+
+    fn try_from(f: StateFile) -> Result<Self, String> {
+        if f.version != STATE_VERSION {
+            return Err(format!(
+                "unsupported state version {} (this vswitchd reads version {STATE_VERSION})",
+                f.version
+            ));
+        }
+        let n_net = f.networks.len();
+        let n_sb = f.sandboxes.len();
+        let n_ep = f.endpoints.len();
+        let n_fdb = f.static_fdb.len();
+        let m = Model {
+            networks: f.networks.into_iter().map(|n| (n.id.clone(), n)).collect(),
+            sandboxes: f.sandboxes.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            endpoints: f.endpoints.into_iter().map(|e| (e.id.clone(), e)).collect(),
+            static_fdb: f.static_fdb.into_iter().map(|e| ((e.network_id.clone(), e.mac), e)).collect(),
+            config: f.config,
+        };
+        if (m.networks.len(), m.sandboxes.len(), m.endpoints.len(), m.static_fdb.len()) != (n_net, n_sb, n_ep, n_fdb) {
+            return Err("duplicate network id, sandbox name, endpoint id or FDB entry".to_owned());
+        }
+        m.check_invariants()?;
+        Ok(m)
+    }
+}

@@ -1,0 +1,337 @@
+//! Sandbox, connect/disconnect, IPAM, FDB and config rules.
+
+use std::path::PathBuf;
+
+use super::*;
+
+fn mac(s: &str) -> Mac {
+    s.parse().unwrap()
+}
+
+#[test]
+fn sandbox_rules() {
+    let mut m = Model::new();
+    let s = m.create_sandbox(CreateSandbox::new("web")).unwrap();
+    assert_eq!(s.netns_path, PathBuf::from("/run/netns/web"));
+    assert!(s.owns_netns);
+    let attached = CreateSandbox {
+        netns_path: Some("/proc/1234/ns/net".into()),
+        dns: vec!["10.0.0.53".parse().unwrap()],
+        dns_search: vec!["corp.example.com".into()],
+        ..CreateSandbox::new("db")
+    };
+    let d = m.create_sandbox(attached).unwrap();
+    assert!(!d.owns_netns);
+    assert_eq!(d.netns_path, PathBuf::from("/proc/1234/ns/net"));
+    assert_eq!(m.sandbox("db").unwrap().dns_search, ["corp.example.com"]);
+    let before = snapshot(&m);
+    let r = m.create_sandbox(CreateSandbox::new("web"));
+    assert_refused(&m, &before, r, &["sandbox web already exists"]);
+    let r = m.create_sandbox(CreateSandbox::new("a/b"));
+    assert_refused(&m, &before, r, &["invalid sandbox name \"a/b\""]);
+    let r = m.create_sandbox(CreateSandbox { netns_path: Some("ns/x".into()), ..CreateSandbox::new("x") });
+    assert_refused(&m, &before, r, &["netns path ns/x must be absolute"]);
+    let r = m.create_sandbox(CreateSandbox { netns_path: Some("/run/netns/web".into()), ..CreateSandbox::new("x") });
+    assert_refused(&m, &before, r, &["netns path /run/netns/web is already used by sandbox web"]);
+    let r = m.create_sandbox(CreateSandbox { dns_search: vec!["bad domain".into()], ..CreateSandbox::new("x") });
+    assert_refused(&m, &before, r, &["invalid dns search domain \"bad domain\""]);
+    let r = m.remove_sandbox("nope");
+    assert_refused(&m, &before, r, &["sandbox nope not found"]);
+}
+
+#[test]
+fn connect_fills_endpoint_fields() {
+    let mut m = populated();
+    let a = m.network("a").unwrap().clone();
+    let e = m.connect(Connect { aliases: vec!["web.local".into()], ..Connect::new("a", "s1") }).unwrap();
+    assert_eq!(e.network_id, a.id);
+    assert_eq!(e.sandbox, "s1");
+    assert_eq!(e.ifname_in_sandbox, "eth0");
+    assert_eq!(e.ipv4, ip("10.1.0.2"));
+    assert_eq!(e.prefix_len, 24);
+    assert_eq!(e.mac, mac("02:42:0a:01:00:02"));
+    assert_eq!(e.aliases, ["web.local"]);
+    assert!(e.is_default_gateway_network);
+    assert_eq!(e.port_index, 0);
+    assert_eq!(e.id.len(), 64);
+    assert_eq!(e.host_tap_name, format!("vsw{}", &e.id[..8]));
+    assert!(e.host_tap_name.len() <= 15);
+    assert_eq!(m.endpoint(&e.id), Some(&e));
+    assert_eq!(m.endpoint_by_tap(&e.host_tap_name), Some(&e));
+    assert_eq!(m.endpoint_by_port_index(0), Some(&e));
+    assert_eq!(m.endpoint_for("a", "s1").unwrap(), &e);
+    let e2 = m
+        .connect(Connect {
+            mac: Some(mac("02:00:00:00:00:01")),
+            ipv4: Some(ip("10.1.0.200")),
+            ..Connect::new(&a.id, "s2")
+        })
+        .unwrap();
+    assert_eq!((e2.ipv4, e2.mac, e2.port_index), (ip("10.1.0.200"), mac("02:00:00:00:00:01"), 1));
+    let on_a: Vec<_> = m.endpoints_on_network(&a.id).iter().map(|e| e.sandbox.clone()).collect();
+    assert_eq!(on_a, ["s1", "s2"]);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn connect_refusals_name_the_culprit() {
+    let mut m = populated();
+    m.create_network(CreateNetwork { subnet: Some(net("10.3.0.0/24")), ..CreateNetwork::new("ov", Driver::Overlay) })
+        .unwrap();
+    m.connect(Connect::new("a", "s1")).unwrap();
+    m.connect(Connect { mac: Some(mac("02:00:00:00:00:09")), ..Connect::new("b", "s1") }).unwrap();
+    let before = snapshot(&m);
+    let cases: Vec<(Connect, Vec<&str>)> = vec![
+        (Connect::new("host", "s2"), vec!["network host", "host's own network stack"]),
+        (Connect::new("none", "s2"), vec!["network none", "only loopback"]),
+        (Connect::new("zzz", "s2"), vec!["network zzz not found"]),
+        (Connect::new("a", "ghost"), vec!["sandbox ghost not found"]),
+        (Connect::new("ov", "s2"), vec!["network ov is not attachable: create it with --attachable"]),
+        (Connect::new("a", "s1"), vec!["sandbox s1 is already connected to network a"]),
+        (
+            Connect { ipv4: Some(ip("10.9.0.5")), ..Connect::new("a", "s2") },
+            vec!["10.9.0.5 is not inside subnet 10.1.0.0/24 of network a"],
+        ),
+        (
+            Connect { ipv4: Some(ip("10.1.0.1")), ..Connect::new("a", "s2") },
+            vec!["10.1.0.1 is the gateway of network a"],
+        ),
+        (
+            Connect { ipv4: Some(ip("10.1.0.0")), ..Connect::new("a", "s2") },
+            vec!["10.1.0.0 is the network address of network a"],
+        ),
+        (
+            Connect { ipv4: Some(ip("10.1.0.255")), ..Connect::new("a", "s2") },
+            vec!["10.1.0.255 is the broadcast address of network a"],
+        ),
+        (
+            Connect { ipv4: Some(ip("10.1.0.2")), ..Connect::new("a", "s2") },
+            vec!["10.1.0.2 is already in use on network a by sandbox s1"],
+        ),
+        (
+            Connect { mac: Some(mac("00:00:00:00:00:00")), ..Connect::new("a", "s2") },
+            vec!["00:00:00:00:00:00", "all-zero"],
+        ),
+        (
+            Connect { mac: Some(mac("01:00:5e:00:00:01")), ..Connect::new("a", "s2") },
+            vec!["01:00:5e:00:00:01", "multicast"],
+        ),
+        (Connect { mac: Some(mac("ff:ff:ff:ff:ff:ff")), ..Connect::new("a", "s2") }, vec!["multicast"]),
+        (
+            Connect { mac: Some(mac("02:00:00:00:00:09")), ..Connect::new("b", "s2") },
+            vec!["MAC address 02:00:00:00:00:09 is already in use on network b by sandbox s1"],
+        ),
+        (
+            Connect { mac: Some(mac("02:42:0a:01:00:02")), ..Connect::new("a", "s2") },
+            vec!["02:42:0a:01:00:02 is already in use on network a by sandbox s1"],
+        ),
+        (
+            Connect { aliases: vec!["ok".into(), "not ok".into()], ..Connect::new("a", "s2") },
+            vec!["invalid alias \"not ok\""],
+        ),
+    ];
+    for (req, needles) in cases {
+        let r = m.connect(req);
+        assert_refused(&m, &before, r, &needles);
+    }
+    let r = m.disconnect("b", "s2");
+    assert_refused(&m, &before, r, &["sandbox s2 is not connected to network b"]);
+    let r = m.disconnect("a", "ghost");
+    assert_refused(&m, &before, r, &["sandbox ghost not found"]);
+}
+
+#[test]
+fn same_mac_allowed_on_different_networks_and_overlay_attach_rules() {
+    let mut m = populated();
+    let x = mac("02:00:00:00:00:42");
+    m.connect(Connect { mac: Some(x), ..Connect::new("a", "s1") }).unwrap();
+    m.connect(Connect { mac: Some(x), ..Connect::new("b", "s2") }).unwrap();
+    m.create_network(CreateNetwork { subnet: Some(net("10.3.0.0/24")), ..CreateNetwork::new("ov", Driver::Overlay) })
+        .unwrap();
+    m.create_network(CreateNetwork {
+        attachable: true,
+        subnet: Some(net("10.4.0.0/24")),
+        ..CreateNetwork::new("ova", Driver::Overlay)
+    })
+    .unwrap();
+    m.connect(Connect { exempt_from_attachable: true, ..Connect::new("ov", "s1") }).unwrap();
+    m.connect(Connect::new("ova", "s1")).unwrap();
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn ipam_lowest_free_and_release() {
+    let mut m = Model::new();
+    m.create_network(bridge("n", "10.7.0.0/24")).unwrap();
+    for s in ["s1", "s2", "s3", "s4"] {
+        m.create_sandbox(CreateSandbox::new(s)).unwrap();
+    }
+    let got: Vec<_> = ["s1", "s2", "s3"].iter().map(|s| m.connect(Connect::new("n", *s)).unwrap().ipv4).collect();
+    assert_eq!(got, [ip("10.7.0.2"), ip("10.7.0.3"), ip("10.7.0.4")]);
+    let d = m.disconnect("n", "s2").unwrap();
+    assert_eq!(d.endpoint.ipv4, ip("10.7.0.3"));
+    assert_eq!(m.connect(Connect::new("n", "s4")).unwrap().ipv4, ip("10.7.0.3"), "released address is reused");
+    // The released address of s2 is free for an explicit request too.
+    m.disconnect("n", "s4").unwrap();
+    assert_eq!(
+        m.connect(Connect { ipv4: Some(ip("10.7.0.3")), ..Connect::new("n", "s2") }).unwrap().ipv4,
+        ip("10.7.0.3")
+    );
+}
+
+#[test]
+fn ipam_skips_a_gateway_in_the_middle_and_exhausts() {
+    let mut m = Model::new();
+    m.create_network(CreateNetwork {
+        subnet: Some(net("10.8.0.0/29")),
+        gateway: Some(ip("10.8.0.2")),
+        ..CreateNetwork::new("n", Driver::Bridge)
+    })
+    .unwrap();
+    let mut got = Vec::new();
+    for i in 0..5 {
+        let s = format!("s{i}");
+        m.create_sandbox(CreateSandbox::new(&s)).unwrap();
+        got.push(m.connect(Connect::new("n", &s)).unwrap().ipv4);
+    }
+    assert_eq!(got, ["10.8.0.1", "10.8.0.3", "10.8.0.4", "10.8.0.5", "10.8.0.6"].map(ip));
+    m.create_sandbox(CreateSandbox::new("late")).unwrap();
+    let before = snapshot(&m);
+    let r = m.connect(Connect::new("n", "late"));
+    assert_refused(&m, &before, r, &["no free address left in subnet 10.8.0.0/29 of network n"]);
+}
+
+#[test]
+fn ifname_slots_are_reused() {
+    let mut m = populated();
+    m.create_network(bridge("c", "10.3.0.0/24")).unwrap();
+    m.create_network(bridge("d", "10.4.0.0/24")).unwrap();
+    let names: Vec<_> =
+        ["a", "b", "c"].iter().map(|n| m.connect(Connect::new(*n, "s1")).unwrap().ifname_in_sandbox).collect();
+    assert_eq!(names, ["eth0", "eth1", "eth2"]);
+    assert_eq!(m.connect(Connect::new("a", "s2")).unwrap().ifname_in_sandbox, "eth0", "slots are per sandbox");
+    m.disconnect("b", "s1").unwrap();
+    assert_eq!(m.connect(Connect::new("d", "s1")).unwrap().ifname_in_sandbox, "eth1");
+    let order: Vec<_> = m.endpoints_in_sandbox("s1").iter().map(|e| e.ifname_in_sandbox.clone()).collect();
+    assert_eq!(order, ["eth0", "eth1", "eth2"]);
+}
+
+#[test]
+fn port_indexes_are_dense_and_reused() {
+    let mut m = populated();
+    let p: Vec<_> = [("a", "s1"), ("a", "s2"), ("b", "s1")]
+        .iter()
+        .map(|(n, s)| m.connect(Connect::new(*n, *s)).unwrap().port_index)
+        .collect();
+    assert_eq!(p, [0, 1, 2]);
+    m.disconnect("a", "s2").unwrap();
+    assert_eq!(m.connect(Connect::new("b", "s2")).unwrap().port_index, 1);
+}
+
+#[test]
+fn default_gateway_selection_and_promotion() {
+    let mut m = populated();
+    m.create_network(CreateNetwork {
+        internal: true,
+        subnet: Some(net("10.3.0.0/24")),
+        ..CreateNetwork::new("int", Driver::Bridge)
+    })
+    .unwrap();
+    let i = m.connect(Connect::new("int", "s1")).unwrap();
+    assert!(!i.is_default_gateway_network, "internal networks never carry the default route");
+    let a = m.connect(Connect::new("a", "s1")).unwrap();
+    assert!(a.is_default_gateway_network, "first non-internal network");
+    let b = m.connect(Connect::new("b", "s1")).unwrap();
+    assert!(!b.is_default_gateway_network);
+    let d = m.disconnect("a", "s1").unwrap();
+    assert!(d.endpoint.is_default_gateway_network);
+    let promoted = d.new_default_gateway.expect("b takes over");
+    assert_eq!(promoted.id, b.id);
+    assert!(m.endpoint(&b.id).unwrap().is_default_gateway_network);
+    let d = m.disconnect("b", "s1").unwrap();
+    assert_eq!(d.new_default_gateway, None, "only the internal network is left");
+    let d = m.disconnect("int", "s1").unwrap();
+    assert_eq!(d.new_default_gateway, None);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn remove_sandbox_returns_endpoints_and_frees_them() {
+    let mut m = populated();
+    let e1 = m.connect(Connect::new("a", "s1")).unwrap();
+    let e2 = m.connect(Connect::new("b", "s1")).unwrap();
+    m.connect(Connect::new("a", "s2")).unwrap();
+    let f = m.add_static_fdb("a", mac("02:00:00:00:00:77"), &e1.host_tap_name).unwrap();
+    let r = m.remove_sandbox("s1").unwrap();
+    assert_eq!(r.sandbox.name, "s1");
+    assert_eq!(r.endpoints, [e1.clone(), e2]);
+    assert_eq!(r.removed_fdb, [f]);
+    assert!(m.sandbox("s1").is_err());
+    assert_eq!(m.endpoints().count(), 1);
+    assert_eq!(m.static_fdb().count(), 0);
+    m.create_sandbox(CreateSandbox::new("s3")).unwrap();
+    assert_eq!(m.connect(Connect::new("a", "s3")).unwrap().ipv4, e1.ipv4, "address released");
+    m.remove_network("b").unwrap();
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn static_fdb_rules() {
+    let mut m = populated();
+    let ea = m.connect(Connect::new("a", "s1")).unwrap();
+    let eb = m.connect(Connect::new("b", "s2")).unwrap();
+    let x = mac("02:00:00:00:00:01");
+    let f = m.add_static_fdb("a", x, &ea.host_tap_name).unwrap();
+    assert_eq!(
+        (f.network_id.as_str(), f.mac, f.port_name.as_str()),
+        (ea.network_id.as_str(), x, ea.host_tap_name.as_str())
+    );
+    m.add_static_fdb("b", x, &eb.host_tap_name).unwrap();
+    let before = snapshot(&m);
+    let r = m.add_static_fdb("a", x, &ea.host_tap_name);
+    assert_refused(
+        &m,
+        &before,
+        r,
+        &["static FDB entry for 02:00:00:00:00:01 on network a already exists", &ea.host_tap_name],
+    );
+    let r = m.add_static_fdb("a", mac("02:00:00:00:00:02"), &eb.host_tap_name);
+    assert_refused(&m, &before, r, &[&format!("port {} is not an endpoint of network a", eb.host_tap_name)]);
+    let r = m.add_static_fdb("a", mac("02:00:00:00:00:02"), "vswdeadbeef");
+    assert_refused(&m, &before, r, &["port vswdeadbeef"]);
+    let r = m.add_static_fdb("a", mac("01:00:00:00:00:02"), &ea.host_tap_name);
+    assert_refused(&m, &before, r, &["01:00:00:00:00:02", "unicast"]);
+    let r = m.add_static_fdb("a", mac("00:00:00:00:00:00"), &ea.host_tap_name);
+    assert_refused(&m, &before, r, &["all-zero"]);
+    let r = m.add_static_fdb("nope", x, &ea.host_tap_name);
+    assert_refused(&m, &before, r, &["network nope not found"]);
+    let r = m.remove_static_fdb("a", mac("02:00:00:00:00:03"));
+    assert_refused(&m, &before, r, &["no static FDB entry for 02:00:00:00:00:03 on network a"]);
+    assert_eq!(m.static_fdb_on(&ea.network_id).count(), 1);
+    assert_eq!(m.remove_static_fdb("a", x).unwrap(), f);
+    assert_eq!(m.static_fdb().count(), 1);
+    let d = m.disconnect("b", "s2").unwrap();
+    assert_eq!(d.removed_fdb.len(), 1, "entries pointing at a removed port go with it");
+    assert_eq!(m.static_fdb().count(), 0);
+}
+
+#[test]
+fn config_rules() {
+    let mut m = Model::new();
+    assert_eq!(m.config().aging_time_secs, 300);
+    m.set_config("aging-time", "600").unwrap();
+    assert_eq!(m.config().aging_time_secs, 600);
+    m.set_config("aging-time", "10").unwrap();
+    m.set_config("aging-time", "1000000").unwrap();
+    let before = snapshot(&m);
+    for bad in ["9", "1000001", "0"] {
+        let r = m.set_config("aging-time", bad);
+        assert_refused(&m, &before, r, &[&format!("invalid value \"{bad}\" for aging-time"), "10..=1000000"]);
+    }
+    for bad in ["abc", "-5", "1.5", ""] {
+        let r = m.set_config("aging-time", bad);
+        assert_refused(&m, &before, r, &["aging-time", "whole number"]);
+    }
+    let r = m.set_config("stp", "on");
+    assert_refused(&m, &before, r, &["unknown config key \"stp\"", "aging-time"]);
+}

@@ -1,0 +1,219 @@
+//! Network creation, removal and lookup rules.
+
+use super::*;
+
+#[test]
+fn fresh_model_has_predefined_networks() {
+    let m = Model::new();
+    m.check_invariants().unwrap();
+    let names: Vec<_> = m.networks().iter().map(|n| n.name.clone()).collect();
+    assert_eq!(names, ["bridge", "host", "none"]);
+    let b = m.network("bridge").unwrap();
+    assert_eq!((b.driver, b.subnet, b.gateway), (Driver::Bridge, Some(net("172.17.0.0/16")), Some(ip("172.17.0.1"))));
+    assert_eq!(b.mtu, 1500);
+    assert_eq!(b.id.len(), 64);
+    assert_eq!(m.network("host").unwrap().driver, Driver::Host);
+    assert_eq!(m.network("none").unwrap().subnet, None);
+    let mut idx: Vec<u32> = m.networks().iter().map(|n| n.network_index).collect();
+    idx.sort();
+    assert_eq!(idx, [0, 1, 2]);
+    assert!(m.networks().iter().all(|n| n.is_predefined()));
+}
+
+#[test]
+fn default_pools_in_docker_order() {
+    let pools: Vec<String> = default_pool_subnets().map(|s| s.to_string()).collect();
+    assert_eq!(pools.len(), 15 + 16);
+    assert_eq!(pools[0], "172.17.0.0/16");
+    assert_eq!(pools[14], "172.31.0.0/16");
+    assert_eq!(pools[15], "192.168.0.0/20");
+    assert_eq!(pools[30], "192.168.240.0/20");
+}
+
+#[test]
+fn allocation_skips_overlapping_subnets() {
+    let mut m = Model::new();
+    let n1 = m.create_network(CreateNetwork::new("n1", Driver::Bridge)).unwrap();
+    assert_eq!(n1.subnet, Some(net("172.18.0.0/16")), "172.17/16 is the predefined bridge");
+    assert_eq!(n1.gateway, Some(ip("172.18.0.1")));
+    assert_eq!(n1.network_index, 3);
+    assert_eq!((n1.mtu, n1.vni, n1.internal, n1.attachable), (1500, None, false, false));
+    m.create_network(bridge("user", "172.19.4.0/24")).unwrap();
+    let n2 = m.create_network(CreateNetwork::new("n2", Driver::Bridge)).unwrap();
+    assert_eq!(n2.subnet, Some(net("172.20.0.0/16")), "172.19/16 overlaps user's /24");
+    for i in 21..=31 {
+        let n = m.create_network(CreateNetwork::new(format!("x{i}"), Driver::Bridge)).unwrap();
+        assert_eq!(n.subnet, Some(net(&format!("172.{i}.0.0/16"))));
+    }
+    let small = m.create_network(CreateNetwork::new("s0", Driver::Overlay)).unwrap();
+    assert_eq!(small.subnet, Some(net("192.168.0.0/20")));
+    m.create_network(bridge("user2", "192.168.16.0/24")).unwrap();
+    let s2 = m.create_network(CreateNetwork::new("s2", Driver::Bridge)).unwrap();
+    assert_eq!(s2.subnet, Some(net("192.168.32.0/20")));
+    for i in 3..16 {
+        m.create_network(CreateNetwork::new(format!("t{i}"), Driver::Bridge)).unwrap();
+    }
+    let before = snapshot(&m);
+    let r = m.create_network(CreateNetwork::new("full", Driver::Bridge));
+    assert_refused(&m, &before, r, &["address pools", "--subnet"]);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn name_rules() {
+    let mut m = populated();
+    let before = snapshot(&m);
+    let r = m.create_network(CreateNetwork::new("bad name", Driver::Bridge));
+    assert_refused(&m, &before, r, &["invalid network name", "\"bad name\""]);
+    let r = m.create_network(CreateNetwork::new("_x", Driver::Bridge));
+    assert_refused(&m, &before, r, &["\"_x\"", "start with"]);
+    let r = m.create_network(CreateNetwork::new("a", Driver::Bridge));
+    assert_refused(&m, &before, r, &["network with name a already exists"]);
+    let r = m.create_network(CreateNetwork::new("bridge", Driver::Bridge));
+    assert_refused(&m, &before, r, &["name bridge already exists"]);
+}
+
+#[test]
+fn host_and_none_are_singletons() {
+    let mut m = Model::new();
+    let before = snapshot(&m);
+    let r = m.create_network(CreateNetwork::new("h2", Driver::Host));
+    assert_refused(&m, &before, r, &["only one instance of \"host\" network is allowed"]);
+    let r = m.create_network(CreateNetwork::new("n2", Driver::None));
+    assert_refused(&m, &before, r, &["only one instance of \"none\" network is allowed"]);
+}
+
+#[test]
+fn user_subnet_rules() {
+    let mut m = populated();
+    let before = snapshot(&m);
+    let r = m.create_network(bridge("x", "10.5.0.7/24"));
+    assert_refused(&m, &before, r, &["10.5.0.7/24", "not a network address", "10.5.0.0/24"]);
+    let r = m.create_network(bridge("x", "10.5.0.0/31"));
+    assert_refused(&m, &before, r, &["10.5.0.0/31", "too small", "at most 30"]);
+    let r = m.create_network(bridge("x", "127.1.0.0/16"));
+    assert_refused(&m, &before, r, &["127.1.0.0/16", "127.0.0.0/8", "loopback"]);
+    let r = m.create_network(bridge("x", "224.0.0.0/24"));
+    assert_refused(&m, &before, r, &["multicast"]);
+    let r = m.create_network(bridge("x", "172.17.5.0/24"));
+    assert_refused(&m, &before, r, &["172.17.5.0/24", "overlaps network bridge", "172.17.0.0/16"]);
+    let r = m.create_network(bridge("x", "10.0.0.0/8"));
+    assert_refused(&m, &before, r, &["overlaps network a", "10.1.0.0/24"]);
+    let n = m.create_network(bridge("x", "10.5.0.0/30")).unwrap();
+    assert_eq!(n.gateway, Some(ip("10.5.0.1")));
+}
+
+#[test]
+fn gateway_rules() {
+    let mut m = Model::new();
+    let before = snapshot(&m);
+    let with_gw = |g: &str, s: Option<&str>| CreateNetwork {
+        subnet: s.map(net),
+        gateway: Some(ip(g)),
+        ..CreateNetwork::new("g", Driver::Bridge)
+    };
+    let r = m.create_network(with_gw("10.0.0.1", None));
+    assert_refused(&m, &before, r, &["--gateway requires --subnet"]);
+    let r = m.create_network(with_gw("10.0.1.1", Some("10.0.0.0/24")));
+    assert_refused(&m, &before, r, &["gateway 10.0.1.1 is not inside subnet 10.0.0.0/24"]);
+    let r = m.create_network(with_gw("10.0.0.0", Some("10.0.0.0/24")));
+    assert_refused(&m, &before, r, &["10.0.0.0", "network address"]);
+    let r = m.create_network(with_gw("10.0.0.255", Some("10.0.0.0/24")));
+    assert_refused(&m, &before, r, &["10.0.0.255", "broadcast address"]);
+    let n = m.create_network(with_gw("10.0.0.254", Some("10.0.0.0/24"))).unwrap();
+    assert_eq!(n.gateway, Some(ip("10.0.0.254")));
+}
+
+#[test]
+fn mtu_rules() {
+    let mut m = Model::new();
+    let before = snapshot(&m);
+    for bad in [0, 67, 65536] {
+        let r = m.create_network(CreateNetwork { mtu: Some(bad), ..CreateNetwork::new("m", Driver::Bridge) });
+        assert_refused(&m, &before, r, &[&format!("mtu {bad} is out of range"), "68..=65535"]);
+    }
+    let n = m.create_network(CreateNetwork { mtu: Some(68), ..CreateNetwork::new("m", Driver::Overlay) }).unwrap();
+    assert_eq!(n.mtu, 68);
+    let n = m.create_network(CreateNetwork { mtu: Some(65535), ..CreateNetwork::new("m2", Driver::Bridge) }).unwrap();
+    assert_eq!(n.mtu, 65535);
+}
+
+#[test]
+fn vni_rules() {
+    let mut m = Model::new();
+    let ov = |name: &str, vni: Option<u32>| CreateNetwork { vni, ..CreateNetwork::new(name, Driver::Overlay) };
+    assert_eq!(m.create_network(ov("o1", None)).unwrap().vni, Some(4096));
+    assert_eq!(m.create_network(ov("o2", Some(4097))).unwrap().vni, Some(4097));
+    assert_eq!(m.create_network(ov("o3", None)).unwrap().vni, Some(4098), "skips the used 4097");
+    assert_eq!(m.create_network(ov("o4", Some(1))).unwrap().vni, Some(1));
+    let before = snapshot(&m);
+    let r = m.create_network(ov("o5", Some(4097)));
+    assert_refused(&m, &before, r, &["vni 4097 is already used by network o2"]);
+    for bad in [0, 16_777_216] {
+        let r = m.create_network(ov("o5", Some(bad)));
+        assert_refused(&m, &before, r, &[&format!("vni {bad} is out of range"), "1..=16777215"]);
+    }
+    let r = m.create_network(CreateNetwork { vni: Some(5), ..CreateNetwork::new("b", Driver::Bridge) });
+    assert_refused(&m, &before, r, &["--vni is not supported by the bridge driver"]);
+    m.remove_network("o1").unwrap();
+    assert_eq!(m.create_network(ov("o6", None)).unwrap().vni, Some(4096), "released VNIs are reused");
+}
+
+#[test]
+fn remove_rules_and_index_reuse() {
+    let mut m = populated();
+    let before = snapshot(&m);
+    for p in ["bridge", "host", "none"] {
+        let r = m.remove_network(p);
+        assert_refused(&m, &before, r, &[&format!("{p} is a pre-defined network and cannot be removed")]);
+    }
+    let r = m.remove_network("nope");
+    assert_refused(&m, &before, r, &["network nope not found"]);
+    m.connect(Connect::new("a", "s1")).unwrap();
+    m.connect(Connect::new("a", "s2")).unwrap();
+    let before = snapshot(&m);
+    let r = m.remove_network("a");
+    assert_refused(
+        &m,
+        &before,
+        r,
+        &["network a has active endpoints", "s1/eth0 10.1.0.2", "s2/eth0 10.1.0.3", "disconnect"],
+    );
+    m.disconnect("a", "s1").unwrap();
+    m.disconnect("a", "s2").unwrap();
+    let a = m.remove_network("a").unwrap();
+    assert_eq!(a.network_index, 3);
+    assert!(m.network("a").is_err());
+    let again = m.create_network(bridge("a", "10.1.0.0/24")).unwrap();
+    assert_eq!(again.network_index, 3, "lowest free index is reused");
+    assert_ne!(again.id, a.id);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn lookup_by_id_and_prefix() {
+    let mut m = populated();
+    let a = m.network("a").unwrap().clone();
+    assert_eq!(m.network(&a.id).unwrap().name, "a");
+    assert_eq!(m.network(&a.id[..12]).unwrap().name, "a");
+    assert_eq!(m.network_by_id(&a.id).unwrap().name, "a");
+    assert_eq!(m.network_by_index(a.network_index).unwrap().name, "a");
+    assert!(matches!(m.network(""), Err(ModelError::NoSuchNetwork(_))));
+    // Force two ids sharing a prefix.
+    let b = m.network("b").unwrap().clone();
+    for (old, new_id) in [(&a.id, format!("abcd{}", &a.id[4..])), (&b.id, format!("abcd{}", &b.id[4..]))] {
+        let mut n = m.networks.remove(old).unwrap();
+        n.id = new_id;
+        m.networks.insert(n.id.clone(), n);
+    }
+    let e = m.network("abcd").unwrap_err().to_string();
+    assert!(e.contains("abcd is ambiguous") && e.contains("a, b"), "{e}");
+}
+
+#[test]
+fn driver_parsing() {
+    assert_eq!("overlay".parse::<Driver>().unwrap(), Driver::Overlay);
+    assert_eq!("null".parse::<Driver>().unwrap(), Driver::None);
+    let e = "macvlan".parse::<Driver>().unwrap_err().to_string();
+    assert!(e.contains("\"macvlan\"") && e.contains("bridge, overlay"), "{e}");
+}

@@ -1,0 +1,141 @@
+//! Persistence: round trips, atomic replace, locking and corrupt files.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::*;
+
+/// A unique scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "vsw-model-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        TempDir(p)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn fresh_dir_is_created_locked_and_saved() {
+    let t = TempDir::new();
+    let dir = t.path().join("nested/state");
+    let (store, model) = Store::open(&dir).unwrap();
+    assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(model.networks().len(), 3);
+    let text = fs::read_to_string(store.state_path()).unwrap();
+    assert!(text.contains("\"version\": 1"), "{text}");
+    let err = Store::open(&dir).unwrap_err().to_string();
+    assert!(err.contains("in use by another vswitchd") && err.contains("state.lock"), "{err}");
+    drop(store);
+    let (_store, again) = Store::open(&dir).unwrap();
+    assert_eq!(again, model, "predefined network ids survive a restart");
+}
+
+#[test]
+fn round_trip_of_a_populated_model() {
+    let t = TempDir::new();
+    let (store, mut m) = Store::open(t.path()).unwrap();
+    store.apply(&mut m, |m| m.create_network(bridge("a", "10.1.0.0/24"))).unwrap();
+    store
+        .apply(&mut m, |m| {
+            m.create_network(CreateNetwork {
+                vni: Some(77),
+                mtu: Some(1450),
+                attachable: true,
+                ..CreateNetwork::new("ov", Driver::Overlay)
+            })
+        })
+        .unwrap();
+    store
+        .apply(&mut m, |m| {
+            m.create_sandbox(CreateSandbox { dns: vec!["1.1.1.1".parse().unwrap()], ..CreateSandbox::new("s1") })
+        })
+        .unwrap();
+    let e =
+        store.apply(&mut m, |m| m.connect(Connect { aliases: vec!["x".into()], ..Connect::new("a", "s1") })).unwrap();
+    store.apply(&mut m, |m| m.connect(Connect::new("ov", "s1"))).unwrap();
+    store.apply(&mut m, |m| m.add_static_fdb("a", "02:00:00:00:00:05".parse().unwrap(), &e.host_tap_name)).unwrap();
+    store.apply(&mut m, |m| m.set_config("aging-time", "42")).unwrap();
+    drop(store);
+    let (_store, loaded) = Store::open(t.path()).unwrap();
+    assert_eq!(loaded, m);
+    assert_eq!(snapshot(&loaded), snapshot(&m));
+    assert_eq!(loaded.config().aging_time_secs, 42);
+}
+
+#[test]
+fn apply_refused_leaves_model_and_file_unchanged() {
+    let t = TempDir::new();
+    let (store, mut m) = Store::open(t.path()).unwrap();
+    let file_before = fs::read(store.state_path()).unwrap();
+    let before = m.clone();
+    let err = store.apply(&mut m, |m| m.remove_network("bridge")).unwrap_err();
+    assert!(matches!(err, ApplyError::Model(ModelError::PredefinedNetwork(_))), "{err}");
+    assert_eq!(m, before);
+    assert_eq!(fs::read(store.state_path()).unwrap(), file_before);
+}
+
+#[test]
+fn leftover_tmp_file_is_ignored_and_overwritten() {
+    let t = TempDir::new();
+    let (store, mut m) = Store::open(t.path()).unwrap();
+    let tmp = t.path().join("state.json.tmp");
+    fs::write(&tmp, b"garbage from a crash").unwrap();
+    drop(store);
+    let (store, loaded) = Store::open(t.path()).unwrap();
+    assert_eq!(loaded, m, "the .tmp file is never read");
+    store.apply(&mut m, |m| m.create_sandbox(CreateSandbox::new("s"))).unwrap();
+    assert!(!tmp.exists(), "save renamed its own .tmp over state.json");
+    drop(store);
+    assert_eq!(Store::open(t.path()).unwrap().1, m);
+}
+
+#[test]
+fn corrupt_or_foreign_files_are_refused_with_the_path() {
+    let t = TempDir::new();
+    let path = t.path().join("state.json");
+    drop(Store::open(t.path()).unwrap());
+    let good = fs::read_to_string(&path).unwrap();
+
+    fs::write(&path, "{\"version\":1, truncated").unwrap();
+    let e = Store::open(t.path()).unwrap_err().to_string();
+    assert!(e.contains(&path.display().to_string()) && e.contains("corrupt"), "{e}");
+    assert_eq!(fs::read_to_string(&path).unwrap(), "{\"version\":1, truncated", "never overwritten");
+
+    fs::write(&path, good.replace("\"version\": 1", "\"version\": 2")).unwrap();
+    let e = Store::open(t.path()).unwrap_err().to_string();
+    assert!(e.contains(&path.display().to_string()) && e.contains("version 2"), "{e}");
+
+    fs::write(&path, "[]").unwrap();
+    let e = Store::open(t.path()).unwrap_err().to_string();
+    assert!(e.contains("corrupt"), "{e}");
+
+    // Well-formed JSON that breaks an invariant: two endpoints with one address.
+    let mut m = Model::new();
+    m.create_network(bridge("a", "10.1.0.0/24")).unwrap();
+    m.create_sandbox(CreateSandbox::new("s1")).unwrap();
+    m.create_sandbox(CreateSandbox::new("s2")).unwrap();
+    m.connect(Connect::new("a", "s1")).unwrap();
+    m.connect(Connect::new("a", "s2")).unwrap();
+    let text = serde_json::to_string_pretty(&m).unwrap().replace("10.1.0.3", "10.1.0.2");
+    fs::write(&path, text).unwrap();
+    let e = Store::open(t.path()).unwrap_err().to_string();
+    assert!(e.contains(&path.display().to_string()) && e.contains("duplicate"), "{e}");
+}

@@ -1,0 +1,272 @@
+//! The records the model keeps, the requests that create them and the
+//! outcomes that tell the daemon which side effects to perform.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::addr::{Ipv4Net, Mac};
+
+/// A network driver, as in `docker network create --driver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// A local bridge domain (the default).
+    #[default]
+    Bridge,
+    /// The host's own network stack (predefined `host` network only).
+    Host,
+    /// Loopback only (predefined `none` network only).
+    None,
+    /// A bridge domain stretched across hosts over VXLAN.
+    Overlay,
+}
+
+impl Driver {
+    /// The driver's name as used on the command line.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Driver::Bridge => "bridge",
+            Driver::Host => "host",
+            Driver::None => "none",
+            Driver::Overlay => "overlay",
+        }
+    }
+
+    /// Whether networks of this driver are bridge domains with a subnet and endpoints.
+    pub fn is_switched(&self) -> bool {
+        matches!(self, Driver::Bridge | Driver::Overlay)
+    }
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `{0:?}` is not a network driver: expected bridge, overlay, host or none
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a network driver: expected bridge, overlay, host or none")]
+pub struct ParseDriverError(pub String);
+
+impl FromStr for Driver {
+    type Err = ParseDriverError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "bridge" => Ok(Driver::Bridge),
+            "host" => Ok(Driver::Host),
+            "none" | "null" => Ok(Driver::None),
+            "overlay" => Ok(Driver::Overlay),
+            _ => Err(ParseDriverError(s.to_owned())),
+        }
+    }
+}
+
+/// A network: one bridge domain (or the special `host`/`none`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// 64 lowercase hex digits, random.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The driver.
+    pub driver: Driver,
+    /// The IPv4 subnet (always set for bridge and overlay networks).
+    pub subnet: Option<Ipv4Net>,
+    /// The gateway address inside `subnet` (always set for bridge and overlay).
+    pub gateway: Option<Ipv4Addr>,
+    /// No route out of the network: endpoints get no default route through it.
+    pub internal: bool,
+    /// Standalone sandboxes may connect (meaningful for overlay networks).
+    pub attachable: bool,
+    /// MTU of the endpoints' interfaces.
+    pub mtu: u32,
+    /// VXLAN network identifier (overlay networks only).
+    pub vni: Option<u32>,
+    /// Free-form driver options (`-o key=value`).
+    pub options: BTreeMap<String, String>,
+    /// Creation time, RFC 3339 UTC.
+    pub created: String,
+    /// Small dense integer, unique among networks and stable for the network's
+    /// life: the datapath's bridge-domain id. Reused after the network is removed.
+    pub network_index: u32,
+}
+
+impl Network {
+    /// Whether this is one of the predefined `bridge`, `host`, `none` networks.
+    pub fn is_predefined(&self) -> bool {
+        super::state::PREDEFINED.contains(&self.name.as_str())
+    }
+}
+
+/// A sandbox: one network namespace that endpoints are placed in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sandbox {
+    /// Unique name.
+    pub name: String,
+    /// Path of the namespace handle (`/run/netns/<name>` unless attached to an existing one).
+    pub netns_path: PathBuf,
+    /// Whether vswitch created the namespace (and so deletes it on removal).
+    pub owns_netns: bool,
+    /// Name servers for the sandbox's resolv.conf.
+    pub dns: Vec<IpAddr>,
+    /// Search domains for the sandbox's resolv.conf.
+    pub dns_search: Vec<String>,
+    /// Creation time, RFC 3339 UTC.
+    pub created: String,
+}
+
+/// An endpoint: the attachment of one sandbox to one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// 64 lowercase hex digits, random.
+    pub id: String,
+    /// The network's id.
+    pub network_id: String,
+    /// The sandbox's name.
+    pub sandbox: String,
+    /// Interface name inside the sandbox: `eth<n>`, lowest free `n` in that sandbox.
+    pub ifname_in_sandbox: String,
+    /// Name of the persistent TAP device: `vsw` + the first 8 hex digits of `id`.
+    pub host_tap_name: String,
+    /// The interface's MAC address.
+    pub mac: Mac,
+    /// The interface's IPv4 address.
+    pub ipv4: Ipv4Addr,
+    /// Prefix length of the network's subnet.
+    pub prefix_len: u8,
+    /// Extra DNS names for this endpoint on the network.
+    pub aliases: Vec<String>,
+    /// The sandbox's default route goes via this network's gateway.
+    pub is_default_gateway_network: bool,
+    /// Small dense integer, unique among endpoints: the datapath's port id.
+    /// Reused after the endpoint is removed.
+    pub port_index: u32,
+}
+
+/// A static (never-aging) forwarding entry: frames for `mac` on `network` go to `port_name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StaticFdbEntry {
+    /// The network's id.
+    pub network_id: String,
+    /// The destination MAC (unicast).
+    pub mac: Mac,
+    /// The TAP name of an endpoint on that network.
+    pub port_name: String,
+}
+
+/// Bridge-wide tunables (`vswitchctl set <key> <value>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Seconds a learned FDB entry lives without traffic (802.1D ageing time).
+    pub aging_time_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { aging_time_secs: 300 }
+    }
+}
+
+/// A `network create` request. Unset fields take Docker's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateNetwork {
+    /// Name of the new network.
+    pub name: String,
+    /// Driver (default bridge).
+    pub driver: Driver,
+    /// `--subnet`; allocated from the default pools when `None`.
+    pub subnet: Option<Ipv4Net>,
+    /// `--gateway`; the subnet's first host address when `None`. Requires `subnet`.
+    pub gateway: Option<Ipv4Addr>,
+    /// `--internal`.
+    pub internal: bool,
+    /// `--attachable`.
+    pub attachable: bool,
+    /// `--mtu`; 1500 when `None` (the caller picks the overlay default and passes it).
+    pub mtu: Option<u32>,
+    /// `--vni` (overlay only); allocated from 4096 upward when `None`.
+    pub vni: Option<u32>,
+    /// `-o key=value` options.
+    pub options: BTreeMap<String, String>,
+}
+
+impl CreateNetwork {
+    /// A request with the given name and driver and every other field defaulted.
+    pub fn new(name: impl Into<String>, driver: Driver) -> Self {
+        Self { name: name.into(), driver, ..Self::default() }
+    }
+}
+
+/// A sandbox create request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateSandbox {
+    /// Name of the new sandbox.
+    pub name: String,
+    /// Name servers.
+    pub dns: Vec<IpAddr>,
+    /// Search domains.
+    pub dns_search: Vec<String>,
+    /// An existing namespace to attach to; vswitch creates `/run/netns/<name>` when `None`.
+    pub netns_path: Option<PathBuf>,
+}
+
+impl CreateSandbox {
+    /// A request with the given name and every other field defaulted.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into(), ..Self::default() }
+    }
+}
+
+/// A `network connect` request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connect {
+    /// Network name, id or unique id prefix.
+    pub network: String,
+    /// Sandbox name.
+    pub sandbox: String,
+    /// `--ip`; the lowest free host address when `None`.
+    pub ipv4: Option<Ipv4Addr>,
+    /// `--alias` names.
+    pub aliases: Vec<String>,
+    /// `--mac-address`; `02:42` + the IPv4 bytes when `None`.
+    pub mac: Option<Mac>,
+    /// Skip the `attachable` check on overlay networks (service replicas).
+    pub exempt_from_attachable: bool,
+}
+
+impl Connect {
+    /// A request connecting `sandbox` to `network` with every other field defaulted.
+    pub fn new(network: impl Into<String>, sandbox: impl Into<String>) -> Self {
+        Self { network: network.into(), sandbox: sandbox.into(), ..Self::default() }
+    }
+}
+
+/// What a successful `disconnect` changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disconnected {
+    /// The removed endpoint: tear down its TAP.
+    pub endpoint: Endpoint,
+    /// Static FDB entries that pointed at the endpoint's TAP and were removed with it.
+    pub removed_fdb: Vec<StaticFdbEntry>,
+    /// Another endpoint of the sandbox that now carries the default route
+    /// (set when the removed endpoint carried it and another candidate exists).
+    pub new_default_gateway: Option<Endpoint>,
+}
+
+/// What a successful `remove_sandbox` removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedSandbox {
+    /// The removed sandbox: delete its namespace if `owns_netns`.
+    pub sandbox: Sandbox,
+    /// Its endpoints, all removed: tear down their TAPs.
+    pub endpoints: Vec<Endpoint>,
+    /// Static FDB entries that pointed at those endpoints and were removed.
+    pub removed_fdb: Vec<StaticFdbEntry>,
+}

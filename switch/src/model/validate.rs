@@ -1,0 +1,78 @@
+//! Syntax rules for names shared by several operations.
+
+use super::error::ModelError;
+
+/// Longest accepted network or sandbox name.
+pub(crate) const MAX_NAME_LEN: usize = 64;
+
+/// Docker's object-name rule `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64 characters.
+pub(crate) fn object_name(kind: &'static str, name: &str) -> Result<(), ModelError> {
+    let reason = if name.is_empty() {
+        Some("must not be empty")
+    } else if name.len() > MAX_NAME_LEN {
+        Some("must be at most 64 characters")
+    } else if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        Some("must start with a letter or digit ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+        Some("may only contain letters, digits, '_', '.' and '-' ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(ModelError::InvalidName { kind, name: name.to_owned(), reason }),
+        None => Ok(()),
+    }
+}
+
+/// A DNS name: dot-separated labels of 1..=63 letters, digits and inner
+/// hyphens, at most 253 characters; one trailing dot allowed.
+pub(crate) fn dns_name(what: &'static str, value: &str) -> Result<(), ModelError> {
+    let name = value.strip_suffix('.').unwrap_or(value);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidDnsName { what, value: value.to_owned() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names() {
+        for ok in ["a", "my-net", "A.b_c-9", "0net"] {
+            object_name("network", ok).unwrap();
+        }
+        let long = "a".repeat(65);
+        for (bad, why) in [
+            ("", "empty"),
+            ("-x", "start with"),
+            (".x", "start with"),
+            ("a b", "may only contain"),
+            ("a/b", "may only contain"),
+            (long.as_str(), "at most 64"),
+        ] {
+            let e = object_name("sandbox", bad).unwrap_err().to_string();
+            assert!(e.contains("invalid sandbox name") && e.contains(why), "{e}");
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn dns_names() {
+        for ok in ["example.com", "a", "corp.example.com.", "x-1.y"] {
+            dns_name("alias", ok).unwrap();
+        }
+        for bad in ["", ".", "a..b", "-a", "a-", "a_b", "a b", &"a".repeat(64)] {
+            let e = dns_name("alias", bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid alias") && e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+}
