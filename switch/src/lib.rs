@@ -10,6 +10,7 @@ pub mod sys;
 pub mod bridge;
 pub mod counters;
 pub mod fdb;
+pub mod gateway;
 pub mod port;
 pub mod time;
 pub mod wire;

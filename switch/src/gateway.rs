@@ -1,0 +1,252 @@
+//! The switch's own presence on a bridge network: an internal port backed by
+//! a smoltcp interface that owns the network's gateway address. It answers
+//! ARP and ICMP echo for the gateway in userspace; DNS and published ports
+//! will live on the same stack.
+//!
+//! The datapath hands it frames the bridge forwarded to the internal port and
+//! injects whatever it answers back into the bridge as if received on that
+//! port. It is a slow path (control traffic to the gateway), so frames are
+//! queued as owned buffers.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+
+use crate::time::Timestamp;
+use crate::wire::MacAddr;
+
+/// Frames waiting for the stack beyond this are dropped (and counted).
+const RX_QUEUE_LIMIT: usize = 256;
+
+/// The MAC address the switch uses for a network's gateway: locally
+/// administered, derived from the gateway address so it is stable across
+/// restarts and distinct from endpoint MACs (`02:42:…`).
+pub fn gateway_mac(gateway: Ipv4Addr) -> MacAddr {
+    let o = gateway.octets();
+    MacAddr([0x02, 0x76, o[0], o[1], o[2], o[3]])
+}
+
+/// In-memory frame queues standing in for a NIC.
+#[derive(Debug)]
+struct FrameQueue {
+    rx: VecDeque<Vec<u8>>,
+    tx: Vec<Vec<u8>>,
+    mtu: usize,
+}
+
+/// Receive token: one queued frame.
+struct RxToken(Vec<u8>);
+/// Transmit token: appends to the output queue.
+struct TxToken<'a>(&'a mut Vec<Vec<u8>>);
+
+impl smoltcp::phy::RxToken for RxToken {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl smoltcp::phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0u8; len];
+        let r = f(&mut frame);
+        self.0.push(frame);
+        r
+    }
+}
+
+impl Device for FrameQueue {
+    type RxToken<'a> = RxToken;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(RxToken, TxToken<'_>)> {
+        let frame = self.rx.pop_front()?;
+        Some((RxToken(frame), TxToken(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
+        Some(TxToken(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = self.mtu + 14;
+        caps.max_burst_size = Some(RX_QUEUE_LIMIT);
+        // Frames come from the host's own TAPs, whose kernel may leave L4
+        // checksums to offload (virtio NEEDS_CSUM): verify only what the
+        // kernel always fills in, compute everything on transmit.
+        let mut checksum = ChecksumCapabilities::default();
+        checksum.udp = Checksum::Tx;
+        checksum.tcp = Checksum::Tx;
+        caps.checksum = checksum;
+        caps
+    }
+}
+
+/// The userspace gateway of one network.
+pub struct Gateway {
+    iface: Interface,
+    device: FrameQueue,
+    sockets: SocketSet<'static>,
+    mac: MacAddr,
+    address: Ipv4Addr,
+    dropped: u64,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("mac", &self.mac).field("address", &self.address).finish()
+    }
+}
+
+fn instant(now: Timestamp) -> Instant {
+    Instant::from_millis(now.0 as i64)
+}
+
+impl Gateway {
+    /// A gateway owning `address/prefix_len` on a network whose MTU is `mtu`.
+    pub fn new(address: Ipv4Addr, prefix_len: u8, mtu: u32, now: Timestamp) -> Gateway {
+        let mac = gateway_mac(address);
+        let mut device = FrameQueue { rx: VecDeque::new(), tx: Vec::new(), mtu: mtu as usize };
+        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac.0)));
+        config.random_seed = u64::from(u32::from(address));
+        let mut iface = Interface::new(config, &mut device, instant(now));
+        iface.update_ip_addrs(|addrs| {
+            // One address on a fresh interface always fits.
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(address), prefix_len));
+        });
+        Gateway { iface, device, sockets: SocketSet::new(Vec::new()), mac, address, dropped: 0 }
+    }
+
+    /// The gateway's MAC address.
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    /// The gateway's IPv4 address.
+    pub fn address(&self) -> Ipv4Addr {
+        self.address
+    }
+
+    /// Frames dropped because the stack's queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Queues a frame the bridge delivered to the gateway.
+    pub fn deliver(&mut self, frame: &[u8]) {
+        if self.device.rx.len() >= RX_QUEUE_LIMIT {
+            self.dropped += 1;
+            return;
+        }
+        self.device.rx.push_back(frame.to_vec());
+    }
+
+    /// Runs the stack and moves every frame it wants to send into `out`.
+    pub fn poll(&mut self, now: Timestamp, out: &mut Vec<Vec<u8>>) {
+        self.iface.poll(instant(now), &mut self.device, &mut self.sockets);
+        out.append(&mut self.device.tx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::wire::{
+        ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
+        IpProtocol, Ipv4Packet, Ipv4Repr,
+    };
+
+    const GW: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 1);
+    const HOST: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 2);
+    const HOST_MAC: [u8; 6] = [0x02, 0x42, 172, 17, 0, 2];
+
+    fn ethernet(dst: EthernetAddress, ethertype: EthernetProtocol, payload_len: usize) -> (Vec<u8>, EthernetRepr) {
+        let repr = EthernetRepr { src_addr: EthernetAddress(HOST_MAC), dst_addr: dst, ethertype };
+        (vec![0u8; repr.buffer_len() + payload_len], repr)
+    }
+
+    fn arp_request(target: Ipv4Addr) -> Vec<u8> {
+        let arp = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: EthernetAddress(HOST_MAC),
+            source_protocol_addr: HOST,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: target,
+        };
+        let (mut buf, eth) = ethernet(EthernetAddress::BROADCAST, EthernetProtocol::Arp, arp.buffer_len());
+        let mut frame = EthernetFrame::new_unchecked(&mut buf);
+        eth.emit(&mut frame);
+        arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+        buf
+    }
+
+    #[test]
+    fn answers_arp_for_the_gateway_only() {
+        let mut gw = Gateway::new(GW, 16, 1500, Timestamp(0));
+        let mut out = Vec::new();
+        gw.deliver(&arp_request(Ipv4Addr::new(172, 17, 0, 9)));
+        gw.poll(Timestamp(1), &mut out);
+        assert!(out.is_empty(), "no answer for another address");
+        gw.deliver(&arp_request(GW));
+        gw.poll(Timestamp(2), &mut out);
+        let reply = EthernetFrame::new_checked(&out[0][..]).unwrap();
+        assert_eq!(reply.dst_addr(), EthernetAddress(HOST_MAC));
+        assert_eq!(reply.src_addr(), EthernetAddress(gateway_mac(GW).0));
+        let arp = ArpRepr::parse(&ArpPacket::new_checked(reply.payload()).unwrap()).unwrap();
+        match arp {
+            ArpRepr::EthernetIpv4 { operation, source_protocol_addr, .. } => {
+                assert_eq!(operation, ArpOperation::Reply);
+                assert_eq!(source_protocol_addr, GW);
+            }
+            _ => panic!("unexpected {arp:?}"),
+        }
+    }
+
+    #[test]
+    fn answers_ping_to_the_gateway() {
+        let mut gw = Gateway::new(GW, 16, 1500, Timestamp(0));
+        let mut out = Vec::new();
+        // As a real host does, the sender resolves the gateway first, which
+        // teaches the gateway the sender's MAC.
+        gw.deliver(&arp_request(GW));
+        gw.poll(Timestamp(1), &mut out);
+        out.clear();
+        let data = b"vswitch-ping";
+        let icmp = Icmpv4Repr::EchoRequest { ident: 7, seq_no: 3, data };
+        let ip = Ipv4Repr {
+            src_addr: HOST,
+            dst_addr: GW,
+            next_header: IpProtocol::Icmp,
+            payload_len: icmp.buffer_len(),
+            hop_limit: 64,
+        };
+        let (mut buf, eth) =
+            ethernet(EthernetAddress(gateway_mac(GW).0), EthernetProtocol::Ipv4, ip.buffer_len() + icmp.buffer_len());
+        let mut frame = EthernetFrame::new_unchecked(&mut buf);
+        eth.emit(&mut frame);
+        let mut ipp = Ipv4Packet::new_unchecked(frame.payload_mut());
+        ip.emit(&mut ipp, &ChecksumCapabilities::default());
+        icmp.emit(&mut Icmpv4Packet::new_unchecked(ipp.payload_mut()), &ChecksumCapabilities::default());
+        gw.deliver(&buf);
+        gw.poll(Timestamp(2), &mut out);
+        let reply = out
+            .iter()
+            .filter_map(|f| {
+                let eth = EthernetFrame::new_checked(&f[..]).ok()?;
+                let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+                let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
+                let repr = Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default()).ok()?;
+                match repr {
+                    Icmpv4Repr::EchoReply { ident, seq_no, data: d } if d == data => Some((ident, seq_no, ip.dst_addr())),
+                    _ => None,
+                }
+            })
+            .next();
+        assert_eq!(reply, Some((7, 3, HOST)), "frames out: {}", out.len());
+    }
+}
