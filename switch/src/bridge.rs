@@ -291,9 +291,20 @@ impl Bridge {
         Ok(self.network(id)?.learning)
     }
 
+    /// The ids of every network.
+    pub fn network_ids(&self) -> impl Iterator<Item = NetworkId> + '_ {
+        self.networks.iter().enumerate().filter(|(_, n)| n.is_some()).map(|(i, _)| NetworkId(i as u32))
+    }
+
     /// The ports of network `id`, in the order they were added.
     pub fn network_ports(&self, id: NetworkId) -> Result<&[PortId], BridgeError> {
         Ok(&self.network(id)?.members)
+    }
+
+    /// Counts a drop that happened outside the forwarding decision (e.g. the
+    /// egress device refused the frame). Unknown ports are ignored.
+    pub fn count_drop(&mut self, id: PortId, reason: DropReason) {
+        count_drop(&mut self.ports, id, reason);
     }
 
     /// Frames that named a port the bridge does not have (a caller bug).

@@ -21,11 +21,16 @@ pub enum DropReason {
     PortDown,
     /// A flood found no other port to deliver to.
     NoEgress,
+    /// The egress device's queue was full (counted on the egress port).
+    TxQueueFull,
+    /// The egress device refused the frame, e.g. its link is down inside the
+    /// sandbox (counted on the egress port).
+    TxError,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -33,6 +38,8 @@ impl DropReason {
         DropReason::SameSegment,
         DropReason::PortDown,
         DropReason::NoEgress,
+        DropReason::TxQueueFull,
+        DropReason::TxError,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -47,6 +54,8 @@ impl DropReason {
             DropReason::SameSegment => "same_segment",
             DropReason::PortDown => "port_down",
             DropReason::NoEgress => "no_egress",
+            DropReason::TxQueueFull => "tx_queue_full",
+            DropReason::TxError => "tx_error",
         }
     }
 }

@@ -4,11 +4,14 @@
 //! forwarding decisions; it never touches a file descriptor. Only `sys` talks to
 //! the kernel.
 
+#![deny(unsafe_code)]
+
 pub mod model;
 pub mod sys;
 
 pub mod bridge;
 pub mod counters;
+pub mod daemon;
 pub mod fdb;
 pub mod gateway;
 pub mod port;

@@ -12,6 +12,7 @@
 
 pub mod netlink;
 pub mod netns;
+pub mod process;
 pub mod tap;
 
 #[cfg(test)]

@@ -1,0 +1,566 @@
+//! The control plane: applies ctl requests to the network model, performs
+//! their side effects (namespaces, TAPs, datapath changes), persists the
+//! result and answers. A rejected request changes nothing: the model is
+//! changed on a copy, side effects are undone on failure, and the copy is
+//! swapped in only after it was saved.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ctl::proto::{
+    self, Ack, CtlError, EndpointInfo, EndpointResource, ErrorKind, FdbKind, FlushResult, Ipam, IpamConfig,
+    NetworkInfo, NetworkSummary, PortStats, Request, SandboxInfo, ShowNetwork, ShowPort, ShowTree, VersionInfo,
+};
+use ctl::{Ipv4Net as CtlNet, MacAddress};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::datapath::{DatapathError, DatapathHandle, GatewaySpec, endpoint_port, gateway_port};
+use super::plumbing::{self, PlumbError};
+use crate::bridge::NetworkConfig;
+use crate::model::{
+    Connect, CreateNetwork, CreateSandbox, Driver, Endpoint, Mac, Model, ModelError, Network, Store, StoreError,
+};
+use crate::port::{NetworkId, PortConfig, PortId};
+use crate::wire::MacAddr;
+
+/// The control plane's state.
+pub struct Control {
+    model: Model,
+    store: Store,
+    datapath: DatapathHandle,
+}
+
+type Reply = Result<Value, CtlError>;
+
+fn ok<T: Serialize>(payload: T) -> Reply {
+    serde_json::to_value(payload).map_err(|e| CtlError::internal(format!("cannot encode reply: {e}")))
+}
+
+/// The ctl error kind for a model error.
+fn model_error(e: ModelError) -> CtlError {
+    use ModelError as M;
+    let kind = match &e {
+        M::NoSuchNetwork(_)
+        | M::NoSuchSandbox(_)
+        | M::NotConnected { .. }
+        | M::NoSuchPort { .. }
+        | M::NoSuchFdbEntry { .. } => ErrorKind::NotFound,
+        M::NetworkExists(_)
+        | M::SandboxExists(_)
+        | M::SubnetOverlap { .. }
+        | M::VniInUse { .. }
+        | M::NetnsPathInUse { .. }
+        | M::AlreadyConnected { .. }
+        | M::AddressInUse { .. }
+        | M::MacInUse { .. }
+        | M::FdbEntryExists { .. } => ErrorKind::Conflict,
+        M::NetworkInUse { .. } => ErrorKind::InUse,
+        M::HostNotConnectable | M::NoneNotConnectable | M::NotAttachable(_) | M::SingletonDriver(_) => {
+            ErrorKind::NotSupported
+        }
+        _ => ErrorKind::InvalidArgument,
+    };
+    CtlError::new(kind, e.to_string())
+}
+
+fn store_error(e: StoreError) -> CtlError {
+    CtlError::internal(format!("cannot persist state, nothing changed: {e}"))
+}
+
+fn datapath_error(e: DatapathError) -> CtlError {
+    CtlError::internal(format!("datapath: {e}"))
+}
+
+fn plumb_error(e: PlumbError) -> CtlError {
+    CtlError::internal(e.to_string())
+}
+
+fn ctl_net(net: crate::model::Ipv4Net) -> Option<CtlNet> {
+    CtlNet::new(net.addr(), net.prefix_len())
+}
+
+fn ctl_driver(driver: Driver) -> proto::Driver {
+    match driver {
+        Driver::Bridge => proto::Driver::Bridge,
+        Driver::Host => proto::Driver::Host,
+        Driver::None => proto::Driver::None,
+        Driver::Overlay => proto::Driver::Overlay,
+    }
+}
+
+fn model_driver(driver: proto::Driver) -> Driver {
+    match driver {
+        proto::Driver::Bridge => Driver::Bridge,
+        proto::Driver::Host => Driver::Host,
+        proto::Driver::None => Driver::None,
+        proto::Driver::Overlay => Driver::Overlay,
+    }
+}
+
+/// The datapath's id of a network.
+fn network_id(network: &Network) -> NetworkId {
+    NetworkId(network.network_index)
+}
+
+/// The name of a network's gateway port in `show`, `fdb` and `stats`.
+fn gateway_port_name(network: &Network) -> String {
+    format!("gw:{}", network.name)
+}
+
+impl Control {
+    /// Restores everything the model holds into the datapath and the host
+    /// (networks, re-attached or re-plumbed endpoints, static entries, aging
+    /// time) and returns the running control plane. Endpoints that cannot be
+    /// restored are logged and left out of the datapath, not dropped from the
+    /// model.
+    pub fn restore(store: Store, model: Model, datapath: DatapathHandle) -> Result<Control, DatapathError> {
+        let control = Control { model, store, datapath };
+        control.datapath.set_aging(Duration::from_secs(control.model.config().aging_time_secs))?;
+        for network in control.model.networks() {
+            if network.driver.is_switched() {
+                control.add_network_to_datapath(network)?;
+            }
+        }
+        for endpoint in control.model.endpoints() {
+            if let Err(e) = control.restore_endpoint(endpoint) {
+                tracing::error!(endpoint = %endpoint.host_tap_name, sandbox = %endpoint.sandbox, error = %e.message, "cannot restore endpoint");
+            }
+        }
+        for entry in control.model.static_fdb() {
+            let restored = control
+                .model
+                .network_by_id(&entry.network_id)
+                .zip(control.model.endpoint_by_tap(&entry.port_name))
+                .map(|(net, ep)| {
+                    control.datapath.add_static(network_id(net), MacAddr(entry.mac.0), endpoint_port(ep.port_index))
+                });
+            if !matches!(restored, Some(Ok(()))) {
+                tracing::error!(mac = %entry.mac, port = %entry.port_name, "cannot restore static FDB entry");
+            }
+        }
+        let endpoints = control.model.endpoints().count();
+        tracing::info!(networks = control.model.networks().len(), endpoints, "state restored");
+        Ok(control)
+    }
+
+    fn restore_endpoint(&self, endpoint: &Endpoint) -> Result<(), CtlError> {
+        let network = self.network_of(endpoint)?;
+        let sandbox = self.model.sandbox(&endpoint.sandbox).map_err(model_error)?;
+        let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
+        let tap = plumbing::reattach_endpoint(&ns, endpoint, network).map_err(plumb_error)?;
+        self.add_tap_to_datapath(tap, endpoint, network)
+    }
+
+    fn network_of(&self, endpoint: &Endpoint) -> Result<&Network, CtlError> {
+        self.model
+            .network_by_id(&endpoint.network_id)
+            .ok_or_else(|| CtlError::internal(format!("endpoint {} has no network", endpoint.id)))
+    }
+
+    fn add_network_to_datapath(&self, network: &Network) -> Result<(), DatapathError> {
+        let gateway = plumbing::gateway_of(network).map(|(address, prefix_len)| GatewaySpec {
+            address,
+            prefix_len,
+            mtu: network.mtu,
+            port: gateway_port(network.network_index),
+        });
+        self.datapath.add_network(network_id(network), NetworkConfig::default(), gateway)
+    }
+
+    fn add_tap_to_datapath(
+        &self,
+        tap: crate::sys::tap::Tap,
+        endpoint: &Endpoint,
+        network: &Network,
+    ) -> Result<(), CtlError> {
+        let config = PortConfig { mtu: network.mtu, ..PortConfig::access(network_id(network)) };
+        self.datapath.add_tap(endpoint_port(endpoint.port_index), tap, config).map_err(|(tap, e)| {
+            if let Some(tap) = tap {
+                plumbing::destroy_tap(tap);
+            }
+            datapath_error(e)
+        })
+    }
+
+    /// Saves `next` and makes it the model.
+    fn commit(&mut self, next: Model) -> Result<(), CtlError> {
+        self.store.save(&next).map_err(store_error)?;
+        self.model = next;
+        Ok(())
+    }
+
+    /// Answers one request.
+    pub fn handle(&mut self, request: Request) -> Reply {
+        match request {
+            Request::Ping => ok(Ack {}),
+            Request::Version => {
+                ok(VersionInfo { version: env!("CARGO_PKG_VERSION").to_owned(), protocol: proto::PROTOCOL_VERSION })
+            }
+            Request::SandboxCreate { name, dns, dns_search, netns } => {
+                self.sandbox_create(name, dns, dns_search, netns)
+            }
+            Request::SandboxLs => ok(self.model.sandboxes().map(|s| self.sandbox_info(&s.name)).collect::<Vec<_>>()),
+            Request::SandboxRm { name } => self.sandbox_rm(&name),
+            Request::NetworkCreate { name, driver, subnet, gateway, internal, mtu, attachable, vni, options } => {
+                let req = CreateNetwork {
+                    name,
+                    driver: model_driver(driver),
+                    subnet: subnet.and_then(|s| crate::model::Ipv4Net::new(s.addr(), s.prefix_len())),
+                    gateway,
+                    internal,
+                    attachable,
+                    mtu,
+                    vni,
+                    options,
+                };
+                self.network_create(req)
+            }
+            Request::NetworkLs => ok(self.model.networks().into_iter().map(network_summary).collect::<Vec<_>>()),
+            Request::NetworkInspect { name } => {
+                let network = self.model.network(&name).map_err(model_error)?;
+                ok(self.network_info(network))
+            }
+            Request::NetworkRm { name } => self.network_rm(&name),
+            Request::NetworkConnect { network, sandbox, ip, aliases, mac } => {
+                let req = Connect {
+                    network,
+                    sandbox,
+                    ipv4: ip,
+                    aliases,
+                    mac: mac.map(|m| Mac(m.octets())),
+                    exempt_from_attachable: false,
+                };
+                self.connect(req)
+            }
+            Request::NetworkDisconnect { network, sandbox } => self.disconnect(&network, &sandbox),
+            Request::Show => self.show(),
+            Request::FdbShow { network } => self.fdb_show(network.as_deref()),
+            Request::FdbAdd { network, mac, port } => self.fdb_add(&network, mac, &port),
+            Request::FdbFlush { network } => {
+                let id = network
+                    .as_deref()
+                    .map(|n| self.model.network(n).map(network_id))
+                    .transpose()
+                    .map_err(model_error)?;
+                let flushed = self.datapath.flush(id).map_err(datapath_error)?;
+                ok(FlushResult { flushed: flushed as u64 })
+            }
+            Request::Stats { port } => self.stats(port.as_deref()),
+            Request::ConfigSet { key, value } => {
+                let mut next = self.model.clone();
+                next.set_config(&key, &value).map_err(model_error)?;
+                let aging = Duration::from_secs(next.config().aging_time_secs);
+                self.datapath.set_aging(aging).map_err(datapath_error)?;
+                if let Err(e) = self.commit(next) {
+                    let _ = self.datapath.set_aging(Duration::from_secs(self.model.config().aging_time_secs));
+                    return Err(e);
+                }
+                ok(Ack {})
+            }
+        }
+    }
+
+    fn sandbox_create(
+        &mut self,
+        name: String,
+        dns: Vec<std::net::IpAddr>,
+        dns_search: Vec<String>,
+        netns: Option<std::path::PathBuf>,
+    ) -> Reply {
+        let mut next = self.model.clone();
+        let sandbox = next
+            .create_sandbox(CreateSandbox { name: name.clone(), dns, dns_search, netns_path: netns.clone() })
+            .map_err(model_error)?;
+        plumbing::create_sandbox_netns(&name, netns.as_deref(), &sandbox.dns, &sandbox.dns_search).map_err(|e| {
+            let kind = if netns.is_some() { ErrorKind::InvalidArgument } else { ErrorKind::Internal };
+            CtlError::new(kind, format!("cannot set up the namespace of sandbox {name}: {e}"))
+        })?;
+        if let Err(e) = self.commit(next) {
+            let _ = plumbing::remove_sandbox_netns(&sandbox);
+            return Err(e);
+        }
+        ok(self.sandbox_info(&name))
+    }
+
+    fn sandbox_rm(&mut self, name: &str) -> Reply {
+        let mut next = self.model.clone();
+        let removed = next.remove_sandbox(name).map_err(model_error)?;
+        self.commit(next)?;
+        for endpoint in &removed.endpoints {
+            self.teardown_endpoint(endpoint);
+        }
+        if let Err(e) = plumbing::remove_sandbox_netns(&removed.sandbox) {
+            tracing::warn!(sandbox = name, error = %e, "cannot remove the sandbox's namespace");
+        }
+        ok(Ack {})
+    }
+
+    fn teardown_endpoint(&self, endpoint: &Endpoint) {
+        match self.datapath.remove_port(endpoint_port(endpoint.port_index)) {
+            Ok(Some(tap)) => plumbing::destroy_tap(tap),
+            Ok(None) => tracing::warn!(tap = %endpoint.host_tap_name, "endpoint had no TAP in the datapath"),
+            Err(e) => tracing::error!(tap = %endpoint.host_tap_name, error = %e, "cannot remove port"),
+        }
+    }
+
+    fn network_create(&mut self, req: CreateNetwork) -> Reply {
+        let mut next = self.model.clone();
+        let network = next.create_network(req).map_err(model_error)?;
+        if network.driver.is_switched() {
+            self.add_network_to_datapath(&network).map_err(datapath_error)?;
+        }
+        if let Err(e) = self.commit(next) {
+            let _ = self.datapath.remove_network(network_id(&network));
+            return Err(e);
+        }
+        ok(self.network_info(&network))
+    }
+
+    fn network_rm(&mut self, name: &str) -> Reply {
+        let mut next = self.model.clone();
+        let network = next.remove_network(name).map_err(model_error)?;
+        if network.driver.is_switched() {
+            self.datapath.remove_network(network_id(&network)).map_err(datapath_error)?;
+        }
+        if let Err(e) = self.commit(next) {
+            let _ = self.add_network_to_datapath(&network);
+            return Err(e);
+        }
+        ok(Ack {})
+    }
+
+    fn connect(&mut self, req: Connect) -> Reply {
+        let mut next = self.model.clone();
+        let endpoint = next.connect(req).map_err(model_error)?;
+        let network = next
+            .network_by_id(&endpoint.network_id)
+            .cloned()
+            .ok_or_else(|| CtlError::internal("endpoint without network"))?;
+        let sandbox = next.sandbox(&endpoint.sandbox).map_err(model_error)?.clone();
+        let ns = plumbing::open_sandbox_netns(&sandbox).map_err(plumb_error)?;
+        let tap = plumbing::plumb_endpoint(&ns, &endpoint, &network).map_err(plumb_error)?;
+        self.add_tap_to_datapath(tap, &endpoint, &network)?;
+        if let Err(e) = self.commit(next) {
+            self.teardown_endpoint(&endpoint);
+            return Err(e);
+        }
+        ok(self.endpoint_info(&endpoint))
+    }
+
+    fn disconnect(&mut self, network: &str, sandbox: &str) -> Reply {
+        let mut next = self.model.clone();
+        let gone = next.disconnect(network, sandbox).map_err(model_error)?;
+        self.commit(next)?;
+        self.teardown_endpoint(&gone.endpoint);
+        if let Some(heir) = &gone.new_default_gateway {
+            let routed = self.network_of(heir).and_then(|net| {
+                let sandbox = self.model.sandbox(&heir.sandbox).map_err(model_error)?;
+                let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
+                plumbing::add_default_route(&ns, heir, net).map_err(plumb_error)
+            });
+            if let Err(e) = routed {
+                tracing::warn!(sandbox, error = %e.message, "cannot move the default route");
+            }
+        }
+        ok(Ack {})
+    }
+
+    fn fdb_add(&mut self, network: &str, mac: MacAddress, port: &str) -> Reply {
+        let mut next = self.model.clone();
+        let entry = next.add_static_fdb(network, Mac(mac.octets()), port).map_err(model_error)?;
+        let net = next.network_by_id(&entry.network_id).ok_or_else(|| CtlError::internal("entry without network"))?;
+        let endpoint =
+            next.endpoint_by_tap(&entry.port_name).ok_or_else(|| CtlError::internal("entry without port"))?;
+        let (net_id, port_id) = (network_id(net), endpoint_port(endpoint.port_index));
+        self.datapath.add_static(net_id, MacAddr(mac.octets()), port_id).map_err(|e| match e {
+            DatapathError::Bridge(b) => CtlError::invalid_argument(b.to_string()),
+            other => datapath_error(other),
+        })?;
+        if let Err(e) = self.commit(next) {
+            let _ = self.datapath.remove_entry(net_id, MacAddr(mac.octets()));
+            return Err(e);
+        }
+        ok(Ack {})
+    }
+
+    /// Names a datapath port the way `show`, `fdb` and `stats` print it.
+    fn port_name(&self, port: PortId) -> String {
+        let index = port.0 / 2;
+        let name = if port == endpoint_port(index) {
+            self.model.endpoint_by_port_index(index).map(|e| e.host_tap_name.clone())
+        } else {
+            self.model.network_by_index(index).map(gateway_port_name)
+        };
+        name.unwrap_or_else(|| port.to_string())
+    }
+
+    fn network_name(&self, id: NetworkId) -> String {
+        self.model.network_by_index(id.0).map(|n| n.name.clone()).unwrap_or_else(|| id.to_string())
+    }
+
+    fn fdb_show(&self, network: Option<&str>) -> Reply {
+        let filter = network.map(|n| self.model.network(n).map(network_id)).transpose().map_err(model_error)?;
+        let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
+        let mut entries: Vec<proto::FdbEntry> = snapshot
+            .fdb
+            .iter()
+            .filter(|r| filter.is_none_or(|f| f == r.network))
+            .map(|r| proto::FdbEntry {
+                network: self.network_name(r.network),
+                port: self.port_name(r.port),
+                mac: MacAddress(r.mac.0),
+                age_secs: r.age.as_secs(),
+                kind: if r.is_static { FdbKind::Static } else { FdbKind::Learned },
+            })
+            .collect();
+        entries.sort_by(|a, b| (&a.network, &a.port, a.mac.0).cmp(&(&b.network, &b.port, b.mac.0)));
+        ok(entries)
+    }
+
+    fn stats(&self, port: Option<&str>) -> Reply {
+        let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
+        let stats: Vec<PortStats> = snapshot
+            .ports
+            .iter()
+            .map(|(id, network, c)| PortStats {
+                port: self.port_name(*id),
+                network: self.network_name(*network),
+                rx_packets: c.rx_packets,
+                rx_bytes: c.rx_bytes,
+                tx_packets: c.tx_packets,
+                tx_bytes: c.tx_bytes,
+                floods: c.rx_flooded,
+                drops: c.drops.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name().to_owned(), n)).collect(),
+            })
+            .filter(|s| port.is_none_or(|p| p == s.port))
+            .collect();
+        if let Some(p) = port
+            && stats.is_empty()
+        {
+            return Err(CtlError::not_found(format!("port {p} not found")));
+        }
+        ok(stats)
+    }
+
+    fn show(&self) -> Reply {
+        let networks = self
+            .model
+            .networks()
+            .into_iter()
+            .map(|n| {
+                let mut ports = Vec::new();
+                if let Some(gw) = n.gateway.filter(|_| n.driver.is_switched()) {
+                    ports.push(ShowPort {
+                        name: gateway_port_name(n),
+                        kind: proto::PortKind::Internal,
+                        sandbox: None,
+                        ifname: None,
+                        mac: Some(MacAddress(crate::gateway::gateway_mac(gw).0)),
+                        ip: n.subnet.and_then(|s| CtlNet::new(gw, s.prefix_len())),
+                        remote: None,
+                    });
+                }
+                ports.extend(self.model.endpoints_on_network(&n.id).into_iter().map(|e| ShowPort {
+                    name: e.host_tap_name.clone(),
+                    kind: proto::PortKind::Tap,
+                    sandbox: Some(e.sandbox.clone()),
+                    ifname: Some(e.ifname_in_sandbox.clone()),
+                    mac: Some(MacAddress(e.mac.0)),
+                    ip: CtlNet::new(e.ipv4, e.prefix_len),
+                    remote: None,
+                }));
+                ShowNetwork {
+                    name: n.name.clone(),
+                    id: n.id.clone(),
+                    driver: ctl_driver(n.driver),
+                    subnet: n.subnet.and_then(ctl_net),
+                    gateway: n.gateway,
+                    mtu: n.driver.is_switched().then_some(n.mtu),
+                    vni: n.vni,
+                    ports,
+                }
+            })
+            .collect();
+        ok(ShowTree { version: env!("CARGO_PKG_VERSION").to_owned(), networks })
+    }
+
+    fn endpoint_info(&self, e: &Endpoint) -> EndpointInfo {
+        EndpointInfo {
+            network: self.model.network_by_id(&e.network_id).map(|n| n.name.clone()).unwrap_or_default(),
+            sandbox: e.sandbox.clone(),
+            endpoint_id: e.id.clone(),
+            port: e.host_tap_name.clone(),
+            ifname: e.ifname_in_sandbox.clone(),
+            mac: MacAddress(e.mac.0),
+            ipv4: CtlNet::new(e.ipv4, e.prefix_len),
+            aliases: e.aliases.clone(),
+        }
+    }
+
+    fn sandbox_info(&self, name: &str) -> SandboxInfo {
+        let sandbox = self.model.sandbox(name).ok();
+        SandboxInfo {
+            name: name.to_owned(),
+            netns: sandbox.map(|s| s.netns_path.clone()).unwrap_or_default(),
+            dns: sandbox.map(|s| s.dns.clone()).unwrap_or_default(),
+            dns_search: sandbox.map(|s| s.dns_search.clone()).unwrap_or_default(),
+            endpoints: self.model.endpoints_in_sandbox(name).into_iter().map(|e| self.endpoint_info(e)).collect(),
+        }
+    }
+
+    fn network_info(&self, n: &Network) -> NetworkInfo {
+        let containers: BTreeMap<String, EndpointResource> = self
+            .model
+            .endpoints_on_network(&n.id)
+            .into_iter()
+            .map(|e| {
+                let resource = EndpointResource {
+                    name: e.sandbox.clone(),
+                    endpoint_id: e.id.clone(),
+                    mac_address: Mac(e.mac.0).to_string(),
+                    ipv4_address: format!("{}/{}", e.ipv4, e.prefix_len),
+                    ipv6_address: String::new(),
+                };
+                (e.id.clone(), resource)
+            })
+            .collect();
+        let mut options = n.options.clone();
+        if n.driver.is_switched() {
+            options.entry("com.docker.network.driver.mtu".to_owned()).or_insert_with(|| n.mtu.to_string());
+        }
+        NetworkInfo {
+            name: n.name.clone(),
+            id: n.id.clone(),
+            created: n.created.clone(),
+            scope: "local".to_owned(),
+            driver: ctl_driver(n.driver),
+            enable_ipv6: false,
+            ipam: Ipam {
+                driver: "default".to_owned(),
+                options: BTreeMap::new(),
+                config: n
+                    .subnet
+                    .and_then(ctl_net)
+                    .map(|subnet| IpamConfig { subnet, gateway: n.gateway })
+                    .into_iter()
+                    .collect(),
+            },
+            internal: n.internal,
+            attachable: n.attachable,
+            containers,
+            options,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+fn network_summary(n: &Network) -> NetworkSummary {
+    NetworkSummary {
+        name: n.name.clone(),
+        id: n.id.clone(),
+        driver: ctl_driver(n.driver),
+        scope: "local".to_owned(),
+        subnet: n.subnet.and_then(ctl_net),
+    }
+}

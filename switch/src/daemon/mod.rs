@@ -1,0 +1,7 @@
+//! The vswitchd daemon: the datapath thread, the control plane that applies
+//! ctl requests to the network model, and the ctl socket server.
+
+pub mod control;
+pub mod datapath;
+pub mod plumbing;
+pub mod server;

@@ -1,0 +1,168 @@
+//! Side effects of the network model on the host: creating sandboxes'
+//! namespaces and plumbing an endpoint's TAP into its sandbox (move, rename,
+//! address, route), all over netlink. Every function either completes or
+//! undoes what it did.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use crate::model::{Endpoint, Network, Sandbox};
+use crate::sys::netlink::{self, LinkConfig, NetlinkError};
+use crate::sys::netns::{self, NetNs, NetNsError};
+use crate::sys::tap::{Tap, TapError, TapMode, TapOptions};
+
+/// Where `ip netns exec` looks for a namespace's own resolv.conf.
+const NETNS_ETC: &str = "/etc/netns";
+
+/// Why plumbing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlumbError {
+    /// Namespace operation failed.
+    #[error(transparent)]
+    NetNs(#[from] NetNsError),
+    /// TAP operation failed.
+    #[error(transparent)]
+    Tap(#[from] TapError),
+    /// Netlink operation failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// Writing the sandbox's resolv.conf failed.
+    #[error("cannot write {}: {source}", path.display())]
+    ResolvConf {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// Creates (or, for an attached namespace, opens) a sandbox's namespace and
+/// writes its resolv.conf when DNS settings were given.
+pub fn create_sandbox_netns(
+    name: &str,
+    attach: Option<&Path>,
+    dns: &[IpAddr],
+    search: &[String],
+) -> Result<NetNs, PlumbError> {
+    let ns = match attach {
+        Some(path) => NetNs::open_path(path)?,
+        None => NetNs::create_named(name)?,
+    };
+    if let Err(e) = write_resolv_conf(name, dns, search) {
+        if attach.is_none() {
+            let _ = NetNs::remove_named(name);
+        }
+        return Err(e);
+    }
+    Ok(ns)
+}
+
+/// Removes what [`create_sandbox_netns`] made.
+pub fn remove_sandbox_netns(sandbox: &Sandbox) -> Result<(), PlumbError> {
+    let _ = std::fs::remove_dir_all(Path::new(NETNS_ETC).join(&sandbox.name));
+    if sandbox.owns_netns {
+        match NetNs::remove_named(&sandbox.name) {
+            Ok(()) | Err(NetNsError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Opens a sandbox's namespace; recreates one vswitch owns if it vanished
+/// (e.g. after a reboot).
+pub fn open_sandbox_netns(sandbox: &Sandbox) -> Result<NetNs, PlumbError> {
+    match NetNs::open_path(&sandbox.netns_path) {
+        Ok(ns) => Ok(ns),
+        Err(_) if sandbox.owns_netns => {
+            Ok(create_sandbox_netns(&sandbox.name, None, &sandbox.dns, &sandbox.dns_search)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn write_resolv_conf(name: &str, dns: &[IpAddr], search: &[String]) -> Result<(), PlumbError> {
+    if dns.is_empty() && search.is_empty() {
+        return Ok(());
+    }
+    let dir = Path::new(NETNS_ETC).join(name);
+    let path = dir.join("resolv.conf");
+    let mut text = String::new();
+    for server in dns {
+        text.push_str(&format!("nameserver {server}\n"));
+    }
+    if !search.is_empty() {
+        text.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, text))
+        .map_err(|source| PlumbError::ResolvConf { path, source })
+}
+
+/// Creates an endpoint's persistent TAP, moves it into the sandbox and
+/// configures it there (name, MAC, MTU, address, default route). On error
+/// the TAP is destroyed again.
+pub fn plumb_endpoint(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<Tap, PlumbError> {
+    let tap = Tap::create(&endpoint.host_tap_name, TapOptions { persist: true, mode: TapMode::CreateNew })?;
+    match configure_in_sandbox(ns, endpoint, network) {
+        Ok(()) => Ok(tap),
+        Err(e) => {
+            destroy_tap(tap);
+            Err(e)
+        }
+    }
+}
+
+fn configure_in_sandbox(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<(), PlumbError> {
+    netlink::move_link_to_netns(&endpoint.host_tap_name, ns)?;
+    let config = LinkConfig {
+        new_name: Some(endpoint.ifname_in_sandbox.clone()),
+        mac: Some(endpoint.mac.0),
+        mtu: Some(network.mtu),
+        ipv4: Some((endpoint.ipv4, endpoint.prefix_len)),
+        up: true,
+    };
+    netlink::configure_link(ns, &endpoint.host_tap_name, &config)?;
+    if endpoint.is_default_gateway_network {
+        add_default_route(ns, endpoint, network)?;
+    }
+    Ok(())
+}
+
+/// Points the sandbox's default route at `network`'s gateway through the
+/// endpoint's interface.
+pub fn add_default_route(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<(), PlumbError> {
+    if let (Some(gateway), false) = (network.gateway, network.internal) {
+        netlink::add_default_route(ns, gateway, &endpoint.ifname_in_sandbox)?;
+    }
+    Ok(())
+}
+
+/// Re-attaches to an endpoint's persistent TAP after a restart (it lives in
+/// the sandbox under its sandbox name), or plumbs a new one if it is gone.
+pub fn reattach_endpoint(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<Tap, PlumbError> {
+    let ifname = endpoint.ifname_in_sandbox.clone();
+    let attached =
+        netns::run_in(ns, move || Tap::create(&ifname, TapOptions { persist: true, mode: TapMode::AttachExisting }))?;
+    match attached {
+        Ok(tap) => Ok(tap),
+        Err(TapError::NotFound(_)) => plumb_endpoint(ns, endpoint, network),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes a TAP non-persistent and closes it, which deletes the device
+/// wherever it lives.
+pub fn destroy_tap(tap: Tap) {
+    if let Err(e) = tap.set_persist(false) {
+        tracing::warn!(tap = tap.name(), error = %e, "cannot clear TAP persistence");
+    }
+    drop(tap);
+}
+
+/// The gateway address as the datapath's gateway needs it, for networks the
+/// switch serves a gateway on.
+pub fn gateway_of(network: &Network) -> Option<(Ipv4Addr, u8)> {
+    Some((network.gateway?, network.subnet?.prefix_len()))
+}

@@ -1,0 +1,215 @@
+//! The ctl socket: a Unix stream socket speaking the newline-delimited JSON
+//! protocol of `ctl::proto`. Each client gets its own thread; requests are
+//! applied one at a time. Oversized lines, malformed JSON and unknown verbs
+//! get an error reply; idle or stalled clients are cut off; none of them can
+//! hold up other clients for longer than one request, nor the datapath at all.
+
+use std::io::{self, BufRead, BufReader, ErrorKind as IoKind, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ctl::proto::{self, ErrorKind, MAX_REQUEST_BYTES};
+
+use super::control::Control;
+use crate::sys::process::set_umask;
+
+/// A client idle this long between requests is disconnected.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request line must arrive completely within this time.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Replies that cannot be written within this time drop the client.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many clients are served at once.
+const MAX_CLIENTS: usize = 64;
+
+/// Why the ctl socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Another daemon answers on the socket.
+    #[error("another vswitchd is already running on {}", .0.display())]
+    AlreadyRunning(PathBuf),
+    /// The path exists and is not a socket.
+    #[error("{} exists and is not a socket; refusing to replace it", .0.display())]
+    NotASocket(PathBuf),
+    /// The group given with --ctl-group does not exist.
+    #[error("group {0:?} not found in /etc/group")]
+    NoSuchGroup(String),
+    /// A filesystem or socket operation failed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ServerError + 'a {
+    move |source| ServerError::Io { op, path: path.to_owned(), source }
+}
+
+/// Fails if a live daemon answers on `path`; removes a stale socket file.
+pub fn check_not_running(path: &Path) -> Result<(), ServerError> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    if !meta.file_type().is_socket() {
+        return Err(ServerError::NotASocket(path.to_owned()));
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(ServerError::AlreadyRunning(path.to_owned()));
+    }
+    std::fs::remove_file(path).map_err(io_err("remove stale socket", path))
+}
+
+/// Resolves a group name (or numeric gid) from /etc/group.
+pub fn lookup_group(group: &str) -> Result<u32, ServerError> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let gid = fields.nth(1)?.parse().ok()?;
+            (name == group).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| ServerError::NoSuchGroup(group.to_owned()))
+}
+
+/// Binds the ctl socket with mode 0660 (owner root, group `group` if given).
+pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ServerError> {
+    check_not_running(path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+    }
+    let previous = set_umask(0o117);
+    let bound = UnixListener::bind(path);
+    set_umask(previous);
+    let listener = bound.map_err(io_err("bind", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io_err("chmod", path))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_err("chown", path))?;
+    }
+    Ok(listener)
+}
+
+/// Serves clients forever.
+pub fn serve(listener: UnixListener, control: Control) {
+    let control = Arc::new(Mutex::new(control));
+    let clients = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            clients.fetch_sub(1, Ordering::SeqCst);
+            let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+            let _ = stream.write_all(&proto::encode_err(None, ErrorKind::Internal, "too many clients; try again"));
+            continue;
+        }
+        let (control, clients) = (Arc::clone(&control), Arc::clone(&clients));
+        let spawned = std::thread::Builder::new().name("ctl-client".into()).spawn(move || {
+            if let Err(e) = serve_client(stream, &control) {
+                tracing::debug!(error = %e, "ctl client dropped");
+            }
+            clients.fetch_sub(1, Ordering::SeqCst);
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a client thread");
+        }
+    }
+}
+
+/// One line read from a client.
+enum Line {
+    Request(Vec<u8>),
+    TooLarge,
+    Closed,
+}
+
+/// Reads one line of at most [`MAX_REQUEST_BYTES`], within the idle timeout
+/// for its first byte and [`REQUEST_DEADLINE`] for the rest.
+fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>) -> io::Result<Line> {
+    line.clear();
+    let mut started: Option<Instant> = None;
+    loop {
+        if let Some(t) = started {
+            let left = REQUEST_DEADLINE.checked_sub(t.elapsed()).ok_or(IoKind::TimedOut)?;
+            reader.get_ref().set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        }
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == IoKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(Line::Closed);
+        }
+        started.get_or_insert_with(Instant::now);
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if line.len() + take > MAX_REQUEST_BYTES + 1 {
+            return Ok(Line::TooLarge);
+        }
+        line.extend_from_slice(&chunk[..take]);
+        reader.consume(take);
+        if done {
+            reader.get_ref().set_read_timeout(Some(IDLE_TIMEOUT))?;
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            return Ok(Line::Request(std::mem::take(line)));
+        }
+    }
+}
+
+fn serve_client(stream: UnixStream, control: &Mutex<Control>) -> io::Result<()> {
+    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut line = Vec::new();
+    loop {
+        let request = match read_line(&mut reader, &mut line)? {
+            Line::Closed => return Ok(()),
+            Line::TooLarge => {
+                let message = format!("request larger than {MAX_REQUEST_BYTES} bytes; closing the connection");
+                writer.write_all(&proto::encode_err(None, ErrorKind::TooLarge, message))?;
+                return Ok(());
+            }
+            Line::Request(r) => r,
+        };
+        if request.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let reply = match proto::decode_request(&request) {
+            Ok(envelope) => {
+                let verb = envelope.req.verb();
+                let result = control.lock().unwrap_or_else(|p| p.into_inner()).handle(envelope.req);
+                match result {
+                    Ok(payload) => proto::encode_ok(envelope.id, &payload),
+                    Err(e) => {
+                        tracing::info!(verb, error = %e.message, "request refused");
+                        proto::encode_err(Some(envelope.id), e.kind, e.message)
+                    }
+                }
+            }
+            Err((id, e)) => proto::encode_err(id, e.kind, e.message),
+        };
+        writer.write_all(&reply)?;
+    }
+}
