@@ -242,7 +242,9 @@ mod tests {
                 let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
                 let repr = Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default()).ok()?;
                 match repr {
-                    Icmpv4Repr::EchoReply { ident, seq_no, data: d } if d == data => Some((ident, seq_no, ip.dst_addr())),
+                    Icmpv4Repr::EchoReply { ident, seq_no, data: d } if d == data => {
+                        Some((ident, seq_no, ip.dst_addr()))
+                    }
                     _ => None,
                 }
             })
