@@ -34,6 +34,8 @@ use crate::wire::MacAddr;
 
 /// Frames read per batch before the forwarding decision runs.
 const BATCH: usize = 32;
+/// Batches processed before the loop looks at commands and timers again.
+const MAX_BATCHES_PER_WAKEUP: usize = 64;
 /// The waker's token; port tokens are their `PortId`s.
 const WAKER: Token = Token(usize::MAX);
 /// How often aging and gateway timers run when there is no traffic.
@@ -347,12 +349,13 @@ impl Datapath {
                 }
             }
             self.handle_commands();
-            while !self.ready.is_empty() {
-                self.read_batch();
-                self.forward();
-                if self.batch.count == 0 {
+            // Bounded, so commands and timers get their turn under load.
+            for _ in 0..MAX_BATCHES_PER_WAKEUP {
+                if self.ready.is_empty() {
                     break;
                 }
+                self.read_batch();
+                self.forward();
             }
             let now = self.clock.now();
             if now.millis_since(self.last_tick) >= TICK.as_millis() as u64 {
