@@ -67,10 +67,11 @@ impl Workload {
 
     fn batch(&self, n: usize) -> impl Iterator<Item = RxFrame<'_>> {
         let range = n * BATCH..(n + 1) * BATCH;
-        self.frames[range.clone()]
-            .iter()
-            .zip(&self.ports[range])
-            .map(|(f, &p)| RxFrame { port: PortId(p), bytes: f, gso: false })
+        self.frames[range.clone()].iter().zip(&self.ports[range]).map(|(f, &p)| RxFrame {
+            port: PortId(p),
+            bytes: f,
+            gso: false,
+        })
     }
 }
 

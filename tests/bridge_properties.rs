@@ -55,7 +55,13 @@ struct Input {
 }
 
 fn input_strategy() -> impl Strategy<Value = Input> {
-    (0..PORTS, mac_strategy(), mac_strategy(), prop_oneof![Just(0usize), 10usize..20, 60usize..100, 1510usize..1520], 0u64..3_000)
+    (
+        0..PORTS,
+        mac_strategy(),
+        mac_strategy(),
+        prop_oneof![Just(0usize), 10usize..20, 60usize..100, 1510usize..1520],
+        0u64..3_000,
+    )
         .prop_map(|(port, dst, src, len, advance_ms)| Input { port, dst, src, len, advance_ms })
 }
 
