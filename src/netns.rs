@@ -1,0 +1,201 @@
+//! Acting inside a named network namespace (`/run/netns/NAME`): running
+//! tools there with `ip netns exec`, and running Rust code there on a thread
+//! that has joined the namespace (sockets keep the namespace they were
+//! created in, so they can be used from any thread afterwards).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Output};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::process::output_with_timeout;
+
+/// Where `ip netns` keeps named namespaces.
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// Longest a tool run in a namespace may take.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `cmd args…` inside namespace `ns` (`ip netns exec`). A timeout is
+/// reported as a failed `Output` with the reason on stderr.
+pub fn netns_exec(ns: &str, cmd: &str, args: &[&str]) -> Output {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, cmd]).args(args);
+    output_with_timeout(&mut c, EXEC_TIMEOUT).unwrap_or_else(|e| {
+        use std::os::unix::process::ExitStatusExt;
+        Output { status: std::process::ExitStatus::from_raw(1 << 8), stdout: Vec::new(), stderr: e.into_bytes() }
+    })
+}
+
+/// Pings `ip` from namespace `ns` with `count` echo requests (200 ms apart,
+/// 1 s wait for the last reply); true if any reply came back.
+pub fn ping(ns: &str, ip: Ipv4Addr, count: u32) -> bool {
+    let ip = ip.to_string();
+    let count = count.to_string();
+    netns_exec(ns, "ping", &["-n", "-q", "-c", &count, "-i", "0.2", "-W", "1", &ip]).status.success()
+}
+
+/// Pings `ip` from `ns` once per attempt until a reply arrives or `timeout`
+/// passes; returns how long it took.
+pub fn wait_for_ping(ns: &str, ip: Ipv4Addr, timeout: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if ping(ns, ip, 1) {
+            return Some(start.elapsed());
+        }
+    }
+    None
+}
+
+/// Runs `f` on a fresh thread that has joined the network namespace
+/// `/run/netns/<ns>`. The calling thread's namespace is untouched.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    let path = std::path::Path::new(NETNS_DIR).join(ns);
+    let handle = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
+    thread::spawn(move || -> io::Result<T> {
+        // SAFETY: setns on a valid, open namespace fd; it only changes this
+        // thread's network namespace, and the thread ends after `f`.
+        if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| io::Error::other("thread in netns panicked"))?
+}
+
+/// Result of [`tcp_transfer`].
+#[derive(Debug, Clone, Copy)]
+pub struct TransferReport {
+    /// Bytes the server received.
+    pub bytes: u64,
+    /// True if the server received exactly the bytes sent (length and hash).
+    pub intact: bool,
+    /// Time from connect to the server's end of stream.
+    pub elapsed: Duration,
+}
+
+impl TransferReport {
+    /// Throughput in Mbit/s.
+    pub fn mbit_per_s(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.elapsed.as_secs_f64().max(1e-9) / 1e6
+    }
+}
+
+/// Sends `len` bytes of seeded pseudo-random data over TCP from namespace
+/// `client_ns` to a listener on `server_ip` in `server_ns`, and checks that
+/// exactly those bytes arrive (length and 64-bit FNV-1a hash).
+pub fn tcp_transfer(server_ns: &str, server_ip: Ipv4Addr, client_ns: &str, len: u64) -> io::Result<TransferReport> {
+    let listener = in_netns(server_ns, move || TcpListener::bind(SocketAddr::from((server_ip, 0))))??;
+    let addr = listener.local_addr()?;
+    let server = thread::spawn(move || -> io::Result<(u64, u64)> {
+        let (mut s, _) = accept_timeout(&listener, Duration::from_secs(20))?;
+        s.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let mut hash = Fnv::new();
+        let mut total = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Ok((total, hash.0));
+            }
+            hash.update(&buf[..n]);
+            total += n as u64;
+        }
+    });
+    let start = Instant::now();
+    let mut client = in_netns(client_ns, move || TcpStream::connect_timeout(&addr, Duration::from_secs(10)))??;
+    client.set_write_timeout(Some(Duration::from_secs(20)))?;
+    let mut expected = Fnv::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        for word in chunk[..n].chunks_mut(8) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            word.copy_from_slice(&rng.to_le_bytes()[..word.len()]);
+        }
+        client.write_all(&chunk[..n])?;
+        expected.update(&chunk[..n]);
+        left -= n as u64;
+    }
+    client.shutdown(std::net::Shutdown::Write)?;
+    let (bytes, hash) = server.join().map_err(|_| io::Error::other("server thread panicked"))??;
+    let elapsed = start.elapsed();
+    Ok(TransferReport { bytes, intact: bytes == len && hash == expected.0, elapsed })
+}
+
+/// `accept` with a deadline (the listener is polled non-blocking).
+fn accept_timeout(l: &TcpListener, timeout: Duration) -> io::Result<(TcpStream, SocketAddr)> {
+    l.set_nonblocking(true)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match l.accept() {
+            Ok((s, a)) => {
+                s.set_nonblocking(false)?;
+                return Ok((s, a));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no connection arrived"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// 64-bit FNV-1a.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// `ip -j addr show dev IFNAME` inside `ns`: the interface's JSON object, or
+/// None if it does not exist there.
+pub fn link_info(ns: &str, ifname: &str) -> Option<serde_json::Value> {
+    let out = netns_exec(ns, "ip", &["-j", "addr", "show", "dev", ifname]);
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.as_array()?.first().cloned()
+}
+
+/// Names of all interfaces inside `ns`.
+pub fn link_names(ns: &str) -> Vec<String> {
+    let out = netns_exec(ns, "ip", &["-j", "link", "show"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array().map(|a| a.iter().filter_map(|l| l["ifname"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+}
+
+/// The IPv4 addresses (`a.b.c.d/n`) of `ifname` in `ns`.
+pub fn ipv4_addrs(ns: &str, ifname: &str) -> Vec<String> {
+    let Some(info) = link_info(ns, ifname) else { return Vec::new() };
+    info["addr_info"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|x| x["family"] == "inet")
+                .map(|x| format!("{}/{}", x["local"].as_str().unwrap_or("?"), x["prefixlen"]))
+                .collect()
+        })
+        .unwrap_or_default()
+}

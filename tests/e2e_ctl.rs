@@ -1,0 +1,286 @@
+//! The control plane of a real `vswitchd` through `vswitchctl` and the raw
+//! socket: every refused request fails with exit code 1 and a message naming
+//! the problem and changes nothing; protocol abuse gets protocol errors and
+//! cannot block other clients; `network inspect` is Docker-shaped; and
+//! disconnecting removes the interface and releases the address. Needs root.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use ctl::proto::{EndpointInfo, SandboxInfo};
+use serde_json::{Value, json};
+use vswitch::{Daemon, link_names, ping, require_root};
+
+/// Everything a refused request must leave as it was.
+fn snapshot(d: &Daemon, net: &str) -> (Value, Value, Value, Vec<String>) {
+    (
+        d.ctl_json(&["network", "ls"]),
+        d.ctl_json(&["network", "inspect", net]),
+        d.ctl_json(&["sandbox", "ls"]),
+        d.leftover_netns(),
+    )
+}
+
+#[test]
+fn refused_requests_fail_clearly_and_change_nothing() {
+    if !require_root("refused_requests_fail_clearly_and_change_nothing") {
+        return;
+    }
+    let d = Daemon::start();
+    let net = d.name("n");
+    let (a, b) = (d.name("a"), d.name("b"));
+    d.network_create(&net, "10.206.0.0/24");
+    d.sandbox_create(&a);
+    d.sandbox_create(&b);
+    let ea = d.connect(&net, &a, Some("10.206.0.10"));
+    let before = snapshot(&d, &net);
+    let links_b = link_names(&b);
+    let nope = d.name("nope");
+    let other = d.name("other");
+
+    // (arguments, words the message must contain)
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["network", "create", &other, "--subnet", "10.206.0.0/16"], vec!["overlaps", &net]),
+        (vec!["network", "create", &other, "--subnet", "10.206.0.128/25"], vec!["overlaps", &net]),
+        (vec!["network", "create", &net, "--subnet", "10.99.0.0/24"], vec!["already exists", &net]),
+        (vec!["network", "create", "bad/name"], vec!["invalid network name"]),
+        (vec!["network", "create", &other, "--subnet", "127.1.0.0/16"], vec!["loopback"]),
+        (vec!["sandbox", "create", &a], vec!["already exists", &a]),
+        (vec!["network", "connect", &net, &b, "--ip", "10.99.0.5"], vec!["10.99.0.5", "not inside", "10.206.0.0/24"]),
+        (vec!["network", "connect", &net, &b, "--ip", "10.206.0.10"], vec!["10.206.0.10", "in use", &a]),
+        (vec!["network", "connect", &net, &b, "--ip", "10.206.0.1"], vec!["10.206.0.1", "gateway"]),
+        (vec!["network", "connect", &net, &b, "--ip", "10.206.0.255"], vec!["10.206.0.255", "broadcast"]),
+        (vec!["network", "connect", &net, &b, "--ip", "10.206.0.0"], vec!["10.206.0.0", "network address"]),
+        (vec!["network", "connect", &net, &a], vec!["already connected", &a]),
+        (vec!["network", "connect", "host", &b], vec!["host"]),
+        (vec!["network", "connect", "none", &b], vec!["none"]),
+        (vec!["network", "connect", &nope, &b], vec!["not found", &nope]),
+        (vec!["network", "connect", &net, &nope], vec!["not found", &nope]),
+        (vec!["network", "disconnect", &net, &b], vec!["not connected", &b]),
+        (vec!["network", "inspect", &nope], vec!["not found", &nope]),
+        (vec!["network", "rm", &nope], vec!["not found", &nope]),
+        (vec!["network", "rm", &net], vec![&net, "endpoints"]),
+        (vec!["network", "rm", "bridge"], vec!["bridge", "pre-defined"]),
+        (vec!["sandbox", "rm", &nope], vec!["not found", &nope]),
+        (vec!["fdb", "add", &net, "02:aa:00:00:00:09", "vswnothere"], vec!["vswnothere"]),
+        (vec!["fdb", "show", &nope], vec!["not found", &nope]),
+        (vec!["config", "set", "aging-time", "9"], vec!["aging-time", "9"]),
+        (vec!["config", "set", "aging-time", "1000001"], vec!["aging-time", "1000001"]),
+        (vec!["config", "set", "aging-time", "soon"], vec!["aging-time", "soon"]),
+        (vec!["config", "set", "no-such-key", "1"], vec!["no-such-key"]),
+    ];
+    let mut failures = Vec::new();
+    for (args, words) in &cases {
+        let out = d.ctl(args);
+        let stderr = vswitch::text(&out.stderr);
+        if out.status.code() != Some(1) || !stderr.starts_with("Error: ") {
+            failures.push(format!("{args:?}: exit {:?}, stderr {stderr:?}", out.status.code()));
+        } else if let Some(w) = words.iter().find(|w| !stderr.to_lowercase().contains(&w.to_lowercase())) {
+            failures.push(format!("{args:?}: message does not mention {w:?}: {stderr}"));
+        }
+        if snapshot(&d, &net) != before {
+            failures.push(format!("{args:?} changed the state: {:?}", snapshot(&d, &net)));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert_eq!(link_names(&b), links_b, "refused connects left interfaces in {b}");
+    // Still fully working afterwards.
+    let eb = d.connect(&net, &b, None);
+    assert_eq!(eb.ipv4.map(|i| i.to_string()).as_deref(), Some("10.206.0.2/24"));
+    assert!(ping(&b, ea.ipv4.expect("ip").addr(), 2), "b cannot ping a after the refused requests");
+}
+
+/// A raw client of the ctl socket.
+struct Raw {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Raw {
+    fn connect(d: &Daemon) -> Raw {
+        let s = UnixStream::connect(d.socket()).expect("connect to ctl socket");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Raw { writer: s.try_clone().unwrap(), reader: BufReader::new(s) }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.writer.write_all(line.as_bytes()).unwrap();
+        self.writer.write_all(b"\n").unwrap();
+    }
+
+    fn recv(&mut self) -> Value {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read response");
+        assert!(line.ends_with('\n'), "response line not newline-terminated: {line:?}");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("response is not JSON ({e}): {line:?}"))
+    }
+
+    fn call(&mut self, line: &str) -> Value {
+        self.send(line);
+        self.recv()
+    }
+}
+
+fn assert_err(resp: &Value, id: Value, kind: &str) {
+    assert_eq!(resp["v"], 1, "{resp}");
+    assert_eq!(resp["id"], id, "{resp}");
+    assert_eq!(resp["err"]["kind"], kind, "{resp}");
+    assert!(resp["err"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{resp}");
+    assert!(resp.get("ok").is_none(), "{resp}");
+}
+
+#[test]
+fn protocol_abuse_gets_errors_and_blocks_nobody() {
+    if !require_root("protocol_abuse_gets_errors_and_blocks_nobody") {
+        return;
+    }
+    let d = Daemon::start();
+    let net = d.name("n");
+    d.network_create(&net, "10.206.1.0/24");
+    let before = snapshot(&d, &net);
+
+    // A client that connects and sends nothing, and one stuck mid-line.
+    let _silent = UnixStream::connect(d.socket()).unwrap();
+    let mut half = UnixStream::connect(d.socket()).unwrap();
+    half.write_all(br#"{"v":1,"id":5,"req":{"ve"#).unwrap();
+    let started = std::time::Instant::now();
+    d.ctl_ok(&["ping"]);
+    assert!(started.elapsed() < Duration::from_secs(5), "ping took {:?} next to stalled clients", started.elapsed());
+
+    let mut c = Raw::connect(&d);
+    assert_err(&c.call("hello"), Value::Null, "bad_request");
+    assert_err(&c.call("[1,2,3]"), Value::Null, "bad_request");
+    assert_err(&c.call(r#"{"v":1,"id":8,"req":{"verb":"frobnicate"}}"#), json!(8), "unknown_verb");
+    assert_err(&c.call(r#"{"v":2,"id":9,"req":{"verb":"ping"}}"#), json!(9), "unsupported_version");
+    assert_err(&c.call(r#"{"v":1,"id":10,"req":{"verb":"network_rm"}}"#), json!(10), "invalid_argument");
+    assert_err(
+        &c.call(r#"{"v":1,"id":11,"req":{"verb":"network_create","name":"x","subnet":"10.1.2.3"}}"#),
+        json!(11),
+        "invalid_argument",
+    );
+    // The connection survives all that, and pipelined requests are answered in order.
+    c.send(r#"{"v":1,"id":20,"req":{"verb":"ping"}}"#);
+    c.send(r#"{"v":1,"id":21,"req":{"verb":"version"}}"#);
+    c.send(&format!(r#"{{"v":1,"id":22,"req":{{"verb":"network_inspect","name":"{net}"}}}}"#));
+    let (r20, r21, r22) = (c.recv(), c.recv(), c.recv());
+    assert_eq!((r20["id"].clone(), r20["ok"].clone()), (json!(20), json!({})), "{r20}");
+    assert_eq!((r21["id"].clone(), r21["ok"]["protocol"].clone()), (json!(21), json!(1)), "{r21}");
+    assert_eq!((r22["id"].clone(), r22["ok"]["Name"].clone()), (json!(22), json!(net)), "{r22}");
+
+    // A line over 1 MiB: a too_large error and a closed connection (or the
+    // connection cut before the answer could be read), never a hang.
+    let mut big = Raw::connect(&d);
+    let huge = format!(r#"{{"v":1,"id":30,"req":{{"verb":"ping","pad":"{}"}}}}"#, "a".repeat((1 << 20) + 10));
+    let _ = big.writer.write_all(huge.as_bytes()).and_then(|()| big.writer.write_all(b"\n"));
+    let mut rest = String::new();
+    match big.reader.read_to_string(&mut rest) {
+        Ok(_) if rest.is_empty() => eprintln!("oversized line: connection closed without an answer"),
+        Ok(_) => {
+            let first: Value = serde_json::from_str(rest.lines().next().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("answer to an oversized line is not JSON ({e}): {rest:.200}"));
+            assert_err(&first, Value::Null, "too_large");
+            assert_eq!(rest.lines().count(), 1, "more than one answer to an oversized line: {rest:.300}");
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+            eprintln!("oversized line: connection reset ({e})");
+        }
+        Err(e) => panic!("oversized line: connection neither answered nor closed: {e}"),
+    }
+
+    // The daemon is unharmed and unchanged, and the stalled clients block nobody.
+    d.ctl_ok(&["ping"]);
+    assert_eq!(snapshot(&d, &net), before);
+    drop(half);
+}
+
+#[test]
+fn inspect_is_docker_shaped_and_disconnect_releases_the_address() {
+    if !require_root("inspect_is_docker_shaped_and_disconnect_releases_the_address") {
+        return;
+    }
+    let d = Daemon::start();
+    let (net, net2) = (d.name("n"), d.name("m"));
+    let (a, b) = (d.name("a"), d.name("b"));
+    let created: Value = d.ctl_json(&["network", "create", &net, "--subnet", "10.207.0.0/24"]);
+    d.sandbox_create(&a);
+    d.sandbox_create(&b);
+    let ea = d.connect(&net, &a, None);
+    let eb = d.connect(&net, &b, None);
+
+    let inspect: Value = d.ctl_json(&["network", "inspect", &net]);
+    let arr = inspect.as_array().unwrap_or_else(|| panic!("inspect is not an array: {inspect}"));
+    assert_eq!(arr.len(), 1, "{inspect}");
+    let n = &arr[0];
+    for key in [
+        "Name",
+        "Id",
+        "Created",
+        "Scope",
+        "Driver",
+        "EnableIPv6",
+        "IPAM",
+        "Internal",
+        "Attachable",
+        "Containers",
+        "Options",
+        "Labels",
+    ] {
+        assert!(n.get(key).is_some(), "inspect lacks {key}: {n}");
+    }
+    assert_eq!(n["Name"], net.as_str());
+    assert_eq!(n["Id"], created["Id"]);
+    assert_eq!((n["Driver"].as_str(), n["Scope"].as_str()), (Some("bridge"), Some("local")), "{n}");
+    assert_eq!(n["EnableIPv6"], false);
+    assert!(n["Created"].as_str().is_some_and(|c| c.contains('T')), "Created is not RFC 3339: {n}");
+    assert_eq!(n["IPAM"]["Driver"], "default", "{n}");
+    assert_eq!(n["IPAM"]["Config"], json!([{"Subnet": "10.207.0.0/24", "Gateway": "10.207.0.1"}]), "{n}");
+    let containers = n["Containers"].as_object().unwrap_or_else(|| panic!("Containers not an object: {n}"));
+    assert_eq!(containers.len(), 2, "{n}");
+    for (s, e) in [(&a, &ea), (&b, &eb)] {
+        let c = &containers
+            .get(&e.endpoint_id)
+            .or_else(|| containers.values().find(|c| c["EndpointID"] == e.endpoint_id.as_str()))
+            .unwrap_or_else(|| panic!("endpoint {} of {s} not in Containers: {n}", e.endpoint_id));
+        assert_eq!(c["Name"], s.as_str(), "{c}");
+        assert_eq!(c["EndpointID"], e.endpoint_id.as_str(), "{c}");
+        assert_eq!(c["MacAddress"], e.mac.to_string().as_str(), "{c}");
+        assert_eq!(c["IPv4Address"], e.ipv4.expect("ip").to_string().as_str(), "{c}");
+        assert_eq!(c["IPv6Address"], "", "{c}");
+    }
+    assert_eq!(ea.ipv4.map(|i| i.to_string()).as_deref(), Some("10.207.0.2/24"));
+
+    // A second network shows up as eth1.
+    d.network_create(&net2, "10.207.1.0/24");
+    let ea2 = d.connect(&net2, &a, None);
+    assert_eq!(ea2.ifname, "eth1");
+    assert!(link_names(&a).contains(&"eth1".to_owned()), "{:?}", link_names(&a));
+
+    // Disconnect: the interface disappears from the sandbox and the address is free again.
+    d.ctl_ok(&["network", "disconnect", &net, &a]);
+    let links = link_names(&a);
+    assert!(!links.contains(&"eth0".to_owned()), "eth0 still in {a} after disconnect: {links:?}");
+    assert!(links.contains(&"eth1".to_owned()), "disconnect from {net} removed eth1 too: {links:?}");
+    let after: Value = d.ctl_json(&["network", "inspect", &net]);
+    assert_eq!(after[0]["Containers"].as_object().map(|c| c.len()), Some(1), "{after}");
+    let sb: Vec<SandboxInfo> = d.ctl_json(&["sandbox", "ls"]);
+    let sa = sb.iter().find(|s| s.name == a).expect("sandbox a listed");
+    assert_eq!(sa.endpoints.iter().map(|e| e.network.as_str()).collect::<Vec<_>>(), vec![net2.as_str()]);
+    assert!(!ping(&b, ea.ipv4.expect("ip").addr(), 1), "a's old address still answers");
+
+    let again: EndpointInfo = d.connect(&net, &a, None);
+    assert_eq!(again.ipv4, ea.ipv4, "reconnecting should get the lowest free address again");
+    assert_eq!(again.ifname, "eth0");
+    assert_eq!(vswitch::ipv4_addrs(&a, "eth0"), vec!["10.207.0.2/24".to_owned()]);
+    assert!(ping(&b, again.ipv4.expect("ip").addr(), 3), "b cannot reach a after reconnecting");
+
+    // Removing the sandbox removes its endpoints and its namespace.
+    d.ctl_ok(&["sandbox", "rm", &a]);
+    assert!(!std::path::Path::new("/run/netns").join(&a).exists(), "/run/netns/{a} left behind");
+    let after: Value = d.ctl_json(&["network", "inspect", &net]);
+    assert_eq!(after[0]["Containers"].as_object().map(|c| c.len()), Some(1), "{after}");
+    d.ctl_ok(&["network", "disconnect", &net, &b]);
+    d.ctl_ok(&["network", "rm", &net, &net2]);
+    let ls: Value = d.ctl_json(&["network", "ls"]);
+    assert!(!ls.to_string().contains(&net), "{ls}");
+}

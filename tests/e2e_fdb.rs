@@ -1,0 +1,125 @@
+//! MAC learning tables of a real `vswitchd`: learned entries age out after
+//! `config set aging-time`, static entries (`fdb add`) survive aging and
+//! `fdb flush` and steer unicast to one port instead of flooding. Needs root.
+
+use std::time::{Duration, Instant};
+
+use ctl::MacAddress;
+use ctl::proto::{EndpointInfo, FdbEntry, FdbKind, FlushResult};
+use vswitch::{Capture, Daemon, Frame, inject_frame, ping, require_root};
+
+/// An Ethernet frame with the local-experimental EtherType and a marker.
+fn frame(dst: [u8; 6], src: [u8; 6], marker: u8) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&0x88b5u16.to_be_bytes());
+    f.extend_from_slice(b"vswitch-e2e");
+    f.push(marker);
+    f.resize(60, 0);
+    f
+}
+
+fn entry(d: &Daemon, net: &str, mac: [u8; 6]) -> Option<FdbEntry> {
+    d.ctl_json::<Vec<FdbEntry>>(&["fdb", "show", net]).into_iter().find(|e| e.mac.octets() == mac)
+}
+
+/// Polls the fdb until `cond` holds for `mac`'s entry, up to `timeout`.
+fn wait_entry(
+    d: &Daemon,
+    net: &str,
+    mac: [u8; 6],
+    timeout: Duration,
+    cond: impl Fn(&Option<FdbEntry>) -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond(&entry(d, net, mac)) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn saw(frames: &[Frame], dst: [u8; 6], marker: u8) -> bool {
+    frames.iter().any(|f| !f.outgoing && f.dst() == dst && f.ethertype() == 0x88b5 && f.bytes.get(25) == Some(&marker))
+}
+
+fn mac_str(m: [u8; 6]) -> String {
+    MacAddress(m).to_string()
+}
+
+#[test]
+fn learned_entries_age_out_static_entries_stay() {
+    if !require_root("learned_entries_age_out_static_entries_stay") {
+        return;
+    }
+    let d = Daemon::start();
+    let net = d.name("n");
+    let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
+    d.network_create(&net, "10.204.0.0/24");
+    let eps: Vec<EndpointInfo> = [&a, &b, &c]
+        .iter()
+        .map(|s| {
+            d.sandbox_create(s);
+            d.connect(&net, s, None)
+        })
+        .collect();
+    let (ea, eb, ec) = (&eps[0], &eps[1], &eps[2]);
+    d.ctl_ok(&["config", "set", "aging-time", "10"]);
+    assert!(ping(&a, eb.ipv4.expect("ip").addr(), 2), "a cannot ping b");
+
+    // A MAC only ever seen as a frame source behind a's port gets learned there.
+    let learned = [0x02, 0xaa, 0, 0, 0, 0x01];
+    inject_frame(&a, &ea.ifname, &frame([0xff; 6], learned, 1)).expect("inject from a");
+    let t_learned = Instant::now();
+    assert!(
+        wait_entry(&d, &net, learned, Duration::from_secs(3), |e| e.is_some()),
+        "{} was not learned; fdb: {:?}",
+        mac_str(learned),
+        d.ctl_json::<Vec<FdbEntry>>(&["fdb", "show", &net])
+    );
+    let e = entry(&d, &net, learned).expect("entry");
+    assert_eq!((e.port.as_str(), e.kind), (ea.port.as_str(), FdbKind::Learned), "{e:?}");
+
+    // A static entry behind b's port.
+    let pinned = [0x02, 0xaa, 0, 0, 0, 0x02];
+    d.ctl_ok(&["fdb", "add", &net, &mac_str(pinned), &eb.port]);
+    let s = entry(&d, &net, pinned).expect("static entry listed");
+    assert_eq!((s.port.as_str(), s.kind), (eb.port.as_str(), FdbKind::Static), "{s:?}");
+
+    // Unicast to the static MAC goes to b only; unicast to an unknown MAC floods (the control).
+    let unknown = [0x02, 0xaa, 0, 0, 0, 0x03];
+    let (cap_b, cap_c) = (Capture::start(&b, &eb.ifname).unwrap(), Capture::start(&c, &ec.ifname).unwrap());
+    let a_mac = ea.mac.octets();
+    inject_frame(&a, &ea.ifname, &frame(pinned, a_mac, 2)).unwrap();
+    inject_frame(&a, &ea.ifname, &frame(unknown, a_mac, 3)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (seen_b, seen_c) = (cap_b.stop(), cap_c.stop());
+    assert!(saw(&seen_b, pinned, 2), "b did not get the frame for its static MAC");
+    assert!(saw(&seen_c, unknown, 3), "unknown unicast was not flooded to c (control)");
+    assert!(!saw(&seen_c, pinned, 2), "frame for b's static MAC was flooded to c");
+
+    // Half the aging time later the learned entry is still there and older.
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(t_learned.elapsed()));
+    let e = entry(&d, &net, learned).expect("learned entry vanished before the aging time");
+    assert!(e.age_secs >= 4, "age_secs should count up: {e:?}");
+    // Then it ages out; allow for the sweep interval.
+    let gone = wait_entry(&d, &net, learned, Duration::from_secs(25), |e| e.is_none());
+    let after = t_learned.elapsed();
+    eprintln!("learned entry aged out {after:?} after its last frame (aging-time 10 s)");
+    assert!(gone, "learned entry still present {after:?} after its last frame");
+    assert!(after >= Duration::from_secs(9), "learned entry aged out too early ({after:?})");
+    assert!(entry(&d, &net, pinned).is_some_and(|e| e.kind == FdbKind::Static), "static entry aged out");
+
+    // fdb flush removes learned entries only.
+    inject_frame(&a, &ea.ifname, &frame([0xff; 6], learned, 4)).unwrap();
+    assert!(wait_entry(&d, &net, learned, Duration::from_secs(3), |e| e.is_some()), "not relearned");
+    let r: FlushResult = d.ctl_json(&["fdb", "flush", &net]);
+    assert!(r.flushed >= 1, "{r:?}");
+    assert!(entry(&d, &net, learned).is_none(), "learned entry survived fdb flush");
+    assert!(entry(&d, &net, pinned).is_some_and(|e| e.kind == FdbKind::Static), "static entry did not survive flush");
+}

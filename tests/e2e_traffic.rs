@@ -1,0 +1,176 @@
+//! End-to-end traffic through a real `vswitchd`: sandboxes (network
+//! namespaces) attached with TAPs ping each other and move data over TCP,
+//! networks are isolated from each other down to ARP broadcasts, and the
+//! switch's gateway answers ARP and ping. Needs root.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ctl::proto::{EndpointInfo, FdbEntry, PortStats, ShowTree};
+use vswitch::{Capture, Daemon, Frame, netns_exec, ping, require_root, tcp_transfer};
+
+fn ip_of(e: &EndpointInfo) -> Ipv4Addr {
+    e.ipv4.unwrap_or_else(|| panic!("endpoint {e:?} has no IPv4 address")).addr()
+}
+
+fn stats_by_port(d: &Daemon) -> BTreeMap<String, PortStats> {
+    d.ctl_json::<Vec<PortStats>>(&["stats"]).into_iter().map(|s| (s.port.clone(), s)).collect()
+}
+
+/// The interface inside the sandbox carries the endpoint's MAC and address,
+/// and the default route goes via the network's gateway.
+fn assert_interface(sandbox: &str, e: &EndpointInfo, gateway: Ipv4Addr) {
+    let info = vswitch::link_info(sandbox, &e.ifname)
+        .unwrap_or_else(|| panic!("no {} in sandbox {sandbox}: {:?}", e.ifname, vswitch::link_names(sandbox)));
+    assert_eq!(info["address"].as_str(), Some(e.mac.to_string().as_str()), "MAC of {}: {info}", e.ifname);
+    assert!(info["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP")), "{} not up: {info}", e.ifname);
+    let ip = e.ipv4.expect("endpoint address").to_string();
+    assert_eq!(vswitch::ipv4_addrs(sandbox, &e.ifname), vec![ip], "addresses of {} in {sandbox}", e.ifname);
+    let route = netns_exec(sandbox, "ip", &["-j", "route", "show", "default"]);
+    let routes: serde_json::Value = serde_json::from_slice(&route.stdout).unwrap_or_default();
+    assert_eq!(routes[0]["gateway"].as_str(), Some(gateway.to_string().as_str()), "default route in {sandbox}");
+}
+
+#[test]
+fn two_sandboxes_ping_and_move_20_mib_over_tcp() {
+    if !require_root("two_sandboxes_ping_and_move_20_mib_over_tcp") {
+        return;
+    }
+    let d = Daemon::start();
+    let net = d.name("n");
+    let (a, b) = (d.name("a"), d.name("b"));
+    d.network_create(&net, "10.201.0.0/24");
+    d.sandbox_create(&a);
+    d.sandbox_create(&b);
+    let ea = d.connect(&net, &a, None);
+    let eb = d.connect(&net, &b, None);
+    assert_eq!((ip_of(&ea), ip_of(&eb)), (Ipv4Addr::new(10, 201, 0, 2), Ipv4Addr::new(10, 201, 0, 3)));
+    assert_eq!((ea.ifname.as_str(), eb.ifname.as_str()), ("eth0", "eth0"));
+    assert_ne!(ea.port, eb.port);
+    let gw = Ipv4Addr::new(10, 201, 0, 1);
+    assert_interface(&a, &ea, gw);
+    assert_interface(&b, &eb, gw);
+
+    assert!(ping(&a, ip_of(&eb), 3), "{a} cannot ping {b} at {}", ip_of(&eb));
+    assert!(ping(&b, ip_of(&ea), 3), "{b} cannot ping {a} at {}", ip_of(&ea));
+
+    let before = stats_by_port(&d);
+    const LEN: u64 = 20 << 20;
+    let r = tcp_transfer(&b, ip_of(&eb), &a, LEN).expect("TCP transfer from a to b");
+    eprintln!("tcp {a} -> {b}: {} bytes in {:?} ({:.0} Mbit/s)", r.bytes, r.elapsed, r.mbit_per_s());
+    assert!(r.intact, "TCP stream corrupted: got {} of {LEN} bytes or a wrong checksum", r.bytes);
+
+    let fdb: Vec<FdbEntry> = d.ctl_json(&["fdb", "show", &net]);
+    for e in [&ea, &eb] {
+        let entry = fdb.iter().find(|f| f.mac == e.mac).unwrap_or_else(|| panic!("{} not in fdb: {fdb:?}", e.mac));
+        assert_eq!((entry.port.as_str(), entry.network.as_str()), (e.port.as_str(), net.as_str()), "{entry:?}");
+    }
+
+    let after = stats_by_port(&d);
+    let delta = |port: &str, f: fn(&PortStats) -> u64| {
+        let get = |m: &BTreeMap<String, PortStats>| m.get(port).map(f).unwrap_or(0);
+        assert!(after.contains_key(port), "no stats for port {port}: {:?}", after.keys());
+        get(&after) - get(&before)
+    };
+    // a sent the stream into the switch; the switch sent it out to b.
+    assert!(delta(&ea.port, |s| s.rx_bytes) >= LEN, "rx_bytes of {}: {:?}", ea.port, after[&ea.port]);
+    assert!(delta(&eb.port, |s| s.tx_bytes) >= LEN, "tx_bytes of {}: {:?}", eb.port, after[&eb.port]);
+    // b acknowledged it.
+    assert!(delta(&eb.port, |s| s.rx_packets) > 0 && delta(&ea.port, |s| s.tx_packets) > 0, "{after:?}");
+    assert_eq!(after[&ea.port].network, net);
+}
+
+/// Frames received (not sent) by a capture.
+fn incoming(frames: &[Frame]) -> Vec<&Frame> {
+    frames.iter().filter(|f| !f.outgoing).collect()
+}
+
+#[test]
+fn networks_are_isolated_even_for_broadcasts() {
+    if !require_root("networks_are_isolated_even_for_broadcasts") {
+        return;
+    }
+    let d = Daemon::start();
+    let (n1, n2) = (d.name("n1"), d.name("n2"));
+    let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
+    d.network_create(&n1, "10.202.1.0/24");
+    d.network_create(&n2, "10.202.2.0/24");
+    for s in [&a, &b, &c] {
+        d.sandbox_create(s);
+    }
+    let ea = d.connect(&n1, &a, None);
+    let eb = d.connect(&n1, &b, None);
+    let ec = d.connect(&n2, &c, None);
+    let gw2_mac = switch::gateway::gateway_mac(Ipv4Addr::new(10, 202, 2, 1)).0;
+
+    let cap_b = Capture::start(&b, &eb.ifname).expect("capture in b");
+    let cap_c = Capture::start(&c, &ec.ifname).expect("capture in c");
+    // Unicast, ARP broadcasts (neighbour cache flushed, and an address nobody
+    // has), and broadcast ICMP on network 1.
+    netns_exec(&a, "ip", &["neigh", "flush", "all"]);
+    assert!(ping(&a, ip_of(&eb), 3), "a cannot ping b on the same network");
+    assert!(!ping(&a, Ipv4Addr::new(10, 202, 1, 200), 2), "nobody should answer 10.202.1.200");
+    netns_exec(&a, "ping", &["-b", "-c", "2", "-i", "0.2", "-W", "1", "10.202.1.255"]);
+    // And c must not reach a across networks.
+    assert!(!ping(&c, ip_of(&ea), 2), "c on {n2} reached a on {n1}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let seen_b = cap_b.stop();
+    let seen_c = cap_c.stop();
+
+    // Positive control: the same capture sees network 1's traffic on network 1.
+    let a_mac = ea.mac.octets();
+    let arp_bcast_from_a =
+        seen_b.iter().filter(|f| !f.outgoing && f.src() == a_mac && f.dst() == [0xff; 6] && f.ethertype() == 0x0806);
+    assert!(arp_bcast_from_a.count() > 0, "b saw no ARP broadcast from a:\n{}", list(&seen_b));
+    assert!(
+        seen_b.iter().any(|f| !f.outgoing && f.src() == a_mac && f.ethertype() == 0x0800),
+        "b saw no IPv4 from a:\n{}",
+        list(&seen_b)
+    );
+    // Nothing from network 1 (or anyone but c's own gateway) reached c.
+    let foreign: Vec<&Frame> = incoming(&seen_c).into_iter().filter(|f| f.src() != gw2_mac).collect();
+    assert!(foreign.is_empty(), "frames leaked into {n2}:\n{}", list_refs(&foreign));
+    // c's own frames (ARP for its gateway etc.) did not leak into network 1.
+    let c_mac = ec.mac.octets();
+    assert!(!seen_b.iter().any(|f| f.src() == c_mac), "b saw frames from c on the other network:\n{}", list(&seen_b));
+}
+
+fn list(frames: &[Frame]) -> String {
+    frames.iter().map(|f| format!("  {f}\n")).collect()
+}
+
+fn list_refs(frames: &[&Frame]) -> String {
+    frames.iter().map(|f| format!("  {f}\n")).collect()
+}
+
+#[test]
+fn gateway_answers_arp_and_ping() {
+    if !require_root("gateway_answers_arp_and_ping") {
+        return;
+    }
+    let d = Daemon::start();
+    let net = d.name("n");
+    let a = d.name("a");
+    let info = d.network_create(&net, "10.203.0.0/24");
+    assert_eq!(info.ipam.config[0].gateway.map(|g| g.to_string()).as_deref(), Some("10.203.0.1"), "{info:?}");
+    d.sandbox_create(&a);
+    let ea = d.connect(&net, &a, None);
+    let gw = Ipv4Addr::new(10, 203, 0, 1);
+
+    netns_exec(&a, "ip", &["neigh", "flush", "all"]);
+    assert!(ping(&a, gw, 3), "gateway {gw} does not answer ping");
+    let out = netns_exec(&a, "ip", &["-j", "neigh", "show", "to", "10.203.0.1", "dev", &ea.ifname]);
+    let neigh: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let expected = switch::gateway::gateway_mac(gw).0.map(|b| format!("{b:02x}")).join(":");
+    assert_eq!(neigh[0]["lladdr"].as_str(), Some(expected.as_str()), "neighbour entry for the gateway: {neigh}");
+    let state = neigh[0]["state"].to_string();
+    assert!(!state.contains("FAILED") && !state.contains("INCOMPLETE"), "gateway neighbour state {state}");
+
+    // The gateway is an internal port of the network.
+    let show: ShowTree = d.ctl_json(&["show"]);
+    let shown = show.networks.iter().find(|n| n.name == net).unwrap_or_else(|| panic!("{net} not in show"));
+    let gw_port = format!("gw:{net}");
+    assert!(shown.ports.iter().any(|p| p.name == gw_port), "no port {gw_port} in {shown:?}");
+    assert!(shown.ports.iter().any(|p| p.name == ea.port), "no port {} in {shown:?}", ea.port);
+    assert_eq!(shown.gateway, Some(gw));
+}
