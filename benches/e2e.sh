@@ -1,0 +1,510 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: two sandboxes (network namespaces) talking through
+#   vswitchd  - the userspace switch, TAP ports (vswitchd + vswitchctl from this repo)
+#   bridge    - the Linux kernel bridge, in a dedicated "switch" namespace, two veth pairs into it
+#   veth      - a direct veth pair (the floor)
+# For each: TCP throughput (iperf3, one stream), 64-byte UDP packet rate received and loss
+# (batched sendmmsg sender, benches/e2e/udpflood.rs; or iperf3), and latency p50 (ping RTT
+# and sockperf ping-pong half-RTT). Prints a markdown table with the ratio to the kernel
+# bridge, then vswitchd's idle RSS/CPU and its CPU use under load.
+#
+# Usage (as root; installs iperf3, sockperf, ethtool, iproute2, iputils-ping if missing):
+#   sudo benches/e2e.sh
+#   sudo DURATION=5 REPEAT=5 SETUPS="vswitchd bridge" benches/e2e.sh
+#
+# Environment:
+#   DURATION=10        seconds per TCP and UDP test (latency tests take min(DURATION,5) s + 2 s)
+#   REPEAT=1           repetitions; the setup order rotates each time; the table shows medians
+#   SETUPS="vswitchd bridge veth"   subset and order of setups
+#   UDP_TOOL=udpflood  or "iperf3" (iperf3 -u -l 64 -b 0; tops out near 170 kpps)
+#   BUILD=1            0 = do not run cargo; use existing binaries
+#   VSWITCHD, VSWITCHCTL  binaries to use (default: $CARGO_TARGET_DIR or target/, release)
+#   KEEP_LOGS=1        keep the temporary directory (daemon log, tool outputs)
+#
+# Every namespace and link it creates carries the prefix vb<pid>; all of them, the daemon
+# and every helper process are removed on exit, including failure and Ctrl-C. It never
+# touches the host namespace's interfaces, routes or firewall.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+DURATION=${DURATION:-10}
+REPEAT=${REPEAT:-1}
+SETUPS=${SETUPS:-vswitchd bridge veth}
+UDP_TOOL=${UDP_TOOL:-udpflood}
+BUILD=${BUILD:-1}
+KEEP_LOGS=${KEEP_LOGS:-0}
+VSWITCHD=${VSWITCHD:-$TARGET_DIR/release/vswitchd}
+VSWITCHCTL=${VSWITCHCTL:-$TARGET_DIR/release/vswitchctl}
+LAT_DURATION=$((DURATION < 5 ? DURATION : 5))
+
+P="vb$$"             # prefix of every namespace and link this run creates
+NS1="${P}a"          # sandbox 1: clients
+NS2="${P}b"          # sandbox 2: servers
+NSW="${P}sw"         # the kernel bridge's own namespace
+NET="${P}net"        # vswitchd network name
+TCP_PORT=5201
+UDP_PORT=5301
+SOCKPERF_PORT=11111
+
+# Addresses per setup: client (in NS1) and server (in NS2).
+declare -A SRC_IP=([vswitchd]=10.231.0.2 [bridge]=10.232.0.2 [veth]=10.233.0.2)
+declare -A DST_IP=([vswitchd]=10.231.0.3 [bridge]=10.232.0.3 [veth]=10.233.0.3)
+declare -A LABEL=([vswitchd]="vswitchd, TAP ports" [bridge]="Linux kernel bridge" [veth]="veth pair, direct")
+
+declare -A RES=()        # "setup,metric" -> space-separated values, one per repetition
+declare -A READY=()      # setup -> 1 when it was set up successfully
+declare -a BG_PIDS=()    # helper processes to kill on exit
+TMP=""
+DAEMON_PID=""
+DAEMON_STATUS="not started"
+UDPFLOOD=""
+OUT=""               # result of the last measure_* function
+
+log() { printf '[e2e] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
+ctl() { "$VSWITCHCTL" --socket "$TMP/s.sock" "$@"; }
+
+# ---------------------------------------------------------------------------- cleanup
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap - INT TERM
+    for pid in "${BG_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    for pid in "${BG_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null
+    done
+    if [[ -n $DAEMON_PID ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+        ctl network disconnect "$NET" "$NS1" >/dev/null 2>&1
+        ctl network disconnect "$NET" "$NS2" >/dev/null 2>&1
+        ctl sandbox rm "$NS1" "$NS2" >/dev/null 2>&1
+        ctl network rm "$NET" >/dev/null 2>&1
+        kill "$DAEMON_PID" 2>/dev/null
+        for _ in $(seq 50); do
+            kill -0 "$DAEMON_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$DAEMON_PID" 2>/dev/null
+        wait "$DAEMON_PID" 2>/dev/null
+    fi
+    for ns in "$NS1" "$NS2" "$NSW"; do
+        [[ -e /run/netns/$ns ]] && ip netns del "$ns" 2>/dev/null
+    done
+    # Links that escaped into the host namespace (should be none): only our prefix.
+    ip -o link show 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' | grep "^$P" |
+        while read -r link; do ip link del "$link" 2>/dev/null; done
+    cd /
+    if [[ -n $TMP && -d $TMP ]]; then
+        if [[ $KEEP_LOGS == 1 || ($rc -ne 0 && -s $TMP/vswitchd.log) ]]; then
+            log "logs kept in $TMP"
+        else
+            rm -rf "$TMP"
+        fi
+    fi
+    exit "$rc"
+}
+
+# ---------------------------------------------------------------------------- prerequisites
+
+install_packages() {
+    local missing=()
+    command -v iperf3 >/dev/null || missing+=(iperf3)
+    command -v sockperf >/dev/null || missing+=(sockperf)
+    command -v ethtool >/dev/null || missing+=(ethtool)
+    command -v ping >/dev/null || missing+=(iputils-ping)
+    command -v ip >/dev/null && command -v ss >/dev/null || missing+=(iproute2)
+    command -v nsenter >/dev/null || missing+=(util-linux)
+    ((${#missing[@]} == 0)) && return
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2 ||
+        { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2; }
+}
+
+# Builds the batched UDP sender with plain rustc (std only) unless it is up to date.
+build_udpflood() {
+    local src=$SCRIPT_DIR/e2e/udpflood.rs
+    UDPFLOOD=$TARGET_DIR/e2e/udpflood
+    if [[ ! -x $UDPFLOOD || $src -nt $UDPFLOOD ]]; then
+        log "building $UDPFLOOD"
+        mkdir -p "$TARGET_DIR/e2e"
+        rustc --edition 2024 -C opt-level=3 -o "$UDPFLOOD" "$src"
+    fi
+}
+
+build_switch() {
+    [[ $BUILD == 1 ]] || return 0
+    log "cargo build --release -p switch -p ctl --bins"
+    (cd "$ROOT" && cargo build --release -q -p switch -p ctl --bins) >&2
+}
+
+# ---------------------------------------------------------------------------- setups
+
+# vswitchd creates both sandboxes; it goes first so that the namespaces exist for the others.
+setup_vswitchd() {
+    [[ -x $VSWITCHD && -x $VSWITCHCTL ]] || { DAEMON_STATUS="binaries missing ($VSWITCHD)"; return 1; }
+    "$VSWITCHD" --ctl-socket "$TMP/s.sock" --state-dir "$TMP/state" 2>"$TMP/vswitchd.log" &
+    DAEMON_PID=$!
+    local i
+    for i in $(seq 100); do
+        ctl ping >/dev/null 2>&1 && break
+        kill -0 "$DAEMON_PID" 2>/dev/null || { DAEMON_STATUS="daemon exited at startup"; return 1; }
+        ((i < 100)) || { DAEMON_STATUS="no answer to 'vswitchctl ping' within 10 s"; return 1; }
+        sleep 0.1
+    done
+    DAEMON_STATUS="running"
+    local step
+    for step in "sandbox create $NS1" "sandbox create $NS2" \
+        "network create $NET --subnet 10.231.0.0/24" \
+        "network connect $NET $NS1 --ip ${SRC_IP[vswitchd]}" \
+        "network connect $NET $NS2 --ip ${DST_IP[vswitchd]}"; do
+        # shellcheck disable=SC2086 # the step is a word list on purpose
+        if ! ctl $step >>"$TMP/ctl.log" 2>&1; then
+            DAEMON_STATUS="'vswitchctl $step' failed: $(tail -n 3 "$TMP/ctl.log" | tr '\n' ' ')"
+            return 1
+        fi
+    done
+}
+
+ensure_sandboxes() {
+    local ns
+    for ns in "$NS1" "$NS2"; do
+        [[ -e /run/netns/$ns ]] || ip netns add "$ns"
+        in_ns "$ns" ip link set lo up
+    done
+}
+
+setup_bridge() {
+    ip netns add "$NSW"
+    in_ns "$NSW" ip link set lo up
+    in_ns "$NSW" ip link add "${P}br" type bridge stp_state 0 forward_delay 0
+    ip link add "${P}b1" netns "$NS1" type veth peer name "${P}s1" netns "$NSW"
+    ip link add "${P}b2" netns "$NS2" type veth peer name "${P}s2" netns "$NSW"
+    in_ns "$NSW" ip link set "${P}s1" master "${P}br" up
+    in_ns "$NSW" ip link set "${P}s2" master "${P}br" up
+    in_ns "$NSW" ip link set "${P}br" up
+    in_ns "$NS1" ip addr add "${SRC_IP[bridge]}/24" dev "${P}b1"
+    in_ns "$NS2" ip addr add "${DST_IP[bridge]}/24" dev "${P}b2"
+    in_ns "$NS1" ip link set "${P}b1" up
+    in_ns "$NS2" ip link set "${P}b2" up
+}
+
+setup_veth() {
+    ip link add "${P}v1" netns "$NS1" type veth peer name "${P}v2" netns "$NS2"
+    in_ns "$NS1" ip addr add "${SRC_IP[veth]}/24" dev "${P}v1"
+    in_ns "$NS2" ip addr add "${DST_IP[veth]}/24" dev "${P}v2"
+    in_ns "$NS1" ip link set "${P}v1" up
+    in_ns "$NS2" ip link set "${P}v2" up
+}
+
+# Waits up to 10 s for the first ping reply (links come up, ARP resolves).
+wait_reachable() {
+    local setup=$1 i
+    for i in $(seq 20); do
+        in_ns "$NS1" ping -n -q -c 1 -W 0.5 "${DST_IP[$setup]}" >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------------------- vswitchd process stats
+
+# Prints utime+stime of a process in clock ticks (all threads).
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+now() { echo "$EPOCHREALTIME"; }
+# cpu_percent TICKS0 TICKS1 T0 T1: percent of one core.
+cpu_percent() {
+    awk -v a="$1" -v b="$2" -v t0="$3" -v t1="$4" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.1f", (b - a) / hz / (t1 - t0) * 100 }'
+}
+rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+threads() { awk '/^Threads:/ { print $2 }' "/proc/$1/status"; }
+daemon_alive() { [[ -n $DAEMON_PID ]] && kill -0 "$DAEMON_PID" 2>/dev/null; }
+
+# Records the daemon's RSS and CPU over 3 s of no traffic under the key prefix $1.
+sample_idle() {
+    local key=$1 c0 c1 t0 t1
+    daemon_alive || return 0
+    sleep 1
+    c0=$(cpu_ticks "$DAEMON_PID") t0=$(now)
+    sleep 3
+    c1=$(cpu_ticks "$DAEMON_PID") t1=$(now)
+    RES["vswitchd,$key-cpu"]+="$(cpu_percent "$c0" "$c1" "$t0" "$t1") "
+    RES["vswitchd,$key-rss"]+="$(rss_mib "$DAEMON_PID") "
+    RES["vswitchd,$key-threads"]+="$(threads "$DAEMON_PID") "
+}
+
+# Runs "$@" and, for vswitchd, records the daemon's CPU during it under metric $2.
+with_cpu_sample() {
+    local setup=$1 metric=$2 c0 t0 rc=0
+    shift 2
+    if [[ $setup != vswitchd ]] || ! daemon_alive; then
+        "$@"
+        return
+    fi
+    c0=$(cpu_ticks "$DAEMON_PID") t0=$(now)
+    "$@" || rc=$?
+    daemon_alive && RES["vswitchd,$metric"]+="$(cpu_percent "$c0" "$(cpu_ticks "$DAEMON_PID")" "$t0" "$(now)") "
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------- measurements
+
+# Waits up to 5 s until something listens on TCP/UDP port $3 in namespace $1 ($2 = t or u).
+wait_listen() {
+    local ns=$1 proto=$2 port=$3 i
+    for i in $(seq 50); do
+        [[ -n $(in_ns "$ns" ss -Hn"$proto"l "sport = :$port") ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# Waits for a background PID with a deadline (seconds), then kills it.
+wait_or_kill() {
+    local pid=$1 secs=$2 i
+    for i in $(seq $((secs * 10))); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# Prints the receiver's TCP throughput in Mbit/s.
+measure_tcp() {
+    local setup=$1 out=$TMP/iperf3-tcp-$1.txt server
+    in_ns "$NS2" iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT" >"$TMP/iperf3-server.log" 2>&1 &
+    server=$!
+    BG_PIDS+=("$server")
+    wait_listen "$NS2" t "$TCP_PORT" || { log "$setup: iperf3 server did not start"; return 1; }
+    with_cpu_sample "$setup" tcp-cpu \
+        timeout $((DURATION + 20)) nsenter --net="/run/netns/$NS1" -- \
+        iperf3 -c "${DST_IP[$setup]}" -p "$TCP_PORT" -t "$DURATION" -f m --connect-timeout 3000 >"$out" 2>&1 ||
+        { log "$setup: iperf3 TCP failed: $(tail -n 2 "$out" | tr '\n' ' ')"; wait_or_kill "$server" 0; return 1; }
+    wait_or_kill "$server" 5
+    OUT=$(awk '/receiver/ { for (i = 2; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1) }' "$out" | tail -n 1)
+}
+
+# Prints "received_pps loss_percent" for 64-byte UDP datagrams from the batched sender.
+measure_udp_udpflood() {
+    local setup=$1 rx=$TMP/udpflood-rx-$1.txt tx=$TMP/udpflood-tx-$1.txt receiver i
+    in_ns "$NS2" "$UDPFLOOD" recv "${DST_IP[$setup]}:$UDP_PORT" 1000 >"$rx" 2>&1 &
+    receiver=$!
+    BG_PIDS+=("$receiver")
+    for i in $(seq 50); do
+        grep -q listening "$rx" && break
+        sleep 0.1
+    done
+    grep -q listening "$rx" || { log "$setup: udpflood receiver did not start: $(cat "$rx")"; return 1; }
+    with_cpu_sample "$setup" udp-cpu \
+        timeout $((DURATION + 20)) nsenter --net="/run/netns/$NS1" -- \
+        "$UDPFLOOD" send "${DST_IP[$setup]}:$UDP_PORT" "$DURATION" 64 >"$tx" 2>&1 ||
+        { log "$setup: udpflood sender failed: $(cat "$tx")"; return 1; }
+    wait_or_kill "$receiver" 10
+    local sent secs received
+    sent=$(sed -n 's/.*sent=\([0-9]*\).*/\1/p' "$tx")
+    secs=$(sed -n 's/.*secs=\([0-9.]*\).*/\1/p' "$tx")
+    received=$(sed -n 's/.*received=\([0-9]*\).*/\1/p' "$rx")
+    [[ -n $sent && -n $secs && -n $received ]] || { log "$setup: bad udpflood output"; return 1; }
+    OUT=$(awk -v s="$sent" -v t="$secs" -v r="$received" \
+        'BEGIN { printf "%.0f %.1f\n", r / t, (s > 0 ? (s - r) / s * 100 : 0) }')
+}
+
+# Prints "received_pps loss_percent" for 64-byte UDP datagrams from iperf3.
+measure_udp_iperf3() {
+    local setup=$1 out=$TMP/iperf3-udp-$1.txt server
+    in_ns "$NS2" iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT" >"$TMP/iperf3-server.log" 2>&1 &
+    server=$!
+    BG_PIDS+=("$server")
+    wait_listen "$NS2" t "$TCP_PORT" || { log "$setup: iperf3 server did not start"; return 1; }
+    with_cpu_sample "$setup" udp-cpu \
+        timeout $((DURATION + 20)) nsenter --net="/run/netns/$NS1" -- \
+        iperf3 -c "${DST_IP[$setup]}" -p "$TCP_PORT" -u -l 64 -b 0 -t "$DURATION" >"$out" 2>&1 ||
+        { log "$setup: iperf3 UDP failed: $(tail -n 2 "$out" | tr '\n' ' ')"; wait_or_kill "$server" 0; return 1; }
+    wait_or_kill "$server" 5
+    # "... sec  X MBytes  Y Mbits/sec  J ms  LOST/TOTAL (P%)  receiver"
+    OUT=$(awk -v t="$DURATION" '/receiver/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\/[0-9]+$/) {
+            split($i, a, "/"); printf "%.0f %.1f\n", (a[2] - a[1]) / t, (a[2] > 0 ? a[1] / a[2] * 100 : 0) } }' "$out" |
+        tail -n 1)
+}
+
+# Prints the median ping round-trip time in microseconds (200 pings, 10 ms apart).
+measure_ping() {
+    local setup=$1 out=$TMP/ping-$1.txt
+    in_ns "$NS1" ping -n -i 0.01 -c 200 -W 1 "${DST_IP[$setup]}" >"$out" 2>&1 || true
+    OUT=$(sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' "$out" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) printf "%.0f\n", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) * 1000 }')
+}
+
+# Prints sockperf's UDP ping-pong half-RTT p50 in microseconds.
+measure_sockperf() {
+    local setup=$1 out=$TMP/sockperf-$1.txt server
+    in_ns "$NS2" sockperf server -i "${DST_IP[$setup]}" -p "$SOCKPERF_PORT" >"$TMP/sockperf-server.log" 2>&1 &
+    server=$!
+    BG_PIDS+=("$server")
+    wait_listen "$NS2" u "$SOCKPERF_PORT" || { log "$setup: sockperf server did not start"; return 1; }
+    timeout $((LAT_DURATION + 20)) nsenter --net="/run/netns/$NS1" -- \
+        sockperf ping-pong -i "${DST_IP[$setup]}" -p "$SOCKPERF_PORT" -t "$LAT_DURATION" >"$out" 2>&1 ||
+        log "$setup: sockperf failed: $(tail -n 2 "$out" | tr '\n' ' ')"
+    wait_or_kill "$server" 0
+    OUT=$(sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p' "$out" | tail -n 1)
+}
+
+# Appends one value (or NA when empty) to a result list.
+record() { RES["$1,$2"]+="${3:-NA} "; }
+
+# Runs one measurement function; it leaves its result in OUT (not stdout: it must run in this
+# shell so that the helper PIDs it starts and the CPU samples it records are kept).
+measure() {
+    OUT=""
+    "$@" || OUT=""
+}
+
+run_setup() {
+    local setup=$1
+    log "measuring $setup"
+    measure measure_ping "$setup"
+    record "$setup" ping "$OUT"
+    measure measure_sockperf "$setup"
+    record "$setup" half-rtt "$OUT"
+    sleep 1
+    measure measure_tcp "$setup"
+    record "$setup" tcp "$OUT"
+    sleep 1
+    measure measure_udp_"$UDP_TOOL" "$setup"
+    record "$setup" udp-pps "${OUT% *}"
+    record "$setup" udp-loss "${OUT#* }"
+    if [[ $setup == vswitchd ]] && ! daemon_alive; then
+        DAEMON_STATUS="vswitchd died during the tests (see log)"
+        log "$DAEMON_STATUS"
+        unset 'READY[vswitchd]'
+    fi
+}
+
+# ---------------------------------------------------------------------------- report
+
+# Median of the numeric words in $1; NA if none.
+median() {
+    tr ' ' '\n' <<<"$1" | awk '/^[0-9.]+$/' | sort -g |
+        awk '{ v[NR] = $1 } END { if (!NR) print "NA"; else print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+med() { median "${RES[$1,$2]:-}"; }
+# fmt VALUE SCALE DECIMALS UNIT
+fmt() {
+    if [[ $1 == NA ]]; then
+        echo "n/a"
+    else
+        awk -v v="$1" -v s="$2" -v d="$3" -v u="$4" 'BEGIN { printf "%." d "f%s\n", v / s, u }'
+    fi
+}
+ratio() {
+    local base
+    base=$(med bridge "$2")
+    [[ $1 == NA || $base == NA ]] && { echo "-"; return; }
+    awk -v v="$1" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f\n", v / b; else print "-" }'
+}
+check() { awk -v v="$1" -v lim="$2" 'BEGIN { print (v <= lim ? "ok" : "OVER TARGET") }'; }
+
+report() {
+    local setup tcp pps loss ping half
+    printf '\n## vswitch e2e: %s s per test, %s repetition(s), %s, kernel %s, %s CPUs, %s\n\n' \
+        "$DURATION" "$REPEAT" "UDP sender: $UDP_TOOL" "$(uname -r)" "$(nproc)" "$(date -u +%FT%TZ)"
+    printf '| Setup | TCP 1 stream | ratio to bridge | UDP 64 B rx | loss | ratio | ping RTT p50 | ½RTT p50 (sockperf) | ratio |\n'
+    printf '|---|---|---|---|---|---|---|---|---|\n'
+    for setup in $SETUPS; do
+        if [[ -z ${RES[$setup,tcp]:-} ]]; then
+            printf '| %s | not measured: %s | | | | | | | |\n' "${LABEL[$setup]}" \
+                "$([[ $setup == vswitchd ]] && echo "$DAEMON_STATUS" || echo "setup failed")"
+            continue
+        fi
+        tcp=$(med "$setup" tcp) pps=$(med "$setup" udp-pps) loss=$(med "$setup" udp-loss)
+        ping=$(med "$setup" ping) half=$(med "$setup" half-rtt)
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$setup]}" \
+            "$(fmt "$tcp" 1000 2 " Gbit/s")" "$(ratio "$tcp" tcp)" \
+            "$(fmt "$pps" 1000 0 " kpps")" "$(fmt "$loss" 1 0 "%")" "$(ratio "$pps" udp-pps)" \
+            "$(fmt "$ping" 1 0 " µs")" "$(fmt "$half" 1 1 " µs")" "$(ratio "$half" half-rtt)"
+    done
+    [[ " $SETUPS " == *" vswitchd "* ]] || return 0
+    printf '\nvswitchd (%s):\n' "$([[ -n $DAEMON_PID ]] && echo "pid $DAEMON_PID, $DAEMON_STATUS" || echo "$DAEMON_STATUS")"
+    local rss cpu
+    if [[ -n ${RES[vswitchd,idle0-rss]:-} ]]; then
+        rss=$(med vswitchd idle0-rss) cpu=$(med vswitchd idle0-cpu)
+        printf '  idle before traffic: RSS %s MiB (target <= 20: %s), CPU %s%% over 3 s (target ~0: %s), %s threads\n' \
+            "$rss" "$(check "$rss" 20)" "$cpu" "$(check "$cpu" 1)" "$(med vswitchd idle0-threads)"
+    fi
+    if [[ -n ${RES[vswitchd,udp-cpu]:-} ]]; then
+        printf '  under load: %s%% of one core during the UDP test, %s%% during the TCP test\n' \
+            "$(med vswitchd udp-cpu)" "$(med vswitchd tcp-cpu)"
+    fi
+    if [[ -n ${RES[vswitchd,idle1-rss]:-} ]]; then
+        rss=$(med vswitchd idle1-rss) cpu=$(med vswitchd idle1-cpu)
+        printf '  idle after traffic:  RSS %s MiB (target <= 20: %s), CPU %s%% over 3 s (target ~0: %s)\n' \
+            "$rss" "$(check "$rss" 20)" "$cpu" "$(check "$cpu" 1)"
+    fi
+}
+
+# ---------------------------------------------------------------------------- main
+
+main() {
+    [[ $(id -u) == 0 ]] || die "run as root (creates network namespaces)"
+    [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer"
+    [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a positive integer"
+    [[ $UDP_TOOL == udpflood || $UDP_TOOL == iperf3 ]] || die "UDP_TOOL must be udpflood or iperf3"
+    local setup
+    for setup in $SETUPS; do
+        [[ -n ${LABEL[$setup]:-} ]] || die "unknown setup '$setup' (use vswitchd, bridge, veth)"
+    done
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    TMP=$(mktemp -d /tmp/vswitch-e2e.XXXXXX)
+    cd "$TMP"   # tools never write into the caller's directory
+
+    install_packages
+    [[ $UDP_TOOL == udpflood ]] && build_udpflood
+    if [[ " $SETUPS " == *" vswitchd "* ]]; then
+        build_switch || DAEMON_STATUS="cargo build failed"
+        if [[ $DAEMON_STATUS != "cargo build failed" ]] && setup_vswitchd; then
+            READY[vswitchd]=1
+        else
+            log "vswitchd setup failed: $DAEMON_STATUS"
+            [[ -s $TMP/vswitchd.log ]] && tail -n 20 "$TMP/vswitchd.log" >&2
+        fi
+    fi
+    ensure_sandboxes
+    for setup in $SETUPS; do
+        [[ $setup == vswitchd ]] && continue
+        if "setup_$setup"; then READY[$setup]=1; else log "$setup setup failed"; fi
+    done
+    for setup in $SETUPS; do
+        [[ -n ${READY[$setup]:-} ]] || continue
+        if ! wait_reachable "$setup"; then
+            log "$setup: ${DST_IP[$setup]} unreachable from $NS1"
+            [[ $setup == vswitchd ]] && DAEMON_STATUS="${DST_IP[$setup]} unreachable from $NS1 through vswitchd"
+            unset "READY[$setup]"
+        fi
+    done
+    [[ -n ${READY[vswitchd]:-} ]] && sample_idle idle0
+
+    local rep i n order
+    read -r -a order <<<"$SETUPS"
+    n=${#order[@]}
+    for ((rep = 0; rep < REPEAT; rep++)); do
+        log "repetition $((rep + 1))/$REPEAT"
+        for ((i = 0; i < n; i++)); do
+            setup=${order[(i + rep) % n]}
+            [[ -n ${READY[$setup]:-} ]] && run_setup "$setup"
+            sleep 1
+        done
+    done
+
+    [[ -n ${READY[vswitchd]:-} ]] && sample_idle idle1
+    report
+}
+
+main "$@"
