@@ -140,13 +140,13 @@ enum Line {
 }
 
 /// Reads one line of at most [`MAX_REQUEST_BYTES`], within the idle timeout
-/// for its first byte and [`REQUEST_DEADLINE`] for the rest.
-fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>) -> io::Result<Line> {
+/// for its first byte and `deadline` for the rest.
+fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>, deadline: Duration) -> io::Result<Line> {
     line.clear();
     let mut started: Option<Instant> = None;
     loop {
         if let Some(t) = started {
-            let left = REQUEST_DEADLINE.checked_sub(t.elapsed()).ok_or(IoKind::TimedOut)?;
+            let left = deadline.checked_sub(t.elapsed()).ok_or(IoKind::TimedOut)?;
             reader.get_ref().set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
         }
         let chunk = match reader.fill_buf() {
@@ -184,7 +184,7 @@ fn serve_client(stream: UnixStream, control: &Mutex<Control>) -> io::Result<()> 
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let mut line = Vec::new();
     loop {
-        let request = match read_line(&mut reader, &mut line)? {
+        let request = match read_line(&mut reader, &mut line, REQUEST_DEADLINE)? {
             Line::Closed => return Ok(()),
             Line::TooLarge => {
                 let message = format!("request larger than {MAX_REQUEST_BYTES} bytes; closing the connection");
@@ -211,5 +211,94 @@ fn serve_client(stream: UnixStream, control: &Mutex<Control>) -> io::Result<()> 
             Err((id, e)) => proto::encode_err(id, e.kind, e.message),
         };
         writer.write_all(&reply)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader_for(bytes: &[u8]) -> BufReader<UnixStream> {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        client.write_all(bytes).unwrap();
+        drop(client);
+        server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        BufReader::with_capacity(4096, server)
+    }
+
+    #[test]
+    fn reads_lines_and_trims_line_endings() {
+        let mut reader = reader_for(b"{\"a\":1}\r\n\n{\"b\":2}\n");
+        let mut line = Vec::new();
+        assert!(
+            matches!(read_line(&mut reader, &mut line, REQUEST_DEADLINE).unwrap(), Line::Request(l) if l == b"{\"a\":1}")
+        );
+        assert!(
+            matches!(read_line(&mut reader, &mut line, REQUEST_DEADLINE).unwrap(), Line::Request(l) if l.is_empty())
+        );
+        assert!(
+            matches!(read_line(&mut reader, &mut line, REQUEST_DEADLINE).unwrap(), Line::Request(l) if l == b"{\"b\":2}")
+        );
+        assert!(matches!(read_line(&mut reader, &mut line, REQUEST_DEADLINE).unwrap(), Line::Closed));
+    }
+
+    #[test]
+    fn refuses_lines_over_the_limit_but_accepts_the_limit() {
+        let mut exact = vec![b'x'; MAX_REQUEST_BYTES];
+        exact.push(b'\n');
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = client.write_all(&exact);
+            let _ = client.write_all(&vec![b'y'; MAX_REQUEST_BYTES + 10]);
+        });
+        let mut reader = BufReader::with_capacity(64 * 1024, server);
+        let mut line = Vec::new();
+        assert!(
+            matches!(read_line(&mut reader, &mut line, REQUEST_DEADLINE).unwrap(), Line::Request(l) if l.len() == MAX_REQUEST_BYTES)
+        );
+        assert!(matches!(read_line(&mut reader, &mut line, REQUEST_DEADLINE).unwrap(), Line::TooLarge));
+        drop(reader);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_stalled_request_times_out() {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        client.write_all(b"{\"v\":1").unwrap();
+        server.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut reader = BufReader::new(server);
+        let mut line = Vec::new();
+        let deadline = Duration::from_millis(300);
+        let err = match read_line(&mut reader, &mut line, deadline) {
+            Err(e) => e,
+            Ok(_) => panic!("a half-sent request must not complete"),
+        };
+        assert!(matches!(err.kind(), IoKind::WouldBlock | IoKind::TimedOut), "{err:?}");
+        drop(client);
+    }
+
+    #[test]
+    fn detects_a_live_daemon_and_replaces_a_stale_socket() {
+        let dir = std::env::temp_dir().join(format!("vswitch-server-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let live = bind(&path, None).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660, "the ctl socket is not world-accessible");
+        assert!(matches!(check_not_running(&path), Err(ServerError::AlreadyRunning(_))));
+        drop(live);
+        assert!(check_not_running(&path).is_ok(), "a stale socket is replaced");
+        assert!(!path.exists());
+        std::fs::write(&path, b"not a socket").unwrap();
+        assert!(matches!(bind(&path, None), Err(ServerError::NotASocket(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn resolves_groups_by_name_or_number() {
+        assert_eq!(lookup_group("0").unwrap(), 0);
+        assert_eq!(lookup_group("root").unwrap(), 0);
+        assert!(matches!(lookup_group("no-such-group-vswitch"), Err(ServerError::NoSuchGroup(_))));
     }
 }
