@@ -232,6 +232,23 @@ pub enum ModelError {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// peer {0} already exists
+    #[error("peer {0} already exists")]
+    PeerExists(std::net::SocketAddr),
+    /// peer {0} not found
+    #[error("peer {0} not found")]
+    NoSuchPeer(std::net::SocketAddr),
+    /// invalid peer address {addr}: {reason}
+    #[error("invalid peer address {addr}: {reason}")]
+    InvalidPeer {
+        /// The address given.
+        addr: std::net::SocketAddr,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// network {0} is not an overlay network: peers carry overlay networks only
+    #[error("network {0} is not an overlay network: peers carry overlay networks only")]
+    NotOverlay(String),
     /// MAC address {mac} is already in use on network {network} by sandbox {sandbox}
     #[error("MAC address {mac} is already in use on network {network} by sandbox {sandbox}")]
     MacInUse {

@@ -21,6 +21,7 @@ mod addr;
 mod endpoints;
 mod error;
 mod fdb_config;
+mod peers;
 mod ids;
 mod networks;
 mod state;
@@ -40,5 +41,5 @@ pub use state::{Model, STATE_VERSION};
 pub use store::{ApplyError, Store, StoreError};
 pub use types::{
     Config, Connect, CreateNetwork, CreateSandbox, Disconnected, Driver, Endpoint, Network, ParseDriverError,
-    RemovedSandbox, Sandbox, StaticFdbEntry,
+    Peer, RemovedSandbox, Sandbox, StaticFdbEntry,
 };

@@ -99,6 +99,12 @@ impl Model {
         }
         let id = net.id.clone();
         self.static_fdb.retain(|(n, _), _| *n != id);
+        // Peers that served only this network go with it; others forget it.
+        self.peers.retain(|_, p| {
+            let named = !p.network_ids.is_empty();
+            p.network_ids.retain(|n| *n != id);
+            !named || !p.network_ids.is_empty()
+        });
         self.networks.remove(&id).ok_or(ModelError::NoSuchNetwork(id))
     }
 

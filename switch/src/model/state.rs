@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::addr::Mac;
 use super::error::ModelError;
 use super::ids;
-use super::types::{Config, Driver, Endpoint, Network, Sandbox, StaticFdbEntry};
+use super::types::{Config, Driver, Endpoint, Network, Peer, Sandbox, StaticFdbEntry};
 
 /// Names of the networks every model has and that cannot be removed.
 pub(crate) const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
@@ -42,6 +42,8 @@ pub struct Model {
     pub(crate) static_fdb: BTreeMap<(String, Mac), StaticFdbEntry>,
     /// Bridge config.
     pub(crate) config: Config,
+    /// Static VXLAN peers by address.
+    pub(crate) peers: BTreeMap<std::net::SocketAddr, Peer>,
 }
 
 impl Default for Model {
@@ -60,6 +62,7 @@ impl Model {
             endpoints: BTreeMap::new(),
             static_fdb: BTreeMap::new(),
             config: Config::default(),
+            peers: BTreeMap::new(),
         };
         let predefined = [
             (Driver::Bridge, Some(("172.17.0.0/16", Ipv4Addr::new(172, 17, 0, 1)))),
@@ -224,6 +227,16 @@ impl Model {
     /// Checks every structural invariant; `Err` describes the first violation.
     /// Holds after every successful operation; checked when loading state.
     pub fn check_invariants(&self) -> Result<(), String> {
+        for (addr, p) in &self.peers {
+            if *addr != p.addr {
+                return Err(format!("peer {addr} is filed under the wrong address"));
+            }
+            for id in &p.network_ids {
+                if self.networks.get(id).is_none_or(|n| n.driver != Driver::Overlay) {
+                    return Err(format!("peer {addr} serves {id}, which is not an overlay network"));
+                }
+            }
+        }
         let mut names = BTreeSet::new();
         let mut indexes = BTreeSet::new();
         let mut vnis = BTreeSet::new();
@@ -371,6 +384,8 @@ pub(crate) struct StateFile {
     endpoints: Vec<Endpoint>,
     static_fdb: Vec<StaticFdbEntry>,
     config: Config,
+    #[serde(default)]
+    peers: Vec<Peer>,
 }
 
 impl From<Model> for StateFile {
@@ -382,6 +397,7 @@ impl From<Model> for StateFile {
             endpoints: m.endpoints.into_values().collect(),
             static_fdb: m.static_fdb.into_values().collect(),
             config: m.config,
+            peers: m.peers.into_values().collect(),
         }
     }
 }
@@ -400,15 +416,19 @@ impl TryFrom<StateFile> for Model {
         let n_sb = f.sandboxes.len();
         let n_ep = f.endpoints.len();
         let n_fdb = f.static_fdb.len();
+        let n_peers = f.peers.len();
         let m = Model {
             networks: f.networks.into_iter().map(|n| (n.id.clone(), n)).collect(),
             sandboxes: f.sandboxes.into_iter().map(|s| (s.name.clone(), s)).collect(),
             endpoints: f.endpoints.into_iter().map(|e| (e.id.clone(), e)).collect(),
             static_fdb: f.static_fdb.into_iter().map(|e| ((e.network_id.clone(), e.mac), e)).collect(),
             config: f.config,
+            peers: f.peers.into_iter().map(|p| (p.addr, p)).collect(),
         };
-        if (m.networks.len(), m.sandboxes.len(), m.endpoints.len(), m.static_fdb.len()) != (n_net, n_sb, n_ep, n_fdb) {
-            return Err("duplicate network id, sandbox name, endpoint id or FDB entry".to_owned());
+        if (m.networks.len(), m.sandboxes.len(), m.endpoints.len(), m.static_fdb.len(), m.peers.len())
+            != (n_net, n_sb, n_ep, n_fdb, n_peers)
+        {
+            return Err("duplicate network id, sandbox name, endpoint id, FDB entry or peer".to_owned());
         }
         m.check_invariants()?;
         Ok(m)

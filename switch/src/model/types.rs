@@ -270,3 +270,16 @@ pub struct RemovedSandbox {
     /// Static FDB entries that pointed at those endpoints and were removed.
     pub removed_fdb: Vec<StaticFdbEntry>,
 }
+
+/// A static VXLAN peer: a remote VTEP that receives this switch's
+/// broadcast, unknown-unicast and multicast frames for the overlay networks
+/// it serves (head-end replication), like the kernel's
+/// `bridge fdb append 00:00:00:00:00:00 dst ADDR`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// The remote VTEP's underlay address and UDP port.
+    pub addr: std::net::SocketAddr,
+    /// Ids of the overlay networks it serves; empty means every overlay
+    /// network, present and future.
+    pub network_ids: Vec<String>,
+}
