@@ -17,7 +17,7 @@ use serde_json::Value;
 pub use error::{CtlError, ErrorKind, ProtocolError};
 pub use payload::{
     Ack, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, Ipam, IpamConfig, NetworkInfo, NetworkSummary,
-    PortKind, PortStats, SandboxInfo, ShowNetwork, ShowPort, ShowTree, VersionInfo,
+    PeerInfo, PortKind, PortStats, SandboxInfo, ShowNetwork, ShowPort, ShowTree, VersionInfo,
 };
 pub use request::{Driver, Request, UnknownDriver};
 

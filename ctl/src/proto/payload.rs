@@ -261,6 +261,22 @@ pub struct FdbEntry {
     pub age_secs: u64,
     /// Learned or static.
     pub kind: FdbKind,
+    /// For MACs behind a tunnel port: the remote VTEP they were learned from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<SocketAddr>,
+}
+
+/// A VXLAN peer (remote VTEP). `peer_ls` returns a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Underlay address and UDP port.
+    pub addr: SocketAddr,
+    /// Names of the overlay networks it serves.
+    pub networks: Vec<String>,
+    /// True when it serves every overlay network (none were named).
+    pub all_networks: bool,
+    /// True for a peer learned from traffic (`vswitchd --learn-peers`), false for a static one.
+    pub learned: bool,
 }
 
 /// Reply to `fdb_flush`.

@@ -185,6 +185,21 @@ pub enum Request {
         /// New value, as text; the daemon parses it per key.
         value: String,
     },
+    /// Add a static VXLAN peer (remote VTEP). Reply: [`PeerInfo`](super::PeerInfo).
+    PeerAdd {
+        /// The peer's underlay address and UDP port (4789 if the client was given none).
+        addr: std::net::SocketAddr,
+        /// Overlay networks it serves (names or ID prefixes); empty: all of them.
+        #[serde(default)]
+        networks: Vec<String>,
+    },
+    /// List peers, static and learned. Reply: `[PeerInfo]`.
+    PeerLs,
+    /// Remove a static peer. Reply: [`Ack`](super::Ack).
+    PeerRm {
+        /// The peer's underlay address and UDP port.
+        addr: std::net::SocketAddr,
+    },
     /// Daemon version. Reply: [`VersionInfo`](super::VersionInfo).
     Version,
     /// Liveness check. Reply: [`Ack`](super::Ack).
@@ -209,6 +224,9 @@ impl Request {
         "fdb_flush",
         "stats",
         "config_set",
+        "peer_add",
+        "peer_ls",
+        "peer_rm",
         "version",
         "ping",
     ];
@@ -231,6 +249,9 @@ impl Request {
             Self::FdbFlush { .. } => "fdb_flush",
             Self::Stats { .. } => "stats",
             Self::ConfigSet { .. } => "config_set",
+            Self::PeerAdd { .. } => "peer_add",
+            Self::PeerLs => "peer_ls",
+            Self::PeerRm { .. } => "peer_rm",
             Self::Version => "version",
             Self::Ping => "ping",
         }

@@ -247,6 +247,17 @@ impl Control {
                 ok(FlushResult { flushed: flushed as u64 })
             }
             Request::Stats { port } => self.stats(port.as_deref()),
+            Request::PeerAdd { .. } => Err(CtlError::new(
+                ErrorKind::NotSupported,
+                "overlay peers need a VTEP: start vswitchd with --vtep ADDR[:PORT]",
+            )),
+            Request::PeerLs => ok(self.model.peers().map(|p| self.peer_info(p)).collect::<Vec<_>>()),
+            Request::PeerRm { addr } => {
+                let mut next = self.model.clone();
+                next.remove_peer(addr).map_err(model_error)?;
+                self.commit(next)?;
+                ok(Ack {})
+            }
             Request::ConfigSet { key, value } => {
                 let mut next = self.model.clone();
                 next.set_config(&key, &value).map_err(model_error)?;
@@ -412,6 +423,7 @@ impl Control {
                 mac: MacAddress(r.mac.0),
                 age_secs: r.age.as_secs(),
                 kind: if r.is_static { FdbKind::Static } else { FdbKind::Learned },
+                remote: None,
             })
             .collect();
         entries.sort_by(|a, b| (&a.network, &a.port, a.mac.0).cmp(&(&b.network, &b.port, b.mac.0)));
@@ -483,6 +495,15 @@ impl Control {
             })
             .collect();
         ok(ShowTree { version: env!("CARGO_PKG_VERSION").to_owned(), networks })
+    }
+
+    fn peer_info(&self, peer: &crate::model::Peer) -> proto::PeerInfo {
+        proto::PeerInfo {
+            addr: peer.addr,
+            networks: self.model.peer_networks(peer).into_iter().map(|n| n.name.clone()).collect(),
+            all_networks: peer.network_ids.is_empty(),
+            learned: false,
+        }
     }
 
     fn endpoint_info(&self, e: &Endpoint) -> EndpointInfo {

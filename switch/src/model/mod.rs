@@ -21,9 +21,9 @@ mod addr;
 mod endpoints;
 mod error;
 mod fdb_config;
-mod peers;
 mod ids;
 mod networks;
+mod peers;
 mod state;
 pub mod store;
 mod types;
@@ -40,6 +40,6 @@ pub use networks::{DEFAULT_MTU, FIRST_AUTO_VNI, MAX_VNI, default_pool_subnets};
 pub use state::{Model, STATE_VERSION};
 pub use store::{ApplyError, Store, StoreError};
 pub use types::{
-    Config, Connect, CreateNetwork, CreateSandbox, Disconnected, Driver, Endpoint, Network, ParseDriverError,
-    Peer, RemovedSandbox, Sandbox, StaticFdbEntry,
+    Config, Connect, CreateNetwork, CreateSandbox, Disconnected, Driver, Endpoint, Network, ParseDriverError, Peer,
+    RemovedSandbox, Sandbox, StaticFdbEntry,
 };

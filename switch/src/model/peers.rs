@@ -59,7 +59,10 @@ impl Model {
 
     /// The static peers serving overlay network `network_id`.
     pub fn peers_of(&self, network_id: &str) -> Vec<&Peer> {
-        self.peers.values().filter(|p| p.network_ids.is_empty() || p.network_ids.iter().any(|n| n == network_id)).collect()
+        self.peers
+            .values()
+            .filter(|p| p.network_ids.is_empty() || p.network_ids.iter().any(|n| n == network_id))
+            .collect()
     }
 }
 

@@ -1,6 +1,6 @@
 //! Command-line syntax of `vswitchctl` (clap derive) and argument parsers.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -45,6 +45,9 @@ pub(crate) enum Command {
     /// Change runtime settings.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Manage VXLAN peers (remote VTEPs) of overlay networks.
+    #[command(subcommand)]
+    Peer(PeerCmd),
     /// Show client and daemon versions.
     Version,
     /// Check that vswitchd answers.
@@ -207,6 +210,43 @@ pub(crate) enum FdbCmd {
     },
 }
 
+/// `peer` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PeerCmd {
+    /// Add a static peer: overlay broadcasts, multicast and unknown unicast are replicated to it.
+    Add {
+        /// The peer's underlay address, ADDR or ADDR:PORT (port 4789 by default).
+        #[arg(value_parser = parse_peer_addr)]
+        addr: SocketAddr,
+        /// An overlay network it serves (repeatable); none: every overlay network.
+        #[arg(long = "network", value_name = "NET")]
+        networks: Vec<String>,
+    },
+    /// List peers, static and learned.
+    Ls,
+    /// Remove a static peer.
+    Rm {
+        /// The peer's underlay address, ADDR or ADDR:PORT (port 4789 by default).
+        #[arg(value_parser = parse_peer_addr)]
+        addr: SocketAddr,
+    },
+}
+
+/// The IANA-assigned VXLAN UDP port.
+pub(crate) const VXLAN_PORT: u16 = 4789;
+
+/// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT`, defaulting the port to 4789.
+fn parse_peer_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    s.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, VXLAN_PORT))
+        .map_err(|_| format!("{s:?} is not ADDR or ADDR:PORT"))
+}
+
 /// `config` verbs.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCmd {
@@ -250,6 +290,15 @@ fn parse_unicast_mac(s: &str) -> Result<MacAddress, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn peer_addresses_default_to_the_vxlan_port() {
+        assert_eq!(parse_peer_addr("192.0.2.1").unwrap(), "192.0.2.1:4789".parse().unwrap());
+        assert_eq!(parse_peer_addr("192.0.2.1:8472").unwrap(), "192.0.2.1:8472".parse().unwrap());
+        assert_eq!(parse_peer_addr("2001:db8::1").unwrap(), "[2001:db8::1]:4789".parse().unwrap());
+        assert_eq!(parse_peer_addr("[2001:db8::1]").unwrap(), "[2001:db8::1]:4789".parse().unwrap());
+        assert!(parse_peer_addr("host.example").is_err());
+    }
 
     #[test]
     fn clap_definition_is_consistent() {

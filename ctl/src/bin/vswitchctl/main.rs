@@ -17,7 +17,7 @@ use ctl::proto::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use cli::{Cli, Command, ConfigCmd, FdbCmd, NetworkCmd, SandboxCmd};
+use cli::{Cli, Command, ConfigCmd, FdbCmd, NetworkCmd, PeerCmd, SandboxCmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -91,6 +91,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Config(ConfigCmd::Set { key, value }) => {
             ctx.show(&Request::ConfigSet { key, value }, |_, _: Value| Ok(()))
         }
+        Command::Peer(cmd) => peer(&mut ctx, cmd),
         Command::Version => {
             if !ctx.json {
                 writeln!(ctx.out, "vswitchctl {}", env!("CARGO_PKG_VERSION"))?;
@@ -153,6 +154,14 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
         NetworkCmd::Disconnect { network, sandbox } => {
             ctx.show(&Request::NetworkDisconnect { network, sandbox }, |_, _: Value| Ok(()))
         }
+    }
+}
+
+fn peer(ctx: &mut Ctx, cmd: PeerCmd) -> Result<()> {
+    match cmd {
+        PeerCmd::Add { addr, networks } => ctx.show(&Request::PeerAdd { addr, networks }, |_, _: Value| Ok(())),
+        PeerCmd::Ls => ctx.show(&Request::PeerLs, |w, p: Vec<ctl::proto::PeerInfo>| render::peers(w, &p)),
+        PeerCmd::Rm { addr } => ctx.show(&Request::PeerRm { addr }, |_, _: Value| Ok(())),
     }
 }
 

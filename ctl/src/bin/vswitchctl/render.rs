@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use ctl::proto::{FdbEntry, NetworkSummary, PortStats, SandboxInfo, ShowTree};
+use ctl::proto::{FdbEntry, NetworkSummary, PeerInfo, PortStats, SandboxInfo, ShowTree};
 
 use crate::table::Table;
 
@@ -33,17 +33,37 @@ pub(crate) fn sandboxes(w: &mut dyn Write, boxes: &[SandboxInfo]) -> io::Result<
     t.write(w)
 }
 
-/// `fdb show`, like `ovs-appctl fdb/show` plus network and type columns.
+/// `fdb show`, like `ovs-appctl fdb/show` plus network and type columns, and
+/// a REMOTE column (the VTEP) when any entry sits behind a tunnel.
 pub(crate) fn fdb(w: &mut dyn Write, entries: &[FdbEntry]) -> io::Result<()> {
-    let mut t = Table::new(&["PORT", "NETWORK", "MAC", "AGE", "TYPE"]);
+    let remote = entries.iter().any(|e| e.remote.is_some());
+    let mut headers = vec!["PORT", "NETWORK", "MAC", "AGE", "TYPE"];
+    if remote {
+        headers.push("REMOTE");
+    }
+    let mut t = Table::new(&headers);
     for e in entries {
-        t.row(vec![
+        let mut row = vec![
             e.port.clone(),
             e.network.clone(),
             e.mac.to_string(),
             e.age_secs.to_string(),
             e.kind.as_str().to_owned(),
-        ]);
+        ];
+        if remote {
+            row.push(dash(e.remote.map(|r| r.to_string()).unwrap_or_default()));
+        }
+        t.row(row);
+    }
+    t.write(w)
+}
+
+/// `peer ls`.
+pub(crate) fn peers(w: &mut dyn Write, peers: &[PeerInfo]) -> io::Result<()> {
+    let mut t = Table::new(&["PEER", "NETWORKS", "TYPE"]);
+    for p in peers {
+        let networks = if p.all_networks { "(all overlays)".to_owned() } else { dash(p.networks.join(",")) };
+        t.row(vec![p.addr.to_string(), networks, if p.learned { "learned" } else { "static" }.to_owned()]);
     }
     t.write(w)
 }
