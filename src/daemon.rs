@@ -90,6 +90,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(state_dir)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map(Stdio::from).unwrap_or_else(|_| Stdio::null()))
             .stderr(Stdio::from(log));
