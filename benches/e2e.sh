@@ -17,6 +17,8 @@
 #   REPEAT=1           repetitions; the setup order rotates each time; the table shows medians
 #   SETUPS="vswitchd bridge veth"   subset and order of setups
 #   UDP_TOOL=udpflood  or "iperf3" (iperf3 -u -l 64 -b 0; tops out near 170 kpps)
+#   PIN=1              pin clients (in sandbox 1) to CPU 0 and servers (sandbox 2) to CPU 1; 0 = let
+#                      the scheduler place them (latency then depends on same-core vs cross-core wakeups)
 #   BUILD=1            0 = do not run cargo; use existing binaries
 #   VSWITCHD, VSWITCHCTL  binaries to use (default: $CARGO_TARGET_DIR or target/, release)
 #   KEEP_LOGS=1        keep the temporary directory (daemon log, tool outputs)
@@ -38,7 +40,16 @@ BUILD=${BUILD:-1}
 KEEP_LOGS=${KEEP_LOGS:-0}
 VSWITCHD=${VSWITCHD:-$TARGET_DIR/release/vswitchd}
 VSWITCHCTL=${VSWITCHCTL:-$TARGET_DIR/release/vswitchctl}
+PIN=${PIN:-1}
 LAT_DURATION=$((DURATION < 5 ? DURATION : 5))
+# With PIN=1 and 2+ CPUs, clients run on CPU 0 and servers on CPU 1. Unpinned, the scheduler
+# sometimes puts both on one core, which halves ping-pong latency and makes runs bimodal.
+CLIENT_PIN=()
+SERVER_PIN=()
+if [[ $PIN == 1 ]] && (($(nproc) >= 2)); then
+    CLIENT_PIN=(taskset -c 0)
+    SERVER_PIN=(taskset -c 1)
+fi
 
 P="vb$$"             # prefix of every namespace and link this run creates
 NS1="${P}a"          # sandbox 1: clients
@@ -62,6 +73,7 @@ DAEMON_PID=""
 DAEMON_STATUS="not started"
 UDPFLOOD=""
 OUT=""               # result of the last measure_* function
+BUSY_BEFORE=0        # CPU use of everything else, sampled before the tests
 
 log() { printf '[e2e] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -253,6 +265,16 @@ with_cpu_sample() {
     return "$rc"
 }
 
+# Prints how busy all CPUs were (percent) over one second: other load skews every number.
+machine_busy() {
+    local a b
+    a=$(head -n 1 /proc/stat)
+    sleep 1
+    b=$(head -n 1 /proc/stat)
+    printf '%s\n%s\n' "$a" "$b" | awk '{ idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i
+        if (NR == 1) { i0 = idle; t0 = total } else printf "%.0f\n", (1 - (idle - i0) / (total - t0)) * 100 }'
+}
+
 # ---------------------------------------------------------------------------- measurements
 
 # Waits up to 5 s until something listens on TCP/UDP port $3 in namespace $1 ($2 = t or u).
@@ -279,22 +301,41 @@ wait_or_kill() {
 # Prints the receiver's TCP throughput in Mbit/s.
 measure_tcp() {
     local setup=$1 out=$TMP/iperf3-tcp-$1.txt server
-    in_ns "$NS2" iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT" >"$TMP/iperf3-server.log" 2>&1 &
+    in_ns "$NS2" "${SERVER_PIN[@]}" iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT" >"$TMP/iperf3-server.log" 2>&1 &
     server=$!
     BG_PIDS+=("$server")
     wait_listen "$NS2" t "$TCP_PORT" || { log "$setup: iperf3 server did not start"; return 1; }
     with_cpu_sample "$setup" tcp-cpu \
-        timeout $((DURATION + 20)) nsenter --net="/run/netns/$NS1" -- \
+        timeout $((DURATION + 20)) nsenter --net="/run/netns/$NS1" -- "${CLIENT_PIN[@]}" \
         iperf3 -c "${DST_IP[$setup]}" -p "$TCP_PORT" -t "$DURATION" -f m --connect-timeout 3000 >"$out" 2>&1 ||
         { log "$setup: iperf3 TCP failed: $(tail -n 2 "$out" | tr '\n' ' ')"; wait_or_kill "$server" 0; return 1; }
     wait_or_kill "$server" 5
     OUT=$(awk '/receiver/ { for (i = 2; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1) }' "$out" | tail -n 1)
 }
 
+# Prints "sender_tx_drops receiver_socket_drops": all interfaces' TX drops in NS1 (e.g. a full
+# TAP queue the switch did not drain) and UDP RcvbufErrors in NS2 (the receiving tool too slow).
+drop_counters() {
+    local tx rcvbuf
+    tx=$(in_ns "$NS1" cat /proc/net/dev |
+        awk 'NR > 2 { sub(/^[^:]*:/, ""); split($0, f, " "); s += f[12] } END { print s + 0 }')
+    rcvbuf=$(in_ns "$NS2" cat /proc/net/snmp |
+        awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RcvbufErrors"] }')
+    echo "$tx ${rcvbuf:-0}"
+}
+
+# Logs where datagrams were lost: counters before ($2) and after ($3) the test.
+log_udp_losses() {
+    local setup=$1 before after
+    read -r -a before <<<"$2"
+    read -r -a after <<<"$3"
+    log "$setup UDP: sent ${4:-?}, received ${5:-?}; drops: sender-side interface TX $((after[0] - before[0])), receiver socket buffer $((after[1] - before[1]))"
+}
+
 # Prints "received_pps loss_percent" for 64-byte UDP datagrams from the batched sender.
 measure_udp_udpflood() {
-    local setup=$1 rx=$TMP/udpflood-rx-$1.txt tx=$TMP/udpflood-tx-$1.txt receiver i
-    in_ns "$NS2" "$UDPFLOOD" recv "${DST_IP[$setup]}:$UDP_PORT" 1000 >"$rx" 2>&1 &
+    local setup=$1 rx=$TMP/udpflood-rx-$1.txt tx=$TMP/udpflood-tx-$1.txt receiver i drops0
+    in_ns "$NS2" "${SERVER_PIN[@]}" "$UDPFLOOD" recv "${DST_IP[$setup]}:$UDP_PORT" 1000 >"$rx" 2>&1 &
     receiver=$!
     BG_PIDS+=("$receiver")
     for i in $(seq 50); do
@@ -302,8 +343,9 @@ measure_udp_udpflood() {
         sleep 0.1
     done
     grep -q listening "$rx" || { log "$setup: udpflood receiver did not start: $(cat "$rx")"; return 1; }
+    drops0=$(drop_counters)
     with_cpu_sample "$setup" udp-cpu \
-        timeout $((DURATION + 20)) nsenter --net="/run/netns/$NS1" -- \
+        timeout $((DURATION + 20)) nsenter --net="/run/netns/$NS1" -- "${CLIENT_PIN[@]}" \
         "$UDPFLOOD" send "${DST_IP[$setup]}:$UDP_PORT" "$DURATION" 64 >"$tx" 2>&1 ||
         { log "$setup: udpflood sender failed: $(cat "$tx")"; return 1; }
     wait_or_kill "$receiver" 10
@@ -312,19 +354,21 @@ measure_udp_udpflood() {
     secs=$(sed -n 's/.*secs=\([0-9.]*\).*/\1/p' "$tx")
     received=$(sed -n 's/.*received=\([0-9]*\).*/\1/p' "$rx")
     [[ -n $sent && -n $secs && -n $received ]] || { log "$setup: bad udpflood output"; return 1; }
+    log_udp_losses "$setup" "$drops0" "$(drop_counters)" "$sent" "$received"
     OUT=$(awk -v s="$sent" -v t="$secs" -v r="$received" \
         'BEGIN { printf "%.0f %.1f\n", r / t, (s > 0 ? (s - r) / s * 100 : 0) }')
 }
 
 # Prints "received_pps loss_percent" for 64-byte UDP datagrams from iperf3.
 measure_udp_iperf3() {
-    local setup=$1 out=$TMP/iperf3-udp-$1.txt server
-    in_ns "$NS2" iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT" >"$TMP/iperf3-server.log" 2>&1 &
+    local setup=$1 out=$TMP/iperf3-udp-$1.txt server drops0
+    in_ns "$NS2" "${SERVER_PIN[@]}" iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT" >"$TMP/iperf3-server.log" 2>&1 &
     server=$!
     BG_PIDS+=("$server")
     wait_listen "$NS2" t "$TCP_PORT" || { log "$setup: iperf3 server did not start"; return 1; }
+    drops0=$(drop_counters)
     with_cpu_sample "$setup" udp-cpu \
-        timeout $((DURATION + 20)) nsenter --net="/run/netns/$NS1" -- \
+        timeout $((DURATION + 20)) nsenter --net="/run/netns/$NS1" -- "${CLIENT_PIN[@]}" \
         iperf3 -c "${DST_IP[$setup]}" -p "$TCP_PORT" -u -l 64 -b 0 -t "$DURATION" >"$out" 2>&1 ||
         { log "$setup: iperf3 UDP failed: $(tail -n 2 "$out" | tr '\n' ' ')"; wait_or_kill "$server" 0; return 1; }
     wait_or_kill "$server" 5
@@ -332,12 +376,13 @@ measure_udp_iperf3() {
     OUT=$(awk -v t="$DURATION" '/receiver/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\/[0-9]+$/) {
             split($i, a, "/"); printf "%.0f %.1f\n", (a[2] - a[1]) / t, (a[2] > 0 ? a[1] / a[2] * 100 : 0) } }' "$out" |
         tail -n 1)
+    log_udp_losses "$setup" "$drops0" "$(drop_counters)"
 }
 
 # Prints the median ping round-trip time in microseconds (200 pings, 10 ms apart).
 measure_ping() {
     local setup=$1 out=$TMP/ping-$1.txt
-    in_ns "$NS1" ping -n -i 0.01 -c 200 -W 1 "${DST_IP[$setup]}" >"$out" 2>&1 || true
+    in_ns "$NS1" "${CLIENT_PIN[@]}" ping -n -i 0.01 -c 200 -W 1 "${DST_IP[$setup]}" >"$out" 2>&1 || true
     OUT=$(sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' "$out" | sort -g |
         awk '{ v[NR] = $1 } END { if (NR) printf "%.0f\n", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) * 1000 }')
 }
@@ -345,11 +390,11 @@ measure_ping() {
 # Prints sockperf's UDP ping-pong half-RTT p50 in microseconds.
 measure_sockperf() {
     local setup=$1 out=$TMP/sockperf-$1.txt server
-    in_ns "$NS2" sockperf server -i "${DST_IP[$setup]}" -p "$SOCKPERF_PORT" >"$TMP/sockperf-server.log" 2>&1 &
+    in_ns "$NS2" "${SERVER_PIN[@]}" sockperf server -i "${DST_IP[$setup]}" -p "$SOCKPERF_PORT" >"$TMP/sockperf-server.log" 2>&1 &
     server=$!
     BG_PIDS+=("$server")
     wait_listen "$NS2" u "$SOCKPERF_PORT" || { log "$setup: sockperf server did not start"; return 1; }
-    timeout $((LAT_DURATION + 20)) nsenter --net="/run/netns/$NS1" -- \
+    timeout $((LAT_DURATION + 20)) nsenter --net="/run/netns/$NS1" -- "${CLIENT_PIN[@]}" \
         sockperf ping-pong -i "${DST_IP[$setup]}" -p "$SOCKPERF_PORT" -t "$LAT_DURATION" >"$out" 2>&1 ||
         log "$setup: sockperf failed: $(tail -n 2 "$out" | tr '\n' ' ')"
     wait_or_kill "$server" 0
@@ -414,7 +459,10 @@ check() { awk -v v="$1" -v lim="$2" 'BEGIN { print (v <= lim ? "ok" : "OVER TARG
 report() {
     local setup tcp pps loss ping half
     printf '\n## vswitch e2e: %s s per test, %s repetition(s), %s, kernel %s, %s CPUs, %s\n\n' \
-        "$DURATION" "$REPEAT" "UDP sender: $UDP_TOOL" "$(uname -r)" "$(nproc)" "$(date -u +%FT%TZ)"
+        "$DURATION" "$REPEAT" "UDP sender: $UDP_TOOL, pinned: $([[ ${#CLIENT_PIN[@]} -gt 0 ]] && echo yes || echo no)" "$(uname -r)" "$(nproc)" "$(date -u +%FT%TZ)"
+    ((BUSY_BEFORE < 10)) ||
+        printf '**Warning: the machine was %s%% busy before the tests (other processes); numbers are skewed.**\n\n' \
+            "$BUSY_BEFORE"
     printf '| Setup | TCP 1 stream | ratio to bridge | UDP 64 B rx | loss | ratio | ping RTT p50 | ½RTT p50 (sockperf) | ratio |\n'
     printf '|---|---|---|---|---|---|---|---|---|\n'
     for setup in $SETUPS; do
@@ -490,6 +538,8 @@ main() {
         fi
     done
     [[ -n ${READY[vswitchd]:-} ]] && sample_idle idle0
+    BUSY_BEFORE=$(machine_busy)
+    ((BUSY_BEFORE < 10)) || log "warning: the machine is already ${BUSY_BEFORE}% busy; expect skewed numbers"
 
     local rep i n order
     read -r -a order <<<"$SETUPS"
