@@ -250,11 +250,13 @@ fn inspect_is_docker_shaped_and_disconnect_releases_the_address() {
     }
     assert_eq!(ea.ipv4.map(|i| i.to_string()).as_deref(), Some("10.207.0.2/24"));
 
-    // A second network shows up as eth1.
-    d.network_create(&net2, "10.207.1.0/24");
-    let ea2 = d.connect(&net2, &a, None);
-    assert_eq!(ea2.ifname, "eth1");
-    assert!(link_names(&a).contains(&"eth1".to_owned()), "{:?}", link_names(&a));
+    // A second network shows up as eth1, with that network's MTU and the MAC asked for.
+    d.ctl_ok(&["network", "create", &net2, "--subnet", "10.207.1.0/24", "--mtu", "1400"]);
+    let ea2: EndpointInfo = d.ctl_json(&["network", "connect", &net2, &a, "--mac", "02:42:aa:bb:cc:01"]);
+    assert_eq!((ea2.ifname.as_str(), ea2.mac.to_string().as_str()), ("eth1", "02:42:aa:bb:cc:01"));
+    let eth1 = vswitch::link_info(&a, "eth1").unwrap_or_else(|| panic!("no eth1 in {a}: {:?}", link_names(&a)));
+    assert_eq!((eth1["mtu"].clone(), eth1["address"].clone()), (json!(1400), json!("02:42:aa:bb:cc:01")), "{eth1}");
+    assert_eq!(vswitch::ipv4_addrs(&a, "eth1"), vec!["10.207.1.2/24".to_owned()]);
 
     // Disconnect: the interface disappears from the sandbox and the address is free again.
     d.ctl_ok(&["network", "disconnect", &net, &a]);

@@ -24,6 +24,7 @@ fn assert_interface(sandbox: &str, e: &EndpointInfo, gateway: Ipv4Addr) {
         .unwrap_or_else(|| panic!("no {} in sandbox {sandbox}: {:?}", e.ifname, vswitch::link_names(sandbox)));
     assert_eq!(info["address"].as_str(), Some(e.mac.to_string().as_str()), "MAC of {}: {info}", e.ifname);
     assert!(info["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP")), "{} not up: {info}", e.ifname);
+    assert_eq!(info["mtu"], 1500, "default MTU of {}: {info}", e.ifname);
     let ip = e.ipv4.expect("endpoint address").to_string();
     assert_eq!(vswitch::ipv4_addrs(sandbox, &e.ifname), vec![ip], "addresses of {} in {sandbox}", e.ifname);
     let route = netns_exec(sandbox, "ip", &["-j", "route", "show", "default"]);
