@@ -112,8 +112,9 @@ fn networks_are_isolated_even_for_broadcasts() {
     assert!(ping(&a, ip_of(&eb), 3), "a cannot ping b on the same network");
     assert!(!ping(&a, Ipv4Addr::new(10, 202, 1, 200), 2), "nobody should answer 10.202.1.200");
     netns_exec(&a, "ping", &["-b", "-c", "2", "-i", "0.2", "-W", "1", "10.202.1.255"]);
-    // And c must not reach a across networks.
+    // And c must not reach a across networks, though it reaches its own gateway.
     assert!(!ping(&c, ip_of(&ea), 2), "c on {n2} reached a on {n1}");
+    assert!(ping(&c, Ipv4Addr::new(10, 202, 2, 1), 1), "c cannot ping its gateway");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let seen_b = cap_b.stop();
     let seen_c = cap_c.stop();
@@ -128,7 +129,13 @@ fn networks_are_isolated_even_for_broadcasts() {
         "b saw no IPv4 from a:\n{}",
         list(&seen_b)
     );
-    // Nothing from network 1 (or anyone but c's own gateway) reached c.
+    // c's capture works (its gateway's replies are there), and nothing from
+    // network 1 (or anyone but c's own gateway) reached c.
+    assert!(
+        incoming(&seen_c).iter().any(|f| f.src() == gw2_mac),
+        "c's capture saw no gateway reply:\n{}",
+        list(&seen_c)
+    );
     let foreign: Vec<&Frame> = incoming(&seen_c).into_iter().filter(|f| f.src() != gw2_mac).collect();
     assert!(foreign.is_empty(), "frames leaked into {n2}:\n{}", list_refs(&foreign));
     // c's own frames (ARP for its gateway etc.) did not leak into network 1.
