@@ -74,6 +74,8 @@ DAEMON_STATUS="not started"
 UDPFLOOD=""
 OUT=""               # result of the last measure_* function
 BUSY_BEFORE=0        # CPU use of everything else, sampled before the tests
+SERVER_PID=""        # the server spawn_server started last
+SERVER_LOG=/dev/null # where spawn_server sends its output
 
 log() { printf '[e2e] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -261,7 +263,9 @@ with_cpu_sample() {
     fi
     c0=$(cpu_ticks "$DAEMON_PID") t0=$(now)
     "$@" || rc=$?
-    daemon_alive && RES["vswitchd,$metric"]+="$(cpu_percent "$c0" "$(cpu_ticks "$DAEMON_PID")" "$t0" "$(now)") "
+    if daemon_alive; then
+        RES["vswitchd,$metric"]+="$(cpu_percent "$c0" "$(cpu_ticks "$DAEMON_PID")" "$t0" "$(now)") "
+    fi
     return "$rc"
 }
 
@@ -277,39 +281,71 @@ machine_busy() {
 
 # ---------------------------------------------------------------------------- measurements
 
-# Waits up to 5 s until something listens on TCP/UDP port $3 in namespace $1 ($2 = t or u).
-wait_listen() {
-    local ns=$1 proto=$2 port=$3 i
-    for i in $(seq 50); do
-        [[ -n $(in_ns "$ns" ss -Hn"$proto"l "sport = :$port") ]] && return 0
-        sleep 0.1
-    done
-    return 1
+# Starts a server "$@" in sandbox 2 in the background (pinned if PIN=1), output to $SERVER_LOG.
+# The PID is the server itself (nsenter and taskset exec), so killing it leaves no orphan.
+spawn_server() {
+    nsenter --net="/run/netns/$NS2" -- "${SERVER_PIN[@]}" "$@" >"$SERVER_LOG" 2>&1 &
+    SERVER_PID=$!
+    BG_PIDS+=("$SERVER_PID")
 }
 
-# Waits for a background PID with a deadline (seconds), then kills it.
+# Runs a client "$@" in sandbox 1 (pinned if PIN=1) for at most $1 seconds, output to $2.
+# It runs in the background and this shell waits for it, so Ctrl-C/TERM interrupt at once.
+run_client() {
+    local secs=$1 out=$2 pid rc=0
+    shift 2
+    timeout "$secs" nsenter --net="/run/netns/$NS1" -- "${CLIENT_PIN[@]}" "$@" >"$out" 2>&1 &
+    pid=$!
+    BG_PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    return "$rc"
+}
+
+# Drops a reaped PID from the cleanup list so that a recycled PID is never killed.
+forget_pid() {
+    local keep=() p
+    for p in "${BG_PIDS[@]}"; do
+        [[ $p == "$1" ]] || keep+=("$p")
+    done
+    BG_PIDS=("${keep[@]}")
+}
+
+# Waits up to $2 seconds for background PID $1 to exit, then kills it and reaps it.
 wait_or_kill() {
     local pid=$1 secs=$2 i
-    for i in $(seq $((secs * 10))); do
+    for ((i = 0; i < secs * 10; i++)); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
 }
 
-# Prints the receiver's TCP throughput in Mbit/s.
+# Waits up to 5 s until something listens on TCP/UDP port $2 in sandbox 2 ($1 = t or u).
+wait_listen() {
+    local proto=$1 port=$2 i
+    for i in $(seq 50); do
+        [[ -n $(in_ns "$NS2" ss -Hn"$proto"l "sport = :$port") ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# TCP throughput received, in Mbit/s.
 measure_tcp() {
-    local setup=$1 out=$TMP/iperf3-tcp-$1.txt server
-    in_ns "$NS2" "${SERVER_PIN[@]}" iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT" >"$TMP/iperf3-server.log" 2>&1 &
-    server=$!
-    BG_PIDS+=("$server")
-    wait_listen "$NS2" t "$TCP_PORT" || { log "$setup: iperf3 server did not start"; return 1; }
-    with_cpu_sample "$setup" tcp-cpu \
-        timeout $((DURATION + 20)) nsenter --net="/run/netns/$NS1" -- "${CLIENT_PIN[@]}" \
-        iperf3 -c "${DST_IP[$setup]}" -p "$TCP_PORT" -t "$DURATION" -f m --connect-timeout 3000 >"$out" 2>&1 ||
-        { log "$setup: iperf3 TCP failed: $(tail -n 2 "$out" | tr '\n' ' ')"; wait_or_kill "$server" 0; return 1; }
-    wait_or_kill "$server" 5
+    local setup=$1 out=$TMP/iperf3-tcp-$1.txt
+    SERVER_LOG=$TMP/iperf3-server-tcp-$setup.log
+    spawn_server iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT"
+    wait_listen t "$TCP_PORT" || { log "$setup: iperf3 server did not start"; return 1; }
+    if ! with_cpu_sample "$setup" tcp-cpu run_client $((DURATION + 20)) "$out" \
+        iperf3 -c "${DST_IP[$setup]}" -p "$TCP_PORT" -t "$DURATION" -f m --connect-timeout 3000; then
+        log "$setup: iperf3 TCP failed: $(tail -n 2 "$out" | tr '\n' ' ')"
+        wait_or_kill "$SERVER_PID" 0
+        return 1
+    fi
+    wait_or_kill "$SERVER_PID" 5
     OUT=$(awk '/receiver/ { for (i = 2; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1) }' "$out" | tail -n 1)
 }
 
@@ -332,23 +368,24 @@ log_udp_losses() {
     log "$setup UDP: sent ${4:-?}, received ${5:-?}; drops: sender-side interface TX $((after[0] - before[0])), receiver socket buffer $((after[1] - before[1]))"
 }
 
-# Prints "received_pps loss_percent" for 64-byte UDP datagrams from the batched sender.
+# 64-byte UDP from the batched sender: "received_pps loss_percent".
 measure_udp_udpflood() {
-    local setup=$1 rx=$TMP/udpflood-rx-$1.txt tx=$TMP/udpflood-tx-$1.txt receiver i drops0
-    in_ns "$NS2" "${SERVER_PIN[@]}" "$UDPFLOOD" recv "${DST_IP[$setup]}:$UDP_PORT" 1000 >"$rx" 2>&1 &
-    receiver=$!
-    BG_PIDS+=("$receiver")
+    local setup=$1 rx=$TMP/udpflood-rx-$1.txt tx=$TMP/udpflood-tx-$1.txt i drops0
+    SERVER_LOG=$rx
+    spawn_server "$UDPFLOOD" recv "${DST_IP[$setup]}:$UDP_PORT" 1000
     for i in $(seq 50); do
         grep -q listening "$rx" && break
         sleep 0.1
     done
     grep -q listening "$rx" || { log "$setup: udpflood receiver did not start: $(cat "$rx")"; return 1; }
     drops0=$(drop_counters)
-    with_cpu_sample "$setup" udp-cpu \
-        timeout $((DURATION + 20)) nsenter --net="/run/netns/$NS1" -- "${CLIENT_PIN[@]}" \
-        "$UDPFLOOD" send "${DST_IP[$setup]}:$UDP_PORT" "$DURATION" 64 >"$tx" 2>&1 ||
-        { log "$setup: udpflood sender failed: $(cat "$tx")"; return 1; }
-    wait_or_kill "$receiver" 10
+    if ! with_cpu_sample "$setup" udp-cpu run_client $((DURATION + 20)) "$tx" \
+        "$UDPFLOOD" send "${DST_IP[$setup]}:$UDP_PORT" "$DURATION" 64; then
+        log "$setup: udpflood sender failed: $(cat "$tx")"
+        wait_or_kill "$SERVER_PID" 0
+        return 1
+    fi
+    wait_or_kill "$SERVER_PID" 10
     local sent secs received
     sent=$(sed -n 's/.*sent=\([0-9]*\).*/\1/p' "$tx")
     secs=$(sed -n 's/.*secs=\([0-9.]*\).*/\1/p' "$tx")
@@ -359,19 +396,20 @@ measure_udp_udpflood() {
         'BEGIN { printf "%.0f %.1f\n", r / t, (s > 0 ? (s - r) / s * 100 : 0) }')
 }
 
-# Prints "received_pps loss_percent" for 64-byte UDP datagrams from iperf3.
+# 64-byte UDP from iperf3 (-b 0): "received_pps loss_percent".
 measure_udp_iperf3() {
-    local setup=$1 out=$TMP/iperf3-udp-$1.txt server drops0
-    in_ns "$NS2" "${SERVER_PIN[@]}" iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT" >"$TMP/iperf3-server.log" 2>&1 &
-    server=$!
-    BG_PIDS+=("$server")
-    wait_listen "$NS2" t "$TCP_PORT" || { log "$setup: iperf3 server did not start"; return 1; }
+    local setup=$1 out=$TMP/iperf3-udp-$1.txt drops0
+    SERVER_LOG=$TMP/iperf3-server-udp-$setup.log
+    spawn_server iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT"
+    wait_listen t "$TCP_PORT" || { log "$setup: iperf3 server did not start"; return 1; }
     drops0=$(drop_counters)
-    with_cpu_sample "$setup" udp-cpu \
-        timeout $((DURATION + 20)) nsenter --net="/run/netns/$NS1" -- "${CLIENT_PIN[@]}" \
-        iperf3 -c "${DST_IP[$setup]}" -p "$TCP_PORT" -u -l 64 -b 0 -t "$DURATION" >"$out" 2>&1 ||
-        { log "$setup: iperf3 UDP failed: $(tail -n 2 "$out" | tr '\n' ' ')"; wait_or_kill "$server" 0; return 1; }
-    wait_or_kill "$server" 5
+    if ! with_cpu_sample "$setup" udp-cpu run_client $((DURATION + 20)) "$out" \
+        iperf3 -c "${DST_IP[$setup]}" -p "$TCP_PORT" -u -l 64 -b 0 -t "$DURATION"; then
+        log "$setup: iperf3 UDP failed: $(tail -n 2 "$out" | tr '\n' ' ')"
+        wait_or_kill "$SERVER_PID" 0
+        return 1
+    fi
+    wait_or_kill "$SERVER_PID" 5
     # "... sec  X MBytes  Y Mbits/sec  J ms  LOST/TOTAL (P%)  receiver"
     OUT=$(awk -v t="$DURATION" '/receiver/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\/[0-9]+$/) {
             split($i, a, "/"); printf "%.0f %.1f\n", (a[2] - a[1]) / t, (a[2] > 0 ? a[1] / a[2] * 100 : 0) } }' "$out" |
@@ -379,25 +417,24 @@ measure_udp_iperf3() {
     log_udp_losses "$setup" "$drops0" "$(drop_counters)"
 }
 
-# Prints the median ping round-trip time in microseconds (200 pings, 10 ms apart).
+# Median ping round-trip time in microseconds (200 pings, 10 ms apart).
 measure_ping() {
     local setup=$1 out=$TMP/ping-$1.txt
-    in_ns "$NS1" "${CLIENT_PIN[@]}" ping -n -i 0.01 -c 200 -W 1 "${DST_IP[$setup]}" >"$out" 2>&1 || true
+    run_client 30 "$out" ping -n -i 0.01 -c 200 -W 1 "${DST_IP[$setup]}" || true
     OUT=$(sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' "$out" | sort -g |
         awk '{ v[NR] = $1 } END { if (NR) printf "%.0f\n", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) * 1000 }')
 }
 
-# Prints sockperf's UDP ping-pong half-RTT p50 in microseconds.
+# sockperf UDP ping-pong: half-RTT p50 in microseconds.
 measure_sockperf() {
-    local setup=$1 out=$TMP/sockperf-$1.txt server
-    in_ns "$NS2" "${SERVER_PIN[@]}" sockperf server -i "${DST_IP[$setup]}" -p "$SOCKPERF_PORT" >"$TMP/sockperf-server.log" 2>&1 &
-    server=$!
-    BG_PIDS+=("$server")
-    wait_listen "$NS2" u "$SOCKPERF_PORT" || { log "$setup: sockperf server did not start"; return 1; }
-    timeout $((LAT_DURATION + 20)) nsenter --net="/run/netns/$NS1" -- "${CLIENT_PIN[@]}" \
-        sockperf ping-pong -i "${DST_IP[$setup]}" -p "$SOCKPERF_PORT" -t "$LAT_DURATION" >"$out" 2>&1 ||
+    local setup=$1 out=$TMP/sockperf-$1.txt
+    SERVER_LOG=$TMP/sockperf-server-$setup.log
+    spawn_server sockperf server -i "${DST_IP[$setup]}" -p "$SOCKPERF_PORT"
+    wait_listen u "$SOCKPERF_PORT" || { log "$setup: sockperf server did not start"; return 1; }
+    run_client $((LAT_DURATION + 20)) "$out" \
+        sockperf ping-pong -i "${DST_IP[$setup]}" -p "$SOCKPERF_PORT" -t "$LAT_DURATION" ||
         log "$setup: sockperf failed: $(tail -n 2 "$out" | tr '\n' ' ')"
-    wait_or_kill "$server" 0
+    wait_or_kill "$SERVER_PID" 0
     OUT=$(sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p' "$out" | tail -n 1)
 }
 
