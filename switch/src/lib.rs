@@ -14,6 +14,7 @@ pub mod counters;
 pub mod daemon;
 pub mod fdb;
 pub mod gateway;
+pub mod offload;
 pub mod port;
 pub mod time;
 pub mod wire;

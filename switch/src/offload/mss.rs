@@ -1,0 +1,68 @@
+//! TCP MSS clamping: lowering the MSS option of SYN segments so that peers
+//! never send segments too big for the overlay.
+
+use super::csum;
+use super::parse;
+use crate::sys::tap::VirtioNetHdr;
+
+/// TCP option kinds.
+const OPT_END: u8 = 0;
+const OPT_NOP: u8 = 1;
+const OPT_MSS: u8 = 2;
+const OPT_MSS_LEN: u8 = 4;
+
+/// Lowers the MSS option of a TCP SYN or SYN-ACK (IPv4 or IPv6) to `max_mss`
+/// when it is larger, and returns whether the frame changed.
+///
+/// The TCP checksum is updated incrementally (RFC 1624), unless the frame
+/// carries `NEEDS_CSUM`: then the checksum field holds only the pseudo-header
+/// sum and the options are summed when the checksum is completed later.
+/// Segments without an MSS option are left alone (the packet never grows),
+/// as are non-SYN segments, non-TCP and malformed frames.
+pub fn clamp_mss(frame: &mut [u8], hdr: &VirtioNetHdr, max_mss: u16) -> bool {
+    let Some(ip) = parse::ip(frame).ok().flatten() else { return false };
+    // IPv6 extension headers are not walked: `l4` refuses them.
+    let Ok(l4) = parse::l4(frame, &ip) else { return false };
+    if l4.proto != parse::PROTO_TCP || frame[l4.off + parse::TCP_FLAGS] & parse::TCP_SYN == 0 {
+        return false;
+    }
+    let Some(at) = find_mss(&frame[l4.off + parse::TCP_MIN_LEN..l4.payload_off()]) else { return false };
+    let at = l4.off + parse::TCP_MIN_LEN + at;
+    let old = parse::be16(frame, at);
+    if old <= max_mss {
+        return false;
+    }
+    parse::put16(frame, at, max_mss);
+    if !hdr.needs_csum() {
+        // A 16-bit field at an odd offset from the TCP header straddles two
+        // checksum words: its bytes land swapped, so update with swapped values.
+        let (old, new) =
+            if (at - l4.off).is_multiple_of(2) { (old, max_mss) } else { (old.swap_bytes(), max_mss.swap_bytes()) };
+        let check_at = l4.off + parse::TCP_CHECKSUM;
+        let check = csum::update(parse::be16(frame, check_at), old, new);
+        parse::put16(frame, check_at, check);
+    }
+    true
+}
+
+/// Offset of the MSS value (after kind and length) within the TCP options.
+fn find_mss(options: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(&kind) = options.get(i) {
+        match kind {
+            OPT_END => return None,
+            OPT_NOP => i += 1,
+            _ => {
+                let len = *options.get(i + 1)?;
+                if kind == OPT_MSS {
+                    return (len == OPT_MSS_LEN && i + 4 <= options.len()).then_some(i + 2);
+                }
+                if len < 2 {
+                    return None;
+                }
+                i += usize::from(len);
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,280 @@
+//! Software GSO: cutting TSO/USO super-frames into wire-sized segments.
+
+use std::ops::Range;
+
+use super::parse::{self, Ip, L4, Version};
+use super::{OffloadError, complete_checksum, csum};
+use crate::sys::tap::VirtioNetHdr;
+
+/// The most segments one frame may be cut into. A 64 KiB super-frame at the
+/// smallest MSS Linux sends by default (48 bytes) needs ~1366; anything above
+/// this bound is an abuse, refused with [`OffloadError::TooManySegments`].
+pub const MAX_SEGMENTS: usize = 2048;
+
+/// A reusable, caller-owned arena of output segments: one byte buffer and the
+/// range of each segment in it. [`segment`] clears it on every call and only
+/// grows it, so after warm-up segmenting allocates nothing.
+#[derive(Debug, Default, Clone)]
+pub struct SegmentBuf {
+    pub(super) data: Vec<u8>,
+    pub(super) segs: Vec<Range<usize>>,
+}
+
+impl SegmentBuf {
+    /// An empty arena.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An arena with room for `bytes` of frames and `segments` segments.
+    pub fn with_capacity(bytes: usize, segments: usize) -> Self {
+        Self { data: Vec::with_capacity(bytes), segs: Vec::with_capacity(segments) }
+    }
+
+    /// Forgets all segments, keeping the memory.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.segs.clear();
+    }
+
+    /// Number of segments held.
+    pub fn len(&self) -> usize {
+        self.segs.len()
+    }
+
+    /// True when no segment is held.
+    pub fn is_empty(&self) -> bool {
+        self.segs.is_empty()
+    }
+
+    /// Segment `i` as a complete Ethernet frame.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        self.segs.get(i).map(|r| &self.data[r.clone()])
+    }
+
+    /// Segment `i`, mutably (e.g. to rewrite addresses before sending).
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        self.segs.get(i).map(|r| &mut self.data[r.clone()])
+    }
+
+    /// The segments in order, each a complete Ethernet frame.
+    pub fn iter(&self) -> Segments<'_> {
+        Segments { buf: self, next: 0 }
+    }
+
+    /// Total bytes of all segments.
+    pub fn total_len(&self) -> usize {
+        self.data.len()
+    }
+
+    fn push(&mut self, parts: [&[u8]; 2]) -> &mut [u8] {
+        let start = self.data.len();
+        for p in parts {
+            self.data.extend_from_slice(p);
+        }
+        let end = self.data.len();
+        self.segs.push(start..end);
+        &mut self.data[start..end]
+    }
+}
+
+impl<'a> IntoIterator for &'a SegmentBuf {
+    type Item = &'a [u8];
+    type IntoIter = Segments<'a>;
+
+    fn into_iter(self) -> Segments<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over the segments of a [`SegmentBuf`].
+#[derive(Debug, Clone)]
+pub struct Segments<'a> {
+    buf: &'a SegmentBuf,
+    next: usize,
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let seg = self.buf.get(self.next)?;
+        self.next += 1;
+        Some(seg)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.buf.len().saturating_sub(self.next);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Segments<'_> {}
+
+/// Turns `frame` into complete wire frames in `out` and returns how many.
+///
+/// - GSO frames (`GSO_TCPV4`, `GSO_TCPV6`, `GSO_UDP_L4`) are cut into
+///   segments of `hdr.gso_size` payload bytes, the last one shorter. Each is
+///   a full Ethernet frame with copied headers, its own IPv4 total length,
+///   an IPv4 ID incremented per segment (as Linux does), a recomputed IPv4
+///   header checksum or the IPv6 payload length, and a complete TCP/UDP
+///   checksum. TCP sequence numbers advance by the payload offset; FIN and
+///   PSH stay only on the last segment, CWR only on the first. USO segments
+///   are independent UDP datagrams with their own length.
+/// - Any other frame is copied as the single segment, its checksum completed
+///   when it carries `NEEDS_CSUM`, so callers have one path.
+///
+/// Headers are parsed from the frame (Ethernet with up to two VLAN tags,
+/// IPv4 with options, IPv6 without extension headers, TCP with options);
+/// `hdr.hdr_len` is only a hint and is ignored. Ethernet padding after the IP
+/// packet is dropped from the segments. On error `out` is left empty.
+pub fn segment(frame: &[u8], hdr: &VirtioNetHdr, out: &mut SegmentBuf) -> Result<usize, OffloadError> {
+    segment_inner(frame, hdr, None, out)
+}
+
+/// Like [`segment`], but TCP segments are made small enough that each IP
+/// packet is at most `mtu` bytes: the MSS is
+/// `min(gso_size, mtu − IP header − TCP header)`, for when the overlay MTU is
+/// below what the sender assumed.
+///
+/// UDP datagrams (USO segments, non-GSO frames) cannot be resized: they are
+/// produced as [`segment`] would, even if larger than `mtu`. Ask
+/// [`exceeds_mtu`](super::exceeds_mtu) first to answer those with an ICMP
+/// error instead.
+pub fn segment_to_mtu(frame: &[u8], hdr: &VirtioNetHdr, mtu: u16, out: &mut SegmentBuf) -> Result<usize, OffloadError> {
+    segment_inner(frame, hdr, Some(mtu), out)
+}
+
+fn segment_inner(
+    frame: &[u8],
+    hdr: &VirtioNetHdr,
+    mtu: Option<u16>,
+    out: &mut SegmentBuf,
+) -> Result<usize, OffloadError> {
+    out.clear();
+    if !hdr.is_gso() {
+        let seg = out.push([frame, &[]]);
+        if let Err(e) = complete_checksum(seg, hdr) {
+            out.clear();
+            return Err(e);
+        }
+        return Ok(1);
+    }
+    let (version, proto) = match hdr.gso_kind() {
+        VirtioNetHdr::GSO_TCPV4 => (Some(Version::V4), parse::PROTO_TCP),
+        VirtioNetHdr::GSO_TCPV6 => (Some(Version::V6), parse::PROTO_TCP),
+        VirtioNetHdr::GSO_UDP_L4 => (None, parse::PROTO_UDP),
+        VirtioNetHdr::GSO_UDP => {
+            return Err(OffloadError::Unsupported { what: "UDP fragmentation offload (GSO_UDP)" });
+        }
+        _ => return Err(OffloadError::Unsupported { what: "unknown GSO type" }),
+    };
+    if hdr.gso_size == 0 {
+        return Err(OffloadError::ZeroGsoSize);
+    }
+    let ip = parse::ip(frame)?.ok_or(OffloadError::Unsupported { what: "GSO frame that is not IP" })?;
+    if version.is_some_and(|v| v != ip.version) {
+        return Err(OffloadError::Malformed { what: "IP version for the GSO type" });
+    }
+    if ip.proto != proto {
+        return Err(OffloadError::Malformed { what: "L4 protocol for the GSO type" });
+    }
+    let l4 = parse::l4(frame, &ip)?;
+
+    let mut mss = usize::from(hdr.gso_size);
+    if let (Some(mtu), parse::PROTO_TCP) = (mtu, proto) {
+        let headers = ip.hdr_len + l4.hdr_len;
+        match usize::from(mtu).checked_sub(headers) {
+            Some(room) if room > 0 => mss = mss.min(room),
+            _ => return Err(OffloadError::MtuTooSmall { mtu, headers }),
+        }
+    }
+    let headers = &frame[..l4.payload_off()];
+    let payload = &frame[l4.payload_off()..ip.end];
+    let segments = payload.len().div_ceil(mss).max(1);
+    if segments > MAX_SEGMENTS {
+        return Err(OffloadError::TooManySegments { segments, max: MAX_SEGMENTS });
+    }
+    out.data.reserve(segments * headers.len() + payload.len());
+    out.segs.reserve(segments);
+
+    let fix = Fixup::new(frame, &ip, &l4);
+    let mut chunks = payload.chunks(mss);
+    for i in 0..segments {
+        let chunk = chunks.next().unwrap_or(&[]);
+        let seg = out.push([headers, chunk]);
+        fix.apply(seg, i, segments, i * mss);
+    }
+    Ok(segments)
+}
+
+/// What to rewrite in each copied header, read once from the super-frame.
+struct Fixup {
+    ip: Ip,
+    l4: L4,
+    ip_id: u16,
+    seq: u32,
+    tcp_flags: u8,
+}
+
+impl Fixup {
+    fn new(frame: &[u8], ip: &Ip, l4: &L4) -> Self {
+        let (ip_id, seq, tcp_flags) = (
+            if ip.version == Version::V4 { parse::be16(frame, ip.off + 4) } else { 0 },
+            if l4.proto == parse::PROTO_TCP {
+                let s = &frame[l4.off + 4..l4.off + 8];
+                u32::from_be_bytes([s[0], s[1], s[2], s[3]])
+            } else {
+                0
+            },
+            if l4.proto == parse::PROTO_TCP { frame[l4.off + parse::TCP_FLAGS] } else { 0 },
+        );
+        Self { ip: *ip, l4: *l4, ip_id, seq, tcp_flags }
+    }
+
+    /// Rewrites segment `i` of `n`, whose payload starts at `offset` of the
+    /// super-frame's payload. `seg` is headers + payload chunk.
+    fn apply(&self, seg: &mut [u8], i: usize, n: usize, offset: usize) {
+        let (ip, l4) = (&self.ip, &self.l4);
+        let l4_len = seg.len() - l4.off;
+        match ip.version {
+            Version::V4 => {
+                let h = ip.off;
+                parse::put16(seg, h + 2, (ip.hdr_len + l4_len) as u16);
+                parse::put16(seg, h + 4, self.ip_id.wrapping_add(i as u16));
+                parse::put16(seg, h + 10, 0);
+                let check = csum::finish(csum::add(0, &seg[h..h + ip.hdr_len]));
+                parse::put16(seg, h + 10, check);
+            }
+            Version::V6 => parse::put16(seg, ip.off + 4, l4_len as u16),
+        }
+        let check_at = if l4.proto == parse::PROTO_TCP {
+            let seq = self.seq.wrapping_add(offset as u32);
+            seg[l4.off + 4..l4.off + 8].copy_from_slice(&seq.to_be_bytes());
+            let mut flags = self.tcp_flags;
+            if i + 1 < n {
+                flags &= !(parse::TCP_FIN | parse::TCP_PSH);
+            }
+            if i > 0 {
+                flags &= !parse::TCP_CWR;
+            }
+            seg[l4.off + parse::TCP_FLAGS] = flags;
+            l4.off + parse::TCP_CHECKSUM
+        } else {
+            parse::put16(seg, l4.off + 4, l4_len as u16);
+            l4.off + parse::UDP_CHECKSUM
+        };
+        parse::put16(seg, check_at, 0);
+        let (src, dst) = ip.addrs(seg);
+        let pseudo = match ip.version {
+            Version::V4 => csum::pseudo_v4(src, dst, l4.proto, l4_len),
+            Version::V6 => csum::pseudo_v6(src, dst, l4.proto, l4_len),
+        };
+        let check = match csum::finish(csum::add(pseudo, &seg[l4.off..])) {
+            // UDP sends 0 as 0xffff (0 means "no checksum"); same value for TCP.
+            0 => 0xffff,
+            c => c,
+        };
+        parse::put16(seg, check_at, check);
+    }
+}

@@ -1,0 +1,125 @@
+//! MSS clamping, verified with etherparse's option parser and smoltcp's
+//! checksum verification.
+
+use etherparse::{SlicedPacket, TcpOptionElement, TransportSlice};
+use smoltcp::wire::{IpAddress, Ipv4Address, Ipv4Packet, TcpPacket};
+
+use super::*;
+use crate::offload::{clamp_mss, complete_checksum};
+
+/// A frame with a valid, complete TCP checksum (no NEEDS_CSUM).
+fn complete(spec: &Spec) -> (Built, VirtioNetHdr) {
+    let mut b = build(spec);
+    let hdr = b.vnet(VirtioNetHdr::GSO_NONE, 0);
+    complete_checksum(&mut b.frame, &hdr).unwrap();
+    (b, plain())
+}
+
+fn syn(options: Vec<u8>, flags: u8, v6: bool) -> Spec {
+    Spec { l4: L4Spec::Tcp { options, flags, seq: 1 }, v6, ..Spec::tcp4(0) }
+}
+
+/// MSS 1460, SACK permitted, timestamps, NOP, window scale: Linux's SYN.
+fn linux_syn_options() -> Vec<u8> {
+    let mut o = vec![2, 4, 0x05, 0xb4, 4, 2];
+    o.extend_from_slice(&[8, 10, 0, 0, 0, 1, 0, 0, 0, 0]);
+    o.extend_from_slice(&[1, 3, 3, 7]);
+    o
+}
+
+fn mss_of(frame: &[u8]) -> Option<u16> {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Tcp(t)) = p.transport else { panic!("TCP") };
+    t.options_iterator().find_map(|o| match o.unwrap() {
+        TcpOptionElement::MaximumSegmentSize(m) => Some(m),
+        _ => None,
+    })
+}
+
+fn tcp_checksum_ok(frame: &[u8], b: &Built, v6: bool) -> bool {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Tcp(t)) = p.transport else { panic!("TCP") };
+    let etherparse_ok = match p.net.unwrap() {
+        etherparse::NetSlice::Ipv4(ip) => {
+            let want = t.calc_checksum_ipv4(ip.header().source(), ip.header().destination()).unwrap();
+            want == t.checksum() || (want == 0 && t.checksum() == 0xffff)
+        }
+        etherparse::NetSlice::Ipv6(ip) => {
+            let want = t.calc_checksum_ipv6(ip.header().source(), ip.header().destination()).unwrap();
+            want == t.checksum() || (want == 0 && t.checksum() == 0xffff)
+        }
+        etherparse::NetSlice::Arp(_) => false,
+    };
+    if !v6 {
+        let ip = Ipv4Packet::new_checked(&frame[b.l3_off..]).unwrap();
+        let (s, d) = (IpAddress::Ipv4(Ipv4Address::from(SRC4)), IpAddress::Ipv4(Ipv4Address::from(DST4)));
+        assert_eq!(TcpPacket::new_checked(ip.payload()).unwrap().verify_checksum(&s, &d), etherparse_ok);
+    }
+    etherparse_ok
+}
+
+#[test]
+fn syn_mss_1460_is_clamped_to_1410_with_valid_checksum() {
+    for v6 in [false, true] {
+        for flags in [SYN, SYN | ACK] {
+            let (b, hdr) = complete(&syn(linux_syn_options(), flags, v6));
+            assert!(tcp_checksum_ok(&b.frame, &b, v6));
+            let mut frame = b.frame.clone();
+            assert!(clamp_mss(&mut frame, &hdr, 1410));
+            assert_eq!(mss_of(&frame), Some(1410));
+            assert!(tcp_checksum_ok(&frame, &b, v6), "checksum after clamping (v6 {v6})");
+            assert_eq!(frame.len(), b.frame.len());
+            // Clamping again changes nothing.
+            assert!(!clamp_mss(&mut frame, &hdr, 1410));
+            assert!(!clamp_mss(&mut frame, &hdr, 1460));
+        }
+    }
+}
+
+#[test]
+fn mss_at_an_odd_offset_keeps_the_checksum_valid() {
+    // One NOP before the MSS option puts its value at an odd offset.
+    let options = vec![1, 2, 4, 0x23, 0x28, 1, 1, 1];
+    for v6 in [false, true] {
+        let (b, hdr) = complete(&syn(options.clone(), SYN, v6));
+        let mut frame = b.frame.clone();
+        assert!(clamp_mss(&mut frame, &hdr, 1200));
+        assert_eq!(mss_of(&frame), Some(1200));
+        assert!(tcp_checksum_ok(&frame, &b, v6));
+    }
+}
+
+#[test]
+fn needs_csum_frames_leave_the_partial_checksum_alone() {
+    let b = build(&syn(linux_syn_options(), SYN, false));
+    let hdr = b.vnet(VirtioNetHdr::GSO_NONE, 0);
+    let mut frame = b.frame.clone();
+    assert!(clamp_mss(&mut frame, &hdr, 1410));
+    let at = b.l4_off + 16;
+    assert_eq!(frame[at..at + 2], b.frame[at..at + 2], "pseudo-header sum untouched");
+    complete_checksum(&mut frame, &hdr).unwrap();
+    assert!(tcp_checksum_ok(&frame, &b, false));
+    assert_eq!(mss_of(&frame), Some(1410));
+}
+
+#[test]
+fn other_segments_are_untouched() {
+    let cases = [
+        syn(linux_syn_options(), ACK, false),                // not a SYN
+        syn(linux_syn_options(), ACK | PSH, true),           // not a SYN
+        syn(vec![1, 1, 1, 1], SYN, false),                   // no MSS option: never grown
+        syn(vec![2, 4, 0x05, 0x00], SYN, false),             // MSS 1280 already below
+        syn(vec![0, 0, 2, 4, 0x05, 0xb4, 0, 0], SYN, false), // MSS after end-of-options
+        syn(vec![2, 3, 0x05, 0xb4], SYN, false),             // bad option length
+    ];
+    for spec in cases {
+        let (b, hdr) = complete(&spec);
+        let mut frame = b.frame.clone();
+        assert!(!clamp_mss(&mut frame, &hdr, 1410), "{spec:?}");
+        assert_eq!(frame, b.frame);
+    }
+    let (b, hdr) = complete(&Spec::udp4(40));
+    let mut frame = b.frame.clone();
+    assert!(!clamp_mss(&mut frame, &hdr, 100));
+    assert_eq!(frame, b.frame);
+}
