@@ -524,8 +524,8 @@ report() {
             "$rss" "$(check "$rss" 20)" "$cpu" "$(check "$cpu" 1)" "$(med vswitchd idle0-threads)"
     fi
     if [[ -n ${RES[vswitchd,udp-cpu]:-} ]]; then
-        printf '  under load: %s%% of one core during the UDP test, %s%% during the TCP test\n' \
-            "$(med vswitchd udp-cpu)" "$(med vswitchd tcp-cpu)"
+        printf '  under load: %s of one core during the UDP test, %s during the TCP test\n' \
+            "$(fmt "$(med vswitchd udp-cpu)" 1 0 %)" "$(fmt "$(med vswitchd tcp-cpu)" 1 0 %)"
     fi
     if [[ -n ${RES[vswitchd,idle1-rss]:-} ]]; then
         rss=$(med vswitchd idle1-rss) cpu=$(med vswitchd idle1-cpu)
@@ -592,6 +592,11 @@ main() {
 
     [[ -n ${READY[vswitchd]:-} ]] && sample_idle idle1
     report
+    local failed=()
+    for setup in $SETUPS; do
+        [[ -n ${RES[$setup,tcp]:-} ]] || failed+=("$setup")
+    done
+    ((${#failed[@]} == 0)) || die "not measured: ${failed[*]}"
 }
 
 main "$@"
