@@ -26,11 +26,26 @@ pub enum DropReason {
     /// The egress device refused the frame, e.g. its link is down inside the
     /// sandbox (counted on the egress port).
     TxError,
+    /// A UDP datagram on the VXLAN port too short for a VXLAN header and an
+    /// inner Ethernet header.
+    VxlanMalformed,
+    /// A VXLAN header without the I flag (RFC 7348: no valid VNI).
+    VxlanBadFlags,
+    /// A VXLAN packet for a VNI no overlay network uses.
+    UnknownVni,
+    /// A VXLAN packet from an address that is not a peer of that network
+    /// (and peers are not learned).
+    UnknownPeer,
+    /// Software segmentation or checksum completion refused the frame.
+    OffloadFailed,
+    /// A frame too big for the tunnel, answered with ICMP "fragmentation
+    /// needed" / "packet too big" from the network's gateway.
+    TooBigForTunnel,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -40,6 +55,12 @@ impl DropReason {
         DropReason::NoEgress,
         DropReason::TxQueueFull,
         DropReason::TxError,
+        DropReason::VxlanMalformed,
+        DropReason::VxlanBadFlags,
+        DropReason::UnknownVni,
+        DropReason::UnknownPeer,
+        DropReason::OffloadFailed,
+        DropReason::TooBigForTunnel,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -56,6 +77,12 @@ impl DropReason {
             DropReason::NoEgress => "no_egress",
             DropReason::TxQueueFull => "tx_queue_full",
             DropReason::TxError => "tx_error",
+            DropReason::VxlanMalformed => "vxlan_malformed",
+            DropReason::VxlanBadFlags => "vxlan_bad_flags",
+            DropReason::UnknownVni => "unknown_vni",
+            DropReason::UnknownPeer => "unknown_peer",
+            DropReason::OffloadFailed => "offload_failed",
+            DropReason::TooBigForTunnel => "too_big_for_tunnel",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! and takes control requests on a Unix socket. Runs in the foreground;
 //! logs to stderr (`RUST_LOG` selects the level, default `info`).
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -9,7 +10,9 @@ use clap::Parser;
 use switch::daemon::control::Control;
 use switch::daemon::datapath::DatapathHandle;
 use switch::daemon::server;
+use switch::daemon::tunnel::VtepConfig;
 use switch::model::Store;
+use switch::sys::ifaddr::mtu_for_address;
 
 /// The vswitch daemon: a userspace virtual switch for containers.
 #[derive(Debug, Parser)]
@@ -24,6 +27,30 @@ struct Args {
     /// Group (name or gid) allowed to use the control socket, besides root.
     #[arg(long)]
     ctl_group: Option<String>,
+    /// Local underlay address (and UDP port, default 4789) for VXLAN overlay
+    /// networks, e.g. `192.0.2.10` or `192.0.2.10:4789`.
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_vtep)]
+    vtep: Option<SocketAddr>,
+    /// Accept VXLAN from hosts that are not configured peers, and make them
+    /// peers (they age out when silent).
+    #[arg(long, requires = "vtep")]
+    learn_peers: bool,
+    /// MTU of the underlay; by default that of the interface holding the
+    /// VTEP address (1500 if it cannot be found).
+    #[arg(long, value_name = "BYTES", requires = "vtep")]
+    underlay_mtu: Option<u32>,
+}
+
+/// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT`, defaulting to the VXLAN port.
+fn parse_vtep(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    s.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, vxlan::UDP_PORT))
+        .map_err(|_| format!("{s:?} is not ADDR or ADDR:PORT"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,8 +64,16 @@ fn main() -> anyhow::Result<()> {
     let group = args.ctl_group.as_deref().map(server::lookup_group).transpose()?;
     let (store, model) =
         Store::open(&args.state_dir).with_context(|| format!("cannot open state dir {}", args.state_dir.display()))?;
-    let datapath = DatapathHandle::spawn().context("cannot start the datapath thread")?;
-    let control = Control::restore(store, model, datapath).context("cannot restore state into the datapath")?;
+    let vtep = args.vtep.map(|local| {
+        let underlay_mtu = args.underlay_mtu.or_else(|| mtu_for_address(local.ip())).unwrap_or_else(|| {
+            tracing::warn!(vtep = %local, "cannot find the interface holding the VTEP address; assuming MTU 1500");
+            1500
+        });
+        VtepConfig { local, learn_peers: args.learn_peers, underlay_mtu }
+    });
+    let datapath =
+        DatapathHandle::spawn(vtep).with_context(|| format!("cannot start the datapath (VTEP {:?})", args.vtep))?;
+    let control = Control::restore(store, model, datapath, vtep).context("cannot restore state into the datapath")?;
     let listener = server::bind(&args.ctl_socket, group)?;
     tracing::info!(socket = %args.ctl_socket.display(), state = %args.state_dir.display(), "vswitchd ready");
     server::serve(listener, control);

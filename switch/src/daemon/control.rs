@@ -15,21 +15,31 @@ use ctl::{Ipv4Net as CtlNet, MacAddress};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::datapath::{DatapathError, DatapathHandle, GatewaySpec, endpoint_port, gateway_port};
+use super::datapath::{DatapathError, DatapathHandle, GatewaySpec, NetworkSpec, PortRole, Snapshot, endpoint_port};
 use super::plumbing::{self, PlumbError};
+use super::tunnel::VtepConfig;
 use crate::bridge::NetworkConfig;
 use crate::model::{
     Connect, CreateNetwork, CreateSandbox, Driver, Endpoint, Mac, Model, ModelError, Network, Store, StoreError,
 };
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::wire::MacAddr;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 
 /// The control plane's state.
 pub struct Control {
     model: Model,
     store: Store,
     datapath: DatapathHandle,
+    vtep: Option<VtepConfig>,
 }
+
+/// The name of the underlay endpoint's row in `stats`.
+const VTEP_PORT_NAME: &str = "vtep";
+
+/// The option that turns on TCP MSS clamping for an overlay network.
+const MSS_CLAMP_OPTION: &str = "mss-clamp";
 
 type Reply = Result<Value, CtlError>;
 
@@ -103,6 +113,11 @@ fn network_id(network: &Network) -> NetworkId {
     NetworkId(network.network_index)
 }
 
+/// The name of a tunnel port in `show`, `fdb` and `stats`.
+fn tunnel_port_name(remote: SocketAddr) -> String {
+    format!("vx:{remote}")
+}
+
 /// The name of a network's gateway port in `show`, `fdb` and `stats`.
 fn gateway_port_name(network: &Network) -> String {
     format!("gw:{}", network.name)
@@ -114,8 +129,13 @@ impl Control {
     /// time) and returns the running control plane. Endpoints that cannot be
     /// restored are logged and left out of the datapath, not dropped from the
     /// model.
-    pub fn restore(store: Store, model: Model, datapath: DatapathHandle) -> Result<Control, DatapathError> {
-        let control = Control { model, store, datapath };
+    pub fn restore(
+        store: Store,
+        model: Model,
+        datapath: DatapathHandle,
+        vtep: Option<VtepConfig>,
+    ) -> Result<Control, DatapathError> {
+        let control = Control { model, store, datapath, vtep };
         control.datapath.set_aging(Duration::from_secs(control.model.config().aging_time_secs))?;
         for network in control.model.networks() {
             if network.driver.is_switched() {
@@ -158,14 +178,26 @@ impl Control {
             .ok_or_else(|| CtlError::internal(format!("endpoint {} has no network", endpoint.id)))
     }
 
+    /// Creates `network` in the datapath, with its gateway and, for an
+    /// overlay, a tunnel port to every peer that serves it.
     fn add_network_to_datapath(&self, network: &Network) -> Result<(), DatapathError> {
-        let gateway = plumbing::gateway_of(network).map(|(address, prefix_len)| GatewaySpec {
-            address,
-            prefix_len,
+        let spec = NetworkSpec {
+            id: network_id(network),
+            config: NetworkConfig::default(),
             mtu: network.mtu,
-            port: gateway_port(network.network_index),
-        });
-        self.datapath.add_network(network_id(network), NetworkConfig::default(), gateway)
+            gateway: plumbing::gateway_of(network).map(|(address, prefix_len)| GatewaySpec { address, prefix_len }),
+            vni: network.vni.and_then(vxlan::Vni::new),
+            mss_clamp: network.options.contains_key(MSS_CLAMP_OPTION),
+        };
+        self.datapath.add_network(spec)?;
+        if network.driver == Driver::Overlay && self.vtep.is_some() {
+            for peer in self.model.peers_of(&network.id) {
+                if let Err(e) = self.datapath.add_peer(spec.id, peer.addr) {
+                    tracing::error!(peer = %peer.addr, network = %network.name, error = %e, "cannot add peer");
+                }
+            }
+        }
+        Ok(())
     }
 
     fn add_tap_to_datapath(
@@ -247,17 +279,9 @@ impl Control {
                 ok(FlushResult { flushed: flushed as u64 })
             }
             Request::Stats { port } => self.stats(port.as_deref()),
-            Request::PeerAdd { .. } => Err(CtlError::new(
-                ErrorKind::NotSupported,
-                "overlay peers need a VTEP: start vswitchd with --vtep ADDR[:PORT]",
-            )),
-            Request::PeerLs => ok(self.model.peers().map(|p| self.peer_info(p)).collect::<Vec<_>>()),
-            Request::PeerRm { addr } => {
-                let mut next = self.model.clone();
-                next.remove_peer(addr).map_err(model_error)?;
-                self.commit(next)?;
-                ok(Ack {})
-            }
+            Request::PeerAdd { addr, networks } => self.peer_add(addr, networks),
+            Request::PeerLs => self.peer_ls(),
+            Request::PeerRm { addr } => self.peer_rm(addr),
             Request::ConfigSet { key, value } => {
                 let mut next = self.model.clone();
                 next.set_config(&key, &value).map_err(model_error)?;
@@ -315,7 +339,10 @@ impl Control {
         }
     }
 
-    fn network_create(&mut self, req: CreateNetwork) -> Reply {
+    fn network_create(&mut self, mut req: CreateNetwork) -> Reply {
+        if req.driver == Driver::Overlay && req.mtu.is_none() {
+            req.mtu = Some(self.overlay_mtu());
+        }
         let mut next = self.model.clone();
         let network = next.create_network(req).map_err(model_error)?;
         if network.driver.is_switched() {
@@ -326,6 +353,68 @@ impl Control {
             return Err(e);
         }
         ok(self.network_info(&network))
+    }
+
+    /// The default MTU of an overlay network: what a tunnel carries over the
+    /// underlay without fragmenting (1450 over a 1500-byte IPv4 underlay).
+    fn overlay_mtu(&self) -> u32 {
+        let (mtu, version) = match self.vtep {
+            Some(v) if v.local.is_ipv6() => (v.underlay_mtu, vxlan::IpVersion::V6),
+            Some(v) => (v.underlay_mtu, vxlan::IpVersion::V4),
+            None => (1500, vxlan::IpVersion::V4),
+        };
+        vxlan::inner_mtu(mtu, version).unwrap_or(vxlan::MIN_INNER_MTU)
+    }
+
+    fn peer_add(&mut self, addr: SocketAddr, networks: Vec<String>) -> Reply {
+        if self.vtep.is_none() {
+            return Err(CtlError::new(ErrorKind::NotSupported, DatapathError::NoVtep.to_string()));
+        }
+        let mut next = self.model.clone();
+        let peer = next.add_peer(addr, &networks).map_err(model_error)?;
+        let served: Vec<NetworkId> = next.peer_networks(&peer).into_iter().map(network_id).collect();
+        for (done, &id) in served.iter().enumerate() {
+            if let Err(e) = self.datapath.add_peer(id, addr) {
+                for &undo in &served[..done] {
+                    let _ = self.datapath.remove_peer(undo, addr);
+                }
+                return Err(datapath_error(e));
+            }
+        }
+        if let Err(e) = self.commit(next) {
+            for &id in &served {
+                let _ = self.datapath.remove_peer(id, addr);
+            }
+            return Err(e);
+        }
+        ok(self.peer_info(&peer))
+    }
+
+    fn peer_rm(&mut self, addr: SocketAddr) -> Reply {
+        let mut next = self.model.clone();
+        let peer = next.remove_peer(addr).map_err(model_error)?;
+        let served: Vec<NetworkId> = self.model.peer_networks(&peer).into_iter().map(network_id).collect();
+        self.commit(next)?;
+        for id in served {
+            let _ = self.datapath.remove_peer(id, addr);
+        }
+        ok(Ack {})
+    }
+
+    fn peer_ls(&self) -> Reply {
+        let mut peers: Vec<proto::PeerInfo> = self.model.peers().map(|p| self.peer_info(p)).collect();
+        let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
+        let mut learned: BTreeMap<SocketAddr, Vec<String>> = BTreeMap::new();
+        for t in snapshot.tunnels.iter().filter(|t| t.learned) {
+            learned.entry(t.remote).or_default().push(self.network_name(t.network));
+        }
+        peers.extend(learned.into_iter().map(|(addr, networks)| proto::PeerInfo {
+            addr,
+            networks,
+            all_networks: false,
+            learned: true,
+        }));
+        ok(peers)
     }
 
     fn network_rm(&mut self, name: &str) -> Reply {
@@ -395,15 +484,23 @@ impl Control {
         ok(Ack {})
     }
 
-    /// Names a datapath port the way `show`, `fdb` and `stats` print it.
-    fn port_name(&self, port: PortId) -> String {
-        let index = port.0 / 2;
-        let name = if port == endpoint_port(index) {
-            self.model.endpoint_by_port_index(index).map(|e| e.host_tap_name.clone())
-        } else {
-            self.model.network_by_index(index).map(gateway_port_name)
-        };
-        name.unwrap_or_else(|| port.to_string())
+    /// Names every datapath port the way `show`, `fdb` and `stats` print
+    /// them, and the remote VTEP of tunnel ports.
+    fn port_names(&self, snapshot: &Snapshot) -> (HashMap<PortId, String>, HashMap<PortId, SocketAddr>) {
+        let remotes: HashMap<PortId, SocketAddr> = snapshot.tunnels.iter().map(|t| (t.port, t.remote)).collect();
+        let names = snapshot
+            .ports
+            .iter()
+            .map(|&(port, _, _)| {
+                let name = match PortRole::of(port) {
+                    PortRole::Endpoint(i) => self.model.endpoint_by_port_index(i).map(|e| e.host_tap_name.clone()),
+                    PortRole::Gateway(i) => self.model.network_by_index(i).map(gateway_port_name),
+                    PortRole::Tunnel(_) => remotes.get(&port).map(|r| tunnel_port_name(*r)),
+                };
+                (port, name.unwrap_or_else(|| port.to_string()))
+            })
+            .collect();
+        (names, remotes)
     }
 
     fn network_name(&self, id: NetworkId) -> String {
@@ -413,17 +510,18 @@ impl Control {
     fn fdb_show(&self, network: Option<&str>) -> Reply {
         let filter = network.map(|n| self.model.network(n).map(network_id)).transpose().map_err(model_error)?;
         let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
+        let (names, remotes) = self.port_names(&snapshot);
         let mut entries: Vec<proto::FdbEntry> = snapshot
             .fdb
             .iter()
             .filter(|r| filter.is_none_or(|f| f == r.network))
             .map(|r| proto::FdbEntry {
                 network: self.network_name(r.network),
-                port: self.port_name(r.port),
+                port: names.get(&r.port).cloned().unwrap_or_else(|| r.port.to_string()),
                 mac: MacAddress(r.mac.0),
                 age_secs: r.age.as_secs(),
                 kind: if r.is_static { FdbKind::Static } else { FdbKind::Learned },
-                remote: None,
+                remote: remotes.get(&r.port).copied(),
             })
             .collect();
         entries.sort_by(|a, b| (&a.network, &a.port, a.mac.0).cmp(&(&b.network, &b.port, b.mac.0)));
@@ -432,21 +530,37 @@ impl Control {
 
     fn stats(&self, port: Option<&str>) -> Reply {
         let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
-        let stats: Vec<PortStats> = snapshot
+        let (names, _) = self.port_names(&snapshot);
+        let drops = |d: &crate::counters::DropCounters| -> BTreeMap<String, u64> {
+            d.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name().to_owned(), n)).collect()
+        };
+        let mut stats: Vec<PortStats> = snapshot
             .ports
             .iter()
             .map(|(id, network, c)| PortStats {
-                port: self.port_name(*id),
+                port: names.get(id).cloned().unwrap_or_else(|| id.to_string()),
                 network: self.network_name(*network),
                 rx_packets: c.rx_packets,
                 rx_bytes: c.rx_bytes,
                 tx_packets: c.tx_packets,
                 tx_bytes: c.tx_bytes,
                 floods: c.rx_flooded,
-                drops: c.drops.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name().to_owned(), n)).collect(),
+                drops: drops(&c.drops),
             })
-            .filter(|s| port.is_none_or(|p| p == s.port))
             .collect();
+        if let Some(v) = snapshot.vtep {
+            stats.push(PortStats {
+                port: VTEP_PORT_NAME.to_owned(),
+                network: "(underlay)".to_owned(),
+                rx_packets: v.rx_packets,
+                rx_bytes: v.rx_bytes,
+                tx_packets: v.tx_packets,
+                tx_bytes: v.tx_bytes,
+                floods: 0,
+                drops: drops(&v.drops),
+            });
+        }
+        stats.retain(|s| port.is_none_or(|p| p == s.port));
         if let Some(p) = port
             && stats.is_empty()
         {
@@ -456,6 +570,7 @@ impl Control {
     }
 
     fn show(&self) -> Reply {
+        let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
         let networks = self
             .model
             .networks()
@@ -481,6 +596,15 @@ impl Control {
                     mac: Some(MacAddress(e.mac.0)),
                     ip: CtlNet::new(e.ipv4, e.prefix_len),
                     remote: None,
+                }));
+                ports.extend(snapshot.tunnels.iter().filter(|t| t.network == network_id(n)).map(|t| ShowPort {
+                    name: tunnel_port_name(t.remote),
+                    kind: proto::PortKind::Tunnel,
+                    sandbox: None,
+                    ifname: None,
+                    mac: None,
+                    ip: None,
+                    remote: Some(t.remote),
                 }));
                 ShowNetwork {
                     name: n.name.clone(),

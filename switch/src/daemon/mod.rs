@@ -1,7 +1,9 @@
 //! The vswitchd daemon: the datapath thread, the control plane that applies
 //! ctl requests to the network model, and the ctl socket server.
 
+mod batch;
 pub mod control;
 pub mod datapath;
 pub mod plumbing;
 pub mod server;
+pub mod tunnel;

@@ -10,6 +10,7 @@
 
 #![allow(unsafe_code)]
 
+pub mod ifaddr;
 pub mod netlink;
 pub mod netns;
 pub mod process;

@@ -1,0 +1,163 @@
+//! Receive buffers for one datapath batch.
+//!
+//! A batch owns a fixed set of large buffers (each fits a 64 KiB GSO frame or
+//! a GRO train of UDP datagrams) and a list of frames that live in them. A
+//! TAP read fills one buffer with a 12-byte virtio-net header and one frame;
+//! a tunnel read may yield several frames from one buffer (UDP GRO). Frames
+//! that came with a virtio-net header keep it just in front of the frame so a
+//! TAP-to-TAP copy is a single contiguous write.
+
+use std::ops::Range;
+
+use crate::bridge::RxFrame;
+use crate::port::PortId;
+use crate::sys::tap::{Tap, VirtioNetHdr};
+
+/// Buffers per batch.
+pub(crate) const BUFFERS: usize = 32;
+/// Frames per batch (several may share a buffer).
+pub(crate) const MAX_FRAMES: usize = 256;
+/// Length of the virtio-net header in front of TAP frames.
+pub(crate) const HDR: usize = VirtioNetHdr::LEN;
+
+/// One frame of the batch.
+#[derive(Debug, Clone)]
+pub(crate) struct RxEntry {
+    /// Which buffer holds it.
+    pub(crate) buf: usize,
+    /// Where the Ethernet frame lies in that buffer.
+    pub(crate) frame: Range<usize>,
+    /// The port it arrived on.
+    pub(crate) port: PortId,
+    /// Its virtio-net header sits at `frame.start - HDR`.
+    pub(crate) has_vnet_hdr: bool,
+    /// The header says GSO (a super-frame to be segmented later).
+    pub(crate) gso: bool,
+}
+
+/// Buffers and the frames read into them.
+pub(crate) struct RxBatch {
+    bufs: Vec<Box<[u8]>>,
+    used: usize,
+    entries: Vec<RxEntry>,
+}
+
+impl RxBatch {
+    pub(crate) fn new() -> RxBatch {
+        RxBatch {
+            bufs: (0..BUFFERS).map(|_| vec![0u8; Tap::RECV_BUF_LEN].into_boxed_slice()).collect(),
+            used: 0,
+            entries: Vec::with_capacity(MAX_FRAMES),
+        }
+    }
+
+    /// Forgets every frame; the buffers are reused.
+    pub(crate) fn clear(&mut self) {
+        self.used = 0;
+        self.entries.clear();
+    }
+
+    /// Number of frames.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no frame is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// True when no buffer or frame slot is left.
+    pub(crate) fn is_full(&self) -> bool {
+        self.used == BUFFERS || self.entries.len() == MAX_FRAMES
+    }
+
+    /// Frames that may still be added.
+    pub(crate) fn frames_left(&self) -> usize {
+        MAX_FRAMES - self.entries.len()
+    }
+
+    /// Buffers not yet used, in order, with the index of the first.
+    pub(crate) fn free_buffers(&mut self) -> (usize, &mut [Box<[u8]>]) {
+        (self.used, &mut self.bufs[self.used..])
+    }
+
+    /// Marks `n` more buffers as used (after filling them from `free_buffers`).
+    pub(crate) fn use_buffers(&mut self, n: usize) {
+        self.used = (self.used + n).min(BUFFERS);
+    }
+
+    /// The next free buffer, marked used.
+    pub(crate) fn take_buffer(&mut self) -> Option<(usize, &mut [u8])> {
+        if self.is_full() {
+            return None;
+        }
+        let index = self.used;
+        self.used += 1;
+        Some((index, &mut self.bufs[index]))
+    }
+
+    /// Gives back the buffer most recently taken (nothing was read into it).
+    pub(crate) fn return_buffer(&mut self) {
+        self.used = self.used.saturating_sub(1);
+    }
+
+    /// Adds a frame that lives in a buffer of this batch.
+    pub(crate) fn push(&mut self, entry: RxEntry) -> bool {
+        if self.entries.len() == MAX_FRAMES {
+            return false;
+        }
+        self.entries.push(entry);
+        true
+    }
+
+    /// Copies a frame made inside the switch (e.g. by a gateway) into a
+    /// fresh buffer, behind a zero virtio-net header.
+    pub(crate) fn push_local(&mut self, port: PortId, frame: &[u8]) -> bool {
+        if HDR + frame.len() > Tap::RECV_BUF_LEN || self.entries.len() == MAX_FRAMES {
+            return false;
+        }
+        let Some((buf, bytes)) = self.take_buffer() else { return false };
+        bytes[..HDR].fill(0);
+        bytes[HDR..HDR + frame.len()].copy_from_slice(frame);
+        self.push(RxEntry { buf, frame: HDR..HDR + frame.len(), port, has_vnet_hdr: true, gso: false })
+    }
+
+    /// Bytes `range` of buffer `buf`.
+    pub(crate) fn buffer(&self, buf: usize, range: Range<usize>) -> &[u8] {
+        &self.bufs[buf][range]
+    }
+
+    /// The entry of frame `i`.
+    pub(crate) fn entry(&self, i: usize) -> &RxEntry {
+        &self.entries[i]
+    }
+
+    /// The Ethernet bytes of frame `i`.
+    pub(crate) fn frame(&self, i: usize) -> &[u8] {
+        let e = &self.entries[i];
+        &self.bufs[e.buf][e.frame.clone()]
+    }
+
+    /// Frame `i` with its virtio-net header in front, if it came with one.
+    pub(crate) fn with_vnet_hdr(&self, i: usize) -> Option<&[u8]> {
+        let e = &self.entries[i];
+        e.has_vnet_hdr.then(|| &self.bufs[e.buf][e.frame.start - HDR..e.frame.end])
+    }
+
+    /// The virtio-net header of frame `i` (all zero for frames without one).
+    pub(crate) fn vnet_hdr(&self, i: usize) -> VirtioNetHdr {
+        self.with_vnet_hdr(i).and_then(VirtioNetHdr::parse).unwrap_or_default()
+    }
+
+    /// The Ethernet bytes of frame `i`, mutable (for in-place fixes).
+    pub(crate) fn frame_mut(&mut self, i: usize) -> &mut [u8] {
+        let e = &self.entries[i];
+        &mut self.bufs[e.buf][e.frame.clone()]
+    }
+
+    /// The frames as the bridge sees them.
+    pub(crate) fn frames(&self) -> impl Iterator<Item = RxFrame<'_>> {
+        self.entries.iter().map(|e| RxFrame { port: e.port, bytes: &self.bufs[e.buf][e.frame.clone()], gso: e.gso })
+    }
+}

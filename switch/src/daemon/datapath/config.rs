@@ -1,0 +1,244 @@
+//! Configuration commands applied inside the datapath thread: networks,
+//! ports, peers, static entries, and snapshots for the control plane.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+use mio::Interest;
+use mio::Token;
+use mio::unix::SourceFd;
+use vxlan::Vni;
+
+use super::handle::{Command, DatapathError, NetworkSpec, Snapshot, TunnelPortInfo, tunnel_port};
+use super::{Datapath, NetInfo, PortIo};
+use crate::bridge::{Bridge, BridgeError};
+use crate::gateway::Gateway;
+use crate::port::{NetworkId, PortConfig, PortId};
+use crate::sys::tap::Tap;
+
+/// Grows `ports` so `id` has a slot.
+fn slot(ports: &mut Vec<Option<PortIo>>, id: PortId) -> &mut Option<PortIo> {
+    if ports.len() <= id.index() {
+        ports.resize_with(id.index() + 1, || None);
+    }
+    &mut ports[id.index()]
+}
+
+/// Adds a tunnel port toward `remote` on `network` in the lowest free
+/// tunnel slot.
+pub(super) fn add_tunnel_port(
+    bridge: &mut Bridge,
+    ports: &mut Vec<Option<PortIo>>,
+    network: NetworkId,
+    mtu: u32,
+    vni: Vni,
+    remote: SocketAddr,
+    learned: bool,
+) -> Result<PortId, BridgeError> {
+    let id = (0u32..)
+        .map(tunnel_port)
+        .find(|id| ports.get(id.index()).is_none_or(Option::is_none))
+        .ok_or(BridgeError::IdOutOfRange(u32::MAX))?;
+    bridge.add_port(id, PortConfig { mtu, ..PortConfig::tunnel(network) })?;
+    *slot(ports, id) = Some(PortIo::Tunnel { vni, remote, learned });
+    Ok(id)
+}
+
+impl Datapath {
+    pub(super) fn handle(&mut self, command: Command) {
+        // A dropped reply sender means the control side gave up; ignore.
+        match command {
+            Command::AddNetwork { spec, reply } => {
+                let _ = reply.send(self.add_network(spec));
+            }
+            Command::RemoveNetwork { id, reply } => {
+                let _ = reply.send(self.remove_network(id));
+            }
+            Command::AddTap { id, tap, config, reply } => {
+                let _ = reply.send(self.add_tap(id, tap, config));
+            }
+            Command::RemovePort { id, reply } => {
+                let _ = reply.send(self.remove_port(id));
+            }
+            Command::AddPeer { network, remote, reply } => {
+                let _ = reply.send(self.add_peer(network, remote));
+            }
+            Command::RemovePeer { network, remote, reply } => {
+                let _ = reply.send(self.remove_peer(network, remote));
+            }
+            Command::AddStatic { network, mac, port, reply } => {
+                let now = self.clock.now();
+                let _ = reply.send(self.bridge.add_static(network, mac, port, now).map_err(Into::into));
+            }
+            Command::RemoveEntry { network, mac, reply } => {
+                let _ = reply.send(self.bridge.remove_entry(network, mac).map_err(Into::into));
+            }
+            Command::Flush { network, reply } => {
+                let networks: Vec<NetworkId> = match network {
+                    Some(n) => vec![n],
+                    None => self.bridge.network_ids().collect(),
+                };
+                let flushed = networks.into_iter().filter_map(|n| self.bridge.flush_network(n).ok()).sum();
+                let _ = reply.send(flushed);
+            }
+            Command::SetAging { aging, reply } => {
+                let _ = reply.send(self.bridge.set_aging_time(aging).map_err(Into::into));
+            }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
+            Command::Shutdown => self.running = false,
+        }
+    }
+
+    fn add_network(&mut self, spec: NetworkSpec) -> Result<(), DatapathError> {
+        if let Some(vni) = spec.vni
+            && self.vnis.contains_key(&vni.get())
+        {
+            return Err(DatapathError::VniInUse(vni.get()));
+        }
+        self.bridge.add_network(spec.id, spec.config)?;
+        let mut gateway = None;
+        if let Some(gw) = spec.gateway {
+            let port = super::gateway_port(spec.id.0);
+            if let Err(e) = self.bridge.add_port(port, PortConfig { mtu: spec.mtu, ..PortConfig::access(spec.id) }) {
+                let _ = self.bridge.remove_network(spec.id);
+                return Err(e.into());
+            }
+            let stack = Gateway::new(gw.address, gw.prefix_len, spec.mtu, self.clock.now());
+            *slot(&mut self.ports, port) = Some(PortIo::Gateway(Box::new(stack)));
+            gateway = Some(port);
+        }
+        if let Some(vni) = spec.vni {
+            self.vnis.insert(vni.get(), spec.id);
+        }
+        if self.nets.len() <= spec.id.index() {
+            self.nets.resize(spec.id.index() + 1, None);
+        }
+        self.nets[spec.id.index()] = Some(NetInfo { vni: spec.vni, mtu: spec.mtu, gateway, mss_clamp: spec.mss_clamp });
+        Ok(())
+    }
+
+    fn remove_network(&mut self, id: NetworkId) -> Result<(), DatapathError> {
+        let members: Vec<PortId> = self.bridge.network_ports(id)?.to_vec();
+        let endpoints = members.iter().filter(|p| matches!(self.port_io(**p), Some(PortIo::Tap(_)))).count();
+        if endpoints > 0 {
+            return Err(BridgeError::NetworkInUse(id, endpoints).into());
+        }
+        for port in members {
+            self.remove_port(port);
+        }
+        self.bridge.remove_network(id)?;
+        if let Some(info) = self.nets.get_mut(id.index()).and_then(Option::take)
+            && let Some(vni) = info.vni
+        {
+            self.vnis.remove(&vni.get());
+        }
+        Ok(())
+    }
+
+    fn port_io(&self, id: PortId) -> Option<&PortIo> {
+        self.ports.get(id.index()).and_then(Option::as_ref)
+    }
+
+    fn add_tap(&mut self, id: PortId, tap: Tap, config: PortConfig) -> Result<(), (Tap, DatapathError)> {
+        if let Err(e) = self.bridge.add_port(id, config) {
+            return Err((tap, e.into()));
+        }
+        let fd = tap.as_raw_fd();
+        if let Err(source) = self.poll.registry().register(&mut SourceFd(&fd), Token(id.index()), Interest::READABLE) {
+            let _ = self.bridge.remove_port(id);
+            return Err((tap, DatapathError::Register { port: id, source }));
+        }
+        *slot(&mut self.ports, id) = Some(PortIo::Tap(tap));
+        if self.queued.len() <= id.index() {
+            self.queued.resize(id.index() + 1, false);
+        }
+        // Frames may already be queued: edge-triggered epoll would not say so.
+        self.mark_ready(id);
+        Ok(())
+    }
+
+    pub(super) fn remove_port(&mut self, id: PortId) -> Option<Tap> {
+        let _ = self.bridge.remove_port(id);
+        let io = self.ports.get_mut(id.index()).and_then(Option::take)?;
+        self.ready.retain(|&p| p != id);
+        if let Some(q) = self.queued.get_mut(id.index()) {
+            *q = false;
+        }
+        match io {
+            PortIo::Tap(tap) => {
+                let fd = tap.as_raw_fd();
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                Some(tap)
+            }
+            PortIo::Tunnel { .. } => {
+                self.peers.remove_handle(id.0);
+                None
+            }
+            PortIo::Gateway(_) => None,
+        }
+    }
+
+    fn add_peer(&mut self, network: NetworkId, remote: SocketAddr) -> Result<PortId, DatapathError> {
+        if self.tunnel.is_none() {
+            return Err(DatapathError::NoVtep);
+        }
+        let info = self.nets.get(network.index()).copied().flatten().ok_or(BridgeError::NoSuchNetwork(network))?;
+        let vni = info.vni.ok_or(BridgeError::NoSuchNetwork(network))?;
+        if let Some(existing) = self.peers.lookup(vni, remote) {
+            // A learned peer becomes static: keep its port and entries.
+            self.peers.remove(vni, remote);
+            self.peers.add_static(vni, remote, existing)?;
+            if let Some(Some(PortIo::Tunnel { learned, .. })) = self.ports.get_mut(existing as usize) {
+                *learned = false;
+            }
+            self.peer_ports.insert(remote.ip(), remote.port());
+            return Ok(PortId(existing));
+        }
+        let port = add_tunnel_port(&mut self.bridge, &mut self.ports, network, info.mtu, vni, remote, false)?;
+        if let Err(e) = self.peers.add_static(vni, remote, port.0) {
+            self.remove_port(port);
+            return Err(e.into());
+        }
+        self.peer_ports.insert(remote.ip(), remote.port());
+        Ok(port)
+    }
+
+    fn remove_peer(&mut self, network: NetworkId, remote: SocketAddr) -> bool {
+        let Some(vni) = self.nets.get(network.index()).copied().flatten().and_then(|n| n.vni) else { return false };
+        let Some(handle) = self.peers.lookup(vni, remote) else { return false };
+        self.remove_port(PortId(handle));
+        true
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let now = self.clock.now();
+        let mut snapshot = Snapshot::default();
+        for network in self.bridge.network_ids() {
+            if let Ok(records) = self.bridge.fdb_records(network, now) {
+                snapshot.fdb.extend(records);
+            }
+            if let Ok(learning) = self.bridge.learning_counters(network) {
+                snapshot.learning.push((network, learning));
+            }
+        }
+        for (index, io) in self.ports.iter().enumerate() {
+            let id = PortId(index as u32);
+            let Ok(config) = self.bridge.port_config(id) else { continue };
+            if let Ok(counters) = self.bridge.port_counters(id) {
+                snapshot.ports.push((id, config.network, counters));
+            }
+            if let Some(PortIo::Tunnel { remote, learned, .. }) = io {
+                snapshot.tunnels.push(TunnelPortInfo {
+                    port: id,
+                    network: config.network,
+                    remote: *remote,
+                    learned: *learned,
+                });
+            }
+        }
+        snapshot.vtep = self.tunnel.as_ref().map(|t| t.counters());
+        snapshot
+    }
+}

@@ -1,0 +1,264 @@
+//! The control plane's end of the datapath: commands, replies, snapshots and
+//! how datapath port ids are formed.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{RecvTimeoutError, Sender};
+use mio::{Poll, Waker};
+use vxlan::Vni;
+
+use super::super::tunnel::{TunnelCounters, VtepConfig};
+use super::{Datapath, WAKER};
+use crate::bridge::{BridgeError, FdbRecord, NetworkConfig};
+use crate::counters::{LearningCounters, PortCounters};
+use crate::port::{NetworkId, PortConfig, PortId};
+use crate::sys::tap::Tap;
+use crate::wire::MacAddr;
+
+/// How long a control request waits for the datapath before giving up.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a datapath port id stands for. Ids interleave three kinds so each
+/// kind's numbers stay dense: endpoint `i` is `3i`, network `i`'s gateway is
+/// `3i + 1`, tunnel port `i` is `3i + 2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortRole {
+    /// A TAP endpoint, by the model's port index.
+    Endpoint(u32),
+    /// A network's gateway, by network index.
+    Gateway(u32),
+    /// A tunnel to one peer on one network, by tunnel slot.
+    Tunnel(u32),
+}
+
+impl PortRole {
+    /// The role of `port`.
+    pub fn of(port: PortId) -> PortRole {
+        let index = port.0 / 3;
+        match port.0 % 3 {
+            0 => PortRole::Endpoint(index),
+            1 => PortRole::Gateway(index),
+            _ => PortRole::Tunnel(index),
+        }
+    }
+}
+
+/// The datapath's port id of endpoint number `port_index`.
+pub fn endpoint_port(port_index: u32) -> PortId {
+    PortId(port_index * 3)
+}
+
+/// The datapath's port id of network number `network_index`'s gateway.
+pub fn gateway_port(network_index: u32) -> PortId {
+    PortId(network_index * 3 + 1)
+}
+
+/// The datapath's port id of tunnel slot `slot`.
+pub(super) fn tunnel_port(slot: u32) -> PortId {
+    PortId(slot * 3 + 2)
+}
+
+/// The gateway of a network, as the datapath needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewaySpec {
+    /// The gateway's address.
+    pub address: Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix_len: u8,
+}
+
+/// A network as the datapath needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// Its id (the model's network index).
+    pub id: NetworkId,
+    /// Bridge settings.
+    pub config: NetworkConfig,
+    /// Endpoint MTU.
+    pub mtu: u32,
+    /// The userspace gateway, if the network has one.
+    pub gateway: Option<GatewaySpec>,
+    /// The VNI of an overlay network.
+    pub vni: Option<Vni>,
+    /// Clamp the MSS of TCP SYNs to fit the tunnel (`-o mss-clamp`).
+    pub mss_clamp: bool,
+}
+
+/// Errors the control plane sees from the datapath.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    /// The bridge refused the change.
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+    /// Registering a port's descriptor with epoll failed.
+    #[error("cannot register port {port} with the event loop: {source}")]
+    Register {
+        /// The port.
+        port: PortId,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Overlay traffic needs a VTEP.
+    #[error("overlay peers need a VTEP: start vswitchd with --vtep ADDR[:PORT]")]
+    NoVtep,
+    /// The VNI is already served by another network.
+    #[error("VNI {0} is already used by another network")]
+    VniInUse(u32),
+    /// The peer table refused the peer.
+    #[error("cannot add peer: {0}")]
+    Peer(#[from] vxlan::PeerError),
+    /// The datapath thread did not answer in time or is gone.
+    #[error("the datapath thread is not responding")]
+    Unresponsive,
+}
+
+/// A reply channel for one command.
+pub(super) type Reply<T> = Sender<T>;
+
+/// Everything the control plane can ask of the datapath.
+pub(super) enum Command {
+    AddNetwork { spec: NetworkSpec, reply: Reply<Result<(), DatapathError>> },
+    RemoveNetwork { id: NetworkId, reply: Reply<Result<(), DatapathError>> },
+    AddTap { id: PortId, tap: Tap, config: PortConfig, reply: Reply<Result<(), (Tap, DatapathError)>> },
+    RemovePort { id: PortId, reply: Reply<Option<Tap>> },
+    AddPeer { network: NetworkId, remote: SocketAddr, reply: Reply<Result<PortId, DatapathError>> },
+    RemovePeer { network: NetworkId, remote: SocketAddr, reply: Reply<bool> },
+    AddStatic { network: NetworkId, mac: MacAddr, port: PortId, reply: Reply<Result<(), DatapathError>> },
+    RemoveEntry { network: NetworkId, mac: MacAddr, reply: Reply<Result<bool, DatapathError>> },
+    Flush { network: Option<NetworkId>, reply: Reply<usize> },
+    SetAging { aging: Duration, reply: Reply<Result<(), DatapathError>> },
+    Snapshot { reply: Reply<Snapshot> },
+    Shutdown,
+}
+
+/// A tunnel port as the control plane sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelPortInfo {
+    /// Its port id.
+    pub port: PortId,
+    /// Its network.
+    pub network: NetworkId,
+    /// The remote VTEP.
+    pub remote: SocketAddr,
+    /// Learned from traffic (`--learn-peers`) rather than configured.
+    pub learned: bool,
+}
+
+/// Counters and tables copied out of the datapath for the control plane.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Every FDB entry of every network.
+    pub fdb: Vec<FdbRecord>,
+    /// Every port with its network and counters.
+    pub ports: Vec<(PortId, NetworkId, PortCounters)>,
+    /// Learning counters per network.
+    pub learning: Vec<(NetworkId, LearningCounters)>,
+    /// Every tunnel port.
+    pub tunnels: Vec<TunnelPortInfo>,
+    /// The underlay endpoint's totals, when there is one.
+    pub vtep: Option<TunnelCounters>,
+}
+
+/// The control plane's end of the datapath.
+#[derive(Debug)]
+pub struct DatapathHandle {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DatapathHandle {
+    /// Opens the underlay sockets (if a VTEP is configured) and starts the
+    /// datapath thread.
+    pub fn spawn(vtep: Option<VtepConfig>) -> io::Result<DatapathHandle> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (commands, inbox) = crossbeam_channel::unbounded();
+        let datapath = Datapath::new(poll, inbox, vtep)?;
+        let thread = std::thread::Builder::new().name("datapath".into()).spawn(move || datapath.run())?;
+        Ok(DatapathHandle { commands, waker, thread: Some(thread) })
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DatapathError> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.commands.send(make(reply)).map_err(|_| DatapathError::Unresponsive)?;
+        self.waker.wake().map_err(|_| DatapathError::Unresponsive)?;
+        answer.recv_timeout(REPLY_TIMEOUT).map_err(|e| match e {
+            RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected => DatapathError::Unresponsive,
+        })
+    }
+
+    /// Creates a network (bridge domain), with its userspace gateway if given.
+    pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
+        self.call(|reply| Command::AddNetwork { spec, reply })?
+    }
+
+    /// Removes a network with its gateway and tunnel ports; refused while
+    /// endpoints remain.
+    pub fn remove_network(&self, id: NetworkId) -> Result<(), DatapathError> {
+        self.call(|reply| Command::RemoveNetwork { id, reply })?
+    }
+
+    /// Adds a TAP port. On failure the TAP is handed back.
+    pub fn add_tap(&self, id: PortId, tap: Tap, config: PortConfig) -> Result<(), (Option<Tap>, DatapathError)> {
+        match self.call(|reply| Command::AddTap { id, tap, config, reply }) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err((tap, e))) => Err((Some(tap), e)),
+            Err(e) => Err((None, e)),
+        }
+    }
+
+    /// Removes a port (and its FDB entries); returns its TAP, if it had one.
+    pub fn remove_port(&self, id: PortId) -> Result<Option<Tap>, DatapathError> {
+        self.call(|reply| Command::RemovePort { id, reply })
+    }
+
+    /// Adds a static peer to an overlay network: a tunnel port toward it.
+    pub fn add_peer(&self, network: NetworkId, remote: SocketAddr) -> Result<PortId, DatapathError> {
+        self.call(|reply| Command::AddPeer { network, remote, reply })?
+    }
+
+    /// Removes a peer from an overlay network; returns whether it was there.
+    pub fn remove_peer(&self, network: NetworkId, remote: SocketAddr) -> Result<bool, DatapathError> {
+        self.call(|reply| Command::RemovePeer { network, remote, reply })
+    }
+
+    /// Adds a static FDB entry.
+    pub fn add_static(&self, network: NetworkId, mac: MacAddr, port: PortId) -> Result<(), DatapathError> {
+        self.call(|reply| Command::AddStatic { network, mac, port, reply })?
+    }
+
+    /// Removes an FDB entry; returns whether it existed.
+    pub fn remove_entry(&self, network: NetworkId, mac: MacAddr) -> Result<bool, DatapathError> {
+        self.call(|reply| Command::RemoveEntry { network, mac, reply })?
+    }
+
+    /// Flushes learned entries of one network, or of all; returns how many.
+    pub fn flush(&self, network: Option<NetworkId>) -> Result<usize, DatapathError> {
+        self.call(|reply| Command::Flush { network, reply })
+    }
+
+    /// Sets the FDB aging time.
+    pub fn set_aging(&self, aging: Duration) -> Result<(), DatapathError> {
+        self.call(|reply| Command::SetAging { aging, reply })?
+    }
+
+    /// Copies the tables and counters out.
+    pub fn snapshot(&self) -> Result<Snapshot, DatapathError> {
+        self.call(|reply| Command::Snapshot { reply })
+    }
+}
+
+impl Drop for DatapathHandle {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        let _ = self.waker.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

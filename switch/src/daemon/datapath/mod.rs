@@ -1,0 +1,424 @@
+//! The datapath thread: one event loop (mio/epoll, blocking waits, never
+//! busy-polling) that reads frames from every port in batches, asks the
+//! [`Bridge`] where they go, and writes them out.
+//!
+//! TAP frames keep their 12-byte virtio-net header end to end: a TSO super-
+//! frame read from one sandbox is written, header and all, to another, so a
+//! TCP stream crosses the switch as 64 KiB GSO frames rather than 1500-byte
+//! packets. Frames for a network's gateway go to its userspace stack
+//! ([`Gateway`]) and its answers re-enter the bridge from the gateway port.
+//! Overlay networks reach other hosts through tunnel ports, one per (network,
+//! peer), over the [`Tunnel`] underlay sockets.
+//!
+//! The control plane talks to this thread only through [`DatapathHandle`]:
+//! commands on a channel plus a mio waker. The packet path never waits on
+//! control work; control waits (bounded) on the packet path's reply.
+
+mod config;
+mod handle;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use vxlan::{PeerTable, PeerTableConfig, Vni};
+
+use handle::Command;
+pub use handle::{
+    DatapathError, DatapathHandle, GatewaySpec, NetworkSpec, PortRole, Snapshot, TunnelPortInfo, endpoint_port,
+    gateway_port,
+};
+
+use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};
+use super::tunnel::{Tunnel, TxOutcome, VtepConfig};
+use crate::bridge::{Bridge, TxPlan};
+use crate::counters::DropReason;
+use crate::gateway::Gateway;
+use crate::offload::{self, TooBig};
+use crate::port::{NetworkId, PortId};
+use crate::sys::tap::{Tap, VirtioNetHdr};
+use crate::time::{MonotonicClock, Timestamp};
+use crate::wire::{EtherType, EthernetFrame};
+
+/// Batches processed before the loop looks at commands and timers again.
+const MAX_BATCHES_PER_WAKEUP: usize = 64;
+/// The waker's token; port tokens are their `PortId`s.
+const WAKER: Token = Token(usize::MAX);
+/// The underlay receive socket's token.
+const TUNNEL: Token = Token(usize::MAX - 1);
+/// How often aging and gateway timers run when there is no traffic.
+const TICK: Duration = Duration::from_secs(1);
+/// The virtio-net header of frames made inside the switch: no offloads.
+const PLAIN_HDR: [u8; HDR] = [0; HDR];
+
+/// What sits behind a port.
+enum PortIo {
+    Tap(Tap),
+    Gateway(Box<Gateway>),
+    Tunnel { vni: Vni, remote: SocketAddr, learned: bool },
+}
+
+/// What the datapath keeps per network beyond the bridge.
+#[derive(Debug, Clone, Copy)]
+struct NetInfo {
+    vni: Option<Vni>,
+    mtu: u32,
+    gateway: Option<PortId>,
+    mss_clamp: bool,
+}
+
+struct Datapath {
+    poll: Poll,
+    inbox: Receiver<Command>,
+    bridge: Bridge,
+    ports: Vec<Option<PortIo>>,
+    nets: Vec<Option<NetInfo>>,
+    /// Ports that may have more frames queued (edge-triggered epoll).
+    ready: VecDeque<PortId>,
+    queued: Vec<bool>,
+    tunnel: Option<Tunnel>,
+    tunnel_ready: bool,
+    /// VNI → overlay network.
+    vnis: HashMap<u32, NetworkId>,
+    /// (VNI, remote VTEP) → tunnel port.
+    peers: PeerTable,
+    /// The UDP port each peer IP listens on (packets arrive from any port).
+    peer_ports: HashMap<IpAddr, u16>,
+    clock: MonotonicClock,
+    batch: RxBatch,
+    plan: TxPlan,
+    /// Gateways that were handed frames in this round.
+    busy_gateways: Vec<PortId>,
+    /// Frames made inside the switch, to enter the bridge from a port.
+    injected: Vec<(PortId, Vec<u8>)>,
+    last_tick: Timestamp,
+    running: bool,
+}
+
+impl Datapath {
+    fn new(poll: Poll, inbox: Receiver<Command>, vtep: Option<VtepConfig>) -> io::Result<Datapath> {
+        let tunnel = vtep.map(Tunnel::open).transpose()?;
+        if let Some(t) = &tunnel {
+            let fd = t.rx_socket().as_raw_fd();
+            poll.registry().register(&mut SourceFd(&fd), TUNNEL, Interest::READABLE)?;
+        }
+        Ok(Datapath {
+            poll,
+            inbox,
+            bridge: Bridge::new(),
+            ports: Vec::new(),
+            nets: Vec::new(),
+            ready: VecDeque::new(),
+            queued: Vec::new(),
+            tunnel_ready: tunnel.is_some(),
+            tunnel,
+            vnis: HashMap::new(),
+            peers: PeerTable::new(PeerTableConfig::default()),
+            peer_ports: HashMap::new(),
+            clock: MonotonicClock::new(),
+            batch: RxBatch::new(),
+            plan: TxPlan::with_capacity(BUFFERS * 8),
+            busy_gateways: Vec::new(),
+            injected: Vec::new(),
+            last_tick: Timestamp(0),
+            running: true,
+        })
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        while self.running {
+            let busy = !self.ready.is_empty() || self.tunnel_ready;
+            let timeout = if busy { Duration::ZERO } else { TICK };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!(error = %e, "epoll wait failed");
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    TUNNEL => self.tunnel_ready = true,
+                    Token(port) => self.mark_ready(PortId(port as u32)),
+                }
+            }
+            self.handle_commands();
+            // Bounded, so commands and timers get their turn under load.
+            for _ in 0..MAX_BATCHES_PER_WAKEUP {
+                if self.ready.is_empty() && !self.tunnel_ready {
+                    break;
+                }
+                self.read_batch();
+                self.forward();
+            }
+            let now = self.clock.now();
+            if now.millis_since(self.last_tick) >= TICK.as_millis() as u64 {
+                self.last_tick = now;
+                self.tick(now);
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        self.bridge.age(now);
+        for aged in self.peers.age(now.0) {
+            tracing::info!(peer = %aged.addr, vni = aged.vni.get(), "learned peer aged out");
+            self.remove_port(PortId(aged.handle));
+        }
+        self.batch.clear();
+        for index in 0..self.ports.len() {
+            if matches!(self.ports[index], Some(PortIo::Gateway(_))) {
+                self.poll_gateway(PortId(index as u32), now);
+            }
+        }
+        if !self.batch.is_empty() {
+            self.forward();
+        }
+    }
+
+    fn mark_ready(&mut self, port: PortId) {
+        let i = port.index();
+        if i < self.queued.len() && !self.queued[i] {
+            self.queued[i] = true;
+            self.ready.push_back(port);
+        }
+    }
+
+    /// Fills the batch: round-robin over ready TAPs, one frame per port per
+    /// pass, then whatever the underlay socket holds, until the batch is full
+    /// or everything is drained.
+    fn read_batch(&mut self) {
+        self.batch.clear();
+        while !self.batch.is_full() {
+            let Some(port) = self.ready.pop_front() else { break };
+            let Some(Some(PortIo::Tap(tap))) = self.ports.get(port.index()) else {
+                self.queued[port.index()] = false;
+                continue;
+            };
+            let Some((buf, bytes)) = self.batch.take_buffer() else {
+                self.ready.push_front(port);
+                break;
+            };
+            match tap.recv(bytes) {
+                Ok(len) if len >= HDR => {
+                    let gso = VirtioNetHdr::parse(bytes).unwrap_or_default().is_gso();
+                    self.batch.push(RxEntry { buf, frame: HDR..len, port, has_vnet_hdr: true, gso });
+                    self.ready.push_back(port);
+                }
+                result => {
+                    self.batch.return_buffer();
+                    match result {
+                        // A read shorter than the header: count it as truncated.
+                        Ok(_) => {
+                            self.bridge.count_drop(port, DropReason::Truncated);
+                            self.ready.push_back(port);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.queued[port.index()] = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => self.ready.push_back(port),
+                        Err(e) => {
+                            tracing::warn!(%port, error = %e, "read from TAP failed; waiting for the next event");
+                            self.queued[port.index()] = false;
+                        }
+                    }
+                }
+            }
+        }
+        if self.tunnel_ready && !self.batch.is_full() {
+            self.read_tunnel();
+        }
+    }
+
+    /// Reads the underlay socket into the batch, mapping each datagram to
+    /// the tunnel port of its (VNI, sender), learning new peers if allowed.
+    fn read_tunnel(&mut self) {
+        let now = self.clock.now();
+        let Datapath { tunnel, batch, bridge, ports, nets, vnis, peers, peer_ports, tunnel_ready, .. } = self;
+        let Some(tunnel) = tunnel.as_mut() else { return };
+        let learn = tunnel.config().learn_peers;
+        let default_port = tunnel.config().local.port();
+        let result = tunnel.receive(batch, |vni, ip, _inner| {
+            let &network = vnis.get(&vni.get()).ok_or(DropReason::UnknownVni)?;
+            let remote = SocketAddr::new(ip, peer_ports.get(&ip).copied().unwrap_or(default_port));
+            if let Some(handle) = peers.on_packet(vni, remote, now.0) {
+                return Ok(PortId(handle));
+            }
+            if !learn {
+                return Err(DropReason::UnknownPeer);
+            }
+            let info = nets.get(network.index()).copied().flatten().ok_or(DropReason::UnknownVni)?;
+            let port = config::add_tunnel_port(bridge, ports, network, info.mtu, vni, remote, true)
+                .map_err(|_| DropReason::UnknownPeer)?;
+            if peers.learn(vni, remote, port.0, now.0).is_err() {
+                let _ = bridge.remove_port(port);
+                ports[port.index()] = None;
+                return Err(DropReason::UnknownPeer);
+            }
+            tracing::info!(peer = %remote, vni = vni.get(), "learned a new peer");
+            Ok(port)
+        });
+        match result {
+            Ok(more) => *tunnel_ready = more,
+            Err(e) => {
+                tracing::warn!(error = %e, "underlay receive failed; waiting for the next event");
+                *tunnel_ready = false;
+            }
+        }
+    }
+
+    /// Decides and transmits the current batch, then runs gateways that got
+    /// frames and forwards what they (and the tunnel's ICMP answers) produced.
+    fn forward(&mut self) {
+        let now = self.clock.now();
+        for _round in 0..4 {
+            if self.batch.is_empty() {
+                break;
+            }
+            self.clamp_mss();
+            self.bridge.forward_batch(now, self.batch.frames(), &mut self.plan);
+            self.transmit();
+            if self.busy_gateways.is_empty() && self.injected.is_empty() {
+                break;
+            }
+            self.batch.clear();
+            let busy = std::mem::take(&mut self.busy_gateways);
+            for &port in &busy {
+                self.poll_gateway(port, now);
+            }
+            self.busy_gateways = busy;
+            self.busy_gateways.clear();
+            for (port, frame) in std::mem::take(&mut self.injected) {
+                if !self.batch.push_local(port, &frame) {
+                    self.bridge.count_drop(port, DropReason::TxQueueFull);
+                }
+            }
+        }
+    }
+
+    /// Rewrites the MSS of TCP SYNs in networks with `-o mss-clamp` so the
+    /// segments fit the tunnel.
+    fn clamp_mss(&mut self) {
+        let Some(tunnel) = &self.tunnel else { return };
+        let mss_v4 = (tunnel.inner_ip_mtu() - 40).min(u32::from(u16::MAX)) as u16;
+        if !self.nets.iter().flatten().any(|n| n.mss_clamp) {
+            return;
+        }
+        for i in 0..self.batch.len() {
+            let port = self.batch.entry(i).port;
+            let clamp = self
+                .bridge
+                .port_config(port)
+                .ok()
+                .and_then(|c| self.nets.get(c.network.index()).copied().flatten())
+                .is_some_and(|n| n.mss_clamp);
+            if clamp {
+                let hdr = self.batch.vnet_hdr(i);
+                let frame = self.batch.frame_mut(i);
+                // An IPv6 header is 20 bytes longer than an IPv4 one.
+                let is_v6 = EthernetFrame::new_checked(&*frame).is_ok_and(|f| f.ethertype() == EtherType::IPV6);
+                let mss = if is_v6 { mss_v4.saturating_sub(20) } else { mss_v4 };
+                offload::clamp_mss(frame, &hdr, mss);
+            }
+        }
+    }
+
+    fn transmit(&mut self) {
+        for k in 0..self.plan.len() {
+            let send = self.plan.sends()[k];
+            let i = send.frame as usize;
+            match self.ports.get_mut(send.port.index()) {
+                Some(Some(PortIo::Tap(tap))) => {
+                    let sent = match self.batch.with_vnet_hdr(i) {
+                        Some(bytes) => tap.send(bytes),
+                        None => tap.send_vectored(&[IoSlice::new(&PLAIN_HDR), IoSlice::new(self.batch.frame(i))]),
+                    };
+                    if let Err(e) = sent {
+                        let reason = if e.kind() == io::ErrorKind::WouldBlock {
+                            DropReason::TxQueueFull
+                        } else {
+                            DropReason::TxError
+                        };
+                        self.bridge.count_drop(send.port, reason);
+                    }
+                }
+                Some(Some(PortIo::Gateway(gw))) => {
+                    if self.batch.entry(i).gso {
+                        self.bridge.count_drop(send.port, DropReason::Oversize);
+                        continue;
+                    }
+                    gw.deliver(self.batch.frame(i));
+                    if !self.busy_gateways.contains(&send.port) {
+                        self.busy_gateways.push(send.port);
+                    }
+                }
+                Some(Some(PortIo::Tunnel { vni, remote, .. })) => {
+                    let (vni, remote) = (*vni, *remote);
+                    let Some(tunnel) = self.tunnel.as_mut() else { continue };
+                    let hdr = self.batch.vnet_hdr(i);
+                    match tunnel.send(vni, remote, self.batch.frame(i), &hdr) {
+                        TxOutcome::Sent => {}
+                        TxOutcome::Dropped(reason) => self.bridge.count_drop(send.port, reason),
+                        TxOutcome::TooBig(kind) => {
+                            self.bridge.count_drop(send.port, DropReason::TooBigForTunnel);
+                            self.answer_too_big(send.port, i, kind);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Queues an ICMP "fragmentation needed" / "packet too big" for frame
+    /// `i` from the gateway of the tunnel port's network.
+    fn answer_too_big(&mut self, tunnel_port: PortId, i: usize, kind: TooBig) {
+        let Some(tunnel) = &self.tunnel else { return };
+        let mtu = tunnel.inner_ip_mtu().min(u32::from(u16::MAX)) as u16;
+        let Some(gateway) = self
+            .bridge
+            .port_config(tunnel_port)
+            .ok()
+            .and_then(|c| self.nets.get(c.network.index()).copied().flatten())
+            .and_then(|n| n.gateway)
+        else {
+            return;
+        };
+        let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return };
+        let mut answer = Vec::new();
+        let frame = self.batch.frame(i);
+        let built = match kind {
+            TooBig::Ipv4 => offload::icmp_frag_needed(frame, mtu, gw.mac().0, gw.address(), &mut answer),
+            TooBig::Ipv6 => offload::icmpv6_packet_too_big(frame, mtu, gw.mac().0, link_local(gw.mac().0), &mut answer),
+        };
+        if built.is_some() {
+            self.injected.push((gateway, answer));
+        }
+    }
+
+    fn poll_gateway(&mut self, port: PortId, now: Timestamp) {
+        let Some(Some(PortIo::Gateway(gw))) = self.ports.get_mut(port.index()) else { return };
+        let mut out = Vec::new();
+        gw.poll(now, &mut out);
+        for frame in out {
+            if !self.batch.push_local(port, &frame) {
+                self.bridge.count_drop(port, DropReason::TxQueueFull);
+            }
+        }
+    }
+
+    fn handle_commands(&mut self) {
+        while let Ok(command) = self.inbox.try_recv() {
+            self.handle(command);
+        }
+    }
+}
+
+/// The EUI-64 link-local address of `mac` (fe80::/64), the gateway's IPv6
+/// source for "packet too big".
+fn link_local(mac: [u8; 6]) -> Ipv6Addr {
+    Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 0x02, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]])
+}

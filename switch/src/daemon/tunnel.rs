@@ -1,0 +1,254 @@
+//! The VXLAN underlay: UDP sockets that carry overlay frames between hosts.
+//!
+//! The kernel's UDP stack carries the packets (no raw sockets). One socket,
+//! bound to the VTEP address and port (4789 by default), receives; a small
+//! pool of sockets bound to ephemeral ports sends, so that each inner flow
+//! leaves from its own UDP source port (underlay ECMP spreads flows, a flow
+//! stays on one path), as Linux's `udp_flow_src_port` does. quinn-udp does
+//! the batching: `recvmmsg` with UDP GRO on receive and `sendmsg` with UDP
+//! GSO (`UDP_SEGMENT`) on send, probed once and degrading at run time where
+//! the kernel lacks them. Its sockets set `IP_PMTUDISC_PROBE`: outer packets
+//! carry DF and are never fragmented.
+//!
+//! Before encapsulation a frame from a TAP becomes a real wire frame: TSO /
+//! USO super-frames are segmented in software to the overlay MTU and partial
+//! checksums completed ([`crate::offload`]), and the segments of one frame
+//! leave in one GSO send.
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use vxlan::{HEADER_LEN, Vni, VxlanError};
+
+use super::batch::{BUFFERS, RxBatch, RxEntry};
+use crate::counters::{DropCounters, DropReason};
+use crate::offload::{self, SegmentBuf, TooBig};
+use crate::port::PortId;
+use crate::sys::tap::VirtioNetHdr;
+
+/// Sockets in the send pool (distinct UDP source ports).
+const SOURCE_PORTS: usize = 8;
+/// Largest UDP payload of one (GSO) send: an IPv4 packet's 65,535 bytes
+/// minus its IP and UDP headers.
+const MAX_UDP_PAYLOAD: usize = 65_535 - 20 - 8;
+/// Socket buffer size asked for on every socket.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Configuration of the underlay endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VtepConfig {
+    /// Local address and port to receive VXLAN on.
+    pub local: SocketAddr,
+    /// Accept VXLAN from unknown addresses and make them peers.
+    pub learn_peers: bool,
+    /// MTU of the underlay interface holding `local`.
+    pub underlay_mtu: u32,
+}
+
+/// Totals of the underlay endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelCounters {
+    /// VXLAN datagrams received.
+    pub rx_packets: u64,
+    /// Bytes of VXLAN payload received.
+    pub rx_bytes: u64,
+    /// VXLAN datagrams sent.
+    pub tx_packets: u64,
+    /// Bytes of VXLAN payload sent.
+    pub tx_bytes: u64,
+    /// Datagrams dropped before reaching a tunnel port, by reason.
+    pub drops: DropCounters,
+}
+
+/// What became of a frame handed to [`Tunnel::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxOutcome {
+    /// Encapsulated and handed to the kernel.
+    Sent,
+    /// Too big for the overlay and DF (or IPv6): answer with ICMP.
+    TooBig(TooBig),
+    /// Dropped for this reason.
+    Dropped(DropReason),
+}
+
+struct TxSocket {
+    socket: UdpSocket,
+    state: UdpSocketState,
+}
+
+/// The underlay sockets and the scratch buffers of encapsulation.
+pub(crate) struct Tunnel {
+    rx: UdpSocket,
+    rx_state: UdpSocketState,
+    tx: Vec<TxSocket>,
+    config: VtepConfig,
+    counters: TunnelCounters,
+    segments: SegmentBuf,
+    encap: Vec<u8>,
+    metas: [RecvMeta; BUFFERS],
+}
+
+fn open(addr: SocketAddr) -> io::Result<(UdpSocket, UdpSocketState)> {
+    let socket = UdpSocket::bind(addr)?;
+    let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+    // Best effort: a smaller buffer only costs throughput.
+    let _ = state.set_send_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
+    let _ = state.set_recv_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
+    Ok((socket, state))
+}
+
+impl Tunnel {
+    /// Binds the receive socket and the send pool.
+    pub(crate) fn open(config: VtepConfig) -> io::Result<Tunnel> {
+        let (rx, rx_state) = open(config.local)?;
+        let tx = (0..SOURCE_PORTS)
+            .map(|_| open(SocketAddr::new(config.local.ip(), 0)).map(|(socket, state)| TxSocket { socket, state }))
+            .collect::<io::Result<Vec<_>>>()?;
+        tracing::info!(
+            vtep = %config.local,
+            gso_segments = tx[0].state.max_gso_segments(),
+            gro_segments = rx_state.gro_segments(),
+            "VXLAN underlay ready"
+        );
+        Ok(Tunnel {
+            rx,
+            rx_state,
+            tx,
+            config,
+            counters: TunnelCounters::default(),
+            segments: SegmentBuf::with_capacity(96 * 1024, offload::MAX_SEGMENTS),
+            encap: Vec::with_capacity(128 * 1024),
+            metas: [RecvMeta::default(); BUFFERS],
+        })
+    }
+
+    /// The receive socket, for event registration.
+    pub(crate) fn rx_socket(&self) -> &UdpSocket {
+        &self.rx
+    }
+
+    /// The configuration it was opened with.
+    pub(crate) fn config(&self) -> VtepConfig {
+        self.config
+    }
+
+    /// Its totals.
+    pub(crate) fn counters(&self) -> TunnelCounters {
+        self.counters
+    }
+
+    /// The largest inner IP packet a tunnel carries without fragmenting the
+    /// outer packet.
+    pub(crate) fn inner_ip_mtu(&self) -> u32 {
+        let version = if self.config.local.is_ipv4() { vxlan::IpVersion::V4 } else { vxlan::IpVersion::V6 };
+        vxlan::inner_mtu(self.config.underlay_mtu, version).unwrap_or(vxlan::MIN_INNER_MTU)
+    }
+
+    /// Reads datagrams into the batch's free buffers, decapsulates them and
+    /// adds their inner frames, each from the port `classify` names (or
+    /// dropped under the reason it gives). Returns `Ok(false)` once the
+    /// socket is drained.
+    pub(crate) fn receive(
+        &mut self,
+        batch: &mut RxBatch,
+        mut classify: impl FnMut(Vni, IpAddr, &[u8]) -> Result<PortId, DropReason>,
+    ) -> io::Result<bool> {
+        let frames_left = batch.frames_left();
+        let (first, free) = batch.free_buffers();
+        let wanted = free.len().min(frames_left);
+        if wanted == 0 {
+            return Ok(true);
+        }
+        let mut iter = free.iter_mut();
+        let mut slices: [IoSliceMut<'_>; BUFFERS] =
+            std::array::from_fn(|_| IoSliceMut::new(iter.next().map_or(&mut [][..], |b| &mut b[..])));
+        let received = match self.rx_state.recv(UdpSockRef::from(&self.rx), &mut slices[..wanted], &mut self.metas) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        batch.use_buffers(received);
+        for (i, meta) in self.metas[..received].iter().enumerate() {
+            let buf = first + i;
+            let stride = meta.stride.max(1);
+            let mut start = 0;
+            while start < meta.len {
+                let end = (start + stride).min(meta.len);
+                self.counters.rx_packets += 1;
+                self.counters.rx_bytes += (end - start) as u64;
+                let entry = match vxlan::decapsulate(batch.buffer(buf, start..end)) {
+                    Ok((vni, inner)) => {
+                        classify(vni, meta.addr.ip(), inner).map(|port| (start + HEADER_LEN..end, port))
+                    }
+                    Err(VxlanError::FlagNotSet { .. }) => Err(DropReason::VxlanBadFlags),
+                    Err(_) => Err(DropReason::VxlanMalformed),
+                };
+                match entry {
+                    Ok((frame, port)) => {
+                        let pushed = batch.push(RxEntry { buf, frame, port, has_vnet_hdr: false, gso: false });
+                        if !pushed {
+                            self.counters.drops.count(DropReason::TxQueueFull);
+                        }
+                    }
+                    Err(reason) => self.counters.drops.count(reason),
+                }
+                start = end;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Encapsulates `frame` for `vni` and sends it to `dest`, segmenting and
+    /// checksumming it first if its virtio-net header asks for that.
+    pub(crate) fn send(&mut self, vni: Vni, dest: SocketAddr, frame: &[u8], hdr: &VirtioNetHdr) -> TxOutcome {
+        let ip_mtu = self.inner_ip_mtu().min(u32::from(u16::MAX)) as u16;
+        if let Some(kind) = offload::exceeds_mtu(frame, hdr, ip_mtu) {
+            return TxOutcome::TooBig(kind);
+        }
+        let socket = &self.tx[vxlan::flow_hash(frame) as usize % self.tx.len()];
+        let header = vxlan::VxlanRepr { vni }.to_bytes();
+        self.encap.clear();
+        let segment_size = if hdr.is_gso() || hdr.needs_csum() {
+            if offload::segment_to_mtu(frame, hdr, ip_mtu, &mut self.segments).is_err() {
+                return TxOutcome::Dropped(DropReason::OffloadFailed);
+            }
+            let mut size = None;
+            for seg in self.segments.iter() {
+                if seg.len() > usize::from(ip_mtu) + vxlan::ETHERNET_HEADER_LEN {
+                    return TxOutcome::Dropped(DropReason::Oversize);
+                }
+                size.get_or_insert(HEADER_LEN + seg.len());
+                self.encap.extend_from_slice(&header);
+                self.encap.extend_from_slice(seg);
+            }
+            size
+        } else {
+            if frame.len() > usize::from(ip_mtu) + vxlan::ETHERNET_HEADER_LEN {
+                return TxOutcome::Dropped(DropReason::Oversize);
+            }
+            self.encap.extend_from_slice(&header);
+            self.encap.extend_from_slice(frame);
+            None
+        };
+        let size = segment_size.unwrap_or(self.encap.len());
+        let datagrams = self.encap.len().div_ceil(size);
+        // One GSO send is one IP packet to the kernel: at most 64 KiB of UDP
+        // payload and the kernel's segment limit.
+        let per_send = socket.state.max_gso_segments().min(MAX_UDP_PAYLOAD / size).max(1);
+        let result = self.encap.chunks(size * per_send).try_for_each(|chunk| {
+            let segment_size = (chunk.len() > size).then_some(size);
+            let transmit = Transmit { destination: dest, ecn: None, contents: chunk, segment_size, src_ip: None };
+            socket.state.try_send(UdpSockRef::from(&socket.socket), &transmit)
+        });
+        match result {
+            Ok(()) => {
+                self.counters.tx_packets += datagrams as u64;
+                self.counters.tx_bytes += self.encap.len() as u64;
+                TxOutcome::Sent
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => TxOutcome::Dropped(DropReason::TxQueueFull),
+            Err(_) => TxOutcome::Dropped(DropReason::TxError),
+        }
+    }
+}
