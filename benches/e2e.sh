@@ -63,10 +63,13 @@ SOCKPERF_PORT=11111
 # Addresses per setup: client (in NS1) and server (in NS2).
 declare -A SRC_IP=([vswitchd]=10.231.0.2 [bridge]=10.232.0.2 [veth]=10.233.0.2)
 declare -A DST_IP=([vswitchd]=10.231.0.3 [bridge]=10.232.0.3 [veth]=10.233.0.3)
+# The client-side interface in sandbox 1, per setup (for the offload/MTU line of the report).
+declare -A IFACE=([vswitchd]=eth0 [bridge]="${P}b1" [veth]="${P}v1")
 declare -A LABEL=([vswitchd]="vswitchd, TAP ports" [bridge]="Linux kernel bridge" [veth]="veth pair, direct")
 
 declare -A RES=()        # "setup,metric" -> space-separated values, one per repetition
 declare -A READY=()      # setup -> 1 when it was set up successfully
+declare -A IFINFO=()     # setup -> description of its client-side interface
 declare -a BG_PIDS=()    # helper processes to kill on exit
 TMP=""
 DAEMON_PID=""
@@ -104,7 +107,7 @@ cleanup() {
             kill -0 "$DAEMON_PID" 2>/dev/null || break
             sleep 0.1
         done
-        kill -KILL "$DAEMON_PID" 2>/dev/null
+        kill -0 "$DAEMON_PID" 2>/dev/null && kill -KILL "$DAEMON_PID"
         wait "$DAEMON_PID" 2>/dev/null
     fi
     for ns in "$NS1" "$NS2" "$NSW"; do
@@ -162,7 +165,7 @@ build_switch() {
 # vswitchd creates both sandboxes; it goes first so that the namespaces exist for the others.
 setup_vswitchd() {
     [[ -x $VSWITCHD && -x $VSWITCHCTL ]] || { DAEMON_STATUS="binaries missing ($VSWITCHD)"; return 1; }
-    "$VSWITCHD" --ctl-socket "$TMP/s.sock" --state-dir "$TMP/state" 2>"$TMP/vswitchd.log" &
+    "$VSWITCHD" --ctl-socket "$TMP/s.sock" --state-dir "$TMP/state" >"$TMP/vswitchd.log" 2>&1 &
     DAEMON_PID=$!
     local i
     for i in $(seq 100); do
@@ -193,27 +196,28 @@ ensure_sandboxes() {
     done
 }
 
+# The setup functions run inside "if", where set -e does not apply: each step chains with &&.
 setup_bridge() {
-    ip netns add "$NSW"
-    in_ns "$NSW" ip link set lo up
-    in_ns "$NSW" ip link add "${P}br" type bridge stp_state 0 forward_delay 0
-    ip link add "${P}b1" netns "$NS1" type veth peer name "${P}s1" netns "$NSW"
-    ip link add "${P}b2" netns "$NS2" type veth peer name "${P}s2" netns "$NSW"
-    in_ns "$NSW" ip link set "${P}s1" master "${P}br" up
-    in_ns "$NSW" ip link set "${P}s2" master "${P}br" up
-    in_ns "$NSW" ip link set "${P}br" up
-    in_ns "$NS1" ip addr add "${SRC_IP[bridge]}/24" dev "${P}b1"
-    in_ns "$NS2" ip addr add "${DST_IP[bridge]}/24" dev "${P}b2"
-    in_ns "$NS1" ip link set "${P}b1" up
-    in_ns "$NS2" ip link set "${P}b2" up
+    ip netns add "$NSW" &&
+        in_ns "$NSW" ip link set lo up &&
+        in_ns "$NSW" ip link add "${P}br" type bridge stp_state 0 forward_delay 0 &&
+        ip link add "${P}b1" netns "$NS1" type veth peer name "${P}s1" netns "$NSW" &&
+        ip link add "${P}b2" netns "$NS2" type veth peer name "${P}s2" netns "$NSW" &&
+        in_ns "$NSW" ip link set "${P}s1" master "${P}br" up &&
+        in_ns "$NSW" ip link set "${P}s2" master "${P}br" up &&
+        in_ns "$NSW" ip link set "${P}br" up &&
+        in_ns "$NS1" ip addr add "${SRC_IP[bridge]}/24" dev "${P}b1" &&
+        in_ns "$NS2" ip addr add "${DST_IP[bridge]}/24" dev "${P}b2" &&
+        in_ns "$NS1" ip link set "${P}b1" up &&
+        in_ns "$NS2" ip link set "${P}b2" up
 }
 
 setup_veth() {
-    ip link add "${P}v1" netns "$NS1" type veth peer name "${P}v2" netns "$NS2"
-    in_ns "$NS1" ip addr add "${SRC_IP[veth]}/24" dev "${P}v1"
-    in_ns "$NS2" ip addr add "${DST_IP[veth]}/24" dev "${P}v2"
-    in_ns "$NS1" ip link set "${P}v1" up
-    in_ns "$NS2" ip link set "${P}v2" up
+    ip link add "${P}v1" netns "$NS1" type veth peer name "${P}v2" netns "$NS2" &&
+        in_ns "$NS1" ip addr add "${SRC_IP[veth]}/24" dev "${P}v1" &&
+        in_ns "$NS2" ip addr add "${DST_IP[veth]}/24" dev "${P}v2" &&
+        in_ns "$NS1" ip link set "${P}v1" up &&
+        in_ns "$NS2" ip link set "${P}v2" up
 }
 
 # Waits up to 10 s for the first ping reply (links come up, ARP resolves).
@@ -224,6 +228,20 @@ wait_reachable() {
         sleep 0.5
     done
     return 1
+}
+
+# Describes setup $1's client-side interface: driver, MTU and the offloads that decide TCP numbers.
+iface_info() {
+    local dev=${IFACE[$1]} driver mtu offloads
+    driver=$(in_ns "$NS1" ethtool -i "$dev" 2>/dev/null | awk '/^driver:/ { print $2 }')
+    mtu=$(in_ns "$NS1" ip -o link show dev "$dev" | sed -n 's/.* mtu \([0-9]*\).*/\1/p')
+    offloads=$(in_ns "$NS1" ethtool -k "$dev" 2>/dev/null | awk -F': ' '
+        /^tx-checksumming:/ { o = o " tx-csum " $2 }
+        /^tcp-segmentation-offload:/ { o = o ", tso " $2 }
+        /^generic-segmentation-offload:/ { o = o ", gso " $2 }
+        /^generic-receive-offload:/ { o = o ", gro " $2 }
+        END { print o }')
+    echo "$dev (${driver:-?}, mtu ${mtu:-?}):${offloads:- offloads unknown}"
 }
 
 # ---------------------------------------------------------------------------- vswitchd process stats
@@ -515,6 +533,10 @@ report() {
             "$(fmt "$pps" 1000 0 " kpps")" "$(fmt "$loss" 1 0 "%")" "$(ratio "$pps" udp-pps)" \
             "$(fmt "$ping" 1 0 " µs")" "$(fmt "$half" 1 1 " µs")" "$(ratio "$half" half-rtt)"
     done
+    printf '\nClient-side interfaces in sandbox 1:\n'
+    for setup in $SETUPS; do
+        [[ -n ${IFINFO[$setup]:-} ]] && printf '  %-9s %s\n' "$setup" "${IFINFO[$setup]}"
+    done
     [[ " $SETUPS " == *" vswitchd "* ]] || return 0
     printf '\nvswitchd (%s):\n' "$([[ -n $DAEMON_PID ]] && echo "pid $DAEMON_PID, $DAEMON_STATUS" || echo "$DAEMON_STATUS")"
     local rss cpu
@@ -575,6 +597,9 @@ main() {
         fi
     done
     [[ -n ${READY[vswitchd]:-} ]] && sample_idle idle0
+    for setup in $SETUPS; do
+        [[ -n ${READY[$setup]:-} ]] && IFINFO[$setup]=$(iface_info "$setup")
+    done
     BUSY_BEFORE=$(machine_busy)
     ((BUSY_BEFORE < 10)) || log "warning: the machine is already ${BUSY_BEFORE}% busy; expect skewed numbers"
 
