@@ -16,7 +16,7 @@ use crate::sys::tap::{Tap, VirtioNetHdr};
 /// Buffers per batch.
 pub(crate) const BUFFERS: usize = 32;
 /// Frames per batch (several may share a buffer).
-pub(crate) const MAX_FRAMES: usize = 256;
+pub(crate) const MAX_FRAMES: usize = 1024;
 /// Length of the virtio-net header in front of TAP frames.
 pub(crate) const HDR: usize = VirtioNetHdr::LEN;
 

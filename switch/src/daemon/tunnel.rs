@@ -154,7 +154,9 @@ impl Tunnel {
         batch: &mut RxBatch,
         mut classify: impl FnMut(Vni, IpAddr, &[u8]) -> Result<PortId, DropReason>,
     ) -> io::Result<bool> {
-        let frames_left = batch.frames_left();
+        // With GRO one buffer may hold many datagrams: take only as many
+        // buffers as the batch has frame slots for, whatever they carry.
+        let frames_left = batch.frames_left() / self.rx_state.gro_segments().max(1);
         let (first, free) = batch.free_buffers();
         let wanted = free.len().min(frames_left);
         if wanted == 0 {
@@ -186,10 +188,8 @@ impl Tunnel {
                 };
                 match entry {
                     Ok((frame, port)) => {
-                        let pushed = batch.push(RxEntry { buf, frame, port, has_vnet_hdr: false, gso: false });
-                        if !pushed {
-                            self.counters.drops.count(DropReason::TxQueueFull);
-                        }
+                        // Cannot fail: buffers were taken to fit the frame slots.
+                        batch.push(RxEntry { buf, frame, port, has_vnet_hdr: false, gso: false });
                     }
                     Err(reason) => self.counters.drops.count(reason),
                 }
