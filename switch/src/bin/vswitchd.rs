@@ -75,7 +75,25 @@ fn main() -> anyhow::Result<()> {
         DatapathHandle::spawn(vtep).with_context(|| format!("cannot start the datapath (VTEP {:?})", args.vtep))?;
     let control = Control::restore(store, model, datapath, vtep).context("cannot restore state into the datapath")?;
     let listener = server::bind(&args.ctl_socket, group)?;
+    stop_on_signals(args.ctl_socket.clone())?;
     tracing::info!(socket = %args.ctl_socket.display(), state = %args.state_dir.display(), "vswitchd ready");
     server::serve(listener, control);
+    Ok(())
+}
+
+/// On SIGTERM or SIGINT: remove the ctl socket and exit 0. Every
+/// acknowledged change is already on disk and endpoint TAPs are persistent,
+/// so a restarted daemon picks up where this one stopped.
+fn stop_on_signals(socket: PathBuf) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("cannot install signal handlers")?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::info!(signal, "stopping");
+            let _ = std::fs::remove_file(&socket);
+            std::process::exit(0);
+        }
+    })?;
     Ok(())
 }
