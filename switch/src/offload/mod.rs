@@ -12,7 +12,9 @@
 //!   once warm);
 //! - [`exceeds_mtu`] tells whether a frame must be answered with
 //!   [`icmp_frag_needed`] / [`icmpv6_packet_too_big`] instead of forwarded;
-//! - [`clamp_mss`] lowers the MSS option of TCP SYNs.
+//! - [`clamp_mss`] lowers the MSS option of TCP SYNs;
+//! - [`Coalescer`] merges consecutive TCP segments back into one GSO frame
+//!   (software GRO) for the write into a TAP.
 //!
 //! Everything here is a pure function over frame bytes: no I/O, no clock, and
 //! no panic on any input (malformed frames give an [`OffloadError`], `None` or
@@ -22,6 +24,7 @@
 
 mod checksum;
 mod csum;
+mod gro;
 mod icmp;
 mod mss;
 mod parse;
@@ -31,6 +34,7 @@ mod segment;
 mod tests;
 
 pub use checksum::complete_checksum;
+pub use gro::Coalescer;
 pub use icmp::{TooBig, exceeds_mtu, icmp_frag_needed, icmpv6_packet_too_big};
 pub use mss::clamp_mss;
 pub use segment::{MAX_SEGMENTS, SegmentBuf, Segments, segment, segment_to_mtu};

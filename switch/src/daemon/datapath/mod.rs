@@ -96,6 +96,9 @@ struct Datapath {
     busy_gateways: Vec<PortId>,
     /// Frames made inside the switch, to enter the bridge from a port.
     injected: Vec<(PortId, Vec<u8>)>,
+    /// Software GRO of tunnel traffic into TAPs, and the TAP it is for.
+    gro: offload::Coalescer,
+    gro_port: Option<PortId>,
     last_tick: Timestamp,
     running: bool,
 }
@@ -125,6 +128,8 @@ impl Datapath {
             plan: TxPlan::with_capacity(BUFFERS * 8),
             busy_gateways: Vec::new(),
             injected: Vec::new(),
+            gro: offload::Coalescer::new(),
+            gro_port: None,
             last_tick: Timestamp(0),
             running: true,
         })
@@ -326,50 +331,78 @@ impl Datapath {
         }
     }
 
+    /// Sends every planned transmission. TCP segments that came off a
+    /// tunnel (no virtio-net header) and go to the same TAP are merged into
+    /// one GSO frame first (software GRO).
     fn transmit(&mut self) {
         for k in 0..self.plan.len() {
             let send = self.plan.sends()[k];
             let i = send.frame as usize;
-            match self.ports.get_mut(send.port.index()) {
-                Some(Some(PortIo::Tap(tap))) => {
-                    let sent = match self.batch.with_vnet_hdr(i) {
-                        Some(bytes) => tap.send(bytes),
-                        None => tap.send_vectored(&[IoSlice::new(&PLAIN_HDR), IoSlice::new(self.batch.frame(i))]),
-                    };
-                    if let Err(e) = sent {
-                        let reason = if e.kind() == io::ErrorKind::WouldBlock {
-                            DropReason::TxQueueFull
-                        } else {
-                            DropReason::TxError
-                        };
-                        self.bridge.count_drop(send.port, reason);
-                    }
+            let to_tap = matches!(self.ports.get(send.port.index()), Some(Some(PortIo::Tap(_))));
+            if to_tap && !self.batch.entry(i).has_vnet_hdr {
+                if self.gro_port == Some(send.port) && self.gro.push(self.batch.frame(i)) {
+                    continue;
                 }
-                Some(Some(PortIo::Gateway(gw))) => {
-                    if self.batch.entry(i).gso {
-                        self.bridge.count_drop(send.port, DropReason::Oversize);
-                        continue;
-                    }
-                    gw.deliver(self.batch.frame(i));
-                    if !self.busy_gateways.contains(&send.port) {
-                        self.busy_gateways.push(send.port);
-                    }
+                self.flush_gro();
+                if self.gro.push(self.batch.frame(i)) {
+                    self.gro_port = Some(send.port);
+                    continue;
                 }
-                Some(Some(PortIo::Tunnel { vni, remote, .. })) => {
-                    let (vni, remote) = (*vni, *remote);
-                    let Some(tunnel) = self.tunnel.as_mut() else { continue };
-                    let hdr = self.batch.vnet_hdr(i);
-                    match tunnel.send(vni, remote, self.batch.frame(i), &hdr) {
-                        TxOutcome::Sent => {}
-                        TxOutcome::Dropped(reason) => self.bridge.count_drop(send.port, reason),
-                        TxOutcome::TooBig(kind) => {
-                            self.bridge.count_drop(send.port, DropReason::TooBigForTunnel);
-                            self.answer_too_big(send.port, i, kind);
-                        }
-                    }
-                }
-                _ => {}
+            } else if self.gro_port == Some(send.port) {
+                self.flush_gro();
             }
+            self.send_one(send.port, i);
+        }
+        self.flush_gro();
+    }
+
+    /// Writes the pending GRO merge to its TAP.
+    fn flush_gro(&mut self) {
+        let Some(port) = self.gro_port.take() else { return };
+        let Some(bytes) = self.gro.take() else { return };
+        if let Some(Some(PortIo::Tap(tap))) = self.ports.get(port.index())
+            && let Err(e) = tap.send(bytes)
+        {
+            self.bridge.count_drop(port, tx_drop_reason(&e));
+        }
+    }
+
+    /// Sends frame `i` of the batch out of `port`.
+    fn send_one(&mut self, port: PortId, i: usize) {
+        match self.ports.get_mut(port.index()) {
+            Some(Some(PortIo::Tap(tap))) => {
+                let sent = match self.batch.with_vnet_hdr(i) {
+                    Some(bytes) => tap.send(bytes),
+                    None => tap.send_vectored(&[IoSlice::new(&PLAIN_HDR), IoSlice::new(self.batch.frame(i))]),
+                };
+                if let Err(e) = sent {
+                    self.bridge.count_drop(port, tx_drop_reason(&e));
+                }
+            }
+            Some(Some(PortIo::Gateway(gw))) => {
+                if self.batch.entry(i).gso {
+                    self.bridge.count_drop(port, DropReason::Oversize);
+                    return;
+                }
+                gw.deliver(self.batch.frame(i));
+                if !self.busy_gateways.contains(&port) {
+                    self.busy_gateways.push(port);
+                }
+            }
+            Some(Some(PortIo::Tunnel { vni, remote, .. })) => {
+                let (vni, remote) = (*vni, *remote);
+                let Some(tunnel) = self.tunnel.as_mut() else { return };
+                let hdr = self.batch.vnet_hdr(i);
+                match tunnel.send(vni, remote, self.batch.frame(i), &hdr) {
+                    TxOutcome::Sent => {}
+                    TxOutcome::Dropped(reason) => self.bridge.count_drop(port, reason),
+                    TxOutcome::TooBig(kind) => {
+                        self.bridge.count_drop(port, DropReason::TooBigForTunnel);
+                        self.answer_too_big(port, i, kind);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -415,6 +448,11 @@ impl Datapath {
             self.handle(command);
         }
     }
+}
+
+/// The drop reason for a failed TAP write.
+fn tx_drop_reason(e: &io::Error) -> DropReason {
+    if e.kind() == io::ErrorKind::WouldBlock { DropReason::TxQueueFull } else { DropReason::TxError }
 }
 
 /// The EUI-64 link-local address of `mac` (fe80::/64), the gateway's IPv6

@@ -3,6 +3,7 @@
 //! and smoltcp), never with this module's own helpers.
 
 mod checksum;
+mod gro;
 mod icmp;
 mod malformed;
 mod mss;

@@ -1,0 +1,104 @@
+//! Software GRO: segments of a TSO frame merge back into one GSO frame that
+//! segments again into exactly the same segments; anything that breaks the
+//! flow (a gap, another flow, a bad checksum, SYN/FIN) does not merge.
+
+use super::*;
+use crate::offload::{Coalescer, SegmentBuf, segment};
+
+/// Segments a TSO frame built from `spec` and returns the segments.
+fn segments_of(spec: &Spec, gso_type: u8, mss: u16) -> Vec<Vec<u8>> {
+    let b = build(spec);
+    let mut out = SegmentBuf::new();
+    segment(&b.frame, &b.vnet(gso_type, mss), &mut out).unwrap();
+    out.iter().map(<[u8]>::to_vec).collect()
+}
+
+fn merged(segments: &[Vec<u8>]) -> (VirtioNetHdr, Vec<u8>) {
+    let mut gro = Coalescer::new();
+    for (i, s) in segments.iter().enumerate() {
+        assert!(gro.push(s), "segment {i} joins");
+    }
+    let out = gro.take().unwrap().to_vec();
+    assert!(gro.is_empty());
+    (VirtioNetHdr::parse(&out).unwrap(), out[VirtioNetHdr::LEN..].to_vec())
+}
+
+#[test]
+fn tcp4_segments_merge_back_and_resegment_identically() {
+    for spec in [Spec::tcp4(20_000), Spec::tcp6(20_000), Spec { vlan: Some(7), ..Spec::tcp4(9_000) }] {
+        let segs = segments_of(&spec, if spec.v6 { VirtioNetHdr::GSO_TCPV6 } else { VirtioNetHdr::GSO_TCPV4 }, 1400);
+        assert!(segs.len() > 5);
+        let (hdr, frame) = merged(&segs);
+        assert_eq!(hdr.gso_size, 1400);
+        assert!(hdr.needs_csum() && hdr.is_gso());
+        let b = build(&spec);
+        assert_eq!(frame.len(), b.frame.len(), "same length as the original super-frame");
+        assert_eq!(frame[b.payload_off..], b.frame[b.payload_off..], "payload intact");
+        assert_eq!(frame[b.l4_off + 4..b.l4_off + 8], b.frame[b.l4_off + 4..b.l4_off + 8], "first sequence number");
+        let mut again = SegmentBuf::new();
+        segment(&frame, &hdr, &mut again).unwrap();
+        let again: Vec<Vec<u8>> = again.iter().map(<[u8]>::to_vec).collect();
+        assert_eq!(again.len(), segs.len());
+        for (i, (a, s)) in again.iter().zip(&segs).enumerate() {
+            // The IPv4 ID restarts from the first segment's; everything else is identical.
+            assert_eq!(a, s, "segment {i} differs after merge + resegment");
+        }
+    }
+}
+
+#[test]
+fn a_lone_segment_is_returned_unchanged() {
+    let segs = segments_of(&Spec::tcp4(1000), VirtioNetHdr::GSO_TCPV4, 1400);
+    let mut gro = Coalescer::new();
+    assert!(gro.push(&segs[0]));
+    let out = gro.take().unwrap();
+    assert_eq!(VirtioNetHdr::parse(out).unwrap(), VirtioNetHdr::default());
+    assert_eq!(&out[VirtioNetHdr::LEN..], &segs[0][..]);
+}
+
+#[test]
+fn gaps_other_flows_and_bad_checksums_do_not_merge() {
+    let segs = segments_of(&Spec::tcp4(10_000), VirtioNetHdr::GSO_TCPV4, 1000);
+    let mut gro = Coalescer::new();
+    assert!(gro.push(&segs[0]));
+    assert!(!gro.push(&segs[2]), "a sequence gap");
+    let mut other = segs[1].clone();
+    other[14 + 20 + 1] ^= 1; // another source port
+    assert!(!gro.push(&other), "another flow");
+    let mut corrupt = segs[1].clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    assert!(!gro.push(&corrupt), "a bad checksum");
+    assert!(gro.push(&segs[1]));
+    let (hdr, frame) = {
+        let out = gro.take().unwrap();
+        (VirtioNetHdr::parse(out).unwrap(), out[VirtioNetHdr::LEN..].to_vec())
+    };
+    assert!(hdr.is_gso());
+    assert_eq!(frame.len(), segs[0].len() + segs[1].len() - (14 + 20 + 32));
+    let mut fin = Spec::tcp4(500);
+    fin.l4 = L4Spec::Tcp { options: timestamps(), flags: ACK | FIN, seq: 1 };
+    let fin = segments_of(&fin, VirtioNetHdr::GSO_TCPV4, 1400);
+    assert!(!gro.push(&fin[0]), "FIN never merges");
+    let mut syn = Spec::tcp4(0);
+    syn.l4 = L4Spec::Tcp { options: timestamps(), flags: SYN, seq: 1 };
+    assert!(!gro.push(&build(&syn).frame), "SYN never merges");
+}
+
+#[test]
+fn a_short_segment_ends_the_merge() {
+    let mut spec = Spec::tcp4(2500);
+    spec.l4 = L4Spec::Tcp { options: timestamps(), flags: ACK, seq: 100 };
+    let segs = segments_of(&spec, VirtioNetHdr::GSO_TCPV4, 1000);
+    assert_eq!(segs.len(), 3);
+    let next = segments_of(
+        &Spec { l4: L4Spec::Tcp { options: timestamps(), flags: ACK, seq: 2600 }, ..spec.clone() },
+        VirtioNetHdr::GSO_TCPV4,
+        1000,
+    );
+    let mut gro = Coalescer::new();
+    for s in &segs {
+        assert!(gro.push(s));
+    }
+    assert!(!gro.push(&next[0]), "nothing follows a short segment");
+}
