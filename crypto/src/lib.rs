@@ -1,0 +1,1 @@
+//! Encrypted VXLAN framing (work in progress).
