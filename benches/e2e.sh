@@ -568,7 +568,8 @@ main() {
         [[ -n ${LABEL[$setup]:-} ]] || die "unknown setup '$setup' (use vswitchd, bridge, veth)"
     done
     trap cleanup EXIT
-    trap 'exit 130' INT TERM
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     TMP=$(mktemp -d /tmp/vswitch-e2e.XXXXXX)
     cd "$TMP"   # tools never write into the caller's directory
 
