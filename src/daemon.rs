@@ -3,6 +3,7 @@
 //! and removes every namespace and link the test made through it.
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,19 +31,73 @@ pub struct Daemon {
     child: Option<Child>,
     /// TAP (port) names of endpoints seen through this daemon, for cleanup.
     ports: Mutex<BTreeSet<String>>,
+    /// Network namespace the daemon runs in (`None`: the test's own).
+    netns: Option<PathBuf>,
+    /// Extra command-line arguments (e.g. `--vtep ADDR`), on every start.
+    args: Vec<OsString>,
 }
 
-impl Daemon {
-    /// Starts a daemon with a fresh temp dir (socket + state dir) and waits
-    /// until it answers `ping`. Panics (with the daemon's log) on failure.
-    pub fn start() -> Daemon {
+/// Options for starting a [`Daemon`]: [`Daemon::builder`]`().in_netns(p).args(&[..]).start()`.
+#[derive(Debug, Default, Clone)]
+pub struct DaemonBuilder {
+    netns: Option<PathBuf>,
+    args: Vec<OsString>,
+}
+
+impl DaemonBuilder {
+    /// Runs the daemon inside the network namespace at `path` (e.g.
+    /// `/run/netns/HOST`) with `nsenter --net=PATH`, so it shares the test's
+    /// mount namespace and the sandboxes it creates under `/run/netns` are
+    /// visible to the test.
+    pub fn in_netns(mut self, path: impl Into<PathBuf>) -> Self {
+        self.netns = Some(path.into());
+        self
+    }
+
+    /// Adds command-line arguments (after `--ctl-socket` and `--state-dir`),
+    /// used on every (re)start.
+    pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, args: &[S]) -> Self {
+        self.args.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Starts the daemon with a fresh temp dir (socket + state dir) and
+    /// waits until it answers `ping`. Panics (with the daemon's log) on
+    /// failure.
+    pub fn start(self) -> Daemon {
         let prefix = unique_prefix();
         let dir = std::env::temp_dir().join(format!("vswitch-e2e-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("state")).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let mut d = Daemon { prefix, dir, child: None, ports: Mutex::new(BTreeSet::new()) };
+        let mut d =
+            Daemon { prefix, dir, child: None, ports: Mutex::new(BTreeSet::new()), netns: self.netns, args: self.args };
         d.spawn_and_wait();
         d
+    }
+}
+
+impl Daemon {
+    /// Starts a daemon in the test's own namespace with default options and
+    /// a fresh temp dir (socket + state dir) and waits until it answers
+    /// `ping`. Panics (with the daemon's log) on failure.
+    pub fn start() -> Daemon {
+        Daemon::builder().start()
+    }
+
+    /// Options for a daemon that runs in another namespace or with extra
+    /// arguments.
+    pub fn builder() -> DaemonBuilder {
+        DaemonBuilder::default()
+    }
+
+    /// The network namespace the daemon runs in, if not the test's own.
+    pub fn netns(&self) -> Option<&Path> {
+        self.netns.as_deref()
+    }
+
+    /// The daemon's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Prefix of every name this test should use for sandboxes and networks.
@@ -80,15 +135,26 @@ impl Daemon {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// A `vswitchd` command line using this daemon's socket and state dir,
-    /// with stderr/stdout appended to the log.
+    /// A `vswitchd` command line using this daemon's socket and state dir
+    /// (and its namespace and extra arguments, if any), with stderr/stdout
+    /// appended to the log.
     pub fn daemon_command(&self, socket: &Path, state_dir: &Path) -> Command {
         let log = self.open_log();
-        let mut cmd = Command::new(&Binaries::get().vswitchd);
+        let vswitchd = &Binaries::get().vswitchd;
+        let mut cmd = match &self.netns {
+            // nsenter execs vswitchd: the child's pid is the daemon's.
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display())).arg("--").arg(vswitchd);
+                c
+            }
+            None => Command::new(vswitchd),
+        };
         cmd.arg("--ctl-socket")
             .arg(socket)
             .arg("--state-dir")
             .arg(state_dir)
+            .args(&self.args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -275,8 +341,19 @@ impl Daemon {
         }
         let ports = std::mem::take(&mut *self.ports.lock().unwrap_or_else(|p| p.into_inner()));
         for port in ports {
-            if Path::new("/sys/class/net").join(&port).exists() {
-                let _ = Command::new("ip").args(["link", "delete", &port]).output();
+            match &self.netns {
+                // The daemon's namespace: a port it left there goes with its link.
+                Some(ns) => {
+                    let _ = Command::new("nsenter")
+                        .arg(format!("--net={}", ns.display()))
+                        .args(["--", "ip", "link", "delete", &port])
+                        .stderr(Stdio::null())
+                        .output();
+                }
+                None if Path::new("/sys/class/net").join(&port).exists() => {
+                    let _ = Command::new("ip").args(["link", "delete", &port]).output();
+                }
+                None => {}
             }
         }
     }

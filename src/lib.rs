@@ -1,21 +1,29 @@
 //! Shared support for vswitch's integration tests and benchmarks: root checks,
 //! unique names, a guard that runs `vswitchd` and drives it with `vswitchctl`,
 //! and helpers that act inside network namespaces (ping, TCP transfer, frame
-//! capture and injection). Everything a test creates is removed when its
-//! guard drops, even when the test fails.
+//! capture and injection), simulated hosts on an underlay for multi-host
+//! (VXLAN overlay) tests, and decoding of captures with tshark. Everything a
+//! test creates is removed when its guard drops, even when the test fails.
 
 pub mod bins;
 pub mod capture;
 pub mod daemon;
 pub mod names;
 pub mod netns;
+pub mod overlay;
 pub mod process;
+pub mod tshark;
+pub mod underlay;
 
 pub use bins::Binaries;
 pub use capture::{Capture, Frame, inject_frame};
-pub use daemon::Daemon;
+pub use daemon::{Daemon, DaemonBuilder};
 pub use names::{require_root, unique_prefix};
 pub use netns::{
-    TransferReport, in_netns, ipv4_addrs, link_info, link_names, netns_exec, ping, tcp_transfer, wait_for_ping,
+    TransferReport, in_netns, ipv4_addrs, link_info, link_names, netns_exec, netns_exec_ok, ping, tcp_transfer,
+    udp_send, wait_for_ping,
 };
+pub use overlay::vtep_daemon;
 pub use process::{output_with_timeout, text};
+pub use tshark::{require_tshark, tshark_fields, write_pcap};
+pub use underlay::{Underlay, UnderlayHost};

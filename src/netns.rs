@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
 use std::thread;
@@ -28,6 +28,31 @@ pub fn netns_exec(ns: &str, cmd: &str, args: &[&str]) -> Output {
         use std::os::unix::process::ExitStatusExt;
         Output { status: std::process::ExitStatus::from_raw(1 << 8), stdout: Vec::new(), stderr: e.into_bytes() }
     })
+}
+
+/// Runs `cmd args…` inside namespace `ns`, panics with its output unless it
+/// succeeds, and returns its stdout.
+pub fn netns_exec_ok(ns: &str, cmd: &str, args: &[&str]) -> String {
+    let out = netns_exec(ns, cmd, args);
+    assert!(
+        out.status.success(),
+        "`{cmd} {}` in {ns} failed ({}): {}\nstdout: {}",
+        args.join(" "),
+        out.status,
+        crate::process::text(&out.stderr),
+        crate::process::text(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Sends each of `payloads` as one UDP datagram from address `src` (any
+/// port) in namespace `ns` to `dst`.
+pub fn udp_send(ns: &str, src: Ipv4Addr, dst: SocketAddr, payloads: &[Vec<u8>]) -> io::Result<()> {
+    let socket = in_netns(ns, move || UdpSocket::bind(SocketAddr::from((src, 0))))??;
+    for p in payloads {
+        socket.send_to(p, dst)?;
+    }
+    Ok(())
 }
 
 /// Pings `ip` from namespace `ns` with `count` echo requests (200 ms apart,
