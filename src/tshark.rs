@@ -57,13 +57,18 @@ pub fn write_pcap(path: &Path, frames: &[Frame]) -> io::Result<()> {
     w.flush()
 }
 
-/// `tshark -r PCAP -Y FILTER -T fields -E separator=/t -e F…`: one row per
-/// matching packet, one cell per field (a field that occurs several times,
-/// e.g. the outer and inner `ip.src` of a tunnelled packet, gives its
-/// values joined by `,`). Panics with tshark's stderr if it fails.
-pub fn tshark_fields(pcap: &Path, display_filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+/// `tshark -n -o PREF… -r PCAP -Y FILTER -T fields -E separator=/t -e F…`:
+/// one row per matching packet, one cell per field (a field that occurs
+/// several times, e.g. the outer and inner `ip.src` of a tunnelled packet,
+/// gives its values joined by `,`). `prefs` are dissector preferences such
+/// as `tcp.check_checksum:TRUE`. Panics with tshark's stderr if it fails.
+pub fn tshark_fields(pcap: &Path, prefs: &[&str], display_filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
     let mut c = Command::new("tshark");
-    c.arg("-n").arg("-r").arg(pcap).args(["-Y", display_filter, "-T", "fields", "-E", "separator=/t"]);
+    c.arg("-n");
+    for p in prefs {
+        c.args(["-o", p]);
+    }
+    c.arg("-r").arg(pcap).args(["-Y", display_filter, "-T", "fields", "-E", "separator=/t"]);
     for f in fields {
         c.args(["-e", f]);
     }

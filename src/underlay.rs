@@ -120,7 +120,8 @@ impl Underlay {
     /// that floods to every address in `remotes`, enslaved with a veth to a
     /// kernel bridge `kbr0`; the veth's other end is `eth0` of a new
     /// "container" namespace with address `container_cidr` and MTU 1450.
-    /// Returns the container namespace's name.
+    /// Transmit offloads of the host's underlay interface are turned off
+    /// (needs `ethtool`). Returns the container namespace's name.
     pub fn kernel_vxlan_container(
         &mut self,
         host: usize,
@@ -139,6 +140,13 @@ impl Underlay {
             let r = r.to_string();
             bridge(ns, &["fdb", "append", "00:00:00:00:00:00", "dev", "vx0", "dst", &r]);
         }
+        // A veth leaves checksums of locally made packets for "hardware" to
+        // fill in, across namespaces too: with offloads on, the inner TCP
+        // checksums of the kernel's VXLAN packets reach the other host's
+        // UDP socket (vswitchd) unfinished. A real NIC would complete them;
+        // here the kernel must, before the packets leave.
+        let out = netns_exec(ns, "ethtool", &["-K", &h.ifname, "tx", "off"]);
+        assert!(out.status.success(), "ethtool -K {} tx off in {ns} failed: {}", h.ifname, text(&out.stderr));
         ip(&["-n", ns, "link", "add", "kbr0", "type", "bridge"]);
         ip(&["-n", ns, "link", "set", "vx0", "master", "kbr0", "up"]);
         ip(&["-n", ns, "link", "add", "c0", "type", "veth", "peer", "name", "eth0", "netns", &c]);
