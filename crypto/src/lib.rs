@@ -1,1 +1,95 @@
-//! Encrypted VXLAN framing (work in progress).
+//! Authenticated encryption of vswitch's VXLAN overlay: ChaCha20-Poly1305
+//! framing of inner Ethernet frames, pure functions over bytes and
+//! caller-owned buffers (no sockets, no clock).
+//!
+//! - [`wire`]: the packet format ([`Header`], [`PACKET_TYPE`], overheads).
+//! - [`secret`]: the [`ClusterSecret`] every host loads from a 0600 file.
+//! - [`keys`]: HKDF-SHA256 derivation of [`NetworkKey`]s and session keys.
+//! - [`seal`]: [`Sealer`], one sender session.
+//! - [`open`]: [`Opener`], authentication, decryption and anti-replay.
+//! - [`replay`]: the RFC 6479 sliding window ([`ReplayWindow`]).
+//! - [`network`]: [`NetworkCrypto`], one network's sealer and opener, and key
+//!   rotation.
+//!
+//! The cipher is ring's assembly ChaCha20-Poly1305.
+//!
+//! # Wire format
+//!
+//! An encrypted packet is the whole payload of a UDP datagram sent to the
+//! VXLAN port, in place of a VXLAN header and inner frame:
+//!
+//! | Offset      | Length | Field                                                         |
+//! |-------------|--------|---------------------------------------------------------------|
+//! | 0           | 1      | Type: `0xE1` = vswitch encrypted VXLAN, version 1             |
+//! | 1           | 3      | VNI, 24 bits, big-endian                                      |
+//! | 4           | 4      | Key epoch, u32 big-endian                                     |
+//! | 8           | 8      | Sender session id, u64 big-endian (random per sender session) |
+//! | 16          | 8      | Packet counter, u64 big-endian (starts at 0 per session)      |
+//! | 24          | n      | Inner Ethernet frame, encrypted with ChaCha20                 |
+//! | 24 + n      | 16     | Poly1305 tag over bytes 0..24 (associated data) and the ciphertext |
+//!
+//! Bytes 0..24 are the AEAD associated data: the header is authenticated, not
+//! encrypted. The type byte has bit `0x08` clear, so it can never be a valid
+//! RFC 7348 VXLAN header (whose I flag is `0x08`; the Linux kernel drops VXLAN
+//! packets without it): plain and encrypted VXLAN share the port and are told
+//! apart by the first byte ([`is_encrypted`]).
+//!
+//! Overhead: [`ENCRYPTED_OVERHEAD`] = 40 bytes around the inner frame, which
+//! is [`OVERHEAD_OVER_VXLAN`] = 32 bytes more than plain VXLAN's 8-byte header:
+//! the overlay MTU of an encrypted network is 32 bytes below a plain one's.
+//!
+//! # Keys
+//!
+//! All derivations are HKDF-SHA256 with salt [`keys::HKDF_SALT`]
+//! (`"vswitch encrypted vxlan v1"`) and 32-byte output:
+//!
+//! - network key = HKDF(ikm = cluster secret, info = `"vswitch network"` ||
+//!   VNI as u32 BE || epoch as u32 BE). Hosts holding the same secret agree on
+//!   every network's keys without talking to each other.
+//! - session key = HKDF(ikm = network key, info = `"vswitch session"` ||
+//!   session id as u64 BE). Only session keys encrypt.
+//! - nonce = 4 zero bytes || packet counter as u64 BE.
+//!
+//! Each sender draws a fresh random 64-bit session id whenever it starts
+//! (every daemon start, every epoch change) and counts packets from 0, never
+//! wrapping (it starts a new session first), so a nonce is never reused under
+//! a key, across restarts included.
+//!
+//! # Receiving
+//!
+//! The receiver accepts the previous, current and next epoch of its current
+//! one, so hosts rotating one by one, in any order, lose no packets. Per
+//! (epoch, session) it keeps the session key and a sliding anti-replay window
+//! of [`REPLAY_WINDOW`] packets, updated only after a packet authenticates.
+//!
+//! # Secrets in memory
+//!
+//! [`ClusterSecret`] and [`NetworkKey`] bytes, and session key bytes before
+//! they are handed to ring, are zeroized when dropped, and their `Debug`
+//! output is redacted. ring's expanded cipher key state is not zeroized.
+
+#![deny(unsafe_code)]
+
+pub mod error;
+pub mod keys;
+pub mod network;
+pub mod open;
+pub mod replay;
+pub mod seal;
+pub mod secret;
+pub mod wire;
+
+pub use error::{MalformedReason, OpenError, SealError, SecretError};
+pub use keys::NetworkKey;
+pub use network::NetworkCrypto;
+pub use open::{DEFAULT_MAX_SESSIONS, Opened, Opener};
+pub use replay::{REPLAY_WINDOW, ReplayWindow};
+pub use seal::Sealer;
+pub use secret::{ClusterSecret, SECRET_LEN};
+pub use vxlan::Vni;
+pub use wire::{
+    ENCRYPTED_OVERHEAD, HEADER_LEN, Header, MIN_PACKET_LEN, OVERHEAD_OVER_VXLAN, PACKET_TYPE, TAG_LEN, is_encrypted,
+};
+
+#[cfg(test)]
+mod interop_tests;

@@ -1,0 +1,123 @@
+//! Typed errors of opening, sealing and loading secrets.
+
+use std::io;
+use std::path::PathBuf;
+
+use vxlan::Vni;
+
+use crate::wire::{MIN_PACKET_LEN, PACKET_TYPE};
+
+/// Why a received packet was not opened. Every variant is a drop the daemon
+/// counts; none is worth a log line per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// Not an encrypted VXLAN packet: {0}.
+    #[error("not an encrypted VXLAN packet: {0}")]
+    Malformed(MalformedReason),
+    /// Packet for VNI {found} handed to the keys of VNI {expected}.
+    #[error("packet for VNI {found} handed to the keys of VNI {expected}")]
+    VniMismatch {
+        /// The VNI of the keys that were asked to open the packet.
+        expected: Vni,
+        /// The VNI in the packet's header.
+        found: Vni,
+    },
+    /// Key epoch {epoch} is not the previous, current or next epoch of current epoch {current}.
+    #[error("key epoch {epoch} is not the previous, current or next epoch of current epoch {current}")]
+    UnknownEpoch {
+        /// The epoch in the packet's header.
+        epoch: u32,
+        /// The receiver's current epoch.
+        current: u32,
+    },
+    /// Authentication failed: wrong key, or the packet was altered.
+    #[error("authentication failed: wrong key, or the packet was altered")]
+    AuthenticationFailed,
+    /// Packet counter {counter} of this session was already received (a replay).
+    #[error("packet counter {counter} of this session was already received (a replay)")]
+    Replayed {
+        /// The packet's counter.
+        counter: u64,
+    },
+    /// Packet counter {counter} is older than the anti-replay window (newest {newest}).
+    #[error("packet counter {counter} is older than the anti-replay window (newest {newest})")]
+    TooOld {
+        /// The packet's counter.
+        counter: u64,
+        /// The newest counter received in this session.
+        newest: u64,
+    },
+}
+
+/// What is wrong with a packet that is not encrypted VXLAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedReason {
+    /// {len} bytes is shorter than the 40-byte header and tag.
+    #[error("{len} bytes is shorter than the {MIN_PACKET_LEN}-byte header and tag")]
+    TooShort {
+        /// Length of the UDP payload.
+        len: usize,
+    },
+    /// Type byte {type_byte:#04x} is not 0xe1.
+    #[error("type byte {type_byte:#04x} is not {PACKET_TYPE:#04x}")]
+    WrongType {
+        /// The first byte of the UDP payload.
+        type_byte: u8,
+    },
+}
+
+/// Why a frame could not be sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// Buffer of {len} bytes cannot hold the {needed}-byte encrypted packet.
+    #[error("buffer of {len} bytes cannot hold the {needed}-byte encrypted packet")]
+    BufferTooSmall {
+        /// Length of the caller's buffer.
+        len: usize,
+        /// Length the packet needs (header, inner frame, tag).
+        needed: usize,
+    },
+    /// Inner frame of {len} bytes is too long for ChaCha20-Poly1305.
+    #[error("inner frame of {len} bytes is too long for ChaCha20-Poly1305")]
+    TooLong {
+        /// Length of the inner frame.
+        len: usize,
+    },
+    /// The system random number generator failed to produce a session id.
+    #[error("the system random number generator failed to produce a session id")]
+    Random,
+}
+
+/// Why a cluster secret could not be loaded or generated. Never contains
+/// secret bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Cannot read the cluster secret file {path}: {source}.
+    #[error("cannot read the cluster secret file {}: {source}", path.display())]
+    Io {
+        /// The secret file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// Cluster secret file {path} is not a regular file.
+    #[error("cluster secret file {} is not a regular file", path.display())]
+    NotAFile {
+        /// The secret file.
+        path: PathBuf,
+    },
+    /// Cluster secret file {path} has mode {mode:o}, open to group or others: `chmod 600` it.
+    #[error("cluster secret file {} has mode {mode:o}, open to group or others: `chmod 600` it", path.display())]
+    InsecurePermissions {
+        /// The secret file.
+        path: PathBuf,
+        /// Its permission bits (`mode & 0o7777`).
+        mode: u32,
+    },
+    /// The cluster secret is not 64 hexadecimal characters: {0}.
+    #[error("the cluster secret is not 64 hexadecimal characters: {0}")]
+    InvalidFormat(&'static str),
+    /// The system random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+}

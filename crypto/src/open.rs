@@ -1,0 +1,238 @@
+//! The receiving side: [`Opener`], which authenticates, decrypts and checks
+//! for replays the packets of one network, in the previous, current and next
+//! key epochs.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::ops::{Range, RangeInclusive};
+
+use foldhash::fast::RandomState;
+use hashbrown::HashMap;
+use ring::aead::{Aad, LessSafeKey};
+use vxlan::Vni;
+
+use crate::error::OpenError;
+use crate::keys::NetworkKey;
+use crate::replay::{Refused, ReplayWindow};
+use crate::secret::ClusterSecret;
+use crate::wire::{HEADER_LEN, Header, TAG_LEN};
+
+/// Default bound of [`Opener::with_max_sessions`]: sender sessions whose key
+/// and replay window are kept per epoch.
+pub const DEFAULT_MAX_SESSIONS: usize = 256;
+
+/// How many forgotten sessions' newest counters are remembered per epoch, per
+/// session kept.
+const TOMBSTONES_PER_SESSION: usize = 16;
+
+/// A packet [`Opener::open`] authenticated and decrypted in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The overlay network of the inner frame.
+    pub vni: Vni,
+    /// The key epoch the packet was sealed with.
+    pub epoch: u32,
+    /// The sender session that sealed it.
+    pub session_id: u64,
+    /// Its packet counter in that session.
+    pub counter: u64,
+    /// Where the decrypted inner Ethernet frame now lies in the packet
+    /// buffer: `HEADER_LEN..packet.len() - TAG_LEN`.
+    pub inner: Range<usize>,
+}
+
+/// Opens the encrypted packets of one network.
+///
+/// Keeps, per accepted epoch and sender session, the session key and its
+/// anti-replay window. Sessions enter the cache only once one of their
+/// packets authenticates, so forged packets cannot evict real sessions; past
+/// the bound the least recently used session is forgotten, but its newest
+/// counter is remembered (up to 16 times the bound per epoch) and nothing up
+/// to it is accepted again. Replays of sessions forgotten beyond that remain
+/// possible until their epoch leaves the accepted range.
+pub struct Opener {
+    secret: ClusterSecret,
+    vni: Vni,
+    current: u32,
+    max_sessions: usize,
+    /// The accepted epochs: at most three.
+    epochs: Vec<EpochState>,
+    /// Logical clock for least-recently-used eviction.
+    clock: u64,
+}
+
+/// The sessions of one epoch.
+struct EpochState {
+    network: NetworkKey,
+    sessions: HashMap<u64, Session, RandomState>,
+    /// Newest counter of forgotten sessions, and the order they were forgotten in.
+    tombstones: HashMap<u64, u64, RandomState>,
+    tombstone_order: VecDeque<u64>,
+}
+
+/// One sender session.
+struct Session {
+    key: LessSafeKey,
+    window: ReplayWindow,
+    last_used: u64,
+}
+
+impl Opener {
+    /// An opener for `vni` whose current epoch is `epoch`.
+    pub fn new(secret: &ClusterSecret, vni: Vni, epoch: u32) -> Opener {
+        let mut opener = Opener {
+            secret: secret.clone(),
+            vni,
+            current: epoch,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            epochs: Vec::with_capacity(3),
+            clock: 0,
+        };
+        opener.set_epoch(epoch);
+        opener
+    }
+
+    /// Keeps at most `max` sender sessions per epoch (at least 1).
+    pub fn with_max_sessions(mut self, max: usize) -> Opener {
+        self.max_sessions = max.max(1);
+        self
+    }
+
+    /// The network this opener opens packets of.
+    pub fn vni(&self) -> Vni {
+        self.vni
+    }
+
+    /// The current epoch.
+    pub fn current_epoch(&self) -> u32 {
+        self.current
+    }
+
+    /// The epochs accepted: the previous, current and next one (fewer at the
+    /// ends of the `u32` range).
+    pub fn accepted_epochs(&self) -> RangeInclusive<u32> {
+        self.current.saturating_sub(1)..=self.current.saturating_add(1)
+    }
+
+    /// Makes `epoch` current: packets of `epoch - 1`, `epoch` and `epoch + 1`
+    /// are accepted from now on. Sessions of epochs still accepted keep their
+    /// replay windows.
+    pub fn set_epoch(&mut self, epoch: u32) {
+        self.current = epoch;
+        let accepted = self.accepted_epochs();
+        self.epochs.retain(|e| accepted.contains(&e.network.epoch()));
+        for e in accepted {
+            if !self.epochs.iter().any(|s| s.network.epoch() == e) {
+                self.epochs.push(EpochState::new(NetworkKey::derive(&self.secret, self.vni, e)));
+            }
+        }
+    }
+
+    /// Sender sessions currently kept, over all accepted epochs.
+    pub fn session_count(&self) -> usize {
+        self.epochs.iter().map(|e| e.sessions.len()).sum()
+    }
+
+    /// Authenticates and decrypts `packet` (a whole UDP payload) in place and
+    /// records its counter in the session's replay window.
+    ///
+    /// Checks, in order: the header ([`OpenError::Malformed`]), the VNI
+    /// ([`OpenError::VniMismatch`]), the epoch ([`OpenError::UnknownEpoch`]),
+    /// the replay window before decrypting ([`OpenError::Replayed`],
+    /// [`OpenError::TooOld`]), the tag ([`OpenError::AuthenticationFailed`]).
+    /// The window is updated only after authentication succeeds.
+    ///
+    /// On success the inner frame is at [`Opened::inner`]; on error the
+    /// packet's bytes after the header are unspecified.
+    pub fn open(&mut self, packet: &mut [u8]) -> Result<Opened, OpenError> {
+        let header = Header::parse(packet)?;
+        if header.vni != self.vni {
+            return Err(OpenError::VniMismatch { expected: self.vni, found: header.vni });
+        }
+        let current = self.current;
+        let Some(state) = self.epochs.iter_mut().find(|e| e.network.epoch() == header.epoch) else {
+            return Err(OpenError::UnknownEpoch { epoch: header.epoch, current });
+        };
+        self.clock += 1;
+        let counter = header.counter;
+        let refused = |r| match r {
+            Refused::Replayed => OpenError::Replayed { counter },
+            Refused::TooOld { newest } => OpenError::TooOld { counter, newest },
+        };
+
+        let (aad, body) = packet.split_at_mut(HEADER_LEN);
+        let inner = HEADER_LEN..HEADER_LEN + body.len() - TAG_LEN;
+        if let Some(session) = state.sessions.get_mut(&header.session_id) {
+            session.window.check(counter).map_err(refused)?;
+            session.key.open_in_place(header.nonce(), Aad::from(&*aad), body).map_err(|_| auth_failed())?;
+            session.window.accept(counter).map_err(refused)?;
+            session.last_used = self.clock;
+        } else {
+            let window = match state.tombstones.get(&header.session_id) {
+                Some(&newest) => ReplayWindow::after(newest),
+                None => ReplayWindow::new(),
+            };
+            window.check(counter).map_err(refused)?;
+            let key = state.network.session_key(header.session_id);
+            key.open_in_place(header.nonce(), Aad::from(&*aad), body).map_err(|_| auth_failed())?;
+            let mut session = Session { key, window, last_used: self.clock };
+            session.window.accept(counter).map_err(refused)?;
+            state.insert(header.session_id, session, self.max_sessions);
+        }
+        Ok(Opened { vni: header.vni, epoch: header.epoch, session_id: header.session_id, counter, inner })
+    }
+}
+
+/// The error of a packet whose tag does not verify.
+fn auth_failed() -> OpenError {
+    OpenError::AuthenticationFailed
+}
+
+impl EpochState {
+    fn new(network: NetworkKey) -> EpochState {
+        EpochState {
+            network,
+            sessions: HashMap::default(),
+            tombstones: HashMap::default(),
+            tombstone_order: VecDeque::new(),
+        }
+    }
+
+    /// Adds an authenticated session, first forgetting the least recently
+    /// used one if `max` are kept (remembering its newest counter).
+    fn insert(&mut self, session_id: u64, session: Session, max: usize) {
+        if self.sessions.len() >= max {
+            let lru = self.sessions.iter().min_by_key(|(_, s)| s.last_used).map(|(&id, _)| id);
+            if let Some(old) = lru.and_then(|id| self.sessions.remove_entry(&id)) {
+                self.remember(old.0, old.1.window.newest(), max * TOMBSTONES_PER_SESSION);
+            }
+        }
+        if self.tombstones.remove(&session_id).is_some() {
+            self.tombstone_order.retain(|&id| id != session_id);
+        }
+        self.sessions.insert(session_id, session);
+    }
+
+    /// Remembers the newest counter of a forgotten session, forgetting the
+    /// oldest such record beyond `max`.
+    fn remember(&mut self, session_id: u64, newest: u64, max: usize) {
+        if self.tombstones.insert(session_id, newest).is_none() {
+            self.tombstone_order.push_back(session_id);
+        }
+        while self.tombstone_order.len() > max {
+            if let Some(id) = self.tombstone_order.pop_front() {
+                self.tombstones.remove(&id);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Opener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opener")
+            .field("vni", &self.vni)
+            .field("current_epoch", &self.current)
+            .field("sessions", &self.session_count())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,172 @@
+//! The encrypted VXLAN header: constants, a parsed representation and the
+//! nonce derived from it.
+
+use std::ops::Range;
+
+use ring::aead::{NONCE_LEN, Nonce};
+use vxlan::Vni;
+
+use crate::error::{MalformedReason, OpenError};
+
+/// First byte of an encrypted packet: "vswitch encrypted VXLAN, version 1".
+///
+/// Bit 0x08 (the RFC 7348 I flag) is clear, so no VXLAN implementation
+/// mistakes it for a plain VXLAN packet (the Linux kernel drops VXLAN packets
+/// without the I flag), and vswitch tells the two apart by this byte alone.
+pub const PACKET_TYPE: u8 = 0xE1;
+
+/// Length of the encrypted VXLAN header, all of it authenticated as AEAD
+/// associated data.
+pub const HEADER_LEN: usize = 24;
+
+/// Length of the Poly1305 authentication tag after the ciphertext.
+pub const TAG_LEN: usize = 16;
+
+/// Bytes an encrypted packet adds around the inner Ethernet frame (header and
+/// tag): the UDP payload is `inner.len() + ENCRYPTED_OVERHEAD` bytes.
+pub const ENCRYPTED_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+
+/// How many more bytes an encrypted packet takes than a plain VXLAN packet
+/// carrying the same inner frame: lower the overlay MTU by this much on
+/// encrypted networks.
+pub const OVERHEAD_OVER_VXLAN: usize = ENCRYPTED_OVERHEAD - vxlan::HEADER_LEN;
+
+/// The shortest well-formed encrypted packet: a header and a tag around an
+/// empty inner frame.
+pub const MIN_PACKET_LEN: usize = HEADER_LEN + TAG_LEN;
+
+/// Byte offsets of the header fields.
+mod field {
+    use std::ops::Range;
+
+    pub(super) const TYPE: usize = 0;
+    pub(super) const VNI: Range<usize> = 1..4;
+    pub(super) const EPOCH: Range<usize> = 4..8;
+    pub(super) const SESSION: Range<usize> = 8..16;
+    pub(super) const COUNTER: Range<usize> = 16..24;
+}
+
+/// Whether a UDP payload received on the VXLAN port is an encrypted packet
+/// (its first byte is [`PACKET_TYPE`]) rather than plain VXLAN.
+pub fn is_encrypted(udp_payload: &[u8]) -> bool {
+    udp_payload.first() == Some(&PACKET_TYPE)
+}
+
+/// The fields of an encrypted VXLAN header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Header {
+    /// The overlay network the inner frame belongs to.
+    pub vni: Vni,
+    /// The key epoch the sender sealed with.
+    pub epoch: u32,
+    /// The sender's random session id, which selects the session key.
+    pub session_id: u64,
+    /// The sender's packet counter in that session: the AEAD nonce.
+    pub counter: u64,
+}
+
+impl Header {
+    /// Parses the header of a whole encrypted packet (header, ciphertext and
+    /// tag), checking that the packet is long enough to hold a header and a
+    /// tag and that it starts with [`PACKET_TYPE`]. Never panics.
+    pub fn parse(packet: &[u8]) -> Result<Header, OpenError> {
+        let Some(type_byte) = packet.first().copied() else {
+            return Err(OpenError::Malformed(MalformedReason::TooShort { len: 0 }));
+        };
+        if type_byte != PACKET_TYPE {
+            return Err(OpenError::Malformed(MalformedReason::WrongType { type_byte }));
+        }
+        let Some(header) = packet.first_chunk::<HEADER_LEN>().filter(|_| packet.len() >= MIN_PACKET_LEN) else {
+            return Err(OpenError::Malformed(MalformedReason::TooShort { len: packet.len() }));
+        };
+        Ok(Header::from_bytes(header))
+    }
+
+    /// The header fields of 24 header bytes, whatever their type byte.
+    fn from_bytes(h: &[u8; HEADER_LEN]) -> Header {
+        let vni = Vni::from_be_bytes([h[field::VNI.start], h[field::VNI.start + 1], h[field::VNI.start + 2]]);
+        Header {
+            vni,
+            epoch: u32::from_be_bytes(array(h, field::EPOCH)),
+            session_id: u64::from_be_bytes(array(h, field::SESSION)),
+            counter: u64::from_be_bytes(array(h, field::COUNTER)),
+        }
+    }
+
+    /// The 24 wire bytes of this header.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[field::TYPE] = PACKET_TYPE;
+        h[field::VNI].copy_from_slice(&self.vni.to_be_bytes());
+        h[field::EPOCH].copy_from_slice(&self.epoch.to_be_bytes());
+        h[field::SESSION].copy_from_slice(&self.session_id.to_be_bytes());
+        h[field::COUNTER].copy_from_slice(&self.counter.to_be_bytes());
+        h
+    }
+
+    /// The 96-bit ChaCha20-Poly1305 nonce of this packet: 4 zero bytes, then
+    /// the counter big-endian.
+    pub fn nonce_bytes(&self) -> [u8; NONCE_LEN] {
+        let mut n = [0u8; NONCE_LEN];
+        n[4..].copy_from_slice(&self.counter.to_be_bytes());
+        n
+    }
+
+    /// [`Header::nonce_bytes`] as a ring nonce.
+    pub(crate) fn nonce(&self) -> Nonce {
+        Nonce::assume_unique_for_key(self.nonce_bytes())
+    }
+}
+
+/// The bytes of `range` of a header as a fixed-size array.
+fn array<const N: usize>(h: &[u8; HEADER_LEN], range: Range<usize>) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&h[range]);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overheads() {
+        assert_eq!(ENCRYPTED_OVERHEAD, 40);
+        assert_eq!(OVERHEAD_OVER_VXLAN, 32);
+        assert_eq!(PACKET_TYPE & 0x08, 0, "the type byte must not look like a VXLAN I flag");
+    }
+
+    #[test]
+    fn header_round_trip_and_layout() {
+        let h = Header {
+            vni: Vni::new(0x01_02_03).unwrap(),
+            epoch: 0x0405_0607,
+            session_id: 0x0809_0a0b_0c0d_0e0f,
+            counter: 0x1011_1213_1415_1617,
+        };
+        let bytes = h.to_bytes();
+        let expected: Vec<u8> = std::iter::once(0xE1).chain(1..24).collect();
+        assert_eq!(bytes.as_slice(), expected.as_slice());
+        let mut packet = bytes.to_vec();
+        packet.extend_from_slice(&[0u8; TAG_LEN]);
+        assert_eq!(Header::parse(&packet), Ok(h));
+        assert_eq!(h.nonce_bytes(), [0, 0, 0, 0, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17]);
+    }
+
+    #[test]
+    fn parse_rejects_short_and_wrong_type() {
+        let mut packet = Header { vni: Vni::MAX, epoch: 1, session_id: 2, counter: 3 }.to_bytes().to_vec();
+        packet.extend_from_slice(&[0u8; TAG_LEN]);
+        assert!(Header::parse(&packet).is_ok());
+        assert_eq!(
+            Header::parse(&packet[..MIN_PACKET_LEN - 1]),
+            Err(OpenError::Malformed(MalformedReason::TooShort { len: MIN_PACKET_LEN - 1 }))
+        );
+        assert_eq!(Header::parse(&[]), Err(OpenError::Malformed(MalformedReason::TooShort { len: 0 })));
+        packet[0] = 0x08; // a plain VXLAN flags byte
+        assert_eq!(Header::parse(&packet), Err(OpenError::Malformed(MalformedReason::WrongType { type_byte: 0x08 })));
+        assert!(!is_encrypted(&packet));
+        assert!(!is_encrypted(&[]));
+        assert!(is_encrypted(&[PACKET_TYPE]));
+    }
+}
