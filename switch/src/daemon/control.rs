@@ -20,7 +20,8 @@ use super::plumbing::{self, PlumbError};
 use super::tunnel::VtepConfig;
 use crate::bridge::NetworkConfig;
 use crate::model::{
-    Connect, CreateNetwork, CreateSandbox, Driver, Endpoint, Mac, Model, ModelError, Network, Store, StoreError,
+    Connect, CreateNetwork, CreateSandbox, Driver, Endpoint, MSS_CLAMP_OPTION, Mac, Model, ModelError, Network, Store,
+    StoreError,
 };
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::wire::MacAddr;
@@ -37,9 +38,6 @@ pub struct Control {
 
 /// The name of the underlay endpoint's row in `stats`.
 const VTEP_PORT_NAME: &str = "vtep";
-
-/// The option that turns on TCP MSS clamping for an overlay network.
-const MSS_CLAMP_OPTION: &str = "mss-clamp";
 
 type Reply = Result<Value, CtlError>;
 

@@ -232,6 +232,9 @@ pub enum ModelError {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// network {0} is not an encrypted overlay: create it with -d overlay -o encrypted
+    #[error("network {0} is not an encrypted overlay: create it with -d overlay -o encrypted")]
+    NotEncrypted(String),
     /// peer {0} already exists
     #[error("peer {0} already exists")]
     PeerExists(std::net::SocketAddr),

@@ -40,6 +40,6 @@ pub use networks::{DEFAULT_MTU, FIRST_AUTO_VNI, MAX_VNI, default_pool_subnets};
 pub use state::{Model, STATE_VERSION};
 pub use store::{ApplyError, Store, StoreError};
 pub use types::{
-    Config, Connect, CreateNetwork, CreateSandbox, Disconnected, Driver, Endpoint, Network, ParseDriverError, Peer,
-    RemovedSandbox, Sandbox, StaticFdbEntry,
+    Config, Connect, CreateNetwork, CreateSandbox, Disconnected, Driver, ENCRYPTED_OPTION, Endpoint, MSS_CLAMP_OPTION,
+    Network, ParseDriverError, Peer, RemovedSandbox, Sandbox, StaticFdbEntry,
 };

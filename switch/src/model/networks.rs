@@ -7,7 +7,7 @@ use super::addr::Ipv4Net;
 use super::error::ModelError;
 use super::ids;
 use super::state::Model;
-use super::types::{CreateNetwork, Driver, Network};
+use super::types::{CreateNetwork, Driver, ENCRYPTED_OPTION, MSS_CLAMP_OPTION, Network};
 use super::validate;
 
 /// First VNI handed out when an overlay network is created without `--vni`.
@@ -48,6 +48,11 @@ impl Model {
         if !req.driver.is_switched() {
             return Err(ModelError::SingletonDriver(req.driver));
         }
+        for option in [ENCRYPTED_OPTION, MSS_CLAMP_OPTION] {
+            if req.options.contains_key(option) && req.driver != Driver::Overlay {
+                return Err(ModelError::OptionNotSupported { option, driver: req.driver });
+            }
+        }
         let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
         if !(68..=65535).contains(&mtu) {
             return Err(ModelError::MtuOutOfRange(mtu));
@@ -76,9 +81,21 @@ impl Model {
             options: req.options,
             created: ids::now_rfc3339(),
             network_index: self.free_network_index(),
+            key_epoch: 0,
         };
         self.networks.insert(net.id.clone(), net.clone());
         Ok(net)
+    }
+
+    /// Moves an encrypted overlay to its next key epoch and returns it.
+    pub fn rotate_key(&mut self, name_or_id: &str) -> Result<u32, ModelError> {
+        let id = self.network(name_or_id)?.id.clone();
+        let net = self.networks.get_mut(&id).ok_or(ModelError::NoSuchNetwork(id))?;
+        if !net.is_encrypted() {
+            return Err(ModelError::NotEncrypted(net.name.clone()));
+        }
+        net.key_epoch = net.key_epoch.wrapping_add(1);
+        Ok(net.key_epoch)
     }
 
     /// Removes a network (by name, id or unique id prefix) and returns it.

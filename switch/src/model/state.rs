@@ -87,6 +87,7 @@ impl Model {
                 options: BTreeMap::new(),
                 created: ids::now_rfc3339(),
                 network_index: m.free_network_index(),
+                key_epoch: 0,
             };
             m.networks.insert(net.id.clone(), net);
         }

@@ -96,9 +96,24 @@ pub struct Network {
     /// Small dense integer, unique among networks and stable for the network's
     /// life: the datapath's bridge-domain id. Reused after the network is removed.
     pub network_index: u32,
+    /// Epoch of the encryption key of an encrypted overlay (`-o encrypted`):
+    /// `network key rotate` moves it forward; keys derive from (cluster
+    /// secret, VNI, epoch).
+    #[serde(default)]
+    pub key_epoch: u32,
 }
 
+/// The option that encrypts an overlay network's data plane.
+pub const ENCRYPTED_OPTION: &str = "encrypted";
+/// The option that clamps the TCP MSS of SYNs crossing an overlay.
+pub const MSS_CLAMP_OPTION: &str = "mss-clamp";
+
 impl Network {
+    /// True for an overlay created with `-o encrypted`.
+    pub fn is_encrypted(&self) -> bool {
+        self.driver == Driver::Overlay && self.options.contains_key(ENCRYPTED_OPTION)
+    }
+
     /// Whether this is one of the predefined `bridge`, `host`, `none` networks.
     pub fn is_predefined(&self) -> bool {
         super::state::PREDEFINED.contains(&self.name.as_str())

@@ -217,3 +217,31 @@ fn driver_parsing() {
     let e = "macvlan".parse::<Driver>().unwrap_err().to_string();
     assert!(e.contains("\"macvlan\"") && e.contains("bridge, overlay"), "{e}");
 }
+
+#[test]
+fn overlay_only_options_are_refused_elsewhere() {
+    let mut m = Model::new();
+    for option in [ENCRYPTED_OPTION, MSS_CLAMP_OPTION] {
+        let mut req = CreateNetwork::new("b1", Driver::Bridge);
+        req.options.insert(option.to_owned(), String::new());
+        let err = m.create_network(req).unwrap_err().to_string();
+        assert!(err.contains(option) && err.contains("bridge"), "{err}");
+    }
+}
+
+#[test]
+fn key_rotation_moves_encrypted_overlays_forward_only() {
+    let mut m = Model::new();
+    let mut req = CreateNetwork::new("sec", Driver::Overlay);
+    req.options.insert(ENCRYPTED_OPTION.to_owned(), String::new());
+    m.create_network(req).unwrap();
+    m.create_network(CreateNetwork::new("plain", Driver::Overlay)).unwrap();
+    assert!(m.network("sec").unwrap().is_encrypted());
+    assert_eq!(m.rotate_key("sec").unwrap(), 1);
+    assert_eq!(m.rotate_key("sec").unwrap(), 2);
+    assert_eq!(m.network("sec").unwrap().key_epoch, 2);
+    let before = serde_json::to_string(&m).unwrap();
+    assert!(m.rotate_key("plain").unwrap_err().to_string().contains("not an encrypted overlay"));
+    assert!(m.rotate_key("bridge").is_err());
+    assert_eq!(serde_json::to_string(&m).unwrap(), before, "a refused rotation changes nothing");
+}
