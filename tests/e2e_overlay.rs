@@ -279,3 +279,32 @@ fn peer_rm_cuts_traffic_and_a_restarted_host_rejoins() {
     assert!(r.intact, "TCP after restart corrupted: {r:?}");
     assert!(ping(&s2, ip_of(&e1), 1), "host 2 cannot reach host 1 after its restart");
 }
+
+#[test]
+fn learn_peers_accepts_an_unconfigured_vtep_and_lists_it() {
+    if !require_root("learn_peers_accepts_an_unconfigured_vtep_and_lists_it") {
+        return;
+    }
+    let u = Underlay::new([10, 210, 9], 2);
+    let (h1, h2) = (u.host(0), u.host(1));
+    // Host 1 has no static peers but learns them; host 2 knows host 1.
+    let d1 = vtep_daemon(h1, &["--learn-peers"]);
+    let d2 = vtep_daemon(h2, &[]);
+    let net = u.name("ov");
+    for d in [&d1, &d2] {
+        d.overlay_create(&net, "10.211.12.0/24", 4102, &["--attachable"]);
+    }
+    d2.peer_add(h1.vtep(), &[]);
+    let (s1, e1) = sandbox_on(&d1, &net, "s", "10.211.12.11");
+    let (s2, e2) = sandbox_on(&d2, &net, "s", "10.211.12.12");
+    assert!(d1.peers().is_empty(), "{:?}", d1.peers());
+
+    assert!(ping(&s2, ip_of(&e1), 3), "host 2 cannot reach host 1, which learns peers");
+    let peers = d1.peers();
+    assert_eq!(peers.len(), 1, "host 1 should have learned host 2: {peers:?}");
+    assert_eq!((peers[0].addr.ip(), peers[0].learned), (std::net::IpAddr::V4(h2.addr), true), "{peers:?}");
+    assert!(ping(&s1, ip_of(&e2), 2), "host 1 cannot reach the peer it learned");
+    let stats = d1.stats_map();
+    let vtep = stats.iter().find(|((p, _), _)| p == "vtep").map(|(_, s)| s).expect("vtep row");
+    assert_eq!(vtep.drops.get("unknown_peer").copied().unwrap_or(0), 0, "{vtep:?}");
+}
