@@ -50,6 +50,7 @@ fn one_of_each() -> Vec<Request> {
         Request::ConfigSet { key: "aging-time".into(), value: "300".into() },
         Request::PeerAdd { addr: "192.0.2.1:4789".parse().unwrap(), networks: vec!["ov".into()] },
         Request::PeerLs,
+        Request::NetworkKeyRotate { network: "sec".into() },
         Request::PeerRm { addr: "[2001:db8::1]:4789".parse().unwrap() },
         Request::Version,
         Request::Ping,

@@ -323,3 +323,12 @@ pub struct VersionInfo {
     /// Protocol version the daemon speaks.
     pub protocol: u32,
 }
+
+/// Reply to `network_key_rotate`: the network's key epoch now in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEpoch {
+    /// The network.
+    pub network: String,
+    /// Its new key epoch.
+    pub epoch: u32,
+}

@@ -185,6 +185,11 @@ pub enum Request {
         /// New value, as text; the daemon parses it per key.
         value: String,
     },
+    /// Move an encrypted overlay to its next key epoch. Reply: [`KeyEpoch`](super::KeyEpoch).
+    NetworkKeyRotate {
+        /// Network name or ID prefix.
+        network: String,
+    },
     /// Add a static VXLAN peer (remote VTEP). Reply: [`PeerInfo`](super::PeerInfo).
     PeerAdd {
         /// The peer's underlay address and UDP port (4789 if the client was given none).
@@ -218,6 +223,7 @@ impl Request {
         "network_rm",
         "network_connect",
         "network_disconnect",
+        "network_key_rotate",
         "show",
         "fdb_show",
         "fdb_add",
@@ -243,6 +249,7 @@ impl Request {
             Self::NetworkRm { .. } => "network_rm",
             Self::NetworkConnect { .. } => "network_connect",
             Self::NetworkDisconnect { .. } => "network_disconnect",
+            Self::NetworkKeyRotate { .. } => "network_key_rotate",
             Self::Show => "show",
             Self::FdbShow { .. } => "fdb_show",
             Self::FdbAdd { .. } => "fdb_add",

@@ -277,6 +277,7 @@ impl Control {
                 ok(FlushResult { flushed: flushed as u64 })
             }
             Request::Stats { port } => self.stats(port.as_deref()),
+            Request::NetworkKeyRotate { network } => self.key_rotate(&network),
             Request::PeerAdd { addr, networks } => self.peer_add(addr, networks),
             Request::PeerLs => self.peer_ls(),
             Request::PeerRm { addr } => self.peer_rm(addr),
@@ -337,7 +338,21 @@ impl Control {
         }
     }
 
+    fn key_rotate(&mut self, network: &str) -> Reply {
+        let mut next = self.model.clone();
+        let epoch = next.rotate_key(network).map_err(model_error)?;
+        let net = next.network(network).map_err(model_error)?.clone();
+        self.commit(next)?;
+        ok(proto::KeyEpoch { network: net.name, epoch })
+    }
+
     fn network_create(&mut self, mut req: CreateNetwork) -> Reply {
+        if req.options.contains_key(ENCRYPTED_OPTION) {
+            return Err(CtlError::new(
+                ErrorKind::NotSupported,
+                "encrypted overlays need a cluster secret: start vswitchd with --secret-file PATH",
+            ));
+        }
         if req.driver == Driver::Overlay && req.mtu.is_none() {
             req.mtu = Some(self.overlay_mtu());
         }

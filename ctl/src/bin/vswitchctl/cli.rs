@@ -183,6 +183,21 @@ pub(crate) enum NetworkCmd {
         /// Sandbox name.
         sandbox: String,
     },
+    /// Manage the encryption key of an encrypted overlay (`-o encrypted`).
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+/// `network key` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCmd {
+    /// Move the network to its next key epoch. Run it on every host, in any
+    /// order, seconds apart: receivers accept the previous, current and next
+    /// epoch, so no packet is lost.
+    Rotate {
+        /// Network name.
+        network: String,
+    },
 }
 
 /// `fdb` verbs.

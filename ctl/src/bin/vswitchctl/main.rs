@@ -154,6 +154,10 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
         NetworkCmd::Disconnect { network, sandbox } => {
             ctx.show(&Request::NetworkDisconnect { network, sandbox }, |_, _: Value| Ok(()))
         }
+        NetworkCmd::Key(cli::KeyCmd::Rotate { network }) => ctx
+            .show(&Request::NetworkKeyRotate { network }, |w, r: ctl::proto::KeyEpoch| {
+                writeln!(w, "{}: key epoch {}", r.network, r.epoch)
+            }),
     }
 }
 
