@@ -23,6 +23,10 @@
 #   VSWITCHD, VSWITCHCTL  binaries to use (default: $CARGO_TARGET_DIR or target/, release)
 #   KEEP_LOGS=1        keep the temporary directory (daemon log, tool outputs)
 #
+# Run it on an otherwise idle machine: with 2 CPUs any other load (a cargo build) skews every
+# number; the report warns when the CPUs were busy before the tests. Compare ratios within one
+# run, never absolute numbers across runs (see shared BENCHMARKS.md: runs vary by up to 30%).
+#
 # Every namespace and link it creates carries the prefix vb<pid>; all of them, the daemon
 # and every helper process are removed on exit, including failure and Ctrl-C. It never
 # touches the host namespace's interfaces, routes or firewall.
