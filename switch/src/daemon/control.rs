@@ -20,7 +20,7 @@ use super::plumbing::{self, PlumbError};
 use super::tunnel::VtepConfig;
 use crate::bridge::NetworkConfig;
 use crate::model::{
-    Connect, CreateNetwork, CreateSandbox, Driver, Endpoint, MSS_CLAMP_OPTION, Mac, Model, ModelError, Network, Store,
+    Connect, CreateNetwork, CreateSandbox, Driver, ENCRYPTED_OPTION, Endpoint, MSS_CLAMP_OPTION, Mac, Model, ModelError, Network, Store,
     StoreError,
 };
 use crate::port::{NetworkId, PortConfig, PortId};
