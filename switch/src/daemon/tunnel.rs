@@ -28,7 +28,7 @@ use crate::port::PortId;
 use crate::sys::tap::VirtioNetHdr;
 
 /// Sockets in the send pool (distinct UDP source ports).
-const SOURCE_PORTS: usize = 8;
+const SOURCE_PORTS: usize = 32;
 /// Largest UDP payload of one (GSO) send: an IPv4 packet's 65,535 bytes
 /// minus its IP and UDP headers.
 const MAX_UDP_PAYLOAD: usize = 65_535 - 20 - 8;
