@@ -1,0 +1,107 @@
+//! The committed fuzz seed corpus (`fuzz/corpus/crypto_open/`) holds the
+//! packets its file names claim under the fuzz target's fixed key, so the
+//! fuzzer starts from packets that open.
+//!
+//! Regenerate it (new random session ids each time) with
+//! `VSWITCH_REGENERATE_SEEDS=1 cargo test -p crypto --test fuzz_corpus -- --ignored`.
+
+use std::path::PathBuf;
+
+use crypto::{ClusterSecret, MalformedReason, NetworkKey, OpenError, Opener, Sealer, Vni};
+
+/// The fuzz target's key: keep in step with `fuzz/fuzz_targets/crypto_open.rs`.
+const SECRET: [u8; 32] = [0x5a; 32];
+const VNI: u32 = 4242;
+const CURRENT_EPOCH: u32 = 7;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/crypto_open")
+}
+
+fn seed(name: &str) -> Vec<u8> {
+    let path = dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn opener() -> Opener {
+    Opener::new(&ClusterSecret::from_bytes(SECRET), Vni::new(VNI).unwrap(), CURRENT_EPOCH)
+}
+
+/// An untagged IPv4/UDP frame of `len` bytes (at least 42).
+fn ipv4_udp(len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len];
+    f[0..6].copy_from_slice(&[0x02, 0x42, 0, 0, 0, 2]);
+    f[6..12].copy_from_slice(&[0x02, 0x42, 0, 0, 0, 1]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&((len - 14) as u16).to_be_bytes());
+    f[22] = 64;
+    f[23] = 17;
+    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+    f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+    f
+}
+
+/// An ARP request frame.
+fn arp() -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[0x02, 0x42, 0, 0, 0, 1, 0x08, 0x06]);
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 0x02, 0x42, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+    f
+}
+
+#[test]
+fn seeds_open_as_named() {
+    let mut o = opener();
+    for (name, epoch, ethertype) in [
+        ("ipv4_udp_1400_epoch7", 7, Some([0x08, 0x00])),
+        ("arp_epoch8_next", 8, Some([0x08, 0x06])),
+        ("empty_inner_epoch6_previous", 6, None),
+    ] {
+        let mut packet = seed(name);
+        let opened = o.open(&mut packet).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(opened.epoch, epoch, "{name}");
+        assert_eq!(packet[opened.inner].get(12..14), ethertype.as_ref().map(|e| &e[..]), "{name}");
+    }
+    let cases = [
+        ("unknown_epoch9", OpenError::UnknownEpoch { epoch: 9, current: CURRENT_EPOCH }),
+        ("tampered_ciphertext_epoch7", OpenError::AuthenticationFailed),
+        ("plain_vxlan", OpenError::Malformed(MalformedReason::WrongType { type_byte: 0x08 })),
+        ("truncated_39", OpenError::Malformed(MalformedReason::TooShort { len: 39 })),
+    ];
+    for (name, error) in cases {
+        assert_eq!(opener().open(&mut seed(name)), Err(error), "{name}");
+    }
+}
+
+#[test]
+#[ignore = "writes the seed corpus; run with VSWITCH_REGENERATE_SEEDS=1"]
+fn regenerate_seeds() {
+    if std::env::var_os("VSWITCH_REGENERATE_SEEDS").is_none() {
+        return;
+    }
+    let secret = ClusterSecret::from_bytes(SECRET);
+    let vni = Vni::new(VNI).unwrap();
+    let sealed = |epoch: u32, inner: &[u8]| {
+        let mut out = Vec::new();
+        Sealer::new(NetworkKey::derive(&secret, vni, epoch)).unwrap().seal(inner, &mut out).unwrap();
+        out
+    };
+    let mut tampered = sealed(7, &ipv4_udp(200));
+    tampered[100] ^= 0x01;
+    let mut plain_vxlan = vec![0x08, 0, 0, 0, 0x00, 0x10, 0x92, 0];
+    plain_vxlan.extend_from_slice(&arp());
+    let seeds = [
+        ("ipv4_udp_1400_epoch7", sealed(7, &ipv4_udp(1400))),
+        ("arp_epoch8_next", sealed(8, &arp())),
+        ("empty_inner_epoch6_previous", sealed(6, &[])),
+        ("unknown_epoch9", sealed(9, &arp())),
+        ("tampered_ciphertext_epoch7", tampered),
+        ("plain_vxlan", plain_vxlan),
+        ("truncated_39", sealed(7, &[])[..39].to_vec()),
+    ];
+    std::fs::create_dir_all(dir()).unwrap();
+    for (name, bytes) in seeds {
+        std::fs::write(dir().join(name), bytes).unwrap();
+    }
+}
