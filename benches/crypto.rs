@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput};
-use crypto::{ClusterSecret, ENCRYPTED_OVERHEAD, HEADER_LEN, NetworkKey, Opener, Sealer, TAG_LEN, Vni};
+use crypto::{ClusterSecret, ENCRYPTED_OVERHEAD, HEADER_LEN, NetworkKey, Opener, Sealer, Vni};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 
 const INNER_LEN: usize = 1400;
