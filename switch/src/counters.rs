@@ -41,11 +41,26 @@ pub enum DropReason {
     /// A frame too big for the tunnel, answered with ICMP "fragmentation
     /// needed" / "packet too big" from the network's gateway.
     TooBigForTunnel,
+    /// An encrypted packet shorter than its header and tag, or of another type.
+    CryptoMalformed,
+    /// An encrypted packet whose tag does not verify: tampered, or sealed
+    /// under another secret.
+    AuthFailed,
+    /// An encrypted packet seen before, or older than the replay window.
+    Replayed,
+    /// An encrypted packet under a key epoch this network does not accept.
+    UnknownEpoch,
+    /// Plain VXLAN for an encrypted network (never accepted).
+    Unencrypted,
+    /// Encrypted traffic for a network that is not encrypted here.
+    UnexpectedEncrypted,
+    /// Sealing failed (no randomness for a new session).
+    SealFailed,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -61,6 +76,13 @@ impl DropReason {
         DropReason::UnknownPeer,
         DropReason::OffloadFailed,
         DropReason::TooBigForTunnel,
+        DropReason::CryptoMalformed,
+        DropReason::AuthFailed,
+        DropReason::Replayed,
+        DropReason::UnknownEpoch,
+        DropReason::Unencrypted,
+        DropReason::UnexpectedEncrypted,
+        DropReason::SealFailed,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -83,6 +105,13 @@ impl DropReason {
             DropReason::UnknownPeer => "unknown_peer",
             DropReason::OffloadFailed => "offload_failed",
             DropReason::TooBigForTunnel => "too_big_for_tunnel",
+            DropReason::CryptoMalformed => "crypto_malformed",
+            DropReason::AuthFailed => "auth_failed",
+            DropReason::Replayed => "replayed",
+            DropReason::UnknownEpoch => "unknown_epoch",
+            DropReason::Unencrypted => "unencrypted",
+            DropReason::UnexpectedEncrypted => "unexpected_encrypted",
+            DropReason::SealFailed => "seal_failed",
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use crypto::ClusterSecret;
 use switch::daemon::control::Control;
 use switch::daemon::datapath::DatapathHandle;
 use switch::daemon::server;
@@ -35,6 +36,11 @@ struct Args {
     /// peers (they age out when silent).
     #[arg(long, requires = "vtep")]
     learn_peers: bool,
+    /// File holding the cluster secret (64 hex characters, mode 0600) that
+    /// encrypted overlays derive their keys from; `vswitchctl secret
+    /// generate` makes one. Hosts sharing an encrypted overlay share it.
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<PathBuf>,
     /// MTU of the underlay; by default that of the interface holding the
     /// VTEP address (1500 if it cannot be found).
     #[arg(long, value_name = "BYTES", requires = "vtep")]
@@ -71,9 +77,17 @@ fn main() -> anyhow::Result<()> {
         });
         VtepConfig { local, learn_peers: args.learn_peers, underlay_mtu }
     });
-    let datapath =
-        DatapathHandle::spawn(vtep).with_context(|| format!("cannot start the datapath (VTEP {:?})", args.vtep))?;
-    let control = Control::restore(store, model, datapath, vtep).context("cannot restore state into the datapath")?;
+    let secret = args
+        .secret_file
+        .as_deref()
+        .map(ClusterSecret::from_file)
+        .transpose()
+        .with_context(|| format!("cannot load the cluster secret from {:?}", args.secret_file))?;
+    let has_secret = secret.is_some();
+    let datapath = DatapathHandle::spawn(vtep, secret)
+        .with_context(|| format!("cannot start the datapath (VTEP {:?})", args.vtep))?;
+    let control =
+        Control::restore(store, model, datapath, vtep, has_secret).context("cannot restore state into the datapath")?;
     let listener = server::bind(&args.ctl_socket, group)?;
     stop_on_signals(args.ctl_socket.clone())?;
     tracing::info!(socket = %args.ctl_socket.display(), state = %args.state_dir.display(), "vswitchd ready");

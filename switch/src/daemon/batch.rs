@@ -123,9 +123,9 @@ impl RxBatch {
         self.push(RxEntry { buf, frame: HDR..HDR + frame.len(), port, has_vnet_hdr: true, gso: false })
     }
 
-    /// Bytes `range` of buffer `buf`.
-    pub(crate) fn buffer(&self, buf: usize, range: Range<usize>) -> &[u8] {
-        &self.bufs[buf][range]
+    /// Bytes `range` of buffer `buf`, mutable (decryption works in place).
+    pub(crate) fn buffer_mut(&mut self, buf: usize, range: Range<usize>) -> &mut [u8] {
+        &mut self.bufs[buf][range]
     }
 
     /// The entry of frame `i`.

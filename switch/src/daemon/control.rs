@@ -20,8 +20,8 @@ use super::plumbing::{self, PlumbError};
 use super::tunnel::VtepConfig;
 use crate::bridge::NetworkConfig;
 use crate::model::{
-    Connect, CreateNetwork, CreateSandbox, Driver, ENCRYPTED_OPTION, Endpoint, MSS_CLAMP_OPTION, Mac, Model, ModelError, Network, Store,
-    StoreError,
+    Connect, CreateNetwork, CreateSandbox, Driver, ENCRYPTED_OPTION, Endpoint, MSS_CLAMP_OPTION, Mac, Model,
+    ModelError, Network, Store, StoreError,
 };
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::wire::MacAddr;
@@ -34,6 +34,8 @@ pub struct Control {
     store: Store,
     datapath: DatapathHandle,
     vtep: Option<VtepConfig>,
+    /// A cluster secret was loaded: encrypted overlays are possible.
+    has_secret: bool,
 }
 
 /// The name of the underlay endpoint's row in `stats`.
@@ -132,8 +134,9 @@ impl Control {
         model: Model,
         datapath: DatapathHandle,
         vtep: Option<VtepConfig>,
+        has_secret: bool,
     ) -> Result<Control, DatapathError> {
-        let control = Control { model, store, datapath, vtep };
+        let control = Control { model, store, datapath, vtep, has_secret };
         control.datapath.set_aging(Duration::from_secs(control.model.config().aging_time_secs))?;
         for network in control.model.networks() {
             if network.driver.is_switched() {
@@ -186,6 +189,7 @@ impl Control {
             gateway: plumbing::gateway_of(network).map(|(address, prefix_len)| GatewaySpec { address, prefix_len }),
             vni: network.vni.and_then(vxlan::Vni::new),
             mss_clamp: network.options.contains_key(MSS_CLAMP_OPTION),
+            key_epoch: network.is_encrypted().then_some(network.key_epoch),
         };
         self.datapath.add_network(spec)?;
         if network.driver == Driver::Overlay && self.vtep.is_some() {
@@ -342,19 +346,23 @@ impl Control {
         let mut next = self.model.clone();
         let epoch = next.rotate_key(network).map_err(model_error)?;
         let net = next.network(network).map_err(model_error)?.clone();
-        self.commit(next)?;
+        self.datapath.set_key_epoch(network_id(&net), epoch).map_err(datapath_error)?;
+        if let Err(e) = self.commit(next) {
+            let _ = self.datapath.set_key_epoch(network_id(&net), epoch.wrapping_sub(1));
+            return Err(e);
+        }
+        tracing::info!(network = %net.name, epoch, "key rotated");
         ok(proto::KeyEpoch { network: net.name, epoch })
     }
 
     fn network_create(&mut self, mut req: CreateNetwork) -> Reply {
-        if req.options.contains_key(ENCRYPTED_OPTION) {
-            return Err(CtlError::new(
-                ErrorKind::NotSupported,
-                "encrypted overlays need a cluster secret: start vswitchd with --secret-file PATH",
-            ));
+        let encrypted = req.options.contains_key(ENCRYPTED_OPTION);
+        if encrypted && !self.has_secret {
+            return Err(CtlError::new(ErrorKind::NotSupported, DatapathError::NoSecret.to_string()));
         }
         if req.driver == Driver::Overlay && req.mtu.is_none() {
-            req.mtu = Some(self.overlay_mtu());
+            let sealing = if encrypted { crypto::OVERHEAD_OVER_VXLAN as u32 } else { 0 };
+            req.mtu = Some(self.overlay_mtu() - sealing);
         }
         let mut next = self.model.clone();
         let network = next.create_network(req).map_err(model_error)?;

@@ -17,9 +17,11 @@
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::ops::Range;
 
+use crypto::NetworkCrypto;
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
-use vxlan::{HEADER_LEN, Vni, VxlanError};
+use vxlan::{HEADER_LEN, Vni};
 
 use super::batch::{BUFFERS, RxBatch, RxEntry};
 use crate::counters::{DropCounters, DropReason};
@@ -145,14 +147,15 @@ impl Tunnel {
         vxlan::inner_mtu(self.config.underlay_mtu, version).unwrap_or(vxlan::MIN_INNER_MTU)
     }
 
-    /// Reads datagrams into the batch's free buffers, decapsulates them and
-    /// adds their inner frames, each from the port `classify` names (or
-    /// dropped under the reason it gives). Returns `Ok(false)` once the
-    /// socket is drained.
+    /// Reads datagrams into the batch's free buffers and adds the inner frame
+    /// of each, from the port `classify` names, where it says the frame lies
+    /// in the datagram (it decapsulates, or decrypts in place); datagrams it
+    /// refuses are counted under the reason it gives. Returns `Ok(false)`
+    /// once the socket is drained.
     pub(crate) fn receive(
         &mut self,
         batch: &mut RxBatch,
-        mut classify: impl FnMut(Vni, IpAddr, &[u8]) -> Result<PortId, DropReason>,
+        mut classify: impl FnMut(&mut [u8], IpAddr) -> Result<(PortId, Range<usize>), DropReason>,
     ) -> io::Result<bool> {
         // With GRO one buffer may hold many datagrams: take only as many
         // buffers as the batch has frame slots for, whatever they carry.
@@ -179,15 +182,9 @@ impl Tunnel {
                 let end = (start + stride).min(meta.len);
                 self.counters.rx_packets += 1;
                 self.counters.rx_bytes += (end - start) as u64;
-                let entry = match vxlan::decapsulate(batch.buffer(buf, start..end)) {
-                    Ok((vni, inner)) => {
-                        classify(vni, meta.addr.ip(), inner).map(|port| (start + HEADER_LEN..end, port))
-                    }
-                    Err(VxlanError::FlagNotSet { .. }) => Err(DropReason::VxlanBadFlags),
-                    Err(_) => Err(DropReason::VxlanMalformed),
-                };
-                match entry {
-                    Ok((frame, port)) => {
+                match classify(batch.buffer_mut(buf, start..end), meta.addr.ip()) {
+                    Ok((port, inner)) => {
+                        let frame = start + inner.start..start + inner.end;
                         // Cannot fail: buffers were taken to fit the frame slots.
                         batch.push(RxEntry { buf, frame, port, has_vnet_hdr: false, gso: false });
                     }
@@ -199,36 +196,56 @@ impl Tunnel {
         Ok(true)
     }
 
-    /// Encapsulates `frame` for `vni` and sends it to `dest`, segmenting and
-    /// checksumming it first if its virtio-net header asks for that.
-    pub(crate) fn send(&mut self, vni: Vni, dest: SocketAddr, frame: &[u8], hdr: &VirtioNetHdr) -> TxOutcome {
-        let ip_mtu = self.inner_ip_mtu().min(u32::from(u16::MAX)) as u16;
+    /// Encapsulates `frame` for `vni` (sealed with `seal` on an encrypted
+    /// network) and sends it to `dest`, segmenting and checksumming it first
+    /// if its virtio-net header asks for that.
+    pub(crate) fn send(
+        &mut self,
+        vni: Vni,
+        dest: SocketAddr,
+        frame: &[u8],
+        hdr: &VirtioNetHdr,
+        mut seal: Option<&mut NetworkCrypto>,
+    ) -> TxOutcome {
+        let extra = if seal.is_some() { crypto::OVERHEAD_OVER_VXLAN as u32 } else { 0 };
+        let ip_mtu = (self.inner_ip_mtu() - extra).min(u32::from(u16::MAX)) as u16;
         if let Some(kind) = offload::exceeds_mtu(frame, hdr, ip_mtu) {
             return TxOutcome::TooBig(kind);
         }
         let socket = &self.tx[vxlan::flow_hash(frame) as usize % self.tx.len()];
         let header = vxlan::VxlanRepr { vni }.to_bytes();
         self.encap.clear();
+        let mut encapsulate = |inner: &[u8], encap: &mut Vec<u8>| match seal.as_deref_mut() {
+            Some(crypto) => crypto.seal(inner, encap).map(|r| r.len()).map_err(|_| DropReason::SealFailed),
+            None => {
+                encap.extend_from_slice(&header);
+                encap.extend_from_slice(inner);
+                Ok(HEADER_LEN + inner.len())
+            }
+        };
+        let max_frame = usize::from(ip_mtu) + vxlan::ETHERNET_HEADER_LEN;
         let segment_size = if hdr.is_gso() || hdr.needs_csum() {
             if offload::segment_to_mtu(frame, hdr, ip_mtu, &mut self.segments).is_err() {
                 return TxOutcome::Dropped(DropReason::OffloadFailed);
             }
             let mut size = None;
             for seg in self.segments.iter() {
-                if seg.len() > usize::from(ip_mtu) + vxlan::ETHERNET_HEADER_LEN {
+                if seg.len() > max_frame {
                     return TxOutcome::Dropped(DropReason::Oversize);
                 }
-                size.get_or_insert(HEADER_LEN + seg.len());
-                self.encap.extend_from_slice(&header);
-                self.encap.extend_from_slice(seg);
+                match encapsulate(seg, &mut self.encap) {
+                    Ok(len) => size = size.or(Some(len)),
+                    Err(reason) => return TxOutcome::Dropped(reason),
+                }
             }
             size
         } else {
-            if frame.len() > usize::from(ip_mtu) + vxlan::ETHERNET_HEADER_LEN {
+            if frame.len() > max_frame {
                 return TxOutcome::Dropped(DropReason::Oversize);
             }
-            self.encap.extend_from_slice(&header);
-            self.encap.extend_from_slice(frame);
+            if let Err(reason) = encapsulate(frame, &mut self.encap) {
+                return TxOutcome::Dropped(reason);
+            }
             None
         };
         let size = segment_size.unwrap_or(self.encap.len());

@@ -48,6 +48,9 @@ pub(crate) enum Command {
     /// Manage VXLAN peers (remote VTEPs) of overlay networks.
     #[command(subcommand)]
     Peer(PeerCmd),
+    /// Cluster secrets for encrypted overlays (no daemon needed).
+    #[command(subcommand)]
+    Secret(SecretCmd),
     /// Show client and daemon versions.
     Version,
     /// Check that vswitchd answers.
@@ -223,6 +226,15 @@ pub(crate) enum FdbCmd {
         /// Only this network.
         network: Option<String>,
     },
+}
+
+/// `secret` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretCmd {
+    /// Print a new random cluster secret (64 hex characters) to stdout. Save
+    /// it with mode 0600 on every host and start vswitchd with
+    /// `--secret-file PATH`: `vswitchctl secret generate > /etc/vswitch/secret && chmod 600 /etc/vswitch/secret`.
+    Generate,
 }
 
 /// `peer` verbs.

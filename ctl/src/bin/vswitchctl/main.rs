@@ -92,6 +92,11 @@ fn run(cli: Cli) -> Result<()> {
             ctx.show(&Request::ConfigSet { key, value }, |_, _: Value| Ok(()))
         }
         Command::Peer(cmd) => peer(&mut ctx, cmd),
+        Command::Secret(cli::SecretCmd::Generate) => {
+            let secret = crypto::ClusterSecret::generate()?;
+            writeln!(ctx.out, "{}", secret.as_str())?;
+            Ok(())
+        }
         Command::Version => {
             if !ctx.json {
                 writeln!(ctx.out, "vswitchctl {}", env!("CARGO_PKG_VERSION"))?;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
+use crypto::NetworkCrypto;
 use mio::Interest;
 use mio::Token;
 use mio::unix::SourceFd;
@@ -84,6 +85,9 @@ impl Datapath {
             Command::SetAging { aging, reply } => {
                 let _ = reply.send(self.bridge.set_aging_time(aging).map_err(Into::into));
             }
+            Command::SetKeyEpoch { network, epoch, reply } => {
+                let _ = reply.send(self.set_key_epoch(network, epoch));
+            }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
@@ -97,6 +101,14 @@ impl Datapath {
         {
             return Err(DatapathError::VniInUse(vni.get()));
         }
+        let crypto = match (spec.key_epoch, spec.vni) {
+            (Some(epoch), Some(vni)) => {
+                let secret = self.secret.as_ref().ok_or(DatapathError::NoSecret)?;
+                Some(Box::new(NetworkCrypto::new(secret, vni, epoch).map_err(DatapathError::Crypto)?))
+            }
+            (Some(_), None) => return Err(DatapathError::NoSecret),
+            (None, _) => None,
+        };
         self.bridge.add_network(spec.id, spec.config)?;
         let mut gateway = None;
         if let Some(gw) = spec.gateway {
@@ -113,10 +125,21 @@ impl Datapath {
             self.vnis.insert(vni.get(), spec.id);
         }
         if self.nets.len() <= spec.id.index() {
-            self.nets.resize(spec.id.index() + 1, None);
+            self.nets.resize_with(spec.id.index() + 1, || None);
         }
-        self.nets[spec.id.index()] = Some(NetInfo { vni: spec.vni, mtu: spec.mtu, gateway, mss_clamp: spec.mss_clamp });
+        self.nets[spec.id.index()] =
+            Some(NetInfo { vni: spec.vni, crypto, mtu: spec.mtu, gateway, mss_clamp: spec.mss_clamp });
         Ok(())
+    }
+
+    fn set_key_epoch(&mut self, network: NetworkId, epoch: u32) -> Result<(), DatapathError> {
+        let keys = self
+            .nets
+            .get_mut(network.index())
+            .and_then(Option::as_mut)
+            .and_then(|n| n.crypto.as_mut())
+            .ok_or(DatapathError::NotEncrypted(network))?;
+        keys.set_epoch(epoch).map_err(DatapathError::Crypto)
     }
 
     fn remove_network(&mut self, id: NetworkId) -> Result<(), DatapathError> {
@@ -184,8 +207,9 @@ impl Datapath {
         if self.tunnel.is_none() {
             return Err(DatapathError::NoVtep);
         }
-        let info = self.nets.get(network.index()).copied().flatten().ok_or(BridgeError::NoSuchNetwork(network))?;
-        let vni = info.vni.ok_or(BridgeError::NoSuchNetwork(network))?;
+        let info =
+            self.nets.get(network.index()).and_then(Option::as_ref).ok_or(BridgeError::NoSuchNetwork(network))?;
+        let (vni, mtu) = (info.vni.ok_or(BridgeError::NoSuchNetwork(network))?, info.mtu);
         if let Some(existing) = self.peers.lookup(vni, remote) {
             // A learned peer becomes static: keep its port and entries.
             self.peers.remove(vni, remote);
@@ -196,7 +220,7 @@ impl Datapath {
             self.peer_ports.insert(remote.ip(), remote.port());
             return Ok(PortId(existing));
         }
-        let port = add_tunnel_port(&mut self.bridge, &mut self.ports, network, info.mtu, vni, remote, false)?;
+        let port = add_tunnel_port(&mut self.bridge, &mut self.ports, network, mtu, vni, remote, false)?;
         if let Err(e) = self.peers.add_static(vni, remote, port.0) {
             self.remove_port(port);
             return Err(e.into());
@@ -206,7 +230,9 @@ impl Datapath {
     }
 
     fn remove_peer(&mut self, network: NetworkId, remote: SocketAddr) -> bool {
-        let Some(vni) = self.nets.get(network.index()).copied().flatten().and_then(|n| n.vni) else { return false };
+        let Some(vni) = self.nets.get(network.index()).and_then(Option::as_ref).and_then(|n| n.vni) else {
+            return false;
+        };
         let Some(handle) = self.peers.lookup(vni, remote) else { return false };
         self.remove_port(PortId(handle));
         true

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
+use crypto::ClusterSecret;
 use mio::{Poll, Waker};
 use vxlan::Vni;
 
@@ -86,6 +87,8 @@ pub struct NetworkSpec {
     pub vni: Option<Vni>,
     /// Clamp the MSS of TCP SYNs to fit the tunnel (`-o mss-clamp`).
     pub mss_clamp: bool,
+    /// The key epoch of an encrypted overlay (`-o encrypted`).
+    pub key_epoch: Option<u32>,
 }
 
 /// Errors the control plane sees from the datapath.
@@ -111,6 +114,15 @@ pub enum DatapathError {
     /// The peer table refused the peer.
     #[error("cannot add peer: {0}")]
     Peer(#[from] vxlan::PeerError),
+    /// Encrypted overlays need the cluster secret.
+    #[error("encrypted overlays need a cluster secret: start vswitchd with --secret-file PATH")]
+    NoSecret,
+    /// The network is not an encrypted overlay.
+    #[error("network {0} is not encrypted")]
+    NotEncrypted(NetworkId),
+    /// Key setup failed.
+    #[error("key setup failed: {0}")]
+    Crypto(crypto::SealError),
     /// The datapath thread did not answer in time or is gone.
     #[error("the datapath thread is not responding")]
     Unresponsive,
@@ -131,6 +143,7 @@ pub(super) enum Command {
     RemoveEntry { network: NetworkId, mac: MacAddr, reply: Reply<Result<bool, DatapathError>> },
     Flush { network: Option<NetworkId>, reply: Reply<usize> },
     SetAging { aging: Duration, reply: Reply<Result<(), DatapathError>> },
+    SetKeyEpoch { network: NetworkId, epoch: u32, reply: Reply<Result<(), DatapathError>> },
     Snapshot { reply: Reply<Snapshot> },
     Shutdown,
 }
@@ -173,12 +186,13 @@ pub struct DatapathHandle {
 
 impl DatapathHandle {
     /// Opens the underlay sockets (if a VTEP is configured) and starts the
-    /// datapath thread.
-    pub fn spawn(vtep: Option<VtepConfig>) -> io::Result<DatapathHandle> {
+    /// datapath thread, which keeps the cluster secret (if any) for the keys
+    /// of encrypted overlays.
+    pub fn spawn(vtep: Option<VtepConfig>, secret: Option<ClusterSecret>) -> io::Result<DatapathHandle> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (commands, inbox) = crossbeam_channel::unbounded();
-        let datapath = Datapath::new(poll, inbox, vtep)?;
+        let datapath = Datapath::new(poll, inbox, vtep, secret)?;
         let thread = std::thread::Builder::new().name("datapath".into()).spawn(move || datapath.run())?;
         Ok(DatapathHandle { commands, waker, thread: Some(thread) })
     }
@@ -245,6 +259,12 @@ impl DatapathHandle {
     /// Sets the FDB aging time.
     pub fn set_aging(&self, aging: Duration) -> Result<(), DatapathError> {
         self.call(|reply| Command::SetAging { aging, reply })?
+    }
+
+    /// Moves an encrypted overlay to key epoch `epoch`: it seals with the new
+    /// epoch at once and opens the epochs next to it.
+    pub fn set_key_epoch(&self, network: NetworkId, epoch: u32) -> Result<(), DatapathError> {
+        self.call(|reply| Command::SetKeyEpoch { network, epoch, reply })?
     }
 
     /// Copies the tables and counters out.

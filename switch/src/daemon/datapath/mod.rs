@@ -24,6 +24,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
+use crypto::{ClusterSecret, NetworkCrypto, OpenError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use vxlan::{PeerTable, PeerTableConfig, Vni};
@@ -64,9 +65,10 @@ enum PortIo {
 }
 
 /// What the datapath keeps per network beyond the bridge.
-#[derive(Debug, Clone, Copy)]
 struct NetInfo {
     vni: Option<Vni>,
+    /// Keys of an encrypted overlay.
+    crypto: Option<Box<NetworkCrypto>>,
     mtu: u32,
     gateway: Option<PortId>,
     mss_clamp: bool,
@@ -83,6 +85,8 @@ struct Datapath {
     queued: Vec<bool>,
     tunnel: Option<Tunnel>,
     tunnel_ready: bool,
+    /// The cluster secret encrypted overlays derive their keys from.
+    secret: Option<ClusterSecret>,
     /// VNI → overlay network.
     vnis: HashMap<u32, NetworkId>,
     /// (VNI, remote VTEP) → tunnel port.
@@ -104,7 +108,12 @@ struct Datapath {
 }
 
 impl Datapath {
-    fn new(poll: Poll, inbox: Receiver<Command>, vtep: Option<VtepConfig>) -> io::Result<Datapath> {
+    fn new(
+        poll: Poll,
+        inbox: Receiver<Command>,
+        vtep: Option<VtepConfig>,
+        secret: Option<ClusterSecret>,
+    ) -> io::Result<Datapath> {
         let tunnel = vtep.map(Tunnel::open).transpose()?;
         if let Some(t) = &tunnel {
             let fd = t.rx_socket().as_raw_fd();
@@ -119,6 +128,7 @@ impl Datapath {
             ready: VecDeque::new(),
             queued: Vec::new(),
             tunnel_ready: tunnel.is_some(),
+            secret,
             tunnel,
             vnis: HashMap::new(),
             peers: PeerTable::new(PeerTableConfig::default()),
@@ -246,16 +256,34 @@ impl Datapath {
         let Some(tunnel) = tunnel.as_mut() else { return };
         let learn = tunnel.config().learn_peers;
         let default_port = tunnel.config().local.port();
-        let result = tunnel.receive(batch, |vni, ip, _inner| {
+        let result = tunnel.receive(batch, |datagram, ip| {
+            let encrypted = crypto::is_encrypted(datagram);
+            let vni = if encrypted {
+                crypto::Header::parse(datagram).map_err(|_| DropReason::CryptoMalformed)?.vni
+            } else {
+                match vxlan::decapsulate(datagram) {
+                    Ok((vni, _)) => vni,
+                    Err(vxlan::VxlanError::FlagNotSet { .. }) => return Err(DropReason::VxlanBadFlags),
+                    Err(_) => return Err(DropReason::VxlanMalformed),
+                }
+            };
             let &network = vnis.get(&vni.get()).ok_or(DropReason::UnknownVni)?;
+            let info = nets.get_mut(network.index()).and_then(Option::as_mut).ok_or(DropReason::UnknownVni)?;
             let remote = SocketAddr::new(ip, peer_ports.get(&ip).copied().unwrap_or(default_port));
-            if let Some(handle) = peers.on_packet(vni, remote, now.0) {
-                return Ok(PortId(handle));
-            }
-            if !learn {
+            let known = peers.on_packet(vni, remote, now.0);
+            if known.is_none() && !learn {
                 return Err(DropReason::UnknownPeer);
             }
-            let info = nets.get(network.index()).copied().flatten().ok_or(DropReason::UnknownVni)?;
+            // Authenticate before anything learns from the packet.
+            let inner = match (&mut info.crypto, encrypted) {
+                (Some(keys), true) => keys.open(datagram).map_err(open_drop_reason)?.inner,
+                (Some(_), false) => return Err(DropReason::Unencrypted),
+                (None, true) => return Err(DropReason::UnexpectedEncrypted),
+                (None, false) => vxlan::HEADER_LEN..datagram.len(),
+            };
+            if let Some(handle) = known {
+                return Ok((PortId(handle), inner));
+            }
             let port = config::add_tunnel_port(bridge, ports, network, info.mtu, vni, remote, true)
                 .map_err(|_| DropReason::UnknownPeer)?;
             if peers.learn(vni, remote, port.0, now.0).is_err() {
@@ -264,7 +292,7 @@ impl Datapath {
                 return Err(DropReason::UnknownPeer);
             }
             tracing::info!(peer = %remote, vni = vni.get(), "learned a new peer");
-            Ok(port)
+            Ok((port, inner))
         });
         match result {
             Ok(more) => *tunnel_ready = more,
@@ -318,8 +346,8 @@ impl Datapath {
                 .bridge
                 .port_config(port)
                 .ok()
-                .and_then(|c| self.nets.get(c.network.index()).copied().flatten())
-                .is_some_and(|n| n.mss_clamp);
+                .and_then(|c| self.nets.get(c.network.index()))
+                .is_some_and(|n| n.as_ref().is_some_and(|n| n.mss_clamp));
             if clamp {
                 let hdr = self.batch.vnet_hdr(i);
                 let frame = self.batch.frame_mut(i);
@@ -393,7 +421,9 @@ impl Datapath {
                 let (vni, remote) = (*vni, *remote);
                 let Some(tunnel) = self.tunnel.as_mut() else { return };
                 let hdr = self.batch.vnet_hdr(i);
-                match tunnel.send(vni, remote, self.batch.frame(i), &hdr) {
+                let network = self.bridge.port_config(port).map(|c| c.network);
+                let keys = network.ok().and_then(|n| self.nets.get_mut(n.index())?.as_mut()?.crypto.as_deref_mut());
+                match tunnel.send(vni, remote, self.batch.frame(i), &hdr, keys) {
                     TxOutcome::Sent => {}
                     TxOutcome::Dropped(reason) => self.bridge.count_drop(port, reason),
                     TxOutcome::TooBig(kind) => {
@@ -411,12 +441,8 @@ impl Datapath {
     fn answer_too_big(&mut self, tunnel_port: PortId, i: usize, kind: TooBig) {
         let Some(tunnel) = &self.tunnel else { return };
         let mtu = tunnel.inner_ip_mtu().min(u32::from(u16::MAX)) as u16;
-        let Some(gateway) = self
-            .bridge
-            .port_config(tunnel_port)
-            .ok()
-            .and_then(|c| self.nets.get(c.network.index()).copied().flatten())
-            .and_then(|n| n.gateway)
+        let Some(gateway) =
+            self.bridge.port_config(tunnel_port).ok().and_then(|c| self.nets.get(c.network.index())?.as_ref()?.gateway)
         else {
             return;
         };
@@ -447,6 +473,16 @@ impl Datapath {
         while let Ok(command) = self.inbox.try_recv() {
             self.handle(command);
         }
+    }
+}
+
+/// The drop reason for an encrypted packet that did not open.
+fn open_drop_reason(e: OpenError) -> DropReason {
+    match e {
+        OpenError::Malformed(_) | OpenError::VniMismatch { .. } => DropReason::CryptoMalformed,
+        OpenError::UnknownEpoch { .. } => DropReason::UnknownEpoch,
+        OpenError::AuthenticationFailed => DropReason::AuthFailed,
+        OpenError::Replayed { .. } | OpenError::TooOld { .. } => DropReason::Replayed,
     }
 }
 
