@@ -8,6 +8,7 @@
 pub mod bins;
 pub mod capture;
 pub mod daemon;
+pub mod encrypted;
 pub mod names;
 pub mod netns;
 pub mod overlay;
@@ -21,7 +22,7 @@ pub use daemon::{Daemon, DaemonBuilder};
 pub use names::{require_root, unique_prefix};
 pub use netns::{
     TransferReport, in_netns, ipv4_addrs, link_info, link_names, netns_exec, netns_exec_ok, ping, tcp_transfer,
-    udp_send, wait_for_ping,
+    tcp_transfer_paced, udp_send, wait_for_ping,
 };
 pub use overlay::vtep_daemon;
 pub use process::{output_with_timeout, text};

@@ -114,6 +114,20 @@ impl TransferReport {
 /// `client_ns` to a listener on `server_ip` in `server_ns`, and checks that
 /// exactly those bytes arrive (length and 64-bit FNV-1a hash).
 pub fn tcp_transfer(server_ns: &str, server_ip: Ipv4Addr, client_ns: &str, len: u64) -> io::Result<TransferReport> {
+    tcp_transfer_paced(server_ns, server_ip, client_ns, len, Duration::ZERO)
+}
+
+/// Like [`tcp_transfer`], but over one connection that lasts at least
+/// `spread`: the client sends in 64 KiB chunks and waits before each one
+/// until its share of `spread` has passed, so a modest stream can run
+/// alongside something else (a key rotation, say) without hogging the CPU.
+pub fn tcp_transfer_paced(
+    server_ns: &str,
+    server_ip: Ipv4Addr,
+    client_ns: &str,
+    len: u64,
+    spread: Duration,
+) -> io::Result<TransferReport> {
     let listener = in_netns(server_ns, move || TcpListener::bind(SocketAddr::from((server_ip, 0))))??;
     let addr = listener.local_addr()?;
     let server = thread::spawn(move || -> io::Result<(u64, u64)> {
@@ -136,9 +150,16 @@ pub fn tcp_transfer(server_ns: &str, server_ip: Ipv4Addr, client_ns: &str, len: 
     client.set_write_timeout(Some(Duration::from_secs(20)))?;
     let mut expected = Fnv::new();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut chunk = vec![0u8; 256 * 1024];
+    let mut chunk = vec![0u8; if spread.is_zero() { 256 * 1024 } else { 64 * 1024 }];
     let mut left = len;
     while left > 0 {
+        if !spread.is_zero() {
+            // Due time of the next byte: its share of `spread`.
+            let due = spread.mul_f64((len - left) as f64 / len as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                thread::sleep(wait);
+            }
+        }
         let n = left.min(chunk.len() as u64) as usize;
         for word in chunk[..n].chunks_mut(8) {
             rng ^= rng << 13;
