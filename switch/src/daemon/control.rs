@@ -190,6 +190,7 @@ impl Control {
             vni: network.vni.and_then(vxlan::Vni::new),
             mss_clamp: network.options.contains_key(MSS_CLAMP_OPTION),
             key_epoch: network.is_encrypted().then_some(network.key_epoch),
+            key_rotation: network.key_rotation(),
         };
         self.datapath.add_network(spec)?;
         if network.driver == Driver::Overlay && self.vtep.is_some() {

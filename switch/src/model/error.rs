@@ -232,6 +232,16 @@ pub enum ModelError {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// invalid -o {option}={value}: {reason}
+    #[error("invalid -o {option}={value}: {reason}")]
+    InvalidOption {
+        /// The option.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
     /// network {0} is not an encrypted overlay: create it with -d overlay -o encrypted
     #[error("network {0} is not an encrypted overlay: create it with -d overlay -o encrypted")]
     NotEncrypted(String),

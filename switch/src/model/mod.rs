@@ -40,6 +40,7 @@ pub use networks::{DEFAULT_MTU, FIRST_AUTO_VNI, MAX_VNI, default_pool_subnets};
 pub use state::{Model, STATE_VERSION};
 pub use store::{ApplyError, Store, StoreError};
 pub use types::{
-    Config, Connect, CreateNetwork, CreateSandbox, Disconnected, Driver, ENCRYPTED_OPTION, Endpoint, MSS_CLAMP_OPTION,
-    Network, ParseDriverError, Peer, RemovedSandbox, Sandbox, StaticFdbEntry,
+    Config, Connect, CreateNetwork, CreateSandbox, Disconnected, Driver, ENCRYPTED_OPTION, Endpoint,
+    KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, ParseDriverError, Peer, RemovedSandbox,
+    Sandbox, StaticFdbEntry,
 };

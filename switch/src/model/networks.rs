@@ -7,7 +7,9 @@ use super::addr::Ipv4Net;
 use super::error::ModelError;
 use super::ids;
 use super::state::Model;
-use super::types::{CreateNetwork, Driver, ENCRYPTED_OPTION, MSS_CLAMP_OPTION, Network};
+use super::types::{
+    CreateNetwork, Driver, ENCRYPTED_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network,
+};
 use super::validate;
 
 /// First VNI handed out when an overlay network is created without `--vni`.
@@ -51,6 +53,18 @@ impl Model {
         for option in [ENCRYPTED_OPTION, MSS_CLAMP_OPTION] {
             if req.options.contains_key(option) && req.driver != Driver::Overlay {
                 return Err(ModelError::OptionNotSupported { option, driver: req.driver });
+            }
+        }
+        if let Some(value) = req.options.get(KEY_ROTATION_OPTION) {
+            if !req.options.contains_key(ENCRYPTED_OPTION) || req.driver != Driver::Overlay {
+                return Err(ModelError::OptionNotSupported { option: KEY_ROTATION_OPTION, driver: req.driver });
+            }
+            if value.parse::<u64>().map_or(true, |secs| secs < MIN_KEY_ROTATION_SECS) {
+                return Err(ModelError::InvalidOption {
+                    option: KEY_ROTATION_OPTION,
+                    value: value.clone(),
+                    reason: "must be a whole number of seconds, at least 60 (Docker rotates every 43200)",
+                });
             }
         }
         let mtu = req.mtu.unwrap_or(DEFAULT_MTU);

@@ -107,8 +107,19 @@ pub struct Network {
 pub const ENCRYPTED_OPTION: &str = "encrypted";
 /// The option that clamps the TCP MSS of SYNs crossing an overlay.
 pub const MSS_CLAMP_OPTION: &str = "mss-clamp";
+/// The option that rotates an encrypted overlay's key every N seconds
+/// (`-o key-rotation=43200` is Docker's 12 hours).
+pub const KEY_ROTATION_OPTION: &str = "key-rotation";
+/// The shortest automatic key rotation period accepted.
+pub const MIN_KEY_ROTATION_SECS: u64 = 60;
 
 impl Network {
+    /// The automatic key rotation period of an encrypted overlay.
+    pub fn key_rotation(&self) -> Option<std::num::NonZeroU64> {
+        let secs = self.options.get(KEY_ROTATION_OPTION)?.parse().ok()?;
+        self.is_encrypted().then(|| std::num::NonZeroU64::new(secs)).flatten()
+    }
+
     /// True for an overlay created with `-o encrypted`.
     pub fn is_encrypted(&self) -> bool {
         self.driver == Driver::Overlay && self.options.contains_key(ENCRYPTED_OPTION)

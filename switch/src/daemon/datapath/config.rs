@@ -101,8 +101,10 @@ impl Datapath {
         {
             return Err(DatapathError::VniInUse(vni.get()));
         }
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let crypto = match (spec.key_epoch, spec.vni) {
-            (Some(epoch), Some(vni)) => {
+            (Some(base), Some(vni)) => {
+                let epoch = super::effective_epoch(base, spec.key_rotation, unix);
                 let secret = self.secret.as_ref().ok_or(DatapathError::NoSecret)?;
                 Some(Box::new(NetworkCrypto::new(secret, vni, epoch).map_err(DatapathError::Crypto)?))
             }
@@ -127,19 +129,27 @@ impl Datapath {
         if self.nets.len() <= spec.id.index() {
             self.nets.resize_with(spec.id.index() + 1, || None);
         }
-        self.nets[spec.id.index()] =
-            Some(NetInfo { vni: spec.vni, crypto, mtu: spec.mtu, gateway, mss_clamp: spec.mss_clamp });
+        self.nets[spec.id.index()] = Some(NetInfo {
+            vni: spec.vni,
+            crypto,
+            key_base: spec.key_epoch.unwrap_or(0),
+            key_rotation: spec.key_rotation,
+            mtu: spec.mtu,
+            gateway,
+            mss_clamp: spec.mss_clamp,
+        });
         Ok(())
     }
 
-    fn set_key_epoch(&mut self, network: NetworkId, epoch: u32) -> Result<(), DatapathError> {
-        let keys = self
-            .nets
-            .get_mut(network.index())
-            .and_then(Option::as_mut)
-            .and_then(|n| n.crypto.as_mut())
-            .ok_or(DatapathError::NotEncrypted(network))?;
-        keys.set_epoch(epoch).map_err(DatapathError::Crypto)
+    fn set_key_epoch(&mut self, network: NetworkId, base: u32) -> Result<(), DatapathError> {
+        let net = self.nets.get_mut(network.index()).and_then(Option::as_mut);
+        let net = net.filter(|n| n.crypto.is_some()).ok_or(DatapathError::NotEncrypted(network))?;
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let epoch = super::effective_epoch(base, net.key_rotation, unix);
+        let keys = net.crypto.as_mut().ok_or(DatapathError::NotEncrypted(network))?;
+        keys.set_epoch(epoch).map_err(DatapathError::Crypto)?;
+        net.key_base = base;
+        Ok(())
     }
 
     fn remove_network(&mut self, id: NetworkId) -> Result<(), DatapathError> {

@@ -89,6 +89,11 @@ pub struct NetworkSpec {
     pub mss_clamp: bool,
     /// The key epoch of an encrypted overlay (`-o encrypted`).
     pub key_epoch: Option<u32>,
+    /// Automatic key rotation period of an encrypted overlay
+    /// (`-o key-rotation=SECONDS`): the epoch in use is `key_epoch` plus the
+    /// number of whole periods since the Unix epoch, so hosts with
+    /// synchronised clocks move together without talking to each other.
+    pub key_rotation: Option<std::num::NonZeroU64>,
 }
 
 /// Errors the control plane sees from the datapath.

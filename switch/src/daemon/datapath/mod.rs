@@ -69,6 +69,10 @@ struct NetInfo {
     vni: Option<Vni>,
     /// Keys of an encrypted overlay.
     crypto: Option<Box<NetworkCrypto>>,
+    /// The operator's key epoch (`network key rotate`), before automatic rotation.
+    key_base: u32,
+    /// Automatic key rotation period.
+    key_rotation: Option<std::num::NonZeroU64>,
     mtu: u32,
     gateway: Option<PortId>,
     mss_clamp: bool,
@@ -181,6 +185,7 @@ impl Datapath {
 
     fn tick(&mut self, now: Timestamp) {
         self.bridge.age(now);
+        self.rotate_keys();
         for aged in self.peers.age(now.0) {
             tracing::info!(peer = %aged.addr, vni = aged.vni.get(), "learned peer aged out");
             self.remove_port(PortId(aged.handle));
@@ -193,6 +198,22 @@ impl Datapath {
         }
         if !self.batch.is_empty() {
             self.forward();
+        }
+    }
+
+    /// Moves networks with automatic key rotation to the epoch the wall
+    /// clock says they are in.
+    fn rotate_keys(&mut self) {
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        for net in self.nets.iter_mut().flatten() {
+            let (Some(keys), Some(period)) = (net.crypto.as_mut(), net.key_rotation) else { continue };
+            let epoch = effective_epoch(net.key_base, Some(period), unix);
+            if epoch != keys.current_epoch() {
+                match keys.set_epoch(epoch) {
+                    Ok(()) => tracing::info!(vni = keys.vni().get(), epoch, "key rotated automatically"),
+                    Err(e) => tracing::error!(vni = keys.vni().get(), error = %e, "automatic key rotation failed"),
+                }
+            }
         }
     }
 
@@ -476,6 +497,12 @@ impl Datapath {
     }
 }
 
+/// The key epoch in use: the operator's epoch plus, with automatic rotation,
+/// the number of whole rotation periods since the Unix epoch.
+fn effective_epoch(base: u32, rotation: Option<std::num::NonZeroU64>, unix_secs: u64) -> u32 {
+    rotation.map_or(base, |period| base.wrapping_add((unix_secs / period.get()) as u32))
+}
+
 /// The drop reason for an encrypted packet that did not open.
 fn open_drop_reason(e: OpenError) -> DropReason {
     match e {
@@ -495,4 +522,19 @@ fn tx_drop_reason(e: &io::Error) -> DropReason {
 /// source for "packet too big".
 fn link_local(mac: [u8; 6]) -> Ipv6Addr {
     Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 0x02, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_rotation_follows_the_wall_clock() {
+        let hour = std::num::NonZeroU64::new(3600);
+        assert_eq!(effective_epoch(5, None, 1_000_000), 5);
+        assert_eq!(effective_epoch(5, hour, 3599), 5);
+        assert_eq!(effective_epoch(5, hour, 3600), 6);
+        assert_eq!(effective_epoch(2, hour, 7 * 3600 + 1), 9);
+        assert_eq!(link_local([0x02, 0x76, 10, 0, 0, 1]), "fe80::76:aff:fe00:1".parse::<Ipv6Addr>().unwrap());
+    }
 }

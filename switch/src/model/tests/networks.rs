@@ -245,3 +245,23 @@ fn key_rotation_moves_encrypted_overlays_forward_only() {
     assert!(m.rotate_key("bridge").is_err());
     assert_eq!(serde_json::to_string(&m).unwrap(), before, "a refused rotation changes nothing");
 }
+
+#[test]
+fn key_rotation_needs_an_encrypted_overlay_and_a_sane_period() {
+    let mut m = Model::new();
+    let with = |opts: &[(&str, &str)]| {
+        let mut req = CreateNetwork::new("ov", Driver::Overlay);
+        for (k, v) in opts {
+            req.options.insert((*k).to_owned(), (*v).to_owned());
+        }
+        req
+    };
+    let err = m.clone().create_network(with(&[(KEY_ROTATION_OPTION, "3600")])).unwrap_err().to_string();
+    assert!(err.contains(KEY_ROTATION_OPTION), "{err}");
+    for bad in ["0", "59", "soon"] {
+        let err = m.clone().create_network(with(&[(ENCRYPTED_OPTION, ""), (KEY_ROTATION_OPTION, bad)])).unwrap_err();
+        assert!(err.to_string().contains("at least 60"), "{err}");
+    }
+    let net = m.create_network(with(&[(ENCRYPTED_OPTION, ""), (KEY_ROTATION_OPTION, "43200")])).unwrap();
+    assert_eq!(net.key_rotation().map(|p| p.get()), Some(43200));
+}
