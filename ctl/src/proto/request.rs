@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{Ipv4Net, MacAddress};
 
 /// Network driver, as in `docker network create --driver`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Driver {
     /// A learning bridge whose ports are TAP devices (the default).
@@ -37,6 +37,12 @@ impl Driver {
             Self::Overlay => "overlay",
         }
     }
+
+    /// Whether networks of this driver are bridge domains with a subnet and endpoints
+    /// (bridge and overlay; `host` and `none` are singletons without switching).
+    pub fn is_switched(self) -> bool {
+        matches!(self, Self::Bridge | Self::Overlay)
+    }
 }
 
 impl std::fmt::Display for Driver {
@@ -53,7 +59,11 @@ pub struct UnknownDriver(pub String);
 impl FromStr for Driver {
     type Err = UnknownDriver;
 
+    /// Accepts the names of [`Driver::ALL`] and Docker's alias `null` for `none`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "null" {
+            return Ok(Self::None);
+        }
         Self::ALL.into_iter().find(|d| d.as_str() == s).ok_or_else(|| UnknownDriver(s.to_owned()))
     }
 }
@@ -262,5 +272,25 @@ impl Request {
             Self::Version => "version",
             Self::Ping => "ping",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_names_round_trip() {
+        for d in Driver::ALL {
+            assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{}\"", d.as_str()));
+            assert_eq!(serde_json::from_str::<Driver>(&format!("\"{d}\"")).unwrap(), d);
+            assert_eq!(d.as_str().parse::<Driver>().unwrap(), d);
+        }
+        assert_eq!("null".parse::<Driver>().unwrap(), Driver::None);
+        assert!(serde_json::from_str::<Driver>("\"null\"").is_err(), "the alias is for the CLI, not the wire");
+        let e = "macvlan".parse::<Driver>().unwrap_err().to_string();
+        assert!(e.contains("\"macvlan\"") && e.contains("bridge, host, none, overlay"), "{e}");
+        let switched: Vec<Driver> = Driver::ALL.into_iter().filter(|d| d.is_switched()).collect();
+        assert_eq!(switched, [Driver::Bridge, Driver::Overlay]);
     }
 }
