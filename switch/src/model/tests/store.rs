@@ -139,3 +139,19 @@ fn corrupt_or_foreign_files_are_refused_with_the_path() {
     let e = Store::open(t.path()).unwrap_err().to_string();
     assert!(e.contains(&path.display().to_string()) && e.contains("duplicate"), "{e}");
 }
+
+/// A state file written by the model before its address and driver types
+/// became `ipnet`/`ctl` ones: it must load and save back byte for byte.
+#[test]
+fn state_file_format_is_stable() {
+    let text = include_str!("state_v1.json");
+    let m: Model = serde_json::from_str(text).unwrap();
+    m.check_invariants().unwrap();
+    assert_eq!(String::from_utf8(serde_json::to_vec_pretty(&m).unwrap()).unwrap(), text);
+    let ov = m.network("ov").unwrap();
+    assert_eq!((ov.driver, ov.subnet, ov.vni), (Driver::Overlay, Some(net("10.9.0.0/16")), Some(77)));
+    assert_eq!(m.network("none").unwrap().driver, Driver::None);
+    let custom = m.endpoints_in_sandbox("s1").into_iter().find(|e| e.network_id == ov.id).unwrap();
+    assert_eq!(custom.mac, "02:00:00:ab:cd:ef".parse().unwrap());
+    assert_eq!(m.static_fdb().next().unwrap().mac.to_string(), "02:11:22:33:44:55");
+}
