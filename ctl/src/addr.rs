@@ -1,5 +1,6 @@
-//! Small address value types used by the protocol: an IPv4 prefix (`10.0.0.0/24`) and an
-//! Ethernet MAC address (`02:42:ac:11:00:02`). Both serialize as their string form.
+//! The address value types used by the protocol: an IPv4 prefix (`10.0.0.0/24`, the `ipnet`
+//! crate's [`Ipv4Net`]) and an Ethernet MAC address (`02:42:ac:11:00:02`). Both serialize as
+//! their string form.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -25,65 +26,19 @@ pub enum AddrParseError {
 }
 
 /// An IPv4 address with a prefix length, e.g. `10.0.0.0/24` (a subnet) or `10.0.0.2/24`
-/// (an interface address). Host bits are preserved; use [`Ipv4Net::network`] to clear them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ipv4Net {
-    addr: Ipv4Addr,
-    prefix_len: u8,
-}
+/// (an interface address): [`ipnet::Ipv4Net`]. Host bits are preserved; `trunc()` clears them.
+/// It serializes as its `a.b.c.d/n` string form.
+pub use ipnet::Ipv4Net;
 
-impl Ipv4Net {
-    /// Builds a prefix; `None` if `prefix_len > 32`.
-    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Option<Self> {
-        (prefix_len <= 32).then_some(Self { addr, prefix_len })
-    }
-
-    /// The address as written (host bits kept).
-    pub fn addr(&self) -> Ipv4Addr {
-        self.addr
-    }
-
-    /// The prefix length, 0..=32.
-    pub fn prefix_len(&self) -> u8 {
-        self.prefix_len
-    }
-
-    /// The netmask, e.g. `255.255.255.0` for `/24`.
-    pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.mask_bits())
-    }
-
-    /// The same prefix with the host bits cleared (`10.0.0.7/24` → `10.0.0.0/24`).
-    pub fn network(&self) -> Self {
-        Self { addr: Ipv4Addr::from(u32::from(self.addr) & self.mask_bits()), prefix_len: self.prefix_len }
-    }
-
-    /// True if `ip` lies inside this prefix.
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask_bits() == u32::from(self.addr) & self.mask_bits()
-    }
-
-    fn mask_bits(&self) -> u32 {
-        u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0)
-    }
-}
-
-impl FromStr for Ipv4Net {
-    type Err = AddrParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = s.split_once('/').ok_or_else(|| AddrParseError::MissingPrefix(s.to_owned()))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| AddrParseError::BadAddress(s.to_owned()))?;
-        let prefix_ok = !prefix.is_empty() && prefix.len() <= 2 && prefix.bytes().all(|b| b.is_ascii_digit());
-        let prefix_len: u8 = if prefix_ok { prefix.parse().unwrap_or(u8::MAX) } else { u8::MAX };
-        Self::new(addr, prefix_len).ok_or_else(|| AddrParseError::BadPrefix(s.to_owned()))
-    }
-}
-
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
+/// Parses `ADDRESS/PREFIX` (e.g. `10.0.0.0/24`) strictly, as user input should be: the address
+/// in the standard dotted-quad form (no leading zeros), the prefix one or two decimal digits up
+/// to 32. Host bits are kept. Unlike `str::parse`, the error says which part is wrong.
+pub fn parse_ipv4_net(s: &str) -> Result<Ipv4Net, AddrParseError> {
+    let (addr, prefix) = s.split_once('/').ok_or_else(|| AddrParseError::MissingPrefix(s.to_owned()))?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| AddrParseError::BadAddress(s.to_owned()))?;
+    let prefix_ok = !prefix.is_empty() && prefix.len() <= 2 && prefix.bytes().all(|b| b.is_ascii_digit());
+    let prefix_len: u8 = if prefix_ok { prefix.parse().unwrap_or(u8::MAX) } else { u8::MAX };
+    Ipv4Net::new(addr, prefix_len).map_err(|_| AddrParseError::BadPrefix(s.to_owned()))
 }
 
 /// A 48-bit Ethernet MAC address. Parses `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`
@@ -100,6 +55,11 @@ impl MacAddress {
     /// True for group (multicast or broadcast) addresses: the I/G bit is set.
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 1 == 1
+    }
+
+    /// True for the all-zero address, which no interface may use.
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 6]
     }
 }
 
@@ -132,25 +92,18 @@ impl fmt::Display for MacAddress {
     }
 }
 
-macro_rules! serde_via_string {
-    ($ty:ty) => {
-        impl Serialize for $ty {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
+impl Serialize for MacAddress {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
-serde_via_string!(Ipv4Net);
-serde_via_string!(MacAddress);
+impl<'de> Deserialize<'de> for MacAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -158,20 +111,33 @@ mod tests {
 
     #[test]
     fn cidr_parses_and_rejects() {
-        let n: Ipv4Net = "10.1.2.3/24".parse().unwrap();
+        let n = parse_ipv4_net("10.1.2.3/24").unwrap();
+        assert_eq!(n, "10.1.2.3/24".parse::<Ipv4Net>().unwrap());
         assert_eq!(n.addr(), Ipv4Addr::new(10, 1, 2, 3));
         assert_eq!(n.prefix_len(), 24);
-        assert_eq!(n.network().to_string(), "10.1.2.0/24");
+        assert_eq!(n.to_string(), "10.1.2.3/24");
+        assert_eq!(n.trunc().to_string(), "10.1.2.0/24");
         assert_eq!(n.netmask(), Ipv4Addr::new(255, 255, 255, 0));
-        assert!(n.contains(Ipv4Addr::new(10, 1, 2, 200)));
-        assert!(!n.contains(Ipv4Addr::new(10, 1, 3, 1)));
-        let all: Ipv4Net = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(Ipv4Addr::new(8, 8, 8, 8)));
+        assert!(n.contains(&Ipv4Addr::new(10, 1, 2, 200)));
+        assert!(!n.contains(&Ipv4Addr::new(10, 1, 3, 1)));
+        let all = parse_ipv4_net("0.0.0.0/0").unwrap();
+        assert!(all.contains(&Ipv4Addr::new(8, 8, 8, 8)));
         assert_eq!(all.netmask(), Ipv4Addr::UNSPECIFIED);
         for bad in ["10.0.0.0", "10.0.0/24", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/+1", "a/b", "/24", "10.0.0.0/999"] {
-            assert!(bad.parse::<Ipv4Net>().is_err(), "{bad} should not parse");
+            assert!(parse_ipv4_net(bad).is_err(), "{bad} should not parse");
+            assert!(bad.parse::<Ipv4Net>().is_err(), "{bad} should not parse as ipnet");
         }
-        assert!(matches!("1.2.3.4".parse::<Ipv4Net>(), Err(AddrParseError::MissingPrefix(_))));
+        // Strict user input: std's dotted-quad rules (no leading zeros), one or two prefix digits.
+        for bad in ["010.0.0.0/8", "10.0.0.0/008"] {
+            assert!(parse_ipv4_net(bad).is_err(), "{bad} should not parse");
+        }
+        assert!(matches!(parse_ipv4_net("1.2.3.4"), Err(AddrParseError::MissingPrefix(_))));
+        assert!(matches!(parse_ipv4_net("1.2.3/4"), Err(AddrParseError::BadAddress(_))));
+        assert!(matches!(parse_ipv4_net("1.2.3.4/33"), Err(AddrParseError::BadPrefix(_))));
+        assert_eq!(
+            parse_ipv4_net("10.0.0/24").unwrap_err().to_string(),
+            "invalid CIDR \"10.0.0/24\": address is not an IPv4 address"
+        );
     }
 
     #[test]
@@ -181,6 +147,8 @@ mod tests {
         assert_eq!(m.to_string(), "02:42:ac:11:00:02");
         assert_eq!("02-42-ac-11-00-02".parse::<MacAddress>().unwrap(), m);
         assert!(!m.is_multicast());
+        assert!(!m.is_zero());
+        assert!(MacAddress([0; 6]).is_zero());
         assert!("ff:ff:ff:ff:ff:ff".parse::<MacAddress>().unwrap().is_multicast());
         for bad in [
             "",
@@ -200,6 +168,12 @@ mod tests {
         let n: Ipv4Net = "192.168.0.0/16".parse().unwrap();
         assert_eq!(serde_json::to_string(&n).unwrap(), "\"192.168.0.0/16\"");
         assert_eq!(serde_json::from_str::<Ipv4Net>("\"192.168.0.0/16\"").unwrap(), n);
+        let host: Ipv4Net = "10.10.0.5/24".parse().unwrap();
+        assert_eq!(serde_json::to_string(&host).unwrap(), "\"10.10.0.5/24\"", "host bits are kept");
+        assert!(serde_json::from_str::<Ipv4Net>("\"10.0.0.0/33\"").is_err());
+        assert!(serde_json::from_str::<Ipv4Net>("24").is_err());
+        let m: MacAddress = "02:42:ac:11:00:02".parse().unwrap();
+        assert_eq!(serde_json::to_string(&m).unwrap(), "\"02:42:ac:11:00:02\"");
         assert!(serde_json::from_str::<MacAddress>("\"nope\"").is_err());
         assert!(serde_json::from_str::<MacAddress>("17").is_err());
     }

@@ -8,4 +8,4 @@ pub mod addr;
 pub mod client;
 pub mod proto;
 
-pub use addr::{AddrParseError, Ipv4Net, MacAddress};
+pub use addr::{AddrParseError, Ipv4Net, MacAddress, parse_ipv4_net};

@@ -11,7 +11,7 @@ use ctl::proto::{
     self, Ack, CtlError, EndpointInfo, EndpointResource, ErrorKind, FdbKind, FlushResult, Ipam, IpamConfig,
     NetworkInfo, NetworkSummary, PortStats, Request, SandboxInfo, ShowNetwork, ShowPort, ShowTree, VersionInfo,
 };
-use ctl::{Ipv4Net as CtlNet, MacAddress};
+use ctl::{Ipv4Net, MacAddress};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -20,11 +20,10 @@ use super::plumbing::{self, PlumbError};
 use super::tunnel::VtepConfig;
 use crate::bridge::NetworkConfig;
 use crate::model::{
-    Connect, CreateNetwork, CreateSandbox, Driver, ENCRYPTED_OPTION, Endpoint, MSS_CLAMP_OPTION, Mac, Model,
-    ModelError, Network, Store, StoreError,
+    Connect, CreateNetwork, CreateSandbox, ENCRYPTED_OPTION, Endpoint, MSS_CLAMP_OPTION, Model, ModelError, Network,
+    Store, StoreError,
 };
 use crate::port::{NetworkId, PortConfig, PortId};
-use crate::wire::MacAddr;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -86,28 +85,6 @@ fn plumb_error(e: PlumbError) -> CtlError {
     CtlError::internal(e.to_string())
 }
 
-fn ctl_net(net: crate::model::Ipv4Net) -> Option<CtlNet> {
-    CtlNet::new(net.addr(), net.prefix_len())
-}
-
-fn ctl_driver(driver: Driver) -> proto::Driver {
-    match driver {
-        Driver::Bridge => proto::Driver::Bridge,
-        Driver::Host => proto::Driver::Host,
-        Driver::None => proto::Driver::None,
-        Driver::Overlay => proto::Driver::Overlay,
-    }
-}
-
-fn model_driver(driver: proto::Driver) -> Driver {
-    match driver {
-        proto::Driver::Bridge => Driver::Bridge,
-        proto::Driver::Host => Driver::Host,
-        proto::Driver::None => Driver::None,
-        proto::Driver::Overlay => Driver::Overlay,
-    }
-}
-
 /// The datapath's id of a network.
 fn network_id(network: &Network) -> NetworkId {
     NetworkId(network.network_index)
@@ -154,7 +131,7 @@ impl Control {
                 .network_by_id(&entry.network_id)
                 .zip(control.model.endpoint_by_tap(&entry.port_name))
                 .map(|(net, ep)| {
-                    control.datapath.add_static(network_id(net), MacAddr(entry.mac.0), endpoint_port(ep.port_index))
+                    control.datapath.add_static(network_id(net), entry.mac.into(), endpoint_port(ep.port_index))
                 });
             if !matches!(restored, Some(Ok(()))) {
                 tracing::error!(mac = %entry.mac, port = %entry.port_name, "cannot restore static FDB entry");
@@ -193,7 +170,7 @@ impl Control {
             key_rotation: network.key_rotation(),
         };
         self.datapath.add_network(spec)?;
-        if network.driver == Driver::Overlay && self.vtep.is_some() {
+        if network.driver == proto::Driver::Overlay && self.vtep.is_some() {
             for peer in self.model.peers_of(&network.id) {
                 if let Err(e) = self.datapath.add_peer(spec.id, peer.addr) {
                     tracing::error!(peer = %peer.addr, network = %network.name, error = %e, "cannot add peer");
@@ -238,17 +215,7 @@ impl Control {
             Request::SandboxLs => ok(self.model.sandboxes().map(|s| self.sandbox_info(&s.name)).collect::<Vec<_>>()),
             Request::SandboxRm { name } => self.sandbox_rm(&name),
             Request::NetworkCreate { name, driver, subnet, gateway, internal, mtu, attachable, vni, options } => {
-                let req = CreateNetwork {
-                    name,
-                    driver: model_driver(driver),
-                    subnet: subnet.and_then(|s| crate::model::Ipv4Net::new(s.addr(), s.prefix_len())),
-                    gateway,
-                    internal,
-                    attachable,
-                    mtu,
-                    vni,
-                    options,
-                };
+                let req = CreateNetwork { name, driver, subnet, gateway, internal, attachable, mtu, vni, options };
                 self.network_create(req)
             }
             Request::NetworkLs => ok(self.model.networks().into_iter().map(network_summary).collect::<Vec<_>>()),
@@ -258,14 +225,7 @@ impl Control {
             }
             Request::NetworkRm { name } => self.network_rm(&name),
             Request::NetworkConnect { network, sandbox, ip, aliases, mac } => {
-                let req = Connect {
-                    network,
-                    sandbox,
-                    ipv4: ip,
-                    aliases,
-                    mac: mac.map(|m| Mac(m.octets())),
-                    exempt_from_attachable: false,
-                };
+                let req = Connect { network, sandbox, ipv4: ip, aliases, mac, exempt_from_attachable: false };
                 self.connect(req)
             }
             Request::NetworkDisconnect { network, sandbox } => self.disconnect(&network, &sandbox),
@@ -361,7 +321,7 @@ impl Control {
         if encrypted && !self.has_secret {
             return Err(CtlError::new(ErrorKind::NotSupported, DatapathError::NoSecret.to_string()));
         }
-        if req.driver == Driver::Overlay && req.mtu.is_none() {
+        if req.driver == proto::Driver::Overlay && req.mtu.is_none() {
             let sealing = if encrypted { crypto::OVERHEAD_OVER_VXLAN as u32 } else { 0 };
             req.mtu = Some(self.overlay_mtu() - sealing);
         }
@@ -490,17 +450,17 @@ impl Control {
 
     fn fdb_add(&mut self, network: &str, mac: MacAddress, port: &str) -> Reply {
         let mut next = self.model.clone();
-        let entry = next.add_static_fdb(network, Mac(mac.octets()), port).map_err(model_error)?;
+        let entry = next.add_static_fdb(network, mac, port).map_err(model_error)?;
         let net = next.network_by_id(&entry.network_id).ok_or_else(|| CtlError::internal("entry without network"))?;
         let endpoint =
             next.endpoint_by_tap(&entry.port_name).ok_or_else(|| CtlError::internal("entry without port"))?;
         let (net_id, port_id) = (network_id(net), endpoint_port(endpoint.port_index));
-        self.datapath.add_static(net_id, MacAddr(mac.octets()), port_id).map_err(|e| match e {
+        self.datapath.add_static(net_id, mac.into(), port_id).map_err(|e| match e {
             DatapathError::Bridge(b) => CtlError::invalid_argument(b.to_string()),
             other => datapath_error(other),
         })?;
         if let Err(e) = self.commit(next) {
-            let _ = self.datapath.remove_entry(net_id, MacAddr(mac.octets()));
+            let _ = self.datapath.remove_entry(net_id, mac.into());
             return Err(e);
         }
         ok(Ack {})
@@ -540,7 +500,7 @@ impl Control {
             .map(|r| proto::FdbEntry {
                 network: self.network_name(r.network),
                 port: names.get(&r.port).cloned().unwrap_or_else(|| r.port.to_string()),
-                mac: MacAddress(r.mac.0),
+                mac: r.mac.into(),
                 age_secs: r.age.as_secs(),
                 kind: if r.is_static { FdbKind::Static } else { FdbKind::Learned },
                 remote: remotes.get(&r.port).copied(),
@@ -605,8 +565,8 @@ impl Control {
                         kind: proto::PortKind::Internal,
                         sandbox: None,
                         ifname: None,
-                        mac: Some(MacAddress(crate::gateway::gateway_mac(gw).0)),
-                        ip: n.subnet.and_then(|s| CtlNet::new(gw, s.prefix_len())),
+                        mac: Some(crate::gateway::gateway_mac(gw).into()),
+                        ip: n.subnet.and_then(|s| Ipv4Net::new(gw, s.prefix_len()).ok()),
                         remote: None,
                     });
                 }
@@ -615,8 +575,8 @@ impl Control {
                     kind: proto::PortKind::Tap,
                     sandbox: Some(e.sandbox.clone()),
                     ifname: Some(e.ifname_in_sandbox.clone()),
-                    mac: Some(MacAddress(e.mac.0)),
-                    ip: CtlNet::new(e.ipv4, e.prefix_len),
+                    mac: Some(e.mac),
+                    ip: Ipv4Net::new(e.ipv4, e.prefix_len).ok(),
                     remote: None,
                 }));
                 ports.extend(snapshot.tunnels.iter().filter(|t| t.network == network_id(n)).map(|t| ShowPort {
@@ -631,8 +591,8 @@ impl Control {
                 ShowNetwork {
                     name: n.name.clone(),
                     id: n.id.clone(),
-                    driver: ctl_driver(n.driver),
-                    subnet: n.subnet.and_then(ctl_net),
+                    driver: n.driver,
+                    subnet: n.subnet,
                     gateway: n.gateway,
                     mtu: n.driver.is_switched().then_some(n.mtu),
                     vni: n.vni,
@@ -659,8 +619,8 @@ impl Control {
             endpoint_id: e.id.clone(),
             port: e.host_tap_name.clone(),
             ifname: e.ifname_in_sandbox.clone(),
-            mac: MacAddress(e.mac.0),
-            ipv4: CtlNet::new(e.ipv4, e.prefix_len),
+            mac: e.mac,
+            ipv4: Ipv4Net::new(e.ipv4, e.prefix_len).ok(),
             aliases: e.aliases.clone(),
         }
     }
@@ -685,7 +645,7 @@ impl Control {
                 let resource = EndpointResource {
                     name: e.sandbox.clone(),
                     endpoint_id: e.id.clone(),
-                    mac_address: Mac(e.mac.0).to_string(),
+                    mac_address: e.mac.to_string(),
                     ipv4_address: format!("{}/{}", e.ipv4, e.prefix_len),
                     ipv6_address: String::new(),
                 };
@@ -701,17 +661,12 @@ impl Control {
             id: n.id.clone(),
             created: n.created.clone(),
             scope: "local".to_owned(),
-            driver: ctl_driver(n.driver),
+            driver: n.driver,
             enable_ipv6: false,
             ipam: Ipam {
                 driver: "default".to_owned(),
                 options: BTreeMap::new(),
-                config: n
-                    .subnet
-                    .and_then(ctl_net)
-                    .map(|subnet| IpamConfig { subnet, gateway: n.gateway })
-                    .into_iter()
-                    .collect(),
+                config: n.subnet.map(|subnet| IpamConfig { subnet, gateway: n.gateway }).into_iter().collect(),
             },
             internal: n.internal,
             attachable: n.attachable,
@@ -726,8 +681,8 @@ fn network_summary(n: &Network) -> NetworkSummary {
     NetworkSummary {
         name: n.name.clone(),
         id: n.id.clone(),
-        driver: ctl_driver(n.driver),
+        driver: n.driver,
         scope: "local".to_owned(),
-        subnet: n.subnet.and_then(ctl_net),
+        subnet: n.subnet,
     }
 }

@@ -6,11 +6,14 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use super::addr::{Ipv4Net, Mac};
+use ctl::Ipv4Net;
+use ctl::proto::Driver;
+
+use super::addr::{SubnetExt, mac_for_ipv4};
 use super::error::ModelError;
 use super::ids;
 use super::state::{Model, ifname_index, lowest_free};
-use super::types::{Connect, CreateSandbox, Disconnected, Driver, Endpoint, Network, RemovedSandbox, Sandbox};
+use super::types::{Connect, CreateSandbox, Disconnected, Endpoint, Network, RemovedSandbox, Sandbox};
 use super::validate;
 
 /// Where vswitch creates the namespaces it owns.
@@ -110,7 +113,7 @@ impl Model {
             None => lowest_free_host(subnet, gateway, on_net.iter().map(|e| e.ipv4))
                 .ok_or_else(|| ModelError::AddressesExhausted { subnet, network: net.name.clone() })?,
         };
-        let mac = req.mac.unwrap_or_else(|| Mac::from_ipv4(ipv4));
+        let mac = req.mac.unwrap_or_else(|| mac_for_ipv4(ipv4));
         if mac.is_zero() {
             return Err(ModelError::InvalidMac { mac, reason: "the all-zero address is not valid" });
         }
@@ -184,7 +187,7 @@ impl Model {
 
 /// Refuses addresses outside the subnet and the reserved ones.
 fn check_address(net: &Network, subnet: Ipv4Net, gateway: Ipv4Addr, ip: Ipv4Addr) -> Result<(), ModelError> {
-    if !subnet.contains(ip) {
+    if !subnet.contains(&ip) {
         return Err(ModelError::AddressOutsideSubnet { ip, subnet, network: net.name.clone() });
     }
     let what = if ip == gateway {

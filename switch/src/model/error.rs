@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use super::addr::{Ipv4Net, Mac};
-use super::types::Driver;
+use ctl::proto::Driver;
+use ctl::{Ipv4Net, MacAddress};
 
 /// A refused model change. A refused request leaves the model unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -228,7 +228,7 @@ pub enum ModelError {
     #[error("invalid MAC address {mac}: {reason}")]
     InvalidMac {
         /// The address given.
-        mac: Mac,
+        mac: MacAddress,
         /// Which rule it breaks.
         reason: &'static str,
     },
@@ -266,7 +266,7 @@ pub enum ModelError {
     #[error("MAC address {mac} is already in use on network {network} by sandbox {sandbox}")]
     MacInUse {
         /// The address.
-        mac: Mac,
+        mac: MacAddress,
         /// The network.
         network: String,
         /// The sandbox holding it.
@@ -284,7 +284,7 @@ pub enum ModelError {
     #[error("static FDB entry for {mac} on network {network} already exists (port {port})")]
     FdbEntryExists {
         /// The MAC.
-        mac: Mac,
+        mac: MacAddress,
         /// The network.
         network: String,
         /// The port of the existing entry.
@@ -294,7 +294,7 @@ pub enum ModelError {
     #[error("no static FDB entry for {mac} on network {network}")]
     NoSuchFdbEntry {
         /// The MAC.
-        mac: Mac,
+        mac: MacAddress,
         /// The network.
         network: String,
     },

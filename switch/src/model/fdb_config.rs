@@ -1,6 +1,7 @@
 //! Static FDB entries and bridge config.
 
-use super::addr::Mac;
+use ctl::MacAddress;
+
 use super::error::ModelError;
 use super::state::Model;
 use super::types::{Endpoint, StaticFdbEntry};
@@ -13,7 +14,12 @@ pub const MAX_AGING_SECS: u64 = 1_000_000;
 impl Model {
     /// Adds a static FDB entry: frames for `mac` on `network` go to the
     /// endpoint whose TAP is `port_name`. One entry per (network, MAC).
-    pub fn add_static_fdb(&mut self, network: &str, mac: Mac, port_name: &str) -> Result<StaticFdbEntry, ModelError> {
+    pub fn add_static_fdb(
+        &mut self,
+        network: &str,
+        mac: MacAddress,
+        port_name: &str,
+    ) -> Result<StaticFdbEntry, ModelError> {
         let net = self.network(network)?;
         if mac.is_zero() || mac.is_multicast() {
             let reason =
@@ -33,7 +39,7 @@ impl Model {
     }
 
     /// Removes the static FDB entry for `mac` on `network` and returns it.
-    pub fn remove_static_fdb(&mut self, network: &str, mac: Mac) -> Result<StaticFdbEntry, ModelError> {
+    pub fn remove_static_fdb(&mut self, network: &str, mac: MacAddress) -> Result<StaticFdbEntry, ModelError> {
         let net = self.network(network)?;
         let key = (net.id.clone(), mac);
         let name = net.name.clone();

@@ -32,7 +32,6 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use addr::{Ipv4Net, Mac, ParseAddrError};
 pub use endpoints::NETNS_DIR;
 pub use error::ModelError;
 pub use fdb_config::{MAX_AGING_SECS, MIN_AGING_SECS};
@@ -40,7 +39,6 @@ pub use networks::{DEFAULT_MTU, FIRST_AUTO_VNI, MAX_VNI, default_pool_subnets};
 pub use state::{Model, STATE_VERSION};
 pub use store::{ApplyError, Store, StoreError};
 pub use types::{
-    Config, Connect, CreateNetwork, CreateSandbox, Disconnected, Driver, ENCRYPTED_OPTION, Endpoint,
-    KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, ParseDriverError, Peer, RemovedSandbox,
-    Sandbox, StaticFdbEntry,
+    Config, Connect, CreateNetwork, CreateSandbox, Disconnected, ENCRYPTED_OPTION, Endpoint, KEY_ROTATION_OPTION,
+    MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, Peer, RemovedSandbox, Sandbox, StaticFdbEntry,
 };

@@ -3,12 +3,15 @@
 
 use std::net::Ipv4Addr;
 
-use super::addr::Ipv4Net;
+use ctl::Ipv4Net;
+use ctl::proto::Driver;
+
+use super::addr::SubnetExt;
 use super::error::ModelError;
 use super::ids;
 use super::state::Model;
 use super::types::{
-    CreateNetwork, Driver, ENCRYPTED_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network,
+    CreateNetwork, ENCRYPTED_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network,
 };
 use super::validate;
 
@@ -20,18 +23,18 @@ pub const MAX_VNI: u32 = (1 << 24) - 1;
 pub const DEFAULT_MTU: u32 = 1500;
 
 /// Ranges no network may use, with what they are for.
-const RESERVED: [(Ipv4Addr, u8, &str); 4] = [
-    (Ipv4Addr::new(0, 0, 0, 0), 8, "\"this network\""),
-    (Ipv4Addr::new(127, 0, 0, 0), 8, "loopback"),
-    (Ipv4Addr::new(224, 0, 0, 0), 4, "multicast"),
-    (Ipv4Addr::new(240, 0, 0, 0), 4, "reserved"),
+const RESERVED: [(Ipv4Net, &str); 4] = [
+    (Ipv4Net::new_assert(Ipv4Addr::new(0, 0, 0, 0), 8), "\"this network\""),
+    (Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8), "loopback"),
+    (Ipv4Net::new_assert(Ipv4Addr::new(224, 0, 0, 0), 4), "multicast"),
+    (Ipv4Net::new_assert(Ipv4Addr::new(240, 0, 0, 0), 4), "reserved"),
 ];
 
 /// Docker's default address pools, in allocation order: 172.17.0.0/16 …
 /// 172.31.0.0/16, then 192.168.0.0/16 carved into /20s.
 pub fn default_pool_subnets() -> impl Iterator<Item = Ipv4Net> {
-    let big = (17u8..=31).filter_map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16));
-    let small = (0u8..16).filter_map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20));
+    let big = (17u8..=31).filter_map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).ok());
+    let small = (0u8..16).filter_map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).ok());
     big.chain(small)
 }
 
@@ -168,8 +171,8 @@ impl Model {
         if s.prefix_len() > 30 {
             return Err(ModelError::SubnetTooSmall(s));
         }
-        for (addr, len, what) in RESERVED {
-            if let Some(reserved) = Ipv4Net::new(addr, len).filter(|r| r.overlaps(&s)) {
+        for (reserved, what) in RESERVED {
+            if reserved.overlaps(&s) {
                 return Err(ModelError::SubnetReserved { subnet: s, reserved, what });
             }
         }
@@ -192,7 +195,7 @@ impl Model {
 
 /// Validates a `--gateway` against the subnet.
 fn check_gateway(gateway: Ipv4Addr, subnet: Ipv4Net) -> Result<Ipv4Addr, ModelError> {
-    if !subnet.contains(gateway) {
+    if !subnet.contains(&gateway) {
         return Err(ModelError::GatewayOutsideSubnet { gateway, subnet });
     }
     let what = if gateway == subnet.network() {

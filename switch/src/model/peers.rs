@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 
+use ctl::proto::Driver;
+
 use super::error::ModelError;
 use super::state::Model;
-use super::types::{Driver, Network, Peer};
+use super::types::{Network, Peer};
 
 impl Model {
     /// Adds a static peer serving `networks` (names or ids of overlay

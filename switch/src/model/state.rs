@@ -6,10 +6,13 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use super::addr::Mac;
+use ctl::MacAddress;
+use ctl::proto::Driver;
+
+use super::addr::SubnetExt;
 use super::error::ModelError;
 use super::ids;
-use super::types::{Config, Driver, Endpoint, Network, Peer, Sandbox, StaticFdbEntry};
+use super::types::{Config, Endpoint, Network, Peer, Sandbox, StaticFdbEntry};
 
 /// Names of the networks every model has and that cannot be removed.
 pub(crate) const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
@@ -39,7 +42,7 @@ pub struct Model {
     /// Endpoints by id.
     pub(crate) endpoints: BTreeMap<String, Endpoint>,
     /// Static FDB entries by (network id, MAC).
-    pub(crate) static_fdb: BTreeMap<(String, Mac), StaticFdbEntry>,
+    pub(crate) static_fdb: BTreeMap<(String, MacAddress), StaticFdbEntry>,
     /// Bridge config.
     pub(crate) config: Config,
     /// Static VXLAN peers by address.
@@ -262,7 +265,7 @@ impl Model {
                 let (Some(s), Some(g)) = (n.subnet, n.gateway) else {
                     return Err(format!("network {} lacks a subnet or gateway", n.name));
                 };
-                if !s.is_network_address() || s.prefix_len() > 30 || !s.contains(g) {
+                if !s.is_network_address() || s.prefix_len() > 30 || !s.contains(&g) {
                     return Err(format!("network {} has a bad subnet/gateway {s}/{g}", n.name));
                 }
                 if g == s.network() || g == s.broadcast() {
@@ -309,7 +312,7 @@ impl Model {
             if !self.sandboxes.contains_key(&e.sandbox) {
                 return bad("unknown sandbox");
             }
-            if !s.contains(e.ipv4) || e.ipv4 == g || e.ipv4 == s.network() || e.ipv4 == s.broadcast() {
+            if !s.contains(&e.ipv4) || e.ipv4 == g || e.ipv4 == s.network() || e.ipv4 == s.broadcast() {
                 return bad("address outside subnet or reserved");
             }
             if e.prefix_len != s.prefix_len() {

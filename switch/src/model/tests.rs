@@ -7,6 +7,9 @@ mod store;
 
 use std::net::Ipv4Addr;
 
+use ctl::proto::Driver;
+use ctl::{Ipv4Net, MacAddress};
+
 use super::*;
 
 /// Parses a prefix literal.

@@ -2,71 +2,13 @@
 //! outcomes that tell the daemon which side effects to perform.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::addr::{Ipv4Net, Mac};
-
-/// A network driver, as in `docker network create --driver`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Driver {
-    /// A local bridge domain (the default).
-    #[default]
-    Bridge,
-    /// The host's own network stack (predefined `host` network only).
-    Host,
-    /// Loopback only (predefined `none` network only).
-    None,
-    /// A bridge domain stretched across hosts over VXLAN.
-    Overlay,
-}
-
-impl Driver {
-    /// The driver's name as used on the command line.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Driver::Bridge => "bridge",
-            Driver::Host => "host",
-            Driver::None => "none",
-            Driver::Overlay => "overlay",
-        }
-    }
-
-    /// Whether networks of this driver are bridge domains with a subnet and endpoints.
-    pub fn is_switched(&self) -> bool {
-        matches!(self, Driver::Bridge | Driver::Overlay)
-    }
-}
-
-impl fmt::Display for Driver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `{0:?}` is not a network driver: expected bridge, overlay, host or none
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a network driver: expected bridge, overlay, host or none")]
-pub struct ParseDriverError(pub String);
-
-impl FromStr for Driver {
-    type Err = ParseDriverError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "bridge" => Ok(Driver::Bridge),
-            "host" => Ok(Driver::Host),
-            "none" | "null" => Ok(Driver::None),
-            "overlay" => Ok(Driver::Overlay),
-            _ => Err(ParseDriverError(s.to_owned())),
-        }
-    }
-}
+use ctl::proto::Driver;
+use ctl::{Ipv4Net, MacAddress};
 
 /// A network: one bridge domain (or the special `host`/`none`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,7 +104,7 @@ pub struct Endpoint {
     /// Name of the persistent TAP device: `vsw` + the first 8 hex digits of `id`.
     pub host_tap_name: String,
     /// The interface's MAC address.
-    pub mac: Mac,
+    pub mac: MacAddress,
     /// The interface's IPv4 address.
     pub ipv4: Ipv4Addr,
     /// Prefix length of the network's subnet.
@@ -182,7 +124,7 @@ pub struct StaticFdbEntry {
     /// The network's id.
     pub network_id: String,
     /// The destination MAC (unicast).
-    pub mac: Mac,
+    pub mac: MacAddress,
     /// The TAP name of an endpoint on that network.
     pub port_name: String,
 }
@@ -262,7 +204,7 @@ pub struct Connect {
     /// `--alias` names.
     pub aliases: Vec<String>,
     /// `--mac-address`; `02:42` + the IPv4 bytes when `None`.
-    pub mac: Option<Mac>,
+    pub mac: Option<MacAddress>,
     /// Skip the `attachable` check on overlay networks (service replicas).
     pub exempt_from_attachable: bool,
 }

@@ -75,6 +75,19 @@ impl fmt::Debug for MacAddr {
     }
 }
 
+/// The control plane's MAC type (`ctl`, used by the model and the ctl protocol).
+impl From<ctl::MacAddress> for MacAddr {
+    fn from(mac: ctl::MacAddress) -> Self {
+        MacAddr(mac.octets())
+    }
+}
+
+impl From<MacAddr> for ctl::MacAddress {
+    fn from(mac: MacAddr) -> Self {
+        ctl::MacAddress(mac.0)
+    }
+}
+
 /// A string that is not a MAC address in `aa:bb:cc:dd:ee:ff` form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid MAC address {0:?}: expected six hex octets like 02:42:ac:11:00:02")]
@@ -127,5 +140,14 @@ mod tests {
         for bad in ["", "02:42:ac:11:00", "02:42:ac:11:00:02:03", "zz:42:ac:11:00:02", "002:42:ac:11:00:02"] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn converts_to_and_from_the_control_plane_type() {
+        let ctl_mac: ctl::MacAddress = "02:42:ac:11:00:02".parse().unwrap();
+        let wire = MacAddr::from(ctl_mac);
+        assert_eq!(wire, MacAddr([0x02, 0x42, 0xac, 0x11, 0, 2]));
+        assert_eq!(ctl::MacAddress::from(wire), ctl_mac);
+        assert_eq!(wire.to_string(), ctl_mac.to_string());
     }
 }

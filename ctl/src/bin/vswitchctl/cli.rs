@@ -297,9 +297,9 @@ fn parse_opt(s: &str) -> Result<(String, String), String> {
 
 /// Parses a subnet and insists that its host bits are clear.
 fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
-    let net: Ipv4Net = s.parse().map_err(|e: ctl::AddrParseError| e.to_string())?;
-    if net != net.network() {
-        return Err(format!("subnet {net} has host bits set; did you mean {}?", net.network()));
+    let net = ctl::parse_ipv4_net(s).map_err(|e| e.to_string())?;
+    if net != net.trunc() {
+        return Err(format!("subnet {net} has host bits set; did you mean {}?", net.trunc()));
     }
     Ok(net)
 }

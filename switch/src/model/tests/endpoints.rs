@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::*;
 
-fn mac(s: &str) -> Mac {
+fn mac(s: &str) -> MacAddress {
     s.parse().unwrap()
 }
 

@@ -215,7 +215,7 @@ fn driver_parsing() {
     assert_eq!("overlay".parse::<Driver>().unwrap(), Driver::Overlay);
     assert_eq!("null".parse::<Driver>().unwrap(), Driver::None);
     let e = "macvlan".parse::<Driver>().unwrap_err().to_string();
-    assert!(e.contains("\"macvlan\"") && e.contains("bridge, overlay"), "{e}");
+    assert!(e.contains("\"macvlan\"") && e.contains("bridge, host, none, overlay"), "{e}");
 }
 
 #[test]

@@ -70,7 +70,7 @@ proptest! {
                 let mut seen = BTreeSet::new();
                 for e in m.endpoints_on_network(&n.id) {
                     prop_assert!(seen.insert(e.ipv4), "{} handed out twice", e.ipv4);
-                    prop_assert!(sub.contains(e.ipv4));
+                    prop_assert!(sub.contains(&e.ipv4));
                     prop_assert!(e.ipv4 != ip(gw) && e.ipv4 != sub.network() && e.ipv4 != sub.broadcast(), "{} is reserved", e.ipv4);
                 }
             }
