@@ -30,6 +30,10 @@ pub enum OpenError {
         /// The receiver's current epoch.
         current: u32,
     },
+    /// The packet belongs to one of this host's own sender sessions: it was
+    /// sent back to the host that sealed it.
+    #[error("packet of this host's own sender session, sent back to it")]
+    Reflected,
     /// Authentication failed: wrong key, or the packet was altered.
     #[error("authentication failed: wrong key, or the packet was altered")]
     AuthenticationFailed,

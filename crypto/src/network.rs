@@ -1,6 +1,7 @@
 //! [`NetworkCrypto`]: everything one host needs to encrypt one overlay
 //! network, and key rotation.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use vxlan::Vni;
@@ -10,6 +11,11 @@ use crate::keys::NetworkKey;
 use crate::open::{Opened, Opener};
 use crate::seal::Sealer;
 use crate::secret::ClusterSecret;
+use crate::wire::Header;
+
+/// How many of this host's own recent sender sessions are remembered, so
+/// that packets it sent cannot be reflected back to it.
+const OWN_SESSIONS: usize = 16;
 
 /// The secret-derived state of one encrypted overlay network on one host: a
 /// [`Sealer`] for the current epoch and an [`Opener`] accepting the previous,
@@ -19,22 +25,42 @@ use crate::secret::ClusterSecret;
 /// with the next epoch on every host, in any order: a host that has rotated
 /// sends with the new epoch, which hosts not yet rotated accept as their next
 /// one; it still accepts the old epoch as its previous one.
+///
+/// Every host of a network shares its keys, so the keys alone do not tell
+/// who sent a packet: a packet this host sealed could be sent back to it by
+/// someone on the underlay. [`NetworkCrypto::open`] therefore refuses the
+/// host's own recent session ids ([`OpenError::Reflected`]).
 #[derive(Debug)]
 pub struct NetworkCrypto {
     secret: ClusterSecret,
     sealer: Sealer,
     opener: Opener,
+    own_sessions: VecDeque<u64>,
 }
 
 impl NetworkCrypto {
     /// The state of network `vni` at key epoch `epoch`, with a new sender
     /// session.
     pub fn new(secret: &ClusterSecret, vni: Vni, epoch: u32) -> Result<NetworkCrypto, SealError> {
-        Ok(NetworkCrypto {
+        let mut crypto = NetworkCrypto {
             secret: secret.clone(),
             sealer: Sealer::new(NetworkKey::derive(secret, vni, epoch))?,
             opener: Opener::new(secret, vni, epoch),
-        })
+            own_sessions: VecDeque::with_capacity(OWN_SESSIONS),
+        };
+        crypto.remember_own_session();
+        Ok(crypto)
+    }
+
+    /// Records the sealer's session id as one of this host's own.
+    fn remember_own_session(&mut self) {
+        let id = self.sealer.session_id();
+        if self.own_sessions.back() != Some(&id) {
+            if self.own_sessions.len() == OWN_SESSIONS {
+                self.own_sessions.pop_front();
+            }
+            self.own_sessions.push_back(id);
+        }
     }
 
     /// The network.
@@ -56,6 +82,7 @@ impl NetworkCrypto {
         }
         self.sealer = Sealer::new(NetworkKey::derive(&self.secret, self.vni(), epoch))?;
         self.opener.set_epoch(epoch);
+        self.remember_own_session();
         Ok(())
     }
 
@@ -67,16 +94,25 @@ impl NetworkCrypto {
 
     /// See [`Sealer::seal`].
     pub fn seal(&mut self, inner: &[u8], out: &mut Vec<u8>) -> Result<Range<usize>, SealError> {
-        self.sealer.seal(inner, out)
+        let sealed = self.sealer.seal(inner, out);
+        self.remember_own_session();
+        sealed
     }
 
     /// See [`Sealer::seal_in_place`].
     pub fn seal_in_place(&mut self, packet: &mut [u8], inner_len: usize) -> Result<usize, SealError> {
-        self.sealer.seal_in_place(packet, inner_len)
+        let sealed = self.sealer.seal_in_place(packet, inner_len);
+        self.remember_own_session();
+        sealed
     }
 
-    /// See [`Opener::open`].
+    /// See [`Opener::open`]; also refuses packets of this host's own recent
+    /// sender sessions ([`OpenError::Reflected`]).
     pub fn open(&mut self, packet: &mut [u8]) -> Result<Opened, OpenError> {
+        let header = Header::parse(packet)?;
+        if self.own_sessions.contains(&header.session_id) {
+            return Err(OpenError::Reflected);
+        }
         self.opener.open(packet)
     }
 
@@ -88,5 +124,25 @@ impl NetworkCrypto {
     /// The receiver.
     pub fn opener(&mut self) -> &mut Opener {
         &mut self.opener
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_refuses_its_own_packets_sent_back_to_it() {
+        let secret = ClusterSecret::from_bytes([7; 32]);
+        let vni = Vni::new(42).unwrap();
+        let mut a = NetworkCrypto::new(&secret, vni, 0).unwrap();
+        let mut b = NetworkCrypto::new(&secret, vni, 0).unwrap();
+        let mut packet = Vec::new();
+        a.seal(&[0x5a; 60], &mut packet).unwrap();
+        assert_eq!(a.open(&mut packet.clone()).unwrap_err(), OpenError::Reflected);
+        b.open(&mut packet.clone()).expect("another host opens it");
+        // Sessions from before a rotation are remembered too.
+        a.set_epoch(1).unwrap();
+        assert_eq!(a.open(&mut packet).unwrap_err(), OpenError::Reflected);
     }
 }

@@ -56,11 +56,13 @@ pub enum DropReason {
     UnexpectedEncrypted,
     /// Sealing failed (no randomness for a new session).
     SealFailed,
+    /// An encrypted packet of this host's own sender session, sent back to it.
+    Reflected,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -83,6 +85,7 @@ impl DropReason {
         DropReason::Unencrypted,
         DropReason::UnexpectedEncrypted,
         DropReason::SealFailed,
+        DropReason::Reflected,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -112,6 +115,7 @@ impl DropReason {
             DropReason::Unencrypted => "unencrypted",
             DropReason::UnexpectedEncrypted => "unexpected_encrypted",
             DropReason::SealFailed => "seal_failed",
+            DropReason::Reflected => "reflected",
         }
     }
 }

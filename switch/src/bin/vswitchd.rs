@@ -77,12 +77,10 @@ fn main() -> anyhow::Result<()> {
         });
         VtepConfig { local, learn_peers: args.learn_peers, underlay_mtu }
     });
-    let secret = args
-        .secret_file
-        .as_deref()
-        .map(ClusterSecret::from_file)
-        .transpose()
-        .with_context(|| format!("cannot load the cluster secret from {:?}", args.secret_file))?;
+    let secret = args.secret_file.as_deref().map(ClusterSecret::from_file).transpose().with_context(|| {
+        let path = args.secret_file.as_deref().unwrap_or_else(|| std::path::Path::new("?"));
+        format!("cannot load the cluster secret from {}", path.display())
+    })?;
     let has_secret = secret.is_some();
     let datapath = DatapathHandle::spawn(vtep, secret)
         .with_context(|| format!("cannot start the datapath (VTEP {:?})", args.vtep))?;

@@ -509,6 +509,7 @@ fn open_drop_reason(e: OpenError) -> DropReason {
         OpenError::Malformed(_) | OpenError::VniMismatch { .. } => DropReason::CryptoMalformed,
         OpenError::UnknownEpoch { .. } => DropReason::UnknownEpoch,
         OpenError::AuthenticationFailed => DropReason::AuthFailed,
+        OpenError::Reflected => DropReason::Reflected,
         OpenError::Replayed { .. } | OpenError::TooOld { .. } => DropReason::Replayed,
     }
 }
