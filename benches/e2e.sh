@@ -427,7 +427,16 @@ iface_info() {
         info+=" (MTU ${WANT_MTU[$setup]} expected)"
         log "warning: $setup: sandbox MTU $mtu, expected ${WANT_MTU[$setup]}"
     fi
-    [[ -n ${HOST1[$setup]:-} ]] && info+="; underlay $(describe_iface "${HOST1[$setup]}" "${P}u1")"
+    if [[ -n ${HOST1[$setup]:-} ]]; then
+        # A frame of the sandbox's full MTU must cross the tunnel (outer packets carry DF).
+        if in_ns "$ns" ping -n -q -M "do" -s $((mtu - 28)) -c 3 -i 0.2 -W 1 "${DST_IP[$setup]}" >/dev/null 2>&1; then
+            info+="; full-size DF ping ok"
+        else
+            info+="; FULL-SIZE DF PING FAILED"
+            log "warning: $setup: a $mtu-byte ping with DF does not cross the tunnel"
+        fi
+        info+="; underlay $(describe_iface "${HOST1[$setup]}" "${P}u1")"
+    fi
     echo "$info"
 }
 
@@ -726,6 +735,13 @@ ratio() {
     [[ $1 == NA || $base == NA ]] && { echo "-"; return; }
     awk -v v="$1" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f\n", v / b; else print "-" }'
 }
+# scaled "V1 V2 ..." SCALE DECIMALS: each value divided by SCALE ("NA" stays).
+scaled() {
+    local v
+    for v in $1; do
+        if [[ $v == NA ]]; then printf 'NA '; else fmt "$v" "$2" "$3" " " | tr -d '\n'; fi
+    done
+}
 check() { awk -v v="$1" -v lim="$2" 'BEGIN { print (v <= lim ? "ok" : "OVER TARGET") }'; }
 # target_line TEXT SETUP BASE METRIC MIN: "TEXT: R (target >= MIN: ok|BELOW TARGET)".
 target_line() {
@@ -811,8 +827,9 @@ report_overlay_daemons() {
                 "$([[ -n ${DPID[$d]:-} ]] && echo "pid ${DPID[$d]}, ${DSTATUS[$d]}" || echo "${DSTATUS[$d]:-not started}")" \
                 "$(fmt "$(med "$d" tcp-cpu)" 1 0 %)" "$(fmt "$(med "$d" udp-cpu)" 1 0 %)" \
                 "$(fmt "$(med "$d" lat-cpu)" 1 0 %)" \
-                "$(med "$d" idle0-rss)" "$(med "$d" idle1-rss)" \
-                "$(med "$d" idle0-cpu)" "$(med "$d" idle1-cpu)" "$(med "$d" idle0-threads)"
+                "$(fmt "$(med "$d" idle0-rss)" 1 1 "")" "$(fmt "$(med "$d" idle1-rss)" 1 1 "")" \
+                "$(fmt "$(med "$d" idle0-cpu)" 1 1 "")" "$(fmt "$(med "$d" idle1-cpu)" 1 1 "")" \
+                "$(fmt "$(med "$d" idle0-threads)" 1 0 "")"
         done
     done
     printf '\nDrops counted by the overlay daemons over the whole run (vswitchctl stats, non-zero only):\n'
@@ -841,16 +858,23 @@ report() {
     if selected encrypted; then
         report_group "Encryption cost" overlay overlay encrypted
     fi
-    if selected overlay || selected encrypted; then
-        printf '\nIssue targets:\n'
-        target_line "vswitchd overlay TCP / kernel VXLAN + bridge" overlay vxlan tcp 0.50
+    local targets
+    targets=$(target_line "vswitchd overlay TCP / kernel VXLAN + bridge" overlay vxlan tcp 0.50
         target_line "vswitchd overlay 64 B rate / kernel VXLAN + bridge" overlay vxlan udp-pps 0.50
-        target_line "encrypted overlay TCP / vswitchd overlay" encrypted overlay tcp 0.60
-    fi
+        target_line "encrypted overlay TCP / vswitchd overlay" encrypted overlay tcp 0.60)
+    [[ -z $targets ]] || printf '\nIssue targets:\n%s\n' "$targets"
     printf '\nClient-side interfaces in sandbox 1:\n'
     for setup in $SETUPS; do
         [[ -n ${IFINFO[$setup]:-} ]] && printf '  %-9s %s\n' "$setup" "${IFINFO[$setup]}"
     done
+    if ((REPEAT > 1)); then
+        printf '\nPer repetition, in run order (TCP Gbit/s | UDP 64 B kpps received | ½RTT µs):\n'
+        for setup in $SETUPS; do
+            [[ -n ${RES[$setup,tcp]:-} ]] || continue
+            printf '  %-9s %s| %s| %s\n' "$setup" "$(scaled "${RES[$setup,tcp]}" 1000 1)" \
+                "$(scaled "${RES[$setup,udp-pps]}" 1000 0)" "$(scaled "${RES[$setup,half-rtt]}" 1 1)"
+        done
+    fi
     report_local_daemon
     report_overlay_daemons
 }
