@@ -562,15 +562,22 @@ wait_or_kill() {
     forget_pid "$pid"
 }
 
-# Waits up to 5 s until something listens on TCP/UDP port $3 in sandbox 2 of setup $1 ($2 = t
-# or u).
+# Waits up to 10 s until something listens on TCP/UDP port $3 in sandbox 2 of setup $1 ($2 =
+# t or u).
 wait_listen() {
     local ns=${SNS[$1]} proto=$2 port=$3 i
-    for i in $(seq 50); do
+    for i in $(seq 100); do
         [[ -n $(in_ns "$ns" ss -Hn"$proto"l "sport = :$port") ]] && return 0
         sleep 0.1
     done
     return 1
+}
+
+# The server spawn_server started last did not come up: log it and stop it, so that it cannot
+# hold the port against the next test.
+server_failed() {
+    log "$1: $2 did not start${3:+: $3}"
+    wait_or_kill "$SERVER_PID" 0
 }
 
 # TCP throughput received, in Mbit/s.
@@ -578,7 +585,7 @@ measure_tcp() {
     local setup=$1 out=$TMP/iperf3-tcp-$1.txt
     SERVER_LOG=$TMP/iperf3-server-tcp-$setup.log
     spawn_server "$setup" iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT"
-    wait_listen "$setup" t "$TCP_PORT" || { log "$setup: iperf3 server did not start"; return 1; }
+    wait_listen "$setup" t "$TCP_PORT" || { server_failed "$setup" "iperf3 server"; return 1; }
     if ! with_cpu_sample "$setup" tcp-cpu run_client "$setup" $((DURATION + 20)) "$out" \
         iperf3 -c "${DST_IP[$setup]}" -p "$TCP_PORT" -t "$DURATION" -f m --connect-timeout 3000; then
         log "$setup: iperf3 TCP failed: $(tail -n 2 "$out" | tr '\n' ' ')"
@@ -614,11 +621,11 @@ measure_udp_udpflood() {
     local setup=$1 rx=$TMP/udpflood-rx-$1.txt tx=$TMP/udpflood-tx-$1.txt i drops0
     SERVER_LOG=$rx
     spawn_server "$setup" "$UDPFLOOD" recv "${DST_IP[$setup]}:$UDP_PORT" 1000
-    for i in $(seq 50); do
+    for i in $(seq 100); do
         grep -q listening "$rx" && break
         sleep 0.1
     done
-    grep -q listening "$rx" || { log "$setup: udpflood receiver did not start: $(cat "$rx")"; return 1; }
+    grep -q listening "$rx" || { server_failed "$setup" "udpflood receiver" "$(cat "$rx")"; return 1; }
     drops0=$(drop_counters "$setup")
     if ! with_cpu_sample "$setup" udp-cpu run_client "$setup" $((DURATION + 20)) "$tx" \
         "$UDPFLOOD" send "${DST_IP[$setup]}:$UDP_PORT" "$DURATION" 64; then
@@ -642,7 +649,7 @@ measure_udp_iperf3() {
     local setup=$1 out=$TMP/iperf3-udp-$1.txt drops0
     SERVER_LOG=$TMP/iperf3-server-udp-$setup.log
     spawn_server "$setup" iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT"
-    wait_listen "$setup" t "$TCP_PORT" || { log "$setup: iperf3 server did not start"; return 1; }
+    wait_listen "$setup" t "$TCP_PORT" || { server_failed "$setup" "iperf3 server"; return 1; }
     drops0=$(drop_counters "$setup")
     if ! with_cpu_sample "$setup" udp-cpu run_client "$setup" $((DURATION + 20)) "$out" \
         iperf3 -c "${DST_IP[$setup]}" -p "$TCP_PORT" -u -l 64 -b 0 -t "$DURATION"; then
@@ -671,7 +678,7 @@ measure_sockperf() {
     local setup=$1 out=$TMP/sockperf-$1.txt
     SERVER_LOG=$TMP/sockperf-server-$setup.log
     spawn_server "$setup" sockperf server -i "${DST_IP[$setup]}" -p "$SOCKPERF_PORT"
-    wait_listen "$setup" u "$SOCKPERF_PORT" || { log "$setup: sockperf server did not start"; return 1; }
+    wait_listen "$setup" u "$SOCKPERF_PORT" || { server_failed "$setup" "sockperf server"; return 1; }
     run_client "$setup" $((LAT_DURATION + 20)) "$out" \
         sockperf ping-pong -i "${DST_IP[$setup]}" -p "$SOCKPERF_PORT" -t "$LAT_DURATION" ||
         log "$setup: sockperf failed: $(tail -n 2 "$out" | tr '\n' ' ')"
