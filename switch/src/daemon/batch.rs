@@ -33,6 +33,9 @@ pub(crate) struct RxEntry {
     pub(crate) has_vnet_hdr: bool,
     /// The header says GSO (a super-frame to be segmented later).
     pub(crate) gso: bool,
+    /// It came through an authenticated encrypted tunnel: its bytes are as
+    /// its sender made them.
+    pub(crate) authenticated: bool,
 }
 
 /// Buffers and the frames read into them.
@@ -120,7 +123,14 @@ impl RxBatch {
         let Some((buf, bytes)) = self.take_buffer() else { return false };
         bytes[..HDR].fill(0);
         bytes[HDR..HDR + frame.len()].copy_from_slice(frame);
-        self.push(RxEntry { buf, frame: HDR..HDR + frame.len(), port, has_vnet_hdr: true, gso: false })
+        self.push(RxEntry {
+            buf,
+            frame: HDR..HDR + frame.len(),
+            port,
+            has_vnet_hdr: true,
+            gso: false,
+            authenticated: false,
+        })
     }
 
     /// Bytes `range` of buffer `buf`, mutable (decryption works in place).

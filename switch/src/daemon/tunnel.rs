@@ -63,6 +63,18 @@ pub struct TunnelCounters {
     pub drops: DropCounters,
 }
 
+/// Where a received datagram goes: the tunnel port it arrived on and where
+/// its inner frame lies in it.
+#[derive(Debug, Clone)]
+pub(crate) struct Classified {
+    /// The tunnel port of its (network, sender).
+    pub(crate) port: PortId,
+    /// The inner Ethernet frame, as a range of the datagram.
+    pub(crate) inner: Range<usize>,
+    /// It was opened by an authenticated encrypted tunnel.
+    pub(crate) authenticated: bool,
+}
+
 /// What became of a frame handed to [`Tunnel::send`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TxOutcome {
@@ -87,7 +99,6 @@ pub(crate) struct Tunnel {
     config: VtepConfig,
     counters: TunnelCounters,
     segments: SegmentBuf,
-    encap: Vec<u8>,
     metas: [RecvMeta; BUFFERS],
 }
 
@@ -119,8 +130,7 @@ impl Tunnel {
             tx,
             config,
             counters: TunnelCounters::default(),
-            segments: SegmentBuf::with_capacity(96 * 1024, offload::MAX_SEGMENTS),
-            encap: Vec::with_capacity(128 * 1024),
+            segments: SegmentBuf::with_capacity(128 * 1024, offload::MAX_SEGMENTS),
             metas: [RecvMeta::default(); BUFFERS],
         })
     }
@@ -155,7 +165,7 @@ impl Tunnel {
     pub(crate) fn receive(
         &mut self,
         batch: &mut RxBatch,
-        mut classify: impl FnMut(&mut [u8], IpAddr) -> Result<(PortId, Range<usize>), DropReason>,
+        mut classify: impl FnMut(&mut [u8], IpAddr) -> Result<Classified, DropReason>,
     ) -> io::Result<bool> {
         // With GRO one buffer may hold many datagrams: take only as many
         // buffers as the batch has frame slots for, whatever they carry.
@@ -183,10 +193,10 @@ impl Tunnel {
                 self.counters.rx_packets += 1;
                 self.counters.rx_bytes += (end - start) as u64;
                 match classify(batch.buffer_mut(buf, start..end), meta.addr.ip()) {
-                    Ok((port, inner)) => {
+                    Ok(Classified { port, inner, authenticated }) => {
                         let frame = start + inner.start..start + inner.end;
                         // Cannot fail: buffers were taken to fit the frame slots.
-                        batch.push(RxEntry { buf, frame, port, has_vnet_hdr: false, gso: false });
+                        batch.push(RxEntry { buf, frame, port, has_vnet_hdr: false, gso: false, authenticated });
                     }
                     Err(reason) => self.counters.drops.count(reason),
                 }
@@ -213,47 +223,43 @@ impl Tunnel {
             return TxOutcome::TooBig(kind);
         }
         let socket = &self.tx[vxlan::flow_hash(frame) as usize % self.tx.len()];
-        let header = vxlan::VxlanRepr { vni }.to_bytes();
-        self.encap.clear();
-        let mut encapsulate = |inner: &[u8], encap: &mut Vec<u8>| match seal.as_deref_mut() {
-            Some(crypto) => crypto.seal(inner, encap).map(|r| r.len()).map_err(|_| DropReason::SealFailed),
-            None => {
-                encap.extend_from_slice(&header);
-                encap.extend_from_slice(inner);
-                Ok(HEADER_LEN + inner.len())
-            }
-        };
-        let max_frame = usize::from(ip_mtu) + vxlan::ETHERNET_HEADER_LEN;
-        let segment_size = if hdr.is_gso() || hdr.needs_csum() {
-            if offload::segment_to_mtu(frame, hdr, ip_mtu, &mut self.segments).is_err() {
-                return TxOutcome::Dropped(DropReason::OffloadFailed);
-            }
-            let mut size = None;
-            for seg in self.segments.iter() {
-                if seg.len() > max_frame {
-                    return TxOutcome::Dropped(DropReason::Oversize);
-                }
-                match encapsulate(seg, &mut self.encap) {
-                    Ok(len) => size = size.or(Some(len)),
-                    Err(reason) => return TxOutcome::Dropped(reason),
-                }
-            }
-            size
+        // Segments are cut with room for the encapsulation around each, so
+        // headers (and tags) are written in place and the arena is the GSO
+        // payload: one copy of the frame in all.
+        let (head, tail) = if seal.is_some() { (crypto::HEADER_LEN, crypto::TAG_LEN) } else { (HEADER_LEN, 0) };
+        self.segments.set_room(head, tail);
+        let cut = if hdr.is_gso() || hdr.needs_csum() {
+            offload::segment_to_mtu(frame, hdr, ip_mtu, &mut self.segments)
         } else {
-            if frame.len() > max_frame {
+            offload::segment(frame, hdr, &mut self.segments)
+        };
+        let Ok(count) = cut else { return TxOutcome::Dropped(DropReason::OffloadFailed) };
+        let max_frame = usize::from(ip_mtu) + vxlan::ETHERNET_HEADER_LEN;
+        let header = vxlan::VxlanRepr { vni }.to_bytes();
+        let mut first = None;
+        for i in 0..count {
+            let Some(room) = self.segments.get_with_room_mut(i) else { break };
+            let inner_len = room.len() - head - tail;
+            if inner_len > max_frame {
                 return TxOutcome::Dropped(DropReason::Oversize);
             }
-            if let Err(reason) = encapsulate(frame, &mut self.encap) {
-                return TxOutcome::Dropped(reason);
+            match seal.as_deref_mut() {
+                Some(keys) => {
+                    if keys.seal_in_place(room, inner_len).is_err() {
+                        return TxOutcome::Dropped(DropReason::SealFailed);
+                    }
+                }
+                None => room[..HEADER_LEN].copy_from_slice(&header),
             }
-            None
-        };
-        let size = segment_size.unwrap_or(self.encap.len());
-        let datagrams = self.encap.len().div_ceil(size);
+            first.get_or_insert(room.len());
+        }
+        let payload = self.segments.datagrams();
+        let Some(size) = first else { return TxOutcome::Dropped(DropReason::OffloadFailed) };
+        let datagrams = payload.len().div_ceil(size);
         // One GSO send is one IP packet to the kernel: at most 64 KiB of UDP
         // payload and the kernel's segment limit.
         let per_send = socket.state.max_gso_segments().min(MAX_UDP_PAYLOAD / size).max(1);
-        let result = self.encap.chunks(size * per_send).try_for_each(|chunk| {
+        let result = payload.chunks(size * per_send).try_for_each(|chunk| {
             let segment_size = (chunk.len() > size).then_some(size);
             let transmit = Transmit { destination: dest, ecn: None, contents: chunk, segment_size, src_ip: None };
             socket.state.try_send(UdpSockRef::from(&socket.socket), &transmit)
@@ -261,7 +267,7 @@ impl Tunnel {
         match result {
             Ok(()) => {
                 self.counters.tx_packets += datagrams as u64;
-                self.counters.tx_bytes += self.encap.len() as u64;
+                self.counters.tx_bytes += payload.len() as u64;
                 TxOutcome::Sent
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => TxOutcome::Dropped(DropReason::TxQueueFull),

@@ -14,10 +14,17 @@ pub const MAX_SEGMENTS: usize = 2048;
 /// A reusable, caller-owned arena of output segments: one byte buffer and the
 /// range of each segment in it. [`segment`] clears it on every call and only
 /// grows it, so after warm-up segmenting allocates nothing.
+///
+/// The arena can leave room around every segment ([`SegmentBuf::set_room`]):
+/// `head` bytes before and `tail` bytes after each, so a caller can write an
+/// encapsulation header (and an AEAD tag) in place and hand the whole buffer
+/// ([`SegmentBuf::datagrams`]) to one UDP GSO send without another copy.
 #[derive(Debug, Default, Clone)]
 pub struct SegmentBuf {
     pub(super) data: Vec<u8>,
     pub(super) segs: Vec<Range<usize>>,
+    head: usize,
+    tail: usize,
 }
 
 impl SegmentBuf {
@@ -28,7 +35,26 @@ impl SegmentBuf {
 
     /// An arena with room for `bytes` of frames and `segments` segments.
     pub fn with_capacity(bytes: usize, segments: usize) -> Self {
-        Self { data: Vec::with_capacity(bytes), segs: Vec::with_capacity(segments) }
+        Self { data: Vec::with_capacity(bytes), segs: Vec::with_capacity(segments), head: 0, tail: 0 }
+    }
+
+    /// Leaves `head` bytes before and `tail` bytes after every segment from
+    /// the next segmentation on (zero-filled).
+    pub fn set_room(&mut self, head: usize, tail: usize) {
+        self.head = head;
+        self.tail = tail;
+    }
+
+    /// Segment `i` with its room: `head` bytes, the frame, `tail` bytes.
+    pub fn get_with_room_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        let r = self.segs.get(i)?.clone();
+        Some(&mut self.data[r.start - self.head..r.end + self.tail])
+    }
+
+    /// Every segment with its room, back to back: with equal-sized segments
+    /// (all but the last), one UDP GSO payload.
+    pub fn datagrams(&self) -> &[u8] {
+        &self.data
     }
 
     /// Forgets all segments, keeping the memory.
@@ -62,17 +88,19 @@ impl SegmentBuf {
         Segments { buf: self, next: 0 }
     }
 
-    /// Total bytes of all segments.
+    /// Total bytes of all segments (their room not included).
     pub fn total_len(&self) -> usize {
-        self.data.len()
+        self.segs.iter().map(|r| r.len()).sum()
     }
 
     fn push(&mut self, parts: [&[u8]; 2]) -> &mut [u8] {
+        self.data.resize(self.data.len() + self.head, 0);
         let start = self.data.len();
         for p in parts {
             self.data.extend_from_slice(p);
         }
         let end = self.data.len();
+        self.data.resize(end + self.tail, 0);
         self.segs.push(start..end);
         &mut self.data[start..end]
     }
@@ -195,7 +223,7 @@ fn segment_inner(
     if segments > MAX_SEGMENTS {
         return Err(OffloadError::TooManySegments { segments, max: MAX_SEGMENTS });
     }
-    out.data.reserve(segments * headers.len() + payload.len());
+    out.data.reserve(segments * (out.head + headers.len() + out.tail) + payload.len());
     out.segs.reserve(segments);
 
     let fix = Fixup::new(frame, &ip, &l4);

@@ -36,7 +36,7 @@ pub use handle::{
 };
 
 use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};
-use super::tunnel::{Tunnel, TxOutcome, VtepConfig};
+use super::tunnel::{Classified, Tunnel, TxOutcome, VtepConfig};
 use crate::bridge::{Bridge, TxPlan};
 use crate::counters::DropReason;
 use crate::gateway::Gateway;
@@ -243,7 +243,14 @@ impl Datapath {
             match tap.recv(bytes) {
                 Ok(len) if len >= HDR => {
                     let gso = VirtioNetHdr::parse(bytes).unwrap_or_default().is_gso();
-                    self.batch.push(RxEntry { buf, frame: HDR..len, port, has_vnet_hdr: true, gso });
+                    self.batch.push(RxEntry {
+                        buf,
+                        frame: HDR..len,
+                        port,
+                        has_vnet_hdr: true,
+                        gso,
+                        authenticated: false,
+                    });
                     self.ready.push_back(port);
                 }
                 result => {
@@ -302,8 +309,9 @@ impl Datapath {
                 (None, true) => return Err(DropReason::UnexpectedEncrypted),
                 (None, false) => vxlan::HEADER_LEN..datagram.len(),
             };
+            let authenticated = encrypted;
             if let Some(handle) = known {
-                return Ok((PortId(handle), inner));
+                return Ok(Classified { port: PortId(handle), inner, authenticated });
             }
             let port = config::add_tunnel_port(bridge, ports, network, info.mtu, vni, remote, true)
                 .map_err(|_| DropReason::UnknownPeer)?;
@@ -313,7 +321,7 @@ impl Datapath {
                 return Err(DropReason::UnknownPeer);
             }
             tracing::info!(peer = %remote, vni = vni.get(), "learned a new peer");
-            Ok((port, inner))
+            Ok(Classified { port, inner, authenticated })
         });
         match result {
             Ok(more) => *tunnel_ready = more,
@@ -388,12 +396,14 @@ impl Datapath {
             let send = self.plan.sends()[k];
             let i = send.frame as usize;
             let to_tap = matches!(self.ports.get(send.port.index()), Some(Some(PortIo::Tap(_))));
-            if to_tap && !self.batch.entry(i).has_vnet_hdr {
-                if self.gro_port == Some(send.port) && self.gro.push(self.batch.frame(i)) {
+            let entry = self.batch.entry(i);
+            if to_tap && !entry.has_vnet_hdr {
+                let authenticated = entry.authenticated;
+                if self.gro_port == Some(send.port) && self.gro.push(self.batch.frame(i), authenticated) {
                     continue;
                 }
                 self.flush_gro();
-                if self.gro.push(self.batch.frame(i)) {
+                if self.gro.push(self.batch.frame(i), authenticated) {
                     self.gro_port = Some(send.port);
                     continue;
                 }

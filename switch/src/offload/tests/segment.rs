@@ -306,3 +306,28 @@ fn get_mut_edits_one_segment() {
     out.clear();
     assert!(out.is_empty() && out.total_len() == 0);
 }
+
+#[test]
+fn room_around_segments_leaves_the_frames_intact_and_back_to_back() {
+    let spec = Spec::tcp4(5000);
+    let b = build(&spec);
+    let hdr = b.vnet(VirtioNetHdr::GSO_TCPV4, 1000);
+    let mut plain = SegmentBuf::new();
+    segment(&b.frame, &hdr, &mut plain).unwrap();
+    let mut roomy = SegmentBuf::new();
+    roomy.set_room(24, 16);
+    let n = segment(&b.frame, &hdr, &mut roomy).unwrap();
+    assert_eq!(n, plain.len());
+    let mut offset = 0;
+    for i in 0..n {
+        let frame = plain.get(i).unwrap().to_vec();
+        assert_eq!(roomy.get(i).unwrap(), &frame[..], "segment {i} unchanged by the room");
+        let with_room = roomy.get_with_room_mut(i).unwrap().to_vec();
+        assert_eq!(with_room.len(), 24 + frame.len() + 16);
+        assert!(with_room[..24].iter().chain(&with_room[24 + frame.len()..]).all(|&b| b == 0));
+        assert_eq!(roomy.datagrams()[offset..offset + with_room.len()], with_room[..], "back to back");
+        offset += with_room.len();
+    }
+    assert_eq!(offset, roomy.datagrams().len());
+    assert_eq!(roomy.total_len(), plain.total_len());
+}
