@@ -17,6 +17,11 @@ use crate::netns::netns_exec;
 use crate::process::{output_with_timeout, text};
 use crate::underlay::UnderlayHost;
 
+/// Drop reasons of encrypted traffic that must stay zero between hosts that
+/// share a secret.
+pub const CRYPTO_DROPS: [&str; 6] =
+    ["auth_failed", "replayed", "unknown_epoch", "crypto_malformed", "unencrypted", "unexpected_encrypted"];
+
 /// First byte of an encrypted VXLAN packet.
 pub const ENCRYPTED_TYPE: u8 = 0xE1;
 /// Length of the encrypted VXLAN header (all of it authenticated).

@@ -135,3 +135,24 @@ pub fn tcp_syn_mss(frame: &[u8]) -> Option<(u8, Option<u16>)> {
     }
     Some((flags, mss))
 }
+
+/// The IPv4 address of an endpoint (panics with the endpoint when it has none).
+pub fn ip_of(e: &ctl::proto::EndpointInfo) -> std::net::Ipv4Addr {
+    e.ipv4.unwrap_or_else(|| panic!("endpoint {e:?} has no IPv4 address")).addr()
+}
+
+/// Creates sandbox `suffix` on `d` and connects it to `net` with address
+/// `ip`, checking the address was given.
+pub fn sandbox_on(d: &Daemon, net: &str, suffix: &str, ip: &str) -> (String, ctl::proto::EndpointInfo) {
+    let name = d.name(suffix);
+    d.sandbox_create(&name);
+    let e = d.connect(net, &name, Some(ip));
+    assert_eq!(e.ipv4.map(|n| n.addr().to_string()).as_deref(), Some(ip), "{e:?}");
+    (name, e)
+}
+
+/// The MTU of `ifname` inside `sandbox`.
+pub fn mtu_of(sandbox: &str, ifname: &str) -> u64 {
+    let info = crate::link_info(sandbox, ifname).unwrap_or_else(|| panic!("no {ifname} in {sandbox}"));
+    info["mtu"].as_u64().unwrap_or_else(|| panic!("no MTU in {info}"))
+}

@@ -12,12 +12,13 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ctl::proto::EndpointInfo;
+use vswitch::encrypted::CRYPTO_DROPS;
 use vswitch::encrypted::{
     ENCRYPTED_HEADER_LEN, ENCRYPTED_TYPE, EncryptedHeader, SecretFile, TAG_LEN, UdpDatagram, contains_bytes,
     encrypted_vtep_daemon, udp_datagram,
 };
 use vswitch::overlay::VTEP_ROW;
+use vswitch::overlay::{ip_of, mtu_of, sandbox_on};
 use vswitch::underlay::VXLAN_PORT;
 use vswitch::{
     Binaries, Capture, Daemon, Frame, Underlay, in_netns, netns_exec, output_with_timeout, ping, require_root,
@@ -26,28 +27,6 @@ use vswitch::{
 
 const ENC_VNI: u32 = 5001;
 const PLAIN_VNI: u32 = 5002;
-/// Drop reasons of encrypted traffic that must stay zero between hosts that
-/// share a secret.
-const CRYPTO_DROPS: [&str; 6] =
-    ["auth_failed", "replayed", "unknown_epoch", "crypto_malformed", "unencrypted", "unexpected_encrypted"];
-
-fn ip_of(e: &EndpointInfo) -> Ipv4Addr {
-    e.ipv4.unwrap_or_else(|| panic!("endpoint {e:?} has no IPv4 address")).addr()
-}
-
-/// Creates sandbox `suffix` on `d` and connects it to `net` with address `ip`.
-fn sandbox_on(d: &Daemon, net: &str, suffix: &str, ip: &str) -> (String, EndpointInfo) {
-    let name = d.name(suffix);
-    d.sandbox_create(&name);
-    let e = d.connect(net, &name, Some(ip));
-    assert_eq!(e.ipv4.map(|n| n.addr().to_string()).as_deref(), Some(ip), "{e:?}");
-    (name, e)
-}
-
-fn mtu_of(sandbox: &str, ifname: &str) -> u64 {
-    let info = vswitch::link_info(sandbox, ifname).unwrap_or_else(|| panic!("no {ifname} in {sandbox}"));
-    info["mtu"].as_u64().unwrap_or_else(|| panic!("no MTU in {info}"))
-}
 
 /// A marker no other traffic contains: `VSWITCH-PLAINTEXT-MARKER-<random>`.
 fn marker() -> Vec<u8> {

@@ -11,14 +11,14 @@
 //! without learning anything from it. Needs root.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use ctl::proto::{EndpointInfo, FdbEntry};
+use ctl::proto::FdbEntry;
 use vswitch::encrypted::{
     ENCRYPTED_HEADER_LEN, EncryptedHeader, SecretFile, TAG_LEN, UdpDatagram, encrypted_vtep_daemon, udp_datagram,
 };
 use vswitch::overlay::VTEP_ROW;
+use vswitch::overlay::{ip_of, sandbox_on};
 use vswitch::underlay::{VXLAN_PORT, ip};
 use vswitch::{Capture, Daemon, Underlay, UnderlayHost, ping, require_root, udp_send, wait_for_ping};
 
@@ -34,16 +34,6 @@ const REASONS: [&str; 7] = [
     "unexpected_encrypted",
     "unknown_peer",
 ];
-
-fn ip_of(e: &EndpointInfo) -> Ipv4Addr {
-    e.ipv4.unwrap_or_else(|| panic!("endpoint {e:?} has no IPv4 address")).addr()
-}
-
-fn sandbox_on(d: &Daemon, net: &str, suffix: &str, ip: &str) -> (String, EndpointInfo) {
-    let name = d.name(suffix);
-    d.sandbox_create(&name);
-    (name.clone(), d.connect(net, &name, Some(ip)))
-}
 
 /// The crypto drop counters of `d`'s underlay endpoint.
 fn drops(d: &Daemon) -> BTreeMap<&'static str, u64> {

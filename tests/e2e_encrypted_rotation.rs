@@ -10,9 +10,10 @@ use std::net::Ipv4Addr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ctl::proto::EndpointInfo;
+use vswitch::encrypted::CRYPTO_DROPS;
 use vswitch::encrypted::{EncryptedHeader, SecretFile, encrypted_vtep_daemon, ping_flood, udp_datagram};
 use vswitch::overlay::VTEP_ROW;
+use vswitch::overlay::{ip_of, sandbox_on};
 use vswitch::underlay::VXLAN_PORT;
 use vswitch::{Capture, Daemon, Underlay, UnderlayHost, ping, require_root, tcp_transfer_paced, wait_for_ping};
 
@@ -21,18 +22,6 @@ const VNI: u32 = 5200;
 const PINGS: u32 = 600;
 /// Bytes of the stream, spread over the rotations.
 const STREAM: u64 = 16 << 20;
-const CRYPTO_DROPS: [&str; 6] =
-    ["auth_failed", "replayed", "unknown_epoch", "crypto_malformed", "unencrypted", "unexpected_encrypted"];
-
-fn ip_of(e: &EndpointInfo) -> Ipv4Addr {
-    e.ipv4.unwrap_or_else(|| panic!("endpoint {e:?} has no IPv4 address")).addr()
-}
-
-fn sandbox_on(d: &Daemon, net: &str, suffix: &str, ip: &str) -> (String, EndpointInfo) {
-    let name = d.name(suffix);
-    d.sandbox_create(&name);
-    (name.clone(), d.connect(net, &name, Some(ip)))
-}
 
 fn crypto_drops(d: &Daemon) -> Vec<(&'static str, u64)> {
     CRYPTO_DROPS.iter().map(|r| (*r, d.drops_of(VTEP_ROW, r))).collect()

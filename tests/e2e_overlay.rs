@@ -8,29 +8,12 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use ctl::proto::{EndpointInfo, FdbEntry, PortKind, ShowTree};
+use ctl::proto::{FdbEntry, PortKind, ShowTree};
+use vswitch::overlay::{ip_of, mtu_of, sandbox_on};
 use vswitch::overlay::{parse_vxlan, tunnel_port};
 use vswitch::{
     Capture, Daemon, Frame, Underlay, netns_exec, ping, require_root, tcp_transfer, vtep_daemon, wait_for_ping,
 };
-
-fn ip_of(e: &EndpointInfo) -> Ipv4Addr {
-    e.ipv4.unwrap_or_else(|| panic!("endpoint {e:?} has no IPv4 address")).addr()
-}
-
-/// Creates sandbox `suffix` on `d` and connects it to `net` with address `ip`.
-fn sandbox_on(d: &Daemon, net: &str, suffix: &str, ip: &str) -> (String, EndpointInfo) {
-    let name = d.name(suffix);
-    d.sandbox_create(&name);
-    let e = d.connect(net, &name, Some(ip));
-    assert_eq!(e.ipv4.map(|n| n.addr().to_string()).as_deref(), Some(ip), "{e:?}");
-    (name, e)
-}
-
-fn mtu_of(sandbox: &str, ifname: &str) -> u64 {
-    let info = vswitch::link_info(sandbox, ifname).unwrap_or_else(|| panic!("no {ifname} in {sandbox}"));
-    info["mtu"].as_u64().unwrap_or_else(|| panic!("no MTU in {info}"))
-}
 
 #[test]
 fn two_hosts_ping_tcp_and_learn_remote_macs() {

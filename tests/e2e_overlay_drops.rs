@@ -8,18 +8,13 @@
 //! Needs root.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use ctl::proto::EndpointInfo;
+use vswitch::overlay::ip_of;
 use vswitch::overlay::{VTEP_ROW, tunnel_port};
 use vswitch::{Daemon, Underlay, UnderlayHost, ping, require_root, tcp_transfer, udp_send, vtep_daemon};
 
 const VNI: u32 = 4200;
-
-fn ip_of(e: &EndpointInfo) -> Ipv4Addr {
-    e.ipv4.unwrap_or_else(|| panic!("endpoint {e:?} has no IPv4 address")).addr()
-}
 
 /// A VXLAN header (flags byte `flags`, VNI `vni`) followed by `inner`.
 fn vxlan(flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use ctl::proto::EndpointInfo;
+use vswitch::overlay::ip_of;
 use vswitch::overlay::tunnel_port;
 use vswitch::{
     Capture, Underlay, netns_exec, netns_exec_ok, ping, require_root, require_tshark, tcp_transfer, tshark_fields,
@@ -21,10 +21,6 @@ fn neighbour_mac(ns: &str, ip: Ipv4Addr, dev: &str) -> Option<String> {
     let out = netns_exec_ok(ns, "ip", &["-j", "neigh", "show", "to", &ip.to_string(), "dev", dev]);
     let v: serde_json::Value = serde_json::from_str(&out).ok()?;
     v[0]["lladdr"].as_str().map(str::to_owned)
-}
-
-fn ip_of(e: &EndpointInfo) -> Ipv4Addr {
-    e.ipv4.unwrap_or_else(|| panic!("endpoint {e:?} has no IPv4 address")).addr()
 }
 
 #[test]

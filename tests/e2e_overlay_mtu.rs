@@ -9,19 +9,9 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use ctl::proto::EndpointInfo;
+use vswitch::overlay::{ip_of, sandbox_on};
 use vswitch::overlay::{tcp_syn_mss, tunnel_port};
 use vswitch::{Capture, Daemon, Frame, Underlay, netns_exec, netns_exec_ok, require_root, tcp_transfer, vtep_daemon};
-
-fn ip_of(e: &EndpointInfo) -> Ipv4Addr {
-    e.ipv4.unwrap_or_else(|| panic!("endpoint {e:?} has no IPv4 address")).addr()
-}
-
-fn sandbox_on(d: &Daemon, net: &str, suffix: &str, ip: &str) -> (String, EndpointInfo) {
-    let name = d.name(suffix);
-    d.sandbox_create(&name);
-    (name.clone(), d.connect(net, &name, Some(ip)))
-}
 
 /// `ip route get DST` in `ns`: the cached path MTU, if any.
 fn cached_pmtu(ns: &str, dst: Ipv4Addr) -> Option<u64> {

@@ -7,11 +7,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ctl::proto::{EndpointInfo, FdbEntry, PortStats, ShowTree};
+use vswitch::overlay::ip_of;
 use vswitch::{Capture, Daemon, Frame, netns_exec, ping, require_root, tcp_transfer};
-
-fn ip_of(e: &EndpointInfo) -> Ipv4Addr {
-    e.ipv4.unwrap_or_else(|| panic!("endpoint {e:?} has no IPv4 address")).addr()
-}
 
 fn stats_by_port(d: &Daemon) -> BTreeMap<String, PortStats> {
     d.ctl_json::<Vec<PortStats>>(&["stats"]).into_iter().map(|s| (s.port.clone(), s)).collect()
