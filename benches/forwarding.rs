@@ -6,9 +6,9 @@
 //! `cargo bench --bench forwarding` prints criterion's throughput (frames/s on
 //! one core) and then a summary table with the ratios.
 
+mod support;
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use switch::{Bridge, MacAddr, NetworkConfig, NetworkId, PortConfig, PortId, RxFrame, Timestamp, TxPlan};
@@ -134,11 +134,7 @@ fn bench(c: &mut Criterion) {
 
 /// Mean nanoseconds per iteration criterion recorded for one benchmark.
 fn mean_ns(bench: &str, macs: usize) -> Option<f64> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| "target".into());
-    let path = target.join("criterion/forward_batch_64B").join(bench).join(macs.to_string()).join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["mean"]["point_estimate"].as_f64()
+    support::criterion_mean_ns("forward_batch_64B", &[bench, &macs.to_string()])
 }
 
 fn summary() {

@@ -17,8 +17,8 @@
 //! `cargo bench --bench vxlan` prints criterion's throughput and then a summary
 //! table of frames/s with the ratio to the baseline.
 
+mod support;
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput};
 use vxlan::{
@@ -144,11 +144,7 @@ fn bench(c: &mut Criterion) {
 
 /// Mean nanoseconds per iteration criterion recorded for one benchmark.
 fn mean_ns(bench: &str) -> Option<f64> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| "target".into());
-    let path = target.join("criterion").join(GROUP).join(bench).join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["mean"]["point_estimate"].as_f64()
+    support::criterion_mean_ns(GROUP, &[bench])
 }
 
 fn summary() {
