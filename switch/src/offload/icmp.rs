@@ -41,11 +41,11 @@ impl TooBig {
 ///
 /// - Non-GSO frames: an IPv4 packet with DF, or any IPv6 packet, longer than
 ///   `mtu`.
-/// - TCP GSO frames: never, since [`segment_to_mtu`](super::segment_to_mtu)
-///   cuts them smaller; unless the IP and TCP headers alone leave no room.
-/// - USO frames: when one segment (IP + UDP header + `gso_size`, or less if
-///   the payload is shorter) exceeds `mtu`: datagrams cannot be resized. For
-///   IPv4 only with DF.
+/// - TCP and UDP GSO frames: when one segment the sender asked for (IP + L4
+///   header + `gso_size`, or less if the payload is shorter) exceeds `mtu`,
+///   as Linux's `skb_gso_validate_network_len` decides for bridged tunnels:
+///   the sender learns the path MTU instead of the switch quietly cutting
+///   smaller segments. For IPv4 only with DF.
 ///
 /// IPv4 packets without DF give `None`: they may be forwarded and left to
 /// the underlay to fragment. `Some` means "do not forward"; the answering
@@ -56,11 +56,7 @@ pub fn exceeds_mtu(frame: &[u8], hdr: &VirtioNetHdr, mtu: u16) -> Option<TooBig>
     let mtu = usize::from(mtu);
     match hdr.gso_kind() {
         VirtioNetHdr::GSO_NONE => (ip.len() > mtu).then(|| TooBig::for_ip(&ip))?,
-        VirtioNetHdr::GSO_TCPV4 | VirtioNetHdr::GSO_TCPV6 => {
-            let l4 = parse::l4(frame, &ip).ok()?;
-            (ip.hdr_len + l4.hdr_len >= mtu).then(|| TooBig::for_ip(&ip))?
-        }
-        VirtioNetHdr::GSO_UDP_L4 => {
+        VirtioNetHdr::GSO_TCPV4 | VirtioNetHdr::GSO_TCPV6 | VirtioNetHdr::GSO_UDP_L4 => {
             let l4 = parse::l4(frame, &ip).ok()?;
             let payload = ip.end - l4.payload_off();
             let largest = ip.hdr_len + l4.hdr_len + payload.min(usize::from(hdr.gso_size));

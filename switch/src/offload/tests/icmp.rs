@@ -184,14 +184,18 @@ fn ipv6_no_answer_cases() {
 
 #[test]
 fn exceeds_mtu_for_gso_frames() {
-    // TCP GSO is segmented smaller instead: no ICMP, whatever gso_size is.
+    // TCP GSO, as Linux's skb_gso_validate_network_len: the segments the
+    // sender asked for (IP + TCP headers + gso_size) must fit, or the sender
+    // is told the MTU (so path MTU discovery is deterministic).
     let b = build(&Spec::tcp4(30_000));
-    assert_eq!(exceeds_mtu(&b.frame, &b.vnet(VirtioNetHdr::GSO_TCPV4, 1448), 1400), None);
+    // 20 + 32 + 1448 = 1500 bytes per segment.
+    assert_eq!(exceeds_mtu(&b.frame, &b.vnet(VirtioNetHdr::GSO_TCPV4, 1448), 1499), Some(TooBig::Ipv4));
+    assert_eq!(exceeds_mtu(&b.frame, &b.vnet(VirtioNetHdr::GSO_TCPV4, 1448), 1500), None);
     let b6 = build(&Spec::tcp6(30_000));
-    assert_eq!(exceeds_mtu(&b6.frame, &b6.vnet(VirtioNetHdr::GSO_TCPV6, 1428), 1280), None);
-    // ... unless the headers alone do not fit.
-    assert_eq!(exceeds_mtu(&b.frame, &b.vnet(VirtioNetHdr::GSO_TCPV4, 1448), 52), Some(TooBig::Ipv4));
-    assert_eq!(exceeds_mtu(&b6.frame, &b6.vnet(VirtioNetHdr::GSO_TCPV6, 1448), 72), Some(TooBig::Ipv6));
+    assert_eq!(exceeds_mtu(&b6.frame, &b6.vnet(VirtioNetHdr::GSO_TCPV6, 1428), 1280), Some(TooBig::Ipv6));
+    assert_eq!(exceeds_mtu(&b6.frame, &b6.vnet(VirtioNetHdr::GSO_TCPV6, 1208), 1280), None);
+    let nodf = build(&Spec { df: false, ..Spec::tcp4(30_000) });
+    assert_eq!(exceeds_mtu(&nodf.frame, &nodf.vnet(VirtioNetHdr::GSO_TCPV4, 1448), 1400), None, "DF clear");
 
     // USO: a segment of 20 + 8 + 1400 = 1428 bytes.
     let u4 = build(&Spec::udp4(10_000));
