@@ -4,18 +4,18 @@
 //! changed on a copy, side effects are undone on failure, and the copy is
 //! swapped in only after it was saved.
 
-use std::collections::BTreeMap;
+mod overlay;
+mod views;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use ctl::proto::{
-    self, Ack, CtlError, EndpointInfo, EndpointResource, ErrorKind, FdbKind, FlushResult, Ipam, IpamConfig,
-    NetworkInfo, NetworkSummary, PortStats, Request, SandboxInfo, ShowNetwork, ShowPort, ShowTree, VersionInfo,
-};
-use ctl::{Ipv4Net, MacAddress};
+use ctl::MacAddress;
+use ctl::proto::{self, Ack, CtlError, ErrorKind, FlushResult, Request, VersionInfo};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::datapath::{DatapathError, DatapathHandle, GatewaySpec, NetworkSpec, PortRole, Snapshot, endpoint_port};
+use super::datapath::{DatapathError, DatapathHandle, GatewaySpec, NetworkSpec, endpoint_port};
 use super::plumbing::{self, PlumbError};
 use super::tunnel::VtepConfig;
 use crate::bridge::NetworkConfig;
@@ -23,9 +23,8 @@ use crate::model::{
     Connect, CreateNetwork, CreateSandbox, ENCRYPTED_OPTION, Endpoint, MSS_CLAMP_OPTION, Model, ModelError, Network,
     Store, StoreError,
 };
-use crate::port::{NetworkId, PortConfig, PortId};
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use crate::port::{NetworkId, PortConfig};
+use views::network_summary;
 
 /// The control plane's state.
 pub struct Control {
@@ -303,19 +302,6 @@ impl Control {
         }
     }
 
-    fn key_rotate(&mut self, network: &str) -> Reply {
-        let mut next = self.model.clone();
-        let epoch = next.rotate_key(network).map_err(model_error)?;
-        let net = next.network(network).map_err(model_error)?.clone();
-        self.datapath.set_key_epoch(network_id(&net), epoch).map_err(datapath_error)?;
-        if let Err(e) = self.commit(next) {
-            let _ = self.datapath.set_key_epoch(network_id(&net), epoch.wrapping_sub(1));
-            return Err(e);
-        }
-        tracing::info!(network = %net.name, epoch, "key rotated");
-        ok(proto::KeyEpoch { network: net.name, epoch })
-    }
-
     fn network_create(&mut self, mut req: CreateNetwork) -> Reply {
         let encrypted = req.options.contains_key(ENCRYPTED_OPTION);
         if encrypted && !self.has_secret {
@@ -335,68 +321,6 @@ impl Control {
             return Err(e);
         }
         ok(self.network_info(&network))
-    }
-
-    /// The default MTU of an overlay network: what a tunnel carries over the
-    /// underlay without fragmenting (1450 over a 1500-byte IPv4 underlay).
-    fn overlay_mtu(&self) -> u32 {
-        let (mtu, version) = match self.vtep {
-            Some(v) if v.local.is_ipv6() => (v.underlay_mtu, vxlan::IpVersion::V6),
-            Some(v) => (v.underlay_mtu, vxlan::IpVersion::V4),
-            None => (1500, vxlan::IpVersion::V4),
-        };
-        vxlan::inner_mtu(mtu, version).unwrap_or(vxlan::MIN_INNER_MTU)
-    }
-
-    fn peer_add(&mut self, addr: SocketAddr, networks: Vec<String>) -> Reply {
-        if self.vtep.is_none() {
-            return Err(CtlError::new(ErrorKind::NotSupported, DatapathError::NoVtep.to_string()));
-        }
-        let mut next = self.model.clone();
-        let peer = next.add_peer(addr, &networks).map_err(model_error)?;
-        let served: Vec<NetworkId> = next.peer_networks(&peer).into_iter().map(network_id).collect();
-        for (done, &id) in served.iter().enumerate() {
-            if let Err(e) = self.datapath.add_peer(id, addr) {
-                for &undo in &served[..done] {
-                    let _ = self.datapath.remove_peer(undo, addr);
-                }
-                return Err(datapath_error(e));
-            }
-        }
-        if let Err(e) = self.commit(next) {
-            for &id in &served {
-                let _ = self.datapath.remove_peer(id, addr);
-            }
-            return Err(e);
-        }
-        ok(self.peer_info(&peer))
-    }
-
-    fn peer_rm(&mut self, addr: SocketAddr) -> Reply {
-        let mut next = self.model.clone();
-        let peer = next.remove_peer(addr).map_err(model_error)?;
-        let served: Vec<NetworkId> = self.model.peer_networks(&peer).into_iter().map(network_id).collect();
-        self.commit(next)?;
-        for id in served {
-            let _ = self.datapath.remove_peer(id, addr);
-        }
-        ok(Ack {})
-    }
-
-    fn peer_ls(&self) -> Reply {
-        let mut peers: Vec<proto::PeerInfo> = self.model.peers().map(|p| self.peer_info(p)).collect();
-        let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
-        let mut learned: BTreeMap<SocketAddr, Vec<String>> = BTreeMap::new();
-        for t in snapshot.tunnels.iter().filter(|t| t.learned) {
-            learned.entry(t.remote).or_default().push(self.network_name(t.network));
-        }
-        peers.extend(learned.into_iter().map(|(addr, networks)| proto::PeerInfo {
-            addr,
-            networks,
-            all_networks: false,
-            learned: true,
-        }));
-        ok(peers)
     }
 
     fn network_rm(&mut self, name: &str) -> Reply {
@@ -464,225 +388,5 @@ impl Control {
             return Err(e);
         }
         ok(Ack {})
-    }
-
-    /// Names every datapath port the way `show`, `fdb` and `stats` print
-    /// them, and the remote VTEP of tunnel ports.
-    fn port_names(&self, snapshot: &Snapshot) -> (HashMap<PortId, String>, HashMap<PortId, SocketAddr>) {
-        let remotes: HashMap<PortId, SocketAddr> = snapshot.tunnels.iter().map(|t| (t.port, t.remote)).collect();
-        let names = snapshot
-            .ports
-            .iter()
-            .map(|&(port, _, _)| {
-                let name = match PortRole::of(port) {
-                    PortRole::Endpoint(i) => self.model.endpoint_by_port_index(i).map(|e| e.host_tap_name.clone()),
-                    PortRole::Gateway(i) => self.model.network_by_index(i).map(gateway_port_name),
-                    PortRole::Tunnel(_) => remotes.get(&port).map(|r| tunnel_port_name(*r)),
-                };
-                (port, name.unwrap_or_else(|| port.to_string()))
-            })
-            .collect();
-        (names, remotes)
-    }
-
-    fn network_name(&self, id: NetworkId) -> String {
-        self.model.network_by_index(id.0).map(|n| n.name.clone()).unwrap_or_else(|| id.to_string())
-    }
-
-    fn fdb_show(&self, network: Option<&str>) -> Reply {
-        let filter = network.map(|n| self.model.network(n).map(network_id)).transpose().map_err(model_error)?;
-        let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
-        let (names, remotes) = self.port_names(&snapshot);
-        let mut entries: Vec<proto::FdbEntry> = snapshot
-            .fdb
-            .iter()
-            .filter(|r| filter.is_none_or(|f| f == r.network))
-            .map(|r| proto::FdbEntry {
-                network: self.network_name(r.network),
-                port: names.get(&r.port).cloned().unwrap_or_else(|| r.port.to_string()),
-                mac: r.mac.into(),
-                age_secs: r.age.as_secs(),
-                kind: if r.is_static { FdbKind::Static } else { FdbKind::Learned },
-                remote: remotes.get(&r.port).copied(),
-            })
-            .collect();
-        entries.sort_by(|a, b| (&a.network, &a.port, a.mac.0).cmp(&(&b.network, &b.port, b.mac.0)));
-        ok(entries)
-    }
-
-    fn stats(&self, port: Option<&str>) -> Reply {
-        let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
-        let (names, _) = self.port_names(&snapshot);
-        let drops = |d: &crate::counters::DropCounters| -> BTreeMap<String, u64> {
-            d.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name().to_owned(), n)).collect()
-        };
-        let mut stats: Vec<PortStats> = snapshot
-            .ports
-            .iter()
-            .map(|(id, network, c)| PortStats {
-                port: names.get(id).cloned().unwrap_or_else(|| id.to_string()),
-                network: self.network_name(*network),
-                rx_packets: c.rx_packets,
-                rx_bytes: c.rx_bytes,
-                tx_packets: c.tx_packets,
-                tx_bytes: c.tx_bytes,
-                floods: c.rx_flooded,
-                drops: drops(&c.drops),
-            })
-            .collect();
-        if let Some(v) = snapshot.vtep {
-            stats.push(PortStats {
-                port: VTEP_PORT_NAME.to_owned(),
-                network: "(underlay)".to_owned(),
-                rx_packets: v.rx_packets,
-                rx_bytes: v.rx_bytes,
-                tx_packets: v.tx_packets,
-                tx_bytes: v.tx_bytes,
-                floods: 0,
-                drops: drops(&v.drops),
-            });
-        }
-        stats.retain(|s| port.is_none_or(|p| p == s.port));
-        if let Some(p) = port
-            && stats.is_empty()
-        {
-            return Err(CtlError::not_found(format!("port {p} not found")));
-        }
-        ok(stats)
-    }
-
-    fn show(&self) -> Reply {
-        let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
-        let networks = self
-            .model
-            .networks()
-            .into_iter()
-            .map(|n| {
-                let mut ports = Vec::new();
-                if let Some(gw) = n.gateway.filter(|_| n.driver.is_switched()) {
-                    ports.push(ShowPort {
-                        name: gateway_port_name(n),
-                        kind: proto::PortKind::Internal,
-                        sandbox: None,
-                        ifname: None,
-                        mac: Some(crate::gateway::gateway_mac(gw).into()),
-                        ip: n.subnet.and_then(|s| Ipv4Net::new(gw, s.prefix_len()).ok()),
-                        remote: None,
-                    });
-                }
-                ports.extend(self.model.endpoints_on_network(&n.id).into_iter().map(|e| ShowPort {
-                    name: e.host_tap_name.clone(),
-                    kind: proto::PortKind::Tap,
-                    sandbox: Some(e.sandbox.clone()),
-                    ifname: Some(e.ifname_in_sandbox.clone()),
-                    mac: Some(e.mac),
-                    ip: Ipv4Net::new(e.ipv4, e.prefix_len).ok(),
-                    remote: None,
-                }));
-                ports.extend(snapshot.tunnels.iter().filter(|t| t.network == network_id(n)).map(|t| ShowPort {
-                    name: tunnel_port_name(t.remote),
-                    kind: proto::PortKind::Tunnel,
-                    sandbox: None,
-                    ifname: None,
-                    mac: None,
-                    ip: None,
-                    remote: Some(t.remote),
-                }));
-                ShowNetwork {
-                    name: n.name.clone(),
-                    id: n.id.clone(),
-                    driver: n.driver,
-                    subnet: n.subnet,
-                    gateway: n.gateway,
-                    mtu: n.driver.is_switched().then_some(n.mtu),
-                    vni: n.vni,
-                    ports,
-                }
-            })
-            .collect();
-        ok(ShowTree { version: env!("CARGO_PKG_VERSION").to_owned(), networks })
-    }
-
-    fn peer_info(&self, peer: &crate::model::Peer) -> proto::PeerInfo {
-        proto::PeerInfo {
-            addr: peer.addr,
-            networks: self.model.peer_networks(peer).into_iter().map(|n| n.name.clone()).collect(),
-            all_networks: peer.network_ids.is_empty(),
-            learned: false,
-        }
-    }
-
-    fn endpoint_info(&self, e: &Endpoint) -> EndpointInfo {
-        EndpointInfo {
-            network: self.model.network_by_id(&e.network_id).map(|n| n.name.clone()).unwrap_or_default(),
-            sandbox: e.sandbox.clone(),
-            endpoint_id: e.id.clone(),
-            port: e.host_tap_name.clone(),
-            ifname: e.ifname_in_sandbox.clone(),
-            mac: e.mac,
-            ipv4: Ipv4Net::new(e.ipv4, e.prefix_len).ok(),
-            aliases: e.aliases.clone(),
-        }
-    }
-
-    fn sandbox_info(&self, name: &str) -> SandboxInfo {
-        let sandbox = self.model.sandbox(name).ok();
-        SandboxInfo {
-            name: name.to_owned(),
-            netns: sandbox.map(|s| s.netns_path.clone()).unwrap_or_default(),
-            dns: sandbox.map(|s| s.dns.clone()).unwrap_or_default(),
-            dns_search: sandbox.map(|s| s.dns_search.clone()).unwrap_or_default(),
-            endpoints: self.model.endpoints_in_sandbox(name).into_iter().map(|e| self.endpoint_info(e)).collect(),
-        }
-    }
-
-    fn network_info(&self, n: &Network) -> NetworkInfo {
-        let containers: BTreeMap<String, EndpointResource> = self
-            .model
-            .endpoints_on_network(&n.id)
-            .into_iter()
-            .map(|e| {
-                let resource = EndpointResource {
-                    name: e.sandbox.clone(),
-                    endpoint_id: e.id.clone(),
-                    mac_address: e.mac.to_string(),
-                    ipv4_address: format!("{}/{}", e.ipv4, e.prefix_len),
-                    ipv6_address: String::new(),
-                };
-                (e.id.clone(), resource)
-            })
-            .collect();
-        let mut options = n.options.clone();
-        if n.driver.is_switched() {
-            options.entry("com.docker.network.driver.mtu".to_owned()).or_insert_with(|| n.mtu.to_string());
-        }
-        NetworkInfo {
-            name: n.name.clone(),
-            id: n.id.clone(),
-            created: n.created.clone(),
-            scope: "local".to_owned(),
-            driver: n.driver,
-            enable_ipv6: false,
-            ipam: Ipam {
-                driver: "default".to_owned(),
-                options: BTreeMap::new(),
-                config: n.subnet.map(|subnet| IpamConfig { subnet, gateway: n.gateway }).into_iter().collect(),
-            },
-            internal: n.internal,
-            attachable: n.attachable,
-            containers,
-            options,
-            labels: BTreeMap::new(),
-        }
-    }
-}
-
-fn network_summary(n: &Network) -> NetworkSummary {
-    NetworkSummary {
-        name: n.name.clone(),
-        id: n.id.clone(),
-        driver: n.driver,
-        scope: "local".to_owned(),
-        subnet: n.subnet,
     }
 }
