@@ -255,27 +255,26 @@ impl Tap {
         &self.name
     }
 
-    /// The device's name now (`TUNGETIFF`); differs from [`Tap::name`] after
-    /// a rename, e.g. to `eth0` inside a sandbox.
-    pub fn current_name(&self) -> Result<String, TapError> {
+    /// The device's current name and flags (`TUNGETIFF`).
+    fn get_iff(&self) -> Result<ioctl::IfReqFlags, TapError> {
         let mut req = ioctl::IfReqFlags::new("", 0);
         ioctl::ifreq(self.as_fd(), libc::TUNGETIFF, &mut req).map_err(|source| TapError::Ioctl {
             op: "TUNGETIFF",
             name: self.name.clone(),
             source,
         })?;
-        Ok(req.name())
+        Ok(req)
+    }
+
+    /// The device's name now (`TUNGETIFF`); differs from [`Tap::name`] after
+    /// a rename, e.g. to `eth0` inside a sandbox.
+    pub fn current_name(&self) -> Result<String, TapError> {
+        Ok(self.get_iff()?.name())
     }
 
     /// True if the device is persistent (`IFF_PERSIST`, read via `TUNGETIFF`).
     pub fn is_persistent(&self) -> Result<bool, TapError> {
-        let mut req = ioctl::IfReqFlags::new("", 0);
-        ioctl::ifreq(self.as_fd(), libc::TUNGETIFF, &mut req).map_err(|source| TapError::Ioctl {
-            op: "TUNGETIFF",
-            name: self.name.clone(),
-            source,
-        })?;
-        Ok(req.flags() & libc::IFF_PERSIST != 0)
+        Ok(self.get_iff()?.flags() & libc::IFF_PERSIST != 0)
     }
 
     /// The offloads the kernel accepted for this device.
