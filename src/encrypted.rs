@@ -22,8 +22,12 @@ use crate::underlay::UnderlayHost;
 pub const CRYPTO_DROPS: [&str; 6] =
     ["auth_failed", "replayed", "unknown_epoch", "crypto_malformed", "unencrypted", "unexpected_encrypted"];
 
-/// First byte of an encrypted VXLAN packet.
+/// First byte of an encrypted VXLAN packet (with [`FLAG_CSUM_PARTIAL`]
+/// clear).
 pub const ENCRYPTED_TYPE: u8 = 0xE1;
+/// Bit of the first byte set when the inner frame's TCP/UDP checksum was
+/// left partial (type byte 0xE3).
+pub const FLAG_CSUM_PARTIAL: u8 = 0x02;
 /// Length of the encrypted VXLAN header (all of it authenticated).
 pub const ENCRYPTED_HEADER_LEN: usize = 24;
 /// Length of the Poly1305 tag after the ciphertext.
@@ -118,13 +122,16 @@ pub struct EncryptedHeader {
     pub session: u64,
     /// Packet counter (bytes 16..24).
     pub counter: u64,
+    /// The inner checksum was left partial ([`FLAG_CSUM_PARTIAL`]).
+    pub csum_partial: bool,
 }
 
 impl EncryptedHeader {
     /// Parses the header of a UDP payload that starts with
-    /// [`ENCRYPTED_TYPE`] and is long enough for a header and a tag.
+    /// [`ENCRYPTED_TYPE`] (with or without [`FLAG_CSUM_PARTIAL`]) and is long
+    /// enough for a header and a tag.
     pub fn parse(payload: &[u8]) -> Option<EncryptedHeader> {
-        if payload.len() < ENCRYPTED_HEADER_LEN + TAG_LEN || payload[0] != ENCRYPTED_TYPE {
+        if payload.len() < ENCRYPTED_HEADER_LEN + TAG_LEN || !is_encrypted_type(payload[0]) {
             return None;
         }
         let u32_at = |r: std::ops::Range<usize>| {
@@ -137,8 +144,19 @@ impl EncryptedHeader {
             b.copy_from_slice(&payload[at..at + 8]);
             u64::from_be_bytes(b)
         };
-        Some(EncryptedHeader { vni: u32_at(1..4), epoch: u32_at(4..8), session: u64_at(8), counter: u64_at(16) })
+        Some(EncryptedHeader {
+            vni: u32_at(1..4),
+            epoch: u32_at(4..8),
+            session: u64_at(8),
+            counter: u64_at(16),
+            csum_partial: payload[0] & FLAG_CSUM_PARTIAL != 0,
+        })
     }
+}
+
+/// Whether a first byte is an encrypted VXLAN type byte.
+pub fn is_encrypted_type(first: u8) -> bool {
+    first & !FLAG_CSUM_PARTIAL == ENCRYPTED_TYPE
 }
 
 /// One UDP datagram found in a captured Ethernet frame.

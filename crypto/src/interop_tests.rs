@@ -8,7 +8,7 @@ use ring::aead::Aad;
 
 use crate::keys::aead_key;
 use crate::seal::Sealer;
-use crate::wire::{ENCRYPTED_OVERHEAD, HEADER_LEN, Header, TAG_LEN};
+use crate::wire::{ENCRYPTED_OVERHEAD, HEADER_LEN, Header, InnerChecksum, TAG_LEN};
 use crate::{ClusterSecret, NetworkKey, OpenError, Opener, Vni};
 
 fn secret_bytes() -> [u8; 32] {
@@ -98,7 +98,7 @@ fn packets_interoperate_with_rustcrypto() {
         sealer.seal(&inner, &mut out).unwrap();
         assert_eq!(out.len(), inner.len() + ENCRYPTED_OVERHEAD);
         let header = Header::parse(&out).unwrap();
-        assert_eq!(header, Header { vni: vni(), epoch: 9, session_id, counter });
+        assert_eq!(header, Header { vni: vni(), epoch: 9, session_id, counter, checksum: InnerChecksum::AsSent });
         let (aad, rest) = out.split_at_mut(HEADER_LEN);
         let (body, tag) = rest.split_at_mut(inner.len());
         rc.decrypt_in_place_detached(Nonce::from_slice(&header.nonce_bytes()), aad, body, Tag::from_slice(tag))
@@ -108,8 +108,9 @@ fn packets_interoperate_with_rustcrypto() {
 
     // RustCrypto seals, ring opens.
     let mut opener = Opener::new(&secret(), vni(), 9);
-    for counter in [0u64, 5, 2] {
-        let header = Header { vni: vni(), epoch: 9, session_id, counter };
+    for (counter, checksum) in [(0u64, InnerChecksum::AsSent), (5, InnerChecksum::Partial), (2, InnerChecksum::AsSent)]
+    {
+        let header = Header { vni: vni(), epoch: 9, session_id, counter, checksum };
         let mut packet = header.to_bytes().to_vec();
         let mut body = inner.clone();
         let tag = rc.encrypt_in_place_detached(Nonce::from_slice(&header.nonce_bytes()), &packet, &mut body).unwrap();
@@ -117,11 +118,13 @@ fn packets_interoperate_with_rustcrypto() {
         packet.extend_from_slice(&tag);
         let opened = opener.open(&mut packet).unwrap();
         assert_eq!((opened.session_id, opened.counter, opened.epoch), (session_id, counter, 9));
+        assert_eq!(opened.checksum, checksum);
         assert_eq!(&packet[opened.inner], &inner[..]);
     }
 
     // A RustCrypto packet sealed under a key of another session id fails.
-    let header = Header { vni: vni(), epoch: 9, session_id: session_id + 1, counter: 0 };
+    let header =
+        Header { vni: vni(), epoch: 9, session_id: session_id + 1, counter: 0, checksum: InnerChecksum::AsSent };
     let mut packet = header.to_bytes().to_vec();
     let mut body = inner.clone();
     let tag = rc.encrypt_in_place_detached(Nonce::from_slice(&header.nonce_bytes()), &packet, &mut body).unwrap();

@@ -88,7 +88,8 @@ pub use seal::Sealer;
 pub use secret::{ClusterSecret, SECRET_LEN};
 pub use vxlan::Vni;
 pub use wire::{
-    ENCRYPTED_OVERHEAD, HEADER_LEN, Header, MIN_PACKET_LEN, OVERHEAD_OVER_VXLAN, PACKET_TYPE, TAG_LEN, is_encrypted,
+    ENCRYPTED_OVERHEAD, FLAG_CSUM_PARTIAL, HEADER_LEN, Header, InnerChecksum, MIN_PACKET_LEN, OVERHEAD_OVER_VXLAN,
+    PACKET_TYPE, TAG_LEN, is_encrypted,
 };
 
 #[cfg(test)]

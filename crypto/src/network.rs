@@ -11,7 +11,7 @@ use crate::keys::NetworkKey;
 use crate::open::{Opened, Opener};
 use crate::seal::Sealer;
 use crate::secret::ClusterSecret;
-use crate::wire::Header;
+use crate::wire::{Header, InnerChecksum};
 
 /// How many of this host's own recent sender sessions are remembered, so
 /// that packets it sent cannot be reflected back to it.
@@ -100,8 +100,13 @@ impl NetworkCrypto {
     }
 
     /// See [`Sealer::seal_in_place`].
-    pub fn seal_in_place(&mut self, packet: &mut [u8], inner_len: usize) -> Result<usize, SealError> {
-        let sealed = self.sealer.seal_in_place(packet, inner_len);
+    pub fn seal_in_place(
+        &mut self,
+        packet: &mut [u8],
+        inner_len: usize,
+        checksum: InnerChecksum,
+    ) -> Result<usize, SealError> {
+        let sealed = self.sealer.seal_in_place(packet, inner_len, checksum);
         self.remember_own_session();
         sealed
     }

@@ -15,7 +15,7 @@ use crate::error::OpenError;
 use crate::keys::NetworkKey;
 use crate::replay::{Refused, ReplayWindow};
 use crate::secret::ClusterSecret;
-use crate::wire::{HEADER_LEN, Header, TAG_LEN};
+use crate::wire::{HEADER_LEN, Header, InnerChecksum, TAG_LEN};
 
 /// Default bound of [`Opener::with_max_sessions`]: sender sessions whose key
 /// and replay window are kept per epoch.
@@ -39,6 +39,8 @@ pub struct Opened {
     /// Where the decrypted inner Ethernet frame now lies in the packet
     /// buffer: `HEADER_LEN..packet.len() - TAG_LEN`.
     pub inner: Range<usize>,
+    /// What the inner frame's TCP/UDP checksum holds, as the sender said.
+    pub checksum: InnerChecksum,
 }
 
 /// Opens the encrypted packets of one network.
@@ -179,7 +181,14 @@ impl Opener {
             session.window.accept(counter).map_err(refused)?;
             state.insert(header.session_id, session, self.max_sessions);
         }
-        Ok(Opened { vni: header.vni, epoch: header.epoch, session_id: header.session_id, counter, inner })
+        Ok(Opened {
+            vni: header.vni,
+            epoch: header.epoch,
+            session_id: header.session_id,
+            counter,
+            inner,
+            checksum: header.checksum,
+        })
     }
 }
 

@@ -10,7 +10,7 @@ use vxlan::Vni;
 
 use crate::error::SealError;
 use crate::keys::NetworkKey;
-use crate::wire::{ENCRYPTED_OVERHEAD, HEADER_LEN, Header, TAG_LEN};
+use crate::wire::{ENCRYPTED_OVERHEAD, HEADER_LEN, Header, InnerChecksum, TAG_LEN};
 
 /// Seals inner frames into encrypted packets for one network in one key
 /// epoch, as one sender session.
@@ -79,13 +79,19 @@ impl Sealer {
 
     /// The header of the next packet, consuming its counter; starts a new
     /// session rather than wrap the counter.
-    pub(crate) fn next_header(&mut self) -> Result<Header, SealError> {
+    pub(crate) fn next_header(&mut self, checksum: InnerChecksum) -> Result<Header, SealError> {
         if self.next_counter == u64::MAX {
             self.new_session()?;
         }
         let counter = self.next_counter;
         self.next_counter += 1;
-        Ok(Header { vni: self.network.vni(), epoch: self.network.epoch(), session_id: self.session_id, counter })
+        Ok(Header {
+            vni: self.network.vni(),
+            epoch: self.network.epoch(),
+            session_id: self.session_id,
+            counter,
+            checksum,
+        })
     }
 
     /// Appends one encrypted packet carrying `inner` to `out` and returns its
@@ -94,7 +100,7 @@ impl Sealer {
     /// allocating). On error `out` is left as it was.
     pub fn seal(&mut self, inner: &[u8], out: &mut Vec<u8>) -> Result<Range<usize>, SealError> {
         let start = out.len();
-        let header = self.next_header()?;
+        let header = self.next_header(InnerChecksum::AsSent)?;
         out.reserve(inner.len() + ENCRYPTED_OVERHEAD);
         out.extend_from_slice(&header.to_bytes());
         out.extend_from_slice(inner);
@@ -118,13 +124,19 @@ impl Sealer {
     ///
     /// This is the zero-copy path: read the frame from the TAP device
     /// `HEADER_LEN` bytes into a buffer with `TAG_LEN` bytes of room after
-    /// it.
-    pub fn seal_in_place(&mut self, packet: &mut [u8], inner_len: usize) -> Result<usize, SealError> {
+    /// it. `checksum` says what the frame's TCP/UDP checksum holds; the
+    /// header carries it, authenticated.
+    pub fn seal_in_place(
+        &mut self,
+        packet: &mut [u8],
+        inner_len: usize,
+        checksum: InnerChecksum,
+    ) -> Result<usize, SealError> {
         let needed = inner_len.checked_add(ENCRYPTED_OVERHEAD).ok_or(SealError::TooLong { len: inner_len })?;
         if packet.len() < needed {
             return Err(SealError::BufferTooSmall { len: packet.len(), needed });
         }
-        let header = self.next_header()?;
+        let header = self.next_header(checksum)?;
         let (aad, rest) = packet.split_at_mut(HEADER_LEN);
         aad.copy_from_slice(&header.to_bytes());
         let (body, tag_room) = rest.split_at_mut(inner_len);
@@ -177,7 +189,7 @@ mod tests {
         assert_eq!(out[..5], [0xAA; 5]);
         let mut buf = vec![0u8; HEADER_LEN + inner.len() + TAG_LEN + 10];
         buf[HEADER_LEN..HEADER_LEN + inner.len()].copy_from_slice(&inner);
-        let n = b.seal_in_place(&mut buf, inner.len()).unwrap();
+        let n = b.seal_in_place(&mut buf, inner.len(), InnerChecksum::AsSent).unwrap();
         assert_eq!(&buf[..n], &out[range]);
         assert_ne!(&buf[HEADER_LEN..HEADER_LEN + inner.len()], &inner[..], "encrypted");
     }
@@ -186,8 +198,14 @@ mod tests {
     fn seal_in_place_checks_room() {
         let mut s = Sealer::with_session_id(network(), 1);
         let mut buf = vec![0u8; HEADER_LEN + 100 + TAG_LEN - 1];
-        assert_eq!(s.seal_in_place(&mut buf, 100), Err(SealError::BufferTooSmall { len: buf.len(), needed: 140 }));
-        assert_eq!(s.seal_in_place(&mut buf, usize::MAX), Err(SealError::TooLong { len: usize::MAX }));
+        assert_eq!(
+            s.seal_in_place(&mut buf, 100, InnerChecksum::AsSent),
+            Err(SealError::BufferTooSmall { len: buf.len(), needed: 140 })
+        );
+        assert_eq!(
+            s.seal_in_place(&mut buf, usize::MAX, InnerChecksum::AsSent),
+            Err(SealError::TooLong { len: usize::MAX })
+        );
         assert_eq!(s.next_counter(), 0, "a refused seal consumes no counter");
     }
 
@@ -195,9 +213,9 @@ mod tests {
     fn counter_never_wraps() {
         let mut s = Sealer::with_session_id(network(), 1);
         s.next_counter = u64::MAX - 2;
-        assert_eq!(s.next_header().unwrap().counter, u64::MAX - 2);
-        assert_eq!(s.next_header().unwrap().counter, u64::MAX - 1);
-        let h = s.next_header().unwrap();
+        assert_eq!(s.next_header(InnerChecksum::AsSent).unwrap().counter, u64::MAX - 2);
+        assert_eq!(s.next_header(InnerChecksum::AsSent).unwrap().counter, u64::MAX - 1);
+        let h = s.next_header(InnerChecksum::AsSent).unwrap();
         assert_ne!(h.session_id, 1, "a new session instead of wrapping");
         assert_eq!(h.counter, 0);
         assert_eq!(s.session_id(), h.session_id);
@@ -217,7 +235,7 @@ mod tests {
             assert!(sessions.insert(s.session_id()), "session id repeated");
             let mut last = None;
             for _ in 0..10_000 {
-                let h = s.next_header().unwrap();
+                let h = s.next_header(InnerChecksum::AsSent).unwrap();
                 assert_eq!(h.session_id, s.session_id());
                 assert!(last.is_none_or(|l| h.counter > l), "counter not increasing");
                 last = Some(h.counter);

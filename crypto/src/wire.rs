@@ -15,6 +15,32 @@ use crate::error::{MalformedReason, OpenError};
 /// without the I flag), and vswitch tells the two apart by this byte alone.
 pub const PACKET_TYPE: u8 = 0xE1;
 
+/// Flag bit of the type byte: the inner frame's TCP/UDP checksum is partial
+/// ([`InnerChecksum::Partial`]). A packet with it set has type byte `0xE3`.
+pub const FLAG_CSUM_PARTIAL: u8 = 0x02;
+
+/// What the sender left in the inner frame's TCP/UDP checksum field, carried
+/// in the (authenticated) type byte.
+///
+/// A frame a sandbox hands to its TAP with a partial checksum (virtio-net
+/// `NEEDS_CSUM`, Linux's `CHECKSUM_PARTIAL`: the field holds only the
+/// pseudo-header sum) need not be checksummed before sealing: the AEAD tag
+/// already proves the frame arrives exactly as the sending switch read it,
+/// so the receiving switch hands it on still partial, as a kernel bridge or
+/// veth pair does between local sandboxes. That saves the sender a pass
+/// over every segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum InnerChecksum {
+    /// The frame is exactly as the sending sandbox made it (any checksum in
+    /// it was complete, or deliberately wrong): deliver it as it is.
+    #[default]
+    AsSent,
+    /// The frame is TCP or UDP over IPv4 or IPv6 and its checksum field, at
+    /// its standard place, holds the pseudo-header sum: the receiver
+    /// completes it, or hands the frame on marked partial.
+    Partial,
+}
+
 /// Length of the encrypted VXLAN header, all of it authenticated as AEAD
 /// associated data.
 pub const HEADER_LEN: usize = 24;
@@ -47,9 +73,15 @@ mod field {
 }
 
 /// Whether a UDP payload received on the VXLAN port is an encrypted packet
-/// (its first byte is [`PACKET_TYPE`]) rather than plain VXLAN.
+/// (its first byte is [`PACKET_TYPE`], with or without
+/// [`FLAG_CSUM_PARTIAL`]) rather than plain VXLAN.
 pub fn is_encrypted(udp_payload: &[u8]) -> bool {
-    udp_payload.first() == Some(&PACKET_TYPE)
+    udp_payload.first().is_some_and(|&b| is_packet_type(b))
+}
+
+/// A type byte of an encrypted packet.
+fn is_packet_type(type_byte: u8) -> bool {
+    type_byte & !FLAG_CSUM_PARTIAL == PACKET_TYPE
 }
 
 /// The fields of an encrypted VXLAN header.
@@ -63,6 +95,8 @@ pub struct Header {
     pub session_id: u64,
     /// The sender's packet counter in that session: the AEAD nonce.
     pub counter: u64,
+    /// What the inner frame's TCP/UDP checksum holds.
+    pub checksum: InnerChecksum,
 }
 
 impl Header {
@@ -73,7 +107,7 @@ impl Header {
         let Some(type_byte) = packet.first().copied() else {
             return Err(OpenError::Malformed(MalformedReason::TooShort { len: 0 }));
         };
-        if type_byte != PACKET_TYPE {
+        if !is_packet_type(type_byte) {
             return Err(OpenError::Malformed(MalformedReason::WrongType { type_byte }));
         }
         let Some(header) = packet.first_chunk::<HEADER_LEN>().filter(|_| packet.len() >= MIN_PACKET_LEN) else {
@@ -82,21 +116,26 @@ impl Header {
         Ok(Header::from_bytes(header))
     }
 
-    /// The header fields of 24 header bytes, whatever their type byte.
+    /// The header fields of 24 header bytes of a checked type byte.
     fn from_bytes(h: &[u8; HEADER_LEN]) -> Header {
         let vni = Vni::from_be_bytes([h[field::VNI.start], h[field::VNI.start + 1], h[field::VNI.start + 2]]);
+        let partial = h[field::TYPE] & FLAG_CSUM_PARTIAL != 0;
         Header {
             vni,
             epoch: u32::from_be_bytes(array(h, field::EPOCH)),
             session_id: u64::from_be_bytes(array(h, field::SESSION)),
             counter: u64::from_be_bytes(array(h, field::COUNTER)),
+            checksum: if partial { InnerChecksum::Partial } else { InnerChecksum::AsSent },
         }
     }
 
     /// The 24 wire bytes of this header.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
-        h[field::TYPE] = PACKET_TYPE;
+        h[field::TYPE] = match self.checksum {
+            InnerChecksum::AsSent => PACKET_TYPE,
+            InnerChecksum::Partial => PACKET_TYPE | FLAG_CSUM_PARTIAL,
+        };
         h[field::VNI].copy_from_slice(&self.vni.to_be_bytes());
         h[field::EPOCH].copy_from_slice(&self.epoch.to_be_bytes());
         h[field::SESSION].copy_from_slice(&self.session_id.to_be_bytes());
@@ -133,7 +172,9 @@ mod tests {
     fn overheads() {
         assert_eq!(ENCRYPTED_OVERHEAD, 40);
         assert_eq!(OVERHEAD_OVER_VXLAN, 32);
-        assert_eq!(PACKET_TYPE & 0x08, 0, "the type byte must not look like a VXLAN I flag");
+        for type_byte in [PACKET_TYPE, PACKET_TYPE | FLAG_CSUM_PARTIAL] {
+            assert_eq!(type_byte & 0x08, 0, "the type byte must not look like a VXLAN I flag");
+        }
     }
 
     #[test]
@@ -143,6 +184,7 @@ mod tests {
             epoch: 0x0405_0607,
             session_id: 0x0809_0a0b_0c0d_0e0f,
             counter: 0x1011_1213_1415_1617,
+            checksum: InnerChecksum::AsSent,
         };
         let bytes = h.to_bytes();
         let expected: Vec<u8> = std::iter::once(0xE1).chain(1..24).collect();
@@ -151,11 +193,20 @@ mod tests {
         packet.extend_from_slice(&[0u8; TAG_LEN]);
         assert_eq!(Header::parse(&packet), Ok(h));
         assert_eq!(h.nonce_bytes(), [0, 0, 0, 0, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17]);
+
+        let partial = Header { checksum: InnerChecksum::Partial, ..h };
+        let mut packet = partial.to_bytes().to_vec();
+        assert_eq!(packet[0], 0xE3);
+        assert_eq!(packet[1..], bytes[1..], "only the type byte differs");
+        packet.extend_from_slice(&[0u8; TAG_LEN]);
+        assert_eq!(Header::parse(&packet), Ok(partial));
+        assert!(is_encrypted(&packet));
     }
 
     #[test]
     fn parse_rejects_short_and_wrong_type() {
-        let mut packet = Header { vni: Vni::MAX, epoch: 1, session_id: 2, counter: 3 }.to_bytes().to_vec();
+        let header = Header { vni: Vni::MAX, epoch: 1, session_id: 2, counter: 3, checksum: InnerChecksum::AsSent };
+        let mut packet = header.to_bytes().to_vec();
         packet.extend_from_slice(&[0u8; TAG_LEN]);
         assert!(Header::parse(&packet).is_ok());
         assert_eq!(
@@ -168,5 +219,9 @@ mod tests {
         assert!(!is_encrypted(&packet));
         assert!(!is_encrypted(&[]));
         assert!(is_encrypted(&[PACKET_TYPE]));
+        for other_flag in [0x04, 0x08, 0x10] {
+            packet[0] = PACKET_TYPE | other_flag;
+            assert!(!is_encrypted(&packet) && Header::parse(&packet).is_err(), "{:#x}", packet[0]);
+        }
     }
 }

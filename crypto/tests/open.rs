@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 
 use crypto::{
-    ClusterSecret, ENCRYPTED_OVERHEAD, HEADER_LEN, Header, MalformedReason, NetworkCrypto, NetworkKey, OpenError,
-    Opener, REPLAY_WINDOW, Sealer, TAG_LEN, Vni,
+    ClusterSecret, ENCRYPTED_OVERHEAD, FLAG_CSUM_PARTIAL, HEADER_LEN, Header, InnerChecksum, MalformedReason,
+    NetworkCrypto, NetworkKey, OpenError, Opener, REPLAY_WINDOW, Sealer, TAG_LEN, Vni,
 };
 
 fn secret() -> ClusterSecret {
@@ -47,7 +47,7 @@ fn round_trip_both_forms() {
         // In place, in a buffer with room to spare.
         let mut buf = vec![0u8; HEADER_LEN + len + TAG_LEN + 100];
         buf[HEADER_LEN..HEADER_LEN + len].copy_from_slice(&inner);
-        let n = s.seal_in_place(&mut buf, len).unwrap();
+        let n = s.seal_in_place(&mut buf, len, InnerChecksum::AsSent).unwrap();
         assert_eq!(n, len + ENCRYPTED_OVERHEAD);
         let opened = o.open(&mut buf[..n]).unwrap();
         assert_eq!(&buf[opened.inner], &inner[..]);
@@ -85,6 +85,10 @@ fn every_bit_flip_is_rejected() {
         let result = o.open(&mut p);
         let byte = bit / 8;
         match byte {
+            // The checksum flag is a valid type byte too, but authenticated.
+            0 if 1 << (bit % 8) == FLAG_CSUM_PARTIAL => {
+                assert_eq!(result, Err(OpenError::AuthenticationFailed), "{bit}")
+            }
             0 => assert!(matches!(result, Err(OpenError::Malformed(MalformedReason::WrongType { .. }))), "{bit}"),
             1..4 => assert!(matches!(result, Err(OpenError::VniMismatch { .. })), "{bit}: {result:?}"),
             // Epoch 5 with one bit flipped: 4 is accepted (and fails
@@ -260,7 +264,8 @@ fn session_cache_is_bounded_and_forgets_safely() {
     }
     // Forged packets of unknown sessions never enter the cache.
     for id in 0..100u64 {
-        let mut forged = Header { vni: vni(), epoch: 0, session_id: id, counter: 0 }.to_bytes().to_vec();
+        let header = Header { vni: vni(), epoch: 0, session_id: id, counter: 0, checksum: InnerChecksum::AsSent };
+        let mut forged = header.to_bytes().to_vec();
         forged.extend_from_slice(&[0u8; 80]);
         assert_eq!(o.open(&mut forged), Err(OpenError::AuthenticationFailed));
     }

@@ -1,6 +1,8 @@
 //! Opening arbitrary bytes never panics and never succeeds without the key.
 
-use crypto::{ClusterSecret, HEADER_LEN, Header, NetworkCrypto, Opener, PACKET_TYPE, Vni};
+use crypto::{
+    ClusterSecret, FLAG_CSUM_PARTIAL, HEADER_LEN, Header, InnerChecksum, NetworkCrypto, Opener, PACKET_TYPE, Vni,
+};
 use proptest::prelude::*;
 
 fn opener() -> Opener {
@@ -22,12 +24,14 @@ proptest! {
         epoch in 98u32..=102,
         session_id in any::<u64>(),
         counter in any::<u64>(),
+        partial in any::<bool>(),
         body in proptest::collection::vec(any::<u8>(), 0..200),
     ) {
-        let header = Header { vni: Vni::new(77).unwrap(), epoch, session_id, counter };
+        let checksum = if partial { InnerChecksum::Partial } else { InnerChecksum::AsSent };
+        let header = Header { vni: Vni::new(77).unwrap(), epoch, session_id, counter, checksum };
         let mut packet = header.to_bytes().to_vec();
         packet.extend_from_slice(&body);
-        prop_assert_eq!(packet[0], PACKET_TYPE);
+        prop_assert_eq!(packet[0] & !FLAG_CSUM_PARTIAL, PACKET_TYPE);
         prop_assert!(opener().open(&mut packet).is_err());
     }
 

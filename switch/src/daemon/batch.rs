@@ -10,6 +10,7 @@
 use std::ops::Range;
 
 use crate::bridge::RxFrame;
+use crate::offload::{self, ChecksumState};
 use crate::port::PortId;
 use crate::sys::tap::{Tap, VirtioNetHdr};
 
@@ -33,9 +34,10 @@ pub(crate) struct RxEntry {
     pub(crate) has_vnet_hdr: bool,
     /// The header says GSO (a super-frame to be segmented later).
     pub(crate) gso: bool,
-    /// It came through an authenticated encrypted tunnel: its bytes are as
-    /// its sender made them.
-    pub(crate) authenticated: bool,
+    /// What is known of its TCP/UDP checksum: frames that came through an
+    /// authenticated encrypted tunnel are as their sender made them, and
+    /// their checksum may be partial.
+    pub(crate) checksum: ChecksumState,
 }
 
 /// Buffers and the frames read into them.
@@ -129,7 +131,7 @@ impl RxBatch {
             port,
             has_vnet_hdr: true,
             gso: false,
-            authenticated: false,
+            checksum: ChecksumState::Unverified,
         })
     }
 
@@ -155,9 +157,17 @@ impl RxBatch {
         e.has_vnet_hdr.then(|| &self.bufs[e.buf][e.frame.start - HDR..e.frame.end])
     }
 
-    /// The virtio-net header of frame `i` (all zero for frames without one).
+    /// The virtio-net header of frame `i`: its own, or for a frame without
+    /// one, `NEEDS_CSUM` where its checksum is partial and all zero
+    /// otherwise.
     pub(crate) fn vnet_hdr(&self, i: usize) -> VirtioNetHdr {
-        self.with_vnet_hdr(i).and_then(VirtioNetHdr::parse).unwrap_or_default()
+        match self.with_vnet_hdr(i) {
+            Some(bytes) => VirtioNetHdr::parse(bytes).unwrap_or_default(),
+            None if self.entries[i].checksum == ChecksumState::Partial => {
+                offload::partial_checksum_hdr(self.frame(i)).unwrap_or_default()
+            }
+            None => VirtioNetHdr::default(),
+        }
     }
 
     /// The Ethernet bytes of frame `i`, mutable (for in-place fixes).

@@ -19,13 +19,13 @@ use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::Range;
 
-use crypto::NetworkCrypto;
+use crypto::{InnerChecksum, NetworkCrypto};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use vxlan::{HEADER_LEN, Vni};
 
 use super::batch::{BUFFERS, RxBatch, RxEntry};
 use crate::counters::{DropCounters, DropReason};
-use crate::offload::{self, SegmentBuf, TooBig};
+use crate::offload::{self, ChecksumState, SegmentBuf, TooBig};
 use crate::port::PortId;
 use crate::sys::tap::VirtioNetHdr;
 
@@ -71,8 +71,8 @@ pub(crate) struct Classified {
     pub(crate) port: PortId,
     /// The inner Ethernet frame, as a range of the datagram.
     pub(crate) inner: Range<usize>,
-    /// It was opened by an authenticated encrypted tunnel.
-    pub(crate) authenticated: bool,
+    /// What is known of the inner frame's TCP/UDP checksum.
+    pub(crate) checksum: ChecksumState,
 }
 
 /// What became of a frame handed to [`Tunnel::send`].
@@ -193,10 +193,10 @@ impl Tunnel {
                 self.counters.rx_packets += 1;
                 self.counters.rx_bytes += (end - start) as u64;
                 match classify(batch.buffer_mut(buf, start..end), meta.addr.ip()) {
-                    Ok(Classified { port, inner, authenticated }) => {
+                    Ok(Classified { port, inner, checksum }) => {
                         let frame = start + inner.start..start + inner.end;
                         // Cannot fail: buffers were taken to fit the frame slots.
-                        batch.push(RxEntry { buf, frame, port, has_vnet_hdr: false, gso: false, authenticated });
+                        batch.push(RxEntry { buf, frame, port, has_vnet_hdr: false, gso: false, checksum });
                     }
                     Err(reason) => self.counters.drops.count(reason),
                 }
@@ -208,7 +208,9 @@ impl Tunnel {
 
     /// Encapsulates `frame` for `vni` (sealed with `seal` on an encrypted
     /// network) and sends it to `dest`, segmenting and checksumming it first
-    /// if its virtio-net header asks for that.
+    /// if its virtio-net header asks for that. Sealed segments keep a
+    /// partial checksum partial ([`InnerChecksum::Partial`]): the tag
+    /// vouches for them, and the receiver hands them on as partial.
     pub(crate) fn send(
         &mut self,
         vni: Vni,
@@ -228,7 +230,11 @@ impl Tunnel {
         // payload: one copy of the frame in all.
         let (head, tail) = if seal.is_some() { (crypto::HEADER_LEN, crypto::TAG_LEN) } else { (HEADER_LEN, 0) };
         self.segments.set_room(head, tail);
-        let cut = if hdr.is_gso() || hdr.needs_csum() {
+        let partial = seal.is_some() && offload::is_standard_partial(frame, hdr);
+        let inner_checksum = if partial { InnerChecksum::Partial } else { InnerChecksum::AsSent };
+        let cut = if partial {
+            offload::segment_to_mtu_partial(frame, hdr, ip_mtu, &mut self.segments)
+        } else if hdr.is_gso() || hdr.needs_csum() {
             offload::segment_to_mtu(frame, hdr, ip_mtu, &mut self.segments)
         } else {
             offload::segment(frame, hdr, &mut self.segments)
@@ -245,7 +251,7 @@ impl Tunnel {
             }
             match seal.as_deref_mut() {
                 Some(keys) => {
-                    if keys.seal_in_place(room, inner_len).is_err() {
+                    if keys.seal_in_place(room, inner_len, inner_checksum).is_err() {
                         return TxOutcome::Dropped(DropReason::SealFailed);
                     }
                 }

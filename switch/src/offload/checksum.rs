@@ -1,5 +1,7 @@
-//! Completing a partial (`NEEDS_CSUM`) L4 checksum.
+//! Partial (`NEEDS_CSUM`) L4 checksums: completing them, and finding where
+//! one lies in a TCP/UDP frame.
 
+use super::parse::{self, PROTO_TCP, PROTO_UDP, TCP_CHECKSUM, UDP_CHECKSUM};
 use super::{OffloadError, csum};
 use crate::sys::tap::VirtioNetHdr;
 
@@ -35,4 +37,56 @@ pub fn complete_checksum(frame: &mut [u8], hdr: &VirtioNetHdr) -> Result<(), Off
     };
     frame[field..field + 2].copy_from_slice(&check.to_be_bytes());
     Ok(())
+}
+
+/// What is known of a received frame's TCP/UDP checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChecksumState {
+    /// Nothing: verify it before vouching for the frame (it came from plain
+    /// VXLAN, or a TAP without `NEEDS_CSUM`).
+    #[default]
+    Unverified,
+    /// Trusted as it is: the frame came through an authenticated tunnel
+    /// exactly as its sender's sandbox made it.
+    AsSent,
+    /// Trusted and partial: it came through an authenticated tunnel with its
+    /// checksum field holding the pseudo-header sum
+    /// ([`partial_checksum_hdr`] says where).
+    Partial,
+}
+
+/// The `NEEDS_CSUM` virtio-net header of a TCP or UDP frame (over IPv4 or
+/// IPv6, not a fragment) whose checksum field holds its pseudo-header sum:
+/// `csum_start` at the TCP/UDP header, `csum_offset` at its checksum field,
+/// no GSO. `None` for any other frame.
+///
+/// A frame that crossed an authenticated tunnel with its checksum partial
+/// gets this header for its TAP write, so the receiving kernel treats the
+/// checksum as it would one from a local sandbox.
+pub fn partial_checksum_hdr(frame: &[u8]) -> Option<VirtioNetHdr> {
+    let ip = parse::ip(frame).ok()??;
+    if ip.fragment {
+        return None;
+    }
+    let field = match ip.proto {
+        PROTO_TCP => TCP_CHECKSUM,
+        PROTO_UDP => UDP_CHECKSUM,
+        _ => return None,
+    };
+    let l4 = parse::l4(frame, &ip).ok()?;
+    Some(VirtioNetHdr {
+        flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
+        csum_start: u16::try_from(l4.off).ok()?,
+        csum_offset: field as u16,
+        ..VirtioNetHdr::default()
+    })
+}
+
+/// Whether `hdr` asks for the checksum of `frame` exactly where
+/// [`partial_checksum_hdr`] would put it: only such a partial checksum can
+/// travel partial, since the receiver finds it again by parsing the frame.
+pub fn is_standard_partial(frame: &[u8], hdr: &VirtioNetHdr) -> bool {
+    hdr.needs_csum()
+        && partial_checksum_hdr(frame)
+            .is_some_and(|p| (p.csum_start, p.csum_offset) == (hdr.csum_start, hdr.csum_offset))
 }

@@ -8,12 +8,12 @@
 //! Ethernet, IP and TCP headers except the IP length, ID and checksum and
 //! the TCP sequence number and checksum; contiguous sequence numbers; equal
 //! payload sizes (only the last may be shorter); flags ACK, with PSH allowed
-//! on the last. Each segment's TCP checksum is verified before it is merged,
-//! since the merged frame is handed over with a partial checksum the
-//! receiver will not check again.
+//! on the last. Each segment's TCP checksum is verified before it is merged
+//! (unless an authenticated tunnel vouches for it), since the merged frame is
+//! handed over with a partial checksum the receiver will not check again.
 
-use super::csum;
 use super::parse::{self, Ip, L4, PROTO_TCP, TCP_CHECKSUM, TCP_FLAGS, TCP_PSH, Version, put16};
+use super::{ChecksumState, csum};
 use crate::sys::tap::VirtioNetHdr;
 
 /// TCP flags a merged segment may carry (ACK, and PSH on the last).
@@ -32,6 +32,9 @@ struct Merge {
     segments: usize,
     /// A segment shorter than `mss` (or with PSH) was merged: nothing may follow.
     closed: bool,
+    /// The first segment's checksum is partial: even alone it leaves with a
+    /// `NEEDS_CSUM` header.
+    partial: bool,
 }
 
 /// Merges TCP segments into one virtio-net GSO frame; reuse it across
@@ -132,13 +135,14 @@ impl Coalescer {
     /// [`take`](Self::take)s the merge and pushes again, or sends the frame
     /// as it is if it cannot start one either.
     ///
-    /// `authenticated` frames (they came through an authenticated encrypted
-    /// tunnel, so nothing altered them since their sender checksummed them)
-    /// skip the checksum verification.
-    pub fn push(&mut self, frame: &[u8], authenticated: bool) -> bool {
+    /// Only [`ChecksumState::Unverified`] frames have their checksum
+    /// verified: the others came through an authenticated encrypted tunnel,
+    /// so nothing altered them since their sender made them.
+    pub fn push(&mut self, frame: &[u8], checksum: ChecksumState) -> bool {
         let Some(seg) = tcp_segment(frame) else { return false };
+        let verified = |seg: &Segment| checksum != ChecksumState::Unverified || checksum_ok(frame, &seg.ip, &seg.tcp);
         let Some(merge) = self.merge else {
-            if !authenticated && !checksum_ok(frame, &seg.ip, &seg.tcp) {
+            if !verified(&seg) {
                 return false;
             }
             self.buf.clear();
@@ -151,6 +155,7 @@ impl Coalescer {
                 next_seq: seg.seq.wrapping_add(seg.payload as u32),
                 segments: 1,
                 closed: seg.flags & TCP_PSH != 0,
+                partial: checksum == ChecksumState::Partial,
             });
             return true;
         };
@@ -164,7 +169,7 @@ impl Coalescer {
             && seg.tcp.off == merge.tcp.off
             && seg.tcp.hdr_len == merge.tcp.hdr_len
             && same_headers(head, frame, &merge.ip, &merge.tcp)
-            && (authenticated || checksum_ok(frame, &seg.ip, &seg.tcp));
+            && verified(&seg);
         if !joins {
             return false;
         }
@@ -182,50 +187,52 @@ impl Coalescer {
 
     /// Finishes the merge and returns it as a virtio-net header followed by
     /// the frame, ready for a TAP write; `None` when nothing is held. A lone
-    /// segment is returned unchanged (plain header); a merge gets fixed IP
+    /// segment is returned unchanged (plain header) unless its checksum is
+    /// partial (then it gets a `NEEDS_CSUM` header); a merge gets fixed IP
     /// lengths and checksum, a partial TCP checksum and a GSO header.
     pub fn take(&mut self) -> Option<&[u8]> {
         let merge = self.merge.take()?;
-        if merge.segments > 1 {
-            let frame = &mut self.buf[VirtioNetHdr::LEN..];
-            let (ip, tcp) = (merge.ip, merge.tcp);
-            let ip_len = frame.len() - ip.off;
-            let gso_type = match ip.version {
-                Version::V4 => {
-                    put16(frame, ip.off + 2, ip_len as u16);
-                    put16(frame, ip.off + 10, 0);
-                    let check = csum::finish(csum::add(0, &frame[ip.off..ip.off + ip.hdr_len]));
-                    put16(frame, ip.off + 10, check);
-                    VirtioNetHdr::GSO_TCPV4
-                }
-                Version::V6 => {
-                    put16(frame, ip.off + 4, (ip_len - ip.hdr_len) as u16);
-                    VirtioNetHdr::GSO_TCPV6
-                }
-            };
-            // Partial checksum: the pseudo-header sum with the whole length,
-            // as the kernel's TSO leaves it; the receiver treats it as valid.
-            let (src, dst) = {
-                let (s, d) = Ip { end: frame.len(), ..ip }.addrs(frame);
-                (s.to_vec(), d.to_vec())
-            };
-            let tcp_len = frame.len() - tcp.off;
-            let pseudo = match ip.version {
-                Version::V4 => csum::pseudo_v4(&src, &dst, PROTO_TCP, tcp_len),
-                Version::V6 => csum::pseudo_v6(&src, &dst, PROTO_TCP, tcp_len),
-            };
-            put16(frame, tcp.off + TCP_CHECKSUM, csum::fold(pseudo));
-            let hdr = VirtioNetHdr {
-                flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
-                gso_type,
-                hdr_len: tcp.payload_off() as u16,
-                gso_size: merge.mss as u16,
-                csum_start: tcp.off as u16,
-                csum_offset: TCP_CHECKSUM as u16,
-                num_buffers: 0,
-            };
-            self.buf[..VirtioNetHdr::LEN].copy_from_slice(&hdr.to_bytes());
+        if merge.segments == 1 && !merge.partial {
+            return Some(&self.buf);
         }
+        let frame = &mut self.buf[VirtioNetHdr::LEN..];
+        let (ip, tcp) = (merge.ip, merge.tcp);
+        let ip_len = frame.len() - ip.off;
+        let gso_type = match ip.version {
+            Version::V4 => {
+                put16(frame, ip.off + 2, ip_len as u16);
+                put16(frame, ip.off + 10, 0);
+                let check = csum::finish(csum::add(0, &frame[ip.off..ip.off + ip.hdr_len]));
+                put16(frame, ip.off + 10, check);
+                VirtioNetHdr::GSO_TCPV4
+            }
+            Version::V6 => {
+                put16(frame, ip.off + 4, (ip_len - ip.hdr_len) as u16);
+                VirtioNetHdr::GSO_TCPV6
+            }
+        };
+        // Partial checksum: the pseudo-header sum with the whole length,
+        // as the kernel's TSO leaves it; the receiver treats it as valid.
+        let tcp_len = frame.len() - tcp.off;
+        let pseudo = {
+            let (src, dst) = Ip { end: frame.len(), ..ip }.addrs(frame);
+            match ip.version {
+                Version::V4 => csum::pseudo_v4(src, dst, PROTO_TCP, tcp_len),
+                Version::V6 => csum::pseudo_v6(src, dst, PROTO_TCP, tcp_len),
+            }
+        };
+        put16(frame, tcp.off + TCP_CHECKSUM, csum::fold(pseudo));
+        let gso = merge.segments > 1;
+        let hdr = VirtioNetHdr {
+            flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
+            gso_type: if gso { gso_type } else { VirtioNetHdr::GSO_NONE },
+            hdr_len: if gso { tcp.payload_off() as u16 } else { 0 },
+            gso_size: if gso { merge.mss as u16 } else { 0 },
+            csum_start: tcp.off as u16,
+            csum_offset: TCP_CHECKSUM as u16,
+            num_buffers: 0,
+        };
+        self.buf[..VirtioNetHdr::LEN].copy_from_slice(&hdr.to_bytes());
         Some(&self.buf)
     }
 }

@@ -6,10 +6,12 @@
 //! This module turns one into the other, and answers MTU problems itself:
 //!
 //! - [`complete_checksum`] finishes a `NEEDS_CSUM` checksum in place
-//!   (virtio-net / `skb_checksum_help` semantics);
+//!   (virtio-net / `skb_checksum_help` semantics), and
+//!   [`partial_checksum_hdr`] finds where one lies in a TCP/UDP frame;
 //! - [`segment`] and [`segment_to_mtu`] cut TSO/USO super-frames into
 //!   complete segments in a reusable [`SegmentBuf`] (no allocation per frame
-//!   once warm);
+//!   once warm); [`segment_to_mtu_partial`] leaves their checksums partial
+//!   for an authenticated tunnel;
 //! - [`exceeds_mtu`] tells whether a frame must be answered with
 //!   [`icmp_frag_needed`] / [`icmpv6_packet_too_big`] instead of forwarded;
 //! - [`clamp_mss`] lowers the MSS option of TCP SYNs;
@@ -33,11 +35,11 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
-pub use checksum::complete_checksum;
+pub use checksum::{ChecksumState, complete_checksum, is_standard_partial, partial_checksum_hdr};
 pub use gro::Coalescer;
 pub use icmp::{TooBig, exceeds_mtu, icmp_frag_needed, icmpv6_packet_too_big};
 pub use mss::clamp_mss;
-pub use segment::{MAX_SEGMENTS, SegmentBuf, Segments, segment, segment_to_mtu};
+pub use segment::{MAX_SEGMENTS, SegmentBuf, Segments, segment, segment_to_mtu, segment_to_mtu_partial};
 
 /// Why a frame could not be checksummed or segmented in software.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

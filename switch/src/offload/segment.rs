@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use super::parse::{self, Ip, L4, Version};
-use super::{OffloadError, complete_checksum, csum};
+use super::{OffloadError, complete_checksum, csum, is_standard_partial};
 use crate::sys::tap::VirtioNetHdr;
 
 /// The most segments one frame may be cut into. A 64 KiB super-frame at the
@@ -157,7 +157,7 @@ impl ExactSizeIterator for Segments<'_> {}
 /// `hdr.hdr_len` is only a hint and is ignored. Ethernet padding after the IP
 /// packet is dropped from the segments. On error `out` is left empty.
 pub fn segment(frame: &[u8], hdr: &VirtioNetHdr, out: &mut SegmentBuf) -> Result<usize, OffloadError> {
-    segment_inner(frame, hdr, None, out)
+    segment_inner(frame, hdr, None, L4Checksum::Complete, out)
 }
 
 /// Like [`segment`], but TCP segments are made small enough that each IP
@@ -170,19 +170,53 @@ pub fn segment(frame: &[u8], hdr: &VirtioNetHdr, out: &mut SegmentBuf) -> Result
 /// [`exceeds_mtu`](super::exceeds_mtu) first to answer those with an ICMP
 /// error instead.
 pub fn segment_to_mtu(frame: &[u8], hdr: &VirtioNetHdr, mtu: u16, out: &mut SegmentBuf) -> Result<usize, OffloadError> {
-    segment_inner(frame, hdr, Some(mtu), out)
+    segment_inner(frame, hdr, Some(mtu), L4Checksum::Complete, out)
+}
+
+/// Like [`segment_to_mtu`], but every TCP/UDP checksum is left partial: each
+/// segment's checksum field holds that segment's pseudo-header sum, which
+/// [`partial_checksum_hdr`](super::partial_checksum_hdr) describes. Saves a
+/// pass over every segment when the receiver will hand the segments on as
+/// partial anyway (an authenticated tunnel: see
+/// [`crypto::InnerChecksum::Partial`]). Only for frames that
+/// [`is_standard_partial`](super::is_standard_partial) accepts; others are
+/// refused as [`OffloadError::Unsupported`].
+pub fn segment_to_mtu_partial(
+    frame: &[u8],
+    hdr: &VirtioNetHdr,
+    mtu: u16,
+    out: &mut SegmentBuf,
+) -> Result<usize, OffloadError> {
+    if !is_standard_partial(frame, hdr) {
+        out.clear();
+        return Err(OffloadError::Unsupported { what: "partial checksum at a non-standard place" });
+    }
+    segment_inner(frame, hdr, Some(mtu), L4Checksum::Partial, out)
+}
+
+/// What segmentation does with TCP/UDP checksums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum L4Checksum {
+    /// Completes them.
+    Complete,
+    /// Leaves the pseudo-header sum of each segment.
+    Partial,
 }
 
 fn segment_inner(
     frame: &[u8],
     hdr: &VirtioNetHdr,
     mtu: Option<u16>,
+    checksum: L4Checksum,
     out: &mut SegmentBuf,
 ) -> Result<usize, OffloadError> {
     out.clear();
     if !hdr.is_gso() {
         let seg = out.push([frame, &[]]);
-        if let Err(e) = complete_checksum(seg, hdr) {
+        // A partial checksum already holds the pseudo-header sum.
+        if checksum == L4Checksum::Complete
+            && let Err(e) = complete_checksum(seg, hdr)
+        {
             out.clear();
             return Err(e);
         }
@@ -226,7 +260,7 @@ fn segment_inner(
     out.data.reserve(segments * (out.head + headers.len() + out.tail) + payload.len());
     out.segs.reserve(segments);
 
-    let fix = Fixup::new(frame, &ip, &l4);
+    let fix = Fixup::new(frame, &ip, &l4, checksum);
     let mut chunks = payload.chunks(mss);
     for i in 0..segments {
         let chunk = chunks.next().unwrap_or(&[]);
@@ -243,10 +277,11 @@ struct Fixup {
     ip_id: u16,
     seq: u32,
     tcp_flags: u8,
+    checksum: L4Checksum,
 }
 
 impl Fixup {
-    fn new(frame: &[u8], ip: &Ip, l4: &L4) -> Self {
+    fn new(frame: &[u8], ip: &Ip, l4: &L4, checksum: L4Checksum) -> Self {
         let (ip_id, seq, tcp_flags) = (
             if ip.version == Version::V4 { parse::be16(frame, ip.off + 4) } else { 0 },
             if l4.proto == parse::PROTO_TCP {
@@ -257,7 +292,7 @@ impl Fixup {
             },
             if l4.proto == parse::PROTO_TCP { frame[l4.off + parse::TCP_FLAGS] } else { 0 },
         );
-        Self { ip: *ip, l4: *l4, ip_id, seq, tcp_flags }
+        Self { ip: *ip, l4: *l4, ip_id, seq, tcp_flags, checksum }
     }
 
     /// Rewrites segment `i` of `n`, whose payload starts at `offset` of the
@@ -298,10 +333,13 @@ impl Fixup {
             Version::V4 => csum::pseudo_v4(src, dst, l4.proto, l4_len),
             Version::V6 => csum::pseudo_v6(src, dst, l4.proto, l4_len),
         };
-        let check = match csum::finish(csum::add(pseudo, &seg[l4.off..])) {
-            // UDP sends 0 as 0xffff (0 means "no checksum"); same value for TCP.
-            0 => 0xffff,
-            c => c,
+        let check = match self.checksum {
+            L4Checksum::Partial => csum::fold(pseudo),
+            L4Checksum::Complete => match csum::finish(csum::add(pseudo, &seg[l4.off..])) {
+                // UDP sends 0 as 0xffff (0 means "no checksum"); same value for TCP.
+                0 => 0xffff,
+                c => c,
+            },
         };
         parse::put16(seg, check_at, check);
     }

@@ -24,7 +24,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use crypto::{ClusterSecret, NetworkCrypto, OpenError};
+use crypto::{ClusterSecret, InnerChecksum, NetworkCrypto, OpenError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use vxlan::{PeerTable, PeerTableConfig, Vni};
@@ -40,7 +40,7 @@ use super::tunnel::{Classified, Tunnel, TxOutcome, VtepConfig};
 use crate::bridge::{Bridge, TxPlan};
 use crate::counters::DropReason;
 use crate::gateway::Gateway;
-use crate::offload::{self, TooBig};
+use crate::offload::{self, ChecksumState, TooBig};
 use crate::port::{NetworkId, PortId};
 use crate::sys::tap::{Tap, VirtioNetHdr};
 use crate::time::{MonotonicClock, Timestamp};
@@ -54,8 +54,6 @@ const WAKER: Token = Token(usize::MAX);
 const TUNNEL: Token = Token(usize::MAX - 1);
 /// How often aging and gateway timers run when there is no traffic.
 const TICK: Duration = Duration::from_secs(1);
-/// The virtio-net header of frames made inside the switch: no offloads.
-const PLAIN_HDR: [u8; HDR] = [0; HDR];
 
 /// What sits behind a port.
 enum PortIo {
@@ -249,7 +247,7 @@ impl Datapath {
                         port,
                         has_vnet_hdr: true,
                         gso,
-                        authenticated: false,
+                        checksum: ChecksumState::Unverified,
                     });
                     self.ready.push_back(port);
                 }
@@ -303,15 +301,17 @@ impl Datapath {
                 return Err(DropReason::UnknownPeer);
             }
             // Authenticate before anything learns from the packet.
-            let inner = match (&mut info.crypto, encrypted) {
-                (Some(keys), true) => keys.open(datagram).map_err(open_drop_reason)?.inner,
+            let (inner, checksum) = match (&mut info.crypto, encrypted) {
+                (Some(keys), true) => {
+                    let opened = keys.open(datagram).map_err(open_drop_reason)?;
+                    (opened.inner.clone(), opened_checksum(&datagram[opened.inner], opened.checksum)?)
+                }
                 (Some(_), false) => return Err(DropReason::Unencrypted),
                 (None, true) => return Err(DropReason::UnexpectedEncrypted),
-                (None, false) => vxlan::HEADER_LEN..datagram.len(),
+                (None, false) => (vxlan::HEADER_LEN..datagram.len(), ChecksumState::Unverified),
             };
-            let authenticated = encrypted;
             if let Some(handle) = known {
-                return Ok(Classified { port: PortId(handle), inner, authenticated });
+                return Ok(Classified { port: PortId(handle), inner, checksum });
             }
             let port = config::add_tunnel_port(bridge, ports, network, info.mtu, vni, remote, true)
                 .map_err(|_| DropReason::UnknownPeer)?;
@@ -321,7 +321,7 @@ impl Datapath {
                 return Err(DropReason::UnknownPeer);
             }
             tracing::info!(peer = %remote, vni = vni.get(), "learned a new peer");
-            Ok(Classified { port, inner, authenticated })
+            Ok(Classified { port, inner, checksum })
         });
         match result {
             Ok(more) => *tunnel_ready = more,
@@ -398,12 +398,12 @@ impl Datapath {
             let to_tap = matches!(self.ports.get(send.port.index()), Some(Some(PortIo::Tap(_))));
             let entry = self.batch.entry(i);
             if to_tap && !entry.has_vnet_hdr {
-                let authenticated = entry.authenticated;
-                if self.gro_port == Some(send.port) && self.gro.push(self.batch.frame(i), authenticated) {
+                let checksum = entry.checksum;
+                if self.gro_port == Some(send.port) && self.gro.push(self.batch.frame(i), checksum) {
                     continue;
                 }
                 self.flush_gro();
-                if self.gro.push(self.batch.frame(i), authenticated) {
+                if self.gro.push(self.batch.frame(i), checksum) {
                     self.gro_port = Some(send.port);
                     continue;
                 }
@@ -432,7 +432,10 @@ impl Datapath {
             Some(Some(PortIo::Tap(tap))) => {
                 let sent = match self.batch.with_vnet_hdr(i) {
                     Some(bytes) => tap.send(bytes),
-                    None => tap.send_vectored(&[IoSlice::new(&PLAIN_HDR), IoSlice::new(self.batch.frame(i))]),
+                    None => {
+                        let hdr = self.batch.vnet_hdr(i).to_bytes();
+                        tap.send_vectored(&[IoSlice::new(&hdr), IoSlice::new(self.batch.frame(i))])
+                    }
                 };
                 if let Err(e) = sent {
                     self.bridge.count_drop(port, tx_drop_reason(&e));
@@ -442,6 +445,14 @@ impl Datapath {
                 if self.batch.entry(i).gso {
                     self.bridge.count_drop(port, DropReason::Oversize);
                     return;
+                }
+                // The gateway's stack checks checksums: complete a partial one.
+                if self.batch.entry(i).checksum == ChecksumState::Partial {
+                    let hdr = self.batch.vnet_hdr(i);
+                    if offload::complete_checksum(self.batch.frame_mut(i), &hdr).is_err() {
+                        self.bridge.count_drop(port, DropReason::OffloadFailed);
+                        return;
+                    }
                 }
                 gw.deliver(self.batch.frame(i));
                 if !self.busy_gateways.contains(&port) {
@@ -511,6 +522,18 @@ impl Datapath {
 /// the number of whole rotation periods since the Unix epoch.
 fn effective_epoch(base: u32, rotation: Option<std::num::NonZeroU64>, unix_secs: u64) -> u32 {
     rotation.map_or(base, |period| base.wrapping_add((unix_secs / period.get()) as u32))
+}
+
+/// What an opened packet's sender says of its inner frame's checksum. A
+/// partial checksum must lie where [`offload::partial_checksum_hdr`] finds
+/// it; an authenticated packet claiming one for another kind of frame is
+/// refused as malformed.
+fn opened_checksum(inner: &[u8], checksum: InnerChecksum) -> Result<ChecksumState, DropReason> {
+    match checksum {
+        InnerChecksum::AsSent => Ok(ChecksumState::AsSent),
+        InnerChecksum::Partial if offload::partial_checksum_hdr(inner).is_some() => Ok(ChecksumState::Partial),
+        InnerChecksum::Partial => Err(DropReason::CryptoMalformed),
+    }
 }
 
 /// The drop reason for an encrypted packet that did not open.

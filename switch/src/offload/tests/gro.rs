@@ -3,7 +3,7 @@
 //! flow (a gap, another flow, a bad checksum, SYN/FIN) does not merge.
 
 use super::*;
-use crate::offload::{Coalescer, SegmentBuf, segment};
+use crate::offload::{ChecksumState, Coalescer, SegmentBuf, segment};
 
 /// Segments a TSO frame built from `spec` and returns the segments.
 fn segments_of(spec: &Spec, gso_type: u8, mss: u16) -> Vec<Vec<u8>> {
@@ -16,7 +16,7 @@ fn segments_of(spec: &Spec, gso_type: u8, mss: u16) -> Vec<Vec<u8>> {
 fn merged(segments: &[Vec<u8>]) -> (VirtioNetHdr, Vec<u8>) {
     let mut gro = Coalescer::new();
     for (i, s) in segments.iter().enumerate() {
-        assert!(gro.push(s, false), "segment {i} joins");
+        assert!(gro.push(s, ChecksumState::Unverified), "segment {i} joins");
     }
     let out = gro.take().unwrap().to_vec();
     assert!(gro.is_empty());
@@ -50,7 +50,7 @@ fn tcp4_segments_merge_back_and_resegment_identically() {
 fn a_lone_segment_is_returned_unchanged() {
     let segs = segments_of(&Spec::tcp4(1000), VirtioNetHdr::GSO_TCPV4, 1400);
     let mut gro = Coalescer::new();
-    assert!(gro.push(&segs[0], false));
+    assert!(gro.push(&segs[0], ChecksumState::Unverified));
     let out = gro.take().unwrap();
     assert_eq!(VirtioNetHdr::parse(out).unwrap(), VirtioNetHdr::default());
     assert_eq!(&out[VirtioNetHdr::LEN..], &segs[0][..]);
@@ -60,19 +60,19 @@ fn a_lone_segment_is_returned_unchanged() {
 fn gaps_other_flows_and_bad_checksums_do_not_merge() {
     let segs = segments_of(&Spec::tcp4(10_000), VirtioNetHdr::GSO_TCPV4, 1000);
     let mut gro = Coalescer::new();
-    assert!(gro.push(&segs[0], false));
-    assert!(!gro.push(&segs[2], false), "a sequence gap");
+    assert!(gro.push(&segs[0], ChecksumState::Unverified));
+    assert!(!gro.push(&segs[2], ChecksumState::Unverified), "a sequence gap");
     let mut other = segs[1].clone();
     other[14 + 20 + 1] ^= 1; // another source port
-    assert!(!gro.push(&other, false), "another flow");
+    assert!(!gro.push(&other, ChecksumState::Unverified), "another flow");
     let mut corrupt = segs[1].clone();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
-    assert!(!gro.push(&corrupt, false), "a bad checksum");
+    assert!(!gro.push(&corrupt, ChecksumState::Unverified), "a bad checksum");
     let mut trusting = Coalescer::new();
-    assert!(trusting.push(&segs[0], true));
-    assert!(trusting.push(&corrupt, true), "authenticated frames skip the checksum check");
-    assert!(gro.push(&segs[1], false));
+    assert!(trusting.push(&segs[0], ChecksumState::AsSent));
+    assert!(trusting.push(&corrupt, ChecksumState::AsSent), "authenticated frames skip the checksum check");
+    assert!(gro.push(&segs[1], ChecksumState::Unverified));
     let (hdr, frame) = {
         let out = gro.take().unwrap();
         (VirtioNetHdr::parse(out).unwrap(), out[VirtioNetHdr::LEN..].to_vec())
@@ -82,10 +82,10 @@ fn gaps_other_flows_and_bad_checksums_do_not_merge() {
     let mut fin = Spec::tcp4(500);
     fin.l4 = L4Spec::Tcp { options: timestamps(), flags: ACK | FIN, seq: 1 };
     let fin = segments_of(&fin, VirtioNetHdr::GSO_TCPV4, 1400);
-    assert!(!gro.push(&fin[0], false), "FIN never merges");
+    assert!(!gro.push(&fin[0], ChecksumState::Unverified), "FIN never merges");
     let mut syn = Spec::tcp4(0);
     syn.l4 = L4Spec::Tcp { options: timestamps(), flags: SYN, seq: 1 };
-    assert!(!gro.push(&build(&syn).frame, false), "SYN never merges");
+    assert!(!gro.push(&build(&syn).frame, ChecksumState::Unverified), "SYN never merges");
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn a_short_segment_ends_the_merge() {
     );
     let mut gro = Coalescer::new();
     for s in &segs {
-        assert!(gro.push(s, false));
+        assert!(gro.push(s, ChecksumState::Unverified));
     }
-    assert!(!gro.push(&next[0], false), "nothing follows a short segment");
+    assert!(!gro.push(&next[0], ChecksumState::Unverified), "nothing follows a short segment");
 }

@@ -7,6 +7,7 @@ mod gro;
 mod icmp;
 mod malformed;
 mod mss;
+mod partial;
 mod segment;
 
 use crate::sys::tap::VirtioNetHdr;
