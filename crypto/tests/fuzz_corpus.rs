@@ -7,7 +7,10 @@
 
 use std::path::PathBuf;
 
-use crypto::{ClusterSecret, MalformedReason, NetworkKey, OpenError, Opener, Sealer, Vni};
+use crypto::{
+    ClusterSecret, ENCRYPTED_OVERHEAD, HEADER_LEN, InnerChecksum, MalformedReason, NetworkKey, OpenError, Opener,
+    Sealer, Vni,
+};
 
 /// The fuzz target's key: keep in step with `fuzz/fuzz_targets/crypto_open.rs`.
 const SECRET: [u8; 32] = [0x5a; 32];
@@ -61,8 +64,13 @@ fn seeds_open_as_named() {
         let mut packet = seed(name);
         let opened = o.open(&mut packet).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(opened.epoch, epoch, "{name}");
+        assert_eq!(opened.checksum, InnerChecksum::AsSent, "{name}");
         assert_eq!(packet[opened.inner].get(12..14), ethertype.as_ref().map(|e| &e[..]), "{name}");
     }
+    let mut packet = seed("ipv4_udp_csum_partial_epoch7");
+    assert_eq!(packet[0], 0xE3);
+    let opened = o.open(&mut packet).expect("ipv4_udp_csum_partial_epoch7");
+    assert_eq!((opened.epoch, opened.checksum), (7, InnerChecksum::Partial));
     let cases = [
         ("unknown_epoch9", OpenError::UnknownEpoch { epoch: 9, current: CURRENT_EPOCH }),
         ("tampered_ciphertext_epoch7", OpenError::AuthenticationFailed),
@@ -87,12 +95,17 @@ fn regenerate_seeds() {
         Sealer::new(NetworkKey::derive(&secret, vni, epoch)).unwrap().seal(inner, &mut out).unwrap();
         out
     };
+    let mut partial = vec![0u8; 300 + ENCRYPTED_OVERHEAD];
+    partial[HEADER_LEN..HEADER_LEN + 300].copy_from_slice(&ipv4_udp(300));
+    let mut sealer = Sealer::new(NetworkKey::derive(&secret, vni, 7)).unwrap();
+    sealer.seal_in_place(&mut partial, 300, InnerChecksum::Partial).unwrap();
     let mut tampered = sealed(7, &ipv4_udp(200));
     tampered[100] ^= 0x01;
     let mut plain_vxlan = vec![0x08, 0, 0, 0, 0x00, 0x10, 0x92, 0];
     plain_vxlan.extend_from_slice(&arp());
     let seeds = [
         ("ipv4_udp_1400_epoch7", sealed(7, &ipv4_udp(1400))),
+        ("ipv4_udp_csum_partial_epoch7", partial),
         ("arp_epoch8_next", sealed(8, &arp())),
         ("empty_inner_epoch6_previous", sealed(6, &[])),
         ("unknown_epoch9", sealed(9, &arp())),
