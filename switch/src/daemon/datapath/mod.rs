@@ -446,13 +446,15 @@ impl Datapath {
                     self.bridge.count_drop(port, DropReason::Oversize);
                     return;
                 }
-                // The gateway's stack checks checksums: complete a partial one.
+                // The gateway's stack checks checksums: complete a partial one
+                // (in place, so a flooded frame's later copies are complete too).
                 if self.batch.entry(i).checksum == ChecksumState::Partial {
                     let hdr = self.batch.vnet_hdr(i);
                     if offload::complete_checksum(self.batch.frame_mut(i), &hdr).is_err() {
                         self.bridge.count_drop(port, DropReason::OffloadFailed);
                         return;
                     }
+                    self.batch.set_checksum(i, ChecksumState::AsSent);
                 }
                 gw.deliver(self.batch.frame(i));
                 if !self.busy_gateways.contains(&port) {
