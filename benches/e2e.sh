@@ -16,7 +16,8 @@
 # For each: TCP throughput (iperf3, one stream), 64-byte UDP packet rate received and loss
 # (batched sendmmsg sender, benches/e2e/udpflood.rs; or iperf3), and latency p50 (ping RTT
 # and sockperf ping-pong half-RTT). Prints one markdown table per comparison group, the
-# issue targets of the overlay group, then the daemons' RSS/CPU idle and under load.
+# issue targets of the overlay group, with REPEAT > 1 every repetition's numbers and TCP
+# ratios (the spread behind each median), then the daemons' RSS/CPU idle and under load.
 #
 # Usage (as root; installs iperf3, sockperf, ethtool, iproute2, iputils-ping if missing):
 #   sudo benches/e2e.sh                                # all six setups
@@ -750,6 +751,22 @@ scaled() {
     done
 }
 check() { awk -v v="$1" -v lim="$2" 'BEGIN { print (v <= lim ? "ok" : "OVER TARGET") }'; }
+# rep_ratios SETUP BASE METRIC: SETUP / BASE for each repetition (both ran in
+# the same repetition), to show the spread behind the median ratio.
+rep_ratios() {
+    local -a a b out=()
+    local i
+    read -ra a <<<"${RES[$1,$3]:-}"
+    read -ra b <<<"${RES[$2,$3]:-}"
+    for i in "${!a[@]}"; do
+        if [[ ${a[$i]} == NA || ${b[$i]:-NA} == NA ]]; then
+            out+=(NA)
+        else
+            out+=("$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { printf "%.2f", (y > 0 ? x / y : 0) }')")
+        fi
+    done
+    echo "${out[*]}"
+}
 # target_line TEXT SETUP BASE METRIC MIN: "TEXT: R (target >= MIN: ok|BELOW TARGET)".
 target_line() {
     local r
@@ -880,6 +897,14 @@ report() {
             [[ -n ${RES[$setup,tcp]:-} ]] || continue
             printf '  %-9s %s| %s| %s\n' "$setup" "$(scaled "${RES[$setup,tcp]}" 1000 1)" \
                 "$(scaled "${RES[$setup,udp-pps]}" 1000 0)" "$(scaled "${RES[$setup,half-rtt]}" 1 1)"
+        done
+        printf 'TCP ratios per repetition:\n'
+        local pair setup_a setup_b
+        for pair in "vswitchd bridge" "overlay vxlan" "encrypted overlay"; do
+            read -r setup_a setup_b <<<"$pair"
+            if [[ -n ${RES[$setup_a,tcp]:-} && -n ${RES[$setup_b,tcp]:-} ]]; then
+                printf '  %-9s / %-9s %s\n' "$setup_a" "$setup_b" "$(rep_ratios "$setup_a" "$setup_b" tcp)"
+            fi
         done
     fi
     report_local_daemon
