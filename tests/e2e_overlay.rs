@@ -12,7 +12,7 @@ use ctl::proto::{FdbEntry, PortKind, ShowTree};
 use vswitch::overlay::{ip_of, mtu_of, sandbox_on};
 use vswitch::overlay::{parse_vxlan, tunnel_port};
 use vswitch::{
-    Capture, Daemon, Frame, Underlay, netns_exec, ping, require_root, tcp_transfer, vtep_daemon, wait_for_ping,
+    Capture, Daemon, Frame, Underlay, netns_exec, ping, require_root, tcp_transfer, text, vtep_daemon, wait_for_ping,
 };
 
 #[test]
@@ -297,4 +297,53 @@ fn learn_peers_accepts_an_unconfigured_vtep_and_lists_it() {
     let stats = d1.stats_map();
     let vtep = stats.iter().find(|((p, _), _)| p == "vtep").map(|(_, s)| s).expect("vtep row");
     assert_eq!(vtep.drops.get("unknown_peer").copied().unwrap_or(0), 0, "{vtep:?}");
+}
+
+/// Hosts that share an overlay allocate addresses independently; giving each
+/// its own `--ip-range` of the common subnet (Docker's flag) keeps their
+/// automatic addresses apart, so sandboxes connect without `--ip` and reach
+/// each other. `network inspect` shows the range as Docker does.
+#[test]
+fn per_host_ip_ranges_give_distinct_automatic_addresses() {
+    if !require_root("per_host_ip_ranges_give_distinct_automatic_addresses") {
+        return;
+    }
+    let u = Underlay::new([10, 210, 10], 2);
+    let (h1, h2) = (u.host(0), u.host(1));
+    let d1 = vtep_daemon(h1, &[]);
+    let d2 = vtep_daemon(h2, &[]);
+    let net = u.name("ov");
+    for (d, range) in [(&d1, "10.211.13.64/26"), (&d2, "10.211.13.128/26")] {
+        let info = d.overlay_create(&net, "10.211.13.0/24", 4110, &["--attachable", "--ip-range", range]);
+        let config = serde_json::to_value(&info.ipam.config).expect("IPAM config as JSON");
+        assert_eq!(
+            config,
+            serde_json::json!([{"Subnet": "10.211.13.0/24", "IPRange": range, "Gateway": "10.211.13.1"}])
+        );
+    }
+    d1.peer_add(h2.vtep(), &[]);
+    d2.peer_add(h1.vtep(), &[]);
+    let (s1, s2) = (d1.name("s"), d2.name("s"));
+    d1.sandbox_create(&s1);
+    d2.sandbox_create(&s2);
+    let e1 = d1.connect(&net, &s1, None);
+    let e2 = d2.connect(&net, &s2, None);
+    assert_eq!(ip_of(&e1), Ipv4Addr::new(10, 211, 13, 64), "host 1 allocates from its range: {e1:?}");
+    assert_eq!(ip_of(&e2), Ipv4Addr::new(10, 211, 13, 128), "host 2 allocates from its range: {e2:?}");
+    assert!(ping(&s1, ip_of(&e2), 3), "{s1} (host 1) cannot ping {s2} (host 2)");
+    assert!(ping(&s2, ip_of(&e1), 2), "{s2} (host 2) cannot ping {s1} (host 1)");
+    // Outside the subnet the range is refused, and nothing changes.
+    let refused = d1.ctl(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "bad",
+        "--subnet",
+        "10.99.0.0/24",
+        "--ip-range",
+        "10.98.0.0/25",
+    ]);
+    assert!(!refused.status.success(), "a range outside the subnet was accepted");
+    assert!(text(&refused.stderr).contains("ip range 10.98.0.0/25 is not inside subnet 10.99.0.0/24"), "{refused:?}");
 }

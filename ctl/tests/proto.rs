@@ -25,6 +25,7 @@ fn one_of_each() -> Vec<Request> {
             driver: Driver::Overlay,
             subnet: Some("10.10.0.0/24".parse().unwrap()),
             gateway: Some(Ipv4Addr::new(10, 10, 0, 254)),
+            ip_range: Some("10.10.0.128/25".parse().unwrap()),
             internal: true,
             mtu: Some(1400),
             attachable: true,
@@ -95,6 +96,7 @@ fn optional_fields_may_be_omitted_and_unknown_fields_are_ignored() {
             driver: Driver::Bridge,
             subnet: None,
             gateway: None,
+            ip_range: None,
             internal: false,
             mtu: None,
             attachable: false,
@@ -310,6 +312,7 @@ fn network_info_uses_docker_keys() {
             config: vec![IpamConfig {
                 subnet: "10.10.0.0/24".parse().unwrap(),
                 gateway: Some(Ipv4Addr::new(10, 10, 0, 1)),
+                ip_range: Some("10.10.0.64/26".parse().unwrap()),
             }],
         },
         internal: false,
@@ -347,7 +350,11 @@ fn network_info_uses_docker_keys() {
     assert_eq!(keys, want);
     assert_eq!(
         v["IPAM"],
-        json!({"Driver":"default","Options":{},"Config":[{"Subnet":"10.10.0.0/24","Gateway":"10.10.0.1"}]})
+        json!({
+            "Driver": "default",
+            "Options": {},
+            "Config": [{"Subnet": "10.10.0.0/24", "IPRange": "10.10.0.64/26", "Gateway": "10.10.0.1"}]
+        })
     );
     assert_eq!(
         v["Containers"]["ep1"],

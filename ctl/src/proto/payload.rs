@@ -67,6 +67,10 @@ pub struct IpamConfig {
     /// The gateway address; omitted when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Ipv4Addr>,
+    /// The part of the subnet automatic addresses come from (`--ip-range`);
+    /// omitted when none.
+    #[serde(rename = "IPRange", default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Net>,
 }
 
 /// One entry of [`NetworkInfo::containers`] (Docker's `EndpointResource`).

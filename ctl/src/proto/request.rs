@@ -108,6 +108,10 @@ pub enum Request {
         /// Optional: gateway address inside `subnet`; default is the first host address.
         #[serde(default)]
         gateway: Option<Ipv4Addr>,
+        /// Optional: a prefix inside `subnet` that automatic addresses come
+        /// from (Docker's `--ip-range`); requires `subnet`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip_range: Option<Ipv4Net>,
         /// Optional: no route out of the network.
         #[serde(default)]
         internal: bool,

@@ -110,8 +110,15 @@ impl Model {
                 }
                 ip
             }
-            None => lowest_free_host(subnet, gateway, on_net.iter().map(|e| e.ipv4))
-                .ok_or_else(|| ModelError::AddressesExhausted { subnet, network: net.name.clone() })?,
+            None => {
+                let used = on_net.iter().map(|e| e.ipv4);
+                match net.ip_range {
+                    None => lowest_free_host(subnet, gateway, used)
+                        .ok_or_else(|| ModelError::AddressesExhausted { subnet, network: net.name.clone() })?,
+                    Some(range) => lowest_free_host_in(range, subnet, gateway, used)
+                        .ok_or_else(|| ModelError::IpRangeExhausted { range, network: net.name.clone() })?,
+                }
+            }
         };
         let mac = req.mac.unwrap_or_else(|| mac_for_ipv4(ipv4));
         if mac.is_zero() {
@@ -208,8 +215,20 @@ pub(crate) fn lowest_free_host(
     gateway: Ipv4Addr,
     used: impl Iterator<Item = Ipv4Addr>,
 ) -> Option<Ipv4Addr> {
+    lowest_free_host_in(subnet, subnet, gateway, used)
+}
+
+/// The lowest address of `range` (a prefix inside `subnet`) that is a host
+/// address of `subnet` (not its network or broadcast address), not the
+/// gateway and not in `used`.
+pub(crate) fn lowest_free_host_in(
+    range: Ipv4Net,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    used: impl Iterator<Item = Ipv4Addr>,
+) -> Option<Ipv4Addr> {
     let used: BTreeSet<u32> = used.map(u32::from).chain([u32::from(gateway)]).collect();
-    let first = u32::from(subnet.first_host()?);
-    let last = u32::from(subnet.broadcast()).checked_sub(1)?;
+    let first = u32::from(range.network()).max(u32::from(subnet.first_host()?));
+    let last = u32::from(range.broadcast()).min(u32::from(subnet.broadcast()).checked_sub(1)?);
     (first..=last).find(|a| !used.contains(a)).map(Ipv4Addr::from)
 }

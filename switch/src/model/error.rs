@@ -82,6 +82,25 @@ pub enum ModelError {
     /// --gateway requires --subnet
     #[error("--gateway requires --subnet")]
     GatewayWithoutSubnet,
+    /// --ip-range requires --subnet
+    #[error("--ip-range requires --subnet")]
+    IpRangeWithoutSubnet,
+    /// ip range {range} has host bits set; did you mean {suggestion}?
+    #[error("ip range {range} has host bits set; did you mean {suggestion}?")]
+    IpRangeHostBitsSet {
+        /// The range given.
+        range: Ipv4Net,
+        /// The same prefix with the host bits cleared.
+        suggestion: Ipv4Net,
+    },
+    /// ip range {range} is not inside subnet {subnet}
+    #[error("ip range {range} is not inside subnet {subnet}")]
+    IpRangeOutsideSubnet {
+        /// The range given.
+        range: Ipv4Net,
+        /// The network's subnet.
+        subnet: Ipv4Net,
+    },
     /// gateway {gateway} is not inside subnet {subnet}
     #[error("gateway {gateway} is not inside subnet {subnet}")]
     GatewayOutsideSubnet {
@@ -221,6 +240,14 @@ pub enum ModelError {
     AddressesExhausted {
         /// The network's subnet.
         subnet: Ipv4Net,
+        /// The network.
+        network: String,
+    },
+    /// no free address left in ip range {range} of network {network}
+    #[error("no free address left in ip range {range} of network {network}")]
+    IpRangeExhausted {
+        /// The network's `--ip-range`.
+        range: Ipv4Net,
         /// The network.
         network: String,
     },

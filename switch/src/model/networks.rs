@@ -78,8 +78,10 @@ impl Model {
         let subnet = match req.subnet {
             Some(s) => self.check_user_subnet(s)?,
             None if req.gateway.is_some() => return Err(ModelError::GatewayWithoutSubnet),
+            None if req.ip_range.is_some() => return Err(ModelError::IpRangeWithoutSubnet),
             None => self.allocate_subnet()?,
         };
+        let ip_range = req.ip_range.map(|range| check_ip_range(range, subnet)).transpose()?;
         let gateway = match req.gateway {
             Some(g) => check_gateway(g, subnet)?,
             // A checked subnet has prefix <= 30, so it has a first host.
@@ -91,6 +93,7 @@ impl Model {
             driver: req.driver,
             subnet: Some(subnet),
             gateway: Some(gateway),
+            ip_range,
             internal: req.internal,
             attachable: req.attachable,
             mtu,
@@ -191,6 +194,17 @@ impl Model {
     fn overlapping(&self, s: Ipv4Net) -> Option<(String, Ipv4Net)> {
         self.networks().into_iter().find_map(|n| n.subnet.filter(|ns| ns.overlaps(&s)).map(|ns| (n.name.clone(), ns)))
     }
+}
+
+/// Validates an `--ip-range` against the subnet: a prefix inside it.
+fn check_ip_range(range: Ipv4Net, subnet: Ipv4Net) -> Result<Ipv4Net, ModelError> {
+    if range.trunc() != range {
+        return Err(ModelError::IpRangeHostBitsSet { range, suggestion: range.trunc() });
+    }
+    if range.prefix_len() < subnet.prefix_len() || !subnet.contains(&range.network()) {
+        return Err(ModelError::IpRangeOutsideSubnet { range, subnet });
+    }
+    Ok(range)
 }
 
 /// Validates a `--gateway` against the subnet.

@@ -83,6 +83,7 @@ impl Model {
                 driver,
                 subnet,
                 gateway,
+                ip_range: None,
                 internal: false,
                 attachable: false,
                 mtu: 1500,

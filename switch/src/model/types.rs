@@ -23,6 +23,12 @@ pub struct Network {
     pub subnet: Option<Ipv4Net>,
     /// The gateway address inside `subnet` (always set for bridge and overlay).
     pub gateway: Option<Ipv4Addr>,
+    /// `--ip-range`: the part of `subnet` that automatic addresses come from
+    /// (addresses given with `--ip` may lie anywhere in the subnet). Hosts
+    /// sharing an overlay give each their own range so their automatic
+    /// addresses never collide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Net>,
     /// No route out of the network: endpoints get no default route through it.
     pub internal: bool,
     /// Standalone sandboxes may connect (meaningful for overlay networks).
@@ -153,6 +159,9 @@ pub struct CreateNetwork {
     pub subnet: Option<Ipv4Net>,
     /// `--gateway`; the subnet's first host address when `None`. Requires `subnet`.
     pub gateway: Option<Ipv4Addr>,
+    /// `--ip-range`: a prefix inside `subnet` to allocate addresses from.
+    /// Requires `subnet`.
+    pub ip_range: Option<Ipv4Net>,
     /// `--internal`.
     pub internal: bool,
     /// `--attachable`.

@@ -131,6 +131,10 @@ pub(crate) enum NetworkCmd {
         /// Gateway address inside the subnet.
         #[arg(long, value_name = "IP")]
         gateway: Option<Ipv4Addr>,
+        /// Allocate container addresses from this sub-range of the subnet
+        /// (give each host of an overlay its own).
+        #[arg(long, value_name = "CIDR", value_parser = parse_subnet)]
+        ip_range: Option<Ipv4Net>,
         /// Restrict external access to the network.
         #[arg(long)]
         internal: bool,

@@ -125,12 +125,13 @@ fn sandbox(ctx: &mut Ctx, cmd: SandboxCmd) -> Result<()> {
 
 fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
     match cmd {
-        NetworkCmd::Create { name, driver, subnet, gateway, internal, mtu, attachable, vni, opts } => {
+        NetworkCmd::Create { name, driver, subnet, gateway, ip_range, internal, mtu, attachable, vni, opts } => {
             let req = Request::NetworkCreate {
                 name,
                 driver: driver.into(),
                 subnet,
                 gateway,
+                ip_range,
                 internal,
                 mtu,
                 attachable,

@@ -213,8 +213,20 @@ impl Control {
             }
             Request::SandboxLs => ok(self.model.sandboxes().map(|s| self.sandbox_info(&s.name)).collect::<Vec<_>>()),
             Request::SandboxRm { name } => self.sandbox_rm(&name),
-            Request::NetworkCreate { name, driver, subnet, gateway, internal, mtu, attachable, vni, options } => {
-                let req = CreateNetwork { name, driver, subnet, gateway, internal, attachable, mtu, vni, options };
+            Request::NetworkCreate {
+                name,
+                driver,
+                subnet,
+                gateway,
+                ip_range,
+                internal,
+                mtu,
+                attachable,
+                vni,
+                options,
+            } => {
+                let req =
+                    CreateNetwork { name, driver, subnet, gateway, ip_range, internal, attachable, mtu, vni, options };
                 self.network_create(req)
             }
             Request::NetworkLs => ok(self.model.networks().into_iter().map(network_summary).collect::<Vec<_>>()),

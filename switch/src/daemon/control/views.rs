@@ -210,7 +210,11 @@ impl Control {
             ipam: Ipam {
                 driver: "default".to_owned(),
                 options: BTreeMap::new(),
-                config: n.subnet.map(|subnet| IpamConfig { subnet, gateway: n.gateway }).into_iter().collect(),
+                config: n
+                    .subnet
+                    .map(|subnet| IpamConfig { subnet, gateway: n.gateway, ip_range: n.ip_range })
+                    .into_iter()
+                    .collect(),
             },
             internal: n.internal,
             attachable: n.attachable,

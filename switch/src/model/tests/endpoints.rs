@@ -202,6 +202,40 @@ fn ipam_skips_a_gateway_in_the_middle_and_exhausts() {
 }
 
 #[test]
+fn ipam_allocates_from_the_ip_range_and_exhausts_it() {
+    let mut m = Model::new();
+    m.create_network(CreateNetwork {
+        subnet: Some(net("10.9.0.0/24")),
+        gateway: Some(ip("10.9.0.9")),
+        ip_range: Some(net("10.9.0.8/30")),
+        attachable: true,
+        ..CreateNetwork::new("n", Driver::Overlay)
+    })
+    .unwrap();
+    for s in ["s1", "s2", "s3", "s4", "s5"] {
+        m.create_sandbox(CreateSandbox::new(s)).unwrap();
+    }
+    // 10.9.0.8..=11 minus the gateway; the range's own network and broadcast
+    // addresses are host addresses of the subnet, so they are used.
+    let got: Vec<_> = ["s1", "s2", "s3"].iter().map(|s| m.connect(Connect::new("n", *s)).unwrap().ipv4).collect();
+    assert_eq!(got, ["10.9.0.8", "10.9.0.10", "10.9.0.11"].map(ip));
+    let before = snapshot(&m);
+    let r = m.connect(Connect::new("n", "s4"));
+    assert_refused(&m, &before, r, &["no free address left in ip range 10.9.0.8/30 of network n"]);
+    // An explicit address may lie anywhere in the subnet, outside the range.
+    let e = m.connect(Connect { ipv4: Some(ip("10.9.0.200")), ..Connect::new("n", "s4") }).unwrap();
+    assert_eq!(e.ipv4, ip("10.9.0.200"));
+    // A range at the start of the subnet skips the subnet's network address.
+    m.create_network(CreateNetwork {
+        subnet: Some(net("10.10.0.0/24")),
+        ip_range: Some(net("10.10.0.0/30")),
+        ..CreateNetwork::new("low", Driver::Bridge)
+    })
+    .unwrap();
+    assert_eq!(m.connect(Connect::new("low", "s5")).unwrap().ipv4, ip("10.10.0.2"), "not .0, not the gateway .1");
+}
+
+#[test]
 fn ifname_slots_are_reused() {
     let mut m = populated();
     m.create_network(bridge("c", "10.3.0.0/24")).unwrap();

@@ -125,6 +125,30 @@ fn gateway_rules() {
 }
 
 #[test]
+fn ip_range_rules() {
+    let mut m = Model::new();
+    let before = snapshot(&m);
+    let with_range = |r: &str, s: Option<&str>| CreateNetwork {
+        subnet: s.map(net),
+        ip_range: Some(net(r)),
+        ..CreateNetwork::new("r", Driver::Overlay)
+    };
+    let r = m.create_network(with_range("10.0.0.128/25", None));
+    assert_refused(&m, &before, r, &["--ip-range requires --subnet"]);
+    let r = m.create_network(with_range("10.0.0.130/25", Some("10.0.0.0/24")));
+    assert_refused(&m, &before, r, &["ip range 10.0.0.130/25 has host bits set", "10.0.0.128/25"]);
+    for outside in ["10.0.1.0/25", "10.0.0.0/23", "9.0.0.0/8"] {
+        let r = m.create_network(with_range(outside, Some("10.0.0.0/24")));
+        assert_refused(&m, &before, r, &[&format!("ip range {outside} is not inside subnet 10.0.0.0/24")]);
+    }
+    let n = m.create_network(with_range("10.0.0.128/25", Some("10.0.0.0/24"))).unwrap();
+    assert_eq!(n.ip_range, Some(net("10.0.0.128/25")));
+    let whole = CreateNetwork { name: "r2".into(), ..with_range("10.1.0.0/24", Some("10.1.0.0/24")) };
+    let n = m.create_network(whole).unwrap();
+    assert_eq!(n.ip_range, Some(net("10.1.0.0/24")), "the whole subnet is a valid range");
+}
+
+#[test]
 fn mtu_rules() {
     let mut m = Model::new();
     let before = snapshot(&m);
