@@ -71,7 +71,6 @@ fn send_marker(from: &str, from_ip: Ipv4Addr, to: &str, to_ip: Ipv4Addr, marker:
     assert_eq!(got, marker, "TCP marker arrived altered");
 }
 
-/// The UDP datagrams to or from the VXLAN port in `frames`.
 /// Sends `payload` to the broadcast address `to_broadcast` from `from` and
 /// checks that a socket in `to` bound to the wildcard address receives it.
 fn send_broadcast(from: &str, from_ip: Ipv4Addr, to: &str, to_broadcast: Ipv4Addr, payload: &'static [u8]) {
@@ -91,6 +90,7 @@ fn send_broadcast(from: &str, from_ip: Ipv4Addr, to: &str, to_broadcast: Ipv4Add
     assert_eq!(&buf[..n], payload, "broadcast arrived altered");
 }
 
+/// The UDP datagrams to or from the VXLAN port in `frames`.
 fn vxlan_port_datagrams(frames: &[Frame]) -> Vec<UdpDatagram> {
     frames
         .iter()
@@ -185,8 +185,8 @@ fn encrypted_overlay_carries_traffic_and_hides_plaintext_on_the_underlay() {
     // The sandboxes' kernels leave UDP checksums to the TAP (tx-csum on): the
     // markers crossed with their checksum partial, and arrived intact.
     assert!(sealed.iter().all(|h| h.csum_partial), "UDP markers not sent with a partial checksum: {sealed:?}");
-    // A partial-checksum broadcast is flooded on host 2 to the sandbox and
-    // to the gateway (which needs the checksum completed): it still arrives.
+    // A partial-checksum broadcast is flooded on host 2 (to the sandbox and
+    // the gateway) and still arrives.
     send_broadcast(&s1, ip_of(&e1), &s2, Ipv4Addr::new(10, 211, 30, 255), b"vswitch partial broadcast");
 
     // Positive control: the same procedure on a plain overlay between the

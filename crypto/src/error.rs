@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use vxlan::Vni;
 
-use crate::wire::{MIN_PACKET_LEN, PACKET_TYPE};
+use crate::wire::{FLAG_CSUM_PARTIAL, MIN_PACKET_LEN, PACKET_TYPE};
 
 /// Why a received packet was not opened. Every variant is a drop the daemon
 /// counts; none is worth a log line per packet.
@@ -62,8 +62,8 @@ pub enum MalformedReason {
         /// Length of the UDP payload.
         len: usize,
     },
-    /// Type byte {type_byte:#04x} is not 0xe1.
-    #[error("type byte {type_byte:#04x} is not {PACKET_TYPE:#04x}")]
+    /// Type byte {type_byte:#04x} is not 0xe1 or 0xe3.
+    #[error("type byte {type_byte:#04x} is not {PACKET_TYPE:#04x} or {:#04x}", PACKET_TYPE | FLAG_CSUM_PARTIAL)]
     WrongType {
         /// The first byte of the UDP payload.
         type_byte: u8,

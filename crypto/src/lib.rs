@@ -20,7 +20,7 @@
 //!
 //! | Offset      | Length | Field                                                         |
 //! |-------------|--------|---------------------------------------------------------------|
-//! | 0           | 1      | Type: `0xE1` = vswitch encrypted VXLAN, version 1             |
+//! | 0           | 1      | Type: `0xE1` = vswitch encrypted VXLAN, version 1; `0xE3` with [`FLAG_CSUM_PARTIAL`] |
 //! | 1           | 3      | VNI, 24 bits, big-endian                                      |
 //! | 4           | 4      | Key epoch, u32 big-endian                                     |
 //! | 8           | 8      | Sender session id, u64 big-endian (random per sender session) |

@@ -9,8 +9,8 @@
 //! - segments left partial (`segment_to_mtu_partial`) carry a checksum the
 //!   receiver finds again by parsing, and completed they equal the complete
 //!   segments (`segment_to_mtu`) byte for byte;
-//! - what GRO merges from complete segments is a GSO frame that segments
-//!   again.
+//! - what GRO merges, from complete or partial segments, carries a
+//!   virtio-net header and, when it is a GSO frame, segments again.
 
 #![no_main]
 
@@ -48,9 +48,15 @@ fuzz_target!(|data: &[u8]| {
 
     let mut complete = SegmentBuf::new();
     let complete_n = segment_to_mtu(frame, &hdr, mtu, &mut complete);
+    if complete_n.is_ok() {
+        for state in [ChecksumState::Unverified, ChecksumState::AsSent] {
+            gro_round_trip(complete.iter(), state);
+        }
+    }
     let mut partial = SegmentBuf::new();
     if let (Ok(n), Ok(m)) = (complete_n, segment_to_mtu_partial(frame, &hdr, mtu, &mut partial)) {
         assert_eq!(n, m, "partial and complete segmentation cut differently");
+        gro_round_trip(partial.iter(), ChecksumState::Partial);
         for i in 0..n {
             let seg = partial.get_mut(i).expect("segment");
             let found = partial_checksum_hdr(seg).expect("a partial segment's checksum is findable");
@@ -58,24 +64,27 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(seg, complete.get(i).expect("segment"), "segment {i} differs once completed");
         }
     }
+});
 
-    if let Ok(n) = complete_n {
-        for state in [ChecksumState::Unverified, ChecksumState::AsSent] {
-            let mut gro = Coalescer::new();
-            for i in 0..n {
-                let seg = complete.get(i).expect("segment");
-                if !gro.push(seg, state) {
-                    let _ = gro.take();
-                    let _ = gro.push(seg, state);
-                }
-            }
-            if let Some(out) = gro.take() {
-                let merged_hdr = VirtioNetHdr::parse(out).expect("a header");
-                if merged_hdr.is_gso() {
-                    let mut again = SegmentBuf::new();
-                    segment(&out[VirtioNetHdr::LEN..], &merged_hdr, &mut again).expect("a merged frame segments");
-                }
+/// Merges `segments` with software GRO as the datapath does (flushing when
+/// one does not join); every merge it hands out must carry a virtio-net
+/// header, and a GSO merge must segment again.
+fn gro_round_trip<'a>(segments: impl Iterator<Item = &'a [u8]>, state: ChecksumState) {
+    let mut gro = Coalescer::new();
+    let check = |gro: &mut Coalescer| {
+        if let Some(out) = gro.take() {
+            let merged_hdr = VirtioNetHdr::parse(out).expect("a merge starts with a virtio-net header");
+            if merged_hdr.is_gso() {
+                let mut again = SegmentBuf::new();
+                segment(&out[VirtioNetHdr::LEN..], &merged_hdr, &mut again).expect("a merged frame segments");
             }
         }
+    };
+    for seg in segments {
+        if !gro.push(seg, state) {
+            check(&mut gro);
+            let _ = gro.push(seg, state);
+        }
     }
-});
+    check(&mut gro);
+}

@@ -140,13 +140,6 @@ impl RxBatch {
         &mut self.bufs[buf][range]
     }
 
-    /// Records that frame `i`'s checksum is now `checksum` (after it was
-    /// completed in place), so later sends of the same frame, when it is
-    /// flooded, describe it truly.
-    pub(crate) fn set_checksum(&mut self, i: usize, checksum: ChecksumState) {
-        self.entries[i].checksum = checksum;
-    }
-
     /// The entry of frame `i`.
     pub(crate) fn entry(&self, i: usize) -> &RxEntry {
         &self.entries[i]

@@ -93,6 +93,19 @@ pub enum ModelError {
         /// The same prefix with the host bits cleared.
         suggestion: Ipv4Net,
     },
+    /// ip range {range} holds no address to give out in subnet {subnet} (only the gateway {gateway} or the subnet's network or broadcast address)
+    #[error(
+        "ip range {range} holds no address to give out in subnet {subnet} (only the gateway {gateway} or the \
+         subnet's network or broadcast address)"
+    )]
+    IpRangeEmpty {
+        /// The range given.
+        range: Ipv4Net,
+        /// The network's subnet.
+        subnet: Ipv4Net,
+        /// The network's gateway.
+        gateway: Ipv4Addr,
+    },
     /// ip range {range} is not inside subnet {subnet}
     #[error("ip range {range} is not inside subnet {subnet}")]
     IpRangeOutsideSubnet {

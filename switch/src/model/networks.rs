@@ -7,6 +7,7 @@ use ctl::Ipv4Net;
 use ctl::proto::Driver;
 
 use super::addr::SubnetExt;
+use super::endpoints::lowest_free_host_in;
 use super::error::ModelError;
 use super::ids;
 use super::state::Model;
@@ -81,12 +82,12 @@ impl Model {
             None if req.ip_range.is_some() => return Err(ModelError::IpRangeWithoutSubnet),
             None => self.allocate_subnet()?,
         };
-        let ip_range = req.ip_range.map(|range| check_ip_range(range, subnet)).transpose()?;
         let gateway = match req.gateway {
             Some(g) => check_gateway(g, subnet)?,
             // A checked subnet has prefix <= 30, so it has a first host.
             None => subnet.first_host().ok_or(ModelError::SubnetTooSmall(subnet))?,
         };
+        let ip_range = req.ip_range.map(|range| check_ip_range(range, subnet, gateway)).transpose()?;
         let net = Network {
             id: self.fresh_network_id(),
             name: req.name,
@@ -196,13 +197,18 @@ impl Model {
     }
 }
 
-/// Validates an `--ip-range` against the subnet: a prefix inside it.
-fn check_ip_range(range: Ipv4Net, subnet: Ipv4Net) -> Result<Ipv4Net, ModelError> {
+/// Validates an `--ip-range` against the subnet: a prefix inside it with at
+/// least one address to give out (a host address of the subnet other than
+/// the gateway).
+fn check_ip_range(range: Ipv4Net, subnet: Ipv4Net, gateway: Ipv4Addr) -> Result<Ipv4Net, ModelError> {
     if range.trunc() != range {
         return Err(ModelError::IpRangeHostBitsSet { range, suggestion: range.trunc() });
     }
     if range.prefix_len() < subnet.prefix_len() || !subnet.contains(&range.network()) {
         return Err(ModelError::IpRangeOutsideSubnet { range, subnet });
+    }
+    if lowest_free_host_in(range, subnet, gateway, std::iter::empty()).is_none() {
+        return Err(ModelError::IpRangeEmpty { range, subnet, gateway });
     }
     Ok(range)
 }

@@ -14,7 +14,7 @@
 //!   for an authenticated tunnel;
 //! - [`exceeds_mtu`] tells whether a frame must be answered with
 //!   [`icmp_frag_needed`] / [`icmpv6_packet_too_big`] instead of forwarded;
-//! - [`clamp_mss`] lowers the MSS option of TCP SYNs;
+//! - [`clamp_mss`] and [`clamp_mss_to_mtu`] lower the MSS option of TCP SYNs;
 //! - [`Coalescer`] merges consecutive TCP segments back into one GSO frame
 //!   (software GRO) for the write into a TAP.
 //!
@@ -38,7 +38,7 @@ mod tests;
 pub use checksum::{ChecksumState, complete_checksum, is_standard_partial, partial_checksum_hdr};
 pub use gro::Coalescer;
 pub use icmp::{TooBig, exceeds_mtu, icmp_frag_needed, icmpv6_packet_too_big};
-pub use mss::clamp_mss;
+pub use mss::{clamp_mss, clamp_mss_to_mtu};
 pub use segment::{MAX_SEGMENTS, SegmentBuf, Segments, segment, segment_to_mtu, segment_to_mtu_partial};
 
 /// Why a frame could not be checksummed or segmented in software.

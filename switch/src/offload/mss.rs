@@ -45,6 +45,22 @@ pub fn clamp_mss(frame: &mut [u8], hdr: &VirtioNetHdr, max_mss: u16) -> bool {
     true
 }
 
+/// [`clamp_mss`] to the largest MSS whose segments fit an `ip_mtu`-byte IP
+/// packet: `ip_mtu` minus the minimal IP header (20 bytes for IPv4, 40 for
+/// IPv6, told from the frame itself, VLAN tags and all) and the 20-byte TCP
+/// header, as iptables' `TCPMSS --clamp-mss-to-pmtu` does.
+pub fn clamp_mss_to_mtu(frame: &mut [u8], hdr: &VirtioNetHdr, ip_mtu: u16) -> bool {
+    let Some(ip) = parse::ip(frame).ok().flatten() else { return false };
+    let ip_header = match ip.version {
+        parse::Version::V4 => parse::IPV4_MIN_LEN,
+        parse::Version::V6 => parse::IPV6_LEN,
+    };
+    match usize::from(ip_mtu).checked_sub(ip_header + parse::TCP_MIN_LEN) {
+        Some(mss) => clamp_mss(frame, hdr, mss as u16),
+        None => false,
+    }
+}
+
 /// Offset of the MSS value (after kind and length) within the TCP options.
 fn find_mss(options: &[u8]) -> Option<usize> {
     let mut i = 0;

@@ -133,7 +133,7 @@ pub(crate) enum NetworkCmd {
         gateway: Option<Ipv4Addr>,
         /// Allocate container addresses from this sub-range of the subnet
         /// (give each host of an overlay its own).
-        #[arg(long, value_name = "CIDR", value_parser = parse_subnet)]
+        #[arg(long, value_name = "CIDR", value_parser = parse_ip_range)]
         ip_range: Option<Ipv4Net>,
         /// Restrict external access to the network.
         #[arg(long)]
@@ -301,9 +301,19 @@ fn parse_opt(s: &str) -> Result<(String, String), String> {
 
 /// Parses a subnet and insists that its host bits are clear.
 fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
+    parse_prefix("subnet", s)
+}
+
+/// Parses an `--ip-range` (a prefix; the daemon checks it lies in the subnet).
+fn parse_ip_range(s: &str) -> Result<Ipv4Net, String> {
+    parse_prefix("ip range", s)
+}
+
+/// Parses a CIDR prefix without host bits; errors name it as `what`.
+fn parse_prefix(what: &str, s: &str) -> Result<Ipv4Net, String> {
     let net = ctl::parse_ipv4_net(s).map_err(|e| e.to_string())?;
     if net != net.trunc() {
-        return Err(format!("subnet {net} has host bits set; did you mean {}?", net.trunc()));
+        return Err(format!("{what} {net} has host bits set; did you mean {}?", net.trunc()));
     }
     Ok(net)
 }
@@ -343,6 +353,8 @@ mod tests {
         assert!(parse_opt("=x").is_err());
         assert!(parse_subnet("10.0.0.0/8").is_ok());
         assert!(parse_subnet("10.0.0.1/8").unwrap_err().contains("10.0.0.0/8"));
+        let err = parse_ip_range("10.0.0.130/25").unwrap_err();
+        assert!(err.starts_with("ip range 10.0.0.130/25 has host bits set") && err.contains("10.0.0.128/25"), "{err}");
         assert!(parse_unicast_mac("ff:ff:ff:ff:ff:ff").is_err());
         assert!(parse_unicast_mac("02:00:00:00:00:01").is_ok());
     }

@@ -44,7 +44,6 @@ use crate::offload::{self, ChecksumState, TooBig};
 use crate::port::{NetworkId, PortId};
 use crate::sys::tap::{Tap, VirtioNetHdr};
 use crate::time::{MonotonicClock, Timestamp};
-use crate::wire::{EtherType, EthernetFrame};
 
 /// Batches processed before the loop looks at commands and timers again.
 const MAX_BATCHES_PER_WAKEUP: usize = 64;
@@ -362,28 +361,29 @@ impl Datapath {
     }
 
     /// Rewrites the MSS of TCP SYNs in networks with `-o mss-clamp` so the
-    /// segments fit the tunnel.
+    /// segments fit both the network's MTU and the tunnel (less the
+    /// encryption overhead on encrypted overlays), whichever is smaller.
     fn clamp_mss(&mut self) {
         let Some(tunnel) = &self.tunnel else { return };
-        let mss_v4 = (tunnel.inner_ip_mtu() - 40).min(u32::from(u16::MAX)) as u16;
+        let tunnel_mtu = tunnel.inner_ip_mtu();
         if !self.nets.iter().flatten().any(|n| n.mss_clamp) {
             return;
         }
         for i in 0..self.batch.len() {
             let port = self.batch.entry(i).port;
-            let clamp = self
+            let mtu = self
                 .bridge
                 .port_config(port)
                 .ok()
-                .and_then(|c| self.nets.get(c.network.index()))
-                .is_some_and(|n| n.as_ref().is_some_and(|n| n.mss_clamp));
-            if clamp {
+                .and_then(|c| self.nets.get(c.network.index())?.as_ref())
+                .filter(|n| n.mss_clamp)
+                .map(|n| {
+                    let overhead = if n.crypto.is_some() { crypto::OVERHEAD_OVER_VXLAN as u32 } else { 0 };
+                    n.mtu.min(tunnel_mtu.saturating_sub(overhead)).min(u32::from(u16::MAX)) as u16
+                });
+            if let Some(mtu) = mtu {
                 let hdr = self.batch.vnet_hdr(i);
-                let frame = self.batch.frame_mut(i);
-                // An IPv6 header is 20 bytes longer than an IPv4 one.
-                let is_v6 = EthernetFrame::new_checked(&*frame).is_ok_and(|f| f.ethertype() == EtherType::IPV6);
-                let mss = if is_v6 { mss_v4.saturating_sub(20) } else { mss_v4 };
-                offload::clamp_mss(frame, &hdr, mss);
+                offload::clamp_mss_to_mtu(self.batch.frame_mut(i), &hdr, mtu);
             }
         }
     }
@@ -446,16 +446,9 @@ impl Datapath {
                     self.bridge.count_drop(port, DropReason::Oversize);
                     return;
                 }
-                // The gateway's stack checks checksums: complete a partial one
-                // (in place, so a flooded frame's later copies are complete too).
-                if self.batch.entry(i).checksum == ChecksumState::Partial {
-                    let hdr = self.batch.vnet_hdr(i);
-                    if offload::complete_checksum(self.batch.frame_mut(i), &hdr).is_err() {
-                        self.bridge.count_drop(port, DropReason::OffloadFailed);
-                        return;
-                    }
-                    self.batch.set_checksum(i, ChecksumState::AsSent);
-                }
+                // A partial TCP/UDP checksum needs nothing here: the gateway's
+                // stack does not verify those (see `gateway`), as frames from
+                // local TAPs carry partial checksums too.
                 gw.deliver(self.batch.frame(i));
                 if !self.busy_gateways.contains(&port) {
                     self.busy_gateways.push(port);

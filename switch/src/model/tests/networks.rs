@@ -141,6 +141,12 @@ fn ip_range_rules() {
         let r = m.create_network(with_range(outside, Some("10.0.0.0/24")));
         assert_refused(&m, &before, r, &[&format!("ip range {outside} is not inside subnet 10.0.0.0/24")]);
     }
+    // Ranges with nothing to give out: the subnet's network address, its
+    // broadcast address, the gateway.
+    for empty in ["10.0.0.0/32", "10.0.0.255/32", "10.0.0.1/32"] {
+        let r = m.create_network(with_range(empty, Some("10.0.0.0/24")));
+        assert_refused(&m, &before, r, &[&format!("ip range {empty} holds no address to give out")]);
+    }
     let n = m.create_network(with_range("10.0.0.128/25", Some("10.0.0.0/24"))).unwrap();
     assert_eq!(n.ip_range, Some(net("10.0.0.128/25")));
     let whole = CreateNetwork { name: "r2".into(), ..with_range("10.1.0.0/24", Some("10.1.0.0/24")) };

@@ -5,7 +5,7 @@ use etherparse::{SlicedPacket, TcpOptionElement, TransportSlice};
 use smoltcp::wire::{IpAddress, Ipv4Address, Ipv4Packet, TcpPacket};
 
 use super::*;
-use crate::offload::{clamp_mss, complete_checksum};
+use crate::offload::{clamp_mss, clamp_mss_to_mtu, complete_checksum};
 
 /// A frame with a valid, complete TCP checksum (no NEEDS_CSUM).
 fn complete(spec: &Spec) -> (Built, VirtioNetHdr) {
@@ -74,6 +74,22 @@ fn syn_mss_1460_is_clamped_to_1410_with_valid_checksum() {
             assert!(!clamp_mss(&mut frame, &hdr, 1460));
         }
     }
+}
+
+#[test]
+fn clamping_to_an_mtu_takes_the_ip_version_from_the_frame_vlan_tags_and_all() {
+    for vlan in [None, Some(7)] {
+        for (v6, want) in [(false, 1418 - 40), (true, 1418 - 60)] {
+            let (b, hdr) = complete(&Spec { vlan, ..syn(linux_syn_options(), SYN, v6) });
+            let mut frame = b.frame.clone();
+            assert!(clamp_mss_to_mtu(&mut frame, &hdr, 1418), "vlan {vlan:?} v6 {v6}");
+            assert_eq!(mss_of(&frame), Some(want), "vlan {vlan:?} v6 {v6}");
+            assert!(tcp_checksum_ok(&frame, &b, v6));
+        }
+    }
+    // An MTU too small for the headers clamps nothing.
+    let (b, hdr) = complete(&syn(linux_syn_options(), SYN, true));
+    assert!(!clamp_mss_to_mtu(&mut b.frame.clone(), &hdr, 59));
 }
 
 #[test]
