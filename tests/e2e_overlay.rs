@@ -40,8 +40,30 @@ fn two_hosts_ping_tcp_and_learn_remote_macs() {
 
     assert!(ping(&s1, ip_of(&e2), 3), "{s1} (host 1) cannot ping {s2} (host 2) over the overlay");
     assert!(ping(&s2, ip_of(&e1), 3), "{s2} (host 2) cannot ping {s1} (host 1) over the overlay");
-    // Each sandbox reaches its own host's gateway of the overlay.
-    assert!(ping(&s1, Ipv4Addr::new(10, 211, 1, 1), 1), "{s1} cannot ping the overlay gateway");
+    // Each sandbox reaches its own host's gateway of the overlay: every host
+    // has one, with the same address and MAC (anycast), and gateway traffic
+    // never crosses the underlay. Neighbour caches are flushed so each
+    // sandbox ARPs for the gateway: the broadcast must not reach (nor be
+    // answered by) the other host's gateway.
+    let gw_rx = |d: &Daemon| d.stats_map()[&(format!("gw:{net}"), net.clone())].rx_packets;
+    for s in [&s1, &s2] {
+        assert!(netns_exec(s, "ip", &["neigh", "flush", "all"]).status.success(), "ip neigh flush in {s}");
+    }
+    for (s, local, remote) in [(&s1, &d1, &d2), (&s2, &d2, &d1)] {
+        let (local_before, remote_before) = (gw_rx(local), gw_rx(remote));
+        assert!(ping(s, Ipv4Addr::new(10, 211, 1, 1), 3), "{s} cannot ping the overlay gateway");
+        let (local_rx, remote_rx) = (gw_rx(local) - local_before, gw_rx(remote) - remote_before);
+        assert!(local_rx >= 3, "{s}'s own gateway got {local_rx} frames");
+        assert_eq!(remote_rx, 0, "the other host's gateway got {remote_rx} of {s}'s frames");
+    }
+    for (d, remote) in [(&d1, h2), (&d2, h1)] {
+        let fdb: Vec<FdbEntry> = d.ctl_json(&["fdb", "show", &net]);
+        let via_tunnel: Vec<_> = fdb.iter().filter(|f| f.port == tunnel_port(remote.vtep())).map(|f| f.mac).collect();
+        assert!(
+            !via_tunnel.contains(&mac_of_gateway(d, &net)),
+            "the gateway MAC was learned behind the tunnel: {fdb:#?}"
+        );
+    }
 
     const LEN: u64 = 8 << 20;
     let r = tcp_transfer(&s2, ip_of(&e2), &s1, LEN).expect("TCP host 1 -> host 2");
@@ -297,6 +319,15 @@ fn learn_peers_accepts_an_unconfigured_vtep_and_lists_it() {
     let stats = d1.stats_map();
     let vtep = stats.iter().find(|((p, _), _)| p == "vtep").map(|(_, s)| s).expect("vtep row");
     assert_eq!(vtep.drops.get("unknown_peer").copied().unwrap_or(0), 0, "{vtep:?}");
+}
+
+/// The MAC of `net`'s gateway on `d`, from `show`.
+fn mac_of_gateway(d: &Daemon, net: &str) -> ctl::MacAddress {
+    let fdb: Vec<FdbEntry> = d.ctl_json(&["fdb", "show", net]);
+    fdb.iter()
+        .find(|f| f.port == format!("gw:{net}"))
+        .map(|f| f.mac)
+        .unwrap_or_else(|| panic!("no gateway MAC learned on gw:{net}: {fdb:#?}"))
 }
 
 /// Hosts that share an overlay allocate addresses independently; giving each

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::counters::{DropReason, LearningCounters, PortCounters};
 use crate::fdb::{DEFAULT_FDB_LIMIT, Fdb, FdbEntry, FdbError, Learned};
-use crate::port::{NetworkId, PortConfig, PortId, PortKind};
+use crate::port::{NetworkId, PortConfig, PortId};
 use crate::time::Timestamp;
 use crate::wire::{EthernetFrame, MacAddr};
 
@@ -477,6 +477,9 @@ impl Bridge {
                 DropReason::SameSegment
             } else {
                 match ports.get_mut(egress.index()).and_then(Option::as_mut) {
+                    Some(out) if ingress_kind.crosses_gateway_and_tunnel(out.config.kind) => {
+                        DropReason::GatewayAcrossTunnel
+                    }
                     Some(out) if out.up => {
                         out.counters.tx_packets += 1;
                         out.counters.tx_bytes += len;
@@ -491,15 +494,15 @@ impl Bridge {
         }
 
         // Broadcast, multicast or unknown unicast: every other port of this
-        // network, split horizon between tunnels.
-        let from_tunnel = ingress_kind == PortKind::Tunnel;
+        // network, split horizon between tunnels, none between a tunnel and
+        // the gateway.
         let mut delivered = 0u32;
         for &member in &net.members {
             if member == rx.port {
                 continue;
             }
             let Some(out) = ports.get_mut(member.index()).and_then(Option::as_mut) else { continue };
-            if !out.up || (from_tunnel && out.config.kind == PortKind::Tunnel) {
+            if !out.up || !ingress_kind.floods_to(out.config.kind) {
                 continue;
             }
             out.counters.tx_packets += 1;

@@ -181,6 +181,34 @@ fn split_horizon_between_tunnel_ports() {
     assert_eq!(send(&mut b, T0, 0, &frame(MacAddr::BROADCAST, mac(2), 60)), vec![1, 2]);
 }
 
+/// Every host of an overlay has a gateway with the same MAC: frames never
+/// pass between the gateway and a tunnel, flooded or unicast, so a sandbox
+/// always reaches its own host's gateway.
+#[test]
+fn no_frame_passes_between_the_gateway_and_a_tunnel() {
+    let mut b = Bridge::new();
+    b.add_network(NET_A, NetworkConfig::default()).unwrap();
+    b.add_port(PortId(0), PortConfig::access(NET_A)).unwrap();
+    b.add_port(PortId(1), PortConfig::gateway(NET_A)).unwrap();
+    b.add_port(PortId(2), PortConfig::tunnel(NET_A)).unwrap();
+    let (sandbox, gateway, remote) = (mac(1), mac(2), mac(3));
+    // A local sandbox's ARP broadcast reaches the gateway and the tunnel.
+    assert_eq!(send(&mut b, T0, 0, &frame(MacAddr::BROADCAST, sandbox, 60)), vec![1, 2]);
+    // The gateway's broadcast stays on this host.
+    assert_eq!(send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, gateway, 60)), vec![0]);
+    // A remote broadcast (another host's sandbox asking for the gateway)
+    // reaches local sandboxes only: its own host's gateway answers it.
+    assert_eq!(send(&mut b, T0, 2, &frame(MacAddr::BROADCAST, remote, 60)), vec![0]);
+    // Unicast between the two is refused and counted, both ways.
+    assert!(send(&mut b, T0, 2, &frame(gateway, remote, 60)).is_empty());
+    assert_eq!(drops(&b, 2, DropReason::GatewayAcrossTunnel), 1);
+    assert!(send(&mut b, T0, 1, &frame(remote, gateway, 60)).is_empty());
+    assert_eq!(drops(&b, 1, DropReason::GatewayAcrossTunnel), 1);
+    // Local traffic to and from the gateway flows.
+    assert_eq!(send(&mut b, T0, 0, &frame(gateway, sandbox, 60)), vec![1]);
+    assert_eq!(send(&mut b, T0, 1, &frame(sandbox, gateway, 60)), vec![0]);
+}
+
 #[test]
 fn port_down_and_removal_flush_entries() {
     let mut b = bridge();

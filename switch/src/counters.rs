@@ -58,11 +58,14 @@ pub enum DropReason {
     SealFailed,
     /// An encrypted packet of this host's own sender session, sent back to it.
     Reflected,
+    /// A unicast frame between a tunnel and the gateway: each host's
+    /// sandboxes use their own host's (anycast) gateway.
+    GatewayAcrossTunnel,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -86,6 +89,7 @@ impl DropReason {
         DropReason::UnexpectedEncrypted,
         DropReason::SealFailed,
         DropReason::Reflected,
+        DropReason::GatewayAcrossTunnel,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -116,6 +120,7 @@ impl DropReason {
             DropReason::UnexpectedEncrypted => "unexpected_encrypted",
             DropReason::SealFailed => "seal_failed",
             DropReason::Reflected => "reflected",
+            DropReason::GatewayAcrossTunnel => "gateway_across_tunnel",
         }
     }
 }

@@ -47,6 +47,29 @@ pub enum PortKind {
     /// A tunnel to other hosts. Split horizon: a frame that arrived on a
     /// tunnel port is never flooded to another tunnel port.
     Tunnel,
+    /// The switch's own gateway for the network on this host. Every host of
+    /// an overlay has one, with the same address and MAC (an anycast
+    /// gateway, as each host's sandboxes expect the same default route), so
+    /// no frame passes between a gateway port and a tunnel port: a sandbox
+    /// always talks to its own host's gateway, and one host's gateway is
+    /// never learned behind a tunnel by another.
+    Gateway,
+}
+
+impl PortKind {
+    /// Whether one of the two is a tunnel and the other the gateway: no
+    /// frame passes between them (anycast gateway).
+    pub fn crosses_gateway_and_tunnel(self, other: PortKind) -> bool {
+        matches!((self, other), (PortKind::Tunnel, PortKind::Gateway) | (PortKind::Gateway, PortKind::Tunnel))
+    }
+
+    /// Whether a frame from a port of kind `self` is flooded to one of kind
+    /// `egress`: not between tunnels (split horizon), and not between a
+    /// tunnel and the gateway.
+    pub fn floods_to(self, egress: PortKind) -> bool {
+        let between_tunnels = self == PortKind::Tunnel && egress == PortKind::Tunnel;
+        !between_tunnels && !self.crosses_gateway_and_tunnel(egress)
+    }
 }
 
 /// Default MTU of a port: the Ethernet payload size it accepts.
@@ -77,5 +100,10 @@ impl PortConfig {
     /// A tunnel port on `network`; it may learn as many MACs as the network holds.
     pub fn tunnel(network: NetworkId) -> PortConfig {
         PortConfig { network, kind: PortKind::Tunnel, mtu: DEFAULT_MTU, learn_limit: usize::MAX }
+    }
+
+    /// The gateway port of `network` (see [`PortKind::Gateway`]).
+    pub fn gateway(network: NetworkId) -> PortConfig {
+        PortConfig { kind: PortKind::Gateway, ..PortConfig::access(network) }
     }
 }

@@ -115,7 +115,7 @@ impl Datapath {
         let mut gateway = None;
         if let Some(gw) = spec.gateway {
             let port = super::gateway_port(spec.id.0);
-            if let Err(e) = self.bridge.add_port(port, PortConfig { mtu: spec.mtu, ..PortConfig::access(spec.id) }) {
+            if let Err(e) = self.bridge.add_port(port, PortConfig { mtu: spec.mtu, ..PortConfig::gateway(spec.id) }) {
                 let _ = self.bridge.remove_network(spec.id);
                 return Err(e.into());
             }
