@@ -275,6 +275,9 @@ fn insecure_secret_files_and_missing_secrets_are_refused_and_encrypted_mtu_is_14
     assert!(err.contains("--secret-file"), "the refusal should mention --secret-file: {err}");
     let listed = plain.ctl_ok(&["network", "ls"]);
     assert!(!listed.contains(&net), "refused encrypted network is listed: {listed}");
+    // On a bridge network the option is refused for what it is, secret or not.
+    let err = plain.ctl_err(&["network", "create", &net, "--subnet", "10.211.33.0/24", "-o", "encrypted"]);
+    assert!(err.contains("encrypted") && err.contains("bridge") && !err.contains("--secret-file"), "{err}");
 
     // With a secret, the endpoint MTU inside the sandbox is 1500 - 50 - 32.
     let secret = SecretFile::generate(0o600);

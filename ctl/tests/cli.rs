@@ -322,6 +322,21 @@ fn daemon_error_goes_to_stderr_with_exit_1() {
 }
 
 #[test]
+fn rm_of_several_names_goes_on_past_a_refusal() {
+    let d =
+        FakeDaemon::start(vec![Reply::Err(ErrorKind::InUse, "network blue has 1 endpoint(s)"), Reply::Ok(json!({}))]);
+    let out = vswitchctl(&d.socket, &["network", "rm", "blue", "red"]);
+    let reqs = d.finish();
+    assert_eq!(reqs, vec![Request::NetworkRm { name: "blue".into() }, Request::NetworkRm { name: "red".into() }]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "red\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error: network blue has 1 endpoint(s)\nError: 1 of the names given could not be removed\n"
+    );
+}
+
+#[test]
 fn no_daemon_gives_a_clear_message() {
     let dir = TempDir::new();
     let path = dir.path().join("nobody.sock");

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{CommandFactory, Parser};
-use ctl::client::Client;
+use ctl::client::{Client, ClientError};
 use ctl::proto::{
     EndpointInfo, FdbEntry, FlushResult, NetworkInfo, NetworkSummary, PortStats, Request, SandboxInfo, ShowTree,
     VersionInfo,
@@ -24,14 +24,22 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // A closed stdout (e.g. `| head`) is not worth an error message.
-        Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => {
-            ExitCode::SUCCESS
-        }
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether `e` is (or wraps) a write to a closed pipe, from printing a table
+/// or from serializing JSON.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let io_kind = c.downcast_ref::<io::Error>().map(io::Error::kind);
+        let json_kind = c.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind);
+        io_kind.or(json_kind) == Some(io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Output context: the lazily opened connection, `--json`, and stdout.
@@ -187,16 +195,34 @@ fn fdb(ctx: &mut Ctx, cmd: FdbCmd) -> Result<()> {
 
 /// Removes each named object in turn, printing its name like `docker network rm`
 /// (with `--json`, an array of the replies). Stops at the first error.
+/// Removes each of `names` in turn, as `docker network rm` does: a refusal
+/// is reported and the rest are still removed; the command fails if any was
+/// refused.
 fn remove_each(ctx: &mut Ctx, names: Vec<String>, req: impl Fn(String) -> Request) -> Result<()> {
     let mut replies = Vec::new();
+    let mut refused = 0usize;
+    let several = names.len() > 1;
     for name in names {
-        replies.push(ctx.call(&req(name.clone()))?);
-        if !ctx.json {
-            writeln!(ctx.out, "{name}")?;
+        match ctx.call(&req(name.clone())) {
+            Ok(reply) => {
+                if !ctx.json {
+                    writeln!(ctx.out, "{name}")?;
+                }
+                replies.push(reply);
+            }
+            // The daemon refused this one (its message says why): go on.
+            Err(e) if several && matches!(e.downcast_ref::<ClientError>(), Some(ClientError::Daemon(_))) => {
+                eprintln!("Error: {e:#}");
+                refused += 1;
+            }
+            Err(e) => return Err(e),
         }
     }
     if ctx.json {
         ctx.print_json(&Value::Array(replies))?;
     }
-    Ok(())
+    match refused {
+        0 => Ok(()),
+        n => Err(anyhow::anyhow!("{n} of the names given could not be removed")),
+    }
 }

@@ -316,7 +316,9 @@ impl Control {
 
     fn network_create(&mut self, mut req: CreateNetwork) -> Reply {
         let encrypted = req.options.contains_key(ENCRYPTED_OPTION);
-        if encrypted && !self.has_secret {
+        // `-o encrypted` on a non-overlay network is refused by the model,
+        // which says why; only an overlay needs the secret.
+        if encrypted && req.driver == proto::Driver::Overlay && !self.has_secret {
             return Err(CtlError::new(ErrorKind::NotSupported, DatapathError::NoSecret.to_string()));
         }
         if req.driver == proto::Driver::Overlay && req.mtu.is_none() {
