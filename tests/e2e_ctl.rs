@@ -85,6 +85,7 @@ fn refused_requests_fail_clearly_and_change_nothing() {
     }
     assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
     assert_eq!(link_names(&b), links_b, "refused connects left interfaces in {b}");
+    assert_eq!(d.ctl_ok(&["config", "show"]), "aging-time 300\n", "refused config sets changed the aging time");
     // Still fully working afterwards.
     let eb = d.connect(&net, &b, None);
     assert_eq!(eb.ipv4.map(|i| i.to_string()).as_deref(), Some("10.206.0.2/24"));

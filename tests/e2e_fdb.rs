@@ -70,6 +70,7 @@ fn learned_entries_age_out_static_entries_stay() {
         .collect();
     let (ea, eb, ec) = (&eps[0], &eps[1], &eps[2]);
     d.ctl_ok(&["config", "set", "aging-time", "10"]);
+    assert_eq!(d.ctl_ok(&["config", "show"]), "aging-time 10\n");
     assert!(ping(&a, eb.ipv4.expect("ip").addr(), 2), "a cannot ping b");
 
     // A MAC only ever seen as a frame source behind a's port gets learned there.

@@ -303,6 +303,9 @@ fn config_set_version_and_ping() {
     let (out, reqs) = run_ok(&["config", "set", "aging-time", "300"], vec![Reply::Ok(json!({}))]);
     assert_eq!(out, "");
     assert_eq!(reqs, vec![Request::ConfigSet { key: "aging-time".into(), value: "300".into() }]);
+    let (out, reqs) = run_ok(&["config", "show"], vec![Reply::Ok(json!({"aging_time": 300}))]);
+    assert_eq!(reqs, vec![Request::ConfigShow]);
+    assert_eq!(out, "aging-time 300\n");
     let (out, reqs) = run_ok(&["version"], vec![Reply::Ok(json!({"version": "0.1.0", "protocol": 1}))]);
     assert_eq!(reqs, vec![Request::Version]);
     assert_eq!(out, format!("vswitchctl {}\nvswitchd 0.1.0 (protocol 1)\n", env!("CARGO_PKG_VERSION")));

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ctl::proto::{
-    self, Ack, Driver, EndpointInfo, EndpointResource, ErrorKind, FdbEntry, FlushResult, Ipam, IpamConfig,
+    self, Ack, ConfigInfo, Driver, EndpointInfo, EndpointResource, ErrorKind, FdbEntry, FlushResult, Ipam, IpamConfig,
     MAX_REQUEST_BYTES, NetworkInfo, NetworkSummary, PortStats, ProtocolError, Request, SandboxInfo, ShowTree,
     VersionInfo,
 };
@@ -48,6 +48,7 @@ fn one_of_each() -> Vec<Request> {
         Request::FdbAdd { network: "blue".into(), mac: "02:00:00:00:00:09".parse().unwrap(), port: "p1".into() },
         Request::FdbFlush { network: None },
         Request::Stats { port: Some("p1".into()) },
+        Request::ConfigShow,
         Request::ConfigSet { key: "aging-time".into(), value: "300".into() },
         Request::PeerAdd { addr: "192.0.2.1:4789".parse().unwrap(), networks: vec!["ov".into()] },
         Request::PeerLs,
@@ -374,6 +375,7 @@ fn check_payload(verb: &str, ok: Value) {
         "show" => serde_json::from_value::<ShowTree>(ok).map(drop),
         "fdb_show" => serde_json::from_value::<Vec<FdbEntry>>(ok).map(drop),
         "fdb_flush" => serde_json::from_value::<FlushResult>(ok).map(drop),
+        "config_show" => serde_json::from_value::<ConfigInfo>(ok).map(drop),
         "stats" => serde_json::from_value::<Vec<PortStats>>(ok).map(drop),
         "version" => serde_json::from_value::<VersionInfo>(ok).map(drop),
         _ => serde_json::from_value::<Ack>(ok).map(drop),

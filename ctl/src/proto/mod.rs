@@ -16,8 +16,9 @@ use serde_json::Value;
 
 pub use error::{CtlError, ErrorKind, ProtocolError};
 pub use payload::{
-    Ack, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, Ipam, IpamConfig, KeyEpoch, NetworkInfo,
-    NetworkSummary, PeerInfo, PortKind, PortStats, SandboxInfo, ShowNetwork, ShowPort, ShowTree, VersionInfo,
+    Ack, ConfigInfo, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, Ipam, IpamConfig, KeyEpoch,
+    NetworkInfo, NetworkSummary, PeerInfo, PortKind, PortStats, SandboxInfo, ShowNetwork, ShowPort, ShowTree,
+    VersionInfo,
 };
 pub use request::{Driver, Request, UnknownDriver};
 

@@ -283,6 +283,14 @@ pub struct PeerInfo {
     pub learned: bool,
 }
 
+/// Reply to `config_show`: the runtime settings, under the names
+/// `config_set` takes (with `-` as `_`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigInfo {
+    /// `aging-time`: seconds a learned FDB entry lives without traffic.
+    pub aging_time: u64,
+}
+
 /// Reply to `fdb_flush`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlushResult {

@@ -192,6 +192,9 @@ pub enum Request {
         #[serde(default)]
         port: Option<String>,
     },
+    /// The runtime settings `config_set` changes. Reply:
+    /// [`ConfigInfo`](super::ConfigInfo).
+    ConfigShow,
     /// Change a runtime setting, e.g. `aging-time` = `300`. Reply: [`Ack`](super::Ack).
     ConfigSet {
         /// Setting name.
@@ -243,6 +246,7 @@ impl Request {
         "fdb_add",
         "fdb_flush",
         "stats",
+        "config_show",
         "config_set",
         "peer_add",
         "peer_ls",
@@ -269,6 +273,7 @@ impl Request {
             Self::FdbAdd { .. } => "fdb_add",
             Self::FdbFlush { .. } => "fdb_flush",
             Self::Stats { .. } => "stats",
+            Self::ConfigShow => "config_show",
             Self::ConfigSet { .. } => "config_set",
             Self::PeerAdd { .. } => "peer_add",
             Self::PeerLs => "peer_ls",

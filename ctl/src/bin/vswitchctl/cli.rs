@@ -281,6 +281,8 @@ fn parse_peer_addr(s: &str) -> Result<SocketAddr, String> {
 /// `config` verbs.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCmd {
+    /// Show the runtime settings (`KEY VALUE` lines).
+    Show,
     /// Set a runtime setting, e.g. `config set aging-time 300`.
     Set {
         /// Setting name.

@@ -96,6 +96,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Show => ctx.show(&Request::Show, |w, t: ShowTree| render::show(w, &t)),
         Command::Fdb(cmd) => fdb(&mut ctx, cmd),
         Command::Stats { port } => ctx.show(&Request::Stats { port }, |w, s: Vec<PortStats>| render::stats(w, &s)),
+        Command::Config(ConfigCmd::Show) => {
+            ctx.show(&Request::ConfigShow, |w, c: ctl::proto::ConfigInfo| writeln!(w, "aging-time {}", c.aging_time))
+        }
         Command::Config(ConfigCmd::Set { key, value }) => {
             ctx.show(&Request::ConfigSet { key, value }, |_, _: Value| Ok(()))
         }

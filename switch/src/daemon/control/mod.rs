@@ -257,6 +257,7 @@ impl Control {
             Request::PeerAdd { addr, networks } => self.peer_add(addr, networks),
             Request::PeerLs => self.peer_ls(),
             Request::PeerRm { addr } => self.peer_rm(addr),
+            Request::ConfigShow => ok(proto::ConfigInfo { aging_time: self.model.config().aging_time_secs }),
             Request::ConfigSet { key, value } => {
                 let mut next = self.model.clone();
                 next.set_config(&key, &value).map_err(model_error)?;
