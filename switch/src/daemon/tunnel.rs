@@ -230,10 +230,17 @@ impl Tunnel {
         // payload: one copy of the frame in all.
         let (head, tail) = if seal.is_some() { (crypto::HEADER_LEN, crypto::TAG_LEN) } else { (HEADER_LEN, 0) };
         self.segments.set_room(head, tail);
-        let partial = seal.is_some() && offload::is_standard_partial(frame, hdr);
-        let inner_checksum = if partial { InnerChecksum::Partial } else { InnerChecksum::AsSent };
-        let cut = if partial {
-            offload::segment_to_mtu_partial(frame, hdr, ip_mtu, &mut self.segments)
+        let mut inner_checksum = InnerChecksum::AsSent;
+        let cut = if seal.is_some() && hdr.needs_csum() {
+            // Left partial wherever the receiver can find the checksum again
+            // (the tag vouches for the frame); completed otherwise.
+            match offload::segment_to_mtu_partial(frame, hdr, ip_mtu, &mut self.segments) {
+                Ok(n) => {
+                    inner_checksum = InnerChecksum::Partial;
+                    Ok(n)
+                }
+                Err(_) => offload::segment_to_mtu(frame, hdr, ip_mtu, &mut self.segments),
+            }
         } else if hdr.is_gso() || hdr.needs_csum() {
             offload::segment_to_mtu(frame, hdr, ip_mtu, &mut self.segments)
         } else {

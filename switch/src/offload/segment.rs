@@ -187,12 +187,18 @@ pub fn segment_to_mtu_partial(
     mtu: u16,
     out: &mut SegmentBuf,
 ) -> Result<usize, OffloadError> {
-    if !is_standard_partial(frame, hdr) {
+    // GSO frames are checked where segmentation has parsed their headers.
+    if !hdr.is_gso() && !is_standard_partial(frame, hdr) {
         out.clear();
-        return Err(OffloadError::Unsupported { what: "partial checksum at a non-standard place" });
+        return Err(NON_STANDARD_PARTIAL);
     }
     segment_inner(frame, hdr, Some(mtu), L4Checksum::Partial, out)
 }
+
+/// A partial checksum [`partial_checksum_hdr`](super::partial_checksum_hdr)
+/// would not find again.
+const NON_STANDARD_PARTIAL: OffloadError =
+    OffloadError::Unsupported { what: "partial checksum at a non-standard place" };
 
 /// What segmentation does with TCP/UDP checksums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,6 +248,14 @@ fn segment_inner(
         return Err(OffloadError::Malformed { what: "L4 protocol for the GSO type" });
     }
     let l4 = parse::l4(frame, &ip)?;
+    if checksum == L4Checksum::Partial {
+        // Where `is_standard_partial` looks, from the headers parsed here.
+        let field = if proto == parse::PROTO_TCP { parse::TCP_CHECKSUM } else { parse::UDP_CHECKSUM };
+        let standard = (usize::from(hdr.csum_start), usize::from(hdr.csum_offset)) == (l4.off, field);
+        if !hdr.needs_csum() || ip.fragment || !standard {
+            return Err(NON_STANDARD_PARTIAL);
+        }
+    }
 
     let mut mss = usize::from(hdr.gso_size);
     if let (Some(mtu), parse::PROTO_TCP) = (mtu, proto) {
