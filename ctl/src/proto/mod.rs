@@ -16,9 +16,9 @@ use serde_json::Value;
 
 pub use error::{CtlError, ErrorKind, ProtocolError};
 pub use payload::{
-    Ack, ConfigInfo, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, Ipam, IpamConfig, KeyEpoch,
-    NetworkInfo, NetworkSummary, PeerInfo, PortKind, PortStats, SandboxInfo, ShowNetwork, ShowPort, ShowTree,
-    VersionInfo,
+    Ack, ConfigInfo, DnsRecord, DnsStats, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, Ipam,
+    IpamConfig, KeyEpoch, NetworkInfo, NetworkSummary, PeerInfo, PortKind, PortStats, ResolverInfo, SandboxInfo,
+    ShowNetwork, ShowPort, ShowTree, VersionInfo,
 };
 pub use request::{Driver, Request, UnknownDriver};
 

@@ -149,6 +149,82 @@ pub struct SandboxInfo {
     /// The sandbox's endpoints.
     #[serde(default)]
     pub endpoints: Vec<EndpointInfo>,
+    /// The resolver configuration the switch wrote for the sandbox (set by
+    /// `sandbox_inspect`; absent from `sandbox_ls` and `sandbox_create`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<ResolverInfo>,
+}
+
+/// A sandbox's effective resolver configuration: what its `resolv.conf`
+/// says and where the switch sends the names it does not own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolverInfo {
+    /// The file the switch writes (`/etc/netns/NAME/resolv.conf`, which
+    /// `ip netns exec` mounts as `/etc/resolv.conf`; a container runtime
+    /// bind-mounts it into an adopted namespace), if it wrote one.
+    pub resolv_conf: Option<PathBuf>,
+    /// Its `nameserver` lines: the gateway of the sandbox's first network
+    /// that has the embedded DNS, else the sandbox's own `--dns` servers.
+    pub nameservers: Vec<IpAddr>,
+    /// Its `search` domains.
+    #[serde(default)]
+    pub search: Vec<String>,
+    /// Its `options` (e.g. `ndots:0`).
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// Where the embedded DNS forwards names it does not own for this
+    /// sandbox: its `--dns` servers, else the daemon's upstreams.
+    #[serde(default)]
+    pub upstreams: Vec<SocketAddr>,
+    /// False when every network of the sandbox is `--internal`: names the
+    /// switch does not own are then answered NXDOMAIN, never forwarded.
+    pub forwarding: bool,
+}
+
+/// One record served by the embedded DNS. `dns_ls` returns a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecord {
+    /// The network whose sandboxes (and only those) see the record.
+    pub network: String,
+    /// The owner name, lowercase, without the trailing dot (`web`,
+    /// `web.app`, or `2.0.10.10.in-addr.arpa` for PTR).
+    pub name: String,
+    /// `A` or `PTR`.
+    #[serde(rename = "type")]
+    pub record_type: String,
+    /// The address (A) or the name pointed to (PTR).
+    pub value: String,
+    /// The sandbox whose endpoint the record belongs to.
+    pub sandbox: String,
+    /// Time to live in seconds.
+    pub ttl: u32,
+}
+
+/// Counters of one network's embedded DNS server (its gateway).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsStats {
+    /// Queries received (UDP and TCP).
+    pub queries: u64,
+    /// Queries answered from the switch's own records (incl. NXDOMAIN and NODATA it decided).
+    pub answered_locally: u64,
+    /// Answers NXDOMAIN decided locally (no forwarding for the asker, or an unassigned address of its subnets).
+    pub nxdomain: u64,
+    /// Known names asked for a type they lack (NOERROR, no answers).
+    pub nodata: u64,
+    /// Queries forwarded to an upstream.
+    pub forwarded: u64,
+    /// Forwarded queries no upstream answered (SERVFAIL sent).
+    pub upstream_failures: u64,
+    /// Malformed messages (dropped or answered FORMERR).
+    pub malformed: u64,
+    /// Queries refused: unknown or spoofed source, or not a query.
+    pub refused: u64,
+    /// Queries refused because the forwarding bound was reached.
+    pub refused_over_limit: u64,
+    /// UDP answers too large for the asker, sent truncated (TC).
+    pub truncated: u64,
+    /// TCP connections cut: idle, too slow, or evicted for a new one.
+    pub tcp_closed_idle: u64,
 }
 
 /// Reply to `show`: the whole switch as a tree (networks → ports).
@@ -318,6 +394,9 @@ pub struct PortStats {
     /// Dropped frames by reason (e.g. `"runt"`, `"queue_full"`).
     #[serde(default)]
     pub drops: BTreeMap<String, u64>,
+    /// On a gateway port (`gw:NET`): the network's embedded DNS counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsStats>,
 }
 
 impl PortStats {

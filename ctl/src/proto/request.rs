@@ -90,6 +90,13 @@ pub enum Request {
     },
     /// List sandboxes. Reply: `[SandboxInfo]`.
     SandboxLs,
+    /// Describe one sandbox, with the resolver configuration the switch
+    /// wrote for it. Reply: [`SandboxInfo`](super::SandboxInfo) with
+    /// `resolver` set.
+    SandboxInspect {
+        /// Sandbox name.
+        name: String,
+    },
     /// Remove a sandbox and all its endpoints. Reply: [`Ack`](super::Ack).
     SandboxRm {
         /// Sandbox name.
@@ -192,6 +199,12 @@ pub enum Request {
         #[serde(default)]
         port: Option<String>,
     },
+    /// The names the switch's embedded DNS serves. Reply: `[DnsRecord]`.
+    DnsLs {
+        /// Optional: only this network.
+        #[serde(default)]
+        network: Option<String>,
+    },
     /// The runtime settings `config_set` changes. Reply:
     /// [`ConfigInfo`](super::ConfigInfo).
     ConfigShow,
@@ -233,6 +246,7 @@ impl Request {
     pub const VERBS: &'static [&'static str] = &[
         "sandbox_create",
         "sandbox_ls",
+        "sandbox_inspect",
         "sandbox_rm",
         "network_create",
         "network_ls",
@@ -246,6 +260,7 @@ impl Request {
         "fdb_add",
         "fdb_flush",
         "stats",
+        "dns_ls",
         "config_show",
         "config_set",
         "peer_add",
@@ -260,6 +275,7 @@ impl Request {
         match self {
             Self::SandboxCreate { .. } => "sandbox_create",
             Self::SandboxLs => "sandbox_ls",
+            Self::SandboxInspect { .. } => "sandbox_inspect",
             Self::SandboxRm { .. } => "sandbox_rm",
             Self::NetworkCreate { .. } => "network_create",
             Self::NetworkLs => "network_ls",
@@ -273,6 +289,7 @@ impl Request {
             Self::FdbAdd { .. } => "fdb_add",
             Self::FdbFlush { .. } => "fdb_flush",
             Self::Stats { .. } => "stats",
+            Self::DnsLs { .. } => "dns_ls",
             Self::ConfigShow => "config_show",
             Self::ConfigSet { .. } => "config_set",
             Self::PeerAdd { .. } => "peer_add",

@@ -211,6 +211,9 @@ impl Control {
             Request::SandboxCreate { name, dns, dns_search, netns } => {
                 self.sandbox_create(name, dns, dns_search, netns)
             }
+            Request::SandboxInspect { .. } | Request::DnsLs { .. } => {
+                Err(CtlError::new(ErrorKind::NotSupported, "not built yet"))
+            }
             Request::SandboxLs => ok(self.model.sandboxes().map(|s| self.sandbox_info(&s.name)).collect::<Vec<_>>()),
             Request::SandboxRm { name } => self.sandbox_rm(&name),
             Request::NetworkCreate {

@@ -81,6 +81,7 @@ impl Control {
                 tx_bytes: c.tx_bytes,
                 floods: c.rx_flooded,
                 drops: drops(&c.drops),
+                dns: None,
             })
             .collect();
         if let Some(v) = snapshot.vtep {
@@ -93,6 +94,7 @@ impl Control {
                 tx_bytes: v.tx_bytes,
                 floods: 0,
                 drops: drops(&v.drops),
+                dns: None,
             });
         }
         stats.retain(|s| port.is_none_or(|p| p == s.port));
@@ -177,6 +179,7 @@ impl Control {
             dns: sandbox.map(|s| s.dns.clone()).unwrap_or_default(),
             dns_search: sandbox.map(|s| s.dns_search.clone()).unwrap_or_default(),
             endpoints: self.model.endpoints_in_sandbox(name).into_iter().map(|e| self.endpoint_info(e)).collect(),
+            resolver: None,
         }
     }
 
