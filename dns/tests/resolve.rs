@@ -1,0 +1,360 @@
+//! The resolver and the forwarder through their public API, with real DNS
+//! messages built and read back by hickory-proto.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use dns::{Action, Asker, Counters, Directory, ForwardError, Forwarder, Outcome, Resolver, Source, Transport};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+
+const WEB: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 2);
+const WORKER: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 3);
+const PG: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 2);
+const WEB_PORT: u32 = 0;
+const PG_PORT: u32 = 3;
+const UDP: Transport = Transport::Udp { path_limit: 1472 };
+
+fn upstream(n: u8) -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, n], 53))
+}
+
+/// Networks app (web, worker; alias api on both) and db (pg); web is on
+/// app, pg on db and app is internal-only for nobody.
+fn directory() -> Directory {
+    let mut d = Directory::new();
+    d.add_network(1, "app", "10.10.0.0/24".parse().unwrap());
+    d.add_network(2, "db", "10.20.0.0/24".parse().unwrap());
+    d.add_endpoint(1, "web", &["api".into()], WEB);
+    d.add_endpoint(1, "worker", &["api".into()], WORKER);
+    d.add_endpoint(2, "pg", &[], PG);
+    let none: Arc<[SocketAddr]> = Arc::from(Vec::new());
+    d.add_asker(
+        WEB_PORT,
+        Asker { address: WEB, network: 1, scope: vec![1], forwarding: true, upstreams: none.clone() },
+    );
+    d.add_asker(PG_PORT, Asker { address: PG, network: 2, scope: vec![2], forwarding: false, upstreams: none });
+    d
+}
+
+fn query(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    m.to_vec().unwrap()
+}
+
+fn answer(outcome: Outcome) -> Message {
+    match outcome {
+        Outcome::Answer(bytes) => Message::from_vec(&bytes).expect("answer parses"),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+}
+
+fn addresses(m: &Message) -> Vec<Ipv4Addr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
+
+struct Harness {
+    directory: Directory,
+    resolver: Resolver,
+    counters: Counters,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness { directory: directory(), resolver: Resolver::new(vec![upstream(1)]), counters: Counters::default() }
+    }
+
+    fn ask(&mut self, port: u32, src: Ipv4Addr, bytes: &[u8]) -> Outcome {
+        self.resolver.resolve(&mut self.directory, Source::Port(port), src, bytes, UDP, true, &mut self.counters)
+    }
+}
+
+#[test]
+fn names_aliases_and_network_suffixes_answer_locally() {
+    let mut h = Harness::new();
+    let m = answer(h.ask(WEB_PORT, WEB, &query(7, "WORKER.", RecordType::A)));
+    assert_eq!((m.metadata.id, m.metadata.response_code), (7, ResponseCode::NoError));
+    assert!(m.metadata.authoritative && m.metadata.recursion_available && m.metadata.recursion_desired);
+    assert_eq!(addresses(&m), [WORKER]);
+    assert_eq!(m.answers[0].ttl, dns::TTL);
+    assert_eq!(m.answers[0].name, Name::from_ascii("WORKER.").unwrap(), "the owner name echoes the question");
+    assert_eq!(m.queries.len(), 1);
+    let m = answer(h.ask(WEB_PORT, WEB, &query(8, "web.app.", RecordType::A)));
+    assert_eq!(addresses(&m), [WEB]);
+    assert_eq!(h.counters.answered_locally, 2);
+    assert_eq!(h.counters.queries, 2);
+}
+
+#[test]
+fn shared_alias_round_robin() {
+    let mut h = Harness::new();
+    let first = addresses(&answer(h.ask(WEB_PORT, WEB, &query(1, "api.", RecordType::A))));
+    let second = addresses(&answer(h.ask(WEB_PORT, WEB, &query(2, "api.", RecordType::A))));
+    assert_eq!(first, [WEB, WORKER]);
+    assert_eq!(second, [WORKER, WEB]);
+}
+
+#[test]
+fn known_name_other_type_is_nodata_never_forwarded() {
+    let mut h = Harness::new();
+    for qtype in [RecordType::AAAA, RecordType::MX, RecordType::TXT] {
+        let m = answer(h.ask(WEB_PORT, WEB, &query(3, "web.", qtype)));
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty());
+    }
+    assert_eq!((h.counters.nodata, h.counters.forwarded), (3, 0));
+}
+
+#[test]
+fn reverse_lookups() {
+    let mut h = Harness::new();
+    let m = answer(h.ask(WEB_PORT, WEB, &query(4, "3.0.10.10.in-addr.arpa.", RecordType::PTR)));
+    match &m.answers[0].data {
+        RData::PTR(p) => assert_eq!(p.0, Name::from_ascii("worker.app.").unwrap()),
+        other => panic!("{other:?}"),
+    }
+    let m = answer(h.ask(WEB_PORT, WEB, &query(5, "99.0.10.10.in-addr.arpa.", RecordType::PTR)));
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    // Another network's subnet is not the asker's: forwarded like any name.
+    assert!(matches!(h.ask(WEB_PORT, WEB, &query(6, "2.0.20.10.in-addr.arpa.", RecordType::PTR)), Outcome::Forward(_)));
+}
+
+#[test]
+fn names_of_other_networks_are_forwarded_or_nxdomain_without_forwarding() {
+    let mut h = Harness::new();
+    match h.ask(WEB_PORT, WEB, &query(9, "pg.", RecordType::A)) {
+        Outcome::Forward(upstreams) => assert_eq!(&upstreams[..], [upstream(1)]),
+        other => panic!("{other:?}"),
+    }
+    // pg's sandbox is on an internal network only: no forwarding.
+    let m = answer(h.ask(PG_PORT, PG, &query(10, "web.", RecordType::A)));
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(!m.metadata.recursion_available);
+    let m = answer(h.ask(PG_PORT, PG, &query(11, "example.com.", RecordType::A)));
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!((h.counters.forwarded, h.counters.nxdomain), (1, 2));
+}
+
+#[test]
+fn askers_own_upstreams_and_no_upstream_at_all() {
+    let mut d = directory();
+    let own: Arc<[SocketAddr]> = Arc::from(vec![upstream(9)]);
+    d.add_asker(6, Asker { address: WORKER, network: 1, scope: vec![1], forwarding: true, upstreams: own });
+    let resolver = Resolver::new(Vec::new());
+    let mut c = Counters::default();
+    let q = query(1, "example.com.", RecordType::A);
+    match resolver.resolve(&mut d, Source::Port(6), WORKER, &q, UDP, true, &mut c) {
+        Outcome::Forward(u) => assert_eq!(&u[..], [upstream(9)]),
+        other => panic!("{other:?}"),
+    }
+    let m = answer(resolver.resolve(&mut d, Source::Port(WEB_PORT), WEB, &q, UDP, true, &mut c));
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(c.upstream_failures, 1);
+    let m = answer(Resolver::new(vec![upstream(1)]).resolve(&mut d, Source::Port(6), WORKER, &q, UDP, false, &mut c));
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(c.refused_over_limit, 1);
+}
+
+#[test]
+fn spoofed_and_unknown_sources_are_refused() {
+    let mut h = Harness::new();
+    // pg's port with web's address: nothing of web's scope.
+    let m = answer(h.ask(PG_PORT, WEB, &query(1, "worker.", RecordType::A)));
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert!(m.answers.is_empty());
+    let m = answer(h.ask(42, WEB, &query(2, "worker.", RecordType::A)));
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(h.counters.refused, 2);
+    // TCP clients are known by address on the network.
+    let q = query(3, "worker.", RecordType::A);
+    let tcp = |h: &mut Harness, net, src| {
+        h.resolver.resolve(&mut h.directory, Source::Network(net), src, &q, Transport::Tcp, true, &mut h.counters)
+    };
+    assert_eq!(addresses(&answer(tcp(&mut h, 1, WEB))), [WORKER]);
+    assert_eq!(answer(tcp(&mut h, 2, WEB)).metadata.response_code, ResponseCode::Refused);
+}
+
+#[test]
+fn malformed_messages() {
+    let mut h = Harness::new();
+    assert_eq!(h.ask(WEB_PORT, WEB, &[1, 2, 3]), Outcome::Drop, "no header: nothing to answer");
+    // A header with a question count but no question: FORMERR with the ID.
+    let m = answer(h.ask(WEB_PORT, WEB, &[0xab, 0xcd, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
+    assert_eq!((m.metadata.id, m.metadata.response_code), (0xabcd, ResponseCode::FormErr));
+    // A compression pointer to itself.
+    let mut looped = vec![0, 9, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1];
+    assert_eq!(answer(h.ask(WEB_PORT, WEB, &looped)).metadata.response_code, ResponseCode::FormErr);
+    // A label longer than the message.
+    looped[12] = 63;
+    assert_eq!(answer(h.ask(WEB_PORT, WEB, &looped)).metadata.response_code, ResponseCode::FormErr);
+    // A response sent to the server.
+    let mut response = query(5, "web.", RecordType::A);
+    response[2] |= 0x80;
+    assert_eq!(h.ask(WEB_PORT, WEB, &response), Outcome::Drop);
+    // Two questions.
+    let mut m = Message::new(6, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii("web.").unwrap(), RecordType::A));
+    m.add_query(Query::query(Name::from_ascii("api.").unwrap(), RecordType::A));
+    assert_eq!(answer(h.ask(WEB_PORT, WEB, &m.to_vec().unwrap())).metadata.response_code, ResponseCode::FormErr);
+    // Not a QUERY.
+    let mut notify = query(7, "web.", RecordType::A);
+    notify[2] = (4 << 3) | 1;
+    assert_eq!(answer(h.ask(WEB_PORT, WEB, &notify)).metadata.response_code, ResponseCode::NotImp);
+    assert_eq!(h.counters.malformed, 6, "everything but NOTIFY");
+}
+
+#[test]
+fn udp_answers_that_do_not_fit_are_truncated_and_edns_is_answered() {
+    let mut d = Directory::new();
+    d.add_network(1, "big", "10.30.0.0/16".parse().unwrap());
+    for i in 0..80u8 {
+        d.add_endpoint(1, &format!("r{i}"), &["many".into()], Ipv4Addr::new(10, 30, 1, i + 1));
+    }
+    let none: Arc<[SocketAddr]> = Arc::from(Vec::new());
+    d.add_asker(
+        0,
+        Asker { address: Ipv4Addr::new(10, 30, 1, 1), network: 1, scope: vec![1], forwarding: true, upstreams: none },
+    );
+    let resolver = Resolver::new(Vec::new());
+    let mut c = Counters::default();
+    let src = Ipv4Addr::new(10, 30, 1, 1);
+    let plain = query(1, "many.", RecordType::A);
+    let m = answer(resolver.resolve(&mut d, Source::Port(0), src, &plain, UDP, true, &mut c));
+    assert!(m.metadata.truncation && m.answers.is_empty(), "80 A records do not fit 512 bytes");
+    assert_eq!(c.truncated, 1);
+    let mut edns_query = Message::from_vec(&plain).unwrap();
+    let mut edns = Edns::new();
+    edns.set_max_payload(4096);
+    edns_query.set_edns(edns);
+    let m = answer(resolver.resolve(&mut d, Source::Port(0), src, &edns_query.to_vec().unwrap(), UDP, true, &mut c));
+    assert!(!m.metadata.truncation);
+    assert_eq!(addresses(&m).len(), 80);
+    assert_eq!(m.edns.as_ref().map(|e| e.max_payload()), Some(dns::EDNS_PAYLOAD));
+    let m = answer(resolver.resolve(&mut d, Source::Network(1), src, &plain, Transport::Tcp, true, &mut c));
+    assert_eq!(addresses(&m).len(), 80, "TCP carries it all");
+}
+
+#[test]
+fn non_internet_classes_are_not_ours() {
+    let mut h = Harness::new();
+    let mut m = Message::new(1, MessageType::Query, OpCode::Query);
+    let mut q = Query::query(Name::from_ascii("web.").unwrap(), RecordType::TXT);
+    q.set_query_class(DNSClass::CH);
+    m.add_query(q);
+    assert!(matches!(h.ask(WEB_PORT, WEB, &m.to_vec().unwrap()), Outcome::Forward(_)));
+}
+
+// ---- forwarding ----
+
+fn sent(action: Action) -> (u16, SocketAddr, Vec<u8>) {
+    match action {
+        Action::Send { id, upstream, query, .. } => (id, upstream, query),
+        other => panic!("expected a send, got {other:?}"),
+    }
+}
+
+/// The upstream's answer to `query` (ID and question as sent) with `rcode`.
+fn upstream_answer(query: &[u8], rcode: ResponseCode, address: Ipv4Addr) -> Vec<u8> {
+    let q = Message::from_vec(query).unwrap();
+    let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+    m.metadata.response_code = rcode;
+    m.metadata.recursion_available = true;
+    m.add_queries(q.queries.clone());
+    if rcode == ResponseCode::NoError {
+        m.add_answer(hickory_proto::rr::Record::from_rdata(
+            q.queries[0].name().clone(),
+            300,
+            RData::A(hickory_proto::rr::rdata::A(address)),
+        ));
+    }
+    m.to_vec().unwrap()
+}
+
+#[test]
+fn forwarded_answers_are_relayed_with_the_client_id() {
+    let mut f = Forwarder::new(16, 1500, 42);
+    let q = query(0x1234, "example.com.", RecordType::A);
+    let (id, to, sent_query) = sent(f.start(9, &q, &[upstream(1), upstream(2)], false, 0).unwrap());
+    assert_eq!(to, upstream(1));
+    assert_eq!(&sent_query[2..], &q[2..], "only the ID changes");
+    let a = upstream_answer(&sent_query, ResponseCode::NoError, Ipv4Addr::new(192, 0, 2, 80));
+    assert_eq!(f.on_answer(upstream(2), &a, 10), None, "not from the upstream asked");
+    let mut other_question = a.clone();
+    other_question[13] ^= 0x01;
+    assert_eq!(f.on_answer(upstream(1), &other_question, 10), None, "another question");
+    match f.on_answer(upstream(1), &a, 10) {
+        Some(Action::Done { token: 9, answer, failed: false }) => {
+            assert_eq!(&answer[..2], &0x1234u16.to_be_bytes());
+            assert_eq!(&answer[2..], &a[2..], "relayed unchanged");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.in_flight(), 0);
+    assert_eq!(f.on_answer(upstream(1), &a, 20), None, "late duplicate");
+    let _ = id;
+}
+
+#[test]
+fn failover_on_timeout_servfail_refused_and_unreachable_then_servfail() {
+    let mut f = Forwarder::new(16, 1500, 7);
+    let q = query(77, "example.com.", RecordType::A);
+    let ups = [upstream(1), upstream(2), upstream(3), upstream(4)];
+    let (_, to, first) = sent(f.start(1, &q, &ups, false, 0).unwrap());
+    assert_eq!(to, upstream(1));
+    assert_eq!(f.next_deadline(), Some(1500));
+    let mut out = Vec::new();
+    f.expire(1499, &mut out);
+    assert!(out.is_empty());
+    f.expire(1500, &mut out);
+    let (_, to, _) = sent(out.pop().unwrap());
+    assert_eq!(to, upstream(2));
+    let refused = upstream_answer(&first, ResponseCode::Refused, Ipv4Addr::UNSPECIFIED);
+    let (_, to, _) = sent(f.on_answer(upstream(2), &refused, 1600).unwrap());
+    assert_eq!(to, upstream(3));
+    match f.on_unreachable(upstream(3), 1700).pop() {
+        Some(Action::Done { token: 1, answer, failed: true }) => {
+            let m = Message::from_vec(&answer).unwrap();
+            assert_eq!((m.metadata.id, m.metadata.response_code), (77, ResponseCode::ServFail));
+            assert_eq!(m.queries.len(), 1);
+        }
+        other => panic!("the fourth upstream is never asked: {other:?}"),
+    }
+    assert_eq!(f.in_flight(), 0);
+}
+
+#[test]
+fn tcp_failures_and_bounds() {
+    let mut f = Forwarder::new(2, 1500, 1);
+    let q = query(1, "example.com.", RecordType::A);
+    let a = f.start(1, &q, &[upstream(1), upstream(1), upstream(2)], true, 0).unwrap();
+    let (id, _, _) = sent(a.clone());
+    assert!(matches!(a, Action::Send { tcp: true, .. }));
+    let (_, to, _) = sent(f.on_failure(id, 5).unwrap());
+    assert_eq!(to, upstream(2), "duplicates are asked once");
+    assert!(f.on_unreachable(upstream(2), 6).is_empty(), "ICMP on the UDP socket says nothing of TCP queries");
+    f.start(2, &q, &[upstream(1)], false, 0).unwrap();
+    assert_eq!(f.start(3, &q, &[upstream(1)], false, 0), Err(ForwardError::Full(2)));
+    assert_eq!(f.start(3, &[0; 5], &[upstream(1)], false, 0).unwrap_err(), ForwardError::Full(2));
+    let mut g = Forwarder::new(2, 1500, 1);
+    assert_eq!(g.start(1, &[0; 5], &[upstream(1)], false, 0), Err(ForwardError::NotAQuery));
+    assert_eq!(g.start(1, &q, &[], false, 0), Err(ForwardError::NoUpstream));
+}
+
+#[test]
+fn upstream_ids_are_unique_in_flight() {
+    let mut f = Forwarder::new(4096, 1500, 99);
+    let q = query(1, "example.com.", RecordType::A);
+    let mut ids = std::collections::HashSet::new();
+    for token in 0..4096 {
+        let (id, _, _) = sent(f.start(token, &q, &[upstream(1)], false, 0).unwrap());
+        assert!(ids.insert(id), "ID {id} reused while in flight");
+    }
+}
