@@ -29,12 +29,22 @@ const CLASSIC_UDP_LIMIT: usize = 512;
 /// Who sent a query, as the datapath knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// A UDP query that arrived on this endpoint port: the source address
-    /// must be the endpoint's own.
-    Port(PortKey),
-    /// A TCP client on this network, known by its address (the datapath
-    /// lets only frames with their port's own address reach the DNS port).
-    Network(NetKey),
+    /// A UDP query that arrived on endpoint port `port` from `address`,
+    /// which must be the endpoint's own.
+    Port {
+        /// The ingress port.
+        port: PortKey,
+        /// The IPv4 source address.
+        address: Ipv4Addr,
+    },
+    /// A TCP client on `network` at `address` (the datapath lets only
+    /// frames with their port's own address reach the DNS port).
+    Network {
+        /// The network whose gateway was asked.
+        network: NetKey,
+        /// The client's address.
+        address: Ipv4Addr,
+    },
 }
 
 /// How the answer travels.
@@ -82,8 +92,7 @@ impl Resolver {
         &self.upstreams
     }
 
-    /// Decides what to do with `query`, sent from `source_address` via
-    /// `source`. `forward_room` says whether another query may be
+    /// Decides what to do with `query`, sent by `source`. `forward_room` says whether another query may be
     /// forwarded now (the daemon bounds queries in flight); without room a
     /// query that would be forwarded is refused. Every outcome is counted
     /// in `counters`.
@@ -91,7 +100,6 @@ impl Resolver {
         &self,
         directory: &mut Directory,
         source: Source,
-        source_address: Ipv4Addr,
         query: &[u8],
         transport: Transport,
         forward_room: bool,
@@ -111,8 +119,8 @@ impl Resolver {
             }
         };
         let asker = match source {
-            Source::Port(port) => directory.asker(port).filter(|a| a.address == source_address),
-            Source::Network(network) => directory.asker_by_address(network, source_address),
+            Source::Port { port, address } => directory.asker(port).filter(|a| a.address == address),
+            Source::Network { network, address } => directory.asker_by_address(network, address),
         };
         let Some(asker) = asker.cloned() else {
             counters.refused += 1;

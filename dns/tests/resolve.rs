@@ -73,7 +73,14 @@ impl Harness {
     }
 
     fn ask(&mut self, port: u32, src: Ipv4Addr, bytes: &[u8]) -> Outcome {
-        self.resolver.resolve(&mut self.directory, Source::Port(port), src, bytes, UDP, true, &mut self.counters)
+        self.resolver.resolve(
+            &mut self.directory,
+            Source::Port { port, address: src },
+            bytes,
+            UDP,
+            true,
+            &mut self.counters,
+        )
     }
 }
 
@@ -151,14 +158,21 @@ fn askers_own_upstreams_and_no_upstream_at_all() {
     let resolver = Resolver::new(Vec::new());
     let mut c = Counters::default();
     let q = query(1, "example.com.", RecordType::A);
-    match resolver.resolve(&mut d, Source::Port(6), WORKER, &q, UDP, true, &mut c) {
+    match resolver.resolve(&mut d, Source::Port { port: 6, address: WORKER }, &q, UDP, true, &mut c) {
         Outcome::Forward(u) => assert_eq!(&u[..], [upstream(9)]),
         other => panic!("{other:?}"),
     }
-    let m = answer(resolver.resolve(&mut d, Source::Port(WEB_PORT), WEB, &q, UDP, true, &mut c));
+    let m = answer(resolver.resolve(&mut d, Source::Port { port: WEB_PORT, address: WEB }, &q, UDP, true, &mut c));
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     assert_eq!(c.upstream_failures, 1);
-    let m = answer(Resolver::new(vec![upstream(1)]).resolve(&mut d, Source::Port(6), WORKER, &q, UDP, false, &mut c));
+    let m = answer(Resolver::new(vec![upstream(1)]).resolve(
+        &mut d,
+        Source::Port { port: 6, address: WORKER },
+        &q,
+        UDP,
+        false,
+        &mut c,
+    ));
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
     assert_eq!(c.refused_over_limit, 1);
 }
@@ -176,7 +190,14 @@ fn spoofed_and_unknown_sources_are_refused() {
     // TCP clients are known by address on the network.
     let q = query(3, "worker.", RecordType::A);
     let tcp = |h: &mut Harness, net, src| {
-        h.resolver.resolve(&mut h.directory, Source::Network(net), src, &q, Transport::Tcp, true, &mut h.counters)
+        h.resolver.resolve(
+            &mut h.directory,
+            Source::Network { network: net, address: src },
+            &q,
+            Transport::Tcp,
+            true,
+            &mut h.counters,
+        )
     };
     assert_eq!(addresses(&answer(tcp(&mut h, 1, WEB))), [WORKER]);
     assert_eq!(answer(tcp(&mut h, 2, WEB)).metadata.response_code, ResponseCode::Refused);
@@ -227,18 +248,32 @@ fn udp_answers_that_do_not_fit_are_truncated_and_edns_is_answered() {
     let mut c = Counters::default();
     let src = Ipv4Addr::new(10, 30, 1, 1);
     let plain = query(1, "many.", RecordType::A);
-    let m = answer(resolver.resolve(&mut d, Source::Port(0), src, &plain, UDP, true, &mut c));
+    let m = answer(resolver.resolve(&mut d, Source::Port { port: 0, address: src }, &plain, UDP, true, &mut c));
     assert!(m.metadata.truncation && m.answers.is_empty(), "80 A records do not fit 512 bytes");
     assert_eq!(c.truncated, 1);
     let mut edns_query = Message::from_vec(&plain).unwrap();
     let mut edns = Edns::new();
     edns.set_max_payload(4096);
     edns_query.set_edns(edns);
-    let m = answer(resolver.resolve(&mut d, Source::Port(0), src, &edns_query.to_vec().unwrap(), UDP, true, &mut c));
+    let m = answer(resolver.resolve(
+        &mut d,
+        Source::Port { port: 0, address: src },
+        &edns_query.to_vec().unwrap(),
+        UDP,
+        true,
+        &mut c,
+    ));
     assert!(!m.metadata.truncation);
     assert_eq!(addresses(&m).len(), 80);
     assert_eq!(m.edns.as_ref().map(|e| e.max_payload()), Some(dns::EDNS_PAYLOAD));
-    let m = answer(resolver.resolve(&mut d, Source::Network(1), src, &plain, Transport::Tcp, true, &mut c));
+    let m = answer(resolver.resolve(
+        &mut d,
+        Source::Network { network: 1, address: src },
+        &plain,
+        Transport::Tcp,
+        true,
+        &mut c,
+    ));
     assert_eq!(addresses(&m).len(), 80, "TCP carries it all");
 }
 
