@@ -217,6 +217,114 @@ fn sandbox_verbs() {
     assert_eq!(reqs, vec![Request::SandboxRm { name: "web".into() }]);
 }
 
+/// A `sandbox_inspect` reply: `web` on `app` at 10.10.0.2 with alias `api`.
+fn web_inspected() -> Value {
+    json!({"name": "web", "netns": "/run/netns/web", "dns": ["192.0.2.53"], "dns_search": [],
+           "endpoints": [{"network": "app", "sandbox": "web", "endpoint_id": "e1", "port": "vsp1", "ifname": "eth0",
+                          "mac": "02:42:0a:0a:00:02", "ipv4": "10.10.0.2/24", "aliases": ["api"]}],
+           "resolver": {"resolv_conf": "/etc/netns/web/resolv.conf", "nameservers": ["10.10.0.1"], "search": [],
+                        "options": ["ndots:0"], "upstreams": ["192.0.2.53:53"], "forwarding": true}})
+}
+
+#[test]
+fn sandbox_inspect_is_a_json_array_like_network_inspect() {
+    let db = json!({"name": "db", "netns": "/proc/7/ns/net", "dns": [], "dns_search": [], "endpoints": [],
+                    "resolver": {"resolv_conf": null, "nameservers": [], "search": [], "options": [],
+                                 "upstreams": [], "forwarding": false}});
+    let (out, reqs) =
+        run_ok(&["sandbox", "inspect", "web", "db"], vec![Reply::Ok(web_inspected()), Reply::Ok(db.clone())]);
+    assert_eq!(
+        reqs,
+        vec![Request::SandboxInspect { name: "web".into() }, Request::SandboxInspect { name: "db".into() }]
+    );
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!([web_inspected(), db]));
+    // `--json` changes nothing: inspect is JSON already.
+    let (json_out, _) = run_ok(&["sandbox", "inspect", "web", "--json"], vec![Reply::Ok(web_inspected())]);
+    assert_eq!(serde_json::from_str::<Value>(&json_out).unwrap(), json!([web_inspected()]));
+}
+
+#[test]
+fn sandbox_inspect_pretty_prints_a_block_per_sandbox() {
+    let db = json!({"name": "db", "netns": "/proc/7/ns/net", "dns": [], "dns_search": [], "endpoints": [],
+                    "resolver": {"resolv_conf": null, "nameservers": [], "search": ["corp", "example.com"],
+                                 "options": [], "upstreams": [], "forwarding": false}});
+    // A daemon that does not report a resolver gets no Resolver part.
+    let old = json!({"name": "old", "netns": "/run/netns/old", "dns": [], "dns_search": [], "endpoints": []});
+    let (out, reqs) = run_ok(
+        &["sandbox", "inspect", "--pretty", "web", "db", "old"],
+        vec![Reply::Ok(web_inspected()), Reply::Ok(db), Reply::Ok(old)],
+    );
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(
+        out,
+        "Sandbox web
+    netns: /run/netns/web
+    Endpoint eth0
+        network: app
+        ip: 10.10.0.2/24
+        mac: 02:42:0a:0a:00:02
+        port: vsp1
+        aliases: api
+    Resolver
+        resolv.conf: /etc/netns/web/resolv.conf
+        nameservers: 10.10.0.1
+        search: -
+        options: ndots:0
+        upstreams: 192.0.2.53:53
+        forwarding: yes
+Sandbox db
+    netns: /proc/7/ns/net
+    endpoints: none
+    Resolver
+        resolv.conf: -
+        nameservers: -
+        search: corp, example.com
+        options: -
+        upstreams: -
+        forwarding: no
+Sandbox old
+    netns: /run/netns/old
+    endpoints: none
+"
+    );
+}
+
+#[test]
+fn sandbox_inspect_stops_at_the_first_error() {
+    let d = FakeDaemon::start(vec![Reply::Err(ErrorKind::NotFound, "sandbox nope not found")]);
+    let out = vswitchctl(&d.socket, &["sandbox", "inspect", "nope", "web"]);
+    assert_eq!(d.finish(), vec![Request::SandboxInspect { name: "nope".into() }]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "Error: sandbox nope not found\n");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn dns_ls_prints_the_records() {
+    let records = json!([
+        {"network": "app", "name": "web", "type": "A", "value": "10.10.0.2", "sandbox": "web", "ttl": 60},
+        {"network": "app", "name": "web.app", "type": "A", "value": "10.10.0.2", "sandbox": "web", "ttl": 60},
+        {"network": "app", "name": "api", "type": "A", "value": "10.10.0.2", "sandbox": "web", "ttl": 60},
+        {"network": "app", "name": "2.0.10.10.in-addr.arpa", "type": "PTR", "value": "web.app", "sandbox": "web",
+         "ttl": 60}
+    ]);
+    let (out, reqs) = run_ok(&["dns", "ls", "app"], vec![Reply::Ok(records.clone())]);
+    assert_eq!(reqs, vec![Request::DnsLs { network: Some("app".into()) }]);
+    assert_eq!(
+        out,
+        "NETWORK   NAME                     TYPE   VALUE       SANDBOX   TTL\n\
+         app       web                      A      10.10.0.2   web       60\n\
+         app       web.app                  A      10.10.0.2   web       60\n\
+         app       api                      A      10.10.0.2   web       60\n\
+         app       2.0.10.10.in-addr.arpa   PTR    web.app     web       60\n"
+    );
+    let (out, reqs) = run_ok(&["dns", "list", "--json"], vec![Reply::Ok(records.clone())]);
+    assert_eq!(reqs, vec![Request::DnsLs { network: None }]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), records);
+    let (out, _) = run_ok(&["dns", "ls"], vec![Reply::Ok(json!([]))]);
+    assert_eq!(out, "NETWORK   NAME   TYPE   VALUE   SANDBOX   TTL\n");
+}
+
 #[test]
 fn show_prints_a_tree() {
     let tree = json!({"version": "0.1.0", "networks": [
@@ -295,6 +403,42 @@ fn stats_table_shows_drop_reasons() {
          vsp2   blue      0            0          0            0          0        0\n"
     );
     let (out, _) = run_ok(&["--json", "stats"], vec![Reply::Ok(stats.clone())]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), stats);
+}
+
+#[test]
+fn stats_adds_a_dns_table_for_gateway_ports() {
+    let dns = json!({"queries": 120, "answered_locally": 100, "nxdomain": 4, "nodata": 2, "forwarded": 18,
+                     "upstream_failures": 1, "malformed": 1, "refused": 1, "refused_over_limit": 0, "truncated": 3,
+                     "tcp_closed_idle": 5});
+    let stats = json!([
+        {"port": "gw:app", "network": "app", "rx_packets": 130, "rx_bytes": 9100, "tx_packets": 125, "tx_bytes": 14000,
+         "floods": 1, "drops": {}, "dns": dns},
+        {"port": "vsp1", "network": "app", "rx_packets": 10, "rx_bytes": 1500, "tx_packets": 8, "tx_bytes": 1200,
+         "floods": 2, "drops": {}},
+        {"port": "gw:db", "network": "db", "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0,
+         "floods": 0, "drops": {}, "dns": {"queries": 0, "answered_locally": 0, "nxdomain": 0, "nodata": 0,
+         "forwarded": 0, "upstream_failures": 0, "malformed": 0, "refused": 0, "refused_over_limit": 0,
+         "truncated": 0, "tcp_closed_idle": 0}}
+    ]);
+    let (out, reqs) = run_ok(&["stats"], vec![Reply::Ok(stats.clone())]);
+    assert_eq!(reqs, vec![Request::Stats { port: None }]);
+    assert_eq!(
+        out,
+        "PORT     NETWORK   RX-PACKETS   RX-BYTES   TX-PACKETS   TX-BYTES   FLOODS   DROPS\n\
+         gw:app   app       130          9100       125          14000      1        0\n\
+         vsp1     app       10           1500       8            1200       2        0\n\
+         gw:db    db        0            0          0            0          0        0\n\
+         \n\
+         DNS\n\
+         PORT     QUERIES   LOCAL   NXDOMAIN   NODATA   FORWARDED   UPSTREAM-FAIL   MALFORMED   REFUSED   \
+         OVER-LIMIT   TRUNCATED   TCP-CLOSED\n\
+         gw:app   120       100     4          2        18          1               1           1         \
+         0            3           5\n\
+         gw:db    0         0       0          0        0           0               0           0         \
+         0            0           0\n"
+    );
+    let (out, _) = run_ok(&["stats", "--json"], vec![Reply::Ok(stats.clone())]);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), stats);
 }
 
@@ -379,6 +523,10 @@ fn bad_arguments_are_rejected_before_connecting() {
         (&["network", "connect", "n", "s", "--mac", "02:42:ac"], "invalid MAC address"),
         (&["fdb", "add", "n", "ff:ff:ff:ff:ff:ff", "p"], "unicast"),
         (&["sandbox", "create", "s", "--dns", "dns.example"], "--dns"),
+        (&["sandbox", "inspect"], "<NAMES>"),
+        (&["sandbox", "inspect", "s", "--pretty", "--json"], "'--pretty' cannot be used with '--json'"),
+        (&["--json", "sandbox", "inspect", "--pretty", "s"], "'--pretty' cannot be used with '--json'"),
+        (&["dns", "ls", "a", "b"], "unexpected argument"),
     ];
     for (args, needle) in cases {
         let out = vswitchctl(&sock, args);
@@ -386,6 +534,19 @@ fn bad_arguments_are_rejected_before_connecting() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("cannot connect"), "{args:?} tried to connect: {err}");
+    }
+}
+
+#[test]
+fn sandbox_create_help_says_dns_servers_are_upstreams() {
+    let dir = TempDir::new();
+    let out = vswitchctl(&dir.path().join("none.sock"), &["sandbox", "create", "--help"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8(out.stdout).unwrap();
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in ["Upstream DNS server", "forwards the names it does not own", "only while the sandbox is on no such"]
+    {
+        assert!(help.contains(needle), "help lacks {needle:?}: {help}");
     }
 }
 
@@ -405,6 +566,8 @@ fn completions_work_without_a_daemon() {
         "flush",
         "stats",
         "config",
+        "dns",
+        "--pretty",
         "--socket",
         "--json",
     ] {

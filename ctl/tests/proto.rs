@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ctl::proto::{
-    self, Ack, ConfigInfo, Driver, EndpointInfo, EndpointResource, ErrorKind, FdbEntry, FlushResult, Ipam, IpamConfig,
-    MAX_REQUEST_BYTES, NetworkInfo, NetworkSummary, PortStats, ProtocolError, Request, SandboxInfo, ShowTree,
-    VersionInfo,
+    self, Ack, ConfigInfo, DnsRecord, DnsStats, Driver, EndpointInfo, EndpointResource, ErrorKind, FdbEntry,
+    FlushResult, Ipam, IpamConfig, MAX_REQUEST_BYTES, NetworkInfo, NetworkSummary, PortStats, ProtocolError, Request,
+    ResolverInfo, SandboxInfo, ShowTree, VersionInfo,
 };
 use serde_json::{Value, json};
 
@@ -19,6 +19,7 @@ fn one_of_each() -> Vec<Request> {
             netns: Some("/proc/1/ns/net".into()),
         },
         Request::SandboxLs,
+        Request::SandboxInspect { name: "web".into() },
         Request::SandboxRm { name: "web".into() },
         Request::NetworkCreate {
             name: "blue".into(),
@@ -48,6 +49,8 @@ fn one_of_each() -> Vec<Request> {
         Request::FdbAdd { network: "blue".into(), mac: "02:00:00:00:00:09".parse().unwrap(), port: "p1".into() },
         Request::FdbFlush { network: None },
         Request::Stats { port: Some("p1".into()) },
+        Request::DnsLs { network: Some("app".into()) },
+        Request::DnsLs { network: None },
         Request::ConfigShow,
         Request::ConfigSet { key: "aging-time".into(), value: "300".into() },
         Request::PeerAdd { addr: "192.0.2.1:4789".parse().unwrap(), networks: vec!["ov".into()] },
@@ -107,6 +110,8 @@ fn optional_fields_may_be_omitted_and_unknown_fields_are_ignored() {
     );
     let env = proto::parse_request(b"{\"v\":1,\"id\":4,\"req\":{\"verb\":\"fdb_show\"}}\r\n").unwrap();
     assert_eq!(env.req, Request::FdbShow { network: None });
+    let env = proto::parse_request(br#"{"v":1,"id":5,"req":{"verb":"dns_ls"}}"#).unwrap();
+    assert_eq!(env.req, Request::DnsLs { network: None });
 }
 
 #[test]
@@ -172,6 +177,9 @@ fn bad_fields_of_a_known_verb_are_invalid_argument() {
         r#"{"verb":"network_create","name":"n","mtu":-5}"#,
         r#"{"verb":"network_connect","network":"n","sandbox":"s","ip":"300.1.1.1"}"#,
         r#"{"verb":"sandbox_create","name":"s","dns":["nope"]}"#,
+        r#"{"verb":"sandbox_inspect"}"#,
+        r#"{"verb":"sandbox_inspect","name":["web"]}"#,
+        r#"{"verb":"dns_ls","network":5}"#,
     ];
     for req in cases {
         let line = format!(r#"{{"v":1,"id":11,"req":{req}}}"#);
@@ -369,6 +377,10 @@ fn check_payload(verb: &str, ok: Value) {
     let r = match verb {
         "sandbox_create" => serde_json::from_value::<SandboxInfo>(ok).map(drop),
         "sandbox_ls" => serde_json::from_value::<Vec<SandboxInfo>>(ok).map(drop),
+        "sandbox_inspect" => serde_json::from_value::<SandboxInfo>(ok).map(|s| {
+            assert!(s.resolver.is_some(), "sandbox_inspect's reply must carry the resolver");
+        }),
+        "dns_ls" => serde_json::from_value::<Vec<DnsRecord>>(ok).map(drop),
         "network_create" | "network_inspect" => serde_json::from_value::<NetworkInfo>(ok).map(drop),
         "network_ls" => serde_json::from_value::<Vec<NetworkSummary>>(ok).map(drop),
         "network_connect" => serde_json::from_value::<EndpointInfo>(ok).map(drop),
@@ -412,4 +424,145 @@ fn documented_examples_hold() {
         pairs += 1;
     }
     assert!(pairs >= 10);
+}
+
+fn web_endpoint() -> EndpointInfo {
+    EndpointInfo {
+        network: "app".into(),
+        sandbox: "web".into(),
+        endpoint_id: "e1".into(),
+        port: "vsp1".into(),
+        ifname: "eth0".into(),
+        mac: "02:42:0a:0a:00:02".parse().unwrap(),
+        ipv4: Some("10.10.0.2/24".parse().unwrap()),
+        aliases: vec!["api".into()],
+    }
+}
+
+#[test]
+fn sandbox_resolver_is_optional_on_the_wire() {
+    let mut sb = SandboxInfo {
+        name: "web".into(),
+        netns: "/run/netns/web".into(),
+        dns: vec!["192.0.2.53".parse().unwrap()],
+        dns_search: vec![],
+        endpoints: vec![web_endpoint()],
+        resolver: None,
+    };
+    // sandbox_ls / sandbox_create replies: no `resolver` key at all.
+    let v = serde_json::to_value(&sb).unwrap();
+    assert!(v.as_object().unwrap().get("resolver").is_none(), "{v}");
+    assert_eq!(serde_json::from_value::<SandboxInfo>(v).unwrap(), sb);
+    // JSON from a daemon that predates the field still parses.
+    let old = json!({"name": "web", "netns": "/run/netns/web", "dns": [], "dns_search": [], "endpoints": []});
+    assert_eq!(serde_json::from_value::<SandboxInfo>(old).unwrap().resolver, None);
+
+    sb.resolver = Some(ResolverInfo {
+        resolv_conf: Some("/etc/netns/web/resolv.conf".into()),
+        nameservers: vec!["10.10.0.1".parse().unwrap()],
+        search: vec![],
+        options: vec!["ndots:0".into()],
+        upstreams: vec!["192.0.2.53:53".parse().unwrap()],
+        forwarding: true,
+    });
+    let v = serde_json::to_value(&sb).unwrap();
+    assert_eq!(
+        v["resolver"],
+        json!({"resolv_conf": "/etc/netns/web/resolv.conf", "nameservers": ["10.10.0.1"], "search": [],
+               "options": ["ndots:0"], "upstreams": ["192.0.2.53:53"], "forwarding": true})
+    );
+    assert_eq!(serde_json::from_value::<SandboxInfo>(v).unwrap(), sb);
+    // No resolv.conf written (`null`), and the list fields may be omitted.
+    let sparse: ResolverInfo =
+        serde_json::from_value(json!({"resolv_conf": null, "nameservers": [], "forwarding": false})).unwrap();
+    assert_eq!(
+        sparse,
+        ResolverInfo {
+            resolv_conf: None,
+            nameservers: vec![],
+            search: vec![],
+            options: vec![],
+            upstreams: vec![],
+            forwarding: false
+        }
+    );
+}
+
+#[test]
+fn dns_records_use_the_type_key() {
+    let recs = vec![
+        DnsRecord {
+            network: "app".into(),
+            name: "web.app".into(),
+            record_type: "A".into(),
+            value: "10.10.0.2".into(),
+            sandbox: "web".into(),
+            ttl: 60,
+        },
+        DnsRecord {
+            network: "app".into(),
+            name: "2.0.10.10.in-addr.arpa".into(),
+            record_type: "PTR".into(),
+            value: "web.app".into(),
+            sandbox: "web".into(),
+            ttl: 60,
+        },
+    ];
+    let line = proto::encode_ok(3, &recs);
+    let v: Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(
+        v["ok"],
+        json!([
+            {"network": "app", "name": "web.app", "type": "A", "value": "10.10.0.2", "sandbox": "web", "ttl": 60},
+            {"network": "app", "name": "2.0.10.10.in-addr.arpa", "type": "PTR", "value": "web.app", "sandbox": "web",
+             "ttl": 60}
+        ])
+    );
+    let back: Vec<DnsRecord> = proto::decode_response(&line).unwrap().into_payload().unwrap().unwrap();
+    assert_eq!(back, recs);
+}
+
+#[test]
+fn port_stats_dns_is_optional_on_the_wire() {
+    let mut st = PortStats {
+        port: "gw:app".into(),
+        network: "app".into(),
+        rx_packets: 1,
+        rx_bytes: 2,
+        tx_packets: 3,
+        tx_bytes: 4,
+        floods: 5,
+        drops: BTreeMap::new(),
+        dns: None,
+    };
+    let v = serde_json::to_value(&st).unwrap();
+    assert!(v.as_object().unwrap().get("dns").is_none(), "a port without DNS has no `dns` key: {v}");
+    assert_eq!(serde_json::from_value::<PortStats>(v).unwrap(), st);
+    // A row from a daemon that predates the field.
+    let old = json!({"port": "vsp1", "network": "app", "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0,
+                     "tx_bytes": 0, "floods": 0, "drops": {"runt": 1}});
+    let old: PortStats = serde_json::from_value(old).unwrap();
+    assert_eq!((old.dns, old.total_drops()), (None, 1));
+
+    st.dns = Some(DnsStats {
+        queries: 11,
+        answered_locally: 10,
+        nxdomain: 9,
+        nodata: 8,
+        forwarded: 7,
+        upstream_failures: 6,
+        malformed: 5,
+        refused: 4,
+        refused_over_limit: 3,
+        truncated: 2,
+        tcp_closed_idle: 1,
+    });
+    let v = serde_json::to_value(&st).unwrap();
+    assert_eq!(
+        v["dns"],
+        json!({"queries": 11, "answered_locally": 10, "nxdomain": 9, "nodata": 8, "forwarded": 7,
+               "upstream_failures": 6, "malformed": 5, "refused": 4, "refused_over_limit": 3, "truncated": 2,
+               "tcp_closed_idle": 1})
+    );
+    assert_eq!(serde_json::from_value::<PortStats>(v).unwrap(), st);
 }

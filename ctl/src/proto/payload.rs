@@ -140,7 +140,8 @@ pub struct SandboxInfo {
     pub name: String,
     /// Path of its network namespace (e.g. `/run/netns/NAME`).
     pub netns: PathBuf,
-    /// Resolvers.
+    /// Its upstream DNS servers, as given to `sandbox_create` (see
+    /// [`ResolverInfo`] for what its `resolv.conf` says).
     #[serde(default)]
     pub dns: Vec<IpAddr>,
     /// DNS search domains.

@@ -78,7 +78,10 @@ pub enum Request {
     SandboxCreate {
         /// Unique sandbox name.
         name: String,
-        /// Optional: resolvers to write into the sandbox's `resolv.conf`.
+        /// Optional: the sandbox's upstream DNS servers. The embedded DNS at
+        /// its networks' gateways forwards the names it does not own to them;
+        /// its `resolv.conf` lists them only while it is on no network with
+        /// the embedded DNS.
         #[serde(default)]
         dns: Vec<IpAddr>,
         /// Optional: search domains for `resolv.conf`.

@@ -37,11 +37,15 @@ pub(crate) enum Command {
     /// Inspect and edit MAC learning tables.
     #[command(subcommand)]
     Fdb(FdbCmd),
-    /// Show port counters and drops by reason.
+    /// Show port counters and drops by reason, and the embedded DNS's
+    /// counters of each network's gateway port.
     Stats {
         /// Only this port.
         port: Option<String>,
     },
+    /// Show the names the embedded DNS serves at each network's gateway.
+    #[command(subcommand)]
+    Dns(DnsCmd),
     /// Change runtime settings.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -69,7 +73,13 @@ pub(crate) enum SandboxCmd {
     Create {
         /// Sandbox name.
         name: String,
-        /// DNS server for the sandbox's resolv.conf (repeatable).
+        /// Upstream DNS server of the sandbox (repeatable).
+        ///
+        /// The embedded DNS at the gateway of the sandbox's networks forwards
+        /// the names it does not own to these servers (without any: to
+        /// vswitchd's own upstreams). The sandbox's resolv.conf names the
+        /// gateway of its first network with the embedded DNS; it lists these
+        /// servers instead only while the sandbox is on no such network.
         #[arg(long, value_name = "IP")]
         dns: Vec<IpAddr>,
         /// DNS search domain (repeatable).
@@ -82,6 +92,17 @@ pub(crate) enum SandboxCmd {
     /// List sandboxes.
     #[command(alias = "list")]
     Ls,
+    /// Show details of sandboxes, with the resolver configuration the switch
+    /// wrote for them, as a JSON array (like `network inspect`).
+    Inspect {
+        /// Sandbox names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Print a human-readable block per sandbox instead of JSON (not
+        /// with --json).
+        #[arg(long)]
+        pretty: bool,
+    },
     /// Remove sandboxes and their endpoints.
     #[command(alias = "remove")]
     Rm {
@@ -227,6 +248,17 @@ pub(crate) enum FdbCmd {
     },
     /// Remove learned entries.
     Flush {
+        /// Only this network.
+        network: Option<String>,
+    },
+}
+
+/// `dns` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DnsCmd {
+    /// List the records (A and PTR) the embedded DNS serves, per network.
+    #[command(alias = "list")]
+    Ls {
         /// Only this network.
         network: Option<String>,
     },

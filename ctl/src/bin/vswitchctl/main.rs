@@ -11,13 +11,13 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser};
 use ctl::client::{Client, ClientError};
 use ctl::proto::{
-    EndpointInfo, FdbEntry, FlushResult, NetworkInfo, NetworkSummary, PortStats, Request, SandboxInfo, ShowTree,
-    VersionInfo,
+    DnsRecord, EndpointInfo, FdbEntry, FlushResult, NetworkInfo, NetworkSummary, PortStats, Request, SandboxInfo,
+    ShowTree, VersionInfo,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use cli::{Cli, Command, ConfigCmd, FdbCmd, NetworkCmd, PeerCmd, SandboxCmd};
+use cli::{Cli, Command, ConfigCmd, DnsCmd, FdbCmd, NetworkCmd, PeerCmd, SandboxCmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -96,6 +96,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Show => ctx.show(&Request::Show, |w, t: ShowTree| render::show(w, &t)),
         Command::Fdb(cmd) => fdb(&mut ctx, cmd),
         Command::Stats { port } => ctx.show(&Request::Stats { port }, |w, s: Vec<PortStats>| render::stats(w, &s)),
+        Command::Dns(DnsCmd::Ls { network }) => {
+            ctx.show(&Request::DnsLs { network }, |w, r: Vec<DnsRecord>| render::dns_records(w, &r))
+        }
         Command::Config(ConfigCmd::Show) => {
             ctx.show(&Request::ConfigShow, |w, c: ctl::proto::ConfigInfo| writeln!(w, "aging-time {}", c.aging_time))
         }
@@ -130,6 +133,23 @@ fn sandbox(ctx: &mut Ctx, cmd: SandboxCmd) -> Result<()> {
             ctx.show(&req, |w, s: SandboxInfo| writeln!(w, "{}", s.name))
         }
         SandboxCmd::Ls => ctx.show(&Request::SandboxLs, |w, s: Vec<SandboxInfo>| render::sandboxes(w, &s)),
+        SandboxCmd::Inspect { names, pretty } => {
+            if pretty && ctx.json {
+                // `--json` is global, so clap's own conflict check would miss it before the verb.
+                let msg = "the argument '--pretty' cannot be used with '--json'";
+                let mut cmd = Cli::command();
+                cmd.build();
+                let inspect = cmd.find_subcommand_mut("sandbox").and_then(|c| c.find_subcommand_mut("inspect"));
+                inspect.expect("sandbox inspect exists").error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
+            }
+            let (values, infos) = inspect_each::<SandboxInfo>(ctx, names, |name| Request::SandboxInspect { name })?;
+            if pretty {
+                render::sandbox_inspect(&mut ctx.out, &infos)?;
+                Ok(())
+            } else {
+                ctx.print_json(&Value::Array(values))
+            }
+        }
         SandboxCmd::Rm { names } => remove_each(ctx, names, |name| Request::SandboxRm { name }),
     }
 }
@@ -153,15 +173,9 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
         }
         NetworkCmd::Ls => ctx.show(&Request::NetworkLs, |w, n: Vec<NetworkSummary>| render::networks(w, &n)),
         NetworkCmd::Inspect { names } => {
-            // Always a JSON array, like `docker network inspect`; each element is checked to be a network.
-            let mut all = Vec::with_capacity(names.len());
-            for name in names {
-                let value = ctx.call(&Request::NetworkInspect { name })?;
-                serde_json::from_value::<NetworkInfo>(value.clone())
-                    .map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;
-                all.push(value);
-            }
-            ctx.print_json(&Value::Array(all))
+            // Always a JSON array, like `docker network inspect`.
+            let (values, _) = inspect_each::<NetworkInfo>(ctx, names, |name| Request::NetworkInspect { name })?;
+            ctx.print_json(&Value::Array(values))
         }
         NetworkCmd::Rm { names } => remove_each(ctx, names, |name| Request::NetworkRm { name }),
         NetworkCmd::Connect { network, sandbox, ip, aliases, mac } => {
@@ -196,8 +210,27 @@ fn fdb(ctx: &mut Ctx, cmd: FdbCmd) -> Result<()> {
     }
 }
 
-/// Removes each named object in turn, printing its name like `docker network rm`
-/// (with `--json`, an array of the replies). Stops at the first error.
+/// Inspects each of `names` in turn (stopping at the first error), checking
+/// that every reply is a `T`: the raw replies, for the JSON array `inspect`
+/// prints, and the decoded ones.
+fn inspect_each<T: DeserializeOwned>(
+    ctx: &mut Ctx,
+    names: Vec<String>,
+    req: impl Fn(String) -> Request,
+) -> Result<(Vec<Value>, Vec<T>)> {
+    let mut values = Vec::with_capacity(names.len());
+    let mut typed = Vec::with_capacity(names.len());
+    for name in names {
+        let value = ctx.call(&req(name))?;
+        typed.push(
+            serde_json::from_value::<T>(value.clone())
+                .map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?,
+        );
+        values.push(value);
+    }
+    Ok((values, typed))
+}
+
 /// Removes each of `names` in turn, as `docker network rm` does: a refusal
 /// is reported and the rest are still removed; the command fails if any was
 /// refused.

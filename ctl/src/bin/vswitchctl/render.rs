@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use ctl::proto::{FdbEntry, NetworkSummary, PeerInfo, PortStats, SandboxInfo, ShowTree};
+use ctl::proto::{DnsRecord, DnsStats, FdbEntry, NetworkSummary, PeerInfo, PortStats, SandboxInfo, ShowTree};
 
 use crate::table::Table;
 
@@ -29,6 +29,53 @@ pub(crate) fn sandboxes(w: &mut dyn Write, boxes: &[SandboxInfo]) -> io::Result<
             .collect();
         let dns: Vec<String> = b.dns.iter().map(ToString::to_string).collect();
         t.row(vec![b.name.clone(), b.netns.display().to_string(), dash(eps.join(",")), dash(dns.join(","))]);
+    }
+    t.write(w)
+}
+
+/// `sandbox inspect --pretty`: an indented block per sandbox, in the style
+/// of `show`.
+pub(crate) fn sandbox_inspect(w: &mut dyn Write, boxes: &[SandboxInfo]) -> io::Result<()> {
+    for b in boxes {
+        writeln!(w, "Sandbox {}", b.name)?;
+        writeln!(w, "    netns: {}", b.netns.display())?;
+        if b.endpoints.is_empty() {
+            writeln!(w, "    endpoints: none")?;
+        }
+        for e in &b.endpoints {
+            writeln!(w, "    Endpoint {}", e.ifname)?;
+            writeln!(w, "        network: {}", e.network)?;
+            writeln!(w, "        ip: {}", dash(e.ipv4.map(|ip| ip.to_string()).unwrap_or_default()))?;
+            writeln!(w, "        mac: {}", e.mac)?;
+            writeln!(w, "        port: {}", e.port)?;
+            writeln!(w, "        aliases: {}", dash(e.aliases.join(", ")))?;
+        }
+        if let Some(r) = &b.resolver {
+            writeln!(w, "    Resolver")?;
+            let resolv_conf = r.resolv_conf.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            writeln!(w, "        resolv.conf: {}", dash(resolv_conf))?;
+            writeln!(w, "        nameservers: {}", dash(join(&r.nameservers)))?;
+            writeln!(w, "        search: {}", dash(r.search.join(", ")))?;
+            writeln!(w, "        options: {}", dash(r.options.join(", ")))?;
+            writeln!(w, "        upstreams: {}", dash(join(&r.upstreams)))?;
+            writeln!(w, "        forwarding: {}", if r.forwarding { "yes" } else { "no" })?;
+        }
+    }
+    Ok(())
+}
+
+/// `dns ls`: the records of the embedded DNS.
+pub(crate) fn dns_records(w: &mut dyn Write, records: &[DnsRecord]) -> io::Result<()> {
+    let mut t = Table::new(&["NETWORK", "NAME", "TYPE", "VALUE", "SANDBOX", "TTL"]);
+    for r in records {
+        t.row(vec![
+            r.network.clone(),
+            r.name.clone(),
+            r.record_type.clone(),
+            r.value.clone(),
+            r.sandbox.clone(),
+            r.ttl.to_string(),
+        ]);
     }
     t.write(w)
 }
@@ -68,7 +115,9 @@ pub(crate) fn peers(w: &mut dyn Write, peers: &[PeerInfo]) -> io::Result<()> {
     t.write(w)
 }
 
-/// `stats`: one row per port; the DROPS column shows the total and the non-zero reasons.
+/// `stats`: one row per port; the DROPS column shows the total and the
+/// non-zero reasons. When gateway ports carry the embedded DNS's counters, a
+/// second table, `DNS`, follows with a row per such port.
 pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     let mut t = Table::new(&["PORT", "NETWORK", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "FLOODS", "DROPS"]);
     for p in ports {
@@ -88,6 +137,43 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
             p.floods.to_string(),
             drops,
         ]);
+    }
+    t.write(w)?;
+    let dns: Vec<(&str, &DnsStats)> = ports.iter().filter_map(|p| Some((p.port.as_str(), p.dns.as_ref()?))).collect();
+    if dns.is_empty() {
+        return Ok(());
+    }
+    writeln!(w)?;
+    writeln!(w, "DNS")?;
+    let mut t = Table::new(&[
+        "PORT",
+        "QUERIES",
+        "LOCAL",
+        "NXDOMAIN",
+        "NODATA",
+        "FORWARDED",
+        "UPSTREAM-FAIL",
+        "MALFORMED",
+        "REFUSED",
+        "OVER-LIMIT",
+        "TRUNCATED",
+        "TCP-CLOSED",
+    ]);
+    for (port, d) in dns {
+        let counters = [
+            d.queries,
+            d.answered_locally,
+            d.nxdomain,
+            d.nodata,
+            d.forwarded,
+            d.upstream_failures,
+            d.malformed,
+            d.refused,
+            d.refused_over_limit,
+            d.truncated,
+            d.tcp_closed_idle,
+        ];
+        t.row(std::iter::once(port.to_owned()).chain(counters.iter().map(u64::to_string)).collect());
     }
     t.write(w)
 }
@@ -132,6 +218,11 @@ pub(crate) fn show(w: &mut dyn Write, tree: &ShowTree) -> io::Result<()> {
 /// The first 12 characters of an ID, as Docker prints them.
 fn short_id(id: &str) -> String {
     id.chars().take(12).collect()
+}
+
+/// `items` joined with `", "`.
+fn join<T: ToString>(items: &[T]) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 fn dash(s: String) -> String {
