@@ -134,6 +134,12 @@ impl Forwarder {
         self.pending.len()
     }
 
+    /// Whether upstream ID `id` is a query in flight (the caller drops
+    /// connections of queries that are done).
+    pub fn is_in_flight(&self, id: u16) -> bool {
+        self.pending.contains_key(&id)
+    }
+
     /// Whether another query may start.
     pub fn has_room(&self) -> bool {
         self.pending.len() < self.limit

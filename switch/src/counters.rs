@@ -61,11 +61,14 @@ pub enum DropReason {
     /// A unicast frame between a tunnel and the gateway: each host's
     /// sandboxes use their own host's (anycast) gateway.
     GatewayAcrossTunnel,
+    /// A TCP segment to a gateway's DNS port whose source address is not
+    /// its ingress port's own (the DNS server knows TCP clients by address).
+    DnsSpoofed,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -90,6 +93,7 @@ impl DropReason {
         DropReason::SealFailed,
         DropReason::Reflected,
         DropReason::GatewayAcrossTunnel,
+        DropReason::DnsSpoofed,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -121,6 +125,7 @@ impl DropReason {
             DropReason::SealFailed => "seal_failed",
             DropReason::Reflected => "reflected",
             DropReason::GatewayAcrossTunnel => "gateway_across_tunnel",
+            DropReason::DnsSpoofed => "dns_spoofed",
         }
     }
 }

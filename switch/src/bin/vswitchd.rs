@@ -10,6 +10,7 @@ use clap::Parser;
 use crypto::ClusterSecret;
 use switch::daemon::control::Control;
 use switch::daemon::datapath::DatapathHandle;
+use switch::daemon::dns_forward::system_upstreams;
 use switch::daemon::server;
 use switch::daemon::tunnel::VtepConfig;
 use switch::model::Store;
@@ -45,17 +46,33 @@ struct Args {
     /// VTEP address (1500 if it cannot be found).
     #[arg(long, value_name = "BYTES", requires = "vtep")]
     underlay_mtu: Option<u32>,
+    /// Upstream DNS server (repeatable, up to 3 are asked per query) for
+    /// names the embedded DNS does not own, asked from the daemon's own
+    /// namespace; default: the nameservers of /etc/resolv.conf. A sandbox
+    /// created with `--dns` uses its own instead.
+    #[arg(long = "dns", value_name = "ADDR[:PORT]", value_parser = parse_dns)]
+    dns: Vec<SocketAddr>,
+}
+
+/// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT`, defaulting to port 53.
+fn parse_dns(s: &str) -> Result<SocketAddr, String> {
+    parse_addr_port(s, 53)
 }
 
 /// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT`, defaulting to the VXLAN port.
 fn parse_vtep(s: &str) -> Result<SocketAddr, String> {
+    parse_addr_port(s, vxlan::UDP_PORT)
+}
+
+/// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT`, defaulting to `port`.
+fn parse_addr_port(s: &str, port: u16) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
     }
     s.trim_start_matches('[')
         .trim_end_matches(']')
         .parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, vxlan::UDP_PORT))
+        .map(|ip| SocketAddr::new(ip, port))
         .map_err(|_| format!("{s:?} is not ADDR or ADDR:PORT"))
 }
 
@@ -82,10 +99,22 @@ fn main() -> anyhow::Result<()> {
         format!("cannot load the cluster secret from {}", path.display())
     })?;
     let has_secret = secret.is_some();
-    let datapath = DatapathHandle::spawn(vtep, secret)
+    let dns = if args.dns.is_empty() {
+        let found = system_upstreams(std::path::Path::new("/etc/resolv.conf"));
+        if found.is_empty() {
+            tracing::warn!(
+                "no nameserver in /etc/resolv.conf and no --dns: names the switch does not own get SERVFAIL"
+            );
+        }
+        found
+    } else {
+        args.dns.clone()
+    };
+    tracing::info!(upstreams = ?dns, "embedded DNS forwards to");
+    let datapath = DatapathHandle::spawn(vtep, secret, dns.clone())
         .with_context(|| format!("cannot start the datapath (VTEP {:?})", args.vtep))?;
-    let control =
-        Control::restore(store, model, datapath, vtep, has_secret).context("cannot restore state into the datapath")?;
+    let control = Control::restore(store, model, datapath, vtep, has_secret, dns)
+        .context("cannot restore state into the datapath")?;
     let listener = server::bind(&args.ctl_socket, group)?;
     stop_on_signals(args.ctl_socket.clone())?;
     tracing::info!(socket = %args.ctl_socket.display(), state = %args.state_dir.display(), "vswitchd ready");

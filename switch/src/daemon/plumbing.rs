@@ -49,7 +49,8 @@ pub fn create_sandbox_netns(
         Some(path) => NetNs::open_path(path)?,
         None => NetNs::create_named(name)?,
     };
-    if let Err(e) = write_resolv_conf(name, dns, search) {
+    let conf = ResolvConf { nameservers: dns.to_vec(), search: search.to_vec(), options: Vec::new() };
+    if let Err(e) = write_resolv_conf(name, &conf) {
         if attach.is_none() {
             let _ = NetNs::remove_named(name);
         }
@@ -82,21 +83,59 @@ pub fn open_sandbox_netns(sandbox: &Sandbox) -> Result<NetNs, PlumbError> {
     }
 }
 
-fn write_resolv_conf(name: &str, dns: &[IpAddr], search: &[String]) -> Result<(), PlumbError> {
-    if dns.is_empty() && search.is_empty() {
-        return Ok(());
+/// The lines of a sandbox's resolv.conf.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvConf {
+    /// `nameserver` lines.
+    pub nameservers: Vec<IpAddr>,
+    /// The `search` line's domains.
+    pub search: Vec<String>,
+    /// The `options` line's options.
+    pub options: Vec<String>,
+}
+
+impl ResolvConf {
+    /// Nothing to say: no file is written.
+    pub fn is_empty(&self) -> bool {
+        self.nameservers.is_empty() && self.search.is_empty() && self.options.is_empty()
+    }
+
+    /// The file's text.
+    pub fn render(&self) -> String {
+        let mut text = String::from("# Written by vswitchd; it is rewritten when the sandbox's networks change.\n");
+        for server in &self.nameservers {
+            text.push_str(&format!("nameserver {server}\n"));
+        }
+        if !self.search.is_empty() {
+            text.push_str(&format!("search {}\n", self.search.join(" ")));
+        }
+        if !self.options.is_empty() {
+            text.push_str(&format!("options {}\n", self.options.join(" ")));
+        }
+        text
+    }
+}
+
+/// Where sandbox `name`'s resolv.conf lives: `ip netns exec` mounts it as
+/// /etc/resolv.conf, and a container runtime can bind-mount it.
+pub fn resolv_conf_path(name: &str) -> String {
+    format!("{NETNS_ETC}/{name}/resolv.conf")
+}
+
+/// Writes sandbox `name`'s resolv.conf, or removes it when `conf` is
+/// empty. The file is rewritten in place (not replaced), so a bind mount of
+/// it sees the new text.
+pub fn write_resolv_conf(name: &str, conf: &ResolvConf) -> Result<(), PlumbError> {
+    let path = PathBuf::from(resolv_conf_path(name));
+    if conf.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(PlumbError::ResolvConf { path, source: e }),
+            _ => Ok(()),
+        };
     }
     let dir = Path::new(NETNS_ETC).join(name);
-    let path = dir.join("resolv.conf");
-    let mut text = String::new();
-    for server in dns {
-        text.push_str(&format!("nameserver {server}\n"));
-    }
-    if !search.is_empty() {
-        text.push_str(&format!("search {}\n", search.join(" ")));
-    }
     std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&path, text))
+        .and_then(|()| std::fs::write(&path, conf.render()))
         .map_err(|source| PlumbError::ResolvConf { path, source })
 }
 

@@ -1,12 +1,15 @@
 //! The switch's own presence on a bridge network: an internal port backed by
 //! a smoltcp interface that owns the network's gateway address. It answers
-//! ARP and ICMP echo for the gateway in userspace; DNS and published ports
-//! will live on the same stack.
+//! ARP and ICMP echo for the gateway in userspace, and DNS on port 53 (UDP
+//! queries are taken off before the stack, see [`dns`]; TCP is served by
+//! the stack's sockets). Published ports will live on the same stack.
 //!
 //! The datapath hands it frames the bridge forwarded to the internal port and
 //! injects whatever it answers back into the bridge as if received on that
 //! port. It is a slow path (control traffic to the gateway), so frames are
 //! queued as owned buffers.
+
+pub mod dns;
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -18,6 +21,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
 use crate::time::Timestamp;
 use crate::wire::MacAddr;
+use dns::{TcpAnswer, TcpConn, TcpQuery, TcpServer};
 
 /// Frames waiting for the stack beyond this are dropped (and counted).
 const RX_QUEUE_LIMIT: usize = 256;
@@ -95,6 +99,7 @@ pub struct Gateway {
     mac: MacAddr,
     address: Ipv4Addr,
     dropped: u64,
+    dns_tcp: TcpServer,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -119,7 +124,9 @@ impl Gateway {
             // One address on a fresh interface always fits.
             let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(address), prefix_len));
         });
-        Gateway { iface, device, sockets: SocketSet::new(Vec::new()), mac, address, dropped: 0 }
+        let mut sockets = SocketSet::new(Vec::new());
+        let dns_tcp = TcpServer::new(&mut sockets);
+        Gateway { iface, device, sockets, mac, address, dropped: 0, dns_tcp }
     }
 
     /// The gateway's MAC address.
@@ -147,9 +154,26 @@ impl Gateway {
     }
 
     /// Runs the stack and moves every frame it wants to send into `out`.
-    pub fn poll(&mut self, now: Timestamp, out: &mut Vec<Vec<u8>>) {
+    /// Whole DNS queries that arrived over TCP go to `dns`, which answers
+    /// at once, or later through [`Gateway::dns_tcp_answer`].
+    pub fn poll(&mut self, now: Timestamp, out: &mut Vec<Vec<u8>>, dns: &mut dyn FnMut(TcpQuery) -> TcpAnswer) {
+        self.iface.poll(instant(now), &mut self.device, &mut self.sockets);
+        self.dns_tcp.service(&mut self.sockets, now, dns);
+        // Send what the DNS server just wrote.
         self.iface.poll(instant(now), &mut self.device, &mut self.sockets);
         out.append(&mut self.device.tx);
+    }
+
+    /// Queues the answer to a DNS query that came over TCP and was
+    /// forwarded; it goes out at the next [`Gateway::poll`].
+    pub fn dns_tcp_answer(&mut self, conn: TcpConn, bytes: &[u8]) {
+        self.dns_tcp.answer(conn, bytes);
+    }
+
+    /// The TCP DNS server's counters: connections cut (idle, slow,
+    /// evicted) and queries refused as oversize.
+    pub fn dns_tcp_counters(&self) -> (u64, u64) {
+        (self.dns_tcp.closed_idle(), self.dns_tcp.oversize())
     }
 }
 
@@ -190,10 +214,10 @@ mod tests {
         let mut gw = Gateway::new(GW, 16, 1500, Timestamp(0));
         let mut out = Vec::new();
         gw.deliver(&arp_request(Ipv4Addr::new(172, 17, 0, 9)));
-        gw.poll(Timestamp(1), &mut out);
+        gw.poll(Timestamp(1), &mut out, &mut |_| TcpAnswer::Close);
         assert!(out.is_empty(), "no answer for another address");
         gw.deliver(&arp_request(GW));
-        gw.poll(Timestamp(2), &mut out);
+        gw.poll(Timestamp(2), &mut out, &mut |_| TcpAnswer::Close);
         let reply = EthernetFrame::new_checked(&out[0][..]).unwrap();
         assert_eq!(reply.dst_addr(), EthernetAddress(HOST_MAC));
         assert_eq!(reply.src_addr(), EthernetAddress(gateway_mac(GW).0));
@@ -214,7 +238,7 @@ mod tests {
         // As a real host does, the sender resolves the gateway first, which
         // teaches the gateway the sender's MAC.
         gw.deliver(&arp_request(GW));
-        gw.poll(Timestamp(1), &mut out);
+        gw.poll(Timestamp(1), &mut out, &mut |_| TcpAnswer::Close);
         out.clear();
         let data = b"vswitch-ping";
         let icmp = Icmpv4Repr::EchoRequest { ident: 7, seq_no: 3, data };
@@ -233,7 +257,7 @@ mod tests {
         ip.emit(&mut ipp, &ChecksumCapabilities::default());
         icmp.emit(&mut Icmpv4Packet::new_unchecked(ipp.payload_mut()), &ChecksumCapabilities::default());
         gw.deliver(&buf);
-        gw.poll(Timestamp(2), &mut out);
+        gw.poll(Timestamp(2), &mut out, &mut |_| TcpAnswer::Close);
         let reply = out
             .iter()
             .filter_map(|f| {

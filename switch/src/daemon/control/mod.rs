@@ -4,6 +4,7 @@
 //! changed on a copy, side effects are undone on failure, and the copy is
 //! swapped in only after it was saved.
 
+mod dns;
 mod overlay;
 mod views;
 
@@ -34,6 +35,8 @@ pub struct Control {
     vtep: Option<VtepConfig>,
     /// A cluster secret was loaded: encrypted overlays are possible.
     has_secret: bool,
+    /// The embedded DNS's upstreams for sandboxes without their own.
+    dns_upstreams: Vec<SocketAddr>,
 }
 
 /// The name of the underlay endpoint's row in `stats`.
@@ -104,15 +107,18 @@ impl Control {
     /// (networks, re-attached or re-plumbed endpoints, static entries, aging
     /// time) and returns the running control plane. Endpoints that cannot be
     /// restored are logged and left out of the datapath, not dropped from the
-    /// model.
+    /// model. The embedded DNS gets the model's names, and every sandbox's
+    /// resolv.conf is written again. `dns_upstreams` are the embedded DNS's
+    /// upstreams (shown by `sandbox inspect`).
     pub fn restore(
         store: Store,
         model: Model,
         datapath: DatapathHandle,
         vtep: Option<VtepConfig>,
         has_secret: bool,
+        dns_upstreams: Vec<SocketAddr>,
     ) -> Result<Control, DatapathError> {
-        let control = Control { model, store, datapath, vtep, has_secret };
+        let control = Control { model, store, datapath, vtep, has_secret, dns_upstreams };
         control.datapath.set_aging(Duration::from_secs(control.model.config().aging_time_secs))?;
         for network in control.model.networks() {
             if network.driver.is_switched() {
@@ -135,6 +141,10 @@ impl Control {
             if !matches!(restored, Some(Ok(()))) {
                 tracing::error!(mac = %entry.mac, port = %entry.port_name, "cannot restore static FDB entry");
             }
+        }
+        control.sync_dns();
+        for sandbox in control.model.sandboxes() {
+            control.write_resolv_conf(&sandbox.name);
         }
         let endpoints = control.model.endpoints().count();
         tracing::info!(networks = control.model.networks().len(), endpoints, "state restored");
@@ -194,10 +204,12 @@ impl Control {
         })
     }
 
-    /// Saves `next` and makes it the model.
+    /// Saves `next`, makes it the model, and gives the embedded DNS its
+    /// names (so they follow every acknowledged change at once).
     fn commit(&mut self, next: Model) -> Result<(), CtlError> {
         self.store.save(&next).map_err(store_error)?;
         self.model = next;
+        self.sync_dns();
         Ok(())
     }
 
@@ -211,9 +223,8 @@ impl Control {
             Request::SandboxCreate { name, dns, dns_search, netns } => {
                 self.sandbox_create(name, dns, dns_search, netns)
             }
-            Request::SandboxInspect { .. } | Request::DnsLs { .. } => {
-                Err(CtlError::new(ErrorKind::NotSupported, "not built yet"))
-            }
+            Request::SandboxInspect { name } => self.sandbox_inspect(&name),
+            Request::DnsLs { network } => self.dns_ls(network.as_deref()),
             Request::SandboxLs => ok(self.model.sandboxes().map(|s| self.sandbox_info(&s.name)).collect::<Vec<_>>()),
             Request::SandboxRm { name } => self.sandbox_rm(&name),
             Request::NetworkCreate {
@@ -369,6 +380,7 @@ impl Control {
             self.teardown_endpoint(&endpoint);
             return Err(e);
         }
+        self.write_resolv_conf(&endpoint.sandbox);
         ok(self.endpoint_info(&endpoint))
     }
 
@@ -377,6 +389,7 @@ impl Control {
         let gone = next.disconnect(network, sandbox).map_err(model_error)?;
         self.commit(next)?;
         self.teardown_endpoint(&gone.endpoint);
+        self.write_resolv_conf(sandbox);
         if let Some(heir) = &gone.new_default_gateway {
             let routed = self.network_of(heir).and_then(|net| {
                 let sandbox = self.model.sandbox(&heir.sandbox).map_err(model_error)?;

@@ -88,6 +88,10 @@ impl Datapath {
             Command::SetKeyEpoch { network, epoch, reply } => {
                 let _ = reply.send(self.set_key_epoch(network, epoch));
             }
+            Command::SetDns { directory, reply } => {
+                self.dns.directory = *directory;
+                let _ = reply.send(());
+            }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
@@ -137,6 +141,7 @@ impl Datapath {
             mtu: spec.mtu,
             gateway,
             mss_clamp: spec.mss_clamp,
+            dns: dns::Counters::default(),
         });
         Ok(())
     }
@@ -275,6 +280,15 @@ impl Datapath {
             }
         }
         snapshot.vtep = self.tunnel.as_ref().map(|t| t.counters());
+        for (index, net) in self.nets.iter().enumerate() {
+            let Some(net) = net else { continue };
+            let Some(Some(PortIo::Gateway(gw))) = net.gateway.and_then(|g| self.ports.get(g.index())) else { continue };
+            let mut counters = net.dns;
+            let (closed_idle, oversize) = gw.dns_tcp_counters();
+            counters.tcp_closed_idle += closed_idle;
+            counters.malformed += oversize;
+            snapshot.dns.push((NetworkId(index as u32), counters));
+        }
         snapshot
     }
 }

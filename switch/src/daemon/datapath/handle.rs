@@ -12,6 +12,7 @@ use crypto::ClusterSecret;
 use mio::{Poll, Waker};
 use vxlan::Vni;
 
+use super::super::dns_forward::ForwardThread;
 use super::super::tunnel::{TunnelCounters, VtepConfig};
 use super::{Datapath, WAKER};
 use crate::bridge::{BridgeError, FdbRecord, NetworkConfig};
@@ -149,6 +150,7 @@ pub(super) enum Command {
     Flush { network: Option<NetworkId>, reply: Reply<usize> },
     SetAging { aging: Duration, reply: Reply<Result<(), DatapathError>> },
     SetKeyEpoch { network: NetworkId, epoch: u32, reply: Reply<Result<(), DatapathError>> },
+    SetDns { directory: Box<dns::Directory>, reply: Reply<()> },
     Snapshot { reply: Reply<Snapshot> },
     Shutdown,
 }
@@ -179,6 +181,8 @@ pub struct Snapshot {
     pub tunnels: Vec<TunnelPortInfo>,
     /// The underlay endpoint's totals, when there is one.
     pub vtep: Option<TunnelCounters>,
+    /// The DNS server counters of every network with a gateway.
+    pub dns: Vec<(NetworkId, dns::Counters)>,
 }
 
 /// The control plane's end of the datapath.
@@ -192,12 +196,21 @@ pub struct DatapathHandle {
 impl DatapathHandle {
     /// Opens the underlay sockets (if a VTEP is configured) and starts the
     /// datapath thread, which keeps the cluster secret (if any) for the keys
-    /// of encrypted overlays.
-    pub fn spawn(vtep: Option<VtepConfig>, secret: Option<ClusterSecret>) -> io::Result<DatapathHandle> {
+    /// of encrypted overlays, and its DNS forwarding thread, which asks
+    /// `dns_upstreams` for names the switch does not own (unless a sandbox
+    /// has upstreams of its own).
+    pub fn spawn(
+        vtep: Option<VtepConfig>,
+        secret: Option<ClusterSecret>,
+        dns_upstreams: Vec<SocketAddr>,
+    ) -> io::Result<DatapathHandle> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (commands, inbox) = crossbeam_channel::unbounded();
-        let datapath = Datapath::new(poll, inbox, vtep, secret)?;
+        let (done, results) = crossbeam_channel::unbounded();
+        let forward = ForwardThread::spawn(done, waker.clone())?;
+        let dns = super::dns::DnsService::new(dns_upstreams, forward, results);
+        let datapath = Datapath::new(poll, inbox, vtep, secret, dns)?;
         let thread = std::thread::Builder::new().name("datapath".into()).spawn(move || datapath.run())?;
         Ok(DatapathHandle { commands, waker, thread: Some(thread) })
     }
@@ -270,6 +283,13 @@ impl DatapathHandle {
     /// epoch at once and opens the epochs next to it.
     pub fn set_key_epoch(&self, network: NetworkId, epoch: u32) -> Result<(), DatapathError> {
         self.call(|reply| Command::SetKeyEpoch { network, epoch, reply })?
+    }
+
+    /// Replaces the embedded DNS's names and askers; queries after this
+    /// returns are answered from `directory`.
+    pub fn set_dns(&self, directory: dns::Directory) -> Result<(), DatapathError> {
+        let directory = Box::new(directory);
+        self.call(|reply| Command::SetDns { directory, reply })
     }
 
     /// Copies the tables and counters out.

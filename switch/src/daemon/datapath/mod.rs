@@ -15,6 +15,7 @@
 //! control work; control waits (bounded) on the packet path's reply.
 
 mod config;
+mod dns;
 mod handle;
 
 use std::collections::{HashMap, VecDeque};
@@ -73,6 +74,8 @@ struct NetInfo {
     mtu: u32,
     gateway: Option<PortId>,
     mss_clamp: bool,
+    /// The gateway's DNS server's counters.
+    dns: ::dns::Counters,
 }
 
 struct Datapath {
@@ -106,6 +109,8 @@ struct Datapath {
     gro_port: Option<PortId>,
     last_tick: Timestamp,
     running: bool,
+    /// The embedded DNS: records, resolver, forwarded queries.
+    dns: dns::DnsService,
 }
 
 impl Datapath {
@@ -114,6 +119,7 @@ impl Datapath {
         inbox: Receiver<Command>,
         vtep: Option<VtepConfig>,
         secret: Option<ClusterSecret>,
+        dns: dns::DnsService,
     ) -> io::Result<Datapath> {
         let tunnel = vtep.map(Tunnel::open).transpose()?;
         if let Some(t) = &tunnel {
@@ -143,6 +149,7 @@ impl Datapath {
             gro_port: None,
             last_tick: Timestamp(0),
             running: true,
+            dns,
         })
     }
 
@@ -164,6 +171,7 @@ impl Datapath {
                 }
             }
             self.handle_commands();
+            self.dns_results();
             // Bounded, so commands and timers get their turn under load.
             for _ in 0..MAX_BATCHES_PER_WAKEUP {
                 if self.ready.is_empty() && !self.tunnel_ready {
@@ -441,11 +449,15 @@ impl Datapath {
                     self.bridge.count_drop(port, tx_drop_reason(&e));
                 }
             }
-            Some(Some(PortIo::Gateway(gw))) => {
+            Some(Some(PortIo::Gateway(_))) => {
                 if self.batch.entry(i).gso {
                     self.bridge.count_drop(port, DropReason::Oversize);
                     return;
                 }
+                if self.dns_detour(port, i) {
+                    return;
+                }
+                let Some(Some(PortIo::Gateway(gw))) = self.ports.get_mut(port.index()) else { return };
                 // A partial TCP/UDP checksum needs nothing here: the gateway's
                 // stack does not verify those (see `gateway`), as frames from
                 // local TAPs carry partial checksums too.
@@ -496,13 +508,36 @@ impl Datapath {
     }
 
     fn poll_gateway(&mut self, port: PortId, now: Timestamp) {
-        let Some(Some(PortIo::Gateway(gw))) = self.ports.get_mut(port.index()) else { return };
+        let Datapath { ports, dns, nets, bridge, .. } = self;
+        let Some(Some(PortIo::Gateway(gw))) = ports.get_mut(port.index()) else { return };
+        let Ok(network) = bridge.port_config(port).map(|c| c.network) else { return };
+        let Some(info) = nets.get_mut(network.index()).and_then(Option::as_mut) else { return };
         let mut out = Vec::new();
-        gw.poll(now, &mut out);
+        gw.poll(now, &mut out, &mut |query| dns.tcp_query(port, network, &mut info.dns, query));
         for frame in out {
             if !self.batch.push_local(port, &frame) {
                 self.bridge.count_drop(port, DropReason::TxQueueFull);
             }
+        }
+    }
+
+    /// Sends what the switch itself made (gateway output, answers queued
+    /// in `injected`) through the bridge, outside of a read batch.
+    fn run_local(&mut self, now: Timestamp) {
+        self.batch.clear();
+        let busy = std::mem::take(&mut self.busy_gateways);
+        for &port in &busy {
+            self.poll_gateway(port, now);
+        }
+        self.busy_gateways = busy;
+        self.busy_gateways.clear();
+        for (port, frame) in std::mem::take(&mut self.injected) {
+            if !self.batch.push_local(port, &frame) {
+                self.bridge.count_drop(port, DropReason::TxQueueFull);
+            }
+        }
+        if !self.batch.is_empty() {
+            self.forward();
         }
     }
 

@@ -1,0 +1,149 @@
+//! The control plane's side of the embedded DNS: the directory of names
+//! built from the model (and pushed to the datapath after every change),
+//! each sandbox's resolv.conf, and the `dns ls` / `sandbox inspect` views.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ctl::proto::{DnsRecord, ResolverInfo};
+use dns::{Asker, Directory};
+
+use super::super::datapath::endpoint_port;
+use super::super::plumbing::{self, ResolvConf};
+use super::{Control, Reply, model_error, ok};
+use crate::model::{Endpoint, Model, Network, Sandbox};
+
+/// The `options` line of a resolv.conf naming the embedded DNS (as Docker
+/// writes it): every name is tried as given first, so `web` asks for `web`
+/// before any search domain is appended.
+const EMBEDDED_DNS_OPTIONS: &str = "ndots:0";
+
+/// Whether a network's gateway serves DNS: every bridge and overlay network.
+fn serves_dns(network: &Network) -> bool {
+    network.driver.is_switched() && network.gateway.is_some() && network.subnet.is_some()
+}
+
+/// A sandbox's `--dns` servers as upstreams (port 53).
+fn own_upstreams(sandbox: &Sandbox) -> Vec<SocketAddr> {
+    sandbox.dns.iter().map(|ip| SocketAddr::new(*ip, 53)).collect()
+}
+
+/// The sandbox's endpoints on networks with the embedded DNS, the one
+/// carrying its default route first, then by interface.
+fn dns_endpoints<'m>(model: &'m Model, sandbox: &str) -> Vec<(&'m Endpoint, &'m Network)> {
+    let mut endpoints: Vec<(&Endpoint, &Network)> = model
+        .endpoints_in_sandbox(sandbox)
+        .into_iter()
+        .filter_map(|e| Some((e, model.network_by_id(&e.network_id)?)))
+        .filter(|(_, n)| serves_dns(n))
+        .collect();
+    // Stable: interface order is kept among the others.
+    endpoints.sort_by_key(|(e, _)| !e.is_default_gateway_network);
+    endpoints
+}
+
+/// Builds the embedded DNS's directory from the model: the names of every
+/// endpoint on networks with the embedded DNS, and every endpoint as an
+/// asker with its sandbox's scope.
+pub(super) fn directory(model: &Model) -> Directory {
+    let mut directory = Directory::new();
+    for network in model.networks().into_iter().filter(|n| serves_dns(n)) {
+        if let Some(subnet) = network.subnet {
+            directory.add_network(network.network_index, &network.name, subnet.trunc());
+        }
+    }
+    for endpoint in model.endpoints() {
+        if let Some(network) = model.network_by_id(&endpoint.network_id) {
+            directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, endpoint.ipv4);
+        }
+    }
+    for sandbox in model.sandboxes() {
+        let endpoints = dns_endpoints(model, &sandbox.name);
+        let forwarding = endpoints.iter().any(|(_, n)| !n.internal);
+        let upstreams: Arc<[SocketAddr]> = own_upstreams(sandbox).into();
+        for (endpoint, network) in &endpoints {
+            let mut scope = vec![network.network_index];
+            scope.extend(endpoints.iter().map(|(_, n)| n.network_index).filter(|n| *n != network.network_index));
+            let asker = Asker {
+                address: endpoint.ipv4,
+                network: network.network_index,
+                scope,
+                forwarding,
+                upstreams: upstreams.clone(),
+            };
+            directory.add_asker(endpoint_port(endpoint.port_index).0, asker);
+        }
+    }
+    directory
+}
+
+/// What a sandbox's resolv.conf says: the gateway of its first network with
+/// the embedded DNS (its `--dns` servers are then its upstreams), or, on no
+/// such network, its own `--dns` servers.
+pub(super) fn resolv_conf(model: &Model, sandbox: &Sandbox) -> ResolvConf {
+    let endpoints = dns_endpoints(model, &sandbox.name);
+    match endpoints.first().and_then(|(_, n)| n.gateway) {
+        Some(gateway) => ResolvConf {
+            nameservers: vec![IpAddr::V4(gateway)],
+            search: sandbox.dns_search.clone(),
+            options: vec![EMBEDDED_DNS_OPTIONS.to_owned()],
+        },
+        None => {
+            ResolvConf { nameservers: sandbox.dns.clone(), search: sandbox.dns_search.clone(), options: Vec::new() }
+        }
+    }
+}
+
+impl Control {
+    /// Gives the datapath the directory of the current model.
+    pub(super) fn sync_dns(&self) {
+        if let Err(e) = self.datapath.set_dns(directory(&self.model)) {
+            tracing::error!(error = %e, "cannot update the embedded DNS");
+        }
+    }
+
+    /// Writes sandbox `name`'s resolv.conf for its current networks.
+    pub(super) fn write_resolv_conf(&self, name: &str) {
+        let Ok(sandbox) = self.model.sandbox(name) else { return };
+        if let Err(e) = plumbing::write_resolv_conf(&sandbox.name, &resolv_conf(&self.model, sandbox)) {
+            tracing::warn!(sandbox = name, error = %e, "cannot write the sandbox's resolv.conf");
+        }
+    }
+
+    /// `sandbox inspect`: the sandbox with its resolver configuration.
+    pub(super) fn sandbox_inspect(&self, name: &str) -> Reply {
+        let sandbox = self.model.sandbox(name).map_err(model_error)?;
+        let conf = resolv_conf(&self.model, sandbox);
+        let own = own_upstreams(sandbox);
+        let resolver = ResolverInfo {
+            resolv_conf: (!conf.is_empty()).then(|| PathBuf::from(plumbing::resolv_conf_path(&sandbox.name))),
+            nameservers: conf.nameservers,
+            search: conf.search,
+            options: conf.options,
+            upstreams: if own.is_empty() { self.dns_upstreams.clone() } else { own },
+            forwarding: dns_endpoints(&self.model, name).iter().any(|(_, n)| !n.internal),
+        };
+        let mut info = self.sandbox_info(name);
+        info.resolver = Some(resolver);
+        ok(info)
+    }
+
+    /// `dns ls [NET]`: the records served.
+    pub(super) fn dns_ls(&self, network: Option<&str>) -> Reply {
+        let only = network.map(|n| self.model.network(n).map(|n| n.network_index)).transpose().map_err(model_error)?;
+        let records: Vec<DnsRecord> = directory(&self.model)
+            .list(only)
+            .into_iter()
+            .map(|r| DnsRecord {
+                network: self.model.network_by_index(r.network).map(|n| n.name.clone()).unwrap_or_default(),
+                name: r.name,
+                record_type: r.record_type.to_owned(),
+                value: r.value,
+                sandbox: r.sandbox,
+                ttl: dns::TTL,
+            })
+            .collect();
+        ok(records)
+    }
+}

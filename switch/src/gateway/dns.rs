@@ -1,0 +1,364 @@
+//! The gateway's DNS port: which frames are DNS queries to the gateway,
+//! the UDP answer frames, and the TCP server (a small pool of smoltcp
+//! sockets on port 53).
+//!
+//! UDP queries bypass smoltcp (Firecracker's "detour before forwarding"):
+//! the datapath knows the port a frame came in on, which is what identifies
+//! the asker, and answers by building the reply frame directly to the
+//! sender's MAC. TCP needs a real stack, so TCP port 53 is served by smoltcp
+//! sockets; a client is identified by its address, which the datapath has
+//! checked against its ingress port before the frame reaches the stack.
+
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::socket::tcp;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket,
+    UdpPacket, UdpRepr,
+};
+
+use crate::time::Timestamp;
+use crate::wire::MacAddr;
+
+/// The DNS port.
+pub const DNS_PORT: u16 = 53;
+/// TCP connections served at once per gateway. A new connection evicts the
+/// one that has waited longest for its query when all are taken, so slow or
+/// idle clients cannot lock others out.
+const TCP_SLOTS: usize = 8;
+/// smoltcp's buffers per connection; longer answers wait in the
+/// connection's own queue.
+const TCP_RX_BUFFER: usize = 2048;
+const TCP_TX_BUFFER: usize = 16 * 1024;
+/// Longest query accepted over TCP (a query is one question; this leaves
+/// room for EDNS options).
+pub const MAX_TCP_QUERY: usize = 4096;
+/// Time a TCP client has, from connecting or from its last answer, to send
+/// a whole query.
+const TCP_QUERY_DEADLINE_MS: u64 = 5_000;
+/// smoltcp aborts a connection whose peer stops acknowledging after this.
+const TCP_STACK_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(10);
+
+/// What a frame delivered to the gateway is, as far as DNS is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsFrame {
+    /// A UDP datagram to the gateway's port 53.
+    Udp(UdpQuery),
+    /// A TCP segment to the gateway's port 53 from `source`.
+    Tcp {
+        /// Its IPv4 source address.
+        source: Ipv4Addr,
+    },
+    /// Anything else (ARP, ping, other ports): for the gateway's stack.
+    Other,
+}
+
+/// A UDP query as it arrived: where to answer and where the query lies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpQuery {
+    /// The sender's MAC address (the answer goes straight back to it).
+    pub mac: MacAddr,
+    /// The sender's IPv4 address.
+    pub address: Ipv4Addr,
+    /// The sender's UDP port.
+    pub port: u16,
+    /// The DNS message's bytes within the frame.
+    pub payload: Range<usize>,
+}
+
+/// Classifies an untagged Ethernet frame sent to the gateway at `gateway`.
+/// IP fragments are not DNS queries here (the stack drops them).
+pub fn classify(frame: &[u8], gateway: Ipv4Addr) -> DnsFrame {
+    let Ok(eth) = EthernetFrame::new_checked(frame) else { return DnsFrame::Other };
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return DnsFrame::Other;
+    }
+    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return DnsFrame::Other };
+    if ip.dst_addr() != gateway || ip.more_frags() || ip.frag_offset() != 0 {
+        return DnsFrame::Other;
+    }
+    let l4_start = EthernetFrame::<&[u8]>::header_len() + usize::from(ip.header_len());
+    match ip.next_header() {
+        IpProtocol::Udp => match UdpPacket::new_checked(ip.payload()) {
+            Ok(udp) if udp.dst_port() == DNS_PORT => {
+                let start = l4_start + 8;
+                let end = l4_start + usize::from(udp.len());
+                DnsFrame::Udp(UdpQuery {
+                    mac: MacAddr(eth.src_addr().0),
+                    address: ip.src_addr(),
+                    port: udp.src_port(),
+                    payload: start..end,
+                })
+            }
+            _ => DnsFrame::Other,
+        },
+        IpProtocol::Tcp => match TcpPacket::new_checked(ip.payload()) {
+            Ok(tcp) if tcp.dst_port() == DNS_PORT => DnsFrame::Tcp { source: ip.src_addr() },
+            _ => DnsFrame::Other,
+        },
+        _ => DnsFrame::Other,
+    }
+}
+
+/// Builds the Ethernet frame carrying `payload` from the gateway
+/// (`gateway_mac`, `gateway`, port 53) back to the sender of `query`, into
+/// `out` (cleared first), with full IPv4 and UDP checksums.
+pub fn udp_answer_frame(gateway_mac: MacAddr, gateway: Ipv4Addr, query: &UdpQuery, payload: &[u8], out: &mut Vec<u8>) {
+    let udp = UdpRepr { src_port: DNS_PORT, dst_port: query.port };
+    let ip = Ipv4Repr {
+        src_addr: gateway,
+        dst_addr: query.address,
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + payload.len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(gateway_mac.0),
+        dst_addr: EthernetAddress(query.mac.0),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    out.clear();
+    out.resize(eth.buffer_len() + ip.buffer_len() + udp.header_len() + payload.len(), 0);
+    let checksums = ChecksumCapabilities::default();
+    let mut frame = EthernetFrame::new_unchecked(&mut out[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &checksums);
+    let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
+    udp.emit(
+        &mut datagram,
+        &gateway.into(),
+        &query.address.into(),
+        payload.len(),
+        |buf| buf.copy_from_slice(payload),
+        &checksums,
+    );
+}
+
+/// A TCP connection of the DNS server, as handed out with its query: the
+/// slot and which connection in that slot (slots are reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpConn {
+    slot: usize,
+    generation: u32,
+}
+
+/// A whole query read from a TCP client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpQuery {
+    /// The connection to answer on.
+    pub conn: TcpConn,
+    /// The client's address.
+    pub client: Ipv4Addr,
+    /// The DNS message (without its length prefix).
+    pub message: Vec<u8>,
+}
+
+/// What the datapath does with a query read from a TCP client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TcpAnswer {
+    /// Send this answer now.
+    Now(Vec<u8>),
+    /// The query was forwarded: the answer comes through
+    /// [`TcpServer::answer`].
+    Later,
+    /// Not a query: close the connection.
+    Close,
+}
+
+/// One slot of the TCP server.
+#[derive(Debug)]
+struct Slot {
+    handle: SocketHandle,
+    /// A connection occupies the slot.
+    active: bool,
+    generation: u32,
+    /// Bytes read and not yet a whole query.
+    inbuf: Vec<u8>,
+    /// Answer bytes (length-prefixed) not yet taken by the socket.
+    outbuf: Vec<u8>,
+    /// A query was forwarded; its answer has not come back.
+    waiting: bool,
+    /// When the client must have sent its next whole query (ms).
+    deadline: u64,
+}
+
+/// The gateway's TCP DNS server.
+#[derive(Debug)]
+pub struct TcpServer {
+    slots: Vec<Slot>,
+    /// Connections cut for idling, slowness, oversize queries, or evicted.
+    closed_idle: u64,
+    /// Length prefixes announcing queries over [`MAX_TCP_QUERY`].
+    oversize: u64,
+}
+
+impl TcpServer {
+    /// Adds the server's sockets, listening on port 53, to `sockets`.
+    pub fn new(sockets: &mut SocketSet<'static>) -> TcpServer {
+        let slots = (0..TCP_SLOTS)
+            .map(|_| {
+                let mut socket = tcp::Socket::new(
+                    tcp::SocketBuffer::new(vec![0; TCP_RX_BUFFER]),
+                    tcp::SocketBuffer::new(vec![0; TCP_TX_BUFFER]),
+                );
+                socket.set_timeout(Some(TCP_STACK_TIMEOUT));
+                // A fresh socket is closed, so listening cannot fail.
+                let _ = socket.listen(DNS_PORT);
+                Slot {
+                    handle: sockets.add(socket),
+                    active: false,
+                    generation: 0,
+                    inbuf: Vec::new(),
+                    outbuf: Vec::new(),
+                    waiting: false,
+                    deadline: 0,
+                }
+            })
+            .collect();
+        TcpServer { slots, closed_idle: 0, oversize: 0 }
+    }
+
+    /// Connections cut for idling or slowness, or evicted.
+    pub fn closed_idle(&self) -> u64 {
+        self.closed_idle
+    }
+
+    /// Queries refused for announcing more than [`MAX_TCP_QUERY`] bytes.
+    pub fn oversize(&self) -> u64 {
+        self.oversize
+    }
+
+    /// Moves every connection on: reads whole queries and hands them to
+    /// `answer`, which says what to do with each; writes pending answers; closes
+    /// finished, slow and idle connections; keeps one socket listening.
+    pub fn service(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        now: Timestamp,
+        answer: &mut dyn FnMut(TcpQuery) -> TcpAnswer,
+    ) {
+        let mut listening = 0;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            if !socket.is_open() {
+                slot.reset();
+                socket.abort();
+                let _ = socket.listen(DNS_PORT);
+            }
+            if socket.is_listening() {
+                listening += 1;
+                continue;
+            }
+            if !slot.active {
+                slot.active = true;
+                slot.generation = slot.generation.wrapping_add(1);
+                slot.deadline = now.0 + TCP_QUERY_DEADLINE_MS;
+            }
+            let mut chunk = [0u8; 1024];
+            while socket.can_recv() && slot.inbuf.len() < 2 + MAX_TCP_QUERY {
+                let room = (2 + MAX_TCP_QUERY - slot.inbuf.len()).min(chunk.len());
+                match socket.recv_slice(&mut chunk[..room]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => slot.inbuf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            while !slot.waiting && slot.inbuf.len() >= 2 {
+                let len = usize::from(u16::from_be_bytes([slot.inbuf[0], slot.inbuf[1]]));
+                if len == 0 || len > MAX_TCP_QUERY {
+                    self.oversize += 1;
+                    socket.abort();
+                    slot.reset();
+                    break;
+                }
+                if slot.inbuf.len() < 2 + len {
+                    break;
+                }
+                let message = slot.inbuf[2..2 + len].to_vec();
+                slot.inbuf.drain(..2 + len);
+                slot.deadline = now.0 + TCP_QUERY_DEADLINE_MS;
+                let client = match socket.remote_endpoint().map(|e| e.addr) {
+                    Some(smoltcp::wire::IpAddress::Ipv4(a)) => a,
+                    _ => Ipv4Addr::UNSPECIFIED,
+                };
+                let conn = TcpConn { slot: index, generation: slot.generation };
+                match answer(TcpQuery { conn, client, message }) {
+                    TcpAnswer::Now(bytes) => slot.queue(&bytes),
+                    TcpAnswer::Later => slot.waiting = true,
+                    TcpAnswer::Close => {
+                        socket.abort();
+                        slot.reset();
+                        break;
+                    }
+                }
+            }
+            if !slot.active {
+                continue;
+            }
+            if !slot.outbuf.is_empty()
+                && socket.can_send()
+                && let Ok(n) = socket.send_slice(&slot.outbuf)
+            {
+                slot.outbuf.drain(..n);
+            }
+            let finished = slot.outbuf.is_empty() && !slot.waiting;
+            if finished && socket.state() == tcp::State::CloseWait {
+                socket.close();
+            } else if finished && now.0 >= slot.deadline {
+                self.closed_idle += 1;
+                socket.abort();
+                slot.reset();
+            }
+        }
+        if listening == 0 {
+            self.evict(sockets);
+        }
+    }
+
+    /// With every slot taken, cuts the connection that has waited longest
+    /// for its client's query and listens on its socket again.
+    fn evict(&mut self, sockets: &mut SocketSet<'static>) {
+        let oldest = self.slots.iter_mut().filter(|s| s.active && !s.waiting).min_by_key(|s| s.deadline);
+        if let Some(slot) = oldest {
+            let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            socket.abort();
+            slot.reset();
+            let _ = socket.listen(DNS_PORT);
+            self.closed_idle += 1;
+        }
+    }
+
+    /// Queues the answer to a forwarded query on its connection, unless the
+    /// connection is gone (then the answer is dropped).
+    pub fn answer(&mut self, conn: TcpConn, bytes: &[u8]) {
+        if let Some(slot) = self.slots.get_mut(conn.slot)
+            && slot.active
+            && slot.generation == conn.generation
+            && slot.waiting
+        {
+            slot.waiting = false;
+            slot.queue(bytes);
+        }
+    }
+}
+
+impl Slot {
+    fn reset(&mut self) {
+        self.active = false;
+        self.waiting = false;
+        self.inbuf.clear();
+        self.outbuf.clear();
+    }
+
+    /// Queues one answer with its two-byte length (answers longer than
+    /// 65,535 bytes cannot be framed and are dropped).
+    fn queue(&mut self, bytes: &[u8]) {
+        if let Ok(len) = u16::try_from(bytes.len()) {
+            self.outbuf.extend_from_slice(&len.to_be_bytes());
+            self.outbuf.extend_from_slice(bytes);
+        }
+    }
+}
