@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 
 use ctl::Ipv4Net;
 use ctl::proto::{
-    self, CtlError, EndpointInfo, EndpointResource, FdbKind, Ipam, IpamConfig, NetworkInfo, NetworkSummary, PortStats,
-    SandboxInfo, ShowNetwork, ShowPort, ShowTree,
+    self, CtlError, DnsStats, EndpointInfo, EndpointResource, FdbKind, Ipam, IpamConfig, NetworkInfo, NetworkSummary,
+    PortStats, SandboxInfo, ShowNetwork, ShowPort, ShowTree,
 };
 
 use super::{
@@ -81,7 +81,9 @@ impl Control {
                 tx_bytes: c.tx_bytes,
                 floods: c.rx_flooded,
                 drops: drops(&c.drops),
-                dns: None,
+                dns: matches!(PortRole::of(*id), PortRole::Gateway(_))
+                    .then(|| snapshot.dns.iter().find(|(n, _)| n == network).map(|(_, d)| dns_stats(d)))
+                    .flatten(),
             })
             .collect();
         if let Some(v) = snapshot.vtep {
@@ -235,5 +237,22 @@ pub(super) fn network_summary(n: &Network) -> NetworkSummary {
         driver: n.driver,
         scope: "local".to_owned(),
         subnet: n.subnet,
+    }
+}
+
+/// The wire form of a DNS server's counters.
+fn dns_stats(c: &dns::Counters) -> DnsStats {
+    DnsStats {
+        queries: c.queries,
+        answered_locally: c.answered_locally,
+        nxdomain: c.nxdomain,
+        nodata: c.nodata,
+        forwarded: c.forwarded,
+        upstream_failures: c.upstream_failures,
+        malformed: c.malformed,
+        refused: c.refused,
+        refused_over_limit: c.refused_over_limit,
+        truncated: c.truncated,
+        tcp_closed_idle: c.tcp_closed_idle,
     }
 }

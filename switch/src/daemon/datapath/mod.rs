@@ -522,7 +522,8 @@ impl Datapath {
     }
 
     /// Sends what the switch itself made (gateway output, answers queued
-    /// in `injected`) through the bridge, outside of a read batch.
+    /// in `injected`) through the bridge, outside of a read batch, as many
+    /// batches as it takes.
     fn run_local(&mut self, now: Timestamp) {
         self.batch.clear();
         let busy = std::mem::take(&mut self.busy_gateways);
@@ -531,13 +532,22 @@ impl Datapath {
         }
         self.busy_gateways = busy;
         self.busy_gateways.clear();
-        for (port, frame) in std::mem::take(&mut self.injected) {
-            if !self.batch.push_local(port, &frame) {
-                self.bridge.count_drop(port, DropReason::TxQueueFull);
+        let injected = std::mem::take(&mut self.injected);
+        let mut next = injected.iter();
+        loop {
+            for (port, frame) in next.by_ref() {
+                if !self.batch.push_local(*port, frame) {
+                    self.bridge.count_drop(*port, DropReason::TxQueueFull);
+                }
+                if self.batch.is_full() {
+                    break;
+                }
             }
-        }
-        if !self.batch.is_empty() {
+            if self.batch.is_empty() {
+                break;
+            }
             self.forward();
+            self.batch.clear();
         }
     }
 
