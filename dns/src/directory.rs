@@ -58,8 +58,9 @@ struct Zone {
     subnet: Ipv4Net,
     /// Lowercase name → addresses.
     names: HashMap<String, Entry>,
-    /// Address → `sandbox.network` (lowercase), for PTR.
-    reverse: HashMap<Ipv4Addr, String>,
+    /// Address → (`sandbox.network` lowercase, for PTR; the sandbox's name
+    /// as given, for listings).
+    reverse: HashMap<Ipv4Addr, (String, String)>,
 }
 
 /// A name matched in the directory.
@@ -132,7 +133,7 @@ impl Directory {
                 entry.sandboxes.push(sandbox.to_owned());
             }
         }
-        zone.reverse.insert(address, format!("{}.{}", key(sandbox), zone.name));
+        zone.reverse.insert(address, (format!("{}.{}", key(sandbox), zone.name), sandbox.to_owned()));
     }
 
     /// Registers the port a sandbox asks from.
@@ -190,7 +191,7 @@ impl Directory {
     fn lookup_reverse(&self, scope: &[NetKey], address: Ipv4Addr) -> Option<Found> {
         let mut inside = false;
         for zone in scope.iter().filter_map(|n| self.zones.get(n)) {
-            if let Some(target) = zone.reverse.get(&address) {
+            if let Some((target, _)) = zone.reverse.get(&address) {
                 return Some(Found::Pointer(target.clone()));
             }
             inside |= zone.subnet.contains(&address);
@@ -215,14 +216,13 @@ impl Directory {
                     }
                 }
             }
-            for (address, target) in &zone.reverse {
-                let sandbox = target.strip_suffix(&format!(".{}", zone.name)).unwrap_or(target).to_owned();
+            for (address, (target, sandbox)) in &zone.reverse {
                 out.push(Listed {
                     network: net,
                     name: reverse_name(*address),
                     record_type: "PTR",
                     value: target.clone(),
-                    sandbox,
+                    sandbox: sandbox.clone(),
                 });
             }
         }

@@ -266,6 +266,38 @@ impl Forwarder {
     }
 }
 
+/// `answer` as it may go to a UDP client whose path carries at most
+/// `limit` bytes: unchanged if it fits, else cut to its header and question
+/// with TC set and no records, so the client retries over TCP (as a server
+/// does when its answer does not fit; relayed answers are otherwise never
+/// changed).
+pub fn fit_udp(answer: &[u8], limit: usize) -> std::borrow::Cow<'_, [u8]> {
+    if answer.len() <= limit || answer.len() < HEADER_LEN {
+        return std::borrow::Cow::Borrowed(answer);
+    }
+    let question_end = match question_range(&query_view(answer)) {
+        Some(q) => q.end,
+        None => HEADER_LEN,
+    };
+    let mut cut = answer[..question_end.min(answer.len())].to_vec();
+    cut[2] |= 0x02;
+    if question_end == HEADER_LEN {
+        cut[4..6].fill(0);
+    }
+    cut[6..12].fill(0);
+    std::borrow::Cow::Owned(cut)
+}
+
+/// The header of `message` with QR cleared, so [`question_range`] reads an
+/// answer's question as a query's.
+fn query_view(message: &[u8]) -> Vec<u8> {
+    let mut bytes = message.to_vec();
+    if let Some(flags) = bytes.get_mut(2) {
+        *flags &= 0x7f;
+    }
+    bytes
+}
+
 /// Where the single question of `query` lies, if it is a query with one
 /// well-formed question.
 fn question_range(query: &[u8]) -> Option<Range<usize>> {

@@ -393,3 +393,23 @@ fn upstream_ids_are_unique_in_flight() {
         assert!(ids.insert(id), "ID {id} reused while in flight");
     }
 }
+
+#[test]
+fn relayed_answers_too_big_for_the_path_are_cut_to_the_question_with_tc() {
+    let q = query(0x4242, "big.example.", RecordType::A);
+    let mut big = Message::from_vec(&upstream_answer(&q, ResponseCode::NoError, Ipv4Addr::new(192, 0, 2, 1))).unwrap();
+    for i in 0..100u8 {
+        big.add_answer(hickory_proto::rr::Record::from_rdata(
+            Name::from_ascii("big.example.").unwrap(),
+            300,
+            RData::A(hickory_proto::rr::rdata::A(Ipv4Addr::new(192, 0, 2, i))),
+        ));
+    }
+    let bytes = big.to_vec().unwrap();
+    assert_eq!(&dns::fit_udp(&bytes, bytes.len())[..], &bytes[..], "fits: unchanged");
+    let cut = dns::fit_udp(&bytes, 512);
+    let m = Message::from_vec(&cut).unwrap();
+    assert!(m.metadata.truncation && m.answers.is_empty());
+    assert_eq!((m.metadata.id, m.queries.len()), (0x4242, 1));
+    assert!(m.metadata.recursion_available, "other flags kept");
+}

@@ -183,7 +183,16 @@ impl Datapath {
                 counters.upstream_failures += 1;
             }
             match path {
-                ReplyPath::Udp { gateway, query } => self.send_udp_answer(gateway, &query, &done.answer),
+                ReplyPath::Udp { gateway, query } => {
+                    let mtu = self.bridge.port_config(gateway).map_or(0, |c| c.mtu as usize);
+                    let answer = dns::fit_udp(&done.answer, mtu.saturating_sub(IPV4_UDP_HEADERS));
+                    if answer.len() < done.answer.len()
+                        && let Some(counters) = self.dns_counters(gateway)
+                    {
+                        counters.truncated += 1;
+                    }
+                    self.send_udp_answer(gateway, &query, &answer);
+                }
                 ReplyPath::Tcp { gateway, conn } => {
                     if let Some(Some(PortIo::Gateway(gw))) = self.ports.get_mut(gateway.index()) {
                         gw.dns_tcp_answer(conn, &done.answer);
