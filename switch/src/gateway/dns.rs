@@ -77,6 +77,9 @@ pub fn classify(frame: &[u8], gateway: Ipv4Addr) -> DnsFrame {
         return DnsFrame::Other;
     }
     let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return DnsFrame::Other };
+    if ip.version() != 4 || ip.header_len() < 20 {
+        return DnsFrame::Other;
+    }
     if ip.dst_addr() != gateway || ip.more_frags() || ip.frag_offset() != 0 {
         return DnsFrame::Other;
     }
@@ -190,7 +193,8 @@ struct Slot {
 #[derive(Debug)]
 pub struct TcpServer {
     slots: Vec<Slot>,
-    /// Connections cut for idling, slowness, oversize queries, or evicted.
+    /// Connections cut for idling or slowness, or evicted (oversize queries
+    /// are counted apart).
     closed_idle: u64,
     /// Length prefixes announcing queries over [`MAX_TCP_QUERY`].
     oversize: u64,
@@ -250,6 +254,10 @@ impl TcpServer {
                 let _ = socket.listen(DNS_PORT);
             }
             if socket.is_listening() {
+                // A reset in SYN-RECEIVED sends smoltcp's socket back to LISTEN.
+                if slot.active {
+                    slot.reset();
+                }
                 listening += 1;
                 continue;
             }
@@ -304,6 +312,11 @@ impl TcpServer {
             {
                 slot.outbuf.drain(..n);
             }
+            if slot.waiting || !slot.outbuf.is_empty() || socket.send_queue() > 0 {
+                // Still answering: the client's time for its next query
+                // starts once the answer is out.
+                slot.deadline = now.0 + TCP_QUERY_DEADLINE_MS;
+            }
             let finished = slot.outbuf.is_empty() && !slot.waiting;
             if finished && socket.state() == tcp::State::CloseWait {
                 socket.close();
@@ -326,8 +339,20 @@ impl TcpServer {
             let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
             socket.abort();
             slot.reset();
-            let _ = socket.listen(DNS_PORT);
             self.closed_idle += 1;
+        }
+    }
+
+    /// Puts sockets closed since the last call back to listening. Called
+    /// after the stack has sent the resets of aborted connections (a
+    /// socket reset before that never sends its RST).
+    pub fn relisten(&mut self, sockets: &mut SocketSet<'static>) {
+        for slot in &mut self.slots {
+            let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            if !socket.is_open() {
+                slot.reset();
+                let _ = socket.listen(DNS_PORT);
+            }
         }
     }
 

@@ -10,6 +10,8 @@
 //! queued as owned buffers.
 
 pub mod dns;
+#[cfg(test)]
+mod dns_tests;
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -159,8 +161,9 @@ impl Gateway {
     pub fn poll(&mut self, now: Timestamp, out: &mut Vec<Vec<u8>>, dns: &mut dyn FnMut(TcpQuery) -> TcpAnswer) {
         self.iface.poll(instant(now), &mut self.device, &mut self.sockets);
         self.dns_tcp.service(&mut self.sockets, now, dns);
-        // Send what the DNS server just wrote.
+        // Send what the DNS server just wrote, and its resets.
         self.iface.poll(instant(now), &mut self.device, &mut self.sockets);
+        self.dns_tcp.relisten(&mut self.sockets);
         out.append(&mut self.device.tx);
     }
 
