@@ -81,10 +81,23 @@ fn fresh(b: &Binaries, newest_source: Option<SystemTime>) -> bool {
 /// The files the binaries are built from.
 fn source_paths() -> Vec<PathBuf> {
     let root = workspace_root();
-    ["switch/src", "ctl/src", "switch/Cargo.toml", "ctl/Cargo.toml", "Cargo.lock"]
-        .iter()
-        .map(|p| root.join(p))
-        .collect()
+    // The binaries' crates and every workspace crate they link.
+    [
+        "switch/src",
+        "ctl/src",
+        "dns/src",
+        "vxlan/src",
+        "crypto/src",
+        "switch/Cargo.toml",
+        "ctl/Cargo.toml",
+        "dns/Cargo.toml",
+        "vxlan/Cargo.toml",
+        "crypto/Cargo.toml",
+        "Cargo.lock",
+    ]
+    .iter()
+    .map(|p| root.join(p))
+    .collect()
 }
 
 /// Newest modification time of the files under `paths` (recursively).

@@ -93,6 +93,12 @@ impl Capture {
         Ok(Capture { stop, frames, reader: Some(reader) })
     }
 
+    /// Every frame seen so far, in order; the capture goes on (for waiting
+    /// until an expected frame arrives).
+    pub fn frames(&self) -> Vec<Frame> {
+        self.frames.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Stops the capture and returns every frame seen, in order.
     pub fn stop(mut self) -> Vec<Frame> {
         self.halt();

@@ -23,6 +23,8 @@ use crate::process::{output_with_timeout, text, wait_deadline};
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one `vswitchctl` call may take.
 const CTL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Where per-namespace files for `ip netns exec` live (`resolv.conf`).
+const ETC_NETNS_DIR: &str = "/etc/netns";
 
 /// One running `vswitchd` owned by a test.
 pub struct Daemon {
@@ -338,6 +340,15 @@ impl Daemon {
         for ns in self.leftover_netns() {
             let _ = Command::new("ip").args(["netns", "delete", &ns]).output();
             let _ = std::fs::remove_file(Path::new(NETNS_DIR).join(&ns));
+        }
+        // Resolver files the daemon wrote for our sandboxes (`/etc/netns/NAME/`)
+        // and did not remove (it died, or a sandbox rm failed).
+        if let Ok(rd) = std::fs::read_dir(ETC_NETNS_DIR) {
+            for e in rd.filter_map(Result::ok) {
+                if e.file_name().to_str().is_some_and(|n| n.starts_with(&self.prefix)) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
         }
         let ports = std::mem::take(&mut *self.ports.lock().unwrap_or_else(|p| p.into_inner()));
         for port in ports {

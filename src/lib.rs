@@ -2,12 +2,14 @@
 //! unique names, a guard that runs `vswitchd` and drives it with `vswitchctl`,
 //! and helpers that act inside network namespaces (ping, TCP transfer, frame
 //! capture and injection), simulated hosts on an underlay for multi-host
-//! (VXLAN overlay) tests, and decoding of captures with tshark. Everything a
+//! (VXLAN overlay) tests, decoding of captures with tshark, and the embedded
+//! DNS's tools (dig, a dnsmasq upstream, raw DNS messages). Everything a
 //! test creates is removed when its guard drops, even when the test fails.
 
 pub mod bins;
 pub mod capture;
 pub mod daemon;
+pub mod dns;
 pub mod encrypted;
 pub mod names;
 pub mod netns;
