@@ -242,6 +242,9 @@ fn respond(
         _ => {
             counters.truncated += 1;
             message.answers.clear();
+            // A query may carry many questions (answered FORMERR); header,
+            // one question and OPT always fit 512 bytes.
+            message.queries.truncate(1);
             message.metadata.truncation = true;
             message.to_vec().unwrap_or_default()
         }
