@@ -6,6 +6,7 @@
 //! change and hands it to the datapath, which owns it from then on (only the
 //! round-robin positions change afterwards).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -42,8 +43,9 @@ pub struct Asker {
 struct Entry {
     /// In endpoint order; answers rotate through them.
     addresses: Vec<Ipv4Addr>,
-    /// Where the next answer's rotation starts.
-    next: usize,
+    /// Where the next answer's rotation starts (a `Cell`: lookups move it
+    /// through a shared reference, the directory being owned by one thread).
+    next: Cell<usize>,
     /// The sandboxes the addresses belong to (for listings), parallel to
     /// `addresses`.
     sandboxes: Vec<String>,
@@ -163,9 +165,11 @@ impl Directory {
     /// Looks `name` (any case, trailing dot or not) up in the networks of
     /// `scope`, in order: a plain name on any of them first, then
     /// `NAME.NETWORK` on a network of the scope. Reverse names
-    /// (`in-addr.arpa`) of the scope's subnets are answered too. Each hit on
-    /// a name with several addresses advances its rotation.
-    pub fn lookup(&mut self, scope: &[NetKey], name: &str) -> Option<Found> {
+    /// (`in-addr.arpa`) of the scope's subnets are answered too. With
+    /// `advance`, a hit on a name with several addresses moves its rotation
+    /// on (only answers that carry the addresses should: a client asking for
+    /// A and AAAA together must still see the order change).
+    pub fn lookup(&self, scope: &[NetKey], name: &str, advance: bool) -> Option<Found> {
         let name = key(name);
         if let Some(address) = reverse_ipv4(&name) {
             return self.lookup_reverse(scope, address);
@@ -179,10 +183,12 @@ impl Directory {
                 zone.names.contains_key(base).then(|| (*n, base.to_owned()))
             })?,
         };
-        let entry = self.zones.get_mut(&network)?.names.get_mut(&base)?;
-        let n = entry.addresses.len();
-        let start = entry.next % n.max(1);
-        entry.next = (start + 1) % n.max(1);
+        let entry = self.zones.get(&network)?.names.get(&base)?;
+        let n = entry.addresses.len().max(1);
+        let start = entry.next.get() % n;
+        if advance {
+            entry.next.set((start + 1) % n);
+        }
         let mut rotated = entry.addresses.clone();
         rotated.rotate_left(start);
         Some(Found::Addresses(rotated))
@@ -269,36 +275,41 @@ mod tests {
 
     #[test]
     fn names_resolve_case_insensitively_on_the_scope_only() {
-        let mut d = two_networks();
+        let d = two_networks();
         let web = Some(Found::Addresses(vec![Ipv4Addr::new(10, 10, 0, 2)]));
-        assert_eq!(d.lookup(&[1], "WEB."), web);
-        assert_eq!(d.lookup(&[1], "web.app"), web);
-        assert_eq!(d.lookup(&[1], "web.APP."), web);
-        assert_eq!(d.lookup(&[1], "pg"), None, "pg lives on db only");
-        assert_eq!(d.lookup(&[1], "pg.db"), None, "naming the network does not widen the scope");
-        assert_eq!(d.lookup(&[1, 2], "pg"), Some(Found::Addresses(vec![Ipv4Addr::new(10, 20, 0, 2)])));
-        assert_eq!(d.lookup(&[1], "web.db"), None);
-        assert_eq!(d.lookup(&[1], "app"), None);
+        assert_eq!(d.lookup(&[1], "WEB.", true), web);
+        assert_eq!(d.lookup(&[1], "web.app", true), web);
+        assert_eq!(d.lookup(&[1], "web.APP.", true), web);
+        assert_eq!(d.lookup(&[1], "pg", true), None, "pg lives on db only");
+        assert_eq!(d.lookup(&[1], "pg.db", true), None, "naming the network does not widen the scope");
+        assert_eq!(d.lookup(&[1, 2], "pg", true), Some(Found::Addresses(vec![Ipv4Addr::new(10, 20, 0, 2)])));
+        assert_eq!(d.lookup(&[1], "web.db", true), None);
+        assert_eq!(d.lookup(&[1], "app", true), None);
     }
 
     #[test]
     fn shared_aliases_rotate() {
-        let mut d = two_networks();
+        let d = two_networks();
         let (a, b) = (Ipv4Addr::new(10, 10, 0, 2), Ipv4Addr::new(10, 10, 0, 3));
-        assert_eq!(d.lookup(&[1], "api"), Some(Found::Addresses(vec![a, b])));
-        assert_eq!(d.lookup(&[1], "api"), Some(Found::Addresses(vec![b, a])));
-        assert_eq!(d.lookup(&[1], "api.app"), Some(Found::Addresses(vec![a, b])));
+        assert_eq!(d.lookup(&[1], "api", false), Some(Found::Addresses(vec![a, b])), "AAAA and friends do not rotate");
+        assert_eq!(d.lookup(&[1], "api", true), Some(Found::Addresses(vec![a, b])));
+        assert_eq!(d.lookup(&[1], "api", true), Some(Found::Addresses(vec![b, a])));
+        assert_eq!(d.lookup(&[1], "api.app", true), Some(Found::Addresses(vec![a, b])));
     }
 
     #[test]
     fn reverse_names_of_the_scope_subnets() {
-        let mut d = two_networks();
-        assert_eq!(d.lookup(&[1], "2.0.10.10.in-addr.arpa."), Some(Found::Pointer("web.app".into())));
-        assert_eq!(d.lookup(&[1], "9.0.10.10.in-addr.arpa"), Some(Found::NoSuchAddress));
-        assert_eq!(d.lookup(&[1], "2.0.20.10.in-addr.arpa"), None, "another network's subnet is not ours to answer");
-        assert_eq!(d.lookup(&[1], "8.8.8.8.in-addr.arpa"), None);
-        assert_eq!(d.lookup(&[1], "0.10.10.in-addr.arpa"), None, "partial reverse names are forwarded");
-        assert_eq!(d.lookup(&[1], "02.0.10.10.in-addr.arpa"), None);
+        let d = two_networks();
+        assert_eq!(d.lookup(&[1], "2.0.10.10.in-addr.arpa.", true), Some(Found::Pointer("web.app".into())));
+        assert_eq!(d.lookup(&[1], "9.0.10.10.in-addr.arpa", true), Some(Found::NoSuchAddress));
+        assert_eq!(
+            d.lookup(&[1], "2.0.20.10.in-addr.arpa", true),
+            None,
+            "another network's subnet is not ours to answer"
+        );
+        assert_eq!(d.lookup(&[1], "8.8.8.8.in-addr.arpa", true), None);
+        assert_eq!(d.lookup(&[1], "0.10.10.in-addr.arpa", true), None, "partial reverse names are forwarded");
+        assert_eq!(d.lookup(&[1], "02.0.10.10.in-addr.arpa", true), None);
         assert_eq!(reverse_ipv4("1.2.3.4.5.in-addr.arpa"), None);
     }
 

@@ -310,9 +310,11 @@ fn question_range(query: &[u8]) -> Option<Range<usize>> {
     Some(HEADER_LEN..decoder.index())
 }
 
-/// Whether `answer` repeats the question of `query` (ASCII case aside: some
-/// servers answer in their own case).
+/// Whether `answer` repeats the question of `query`: the name in any ASCII
+/// case (some servers answer in their own), type and class exactly.
 fn same_question(query: &[u8], answer: &[u8], question: &Range<usize>) -> bool {
-    answer[4..6] == [0, 1]
-        && answer.get(question.clone()).is_some_and(|a| a.eq_ignore_ascii_case(&query[question.clone()]))
+    let Some(theirs) = answer.get(question.clone()) else { return false };
+    let ours = &query[question.clone()];
+    let name = ours.len().saturating_sub(4);
+    answer[4..6] == [0, 1] && theirs[..name].eq_ignore_ascii_case(&ours[..name]) && theirs[name..] == ours[name..]
 }

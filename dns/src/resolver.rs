@@ -98,7 +98,7 @@ impl Resolver {
     /// in `counters`.
     pub fn resolve(
         &self,
-        directory: &mut Directory,
+        directory: &Directory,
         source: Source,
         query: &[u8],
         transport: Transport,
@@ -122,7 +122,7 @@ impl Resolver {
             Source::Port { port, address } => directory.asker(port).filter(|a| a.address == address),
             Source::Network { network, address } => directory.asker_by_address(network, address),
         };
-        let Some(asker) = asker.cloned() else {
+        let Some(asker) = asker else {
             counters.refused += 1;
             return Outcome::Answer(respond(&message, ResponseCode::Refused, Vec::new(), false, transport, counters));
         };
@@ -134,12 +134,25 @@ impl Resolver {
             counters.malformed += 1;
             return Outcome::Answer(respond(&message, ResponseCode::FormErr, Vec::new(), false, transport, counters));
         };
+        if let Some(edns) = &message.edns
+            && edns.version() != 0
+        {
+            // RFC 6891 6.1.3: only EDNS version 0 exists.
+            counters.malformed += 1;
+            // hickory puts the extended RCODE's upper bits in the OPT record.
+            return Outcome::Answer(respond(&message, ResponseCode::BADVERS, Vec::new(), false, transport, counters));
+        }
+        let qtype = question.query_type();
         let found = if question.query_class() == DNSClass::IN {
-            directory.lookup(&asker.scope, &question.name().to_ascii())
+            directory.lookup(
+                &asker.scope,
+                &question.name().to_ascii(),
+                matches!(qtype, RecordType::A | RecordType::ANY),
+            )
         } else {
             None
         };
-        let (qname, qtype) = (question.name().clone(), question.query_type());
+        let qname = question.name().clone();
         let local = |rcode, records, counters: &mut Counters| {
             counters.answered_locally += 1;
             Outcome::Answer(respond(&message, rcode, records, asker.forwarding, transport, counters))
@@ -176,7 +189,8 @@ impl Resolver {
                 local(ResponseCode::NXDomain, Vec::new(), counters)
             }
             None => {
-                let upstreams = if asker.upstreams.is_empty() { self.upstreams.clone() } else { asker.upstreams };
+                let upstreams =
+                    if asker.upstreams.is_empty() { self.upstreams.clone() } else { asker.upstreams.clone() };
                 if upstreams.is_empty() {
                     counters.upstream_failures += 1;
                     return Outcome::Answer(respond(

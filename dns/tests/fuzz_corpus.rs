@@ -210,7 +210,7 @@ fn records(m: &Message) -> Vec<String> {
 
 #[test]
 fn seeds_resolve_as_named() {
-    let mut directory = directory();
+    let directory = directory();
     let resolver = Resolver::new(vec![DAEMON_UPSTREAM]);
     for (index, (name, expect)) in SEEDS.into_iter().enumerate() {
         assert!(name.ends_with(expect.suffix()), "{name} does not claim {expect:?}");
@@ -221,7 +221,7 @@ fn seeds_resolve_as_named() {
         let mut counters = Counters::default();
         let source = Source::Port { port: WEB_PORT, address: WEB };
         let outcome =
-            resolver.resolve(&mut directory, source, &bytes, Transport::Udp { path_limit: 1472 }, true, &mut counters);
+            resolver.resolve(&directory, source, &bytes, Transport::Udp { path_limit: 1472 }, true, &mut counters);
         assert_eq!(counters.queries, 1, "{name}");
         if let Outcome::Answer(answer) = &outcome {
             let limit = Message::from_vec(&bytes).ok().and_then(|m| m.edns.map(|e| usize::from(e.max_payload())));

@@ -74,7 +74,7 @@ impl Harness {
 
     fn ask(&mut self, port: u32, src: Ipv4Addr, bytes: &[u8]) -> Outcome {
         self.resolver.resolve(
-            &mut self.directory,
+            &self.directory,
             Source::Port { port, address: src },
             bytes,
             UDP,
@@ -107,6 +107,10 @@ fn shared_alias_round_robin() {
     let second = addresses(&answer(h.ask(WEB_PORT, WEB, &query(2, "api.", RecordType::A))));
     assert_eq!(first, [WEB, WORKER]);
     assert_eq!(second, [WORKER, WEB]);
+    // getaddrinfo asks A and AAAA together: only A answers move the rotation.
+    let _ = h.ask(WEB_PORT, WEB, &query(3, "api.", RecordType::AAAA));
+    let third = addresses(&answer(h.ask(WEB_PORT, WEB, &query(4, "api.", RecordType::A))));
+    assert_eq!(third, [WEB, WORKER]);
 }
 
 #[test]
@@ -158,15 +162,15 @@ fn askers_own_upstreams_and_no_upstream_at_all() {
     let resolver = Resolver::new(Vec::new());
     let mut c = Counters::default();
     let q = query(1, "example.com.", RecordType::A);
-    match resolver.resolve(&mut d, Source::Port { port: 6, address: WORKER }, &q, UDP, true, &mut c) {
+    match resolver.resolve(&d, Source::Port { port: 6, address: WORKER }, &q, UDP, true, &mut c) {
         Outcome::Forward(u) => assert_eq!(&u[..], [upstream(9)]),
         other => panic!("{other:?}"),
     }
-    let m = answer(resolver.resolve(&mut d, Source::Port { port: WEB_PORT, address: WEB }, &q, UDP, true, &mut c));
+    let m = answer(resolver.resolve(&d, Source::Port { port: WEB_PORT, address: WEB }, &q, UDP, true, &mut c));
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     assert_eq!(c.upstream_failures, 1);
     let m = answer(Resolver::new(vec![upstream(1)]).resolve(
-        &mut d,
+        &d,
         Source::Port { port: 6, address: WORKER },
         &q,
         UDP,
@@ -191,7 +195,7 @@ fn spoofed_and_unknown_sources_are_refused() {
     let q = query(3, "worker.", RecordType::A);
     let tcp = |h: &mut Harness, net, src| {
         h.resolver.resolve(
-            &mut h.directory,
+            &h.directory,
             Source::Network { network: net, address: src },
             &q,
             Transport::Tcp,
@@ -248,7 +252,7 @@ fn udp_answers_that_do_not_fit_are_truncated_and_edns_is_answered() {
     let mut c = Counters::default();
     let src = Ipv4Addr::new(10, 30, 1, 1);
     let plain = query(1, "many.", RecordType::A);
-    let m = answer(resolver.resolve(&mut d, Source::Port { port: 0, address: src }, &plain, UDP, true, &mut c));
+    let m = answer(resolver.resolve(&d, Source::Port { port: 0, address: src }, &plain, UDP, true, &mut c));
     assert!(m.metadata.truncation && m.answers.is_empty(), "80 A records do not fit 512 bytes");
     assert_eq!(c.truncated, 1);
     let mut edns_query = Message::from_vec(&plain).unwrap();
@@ -256,7 +260,7 @@ fn udp_answers_that_do_not_fit_are_truncated_and_edns_is_answered() {
     edns.set_max_payload(4096);
     edns_query.set_edns(edns);
     let m = answer(resolver.resolve(
-        &mut d,
+        &d,
         Source::Port { port: 0, address: src },
         &edns_query.to_vec().unwrap(),
         UDP,
@@ -267,7 +271,7 @@ fn udp_answers_that_do_not_fit_are_truncated_and_edns_is_answered() {
     assert_eq!(addresses(&m).len(), 80);
     assert_eq!(m.edns.as_ref().map(|e| e.max_payload()), Some(dns::EDNS_PAYLOAD));
     let m = answer(resolver.resolve(
-        &mut d,
+        &d,
         Source::Network { network: 1, address: src },
         &plain,
         Transport::Tcp,
@@ -412,4 +416,29 @@ fn relayed_answers_too_big_for_the_path_are_cut_to_the_question_with_tc() {
     assert!(m.metadata.truncation && m.answers.is_empty());
     assert_eq!((m.metadata.id, m.queries.len()), (0x4242, 1));
     assert!(m.metadata.recursion_available, "other flags kept");
+}
+
+#[test]
+fn edns_versions_other_than_zero_get_badvers() {
+    let mut h = Harness::new();
+    let mut m = Message::from_vec(&query(1, "web.", RecordType::A)).unwrap();
+    let mut edns = Edns::new();
+    edns.set_version(1);
+    m.set_edns(edns);
+    let a = answer(h.ask(WEB_PORT, WEB, &m.to_vec().unwrap()));
+    assert_eq!(u16::from(a.metadata.response_code), 16, "BADVERS (16, which hickory also names BADSIG)");
+    assert!(a.answers.is_empty() && a.edns.is_some());
+}
+
+#[test]
+fn answers_with_another_type_are_not_accepted() {
+    let mut f = Forwarder::new(4, 1500, 3);
+    // HTTPS (65) and type 97 differ only in the bit ASCII case uses.
+    let q = query(5, "example.com.", RecordType::HTTPS);
+    let (_, to, sent_query) = sent(f.start(1, &q, &[upstream(1)], false, 0).unwrap());
+    let mut a = upstream_answer(&sent_query, ResponseCode::NoError, Ipv4Addr::new(192, 0, 2, 1));
+    let qtype_at = 12 + "example.com.".len() + 1;
+    assert_eq!(a[qtype_at + 1], 65);
+    a[qtype_at + 1] = 97;
+    assert_eq!(f.on_answer(to, &a, 1), None);
 }
