@@ -153,7 +153,7 @@ fuzz_target!(|data: &[u8]| {
     // Parsed once here: a header may claim 65,535 questions, which hickory
     // allocates room for before failing (slow under ASan).
     let parsed = Message::from_vec(data).ok();
-    let mut directory = directory();
+    let directory = directory();
     let resolver = Resolver::new(vec![DAEMON_UPSTREAM]);
 
     // The raw input as a frame to the gateway.
@@ -228,7 +228,7 @@ struct Ask<'a> {
 
 /// Asks `resolver` `query` (`parsed`: as hickory reads it) as `ask` says
 /// and checks the outcome.
-fn check_resolve(directory: &mut Directory, resolver: &Resolver, ask: &Ask, query: &[u8], parsed: Option<&Message>) {
+fn check_resolve(directory: &Directory, resolver: &Resolver, ask: &Ask, query: &[u8], parsed: Option<&Message>) {
     let Ask { source, known, transport, room } = *ask;
     let mut counters = Counters::default();
     let outcome = resolver.resolve(directory, source, query, transport, room, &mut counters);
