@@ -36,9 +36,15 @@ const TCP_TX_BUFFER: usize = 16 * 1024;
 /// Longest query accepted over TCP (a query is one question; this leaves
 /// room for EDNS options).
 pub const MAX_TCP_QUERY: usize = 4096;
-/// Time a TCP client has, from connecting or from its last answer, to send
-/// a whole query.
+/// Time a TCP client has, from connecting or from its last answer moving,
+/// to send a whole query (and to read its answer).
 const TCP_QUERY_DEADLINE_MS: u64 = 5_000;
+/// Time a forwarded query may take before its connection is cut: twice
+/// the forwarder's worst case (three upstreams of 1.5 s).
+const TCP_FORWARD_DEADLINE_MS: u64 = 9_000;
+/// Answer bytes queued per connection beyond smoltcp's buffer before the
+/// server stops reading the client's queries.
+const TCP_OUTBUF_LIMIT: usize = 16 * 1024;
 /// smoltcp aborts a connection whose peer stops acknowledging after this.
 const TCP_STACK_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(10);
 
@@ -185,8 +191,13 @@ struct Slot {
     outbuf: Vec<u8>,
     /// A query was forwarded; its answer has not come back.
     waiting: bool,
-    /// When the client must have sent its next whole query (ms).
+    /// When the client must have sent its next whole query, or read its
+    /// answer, or the forwarded answer must be back (ms).
     deadline: u64,
+    /// A forwarded answer arrived since the last pass.
+    answered: bool,
+    /// Answer bytes smoltcp held unacknowledged after the last pass.
+    unacked: usize,
 }
 
 /// The gateway's TCP DNS server.
@@ -220,6 +231,8 @@ impl TcpServer {
                     outbuf: Vec::new(),
                     waiting: false,
                     deadline: 0,
+                    answered: false,
+                    unacked: 0,
                 }
             })
             .collect();
@@ -239,13 +252,16 @@ impl TcpServer {
     /// Moves every connection on: reads whole queries and hands them to
     /// `answer`, which says what to do with each; writes pending answers; closes
     /// finished, slow and idle connections; keeps one socket listening.
+    /// Returns whether it wrote or closed anything (the stack then has
+    /// segments to send).
     pub fn service(
         &mut self,
         sockets: &mut SocketSet<'static>,
         now: Timestamp,
         answer: &mut dyn FnMut(TcpQuery) -> TcpAnswer,
-    ) {
+    ) -> bool {
         let mut listening = 0;
+        let mut changed = false;
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
             if !socket.is_open() {
@@ -266,15 +282,20 @@ impl TcpServer {
                 slot.generation = slot.generation.wrapping_add(1);
                 slot.deadline = now.0 + TCP_QUERY_DEADLINE_MS;
             }
+            if std::mem::take(&mut slot.answered) {
+                slot.deadline = now.0 + TCP_QUERY_DEADLINE_MS;
+            }
+            // Backpressure: a client that does not read its answers gets no
+            // more read from it, so the queue stays bounded.
             let mut chunk = [0u8; 1024];
-            while socket.can_recv() && slot.inbuf.len() < 2 + MAX_TCP_QUERY {
+            while socket.can_recv() && slot.outbuf.len() < TCP_OUTBUF_LIMIT && slot.inbuf.len() < 2 + MAX_TCP_QUERY {
                 let room = (2 + MAX_TCP_QUERY - slot.inbuf.len()).min(chunk.len());
                 match socket.recv_slice(&mut chunk[..room]) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => slot.inbuf.extend_from_slice(&chunk[..n]),
                 }
             }
-            while !slot.waiting && slot.inbuf.len() >= 2 {
+            while !slot.waiting && slot.outbuf.len() < TCP_OUTBUF_LIMIT && slot.inbuf.len() >= 2 {
                 let len = usize::from(u16::from_be_bytes([slot.inbuf[0], slot.inbuf[1]]));
                 if len == 0 || len > MAX_TCP_QUERY {
                     self.oversize += 1;
@@ -287,15 +308,20 @@ impl TcpServer {
                 }
                 let message = slot.inbuf[2..2 + len].to_vec();
                 slot.inbuf.drain(..2 + len);
-                slot.deadline = now.0 + TCP_QUERY_DEADLINE_MS;
                 let client = match socket.remote_endpoint().map(|e| e.addr) {
                     Some(smoltcp::wire::IpAddress::Ipv4(a)) => a,
                     _ => Ipv4Addr::UNSPECIFIED,
                 };
                 let conn = TcpConn { slot: index, generation: slot.generation };
                 match answer(TcpQuery { conn, client, message }) {
-                    TcpAnswer::Now(bytes) => slot.queue(&bytes),
-                    TcpAnswer::Later => slot.waiting = true,
+                    TcpAnswer::Now(bytes) => {
+                        slot.queue(&bytes);
+                        slot.deadline = now.0 + TCP_QUERY_DEADLINE_MS;
+                    }
+                    TcpAnswer::Later => {
+                        slot.waiting = true;
+                        slot.deadline = now.0 + TCP_FORWARD_DEADLINE_MS;
+                    }
                     TcpAnswer::Close => {
                         socket.abort();
                         slot.reset();
@@ -304,31 +330,44 @@ impl TcpServer {
                 }
             }
             if !slot.active {
+                changed = true;
                 continue;
             }
+            let mut progress = false;
             if !slot.outbuf.is_empty()
                 && socket.can_send()
                 && let Ok(n) = socket.send_slice(&slot.outbuf)
+                && n > 0
             {
                 slot.outbuf.drain(..n);
+                progress = true;
+                changed = true;
             }
-            if slot.waiting || !slot.outbuf.is_empty() || socket.send_queue() > 0 {
-                // Still answering: the client's time for its next query
-                // starts once the answer is out.
+            // The client acknowledged answer bytes since the last pass.
+            progress |= socket.send_queue() < slot.unacked;
+            slot.unacked = socket.send_queue();
+            if progress && !slot.waiting {
+                // The client's time for its next query runs from its answer.
                 slot.deadline = now.0 + TCP_QUERY_DEADLINE_MS;
             }
             let finished = slot.outbuf.is_empty() && !slot.waiting;
             if finished && socket.state() == tcp::State::CloseWait {
                 socket.close();
-            } else if finished && now.0 >= slot.deadline {
+                changed = true;
+            } else if now.0 >= slot.deadline {
+                // Idle, too slow to send its query or to read its answer,
+                // or its forwarded query never came back.
                 self.closed_idle += 1;
                 socket.abort();
                 slot.reset();
+                changed = true;
             }
         }
         if listening == 0 {
             self.evict(sockets);
+            changed = true;
         }
+        changed
     }
 
     /// With every slot taken, cuts the connection that has waited longest
@@ -365,6 +404,7 @@ impl TcpServer {
             && slot.waiting
         {
             slot.waiting = false;
+            slot.answered = true;
             slot.queue(bytes);
         }
     }
@@ -374,6 +414,8 @@ impl Slot {
     fn reset(&mut self) {
         self.active = false;
         self.waiting = false;
+        self.answered = false;
+        self.unacked = 0;
         self.inbuf.clear();
         self.outbuf.clear();
     }

@@ -179,6 +179,8 @@ enum Mode {
     Later,
     /// Refuse: close the connection.
     Close,
+    /// Answer at once with 4,000 bytes.
+    Big,
 }
 
 /// The DNS behind the gateway: records every query.
@@ -195,6 +197,7 @@ impl Dns {
             Mode::Reverse => TcpAnswer::Now(reversed(&query.message)),
             Mode::Later => TcpAnswer::Later,
             Mode::Close => TcpAnswer::Close,
+            Mode::Big => TcpAnswer::Now(vec![0x5a; 4_000]),
         };
         self.tcp.push(query);
         answer
@@ -744,8 +747,8 @@ fn later_answer_after_the_deadline_is_delivered() {
     assert_eq!(net.gw.dns_tcp_counters(), (0, 0));
 }
 
-/// The deadline runs from when the query was read, not from its answer:
-/// a client whose forwarded answer took 4 s has 1 s for its next query.
+/// The deadline runs from the answer, not from when the query was read: a
+/// client whose forwarded answer took 4 s still has 5 s for its next query.
 #[test]
 fn deadline_runs_from_the_last_answer() {
     let mut net = Net::new(1);
@@ -762,10 +765,9 @@ fn deadline_runs_from_the_last_answer() {
     assert_eq!(net.dns.tcp.len(), 2);
 }
 
-/// Eviction aborts the socket and makes it listen again in the same breath,
-/// which resets smoltcp's socket before the RST goes out: the evicted
-/// client is not told, and learns only when it next sends (one that waits
-/// for the rest of an answer hangs).
+/// Eviction sends the evicted client a reset before its socket listens
+/// again (listening at once would clear the socket before the RST goes out,
+/// and a client waiting for the rest of an answer would hang).
 #[test]
 fn evicted_client_is_sent_a_reset() {
     let mut net = Net::new(8);
@@ -1090,4 +1092,49 @@ fn udp_query_is_answered_to_a_real_client() {
     assert_eq!(&buf[..n], &reversed(&query)[..]);
     assert_eq!(meta.endpoint, IpEndpoint::new(IpAddress::Ipv4(GW), DNS_PORT));
     assert!(net.dns.tcp.is_empty());
+}
+
+/// A client that sends queries and never reads the answers: the server
+/// stops reading its queries once a bounded amount of answer is queued, and
+/// cuts it when the answer has not moved for the deadline.
+#[test]
+fn client_that_never_reads_is_cut_and_memory_stays_bounded() {
+    let mut net = Net::new(2);
+    net.dns.mode = Mode::Big;
+    net.connect(0);
+    let query = framed(&dns_query(1, "flood.example"));
+    let mut sent = 0;
+    for _ in 0..200 {
+        if net.clients[0].tcp().can_send() {
+            net.send(0, &query);
+            sent += 1;
+        }
+        net.advance(STEP_MS / 10);
+    }
+    let answered = net.dns.tcp.len();
+    assert!(sent > answered, "every query answered although nothing is read ({sent} sent)");
+    // 16 KiB queued at most, plus what smoltcp and the client buffer hold.
+    assert!(answered * 4_002 <= 16 * 1024 + 4_002 + 16 * 1024 + 16 * 1024, "{answered} answers queued");
+    net.advance(DEADLINE_MS + STEP_MS);
+    assert_eq!(net.state(0), tcp::State::Closed, "a client that never reads keeps its slot");
+    assert_eq!(net.gw.dns_tcp_counters(), (1, 0));
+    let query = dns_query(2, "other.example");
+    net.dns.mode = Mode::Reverse;
+    net.connect(1);
+    assert_eq!(net.ask(1, &query), framed(&reversed(&query)));
+}
+
+/// A forwarded query whose answer never comes does not hold its
+/// connection forever.
+#[test]
+fn lost_forwarded_answer_cuts_the_connection_after_the_forward_deadline() {
+    let mut net = Net::new(1);
+    net.dns.mode = Mode::Later;
+    net.connect(0);
+    net.send(0, &framed(&dns_query(1, "lost.example")));
+    net.advance(8_000);
+    assert_eq!(net.state(0), tcp::State::Established);
+    net.advance(1_000 + STEP_MS);
+    assert_eq!(net.state(0), tcp::State::Closed);
+    assert_eq!(net.gw.dns_tcp_counters(), (1, 0));
 }

@@ -160,10 +160,11 @@ impl Gateway {
     /// at once, or later through [`Gateway::dns_tcp_answer`].
     pub fn poll(&mut self, now: Timestamp, out: &mut Vec<Vec<u8>>, dns: &mut dyn FnMut(TcpQuery) -> TcpAnswer) {
         self.iface.poll(instant(now), &mut self.device, &mut self.sockets);
-        self.dns_tcp.service(&mut self.sockets, now, dns);
-        // Send what the DNS server just wrote, and its resets.
-        self.iface.poll(instant(now), &mut self.device, &mut self.sockets);
-        self.dns_tcp.relisten(&mut self.sockets);
+        if self.dns_tcp.service(&mut self.sockets, now, dns) {
+            // Send what the DNS server just wrote, and its resets.
+            self.iface.poll(instant(now), &mut self.device, &mut self.sockets);
+            self.dns_tcp.relisten(&mut self.sockets);
+        }
         out.append(&mut self.device.tx);
     }
 
