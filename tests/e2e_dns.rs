@@ -563,3 +563,40 @@ fn names_resolve_again_after_kill_9_and_restart() {
     assert_eq!([&a, &c].map(|s| d.sandbox_inspect(s).resolver), resolvers, "resolvers changed across the restart");
     assert!(!d.dns_ls(Some(&net)).is_empty(), "dns ls is empty after the restart");
 }
+
+/// A sandbox's `--dns` server that runs in another sandbox on its network
+/// (reachable only through the switch, not from the daemon's namespace) is
+/// asked from the gateway: names the switch does not own resolve through
+/// it, over UDP and TCP, and an unassigned address listed first (no
+/// endpoint holds it, so it cannot be asked) is skipped.
+#[test]
+fn a_dns_server_in_another_sandbox_is_asked_from_the_gateway() {
+    if !prerequisites("a_dns_server_in_another_sandbox_is_asked_from_the_gateway") {
+        return;
+    }
+    let d = Daemon::start();
+    let net = d.name("n");
+    d.network_create(&net, "10.217.0.0/24");
+    let gw = gateway_of([10, 217, 0]);
+    let (srv, cli, cli2) = (d.name("srv"), d.name("cli"), d.name("cli2"));
+    d.sandbox_create(&srv);
+    let server = ip_of(&d.connect_aliases(&net, &srv, Some("10.217.0.53"), &[]));
+    let dnsmasq = vswitch::dns::Dnsmasq::start(&srv, server, &["--address=/inner.test/192.0.2.55".to_owned()]);
+    d.sandbox_create_dns(&cli, &[server], &[]);
+    d.connect_aliases(&net, &cli, None, &[]);
+    // An unassigned address of the subnet first: no endpoint holds it.
+    d.sandbox_create_dns(&cli2, &[Ipv4Addr::new(10, 217, 0, 250), server], &[]);
+    d.connect_aliases(&net, &cli2, None, &[]);
+    assert_resolv_conf(&cli, &expected_conf(gw, &[]));
+
+    let r = dig(&cli, &["inner.test"]);
+    assert_resolves(&r, &[Ipv4Addr::new(192, 0, 2, 55)]);
+    assert!(dnsmasq.wait_queried("inner.test", Duration::from_secs(5)), "the server never saw the query");
+    let r = dig(&cli, &["+tcp", "inner.test"]);
+    assert_resolves(&r, &[Ipv4Addr::new(192, 0, 2, 55)]);
+    // The switch's own names stay local.
+    assert_resolves(&dig(&cli, &[&srv]), &[server]);
+    assert_resolves(&dig(&cli2, &["inner.test"]), &[Ipv4Addr::new(192, 0, 2, 55)]);
+    let stats = d.dns_stats(&net);
+    assert!(stats.forwarded >= 3 && stats.upstream_failures == 0, "{stats:?}");
+}

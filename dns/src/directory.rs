@@ -99,6 +99,9 @@ pub struct Directory {
     zones: HashMap<NetKey, Zone>,
     askers: HashMap<PortKey, Asker>,
     by_address: HashMap<(NetKey, Ipv4Addr), PortKey>,
+    /// Hardware addresses of the endpoints, for asking a server that runs
+    /// in a sandbox on the network.
+    macs: HashMap<(NetKey, Ipv4Addr), [u8; 6]>,
 }
 
 /// DNS names compare case-insensitively; the directory keeps them lowercase.
@@ -136,6 +139,16 @@ impl Directory {
             }
         }
         zone.reverse.insert(address, (format!("{}.{}", key(sandbox), zone.name), sandbox.to_owned()));
+    }
+
+    /// Records that `address` on `network` is at hardware address `mac`.
+    pub fn add_mac(&mut self, network: NetKey, address: Ipv4Addr, mac: [u8; 6]) {
+        self.macs.insert((network, address), mac);
+    }
+
+    /// The hardware address of endpoint `address` on `network`, if known.
+    pub fn mac_of(&self, network: NetKey, address: Ipv4Addr) -> Option<[u8; 6]> {
+        self.macs.get(&(network, address)).copied()
     }
 
     /// Registers the port a sandbox asks from.

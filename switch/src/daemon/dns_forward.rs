@@ -3,11 +3,12 @@
 //! datapath hands it queries over a channel (never waiting) and gets the
 //! answers back over another, with a wake-up of its event loop.
 //!
-//! UDP goes through one connected socket per upstream, so an upstream that
-//! is not listening shows at once as ICMP "port unreachable"
-//! (`ECONNREFUSED`) and its queries fail over without waiting for the
-//! timeout. TCP (for clients that asked over TCP, typically after a
-//! truncated UDP answer) opens one connection per query.
+//! Each query to an upstream gets its own connected UDP socket (a fresh
+//! random source port, as RFC 5452 asks, on top of the random query ID), so
+//! an upstream that is not listening shows at once as ICMP "port
+//! unreachable" (`ECONNREFUSED`) on exactly that query, which fails over
+//! without waiting for the timeout. TCP (for clients that asked over TCP,
+//! typically after a truncated UDP answer) opens one connection per query.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -25,6 +26,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 pub const MAX_IN_FLIGHT: usize = 1024;
 
 const WAKER: Token = Token(0);
+/// Tokens of UDP sockets: this plus the query's upstream ID.
+const UDP_BASE: usize = 1 << 16;
 /// Tokens of TCP connections: this plus the query's upstream ID.
 const TCP_BASE: usize = 1 << 20;
 /// Largest DNS message.
@@ -76,7 +79,7 @@ impl ForwardThread {
             done,
             datapath,
             forwarder: Forwarder::new(MAX_IN_FLIGHT, UPSTREAM_TIMEOUT_MS, seed),
-            udp: Vec::new(),
+            udp: HashMap::new(),
             tcp: HashMap::new(),
             start: Instant::now(),
             buf: vec![0u8; MAX_MESSAGE],
@@ -143,8 +146,8 @@ struct State {
     done: Sender<Done>,
     datapath: Arc<Waker>,
     forwarder: Forwarder,
-    /// One connected UDP socket per upstream; token = index + 1.
-    udp: Vec<(SocketAddr, UdpSocket)>,
+    /// The UDP socket of each query in flight over UDP, by upstream ID.
+    udp: HashMap<u16, (SocketAddr, UdpSocket)>,
     /// TCP connections by upstream query ID.
     tcp: HashMap<u16, TcpQuery>,
     start: Instant,
@@ -170,7 +173,8 @@ impl State {
                 match event.token() {
                     WAKER => {}
                     Token(t) if t >= TCP_BASE => self.progress_tcp((t - TCP_BASE) as u16, &mut actions),
-                    Token(t) => self.read_udp(t - 1, &mut actions),
+                    Token(t) if t >= UDP_BASE => self.read_udp((t - UDP_BASE) as u16, &mut actions),
+                    Token(_) => {}
                 }
             }
             loop {
@@ -203,8 +207,9 @@ impl State {
         while let Some(action) = actions.pop() {
             match action {
                 Action::Send { id, upstream, tcp: false, query } => {
-                    if let Err(e) = self.send_udp(upstream, &query) {
+                    if let Err(e) = self.send_udp(id, upstream, &query) {
                         tracing::debug!(%upstream, error = %e, "DNS: cannot send to upstream");
+                        self.udp.remove(&id);
                         actions.extend(self.forwarder.on_failure(id, self.now()));
                     }
                 }
@@ -220,50 +225,44 @@ impl State {
                 }
             }
         }
-        // Connections of queries that finished (answered elsewhere or timed
-        // out) are closed by dropping them.
+        // Sockets of queries that finished (answered elsewhere or timed out)
+        // are closed by dropping them.
         let forwarder = &self.forwarder;
         self.tcp.retain(|id, _| forwarder.is_in_flight(*id));
+        self.udp.retain(|id, _| forwarder.is_in_flight(*id));
         if answered {
             let _ = self.datapath.wake();
         }
     }
 
-    fn send_udp(&mut self, upstream: SocketAddr, query: &[u8]) -> io::Result<()> {
-        let index = match self.udp.iter().position(|(a, _)| *a == upstream) {
-            Some(i) => i,
-            None => {
-                let local: SocketAddr = match upstream {
-                    SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-                    SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-                };
-                let mut socket = UdpSocket::bind(local)?;
-                socket.connect(upstream)?;
-                let index = self.udp.len();
-                self.poll.registry().register(&mut socket, Token(index + 1), Interest::READABLE)?;
-                self.udp.push((upstream, socket));
-                index
-            }
+    /// Sends query `id` to `upstream` from a fresh socket (replacing, and so
+    /// closing, the socket of its previous attempt).
+    fn send_udp(&mut self, id: u16, upstream: SocketAddr, query: &[u8]) -> io::Result<()> {
+        let local: SocketAddr = match upstream {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         };
-        self.udp[index].1.send(query).map(drop)
+        let mut socket = UdpSocket::bind(local)?;
+        socket.connect(upstream)?;
+        self.poll.registry().register(&mut socket, Token(UDP_BASE + usize::from(id)), Interest::READABLE)?;
+        socket.send(query)?;
+        self.udp.insert(id, (upstream, socket));
+        Ok(())
     }
 
-    /// Reads every datagram waiting on UDP socket `index`.
-    fn read_udp(&mut self, index: usize, actions: &mut Vec<Action>) {
-        let Some((upstream, socket)) = self.udp.get(index) else { return };
+    /// Reads the answer waiting on query `id`'s socket; an ICMP error moves
+    /// the query on.
+    fn read_udp(&mut self, id: u16, actions: &mut Vec<Action>) {
+        let Some((upstream, socket)) = self.udp.get(&id) else { return };
         let upstream = *upstream;
         loop {
             match socket.recv(&mut self.buf) {
                 Ok(n) => actions.extend(self.forwarder.on_answer(upstream, &self.buf[..n], self.now())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    tracing::debug!(%upstream, "DNS upstream refused (nothing listens)");
-                    actions.extend(self.forwarder.on_unreachable(upstream, self.now()));
-                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    tracing::warn!(%upstream, error = %e, "DNS: receive from upstream failed");
-                    actions.extend(self.forwarder.on_unreachable(upstream, self.now()));
+                    tracing::debug!(%upstream, error = %e, "DNS upstream unreachable");
+                    actions.extend(self.forwarder.on_failure(id, self.now()));
                     break;
                 }
             }

@@ -122,20 +122,27 @@ pub fn resolv_conf_path(name: &str) -> String {
     format!("{NETNS_ETC}/{name}/resolv.conf")
 }
 
-/// Writes sandbox `name`'s resolv.conf, or removes it when `conf` is
-/// empty. The file is rewritten in place (not replaced), so a bind mount of
-/// it sees the new text.
+/// Writes sandbox `name`'s resolv.conf. A file that exists is rewritten in
+/// place, never removed or replaced, so a container's bind mount of it sees
+/// every change; the new text is written over the old before the file is
+/// cut to its length, so a reader never finds it empty. With nothing to
+/// say, no file is created (and an existing one keeps only its comment).
 pub fn write_resolv_conf(name: &str, conf: &ResolvConf) -> Result<(), PlumbError> {
+    use std::io::{Seek, Write};
     let path = PathBuf::from(resolv_conf_path(name));
-    if conf.is_empty() {
-        return match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(PlumbError::ResolvConf { path, source: e }),
-            _ => Ok(()),
-        };
+    let exists = path.exists();
+    if conf.is_empty() && !exists {
+        return Ok(());
     }
+    let text = conf.render();
     let dir = Path::new(NETNS_ETC).join(name);
     std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&path, conf.render()))
+        .and_then(|()| std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path))
+        .and_then(|mut file| {
+            file.rewind()?;
+            file.write_all(text.as_bytes())?;
+            file.set_len(text.len() as u64)
+        })
         .map_err(|source| PlumbError::ResolvConf { path, source })
 }
 

@@ -25,6 +25,10 @@ use crate::wire::MacAddr;
 
 /// The DNS port.
 pub const DNS_PORT: u16 = 53;
+/// The gateway's UDP port for asking upstream servers that sit on the
+/// network itself (a sandbox's `--dns` server in another sandbox): their
+/// answers come back to it.
+pub const UPSTREAM_PORT: u16 = 53_053;
 /// TCP connections served at once per gateway. A new connection evicts the
 /// one that has waited longest for its query when all are taken, so slow or
 /// idle clients cannot lock others out.
@@ -53,6 +57,9 @@ const TCP_STACK_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from
 pub enum DnsFrame {
     /// A UDP datagram to the gateway's port 53.
     Udp(UdpQuery),
+    /// A UDP datagram to the gateway's [`UPSTREAM_PORT`]: an on-network
+    /// upstream's answer (the fields say who sent it).
+    UpstreamAnswer(UdpQuery),
     /// A TCP segment to the gateway's port 53 from `source`.
     Tcp {
         /// Its IPv4 source address.
@@ -92,15 +99,16 @@ pub fn classify(frame: &[u8], gateway: Ipv4Addr) -> DnsFrame {
     let l4_start = EthernetFrame::<&[u8]>::header_len() + usize::from(ip.header_len());
     match ip.next_header() {
         IpProtocol::Udp => match UdpPacket::new_checked(ip.payload()) {
-            Ok(udp) if udp.dst_port() == DNS_PORT => {
+            Ok(udp) if udp.dst_port() == DNS_PORT || udp.dst_port() == UPSTREAM_PORT => {
                 let start = l4_start + 8;
                 let end = l4_start + usize::from(udp.len());
-                DnsFrame::Udp(UdpQuery {
+                let datagram = UdpQuery {
                     mac: MacAddr(eth.src_addr().0),
                     address: ip.src_addr(),
                     port: udp.src_port(),
                     payload: start..end,
-                })
+                };
+                if udp.dst_port() == DNS_PORT { DnsFrame::Udp(datagram) } else { DnsFrame::UpstreamAnswer(datagram) }
             }
             _ => DnsFrame::Other,
         },
@@ -116,7 +124,22 @@ pub fn classify(frame: &[u8], gateway: Ipv4Addr) -> DnsFrame {
 /// (`gateway_mac`, `gateway`, port 53) back to the sender of `query`, into
 /// `out` (cleared first), with full IPv4 and UDP checksums.
 pub fn udp_answer_frame(gateway_mac: MacAddr, gateway: Ipv4Addr, query: &UdpQuery, payload: &[u8], out: &mut Vec<u8>) {
-    let udp = UdpRepr { src_port: DNS_PORT, dst_port: query.port };
+    udp_frame(gateway_mac, gateway, DNS_PORT, query, payload, out);
+}
+
+/// Builds the Ethernet frame carrying `payload` from the gateway's UDP
+/// port `source_port` to `to` (its MAC, address and port), into `out`
+/// (cleared first), with full IPv4 and UDP checksums.
+pub fn udp_frame(
+    gateway_mac: MacAddr,
+    gateway: Ipv4Addr,
+    source_port: u16,
+    to: &UdpQuery,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let query = to;
+    let udp = UdpRepr { src_port: source_port, dst_port: query.port };
     let ip = Ipv4Repr {
         src_addr: gateway,
         dst_addr: query.address,

@@ -22,7 +22,8 @@ use smoltcp::wire::{
 };
 
 use super::dns::{
-    DNS_PORT, DnsFrame, MAX_TCP_QUERY, TcpAnswer, TcpConn, TcpQuery, UdpQuery, classify, udp_answer_frame,
+    DNS_PORT, DnsFrame, MAX_TCP_QUERY, TcpAnswer, TcpConn, TcpQuery, UPSTREAM_PORT, UdpQuery, classify,
+    udp_answer_frame,
 };
 use super::{Gateway, gateway_mac};
 use crate::time::Timestamp;
@@ -268,6 +269,7 @@ impl Net {
                             assert!(tcp_to_dns.is_none(), "DNS over TCP not classified: {frame:02x?}");
                             self.gw.deliver(&frame);
                         }
+                        DnsFrame::UpstreamAnswer(from) => panic!("no client is an upstream: {from:?}"),
                     }
                 }
             }
@@ -972,8 +974,25 @@ fn check_classification(frame: &[u8]) {
             assert_eq!(&q.mac.0[..], &frame[6..12]);
             assert_eq!(&frame[q.payload.start - 6..q.payload.start - 4], &DNS_PORT.to_be_bytes());
         }
+        DnsFrame::UpstreamAnswer(a) => {
+            assert!(a.payload.start <= a.payload.end && a.payload.end <= frame.len(), "{:?}", a.payload);
+            assert_eq!(&frame[a.payload.start - 6..a.payload.start - 4], &UPSTREAM_PORT.to_be_bytes());
+        }
         DnsFrame::Tcp { .. } => assert!(tcp_to(frame, GW, DNS_PORT).is_some()),
         DnsFrame::Other => (),
+    }
+}
+
+#[test]
+fn classify_finds_on_network_upstream_answers() {
+    let answer = dns_query(9, "inner.example");
+    let frame = udp_frame(GW, DNS_PORT, UPSTREAM_PORT, &answer);
+    match classify(&frame, GW) {
+        DnsFrame::UpstreamAnswer(from) => {
+            assert_eq!((from.address, from.port), (HOST, DNS_PORT));
+            assert_eq!(&frame[from.payload], &answer[..]);
+        }
+        other => panic!("{other:?}"),
     }
 }
 

@@ -100,6 +100,7 @@ pub struct Gateway {
     sockets: SocketSet<'static>,
     mac: MacAddr,
     address: Ipv4Addr,
+    prefix_len: u8,
     dropped: u64,
     dns_tcp: TcpServer,
 }
@@ -128,7 +129,7 @@ impl Gateway {
         });
         let mut sockets = SocketSet::new(Vec::new());
         let dns_tcp = TcpServer::new(&mut sockets);
-        Gateway { iface, device, sockets, mac, address, dropped: 0, dns_tcp }
+        Gateway { iface, device, sockets, mac, address, prefix_len, dropped: 0, dns_tcp }
     }
 
     /// The gateway's MAC address.
@@ -139,6 +140,11 @@ impl Gateway {
     /// The gateway's IPv4 address.
     pub fn address(&self) -> Ipv4Addr {
         self.address
+    }
+
+    /// The gateway's address and its subnet's prefix length.
+    pub fn subnet(&self) -> (Ipv4Addr, u8) {
+        (self.address, self.prefix_len)
     }
 
     /// Frames dropped because the stack's queue was full.

@@ -56,6 +56,7 @@ pub(super) fn directory(model: &Model) -> Directory {
     for endpoint in model.endpoints() {
         if let Some(network) = model.network_by_id(&endpoint.network_id) {
             directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, endpoint.ipv4);
+            directory.add_mac(network.network_index, endpoint.ipv4, endpoint.mac.0);
         }
     }
     for sandbox in model.sandboxes() {
@@ -117,7 +118,7 @@ impl Control {
         let conf = resolv_conf(&self.model, sandbox);
         let own = own_upstreams(sandbox);
         let resolver = ResolverInfo {
-            resolv_conf: (!conf.is_empty()).then(|| PathBuf::from(plumbing::resolv_conf_path(&sandbox.name))),
+            resolv_conf: Some(PathBuf::from(plumbing::resolv_conf_path(&sandbox.name))).filter(|p| p.exists()),
             nameservers: conf.nameservers,
             search: conf.search,
             options: conf.options,

@@ -166,6 +166,7 @@ impl Datapath {
         for port in members {
             self.remove_port(port);
         }
+        self.dns.forget_gateway(super::gateway_port(id.0));
         self.bridge.remove_network(id)?;
         if let Some(info) = self.nets.get_mut(id.index()).and_then(Option::take)
             && let Some(vni) = info.vni

@@ -9,16 +9,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
-use dns::{Counters, Directory, Outcome, Resolver, Source, Transport};
+use dns::{Action, Counters, Directory, Forwarder, Outcome, Resolver, Source, Transport, UPSTREAM_TIMEOUT_MS};
 
 use super::super::dns_forward::{Done, ForwardThread, Job, MAX_IN_FLIGHT};
 use super::{Datapath, PortIo};
 use crate::counters::DropReason;
-use crate::gateway::dns::{DnsFrame, TcpAnswer, TcpConn, TcpQuery, UdpQuery, classify, udp_answer_frame};
+use crate::gateway::dns::{
+    DnsFrame, TcpAnswer, TcpConn, TcpQuery, UPSTREAM_PORT, UdpQuery, classify, udp_answer_frame, udp_frame,
+};
 use crate::port::{NetworkId, PortId};
+use crate::time::Timestamp;
+use crate::wire::MacAddr;
 
 /// IPv4 and UDP headers: what a UDP answer adds to the DNS message.
 const IPV4_UDP_HEADERS: usize = 28;
+/// Queries in flight to on-network upstreams at most.
+const MAX_LOCAL_IN_FLIGHT: usize = 256;
 
 /// Where a forwarded query's answer goes.
 #[derive(Debug)]
@@ -37,6 +43,23 @@ impl ReplyPath {
     }
 }
 
+/// A gateway's subnet: its address and prefix length.
+pub(super) type Subnet = (std::net::Ipv4Addr, u8);
+
+/// Whether `ip` lies in `subnet`.
+fn on_link((address, prefix_len): Subnet, ip: std::net::Ipv4Addr) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len.min(32))).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(address) & mask
+}
+
+/// A seed for the on-network forwarder's query IDs.
+fn local_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x006e_6574_776f_726b);
+    h.finish()
+}
+
 /// The datapath's DNS state.
 pub(super) struct DnsService {
     pub(super) directory: Directory,
@@ -45,6 +68,18 @@ pub(super) struct DnsService {
     results: Receiver<Done>,
     pending: HashMap<u64, ReplyPath>,
     next_token: u64,
+    /// Queries to upstreams on the asker's own network (a `--dns` server
+    /// in another sandbox), asked from the gateway through the bridge: the
+    /// forwarding thread's sockets live in the daemon's namespace, which
+    /// has no route into the networks.
+    local: Forwarder,
+    /// The gateway and network each on-network query (by upstream ID) is
+    /// asked through.
+    local_route: HashMap<u16, (PortId, NetworkId)>,
+    /// On-network queries to send: from which gateway, to whom, what.
+    local_sends: Vec<(PortId, UdpQuery, Vec<u8>)>,
+    /// On-network queries that are done.
+    local_done: Vec<Done>,
 }
 
 impl DnsService {
@@ -58,46 +93,146 @@ impl DnsService {
             results,
             pending: HashMap::new(),
             next_token: 0,
+            local: Forwarder::new(MAX_LOCAL_IN_FLIGHT, UPSTREAM_TIMEOUT_MS, local_seed()),
+            local_route: HashMap::new(),
+            local_sends: Vec::new(),
+            local_done: Vec::new(),
         }
+    }
+
+    /// Forgets the queries in flight of a gateway that is going away: its
+    /// port id (and its TCP server's connection ids) may soon belong to
+    /// another network's gateway, which must not get their answers.
+    pub(super) fn forget_gateway(&mut self, gateway: PortId) {
+        self.pending.retain(|_, path| path.gateway() != gateway);
     }
 
     fn has_room(&self) -> bool {
         self.pending.len() < MAX_IN_FLIGHT
     }
 
-    /// Hands a query to the forwarding thread; false if it is gone.
-    fn forward(&mut self, path: ReplyPath, query: &[u8], upstreams: Arc<[SocketAddr]>, tcp: bool) -> bool {
+    /// Allocates a token for a query with `path` as its way back.
+    fn token(&mut self, path: ReplyPath) -> u64 {
         let token = self.next_token;
         self.next_token += 1;
+        self.pending.insert(token, path);
+        token
+    }
+
+    /// Hands a query to the forwarding thread; false if it is gone.
+    fn forward(&mut self, path: ReplyPath, query: &[u8], upstreams: Arc<[SocketAddr]>, tcp: bool) -> bool {
+        let token = self.token(path);
         if !self.forward.submit(Job { token, query: query.to_vec(), upstreams, tcp }) {
+            self.pending.remove(&token);
             return false;
         }
-        self.pending.insert(token, path);
         true
     }
 
+    /// Forwards a query: to the upstreams on the network's own subnet from
+    /// the gateway, if the list has any (over UDP even for TCP clients),
+    /// else through the forwarding thread. False if it cannot.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_any(
+        &mut self,
+        path: ReplyPath,
+        network: NetworkId,
+        subnet: Subnet,
+        query: &[u8],
+        upstreams: Arc<[SocketAddr]>,
+        tcp: bool,
+        now: Timestamp,
+    ) -> bool {
+        let local: Vec<SocketAddr> = upstreams
+            .iter()
+            .filter(|u| matches!(u.ip(), std::net::IpAddr::V4(ip) if on_link(subnet, ip)))
+            .copied()
+            .collect();
+        if local.is_empty() {
+            return self.forward(path, query, upstreams, tcp);
+        }
+        let gateway = path.gateway();
+        let token = self.token(path);
+        match self.local.start(token, query, &local, false, now.0) {
+            Ok(action) => {
+                if let Action::Send { id, .. } = &action {
+                    self.local_route.insert(*id, (gateway, network));
+                }
+                self.local_action(action, now);
+                true
+            }
+            Err(_) => {
+                self.pending.remove(&token);
+                false
+            }
+        }
+    }
+
+    /// Carries out what the on-network forwarder says: a query to send from
+    /// the gateway (to the MAC the directory knows for the upstream), or a
+    /// client's answer.
+    fn local_action(&mut self, action: Action, now: Timestamp) {
+        let mut next = Some(action);
+        while let Some(action) = next.take() {
+            match action {
+                Action::Send { id, upstream, query, .. } => {
+                    let route = self.local_route.get(&id).copied();
+                    let to = match (route, upstream.ip()) {
+                        (Some((gateway, network)), std::net::IpAddr::V4(address)) => {
+                            self.directory.mac_of(network.0, address).map(|mac| (gateway, mac, address))
+                        }
+                        _ => None,
+                    };
+                    match to {
+                        Some((gateway, mac, address)) => {
+                            let to = UdpQuery { mac: MacAddr(mac), address, port: upstream.port(), payload: 0..0 };
+                            self.local_sends.push((gateway, to, query));
+                        }
+                        // Not an endpoint of this host: cannot be reached.
+                        None => next = self.local.on_failure(id, now.0),
+                    }
+                }
+                Action::Done { token, answer, failed } => self.local_done.push(Done { token, answer, failed }),
+            }
+        }
+        let local = &self.local;
+        self.local_route.retain(|id, _| local.is_in_flight(*id));
+    }
+
+    /// Moves on-network queries whose upstream has had its time on.
+    pub(super) fn expire_local(&mut self, now: Timestamp) {
+        let mut actions = Vec::new();
+        self.local.expire(now.0, &mut actions);
+        for action in actions {
+            self.local_action(action, now);
+        }
+    }
+
     /// Answers (or forwards) a query read from a TCP client of `gateway`'s
-    /// DNS server on `network`.
+    /// DNS server on `network` (whose subnet is `subnet`).
     pub(super) fn tcp_query(
         &mut self,
         gateway: PortId,
         network: NetworkId,
+        subnet: Subnet,
         counters: &mut Counters,
         query: TcpQuery,
+        now: Timestamp,
     ) -> TcpAnswer {
         let source = Source::Network { network: network.0, address: query.client };
         let room = self.has_room();
-        match self.resolver.resolve(&mut self.directory, source, &query.message, Transport::Tcp, room, counters) {
+        match self.resolver.resolve(&self.directory, source, &query.message, Transport::Tcp, room, counters) {
             Outcome::Answer(bytes) => TcpAnswer::Now(bytes),
             Outcome::Forward(upstreams) => {
                 let path = ReplyPath::Tcp { gateway, conn: query.conn };
-                if self.forward(path, &query.message, upstreams, true) {
+                if self.forward_any(path, network, subnet, &query.message, upstreams, true, now) {
                     TcpAnswer::Later
                 } else {
                     counters.upstream_failures += 1;
                     TcpAnswer::Close
                 }
             }
+
             Outcome::Drop => TcpAnswer::Close,
         }
     }
@@ -124,7 +259,37 @@ impl Datapath {
                 self.bridge.count_drop(ingress, DropReason::DnsSpoofed);
                 true
             }
+            DnsFrame::UpstreamAnswer(from) => {
+                // Only the port that owns the upstream's address may answer
+                // for it.
+                if self.dns.directory.owns_address(ingress.0, from.address) {
+                    let now = self.clock.now();
+                    let answer = &self.batch.frame(i)[from.payload.clone()];
+                    let sender = SocketAddr::from((from.address, from.port));
+                    if let Some(action) = self.dns.local.on_answer(sender, answer, now.0) {
+                        self.dns.local_action(action, now);
+                    }
+                } else {
+                    self.bridge.count_drop(ingress, DropReason::DnsSpoofed);
+                }
+                self.flush_local_dns();
+                true
+            }
             DnsFrame::Tcp { .. } | DnsFrame::Other => false,
+        }
+    }
+
+    /// Sends the on-network queries the DNS queued and delivers the
+    /// answers it has.
+    pub(super) fn flush_local_dns(&mut self) {
+        for (gateway, to, query) in std::mem::take(&mut self.dns.local_sends) {
+            let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { continue };
+            let mut frame = Vec::new();
+            udp_frame(gw.mac(), gw.address(), UPSTREAM_PORT, &to, &query, &mut frame);
+            self.injected.push((gateway, frame));
+        }
+        for done in std::mem::take(&mut self.dns.local_done) {
+            self.deliver_dns_answer(done);
         }
     }
 
@@ -142,21 +307,20 @@ impl Datapath {
         let path_limit = (info.mtu as usize).saturating_sub(IPV4_UDP_HEADERS);
         let source = Source::Port { port: ingress.0, address: query.address };
         let room = dns.has_room();
-        let outcome = dns.resolver.resolve(
-            &mut dns.directory,
-            source,
-            payload,
-            Transport::Udp { path_limit },
-            room,
-            &mut info.dns,
-        );
+        let outcome =
+            dns.resolver.resolve(&dns.directory, source, payload, Transport::Udp { path_limit }, room, &mut info.dns);
         match outcome {
             Outcome::Answer(bytes) => self.send_udp_answer(gateway, &query, &bytes),
             Outcome::Forward(upstreams) => {
                 let payload = batch.frame(i)[query.payload.clone()].to_vec();
-                if !dns.forward(ReplyPath::Udp { gateway, query }, &payload, upstreams, false) {
+                let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return };
+                let subnet = gw.subnet();
+                let now = self.clock.now();
+                let path = ReplyPath::Udp { gateway, query };
+                if !dns.forward_any(path, network, subnet, &payload, upstreams, false, now) {
                     info.dns.upstream_failures += 1;
                 }
+                self.flush_local_dns();
             }
             Outcome::Drop => {}
         }
@@ -175,37 +339,44 @@ impl Datapath {
     pub(super) fn dns_results(&mut self) {
         let mut any = false;
         while let Ok(done) = self.dns.results.try_recv() {
-            let Some(path) = self.dns.pending.remove(&done.token) else { continue };
-            let gateway = path.gateway();
-            if done.failed
-                && let Some(counters) = self.dns_counters(gateway)
-            {
-                counters.upstream_failures += 1;
-            }
-            match path {
-                ReplyPath::Udp { gateway, query } => {
-                    let mtu = self.bridge.port_config(gateway).map_or(0, |c| c.mtu as usize);
-                    let answer = dns::fit_udp(&done.answer, mtu.saturating_sub(IPV4_UDP_HEADERS));
-                    if answer.len() < done.answer.len()
-                        && let Some(counters) = self.dns_counters(gateway)
-                    {
-                        counters.truncated += 1;
-                    }
-                    self.send_udp_answer(gateway, &query, &answer);
-                }
-                ReplyPath::Tcp { gateway, conn } => {
-                    if let Some(Some(PortIo::Gateway(gw))) = self.ports.get_mut(gateway.index()) {
-                        gw.dns_tcp_answer(conn, &done.answer);
-                        if !self.busy_gateways.contains(&gateway) {
-                            self.busy_gateways.push(gateway);
-                        }
-                    }
-                }
-            }
+            self.deliver_dns_answer(done);
             any = true;
         }
         if any {
             self.run_local(self.clock.now());
+        }
+    }
+
+    /// Sends a forwarded query's answer to its client: a UDP frame from
+    /// the gateway (cut to fit the network's MTU), or onto its TCP
+    /// connection.
+    fn deliver_dns_answer(&mut self, done: Done) {
+        let Some(path) = self.dns.pending.remove(&done.token) else { return };
+        let gateway = path.gateway();
+        if done.failed
+            && let Some(counters) = self.dns_counters(gateway)
+        {
+            counters.upstream_failures += 1;
+        }
+        match path {
+            ReplyPath::Udp { gateway, query } => {
+                let mtu = self.bridge.port_config(gateway).map_or(0, |c| c.mtu as usize);
+                let answer = dns::fit_udp(&done.answer, mtu.saturating_sub(IPV4_UDP_HEADERS));
+                if answer.len() < done.answer.len()
+                    && let Some(counters) = self.dns_counters(gateway)
+                {
+                    counters.truncated += 1;
+                }
+                self.send_udp_answer(gateway, &query, &answer);
+            }
+            ReplyPath::Tcp { gateway, conn } => {
+                if let Some(Some(PortIo::Gateway(gw))) = self.ports.get_mut(gateway.index()) {
+                    gw.dns_tcp_answer(conn, &done.answer);
+                    if !self.busy_gateways.contains(&gateway) {
+                        self.busy_gateways.push(gateway);
+                    }
+                }
+            }
         }
     }
 }

@@ -201,6 +201,13 @@ impl Datapath {
                 self.poll_gateway(PortId(index as u32), now);
             }
         }
+        self.dns.expire_local(now);
+        self.flush_local_dns();
+        for (port, frame) in std::mem::take(&mut self.injected) {
+            if !self.batch.push_local(port, &frame) {
+                self.bridge.count_drop(port, DropReason::TxQueueFull);
+            }
+        }
         if !self.batch.is_empty() {
             self.forward();
         }
@@ -354,12 +361,7 @@ impl Datapath {
                 break;
             }
             self.batch.clear();
-            let busy = std::mem::take(&mut self.busy_gateways);
-            for &port in &busy {
-                self.poll_gateway(port, now);
-            }
-            self.busy_gateways = busy;
-            self.busy_gateways.clear();
+            self.poll_busy_gateways(now);
             for (port, frame) in std::mem::take(&mut self.injected) {
                 if !self.batch.push_local(port, &frame) {
                     self.bridge.count_drop(port, DropReason::TxQueueFull);
@@ -513,12 +515,28 @@ impl Datapath {
         let Ok(network) = bridge.port_config(port).map(|c| c.network) else { return };
         let Some(info) = nets.get_mut(network.index()).and_then(Option::as_mut) else { return };
         let mut out = Vec::new();
-        gw.poll(now, &mut out, &mut |query| dns.tcp_query(port, network, &mut info.dns, query));
+        let subnet = gw.subnet();
+        gw.poll(now, &mut out, &mut |query| dns.tcp_query(port, network, subnet, &mut info.dns, query, now));
         for frame in out {
             if !self.batch.push_local(port, &frame) {
                 self.bridge.count_drop(port, DropReason::TxQueueFull);
             }
         }
+        // TCP queries asked of on-network upstreams.
+        self.flush_local_dns();
+    }
+
+    /// Runs every gateway that was handed frames (or answers); gateways
+    /// that become busy meanwhile (an answer delivered while polling) wait
+    /// for the next round.
+    fn poll_busy_gateways(&mut self, now: Timestamp) {
+        let mut busy = std::mem::take(&mut self.busy_gateways);
+        for &port in &busy {
+            self.poll_gateway(port, now);
+        }
+        busy.clear();
+        busy.append(&mut self.busy_gateways);
+        self.busy_gateways = busy;
     }
 
     /// Sends what the switch itself made (gateway output, answers queued
@@ -526,12 +544,7 @@ impl Datapath {
     /// batches as it takes.
     fn run_local(&mut self, now: Timestamp) {
         self.batch.clear();
-        let busy = std::mem::take(&mut self.busy_gateways);
-        for &port in &busy {
-            self.poll_gateway(port, now);
-        }
-        self.busy_gateways = busy;
-        self.busy_gateways.clear();
+        self.poll_busy_gateways(now);
         let injected = std::mem::take(&mut self.injected);
         let mut next = injected.iter();
         loop {
