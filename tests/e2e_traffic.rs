@@ -179,3 +179,34 @@ fn gateway_answers_arp_and_ping() {
     assert!(shown.ports.iter().any(|p| p.name == ea.port), "no port {} in {shown:?}", ea.port);
     assert_eq!(shown.gateway, Some(gw));
 }
+
+/// Nothing outside a sandbox's networks is reachable yet (egress is not
+/// built): the gateway answers packets routed through it with ICMP network
+/// unreachable, so `ping` reports it and `connect` fails with
+/// `ENETUNREACH` instead of timing out, and the drops are counted.
+#[test]
+fn outside_addresses_are_answered_network_unreachable() {
+    if !require_root("outside_addresses_are_answered_network_unreachable") {
+        return;
+    }
+    let d = Daemon::start();
+    let net = d.name("n");
+    let a = d.name("a");
+    d.network_create(&net, "10.218.0.0/24");
+    d.sandbox_create(&a);
+    let ea = d.connect(&net, &a, None);
+    let out = netns_exec(&a, "ping", &["-n", "-c", "2", "-i", "0.2", "-W", "1", "192.0.2.1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("From 10.218.0.1") && text.contains("Destination Net Unreachable"), "ping said: {text}");
+    let connected = vswitch::in_netns(&a, || {
+        std::net::TcpStream::connect_timeout(&"192.0.2.1:80".parse().unwrap(), std::time::Duration::from_secs(20))
+    })
+    .expect("a thread in the sandbox");
+    let error = connected.expect_err("connected to an address outside the network");
+    assert_eq!(error.kind(), std::io::ErrorKind::NetworkUnreachable, "{error}");
+    let stats = stats_by_port(&d);
+    let drops = stats[&ea.port].drops.get("no_route").copied().unwrap_or(0);
+    assert!(drops >= 3, "no_route drops on {}: {:?}", ea.port, stats[&ea.port]);
+    // The gateway itself still answers.
+    assert!(ping(&a, Ipv4Addr::new(10, 218, 0, 1), 1));
+}

@@ -64,11 +64,15 @@ pub enum DropReason {
     /// A TCP segment to a gateway's DNS port whose source address is not
     /// its ingress port's own (the DNS server knows TCP clients by address).
     DnsSpoofed,
+    /// An IP packet a sandbox sent through its gateway to an address outside
+    /// its networks: the switch routes nowhere yet, so the gateway answered
+    /// ICMP network unreachable.
+    NoRoute,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -94,6 +98,7 @@ impl DropReason {
         DropReason::Reflected,
         DropReason::GatewayAcrossTunnel,
         DropReason::DnsSpoofed,
+        DropReason::NoRoute,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -126,6 +131,7 @@ impl DropReason {
             DropReason::Reflected => "reflected",
             DropReason::GatewayAcrossTunnel => "gateway_across_tunnel",
             DropReason::DnsSpoofed => "dns_spoofed",
+            DropReason::NoRoute => "no_route",
         }
     }
 }

@@ -86,7 +86,37 @@ pub fn icmp_frag_needed(
     out: &mut Vec<u8>,
 ) -> Option<usize> {
     let ip = parse::ip(frame).ok()??;
-    if ip.version != Version::V4 || !ip.df || ip.len() <= usize::from(mtu) || ip.later_fragment {
+    if ip.version != Version::V4 || !ip.df || ip.len() <= usize::from(mtu) {
+        return None;
+    }
+    icmp_unreachable(frame, 4, mtu, from_mac, from_ip, out)
+}
+
+/// Builds an ICMP "destination unreachable, network unreachable" (type 3,
+/// code 0) answer to `frame` into `out` and returns its length: what a
+/// router says of a packet it has no route for, so the sender fails at once
+/// ("Destination Net Unreachable", `ENETUNREACH`) instead of timing out.
+///
+/// Addressed and quoted as [`icmp_frag_needed`]; `None` (and `out`
+/// untouched) unless `frame` is an IPv4 packet from a unicast sender (MAC
+/// and IP) to a non-broadcast, non-multicast address; never for ICMP errors
+/// or for fragments other than the first.
+pub fn icmp_net_unreachable(frame: &[u8], from_mac: [u8; 6], from_ip: Ipv4Addr, out: &mut Vec<u8>) -> Option<usize> {
+    icmp_unreachable(frame, 0, 0, from_mac, from_ip, out)
+}
+
+/// Builds ICMP "destination unreachable" with `code` (and, for code 4, the
+/// next-hop MTU `mtu`) answering `frame`; see [`icmp_frag_needed`].
+fn icmp_unreachable(
+    frame: &[u8],
+    code: u8,
+    mtu: u16,
+    from_mac: [u8; 6],
+    from_ip: Ipv4Addr,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let ip = parse::ip(frame).ok()??;
+    if ip.version != Version::V4 || ip.later_fragment {
         return None;
     }
     let (src, dst) = ip.addrs(frame);
@@ -117,7 +147,7 @@ pub fn icmp_frag_needed(
     parse::put16(out, h + 10, check);
 
     let icmp = out.len();
-    out.extend_from_slice(&[3, 4, 0, 0, 0, 0]);
+    out.extend_from_slice(&[3, code, 0, 0, 0, 0]);
     out.extend_from_slice(&mtu.to_be_bytes());
     out.extend_from_slice(quote);
     let check = csum::finish(csum::add(0, &out[icmp..]));

@@ -17,6 +17,7 @@
 mod config;
 mod dns;
 mod handle;
+mod unreachable;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
@@ -111,6 +112,8 @@ struct Datapath {
     running: bool,
     /// The embedded DNS: records, resolver, forwarded queries.
     dns: dns::DnsService,
+    /// Bounds the ICMP errors the gateways send.
+    icmp_budget: unreachable::IcmpBudget,
 }
 
 impl Datapath {
@@ -150,6 +153,7 @@ impl Datapath {
             last_tick: Timestamp(0),
             running: true,
             dns,
+            icmp_budget: unreachable::IcmpBudget::new(),
         })
     }
 
@@ -456,7 +460,7 @@ impl Datapath {
                     self.bridge.count_drop(port, DropReason::Oversize);
                     return;
                 }
-                if self.dns_detour(port, i) {
+                if self.dns_detour(port, i) || self.no_route(port, i) {
                     return;
                 }
                 let Some(Some(PortIo::Gateway(gw))) = self.ports.get_mut(port.index()) else { return };
