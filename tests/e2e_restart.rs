@@ -82,6 +82,8 @@ fn second_daemon_on_the_same_socket_refuses_to_start() {
     d.network_create(&net, "10.205.1.0/24");
     let mut second = Command::new(&Binaries::get().vswitchd);
     second.arg("--ctl-socket").arg(d.socket()).arg("--state-dir").arg(d.state_dir());
+    // An error at the binary's edge is one message, backtraces or not.
+    second.env("RUST_BACKTRACE", "1");
     let out = output_with_timeout(&mut second, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("second vswitchd did not refuse to start: {e}"));
     let stderr = text(&out.stderr);
@@ -90,6 +92,10 @@ fn second_daemon_on_the_same_socket_refuses_to_start() {
         stderr.contains(&d.socket().display().to_string()) || stderr.to_lowercase().contains("already"),
         "second vswitchd should say why it refuses (socket in use); stderr: {stderr}"
     );
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("Error: ")).count(), 1, "stderr: {stderr}");
+    assert!(!stderr.contains("Stack backtrace") && !stderr.contains("\u{1b}["), "stderr: {stderr}");
+    // Its log is a file, not a terminal: no colour codes.
+    assert!(!d.log().contains('\u{1b}'), "ANSI escapes in the log:\n{}", d.log());
     // The first daemon is unharmed.
     d.ctl_ok(&["ping"]);
     let info: Value = d.ctl_json(&["network", "inspect", &net]);

@@ -578,3 +578,24 @@ fn completions_work_without_a_daemon() {
         assert!(out.status.success() && out.stdout.len() > 100, "{shell}");
     }
 }
+
+/// `vswitchctl completions SHELL | head -1`: the reader goes away after one
+/// line; the writer must exit quietly, not panic.
+#[test]
+fn completions_into_a_closed_pipe_exit_quietly() {
+    use std::io::Read;
+    for shell in ["bash", "zsh", "fish"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vswitchctl"))
+            .args(["completions", shell])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn vswitchctl");
+        let mut first = [0u8; 1];
+        child.stdout.take().expect("stdout").read_exact(&mut first).expect("a first byte");
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{shell}: {stderr}");
+        assert!(out.status.code() == Some(0), "{shell}: exit {:?}, stderr {stderr}", out.status);
+    }
+}

@@ -273,6 +273,26 @@ impl Request {
         "ping",
     ];
 
+    /// Whether the request changes anything (as opposed to reading state):
+    /// the daemon logs the changes it applies.
+    pub fn changes_state(&self) -> bool {
+        !matches!(
+            self,
+            Self::SandboxLs
+                | Self::SandboxInspect { .. }
+                | Self::NetworkLs
+                | Self::NetworkInspect { .. }
+                | Self::Show
+                | Self::FdbShow { .. }
+                | Self::Stats { .. }
+                | Self::DnsLs { .. }
+                | Self::ConfigShow
+                | Self::PeerLs
+                | Self::Version
+                | Self::Ping
+        )
+    }
+
     /// This request's wire verb, e.g. `"network_create"`.
     pub fn verb(&self) -> &'static str {
         match self {
@@ -321,5 +341,15 @@ mod tests {
         assert!(e.contains("\"macvlan\"") && e.contains("bridge, host, none, overlay"), "{e}");
         let switched: Vec<Driver> = Driver::ALL.into_iter().filter(|d| d.is_switched()).collect();
         assert_eq!(switched, [Driver::Bridge, Driver::Overlay]);
+    }
+
+    #[test]
+    fn reads_do_not_change_state_and_changes_do() {
+        assert!(!Request::Stats { port: None }.changes_state());
+        assert!(!Request::DnsLs { network: None }.changes_state());
+        assert!(!Request::SandboxInspect { name: "a".into() }.changes_state());
+        assert!(Request::SandboxRm { name: "a".into() }.changes_state());
+        assert!(Request::FdbFlush { network: None }.changes_state());
+        assert!(Request::NetworkDisconnect { network: "n".into(), sandbox: "a".into() }.changes_state());
     }
 }

@@ -76,13 +76,26 @@ fn parse_addr_port(s: &str, port: u16) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not ADDR or ADDR:PORT"))
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not in log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let args = Args::parse();
+    // An error at this edge is a message for the operator, never a
+    // backtrace (whatever RUST_BACKTRACE says).
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
+fn run(args: Args) -> anyhow::Result<()> {
     server::check_not_running(&args.ctl_socket)?;
     let group = args.ctl_group.as_deref().map(server::lookup_group).transpose()?;
     let (store, model) =

@@ -199,9 +199,16 @@ fn serve_client(stream: UnixStream, control: &Mutex<Control>) -> io::Result<()> 
         let reply = match proto::decode_request(&request) {
             Ok(envelope) => {
                 let verb = envelope.req.verb();
+                // Changes are logged once applied (requests hold no secrets).
+                let change = envelope.req.changes_state().then(|| format!("{:?}", envelope.req));
                 let result = control.lock().unwrap_or_else(|p| p.into_inner()).handle(envelope.req);
                 match result {
-                    Ok(payload) => proto::encode_ok(envelope.id, &payload),
+                    Ok(payload) => {
+                        if let Some(request) = change {
+                            tracing::info!(verb, request, "request applied");
+                        }
+                        proto::encode_ok(envelope.id, &payload)
+                    }
                     Err(e) => {
                         tracing::info!(verb, error = %e.message, "request refused");
                         proto::encode_err(Some(envelope.id), e.kind, e.message)

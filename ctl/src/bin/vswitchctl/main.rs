@@ -88,7 +88,11 @@ fn run(cli: Cli) -> Result<()> {
     let mut ctx = Ctx { cli_socket: cli.socket, client: None, json: cli.json, out: io::stdout().lock() };
     match cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "vswitchctl", &mut ctx.out);
+            // clap_complete panics on a failed write; write it ourselves so
+            // a closed pipe (`| head`) is an ordinary, quiet error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vswitchctl", &mut script);
+            ctx.out.write_all(&script)?;
             Ok(())
         }
         Command::Sandbox(cmd) => sandbox(&mut ctx, cmd),

@@ -147,7 +147,13 @@ impl Control {
             control.write_resolv_conf(&sandbox.name);
         }
         let endpoints = control.model.endpoints().count();
-        tracing::info!(networks = control.model.networks().len(), endpoints, "state restored");
+        let sandboxes = control.model.sandboxes().count();
+        let own_networks = control.model.networks().iter().filter(|n| !n.is_predefined()).count();
+        if sandboxes + endpoints + own_networks == 0 {
+            tracing::info!("no saved state: starting with the predefined networks only");
+        } else {
+            tracing::info!(networks = own_networks, sandboxes, endpoints, "state restored");
+        }
         Ok(control)
     }
 

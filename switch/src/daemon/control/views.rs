@@ -99,6 +99,11 @@ impl Control {
                 dns: None,
             });
         }
+        // Sorted like every other listing: by network, then port (the
+        // underlay's row last).
+        stats.sort_by(|a, b| {
+            (a.port == VTEP_PORT_NAME, &a.network, &a.port).cmp(&(b.port == VTEP_PORT_NAME, &b.network, &b.port))
+        });
         stats.retain(|s| port.is_none_or(|p| p == s.port));
         if let Some(p) = port
             && stats.is_empty()
