@@ -599,4 +599,10 @@ fn a_dns_server_in_another_sandbox_is_asked_from_the_gateway() {
     assert_resolves(&dig(&cli2, &["inner.test"]), &[Ipv4Addr::new(192, 0, 2, 55)]);
     let stats = d.dns_stats(&net);
     assert!(stats.forwarded >= 3 && stats.upstream_failures == 0, "{stats:?}");
+    // With the server gone, its sandbox's kernel answers "port unreachable"
+    // and the client gets SERVFAIL (well within dig's own 5 s).
+    drop(dnsmasq);
+    let r = dig(&cli, &["+tries=1", "gone.test"]);
+    assert_empty(&r, "SERVFAIL");
+    assert_eq!(d.dns_stats(&net).upstream_failures, 1);
 }

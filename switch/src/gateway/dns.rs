@@ -60,6 +60,15 @@ pub enum DnsFrame {
     /// A UDP datagram to the gateway's [`UPSTREAM_PORT`]: an on-network
     /// upstream's answer (the fields say who sent it).
     UpstreamAnswer(UdpQuery),
+    /// An ICMP "destination unreachable" from `from` about a query the
+    /// gateway sent from [`UPSTREAM_PORT`] to `server`: that upstream is not
+    /// listening (or cannot be reached).
+    UpstreamUnreachable {
+        /// The ICMP error's sender.
+        from: Ipv4Addr,
+        /// The upstream the quoted query was for.
+        server: std::net::SocketAddrV4,
+    },
     /// A TCP segment to the gateway's port 53 from `source`.
     Tcp {
         /// Its IPv4 source address.
@@ -116,8 +125,39 @@ pub fn classify(frame: &[u8], gateway: Ipv4Addr) -> DnsFrame {
             Ok(tcp) if tcp.dst_port() == DNS_PORT => DnsFrame::Tcp { source: ip.src_addr() },
             _ => DnsFrame::Other,
         },
+        IpProtocol::Icmp => upstream_unreachable(ip.payload(), ip.src_addr(), gateway),
         _ => DnsFrame::Other,
     }
+}
+
+/// An ICMP "destination unreachable" (type 3) quoting a UDP datagram the
+/// gateway sent from [`UPSTREAM_PORT`]: which server it was for.
+fn upstream_unreachable(icmp: &[u8], from: Ipv4Addr, gateway: Ipv4Addr) -> DnsFrame {
+    const DEST_UNREACHABLE: u8 = 3;
+    // Type, code, checksum, unused: 8 bytes, then the quoted IP header.
+    if icmp.len() < 8 || icmp[0] != DEST_UNREACHABLE {
+        return DnsFrame::Other;
+    }
+    // The quote is cut short (its length field says more than is there), so
+    // it cannot be a checked packet; the fixed header fields are read once
+    // 20 bytes are known to be present.
+    let quote = &icmp[8..];
+    if quote.len() < 20 {
+        return DnsFrame::Other;
+    }
+    let quoted = Ipv4Packet::new_unchecked(quote);
+    let l4 = &quote[usize::from(quoted.header_len()).min(quote.len())..];
+    if quoted.version() != 4
+        || quoted.header_len() < 20
+        || quoted.src_addr() != gateway
+        || quoted.next_header() != IpProtocol::Udp
+        || l4.len() < 4
+        || u16::from_be_bytes([l4[0], l4[1]]) != UPSTREAM_PORT
+    {
+        return DnsFrame::Other;
+    }
+    let server = std::net::SocketAddrV4::new(quoted.dst_addr(), u16::from_be_bytes([l4[2], l4[3]]));
+    DnsFrame::UpstreamUnreachable { from, server }
 }
 
 /// Builds the Ethernet frame carrying `payload` from the gateway

@@ -270,6 +270,9 @@ impl Net {
                             self.gw.deliver(&frame);
                         }
                         DnsFrame::UpstreamAnswer(from) => panic!("no client is an upstream: {from:?}"),
+                        DnsFrame::UpstreamUnreachable { from, server } => {
+                            panic!("no client is an upstream: {from} about {server}")
+                        }
                     }
                 }
             }
@@ -978,8 +981,35 @@ fn check_classification(frame: &[u8]) {
             assert!(a.payload.start <= a.payload.end && a.payload.end <= frame.len(), "{:?}", a.payload);
             assert_eq!(&frame[a.payload.start - 6..a.payload.start - 4], &UPSTREAM_PORT.to_be_bytes());
         }
+        DnsFrame::UpstreamUnreachable { server, .. } => assert_ne!(server.ip(), &GW),
         DnsFrame::Tcp { .. } => assert!(tcp_to(frame, GW, DNS_PORT).is_some()),
         DnsFrame::Other => (),
+    }
+}
+
+#[test]
+fn classify_finds_port_unreachable_for_an_on_network_upstream_query() {
+    // The gateway's query to HOST:53, as HOST's kernel quotes it back.
+    let query = udp_frame(HOST, UPSTREAM_PORT, DNS_PORT, &dns_query(3, "inner.example"));
+    let mut quoted = query[14..].to_vec();
+    // The quote is of the gateway's datagram: source GW, destination HOST.
+    quoted[12..16].copy_from_slice(&GW.octets());
+    quoted[16..20].copy_from_slice(&HOST.octets());
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&quoted[..28]);
+    let frame = ipv4_frame(HOST, GW, IpProtocol::Icmp, &icmp);
+    assert_eq!(
+        classify(&frame, GW),
+        DnsFrame::UpstreamUnreachable { from: HOST, server: std::net::SocketAddrV4::new(HOST, DNS_PORT) }
+    );
+    // Other ICMP (an echo request, an error about another port) is the stack's.
+    let mut other = icmp.clone();
+    other[8 + 20..8 + 22].copy_from_slice(&40_000u16.to_be_bytes());
+    assert_eq!(classify(&ipv4_frame(HOST, GW, IpProtocol::Icmp, &other), GW), DnsFrame::Other);
+    let echo = [8u8, 0, 0, 0, 0, 1, 0, 1];
+    assert_eq!(classify(&ipv4_frame(HOST, GW, IpProtocol::Icmp, &echo), GW), DnsFrame::Other);
+    for cut in 0..icmp.len() {
+        check_classification(&ipv4_frame(HOST, GW, IpProtocol::Icmp, &icmp[..cut]));
     }
 }
 

@@ -117,13 +117,19 @@ impl Control {
         let sandbox = self.model.sandbox(name).map_err(model_error)?;
         let conf = resolv_conf(&self.model, sandbox);
         let own = own_upstreams(sandbox);
+        let forwarding = dns_endpoints(&self.model, name).iter().any(|(_, n)| !n.internal);
+        let upstreams = match (forwarding, own.is_empty()) {
+            (false, _) => Vec::new(),
+            (true, true) => self.dns_upstreams.clone(),
+            (true, false) => own,
+        };
         let resolver = ResolverInfo {
             resolv_conf: Some(PathBuf::from(plumbing::resolv_conf_path(&sandbox.name))).filter(|p| p.exists()),
             nameservers: conf.nameservers,
             search: conf.search,
             options: conf.options,
-            upstreams: if own.is_empty() { self.dns_upstreams.clone() } else { own },
-            forwarding: dns_endpoints(&self.model, name).iter().any(|(_, n)| !n.internal),
+            upstreams,
+            forwarding,
         };
         let mut info = self.sandbox_info(name);
         info.resolver = Some(resolver);

@@ -199,6 +199,11 @@ impl DnsService {
         self.local_route.retain(|id, _| local.is_in_flight(*id));
     }
 
+    /// When the next on-network query's upstream has had its time (ms).
+    pub(super) fn next_local_deadline(&self) -> Option<u64> {
+        self.local.next_deadline()
+    }
+
     /// Moves on-network queries whose upstream has had its time on.
     pub(super) fn expire_local(&mut self, now: Timestamp) {
         let mut actions = Vec::new();
@@ -275,7 +280,30 @@ impl Datapath {
                 self.flush_local_dns();
                 true
             }
+            DnsFrame::UpstreamUnreachable { from, server } => {
+                if self.dns.directory.owns_address(ingress.0, from) {
+                    let now = self.clock.now();
+                    for action in self.dns.local.on_unreachable(server.into(), now.0) {
+                        self.dns.local_action(action, now);
+                    }
+                    self.flush_local_dns();
+                } else {
+                    self.bridge.count_drop(ingress, DropReason::DnsSpoofed);
+                }
+                true
+            }
             DnsFrame::Tcp { .. } | DnsFrame::Other => false,
+        }
+    }
+
+    /// Moves on the on-network queries whose upstream has had its time, and
+    /// sends what that leads to (the next upstream's query, or SERVFAIL).
+    pub(super) fn expire_local_dns(&mut self) {
+        let now = self.clock.now();
+        self.dns.expire_local(now);
+        self.flush_local_dns();
+        if !self.injected.is_empty() || !self.busy_gateways.is_empty() {
+            self.run_local(now);
         }
     }
 

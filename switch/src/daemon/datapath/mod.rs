@@ -161,7 +161,11 @@ impl Datapath {
         let mut events = Events::with_capacity(256);
         while self.running {
             let busy = !self.ready.is_empty() || self.tunnel_ready;
-            let timeout = if busy { Duration::ZERO } else { TICK };
+            // Queries to on-network DNS upstreams time out on their own
+            // clock, not at the next tick.
+            let dns_deadline =
+                self.dns.next_local_deadline().map(|d| Duration::from_millis(d.saturating_sub(self.clock.now().0)));
+            let timeout = if busy { Duration::ZERO } else { dns_deadline.map_or(TICK, |d| d.min(TICK)) };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -176,6 +180,9 @@ impl Datapath {
             }
             self.handle_commands();
             self.dns_results();
+            if dns_deadline.is_some() {
+                self.expire_local_dns();
+            }
             // Bounded, so commands and timers get their turn under load.
             for _ in 0..MAX_BATCHES_PER_WAKEUP {
                 if self.ready.is_empty() && !self.tunnel_ready {
