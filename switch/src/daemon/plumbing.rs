@@ -201,8 +201,11 @@ pub fn reattach_endpoint(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> 
 /// Makes a TAP non-persistent and closes it, which deletes the device
 /// wherever it lives.
 pub fn destroy_tap(tap: Tap) {
-    if let Err(e) = tap.set_persist(false) {
-        tracing::warn!(tap = tap.name(), error = %e, "cannot clear TAP persistence");
+    match tap.set_persist(false) {
+        Ok(()) => {}
+        // The device is already gone (its namespace ended): nothing to clear.
+        Err(TapError::Ioctl { ref source, .. }) if source.raw_os_error() == Some(libc::EBADFD) => {}
+        Err(e) => tracing::warn!(tap = tap.name(), error = %e, "cannot clear TAP persistence"),
     }
     drop(tap);
 }

@@ -102,7 +102,19 @@ pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ServerError
 
 /// Serves clients forever.
 pub fn serve(listener: UnixListener, control: Control) {
+    let gone = control.gone_ports();
     let control = Arc::new(Mutex::new(control));
+    let reaper = Arc::clone(&control);
+    // Endpoints whose TAP vanished are released between requests, under
+    // the same lock.
+    let spawned = std::thread::Builder::new().name("reaper".into()).spawn(move || {
+        for port in gone {
+            reaper.lock().unwrap_or_else(|p| p.into_inner()).reap_port(port);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the thread that releases gone endpoints");
+    }
     let clients = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let mut stream = match stream {

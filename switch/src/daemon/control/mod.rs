@@ -6,6 +6,7 @@
 
 mod dns;
 mod overlay;
+mod reap;
 mod views;
 
 use std::net::SocketAddr;
@@ -142,6 +143,12 @@ impl Control {
                 tracing::error!(mac = %entry.mac, port = %entry.port_name, "cannot restore static FDB entry");
             }
         }
+        let mut control = control;
+        let adopted: Vec<String> =
+            control.model.sandboxes().filter(|s| !s.owns_netns).map(|s| s.name.clone()).collect();
+        for name in adopted {
+            control.reap_sandbox_if_gone(&name);
+        }
         control.sync_dns();
         for sandbox in control.model.sandboxes() {
             control.write_resolv_conf(&sandbox.name);
@@ -217,6 +224,12 @@ impl Control {
         self.model = next;
         self.sync_dns();
         Ok(())
+    }
+
+    /// Where the datapath reports TAP ports whose device vanished; the
+    /// server hands them to [`Control::reap_port`].
+    pub fn gone_ports(&self) -> crossbeam_channel::Receiver<crate::port::PortId> {
+        self.datapath.gone_ports()
     }
 
     /// Answers one request.

@@ -191,6 +191,7 @@ pub struct DatapathHandle {
     commands: Sender<Command>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
+    gone: crossbeam_channel::Receiver<PortId>,
 }
 
 impl DatapathHandle {
@@ -210,9 +211,10 @@ impl DatapathHandle {
         let (done, results) = crossbeam_channel::unbounded();
         let forward = ForwardThread::spawn(done, waker.clone())?;
         let dns = super::dns::DnsService::new(dns_upstreams, forward, results);
-        let datapath = Datapath::new(poll, inbox, vtep, secret, dns)?;
+        let (gone_tx, gone) = crossbeam_channel::unbounded();
+        let datapath = Datapath::new(poll, inbox, vtep, secret, dns, gone_tx)?;
         let thread = std::thread::Builder::new().name("datapath".into()).spawn(move || datapath.run())?;
-        Ok(DatapathHandle { commands, waker, thread: Some(thread) })
+        Ok(DatapathHandle { commands, waker, thread: Some(thread), gone })
     }
 
     fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DatapathError> {
@@ -290,6 +292,12 @@ impl DatapathHandle {
     pub fn set_dns(&self, directory: dns::Directory) -> Result<(), DatapathError> {
         let directory = Box::new(directory);
         self.call(|reply| Command::SetDns { directory, reply })
+    }
+
+    /// TAP ports whose device vanished (the sandbox's namespace ended, or
+    /// the interface was deleted), as the datapath notices them.
+    pub fn gone_ports(&self) -> crossbeam_channel::Receiver<PortId> {
+        self.gone.clone()
     }
 
     /// Copies the tables and counters out.

@@ -114,6 +114,8 @@ struct Datapath {
     dns: dns::DnsService,
     /// Bounds the ICMP errors the gateways send.
     icmp_budget: unreachable::IcmpBudget,
+    /// Where TAP ports whose device vanished are reported.
+    gone: crossbeam_channel::Sender<PortId>,
 }
 
 impl Datapath {
@@ -123,6 +125,7 @@ impl Datapath {
         vtep: Option<VtepConfig>,
         secret: Option<ClusterSecret>,
         dns: dns::DnsService,
+        gone: crossbeam_channel::Sender<PortId>,
     ) -> io::Result<Datapath> {
         let tunnel = vtep.map(Tunnel::open).transpose()?;
         if let Some(t) = &tunnel {
@@ -154,6 +157,7 @@ impl Datapath {
             running: true,
             dns,
             icmp_budget: unreachable::IcmpBudget::new(),
+            gone,
         })
     }
 
@@ -286,6 +290,9 @@ impl Datapath {
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.queued[port.index()] = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => self.ready.push_back(port),
+                        // The device was unregistered: its namespace died
+                        // (a container that exited) or it was deleted.
+                        Err(e) if e.raw_os_error() == Some(libc::EBADFD) => self.port_gone(port),
                         Err(e) => {
                             tracing::warn!(%port, error = %e, "read from TAP failed; waiting for the next event");
                             self.queued[port.index()] = false;
@@ -572,6 +579,19 @@ impl Datapath {
             }
             self.forward();
             self.batch.clear();
+        }
+    }
+
+    /// A TAP whose device is gone: stop watching it and tell the control
+    /// plane, which releases the endpoint (and the sandbox, if its
+    /// namespace is gone too).
+    fn port_gone(&mut self, port: PortId) {
+        self.queued[port.index()] = false;
+        if let Some(Some(PortIo::Tap(tap))) = self.ports.get(port.index()) {
+            let fd = tap.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            tracing::info!(%port, "TAP device gone (its sandbox's namespace ended, or it was deleted)");
+            let _ = self.gone.send(port);
         }
     }
 
