@@ -599,3 +599,11 @@ fn completions_into_a_closed_pipe_exit_quietly() {
         assert!(out.status.code() == Some(0), "{shell}: exit {:?}, stderr {stderr}", out.status);
     }
 }
+
+#[test]
+fn stats_prometheus_prints_the_daemons_text_as_is() {
+    let text = "# HELP vswitch_x_total X.\n# TYPE vswitch_x_total counter\nvswitch_x_total{port=\"p\"} 3\n";
+    let (out, reqs) = run_ok(&["stats", "--prometheus"], vec![Reply::Ok(json!({"text": text}))]);
+    assert_eq!(reqs, vec![Request::Metrics]);
+    assert_eq!(out, text);
+}

@@ -51,6 +51,7 @@ fn one_of_each() -> Vec<Request> {
         Request::Stats { port: Some("p1".into()) },
         Request::DnsLs { network: Some("app".into()) },
         Request::DnsLs { network: None },
+        Request::Metrics,
         Request::ConfigShow,
         Request::ConfigSet { key: "aging-time".into(), value: "300".into() },
         Request::PeerAdd { addr: "192.0.2.1:4789".parse().unwrap(), networks: vec!["ov".into()] },

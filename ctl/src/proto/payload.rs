@@ -201,6 +201,13 @@ pub struct DnsRecord {
     pub ttl: u32,
 }
 
+/// Reply to `metrics`: the exposition text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsText {
+    /// Prometheus text exposition (`text/plain; version=0.0.4`).
+    pub text: String,
+}
+
 /// Counters of one network's embedded DNS server (its gateway).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsStats {

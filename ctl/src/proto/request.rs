@@ -202,6 +202,10 @@ pub enum Request {
         #[serde(default)]
         port: Option<String>,
     },
+    /// Every counter in the Prometheus/OpenMetrics text exposition (what
+    /// `vswitchd --metrics-listen` serves). Reply:
+    /// [`MetricsText`](super::MetricsText).
+    Metrics,
     /// The names the switch's embedded DNS serves. Reply: `[DnsRecord]`.
     DnsLs {
         /// Optional: only this network.
@@ -264,6 +268,7 @@ impl Request {
         "fdb_flush",
         "stats",
         "dns_ls",
+        "metrics",
         "config_show",
         "config_set",
         "peer_add",
@@ -286,6 +291,7 @@ impl Request {
                 | Self::FdbShow { .. }
                 | Self::Stats { .. }
                 | Self::DnsLs { .. }
+                | Self::Metrics
                 | Self::ConfigShow
                 | Self::PeerLs
                 | Self::Version
@@ -313,6 +319,7 @@ impl Request {
             Self::FdbFlush { .. } => "fdb_flush",
             Self::Stats { .. } => "stats",
             Self::DnsLs { .. } => "dns_ls",
+            Self::Metrics => "metrics",
             Self::ConfigShow => "config_show",
             Self::ConfigSet { .. } => "config_set",
             Self::PeerAdd { .. } => "peer_add",

@@ -52,6 +52,10 @@ struct Args {
     /// created with `--dns` uses its own instead.
     #[arg(long = "dns", value_name = "ADDR[:PORT]", value_parser = parse_dns)]
     dns: Vec<SocketAddr>,
+    /// Serve every counter for Prometheus at http://ADDR:PORT/metrics
+    /// (OpenMetrics text); e.g. `127.0.0.1:9477`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT`, defaulting to port 53.
@@ -128,10 +132,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot start the datapath (VTEP {:?})", args.vtep))?;
     let control = Control::restore(store, model, datapath, vtep, has_secret, dns)
         .context("cannot restore state into the datapath")?;
+    let metrics = args
+        .metrics_listen
+        .map(|addr| tiny_http::Server::http(addr).map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}")))
+        .transpose()?;
     let listener = server::bind(&args.ctl_socket, group)?;
     stop_on_signals(args.ctl_socket.clone())?;
     tracing::info!(socket = %args.ctl_socket.display(), state = %args.state_dir.display(), "vswitchd ready");
-    server::serve(listener, control);
+    if let Some(addr) = args.metrics_listen {
+        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+    }
+    server::serve(listener, control, metrics);
     Ok(())
 }
 

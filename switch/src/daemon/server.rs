@@ -83,6 +83,33 @@ pub fn lookup_group(group: &str) -> Result<u32, ServerError> {
         .ok_or_else(|| ServerError::NoSuchGroup(group.to_owned()))
 }
 
+/// Answers `GET /metrics` with every counter (one datapath snapshot per
+/// scrape, taken under the control lock like any ctl request); anything
+/// else gets 404.
+fn serve_metrics(http: &tiny_http::Server, control: &Mutex<Control>) {
+    for request in http.incoming_requests() {
+        let wanted = *request.method() == tiny_http::Method::Get && request.url().split('?').next() == Some("/metrics");
+        let response = if !wanted {
+            tiny_http::Response::from_string("not found: the metrics are at /metrics\n").with_status_code(404)
+        } else {
+            match control.lock().unwrap_or_else(|p| p.into_inner()).metrics() {
+                Ok(text) => {
+                    let header = tiny_http::Header::from_bytes("Content-Type", super::control::METRICS_CONTENT_TYPE);
+                    let response = tiny_http::Response::from_string(text);
+                    match header {
+                        Ok(h) => response.with_header(h),
+                        Err(()) => response,
+                    }
+                }
+                Err(e) => tiny_http::Response::from_string(format!("{}\n", e.message)).with_status_code(500),
+            }
+        };
+        if let Err(e) = request.respond(response) {
+            tracing::debug!(error = %e, "metrics client dropped");
+        }
+    }
+}
+
 /// Binds the ctl socket with mode 0660 (owner root, group `group` if given).
 pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ServerError> {
     check_not_running(path)?;
@@ -100,10 +127,17 @@ pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, ServerError
     Ok(listener)
 }
 
-/// Serves clients forever.
-pub fn serve(listener: UnixListener, control: Control) {
+/// Serves clients forever; and Prometheus scrapes on `metrics`, if given.
+pub fn serve(listener: UnixListener, control: Control, metrics: Option<tiny_http::Server>) {
     let gone = control.gone_ports();
     let control = Arc::new(Mutex::new(control));
+    if let Some(http) = metrics {
+        let control = Arc::clone(&control);
+        let spawned = std::thread::Builder::new().name("metrics".into()).spawn(move || serve_metrics(&http, &control));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the metrics thread");
+        }
+    }
     let reaper = Arc::clone(&control);
     // Endpoints whose TAP vanished are released between requests, under
     // the same lock.

@@ -42,6 +42,10 @@ pub(crate) enum Command {
     Stats {
         /// Only this port.
         port: Option<String>,
+        /// Print every counter in the Prometheus/OpenMetrics text format
+        /// instead (what `vswitchd --metrics-listen` serves).
+        #[arg(long, conflicts_with = "port")]
+        prometheus: bool,
     },
     /// Show the names the embedded DNS serves at each network's gateway.
     #[command(subcommand)]

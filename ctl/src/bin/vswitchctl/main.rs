@@ -99,7 +99,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Network(cmd) => network(&mut ctx, cmd),
         Command::Show => ctx.show(&Request::Show, |w, t: ShowTree| render::show(w, &t)),
         Command::Fdb(cmd) => fdb(&mut ctx, cmd),
-        Command::Stats { port } => ctx.show(&Request::Stats { port }, |w, s: Vec<PortStats>| render::stats(w, &s)),
+        Command::Stats { prometheus: true, .. } => {
+            ctx.show(&Request::Metrics, |w, m: ctl::proto::MetricsText| w.write_all(m.text.as_bytes()))
+        }
+        Command::Stats { port, prometheus: false } => {
+            ctx.show(&Request::Stats { port }, |w, s: Vec<PortStats>| render::stats(w, &s))
+        }
         Command::Dns(DnsCmd::Ls { network }) => {
             ctx.show(&Request::DnsLs { network }, |w, r: Vec<DnsRecord>| render::dns_records(w, &r))
         }

@@ -5,6 +5,8 @@
 //! swapped in only after it was saved.
 
 mod dns;
+mod metrics;
+pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 mod overlay;
 mod reap;
 mod views;
@@ -232,6 +234,12 @@ impl Control {
         self.datapath.gone_ports()
     }
 
+    /// Every counter in the Prometheus text format (what
+    /// `--metrics-listen` serves).
+    pub fn metrics(&self) -> Result<String, CtlError> {
+        self.metrics_text()
+    }
+
     /// Answers one request.
     pub fn handle(&mut self, request: Request) -> Reply {
         match request {
@@ -244,6 +252,7 @@ impl Control {
             }
             Request::SandboxInspect { name } => self.sandbox_inspect(&name),
             Request::DnsLs { network } => self.dns_ls(network.as_deref()),
+            Request::Metrics => ok(proto::MetricsText { text: self.metrics_text()? }),
             Request::SandboxLs => ok(self.model.sandboxes().map(|s| self.sandbox_info(&s.name)).collect::<Vec<_>>()),
             Request::SandboxRm { name } => self.sandbox_rm(&name),
             Request::NetworkCreate {

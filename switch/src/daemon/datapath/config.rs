@@ -281,6 +281,8 @@ impl Datapath {
             }
         }
         snapshot.vtep = self.tunnel.as_ref().map(|t| t.counters());
+        snapshot.busy = self.busy;
+        snapshot.wakeups = self.wakeups;
         for (index, net) in self.nets.iter().enumerate() {
             let Some(net) = net else { continue };
             let Some(Some(PortIo::Gateway(gw))) = net.gateway.and_then(|g| self.ports.get(g.index())) else { continue };

@@ -183,6 +183,11 @@ pub struct Snapshot {
     pub vtep: Option<TunnelCounters>,
     /// The DNS server counters of every network with a gateway.
     pub dns: Vec<(NetworkId, dns::Counters)>,
+    /// Time the datapath thread spent working (between waking up and
+    /// waiting again).
+    pub busy: Duration,
+    /// Times the datapath thread woke up.
+    pub wakeups: u64,
 }
 
 /// The control plane's end of the datapath.

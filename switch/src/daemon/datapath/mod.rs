@@ -116,6 +116,9 @@ struct Datapath {
     icmp_budget: unreachable::IcmpBudget,
     /// Where TAP ports whose device vanished are reported.
     gone: crossbeam_channel::Sender<PortId>,
+    /// Time spent working, and wake-ups (for the busy-time metric).
+    busy: Duration,
+    wakeups: u64,
 }
 
 impl Datapath {
@@ -158,6 +161,8 @@ impl Datapath {
             dns,
             icmp_budget: unreachable::IcmpBudget::new(),
             gone,
+            busy: Duration::ZERO,
+            wakeups: 0,
         })
     }
 
@@ -175,6 +180,7 @@ impl Datapath {
             {
                 tracing::error!(error = %e, "epoll wait failed");
             }
+            let woke = std::time::Instant::now();
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
@@ -200,6 +206,8 @@ impl Datapath {
                 self.last_tick = now;
                 self.tick(now);
             }
+            self.busy += woke.elapsed();
+            self.wakeups += 1;
         }
     }
 

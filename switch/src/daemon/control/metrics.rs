@@ -1,0 +1,180 @@
+//! Every counter of the switch in the Prometheus text exposition format
+//! (`vswitchd --metrics-listen`, `vswitchctl stats --prometheus`): per
+//! port, per drop reason, per network (FDB, learning, embedded DNS), the
+//! underlay endpoint, the model's sizes and the datapath loop's busy time.
+//! Built from one datapath snapshot per scrape.
+
+use std::collections::BTreeMap;
+
+use prometheus::{Counter, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use super::{Control, VTEP_PORT_NAME, datapath_error};
+use ctl::proto::CtlError;
+
+/// The content type of [`Control::metrics_text`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Builds and registers metric families, keeping the first error.
+struct Builder {
+    registry: Registry,
+    error: Option<prometheus::Error>,
+}
+
+impl Builder {
+    fn counters(&mut self, name: &str, help: &str, labels: &[&str]) -> Option<IntCounterVec> {
+        let made = IntCounterVec::new(Opts::new(name, help), labels);
+        self.made(made)
+    }
+
+    fn gauges(&mut self, name: &str, help: &str, labels: &[&str]) -> Option<IntGaugeVec> {
+        let made = IntGaugeVec::new(Opts::new(name, help), labels);
+        self.made(made)
+    }
+
+    /// Registers a metric that was made, or keeps the error.
+    fn made<M: prometheus::core::Collector + Clone + 'static>(&mut self, made: prometheus::Result<M>) -> Option<M> {
+        match made {
+            Ok(metric) => self.register(metric),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    fn register<M: prometheus::core::Collector + Clone + 'static>(&mut self, metric: M) -> Option<M> {
+        match self.registry.register(Box::new(metric.clone())) {
+            Ok(()) => Some(metric),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                None
+            }
+        }
+    }
+}
+
+/// One embedded-DNS counter: its name, help, and how to read it.
+type DnsMetric = (&'static str, &'static str, fn(&dns::Counters) -> u64);
+
+/// Sets counter `values` (one per label set) in `family`.
+fn set(family: &Option<IntCounterVec>, labels: &[&str], value: u64) {
+    if let Some(f) = family {
+        f.with_label_values(labels).inc_by(value);
+    }
+}
+
+impl Control {
+    /// The metrics text: one Prometheus exposition of every counter.
+    pub(super) fn metrics_text(&self) -> Result<String, CtlError> {
+        let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
+        let (names, _) = self.port_names(&snapshot);
+        let mut b = Builder { registry: Registry::new(), error: None };
+        let pl = &["port", "network"];
+        let rx_packets = b.counters("vswitch_port_rx_packets_total", "Frames received from the port.", pl);
+        let rx_bytes = b.counters("vswitch_port_rx_bytes_total", "Bytes received from the port.", pl);
+        let tx_packets = b.counters("vswitch_port_tx_packets_total", "Frames sent to the port.", pl);
+        let tx_bytes = b.counters("vswitch_port_tx_bytes_total", "Bytes sent to the port.", pl);
+        let flooded = b.counters("vswitch_port_rx_flooded_total", "Frames from the port that were flooded.", pl);
+        let drops = b.counters(
+            "vswitch_port_drops_total",
+            "Frames dropped, by port and reason.",
+            &["port", "network", "reason"],
+        );
+        for (id, network, c) in &snapshot.ports {
+            let port = names.get(id).cloned().unwrap_or_else(|| id.to_string());
+            let network = self.network_name(*network);
+            let l = [port.as_str(), network.as_str()];
+            set(&rx_packets, &l, c.rx_packets);
+            set(&rx_bytes, &l, c.rx_bytes);
+            set(&tx_packets, &l, c.tx_packets);
+            set(&tx_bytes, &l, c.tx_bytes);
+            set(&flooded, &l, c.rx_flooded);
+            for (reason, n) in c.drops.iter().filter(|(_, n)| *n > 0) {
+                set(&drops, &[port.as_str(), network.as_str(), reason.name()], n);
+            }
+        }
+        if let Some(v) = snapshot.vtep {
+            let l = [VTEP_PORT_NAME, "(underlay)"];
+            set(&rx_packets, &l, v.rx_packets);
+            set(&rx_bytes, &l, v.rx_bytes);
+            set(&tx_packets, &l, v.tx_packets);
+            set(&tx_bytes, &l, v.tx_bytes);
+            for (reason, n) in v.drops.iter().filter(|(_, n)| *n > 0) {
+                set(&drops, &[VTEP_PORT_NAME, "(underlay)", reason.name()], n);
+            }
+        }
+
+        let nl = &["network"];
+        let fdb_entries = b.gauges("vswitch_fdb_entries", "Forwarding table entries, learned and static.", nl);
+        let mut per_network: BTreeMap<String, i64> = BTreeMap::new();
+        for record in &snapshot.fdb {
+            *per_network.entry(self.network_name(record.network)).or_default() += 1;
+        }
+        if let Some(g) = &fdb_entries {
+            for (network, n) in per_network {
+                g.with_label_values(&[network.as_str()]).set(n);
+            }
+        }
+        let learned = b.counters("vswitch_fdb_learned_total", "New (network, MAC) entries learned.", nl);
+        let moves = b.counters("vswitch_fdb_station_moves_total", "Learned MACs that moved to another port.", nl);
+        let full = b.counters("vswitch_fdb_table_full_total", "MACs not learned: the table was full.", nl);
+        let limit = b.counters("vswitch_fdb_port_limit_total", "MACs not learned: the port's limit was reached.", nl);
+        let aged = b.counters("vswitch_fdb_aged_out_total", "Entries removed by aging.", nl);
+        for (network, c) in &snapshot.learning {
+            let network = self.network_name(*network);
+            let l = [network.as_str()];
+            set(&learned, &l, c.learned);
+            set(&moves, &l, c.station_moves);
+            set(&full, &l, c.table_full);
+            set(&limit, &l, c.port_limit);
+            set(&aged, &l, c.aged_out);
+        }
+
+        let dns: [DnsMetric; 11] = [
+            ("vswitch_dns_queries_total", "Queries to the embedded DNS.", |c| c.queries),
+            ("vswitch_dns_answered_locally_total", "Queries answered from the switch's records.", |c| {
+                c.answered_locally
+            }),
+            ("vswitch_dns_nxdomain_total", "NXDOMAIN decided by the switch.", |c| c.nxdomain),
+            ("vswitch_dns_nodata_total", "Known names asked for a type they lack.", |c| c.nodata),
+            ("vswitch_dns_forwarded_total", "Queries forwarded upstream.", |c| c.forwarded),
+            ("vswitch_dns_upstream_failures_total", "Forwarded queries no upstream answered.", |c| c.upstream_failures),
+            ("vswitch_dns_malformed_total", "Malformed DNS messages.", |c| c.malformed),
+            ("vswitch_dns_refused_total", "Queries refused: unknown or spoofed source, other opcodes.", |c| c.refused),
+            ("vswitch_dns_refused_over_limit_total", "Queries refused: too many in flight.", |c| c.refused_over_limit),
+            ("vswitch_dns_truncated_total", "UDP answers sent truncated.", |c| c.truncated),
+            ("vswitch_dns_tcp_closed_total", "DNS TCP connections cut or evicted.", |c| c.tcp_closed_idle),
+        ];
+        for (name, help, value) in dns {
+            let family = b.counters(name, help, nl);
+            for (network, c) in &snapshot.dns {
+                set(&family, &[self.network_name(*network).as_str()], value(c));
+            }
+        }
+
+        if let Some(sizes) = b.gauges("vswitch_objects", "Networks, sandboxes and endpoints in the model.", &["kind"]) {
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            sizes.with_label_values(&["networks"]).set(count(self.model.networks().len()));
+            sizes.with_label_values(&["sandboxes"]).set(count(self.model.sandboxes().count()));
+            sizes.with_label_values(&["endpoints"]).set(count(self.model.endpoints().count()));
+        }
+        let busy = Counter::new(
+            "vswitch_datapath_busy_seconds_total",
+            "Time the datapath thread spent working rather than waiting for events.",
+        );
+        if let Some(busy) = b.made(busy) {
+            busy.inc_by(snapshot.busy.as_secs_f64());
+        }
+        let wakeups = IntCounter::new("vswitch_datapath_wakeups_total", "Times the datapath thread woke up.");
+        if let Some(wakeups) = b.made(wakeups) {
+            wakeups.inc_by(snapshot.wakeups);
+        }
+
+        if let Some(e) = b.error {
+            return Err(CtlError::internal(format!("cannot build metrics: {e}")));
+        }
+        TextEncoder::new()
+            .encode_to_string(&b.registry.gather())
+            .map_err(|e| CtlError::internal(format!("cannot encode metrics: {e}")))
+    }
+}

@@ -1,0 +1,92 @@
+//! `vswitchd --metrics-listen`: every counter for Prometheus, checked with
+//! `promtool check metrics` (Debian `prometheus`), consistent with `stats
+//! --json`, and the same metrics from `vswitchctl stats --prometheus`.
+//! Needs root.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ctl::proto::PortStats;
+use vswitch::{Daemon, ping, require_root};
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// `GET path` over HTTP/1.0: (status line, headers and body).
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect to the metrics port");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send the request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the response");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.to_owned(), body.to_owned())
+}
+
+/// The value of the sample `name{labels}` (labels as printed, sorted).
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+#[test]
+fn metrics_are_served_valid_and_match_stats() {
+    if !require_root("metrics_are_served_valid_and_match_stats") {
+        return;
+    }
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let d = Daemon::builder().args(&["--metrics-listen", &addr.to_string()]).start();
+    let net = d.name("n");
+    let (a, b) = (d.name("a"), d.name("b"));
+    d.network_create(&net, "10.220.0.0/24");
+    d.sandbox_create(&a);
+    d.sandbox_create(&b);
+    let ea = d.connect(&net, &a, None);
+    let eb = d.connect(&net, &b, None);
+    assert!(ping(&a, eb.ipv4.expect("ip").addr(), 2));
+    assert!(!ping(&a, Ipv4Addr::new(192, 0, 2, 1), 1), "an outside address answered");
+
+    let (head, text) = get(addr, "/metrics");
+    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    // promtool is the reference parser and linter.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed");
+    promtool.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("feed promtool");
+    let checked = promtool.wait_with_output().expect("promtool ran");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- metrics ---\n{text}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // The counters are the ones `stats` shows (a's port no longer moves:
+    // nothing is sent to it between the two reads).
+    let stats: Vec<PortStats> = d.ctl_json(&["stats", "--json"]);
+    let row = stats.iter().find(|s| s.port == ea.port).expect("a's port in stats");
+    let labels = format!("{{network=\"{net}\",port=\"{}\"}}", ea.port);
+    let (_, text) = get(addr, "/metrics");
+    assert_eq!(sample(&text, &format!("vswitch_port_rx_packets_total{labels}")), Some(row.rx_packets as f64));
+    let drops = format!("vswitch_port_drops_total{{network=\"{net}\",port=\"{}\",reason=\"no_route\"}}", ea.port);
+    assert!(sample(&text, &drops).is_some_and(|n| n >= 1.0), "no no_route drop in:\n{text}");
+    assert!(sample(&text, &format!("vswitch_fdb_entries{{network=\"{net}\"}}")).is_some_and(|n| n >= 2.0));
+    assert!(sample(&text, "vswitch_datapath_wakeups_total").is_some_and(|n| n > 0.0));
+    assert!(text.contains("vswitch_dns_queries_total{"), "{text}");
+
+    // The same families from the ctl socket.
+    let printed = d.ctl_ok(&["stats", "--prometheus"]);
+    let families =
+        |t: &str| -> Vec<String> { t.lines().filter(|l| l.starts_with("# TYPE")).map(str::to_owned).collect() };
+    assert_eq!(families(&printed), families(&text));
+    let (head, _) = get(addr, "/nothing-here");
+    assert!(head.contains(" 404"), "{head}");
+}
