@@ -8,7 +8,7 @@ use std::io::{self, BufRead, BufReader, ErrorKind as IoKind, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,8 +23,63 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// Replies that cannot be written within this time drop the client.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// At most this many clients are served at once.
-const MAX_CLIENTS: usize = 64;
+/// At most this many clients are served at once (a thread each, with a
+/// small stack; three descriptors each). A client arriving when all are
+/// taken evicts the one that has waited longest for its own request (idle,
+/// or sending a request slowly), so idle or slow clients cannot lock the
+/// operator out: a newcomer is cut only after every client that was
+/// waiting before it, a thousand or so connections later.
+const MAX_CLIENTS: usize = 1024;
+/// Stack of a client thread: it parses one JSON line at a time.
+const CLIENT_STACK: usize = 256 * 1024;
+
+/// The clients being served.
+#[derive(Default)]
+struct Clients {
+    slots: Mutex<std::collections::HashMap<u64, ClientSlot>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// One client: a handle to cut its connection, and since when it has been
+/// waiting for its next request (`None` while a request is handled).
+struct ClientSlot {
+    stream: UnixStream,
+    waiting_since: Option<Instant>,
+}
+
+impl Clients {
+    /// Admits a client: evicts the longest-waiting one if every slot is
+    /// taken. `None` if all clients are in the middle of a request.
+    fn admit(&self, stream: &UnixStream) -> Option<u64> {
+        let handle = stream.try_clone().ok()?;
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if slots.len() >= MAX_CLIENTS {
+            let oldest = slots.iter().filter_map(|(id, s)| Some((*id, s.waiting_since?))).min_by_key(|&(_, t)| t);
+            let (id, _) = oldest?;
+            if let Some(evicted) = slots.remove(&id) {
+                // Wakes its thread, which finds the connection closed.
+                let _ = evicted.stream.shutdown(std::net::Shutdown::Both);
+                tracing::info!("ctl: every client slot taken; cut the client waiting longest for its request");
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        slots.insert(id, ClientSlot { stream: handle, waiting_since: Some(Instant::now()) });
+        Some(id)
+    }
+
+    /// Client `id` is handling a request (`false`) or waiting for the next
+    /// one (`true`).
+    fn set_waiting(&self, id: u64, waiting: bool) {
+        if let Some(slot) = self.slots.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+            slot.waiting_since = waiting.then(Instant::now);
+        }
+    }
+
+    /// Client `id` is gone.
+    fn remove(&self, id: u64) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+}
 
 /// Why the ctl socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +204,7 @@ pub fn serve(listener: UnixListener, control: Control, metrics: Option<tiny_http
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the thread that releases gone endpoints");
     }
-    let clients = Arc::new(AtomicUsize::new(0));
+    let clients = Arc::new(Clients::default());
     for stream in listener.incoming() {
         let mut stream = match stream {
             Ok(s) => s,
@@ -159,18 +214,17 @@ pub fn serve(listener: UnixListener, control: Control, metrics: Option<tiny_http
                 continue;
             }
         };
-        if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-            clients.fetch_sub(1, Ordering::SeqCst);
+        let Some(id) = clients.admit(&stream) else {
             let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
             let _ = stream.write_all(&proto::encode_err(None, ErrorKind::Internal, "too many clients; try again"));
             continue;
-        }
+        };
         let (control, clients) = (Arc::clone(&control), Arc::clone(&clients));
-        let spawned = std::thread::Builder::new().name("ctl-client".into()).spawn(move || {
-            if let Err(e) = serve_client(stream, &control) {
+        let spawned = std::thread::Builder::new().name("ctl-client".into()).stack_size(CLIENT_STACK).spawn(move || {
+            if let Err(e) = serve_client(stream, &control, &|waiting| clients.set_waiting(id, waiting)) {
                 tracing::debug!(error = %e, "ctl client dropped");
             }
-            clients.fetch_sub(1, Ordering::SeqCst);
+            clients.remove(id);
         });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a client thread");
@@ -223,13 +277,17 @@ fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>, deadline: D
     }
 }
 
-fn serve_client(stream: UnixStream, control: &Mutex<Control>) -> io::Result<()> {
+/// Serves one client until it leaves; `waiting(true)` is called whenever it
+/// starts waiting for the client's next request, `waiting(false)` when a
+/// request has arrived.
+fn serve_client(stream: UnixStream, control: &Mutex<Control>, waiting: &dyn Fn(bool)) -> io::Result<()> {
     stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let mut line = Vec::new();
     loop {
+        waiting(true);
         let request = match read_line(&mut reader, &mut line, REQUEST_DEADLINE)? {
             Line::Closed => return Ok(()),
             Line::TooLarge => {
@@ -242,6 +300,7 @@ fn serve_client(stream: UnixStream, control: &Mutex<Control>) -> io::Result<()> 
         if request.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        waiting(false);
         let reply = match proto::decode_request(&request) {
             Ok(envelope) => {
                 let verb = envelope.req.verb();
