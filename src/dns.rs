@@ -63,19 +63,7 @@ pub fn require_dns_tools(test: &str) -> bool {
     false
 }
 
-/// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use crate::wait::wait_for;
 
 // ---------------------------------------------------------------------------- dig
 

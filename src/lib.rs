@@ -2,8 +2,9 @@
 //! unique names, a guard that runs `vswitchd` and drives it with `vswitchctl`,
 //! and helpers that act inside network namespaces (ping, TCP transfer, frame
 //! capture and injection), simulated hosts on an underlay for multi-host
-//! (VXLAN overlay) tests, decoding of captures with tshark, and the embedded
-//! DNS's tools (dig, a dnsmasq upstream, raw DNS messages). Everything a
+//! (VXLAN overlay) tests, decoding of captures with tshark, the embedded
+//! DNS's tools (dig, a dnsmasq upstream, raw DNS messages), and waiting on
+//! conditions with a deadline (never on fixed sleeps). Everything a
 //! test creates is removed when its guard drops, even when the test fails.
 
 pub mod bins;
@@ -17,6 +18,7 @@ pub mod overlay;
 pub mod process;
 pub mod tshark;
 pub mod underlay;
+pub mod wait;
 
 pub use bins::Binaries;
 pub use capture::{Capture, Frame, inject_frame};
@@ -30,3 +32,4 @@ pub use overlay::vtep_daemon;
 pub use process::{output_with_timeout, text};
 pub use tshark::{require_tshark, tshark_fields, write_pcap};
 pub use underlay::{Underlay, UnderlayHost};
+pub use wait::{wait_for, wait_until};

@@ -56,11 +56,23 @@ pub fn udp_send(ns: &str, src: Ipv4Addr, dst: SocketAddr, payloads: &[Vec<u8>]) 
 }
 
 /// Pings `ip` from namespace `ns` with `count` echo requests (200 ms apart,
-/// 1 s wait for the last reply); true if any reply came back.
+/// 1 s wait for the last reply); true if any reply came back. When none
+/// did, what ping said goes to stderr (shown with a failing test's output:
+/// no reply at all, "Destination Host Unreachable" after a failed ARP
+/// resolution, or `ip netns exec` itself failing).
 pub fn ping(ns: &str, ip: Ipv4Addr, count: u32) -> bool {
     let ip = ip.to_string();
     let count = count.to_string();
-    netns_exec(ns, "ping", &["-n", "-q", "-c", &count, "-i", "0.2", "-W", "1", &ip]).status.success()
+    let out = netns_exec(ns, "ping", &["-n", "-c", &count, "-i", "0.2", "-W", "1", &ip]);
+    if !out.status.success() {
+        eprintln!(
+            "ping {ip} from {ns}: {} (no reply)\n{}\n{}",
+            out.status,
+            crate::process::text(&out.stdout),
+            crate::process::text(&out.stderr)
+        );
+    }
+    out.status.success()
 }
 
 /// Pings `ip` from `ns` once per attempt until a reply arrives or `timeout`

@@ -150,14 +150,27 @@ fn encrypted_overlay_carries_traffic_and_hides_plaintext_on_the_underlay() {
     let cap = Capture::start(&h2.ns, &h2.ifname).expect("capture on host 2's underlay");
     send_marker(&s1, ip_of(&e1), &s2, ip_of(&e2), &secret_marker);
     send_marker(&s2, ip_of(&e2), &s1, ip_of(&e1), &secret_marker);
-    std::thread::sleep(Duration::from_millis(100));
+    // The markers crossed host 2's underlay before they arrived, so their
+    // datagrams are queued for the capture: wait until it has read the
+    // tunnel datagrams counted below (both ways, both UDP markers).
+    let sealed_len = 14 + 20 + 8 + secret_marker.len() + ENCRYPTED_HEADER_LEN + TAG_LEN;
+    let tunnel_counts = |frames: &[Frame]| {
+        let datagrams = vxlan_port_datagrams(frames);
+        let to_h2 = datagrams.iter().filter(|d| d.src == h1.addr && d.dst == h2.addr).count();
+        let to_h1 = datagrams.iter().filter(|d| d.src == h2.addr && d.dst == h1.addr).count();
+        let sealed_markers = datagrams.iter().filter(|d| d.payload.len() == sealed_len).count();
+        (to_h2, to_h1, sealed_markers)
+    };
+    cap.wait_for(Duration::from_secs(10), |f| {
+        let (to_h2, to_h1, sealed_markers) = tunnel_counts(f);
+        to_h2 >= 3 && to_h1 >= 3 && sealed_markers >= 2
+    });
     let frames = cap.stop();
     let leaked: Vec<String> =
         frames.iter().filter(|f| contains_bytes(&f.bytes, &secret_marker)).map(|f| f.to_string()).collect();
     assert!(leaked.is_empty(), "the plaintext marker is visible on the underlay of the encrypted overlay: {leaked:#?}");
     let datagrams = vxlan_port_datagrams(&frames);
-    let to_h2 = datagrams.iter().filter(|d| d.src == h1.addr && d.dst == h2.addr).count();
-    let to_h1 = datagrams.iter().filter(|d| d.src == h2.addr && d.dst == h1.addr).count();
+    let (to_h2, to_h1, _) = tunnel_counts(&frames);
     assert!(to_h2 >= 3 && to_h1 >= 3, "too few tunnel datagrams captured ({to_h2} to host 2, {to_h1} to host 1)");
     let wrong: Vec<String> = datagrams
         .iter()
@@ -169,8 +182,7 @@ fn encrypted_overlay_carries_traffic_and_hides_plaintext_on_the_underlay() {
         .collect();
     assert!(wrong.is_empty(), "tunnel datagrams without the encrypted header of VNI {ENC_VNI}: {wrong:#?}");
     // The UDP marker's frame (Ethernet + IPv4 + UDP + marker) travelled
-    // whole in one datagram, 40 bytes (header and tag) bigger.
-    let sealed_len = 14 + 20 + 8 + secret_marker.len() + ENCRYPTED_HEADER_LEN + TAG_LEN;
+    // whole in one datagram, 40 bytes (header and tag) bigger (`sealed_len`).
     let sealed: Vec<EncryptedHeader> = datagrams
         .iter()
         .filter(|d| d.payload.len() == sealed_len)
@@ -198,15 +210,18 @@ fn encrypted_overlay_carries_traffic_and_hides_plaintext_on_the_underlay() {
     let plain_marker = marker();
     let cap = Capture::start(&h2.ns, &h2.ifname).expect("capture on host 2's underlay");
     send_marker(&p1, ip_of(&f1), &p2, ip_of(&f2), &plain_marker);
-    std::thread::sleep(Duration::from_millis(100));
+    let markers_seen = |frames: &[Frame]| frames.iter().filter(|f| contains_bytes(&f.bytes, &plain_marker)).count();
+    let is_plain = |d: &UdpDatagram| {
+        d.payload.first() == Some(&0x08) && d.payload.get(4..7) == Some(&PLAIN_VNI.to_be_bytes()[1..])
+    };
+    // As above: wait until the capture has read what the control looks for.
+    cap.wait_for(Duration::from_secs(10), |f| markers_seen(f) >= 2 && vxlan_port_datagrams(f).iter().any(is_plain));
     let frames = cap.stop();
-    let seen = frames.iter().filter(|f| contains_bytes(&f.bytes, &plain_marker)).count();
+    let seen = markers_seen(&frames);
     assert!(seen >= 2, "positive control: the marker (UDP and TCP) is not visible on the plain overlay's underlay");
     let plain_dg = vxlan_port_datagrams(&frames);
     assert!(
-        plain_dg
-            .iter()
-            .any(|d| d.payload.first() == Some(&0x08) && d.payload.get(4..7) == Some(&PLAIN_VNI.to_be_bytes()[1..])),
+        plain_dg.iter().any(is_plain),
         "positive control: no plain VXLAN datagram of VNI {PLAIN_VNI}: {:#?}",
         plain_dg.iter().map(describe).collect::<Vec<_>>()
     );

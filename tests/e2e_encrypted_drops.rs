@@ -11,16 +11,16 @@
 //! without learning anything from it. Needs root.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ctl::proto::FdbEntry;
+use ctl::proto::{FdbEntry, PortStats};
 use vswitch::encrypted::{
     ENCRYPTED_HEADER_LEN, EncryptedHeader, SecretFile, TAG_LEN, UdpDatagram, encrypted_vtep_daemon, udp_datagram,
 };
 use vswitch::overlay::VTEP_ROW;
-use vswitch::overlay::{ip_of, sandbox_on};
+use vswitch::overlay::{ip_of, sandbox_on, tunnel_port};
 use vswitch::underlay::{VXLAN_PORT, ip};
-use vswitch::{Capture, Daemon, Underlay, UnderlayHost, ping, require_root, udp_send, wait_for_ping};
+use vswitch::{Capture, Daemon, Underlay, UnderlayHost, ping, require_root, udp_send, wait_for, wait_for_ping};
 
 const VNI: u32 = 5100;
 const PLAIN_VNI: u32 = 5101;
@@ -35,27 +35,49 @@ const REASONS: [&str; 7] = [
     "unknown_peer",
 ];
 
-/// The crypto drop counters of `d`'s underlay endpoint.
-fn drops(d: &Daemon) -> BTreeMap<&'static str, u64> {
-    REASONS.iter().map(|r| (*r, d.drops_of(VTEP_ROW, r))).collect()
+/// The crypto drop counters of `d`'s underlay endpoint, and the datagrams
+/// it has received (each counted there before it is opened or refused).
+fn vtep_counters(d: &Daemon) -> (BTreeMap<&'static str, u64>, u64) {
+    let stats: Vec<PortStats> = d.ctl_json(&["stats"]);
+    let row = stats.iter().find(|s| s.port == VTEP_ROW).unwrap_or_else(|| panic!("no {VTEP_ROW} row: {stats:#?}"));
+    (REASONS.iter().map(|r| (*r, row.drops.get(*r).copied().unwrap_or(0))).collect(), row.rx_packets)
 }
 
-/// Waits until `d`'s counters are `before` plus `expected` (reason, count),
-/// then a little longer for any extra count, and asserts they are exactly that.
-fn expect_drops(d: &Daemon, what: &str, before: &BTreeMap<&'static str, u64>, expected: &[(&str, u64)]) {
+/// The crypto drop counters of `d`'s underlay endpoint.
+fn drops(d: &Daemon) -> BTreeMap<&'static str, u64> {
+    vtep_counters(d).0
+}
+
+/// Waits until `d`'s underlay endpoint has received the `sent` datagrams
+/// sent to it since `before` was read (so each has been opened or refused,
+/// and counted) and its counters are `before` plus `expected` (reason,
+/// count), then asserts they are exactly that.
+fn expect_drops(
+    d: &Daemon,
+    what: &str,
+    before: &(BTreeMap<&'static str, u64>, u64),
+    sent: u64,
+    expected: &[(&str, u64)],
+) {
+    let (before, rx_before) = before;
     let mut want = before.clone();
     for (reason, n) in expected {
         *want.get_mut(reason).unwrap_or_else(|| panic!("unwatched reason {reason}")) += n;
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while drops(d) != want && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(150));
-    let after = drops(d);
+    // Counters only grow: once every datagram has been counted, they are final.
+    wait_for(Duration::from_secs(10), || {
+        let (now, rx) = vtep_counters(d);
+        (rx >= rx_before + sent && now == want).then_some(())
+    });
+    let (after, rx) = vtep_counters(d);
     let moved: BTreeMap<_, _> =
         after.iter().map(|(k, v)| (*k, v.wrapping_sub(before[k]))).filter(|(_, v)| *v != 0).collect();
-    eprintln!("{what}: drops moved by {moved:?}");
+    eprintln!("{what}: drops moved by {moved:?} ({} datagrams received)", rx - rx_before);
+    assert!(
+        rx >= rx_before + sent,
+        "{what}: the underlay endpoint received {} of the {sent} datagrams sent within 10 s",
+        rx - rx_before
+    );
     assert_eq!(after, want, "{what}: expected drops {expected:?}, counters moved by {moved:?}");
 }
 
@@ -131,42 +153,48 @@ fn tampered_replayed_unencrypted_and_foreign_secret_datagrams_are_dropped_and_co
     let resend = |payload: Vec<u8>| udp_send(&ha.ns, ha.addr, hb.vtep(), &[payload]).expect("send from A");
 
     // (a) One bit flipped in the ciphertext of a datagram B has not seen.
-    let before = drops(&db);
+    let before = vtep_counters(&db);
     let mut tampered = undelivered[0].payload.clone();
     tampered[ENCRYPTED_HEADER_LEN + 20] ^= 0x10;
     resend(tampered);
-    expect_drops(&db, "bit flipped in the ciphertext", &before, &[("auth_failed", 1)]);
+    expect_drops(&db, "bit flipped in the ciphertext", &before, 1, &[("auth_failed", 1)]);
     assert!(ping(&sa, b_ip, 1), "A cannot ping B after the tampered datagram");
 
     // (b) An exact copy of a datagram B already got.
-    let before = drops(&db);
+    let before = vtep_counters(&db);
     resend(delivered[0].payload.clone());
-    expect_drops(&db, "exact copy of a delivered datagram", &before, &[("replayed", 1)]);
+    expect_drops(&db, "exact copy of a delivered datagram", &before, 1, &[("replayed", 1)]);
     assert!(ping(&sa, b_ip, 1), "A cannot ping B after the replay");
 
     // Control for (a): the untampered datagram opens late (it is still in the
     // replay window), and a second copy of it is a replay.
-    let before = drops(&db);
+    let before = vtep_counters(&db);
+    let from_a = (tunnel_port(ha.vtep()), net.clone());
+    let entered_from_a = || db.stats_map().get(&from_a).map_or(0, |s| s.rx_packets);
+    let opened_before = entered_from_a();
     resend(undelivered[0].payload.clone());
-    expect_drops(&db, "late but genuine datagram", &before, &[]);
+    expect_drops(&db, "late but genuine datagram", &before, 1, &[]);
+    // It was opened: its frame entered B's switch from A's tunnel port.
+    let opened = wait_for(Duration::from_secs(10), || (entered_from_a() > opened_before).then_some(()));
+    assert!(opened.is_some(), "the late but genuine datagram was not opened: nothing entered from {}", from_a.0);
     resend(undelivered[0].payload.clone());
-    expect_drops(&db, "second copy of the late datagram", &before, &[("replayed", 1)]);
+    expect_drops(&db, "second copy of the late datagram", &before, 2, &[("replayed", 1)]);
 
     // (c) Plain VXLAN for the encrypted VNI, from a peer.
-    let before = drops(&db);
+    let before = vtep_counters(&db);
     let v = VNI.to_be_bytes();
     let mut plain_vxlan = vec![0x08, 0, 0, 0, v[1], v[2], v[3], 0];
     plain_vxlan.extend_from_slice(&[0xff; 6]);
     plain_vxlan.extend_from_slice(&[0x02, 0x00, 0x5e, 0x10, 0x00, 0x01, 0x88, 0xb5]);
     plain_vxlan.resize(8 + 60, 0xab);
     resend(plain_vxlan);
-    expect_drops(&db, "plain VXLAN for the encrypted VNI", &before, &[("unencrypted", 1)]);
+    expect_drops(&db, "plain VXLAN for the encrypted VNI", &before, 1, &[("unencrypted", 1)]);
     assert!(ping(&sa, b_ip, 1), "A cannot ping B after the plain VXLAN datagram");
 
     // The header is checked too: an epoch outside B's window (B accepts
     // epochs -1..=1 around 0), a datagram cut short of its tag, and an
     // encrypted datagram relabelled with the VNI of a plain overlay of B's.
-    let before = drops(&db);
+    let before = vtep_counters(&db);
     let mut future = undelivered[1].payload.clone();
     future[4..8].copy_from_slice(&5u32.to_be_bytes());
     resend(future);
@@ -178,6 +206,7 @@ fn tampered_replayed_unencrypted_and_foreign_secret_datagrams_are_dropped_and_co
         &db,
         "foreign epoch, truncated, plain overlay's VNI",
         &before,
+        3,
         &[("unknown_epoch", 1), ("crypto_malformed", 1), ("unexpected_encrypted", 1)],
     );
     assert!(ping(&sa, b_ip, 1), "A cannot ping B after the malformed datagrams");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ctl::MacAddress;
 use ctl::proto::{EndpointInfo, FdbEntry, FdbKind, FlushResult};
-use vswitch::{Capture, Daemon, Frame, inject_frame, ping, require_root};
+use vswitch::{Capture, Daemon, Frame, inject_frame, ping, require_root, wait_for, wait_until};
 
 /// An Ethernet frame with the local-experimental EtherType and a marker.
 fn frame(dst: [u8; 6], src: [u8; 6], marker: u8) -> Vec<u8> {
@@ -32,16 +32,7 @@ fn wait_entry(
     timeout: Duration,
     cond: impl Fn(&Option<FdbEntry>) -> bool,
 ) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond(&entry(d, net, mac)) {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_for(timeout, || cond(&entry(d, net, mac)).then_some(())).is_some()
 }
 
 fn saw(frames: &[Frame], dst: [u8; 6], marker: u8) -> bool {
@@ -98,16 +89,26 @@ fn learned_entries_age_out_static_entries_stay() {
     let a_mac = ea.mac.octets();
     inject_frame(&a, &ea.ifname, &frame(pinned, a_mac, 2)).unwrap();
     inject_frame(&a, &ea.ifname, &frame(unknown, a_mac, 3)).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The switch handles a's frames in order: once the flooded frame 3
+    // reached c, frame 2 was delivered too, to c as well if it was flooded.
+    cap_b.wait_for(Duration::from_secs(10), |f| saw(f, pinned, 2));
+    cap_c.wait_for(Duration::from_secs(10), |f| saw(f, unknown, 3));
     let (seen_b, seen_c) = (cap_b.stop(), cap_c.stop());
     assert!(saw(&seen_b, pinned, 2), "b did not get the frame for its static MAC");
     assert!(saw(&seen_c, unknown, 3), "unknown unicast was not flooded to c (control)");
     assert!(!saw(&seen_c, pinned, 2), "frame for b's static MAC was flooded to c");
 
-    // Half the aging time later the learned entry is still there and older.
-    std::thread::sleep(Duration::from_secs(5).saturating_sub(t_learned.elapsed()));
-    let e = entry(&d, &net, learned).expect("learned entry vanished before the aging time");
-    assert!(e.age_secs >= 4, "age_secs should count up: {e:?}");
+    // Its age counts up, and the entry is still there once it is half the
+    // aging time old.
+    let e = wait_until(
+        Duration::from_secs(15),
+        || format!("the learned entry's age to reach 5 s: {:?}", entry(&d, &net, learned)),
+        || match entry(&d, &net, learned) {
+            None => panic!("learned entry vanished {:?} after its last frame (aging-time 10 s)", t_learned.elapsed()),
+            Some(e) => (e.age_secs >= 5).then_some(e),
+        },
+    );
+    eprintln!("learned entry {e:?} still present {:?} after its last frame", t_learned.elapsed());
     // Then it ages out; allow for the sweep interval.
     let gone = wait_entry(&d, &net, learned, Duration::from_secs(25), |e| e.is_none());
     let after = t_learned.elapsed();

@@ -189,22 +189,23 @@ fn overlays_with_different_vnis_are_isolated() {
     assert!(ping(&b1, ip_of(&eb2), 2), "b1 cannot ping b2 on overlay B");
     // Across overlays nothing gets through.
     assert!(!ping(&b1, ip_of(&ea2), 1), "b1 on overlay B reached a2 on overlay A");
-    std::thread::sleep(Duration::from_millis(300));
+    let (a1_mac, a2_mac, b1_mac) = (ea1.mac.octets(), ea2.mac.octets(), eb1.mac.octets());
+    let from_b1 = |frames: &[Frame], ethertype: u16| {
+        frames.iter().any(|f| !f.outgoing && f.src() == b1_mac && f.ethertype() == ethertype)
+    };
+    let src_of = |inner: &[u8]| <[u8; 6]>::try_from(&inner[6..12]).unwrap_or_default();
+    let tunnelled_from = |frames: &[Frame], mac: [u8; 6]| vxlan_inner(frames).iter().any(|(_, i)| src_of(i) == mac);
+    // Overlay B's traffic came after overlay A's, through the same switches:
+    // once b2 and the underlay have shown it, anything of A's that leaked
+    // would be there too.
+    cap_b2.wait_for(Duration::from_secs(10), |f| from_b1(f, 0x0806) && from_b1(f, 0x0800));
+    cap_ul.wait_for(Duration::from_secs(10), |f| tunnelled_from(f, a1_mac) && tunnelled_from(f, b1_mac));
     let seen_b2 = cap_b2.stop();
     let underlay = vxlan_inner(&cap_ul.stop());
 
     let list = |frames: &[Frame]| frames.iter().map(|f| format!("  {f}\n")).collect::<String>();
-    let (a1_mac, a2_mac, b1_mac) = (ea1.mac.octets(), ea2.mac.octets(), eb1.mac.octets());
-    assert!(
-        seen_b2.iter().any(|f| !f.outgoing && f.src() == b1_mac && f.ethertype() == 0x0806),
-        "positive control: b2 saw no ARP from b1:\n{}",
-        list(&seen_b2)
-    );
-    assert!(
-        seen_b2.iter().any(|f| !f.outgoing && f.src() == b1_mac && f.ethertype() == 0x0800),
-        "positive control: b2 saw no IPv4 from b1:\n{}",
-        list(&seen_b2)
-    );
+    assert!(from_b1(&seen_b2, 0x0806), "positive control: b2 saw no ARP from b1:\n{}", list(&seen_b2));
+    assert!(from_b1(&seen_b2, 0x0800), "positive control: b2 saw no IPv4 from b1:\n{}", list(&seen_b2));
     let leaked: Vec<&Frame> =
         seen_b2.iter().filter(|f| !f.outgoing && (f.src() == a1_mac || f.src() == a2_mac)).collect();
     assert!(leaked.is_empty(), "frames of overlay A reached b2 on overlay B:\n{leaked:?}");
@@ -217,7 +218,6 @@ fn overlays_with_different_vnis_are_isolated() {
     assert_eq!(arp_a.count(), 0, "ARP of overlay A reached b2:\n{}", list(&seen_b2));
 
     // On the underlay, A's frames travel with A's VNI and B's with B's.
-    let src_of = |inner: &[u8]| <[u8; 6]>::try_from(&inner[6..12]).unwrap_or_default();
     let a_vnis: Vec<u32> =
         underlay.iter().filter(|(_, i)| i.len() >= 14 && src_of(i) == a1_mac).map(|(v, _)| *v).collect();
     let b_vnis: Vec<u32> =

@@ -58,7 +58,12 @@ fn overlay_mtu_too_big_icmp_pmtud_and_mss_clamp() {
     assert!(r.intact, "{r:?}");
     let r = tcp_transfer(&b2, ip_of(&eb2), &b1, 100).expect("tiny TCP on overlay B");
     assert!(r.intact, "{r:?}");
-    std::thread::sleep(Duration::from_millis(100));
+    // The connections were accepted, so their SYNs (and the SYN-ACK) reached
+    // the captured interfaces: wait until the captures have read them.
+    let has = |flags: u8| move |frames: &[Frame]| syns(frames).iter().any(|&(f, _)| f == flags);
+    cap_a2.wait_for(Duration::from_secs(10), has(0x02));
+    cap_b2.wait_for(Duration::from_secs(10), has(0x02));
+    cap_b1.wait_for(Duration::from_secs(10), has(0x12));
     let (syn_a, syn_b) = (syns(&cap_a2.stop()), syns(&cap_b2.stop()));
     eprintln!("SYNs (flags, MSS) reaching the server: unclamped overlay {syn_a:?}, clamped overlay {syn_b:?}");
     // Control: without the option the MSS is untouched.

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use ctl::proto::{EndpointInfo, FdbEntry, PortStats, ShowTree};
 use vswitch::overlay::ip_of;
@@ -112,32 +113,44 @@ fn networks_are_isolated_even_for_broadcasts() {
     // And c must not reach a across networks, though it reaches its own gateway.
     assert!(!ping(&c, ip_of(&ea), 2), "c on {n2} reached a on {n1}");
     assert!(ping(&c, Ipv4Addr::new(10, 202, 2, 1), 1), "c cannot ping its gateway");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The switch handled everything above before the gateway's echo reply
+    // to c's last ping reached c: once both captures have read what they
+    // must show, anything that leaked would be there too.
+    let a_mac = ea.mac.octets();
+    let arp_bcast_from_a = |frames: &[Frame]| {
+        frames.iter().any(|f| !f.outgoing && f.src() == a_mac && f.dst() == [0xff; 6] && f.ethertype() == 0x0806)
+    };
+    let ipv4_from_a =
+        |frames: &[Frame]| frames.iter().any(|f| !f.outgoing && f.src() == a_mac && f.ethertype() == 0x0800);
+    let echo_reply_from_gw2 = |frames: &[Frame]| {
+        incoming(frames).iter().any(|f| f.src() == gw2_mac && is_icmp_echo_reply_from(f, Ipv4Addr::new(10, 202, 2, 1)))
+    };
+    cap_b.wait_for(Duration::from_secs(10), |f| arp_bcast_from_a(f) && ipv4_from_a(f));
+    cap_c.wait_for(Duration::from_secs(10), echo_reply_from_gw2);
     let seen_b = cap_b.stop();
     let seen_c = cap_c.stop();
 
     // Positive control: the same capture sees network 1's traffic on network 1.
-    let a_mac = ea.mac.octets();
-    let arp_bcast_from_a =
-        seen_b.iter().filter(|f| !f.outgoing && f.src() == a_mac && f.dst() == [0xff; 6] && f.ethertype() == 0x0806);
-    assert!(arp_bcast_from_a.count() > 0, "b saw no ARP broadcast from a:\n{}", list(&seen_b));
-    assert!(
-        seen_b.iter().any(|f| !f.outgoing && f.src() == a_mac && f.ethertype() == 0x0800),
-        "b saw no IPv4 from a:\n{}",
-        list(&seen_b)
-    );
+    assert!(arp_bcast_from_a(&seen_b), "b saw no ARP broadcast from a:\n{}", list(&seen_b));
+    assert!(ipv4_from_a(&seen_b), "b saw no IPv4 from a:\n{}", list(&seen_b));
     // c's capture works (its gateway's replies are there), and nothing from
     // network 1 (or anyone but c's own gateway) reached c.
-    assert!(
-        incoming(&seen_c).iter().any(|f| f.src() == gw2_mac),
-        "c's capture saw no gateway reply:\n{}",
-        list(&seen_c)
-    );
+    assert!(echo_reply_from_gw2(&seen_c), "c's capture saw no gateway reply:\n{}", list(&seen_c));
     let foreign: Vec<&Frame> = incoming(&seen_c).into_iter().filter(|f| f.src() != gw2_mac).collect();
     assert!(foreign.is_empty(), "frames leaked into {n2}:\n{}", list_refs(&foreign));
     // c's own frames (ARP for its gateway etc.) did not leak into network 1.
     let c_mac = ec.mac.octets();
     assert!(!seen_b.iter().any(|f| f.src() == c_mac), "b saw frames from c on the other network:\n{}", list(&seen_b));
+}
+
+/// True if `f` is an IPv4 ICMP echo reply from `ip`.
+fn is_icmp_echo_reply_from(f: &Frame, ip: Ipv4Addr) -> bool {
+    let b = &f.bytes;
+    let ihl = usize::from(b.get(14).copied().unwrap_or(0) & 0x0f) * 4;
+    f.ethertype() == 0x0800
+        && b.get(23) == Some(&1)
+        && b.get(26..30) == Some(&ip.octets()[..])
+        && b.get(14 + ihl) == Some(&0)
 }
 
 fn list(frames: &[Frame]) -> String {
