@@ -122,7 +122,7 @@ const DNS_PORT: u16 = 53;
 
 /// A random seed for upstream query IDs, from the standard library's
 /// randomly keyed hasher (no extra dependency).
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(Instant::now().elapsed().as_nanos());

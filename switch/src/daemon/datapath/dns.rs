@@ -52,14 +52,6 @@ fn on_link((address, prefix_len): Subnet, ip: std::net::Ipv4Addr) -> bool {
     u32::from(ip) & mask == u32::from(address) & mask
 }
 
-/// A seed for the on-network forwarder's query IDs.
-fn local_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x006e_6574_776f_726b);
-    h.finish()
-}
-
 /// The datapath's DNS state.
 pub(super) struct DnsService {
     pub(super) directory: Directory,
@@ -93,7 +85,7 @@ impl DnsService {
             results,
             pending: HashMap::new(),
             next_token: 0,
-            local: Forwarder::new(MAX_LOCAL_IN_FLIGHT, UPSTREAM_TIMEOUT_MS, local_seed()),
+            local: Forwarder::new(MAX_LOCAL_IN_FLIGHT, UPSTREAM_TIMEOUT_MS, super::super::dns_forward::seed()),
             local_route: HashMap::new(),
             local_sends: Vec::new(),
             local_done: Vec::new(),

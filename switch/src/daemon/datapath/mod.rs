@@ -218,22 +218,16 @@ impl Datapath {
             tracing::info!(peer = %aged.addr, vni = aged.vni.get(), "learned peer aged out");
             self.remove_port(PortId(aged.handle));
         }
-        self.batch.clear();
+        // Every gateway runs its timers; on-network DNS queries time out.
         for index in 0..self.ports.len() {
-            if matches!(self.ports[index], Some(PortIo::Gateway(_))) {
-                self.poll_gateway(PortId(index as u32), now);
+            let port = PortId(index as u32);
+            if matches!(self.ports[index], Some(PortIo::Gateway(_))) && !self.busy_gateways.contains(&port) {
+                self.busy_gateways.push(port);
             }
         }
         self.dns.expire_local(now);
         self.flush_local_dns();
-        for (port, frame) in std::mem::take(&mut self.injected) {
-            if !self.batch.push_local(port, &frame) {
-                self.bridge.count_drop(port, DropReason::TxQueueFull);
-            }
-        }
-        if !self.batch.is_empty() {
-            self.forward();
-        }
+        self.run_local(now);
     }
 
     /// Moves networks with automatic key rotation to the epoch the wall
