@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod model;
+pub mod nat;
 pub mod sys;
 
 pub mod bridge;

@@ -192,6 +192,7 @@ impl Control {
             mss_clamp: network.options.contains_key(MSS_CLAMP_OPTION),
             key_epoch: network.is_encrypted().then_some(network.key_epoch),
             key_rotation: network.key_rotation(),
+            egress: !network.internal,
         };
         self.datapath.add_network(spec)?;
         if network.driver == proto::Driver::Overlay && self.vtep.is_some() {

@@ -92,6 +92,16 @@ impl Datapath {
                 self.dns.directory = *directory;
                 let _ = reply.send(());
             }
+            Command::Publish { publications, reply } => {
+                let _ = reply.send(self.publish(publications));
+            }
+            Command::Unpublish { keys, reply } => {
+                self.unpublish(&keys);
+                let _ = reply.send(());
+            }
+            Command::NatFlows { reply } => {
+                let _ = reply.send(self.nat_flows());
+            }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }

@@ -19,6 +19,7 @@ use crate::bridge::{BridgeError, FdbRecord, NetworkConfig};
 use crate::counters::{LearningCounters, PortCounters};
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::sys::tap::Tap;
+use crate::nat;
 use crate::wire::MacAddr;
 
 /// How long a control request waits for the datapath before giving up.
@@ -90,6 +91,10 @@ pub struct NetworkSpec {
     pub mss_clamp: bool,
     /// The key epoch of an encrypted overlay (`-o encrypted`).
     pub key_epoch: Option<u32>,
+    /// Sandboxes may reach addresses outside the switch's networks through
+    /// the gateway (egress through the daemon's own sockets); when false
+    /// the gateway answers ICMP network unreachable.
+    pub egress: bool,
     /// Automatic key rotation period of an encrypted overlay
     /// (`-o key-rotation=SECONDS`): the epoch in use is `key_epoch` plus the
     /// number of whole periods since the Unix epoch, so hosts with
@@ -129,6 +134,17 @@ pub enum DatapathError {
     /// Key setup failed.
     #[error("key setup failed: {0}")]
     Crypto(crypto::SealError),
+    /// A published port's listening socket could not be opened.
+    #[error("cannot listen on {proto} {addr}: {source}")]
+    Listen {
+        /// TCP or UDP.
+        proto: nat::Proto,
+        /// The host address and port.
+        addr: std::net::SocketAddrV4,
+        /// The OS error (address in use, permission denied for a
+        /// privileged port, address not available).
+        source: io::Error,
+    },
     /// The datapath thread did not answer in time or is gone.
     #[error("the datapath thread is not responding")]
     Unresponsive,
@@ -151,6 +167,9 @@ pub(super) enum Command {
     SetAging { aging: Duration, reply: Reply<Result<(), DatapathError>> },
     SetKeyEpoch { network: NetworkId, epoch: u32, reply: Reply<Result<(), DatapathError>> },
     SetDns { directory: Box<dns::Directory>, reply: Reply<()> },
+    Publish { publications: Vec<nat::Publication>, reply: Reply<Result<(), DatapathError>> },
+    Unpublish { keys: Vec<(nat::Proto, std::net::SocketAddrV4)>, reply: Reply<()> },
+    NatFlows { reply: Reply<Vec<nat::FlowInfo>> },
     Snapshot { reply: Reply<Snapshot> },
     Shutdown,
 }
@@ -183,6 +202,8 @@ pub struct Snapshot {
     pub vtep: Option<TunnelCounters>,
     /// The DNS server counters of every network with a gateway.
     pub dns: Vec<(NetworkId, dns::Counters)>,
+    /// The L4 translator's counters per network (egress and published ports).
+    pub nat: Vec<(NetworkId, nat::Counters)>,
     /// Time the datapath thread spent working (between waking up and
     /// waiting again).
     pub busy: Duration,
@@ -297,6 +318,25 @@ impl DatapathHandle {
     pub fn set_dns(&self, directory: dns::Directory) -> Result<(), DatapathError> {
         let directory = Box::new(directory);
         self.call(|reply| Command::SetDns { directory, reply })
+    }
+
+    /// Opens (or updates) published ports, all or nothing: a listener is
+    /// bound for every publication not yet open, and one already open gets
+    /// the new backends (connections in progress keep theirs). When one
+    /// address cannot be bound, none of the new listeners stays open.
+    pub fn publish(&self, publications: Vec<nat::Publication>) -> Result<(), DatapathError> {
+        self.call(|reply| Command::Publish { publications, reply })?
+    }
+
+    /// Closes published ports; flows already carried through them go on
+    /// until they end.
+    pub fn unpublish(&self, keys: Vec<(nat::Proto, std::net::SocketAddrV4)>) -> Result<(), DatapathError> {
+        self.call(|reply| Command::Unpublish { keys, reply })
+    }
+
+    /// The translator's live flows (`nat ls`).
+    pub fn nat_flows(&self) -> Result<Vec<nat::FlowInfo>, DatapathError> {
+        self.call(|reply| Command::NatFlows { reply })
     }
 
     /// TAP ports whose device vanished (the sandbox's namespace ended, or

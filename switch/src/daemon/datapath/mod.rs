@@ -17,6 +17,7 @@
 mod config;
 mod dns;
 mod handle;
+mod nat;
 mod unreachable;
 
 use std::collections::{HashMap, VecDeque};

@@ -1,0 +1,123 @@
+//! The translator's vocabulary, shared with the control plane: protocols,
+//! published listeners and their backends, flow records and counters.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use serde::{Deserialize, Serialize};
+
+use crate::port::NetworkId;
+use crate::wire::MacAddr;
+
+/// A transport protocol the translator carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// TCP: connections are terminated on one side and re-originated on the
+    /// other, sequence spaces mapped.
+    Tcp,
+    /// UDP: datagrams relayed per flow.
+    Udp,
+    /// ICMP echo (egress only), through ping sockets.
+    Icmp,
+}
+
+impl Proto {
+    /// The lowercase name (`tcp`, `udp`, `icmp`), as `docker port` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+        }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One place a published port's traffic may go: a sandbox's address and
+/// port on a network. Several backends make a balanced service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Backend {
+    /// The network the sandbox is reached on.
+    pub network: NetworkId,
+    /// The endpoint's address.
+    pub address: Ipv4Addr,
+    /// The endpoint's MAC (frames toward it are addressed to it directly).
+    pub mac: MacAddr,
+    /// The port inside the sandbox.
+    pub port: u16,
+}
+
+/// A published port as the datapath needs it: a host socket address it
+/// listens on and the backends it carries connections and datagrams to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// Where the daemon listens, in its own network namespace
+    /// (`0.0.0.0` for every address).
+    pub host: SocketAddrV4,
+    /// Where connections go; new TCP connections rotate over them, UDP
+    /// flows are pinned to one by their 5-tuple.
+    pub backends: Vec<Backend>,
+}
+
+/// Which side opened a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// A sandbox reached out (egress).
+    Egress,
+    /// A client reached a published port.
+    Inbound,
+}
+
+/// One live flow, as `nat ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowInfo {
+    /// Protocol.
+    pub proto: Proto,
+    /// Who opened it.
+    pub direction: Direction,
+    /// The sandbox's network.
+    pub network: NetworkId,
+    /// The sandbox's side of the inner flow (address, port or echo id).
+    pub sandbox: SocketAddrV4,
+    /// The other side of the inner flow as the sandbox sees it.
+    pub remote: SocketAddrV4,
+    /// The host socket's local address (egress: the address the kernel
+    /// picked; inbound: the published address).
+    pub outer_local: Option<SocketAddrV4>,
+    /// The host socket's peer (egress: the destination; inbound: the client).
+    pub outer_remote: SocketAddrV4,
+    /// Payload bytes from the sandbox.
+    pub bytes_from_sandbox: u64,
+    /// Payload bytes to the sandbox.
+    pub bytes_to_sandbox: u64,
+    /// Milliseconds since the flow was opened.
+    pub age_ms: u64,
+    /// The flow's state (`syn-sent`, `established`, `fin-wait`, `closing`,
+    /// or `active` for UDP and ICMP).
+    pub state: &'static str,
+}
+
+/// What the translator counts, per network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Flows opened (egress and inbound).
+    pub flows_opened: u64,
+    /// Flows refused: the destination refused or was unreachable, or
+    /// every backend of a published port refused.
+    pub flows_refused: u64,
+    /// Flows closed because they were idle (UDP, ICMP) or a handshake
+    /// never completed (TCP).
+    pub flows_timed_out: u64,
+    /// New flows refused because the flow table was full.
+    pub table_full: u64,
+    /// Flows open now.
+    pub active: u64,
+}
