@@ -65,14 +65,18 @@ pub enum DropReason {
     /// its ingress port's own (the DNS server knows TCP clients by address).
     DnsSpoofed,
     /// An IP packet a sandbox sent through its gateway to an address outside
-    /// its networks: the switch routes nowhere yet, so the gateway answered
-    /// ICMP network unreachable.
+    /// its networks where egress is off (`--internal`, `-o egress=false`),
+    /// or to another network of the switch: the gateway answered ICMP
+    /// network unreachable.
     NoRoute,
+    /// A packet routed out through the gateway that the L4 translator cannot
+    /// carry: an IPv4 fragment, a UDP GSO train, or malformed headers.
+    NatUnsupported,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 26] = [
+    pub const ALL: [DropReason; 27] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -99,6 +103,7 @@ impl DropReason {
         DropReason::GatewayAcrossTunnel,
         DropReason::DnsSpoofed,
         DropReason::NoRoute,
+        DropReason::NatUnsupported,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -132,6 +137,7 @@ impl DropReason {
             DropReason::GatewayAcrossTunnel => "gateway_across_tunnel",
             DropReason::DnsSpoofed => "dns_spoofed",
             DropReason::NoRoute => "no_route",
+            DropReason::NatUnsupported => "nat_unsupported",
         }
     }
 }

@@ -45,6 +45,8 @@ pub(crate) struct RxBatch {
     bufs: Vec<Box<[u8]>>,
     used: usize,
     entries: Vec<RxEntry>,
+    /// The buffer small frames are packed into, and how much of it is used.
+    pack: Option<(usize, usize)>,
 }
 
 impl RxBatch {
@@ -53,6 +55,7 @@ impl RxBatch {
             bufs: (0..BUFFERS).map(|_| vec![0u8; Tap::RECV_BUF_LEN].into_boxed_slice()).collect(),
             used: 0,
             entries: Vec::with_capacity(MAX_FRAMES),
+            pack: None,
         }
     }
 
@@ -60,6 +63,7 @@ impl RxBatch {
     pub(crate) fn clear(&mut self) {
         self.used = 0;
         self.entries.clear();
+        self.pack = None;
     }
 
     /// Number of frames.
@@ -128,6 +132,35 @@ impl RxBatch {
         self.push(RxEntry {
             buf,
             frame: HDR..HDR + frame.len(),
+            port,
+            has_vnet_hdr: true,
+            gso: false,
+            checksum: ChecksumState::Unverified,
+        })
+    }
+
+    /// Copies a small frame made inside the switch (a TCP ACK, an ICMP
+    /// error) behind a zero virtio-net header, packing many into one
+    /// buffer.
+    pub(crate) fn push_small(&mut self, port: PortId, frame: &[u8]) -> bool {
+        let need = HDR + frame.len();
+        if need > Tap::RECV_BUF_LEN || self.entries.len() == MAX_FRAMES {
+            return false;
+        }
+        let (buf, used) = match self.pack {
+            Some((buf, used)) if used + need <= Tap::RECV_BUF_LEN => (buf, used),
+            _ => match self.take_buffer() {
+                Some((buf, _)) => (buf, 0),
+                None => return false,
+            },
+        };
+        let bytes = &mut self.bufs[buf][used..used + need];
+        bytes[..HDR].fill(0);
+        bytes[HDR..].copy_from_slice(frame);
+        self.pack = Some((buf, used + need));
+        self.push(RxEntry {
+            buf,
+            frame: used + HDR..used + need,
             port,
             has_vnet_hdr: true,
             gso: false,

@@ -14,6 +14,7 @@ pub mod ifaddr;
 pub mod netlink;
 pub mod netns;
 pub mod process;
+pub mod stream;
 pub mod tap;
 
 #[cfg(test)]

@@ -149,10 +149,12 @@ impl Datapath {
             key_base: spec.key_epoch.unwrap_or(0),
             key_rotation: spec.key_rotation,
             mtu: spec.mtu,
+            egress: spec.egress,
             gateway,
             mss_clamp: spec.mss_clamp,
             dns: dns::Counters::default(),
         });
+        self.nat_network(spec.id, gateway);
         Ok(())
     }
 
@@ -177,6 +179,7 @@ impl Datapath {
             self.remove_port(port);
         }
         self.dns.forget_gateway(super::gateway_port(id.0));
+        self.nat.translator.set_network(id, None);
         self.bridge.remove_network(id)?;
         if let Some(info) = self.nets.get_mut(id.index()).and_then(Option::take)
             && let Some(vni) = info.vni
@@ -291,6 +294,7 @@ impl Datapath {
             }
         }
         snapshot.vtep = self.tunnel.as_ref().map(|t| t.counters());
+        snapshot.nat = self.nat.translator.counters();
         snapshot.busy = self.busy;
         snapshot.wakeups = self.wakeups;
         for (index, net) in self.nets.iter().enumerate() {

@@ -74,6 +74,8 @@ struct NetInfo {
     /// Automatic key rotation period.
     key_rotation: Option<std::num::NonZeroU64>,
     mtu: u32,
+    /// Sandboxes may reach the outside through the gateway.
+    egress: bool,
     gateway: Option<PortId>,
     mss_clamp: bool,
     /// The gateway's DNS server's counters.
@@ -113,6 +115,8 @@ struct Datapath {
     running: bool,
     /// The embedded DNS: records, resolver, forwarded queries.
     dns: dns::DnsService,
+    /// The L4 translator and its host sockets (egress, published ports).
+    nat: nat::NatIo,
     /// Bounds the ICMP errors the gateways send.
     icmp_budget: unreachable::IcmpBudget,
     /// Where TAP ports whose device vanished are reported.
@@ -160,6 +164,7 @@ impl Datapath {
             last_tick: Timestamp(0),
             running: true,
             dns,
+            nat: nat::NatIo::new(super::dns_forward::seed()),
             icmp_budget: unreachable::IcmpBudget::new(),
             gone,
             busy: Duration::ZERO,
@@ -170,12 +175,17 @@ impl Datapath {
     fn run(mut self) {
         let mut events = Events::with_capacity(256);
         while self.running {
-            let busy = !self.ready.is_empty() || self.tunnel_ready;
+            let busy = !self.ready.is_empty() || self.tunnel_ready || self.nat.has_work();
             // Queries to on-network DNS upstreams time out on their own
-            // clock, not at the next tick.
+            // clock, not at the next tick; so do the translator's timers.
             let dns_deadline =
                 self.dns.next_local_deadline().map(|d| Duration::from_millis(d.saturating_sub(self.clock.now().0)));
-            let timeout = if busy { Duration::ZERO } else { dns_deadline.map_or(TICK, |d| d.min(TICK)) };
+            let nat_deadline = self.nat_deadline().map(Duration::from_millis);
+            let timeout = if busy {
+                Duration::ZERO
+            } else {
+                [dns_deadline, nat_deadline].into_iter().flatten().fold(TICK, Duration::min)
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -186,6 +196,7 @@ impl Datapath {
                 match event.token() {
                     WAKER => {}
                     TUNNEL => self.tunnel_ready = true,
+                    Token(token) if token >= nat::LISTENER_TOKENS => self.nat_event(token, event),
                     Token(port) => self.mark_ready(PortId(port as u32)),
                 }
             }
@@ -194,9 +205,10 @@ impl Datapath {
             if dns_deadline.is_some() {
                 self.expire_local_dns();
             }
+            self.nat_timers();
             // Bounded, so commands and timers get their turn under load.
             for _ in 0..MAX_BATCHES_PER_WAKEUP {
-                if self.ready.is_empty() && !self.tunnel_ready {
+                if self.ready.is_empty() && !self.tunnel_ready && !self.nat.has_work() {
                     break;
                 }
                 self.read_batch();
@@ -307,6 +319,9 @@ impl Datapath {
         if self.tunnel_ready && !self.batch.is_full() {
             self.read_tunnel();
         }
+        if !self.batch.is_full() {
+            self.read_nat();
+        }
     }
 
     /// Reads the underlay socket into the batch, mapping each datagram to
@@ -378,10 +393,12 @@ impl Datapath {
             self.clamp_mss();
             self.bridge.forward_batch(now, self.batch.frames(), &mut self.plan);
             self.transmit();
-            if self.busy_gateways.is_empty() && self.injected.is_empty() {
+            self.nat.translator.flush_acks(&mut self.nat.out);
+            if self.busy_gateways.is_empty() && self.injected.is_empty() && self.nat.out.is_empty() {
                 break;
             }
             self.batch.clear();
+            self.push_nat_out();
             self.poll_busy_gateways(now);
             for (port, frame) in std::mem::take(&mut self.injected) {
                 if !self.batch.push_local(port, &frame) {
@@ -473,6 +490,9 @@ impl Datapath {
                 }
             }
             Some(Some(PortIo::Gateway(_))) => {
+                if self.nat_from_sandbox(port, i) {
+                    return;
+                }
                 if self.batch.entry(i).gso {
                     self.bridge.count_drop(port, DropReason::Oversize);
                     return;

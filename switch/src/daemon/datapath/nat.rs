@@ -1,27 +1,724 @@
-//! The datapath's end of the L4 translator: host sockets, listeners and
-//! their event-loop registrations.
+//! The datapath's end of the L4 translator ([`crate::nat`]): the host
+//! sockets of flows and published ports, their event-loop registrations,
+//! and moving bytes between them and batch buffers.
+//!
+//! Every socket is non-blocking and registered once with the datapath's
+//! epoll (edge-triggered): flows under [`FLOW_TOKENS`] + flow id, published
+//! ports under [`LISTENER_TOKENS`] + listener id. No thread or process per
+//! port or connection. Bytes from host sockets are read straight into the
+//! batch's frame buffers behind room for the headers, so a 64 KiB read is
+//! one frame toward the sandbox and no copy.
 
-use std::net::SocketAddrV4;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
 
-use super::Datapath;
+use std::collections::HashMap;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
 use super::handle::DatapathError;
-use crate::nat::{FlowInfo, Proto, Publication};
+use super::{Datapath, PortIo};
+use crate::counters::DropReason;
+use crate::daemon::batch::{HDR, RxEntry};
+use crate::nat::{
+    DataFrame, Emit, FlowId, FlowInfo, Host, ICMP_MESSAGE, Limits, ListenerId, MAX_UDP_PAYLOAD, NetView, Proto,
+    Publication, TCP_PAYLOAD, Translator, UDP_PAYLOAD, Unsupported,
+};
+use crate::offload::ChecksumState;
+use crate::port::{NetworkId, PortId};
+use crate::sys::stream;
+use crate::sys::tap::VirtioNetHdr;
+
+/// Token ranges of flow sockets and listening sockets.
+pub(super) const FLOW_TOKENS: usize = 1 << 40;
+pub(super) const LISTENER_TOKENS: usize = 1 << 39;
+/// Connections accepted per listener per pass (the rest wait for the next).
+const ACCEPTS_PER_PASS: usize = 64;
+/// Listen backlog of published TCP ports.
+const BACKLOG: i32 = 4096;
+
+/// A flow's host socket.
+#[derive(Debug)]
+enum FlowSocket {
+    /// TCP, connecting (egress) or connected.
+    Tcp { stream: TcpStream, connecting: bool },
+    /// A connected UDP socket, or an ICMP ping socket (both are datagram
+    /// sockets for `send`/`recv`).
+    Datagram { socket: UdpSocket, icmp: bool },
+    /// A raw ICMP socket connected to the destination, where ping sockets
+    /// are not allowed (`net.ipv4.ping_group_range`); it sees every echo
+    /// reply from that address, so replies are matched by echo id.
+    RawIcmp { socket: UdpSocket, id: u16 },
+}
+
+impl FlowSocket {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            FlowSocket::Tcp { stream, .. } => stream.as_fd(),
+            FlowSocket::Datagram { socket, .. } | FlowSocket::RawIcmp { socket, .. } => socket.as_fd(),
+        }
+    }
+}
+
+/// A published port's socket.
+#[derive(Debug)]
+enum ListenerSocket {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+impl ListenerSocket {
+    fn raw_fd(&self) -> i32 {
+        match self {
+            ListenerSocket::Tcp(l) => l.as_raw_fd(),
+            ListenerSocket::Udp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// The translator with its sockets.
+pub(super) struct NatIo {
+    pub(super) translator: Translator,
+    sockets: Vec<Option<FlowSocket>>,
+    listeners: Vec<Option<ListenerSocket>>,
+    by_address: HashMap<(Proto, SocketAddrV4), ListenerId>,
+    /// Control frames waiting to enter the bridge.
+    pub(super) out: Emit,
+    /// Datagram flows and listeners with something to read.
+    datagrams_ready: Vec<FlowId>,
+    listeners_ready: Vec<ListenerId>,
+}
+
+impl NatIo {
+    pub(super) fn new(seed: u64) -> NatIo {
+        NatIo {
+            translator: Translator::new(Limits::default(), seed),
+            sockets: Vec::new(),
+            listeners: Vec::new(),
+            by_address: HashMap::new(),
+            out: Emit::default(),
+            datagrams_ready: Vec::new(),
+            listeners_ready: Vec::new(),
+        }
+    }
+
+    /// Something waits to be read or sent.
+    pub(super) fn has_work(&self) -> bool {
+        !self.out.is_empty() || !self.datagrams_ready.is_empty() || !self.listeners_ready.is_empty()
+    }
+}
+
+/// The [`Host`] the translator works through: the flow sockets and the
+/// registry they are registered with.
+struct Sockets<'a> {
+    sockets: &'a mut Vec<Option<FlowSocket>>,
+    listeners: &'a [Option<ListenerSocket>],
+    registry: &'a Registry,
+}
+
+impl Sockets<'_> {
+    fn get(&self, flow: FlowId) -> io::Result<&FlowSocket> {
+        self.sockets.get(flow.0 as usize).and_then(Option::as_ref).ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+
+    fn store(&mut self, flow: FlowId, socket: FlowSocket, interest: Interest) -> io::Result<()> {
+        let fd = socket.fd().as_raw_fd();
+        self.registry.register(&mut SourceFd(&fd), Token(FLOW_TOKENS + flow.0 as usize), interest)?;
+        let i = flow.0 as usize;
+        if self.sockets.len() <= i {
+            self.sockets.resize_with(i + 1, || None);
+        }
+        self.sockets[i] = Some(socket);
+        Ok(())
+    }
+}
+
+fn open_icmp(to: SocketAddrV4, id: u16) -> io::Result<FlowSocket> {
+    let to = SockAddr::from(SocketAddr::V4(to));
+    match Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)) {
+        Ok(socket) => {
+            socket.set_nonblocking(true)?;
+            socket.connect(&to)?;
+            Ok(FlowSocket::Datagram { socket: socket.into(), icmp: true })
+        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+            let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
+            socket.set_nonblocking(true)?;
+            socket.connect(&to)?;
+            Ok(FlowSocket::RawIcmp { socket: socket.into(), id })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl Host for Sockets<'_> {
+    fn open(&mut self, flow: FlowId, proto: Proto, to: SocketAddrV4) -> io::Result<()> {
+        let addr = SockAddr::from(SocketAddr::V4(to));
+        match proto {
+            Proto::Tcp => {
+                let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+                socket.set_nonblocking(true)?;
+                socket.set_tcp_nodelay(true)?;
+                stream::set_peek_offset(socket.as_fd(), 0)?;
+                match socket.connect(&addr) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                    Err(e) => return Err(e),
+                }
+                let stream = FlowSocket::Tcp { stream: socket.into(), connecting: true };
+                self.store(flow, stream, Interest::READABLE | Interest::WRITABLE)
+            }
+            Proto::Udp => {
+                let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+                socket.set_nonblocking(true)?;
+                socket.connect(&addr)?;
+                self.store(flow, FlowSocket::Datagram { socket: socket.into(), icmp: false }, Interest::READABLE)
+            }
+            // The echo id is known only from the first request: the raw
+            // fallback learns it in `send`.
+            Proto::Icmp => self.store(flow, open_icmp(to, 0)?, Interest::READABLE),
+        }
+    }
+
+    fn send(&mut self, flow: FlowId, data: &[u8]) -> io::Result<usize> {
+        let i = flow.0 as usize;
+        match self.sockets.get_mut(i).and_then(Option::as_mut) {
+            Some(FlowSocket::Tcp { stream, .. }) => stream::send(stream.as_fd(), data),
+            Some(FlowSocket::Datagram { socket, .. }) => socket.send(data),
+            Some(FlowSocket::RawIcmp { socket, id }) => {
+                if data.len() >= 6 {
+                    *id = u16::from_be_bytes([data[4], data[5]]);
+                }
+                socket.send(data)
+            }
+            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+        }
+    }
+
+    fn send_to(&mut self, listener: ListenerId, to: SocketAddrV4, data: &[u8]) -> io::Result<()> {
+        match self.listeners.get(listener.0 as usize).and_then(Option::as_ref) {
+            Some(ListenerSocket::Udp(socket)) => socket.send_to(data, to).map(drop),
+            _ => Err(io::Error::from(io::ErrorKind::NotConnected)),
+        }
+    }
+
+    fn shutdown_write(&mut self, flow: FlowId) {
+        if let Ok(FlowSocket::Tcp { stream, .. }) = self.get(flow) {
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
+    }
+
+    fn discard(&mut self, flow: FlowId, len: usize) {
+        if let Ok(FlowSocket::Tcp { stream, .. }) = self.get(flow) {
+            let mut left = len;
+            while left > 0 {
+                match stream::discard(stream.as_fd(), left) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left -= n,
+                }
+            }
+        }
+    }
+
+    fn rewind(&mut self, flow: FlowId) {
+        if let Ok(FlowSocket::Tcp { stream, .. }) = self.get(flow) {
+            let _ = stream::set_peek_offset(stream.as_fd(), 0);
+        }
+    }
+
+    fn close(&mut self, flow: FlowId, reset: bool) {
+        let Some(socket) = self.sockets.get_mut(flow.0 as usize).and_then(Option::take) else { return };
+        let fd = socket.fd().as_raw_fd();
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        if reset && let FlowSocket::Tcp { stream, .. } = &socket {
+            let _ = socket2::SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
+        }
+    }
+}
+
+/// Binds a published port's socket.
+fn bind(proto: Proto, addr: SocketAddrV4) -> io::Result<ListenerSocket> {
+    let sockaddr = SockAddr::from(SocketAddr::V4(addr));
+    match proto {
+        Proto::Tcp => {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_nonblocking(true)?;
+            socket.bind(&sockaddr)?;
+            socket.listen(BACKLOG)?;
+            Ok(ListenerSocket::Tcp(socket.into()))
+        }
+        Proto::Udp => {
+            let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            socket.set_nonblocking(true)?;
+            socket.bind(&sockaddr)?;
+            Ok(ListenerSocket::Udp(socket.into()))
+        }
+        Proto::Icmp => Err(io::Error::from(io::ErrorKind::Unsupported)),
+    }
+}
+
+fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
+    match addr {
+        SocketAddr::V4(a) => Some(a),
+        SocketAddr::V6(a) => Some(SocketAddrV4::new(a.ip().to_ipv4_mapped()?, a.port())),
+    }
+}
 
 impl Datapath {
     /// Opens listeners for new publications, updates the backends of open
     /// ones; all or nothing.
     pub(super) fn publish(&mut self, publications: Vec<Publication>) -> Result<(), DatapathError> {
-        let _ = publications;
-        Err(DatapathError::Unresponsive)
+        let mut opened: Vec<ListenerId> = Vec::new();
+        for p in &publications {
+            if self.nat.by_address.contains_key(&(p.proto, p.host)) {
+                continue;
+            }
+            let result = bind(p.proto, p.host).and_then(|socket| {
+                let id = self.free_listener_slot();
+                let fd = socket.raw_fd();
+                self.poll.registry().register(
+                    &mut SourceFd(&fd),
+                    Token(LISTENER_TOKENS + id.0 as usize),
+                    Interest::READABLE,
+                )?;
+                self.nat.listeners[id.0 as usize] = Some(socket);
+                self.nat.by_address.insert((p.proto, p.host), id);
+                Ok(id)
+            });
+            match result {
+                Ok(id) => opened.push(id),
+                Err(source) => {
+                    for id in opened {
+                        self.close_listener(id);
+                    }
+                    return Err(DatapathError::Listen { proto: p.proto, addr: p.host, source });
+                }
+            }
+        }
+        for p in publications {
+            let Some(&id) = self.nat.by_address.get(&(p.proto, p.host)) else { continue };
+            tracing::info!(proto = %p.proto, addr = %p.host, backends = p.backends.len(), "published port");
+            self.nat.translator.set_listener(id, p.proto, p.host, p.backends);
+            // Clients may be queued already (a restart): accept them.
+            self.nat.listeners_ready.push(id);
+        }
+        Ok(())
+    }
+
+    fn free_listener_slot(&mut self) -> ListenerId {
+        let slot = self.nat.listeners.iter().position(Option::is_none).unwrap_or_else(|| {
+            self.nat.listeners.push(None);
+            self.nat.listeners.len() - 1
+        });
+        ListenerId(slot as u32)
+    }
+
+    fn close_listener(&mut self, id: ListenerId) {
+        if let Some(socket) = self.nat.listeners.get_mut(id.0 as usize).and_then(Option::take) {
+            let fd = socket.raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        self.nat.by_address.retain(|_, l| *l != id);
+        self.nat.translator.remove_listener(id);
     }
 
     /// Closes published ports.
     pub(super) fn unpublish(&mut self, keys: &[(Proto, SocketAddrV4)]) {
-        let _ = keys;
+        for key in keys {
+            if let Some(&id) = self.nat.by_address.get(key) {
+                tracing::info!(proto = %key.0, addr = %key.1, "unpublished port");
+                self.close_listener(id);
+            }
+        }
     }
 
-    /// The live flows.
+    /// The live flows, with their sockets' local addresses.
     pub(super) fn nat_flows(&self) -> Vec<FlowInfo> {
-        Vec::new()
+        let now = self.clock.now().0;
+        let mut flows = self.nat.translator.flows(now);
+        for (id, info) in &mut flows {
+            let local = match self.nat.sockets.get(id.0 as usize).and_then(Option::as_ref) {
+                Some(FlowSocket::Tcp { stream, .. }) => stream.local_addr().ok(),
+                Some(FlowSocket::Datagram { socket, .. } | FlowSocket::RawIcmp { socket, .. }) => {
+                    socket.local_addr().ok()
+                }
+                None => None,
+            };
+            info.outer_local = local.and_then(v4).or_else(|| {
+                // Published UDP flows share their port's socket.
+                self.nat.by_address.iter().find(|(k, _)| info.direction == crate::nat::Direction::Inbound && k.0 == info.proto).map(|(k, _)| k.1)
+            });
+        }
+        flows.into_iter().map(|(_, info)| info).collect()
     }
+
+    /// Tells the translator about a network's gateway (or that it went).
+    pub(super) fn nat_network(&mut self, network: NetworkId, gateway: Option<PortId>) {
+        let view = gateway.and_then(|port| match self.ports.get(port.index()) {
+            Some(Some(PortIo::Gateway(gw))) => {
+                let mtu = self.nets.get(network.index()).and_then(Option::as_ref).map_or(1500, |n| n.mtu);
+                Some(NetView { gateway: port, mac: gw.mac(), address: gw.address(), mtu })
+            }
+            _ => None,
+        });
+        self.nat.translator.set_network(network, view);
+    }
+
+    /// A readiness event for token `token` (a flow's or a listener's socket).
+    pub(super) fn nat_event(&mut self, token: usize, event: &mio::event::Event) {
+        if token >= FLOW_TOKENS {
+            self.flow_event(FlowId((token - FLOW_TOKENS) as u32), event);
+        } else {
+            self.nat.listeners_ready.push(ListenerId((token - LISTENER_TOKENS) as u32));
+        }
+    }
+
+    fn flow_event(&mut self, id: FlowId, event: &mio::event::Event) {
+        let now = self.clock.now().0;
+        let NatIo { translator, sockets, listeners, out, datagrams_ready, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry() };
+        match host.sockets.get_mut(id.0 as usize).and_then(Option::as_mut) {
+            Some(FlowSocket::Tcp { stream, connecting }) => {
+                if *connecting {
+                    if !(event.is_writable() || event.is_error() || event.is_write_closed()) {
+                        return;
+                    }
+                    let result = match stream.take_error() {
+                        Ok(None) => match stream.peer_addr() {
+                            Ok(_) => Ok(()),
+                            Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                            Err(e) => Err(e),
+                        },
+                        Ok(Some(e)) | Err(e) => Err(e),
+                    };
+                    *connecting = false;
+                    translator.connected(id, result, now, &mut host, out);
+                    translator.readable(id);
+                    return;
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    translator.readable(id);
+                }
+                if event.is_writable() {
+                    translator.writable(id, &mut host, out);
+                }
+            }
+            Some(_) => datagrams_ready.push(id),
+            None => {}
+        }
+    }
+
+    /// Runs the translator's timers.
+    pub(super) fn nat_timers(&mut self) {
+        let now = self.clock.now().0;
+        if self.nat.translator.next_deadline().is_none_or(|at| at > now) {
+            return;
+        }
+        let NatIo { translator, sockets, listeners, out, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry() };
+        translator.poll_timers(now, &mut host, out);
+    }
+
+    /// Milliseconds until the translator's next timer, if any.
+    pub(super) fn nat_deadline(&self) -> Option<u64> {
+        self.nat.translator.next_deadline().map(|at| at.saturating_sub(self.clock.now().0))
+    }
+
+    /// Takes frame `i`, sent to `gateway`'s MAC, if the translator carries
+    /// it: IPv4 routed through the gateway to an address outside every
+    /// network (with egress on), or a reply within a published flow.
+    /// Returns false for frames the gateway (or `no_route`) handles.
+    pub(super) fn nat_from_sandbox(&mut self, gateway: PortId, i: usize) -> bool {
+        let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return false };
+        let (gw_mac, gw_address) = (gw.mac(), gw.address());
+        let frame = self.batch.frame(i);
+        if frame.len() < 34 || frame[..6] != gw_mac.0 || frame[12..14] != [0x08, 0x00] {
+            return false;
+        }
+        let Ok(network) = self.bridge.port_config(gateway).map(|c| c.network) else { return false };
+        let destination = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+        if destination == gw_address {
+            if !self.nat.translator.owns(network, frame) {
+                return false;
+            }
+        } else {
+            let egress = self.nets.get(network.index()).and_then(Option::as_ref).is_some_and(|n| n.egress);
+            if !egress
+                || destination.is_broadcast()
+                || destination.is_multicast()
+                || destination.is_unspecified()
+                || destination.is_loopback()
+                || self.is_switch_address(destination)
+            {
+                return false;
+            }
+        }
+        let entry = self.batch.entry(i);
+        let ingress = entry.port;
+        if entry.gso && self.batch.vnet_hdr(i).gso_kind() != VirtioNetHdr::GSO_TCPV4 {
+            self.bridge.count_drop(ingress, DropReason::NatUnsupported);
+            return true;
+        }
+        let now = self.clock.now().0;
+        let NatIo { translator, sockets, listeners, out, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry() };
+        match translator.from_sandbox(network, self.batch.frame(i), now, &mut host, out) {
+            Ok(()) => true,
+            Err(Unsupported::Protocol) => false,
+            Err(Unsupported::Fragment | Unsupported::Malformed) => {
+                self.bridge.count_drop(ingress, DropReason::NatUnsupported);
+                true
+            }
+        }
+    }
+
+    /// Is `address` inside one of the switch's networks (another bridge
+    /// domain, which isolation keeps apart)?
+    fn is_switch_address(&self, address: Ipv4Addr) -> bool {
+        self.nets.iter().flatten().filter_map(|n| n.gateway).any(|port| match self.ports.get(port.index()) {
+            Some(Some(PortIo::Gateway(gw))) => {
+                let (net, prefix) = gw.subnet();
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                u32::from(address) & mask == u32::from(net) & mask
+            }
+            _ => false,
+        })
+    }
+
+    /// Moves the translator's control frames into the batch.
+    pub(super) fn push_nat_out(&mut self) {
+        if self.nat.out.is_empty() {
+            return;
+        }
+        for (port, frame) in self.nat.out.frames() {
+            if !self.batch.push_small(port, frame) {
+                self.bridge.count_drop(port, DropReason::TxQueueFull);
+            }
+        }
+        self.nat.out.clear();
+    }
+
+    /// Fills the batch from host sockets: bytes the sandboxes' windows
+    /// allow, datagrams, new connections on published ports.
+    pub(super) fn read_nat(&mut self) {
+        self.push_nat_out();
+        self.read_streams();
+        self.read_datagrams();
+        self.accept_published();
+        self.push_nat_out();
+    }
+
+    fn read_streams(&mut self) {
+        let now = self.clock.now().0;
+        while !self.batch.is_full() {
+            let Some((id, room)) = self.nat.translator.next_sendable() else { break };
+            let Some((buf, bytes)) = self.batch.take_buffer() else { break };
+            let room = room.min(bytes.len() - HDR - TCP_PAYLOAD);
+            let NatIo { translator, sockets, listeners, out, .. } = &mut self.nat;
+            let mut host = Sockets { sockets, listeners, registry: self.poll.registry() };
+            let Ok(FlowSocket::Tcp { stream, .. }) = host.get(id) else {
+                self.batch.return_buffer();
+                continue;
+            };
+            let frame = &mut bytes[HDR..];
+            match stream::peek(stream.as_fd(), &mut frame[TCP_PAYLOAD..TCP_PAYLOAD + room]) {
+                Ok(0) => {
+                    self.batch.return_buffer();
+                    translator.tcp_eof(id, now, &mut host, out);
+                }
+                Ok(n) => {
+                    let made = translator.tcp_peeked(id, frame, n, room, now);
+                    push_data(&mut self.batch, buf, made);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+                    self.batch.return_buffer();
+                    translator.tcp_drained(id);
+                }
+                Err(_) => {
+                    self.batch.return_buffer();
+                    translator.host_failed(id, &mut host, out);
+                }
+            }
+        }
+    }
+
+    fn read_datagrams(&mut self) {
+        let now = self.clock.now().0;
+        let mut ready = std::mem::take(&mut self.nat.datagrams_ready);
+        let mut k = 0;
+        while k < ready.len() {
+            let id = ready[k];
+            let mut drained = false;
+            while !self.batch.is_full() {
+                let Some((buf, bytes)) = self.batch.take_buffer() else { break };
+                let NatIo { translator, sockets, listeners, out, .. } = &mut self.nat;
+                let host = Sockets { sockets, listeners, registry: self.poll.registry() };
+                let frame = &mut bytes[HDR..];
+                let received = match host.get(id) {
+                    Ok(FlowSocket::Datagram { socket, icmp: false }) => {
+                        socket.recv(&mut frame[UDP_PAYLOAD..UDP_PAYLOAD + MAX_UDP_PAYLOAD]).map(|n| Some((n, 0)))
+                    }
+                    Ok(FlowSocket::Datagram { socket, icmp: true }) => {
+                        socket.recv(&mut frame[ICMP_MESSAGE..ICMP_MESSAGE + MAX_UDP_PAYLOAD]).map(|n| Some((n, 0)))
+                    }
+                    Ok(FlowSocket::RawIcmp { socket, id: echo_id }) => {
+                        // A raw socket gets the IP header too, and every
+                        // ICMP message from the address: keep our replies.
+                        let echo_id = *echo_id;
+                        socket.recv(&mut frame[ICMP_MESSAGE..ICMP_MESSAGE + MAX_UDP_PAYLOAD]).map(|n| {
+                            let packet = &frame[ICMP_MESSAGE..ICMP_MESSAGE + n];
+                            let ihl = usize::from(packet.first().copied().unwrap_or(0) & 0x0f) * 4;
+                            let icmp = packet.get(ihl..).unwrap_or_default();
+                            (icmp.len() >= 8 && icmp[0] == 0 && u16::from_be_bytes([icmp[4], icmp[5]]) == echo_id)
+                                .then_some((n - ihl, ihl))
+                        })
+                    }
+                    _ => {
+                        self.batch.return_buffer();
+                        drained = true;
+                        break;
+                    }
+                };
+                match received {
+                    Ok(Some((n, skip))) => {
+                        if skip > 0 {
+                            frame.copy_within(ICMP_MESSAGE + skip..ICMP_MESSAGE + skip + n, ICMP_MESSAGE);
+                        }
+                        let made = translator.datagram_in(id, frame, n, now);
+                        push_data(&mut self.batch, buf, made);
+                    }
+                    Ok(None) => self.batch.return_buffer(),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.batch.return_buffer();
+                        drained = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => self.batch.return_buffer(),
+                    Err(e) => {
+                        self.batch.return_buffer();
+                        translator.datagram_error(id, &e, out);
+                    }
+                }
+            }
+            if drained {
+                ready.swap_remove(k);
+            } else {
+                k += 1;
+            }
+            if self.batch.is_full() {
+                break;
+            }
+        }
+        ready.append(&mut self.nat.datagrams_ready);
+        self.nat.datagrams_ready = ready;
+    }
+
+    fn accept_published(&mut self) {
+        let now = self.clock.now().0;
+        let mut ready = std::mem::take(&mut self.nat.listeners_ready);
+        ready.sort_unstable();
+        ready.dedup();
+        let mut again = Vec::new();
+        for id in ready {
+            match self.nat.listeners.get(id.0 as usize).and_then(Option::as_ref) {
+                Some(ListenerSocket::Tcp(_)) => {
+                    if self.accept_tcp(id, now) {
+                        again.push(id);
+                    }
+                }
+                Some(ListenerSocket::Udp(_)) => {
+                    if self.receive_udp(id, now) {
+                        again.push(id);
+                    }
+                }
+                None => {}
+            }
+        }
+        self.nat.listeners_ready.append(&mut again);
+    }
+
+    /// Accepts up to a pass's worth of connections; true if more may wait.
+    fn accept_tcp(&mut self, listener: ListenerId, now: u64) -> bool {
+        for _ in 0..ACCEPTS_PER_PASS {
+            let Some(Some(ListenerSocket::Tcp(socket))) = self.nat.listeners.get(listener.0 as usize) else {
+                return false;
+            };
+            let (stream, client) = match socket.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => {
+                    continue;
+                }
+                Err(e) => {
+                    // EMFILE and the like: the connection stays queued.
+                    tracing::warn!(error = %e, "accept on a published port failed");
+                    return false;
+                }
+            };
+            let Some(client) = v4(client) else { continue };
+            let prepared = stream
+                .set_nonblocking(true)
+                .and_then(|()| stream.set_nodelay(true))
+                .and_then(|()| stream::set_peek_offset(stream.as_fd(), 0));
+            let NatIo { translator, sockets, listeners, out, .. } = &mut self.nat;
+            let flow = prepared.ok().and_then(|()| translator.accept(listener, client, now, out));
+            let Some(id) = flow else {
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
+                continue;
+            };
+            let mut host = Sockets { sockets, listeners, registry: self.poll.registry() };
+            let socket = FlowSocket::Tcp { stream, connecting: false };
+            if host.store(id, socket, Interest::READABLE | Interest::WRITABLE).is_err() {
+                translator.host_failed(id, &mut host, out);
+            }
+        }
+        true
+    }
+
+    /// Receives datagrams from a published UDP port into the batch; true if
+    /// more may wait.
+    fn receive_udp(&mut self, listener: ListenerId, now: u64) -> bool {
+        while !self.batch.is_full() {
+            let Some(Some(ListenerSocket::Udp(socket))) = self.nat.listeners.get(listener.0 as usize) else {
+                return false;
+            };
+            let Some((buf, bytes)) = self.batch.take_buffer() else { return true };
+            let frame = &mut bytes[HDR..];
+            match socket.recv_from(&mut frame[UDP_PAYLOAD..UDP_PAYLOAD + MAX_UDP_PAYLOAD]) {
+                Ok((n, client)) => {
+                    let made = v4(client).and_then(|c| self.nat.translator.udp_inbound(listener, c, frame, n, now));
+                    push_data(&mut self.batch, buf, made);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.batch.return_buffer();
+                    return false;
+                }
+                Err(_) => self.batch.return_buffer(),
+            }
+        }
+        true
+    }
+}
+
+/// Adds a data frame the translator wrote into buffer `buf` (at `HDR`) to
+/// the batch, with its virtio-net header in front; gives the buffer back
+/// when there is no frame.
+fn push_data(batch: &mut crate::daemon::batch::RxBatch, buf: usize, made: Option<DataFrame>) {
+    let Some(frame) = made else {
+        batch.return_buffer();
+        return;
+    };
+    let bytes = batch.buffer_mut(buf, 0..HDR);
+    bytes.copy_from_slice(&frame.hdr.to_bytes());
+    batch.push(RxEntry {
+        buf,
+        frame: HDR..HDR + frame.len,
+        port: frame.port,
+        has_vnet_hdr: true,
+        gso: frame.hdr.is_gso(),
+        checksum: ChecksumState::Unverified,
+    });
 }
