@@ -44,7 +44,9 @@ pub(crate) enum HostSide {
 pub(crate) enum FlowState {
     Tcp(Box<TcpFlow>),
     /// UDP and ICMP echo: whether the remote has answered yet.
-    Datagram { answered: bool },
+    Datagram {
+        answered: bool,
+    },
 }
 
 /// One flow.

@@ -59,9 +59,16 @@ pub enum Unsupported {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transport<'a> {
     Tcp(TcpSegment<'a>),
-    Udp { src_port: u16, dst_port: u16, payload: &'a [u8] },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+        payload: &'a [u8],
+    },
     /// An echo request: the whole ICMP message.
-    Echo { id: u16, message: &'a [u8] },
+    Echo {
+        id: u16,
+        message: &'a [u8],
+    },
 }
 
 /// A TCP segment's fields.

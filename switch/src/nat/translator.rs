@@ -252,7 +252,10 @@ impl Translator {
     /// Is `frame` (to the gateway's own address) part of a flow? Replies to
     /// loopback clients of published ports are addressed to the gateway.
     pub fn owns(&self, network: NetworkId, frame: &[u8]) -> bool {
-        packet::parse(frame).ok().and_then(|p| self.key_of(network, &p)).is_some_and(|k| self.table.lookup(&k).is_some())
+        packet::parse(frame)
+            .ok()
+            .and_then(|p| self.key_of(network, &p))
+            .is_some_and(|k| self.table.lookup(&k).is_some())
     }
 
     fn key_of(&self, network: NetworkId, p: &packet::Packet<'_>) -> Option<FlowKey> {
@@ -323,7 +326,8 @@ impl Translator {
         }
         let (mss, shift) = seg.syn_options();
         let tcp = TcpFlow::egress(self.next_iss(), seg.seq, mss, shift);
-        let id = self.add_flow(new_flow(key, false, view.gateway, head, key.remote, HostSide::Own, tcp_state(tcp), now));
+        let id =
+            self.add_flow(new_flow(key, false, view.gateway, head, key.remote, HostSide::Own, tcp_state(tcp), now));
         if let Err(e) = host.open(id, Proto::Tcp, key.remote) {
             self.refuse(id, &e, host, out);
         }
@@ -419,7 +423,8 @@ impl Translator {
                 Phase::SynAckSent if seg.seq.wrapping_add(1) == t.rcv_nxt => {
                     let Some(mss) = self.nets_mss(id) else { return };
                     let Some(FlowState::Tcp(t)) = self.table.get(id).map(|f| &f.state) else { return };
-                    let fields = TcpFields { seq: t.iss, ack: t.rcv_nxt, flags: flags::SYN | flags::ACK, window: u16::MAX };
+                    let fields =
+                        TcpFields { seq: t.iss, ack: t.rcv_nxt, flags: flags::SYN | flags::ACK, window: u16::MAX };
                     let shift = (t.our_shift > 0).then_some(t.our_shift);
                     out.push(gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, Some((mss, shift))));
                 }
@@ -601,7 +606,8 @@ impl Translator {
     pub fn tcp_peeked(&mut self, id: FlowId, buf: &mut [u8], len: usize, wanted: usize, now: u64) -> Option<DataFrame> {
         let flow = self.table.get_mut(id)?;
         let FlowState::Tcp(t) = &mut flow.state else { return None };
-        let fields = TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::ACK | flags::PSH, window: t.window_field() };
+        let fields =
+            TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::ACK | flags::PSH, window: t.window_field() };
         let (frame_len, hdr) = packet::write_tcp_data(buf, &flow.head, fields, len, t.mss);
         let was_idle = !t.outstanding();
         t.snd_nxt = t.snd_nxt.wrapping_add(len as u32);
@@ -710,13 +716,7 @@ impl Translator {
     /// A client connected to published TCP port `listener`: returns the
     /// flow its accepted socket belongs to, or `None` when it must be
     /// refused (no backend, table full).
-    pub fn accept(
-        &mut self,
-        listener: ListenerId,
-        client: SocketAddrV4,
-        now: u64,
-        out: &mut Emit,
-    ) -> Option<FlowId> {
+    pub fn accept(&mut self, listener: ListenerId, client: SocketAddrV4, now: u64, out: &mut Emit) -> Option<FlowId> {
         let (backend, tried) = self.pick_backend(listener, client, 0)?;
         let view = self.nets.get(backend.network.index()).copied().flatten()?;
         if self.full(backend.network) {
@@ -754,7 +754,9 @@ impl Translator {
         let fields = TcpFields { seq: t.iss, ack: 0, flags: flags::SYN, window: u16::MAX };
         let head = flow.head;
         let delay = u64::from(tcp::SYN_RTO_MS) << t.retries;
-        out.push(flow.gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, Some((mss, Some(tcp::OUR_SHIFT)))));
+        out.push(flow.gateway, 80, |buf| {
+            packet::write_tcp_control(buf, &head, fields, Some((mss, Some(tcp::OUR_SHIFT))))
+        });
         self.arm(id, now + delay);
     }
 
@@ -826,7 +828,15 @@ impl Translator {
         Some(id)
     }
 
-    fn datagram_out(&mut self, id: FlowId, payload: &[u8], quote: &[u8], now: u64, host: &mut impl Host, out: &mut Emit) {
+    fn datagram_out(
+        &mut self,
+        id: FlowId,
+        payload: &[u8],
+        quote: &[u8],
+        now: u64,
+        host: &mut impl Host,
+        out: &mut Emit,
+    ) {
         let Some(flow) = self.table.get_mut(id) else { return };
         flow.last_seen = now;
         flow.bytes_from_sandbox += payload.len() as u64;
@@ -835,7 +845,8 @@ impl Translator {
             HostSide::Listener(l) => host.send_to(l, flow.outer_remote, payload),
         };
         if let Err(e) = sent
-            && let Some(code) = unreachable_code(&e).or((e.kind() == io::ErrorKind::ConnectionRefused).then_some(Unreachable::Port))
+            && let Some(code) =
+                unreachable_code(&e).or((e.kind() == io::ErrorKind::ConnectionRefused).then_some(Unreachable::Port))
         {
             let head = flow.head;
             out.push(flow.gateway, 100, |buf| packet::write_unreachable(buf, &head, code, quote));
@@ -897,8 +908,16 @@ impl Translator {
                     return None;
                 }
                 let state = FlowState::Datagram { answered: false };
-                let id =
-                    self.add_flow(new_flow(key, true, view.gateway, head, client, HostSide::Listener(listener), state, now));
+                let id = self.add_flow(new_flow(
+                    key,
+                    true,
+                    view.gateway,
+                    head,
+                    client,
+                    HostSide::Listener(listener),
+                    state,
+                    now,
+                ));
                 self.by_client.insert((listener, client), id);
                 self.arm(id, now + DATAGRAM_UNANSWERED_MS);
                 id
@@ -1085,8 +1104,7 @@ fn new_flow(
 /// `backend`. A loopback client is shown to the sandbox as its gateway
 /// (its own loopback would answer otherwise), keeping the client's port.
 fn inbound_key(backend: Backend, view: NetView, client: SocketAddrV4, proto: Proto) -> (FlowKey, Head) {
-    let remote =
-        if client.ip().is_loopback() { SocketAddrV4::new(view.address, client.port()) } else { client };
+    let remote = if client.ip().is_loopback() { SocketAddrV4::new(view.address, client.port()) } else { client };
     let sandbox = SocketAddrV4::new(backend.address, backend.port);
     let key = FlowKey { network: backend.network, proto, sandbox, remote };
     (key, Head { gateway_mac: view.mac.0, sandbox_mac: backend.mac.0, remote, sandbox })
