@@ -363,6 +363,12 @@ pub(crate) enum Unreachable {
     Port = 3,
 }
 
+/// The length of the ICMP destination unreachable frame quoting `quote`
+/// (the IPv4 header, up to 60 bytes with options, and 8 bytes more).
+pub(crate) fn unreachable_len(quote: &[u8]) -> usize {
+    ICMP_MESSAGE + 8 + quote.len()
+}
+
 /// Writes an ICMP destination unreachable from `head.remote`'s address
 /// about the packet whose first bytes are `quote` (its IPv4 header and 8
 /// bytes more); returns the frame length.

@@ -377,7 +377,9 @@ impl Translator {
             (_, code) => {
                 let quote = packet::rebuild_quote(head.sandbox, head.remote, flow.key.proto);
                 let code = code.unwrap_or(Unreachable::Port);
-                out.push(gateway, 100, |buf| packet::write_unreachable(buf, &head, code, &quote));
+                out.push(gateway, packet::unreachable_len(&quote), |buf| {
+                    packet::write_unreachable(buf, &head, code, &quote)
+                });
             }
         }
         host.close(id, false);
@@ -818,7 +820,9 @@ impl Translator {
         let id = self.add_flow(new_flow(key, false, view.gateway, head, key.remote, HostSide::Own, state, now));
         if let Err(e) = host.open(id, key.proto, key.remote) {
             let code = unreachable_code(&e).unwrap_or(Unreachable::Host);
-            out.push(view.gateway, 100, |buf| packet::write_unreachable(buf, &head, code, quote));
+            out.push(view.gateway, packet::unreachable_len(quote), |buf| {
+                packet::write_unreachable(buf, &head, code, quote)
+            });
             host.close(id, false);
             self.drop_flow(id);
             self.count(key.network).flows_refused += 1;
@@ -849,7 +853,9 @@ impl Translator {
                 unreachable_code(&e).or((e.kind() == io::ErrorKind::ConnectionRefused).then_some(Unreachable::Port))
         {
             let head = flow.head;
-            out.push(flow.gateway, 100, |buf| packet::write_unreachable(buf, &head, code, quote));
+            out.push(flow.gateway, packet::unreachable_len(quote), |buf| {
+                packet::write_unreachable(buf, &head, code, quote)
+            });
         }
     }
 
@@ -881,7 +887,9 @@ impl Translator {
             .unwrap_or(Unreachable::Host);
         let quote = packet::rebuild_quote(flow.head.sandbox, flow.head.remote, flow.key.proto);
         let head = flow.head;
-        out.push(flow.gateway, 100, |buf| packet::write_unreachable(buf, &head, code, &quote));
+        out.push(flow.gateway, packet::unreachable_len(&quote), |buf| {
+            packet::write_unreachable(buf, &head, code, &quote)
+        });
     }
 
     /// A datagram from `client` arrived on published UDP port `listener`
