@@ -450,7 +450,7 @@ impl Translator {
         }
         self.tcp_ack(id, seg, now, host);
         self.tcp_data_in(id, seg, host, out);
-        self.close_if_finished(id, host);
+        self.close_if_finished(id, host, out);
     }
 
     /// Processes the acknowledgement and window of a segment.
@@ -571,7 +571,7 @@ impl Translator {
         }
         // The window opened: tell the sandbox.
         self.owe_ack(id);
-        self.close_if_finished(id, host);
+        self.close_if_finished(id, host, out);
     }
 
     /// Notes that the flow's socket has bytes (or EOF) to peek.
@@ -656,7 +656,7 @@ impl Translator {
         if was_idle {
             self.arm(id, now + rto);
         }
-        self.close_if_finished(id, host);
+        self.close_if_finished(id, host, out);
     }
 
     /// Flow `id`'s socket failed (reset by its peer): the sandbox gets RST.
@@ -682,10 +682,18 @@ impl Translator {
         self.drop_flow(id);
     }
 
-    fn close_if_finished(&mut self, id: FlowId, host: &mut impl Host) {
-        if let Some(Flow { state: FlowState::Tcp(t), .. }) = self.table.get(id)
+    fn close_if_finished(&mut self, id: FlowId, host: &mut impl Host, out: &mut Emit) {
+        if let Some(flow @ Flow { state: FlowState::Tcp(t), .. }) = self.table.get(id)
             && t.finished()
         {
+            // What finished the flow may be the sandbox's FIN, after the
+            // switch's own FIN was acked: it is acknowledged now, since
+            // `flush_acks` will not find the flow any more.
+            if t.ack_due {
+                let fields = TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::ACK, window: t.window_field() };
+                let head = flow.head;
+                out.push(flow.gateway, 60, |buf| packet::write_tcp_control(buf, &head, fields, None));
+            }
             host.close(id, false);
             self.drop_flow(id);
         }
