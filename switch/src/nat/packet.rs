@@ -386,7 +386,18 @@ pub(crate) fn write_unreachable(buf: &mut [u8], head: &Head, code: Unreachable, 
 /// The IPv4 header plus 8 bytes of transport header of a packet the
 /// sandbox sent (what an ICMP error quotes), rebuilt from the flow for
 /// errors that arrive after the packet itself is gone.
-pub(crate) fn rebuild_quote(sandbox: SocketAddrV4, remote: SocketAddrV4, proto: crate::nat::Proto) -> [u8; 28] {
+///
+/// The sandbox's kernel matches the quote to its socket: TCP by addresses,
+/// ports and a sequence number within what it has in flight (Linux drops
+/// the error otherwise), so a TCP quote carries `seq`; ICMP echo by the
+/// echo id, which an echo request carries at offset 4 (`sandbox`'s port is
+/// the id). `seq` is ignored for UDP and ICMP.
+pub(crate) fn rebuild_quote(
+    sandbox: SocketAddrV4,
+    remote: SocketAddrV4,
+    proto: crate::nat::Proto,
+    seq: u32,
+) -> [u8; 28] {
     let mut q = [0u8; 28];
     q[0] = 0x45;
     q[2..4].copy_from_slice(&28u16.to_be_bytes());
@@ -400,7 +411,18 @@ pub(crate) fn rebuild_quote(sandbox: SocketAddrV4, remote: SocketAddrV4, proto: 
     q[16..20].copy_from_slice(&remote.ip().octets());
     let check = csum::finish(csum::add(0, &q[..20]));
     q[10..12].copy_from_slice(&check.to_be_bytes());
-    q[20..22].copy_from_slice(&sandbox.port().to_be_bytes());
-    q[22..24].copy_from_slice(&remote.port().to_be_bytes());
+    match proto {
+        crate::nat::Proto::Icmp => {
+            q[20] = 8;
+            q[24..26].copy_from_slice(&sandbox.port().to_be_bytes());
+        }
+        _ => {
+            q[20..22].copy_from_slice(&sandbox.port().to_be_bytes());
+            q[22..24].copy_from_slice(&remote.port().to_be_bytes());
+            if proto == crate::nat::Proto::Tcp {
+                q[24..28].copy_from_slice(&seq.to_be_bytes());
+            }
+        }
+    }
     q
 }

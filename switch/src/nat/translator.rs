@@ -374,8 +374,13 @@ impl Translator {
                 let fields = TcpFields { seq: 0, ack: t.rcv_nxt, flags: flags::RST | flags::ACK, window: 0 };
                 out.push(gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, None));
             }
-            (_, code) => {
-                let quote = packet::rebuild_quote(head.sandbox, head.remote, flow.key.proto);
+            (state, code) => {
+                // A TCP flow is refused while connecting: its SYN is quoted.
+                let seq = match state {
+                    FlowState::Tcp(t) => t.rcv_nxt.wrapping_sub(1),
+                    FlowState::Datagram { .. } => 0,
+                };
+                let quote = packet::rebuild_quote(head.sandbox, head.remote, flow.key.proto, seq);
                 let code = code.unwrap_or(Unreachable::Port);
                 out.push(gateway, packet::unreachable_len(&quote), |buf| {
                     packet::write_unreachable(buf, &head, code, &quote)
@@ -893,7 +898,7 @@ impl Translator {
         let code = unreachable_code(e)
             .or((e.kind() == io::ErrorKind::ConnectionRefused).then_some(Unreachable::Port))
             .unwrap_or(Unreachable::Host);
-        let quote = packet::rebuild_quote(flow.head.sandbox, flow.head.remote, flow.key.proto);
+        let quote = packet::rebuild_quote(flow.head.sandbox, flow.head.remote, flow.key.proto, 0);
         let head = flow.head;
         out.push(flow.gateway, packet::unreachable_len(&quote), |buf| {
             packet::write_unreachable(buf, &head, code, &quote)
