@@ -112,6 +112,14 @@ impl FlowTable {
         FlowId(slot)
     }
 
+    /// Files flow `id` under a new key (not in the table), keeping its slot.
+    pub(crate) fn rekey(&mut self, id: FlowId, key: FlowKey) {
+        let Some(flow) = self.slots.get_mut(id.0 as usize).and_then(Option::as_mut) else { return };
+        self.index.remove(&flow.key);
+        flow.key = key;
+        self.index.insert(key, id.0);
+    }
+
     pub(crate) fn remove(&mut self, id: FlowId) -> Option<Flow> {
         let flow = self.slots.get_mut(id.0 as usize)?.take()?;
         self.index.remove(&flow.key);

@@ -801,19 +801,22 @@ impl Translator {
             self.drop_flow(id);
             return;
         }
-        let Some(mut flow) = self.table.remove(id) else { return };
-        let c = self.count(network);
-        c.active = c.active.saturating_sub(1);
-        flow.key = key;
+        // The flow keeps its slot, the id the daemon files the client's
+        // socket under. (Removing and inserting it again did not always
+        // give the same slot back: the table lets its memory go when it
+        // empties after a peak.)
+        let iss = self.next_iss();
+        let Some(flow) = self.table.get_mut(id) else { return };
         flow.head = head;
         flow.gateway = view.gateway;
         flow.timer = None;
-        flow.state = tcp_state(TcpFlow::inbound(self.next_iss(), listener, tried));
+        flow.state = tcp_state(TcpFlow::inbound(iss, listener, tried));
+        self.table.rekey(id, key);
+        let c = self.count(network);
+        c.active = c.active.saturating_sub(1);
         let c = self.count(key.network);
         c.active += 1;
-        let new_id = self.table.insert(flow);
-        debug_assert_eq!(new_id, id, "a removed slot is reused first");
-        self.send_syn(new_id, now, out);
+        self.send_syn(id, now, out);
     }
 
     fn datagram_open(
