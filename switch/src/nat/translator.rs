@@ -420,6 +420,11 @@ impl Translator {
                     t.snd_una = seg.ack;
                     t.snd_wnd = u32::from(seg.window);
                     t.phase = Phase::Established;
+                    // The client may have sent already: its socket's
+                    // readiness may have been reported (and consumed)
+                    // before, possibly to a flow state a failover replaced.
+                    // Peek once, as egress does when its handshake ends.
+                    t.readable = true;
                     t.retries = 0;
                     t.rto_ms = tcp::RTO_MIN_MS;
                     flow.timer = None;
