@@ -865,6 +865,12 @@ impl Translator {
         let Some(flow) = self.table.get_mut(id) else { return };
         flow.last_seen = now;
         flow.bytes_from_sandbox += payload.len() as u64;
+        // On a published port, the sandbox's datagram is the answer.
+        if flow.inbound
+            && let FlowState::Datagram { answered } = &mut flow.state
+        {
+            *answered = true;
+        }
         let sent = match flow.host {
             HostSide::Own => host.send(id, payload).map(drop),
             HostSide::Listener(l) => host.send_to(l, flow.outer_remote, payload),
