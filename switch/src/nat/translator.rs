@@ -310,6 +310,7 @@ impl Translator {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn tcp_open(
         &mut self,
         key: FlowKey,
@@ -824,6 +825,7 @@ impl Translator {
         self.send_syn(id, now, out);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn datagram_open(
         &mut self,
         key: FlowKey,
