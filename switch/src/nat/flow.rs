@@ -44,7 +44,9 @@ pub(crate) enum HostSide {
 pub(crate) enum FlowState {
     Tcp(Box<TcpFlow>),
     /// UDP and ICMP echo: whether the remote has answered yet.
-    Datagram { answered: bool },
+    Datagram {
+        answered: bool,
+    },
 }
 
 /// One flow.
@@ -108,6 +110,14 @@ impl FlowTable {
         self.slots[slot as usize] = Some(flow);
         self.len += 1;
         FlowId(slot)
+    }
+
+    /// Files flow `id` under a new key (not in the table), keeping its slot.
+    pub(crate) fn rekey(&mut self, id: FlowId, key: FlowKey) {
+        let Some(flow) = self.slots.get_mut(id.0 as usize).and_then(Option::as_mut) else { return };
+        self.index.remove(&flow.key);
+        flow.key = key;
+        self.index.insert(key, id.0);
     }
 
     pub(crate) fn remove(&mut self, id: FlowId) -> Option<Flow> {

@@ -11,10 +11,10 @@
 mod flow;
 mod packet;
 mod tcp;
-mod translator;
-mod types;
 #[cfg(test)]
 mod tests;
+mod translator;
+mod types;
 
 pub use flow::{FlowId, ListenerId};
 pub use packet::{ICMP_MESSAGE, MAX_TCP_PAYLOAD, MAX_UDP_PAYLOAD, TCP_PAYLOAD, UDP_PAYLOAD, Unsupported};

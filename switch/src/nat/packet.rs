@@ -59,9 +59,16 @@ pub enum Unsupported {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transport<'a> {
     Tcp(TcpSegment<'a>),
-    Udp { src_port: u16, dst_port: u16, payload: &'a [u8] },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+        payload: &'a [u8],
+    },
     /// An echo request: the whole ICMP message.
-    Echo { id: u16, message: &'a [u8] },
+    Echo {
+        id: u16,
+        message: &'a [u8],
+    },
 }
 
 /// A TCP segment's fields.
@@ -356,6 +363,12 @@ pub(crate) enum Unreachable {
     Port = 3,
 }
 
+/// The length of the ICMP destination unreachable frame quoting `quote`
+/// (the IPv4 header, up to 60 bytes with options, and 8 bytes more).
+pub(crate) fn unreachable_len(quote: &[u8]) -> usize {
+    ICMP_MESSAGE + 8 + quote.len()
+}
+
 /// Writes an ICMP destination unreachable from `head.remote`'s address
 /// about the packet whose first bytes are `quote` (its IPv4 header and 8
 /// bytes more); returns the frame length.
@@ -373,7 +386,18 @@ pub(crate) fn write_unreachable(buf: &mut [u8], head: &Head, code: Unreachable, 
 /// The IPv4 header plus 8 bytes of transport header of a packet the
 /// sandbox sent (what an ICMP error quotes), rebuilt from the flow for
 /// errors that arrive after the packet itself is gone.
-pub(crate) fn rebuild_quote(sandbox: SocketAddrV4, remote: SocketAddrV4, proto: crate::nat::Proto) -> [u8; 28] {
+///
+/// The sandbox's kernel matches the quote to its socket: TCP by addresses,
+/// ports and a sequence number within what it has in flight (Linux drops
+/// the error otherwise), so a TCP quote carries `seq`; ICMP echo by the
+/// echo id, which an echo request carries at offset 4 (`sandbox`'s port is
+/// the id). `seq` is ignored for UDP and ICMP.
+pub(crate) fn rebuild_quote(
+    sandbox: SocketAddrV4,
+    remote: SocketAddrV4,
+    proto: crate::nat::Proto,
+    seq: u32,
+) -> [u8; 28] {
     let mut q = [0u8; 28];
     q[0] = 0x45;
     q[2..4].copy_from_slice(&28u16.to_be_bytes());
@@ -387,7 +411,18 @@ pub(crate) fn rebuild_quote(sandbox: SocketAddrV4, remote: SocketAddrV4, proto: 
     q[16..20].copy_from_slice(&remote.ip().octets());
     let check = csum::finish(csum::add(0, &q[..20]));
     q[10..12].copy_from_slice(&check.to_be_bytes());
-    q[20..22].copy_from_slice(&sandbox.port().to_be_bytes());
-    q[22..24].copy_from_slice(&remote.port().to_be_bytes());
+    match proto {
+        crate::nat::Proto::Icmp => {
+            q[20] = 8;
+            q[24..26].copy_from_slice(&sandbox.port().to_be_bytes());
+        }
+        _ => {
+            q[20..22].copy_from_slice(&sandbox.port().to_be_bytes());
+            q[22..24].copy_from_slice(&remote.port().to_be_bytes());
+            if proto == crate::nat::Proto::Tcp {
+                q[24..28].copy_from_slice(&seq.to_be_bytes());
+            }
+        }
+    }
     q
 }

@@ -252,7 +252,10 @@ impl Translator {
     /// Is `frame` (to the gateway's own address) part of a flow? Replies to
     /// loopback clients of published ports are addressed to the gateway.
     pub fn owns(&self, network: NetworkId, frame: &[u8]) -> bool {
-        packet::parse(frame).ok().and_then(|p| self.key_of(network, &p)).is_some_and(|k| self.table.lookup(&k).is_some())
+        packet::parse(frame)
+            .ok()
+            .and_then(|p| self.key_of(network, &p))
+            .is_some_and(|k| self.table.lookup(&k).is_some())
     }
 
     fn key_of(&self, network: NetworkId, p: &packet::Packet<'_>) -> Option<FlowKey> {
@@ -307,6 +310,7 @@ impl Translator {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn tcp_open(
         &mut self,
         key: FlowKey,
@@ -323,7 +327,8 @@ impl Translator {
         }
         let (mss, shift) = seg.syn_options();
         let tcp = TcpFlow::egress(self.next_iss(), seg.seq, mss, shift);
-        let id = self.add_flow(new_flow(key, false, view.gateway, head, key.remote, HostSide::Own, tcp_state(tcp), now));
+        let id =
+            self.add_flow(new_flow(key, false, view.gateway, head, key.remote, HostSide::Own, tcp_state(tcp), now));
         if let Err(e) = host.open(id, Proto::Tcp, key.remote) {
             self.refuse(id, &e, host, out);
         }
@@ -370,10 +375,17 @@ impl Translator {
                 let fields = TcpFields { seq: 0, ack: t.rcv_nxt, flags: flags::RST | flags::ACK, window: 0 };
                 out.push(gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, None));
             }
-            (_, code) => {
-                let quote = packet::rebuild_quote(head.sandbox, head.remote, flow.key.proto);
+            (state, code) => {
+                // A TCP flow is refused while connecting: its SYN is quoted.
+                let seq = match state {
+                    FlowState::Tcp(t) => t.rcv_nxt.wrapping_sub(1),
+                    FlowState::Datagram { .. } => 0,
+                };
+                let quote = packet::rebuild_quote(head.sandbox, head.remote, flow.key.proto, seq);
                 let code = code.unwrap_or(Unreachable::Port);
-                out.push(gateway, 100, |buf| packet::write_unreachable(buf, &head, code, &quote));
+                out.push(gateway, packet::unreachable_len(&quote), |buf| {
+                    packet::write_unreachable(buf, &head, code, &quote)
+                });
             }
         }
         host.close(id, false);
@@ -409,6 +421,11 @@ impl Translator {
                     t.snd_una = seg.ack;
                     t.snd_wnd = u32::from(seg.window);
                     t.phase = Phase::Established;
+                    // The client may have sent already: its socket's
+                    // readiness may have been reported (and consumed)
+                    // before, possibly to a flow state a failover replaced.
+                    // Peek once, as egress does when its handshake ends.
+                    t.readable = true;
                     t.retries = 0;
                     t.rto_ms = tcp::RTO_MIN_MS;
                     flow.timer = None;
@@ -419,7 +436,8 @@ impl Translator {
                 Phase::SynAckSent if seg.seq.wrapping_add(1) == t.rcv_nxt => {
                     let Some(mss) = self.nets_mss(id) else { return };
                     let Some(FlowState::Tcp(t)) = self.table.get(id).map(|f| &f.state) else { return };
-                    let fields = TcpFields { seq: t.iss, ack: t.rcv_nxt, flags: flags::SYN | flags::ACK, window: u16::MAX };
+                    let fields =
+                        TcpFields { seq: t.iss, ack: t.rcv_nxt, flags: flags::SYN | flags::ACK, window: u16::MAX };
                     let shift = (t.our_shift > 0).then_some(t.our_shift);
                     out.push(gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, Some((mss, shift))));
                 }
@@ -443,7 +461,7 @@ impl Translator {
         }
         self.tcp_ack(id, seg, now, host);
         self.tcp_data_in(id, seg, host, out);
-        self.close_if_finished(id, host);
+        self.close_if_finished(id, host, out);
     }
 
     /// Processes the acknowledgement and window of a segment.
@@ -564,7 +582,7 @@ impl Translator {
         }
         // The window opened: tell the sandbox.
         self.owe_ack(id);
-        self.close_if_finished(id, host);
+        self.close_if_finished(id, host, out);
     }
 
     /// Notes that the flow's socket has bytes (or EOF) to peek.
@@ -601,7 +619,8 @@ impl Translator {
     pub fn tcp_peeked(&mut self, id: FlowId, buf: &mut [u8], len: usize, wanted: usize, now: u64) -> Option<DataFrame> {
         let flow = self.table.get_mut(id)?;
         let FlowState::Tcp(t) = &mut flow.state else { return None };
-        let fields = TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::ACK | flags::PSH, window: t.window_field() };
+        let fields =
+            TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::ACK | flags::PSH, window: t.window_field() };
         let (frame_len, hdr) = packet::write_tcp_data(buf, &flow.head, fields, len, t.mss);
         let was_idle = !t.outstanding();
         t.snd_nxt = t.snd_nxt.wrapping_add(len as u32);
@@ -648,7 +667,7 @@ impl Translator {
         if was_idle {
             self.arm(id, now + rto);
         }
-        self.close_if_finished(id, host);
+        self.close_if_finished(id, host, out);
     }
 
     /// Flow `id`'s socket failed (reset by its peer): the sandbox gets RST.
@@ -674,10 +693,18 @@ impl Translator {
         self.drop_flow(id);
     }
 
-    fn close_if_finished(&mut self, id: FlowId, host: &mut impl Host) {
-        if let Some(Flow { state: FlowState::Tcp(t), .. }) = self.table.get(id)
+    fn close_if_finished(&mut self, id: FlowId, host: &mut impl Host, out: &mut Emit) {
+        if let Some(flow @ Flow { state: FlowState::Tcp(t), .. }) = self.table.get(id)
             && t.finished()
         {
+            // What finished the flow may be the sandbox's FIN, after the
+            // switch's own FIN was acked: it is acknowledged now, since
+            // `flush_acks` will not find the flow any more.
+            if t.ack_due {
+                let fields = TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::ACK, window: t.window_field() };
+                let head = flow.head;
+                out.push(flow.gateway, 60, |buf| packet::write_tcp_control(buf, &head, fields, None));
+            }
             host.close(id, false);
             self.drop_flow(id);
         }
@@ -710,13 +737,7 @@ impl Translator {
     /// A client connected to published TCP port `listener`: returns the
     /// flow its accepted socket belongs to, or `None` when it must be
     /// refused (no backend, table full).
-    pub fn accept(
-        &mut self,
-        listener: ListenerId,
-        client: SocketAddrV4,
-        now: u64,
-        out: &mut Emit,
-    ) -> Option<FlowId> {
+    pub fn accept(&mut self, listener: ListenerId, client: SocketAddrV4, now: u64, out: &mut Emit) -> Option<FlowId> {
         let (backend, tried) = self.pick_backend(listener, client, 0)?;
         let view = self.nets.get(backend.network.index()).copied().flatten()?;
         if self.full(backend.network) {
@@ -754,7 +775,9 @@ impl Translator {
         let fields = TcpFields { seq: t.iss, ack: 0, flags: flags::SYN, window: u16::MAX };
         let head = flow.head;
         let delay = u64::from(tcp::SYN_RTO_MS) << t.retries;
-        out.push(flow.gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, Some((mss, Some(tcp::OUR_SHIFT)))));
+        out.push(flow.gateway, 80, |buf| {
+            packet::write_tcp_control(buf, &head, fields, Some((mss, Some(tcp::OUR_SHIFT))))
+        });
         self.arm(id, now + delay);
     }
 
@@ -784,21 +807,25 @@ impl Translator {
             self.drop_flow(id);
             return;
         }
-        let Some(mut flow) = self.table.remove(id) else { return };
-        let c = self.count(network);
-        c.active = c.active.saturating_sub(1);
-        flow.key = key;
+        // The flow keeps its slot, the id the daemon files the client's
+        // socket under. (Removing and inserting it again did not always
+        // give the same slot back: the table lets its memory go when it
+        // empties after a peak.)
+        let iss = self.next_iss();
+        let Some(flow) = self.table.get_mut(id) else { return };
         flow.head = head;
         flow.gateway = view.gateway;
         flow.timer = None;
-        flow.state = tcp_state(TcpFlow::inbound(self.next_iss(), listener, tried));
+        flow.state = tcp_state(TcpFlow::inbound(iss, listener, tried));
+        self.table.rekey(id, key);
+        let c = self.count(network);
+        c.active = c.active.saturating_sub(1);
         let c = self.count(key.network);
         c.active += 1;
-        let new_id = self.table.insert(flow);
-        debug_assert_eq!(new_id, id, "a removed slot is reused first");
-        self.send_syn(new_id, now, out);
+        self.send_syn(id, now, out);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn datagram_open(
         &mut self,
         key: FlowKey,
@@ -816,7 +843,9 @@ impl Translator {
         let id = self.add_flow(new_flow(key, false, view.gateway, head, key.remote, HostSide::Own, state, now));
         if let Err(e) = host.open(id, key.proto, key.remote) {
             let code = unreachable_code(&e).unwrap_or(Unreachable::Host);
-            out.push(view.gateway, 100, |buf| packet::write_unreachable(buf, &head, code, quote));
+            out.push(view.gateway, packet::unreachable_len(quote), |buf| {
+                packet::write_unreachable(buf, &head, code, quote)
+            });
             host.close(id, false);
             self.drop_flow(id);
             self.count(key.network).flows_refused += 1;
@@ -826,19 +855,36 @@ impl Translator {
         Some(id)
     }
 
-    fn datagram_out(&mut self, id: FlowId, payload: &[u8], quote: &[u8], now: u64, host: &mut impl Host, out: &mut Emit) {
+    fn datagram_out(
+        &mut self,
+        id: FlowId,
+        payload: &[u8],
+        quote: &[u8],
+        now: u64,
+        host: &mut impl Host,
+        out: &mut Emit,
+    ) {
         let Some(flow) = self.table.get_mut(id) else { return };
         flow.last_seen = now;
         flow.bytes_from_sandbox += payload.len() as u64;
+        // On a published port, the sandbox's datagram is the answer.
+        if flow.inbound
+            && let FlowState::Datagram { answered } = &mut flow.state
+        {
+            *answered = true;
+        }
         let sent = match flow.host {
             HostSide::Own => host.send(id, payload).map(drop),
             HostSide::Listener(l) => host.send_to(l, flow.outer_remote, payload),
         };
         if let Err(e) = sent
-            && let Some(code) = unreachable_code(&e).or((e.kind() == io::ErrorKind::ConnectionRefused).then_some(Unreachable::Port))
+            && let Some(code) =
+                unreachable_code(&e).or((e.kind() == io::ErrorKind::ConnectionRefused).then_some(Unreachable::Port))
         {
             let head = flow.head;
-            out.push(flow.gateway, 100, |buf| packet::write_unreachable(buf, &head, code, quote));
+            out.push(flow.gateway, packet::unreachable_len(quote), |buf| {
+                packet::write_unreachable(buf, &head, code, quote)
+            });
         }
     }
 
@@ -868,9 +914,11 @@ impl Translator {
         let code = unreachable_code(e)
             .or((e.kind() == io::ErrorKind::ConnectionRefused).then_some(Unreachable::Port))
             .unwrap_or(Unreachable::Host);
-        let quote = packet::rebuild_quote(flow.head.sandbox, flow.head.remote, flow.key.proto);
+        let quote = packet::rebuild_quote(flow.head.sandbox, flow.head.remote, flow.key.proto, 0);
         let head = flow.head;
-        out.push(flow.gateway, 100, |buf| packet::write_unreachable(buf, &head, code, &quote));
+        out.push(flow.gateway, packet::unreachable_len(&quote), |buf| {
+            packet::write_unreachable(buf, &head, code, &quote)
+        });
     }
 
     /// A datagram from `client` arrived on published UDP port `listener`
@@ -897,8 +945,16 @@ impl Translator {
                     return None;
                 }
                 let state = FlowState::Datagram { answered: false };
-                let id =
-                    self.add_flow(new_flow(key, true, view.gateway, head, client, HostSide::Listener(listener), state, now));
+                let id = self.add_flow(new_flow(
+                    key,
+                    true,
+                    view.gateway,
+                    head,
+                    client,
+                    HostSide::Listener(listener),
+                    state,
+                    now,
+                ));
                 self.by_client.insert((listener, client), id);
                 self.arm(id, now + DATAGRAM_UNANSWERED_MS);
                 id
@@ -1085,8 +1141,7 @@ fn new_flow(
 /// `backend`. A loopback client is shown to the sandbox as its gateway
 /// (its own loopback would answer otherwise), keeping the client's port.
 fn inbound_key(backend: Backend, view: NetView, client: SocketAddrV4, proto: Proto) -> (FlowKey, Head) {
-    let remote =
-        if client.ip().is_loopback() { SocketAddrV4::new(view.address, client.port()) } else { client };
+    let remote = if client.ip().is_loopback() { SocketAddrV4::new(view.address, client.port()) } else { client };
     let sandbox = SocketAddrV4::new(backend.address, backend.port);
     let key = FlowKey { network: backend.network, proto, sandbox, remote };
     (key, Head { gateway_mac: view.mac.0, sandbox_mac: backend.mac.0, remote, sandbox })

@@ -1,0 +1,354 @@
+//! Egress UDP flows and ICMP echo.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use etherparse::{IcmpEchoHeader, Icmpv4Type};
+
+use super::harness::*;
+use super::tcp_egress::icmp_type_code;
+use crate::nat::{Counters, Direction, FlowId, Proto};
+
+fn dns() -> SocketAddrV4 {
+    sa([8, 8, 8, 8], 53)
+}
+
+fn open_udp(b: &mut Bench, local: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> FlowId {
+    let before = b.host.calls.len();
+    b.send(&udp_frame(local, to, payload));
+    match &b.host.calls[before..] {
+        [Call::Open(id, Proto::Udp, dst), Call::Send(id2, data)] => {
+            assert_eq!(*dst, to);
+            assert_eq!(id, id2);
+            assert_eq!(data, payload);
+            *id
+        }
+        other => panic!("expected open and send, got {other:?}"),
+    }
+}
+
+#[test]
+fn first_datagram_opens_later_ones_reuse_the_flow() {
+    let mut b = Bench::new();
+    let id = open_udp(&mut b, sandbox(5000), dns(), b"query 1");
+    b.host.take_calls();
+    b.send(&udp_frame(sandbox(5000), dns(), b"query 2"));
+    assert_eq!(b.host.take_calls(), vec![Call::Send(id, b"query 2".to_vec())]);
+    b.no_frames();
+    // Another source port is another flow.
+    let id2 = open_udp(&mut b, sandbox(5001), dns(), b"q");
+    assert_ne!(id, id2);
+    // Another destination too.
+    let id3 = open_udp(&mut b, sandbox(5000), sa([1, 1, 1, 1], 53), b"q");
+    assert_ne!(id3, id);
+    assert_eq!(b.tr.len(), 3);
+    let flows = b.tr.flows(b.now);
+    let f = &flows.iter().find(|(i, _)| *i == id).unwrap().1;
+    assert_eq!((f.proto, f.direction, f.state), (Proto::Udp, Direction::Egress, "active"));
+    assert_eq!(f.bytes_from_sandbox, 14);
+    assert_eq!(b.counters(NET), Counters { flows_opened: 3, active: 3, ..Counters::default() });
+}
+
+#[test]
+fn empty_datagrams_are_carried() {
+    let mut b = Bench::new();
+    let id = open_udp(&mut b, sandbox(5000), dns(), b"");
+    let (_, out) = b.datagram_in(id, b"").unwrap();
+    assert!(matches!(out, Out::Udp { payload, .. } if payload.is_empty()));
+}
+
+#[test]
+fn datagram_in_builds_a_reply_with_swapped_addresses() {
+    let mut b = Bench::new();
+    let id = open_udp(&mut b, sandbox(5000), dns(), b"query");
+    let (df, out) = b.datagram_in(id, b"the answer").expect("a frame");
+    assert_eq!(df.port, GW_PORT);
+    let Out::Udp { src_mac, dst_mac, src, dst, payload } = out else { panic!("not UDP") };
+    assert_eq!((src, dst), (dns(), sandbox(5000)));
+    assert_eq!((src_mac, dst_mac), (GW_MAC, SB_MAC));
+    assert_eq!(payload, b"the answer");
+    let f = &b.tr.flows(b.now)[0].1;
+    assert_eq!(f.bytes_to_sandbox, 10);
+    // A large datagram: no GSO, one checksum.
+    let big = vec![0xa5u8; 8000];
+    let (df, out) = b.datagram_in(id, &big).unwrap();
+    assert_eq!(df.len, UDP_PAYLOAD_LEN + 8000);
+    assert!(matches!(out, Out::Udp { payload, .. } if payload == big));
+    // Odd lengths complete their checksum too.
+    for n in [1usize, 3, 1471] {
+        let p: Vec<u8> = (0..n).map(|i| i as u8 ^ 0x5a).collect();
+        let (_, out) = b.datagram_in(id, &p).unwrap();
+        assert!(matches!(out, Out::Udp { payload, .. } if payload == p));
+    }
+}
+
+const UDP_PAYLOAD_LEN: usize = crate::nat::UDP_PAYLOAD;
+
+#[test]
+fn unanswered_flow_times_out_after_30s() {
+    let mut b = Bench::new();
+    let t0 = b.now;
+    let id = open_udp(&mut b, sandbox(5000), dns(), b"q");
+    b.host.take_calls();
+    assert_eq!(b.tr.next_deadline(), Some(t0 + 30_000));
+    b.poll(t0 + 29_999);
+    assert_eq!(b.tr.len(), 1);
+    b.poll(t0 + 30_000);
+    assert_eq!(b.host.take_calls(), vec![Call::Close(id, false)]);
+    assert!(b.tr.is_empty());
+    let c = b.counters(NET);
+    assert_eq!((c.flows_timed_out, c.active), (1, 0));
+    b.no_frames();
+}
+
+#[test]
+fn traffic_from_the_sandbox_keeps_an_unanswered_flow() {
+    let mut b = Bench::new();
+    let t0 = b.now;
+    let id = open_udp(&mut b, sandbox(5000), dns(), b"q");
+    b.now = t0 + 20_000;
+    b.send(&udp_frame(sandbox(5000), dns(), b"q again"));
+    b.poll(t0 + 30_000);
+    assert_eq!(b.tr.len(), 1);
+    b.poll(t0 + 49_999);
+    assert_eq!(b.tr.len(), 1);
+    b.poll(t0 + 50_000);
+    assert!(b.tr.is_empty());
+    assert!(b.host.calls.contains(&Call::Close(id, false)));
+}
+
+#[test]
+fn answered_flow_times_out_after_120s() {
+    let mut b = Bench::new();
+    let t0 = b.now;
+    let id = open_udp(&mut b, sandbox(5000), dns(), b"q");
+    b.now = t0 + 10;
+    b.datagram_in(id, b"a").unwrap();
+    b.poll(t0 + 30_000);
+    assert_eq!(b.tr.len(), 1, "answered: the long timeout");
+    b.poll(t0 + 10 + 119_999);
+    assert_eq!(b.tr.len(), 1);
+    b.poll(t0 + 10 + 120_000);
+    assert!(b.tr.is_empty());
+    assert!(b.host.calls.contains(&Call::Close(id, false)));
+    assert_eq!(b.counters(NET).flows_timed_out, 1);
+    // A datagram for a flow that is gone is dropped.
+    assert!(b.datagram_in(id, b"late").is_none());
+}
+
+#[test]
+fn send_refused_answers_port_unreachable_quoting_the_datagram() {
+    let mut b = Bench::new();
+    let id = open_udp(&mut b, sandbox(5000), dns(), b"q");
+    b.host.send_errors.insert(id, libc::ECONNREFUSED);
+    let frame = udp_frame(sandbox(5000), dns(), b"second");
+    b.send(&frame);
+    let mut f = b.frames();
+    assert_eq!(f.len(), 1);
+    let Out::Icmp { src, dst, icmp_type, payload } = f.remove(0) else { panic!("not ICMP") };
+    assert_eq!((src, dst), (*dns().ip(), SB_IP));
+    assert_eq!(icmp_type_code(&icmp_type), (3, 3));
+    assert_eq!(payload, &frame[14..14 + 28], "the datagram's IP header and 8 bytes");
+    assert_eq!(b.tr.len(), 1, "the flow stays");
+    // WouldBlock is not an error worth telling.
+    b.host.capacity.insert(id, 0);
+    b.send(&udp_frame(sandbox(5000), dns(), b"third"));
+    b.no_frames();
+}
+
+#[test]
+fn open_unreachable_answers_icmp_and_refuses() {
+    for (err, code) in [(libc::ENETUNREACH, 0u8), (libc::EHOSTUNREACH, 1), (libc::EACCES, 1)] {
+        let mut b = Bench::new();
+        b.host.open_errors.insert(dns(), err);
+        let frame = udp_frame(sandbox(5000), dns(), b"q");
+        b.send(&frame);
+        let mut f = b.frames();
+        let Out::Icmp { icmp_type, payload, .. } = f.remove(0) else { panic!("not ICMP") };
+        assert_eq!(icmp_type_code(&icmp_type), (3, code));
+        assert_eq!(payload, &frame[14..14 + 28]);
+        assert!(b.tr.is_empty());
+        let c = b.counters(NET);
+        assert_eq!((c.flows_opened, c.flows_refused, c.active), (1, 1, 0));
+        assert!(matches!(b.host.calls.last(), Some(Call::Close(_, false))));
+    }
+}
+
+#[test]
+fn an_icmp_error_quotes_a_header_with_options_whole() {
+    // A datagram whose IPv4 header carries 40 bytes of options (NOPs, and
+    // an end of list): the quote is the 60-byte header and 8 bytes more.
+    let mut b = Bench::new();
+    b.host.open_errors.insert(dns(), libc::ENETUNREACH);
+    let frame = with_ip_options(&udp_frame(sandbox(5000), dns(), b"query"), 40);
+    b.send(&frame);
+    let Out::Icmp { icmp_type, payload, .. } = b.frames().remove(0) else { panic!("not ICMP") };
+    assert_eq!(icmp_type_code(&icmp_type), (3, 0));
+    assert_eq!(payload, &frame[14..14 + 68]);
+
+    // The same on a send error of an open flow.
+    let id = open_udp(&mut b, sandbox(5001), dns(), b"q");
+    b.host.send_errors.insert(id, libc::ECONNREFUSED);
+    let frame = with_ip_options(&udp_frame(sandbox(5001), dns(), b"query"), 40);
+    b.send(&frame);
+    let Out::Icmp { icmp_type, payload, .. } = b.frames().remove(0) else { panic!("not ICMP") };
+    assert_eq!(icmp_type_code(&icmp_type), (3, 3));
+    assert_eq!(payload, &frame[14..14 + 68]);
+}
+
+/// Inserts `n` bytes (a multiple of 4) of IPv4 options into a frame.
+pub(super) fn with_ip_options(frame: &[u8], n: usize) -> Vec<u8> {
+    assert!(n.is_multiple_of(4) && n <= 40);
+    let mut v = frame[..34].to_vec();
+    v.extend(std::iter::repeat_n(1u8, n - 1));
+    v.push(0);
+    v.extend_from_slice(&frame[34..]);
+    let ip = &mut v[14..14 + 20 + n];
+    ip[0] = 0x40 | ((20 + n) / 4) as u8;
+    let total = u16::from_be_bytes([ip[2], ip[3]]) + n as u16;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[10..12].fill(0);
+    let check = !(ones_sum(0, ip) as u16);
+    ip[10..12].copy_from_slice(&check.to_be_bytes());
+    v
+}
+
+#[test]
+fn socket_errors_are_reported_as_icmp() {
+    let mut b = Bench::new();
+    let id = open_udp(&mut b, sandbox(5000), dns(), b"q");
+    b.tr.datagram_error(id, &errno(libc::ECONNREFUSED), &mut b.out);
+    let Out::Icmp { icmp_type, payload, .. } = b.frames().remove(0) else { panic!("not ICMP") };
+    assert_eq!(icmp_type_code(&icmp_type), (3, 3));
+    assert_eq!(&payload[12..16], &SB_IP.octets());
+    assert_eq!(&payload[16..20], &dns().ip().octets());
+    assert_eq!(u16::from_be_bytes([payload[20], payload[21]]), 5000);
+    assert_eq!(u16::from_be_bytes([payload[22], payload[23]]), 53);
+    assert_eq!(payload[9], 17);
+    b.tr.host_failed(id, &mut b.host, &mut b.out);
+    assert_eq!(b.frames().len(), 1);
+    b.tr.datagram_error(id, &errno(libc::ENETUNREACH), &mut b.out);
+    let Out::Icmp { icmp_type, .. } = b.frames().remove(0) else { panic!("not ICMP") };
+    assert_eq!(icmp_type_code(&icmp_type), (3, 0));
+    assert_eq!(b.tr.len(), 1, "errors do not end a UDP flow");
+}
+
+#[test]
+fn datagrams_to_the_gateway_are_not_translated() {
+    let mut b = Bench::new();
+    b.send(&udp_frame(sandbox(5000), SocketAddrV4::new(GW_IP, 53), b"q"));
+    b.send(&echo_frame(SB_IP, GW_IP, 1, 1, b"ping"));
+    assert!(b.host.calls.is_empty());
+    assert!(b.tr.is_empty());
+    b.no_frames();
+}
+
+#[test]
+fn unknown_network_is_refused() {
+    let mut b = Bench::new();
+    let r = b.tr.from_sandbox(
+        crate::port::NetworkId(5),
+        &udp_frame(sandbox(1), dns(), b"x"),
+        b.now,
+        &mut b.host,
+        &mut b.out,
+    );
+    assert!(r.is_err());
+    assert!(b.host.calls.is_empty());
+}
+
+// ------------------------------------------------------------------ ICMP echo
+
+fn remote_ip() -> Ipv4Addr {
+    Ipv4Addr::new(1, 1, 1, 1)
+}
+
+#[test]
+fn echo_request_opens_a_ping_flow_and_sends_the_message() {
+    let mut b = Bench::new();
+    let frame = echo_frame(SB_IP, remote_ip(), 0x1234, 1, b"abcdefgh");
+    b.send(&frame);
+    let calls = b.host.take_calls();
+    let [Call::Open(id, Proto::Icmp, to), Call::Send(id2, msg)] = &calls[..] else { panic!("{calls:?}") };
+    assert_eq!(*to, SocketAddrV4::new(remote_ip(), 0));
+    assert_eq!(id, id2);
+    assert_eq!(msg, &frame[34..], "the whole ICMP message");
+    // The next request of the same id reuses it.
+    b.send(&echo_frame(SB_IP, remote_ip(), 0x1234, 2, b"abcdefgh"));
+    assert!(matches!(&b.host.take_calls()[..], [Call::Send(i, _)] if i == id));
+    // Another id is another flow.
+    b.send(&echo_frame(SB_IP, remote_ip(), 0x1235, 1, b"x"));
+    assert!(matches!(&b.host.take_calls()[..], [Call::Open(i, Proto::Icmp, _), Call::Send(..)] if i != id));
+    let f = b.tr.flows(b.now);
+    assert!(f.iter().any(|(_, f)| f.proto == Proto::Icmp && f.sandbox == SocketAddrV4::new(SB_IP, 0x1234)));
+}
+
+#[test]
+fn echo_reply_gets_the_sandbox_id_back_with_a_valid_checksum() {
+    let mut b = Bench::new();
+    b.send(&echo_frame(SB_IP, remote_ip(), 0x1234, 7, b"payload!"));
+    let Some(Call::Open(id, ..)) = b.host.take_calls().first().cloned() else { panic!() };
+    // The ping socket's reply carries the kernel's id (and its checksum).
+    let mut reply = Vec::new();
+    etherparse::Icmpv4Header::with_checksum(Icmpv4Type::EchoReply(IcmpEchoHeader { id: 0x9999, seq: 7 }), b"payload!")
+        .write(&mut reply)
+        .unwrap();
+    reply.extend_from_slice(b"payload!");
+    let (df, out) = b.echo_in(id, &reply).expect("a frame");
+    assert_eq!(df.port, GW_PORT);
+    assert_eq!(df.hdr, crate::sys::tap::VirtioNetHdr::default(), "complete checksums, no offload");
+    let Out::Icmp { src, dst, icmp_type, payload } = out else { panic!("not ICMP") };
+    assert_eq!((src, dst), (remote_ip(), SB_IP));
+    assert_eq!(icmp_type, Icmpv4Type::EchoReply(IcmpEchoHeader { id: 0x1234, seq: 7 }));
+    assert_eq!(payload, b"payload!");
+    // Odd length.
+    let mut odd = reply.clone();
+    odd.push(0x77);
+    let (_, out) = b.echo_in(id, &odd).unwrap();
+    assert!(matches!(out, Out::Icmp { payload, .. } if payload == b"payload!\x77"));
+}
+
+#[test]
+fn non_reply_messages_are_not_forwarded() {
+    let mut b = Bench::new();
+    b.send(&echo_frame(SB_IP, remote_ip(), 0x1234, 7, b""));
+    let Some(Call::Open(id, ..)) = b.host.take_calls().first().cloned() else { panic!() };
+    assert!(b.echo_in(id, &[3, 1, 0, 0, 0, 0, 0, 0]).is_none());
+    assert!(b.echo_in(id, &[0, 0, 0]).is_none(), "too short");
+}
+
+#[test]
+fn echo_flows_time_out_like_udp() {
+    let mut b = Bench::new();
+    let t0 = b.now;
+    b.send(&echo_frame(SB_IP, remote_ip(), 0x1234, 7, b""));
+    let Some(Call::Open(id, ..)) = b.host.take_calls().first().cloned() else { panic!() };
+    b.poll(t0 + 30_000);
+    assert!(b.tr.is_empty());
+    assert!(b.host.calls.contains(&Call::Close(id, false)));
+}
+
+#[test]
+fn echo_unreachable_answers_icmp() {
+    let mut b = Bench::new();
+    b.host.open_errors.insert(SocketAddrV4::new(remote_ip(), 0), libc::ENETUNREACH);
+    let frame = echo_frame(SB_IP, remote_ip(), 0x1234, 7, b"abc");
+    b.send(&frame);
+    let Out::Icmp { icmp_type, payload, .. } = b.frames().remove(0) else { panic!("not ICMP") };
+    assert_eq!(icmp_type_code(&icmp_type), (3, 0));
+    assert_eq!(payload, &frame[14..14 + 28]);
+}
+
+#[test]
+fn echo_error_later_quotes_the_echo_id() {
+    // An error reported on the ping socket later (a rebuilt quote): the
+    // sandbox's kernel finds its ping socket by the quoted echo id, which
+    // sits at offset 4 of the quoted ICMP header, after type 8 and code 0.
+    let mut b = Bench::new();
+    b.send(&echo_frame(SB_IP, remote_ip(), 0x1234, 7, b""));
+    let Some(Call::Open(id, ..)) = b.host.take_calls().first().cloned() else { panic!() };
+    b.tr.datagram_error(id, &errno(libc::EHOSTUNREACH), &mut b.out);
+    let Out::Icmp { payload, .. } = b.frames().remove(0) else { panic!("not ICMP") };
+    assert_eq!(payload[9], 1);
+    assert_eq!((payload[20], payload[21]), (8, 0), "an echo request is quoted");
+    assert_eq!(u16::from_be_bytes([payload[24], payload[25]]), 0x1234);
+}
