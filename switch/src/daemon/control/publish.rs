@@ -386,6 +386,87 @@ mod tests {
         assert!(pubs[0].backends.is_empty());
     }
 
+    /// A control plane over a real (unprivileged) datapath thread and a
+    /// scratch state directory, removed on drop.
+    struct Scratch {
+        dir: std::path::PathBuf,
+        control: Option<Control>,
+    }
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("vsw-publish-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let (store, model) = crate::model::Store::open(&dir).unwrap();
+            let datapath = crate::daemon::datapath::DatapathHandle::spawn(None, None, Vec::new()).unwrap();
+            let control = Control::restore(store, model, datapath, None, false, Vec::new()).unwrap();
+            Scratch { dir, control: Some(control) }
+        }
+
+        fn c(&mut self) -> &mut Control {
+            self.control.as_mut().unwrap()
+        }
+
+        fn state(&self) -> Vec<u8> {
+            std::fs::read(self.dir.join("state.json")).unwrap()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            drop(self.control.take());
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn refused_requests_change_nothing() {
+        use ctl::proto::Request;
+        let mut s = Scratch::new("refused");
+        let create = |name: &str, subnet: &str, options: &[(&str, &str)]| Request::NetworkCreate {
+            name: name.into(),
+            driver: ctl::proto::Driver::Bridge,
+            subnet: Some(subnet.parse().unwrap()),
+            gateway: None,
+            ip_range: None,
+            internal: false,
+            mtu: None,
+            attachable: false,
+            vni: None,
+            options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        };
+        s.c().handle(create("a", "10.1.0.0/24", &[])).unwrap();
+        let e = s.c().handle(create("b", "10.2.0.0/24", &[("egress", "maybe")])).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument, "{}", e.message);
+        s.c().handle(create("c", "10.3.0.0/24", &[("egress", "false")])).unwrap();
+        let before = s.state();
+
+        // The datapath refuses these (a port in use, an address not on this host): the service
+        // is not created, the state file is untouched.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        for spec in [format!("127.0.0.1:{port}:80"), "192.0.2.1:8080:80".to_owned()] {
+            let publish = ctl::parse_publish(&spec).unwrap();
+            let req = Request::ServicePublish { name: "api".into(), network: Some("a".into()), publish };
+            assert!(s.c().handle(req).is_err(), "{spec} should be refused");
+            assert_eq!(s.c().model.services().count(), 0);
+            assert_eq!(s.state(), before);
+        }
+
+        let not_found = |s: &mut Scratch, req: Request| {
+            let e = s.c().handle(req).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::NotFound, "{}", e.message);
+        };
+        not_found(&mut s, Request::ServiceInspect { name: "api".into() });
+        not_found(&mut s, Request::ServiceRm { name: "api".into() });
+        not_found(&mut s, Request::NatLs { network: Some("nope".into()) });
+        let publish = ctl::parse_publish("8080:80").unwrap();
+        not_found(&mut s, Request::SandboxPublish { sandbox: "nope".into(), network: None, publish: publish.clone() });
+        not_found(&mut s, Request::SandboxUnpublish { sandbox: "nope".into(), network: None, publish });
+        assert_eq!(s.c().handle(Request::ServiceLs).unwrap(), serde_json::json!([]));
+        assert_eq!(s.state(), before);
+    }
+
     #[test]
     fn listen_errors_become_clear_ctl_errors() {
         let listen = |addr: &str, kind: io::ErrorKind| DatapathError::Listen {
