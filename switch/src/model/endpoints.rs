@@ -100,6 +100,9 @@ impl Model {
         if let Some(service) = &req.service {
             validate::object_name("service", service)?;
         }
+        if net.internal && !req.publish.is_empty() {
+            return Err(ModelError::PublishOnInternal(net.name.clone()));
+        }
         self.check_new_host_ports(&req.publish)?;
         let ipv4 = match req.ipv4 {
             Some(ip) => {

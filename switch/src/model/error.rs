@@ -354,6 +354,9 @@ pub enum ModelError {
     /// invalid port mapping {0}: ports must be from 1 to 65535
     #[error("invalid port mapping {0}: ports must be from 1 to 65535")]
     InvalidPortMapping(String),
+    /// network {0} is --internal: it has no route to the host, so nothing can be published on it
+    #[error("network {0} is --internal: it has no route to the host, so nothing can be published on it")]
+    PublishOnInternal(String),
     /// no ports given: publish at least one
     #[error("no ports given: publish at least one")]
     NoPorts,

@@ -119,7 +119,11 @@ impl Model {
         if mappings.is_empty() {
             return Err(ModelError::NoPorts);
         }
-        let id = self.publish_target(sandbox, network)?.id.clone();
+        let target = self.publish_target(sandbox, network)?;
+        if let Some(net) = self.networks.get(&target.network_id).filter(|n| n.internal) {
+            return Err(ModelError::PublishOnInternal(net.name.clone()));
+        }
+        let id = target.id.clone();
         self.check_new_host_ports(mappings)?;
         let endpoint = self.endpoints.get_mut(&id).ok_or_else(|| ModelError::NoSuchSandbox(sandbox.to_owned()))?;
         endpoint.publish.extend_from_slice(mappings);
@@ -208,6 +212,9 @@ impl Model {
             return Err(ModelError::NoPorts);
         }
         let requested = network.map(|n| self.network(n)).transpose()?;
+        if let Some(net) = requested.filter(|n| n.internal) {
+            return Err(ModelError::PublishOnInternal(net.name.clone()));
+        }
         if let Some(net) = requested
             && !net.driver.is_switched()
         {
@@ -242,6 +249,9 @@ impl Model {
                 }
             }
         };
+        if let Some(net) = self.networks.get(&network_id).filter(|n| n.internal) {
+            return Err(ModelError::PublishOnInternal(net.name.clone()));
+        }
         self.check_new_host_ports(mappings)?;
         let service = self.services.entry(name.to_owned()).or_insert_with(|| Service {
             name: name.to_owned(),

@@ -73,9 +73,11 @@ fn model_error(e: ModelError) -> CtlError {
         M::NoSuchService(_) | M::NotPublished { .. } | M::NoEndpointToPublish(_) => ErrorKind::NotFound,
         M::PortPublished { .. } | M::ServiceOnOtherNetwork { .. } => ErrorKind::Conflict,
         M::NetworkInUse { .. } | M::NetworkHasServices { .. } => ErrorKind::InUse,
-        M::HostNotConnectable | M::NoneNotConnectable | M::NotAttachable(_) | M::SingletonDriver(_) => {
-            ErrorKind::NotSupported
-        }
+        M::HostNotConnectable
+        | M::NoneNotConnectable
+        | M::NotAttachable(_)
+        | M::SingletonDriver(_)
+        | M::PublishOnInternal(_) => ErrorKind::NotSupported,
         _ => ErrorKind::InvalidArgument,
     };
     CtlError::new(kind, e.to_string())

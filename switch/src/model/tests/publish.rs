@@ -198,3 +198,20 @@ fn mappings_and_services_persist_and_old_files_load() {
     let e = serde_json::from_value::<Model>(value).unwrap_err().to_string();
     assert!(e.contains("host port 9090/tcp is published twice"), "{e}");
 }
+
+#[test]
+fn nothing_is_published_on_an_internal_network() {
+    let mut m = populated();
+    m.create_network(CreateNetwork { internal: true, ..bridge("int", "10.5.0.0/24") }).unwrap();
+    let before = snapshot(&m);
+    let r = m.connect(Connect { publish: p("8080:80"), ..Connect::new("int", "s1") });
+    assert_refused(&m, &before, r, &["network int is --internal"]);
+    let r = m.publish_service("api", Some("int"), &p("8080:80"));
+    assert_refused(&m, &before, r, &["network int is --internal"]);
+    m.connect(Connect { service: Some("api".into()), ..Connect::new("int", "s1") }).unwrap();
+    let before = snapshot(&m);
+    let r = m.publish("s1", None, &p("8080:80"));
+    assert_refused(&m, &before, r, &["network int is --internal"]);
+    let r = m.publish_service("api", None, &p("8080:80"));
+    assert_refused(&m, &before, r, &["network int is --internal"]);
+}
