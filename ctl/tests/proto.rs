@@ -410,6 +410,10 @@ fn check_payload(verb: &str, ok: Value) {
         "config_show" => serde_json::from_value::<ConfigInfo>(ok).map(drop),
         "stats" => serde_json::from_value::<Vec<PortStats>>(ok).map(drop),
         "version" => serde_json::from_value::<VersionInfo>(ok).map(drop),
+        "sandbox_publish" | "sandbox_unpublish" => serde_json::from_value::<SandboxInfo>(ok).map(drop),
+        "service_publish" | "service_inspect" => serde_json::from_value::<ServiceInfo>(ok).map(drop),
+        "service_ls" => serde_json::from_value::<Vec<ServiceInfo>>(ok).map(drop),
+        "nat_ls" => serde_json::from_value::<Vec<NatFlow>>(ok).map(drop),
         _ => serde_json::from_value::<Ack>(ok).map(drop),
     };
     r.unwrap_or_else(|e| panic!("payload of {verb}: {e}"));
