@@ -443,17 +443,18 @@ impl Control {
         let ns = plumbing::open_sandbox_netns(&sandbox).map_err(plumb_error)?;
         let tap = plumbing::plumb_endpoint(&ns, &endpoint, &network).map_err(plumb_error)?;
         self.add_tap_to_datapath(tap, &endpoint, &network)?;
-        // Its ports and the service it joins, together: a port that cannot
-        // be opened leaves the sandbox unconnected.
-        if let Err(e) = self.publish_all(Self::connect_publications(&next, &endpoint)) {
+        // Its ports, all or none: a port that cannot be opened leaves the
+        // sandbox unconnected.
+        if let Err(e) = self.publish_all(publish::endpoint_publications(&next, &endpoint, &endpoint.publish)) {
             self.teardown_endpoint(&endpoint);
             return Err(e);
         }
         if let Err(e) = self.commit(next) {
-            self.undo_connect_publications(&endpoint);
+            self.unpublish_endpoint(&endpoint);
             self.teardown_endpoint(&endpoint);
             return Err(e);
         }
+        self.join_service(&endpoint);
         self.write_resolv_conf(&endpoint.sandbox);
         ok(self.endpoint_info(&endpoint))
     }

@@ -5,7 +5,8 @@
 //! together or none of them, and the model is saved only after it did (a
 //! failed save closes them again). A service's publications are re-sent
 //! (same host key: the datapath only swaps the backends) whenever one of its
-//! replicas connects or disconnects.
+//! replicas connects or disconnects; that update is logged when it fails,
+//! never the reason a connect or disconnect fails.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
@@ -116,6 +117,12 @@ impl Control {
         }
     }
 
+    /// Closes `endpoint`'s own published ports (after a failed save of its
+    /// connect), logging a failure.
+    pub(super) fn unpublish_endpoint(&self, endpoint: &Endpoint) {
+        self.unpublish_logged(keys(&endpoint.publish));
+    }
+
     /// Re-sends the publications of `services` (by name) with their replicas
     /// as the live model has them, logging failures.
     fn republish_services(&self, services: &BTreeSet<String>) {
@@ -127,23 +134,14 @@ impl Control {
         }
     }
 
-    /// The publications a new endpoint brings: its own ports and, when it
-    /// joins a published service, that service's ports with it among the
-    /// backends. `model` already holds the endpoint.
-    pub(super) fn connect_publications(model: &Model, endpoint: &Endpoint) -> Vec<Publication> {
-        let mut publications = endpoint_publications(model, endpoint, &endpoint.publish);
-        if let Some(service) = model.service_of(endpoint) {
-            publications.extend(service_publications(model, service));
+    /// After a new endpoint was saved: adds it to the backends of the
+    /// service it is a replica of, if that service is published. A failure
+    /// is logged, not the connect's: the endpoint's own ports are what the
+    /// connect promises.
+    pub(super) fn join_service(&self, endpoint: &Endpoint) {
+        if let Some(service) = self.model.service_of(endpoint) {
+            self.republish_services(&BTreeSet::from([service.name.clone()]));
         }
-        publications
-    }
-
-    /// Undoes [`Control::connect_publications`] after a failed save: the
-    /// live model does not hold the endpoint.
-    pub(super) fn undo_connect_publications(&self, endpoint: &Endpoint) {
-        self.unpublish_logged(keys(&endpoint.publish));
-        let services: BTreeSet<String> = endpoint.service.iter().cloned().collect();
-        self.republish_services(&services);
     }
 
     /// After `endpoints` left the (already saved) model: closes their ports
@@ -372,9 +370,10 @@ mod tests {
         let order: Vec<Ipv4Addr> = pubs[0].backends.iter().map(|b| b.address).collect();
         assert_eq!(order, [e1.ipv4, e2.ipv4]);
         assert!(pubs[0].backends.iter().all(|b| b.port == 53));
-        // The next replica comes last; connect_publications carries the update.
+        // The next replica comes last.
         let e3 = m.connect(Connect { service: Some("api".into()), ..Connect::new("a", "s3") }).unwrap();
-        let pubs = Control::connect_publications(&m, &e3);
+        assert_eq!(m.service_of(&e3).map(|s| s.name.as_str()), Some("api"));
+        let pubs = service_publications(&m, m.service("api").unwrap());
         let order: Vec<Ipv4Addr> = pubs[0].backends.iter().map(|b| b.address).collect();
         assert_eq!(order, [e1.ipv4, e2.ipv4, e3.ipv4]);
         // No replicas: still published, with no backends.
