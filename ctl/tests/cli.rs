@@ -162,6 +162,8 @@ fn network_connect_disconnect_and_rm() {
             ip: Some(Ipv4Addr::new(10, 10, 0, 5)),
             aliases: vec!["www".into(), "api".into()],
             mac: Some("02:42:0a:0a:00:05".parse().unwrap()),
+            publish: vec![],
+            service: None,
         }]
     );
     let (out, reqs) = run_ok(&["network", "disconnect", "blue", "web"], vec![Reply::Ok(json!({}))]);
@@ -527,6 +529,11 @@ fn bad_arguments_are_rejected_before_connecting() {
         (&["sandbox", "inspect", "s", "--pretty", "--json"], "'--pretty' cannot be used with '--json'"),
         (&["--json", "sandbox", "inspect", "--pretty", "s"], "'--pretty' cannot be used with '--json'"),
         (&["dns", "ls", "a", "b"], "unexpected argument"),
+        (&["network", "connect", "n", "s", "-p", "80"], "no host port"),
+        (&["network", "connect", "n", "s", "-p", "8080-8081:80"], "differ in length"),
+        (&["sandbox", "publish", "s"], "--publish <SPEC>"),
+        (&["sandbox", "publish", "s", "-p", "[::1]:80:80"], "IPv6"),
+        (&["service", "publish", "api", "-p", "8080:80/sctp"], "invalid protocol"),
     ];
     for (args, needle) in cases {
         let out = vswitchctl(&sock, args);
@@ -606,4 +613,211 @@ fn stats_prometheus_prints_the_daemons_text_as_is() {
     let (out, reqs) = run_ok(&["stats", "--prometheus"], vec![Reply::Ok(json!({"text": text}))]);
     assert_eq!(reqs, vec![Request::Metrics]);
     assert_eq!(out, text);
+}
+
+fn web_with_ports() -> Value {
+    let ep = |net: &str, publish: Value| {
+        json!({"network": net, "sandbox": "web", "endpoint_id": "e1", "port": "vsp1", "ifname": "eth0",
+               "mac": "02:42:0a:0a:00:05", "ipv4": "10.10.0.5/24", "aliases": [], "publish": publish})
+    };
+    json!({"name": "web", "netns": "/run/netns/web", "dns": [], "dns_search": [], "endpoints": [
+        ep("blue", json!([
+            {"host_ip": "0.0.0.0", "host_port": 8080, "container_port": 80, "proto": "tcp"},
+            {"host_ip": "0.0.0.0", "host_port": 10443, "container_port": 443, "proto": "tcp"}
+        ])),
+        ep("red", json!([
+            {"host_ip": "127.0.0.1", "host_port": 5353, "container_port": 53, "proto": "udp"},
+            {"host_ip": "127.0.0.1", "host_port": 8081, "container_port": 80, "proto": "tcp"}
+        ])),
+    ]})
+}
+
+#[test]
+fn port_prints_what_docker_port_prints() {
+    let (out, reqs) = run_ok(&["port", "web"], vec![Reply::Ok(web_with_ports())]);
+    assert_eq!(reqs, vec![Request::SandboxInspect { name: "web".into() }]);
+    assert_eq!(
+        out,
+        "53/udp -> 127.0.0.1:5353\n80/tcp -> 0.0.0.0:8080\n80/tcp -> 127.0.0.1:8081\n443/tcp -> 0.0.0.0:10443\n"
+    );
+    let (out, _) = run_ok(&["port", "web", "80"], vec![Reply::Ok(web_with_ports())]);
+    assert_eq!(out, "0.0.0.0:8080\n127.0.0.1:8081\n");
+    let (out, _) = run_ok(&["port", "web", "53/udp"], vec![Reply::Ok(web_with_ports())]);
+    assert_eq!(out, "127.0.0.1:5353\n");
+    let (out, _) = run_ok(&["port", "web", "53/udp", "--json"], vec![Reply::Ok(web_with_ports())]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!([{"host_ip": "127.0.0.1", "host_port": 5353, "container_port": 53, "proto": "udp"}])
+    );
+    // Nothing published: nothing printed, as docker.
+    let bare = json!({"name": "db", "netns": "/run/netns/db", "dns": [], "dns_search": [], "endpoints": []});
+    let (out, _) = run_ok(&["port", "db"], vec![Reply::Ok(bare)]);
+    assert_eq!(out, "");
+
+    let d = FakeDaemon::start(vec![Reply::Ok(web_with_ports())]);
+    let out = vswitchctl(&d.socket, &["port", "web", "81"]);
+    d.finish();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "Error: No public port '81/tcp' published for web\n");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn publish_verbs_send_expanded_mappings() {
+    let sb = json!({"name": "web", "netns": "/run/netns/web", "dns": [], "dns_search": [], "endpoints": []});
+    let ep = json!({"network": "blue", "sandbox": "web", "endpoint_id": "e1", "port": "vsp1", "ifname": "eth0",
+                    "mac": "02:42:0a:0a:00:05", "ipv4": "10.10.0.5/24", "aliases": []});
+    let (out, reqs) = run_ok(
+        &[
+            "network",
+            "connect",
+            "blue",
+            "web",
+            "-p",
+            "8080-8081:80-81",
+            "--publish",
+            "127.0.0.1:53:53/udp",
+            "--service",
+            "api",
+        ],
+        vec![Reply::Ok(ep)],
+    );
+    assert_eq!(out, "");
+    let Request::NetworkConnect { publish, service, .. } = &reqs[0] else { panic!("{reqs:?}") };
+    let shown: Vec<String> = publish.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["0.0.0.0:8080:80/tcp", "0.0.0.0:8081:81/tcp", "127.0.0.1:53:53/udp"]);
+    assert_eq!(service.as_deref(), Some("api"));
+
+    let (out, reqs) =
+        run_ok(&["sandbox", "publish", "web", "--network", "blue", "-p", "9000:90"], vec![Reply::Ok(sb.clone())]);
+    assert_eq!(out, "");
+    assert_eq!(
+        reqs,
+        vec![Request::SandboxPublish {
+            sandbox: "web".into(),
+            network: Some("blue".into()),
+            publish: vec![ctl::PortMapping::tcp(9000, 90)],
+        }]
+    );
+    let (_, reqs) = run_ok(&["sandbox", "unpublish", "web", "-p", "9000:90"], vec![Reply::Ok(sb)]);
+    assert_eq!(
+        reqs,
+        vec![Request::SandboxUnpublish {
+            sandbox: "web".into(),
+            network: None,
+            publish: vec![ctl::PortMapping::tcp(9000, 90)],
+        }]
+    );
+}
+
+#[test]
+fn service_verbs() {
+    let svc = json!({"name": "api", "network": "blue", "created": "2026-12-01T00:00:00Z",
+                     "publish": [{"host_ip": "0.0.0.0", "host_port": 8080, "container_port": 80, "proto": "tcp"},
+                                 {"host_ip": "127.0.0.1", "host_port": 5353, "container_port": 53, "proto": "udp"}],
+                     "replicas": [{"sandbox": "web1", "endpoint_id": "e1", "address": "10.10.0.2"},
+                                  {"sandbox": "web2", "endpoint_id": "e2", "address": "10.10.0.3"}]});
+    let (out, reqs) =
+        run_ok(&["service", "publish", "api", "--network", "blue", "-p", "8080:80"], vec![Reply::Ok(svc.clone())]);
+    assert_eq!(out, "");
+    assert_eq!(
+        reqs,
+        vec![Request::ServicePublish {
+            name: "api".into(),
+            network: Some("blue".into()),
+            publish: vec![ctl::PortMapping::tcp(8080, 80)],
+        }]
+    );
+    let (out, reqs) = run_ok(&["service", "ls"], vec![Reply::Ok(json!([svc.clone()]))]);
+    assert_eq!(reqs, vec![Request::ServiceLs]);
+    assert_eq!(
+        out,
+        "NAME   NETWORK   REPLICAS   PORTS\n\
+         api    blue      2          *:8080->80/tcp, 127.0.0.1:5353->53/udp\n"
+    );
+    let (out, reqs) = run_ok(&["service", "inspect", "api"], vec![Reply::Ok(svc.clone())]);
+    assert_eq!(reqs, vec![Request::ServiceInspect { name: "api".into() }]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!([svc]));
+    let (out, reqs) = run_ok(&["service", "rm", "api"], vec![Reply::Ok(json!({}))]);
+    assert_eq!(out, "api\n");
+    assert_eq!(reqs, vec![Request::ServiceRm { name: "api".into() }]);
+}
+
+#[test]
+fn nat_ls_prints_the_flows() {
+    let flows = json!([
+        {"proto": "tcp", "direction": "inbound", "network": "blue", "sandbox": "web",
+         "sandbox_addr": "10.10.0.5:80", "remote_addr": "192.0.2.9:40000", "outer_local": "0.0.0.0:8080",
+         "outer_remote": "192.0.2.9:40000", "bytes_from_sandbox": 1200, "bytes_to_sandbox": 300,
+         "age_ms": 12345, "state": "established"},
+        {"proto": "udp", "direction": "egress", "network": "blue", "sandbox": null,
+         "sandbox_addr": "10.10.0.9:5000", "remote_addr": "198.51.100.1:53", "outer_local": null,
+         "outer_remote": "198.51.100.1:53", "bytes_from_sandbox": 40, "bytes_to_sandbox": 0,
+         "age_ms": 20, "state": "active"}
+    ]);
+    let (out, reqs) = run_ok(&["nat", "ls", "blue"], vec![Reply::Ok(flows.clone())]);
+    assert_eq!(reqs, vec![Request::NatLs { network: Some("blue".into()) }]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "PROTO",
+            "DIRECTION",
+            "NETWORK",
+            "SANDBOX",
+            "INNER",
+            "REMOTE",
+            "OUTER-LOCAL",
+            "OUTER-REMOTE",
+            "FROM-SANDBOX",
+            "TO-SANDBOX",
+            "AGE",
+            "STATE"
+        ]
+    );
+    let first: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        first,
+        [
+            "tcp",
+            "inbound",
+            "blue",
+            "web",
+            "10.10.0.5:80",
+            "192.0.2.9:40000",
+            "0.0.0.0:8080",
+            "192.0.2.9:40000",
+            "1200",
+            "300",
+            "12.3s",
+            "established"
+        ]
+    );
+    let second: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(second[3], "-");
+    assert_eq!(second[6], "-");
+    assert_eq!(second[10], "20ms");
+    let (out, reqs) = run_ok(&["nat", "ls", "--json"], vec![Reply::Ok(flows.clone())]);
+    assert_eq!(reqs, vec![Request::NatLs { network: None }]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), flows);
+}
+
+#[test]
+fn stats_adds_a_nat_table_for_gateway_ports() {
+    let stats = json!([
+        {"port": "gw:app", "network": "app", "rx_packets": 1, "rx_bytes": 2, "tx_packets": 3, "tx_bytes": 4,
+         "floods": 0, "drops": {},
+         "nat": {"flows_opened": 10, "flows_refused": 2, "flows_timed_out": 1, "table_full": 0, "active": 7}}
+    ]);
+    let (out, _) = run_ok(&["stats"], vec![Reply::Ok(stats)]);
+    assert!(
+        out.ends_with(
+            "\nNAT\n\
+             PORT     OPENED   REFUSED   TIMED-OUT   TABLE-FULL   ACTIVE\n\
+             gw:app   10       2         1           0            7\n"
+        ),
+        "{out}"
+    );
 }

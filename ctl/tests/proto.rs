@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ctl::proto::{
     self, Ack, ConfigInfo, DnsRecord, DnsStats, Driver, EndpointInfo, EndpointResource, ErrorKind, FdbEntry,
-    FlushResult, Ipam, IpamConfig, MAX_REQUEST_BYTES, NetworkInfo, NetworkSummary, PortStats, ProtocolError, Request,
-    ResolverInfo, SandboxInfo, ShowTree, VersionInfo,
+    FlushResult, Ipam, IpamConfig, MAX_REQUEST_BYTES, NatFlow, NatStats, NetworkInfo, NetworkSummary, PortStats,
+    ProtocolError, Request, ResolverInfo, SandboxInfo, ServiceInfo, ServiceReplica, ShowTree, VersionInfo,
 };
 use serde_json::{Value, json};
 
@@ -42,7 +42,26 @@ fn one_of_each() -> Vec<Request> {
             ip: Some(Ipv4Addr::new(10, 10, 0, 5)),
             aliases: vec!["www".into(), "api".into()],
             mac: Some("02:42:0a:0a:00:05".parse().unwrap()),
+            publish: ctl::parse_publish("127.0.0.1:8080-8081:80-81/udp").unwrap(),
+            service: Some("api".into()),
         },
+        Request::SandboxPublish {
+            sandbox: "web".into(),
+            network: Some("blue".into()),
+            publish: vec![ctl::PortMapping::tcp(8443, 443)],
+        },
+        Request::SandboxUnpublish { sandbox: "web".into(), network: None, publish: vec![ctl::PortMapping::tcp(1, 2)] },
+        Request::NatLs { network: Some("blue".into()) },
+        Request::NatLs { network: None },
+        Request::ServicePublish {
+            name: "api".into(),
+            network: Some("blue".into()),
+            publish: vec![ctl::PortMapping::tcp(8080, 80)],
+        },
+        Request::ServicePublish { name: "api".into(), network: None, publish: vec![ctl::PortMapping::tcp(8081, 80)] },
+        Request::ServiceLs,
+        Request::ServiceInspect { name: "api".into() },
+        Request::ServiceRm { name: "api".into() },
         Request::NetworkDisconnect { network: "blue".into(), sandbox: "web".into() },
         Request::Show,
         Request::FdbShow { network: Some("blue".into()) },
@@ -391,6 +410,10 @@ fn check_payload(verb: &str, ok: Value) {
         "config_show" => serde_json::from_value::<ConfigInfo>(ok).map(drop),
         "stats" => serde_json::from_value::<Vec<PortStats>>(ok).map(drop),
         "version" => serde_json::from_value::<VersionInfo>(ok).map(drop),
+        "sandbox_publish" | "sandbox_unpublish" => serde_json::from_value::<SandboxInfo>(ok).map(drop),
+        "service_publish" | "service_inspect" => serde_json::from_value::<ServiceInfo>(ok).map(drop),
+        "service_ls" => serde_json::from_value::<Vec<ServiceInfo>>(ok).map(drop),
+        "nat_ls" => serde_json::from_value::<Vec<NatFlow>>(ok).map(drop),
         _ => serde_json::from_value::<Ack>(ok).map(drop),
     };
     r.unwrap_or_else(|e| panic!("payload of {verb}: {e}"));
@@ -437,6 +460,8 @@ fn web_endpoint() -> EndpointInfo {
         mac: "02:42:0a:0a:00:02".parse().unwrap(),
         ipv4: Some("10.10.0.2/24".parse().unwrap()),
         aliases: vec!["api".into()],
+        publish: vec![ctl::PortMapping::tcp(8080, 80)],
+        service: None,
     }
 }
 
@@ -535,6 +560,7 @@ fn port_stats_dns_is_optional_on_the_wire() {
         floods: 5,
         drops: BTreeMap::new(),
         dns: None,
+        nat: None,
     };
     let v = serde_json::to_value(&st).unwrap();
     assert!(v.as_object().unwrap().get("dns").is_none(), "a port without DNS has no `dns` key: {v}");
@@ -566,4 +592,101 @@ fn port_stats_dns_is_optional_on_the_wire() {
                "tcp_closed_idle": 1})
     );
     assert_eq!(serde_json::from_value::<PortStats>(v).unwrap(), st);
+}
+
+#[test]
+fn port_stats_nat_is_optional_on_the_wire() {
+    let old = json!({"port": "gw:app", "network": "app", "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0,
+                     "tx_bytes": 0, "floods": 0, "drops": {}});
+    let mut st: PortStats = serde_json::from_value(old.clone()).unwrap();
+    assert_eq!(st.nat, None);
+    assert_eq!(serde_json::to_value(&st).unwrap(), old, "no `nat` key when absent");
+    st.nat = Some(NatStats { flows_opened: 5, flows_refused: 4, flows_timed_out: 3, table_full: 2, active: 1 });
+    let v = serde_json::to_value(&st).unwrap();
+    assert_eq!(
+        v["nat"],
+        json!({"flows_opened": 5, "flows_refused": 4, "flows_timed_out": 3, "table_full": 2, "active": 1})
+    );
+    assert_eq!(serde_json::from_value::<PortStats>(v).unwrap(), st);
+}
+
+#[test]
+fn connect_without_publish_sends_no_new_keys() {
+    let req = Request::NetworkConnect {
+        network: "app".into(),
+        sandbox: "web".into(),
+        ip: None,
+        aliases: vec![],
+        mac: None,
+        publish: vec![],
+        service: None,
+    };
+    let line = proto::encode_request(1, &req).unwrap();
+    let v: Value = serde_json::from_slice(&line).unwrap();
+    let keys: BTreeSet<&str> = v["req"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, BTreeSet::from(["verb", "network", "sandbox", "ip", "aliases", "mac"]));
+    let with = json!({"verb": "network_connect", "network": "app", "sandbox": "web",
+                      "publish": [{"host_ip": "0.0.0.0", "host_port": 8080, "container_port": 80, "proto": "tcp"},
+                                  {"host_port": 53, "container_port": 53, "proto": "udp"}],
+                      "service": "dns"});
+    let env = proto::parse_request(json!({"v": 1, "id": 2, "req": with}).to_string().as_bytes()).unwrap();
+    let Request::NetworkConnect { publish, service, .. } = env.req else { panic!("{:?}", env.req) };
+    let shown: Vec<String> = publish.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["0.0.0.0:8080:80/tcp", "0.0.0.0:53:53/udp"]);
+    assert_eq!(service.as_deref(), Some("dns"));
+    let bad = json!({"v": 1, "id": 3, "req": {"verb": "sandbox_publish", "sandbox": "web",
+                     "publish": [{"host_port": 70000, "container_port": 80}]}});
+    let (id, e) = proto::parse_request(bad.to_string().as_bytes()).unwrap_err();
+    assert_eq!((id, e.kind()), (Some(3), ErrorKind::InvalidArgument));
+}
+
+#[test]
+fn nat_flows_and_services_round_trip() {
+    let flow = NatFlow {
+        proto: "tcp".into(),
+        direction: "inbound".into(),
+        network: "app".into(),
+        sandbox: Some("web".into()),
+        sandbox_addr: "10.10.0.2:80".parse().unwrap(),
+        remote_addr: "192.0.2.9:40000".parse().unwrap(),
+        outer_local: Some("0.0.0.0:8080".parse().unwrap()),
+        outer_remote: "192.0.2.9:40000".parse().unwrap(),
+        bytes_from_sandbox: 10,
+        bytes_to_sandbox: 20,
+        age_ms: 1500,
+        state: "established".into(),
+    };
+    let v = serde_json::to_value(vec![&flow]).unwrap();
+    assert_eq!(
+        v,
+        json!([{"proto": "tcp", "direction": "inbound", "network": "app", "sandbox": "web",
+                "sandbox_addr": "10.10.0.2:80", "remote_addr": "192.0.2.9:40000", "outer_local": "0.0.0.0:8080",
+                "outer_remote": "192.0.2.9:40000", "bytes_from_sandbox": 10, "bytes_to_sandbox": 20,
+                "age_ms": 1500, "state": "established"}])
+    );
+    assert_eq!(serde_json::from_value::<Vec<NatFlow>>(v).unwrap(), vec![flow]);
+
+    let svc = ServiceInfo {
+        name: "api".into(),
+        network: "app".into(),
+        created: "2026-12-01T00:00:00Z".into(),
+        publish: vec![ctl::PortMapping::tcp(8080, 80)],
+        replicas: vec![ServiceReplica {
+            sandbox: "web".into(),
+            endpoint_id: "e1".into(),
+            address: Ipv4Addr::new(10, 10, 0, 2),
+        }],
+    };
+    let line = proto::encode_ok(9, &svc);
+    let back: ServiceInfo = proto::decode_response(&line).unwrap().into_payload().unwrap().unwrap();
+    assert_eq!(back, svc);
+    let v: Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(v["ok"]["replicas"][0], json!({"sandbox": "web", "endpoint_id": "e1", "address": "10.10.0.2"}));
+    assert_eq!(v["ok"]["publish"][0]["host_port"], 8080);
+
+    // An endpoint from a daemon that predates publishing.
+    let old = json!({"network": "app", "sandbox": "web", "endpoint_id": "e1", "port": "vsp1", "ifname": "eth0",
+                     "mac": "02:42:0a:0a:00:02", "ipv4": "10.10.0.2/24", "aliases": []});
+    let e: EndpointInfo = serde_json::from_value(old).unwrap();
+    assert!(e.publish.is_empty() && e.service.is_none());
 }

@@ -1,13 +1,14 @@
 //! Reply payloads: the value of a successful response's `ok` field, one type per verb.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::request::Driver;
 use crate::addr::{Ipv4Net, MacAddress};
+use crate::publish::PortMapping;
 
 /// Empty success payload, serialized as `{}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +132,12 @@ pub struct EndpointInfo {
     /// DNS aliases.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Ports published to this endpoint, one entry per port.
+    #[serde(default)]
+    pub publish: Vec<PortMapping>,
+    /// The service this endpoint is a replica of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// A sandbox. Reply to `sandbox_create`; `sandbox_ls` returns a list.
@@ -405,6 +412,10 @@ pub struct PortStats {
     /// On a gateway port (`gw:NET`): the network's embedded DNS counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsStats>,
+    /// On a gateway port (`gw:NET`): the network's L4 translator counters (egress and
+    /// published ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatStats>,
 }
 
 impl PortStats {
@@ -430,4 +441,80 @@ pub struct KeyEpoch {
     pub network: String,
     /// Its new key epoch.
     pub epoch: u32,
+}
+
+/// Counters of one network's L4 translator (egress and published ports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatStats {
+    /// Flows opened (egress and inbound).
+    pub flows_opened: u64,
+    /// Flows refused: the destination refused or was unreachable, or every backend of a
+    /// published port refused.
+    pub flows_refused: u64,
+    /// Flows closed because they were idle (UDP, ICMP) or a handshake never completed (TCP).
+    pub flows_timed_out: u64,
+    /// New flows refused because the flow table was full.
+    pub table_full: u64,
+    /// Flows open now.
+    pub active: u64,
+}
+
+/// One live flow of the L4 translator. `nat_ls` returns a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatFlow {
+    /// `tcp`, `udp` or `icmp`.
+    pub proto: String,
+    /// `egress` (a sandbox reached out) or `inbound` (a client reached a published port).
+    pub direction: String,
+    /// The sandbox's network.
+    pub network: String,
+    /// The sandbox, when its address belongs to a known endpoint.
+    #[serde(default)]
+    pub sandbox: Option<String>,
+    /// The sandbox's side of the inner flow (address and port, or echo id for ICMP).
+    pub sandbox_addr: SocketAddrV4,
+    /// The other side of the inner flow, as the sandbox sees it.
+    pub remote_addr: SocketAddrV4,
+    /// The host socket's local address (egress: the one the kernel picked; inbound: the
+    /// published address), when known.
+    #[serde(default)]
+    pub outer_local: Option<SocketAddrV4>,
+    /// The host socket's peer (egress: the destination; inbound: the client).
+    pub outer_remote: SocketAddrV4,
+    /// Payload bytes from the sandbox.
+    pub bytes_from_sandbox: u64,
+    /// Payload bytes to the sandbox.
+    pub bytes_to_sandbox: u64,
+    /// Milliseconds since the flow was opened.
+    pub age_ms: u64,
+    /// `syn-sent`, `established`, `fin-wait`, `closing`, or `active` (UDP, ICMP).
+    pub state: String,
+}
+
+/// A service: published ports balanced over its replicas. Reply to `service_publish` and
+/// `service_inspect`; `service_ls` returns a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// Service name.
+    pub name: String,
+    /// The network its replicas are reached on.
+    pub network: String,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Published port → the replicas' target port, one entry per port.
+    pub publish: Vec<PortMapping>,
+    /// Its replicas, in the order new connections rotate over them (by connection time). An
+    /// empty list keeps the ports open; their connections are refused.
+    pub replicas: Vec<ServiceReplica>,
+}
+
+/// One replica of a [`ServiceInfo`]: an endpoint connected with `service`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceReplica {
+    /// The sandbox.
+    pub sandbox: String,
+    /// The endpoint's ID.
+    pub endpoint_id: String,
+    /// The endpoint's address on the service's network.
+    pub address: Ipv4Addr,
 }

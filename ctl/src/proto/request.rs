@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{Ipv4Net, MacAddress};
+use crate::publish::PortMapping;
 
 /// Network driver, as in `docker network create --driver`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -105,6 +106,29 @@ pub enum Request {
         /// Sandbox name.
         name: String,
     },
+    /// Publish more ports to a connected sandbox, all or nothing. Reply:
+    /// [`SandboxInfo`](super::SandboxInfo).
+    SandboxPublish {
+        /// Sandbox name.
+        sandbox: String,
+        /// Optional: the network (name or ID prefix) whose endpoint receives the traffic;
+        /// default: the sandbox's only endpoint, else the one carrying its default route.
+        #[serde(default)]
+        network: Option<String>,
+        /// The ports, one entry per port.
+        publish: Vec<PortMapping>,
+    },
+    /// Close published ports of a sandbox, all or nothing. Reply:
+    /// [`SandboxInfo`](super::SandboxInfo).
+    SandboxUnpublish {
+        /// Sandbox name.
+        sandbox: String,
+        /// Optional: only this network's endpoint; default: whichever endpoint has each mapping.
+        #[serde(default)]
+        network: Option<String>,
+        /// The ports, exactly as published.
+        publish: Vec<PortMapping>,
+    },
     /// Create a network. Reply: [`NetworkInfo`](super::NetworkInfo).
     NetworkCreate {
         /// Unique network name.
@@ -165,6 +189,14 @@ pub enum Request {
         /// Optional: MAC address; generated when absent.
         #[serde(default)]
         mac: Option<MacAddress>,
+        /// Optional: ports to publish to the endpoint (`-p`, one entry per port; the client
+        /// expands ranges). All are opened or none: the request is refused, and nothing is
+        /// connected, when one cannot be.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        publish: Vec<PortMapping>,
+        /// Optional: make the endpoint a replica of this service on the network (`--service`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
     },
     /// Remove the endpoint between `sandbox` and `network`. Reply: [`Ack`](super::Ack).
     NetworkDisconnect {
@@ -227,6 +259,38 @@ pub enum Request {
         /// Network name or ID prefix.
         network: String,
     },
+    /// The L4 translator's live flows (egress and published ports). Reply: `[NatFlow]`.
+    NatLs {
+        /// Optional: only this network.
+        #[serde(default)]
+        network: Option<String>,
+    },
+    /// Publish ports of a service: new connections and UDP flows are balanced over its
+    /// replicas (endpoints connected with `service`) on its network. Creates the service on
+    /// first use, adds ports afterwards. Reply: [`ServiceInfo`](super::ServiceInfo).
+    ServicePublish {
+        /// Service name.
+        name: String,
+        /// The service's network (name or ID prefix); optional once the service exists, or
+        /// when all its replicas are on one network.
+        #[serde(default)]
+        network: Option<String>,
+        /// Published port → the replicas' target port, one entry per port.
+        publish: Vec<PortMapping>,
+    },
+    /// List services. Reply: `[ServiceInfo]`.
+    ServiceLs,
+    /// Describe one service. Reply: [`ServiceInfo`](super::ServiceInfo).
+    ServiceInspect {
+        /// Service name.
+        name: String,
+    },
+    /// Remove a service and close its ports (its replicas stay connected). Reply:
+    /// [`Ack`](super::Ack).
+    ServiceRm {
+        /// Service name.
+        name: String,
+    },
     /// Add a static VXLAN peer (remote VTEP). Reply: [`PeerInfo`](super::PeerInfo).
     PeerAdd {
         /// The peer's underlay address and UDP port (4789 if the client was given none).
@@ -255,6 +319,8 @@ impl Request {
         "sandbox_ls",
         "sandbox_inspect",
         "sandbox_rm",
+        "sandbox_publish",
+        "sandbox_unpublish",
         "network_create",
         "network_ls",
         "network_inspect",
@@ -271,6 +337,11 @@ impl Request {
         "metrics",
         "config_show",
         "config_set",
+        "nat_ls",
+        "service_publish",
+        "service_ls",
+        "service_inspect",
+        "service_rm",
         "peer_add",
         "peer_ls",
         "peer_rm",
@@ -294,6 +365,9 @@ impl Request {
                 | Self::Metrics
                 | Self::ConfigShow
                 | Self::PeerLs
+                | Self::NatLs { .. }
+                | Self::ServiceLs
+                | Self::ServiceInspect { .. }
                 | Self::Version
                 | Self::Ping
         )
@@ -306,6 +380,8 @@ impl Request {
             Self::SandboxLs => "sandbox_ls",
             Self::SandboxInspect { .. } => "sandbox_inspect",
             Self::SandboxRm { .. } => "sandbox_rm",
+            Self::SandboxPublish { .. } => "sandbox_publish",
+            Self::SandboxUnpublish { .. } => "sandbox_unpublish",
             Self::NetworkCreate { .. } => "network_create",
             Self::NetworkLs => "network_ls",
             Self::NetworkInspect { .. } => "network_inspect",
@@ -322,6 +398,11 @@ impl Request {
             Self::Metrics => "metrics",
             Self::ConfigShow => "config_show",
             Self::ConfigSet { .. } => "config_set",
+            Self::NatLs { .. } => "nat_ls",
+            Self::ServicePublish { .. } => "service_publish",
+            Self::ServiceLs => "service_ls",
+            Self::ServiceInspect { .. } => "service_inspect",
+            Self::ServiceRm { .. } => "service_rm",
             Self::PeerAdd { .. } => "peer_add",
             Self::PeerLs => "peer_ls",
             Self::PeerRm { .. } => "peer_rm",
@@ -355,6 +436,10 @@ mod tests {
         assert!(!Request::Stats { port: None }.changes_state());
         assert!(!Request::DnsLs { network: None }.changes_state());
         assert!(!Request::SandboxInspect { name: "a".into() }.changes_state());
+        assert!(!Request::NatLs { network: None }.changes_state());
+        assert!(!Request::ServiceLs.changes_state());
+        assert!(Request::ServiceRm { name: "s".into() }.changes_state());
+        assert!(Request::SandboxPublish { sandbox: "a".into(), network: None, publish: vec![] }.changes_state());
         assert!(Request::SandboxRm { name: "a".into() }.changes_state());
         assert!(Request::FdbFlush { network: None }.changes_state());
         assert!(Request::NetworkDisconnect { network: "n".into(), sandbox: "a".into() }.changes_state());

@@ -97,6 +97,13 @@ impl Model {
         for a in &req.aliases {
             validate::dns_name("alias", a)?;
         }
+        if let Some(service) = &req.service {
+            validate::object_name("service", service)?;
+        }
+        if net.internal && !req.publish.is_empty() {
+            return Err(ModelError::PublishOnInternal(net.name.clone()));
+        }
+        self.check_new_host_ports(&req.publish)?;
         let ipv4 = match req.ipv4 {
             Some(ip) => {
                 check_address(net, subnet, gateway, ip)?;
@@ -149,6 +156,9 @@ impl Model {
             aliases: req.aliases,
             is_default_gateway_network,
             port_index: self.free_port_index(),
+            publish: req.publish,
+            service: req.service,
+            serial: self.next_endpoint_serial(),
         };
         self.endpoints.insert(ep.id.clone(), ep.clone());
         Ok(ep)

@@ -351,4 +351,74 @@ pub enum ModelError {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// invalid port mapping {0}: ports must be from 1 to 65535
+    #[error("invalid port mapping {0}: ports must be from 1 to 65535")]
+    InvalidPortMapping(String),
+    /// network {0} is --internal: it has no route to the host, so nothing can be published on it
+    #[error("network {0} is --internal: it has no route to the host, so nothing can be published on it")]
+    PublishOnInternal(String),
+    /// no ports given: publish at least one
+    #[error("no ports given: publish at least one")]
+    NoPorts,
+    /// host port {port} is already published by {owner}
+    #[error("host port {port} is already published by {owner}")]
+    PortPublished {
+        /// The host side, e.g. `8080/tcp` or `127.0.0.1:8080/tcp`.
+        port: String,
+        /// Who holds it, e.g. `sandbox web (network app)` or `service api`.
+        owner: String,
+    },
+    /// host port {port} is given twice ({first} and {second})
+    #[error("host port {port} is given twice ({first} and {second})")]
+    PortGivenTwice {
+        /// The host side.
+        port: String,
+        /// The first mapping that uses it.
+        first: String,
+        /// The second.
+        second: String,
+    },
+    /// port {mapping} is not published by sandbox {sandbox}
+    #[error("port {mapping} is not published by sandbox {sandbox}")]
+    NotPublished {
+        /// The mapping given, `HOST_IP:HOST_PORT:CONTAINER_PORT/PROTO`.
+        mapping: String,
+        /// The sandbox.
+        sandbox: String,
+    },
+    /// sandbox {0} is not connected to any network: connect it with --publish, or connect it first
+    #[error("sandbox {0} is not connected to any network: connect it with --publish, or connect it first")]
+    NoEndpointToPublish(String),
+    /// sandbox {sandbox} is on several networks ({networks}) and none carries its default route: give --network
+    #[error("sandbox {sandbox} is on several networks ({networks}) and none carries its default route: give --network")]
+    AmbiguousEndpoint {
+        /// The sandbox.
+        sandbox: String,
+        /// Its networks, comma separated.
+        networks: String,
+    },
+    /// service {0} not found
+    #[error("service {0} not found")]
+    NoSuchService(String),
+    /// service {0} does not exist yet and its replicas are not all on one network: give --network
+    #[error("service {0} does not exist yet and its replicas are not all on one network: give --network")]
+    ServiceNeedsNetwork(String),
+    /// service {service} is published on network {network}, not {requested}
+    #[error("service {service} is published on network {network}, not {requested}")]
+    ServiceOnOtherNetwork {
+        /// The service.
+        service: String,
+        /// Its network.
+        network: String,
+        /// The network asked for.
+        requested: String,
+    },
+    /// network {network} has published services ({services}): remove them first
+    #[error("network {network} has published services ({services}): remove them first")]
+    NetworkHasServices {
+        /// The network's name.
+        network: String,
+        /// The services, comma separated.
+        services: String,
+    },
 }

@@ -24,6 +24,7 @@ mod fdb_config;
 mod ids;
 mod networks;
 mod peers;
+mod publish;
 mod state;
 pub mod store;
 mod types;
@@ -36,9 +37,11 @@ pub use endpoints::NETNS_DIR;
 pub use error::ModelError;
 pub use fdb_config::{MAX_AGING_SECS, MIN_AGING_SECS};
 pub use networks::{DEFAULT_MTU, FIRST_AUTO_VNI, MAX_VNI, default_pool_subnets};
+pub use publish::PortOwner;
 pub use state::{Model, STATE_VERSION};
 pub use store::{ApplyError, Store, StoreError};
 pub use types::{
-    Config, Connect, CreateNetwork, CreateSandbox, Disconnected, ENCRYPTED_OPTION, Endpoint, KEY_ROTATION_OPTION,
-    MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, Peer, RemovedSandbox, Sandbox, StaticFdbEntry,
+    Config, Connect, CreateNetwork, CreateSandbox, Disconnected, EGRESS_OPTION, ENCRYPTED_OPTION, Endpoint,
+    KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, Peer, RemovedSandbox, Sandbox, Service,
+    StaticFdbEntry,
 };

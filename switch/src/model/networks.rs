@@ -12,7 +12,8 @@ use super::error::ModelError;
 use super::ids;
 use super::state::Model;
 use super::types::{
-    CreateNetwork, ENCRYPTED_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network,
+    CreateNetwork, EGRESS_OPTION, ENCRYPTED_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION,
+    Network,
 };
 use super::validate;
 
@@ -69,6 +70,17 @@ impl Model {
                     value: value.clone(),
                     reason: "must be a whole number of seconds, at least 60 (Docker rotates every 43200)",
                 });
+            }
+        }
+        if let Some(value) = req.options.get(EGRESS_OPTION) {
+            let reason = match value.as_str() {
+                "false" => None,
+                "true" if req.internal => Some("an --internal network has no egress"),
+                "true" => None,
+                _ => Some("must be true or false"),
+            };
+            if let Some(reason) = reason {
+                return Err(ModelError::InvalidOption { option: EGRESS_OPTION, value: value.clone(), reason });
             }
         }
         let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
@@ -134,6 +146,11 @@ impl Model {
                 .collect::<Vec<_>>()
                 .join(", ");
             return Err(ModelError::NetworkInUse { network: net.name.clone(), endpoints });
+        }
+        let services: Vec<&str> =
+            self.services.values().filter(|s| s.network_id == net.id).map(|s| s.name.as_str()).collect();
+        if !services.is_empty() {
+            return Err(ModelError::NetworkHasServices { network: net.name.clone(), services: services.join(", ") });
         }
         let id = net.id.clone();
         self.static_fdb.retain(|(n, _), _| *n != id);

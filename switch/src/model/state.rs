@@ -12,7 +12,7 @@ use ctl::proto::Driver;
 use super::addr::SubnetExt;
 use super::error::ModelError;
 use super::ids;
-use super::types::{Config, Endpoint, Network, Peer, Sandbox, StaticFdbEntry};
+use super::types::{Config, Endpoint, Network, Peer, Sandbox, Service, StaticFdbEntry};
 
 /// Names of the networks every model has and that cannot be removed.
 pub(crate) const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
@@ -47,6 +47,8 @@ pub struct Model {
     pub(crate) config: Config,
     /// Static VXLAN peers by address.
     pub(crate) peers: BTreeMap<std::net::SocketAddr, Peer>,
+    /// Services by name.
+    pub(crate) services: BTreeMap<String, Service>,
 }
 
 impl Default for Model {
@@ -66,6 +68,7 @@ impl Model {
             static_fdb: BTreeMap::new(),
             config: Config::default(),
             peers: BTreeMap::new(),
+            services: BTreeMap::new(),
         };
         let predefined = [
             (Driver::Bridge, Some(("172.17.0.0/16", Ipv4Addr::new(172, 17, 0, 1)))),
@@ -348,6 +351,12 @@ impl Model {
                 return Err(format!("static FDB entry {mac} points at unknown port {}", f.port_name));
             }
         }
+        for (name, svc) in &self.services {
+            if name != &svc.name || self.networks.get(&svc.network_id).is_none_or(|n| !n.driver.is_switched()) {
+                return Err(format!("service {name} has a bad name or network"));
+            }
+        }
+        self.check_published_ports()?;
         if !(10..=1_000_000).contains(&self.config.aging_time_secs) {
             return Err(format!("aging time {} out of range", self.config.aging_time_secs));
         }
@@ -391,6 +400,8 @@ pub(crate) struct StateFile {
     config: Config,
     #[serde(default)]
     peers: Vec<Peer>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    services: Vec<Service>,
 }
 
 impl From<Model> for StateFile {
@@ -403,6 +414,7 @@ impl From<Model> for StateFile {
             static_fdb: m.static_fdb.into_values().collect(),
             config: m.config,
             peers: m.peers.into_values().collect(),
+            services: m.services.into_values().collect(),
         }
     }
 }
@@ -422,6 +434,7 @@ impl TryFrom<StateFile> for Model {
         let n_ep = f.endpoints.len();
         let n_fdb = f.static_fdb.len();
         let n_peers = f.peers.len();
+        let n_services = f.services.len();
         let m = Model {
             networks: f.networks.into_iter().map(|n| (n.id.clone(), n)).collect(),
             sandboxes: f.sandboxes.into_iter().map(|s| (s.name.clone(), s)).collect(),
@@ -429,11 +442,12 @@ impl TryFrom<StateFile> for Model {
             static_fdb: f.static_fdb.into_iter().map(|e| ((e.network_id.clone(), e.mac), e)).collect(),
             config: f.config,
             peers: f.peers.into_iter().map(|p| (p.addr, p)).collect(),
+            services: f.services.into_iter().map(|s| (s.name.clone(), s)).collect(),
         };
-        if (m.networks.len(), m.sandboxes.len(), m.endpoints.len(), m.static_fdb.len(), m.peers.len())
-            != (n_net, n_sb, n_ep, n_fdb, n_peers)
+        if (m.networks.len(), m.sandboxes.len(), m.endpoints.len(), m.static_fdb.len(), m.peers.len(), m.services.len())
+            != (n_net, n_sb, n_ep, n_fdb, n_peers, n_services)
         {
-            return Err("duplicate network id, sandbox name, endpoint id, FDB entry or peer".to_owned());
+            return Err("duplicate network id, sandbox name, endpoint id, FDB entry, peer or service".to_owned());
         }
         m.check_invariants()?;
         Ok(m)

@@ -3,6 +3,7 @@
 mod endpoints;
 mod networks;
 mod prop;
+mod publish;
 mod store;
 
 use std::net::Ipv4Addr;

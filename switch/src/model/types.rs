@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use ctl::proto::Driver;
-use ctl::{Ipv4Net, MacAddress};
+use ctl::{Ipv4Net, MacAddress, PortMapping};
 
 /// A network: one bridge domain (or the special `host`/`none`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,8 +60,19 @@ pub const MSS_CLAMP_OPTION: &str = "mss-clamp";
 pub const KEY_ROTATION_OPTION: &str = "key-rotation";
 /// The shortest automatic key rotation period accepted.
 pub const MIN_KEY_ROTATION_SECS: u64 = 60;
+/// The option that turns a network's egress off (`-o egress=false`) or,
+/// redundantly, on (`-o egress=true`).
+pub const EGRESS_OPTION: &str = "egress";
 
 impl Network {
+    /// Whether sandboxes on this network may reach addresses outside the
+    /// switch's networks through its gateway (the daemon's own sockets): on
+    /// for bridge and overlay networks, off for `--internal` ones and with
+    /// `-o egress=false`.
+    pub fn egress(&self) -> bool {
+        self.driver.is_switched() && !self.internal && self.options.get(EGRESS_OPTION).is_none_or(|v| v != "false")
+    }
+
     /// The automatic key rotation period of an encrypted overlay.
     pub fn key_rotation(&self) -> Option<std::num::NonZeroU64> {
         let secs = self.options.get(KEY_ROTATION_OPTION)?.parse().ok()?;
@@ -122,6 +133,38 @@ pub struct Endpoint {
     /// Small dense integer, unique among endpoints: the datapath's port id.
     /// Reused after the endpoint is removed.
     pub port_index: u32,
+    /// Ports published to this endpoint (`--publish`), one entry per port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<PortMapping>,
+    /// The service this endpoint is a replica of on its network (`--service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Creation order: larger than every endpoint's created before it (0 in
+    /// state files that predate it). A service's replicas are taken in this
+    /// order.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub serial: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A service: host ports whose connections are balanced over its replicas,
+/// the endpoints on its network connected with `--service NAME`.
+///
+/// Only local replicas exist today; a cluster store would add remote ones
+/// (another host's endpoints, reached through the overlay) next to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    /// Unique name.
+    pub name: String,
+    /// The network its replicas are reached on.
+    pub network_id: String,
+    /// Published port → the replicas' target port, one entry per port.
+    pub publish: Vec<PortMapping>,
+    /// Creation time, RFC 3339 UTC.
+    pub created: String,
 }
 
 /// A static (never-aging) forwarding entry: frames for `mac` on `network` go to `port_name`.
@@ -216,6 +259,10 @@ pub struct Connect {
     pub mac: Option<MacAddress>,
     /// Skip the `attachable` check on overlay networks (service replicas).
     pub exempt_from_attachable: bool,
+    /// `--publish`: ports to publish to the new endpoint.
+    pub publish: Vec<PortMapping>,
+    /// `--service`: make the endpoint a replica of this service.
+    pub service: Option<String>,
 }
 
 impl Connect {

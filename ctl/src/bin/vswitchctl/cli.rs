@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use ctl::client::{CTL_SOCKET_ENV, DEFAULT_CTL_SOCKET};
 use ctl::proto::Driver;
-use ctl::{Ipv4Net, MacAddress};
+use ctl::{Ipv4Net, MacAddress, PortMapping};
 
 /// Control the vswitchd userspace virtual switch.
 #[derive(Debug, Parser)]
@@ -37,8 +37,8 @@ pub(crate) enum Command {
     /// Inspect and edit MAC learning tables.
     #[command(subcommand)]
     Fdb(FdbCmd),
-    /// Show port counters and drops by reason, and the embedded DNS's
-    /// counters of each network's gateway port.
+    /// Show port counters and drops by reason, and the embedded DNS's and
+    /// the L4 translator's counters of each network's gateway port.
     Stats {
         /// Only this port.
         port: Option<String>,
@@ -50,6 +50,20 @@ pub(crate) enum Command {
     /// Show the names the embedded DNS serves at each network's gateway.
     #[command(subcommand)]
     Dns(DnsCmd),
+    /// List a sandbox's published ports, or the host side of one, as `docker port` does.
+    Port {
+        /// Sandbox name.
+        sandbox: String,
+        /// Only this container port: PORT or PORT/PROTO (tcp by default).
+        #[arg(value_name = "PORT[/PROTO]")]
+        port: Option<String>,
+    },
+    /// Publish ports balanced over a service's replicas.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Show the L4 translator's live flows (egress and published ports).
+    #[command(subcommand)]
+    Nat(NatCmd),
     /// Change runtime settings.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -113,6 +127,88 @@ pub(crate) enum SandboxCmd {
         /// Sandbox names.
         #[arg(required = true)]
         names: Vec<String>,
+    },
+    /// Publish ports to a connected sandbox (all or none are opened).
+    Publish {
+        /// Sandbox name.
+        sandbox: String,
+        /// The network whose endpoint receives the traffic (default: the sandbox's only
+        /// network, else the one carrying its default route).
+        #[arg(long, value_name = "NET")]
+        network: Option<String>,
+        /// [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp] (repeatable).
+        #[arg(short = 'p', long = "publish", value_name = "SPEC", required = true, value_parser = parse_spec)]
+        publish: Vec<PublishSpec>,
+    },
+    /// Close published ports of a sandbox.
+    Unpublish {
+        /// Sandbox name.
+        sandbox: String,
+        /// Only this network's endpoint.
+        #[arg(long, value_name = "NET")]
+        network: Option<String>,
+        /// The ports, as they were published (repeatable).
+        #[arg(short = 'p', long = "publish", value_name = "SPEC", required = true, value_parser = parse_spec)]
+        publish: Vec<PublishSpec>,
+    },
+}
+
+/// One `-p` spec, expanded to a mapping per port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PublishSpec(pub(crate) Vec<PortMapping>);
+
+/// Flattens repeated `-p` specs into one list of mappings.
+pub(crate) fn mappings(specs: Vec<PublishSpec>) -> Vec<PortMapping> {
+    specs.into_iter().flat_map(|s| s.0).collect()
+}
+
+/// Parses a `-p` spec.
+fn parse_spec(s: &str) -> Result<PublishSpec, String> {
+    ctl::parse_publish(s).map(PublishSpec).map_err(|e| e.to_string())
+}
+
+/// `service` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServiceCmd {
+    /// Publish ports of a service: connections are balanced over the endpoints connected with
+    /// `network connect --service NAME` on its network (created on first use).
+    Publish {
+        /// Service name.
+        name: String,
+        /// The service's network (needed when the service is new and its replicas are not
+        /// all on one network).
+        #[arg(long, value_name = "NET")]
+        network: Option<String>,
+        /// [HOST_IP:]PUBLISHED[-END]:TARGET[-END][/tcp|/udp] (repeatable).
+        #[arg(short = 'p', long = "publish", value_name = "SPEC", required = true, value_parser = parse_spec)]
+        publish: Vec<PublishSpec>,
+    },
+    /// List services.
+    #[command(alias = "list")]
+    Ls,
+    /// Show details of services as a JSON array.
+    Inspect {
+        /// Service names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove services and close their ports (replicas stay connected).
+    #[command(alias = "remove")]
+    Rm {
+        /// Service names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// `nat` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum NatCmd {
+    /// List live flows: protocol, direction, sandbox, inner and outer addresses, bytes, age, state.
+    #[command(alias = "list")]
+    Ls {
+        /// Only this network.
+        network: Option<String>,
     },
 }
 
@@ -207,6 +303,12 @@ pub(crate) enum NetworkCmd {
         /// MAC address, e.g. 02:42:ac:11:00:02.
         #[arg(long, value_name = "MAC", value_parser = parse_unicast_mac)]
         mac: Option<MacAddress>,
+        /// Publish a port: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp] (repeatable).
+        #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = parse_spec)]
+        publish: Vec<PublishSpec>,
+        /// Make the endpoint a replica of this service (see `service publish`).
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
     },
     /// Disconnect a sandbox from a network.
     Disconnect {
@@ -395,5 +497,10 @@ mod tests {
         assert!(err.starts_with("ip range 10.0.0.130/25 has host bits set") && err.contains("10.0.0.128/25"), "{err}");
         assert!(parse_unicast_mac("ff:ff:ff:ff:ff:ff").is_err());
         assert!(parse_unicast_mac("02:00:00:00:00:01").is_ok());
+        assert_eq!(parse_spec("8000-8001:80-81").unwrap().0.len(), 2);
+        assert!(parse_spec("80").unwrap_err().contains("no host port"));
+        let specs = vec![parse_spec("1:2").unwrap(), parse_spec("3-4:5-6/udp").unwrap()];
+        let all: Vec<String> = mappings(specs).iter().map(ToString::to_string).collect();
+        assert_eq!(all, ["0.0.0.0:1:2/tcp", "0.0.0.0:3:5/udp", "0.0.0.0:4:6/udp"]);
     }
 }

@@ -11,13 +11,13 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser};
 use ctl::client::{Client, ClientError};
 use ctl::proto::{
-    DnsRecord, EndpointInfo, FdbEntry, FlushResult, NetworkInfo, NetworkSummary, PortStats, Request, SandboxInfo,
-    ShowTree, VersionInfo,
+    DnsRecord, EndpointInfo, FdbEntry, FlushResult, NatFlow, NetworkInfo, NetworkSummary, PortStats, Request,
+    SandboxInfo, ServiceInfo, ShowTree, VersionInfo,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use cli::{Cli, Command, ConfigCmd, DnsCmd, FdbCmd, NetworkCmd, PeerCmd, SandboxCmd};
+use cli::{Cli, Command, ConfigCmd, DnsCmd, FdbCmd, NatCmd, NetworkCmd, PeerCmd, SandboxCmd, ServiceCmd, mappings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -108,6 +108,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dns(DnsCmd::Ls { network }) => {
             ctx.show(&Request::DnsLs { network }, |w, r: Vec<DnsRecord>| render::dns_records(w, &r))
         }
+        Command::Port { sandbox, port } => port_cmd(&mut ctx, sandbox, port),
+        Command::Service(cmd) => service(&mut ctx, cmd),
+        Command::Nat(NatCmd::Ls { network }) => {
+            ctx.show(&Request::NatLs { network }, |w, f: Vec<NatFlow>| render::nat_flows(w, &f))
+        }
         Command::Config(ConfigCmd::Show) => {
             ctx.show(&Request::ConfigShow, |w, c: ctl::proto::ConfigInfo| writeln!(w, "aging-time {}", c.aging_time))
         }
@@ -160,6 +165,53 @@ fn sandbox(ctx: &mut Ctx, cmd: SandboxCmd) -> Result<()> {
             }
         }
         SandboxCmd::Rm { names } => remove_each(ctx, names, |name| Request::SandboxRm { name }),
+        SandboxCmd::Publish { sandbox, network, publish } => {
+            let req = Request::SandboxPublish { sandbox, network, publish: mappings(publish) };
+            ctx.show(&req, |_, _: SandboxInfo| Ok(()))
+        }
+        SandboxCmd::Unpublish { sandbox, network, publish } => {
+            let req = Request::SandboxUnpublish { sandbox, network, publish: mappings(publish) };
+            ctx.show(&req, |_, _: SandboxInfo| Ok(()))
+        }
+    }
+}
+
+/// `port SANDBOX [PORT[/PROTO]]`: the sandbox's published ports, printed as `docker port` prints
+/// them (with `--json`: the mappings as the daemon keeps them).
+fn port_cmd(ctx: &mut Ctx, sandbox: String, port: Option<String>) -> Result<()> {
+    let value = ctx.call(&Request::SandboxInspect { name: sandbox.clone() })?;
+    let info: SandboxInfo =
+        serde_json::from_value(value).map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;
+    let all: Vec<ctl::PortMapping> = info.endpoints.iter().flat_map(|e| e.publish.iter().copied()).collect();
+    let lines = match &port {
+        None => ctl::publish::docker_port_lines(&all),
+        Some(port) => ctl::publish::docker_port_lookup(&sandbox, port, &all)?,
+    };
+    if ctx.json {
+        let shown: Vec<&ctl::PortMapping> = match &port {
+            None => all.iter().collect(),
+            Some(_) => all.iter().filter(|m| lines.contains(&m.host_display())).collect(),
+        };
+        return ctx.print_json(&serde_json::to_value(shown)?);
+    }
+    for line in lines {
+        writeln!(ctx.out, "{line}")?;
+    }
+    Ok(())
+}
+
+fn service(ctx: &mut Ctx, cmd: ServiceCmd) -> Result<()> {
+    match cmd {
+        ServiceCmd::Publish { name, network, publish } => {
+            let req = Request::ServicePublish { name, network, publish: mappings(publish) };
+            ctx.show(&req, |_, _: ServiceInfo| Ok(()))
+        }
+        ServiceCmd::Ls => ctx.show(&Request::ServiceLs, |w, s: Vec<ServiceInfo>| render::services(w, &s)),
+        ServiceCmd::Inspect { names } => {
+            let (values, _) = inspect_each::<ServiceInfo>(ctx, names, |name| Request::ServiceInspect { name })?;
+            ctx.print_json(&Value::Array(values))
+        }
+        ServiceCmd::Rm { names } => remove_each(ctx, names, |name| Request::ServiceRm { name }),
     }
 }
 
@@ -187,8 +239,9 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
             ctx.print_json(&Value::Array(values))
         }
         NetworkCmd::Rm { names } => remove_each(ctx, names, |name| Request::NetworkRm { name }),
-        NetworkCmd::Connect { network, sandbox, ip, aliases, mac } => {
-            let req = Request::NetworkConnect { network, sandbox, ip, aliases, mac };
+        NetworkCmd::Connect { network, sandbox, ip, aliases, mac, publish, service } => {
+            let req =
+                Request::NetworkConnect { network, sandbox, ip, aliases, mac, publish: mappings(publish), service };
             ctx.show(&req, |_, _: EndpointInfo| Ok(()))
         }
         NetworkCmd::Disconnect { network, sandbox } => {

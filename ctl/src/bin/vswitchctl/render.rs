@@ -2,7 +2,10 @@
 
 use std::io::{self, Write};
 
-use ctl::proto::{DnsRecord, DnsStats, FdbEntry, NetworkSummary, PeerInfo, PortStats, SandboxInfo, ShowTree};
+use ctl::proto::{
+    DnsRecord, DnsStats, FdbEntry, NatFlow, NatStats, NetworkSummary, PeerInfo, PortStats, SandboxInfo, ServiceInfo,
+    ShowTree,
+};
 
 use crate::table::Table;
 
@@ -49,6 +52,13 @@ pub(crate) fn sandbox_inspect(w: &mut dyn Write, boxes: &[SandboxInfo]) -> io::R
             writeln!(w, "        mac: {}", e.mac)?;
             writeln!(w, "        port: {}", e.port)?;
             writeln!(w, "        aliases: {}", dash(e.aliases.join(", ")))?;
+            if !e.publish.is_empty() {
+                let published: Vec<String> = e.publish.iter().map(ToString::to_string).collect();
+                writeln!(w, "        published: {}", published.join(", "))?;
+            }
+            if let Some(service) = &e.service {
+                writeln!(w, "        service: {service}")?;
+            }
         }
         if let Some(r) = &b.resolver {
             writeln!(w, "    Resolver")?;
@@ -117,7 +127,8 @@ pub(crate) fn peers(w: &mut dyn Write, peers: &[PeerInfo]) -> io::Result<()> {
 
 /// `stats`: one row per port; the DROPS column shows the total and the
 /// non-zero reasons. When gateway ports carry the embedded DNS's counters, a
-/// second table, `DNS`, follows with a row per such port.
+/// table `DNS` follows with a row per such port, and when they carry the L4
+/// translator's counters, a table `NAT`.
 pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     let mut t = Table::new(&["PORT", "NETWORK", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "FLOODS", "DROPS"]);
     for p in ports {
@@ -140,9 +151,25 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     }
     t.write(w)?;
     let dns: Vec<(&str, &DnsStats)> = ports.iter().filter_map(|p| Some((p.port.as_str(), p.dns.as_ref()?))).collect();
-    if dns.is_empty() {
+    if !dns.is_empty() {
+        dns_table(w, &dns)?;
+    }
+    let nat: Vec<(&str, &NatStats)> = ports.iter().filter_map(|p| Some((p.port.as_str(), p.nat.as_ref()?))).collect();
+    if nat.is_empty() {
         return Ok(());
     }
+    writeln!(w)?;
+    writeln!(w, "NAT")?;
+    let mut t = Table::new(&["PORT", "OPENED", "REFUSED", "TIMED-OUT", "TABLE-FULL", "ACTIVE"]);
+    for (port, n) in nat {
+        let counters = [n.flows_opened, n.flows_refused, n.flows_timed_out, n.table_full, n.active];
+        t.row(std::iter::once(port.to_owned()).chain(counters.iter().map(u64::to_string)).collect());
+    }
+    t.write(w)
+}
+
+/// The `DNS` table of `stats`: a row per gateway port.
+fn dns_table(w: &mut dyn Write, dns: &[(&str, &DnsStats)]) -> io::Result<()> {
     writeln!(w)?;
     writeln!(w, "DNS")?;
     let mut t = Table::new(&[
@@ -159,7 +186,7 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
         "TRUNCATED",
         "TCP-CLOSED",
     ]);
-    for (port, d) in dns {
+    for &(port, d) in dns {
         let counters = [
             d.queries,
             d.answered_locally,
@@ -176,6 +203,69 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
         t.row(std::iter::once(port.to_owned()).chain(counters.iter().map(u64::to_string)).collect());
     }
     t.write(w)
+}
+
+/// `nat ls`: one row per live flow; byte counts are the payload from and to the sandbox.
+pub(crate) fn nat_flows(w: &mut dyn Write, flows: &[NatFlow]) -> io::Result<()> {
+    let mut t = Table::new(&[
+        "PROTO",
+        "DIRECTION",
+        "NETWORK",
+        "SANDBOX",
+        "INNER",
+        "REMOTE",
+        "OUTER-LOCAL",
+        "OUTER-REMOTE",
+        "FROM-SANDBOX",
+        "TO-SANDBOX",
+        "AGE",
+        "STATE",
+    ]);
+    for f in flows {
+        t.row(vec![
+            f.proto.clone(),
+            f.direction.clone(),
+            f.network.clone(),
+            dash(f.sandbox.clone().unwrap_or_default()),
+            f.sandbox_addr.to_string(),
+            f.remote_addr.to_string(),
+            dash(f.outer_local.map(|a| a.to_string()).unwrap_or_default()),
+            f.outer_remote.to_string(),
+            f.bytes_from_sandbox.to_string(),
+            f.bytes_to_sandbox.to_string(),
+            age(f.age_ms),
+            f.state.clone(),
+        ]);
+    }
+    t.write(w)
+}
+
+/// `service ls`: like `docker service ls`, published ports as `*:8080->80/tcp`.
+pub(crate) fn services(w: &mut dyn Write, services: &[ServiceInfo]) -> io::Result<()> {
+    let mut t = Table::new(&["NAME", "NETWORK", "REPLICAS", "PORTS"]);
+    for s in services {
+        let ports: Vec<String> = s
+            .publish
+            .iter()
+            .map(|m| {
+                let host = if m.host_ip.is_unspecified() { "*".to_owned() } else { m.host_ip.to_string() };
+                format!("{host}:{}->{}", m.host_port, m.container_display())
+            })
+            .collect();
+        t.row(vec![s.name.clone(), s.network.clone(), s.replicas.len().to_string(), dash(ports.join(", "))]);
+    }
+    t.write(w)
+}
+
+/// A flow's age: `850ms`, `12.3s`, `4m05s`, `2h03m`.
+fn age(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{}.{}s", secs, (ms % 1000) / 100),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
+    }
 }
 
 /// `show`, an indented tree like `ovs-vsctl show`.
@@ -227,4 +317,17 @@ fn join<T: ToString>(items: &[T]) -> String {
 
 fn dash(s: String) -> String {
     if s.is_empty() { "-".to_owned() } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(age(850), "850ms");
+        assert_eq!(age(12_345), "12.3s");
+        assert_eq!(age(245_000), "4m05s");
+        assert_eq!(age(7_380_000), "2h03m");
+    }
 }

@@ -1,7 +1,8 @@
 //! Every counter of the switch in the Prometheus text exposition format
 //! (`vswitchd --metrics-listen`, `vswitchctl stats --prometheus`): per
-//! port, per drop reason, per network (FDB, learning, embedded DNS), the
-//! underlay endpoint, the model's sizes and the datapath loop's busy time.
+//! port, per drop reason, per network (FDB, learning, embedded DNS, the L4
+//! translator), the underlay endpoint, the model's sizes and the datapath
+//! loop's busy time.
 //! Built from one datapath snapshot per scrape.
 
 use std::collections::BTreeMap;
@@ -55,6 +56,9 @@ impl Builder {
 
 /// One embedded-DNS counter: its name, help, and how to read it.
 type DnsMetric = (&'static str, &'static str, fn(&dns::Counters) -> u64);
+
+/// One L4 translator counter: its name, help, and how to read it.
+type NatMetric = (&'static str, &'static str, fn(&crate::nat::Counters) -> u64);
 
 /// Sets counter `values` (one per label set) in `family`.
 fn set(family: &Option<IntCounterVec>, labels: &[&str], value: u64) {
@@ -152,9 +156,41 @@ impl Control {
             }
         }
 
+        let nat: [NatMetric; 4] = [
+            ("vswitch_nat_flows_opened_total", "Translator flows opened (egress and published ports).", |c| {
+                c.flows_opened
+            }),
+            (
+                "vswitch_nat_flows_refused_total",
+                "Translator flows refused: destination or every backend refused.",
+                |c| c.flows_refused,
+            ),
+            (
+                "vswitch_nat_flows_timed_out_total",
+                "Translator flows closed idle or with an unfinished handshake.",
+                |c| c.flows_timed_out,
+            ),
+            ("vswitch_nat_table_full_total", "New translator flows refused: the flow table was full.", |c| {
+                c.table_full
+            }),
+        ];
+        for (name, help, value) in nat {
+            let family = b.counters(name, help, nl);
+            for (network, c) in &snapshot.nat {
+                set(&family, &[self.network_name(*network).as_str()], value(c));
+            }
+        }
+        if let Some(active) = b.gauges("vswitch_nat_flows_active", "Translator flows open now.", nl) {
+            for (network, c) in &snapshot.nat {
+                let n = i64::try_from(c.active).unwrap_or(i64::MAX);
+                active.with_label_values(&[self.network_name(*network).as_str()]).set(n);
+            }
+        }
+
         if let Some(sizes) = b.gauges("vswitch_objects", "Networks, sandboxes and endpoints in the model.", &["kind"]) {
             let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
             sizes.with_label_values(&["networks"]).set(count(self.model.networks().len()));
+            sizes.with_label_values(&["services"]).set(count(self.model.services().count()));
             sizes.with_label_values(&["sandboxes"]).set(count(self.model.sandboxes().count()));
             sizes.with_label_values(&["endpoints"]).set(count(self.model.endpoints().count()));
         }

@@ -8,6 +8,7 @@ mod dns;
 mod metrics;
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 mod overlay;
+mod publish;
 mod reap;
 mod views;
 
@@ -69,10 +70,14 @@ fn model_error(e: ModelError) -> CtlError {
         | M::AddressInUse { .. }
         | M::MacInUse { .. }
         | M::FdbEntryExists { .. } => ErrorKind::Conflict,
-        M::NetworkInUse { .. } => ErrorKind::InUse,
-        M::HostNotConnectable | M::NoneNotConnectable | M::NotAttachable(_) | M::SingletonDriver(_) => {
-            ErrorKind::NotSupported
-        }
+        M::NoSuchService(_) | M::NotPublished { .. } | M::NoEndpointToPublish(_) => ErrorKind::NotFound,
+        M::PortPublished { .. } | M::ServiceOnOtherNetwork { .. } => ErrorKind::Conflict,
+        M::NetworkInUse { .. } | M::NetworkHasServices { .. } => ErrorKind::InUse,
+        M::HostNotConnectable
+        | M::NoneNotConnectable
+        | M::NotAttachable(_)
+        | M::SingletonDriver(_)
+        | M::PublishOnInternal(_) => ErrorKind::NotSupported,
         _ => ErrorKind::InvalidArgument,
     };
     CtlError::new(kind, e.to_string())
@@ -128,11 +133,18 @@ impl Control {
                 control.add_network_to_datapath(network)?;
             }
         }
+        let mut restored = std::collections::HashSet::new();
         for endpoint in control.model.endpoints() {
-            if let Err(e) = control.restore_endpoint(endpoint) {
-                tracing::error!(endpoint = %endpoint.host_tap_name, sandbox = %endpoint.sandbox, error = %e.message, "cannot restore endpoint");
+            match control.restore_endpoint(endpoint) {
+                Ok(()) => {
+                    restored.insert(endpoint.id.clone());
+                }
+                Err(e) => {
+                    tracing::error!(endpoint = %endpoint.host_tap_name, sandbox = %endpoint.sandbox, error = %e.message, "cannot restore endpoint");
+                }
             }
         }
+        control.restore_publications(&restored);
         for entry in control.model.static_fdb() {
             let restored = control
                 .model
@@ -192,7 +204,7 @@ impl Control {
             mss_clamp: network.options.contains_key(MSS_CLAMP_OPTION),
             key_epoch: network.is_encrypted().then_some(network.key_epoch),
             key_rotation: network.key_rotation(),
-            egress: !network.internal,
+            egress: network.egress(),
         };
         self.datapath.add_network(spec)?;
         if network.driver == proto::Driver::Overlay && self.vtep.is_some() {
@@ -278,10 +290,35 @@ impl Control {
                 ok(self.network_info(network))
             }
             Request::NetworkRm { name } => self.network_rm(&name),
-            Request::NetworkConnect { network, sandbox, ip, aliases, mac } => {
-                let req = Connect { network, sandbox, ipv4: ip, aliases, mac, exempt_from_attachable: false };
+            Request::NetworkConnect { network, sandbox, ip, aliases, mac, publish, service } => {
+                let req = Connect {
+                    network,
+                    sandbox,
+                    ipv4: ip,
+                    aliases,
+                    mac,
+                    exempt_from_attachable: false,
+                    publish,
+                    service,
+                };
                 self.connect(req)
             }
+            Request::SandboxPublish { sandbox, network, publish } => {
+                self.sandbox_publish(&sandbox, network.as_deref(), &publish)
+            }
+            Request::SandboxUnpublish { sandbox, network, publish } => {
+                self.sandbox_unpublish(&sandbox, network.as_deref(), &publish)
+            }
+            Request::NatLs { network } => self.nat_ls(network.as_deref()),
+            Request::ServicePublish { name, network, publish } => {
+                self.service_publish(&name, network.as_deref(), &publish)
+            }
+            Request::ServiceLs => ok(self.model.services().map(|s| self.service_info(s)).collect::<Vec<_>>()),
+            Request::ServiceInspect { name } => {
+                let service = self.model.service(&name).map_err(model_error)?;
+                ok(self.service_info(service))
+            }
+            Request::ServiceRm { name } => self.service_rm(&name),
             Request::NetworkDisconnect { network, sandbox } => self.disconnect(&network, &sandbox),
             Request::Show => self.show(),
             Request::FdbShow { network } => self.fdb_show(network.as_deref()),
@@ -341,6 +378,7 @@ impl Control {
         let mut next = self.model.clone();
         let removed = next.remove_sandbox(name).map_err(model_error)?;
         self.commit(next)?;
+        self.release_publications(&removed.endpoints);
         for endpoint in &removed.endpoints {
             self.teardown_endpoint(endpoint);
         }
@@ -405,10 +443,18 @@ impl Control {
         let ns = plumbing::open_sandbox_netns(&sandbox).map_err(plumb_error)?;
         let tap = plumbing::plumb_endpoint(&ns, &endpoint, &network).map_err(plumb_error)?;
         self.add_tap_to_datapath(tap, &endpoint, &network)?;
-        if let Err(e) = self.commit(next) {
+        // Its ports, all or none: a port that cannot be opened leaves the
+        // sandbox unconnected.
+        if let Err(e) = self.publish_all(publish::endpoint_publications(&next, &endpoint, &endpoint.publish)) {
             self.teardown_endpoint(&endpoint);
             return Err(e);
         }
+        if let Err(e) = self.commit(next) {
+            self.unpublish_endpoint(&endpoint);
+            self.teardown_endpoint(&endpoint);
+            return Err(e);
+        }
+        self.join_service(&endpoint);
         self.write_resolv_conf(&endpoint.sandbox);
         ok(self.endpoint_info(&endpoint))
     }
@@ -417,6 +463,7 @@ impl Control {
         let mut next = self.model.clone();
         let gone = next.disconnect(network, sandbox).map_err(model_error)?;
         self.commit(next)?;
+        self.release_publications(std::slice::from_ref(&gone.endpoint));
         self.teardown_endpoint(&gone.endpoint);
         self.write_resolv_conf(sandbox);
         if let Some(heir) = &gone.new_default_gateway {

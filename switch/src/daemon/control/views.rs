@@ -84,6 +84,9 @@ impl Control {
                 dns: matches!(PortRole::of(*id), PortRole::Gateway(_))
                     .then(|| snapshot.dns.iter().find(|(n, _)| n == network).map(|(_, d)| dns_stats(d)))
                     .flatten(),
+                nat: matches!(PortRole::of(*id), PortRole::Gateway(_))
+                    .then(|| snapshot.nat.iter().find(|(n, _)| n == network).map(|(_, c)| super::publish::nat_stats(c)))
+                    .flatten(),
             })
             .collect();
         if let Some(v) = snapshot.vtep {
@@ -97,6 +100,7 @@ impl Control {
                 floods: 0,
                 drops: drops(&v.drops),
                 dns: None,
+                nat: None,
             });
         }
         // Sorted like every other listing: by network, then port (the
@@ -175,6 +179,8 @@ impl Control {
             mac: e.mac,
             ipv4: Ipv4Net::new(e.ipv4, e.prefix_len).ok(),
             aliases: e.aliases.clone(),
+            publish: e.publish.clone(),
+            service: e.service.clone(),
         }
     }
 

@@ -73,11 +73,16 @@ fn round_trip_of_a_populated_model() {
     store.apply(&mut m, |m| m.connect(Connect::new("ov", "s1"))).unwrap();
     store.apply(&mut m, |m| m.add_static_fdb("a", "02:00:00:00:00:05".parse().unwrap(), &e.host_tap_name)).unwrap();
     store.apply(&mut m, |m| m.set_config("aging-time", "42")).unwrap();
+    let publish = ctl::parse_publish("127.0.0.1:8080-8081:80-81/udp").unwrap();
+    store.apply(&mut m, |m| m.publish("s1", Some("a"), &publish)).unwrap();
+    store.apply(&mut m, |m| m.publish_service("api", Some("a"), &ctl::parse_publish("9000:90").unwrap())).unwrap();
     drop(store);
     let (_store, loaded) = Store::open(t.path()).unwrap();
     assert_eq!(loaded, m);
     assert_eq!(snapshot(&loaded), snapshot(&m));
     assert_eq!(loaded.config().aging_time_secs, 42);
+    assert_eq!(loaded.endpoint(&e.id).unwrap().publish.len(), 2);
+    assert_eq!(loaded.service("api").unwrap().publish, ctl::parse_publish("9000:90").unwrap());
 }
 
 #[test]

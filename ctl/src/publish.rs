@@ -1,0 +1,552 @@
+//! Published ports: Docker's `-p [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]`
+//! syntax ([`parse_publish`]), the [`PortMapping`] it expands to (one per port, as the protocol
+//! and the daemon's state carry it), and the lines `docker port` prints ([`docker_port_lines`],
+//! [`docker_port_lookup`]).
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The transport protocol of a published port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortProto {
+    /// TCP (the default, as in Docker).
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl PortProto {
+    /// The lowercase name, `tcp` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for PortProto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PortProto {
+    type Err = PortSpecError;
+
+    /// `tcp` or `udp`, in any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Self::Tcp),
+            "udp" => Ok(Self::Udp),
+            _ => Err(PortSpecError::BadProto { proto: s.to_owned(), spec: s.to_owned() }),
+        }
+    }
+}
+
+/// One published port: the host address and port the daemon listens on, and the port inside
+/// the sandbox (or, for a service, the replicas' target port) that traffic goes to.
+///
+/// On the wire and in the state file:
+/// `{"host_ip":"0.0.0.0","host_port":8080,"container_port":80,"proto":"tcp"}`.
+/// It displays as `0.0.0.0:8080:80/tcp`, which [`FromStr`] reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// The host address to listen on; `0.0.0.0` (the default) for every address.
+    #[serde(default = "unspecified")]
+    pub host_ip: Ipv4Addr,
+    /// The host port, 1 to 65535.
+    pub host_port: u16,
+    /// The port inside the sandbox, 1 to 65535.
+    pub container_port: u16,
+    /// TCP or UDP.
+    #[serde(default)]
+    pub proto: PortProto,
+}
+
+fn unspecified() -> Ipv4Addr {
+    Ipv4Addr::UNSPECIFIED
+}
+
+impl PortMapping {
+    /// A TCP mapping of `host_port` on every host address to `container_port`.
+    pub fn tcp(host_port: u16, container_port: u16) -> Self {
+        Self { host_ip: Ipv4Addr::UNSPECIFIED, host_port, container_port, proto: PortProto::Tcp }
+    }
+
+    /// Whether this mapping and `other` need the same host socket: the same protocol and port,
+    /// and the same address or either on every address (`0.0.0.0:8080/tcp` and
+    /// `10.0.0.1:8080/tcp` cannot both be bound).
+    pub fn host_overlaps(&self, other: &PortMapping) -> bool {
+        self.proto == other.proto
+            && self.host_port == other.host_port
+            && (self.host_ip == other.host_ip || self.host_ip.is_unspecified() || other.host_ip.is_unspecified())
+    }
+
+    /// The host side as `docker port` prints it: `0.0.0.0:8080`.
+    pub fn host_display(&self) -> String {
+        format!("{}:{}", self.host_ip, self.host_port)
+    }
+
+    /// The host side with its protocol, as errors name it: `8080/tcp` on every address,
+    /// `127.0.0.1:8080/tcp` otherwise.
+    pub fn host_key_display(&self) -> String {
+        if self.host_ip.is_unspecified() {
+            format!("{}/{}", self.host_port, self.proto)
+        } else {
+            format!("{}:{}/{}", self.host_ip, self.host_port, self.proto)
+        }
+    }
+
+    /// The container side as `docker port` prints it: `80/tcp`.
+    pub fn container_display(&self) -> String {
+        format!("{}/{}", self.container_port, self.proto)
+    }
+}
+
+impl fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}/{}", self.host_ip, self.host_port, self.container_port, self.proto)
+    }
+}
+
+impl FromStr for PortMapping {
+    type Err = PortSpecError;
+
+    /// Parses a spec that names exactly one port (see [`parse_publish`]).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match parse_publish(s)?.as_slice() {
+            [one] => Ok(*one),
+            many => Err(PortSpecError::NotOnePort { spec: s.to_owned(), ports: many.len() }),
+        }
+    }
+}
+
+/// Why a `-p` spec was refused. Each message quotes the spec and names the bad part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortSpecError {
+    /// The spec is empty.
+    #[error("empty port spec: expected [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]")]
+    Empty,
+    /// The protocol after `/` is neither `tcp` nor `udp`.
+    #[error("invalid protocol {proto:?} in {spec:?}: expected tcp or udp")]
+    BadProto {
+        /// The protocol given.
+        proto: String,
+        /// The whole spec.
+        spec: String,
+    },
+    /// The host address is not an IPv4 address.
+    #[error("invalid host IP {ip:?} in {spec:?}: expected an IPv4 address (IPv6 is not supported yet)")]
+    BadHostIp {
+        /// The address given.
+        ip: String,
+        /// The whole spec.
+        spec: String,
+    },
+    /// The spec has more `:`-separated parts than `HOST_IP:HOST_PORT:CONTAINER_PORT`.
+    #[error("invalid port spec {0:?}: expected [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]")]
+    TooManyParts(String),
+    /// No host port was given (Docker would pick a random one).
+    #[error("port spec {0:?} has no host port: a random host port is not supported yet, give HOST_PORT:CONTAINER_PORT")]
+    NoHostPort(String),
+    /// Host port 0 (a random port in Docker).
+    #[error("host port 0 in {0:?}: a random host port is not supported yet, give a port from 1 to 65535")]
+    HostPortZero(String),
+    /// A port or range is not a number from 1 to 65535 (or `START-END`).
+    #[error("invalid {what} {value:?} in {spec:?}: expected a number from 1 to 65535 or a range START-END")]
+    BadPort {
+        /// `host port` or `container port`.
+        what: &'static str,
+        /// The part given.
+        value: String,
+        /// The whole spec.
+        spec: String,
+    },
+    /// A range whose end is below its start.
+    #[error("invalid {what} range {value:?} in {spec:?}: END is smaller than START")]
+    ReversedRange {
+        /// `host port` or `container port`.
+        what: &'static str,
+        /// The range given.
+        value: String,
+        /// The whole spec.
+        spec: String,
+    },
+    /// The host and container ranges hold different numbers of ports.
+    #[error(
+        "host ports {host:?} ({host_len}) and container ports {container:?} ({container_len}) in {spec:?} differ \
+         in length: ranges map port by port"
+    )]
+    RangeLengths {
+        /// The host range given.
+        host: String,
+        /// Its number of ports.
+        host_len: u32,
+        /// The container range given.
+        container: String,
+        /// Its number of ports.
+        container_len: u32,
+        /// The whole spec.
+        spec: String,
+    },
+    /// A single mapping was expected but the spec is a range.
+    #[error("port spec {spec:?} names {ports} ports where one is expected")]
+    NotOnePort {
+        /// The whole spec.
+        spec: String,
+        /// How many ports it names.
+        ports: usize,
+    },
+}
+
+/// Parses Docker's `-p` syntax, `[HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]`, and
+/// expands ranges into one mapping per port, in order.
+///
+/// The host address is IPv4 (`0.0.0.0`, every address, when absent); ranges on both sides must
+/// have the same length; the protocol defaults to TCP. A missing or zero host port (a random port
+/// in Docker) is refused for now.
+pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
+    if spec.is_empty() {
+        return Err(PortSpecError::Empty);
+    }
+    let (ports, proto) = match spec.rsplit_once('/') {
+        Some((ports, proto)) => {
+            let proto = proto
+                .parse::<PortProto>()
+                .map_err(|_| PortSpecError::BadProto { proto: proto.to_owned(), spec: spec.to_owned() })?;
+            (ports, proto)
+        }
+        None => (spec, PortProto::Tcp),
+    };
+    if ports.starts_with('[') {
+        let ip = ports.split_once(']').map_or(ports, |(ip, _)| ip).trim_start_matches('[');
+        return Err(PortSpecError::BadHostIp { ip: ip.to_owned(), spec: spec.to_owned() });
+    }
+    let parts: Vec<&str> = ports.split(':').collect();
+    let (host_ip, host, container) = match parts.as_slice() {
+        [_container] => return Err(PortSpecError::NoHostPort(spec.to_owned())),
+        [host, container] => (Ipv4Addr::UNSPECIFIED, *host, *container),
+        [ip, host, container] => {
+            let host_ip = ip
+                .parse::<Ipv4Addr>()
+                .map_err(|_| PortSpecError::BadHostIp { ip: (*ip).to_owned(), spec: spec.to_owned() })?;
+            (host_ip, *host, *container)
+        }
+        _ if ports.contains("::") || parts.len() > 4 => {
+            return Err(PortSpecError::BadHostIp { ip: parts[..parts.len() - 2].join(":"), spec: spec.to_owned() });
+        }
+        _ => return Err(PortSpecError::TooManyParts(spec.to_owned())),
+    };
+    if host.is_empty() {
+        return Err(PortSpecError::NoHostPort(spec.to_owned()));
+    }
+    let (host_start, host_end) = parse_range("host port", host, spec)?;
+    if host_start == 0 {
+        return Err(PortSpecError::HostPortZero(spec.to_owned()));
+    }
+    let (container_start, container_end) = parse_range("container port", container, spec)?;
+    let host_len = u32::from(host_end - host_start) + 1;
+    let container_len = u32::from(container_end - container_start) + 1;
+    if host_len != container_len {
+        return Err(PortSpecError::RangeLengths {
+            host: host.to_owned(),
+            host_len,
+            container: container.to_owned(),
+            container_len,
+            spec: spec.to_owned(),
+        });
+    }
+    Ok((host_start..=host_end)
+        .zip(container_start..=container_end)
+        .map(|(host_port, container_port)| PortMapping { host_ip, host_port, container_port, proto })
+        .collect())
+}
+
+/// Parses `PORT` or `START-END` (ports 1 to 65535; a host port of 0 is caught by the caller).
+fn parse_range(what: &'static str, value: &str, spec: &str) -> Result<(u16, u16), PortSpecError> {
+    let bad = || PortSpecError::BadPort { what, value: value.to_owned(), spec: spec.to_owned() };
+    let port = |s: &str| -> Result<u16, PortSpecError> {
+        if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        s.parse::<u16>().map_err(|_| bad())
+    };
+    let (start, end) = match value.split_once('-') {
+        Some((start, end)) => (port(start)?, port(end)?),
+        None => {
+            let p = port(value)?;
+            (p, p)
+        }
+    };
+    if start == 0 && what != "host port" {
+        return Err(bad());
+    }
+    if end == 0 && start != 0 {
+        return Err(bad());
+    }
+    if end < start {
+        return Err(PortSpecError::ReversedRange { what, value: value.to_owned(), spec: spec.to_owned() });
+    }
+    Ok((start, end))
+}
+
+/// What `docker port SANDBOX` prints, one line per mapping (`80/tcp -> 0.0.0.0:8080`), sorted as
+/// Docker sorts them (natural order of the whole line).
+pub fn docker_port_lines<'a>(mappings: impl IntoIterator<Item = &'a PortMapping>) -> Vec<String> {
+    let mut lines: Vec<String> =
+        mappings.into_iter().map(|m| format!("{} -> {}", m.container_display(), m.host_display())).collect();
+    lines.sort_by(|a, b| natural_cmp(a, b));
+    lines
+}
+
+/// Why [`docker_port_lookup`] has nothing to print.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortLookupError {
+    /// The PORT argument is not a port number.
+    #[error("invalid port ({0})")]
+    InvalidPort(String),
+    /// The PROTO part is neither `tcp` nor `udp`, or the port is not published.
+    #[error("No public port '{port}' published for {sandbox}")]
+    NotPublished {
+        /// The port asked for, as `PORT/PROTO`.
+        port: String,
+        /// The sandbox.
+        sandbox: String,
+    },
+}
+
+/// What `docker port SANDBOX PORT[/PROTO]` prints: the host side of every mapping of that
+/// container port (`0.0.0.0:8080`), sorted as Docker sorts them. The protocol defaults to TCP.
+pub fn docker_port_lookup<'a>(
+    sandbox: &str,
+    port: &str,
+    mappings: impl IntoIterator<Item = &'a PortMapping>,
+) -> Result<Vec<String>, PortLookupError> {
+    let (number, proto) = match port.split_once('/') {
+        Some((number, proto)) if !proto.is_empty() => (number, proto),
+        Some((number, _)) => (number, "tcp"),
+        None => (port, "tcp"),
+    };
+    let container_port: u16 = number.parse().map_err(|_| PortLookupError::InvalidPort(number.to_owned()))?;
+    let not_published =
+        || PortLookupError::NotPublished { port: format!("{number}/{proto}"), sandbox: sandbox.to_owned() };
+    let proto: PortProto = proto.parse().map_err(|_| not_published())?;
+    let mut lines: Vec<String> = mappings
+        .into_iter()
+        .filter(|m| m.container_port == container_port && m.proto == proto)
+        .map(PortMapping::host_display)
+        .collect();
+    if lines.is_empty() {
+        return Err(not_published());
+    }
+    lines.sort_by(|a, b| natural_cmp(a, b));
+    Ok(lines)
+}
+
+/// Natural string order as Docker's CLI sorts `docker port` lines (`sortorder.NaturalLess`):
+/// runs of digits compare as numbers (fewer leading zeros first on a tie), digits sort before
+/// other bytes, other bytes compare bytewise, and a prefix sorts first.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (da, db) = (a[i].is_ascii_digit(), b[j].is_ascii_digit());
+        if da != db {
+            return if da { Ordering::Less } else { Ordering::Greater };
+        }
+        if !da {
+            if a[i] != b[j] {
+                return a[i].cmp(&b[j]);
+            }
+            i += 1;
+            j += 1;
+            continue;
+        }
+        let zeros = |s: &[u8], mut k: usize| {
+            while k < s.len() && s[k] == b'0' {
+                k += 1;
+            }
+            k
+        };
+        let digits = |s: &[u8], mut k: usize| {
+            while k < s.len() && s[k].is_ascii_digit() {
+                k += 1;
+            }
+            k
+        };
+        let (nz_a, nz_b) = (zeros(a, i), zeros(b, j));
+        let (end_a, end_b) = (digits(a, nz_a), digits(b, nz_b));
+        let by_number = (end_a - nz_a).cmp(&(end_b - nz_b)).then_with(|| a[nz_a..end_a].cmp(&b[nz_b..end_b]));
+        if by_number != Ordering::Equal {
+            return by_number;
+        }
+        if nz_a != nz_b {
+            return nz_a.cmp(&nz_b);
+        }
+        i = end_a;
+        j = end_b;
+    }
+    (a.len() - i).cmp(&(b.len() - j))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(ip: &str, host_port: u16, container_port: u16, proto: PortProto) -> PortMapping {
+        PortMapping { host_ip: ip.parse().unwrap(), host_port, container_port, proto }
+    }
+
+    #[test]
+    fn good_specs() {
+        use PortProto::{Tcp, Udp};
+        assert_eq!(parse_publish("8080:80").unwrap(), [m("0.0.0.0", 8080, 80, Tcp)]);
+        assert_eq!(parse_publish("8080:80/tcp").unwrap(), [m("0.0.0.0", 8080, 80, Tcp)]);
+        assert_eq!(parse_publish("53:53/udp").unwrap(), [m("0.0.0.0", 53, 53, Udp)]);
+        assert_eq!(parse_publish("53:53/UDP").unwrap(), [m("0.0.0.0", 53, 53, Udp)]);
+        assert_eq!(parse_publish("127.0.0.1:8080:80").unwrap(), [m("127.0.0.1", 8080, 80, Tcp)]);
+        assert_eq!(parse_publish("65535:1").unwrap(), [m("0.0.0.0", 65535, 1, Tcp)]);
+        assert_eq!(
+            parse_publish("10.0.0.1:8000-8002:9000-9002/udp").unwrap(),
+            [m("10.0.0.1", 8000, 9000, Udp), m("10.0.0.1", 8001, 9001, Udp), m("10.0.0.1", 8002, 9002, Udp)]
+        );
+        assert_eq!(parse_publish("7-7:8-8").unwrap(), [m("0.0.0.0", 7, 8, Tcp)]);
+        assert_eq!(parse_publish("1-65535:1-65535").unwrap().len(), 65535);
+    }
+
+    #[test]
+    fn bad_specs_name_the_bad_part() {
+        let cases: &[(&str, &str)] = &[
+            ("", "empty port spec"),
+            ("80", "no host port"),
+            (":80", "no host port"),
+            ("127.0.0.1::80", "no host port"),
+            ("0:80", "host port 0"),
+            ("0-3:80-83", "host port 0"),
+            ("8080:0", "invalid container port \"0\""),
+            ("8080:80/sctp", "invalid protocol \"sctp\""),
+            ("8080:80/", "invalid protocol \"\""),
+            ("x:80", "invalid host port \"x\""),
+            ("8080:x", "invalid container port \"x\""),
+            ("65536:80", "invalid host port \"65536\""),
+            ("+80:80", "invalid host port \"+80\""),
+            ("8080:80-", "invalid container port \"80-\""),
+            ("8080-8081:80", "differ in length"),
+            ("8080:80-81", "differ in length"),
+            ("8080-8089:80-81", "(10)"),
+            ("8090-8080:80-90", "invalid host port range \"8090-8080\""),
+            ("8080-8090:90-80", "invalid container port range \"90-80\""),
+            ("localhost:8080:80", "invalid host IP \"localhost\""),
+            ("1.2.3:8080:80", "invalid host IP \"1.2.3\""),
+            ("[::1]:8080:80", "invalid host IP \"::1\""),
+            ("::1:8080:80", "IPv6 is not supported"),
+            ("1:2:3:4", "invalid port spec"),
+        ];
+        for (spec, needle) in cases {
+            let e = parse_publish(spec).expect_err(spec).to_string();
+            assert!(e.contains(needle), "{spec:?}: {e:?} lacks {needle:?}");
+            if !spec.is_empty() {
+                assert!(e.contains(&format!("{spec:?}")), "{spec:?}: {e:?} does not quote the spec");
+            }
+        }
+    }
+
+    #[test]
+    fn display_parse_and_serde_round_trip() {
+        let one = m("10.1.2.3", 8443, 443, PortProto::Udp);
+        assert_eq!(one.to_string(), "10.1.2.3:8443:443/udp");
+        assert_eq!(one.to_string().parse::<PortMapping>().unwrap(), one);
+        assert!("8000-8001:80-81".parse::<PortMapping>().unwrap_err().to_string().contains("2 ports"));
+        let json = serde_json::to_value(one).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"host_ip": "10.1.2.3", "host_port": 8443, "container_port": 443, "proto": "udp"})
+        );
+        assert_eq!(serde_json::from_value::<PortMapping>(json).unwrap(), one);
+        let short: PortMapping = serde_json::from_str(r#"{"host_port":8080,"container_port":80}"#).unwrap();
+        assert_eq!(short, PortMapping::tcp(8080, 80));
+        assert!(
+            serde_json::from_str::<PortMapping>(r#"{"host_port":8080,"container_port":80,"proto":"sctp"}"#).is_err()
+        );
+        assert_eq!(one.host_key_display(), "10.1.2.3:8443/udp");
+        assert_eq!(PortMapping::tcp(8080, 80).host_key_display(), "8080/tcp");
+    }
+
+    #[test]
+    fn host_overlap_rules() {
+        let any = PortMapping::tcp(8080, 80);
+        let one = m("10.0.0.1", 8080, 81, PortProto::Tcp);
+        let other = m("10.0.0.2", 8080, 81, PortProto::Tcp);
+        assert!(any.host_overlaps(&one) && one.host_overlaps(&any));
+        assert!(!one.host_overlaps(&other));
+        assert!(one.host_overlaps(&one));
+        assert!(!any.host_overlaps(&m("0.0.0.0", 8080, 80, PortProto::Udp)));
+        assert!(!any.host_overlaps(&PortMapping::tcp(8081, 80)));
+    }
+
+    #[test]
+    fn docker_port_output() {
+        let maps = [
+            PortMapping::tcp(8080, 80),
+            m("127.0.0.1", 9000, 9000, PortProto::Udp),
+            PortMapping::tcp(8443, 443),
+            PortMapping::tcp(10080, 1000),
+            m("127.0.0.1", 8081, 80, PortProto::Tcp),
+            PortMapping::tcp(2222, 22),
+        ];
+        assert_eq!(
+            docker_port_lines(&maps),
+            [
+                "22/tcp -> 0.0.0.0:2222",
+                "80/tcp -> 0.0.0.0:8080",
+                "80/tcp -> 127.0.0.1:8081",
+                "443/tcp -> 0.0.0.0:8443",
+                "1000/tcp -> 0.0.0.0:10080",
+                "9000/udp -> 127.0.0.1:9000",
+            ]
+        );
+        assert_eq!(docker_port_lookup("web", "80", &maps).unwrap(), ["0.0.0.0:8080", "127.0.0.1:8081"]);
+        assert_eq!(docker_port_lookup("web", "80/tcp", &maps).unwrap(), ["0.0.0.0:8080", "127.0.0.1:8081"]);
+        assert_eq!(docker_port_lookup("web", "9000/udp", &maps).unwrap(), ["127.0.0.1:9000"]);
+        assert_eq!(
+            docker_port_lookup("web", "81", &maps).unwrap_err().to_string(),
+            "No public port '81/tcp' published for web"
+        );
+        assert_eq!(
+            docker_port_lookup("web", "9000", &maps).unwrap_err().to_string(),
+            "No public port '9000/tcp' published for web"
+        );
+        assert_eq!(
+            docker_port_lookup("web", "80/sctp", &maps).unwrap_err().to_string(),
+            "No public port '80/sctp' published for web"
+        );
+        assert_eq!(docker_port_lookup("web", "http", &maps).unwrap_err().to_string(), "invalid port (http)");
+        assert!(docker_port_lines(&[]).is_empty());
+    }
+
+    #[test]
+    fn natural_order_matches_sortorder() {
+        use Ordering::{Equal, Greater, Less};
+        for (a, b, want) in [
+            ("2", "10", Less),
+            ("a2", "a10", Less),
+            ("a10", "a2", Greater),
+            ("1", "a", Less),
+            ("a", "1", Greater),
+            ("01", "1", Greater),
+            ("1", "01", Less),
+            ("x", "xy", Less),
+            ("abc", "abc", Equal),
+            ("80/tcp -> 0.0.0.0:8080", "80/tcp -> 0.0.0.0:880", Greater),
+        ] {
+            assert_eq!(natural_cmp(a, b), want, "{a:?} vs {b:?}");
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! Published ports, services and the translator's flows in the control
+//! plane: what the model holds becomes [`Publication`]s for the datapath.
+//!
+//! Every change is all or nothing: the datapath opens a request's listeners
+//! together or none of them, and the model is saved only after it did (a
+//! failed save closes them again). A service's publications are re-sent
+//! (same host key: the datapath only swaps the backends) whenever one of its
+//! replicas connects or disconnects; that update is logged when it fails,
+//! never the reason a connect or disconnect fails.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use ctl::proto::{Ack, CtlError, ErrorKind, NatFlow, NatStats, ServiceInfo, ServiceReplica};
+use ctl::{PortMapping, PortProto};
+
+use super::{Control, Reply, datapath_error, model_error, network_id, ok};
+use crate::daemon::datapath::DatapathError;
+use crate::model::{Endpoint, Model, Service};
+use crate::nat::{self, Backend, Publication};
+
+/// The translator's protocol for a mapping's.
+fn proto(p: PortProto) -> nat::Proto {
+    match p {
+        PortProto::Tcp => nat::Proto::Tcp,
+        PortProto::Udp => nat::Proto::Udp,
+    }
+}
+
+/// The datapath's key of a published port: protocol and host address.
+fn key(m: &PortMapping) -> (nat::Proto, SocketAddrV4) {
+    (proto(m.proto), SocketAddrV4::new(m.host_ip, m.host_port))
+}
+
+/// The keys of `mappings`.
+fn keys<'a>(mappings: impl IntoIterator<Item = &'a PortMapping>) -> Vec<(nat::Proto, SocketAddrV4)> {
+    mappings.into_iter().map(key).collect()
+}
+
+/// Where traffic for `endpoint`'s `port` goes.
+fn backend(model: &Model, endpoint: &Endpoint, port: u16) -> Option<Backend> {
+    let network = model.network_by_id(&endpoint.network_id)?;
+    Some(Backend { network: network_id(network), address: endpoint.ipv4, mac: endpoint.mac.into(), port })
+}
+
+/// One publication per mapping of `mappings` (some of `endpoint`'s), each
+/// with the endpoint as its single backend.
+pub(super) fn endpoint_publications(model: &Model, endpoint: &Endpoint, mappings: &[PortMapping]) -> Vec<Publication> {
+    mappings
+        .iter()
+        .map(|m| {
+            let (proto, host) = key(m);
+            Publication { proto, host, backends: backend(model, endpoint, m.container_port).into_iter().collect() }
+        })
+        .collect()
+}
+
+/// One publication per port of `service`, whose backends are its replicas
+/// in creation order (none: the datapath keeps listening and refuses the
+/// connections). Remote replicas, once a cluster store exists, would be
+/// appended here.
+pub(super) fn service_publications(model: &Model, service: &Service) -> Vec<Publication> {
+    let replicas = model.service_replicas(service);
+    service
+        .publish
+        .iter()
+        .map(|m| {
+            let (proto, host) = key(m);
+            let backends = replicas.iter().filter_map(|e| backend(model, e, m.container_port)).collect();
+            Publication { proto, host, backends }
+        })
+        .collect()
+}
+
+/// The ctl error for a failed `publish`: a host port in use or privileged
+/// is the caller's problem, named as such.
+fn publish_error(e: DatapathError) -> CtlError {
+    let DatapathError::Listen { proto, addr, source } = e else { return datapath_error(e) };
+    let port = if addr.ip().is_unspecified() { format!("{}/{proto}", addr.port()) } else { format!("{addr}/{proto}") };
+    match source.kind() {
+        io::ErrorKind::AddrInUse => CtlError::conflict(format!("host port {port} is already in use")),
+        io::ErrorKind::PermissionDenied => CtlError::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "binding port {} needs CAP_NET_BIND_SERVICE (ports below net.ipv4.ip_unprivileged_port_start are \
+                 privileged)",
+                addr.port()
+            ),
+        ),
+        io::ErrorKind::AddrNotAvailable => CtlError::invalid_argument(format!(
+            "cannot publish host port {port}: {} is not an address of this host",
+            addr.ip()
+        )),
+        _ => CtlError::internal(format!("cannot listen on {port}: {source}")),
+    }
+}
+
+impl Control {
+    /// Opens (or updates) `publications` in the datapath, all or nothing;
+    /// nothing to do when there are none.
+    pub(super) fn publish_all(&self, publications: Vec<Publication>) -> Result<(), CtlError> {
+        if publications.is_empty() {
+            return Ok(());
+        }
+        self.datapath.publish(publications).map_err(publish_error)
+    }
+
+    /// Closes published ports, logging a failure (used where the model has
+    /// already moved on).
+    fn unpublish_logged(&self, keys: Vec<(nat::Proto, SocketAddrV4)>) {
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self.datapath.unpublish(keys) {
+            tracing::error!(error = %e, "cannot close published ports");
+        }
+    }
+
+    /// Closes `endpoint`'s own published ports (after a failed save of its
+    /// connect), logging a failure.
+    pub(super) fn unpublish_endpoint(&self, endpoint: &Endpoint) {
+        self.unpublish_logged(keys(&endpoint.publish));
+    }
+
+    /// Re-sends the publications of `services` (by name) with their replicas
+    /// as the live model has them, logging failures.
+    fn republish_services(&self, services: &BTreeSet<String>) {
+        for name in services {
+            let Ok(service) = self.model.service(name) else { continue };
+            if let Err(e) = self.publish_all(service_publications(&self.model, service)) {
+                tracing::error!(service = %name, error = %e.message, "cannot update the service's backends");
+            }
+        }
+    }
+
+    /// After a new endpoint was saved: adds it to the backends of the
+    /// service it is a replica of, if that service is published. A failure
+    /// is logged, not the connect's: the endpoint's own ports are what the
+    /// connect promises.
+    pub(super) fn join_service(&self, endpoint: &Endpoint) {
+        if let Some(service) = self.model.service_of(endpoint) {
+            self.republish_services(&BTreeSet::from([service.name.clone()]));
+        }
+    }
+
+    /// After `endpoints` left the (already saved) model: closes their ports
+    /// and takes them out of their services' backends.
+    pub(super) fn release_publications(&self, endpoints: &[Endpoint]) {
+        self.unpublish_logged(keys(endpoints.iter().flat_map(|e| &e.publish)));
+        let services: BTreeSet<String> = endpoints
+            .iter()
+            .filter_map(|e| {
+                let name = e.service.as_ref()?;
+                let service = self.model.service(name).ok()?;
+                (service.network_id == e.network_id).then(|| name.clone())
+            })
+            .collect();
+        self.republish_services(&services);
+    }
+
+    /// Re-opens every published port after a restart: each on its own, so
+    /// one port now taken elsewhere does not keep the others closed; a
+    /// failure is logged and the model keeps the mapping. Endpoints not in
+    /// `restored` (their TAP could not be brought back) get no traffic.
+    pub(super) fn restore_publications(&self, restored: &HashSet<String>) {
+        let alive: HashSet<(Ipv4Addr, u32)> = self
+            .model
+            .endpoints()
+            .filter(|e| restored.contains(&e.id))
+            .filter_map(|e| Some((e.ipv4, self.model.network_by_id(&e.network_id)?.network_index)))
+            .collect();
+        let mut publications = Vec::new();
+        for endpoint in self.model.endpoints().filter(|e| restored.contains(&e.id)) {
+            publications.extend(endpoint_publications(&self.model, endpoint, &endpoint.publish));
+        }
+        for service in self.model.services() {
+            publications.extend(service_publications(&self.model, service).into_iter().map(|mut p| {
+                p.backends.retain(|b| alive.contains(&(b.address, b.network.0)));
+                p
+            }));
+        }
+        let (mut opened, total) = (0usize, publications.len());
+        for publication in publications {
+            let (proto, host) = (publication.proto, publication.host);
+            match self.publish_all(vec![publication]) {
+                Ok(()) => opened += 1,
+                Err(e) => tracing::error!(%proto, %host, error = %e.message, "cannot re-open published port"),
+            }
+        }
+        if total > 0 {
+            tracing::info!(opened, total, "published ports restored");
+        }
+    }
+
+    /// `sandbox_publish`.
+    pub(super) fn sandbox_publish(&mut self, sandbox: &str, network: Option<&str>, mappings: &[PortMapping]) -> Reply {
+        let mut next = self.model.clone();
+        let endpoint = next.publish(sandbox, network, mappings).map_err(model_error)?;
+        self.publish_all(endpoint_publications(&next, &endpoint, mappings))?;
+        if let Err(e) = self.commit(next) {
+            self.unpublish_logged(keys(mappings));
+            return Err(e);
+        }
+        ok(self.sandbox_info(sandbox))
+    }
+
+    /// `sandbox_unpublish`.
+    pub(super) fn sandbox_unpublish(
+        &mut self,
+        sandbox: &str,
+        network: Option<&str>,
+        mappings: &[PortMapping],
+    ) -> Reply {
+        let mut next = self.model.clone();
+        let before = next.unpublish(sandbox, network, mappings).map_err(model_error)?;
+        self.datapath.unpublish(keys(mappings)).map_err(datapath_error)?;
+        if let Err(e) = self.commit(next) {
+            for endpoint in &before {
+                let back: Vec<PortMapping> =
+                    mappings.iter().filter(|m| endpoint.publish.contains(m)).copied().collect();
+                if let Err(e) = self.publish_all(endpoint_publications(&self.model, endpoint, &back)) {
+                    tracing::error!(sandbox, error = %e.message, "cannot re-open published ports");
+                }
+            }
+            return Err(e);
+        }
+        ok(self.sandbox_info(sandbox))
+    }
+
+    /// `service_publish`.
+    pub(super) fn service_publish(&mut self, name: &str, network: Option<&str>, mappings: &[PortMapping]) -> Reply {
+        let mut next = self.model.clone();
+        let service = next.publish_service(name, network, mappings).map_err(model_error)?;
+        let added = Service { publish: mappings.to_vec(), ..service.clone() };
+        self.publish_all(service_publications(&next, &added))?;
+        if let Err(e) = self.commit(next) {
+            self.unpublish_logged(keys(mappings));
+            return Err(e);
+        }
+        ok(self.service_info(&service))
+    }
+
+    /// `service_rm`.
+    pub(super) fn service_rm(&mut self, name: &str) -> Reply {
+        let mut next = self.model.clone();
+        let service = next.remove_service(name).map_err(model_error)?;
+        self.datapath.unpublish(keys(&service.publish)).map_err(datapath_error)?;
+        if let Err(e) = self.commit(next) {
+            if let Err(e) = self.publish_all(service_publications(&self.model, &service)) {
+                tracing::error!(service = name, error = %e.message, "cannot re-open the service's ports");
+            }
+            return Err(e);
+        }
+        ok(Ack {})
+    }
+
+    /// The wire form of a service.
+    pub(super) fn service_info(&self, service: &Service) -> ServiceInfo {
+        ServiceInfo {
+            name: service.name.clone(),
+            network: self.model.network_by_id(&service.network_id).map(|n| n.name.clone()).unwrap_or_default(),
+            created: service.created.clone(),
+            publish: service.publish.clone(),
+            replicas: self
+                .model
+                .service_replicas(service)
+                .into_iter()
+                .map(|e| ServiceReplica { sandbox: e.sandbox.clone(), endpoint_id: e.id.clone(), address: e.ipv4 })
+                .collect(),
+        }
+    }
+
+    /// `nat_ls`: the translator's live flows, with network and sandbox names.
+    pub(super) fn nat_ls(&self, network: Option<&str>) -> Reply {
+        let filter = network.map(|n| self.model.network(n).map(network_id)).transpose().map_err(model_error)?;
+        let flows = self.datapath.nat_flows().map_err(datapath_error)?;
+        let sandboxes: HashMap<(u32, Ipv4Addr), &str> = self
+            .model
+            .endpoints()
+            .filter_map(|e| {
+                Some(((self.model.network_by_id(&e.network_id)?.network_index, e.ipv4), e.sandbox.as_str()))
+            })
+            .collect();
+        let mut out: Vec<NatFlow> = flows
+            .into_iter()
+            .filter(|f| filter.is_none_or(|n| n == f.network))
+            .map(|f| NatFlow {
+                proto: f.proto.name().to_owned(),
+                direction: match f.direction {
+                    nat::Direction::Egress => "egress",
+                    nat::Direction::Inbound => "inbound",
+                }
+                .to_owned(),
+                network: self.network_name(f.network),
+                sandbox: sandboxes.get(&(f.network.0, *f.sandbox.ip())).map(|s| (*s).to_owned()),
+                sandbox_addr: f.sandbox,
+                remote_addr: f.remote,
+                outer_local: f.outer_local,
+                outer_remote: f.outer_remote,
+                bytes_from_sandbox: f.bytes_from_sandbox,
+                bytes_to_sandbox: f.bytes_to_sandbox,
+                age_ms: f.age_ms,
+                state: f.state.to_owned(),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.network, a.sandbox_addr, a.remote_addr, &a.proto).cmp(&(
+                &b.network,
+                b.sandbox_addr,
+                b.remote_addr,
+                &b.proto,
+            ))
+        });
+        ok(out)
+    }
+}
+
+/// The wire form of a network's translator counters.
+pub(super) fn nat_stats(c: &nat::Counters) -> NatStats {
+    NatStats {
+        flows_opened: c.flows_opened,
+        flows_refused: c.flows_refused,
+        flows_timed_out: c.flows_timed_out,
+        table_full: c.table_full,
+        active: c.active,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Connect, CreateNetwork, CreateSandbox};
+
+    fn model() -> (Model, Endpoint, Endpoint) {
+        let mut m = Model::new();
+        let req = CreateNetwork {
+            subnet: Some("10.1.0.0/24".parse().unwrap()),
+            ..CreateNetwork::new("a", ctl::proto::Driver::Bridge)
+        };
+        m.create_network(req).unwrap();
+        for s in ["s1", "s2", "s3"] {
+            m.create_sandbox(CreateSandbox::new(s)).unwrap();
+        }
+        let publish = ctl::parse_publish("8080-8081:80-81").unwrap();
+        let e1 = m.connect(Connect { publish, service: Some("api".into()), ..Connect::new("a", "s1") }).unwrap();
+        let e2 = m.connect(Connect { service: Some("api".into()), ..Connect::new("a", "s2") }).unwrap();
+        (m, e1, e2)
+    }
+
+    #[test]
+    fn an_endpoint_is_the_backend_of_its_ports() {
+        let (m, e1, _) = model();
+        let pubs = endpoint_publications(&m, &e1, &e1.publish);
+        assert_eq!(pubs.len(), 2);
+        let net = network_id(m.network("a").unwrap());
+        assert_eq!(pubs[1].proto, nat::Proto::Tcp);
+        assert_eq!(pubs[1].host, "0.0.0.0:8081".parse().unwrap());
+        assert_eq!(pubs[1].backends, [Backend { network: net, address: e1.ipv4, mac: e1.mac.into(), port: 81 }]);
+    }
+
+    #[test]
+    fn a_service_balances_over_its_replicas_in_creation_order() {
+        let (mut m, e1, e2) = model();
+        let udp = ctl::parse_publish("127.0.0.1:5353:53/udp").unwrap();
+        let service = m.publish_service("api", Some("a"), &udp).unwrap();
+        let pubs = service_publications(&m, &service);
+        assert_eq!(pubs.len(), 1);
+        assert_eq!((pubs[0].proto, pubs[0].host), (nat::Proto::Udp, "127.0.0.1:5353".parse().unwrap()));
+        let order: Vec<Ipv4Addr> = pubs[0].backends.iter().map(|b| b.address).collect();
+        assert_eq!(order, [e1.ipv4, e2.ipv4]);
+        assert!(pubs[0].backends.iter().all(|b| b.port == 53));
+        // The next replica comes last.
+        let e3 = m.connect(Connect { service: Some("api".into()), ..Connect::new("a", "s3") }).unwrap();
+        assert_eq!(m.service_of(&e3).map(|s| s.name.as_str()), Some("api"));
+        let pubs = service_publications(&m, m.service("api").unwrap());
+        let order: Vec<Ipv4Addr> = pubs[0].backends.iter().map(|b| b.address).collect();
+        assert_eq!(order, [e1.ipv4, e2.ipv4, e3.ipv4]);
+        // No replicas: still published, with no backends.
+        for s in ["s1", "s2", "s3"] {
+            m.disconnect("a", s).unwrap();
+        }
+        let pubs = service_publications(&m, m.service("api").unwrap());
+        assert_eq!(pubs.len(), 1);
+        assert!(pubs[0].backends.is_empty());
+    }
+
+    /// A control plane over a real (unprivileged) datapath thread and a
+    /// scratch state directory, removed on drop.
+    struct Scratch {
+        dir: std::path::PathBuf,
+        control: Option<Control>,
+    }
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("vsw-publish-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let (store, model) = crate::model::Store::open(&dir).unwrap();
+            let datapath = crate::daemon::datapath::DatapathHandle::spawn(None, None, Vec::new()).unwrap();
+            let control = Control::restore(store, model, datapath, None, false, Vec::new()).unwrap();
+            Scratch { dir, control: Some(control) }
+        }
+
+        fn c(&mut self) -> &mut Control {
+            self.control.as_mut().unwrap()
+        }
+
+        fn state(&self) -> Vec<u8> {
+            std::fs::read(self.dir.join("state.json")).unwrap()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            drop(self.control.take());
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn refused_requests_change_nothing() {
+        use ctl::proto::Request;
+        let mut s = Scratch::new("refused");
+        let create = |name: &str, subnet: &str, options: &[(&str, &str)]| Request::NetworkCreate {
+            name: name.into(),
+            driver: ctl::proto::Driver::Bridge,
+            subnet: Some(subnet.parse().unwrap()),
+            gateway: None,
+            ip_range: None,
+            internal: false,
+            mtu: None,
+            attachable: false,
+            vni: None,
+            options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        };
+        s.c().handle(create("a", "10.1.0.0/24", &[])).unwrap();
+        let e = s.c().handle(create("b", "10.2.0.0/24", &[("egress", "maybe")])).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument, "{}", e.message);
+        s.c().handle(create("c", "10.3.0.0/24", &[("egress", "false")])).unwrap();
+        let before = s.state();
+
+        // The datapath refuses these (a port in use, an address not on this host): the service
+        // is not created, the state file is untouched.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        for spec in [format!("127.0.0.1:{port}:80"), "192.0.2.1:8080:80".to_owned()] {
+            let publish = ctl::parse_publish(&spec).unwrap();
+            let req = Request::ServicePublish { name: "api".into(), network: Some("a".into()), publish };
+            assert!(s.c().handle(req).is_err(), "{spec} should be refused");
+            assert_eq!(s.c().model.services().count(), 0);
+            assert_eq!(s.state(), before);
+        }
+
+        let not_found = |s: &mut Scratch, req: Request| {
+            let e = s.c().handle(req).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::NotFound, "{}", e.message);
+        };
+        not_found(&mut s, Request::ServiceInspect { name: "api".into() });
+        not_found(&mut s, Request::ServiceRm { name: "api".into() });
+        not_found(&mut s, Request::NatLs { network: Some("nope".into()) });
+        let publish = ctl::parse_publish("8080:80").unwrap();
+        not_found(&mut s, Request::SandboxPublish { sandbox: "nope".into(), network: None, publish: publish.clone() });
+        not_found(&mut s, Request::SandboxUnpublish { sandbox: "nope".into(), network: None, publish });
+        assert_eq!(s.c().handle(Request::ServiceLs).unwrap(), serde_json::json!([]));
+        assert_eq!(s.state(), before);
+    }
+
+    #[test]
+    fn listen_errors_become_clear_ctl_errors() {
+        let listen = |addr: &str, kind: io::ErrorKind| DatapathError::Listen {
+            proto: nat::Proto::Tcp,
+            addr: addr.parse().unwrap(),
+            source: io::Error::from(kind),
+        };
+        let e = publish_error(listen("0.0.0.0:8080", io::ErrorKind::AddrInUse));
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Conflict, "host port 8080/tcp is already in use"));
+        let e = publish_error(listen("127.0.0.1:8080", io::ErrorKind::AddrInUse));
+        assert_eq!(e.message, "host port 127.0.0.1:8080/tcp is already in use");
+        let e = publish_error(listen("0.0.0.0:80", io::ErrorKind::PermissionDenied));
+        assert_eq!(e.kind, ErrorKind::PermissionDenied);
+        assert!(e.message.starts_with("binding port 80 needs CAP_NET_BIND_SERVICE"), "{}", e.message);
+        let e = publish_error(listen("192.0.2.7:8080", io::ErrorKind::AddrNotAvailable));
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert!(e.message.contains("192.0.2.7 is not an address of this host"), "{}", e.message);
+        assert_eq!(publish_error(DatapathError::Unresponsive).kind, ErrorKind::Internal);
+    }
+}
