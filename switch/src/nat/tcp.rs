@@ -208,4 +208,8 @@ impl SendQueue {
     pub(crate) fn pop(&mut self) -> Option<FlowId> {
         self.0.pop_front()
     }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }

@@ -601,6 +601,11 @@ impl Translator {
         }
     }
 
+    /// Some flow may have bytes to peek for its sandbox.
+    pub fn has_sendable(&self) -> bool {
+        !self.sendable.is_empty()
+    }
+
     /// The next flow whose socket should be peeked, with how many bytes
     /// the sandbox's window allows in one frame.
     pub fn next_sendable(&mut self) -> Option<(FlowId, usize)> {

@@ -13,10 +13,10 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 
-use std::collections::HashMap;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::collections::HashMap;
 
 use super::handle::DatapathError;
 use super::{Datapath, PortIo};
@@ -106,7 +106,10 @@ impl NatIo {
 
     /// Something waits to be read or sent.
     pub(super) fn has_work(&self) -> bool {
-        !self.out.is_empty() || !self.datagrams_ready.is_empty() || !self.listeners_ready.is_empty()
+        !self.out.is_empty()
+            || !self.datagrams_ready.is_empty()
+            || !self.listeners_ready.is_empty()
+            || self.translator.has_sendable()
     }
 }
 
@@ -120,7 +123,10 @@ struct Sockets<'a> {
 
 impl Sockets<'_> {
     fn get(&self, flow: FlowId) -> io::Result<&FlowSocket> {
-        self.sockets.get(flow.0 as usize).and_then(Option::as_ref).ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+        self.sockets
+            .get(flow.0 as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
     }
 
     fn store(&mut self, flow: FlowId, socket: FlowSocket, interest: Interest) -> io::Result<()> {
@@ -349,7 +355,11 @@ impl Datapath {
             };
             info.outer_local = local.and_then(v4).or_else(|| {
                 // Published UDP flows share their port's socket.
-                self.nat.by_address.iter().find(|(k, _)| info.direction == crate::nat::Direction::Inbound && k.0 == info.proto).map(|(k, _)| k.1)
+                self.nat
+                    .by_address
+                    .iter()
+                    .find(|(k, _)| info.direction == crate::nat::Direction::Inbound && k.0 == info.proto)
+                    .map(|(k, _)| k.1)
             });
         }
         flows.into_iter().map(|(_, info)| info).collect()
@@ -623,18 +633,13 @@ impl Datapath {
         ready.dedup();
         let mut again = Vec::new();
         for id in ready {
-            match self.nat.listeners.get(id.0 as usize).and_then(Option::as_ref) {
-                Some(ListenerSocket::Tcp(_)) => {
-                    if self.accept_tcp(id, now) {
-                        again.push(id);
-                    }
-                }
-                Some(ListenerSocket::Udp(_)) => {
-                    if self.receive_udp(id, now) {
-                        again.push(id);
-                    }
-                }
-                None => {}
+            let more = match self.nat.listeners.get(id.0 as usize).and_then(Option::as_ref) {
+                Some(ListenerSocket::Tcp(_)) => self.accept_tcp(id, now),
+                Some(ListenerSocket::Udp(_)) => self.receive_udp(id, now),
+                None => false,
+            };
+            if more {
+                again.push(id);
             }
         }
         self.nat.listeners_ready.append(&mut again);
