@@ -27,7 +27,7 @@ use super::flow::{FlowId, ListenerId};
 pub(crate) const OUR_SHIFT: u8 = 7;
 /// The receive window the switch advertises (bytes it accepts beyond what
 /// the socket took at once).
-pub(crate) const WINDOW: u32 = 512 * 1024;
+pub(crate) const WINDOW: u32 = 4 * 1024 * 1024;
 /// First retransmission timeout toward a sandbox, and its cap.
 pub(crate) const RTO_MIN_MS: u32 = 200;
 pub(crate) const RTO_MAX_MS: u32 = 3_000;
@@ -37,6 +37,9 @@ pub(crate) const MAX_RETRIES: u8 = 8;
 /// before the next backend is asked.
 pub(crate) const SYN_RTO_MS: u32 = 1_000;
 pub(crate) const SYN_TRIES: u8 = 3;
+/// An egress connection whose host socket has not connected after this
+/// long is given up (the kernel's own limit is about two minutes).
+pub(crate) const HANDSHAKE_MS: u64 = 60_000;
 /// A connection with no traffic for this long is reset (it leaked: its
 /// sandbox vanished or its peer went silent).
 pub(crate) const IDLE_MS: u64 = 2 * 3600 * 1000;
@@ -85,6 +88,9 @@ pub(crate) struct TcpFlow {
     /// The switch sent FIN (at `snd_nxt - 1`), and the sandbox acked it.
     pub(crate) fin_out: bool,
     pub(crate) fin_acked: bool,
+    /// When the pending retransmission (SYN, SYN-ACK, data, FIN) or the
+    /// handshake's end is due; `None` when only the idle limit applies.
+    pub(crate) deadline: Option<u64>,
     pub(crate) rto_ms: u32,
     pub(crate) retries: u8,
     pub(crate) dupacks: u8,
@@ -113,6 +119,7 @@ impl TcpFlow {
             readable: false,
             fin_out: false,
             fin_acked: false,
+            deadline: None,
             rto_ms: RTO_MIN_MS,
             retries: 0,
             dupacks: 0,

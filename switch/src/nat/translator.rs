@@ -331,7 +331,13 @@ impl Translator {
             self.add_flow(new_flow(key, false, view.gateway, head, key.remote, HostSide::Own, tcp_state(tcp), now));
         if let Err(e) = host.open(id, Proto::Tcp, key.remote) {
             self.refuse(id, &e, host, out);
+            return;
         }
+        let at = now + tcp::HANDSHAKE_MS;
+        if let Some(Flow { state: FlowState::Tcp(t), .. }) = self.table.get_mut(id) {
+            t.deadline = Some(at);
+        }
+        self.arm(id, at);
     }
 
     /// The host socket of egress flow `id` connected (or failed to).
@@ -340,7 +346,6 @@ impl Translator {
             self.refuse(id, &e, host, out);
             return;
         }
-        let Some(mss) = self.nets_mss(id) else { return };
         let Some(flow) = self.table.get_mut(id) else { return };
         let FlowState::Tcp(t) = &mut flow.state else { return };
         if t.phase != Phase::Connecting {
@@ -348,12 +353,24 @@ impl Translator {
         }
         t.phase = Phase::SynAckSent;
         t.snd_nxt = t.iss.wrapping_add(1);
+        t.retries = 0;
+        flow.last_seen = now;
+        self.send_syn_ack(id, now, out);
+    }
+
+    /// Sends (or sends again) the SYN-ACK of egress flow `id` and sets its
+    /// retransmission.
+    fn send_syn_ack(&mut self, id: FlowId, now: u64, out: &mut Emit) {
+        let Some(mss) = self.nets_mss(id) else { return };
+        let Some(flow) = self.table.get_mut(id) else { return };
+        let FlowState::Tcp(t) = &mut flow.state else { return };
         let fields = TcpFields { seq: t.iss, ack: t.rcv_nxt, flags: flags::SYN | flags::ACK, window: u16::MAX };
         let shift = (t.our_shift > 0).then_some(t.our_shift);
+        let at = now + (u64::from(tcp::SYN_RTO_MS) << t.retries);
+        t.deadline = Some(at);
         let head = flow.head;
-        let gateway = flow.gateway;
-        flow.last_seen = now;
-        out.push(gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, Some((mss, shift))));
+        out.push(flow.gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, Some((mss, shift))));
+        self.arm(id, at);
     }
 
     /// The MSS the switch offers on flow `id`'s network.
@@ -396,7 +413,6 @@ impl Translator {
     fn tcp_segment(&mut self, id: FlowId, seg: &TcpSegment<'_>, now: u64, host: &mut impl Host, out: &mut Emit) {
         let Some(flow) = self.table.get_mut(id) else { return };
         flow.last_seen = now;
-        let (head, gateway) = (flow.head, flow.gateway);
         let FlowState::Tcp(t) = &mut flow.state else { return };
         if seg.has(flags::RST) {
             if t.phase == Phase::SynSent {
@@ -428,19 +444,12 @@ impl Translator {
                     t.readable = true;
                     t.retries = 0;
                     t.rto_ms = tcp::RTO_MIN_MS;
-                    flow.timer = None;
+                    t.deadline = None;
                     self.owe_ack(id);
                     self.queue_send(id);
                 }
                 // Our SYN-ACK was lost: the sandbox sent its SYN again.
-                Phase::SynAckSent if seg.seq.wrapping_add(1) == t.rcv_nxt => {
-                    let Some(mss) = self.nets_mss(id) else { return };
-                    let Some(FlowState::Tcp(t)) = self.table.get(id).map(|f| &f.state) else { return };
-                    let fields =
-                        TcpFields { seq: t.iss, ack: t.rcv_nxt, flags: flags::SYN | flags::ACK, window: u16::MAX };
-                    let shift = (t.our_shift > 0).then_some(t.our_shift);
-                    out.push(gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, Some((mss, shift))));
-                }
+                Phase::SynAckSent if seg.seq.wrapping_add(1) == t.rcv_nxt => self.send_syn_ack(id, now, out),
                 Phase::Connecting => {}
                 _ => self.owe_ack(id),
             }
@@ -453,6 +462,8 @@ impl Translator {
             Phase::Connecting | Phase::SynSent => return,
             Phase::SynAckSent if seg.ack == t.iss.wrapping_add(1) => {
                 t.phase = Phase::Established;
+                t.deadline = None;
+                t.retries = 0;
                 t.snd_una = seg.ack;
                 t.readable = true;
             }
@@ -488,10 +499,8 @@ impl Translator {
             t.dupacks = 0;
             t.retries = 0;
             t.rto_ms = tcp::RTO_MIN_MS;
-            flow.timer = None;
-            if t.outstanding() {
-                arm = Some(now + u64::from(t.rto_ms));
-            }
+            t.deadline = t.outstanding().then(|| now + u64::from(t.rto_ms));
+            arm = t.deadline;
         } else if seg.ack == t.snd_una && seg.payload.is_empty() && t.outstanding() && !window_changed {
             t.dupacks += 1;
             if t.dupacks == 3 {
@@ -638,6 +647,7 @@ impl Translator {
         let port = flow.gateway;
         let rto = u64::from(t.rto_ms);
         if was_idle {
+            t.deadline = Some(now + rto);
             self.arm(id, now + rto);
         }
         self.queue_send(id);
@@ -670,6 +680,7 @@ impl Translator {
         let rto = u64::from(t.rto_ms);
         out.push(gateway, 60, |buf| packet::write_tcp_control(buf, &head, fields, None));
         if was_idle {
+            t.deadline = Some(now + rto);
             self.arm(id, now + rto);
         }
         self.close_if_finished(id, host, out);
@@ -780,6 +791,7 @@ impl Translator {
         let fields = TcpFields { seq: t.iss, ack: 0, flags: flags::SYN, window: u16::MAX };
         let head = flow.head;
         let delay = u64::from(tcp::SYN_RTO_MS) << t.retries;
+        t.deadline = Some(now + delay);
         out.push(flow.gateway, 80, |buf| {
             packet::write_tcp_control(buf, &head, fields, Some((mss, Some(tcp::OUR_SHIFT))))
         });
@@ -820,7 +832,6 @@ impl Translator {
         let Some(flow) = self.table.get_mut(id) else { return };
         flow.head = head;
         flow.gateway = view.gateway;
-        flow.timer = None;
         flow.state = tcp_state(TcpFlow::inbound(iss, listener, tried));
         self.table.rekey(id, key);
         let c = self.count(network);
@@ -982,13 +993,8 @@ impl Translator {
             self.timers.pop();
             let id = FlowId(slot);
             let Some(flow) = self.table.get_mut(id) else { continue };
-            let Some(due) = flow.timer else { continue };
-            if due > now {
-                if due > at {
-                    // A later deadline replaced this entry's: queue it.
-                    flow.timer = None;
-                    self.arm(id, due);
-                }
+            // Only a flow's earliest wake-up counts; older entries are stale.
+            if flow.timer != Some(at) {
                 continue;
             }
             flow.timer = None;
@@ -1013,38 +1019,56 @@ impl Translator {
                 self.drop_flow(id);
                 self.count(network).flows_timed_out += 1;
             }
-            FlowState::Tcp(t) => match t.phase {
-                Phase::SynSent => {
-                    t.retries += 1;
-                    if t.retries >= tcp::SYN_TRIES {
-                        self.count(network).flows_timed_out += 1;
-                        self.next_backend(id, now, host, out);
-                    } else {
-                        self.send_syn(id, now, out);
-                    }
+            FlowState::Tcp(t) => {
+                let due = t.deadline.unwrap_or(last_seen + tcp::IDLE_MS);
+                if due > now {
+                    self.arm(id, due);
+                    return;
                 }
-                _ if t.outstanding() => {
-                    t.retries += 1;
-                    if t.retries > tcp::MAX_RETRIES {
+                t.deadline = None;
+                match t.phase {
+                    Phase::Connecting => {
+                        self.count(network).flows_timed_out += 1;
+                        self.refuse(id, &io::Error::from_raw_os_error(libc::ETIMEDOUT), host, out);
+                    }
+                    Phase::SynAckSent => {
+                        t.retries += 1;
+                        if t.retries >= tcp::SYN_TRIES {
+                            self.count(network).flows_timed_out += 1;
+                            self.reset_both(id, host, out);
+                        } else {
+                            self.send_syn_ack(id, now, out);
+                        }
+                    }
+                    Phase::SynSent => {
+                        t.retries += 1;
+                        if t.retries >= tcp::SYN_TRIES {
+                            self.count(network).flows_timed_out += 1;
+                            self.next_backend(id, now, host, out);
+                        } else {
+                            self.send_syn(id, now, out);
+                        }
+                    }
+                    Phase::Established if t.outstanding() => {
+                        t.retries += 1;
+                        if t.retries > tcp::MAX_RETRIES {
+                            self.count(network).flows_timed_out += 1;
+                            self.reset_both(id, host, out);
+                            return;
+                        }
+                        t.rto_ms = (t.rto_ms * 2).min(tcp::RTO_MAX_MS);
+                        let at = now + u64::from(t.rto_ms);
+                        t.deadline = Some(at);
+                        rewind(id, t, host);
+                        self.arm(id, at);
+                        self.queue_send(id);
+                    }
+                    Phase::Established => {
                         self.count(network).flows_timed_out += 1;
                         self.reset_both(id, host, out);
-                        return;
-                    }
-                    t.rto_ms = (t.rto_ms * 2).min(tcp::RTO_MAX_MS);
-                    let at = now + u64::from(t.rto_ms);
-                    rewind(id, t, host);
-                    self.arm(id, at);
-                    self.queue_send(id);
-                }
-                _ => {
-                    if last_seen + tcp::IDLE_MS > now {
-                        self.arm(id, last_seen + tcp::IDLE_MS);
-                    } else {
-                        self.count(network).flows_timed_out += 1;
-                        self.reset_both(id, host, out);
                     }
                 }
-            },
+            }
         }
     }
 

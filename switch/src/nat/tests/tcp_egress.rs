@@ -24,6 +24,9 @@ fn pattern(len: usize, salt: u8) -> Vec<u8> {
 
 // ------------------------------------------------------------------ handshake
 
+/// The switch's receive window.
+const W: u32 = crate::nat::tcp::WINDOW;
+
 #[test]
 fn syn_opens_a_socket_to_the_destination() {
     let mut b = Bench::new();
@@ -143,7 +146,7 @@ fn data_is_written_in_order_and_acked_once_per_batch() {
     assert!(ack.ack_flag && !ack.syn && !ack.fin && !ack.psh);
     assert_eq!(ack.ack, c.snd);
     assert_eq!(ack.seq, c.rcv);
-    assert_eq!(ack.window, ((512 * 1024) >> 7) as u16, "the full window, scaled by 7");
+    assert_eq!(ack.window, ((W) >> 7) as u16, "the full window, scaled by 7");
     assert!(b.flush().is_empty(), "nothing more owed");
     let f = &b.tr.flows(b.now)[0].1;
     assert_eq!(f.bytes_from_sandbox, 2477);
@@ -168,7 +171,7 @@ fn partial_write_parks_bytes_shrinks_the_window_and_writable_flushes() {
     assert_eq!(b.host.written(c.id), &data[..100]);
     let ack = b.flush().remove(0).tcp();
     assert_eq!(ack.ack, c.snd, "parked bytes are accepted");
-    assert_eq!(ack.window, ((512 * 1024 - 900) >> 7) as u16);
+    assert_eq!(ack.window, ((W - 900) >> 7) as u16);
 
     // More data goes behind the parked bytes without touching the socket.
     let more = pattern(500, 6);
@@ -178,7 +181,7 @@ fn partial_write_parks_bytes_shrinks_the_window_and_writable_flushes() {
     assert!(b.host.take_calls().is_empty(), "the socket is not asked while bytes are parked");
     let ack = b.flush().remove(0).tcp();
     assert_eq!(ack.ack, c.snd);
-    assert_eq!(ack.window, ((512 * 1024 - 1400) >> 7) as u16);
+    assert_eq!(ack.window, ((W - 1400) >> 7) as u16);
 
     // Still full: nothing moves, but the sandbox is told the window again.
     b.tr.writable(c.id, &mut b.host, &mut b.out);
@@ -195,7 +198,7 @@ fn partial_write_parks_bytes_shrinks_the_window_and_writable_flushes() {
     let acks = b.flush();
     assert_eq!(acks.len(), 1, "one window update");
     let upd = acks[0].clone().tcp();
-    assert_eq!(upd.window, ((512 * 1024) >> 7) as u16, "window fully open again");
+    assert_eq!(upd.window, ((W) >> 7) as u16, "window fully open again");
     assert_eq!(upd.ack, c.snd);
     // Nothing parked: writable is a no-op.
     b.host.take_calls();
@@ -210,27 +213,30 @@ fn parked_bytes_are_bounded_by_the_window() {
     b.host.capacity.insert(c.id, 0);
     let chunk = pattern(60_000, 9);
     let start = c.snd;
-    for _ in 0..9 {
+    let chunks = W as usize / 60_000 + 2;
+    for _ in 0..chunks {
         let f = c.data(&chunk);
         b.send(&f);
     }
     let ack = b.flush().remove(0).tcp();
-    assert_eq!(ack.ack, start.wrapping_add(512 * 1024), "the switch accepts exactly its window");
+    assert_eq!(ack.ack, start.wrapping_add(W), "the switch accepts exactly its window");
     assert_eq!(ack.window, 0);
     // The rest is retransmitted by the sandbox once the socket drains.
     b.host.capacity.remove(&c.id);
     b.tr.writable(c.id, &mut b.host, &mut b.out);
-    assert_eq!(b.host.written(c.id).len(), 512 * 1024);
+    assert_eq!(b.host.written(c.id).len(), W as usize);
     let upd = b.flush().remove(0).tcp();
-    assert_eq!(upd.window, 4096);
+    assert_eq!(upd.window, (W >> 7) as u16);
     let mut c2 = c;
-    c2.snd = start.wrapping_add(512 * 1024);
-    let rest_len = 9 * 60_000 - 512 * 1024;
-    let rest = (0..9 * 60_000).map(|i| chunk[i % 60_000]).skip(512 * 1024).collect::<Vec<_>>();
-    let f = c2.data(&rest);
-    b.send(&f);
-    assert_eq!(b.host.written(c.id).len(), 512 * 1024 + rest_len);
-    let expect: Vec<u8> = (0..9 * 60_000).map(|i| chunk[i % 60_000]).collect();
+    c2.snd = start.wrapping_add(W);
+    let rest_len = chunks * 60_000 - W as usize;
+    let rest = (0..chunks * 60_000).map(|i| chunk[i % 60_000]).skip(W as usize).collect::<Vec<_>>();
+    for part in rest.chunks(60_000) {
+        let f = c2.data(part);
+        b.send(&f);
+    }
+    assert_eq!(b.host.written(c.id).len(), W as usize + rest_len);
+    let expect: Vec<u8> = (0..chunks * 60_000).map(|i| chunk[i % 60_000]).collect();
     assert_eq!(b.host.written(c.id), &expect[..]);
 }
 
@@ -457,17 +463,19 @@ fn rto_rewinds_with_backoff_and_gives_up() {
     b.pump(1460);
     // Keep losing: the connection is reset after the retries.
     let mut rewinds = 2;
-    for _ in 0..20 {
+    let mut calls = Vec::new();
+    for _ in 0..40 {
         let Some(at) = b.tr.next_deadline() else { break };
         b.poll(at);
         b.pump(1460);
+        let now = b.host.take_calls();
+        rewinds += now.iter().filter(|call| **call == Call::Rewind(c.id)).count();
+        calls.extend(now);
         if b.tr.is_empty() {
             break;
         }
-        rewinds += 1;
     }
     assert_eq!(rewinds, 8, "MAX_RETRIES retransmissions");
-    let calls = b.host.take_calls();
     assert!(calls.contains(&Call::Close(c.id, true)));
     let rst = b.frames().pop().unwrap().tcp();
     assert!(rst.rst);
