@@ -56,6 +56,11 @@ struct Args {
     /// (OpenMetrics text); e.g. `127.0.0.1:9477`.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_listen: Option<SocketAddr>,
+    /// Most flows the L4 translator holds at once (egress connections, UDP
+    /// flows, pings, published-port connections together); a new flow
+    /// beyond it is refused and counted (`table_full`).
+    #[arg(long, value_name = "N", default_value_t = switch::nat::Limits::default().max_flows)]
+    nat_max_flows: usize,
 }
 
 /// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT`, defaulting to port 53.
@@ -128,8 +133,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         args.dns.clone()
     };
     tracing::info!(upstreams = ?dns, "embedded DNS forwards to");
-    let datapath = DatapathHandle::spawn(vtep, secret, dns.clone())
-        .with_context(|| format!("cannot start the datapath (VTEP {:?})", args.vtep))?;
+    let datapath =
+        DatapathHandle::spawn(vtep, secret, dns.clone(), switch::nat::Limits { max_flows: args.nat_max_flows })
+            .with_context(|| format!("cannot start the datapath (VTEP {:?})", args.vtep))?;
     let control = Control::restore(store, model, datapath, vtep, has_secret, dns)
         .context("cannot restore state into the datapath")?;
     let metrics = args

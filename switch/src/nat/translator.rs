@@ -737,7 +737,9 @@ impl Translator {
 
     /// Sends the ACKs owed (one per flow, however many segments it got).
     pub fn flush_acks(&mut self, out: &mut Emit) {
-        for id in std::mem::take(&mut self.acks) {
+        // The list is reused: no allocation per flush.
+        let mut acks = std::mem::take(&mut self.acks);
+        for id in acks.drain(..) {
             let Some(flow) = self.table.get_mut(id) else { continue };
             let FlowState::Tcp(t) = &mut flow.state else { continue };
             if !t.ack_due {
@@ -748,6 +750,7 @@ impl Translator {
             let head = flow.head;
             out.push(flow.gateway, 60, |buf| packet::write_tcp_control(buf, &head, fields, None));
         }
+        self.acks = acks;
     }
 
     /// A client connected to published TCP port `listener`: returns the

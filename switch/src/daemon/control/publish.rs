@@ -397,7 +397,8 @@ mod tests {
             let dir = std::env::temp_dir().join(format!("vsw-publish-{tag}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             let (store, model) = crate::model::Store::open(&dir).unwrap();
-            let datapath = crate::daemon::datapath::DatapathHandle::spawn(None, None, Vec::new()).unwrap();
+            let datapath =
+                crate::daemon::datapath::DatapathHandle::spawn(None, None, Vec::new(), Default::default()).unwrap();
             let control = Control::restore(store, model, datapath, None, false, Vec::new()).unwrap();
             Scratch { dir, control: Some(control) }
         }

@@ -225,11 +225,12 @@ impl DatapathHandle {
     /// datapath thread, which keeps the cluster secret (if any) for the keys
     /// of encrypted overlays, and its DNS forwarding thread, which asks
     /// `dns_upstreams` for names the switch does not own (unless a sandbox
-    /// has upstreams of its own).
+    /// has upstreams of its own). `nat_limits` bound the L4 translator.
     pub fn spawn(
         vtep: Option<VtepConfig>,
         secret: Option<ClusterSecret>,
         dns_upstreams: Vec<SocketAddr>,
+        nat_limits: nat::Limits,
     ) -> io::Result<DatapathHandle> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -238,7 +239,7 @@ impl DatapathHandle {
         let forward = ForwardThread::spawn(done, waker.clone())?;
         let dns = super::dns::DnsService::new(dns_upstreams, forward, results);
         let (gone_tx, gone) = crossbeam_channel::unbounded();
-        let datapath = Datapath::new(poll, inbox, vtep, secret, dns, gone_tx)?;
+        let datapath = Datapath::new(poll, inbox, vtep, secret, dns, gone_tx, nat_limits)?;
         let thread = std::thread::Builder::new().name("datapath".into()).spawn(move || datapath.run())?;
         Ok(DatapathHandle { commands, waker, thread: Some(thread), gone })
     }

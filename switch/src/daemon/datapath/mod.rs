@@ -134,6 +134,7 @@ impl Datapath {
         secret: Option<ClusterSecret>,
         dns: dns::DnsService,
         gone: crossbeam_channel::Sender<PortId>,
+        nat_limits: crate::nat::Limits,
     ) -> io::Result<Datapath> {
         let tunnel = vtep.map(Tunnel::open).transpose()?;
         if let Some(t) = &tunnel {
@@ -164,7 +165,7 @@ impl Datapath {
             last_tick: Timestamp(0),
             running: true,
             dns,
-            nat: nat::NatIo::new(super::dns_forward::seed()),
+            nat: nat::NatIo::new(nat_limits, super::dns_forward::seed()),
             icmp_budget: unreachable::IcmpBudget::new(),
             gone,
             busy: Duration::ZERO,

@@ -92,9 +92,9 @@ pub(super) struct NatIo {
 }
 
 impl NatIo {
-    pub(super) fn new(seed: u64) -> NatIo {
+    pub(super) fn new(limits: Limits, seed: u64) -> NatIo {
         NatIo {
-            translator: Translator::new(Limits::default(), seed),
+            translator: Translator::new(limits, seed),
             sockets: Vec::new(),
             listeners: Vec::new(),
             by_address: HashMap::new(),
