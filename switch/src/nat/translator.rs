@@ -1075,6 +1075,25 @@ impl Translator {
         }
     }
 
+    /// Ends every flow of the sandbox at `address` on `network` (its
+    /// endpoint is gone): own sockets are closed, TCP ones with a reset.
+    /// Returns how many flows ended.
+    pub fn forget_sandbox(&mut self, network: NetworkId, address: Ipv4Addr, host: &mut impl Host) -> usize {
+        let gone: Vec<(FlowId, bool, bool)> = self
+            .table
+            .iter()
+            .filter(|(_, f)| f.key.network == network && f.key.sandbox.ip() == &address)
+            .map(|(id, f)| (id, f.host == HostSide::Own, f.key.proto == Proto::Tcp))
+            .collect();
+        for &(id, own, tcp) in &gone {
+            if own {
+                host.close(id, tcp);
+            }
+            self.drop_flow(id);
+        }
+        gone.len()
+    }
+
     /// When [`Translator::poll_timers`] next has work.
     pub fn next_deadline(&self) -> Option<u64> {
         self.timers.peek().map(|Reverse((at, _))| *at)

@@ -389,6 +389,12 @@ impl Control {
     }
 
     fn teardown_endpoint(&self, endpoint: &Endpoint) {
+        // Its translated connections end with it (reset on the host side).
+        if let Some(network) = self.model.network_by_id(&endpoint.network_id)
+            && let Err(e) = self.datapath.nat_forget(network_id(network), endpoint.ipv4)
+        {
+            tracing::error!(tap = %endpoint.host_tap_name, error = %e, "cannot end the endpoint's flows");
+        }
         match self.datapath.remove_port(endpoint_port(endpoint.port_index)) {
             Ok(Some(tap)) => plumbing::destroy_tap(tap),
             Ok(None) => tracing::warn!(tap = %endpoint.host_tap_name, "endpoint had no TAP in the datapath"),

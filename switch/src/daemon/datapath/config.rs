@@ -99,6 +99,9 @@ impl Datapath {
                 self.unpublish(&keys);
                 let _ = reply.send(());
             }
+            Command::NatForget { network, address, reply } => {
+                let _ = reply.send(self.nat_forget(network, address));
+            }
             Command::NatFlows { reply } => {
                 let _ = reply.send(self.nat_flows());
             }

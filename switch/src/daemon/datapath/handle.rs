@@ -170,6 +170,7 @@ pub(super) enum Command {
     Publish { publications: Vec<nat::Publication>, reply: Reply<Result<(), DatapathError>> },
     Unpublish { keys: Vec<(nat::Proto, std::net::SocketAddrV4)>, reply: Reply<()> },
     NatFlows { reply: Reply<Vec<nat::FlowInfo>> },
+    NatForget { network: NetworkId, address: Ipv4Addr, reply: Reply<usize> },
     Snapshot { reply: Reply<Snapshot> },
     Shutdown,
 }
@@ -333,6 +334,13 @@ impl DatapathHandle {
     /// until they end.
     pub fn unpublish(&self, keys: Vec<(nat::Proto, std::net::SocketAddrV4)>) -> Result<(), DatapathError> {
         self.call(|reply| Command::Unpublish { keys, reply })
+    }
+
+    /// Ends every translated flow of the sandbox at `address` on `network`
+    /// (its endpoint is going): host connections are reset. Returns how
+    /// many flows ended.
+    pub fn nat_forget(&self, network: NetworkId, address: Ipv4Addr) -> Result<usize, DatapathError> {
+        self.call(|reply| Command::NatForget { network, address, reply })
     }
 
     /// The translator's live flows (`nat ls`).

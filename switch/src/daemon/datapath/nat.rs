@@ -341,6 +341,13 @@ impl Datapath {
         }
     }
 
+    /// Ends the flows of the sandbox at `address` on `network`.
+    pub(super) fn nat_forget(&mut self, network: NetworkId, address: Ipv4Addr) -> usize {
+        let NatIo { translator, sockets, listeners, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry() };
+        translator.forget_sandbox(network, address, &mut host)
+    }
+
     /// The live flows, with their sockets' local addresses.
     pub(super) fn nat_flows(&self) -> Vec<FlowInfo> {
         let now = self.clock.now().0;

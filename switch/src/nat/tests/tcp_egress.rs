@@ -835,3 +835,19 @@ fn isns_differ_between_flows() {
     assert_ne!(c1.rcv, c2.rcv);
     assert_ne!(c1.id, c2.id);
 }
+
+#[test]
+fn forgetting_a_sandbox_resets_its_connections_and_empties_the_table() {
+    let (mut b, c) = established(Some(7));
+    let other = b.connect(sandbox(40_001), ISN, None);
+    b.host.take_calls();
+    assert_eq!(b.counters(NET).active, 2);
+    let ended = b.tr.forget_sandbox(NET, *sandbox(0).ip(), &mut b.host);
+    assert_eq!(ended, 2);
+    let calls = b.host.take_calls();
+    assert!(calls.contains(&Call::Close(c.id, true)), "{calls:?}");
+    assert!(calls.contains(&Call::Close(other.id, true)), "{calls:?}");
+    assert!(b.tr.is_empty());
+    assert_eq!(b.counters(NET).active, 0);
+    assert_eq!(b.tr.forget_sandbox(NET, *sandbox(0).ip(), &mut b.host), 0, "nothing left");
+}
