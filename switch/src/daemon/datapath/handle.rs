@@ -17,9 +17,9 @@ use super::super::tunnel::{TunnelCounters, VtepConfig};
 use super::{Datapath, WAKER};
 use crate::bridge::{BridgeError, FdbRecord, NetworkConfig};
 use crate::counters::{LearningCounters, PortCounters};
+use crate::nat;
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::sys::tap::Tap;
-use crate::nat;
 use crate::wire::MacAddr;
 
 /// How long a control request waits for the datapath before giving up.
