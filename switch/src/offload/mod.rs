@@ -25,7 +25,7 @@
 //! [`VirtioNetHdr`]: crate::sys::tap::VirtioNetHdr
 
 mod checksum;
-mod csum;
+pub(crate) mod csum;
 mod gro;
 mod icmp;
 mod mss;

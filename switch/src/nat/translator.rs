@@ -1,0 +1,1118 @@
+//! The translator: the flow table, the published ports' backends, timers,
+//! and what happens to each frame and socket event.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::Range;
+
+use hashbrown::HashMap;
+
+use super::flow::{Flow, FlowId, FlowKey, FlowState, FlowTable, HostSide, ListenerId};
+use super::packet::{self, Head, TcpFields, TcpSegment, Transport, Unreachable, Unsupported, flags};
+use super::tcp::{self, Phase, SendQueue, TcpFlow};
+use super::{Backend, Counters, Direction, FlowInfo, Proto};
+use crate::port::{NetworkId, PortId};
+use crate::sys::tap::VirtioNetHdr;
+use crate::wire::MacAddr;
+
+/// A UDP flow or ICMP echo flow that never got an answer is closed after
+/// this long without traffic; one that did, after `DATAGRAM_IDLE_MS`
+/// (Linux conntrack's `udp_timeout` and `udp_timeout_stream`).
+const DATAGRAM_UNANSWERED_MS: u64 = 30_000;
+const DATAGRAM_IDLE_MS: u64 = 120_000;
+/// Bytes all flows together may park for sockets that are full.
+const PENDING_BUDGET: usize = 64 * 1024 * 1024;
+
+/// The sockets the translator works through. The daemon implements it with
+/// kernel sockets it registers with its event loop; tests with a model.
+pub trait Host {
+    /// Opens the host side of a new egress flow toward `to`: TCP starts a
+    /// non-blocking connect (completion is reported with
+    /// [`Translator::connected`]); UDP and ICMP echo get a connected socket.
+    fn open(&mut self, flow: FlowId, proto: Proto, to: SocketAddrV4) -> io::Result<()>;
+    /// Writes stream bytes (TCP) or sends one datagram (UDP, ICMP echo
+    /// message) on the flow's own socket; returns how many bytes it took.
+    fn send(&mut self, flow: FlowId, data: &[u8]) -> io::Result<usize>;
+    /// Sends one datagram from a published UDP port's socket to a client.
+    fn send_to(&mut self, listener: ListenerId, to: SocketAddrV4, data: &[u8]) -> io::Result<()>;
+    /// Shuts the flow's TCP socket down for writing (the sandbox sent FIN).
+    fn shutdown_write(&mut self, flow: FlowId);
+    /// Drops `len` bytes the sandbox acknowledged from the front of the
+    /// flow's TCP receive queue.
+    fn discard(&mut self, flow: FlowId, len: usize);
+    /// Makes the next peek start again at the front of the receive queue
+    /// (the oldest byte the sandbox has not acknowledged).
+    fn rewind(&mut self, flow: FlowId);
+    /// Closes the flow's socket; `reset` aborts a TCP connection (RST).
+    fn close(&mut self, flow: FlowId, reset: bool);
+}
+
+/// What the translator knows of a network with a gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetView {
+    /// The gateway's port: frames toward sandboxes enter the bridge there.
+    pub gateway: PortId,
+    /// The gateway's MAC.
+    pub mac: MacAddr,
+    /// The gateway's address.
+    pub address: Ipv4Addr,
+    /// The network's MTU (the MSS the switch offers is derived from it).
+    pub mtu: u32,
+}
+
+/// Control frames (handshakes, ACKs, resets, ICMP errors) the translator
+/// made for sandboxes, complete with checksums, in one reused arena.
+#[derive(Debug, Default)]
+pub struct Emit {
+    bytes: Vec<u8>,
+    frames: Vec<(PortId, Range<usize>)>,
+}
+
+impl Emit {
+    /// Appends a frame of at most `max` bytes written by `write`.
+    fn push(&mut self, port: PortId, max: usize, write: impl FnOnce(&mut [u8]) -> usize) {
+        let start = self.bytes.len();
+        self.bytes.resize(start + max, 0);
+        let len = write(&mut self.bytes[start..]);
+        self.bytes.truncate(start + len);
+        self.frames.push((port, start..start + len));
+    }
+
+    /// The frames, each with the gateway port it enters the bridge from.
+    pub fn frames(&self) -> impl Iterator<Item = (PortId, &[u8])> {
+        self.frames.iter().map(|(port, range)| (*port, &self.bytes[range.clone()]))
+    }
+
+    /// True when no frame is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Forgets the frames, keeping the memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.frames.clear();
+    }
+}
+
+/// A data frame the daemon filled: where it enters the bridge, its length
+/// and its virtio-net header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataFrame {
+    /// The gateway port.
+    pub port: PortId,
+    /// Bytes of the frame (from the start of the buffer).
+    pub len: usize,
+    /// Offloads the frame needs (checksum, segmentation).
+    pub hdr: VirtioNetHdr,
+}
+
+/// Limits of the translator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Flows (TCP, UDP, ICMP together); a new flow beyond it is refused
+    /// and counted.
+    pub max_flows: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_flows: 131_072 }
+    }
+}
+
+/// A published port's backends and where the rotation stands.
+#[derive(Debug, Clone, Default)]
+struct Listener {
+    proto: Option<Proto>,
+    host: Option<SocketAddrV4>,
+    backends: Vec<Backend>,
+    next: usize,
+}
+
+/// The L4 translator.
+#[derive(Debug)]
+pub struct Translator {
+    table: FlowTable,
+    /// Published UDP flows by (listener, client).
+    by_client: HashMap<(ListenerId, SocketAddrV4), FlowId, foldhash::fast::RandomState>,
+    nets: Vec<Option<NetView>>,
+    listeners: Vec<Option<Listener>>,
+    timers: BinaryHeap<Reverse<(u64, u32)>>,
+    /// The earliest heap entry of each flow (by slot), to keep one per flow.
+    sendable: SendQueue,
+    acks: Vec<FlowId>,
+    counters: Vec<Counters>,
+    limits: Limits,
+    pending_total: usize,
+    iss: u32,
+}
+
+impl Translator {
+    /// An empty translator; `seed` varies the initial sequence numbers.
+    pub fn new(limits: Limits, seed: u64) -> Translator {
+        Translator {
+            table: FlowTable::default(),
+            by_client: HashMap::default(),
+            nets: Vec::new(),
+            listeners: Vec::new(),
+            timers: BinaryHeap::new(),
+            sendable: SendQueue::default(),
+            acks: Vec::new(),
+            counters: Vec::new(),
+            limits,
+            pending_total: 0,
+            iss: seed as u32 ^ (seed >> 32) as u32,
+        }
+    }
+
+    /// Sets (or, with `None`, forgets) what the translator knows of a
+    /// network's gateway.
+    pub fn set_network(&mut self, network: NetworkId, view: Option<NetView>) {
+        let i = network.index();
+        if self.nets.len() <= i {
+            self.nets.resize(i + 1, None);
+            self.counters.resize(i + 1, Counters::default());
+        }
+        self.nets[i] = view;
+    }
+
+    /// Sets a published port's backends (a new listener, or new backends
+    /// for an open one; connections in progress keep theirs).
+    pub fn set_listener(&mut self, id: ListenerId, proto: Proto, host: SocketAddrV4, backends: Vec<Backend>) {
+        let i = id.0 as usize;
+        if self.listeners.len() <= i {
+            self.listeners.resize(i + 1, None);
+        }
+        let next = self.listeners[i].as_ref().map_or(0, |l| l.next);
+        self.listeners[i] = Some(Listener { proto: Some(proto), host: Some(host), backends, next });
+    }
+
+    /// Forgets a listener; its flows go on until they end.
+    pub fn remove_listener(&mut self, id: ListenerId) {
+        if let Some(slot) = self.listeners.get_mut(id.0 as usize) {
+            *slot = None;
+        }
+    }
+
+    fn next_iss(&mut self) -> u32 {
+        // RFC 6528 in spirit: unpredictable to sandboxes, distinct per flow.
+        self.iss = self.iss.wrapping_mul(0x9E37_79B9).wrapping_add(0x7F4A_7C15);
+        self.iss
+    }
+
+    fn count(&mut self, network: NetworkId) -> &mut Counters {
+        let i = network.index();
+        if self.counters.len() <= i {
+            self.counters.resize(i + 1, Counters::default());
+        }
+        &mut self.counters[i]
+    }
+
+    fn full(&mut self, network: NetworkId) -> bool {
+        let full = self.table.len() >= self.limits.max_flows;
+        if full {
+            self.count(network).table_full += 1;
+        }
+        full
+    }
+
+    fn add_flow(&mut self, flow: Flow) -> FlowId {
+        let network = flow.key.network;
+        let c = self.count(network);
+        c.flows_opened += 1;
+        c.active += 1;
+        self.table.insert(flow)
+    }
+
+    /// Removes a flow (its socket is the caller's business).
+    fn drop_flow(&mut self, id: FlowId) {
+        let Some(mut flow) = self.table.remove(id) else { return };
+        if let FlowState::Tcp(t) = &mut flow.state {
+            self.pending_total -= t.pending.len();
+        }
+        if let HostSide::Listener(l) = flow.host {
+            self.by_client.remove(&(l, flow.outer_remote));
+        }
+        let c = self.count(flow.key.network);
+        c.active = c.active.saturating_sub(1);
+    }
+
+    /// Arms `id`'s timer for `at` (milliseconds of the switch's clock).
+    fn arm(&mut self, id: FlowId, at: u64) {
+        let Some(flow) = self.table.get_mut(id) else { return };
+        if flow.timer.is_none_or(|t| at < t) {
+            self.timers.push(Reverse((at, id.0)));
+        }
+        flow.timer = Some(flow.timer.map_or(at, |t| t.min(at)));
+    }
+
+    /// Is `frame` (to the gateway's own address) part of a flow? Replies to
+    /// loopback clients of published ports are addressed to the gateway.
+    pub fn owns(&self, network: NetworkId, frame: &[u8]) -> bool {
+        packet::parse(frame).ok().and_then(|p| self.key_of(network, &p)).is_some_and(|k| self.table.lookup(&k).is_some())
+    }
+
+    fn key_of(&self, network: NetworkId, p: &packet::Packet<'_>) -> Option<FlowKey> {
+        let (proto, sandbox_port, remote_port) = match p.transport {
+            Transport::Tcp(s) => (Proto::Tcp, s.src_port, s.dst_port),
+            Transport::Udp { src_port, dst_port, .. } => (Proto::Udp, src_port, dst_port),
+            Transport::Echo { id, .. } => (Proto::Icmp, id, 0),
+        };
+        Some(FlowKey {
+            network,
+            proto,
+            sandbox: SocketAddrV4::new(p.src, sandbox_port),
+            remote: SocketAddrV4::new(p.dst, remote_port),
+        })
+    }
+
+    /// Takes a frame a sandbox on `network` routed through its gateway to an
+    /// address outside the switch's networks (or a reply within a flow).
+    pub fn from_sandbox(
+        &mut self,
+        network: NetworkId,
+        frame: &[u8],
+        now: u64,
+        host: &mut impl Host,
+        out: &mut Emit,
+    ) -> Result<(), Unsupported> {
+        let p = packet::parse(frame)?;
+        let view = self.nets.get(network.index()).copied().flatten().ok_or(Unsupported::Malformed)?;
+        let key = self.key_of(network, &p).ok_or(Unsupported::Malformed)?;
+        let head = Head { gateway_mac: view.mac.0, sandbox_mac: p.src_mac, remote: key.remote, sandbox: key.sandbox };
+        let existing = self.table.lookup(&key);
+        match p.transport {
+            Transport::Tcp(seg) => match existing {
+                Some(id) => self.tcp_segment(id, &seg, now, host, out),
+                None if seg.has(flags::SYN) && !seg.has(flags::ACK) && key.remote.ip() != &view.address => {
+                    self.tcp_open(key, head, view, &seg, now, host, out)
+                }
+                None => reset_stray(&head, view.gateway, &seg, out),
+            },
+            Transport::Udp { payload, .. } | Transport::Echo { message: payload, .. } => {
+                let id = match existing {
+                    Some(id) => id,
+                    None if key.remote.ip() == &view.address => return Ok(()),
+                    None => match self.datagram_open(key, head, view, p.quote, now, host, out) {
+                        Some(id) => id,
+                        None => return Ok(()),
+                    },
+                };
+                self.datagram_out(id, payload, p.quote, now, host, out);
+            }
+        }
+        Ok(())
+    }
+
+    fn tcp_open(
+        &mut self,
+        key: FlowKey,
+        head: Head,
+        view: NetView,
+        seg: &TcpSegment<'_>,
+        now: u64,
+        host: &mut impl Host,
+        out: &mut Emit,
+    ) {
+        if self.full(key.network) {
+            reset_stray(&head, view.gateway, seg, out);
+            return;
+        }
+        let (mss, shift) = seg.syn_options();
+        let tcp = TcpFlow::egress(self.next_iss(), seg.seq, mss, shift);
+        let id = self.add_flow(new_flow(key, false, view.gateway, head, key.remote, HostSide::Own, tcp_state(tcp), now));
+        if let Err(e) = host.open(id, Proto::Tcp, key.remote) {
+            self.refuse(id, &e, host, out);
+        }
+    }
+
+    /// The host socket of egress flow `id` connected (or failed to).
+    pub fn connected(&mut self, id: FlowId, result: io::Result<()>, now: u64, host: &mut impl Host, out: &mut Emit) {
+        if let Err(e) = result {
+            self.refuse(id, &e, host, out);
+            return;
+        }
+        let Some(mss) = self.nets_mss(id) else { return };
+        let Some(flow) = self.table.get_mut(id) else { return };
+        let FlowState::Tcp(t) = &mut flow.state else { return };
+        if t.phase != Phase::Connecting {
+            return;
+        }
+        t.phase = Phase::SynAckSent;
+        t.snd_nxt = t.iss.wrapping_add(1);
+        let fields = TcpFields { seq: t.iss, ack: t.rcv_nxt, flags: flags::SYN | flags::ACK, window: u16::MAX };
+        let shift = (t.our_shift > 0).then_some(t.our_shift);
+        let head = flow.head;
+        let gateway = flow.gateway;
+        flow.last_seen = now;
+        out.push(gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, Some((mss, shift))));
+    }
+
+    /// The MSS the switch offers on flow `id`'s network.
+    fn nets_mss(&self, id: FlowId) -> Option<u16> {
+        let flow = self.table.get(id)?;
+        let view = self.nets.get(flow.key.network.index()).copied().flatten()?;
+        Some(view.mtu.saturating_sub(40).clamp(536, 65_495) as u16)
+    }
+
+    /// An egress flow's destination refused or could not be reached: the
+    /// sandbox gets a reset (refused) or an ICMP error (unreachable).
+    fn refuse(&mut self, id: FlowId, e: &io::Error, host: &mut impl Host, out: &mut Emit) {
+        let Some(flow) = self.table.get(id) else { return };
+        let head = flow.head;
+        let gateway = flow.gateway;
+        let network = flow.key.network;
+        match (&flow.state, unreachable_code(e)) {
+            (FlowState::Tcp(t), None) => {
+                let fields = TcpFields { seq: 0, ack: t.rcv_nxt, flags: flags::RST | flags::ACK, window: 0 };
+                out.push(gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, None));
+            }
+            (_, code) => {
+                let quote = packet::rebuild_quote(head.sandbox, head.remote, flow.key.proto);
+                let code = code.unwrap_or(Unreachable::Port);
+                out.push(gateway, 100, |buf| packet::write_unreachable(buf, &head, code, &quote));
+            }
+        }
+        host.close(id, false);
+        self.drop_flow(id);
+        self.count(network).flows_refused += 1;
+    }
+
+    fn tcp_segment(&mut self, id: FlowId, seg: &TcpSegment<'_>, now: u64, host: &mut impl Host, out: &mut Emit) {
+        let Some(flow) = self.table.get_mut(id) else { return };
+        flow.last_seen = now;
+        let (head, gateway) = (flow.head, flow.gateway);
+        let FlowState::Tcp(t) = &mut flow.state else { return };
+        if seg.has(flags::RST) {
+            if t.phase == Phase::SynSent {
+                self.next_backend(id, now, host, out);
+            } else {
+                host.close(id, true);
+                self.drop_flow(id);
+            }
+            return;
+        }
+        if seg.has(flags::SYN) {
+            match t.phase {
+                // The sandbox answers the SYN of a published connection.
+                Phase::SynSent if seg.has(flags::ACK) && seg.ack == t.iss.wrapping_add(1) => {
+                    let (mss, shift) = seg.syn_options();
+                    t.rcv_nxt = seg.seq.wrapping_add(1);
+                    t.mss = mss.unwrap_or(536).max(64);
+                    match shift {
+                        Some(s) => t.shift = s,
+                        None => t.our_shift = 0,
+                    }
+                    t.snd_una = seg.ack;
+                    t.snd_wnd = u32::from(seg.window);
+                    t.phase = Phase::Established;
+                    t.retries = 0;
+                    t.rto_ms = tcp::RTO_MIN_MS;
+                    flow.timer = None;
+                    self.owe_ack(id);
+                    self.queue_send(id);
+                }
+                // Our SYN-ACK was lost: the sandbox sent its SYN again.
+                Phase::SynAckSent if seg.seq.wrapping_add(1) == t.rcv_nxt => {
+                    let Some(mss) = self.nets_mss(id) else { return };
+                    let Some(FlowState::Tcp(t)) = self.table.get(id).map(|f| &f.state) else { return };
+                    let fields = TcpFields { seq: t.iss, ack: t.rcv_nxt, flags: flags::SYN | flags::ACK, window: u16::MAX };
+                    let shift = (t.our_shift > 0).then_some(t.our_shift);
+                    out.push(gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, Some((mss, shift))));
+                }
+                Phase::Connecting => {}
+                _ => self.owe_ack(id),
+            }
+            return;
+        }
+        if !seg.has(flags::ACK) {
+            return;
+        }
+        match t.phase {
+            Phase::Connecting | Phase::SynSent => return,
+            Phase::SynAckSent if seg.ack == t.iss.wrapping_add(1) => {
+                t.phase = Phase::Established;
+                t.snd_una = seg.ack;
+                t.readable = true;
+            }
+            Phase::SynAckSent => return,
+            Phase::Established => {}
+        }
+        self.tcp_ack(id, seg, now, host);
+        self.tcp_data_in(id, seg, host, out);
+        self.close_if_finished(id, host);
+    }
+
+    /// Processes the acknowledgement and window of a segment.
+    fn tcp_ack(&mut self, id: FlowId, seg: &TcpSegment<'_>, now: u64, host: &mut impl Host) {
+        let Some(flow) = self.table.get_mut(id) else { return };
+        let FlowState::Tcp(t) = &mut flow.state else { return };
+        if tcp::seq_gt(seg.ack, t.snd_nxt) {
+            return;
+        }
+        let window = u32::from(seg.window) << t.shift;
+        let window_changed = window != t.snd_wnd;
+        t.snd_wnd = window;
+        let mut arm = None;
+        if tcp::seq_gt(seg.ack, t.snd_una) {
+            let mut acked = seg.ack.wrapping_sub(t.snd_una);
+            if t.fin_out && seg.ack == t.snd_nxt {
+                t.fin_acked = true;
+                acked -= 1;
+            }
+            if acked > 0 {
+                host.discard(id, acked as usize);
+            }
+            t.snd_una = seg.ack;
+            t.dupacks = 0;
+            t.retries = 0;
+            t.rto_ms = tcp::RTO_MIN_MS;
+            flow.timer = None;
+            if t.outstanding() {
+                arm = Some(now + u64::from(t.rto_ms));
+            }
+        } else if seg.ack == t.snd_una && seg.payload.is_empty() && t.outstanding() && !window_changed {
+            t.dupacks += 1;
+            if t.dupacks == 3 {
+                rewind(id, t, host);
+            }
+        }
+        if let Some(at) = arm {
+            self.arm(id, at);
+        }
+        self.queue_send(id);
+    }
+
+    /// Accepts the segment's payload and FIN, in order, into the socket.
+    fn tcp_data_in(&mut self, id: FlowId, seg: &TcpSegment<'_>, host: &mut impl Host, out: &mut Emit) {
+        let fin = seg.has(flags::FIN);
+        if seg.payload.is_empty() && !fin {
+            return;
+        }
+        let budget_left = PENDING_BUDGET.saturating_sub(self.pending_total);
+        let Some(flow) = self.table.get_mut(id) else { return };
+        let FlowState::Tcp(t) = &mut flow.state else { return };
+        if t.fin_in {
+            self.owe_ack(id);
+            return;
+        }
+        let offset = seg.seq.wrapping_sub(t.rcv_nxt) as i32;
+        if offset > 0 {
+            // A gap: something before this was lost. Ask again.
+            self.owe_ack(id);
+            return;
+        }
+        let skip = offset.unsigned_abs() as usize;
+        let data = seg.payload.get(skip..).unwrap_or_default();
+        let mut accepted = 0;
+        if !data.is_empty() {
+            if t.pending.is_empty() {
+                match tcp::written(host.send(id, data)) {
+                    Ok(n) => accepted = n,
+                    Err(_) => {
+                        self.reset_both(id, host, out);
+                        return;
+                    }
+                }
+            }
+            let room = (tcp::WINDOW as usize).saturating_sub(t.pending.len()).min(budget_left);
+            let park = (data.len() - accepted).min(room);
+            if park > 0 {
+                t.pending.extend_from_slice(&data[accepted..accepted + park]);
+                self.pending_total += park;
+                accepted += park;
+            }
+            t.rcv_nxt = t.rcv_nxt.wrapping_add(accepted as u32);
+            flow.bytes_from_sandbox += accepted as u64;
+        }
+        if fin && skip <= seg.payload.len() && accepted == data.len() {
+            t.rcv_nxt = t.rcv_nxt.wrapping_add(1);
+            t.fin_in = true;
+            if t.pending.is_empty() {
+                host.shutdown_write(id);
+                t.shut_wr = true;
+            }
+        }
+        self.owe_ack(id);
+    }
+
+    /// The flow's socket can take bytes again: writes what was parked.
+    pub fn writable(&mut self, id: FlowId, host: &mut impl Host, out: &mut Emit) {
+        let Some(flow) = self.table.get_mut(id) else { return };
+        let FlowState::Tcp(t) = &mut flow.state else { return };
+        if t.pending.is_empty() {
+            return;
+        }
+        let n = match tcp::written(host.send(id, &t.pending)) {
+            Ok(n) => n,
+            Err(_) => {
+                self.reset_both(id, host, out);
+                return;
+            }
+        };
+        t.pending.drain(..n);
+        self.pending_total -= n;
+        if t.pending.is_empty() {
+            t.pending = Vec::new();
+            if t.fin_in && !t.shut_wr {
+                host.shutdown_write(id);
+                t.shut_wr = true;
+            }
+        }
+        // The window opened: tell the sandbox.
+        self.owe_ack(id);
+        self.close_if_finished(id, host);
+    }
+
+    /// Notes that the flow's socket has bytes (or EOF) to peek.
+    pub fn readable(&mut self, id: FlowId) {
+        if let Some(Flow { state: FlowState::Tcp(t), .. }) = self.table.get_mut(id) {
+            t.readable = true;
+        }
+        self.queue_send(id);
+    }
+
+    fn queue_send(&mut self, id: FlowId) {
+        if let Some(Flow { state: FlowState::Tcp(t), .. }) = self.table.get_mut(id)
+            && t.can_send()
+        {
+            self.sendable.push(id, t);
+        }
+    }
+
+    /// The next flow whose socket should be peeked, with how many bytes
+    /// the sandbox's window allows in one frame.
+    pub fn next_sendable(&mut self) -> Option<(FlowId, usize)> {
+        while let Some(id) = self.sendable.pop() {
+            let Some(Flow { state: FlowState::Tcp(t), .. }) = self.table.get_mut(id) else { continue };
+            t.queued = false;
+            if t.can_send() {
+                return Some((id, t.room().min(packet::MAX_TCP_PAYLOAD)));
+            }
+        }
+        None
+    }
+
+    /// The daemon peeked `len` bytes of flow `id` into `buf` at
+    /// [`packet::TCP_PAYLOAD`]: writes the frame's headers.
+    pub fn tcp_peeked(&mut self, id: FlowId, buf: &mut [u8], len: usize, wanted: usize, now: u64) -> Option<DataFrame> {
+        let flow = self.table.get_mut(id)?;
+        let FlowState::Tcp(t) = &mut flow.state else { return None };
+        let fields = TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::ACK | flags::PSH, window: t.window_field() };
+        let (frame_len, hdr) = packet::write_tcp_data(buf, &flow.head, fields, len, t.mss);
+        let was_idle = !t.outstanding();
+        t.snd_nxt = t.snd_nxt.wrapping_add(len as u32);
+        t.ack_due = false;
+        if len < wanted {
+            t.readable = false;
+        }
+        flow.bytes_to_sandbox += len as u64;
+        flow.last_seen = now;
+        let port = flow.gateway;
+        let rto = u64::from(t.rto_ms);
+        if was_idle {
+            self.arm(id, now + rto);
+        }
+        self.queue_send(id);
+        Some(DataFrame { port, len: frame_len, hdr })
+    }
+
+    /// Flow `id`'s socket has nothing to peek right now.
+    pub fn tcp_drained(&mut self, id: FlowId) {
+        if let Some(Flow { state: FlowState::Tcp(t), .. }) = self.table.get_mut(id) {
+            t.readable = false;
+        }
+    }
+
+    /// Flow `id`'s socket reached end of stream after everything peeked:
+    /// the sandbox gets FIN.
+    pub fn tcp_eof(&mut self, id: FlowId, now: u64, host: &mut impl Host, out: &mut Emit) {
+        let Some(flow) = self.table.get_mut(id) else { return };
+        let (head, gateway) = (flow.head, flow.gateway);
+        let FlowState::Tcp(t) = &mut flow.state else { return };
+        t.readable = false;
+        if t.fin_out || t.phase != Phase::Established {
+            return;
+        }
+        let fields =
+            TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::FIN | flags::ACK, window: t.window_field() };
+        let was_idle = !t.outstanding();
+        t.snd_nxt = t.snd_nxt.wrapping_add(1);
+        t.fin_out = true;
+        t.ack_due = false;
+        let rto = u64::from(t.rto_ms);
+        out.push(gateway, 60, |buf| packet::write_tcp_control(buf, &head, fields, None));
+        if was_idle {
+            self.arm(id, now + rto);
+        }
+        self.close_if_finished(id, host);
+    }
+
+    /// Flow `id`'s socket failed (reset by its peer): the sandbox gets RST.
+    pub fn host_failed(&mut self, id: FlowId, host: &mut impl Host, out: &mut Emit) {
+        match self.table.get(id).map(|f| f.key.proto) {
+            Some(Proto::Tcp) => self.reset_both(id, host, out),
+            Some(_) => {
+                let e = io::Error::from(io::ErrorKind::ConnectionRefused);
+                self.datagram_error(id, &e, out);
+            }
+            None => {}
+        }
+    }
+
+    fn reset_both(&mut self, id: FlowId, host: &mut impl Host, out: &mut Emit) {
+        let Some(flow) = self.table.get(id) else { return };
+        if let FlowState::Tcp(t) = &flow.state {
+            let fields = TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::RST | flags::ACK, window: 0 };
+            let head = flow.head;
+            out.push(flow.gateway, 60, |buf| packet::write_tcp_control(buf, &head, fields, None));
+        }
+        host.close(id, true);
+        self.drop_flow(id);
+    }
+
+    fn close_if_finished(&mut self, id: FlowId, host: &mut impl Host) {
+        if let Some(Flow { state: FlowState::Tcp(t), .. }) = self.table.get(id)
+            && t.finished()
+        {
+            host.close(id, false);
+            self.drop_flow(id);
+        }
+    }
+
+    fn owe_ack(&mut self, id: FlowId) {
+        if let Some(Flow { state: FlowState::Tcp(t), .. }) = self.table.get_mut(id)
+            && !t.ack_due
+        {
+            t.ack_due = true;
+            self.acks.push(id);
+        }
+    }
+
+    /// Sends the ACKs owed (one per flow, however many segments it got).
+    pub fn flush_acks(&mut self, out: &mut Emit) {
+        for id in std::mem::take(&mut self.acks) {
+            let Some(flow) = self.table.get_mut(id) else { continue };
+            let FlowState::Tcp(t) = &mut flow.state else { continue };
+            if !t.ack_due {
+                continue;
+            }
+            t.ack_due = false;
+            let fields = TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::ACK, window: t.window_field() };
+            let head = flow.head;
+            out.push(flow.gateway, 60, |buf| packet::write_tcp_control(buf, &head, fields, None));
+        }
+    }
+
+    /// A client connected to published TCP port `listener`: returns the
+    /// flow its accepted socket belongs to, or `None` when it must be
+    /// refused (no backend, table full).
+    pub fn accept(
+        &mut self,
+        listener: ListenerId,
+        client: SocketAddrV4,
+        now: u64,
+        out: &mut Emit,
+    ) -> Option<FlowId> {
+        let (backend, tried) = self.pick_backend(listener, client, 0)?;
+        let view = self.nets.get(backend.network.index()).copied().flatten()?;
+        if self.full(backend.network) {
+            return None;
+        }
+        let (key, head) = inbound_key(backend, view, client, Proto::Tcp);
+        if self.table.lookup(&key).is_some() {
+            return None;
+        }
+        let tcp = TcpFlow::inbound(self.next_iss(), listener, tried);
+        let id = self.add_flow(new_flow(key, true, view.gateway, head, client, HostSide::Own, tcp_state(tcp), now));
+        self.send_syn(id, now, out);
+        Some(id)
+    }
+
+    /// The `tried`-th backend to ask for a new connection from `client`,
+    /// rotating; `None` when every backend was tried.
+    fn pick_backend(&mut self, listener: ListenerId, client: SocketAddrV4, tried: usize) -> Option<(Backend, usize)> {
+        let l = self.listeners.get_mut(listener.0 as usize)?.as_mut()?;
+        if tried >= l.backends.len() {
+            return None;
+        }
+        let _ = client;
+        let i = l.next % l.backends.len();
+        l.next = l.next.wrapping_add(1);
+        Some((l.backends[i], tried + 1))
+    }
+
+    fn send_syn(&mut self, id: FlowId, now: u64, out: &mut Emit) {
+        let Some(mss) = self.nets_mss(id) else { return };
+        let Some(flow) = self.table.get_mut(id) else { return };
+        let FlowState::Tcp(t) = &mut flow.state else { return };
+        t.our_shift = tcp::OUR_SHIFT;
+        t.snd_nxt = t.iss.wrapping_add(1);
+        let fields = TcpFields { seq: t.iss, ack: 0, flags: flags::SYN, window: u16::MAX };
+        let head = flow.head;
+        let delay = u64::from(tcp::SYN_RTO_MS) << t.retries;
+        out.push(flow.gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, Some((mss, Some(tcp::OUR_SHIFT)))));
+        self.arm(id, now + delay);
+    }
+
+    /// The backend refused (or never answered) a published connection: the
+    /// next one is asked, or the client is reset when none is left.
+    fn next_backend(&mut self, id: FlowId, now: u64, host: &mut impl Host, out: &mut Emit) {
+        let Some(flow) = self.table.get(id) else { return };
+        let client = flow.outer_remote;
+        let network = flow.key.network;
+        let Some((listener, tried)) = (match &flow.state {
+            FlowState::Tcp(t) => t.listener,
+            FlowState::Datagram { .. } => None,
+        }) else {
+            return;
+        };
+        let next = self.pick_backend(listener, client, tried);
+        let Some((backend, tried)) = next else {
+            self.count(network).flows_refused += 1;
+            host.close(id, true);
+            self.drop_flow(id);
+            return;
+        };
+        let Some(view) = self.nets.get(backend.network.index()).copied().flatten() else { return };
+        let (key, head) = inbound_key(backend, view, client, Proto::Tcp);
+        if self.table.lookup(&key).is_some() {
+            host.close(id, true);
+            self.drop_flow(id);
+            return;
+        }
+        let Some(mut flow) = self.table.remove(id) else { return };
+        let c = self.count(network);
+        c.active = c.active.saturating_sub(1);
+        flow.key = key;
+        flow.head = head;
+        flow.gateway = view.gateway;
+        flow.timer = None;
+        flow.state = tcp_state(TcpFlow::inbound(self.next_iss(), listener, tried));
+        let c = self.count(key.network);
+        c.active += 1;
+        let new_id = self.table.insert(flow);
+        debug_assert_eq!(new_id, id, "a removed slot is reused first");
+        self.send_syn(new_id, now, out);
+    }
+
+    fn datagram_open(
+        &mut self,
+        key: FlowKey,
+        head: Head,
+        view: NetView,
+        quote: &[u8],
+        now: u64,
+        host: &mut impl Host,
+        out: &mut Emit,
+    ) -> Option<FlowId> {
+        if self.full(key.network) {
+            return None;
+        }
+        let state = FlowState::Datagram { answered: false };
+        let id = self.add_flow(new_flow(key, false, view.gateway, head, key.remote, HostSide::Own, state, now));
+        if let Err(e) = host.open(id, key.proto, key.remote) {
+            let code = unreachable_code(&e).unwrap_or(Unreachable::Host);
+            out.push(view.gateway, 100, |buf| packet::write_unreachable(buf, &head, code, quote));
+            host.close(id, false);
+            self.drop_flow(id);
+            self.count(key.network).flows_refused += 1;
+            return None;
+        }
+        self.arm(id, now + DATAGRAM_UNANSWERED_MS);
+        Some(id)
+    }
+
+    fn datagram_out(&mut self, id: FlowId, payload: &[u8], quote: &[u8], now: u64, host: &mut impl Host, out: &mut Emit) {
+        let Some(flow) = self.table.get_mut(id) else { return };
+        flow.last_seen = now;
+        flow.bytes_from_sandbox += payload.len() as u64;
+        let sent = match flow.host {
+            HostSide::Own => host.send(id, payload).map(drop),
+            HostSide::Listener(l) => host.send_to(l, flow.outer_remote, payload),
+        };
+        if let Err(e) = sent
+            && let Some(code) = unreachable_code(&e).or((e.kind() == io::ErrorKind::ConnectionRefused).then_some(Unreachable::Port))
+        {
+            let head = flow.head;
+            out.push(flow.gateway, 100, |buf| packet::write_unreachable(buf, &head, code, quote));
+        }
+    }
+
+    /// A datagram (UDP payload, or ICMP echo reply message) arrived on flow
+    /// `id`'s own socket and sits in `buf` at [`packet::UDP_PAYLOAD`] or
+    /// [`packet::ICMP_MESSAGE`]: writes the frame around it.
+    pub fn datagram_in(&mut self, id: FlowId, buf: &mut [u8], len: usize, now: u64) -> Option<DataFrame> {
+        let flow = self.table.get_mut(id)?;
+        let FlowState::Datagram { answered } = &mut flow.state else { return None };
+        *answered = true;
+        flow.last_seen = now;
+        flow.bytes_to_sandbox += len as u64;
+        let (len, hdr) = match flow.key.proto {
+            Proto::Udp => packet::write_udp(buf, &flow.head, len),
+            Proto::Icmp => {
+                (packet::write_echo_reply(buf, &flow.head, flow.key.sandbox.port(), len)?, VirtioNetHdr::default())
+            }
+            Proto::Tcp => return None,
+        };
+        Some(DataFrame { port: flow.gateway, len, hdr })
+    }
+
+    /// Flow `id`'s datagram socket reported an error (an ICMP error from
+    /// the remote): the sandbox gets the matching ICMP error.
+    pub fn datagram_error(&mut self, id: FlowId, e: &io::Error, out: &mut Emit) {
+        let Some(flow) = self.table.get(id) else { return };
+        let code = unreachable_code(e)
+            .or((e.kind() == io::ErrorKind::ConnectionRefused).then_some(Unreachable::Port))
+            .unwrap_or(Unreachable::Host);
+        let quote = packet::rebuild_quote(flow.head.sandbox, flow.head.remote, flow.key.proto);
+        let head = flow.head;
+        out.push(flow.gateway, 100, |buf| packet::write_unreachable(buf, &head, code, &quote));
+    }
+
+    /// A datagram from `client` arrived on published UDP port `listener`
+    /// and sits in `buf` at [`packet::UDP_PAYLOAD`]: writes the frame toward
+    /// the backend its flow is pinned to (a new flow picks the next one).
+    pub fn udp_inbound(
+        &mut self,
+        listener: ListenerId,
+        client: SocketAddrV4,
+        buf: &mut [u8],
+        len: usize,
+        now: u64,
+    ) -> Option<DataFrame> {
+        let id = match self.by_client.get(&(listener, client)) {
+            Some(&id) => id,
+            None => {
+                let (backend, _) = self.pick_backend(listener, client, 0)?;
+                let view = self.nets.get(backend.network.index()).copied().flatten()?;
+                if self.full(backend.network) {
+                    return None;
+                }
+                let (key, head) = inbound_key(backend, view, client, Proto::Udp);
+                if self.table.lookup(&key).is_some() {
+                    return None;
+                }
+                let state = FlowState::Datagram { answered: false };
+                let id =
+                    self.add_flow(new_flow(key, true, view.gateway, head, client, HostSide::Listener(listener), state, now));
+                self.by_client.insert((listener, client), id);
+                self.arm(id, now + DATAGRAM_UNANSWERED_MS);
+                id
+            }
+        };
+        let flow = self.table.get_mut(id)?;
+        flow.last_seen = now;
+        flow.bytes_to_sandbox += len as u64;
+        let (len, hdr) = packet::write_udp(buf, &flow.head, len);
+        Some(DataFrame { port: flow.gateway, len, hdr })
+    }
+
+    /// Runs the timers due at `now`: retransmissions toward sandboxes, SYNs
+    /// to backends, idle flows.
+    pub fn poll_timers(&mut self, now: u64, host: &mut impl Host, out: &mut Emit) {
+        while let Some(&Reverse((at, slot))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let id = FlowId(slot);
+            let Some(flow) = self.table.get_mut(id) else { continue };
+            let Some(due) = flow.timer else { continue };
+            if due > now {
+                if due > at {
+                    // A later deadline replaced this entry's: queue it.
+                    flow.timer = None;
+                    self.arm(id, due);
+                }
+                continue;
+            }
+            flow.timer = None;
+            self.fire(id, now, host, out);
+        }
+    }
+
+    fn fire(&mut self, id: FlowId, now: u64, host: &mut impl Host, out: &mut Emit) {
+        let Some(flow) = self.table.get_mut(id) else { return };
+        let network = flow.key.network;
+        let last_seen = flow.last_seen;
+        match &mut flow.state {
+            FlowState::Datagram { answered } => {
+                let idle = if *answered { DATAGRAM_IDLE_MS } else { DATAGRAM_UNANSWERED_MS };
+                if last_seen + idle > now {
+                    self.arm(id, last_seen + idle);
+                    return;
+                }
+                if flow.host == HostSide::Own {
+                    host.close(id, false);
+                }
+                self.drop_flow(id);
+                self.count(network).flows_timed_out += 1;
+            }
+            FlowState::Tcp(t) => match t.phase {
+                Phase::SynSent => {
+                    t.retries += 1;
+                    if t.retries >= tcp::SYN_TRIES {
+                        self.count(network).flows_timed_out += 1;
+                        self.next_backend(id, now, host, out);
+                    } else {
+                        self.send_syn(id, now, out);
+                    }
+                }
+                _ if t.outstanding() => {
+                    t.retries += 1;
+                    if t.retries > tcp::MAX_RETRIES {
+                        self.count(network).flows_timed_out += 1;
+                        self.reset_both(id, host, out);
+                        return;
+                    }
+                    t.rto_ms = (t.rto_ms * 2).min(tcp::RTO_MAX_MS);
+                    let at = now + u64::from(t.rto_ms);
+                    rewind(id, t, host);
+                    self.arm(id, at);
+                    self.queue_send(id);
+                }
+                _ => {
+                    if last_seen + tcp::IDLE_MS > now {
+                        self.arm(id, last_seen + tcp::IDLE_MS);
+                    } else {
+                        self.count(network).flows_timed_out += 1;
+                        self.reset_both(id, host, out);
+                    }
+                }
+            },
+        }
+    }
+
+    /// When [`Translator::poll_timers`] next has work.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The live flows, for `nat ls` (the daemon fills in socket addresses).
+    pub fn flows(&self, now: u64) -> Vec<(FlowId, FlowInfo)> {
+        self.table
+            .iter()
+            .map(|(id, f)| {
+                let state = match &f.state {
+                    FlowState::Tcp(t) => t.state_name(),
+                    FlowState::Datagram { .. } => "active",
+                };
+                let info = FlowInfo {
+                    proto: f.key.proto,
+                    direction: if f.inbound { Direction::Inbound } else { Direction::Egress },
+                    network: f.key.network,
+                    sandbox: f.key.sandbox,
+                    remote: f.key.remote,
+                    outer_local: None,
+                    outer_remote: f.outer_remote,
+                    bytes_from_sandbox: f.bytes_from_sandbox,
+                    bytes_to_sandbox: f.bytes_to_sandbox,
+                    age_ms: now.saturating_sub(f.opened),
+                    state,
+                };
+                (id, info)
+            })
+            .collect()
+    }
+
+    /// The counters of every network that has had flows.
+    pub fn counters(&self) -> Vec<(NetworkId, Counters)> {
+        self.counters.iter().enumerate().map(|(i, c)| (NetworkId(i as u32), *c)).collect()
+    }
+
+    /// The proto and published address of a listener.
+    pub fn listener(&self, id: ListenerId) -> Option<(Proto, SocketAddrV4)> {
+        let l = self.listeners.get(id.0 as usize)?.as_ref()?;
+        Some((l.proto?, l.host?))
+    }
+
+    /// Number of flows.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// True when no flow is open.
+    pub fn is_empty(&self) -> bool {
+        self.table.len() == 0
+    }
+}
+
+/// Makes the next peek start at the oldest unacknowledged byte.
+fn rewind(id: FlowId, t: &mut TcpFlow, host: &mut impl Host) {
+    t.snd_nxt = t.snd_una;
+    t.fin_out = false;
+    t.dupacks = 0;
+    t.readable = true;
+    host.rewind(id);
+}
+
+fn tcp_state(t: TcpFlow) -> FlowState {
+    FlowState::Tcp(Box::new(t))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_flow(
+    key: FlowKey,
+    inbound: bool,
+    gateway: PortId,
+    head: Head,
+    outer_remote: SocketAddrV4,
+    host: HostSide,
+    state: FlowState,
+    now: u64,
+) -> Flow {
+    Flow {
+        key,
+        inbound,
+        gateway,
+        head,
+        outer_remote,
+        host,
+        state,
+        opened: now,
+        last_seen: now,
+        timer: None,
+        bytes_from_sandbox: 0,
+        bytes_to_sandbox: 0,
+    }
+}
+
+/// The key and frame addresses of a published flow from `client` to
+/// `backend`. A loopback client is shown to the sandbox as its gateway
+/// (its own loopback would answer otherwise), keeping the client's port.
+fn inbound_key(backend: Backend, view: NetView, client: SocketAddrV4, proto: Proto) -> (FlowKey, Head) {
+    let remote =
+        if client.ip().is_loopback() { SocketAddrV4::new(view.address, client.port()) } else { client };
+    let sandbox = SocketAddrV4::new(backend.address, backend.port);
+    let key = FlowKey { network: backend.network, proto, sandbox, remote };
+    (key, Head { gateway_mac: view.mac.0, sandbox_mac: backend.mac.0, remote, sandbox })
+}
+
+/// Answers a TCP segment that belongs to no flow with a reset (RFC 9293
+/// §3.10.7.1).
+fn reset_stray(head: &Head, gateway: PortId, seg: &TcpSegment<'_>, out: &mut Emit) {
+    if seg.has(flags::RST) {
+        return;
+    }
+    let fields = if seg.has(flags::ACK) {
+        TcpFields { seq: seg.ack, ack: 0, flags: flags::RST, window: 0 }
+    } else {
+        let len = seg.payload.len() as u32 + u32::from(seg.has(flags::SYN)) + u32::from(seg.has(flags::FIN));
+        TcpFields { seq: 0, ack: seg.seq.wrapping_add(len), flags: flags::RST | flags::ACK, window: 0 }
+    };
+    out.push(gateway, 60, |buf| packet::write_tcp_control(buf, head, fields, None));
+}
+
+/// The ICMP code for a socket error that means "unreachable"; `None` for
+/// a refusal or anything else.
+fn unreachable_code(e: &io::Error) -> Option<Unreachable> {
+    match e.raw_os_error() {
+        Some(libc::ENETUNREACH) => Some(Unreachable::Net),
+        Some(libc::EHOSTUNREACH | libc::ETIMEDOUT | libc::EHOSTDOWN) => Some(Unreachable::Host),
+        _ => None,
+    }
+}
