@@ -441,8 +441,8 @@ hold_conns() {
 }
 
 stop_pid() {
-    kill "$1" 2>/dev/null
-    wait "$1" 2>/dev/null
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
     local keep=() p
     for p in "${BG_PIDS[@]}"; do
         [[ $p == "$1" ]] || keep+=("$p")
