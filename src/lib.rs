@@ -3,7 +3,9 @@
 //! and helpers that act inside network namespaces (ping, TCP transfer, frame
 //! capture and injection), simulated hosts on an underlay for multi-host
 //! (VXLAN overlay) tests, decoding of captures with tshark, the embedded
-//! DNS's tools (dig, a dnsmasq upstream, raw DNS messages), and waiting on
+//! DNS's tools (dig, a dnsmasq upstream, raw DNS messages), an "outside
+//! world" for the L4 translator's tests (egress, published ports: servers
+//! that log their clients, firewall snapshots), and waiting on
 //! conditions with a deadline (never on fixed sleeps). Everything a
 //! test creates is removed when its guard drops, even when the test fails.
 
@@ -14,6 +16,7 @@ pub mod dns;
 pub mod encrypted;
 pub mod names;
 pub mod netns;
+pub mod outside;
 pub mod overlay;
 pub mod process;
 pub mod tshark;

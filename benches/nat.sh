@@ -1,0 +1,671 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of the L4 translator (egress, published ports) against the tools that do
+# the same without iptables, and against plain kernel routing, in the same run.
+#
+# Setup (every namespace carries the prefix vn<pid>x, written ${P} below):
+#   ${P}h   the "host": vswitchd, pasta, slirp4netns and socat run here (nsenter --net). Default
+#           route via the outside namespace; IPv4 forwarding on (for the kernel setup only).
+#   ${P}o   the "outside world", joined to ${P}h by a veth (198.18.250.1 host <-> .2 outside,
+#           a /30); it also holds 198.19.250.1 on its loopback ("far", routed from the host
+#           through the veth): the egress servers listen there. It routes 10.249.1.0/24 (the
+#           kernel container) via the host.
+#   ${P}k   "kernel": a container routed by the host's kernel over a veth (10.249.1.2, host
+#           side .1), no translation at all: the ceiling
+#   ${P}v   "vswitch": a vswitchd sandbox on network ${P}n (10.248.0.0/24), egress on, ports
+#           published with `network connect -p`
+#   ${P}p   "pasta": a namespace attached by pasta (Debian passt) running in the host with
+#           --config-net --no-map-gw and -t for the published ports
+#   ${P}s   "slirp4netns": a namespace attached by slirp4netns --configure --mtu=65520
+# Each container runs an iperf3 server (5201) and a tiny HTTP server (8080,
+# benches/nat/httpd.rs, `Connection: close` on every answer).
+#
+# Measured REPEAT times, the setup order rotating between repetitions:
+#   (1) egress TCP, one iperf3 stream container -> far address in the outside namespace:
+#       vswitch, pasta, slirp4netns, kernel routing
+#   (2) published-port TCP, one iperf3 stream outside -> container, through the host's address:
+#       vswitch (-p 15201:5201), pasta (-t 25201:5201), a socat proxy in the host
+#       (TCP-LISTEN:35201,fork,reuseaddr -> the kernel container, the docker-proxy stand-in),
+#       and the kernel container reached by routing
+#   (3) new connections per second through a published port: wrk -H "Connection: close" from
+#       the outside namespace, same setups as (2)
+#   (4) per-connection memory at CONNS idle connections (benches/nat/hold.py on both ends):
+#       RSS delta of the translating process / CONNS, for vswitch (egress and published port),
+#       pasta (egress and -t) and slirp4netns (egress); kernel socket buffers are not in RSS
+# Prints one table per test with every repetition, the median and the min-max spread, the
+# same-run ratios, and the issue's targets.
+#
+# Usage (as root; installs iperf3, passt, slirp4netns, socat, wrk, python3 if missing):
+#   sudo benches/nat.sh
+#   sudo BUILD=0 DURATION=10 REPEAT=5 benches/nat.sh
+#   sudo TESTS="egress inbound" SETUPS="pasta slirp socat kernel" benches/nat.sh
+#
+# Environment:
+#   DURATION=5     seconds per iperf3 and wrk run
+#   REPEAT=3       repetitions (at least 3 for a spread); the setup order rotates
+#   TESTS="egress inbound cps memory"   which of (1) to (4) to run
+#   SETUPS="vswitch pasta slirp socat kernel"   which setups to run (each test uses those that apply)
+#   CONNS=10000    idle connections for (4)
+#   WRK_CONNS=32   wrk -c for (3) (one wrk thread)
+#   BUILD=1        0 = do not run cargo; use existing binaries
+#   VSWITCHD, VSWITCHCTL  binaries to use (default: $CARGO_TARGET_DIR or target/, release)
+#   KEEP_LOGS=0    1 = keep the temporary directory (logs, tool outputs)
+#
+# Run it on an otherwise idle machine (with 2 CPUs any other load skews every number; the report
+# warns when the CPUs were busy before the runs) and compare ratios within one run, never
+# absolute numbers across runs (shared BENCHMARKS.md: runs vary by up to 30%). A setup that
+# cannot be set up (vswitch before the translator exists, a tool missing) is reported as not
+# measured, with why, and the others still run.
+#
+# Everything it creates carries the prefix; the daemon, every helper and every namespace are
+# removed on exit, including failure and Ctrl-C. It never touches the host namespace's
+# interfaces, routes or firewall.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+DURATION=${DURATION:-5}
+REPEAT=${REPEAT:-3}
+TESTS=${TESTS:-egress inbound cps memory}
+SETUPS=${SETUPS:-vswitch pasta slirp socat kernel}
+CONNS=${CONNS:-10000}
+WRK_CONNS=${WRK_CONNS:-32}
+BUILD=${BUILD:-1}
+KEEP_LOGS=${KEEP_LOGS:-0}
+VSWITCHD=${VSWITCHD:-$TARGET_DIR/release/vswitchd}
+VSWITCHCTL=${VSWITCHCTL:-$TARGET_DIR/release/vswitchctl}
+HTTPD=$TARGET_DIR/nat-bench/httpd
+HOLD=$SCRIPT_DIR/nat/hold.py
+
+# The trailing "x" keeps one run's prefix from being a prefix of another's (vn12 vs vn123).
+P="vn$$x"
+NSH="${P}h"
+NSO="${P}o"
+NSK="${P}k"
+NSV="${P}v"
+NSP="${P}p"
+NSS="${P}s"
+NET="${P}n"
+HOST_IP=198.18.250.1
+OUT_IP=198.18.250.2
+FAR_IP=198.19.250.1
+K_HOST_IP=10.249.1.1
+K_IP=10.249.1.2
+V_SUBNET=10.248.0.0/24
+IPERF_PORT=5201
+HTTP_PORT=8080
+HOLD_PORT=9100
+
+# Per setup: the container namespace, and the address:port the outside namespace uses to reach
+# its iperf3 server, its HTTP server and its hold.py listener (empty: no inbound path).
+declare -A CNS=([vswitch]=$NSV [pasta]=$NSP [slirp]=$NSS [socat]=$NSK [kernel]=$NSK)
+declare -A IN_IPERF=([vswitch]=$HOST_IP:15201 [pasta]=$HOST_IP:25201 [socat]=$HOST_IP:35201
+    [kernel]=$K_IP:$IPERF_PORT)
+declare -A IN_HTTP=([vswitch]=$HOST_IP:18080 [pasta]=$HOST_IP:28080 [socat]=$HOST_IP:38080
+    [kernel]=$K_IP:$HTTP_PORT)
+declare -A IN_HOLD=([vswitch]=$HOST_IP:19100 [pasta]=$HOST_IP:29100)
+declare -A LABEL=([vswitch]="vswitchd translator" [pasta]="pasta (passt)" [slirp]="slirp4netns (MTU 65520)"
+    [socat]="socat proxy in the host (docker-proxy stand-in)" [kernel]="kernel routing, no translation")
+# Which setups each test measures (those selected in SETUPS).
+declare -A TEST_SETUPS=([egress]="vswitch pasta slirp kernel" [inbound]="vswitch pasta socat kernel"
+    [cps]="vswitch pasta socat kernel" [memory]="vswitch pasta slirp")
+
+declare -A RES=()      # "test,setup" -> space-separated values, one per repetition (NA when missing)
+declare -A STATUS=()   # setup -> why it is not measured (empty: ready)
+declare -A PIDOF=()    # vswitch/pasta/slirp -> the translating process's PID
+declare -A NOTE=()     # free-form notes for the report
+declare -a BG_PIDS=()  # helper processes to kill on exit
+TMP=""
+BUSY_BEFORE=0
+LAST_PID=""
+HELD=NA
+
+log() { printf '[nat] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
+dctl() { "$VSWITCHCTL" --socket "$TMP/vswitchd.sock" "$@"; }
+selected() { [[ " $SETUPS " == *" $1 "* ]]; }
+testing() { [[ " $TESTS " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------------------- cleanup
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap - INT TERM
+    local pid i f
+    for pid in "${BG_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    for pid in "${BG_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null
+    done
+    pid=${PIDOF[vswitch]:-}
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+        dctl network disconnect "$NET" "$NSV" >/dev/null 2>&1
+        dctl sandbox rm "$NSV" >/dev/null 2>&1
+        dctl network rm "$NET" >/dev/null 2>&1
+        kill "$pid" 2>/dev/null
+        for i in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+        wait "$pid" 2>/dev/null
+    fi
+    # Containers before the host (their links into the host go with either end).
+    for f in /run/netns/"$P"*; do
+        [[ -e $f && ${f##*/} != "$NSH" ]] && ip netns del "${f##*/}" 2>/dev/null
+    done
+    [[ -e /run/netns/$NSH ]] && ip netns del "$NSH" 2>/dev/null
+    for f in /etc/netns/"$P"*; do
+        [[ -e $f ]] && rm -rf "$f"
+    done
+    # Links that escaped into the host namespace (should be none): only our prefix.
+    ip -o link show 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' | grep "^$P" |
+        while read -r link; do ip link del "$link" 2>/dev/null; done
+    cd /
+    if [[ -n $TMP && -d $TMP ]]; then
+        if [[ $KEEP_LOGS == 1 || $rc -ne 0 ]]; then
+            log "logs kept in $TMP"
+        else
+            rm -rf "$TMP"
+        fi
+    fi
+    exit "$rc"
+}
+
+# ---------------------------------------------------------------------------- prerequisites
+
+install_packages() {
+    local missing=()
+    command -v iperf3 >/dev/null || missing+=(iperf3)
+    command -v pasta >/dev/null || missing+=(passt)
+    command -v slirp4netns >/dev/null || missing+=(slirp4netns)
+    command -v socat >/dev/null || missing+=(socat)
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v python3 >/dev/null || missing+=(python3)
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v nsenter >/dev/null || missing+=(util-linux)
+    ((${#missing[@]} == 0)) && return
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
+        { apt-get update -q >&2 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; }
+}
+
+build_tools() {
+    local src=$SCRIPT_DIR/nat/httpd.rs
+    if [[ ! -x $HTTPD || $src -nt $HTTPD ]]; then
+        log "building $HTTPD"
+        mkdir -p "${HTTPD%/*}"
+        rustc --edition 2024 -C opt-level=3 -o "$HTTPD" "$src"
+    fi
+    [[ $BUILD == 1 ]] || return 0
+    selected vswitch || return 0
+    log "cargo build --release -p switch -p ctl --bins"
+    (cd "$ROOT" && cargo build --release -q -p switch -p ctl --bins) >&2
+}
+
+# ---------------------------------------------------------------------------- setup
+
+# bg NAME NS CMD...: runs CMD in namespace NS ("-": this one) in the background, output to
+# $TMP/NAME.log; its PID goes to LAST_PID and the cleanup list. nsenter execs (and so does
+# bash for a simple command run with &), so the PID is the program's own and killing it
+# ends the program.
+bg() {
+    local name=$1 ns=$2
+    shift 2
+    if [[ $ns == - ]]; then
+        "$@" >"$TMP/$name.log" 2>&1 &
+    else
+        nsenter --net="/run/netns/$ns" -- "$@" >"$TMP/$name.log" 2>&1 &
+    fi
+    LAST_PID=$!
+    BG_PIDS+=("$LAST_PID")
+}
+
+# wait_line FILE TEXT [SECONDS] [PID]: waits until FILE has a line starting with TEXT; fails
+# early when PID has exited.
+wait_line() {
+    local f=$1 text=$2 secs=${3:-10} pid=${4:-} i
+    for ((i = 0; i < secs * 20; i++)); do
+        grep -q "^$text" "$f" 2>/dev/null && return 0
+        [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# servers NS: an iperf3 server and the HTTP server in container NS.
+servers() {
+    local ns=$1
+    bg "iperf3-$ns" "$ns" iperf3 -s -p "$IPERF_PORT"
+    bg "httpd-$ns" "$ns" "$HTTPD" "0.0.0.0:$HTTP_PORT" 2
+    wait_line "$TMP/httpd-$ns.log" listening 10 "$LAST_PID" || return 1
+}
+
+# wait_tcp NS ADDR PORT: waits up to 10 s until a TCP connection from NS to ADDR:PORT succeeds.
+wait_tcp() {
+    local ns=$1 addr=$2 port=$3 i
+    for i in $(seq 50); do
+        in_ns "$ns" timeout 2 bash -c "exec 3<>/dev/tcp/$addr/$port" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+setup_world() {
+    local ns
+    for ns in "$NSH" "$NSO" "$NSK" "$NSP" "$NSS"; do
+        { ip netns add "$ns" && in_ns "$ns" ip link set lo up; } || die "cannot create namespace $ns"
+    done
+    { ip -n "$NSH" link add up0 type veth peer name eth0 netns "$NSO" &&
+        ip -n "$NSH" addr add "$HOST_IP/30" dev up0 && ip -n "$NSO" addr add "$OUT_IP/30" dev eth0 &&
+        ip -n "$NSO" addr add "$FAR_IP/32" dev lo &&
+        ip -n "$NSH" link set up0 up && ip -n "$NSO" link set eth0 up &&
+        ip -n "$NSH" route add default via "$OUT_IP" &&
+        ip -n "$NSH" link add k0 type veth peer name eth0 netns "$NSK" &&
+        ip -n "$NSH" addr add "$K_HOST_IP/24" dev k0 && ip -n "$NSK" addr add "$K_IP/24" dev eth0 &&
+        ip -n "$NSH" link set k0 up && ip -n "$NSK" link set eth0 up &&
+        ip -n "$NSK" route add default via "$K_HOST_IP" &&
+        ip -n "$NSO" route add 10.249.1.0/24 via "$HOST_IP" &&
+        in_ns "$NSH" sysctl -qw net.ipv4.ip_forward=1; } || die "cannot set up the host and outside namespaces"
+    bg iperf3-outside "$NSO" iperf3 -s -B "$FAR_IP" -p "$IPERF_PORT"
+    servers "$NSK" || die "the servers in $NSK did not start"
+}
+
+setup_vswitch() {
+    local i out
+    [[ -x $VSWITCHD && -x $VSWITCHCTL ]] || { STATUS[vswitch]="binaries missing: $VSWITCHD"; return 1; }
+    nsenter --net="/run/netns/$NSH" -- "$VSWITCHD" --ctl-socket "$TMP/vswitchd.sock" \
+        --state-dir "$TMP/vswitchd-state" >"$TMP/vswitchd.log" 2>&1 &
+    PIDOF[vswitch]=$!
+    for i in $(seq 100); do
+        dctl ping >/dev/null 2>&1 && break
+        kill -0 "${PIDOF[vswitch]}" 2>/dev/null || { STATUS[vswitch]="vswitchd exited at startup"; return 1; }
+        ((i < 100)) || { STATUS[vswitch]="vswitchd does not answer 'vswitchctl ping'"; return 1; }
+        sleep 0.1
+    done
+    if ! out=$({ dctl network create "$NET" --subnet "$V_SUBNET" && dctl sandbox create "$NSV"; } 2>&1); then
+        STATUS[vswitch]="setup failed: $(tail -n 1 <<<"$out")"
+        return 1
+    fi
+    servers "$NSV" || { STATUS[vswitch]="the servers in the sandbox did not start"; return 1; }
+    if ! out=$(dctl network connect "$NET" "$NSV" -p "${IN_IPERF[vswitch]#*:}:$IPERF_PORT" \
+        -p "${IN_HTTP[vswitch]#*:}:$HTTP_PORT" -p "${IN_HOLD[vswitch]#*:}:$HOLD_PORT" 2>&1); then
+        NOTE[vswitch]="network connect -p failed ($(head -n 1 <<<"$out")); connected without published ports"
+        dctl network connect "$NET" "$NSV" >/dev/null 2>&1 || { STATUS[vswitch]="network connect failed: $out"; return 1; }
+    fi
+    wait_tcp "$NSV" "$FAR_IP" "$IPERF_PORT" || { STATUS[vswitch]="no egress: the sandbox cannot reach $FAR_IP:$IPERF_PORT"; }
+    NOTE[vswitch-mtu]="sandbox eth0 MTU $(in_ns "$NSV" cat /sys/class/net/eth0/mtu 2>/dev/null || echo ?)"
+    return 0
+}
+
+setup_pasta() {
+    command -v pasta >/dev/null || { STATUS[pasta]="pasta not installed"; return 1; }
+    servers "$NSP" || { STATUS[pasta]="the servers in $NSP did not start"; return 1; }
+    # As root pasta must keep uid 0 (--runas 0) and run in the host namespace with nsenter (ip
+    # netns exec's private mount namespace breaks its namespace setup). --no-map-gw: the
+    # default route's gateway is the outside namespace, not the host.
+    bg pasta "$NSH" pasta --runas 0 -f -q --config-net --no-map-gw \
+        -t "${IN_IPERF[pasta]#*:}:$IPERF_PORT" -t "${IN_HTTP[pasta]#*:}:$HTTP_PORT" \
+        -t "${IN_HOLD[pasta]#*:}:$HOLD_PORT" -u none -T none -U none --netns "/run/netns/$NSP"
+    PIDOF[pasta]=$LAST_PID
+    log "pasta pid $LAST_PID: $(cat /proc/$LAST_PID/comm 2>/dev/null) children: $(pgrep -P $LAST_PID | tr "\n" " ")"
+    wait_tcp "$NSP" "$FAR_IP" "$IPERF_PORT" || { STATUS[pasta]="no egress through pasta: $(tail -n 2 "$TMP/pasta.log")"; return 1; }
+    NOTE[pasta-mtu]="namespace MTU $(in_ns "$NSP" ip -o link | awk '!/ lo:/ { for (i = 1; i < NF; i++) if ($i == "mtu") print $(i + 1) }' | head -n 1)"
+}
+
+setup_slirp() {
+    command -v slirp4netns >/dev/null || { STATUS[slirp]="slirp4netns not installed"; return 1; }
+    bg slirp "$NSH" slirp4netns --configure --mtu=65520 --disable-host-loopback \
+        --netns-type=path "/run/netns/$NSS" tap0
+    PIDOF[slirp]=$LAST_PID
+    wait_tcp "$NSS" "$FAR_IP" "$IPERF_PORT" || { STATUS[slirp]="no egress through slirp4netns: $(tail -n 2 "$TMP/slirp.log")"; return 1; }
+}
+
+setup_socat() {
+    command -v socat >/dev/null || { STATUS[socat]="socat not installed"; return 1; }
+    bg socat-iperf "$NSH" socat "TCP-LISTEN:${IN_IPERF[socat]#*:},fork,reuseaddr" "TCP:$K_IP:$IPERF_PORT"
+    bg socat-http "$NSH" socat "TCP-LISTEN:${IN_HTTP[socat]#*:},fork,reuseaddr" "TCP:$K_IP:$HTTP_PORT"
+    wait_tcp "$NSO" "$HOST_IP" "${IN_HTTP[socat]#*:}" || { STATUS[socat]="socat does not accept"; return 1; }
+}
+
+# ---------------------------------------------------------------------------- measuring
+
+record() { RES["$1"]+="${2:-NA} "; }
+
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo NA; }
+busy_between() {
+    printf '%s\n%s\n' "$1" "$2" | awk '{ idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i
+        if (NR == 1) { i0 = idle; t0 = total } else printf "%.0f\n", (1 - (idle - i0) / (total - t0)) * 100 }'
+}
+machine_busy() {
+    local a
+    a=$(head -n 1 /proc/stat)
+    sleep 1
+    busy_between "$a" "$(head -n 1 /proc/stat)"
+}
+
+# iperf_gbps CLIENT_NS ADDR PORT OUT: one iperf3 stream for DURATION s; prints Gbit/s received
+# (or nothing on failure).
+iperf_gbps() {
+    local ns=$1 addr=$2 port=$3 out=$4
+    timeout $((DURATION + 20)) nsenter --net="/run/netns/$ns" -- iperf3 -c "$addr" -p "$port" -t "$DURATION" -J \
+        >"$out" 2>&1 || true
+    python3 - "$out" <<'EOF' 2>/dev/null || true
+import json, sys
+d = json.load(open(sys.argv[1]))
+if not d.get("error"):
+    print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
+EOF
+}
+
+# Egress: setup $1, repetition $2.
+measure_egress() {
+    local s=$1 rep=$2 v pid=${PIDOF[$1]:-} c0 t0
+    log "rep $rep: egress, $s"
+    c0=$([[ -n $pid ]] && cpu_ticks "$pid" || echo 0) t0=$EPOCHREALTIME
+    v=$(iperf_gbps "${CNS[$s]}" "$FAR_IP" "$IPERF_PORT" "$TMP/egress-$s-$rep.json")
+    [[ -n $v ]] || log "egress $s: iperf3 failed: $(grep -m1 error "$TMP/egress-$s-$rep.json")"
+    record "egress,$s" "$v"
+    [[ -z $pid ]] || record "egress-cpu,$s" "$(cpu_pct "$c0" "$(cpu_ticks "$pid")" "$t0" "$EPOCHREALTIME")"
+}
+
+cpu_pct() {
+    awk -v a="$1" -v b="$2" -v t0="$3" -v t1="$4" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.0f", (b - a) / hz / (t1 - t0) * 100 }'
+}
+
+# Published port: setup $1, repetition $2.
+measure_inbound() {
+    local s=$1 rep=$2 v pid=${PIDOF[$1]:-} c0 t0
+    log "rep $rep: published port, $s"
+    c0=$([[ -n $pid ]] && cpu_ticks "$pid" || echo 0) t0=$EPOCHREALTIME
+    v=$(iperf_gbps "$NSO" "${IN_IPERF[$s]%:*}" "${IN_IPERF[$s]#*:}" "$TMP/inbound-$s-$rep.json")
+    [[ -n $v ]] || log "inbound $s: iperf3 failed: $(grep -m1 error "$TMP/inbound-$s-$rep.json")"
+    record "inbound,$s" "$v"
+    [[ -z $pid ]] || record "inbound-cpu,$s" "$(cpu_pct "$c0" "$(cpu_ticks "$pid")" "$t0" "$EPOCHREALTIME")"
+}
+
+# New connections per second: setup $1, repetition $2.
+measure_cps() {
+    local s=$1 rep=$2 out=$TMP/cps-$1-$2.txt v err
+    log "rep $rep: connections/s, $s"
+    timeout $((DURATION + 20)) nsenter --net="/run/netns/$NSO" -- wrk -t 1 -c "$WRK_CONNS" -d "${DURATION}s" \
+        -H "Connection: close" "http://${IN_HTTP[$s]}/" >"$out" 2>&1 || true
+    v=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")
+    err=$(awk '/Socket errors|Non-2xx/ { $1 = $1; printf "%s; ", $0 }' "$out")
+    [[ -n $v ]] || log "cps $s: wrk failed: $(tail -n 2 "$out" | tr '\n' ' ')"
+    [[ -z $err ]] || NOTE["cps-$s-$rep"]="$err"
+    record "cps,$s" "$v"
+}
+
+# hold_conns DIR SETUP REP: opens CONNS idle connections (egress: container -> far address;
+# inbound: outside -> published port) and sets HELD to the translating process's RSS delta per
+# connection in bytes, or NA. (Not run in a subshell: its helpers must stay in BG_PIDS.)
+hold_conns() {
+    local dir=$1 s=$2 rep=$3 pid=${PIDOF[$2]:-} sns cns addr port before after sink holder tag
+    tag=$dir-$s-$rep
+    HELD=NA
+    if [[ $dir == egress ]]; then
+        sns=$NSO cns=${CNS[$s]} addr=$FAR_IP port=$HOLD_PORT
+    else
+        sns=${CNS[$s]} cns=$NSO addr=${IN_HOLD[$s]%:*} port=${IN_HOLD[$s]#*:}
+    fi
+    [[ -n $pid ]] || return 0
+    bg "sink-$tag" "$sns" python3 -u "$HOLD" listen 0.0.0.0 "$HOLD_PORT" "$CONNS"
+    sink=$LAST_PID
+    if ! wait_line "$TMP/sink-$tag.log" listening 10 "$sink"; then
+        log "memory $tag: the listener did not start: $(tail -n 1 "$TMP/sink-$tag.log")"
+        stop_pid "$sink"
+        return 0
+    fi
+    before=$(rss_kib "$pid")
+    bg "holder-$tag" "$cns" python3 -u "$HOLD" connect "$addr" "$port" "$CONNS"
+    holder=$LAST_PID
+    if wait_line "$TMP/holder-$tag.log" held 300 "$holder" && wait_line "$TMP/sink-$tag.log" accepted 60 "$sink"; then
+        sleep 1
+        after=$(rss_kib "$pid")
+        HELD=$(awk -v a="$before" -v b="$after" -v n="$CONNS" 'BEGIN { printf "%.0f\n", (b - a) * 1024 / n }')
+        NOTE["rss-$tag"]="$before -> $after KiB"
+    else
+        NOTE["memory-$tag"]="clients: $(tail -n 1 "$TMP/holder-$tag.log"); listener: $(tail -n 1 "$TMP/sink-$tag.log")"
+        log "memory $tag: not all connections were made: ${NOTE["memory-$tag"]}"
+    fi
+    stop_pid "$holder"
+    stop_pid "$sink"
+}
+
+stop_pid() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    local keep=() p
+    for p in "${BG_PIDS[@]}"; do
+        [[ $p == "$1" ]] || keep+=("$p")
+    done
+    BG_PIDS=("${keep[@]}")
+}
+
+# Memory: setup $1, repetition $2.
+measure_memory() {
+    local s=$1 rep=$2
+    log "rep $rep: $CONNS idle connections, $s"
+    hold_conns egress "$s" "$rep"
+    record "memory-egress,$s" "$HELD"
+    if [[ -n ${IN_HOLD[$s]:-} ]]; then
+        hold_conns inbound "$s" "$rep"
+        record "memory-inbound,$s" "$HELD"
+    fi
+    # Let the translator close the flows before the next measurement.
+    sleep 2
+}
+
+# ---------------------------------------------------------------------------- report
+
+median() {
+    tr ' ' '\n' <<<"$1" | awk '/^-?[0-9.]+$/' | sort -g |
+        awk '{ v[NR] = $1 } END { if (!NR) print "NA"; else print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+spread() {
+    tr ' ' '\n' <<<"$1" | awk '/^-?[0-9.]+$/' | sort -g |
+        awk -v d="$2" '{ v[NR] = $1 } END { if (!NR) print "NA"; else printf "%." d "f–%." d "f\n", v[1], v[NR] }'
+}
+# pair_div "A1 A2 ..." "B1 B2 ...": per-repetition A/B.
+pair_div() {
+    local -a a b out=()
+    local i
+    read -ra a <<<"$1"
+    read -ra b <<<"$2"
+    for i in "${!a[@]}"; do
+        out+=("$(awk -v x="${a[$i]}" -v y="${b[$i]:-NA}" 'BEGIN {
+            if (x !~ /^[0-9.]+$/ || y !~ /^[0-9.]+$/ || y == 0) print "NA"; else printf "%.2f\n", x / y }')")
+    done
+    echo "${out[*]}"
+}
+num() {
+    [[ $1 =~ ^-?[0-9.]+$ ]] || { echo "${1:-NA}"; return; }
+    awk -v v="$1" -v d="$2" -v u="$3" 'BEGIN { printf "%." d "f%s\n", v, u }'
+}
+# row LABEL "V1 V2 ..." UNIT DECIMALS
+row() {
+    local label=$1 values=$2 unit=${3:-} decimals=${4:-0} v cells="" i=0
+    for v in $values; do
+        cells+=" $(num "$v" "$decimals" "$unit") |"
+        i=$((i + 1))
+    done
+    for (( ; i < REPEAT; i++)); do cells+=" NA |"; done
+    printf '| %s |%s **%s** | %s |\n' "$label" "$cells" "$(num "$(median "$values")" "$decimals" "$unit")" \
+        "$(spread "$values" "$decimals")"
+}
+header() {
+    local i h="| $1 |" sep="|---|"
+    for ((i = 1; i <= REPEAT; i++)); do
+        h+=" rep $i |"
+        sep+="---|"
+    done
+    printf '%s median | min–max |\n%s---|---|\n' "$h" "$sep"
+}
+# ratio_row A B: the row "A / B" for test $T.
+ratio_row() {
+    local num_s=$1 den_s=$2
+    [[ -n ${RES[$T,$num_s]:-} && -n ${RES[$T,$den_s]:-} ]] || return 0
+    row "$num_s / $den_s" "$(pair_div "${RES[$T,$num_s]}" "${RES[$T,$den_s]}")" "×" 2
+}
+# target LINE TEST A B MIN: "LINE: median ratio X (rep range) — met / NOT met".
+target() {
+    local what=$1 t=$2 num_s=$3 den_s=$4 min=$5 r m
+    [[ -n ${RES[$t,$num_s]:-} && -n ${RES[$t,$den_s]:-} ]] || { printf -- '- %s: not measured\n' "$what"; return; }
+    r=$(pair_div "${RES[$t,$num_s]}" "${RES[$t,$den_s]}")
+    m=$(median "$r")
+    printf -- '- %s: median %s× (repetitions %s) — %s\n' "$what" "$m" "$r" \
+        "$(awk -v m="$m" -v min="$min" 'BEGIN { if (m !~ /^[0-9.]+$/) print "not measured"; else if (m >= min) print "met"; else print "NOT met" }')"
+}
+
+report() {
+    local s T
+    printf '\n## vswitch L4 translator vs pasta, slirp4netns, socat and kernel routing: %s s per run, %s repetition(s), kernel %s, %s CPUs, %s\n' \
+        "$DURATION" "$REPEAT" "$(uname -r)" "$(nproc)" "$(date -u +%FT%TZ)"
+    printf '\npasta: %s; slirp4netns: %s; iperf3: %s; wrk: %s\n' \
+        "$(dpkg-query -W -f='${Version}' passt 2>/dev/null || echo ?)" \
+        "$(dpkg-query -W -f='${Version}' slirp4netns 2>/dev/null || echo ?)" \
+        "$(dpkg-query -W -f='${Version}' iperf3 2>/dev/null || echo ?)" \
+        "$(dpkg-query -W -f='${Version}' wrk 2>/dev/null || echo ?)"
+    ((BUSY_BEFORE < 10)) ||
+        printf '\n**Warning: the machine was %s%% busy before the runs (other processes); numbers are skewed.**\n' "$BUSY_BEFORE"
+    for s in vswitch pasta slirp socat kernel; do
+        selected "$s" || continue
+        [[ -z ${STATUS[$s]:-} ]] || printf '\n**%s not measured: %s**\n' "$s" "${STATUS[$s]}"
+        [[ -z ${NOTE[$s]:-} ]] || printf '\n%s: %s\n' "$s" "${NOTE[$s]}"
+    done
+    printf '\nMTUs: vswitch %s; pasta %s; slirp4netns 65520; kernel veth 1500 (TSO/GRO on)\n' \
+        "${NOTE[vswitch-mtu]:-?}" "${NOTE[pasta-mtu]:-?}"
+
+    if testing egress; then
+        T=egress
+        printf '\n### (1) Egress TCP, one iperf3 stream, container -> outside namespace (%s)\n\n' "$FAR_IP"
+        header "setup"
+        for s in ${TEST_SETUPS[egress]}; do
+            [[ -n ${RES[egress,$s]:-} ]] && row "${LABEL[$s]}" "${RES[egress,$s]}" " Gbit/s" 2
+        done
+        ratio_row vswitch pasta
+        ratio_row vswitch slirp
+        ratio_row vswitch kernel
+        ratio_row pasta kernel
+        ratio_row slirp kernel
+        for s in vswitch pasta slirp; do
+            [[ -n ${RES[egress-cpu,$s]:-} ]] && row "$s CPU (% of one core)" "${RES[egress-cpu,$s]}" "%"
+        done
+    fi
+    if testing inbound; then
+        T=inbound
+        printf '\n### (2) Published-port TCP, one iperf3 stream, outside -> container through the host address (%s)\n\n' "$HOST_IP"
+        header "setup"
+        for s in ${TEST_SETUPS[inbound]}; do
+            [[ -n ${RES[inbound,$s]:-} ]] && row "${LABEL[$s]}" "${RES[inbound,$s]}" " Gbit/s" 2
+        done
+        ratio_row vswitch pasta
+        ratio_row vswitch socat
+        ratio_row vswitch kernel
+        ratio_row pasta kernel
+        ratio_row socat kernel
+        for s in vswitch pasta; do
+            [[ -n ${RES[inbound-cpu,$s]:-} ]] && row "$s CPU (% of one core)" "${RES[inbound-cpu,$s]}" "%"
+        done
+    fi
+    if testing cps; then
+        T=cps
+        printf '\n### (3) New connections per second through a published port (wrk -t1 -c%s, Connection: close, from outside)\n\n' "$WRK_CONNS"
+        header "setup"
+        for s in ${TEST_SETUPS[cps]}; do
+            [[ -n ${RES[cps,$s]:-} ]] && row "${LABEL[$s]}" "${RES[cps,$s]}" " conn/s"
+        done
+        ratio_row vswitch kernel
+        ratio_row vswitch pasta
+        ratio_row vswitch socat
+        ratio_row pasta kernel
+        ratio_row socat kernel
+        local k
+        for k in "${!NOTE[@]}"; do
+            [[ $k == cps-* ]] && printf '\nwrk %s: %s\n' "${k#cps-}" "${NOTE[$k]}"
+        done
+    fi
+    if testing memory; then
+        local k
+        printf '\n### (4) Translator RSS per idle connection at %s connections (bytes; kernel socket buffers not in RSS)\n\n' "$CONNS"
+        header "setup"
+        for s in ${TEST_SETUPS[memory]}; do
+            [[ -n ${RES[memory-egress,$s]:-} ]] && row "${LABEL[$s]}, egress" "${RES[memory-egress,$s]}" " B"
+            [[ -n ${RES[memory-inbound,$s]:-} ]] && row "${LABEL[$s]}, published port" "${RES[memory-inbound,$s]}" " B"
+        done
+        for k in "${!NOTE[@]}"; do
+            [[ $k == memory-* ]] && printf '\n%s: %s\n' "${k#memory-}" "${NOTE[$k]}"
+        done
+    fi
+
+    printf '\n### Issue targets (same-run ratios, medians of the per-repetition ratios)\n\n'
+    target "egress vswitch / pasta >= 1.0" egress vswitch pasta 1.0
+    target "egress vswitch / slirp4netns >= 2.0" egress vswitch slirp 2.0
+    target "published port vswitch / pasta >= 1.0" inbound vswitch pasta 1.0
+    target "published port vswitch / socat >= 2.0" inbound vswitch socat 2.0
+    target "connections/s vswitch / kernel >= 0.5" cps vswitch kernel 0.5
+    local m
+    m=$(median "${RES[memory-egress,vswitch]:-} ${RES[memory-inbound,vswitch]:-}")
+    printf -- '- per-connection memory <= 16384 B: %s\n' \
+        "$(awk -v m="$m" 'BEGIN { if (m !~ /^[0-9.]+$/) print "not measured"; else if (m <= 16384) printf "%d B, met\n", m; else printf "%d B, NOT met\n", m }')"
+    [[ -z ${PIDOF[vswitch]:-} ]] || printf '\nvswitchd (pid %s): RSS %s KiB after the runs\n' "${PIDOF[vswitch]}" "$(rss_kib "${PIDOF[vswitch]}")"
+}
+
+# ---------------------------------------------------------------------------- main
+
+main() {
+    [[ $(id -u) == 0 ]] || die "run as root (creates network namespaces)"
+    local v
+    for v in DURATION REPEAT CONNS WRK_CONNS; do
+        [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
+    done
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    TMP=$(mktemp -d /tmp/vswitch-nat.XXXXXX)
+    cd "$TMP"
+    install_packages
+    build_tools || die "build failed"
+    # Enough descriptors for CONNS connections in each translator (children inherit it).
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    (($(ulimit -n) > CONNS + 256)) || log "warning: open-file limit $(ulimit -n) is low for CONNS=$CONNS"
+
+    setup_world
+    for v in vswitch pasta slirp socat; do
+        selected "$v" || continue
+        "setup_$v" || true
+        [[ -z ${STATUS[$v]:-} ]] || log "$v: ${STATUS[$v]}"
+    done
+    BUSY_BEFORE=$(machine_busy)
+    ((BUSY_BEFORE < 10)) || log "warning: the machine is already ${BUSY_BEFORE}% busy; expect skewed numbers"
+
+    local rep t s list order
+    for ((rep = 1; rep <= REPEAT; rep++)); do
+        for t in egress inbound cps memory; do
+            testing "$t" || continue
+            list=()
+            for s in ${TEST_SETUPS[$t]}; do
+                selected "$s" && [[ -z ${STATUS[$s]:-} ]] && list+=("$s")
+            done
+            ((${#list[@]})) || continue
+            # Rotate the order by the repetition number.
+            order=("${list[@]:$(((rep - 1) % ${#list[@]}))}" "${list[@]:0:$(((rep - 1) % ${#list[@]}))}")
+            for s in "${order[@]}"; do
+                "measure_$t" "$s" "$rep"
+            done
+        done
+        [[ -z ${PIDOF[vswitch]:-} ]] || kill -0 "${PIDOF[vswitch]}" 2>/dev/null ||
+            die "vswitchd died during the runs (see $TMP/vswitchd.log)"
+    done
+    report
+}
+
+main "$@"

@@ -1,0 +1,582 @@
+//! The switch's L4 translator, end to end: `vswitchd` runs in its own
+//! namespace, joined by a veth to an "outside" namespace (see
+//! `vswitch::outside`). Covers egress (TCP, UDP, ICMP echo from a sandbox to
+//! an outside address, the outside server seeing the daemon's address),
+//! networks without egress answering "network unreachable" at once,
+//! published TCP and UDP ports keeping the client's real address and port,
+//! `vswitchctl port`, publish/unpublish on a running sandbox, a host port
+//! already in use (clear error, nothing half-applied), publishings after
+//! `kill -9`, a service balanced over three replicas (a disconnected
+//! replica and a refusing one skipped), `nat ls` and the NAT metrics, no
+//! firewall rule anywhere, and 10,000 connections held through each
+//! direction (flow tables back to empty, RSS back to its level). Needs
+//! root, python3, curl and ping; iptables and nftables for the firewall
+//! checks (skipped loudly without them).
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use ctl::proto::SandboxInfo;
+use serde_json::Value;
+use vswitch::outside::{
+    HttpServer, Outside, TcpHolder, TcpSink, UdpEcho, curl, field, note, ping_once, raise_nofile, require_nat_tools,
+    rss_kib, udp_query,
+};
+use vswitch::process::text;
+use vswitch::{Daemon, in_netns, require_root, wait_until};
+
+/// How long one curl may take.
+const CURL_MAX: Duration = Duration::from_secs(10);
+/// A failure that is answered (ICMP unreachable, RST) must come at least this fast.
+const FAST: Duration = Duration::from_secs(3);
+/// Published host port of most tests.
+const HOST_PORT: u16 = 8080;
+
+fn prerequisites(test: &str) -> bool {
+    require_root(test) && require_nat_tools(test)
+}
+
+fn sa(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::from((ip, port))
+}
+
+/// A curl that must succeed and answer `name`.
+#[track_caller]
+fn curl_ok(ns: &str, addr: SocketAddr, name: &str) -> vswitch::outside::Curl {
+    let c = curl(ns, addr, CURL_MAX);
+    assert!(c.ok, "{c}");
+    assert_eq!(c.body.trim(), name, "{c}");
+    c
+}
+
+/// Waits (up to 20 s) until a curl succeeds (listeners restored, replicas
+/// reachable); returns it.
+fn wait_curl(ns: &str, addr: SocketAddr) -> vswitch::outside::Curl {
+    let mut last = None;
+    let got = vswitch::wait::wait_for(Duration::from_secs(20), || {
+        let c = curl(ns, addr, Duration::from_secs(3));
+        if c.ok {
+            return Some(c);
+        }
+        last = Some(c);
+        None
+    });
+    got.unwrap_or_else(|| panic!("no successful curl to {addr} from {ns} within 20 s; last: {}", last.unwrap()))
+}
+
+/// `vswitchctl port SB [SPEC]`'s lines, sorted.
+fn port_lines(d: &Daemon, args: &[&str]) -> Vec<String> {
+    let mut full = vec!["port"];
+    full.extend_from_slice(args);
+    let mut v: Vec<String> = d.ctl_ok(&full).lines().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect();
+    v.sort();
+    v
+}
+
+fn sorted(v: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// True if a TCP connection to `addr` from `ns` is refused (nothing listens).
+fn refused(ns: &str, addr: SocketAddr) -> bool {
+    in_netns(ns, move || TcpStream::connect_timeout(&addr, Duration::from_secs(5)))
+        .map(|r| r.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused))
+        .unwrap_or(false)
+}
+
+/// The egress TCP flows of `nat ls` whose sandbox side is `local`.
+fn flows_of(d: &Daemon, local: SocketAddr) -> Vec<Value> {
+    d.nat_flows(None)
+        .into_iter()
+        .filter(|f| field(f, "proto") == "tcp" && field(f, "sandbox") == local.to_string())
+        .collect()
+}
+
+fn as_u64(v: &Value) -> u64 {
+    v.as_u64().or_else(|| v.as_str()?.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn egress_reaches_the_outside_by_tcp_udp_and_icmp_and_nat_ls_shows_it() {
+    if !prerequisites("egress_reaches_the_outside_by_tcp_udp_and_icmp_and_nat_ls_shows_it") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (net, sb) = (d.name("n"), d.name("a"));
+    d.network_create(&net, "10.226.0.0/24");
+    d.sandbox_create(&sb);
+    d.connect(&net, &sb, None);
+    let web = HttpServer::start(&lab.outside_ns, Ipv4Addr::UNSPECIFIED, 80, "outside");
+    let echo = UdpEcho::start(&lab.outside_ns, Ipv4Addr::UNSPECIFIED, 7);
+    let host_web = HttpServer::start(&lab.daemon_ns, Ipv4Addr::UNSPECIFIED, 81, "daemon-host");
+
+    // TCP, to the far address (routed) and the veth neighbour (connected).
+    for dst in [lab.far_addr, lab.outside_addr] {
+        let c = curl_ok(&sb, sa(dst, 80), "outside");
+        assert!(c.elapsed < CURL_MAX, "{c}");
+    }
+    let clients = web.clients();
+    assert_eq!(clients.len(), 2, "server log:\n{}", web.log());
+    assert!(
+        clients.iter().all(|c| *c.ip() == lab.daemon_addr),
+        "the outside server should see the daemon namespace's address {}, saw {clients:?}",
+        lab.daemon_addr
+    );
+    // The daemon's own host addresses are reachable too.
+    curl_ok(&sb, sa(lab.daemon_addr, 81), "daemon-host");
+    assert_eq!(host_web.clients().len(), 1, "{}", host_web.log());
+
+    // UDP: the echo names the sender it saw.
+    let (local, reply) = udp_query(&sb, Ipv4Addr::UNSPECIFIED, sa(lab.far_addr, 7), b"hello", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("no UDP echo through egress: {e}; echo saw {:?}", echo.peers()));
+    let (peer, payload) = reply.split_once(' ').unwrap_or((&reply, ""));
+    assert_eq!(payload, "hello");
+    let peer: SocketAddr = peer.parse().unwrap_or_else(|e| panic!("echo answered {reply:?}: {e}"));
+    assert_eq!(peer.ip(), std::net::IpAddr::V4(lab.daemon_addr), "echo saw {peer}; sandbox sent from {local}");
+
+    // ICMP echo.
+    for dst in [lab.far_addr, lab.outside_addr] {
+        let (out, _) = ping_once(&sb, dst, Duration::from_secs(5));
+        assert!(out.status.success(), "ping {dst} from {sb}: {}\n{}", text(&out.stdout), text(&out.stderr));
+    }
+
+    // A connection held open is listed by `nat ls` and counted.
+    let far = lab.far_addr;
+    let listener = in_netns(&lab.outside_ns, move || TcpListener::bind((far, 9000))).unwrap().unwrap();
+    let mut client = in_netns(&sb, move || TcpStream::connect_timeout(&sa(far, 9000), Duration::from_secs(10)))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("egress connect to {far}:9000: {e}"));
+    let (mut server, _) = listener.accept().expect("accept the sandbox's connection");
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client.write_all(&[1u8; 1000]).unwrap();
+    server.read_exact(&mut [0u8; 1000]).expect("the server gets the sandbox's 1000 bytes");
+    server.write_all(&[2u8; 500]).unwrap();
+    client.read_exact(&mut [0u8; 500]).expect("the sandbox gets the server's 500 bytes");
+    let local = client.local_addr().unwrap();
+    let flow = wait_until(
+        Duration::from_secs(5),
+        || format!("a flow of {local} with 1000/500 bytes in nat ls: {:#?}", d.nat_flows(None)),
+        || {
+            flows_of(d, local)
+                .into_iter()
+                .find(|f| as_u64(&f["bytes_from_sandbox"]) >= 1000 && as_u64(&f["bytes_to_sandbox"]) >= 500)
+        },
+    );
+    assert_eq!(field(&flow, "direction"), "egress", "{flow:#}");
+    assert_eq!(field(&flow, "remote"), format!("{far}:9000"), "{flow:#}");
+    assert_eq!(field(&flow, "outer_remote"), format!("{far}:9000"), "{flow:#}");
+    assert_eq!(field(&flow, "state"), "established", "{flow:#}");
+    assert!(flow.get("age_ms").is_some(), "{flow:#}");
+    assert_eq!(d.nat_flows(Some(&net)).len(), d.nat_flows(None).len(), "nat ls NET should list this network's flows");
+    assert!(d.metric_sum("vswitch_nat_flows_active").is_some_and(|n| n >= 1.0), "no active flow in the metrics");
+    assert!(d.metric_sum("vswitch_nat_flows_opened_total").is_some_and(|n| n >= 5.0), "flows opened not counted");
+    drop(client);
+    drop(server);
+    wait_until(
+        Duration::from_secs(30),
+        || format!("{local}'s flow to leave nat ls: {:#?}", flows_of(d, local)),
+        || flows_of(d, local).is_empty().then_some(()),
+    );
+    lab.assert_rulesets_unchanged();
+}
+
+/// Asserts that `ping` and `curl` from `sb` to `dst` fail at once with an
+/// unreachable error.
+#[track_caller]
+fn assert_unreachable_fast(sb: &str, dst: Ipv4Addr) {
+    let (out, elapsed) = ping_once(sb, dst, Duration::from_secs(5));
+    let said = format!("{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "ping {dst} from {sb} got an answer:\n{said}");
+    assert!(elapsed < FAST, "ping {dst} from {sb} took {elapsed:?} to fail (no ICMP unreachable?):\n{said}");
+    assert!(said.to_lowercase().contains("unreachable"), "ping {dst} from {sb} should say unreachable:\n{said}");
+    let c = curl(sb, sa(dst, 80), CURL_MAX);
+    assert!(!c.ok, "{c}");
+    assert!(c.elapsed < FAST, "curl should fail fast: {c}");
+    let err = c.stderr.to_lowercase();
+    assert!(err.contains("unreachable") || err.contains("couldn't connect"), "{c}");
+}
+
+#[test]
+fn networks_without_egress_and_unroutable_destinations_fail_fast() {
+    if !prerequisites("networks_without_egress_and_unroutable_destinations_fail_fast") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let _web = HttpServer::start(&lab.outside_ns, Ipv4Addr::UNSPECIFIED, 80, "outside");
+    let (internal, off, on) = (d.name("i"), d.name("f"), d.name("e"));
+    d.ctl_ok(&["network", "create", &internal, "--subnet", "10.227.1.0/24", "--internal"]);
+    d.ctl_ok(&["network", "create", &off, "--subnet", "10.227.2.0/24", "-o", "egress=false"]);
+    d.network_create(&on, "10.227.3.0/24");
+    let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
+    for (net, sb) in [(&internal, &a), (&off, &b), (&on, &c)] {
+        d.sandbox_create(sb);
+        d.connect(net, sb, None);
+    }
+    assert_unreachable_fast(&a, lab.far_addr);
+    assert_unreachable_fast(&b, lab.far_addr);
+    // Egress on: the far address answers, an address with no route does not.
+    curl_ok(&c, sa(lab.far_addr, 80), "outside");
+    assert_unreachable_fast(&c, Ipv4Addr::new(203, 0, 113, 1));
+    lab.assert_rulesets_unchanged();
+}
+
+#[test]
+fn published_tcp_port_keeps_the_client_address_and_port_lists_and_unpublishes() {
+    if !prerequisites("published_tcp_port_keeps_the_client_address_and_port_lists_and_unpublishes") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (net, sb) = (d.name("n"), d.name("w"));
+    d.network_create(&net, "10.228.0.0/24");
+    d.sandbox_create(&sb);
+    let web = HttpServer::start(&sb, Ipv4Addr::UNSPECIFIED, 80, "inside");
+    d.connect_publish(&net, &sb, &["8080:80", "127.0.0.1:8081:80", "9000-9001:90-91", "5353:53/udp"]);
+
+    // From the daemon's namespace: loopback, the veth address, the host-IP-bound publishing.
+    curl_ok(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, HOST_PORT), "inside");
+    curl_ok(&lab.daemon_ns, sa(lab.daemon_addr, HOST_PORT), "inside");
+    curl_ok(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, 8081), "inside");
+    // From outside: the server sees the client's own address and port.
+    let c = curl_ok(&lab.outside_ns, sa(lab.daemon_addr, HOST_PORT), "inside");
+    let seen = *web.clients().last().expect("the server logged the request");
+    assert_eq!(
+        *seen.ip(),
+        lab.outside_addr,
+        "the sandbox should see the outside client's address; log:\n{}",
+        web.log()
+    );
+    if let Some(port) = c.local_port {
+        assert_eq!(seen.port(), port, "the sandbox should see the client's port; {c}");
+    }
+    // 127.0.0.1:8081 is bound to loopback only.
+    assert!(
+        !curl(&lab.outside_ns, sa(lab.daemon_addr, 8081), Duration::from_secs(3)).ok,
+        "8081 reachable from outside"
+    );
+
+    // `docker port` output.
+    assert_eq!(
+        port_lines(d, &[&sb]),
+        sorted(&[
+            "80/tcp -> 0.0.0.0:8080",
+            "80/tcp -> 127.0.0.1:8081",
+            "90/tcp -> 0.0.0.0:9000",
+            "91/tcp -> 0.0.0.0:9001",
+            "53/udp -> 0.0.0.0:5353"
+        ])
+    );
+    assert_eq!(port_lines(d, &[&sb, "80"]), sorted(&["0.0.0.0:8080", "127.0.0.1:8081"]));
+    assert_eq!(port_lines(d, &[&sb, "80/tcp"]), sorted(&["0.0.0.0:8080", "127.0.0.1:8081"]));
+    assert_eq!(port_lines(d, &[&sb, "53/udp"]), sorted(&["0.0.0.0:5353"]));
+    d.ctl_err(&["port", &sb, "99"]);
+
+    // Publish and unpublish on the running sandbox.
+    d.ctl_ok(&["sandbox", "unpublish", &sb, "-p", "127.0.0.1:8081:80"]);
+    assert_eq!(port_lines(d, &[&sb, "80"]), sorted(&["0.0.0.0:8080"]));
+    assert!(refused(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, 8081)), "8081 still accepts after unpublish");
+    d.ctl_ok(&["sandbox", "publish", &sb, "-p", "8082:80"]);
+    curl_ok(&lab.outside_ns, sa(lab.daemon_addr, 8082), "inside");
+    assert!(port_lines(d, &[&sb, "80"]).contains(&"0.0.0.0:8082".to_owned()));
+    // Disconnecting ends the publishings.
+    d.ctl_ok(&["network", "disconnect", &net, &sb]);
+    assert!(refused(&lab.daemon_ns, sa(lab.daemon_addr, HOST_PORT)), "8080 still accepts after disconnect");
+    lab.assert_rulesets_unchanged();
+}
+
+#[test]
+fn published_udp_port_keeps_the_client_address_and_port() {
+    if !prerequisites("published_udp_port_keeps_the_client_address_and_port") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (net, sb) = (d.name("n"), d.name("u"));
+    d.network_create(&net, "10.229.0.0/24");
+    d.sandbox_create(&sb);
+    let echo = UdpEcho::start(&sb, Ipv4Addr::UNSPECIFIED, 53);
+    d.connect_publish(&net, &sb, &["5353:53/udp"]);
+    for i in 0..3 {
+        let payload = format!("ping {i}");
+        let (local, reply) = udp_query(
+            &lab.outside_ns,
+            lab.outside_addr,
+            sa(lab.daemon_addr, 5353),
+            payload.as_bytes(),
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|e| panic!("no UDP answer through the published port: {e}; echo saw {:?}", echo.peers()));
+        assert_eq!(reply, format!("{local} {payload}"), "the sandbox should see the client's address and port");
+    }
+    // From the daemon's own namespace too.
+    let (_, reply) =
+        udp_query(&lab.daemon_ns, Ipv4Addr::LOCALHOST, sa(Ipv4Addr::LOCALHOST, 5353), b"local", Duration::from_secs(5))
+            .expect("UDP answer from the daemon's namespace");
+    assert!(reply.ends_with(" local"), "{reply:?}");
+    assert!(
+        d.nat_flows(None).iter().any(|f| field(f, "proto") == "udp" && field(f, "direction") == "inbound"),
+        "no inbound UDP flow in nat ls: {:#?}",
+        d.nat_flows(None)
+    );
+    lab.assert_rulesets_unchanged();
+}
+
+/// The sandbox's endpoints, from `sandbox ls`.
+fn endpoints_of(d: &Daemon, sb: &str) -> usize {
+    let all: Vec<SandboxInfo> = d.ctl_json(&["sandbox", "ls"]);
+    all.iter().find(|s| s.name == sb).map_or(0, |s| s.endpoints.len())
+}
+
+#[test]
+fn host_port_in_use_is_a_clear_error_and_nothing_is_half_applied() {
+    if !prerequisites("host_port_in_use_is_a_clear_error_and_nothing_is_half_applied") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (net, sb) = (d.name("n"), d.name("b"));
+    d.network_create(&net, "10.230.0.0/24");
+    d.sandbox_create(&sb);
+    let _web = HttpServer::start(&sb, Ipv4Addr::UNSPECIFIED, 80, "inside");
+    // Someone else holds 8080 in the daemon's namespace.
+    let squatter = HttpServer::start(&lab.daemon_ns, Ipv4Addr::UNSPECIFIED, HOST_PORT, "squatter");
+
+    let err = d.ctl_err(&["network", "connect", &net, &sb, "-p", "8081:80", "-p", "8080:80"]);
+    assert!(err.contains("8080"), "the error should name the port: {err}");
+    assert!(err.to_lowercase().contains("in use"), "the error should say the port is in use: {err}");
+    assert_eq!(endpoints_of(d, &sb), 0, "the sandbox was connected anyway");
+    assert!(refused(&lab.daemon_ns, sa(lab.daemon_addr, 8081)), "8081 was published although the connect failed");
+    curl_ok(&lab.daemon_ns, sa(lab.daemon_addr, HOST_PORT), "squatter");
+
+    // Connected without publishing, a publish of the taken port fails alike.
+    d.connect(&net, &sb, None);
+    let err = d.ctl_err(&["sandbox", "publish", &sb, "-p", "8082:80", "-p", "8080:80"]);
+    assert!(err.contains("8080") && err.to_lowercase().contains("in use"), "{err}");
+    assert!(port_lines(d, &[&sb]).is_empty(), "a failed publish left: {:?}", port_lines(d, &[&sb]));
+    assert!(refused(&lab.daemon_ns, sa(lab.daemon_addr, 8082)), "8082 was published although the publish failed");
+
+    // Once the port is free, the same publish works.
+    drop(squatter);
+    d.ctl_ok(&["sandbox", "publish", &sb, "-p", "8080:80"]);
+    curl_ok(&lab.outside_ns, sa(lab.daemon_addr, HOST_PORT), "inside");
+}
+
+#[test]
+fn publishings_work_again_after_kill_9() {
+    if !prerequisites("publishings_work_again_after_kill_9") {
+        return;
+    }
+    let mut lab = Outside::start(&[]);
+    let (net, sb) = (lab.daemon.name("n"), lab.daemon.name("r"));
+    lab.daemon.network_create(&net, "10.237.0.0/24");
+    lab.daemon.sandbox_create(&sb);
+    let _web = HttpServer::start(&sb, Ipv4Addr::UNSPECIFIED, 80, "inside");
+    let _echo = UdpEcho::start(&sb, Ipv4Addr::UNSPECIFIED, 53);
+    lab.daemon.connect_publish(&net, &sb, &["8080:80", "5353:53/udp"]);
+    curl_ok(&lab.outside_ns, sa(lab.daemon_addr, HOST_PORT), "inside");
+    let before = port_lines(&lab.daemon, &[&sb]);
+
+    lab.daemon.restart();
+    wait_curl(&lab.outside_ns, sa(lab.daemon_addr, HOST_PORT));
+    let (local, reply) =
+        udp_query(&lab.outside_ns, lab.outside_addr, sa(lab.daemon_addr, 5353), b"again", Duration::from_secs(5))
+            .expect("the published UDP port answers after the restart");
+    assert_eq!(reply, format!("{local} again"));
+    assert_eq!(port_lines(&lab.daemon, &[&sb]), before, "`port` changed across the restart");
+    // Egress too.
+    let _out = HttpServer::start(&lab.outside_ns, Ipv4Addr::UNSPECIFIED, 80, "outside");
+    wait_curl(&sb, sa(lab.far_addr, 80));
+}
+
+#[test]
+fn a_service_balances_over_its_replicas_and_skips_gone_and_refusing_ones() {
+    if !prerequisites("a_service_balances_over_its_replicas_and_skips_gone_and_refusing_ones") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let net = d.name("n");
+    d.network_create(&net, "10.238.0.0/24");
+    let names: Vec<String> = (1..=3).map(|i| d.name(&format!("r{i}"))).collect();
+    let mut servers = Vec::new();
+    for n in &names {
+        d.sandbox_create(n);
+        servers.push(HttpServer::start(n, Ipv4Addr::UNSPECIFIED, 80, n));
+        d.ctl_ok(&["network", "connect", &net, n, "--service", "web"]);
+    }
+    d.ctl_ok(&["service", "publish", "web", "--network", &net, "-p", "8080:80"]);
+    let svc = sa(lab.daemon_addr, HOST_PORT);
+    let answers = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let c = curl(&lab.outside_ns, svc, CURL_MAX);
+                assert!(c.ok, "a request through the service failed: {c}");
+                c.body.trim().to_owned()
+            })
+            .collect()
+    };
+    let got = answers(9);
+    for n in &names {
+        assert!(got.iter().filter(|g| *g == n).count() >= 2, "{n} answered too few of {got:?}");
+    }
+    let ls = d.ctl_ok(&["service", "ls"]);
+    assert!(ls.contains("web"), "service ls:\n{ls}");
+
+    // A disconnected replica gets nothing more.
+    d.ctl_ok(&["network", "disconnect", &net, &names[0]]);
+    let seen_by_first = servers[0].clients().len();
+    let got = answers(6);
+    assert!(!got.contains(&names[0]), "the disconnected replica answered: {got:?}");
+    assert!(got.contains(&names[1]) && got.contains(&names[2]), "{got:?}");
+    assert_eq!(servers[0].clients().len(), seen_by_first, "the disconnected replica still got requests");
+
+    // A replica that refuses is skipped: every request still succeeds.
+    servers[1].stop();
+    let got = answers(6);
+    assert!(got.iter().all(|g| *g == names[2]), "{got:?}");
+
+    d.ctl_ok(&["service", "rm", "web"]);
+    assert!(refused(&lab.outside_ns, svc), "the service's port still accepts after service rm");
+    assert!(!d.ctl_ok(&["service", "ls"]).contains("web"));
+}
+
+// ---------------------------------------------------------------------------- scale
+
+/// Connections held in each direction (`NAT_SCALE_CONNS` overrides).
+fn scale_conns() -> usize {
+    std::env::var("NAT_SCALE_CONNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+}
+
+/// Both ends of `n` TCP connections through the switch, each held by a
+/// python process (each may hold only as many sockets as its open-file
+/// limit, and raising the hard limit needs a capability that containers
+/// often lack).
+struct Held {
+    clients: TcpHolder,
+    servers: TcpSink,
+}
+
+impl Held {
+    /// Closes the clients' ends, then the servers'.
+    fn close(self) {
+        self.clients.close();
+        self.servers.close();
+    }
+}
+
+/// Opens `n` connections from `client_ns` to `target`, accepted by a
+/// listener on `listen` in `server_ns`, and waits until all are accepted.
+fn hold(server_ns: &str, listen: SocketAddrV4, client_ns: &str, target: SocketAddr, n: usize) -> Held {
+    let servers = TcpSink::start(server_ns, *listen.ip(), listen.port(), n);
+    let start = Instant::now();
+    let clients = TcpHolder::open(client_ns, target, n, Duration::from_secs(300));
+    servers.wait_accepted(Duration::from_secs(60));
+    note(&format!("{n} connections to {target} held after {:?}; the client said:\n{}", start.elapsed(), clients.log()));
+    Held { clients, servers }
+}
+
+/// The daemon's flows and the `vswitch_nat_flows_active` metric.
+fn flow_counts(d: &Daemon) -> (usize, f64) {
+    (d.nat_flows(None).len(), d.metric_sum("vswitch_nat_flows_active").unwrap_or(-1.0))
+}
+
+/// Holds `n` connections, checks them counted, closes them, waits for the
+/// tables to empty and the RSS to come back; returns the RSS delta per
+/// connection while held, in bytes.
+fn hold_and_release(
+    lab: &Outside,
+    what: &str,
+    server_ns: &str,
+    listen: SocketAddrV4,
+    client_ns: &str,
+    target: SocketAddr,
+    n: usize,
+) -> f64 {
+    let d = &lab.daemon;
+    let pid = d.pid().expect("daemon pid");
+    let base = rss_kib(pid).expect("daemon RSS");
+    let held = hold(server_ns, listen, client_ns, target, n);
+    let at_peak = rss_kib(pid).expect("daemon RSS");
+    let (listed, active) = wait_until(
+        Duration::from_secs(30),
+        || format!("{n} {what} flows listed and active: {:?}", flow_counts(d)),
+        || {
+            let (l, a) = flow_counts(d);
+            (l >= n && a >= n as f64).then_some((l, a))
+        },
+    );
+    let per_conn = (at_peak.saturating_sub(base) as f64 * 1024.0) / n as f64;
+    note(&format!(
+        "{what}: {n} connections held: {listed} flows listed, {active} active; daemon RSS {base} KiB -> {at_peak} KiB, {per_conn:.0} bytes per connection"
+    ));
+    held.close();
+    wait_until(
+        Duration::from_secs(60),
+        || format!("{what}: flow table to empty after closing: (listed, active) = {:?}", flow_counts(d)),
+        || (flow_counts(d) == (0, 0.0)).then_some(()),
+    );
+    let limit = base + base / 10;
+    let after = vswitch::wait::wait_for(Duration::from_secs(15), || rss_kib(pid).filter(|&r| r <= limit));
+    assert!(
+        after.is_some(),
+        "{what}: daemon RSS {} KiB did not return within 10% of {base} KiB after closing {n} connections",
+        rss_kib(pid).unwrap_or(0)
+    );
+    per_conn
+}
+
+#[test]
+fn ten_thousand_connections_through_egress_and_a_published_port_leave_nothing_behind() {
+    if !prerequisites("ten_thousand_connections_through_egress_and_a_published_port_leave_nothing_behind") {
+        return;
+    }
+    let n = scale_conns();
+    // This process holds the servers' ends, a python process the clients',
+    // the daemon (which inherits the limit) one host socket per connection.
+    let limit = raise_nofile((n + 1024) as u64).expect("raise RLIMIT_NOFILE");
+    assert!(limit >= (n + 256) as u64, "the open-file limit {limit} is too low for {n} connections");
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (net, sb) = (d.name("n"), d.name("s"));
+    d.network_create(&net, "10.239.0.0/24");
+    d.sandbox_create(&sb);
+    d.connect_publish(&net, &sb, &["8080:9100"]);
+    // Warm up each direction once, so lazily made structures count in the base.
+    let far = lab.far_addr;
+    for (server_ns, listen, client_ns, target) in [
+        (lab.outside_ns.as_str(), SocketAddrV4::new(far, 9101), sb.as_str(), sa(far, 9101)),
+        (
+            sb.as_str(),
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9100),
+            lab.outside_ns.as_str(),
+            sa(lab.daemon_addr, HOST_PORT),
+        ),
+    ] {
+        hold(server_ns, listen, client_ns, target, 1).close();
+    }
+    wait_until(
+        Duration::from_secs(30),
+        || format!("warm-up flows to close: {:?}", flow_counts(d)),
+        || (flow_counts(d).0 == 0).then_some(()),
+    );
+    let egress = hold_and_release(&lab, "egress", &lab.outside_ns, SocketAddrV4::new(far, 9101), &sb, sa(far, 9101), n);
+    let inbound = hold_and_release(
+        &lab,
+        "published port",
+        &sb,
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9100),
+        &lab.outside_ns,
+        sa(lab.daemon_addr, HOST_PORT),
+        n,
+    );
+    note(&format!(
+        "per-connection daemon RSS at {n} idle connections: egress {egress:.0} B, published port {inbound:.0} B \
+         (target <= 16384 B; kernel socket buffers are not in RSS)"
+    ));
+}
