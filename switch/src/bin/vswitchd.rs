@@ -87,6 +87,7 @@ fn parse_addr_port(s: &str, port: u16) -> Result<SocketAddr, String> {
 
 fn main() -> std::process::ExitCode {
     use std::io::IsTerminal;
+    switch::sys::mem::tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

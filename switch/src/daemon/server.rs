@@ -193,6 +193,9 @@ pub fn serve(listener: UnixListener, control: Control, metrics: Option<tiny_http
             tracing::error!(error = %e, "cannot start the metrics thread");
         }
     }
+    if let Err(e) = crate::sys::mem::spawn_trimmer() {
+        tracing::error!(error = %e, "cannot start the thread that returns free memory");
+    }
     let reaper = Arc::clone(&control);
     // Endpoints whose TAP vanished are released between requests, under
     // the same lock.
@@ -323,8 +326,20 @@ fn serve_client(stream: UnixStream, control: &Mutex<Control>, waiting: &dyn Fn(b
             Err((id, e)) => proto::encode_err(id, e.kind, e.message),
         };
         writer.write_all(&reply)?;
+        let large = reply.len() > LARGE_REPLY_BYTES;
+        drop(reply);
+        // A large answer (`nat ls` over thousands of flows, `fdb show` of a full
+        // table) grew this thread's heap arena: give the pages back, or the
+        // daemon's RSS keeps a one-off peak forever (the trimmer thread
+        // does it, once this thread freed the answer).
+        if large {
+            crate::sys::mem::owe_trim();
+        }
     }
 }
+
+/// Replies above this size are followed by returning free heap memory.
+const LARGE_REPLY_BYTES: usize = 64 << 10;
 
 #[cfg(test)]
 mod tests {

@@ -78,6 +78,8 @@ pub(crate) struct FlowTable {
     free: Vec<u32>,
     index: HashMap<FlowKey, u32, foldhash::fast::RandomState>,
     len: usize,
+    /// The table emptied after a peak and gave its memory back.
+    emptied: bool,
 }
 
 impl FlowTable {
@@ -130,8 +132,14 @@ impl FlowTable {
             self.slots = Vec::new();
             self.free = Vec::new();
             self.index = HashMap::default();
+            self.emptied = true;
         }
         Some(flow)
+    }
+
+    /// Whether the table emptied after a peak since the last call.
+    pub(crate) fn take_emptied(&mut self) -> bool {
+        std::mem::take(&mut self.emptied)
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (FlowId, &Flow)> {

@@ -1137,6 +1137,20 @@ impl Translator {
         Some((l.proto?, l.host?))
     }
 
+    /// True once after the flow table emptied following a peak of flows:
+    /// the translator has let go of its per-flow memory (the stale timer
+    /// entries too), and the daemon may return free memory to the system.
+    pub fn take_emptied(&mut self) -> bool {
+        if !self.table.take_emptied() || !self.is_empty() {
+            return false;
+        }
+        self.timers = BinaryHeap::new();
+        self.acks = Vec::new();
+        self.by_client = HashMap::default();
+        self.sendable = SendQueue::default();
+        true
+    }
+
     /// Number of flows.
     pub fn len(&self) -> usize {
         self.table.len()

@@ -11,6 +11,7 @@
 #![allow(unsafe_code)]
 
 pub mod ifaddr;
+pub mod mem;
 pub mod netlink;
 pub mod netns;
 pub mod process;

@@ -241,6 +241,7 @@ impl Datapath {
         }
         self.dns.expire_local(now);
         self.flush_local_dns();
+        self.nat.release_memory();
         self.run_local(now);
     }
 

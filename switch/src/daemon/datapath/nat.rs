@@ -104,6 +104,19 @@ impl NatIo {
         }
     }
 
+    /// After a peak of flows has ended: lets go of per-flow memory and
+    /// returns free heap memory to the system, so the daemon's RSS goes
+    /// back down (glibc keeps freed small blocks otherwise).
+    pub(super) fn release_memory(&mut self) {
+        if !self.translator.take_emptied() {
+            return;
+        }
+        self.sockets = Vec::new();
+        self.out = Emit::default();
+        self.datagrams_ready = Vec::new();
+        crate::sys::mem::owe_trim();
+    }
+
     /// Something waits to be read or sent.
     pub(super) fn has_work(&self) -> bool {
         !self.out.is_empty()
