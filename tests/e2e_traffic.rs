@@ -193,10 +193,12 @@ fn gateway_answers_arp_and_ping() {
     assert_eq!(shown.gateway, Some(gw));
 }
 
-/// Nothing outside a sandbox's networks is reachable yet (egress is not
-/// built): the gateway answers packets routed through it with ICMP network
-/// unreachable, so `ping` reports it and `connect` fails with
-/// `ENETUNREACH` instead of timing out, and the drops are counted.
+/// On a network without egress (`-o egress=false`), nothing outside the
+/// sandbox's networks is reachable: the gateway answers packets routed
+/// through it with ICMP network unreachable, so `ping` reports it and
+/// `connect` fails with `ENETUNREACH` instead of timing out, and the drops
+/// are counted. (With egress the daemon, here in the host's namespace,
+/// would send them to the host's network, which tests must not reach.)
 #[test]
 fn outside_addresses_are_answered_network_unreachable() {
     if !require_root("outside_addresses_are_answered_network_unreachable") {
@@ -205,7 +207,8 @@ fn outside_addresses_are_answered_network_unreachable() {
     let d = Daemon::start();
     let net = d.name("n");
     let a = d.name("a");
-    d.network_create(&net, "10.218.0.0/24");
+    let _: ctl::proto::NetworkInfo =
+        d.ctl_json(&["network", "create", &net, "--subnet", "10.218.0.0/24", "-o", "egress=false"]);
     d.sandbox_create(&a);
     let ea = d.connect(&net, &a, None);
     let out = netns_exec(&a, "ping", &["-n", "-c", "2", "-i", "0.2", "-W", "1", "192.0.2.1"]);
