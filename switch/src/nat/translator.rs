@@ -90,6 +90,22 @@ impl Emit {
         self.frames.is_empty()
     }
 
+    /// Hands the frames, in order, to `take` until it refuses one (no room
+    /// left); keeps that one and the rest for later.
+    pub fn drain_while(&mut self, mut take: impl FnMut(PortId, &[u8]) -> bool) {
+        let taken = self.frames.iter().take_while(|(port, range)| take(*port, &self.bytes[range.clone()])).count();
+        if taken == self.frames.len() {
+            self.clear();
+            return;
+        }
+        let cut = self.frames[taken].1.start;
+        self.bytes.drain(..cut);
+        self.frames.drain(..taken);
+        for (_, range) in &mut self.frames {
+            *range = range.start - cut..range.end - cut;
+        }
+    }
+
     /// Forgets the frames, keeping the memory.
     pub fn clear(&mut self) {
         self.bytes.clear();
@@ -147,7 +163,8 @@ pub struct Translator {
     counters: Vec<Counters>,
     limits: Limits,
     pending_total: usize,
-    iss: u32,
+    /// The secret the initial sequence numbers are keyed with.
+    iss_key: foldhash::fast::FixedState,
 }
 
 impl Translator {
@@ -164,7 +181,7 @@ impl Translator {
             counters: Vec::new(),
             limits,
             pending_total: 0,
-            iss: seed as u32 ^ (seed >> 32) as u32,
+            iss_key: foldhash::fast::FixedState::with_seed(seed),
         }
     }
 
@@ -197,10 +214,16 @@ impl Translator {
         }
     }
 
-    fn next_iss(&mut self) -> u32 {
-        // RFC 6528 in spirit: unpredictable to sandboxes, distinct per flow.
-        self.iss = self.iss.wrapping_mul(0x9E37_79B9).wrapping_add(0x7F4A_7C15);
-        self.iss
+    /// The initial sequence number of a connection on `key` (RFC 6528): a
+    /// clock ticking every 4 µs plus a keyed hash of the 4-tuple. The clock
+    /// matters: a sandbox that closed a connection first keeps its 4-tuple
+    /// in TIME-WAIT and accepts a new SYN on it only with a sequence number
+    /// beyond the old connection's, and clients reuse ports quickly. The
+    /// hash keeps the numbers unpredictable across tuples.
+    pub(crate) fn iss_for(&self, key: &FlowKey, now: u64) -> u32 {
+        use std::hash::BuildHasher;
+        let hash = self.iss_key.hash_one(key) as u32;
+        ((now.wrapping_mul(250)) as u32).wrapping_add(hash)
     }
 
     fn count(&mut self, network: NetworkId) -> &mut Counters {
@@ -326,7 +349,7 @@ impl Translator {
             return;
         }
         let (mss, shift) = seg.syn_options();
-        let tcp = TcpFlow::egress(self.next_iss(), seg.seq, mss, shift);
+        let tcp = TcpFlow::egress(self.iss_for(&key, now), seg.seq, mss, shift);
         let id =
             self.add_flow(new_flow(key, false, view.gateway, head, key.remote, HostSide::Own, tcp_state(tcp), now));
         if let Err(e) = host.open(id, Proto::Tcp, key.remote) {
@@ -766,7 +789,7 @@ impl Translator {
         if self.table.lookup(&key).is_some() {
             return None;
         }
-        let tcp = TcpFlow::inbound(self.next_iss(), listener, tried);
+        let tcp = TcpFlow::inbound(self.iss_for(&key, now), listener, tried);
         let id = self.add_flow(new_flow(key, true, view.gateway, head, client, HostSide::Own, tcp_state(tcp), now));
         self.send_syn(id, now, out);
         Some(id)
@@ -786,6 +809,7 @@ impl Translator {
     }
 
     fn send_syn(&mut self, id: FlowId, now: u64, out: &mut Emit) {
+        tracing::trace!(flow = id.0, now, "SYN to a published port's backend");
         let Some(mss) = self.nets_mss(id) else { return };
         let Some(flow) = self.table.get_mut(id) else { return };
         let FlowState::Tcp(t) = &mut flow.state else { return };
@@ -831,7 +855,7 @@ impl Translator {
         // socket under. (Removing and inserting it again did not always
         // give the same slot back: the table lets its memory go when it
         // empties after a peak.)
-        let iss = self.next_iss();
+        let iss = self.iss_for(&key, now);
         let Some(flow) = self.table.get_mut(id) else { return };
         flow.head = head;
         flow.gateway = view.gateway;
@@ -1007,6 +1031,9 @@ impl Translator {
 
     fn fire(&mut self, id: FlowId, now: u64, host: &mut impl Host, out: &mut Emit) {
         let Some(flow) = self.table.get_mut(id) else { return };
+        if let FlowState::Tcp(t) = &flow.state {
+            tracing::trace!(flow = id.0, key = ?flow.key, now, deadline = ?t.deadline, phase = ?t.phase, retries = t.retries, last_seen = flow.last_seen, "flow timer");
+        }
         let network = flow.key.network;
         let last_seen = flow.last_seen;
         match &mut flow.state {

@@ -518,17 +518,12 @@ impl Datapath {
         })
     }
 
-    /// Moves the translator's control frames into the batch.
+    /// Moves the translator's control frames into the batch, as many as fit;
+    /// the rest wait for the next batch (a lost SYN or ACK would cost the
+    /// connection a retransmission timeout).
     pub(super) fn push_nat_out(&mut self) {
-        if self.nat.out.is_empty() {
-            return;
-        }
-        for (port, frame) in self.nat.out.frames() {
-            if !self.batch.push_small(port, frame) {
-                self.bridge.count_drop(port, DropReason::TxQueueFull);
-            }
-        }
-        self.nat.out.clear();
+        let batch = &mut self.batch;
+        self.nat.out.drain_while(|port, frame| batch.push_small(port, frame));
     }
 
     /// Fills the batch from host sockets: bytes the sandboxes' windows

@@ -1,6 +1,7 @@
 //! Egress TCP: a sandbox's connection mapped onto a host socket.
 
 use super::harness::*;
+use crate::nat::flow::FlowKey;
 use crate::nat::{Counters, Direction, FlowId, Limits, Proto};
 
 const ISN: u32 = 1_000_000;
@@ -758,13 +759,17 @@ fn stray_segments_get_resets() {
 
 #[test]
 fn sequence_numbers_wrap() {
-    // Seed the translator so that its first ISS is just below 2^32.
+    // Pick the clock so that the flow's ISS (4 µs ticks plus a keyed hash
+    // of its 4-tuple) lands just below 2^32.
+    let mut b = Bench::new();
+    let key = FlowKey { network: NET, proto: Proto::Tcp, sandbox: sandbox(40_000), remote: remote() };
+    let hash = b.tr.iss_for(&key, 0);
     let target = u32::MAX - 100;
-    let seed = (target.wrapping_sub(0x7F4A_7C15)).wrapping_mul(inverse(0x9E37_79B9));
-    let mut b = Bench::with(Limits::default(), u64::from(seed));
+    b.now = u64::from(target.wrapping_sub(hash) / 250);
     let isn = u32::MAX - 50;
     let mut c = b.connect(sandbox(40_000), isn, None);
-    assert_eq!(c.rcv, target.wrapping_add(1), "ISS just below the wrap");
+    let iss = c.rcv.wrapping_sub(1);
+    assert!(iss <= target && iss > target - 250, "ISS {iss:#x} just below the wrap");
     b.host.take_calls();
     b.pump(1460);
     // Sandbox → host across the wrap, with an overlapping retransmission.
@@ -808,16 +813,6 @@ fn sequence_numbers_wrap() {
     assert!(b.host.calls.contains(&Call::Close(c.id, false)));
 }
 
-/// The multiplicative inverse of an odd number modulo 2^32.
-fn inverse(a: u32) -> u32 {
-    let mut x = a;
-    for _ in 0..5 {
-        x = x.wrapping_mul(2u32.wrapping_sub(a.wrapping_mul(x)));
-    }
-    assert_eq!(a.wrapping_mul(x), 1);
-    x
-}
-
 #[test]
 fn syn_to_the_gateway_itself_is_not_translated() {
     let mut b = Bench::new();
@@ -850,4 +845,17 @@ fn forgetting_a_sandbox_resets_its_connections_and_empties_the_table() {
     assert!(b.tr.is_empty());
     assert_eq!(b.counters(NET).active, 0);
     assert_eq!(b.tr.forget_sandbox(NET, *sandbox(0).ip(), &mut b.host), 0, "nothing left");
+}
+
+#[test]
+fn a_reused_four_tuple_gets_a_later_iss_and_other_tuples_differ() {
+    // A sandbox that closed first keeps the 4-tuple in TIME-WAIT and takes a
+    // new SYN on it only beyond the old sequence numbers (RFC 6528's clock).
+    let b = Bench::new();
+    let key = FlowKey { network: NET, proto: Proto::Tcp, sandbox: sandbox(8000), remote: remote() };
+    let first = b.tr.iss_for(&key, 10_000);
+    let later = b.tr.iss_for(&key, 10_001);
+    assert_eq!(later.wrapping_sub(first), 250, "4 µs ticks");
+    let other = FlowKey { remote: std::net::SocketAddrV4::new(*remote().ip(), remote().port() + 1), ..key };
+    assert_ne!(b.tr.iss_for(&other, 10_000), first, "the keyed hash separates tuples");
 }
