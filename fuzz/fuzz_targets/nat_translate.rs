@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
             4 => {
                 while let Some((id, room)) = tr.next_sendable() {
                     let n = room.min(len * 97 + 1).min(buf.len() - TCP_PAYLOAD);
-                    let _ = tr.tcp_peeked(id, &mut buf, n, room, now);
+                    let _ = tr.tcp_peeked(id, &mut buf, n, now);
                 }
             }
             5 => tr.tcp_eof(flow, now, &mut host, &mut out),

@@ -653,7 +653,7 @@ impl Translator {
 
     /// The daemon peeked `len` bytes of flow `id` into `buf` at
     /// [`packet::TCP_PAYLOAD`]: writes the frame's headers.
-    pub fn tcp_peeked(&mut self, id: FlowId, buf: &mut [u8], len: usize, wanted: usize, now: u64) -> Option<DataFrame> {
+    pub fn tcp_peeked(&mut self, id: FlowId, buf: &mut [u8], len: usize, now: u64) -> Option<DataFrame> {
         let flow = self.table.get_mut(id)?;
         let FlowState::Tcp(t) = &mut flow.state else { return None };
         let fields =
@@ -662,9 +662,10 @@ impl Translator {
         let was_idle = !t.outstanding();
         t.snd_nxt = t.snd_nxt.wrapping_add(len as u32);
         t.ack_due = false;
-        if len < wanted {
-            t.readable = false;
-        }
+        // A short peek does not mean the socket is drained: its end of
+        // stream shows only to a peek after every byte was peeked, and
+        // edge-triggered readiness will not report it again. Peeking goes
+        // on until it would block or finds the end.
         flow.bytes_to_sandbox += len as u64;
         flow.last_seen = now;
         let port = flow.gateway;

@@ -555,7 +555,7 @@ impl Datapath {
                     translator.tcp_eof(id, now, &mut host, out);
                 }
                 Ok(n) => {
-                    let made = translator.tcp_peeked(id, frame, n, room, now);
+                    let made = translator.tcp_peeked(id, frame, n, now);
                     push_data(&mut self.batch, buf, made);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {

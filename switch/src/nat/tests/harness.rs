@@ -545,7 +545,7 @@ impl Bench {
             let mut buf = vec![0u8; TCP_PAYLOAD + data.len()];
             buf[TCP_PAYLOAD..].copy_from_slice(&data);
             let DataFrame { port, len, hdr } =
-                self.tr.tcp_peeked(id, &mut buf, data.len(), room, self.now).expect("frame for a sendable flow");
+                self.tr.tcp_peeked(id, &mut buf, data.len(), self.now).expect("frame for a sendable flow");
             assert_eq!(len, buf.len());
             assert!(port == GW_PORT || port == GW2_PORT);
             let seg = complete_data(&mut buf[..len], &hdr, Some(mss)).tcp();

@@ -472,6 +472,6 @@ fn data_frame_room_never_exceeds_a_frame() {
             continue;
         }
         let mut buf = vec![0u8; TCP_PAYLOAD + data.len()];
-        b.tr.tcp_peeked(id, &mut buf, data.len(), room, b.now).unwrap();
+        b.tr.tcp_peeked(id, &mut buf, data.len(), b.now).unwrap();
     }
 }

@@ -341,7 +341,7 @@ fn host_data_is_sent_within_the_sandbox_window() {
     let chunk = b.host.peek(id, room);
     let mut buf = vec![0u8; crate::nat::TCP_PAYLOAD + chunk.len()];
     buf[crate::nat::TCP_PAYLOAD..].copy_from_slice(&chunk);
-    let df = b.tr.tcp_peeked(id, &mut buf, chunk.len(), room, b.now).unwrap();
+    let df = b.tr.tcp_peeked(id, &mut buf, chunk.len(), b.now).unwrap();
     assert_eq!(df.port, GW_PORT);
     let seg = complete_data(&mut buf[..df.len], &df.hdr, Some(1460)).tcp();
     assert_eq!(df.hdr.gso_type, crate::sys::tap::VirtioNetHdr::GSO_TCPV4);
