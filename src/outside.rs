@@ -649,6 +649,12 @@ pub fn raise_nofile(n: u64) -> io::Result<u64> {
     Ok(want.rlim_cur)
 }
 
+/// A process's resident set (`VmRSS` of `/proc/PID/status`) in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok())
+}
+
 /// A process's anonymous resident memory (`RssAnon` of `/proc/PID/status`:
 /// its heap and stacks, not the pages of its binary) in KiB.
 pub fn rss_anon_kib(pid: u32) -> Option<u64> {
