@@ -10,6 +10,7 @@
 
 #![allow(unsafe_code)]
 
+pub mod dgram;
 pub mod ifaddr;
 pub mod mem;
 pub mod netlink;

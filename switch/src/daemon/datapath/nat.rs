@@ -28,8 +28,9 @@ use crate::nat::{
 };
 use crate::offload::ChecksumState;
 use crate::port::{NetworkId, PortId};
-use crate::sys::stream;
+use crate::sys::tap::Tap;
 use crate::sys::tap::VirtioNetHdr;
+use crate::sys::{dgram, stream};
 
 /// Token ranges of flow sockets and listening sockets.
 pub(super) const FLOW_TOKENS: usize = 1 << 40;
@@ -577,18 +578,17 @@ impl Datapath {
         while k < ready.len() {
             let id = ready[k];
             let mut drained = false;
-            while !self.batch.is_full() {
+            if let Some(Some(FlowSocket::Datagram { icmp, .. })) = self.nat.sockets.get(id.0 as usize) {
+                drained = self.receive_flow_datagrams(id, *icmp, now);
+            }
+            while !drained && !self.batch.is_full() {
                 let Some((buf, bytes)) = self.batch.take_buffer() else { break };
                 let NatIo { translator, sockets, listeners, out, .. } = &mut self.nat;
                 let host = Sockets { sockets, listeners, registry: self.poll.registry() };
                 let frame = &mut bytes[HDR..];
+                // Only raw ICMP sockets are read here, one message at a
+                // time (they need filtering); datagram sockets went above.
                 let received = match host.get(id) {
-                    Ok(FlowSocket::Datagram { socket, icmp: false }) => {
-                        socket.recv(&mut frame[UDP_PAYLOAD..UDP_PAYLOAD + MAX_UDP_PAYLOAD]).map(|n| Some((n, 0)))
-                    }
-                    Ok(FlowSocket::Datagram { socket, icmp: true }) => {
-                        socket.recv(&mut frame[ICMP_MESSAGE..ICMP_MESSAGE + MAX_UDP_PAYLOAD]).map(|n| Some((n, 0)))
-                    }
                     Ok(FlowSocket::RawIcmp { socket, id: echo_id }) => {
                         // A raw socket gets the IP header too, and every
                         // ICMP message from the address: keep our replies.
@@ -609,9 +609,7 @@ impl Datapath {
                 };
                 match received {
                     Ok(Some((n, skip))) => {
-                        if skip > 0 {
-                            frame.copy_within(ICMP_MESSAGE + skip..ICMP_MESSAGE + skip + n, ICMP_MESSAGE);
-                        }
+                        frame.copy_within(ICMP_MESSAGE + skip..ICMP_MESSAGE + skip + n, ICMP_MESSAGE);
                         let made = translator.datagram_in(id, frame, n, now);
                         push_data(&mut self.batch, buf, made);
                     }
@@ -639,6 +637,43 @@ impl Datapath {
         }
         ready.append(&mut self.nat.datagrams_ready);
         self.nat.datagrams_ready = ready;
+    }
+
+    /// Receives a flow's datagrams (UDP payloads, or echo replies from a
+    /// ping socket) into the batch, a `recvmmsg` at a time; true once its
+    /// socket is drained.
+    fn receive_flow_datagrams(&mut self, id: FlowId, icmp: bool, now: u64) -> bool {
+        let mut got = [dgram::Datagram { len: 0, from: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0) }; dgram::MAX_BATCH];
+        let offset = HDR + if icmp { ICMP_MESSAGE } else { UDP_PAYLOAD };
+        loop {
+            let Some(Some(FlowSocket::Datagram { socket, .. })) = self.nat.sockets.get(id.0 as usize) else {
+                return true;
+            };
+            let room = self.batch.frames_left();
+            let (first, free) = self.batch.free_buffers();
+            let want = free.len().min(room);
+            if want == 0 {
+                return false;
+            }
+            match dgram::recv_batch(socket.as_fd(), &mut free[..want], offset, MAX_UDP_PAYLOAD, &mut got) {
+                Ok(n) => {
+                    self.batch.use_buffers(n);
+                    for (i, d) in got[..n].iter().enumerate() {
+                        let frame = self.batch.buffer_mut(first + i, HDR..Tap::RECV_BUF_LEN);
+                        if let Some(made) = self.nat.translator.datagram_in(id, frame, d.len, now) {
+                            push_frame(&mut self.batch, first + i, made);
+                        }
+                    }
+                    if n < want {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // An ICMP error the remote sent (reported once, then cleared).
+                Err(e) => self.nat.translator.datagram_error(id, &e, &mut self.nat.out),
+            }
+        }
     }
 
     fn accept_published(&mut self) {
@@ -698,28 +733,41 @@ impl Datapath {
         true
     }
 
-    /// Receives datagrams from a published UDP port into the batch; true if
-    /// more may wait.
+    /// Receives datagrams from a published UDP port into the batch, a
+    /// `recvmmsg` at a time; true if more may wait.
     fn receive_udp(&mut self, listener: ListenerId, now: u64) -> bool {
-        while !self.batch.is_full() {
+        let mut got = [dgram::Datagram { len: 0, from: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0) }; dgram::MAX_BATCH];
+        loop {
             let Some(Some(ListenerSocket::Udp(socket))) = self.nat.listeners.get(listener.0 as usize) else {
                 return false;
             };
-            let Some((buf, bytes)) = self.batch.take_buffer() else { return true };
-            let frame = &mut bytes[HDR..];
-            match socket.recv_from(&mut frame[UDP_PAYLOAD..UDP_PAYLOAD + MAX_UDP_PAYLOAD]) {
-                Ok((n, client)) => {
-                    let made = v4(client).and_then(|c| self.nat.translator.udp_inbound(listener, c, frame, n, now));
-                    push_data(&mut self.batch, buf, made);
+            let room = self.batch.frames_left();
+            let (first, free) = self.batch.free_buffers();
+            let want = free.len().min(room);
+            if want == 0 {
+                return true;
+            }
+            let offset = HDR + UDP_PAYLOAD;
+            let n = match dgram::recv_batch(socket.as_fd(), &mut free[..want], offset, MAX_UDP_PAYLOAD, &mut got) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            };
+            self.batch.use_buffers(n);
+            for (i, d) in got[..n].iter().enumerate() {
+                let buf = first + i;
+                let frame = self.batch.buffer_mut(buf, HDR..Tap::RECV_BUF_LEN);
+                let made = self.nat.translator.udp_inbound(listener, d.from, frame, d.len, now);
+                // A datagram no backend takes leaves its buffer unused
+                // until the batch is cleared.
+                if let Some(made) = made {
+                    push_frame(&mut self.batch, buf, made);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.batch.return_buffer();
-                    return false;
-                }
-                Err(_) => self.batch.return_buffer(),
+            }
+            if n < want {
+                return false;
             }
         }
-        true
     }
 }
 
@@ -727,10 +775,15 @@ impl Datapath {
 /// the batch, with its virtio-net header in front; gives the buffer back
 /// when there is no frame.
 fn push_data(batch: &mut crate::daemon::batch::RxBatch, buf: usize, made: Option<DataFrame>) {
-    let Some(frame) = made else {
-        batch.return_buffer();
-        return;
-    };
+    match made {
+        Some(frame) => push_frame(batch, buf, frame),
+        None => batch.return_buffer(),
+    }
+}
+
+/// Adds a data frame the translator wrote into buffer `buf` (at `HDR`) to
+/// the batch, with its virtio-net header in front.
+fn push_frame(batch: &mut crate::daemon::batch::RxBatch, buf: usize, frame: DataFrame) {
     let bytes = batch.buffer_mut(buf, 0..HDR);
     bytes.copy_from_slice(&frame.hdr.to_bytes());
     batch.push(RxEntry {
