@@ -651,6 +651,15 @@ impl Translator {
         None
     }
 
+    /// Bytes of flow `id` sent to the sandbox and not yet acknowledged: where
+    /// the next peek starts in the socket's receive queue.
+    pub fn unacked(&self, id: FlowId) -> usize {
+        match self.table.get(id) {
+            Some(Flow { state: FlowState::Tcp(t), .. }) => t.snd_nxt.wrapping_sub(t.snd_una) as usize,
+            _ => 0,
+        }
+    }
+
     /// The daemon peeked `len` bytes of flow `id` into `buf` at
     /// [`packet::TCP_PAYLOAD`]: writes the frame's headers.
     pub fn tcp_peeked(&mut self, id: FlowId, buf: &mut [u8], len: usize, now: u64) -> Option<DataFrame> {

@@ -96,3 +96,96 @@ mod tests {
         assert_eq!(&all[..6], b"cdefgh", "rewound to the front");
     }
 }
+
+/// Peeks, from the front of the receive queue, `skip.len()` bytes into
+/// `skip` (bytes already sent on) and what follows into `buf`, for kernels
+/// without `SO_PEEK_OFF` on TCP (before Linux 6.10): one call, the kernel
+/// copying the skipped part too. Returns the bytes that landed in `buf`;
+/// 0 at end of stream (the peer closed and nothing is left beyond `skip`),
+/// `WouldBlock` when nothing new is queued yet.
+pub fn peek_after(fd: BorrowedFd<'_>, skip: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
+    let mut iov = [
+        libc::iovec { iov_base: skip.as_mut_ptr().cast(), iov_len: skip.len() },
+        libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() },
+    ];
+    // SAFETY: msghdr is plain old data; zeroed it has no name and no control.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: both iovecs cover buffers we hold mutably; the kernel writes
+    // within them only.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    if n == 0 || n > skip.len() {
+        return Ok(n.saturating_sub(skip.len()));
+    }
+    // Nothing beyond what was sent: the end of the stream, if the peer
+    // closed, shows only as the connection's state.
+    if peer_closed(fd)? { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) }
+}
+
+/// Whether the peer sent FIN (the connection is past ESTABLISHED on the
+/// receiving side).
+fn peer_closed(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: tcp_info is plain old data.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`.
+    let rc = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT, CLOSE (include/net/tcp_states.h).
+    Ok(matches!(info.tcpi_state, 7 | 8 | 9 | 6 | 11))
+}
+
+/// Whether this kernel supports `SO_PEEK_OFF` on TCP sockets.
+pub fn tcp_peek_offset_supported() -> bool {
+    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .is_ok_and(|s| set_peek_offset(std::os::fd::AsFd::as_fd(&s), 0).is_ok())
+}
+
+#[cfg(test)]
+mod fallback_tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn peeking_past_what_was_sent_without_a_peek_offset() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.write_all(b"abcdef").unwrap();
+        let fd = server.as_fd();
+        let (mut skip, mut buf) = ([0u8; 2], [0u8; 8]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let n = loop {
+            match peek_after(fd, &mut skip, &mut buf) {
+                Ok(n) if n >= 4 => break n,
+                Ok(_) | Err(_) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(&buf[..n], b"cdef");
+        let mut all = [0u8; 6];
+        let err = peek_after(fd, &mut all, &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "nothing new, peer still open");
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while peek_after(fd, &mut all, &mut buf).is_err() {
+            assert!(std::time::Instant::now() < deadline, "end of stream never seen");
+            std::thread::yield_now();
+        }
+        assert_eq!(peek_after(fd, &mut all, &mut buf).unwrap(), 0, "end of stream beyond what was sent");
+        assert_eq!(discard(fd, 6).unwrap(), 6);
+        assert_eq!(peek_after(fd, &mut [], &mut buf).unwrap(), 0, "empty and closed");
+    }
+}

@@ -89,6 +89,11 @@ pub(super) struct NatIo {
     pub(super) out: Emit,
     /// Datagram flows and listeners with something to read.
     datagrams_ready: Vec<FlowId>,
+    /// The kernel keeps a peek offset on TCP sockets (`SO_PEEK_OFF`, Linux
+    /// 6.10); without it every peek starts at the queue's front and the
+    /// bytes already sent are peeked into `skipped` again.
+    peek_offset: bool,
+    skipped: Vec<u8>,
     listeners_ready: Vec<ListenerId>,
 }
 
@@ -102,6 +107,8 @@ impl NatIo {
             out: Emit::default(),
             datagrams_ready: Vec::new(),
             listeners_ready: Vec::new(),
+            peek_offset: peek_offset_usable(),
+            skipped: Vec::new(),
         }
     }
 
@@ -127,12 +134,27 @@ impl NatIo {
     }
 }
 
+/// Bytes in flight toward a sandbox that a kernel without `SO_PEEK_OFF` can
+/// skip when peeking (the scratch buffer's size).
+const MAX_SKIPPED: usize = 512 << 10;
+
+/// Whether TCP peek offsets can be used: the kernel has them and
+/// `VSWITCH_NO_PEEK_OFFSET` (for testing the fallback) is not set.
+fn peek_offset_usable() -> bool {
+    let usable = std::env::var_os("VSWITCH_NO_PEEK_OFFSET").is_none() && stream::tcp_peek_offset_supported();
+    if !usable {
+        tracing::info!("TCP sockets have no peek offset (SO_PEEK_OFF, Linux 6.10): peeks start at the queue's front");
+    }
+    usable
+}
+
 /// The [`Host`] the translator works through: the flow sockets and the
 /// registry they are registered with.
 struct Sockets<'a> {
     sockets: &'a mut Vec<Option<FlowSocket>>,
     listeners: &'a [Option<ListenerSocket>],
     registry: &'a Registry,
+    peek_offset: bool,
 }
 
 impl Sockets<'_> {
@@ -181,7 +203,9 @@ impl Host for Sockets<'_> {
                 let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
                 socket.set_nonblocking(true)?;
                 socket.set_tcp_nodelay(true)?;
-                stream::set_peek_offset(socket.as_fd(), 0)?;
+                if self.peek_offset {
+                    stream::set_peek_offset(socket.as_fd(), 0)?;
+                }
                 match socket.connect(&addr) {
                     Ok(()) => {}
                     Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -243,6 +267,10 @@ impl Host for Sockets<'_> {
     }
 
     fn rewind(&mut self, flow: FlowId) {
+        // Without a peek offset every peek starts at the front anyway.
+        if !self.peek_offset {
+            return;
+        }
         if let Ok(FlowSocket::Tcp { stream, .. }) = self.get(flow) {
             let _ = stream::set_peek_offset(stream.as_fd(), 0);
         }
@@ -357,8 +385,8 @@ impl Datapath {
 
     /// Ends the flows of the sandbox at `address` on `network`.
     pub(super) fn nat_forget(&mut self, network: NetworkId, address: Ipv4Addr) -> usize {
-        let NatIo { translator, sockets, listeners, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry() };
+        let NatIo { translator, sockets, listeners, peek_offset, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
         translator.forget_sandbox(network, address, &mut host)
     }
 
@@ -409,8 +437,8 @@ impl Datapath {
 
     fn flow_event(&mut self, id: FlowId, event: &mio::event::Event) {
         let now = self.clock.now().0;
-        let NatIo { translator, sockets, listeners, out, datagrams_ready, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry() };
+        let NatIo { translator, sockets, listeners, out, datagrams_ready, peek_offset, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
         match host.sockets.get_mut(id.0 as usize).and_then(Option::as_mut) {
             Some(FlowSocket::Tcp { stream, connecting }) => {
                 if *connecting {
@@ -448,8 +476,8 @@ impl Datapath {
         if self.nat.translator.next_deadline().is_none_or(|at| at > now) {
             return;
         }
-        let NatIo { translator, sockets, listeners, out, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry() };
+        let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
         translator.poll_timers(now, &mut host, out);
     }
 
@@ -494,8 +522,8 @@ impl Datapath {
             return true;
         }
         let now = self.clock.now().0;
-        let NatIo { translator, sockets, listeners, out, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry() };
+        let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
         match translator.from_sandbox(network, self.batch.frame(i), now, &mut host, out) {
             Ok(()) => true,
             Err(Unsupported::Protocol) => false,
@@ -542,15 +570,35 @@ impl Datapath {
         while !self.batch.is_full() {
             let Some((id, room)) = self.nat.translator.next_sendable() else { break };
             let Some((buf, bytes)) = self.batch.take_buffer() else { break };
-            let room = room.min(bytes.len() - HDR - TCP_PAYLOAD);
-            let NatIo { translator, sockets, listeners, out, .. } = &mut self.nat;
-            let mut host = Sockets { sockets, listeners, registry: self.poll.registry() };
+            let mut room = room.min(bytes.len() - HDR - TCP_PAYLOAD);
+            let NatIo { translator, sockets, listeners, out, peek_offset, skipped, .. } = &mut self.nat;
+            // Without a peek offset, the bytes in flight are peeked again
+            // into a scratch buffer, and what follows into the frame.
+            let in_flight = if *peek_offset { 0 } else { translator.unacked(id) };
+            if !*peek_offset {
+                room = room.min(MAX_SKIPPED.saturating_sub(in_flight));
+                if skipped.len() < in_flight {
+                    skipped.resize(MAX_SKIPPED.min(in_flight.next_power_of_two()), 0);
+                }
+            }
+            let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
             let Ok(FlowSocket::Tcp { stream, .. }) = host.get(id) else {
                 self.batch.return_buffer();
                 continue;
             };
+            if room == 0 {
+                // Too much in flight to skip: wait for the sandbox's ACKs.
+                self.batch.return_buffer();
+                continue;
+            }
             let frame = &mut bytes[HDR..];
-            match stream::peek(stream.as_fd(), &mut frame[TCP_PAYLOAD..TCP_PAYLOAD + room]) {
+            let payload = &mut frame[TCP_PAYLOAD..TCP_PAYLOAD + room];
+            let peeked = if host.peek_offset {
+                stream::peek(stream.as_fd(), payload)
+            } else {
+                stream::peek_after(stream.as_fd(), &mut skipped[..in_flight], payload)
+            };
+            match peeked {
                 Ok(0) => {
                     self.batch.return_buffer();
                     translator.tcp_eof(id, now, &mut host, out);
@@ -583,8 +631,8 @@ impl Datapath {
             }
             while !drained && !self.batch.is_full() {
                 let Some((buf, bytes)) = self.batch.take_buffer() else { break };
-                let NatIo { translator, sockets, listeners, out, .. } = &mut self.nat;
-                let host = Sockets { sockets, listeners, registry: self.poll.registry() };
+                let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
+                let host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
                 let frame = &mut bytes[HDR..];
                 // Only raw ICMP sockets are read here, one message at a
                 // time (they need filtering); datagram sockets went above.
@@ -714,17 +762,17 @@ impl Datapath {
                 }
             };
             let Some(client) = v4(client) else { continue };
+            let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
             let prepared = stream
                 .set_nonblocking(true)
                 .and_then(|()| stream.set_nodelay(true))
-                .and_then(|()| stream::set_peek_offset(stream.as_fd(), 0));
-            let NatIo { translator, sockets, listeners, out, .. } = &mut self.nat;
+                .and_then(|()| if *peek_offset { stream::set_peek_offset(stream.as_fd(), 0) } else { Ok(()) });
             let flow = prepared.ok().and_then(|()| translator.accept(listener, client, now, out));
             let Some(id) = flow else {
                 let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
                 continue;
             };
-            let mut host = Sockets { sockets, listeners, registry: self.poll.registry() };
+            let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
             let socket = FlowSocket::Tcp { stream, connecting: false };
             if host.store(id, socket, Interest::READABLE | Interest::WRITABLE).is_err() {
                 translator.host_failed(id, &mut host, out);
