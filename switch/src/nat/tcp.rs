@@ -76,6 +76,11 @@ pub(crate) struct TcpFlow {
     pub(crate) iss: u32,
     pub(crate) snd_una: u32,
     pub(crate) snd_nxt: u32,
+    /// The highest sequence number ever sent: after a rewind, the sandbox
+    /// may still acknowledge up to here.
+    pub(crate) snd_max: u32,
+    /// The sequence number of the FIN the switch sent, if it did.
+    pub(crate) fin_seq: Option<u32>,
     /// The sandbox's receive window, in bytes.
     pub(crate) snd_wnd: u32,
     /// The sandbox's window shift, and the switch's (0 unless both offered).
@@ -112,6 +117,8 @@ impl TcpFlow {
             iss,
             snd_una: iss,
             snd_nxt: iss,
+            snd_max: iss,
+            fin_seq: None,
             snd_wnd: 0,
             shift: 0,
             our_shift: 0,
@@ -163,6 +170,14 @@ impl TcpFlow {
     /// May the daemon peek more bytes for the sandbox now?
     pub(crate) fn can_send(&self) -> bool {
         self.phase == Phase::Established && self.readable && !self.fin_out && self.room() > 0
+    }
+
+    /// Moves `snd_nxt` forward by `n`, and `snd_max` with it.
+    pub(crate) fn advance(&mut self, n: u32) {
+        self.snd_nxt = self.snd_nxt.wrapping_add(n);
+        if seq_gt(self.snd_nxt, self.snd_max) {
+            self.snd_max = self.snd_nxt;
+        }
     }
 
     /// Bytes and FIN in flight toward the sandbox.

@@ -375,7 +375,8 @@ impl Translator {
             return;
         }
         t.phase = Phase::SynAckSent;
-        t.snd_nxt = t.iss.wrapping_add(1);
+        t.snd_nxt = t.iss;
+        t.advance(1);
         t.retries = 0;
         flow.last_seen = now;
         self.send_syn_ack(id, now, out);
@@ -502,8 +503,16 @@ impl Translator {
     fn tcp_ack(&mut self, id: FlowId, seg: &TcpSegment<'_>, now: u64, host: &mut impl Host) {
         let Some(flow) = self.table.get_mut(id) else { return };
         let FlowState::Tcp(t) = &mut flow.state else { return };
-        if tcp::seq_gt(seg.ack, t.snd_nxt) {
+        if tcp::seq_gt(seg.ack, t.snd_max) {
             return;
+        }
+        if tcp::seq_gt(seg.ack, t.snd_nxt) {
+            // A retransmission rewound below what the sandbox (late) now
+            // acknowledges: go on from its ACK instead of sending it again.
+            t.snd_nxt = seg.ack;
+            if t.fin_seq.is_some_and(|fin| seg.ack == fin.wrapping_add(1)) {
+                t.fin_out = true;
+            }
         }
         let window = u32::from(seg.window) << t.shift;
         let window_changed = window != t.snd_wnd;
@@ -669,7 +678,7 @@ impl Translator {
             TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::ACK | flags::PSH, window: t.window_field() };
         let (frame_len, hdr) = packet::write_tcp_data(buf, &flow.head, fields, len, t.mss);
         let was_idle = !t.outstanding();
-        t.snd_nxt = t.snd_nxt.wrapping_add(len as u32);
+        t.advance(len as u32);
         t.ack_due = false;
         // A short peek does not mean the socket is drained: its end of
         // stream shows only to a peek after every byte was peeked, and
@@ -707,7 +716,8 @@ impl Translator {
         let fields =
             TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::FIN | flags::ACK, window: t.window_field() };
         let was_idle = !t.outstanding();
-        t.snd_nxt = t.snd_nxt.wrapping_add(1);
+        t.fin_seq = Some(t.snd_nxt);
+        t.advance(1);
         t.fin_out = true;
         t.ack_due = false;
         let rto = u64::from(t.rto_ms);
@@ -824,7 +834,8 @@ impl Translator {
         let Some(flow) = self.table.get_mut(id) else { return };
         let FlowState::Tcp(t) = &mut flow.state else { return };
         t.our_shift = tcp::OUR_SHIFT;
-        t.snd_nxt = t.iss.wrapping_add(1);
+        t.snd_nxt = t.iss;
+        t.advance(1);
         let fields = TcpFields { seq: t.iss, ack: 0, flags: flags::SYN, window: u16::MAX };
         let head = flow.head;
         let delay = u64::from(tcp::SYN_RTO_MS) << t.retries;
@@ -854,13 +865,19 @@ impl Translator {
             self.drop_flow(id);
             return;
         };
-        let Some(view) = self.nets.get(backend.network.index()).copied().flatten() else { return };
-        let (key, head) = inbound_key(backend, view, client, Proto::Tcp);
-        if self.table.lookup(&key).is_some() {
+        // A backend on a network that is gone, or a 4-tuple in use: the
+        // client is reset rather than left waiting with no timer.
+        let view = self.nets.get(backend.network.index()).copied().flatten();
+        let Some((key, head)) = view
+            .map(|view| inbound_key(backend, view, client, Proto::Tcp))
+            .filter(|(key, _)| self.table.lookup(key).is_none())
+        else {
+            self.count(network).flows_refused += 1;
             host.close(id, true);
             self.drop_flow(id);
             return;
-        }
+        };
+        let Some(view) = view else { return };
         // The flow keeps its slot, the id the daemon files the client's
         // socket under. (Removing and inserting it again did not always
         // give the same slot back: the table lets its memory go when it

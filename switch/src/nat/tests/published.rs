@@ -430,3 +430,19 @@ fn udp_with_no_backend_is_dropped() {
     assert!(b.udp_inbound(ListenerId(77), client(1), b"q").is_none());
     assert!(b.tr.is_empty());
 }
+
+#[test]
+fn failing_over_to_a_backend_whose_network_is_gone_resets_the_client() {
+    let mut b = Bench::new();
+    let gone = Backend { network: NET2, ..backend(1) };
+    b.tr.set_listener(L, Proto::Tcp, sa([0, 0, 0, 0], 8080), vec![backend(0), gone]);
+    b.tr.set_network(NET2, None);
+    let id = b.accept(client(1)).unwrap();
+    let syn = expect_syn(&mut b, client(1), backend(0));
+    let rst = tcp_frame_from(backend(0).mac.0, syn.dst, syn.src, 0, syn.seq.wrapping_add(1), RST_ACK, 0, &[], &[]);
+    b.send(&rst);
+    b.no_frames();
+    assert_eq!(b.host.take_calls(), vec![Call::Close(id, true)], "the client is not left waiting");
+    assert!(b.tr.is_empty());
+    assert_eq!(b.counters(NET).flows_refused, 1);
+}

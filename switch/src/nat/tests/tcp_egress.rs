@@ -859,3 +859,28 @@ fn a_reused_four_tuple_gets_a_later_iss_and_other_tuples_differ() {
     let other = FlowKey { remote: std::net::SocketAddrV4::new(*remote().ip(), remote().port() + 1), ..key };
     assert_ne!(b.tr.iss_for(&other, 10_000), first, "the keyed hash separates tuples");
 }
+
+#[test]
+fn a_late_ack_after_a_rewind_is_taken_and_nothing_is_sent_twice() {
+    let (mut b, c) = established(None);
+    b.host.deliver(c.id, b"0123456789");
+    b.host.deliver_eof(c.id);
+    b.tr.readable(c.id);
+    let t0 = b.now;
+    let sent = b.pump(1460);
+    assert_eq!(sent[0].1.payload, b"0123456789");
+    assert!(b.frames().into_iter().map(Out::tcp).any(|s| s.fin), "FIN after the data");
+    // The sandbox's ACK is late: the timer rewinds first.
+    b.poll(t0 + 200);
+    assert_eq!(b.host.take_calls(), vec![Call::Rewind(c.id)]);
+    // Then the ACK of everything, FIN included, arrives.
+    let late = tcp_frame(c.local, c.remote, c.snd, c.rcv.wrapping_add(11), ACK, 4000, &[], &[]);
+    b.send(&late);
+    assert_eq!(b.host.take_calls(), vec![Call::Discard(c.id, 10)], "the data is released, not sent again");
+    assert!(b.pump(1460).is_empty(), "nothing to resend");
+    assert_eq!(state_of(&b, c.id), "closing", "our FIN counts as acknowledged");
+    // An ACK beyond anything ever sent is still ignored.
+    let bogus = tcp_frame(c.local, c.remote, c.snd, c.rcv.wrapping_add(100), ACK, 4000, &[], &[]);
+    b.send(&bogus);
+    assert!(b.host.take_calls().is_empty());
+}
