@@ -1153,7 +1153,8 @@ impl Translator {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// The live flows, for `nat ls` (the daemon fills in socket addresses).
+    /// The live flows, for `nat ls` (the daemon fills in its own sockets'
+    /// local addresses).
     pub fn flows(&self, now: u64) -> Vec<(FlowId, FlowInfo)> {
         self.table
             .iter()
@@ -1168,7 +1169,12 @@ impl Translator {
                     network: f.key.network,
                     sandbox: f.key.sandbox,
                     remote: f.key.remote,
-                    outer_local: None,
+                    // A published UDP flow shares its port's socket; own
+                    // sockets' addresses are the daemon's to fill in.
+                    outer_local: match f.host {
+                        HostSide::Listener(l) => self.listener(l).map(|(_, addr)| addr),
+                        HostSide::Own => None,
+                    },
                     outer_remote: f.outer_remote,
                     bytes_from_sandbox: f.bytes_from_sandbox,
                     bytes_to_sandbox: f.bytes_to_sandbox,

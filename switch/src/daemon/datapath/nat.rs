@@ -402,14 +402,7 @@ impl Datapath {
                 }
                 None => None,
             };
-            info.outer_local = local.and_then(v4).or_else(|| {
-                // Published UDP flows share their port's socket.
-                self.nat
-                    .by_address
-                    .iter()
-                    .find(|(k, _)| info.direction == crate::nat::Direction::Inbound && k.0 == info.proto)
-                    .map(|(k, _)| k.1)
-            });
+            info.outer_local = local.and_then(v4).or(info.outer_local);
         }
         flows.into_iter().map(|(_, info)| info).collect()
     }

@@ -364,6 +364,10 @@ fn udp_clients_are_pinned_and_rotate() {
     assert_eq!(b.tr.len(), 4);
     let flows = b.tr.flows(b.now);
     assert!(flows.iter().all(|(_, f)| f.direction == Direction::Inbound && f.proto == Proto::Udp));
+    assert!(
+        flows.iter().all(|(_, f)| f.outer_local == Some(sa([0, 0, 0, 0], 5353))),
+        "their host side is the published UDP port's socket"
+    );
     assert_eq!(b.counters(NET).flows_opened, 4);
     assert!(b.host.calls.is_empty(), "no socket is opened for inbound UDP");
 }
