@@ -15,6 +15,7 @@ pub mod counters;
 pub mod daemon;
 pub mod fdb;
 pub mod gateway;
+pub mod impair;
 pub mod offload;
 pub mod port;
 pub mod time;
