@@ -48,6 +48,7 @@ impl FramePool {
     }
 
     /// Chunks not in use.
+    #[cfg(test)]
     pub(crate) fn free_chunks(&self) -> usize {
         self.free_chunks
     }

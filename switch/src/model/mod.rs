@@ -22,6 +22,7 @@ mod endpoints;
 mod error;
 mod fdb_config;
 mod ids;
+mod impair;
 mod networks;
 mod peers;
 mod publish;

@@ -105,6 +105,9 @@ impl Datapath {
             Command::NatFlows { reply } => {
                 let _ = reply.send(self.nat_flows());
             }
+            Command::SetImpair { id, settings, reply } => {
+                let _ = reply.send(self.set_impairment(id, settings));
+            }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
@@ -216,6 +219,7 @@ impl Datapath {
 
     pub(super) fn remove_port(&mut self, id: PortId) -> Option<Tap> {
         let _ = self.bridge.remove_port(id);
+        self.impair.remove(id);
         let io = self.ports.get_mut(id.index()).and_then(Option::take)?;
         self.ready.retain(|&p| p != id);
         if let Some(q) = self.queued.get_mut(id.index()) {
@@ -298,6 +302,7 @@ impl Datapath {
         }
         snapshot.vtep = self.tunnel.as_ref().map(|t| t.counters());
         snapshot.nat = self.nat.translator.counters();
+        self.impair_snapshot(&mut snapshot);
         snapshot.busy = self.busy;
         snapshot.wakeups = self.wakeups;
         for (index, net) in self.nets.iter().enumerate() {

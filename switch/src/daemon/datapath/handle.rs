@@ -17,6 +17,7 @@ use super::super::tunnel::{TunnelCounters, VtepConfig};
 use super::{Datapath, WAKER};
 use crate::bridge::{BridgeError, FdbRecord, NetworkConfig};
 use crate::counters::{LearningCounters, PortCounters};
+use crate::impair::{ImpairCounters, ImpairSettings};
 use crate::nat;
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::sys::tap::Tap;
@@ -145,6 +146,9 @@ pub enum DatapathError {
         /// privileged port, address not available).
         source: io::Error,
     },
+    /// Only TAP ports (endpoints) can be impaired.
+    #[error("port {0} cannot be impaired: only endpoint (TAP) ports can")]
+    NotImpairable(PortId),
     /// The datapath thread did not answer in time or is gone.
     #[error("the datapath thread is not responding")]
     Unresponsive,
@@ -171,6 +175,7 @@ pub(super) enum Command {
     Unpublish { keys: Vec<(nat::Proto, std::net::SocketAddrV4)>, reply: Reply<()> },
     NatFlows { reply: Reply<Vec<nat::FlowInfo>> },
     NatForget { network: NetworkId, address: Ipv4Addr, reply: Reply<usize> },
+    SetImpair { id: PortId, settings: Option<ImpairSettings>, reply: Reply<Result<(), DatapathError>> },
     Snapshot { reply: Reply<Snapshot> },
     Shutdown,
 }
@@ -210,6 +215,19 @@ pub struct Snapshot {
     pub busy: Duration,
     /// Times the datapath thread woke up.
     pub wakeups: u64,
+    /// Every port that is or was impaired, with its settings and counters.
+    pub impair: Vec<ImpairSnapshot>,
+}
+
+/// One port's link impairment in a [`Snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImpairSnapshot {
+    /// The port.
+    pub port: PortId,
+    /// The settings in force, `None` once cleared.
+    pub settings: Option<ctl::Impairment>,
+    /// Its counters since the port was first impaired.
+    pub counters: ImpairCounters,
 }
 
 /// The control plane's end of the datapath.
@@ -352,6 +370,12 @@ impl DatapathHandle {
     /// the interface was deleted), as the datapath notices them.
     pub fn gone_ports(&self) -> crossbeam_channel::Receiver<PortId> {
         self.gone.clone()
+    }
+
+    /// Impairs the egress of TAP port `id` with `settings`, or clears it
+    /// (`None`); frames queued under earlier settings are sent at once.
+    pub fn set_impairment(&self, id: PortId, settings: Option<ImpairSettings>) -> Result<(), DatapathError> {
+        self.call(|reply| Command::SetImpair { id, settings, reply })?
     }
 
     /// Copies the tables and counters out.

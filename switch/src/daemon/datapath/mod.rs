@@ -17,6 +17,7 @@
 mod config;
 mod dns;
 mod handle;
+mod impair;
 mod nat;
 mod unreachable;
 
@@ -34,8 +35,8 @@ use vxlan::{PeerTable, PeerTableConfig, Vni};
 
 use handle::Command;
 pub use handle::{
-    DatapathError, DatapathHandle, GatewaySpec, NetworkSpec, PortRole, Snapshot, TunnelPortInfo, endpoint_port,
-    gateway_port,
+    DatapathError, DatapathHandle, GatewaySpec, ImpairSnapshot, NetworkSpec, PortRole, Snapshot, TunnelPortInfo,
+    endpoint_port, gateway_port,
 };
 
 use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};
@@ -124,6 +125,8 @@ struct Datapath {
     /// Time spent working, and wake-ups (for the busy-time metric).
     busy: Duration,
     wakeups: u64,
+    /// Link impairment of egress ports (`port impair`).
+    impair: impair::ImpairIo,
 }
 
 impl Datapath {
@@ -170,6 +173,7 @@ impl Datapath {
             gone,
             busy: Duration::ZERO,
             wakeups: 0,
+            impair: impair::ImpairIo::new(),
         })
     }
 
@@ -185,7 +189,7 @@ impl Datapath {
             let timeout = if busy {
                 Duration::ZERO
             } else {
-                [dns_deadline, nat_deadline].into_iter().flatten().fold(TICK, Duration::min)
+                [dns_deadline, nat_deadline, self.impair.timeout()].into_iter().flatten().fold(TICK, Duration::min)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
@@ -215,6 +219,7 @@ impl Datapath {
                 self.read_batch();
                 self.forward();
             }
+            self.release_impaired();
             let now = self.clock.now();
             if now.millis_since(self.last_tick) >= TICK.as_millis() as u64 {
                 self.last_tick = now;
@@ -445,6 +450,9 @@ impl Datapath {
         for k in 0..self.plan.len() {
             let send = self.plan.sends()[k];
             let i = send.frame as usize;
+            if self.impair.is_impaired(send.port) && self.impair_offer(send.port, i) {
+                continue;
+            }
             let to_tap = matches!(self.ports.get(send.port.index()), Some(Some(PortIo::Tap(_))));
             let entry = self.batch.entry(i);
             if to_tap && !entry.has_vnet_hdr {
