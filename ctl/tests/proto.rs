@@ -77,6 +77,19 @@ fn one_of_each() -> Vec<Request> {
         Request::PeerLs,
         Request::NetworkKeyRotate { network: "sec".into() },
         Request::PeerRm { addr: "[2001:db8::1]:4789".parse().unwrap() },
+        Request::PortImpair {
+            port: "app:web".into(),
+            impair: Some(ctl::Impairment {
+                delay_us: 10_000,
+                jitter_us: 2_000,
+                loss_ppm: 10_000,
+                duplicate_ppm: 1_000,
+                reorder_ppm: 5_000,
+                rate_bps: Some(100_000_000),
+                limit: Some(500),
+            }),
+        },
+        Request::PortImpair { port: "vsp1".into(), impair: None },
         Request::Version,
         Request::Ping,
     ]
@@ -414,6 +427,7 @@ fn check_payload(verb: &str, ok: Value) {
         "service_publish" | "service_inspect" => serde_json::from_value::<ServiceInfo>(ok).map(drop),
         "service_ls" => serde_json::from_value::<Vec<ServiceInfo>>(ok).map(drop),
         "nat_ls" => serde_json::from_value::<Vec<NatFlow>>(ok).map(drop),
+        "port_impair" => serde_json::from_value::<ctl::proto::PortImpairInfo>(ok).map(drop),
         _ => serde_json::from_value::<Ack>(ok).map(drop),
     };
     r.unwrap_or_else(|e| panic!("payload of {verb}: {e}"));
@@ -561,6 +575,7 @@ fn port_stats_dns_is_optional_on_the_wire() {
         drops: BTreeMap::new(),
         dns: None,
         nat: None,
+        impair: None,
     };
     let v = serde_json::to_value(&st).unwrap();
     assert!(v.as_object().unwrap().get("dns").is_none(), "a port without DNS has no `dns` key: {v}");

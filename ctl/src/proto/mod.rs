@@ -16,9 +16,10 @@ use serde_json::Value;
 
 pub use error::{CtlError, ErrorKind, ProtocolError};
 pub use payload::{
-    Ack, ConfigInfo, DnsRecord, DnsStats, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, Ipam,
-    IpamConfig, KeyEpoch, MetricsText, NatFlow, NatStats, NetworkInfo, NetworkSummary, PeerInfo, PortKind, PortStats,
-    ResolverInfo, SandboxInfo, ServiceInfo, ServiceReplica, ShowNetwork, ShowPort, ShowTree, VersionInfo,
+    Ack, ConfigInfo, DnsRecord, DnsStats, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, ImpairStats,
+    Ipam, IpamConfig, KeyEpoch, MetricsText, NatFlow, NatStats, NetworkInfo, NetworkSummary, PeerInfo, PortImpairInfo,
+    PortKind, PortStats, ResolverInfo, SandboxInfo, ServiceInfo, ServiceReplica, ShowNetwork, ShowPort, ShowTree,
+    VersionInfo,
 };
 pub use request::{Driver, Request, UnknownDriver};
 

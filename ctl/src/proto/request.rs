@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{Ipv4Net, MacAddress};
+use crate::impair::Impairment;
 use crate::publish::PortMapping;
 
 /// Network driver, as in `docker network create --driver`.
@@ -306,6 +307,19 @@ pub enum Request {
         /// The peer's underlay address and UDP port.
         addr: std::net::SocketAddr,
     },
+    /// Impair an endpoint port's egress (the frames toward its sandbox) as netem would: delay
+    /// with jitter, loss, duplication, reordering, a rate and a queue bound; or clear it. The
+    /// setting is kept with the endpoint (it survives a restart, and goes when the endpoint
+    /// goes). A new setting replaces the old one: frames queued under it are sent at once.
+    /// Reply: [`PortImpairInfo`](super::PortImpairInfo).
+    PortImpair {
+        /// The port: its name as `show` lists it (`vsw…`), `NETWORK:SANDBOX`, or a sandbox
+        /// with one endpoint.
+        port: String,
+        /// Optional: the settings; absent or `null` clears the port's impairment.
+        #[serde(default)]
+        impair: Option<Impairment>,
+    },
     /// Daemon version. Reply: [`VersionInfo`](super::VersionInfo).
     Version,
     /// Liveness check. Reply: [`Ack`](super::Ack).
@@ -345,6 +359,7 @@ impl Request {
         "peer_add",
         "peer_ls",
         "peer_rm",
+        "port_impair",
         "version",
         "ping",
     ];
@@ -406,6 +421,7 @@ impl Request {
             Self::PeerAdd { .. } => "peer_add",
             Self::PeerLs => "peer_ls",
             Self::PeerRm { .. } => "peer_rm",
+            Self::PortImpair { .. } => "port_impair",
             Self::Version => "version",
             Self::Ping => "ping",
         }
@@ -442,6 +458,7 @@ mod tests {
         assert!(Request::SandboxPublish { sandbox: "a".into(), network: None, publish: vec![] }.changes_state());
         assert!(Request::SandboxRm { name: "a".into() }.changes_state());
         assert!(Request::FdbFlush { network: None }.changes_state());
+        assert!(Request::PortImpair { port: "p".into(), impair: None }.changes_state());
         assert!(Request::NetworkDisconnect { network: "n".into(), sandbox: "a".into() }.changes_state());
     }
 }

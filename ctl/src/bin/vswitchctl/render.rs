@@ -3,8 +3,8 @@
 use std::io::{self, Write};
 
 use ctl::proto::{
-    DnsRecord, DnsStats, FdbEntry, NatFlow, NatStats, NetworkSummary, PeerInfo, PortStats, SandboxInfo, ServiceInfo,
-    ShowTree,
+    DnsRecord, DnsStats, FdbEntry, ImpairStats, NatFlow, NatStats, NetworkSummary, PeerInfo, PortStats, SandboxInfo,
+    ServiceInfo, ShowTree,
 };
 
 use crate::table::Table;
@@ -127,7 +127,8 @@ pub(crate) fn peers(w: &mut dyn Write, peers: &[PeerInfo]) -> io::Result<()> {
 
 /// `stats`: one row per port; the DROPS column shows the total and the
 /// non-zero reasons. When gateway ports carry the embedded DNS's counters, a
-/// table `DNS` follows with a row per such port, and when they carry the L4
+/// table `DNS` follows with a row per such port; ports that are or were
+/// impaired get a table `IMPAIR`; and when gateway ports carry the L4
 /// translator's counters, a table `NAT`.
 pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     let mut t = Table::new(&["PORT", "NETWORK", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "FLOODS", "DROPS"]);
@@ -154,6 +155,11 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     if !dns.is_empty() {
         dns_table(w, &dns)?;
     }
+    let impair: Vec<(&str, &ImpairStats)> =
+        ports.iter().filter_map(|p| Some((p.port.as_str(), p.impair.as_ref()?))).collect();
+    if !impair.is_empty() {
+        impair_table(w, &impair)?;
+    }
     let nat: Vec<(&str, &NatStats)> = ports.iter().filter_map(|p| Some((p.port.as_str(), p.nat.as_ref()?))).collect();
     if nat.is_empty() {
         return Ok(());
@@ -164,6 +170,19 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     for (port, n) in nat {
         let counters = [n.flows_opened, n.flows_refused, n.flows_timed_out, n.table_full, n.active];
         t.row(std::iter::once(port.to_owned()).chain(counters.iter().map(u64::to_string)).collect());
+    }
+    t.write(w)
+}
+
+/// The `IMPAIR` table of `stats`: a row per port that is or was impaired.
+fn impair_table(w: &mut dyn Write, ports: &[(&str, &ImpairStats)]) -> io::Result<()> {
+    writeln!(w)?;
+    writeln!(w, "IMPAIR")?;
+    let mut t = Table::new(&["PORT", "SETTINGS", "QUEUED", "DELAYED", "LOST", "DUPLICATED", "REORDERED", "QUEUE-FULL"]);
+    for &(port, i) in ports {
+        let settings = i.settings.map_or_else(|| "(cleared)".to_owned(), |s| s.to_string());
+        let counters = [i.queued, i.delayed, i.lost, i.duplicated, i.reordered, i.queue_full];
+        t.row([port.to_owned(), settings].into_iter().chain(counters.iter().map(u64::to_string)).collect());
     }
     t.write(w)
 }
@@ -294,6 +313,7 @@ pub(crate) fn show(w: &mut dyn Write, tree: &ShowTree) -> io::Result<()> {
                 ("mac", p.mac.map(|m| m.to_string())),
                 ("ip", p.ip.map(|i| i.to_string())),
                 ("remote", p.remote.map(|r| r.to_string())),
+                ("impair", p.impair.map(|i| i.to_string())),
             ];
             for (label, value) in fields {
                 if let Some(v) = value {

@@ -5,6 +5,7 @@
 //! swapped in only after it was saved.
 
 mod dns;
+mod impair;
 mod metrics;
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 mod overlay;
@@ -70,14 +71,17 @@ fn model_error(e: ModelError) -> CtlError {
         | M::AddressInUse { .. }
         | M::MacInUse { .. }
         | M::FdbEntryExists { .. } => ErrorKind::Conflict,
-        M::NoSuchService(_) | M::NotPublished { .. } | M::NoEndpointToPublish(_) => ErrorKind::NotFound,
+        M::NoSuchService(_) | M::NotPublished { .. } | M::NoEndpointToPublish(_) | M::NoSuchEndpointPort(_) => {
+            ErrorKind::NotFound
+        }
         M::PortPublished { .. } | M::ServiceOnOtherNetwork { .. } => ErrorKind::Conflict,
         M::NetworkInUse { .. } | M::NetworkHasServices { .. } => ErrorKind::InUse,
         M::HostNotConnectable
         | M::NoneNotConnectable
         | M::NotAttachable(_)
         | M::SingletonDriver(_)
-        | M::PublishOnInternal(_) => ErrorKind::NotSupported,
+        | M::PublishOnInternal(_)
+        | M::NotImpairable(_) => ErrorKind::NotSupported,
         _ => ErrorKind::InvalidArgument,
     };
     CtlError::new(kind, e.to_string())
@@ -183,7 +187,9 @@ impl Control {
         let sandbox = self.model.sandbox(&endpoint.sandbox).map_err(model_error)?;
         let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
         let tap = plumbing::reattach_endpoint(&ns, endpoint, network).map_err(plumb_error)?;
-        self.add_tap_to_datapath(tap, endpoint, network)
+        self.add_tap_to_datapath(tap, endpoint, network)?;
+        self.restore_impairment(endpoint);
+        Ok(())
     }
 
     fn network_of(&self, endpoint: &Endpoint) -> Result<&Network, CtlError> {
@@ -337,6 +343,7 @@ impl Control {
             Request::PeerAdd { addr, networks } => self.peer_add(addr, networks),
             Request::PeerLs => self.peer_ls(),
             Request::PeerRm { addr } => self.peer_rm(addr),
+            Request::PortImpair { port, impair } => self.port_impair(&port, impair),
             Request::ConfigShow => ok(proto::ConfigInfo { aging_time: self.model.config().aging_time_secs }),
             Request::ConfigSet { key, value } => {
                 let mut next = self.model.clone();

@@ -34,7 +34,12 @@ fn settings_are_checked_kept_cleared_and_go_with_the_endpoint() {
     let before = snapshot(&m);
     let bad = Impairment { loss_ppm: 2_000_000, ..delay(10) };
     assert_refused(&m.clone(), &before, m.clone().set_impairment("s1", Some(bad)), &["loss", "above 100%"]);
-    assert_refused(&m.clone(), &before, m.clone().set_impairment("s1", Some(Impairment::default())), &["no impairment"]);
+    assert_refused(
+        &m.clone(),
+        &before,
+        m.clone().set_impairment("s1", Some(Impairment::default())),
+        &["no impairment"],
+    );
     assert_refused(&m.clone(), &before, m.clone().set_impairment("s9", Some(delay(1))), &["port s9 not found"]);
 
     let (ep, settings) = m.set_impairment("s1", Some(delay(10))).unwrap();
