@@ -115,7 +115,7 @@ fn scaled(number: &str, scale: u64) -> Option<u64> {
     let mut value = whole.checked_mul(scale)?;
     let mut unit = scale;
     for digit in frac.bytes() {
-        if unit % 10 != 0 {
+        if !unit.is_multiple_of(10) {
             return None;
         }
         unit /= 10;
@@ -179,9 +179,9 @@ pub fn parse_rate_bps(s: &str) -> Result<u64, UnitError> {
 pub fn format_duration_us(us: u64) -> String {
     if us == 0 {
         "0ms".to_owned()
-    } else if us % 1_000_000 == 0 {
+    } else if us.is_multiple_of(1_000_000) {
         format!("{}s", us / 1_000_000)
-    } else if us % 1_000 == 0 {
+    } else if us.is_multiple_of(1_000) {
         format!("{}ms", us / 1_000)
     } else {
         format!("{us}us")
@@ -202,7 +202,7 @@ pub fn format_percent_ppm(ppm: u32) -> String {
 /// Bits per second in the largest tc unit that shows it exactly: `100mbit`, `1500kbit`.
 pub fn format_rate_bps(bps: u64) -> String {
     for (scale, unit) in [(1_000_000_000_000, "tbit"), (1_000_000_000, "gbit"), (1_000_000, "mbit"), (1_000, "kbit")] {
-        if bps >= scale && bps % scale == 0 {
+        if bps >= scale && bps.is_multiple_of(scale) {
             return format!("{}{unit}", bps / scale);
         }
     }
