@@ -2,7 +2,8 @@
 //! impaired TAP port go through its [`Impairer`] instead of straight out;
 //! the ones it queues are sent when due, by the loop, which wakes up for
 //! the earliest departure (no thread, no sleep). A port without impairment
-//! costs one check of a counter on the send path.
+//! costs one check of an emptiness flag on the send path (and an indexed
+//! flag once any port is impaired).
 
 use std::time::{Duration, Instant};
 
@@ -42,19 +43,38 @@ pub(super) struct ImpairIo {
     ports: Vec<Option<PortImpair>>,
     /// Ports with a core: walked for deadlines and releases.
     active: Vec<PortId>,
+    /// Per port index: it has a core (the send path's O(1) check).
+    impaired: Vec<bool>,
     origin: Instant,
 }
 
 impl ImpairIo {
     pub(super) fn new() -> ImpairIo {
-        ImpairIo { ports: Vec::new(), active: Vec::new(), origin: Instant::now() }
+        ImpairIo { ports: Vec::new(), active: Vec::new(), impaired: Vec::new(), origin: Instant::now() }
     }
 
     /// Whether frames to `port` go through an impairment: the send path's
     /// only cost when no port is impaired is the first comparison.
     #[inline]
     pub(super) fn is_impaired(&self, port: PortId) -> bool {
-        !self.active.is_empty() && self.active.contains(&port)
+        !self.active.is_empty() && self.impaired.get(port.index()).copied().unwrap_or(false)
+    }
+
+    /// Records whether `port` has a core.
+    fn mark(&mut self, port: PortId, impaired: bool) {
+        if impaired {
+            if self.impaired.len() <= port.index() {
+                self.impaired.resize(port.index() + 1, false);
+            }
+            if !self.active.contains(&port) {
+                self.active.push(port);
+            }
+        } else {
+            self.active.retain(|p| *p != port);
+        }
+        if let Some(flag) = self.impaired.get_mut(port.index()) {
+            *flag = impaired;
+        }
     }
 
     /// Nanoseconds on the impairments' clock.
@@ -81,7 +101,7 @@ impl ImpairIo {
         if let Some(slot) = self.ports.get_mut(port.index()) {
             *slot = None;
         }
-        self.active.retain(|p| *p != port);
+        self.mark(port, false);
     }
 }
 
@@ -156,11 +176,9 @@ impl Datapath {
         match settings {
             Some(settings) => {
                 slot.core = Some(Box::new(Impairer::new(settings, fastrand::u64(..), now)));
-                if !self.impair.active.contains(&port) {
-                    self.impair.active.push(port);
-                }
+                self.impair.mark(port, true);
             }
-            None => self.impair.active.retain(|p| *p != port),
+            None => self.impair.mark(port, false),
         }
         Ok(())
     }
