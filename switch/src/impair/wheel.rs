@@ -274,6 +274,38 @@ mod tests {
     }
 
     proptest! {
+        /// Used as the datapath does: expire only when the wheel says
+        /// something is due, so its clock lags between uses. Every value
+        /// still comes out at the first check at or after its deadline.
+        #[test]
+        fn due_values_come_out_when_expired_only_on_demand(
+            start in 0u64..1u64 << 30,
+            ops in proptest::collection::vec((0u64..100_000, 1u64..5_000, any::<bool>()), 1..200),
+        ) {
+            let mut w = TimerWheel::new(400, start);
+            let mut now = start;
+            let mut pending: Vec<(u64, u32)> = Vec::new();
+            for (i, (delay, advance, insert)) in ops.into_iter().enumerate() {
+                if insert {
+                    w.insert(now + delay, i as u32).unwrap();
+                    pending.push((now + delay, i as u32));
+                }
+                // Step the clock 1 ms at a time, expiring only when due.
+                let end = now + advance;
+                while now < end {
+                    now += 1;
+                    if w.next_deadline().is_some_and(|d| d <= now) {
+                        let got = collect(&mut w, now);
+                        for v in &got {
+                            let k = pending.iter().position(|p| p.1 == *v).unwrap();
+                            prop_assert_eq!(pending.remove(k).0, now, "value {} released late or early", v);
+                        }
+                    }
+                    prop_assert!(pending.iter().all(|&(d, _)| d > now), "a value overdue at {}", now);
+                }
+            }
+        }
+
         /// Against a sorted reference: every value comes out exactly once,
         /// never before its deadline, never after the first expire at or
         /// past it, in (deadline, insertion) order.

@@ -344,6 +344,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn impairment_shows_in_show_and_stats() {
+        let impair = ctl::Impairment { delay_us: 10_000, loss_ppm: 10_000, ..ctl::Impairment::default() };
+        let tree = ShowTree {
+            version: "0".into(),
+            networks: vec![ctl::proto::ShowNetwork {
+                name: "app".into(),
+                id: "0123456789abcdef".into(),
+                driver: ctl::proto::Driver::Bridge,
+                subnet: None,
+                gateway: None,
+                mtu: None,
+                vni: None,
+                ports: vec![ctl::proto::ShowPort {
+                    name: "vsw1".into(),
+                    kind: ctl::proto::PortKind::Tap,
+                    sandbox: Some("web".into()),
+                    ifname: None,
+                    mac: None,
+                    ip: None,
+                    remote: None,
+                    impair: Some(impair),
+                }],
+            }],
+        };
+        let mut out = Vec::new();
+        show(&mut out, &tree).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("            impair: delay 10ms loss 1%\n"));
+        let row = PortStats {
+            port: "vsw1".into(),
+            network: "app".into(),
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            floods: 0,
+            drops: [("impair_loss".to_owned(), 3)].into(),
+            dns: None,
+            nat: None,
+            impair: Some(ImpairStats { settings: None, queued: 1, delayed: 2, lost: 3, ..ImpairStats::default() }),
+        };
+        let mut out = Vec::new();
+        stats(&mut out, &[row]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("3 (impair_loss=3)") && text.contains("IMPAIR"), "{text}");
+        let line = text.lines().find(|l| l.starts_with("vsw1") && l.contains("(cleared)")).expect(&text);
+        assert_eq!(line.split_whitespace().skip(2).collect::<Vec<_>>(), ["1", "2", "3", "0", "0", "0"]);
+    }
+
+    #[test]
     fn ages_are_short() {
         assert_eq!(age(850), "850ms");
         assert_eq!(age(12_345), "12.3s");
