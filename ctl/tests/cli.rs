@@ -663,6 +663,41 @@ fn port_prints_what_docker_port_prints() {
 }
 
 #[test]
+fn port_impair_sends_the_settings_or_a_clear() {
+    let info = json!({"port": "vsp1", "network": "blue", "sandbox": "web",
+                      "impair": {"delay_us": 10000, "jitter_us": 2000, "loss_ppm": 10000, "rate_bps": 100000000}});
+    let args = ["port", "impair", "web", "--delay", "10ms", "--jitter", "2ms", "--loss", "1%", "--rate", "100mbit"];
+    let (out, reqs) = run_ok(&args, vec![Reply::Ok(info.clone())]);
+    assert_eq!(out, "", "a change prints nothing, like connect");
+    let want = ctl::Impairment {
+        delay_us: 10_000,
+        jitter_us: 2_000,
+        loss_ppm: 10_000,
+        rate_bps: Some(100_000_000),
+        ..ctl::Impairment::default()
+    };
+    assert_eq!(reqs, vec![Request::PortImpair { port: "web".into(), impair: Some(want) }]);
+    let (out, _) = run_ok(&["--json", "port", "impair", "web", "--delay", "10ms"], vec![Reply::Ok(info)]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["impair"]["delay_us"], 10000);
+    let cleared = json!({"port": "vsp1", "network": "blue", "sandbox": "web"});
+    let (_, reqs) = run_ok(&["port", "impair", "blue:web", "--clear"], vec![Reply::Ok(cleared)]);
+    assert_eq!(reqs, vec![Request::PortImpair { port: "blue:web".into(), impair: None }]);
+
+    // Bad values never reach the daemon.
+    let d = FakeDaemon::start(vec![]);
+    let out = vswitchctl(&d.socket, &["port", "impair", "web", "--loss", "150%"]);
+    assert!(d.finish().is_empty());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a percentage"), "{out:?}");
+    // A refusal from the daemon is an error.
+    let d = FakeDaemon::start(vec![Reply::Err(ErrorKind::InvalidArgument, "reorder needs a delay")]);
+    let out = vswitchctl(&d.socket, &["port", "impair", "web", "--reorder", "1%"]);
+    d.finish();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reorder needs a delay"));
+}
+
+#[test]
 fn publish_verbs_send_expanded_mappings() {
     let sb = json!({"name": "web", "netns": "/run/netns/web", "dns": [], "dns_search": [], "endpoints": []});
     let ep = json!({"network": "blue", "sandbox": "web", "endpoint_id": "e1", "port": "vsp1", "ifname": "eth0",
