@@ -26,14 +26,6 @@ impl Control {
             }
             return Err(e);
         }
-        match &endpoint.impair {
-            Some(i) => {
-                tracing::info!(port = %endpoint.host_tap_name, sandbox = %endpoint.sandbox, impair = %i, "port impaired")
-            }
-            None => {
-                tracing::info!(port = %endpoint.host_tap_name, sandbox = %endpoint.sandbox, "port impairment cleared")
-            }
-        }
         ok(PortImpairInfo {
             port: endpoint.host_tap_name.clone(),
             network: self.model.network_by_id(&endpoint.network_id).map(|n| n.name.clone()).unwrap_or_default(),
