@@ -25,7 +25,11 @@ mod config;
 mod device;
 mod dns;
 mod handle;
+#[cfg(test)]
+mod loop_tests;
 mod nat;
+#[cfg(test)]
+mod testing;
 mod unreachable;
 
 use std::collections::{HashMap, VecDeque};
