@@ -6,4 +6,6 @@
 //! own parsers.
 
 mod drops;
+mod gateway;
 mod learning;
+mod overlay;

@@ -15,8 +15,6 @@
 //! assert_eq!(h.sent_frames(b), vec![frame(BROADCAST, mac(1), 0)]);
 //! ```
 
-#![expect(dead_code, reason = "the overlay and gateway tests of the next commit use the rest")]
-
 pub(crate) mod frames;
 pub(crate) mod memory;
 
