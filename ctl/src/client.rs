@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::proto::{self, CtlError, MAX_RESPONSE_BYTES, ProtocolError, Request};
+use crate::proto::{self, CtlError, MAX_RESPONSE_BYTES, ProtocolError, Request, StreamLine};
 
 /// Socket path used when neither `--socket` nor [`CTL_SOCKET_ENV`] is given.
 pub const DEFAULT_CTL_SOCKET: &str = "/run/vswitch/vswitchd.sock";
@@ -133,25 +133,8 @@ impl Client {
 
     /// Sends `req` and returns the raw `ok` payload; a daemon error becomes [`ClientError::Daemon`].
     pub fn call_value(&mut self, req: &Request) -> Result<Value, ClientError> {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        let line = proto::encode_request(id, req)?;
-        let timeout = self.timeout;
-        self.stream.get_mut().write_all(&line).map_err(|e| ClientError::from_io(e, timeout))?;
-
-        let mut buf = Vec::new();
-        let limit = u64::try_from(MAX_RESPONSE_BYTES).unwrap_or(u64::MAX).saturating_add(1);
-        let n =
-            (&mut self.stream).take(limit).read_until(b'\n', &mut buf).map_err(|e| ClientError::from_io(e, timeout))?;
-        if n == 0 {
-            return Err(ClientError::Closed);
-        }
-        if buf.last() != Some(&b'\n') {
-            if buf.len() > MAX_RESPONSE_BYTES {
-                return Err(ProtocolError::TooLarge { len: buf.len(), max: MAX_RESPONSE_BYTES }.into());
-            }
-            return Err(ClientError::Closed);
-        }
+        let id = self.send(req)?;
+        let buf = self.read_line()?.ok_or(ClientError::Closed)?;
         let resp = proto::decode_response(&buf)?;
         match (resp.id, resp.result) {
             (Some(got), result) if got == id => result.map_err(ClientError::Daemon),
@@ -161,8 +144,110 @@ impl Client {
         }
     }
 
+    /// Sends a streaming request (see [`Request::is_stream`]) and returns
+    /// its `ok` payload and the stream that follows it. Reads of the stream
+    /// wait without a timeout: a followed stream may stay quiet for long.
+    pub fn stream(&mut self, req: &Request) -> Result<(Value, Stream<'_>), ClientError> {
+        let first = self.call_value(req)?;
+        let id = self.next_id.wrapping_sub(1);
+        self.stream.get_ref().set_read_timeout(None).map_err(ClientError::Io)?;
+        Ok((first, Stream { client: self, id, done: false }))
+    }
+
+    /// Writes one request line; returns its id.
+    fn send(&mut self, req: &Request) -> Result<u64, ClientError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let line = proto::encode_request(id, req)?;
+        let timeout = self.timeout;
+        self.stream.get_mut().write_all(&line).map_err(|e| ClientError::from_io(e, timeout))?;
+        Ok(id)
+    }
+
+    /// Reads one whole line of at most [`MAX_RESPONSE_BYTES`]; `None` if
+    /// the daemon closed the connection before a line began.
+    fn read_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        let timeout = self.timeout;
+        let mut buf = Vec::new();
+        let limit = u64::try_from(MAX_RESPONSE_BYTES).unwrap_or(u64::MAX).saturating_add(1);
+        let n =
+            (&mut self.stream).take(limit).read_until(b'\n', &mut buf).map_err(|e| ClientError::from_io(e, timeout))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if buf.last() != Some(&b'\n') {
+            if buf.len() > MAX_RESPONSE_BYTES {
+                return Err(ProtocolError::TooLarge { len: buf.len(), max: MAX_RESPONSE_BYTES }.into());
+            }
+            return Err(ClientError::Closed);
+        }
+        Ok(Some(buf))
+    }
+
     /// Sends `req` and deserializes the `ok` payload into `T`.
     pub fn call<T: DeserializeOwned>(&mut self, req: &Request) -> Result<T, ClientError> {
         serde_json::from_value(self.call_value(req)?).map_err(ClientError::Payload)
+    }
+}
+
+/// The lines that follow a streaming request's `ok` reply.
+#[derive(Debug)]
+pub struct Stream<'a> {
+    client: &'a mut Client,
+    id: u64,
+    done: bool,
+}
+
+impl Stream<'_> {
+    /// The next line of the stream: an item, or its end (after which this
+    /// returns `None`). A daemon error line becomes [`ClientError::Daemon`];
+    /// a connection closed without an `end` line is [`ClientError::Closed`].
+    pub fn next_line(&mut self) -> Result<Option<StreamLine>, ClientError> {
+        if self.done {
+            return Ok(None);
+        }
+        let Some(buf) = self.client.read_line()? else {
+            self.done = true;
+            return Err(ClientError::Closed);
+        };
+        let (id, line) = proto::decode_stream_line(&buf)?;
+        if id != Some(self.id) && !(id.is_none() && matches!(line, StreamLine::Err(_))) {
+            return Err(ClientError::IdMismatch { expected: self.id, got: id });
+        }
+        match line {
+            StreamLine::Item(_) => Ok(Some(line)),
+            StreamLine::End(_) => {
+                self.done = true;
+                Ok(Some(line))
+            }
+            StreamLine::Err(e) => {
+                self.done = true;
+                Err(ClientError::Daemon(e))
+            }
+        }
+    }
+
+    /// A handle that ends the stream from elsewhere (a signal handler's
+    /// thread): see [`Stopper::stop`].
+    pub fn stopper(&self) -> Result<Stopper, ClientError> {
+        self.client.stream.get_ref().try_clone().map(Stopper).map_err(ClientError::Io)
+    }
+}
+
+/// Ends a stream early: the daemon sees the client's side close, writes the
+/// stream's `end` line (its summary: e.g. how many frames a capture lost)
+/// and closes the connection, so [`Stream::next_line`] still gets the end.
+#[derive(Debug)]
+pub struct Stopper(UnixStream);
+
+impl Stopper {
+    /// Half-closes the connection's sending side.
+    pub fn stop(&self) -> Result<(), ClientError> {
+        match self.0.shutdown(std::net::Shutdown::Write) {
+            Ok(()) => Ok(()),
+            // Already closed: the stream is over anyway.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            Err(e) => Err(ClientError::Io(e)),
+        }
     }
 }

@@ -9,6 +9,7 @@
 mod error;
 mod payload;
 mod request;
+mod stream;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -22,6 +23,7 @@ pub use payload::{
     VersionInfo,
 };
 pub use request::{Driver, Request, UnknownDriver};
+pub use stream::{StreamLine, decode_stream_line, encode_end, encode_item_raw};
 
 /// The protocol version this crate speaks; sent as `v` in every message.
 pub const PROTOCOL_VERSION: u32 = 1;

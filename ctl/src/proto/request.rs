@@ -388,6 +388,13 @@ impl Request {
         )
     }
 
+    /// Whether the request opens a stream: its `ok` reply is followed by
+    /// `item` lines and an `end` line, and the connection carries nothing
+    /// else afterwards (see "Streams" in PROTOCOL.md).
+    pub fn is_stream(&self) -> bool {
+        false
+    }
+
     /// This request's wire verb, e.g. `"network_create"`.
     pub fn verb(&self) -> &'static str {
         match self {

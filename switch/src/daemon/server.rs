@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ctl::proto::{self, ErrorKind, MAX_REQUEST_BYTES};
 
-use super::control::Control;
+use super::control::{Control, StreamNext, StreamSource};
 use crate::sys::process::set_umask;
 
 /// A client idle this long between requests is disconnected.
@@ -305,6 +305,23 @@ fn serve_client(stream: UnixStream, control: &Mutex<Control>, waiting: &dyn Fn(b
         }
         waiting(false);
         let reply = match proto::decode_request(&request) {
+            Ok(envelope) if envelope.req.is_stream() => {
+                let verb = envelope.req.verb();
+                let subscribed = control.lock().unwrap_or_else(|p| p.into_inner()).subscribe(envelope.req);
+                match subscribed {
+                    Ok(subscription) => {
+                        writer.write_all(&proto::encode_ok(envelope.id, &subscription.reply))?;
+                        // A stream waits on the daemon, not on the client: it
+                        // may be evicted like an idle client.
+                        waiting(true);
+                        return stream_to_client(&mut writer, reader.get_ref(), envelope.id, subscription.source);
+                    }
+                    Err(e) => {
+                        tracing::info!(verb, error = %e.message, "request refused");
+                        proto::encode_err(Some(envelope.id), e.kind, e.message)
+                    }
+                }
+            }
             Ok(envelope) => {
                 let verb = envelope.req.verb();
                 // Changes are logged once applied (requests hold no secrets).
@@ -335,6 +352,54 @@ fn serve_client(stream: UnixStream, control: &Mutex<Control>, waiting: &dyn Fn(b
         if large {
             crate::sys::mem::owe_trim();
         }
+    }
+}
+
+/// How long a stream's source is waited on before the server checks that
+/// the client is still there.
+const STREAM_POLL: Duration = Duration::from_millis(200);
+
+/// Writes a stream's items to the client until the source is done or the
+/// client stops it (closes or half-closes its side, or sends anything), then
+/// the `end` line with the source's summary. The connection ends with it.
+fn stream_to_client(
+    writer: &mut UnixStream,
+    client: &UnixStream,
+    id: u64,
+    mut source: Box<dyn StreamSource>,
+) -> io::Result<()> {
+    let mut item = Vec::with_capacity(4096);
+    let mut line = Vec::with_capacity(4096);
+    let mut checked = Instant::now();
+    loop {
+        item.clear();
+        let next = source.next(STREAM_POLL, &mut item);
+        if next == StreamNext::Item {
+            line.clear();
+            proto::encode_item_raw(id, &item, &mut line);
+            writer.write_all(&line)?;
+        }
+        let stopped = (next != StreamNext::Item || checked.elapsed() >= STREAM_POLL) && {
+            checked = Instant::now();
+            client_stopped(client)
+        };
+        if next == StreamNext::Done || stopped {
+            // A client that closed entirely gets nothing; one that only
+            // half-closed reads the summary.
+            let _ = writer.write_all(&proto::encode_end(id, &source.summary()));
+            return Ok(());
+        }
+    }
+}
+
+/// Whether the client closed its side of the connection or sent anything
+/// (both end a stream).
+fn client_stopped(client: &UnixStream) -> bool {
+    use std::os::fd::AsFd;
+    let mut byte = [0u8; 1];
+    match crate::sys::stream::peek(client.as_fd(), &mut byte) {
+        Ok(_) => true,
+        Err(e) => e.kind() != IoKind::WouldBlock && e.kind() != IoKind::Interrupted,
     }
 }
 
@@ -402,6 +467,88 @@ mod tests {
         };
         assert!(matches!(err.kind(), IoKind::WouldBlock | IoKind::TimedOut), "{err:?}");
         drop(client);
+    }
+
+    /// Items `1..=limit` (or forever), then done; idles instead when `idle`.
+    struct Numbers {
+        limit: Option<u64>,
+        sent: u64,
+        idle: bool,
+    }
+
+    impl StreamSource for Numbers {
+        fn next(&mut self, _wait: Duration, item: &mut Vec<u8>) -> StreamNext {
+            if self.idle {
+                return StreamNext::Idle;
+            }
+            if self.limit == Some(self.sent) {
+                return StreamNext::Done;
+            }
+            self.sent += 1;
+            item.extend_from_slice(self.sent.to_string().as_bytes());
+            StreamNext::Item
+        }
+
+        fn summary(&mut self) -> serde_json::Value {
+            serde_json::json!({ "sent": self.sent })
+        }
+    }
+
+    /// Runs `source` as stream `id` on one end of a socket pair; returns the
+    /// client's end and the server thread.
+    fn serve_stream(source: Numbers) -> (BufReader<UnixStream>, std::thread::JoinHandle<io::Result<()>>) {
+        let (client, server) = UnixStream::pair().unwrap();
+        let thread = std::thread::spawn(move || {
+            let mut writer = server.try_clone()?;
+            stream_to_client(&mut writer, &server, 9, Box::new(source))
+        });
+        (BufReader::new(client), thread)
+    }
+
+    fn next_line(reader: &mut BufReader<UnixStream>) -> Option<proto::StreamLine> {
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).unwrap();
+        if line.is_empty() {
+            return None;
+        }
+        let (id, line) = proto::decode_stream_line(&line).unwrap();
+        assert_eq!(id, Some(9));
+        Some(line)
+    }
+
+    #[test]
+    fn a_stream_sends_its_items_then_its_summary_and_closes() {
+        let (mut client, server) = serve_stream(Numbers { limit: Some(3), sent: 0, idle: false });
+        for n in 1..=3 {
+            assert_eq!(next_line(&mut client), Some(proto::StreamLine::Item(n.into())));
+        }
+        assert_eq!(next_line(&mut client), Some(proto::StreamLine::End(serde_json::json!({"sent": 3}))));
+        assert_eq!(next_line(&mut client), None, "the connection ends with the stream");
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_client_that_half_closes_stops_a_quiet_stream_and_still_gets_the_summary() {
+        let (mut client, server) = serve_stream(Numbers { limit: None, sent: 0, idle: true });
+        client.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(next_line(&mut client), Some(proto::StreamLine::End(serde_json::json!({"sent": 0}))));
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_client_that_half_closes_stops_an_endless_stream() {
+        let (mut client, server) = serve_stream(Numbers { limit: None, sent: 0, idle: false });
+        assert_eq!(next_line(&mut client), Some(proto::StreamLine::Item(1.into())));
+        client.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
+        let end = loop {
+            match next_line(&mut client) {
+                Some(proto::StreamLine::Item(_)) => continue,
+                other => break other,
+            }
+        };
+        let Some(proto::StreamLine::End(summary)) = end else { panic!("no end line: {end:?}") };
+        assert!(summary["sent"].as_u64().unwrap() >= 1);
+        server.join().unwrap().unwrap();
     }
 
     #[test]

@@ -11,7 +11,10 @@ pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 mod overlay;
 mod publish;
 mod reap;
+mod stream;
 mod views;
+
+pub use stream::{StreamNext, StreamSource, Subscription};
 
 use std::net::SocketAddr;
 use std::time::Duration;

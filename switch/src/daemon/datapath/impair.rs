@@ -5,7 +5,7 @@
 //! costs one check of an emptiness flag on the send path (and an indexed
 //! flag once any port is impaired).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::handle::{DatapathError, ImpairSnapshot, Snapshot};
 use super::{Datapath, PortIo, tx_drop_reason};
@@ -45,12 +45,11 @@ pub(super) struct ImpairIo {
     active: Vec<PortId>,
     /// Per port index: it has a core (the send path's O(1) check).
     impaired: Vec<bool>,
-    origin: Instant,
 }
 
 impl ImpairIo {
     pub(super) fn new() -> ImpairIo {
-        ImpairIo { ports: Vec::new(), active: Vec::new(), impaired: Vec::new(), origin: Instant::now() }
+        ImpairIo { ports: Vec::new(), active: Vec::new(), impaired: Vec::new() }
     }
 
     /// Whether frames to `port` go through an impairment: the send path's
@@ -77,17 +76,12 @@ impl ImpairIo {
         }
     }
 
-    /// Nanoseconds on the impairments' clock.
-    fn now_ns(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// How long the loop may wait before the next queued frame is due.
-    pub(super) fn timeout(&self) -> Option<Duration> {
+    /// How long the loop may wait, from `now` (ns on the loop's clock),
+    /// before the next queued frame is due.
+    pub(super) fn timeout(&self, now: u64) -> Option<Duration> {
         if self.active.is_empty() {
             return None;
         }
-        let now = self.now_ns();
         let next = self.active.iter().filter_map(|p| self.core(*p)?.next_deadline()).min()?;
         Some(Duration::from_nanos(next.saturating_sub(now)))
     }
@@ -106,11 +100,16 @@ impl ImpairIo {
 }
 
 impl Datapath {
+    /// How long the loop may wait before the next impaired frame is due.
+    pub(super) fn impair_timeout(&self) -> Option<Duration> {
+        self.impair.timeout(self.clock.now_ns())
+    }
+
     /// Offers frame `i` of the batch, bound for impaired `port`, to its
     /// impairment; true when it was queued or dropped, false when it is to
     /// be sent now as usual.
     pub(super) fn impair_offer(&mut self, port: PortId, i: usize) -> bool {
-        let now = self.impair.now_ns();
+        let now = self.clock.now_ns();
         let hdr = self.batch.vnet_hdr(i);
         let frame = self.batch.frame(i);
         let wire = offload::wire_len(frame, &hdr) as u64;
@@ -127,7 +126,7 @@ impl Datapath {
         if self.impair.active.is_empty() {
             return;
         }
-        let now = self.impair.now_ns();
+        let now = self.clock.now_ns();
         for k in 0..self.impair.active.len() {
             let port = self.impair.active[k];
             let Some(slot) = self.impair.ports.get_mut(port.index()).and_then(Option::as_mut) else { continue };
@@ -166,7 +165,7 @@ impl Datapath {
         if self.impair.ports.len() <= port.index() {
             self.impair.ports.resize_with(port.index() + 1, || None);
         }
-        let now = self.impair.now_ns();
+        let now = self.clock.now_ns();
         let slot = self.impair.ports[port.index()].get_or_insert_with(PortImpair::default);
         slot.earlier = ImpairCounters { queued: 0, ..slot.counters() };
         if let Some(mut old) = slot.core.take() {
