@@ -123,9 +123,9 @@ fn impairment_delays_loses_and_paces_as_set() {
     // --- Delay. Lower bound: a frame never leaves before its departure
     // time, so every RTT is at least the delay. Upper bound on the median:
     // the frame leaves at the first 1 ms timer tick at or after its
-    // departure, plus the datapath's wake-up and the scheduler's latency on
-    // a 2-core machine shared with other tests; 5 ms covers both with room
-    // (measured: +0.6–1.3 ms).
+    // departure, plus the datapath's wake-up and the scheduler's latency;
+    // 10 ms covers both (measured: +1.3–1.4 ms on an idle 2-core machine,
+    // +5.8 ms with both cores running a CPU hog at the same priority).
     let base = median(&rtts(&a, ip_b, 20, "0.02"));
     d.ctl_ok(&["port", "impair", &b, "--delay", "20ms"]);
     let delayed = rtts(&a, ip_b, 20, "0.05");
@@ -134,15 +134,15 @@ fn impairment_delays_loses_and_paces_as_set() {
         delayed.iter().copied().fold(f64::MAX, f64::min)
     });
     assert!(delayed.iter().all(|&r| r >= 20.0), "an RTT below the 20 ms delay: {delayed:?}");
-    assert!((20.0..25.0).contains(&added), "median RTT rose by {added:.3} ms for a 20 ms delay: {delayed:?}");
+    assert!((20.0..30.0).contains(&added), "median RTT rose by {added:.3} ms for a 20 ms delay: {delayed:?}");
     assert_eq!(shown(&d, &port).map(|i| i.delay_us), Some(20_000));
     let human = d.ctl_ok(&["show"]);
     assert!(human.contains("impair: delay 20ms"), "{human}");
 
     // Delay with jitter: each draw lies in [15, 25] ms. Hard lower bound:
-    // no RTT below 15 ms. The median, with the same 5 ms allowance for
-    // release and scheduling latency as above, below 30 ms (a loaded
-    // machine may delay a few pings more; the median is robust to that).
+    // no RTT below 15 ms. The median, with the same 10 ms allowance for
+    // release and scheduling latency as above, below 35 ms (the median is
+    // robust to a few pings a loaded machine delays more).
     // Spread: 20 draws uniform over 10 ms all within 2 ms of each other has
     // probability below 20 × 0.2¹⁹ ≈ 1e-12 (latency only widens it).
     d.ctl_ok(&["port", "impair", &port, "--delay", "20ms", "--jitter", "5ms"]);
@@ -150,7 +150,7 @@ fn impairment_delays_loses_and_paces_as_set() {
     let (lo, hi) = jittered.iter().fold((f64::MAX, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
     eprintln!("delay 20ms jitter 5ms: RTTs {lo:.3}..{hi:.3} ms, median {:.3} ms", median(&jittered));
     assert!(lo >= 15.0, "an RTT below 20 - 5 ms: {jittered:?}");
-    assert!(median(&jittered) < 30.0, "median RTT above 20 + 5 ms + 5 ms: {jittered:?}");
+    assert!(median(&jittered) < 35.0, "median RTT above 20 + 5 ms + 10 ms: {jittered:?}");
     assert!(hi - lo > 2.0, "no jitter in {jittered:?}");
 
     // --- Loss 20% of N = 1000 echo requests (replies are not impaired).
