@@ -105,8 +105,13 @@ pub(crate) enum PortCmd {
 
 /// `port impair` settings.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("settings").required(true).multiple(true)
-    .args(["delay", "jitter", "loss", "duplicate", "reorder", "rate", "limit", "clear"])))]
+#[command(
+    group(ArgGroup::new("settings").required(true).multiple(true)
+        .args(["delay", "jitter", "loss", "duplicate", "reorder", "rate", "limit", "clear"])),
+    override_usage = "vswitchctl port impair PORT [--delay TIME] [--jitter TIME] [--loss PERCENT] \
+        [--duplicate PERCENT] [--reorder PERCENT] [--rate RATE] [--limit FRAMES]\n       \
+        vswitchctl port impair PORT --clear"
+)]
 pub(crate) struct ImpairArgs {
     /// The port: its name as `show` lists it (vsw…), NETWORK:SANDBOX, or a sandbox with one
     /// endpoint.
