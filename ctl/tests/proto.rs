@@ -68,6 +68,8 @@ fn one_of_each() -> Vec<Request> {
         Request::FdbAdd { network: "blue".into(), mac: "02:00:00:00:00:09".parse().unwrap(), port: "p1".into() },
         Request::FdbFlush { network: None },
         Request::Stats { port: Some("p1".into()) },
+        Request::Events { follow: false },
+        Request::Events { follow: true },
         Request::DnsLs { network: Some("app".into()) },
         Request::DnsLs { network: None },
         Request::Metrics,

@@ -22,6 +22,7 @@ mod endpoints;
 mod error;
 mod fdb_config;
 mod ids;
+pub(crate) use ids::rfc3339_millis;
 mod networks;
 mod peers;
 mod publish;

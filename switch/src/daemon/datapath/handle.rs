@@ -13,6 +13,7 @@ use mio::{Poll, Waker};
 use vxlan::Vni;
 
 use super::super::dns_forward::ForwardThread;
+use super::super::events::{DatapathEventsRx, datapath_channel};
 use super::super::tunnel::{TunnelCounters, VtepConfig};
 use super::{Datapath, WAKER};
 use crate::bridge::{BridgeError, FdbRecord, NetworkConfig};
@@ -219,6 +220,7 @@ pub struct DatapathHandle {
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
     gone: crossbeam_channel::Receiver<PortId>,
+    events: DatapathEventsRx,
 }
 
 impl DatapathHandle {
@@ -240,9 +242,11 @@ impl DatapathHandle {
         let forward = ForwardThread::spawn(done, waker.clone())?;
         let dns = super::dns::DnsService::new(dns_upstreams, forward, results);
         let (gone_tx, gone) = crossbeam_channel::unbounded();
-        let datapath = Datapath::new(poll, inbox, vtep, secret, dns, gone_tx, nat_limits)?;
+        let (events_tx, events) = datapath_channel();
+        let reports = super::Reports { gone: gone_tx, events: events_tx };
+        let datapath = Datapath::new(poll, inbox, vtep, secret, dns, reports, nat_limits)?;
         let thread = std::thread::Builder::new().name("datapath".into()).spawn(move || datapath.run())?;
-        Ok(DatapathHandle { commands, waker, thread: Some(thread), gone })
+        Ok(DatapathHandle { commands, waker, thread: Some(thread), gone, events })
     }
 
     fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DatapathError> {
@@ -352,6 +356,11 @@ impl DatapathHandle {
     /// the interface was deleted), as the datapath notices them.
     pub fn gone_ports(&self) -> crossbeam_channel::Receiver<PortId> {
         self.gone.clone()
+    }
+
+    /// The datapath's events, in batches (for the event hub).
+    pub fn events(&self) -> DatapathEventsRx {
+        self.events.clone()
     }
 
     /// Copies the tables and counters out.

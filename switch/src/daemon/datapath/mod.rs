@@ -39,9 +39,11 @@ pub use handle::{
 };
 
 use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};
+use super::events::DatapathEvents;
 use super::tunnel::{Classified, Tunnel, TxOutcome, VtepConfig};
 use crate::bridge::{Bridge, TxPlan};
-use crate::counters::DropReason;
+use crate::counters::{DropCounters, DropReason};
+use crate::events::EventKind;
 use crate::gateway::Gateway;
 use crate::offload::{self, ChecksumState, TooBig};
 use crate::port::{NetworkId, PortId};
@@ -80,6 +82,14 @@ struct NetInfo {
     mss_clamp: bool,
     /// The gateway's DNS server's counters.
     dns: ::dns::Counters,
+}
+
+/// Where the datapath reports to the control plane on its own.
+struct Reports {
+    /// TAP ports whose device vanished.
+    gone: crossbeam_channel::Sender<PortId>,
+    /// Events, in batches.
+    events: DatapathEvents,
 }
 
 struct Datapath {
@@ -124,6 +134,13 @@ struct Datapath {
     /// Time spent working, and wake-ups (for the busy-time metric).
     busy: Duration,
     wakeups: u64,
+    /// Where the bridge's events (and the datapath's own) go, once per
+    /// loop iteration.
+    events: DatapathEvents,
+    /// The underlay endpoint's drop counters at the last tick (its drop
+    /// bursts), and when that was.
+    vtep_drops: DropCounters,
+    last_interval: Timestamp,
 }
 
 impl Datapath {
@@ -133,9 +150,10 @@ impl Datapath {
         vtep: Option<VtepConfig>,
         secret: Option<ClusterSecret>,
         dns: dns::DnsService,
-        gone: crossbeam_channel::Sender<PortId>,
+        reports: Reports,
         nat_limits: crate::nat::Limits,
     ) -> io::Result<Datapath> {
+        let Reports { gone, events } = reports;
         let tunnel = vtep.map(Tunnel::open).transpose()?;
         if let Some(t) = &tunnel {
             let fd = t.rx_socket().as_raw_fd();
@@ -170,6 +188,9 @@ impl Datapath {
             gone,
             busy: Duration::ZERO,
             wakeups: 0,
+            events,
+            vtep_drops: DropCounters::default(),
+            last_interval: Timestamp(0),
         })
     }
 
@@ -220,6 +241,10 @@ impl Datapath {
                 self.last_tick = now;
                 self.tick(now);
             }
+            if !self.bridge.events().is_empty() {
+                let now = self.clock.now();
+                self.events.flush(self.bridge.events_mut(), now);
+            }
             self.busy += woke.elapsed();
             self.wakeups += 1;
         }
@@ -227,11 +252,12 @@ impl Datapath {
 
     fn tick(&mut self, now: Timestamp) {
         self.bridge.age(now);
-        self.rotate_keys();
+        self.rotate_keys(now);
         for aged in self.peers.age(now.0) {
             tracing::info!(peer = %aged.addr, vni = aged.vni.get(), "learned peer aged out");
-            self.remove_port(PortId(aged.handle));
+            self.remove_port_as(PortId(aged.handle), true);
         }
+        self.end_event_interval(now);
         // Every gateway runs its timers; on-network DNS queries time out.
         for index in 0..self.ports.len() {
             let port = PortId(index as u32);
@@ -245,16 +271,35 @@ impl Datapath {
         self.run_local(now);
     }
 
+    /// Ends the bridge's event interval (flapping, suppressed events, full
+    /// tables, drop bursts) and checks the underlay endpoint for drop bursts.
+    fn end_event_interval(&mut self, now: Timestamp) {
+        self.bridge.end_interval(now);
+        let interval_ms = u32::try_from(now.millis_since(self.last_interval)).unwrap_or(u32::MAX);
+        self.last_interval = now;
+        if let Some(tunnel) = &self.tunnel {
+            let current = tunnel.counters().drops;
+            let out = self.bridge.events_mut();
+            crate::events::drop_bursts(None, None, &current, &mut self.vtep_drops, interval_ms, now, out);
+        }
+    }
+
     /// Moves networks with automatic key rotation to the epoch the wall
     /// clock says they are in.
-    fn rotate_keys(&mut self) {
+    fn rotate_keys(&mut self, now: Timestamp) {
         let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        for net in self.nets.iter_mut().flatten() {
+        for (index, net) in self.nets.iter_mut().enumerate() {
+            let Some(net) = net else { continue };
             let (Some(keys), Some(period)) = (net.crypto.as_mut(), net.key_rotation) else { continue };
             let epoch = effective_epoch(net.key_base, Some(period), unix);
             if epoch != keys.current_epoch() {
                 match keys.set_epoch(epoch) {
-                    Ok(()) => tracing::info!(vni = keys.vni().get(), epoch, "key rotated automatically"),
+                    Ok(()) => {
+                        tracing::info!(vni = keys.vni().get(), epoch, "key rotated automatically");
+                        let network = NetworkId(index as u32);
+                        let rotated = EventKind::KeyRotated { network, epoch, automatic: true };
+                        self.bridge.events_mut().push(now, rotated);
+                    }
                     Err(e) => tracing::error!(vni = keys.vni().get(), error = %e, "automatic key rotation failed"),
                 }
             }
@@ -373,6 +418,7 @@ impl Datapath {
                 return Err(DropReason::UnknownPeer);
             }
             tracing::info!(peer = %remote, vni = vni.get(), "learned a new peer");
+            bridge.events_mut().push(now, EventKind::TunnelUp { network, port, remote, learned: true });
             Ok(Classified { port, inner, checksum })
         });
         match result {
