@@ -692,3 +692,77 @@ fn nat_flows_and_services_round_trip() {
     let e: EndpointInfo = serde_json::from_value(old).unwrap();
     assert!(e.publish.is_empty() && e.service.is_none());
 }
+
+#[test]
+fn events_round_trip_with_kind_and_fields_side_by_side() {
+    use ctl::proto::{Event, EventKind, LostScope, PortChange};
+    let mac: ctl::MacAddress = "02:42:0a:0a:00:02".parse().unwrap();
+    let n = || "app".to_owned();
+    let kinds = vec![
+        EventKind::MacLearned { network: n(), mac, port: "vsa".into() },
+        EventKind::MacMoved { network: n(), mac, from: "vsa".into(), to: "vsb".into() },
+        EventKind::MacFlapping {
+            network: n(),
+            mac,
+            ports: ["vsa".into(), "vsb".into()],
+            moves: 5,
+            suppressed: 4,
+            interval_ms: 1000,
+        },
+        EventKind::MacAged { network: n(), mac, port: "vsa".into() },
+        EventKind::TableFull { network: n(), refused: 10, limit: 8192 },
+        EventKind::LearnLimit { network: n(), port: "vsa".into(), refused: 3 },
+        EventKind::EventsSuppressed { network: n(), learned: 1, moved: 2, aged: 3 },
+        EventKind::DropBurst {
+            network: None,
+            port: "vtep".into(),
+            reason: "auth_failed".into(),
+            drops: 120,
+            interval_ms: 1000,
+        },
+        EventKind::PortUp {
+            network: n(),
+            port: "vsa".into(),
+            sandbox: Some("web".into()),
+            reason: PortChange::Connected,
+        },
+        EventKind::PortDown {
+            network: n(),
+            port: "vx:192.0.2.1:4789".into(),
+            sandbox: None,
+            reason: PortChange::PeerRemoved,
+        },
+        EventKind::PeerLearned {
+            network: n(),
+            peer: "192.0.2.1:4789".parse().unwrap(),
+            port: "vx:192.0.2.1:4789".into(),
+        },
+        EventKind::PeerSilent {
+            network: n(),
+            peer: "192.0.2.1:4789".parse().unwrap(),
+            port: "vx:192.0.2.1:4789".into(),
+        },
+        EventKind::KeyRotated { network: n(), epoch: 2, automatic: false },
+        EventKind::EndpointGone {
+            network: n(),
+            sandbox: "c1".into(),
+            port: "vsc".into(),
+            address: Ipv4Addr::new(10, 0, 0, 2),
+        },
+        EventKind::SandboxGone { sandbox: "c1".into(), netns: "/proc/42/ns/net".into() },
+        EventKind::EventsLost { lost: 7, scope: LostScope::Stream },
+    ];
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let event = Event { seq: i as u64 + 1, time: "2026-11-30T10:13:53.123Z".into(), kind };
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(value["kind"], event.kind.name(), "{value}");
+        assert_eq!(value["seq"], i as u64 + 1);
+        assert_eq!(value["network"].as_str(), event.kind.network(), "{value}");
+        assert_eq!(serde_json::from_value::<Event>(value).unwrap(), event);
+    }
+    // The documented example.
+    let line = r#"{"seq":12,"time":"2026-11-30T10:13:53.123Z","kind":"mac_moved","network":"app","mac":"02:42:0a:0a:00:02","from":"vs1a2b3c4d","to":"vs5e6f7a8b"}"#;
+    let event: Event = serde_json::from_str(line).unwrap();
+    assert!(matches!(event.kind, EventKind::MacMoved { ref from, .. } if from == "vs1a2b3c4d"));
+    assert_eq!(serde_json::to_string(&event).unwrap(), line);
+}
