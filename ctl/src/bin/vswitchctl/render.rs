@@ -319,19 +319,6 @@ fn dash(s: String) -> String {
     if s.is_empty() { "-".to_owned() } else { s }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages_are_short() {
-        assert_eq!(age(850), "850ms");
-        assert_eq!(age(12_345), "12.3s");
-        assert_eq!(age(245_000), "4m05s");
-        assert_eq!(age(7_380_000), "2h03m");
-    }
-}
-
 /// One event of `events` as a line: time, kind, network, what happened.
 pub(crate) fn event(w: &mut dyn Write, e: &Event) -> io::Result<()> {
     let network = e.kind.network().unwrap_or("-");
@@ -392,5 +379,18 @@ fn event_details(kind: &EventKind) -> String {
             LostScope::Stream => format!("{lost} events lost: this client read too slowly"),
             LostScope::Daemon => format!("{lost} events lost inside the daemon"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(age(850), "850ms");
+        assert_eq!(age(12_345), "12.3s");
+        assert_eq!(age(245_000), "4m05s");
+        assert_eq!(age(7_380_000), "2h03m");
     }
 }
