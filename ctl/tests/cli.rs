@@ -859,7 +859,7 @@ fn events_follow_prints_the_stream_and_its_summary() {
          {{\"v\":1,\"id\":1,\"item\":{}}}\n{{\"v\":1,\"id\":1,\"end\":{{\"delivered\":2,\"lost\":3}}}}",
         events[0], events[1]
     );
-    let d = FakeDaemon::start(vec![Reply::Raw(Box::leak(lines.into_boxed_str()))]);
+    let d = FakeDaemon::start(vec![Reply::Raw(Box::leak(lines.clone().into_boxed_str()))]);
     let out = vswitchctl(&d.socket, &["events", "--follow", "--json"]);
     let reqs = d.finish();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -869,4 +869,17 @@ fn events_follow_prints_the_stream_and_its_summary() {
     assert_eq!(Value::Array(printed), events);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr, "following events from #7 (Ctrl-C to stop)\n{\"delivered\":2,\"lost\":3}\n");
+
+    let d = FakeDaemon::start(vec![Reply::Raw(Box::leak(lines.into_boxed_str()))]);
+    let out = vswitchctl(&d.socket, &["events", "-f"]);
+    d.finish();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.starts_with("2026-11-30T10:13:53.123Z  port_up "), "{stdout}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        "following events from #7 (Ctrl-C to stop)\n2 events shown, 3 lost: this client read too slowly\n"
+    );
 }

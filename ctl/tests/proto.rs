@@ -394,6 +394,27 @@ fn network_info_uses_docker_keys() {
     assert_eq!(serde_json::from_value::<NetworkInfo>(v).unwrap(), info);
 }
 
+/// Checks a documented stream: its opening reply, then its `S:` lines up to
+/// the `end` line, each of the documented type.
+fn check_stream<'a>(req: &Request, id: u64, ok: Value, lines: &mut impl Iterator<Item = &'a str>) {
+    let Request::Events { .. } = req else { panic!("no documented types for the stream of {}", req.verb()) };
+    serde_json::from_value::<proto::EventsFollow>(ok).expect("events follow reply");
+    for line in lines.by_ref() {
+        let line = line.strip_prefix("S: ").unwrap_or_else(|| panic!("a stream goes on with daemon lines: {line}"));
+        let (got, item) = proto::decode_stream_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(got, Some(id), "{line}");
+        match item {
+            proto::StreamLine::Item(v) => drop(serde_json::from_value::<proto::Event>(v).expect("an event item")),
+            proto::StreamLine::End(v) => {
+                serde_json::from_value::<proto::EventsSummary>(v).expect("an events summary");
+                return;
+            }
+            proto::StreamLine::Err(_) => return,
+        }
+    }
+    panic!("the documented stream has no end line");
+}
+
 /// Checks that an `ok` payload has the documented type for `verb`.
 fn check_payload(verb: &str, ok: Value) {
     let r = match verb {
@@ -416,6 +437,7 @@ fn check_payload(verb: &str, ok: Value) {
         "service_publish" | "service_inspect" => serde_json::from_value::<ServiceInfo>(ok).map(drop),
         "service_ls" => serde_json::from_value::<Vec<ServiceInfo>>(ok).map(drop),
         "nat_ls" => serde_json::from_value::<Vec<NatFlow>>(ok).map(drop),
+        "events" => serde_json::from_value::<Vec<proto::Event>>(ok).map(|events| assert!(!events.is_empty())),
         _ => serde_json::from_value::<Ack>(ok).map(drop),
     };
     r.unwrap_or_else(|e| panic!("payload of {verb}: {e}"));
@@ -427,8 +449,9 @@ fn documented_examples_hold() {
     let lines: Vec<&str> = doc.lines().filter(|l| l.starts_with("C: ") || l.starts_with("S: ")).collect();
     assert!(lines.len() >= 20, "examples missing from PROTOCOL.md");
     let mut pairs = 0;
-    for pair in lines.chunks(2) {
-        let [c, s] = pair else { panic!("unpaired example line {pair:?}") };
+    let mut lines = lines.into_iter();
+    while let Some(c) = lines.next() {
+        let s = lines.next().unwrap_or_else(|| panic!("unpaired example line {c}"));
         let (c, s) =
             (c.strip_prefix("C: ").expect("client line first"), s.strip_prefix("S: ").expect("then server line"));
         let resp = proto::decode_response(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"));
@@ -437,8 +460,11 @@ fn documented_examples_hold() {
                 assert_eq!(resp.id, Some(env.id), "{s}");
                 // Re-encoding is lossless.
                 assert_eq!(proto::parse_request(&proto::encode_request(env.id, &env.req).unwrap()).unwrap(), env);
-                if let Ok(ok) = resp.result {
-                    check_payload(env.req.verb(), ok);
+                match resp.result {
+                    // A stream's item lines and its end line follow its reply.
+                    Ok(ok) if env.req.is_stream() => check_stream(&env.req, env.id, ok, &mut lines),
+                    Ok(ok) => check_payload(env.req.verb(), ok),
+                    Err(_) => {}
                 }
             }
             Err((id, e)) => {

@@ -83,6 +83,9 @@ fn print_summary(json: bool, summary: Value) -> Result<()> {
     }
     let s: EventsSummary =
         serde_json::from_value(summary).map_err(|e| anyhow::anyhow!("unexpected summary from vswitchd: {e}"))?;
-    writeln!(err, "{} events shown, {} lost (this client read too slowly)", s.delivered, s.lost)?;
+    match s.lost {
+        0 => writeln!(err, "{} events shown, none lost", s.delivered)?,
+        lost => writeln!(err, "{} events shown, {lost} lost: this client read too slowly", s.delivered)?,
+    }
     Ok(())
 }

@@ -206,7 +206,11 @@ impl Datapath {
             let timeout = if busy {
                 Duration::ZERO
             } else {
-                [dns_deadline, nat_deadline].into_iter().flatten().fold(TICK, Duration::min)
+                // Wake up for the next tick, not a whole tick after the
+                // last wake-up: aging and event intervals stay ~1 s apart.
+                let since_tick = self.clock.now().millis_since(self.last_tick);
+                let until_tick = TICK.saturating_sub(Duration::from_millis(since_tick));
+                [dns_deadline, nat_deadline].into_iter().flatten().fold(until_tick, Duration::min)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
