@@ -2,7 +2,8 @@
 //! --json events --follow` and read back with `vswitchctl events`: ports up
 //! when sandboxes connect, MACs learned when they ping, a MAC moved and then
 //! flapping between two ports (one event per interval naming both, every
-//! move accounted for), a drop burst, a port down on disconnect, a
+//! move accounted for), a drop burst, a port down and up again as its
+//! sandbox sets its link down and up, a port down on disconnect, a
 //! container that exits (its endpoint and sandbox released), and the
 //! history; the follower stops on Ctrl-C with a summary that lost nothing.
 //! On an encrypted overlay between two simulated hosts: the tunnel port of
@@ -23,7 +24,8 @@ use serde_json::Value;
 use vswitch::encrypted::{SecretFile, encrypted_vtep_daemon};
 use vswitch::overlay::{ip_of, sandbox_on, tunnel_port};
 use vswitch::{
-    Binaries, Container, Daemon, Underlay, inject_frame, inject_frames, ping, require_root, wait_for, wait_until,
+    Binaries, Container, Daemon, Underlay, inject_frame, inject_frames, netns_exec_ok, ping, require_root, wait_for,
+    wait_until,
 };
 
 /// How long any one expected event may take to show up.
@@ -253,6 +255,15 @@ fn events_follow_ports_macs_flapping_drops_and_gone_sandboxes() {
     );
     assert_eq!(burst["network"], net.as_str());
     assert!(burst["drops"].as_u64().unwrap() >= 100, "{burst}");
+
+    // b's side of its link goes down inside b: frames flooded to it fail
+    // (its port is down), and once it is up again they cross it (up).
+    netns_exec_ok(&b, "ip", &["link", "set", &eb.ifname, "down"]);
+    inject_frame(&a, &ea.ifname, &broadcast_from(ea.mac.octets())).expect("inject");
+    f.wait_event("port_down", &[("port", &eb.port), ("sandbox", &b), ("reason", "link_down")]);
+    netns_exec_ok(&b, "ip", &["link", "set", &eb.ifname, "up"]);
+    inject_frame(&a, &ea.ifname, &broadcast_from(ea.mac.octets())).expect("inject");
+    f.wait_event("port_up", &[("port", &eb.port), ("sandbox", &b), ("reason", "link_up")]);
 
     // Disconnecting takes the port down.
     d.ctl_ok(&["network", "disconnect", &net, &b]);

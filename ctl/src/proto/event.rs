@@ -42,6 +42,11 @@ pub enum PortChange {
     PeerAdded,
     /// A tunnel port removed with its peer or its network.
     PeerRemoved,
+    /// The sandbox's side of the link went down (`ip link set eth0 down`
+    /// inside it): frames to it fail.
+    LinkDown,
+    /// The sandbox's side of the link is up again (a frame crossed it).
+    LinkUp,
 }
 
 impl PortChange {
@@ -55,6 +60,8 @@ impl PortChange {
             PortChange::Gone => "gone",
             PortChange::PeerAdded => "peer_added",
             PortChange::PeerRemoved => "peer_removed",
+            PortChange::LinkDown => "link_down",
+            PortChange::LinkUp => "link_up",
         }
     }
 }

@@ -172,6 +172,16 @@ pub enum EventKind {
         /// removed by the operator or with its network).
         silent: bool,
     },
+    /// The sandbox's side of a TAP port went down (writes to it fail) or
+    /// came back (a frame crossed it again).
+    PortLink {
+        /// The port's network.
+        network: NetworkId,
+        /// The TAP port.
+        port: PortId,
+        /// Up again, or down.
+        up: bool,
+    },
     /// An encrypted overlay moved to another key epoch.
     KeyRotated {
         /// The network.

@@ -212,6 +212,10 @@ impl Datapath {
         if self.queued.len() <= id.index() {
             self.queued.resize(id.index() + 1, false);
         }
+        if self.link_down.len() <= id.index() {
+            self.link_down.resize(id.index() + 1, false);
+        }
+        self.link_down[id.index()] = false;
         // Frames may already be queued: edge-triggered epoll would not say so.
         self.mark_ready(id);
         Ok(())

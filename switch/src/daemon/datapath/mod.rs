@@ -137,6 +137,9 @@ struct Datapath {
     /// Where the bridge's events (and the datapath's own) go, once per
     /// loop iteration.
     events: DatapathEvents,
+    /// TAP ports whose sandbox side is down (writes fail with EIO), by
+    /// port index: each change is reported once.
+    link_down: Vec<bool>,
     /// The underlay endpoint's drop counters at the last tick (its drop
     /// bursts), and when that was.
     vtep_drops: DropCounters,
@@ -189,6 +192,7 @@ impl Datapath {
             busy: Duration::ZERO,
             wakeups: 0,
             events,
+            link_down: Vec::new(),
             vtep_drops: DropCounters::default(),
             last_interval: Timestamp(0),
         })
@@ -336,6 +340,7 @@ impl Datapath {
             match tap.recv(bytes) {
                 Ok(len) if len >= HDR => {
                     let gso = VirtioNetHdr::parse(bytes).unwrap_or_default().is_gso();
+                    self.link_seen_up(port);
                     self.batch.push(RxEntry {
                         buf,
                         frame: HDR..len,
@@ -519,10 +524,40 @@ impl Datapath {
     fn flush_gro(&mut self) {
         let Some(port) = self.gro_port.take() else { return };
         let Some(bytes) = self.gro.take() else { return };
-        if let Some(Some(PortIo::Tap(tap))) = self.ports.get(port.index())
-            && let Err(e) = tap.send(bytes)
-        {
-            self.bridge.count_drop(port, tx_drop_reason(&e));
+        let Some(Some(PortIo::Tap(tap))) = self.ports.get(port.index()) else { return };
+        match tap.send(bytes) {
+            Ok(_) => self.link_seen_up(port),
+            Err(e) => self.tap_send_failed(port, &e),
+        }
+    }
+
+    /// A write to TAP `port` failed: counted; EIO means the sandbox's side
+    /// of the link is down.
+    fn tap_send_failed(&mut self, port: PortId, e: &io::Error) {
+        self.bridge.count_drop(port, tx_drop_reason(e));
+        if e.raw_os_error() == Some(libc::EIO) {
+            self.link_changed(port, false);
+        }
+    }
+
+    /// A frame crossed TAP `port`: if its link was down, it is up again.
+    #[inline]
+    fn link_seen_up(&mut self, port: PortId) {
+        if self.link_down.get(port.index()) == Some(&true) {
+            self.link_changed(port, true);
+        }
+    }
+
+    /// Records a change of a TAP port's link, once.
+    fn link_changed(&mut self, port: PortId, up: bool) {
+        let Some(down) = self.link_down.get_mut(port.index()) else { return };
+        if *down != up {
+            return;
+        }
+        *down = !up;
+        if let Ok(config) = self.bridge.port_config(port) {
+            let now = self.clock.now();
+            self.bridge.events_mut().push(now, EventKind::PortLink { network: config.network, port, up });
         }
     }
 
@@ -537,8 +572,9 @@ impl Datapath {
                         tap.send_vectored(&[IoSlice::new(&hdr), IoSlice::new(self.batch.frame(i))])
                     }
                 };
-                if let Err(e) = sent {
-                    self.bridge.count_drop(port, tx_drop_reason(&e));
+                match sent {
+                    Ok(_) => self.link_seen_up(port),
+                    Err(e) => self.tap_send_failed(port, &e),
                 }
             }
             Some(Some(PortIo::Gateway(_))) => {

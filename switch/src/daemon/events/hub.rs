@@ -321,6 +321,14 @@ fn name(names: &Names, tunnels: &mut HashMap<PortId, SocketAddr>, event: &Event)
                 Wire::PortDown { network, port, sandbox: None, reason: PortChange::PeerRemoved }
             }
         }
+        EventKind::PortLink { network, port, up } => {
+            let (network, sandbox, port) = (names.network(network), names.sandbox(port), names.port(port, tunnels));
+            if up {
+                Wire::PortUp { network, port, sandbox, reason: PortChange::LinkUp }
+            } else {
+                Wire::PortDown { network, port, sandbox, reason: PortChange::LinkDown }
+            }
+        }
         EventKind::KeyRotated { network, epoch, automatic } => {
             Wire::KeyRotated { network: names.network(network), epoch, automatic }
         }

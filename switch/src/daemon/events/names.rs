@@ -25,7 +25,8 @@ pub fn gateway_port_name(network: &str) -> String {
 #[derive(Debug, Default, Clone)]
 pub struct Names {
     networks: HashMap<u32, String>,
-    endpoints: HashMap<u32, String>,
+    /// Port name and sandbox.
+    endpoints: HashMap<u32, (String, String)>,
 }
 
 impl Names {
@@ -37,8 +38,10 @@ impl Names {
             }
         }
         for endpoint in model.endpoints() {
-            if self.endpoints.get(&endpoint.port_index) != Some(&endpoint.host_tap_name) {
-                self.endpoints.insert(endpoint.port_index, endpoint.host_tap_name.clone());
+            let known = self.endpoints.get(&endpoint.port_index);
+            if known.is_none_or(|(port, sandbox)| *port != endpoint.host_tap_name || *sandbox != endpoint.sandbox) {
+                let names = (endpoint.host_tap_name.clone(), endpoint.sandbox.clone());
+                self.endpoints.insert(endpoint.port_index, names);
             }
         }
     }
@@ -48,9 +51,15 @@ impl Names {
         self.networks.insert(index, name.to_owned());
     }
 
-    /// Names endpoint port index `index`.
-    pub fn set_endpoint(&mut self, index: u32, name: &str) {
-        self.endpoints.insert(index, name.to_owned());
+    /// Names endpoint port index `index`, the port of `sandbox`.
+    pub fn set_endpoint(&mut self, index: u32, name: &str, sandbox: &str) {
+        self.endpoints.insert(index, (name.to_owned(), sandbox.to_owned()));
+    }
+
+    /// The sandbox behind port `id`, if it is an endpoint's.
+    pub fn sandbox(&self, id: PortId) -> Option<String> {
+        let PortRole::Endpoint(i) = PortRole::of(id) else { return None };
+        self.endpoints.get(&i).map(|(_, sandbox)| sandbox.clone())
     }
 
     /// The name of network `id` (`net7` if unknown).
@@ -62,7 +71,7 @@ impl Names {
     /// (`port7` if unknown).
     pub fn port(&self, id: PortId, tunnels: &HashMap<PortId, SocketAddr>) -> String {
         let name = match PortRole::of(id) {
-            PortRole::Endpoint(i) => self.endpoints.get(&i).cloned(),
+            PortRole::Endpoint(i) => self.endpoints.get(&i).map(|(port, _)| port.clone()),
             PortRole::Gateway(i) => self.networks.get(&i).map(|n| gateway_port_name(n)),
             PortRole::Tunnel(_) => tunnels.get(&id).map(|r| tunnel_port_name(*r)),
         };

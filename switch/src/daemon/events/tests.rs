@@ -24,8 +24,8 @@ fn hub() -> EventHub {
     let hub = EventHub::new();
     hub.with_names(|n| {
         n.set_network(0, "app");
-        n.set_endpoint(0, "vsA");
-        n.set_endpoint(1, "vsB");
+        n.set_endpoint(0, "vsA", "web");
+        n.set_endpoint(1, "vsB", "db");
     });
     hub
 }
@@ -101,7 +101,7 @@ fn datapath_events_are_named_timed_and_numbered() {
 }
 
 #[test]
-fn tunnel_ports_are_named_from_the_datapaths_own_events() {
+fn tunnel_ports_and_link_changes_are_named() {
     let hub = hub();
     let remote: SocketAddr = "192.0.2.7:4789".parse().unwrap();
     let tunnel = PortId(2);
@@ -115,6 +115,8 @@ fn tunnel_ports_are_named_from_the_datapaths_own_events() {
             (4, EventKind::TunnelDown { network: NET, port: tunnel, remote, silent: true }),
             (5, EventKind::TunnelDown { network: NET, port: PortId(5), remote: static_remote, silent: false }),
             (6, EventKind::KeyRotated { network: NET, epoch: 3, automatic: true }),
+            (7, EventKind::PortLink { network: NET, port: endpoint_port(1), up: false }),
+            (8, EventKind::PortLink { network: NET, port: endpoint_port(1), up: true }),
         ],
         0,
     ));
@@ -130,6 +132,13 @@ fn tunnel_ports_are_named_from_the_datapaths_own_events() {
             Wire::PeerSilent { network: app(), peer: remote, port },
             Wire::PortDown { network: app(), port: other, sandbox: None, reason: PortChange::PeerRemoved },
             Wire::KeyRotated { network: app(), epoch: 3, automatic: true },
+            Wire::PortDown {
+                network: app(),
+                port: "vsB".into(),
+                sandbox: Some("db".into()),
+                reason: PortChange::LinkDown,
+            },
+            Wire::PortUp { network: app(), port: "vsB".into(), sandbox: Some("db".into()), reason: PortChange::LinkUp },
         ]
     );
 }
