@@ -27,12 +27,16 @@ struct Mover {
 
 /// The MACs that moved in the current or the last interval, in a table of
 /// [`FLAP_TRACKED`] slots allocated once. Moves are rare next to frames, so
-/// a slot is found by a linear scan. When every slot is taken, the MAC that
+/// a slot is found by a linear scan, after a look at the slot of the last
+/// move (a MAC flapping at line rate moves on every frame: that stays one
+/// comparison). When every slot is taken, the MAC that
 /// moved least recently (and is not flapping) makes room; when all of them
 /// are flapping, the move is reported on its own and counted as untracked.
 #[derive(Debug)]
 pub struct FlapTracker {
     slots: Vec<Option<Mover>>,
+    /// The slot of the last move.
+    last: usize,
     interval_start: Timestamp,
     untracked: u64,
 }
@@ -46,15 +50,18 @@ impl Default for FlapTracker {
 impl FlapTracker {
     /// A tracker with room for `slots` moving MACs.
     pub fn new(slots: usize) -> FlapTracker {
-        FlapTracker { slots: vec![None; slots.max(1)], interval_start: Timestamp(0), untracked: 0 }
+        FlapTracker { slots: vec![None; slots.max(1)], last: 0, interval_start: Timestamp(0), untracked: 0 }
     }
 
     /// `mac` of `network` moved `from` → `to` at `now`. Returns whether the
     /// move is to be reported on its own (`false`: it is part of flapping,
     /// reported at the interval's end).
     pub fn on_move(&mut self, network: NetworkId, mac: MacAddr, from: PortId, to: PortId, now: Timestamp) -> bool {
-        let found = self.slots.iter_mut().flatten().find(|m| m.mac == mac && m.network == network);
-        if let Some(m) = found {
+        let is_it = |m: &Option<Mover>| m.is_some_and(|m| m.mac == mac && m.network == network);
+        let found = if is_it(&self.slots[self.last]) { Some(self.last) } else { self.slots.iter().position(is_it) };
+        if let Some(i) = found {
+            self.last = i;
+            let Some(m) = &mut self.slots[i] else { return true };
             m.moves = m.moves.saturating_add(1);
             m.ports = [from, to];
             m.last = now;
@@ -77,8 +84,16 @@ impl FlapTracker {
         };
         match free {
             Some(i) => {
-                self.slots[i] =
-                    Some(Mover { network, mac, ports: [from, to], moves: 1, suppressed: 0, flapping: false, last: now })
+                self.slots[i] = Some(Mover {
+                    network,
+                    mac,
+                    ports: [from, to],
+                    moves: 1,
+                    suppressed: 0,
+                    flapping: false,
+                    last: now,
+                });
+                self.last = i;
             }
             None => self.untracked += 1,
         }

@@ -218,8 +218,8 @@ impl EventHub {
         }
     }
 
-    /// Hands one datapath batch to the hub synchronously, as its thread
-    /// does (tests).
+    /// A translator like the hub thread's, to hand it batches
+    /// synchronously (tests).
     #[cfg(test)]
     pub(super) fn translator(&self) -> Translator {
         Translator { shared: Arc::clone(&self.shared), tunnels: HashMap::new() }
