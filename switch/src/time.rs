@@ -1,5 +1,6 @@
 //! Time as the datapath sees it: a monotonic millisecond count passed in by
-//! the caller, so tests drive a virtual clock and never sleep.
+//! the caller, so tests drive a virtual clock and never sleep. The daemon
+//! loop reads it through [`Clock`]; [`MonotonicClock`] is the real one.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,26 @@ impl MonotonicClock {
     /// The current time.
     pub fn now(&self) -> Timestamp {
         Timestamp(self.origin.elapsed().as_millis() as u64)
+    }
+}
+
+/// Where a loop takes `now` from: the process's clocks in the daemon, a
+/// virtual clock that tests move by hand.
+pub trait Clock: Send {
+    /// The current monotonic time (FDB aging, timers, rate limits).
+    fn now(&self) -> Timestamp;
+    /// Whole seconds since the Unix epoch by the wall clock (automatic key
+    /// rotation, which hosts agree on through NTP, not through each other).
+    fn unix_secs(&self) -> u64;
+}
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Timestamp {
+        MonotonicClock::now(self)
+    }
+
+    fn unix_secs(&self) -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
     }
 }
 

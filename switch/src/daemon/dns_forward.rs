@@ -61,7 +61,8 @@ pub struct Done {
 #[derive(Debug)]
 pub struct ForwardThread {
     jobs: Option<Sender<Job>>,
-    waker: Arc<Waker>,
+    /// Wakes the thread; none for a detached end (tests).
+    waker: Option<Arc<Waker>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -85,13 +86,20 @@ impl ForwardThread {
             buf: vec![0u8; MAX_MESSAGE],
         };
         let thread = std::thread::Builder::new().name("dns-forward".into()).spawn(move || state.run())?;
-        Ok(ForwardThread { jobs: Some(jobs), waker, thread: Some(thread) })
+        Ok(ForwardThread { jobs: Some(jobs), waker: Some(waker), thread: Some(thread) })
+    }
+
+    /// An end with no thread behind it: queries go to `jobs`, for whoever
+    /// holds the receiver to answer (the deterministic datapath tests).
+    #[cfg(test)]
+    pub(crate) fn detached(jobs: Sender<Job>) -> ForwardThread {
+        ForwardThread { jobs: Some(jobs), waker: None, thread: None }
     }
 
     /// Hands a query to the thread. False if the thread is gone.
     pub fn submit(&self, job: Job) -> bool {
         let sent = self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
-        sent && self.waker.wake().is_ok()
+        sent && self.waker.as_ref().is_none_or(|w| w.wake().is_ok())
     }
 }
 
@@ -99,7 +107,9 @@ impl Drop for ForwardThread {
     fn drop(&mut self) {
         // A closed channel tells the thread to stop.
         self.jobs = None;
-        let _ = self.waker.wake();
+        if let Some(waker) = &self.waker {
+            let _ = waker.wake();
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

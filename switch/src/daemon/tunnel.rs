@@ -14,10 +14,15 @@
 //! USO super-frames are segmented in software to the overlay MTU and partial
 //! checksums completed ([`crate::offload`]), and the segments of one frame
 //! leave in one GSO send.
+//!
+//! The sockets sit behind [`Underlay`] (the kernel's: [`Tunnel::open`]), so
+//! the deterministic datapath tests run encapsulation, sealing and GSO
+//! chunking over in-memory datagram queues instead.
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::Range;
+use std::os::fd::{AsRawFd, RawFd};
 
 use crypto::{InnerChecksum, NetworkCrypto};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
@@ -86,16 +91,76 @@ pub(crate) enum TxOutcome {
     Dropped(DropReason),
 }
 
+/// The underlay's datagram sockets as the tunnel uses them: one receiving
+/// socket, read in batches (with UDP GRO), and a pool of sending sockets,
+/// one per UDP source port, each taking GSO trains. The kernel's are
+/// [`UdpUnderlay`]; tests put in-memory queues in their place. One call
+/// per receive batch and per (GSO) send.
+pub(crate) trait Underlay: Send {
+    /// Receives datagrams into `bufs`, describing each buffer's in `meta`
+    /// (a buffer may hold a GRO train of `stride`-sized datagrams); returns
+    /// how many buffers were filled, `WouldBlock` when none is queued.
+    fn recv(&mut self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize>;
+
+    /// Most datagrams one receive buffer may hold (1 without UDP GRO).
+    fn gro_segments(&self) -> usize;
+
+    /// Sockets in the send pool.
+    fn senders(&self) -> usize;
+
+    /// Most segments one GSO send of sender `sender` may carry.
+    fn max_gso_segments(&self, sender: usize) -> usize;
+
+    /// Sends `transmit` (one datagram, or a GSO train) from sender `sender`.
+    fn send(&mut self, sender: usize, transmit: &Transmit<'_>) -> io::Result<()>;
+
+    /// The receiving socket's descriptor, to register with the event loop;
+    /// `None` when the caller signals readiness itself.
+    fn event_fd(&self) -> Option<RawFd>;
+}
+
 struct TxSocket {
     socket: UdpSocket,
     state: UdpSocketState,
 }
 
-/// The underlay sockets and the scratch buffers of encapsulation.
-pub(crate) struct Tunnel {
+/// The kernel's UDP sockets, batched by quinn-udp.
+struct UdpUnderlay {
     rx: UdpSocket,
     rx_state: UdpSocketState,
     tx: Vec<TxSocket>,
+}
+
+impl Underlay for UdpUnderlay {
+    fn recv(&mut self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        self.rx_state.recv(UdpSockRef::from(&self.rx), bufs, meta)
+    }
+
+    fn gro_segments(&self) -> usize {
+        self.rx_state.gro_segments()
+    }
+
+    fn senders(&self) -> usize {
+        self.tx.len()
+    }
+
+    fn max_gso_segments(&self, sender: usize) -> usize {
+        self.tx[sender].state.max_gso_segments()
+    }
+
+    fn send(&mut self, sender: usize, transmit: &Transmit<'_>) -> io::Result<()> {
+        let socket = &self.tx[sender];
+        socket.state.try_send(UdpSockRef::from(&socket.socket), transmit)
+    }
+
+    fn event_fd(&self) -> Option<RawFd> {
+        Some(self.rx.as_raw_fd())
+    }
+}
+
+/// The underlay sockets and the scratch buffers of encapsulation.
+pub(crate) struct Tunnel {
+    io: Box<dyn Underlay>,
     config: VtepConfig,
     counters: TunnelCounters,
     segments: SegmentBuf,
@@ -124,20 +189,24 @@ impl Tunnel {
             gro_segments = rx_state.gro_segments(),
             "VXLAN underlay ready"
         );
-        Ok(Tunnel {
-            rx,
-            rx_state,
-            tx,
+        Ok(Tunnel::with_underlay(config, Box::new(UdpUnderlay { rx, rx_state, tx })))
+    }
+
+    /// A tunnel over `io`, configured as `config` says (whose address `io`
+    /// stands for).
+    pub(crate) fn with_underlay(config: VtepConfig, io: Box<dyn Underlay>) -> Tunnel {
+        Tunnel {
+            io,
             config,
             counters: TunnelCounters::default(),
             segments: SegmentBuf::with_capacity(128 * 1024, offload::MAX_SEGMENTS),
             metas: [RecvMeta::default(); BUFFERS],
-        })
+        }
     }
 
-    /// The receive socket, for event registration.
-    pub(crate) fn rx_socket(&self) -> &UdpSocket {
-        &self.rx
+    /// The receiving socket's descriptor, for event registration.
+    pub(crate) fn event_fd(&self) -> Option<RawFd> {
+        self.io.event_fd()
     }
 
     /// The configuration it was opened with.
@@ -169,7 +238,7 @@ impl Tunnel {
     ) -> io::Result<bool> {
         // With GRO one buffer may hold many datagrams: take only as many
         // buffers as the batch has frame slots for, whatever they carry.
-        let frames_left = batch.frames_left() / self.rx_state.gro_segments().max(1);
+        let frames_left = batch.frames_left() / self.io.gro_segments().max(1);
         let (first, free) = batch.free_buffers();
         let wanted = free.len().min(frames_left);
         if wanted == 0 {
@@ -178,7 +247,7 @@ impl Tunnel {
         let mut iter = free.iter_mut();
         let mut slices: [IoSliceMut<'_>; BUFFERS] =
             std::array::from_fn(|_| IoSliceMut::new(iter.next().map_or(&mut [][..], |b| &mut b[..])));
-        let received = match self.rx_state.recv(UdpSockRef::from(&self.rx), &mut slices[..wanted], &mut self.metas) {
+        let received = match self.io.recv(&mut slices[..wanted], &mut self.metas) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(e),
@@ -224,7 +293,7 @@ impl Tunnel {
         if let Some(kind) = offload::exceeds_mtu(frame, hdr, ip_mtu) {
             return TxOutcome::TooBig(kind);
         }
-        let socket = &self.tx[vxlan::flow_hash(frame) as usize % self.tx.len()];
+        let sender = vxlan::flow_hash(frame) as usize % self.io.senders();
         // Segments are cut with room for the encapsulation around each, so
         // headers (and tags) are written in place and the arena is the GSO
         // payload: one copy of the frame in all.
@@ -271,11 +340,12 @@ impl Tunnel {
         let datagrams = payload.len().div_ceil(size);
         // One GSO send is one IP packet to the kernel: at most 64 KiB of UDP
         // payload and the kernel's segment limit.
-        let per_send = socket.state.max_gso_segments().min(MAX_UDP_PAYLOAD / size).max(1);
+        let per_send = self.io.max_gso_segments(sender).min(MAX_UDP_PAYLOAD / size).max(1);
+        let io = &mut self.io;
         let result = payload.chunks(size * per_send).try_for_each(|chunk| {
             let segment_size = (chunk.len() > size).then_some(size);
             let transmit = Transmit { destination: dest, ecn: None, contents: chunk, segment_size, src_ip: None };
-            socket.state.try_send(UdpSockRef::from(&socket.socket), &transmit)
+            io.send(sender, &transmit)
         });
         match result {
             Ok(()) => {

@@ -2,7 +2,6 @@
 //! ports, peers, static entries, and snapshots for the control plane.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 
 use crypto::NetworkCrypto;
 use mio::Interest;
@@ -10,6 +9,7 @@ use mio::Token;
 use mio::unix::SourceFd;
 use vxlan::Vni;
 
+use super::device::PortDevice;
 use super::handle::{Command, DatapathError, NetworkSpec, Snapshot, TunnelPortInfo, tunnel_port};
 use super::{Datapath, NetInfo, PortIo};
 use crate::bridge::{Bridge, BridgeError};
@@ -119,7 +119,7 @@ impl Datapath {
         {
             return Err(DatapathError::VniInUse(vni.get()));
         }
-        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let unix = self.clock.unix_secs();
         let crypto = match (spec.key_epoch, spec.vni) {
             (Some(base), Some(vni)) => {
                 let epoch = super::effective_epoch(base, spec.key_rotation, unix);
@@ -165,7 +165,7 @@ impl Datapath {
     fn set_key_epoch(&mut self, network: NetworkId, base: u32) -> Result<(), DatapathError> {
         let net = self.nets.get_mut(network.index()).and_then(Option::as_mut);
         let net = net.filter(|n| n.crypto.is_some()).ok_or(DatapathError::NotEncrypted(network))?;
-        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let unix = self.clock.unix_secs();
         let epoch = super::effective_epoch(base, net.key_rotation, unix);
         let keys = net.crypto.as_mut().ok_or(DatapathError::NotEncrypted(network))?;
         keys.set_epoch(epoch).map_err(DatapathError::Crypto)?;
@@ -200,15 +200,38 @@ impl Datapath {
     }
 
     fn add_tap(&mut self, id: PortId, tap: Tap, config: PortConfig) -> Result<(), (Tap, DatapathError)> {
-        if let Err(e) = self.bridge.add_port(id, config) {
-            return Err((tap, e.into()));
+        match self.add_device(id, &tap, config) {
+            Ok(()) => {
+                self.install_device(id, Box::new(tap));
+                Ok(())
+            }
+            Err(e) => Err((tap, e)),
         }
-        let fd = tap.as_raw_fd();
-        if let Err(source) = self.poll.registry().register(&mut SourceFd(&fd), Token(id.index()), Interest::READABLE) {
+    }
+
+    /// Adds the port of a frame device to the bridge and, if it has a
+    /// descriptor, to the event loop; [`Datapath::install_device`] then
+    /// puts the device in place.
+    pub(super) fn add_device(
+        &mut self,
+        id: PortId,
+        device: &dyn PortDevice,
+        config: PortConfig,
+    ) -> Result<(), DatapathError> {
+        self.bridge.add_port(id, config)?;
+        if let Some(fd) = device.event_fd()
+            && let Err(source) =
+                self.poll.registry().register(&mut SourceFd(&fd), Token(id.index()), Interest::READABLE)
+        {
             let _ = self.bridge.remove_port(id);
-            return Err((tap, DatapathError::Register { port: id, source }));
+            return Err(DatapathError::Register { port: id, source });
         }
-        *slot(&mut self.ports, id) = Some(PortIo::Tap(tap));
+        Ok(())
+    }
+
+    /// Puts the device of a port [`Datapath::add_device`] added in place.
+    pub(super) fn install_device(&mut self, id: PortId, device: Box<dyn PortDevice>) {
+        *slot(&mut self.ports, id) = Some(PortIo::Tap(device));
         if self.queued.len() <= id.index() {
             self.queued.resize(id.index() + 1, false);
         }
@@ -218,7 +241,6 @@ impl Datapath {
         self.link_down[id.index()] = false;
         // Frames may already be queued: edge-triggered epoll would not say so.
         self.mark_ready(id);
-        Ok(())
     }
 
     pub(super) fn remove_port(&mut self, id: PortId) -> Option<Tap> {
@@ -236,10 +258,11 @@ impl Datapath {
             *q = false;
         }
         match io {
-            PortIo::Tap(tap) => {
-                let fd = tap.as_raw_fd();
-                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-                Some(tap)
+            PortIo::Tap(device) => {
+                if let Some(fd) = device.event_fd() {
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                }
+                device.into_tap()
             }
             PortIo::Tunnel { remote, .. } => {
                 self.peers.remove_handle(id.0);

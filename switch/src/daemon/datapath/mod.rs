@@ -13,17 +13,28 @@
 //! The control plane talks to this thread only through [`DatapathHandle`]:
 //! commands on a channel plus a mio waker. The packet path never waits on
 //! control work; control waits (bounded) on the packet path's reply.
+//!
+//! Frame ports are [`PortDevice`]s, the underlay is an
+//! [`Underlay`](super::tunnel::Underlay) and `now` comes from a [`Clock`]:
+//! the kernel's TAPs, sockets and clocks in the daemon, in-memory queues
+//! and a virtual clock in the deterministic tests (`testing` is their
+//! harness, `loop_tests` the tests), which drive the same loop one wake-up
+//! at a time.
 
 mod config;
+mod device;
 mod dns;
 mod handle;
+#[cfg(test)]
+mod loop_tests;
 mod nat;
+#[cfg(test)]
+mod testing;
 mod unreachable;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
@@ -47,8 +58,9 @@ use crate::events::EventKind;
 use crate::gateway::Gateway;
 use crate::offload::{self, ChecksumState, TooBig};
 use crate::port::{NetworkId, PortId};
-use crate::sys::tap::{Tap, VirtioNetHdr};
-use crate::time::{MonotonicClock, Timestamp};
+use crate::sys::tap::VirtioNetHdr;
+use crate::time::{Clock, MonotonicClock, Timestamp};
+use device::PortDevice;
 
 /// Batches processed before the loop looks at commands and timers again.
 const MAX_BATCHES_PER_WAKEUP: usize = 64;
@@ -61,7 +73,7 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// What sits behind a port.
 enum PortIo {
-    Tap(Tap),
+    Tap(Box<dyn PortDevice>),
     Gateway(Box<Gateway>),
     Tunnel { vni: Vni, remote: SocketAddr, learned: bool },
 }
@@ -111,7 +123,7 @@ struct Datapath {
     peers: PeerTable,
     /// The UDP port each peer IP listens on (packets arrive from any port).
     peer_ports: HashMap<IpAddr, u16>,
-    clock: MonotonicClock,
+    clock: Box<dyn Clock>,
     batch: RxBatch,
     plan: TxPlan,
     /// Gateways that were handed frames in this round.
@@ -157,12 +169,7 @@ impl Datapath {
         nat_limits: crate::nat::Limits,
     ) -> io::Result<Datapath> {
         let Reports { gone, events } = reports;
-        let tunnel = vtep.map(Tunnel::open).transpose()?;
-        if let Some(t) = &tunnel {
-            let fd = t.rx_socket().as_raw_fd();
-            poll.registry().register(&mut SourceFd(&fd), TUNNEL, Interest::READABLE)?;
-        }
-        Ok(Datapath {
+        let mut datapath = Datapath {
             poll,
             inbox,
             bridge: Bridge::new(),
@@ -170,13 +177,13 @@ impl Datapath {
             nets: Vec::new(),
             ready: VecDeque::new(),
             queued: Vec::new(),
-            tunnel_ready: tunnel.is_some(),
+            tunnel_ready: false,
             secret,
-            tunnel,
+            tunnel: None,
             vnis: HashMap::new(),
             peers: PeerTable::new(PeerTableConfig::default()),
             peer_ports: HashMap::new(),
-            clock: MonotonicClock::new(),
+            clock: Box::new(MonotonicClock::new()),
             batch: RxBatch::new(),
             plan: TxPlan::with_capacity(BUFFERS * 8),
             busy_gateways: Vec::new(),
@@ -195,7 +202,21 @@ impl Datapath {
             link_down: Vec::new(),
             vtep_drops: DropCounters::default(),
             last_interval: Timestamp(0),
-        })
+        };
+        if let Some(vtep) = vtep {
+            datapath.attach_tunnel(Tunnel::open(vtep)?)?;
+        }
+        Ok(datapath)
+    }
+
+    /// Makes `tunnel` the underlay, watched by the event loop.
+    fn attach_tunnel(&mut self, tunnel: Tunnel) -> io::Result<()> {
+        if let Some(fd) = tunnel.event_fd() {
+            self.poll.registry().register(&mut SourceFd(&fd), TUNNEL, Interest::READABLE)?;
+        }
+        self.tunnel = Some(tunnel);
+        self.tunnel_ready = true;
+        Ok(())
     }
 
     fn run(mut self) {
@@ -230,31 +251,40 @@ impl Datapath {
                     Token(port) => self.mark_ready(PortId(port as u32)),
                 }
             }
-            self.handle_commands();
-            self.dns_results();
-            if dns_deadline.is_some() {
-                self.expire_local_dns();
-            }
-            self.nat_timers();
-            // Bounded, so commands and timers get their turn under load.
-            for _ in 0..MAX_BATCHES_PER_WAKEUP {
-                if self.ready.is_empty() && !self.tunnel_ready && !self.nat.has_work() {
-                    break;
-                }
-                self.read_batch();
-                self.forward();
-            }
-            let now = self.clock.now();
-            if now.millis_since(self.last_tick) >= TICK.as_millis() as u64 {
-                self.last_tick = now;
-                self.tick(now);
-            }
-            if !self.bridge.events().is_empty() {
-                let now = self.clock.now();
-                self.events.flush(self.bridge.events_mut(), now);
-            }
+            self.wakeup();
             self.busy += woke.elapsed();
             self.wakeups += 1;
+        }
+    }
+
+    /// What one wake-up does once the ready ports are marked: commands,
+    /// DNS and translator timers, up to [`MAX_BATCHES_PER_WAKEUP`] batches,
+    /// the tick when it is due, and handing the events over.
+    fn wakeup(&mut self) {
+        // Queries to on-network DNS upstreams time out on their own clock.
+        let dns_deadline = self.dns.next_local_deadline();
+        self.handle_commands();
+        self.dns_results();
+        if dns_deadline.is_some() {
+            self.expire_local_dns();
+        }
+        self.nat_timers();
+        // Bounded, so commands and timers get their turn under load.
+        for _ in 0..MAX_BATCHES_PER_WAKEUP {
+            if self.ready.is_empty() && !self.tunnel_ready && !self.nat.has_work() {
+                break;
+            }
+            self.read_batch();
+            self.forward();
+        }
+        let now = self.clock.now();
+        if now.millis_since(self.last_tick) >= TICK.as_millis() as u64 {
+            self.last_tick = now;
+            self.tick(now);
+        }
+        if !self.bridge.events().is_empty() {
+            let now = self.clock.now();
+            self.events.flush(self.bridge.events_mut(), now);
         }
     }
 
@@ -295,7 +325,7 @@ impl Datapath {
     /// Moves networks with automatic key rotation to the epoch the wall
     /// clock says they are in.
     fn rotate_keys(&mut self, now: Timestamp) {
-        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let unix = self.clock.unix_secs();
         for (index, net) in self.nets.iter_mut().enumerate() {
             let Some(net) = net else { continue };
             let (Some(keys), Some(period)) = (net.crypto.as_mut(), net.key_rotation) else { continue };
@@ -699,8 +729,9 @@ impl Datapath {
     fn port_gone(&mut self, port: PortId) {
         self.queued[port.index()] = false;
         if let Some(Some(PortIo::Tap(tap))) = self.ports.get(port.index()) {
-            let fd = tap.as_raw_fd();
-            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            if let Some(fd) = tap.event_fd() {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
             tracing::info!(%port, "TAP device gone (its sandbox's namespace ended, or it was deleted)");
             let _ = self.gone.send(port);
         }

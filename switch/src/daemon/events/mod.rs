@@ -78,6 +78,14 @@ pub fn datapath_channel() -> (DatapathEvents, DatapathEventsRx) {
     (DatapathEvents { batches, spares, lost: 0 }, DatapathEventsRx { batches: batches_rx, spares: spares_tx })
 }
 
+impl DatapathEventsRx {
+    /// The batches waiting now (tests drive the datapath without a hub).
+    #[cfg(test)]
+    pub(crate) fn try_batches(&self) -> Vec<EventBatch> {
+        self.batches.try_iter().collect()
+    }
+}
+
 impl DatapathEvents {
     /// Hands what `buffer` recorded to the hub, if anything, at monotonic
     /// time `now`. Never blocks: when the channel is full the events are

@@ -1,0 +1,241 @@
+//! Frames as sandboxes and peers send them, built with etherparse (an
+//! implementation independent of the switch's own parsers), and the
+//! addresses the tests use.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use etherparse::{PacketBuilder, TcpOptionElement};
+
+use crate::gateway::gateway_mac;
+use crate::wire::MacAddr;
+
+/// The broadcast MAC.
+pub(crate) const BROADCAST: MacAddr = MacAddr([0xff; 6]);
+
+/// The MAC of test station `n`: locally administered, unicast.
+pub(crate) const fn mac(n: u8) -> MacAddr {
+    MacAddr([0x02, 0x42, 0, 0, 0, n])
+}
+
+/// Address `n` of the test subnet 10.0.0.0/24 (the gateway is `ip(1)`).
+pub(crate) const fn ip(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, n)
+}
+
+/// The gateway's MAC on the test subnet.
+pub(crate) fn gw_mac() -> MacAddr {
+    gateway_mac(ip(1))
+}
+
+/// The VTEP address of test host `n` (192.0.2.n:4789).
+pub(crate) fn vtep(n: u8) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(192, 0, 2, n), 4789))
+}
+
+/// An Ethernet frame with any EtherType and payload.
+pub(crate) fn ethernet(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(14 + payload.len());
+    frame.extend_from_slice(&dst.0);
+    frame.extend_from_slice(&src.0);
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A minimal frame from `src` to `dst` (an unknown EtherType, 46 bytes
+/// of payload marked with `tag`), for bridging tests.
+pub(crate) fn frame(dst: MacAddr, src: MacAddr, tag: u8) -> Vec<u8> {
+    ethernet(dst, src, 0x88b5, &[tag; 46])
+}
+
+/// An ARP request from (`src`, `sender`) for `target`, broadcast.
+pub(crate) fn arp_request(src: MacAddr, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut arp = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
+    arp.extend_from_slice(&src.0);
+    arp.extend_from_slice(&sender.octets());
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&target.octets());
+    ethernet(BROADCAST, src, 0x0806, &arp)
+}
+
+/// An ICMP echo request.
+pub(crate) fn ping(src: (MacAddr, Ipv4Addr), dst: (MacAddr, Ipv4Addr), id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(src.0.0, dst.0.0)
+        .ipv4(src.1.octets(), dst.1.octets(), 64)
+        .icmpv4_echo_request(id, seq);
+    let mut frame = Vec::with_capacity(builder.size(data.len()));
+    builder.write(&mut frame, data).expect("an ICMP echo request builds");
+    frame
+}
+
+/// A TCP segment with valid checksums. `syn_mss`: a SYN carrying this MSS
+/// option; otherwise an ACK (with PSH if `psh`).
+#[derive(Debug, Clone)]
+pub(crate) struct Tcp {
+    /// Source station.
+    pub(crate) src: (MacAddr, Ipv4Addr, u16),
+    /// Destination station.
+    pub(crate) dst: (MacAddr, Ipv4Addr, u16),
+    /// Sequence number.
+    pub(crate) seq: u32,
+    /// A SYN with this MSS option.
+    pub(crate) syn_mss: Option<u16>,
+    /// Set PSH.
+    pub(crate) psh: bool,
+}
+
+impl Tcp {
+    /// A segment from station `a` port 40000 to station `b` port 5201.
+    pub(crate) fn between(a: u8, b: u8) -> Tcp {
+        Tcp { src: (mac(a), ip(a), 40_000), dst: (mac(b), ip(b), 5201), seq: 1_000, syn_mss: None, psh: false }
+    }
+
+    /// The frame carrying `payload`.
+    pub(crate) fn frame(&self, payload: &[u8]) -> Vec<u8> {
+        let ip =
+            PacketBuilder::ethernet2(self.src.0.0, self.dst.0.0).ipv4(self.src.1.octets(), self.dst.1.octets(), 64);
+        let tcp = ip.tcp(self.src.2, self.dst.2, self.seq, 64_000);
+        let tcp = match self.syn_mss {
+            Some(mss) => tcp.syn().options(&[TcpOptionElement::MaximumSegmentSize(mss)]).expect("the option fits"),
+            None if self.psh => tcp.ack(7).psh(),
+            None => tcp.ack(7),
+        };
+        let mut frame = Vec::with_capacity(tcp.size(payload.len()));
+        tcp.write(&mut frame, payload).expect("a TCP segment builds");
+        frame
+    }
+}
+
+/// A UDP datagram with a valid checksum.
+pub(crate) fn udp(src: (MacAddr, Ipv4Addr, u16), dst: (MacAddr, Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(src.0.0, dst.0.0).ipv4(src.1.octets(), dst.1.octets(), 64).udp(src.2, dst.2);
+    let mut frame = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut frame, payload).expect("a UDP datagram builds");
+    frame
+}
+
+/// `frame` in a plain VXLAN datagram for `vni`.
+pub(crate) fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
+    let mut datagram = vec![0x08, 0, 0, 0];
+    datagram.extend_from_slice(&(vni << 8).to_be_bytes());
+    datagram.extend_from_slice(frame);
+    datagram
+}
+
+/// A deterministic payload of `len` bytes.
+pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+/// The MSS option of a TCP segment, if it has one.
+pub(crate) fn tcp_mss(frame: &[u8]) -> Option<u16> {
+    let headers = etherparse::PacketHeaders::from_ethernet_slice(frame).ok()?;
+    let Some(etherparse::TransportHeader::Tcp(tcp)) = headers.transport else { return None };
+    tcp.options_iterator().find_map(|option| match option {
+        Ok(TcpOptionElement::MaximumSegmentSize(mss)) => Some(mss),
+        _ => None,
+    })
+}
+
+/// Whether a TCP/IPv4 frame's IP and TCP checksums verify.
+pub(crate) fn tcp4_checksums_ok(frame: &[u8]) -> bool {
+    let Ok(sliced) = etherparse::SlicedPacket::from_ethernet(frame) else { return false };
+    let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(tcp))) =
+        (&sliced.net, &sliced.transport)
+    else {
+        return false;
+    };
+    let header = ip.header().to_header();
+    let ip_ok = header.calc_header_checksum() == header.header_checksum;
+    let tcp_ok = tcp.to_header().calc_checksum_ipv4(&header, tcp.payload()).is_ok_and(|c| c == tcp.checksum());
+    ip_ok && tcp_ok
+}
+
+/// An ICMPv4 message: from, to, its type, and the bytes it quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Icmp {
+    /// The Ethernet source.
+    pub(crate) src_mac: MacAddr,
+    /// The Ethernet destination.
+    pub(crate) dst_mac: MacAddr,
+    /// The IP source.
+    pub(crate) src: Ipv4Addr,
+    /// The IP destination.
+    pub(crate) dst: Ipv4Addr,
+    /// Type, code and their fields.
+    pub(crate) kind: etherparse::Icmpv4Type,
+    /// What follows the ICMP header.
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Parses an ICMPv4 frame, checking its IP and ICMP checksums.
+pub(crate) fn icmp(frame: &[u8]) -> Option<Icmp> {
+    let sliced = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
+    let Some(etherparse::LinkSlice::Ethernet2(eth)) = &sliced.link else { return None };
+    let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Icmpv4(icmp))) =
+        (&sliced.net, &sliced.transport)
+    else {
+        return None;
+    };
+    let header = ip.header().to_header();
+    assert_eq!(header.calc_header_checksum(), header.header_checksum, "IPv4 header checksum");
+    let icmp_header = icmp.header();
+    assert_eq!(icmp_header.checksum, icmp_header.icmp_type.calc_checksum(icmp.payload()), "ICMP checksum");
+    Some(Icmp {
+        src_mac: MacAddr(eth.source()),
+        dst_mac: MacAddr(eth.destination()),
+        src: ip.header().source_addr(),
+        dst: ip.header().destination_addr(),
+        kind: icmp_header.icmp_type,
+        payload: icmp.payload().to_vec(),
+    })
+}
+
+/// A UDP/IPv4 datagram: from and to (MAC, address, port), and its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Udp {
+    /// The source station and port.
+    pub(crate) src: (MacAddr, Ipv4Addr, u16),
+    /// The destination station and port.
+    pub(crate) dst: (MacAddr, Ipv4Addr, u16),
+    /// The UDP payload.
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Parses a UDP/IPv4 frame, checking its IP and UDP checksums.
+pub(crate) fn parse_udp(frame: &[u8]) -> Option<Udp> {
+    let sliced = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
+    let Some(etherparse::LinkSlice::Ethernet2(eth)) = &sliced.link else { return None };
+    let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Udp(udp))) =
+        (&sliced.net, &sliced.transport)
+    else {
+        return None;
+    };
+    let header = ip.header().to_header();
+    assert_eq!(header.calc_header_checksum(), header.header_checksum, "IPv4 header checksum");
+    let expected = udp.to_header().calc_checksum_ipv4(&header, udp.payload()).expect("a UDP length that fits");
+    assert_eq!(udp.checksum(), expected, "UDP checksum");
+    Some(Udp {
+        src: (MacAddr(eth.source()), header.source.into(), udp.source_port()),
+        dst: (MacAddr(eth.destination()), header.destination.into(), udp.destination_port()),
+        payload: udp.payload().to_vec(),
+    })
+}
+
+/// A TCP/IPv4 frame as a sender using checksum offload leaves it: the TCP
+/// checksum field holds the folded pseudo-header sum (virtio-net
+/// `NEEDS_CSUM`), computed here independently of the switch's code.
+pub(crate) fn with_partial_tcp4_checksum(mut frame: Vec<u8>) -> Vec<u8> {
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let tcp_len = frame.len() - 14 - ihl;
+    let mut sum: u32 = 6 + tcp_len as u32;
+    for pair in frame[26..34].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let at = 14 + ihl + 16;
+    frame[at..at + 2].copy_from_slice(&(sum as u16).to_be_bytes());
+    frame
+}

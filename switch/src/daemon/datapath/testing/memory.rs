@@ -1,0 +1,359 @@
+//! In-memory stand-ins for the datapath's I/O: a frame port (queues of
+//! frames in, a record of frames out), the underlay (datagrams in, a record
+//! of every datagram sent and of each send call), and a virtual clock.
+//!
+//! Each is a cheap handle on shared state: the datapath owns one clone
+//! (boxed behind its trait), the harness keeps another to inject and read.
+//! The state sits behind a mutex only because the traits ask for `Send`;
+//! nothing here runs on another thread.
+//!
+//! Readiness is edge-triggered, as the daemon's epoll is: putting input in
+//! raises an edge, which the harness takes to mark the port (or the
+//! underlay) ready before a wake-up.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use quinn_udp::{RecvMeta, Transmit};
+
+use super::super::device::PortDevice;
+use crate::daemon::tunnel::Underlay;
+use crate::sys::tap::Tap;
+use crate::time::{Clock, Timestamp};
+
+/// An error a memory device returns in place of a frame or a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// No frame queued / the queue is full (`EAGAIN`).
+    WouldBlock,
+    /// A signal interrupted the call (`EINTR`).
+    Interrupted,
+    /// Any other OS error, e.g. `libc::EBADFD` (the device is gone) or
+    /// `libc::EIO` (its link is down).
+    Os(i32),
+}
+
+impl Fault {
+    fn error(self) -> io::Error {
+        match self {
+            Fault::WouldBlock => io::ErrorKind::WouldBlock.into(),
+            Fault::Interrupted => io::ErrorKind::Interrupted.into(),
+            Fault::Os(code) => io::Error::from_raw_os_error(code),
+        }
+    }
+}
+
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A test that panicked while holding it fails anyway.
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Debug, Default)]
+struct PortState {
+    /// What the next reads return, in order.
+    rx: VecDeque<Result<Vec<u8>, Fault>>,
+    /// Every write, virtio-net header included.
+    tx: Vec<Vec<u8>>,
+    /// What the next writes fail with, in order.
+    tx_faults: VecDeque<Fault>,
+    /// The device is unregistered: reads (once `rx` is drained) and writes
+    /// fail with `EBADFD`, as a TAP's do.
+    gone: bool,
+    /// New input since the harness last looked.
+    edge: bool,
+}
+
+/// An in-memory frame port: reads take queued frames (virtio-net header
+/// first) or faults, `WouldBlock` once none is left; writes are recorded.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MemoryPort(Arc<Mutex<PortState>>);
+
+impl MemoryPort {
+    /// Queues exactly what one read returns (header and frame, or less).
+    pub(crate) fn push_rx(&self, bytes: Vec<u8>) {
+        let mut state = lock(&self.0);
+        state.rx.push_back(Ok(bytes));
+        state.edge = true;
+    }
+
+    /// Makes the read after the frames already queued fail with `fault`.
+    pub(crate) fn push_rx_fault(&self, fault: Fault) {
+        let mut state = lock(&self.0);
+        state.rx.push_back(Err(fault));
+        state.edge = true;
+    }
+
+    /// Makes the next writes fail with `fault`, `count` times.
+    pub(crate) fn fail_writes(&self, fault: Fault, count: usize) {
+        lock(&self.0).tx_faults.extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// Unregisters the device, as when its namespace ends: reads and writes
+    /// fail with `EBADFD` from now on (and the event loop is told).
+    pub(crate) fn unplug(&self) {
+        let mut state = lock(&self.0);
+        state.gone = true;
+        state.edge = true;
+    }
+
+    /// Every write since the last call, in order.
+    pub(crate) fn take_tx(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut lock(&self.0).tx)
+    }
+
+    /// Frames (and faults) queued and not yet read.
+    pub(crate) fn rx_pending(&self) -> usize {
+        lock(&self.0).rx.len()
+    }
+
+    /// Whether input arrived since the last call (a readiness edge).
+    pub(crate) fn take_edge(&self) -> bool {
+        std::mem::take(&mut lock(&self.0).edge)
+    }
+
+    fn write(&self, bytes: impl FnOnce() -> Vec<u8>) -> io::Result<usize> {
+        let mut state = lock(&self.0);
+        if let Some(fault) = state.tx_faults.pop_front() {
+            return Err(fault.error());
+        }
+        if state.gone {
+            return Err(io::Error::from_raw_os_error(libc::EBADFD));
+        }
+        let bytes = bytes();
+        let len = bytes.len();
+        state.tx.push(bytes);
+        Ok(len)
+    }
+}
+
+impl PortDevice for MemoryPort {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut state = lock(&self.0);
+        match state.rx.pop_front() {
+            Some(Ok(bytes)) => {
+                let len = bytes.len().min(buf.len());
+                buf[..len].copy_from_slice(&bytes[..len]);
+                Ok(len)
+            }
+            Some(Err(fault)) => Err(fault.error()),
+            None if state.gone => Err(io::Error::from_raw_os_error(libc::EBADFD)),
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.write(|| buf.to_vec())
+    }
+
+    fn send_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.write(|| bufs.iter().flat_map(|b| b.iter().copied()).collect())
+    }
+
+    fn event_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    fn into_tap(self: Box<Self>) -> Option<Tap> {
+        None
+    }
+}
+
+/// One datagram the tunnel sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Datagram {
+    /// The send pool socket it left from (its UDP source port).
+    pub(crate) sender: usize,
+    /// Where it went.
+    pub(crate) to: SocketAddr,
+    /// Which send call carried it (datagrams of one GSO train share it).
+    pub(crate) send: usize,
+    /// The UDP payload: VXLAN or encrypted header, then the inner frame.
+    pub(crate) bytes: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct UnderlayState {
+    /// Datagrams to receive (source, payload), or faults.
+    rx: VecDeque<Result<(SocketAddr, Vec<u8>), Fault>>,
+    tx: Vec<Datagram>,
+    sends: usize,
+    tx_faults: VecDeque<Fault>,
+    /// Datagrams of one source and size a receive buffer may hold (UDP GRO).
+    gro_segments: usize,
+    /// Segments one GSO send may carry.
+    gso_segments: usize,
+    senders: usize,
+    edge: bool,
+}
+
+/// In-memory underlay sockets: receives take queued datagrams, sends are
+/// recorded datagram by datagram (GSO trains cut at their segment size).
+#[derive(Debug, Clone)]
+pub(crate) struct MemoryUnderlay(Arc<Mutex<UnderlayState>>);
+
+impl Default for MemoryUnderlay {
+    fn default() -> Self {
+        MemoryUnderlay(Arc::new(Mutex::new(UnderlayState {
+            rx: VecDeque::new(),
+            tx: Vec::new(),
+            sends: 0,
+            tx_faults: VecDeque::new(),
+            gro_segments: 1,
+            gso_segments: 64,
+            // As many as the daemon's send pool.
+            senders: 32,
+            edge: false,
+        })))
+    }
+}
+
+impl MemoryUnderlay {
+    /// Queues a datagram from `from`.
+    pub(crate) fn push_rx(&self, from: SocketAddr, payload: Vec<u8>) {
+        let mut state = lock(&self.0);
+        state.rx.push_back(Ok((from, payload)));
+        state.edge = true;
+    }
+
+    /// Makes the receive after the datagrams already queued fail.
+    pub(crate) fn push_rx_fault(&self, fault: Fault) {
+        let mut state = lock(&self.0);
+        state.rx.push_back(Err(fault));
+        state.edge = true;
+    }
+
+    /// Makes the next sends fail with `fault`, `count` times.
+    pub(crate) fn fail_sends(&self, fault: Fault, count: usize) {
+        lock(&self.0).tx_faults.extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// Receives up to `segments` equal-sized datagrams of one source into
+    /// one buffer, as UDP GRO does (1: off).
+    pub(crate) fn set_gro_segments(&self, segments: usize) {
+        lock(&self.0).gro_segments = segments.max(1);
+    }
+
+    /// Lets one GSO send carry at most `segments` datagrams (1: no GSO).
+    pub(crate) fn set_gso_segments(&self, segments: usize) {
+        lock(&self.0).gso_segments = segments.max(1);
+    }
+
+    /// Every datagram sent since the last call, in order.
+    pub(crate) fn take_tx(&self) -> Vec<Datagram> {
+        std::mem::take(&mut lock(&self.0).tx)
+    }
+
+    /// Send calls so far (a GSO train is one).
+    pub(crate) fn sends(&self) -> usize {
+        lock(&self.0).sends
+    }
+
+    /// Whether input arrived since the last call (a readiness edge).
+    pub(crate) fn take_edge(&self) -> bool {
+        std::mem::take(&mut lock(&self.0).edge)
+    }
+}
+
+impl Underlay for MemoryUnderlay {
+    fn recv(&mut self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        let mut state = lock(&self.0);
+        let mut filled = 0;
+        while filled < bufs.len().min(meta.len()) {
+            let (from, first) = match state.rx.pop_front() {
+                Some(Ok(datagram)) => datagram,
+                Some(Err(fault)) if filled == 0 => return Err(fault.error()),
+                Some(Err(fault)) => {
+                    // Reported by the next call, as a socket would.
+                    state.rx.push_front(Err(fault));
+                    break;
+                }
+                None if filled == 0 => return Err(io::ErrorKind::WouldBlock.into()),
+                None => break,
+            };
+            let buf = &mut bufs[filled];
+            let stride = first.len();
+            let mut len = first.len().min(buf.len());
+            buf[..len].copy_from_slice(&first[..len]);
+            // GRO: later datagrams of the same source join while they are
+            // as long as the first (the last may be shorter).
+            for _ in 1..state.gro_segments {
+                let joins = matches!(state.rx.front(), Some(Ok((f, d)))
+                    if *f == from && d.len() <= stride && len + d.len() <= buf.len() && len % stride == 0);
+                if !joins {
+                    break;
+                }
+                let Some(Ok((_, next))) = state.rx.pop_front() else { break };
+                buf[len..len + next.len()].copy_from_slice(&next);
+                len += next.len();
+            }
+            meta[filled] = RecvMeta { addr: from, len, stride, ..RecvMeta::default() };
+            filled += 1;
+        }
+        Ok(filled)
+    }
+
+    fn gro_segments(&self) -> usize {
+        lock(&self.0).gro_segments
+    }
+
+    fn senders(&self) -> usize {
+        lock(&self.0).senders
+    }
+
+    fn max_gso_segments(&self, _sender: usize) -> usize {
+        lock(&self.0).gso_segments
+    }
+
+    fn send(&mut self, sender: usize, transmit: &Transmit<'_>) -> io::Result<()> {
+        let mut state = lock(&self.0);
+        if let Some(fault) = state.tx_faults.pop_front() {
+            return Err(fault.error());
+        }
+        let size = transmit.segment_size.unwrap_or(transmit.contents.len()).max(1);
+        let send = state.sends;
+        state.sends += 1;
+        for chunk in transmit.contents.chunks(size) {
+            state.tx.push(Datagram { sender, to: transmit.destination, send, bytes: chunk.to_vec() });
+        }
+        Ok(())
+    }
+
+    fn event_fd(&self) -> Option<RawFd> {
+        None
+    }
+}
+
+/// A clock that moves only when told: monotonic milliseconds from zero,
+/// and a wall clock that keeps step with it from a fixed Unix time.
+#[derive(Debug, Clone)]
+pub(crate) struct VirtualClock {
+    millis: Arc<AtomicU64>,
+    unix_origin: u64,
+}
+
+impl VirtualClock {
+    /// Starts at monotonic zero, at Unix time `unix_origin` (seconds).
+    pub(crate) fn new(unix_origin: u64) -> VirtualClock {
+        VirtualClock { millis: Arc::new(AtomicU64::new(0)), unix_origin }
+    }
+
+    /// Moves time forward by `by`.
+    pub(crate) fn advance(&self, by: Duration) {
+        self.millis.fetch_add(by.as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.millis.load(Ordering::Relaxed))
+    }
+
+    fn unix_secs(&self) -> u64 {
+        self.unix_origin + self.millis.load(Ordering::Relaxed) / 1000
+    }
+}
