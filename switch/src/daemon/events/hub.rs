@@ -25,11 +25,17 @@ struct Subscriber {
     /// The last of them.
     pending_seq: u64,
     pending_time: String,
-    /// Every event this subscriber lost (its summary).
+    /// Every event this subscriber lost (its summary); its stream holds
+    /// the other reference.
     lost: Arc<AtomicU64>,
 }
 
 impl Subscriber {
+    /// Whether its stream still exists (a client is reading it).
+    fn is_open(&self) -> bool {
+        Arc::strong_count(&self.lost) > 1
+    }
+
     /// Queues `event` if there is room (after an `events_lost` item for
     /// what was lost before it); counts it as lost otherwise. Returns
     /// false once the subscriber is gone.
@@ -94,7 +100,7 @@ impl HubState {
         self.history.push_back(Arc::clone(&event));
         let mut closed = 0;
         self.subscribers.retain_mut(|s| {
-            let alive = s.offer(&event);
+            let alive = s.is_open() && s.offer(&event);
             if !alive {
                 closed += s.lost.load(Ordering::Relaxed);
             }
@@ -214,7 +220,7 @@ impl EventHub {
             by_kind: state.by_kind.clone(),
             lost_daemon: state.lost_daemon,
             lost_streams: state.lost_streams_closed + open,
-            subscribers: state.subscribers.len() as u64,
+            subscribers: state.subscribers.iter().filter(|s| s.is_open()).count() as u64,
         }
     }
 

@@ -196,6 +196,7 @@ fn a_slow_subscriber_loses_events_counted_and_a_fast_one_loses_none() {
 
     // A subscriber that goes away is forgotten; its losses stay counted.
     drop(slow);
+    assert_eq!(hub.counters().subscribers, 1, "gone at once");
     t.batch(&batch(&[(1, learned(100_000))], 0));
     let counters = hub.counters();
     assert_eq!((counters.subscribers, counters.lost_streams), (1, 300));
