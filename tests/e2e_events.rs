@@ -307,6 +307,12 @@ fn events_follow_ports_macs_flapping_drops_and_gone_sandboxes() {
     assert_eq!(summary["lost"], 0, "{summary}");
     assert_eq!(summary["delivered"].as_u64(), Some(streamed.len() as u64), "{summary}");
     assert!(of_kind(&streamed, "events_lost", &[]).is_empty());
+    // Its subscription ended with it.
+    wait_until(
+        EVENT_TIMEOUT,
+        || "the subscriber gauge to drop to 0".to_owned(),
+        || d.ctl_ok(&["stats", "--prometheus"]).contains("vswitch_event_subscribers 0").then_some(()),
+    );
 }
 
 #[test]
