@@ -68,6 +68,8 @@ fn one_of_each() -> Vec<Request> {
         Request::FdbAdd { network: "blue".into(), mac: "02:00:00:00:00:09".parse().unwrap(), port: "p1".into() },
         Request::FdbFlush { network: None },
         Request::Stats { port: Some("p1".into()) },
+        Request::Events { follow: false },
+        Request::Events { follow: true },
         Request::DnsLs { network: Some("app".into()) },
         Request::DnsLs { network: None },
         Request::Metrics,
@@ -405,6 +407,27 @@ fn network_info_uses_docker_keys() {
     assert_eq!(serde_json::from_value::<NetworkInfo>(v).unwrap(), info);
 }
 
+/// Checks a documented stream: its opening reply, then its `S:` lines up to
+/// the `end` line, each of the documented type.
+fn check_stream<'a>(req: &Request, id: u64, ok: Value, lines: &mut impl Iterator<Item = &'a str>) {
+    let Request::Events { .. } = req else { panic!("no documented types for the stream of {}", req.verb()) };
+    serde_json::from_value::<proto::EventsFollow>(ok).expect("events follow reply");
+    for line in lines.by_ref() {
+        let line = line.strip_prefix("S: ").unwrap_or_else(|| panic!("a stream goes on with daemon lines: {line}"));
+        let (got, item) = proto::decode_stream_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(got, Some(id), "{line}");
+        match item {
+            proto::StreamLine::Item(v) => drop(serde_json::from_value::<proto::Event>(v).expect("an event item")),
+            proto::StreamLine::End(v) => {
+                serde_json::from_value::<proto::EventsSummary>(v).expect("an events summary");
+                return;
+            }
+            proto::StreamLine::Err(_) => return,
+        }
+    }
+    panic!("the documented stream has no end line");
+}
+
 /// Checks that an `ok` payload has the documented type for `verb`.
 fn check_payload(verb: &str, ok: Value) {
     let r = match verb {
@@ -428,6 +451,7 @@ fn check_payload(verb: &str, ok: Value) {
         "service_ls" => serde_json::from_value::<Vec<ServiceInfo>>(ok).map(drop),
         "nat_ls" => serde_json::from_value::<Vec<NatFlow>>(ok).map(drop),
         "port_impair" => serde_json::from_value::<ctl::proto::PortImpairInfo>(ok).map(drop),
+        "events" => serde_json::from_value::<Vec<proto::Event>>(ok).map(|events| assert!(!events.is_empty())),
         _ => serde_json::from_value::<Ack>(ok).map(drop),
     };
     r.unwrap_or_else(|e| panic!("payload of {verb}: {e}"));
@@ -439,8 +463,9 @@ fn documented_examples_hold() {
     let lines: Vec<&str> = doc.lines().filter(|l| l.starts_with("C: ") || l.starts_with("S: ")).collect();
     assert!(lines.len() >= 20, "examples missing from PROTOCOL.md");
     let mut pairs = 0;
-    for pair in lines.chunks(2) {
-        let [c, s] = pair else { panic!("unpaired example line {pair:?}") };
+    let mut lines = lines.into_iter();
+    while let Some(c) = lines.next() {
+        let s = lines.next().unwrap_or_else(|| panic!("unpaired example line {c}"));
         let (c, s) =
             (c.strip_prefix("C: ").expect("client line first"), s.strip_prefix("S: ").expect("then server line"));
         let resp = proto::decode_response(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"));
@@ -449,8 +474,11 @@ fn documented_examples_hold() {
                 assert_eq!(resp.id, Some(env.id), "{s}");
                 // Re-encoding is lossless.
                 assert_eq!(proto::parse_request(&proto::encode_request(env.id, &env.req).unwrap()).unwrap(), env);
-                if let Ok(ok) = resp.result {
-                    check_payload(env.req.verb(), ok);
+                match resp.result {
+                    // A stream's item lines and its end line follow its reply.
+                    Ok(ok) if env.req.is_stream() => check_stream(&env.req, env.id, ok, &mut lines),
+                    Ok(ok) => check_payload(env.req.verb(), ok),
+                    Err(_) => {}
                 }
             }
             Err((id, e)) => {
@@ -704,4 +732,78 @@ fn nat_flows_and_services_round_trip() {
                      "mac": "02:42:0a:0a:00:02", "ipv4": "10.10.0.2/24", "aliases": []});
     let e: EndpointInfo = serde_json::from_value(old).unwrap();
     assert!(e.publish.is_empty() && e.service.is_none());
+}
+
+#[test]
+fn events_round_trip_with_kind_and_fields_side_by_side() {
+    use ctl::proto::{Event, EventKind, LostScope, PortChange};
+    let mac: ctl::MacAddress = "02:42:0a:0a:00:02".parse().unwrap();
+    let n = || "app".to_owned();
+    let kinds = vec![
+        EventKind::MacLearned { network: n(), mac, port: "vsa".into() },
+        EventKind::MacMoved { network: n(), mac, from: "vsa".into(), to: "vsb".into() },
+        EventKind::MacFlapping {
+            network: n(),
+            mac,
+            ports: ["vsa".into(), "vsb".into()],
+            moves: 5,
+            suppressed: 4,
+            interval_ms: 1000,
+        },
+        EventKind::MacAged { network: n(), mac, port: "vsa".into() },
+        EventKind::TableFull { network: n(), refused: 10, limit: 8192 },
+        EventKind::LearnLimit { network: n(), port: "vsa".into(), refused: 3 },
+        EventKind::EventsSuppressed { network: n(), learned: 1, moved: 2, aged: 3 },
+        EventKind::DropBurst {
+            network: None,
+            port: "vtep".into(),
+            reason: "auth_failed".into(),
+            drops: 120,
+            interval_ms: 1000,
+        },
+        EventKind::PortUp {
+            network: n(),
+            port: "vsa".into(),
+            sandbox: Some("web".into()),
+            reason: PortChange::Connected,
+        },
+        EventKind::PortDown {
+            network: n(),
+            port: "vx:192.0.2.1:4789".into(),
+            sandbox: None,
+            reason: PortChange::PeerRemoved,
+        },
+        EventKind::PeerLearned {
+            network: n(),
+            peer: "192.0.2.1:4789".parse().unwrap(),
+            port: "vx:192.0.2.1:4789".into(),
+        },
+        EventKind::PeerSilent {
+            network: n(),
+            peer: "192.0.2.1:4789".parse().unwrap(),
+            port: "vx:192.0.2.1:4789".into(),
+        },
+        EventKind::KeyRotated { network: n(), epoch: 2, automatic: false },
+        EventKind::EndpointGone {
+            network: n(),
+            sandbox: "c1".into(),
+            port: "vsc".into(),
+            address: Ipv4Addr::new(10, 0, 0, 2),
+        },
+        EventKind::SandboxGone { sandbox: "c1".into(), netns: "/proc/42/ns/net".into() },
+        EventKind::EventsLost { lost: 7, scope: LostScope::Stream },
+    ];
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let event = Event { seq: i as u64 + 1, time: "2026-11-30T10:13:53.123Z".into(), kind };
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(value["kind"], event.kind.name(), "{value}");
+        assert_eq!(value["seq"], i as u64 + 1);
+        assert_eq!(value["network"].as_str(), event.kind.network(), "{value}");
+        assert_eq!(serde_json::from_value::<Event>(value).unwrap(), event);
+    }
+    // The documented example.
+    let line = r#"{"seq":12,"time":"2026-11-30T10:13:53.123Z","kind":"mac_moved","network":"app","mac":"02:42:0a:0a:00:02","from":"vs1a2b3c4d","to":"vs5e6f7a8b"}"#;
+    let event: Event = serde_json::from_str(line).unwrap();
+    assert!(matches!(event.kind, EventKind::MacMoved { ref from, .. } if from == "vs1a2b3c4d"));
+    assert_eq!(serde_json::to_string(&event).unwrap(), line);
 }

@@ -13,6 +13,7 @@ pub mod sys;
 pub mod bridge;
 pub mod counters;
 pub mod daemon;
+pub mod events;
 pub mod fdb;
 pub mod gateway;
 pub mod impair;

@@ -7,6 +7,7 @@
 //! (or just [`crate::client::Client`]).
 
 mod error;
+mod event;
 mod payload;
 mod request;
 mod stream;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 pub use error::{CtlError, ErrorKind, ProtocolError};
+pub use event::{Event, EventKind, EventsFollow, EventsSummary, LostScope, PortChange};
 pub use payload::{
     Ack, ConfigInfo, DnsRecord, DnsStats, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, ImpairStats,
     Ipam, IpamConfig, KeyEpoch, MetricsText, NatFlow, NatStats, NetworkInfo, NetworkSummary, PeerInfo, PortImpairInfo,

@@ -239,6 +239,18 @@ pub enum Request {
     /// `vswitchd --metrics-listen` serves). Reply:
     /// [`MetricsText`](super::MetricsText).
     Metrics,
+    /// Switch events (MACs learned, moved, flapping, aged; ports up and
+    /// down; peers; key rotations; drop bursts). Without `follow` the
+    /// reply is the recent history, `[Event]`, oldest first; with `follow`
+    /// it is a stream ([`Request::is_stream`]): the reply is
+    /// [`EventsFollow`](super::EventsFollow), then one `Event` item per
+    /// event until the client stops it, then an
+    /// [`EventsSummary`](super::EventsSummary).
+    Events {
+        /// Optional: stream events as they happen instead of returning the history.
+        #[serde(default)]
+        follow: bool,
+    },
     /// The names the switch's embedded DNS serves. Reply: `[DnsRecord]`.
     DnsLs {
         /// Optional: only this network.
@@ -347,6 +359,7 @@ impl Request {
         "fdb_add",
         "fdb_flush",
         "stats",
+        "events",
         "dns_ls",
         "metrics",
         "config_show",
@@ -376,6 +389,7 @@ impl Request {
                 | Self::Show
                 | Self::FdbShow { .. }
                 | Self::Stats { .. }
+                | Self::Events { .. }
                 | Self::DnsLs { .. }
                 | Self::Metrics
                 | Self::ConfigShow
@@ -392,7 +406,7 @@ impl Request {
     /// `item` lines and an `end` line, and the connection carries nothing
     /// else afterwards (see "Streams" in PROTOCOL.md).
     pub fn is_stream(&self) -> bool {
-        false
+        matches!(self, Self::Events { follow: true })
     }
 
     /// This request's wire verb, e.g. `"network_create"`.
@@ -416,6 +430,7 @@ impl Request {
             Self::FdbAdd { .. } => "fdb_add",
             Self::FdbFlush { .. } => "fdb_flush",
             Self::Stats { .. } => "stats",
+            Self::Events { .. } => "events",
             Self::DnsLs { .. } => "dns_ls",
             Self::Metrics => "metrics",
             Self::ConfigShow => "config_show",
@@ -467,5 +482,13 @@ mod tests {
         assert!(Request::FdbFlush { network: None }.changes_state());
         assert!(Request::PortImpair { port: "p".into(), impair: None }.changes_state());
         assert!(Request::NetworkDisconnect { network: "n".into(), sandbox: "a".into() }.changes_state());
+    }
+
+    #[test]
+    fn only_following_events_is_a_stream() {
+        assert!(Request::Events { follow: true }.is_stream());
+        assert!(!Request::Events { follow: false }.is_stream());
+        assert!(!Request::Events { follow: true }.changes_state());
+        assert!(!Request::Stats { port: None }.is_stream());
     }
 }

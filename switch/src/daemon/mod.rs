@@ -5,6 +5,7 @@ mod batch;
 pub mod control;
 pub mod datapath;
 pub mod dns_forward;
+pub mod events;
 pub mod plumbing;
 pub mod server;
 pub mod tunnel;

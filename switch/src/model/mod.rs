@@ -23,6 +23,7 @@ mod error;
 mod fdb_config;
 mod ids;
 mod impair;
+pub(crate) use ids::rfc3339_millis;
 mod networks;
 mod peers;
 mod publish;

@@ -47,6 +47,20 @@ pub(crate) enum Command {
         #[arg(long, conflicts_with = "port")]
         prometheus: bool,
     },
+    /// Show switch events: MACs learned, moved, flapping and aged, full
+    /// tables, ports up and down, gone sandboxes, peers learned and silent,
+    /// key rotations, drop bursts.
+    ///
+    /// Without --follow: the recent history (the daemon keeps the last
+    /// 1024 events), oldest first. One line per event; with --json one JSON
+    /// object per line.
+    Events {
+        /// Print events as they happen, until Ctrl-C (then a summary on
+        /// stderr: events shown, and events lost because this client read
+        /// too slowly).
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Show the names the embedded DNS serves at each network's gateway.
     #[command(subcommand)]
     Dns(DnsCmd),

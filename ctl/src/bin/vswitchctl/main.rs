@@ -1,6 +1,7 @@
 //! `vswitchctl`: the admin tool for `vswitchd`. See `vswitchctl --help`.
 
 mod cli;
+mod events;
 mod render;
 mod table;
 
@@ -105,6 +106,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Stats { port, prometheus: false } => {
             ctx.show(&Request::Stats { port }, |w, s: Vec<PortStats>| render::stats(w, &s))
         }
+        Command::Events { follow: false } => events::history(&mut ctx),
+        Command::Events { follow: true } => events::follow(&mut ctx),
         Command::Dns(DnsCmd::Ls { network }) => {
             ctx.show(&Request::DnsLs { network }, |w, r: Vec<DnsRecord>| render::dns_records(w, &r))
         }

@@ -3,8 +3,8 @@
 use std::io::{self, Write};
 
 use ctl::proto::{
-    DnsRecord, DnsStats, FdbEntry, ImpairStats, NatFlow, NatStats, NetworkSummary, PeerInfo, PortStats, SandboxInfo,
-    ServiceInfo, ShowTree,
+    DnsRecord, DnsStats, Event, EventKind, FdbEntry, ImpairStats, LostScope, NatFlow, NatStats, NetworkSummary,
+    PeerInfo, PortStats, SandboxInfo, ServiceInfo, ShowTree,
 };
 
 use crate::table::Table;
@@ -337,6 +337,69 @@ fn join<T: ToString>(items: &[T]) -> String {
 
 fn dash(s: String) -> String {
     if s.is_empty() { "-".to_owned() } else { s }
+}
+
+/// One event of `events` as a line: time, kind, network, what happened.
+pub(crate) fn event(w: &mut dyn Write, e: &Event) -> io::Result<()> {
+    let network = e.kind.network().unwrap_or("-");
+    writeln!(w, "{}  {:<17} {:<12} {}", e.time, e.kind.name(), network, event_details(&e.kind))
+}
+
+/// Seconds, as an interval is printed (`1.0s`).
+fn secs(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+/// ` (sandbox NAME)` when there is one.
+fn sandbox_suffix(sandbox: &Option<String>) -> String {
+    sandbox.as_ref().map(|s| format!(" (sandbox {s})")).unwrap_or_default()
+}
+
+/// What an event says, in words.
+fn event_details(kind: &EventKind) -> String {
+    match kind {
+        EventKind::MacLearned { mac, port, .. } => format!("{mac} learned on {port}"),
+        EventKind::MacMoved { mac, from, to, .. } => format!("{mac} moved {from} -> {to}"),
+        EventKind::MacFlapping { mac, ports, moves, suppressed, interval_ms, .. } => format!(
+            "{mac} flapping between {} and {}: {moves} moves in {} ({suppressed} not shown one by one), now on {}",
+            ports[0],
+            ports[1],
+            secs(*interval_ms),
+            ports[1]
+        ),
+        EventKind::MacAged { mac, port, .. } => format!("{mac} aged out on {port}"),
+        EventKind::TableFull { refused, limit, .. } => {
+            format!("table full ({limit} entries): {refused} new MACs not learned")
+        }
+        EventKind::LearnLimit { port, refused, .. } => {
+            format!("learning limit reached on {port}: {refused} MACs not learned")
+        }
+        EventKind::EventsSuppressed { learned, moved, aged, .. } => {
+            format!("too many to show: {learned} learned, {moved} moved, {aged} aged out not shown")
+        }
+        EventKind::DropBurst { port, reason, drops, interval_ms, .. } => {
+            format!("{port}: {drops} frames dropped ({reason}) in {}", secs(*interval_ms))
+        }
+        EventKind::PortUp { port, sandbox, reason, .. } => {
+            format!("{port} up{}: {}", sandbox_suffix(sandbox), reason.as_str())
+        }
+        EventKind::PortDown { port, sandbox, reason, .. } => {
+            format!("{port} down{}: {}", sandbox_suffix(sandbox), reason.as_str())
+        }
+        EventKind::PeerLearned { peer, port, .. } => format!("peer {peer} learned from its traffic ({port})"),
+        EventKind::PeerSilent { peer, port, .. } => format!("peer {peer} silent: removed ({port})"),
+        EventKind::KeyRotated { epoch, automatic, .. } => {
+            format!("key epoch {epoch} ({})", if *automatic { "automatic rotation" } else { "network key rotate" })
+        }
+        EventKind::EndpointGone { sandbox, port, address, .. } => {
+            format!("{port} of sandbox {sandbox} gone: endpoint and {address} released")
+        }
+        EventKind::SandboxGone { sandbox, netns } => format!("sandbox {sandbox} gone ({netns}): removed"),
+        EventKind::EventsLost { lost, scope } => match scope {
+            LostScope::Stream => format!("{lost} events lost: this client read too slowly"),
+            LostScope::Daemon => format!("{lost} events lost inside the daemon"),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! Every counter of the switch in the Prometheus text exposition format
 //! (`vswitchd --metrics-listen`, `vswitchctl stats --prometheus`): per
 //! port, per drop reason, per network (FDB, learning, embedded DNS, the L4
-//! translator), link impairment per port, the underlay endpoint, the model's sizes and the datapath
-//! loop's busy time.
+//! translator), link impairment per port, the underlay endpoint, the model's sizes, the datapath
+//! loop's busy time, and the events reported and lost.
 //! Built from one datapath snapshot per scrape.
 
 use std::collections::BTreeMap;
 
-use prometheus::{Counter, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Counter, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use super::{Control, VTEP_PORT_NAME, datapath_error};
 use ctl::proto::CtlError;
@@ -236,6 +236,24 @@ impl Control {
         let wakeups = IntCounter::new("vswitch_datapath_wakeups_total", "Times the datapath thread woke up.");
         if let Some(wakeups) = b.made(wakeups) {
             wakeups.inc_by(snapshot.wakeups);
+        }
+
+        let events = self.events.counters();
+        let by_kind =
+            b.counters("vswitch_events_total", "Switch events reported (vswitchctl events), by kind.", &["kind"]);
+        for (kind, n) in &events.by_kind {
+            set(&by_kind, &[kind], *n);
+        }
+        let lost = b.counters(
+            "vswitch_events_lost_total",
+            "Events lost: inside the daemon before being reported, or by subscribers that read too slowly.",
+            &["scope"],
+        );
+        set(&lost, &["daemon"], events.lost_daemon);
+        set(&lost, &["stream"], events.lost_streams);
+        let subscribers = IntGauge::new("vswitch_event_subscribers", "Clients following the events now.");
+        if let Some(g) = b.made(subscribers) {
+            g.set(i64::try_from(events.subscribers).unwrap_or(i64::MAX));
         }
 
         if let Some(e) = b.error {

@@ -45,6 +45,13 @@ impl Control {
     /// Sets up the stream a streaming request asks for
     /// ([`Request::is_stream`]).
     pub fn subscribe(&mut self, request: Request) -> Result<Subscription, CtlError> {
-        Err(CtlError::new(ErrorKind::NotSupported, format!("{} does not open a stream", request.verb())))
+        match request {
+            Request::Events { follow: true } => {
+                let (reply, stream) = self.events.subscribe();
+                let reply = serde_json::to_value(reply).map_err(|e| CtlError::internal(e.to_string()))?;
+                Ok(Subscription { reply, source: Box::new(stream) })
+            }
+            _ => Err(CtlError::new(ErrorKind::NotSupported, format!("{} does not open a stream", request.verb()))),
+        }
     }
 }

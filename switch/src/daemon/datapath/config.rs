@@ -13,6 +13,7 @@ use super::device::PortDevice;
 use super::handle::{Command, DatapathError, NetworkSpec, Snapshot, TunnelPortInfo, tunnel_port};
 use super::{Datapath, NetInfo, PortIo};
 use crate::bridge::{Bridge, BridgeError};
+use crate::events::EventKind;
 use crate::gateway::Gateway;
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::sys::tap::Tap;
@@ -172,6 +173,8 @@ impl Datapath {
         let keys = net.crypto.as_mut().ok_or(DatapathError::NotEncrypted(network))?;
         keys.set_epoch(epoch).map_err(DatapathError::Crypto)?;
         net.key_base = base;
+        let now = self.clock.now();
+        self.bridge.events_mut().push(now, EventKind::KeyRotated { network, epoch, automatic: false });
         Ok(())
     }
 
@@ -235,11 +238,22 @@ impl Datapath {
         if self.queued.len() <= id.index() {
             self.queued.resize(id.index() + 1, false);
         }
+        if self.link_down.len() <= id.index() {
+            self.link_down.resize(id.index() + 1, false);
+        }
+        self.link_down[id.index()] = false;
         // Frames may already be queued: edge-triggered epoll would not say so.
         self.mark_ready(id);
     }
 
     pub(super) fn remove_port(&mut self, id: PortId) -> Option<Tap> {
+        self.remove_port_as(id, false)
+    }
+
+    /// Removes port `id`; a tunnel port's removal is an event, `silent`
+    /// when its learned peer aged out.
+    pub(super) fn remove_port_as(&mut self, id: PortId, silent: bool) -> Option<Tap> {
+        let network = self.bridge.port_config(id).map(|c| c.network);
         let _ = self.bridge.remove_port(id);
         self.impair.remove(id);
         let io = self.ports.get_mut(id.index()).and_then(Option::take)?;
@@ -254,8 +268,13 @@ impl Datapath {
                 }
                 device.into_tap()
             }
-            PortIo::Tunnel { .. } => {
+            PortIo::Tunnel { remote, .. } => {
                 self.peers.remove_handle(id.0);
+                if let Ok(network) = network {
+                    let now = self.clock.now();
+                    let down = EventKind::TunnelDown { network, port: id, remote, silent };
+                    self.bridge.events_mut().push(now, down);
+                }
                 None
             }
             PortIo::Gateway(_) => None,
@@ -281,9 +300,12 @@ impl Datapath {
         }
         let port = add_tunnel_port(&mut self.bridge, &mut self.ports, network, mtu, vni, remote, false)?;
         if let Err(e) = self.peers.add_static(vni, remote, port.0) {
-            self.remove_port(port);
+            let _ = self.bridge.remove_port(port);
+            self.ports[port.index()] = None;
             return Err(e.into());
         }
+        let now = self.clock.now();
+        self.bridge.events_mut().push(now, EventKind::TunnelUp { network, port, remote, learned: false });
         self.peer_ports.insert(remote.ip(), remote.port());
         Ok(port)
     }

@@ -13,6 +13,7 @@ use mio::{Poll, Waker};
 use vxlan::Vni;
 
 use super::super::dns_forward::ForwardThread;
+use super::super::events::{DatapathEventsRx, datapath_channel};
 use super::super::tunnel::{TunnelCounters, VtepConfig};
 use super::{Datapath, WAKER};
 use crate::bridge::{BridgeError, FdbRecord, NetworkConfig};
@@ -237,6 +238,7 @@ pub struct DatapathHandle {
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
     gone: crossbeam_channel::Receiver<PortId>,
+    events: DatapathEventsRx,
 }
 
 impl DatapathHandle {
@@ -258,9 +260,11 @@ impl DatapathHandle {
         let forward = ForwardThread::spawn(done, waker.clone())?;
         let dns = super::dns::DnsService::new(dns_upstreams, forward, results);
         let (gone_tx, gone) = crossbeam_channel::unbounded();
-        let datapath = Datapath::new(poll, inbox, vtep, secret, dns, gone_tx, nat_limits)?;
+        let (events_tx, events) = datapath_channel();
+        let reports = super::Reports { gone: gone_tx, events: events_tx };
+        let datapath = Datapath::new(poll, inbox, vtep, secret, dns, reports, nat_limits)?;
         let thread = std::thread::Builder::new().name("datapath".into()).spawn(move || datapath.run())?;
-        Ok(DatapathHandle { commands, waker, thread: Some(thread), gone })
+        Ok(DatapathHandle { commands, waker, thread: Some(thread), gone, events })
     }
 
     fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DatapathError> {
@@ -376,6 +380,11 @@ impl DatapathHandle {
     /// (`None`); frames queued under earlier settings are sent at once.
     pub fn set_impairment(&self, id: PortId, settings: Option<ImpairSettings>) -> Result<(), DatapathError> {
         self.call(|reply| Command::SetImpair { id, settings, reply })?
+    }
+
+    /// The datapath's events, in batches (for the event hub).
+    pub fn events(&self) -> DatapathEventsRx {
+        self.events.clone()
     }
 
     /// Copies the tables and counters out.
