@@ -77,6 +77,13 @@ fn one_of_each() -> Vec<Request> {
         Request::PeerLs,
         Request::NetworkKeyRotate { network: "sec".into() },
         Request::PeerRm { addr: "[2001:db8::1]:4789".parse().unwrap() },
+        Request::Capture {
+            target: "vsw0a0b0c0d".into(),
+            outer: false,
+            count: Some(10),
+            snaplen: Some(96),
+            filter: Some("icmp or arp".into()),
+        },
         Request::Version,
         Request::Ping,
     ]

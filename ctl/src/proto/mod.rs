@@ -6,6 +6,7 @@
 //! [`encode_ok`] or [`encode_err`]. A client uses [`encode_request`] and [`decode_response`]
 //! (or just [`crate::client::Client`]).
 
+mod capture;
 mod error;
 mod payload;
 mod request;
@@ -20,6 +21,9 @@ pub use payload::{
     Ack, ConfigInfo, DnsRecord, DnsStats, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, Ipam,
     IpamConfig, KeyEpoch, MetricsText, NatFlow, NatStats, NetworkInfo, NetworkSummary, PeerInfo, PortKind, PortStats,
     ResolverInfo, SandboxInfo, ServiceInfo, ServiceReplica, ShowNetwork, ShowPort, ShowTree, VersionInfo,
+};
+pub use capture::{
+    CaptureInfo, CaptureSummary, CapturedFrame, Direction, LINKTYPE_ETHERNET, LINKTYPE_RAW, MAX_SNAPLEN, encode_frame_data,
 };
 pub use request::{Driver, Request, UnknownDriver};
 pub use stream::{StreamLine, decode_stream_line, encode_end, encode_item_raw};

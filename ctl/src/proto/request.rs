@@ -306,6 +306,28 @@ pub enum Request {
         /// The peer's underlay address and UDP port.
         addr: std::net::SocketAddr,
     },
+    /// Copies of the frames crossing a port, every port of a network, or
+    /// the underlay (stream). Reply: [`CaptureInfo`](super::CaptureInfo);
+    /// items: [`CapturedFrame`](super::CapturedFrame); end:
+    /// [`CaptureSummary`](super::CaptureSummary).
+    Capture {
+        /// A port as `show`/`stats` name it (`vsw…`, `gw:NET`, `vx:ADDR`,
+        /// `vtep`), or a network (name or ID prefix): all of its ports.
+        target: String,
+        /// Optional: the underlay datagrams (only with target `vtep`, which
+        /// implies it).
+        #[serde(default)]
+        outer: bool,
+        /// Optional: end the stream after this many frames.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+        /// Optional: bytes kept of each frame (1 to 262144; 0 or absent: 262144).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snaplen: Option<u32>,
+        /// Optional: a tcpdump filter expression (pcap-filter(7)).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
+    },
     /// Daemon version. Reply: [`VersionInfo`](super::VersionInfo).
     Version,
     /// Liveness check. Reply: [`Ack`](super::Ack).
@@ -345,6 +367,7 @@ impl Request {
         "peer_add",
         "peer_ls",
         "peer_rm",
+        "capture",
         "version",
         "ping",
     ];
@@ -368,6 +391,7 @@ impl Request {
                 | Self::NatLs { .. }
                 | Self::ServiceLs
                 | Self::ServiceInspect { .. }
+                | Self::Capture { .. }
                 | Self::Version
                 | Self::Ping
         )
@@ -377,7 +401,7 @@ impl Request {
     /// `item` lines and an `end` line, and the connection carries nothing
     /// else afterwards (see "Streams" in PROTOCOL.md).
     pub fn is_stream(&self) -> bool {
-        false
+        matches!(self, Self::Capture { .. })
     }
 
     /// This request's wire verb, e.g. `"network_create"`.
@@ -413,6 +437,7 @@ impl Request {
             Self::PeerAdd { .. } => "peer_add",
             Self::PeerLs => "peer_ls",
             Self::PeerRm { .. } => "peer_rm",
+            Self::Capture { .. } => "capture",
             Self::Version => "version",
             Self::Ping => "ping",
         }

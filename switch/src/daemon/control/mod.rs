@@ -4,6 +4,7 @@
 //! changed on a copy, side effects are undone on failure, and the copy is
 //! swapped in only after it was saved.
 
+mod capture;
 mod dns;
 mod metrics;
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
@@ -44,6 +45,8 @@ pub struct Control {
     has_secret: bool,
     /// The embedded DNS's upstreams for sandboxes without their own.
     dns_upstreams: Vec<SocketAddr>,
+    /// Held by every running capture (their count is the strong count - 1).
+    captures: std::sync::Arc<()>,
 }
 
 /// The name of the underlay endpoint's row in `stats`.
@@ -129,7 +132,7 @@ impl Control {
         has_secret: bool,
         dns_upstreams: Vec<SocketAddr>,
     ) -> Result<Control, DatapathError> {
-        let control = Control { model, store, datapath, vtep, has_secret, dns_upstreams };
+        let control = Control { model, store, datapath, vtep, has_secret, dns_upstreams, captures: Default::default() };
         control.datapath.set_aging(Duration::from_secs(control.model.config().aging_time_secs))?;
         for network in control.model.networks() {
             if network.driver.is_switched() {
@@ -340,6 +343,10 @@ impl Control {
             Request::PeerAdd { addr, networks } => self.peer_add(addr, networks),
             Request::PeerLs => self.peer_ls(),
             Request::PeerRm { addr } => self.peer_rm(addr),
+            // Streams are answered by `subscribe`.
+            Request::Capture { .. } => {
+                Err(CtlError::new(ErrorKind::BadRequest, format!("{} opens a stream", request.verb())))
+            }
             Request::ConfigShow => ok(proto::ConfigInfo { aging_time: self.model.config().aging_time_secs }),
             Request::ConfigSet { key, value } => {
                 let mut next = self.model.clone();

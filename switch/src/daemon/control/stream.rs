@@ -45,6 +45,11 @@ impl Control {
     /// Sets up the stream a streaming request asks for
     /// ([`Request::is_stream`]).
     pub fn subscribe(&mut self, request: Request) -> Result<Subscription, CtlError> {
-        Err(CtlError::new(ErrorKind::NotSupported, format!("{} does not open a stream", request.verb())))
+        match request {
+            Request::Capture { target, outer, count, snaplen, filter } => {
+                self.capture(super::capture::CaptureRequest { target, outer, count, snaplen, filter })
+            }
+            _ => Err(CtlError::new(ErrorKind::NotSupported, format!("{} does not open a stream", request.verb()))),
+        }
     }
 }

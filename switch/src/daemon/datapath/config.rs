@@ -105,6 +105,10 @@ impl Datapath {
             Command::NatFlows { reply } => {
                 let _ = reply.send(self.nat_flows());
             }
+            Command::Capture { session, reply } => {
+                self.captures.add(*session);
+                let _ = reply.send(());
+            }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
@@ -184,6 +188,7 @@ impl Datapath {
         self.dns.forget_gateway(super::gateway_port(id.0));
         self.nat.translator.set_network(id, None);
         self.bridge.remove_network(id)?;
+        self.captures.network_removed(id);
         if let Some(info) = self.nets.get_mut(id.index()).and_then(Option::take)
             && let Some(vni) = info.vni
         {
@@ -238,6 +243,9 @@ impl Datapath {
 
     pub(super) fn remove_port(&mut self, id: PortId) -> Option<Tap> {
         let _ = self.bridge.remove_port(id);
+        if !self.captures.is_empty() {
+            self.captures.port_removed(id);
+        }
         let io = self.ports.get_mut(id.index()).and_then(Option::take)?;
         self.ready.retain(|&p| p != id);
         if let Some(q) = self.queued.get_mut(id.index()) {

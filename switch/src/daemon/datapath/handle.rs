@@ -172,6 +172,7 @@ pub(super) enum Command {
     NatFlows { reply: Reply<Vec<nat::FlowInfo>> },
     NatForget { network: NetworkId, address: Ipv4Addr, reply: Reply<usize> },
     Snapshot { reply: Reply<Snapshot> },
+    Capture { session: Box<crate::daemon::capture::Session>, reply: Reply<()> },
     Shutdown,
 }
 
@@ -352,6 +353,13 @@ impl DatapathHandle {
     /// the interface was deleted), as the datapath notices them.
     pub fn gone_ports(&self) -> crossbeam_channel::Receiver<PortId> {
         self.gone.clone()
+    }
+
+    /// Starts a packet capture: matching frames go to its ring from the
+    /// next batch on.
+    pub fn capture(&self, session: crate::daemon::capture::Session) -> Result<(), DatapathError> {
+        let session = Box::new(session);
+        self.call(|reply| Command::Capture { session, reply })
     }
 
     /// Copies the tables and counters out.

@@ -21,6 +21,7 @@
 //! harness, `loop_tests` the tests), which drive the same loop one wake-up
 //! at a time.
 
+mod capture;
 mod config;
 mod device;
 mod dns;
@@ -50,6 +51,7 @@ pub use handle::{
 };
 
 use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};
+use super::capture::Captures;
 use super::tunnel::{Classified, Tunnel, TxOutcome, VtepConfig};
 use crate::bridge::{Bridge, TxPlan};
 use crate::counters::DropReason;
@@ -136,6 +138,8 @@ struct Datapath {
     /// Time spent working, and wake-ups (for the busy-time metric).
     busy: Duration,
     wakeups: u64,
+    /// Running packet captures (`vswitchctl capture`).
+    captures: Captures,
 }
 
 impl Datapath {
@@ -177,6 +181,7 @@ impl Datapath {
             gone,
             busy: Duration::ZERO,
             wakeups: 0,
+            captures: Captures::default(),
         };
         if let Some(vtep) = vtep {
             datapath.attach_tunnel(Tunnel::open(vtep)?)?;
@@ -272,6 +277,9 @@ impl Datapath {
         self.dns.expire_local(now);
         self.flush_local_dns();
         self.nat.release_memory();
+        if !self.captures.is_empty() {
+            self.captures.prune();
+        }
         self.run_local(now);
     }
 
@@ -360,11 +368,16 @@ impl Datapath {
     /// the tunnel port of its (VNI, sender), learning new peers if allowed.
     fn read_tunnel(&mut self) {
         let now = self.clock.now();
-        let Datapath { tunnel, batch, bridge, ports, nets, vnis, peers, peer_ports, tunnel_ready, .. } = self;
+        let Datapath { tunnel, batch, bridge, ports, nets, vnis, peers, peer_ports, tunnel_ready, captures, .. } = self;
         let Some(tunnel) = tunnel.as_mut() else { return };
         let learn = tunnel.config().learn_peers;
-        let default_port = tunnel.config().local.port();
-        let result = tunnel.receive(batch, |datagram, ip| {
+        let local = tunnel.config().local;
+        let default_port = local.port();
+        let result = tunnel.receive(batch, |datagram, sender| {
+            if captures.underlay {
+                captures.datagram(ctl::proto::Direction::Rx, sender, local, datagram);
+            }
+            let ip = sender.ip();
             let encrypted = crypto::is_encrypted(datagram);
             let vni = if encrypted {
                 crypto::Header::parse(datagram).map_err(|_| DropReason::CryptoMalformed)?.vni
@@ -422,6 +435,9 @@ impl Datapath {
             if self.batch.is_empty() {
                 break;
             }
+            if self.captures.ports {
+                self.capture_batch();
+            }
             self.clamp_mss();
             self.bridge.forward_batch(now, self.batch.frames(), &mut self.plan);
             self.transmit();
@@ -437,6 +453,9 @@ impl Datapath {
                     self.bridge.count_drop(port, DropReason::TxQueueFull);
                 }
             }
+        }
+        if self.captures.ports || self.captures.underlay {
+            self.captures.wake();
         }
     }
 
@@ -498,16 +517,23 @@ impl Datapath {
     /// Writes the pending GRO merge to its TAP.
     fn flush_gro(&mut self) {
         let Some(port) = self.gro_port.take() else { return };
-        let Some(bytes) = self.gro.take() else { return };
-        if let Some(Some(PortIo::Tap(tap))) = self.ports.get(port.index())
+        let Datapath { gro, ports, bridge, captures, .. } = self;
+        let Some(bytes) = gro.take() else { return };
+        if let Some(Some(PortIo::Tap(tap))) = ports.get(port.index())
             && let Err(e) = tap.send(bytes)
         {
-            self.bridge.count_drop(port, tx_drop_reason(&e));
+            bridge.count_drop(port, tx_drop_reason(&e));
+        }
+        if captures.ports {
+            capture::offer_merged(captures, bridge, port, bytes);
         }
     }
 
     /// Sends frame `i` of the batch out of `port`.
     fn send_one(&mut self, port: PortId, i: usize) {
+        if self.captures.ports {
+            self.capture_sent(port, i);
+        }
         match self.ports.get_mut(port.index()) {
             Some(Some(PortIo::Tap(tap))) => {
                 let sent = match self.batch.with_vnet_hdr(i) {
@@ -548,6 +574,7 @@ impl Datapath {
                 let network = self.bridge.port_config(port).map(|c| c.network);
                 let keys = network.ok().and_then(|n| self.nets.get_mut(n.index())?.as_mut()?.crypto.as_deref_mut());
                 match tunnel.send(vni, remote, self.batch.frame(i), &hdr, keys) {
+                    TxOutcome::Sent if self.captures.underlay => self.capture_underlay_sent(remote),
                     TxOutcome::Sent => {}
                     TxOutcome::Dropped(reason) => self.bridge.count_drop(port, reason),
                     TxOutcome::TooBig(kind) => {
