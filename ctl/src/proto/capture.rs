@@ -92,8 +92,9 @@ pub fn encode_frame_data(bytes: &[u8], out: &mut String) {
 pub struct CaptureSummary {
     /// Frames sent to the client.
     pub captured: u64,
-    /// Frames that matched but were dropped because the capture's buffer
-    /// was full (the client did not read fast enough).
+    /// Frames that passed the filter but were not sent: the capture's
+    /// buffer was full (the client did not read fast enough), or they were
+    /// still in it when the client stopped the stream.
     pub dropped: u64,
     /// Frames the filter rejected.
     pub filtered: u64,

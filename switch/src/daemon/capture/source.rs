@@ -94,9 +94,13 @@ impl StreamSource for CaptureSource {
         }
     }
 
+    /// Frames still queued when the stream ends (the client stopped it)
+    /// count as dropped: every frame that passed the filter is either
+    /// captured or dropped.
     fn summary(&mut self) -> Value {
-        let summary =
-            CaptureSummary { captured: self.delivered, dropped: self.ring.dropped(), filtered: self.ring.filtered() };
+        let undelivered = self.ring.queued().saturating_sub(self.delivered);
+        let dropped = self.ring.dropped() + undelivered;
+        let summary = CaptureSummary { captured: self.delivered, dropped, filtered: self.ring.filtered() };
         serde_json::to_value(summary).unwrap_or(Value::Null)
     }
 }
