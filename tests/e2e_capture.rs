@@ -252,7 +252,8 @@ fn a_client_that_does_not_read_loses_frames_counted_while_forwarding_goes_on() {
     // 1,000-byte pings: the frames of a few hundred fill the ring and the
     // socket's buffer; the rest must be dropped by the capture, not by
     // the switch.
-    let flood = netns_exec(&a, "ping", &["-n", "-q", "-f", "-s", "1000", "-c", &count, "-W", "2", &ip_of(&eb).to_string()]);
+    let flood =
+        netns_exec(&a, "ping", &["-n", "-q", "-f", "-s", "1000", "-c", &count, "-W", "2", &ip_of(&eb).to_string()]);
     let report = text(&flood.stdout);
     assert!(flood.status.success(), "ping flood: {report} {}", text(&flood.stderr));
     assert!(report.contains(&format!("{PINGS} packets transmitted, {PINGS} received")), "lost pings: {report}");
@@ -310,12 +311,10 @@ fn overlay_capture_shows_inner_frames_and_outer_shows_the_vxlan_datagrams() {
     let rows = frames(&file, "", &["ip.src", "ip.dst", "icmp.type", "vxlan.vni"]);
     let expected: Vec<Vec<String>> = (0..2)
         .flat_map(|_| {
-            [vec![s1_ip.clone(), s2_ip.clone(), "8".into(), String::new()], vec![
-                s2_ip.clone(),
-                s1_ip.clone(),
-                "0".into(),
-                String::new(),
-            ]]
+            [
+                vec![s1_ip.clone(), s2_ip.clone(), "8".into(), String::new()],
+                vec![s2_ip.clone(), s1_ip.clone(), "0".into(), String::new()],
+            ]
         })
         .collect();
     assert_eq!(rows, expected, "the tunnel port's inner frames: no VXLAN header, the overlay's addresses");

@@ -16,14 +16,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+pub use capture::{
+    CaptureInfo, CaptureSummary, CapturedFrame, Direction, LINKTYPE_ETHERNET, LINKTYPE_RAW, MAX_SNAPLEN,
+    encode_frame_data,
+};
 pub use error::{CtlError, ErrorKind, ProtocolError};
 pub use payload::{
     Ack, ConfigInfo, DnsRecord, DnsStats, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, Ipam,
     IpamConfig, KeyEpoch, MetricsText, NatFlow, NatStats, NetworkInfo, NetworkSummary, PeerInfo, PortKind, PortStats,
     ResolverInfo, SandboxInfo, ServiceInfo, ServiceReplica, ShowNetwork, ShowPort, ShowTree, VersionInfo,
-};
-pub use capture::{
-    CaptureInfo, CaptureSummary, CapturedFrame, Direction, LINKTYPE_ETHERNET, LINKTYPE_RAW, MAX_SNAPLEN, encode_frame_data,
 };
 pub use request::{Driver, Request, UnknownDriver};
 pub use stream::{StreamLine, decode_stream_line, encode_end, encode_item_raw};

@@ -5,12 +5,12 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -263,8 +263,7 @@ pub(crate) fn run(socket: &Path, json: bool, args: CaptureArgs) -> Result<()> {
 /// echo request, length 98`.
 pub(crate) fn describe(frame: &CapturedFrame, data: &[u8], raw_ip: bool) -> String {
     let secs = frame.sec % 86_400;
-    let time =
-        format!("{:02}:{:02}:{:02}.{:06}", secs / 3600, secs / 60 % 60, secs % 60, frame.nsec / 1000);
+    let time = format!("{:02}:{:02}:{:02}.{:06}", secs / 3600, secs / 60 % 60, secs % 60, frame.nsec / 1000);
     let what = summarize(data, raw_ip);
     format!("{time} {} {} {what}, length {}", frame.port, frame.dir.as_str(), frame.len)
 }
@@ -287,11 +286,21 @@ fn summarize(data: &[u8], raw_ip: bool) -> String {
     match &packet.net {
         Some(LaxNetSlice::Ipv4(ip)) => {
             let h = ip.header();
-            ip_line(IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), &packet.transport, ip.payload().ip_number.0)
+            ip_line(
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+                &packet.transport,
+                ip.payload().ip_number.0,
+            )
         }
         Some(LaxNetSlice::Ipv6(ip)) => {
             let h = ip.header();
-            ip_line(IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), &packet.transport, ip.payload().ip_number.0)
+            ip_line(
+                IpAddr::V6(h.source_addr()),
+                IpAddr::V6(h.destination_addr()),
+                &packet.transport,
+                ip.payload().ip_number.0,
+            )
         }
         Some(LaxNetSlice::Arp(arp)) => {
             let arp = arp.to_packet();
@@ -316,10 +325,11 @@ fn summarize(data: &[u8], raw_ip: bool) -> String {
 fn ip_line(src: IpAddr, dst: IpAddr, transport: &Option<TransportSlice<'_>>, protocol: u8) -> String {
     match transport {
         Some(TransportSlice::Tcp(tcp)) => {
-            let flags: String = [(tcp.syn(), 'S'), (tcp.fin(), 'F'), (tcp.rst(), 'R'), (tcp.psh(), 'P'), (tcp.ack(), '.')]
-                .into_iter()
-                .filter_map(|(set, c)| set.then_some(c))
-                .collect();
+            let flags: String =
+                [(tcp.syn(), 'S'), (tcp.fin(), 'F'), (tcp.rst(), 'R'), (tcp.psh(), 'P'), (tcp.ack(), '.')]
+                    .into_iter()
+                    .filter_map(|(set, c)| set.then_some(c))
+                    .collect();
             format!("{src}.{} > {dst}.{} TCP [{flags}]", tcp.source_port(), tcp.destination_port())
         }
         Some(TransportSlice::Udp(udp)) => {
@@ -362,7 +372,14 @@ mod tests {
     fn captured(data: &[u8], len: u32) -> CapturedFrame {
         let mut b64 = String::new();
         encode_frame_data(data, &mut b64);
-        CapturedFrame { sec: 1_700_000_000 + 3723, nsec: 5_000, port: "vswab".into(), dir: Direction::Rx, len, data: b64 }
+        CapturedFrame {
+            sec: 1_700_000_000 + 3723,
+            nsec: 5_000,
+            port: "vswab".into(),
+            dir: Direction::Rx,
+            len,
+            data: b64,
+        }
     }
 
     #[test]

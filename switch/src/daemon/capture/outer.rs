@@ -100,7 +100,10 @@ mod tests {
         assert_eq!(out.len(), 20 + 8 + 101);
         let p = SlicedPacket::from_ip(&out).unwrap();
         let Some(NetSlice::Ipv4(ip)) = p.net else { panic!("not IPv4") };
-        assert_eq!((ip.header().source_addr(), ip.header().destination_addr()), ("10.9.0.1".parse().unwrap(), "10.9.0.2".parse().unwrap()));
+        assert_eq!(
+            (ip.header().source_addr(), ip.header().destination_addr()),
+            ("10.9.0.1".parse().unwrap(), "10.9.0.2".parse().unwrap())
+        );
         assert_eq!(ip.header().to_header().calc_header_checksum(), ip.header().header_checksum());
         let Some(TransportSlice::Udp(udp)) = p.transport else { panic!("not UDP") };
         assert_eq!((udp.source_port(), udp.destination_port(), udp.payload()), (40000, 4789, &payload[..]));
