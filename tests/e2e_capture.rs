@@ -224,6 +224,20 @@ fn invalid_requests_start_nothing() {
 }
 
 #[test]
+fn a_capture_ends_when_its_port_goes_away() {
+    if !require_root("a_capture_ends_when_its_port_goes_away") {
+        return;
+    }
+    let d = Daemon::start();
+    let (net, [(a, ea), (_, eb)]) = two_sandboxes(&d, [10, 240, 5]);
+    let port = CaptureRun::start(&d, &[&ea.port, "--filter", "icmp"], "port.pcap");
+    assert!(ping(&a, ip_of(&eb), 1), "{a} cannot ping b");
+    d.ctl_ok(&["network", "disconnect", &net, &a]);
+    let (summary, _) = port.finish();
+    assert_eq!((summary.captured, summary.dropped), (2, 0), "the ping, then the end: {summary:?}");
+}
+
+#[test]
 fn a_client_that_does_not_read_loses_frames_counted_while_forwarding_goes_on() {
     if !require_root("a_client_that_does_not_read_loses_frames_counted_while_forwarding_goes_on") {
         return;

@@ -126,7 +126,7 @@ impl Control {
         let reply = ok(&info)?;
         let source = CaptureSource::new(ring.clone(), names, only_port, self.captures.clone());
         self.datapath.capture(Session::new(ring, scope, filter)).map_err(datapath_error)?;
-        tracing::info!(target = %info.target, filter = info.filter.as_deref().unwrap_or(""), "capture started");
+        tracing::info!(target = %info.target, filter = ?info.filter, count = ?info.count, "capture started");
         Ok(Subscription { reply, source: Box::new(source) })
     }
 }
