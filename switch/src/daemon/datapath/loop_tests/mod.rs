@@ -1,10 +1,12 @@
 //! The datapath loop, tested deterministically through the in-memory
 //! harness ([`super::testing`]): learning, flooding, isolation and aging;
 //! drops under their reasons; overlays (replication, GRO, MSS clamping,
-//! ICMP too-big, encryption between two datapaths); the gateway's answers.
+//! ICMP too-big, encryption between two datapaths); the gateway's answers;
+//! packet capture.
 //! Frames are built and checked with etherparse, never with the switch's
 //! own parsers.
 
+mod capture;
 mod drops;
 mod gateway;
 mod learning;
