@@ -261,7 +261,7 @@ fn a_client_that_does_not_read_loses_frames_counted_while_forwarding_goes_on() {
     reader.read_until(b'\n', &mut line).unwrap();
     proto::decode_response(&line).unwrap().result.unwrap_or_else(|e| panic!("capture refused: {e:?}"));
 
-    const PINGS: u64 = 3000;
+    const PINGS: u64 = 2000;
     let count = PINGS.to_string();
     // 1,000-byte pings: the frames of a few hundred fill the ring and the
     // socket's buffer; the rest must be dropped by the capture, not by
