@@ -251,7 +251,7 @@ pub(crate) fn run(socket: &Path, json: bool, args: CaptureArgs) -> Result<()> {
         eprintln!("{}", serde_json::to_string(&summary)?);
     } else {
         eprintln!(
-            "{} frames captured, {} dropped (the capture buffer was full), {} filtered out",
+            "{} frames captured, {} dropped (buffer full, or still queued when stopped), {} filtered out",
             summary.captured, summary.dropped, summary.filtered
         );
     }
