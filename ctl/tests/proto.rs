@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ctl::proto::{
-    self, Ack, ConfigInfo, DnsRecord, DnsStats, Driver, EndpointInfo, EndpointResource, ErrorKind, FdbEntry,
-    FlushResult, Ipam, IpamConfig, MAX_REQUEST_BYTES, NatFlow, NatStats, NetworkInfo, NetworkSummary, PortStats,
-    ProtocolError, Request, ResolverInfo, SandboxInfo, ServiceInfo, ServiceReplica, ShowTree, VersionInfo,
+    self, Ack, CaptureInfo, CaptureSummary, CapturedFrame, ConfigInfo, DnsRecord, DnsStats, Driver, EndpointInfo,
+    EndpointResource, ErrorKind, FdbEntry, FlushResult, Ipam, IpamConfig, MAX_REQUEST_BYTES, NatFlow, NatStats,
+    NetworkInfo, NetworkSummary, PortStats, ProtocolError, Request, ResolverInfo, SandboxInfo, ServiceInfo,
+    ServiceReplica, ShowTree, StreamLine, VersionInfo,
 };
 use serde_json::{Value, json};
 
@@ -399,6 +400,17 @@ fn network_info_uses_docker_keys() {
     assert_eq!(serde_json::from_value::<NetworkInfo>(v).unwrap(), info);
 }
 
+/// Checks that a stream's line has the documented type for `verb`: items,
+/// then the end.
+fn check_stream_line(verb: &str, line: StreamLine, last: bool) {
+    let r = match (verb, line) {
+        ("capture", StreamLine::Item(item)) if !last => serde_json::from_value::<CapturedFrame>(item).map(drop),
+        ("capture", StreamLine::End(end)) if last => serde_json::from_value::<CaptureSummary>(end).map(drop),
+        (verb, line) => panic!("{verb}: unexpected stream line {line:?}"),
+    };
+    r.unwrap_or_else(|e| panic!("stream line of {verb}: {e}"));
+}
+
 /// Checks that an `ok` payload has the documented type for `verb`.
 fn check_payload(verb: &str, ok: Value) {
     let r = match verb {
@@ -421,6 +433,7 @@ fn check_payload(verb: &str, ok: Value) {
         "service_publish" | "service_inspect" => serde_json::from_value::<ServiceInfo>(ok).map(drop),
         "service_ls" => serde_json::from_value::<Vec<ServiceInfo>>(ok).map(drop),
         "nat_ls" => serde_json::from_value::<Vec<NatFlow>>(ok).map(drop),
+        "capture" => serde_json::from_value::<CaptureInfo>(ok).map(drop),
         _ => serde_json::from_value::<Ack>(ok).map(drop),
     };
     r.unwrap_or_else(|e| panic!("payload of {verb}: {e}"));
@@ -431,11 +444,19 @@ fn documented_examples_hold() {
     let doc = include_str!("../src/proto/PROTOCOL.md");
     let lines: Vec<&str> = doc.lines().filter(|l| l.starts_with("C: ") || l.starts_with("S: ")).collect();
     assert!(lines.len() >= 20, "examples missing from PROTOCOL.md");
+    // Each client line, then the server's reply and, for a stream, its
+    // item and end lines.
+    let mut exchanges: Vec<(&str, Vec<&str>)> = Vec::new();
+    for line in lines {
+        match (line.strip_prefix("C: "), line.strip_prefix("S: "), exchanges.last_mut()) {
+            (Some(c), _, _) => exchanges.push((c, Vec::new())),
+            (_, Some(s), Some((_, replies))) => replies.push(s),
+            _ => panic!("a server line before any client line: {line}"),
+        }
+    }
     let mut pairs = 0;
-    for pair in lines.chunks(2) {
-        let [c, s] = pair else { panic!("unpaired example line {pair:?}") };
-        let (c, s) =
-            (c.strip_prefix("C: ").expect("client line first"), s.strip_prefix("S: ").expect("then server line"));
+    for (c, replies) in exchanges {
+        let [s, stream @ ..] = &replies[..] else { panic!("no reply to {c}") };
         let resp = proto::decode_response(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"));
         match proto::decode_request(c.as_bytes()) {
             Ok(env) => {
@@ -445,11 +466,19 @@ fn documented_examples_hold() {
                 if let Ok(ok) = resp.result {
                     check_payload(env.req.verb(), ok);
                 }
+                assert!(stream.is_empty() || env.req.is_stream(), "more than one reply to {c}");
+                for (i, line) in stream.iter().enumerate() {
+                    let (id, line) =
+                        proto::decode_stream_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+                    assert_eq!(id, Some(env.id));
+                    let last = i + 1 == stream.len();
+                    check_stream_line(env.req.verb(), line, last);
+                }
             }
             Err((id, e)) => {
                 // The documented error reply is exactly what the codec produces.
                 let want = proto::encode_err(id, e.kind, e.message);
-                assert_eq!(std::str::from_utf8(&want).unwrap().trim_end(), s);
+                assert_eq!(std::str::from_utf8(&want).unwrap().trim_end(), *s);
             }
         }
         pairs += 1;
