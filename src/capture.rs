@@ -370,6 +370,26 @@ pub fn inject_frame(ns: &str, ifname: &str, frame: &[u8]) -> io::Result<()> {
     })?
 }
 
+/// Sends raw Ethernet frames out of `ifname` in namespace `ns`, one after
+/// another on one socket (a burst, within a few milliseconds). Returns how
+/// many the kernel took; stops at the first refusal.
+pub fn inject_frames(ns: &str, ifname: &str, frames: &[Vec<u8>]) -> io::Result<usize> {
+    let ifname = ifname.to_owned();
+    let frames = frames.to_vec();
+    in_netns(ns, move || -> io::Result<usize> {
+        let fd = packet_socket(&ifname)?;
+        for (sent, frame) in frames.iter().enumerate() {
+            // SAFETY: sends from a valid buffer of the given length on an open socket.
+            let n = unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return if sent == 0 { Err(e) } else { Ok(sent) };
+            }
+        }
+        Ok(frames.len())
+    })?
+}
+
 /// An `AF_PACKET`/`SOCK_RAW` socket for all protocols, bound to `ifname` in
 /// the calling thread's namespace.
 fn packet_socket(ifname: &str) -> io::Result<OwnedFd> {

@@ -11,6 +11,7 @@
 
 pub mod bins;
 pub mod capture;
+pub mod container;
 pub mod daemon;
 pub mod dns;
 pub mod encrypted;
@@ -24,7 +25,8 @@ pub mod underlay;
 pub mod wait;
 
 pub use bins::Binaries;
-pub use capture::{Capture, Frame, inject_frame};
+pub use capture::{Capture, Frame, inject_frame, inject_frames};
+pub use container::Container;
 pub use daemon::{Daemon, DaemonBuilder};
 pub use names::{require_root, unique_prefix};
 pub use netns::{

@@ -1,12 +1,14 @@
 //! Property tests for the learning bridge's invariants: whatever frames
 //! arrive, in whatever order, a frame is never sent back out of its ingress
 //! port, never leaves its network, a learned unicast goes to exactly one port,
-//! tables never exceed their limits, and aging removes exactly the old entries.
+//! tables never exceed their limits, aging removes exactly the old entries,
+//! and the events the bridge records account for its learning counters.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use switch::events::EventKind;
 use switch::{Bridge, MacAddr, NetworkConfig, NetworkId, PortConfig, PortId, RxFrame, Timestamp, TxPlan};
 
 /// Ports 0..4 on network 0, ports 4..7 on network 1; port 3 and 6 are tunnels.
@@ -127,6 +129,69 @@ proptest! {
         }
         for p in 0..PORTS {
             prop_assert_eq!(b.port_learned(PortId(p)).unwrap(), per_port.get(&p).copied().unwrap_or(0));
+        }
+    }
+
+    #[test]
+    fn events_account_for_every_learning_counter(inputs in proptest::collection::vec(input_strategy(), 1..300)) {
+        let mut b = build();
+        let mut plan = TxPlan::default();
+        let mut now = Timestamp(0);
+        let mut last_tick = Timestamp(0);
+        let mut events = Vec::new();
+        let mut spare = Vec::with_capacity(1024);
+        let mut drain = |b: &mut Bridge, events: &mut Vec<EventKind>| -> Result<(), TestCaseError> {
+            prop_assert_eq!(b.events_mut().drain_into(&mut spare), 0, "no overflow");
+            events.extend(spare.iter().map(|e| e.kind));
+            Ok(())
+        };
+        for input in &inputs {
+            now = Timestamp(now.0 + input.advance_ms);
+            // The daemon's tick: aging, then the end of the interval.
+            while now.millis_since(last_tick) >= 1000 {
+                last_tick = Timestamp(last_tick.0 + 1000);
+                b.age(last_tick);
+                b.end_interval(last_tick);
+            }
+            let bytes = frame(input);
+            b.forward_batch(now, [RxFrame { port: PortId(input.port), bytes: &bytes, gso: false }], &mut plan);
+            drain(&mut b, &mut events)?;
+        }
+        b.end_interval(Timestamp(now.0 + 1000));
+        drain(&mut b, &mut events)?;
+        for n in 0..2 {
+            let net = NetworkId(n);
+            let c = b.learning_counters(net).unwrap();
+            let (mut learned, mut moved, mut aged, mut full, mut limited) = (0u64, 0u64, 0u64, 0u64, 0u64);
+            for kind in &events {
+                match *kind {
+                    EventKind::MacLearned { network, .. } if network == net => learned += 1,
+                    EventKind::MacMoved { network, from, to, .. } if network == net => {
+                        prop_assert_ne!(from, to);
+                        prop_assert_eq!((network_of(from.0), network_of(to.0)), (net, net));
+                        moved += 1;
+                    }
+                    EventKind::MacFlapping { network, ports, moves, suppressed, .. } if network == net => {
+                        prop_assert!(suppressed <= moves && moves >= 1);
+                        prop_assert_ne!(ports[0], ports[1]);
+                        moved += u64::from(suppressed);
+                    }
+                    EventKind::MacAged { network, .. } if network == net => aged += 1,
+                    EventKind::Suppressed { network, learned: l, moved: m, aged: a } if network == net => {
+                        learned += u64::from(l);
+                        moved += u64::from(m);
+                        aged += u64::from(a);
+                    }
+                    EventKind::TableFull { network, refused, .. } if network == net => full += refused,
+                    EventKind::LearnLimit { network, refused, .. } if network == net => limited += refused,
+                    _ => {}
+                }
+            }
+            prop_assert_eq!(learned, c.learned, "learned");
+            prop_assert_eq!(moved, c.station_moves, "moves");
+            prop_assert_eq!(aged, c.aged_out, "aged");
+            prop_assert_eq!(full, c.table_full, "table full");
+            prop_assert_eq!(limited, c.port_limit, "learning limit");
         }
     }
 

@@ -1,5 +1,5 @@
 //! MAC learning tables of a real `vswitchd`: learned entries age out after
-//! `config set aging-time`, static entries (`fdb add`) survive aging and
+//! `config set aging-time` (a `mac_aged` event each), static entries (`fdb add`) survive aging and
 //! `fdb flush` and steer unicast to one port instead of flooding. Needs root.
 
 use std::time::{Duration, Instant};
@@ -116,6 +116,17 @@ fn learned_entries_age_out_static_entries_stay() {
     assert!(gone, "learned entry still present {after:?} after its last frame");
     assert!(after >= Duration::from_secs(9), "learned entry aged out too early ({after:?})");
     assert!(entry(&d, &net, pinned).is_some_and(|e| e.kind == FdbKind::Static), "static entry aged out");
+    // Its aging was an event, naming its MAC and port.
+    wait_until(
+        Duration::from_secs(10),
+        || format!("a mac_aged event for {} in:\n{}", mac_str(learned), d.ctl_ok(&["events"])),
+        || {
+            let history = d.ctl_ok(&["--json", "events"]);
+            history.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|e| {
+                e["kind"] == "mac_aged" && e["mac"] == mac_str(learned).as_str() && e["port"] == ea.port.as_str()
+            })
+        },
+    );
 
     // fdb flush removes learned entries only.
     inject_frame(&a, &ea.ifname, &frame([0xff; 6], learned, 4)).unwrap();

@@ -5,52 +5,12 @@
 //! sandbox, live and after a restart. Needs root.
 
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ctl::proto::SandboxInfo;
 use serde_json::Value;
 use vswitch::overlay::ip_of;
-use vswitch::{Daemon, ping, require_root};
-
-/// A process alone in a new network namespace (`unshare -n`), killed on drop.
-struct Container(Child);
-
-impl Container {
-    fn start() -> Container {
-        let child = Command::new("unshare")
-            .args(["--net", "sleep", "600"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn unshare --net sleep");
-        let c = Container(child);
-        // unshare execs sleep once the namespace exists: wait until the
-        // process is in a namespace other than ours.
-        let ours = std::fs::read_link("/proc/self/ns/net").expect("own netns");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::read_link(c.netns()).ok().is_none_or(|ns| ns == ours) {
-            assert!(Instant::now() < deadline, "unshare did not enter a new namespace");
-            std::thread::yield_now();
-        }
-        c
-    }
-
-    fn netns(&self) -> String {
-        format!("/proc/{}/ns/net", self.0.id())
-    }
-
-    /// Ends the process, and with it the namespace.
-    fn exit(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        self.exit();
-    }
-}
+use vswitch::{Container, Daemon, ping, require_root};
 
 fn sandbox_names(d: &Daemon) -> Vec<String> {
     d.ctl_json::<Vec<SandboxInfo>>(&["sandbox", "ls"]).into_iter().map(|s| s.name).collect()

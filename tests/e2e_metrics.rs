@@ -90,6 +90,9 @@ fn metrics_are_served_valid_and_match_stats() {
     assert!(sample(&text, &drops).is_some_and(|n| n >= 1.0), "no no_route drop in:\n{text}");
     assert!(sample(&text, &format!("vswitch_fdb_entries{{network=\"{net}\"}}")).is_some_and(|n| n >= 2.0));
     assert!(sample(&text, "vswitch_datapath_wakeups_total").is_some_and(|n| n > 0.0));
+    // The two connects were events (port_up), and nobody follows them.
+    assert!(sample(&text, "vswitch_events_total{kind=\"port_up\"}").is_some_and(|n| n >= 2.0), "{text}");
+    assert_eq!(sample(&text, "vswitch_event_subscribers"), Some(0.0));
     assert!(text.contains("vswitch_dns_queries_total{"), "{text}");
 
     // The same families from the ctl socket.

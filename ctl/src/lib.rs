@@ -4,11 +4,14 @@
 //! - [`client`]: a blocking client for the ctl socket.
 //! - [`addr`]: the small address types the protocol uses.
 //! - [`publish`]: published ports (`-p` specs) and `docker port`'s output.
+//! - [`impair`]: link impairment settings and their netem-style units.
 
 pub mod addr;
 pub mod client;
+pub mod impair;
 pub mod proto;
 pub mod publish;
 
 pub use addr::{AddrParseError, Ipv4Net, MacAddress, parse_ipv4_net};
+pub use impair::Impairment;
 pub use publish::{PortMapping, PortProto, PortSpecError, parse_publish};

@@ -663,6 +663,41 @@ fn port_prints_what_docker_port_prints() {
 }
 
 #[test]
+fn port_impair_sends_the_settings_or_a_clear() {
+    let info = json!({"port": "vsp1", "network": "blue", "sandbox": "web",
+                      "impair": {"delay_us": 10000, "jitter_us": 2000, "loss_ppm": 10000, "rate_bps": 100000000}});
+    let args = ["port", "impair", "web", "--delay", "10ms", "--jitter", "2ms", "--loss", "1%", "--rate", "100mbit"];
+    let (out, reqs) = run_ok(&args, vec![Reply::Ok(info.clone())]);
+    assert_eq!(out, "", "a change prints nothing, like connect");
+    let want = ctl::Impairment {
+        delay_us: 10_000,
+        jitter_us: 2_000,
+        loss_ppm: 10_000,
+        rate_bps: Some(100_000_000),
+        ..ctl::Impairment::default()
+    };
+    assert_eq!(reqs, vec![Request::PortImpair { port: "web".into(), impair: Some(want) }]);
+    let (out, _) = run_ok(&["--json", "port", "impair", "web", "--delay", "10ms"], vec![Reply::Ok(info)]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["impair"]["delay_us"], 10000);
+    let cleared = json!({"port": "vsp1", "network": "blue", "sandbox": "web"});
+    let (_, reqs) = run_ok(&["port", "impair", "blue:web", "--clear"], vec![Reply::Ok(cleared)]);
+    assert_eq!(reqs, vec![Request::PortImpair { port: "blue:web".into(), impair: None }]);
+
+    // Bad values never reach the daemon.
+    let d = FakeDaemon::start(vec![]);
+    let out = vswitchctl(&d.socket, &["port", "impair", "web", "--loss", "150%"]);
+    assert!(d.finish().is_empty());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a percentage"), "{out:?}");
+    // A refusal from the daemon is an error.
+    let d = FakeDaemon::start(vec![Reply::Err(ErrorKind::InvalidArgument, "reorder needs a delay")]);
+    let out = vswitchctl(&d.socket, &["port", "impair", "web", "--reorder", "1%"]);
+    d.finish();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reorder needs a delay"));
+}
+
+#[test]
 fn publish_verbs_send_expanded_mappings() {
     let sb = json!({"name": "web", "netns": "/run/netns/web", "dns": [], "dns_search": [], "endpoints": []});
     let ep = json!({"network": "blue", "sandbox": "web", "endpoint_id": "e1", "port": "vsp1", "ifname": "eth0",
@@ -819,5 +854,67 @@ fn stats_adds_a_nat_table_for_gateway_ports() {
              gw:app   10       2         1           0            7\n"
         ),
         "{out}"
+    );
+}
+
+/// Two events as the daemon sends them.
+fn two_events() -> Value {
+    json!([
+        {"seq": 7, "time": "2026-11-30T10:13:53.123Z", "kind": "port_up", "network": "app", "port": "vsa1",
+         "sandbox": "web", "reason": "connected"},
+        {"seq": 8, "time": "2026-11-30T10:13:54.001Z", "kind": "mac_flapping", "network": "app",
+         "mac": "02:42:0a:0a:00:02", "ports": ["vsa1", "vsb2"], "moves": 6, "suppressed": 5, "interval_ms": 1000}
+    ])
+}
+
+#[test]
+fn events_prints_one_line_per_event_or_one_json_object_per_line() {
+    let (out, reqs) = run_ok(&["events"], vec![Reply::Ok(two_events())]);
+    assert_eq!(reqs, vec![Request::Events { follow: false }]);
+    assert_eq!(
+        out,
+        "2026-11-30T10:13:53.123Z  port_up           app          vsa1 up (sandbox web): connected\n\
+         2026-11-30T10:13:54.001Z  mac_flapping      app          02:42:0a:0a:00:02 flapping between vsa1 and vsb2: \
+         6 moves in 1.0s (5 not shown one by one), now on vsb2\n"
+    );
+    let (out, _) = run_ok(&["events", "--json"], vec![Reply::Ok(two_events())]);
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(Value::Array(lines), two_events());
+    // A kind this client does not know is printed as it came.
+    let newer = json!([{"seq": 1, "time": "t", "kind": "from_the_future", "x": 1}]);
+    let (out, _) = run_ok(&["events"], vec![Reply::Ok(newer)]);
+    assert_eq!(out, "{\"kind\":\"from_the_future\",\"seq\":1,\"time\":\"t\",\"x\":1}\n");
+}
+
+#[test]
+fn events_follow_prints_the_stream_and_its_summary() {
+    let events = two_events();
+    let lines = format!(
+        "{{\"v\":1,\"id\":1,\"ok\":{{\"next_seq\":7}}}}\n{{\"v\":1,\"id\":1,\"item\":{}}}\n\
+         {{\"v\":1,\"id\":1,\"item\":{}}}\n{{\"v\":1,\"id\":1,\"end\":{{\"delivered\":2,\"lost\":3}}}}",
+        events[0], events[1]
+    );
+    let d = FakeDaemon::start(vec![Reply::Raw(Box::leak(lines.clone().into_boxed_str()))]);
+    let out = vswitchctl(&d.socket, &["events", "--follow", "--json"]);
+    let reqs = d.finish();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(reqs, vec![Request::Events { follow: true }]);
+    let printed: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(Value::Array(printed), events);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr, "following events from #7 (Ctrl-C to stop)\n{\"delivered\":2,\"lost\":3}\n");
+
+    let d = FakeDaemon::start(vec![Reply::Raw(Box::leak(lines.into_boxed_str()))]);
+    let out = vswitchctl(&d.socket, &["events", "-f"]);
+    d.finish();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.starts_with("2026-11-30T10:13:53.123Z  port_up "), "{stdout}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        "following events from #7 (Ctrl-C to stop)\n2 events shown, 3 lost: this client read too slowly\n"
     );
 }

@@ -7,7 +7,7 @@ use ctl::proto::{
     self, Ack, CaptureInfo, CaptureSummary, CapturedFrame, ConfigInfo, DnsRecord, DnsStats, Driver, EndpointInfo,
     EndpointResource, ErrorKind, FdbEntry, FlushResult, Ipam, IpamConfig, MAX_REQUEST_BYTES, NatFlow, NatStats,
     NetworkInfo, NetworkSummary, PortStats, ProtocolError, Request, ResolverInfo, SandboxInfo, ServiceInfo,
-    ServiceReplica, ShowTree, StreamLine, VersionInfo,
+    ServiceReplica, ShowTree, VersionInfo,
 };
 use serde_json::{Value, json};
 
@@ -69,6 +69,8 @@ fn one_of_each() -> Vec<Request> {
         Request::FdbAdd { network: "blue".into(), mac: "02:00:00:00:00:09".parse().unwrap(), port: "p1".into() },
         Request::FdbFlush { network: None },
         Request::Stats { port: Some("p1".into()) },
+        Request::Events { follow: false },
+        Request::Events { follow: true },
         Request::DnsLs { network: Some("app".into()) },
         Request::DnsLs { network: None },
         Request::Metrics,
@@ -85,6 +87,19 @@ fn one_of_each() -> Vec<Request> {
             snaplen: Some(96),
             filter: Some("icmp or arp".into()),
         },
+        Request::PortImpair {
+            port: "app:web".into(),
+            impair: Some(ctl::Impairment {
+                delay_us: 10_000,
+                jitter_us: 2_000,
+                loss_ppm: 10_000,
+                duplicate_ppm: 1_000,
+                reorder_ppm: 5_000,
+                rate_bps: Some(100_000_000),
+                limit: Some(500),
+            }),
+        },
+        Request::PortImpair { port: "vsp1".into(), impair: None },
         Request::Version,
         Request::Ping,
     ]
@@ -400,15 +415,35 @@ fn network_info_uses_docker_keys() {
     assert_eq!(serde_json::from_value::<NetworkInfo>(v).unwrap(), info);
 }
 
-/// Checks that a stream's line has the documented type for `verb`: items,
-/// then the end.
-fn check_stream_line(verb: &str, line: StreamLine, last: bool) {
-    let r = match (verb, line) {
-        ("capture", StreamLine::Item(item)) if !last => serde_json::from_value::<CapturedFrame>(item).map(drop),
-        ("capture", StreamLine::End(end)) if last => serde_json::from_value::<CaptureSummary>(end).map(drop),
-        (verb, line) => panic!("{verb}: unexpected stream line {line:?}"),
-    };
-    r.unwrap_or_else(|e| panic!("stream line of {verb}: {e}"));
+/// Checks a documented stream: its opening reply, then its `S:` lines up to
+/// the `end` line, each of the documented type.
+fn check_stream<'a>(req: &Request, id: u64, ok: Value, lines: &mut impl Iterator<Item = &'a str>) {
+    let capture = matches!(req, Request::Capture { .. });
+    match req {
+        Request::Events { .. } => decodes::<proto::EventsFollow>(ok, "an events follow reply"),
+        Request::Capture { .. } => decodes::<CaptureInfo>(ok, "a capture reply"),
+        _ => panic!("no documented types for the stream of {}", req.verb()),
+    }
+    for line in lines.by_ref() {
+        let line = line.strip_prefix("S: ").unwrap_or_else(|| panic!("a stream goes on with daemon lines: {line}"));
+        let (got, item) = proto::decode_stream_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(got, Some(id), "{line}");
+        match (capture, item) {
+            (false, proto::StreamLine::Item(v)) => decodes::<proto::Event>(v, "an event item"),
+            (true, proto::StreamLine::Item(v)) => decodes::<CapturedFrame>(v, "a captured frame"),
+            (false, proto::StreamLine::End(v)) => return decodes::<proto::EventsSummary>(v, "an events summary"),
+            (true, proto::StreamLine::End(v)) => return decodes::<CaptureSummary>(v, "a capture summary"),
+            (_, proto::StreamLine::Err(_)) => return,
+        }
+    }
+    panic!("the documented stream has no end line");
+}
+
+/// Asserts that `value` is a `T` (`what`).
+fn decodes<T: serde::de::DeserializeOwned>(value: Value, what: &str) {
+    if let Err(e) = serde_json::from_value::<T>(value) {
+        panic!("not {what}: {e}");
+    }
 }
 
 /// Checks that an `ok` payload has the documented type for `verb`.
@@ -433,7 +468,8 @@ fn check_payload(verb: &str, ok: Value) {
         "service_publish" | "service_inspect" => serde_json::from_value::<ServiceInfo>(ok).map(drop),
         "service_ls" => serde_json::from_value::<Vec<ServiceInfo>>(ok).map(drop),
         "nat_ls" => serde_json::from_value::<Vec<NatFlow>>(ok).map(drop),
-        "capture" => serde_json::from_value::<CaptureInfo>(ok).map(drop),
+        "port_impair" => serde_json::from_value::<ctl::proto::PortImpairInfo>(ok).map(drop),
+        "events" => serde_json::from_value::<Vec<proto::Event>>(ok).map(|events| assert!(!events.is_empty())),
         _ => serde_json::from_value::<Ack>(ok).map(drop),
     };
     r.unwrap_or_else(|e| panic!("payload of {verb}: {e}"));
@@ -444,41 +480,29 @@ fn documented_examples_hold() {
     let doc = include_str!("../src/proto/PROTOCOL.md");
     let lines: Vec<&str> = doc.lines().filter(|l| l.starts_with("C: ") || l.starts_with("S: ")).collect();
     assert!(lines.len() >= 20, "examples missing from PROTOCOL.md");
-    // Each client line, then the server's reply and, for a stream, its
-    // item and end lines.
-    let mut exchanges: Vec<(&str, Vec<&str>)> = Vec::new();
-    for line in lines {
-        match (line.strip_prefix("C: "), line.strip_prefix("S: "), exchanges.last_mut()) {
-            (Some(c), _, _) => exchanges.push((c, Vec::new())),
-            (_, Some(s), Some((_, replies))) => replies.push(s),
-            _ => panic!("a server line before any client line: {line}"),
-        }
-    }
     let mut pairs = 0;
-    for (c, replies) in exchanges {
-        let [s, stream @ ..] = &replies[..] else { panic!("no reply to {c}") };
+    let mut lines = lines.into_iter();
+    while let Some(c) = lines.next() {
+        let s = lines.next().unwrap_or_else(|| panic!("unpaired example line {c}"));
+        let (c, s) =
+            (c.strip_prefix("C: ").expect("client line first"), s.strip_prefix("S: ").expect("then server line"));
         let resp = proto::decode_response(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"));
         match proto::decode_request(c.as_bytes()) {
             Ok(env) => {
                 assert_eq!(resp.id, Some(env.id), "{s}");
                 // Re-encoding is lossless.
                 assert_eq!(proto::parse_request(&proto::encode_request(env.id, &env.req).unwrap()).unwrap(), env);
-                if let Ok(ok) = resp.result {
-                    check_payload(env.req.verb(), ok);
-                }
-                assert!(stream.is_empty() || env.req.is_stream(), "more than one reply to {c}");
-                for (i, line) in stream.iter().enumerate() {
-                    let (id, line) =
-                        proto::decode_stream_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
-                    assert_eq!(id, Some(env.id));
-                    let last = i + 1 == stream.len();
-                    check_stream_line(env.req.verb(), line, last);
+                match resp.result {
+                    // A stream's item lines and its end line follow its reply.
+                    Ok(ok) if env.req.is_stream() => check_stream(&env.req, env.id, ok, &mut lines),
+                    Ok(ok) => check_payload(env.req.verb(), ok),
+                    Err(_) => {}
                 }
             }
             Err((id, e)) => {
                 // The documented error reply is exactly what the codec produces.
                 let want = proto::encode_err(id, e.kind, e.message);
-                assert_eq!(std::str::from_utf8(&want).unwrap().trim_end(), *s);
+                assert_eq!(std::str::from_utf8(&want).unwrap().trim_end(), s);
             }
         }
         pairs += 1;
@@ -597,6 +621,7 @@ fn port_stats_dns_is_optional_on_the_wire() {
         drops: BTreeMap::new(),
         dns: None,
         nat: None,
+        impair: None,
     };
     let v = serde_json::to_value(&st).unwrap();
     assert!(v.as_object().unwrap().get("dns").is_none(), "a port without DNS has no `dns` key: {v}");
@@ -725,4 +750,78 @@ fn nat_flows_and_services_round_trip() {
                      "mac": "02:42:0a:0a:00:02", "ipv4": "10.10.0.2/24", "aliases": []});
     let e: EndpointInfo = serde_json::from_value(old).unwrap();
     assert!(e.publish.is_empty() && e.service.is_none());
+}
+
+#[test]
+fn events_round_trip_with_kind_and_fields_side_by_side() {
+    use ctl::proto::{Event, EventKind, LostScope, PortChange};
+    let mac: ctl::MacAddress = "02:42:0a:0a:00:02".parse().unwrap();
+    let n = || "app".to_owned();
+    let kinds = vec![
+        EventKind::MacLearned { network: n(), mac, port: "vsa".into() },
+        EventKind::MacMoved { network: n(), mac, from: "vsa".into(), to: "vsb".into() },
+        EventKind::MacFlapping {
+            network: n(),
+            mac,
+            ports: ["vsa".into(), "vsb".into()],
+            moves: 5,
+            suppressed: 4,
+            interval_ms: 1000,
+        },
+        EventKind::MacAged { network: n(), mac, port: "vsa".into() },
+        EventKind::TableFull { network: n(), refused: 10, limit: 8192 },
+        EventKind::LearnLimit { network: n(), port: "vsa".into(), refused: 3 },
+        EventKind::EventsSuppressed { network: n(), learned: 1, moved: 2, aged: 3 },
+        EventKind::DropBurst {
+            network: None,
+            port: "vtep".into(),
+            reason: "auth_failed".into(),
+            drops: 120,
+            interval_ms: 1000,
+        },
+        EventKind::PortUp {
+            network: n(),
+            port: "vsa".into(),
+            sandbox: Some("web".into()),
+            reason: PortChange::Connected,
+        },
+        EventKind::PortDown {
+            network: n(),
+            port: "vx:192.0.2.1:4789".into(),
+            sandbox: None,
+            reason: PortChange::PeerRemoved,
+        },
+        EventKind::PeerLearned {
+            network: n(),
+            peer: "192.0.2.1:4789".parse().unwrap(),
+            port: "vx:192.0.2.1:4789".into(),
+        },
+        EventKind::PeerSilent {
+            network: n(),
+            peer: "192.0.2.1:4789".parse().unwrap(),
+            port: "vx:192.0.2.1:4789".into(),
+        },
+        EventKind::KeyRotated { network: n(), epoch: 2, automatic: false },
+        EventKind::EndpointGone {
+            network: n(),
+            sandbox: "c1".into(),
+            port: "vsc".into(),
+            address: Ipv4Addr::new(10, 0, 0, 2),
+        },
+        EventKind::SandboxGone { sandbox: "c1".into(), netns: "/proc/42/ns/net".into() },
+        EventKind::EventsLost { lost: 7, scope: LostScope::Stream },
+    ];
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let event = Event { seq: i as u64 + 1, time: "2026-11-30T10:13:53.123Z".into(), kind };
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(value["kind"], event.kind.name(), "{value}");
+        assert_eq!(value["seq"], i as u64 + 1);
+        assert_eq!(value["network"].as_str(), event.kind.network(), "{value}");
+        assert_eq!(serde_json::from_value::<Event>(value).unwrap(), event);
+    }
+    // The documented example.
+    let line = r#"{"seq":12,"time":"2026-11-30T10:13:53.123Z","kind":"mac_moved","network":"app","mac":"02:42:0a:0a:00:02","from":"vs1a2b3c4d","to":"vs5e6f7a8b"}"#;
+    let event: Event = serde_json::from_str(line).unwrap();
+    assert!(matches!(event.kind, EventKind::MacMoved { ref from, .. } if from == "vs1a2b3c4d"));
+    assert_eq!(serde_json::to_string(&event).unwrap(), line);
 }

@@ -5,10 +5,17 @@
 //! [`TxPlan`] with `(frame, egress port)` pairs; it touches no file
 //! descriptor, allocates nothing once the plan has grown to its working size,
 //! and takes no lock (the bridge is owned by one datapath thread).
+//!
+//! It also records what happens to its tables (MACs learned, moved,
+//! flapping, aged; tables full; drop bursts) into a bounded
+//! [`EventBuffer`], coalesced per interval as [`crate::events`] describes;
+//! the caller ends each interval with [`Bridge::end_interval`] and drains
+//! the buffer.
 
 use std::time::Duration;
 
-use crate::counters::{DropReason, LearningCounters, PortCounters};
+use crate::counters::{DropCounters, DropReason, LearningCounters, PortCounters};
+use crate::events::{self, EventBuffer, EventKind, FlapTracker, MacEvent, NetEventBudget};
 use crate::fdb::{DEFAULT_FDB_LIMIT, Fdb, FdbEntry, FdbError, Learned};
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::time::Timestamp;
@@ -154,6 +161,8 @@ struct PortState {
     up: bool,
     learned: usize,
     counters: PortCounters,
+    /// Drop counters at the end of the last interval (drop bursts).
+    reported_drops: DropCounters,
 }
 
 #[derive(Debug)]
@@ -161,6 +170,8 @@ struct NetworkState {
     fdb: Fdb,
     members: Vec<PortId>,
     learning: LearningCounters,
+    /// MAC events recorded this interval, and refusals last reported.
+    budget: NetEventBudget,
 }
 
 /// An IEEE 802.1D learning bridge over many isolated networks.
@@ -170,6 +181,12 @@ pub struct Bridge {
     networks: Vec<Option<NetworkState>>,
     aging: Duration,
     unknown_port: u64,
+    /// What happened since the caller last drained it.
+    events: EventBuffer,
+    /// MACs moving between ports.
+    flaps: FlapTracker,
+    /// When the current event interval began.
+    interval_start: Timestamp,
 }
 
 impl Default for Bridge {
@@ -192,7 +209,15 @@ fn slot<T>(v: &mut Vec<Option<T>>, index: usize) -> &mut Option<T> {
 impl Bridge {
     /// A bridge with no networks and the default aging time.
     pub fn new() -> Bridge {
-        Bridge { ports: Vec::new(), networks: Vec::new(), aging: DEFAULT_AGING_TIME, unknown_port: 0 }
+        Bridge {
+            ports: Vec::new(),
+            networks: Vec::new(),
+            aging: DEFAULT_AGING_TIME,
+            unknown_port: 0,
+            events: EventBuffer::default(),
+            flaps: FlapTracker::default(),
+            interval_start: Timestamp(0),
+        }
     }
 
     /// The FDB aging time.
@@ -220,6 +245,7 @@ impl Bridge {
             fdb: Fdb::new(config.fdb_limit),
             members: Vec::new(),
             learning: LearningCounters::default(),
+            budget: NetEventBudget::default(),
         });
         Ok(())
     }
@@ -241,8 +267,13 @@ impl Bridge {
         if self.ports.get(index).is_some_and(Option::is_some) {
             return Err(BridgeError::PortExists(id));
         }
-        *slot(&mut self.ports, index) =
-            Some(PortState { config, up: true, learned: 0, counters: PortCounters::default() });
+        *slot(&mut self.ports, index) = Some(PortState {
+            config,
+            up: true,
+            learned: 0,
+            counters: PortCounters::default(),
+            reported_drops: DropCounters::default(),
+        });
         self.network_mut(config.network)?.members.push(id);
         Ok(())
     }
@@ -355,20 +386,58 @@ impl Bridge {
 
     /// Removes every learned entry older than the aging time; returns how many.
     /// Call it periodically (every second is plenty): lookups already ignore
-    /// expired entries, this reclaims their room.
+    /// expired entries, this reclaims their room. Each removal is a
+    /// [`EventKind::MacAged`] event (within the network's event budget).
     pub fn age(&mut self, now: Timestamp) -> usize {
-        let Bridge { ports, networks, aging, .. } = self;
+        let Bridge { ports, networks, aging, events, .. } = self;
         let mut total = 0;
-        for net in networks.iter_mut().flatten() {
+        for (index, net) in networks.iter_mut().enumerate() {
+            let Some(NetworkState { fdb, learning, budget, .. }) = net else { continue };
+            let network = NetworkId(index as u32);
             let mut removed = 0;
-            net.fdb.age(now, *aging, |e| {
+            fdb.age(now, *aging, |mac, e| {
                 removed += 1;
                 forget_learned(ports, e);
+                if budget.admit(MacEvent::Aged) {
+                    events.push(now, EventKind::MacAged { network, mac, port: e.port });
+                }
             });
-            net.learning.aged_out += removed;
+            learning.aged_out += removed;
             total += removed as usize;
         }
         total
+    }
+
+    /// Ends the current event interval (call it once a second, after
+    /// [`Bridge::age`]): records the flapping MACs, what the event budgets
+    /// suppressed, tables that were full, learning limits reached, and drop
+    /// bursts, each once for the interval.
+    pub fn end_interval(&mut self, now: Timestamp) {
+        let Bridge { ports, networks, events, flaps, interval_start, .. } = self;
+        let interval_ms = u32::try_from(now.millis_since(*interval_start)).unwrap_or(u32::MAX);
+        *interval_start = now;
+        flaps.end_interval(now, events);
+        for (index, net) in networks.iter_mut().enumerate() {
+            let Some(net) = net else { continue };
+            let (full, limited) = (net.learning.table_full, net.learning.port_limit);
+            net.budget.end_interval(NetworkId(index as u32), full, limited, net.fdb.limit(), now, events);
+        }
+        for (index, port) in ports.iter_mut().enumerate() {
+            let Some(port) = port else { continue };
+            let (network, id) = (Some(port.config.network), Some(PortId(index as u32)));
+            events::drop_bursts(network, id, &port.counters.drops, &mut port.reported_drops, interval_ms, now, events);
+        }
+    }
+
+    /// The events recorded since the last drain.
+    pub fn events(&self) -> &EventBuffer {
+        &self.events
+    }
+
+    /// The event buffer, to drain it or to record the daemon's own
+    /// datapath events (tunnels, keys) in order with the bridge's.
+    pub fn events_mut(&mut self) -> &mut EventBuffer {
+        &mut self.events
     }
 
     /// A snapshot of network `id`'s forwarding table.
@@ -411,7 +480,7 @@ impl Bridge {
 
     #[inline]
     fn forward_one(&mut self, now: Timestamp, index: u32, rx: RxFrame<'_>, plan: &mut TxPlan) {
-        let Bridge { ports, networks, aging, unknown_port } = self;
+        let Bridge { ports, networks, aging, unknown_port, events, flaps, .. } = self;
         let Some(port) = ports.get_mut(rx.port.index()).and_then(Option::as_mut) else {
             *unknown_port += 1;
             return;
@@ -438,7 +507,8 @@ impl Bridge {
         }
         let ingress_kind = port.config.kind;
         let has_room = port.learned < port.config.learn_limit;
-        let Some(net) = networks.get_mut(port.config.network.index()).and_then(Option::as_mut) else {
+        let network = port.config.network;
+        let Some(net) = networks.get_mut(network.index()).and_then(Option::as_mut) else {
             // Cannot happen: add_port requires the network and remove_network
             // requires it to be empty. Count rather than panic on the packet path.
             *unknown_port += 1;
@@ -450,19 +520,29 @@ impl Bridge {
             Learned::New => {
                 port.learned += 1;
                 net.learning.learned += 1;
+                if net.budget.admit(MacEvent::Learned) {
+                    events.push(now, EventKind::MacLearned { network, mac: src, port: rx.port });
+                }
             }
             Learned::Moved { from } => {
                 port.learned += 1;
                 net.learning.station_moves += 1;
                 decrement_learned(ports, from);
+                if flaps.on_move(network, src, from, rx.port, now) && net.budget.admit(MacEvent::Moved) {
+                    events.push(now, EventKind::MacMoved { network, mac: src, from, to: rx.port });
+                }
             }
             Learned::MoveRefused { from } => {
                 net.learning.port_limit += 1;
+                net.budget.limited(rx.port);
                 decrement_learned(ports, from);
             }
             Learned::StaticConflict => net.learning.static_conflicts += 1,
             Learned::TableFull => net.learning.table_full += 1,
-            Learned::PortLimit => net.learning.port_limit += 1,
+            Learned::PortLimit => {
+                net.learning.port_limit += 1;
+                net.budget.limited(rx.port);
+            }
         }
 
         let dst = frame.destination();

@@ -72,11 +72,16 @@ pub enum DropReason {
     /// A packet routed out through the gateway that the L4 translator cannot
     /// carry: an IPv4 fragment, a UDP GSO train, or malformed headers.
     NatUnsupported,
+    /// Dropped by the egress port's link impairment (`port impair --loss`).
+    ImpairLoss,
+    /// The egress port's impairment queue was full (its `limit` frames or
+    /// bytes are waiting for their departure time).
+    ImpairQueueFull,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 27] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -104,6 +109,8 @@ impl DropReason {
         DropReason::DnsSpoofed,
         DropReason::NoRoute,
         DropReason::NatUnsupported,
+        DropReason::ImpairLoss,
+        DropReason::ImpairQueueFull,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -138,6 +145,8 @@ impl DropReason {
             DropReason::DnsSpoofed => "dns_spoofed",
             DropReason::NoRoute => "no_route",
             DropReason::NatUnsupported => "nat_unsupported",
+            DropReason::ImpairLoss => "impair_loss",
+            DropReason::ImpairQueueFull => "impair_queue_full",
         }
     }
 }
@@ -151,6 +160,12 @@ impl DropCounters {
     #[inline]
     pub fn count(&mut self, reason: DropReason) {
         self.0[reason as usize] += 1;
+    }
+
+    /// Counts `n` drops at once.
+    #[inline]
+    pub fn add(&mut self, reason: DropReason, n: u64) {
+        self.0[reason as usize] += n;
     }
 
     /// The count for one reason.

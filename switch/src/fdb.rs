@@ -162,12 +162,12 @@ impl Fdb {
     }
 
     /// Removes every learned entry whose age has reached `aging`; calls
-    /// `removed` for each.
-    pub fn age(&mut self, now: Timestamp, aging: Duration, mut removed: impl FnMut(&FdbEntry)) {
-        self.table.retain(|_, entry| {
+    /// `removed` with the MAC and the entry of each.
+    pub fn age(&mut self, now: Timestamp, aging: Duration, mut removed: impl FnMut(MacAddr, &FdbEntry)) {
+        self.table.retain(|&key, entry| {
             let keep = entry.is_static || !is_expired(entry, now, aging);
             if !keep {
-                removed(entry);
+                removed(MacAddr::from_u64(key), entry);
             }
             keep
         });
@@ -250,7 +250,7 @@ mod tests {
         fdb.insert_static(A, P1, Timestamp(0)).unwrap();
         assert_eq!(fdb.learn(A, P2, Timestamp(5), true), Learned::StaticConflict);
         let mut removed = 0;
-        fdb.age(Timestamp(u64::MAX / 2), AGING, |_| removed += 1);
+        fdb.age(Timestamp(u64::MAX / 2), AGING, |_, _| removed += 1);
         assert_eq!(removed, 0);
         assert_eq!(fdb.lookup(A, Timestamp(u64::MAX / 2), AGING), Some(P1));
         fdb.flush(false, |_| removed += 1);
@@ -268,8 +268,8 @@ mod tests {
         assert_eq!(fdb.lookup(A, Timestamp(9_999), aging), Some(P1));
         assert_eq!(fdb.lookup(A, Timestamp(10_000), aging), None, "expired entries are not used");
         let mut removed = vec![];
-        fdb.age(Timestamp(10_000), aging, |e| removed.push(e.port));
-        assert_eq!(removed, vec![P1]);
+        fdb.age(Timestamp(10_000), aging, |mac, e| removed.push((mac, e.port)));
+        assert_eq!(removed, vec![(A, P1)]);
         assert_eq!(fdb.lookup(B, Timestamp(10_000), aging), Some(P2));
     }
 }

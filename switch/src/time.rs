@@ -47,11 +47,21 @@ pub trait Clock: Send {
     /// Whole seconds since the Unix epoch by the wall clock (automatic key
     /// rotation, which hosts agree on through NTP, not through each other).
     fn unix_secs(&self) -> u64;
+    /// [`Clock::now`] in nanoseconds, on the same origin, for what needs
+    /// more than milliseconds (link impairment paces frames by their
+    /// transmission time). By default `now`'s milliseconds.
+    fn now_ns(&self) -> u64 {
+        self.now().0.saturating_mul(1_000_000)
+    }
 }
 
 impl Clock for MonotonicClock {
     fn now(&self) -> Timestamp {
         MonotonicClock::now(self)
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn unix_secs(&self) -> u64 {

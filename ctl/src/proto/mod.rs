@@ -8,6 +8,7 @@
 
 mod capture;
 mod error;
+mod event;
 mod payload;
 mod request;
 mod stream;
@@ -21,10 +22,12 @@ pub use capture::{
     encode_frame_data,
 };
 pub use error::{CtlError, ErrorKind, ProtocolError};
+pub use event::{Event, EventKind, EventsFollow, EventsSummary, LostScope, PortChange};
 pub use payload::{
-    Ack, ConfigInfo, DnsRecord, DnsStats, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, Ipam,
-    IpamConfig, KeyEpoch, MetricsText, NatFlow, NatStats, NetworkInfo, NetworkSummary, PeerInfo, PortKind, PortStats,
-    ResolverInfo, SandboxInfo, ServiceInfo, ServiceReplica, ShowNetwork, ShowPort, ShowTree, VersionInfo,
+    Ack, ConfigInfo, DnsRecord, DnsStats, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, ImpairStats,
+    Ipam, IpamConfig, KeyEpoch, MetricsText, NatFlow, NatStats, NetworkInfo, NetworkSummary, PeerInfo, PortImpairInfo,
+    PortKind, PortStats, ResolverInfo, SandboxInfo, ServiceInfo, ServiceReplica, ShowNetwork, ShowPort, ShowTree,
+    VersionInfo,
 };
 pub use request::{Driver, Request, UnknownDriver};
 pub use stream::{StreamLine, decode_stream_line, encode_end, encode_item_raw};

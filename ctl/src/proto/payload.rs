@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::request::Driver;
 use crate::addr::{Ipv4Net, MacAddress};
+use crate::impair::Impairment;
 use crate::publish::PortMapping;
 
 /// Empty success payload, serialized as `{}`.
@@ -321,6 +322,9 @@ pub struct ShowPort {
     /// Remote VTEP of a `tunnel` port.
     #[serde(default)]
     pub remote: Option<SocketAddr>,
+    /// The port's link impairment (`port_impair`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<Impairment>,
 }
 
 /// How an FDB entry got there.
@@ -416,6 +420,44 @@ pub struct PortStats {
     /// published ports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat: Option<NatStats>,
+    /// On a port that is or was impaired (`port_impair`): its settings and counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<ImpairStats>,
+}
+
+/// A port's link impairment in `stats`: the settings in force and the counters since it
+/// was first impaired (they stay after a clear, like every counter of the port).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImpairStats {
+    /// The settings in force; absent once cleared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Impairment>,
+    /// Frames waiting in the impairment queue now.
+    pub queued: u64,
+    /// Frames that went through the queue (delayed or paced by the rate).
+    pub delayed: u64,
+    /// Frames dropped by random loss (also in `drops` as `impair_loss`).
+    pub lost: u64,
+    /// Extra copies sent by duplication.
+    pub duplicated: u64,
+    /// Frames sent at once, ahead of delayed ones, by reordering.
+    pub reordered: u64,
+    /// Frames dropped because the queue was full (also in `drops` as `impair_queue_full`).
+    pub queue_full: u64,
+}
+
+/// Reply to `port_impair`: the port and its impairment now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortImpairInfo {
+    /// The port's name, as `show` lists it.
+    pub port: String,
+    /// Its network.
+    pub network: String,
+    /// Its sandbox.
+    pub sandbox: String,
+    /// The settings in force; absent after a clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<Impairment>,
 }
 
 impl PortStats {

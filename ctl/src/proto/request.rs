@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{Ipv4Net, MacAddress};
+use crate::impair::Impairment;
 use crate::publish::PortMapping;
 
 /// Network driver, as in `docker network create --driver`.
@@ -238,6 +239,18 @@ pub enum Request {
     /// `vswitchd --metrics-listen` serves). Reply:
     /// [`MetricsText`](super::MetricsText).
     Metrics,
+    /// Switch events (MACs learned, moved, flapping, aged; ports up and
+    /// down; peers; key rotations; drop bursts). Without `follow` the
+    /// reply is the recent history, `[Event]`, oldest first; with `follow`
+    /// it is a stream ([`Request::is_stream`]): the reply is
+    /// [`EventsFollow`](super::EventsFollow), then one `Event` item per
+    /// event until the client stops it, then an
+    /// [`EventsSummary`](super::EventsSummary).
+    Events {
+        /// Optional: stream events as they happen instead of returning the history.
+        #[serde(default)]
+        follow: bool,
+    },
     /// The names the switch's embedded DNS serves. Reply: `[DnsRecord]`.
     DnsLs {
         /// Optional: only this network.
@@ -328,6 +341,19 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         filter: Option<String>,
     },
+    /// Impair an endpoint port's egress (the frames toward its sandbox) as netem would: delay
+    /// with jitter, loss, duplication, reordering, a rate and a queue bound; or clear it. The
+    /// setting is kept with the endpoint (it survives a restart, and goes when the endpoint
+    /// goes). A new setting replaces the old one: frames queued under it are sent at once.
+    /// Reply: [`PortImpairInfo`](super::PortImpairInfo).
+    PortImpair {
+        /// The port: its name as `show` lists it (`vsw…`), `NETWORK:SANDBOX`, or a sandbox
+        /// with one endpoint.
+        port: String,
+        /// Optional: the settings; absent or `null` clears the port's impairment.
+        #[serde(default)]
+        impair: Option<Impairment>,
+    },
     /// Daemon version. Reply: [`VersionInfo`](super::VersionInfo).
     Version,
     /// Liveness check. Reply: [`Ack`](super::Ack).
@@ -355,6 +381,7 @@ impl Request {
         "fdb_add",
         "fdb_flush",
         "stats",
+        "events",
         "dns_ls",
         "metrics",
         "config_show",
@@ -368,6 +395,7 @@ impl Request {
         "peer_ls",
         "peer_rm",
         "capture",
+        "port_impair",
         "version",
         "ping",
     ];
@@ -384,6 +412,7 @@ impl Request {
                 | Self::Show
                 | Self::FdbShow { .. }
                 | Self::Stats { .. }
+                | Self::Events { .. }
                 | Self::DnsLs { .. }
                 | Self::Metrics
                 | Self::ConfigShow
@@ -401,7 +430,7 @@ impl Request {
     /// `item` lines and an `end` line, and the connection carries nothing
     /// else afterwards (see "Streams" in PROTOCOL.md).
     pub fn is_stream(&self) -> bool {
-        matches!(self, Self::Capture { .. })
+        matches!(self, Self::Capture { .. } | Self::Events { follow: true })
     }
 
     /// This request's wire verb, e.g. `"network_create"`.
@@ -425,6 +454,7 @@ impl Request {
             Self::FdbAdd { .. } => "fdb_add",
             Self::FdbFlush { .. } => "fdb_flush",
             Self::Stats { .. } => "stats",
+            Self::Events { .. } => "events",
             Self::DnsLs { .. } => "dns_ls",
             Self::Metrics => "metrics",
             Self::ConfigShow => "config_show",
@@ -438,6 +468,7 @@ impl Request {
             Self::PeerLs => "peer_ls",
             Self::PeerRm { .. } => "peer_rm",
             Self::Capture { .. } => "capture",
+            Self::PortImpair { .. } => "port_impair",
             Self::Version => "version",
             Self::Ping => "ping",
         }
@@ -474,6 +505,15 @@ mod tests {
         assert!(Request::SandboxPublish { sandbox: "a".into(), network: None, publish: vec![] }.changes_state());
         assert!(Request::SandboxRm { name: "a".into() }.changes_state());
         assert!(Request::FdbFlush { network: None }.changes_state());
+        assert!(Request::PortImpair { port: "p".into(), impair: None }.changes_state());
         assert!(Request::NetworkDisconnect { network: "n".into(), sandbox: "a".into() }.changes_state());
+    }
+
+    #[test]
+    fn only_following_events_is_a_stream() {
+        assert!(Request::Events { follow: true }.is_stream());
+        assert!(!Request::Events { follow: false }.is_stream());
+        assert!(!Request::Events { follow: true }.changes_state());
+        assert!(!Request::Stats { port: None }.is_stream());
     }
 }

@@ -6,6 +6,7 @@ pub mod capture;
 pub mod control;
 pub mod datapath;
 pub mod dns_forward;
+pub mod events;
 pub mod plumbing;
 pub mod server;
 pub mod tunnel;

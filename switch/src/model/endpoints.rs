@@ -159,6 +159,7 @@ impl Model {
             publish: req.publish,
             service: req.service,
             serial: self.next_endpoint_serial(),
+            impair: None,
         };
         self.endpoints.insert(ep.id.clone(), ep.clone());
         Ok(ep)

@@ -421,4 +421,24 @@ pub enum ModelError {
         /// The services, comma separated.
         services: String,
     },
+    /// port {0} not found: give an endpoint's port as `show` lists it (vsw…), a sandbox with one endpoint, or NETWORK:SANDBOX
+    #[error(
+        "port {0} not found: give an endpoint's port as `show` lists it (vsw…), a sandbox with one endpoint, or \
+         NETWORK:SANDBOX"
+    )]
+    NoSuchEndpointPort(String),
+    /// sandbox {sandbox} has several endpoints ({ports}): name one port, or NETWORK:SANDBOX
+    #[error("sandbox {sandbox} has several endpoints ({ports}): name one port, or NETWORK:SANDBOX")]
+    AmbiguousSandboxPort {
+        /// The sandbox.
+        sandbox: String,
+        /// Its endpoints' ports, as NETWORK:PORT, comma separated.
+        ports: String,
+    },
+    /// port {0} cannot be impaired: only endpoint (TAP) ports can, not gateway or tunnel ports
+    #[error("port {0} cannot be impaired: only endpoint (TAP) ports can, not gateway or tunnel ports")]
+    NotImpairable(String),
+    /// The impairment's settings are out of range.
+    #[error(transparent)]
+    Impair(#[from] crate::impair::ImpairError),
 }

@@ -37,6 +37,17 @@ fn rfc3339(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// `t` as an RFC 3339 UTC timestamp with millisecond precision
+/// (`YYYY-MM-DDTHH:MM:SS.mmmZ`), as events are stamped; times before the
+/// Unix epoch are clamped to it.
+pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let mut s = rfc3339(since.as_secs());
+    s.pop();
+    s.push_str(&format!(".{:03}Z", since.subsec_millis()));
+    s
+}
+
 /// Days since 1970-01-01 to a (year, month, day) in the proleptic Gregorian
 /// calendar (Howard Hinnant's `civil_from_days`, for non-negative days).
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
@@ -71,5 +82,8 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(now_rfc3339().len(), 20);
+        let t = UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_042);
+        assert_eq!(rfc3339_millis(t), "2023-11-14T22:13:20.042Z");
+        assert_eq!(rfc3339_millis(UNIX_EPOCH - std::time::Duration::from_secs(1)), "1970-01-01T00:00:00.000Z");
     }
 }

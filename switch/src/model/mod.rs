@@ -22,6 +22,8 @@ mod endpoints;
 mod error;
 mod fdb_config;
 mod ids;
+mod impair;
+pub(crate) use ids::rfc3339_millis;
 mod networks;
 mod peers;
 mod publish;

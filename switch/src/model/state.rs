@@ -245,6 +245,13 @@ impl Model {
                 }
             }
         }
+        for e in self.endpoints.values() {
+            if let Some(impair) = &e.impair
+                && let Err(err) = crate::impair::ImpairSettings::new(impair)
+            {
+                return Err(format!("endpoint {} has an impairment out of range: {err}", e.host_tap_name));
+            }
+        }
         let mut names = BTreeSet::new();
         let mut indexes = BTreeSet::new();
         let mut vnis = BTreeSet::new();

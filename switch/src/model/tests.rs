@@ -1,6 +1,7 @@
 //! Tests of the model's rules, IPAM, persistence and invariants.
 
 mod endpoints;
+mod impair;
 mod networks;
 mod prop;
 mod publish;

@@ -144,6 +144,10 @@ pub struct Endpoint {
     /// order.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub serial: u64,
+    /// Link impairment of the endpoint's egress (`port impair`): what frames
+    /// toward the sandbox go through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<ctl::Impairment>,
 }
 
 fn is_zero(n: &u64) -> bool {

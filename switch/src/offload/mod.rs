@@ -15,6 +15,8 @@
 //! - [`exceeds_mtu`] tells whether a frame must be answered with
 //!   [`icmp_frag_needed`] / [`icmpv6_packet_too_big`] instead of forwarded;
 //! - [`clamp_mss`] and [`clamp_mss_to_mtu`] lower the MSS option of TCP SYNs;
+//! - [`wire_len`] is what a frame costs on a wire once segmented (link
+//!   impairment's rate);
 //! - [`Coalescer`] merges consecutive TCP segments back into one GSO frame
 //!   (software GRO) for the write into a TAP.
 //!
@@ -31,6 +33,7 @@ mod icmp;
 mod mss;
 mod parse;
 mod segment;
+mod wire_len;
 
 #[cfg(test)]
 mod tests;
@@ -40,6 +43,7 @@ pub use gro::Coalescer;
 pub use icmp::{TooBig, exceeds_mtu, icmp_frag_needed, icmp_net_unreachable, icmpv6_packet_too_big};
 pub use mss::{clamp_mss, clamp_mss_to_mtu};
 pub use segment::{MAX_SEGMENTS, SegmentBuf, Segments, segment, segment_to_mtu, segment_to_mtu_partial};
+pub use wire_len::wire_len;
 
 /// Why a frame could not be checksummed or segmented in software.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

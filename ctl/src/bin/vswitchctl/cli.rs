@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use ctl::client::{CTL_SOCKET_ENV, DEFAULT_CTL_SOCKET};
 use ctl::proto::Driver;
 use ctl::{Ipv4Net, MacAddress, PortMapping};
@@ -47,17 +47,26 @@ pub(crate) enum Command {
         #[arg(long, conflicts_with = "port")]
         prometheus: bool,
     },
+    /// Show switch events: MACs learned, moved, flapping and aged, full
+    /// tables, ports up and down, gone sandboxes, peers learned and silent,
+    /// key rotations, drop bursts.
+    ///
+    /// Without --follow: the recent history (the daemon keeps the last
+    /// 1024 events), oldest first. One line per event; with --json one JSON
+    /// object per line.
+    Events {
+        /// Print events as they happen, until Ctrl-C (then a summary on
+        /// stderr: events shown, and events lost because this client read
+        /// too slowly).
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Show the names the embedded DNS serves at each network's gateway.
     #[command(subcommand)]
     Dns(DnsCmd),
-    /// List a sandbox's published ports, or the host side of one, as `docker port` does.
-    Port {
-        /// Sandbox name.
-        sandbox: String,
-        /// Only this container port: PORT or PORT/PROTO (tcp by default).
-        #[arg(value_name = "PORT[/PROTO]")]
-        port: Option<String>,
-    },
+    /// List a sandbox's published ports, or the host side of one, as `docker port` does
+    /// (`port SANDBOX [PORT[/PROTO]]`); or impair a switch port (`port impair PORT ...`).
+    Port(PortArgs),
     /// Publish ports balanced over a service's replicas.
     #[command(subcommand)]
     Service(ServiceCmd),
@@ -115,6 +124,101 @@ pub(crate) enum Command {
         /// Target shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// `port`: `docker port`'s listing, or a verb on a switch port.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub(crate) struct PortArgs {
+    /// A verb on a switch port.
+    #[command(subcommand)]
+    pub(crate) command: Option<PortCmd>,
+    /// Sandbox name.
+    #[arg(required = true)]
+    pub(crate) sandbox: Option<String>,
+    /// Only this container port: PORT or PORT/PROTO (tcp by default).
+    #[arg(value_name = "PORT[/PROTO]")]
+    pub(crate) port: Option<String>,
+}
+
+/// `port` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum PortCmd {
+    /// Impair a port's egress (the frames toward its sandbox) as netem would: delay with
+    /// jitter, loss, duplication, reordering, a rate; or clear it. A new setting replaces the
+    /// old one. Kept across daemon restarts; shown by `show` and `stats`.
+    Impair(ImpairArgs),
+}
+
+/// `port impair` settings.
+#[derive(Debug, Args)]
+#[command(
+    group(ArgGroup::new("settings").required(true).multiple(true)
+        .args(["delay", "jitter", "loss", "duplicate", "reorder", "rate", "limit", "clear"])),
+    override_usage = "vswitchctl port impair PORT [--delay TIME] [--jitter TIME] [--loss PERCENT] \
+        [--duplicate PERCENT] [--reorder PERCENT] [--rate RATE] [--limit FRAMES]\n       \
+        vswitchctl port impair PORT --clear"
+)]
+pub(crate) struct ImpairArgs {
+    /// The port: its name as `show` lists it (vsw…), NETWORK:SANDBOX, or a sandbox with one
+    /// endpoint.
+    pub(crate) port: String,
+    /// Delay every frame, e.g. 10ms (us, ms, s).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub(crate) delay: Option<u64>,
+    /// Draw each frame's delay uniformly from delay ± jitter, e.g. 2ms (frames may then leave
+    /// out of order, as with netem).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub(crate) jitter: Option<u64>,
+    /// Drop frames at random with this probability, e.g. 1%.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub(crate) loss: Option<u32>,
+    /// Send a second copy of frames with this probability, e.g. 0.1%.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub(crate) duplicate: Option<u32>,
+    /// Send frames at once, ahead of delayed ones, with this probability (needs --delay).
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub(crate) reorder: Option<u32>,
+    /// Limit the port's rate, e.g. 100mbit (bit, kbit, mbit, gbit; bps, kbps, mbps, gbps are
+    /// bytes per second).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub(crate) rate: Option<u64>,
+    /// Frames queued at most (default 1000, as netem); more are dropped.
+    #[arg(long, value_name = "FRAMES")]
+    pub(crate) limit: Option<u32>,
+    /// Remove the port's impairment.
+    #[arg(long, conflicts_with_all = ["delay", "jitter", "loss", "duplicate", "reorder", "rate", "limit"])]
+    pub(crate) clear: bool,
+}
+
+impl ImpairArgs {
+    /// The settings to send: `None` for `--clear`.
+    pub(crate) fn impairment(&self) -> Option<ctl::Impairment> {
+        (!self.clear).then(|| ctl::Impairment {
+            delay_us: self.delay.unwrap_or(0),
+            jitter_us: self.jitter.unwrap_or(0),
+            loss_ppm: self.loss.unwrap_or(0),
+            duplicate_ppm: self.duplicate.unwrap_or(0),
+            reorder_ppm: self.reorder.unwrap_or(0),
+            rate_bps: self.rate,
+            limit: self.limit,
+        })
+    }
+}
+
+/// Parses a duration such as `10ms` into microseconds.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    ctl::impair::parse_duration_us(s).map_err(|e| e.to_string())
+}
+
+/// Parses a percentage such as `1%` into parts per million.
+fn parse_percent(s: &str) -> Result<u32, String> {
+    ctl::impair::parse_percent_ppm(s).map_err(|e| e.to_string())
+}
+
+/// Parses a rate such as `100mbit` into bits per second.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    ctl::impair::parse_rate_bps(s).map_err(|e| e.to_string())
 }
 
 /// `sandbox` verbs.
@@ -517,6 +621,50 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn port_lists_published_ports_or_impairs() {
+        let cli = Cli::try_parse_from(["vswitchctl", "port", "web", "80/tcp"]).unwrap();
+        let Command::Port(p) = cli.command else { panic!() };
+        assert_eq!((p.sandbox.as_deref(), p.port.as_deref(), p.command.is_none()), (Some("web"), Some("80/tcp"), true));
+        let cli = Cli::try_parse_from([
+            "vswitchctl",
+            "port",
+            "impair",
+            "app:web",
+            "--delay",
+            "10ms",
+            "--jitter",
+            "2ms",
+            "--loss",
+            "1%",
+            "--duplicate",
+            "0.1%",
+            "--reorder",
+            "1%",
+            "--rate",
+            "100mbit",
+            "--limit",
+            "500",
+        ])
+        .unwrap();
+        let Command::Port(PortArgs { command: Some(PortCmd::Impair(i)), .. }) = cli.command else { panic!() };
+        assert_eq!(i.port, "app:web");
+        let spec = i.impairment().unwrap();
+        assert_eq!(spec.to_string(), "delay 10ms jitter 2ms loss 1% duplicate 0.1% reorder 1% rate 100mbit limit 500");
+        let cli = Cli::try_parse_from(["vswitchctl", "port", "impair", "web", "--clear"]).unwrap();
+        let Command::Port(PortArgs { command: Some(PortCmd::Impair(i)), .. }) = cli.command else { panic!() };
+        assert_eq!(i.impairment(), None);
+        for bad in [
+            &["vswitchctl", "port", "impair", "web"][..],
+            &["vswitchctl", "port", "impair", "web", "--clear", "--delay", "1ms"],
+            &["vswitchctl", "port", "impair", "web", "--loss", "101%"],
+            &["vswitchctl", "port", "impair", "web", "--rate", "100"],
+            &["vswitchctl", "port"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod capture;
 mod cli;
+mod events;
 mod render;
 mod table;
 
@@ -106,10 +107,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Stats { port, prometheus: false } => {
             ctx.show(&Request::Stats { port }, |w, s: Vec<PortStats>| render::stats(w, &s))
         }
+        Command::Events { follow: false } => events::history(&mut ctx),
+        Command::Events { follow: true } => events::follow(&mut ctx),
         Command::Dns(DnsCmd::Ls { network }) => {
             ctx.show(&Request::DnsLs { network }, |w, r: Vec<DnsRecord>| render::dns_records(w, &r))
         }
-        Command::Port { sandbox, port } => port_cmd(&mut ctx, sandbox, port),
+        Command::Port(cli::PortArgs { command: Some(cli::PortCmd::Impair(args)), .. }) => {
+            let req = Request::PortImpair { port: args.port.clone(), impair: args.impairment() };
+            ctx.show(&req, |_, _: ctl::proto::PortImpairInfo| Ok(()))
+        }
+        Command::Port(cli::PortArgs { sandbox, port, .. }) => {
+            // clap requires SANDBOX when no verb is given.
+            port_cmd(&mut ctx, sandbox.unwrap_or_default(), port)
+        }
         Command::Service(cmd) => service(&mut ctx, cmd),
         Command::Nat(NatCmd::Ls { network }) => {
             ctx.show(&Request::NatLs { network }, |w, f: Vec<NatFlow>| render::nat_flows(w, &f))

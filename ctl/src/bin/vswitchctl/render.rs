@@ -3,8 +3,8 @@
 use std::io::{self, Write};
 
 use ctl::proto::{
-    DnsRecord, DnsStats, FdbEntry, NatFlow, NatStats, NetworkSummary, PeerInfo, PortStats, SandboxInfo, ServiceInfo,
-    ShowTree,
+    DnsRecord, DnsStats, Event, EventKind, FdbEntry, ImpairStats, LostScope, NatFlow, NatStats, NetworkSummary,
+    PeerInfo, PortStats, SandboxInfo, ServiceInfo, ShowTree,
 };
 
 use crate::table::Table;
@@ -127,7 +127,8 @@ pub(crate) fn peers(w: &mut dyn Write, peers: &[PeerInfo]) -> io::Result<()> {
 
 /// `stats`: one row per port; the DROPS column shows the total and the
 /// non-zero reasons. When gateway ports carry the embedded DNS's counters, a
-/// table `DNS` follows with a row per such port, and when they carry the L4
+/// table `DNS` follows with a row per such port; ports that are or were
+/// impaired get a table `IMPAIR`; and when gateway ports carry the L4
 /// translator's counters, a table `NAT`.
 pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     let mut t = Table::new(&["PORT", "NETWORK", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "FLOODS", "DROPS"]);
@@ -154,6 +155,11 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     if !dns.is_empty() {
         dns_table(w, &dns)?;
     }
+    let impair: Vec<(&str, &ImpairStats)> =
+        ports.iter().filter_map(|p| Some((p.port.as_str(), p.impair.as_ref()?))).collect();
+    if !impair.is_empty() {
+        impair_table(w, &impair)?;
+    }
     let nat: Vec<(&str, &NatStats)> = ports.iter().filter_map(|p| Some((p.port.as_str(), p.nat.as_ref()?))).collect();
     if nat.is_empty() {
         return Ok(());
@@ -164,6 +170,19 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     for (port, n) in nat {
         let counters = [n.flows_opened, n.flows_refused, n.flows_timed_out, n.table_full, n.active];
         t.row(std::iter::once(port.to_owned()).chain(counters.iter().map(u64::to_string)).collect());
+    }
+    t.write(w)
+}
+
+/// The `IMPAIR` table of `stats`: a row per port that is or was impaired.
+fn impair_table(w: &mut dyn Write, ports: &[(&str, &ImpairStats)]) -> io::Result<()> {
+    writeln!(w)?;
+    writeln!(w, "IMPAIR")?;
+    let mut t = Table::new(&["PORT", "SETTINGS", "QUEUED", "DELAYED", "LOST", "DUPLICATED", "REORDERED", "QUEUE-FULL"]);
+    for &(port, i) in ports {
+        let settings = i.settings.map_or_else(|| "(cleared)".to_owned(), |s| s.to_string());
+        let counters = [i.queued, i.delayed, i.lost, i.duplicated, i.reordered, i.queue_full];
+        t.row([port.to_owned(), settings].into_iter().chain(counters.iter().map(u64::to_string)).collect());
     }
     t.write(w)
 }
@@ -294,6 +313,7 @@ pub(crate) fn show(w: &mut dyn Write, tree: &ShowTree) -> io::Result<()> {
                 ("mac", p.mac.map(|m| m.to_string())),
                 ("ip", p.ip.map(|i| i.to_string())),
                 ("remote", p.remote.map(|r| r.to_string())),
+                ("impair", p.impair.map(|i| i.to_string())),
             ];
             for (label, value) in fields {
                 if let Some(v) = value {
@@ -319,9 +339,121 @@ fn dash(s: String) -> String {
     if s.is_empty() { "-".to_owned() } else { s }
 }
 
+/// One event of `events` as a line: time, kind, network, what happened.
+pub(crate) fn event(w: &mut dyn Write, e: &Event) -> io::Result<()> {
+    let network = e.kind.network().unwrap_or("-");
+    writeln!(w, "{}  {:<17} {:<12} {}", e.time, e.kind.name(), network, event_details(&e.kind))
+}
+
+/// Seconds, as an interval is printed (`1.0s`).
+fn secs(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+/// ` (sandbox NAME)` when there is one.
+fn sandbox_suffix(sandbox: &Option<String>) -> String {
+    sandbox.as_ref().map(|s| format!(" (sandbox {s})")).unwrap_or_default()
+}
+
+/// What an event says, in words.
+fn event_details(kind: &EventKind) -> String {
+    match kind {
+        EventKind::MacLearned { mac, port, .. } => format!("{mac} learned on {port}"),
+        EventKind::MacMoved { mac, from, to, .. } => format!("{mac} moved {from} -> {to}"),
+        EventKind::MacFlapping { mac, ports, moves, suppressed, interval_ms, .. } => format!(
+            "{mac} flapping between {} and {}: {moves} moves in {} ({suppressed} not shown one by one), now on {}",
+            ports[0],
+            ports[1],
+            secs(*interval_ms),
+            ports[1]
+        ),
+        EventKind::MacAged { mac, port, .. } => format!("{mac} aged out on {port}"),
+        EventKind::TableFull { refused, limit, .. } => {
+            format!("table full ({limit} entries): {refused} new MACs not learned")
+        }
+        EventKind::LearnLimit { port, refused, .. } => {
+            format!("learning limit reached on {port}: {refused} MACs not learned")
+        }
+        EventKind::EventsSuppressed { learned, moved, aged, .. } => {
+            format!("too many to show: {learned} learned, {moved} moved, {aged} aged out not shown")
+        }
+        EventKind::DropBurst { port, reason, drops, interval_ms, .. } => {
+            format!("{port}: {drops} frames dropped ({reason}) in {}", secs(*interval_ms))
+        }
+        EventKind::PortUp { port, sandbox, reason, .. } => {
+            format!("{port} up{}: {}", sandbox_suffix(sandbox), reason.as_str())
+        }
+        EventKind::PortDown { port, sandbox, reason, .. } => {
+            format!("{port} down{}: {}", sandbox_suffix(sandbox), reason.as_str())
+        }
+        EventKind::PeerLearned { peer, port, .. } => format!("peer {peer} learned from its traffic ({port})"),
+        EventKind::PeerSilent { peer, port, .. } => format!("peer {peer} silent: removed ({port})"),
+        EventKind::KeyRotated { epoch, automatic, .. } => {
+            format!("key epoch {epoch} ({})", if *automatic { "automatic rotation" } else { "network key rotate" })
+        }
+        EventKind::EndpointGone { sandbox, port, address, .. } => {
+            format!("{port} of sandbox {sandbox} gone: endpoint and {address} released")
+        }
+        EventKind::SandboxGone { sandbox, netns } => format!("sandbox {sandbox} gone ({netns}): removed"),
+        EventKind::EventsLost { lost, scope } => match scope {
+            LostScope::Stream => format!("{lost} events lost: this client read too slowly"),
+            LostScope::Daemon => format!("{lost} events lost inside the daemon"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impairment_shows_in_show_and_stats() {
+        let impair = ctl::Impairment { delay_us: 10_000, loss_ppm: 10_000, ..ctl::Impairment::default() };
+        let tree = ShowTree {
+            version: "0".into(),
+            networks: vec![ctl::proto::ShowNetwork {
+                name: "app".into(),
+                id: "0123456789abcdef".into(),
+                driver: ctl::proto::Driver::Bridge,
+                subnet: None,
+                gateway: None,
+                mtu: None,
+                vni: None,
+                ports: vec![ctl::proto::ShowPort {
+                    name: "vsw1".into(),
+                    kind: ctl::proto::PortKind::Tap,
+                    sandbox: Some("web".into()),
+                    ifname: None,
+                    mac: None,
+                    ip: None,
+                    remote: None,
+                    impair: Some(impair),
+                }],
+            }],
+        };
+        let mut out = Vec::new();
+        show(&mut out, &tree).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("            impair: delay 10ms loss 1%\n"));
+        let row = PortStats {
+            port: "vsw1".into(),
+            network: "app".into(),
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            floods: 0,
+            drops: [("impair_loss".to_owned(), 3)].into(),
+            dns: None,
+            nat: None,
+            impair: Some(ImpairStats { settings: None, queued: 1, delayed: 2, lost: 3, ..ImpairStats::default() }),
+        };
+        let mut out = Vec::new();
+        stats(&mut out, &[row]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("3 (impair_loss=3)") && text.contains("IMPAIR"), "{text}");
+        let line = text.lines().find(|l| l.starts_with("vsw1") && l.contains("(cleared)")).expect(&text);
+        assert_eq!(line.split_whitespace().skip(2).collect::<Vec<_>>(), ["1", "2", "3", "0", "0", "0"]);
+    }
 
     #[test]
     fn ages_are_short() {

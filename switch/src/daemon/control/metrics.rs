@@ -1,13 +1,13 @@
 //! Every counter of the switch in the Prometheus text exposition format
 //! (`vswitchd --metrics-listen`, `vswitchctl stats --prometheus`): per
 //! port, per drop reason, per network (FDB, learning, embedded DNS, the L4
-//! translator), the underlay endpoint, the model's sizes and the datapath
-//! loop's busy time.
+//! translator), link impairment per port, the underlay endpoint, the model's sizes, the datapath
+//! loop's busy time, and the events reported and lost.
 //! Built from one datapath snapshot per scrape.
 
 use std::collections::BTreeMap;
 
-use prometheus::{Counter, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Counter, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use super::{Control, VTEP_PORT_NAME, datapath_error};
 use ctl::proto::CtlError;
@@ -60,6 +60,9 @@ type DnsMetric = (&'static str, &'static str, fn(&dns::Counters) -> u64);
 /// One L4 translator counter: its name, help, and how to read it.
 type NatMetric = (&'static str, &'static str, fn(&crate::nat::Counters) -> u64);
 
+/// One link impairment counter: its name, help, and how to read it.
+type ImpairMetric = (&'static str, &'static str, fn(&crate::impair::ImpairCounters) -> u64);
+
 /// Sets counter `values` (one per label set) in `family`.
 fn set(family: &Option<IntCounterVec>, labels: &[&str], value: u64) {
     if let Some(f) = family {
@@ -95,6 +98,35 @@ impl Control {
             set(&flooded, &l, c.rx_flooded);
             for (reason, n) in c.drops.iter().filter(|(_, n)| *n > 0) {
                 set(&drops, &[port.as_str(), network.as_str(), reason.name()], n);
+            }
+        }
+        let impair: [ImpairMetric; 5] = [
+            ("vswitch_port_impair_delayed_total", "Frames the port's impairment queued (delayed or paced).", |c| {
+                c.delayed
+            }),
+            ("vswitch_port_impair_lost_total", "Frames the port's impairment dropped at random.", |c| c.lost),
+            ("vswitch_port_impair_duplicated_total", "Extra copies the port's impairment sent.", |c| c.duplicated),
+            ("vswitch_port_impair_reordered_total", "Frames the port's impairment sent ahead of delayed ones.", |c| {
+                c.reordered
+            }),
+            ("vswitch_port_impair_queue_full_total", "Frames dropped: the port's impairment queue was full.", |c| {
+                c.queue_full
+            }),
+        ];
+        for (name, help, value) in impair {
+            let family = b.counters(name, help, pl);
+            for i in &snapshot.impair {
+                let Some((_, network, _)) = snapshot.ports.iter().find(|(p, _, _)| *p == i.port) else { continue };
+                let port = names.get(&i.port).cloned().unwrap_or_else(|| i.port.to_string());
+                set(&family, &[port.as_str(), self.network_name(*network).as_str()], value(&i.counters));
+            }
+        }
+        if let Some(queued) = b.gauges("vswitch_port_impair_queued", "Frames in the port's impairment queue now.", pl) {
+            for i in &snapshot.impair {
+                let Some((_, network, _)) = snapshot.ports.iter().find(|(p, _, _)| *p == i.port) else { continue };
+                let port = names.get(&i.port).cloned().unwrap_or_else(|| i.port.to_string());
+                let n = i64::try_from(i.counters.queued).unwrap_or(i64::MAX);
+                queued.with_label_values(&[port.as_str(), self.network_name(*network).as_str()]).set(n);
             }
         }
         if let Some(v) = snapshot.vtep {
@@ -204,6 +236,24 @@ impl Control {
         let wakeups = IntCounter::new("vswitch_datapath_wakeups_total", "Times the datapath thread woke up.");
         if let Some(wakeups) = b.made(wakeups) {
             wakeups.inc_by(snapshot.wakeups);
+        }
+
+        let events = self.events.counters();
+        let by_kind =
+            b.counters("vswitch_events_total", "Switch events reported (vswitchctl events), by kind.", &["kind"]);
+        for (kind, n) in &events.by_kind {
+            set(&by_kind, &[kind], *n);
+        }
+        let lost = b.counters(
+            "vswitch_events_lost_total",
+            "Events lost: inside the daemon before being reported, or by subscribers that read too slowly.",
+            &["scope"],
+        );
+        set(&lost, &["daemon"], events.lost_daemon);
+        set(&lost, &["stream"], events.lost_streams);
+        let subscribers = IntGauge::new("vswitch_event_subscribers", "Clients following the events now.");
+        if let Some(g) = b.made(subscribers) {
+            g.set(i64::try_from(events.subscribers).unwrap_or(i64::MAX));
         }
 
         if let Some(e) = b.error {

@@ -6,6 +6,7 @@
 
 mod capture;
 mod dns;
+mod impair;
 mod metrics;
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 mod overlay;
@@ -20,11 +21,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ctl::MacAddress;
-use ctl::proto::{self, Ack, CtlError, ErrorKind, FlushResult, Request, VersionInfo};
+use ctl::proto::{self, Ack, CtlError, ErrorKind, FlushResult, PortChange, Request, VersionInfo};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::datapath::{DatapathError, DatapathHandle, GatewaySpec, NetworkSpec, endpoint_port};
+use super::events::EventHub;
 use super::plumbing::{self, PlumbError};
 use super::tunnel::VtepConfig;
 use crate::bridge::NetworkConfig;
@@ -47,10 +49,12 @@ pub struct Control {
     dns_upstreams: Vec<SocketAddr>,
     /// Held by every running capture (their count is the strong count - 1).
     captures: std::sync::Arc<()>,
+    /// The switch's events: history, subscribers, names.
+    events: EventHub,
 }
 
 /// The name of the underlay endpoint's row in `stats`.
-const VTEP_PORT_NAME: &str = "vtep";
+pub(crate) const VTEP_PORT_NAME: &str = "vtep";
 
 type Reply = Result<Value, CtlError>;
 
@@ -76,14 +80,17 @@ fn model_error(e: ModelError) -> CtlError {
         | M::AddressInUse { .. }
         | M::MacInUse { .. }
         | M::FdbEntryExists { .. } => ErrorKind::Conflict,
-        M::NoSuchService(_) | M::NotPublished { .. } | M::NoEndpointToPublish(_) => ErrorKind::NotFound,
+        M::NoSuchService(_) | M::NotPublished { .. } | M::NoEndpointToPublish(_) | M::NoSuchEndpointPort(_) => {
+            ErrorKind::NotFound
+        }
         M::PortPublished { .. } | M::ServiceOnOtherNetwork { .. } => ErrorKind::Conflict,
         M::NetworkInUse { .. } | M::NetworkHasServices { .. } => ErrorKind::InUse,
         M::HostNotConnectable
         | M::NoneNotConnectable
         | M::NotAttachable(_)
         | M::SingletonDriver(_)
-        | M::PublishOnInternal(_) => ErrorKind::NotSupported,
+        | M::PublishOnInternal(_)
+        | M::NotImpairable(_) => ErrorKind::NotSupported,
         _ => ErrorKind::InvalidArgument,
     };
     CtlError::new(kind, e.to_string())
@@ -108,12 +115,12 @@ fn network_id(network: &Network) -> NetworkId {
 
 /// The name of a tunnel port in `show`, `fdb` and `stats`.
 fn tunnel_port_name(remote: SocketAddr) -> String {
-    format!("vx:{remote}")
+    super::events::tunnel_port_name(remote)
 }
 
 /// The name of a network's gateway port in `show`, `fdb` and `stats`.
 fn gateway_port_name(network: &Network) -> String {
-    format!("gw:{}", network.name)
+    super::events::gateway_port_name(&network.name)
 }
 
 impl Control {
@@ -132,7 +139,13 @@ impl Control {
         has_secret: bool,
         dns_upstreams: Vec<SocketAddr>,
     ) -> Result<Control, DatapathError> {
-        let control = Control { model, store, datapath, vtep, has_secret, dns_upstreams, captures: Default::default() };
+        let events = EventHub::spawn(datapath.events()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot start the event thread; the datapath's events are lost");
+            EventHub::new()
+        });
+        events.update_names(&model);
+        let control =
+            Control { model, store, datapath, vtep, has_secret, dns_upstreams, events, captures: Default::default() };
         control.datapath.set_aging(Duration::from_secs(control.model.config().aging_time_secs))?;
         for network in control.model.networks() {
             if network.driver.is_switched() {
@@ -189,7 +202,10 @@ impl Control {
         let sandbox = self.model.sandbox(&endpoint.sandbox).map_err(model_error)?;
         let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
         let tap = plumbing::reattach_endpoint(&ns, endpoint, network).map_err(plumb_error)?;
-        self.add_tap_to_datapath(tap, endpoint, network)
+        self.add_tap_to_datapath(tap, endpoint, network)?;
+        self.restore_impairment(endpoint);
+        self.events.port_up(&network.name, &endpoint.host_tap_name, Some(&endpoint.sandbox), PortChange::Restored);
+        Ok(())
     }
 
     fn network_of(&self, endpoint: &Endpoint) -> Result<&Network, CtlError> {
@@ -243,6 +259,7 @@ impl Control {
     fn commit(&mut self, next: Model) -> Result<(), CtlError> {
         self.store.save(&next).map_err(store_error)?;
         self.model = next;
+        self.events.update_names(&self.model);
         self.sync_dns();
         Ok(())
     }
@@ -339,6 +356,10 @@ impl Control {
                 ok(FlushResult { flushed: flushed as u64 })
             }
             Request::Stats { port } => self.stats(port.as_deref()),
+            Request::Events { follow: false } => ok(self.events.history()),
+            Request::Events { follow: true } => {
+                Err(CtlError::new(ErrorKind::InvalidArgument, "events with follow is a stream; see PROTOCOL.md"))
+            }
             Request::NetworkKeyRotate { network } => self.key_rotate(&network),
             Request::PeerAdd { addr, networks } => self.peer_add(addr, networks),
             Request::PeerLs => self.peer_ls(),
@@ -347,6 +368,7 @@ impl Control {
             Request::Capture { .. } => {
                 Err(CtlError::new(ErrorKind::BadRequest, format!("{} opens a stream", request.verb())))
             }
+            Request::PortImpair { port, impair } => self.port_impair(&port, impair),
             Request::ConfigShow => ok(proto::ConfigInfo { aging_time: self.model.config().aging_time_secs }),
             Request::ConfigSet { key, value } => {
                 let mut next = self.model.clone();
@@ -391,6 +413,7 @@ impl Control {
         self.release_publications(&removed.endpoints);
         for endpoint in &removed.endpoints {
             self.teardown_endpoint(endpoint);
+            self.port_down(endpoint, PortChange::SandboxRemoved);
         }
         if let Err(e) = plumbing::remove_sandbox_netns(&removed.sandbox) {
             tracing::warn!(sandbox = name, error = %e, "cannot remove the sandbox's namespace");
@@ -425,6 +448,8 @@ impl Control {
         }
         let mut next = self.model.clone();
         let network = next.create_network(req).map_err(model_error)?;
+        // Its gateway's and tunnels' events are named from the start.
+        self.events.update_names(&next);
         if network.driver.is_switched() {
             self.add_network_to_datapath(&network).map_err(datapath_error)?;
         }
@@ -458,6 +483,8 @@ impl Control {
         let sandbox = next.sandbox(&endpoint.sandbox).map_err(model_error)?.clone();
         let ns = plumbing::open_sandbox_netns(&sandbox).map_err(plumb_error)?;
         let tap = plumbing::plumb_endpoint(&ns, &endpoint, &network).map_err(plumb_error)?;
+        // The port's first frames are named like the ones after the reply.
+        self.events.update_names(&next);
         self.add_tap_to_datapath(tap, &endpoint, &network)?;
         // Its ports, all or none: a port that cannot be opened leaves the
         // sandbox unconnected.
@@ -472,15 +499,28 @@ impl Control {
         }
         self.join_service(&endpoint);
         self.write_resolv_conf(&endpoint.sandbox);
+        self.events.port_up(&network.name, &endpoint.host_tap_name, Some(&endpoint.sandbox), PortChange::Connected);
         ok(self.endpoint_info(&endpoint))
     }
 
+    /// Reports that `endpoint`'s port went down.
+    fn port_down(&self, endpoint: &Endpoint, reason: PortChange) {
+        let network = self.model.network_by_id(&endpoint.network_id).map(|n| n.name.as_str()).unwrap_or_default();
+        self.events.port_down(network, &endpoint.host_tap_name, Some(&endpoint.sandbox), reason);
+    }
+
     fn disconnect(&mut self, network: &str, sandbox: &str) -> Reply {
+        self.disconnect_as(network, sandbox, PortChange::Disconnected)
+    }
+
+    /// Disconnects `sandbox` from `network`, reporting the port down for `reason`.
+    fn disconnect_as(&mut self, network: &str, sandbox: &str, reason: PortChange) -> Reply {
         let mut next = self.model.clone();
         let gone = next.disconnect(network, sandbox).map_err(model_error)?;
         self.commit(next)?;
         self.release_publications(std::slice::from_ref(&gone.endpoint));
         self.teardown_endpoint(&gone.endpoint);
+        self.port_down(&gone.endpoint, reason);
         self.write_resolv_conf(sandbox);
         if let Some(heir) = &gone.new_default_gateway {
             let routed = self.network_of(heir).and_then(|net| {

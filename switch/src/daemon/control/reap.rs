@@ -5,7 +5,10 @@
 //! and the control plane releases the endpoint and its address, and the
 //! sandbox itself once its namespace cannot be opened any more. After a
 //! restart, adopted sandboxes whose namespace is gone are released the same
-//! way.
+//! way. Each release is an event: `endpoint_gone` (with the port's
+//! `port_down`, reason `gone`) and `sandbox_gone`.
+
+use ctl::proto::{EventKind, PortChange};
 
 use super::Control;
 use crate::daemon::datapath::PortRole;
@@ -20,13 +23,21 @@ impl Control {
         let PortRole::Endpoint(index) = PortRole::of(port) else { return None };
         let endpoint = self.model.endpoint_by_port_index(index)?.clone();
         let network = self.model.network_by_id(&endpoint.network_id)?.name.clone();
-        match self.disconnect(&network, &endpoint.sandbox) {
-            Ok(_) => tracing::warn!(
-                sandbox = %endpoint.sandbox,
-                %network,
-                address = %endpoint.ipv4,
-                "endpoint's interface is gone: endpoint released"
-            ),
+        match self.disconnect_as(&network, &endpoint.sandbox, PortChange::Gone) {
+            Ok(_) => {
+                tracing::warn!(
+                    sandbox = %endpoint.sandbox,
+                    %network,
+                    address = %endpoint.ipv4,
+                    "endpoint's interface is gone: endpoint released"
+                );
+                self.events.emit(EventKind::EndpointGone {
+                    network,
+                    sandbox: endpoint.sandbox.clone(),
+                    port: endpoint.host_tap_name.clone(),
+                    address: endpoint.ipv4,
+                });
+            }
             Err(e) => {
                 tracing::error!(sandbox = %endpoint.sandbox, error = %e.message, "cannot release a gone endpoint")
             }
@@ -45,6 +56,8 @@ impl Control {
         match self.sandbox_rm(name) {
             Ok(_) => {
                 tracing::warn!(sandbox = name, netns = %path.display(), "sandbox's namespace is gone: sandbox removed");
+                let netns = path.display().to_string();
+                self.events.emit(EventKind::SandboxGone { sandbox: name.to_owned(), netns });
                 true
             }
             Err(e) => {

@@ -49,6 +49,11 @@ impl Control {
             Request::Capture { target, outer, count, snaplen, filter } => {
                 self.capture(super::capture::CaptureRequest { target, outer, count, snaplen, filter })
             }
+            Request::Events { follow: true } => {
+                let (reply, stream) = self.events.subscribe();
+                let reply = serde_json::to_value(reply).map_err(|e| CtlError::internal(e.to_string()))?;
+                Ok(Subscription { reply, source: Box::new(stream) })
+            }
             _ => Err(CtlError::new(ErrorKind::NotSupported, format!("{} does not open a stream", request.verb()))),
         }
     }

@@ -87,6 +87,7 @@ impl Control {
                 nat: matches!(PortRole::of(*id), PortRole::Gateway(_))
                     .then(|| snapshot.nat.iter().find(|(n, _)| n == network).map(|(_, c)| super::publish::nat_stats(c)))
                     .flatten(),
+                impair: snapshot.impair.iter().find(|i| i.port == *id).map(impair_stats),
             })
             .collect();
         if let Some(v) = snapshot.vtep {
@@ -101,6 +102,7 @@ impl Control {
                 drops: drops(&v.drops),
                 dns: None,
                 nat: None,
+                impair: None,
             });
         }
         // Sorted like every other listing: by network, then port (the
@@ -134,6 +136,7 @@ impl Control {
                         mac: Some(crate::gateway::gateway_mac(gw).into()),
                         ip: n.subnet.and_then(|s| Ipv4Net::new(gw, s.prefix_len()).ok()),
                         remote: None,
+                        impair: None,
                     });
                 }
                 ports.extend(self.model.endpoints_on_network(&n.id).into_iter().map(|e| ShowPort {
@@ -144,6 +147,7 @@ impl Control {
                     mac: Some(e.mac),
                     ip: Ipv4Net::new(e.ipv4, e.prefix_len).ok(),
                     remote: None,
+                    impair: e.impair,
                 }));
                 ports.extend(snapshot.tunnels.iter().filter(|t| t.network == network_id(n)).map(|t| ShowPort {
                     name: tunnel_port_name(t.remote),
@@ -153,6 +157,7 @@ impl Control {
                     mac: None,
                     ip: None,
                     remote: Some(t.remote),
+                    impair: None,
                 }));
                 ShowNetwork {
                     name: n.name.clone(),
@@ -248,6 +253,20 @@ pub(super) fn network_summary(n: &Network) -> NetworkSummary {
         driver: n.driver,
         scope: "local".to_owned(),
         subnet: n.subnet,
+    }
+}
+
+/// The wire form of a port's impairment.
+fn impair_stats(i: &crate::daemon::datapath::ImpairSnapshot) -> proto::ImpairStats {
+    let c = &i.counters;
+    proto::ImpairStats {
+        settings: i.settings,
+        queued: c.queued,
+        delayed: c.delayed,
+        lost: c.lost,
+        duplicated: c.duplicated,
+        reordered: c.reordered,
+        queue_full: c.queue_full,
     }
 }
 

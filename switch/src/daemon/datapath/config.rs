@@ -13,6 +13,7 @@ use super::device::PortDevice;
 use super::handle::{Command, DatapathError, NetworkSpec, Snapshot, TunnelPortInfo, tunnel_port};
 use super::{Datapath, NetInfo, PortIo};
 use crate::bridge::{Bridge, BridgeError};
+use crate::events::EventKind;
 use crate::gateway::Gateway;
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::sys::tap::Tap;
@@ -109,6 +110,9 @@ impl Datapath {
                 self.captures.add(*session);
                 let _ = reply.send(());
             }
+            Command::SetImpair { id, settings, reply } => {
+                let _ = reply.send(self.set_impairment(id, settings));
+            }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
@@ -173,6 +177,8 @@ impl Datapath {
         let keys = net.crypto.as_mut().ok_or(DatapathError::NotEncrypted(network))?;
         keys.set_epoch(epoch).map_err(DatapathError::Crypto)?;
         net.key_base = base;
+        let now = self.clock.now();
+        self.bridge.events_mut().push(now, EventKind::KeyRotated { network, epoch, automatic: false });
         Ok(())
     }
 
@@ -237,15 +243,27 @@ impl Datapath {
         if self.queued.len() <= id.index() {
             self.queued.resize(id.index() + 1, false);
         }
+        if self.link_down.len() <= id.index() {
+            self.link_down.resize(id.index() + 1, false);
+        }
+        self.link_down[id.index()] = false;
         // Frames may already be queued: edge-triggered epoll would not say so.
         self.mark_ready(id);
     }
 
     pub(super) fn remove_port(&mut self, id: PortId) -> Option<Tap> {
+        self.remove_port_as(id, false)
+    }
+
+    /// Removes port `id`; a tunnel port's removal is an event, `silent`
+    /// when its learned peer aged out.
+    pub(super) fn remove_port_as(&mut self, id: PortId, silent: bool) -> Option<Tap> {
+        let network = self.bridge.port_config(id).map(|c| c.network);
         let _ = self.bridge.remove_port(id);
         if !self.captures.is_empty() {
             self.captures.port_removed(id);
         }
+        self.impair.remove(id);
         let io = self.ports.get_mut(id.index()).and_then(Option::take)?;
         self.ready.retain(|&p| p != id);
         if let Some(q) = self.queued.get_mut(id.index()) {
@@ -258,8 +276,13 @@ impl Datapath {
                 }
                 device.into_tap()
             }
-            PortIo::Tunnel { .. } => {
+            PortIo::Tunnel { remote, .. } => {
                 self.peers.remove_handle(id.0);
+                if let Ok(network) = network {
+                    let now = self.clock.now();
+                    let down = EventKind::TunnelDown { network, port: id, remote, silent };
+                    self.bridge.events_mut().push(now, down);
+                }
                 None
             }
             PortIo::Gateway(_) => None,
@@ -285,9 +308,12 @@ impl Datapath {
         }
         let port = add_tunnel_port(&mut self.bridge, &mut self.ports, network, mtu, vni, remote, false)?;
         if let Err(e) = self.peers.add_static(vni, remote, port.0) {
-            self.remove_port(port);
+            let _ = self.bridge.remove_port(port);
+            self.ports[port.index()] = None;
             return Err(e.into());
         }
+        let now = self.clock.now();
+        self.bridge.events_mut().push(now, EventKind::TunnelUp { network, port, remote, learned: false });
         self.peer_ports.insert(remote.ip(), remote.port());
         Ok(port)
     }
@@ -329,6 +355,7 @@ impl Datapath {
         }
         snapshot.vtep = self.tunnel.as_ref().map(|t| t.counters());
         snapshot.nat = self.nat.translator.counters();
+        self.impair_snapshot(&mut snapshot);
         snapshot.busy = self.busy;
         snapshot.wakeups = self.wakeups;
         for (index, net) in self.nets.iter().enumerate() {

@@ -13,10 +13,12 @@ use mio::{Poll, Waker};
 use vxlan::Vni;
 
 use super::super::dns_forward::ForwardThread;
+use super::super::events::{DatapathEventsRx, datapath_channel};
 use super::super::tunnel::{TunnelCounters, VtepConfig};
 use super::{Datapath, WAKER};
 use crate::bridge::{BridgeError, FdbRecord, NetworkConfig};
 use crate::counters::{LearningCounters, PortCounters};
+use crate::impair::{ImpairCounters, ImpairSettings};
 use crate::nat;
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::sys::tap::Tap;
@@ -145,6 +147,9 @@ pub enum DatapathError {
         /// privileged port, address not available).
         source: io::Error,
     },
+    /// Only TAP ports (endpoints) can be impaired.
+    #[error("port {0} cannot be impaired: only endpoint (TAP) ports can")]
+    NotImpairable(PortId),
     /// The datapath thread did not answer in time or is gone.
     #[error("the datapath thread is not responding")]
     Unresponsive,
@@ -171,6 +176,7 @@ pub(super) enum Command {
     Unpublish { keys: Vec<(nat::Proto, std::net::SocketAddrV4)>, reply: Reply<()> },
     NatFlows { reply: Reply<Vec<nat::FlowInfo>> },
     NatForget { network: NetworkId, address: Ipv4Addr, reply: Reply<usize> },
+    SetImpair { id: PortId, settings: Option<ImpairSettings>, reply: Reply<Result<(), DatapathError>> },
     Snapshot { reply: Reply<Snapshot> },
     Capture { session: Box<crate::daemon::capture::Session>, reply: Reply<()> },
     Shutdown,
@@ -211,6 +217,19 @@ pub struct Snapshot {
     pub busy: Duration,
     /// Times the datapath thread woke up.
     pub wakeups: u64,
+    /// Every port that is or was impaired, with its settings and counters.
+    pub impair: Vec<ImpairSnapshot>,
+}
+
+/// One port's link impairment in a [`Snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImpairSnapshot {
+    /// The port.
+    pub port: PortId,
+    /// The settings in force, `None` once cleared.
+    pub settings: Option<ctl::Impairment>,
+    /// Its counters since the port was first impaired.
+    pub counters: ImpairCounters,
 }
 
 /// The control plane's end of the datapath.
@@ -220,6 +239,7 @@ pub struct DatapathHandle {
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
     gone: crossbeam_channel::Receiver<PortId>,
+    events: DatapathEventsRx,
 }
 
 impl DatapathHandle {
@@ -241,9 +261,11 @@ impl DatapathHandle {
         let forward = ForwardThread::spawn(done, waker.clone())?;
         let dns = super::dns::DnsService::new(dns_upstreams, forward, results);
         let (gone_tx, gone) = crossbeam_channel::unbounded();
-        let datapath = Datapath::new(poll, inbox, vtep, secret, dns, gone_tx, nat_limits)?;
+        let (events_tx, events) = datapath_channel();
+        let reports = super::Reports { gone: gone_tx, events: events_tx };
+        let datapath = Datapath::new(poll, inbox, vtep, secret, dns, reports, nat_limits)?;
         let thread = std::thread::Builder::new().name("datapath".into()).spawn(move || datapath.run())?;
-        Ok(DatapathHandle { commands, waker, thread: Some(thread), gone })
+        Ok(DatapathHandle { commands, waker, thread: Some(thread), gone, events })
     }
 
     fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DatapathError> {
@@ -360,6 +382,17 @@ impl DatapathHandle {
     pub fn capture(&self, session: crate::daemon::capture::Session) -> Result<(), DatapathError> {
         let session = Box::new(session);
         self.call(|reply| Command::Capture { session, reply })
+    }
+
+    /// Impairs the egress of TAP port `id` with `settings`, or clears it
+    /// (`None`); frames queued under earlier settings are sent at once.
+    pub fn set_impairment(&self, id: PortId, settings: Option<ImpairSettings>) -> Result<(), DatapathError> {
+        self.call(|reply| Command::SetImpair { id, settings, reply })?
+    }
+
+    /// The datapath's events, in batches (for the event hub).
+    pub fn events(&self) -> DatapathEventsRx {
+        self.events.clone()
     }
 
     /// Copies the tables and counters out.

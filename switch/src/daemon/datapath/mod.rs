@@ -26,6 +26,7 @@ mod config;
 mod device;
 mod dns;
 mod handle;
+mod impair;
 #[cfg(test)]
 mod loop_tests;
 mod nat;
@@ -46,15 +47,17 @@ use vxlan::{PeerTable, PeerTableConfig, Vni};
 
 use handle::Command;
 pub use handle::{
-    DatapathError, DatapathHandle, GatewaySpec, NetworkSpec, PortRole, Snapshot, TunnelPortInfo, endpoint_port,
-    gateway_port,
+    DatapathError, DatapathHandle, GatewaySpec, ImpairSnapshot, NetworkSpec, PortRole, Snapshot, TunnelPortInfo,
+    endpoint_port, gateway_port,
 };
 
 use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};
 use super::capture::Captures;
+use super::events::DatapathEvents;
 use super::tunnel::{Classified, Tunnel, TxOutcome, VtepConfig};
 use crate::bridge::{Bridge, TxPlan};
-use crate::counters::DropReason;
+use crate::counters::{DropCounters, DropReason};
+use crate::events::EventKind;
 use crate::gateway::Gateway;
 use crate::offload::{self, ChecksumState, TooBig};
 use crate::port::{NetworkId, PortId};
@@ -94,6 +97,14 @@ struct NetInfo {
     mss_clamp: bool,
     /// The gateway's DNS server's counters.
     dns: ::dns::Counters,
+}
+
+/// Where the datapath reports to the control plane on its own.
+struct Reports {
+    /// TAP ports whose device vanished.
+    gone: crossbeam_channel::Sender<PortId>,
+    /// Events, in batches.
+    events: DatapathEvents,
 }
 
 struct Datapath {
@@ -140,6 +151,18 @@ struct Datapath {
     wakeups: u64,
     /// Running packet captures (`vswitchctl capture`).
     captures: Captures,
+    /// Link impairment of egress ports (`port impair`).
+    impair: impair::ImpairIo,
+    /// Where the bridge's events (and the datapath's own) go, once per
+    /// loop iteration.
+    events: DatapathEvents,
+    /// TAP ports whose sandbox side is down (writes fail with EIO), by
+    /// port index: each change is reported once.
+    link_down: Vec<bool>,
+    /// The underlay endpoint's drop counters at the last tick (its drop
+    /// bursts), and when that was.
+    vtep_drops: DropCounters,
+    last_interval: Timestamp,
 }
 
 impl Datapath {
@@ -149,9 +172,10 @@ impl Datapath {
         vtep: Option<VtepConfig>,
         secret: Option<ClusterSecret>,
         dns: dns::DnsService,
-        gone: crossbeam_channel::Sender<PortId>,
+        reports: Reports,
         nat_limits: crate::nat::Limits,
     ) -> io::Result<Datapath> {
+        let Reports { gone, events } = reports;
         let mut datapath = Datapath {
             poll,
             inbox,
@@ -182,6 +206,11 @@ impl Datapath {
             busy: Duration::ZERO,
             wakeups: 0,
             captures: Captures::default(),
+            impair: impair::ImpairIo::new(),
+            events,
+            link_down: Vec::new(),
+            vtep_drops: DropCounters::default(),
+            last_interval: Timestamp(0),
         };
         if let Some(vtep) = vtep {
             datapath.attach_tunnel(Tunnel::open(vtep)?)?;
@@ -211,7 +240,14 @@ impl Datapath {
             let timeout = if busy {
                 Duration::ZERO
             } else {
-                [dns_deadline, nat_deadline].into_iter().flatten().fold(TICK, Duration::min)
+                // Wake up for the next tick, not a whole tick after the
+                // last wake-up: aging and event intervals stay ~1 s apart.
+                let since_tick = self.clock.now().millis_since(self.last_tick);
+                let until_tick = TICK.saturating_sub(Duration::from_millis(since_tick));
+                [dns_deadline, nat_deadline, self.impair_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .fold(until_tick, Duration::min)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
@@ -235,7 +271,7 @@ impl Datapath {
 
     /// What one wake-up does once the ready ports are marked: commands,
     /// DNS and translator timers, up to [`MAX_BATCHES_PER_WAKEUP`] batches,
-    /// and the tick when it is due.
+    /// the tick when it is due, and handing the events over.
     fn wakeup(&mut self) {
         // Queries to on-network DNS upstreams time out on their own clock.
         let dns_deadline = self.dns.next_local_deadline();
@@ -253,20 +289,26 @@ impl Datapath {
             self.read_batch();
             self.forward();
         }
+        self.release_impaired();
         let now = self.clock.now();
         if now.millis_since(self.last_tick) >= TICK.as_millis() as u64 {
             self.last_tick = now;
             self.tick(now);
         }
+        if !self.bridge.events().is_empty() {
+            let now = self.clock.now();
+            self.events.flush(self.bridge.events_mut(), now);
+        }
     }
 
     fn tick(&mut self, now: Timestamp) {
         self.bridge.age(now);
-        self.rotate_keys();
+        self.rotate_keys(now);
         for aged in self.peers.age(now.0) {
             tracing::info!(peer = %aged.addr, vni = aged.vni.get(), "learned peer aged out");
-            self.remove_port(PortId(aged.handle));
+            self.remove_port_as(PortId(aged.handle), true);
         }
+        self.end_event_interval(now);
         // Every gateway runs its timers; on-network DNS queries time out.
         for index in 0..self.ports.len() {
             let port = PortId(index as u32);
@@ -283,16 +325,35 @@ impl Datapath {
         self.run_local(now);
     }
 
+    /// Ends the bridge's event interval (flapping, suppressed events, full
+    /// tables, drop bursts) and checks the underlay endpoint for drop bursts.
+    fn end_event_interval(&mut self, now: Timestamp) {
+        self.bridge.end_interval(now);
+        let interval_ms = u32::try_from(now.millis_since(self.last_interval)).unwrap_or(u32::MAX);
+        self.last_interval = now;
+        if let Some(tunnel) = &self.tunnel {
+            let current = tunnel.counters().drops;
+            let out = self.bridge.events_mut();
+            crate::events::drop_bursts(None, None, &current, &mut self.vtep_drops, interval_ms, now, out);
+        }
+    }
+
     /// Moves networks with automatic key rotation to the epoch the wall
     /// clock says they are in.
-    fn rotate_keys(&mut self) {
+    fn rotate_keys(&mut self, now: Timestamp) {
         let unix = self.clock.unix_secs();
-        for net in self.nets.iter_mut().flatten() {
+        for (index, net) in self.nets.iter_mut().enumerate() {
+            let Some(net) = net else { continue };
             let (Some(keys), Some(period)) = (net.crypto.as_mut(), net.key_rotation) else { continue };
             let epoch = effective_epoch(net.key_base, Some(period), unix);
             if epoch != keys.current_epoch() {
                 match keys.set_epoch(epoch) {
-                    Ok(()) => tracing::info!(vni = keys.vni().get(), epoch, "key rotated automatically"),
+                    Ok(()) => {
+                        tracing::info!(vni = keys.vni().get(), epoch, "key rotated automatically");
+                        let network = NetworkId(index as u32);
+                        let rotated = EventKind::KeyRotated { network, epoch, automatic: true };
+                        self.bridge.events_mut().push(now, rotated);
+                    }
                     Err(e) => tracing::error!(vni = keys.vni().get(), error = %e, "automatic key rotation failed"),
                 }
             }
@@ -325,6 +386,7 @@ impl Datapath {
             match tap.recv(bytes) {
                 Ok(len) if len >= HDR => {
                     let gso = VirtioNetHdr::parse(bytes).unwrap_or_default().is_gso();
+                    self.link_seen_up(port);
                     self.batch.push(RxEntry {
                         buf,
                         frame: HDR..len,
@@ -416,6 +478,7 @@ impl Datapath {
                 return Err(DropReason::UnknownPeer);
             }
             tracing::info!(peer = %remote, vni = vni.get(), "learned a new peer");
+            bridge.events_mut().push(now, EventKind::TunnelUp { network, port, remote, learned: true });
             Ok(Classified { port, inner, checksum })
         });
         match result {
@@ -494,6 +557,9 @@ impl Datapath {
         for k in 0..self.plan.len() {
             let send = self.plan.sends()[k];
             let i = send.frame as usize;
+            if self.impair.is_impaired(send.port) && self.impair_offer(send.port, i) {
+                continue;
+            }
             let to_tap = matches!(self.ports.get(send.port.index()), Some(Some(PortIo::Tap(_))));
             let entry = self.batch.entry(i);
             if to_tap && !entry.has_vnet_hdr {
@@ -519,13 +585,44 @@ impl Datapath {
         let Some(port) = self.gro_port.take() else { return };
         let Datapath { gro, ports, bridge, captures, .. } = self;
         let Some(bytes) = gro.take() else { return };
-        if let Some(Some(PortIo::Tap(tap))) = ports.get(port.index())
-            && let Err(e) = tap.send(bytes)
-        {
-            bridge.count_drop(port, tx_drop_reason(&e));
-        }
+        let Some(Some(PortIo::Tap(tap))) = ports.get(port.index()) else { return };
+        let sent = tap.send(bytes);
         if captures.ports {
             capture::offer_merged(captures, bridge, port, bytes);
+        }
+        match sent {
+            Ok(_) => self.link_seen_up(port),
+            Err(e) => self.tap_send_failed(port, &e),
+        }
+    }
+
+    /// A write to TAP `port` failed: counted; EIO means the sandbox's side
+    /// of the link is down.
+    fn tap_send_failed(&mut self, port: PortId, e: &io::Error) {
+        self.bridge.count_drop(port, tx_drop_reason(e));
+        if e.raw_os_error() == Some(libc::EIO) {
+            self.link_changed(port, false);
+        }
+    }
+
+    /// A frame crossed TAP `port`: if its link was down, it is up again.
+    #[inline]
+    fn link_seen_up(&mut self, port: PortId) {
+        if self.link_down.get(port.index()) == Some(&true) {
+            self.link_changed(port, true);
+        }
+    }
+
+    /// Records a change of a TAP port's link, once.
+    fn link_changed(&mut self, port: PortId, up: bool) {
+        let Some(down) = self.link_down.get_mut(port.index()) else { return };
+        if *down != up {
+            return;
+        }
+        *down = !up;
+        if let Ok(config) = self.bridge.port_config(port) {
+            let now = self.clock.now();
+            self.bridge.events_mut().push(now, EventKind::PortLink { network: config.network, port, up });
         }
     }
 
@@ -543,8 +640,9 @@ impl Datapath {
                         tap.send_vectored(&[IoSlice::new(&hdr), IoSlice::new(self.batch.frame(i))])
                     }
                 };
-                if let Err(e) = sent {
-                    self.bridge.count_drop(port, tx_drop_reason(&e));
+                match sent {
+                    Ok(_) => self.link_seen_up(port),
+                    Err(e) => self.tap_send_failed(port, &e),
                 }
             }
             Some(Some(PortIo::Gateway(_))) => {

@@ -9,6 +9,7 @@ mod malformed;
 mod mss;
 mod partial;
 mod segment;
+mod wire_len;
 
 use crate::sys::tap::VirtioNetHdr;
 

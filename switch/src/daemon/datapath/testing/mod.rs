@@ -32,7 +32,9 @@ use super::{Datapath, PortIo, dns};
 use crate::bridge::{FdbRecord, NetworkConfig};
 use crate::counters::{DropReason, LearningCounters, PortCounters};
 use crate::daemon::dns_forward::{Done, ForwardThread, Job};
+use crate::daemon::events::DatapathEventsRx;
 use crate::daemon::tunnel::{Tunnel, TunnelCounters, VtepConfig};
+use crate::events::Event;
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::sys::tap::VirtioNetHdr;
 use crate::time::{Clock, Timestamp};
@@ -120,6 +122,7 @@ pub(crate) struct Harness {
     underlay: Option<MemoryUnderlay>,
     vtep: Option<VtepConfig>,
     gone: Receiver<PortId>,
+    events: DatapathEventsRx,
     dns_jobs: Receiver<Job>,
     dns_done: Sender<Done>,
     next_endpoint: u32,
@@ -146,7 +149,9 @@ impl Harness {
         let (dns_done, results) = crossbeam_channel::unbounded();
         let service = dns::DnsService::new(Vec::new(), ForwardThread::detached(jobs), results);
         let (gone_tx, gone) = crossbeam_channel::unbounded();
-        let mut dp = Datapath::new(poll, inbox, None, setup.secret, service, gone_tx, crate::nat::Limits::default())
+        let (events_tx, events) = crate::daemon::events::datapath_channel();
+        let reports = super::Reports { gone: gone_tx, events: events_tx };
+        let mut dp = Datapath::new(poll, inbox, None, setup.secret, service, reports, crate::nat::Limits::default())
             .expect("a datapath without sockets");
         let clock = VirtualClock::new(UNIX_ORIGIN);
         dp.clock = Box::new(clock.clone());
@@ -163,6 +168,7 @@ impl Harness {
             underlay,
             vtep: setup.vtep,
             gone,
+            events,
             dns_jobs,
             dns_done,
             next_endpoint: 0,
@@ -376,6 +382,18 @@ impl Harness {
     /// control plane) since the last call.
     pub(crate) fn gone_ports(&self) -> Vec<PortId> {
         self.gone.try_iter().collect()
+    }
+
+    /// The events the datapath handed over (one batch per wake-up that
+    /// recorded any) since the last call, and the events it reported lost.
+    pub(crate) fn events(&self) -> (Vec<Event>, u64) {
+        let mut events = Vec::new();
+        let mut lost = 0;
+        for batch in self.events.try_batches() {
+            lost += batch.lost;
+            events.extend(batch.events);
+        }
+        (events, lost)
     }
 
     /// Queries handed to the DNS forwarding thread since the last call.
