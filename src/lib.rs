@@ -20,6 +20,7 @@ pub mod netns;
 pub mod outside;
 pub mod overlay;
 pub mod process;
+pub mod promtool;
 pub mod tshark;
 pub mod underlay;
 pub mod wait;
@@ -35,6 +36,7 @@ pub use netns::{
 };
 pub use overlay::vtep_daemon;
 pub use process::{output_with_timeout, text};
+pub use promtool::promtool_accepts;
 pub use tshark::{require_tshark, tshark_fields, write_pcap};
 pub use underlay::{Underlay, UnderlayHost};
 pub use wait::{wait_for, wait_until};

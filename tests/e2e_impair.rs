@@ -26,27 +26,6 @@ fn rtts(ns: &str, ip: Ipv4Addr, count: u32, interval: &str) -> Vec<f64> {
     rtts
 }
 
-/// Asserts `promtool check metrics` (Debian `prometheus`) accepts `text`.
-fn promtool_accepts(text: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus) is installed");
-    promtool.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("feed promtool");
-    let checked = promtool.wait_with_output().expect("promtool ran");
-    assert!(
-        checked.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
-}
-
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -178,7 +157,7 @@ fn impairment_delays_loses_and_paces_as_set() {
     let prom = d.ctl_ok(&["stats", "--prometheus"]);
     let metric = format!("vswitch_port_impair_lost_total{{network=\"{net}\",port=\"{port}\"}} ");
     assert!(prom.lines().any(|l| l.starts_with(&metric)), "no {metric} in metrics");
-    promtool_accepts(&prom);
+    vswitch::promtool_accepts(&prom);
 
     // --- Rate 50 Mbit/s, a→b TCP. Upper bound: the link carries 50 Mbit/s
     // of Ethernet frames, of which TCP payload is at most 1448 of every
