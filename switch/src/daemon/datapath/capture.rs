@@ -14,9 +14,9 @@ use crate::daemon::batch::HDR;
 use crate::daemon::capture::Captures;
 use crate::port::{NetworkId, PortId};
 
-/// Offers a GRO merge written to the TAP `port` (a virtio-net header, then
-/// the frame) as sent.
-pub(super) fn offer_merged(captures: &mut Captures, bridge: &Bridge, port: PortId, with_vnet_hdr: &[u8]) {
+/// Offers a frame written to the TAP `port` with its virtio-net header in
+/// front (a GRO merge, a frame an impairment released) as sent.
+pub(super) fn offer_written(captures: &mut Captures, bridge: &Bridge, port: PortId, with_vnet_hdr: &[u8]) {
     if let Some(frame) = with_vnet_hdr.get(HDR..) {
         captures.frame(port, Direction::Tx, frame, || network_of(bridge, port), None);
     }

@@ -588,7 +588,7 @@ impl Datapath {
         let Some(Some(PortIo::Tap(tap))) = ports.get(port.index()) else { return };
         let sent = tap.send(bytes);
         if captures.ports {
-            capture::offer_merged(captures, bridge, port, bytes);
+            capture::offer_written(captures, bridge, port, bytes);
         }
         match sent {
             Ok(_) => self.link_seen_up(port),

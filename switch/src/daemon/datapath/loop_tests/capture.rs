@@ -1,13 +1,15 @@
 //! Packet capture in the loop: which frames a capture gets (both
 //! directions of its port, GSO super-frames whole, the inner frames of a
 //! tunnel port, GRO merges as written, the underlay's datagrams with their
-//! IP and UDP header), that a full ring drops without holding up
-//! forwarding, and that a capture ends with its port.
+//! IP and UDP header, frames toward an impaired port as they leave), that
+//! a full ring drops without holding up forwarding, and that a capture ends
+//! with its port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ctl::Impairment;
 use ctl::proto::{Direction, LINKTYPE_ETHERNET};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
@@ -15,6 +17,7 @@ use super::super::handle::Command;
 use super::super::testing::frames::{BROADCAST, Tcp, frame, mac, pattern, vtep, vxlan};
 use super::super::testing::{Harness, Setup, overlay_network, plain_network};
 use crate::daemon::capture::{CaptureRing, Filter, Popped, Scope, Session};
+use crate::impair::ImpairSettings;
 use crate::port::{NetworkId, PortId};
 use crate::sys::tap::VirtioNetHdr;
 
@@ -193,4 +196,22 @@ fn a_capture_ends_with_its_port_and_a_network_capture_with_its_network() {
     h.call(|reply| Command::RemoveNetwork { id: n1, reply }).expect("an empty network is removed");
     assert!(whole.is_ended());
     assert!(h.dp.captures.is_empty(), "the datapath forgot both");
+}
+
+#[test]
+fn a_frame_toward_an_impaired_port_is_captured_as_it_leaves_after_its_delay() {
+    let mut h = Harness::new();
+    let net = h.network(plain_network(0));
+    let (a, b) = (h.endpoint(net), h.endpoint(net));
+    let settings = ImpairSettings::new(&Impairment { delay_us: 10_000, ..Impairment::default() }).expect("valid");
+    h.call(|reply| Command::SetImpair { id: b, settings: Some(settings), reply }).expect("b is a TAP port");
+    let ring = capture(&mut h, Scope::Ports(vec![b]), 4, 65_536, None);
+    let f = frame(BROADCAST, mac(1), 1);
+    h.inject(a, &f);
+    h.run_until_idle();
+    assert!(take(&ring).is_empty(), "still held by the impairment");
+    h.advance(Duration::from_millis(10));
+    h.step();
+    assert_eq!(h.sent_frames(b), vec![f.clone()]);
+    assert_eq!(take(&ring), vec![(b, Direction::Tx, f.len() as u32, f, None)], "captured when it left");
 }
