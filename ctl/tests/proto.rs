@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ctl::proto::{
-    self, Ack, ConfigInfo, DnsRecord, DnsStats, Driver, EndpointInfo, EndpointResource, ErrorKind, FdbEntry,
-    FlushResult, Ipam, IpamConfig, MAX_REQUEST_BYTES, NatFlow, NatStats, NetworkInfo, NetworkSummary, PortStats,
-    ProtocolError, Request, ResolverInfo, SandboxInfo, ServiceInfo, ServiceReplica, ShowTree, VersionInfo,
+    self, Ack, CaptureInfo, CaptureSummary, CapturedFrame, ConfigInfo, DnsRecord, DnsStats, Driver, EndpointInfo,
+    EndpointResource, ErrorKind, FdbEntry, FlushResult, Ipam, IpamConfig, MAX_REQUEST_BYTES, NatFlow, NatStats,
+    NetworkInfo, NetworkSummary, PortStats, ProtocolError, Request, ResolverInfo, SandboxInfo, ServiceInfo,
+    ServiceReplica, ShowTree, VersionInfo,
 };
 use serde_json::{Value, json};
 
@@ -79,6 +80,13 @@ fn one_of_each() -> Vec<Request> {
         Request::PeerLs,
         Request::NetworkKeyRotate { network: "sec".into() },
         Request::PeerRm { addr: "[2001:db8::1]:4789".parse().unwrap() },
+        Request::Capture {
+            target: "vsw0a0b0c0d".into(),
+            outer: false,
+            count: Some(10),
+            snaplen: Some(96),
+            filter: Some("icmp or arp".into()),
+        },
         Request::PortImpair {
             port: "app:web".into(),
             impair: Some(ctl::Impairment {
@@ -410,22 +418,32 @@ fn network_info_uses_docker_keys() {
 /// Checks a documented stream: its opening reply, then its `S:` lines up to
 /// the `end` line, each of the documented type.
 fn check_stream<'a>(req: &Request, id: u64, ok: Value, lines: &mut impl Iterator<Item = &'a str>) {
-    let Request::Events { .. } = req else { panic!("no documented types for the stream of {}", req.verb()) };
-    serde_json::from_value::<proto::EventsFollow>(ok).expect("events follow reply");
+    let capture = matches!(req, Request::Capture { .. });
+    match req {
+        Request::Events { .. } => decodes::<proto::EventsFollow>(ok, "an events follow reply"),
+        Request::Capture { .. } => decodes::<CaptureInfo>(ok, "a capture reply"),
+        _ => panic!("no documented types for the stream of {}", req.verb()),
+    }
     for line in lines.by_ref() {
         let line = line.strip_prefix("S: ").unwrap_or_else(|| panic!("a stream goes on with daemon lines: {line}"));
         let (got, item) = proto::decode_stream_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
         assert_eq!(got, Some(id), "{line}");
-        match item {
-            proto::StreamLine::Item(v) => drop(serde_json::from_value::<proto::Event>(v).expect("an event item")),
-            proto::StreamLine::End(v) => {
-                serde_json::from_value::<proto::EventsSummary>(v).expect("an events summary");
-                return;
-            }
-            proto::StreamLine::Err(_) => return,
+        match (capture, item) {
+            (false, proto::StreamLine::Item(v)) => decodes::<proto::Event>(v, "an event item"),
+            (true, proto::StreamLine::Item(v)) => decodes::<CapturedFrame>(v, "a captured frame"),
+            (false, proto::StreamLine::End(v)) => return decodes::<proto::EventsSummary>(v, "an events summary"),
+            (true, proto::StreamLine::End(v)) => return decodes::<CaptureSummary>(v, "a capture summary"),
+            (_, proto::StreamLine::Err(_)) => return,
         }
     }
     panic!("the documented stream has no end line");
+}
+
+/// Asserts that `value` is a `T` (`what`).
+fn decodes<T: serde::de::DeserializeOwned>(value: Value, what: &str) {
+    if let Err(e) = serde_json::from_value::<T>(value) {
+        panic!("not {what}: {e}");
+    }
 }
 
 /// Checks that an `ok` payload has the documented type for `verb`.

@@ -6,6 +6,7 @@
 //! [`encode_ok`] or [`encode_err`]. A client uses [`encode_request`] and [`decode_response`]
 //! (or just [`crate::client::Client`]).
 
+mod capture;
 mod error;
 mod event;
 mod payload;
@@ -16,6 +17,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+pub use capture::{
+    CaptureInfo, CaptureSummary, CapturedFrame, Direction, LINKTYPE_ETHERNET, LINKTYPE_RAW, MAX_SNAPLEN,
+    encode_frame_data,
+};
 pub use error::{CtlError, ErrorKind, ProtocolError};
 pub use event::{Event, EventKind, EventsFollow, EventsSummary, LostScope, PortChange};
 pub use payload::{

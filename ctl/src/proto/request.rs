@@ -319,6 +319,28 @@ pub enum Request {
         /// The peer's underlay address and UDP port.
         addr: std::net::SocketAddr,
     },
+    /// Copies of the frames crossing a port, every port of a network, or
+    /// the underlay (stream). Reply: [`CaptureInfo`](super::CaptureInfo);
+    /// items: [`CapturedFrame`](super::CapturedFrame); end:
+    /// [`CaptureSummary`](super::CaptureSummary).
+    Capture {
+        /// A port as `show`/`stats` name it (`vsw…`, `gw:NET`, `vx:ADDR`,
+        /// `vtep`), or a network (name or ID prefix): all of its ports.
+        target: String,
+        /// Optional: the underlay datagrams (only with target `vtep`, which
+        /// implies it).
+        #[serde(default)]
+        outer: bool,
+        /// Optional: end the stream after this many frames.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+        /// Optional: bytes kept of each frame (1 to 262144; 0 or absent: 262144).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snaplen: Option<u32>,
+        /// Optional: a tcpdump filter expression (pcap-filter(7)).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
+    },
     /// Impair an endpoint port's egress (the frames toward its sandbox) as netem would: delay
     /// with jitter, loss, duplication, reordering, a rate and a queue bound; or clear it. The
     /// setting is kept with the endpoint (it survives a restart, and goes when the endpoint
@@ -372,6 +394,7 @@ impl Request {
         "peer_add",
         "peer_ls",
         "peer_rm",
+        "capture",
         "port_impair",
         "version",
         "ping",
@@ -397,6 +420,7 @@ impl Request {
                 | Self::NatLs { .. }
                 | Self::ServiceLs
                 | Self::ServiceInspect { .. }
+                | Self::Capture { .. }
                 | Self::Version
                 | Self::Ping
         )
@@ -406,7 +430,7 @@ impl Request {
     /// `item` lines and an `end` line, and the connection carries nothing
     /// else afterwards (see "Streams" in PROTOCOL.md).
     pub fn is_stream(&self) -> bool {
-        matches!(self, Self::Events { follow: true })
+        matches!(self, Self::Capture { .. } | Self::Events { follow: true })
     }
 
     /// This request's wire verb, e.g. `"network_create"`.
@@ -443,6 +467,7 @@ impl Request {
             Self::PeerAdd { .. } => "peer_add",
             Self::PeerLs => "peer_ls",
             Self::PeerRm { .. } => "peer_rm",
+            Self::Capture { .. } => "capture",
             Self::PortImpair { .. } => "port_impair",
             Self::Version => "version",
             Self::Ping => "ping",

@@ -2,6 +2,7 @@
 //! ctl requests to the network model, and the ctl socket server.
 
 mod batch;
+pub mod capture;
 pub mod control;
 pub mod datapath;
 pub mod dns_forward;

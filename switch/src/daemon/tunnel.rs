@@ -20,7 +20,7 @@
 //! chunking over in-memory datagram queues instead.
 
 use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -114,6 +114,9 @@ pub(crate) trait Underlay: Send {
     /// Sends `transmit` (one datagram, or a GSO train) from sender `sender`.
     fn send(&mut self, sender: usize, transmit: &Transmit<'_>) -> io::Result<()>;
 
+    /// The UDP source port of sender `sender` (for captures of the underlay).
+    fn sender_port(&self, sender: usize) -> u16;
+
     /// The receiving socket's descriptor, to register with the event loop;
     /// `None` when the caller signals readiness itself.
     fn event_fd(&self) -> Option<RawFd>;
@@ -122,6 +125,8 @@ pub(crate) trait Underlay: Send {
 struct TxSocket {
     socket: UdpSocket,
     state: UdpSocketState,
+    /// The UDP port it is bound to.
+    port: u16,
 }
 
 /// The kernel's UDP sockets, batched by quinn-udp.
@@ -153,6 +158,10 @@ impl Underlay for UdpUnderlay {
         socket.state.try_send(UdpSockRef::from(&socket.socket), transmit)
     }
 
+    fn sender_port(&self, sender: usize) -> u16 {
+        self.tx[sender].port
+    }
+
     fn event_fd(&self) -> Option<RawFd> {
         Some(self.rx.as_raw_fd())
     }
@@ -165,6 +174,8 @@ pub(crate) struct Tunnel {
     counters: TunnelCounters,
     segments: SegmentBuf,
     metas: [RecvMeta; BUFFERS],
+    /// The sender and datagram size of the last successful send.
+    last_sent: (usize, usize),
 }
 
 fn open(addr: SocketAddr) -> io::Result<(UdpSocket, UdpSocketState)> {
@@ -181,7 +192,11 @@ impl Tunnel {
     pub(crate) fn open(config: VtepConfig) -> io::Result<Tunnel> {
         let (rx, rx_state) = open(config.local)?;
         let tx = (0..SOURCE_PORTS)
-            .map(|_| open(SocketAddr::new(config.local.ip(), 0)).map(|(socket, state)| TxSocket { socket, state }))
+            .map(|_| {
+                let (socket, state) = open(SocketAddr::new(config.local.ip(), 0))?;
+                let port = socket.local_addr()?.port();
+                Ok(TxSocket { socket, state, port })
+            })
             .collect::<io::Result<Vec<_>>>()?;
         tracing::info!(
             vtep = %config.local,
@@ -201,6 +216,7 @@ impl Tunnel {
             counters: TunnelCounters::default(),
             segments: SegmentBuf::with_capacity(128 * 1024, offload::MAX_SEGMENTS),
             metas: [RecvMeta::default(); BUFFERS],
+            last_sent: (0, 1),
         }
     }
 
@@ -226,15 +242,24 @@ impl Tunnel {
         vxlan::inner_mtu(self.config.underlay_mtu, version).unwrap_or(vxlan::MIN_INNER_MTU)
     }
 
+    /// The datagrams (UDP payloads) of the last send that returned
+    /// [`TxOutcome::Sent`], and the address they left from.
+    pub(crate) fn last_sent(&self) -> (SocketAddr, std::slice::Chunks<'_, u8>) {
+        let (sender, size) = self.last_sent;
+        let source = SocketAddr::new(self.config.local.ip(), self.io.sender_port(sender));
+        (source, self.segments.datagrams().chunks(size.max(1)))
+    }
+
     /// Reads datagrams into the batch's free buffers and adds the inner frame
     /// of each, from the port `classify` names, where it says the frame lies
-    /// in the datagram (it decapsulates, or decrypts in place); datagrams it
+    /// in the datagram (it decapsulates, or decrypts in place; it gets the
+    /// sender's address); datagrams it
     /// refuses are counted under the reason it gives. Returns `Ok(false)`
     /// once the socket is drained.
     pub(crate) fn receive(
         &mut self,
         batch: &mut RxBatch,
-        mut classify: impl FnMut(&mut [u8], IpAddr) -> Result<Classified, DropReason>,
+        mut classify: impl FnMut(&mut [u8], SocketAddr) -> Result<Classified, DropReason>,
     ) -> io::Result<bool> {
         // With GRO one buffer may hold many datagrams: take only as many
         // buffers as the batch has frame slots for, whatever they carry.
@@ -261,7 +286,7 @@ impl Tunnel {
                 let end = (start + stride).min(meta.len);
                 self.counters.rx_packets += 1;
                 self.counters.rx_bytes += (end - start) as u64;
-                match classify(batch.buffer_mut(buf, start..end), meta.addr.ip()) {
+                match classify(batch.buffer_mut(buf, start..end), meta.addr) {
                     Ok(Classified { port, inner, checksum }) => {
                         let frame = start + inner.start..start + inner.end;
                         // Cannot fail: buffers were taken to fit the frame slots.
@@ -349,6 +374,7 @@ impl Tunnel {
         });
         match result {
             Ok(()) => {
+                self.last_sent = (sender, size);
                 self.counters.tx_packets += datagrams as u64;
                 self.counters.tx_bytes += payload.len() as u64;
                 TxOutcome::Sent

@@ -82,6 +82,39 @@ pub(crate) enum Command {
     /// Cluster secrets for encrypted overlays (no daemon needed).
     #[command(subcommand)]
     Secret(SecretCmd),
+    /// Capture the frames crossing a port, every port of a network, or the
+    /// underlay, as pcap (like tcpdump).
+    ///
+    /// Writes pcap (pcapng with --pcapng) to FILE, or to stdout when it is
+    /// not a terminal (`vswitchctl capture web0 | tshark -r -`); on a
+    /// terminal, one line per frame. Ctrl-C stops; the summary (frames
+    /// captured, dropped because the reader was too slow, filtered out)
+    /// goes to stderr.
+    Capture {
+        /// A port as `show`/`stats` name it (vsw…, gw:NET, vx:ADDR, vtep),
+        /// or a network: all of its ports.
+        #[arg(value_name = "PORT|NET")]
+        target: String,
+        /// Write to FILE (`-`: stdout) instead.
+        #[arg(short = 'w', long = "write", value_name = "FILE")]
+        write: Option<PathBuf>,
+        /// Stop after N frames.
+        #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+        /// Keep at most N bytes of each frame (default and most: 262144).
+        #[arg(short = 's', long, value_name = "N")]
+        snaplen: Option<u32>,
+        /// Only frames matching this tcpdump expression (pcap-filter(7)),
+        /// e.g. "icmp or arp", "tcp port 80 and host 10.0.0.2".
+        #[arg(short = 'f', long, value_name = "EXPR")]
+        filter: Option<String>,
+        /// Capture the underlay's datagrams (target `vtep`) as raw IP.
+        #[arg(long)]
+        outer: bool,
+        /// Write pcapng: one interface per port, each frame's direction.
+        #[arg(long)]
+        pcapng: bool,
+    },
     /// Show client and daemon versions.
     Version,
     /// Check that vswitchd answers.

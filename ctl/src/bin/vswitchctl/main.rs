@@ -1,5 +1,6 @@
 //! `vswitchctl`: the admin tool for `vswitchd`. See `vswitchctl --help`.
 
+mod capture;
 mod cli;
 mod events;
 mod render;
@@ -134,6 +135,10 @@ fn run(cli: Cli) -> Result<()> {
             let secret = crypto::ClusterSecret::generate()?;
             writeln!(ctx.out, "{}", secret.as_str())?;
             Ok(())
+        }
+        Command::Capture { target, write, count, snaplen, filter, outer, pcapng } => {
+            let args = capture::CaptureArgs { target, write, count, snaplen, filter, outer, pcapng };
+            capture::run(&ctx.cli_socket, ctx.json, args)
         }
         Command::Version => {
             if !ctx.json {

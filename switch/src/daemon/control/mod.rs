@@ -4,6 +4,7 @@
 //! changed on a copy, side effects are undone on failure, and the copy is
 //! swapped in only after it was saved.
 
+mod capture;
 mod dns;
 mod impair;
 mod metrics;
@@ -46,6 +47,8 @@ pub struct Control {
     has_secret: bool,
     /// The embedded DNS's upstreams for sandboxes without their own.
     dns_upstreams: Vec<SocketAddr>,
+    /// Held by every running capture (their count is the strong count - 1).
+    captures: std::sync::Arc<()>,
     /// The switch's events: history, subscribers, names.
     events: EventHub,
 }
@@ -141,7 +144,8 @@ impl Control {
             EventHub::new()
         });
         events.update_names(&model);
-        let control = Control { model, store, datapath, vtep, has_secret, dns_upstreams, events };
+        let control =
+            Control { model, store, datapath, vtep, has_secret, dns_upstreams, events, captures: Default::default() };
         control.datapath.set_aging(Duration::from_secs(control.model.config().aging_time_secs))?;
         for network in control.model.networks() {
             if network.driver.is_switched() {
@@ -360,6 +364,10 @@ impl Control {
             Request::PeerAdd { addr, networks } => self.peer_add(addr, networks),
             Request::PeerLs => self.peer_ls(),
             Request::PeerRm { addr } => self.peer_rm(addr),
+            // Streams are answered by `subscribe`.
+            Request::Capture { .. } => {
+                Err(CtlError::new(ErrorKind::BadRequest, format!("{} opens a stream", request.verb())))
+            }
             Request::PortImpair { port, impair } => self.port_impair(&port, impair),
             Request::ConfigShow => ok(proto::ConfigInfo { aging_time: self.model.config().aging_time_secs }),
             Request::ConfigSet { key, value } => {

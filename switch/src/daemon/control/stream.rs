@@ -46,6 +46,9 @@ impl Control {
     /// ([`Request::is_stream`]).
     pub fn subscribe(&mut self, request: Request) -> Result<Subscription, CtlError> {
         match request {
+            Request::Capture { target, outer, count, snaplen, filter } => {
+                self.capture(super::capture::CaptureRequest { target, outer, count, snaplen, filter })
+            }
             Request::Events { follow: true } => {
                 let (reply, stream) = self.events.subscribe();
                 let reply = serde_json::to_value(reply).map_err(|e| CtlError::internal(e.to_string()))?;

@@ -106,6 +106,10 @@ impl Datapath {
             Command::NatFlows { reply } => {
                 let _ = reply.send(self.nat_flows());
             }
+            Command::Capture { session, reply } => {
+                self.captures.add(*session);
+                let _ = reply.send(());
+            }
             Command::SetImpair { id, settings, reply } => {
                 let _ = reply.send(self.set_impairment(id, settings));
             }
@@ -190,6 +194,7 @@ impl Datapath {
         self.dns.forget_gateway(super::gateway_port(id.0));
         self.nat.translator.set_network(id, None);
         self.bridge.remove_network(id)?;
+        self.captures.network_removed(id);
         if let Some(info) = self.nets.get_mut(id.index()).and_then(Option::take)
             && let Some(vni) = info.vni
         {
@@ -255,6 +260,9 @@ impl Datapath {
     pub(super) fn remove_port_as(&mut self, id: PortId, silent: bool) -> Option<Tap> {
         let network = self.bridge.port_config(id).map(|c| c.network);
         let _ = self.bridge.remove_port(id);
+        if !self.captures.is_empty() {
+            self.captures.port_removed(id);
+        }
         self.impair.remove(id);
         let io = self.ports.get_mut(id.index()).and_then(Option::take)?;
         self.ready.retain(|&p| p != id);

@@ -178,6 +178,7 @@ pub(super) enum Command {
     NatForget { network: NetworkId, address: Ipv4Addr, reply: Reply<usize> },
     SetImpair { id: PortId, settings: Option<ImpairSettings>, reply: Reply<Result<(), DatapathError>> },
     Snapshot { reply: Reply<Snapshot> },
+    Capture { session: Box<crate::daemon::capture::Session>, reply: Reply<()> },
     Shutdown,
 }
 
@@ -374,6 +375,13 @@ impl DatapathHandle {
     /// the interface was deleted), as the datapath notices them.
     pub fn gone_ports(&self) -> crossbeam_channel::Receiver<PortId> {
         self.gone.clone()
+    }
+
+    /// Starts a packet capture: matching frames go to its ring from the
+    /// next batch on.
+    pub fn capture(&self, session: crate::daemon::capture::Session) -> Result<(), DatapathError> {
+        let session = Box::new(session);
+        self.call(|reply| Command::Capture { session, reply })
     }
 
     /// Impairs the egress of TAP port `id` with `settings`, or clears it

@@ -140,6 +140,9 @@ impl Datapath {
                 slot.core = Some(core);
             }
         }
+        if self.captures.ports {
+            self.captures.wake();
+        }
     }
 
     /// Sends a frame the impairment released (virtio-net header and
@@ -149,6 +152,10 @@ impl Datapath {
             && let Err(e) = tap.send(bytes)
         {
             self.bridge.count_drop(port, tx_drop_reason(&e));
+        }
+        // Captured as it leaves, after its delay.
+        if self.captures.ports {
+            super::capture::offer_written(&mut self.captures, &self.bridge, port, bytes);
         }
     }
 

@@ -21,6 +21,7 @@
 //! harness, `loop_tests` the tests), which drive the same loop one wake-up
 //! at a time.
 
+mod capture;
 mod config;
 mod device;
 mod dns;
@@ -51,6 +52,7 @@ pub use handle::{
 };
 
 use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};
+use super::capture::Captures;
 use super::events::DatapathEvents;
 use super::tunnel::{Classified, Tunnel, TxOutcome, VtepConfig};
 use crate::bridge::{Bridge, TxPlan};
@@ -147,6 +149,8 @@ struct Datapath {
     /// Time spent working, and wake-ups (for the busy-time metric).
     busy: Duration,
     wakeups: u64,
+    /// Running packet captures (`vswitchctl capture`).
+    captures: Captures,
     /// Link impairment of egress ports (`port impair`).
     impair: impair::ImpairIo,
     /// Where the bridge's events (and the datapath's own) go, once per
@@ -201,6 +205,7 @@ impl Datapath {
             gone,
             busy: Duration::ZERO,
             wakeups: 0,
+            captures: Captures::default(),
             impair: impair::ImpairIo::new(),
             events,
             link_down: Vec::new(),
@@ -314,6 +319,9 @@ impl Datapath {
         self.dns.expire_local(now);
         self.flush_local_dns();
         self.nat.release_memory();
+        if !self.captures.is_empty() {
+            self.captures.prune();
+        }
         self.run_local(now);
     }
 
@@ -422,11 +430,16 @@ impl Datapath {
     /// the tunnel port of its (VNI, sender), learning new peers if allowed.
     fn read_tunnel(&mut self) {
         let now = self.clock.now();
-        let Datapath { tunnel, batch, bridge, ports, nets, vnis, peers, peer_ports, tunnel_ready, .. } = self;
+        let Datapath { tunnel, batch, bridge, ports, nets, vnis, peers, peer_ports, tunnel_ready, captures, .. } = self;
         let Some(tunnel) = tunnel.as_mut() else { return };
         let learn = tunnel.config().learn_peers;
-        let default_port = tunnel.config().local.port();
-        let result = tunnel.receive(batch, |datagram, ip| {
+        let local = tunnel.config().local;
+        let default_port = local.port();
+        let result = tunnel.receive(batch, |datagram, sender| {
+            if captures.underlay {
+                captures.datagram(ctl::proto::Direction::Rx, sender, local, datagram);
+            }
+            let ip = sender.ip();
             let encrypted = crypto::is_encrypted(datagram);
             let vni = if encrypted {
                 crypto::Header::parse(datagram).map_err(|_| DropReason::CryptoMalformed)?.vni
@@ -485,6 +498,9 @@ impl Datapath {
             if self.batch.is_empty() {
                 break;
             }
+            if self.captures.ports {
+                self.capture_batch();
+            }
             self.clamp_mss();
             self.bridge.forward_batch(now, self.batch.frames(), &mut self.plan);
             self.transmit();
@@ -500,6 +516,9 @@ impl Datapath {
                     self.bridge.count_drop(port, DropReason::TxQueueFull);
                 }
             }
+        }
+        if self.captures.ports || self.captures.underlay {
+            self.captures.wake();
         }
     }
 
@@ -564,9 +583,14 @@ impl Datapath {
     /// Writes the pending GRO merge to its TAP.
     fn flush_gro(&mut self) {
         let Some(port) = self.gro_port.take() else { return };
-        let Some(bytes) = self.gro.take() else { return };
-        let Some(Some(PortIo::Tap(tap))) = self.ports.get(port.index()) else { return };
-        match tap.send(bytes) {
+        let Datapath { gro, ports, bridge, captures, .. } = self;
+        let Some(bytes) = gro.take() else { return };
+        let Some(Some(PortIo::Tap(tap))) = ports.get(port.index()) else { return };
+        let sent = tap.send(bytes);
+        if captures.ports {
+            capture::offer_written(captures, bridge, port, bytes);
+        }
+        match sent {
             Ok(_) => self.link_seen_up(port),
             Err(e) => self.tap_send_failed(port, &e),
         }
@@ -604,6 +628,9 @@ impl Datapath {
 
     /// Sends frame `i` of the batch out of `port`.
     fn send_one(&mut self, port: PortId, i: usize) {
+        if self.captures.ports {
+            self.capture_sent(port, i);
+        }
         match self.ports.get_mut(port.index()) {
             Some(Some(PortIo::Tap(tap))) => {
                 let sent = match self.batch.with_vnet_hdr(i) {
@@ -645,6 +672,7 @@ impl Datapath {
                 let network = self.bridge.port_config(port).map(|c| c.network);
                 let keys = network.ok().and_then(|n| self.nets.get_mut(n.index())?.as_mut()?.crypto.as_deref_mut());
                 match tunnel.send(vni, remote, self.batch.frame(i), &hdr, keys) {
+                    TxOutcome::Sent if self.captures.underlay => self.capture_underlay_sent(remote),
                     TxOutcome::Sent => {}
                     TxOutcome::Dropped(reason) => self.bridge.count_drop(port, reason),
                     TxOutcome::TooBig(kind) => {

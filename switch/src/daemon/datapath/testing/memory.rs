@@ -326,6 +326,11 @@ impl Underlay for MemoryUnderlay {
     fn event_fd(&self) -> Option<RawFd> {
         None
     }
+
+    /// Sender `i` sends from port 40000 + `i`.
+    fn sender_port(&self, sender: usize) -> u16 {
+        40_000 + sender as u16
+    }
 }
 
 /// A clock that moves only when told: monotonic milliseconds from zero,

@@ -1,0 +1,65 @@
+//! Where the datapath hands frames to the running captures: every frame of
+//! a batch as it enters the bridge (received from its port: a TAP, a
+//! tunnel's inner frame, the gateway's output), every frame as it leaves
+//! through a port, and the underlay's datagrams both ways. Each call site
+//! checks one flag first, so without captures this costs a branch.
+
+use std::net::SocketAddr;
+
+use ctl::proto::Direction;
+
+use super::{Datapath, PortIo};
+use crate::bridge::Bridge;
+use crate::daemon::batch::HDR;
+use crate::daemon::capture::Captures;
+use crate::port::{NetworkId, PortId};
+
+/// Offers a frame written to the TAP `port` with its virtio-net header in
+/// front (a GRO merge, a frame an impairment released) as sent.
+pub(super) fn offer_written(captures: &mut Captures, bridge: &Bridge, port: PortId, with_vnet_hdr: &[u8]) {
+    if let Some(frame) = with_vnet_hdr.get(HDR..) {
+        captures.frame(port, Direction::Tx, frame, || network_of(bridge, port), None);
+    }
+}
+
+/// The network of `port`.
+fn network_of(bridge: &Bridge, port: PortId) -> Option<NetworkId> {
+    bridge.port_config(port).ok().map(|c| c.network)
+}
+
+/// The remote VTEP of a tunnel port.
+fn remote_of(ports: &[Option<PortIo>], port: PortId) -> Option<SocketAddr> {
+    match ports.get(port.index()) {
+        Some(Some(PortIo::Tunnel { remote, .. })) => Some(*remote),
+        _ => None,
+    }
+}
+
+impl Datapath {
+    /// Offers every frame of the batch, as received from its port.
+    pub(super) fn capture_batch(&mut self) {
+        let Datapath { captures, batch, bridge, ports, .. } = self;
+        for i in 0..batch.len() {
+            let port = batch.entry(i).port;
+            let remote = remote_of(ports, port);
+            captures.frame(port, Direction::Rx, batch.frame(i), || network_of(bridge, port), remote);
+        }
+    }
+
+    /// Offers frame `i` of the batch as sent out of `port`.
+    pub(super) fn capture_sent(&mut self, port: PortId, i: usize) {
+        let Datapath { captures, batch, bridge, ports, .. } = self;
+        let remote = remote_of(ports, port);
+        captures.frame(port, Direction::Tx, batch.frame(i), || network_of(bridge, port), remote);
+    }
+
+    /// Offers the datagrams the last tunnel send put on the underlay.
+    pub(super) fn capture_underlay_sent(&mut self, remote: SocketAddr) {
+        let Datapath { captures, tunnel, .. } = self;
+        let Some(tunnel) = tunnel.as_ref() else { return };
+        let (source, datagrams) = tunnel.last_sent();
+        for datagram in datagrams {
+            captures.datagram(Direction::Tx, source, remote, datagram);
+        }
+    }
+}
