@@ -2,6 +2,7 @@
 
 mod cli;
 mod render;
+mod stack;
 mod table;
 
 use std::io::{self, Write};
@@ -132,6 +133,8 @@ fn run(cli: Cli) -> Result<()> {
             writeln!(ctx.out, "{}", secret.as_str())?;
             Ok(())
         }
+        Command::Apply(args) => stack::apply(&mut ctx, &args),
+        Command::Export => stack::export(&mut ctx),
         Command::Version => {
             if !ctx.json {
                 writeln!(ctx.out, "vswitchctl {}", env!("CARGO_PKG_VERSION"))?;

@@ -11,6 +11,7 @@ pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 mod overlay;
 mod publish;
 mod reap;
+mod stack;
 mod stream;
 mod views;
 
@@ -133,6 +134,9 @@ impl Control {
         has_secret: bool,
         dns_upstreams: Vec<SocketAddr>,
     ) -> Result<Control, DatapathError> {
+        // A `stack_apply` the daemon died in: remove what it made that the
+        // saved state does not hold, before restoring what it does.
+        stack::journal::recover(store.dir(), &model);
         let control = Control { model, store, datapath, vtep, has_secret, dns_upstreams };
         control.datapath.set_aging(Duration::from_secs(control.model.config().aging_time_secs))?;
         for network in control.model.networks() {
@@ -347,6 +351,8 @@ impl Control {
             Request::PeerLs => self.peer_ls(),
             Request::PeerRm { addr } => self.peer_rm(addr),
             Request::PortImpair { port, impair } => self.port_impair(&port, impair),
+            Request::StackApply { stack, dry_run, source } => self.stack_apply(&stack, dry_run, source.as_ref()),
+            Request::StackExport => self.stack_export(),
             Request::ConfigShow => ok(proto::ConfigInfo { aging_time: self.model.config().aging_time_secs }),
             Request::ConfigSet { key, value } => {
                 let mut next = self.model.clone();

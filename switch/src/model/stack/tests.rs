@@ -1,0 +1,1 @@
+//! Tests of stack planning and export.
