@@ -4,6 +4,7 @@
 
 use indexmap::IndexMap;
 use serde::Serialize;
+use serde_saphyr::DoubleQuoted;
 
 use crate::stack::{MTU_OPTION, Stack, StackAttachment, StackNetwork, StackSandbox, VNI_OPTION, port_spec};
 
@@ -59,7 +60,7 @@ struct OutSandbox {
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     networks: IndexMap<String, OutAttachment>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    ports: Vec<String>,
+    ports: Vec<DoubleQuoted<String>>,
 }
 
 #[derive(Serialize)]
@@ -73,13 +74,19 @@ struct OutAttachment {
     #[serde(skip_serializing_if = "Option::is_none")]
     service: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    ports: Vec<String>,
+    ports: Vec<DoubleQuoted<String>>,
 }
 
 #[derive(Serialize)]
 struct OutService {
     network: String,
-    ports: Vec<String>,
+    ports: Vec<DoubleQuoted<String>>,
+}
+
+/// Ports in compose's short syntax, quoted: YAML 1.1 readers take an
+/// unquoted `8080:80` for a base-60 number.
+fn quoted_ports(ports: &[crate::publish::PortMapping]) -> Vec<DoubleQuoted<String>> {
+    ports.iter().map(|m| DoubleQuoted(port_spec(m))).collect()
 }
 
 fn network(n: &StackNetwork) -> OutNetwork {
@@ -122,7 +129,7 @@ fn attachment(a: &StackAttachment) -> OutAttachment {
         mac_address: a.mac_address.map(|m| m.to_string()),
         aliases: a.aliases.clone(),
         service: a.service.clone(),
-        ports: a.ports.iter().map(port_spec).collect(),
+        ports: quoted_ports(&a.ports),
     }
 }
 
@@ -132,7 +139,7 @@ fn sandbox(s: &StackSandbox) -> OutSandbox {
         dns: s.dns.iter().map(|ip| ip.to_string()).collect(),
         dns_search: s.dns_search.clone(),
         networks: s.networks.iter().map(|a| (a.network.clone(), attachment(a))).collect(),
-        ports: s.ports.iter().map(port_spec).collect(),
+        ports: quoted_ports(&s.ports),
     }
 }
 
@@ -145,12 +152,7 @@ pub fn to_yaml(stack: &Stack) -> Result<String, serde_saphyr::SerializeError> {
         services: stack
             .services
             .iter()
-            .map(|v| {
-                (
-                    v.name.clone(),
-                    OutService { network: v.network.clone(), ports: v.ports.iter().map(port_spec).collect() },
-                )
-            })
+            .map(|v| (v.name.clone(), OutService { network: v.network.clone(), ports: quoted_ports(&v.ports) }))
             .collect(),
     };
     let body = if doc.networks.is_empty() && doc.sandboxes.is_empty() && doc.services.is_empty() {

@@ -45,8 +45,14 @@ enum Done {
     Opened(Vec<PortMapping>),
 }
 
-/// A failed side effect: the key of the file it is about, and the error.
-type StepError = (String, CtlError);
+/// A failed side effect: the keys of the file it is about (the first one
+/// the file has is named), and the error.
+type StepError = (Vec<String>, CtlError);
+
+/// A [`StepError`] about one key.
+fn at(key: String) -> impl FnOnce(CtlError) -> StepError {
+    move |e| (vec![key], e)
+}
 
 impl Control {
     /// `stack_apply`.
@@ -62,7 +68,9 @@ impl Control {
         if dry_run || !report.changed {
             return ok(report);
         }
-        self.execute(plan).map_err(|(key, e)| {
+        self.execute(plan).map_err(|(keys, e)| {
+            let known = keys.iter().find(|k| source.is_some_and(|s| s.keys.contains_key(k.as_str())));
+            let key = known.or(keys.first()).cloned().unwrap_or_default();
             let message = StackIssue::new(key, e.message).render(source);
             CtlError::new(e.kind, format!("{message}\nnothing was applied"))
         })?;
@@ -82,12 +90,13 @@ impl Control {
         if !journal.is_empty() {
             journal
                 .write(&dir)
-                .map_err(|e| (String::new(), CtlError::internal(format!("cannot write the apply journal: {e}"))))?;
+                .map_err(|e| CtlError::internal(format!("cannot write the apply journal: {e}")))
+                .map_err(at(String::new()))?;
         }
         let mut done = Vec::new();
         let outcome = self.effects(&plan, &mut done).and_then(|()| {
             pause_for_tests("effects");
-            self.commit(plan.next.clone()).map_err(|e| (String::new(), e))
+            self.commit(plan.next.clone()).map_err(at(String::new()))
         });
         if let Err(e) = outcome {
             self.undo(done);
@@ -124,18 +133,18 @@ impl Control {
         for change in plan.ports.iter().filter(|c| !c.removed.is_empty()) {
             let Some(before) = self.model.endpoint(&change.endpoint_id) else { continue };
             let key = sandbox_key(before);
-            self.datapath.unpublish(keys(&change.removed)).map_err(|e| (key, super::datapath_error(e)))?;
+            self.datapath.unpublish(keys(&change.removed)).map_err(super::datapath_error).map_err(at(key))?;
             done.push(Done::Closed(before.clone(), change.removed.clone()));
         }
         for before in plan.services.iter().filter_map(|s| s.before.as_ref()) {
             let key = format!("services.{}", before.name);
-            self.datapath.unpublish(keys(&before.publish)).map_err(|e| (key, super::datapath_error(e)))?;
+            self.datapath.unpublish(keys(&before.publish)).map_err(super::datapath_error).map_err(at(key))?;
             done.push(Done::ServiceClosed(before.clone()));
         }
         for network in &plan.networks {
             if network.driver.is_switched() {
                 let key = format!("networks.{}", network.name);
-                self.add_network_to_datapath(network).map_err(|e| (key, super::datapath_error(e)))?;
+                self.add_network_to_datapath(network).map_err(super::datapath_error).map_err(at(key))?;
                 done.push(Done::Network(network.clone()));
             }
         }
@@ -144,46 +153,60 @@ impl Control {
             let adopted = (!sandbox.owns_netns).then_some(sandbox.netns_path.as_path());
             plumbing::create_sandbox_netns(&sandbox.name, adopted, &sandbox.dns, &sandbox.dns_search).map_err(|e| {
                 let kind = if adopted.is_some() { ErrorKind::InvalidArgument } else { ErrorKind::Internal };
-                (format!("{key}.netns"), CtlError::new(kind, format!("cannot set up the namespace: {e}")))
+                (
+                    vec![format!("{key}.netns"), key.clone()],
+                    CtlError::new(kind, format!("cannot set up the namespace: {e}")),
+                )
             })?;
             done.push(Done::Sandbox(sandbox.clone()));
         }
         for endpoint in &plan.endpoints {
             let network = next.network_by_id(&endpoint.network_id).cloned();
             let key = format!("sandboxes.{}.networks.{}", endpoint.sandbox, network.as_ref().map_or("", |n| &n.name));
-            self.plumb(next, endpoint, network.as_ref()).map_err(|e| (key, e))?;
+            self.plumb(next, endpoint, network.as_ref()).map_err(|(publishing, e)| {
+                // Ports are the attachment's own, or the sandbox's.
+                let keys = if publishing {
+                    vec![format!("{key}.ports"), format!("sandboxes.{}.ports", endpoint.sandbox), key]
+                } else {
+                    vec![key]
+                };
+                (keys, e)
+            })?;
             done.push(Done::Endpoint(endpoint.clone()));
         }
         for change in plan.ports.iter().filter(|c| !c.added.is_empty()) {
             let Some(after) = next.endpoint(&change.endpoint_id) else { continue };
             let key = format!("{}.ports", sandbox_key(after));
-            self.publish_all(endpoint_publications(next, after, &change.added)).map_err(|e| (key, e))?;
+            self.publish_all(endpoint_publications(next, after, &change.added)).map_err(at(key))?;
             done.push(Done::Opened(change.added.clone()));
         }
         for service in &plan.services {
             let key = format!("services.{}.ports", service.after.name);
-            self.publish_all(service_publications(next, &service.after)).map_err(|e| (key, e))?;
+            self.publish_all(service_publications(next, &service.after)).map_err(at(key))?;
             done.push(Done::Opened(service.after.publish.clone()));
         }
         Ok(())
     }
 
     /// Plumbs a new endpoint into its sandbox and the datapath, with its
-    /// ports; all or nothing.
+    /// ports; all or nothing. An error says whether opening the ports
+    /// failed.
     fn plumb(
         &self,
         next: &crate::model::Model,
         endpoint: &Endpoint,
         network: Option<&Network>,
-    ) -> Result<(), CtlError> {
-        let network = network.ok_or_else(|| CtlError::internal("endpoint without network"))?;
-        let sandbox = next.sandbox(&endpoint.sandbox).map_err(model_error)?;
-        let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
-        let tap = plumbing::plumb_endpoint(&ns, endpoint, network).map_err(plumb_error)?;
-        self.add_tap_to_datapath(tap, endpoint, network)?;
+    ) -> Result<(), (bool, CtlError)> {
+        let plumbed = network.ok_or_else(|| CtlError::internal("endpoint without network")).and_then(|network| {
+            let sandbox = next.sandbox(&endpoint.sandbox).map_err(model_error)?;
+            let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
+            let tap = plumbing::plumb_endpoint(&ns, endpoint, network).map_err(plumb_error)?;
+            self.add_tap_to_datapath(tap, endpoint, network)
+        });
+        plumbed.map_err(|e| (false, e))?;
         if let Err(e) = self.publish_all(endpoint_publications(next, endpoint, &endpoint.publish)) {
             self.teardown_endpoint(endpoint);
-            return Err(e);
+            return Err((true, e));
         }
         Ok(())
     }
