@@ -305,7 +305,7 @@ impl Model {
         }
         let defaults_before: BTreeSet<String> =
             self.endpoints.values().filter(|e| e.is_default_gateway_network).map(|e| e.id.clone()).collect();
-        let removed = next.plan_removals(stack, &mut report)?;
+        let (removed, recreated) = next.plan_removals(stack, &mut report)?;
         let mut created_ids = Vec::new();
         for s in &stack.sandboxes {
             for a in &s.networks {
@@ -324,7 +324,8 @@ impl Model {
                     service: a.service.clone(),
                 };
                 let ep = next.connect(req).map_err(|e| StackRefusal::model(connect_error_key(&key, &e), e))?;
-                if !report.created.contains(&("sandbox", s.name.clone())) {
+                let noted = recreated.contains(&(s.name.clone(), a.network.clone()));
+                if !noted && !report.created.contains(&("sandbox", s.name.clone())) {
                     report.change("sandbox", &s.name, format!("connected to {} ({})", a.network, ep.ipv4));
                 }
                 created_ids.push(ep.id);
@@ -418,9 +419,16 @@ impl Model {
 
     /// Disconnects the endpoints of the file's sandboxes that the file does
     /// not list or that must be recreated, and changes aliases in place.
-    /// Returns the endpoints removed.
-    fn plan_removals(&mut self, stack: &Stack, report: &mut Report) -> Result<Vec<Endpoint>, StackRefusal> {
+    /// Returns the endpoints removed, and the (sandbox, network) pairs to
+    /// connect again.
+    #[allow(clippy::type_complexity)]
+    fn plan_removals(
+        &mut self,
+        stack: &Stack,
+        report: &mut Report,
+    ) -> Result<(Vec<Endpoint>, BTreeSet<(String, String)>), StackRefusal> {
         let mut removed = Vec::new();
+        let mut recreated = BTreeSet::new();
         for s in &stack.sandboxes {
             let current: Vec<Endpoint> = self.endpoints_in_sandbox(&s.name).into_iter().cloned().collect();
             for ep in current {
@@ -435,6 +443,9 @@ impl Model {
                         .disconnect(&ep.network_id, &s.name)
                         .map_err(|e| StackRefusal::model(format!("sandboxes.{}.networks.{network}", s.name), e))?;
                     report.change("sandbox", &s.name, why);
+                    if want.is_some() {
+                        recreated.insert((s.name.clone(), network.clone()));
+                    }
                     removed.push(gone.endpoint);
                     continue;
                 }
@@ -456,7 +467,7 @@ impl Model {
                 }
             }
         }
-        Ok(removed)
+        Ok((removed, recreated))
     }
 
     /// Makes every endpoint of the file's sandboxes publish exactly the
