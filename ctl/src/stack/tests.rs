@@ -242,3 +242,14 @@ fn the_stack_travels_as_json() {
     assert_eq!(minimal.networks[0].driver, Driver::Bridge);
     assert!(validate(&minimal).is_empty());
 }
+
+#[test]
+fn the_readme_example_is_a_valid_stack() {
+    let readme = include_str!("../../../README.md");
+    let section = readme.split_once("## Stack files").expect("README section").1;
+    let yaml = section.split_once("```yaml\n").expect("example").1.split_once("```").expect("end").0;
+    let (stack, _) = parse(yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((stack.networks.len(), stack.sandboxes.len(), stack.services.len()), (4, 3, 1));
+    assert_eq!(stack.networks[2].vni, Some(4242));
+    assert_eq!(stack.sandboxes[2].networks[0].service.as_deref(), Some("lb"));
+}
