@@ -322,12 +322,15 @@ fn kill_mid_apply(stage: &str) -> (Daemon, Vec<String>, String) {
     let taps: Vec<String> =
         journal["taps"].as_array().unwrap().iter().map(|t| t["tap"].as_str().unwrap().to_owned()).collect();
     assert_eq!(taps.len(), 2, "{journal}");
-    d.kill9();
+    // SIGKILL at once: `Daemon::kill9` would first ask the paused daemon for its sandboxes.
+    let pid = d.pid().expect("the daemon runs") as libc::pid_t;
+    // SAFETY: kill(2) on the pid of the daemon this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill -9 {pid}");
     let status = apply.wait().expect("wait for vswitchctl");
     assert!(!status.success(), "the apply cannot have succeeded");
     // Later applies pass the hook at once.
     std::fs::write(&pause, "go").unwrap();
-    d.restart();
+    d.restart(); // reaps the killed daemon, starts it again
     assert!(!d.state_dir().join("apply.journal").exists(), "the journal outlived the restart");
     let _ = std::fs::remove_dir_all(&dir);
     (d, taps, file)
