@@ -310,3 +310,6 @@ fn pause_for_tests(stage: &str) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+#[cfg(test)]
+mod tests;
