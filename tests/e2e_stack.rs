@@ -115,8 +115,9 @@ fn a_stack_with_an_error_applies_nothing() {
     assert!(d.leftover_netns().is_empty(), "namespaces made: {:?}", d.leftover_netns());
 
     // A step that fails on the host (the host port is taken) after
-    // namespaces and devices were made: all of it is undone, including a
-    // connection of a sandbox that existed before.
+    // namespaces and devices were made: all of it is undone, including a new
+    // connection of a sandbox that existed before and the recreation of its
+    // old one (a new address: torn down, then plumbed back).
     let old = d.name("old");
     d.network_create(&d.name("oldnet"), "10.231.7.0/24");
     d.sandbox_create(&old);
@@ -127,7 +128,8 @@ fn a_stack_with_an_error_applies_nothing() {
     let good = good_stack(&p, port);
     let (networks, rest) = good.split_once("sandboxes:\n").unwrap();
     let file = format!(
-        "{networks}  {p}oldnet:\n    external: true\nsandboxes:\n  {old}:\n    networks: [{p}oldnet, {p}front]\n{rest}"
+        "{networks}  {p}oldnet:\n    external: true\nsandboxes:\n  {old}:\n    networks:\n      {p}oldnet:\n        \
+         ipv4_address: 10.231.7.50\n      {p}front:\n{rest}"
     );
     let path = write_file(&d, "taken.yaml", &file);
     let err = d.ctl_err(&["apply", "-f", &path]);
@@ -140,7 +142,9 @@ fn a_stack_with_an_error_applies_nothing() {
     let mut links = link_names(&old);
     links.sort();
     assert_eq!(links, ["eth0", "lo"], "the new connection's device was left in {old}");
-    assert!(ping(&old, Ipv4Addr::new(10, 231, 7, 1), 1), "{old} lost its network");
+    assert_eq!(vswitch::ipv4_addrs(&old, "eth0"), ["10.231.7.2/24"], "{old}'s old endpoint is not back");
+    let gateway = Ipv4Addr::new(10, 231, 7, 1);
+    assert!(wait_for_ping(&old, gateway, Duration::from_secs(10)).is_some(), "{old} lost its network");
     drop(taken);
 }
 

@@ -242,13 +242,26 @@ impl Control {
                     }
                 }
                 Done::TornDown(e) => {
-                    let restored = self
-                        .restore_endpoint(&e)
-                        .and_then(|()| self.publish_all(endpoint_publications(&self.model, &e, &e.publish)));
+                    let restored = self.restore_endpoint(&e).and_then(|()| {
+                        self.restore_static_entries(&e);
+                        self.publish_all(endpoint_publications(&self.model, &e, &e.publish))
+                    });
                     if let Err(err) = restored {
                         tracing::error!(sandbox = %e.sandbox, error = %err.message, "rollback: cannot restore endpoint");
                     }
                 }
+            }
+        }
+    }
+
+    /// Puts the static FDB entries pointing at `endpoint`'s port back into
+    /// the datapath (its port went away with them).
+    fn restore_static_entries(&self, endpoint: &Endpoint) {
+        let Ok(network) = self.network_of(endpoint) else { return };
+        for entry in self.model.static_fdb().filter(|f| f.port_name == endpoint.host_tap_name) {
+            let port = crate::daemon::datapath::endpoint_port(endpoint.port_index);
+            if let Err(e) = self.datapath.add_static(super::network_id(network), entry.mac.into(), port) {
+                tracing::error!(mac = %entry.mac, error = %e, "rollback: cannot restore a static FDB entry");
             }
         }
     }
