@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ctl::proto::{NetworkSummary, SandboxInfo};
-use vswitch::{Binaries, Daemon, link_names, ping, require_root, wait_for_ping, wait_until};
+use vswitch::{Binaries, Daemon, link_names, require_root, wait_for_ping, wait_until};
 
 const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
 
@@ -193,8 +193,11 @@ fn a_good_stack_creates_everything_and_applying_it_again_changes_nothing() {
     // Connectivity between the two sandboxes apply made, and to the gateway.
     let db_ip = Ipv4Addr::new(10, 231, 2, 20);
     assert!(wait_for_ping(&web, db_ip, Duration::from_secs(10)).is_some(), "{web} cannot reach {db}");
-    assert!(ping(&db, address(&d, &web, &back), 1), "{db} cannot reach {web}");
-    assert!(ping(&web, Ipv4Addr::new(10, 231, 1, 1), 1), "{web} cannot reach its gateway");
+    assert!(wait_for_ping(&db, address(&d, &web, &back), Duration::from_secs(10)).is_some(), "{db} cannot reach {web}");
+    assert!(
+        wait_for_ping(&web, Ipv4Addr::new(10, 231, 1, Duration::from_secs(10)).is_some(), 1),
+        "{web} cannot reach its gateway"
+    );
 
     // Again: nothing changes, not even the state file.
     let saved = state(&d);
@@ -220,7 +223,10 @@ fn a_good_stack_creates_everything_and_applying_it_again_changes_nothing() {
     assert!(out.contains(&want_web) && out.contains(&want_db), "want {want_web:?} and {want_db:?} in {out}");
     assert!(out.ends_with("applied: 0 created, 2 changed, 2 unchanged\n"), "{out}");
     d.remember_ports();
-    assert!(ping(&db, Ipv4Addr::new(10, 231, 1, 10), 2), "{db} cannot reach {web} on {front}");
+    assert!(
+        wait_for_ping(&db, Ipv4Addr::new(10, 231, 1, 10), Duration::from_secs(10)).is_some(),
+        "{db} cannot reach {web} on {front}"
+    );
     let w: Vec<SandboxInfo> = sandboxes(&d);
     let w = w.iter().find(|s| s.name == web).unwrap();
     assert!(w.endpoints.iter().all(|e| e.publish.is_empty()), "{w:?}");
@@ -239,7 +245,10 @@ fn a_good_stack_creates_everything_and_applying_it_again_changes_nothing() {
     let mut links = link_names(&web);
     links.sort();
     assert_eq!(links, ["eth0", "lo"]);
-    assert!(ping(&db, Ipv4Addr::new(10, 231, 1, 11), 2), "{db} cannot reach {web}'s new address");
+    assert!(
+        wait_for_ping(&db, Ipv4Addr::new(10, 231, 1, 11), Duration::from_secs(10)).is_some(),
+        "{db} cannot reach {web}'s new address"
+    );
     assert!(d.ctl_ok(&["apply", "-f", &path3]).ends_with("\nunchanged\n"));
 }
 
