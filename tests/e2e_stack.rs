@@ -195,7 +195,7 @@ fn a_good_stack_creates_everything_and_applying_it_again_changes_nothing() {
     assert!(wait_for_ping(&web, db_ip, Duration::from_secs(10)).is_some(), "{web} cannot reach {db}");
     assert!(wait_for_ping(&db, address(&d, &web, &back), Duration::from_secs(10)).is_some(), "{db} cannot reach {web}");
     assert!(
-        wait_for_ping(&web, Ipv4Addr::new(10, 231, 1, Duration::from_secs(10)).is_some(), 1),
+        wait_for_ping(&web, Ipv4Addr::new(10, 231, 1, 1), Duration::from_secs(10)).is_some(),
         "{web} cannot reach its gateway"
     );
 
