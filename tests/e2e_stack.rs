@@ -2,7 +2,8 @@
 //! sandboxes, connections and published ports as one transaction; a file
 //! with an error, or a step that fails on the host, applies nothing;
 //! applying twice changes nothing; `export` → `apply` reproduces the state
-//! on a second daemon; `kill -9` in the middle of an apply leaves the old
+//! on a second daemon; an encrypted overlay with its options comes from a
+//! file; `kill -9` in the middle of an apply leaves the old
 //! state or the new one, never a mix, and leaks no namespace or device.
 //! Needs root.
 
@@ -411,4 +412,36 @@ fn kill_9_after_the_commit_leaves_the_new_state_whole() {
     let path = write_file(&d, "again.yaml", &file);
     let out = d.ctl_ok(&["apply", "-f", &path]);
     assert!(out.ends_with("\nunchanged\n"), "{out}");
+}
+
+#[test]
+fn an_encrypted_overlay_with_options_comes_from_a_stack_file() {
+    if !require_root("an_encrypted_overlay_with_options_comes_from_a_stack_file") {
+        return;
+    }
+    let secret = vswitch::encrypted::SecretFile::generate(0o600);
+    let d = Daemon::builder().args(&[std::ffi::OsStr::new("--secret-file"), secret.path().as_os_str()]).start();
+    let (sec, a, b) = (d.name("sec"), d.name("a"), d.name("b"));
+    let file = format!(
+        "networks:\n  {sec}:\n    driver: overlay\n    attachable: true\n    driver_opts:\n      encrypted: \"\"\n      \
+         mss-clamp:\n      egress: \"false\"\n      key-rotation: 3600\n      \
+         com.docker.network.driver.overlay.vxlanid_list: 4300\n    ipam:\n      config:\n        - subnet: 10.231.8.0/24\n\
+         sandboxes:\n  {a}:\n    networks: [{sec}]\n  {b}:\n    networks:\n      {sec}:\n        ipv4_address: 10.231.8.9\n"
+    );
+    let out = d.ctl_ok(&["apply", "-f", &write_file(&d, "sec.yaml", &file)]);
+    assert!(out.ends_with("applied: 3 created, 0 changed, 0 unchanged\n"), "{out}");
+    d.remember_ports();
+    let inspect: serde_json::Value = d.ctl_json(&["network", "inspect", &sec]);
+    let options = &inspect[0]["Options"];
+    for key in ["encrypted", "mss-clamp", "egress", "key-rotation"] {
+        assert!(options.get(key).is_some(), "no option {key}: {inspect}");
+    }
+    // The encrypted overlay's MTU: 1500 − 50 (VXLAN) − 32 (sealing), with no underlay.
+    assert_eq!(vswitch::link_info(&a, "eth0").expect("eth0")["mtu"], 1418);
+    assert!(wait_for_ping(&a, Ipv4Addr::new(10, 231, 8, 9), Duration::from_secs(10)).is_some(), "{a} → {b}");
+    let exported = d.ctl_ok(&["export"]);
+    for line in ["encrypted: \"\"", "com.docker.network.driver.mtu: \"1418\"", "vxlanid_list: \"4300\""] {
+        assert!(exported.contains(line), "no {line:?} in {exported}");
+    }
+    assert!(d.ctl_ok(&["apply", "-f", &write_file(&d, "again.yaml", &exported)]).ends_with("\nunchanged\n"));
 }
