@@ -37,6 +37,8 @@ pub struct Daemon {
     netns: Option<PathBuf>,
     /// Extra command-line arguments (e.g. `--vtep ADDR`), on every start.
     args: Vec<OsString>,
+    /// Extra environment variables, on every start.
+    env: Vec<(OsString, OsString)>,
 }
 
 /// Options for starting a [`Daemon`]: [`Daemon::builder`]`().in_netns(p).args(&[..]).start()`.
@@ -44,6 +46,7 @@ pub struct Daemon {
 pub struct DaemonBuilder {
     netns: Option<PathBuf>,
     args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
 }
 
 impl DaemonBuilder {
@@ -63,6 +66,13 @@ impl DaemonBuilder {
         self
     }
 
+    /// Sets an environment variable of the daemon (e.g. a test hook), on
+    /// every (re)start.
+    pub fn env(mut self, key: impl AsRef<std::ffi::OsStr>, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
     /// Starts the daemon with a fresh temp dir (socket + state dir) and
     /// waits until it answers `ping`. Panics (with the daemon's log) on
     /// failure.
@@ -71,8 +81,15 @@ impl DaemonBuilder {
         let dir = std::env::temp_dir().join(format!("vswitch-e2e-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("state")).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let mut d =
-            Daemon { prefix, dir, child: None, ports: Mutex::new(BTreeSet::new()), netns: self.netns, args: self.args };
+        let mut d = Daemon {
+            prefix,
+            dir,
+            child: None,
+            ports: Mutex::new(BTreeSet::new()),
+            netns: self.netns,
+            args: self.args,
+            env: self.env,
+        };
         d.spawn_and_wait();
         d
     }
@@ -157,6 +174,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(state_dir)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

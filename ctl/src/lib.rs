@@ -5,12 +5,14 @@
 //! - [`addr`]: the small address types the protocol uses.
 //! - [`publish`]: published ports (`-p` specs) and `docker port`'s output.
 //! - [`impair`]: link impairment settings and their netem-style units.
+//! - [`stack`]: stack files, the declarative desired state of `apply` and `export`.
 
 pub mod addr;
 pub mod client;
 pub mod impair;
 pub mod proto;
 pub mod publish;
+pub mod stack;
 
 pub use addr::{AddrParseError, Ipv4Net, MacAddress, parse_ipv4_net};
 pub use impair::Impairment;

@@ -100,6 +100,24 @@ fn one_of_each() -> Vec<Request> {
             }),
         },
         Request::PortImpair { port: "vsp1".into(), impair: None },
+        Request::StackApply {
+            stack: ctl::stack::Stack {
+                networks: vec![ctl::stack::StackNetwork {
+                    name: "front".into(),
+                    subnet: Some("10.1.0.0/24".parse().unwrap()),
+                    ..Default::default()
+                }],
+                sandboxes: vec![ctl::stack::StackSandbox {
+                    name: "web".into(),
+                    networks: vec![ctl::stack::StackAttachment { network: "front".into(), ..Default::default() }],
+                    ..Default::default()
+                }],
+                services: vec![],
+            },
+            dry_run: true,
+            source: Some(ctl::stack::SourceMap::new("stack.yaml")),
+        },
+        Request::StackExport,
         Request::Version,
         Request::Ping,
     ]
@@ -470,6 +488,8 @@ fn check_payload(verb: &str, ok: Value) {
         "nat_ls" => serde_json::from_value::<Vec<NatFlow>>(ok).map(drop),
         "port_impair" => serde_json::from_value::<ctl::proto::PortImpairInfo>(ok).map(drop),
         "events" => serde_json::from_value::<Vec<proto::Event>>(ok).map(|events| assert!(!events.is_empty())),
+        "stack_apply" => serde_json::from_value::<ctl::stack::StackReport>(ok).map(drop),
+        "stack_export" => serde_json::from_value::<ctl::stack::Stack>(ok).map(drop),
         _ => serde_json::from_value::<Ack>(ok).map(drop),
     };
     r.unwrap_or_else(|e| panic!("payload of {verb}: {e}"));

@@ -354,6 +354,25 @@ pub enum Request {
         #[serde(default)]
         impair: Option<Impairment>,
     },
+    /// Make the switch look like a stack file, as one transaction: every
+    /// object is checked and planned first, then everything is applied or
+    /// nothing is (see "Stack files" in PROTOCOL.md). Reply:
+    /// [`StackReport`](crate::stack::StackReport).
+    StackApply {
+        /// The desired state.
+        stack: crate::stack::Stack,
+        /// Optional: only plan; change nothing.
+        #[serde(default)]
+        dry_run: bool,
+        /// Optional: where the stack's keys are in its file, so errors name
+        /// the file's line and key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<crate::stack::SourceMap>,
+    },
+    /// The networks, sandboxes and services as a stack, sorted by name:
+    /// applying it to an empty daemon reproduces them. Reply:
+    /// [`Stack`](crate::stack::Stack).
+    StackExport,
     /// Daemon version. Reply: [`VersionInfo`](super::VersionInfo).
     Version,
     /// Liveness check. Reply: [`Ack`](super::Ack).
@@ -396,6 +415,8 @@ impl Request {
         "peer_rm",
         "capture",
         "port_impair",
+        "stack_apply",
+        "stack_export",
         "version",
         "ping",
     ];
@@ -421,6 +442,8 @@ impl Request {
                 | Self::ServiceLs
                 | Self::ServiceInspect { .. }
                 | Self::Capture { .. }
+                | Self::StackExport
+                | Self::StackApply { dry_run: true, .. }
                 | Self::Version
                 | Self::Ping
         )
@@ -469,6 +492,8 @@ impl Request {
             Self::PeerRm { .. } => "peer_rm",
             Self::Capture { .. } => "capture",
             Self::PortImpair { .. } => "port_impair",
+            Self::StackApply { .. } => "stack_apply",
+            Self::StackExport => "stack_export",
             Self::Version => "version",
             Self::Ping => "ping",
         }

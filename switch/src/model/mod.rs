@@ -27,6 +27,7 @@ pub(crate) use ids::rfc3339_millis;
 mod networks;
 mod peers;
 mod publish;
+mod stack;
 mod state;
 pub mod store;
 mod types;
@@ -40,6 +41,7 @@ pub use error::ModelError;
 pub use fdb_config::{MAX_AGING_SECS, MIN_AGING_SECS};
 pub use networks::{DEFAULT_MTU, FIRST_AUTO_VNI, MAX_VNI, default_pool_subnets};
 pub use publish::PortOwner;
+pub use stack::{PortChange, ServiceChange, StackDefaults, StackPlan, StackRefusal};
 pub use state::{Model, STATE_VERSION};
 pub use store::{ApplyError, Store, StoreError};
 pub use types::{

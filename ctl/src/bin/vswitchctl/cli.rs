@@ -115,6 +115,13 @@ pub(crate) enum Command {
         #[arg(long)]
         pcapng: bool,
     },
+    /// Make the switch look like a stack file (compose-style YAML), as one
+    /// transaction: everything is checked first, then all of it is applied
+    /// or none. Prints what was created, changed or left unchanged.
+    Apply(crate::stack::ApplyArgs),
+    /// Print the networks, sandboxes and services as a stack file that
+    /// `apply` reproduces.
+    Export,
     /// Show client and daemon versions.
     Version,
     /// Check that vswitchd answers.

@@ -4,6 +4,7 @@ mod capture;
 mod cli;
 mod events;
 mod render;
+mod stack;
 mod table;
 
 use std::io::{self, Write};
@@ -140,6 +141,8 @@ fn run(cli: Cli) -> Result<()> {
             let args = capture::CaptureArgs { target, write, count, snaplen, filter, outer, pcapng };
             capture::run(&ctx.cli_socket, ctx.json, args)
         }
+        Command::Apply(args) => stack::apply(&mut ctx, &args),
+        Command::Export => stack::export(&mut ctx),
         Command::Version => {
             if !ctx.json {
                 writeln!(ctx.out, "vswitchctl {}", env!("CARGO_PKG_VERSION"))?;

@@ -12,6 +12,7 @@ pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 mod overlay;
 mod publish;
 mod reap;
+mod stack;
 mod stream;
 mod views;
 
@@ -139,6 +140,9 @@ impl Control {
         has_secret: bool,
         dns_upstreams: Vec<SocketAddr>,
     ) -> Result<Control, DatapathError> {
+        // A `stack_apply` the daemon died in: remove what it made that the
+        // saved state does not hold, before restoring what it does.
+        stack::journal::recover(store.dir(), &model);
         let events = EventHub::spawn(datapath.events()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot start the event thread; the datapath's events are lost");
             EventHub::new()
@@ -369,6 +373,8 @@ impl Control {
                 Err(CtlError::new(ErrorKind::BadRequest, format!("{} opens a stream", request.verb())))
             }
             Request::PortImpair { port, impair } => self.port_impair(&port, impair),
+            Request::StackApply { stack, dry_run, source } => self.stack_apply(&stack, dry_run, source.as_ref()),
+            Request::StackExport => self.stack_export(),
             Request::ConfigShow => ok(proto::ConfigInfo { aging_time: self.model.config().aging_time_secs }),
             Request::ConfigSet { key, value } => {
                 let mut next = self.model.clone();

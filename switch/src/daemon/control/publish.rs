@@ -34,7 +34,7 @@ fn key(m: &PortMapping) -> (nat::Proto, SocketAddrV4) {
 }
 
 /// The keys of `mappings`.
-fn keys<'a>(mappings: impl IntoIterator<Item = &'a PortMapping>) -> Vec<(nat::Proto, SocketAddrV4)> {
+pub(super) fn keys<'a>(mappings: impl IntoIterator<Item = &'a PortMapping>) -> Vec<(nat::Proto, SocketAddrV4)> {
     mappings.into_iter().map(key).collect()
 }
 
@@ -108,7 +108,7 @@ impl Control {
 
     /// Closes published ports, logging a failure (used where the model has
     /// already moved on).
-    fn unpublish_logged(&self, keys: Vec<(nat::Proto, SocketAddrV4)>) {
+    pub(super) fn unpublish_logged(&self, keys: Vec<(nat::Proto, SocketAddrV4)>) {
         if keys.is_empty() {
             return;
         }
@@ -125,7 +125,7 @@ impl Control {
 
     /// Re-sends the publications of `services` (by name) with their replicas
     /// as the live model has them, logging failures.
-    fn republish_services(&self, services: &BTreeSet<String>) {
+    pub(super) fn republish_services(&self, services: &BTreeSet<String>) {
         for name in services {
             let Ok(service) = self.model.service(name) else { continue };
             if let Err(e) = self.publish_all(service_publications(&self.model, service)) {

@@ -1,0 +1,255 @@
+//! Unit tests of stack files: the YAML form, its errors, the source map
+//! and the checks that need no daemon.
+
+use super::*;
+use crate::publish::PortProto;
+
+const GOOD: &str = r#"version: "3.8"
+networks:
+  front:
+    driver: bridge
+    ipam:
+      config:
+        - subnet: 10.1.0.0/24
+          gateway: 10.1.0.254
+          ip_range: 10.1.0.128/25
+  back:
+    internal: true
+    driver_opts:
+      com.docker.network.driver.mtu: 1400
+      egress: "false"
+  ov:
+    driver: overlay
+    attachable: true
+    driver_opts:
+      encrypted: ""
+      mss-clamp:
+      com.docker.network.driver.overlay.vxlanid_list: "4242"
+  legacy:
+    external: true
+sandboxes:
+  web:
+    dns: [192.0.2.53]
+    dns_search: [example.com]
+    networks:
+      front:
+        ipv4_address: 10.1.0.10
+        aliases: [api, www]
+        mac_address: 02:00:00:00:00:0a
+      back:
+    ports:
+      - "8080:80"
+      - 127.0.0.1:5353:53/udp
+  db:
+    networks: [back, front]
+  replica:
+    networks:
+      front:
+        service: lb
+services:
+  lb:
+    network: front
+    ports: ["9090:90"]
+"#;
+
+fn parse(text: &str) -> Result<(Stack, SourceMap), yaml::ParseError> {
+    yaml::parse("stack.yaml", text)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    parse(text).expect_err("the file should be refused").0
+}
+
+#[test]
+fn a_compose_style_file_becomes_the_typed_stack() {
+    let (stack, source) = parse(GOOD).unwrap();
+    let names: Vec<&str> = stack.networks.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["front", "back", "ov", "legacy"], "the file's order");
+    let front = &stack.networks[0];
+    assert_eq!(front.driver, Driver::Bridge);
+    assert_eq!(front.subnet, Some("10.1.0.0/24".parse().unwrap()));
+    assert_eq!(front.gateway, Some(Ipv4Addr::new(10, 1, 0, 254)));
+    assert_eq!(front.ip_range, Some("10.1.0.128/25".parse().unwrap()));
+    let back = &stack.networks[1];
+    assert!(back.internal && back.mtu == Some(1400));
+    assert_eq!(back.options, BTreeMap::from([("egress".to_owned(), "false".to_owned())]));
+    let ov = &stack.networks[2];
+    assert_eq!((ov.driver, ov.attachable, ov.vni), (Driver::Overlay, true, Some(4242)));
+    let keys: Vec<&str> = ov.options.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["encrypted", "mss-clamp"], "bare options are empty strings, the VNI is not an option");
+    assert!(stack.networks[3].external);
+
+    let web = &stack.sandboxes[0];
+    assert_eq!(web.dns, [IpAddr::from([192, 0, 2, 53])]);
+    assert_eq!(web.dns_search, ["example.com"]);
+    assert_eq!(web.networks.len(), 2);
+    let a = &web.networks[0];
+    assert_eq!(a.ipv4_address, Some(Ipv4Addr::new(10, 1, 0, 10)));
+    assert_eq!(a.aliases, ["api", "www"]);
+    assert_eq!(a.mac_address, Some("02:00:00:00:00:0a".parse().unwrap()));
+    assert_eq!(web.networks[1], StackAttachment { network: "back".into(), ..Default::default() });
+    assert_eq!(web.ports[0], PortMapping::tcp(8080, 80));
+    assert_eq!(web.ports[1].proto, PortProto::Udp);
+    assert_eq!(web.ports[1].host_ip, Ipv4Addr::LOCALHOST);
+    let db: Vec<&str> = stack.sandboxes[1].networks.iter().map(|a| a.network.as_str()).collect();
+    assert_eq!(db, ["back", "front"], "the list form keeps its order");
+    assert_eq!(stack.sandboxes[2].networks[0].service.as_deref(), Some("lb"));
+    assert_eq!(
+        stack.services,
+        [StackService { name: "lb".into(), network: "front".into(), ports: vec![PortMapping::tcp(9090, 90)] }]
+    );
+
+    // Where things are: object keys at their own line, values at theirs.
+    let at = |key: &str| source.keys.get(key).map(|k| (k.path.as_str(), k.line));
+    assert_eq!(at("networks.front"), Some(("networks.front", 3)));
+    assert_eq!(at("networks.front.subnet"), Some(("networks.front.ipam.config[0].subnet", 7)));
+    assert_eq!(at("networks.back.mtu"), Some(("networks.back.driver_opts.com.docker.network.driver.mtu", 13)));
+    assert_eq!(
+        at("networks.ov.vni"),
+        Some(("networks.ov.driver_opts.com.docker.network.driver.overlay.vxlanid_list", 21))
+    );
+    assert_eq!(at("sandboxes.web.networks.front"), Some(("sandboxes.web.networks.front", 29)));
+    assert_eq!(at("sandboxes.web.networks.back"), Some(("sandboxes.web.networks.back", 33)));
+    assert_eq!(at("sandboxes.web.ports"), Some(("sandboxes.web.ports", 35)));
+    assert_eq!(at("sandboxes.db.networks.front"), Some(("sandboxes.db.networks.front", 38)));
+    assert_eq!(at("services.lb.network"), Some(("services.lb.network", 45)));
+}
+
+#[test]
+fn issues_name_the_line_and_the_key_as_written() {
+    let (_, source) = parse(GOOD).unwrap();
+    let issue = StackIssue::new("networks.front.subnet", "subnet 10.1.0.0/24 overlaps network x (10.1.0.0/16)");
+    assert_eq!(
+        issue.render(Some(&source)),
+        "stack.yaml:7: networks.front.ipam.config[0].subnet: subnet 10.1.0.0/24 overlaps network x (10.1.0.0/16)"
+    );
+    // A key the file does not write: the enclosing object's line, the key's own name.
+    let issue = StackIssue::new("networks.back.gateway", "no");
+    assert_eq!(issue.render(Some(&source)), "stack.yaml:10: networks.back.gateway: no");
+    assert_eq!(issue.render(None), "networks.back.gateway: no");
+    let issue = StackIssue::new("elsewhere", "no");
+    assert_eq!(issue.render(Some(&source)), "elsewhere: no");
+}
+
+#[test]
+fn yaml_and_type_errors_name_the_line_and_key() {
+    let e = errors("networks:\n  front:\n    ipam:\n      config:\n        - subnet: 10.1.0.0/24\n          foo: 1\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("stack.yaml:6: networks.front.ipam.config[0].foo: unknown field `foo`"), "{e:?}");
+    let e = errors("networks:\n  front:\n    internal: maybe\n");
+    assert!(e[0].starts_with("stack.yaml:3: networks.front.internal: "), "{e:?}");
+    let e = errors("sandboxes:\n  web:\n    networks:\n      front:\n        aliases: {a: 1}\n");
+    assert!(e[0].starts_with("stack.yaml:5: sandboxes.web.networks.front.aliases: "), "{e:?}");
+    let e = errors("sandboxes:\n  web:\n    image: nginx\n");
+    assert!(e[0].starts_with("stack.yaml:3: sandboxes.web.image: unknown field `image`"), "{e:?}");
+    let e = errors("networks: [\n");
+    assert!(e[0].starts_with("stack.yaml:1: "), "{e:?}");
+    let e = errors("networks:\n  a: {}\n  a: {}\n");
+    assert!(e[0].starts_with("stack.yaml:3: ") && e[0].contains("duplicate"), "{e:?}");
+}
+
+#[test]
+fn every_value_error_is_reported_at_its_line() {
+    let text = "networks:\n  a:\n    driver: macvlan\n    ipam:\n      config:\n        - subnet: 10.0.0.0\n          \
+                gateway: nope\n    driver_opts:\n      com.docker.network.driver.mtu: big\nsandboxes:\n  s:\n    \
+                networks:\n      a:\n        ipv4_address: 10.0.0.300\n        mac_address: zz\n    ports: [\"80\"]\n";
+    let e = errors(text);
+    let expected = [
+        "stack.yaml:3: networks.a.driver: unknown driver",
+        "stack.yaml:6: networks.a.ipam.config[0].subnet: invalid CIDR",
+        "stack.yaml:7: networks.a.ipam.config[0].gateway: \"nope\" is not an IPv4 address",
+        "stack.yaml:9: networks.a.driver_opts.com.docker.network.driver.mtu: \"big\" is not a whole number",
+        "stack.yaml:16: sandboxes.s.ports[0]: port spec \"80\" has no host port",
+        "stack.yaml:14: sandboxes.s.networks.a.ipv4_address: \"10.0.0.300\" is not an IPv4 address",
+        "stack.yaml:15: sandboxes.s.networks.a.mac_address: invalid MAC address",
+    ];
+    assert_eq!(e.len(), expected.len(), "{e:#?}");
+    for want in expected {
+        assert!(e.iter().any(|line| line.starts_with(want)), "no {want:?} in {e:#?}");
+    }
+}
+
+#[test]
+fn ipv6_keys_are_refused_at_their_line_not_ignored() {
+    let text = "networks:\n  a:\n    enable_ipv6: true\n    ipam:\n      config:\n        - subnet: 10.0.0.0/24\n        \
+                - subnet: fd00:1::/64\nsandboxes:\n  s:\n    networks:\n      a:\n        ipv6_address: fd00:1::5\n  \
+                t:\n    networks:\n      a:\n        ipv4_address: fd00:1::6\n";
+    let e = errors(text);
+    let expected = [
+        "stack.yaml:3: networks.a.enable_ipv6: IPv6 is not supported yet",
+        "stack.yaml:7: networks.a.ipam.config[1]: IPv6 is not supported yet",
+        "stack.yaml:12: sandboxes.s.networks.a.ipv6_address: IPv6 is not supported yet",
+        "stack.yaml:16: sandboxes.t.networks.a.ipv4_address: IPv6 is not supported yet",
+    ];
+    assert_eq!(e.len(), expected.len(), "{e:#?}");
+    for want in expected {
+        assert!(e.iter().any(|line| line.starts_with(want)), "no {want:?} in {e:#?}");
+    }
+    // `enable_ipv6: false` says what is true today.
+    parse("networks:\n  a:\n    enable_ipv6: false\n").unwrap();
+    // An IPv6 host address in a port.
+    let e = errors("sandboxes:\n  s:\n    networks: [bridge]\n    ports: [\"[::1]:80:80\"]\n");
+    assert!(
+        e[0].starts_with("stack.yaml:4: sandboxes.s.ports[0]: ") && e[0].contains("IPv6 is not supported yet"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn references_are_checked_without_a_daemon() {
+    let text = "networks:\n  bridge:\n    driver: bridge\n  ext:\n    external: true\n    internal: true\nsandboxes:\n  \
+                s:\n    networks: [nope, bridge, bridge]\n  t:\n    ports: [\"80:80\"]\nservices:\n  v:\n    network: gone\n    \
+                ports: [\"81:81\"]\n  w:\n    ports: [\"82:82\"]\n";
+    let e = errors(text);
+    let expected = [
+        "stack.yaml:2: networks.bridge: bridge is a predefined network",
+        "stack.yaml:5: networks.ext.external: an external network",
+        "stack.yaml:9: sandboxes.s.networks.nope: network nope is not declared",
+        "stack.yaml:9: sandboxes.s.networks.bridge: network bridge is listed twice",
+        "stack.yaml:11: sandboxes.t.ports: ports need a network",
+        "stack.yaml:14: services.v.network: network gone is not declared",
+        "stack.yaml:16: services.w: a service needs network:",
+    ];
+    assert_eq!(e.len(), expected.len(), "{e:#?}");
+    for want in expected {
+        assert!(e.iter().any(|line| line.starts_with(want)), "no {want:?} in {e:#?}");
+    }
+}
+
+#[test]
+fn export_writes_a_file_that_reads_back_the_same() {
+    let (stack, _) = parse(GOOD).unwrap();
+    let text = yaml::to_yaml(&stack).unwrap();
+    assert!(text.starts_with("# vswitch stack"), "{text}");
+    let (again, _) = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(again, stack, "{text}");
+    assert_eq!(yaml::to_yaml(&again).unwrap(), text, "deterministic");
+    // Nothing at all is still a file.
+    let empty = yaml::to_yaml(&Stack::default()).unwrap();
+    assert_eq!(parse(&empty).unwrap().0, Stack::default());
+    assert_eq!(parse("").unwrap().0, Stack::default());
+}
+
+#[test]
+fn the_stack_travels_as_json() {
+    let (stack, source) = parse(GOOD).unwrap();
+    let json = serde_json::to_string(&stack).unwrap();
+    assert_eq!(serde_json::from_str::<Stack>(&json).unwrap(), stack);
+    let json = serde_json::to_string(&source).unwrap();
+    assert_eq!(serde_json::from_str::<SourceMap>(&json).unwrap(), source);
+    // Only names are needed.
+    let minimal: Stack = serde_json::from_str(r#"{"networks":[{"name":"a"}],"sandboxes":[{"name":"s"}]}"#).unwrap();
+    assert_eq!(minimal.networks[0].driver, Driver::Bridge);
+    assert!(validate(&minimal).is_empty());
+}
+
+#[test]
+fn the_readme_example_is_a_valid_stack() {
+    let readme = include_str!("../../../README.md");
+    let section = readme.split_once("## Stack files").expect("README section").1;
+    let yaml = section.split_once("```yaml\n").expect("example").1.split_once("```").expect("end").0;
+    let (stack, _) = parse(yaml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((stack.networks.len(), stack.sandboxes.len(), stack.services.len()), (4, 3, 1));
+    assert_eq!(stack.networks[2].vni, Some(4242));
+    assert_eq!(stack.sandboxes[2].networks[0].service.as_deref(), Some("lb"));
+}

@@ -1,0 +1,203 @@
+//! The YAML document as written: compose's `networks:` keys, vswitch's
+//! `sandboxes:` and `services:`, with the line of every value that an
+//! error may have to point at ([`Spanned`]). Unknown keys are refused.
+//!
+//! Only named objects (the values of `networks:`, `sandboxes:`,
+//! `services:` and a sandbox's `networks:` map) and scalars are
+//! [`Spanned`]: that is what [`super::clean_path`] relies on to turn
+//! serde's error paths back into the file's keys.
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// A whole stack file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Doc {
+    /// compose's obsolete `version:`, accepted and ignored.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(super) version: Option<Scalar>,
+    #[serde(default)]
+    pub(super) networks: Option<IndexMap<String, Spanned<Option<NetworkDoc>>>>,
+    #[serde(default)]
+    pub(super) sandboxes: Option<IndexMap<String, Spanned<Option<SandboxDoc>>>>,
+    #[serde(default)]
+    pub(super) services: Option<IndexMap<String, Spanned<Option<ServiceDoc>>>>,
+}
+
+/// One entry of `networks:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NetworkDoc {
+    #[serde(default)]
+    pub(super) driver: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) driver_opts: Option<IndexMap<String, Spanned<Option<Scalar>>>>,
+    #[serde(default)]
+    pub(super) attachable: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(super) internal: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(super) external: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(super) enable_ipv6: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(super) ipam: Option<IpamDoc>,
+}
+
+/// A network's `ipam:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IpamDoc {
+    #[serde(default)]
+    pub(super) driver: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) config: Vec<IpamConfigDoc>,
+}
+
+/// One entry of `ipam.config`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IpamConfigDoc {
+    #[serde(default)]
+    pub(super) subnet: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) ip_range: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) gateway: Option<Spanned<String>>,
+}
+
+/// One entry of `sandboxes:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SandboxDoc {
+    #[serde(default)]
+    pub(super) netns: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) dns: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) dns_search: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) networks: Option<Attachments>,
+    #[serde(default)]
+    pub(super) ports: Vec<Spanned<Scalar>>,
+}
+
+/// One network of a sandbox, in the map form of its `networks:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AttachmentDoc {
+    #[serde(default)]
+    pub(super) aliases: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) ipv4_address: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) ipv6_address: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) mac_address: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) ports: Vec<Spanned<Scalar>>,
+    #[serde(default)]
+    pub(super) service: Option<Spanned<String>>,
+}
+
+/// One entry of `services:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServiceDoc {
+    #[serde(default)]
+    pub(super) network: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) ports: Vec<Spanned<Scalar>>,
+}
+
+/// A sandbox's `networks:`, as compose allows it: a list of names, or a
+/// map of names to settings (empty settings allowed).
+#[derive(Debug)]
+pub(super) enum Attachments {
+    /// `networks: [front, back]`.
+    Names(Vec<Spanned<String>>),
+    /// `networks: {front: {aliases: [api]}, back: }`.
+    Map(IndexMap<String, Spanned<Option<AttachmentDoc>>>),
+}
+
+impl<'de> Deserialize<'de> for Attachments {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Attachments;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of network names or a map of network names to settings")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Attachments, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element()? {
+                    names.push(name);
+                }
+                Ok(Attachments::Names(names))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attachments, A::Error> {
+                let mut entries = IndexMap::new();
+                while let Some((name, settings)) = map.next_entry::<String, Spanned<Option<AttachmentDoc>>>()? {
+                    if entries.contains_key(&name) {
+                        return Err(de::Error::custom(format!("network {name} is listed twice")));
+                    }
+                    entries.insert(name, settings);
+                }
+                Ok(Attachments::Map(entries))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A scalar of any YAML type read as its text: `1400`, `"1400"`, `true`,
+/// `""` (compose writes driver options and ports either way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Scalar(pub(super) String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar(v))
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}

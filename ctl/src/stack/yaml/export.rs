@@ -1,0 +1,164 @@
+//! Writing a [`Stack`] as a stack file: compose's keys, in the stack's
+//! order (the daemon's export is sorted by name), empty keys left out, so
+//! the text is deterministic and [`super::parse`] reads back the same stack.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_saphyr::DoubleQuoted;
+
+use crate::stack::{MTU_OPTION, Stack, StackAttachment, StackNetwork, StackSandbox, VNI_OPTION, port_spec};
+
+#[derive(Serialize)]
+struct OutDoc {
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    networks: IndexMap<String, OutNetwork>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    sandboxes: IndexMap<String, OutSandbox>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    services: IndexMap<String, OutService>,
+}
+
+#[derive(Serialize)]
+struct OutNetwork {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    driver: Option<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    driver_opts: IndexMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachable: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    internal: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipam: Option<OutIpam>,
+}
+
+#[derive(Serialize)]
+struct OutIpam {
+    config: Vec<OutIpamConfig>,
+}
+
+#[derive(Serialize)]
+struct OutIpamConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subnet: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip_range: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway: Option<String>,
+}
+
+#[derive(Serialize)]
+struct OutSandbox {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dns: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dns_search: Vec<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    networks: IndexMap<String, OutAttachment>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<DoubleQuoted<String>>,
+}
+
+#[derive(Serialize)]
+struct OutAttachment {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipv4_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mac_address: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    aliases: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<DoubleQuoted<String>>,
+}
+
+#[derive(Serialize)]
+struct OutService {
+    network: String,
+    ports: Vec<DoubleQuoted<String>>,
+}
+
+/// Ports in compose's short syntax, quoted: YAML 1.1 readers take an
+/// unquoted `8080:80` for a base-60 number.
+fn quoted_ports(ports: &[crate::publish::PortMapping]) -> Vec<DoubleQuoted<String>> {
+    ports.iter().map(|m| DoubleQuoted(port_spec(m))).collect()
+}
+
+fn network(n: &StackNetwork) -> OutNetwork {
+    if n.external {
+        return OutNetwork {
+            external: Some(true),
+            driver: None,
+            driver_opts: IndexMap::new(),
+            attachable: None,
+            internal: None,
+            ipam: None,
+        };
+    }
+    let mut driver_opts: IndexMap<String, String> = n.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Some(mtu) = n.mtu {
+        driver_opts.insert(MTU_OPTION.to_owned(), mtu.to_string());
+    }
+    if let Some(vni) = n.vni {
+        driver_opts.insert(VNI_OPTION.to_owned(), vni.to_string());
+    }
+    let config = OutIpamConfig {
+        subnet: n.subnet.map(|s| s.to_string()),
+        ip_range: n.ip_range.map(|s| s.to_string()),
+        gateway: n.gateway.map(|g| g.to_string()),
+    };
+    let has_config = config.subnet.is_some() || config.ip_range.is_some() || config.gateway.is_some();
+    OutNetwork {
+        external: None,
+        driver: Some(n.driver.to_string()),
+        driver_opts,
+        attachable: n.attachable.then_some(true),
+        internal: n.internal.then_some(true),
+        ipam: has_config.then(|| OutIpam { config: vec![config] }),
+    }
+}
+
+fn attachment(a: &StackAttachment) -> OutAttachment {
+    OutAttachment {
+        ipv4_address: a.ipv4_address.map(|ip| ip.to_string()),
+        mac_address: a.mac_address.map(|m| m.to_string()),
+        aliases: a.aliases.clone(),
+        service: a.service.clone(),
+        ports: quoted_ports(&a.ports),
+    }
+}
+
+fn sandbox(s: &StackSandbox) -> OutSandbox {
+    OutSandbox {
+        netns: s.netns.as_ref().map(|p| p.display().to_string()),
+        dns: s.dns.iter().map(|ip| ip.to_string()).collect(),
+        dns_search: s.dns_search.clone(),
+        networks: s.networks.iter().map(|a| (a.network.clone(), attachment(a))).collect(),
+        ports: quoted_ports(&s.ports),
+    }
+}
+
+/// `stack` as a stack file, beginning with a comment line saying what
+/// wrote it.
+pub fn to_yaml(stack: &Stack) -> Result<String, serde_saphyr::SerializeError> {
+    let doc = OutDoc {
+        networks: stack.networks.iter().map(|n| (n.name.clone(), network(n))).collect(),
+        sandboxes: stack.sandboxes.iter().map(|s| (s.name.clone(), sandbox(s))).collect(),
+        services: stack
+            .services
+            .iter()
+            .map(|v| (v.name.clone(), OutService { network: v.network.clone(), ports: quoted_ports(&v.ports) }))
+            .collect(),
+    };
+    let body = if doc.networks.is_empty() && doc.sandboxes.is_empty() && doc.services.is_empty() {
+        "{}\n".to_owned()
+    } else {
+        serde_saphyr::to_string(&doc)?
+    };
+    Ok(format!("# vswitch stack: vswitchctl apply -f FILE creates what it describes\n{body}"))
+}

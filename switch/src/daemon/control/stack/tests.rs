@@ -1,0 +1,122 @@
+//! `stack_apply` through a real control plane and datapath thread, without
+//! root (networks and services only: no namespaces): applied once, then
+//! unchanged; a failing step rolls back the datapath and the state file.
+
+use std::net::TcpListener;
+
+use ctl::proto::{ErrorKind, Request};
+use ctl::stack::{SourceMap, Stack, StackNetwork, StackReport, StackService, StackStatus};
+
+use crate::daemon::control::Control;
+
+/// A control plane over an unprivileged datapath thread and a scratch
+/// state directory, removed on drop.
+struct Scratch {
+    dir: std::path::PathBuf,
+    control: Option<Control>,
+}
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("vsw-stack-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, model) = crate::model::Store::open(&dir).unwrap();
+        let datapath =
+            crate::daemon::datapath::DatapathHandle::spawn(None, None, Vec::new(), Default::default()).unwrap();
+        let control = Control::restore(store, model, datapath, None, false, Vec::new()).unwrap();
+        Scratch { dir, control: Some(control) }
+    }
+
+    fn apply(&mut self, stack: &Stack, dry_run: bool) -> Result<StackReport, ctl::proto::CtlError> {
+        let source = SourceMap {
+            file: "stack.yaml".into(),
+            keys: [(
+                "services.lb.ports".to_owned(),
+                ctl::stack::SourceKey { path: "services.lb.ports".into(), line: 9 },
+            )]
+            .into(),
+        };
+        let req = Request::StackApply { stack: stack.clone(), dry_run, source: Some(source) };
+        let reply = self.control.as_mut().unwrap().handle(req)?;
+        Ok(serde_json::from_value(reply).unwrap())
+    }
+
+    fn state(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("state.json")).unwrap()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        drop(self.control.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stack(port: u16) -> Stack {
+    let net = |name: &str, subnet: &str| StackNetwork {
+        name: name.into(),
+        subnet: Some(subnet.parse().unwrap()),
+        ..StackNetwork::default()
+    };
+    Stack {
+        networks: vec![net("front", "10.1.0.0/24"), net("back", "10.2.0.0/24")],
+        sandboxes: vec![],
+        services: vec![StackService {
+            name: "lb".into(),
+            network: "front".into(),
+            ports: ctl::parse_publish(&format!("127.0.0.1:{port}:80")).unwrap(),
+        }],
+    }
+}
+
+#[test]
+fn applied_once_then_unchanged_and_a_dry_run_changes_nothing() {
+    let mut s = Scratch::new("once");
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let before = s.state();
+    let plan = s.apply(&stack(port), true).unwrap();
+    assert!(plan.dry_run && plan.changed);
+    assert!(plan.objects.iter().all(|o| o.status == StackStatus::Created), "{plan:?}");
+    assert_eq!(s.state(), before, "a dry run saved state");
+
+    let report = s.apply(&stack(port), false).unwrap();
+    assert!(report.changed && !report.dry_run);
+    let saved = s.state();
+    assert_ne!(saved, before);
+    // The service listens: the port is taken now.
+    assert!(TcpListener::bind(("127.0.0.1", port)).is_err(), "the service's port is not open");
+
+    let again = s.apply(&stack(port), false).unwrap();
+    assert!(!again.changed, "{again:?}");
+    assert!(again.objects.iter().all(|o| o.status == StackStatus::Unchanged));
+    assert_eq!(s.state(), saved, "an unchanged apply saved state");
+
+    let exported: Stack =
+        serde_json::from_value(s.control.as_mut().unwrap().handle(Request::StackExport).unwrap()).unwrap();
+    assert_eq!(exported.networks.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["back", "front"]);
+    assert_eq!(exported.services, stack(port).services);
+}
+
+#[test]
+fn a_failing_step_rolls_back_the_datapath_and_saves_nothing() {
+    let mut s = Scratch::new("rollback");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let before = s.state();
+    let e = s.apply(&stack(port), false).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict, "{}", e.message);
+    assert_eq!(
+        e.message,
+        format!(
+            "stack.yaml:9: services.lb.ports: host port 127.0.0.1:{port}/tcp is already in use\nnothing was applied"
+        )
+    );
+    assert_eq!(s.state(), before, "the state file changed");
+    assert!(!s.apply(&stack(port), true).unwrap().objects.is_empty());
+    // The networks the failed apply added to the datapath are gone again:
+    // the same stack applies once the port is free.
+    drop(taken);
+    let report = s.apply(&stack(port), false).unwrap();
+    assert!(report.objects.iter().all(|o| o.status == StackStatus::Created), "{report:?}");
+}

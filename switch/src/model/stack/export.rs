@@ -1,0 +1,82 @@
+//! [`Model::export_stack`]: the model as a stack that reproduces it.
+
+use ctl::stack::{Stack, StackAttachment, StackNetwork, StackSandbox, StackService};
+
+use crate::model::addr::{SubnetExt, mac_for_ipv4};
+use crate::model::networks::DEFAULT_MTU;
+use crate::model::state::Model;
+use crate::model::types::Network;
+
+fn network(n: &Network) -> StackNetwork {
+    let first_host = n.subnet.and_then(|s| s.first_host());
+    StackNetwork {
+        name: n.name.clone(),
+        external: false,
+        driver: n.driver,
+        subnet: n.subnet,
+        // Defaults are left out: they come back the same from the subnet.
+        gateway: n.gateway.filter(|g| Some(*g) != first_host),
+        ip_range: n.ip_range,
+        internal: n.internal,
+        attachable: n.attachable,
+        // An overlay's default depends on the underlay: always written.
+        mtu: (n.driver == ctl::proto::Driver::Overlay || n.mtu != DEFAULT_MTU).then_some(n.mtu),
+        vni: n.vni,
+        options: n.options.clone(),
+    }
+}
+
+impl Model {
+    /// The networks (except the predefined ones), sandboxes with their
+    /// connections, and services, sorted by name: a stack that, applied to
+    /// a daemon without them, recreates them with the same addresses,
+    /// MACs, aliases and published ports. Peers, static FDB entries,
+    /// impairments and the aging time are host settings, not part of it.
+    pub fn export_stack(&self) -> Stack {
+        let networks = self.networks().into_iter().filter(|n| !n.is_predefined()).map(network).collect();
+        let mut sandboxes = Vec::new();
+        for s in self.sandboxes.values() {
+            let endpoints = self.endpoints_in_sandbox(&s.name);
+            let single = endpoints.len() == 1;
+            let mut out = StackSandbox {
+                name: s.name.clone(),
+                netns: (!s.owns_netns).then(|| s.netns_path.clone()),
+                dns: s.dns.clone(),
+                dns_search: s.dns_search.clone(),
+                networks: Vec::new(),
+                ports: Vec::new(),
+            };
+            for e in endpoints {
+                let network = self.networks.get(&e.network_id).map(|n| n.name.clone()).unwrap_or_default();
+                // With one endpoint its ports are the sandbox's (compose's
+                // place for them); with several they stay with their
+                // endpoint, whichever carries the default route.
+                let ports = if single {
+                    out.ports.clone_from(&e.publish);
+                    Vec::new()
+                } else {
+                    e.publish.clone()
+                };
+                out.networks.push(StackAttachment {
+                    network,
+                    ipv4_address: Some(e.ipv4),
+                    mac_address: (e.mac != mac_for_ipv4(e.ipv4)).then_some(e.mac),
+                    aliases: e.aliases.clone(),
+                    ports,
+                    service: e.service.clone(),
+                });
+            }
+            sandboxes.push(out);
+        }
+        let services = self
+            .services
+            .values()
+            .map(|v| StackService {
+                name: v.name.clone(),
+                network: self.networks.get(&v.network_id).map(|n| n.name.clone()).unwrap_or_default(),
+                ports: v.publish.clone(),
+            })
+            .collect();
+        Stack { networks, sandboxes, services }
+    }
+}
