@@ -72,11 +72,15 @@ pub enum DropReason {
     /// A packet routed out through the gateway that the L4 translator cannot
     /// carry: an IPv4 fragment, a UDP GSO train, or malformed headers.
     NatUnsupported,
+    /// A unicast frame from one tunnel port to another (split horizon:
+    /// nothing that came from a tunnel goes back into one, so stale tables
+    /// on two hosts cannot bounce a frame between VTEPs).
+    SplitHorizon,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 27] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -104,6 +108,7 @@ impl DropReason {
         DropReason::DnsSpoofed,
         DropReason::NoRoute,
         DropReason::NatUnsupported,
+        DropReason::SplitHorizon,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -138,6 +143,7 @@ impl DropReason {
             DropReason::DnsSpoofed => "dns_spoofed",
             DropReason::NoRoute => "no_route",
             DropReason::NatUnsupported => "nat_unsupported",
+            DropReason::SplitHorizon => "split_horizon",
         }
     }
 }
