@@ -113,46 +113,46 @@ const STATION_B: [u8; 6] = [0x02, 0x42, 0, 0, 0, 0xb];
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut flood = Program::default();
     for src in 0..40 {
-        flood = flood.built(1, 0, 100 + src, false, 46).built(4, 0, 150 + src, false, 46);
+        flood = flood.built(1, 0, 100 + src, false, 0).built(4, 0, 150 + src, false, 0);
     }
     vec![
         (
             "learn_then_unicast",
-            Program::default().built(1, 10, 11, false, 46).built(2, 11, 10, false, 46).built(1, 10, 11, true, 46).0,
+            Program::default().built(1, 10, 11, false, 0).built(2, 11, 10, false, 0).built(1, 10, 11, true, 0).0,
         ),
         (
             "broadcast_every_network",
             Program::default()
                 .raw(1, false, &frame([0xff; 6], STATION_A, [0x08, 0x06], 28))
                 .raw(6, false, &frame([0xff; 6], STATION_B, [0x08, 0x06], 28))
-                .built(8, 1, 12, false, 46)
-                .built(4, 0, 13, false, 46)
-                .built(3, 0, 14, false, 46)
+                .built(8, 1, 12, false, 0)
+                .built(4, 0, 13, false, 0)
+                .built(3, 0, 14, false, 0)
                 .0,
         ),
         ("mac_flood", flood.0),
         (
             "aging",
             Program::default()
-                .built(1, 0, 20, false, 46)
-                .built(6, 0, 21, false, 46)
+                .built(1, 0, 20, false, 0)
+                .built(6, 0, 21, false, 0)
                 .forward()
                 .advance(255, 11)
-                .built(6, 0, 21, false, 46)
+                .built(6, 0, 21, false, 0)
                 .age()
-                .built(2, 20, 22, false, 46)
+                .built(2, 20, 22, false, 0)
                 .0,
         ),
         (
             "static_entries_and_moves",
             Program::default()
                 .add_static(2, 0, 30)
-                .built(1, 30, 31, false, 46)
-                .built(1, 0, 30, false, 46)
-                .built(4, 0, 31, false, 46)
-                .built(2, 31, 32, false, 46)
+                .built(1, 30, 31, false, 0)
+                .built(1, 0, 30, false, 0)
+                .built(4, 0, 31, false, 0)
+                .built(2, 31, 32, false, 0)
                 .flush(0)
-                .built(5, 32, 33, false, 46)
+                .built(5, 32, 33, false, 0)
                 .0,
         ),
         (
@@ -173,15 +173,15 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             "replug_and_configure",
             Program::default()
                 .set_up(7, false)
-                .built(7, 0, 40, false, 46)
+                .built(7, 0, 40, false, 0)
                 .set_up(7, true)
                 .replug(7, 1, 0, 0, 0)
                 .replug(7, 7, 1, 187, 4)
-                .built(8, 41, 42, false, 46)
-                .built(7, 42, 41, false, 46)
+                .built(8, 41, 42, false, 0)
+                .built(7, 42, 41, false, 0)
                 .toggle_network(9, 2)
                 .replug(9, 9, 0, 187, 1)
-                .built(9, 0, 43, false, 46)
+                .built(9, 0, 43, false, 0)
                 .toggle_network(9, 2)
                 .aging_ms(5_000)
                 .aging_ms(60_000)
@@ -192,14 +192,14 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         (
             "tunnels_and_gateway",
             Program::default()
-                .built(5, 0, 50, false, 46)
-                .built(3, 0, 51, false, 46)
-                .built(1, 0, 52, false, 46)
+                .built(5, 0, 50, false, 0)
+                .built(3, 0, 51, false, 0)
+                .built(1, 0, 52, false, 0)
                 .forward()
-                .built(4, 50, 53, false, 46)
-                .built(4, 51, 53, false, 46)
-                .built(4, 52, 53, false, 46)
-                .built(3, 50, 51, false, 46)
+                .built(4, 50, 53, false, 0)
+                .built(4, 51, 53, false, 0)
+                .built(4, 52, 53, false, 0)
+                .built(3, 50, 51, false, 0)
                 .0,
         ),
     ]
