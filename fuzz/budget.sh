@@ -30,7 +30,11 @@ SANITIZER=${SANITIZER:-address}
 CORPUS_DIR=${CORPUS_DIR:-$FUZZ_DIR/target/budget-corpus}
 read -r -a EXTRA <<<"${FUZZ_ARGS:-}"
 TRIPLE=$(rustc +nightly -vV | awk '/^host:/ { print $2 }')
-BIN_DIR=$FUZZ_DIR/target/$TRIPLE/release
+# The address-sanitized build is the one `cargo fuzz run` uses (fuzz/target); others get
+# their own target directory, so switching does not rebuild it.
+TARGET_DIR=$FUZZ_DIR/target
+[[ $SANITIZER == address ]] || TARGET_DIR=$FUZZ_DIR/target/sanitizer-$SANITIZER
+BIN_DIR=$TARGET_DIR/$TRIPLE/release
 LOG_DIR=$FUZZ_DIR/target/budget-logs
 
 if (($# > 0)); then
@@ -42,7 +46,7 @@ fi
 if [[ $BUILD == 1 ]]; then
     echo "[budget] cargo +nightly fuzz build -s $SANITIZER (${TARGETS[*]})" >&2
     for t in "${TARGETS[@]}"; do
-        (cd "$FUZZ_DIR" && cargo +nightly fuzz build -s "$SANITIZER" "$t") >&2
+        (cd "$FUZZ_DIR" && cargo +nightly fuzz build -s "$SANITIZER" --target-dir "$TARGET_DIR" "$t") >&2
     done
 fi
 mkdir -p "$LOG_DIR"

@@ -108,6 +108,21 @@ def spawn(ns, argv, out=subprocess.DEVNULL):
     return p
 
 
+def stop_children():
+    """Terminates every helper process this run started (SIGKILL after 5 s)."""
+    with children_lock:
+        procs = list(children)
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 # ---------------------------------------------------------------------------- churn and its model
 
 
@@ -161,8 +176,9 @@ class Model:
 class Churner:
     """Churn on one daemon; owns its model and the log of what it acknowledged."""
 
-    def __init__(self, n, d, ack_log):
+    def __init__(self, n, d, ack_log, stable):
         self.n, self.d, self.ack_log = n, d, ack_log
+        self.stable = stable  # (network, sandbox) -> address of the endpoints set up at the start
         self.model = Model()
         self.uncertain = None  # (op, args) cut by a kill
         self.lock = threading.Lock()  # held per request; the verifier takes it to pause churn
@@ -176,17 +192,26 @@ class Churner:
         self.subnet = {net: f"10.{254 if n == 1 else 249}.{k}.0/24" for k, net in enumerate(self.nets)}
 
     def pick(self):
+        """A random request; three times in four one the model expects to succeed (when there
+        is one of that verb), else any names, which are often refused."""
         r = self.rng
-        net, sb = r.choice(self.nets), r.choice(self.sbs)
         op = r.choices(
             ["network_create", "network_rm", "sandbox_create", "sandbox_rm", "network_connect", "network_disconnect"],
             weights=[2, 2, 1, 1, 4, 3],
         )[0]
+        pairs = [(net, sb) for net in self.nets for sb in self.sbs]
+        valid = [(net, sb) for net, sb in pairs
+                 if self.model.expect(op, self.args(op, net, sb))]
+        net, sb = r.choice(valid) if valid and r.random() < 0.75 else r.choice(pairs)
+        return op, self.args(op, net, sb)
+
+    def args(self, op, net, sb):
+        """The fields of request OP on network NET and sandbox SB."""
         if op == "network_create":
-            return op, {"name": net, "subnet": self.subnet[net]}
+            return {"name": net, "subnet": self.subnet[net]}
         if op in ("network_rm", "sandbox_create", "sandbox_rm"):
-            return op, {"name": net if op == "network_rm" else sb}
-        return op, {"network": net, "sandbox": sb}
+            return {"name": net if op == "network_rm" else sb}
+        return {"network": net, "sandbox": sb}
 
     def step(self):
         op, a = self.pick()
@@ -233,13 +258,19 @@ class Churner:
         m, problems = Model(), []
         nets = [n["name"] for n in self.d.ok("network_ls")]
         m.nets = {n for n in nets if n in self.nets}
+        stable = {}
         for sb in self.d.ok("sandbox_ls"):
+            for ep in sb.get("endpoints", []):
+                if (ep["network"], sb["name"]) in self.stable:
+                    stable[(ep["network"], sb["name"])] = ep.get("ipv4")
             if sb["name"] not in self.sbs:
                 continue
             m.sbs.add(sb["name"])
             for ep in sb.get("endpoints", []):
                 if ep["network"] in self.nets:
                     m.eps[(ep["network"], sb["name"])] = ep.get("ipv4")
+        if stable != self.stable:
+            problems.append(f"daemon {self.n}: the endpoints set up at the start are {stable}, not {self.stable}")
         for net in m.nets:
             info = self.d.ok("network_inspect", name=net)
             inspected = {(net, c["Name"]): c["IPv4Address"] for c in info.get("Containers", {}).values()}
@@ -325,8 +356,11 @@ class Pinger:
         self.proc = spawn(self.ns, ["ping", "-D", "-n", "-i", "0.2", self.addr], open(self.path, "w"))
 
     def totals(self):
-        with open(self.path) as f:
-            text = f.read()
+        try:
+            with open(self.path) as f:
+                text = f.read()
+        except OSError:
+            return (0, 0)
         seqs = [int(s) for s in re.findall(r"icmp_seq=(\d+)", text)]
         return (max(seqs, default=0), len(re.findall(r"time=", text)))
 
@@ -456,7 +490,11 @@ def main():
     flooder = build_tool(os.path.join(HERE, "macflood.rs"), "macflood")
     WORK = tempfile.mkdtemp(prefix="vswitch-soak-")
     daemons = {n: Daemon(f"d{n}", WORK, netns=h, extra=["--vtep", VTEP[n]]) for n, h in ((1, H1), (2, H2))}
-    churners = {n: Churner(n, d, os.path.join(WORK, "acked.jsonl")) for n, d in daemons.items()}
+    stable = {
+        1: {(LAN, S1): IP[S1] + "/24", (LAN, S2): IP[S2] + "/24", (LAN, S3): IP[S3] + "/24", (OV, O1): IP[O1] + "/24"},
+        2: {(OV, O2): IP[O2] + "/24"},
+    }
+    churners = {n: Churner(n, d, os.path.join(WORK, "acked.jsonl"), stable[n]) for n, d in daemons.items()}
     samples, restarts, problems, threads = [], [], [], []
     loops, pingers = [], {}
     result = {"ok": False}
@@ -500,18 +538,20 @@ def main():
                 t_kill = time.time()
                 d.kill9()
                 d.start()
-                found = churners[victim].verify()
                 back = wait_ping(*((S1, IP[S2]) if victim == 1 else (O1, IP[O2])), 30)
-                restarts.append({"t": t_kill - t_start, "daemon": victim, "problems": found,
-                                 "ping_back_s": None if back is None else time.time() - t_kill})
+                back = None if back is None else time.time() - t_kill
+                found = churners[victim].verify()
+                restarts.append({"t": t_kill - t_start, "daemon": victim, "problems": found, "ping_back_s": back})
                 problems += found
                 say(f"restarted daemon {victim} at {t_kill - t_start:.0f} s: "
                     f"{'state as acknowledged' if not found else found}; ping back after "
-                    f"{restarts[-1]['ping_back_s']} s")
+                    f"{'never' if back is None else f'{back:.1f}'} s")
                 victim, next_kill = 3 - victim, next_kill + RESTART_EVERY
         stop.set()
         for t in threads:
             t.join()
+        # No process may hold a sandbox's namespace (and its interfaces) when it is removed.
+        stop_children()
         for n in daemons:
             problems += churners[n].verify()
         refused = teardown_objects(daemons, churners)
@@ -521,17 +561,7 @@ def main():
         result.update(ok=not problems and not leaked and alive, leaked=leaked, alive=alive)
     finally:
         stop.set()
-        with children_lock:
-            procs = list(children)
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_children()
         for t in threads:
             t.join(timeout=10)
         if not result["ok"]:
@@ -545,12 +575,11 @@ def main():
         for n in os.listdir("/etc/netns") if os.path.isdir("/etc/netns") else []:
             if n.startswith(P):
                 shutil.rmtree(os.path.join("/etc/netns", n), ignore_errors=True)
+        report(t_start, daemons, churners, samples, restarts, problems, loops, pingers, result)
         if result["ok"] and not KEEP_LOGS:
             shutil.rmtree(WORK, ignore_errors=True)
         else:
             say(f"logs kept in {WORK}")
-
-    report(t_start, daemons, churners, samples, restarts, problems, loops, pingers, result)
     return 0 if result["ok"] else 1
 
 
