@@ -16,7 +16,8 @@
 //!   zero source, or to a reserved group address go nowhere;
 //! - a broadcast or multicast frame goes to exactly the network's other
 //!   eligible ports, in membership order; a unicast frame to a static entry
-//!   goes to that port only;
+//!   goes to that port only, and does when it is eligible (up, not the
+//!   ingress port, no tunnel to tunnel, no tunnel to or from the gateway);
 //! - counters: per port, received packets and bytes grow by what arrived,
 //!   transmitted packets and bytes by what the plan sends there, and every
 //!   frame received is either sent somewhere or counted as one drop; frames
@@ -393,7 +394,7 @@ impl Run {
         } else if let Some(&target) = statics.get(&(net, dst)) {
             assert!(sends.iter().all(|&p| p == target), "frame {index} to a static entry went elsewhere: {sends:?}");
             let (out, out_up) = self.model.ports[&target];
-            if target != port && out_up && !config.kind.crosses_gateway_and_tunnel(out.kind) {
+            if target != port && out_up && config.kind.floods_to(out.kind) {
                 assert_eq!(sends, [target], "frame {index} to a static entry on port {target}");
             }
         }
