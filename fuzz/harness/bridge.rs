@@ -146,6 +146,9 @@ struct Model {
     aging: Duration,
 }
 
+/// Per network: its entries (MAC, port, static) sorted, and its ports' learned counts.
+type Snapshot = Vec<(u32, Vec<(MacAddr, u32, bool)>, Vec<(u32, usize)>)>;
+
 struct Run {
     bridge: Bridge,
     model: Model,
@@ -424,7 +427,7 @@ impl Run {
         let before = self.snapshot();
         let refused = match op {
             9 => {
-                let up = byte(bytes, 1) % 2 == 0;
+                let up = byte(bytes, 1).is_multiple_of(2);
                 let ok = self.bridge.set_port_up(PortId(port), up).is_ok();
                 assert_eq!(ok, self.model.ports.contains_key(&port), "set_port_up on port {port}");
                 if let Some(p) = self.model.ports.get_mut(&port) {
@@ -608,7 +611,7 @@ impl Run {
     }
 
     /// Everything a refused call must leave as it was.
-    fn snapshot(&self) -> Vec<(u32, Vec<(MacAddr, u32, bool)>, Vec<(u32, usize)>)> {
+    fn snapshot(&self) -> Snapshot {
         self.model
             .networks
             .keys()
