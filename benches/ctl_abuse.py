@@ -23,17 +23,16 @@ Run as root from the repository root:  sudo benches/ctl_abuse.py
 Knobs (environment): DURATION (default 20), BUILD=0 to skip the build.
 """
 
-import json
 import os
 import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+from vswitch import Daemon, build, connect, ctl, fds, rss_kib  # noqa: E402
 
 DURATION = float(os.environ.get("DURATION", "20"))
 PROBE_LIMIT_MS = 100.0
@@ -45,26 +44,6 @@ lock = threading.Lock()
 def bump(key, n=1):
     with lock:
         counts[key] += n
-
-
-def connect(path, timeout=5.0):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(path)
-    return s
-
-
-def ctl(path, verb, **fields):
-    """One request on a fresh connection; returns the decoded reply."""
-    with connect(path) as s:
-        s.sendall((json.dumps({"v": 1, "id": 1, "req": {"verb": verb, **fields}}) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
 
 
 def state(path, state_dir):
@@ -163,38 +142,18 @@ def probe(path, latencies, failures):
         stop.wait(0.05)
 
 
-def fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def main():
     if os.geteuid() != 0:
         print("ctl_abuse: needs root (it creates a sandbox)", file=sys.stderr)
         return 1
-    if os.environ.get("BUILD", "1") != "0":
-        subprocess.run(["cargo", "build", "--release", "--bins"], check=True)
+    build()
     work = tempfile.mkdtemp(prefix="vswitch-abuse-")
-    sock, state_dir = os.path.join(work, "ctl.sock"), os.path.join(work, "state")
-    log = open(os.path.join(work, "vswitchd.log"), "w")
-    daemon = subprocess.Popen(
-        ["target/release/vswitchd", "--ctl-socket", sock, "--state-dir", state_dir], stdout=log, stderr=log
-    )
+    daemon = Daemon("vswitchd", work)
+    sock, state_dir = daemon.sock, daemon.state_dir
     held = []
     sandbox = f"abuse{os.getpid()}"
     try:
-        deadline = time.monotonic() + 15
-        while not os.path.exists(sock):
-            if time.monotonic() > deadline or daemon.poll() is not None:
-                raise SystemExit("vswitchd did not start; log in " + work)
-            time.sleep(0.05)
+        daemon.start()
         ctl(sock, "network_create", name="abuse-net", subnet="10.233.0.0/24")
         ctl(sock, "sandbox_create", name=sandbox)
         ctl(sock, "network_connect", network="abuse-net", sandbox=sandbox)
@@ -222,7 +181,7 @@ def main():
             s.close()
         time.sleep(0.5)
         after = state(sock, state_dir)
-        alive = daemon.poll() is None
+        alive = daemon.alive()
         fd_after, rss_after = fds(daemon.pid), rss_kib(daemon.pid)
     finally:
         stop.set()
@@ -231,9 +190,7 @@ def main():
             ctl(sock, "network_rm", name="abuse-net")
         except OSError:
             pass
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(timeout=10)
-        log.close()
+        daemon.stop()
 
     latencies.sort()
     pct = lambda p: latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else float("nan")

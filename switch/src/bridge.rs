@@ -560,6 +560,7 @@ impl Bridge {
                     Some(out) if ingress_kind.crosses_gateway_and_tunnel(out.config.kind) => {
                         DropReason::GatewayAcrossTunnel
                     }
+                    Some(out) if ingress_kind.is_tunnel() && out.config.kind.is_tunnel() => DropReason::SplitHorizon,
                     Some(out) if out.up => {
                         out.counters.tx_packets += 1;
                         out.counters.tx_bytes += len;

@@ -181,6 +181,27 @@ fn split_horizon_between_tunnel_ports() {
     assert_eq!(send(&mut b, T0, 0, &frame(MacAddr::BROADCAST, mac(2), 60)), vec![1, 2]);
 }
 
+/// Found by the `bridge` fuzz target: a unicast frame from one tunnel to a
+/// MAC learned behind another tunnel was forwarded, so two hosts with stale
+/// tables could bounce it between their VTEPs. Split horizon holds for
+/// known unicast too: it is dropped and counted.
+#[test]
+fn split_horizon_holds_for_known_unicast() {
+    let mut b = Bridge::new();
+    b.add_network(NET_A, NetworkConfig::default()).unwrap();
+    b.add_port(PortId(0), PortConfig::access(NET_A)).unwrap();
+    b.add_port(PortId(1), PortConfig::tunnel(NET_A)).unwrap();
+    b.add_port(PortId(2), PortConfig::tunnel(NET_A)).unwrap();
+    let (local, behind_1, behind_2) = (mac(1), mac(2), mac(3));
+    send(&mut b, T0, 0, &frame(MacAddr::BROADCAST, local, 60));
+    send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, behind_1, 60));
+    assert_eq!(b.lookup(NET_A, behind_1, T0), Some(PortId(1)));
+    assert_eq!(send(&mut b, T0, 2, &frame(behind_1, behind_2, 60)), Vec::<u32>::new(), "tunnel to tunnel");
+    assert_eq!(drops(&b, 2, DropReason::SplitHorizon), 1);
+    assert_eq!(send(&mut b, T0, 2, &frame(local, behind_2, 60)), vec![0], "tunnel to a local port");
+    assert_eq!(send(&mut b, T0, 0, &frame(behind_1, local, 60)), vec![1], "a local port to a tunnel");
+}
+
 /// Every host of an overlay has a gateway with the same MAC: frames never
 /// pass between the gateway and a tunnel, flooded or unicast, so a sandbox
 /// always reaches its own host's gateway.

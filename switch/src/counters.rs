@@ -77,11 +77,15 @@ pub enum DropReason {
     /// The egress port's impairment queue was full (its `limit` frames or
     /// bytes are waiting for their departure time).
     ImpairQueueFull,
+    /// A unicast frame from one tunnel port to another (split horizon:
+    /// nothing that came from a tunnel goes back into one, so stale tables
+    /// on two hosts cannot bounce a frame between VTEPs).
+    SplitHorizon,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -111,6 +115,7 @@ impl DropReason {
         DropReason::NatUnsupported,
         DropReason::ImpairLoss,
         DropReason::ImpairQueueFull,
+        DropReason::SplitHorizon,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -147,6 +152,7 @@ impl DropReason {
             DropReason::NatUnsupported => "nat_unsupported",
             DropReason::ImpairLoss => "impair_loss",
             DropReason::ImpairQueueFull => "impair_queue_full",
+            DropReason::SplitHorizon => "split_horizon",
         }
     }
 }

@@ -57,6 +57,11 @@ pub enum PortKind {
 }
 
 impl PortKind {
+    /// Whether this is a tunnel port.
+    pub fn is_tunnel(self) -> bool {
+        self == PortKind::Tunnel
+    }
+
     /// Whether one of the two is a tunnel and the other the gateway: no
     /// frame passes between them (anycast gateway).
     pub fn crosses_gateway_and_tunnel(self, other: PortKind) -> bool {
@@ -67,7 +72,7 @@ impl PortKind {
     /// `egress`: not between tunnels (split horizon), and not between a
     /// tunnel and the gateway.
     pub fn floods_to(self, egress: PortKind) -> bool {
-        let between_tunnels = self == PortKind::Tunnel && egress == PortKind::Tunnel;
+        let between_tunnels = self.is_tunnel() && egress.is_tunnel();
         !between_tunnels && !self.crosses_gateway_and_tunnel(egress)
     }
 }
