@@ -215,7 +215,7 @@ install_packages() {
 build_udpflood() {
     local src=$SCRIPT_DIR/e2e/udpflood.rs
     UDPFLOOD=$TARGET_DIR/e2e/udpflood
-    if [[ ! -x $UDPFLOOD || $src -nt $UDPFLOOD ]]; then
+    if [[ ! -x $UDPFLOOD || $src -nt $UDPFLOOD || $SCRIPT_DIR/support/mmsg.rs -nt $UDPFLOOD ]]; then
         log "building $UDPFLOOD"
         mkdir -p "$TARGET_DIR/e2e"
         rustc --edition 2024 -C opt-level=3 -o "$UDPFLOOD" "$src"

@@ -28,6 +28,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../support/mmsg.rs"]
+mod mmsg;
+use mmsg::{IoVec, MMsgHdr, MsgHdr, sendmmsg};
+
 /// Frames per `sendmmsg` call.
 const BATCH: usize = 64;
 /// `AF_PACKET`, `SOCK_RAW`, `ETH_P_ALL` (network byte order), `SOL_PACKET`,
@@ -53,37 +57,10 @@ struct SockaddrLl {
     addr: [u8; 8],
 }
 
-/// `struct iovec` from `<sys/uio.h>`.
-#[repr(C)]
-struct IoVec {
-    base: *mut c_void,
-    len: usize,
-}
-
-/// `struct msghdr` from `<sys/socket.h>` (Linux, 64-bit layout).
-#[repr(C)]
-struct MsgHdr {
-    name: *mut c_void,
-    namelen: u32,
-    iov: *mut IoVec,
-    iovlen: usize,
-    control: *mut c_void,
-    controllen: usize,
-    flags: c_int,
-}
-
-/// `struct mmsghdr` from `<sys/socket.h>`.
-#[repr(C)]
-struct MMsgHdr {
-    hdr: MsgHdr,
-    len: c_uint,
-}
-
 unsafe extern "C" {
     fn socket(domain: c_int, kind: c_int, protocol: c_int) -> c_int;
     fn bind(fd: c_int, addr: *const c_void, len: u32) -> c_int;
     fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, len: u32) -> c_int;
-    fn sendmmsg(fd: c_int, msgs: *mut MMsgHdr, vlen: c_uint, flags: c_int) -> c_int;
     fn if_nametoindex(name: *const u8) -> c_uint;
     fn signal(sig: c_int, handler: extern "C" fn(c_int)) -> usize;
 }

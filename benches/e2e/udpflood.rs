@@ -20,6 +20,10 @@ use std::os::raw::{c_int, c_uint, c_void};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+#[path = "../support/mmsg.rs"]
+mod mmsg;
+use mmsg::{IoVec, MMsgHdr, MsgHdr, sendmmsg};
+
 /// Datagrams per `sendmmsg`/`recvmmsg` call.
 const BATCH: usize = 64;
 /// `MSG_WAITFORONE` from `<sys/socket.h>`: block for the first datagram only.
@@ -27,34 +31,7 @@ const MSG_WAITFORONE: c_int = 0x10000;
 /// Socket buffer size requested for both ends (the kernel caps it at `net.core.*mem_max`).
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// `struct iovec` from `<sys/uio.h>`.
-#[repr(C)]
-struct IoVec {
-    base: *mut c_void,
-    len: usize,
-}
-
-/// `struct msghdr` from `<sys/socket.h>` (Linux, 64-bit layout).
-#[repr(C)]
-struct MsgHdr {
-    name: *mut c_void,
-    namelen: u32,
-    iov: *mut IoVec,
-    iovlen: usize,
-    control: *mut c_void,
-    controllen: usize,
-    flags: c_int,
-}
-
-/// `struct mmsghdr` from `<sys/socket.h>`.
-#[repr(C)]
-struct MMsgHdr {
-    hdr: MsgHdr,
-    len: c_uint,
-}
-
 unsafe extern "C" {
-    fn sendmmsg(fd: c_int, msgs: *mut MMsgHdr, vlen: c_uint, flags: c_int) -> c_int;
     fn recvmmsg(fd: c_int, msgs: *mut MMsgHdr, vlen: c_uint, flags: c_int, timeout: *mut c_void) -> c_int;
     fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, len: u32) -> c_int;
 }

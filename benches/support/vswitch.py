@@ -36,7 +36,10 @@ def build_tool(source, name):
     """Builds a std-only helper program (like benches/e2e/udpflood.rs) with plain rustc into
     TARGET_DIR/attack/NAME unless it is up to date; returns its path."""
     out = os.path.join(TARGET_DIR, "attack", name)
-    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(source):
+    # The tools share benches/support/mmsg.rs (a `#[path]` module).
+    shared = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mmsg.rs")
+    newest = max(os.path.getmtime(source), os.path.getmtime(shared))
+    if not os.path.exists(out) or os.path.getmtime(out) < newest:
         os.makedirs(os.path.dirname(out), exist_ok=True)
         subprocess.run(["rustc", "--edition", "2024", "-C", "opt-level=3", "-o", out, source], check=True)
     return out
