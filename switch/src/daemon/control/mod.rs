@@ -12,6 +12,8 @@ pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 mod overlay;
 mod publish;
 mod reap;
+#[cfg(test)]
+mod scratch;
 mod stack;
 mod stream;
 mod views;

@@ -385,39 +385,7 @@ mod tests {
         assert!(pubs[0].backends.is_empty());
     }
 
-    /// A control plane over a real (unprivileged) datapath thread and a
-    /// scratch state directory, removed on drop.
-    struct Scratch {
-        dir: std::path::PathBuf,
-        control: Option<Control>,
-    }
-
-    impl Scratch {
-        fn new(tag: &str) -> Scratch {
-            let dir = std::env::temp_dir().join(format!("vsw-publish-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            let (store, model) = crate::model::Store::open(&dir).unwrap();
-            let datapath =
-                crate::daemon::datapath::DatapathHandle::spawn(None, None, Vec::new(), Default::default()).unwrap();
-            let control = Control::restore(store, model, datapath, None, false, Vec::new()).unwrap();
-            Scratch { dir, control: Some(control) }
-        }
-
-        fn c(&mut self) -> &mut Control {
-            self.control.as_mut().unwrap()
-        }
-
-        fn state(&self) -> Vec<u8> {
-            std::fs::read(self.dir.join("state.json")).unwrap()
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            drop(self.control.take());
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+    use super::super::scratch::Scratch;
 
     #[test]
     fn refused_requests_change_nothing() {

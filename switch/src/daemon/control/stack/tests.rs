@@ -7,26 +7,14 @@ use std::net::TcpListener;
 use ctl::proto::{ErrorKind, Request};
 use ctl::stack::{SourceMap, Stack, StackNetwork, StackReport, StackService, StackStatus};
 
-use crate::daemon::control::Control;
+use crate::daemon::control::scratch::Scratch;
 
-/// A control plane over an unprivileged datapath thread and a scratch
-/// state directory, removed on drop.
-struct Scratch {
-    dir: std::path::PathBuf,
-    control: Option<Control>,
+/// Stack requests against the scratch control plane.
+trait ApplyStack {
+    fn apply(&mut self, stack: &Stack, dry_run: bool) -> Result<StackReport, ctl::proto::CtlError>;
 }
 
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("vsw-stack-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (store, model) = crate::model::Store::open(&dir).unwrap();
-        let datapath =
-            crate::daemon::datapath::DatapathHandle::spawn(None, None, Vec::new(), Default::default()).unwrap();
-        let control = Control::restore(store, model, datapath, None, false, Vec::new()).unwrap();
-        Scratch { dir, control: Some(control) }
-    }
-
+impl ApplyStack for Scratch {
     fn apply(&mut self, stack: &Stack, dry_run: bool) -> Result<StackReport, ctl::proto::CtlError> {
         let source = SourceMap {
             file: "stack.yaml".into(),
@@ -37,19 +25,8 @@ impl Scratch {
             .into(),
         };
         let req = Request::StackApply { stack: stack.clone(), dry_run, source: Some(source) };
-        let reply = self.control.as_mut().unwrap().handle(req)?;
+        let reply = self.c().handle(req)?;
         Ok(serde_json::from_value(reply).unwrap())
-    }
-
-    fn state(&self) -> Vec<u8> {
-        std::fs::read(self.dir.join("state.json")).unwrap()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        drop(self.control.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -92,8 +69,7 @@ fn applied_once_then_unchanged_and_a_dry_run_changes_nothing() {
     assert!(again.objects.iter().all(|o| o.status == StackStatus::Unchanged));
     assert_eq!(s.state(), saved, "an unchanged apply saved state");
 
-    let exported: Stack =
-        serde_json::from_value(s.control.as_mut().unwrap().handle(Request::StackExport).unwrap()).unwrap();
+    let exported: Stack = serde_json::from_value(s.c().handle(Request::StackExport).unwrap()).unwrap();
     assert_eq!(exported.networks.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["back", "front"]);
     assert_eq!(exported.services, stack(port).services);
 }
