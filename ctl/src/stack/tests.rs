@@ -219,7 +219,10 @@ fn ipv6_keys_become_the_typed_stack() {
     assert_eq!(web.dns, ["fd00:1::53".parse::<IpAddr>().unwrap()]);
     assert_eq!(web.networks[0].ipv4_address, Some(Ipv4Addr::new(10, 1, 0, 10)));
     assert_eq!(web.networks[0].ipv6_address, Some("fd00:1::10".parse().unwrap()));
-    assert_eq!((web.networks[1].ipv4_address, web.networks[1].ipv6_address), (None, Some("fd00:2::5".parse().unwrap())));
+    assert_eq!(
+        (web.networks[1].ipv4_address, web.networks[1].ipv6_address),
+        (None, Some("fd00:2::5".parse().unwrap()))
+    );
     assert_eq!(web.networks[2], StackAttachment { network: "auto".into(), ..Default::default() });
 
     // The IPv6 keys are located where the file writes them.

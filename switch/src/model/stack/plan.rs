@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ctl::{IpNet, PortMapping};
 use ctl::proto::Driver;
 use ctl::stack::{Stack, StackAttachment, StackIssue, StackNetwork, StackObject, StackSandbox, StackStatus};
+use ctl::{IpNet, PortMapping};
 
 use crate::model::error::ModelError;
 use crate::model::state::Model;

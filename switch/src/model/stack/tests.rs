@@ -329,10 +329,7 @@ fn a_dual_stack_file_gets_its_ipv6_addresses_and_a_second_plan_changes_nothing()
     assert_eq!(details("v6"), [format!("IPv6 subnet {ula}, gateway {}", v6.gateway6.unwrap())]);
     assert_eq!(
         details("web"),
-        [
-            "eth0 on front: 10.1.0.10, fd00:1::10".to_owned(),
-            format!("eth1 on v6: {}", web_v6.ipv6.unwrap())
-        ]
+        ["eth0 on front: 10.1.0.10, fd00:1::10".to_owned(), format!("eth1 on v6: {}", web_v6.ipv6.unwrap())]
     );
 
     let again = plan(m, &dual_stack());

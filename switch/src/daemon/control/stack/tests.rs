@@ -119,7 +119,10 @@ fn ipv6_networks_are_planned_applied_inspected_and_exported() {
     let dual = &plan.objects[0];
     assert_eq!(
         dual.details,
-        ["subnet 10.7.0.0/24, gateway 10.7.0.1", "IPv6 subnet fd00:7::/64, gateway fd00:7::1, ip_range fd00:7::100/120"],
+        [
+            "subnet 10.7.0.0/24, gateway 10.7.0.1",
+            "IPv6 subnet fd00:7::/64, gateway fd00:7::1, ip_range fd00:7::100/120"
+        ],
         "the dry run shows the IPv6 side"
     );
     assert!(plan.objects[1].details[0].starts_with("IPv6 subnet fd"), "{:?}", plan.objects[1]);
