@@ -413,5 +413,10 @@ fn the_readme_example_is_a_valid_stack() {
     let (stack, _) = parse(yaml).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((stack.networks.len(), stack.sandboxes.len(), stack.services.len()), (4, 3, 1));
     assert_eq!(stack.networks[2].vni, Some(4242));
+    assert_eq!(
+        (stack.networks[0].enable_ipv6, stack.networks[0].subnet6),
+        (true, Some("fd00:1::/64".parse().unwrap()))
+    );
+    assert_eq!(stack.sandboxes[0].networks[0].ipv6_address, Some("fd00:1::10".parse().unwrap()));
     assert_eq!(stack.sandboxes[2].networks[0].service.as_deref(), Some("lb"));
 }
