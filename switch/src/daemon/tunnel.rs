@@ -7,8 +7,20 @@
 //! stays on one path), as Linux's `udp_flow_src_port` does. quinn-udp does
 //! the batching: `recvmmsg` with UDP GRO on receive and `sendmsg` with UDP
 //! GSO (`UDP_SEGMENT`) on send, probed once and degrading at run time where
-//! the kernel lacks them. Its sockets set `IP_PMTUDISC_PROBE`: outer packets
-//! carry DF and are never fragmented.
+//! the kernel lacks them. Its sockets set `IP_PMTUDISC_PROBE` (on IPv6
+//! `IPV6_PMTUDISC_PROBE` and `IPV6_DONTFRAG`): outer packets carry DF and
+//! are never fragmented.
+//!
+//! The underlay is IPv4 or IPv6, as the VTEP address is; the overhead
+//! (50 or 70 bytes) and so every MTU derived from it follow
+//! ([`Tunnel::inner_ip_mtu`]). IPv6 sockets are `IPV6_V6ONLY`: an IPv6 VTEP
+//! never sees IPv4 as mapped addresses, and a peer of the other family is
+//! refused when configured ([`vxlan::check_peer`]). UDP checksums are the
+//! kernel's: it computes them for every datagram it sends (for each segment
+//! of a GSO train too) and verifies them on receipt. vswitch never asks for
+//! zero checksums (`UDP_NO_CHECK6_TX`), which RFC 6935 and RFC 8200 allow
+//! on IPv6 tunnels only under conditions VXLAN's inner frames do not meet,
+//! and Linux drops IPv6 datagrams that carry one.
 //!
 //! Before encapsulation a frame from a TAP becomes a real wire frame: TSO /
 //! USO super-frames are segmented in software to the overlay MTU and partial
@@ -26,6 +38,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use crypto::{InnerChecksum, NetworkCrypto};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use socket2::{Domain, Protocol, Socket, Type};
 use vxlan::{HEADER_LEN, Vni};
 
 use super::batch::{BUFFERS, RxBatch, RxEntry};
@@ -37,7 +50,8 @@ use crate::sys::tap::VirtioNetHdr;
 /// Sockets in the send pool (distinct UDP source ports).
 const SOURCE_PORTS: usize = 32;
 /// Largest UDP payload of one (GSO) send: an IPv4 packet's 65,535 bytes
-/// minus its IP and UDP headers.
+/// minus its IP and UDP headers. IPv6's payload length does not count its
+/// own header, so the same bound keeps an IPv6 send within 64 KiB too.
 const MAX_UDP_PAYLOAD: usize = 65_535 - 20 - 8;
 /// Socket buffer size asked for on every socket.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -178,8 +192,15 @@ pub(crate) struct Tunnel {
     last_sent: (usize, usize),
 }
 
+/// A UDP socket bound to `addr`, set up for quinn-udp's batching. An IPv6
+/// socket is `IPV6_V6ONLY`: the underlay is one address family.
 fn open(addr: SocketAddr) -> io::Result<(UdpSocket, UdpSocketState)> {
-    let socket = UdpSocket::bind(addr)?;
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    let socket = UdpSocket::from(socket);
     let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
     // Best effort: a smaller buffer only costs throughput.
     let _ = state.set_send_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
@@ -187,24 +208,35 @@ fn open(addr: SocketAddr) -> io::Result<(UdpSocket, UdpSocketState)> {
     Ok((socket, state))
 }
 
-impl Tunnel {
-    /// Binds the receive socket and the send pool.
-    pub(crate) fn open(config: VtepConfig) -> io::Result<Tunnel> {
-        let (rx, rx_state) = open(config.local)?;
-        let tx = (0..SOURCE_PORTS)
+impl UdpUnderlay {
+    /// Binds the receive socket to `local` and a pool of `senders` sending
+    /// sockets to ephemeral ports of the same address.
+    fn open(local: SocketAddr, senders: usize) -> io::Result<UdpUnderlay> {
+        let (rx, rx_state) = open(local)?;
+        let tx = (0..senders.max(1))
             .map(|_| {
-                let (socket, state) = open(SocketAddr::new(config.local.ip(), 0))?;
+                let (socket, state) = open(SocketAddr::new(local.ip(), 0))?;
                 let port = socket.local_addr()?.port();
                 Ok(TxSocket { socket, state, port })
             })
             .collect::<io::Result<Vec<_>>>()?;
+        Ok(UdpUnderlay { rx, rx_state, tx })
+    }
+}
+
+impl Tunnel {
+    /// Binds the receive socket and the send pool.
+    pub(crate) fn open(config: VtepConfig) -> io::Result<Tunnel> {
+        let io = UdpUnderlay::open(config.local, SOURCE_PORTS)?;
         tracing::info!(
             vtep = %config.local,
-            gso_segments = tx[0].state.max_gso_segments(),
-            gro_segments = rx_state.gro_segments(),
+            underlay = %vxlan::IpVersion::of(config.local.ip()),
+            overhead = vxlan::overhead(vxlan::IpVersion::of(config.local.ip())),
+            gso_segments = io.tx[0].state.max_gso_segments(),
+            gro_segments = io.rx_state.gro_segments(),
             "VXLAN underlay ready"
         );
-        Ok(Tunnel::with_underlay(config, Box::new(UdpUnderlay { rx, rx_state, tx })))
+        Ok(Tunnel::with_underlay(config, Box::new(io)))
     }
 
     /// A tunnel over `io`, configured as `config` says (whose address `io`
@@ -236,10 +268,19 @@ impl Tunnel {
     }
 
     /// The largest inner IP packet a tunnel carries without fragmenting the
-    /// outer packet.
+    /// outer packet: the underlay MTU less 50 bytes over IPv4, 70 over IPv6.
     pub(crate) fn inner_ip_mtu(&self) -> u32 {
-        let version = if self.config.local.is_ipv4() { vxlan::IpVersion::V4 } else { vxlan::IpVersion::V6 };
+        let version = vxlan::IpVersion::of(self.config.local.ip());
         vxlan::inner_mtu(self.config.underlay_mtu, version).unwrap_or(vxlan::MIN_INNER_MTU)
+    }
+
+    /// The largest inner IP packet a tunnel of a plain (`encrypted`: an
+    /// encrypted) overlay carries: [`Tunnel::inner_ip_mtu`], less the
+    /// encryption's 32 bytes on an encrypted one. What sends are checked
+    /// against, SYNs clamped to and ICMP too-big messages announce.
+    pub(crate) fn ip_mtu(&self, encrypted: bool) -> u32 {
+        let extra = if encrypted { crypto::OVERHEAD_OVER_VXLAN as u32 } else { 0 };
+        self.inner_ip_mtu().saturating_sub(extra)
     }
 
     /// The datagrams (UDP payloads) of the last send that returned
@@ -313,8 +354,7 @@ impl Tunnel {
         hdr: &VirtioNetHdr,
         mut seal: Option<&mut NetworkCrypto>,
     ) -> TxOutcome {
-        let extra = if seal.is_some() { crypto::OVERHEAD_OVER_VXLAN as u32 } else { 0 };
-        let ip_mtu = (self.inner_ip_mtu() - extra).min(u32::from(u16::MAX)) as u16;
+        let ip_mtu = self.ip_mtu(seal.is_some()).min(u32::from(u16::MAX)) as u16;
         if let Some(kind) = offload::exceeds_mtu(frame, hdr, ip_mtu) {
             return TxOutcome::TooBig(kind);
         }

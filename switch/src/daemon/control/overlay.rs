@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 
 use ctl::proto::{self, Ack, CtlError, ErrorKind};
 
-use super::{Control, Reply, datapath_error, model_error, network_id, ok};
+use super::{Control, Reply, datapath_error, endpoint_port, model_error, network_id, ok};
 use crate::daemon::datapath::DatapathError;
-use crate::port::NetworkId;
+use crate::port::{NetworkId, PortId};
 
 impl Control {
     pub(super) fn key_rotate(&mut self, network: &str) -> Reply {
@@ -25,20 +25,22 @@ impl Control {
     }
 
     /// The default MTU of an overlay network: what a tunnel carries over the
-    /// underlay without fragmenting (1450 over a 1500-byte IPv4 underlay).
+    /// underlay without fragmenting (1450 over a 1500-byte IPv4 underlay,
+    /// 1430 over IPv6).
     pub(super) fn overlay_mtu(&self) -> u32 {
         let (mtu, version) = match self.vtep {
-            Some(v) if v.local.is_ipv6() => (v.underlay_mtu, vxlan::IpVersion::V6),
-            Some(v) => (v.underlay_mtu, vxlan::IpVersion::V4),
+            Some(v) => (v.underlay_mtu, vxlan::IpVersion::of(v.local.ip())),
             None => (1500, vxlan::IpVersion::V4),
         };
         vxlan::inner_mtu(mtu, version).unwrap_or(vxlan::MIN_INNER_MTU)
     }
 
     pub(super) fn peer_add(&mut self, addr: SocketAddr, networks: Vec<String>) -> Reply {
-        if self.vtep.is_none() {
+        let Some(vtep) = self.vtep else {
             return Err(CtlError::new(ErrorKind::NotSupported, DatapathError::NoVtep.to_string()));
-        }
+        };
+        // One address family per underlay: refused before anything changes.
+        vxlan::check_peer(vtep.local, addr).map_err(|e| CtlError::invalid_argument(e.to_string()))?;
         let mut next = self.model.clone();
         let peer = next.add_peer(addr, &networks).map_err(model_error)?;
         let served: Vec<NetworkId> = next.peer_networks(&peer).into_iter().map(network_id).collect();
@@ -93,5 +95,34 @@ impl Control {
             all_networks: peer.network_ids.is_empty(),
             learned: false,
         }
+    }
+
+    /// The datapath network and port a static FDB entry of `model` points
+    /// at: an endpoint's TAP, or the tunnel port to a static peer of an
+    /// overlay (which the datapath made when the peer was added).
+    pub(super) fn static_fdb_port(
+        &self,
+        model: &crate::model::Model,
+        entry: &crate::model::StaticFdbEntry,
+    ) -> Result<(NetworkId, PortId), CtlError> {
+        let net = model.network_by_id(&entry.network_id).ok_or_else(|| CtlError::internal("entry without network"))?;
+        let network = network_id(net);
+        if let Some(endpoint) = model.endpoint_by_tap(&entry.port_name) {
+            return Ok((network, endpoint_port(endpoint.port_index)));
+        }
+        let remote = crate::model::tunnel_port_peer(&entry.port_name)
+            .ok_or_else(|| CtlError::internal(format!("entry without port {}", entry.port_name)))?;
+        let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
+        snapshot
+            .tunnels
+            .iter()
+            .find(|t| t.network == network && t.remote == remote)
+            .map(|t| (network, t.port))
+            .ok_or_else(|| {
+                CtlError::new(
+                    ErrorKind::NotFound,
+                    format!("no tunnel port {} on network {} in the datapath", entry.port_name, net.name),
+                )
+            })
     }
 }
