@@ -493,7 +493,9 @@ pub(crate) enum FdbCmd {
         /// Unicast MAC address.
         #[arg(value_parser = parse_unicast_mac)]
         mac: MacAddress,
-        /// Port name.
+        /// Port name, as `show` prints it: an endpoint's `vsw…` TAP, or the
+        /// tunnel port of a static peer of an overlay (`vx:ADDR:PORT`,
+        /// `vx:[V6]:PORT`).
         port: String,
     },
     /// Remove learned entries.
@@ -528,7 +530,8 @@ pub(crate) enum SecretCmd {
 pub(crate) enum PeerCmd {
     /// Add a static peer: overlay broadcasts, multicast and unknown unicast are replicated to it.
     Add {
-        /// The peer's underlay address, ADDR or ADDR:PORT (port 4789 by default).
+        /// The peer's underlay address, ADDR, ADDR:PORT or [V6]:PORT (port
+        /// 4789 by default), of the same family as this host's --vtep.
         #[arg(value_parser = parse_peer_addr)]
         addr: SocketAddr,
         /// An overlay network it serves (repeatable); none: every overlay network.

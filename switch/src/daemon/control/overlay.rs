@@ -126,3 +126,89 @@ impl Control {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ctl::MacAddress;
+    use ctl::proto::{Driver, FdbEntry, NetworkInfo, PeerInfo, Request};
+
+    use super::super::scratch::Scratch;
+    use super::*;
+    use crate::daemon::tunnel::VtepConfig;
+
+    /// A VTEP on the IPv6 loopback (an ephemeral port: no traffic flows).
+    fn vtep6() -> VtepConfig {
+        VtepConfig { local: "[::1]:0".parse().unwrap(), learn_peers: false, underlay_mtu: 1500 }
+    }
+
+    fn overlay(name: &str, subnet: &str) -> Request {
+        Request::NetworkCreate {
+            name: name.into(),
+            driver: Driver::Overlay,
+            subnet: Some(subnet.parse().unwrap()),
+            gateway: None,
+            ip_range: None,
+            internal: false,
+            mtu: None,
+            attachable: true,
+            vni: None,
+            options: Default::default(),
+        }
+    }
+
+    fn fdb(s: &mut Scratch, network: &str) -> Vec<FdbEntry> {
+        serde_json::from_value(s.c().handle(Request::FdbShow { network: Some(network.into()) }).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_ipv6_vtep_takes_ipv6_peers_and_static_entries_toward_them_across_a_restart() {
+        let mut s = match Scratch::with_vtep("vxlan6", Some(vtep6())) {
+            Ok(s) => s,
+            Err(e) => return eprintln!("SKIPPED: no IPv6 loopback here ({e})"),
+        };
+        let info: NetworkInfo = serde_json::from_value(s.c().handle(overlay("ov", "10.20.0.0/24")).unwrap()).unwrap();
+        let mtu = info.options.get("com.docker.network.driver.mtu").map(String::as_str);
+        assert_eq!(mtu, Some("1430"), "1500 - 70 on an IPv6 underlay: {info:?}");
+        let before = s.state();
+
+        // The other family, in disguise or not, is refused and changes nothing.
+        for (addr, needle) in [
+            ("192.0.2.1:4789", "peer 192.0.2.1:4789 is IPv4 but this host's VTEP [::1]:0 is IPv6"),
+            ("[::ffff:192.0.2.1]:4789", "IPv4-mapped"),
+            ("[fe80::1]:4789", "link-local"),
+        ] {
+            let e = s.c().handle(Request::PeerAdd { addr: addr.parse().unwrap(), networks: vec![] }).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument, "{addr}: {}", e.message);
+            assert!(e.message.contains(needle), "{addr}: {:?} lacks {needle:?}", e.message);
+            assert_eq!(s.state(), before, "{addr} changed the state");
+        }
+
+        let peer: SocketAddr = "[2001:db8::2]:4789".parse().unwrap();
+        s.c().handle(Request::PeerAdd { addr: peer, networks: vec!["ov".into()] }).unwrap();
+        let peers: Vec<PeerInfo> = serde_json::from_value(s.c().handle(Request::PeerLs).unwrap()).unwrap();
+        assert_eq!(peers.iter().map(|p| (p.addr, p.learned)).collect::<Vec<_>>(), [(peer, false)]);
+        let mac = MacAddress([0x02, 0x42, 0, 0, 0, 0x77]);
+        let add = |port: &str| Request::FdbAdd { network: "ov".into(), mac, port: port.into() };
+        let e = s.c().handle(add("vx:[2001:db8::3]:4789")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound, "{}", e.message);
+        s.c().handle(add("vx:2001:db8::2")).unwrap();
+        let static_entry =
+            |entries: &[FdbEntry]| entries.iter().find(|f| f.mac == mac).map(|f| (f.port.clone(), f.kind, f.remote));
+        let expected = Some(("vx:[2001:db8::2]:4789".to_owned(), ctl::proto::FdbKind::Static, Some(peer)));
+        assert_eq!(static_entry(&fdb(&mut s, "ov")), expected);
+
+        // A restarted daemon has the peer's tunnel port and the entry again.
+        s.restart(Some(vtep6())).unwrap();
+        assert_eq!(static_entry(&fdb(&mut s, "ov")), expected, "after a restart");
+        // A daemon restarted on an IPv4 VTEP keeps the saved peer but
+        // cannot add it to the datapath (logged), nor the entry.
+        s.restart(Some(VtepConfig { local: "127.0.0.1:0".parse().unwrap(), ..vtep6() })).unwrap();
+        assert_eq!(static_entry(&fdb(&mut s, "ov")), None, "no IPv6 tunnel from an IPv4 VTEP");
+        s.restart(Some(vtep6())).unwrap();
+
+        // Removing the peer removes the entry with its tunnel port.
+        s.c().handle(Request::PeerRm { addr: peer }).unwrap();
+        assert_eq!(static_entry(&fdb(&mut s, "ov")), None);
+        assert_eq!(s.c().model.static_fdb().count(), 0);
+    }
+}
