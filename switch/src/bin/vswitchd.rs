@@ -108,11 +108,14 @@ fn parse_addr_port(s: &str, port: u16) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    s.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
+    // A bracketed address must be closed: `[V6` is a typo, not `V6`.
+    let ip = match s.strip_prefix('[') {
+        Some(rest) => rest.strip_suffix(']'),
+        None => Some(s),
+    };
+    ip.and_then(|ip| ip.parse::<IpAddr>().ok())
         .map(|ip| SocketAddr::new(ip, port))
-        .map_err(|_| format!("{s:?} is not ADDR or ADDR:PORT"))
+        .ok_or_else(|| format!("{s:?} is not ADDR or ADDR:PORT"))
 }
 
 fn main() -> std::process::ExitCode {

@@ -556,11 +556,14 @@ fn parse_peer_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    s.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
+    // A bracketed address must be closed: `[V6` is a typo, not `V6`.
+    let ip = match s.strip_prefix('[') {
+        Some(rest) => rest.strip_suffix(']'),
+        None => Some(s),
+    };
+    ip.and_then(|ip| ip.parse::<IpAddr>().ok())
         .map(|ip| SocketAddr::new(ip, VXLAN_PORT))
-        .map_err(|_| format!("{s:?} is not ADDR or ADDR:PORT"))
+        .ok_or_else(|| format!("{s:?} is not ADDR, ADDR:PORT or [IPV6]:PORT"))
 }
 
 /// `config` verbs.
@@ -625,7 +628,10 @@ mod tests {
         assert_eq!(parse_peer_addr("192.0.2.1:8472").unwrap(), "192.0.2.1:8472".parse().unwrap());
         assert_eq!(parse_peer_addr("2001:db8::1").unwrap(), "[2001:db8::1]:4789".parse().unwrap());
         assert_eq!(parse_peer_addr("[2001:db8::1]").unwrap(), "[2001:db8::1]:4789".parse().unwrap());
-        assert!(parse_peer_addr("host.example").is_err());
+        assert_eq!(parse_peer_addr("[2001:db8::1]:8472").unwrap(), "[2001:db8::1]:8472".parse().unwrap());
+        for bad in ["host.example", "[2001:db8::1", "2001:db8::1]", "2001:db8::1]:4789", "[192.0.2.1", "[]"] {
+            assert!(parse_peer_addr(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
