@@ -340,14 +340,24 @@ fn the_ipv6_underlay_capture_decodes_as_vxlan_and_the_wire_carries_real_udp_chec
     // (40 + UDP 8 + VXLAN 8 + inner Ethernet 12: the inner EtherType).
     let filter = "ip6 and udp port 4789 and ip6[68:2] = 0x0800 and ip6[79] = 1";
     let cap = CtlCapture::start(&d1, &["vtep", "--outer", "--filter", filter, "-c", "4"], &outer);
+    // The tunnel port, named as `show` names it: the inner frames.
+    let inner = pcaps.file("inner.pcap");
+    let tunnel = tunnel_port(h2.vtep6());
+    let cap_inner = CtlCapture::start(&d1, &[&tunnel, "--filter", "icmp", "-c", "4"], &inner);
     let wire = Capture::start(&h2.ns, &h2.ifname).expect("capture on host 2's underlay");
     assert!(ping(&s1, ip_of(&e2), 2), "{s1} cannot ping host 2's sandbox");
     let summary = cap.finish();
     assert!(summary.contains("4 frames captured"), "{summary}");
+    cap_inner.finish();
+    let (i1, i2) = (ip_of(&e1).to_string(), ip_of(&e2).to_string());
+    let rows = tshark_fields(&inner, &[], "", &["ip.src", "icmp.type", "vxlan.vni"]);
+    let expected: Vec<Vec<String>> = (0..2)
+        .flat_map(|_| [vec![i1.clone(), "8".into(), String::new()], vec![i2.clone(), "0".into(), String::new()]])
+        .collect();
+    assert_eq!(rows, expected, "{tunnel}: the inner frames");
     let fields = ["ipv6.src", "ipv6.dst", "udp.dstport", "udp.checksum.status", "vxlan.vni", "ip.src", "icmp.type"];
     let rows = tshark_fields(&outer, &["udp.check_checksum:TRUE"], "", &fields);
-    let (v1, v2, i1, i2) =
-        (h1.ipv6().to_string(), h2.ipv6().to_string(), ip_of(&e1).to_string(), ip_of(&e2).to_string());
+    let (v1, v2) = (h1.ipv6().to_string(), h2.ipv6().to_string());
     let hop = |src: &str, dst: &str, inner: &str, icmp: &str| {
         [src, dst, "4789", "1", "4804", inner, icmp].map(str::to_owned).to_vec()
     };
@@ -389,8 +399,9 @@ fn an_encrypted_overlay_over_an_ipv6_underlay() {
     let (h1, h2) = (u.host(0), u.host(1));
     let secret = SecretFile::generate(0o600);
     let path = secret.path().to_string_lossy().into_owned();
+    // Host 2 has no static peer: it learns host 1 from its (authenticated) traffic.
     let d1 = vtep6_daemon(h1, &["--secret-file", &path]);
-    let d2 = vtep6_daemon(h2, &["--secret-file", &path]);
+    let d2 = vtep6_daemon(h2, &["--secret-file", &path, "--learn-peers"]);
     let net = u.name("sec");
     for d in [&d1, &d2] {
         let info = d.overlay_create(&net, "10.213.5.0/24", 4805, &["--attachable", "-o", "encrypted"]);
@@ -398,7 +409,6 @@ fn an_encrypted_overlay_over_an_ipv6_underlay() {
         assert_eq!(mtu, Some("1398"), "1500 - 70 - 32: {info:?}");
     }
     d1.peer_add(h2.vtep6(), &[]);
-    d2.peer_add(h1.vtep6(), &[]);
     let (s1, e1) = sandbox_on(&d1, &net, "s", "10.213.5.11");
     let (s2, e2) = sandbox_on(&d2, &net, "s", "10.213.5.12");
     assert_eq!(mtu_of(&s1, &e1.ifname), 1398);
@@ -416,6 +426,8 @@ fn an_encrypted_overlay_over_an_ipv6_underlay() {
     assert!(r.intact, "{r:?}");
     let r = tcp_transfer(&s1, ip_of(&e1), &s2, 1 << 20).expect("TCP back");
     assert!(r.intact, "{r:?}");
+    let learned: Vec<(SocketAddr, bool)> = d2.peers().iter().map(|p| (p.addr, p.learned)).collect();
+    assert_eq!(learned, [(h1.vtep6(), true)], "host 2 learned host 1's IPv6 VTEP");
     let marker = [0x5a, 0x17, 0xc0, 0xde, 0x5a, 0x17, 0xc0, 0xde];
     assert!(inside.stop().iter().any(|f| contains_bytes(&f.bytes, &marker)), "positive control: s2 saw no marker");
     let seen = vxlan6(&wire.stop(), [h1, h2]);
