@@ -1,9 +1,11 @@
 //! VXLAN overlays over an IPv6 underlay: simulated hosts (network
 //! namespaces on a shared kernel bridge) with IPv6 underlay addresses run
-//! `vswitchd --vtep [ADDR]:PORT`. Sandboxes on different hosts ping and
-//! carry TCP across, remote MACs are learned against IPv6 VTEPs, the
-//! overlay MTU is the underlay's less 70 bytes (and the switch's ICMP says
-//! so), IPv6 peers and static entries toward them survive `kill -9`, a peer
+//! `vswitchd --vtep [ADDR]:PORT`. Dual-stack sandboxes on different hosts
+//! ping (`ping` and `ping -6`) and carry TCP over IPv4 and IPv6 across,
+//! remote MACs are learned against IPv6 VTEPs, the overlay MTU is the
+//! underlay's less 70 bytes (and the switch's ICMP "fragmentation needed"
+//! and ICMPv6 "packet too big" say so), an IPv6 VTEP is learned from its
+//! traffic, static IPv6 peers and entries toward them survive `kill -9`, a peer
 //! of the other family is refused, the underlay capture decodes as
 //! IPv6/UDP/VXLAN with real UDP checksums on the wire, an encrypted overlay
 //! works, and the Linux kernel's `vxlan` over IPv6 interoperates. Needs
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ctl::proto::{FdbEntry, FdbKind, PeerInfo, ShowTree};
+use ctl::proto::{EndpointInfo, FdbEntry, FdbKind, PeerInfo, ShowTree};
 use vswitch::encrypted::{CRYPTO_DROPS, EncryptedHeader, SecretFile, contains_bytes};
 use vswitch::overlay::{ip_of, mtu_of, sandbox_on, tunnel_port, udp6_datagram, vtep_daemon_at};
 use vswitch::{
@@ -31,6 +33,32 @@ fn net6(n: u16) -> Ipv6Addr {
 
 /// Underlay hosts' drop reasons that must stay zero between good peers.
 const UNDERLAY_DROPS: [&str; 4] = ["vxlan_malformed", "vxlan_bad_flags", "unknown_vni", "unknown_peer"];
+
+/// Creates sandbox `suffix` on `d` and connects it to the dual-stack
+/// network `net` with addresses `ip4` and `ip6` (each host allocates on its
+/// own: the tests pick addresses that differ between hosts).
+fn dual_on(d: &Daemon, net: &str, suffix: &str, ip4: &str, ip6: &str) -> (String, EndpointInfo) {
+    let name = d.name(suffix);
+    d.sandbox_create(&name);
+    let e: EndpointInfo = d.ctl_json(&["network", "connect", net, &name, "--ip", ip4, "--ip6", ip6]);
+    assert_eq!(e.ipv4.map(|n| n.addr().to_string()).as_deref(), Some(ip4), "{e:?}");
+    assert_eq!(e.ipv6.map(|n| n.addr().to_string()).as_deref(), Some(ip6), "{e:?}");
+    (name, e)
+}
+
+/// The endpoint's IPv6 address.
+fn ip6_of(e: &EndpointInfo) -> Ipv6Addr {
+    e.ipv6.unwrap_or_else(|| panic!("{e:?} has no IPv6 address")).addr()
+}
+
+/// `ping -6 -M do -s SIZE` from `ns` to `dst`: what it printed, and whether
+/// a reply came.
+fn ping6_df(ns: &str, dst: Ipv6Addr, size: usize, count: u32) -> (bool, String) {
+    let (size, count, dst) = (size.to_string(), count.to_string(), dst.to_string());
+    let out =
+        netns_exec(ns, "ping", &["-6", "-n", "-M", "do", "-s", &size, "-c", &count, "-i", "0.2", "-W", "1", &dst]);
+    (out.status.success(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+}
 
 /// The `vtep` row of `stats`.
 fn vtep_row(d: &Daemon) -> ctl::proto::PortStats {
@@ -161,11 +189,13 @@ fn two_hosts_on_an_ipv6_underlay_ping_carry_tcp_and_learn_remote_macs() {
     let d2 = vtep6_daemon(h2, &[]);
     let (net, big) = (u.name("ov"), u.name("big"));
     for d in [&d1, &d2] {
-        let info = d.overlay_create(&net, "10.213.1.0/24", 4801, &["--attachable"]);
+        let info =
+            d.overlay_create(&net, "10.213.1.0/24", 4801, &["--attachable", "--ipv6", "--subnet", "fd00:213:1::/64"]);
         let mtu = info.options.get("com.docker.network.driver.mtu").map(String::as_str);
         assert_eq!(mtu, Some("1430"), "1500-byte IPv6 underlay less 70 bytes: {info:?}");
         // An overlay that claims more than the tunnel carries, for the ICMP.
-        d.overlay_create(&big, "10.213.2.0/24", 4802, &["--attachable", "--mtu", "1500"]);
+        let dual = ["--attachable", "--mtu", "1500", "--ipv6", "--subnet", "fd00:213:2::/64"];
+        d.overlay_create(&big, "10.213.2.0/24", 4802, &dual);
     }
     // `[ADDR]:PORT` and bare `ADDR` both name an IPv6 VTEP.
     d1.ctl_ok(&["peer", "add", &h2.vtep6().to_string()]);
@@ -179,8 +209,9 @@ fn two_hosts_on_an_ipv6_underlay_ping_carry_tcp_and_learn_remote_macs() {
     let table = d1.ctl_ok(&["peer", "ls"]);
     assert!(table.contains(&format!("[{}]:4789", h2.ipv6())) && table.contains("static"), "peer ls:\n{table}");
 
-    let (s1, e1) = sandbox_on(&d1, &net, "s", "10.213.1.11");
-    let (s2, e2) = sandbox_on(&d2, &net, "s", "10.213.1.12");
+    // Dual-stack sandboxes.
+    let (s1, e1) = dual_on(&d1, &net, "s", "10.213.1.11", "fd00:213:1::11");
+    let (s2, e2) = dual_on(&d2, &net, "s", "10.213.1.12", "fd00:213:1::12");
     assert_eq!((mtu_of(&s1, &e1.ifname), mtu_of(&s2, &e2.ifname)), (1430, 1430), "endpoint MTUs");
     let show = d1.ctl_ok(&["show"]);
     assert!(show.contains("mtu: 1430") && show.contains(&format!("Port {}", tunnel_port(h2.vtep6()))), "{show}");
@@ -196,6 +227,14 @@ fn two_hosts_on_an_ipv6_underlay_ping_carry_tcp_and_learn_remote_macs() {
     assert!(r.intact, "TCP host 1 -> host 2 corrupted: {r:?}");
     let r = tcp_transfer(&s1, ip_of(&e1), &s2, 2 << 20).expect("TCP host 2 -> host 1");
     assert!(r.intact, "TCP host 2 -> host 1 corrupted: {r:?}");
+    // IPv6 inside, over the IPv6 underlay: ping -6 and TCP both ways.
+    assert!(ping(&s1, ip6_of(&e2), 3), "{s1} cannot ping -6 {s2} over the IPv6 underlay");
+    assert!(ping(&s2, ip6_of(&e1), 3), "{s2} cannot ping -6 {s1} over the IPv6 underlay");
+    let r = tcp_transfer(&s2, ip6_of(&e2), &s1, 4 << 20).expect("TCP over IPv6, host 1 -> host 2");
+    eprintln!("IPv6 in IPv6 tcp host1 -> host2: {} bytes in {:?} ({:.0} Mbit/s)", r.bytes, r.elapsed, r.mbit_per_s());
+    assert!(r.intact, "TCP over IPv6 host 1 -> host 2 corrupted: {r:?}");
+    let r = tcp_transfer(&s1, ip6_of(&e1), &s2, 1 << 20).expect("TCP over IPv6, host 2 -> host 1");
+    assert!(r.intact, "TCP over IPv6 host 2 -> host 1 corrupted: {r:?}");
 
     for (d, remote, remote_host) in [(&d1, &e2, h2), (&d2, &e1, h1)] {
         let fdb: Vec<FdbEntry> = d.ctl_json(&["fdb", "show", &net]);
@@ -213,8 +252,8 @@ fn two_hosts_on_an_ipv6_underlay_ping_carry_tcp_and_learn_remote_macs() {
 
     // Path MTU: 1430 bytes cross, 1431 get "fragmentation needed" from the
     // overlay's gateway, announcing 1430; TCP gets through by PMTUD.
-    let (t1, f1) = sandbox_on(&d1, &big, "t", "10.213.2.11");
-    let (t2, f2) = sandbox_on(&d2, &big, "t", "10.213.2.12");
+    let (t1, f1) = dual_on(&d1, &big, "t", "10.213.2.11", "fd00:213:2::11");
+    let (t2, f2) = dual_on(&d2, &big, "t", "10.213.2.12", "fd00:213:2::12");
     let t2_ip = ip_of(&f2).to_string();
     let out = netns_exec(&t1, "ping", &["-n", "-M", "do", "-s", "1402", "-c", "2", "-i", "0.2", "-W", "2", &t2_ip]);
     assert!(out.status.success(), "a 1430-byte DF ping failed: {}", text(&out.stdout));
@@ -230,6 +269,15 @@ fn two_hosts_on_an_ipv6_underlay_ping_carry_tcp_and_learn_remote_macs() {
     assert!(too_big.unwrap_or(0) >= 1, "too_big_for_tunnel: {too_big:?}");
     let r = tcp_transfer(&t1, ip_of(&f1), &t2, 2 << 20).expect("TCP with PMTUD over the IPv6 underlay");
     assert!(r.intact, "TCP with PMTUD corrupted: {r:?}");
+    // IPv6 inside: 1430 bytes cross (1382 + ICMPv6 8 + IPv6 40), 1431 get
+    // an ICMPv6 "packet too big" (mtu 1430) from the gateway; TCP over
+    // IPv6 gets through by PMTUD too.
+    let (crossed, printed) = ping6_df(&t1, ip6_of(&f2), 1382, 2);
+    assert!(crossed, "a 1430-byte IPv6 ping failed:\n{printed}");
+    let (crossed, printed) = ping6_df(&t1, ip6_of(&f2), 1383, 3);
+    assert!(!crossed && printed.contains("Packet too big: mtu=1430"), "no ICMPv6 packet too big (1430):\n{printed}");
+    let r = tcp_transfer(&t1, ip6_of(&f1), &t2, 2 << 20).expect("TCP over IPv6 with PMTUD");
+    assert!(r.intact, "TCP over IPv6 with PMTUD corrupted: {r:?}");
 }
 
 #[test]
@@ -279,9 +327,9 @@ fn ipv6_peers_and_static_entries_toward_them_survive_kill_9() {
     );
     let wire = Capture::start(&h1.ns, &h1.ifname).expect("capture on host 1's underlay");
     netns_exec_ok(&s1, "ip", &["neigh", "replace", "10.213.3.99", "lladdr", mac, "dev", "eth0", "nud", "permanent"]);
-    assert!(!ping(&s1, "10.213.3.99".parse().expect("an address"), 3), "nobody has 10.213.3.99");
+    assert!(!ping(&s1, Ipv4Addr::new(10, 213, 3, 99), 3), "nobody has 10.213.3.99");
     // An ARP request (broadcast) for an address nobody has.
-    assert!(!ping(&s1, "10.213.3.98".parse().expect("an address"), 1), "nobody has 10.213.3.98");
+    assert!(!ping(&s1, Ipv4Addr::new(10, 213, 3, 98), 1), "nobody has 10.213.3.98");
     let sent = wire.stop();
     let to = |dest: SocketAddr, dst_mac: &str| {
         let dst_mac: Vec<u8> = dst_mac.split(':').map(|b| u8::from_str_radix(b, 16).expect("hex")).collect();
@@ -305,7 +353,7 @@ fn ipv6_peers_and_static_entries_toward_them_survive_kill_9() {
     // And host 2's peer after its own kill -9.
     d2.kill9();
     d2.restart();
-    assert!(wait_for_ping(&s2, "10.213.3.11".parse().expect("an address"), Duration::from_secs(30)).is_some());
+    assert!(wait_for_ping(&s2, Ipv4Addr::new(10, 213, 3, 11), Duration::from_secs(30)).is_some());
     assert_eq!(d2.peers().iter().map(|p| p.addr).collect::<Vec<_>>(), [h1.vtep6()]);
 
     // `peer rm` takes the entry with the tunnel port.
@@ -404,13 +452,14 @@ fn an_encrypted_overlay_over_an_ipv6_underlay() {
     let d2 = vtep6_daemon(h2, &["--secret-file", &path, "--learn-peers"]);
     let net = u.name("sec");
     for d in [&d1, &d2] {
-        let info = d.overlay_create(&net, "10.213.5.0/24", 4805, &["--attachable", "-o", "encrypted"]);
+        let dual = ["--attachable", "-o", "encrypted", "--ipv6", "--subnet", "fd00:213:5::/64"];
+        let info = d.overlay_create(&net, "10.213.5.0/24", 4805, &dual);
         let mtu = info.options.get("com.docker.network.driver.mtu").map(String::as_str);
         assert_eq!(mtu, Some("1398"), "1500 - 70 - 32: {info:?}");
     }
     d1.peer_add(h2.vtep6(), &[]);
-    let (s1, e1) = sandbox_on(&d1, &net, "s", "10.213.5.11");
-    let (s2, e2) = sandbox_on(&d2, &net, "s", "10.213.5.12");
+    let (s1, e1) = dual_on(&d1, &net, "s", "10.213.5.11", "fd00:213:5::11");
+    let (s2, e2) = dual_on(&d2, &net, "s", "10.213.5.12", "fd00:213:5::12");
     assert_eq!(mtu_of(&s1, &e1.ifname), 1398);
 
     let wire = Capture::start(&h2.ns, &h2.ifname).expect("capture on host 2's underlay");
@@ -425,6 +474,9 @@ fn an_encrypted_overlay_over_an_ipv6_underlay() {
     let r = tcp_transfer(&s2, ip_of(&e2), &s1, 4 << 20).expect("TCP over the encrypted IPv6 overlay");
     assert!(r.intact, "{r:?}");
     let r = tcp_transfer(&s1, ip_of(&e1), &s2, 1 << 20).expect("TCP back");
+    assert!(r.intact, "{r:?}");
+    assert!(ping(&s2, ip6_of(&e1), 2), "ping -6 over the encrypted IPv6 overlay");
+    let r = tcp_transfer(&s1, ip6_of(&e1), &s2, 2 << 20).expect("TCP over IPv6 on the encrypted overlay");
     assert!(r.intact, "{r:?}");
     let learned: Vec<(SocketAddr, bool)> = d2.peers().iter().map(|p| (p.addr, p.learned)).collect();
     assert_eq!(learned, [(h1.vtep6(), true)], "host 2 learned host 1's IPv6 VTEP");
@@ -457,10 +509,12 @@ fn vswitchd_and_kernel_vxlan_interoperate_over_ipv6() {
     let (h1, h2) = (u.host(0).clone(), u.host(1).clone());
     let d1 = vtep6_daemon(&h1, &[]);
     let net = u.name("ov");
-    d1.overlay_create(&net, "10.213.6.0/24", VNI, &["--attachable"]);
+    d1.overlay_create(&net, "10.213.6.0/24", VNI, &["--attachable", "--ipv6", "--subnet", "fd00:213:6::/64"]);
     d1.peer_add(h2.vtep6(), &[]);
-    let (s1, e1) = sandbox_on(&d1, &net, "s", "10.213.6.11");
+    let (s1, e1) = dual_on(&d1, &net, "s", "10.213.6.11", "fd00:213:6::11");
     let container = u.kernel_vxlan6_container(1, VNI, &[h1.ipv6()], "10.213.6.22/24");
+    netns_exec_ok(&container, "ip", &["-6", "addr", "add", "fd00:213:6::22/64", "dev", "eth0", "nodad"]);
+    let c_ip6 = Ipv6Addr::new(0xfd00, 0x213, 6, 0, 0, 0, 0, 0x22);
     let c_ip: Ipv4Addr = "10.213.6.22".parse().expect("an address");
     assert_eq!(mtu_of(&container, "eth0"), 1430);
 
@@ -473,6 +527,10 @@ fn vswitchd_and_kernel_vxlan_interoperate_over_ipv6() {
     assert!(r.intact, "TCP vswitchd -> kernel corrupted: {r:?}");
     let r = tcp_transfer(&s1, ip_of(&e1), &container, 8_000_000).expect("TCP kernel -> vswitchd");
     assert!(r.intact, "TCP kernel -> vswitchd corrupted: {r:?}");
+    assert!(ping(&s1, c_ip6, 2), "ping -6 from the vswitchd sandbox to the kernel-VXLAN container");
+    assert!(ping(&container, ip6_of(&e1), 2), "ping -6 from the kernel-VXLAN container to the vswitchd sandbox");
+    let r = tcp_transfer(&container, c_ip6, &s1, 2_000_000).expect("TCP over IPv6 vswitchd -> kernel");
+    assert!(r.intact, "TCP over IPv6 vswitchd -> kernel corrupted: {r:?}");
     let frames = cap.stop();
 
     let c_mac = vswitch::link_info(&container, "eth0").expect("container eth0")["address"]
