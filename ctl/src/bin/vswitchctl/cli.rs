@@ -556,7 +556,7 @@ pub(crate) enum PeerCmd {
     Ls,
     /// Remove a static peer.
     Rm {
-        /// The peer's underlay address, ADDR or ADDR:PORT (port 4789 by default).
+        /// The peer's underlay address, ADDR, ADDR:PORT or [V6]:PORT (port 4789 by default).
         #[arg(value_parser = parse_peer_addr)]
         addr: SocketAddr,
     },
