@@ -2,7 +2,7 @@
 //! implementation independent of the switch's own parsers), and the
 //! addresses the tests use.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::{PacketBuilder, TcpOptionElement};
 
@@ -30,6 +30,12 @@ pub(crate) fn gw_mac() -> MacAddr {
 /// The VTEP address of test host `n` (192.0.2.n:4789).
 pub(crate) fn vtep(n: u8) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::new(192, 0, 2, n), 4789))
+}
+
+/// The VTEP address of test host `n` on an IPv6 underlay
+/// ([2001:db8::n]:4789).
+pub(crate) fn vtep6(n: u8) -> SocketAddr {
+    SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(n)), 4789))
 }
 
 /// An Ethernet frame with any EtherType and payload.
