@@ -42,7 +42,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use dns::{Action, Asker, Counters, Directory, Forwarder, NetKey, Outcome, Resolver, Source, Transport, fit_udp};
+use dns::{Action, Advance, Asker, Counters, Directory, Forwarder, NetKey, Outcome, Resolver, Source, Transport, fit_udp};
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RData};
 use libfuzzer_sys::fuzz_target;
@@ -91,16 +91,16 @@ const PG_ASKER: Known = Known { scope: &[2], forwarding: false, upstreams: &[] }
 
 /// The second call's asker, by the selector's bits 0-2.
 const SECOND: [(Source, Option<&Known>); 8] = [
-    (Source::Port { port: WEB_PORT, address: WEB }, Some(&WEB_ASKER)),
-    (Source::Port { port: WORKER_PORT, address: WORKER }, Some(&WORKER_ASKER)),
-    (Source::Port { port: PG_PORT, address: PG }, Some(&PG_ASKER)),
+    (Source::Port { port: WEB_PORT, address: IpAddr::V4(WEB) }, Some(&WEB_ASKER)),
+    (Source::Port { port: WORKER_PORT, address: IpAddr::V4(WORKER) }, Some(&WORKER_ASKER)),
+    (Source::Port { port: PG_PORT, address: IpAddr::V4(PG) }, Some(&PG_ASKER)),
     // pg's port with web's address: spoofed.
-    (Source::Port { port: PG_PORT, address: WEB }, None),
-    (Source::Port { port: 99, address: WEB }, None),
-    (Source::Network { network: 1, address: WEB }, Some(&WEB_ASKER)),
+    (Source::Port { port: PG_PORT, address: IpAddr::V4(WEB) }, None),
+    (Source::Port { port: 99, address: IpAddr::V4(WEB) }, None),
+    (Source::Network { network: 1, address: IpAddr::V4(WEB) }, Some(&WEB_ASKER)),
     // web's address is not on db.
-    (Source::Network { network: 2, address: WEB }, None),
-    (Source::Network { network: 2, address: PG }, Some(&PG_ASKER)),
+    (Source::Network { network: 2, address: IpAddr::V4(WEB) }, None),
+    (Source::Network { network: 2, address: IpAddr::V4(PG) }, Some(&PG_ASKER)),
 ];
 
 /// The second call's UDP path limit, by the selector's bits 4-5 (MTUs 576,
@@ -123,10 +123,10 @@ fn directory() -> Directory {
     let own: Arc<[SocketAddr]> = Arc::from(vec![OWN_UPSTREAM]);
     d.add_asker(
         WEB_PORT,
-        Asker { address: WEB, network: 1, scope: vec![1, 2], forwarding: true, upstreams: none.clone() },
+        Asker { address: Some(WEB), address6: None, network: 1, scope: vec![1, 2], forwarding: true, upstreams: none.clone() },
     );
-    d.add_asker(WORKER_PORT, Asker { address: WORKER, network: 1, scope: vec![1], forwarding: true, upstreams: own });
-    d.add_asker(PG_PORT, Asker { address: PG, network: 2, scope: vec![2], forwarding: false, upstreams: none });
+    d.add_asker(WORKER_PORT, Asker { address: Some(WORKER), address6: None, network: 1, scope: vec![1], forwarding: true, upstreams: own });
+    d.add_asker(PG_PORT, Asker { address: Some(PG), address6: None, network: 2, scope: vec![2], forwarding: false, upstreams: none });
     d
 }
 
@@ -181,7 +181,7 @@ fuzz_target!(|data: &[u8]| {
         data
     };
     let web = Ask {
-        source: Source::Port { port: WEB_PORT, address: WEB },
+        source: Source::Port { port: WEB_PORT, address: IpAddr::V4(WEB) },
         known: Some(&WEB_ASKER),
         transport: Transport::Udp { path_limit: PATH_LIMIT },
         room: true,
@@ -287,7 +287,7 @@ fn check_resolve(directory: &Directory, resolver: &Resolver, ask: &Ask, query: &
             let [question] = &request.queries[..] else { panic!("a query without one question forwarded") };
             if question.query_class() == DNSClass::IN {
                 // A lookup that does not advance the rotation changes nothing.
-                let found = directory.lookup(known.scope, &question.name().to_ascii(), false);
+                let found = directory.lookup(known.scope, &question.name().to_ascii(), Advance::None);
                 assert_eq!(found, None, "a name of the asker's scope forwarded");
             }
             // The forwarder takes what the resolver forwards.

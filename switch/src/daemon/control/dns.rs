@@ -67,7 +67,9 @@ pub(super) fn directory(model: &Model) -> Directory {
             let mut scope = vec![network.network_index];
             scope.extend(endpoints.iter().map(|(_, n)| n.network_index).filter(|n| *n != network.network_index));
             let asker = Asker {
-                address: endpoint.ipv4,
+                address: Some(endpoint.ipv4),
+                // Set from the endpoint's IPv6 address once the model has IPv6.
+                address6: None,
                 network: network.network_index,
                 scope,
                 forwarding,

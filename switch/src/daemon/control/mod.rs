@@ -228,6 +228,8 @@ impl Control {
             config: NetworkConfig::default(),
             mtu: network.mtu,
             gateway: plumbing::gateway_of(network).map(|(address, prefix_len)| GatewaySpec { address, prefix_len }),
+            // Set from the model's `gateway6` once the model has IPv6.
+            gateway6: None,
             vni: network.vni.and_then(vxlan::Vni::new),
             mss_clamp: network.options.contains_key(MSS_CLAMP_OPTION),
             key_epoch: network.is_encrypted().then_some(network.key_epoch),

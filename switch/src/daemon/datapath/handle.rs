@@ -2,7 +2,7 @@
 //! how datapath port ids are formed.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -76,6 +76,19 @@ pub struct GatewaySpec {
     pub prefix_len: u8,
 }
 
+/// The IPv6 side of a network's gateway, as the datapath needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gateway6Spec {
+    /// The gateway's IPv6 address (`gateway6`).
+    pub address: Ipv6Addr,
+    /// The on-link prefix's length.
+    pub prefix_len: u8,
+    /// The gateway is the sandboxes' default router (the network is not
+    /// `--internal`): router advertisements carry a router lifetime > 0
+    /// only then.
+    pub default_route: bool,
+}
+
 /// A network as the datapath needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NetworkSpec {
@@ -85,8 +98,11 @@ pub struct NetworkSpec {
     pub config: NetworkConfig,
     /// Endpoint MTU.
     pub mtu: u32,
-    /// The userspace gateway, if the network has one.
+    /// The userspace gateway's IPv4 side, if the network has one (`None`
+    /// on IPv6-only networks).
     pub gateway: Option<GatewaySpec>,
+    /// The gateway's IPv6 side, if the network has IPv6.
+    pub gateway6: Option<Gateway6Spec>,
     /// The VNI of an overlay network.
     pub vni: Option<Vni>,
     /// Clamp the MSS of TCP SYNs to fit the tunnel (`-o mss-clamp`).

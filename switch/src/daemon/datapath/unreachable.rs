@@ -62,14 +62,15 @@ impl Datapath {
         let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return false };
         let frame = self.batch.frame(i);
         let Some(destination) = routed_ipv4_destination(frame, gw.mac().0) else { return false };
-        if destination == gw.address() || destination.is_broadcast() || destination.is_multicast() {
+        let Some(address) = gw.ipv4() else { return false };
+        if destination == address || destination.is_broadcast() || destination.is_multicast() {
             return false;
         }
         let ingress = self.batch.entry(i).port;
         self.bridge.count_drop(ingress, DropReason::NoRoute);
         if self.icmp_budget.take(self.clock.now()) {
             let mut answer = Vec::new();
-            if offload::icmp_net_unreachable(frame, gw.mac().0, gw.address(), &mut answer).is_some() {
+            if offload::icmp_net_unreachable(frame, gw.mac().0, address, &mut answer).is_some() {
                 self.injected.push((gateway, answer));
             }
         }
