@@ -1194,3 +1194,106 @@ fn lost_forwarded_answer_cuts_the_connection_after_the_forward_deadline() {
     assert_eq!(net.state(0), tcp::State::Closed);
     assert_eq!(net.gw.dns_tcp_counters(), (1, 0));
 }
+
+/// A real IPv6 client of a dual-stack gateway: it resolves the gateway
+/// with neighbour discovery, then asks over UDP and TCP at [gateway6]:53.
+#[test]
+fn ipv6_client_is_served_over_udp_and_tcp() {
+    use super::Ipv6Config;
+    use std::net::{IpAddr, Ipv6Addr};
+
+    let gw6 = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 1);
+    let me = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 2);
+    let v6 = Ipv6Config { address: gw6, prefix_len: 64, default_route: true };
+    let mut gw = Gateway::dual(Some((GW, PREFIX_LEN)), Some(v6), MTU as u32, Timestamp(0));
+    let mut client = Client::new(0, 0);
+    client.iface.update_ip_addrs(|addrs| {
+        addrs.clear();
+        addrs.push(IpCidr::new(IpAddress::Ipv6(me), 64)).unwrap();
+    });
+    let mut dns = Dns { mode: Mode::Reverse, tcp: Vec::new(), udp: Vec::new() };
+    let mut now = 0u64;
+    let run = |gw: &mut Gateway, client: &mut Client, dns: &mut Dns, now: u64| {
+        for _ in 0..100 {
+            client.iface.poll(Instant::from_millis(now as i64), &mut client.wire, &mut client.sockets);
+            let mut moved = false;
+            for frame in std::mem::take(&mut client.wire.tx) {
+                moved = true;
+                trace(now, "client6", &frame);
+                match super::dns::classify(&frame, Some(GW), Some(gw6)) {
+                    DnsFrame::Udp(query) => {
+                        let message = frame[query.payload.clone()].to_vec();
+                        let mut answer = Vec::new();
+                        assert!(super::dns::udp_answer_frame(
+                            gw.mac(),
+                            gw6.into(),
+                            &query,
+                            &reversed(&message),
+                            &mut answer
+                        ));
+                        client.wire.rx.push_back(answer);
+                        dns.udp.push((query, message));
+                    }
+                    DnsFrame::Tcp { source } => {
+                        assert_eq!(source, IpAddr::V6(me));
+                        gw.deliver(&frame, Timestamp(now)).expect("valid TCP");
+                    }
+                    DnsFrame::Other => gw.deliver(&frame, Timestamp(now)).expect("valid neighbour discovery"),
+                    other => panic!("{other:?}"),
+                }
+            }
+            let mut out = Vec::new();
+            gw.poll(Timestamp(now), &mut out, &mut |q| dns.answer(q));
+            for frame in out {
+                moved = true;
+                trace(now, "gateway", &frame);
+                // Unicast to the client, or IPv6 multicast (33:33:…).
+                if frame[..6] == client.mac || frame[..2] == [0x33, 0x33] {
+                    client.wire.rx.push_back(frame);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the network does not settle");
+    };
+
+    // UDP: the detour answers from gateway6, port 53.
+    let query = dns_query(0x6060, "udp6.example");
+    let socket = client.sockets.get_mut::<udp::Socket>(client.udp);
+    socket.send_slice(&query, IpEndpoint::new(IpAddress::Ipv6(gw6), DNS_PORT)).unwrap();
+    // The first send only resolves the gateway (smoltcp drops the packet
+    // while it waits for the neighbour advertisement), the retry goes out.
+    for _ in 0..3 {
+        run(&mut gw, &mut client, &mut dns, now);
+        now += 1_000;
+        let socket = client.sockets.get_mut::<udp::Socket>(client.udp);
+        if dns.udp.is_empty() && !socket.can_recv() {
+            socket.send_slice(&query, IpEndpoint::new(IpAddress::Ipv6(gw6), DNS_PORT)).unwrap();
+        }
+    }
+    assert_eq!(dns.udp.len(), 1, "one query reached the DNS");
+    assert_eq!(dns.udp[0].0.address, IpAddr::V6(me));
+    let socket = client.sockets.get_mut::<udp::Socket>(client.udp);
+    let mut buf = [0u8; 512];
+    let (n, meta) = socket.recv_slice(&mut buf).expect("the answer reached the client");
+    assert_eq!(&buf[..n], &reversed(&query)[..]);
+    assert_eq!(meta.endpoint, IpEndpoint::new(IpAddress::Ipv6(gw6), DNS_PORT));
+
+    // TCP: served by the gateway's stack on its IPv6 address.
+    let socket = client.sockets.get_mut::<tcp::Socket>(client.tcp);
+    socket.connect(client.iface.context(), (IpAddress::Ipv6(gw6), DNS_PORT), 40_600).unwrap();
+    run(&mut gw, &mut client, &mut dns, now);
+    assert_eq!(client.tcp().state(), tcp::State::Established);
+    let query = dns_query(0x6161, "tcp6.example");
+    assert!(client.tcp().send_slice(&framed(&query)).is_ok());
+    run(&mut gw, &mut client, &mut dns, now);
+    now += STEP_MS;
+    run(&mut gw, &mut client, &mut dns, now);
+    assert_eq!(dns.tcp.len(), 1);
+    assert_eq!((dns.tcp[0].client, &dns.tcp[0].message), (IpAddr::V6(me), &query));
+    let mut got = vec![0u8; 512];
+    let n = client.tcp().recv_slice(&mut got).unwrap();
+    assert_eq!(&got[..n], &framed(&reversed(&query))[..]);
+}
