@@ -39,7 +39,7 @@
 
 #![no_main]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use dns::{Action, Advance, Asker, Counters, Directory, Forwarder, NetKey, Outcome, Resolver, Source, Transport, fit_udp};
@@ -50,6 +50,8 @@ use switch::gateway::dns::{DNS_PORT, DnsFrame, UdpQuery, classify, udp_answer_fr
 use switch::wire::MacAddr;
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 1);
+/// The gateway's IPv6 address: raw inputs are classified as to a dual-stack gateway.
+const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 1);
 const GATEWAY_MAC: MacAddr = MacAddr([0x02, 0x56, 0, 0, 0, 1]);
 const WEB_MAC: MacAddr = MacAddr([0x02, 0x42, 0, 0, 0, 2]);
 const WEB: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 2);
@@ -157,7 +159,7 @@ fuzz_target!(|data: &[u8]| {
     let resolver = Resolver::new(vec![DAEMON_UPSTREAM]);
 
     // The raw input as a frame to the gateway.
-    if let DnsFrame::Udp(query) = classify(data, GATEWAY) {
+    if let DnsFrame::Udp(query) = classify(data, Some(GATEWAY), Some(GATEWAY6)) {
         assert!(query.payload.start <= query.payload.end && query.payload.end <= data.len(), "{query:?}");
     }
 
@@ -167,11 +169,11 @@ fuzz_target!(|data: &[u8]| {
     let query: &[u8] = if data.len() <= PATH_LIMIT {
         // The gateway's answer builder, turned around: web (at "gateway")
         // sends to the gateway's port 53.
-        let to_gateway = UdpQuery { mac: GATEWAY_MAC, address: GATEWAY, port: DNS_PORT, payload: 0..0 };
-        udp_answer_frame(WEB_MAC, WEB, &to_gateway, data, &mut frame);
-        match classify(&frame, GATEWAY) {
+        let to_gateway = UdpQuery { mac: GATEWAY_MAC, address: GATEWAY.into(), port: DNS_PORT, payload: 0..0 };
+        assert!(udp_answer_frame(WEB_MAC, WEB.into(), &to_gateway, data, &mut frame));
+        match classify(&frame, Some(GATEWAY), Some(GATEWAY6)) {
             DnsFrame::Udp(q) => {
-                assert_eq!((q.mac, q.address, q.port), (WEB_MAC, WEB, DNS_PORT));
+                assert_eq!((q.mac, q.address, q.port), (WEB_MAC, IpAddr::V4(WEB), DNS_PORT));
                 assert_eq!(q.payload, 42..42 + data.len());
                 &frame[q.payload]
             }
