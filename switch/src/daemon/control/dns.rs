@@ -19,9 +19,12 @@ use crate::model::{Endpoint, Model, Network, Sandbox};
 /// before any search domain is appended.
 const EMBEDDED_DNS_OPTIONS: &str = "ndots:0";
 
-/// Whether a network's gateway serves DNS: every bridge and overlay network.
+/// Whether a network's gateway serves DNS: every bridge and overlay network
+/// (an IPv6-only one at its IPv6 gateway).
 fn serves_dns(network: &Network) -> bool {
-    network.driver.is_switched() && network.gateway.is_some() && network.subnet.is_some()
+    network.driver.is_switched()
+        && ((network.gateway.is_some() && network.subnet.is_some())
+            || (network.gateway6.is_some() && network.subnet6.is_some()))
 }
 
 /// A sandbox's `--dns` servers as upstreams (port 53).
@@ -44,19 +47,27 @@ fn dns_endpoints<'m>(model: &'m Model, sandbox: &str) -> Vec<(&'m Endpoint, &'m 
 }
 
 /// Builds the embedded DNS's directory from the model: the names of every
-/// endpoint on networks with the embedded DNS, and every endpoint as an
-/// asker with its sandbox's scope.
+/// endpoint on networks with the embedded DNS (A records for their IPv4
+/// addresses, AAAA for their IPv6 ones), and every endpoint as an asker
+/// with its sandbox's scope, known by either of its addresses.
 pub(super) fn directory(model: &Model) -> Directory {
     let mut directory = Directory::new();
     for network in model.networks().into_iter().filter(|n| serves_dns(n)) {
-        if let Some(subnet) = network.subnet {
+        if let (Some(subnet), Some(_)) = (network.subnet, network.gateway) {
             directory.add_network(network.network_index, &network.name, subnet.trunc());
+        }
+        if let (Some(subnet6), Some(_)) = (network.subnet6, network.gateway6) {
+            directory.add_network6(network.network_index, &network.name, subnet6.trunc());
         }
     }
     for endpoint in model.endpoints() {
-        if let Some(network) = model.network_by_id(&endpoint.network_id) {
-            directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, endpoint.ipv4);
-            directory.add_mac(network.network_index, endpoint.ipv4, endpoint.mac.0);
+        let Some(network) = model.network_by_id(&endpoint.network_id) else { continue };
+        if let Some(ipv4) = endpoint.ipv4 {
+            directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, ipv4);
+            directory.add_mac(network.network_index, ipv4, endpoint.mac.0);
+        }
+        if let Some(ipv6) = endpoint.ipv6 {
+            directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, ipv6);
         }
     }
     for sandbox in model.sandboxes() {
@@ -64,12 +75,14 @@ pub(super) fn directory(model: &Model) -> Directory {
         let forwarding = endpoints.iter().any(|(_, n)| !n.internal);
         let upstreams: Arc<[SocketAddr]> = own_upstreams(sandbox).into();
         for (endpoint, network) in &endpoints {
+            if endpoint.ipv4.is_none() && endpoint.ipv6.is_none() {
+                continue;
+            }
             let mut scope = vec![network.network_index];
             scope.extend(endpoints.iter().map(|(_, n)| n.network_index).filter(|n| *n != network.network_index));
             let asker = Asker {
-                address: Some(endpoint.ipv4),
-                // Set from the endpoint's IPv6 address once the model has IPv6.
-                address6: None,
+                address: endpoint.ipv4,
+                address6: endpoint.ipv6,
                 network: network.network_index,
                 scope,
                 forwarding,
@@ -82,13 +95,15 @@ pub(super) fn directory(model: &Model) -> Directory {
 }
 
 /// What a sandbox's resolv.conf says: the gateway of its first network with
-/// the embedded DNS (its `--dns` servers are then its upstreams), or, on no
-/// such network, its own `--dns` servers.
+/// the embedded DNS (its IPv4 gateway, or on an IPv6-only network its IPv6
+/// one; its `--dns` servers are then its upstreams), or, on no such network,
+/// its own `--dns` servers.
 pub(super) fn resolv_conf(model: &Model, sandbox: &Sandbox) -> ResolvConf {
     let endpoints = dns_endpoints(model, &sandbox.name);
-    match endpoints.first().and_then(|(_, n)| n.gateway) {
+    let gateway = endpoints.first().and_then(|(_, n)| n.gateway.map(IpAddr::V4).or(n.gateway6.map(IpAddr::V6)));
+    match gateway {
         Some(gateway) => ResolvConf {
-            nameservers: vec![IpAddr::V4(gateway)],
+            nameservers: vec![gateway],
             search: sandbox.dns_search.clone(),
             options: vec![EMBEDDED_DNS_OPTIONS.to_owned()],
         },
