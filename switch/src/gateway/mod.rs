@@ -16,7 +16,7 @@ pub mod dns;
 mod dns_tests;
 pub mod ndp;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use smoltcp::iface::{Config, Interface, SocketSet};
@@ -32,6 +32,13 @@ use ndp::{Inbound, RaSchedule, Router};
 
 /// Frames waiting for the stack beyond this are dropped (and counted).
 const RX_QUEUE_LIMIT: usize = 256;
+/// IPv6 neighbours the gateway remembers having told its stack about; the
+/// table starts afresh when full.
+const NEIGHBOUR_HINTS: usize = 1024;
+/// How long a neighbour the stack was told about stays told: well within
+/// smoltcp's 60 s neighbour cache lifetime, so the stack never forgets a
+/// neighbour that keeps sending.
+const NEIGHBOUR_HINT_MS: u64 = 20_000;
 
 /// The MAC address the switch uses for a network's gateway: locally
 /// administered, derived from the gateway address so it is stable across
@@ -131,6 +138,9 @@ impl Device for FrameQueue {
 struct Ipv6Side {
     router: Router,
     ra: RaSchedule,
+    /// Senders the stack was last told about (see [`ndp::neighbour_hint`]):
+    /// their MAC and when.
+    hinted: HashMap<Ipv6Addr, (MacAddr, Timestamp)>,
 }
 
 /// The userspace gateway of one network.
@@ -193,6 +203,7 @@ impl Gateway {
                 mtu,
             },
             ra: RaSchedule::new(now.0, seed),
+            hinted: HashMap::new(),
         });
         iface.update_ip_addrs(|addrs| {
             // At most three addresses; the interface holds three
@@ -257,7 +268,21 @@ impl Gateway {
         if ipv6 {
             let Some(v6) = &mut self.ipv6 else { return Ok(()) };
             match v6.router.inspect(frame) {
-                Inbound::Stack => {}
+                Inbound::Stack => {
+                    if let Some((address, mac)) = ndp::sender(frame, &v6.router) {
+                        let known = v6
+                            .hinted
+                            .get(&address)
+                            .is_some_and(|(m, at)| *m == mac && now.millis_since(*at) < NEIGHBOUR_HINT_MS);
+                        if !known && self.device.rx.len() < RX_QUEUE_LIMIT {
+                            if v6.hinted.len() >= NEIGHBOUR_HINTS {
+                                v6.hinted.clear();
+                            }
+                            v6.hinted.insert(address, (mac, now));
+                            self.device.rx.push_back(ndp::neighbour_hint(&v6.router, address, mac));
+                        }
+                    }
+                }
                 Inbound::Ignore => return Ok(()),
                 Inbound::Malformed => return Err(DropReason::Icmpv6Malformed),
                 Inbound::RouterSolicit => {

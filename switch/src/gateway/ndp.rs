@@ -249,6 +249,52 @@ fn icmpv6_frame(
     buf
 }
 
+/// The IPv6 source address and MAC of a frame for the stack, when the
+/// stack should learn that the one is at the other: a unicast sender on
+/// the link (link-local, or inside the on-link prefix) of anything but
+/// neighbour discovery (which the stack learns from by itself).
+pub fn sender(frame: &[u8], router: &Router) -> Option<(Ipv6Addr, MacAddr)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv6 || !eth.src_addr().is_unicast() {
+        return None;
+    }
+    let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+    let src = ip.src_addr();
+    let on_link =
+        is_link_local(src) || prefix_of(src, router.prefix_len) == prefix_of(router.address, router.prefix_len);
+    if !on_link || src.is_unspecified() || src.is_multicast() || router.owns(src) {
+        return None;
+    }
+    if ip.next_header() == IpProtocol::Icmpv6
+        && Icmpv6Packet::new_checked(ip.payload())
+            .is_ok_and(|icmp| matches!(icmp.msg_type(), Icmpv6Message::NeighborSolicit | Icmpv6Message::NeighborAdvert))
+    {
+        return None;
+    }
+    Some((src, MacAddr(eth.src_addr().0)))
+}
+
+/// Whether `address` is link-local (fe80::/10).
+fn is_link_local(address: Ipv6Addr) -> bool {
+    address.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// A neighbour advertisement, as if `address` at `mac` had sent it to the
+/// gateway, for the stack only: smoltcp learns neighbours from neighbour
+/// discovery alone and drops what it sends to a neighbour it must resolve
+/// first, so a host that learned the gateway's MAC from a router
+/// advertisement (and never solicited it) would lose the gateway's first
+/// answer. Override set, so a changed MAC replaces the old one.
+pub fn neighbour_hint(router: &Router, address: Ipv6Addr, mac: MacAddr) -> Vec<u8> {
+    let to = if is_link_local(address) { router.link_local } else { router.address };
+    let icmp = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
+        flags: NdiscNeighborFlags::OVERRIDE,
+        target_addr: address,
+        lladdr: Some(RawHardwareAddress::from(EthernetAddress(mac.0))),
+    });
+    icmpv6_frame(mac, EthernetAddress(router.mac.0), address, to, 255, &icmp)
+}
+
 /// Sets the router and override flags of a neighbour advertisement the
 /// stack sent (smoltcp, a host stack, sets only "solicited") and fixes its
 /// checksum; leaves every other frame alone.
@@ -468,6 +514,36 @@ mod tests {
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
         assert_eq!(r.inspect(&arp), Inbound::Stack, "not IPv6: the stack's");
         assert_eq!(r.inspect(&arp[..10]), Inbound::Ignore);
+    }
+
+    #[test]
+    fn senders_worth_a_neighbour_hint() {
+        let r = router(true);
+        let echo = Icmpv6Repr::EchoRequest { ident: 1, seq_no: 2, data: b"x" };
+        assert_eq!(sender(&from_host(GW6, 64, &echo), &r), Some((HOST6, MacAddr(HOST_MAC))));
+        let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit { target_addr: GW6, lladdr: None });
+        assert_eq!(sender(&from_host(GW6, 255, &ns), &r), None, "the stack learns from NDP itself");
+        let outside = icmpv6_frame(
+            MacAddr(HOST_MAC),
+            EthernetAddress(r.mac.0),
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+            GW6,
+            64,
+            &echo,
+        );
+        assert_eq!(sender(&outside, &r), None, "not on the link");
+        let from_ll = icmpv6_frame(MacAddr(HOST_MAC), EthernetAddress(r.mac.0), HOST_LL, r.link_local, 64, &echo);
+        assert_eq!(sender(&from_ll, &r), Some((HOST_LL, MacAddr(HOST_MAC))));
+        // The hint is a valid advertisement from the sender, override set.
+        let hint = neighbour_hint(&r, HOST_LL, MacAddr(HOST_MAC));
+        let eth = EthernetFrame::new_checked(&hint[..]).unwrap();
+        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr(), ip.hop_limit()), (HOST_LL, r.link_local, 255));
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        let repr = Icmpv6Repr::parse(&HOST_LL, &r.link_local, &icmp, &ChecksumCapabilities::default()).unwrap();
+        let Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { flags, target_addr, lladdr }) = repr else { panic!() };
+        assert_eq!((flags, target_addr), (NdiscNeighborFlags::OVERRIDE, HOST_LL));
+        assert_eq!(lladdr, Some(RawHardwareAddress::from(EthernetAddress(HOST_MAC))));
     }
 
     #[test]

@@ -224,8 +224,14 @@ mod tests {
         assert_eq!(d.lookup(&[app], "web", Advance::None), Some(web));
         let solo = Found::Addresses { v4: Vec::new(), v6: vec![v6("fd00:62::3")] };
         assert_eq!(d.lookup(&[only6], "solo.v6only", Advance::None), Some(solo));
-        assert_eq!(d.lookup(&[app], &dns::reverse_name(v6("fd00:61::2")), Advance::None), Some(Found::Pointer("web.app".into())));
-        assert_eq!(d.lookup(&[only6], &dns::reverse_name(v6("fd00:62::99")), Advance::None), Some(Found::NoSuchAddress));
+        assert_eq!(
+            d.lookup(&[app], &dns::reverse_name(v6("fd00:61::2")), Advance::None),
+            Some(Found::Pointer("web.app".into()))
+        );
+        assert_eq!(
+            d.lookup(&[only6], &dns::reverse_name(v6("fd00:62::99")), Advance::None),
+            Some(Found::NoSuchAddress)
+        );
 
         // solo asks over IPv6 alone; six from either network, by either family.
         let solo_port = endpoint_port(m.endpoints_in_sandbox("solo")[0].port_index).0;

@@ -162,6 +162,27 @@ fn the_gateway_answers_echo_on_its_address_and_its_link_local_address() {
 }
 
 #[test]
+fn a_host_that_never_solicited_the_gateway_is_answered_at_once() {
+    // A host that learned the gateway's MAC from a router advertisement
+    // sends straight away: the gateway answers its first packet, without
+    // resolving the host first.
+    let (mut h, _, a, _) = network(dual_network(0));
+    for (n, (sender, target)) in [(ip6(2), ip6(1)), (ll(2), gw_ll())].into_iter().enumerate() {
+        h.inject(a, &ping6((mac(2), sender), (gw_mac(), target), 8, n as u16, b"first"));
+        h.run_until_idle();
+        let replies: Vec<Icmp6> = h.sent_frames(a).iter().filter_map(|f| parse_icmp6(f)).collect();
+        assert_eq!(replies.len(), 1, "exactly the reply, no solicitation first: {replies:?}");
+        assert_eq!((replies[0].src, replies[0].dst, replies[0].dst_mac), (target, sender, mac(2)));
+        assert!(matches!(replies[0].kind, Icmpv6Type::EchoReply(_)));
+    }
+    // The host moves to another MAC (a replaced container): answered there.
+    h.inject(a, &ping6((mac(7), ip6(2)), (gw_mac(), ip6(1)), 8, 9, b"moved"));
+    h.run_until_idle();
+    let reply = parse_icmp6(&h.sent_frames(a)[0]).expect("an ICMPv6 message");
+    assert_eq!(reply.dst_mac, mac(7));
+}
+
+#[test]
 fn a_router_solicitation_is_answered_within_the_rfc_4861_delays() {
     let (mut h, _, a, b) = network(dual_network(0));
     // The first advertisement went out at 0: the answer waits until 3 s
