@@ -45,7 +45,9 @@ fn v6(e: &EndpointInfo) -> Ipv6Addr {
 /// from its IPv4 address on a dual-stack network (`02:76:a:b:c:d`).
 fn gateway_link_local(gateway4: Ipv4Addr) -> Ipv6Addr {
     let [a, b, c, d] = gateway4.octets();
-    Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x02 ^ 0x02, 0x76, a, 0xff, 0xfe, b, c, d])
+    let mac = [0x02, 0x76, a, b, c, d];
+    // The universal/local bit flipped, ff:fe in the middle.
+    Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 0x02, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]])
 }
 
 /// A router solicitation from `mac` and the unspecified address (so with
