@@ -299,9 +299,8 @@ impl Datapath {
     }
 
     fn add_peer(&mut self, network: NetworkId, remote: SocketAddr) -> Result<PortId, DatapathError> {
-        if self.tunnel.is_none() {
-            return Err(DatapathError::NoVtep);
-        }
+        let Some(tunnel) = &self.tunnel else { return Err(DatapathError::NoVtep) };
+        vxlan::check_peer(tunnel.config().local, remote)?;
         let info =
             self.nets.get(network.index()).and_then(Option::as_ref).ok_or(BridgeError::NoSuchNetwork(network))?;
         let (vni, mtu) = (info.vni.ok_or(BridgeError::NoSuchNetwork(network))?, info.mtu);

@@ -486,7 +486,10 @@ impl Datapath {
             let info = nets.get_mut(network.index()).and_then(Option::as_mut).ok_or(DropReason::UnknownVni)?;
             let remote = SocketAddr::new(ip, peer_ports.get(&ip).copied().unwrap_or(default_port));
             let known = peers.on_packet(vni, remote, now.0);
-            if known.is_none() && !learn {
+            // Only a peer the VTEP could answer is learned: never one of the
+            // other address family (the kernel's IPv6 sockets are V6ONLY, so
+            // none arrives from them; this keeps any underlay honest).
+            if known.is_none() && (!learn || vxlan::check_peer(local, remote).is_err()) {
                 return Err(DropReason::UnknownPeer);
             }
             // Authenticate before anything learns from the packet.
@@ -559,7 +562,6 @@ impl Datapath {
     /// encryption overhead on encrypted overlays), whichever is smaller.
     fn clamp_mss(&mut self) {
         let Some(tunnel) = &self.tunnel else { return };
-        let tunnel_mtu = tunnel.inner_ip_mtu();
         if !self.nets.iter().flatten().any(|n| n.mss_clamp) {
             return;
         }
@@ -571,10 +573,7 @@ impl Datapath {
                 .ok()
                 .and_then(|c| self.nets.get(c.network.index())?.as_ref())
                 .filter(|n| n.mss_clamp)
-                .map(|n| {
-                    let overhead = if n.crypto.is_some() { crypto::OVERHEAD_OVER_VXLAN as u32 } else { 0 };
-                    n.mtu.min(tunnel_mtu.saturating_sub(overhead)).min(u32::from(u16::MAX)) as u16
-                });
+                .map(|n| n.mtu.min(tunnel.ip_mtu(n.crypto.is_some())).min(u32::from(u16::MAX)) as u16);
             if let Some(mtu) = mtu {
                 let hdr = self.batch.vnet_hdr(i);
                 offload::clamp_mss_to_mtu(self.batch.frame_mut(i), &hdr, mtu);
@@ -723,15 +722,18 @@ impl Datapath {
     }
 
     /// Queues an ICMP "fragmentation needed" / "packet too big" for frame
-    /// `i` from the gateway of the tunnel port's network.
+    /// `i` from the gateway of the tunnel port's network, announcing what
+    /// the tunnel carries: the underlay MTU less the encapsulation of the
+    /// underlay's family, and less the encryption on an encrypted overlay.
     fn answer_too_big(&mut self, tunnel_port: PortId, i: usize, kind: TooBig) {
         let Some(tunnel) = &self.tunnel else { return };
-        let mtu = tunnel.inner_ip_mtu().min(u32::from(u16::MAX)) as u16;
-        let Some(gateway) =
-            self.bridge.port_config(tunnel_port).ok().and_then(|c| self.nets.get(c.network.index())?.as_ref()?.gateway)
+        let Some(net) =
+            self.bridge.port_config(tunnel_port).ok().and_then(|c| self.nets.get(c.network.index())?.as_ref())
         else {
             return;
         };
+        let mtu = tunnel.ip_mtu(net.crypto.is_some()).min(u32::from(u16::MAX)) as u16;
+        let Some(gateway) = net.gateway else { return };
         let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return };
         let mut answer = Vec::new();
         let frame = self.batch.frame(i);

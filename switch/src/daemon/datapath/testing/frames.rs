@@ -181,6 +181,12 @@ pub(crate) fn vtep(n: u8) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::new(192, 0, 2, n), 4789))
 }
 
+/// The VTEP address of test host `n` on an IPv6 underlay
+/// ([2001:db8::n]:4789).
+pub(crate) fn vtep6(n: u8) -> SocketAddr {
+    SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(n)), 4789))
+}
+
 /// An Ethernet frame with any EtherType and payload.
 pub(crate) fn ethernet(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(14 + payload.len());

@@ -78,6 +78,23 @@ impl Setup {
             secret: Some(test_secret()),
         }
     }
+
+    /// Test host `n` on an IPv6 underlay: VTEP [2001:db8::n]:4789
+    /// ([`frames::vtep6`]) on a 1500-byte underlay, otherwise as [`Setup::host`].
+    pub(crate) fn host6(n: u8) -> Setup {
+        Setup {
+            vtep: Some(VtepConfig { local: frames::vtep6(n), learn_peers: false, underlay_mtu: 1500 }),
+            secret: Some(test_secret()),
+        }
+    }
+
+    /// The same host, learning peers from their traffic (`--learn-peers`).
+    pub(crate) fn learning(mut self) -> Setup {
+        if let Some(vtep) = &mut self.vtep {
+            vtep.learn_peers = true;
+        }
+        self
+    }
 }
 
 /// The cluster secret every test host shares.
