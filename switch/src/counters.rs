@@ -81,11 +81,16 @@ pub enum DropReason {
     /// nothing that came from a tunnel goes back into one, so stale tables
     /// on two hosts cannot bounce a frame between VTEPs).
     SplitHorizon,
+    /// An ICMPv6 message for a gateway (to one of its addresses or groups)
+    /// that fails its checksum, does not parse, or breaks neighbour
+    /// discovery's validity rules (hop limit 255, code 0, no zero-length
+    /// option; RFC 4861).
+    Icmpv6Malformed,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 31] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -116,6 +121,7 @@ impl DropReason {
         DropReason::ImpairLoss,
         DropReason::ImpairQueueFull,
         DropReason::SplitHorizon,
+        DropReason::Icmpv6Malformed,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -153,6 +159,7 @@ impl DropReason {
             DropReason::ImpairLoss => "impair_loss",
             DropReason::ImpairQueueFull => "impair_queue_full",
             DropReason::SplitHorizon => "split_horizon",
+            DropReason::Icmpv6Malformed => "icmpv6_malformed",
         }
     }
 }
