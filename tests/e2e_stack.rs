@@ -494,6 +494,14 @@ fn a_dual_stack_stack_talks_over_ipv6_and_export_reproduces_its_addresses() {
     assert!(d2.ctl_ok(&["apply", "-f", &path]).ends_with("\nunchanged\n"));
     assert!(wait_for_ping(&b, a_six, wait).is_some(), "{b} cannot reach {a} on {six} on the second daemon");
     assert!(wait_for_ping(&a, b_dual, wait).is_some(), "{a} cannot reach {b} on {dual} on the second daemon");
+    // The embedded DNS has the reproduced addresses (AAAA), on both networks.
+    if vswitch::dns::require_dns_tools("a_dual_stack_stack_talks_over_ipv6_and_export_reproduces_its_addresses: dns") {
+        let gw6 = Ipv6Addr::from(u128::from(ula.network()) + 1);
+        for (ns, server, name, want) in [(&a, "fd00:231:11::1".parse().unwrap(), &b, b_dual), (&b, gw6, &a, a_six)] {
+            let r = vswitch::dns::dig(ns, &[&format!("@{server}"), "AAAA", name]);
+            assert_eq!(r.data_of("AAAA"), [want.to_string()], "{r}");
+        }
+    }
     for s in [&a, &b] {
         d2.ctl_ok(&["sandbox", "rm", s]);
     }
