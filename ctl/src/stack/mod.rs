@@ -473,17 +473,19 @@ pub struct StackReport {
 }
 
 /// How a [`PortMapping`] is written in a stack file: compose's short
-/// syntax, `8080:80`, `127.0.0.1:5353:53/udp`.
+/// syntax, `8080:80`, `127.0.0.1:5353:53/udp`, an IPv6 host address in
+/// brackets (`[::1]:8080:80`).
 pub fn port_spec(m: &PortMapping) -> String {
     let proto = match m.proto {
         crate::publish::PortProto::Tcp => "",
         crate::publish::PortProto::Udp => "/udp",
     };
     if m.host_ip.is_unspecified() {
-        format!("{}:{}{proto}", m.host_port, m.container_port)
-    } else {
-        format!("{}:{}:{}{proto}", m.host_ip, m.host_port, m.container_port)
+        return format!("{}:{}{proto}", m.host_port, m.container_port);
     }
+    let host = m.host_ip.to_string();
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    format!("{host}:{}:{}{proto}", m.host_port, m.container_port)
 }
 
 #[cfg(test)]
