@@ -274,10 +274,9 @@ impl Converter<'_, '_> {
                 let text = self.at(&k, &format!("{path}.{field}"), s);
                 match text.parse::<Ipv6Net>() {
                     Ok(v) => *target = Some(v),
-                    Err(_) => self.issue(
-                        &k,
-                        format!("invalid CIDR {text:?}: expected an IPv6 ADDRESS/PREFIX, e.g. fd00:1::/64 (prefix length 0 to 128)"),
-                    ),
+                    Err(_) => {
+                        self.issue(&k, format!("invalid CIDR {text:?}: expected an IPv6 prefix like fd00:1::/64"))
+                    }
                 }
             }
         }
