@@ -385,7 +385,7 @@ impl Tunnel {
     ///
     /// A send that fails later is reported by [`Tunnel::take_failures`],
     /// one entry per frame of the train.
-    pub(crate) fn send(&mut self, tx: TunnelTx<'_>, mut seal: Option<&mut NetworkCrypto>) -> TxOutcome {
+    pub(crate) fn send(&mut self, tx: TunnelTx<'_>, seal: Option<&mut NetworkCrypto>) -> TxOutcome {
         let encrypted = seal.is_some();
         let ip_mtu = self.ip_mtu(encrypted).min(u32::from(u16::MAX)) as u16;
         if let Some(kind) = offload::exceeds_mtu(tx.frame, tx.hdr, ip_mtu) {
@@ -428,7 +428,7 @@ impl Tunnel {
             p.in_segments = false;
         }
         let start = self.train.len();
-        if let Some(keys) = seal.as_deref_mut() {
+        if let Some(keys) = seal {
             let checksum = self.inner_checksum;
             let (head, tail) = (crypto::HEADER_LEN, crypto::TAG_LEN);
             for i in 0..count {
