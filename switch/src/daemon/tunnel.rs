@@ -372,9 +372,9 @@ impl Tunnel {
     ///
     /// Sends are batched: the datagrams of consecutive calls for one
     /// (tunnel port, sending socket) join one GSO train while their sizes
-    /// allow it (equal segments, a shorter one only last), and the train
-    /// leaves in one send call when it is full, when a call for another
-    /// port or socket comes, or at [`Tunnel::flush`]. Calls with the same
+    /// allow it (equal segments, a shorter one only last, at most one GSO
+    /// send's worth), and the train leaves in one send call when the next
+    /// frame cannot join it or at [`Tunnel::flush`]. Calls with the same
     /// `tx.frame_id` (a flood to several peers) segment and encapsulate the
     /// frame once: a plain frame's datagrams are sent as they are to every
     /// peer; an encrypted frame's plaintext segments are copied and sealed
@@ -465,9 +465,8 @@ impl Tunnel {
                 });
             }
         }
-        if self.pending.as_ref().is_some_and(|p| p.datagrams >= self.per_send(sender, p.size)) {
-            self.flush();
-        }
+        // A full train leaves with the next call (nothing joins it) or at
+        // `flush`, not here: the caller may still capture its datagrams.
         TxOutcome::Queued
     }
 

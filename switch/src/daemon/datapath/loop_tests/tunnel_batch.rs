@@ -221,3 +221,50 @@ fn an_encrypted_flood_seals_every_copy_with_a_nonce_of_its_own() {
     two.run_until_idle();
     assert_eq!(two.sent_frames(b).len(), 4, "all four open");
 }
+
+#[test]
+fn an_underlay_capture_sees_every_datagram_of_batched_and_sealed_trains() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ctl::proto::Direction;
+    use etherparse::{SlicedPacket, TransportSlice};
+
+    use super::super::handle::Command;
+    use crate::daemon::capture::{CaptureRing, Popped, Scope, Session};
+
+    let mut h = Harness::with(Setup::host(1));
+    let net = h.network(NetworkSpec { key_epoch: Some(1), mtu: 1418, ..overlay_network(0, 4300) });
+    for n in 2..=3 {
+        h.peer(net, vtep(n));
+    }
+    let a = h.endpoint(net);
+    let ring = Arc::new(CaptureRing::new(64, 65_536, None));
+    let session = Box::new(Session::new(ring.clone(), Scope::Underlay, None));
+    h.call(|reply| Command::Capture { session, reply });
+
+    // Three broadcasts, each sealed once per peer (the plan alternates
+    // peers, so each copy is its own send).
+    for tag in 1..=3 {
+        h.inject(a, &frame(BROADCAST, mac(2), tag));
+    }
+    h.run_until_idle();
+    let sent = h.sent_datagrams();
+    assert_eq!(sent.len(), 6);
+    assert_eq!(h.vtep_counters().tx_sends, 6, "the peers alternate: no train");
+    let mut captured = Vec::new();
+    while let Popped::Record(r) = ring.pop(Duration::ZERO) {
+        assert_eq!(r.direction, Direction::Tx);
+        let payload = {
+            let packet = SlicedPacket::from_ip(&r.data).expect("an IP packet");
+            let Some(TransportSlice::Udp(udp)) = &packet.transport else { panic!("not UDP") };
+            udp.payload().to_vec()
+        };
+        captured.push(payload);
+        ring.recycle(r);
+    }
+    let mut sent: Vec<Vec<u8>> = sent.into_iter().map(|d| d.bytes).collect();
+    sent.sort();
+    captured.sort();
+    assert_eq!(captured, sent, "the capture shows what the trains carried, sealed");
+}
