@@ -163,6 +163,7 @@ pub(super) enum Command {
     AddNetwork { spec: NetworkSpec, reply: Reply<Result<(), DatapathError>> },
     RemoveNetwork { id: NetworkId, reply: Reply<Result<(), DatapathError>> },
     AddTap { id: PortId, tap: Tap, config: PortConfig, reply: Reply<Result<(), (Tap, DatapathError)>> },
+    AddDevice { id: PortId, device: Box<dyn super::PortDevice>, config: PortConfig, reply: Reply<Result<(), DatapathError>> },
     RemovePort { id: PortId, reply: Reply<Option<Tap>> },
     AddPeer { network: NetworkId, remote: SocketAddr, reply: Reply<Result<PortId, DatapathError>> },
     RemovePeer { network: NetworkId, remote: SocketAddr, reply: Reply<bool> },
@@ -295,6 +296,17 @@ impl DatapathHandle {
             Ok(Err((tap, e))) => Err((Some(tap), e)),
             Err(e) => Err((None, e)),
         }
+    }
+
+    /// Adds a port backed by another frame device (an AF_XDP socket, a raw
+    /// uplink socket); on error the device is dropped (closed).
+    pub(crate) fn add_device(
+        &self,
+        id: PortId,
+        device: Box<dyn super::PortDevice>,
+        config: PortConfig,
+    ) -> Result<(), DatapathError> {
+        self.call(|reply| Command::AddDevice { id, device, config, reply })?
     }
 
     /// Removes a port (and its FDB entries); returns its TAP, if it had one.

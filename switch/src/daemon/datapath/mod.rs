@@ -63,7 +63,7 @@ use crate::offload::{self, ChecksumState, TooBig};
 use crate::port::{NetworkId, PortId};
 use crate::sys::tap::VirtioNetHdr;
 use crate::time::{Clock, MonotonicClock, Timestamp};
-use device::PortDevice;
+pub(crate) use device::{PacketDevice, PortDevice, XskDevice};
 
 /// Batches processed before the loop looks at commands and timers again.
 const MAX_BATCHES_PER_WAKEUP: usize = 64;
@@ -159,6 +159,9 @@ struct Datapath {
     /// TAP ports whose sandbox side is down (writes fail with EIO), by
     /// port index: each change is reported once.
     link_down: Vec<bool>,
+    /// Ports whose device queues written frames until it is flushed
+    /// (AF_XDP), flushed after every batch.
+    flushed: Vec<PortId>,
     /// The underlay endpoint's drop counters at the last tick (its drop
     /// bursts), and when that was.
     vtep_drops: DropCounters,
@@ -209,6 +212,7 @@ impl Datapath {
             impair: impair::ImpairIo::new(),
             events,
             link_down: Vec::new(),
+            flushed: Vec::new(),
             vtep_drops: DropCounters::default(),
             last_interval: Timestamp(0),
         };
@@ -290,6 +294,7 @@ impl Datapath {
             self.forward();
         }
         self.release_impaired();
+        self.flush_devices();
         let now = self.clock.now();
         if now.millis_since(self.last_tick) >= TICK.as_millis() as u64 {
             self.last_tick = now;
@@ -302,6 +307,7 @@ impl Datapath {
     }
 
     fn tick(&mut self, now: Timestamp) {
+        self.check_devices();
         self.bridge.age(now);
         self.rotate_keys(now);
         for aged in self.peers.age(now.0) {
@@ -409,7 +415,7 @@ impl Datapath {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => self.ready.push_back(port),
                         // The device was unregistered: its namespace died
                         // (a container that exited) or it was deleted.
-                        Err(e) if e.raw_os_error() == Some(libc::EBADFD) => self.port_gone(port),
+                        Err(e) if device_gone(&e) => self.port_gone(port),
                         Err(e) => {
                             tracing::warn!(%port, error = %e, "read from TAP failed; waiting for the next event");
                             self.queued[port.index()] = false;
@@ -504,6 +510,7 @@ impl Datapath {
             self.clamp_mss();
             self.bridge.forward_batch(now, self.batch.frames(), &mut self.plan);
             self.transmit();
+            self.flush_devices();
             self.nat.translator.flush_acks(&mut self.nat.out);
             if self.busy_gateways.is_empty() && self.injected.is_empty() && self.nat.out.is_empty() {
                 break;
@@ -560,7 +567,7 @@ impl Datapath {
             if self.impair.is_impaired(send.port) && self.impair_offer(send.port, i) {
                 continue;
             }
-            let to_tap = matches!(self.ports.get(send.port.index()), Some(Some(PortIo::Tap(_))));
+            let to_tap = matches!(self.ports.get(send.port.index()), Some(Some(PortIo::Tap(d))) if d.takes_gso());
             let entry = self.batch.entry(i);
             if to_tap && !entry.has_vnet_hdr {
                 let checksum = entry.checksum;
@@ -776,6 +783,34 @@ impl Datapath {
         }
     }
 
+    /// Hands the frames written to queueing devices (AF_XDP) to the kernel.
+    fn flush_devices(&mut self) {
+        for &port in &self.flushed {
+            if let Some(Some(PortIo::Tap(device))) = self.ports.get(port.index())
+                && let Err(e) = device.flush()
+            {
+                tracing::debug!(%port, error = %e, "flushing the port's transmit ring failed");
+            }
+        }
+    }
+
+    /// Looks for devices whose failure epoll does not report (an AF_XDP
+    /// socket whose interface was unregistered): they are gone.
+    fn check_devices(&mut self) {
+        let mut gone = Vec::new();
+        for (index, io) in self.ports.iter().enumerate() {
+            if let Some(PortIo::Tap(device)) = io
+                && let Err(e) = device.check()
+            {
+                tracing::info!(port = index, error = %e, "port device failed");
+                gone.push(PortId(index as u32));
+            }
+        }
+        for port in gone {
+            self.port_gone(port);
+        }
+    }
+
     fn handle_commands(&mut self) {
         while let Ok(command) = self.inbox.try_recv() {
             self.handle(command);
@@ -810,6 +845,13 @@ fn open_drop_reason(e: OpenError) -> DropReason {
         OpenError::Reflected => DropReason::Reflected,
         OpenError::Replayed { .. } | OpenError::TooOld { .. } => DropReason::Replayed,
     }
+}
+
+/// Whether a read error says the device behind a port is gone: `EBADFD` for
+/// an unregistered TAP, `ENETDOWN`/`ENXIO`/`ENODEV` for a socket whose
+/// interface was unregistered.
+fn device_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EBADFD | libc::ENETDOWN | libc::ENXIO | libc::ENODEV))
 }
 
 /// The drop reason for a failed TAP write.
