@@ -28,7 +28,7 @@ pub const RX_CHUNKS: u32 = CHUNKS / 2;
 /// Entries of each ring.
 pub const RING_SIZE: u32 = 1024;
 /// Frames read before the RX and fill rings are handed back.
-pub const RELEASE_EVERY: u32 = 32;
+pub(crate) const RELEASE_EVERY: u32 = 32;
 /// The headroom the kernel keeps in front of a received frame in a chunk
 /// (`XDP_PACKET_HEADROOM`).
 pub const KERNEL_HEADROOM: u32 = 256;
