@@ -78,6 +78,9 @@ struct MapCreateAttr {
     inner_map_fd: u32,
     numa_node: u32,
     map_name: [u8; 16],
+    /// Named so no padding byte (which `Default` leaves undefined) sits
+    /// before `_rest`: the kernel reads every byte.
+    map_ifindex: u32,
     _rest: [u64; 12],
 }
 
@@ -221,6 +224,10 @@ mod tests {
         assert_eq!(p[5].code, 0x95);
         // The attribute layouts the kernel reads.
         assert_eq!(std::mem::offset_of!(MapCreateAttr, map_name), 28);
+        // No padding anywhere: the kernel reads every byte.
+        assert_eq!(size_of::<MapCreateAttr>(), 48 + 96);
+        assert_eq!(size_of::<ProgLoadAttr>(), 72 + 96);
+        assert_eq!(size_of::<MapUpdateAttr>(), 32 + 96);
         assert_eq!(std::mem::offset_of!(MapUpdateAttr, key), 8);
         assert_eq!(std::mem::offset_of!(ProgLoadAttr, log_buf), 32);
         assert_eq!(std::mem::offset_of!(ProgLoadAttr, prog_name), 48);

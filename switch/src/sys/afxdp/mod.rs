@@ -27,6 +27,8 @@
 pub mod bpf;
 mod queues;
 mod ring;
+#[cfg(test)]
+mod root_tests;
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
