@@ -136,7 +136,10 @@ mod tests {
         assert_eq!(ep.port_index, 0);
         let up = m.add_uplink("lan", "veth-lan", PortType::Raw, false).unwrap();
         assert_eq!(up.port_index, 1, "after the endpoint's");
-        assert!(matches!(m.add_uplink("lan", "veth-lan", PortType::Afxdp, false), Err(ModelError::UplinkExists { .. })));
+        assert!(matches!(
+            m.add_uplink("lan", "veth-lan", PortType::Afxdp, false),
+            Err(ModelError::UplinkExists { .. })
+        ));
         assert!(matches!(m.add_uplink("lan", "x", PortType::Tap, false), Err(ModelError::BadPortType(_))));
         assert!(matches!(m.add_uplink("lan", "a/b", PortType::Raw, false), Err(ModelError::InvalidInterface(_))));
         assert!(matches!(m.add_uplink("host", "eth9", PortType::Raw, false), Err(ModelError::HostNotConnectable)));

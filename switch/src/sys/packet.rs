@@ -140,7 +140,13 @@ impl PacketSocket {
         let mut len = size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: the kernel writes one int into `code`.
         let r = unsafe {
-            libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR, (&mut code as *mut i32).cast(), &mut len)
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut code as *mut i32).cast(),
+                &mut len,
+            )
         };
         if r < 0 {
             return Err(io::Error::last_os_error());

@@ -113,7 +113,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dns(DnsCmd::Ls { network }) => {
             ctx.show(&Request::DnsLs { network }, |w, r: Vec<DnsRecord>| render::dns_records(w, &r))
         }
-        Command::Port(cli::PortArgs { command: Some(cli::PortCmd::Add { network, interface, port_type, force }), .. }) => {
+        Command::Port(cli::PortArgs {
+            command: Some(cli::PortCmd::Add { network, interface, port_type, force }),
+            ..
+        }) => {
             let req = Request::PortAdd { network, interface, port_type: Some(port_type.into()), force };
             ctx.show(&req, |_, _: Value| Ok(()))
         }

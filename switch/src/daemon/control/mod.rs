@@ -537,8 +537,14 @@ impl Control {
 
     fn network_rm(&mut self, name: &str) -> Reply {
         let mut next = self.model.clone();
-        let uplinks: Vec<crate::model::Uplink> =
-            self.model.network(name).map(|n| self.model.uplinks_of(&n.id)).unwrap_or_default().into_iter().cloned().collect();
+        let uplinks: Vec<crate::model::Uplink> = self
+            .model
+            .network(name)
+            .map(|n| self.model.uplinks_of(&n.id))
+            .unwrap_or_default()
+            .into_iter()
+            .cloned()
+            .collect();
         let network = next.remove_network(name).map_err(model_error)?;
         for uplink in &uplinks {
             self.detach_uplink(uplink);

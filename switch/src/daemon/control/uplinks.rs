@@ -11,12 +11,21 @@ use crate::model::{Model, Network, PARENT_OPTION, PORT_TYPE_OPTION, Uplink};
 use crate::port::PortConfig;
 
 impl Control {
-    pub(super) fn port_add(&mut self, network: &str, interface: &str, port_type: ctl::proto::PortType, force: bool) -> Reply {
+    pub(super) fn port_add(
+        &mut self,
+        network: &str,
+        interface: &str,
+        port_type: ctl::proto::PortType,
+        force: bool,
+    ) -> Reply {
         let mut next = self.model.clone();
         let uplink = next.add_uplink(network, interface, port_type, force).map_err(model_error)?;
         self.check_uplink(&uplink)?;
         self.events.update_names(&next);
-        let net = next.network_by_id(&uplink.network_id).cloned().ok_or_else(|| CtlError::internal("uplink without network"))?;
+        let net = next
+            .network_by_id(&uplink.network_id)
+            .cloned()
+            .ok_or_else(|| CtlError::internal("uplink without network"))?;
         self.attach_uplink(&uplink, &net)?;
         if let Err(e) = self.commit(next) {
             self.detach_uplink(&uplink);
@@ -66,11 +75,12 @@ impl Control {
     /// Opens the uplink's device and adds its port to the datapath.
     pub(super) fn attach_uplink(&mut self, uplink: &Uplink, network: &Network) -> Result<(), CtlError> {
         let port = hostports::open_uplink(uplink).map_err(|e| {
-            let kind = if matches!(e, hostports::HostPortError::Netlink(crate::sys::netlink::NetlinkError::NoSuchLink(_))) {
-                ErrorKind::NotFound
-            } else {
-                ErrorKind::Internal
-            };
+            let kind =
+                if matches!(e, hostports::HostPortError::Netlink(crate::sys::netlink::NetlinkError::NoSuchLink(_))) {
+                    ErrorKind::NotFound
+                } else {
+                    ErrorKind::Internal
+                };
             CtlError::new(kind, host_port_error(e).message)
         })?;
         let config = PortConfig { mtu: network.mtu, ..PortConfig::access(network_id(network)) };

@@ -116,7 +116,11 @@ impl XskDevice {
     pub(crate) fn new(port: XdpPort) -> XskDevice {
         let fd = port.socket_ref().as_raw_fd();
         let mode = port.mode();
-        XskDevice { inner: RefCell::new(XskInner { port, segments: SegmentBuf::with_capacity(Tap::RECV_BUF_LEN * 2, 64) }), fd, mode }
+        XskDevice {
+            inner: RefCell::new(XskInner { port, segments: SegmentBuf::with_capacity(Tap::RECV_BUF_LEN * 2, 64) }),
+            fd,
+            mode,
+        }
     }
 
     /// How the port's program and socket run.

@@ -297,7 +297,9 @@ impl XskSocket {
         while before > 0 && (self.queues.tx_needs_wakeup() || !self.zero_copy) {
             // SAFETY: a zero-length non-blocking send: the kick that makes the
             // kernel transmit the TX ring.
-            let r = unsafe { libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+            let r = unsafe {
+                libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)
+            };
             if r < 0 {
                 let e = io::Error::last_os_error();
                 if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS)) {
@@ -326,9 +328,12 @@ impl XskSocket {
     /// The kernel's drop counters for this socket.
     pub fn stats(&self) -> io::Result<XskStats> {
         // SAFETY: `xdp_statistics` is what XDP_STATISTICS returns; plain integers.
-        let s: libc::xdp_statistics =
-            unsafe { sockopt_get(self.fd.as_raw_fd(), libc::SOL_XDP, libc::XDP_STATISTICS) }?;
-        Ok(XskStats { rx_dropped: s.rx_dropped, rx_ring_full: s.rx_ring_full, rx_fill_empty: s.rx_fill_ring_empty_descs })
+        let s: libc::xdp_statistics = unsafe { sockopt_get(self.fd.as_raw_fd(), libc::SOL_XDP, libc::XDP_STATISTICS) }?;
+        Ok(XskStats {
+            rx_dropped: s.rx_dropped,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_empty: s.rx_fill_ring_empty_descs,
+        })
     }
 }
 
