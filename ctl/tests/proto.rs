@@ -45,6 +45,7 @@ fn one_of_each() -> Vec<Request> {
             mac: Some("02:42:0a:0a:00:05".parse().unwrap()),
             publish: ctl::parse_publish("127.0.0.1:8080-8081:80-81/udp").unwrap(),
             service: Some("api".into()),
+            port_type: ctl::proto::PortType::Afxdp,
         },
         Request::SandboxPublish {
             sandbox: "web".into(),
@@ -100,6 +101,13 @@ fn one_of_each() -> Vec<Request> {
             }),
         },
         Request::PortImpair { port: "vsp1".into(), impair: None },
+        Request::PortAdd {
+            network: "lan".into(),
+            interface: "enp3s0".into(),
+            port_type: Some(ctl::proto::PortType::Afxdp),
+            force: true,
+        },
+        Request::PortRm { interface: "enp3s0".into() },
         Request::StackApply {
             stack: ctl::stack::Stack {
                 networks: vec![ctl::stack::StackNetwork {
@@ -701,6 +709,7 @@ fn connect_without_publish_sends_no_new_keys() {
         mac: None,
         publish: vec![],
         service: None,
+        port_type: ctl::proto::PortType::Tap,
     };
     let line = proto::encode_request(1, &req).unwrap();
     let v: Value = serde_json::from_slice(&line).unwrap();
