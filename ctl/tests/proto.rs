@@ -242,7 +242,7 @@ fn bad_fields_of_a_known_verb_are_invalid_argument() {
         r#"{"verb":"network_rm","name":7}"#,
         r#"{"verb":"fdb_add","network":"n","mac":"zz:zz","port":"p"}"#,
         r#"{"verb":"network_create","name":"n","subnet":"10.0.0.0"}"#,
-        r#"{"verb":"network_create","name":"n","driver":"macvlan"}"#,
+        r#"{"verb":"network_create","name":"n","driver":"ipvlan"}"#,
         r#"{"verb":"network_create","name":"n","mtu":-5}"#,
         r#"{"verb":"network_connect","network":"n","sandbox":"s","ip":"300.1.1.1"}"#,
         r#"{"verb":"sandbox_create","name":"s","dns":["nope"]}"#,
