@@ -87,9 +87,14 @@ fn configure_afxdp_endpoint(
     nl.set_link_up(host)?;
     let ifname = endpoint.ifname_in_sandbox.clone();
     let name = ifname.clone();
-    netns::run_in(ns, move || crate::sys::ethtool::set_tx_checksum(&name, false))
-        .map_err(|e| HostPortError::Plumb(e.into()))?
-        .map_err(|source| HostPortError::Ethtool { ifname: ifname.clone(), source })?;
+    netns::run_in(ns, move || {
+        crate::sys::ethtool::set_tx_checksum(&name, false)?;
+        // Best effort: only a speed-up (GRO of what the switch writes).
+        let _ = crate::sys::ethtool::set_gro(&name, true);
+        Ok::<(), io::Error>(())
+    })
+    .map_err(|e| HostPortError::Plumb(e.into()))?
+    .map_err(|source| HostPortError::Ethtool { ifname: ifname.clone(), source })?;
     let config = LinkConfig {
         new_name: None,
         mac: Some(endpoint.mac.0),

@@ -51,6 +51,13 @@ pub(crate) trait PortDevice: Send {
         true
     }
 
+    /// The longest frame a read returns, virtio-net header included, when
+    /// it is far below a GSO frame (then the loop packs many frames into
+    /// one batch buffer); `None` for devices that read GSO frames.
+    fn max_frame(&self) -> Option<usize> {
+        None
+    }
+
     /// Whether frames written stay queued until [`flush`](Self::flush).
     fn wants_flush(&self) -> bool {
         false
@@ -219,6 +226,10 @@ impl PortDevice for XskDevice {
 
     fn takes_gso(&self) -> bool {
         false
+    }
+
+    fn max_frame(&self) -> Option<usize> {
+        Some(VirtioNetHdr::LEN + MAX_FRAME_LEN)
     }
 
     fn wants_flush(&self) -> bool {

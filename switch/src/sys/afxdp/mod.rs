@@ -10,7 +10,7 @@
 //! 2. the program is attached over rtnetlink (`IFLA_XDP`), natively
 //!    (`XDP_FLAGS_DRV_MODE`) where the driver has XDP, else at the generic
 //!    hook (`XDP_FLAGS_SKB_MODE`);
-//! 3. an [`XskSocket`] registers an 8 MiB UMEM (2,048 chunks of a page),
+//! 3. an [`XskSocket`] registers a 16 MiB UMEM (4,096 chunks of a page, half for receiving),
 //!    sets up and maps its four rings and binds to the queue, zero-copy
 //!    (`XDP_ZEROCOPY`) where the driver supports it, copy mode otherwise,
 //!    always with `XDP_USE_NEED_WAKEUP`: the socket never busy-polls. It

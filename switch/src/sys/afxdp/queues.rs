@@ -21,12 +21,12 @@ use super::ring::Ring;
 
 /// Bytes per UMEM chunk: one page, so a chunk never straddles pages.
 pub const CHUNK_SIZE: u32 = 4096;
-/// Chunks in the UMEM (8 MiB per socket).
-pub const CHUNKS: u32 = 2048;
+/// Chunks in the UMEM (16 MiB per socket, touched only as frames use them).
+pub const CHUNKS: u32 = 4096;
 /// Chunks lent to the kernel for receiving.
 pub const RX_CHUNKS: u32 = CHUNKS / 2;
 /// Entries of each ring.
-pub const RING_SIZE: u32 = 1024;
+pub const RING_SIZE: u32 = 2048;
 /// Frames read before the RX and fill rings are handed back.
 pub(crate) const RELEASE_EVERY: u32 = 32;
 /// The headroom the kernel keeps in front of a received frame in a chunk
