@@ -14,3 +14,4 @@ mod gateway;
 mod impair;
 mod learning;
 mod overlay;
+mod xsk;
