@@ -81,11 +81,15 @@ pub enum DropReason {
     /// nothing that came from a tunnel goes back into one, so stale tables
     /// on two hosts cannot bounce a frame between VTEPs).
     SplitHorizon,
+    /// Frames the kernel dropped on their way into an AF_XDP port's socket:
+    /// its RX ring was full or its fill ring empty (the switch fell behind).
+    /// Read from the socket's statistics once a second.
+    XskRxDropped,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 31] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -116,6 +120,7 @@ impl DropReason {
         DropReason::ImpairLoss,
         DropReason::ImpairQueueFull,
         DropReason::SplitHorizon,
+        DropReason::XskRxDropped,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -153,6 +158,7 @@ impl DropReason {
             DropReason::ImpairLoss => "impair_loss",
             DropReason::ImpairQueueFull => "impair_queue_full",
             DropReason::SplitHorizon => "split_horizon",
+            DropReason::XskRxDropped => "xsk_rx_dropped",
         }
     }
 }

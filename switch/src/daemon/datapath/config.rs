@@ -246,6 +246,10 @@ impl Datapath {
         if device.wants_flush() && !self.flushed.contains(&id) {
             self.flushed.push(id);
         }
+        // A new socket's kernel counters start at zero.
+        if let Some(last) = self.kernel_drops.get_mut(id.index()) {
+            *last = 0;
+        }
         *slot(&mut self.ports, id) = Some(PortIo::Tap(device));
         if self.queued.len() <= id.index() {
             self.queued.resize(id.index() + 1, false);

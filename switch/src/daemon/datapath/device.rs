@@ -68,6 +68,12 @@ pub(crate) trait PortDevice: Send {
         Ok(())
     }
 
+    /// Frames the kernel dropped on their way in, in all (an AF_XDP
+    /// socket's full RX or empty fill ring); read once a second.
+    fn kernel_drops(&self) -> u64 {
+        0
+    }
+
     /// A pending error of a device whose failure epoll does not report
     /// (an AF_XDP socket whose interface was unregistered); checked once a
     /// second.
@@ -243,6 +249,11 @@ impl PortDevice for XskDevice {
             return Ok(());
         }
         socket.flush_tx()
+    }
+
+    fn kernel_drops(&self) -> u64 {
+        let stats = self.inner.borrow().port.socket_ref().stats().unwrap_or_default();
+        stats.rx_dropped + stats.rx_ring_full + stats.rx_fill_empty
     }
 
     fn check(&self) -> io::Result<()> {

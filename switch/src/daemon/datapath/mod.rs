@@ -164,6 +164,8 @@ struct Datapath {
     /// Ports whose device queues written frames until it is flushed
     /// (AF_XDP), flushed after every batch.
     flushed: Vec<PortId>,
+    /// The kernel drop total each such port reported at the last tick.
+    kernel_drops: Vec<u64>,
     /// The underlay endpoint's drop counters at the last tick (its drop
     /// bursts), and when that was.
     vtep_drops: DropCounters,
@@ -215,6 +217,7 @@ impl Datapath {
             events,
             link_down: Vec::new(),
             flushed: Vec::new(),
+            kernel_drops: Vec::new(),
             vtep_drops: DropCounters::default(),
             last_interval: Timestamp(0),
         };
@@ -830,6 +833,18 @@ impl Datapath {
             {
                 tracing::info!(port = index, error = %e, "port device failed");
                 gone.push(PortId(index as u32));
+            }
+        }
+        // The kernel's own drops of queueing devices, as deltas.
+        for &port in &self.flushed {
+            let Some(Some(PortIo::Tap(device))) = self.ports.get(port.index()) else { continue };
+            let total = device.kernel_drops();
+            if self.kernel_drops.len() <= port.index() {
+                self.kernel_drops.resize(port.index() + 1, 0);
+            }
+            let last = std::mem::replace(&mut self.kernel_drops[port.index()], total);
+            if total > last {
+                self.bridge.count_drops(port, DropReason::XskRxDropped, total - last);
             }
         }
         for port in gone {

@@ -72,3 +72,22 @@ fn a_gso_frame_from_a_tap_reaches_an_xsk_port_whole_for_it_to_segment() {
     assert_eq!(sent.len(), 1, "one write: the device segments it");
     assert_eq!((sent[0].hdr, &sent[0].frame), (tso, &big));
 }
+
+#[test]
+fn the_kernels_drops_of_a_socket_are_counted_once_a_second_as_deltas() {
+    let mut h = Harness::new();
+    let net = h.network(plain_network(0));
+    let a = h.xsk_endpoint(net, MAX);
+    h.port(a).set_kernel_drops(5);
+    h.advance(std::time::Duration::from_secs(1));
+    h.step();
+    assert_eq!(h.drops(a, DropReason::XskRxDropped), 5);
+    h.port(a).set_kernel_drops(7);
+    h.advance(std::time::Duration::from_millis(500));
+    h.step();
+    assert_eq!(h.drops(a, DropReason::XskRxDropped), 5, "read once a second");
+    h.advance(std::time::Duration::from_millis(500));
+    h.step();
+    assert_eq!(h.drops(a, DropReason::XskRxDropped), 7, "the delta, not the total again");
+    assert_eq!(h.counters(a).drops.total(), 7);
+}

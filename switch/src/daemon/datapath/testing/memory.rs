@@ -73,6 +73,8 @@ struct PortState {
     unflushed: Vec<Vec<u8>>,
     /// Flushes that handed frames over.
     flushes: u64,
+    /// What the kernel's drop counter of the device says.
+    kernel_drops: u64,
 }
 
 /// An in-memory frame port: reads take queued frames (virtio-net header
@@ -89,6 +91,11 @@ impl MemoryPort {
         let port = MemoryPort::default();
         lock(&port.0).small_frames = Some(max_frame);
         port
+    }
+
+    /// Sets the device's kernel drop counter (an AF_XDP socket's full ring).
+    pub(crate) fn set_kernel_drops(&self, total: u64) {
+        lock(&self.0).kernel_drops = total;
     }
 
     /// Flushes that handed written frames over.
@@ -203,6 +210,10 @@ impl PortDevice for MemoryPort {
 
     fn wants_flush(&self) -> bool {
         lock(&self.0).small_frames.is_some()
+    }
+
+    fn kernel_drops(&self) -> u64 {
+        lock(&self.0).kernel_drops
     }
 
     fn flush(&self) -> io::Result<()> {
