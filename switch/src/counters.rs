@@ -85,11 +85,16 @@ pub enum DropReason {
     /// its RX ring was full or its fill ring empty (the switch fell behind).
     /// Read from the socket's statistics once a second.
     XskRxDropped,
+    /// An ICMPv6 message for a gateway (to one of its addresses or groups)
+    /// that fails its checksum, does not parse, or breaks neighbour
+    /// discovery's validity rules (hop limit 255, code 0, no zero-length
+    /// option; RFC 4861).
+    Icmpv6Malformed,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 31] = [
+    pub const ALL: [DropReason; 32] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -121,6 +126,7 @@ impl DropReason {
         DropReason::ImpairQueueFull,
         DropReason::SplitHorizon,
         DropReason::XskRxDropped,
+        DropReason::Icmpv6Malformed,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -159,6 +165,7 @@ impl DropReason {
             DropReason::ImpairQueueFull => "impair_queue_full",
             DropReason::SplitHorizon => "split_horizon",
             DropReason::XskRxDropped => "xsk_rx_dropped",
+            DropReason::Icmpv6Malformed => "icmpv6_malformed",
         }
     }
 }

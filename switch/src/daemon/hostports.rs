@@ -99,7 +99,8 @@ fn configure_afxdp_endpoint(
         new_name: None,
         mac: Some(endpoint.mac.0),
         mtu: Some(network.mtu),
-        ipv4: Some((endpoint.ipv4, endpoint.prefix_len)),
+        ipv4: endpoint.ipv4.map(|a| (a, endpoint.prefix_len)),
+        ipv6: endpoint.ipv6.map(|a| (a, endpoint.prefix_len6)),
         up: true,
     };
     netlink::configure_link(ns, &ifname, &config)?;

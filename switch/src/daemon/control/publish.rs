@@ -41,7 +41,7 @@ pub(super) fn keys<'a>(mappings: impl IntoIterator<Item = &'a PortMapping>) -> V
 /// Where traffic for `endpoint`'s `port` goes.
 fn backend(model: &Model, endpoint: &Endpoint, port: u16) -> Option<Backend> {
     let network = model.network_by_id(&endpoint.network_id)?;
-    Some(Backend { network: network_id(network), address: endpoint.ipv4, mac: endpoint.mac.into(), port })
+    Some(Backend { network: network_id(network), address: endpoint.ipv4?, mac: endpoint.mac.into(), port })
 }
 
 /// One publication per mapping of `mappings` (some of `endpoint`'s), each
@@ -168,7 +168,7 @@ impl Control {
             .model
             .endpoints()
             .filter(|e| restored.contains(&e.id))
-            .filter_map(|e| Some((e.ipv4, self.model.network_by_id(&e.network_id)?.network_index)))
+            .filter_map(|e| Some((e.ipv4?, self.model.network_by_id(&e.network_id)?.network_index)))
             .collect();
         let mut publications = Vec::new();
         for endpoint in self.model.endpoints().filter(|e| restored.contains(&e.id)) {
@@ -266,7 +266,9 @@ impl Control {
                 .model
                 .service_replicas(service)
                 .into_iter()
-                .map(|e| ServiceReplica { sandbox: e.sandbox.clone(), endpoint_id: e.id.clone(), address: e.ipv4 })
+                .filter_map(|e| {
+                    Some(ServiceReplica { sandbox: e.sandbox.clone(), endpoint_id: e.id.clone(), address: e.ipv4? })
+                })
                 .collect(),
         }
     }
@@ -279,7 +281,7 @@ impl Control {
             .model
             .endpoints()
             .filter_map(|e| {
-                Some(((self.model.network_by_id(&e.network_id)?.network_index, e.ipv4), e.sandbox.as_str()))
+                Some(((self.model.network_by_id(&e.network_id)?.network_index, e.ipv4?), e.sandbox.as_str()))
             })
             .collect();
         let mut out: Vec<NatFlow> = flows
@@ -356,7 +358,10 @@ mod tests {
         let net = network_id(m.network("a").unwrap());
         assert_eq!(pubs[1].proto, nat::Proto::Tcp);
         assert_eq!(pubs[1].host, "0.0.0.0:8081".parse().unwrap());
-        assert_eq!(pubs[1].backends, [Backend { network: net, address: e1.ipv4, mac: e1.mac.into(), port: 81 }]);
+        assert_eq!(
+            pubs[1].backends,
+            [Backend { network: net, address: e1.ipv4.unwrap(), mac: e1.mac.into(), port: 81 }]
+        );
     }
 
     #[test]
@@ -367,14 +372,14 @@ mod tests {
         let pubs = service_publications(&m, &service);
         assert_eq!(pubs.len(), 1);
         assert_eq!((pubs[0].proto, pubs[0].host), (nat::Proto::Udp, "127.0.0.1:5353".parse().unwrap()));
-        let order: Vec<Ipv4Addr> = pubs[0].backends.iter().map(|b| b.address).collect();
+        let order: Vec<Option<Ipv4Addr>> = pubs[0].backends.iter().map(|b| Some(b.address)).collect();
         assert_eq!(order, [e1.ipv4, e2.ipv4]);
         assert!(pubs[0].backends.iter().all(|b| b.port == 53));
         // The next replica comes last.
         let e3 = m.connect(Connect { service: Some("api".into()), ..Connect::new("a", "s3") }).unwrap();
         assert_eq!(m.service_of(&e3).map(|s| s.name.as_str()), Some("api"));
         let pubs = service_publications(&m, m.service("api").unwrap());
-        let order: Vec<Ipv4Addr> = pubs[0].backends.iter().map(|b| b.address).collect();
+        let order: Vec<Option<Ipv4Addr>> = pubs[0].backends.iter().map(|b| Some(b.address)).collect();
         assert_eq!(order, [e1.ipv4, e2.ipv4, e3.ipv4]);
         // No replicas: still published, with no backends.
         for s in ["s1", "s2", "s3"] {
@@ -397,6 +402,11 @@ mod tests {
             subnet: Some(subnet.parse().unwrap()),
             gateway: None,
             ip_range: None,
+            enable_ipv4: true,
+            enable_ipv6: false,
+            subnet6: None,
+            gateway6: None,
+            ip_range6: None,
             internal: false,
             mtu: None,
             attachable: false,

@@ -2,7 +2,7 @@
 //! how datapath port ids are formed.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -76,6 +76,18 @@ pub struct GatewaySpec {
     pub prefix_len: u8,
 }
 
+/// The IPv6 gateway of a network, as the datapath needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gateway6Spec {
+    /// The gateway's IPv6 address.
+    pub address: Ipv6Addr,
+    /// The IPv6 subnet's prefix length.
+    pub prefix_len: u8,
+    /// The network routes out (not `--internal`): router advertisements
+    /// carry a router lifetime above zero only then.
+    pub default_route: bool,
+}
+
 /// A network as the datapath needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NetworkSpec {
@@ -85,8 +97,11 @@ pub struct NetworkSpec {
     pub config: NetworkConfig,
     /// Endpoint MTU.
     pub mtu: u32,
-    /// The userspace gateway, if the network has one.
+    /// The userspace gateway's IPv4 side, if the network has IPv4 (`None`
+    /// on IPv6-only networks).
     pub gateway: Option<GatewaySpec>,
+    /// The gateway's IPv6 side, if the network has IPv6.
+    pub gateway6: Option<Gateway6Spec>,
     /// The VNI of an overlay network.
     pub vni: Option<Vni>,
     /// Clamp the MSS of TCP SYNs to fit the tunnel (`-o mss-clamp`).
@@ -127,6 +142,10 @@ pub enum DatapathError {
     /// The peer table refused the peer.
     #[error("cannot add peer: {0}")]
     Peer(#[from] vxlan::PeerError),
+    /// The peer cannot be reached over this VTEP's underlay (another address
+    /// family, a link-local address).
+    #[error("cannot add peer: {0}")]
+    Underlay(#[from] vxlan::UnderlayError),
     /// Encrypted overlays need the cluster secret.
     #[error("encrypted overlays need a cluster secret: start vswitchd with --secret-file PATH")]
     NoSecret,

@@ -412,7 +412,9 @@ impl Datapath {
         let view = gateway.and_then(|port| match self.ports.get(port.index()) {
             Some(Some(PortIo::Gateway(gw))) => {
                 let mtu = self.nets.get(network.index()).and_then(Option::as_ref).map_or(1500, |n| n.mtu);
-                Some(NetView { gateway: port, mac: gw.mac(), address: gw.address(), mtu })
+                // The translator speaks IPv4: a network without an IPv4
+                // gateway has nothing for it.
+                Some(NetView { gateway: port, mac: gw.mac(), address: gw.ipv4()?, mtu })
             }
             _ => None,
         });
@@ -485,7 +487,8 @@ impl Datapath {
     /// Returns false for frames the gateway (or `no_route`) handles.
     pub(super) fn nat_from_sandbox(&mut self, gateway: PortId, i: usize) -> bool {
         let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return false };
-        let (gw_mac, gw_address) = (gw.mac(), gw.address());
+        let Some(gw_address) = gw.ipv4() else { return false };
+        let gw_mac = gw.mac();
         let frame = self.batch.frame(i);
         if frame.len() < 34 || frame[..6] != gw_mac.0 || frame[12..14] != [0x08, 0x00] {
             return false;
@@ -532,7 +535,7 @@ impl Datapath {
     fn is_switch_address(&self, address: Ipv4Addr) -> bool {
         self.nets.iter().flatten().filter_map(|n| n.gateway).any(|port| match self.ports.get(port.index()) {
             Some(Some(PortIo::Gateway(gw))) => {
-                let (net, prefix) = gw.subnet();
+                let Some((net, prefix)) = gw.subnet() else { return false };
                 let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
                 u32::from(address) & mask == u32::from(net) & mask
             }

@@ -27,7 +27,7 @@ use crypto::ClusterSecret;
 use mio::Poll;
 use vxlan::Vni;
 
-use super::handle::{Command, DatapathError, GatewaySpec, NetworkSpec, Reply, Snapshot, endpoint_port};
+use super::handle::{Command, DatapathError, Gateway6Spec, GatewaySpec, NetworkSpec, Reply, Snapshot, endpoint_port};
 use super::{Datapath, PortIo, dns};
 use crate::bridge::{FdbRecord, NetworkConfig};
 use crate::counters::{DropReason, LearningCounters, PortCounters};
@@ -78,6 +78,23 @@ impl Setup {
             secret: Some(test_secret()),
         }
     }
+
+    /// Test host `n` on an IPv6 underlay: VTEP [2001:db8::n]:4789
+    /// ([`frames::vtep6`]) on a 1500-byte underlay, otherwise as [`Setup::host`].
+    pub(crate) fn host6(n: u8) -> Setup {
+        Setup {
+            vtep: Some(VtepConfig { local: frames::vtep6(n), learn_peers: false, underlay_mtu: 1500 }),
+            secret: Some(test_secret()),
+        }
+    }
+
+    /// The same host, learning peers from their traffic (`--learn-peers`).
+    pub(crate) fn learning(mut self) -> Setup {
+        if let Some(vtep) = &mut self.vtep {
+            vtep.learn_peers = true;
+        }
+        self
+    }
 }
 
 /// The cluster secret every test host shares.
@@ -92,6 +109,7 @@ pub(crate) fn plain_network(index: u32) -> NetworkSpec {
         config: NetworkConfig::default(),
         mtu: 1500,
         gateway: None,
+        gateway6: None,
         vni: None,
         mss_clamp: false,
         key_epoch: None,
@@ -105,6 +123,21 @@ pub(crate) fn plain_network(index: u32) -> NetworkSpec {
 pub(crate) fn gateway_network(index: u32) -> NetworkSpec {
     let gateway = GatewaySpec { address: Ipv4Addr::new(10, 0, index as u8, 1), prefix_len: 24 };
     NetworkSpec { gateway: Some(gateway), ..plain_network(index) }
+}
+
+/// Network `index` with a dual-stack gateway: [`gateway_network`]'s and
+/// fd`index`::1/64 (fd00::1 for network 0, [`frames::ip6`]`(1)`), the
+/// default router.
+pub(crate) fn dual_network(index: u32) -> NetworkSpec {
+    let address = std::net::Ipv6Addr::new(0xfd00 + index as u16, 0, 0, 0, 0, 0, 0, 1);
+    let gateway6 = Gateway6Spec { address, prefix_len: 64, default_route: true };
+    NetworkSpec { gateway6: Some(gateway6), ..gateway_network(index) }
+}
+
+/// Network `index` with an IPv6-only gateway (as [`dual_network`]'s, no
+/// IPv4).
+pub(crate) fn ipv6_network(index: u32) -> NetworkSpec {
+    NetworkSpec { gateway: None, ..dual_network(index) }
 }
 
 /// Overlay network `index` on `vni`: a gateway as [`gateway_network`]'s,
