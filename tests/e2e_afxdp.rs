@@ -83,6 +83,17 @@ fn afxdp_sandboxes_talk_to_each_other_and_to_a_tap_sandbox() {
         // (GSO frames from the TAP sandbox count once on the way in.)
         assert!(row.rx_packets > 1000 && row.tx_packets > 100 && row.tx_bytes > 8 << 20, "{row:?}");
     }
+    // IPv6 too: a second, dual-stack network, AF_XDP endpoints as the sandboxes' eth1.
+    let net6 = d.name("v6");
+    d.ctl_ok(&["network", "create", &net6, "--ipv6", "--subnet", "10.215.0.0/24", "--subnet", "fd00:215::/64"]);
+    let a6 = connect_afxdp(&d, &net6, &a);
+    let b6 = connect_afxdp(&d, &net6, &b);
+    let b6_ip = b6.ipv6.expect("an IPv6 address").addr();
+    assert_eq!(a6.ifname, "eth1");
+    assert!(wait_for_ping(&a, b6_ip, Duration::from_secs(10)).is_some(), "afxdp -> afxdp over IPv6");
+    d.ctl_ok(&["network", "disconnect", &net6, &a]);
+    d.ctl_ok(&["network", "disconnect", &net6, &b]);
+
     // Disconnecting removes the veth pair.
     d.ctl_ok(&["network", "disconnect", &net, &a]);
     let links = netns_exec_ok(&u.host(0).ns, "ip", &["-o", "link"]);
