@@ -3,6 +3,8 @@
 #
 # Local group (ratios to the kernel bridge):
 #   vswitchd  - the userspace switch, TAP ports (vswitchd + vswitchctl from this repo)
+#   afxdp     - the same switch (a second daemon), the sandboxes connected with
+#               --port-type afxdp: veth pairs under an XDP program and AF_XDP sockets
 #   bridge    - the Linux kernel bridge, in a dedicated "switch" namespace, two veth pairs into it
 #   veth      - a direct veth pair (the floor)
 # Overlay group (ratios to kernel VXLAN + bridge): two "host" namespaces joined by a veth
@@ -27,7 +29,7 @@
 # Environment:
 #   DURATION=10        seconds per TCP and UDP test (latency tests take min(DURATION,5) s + 2 s)
 #   REPEAT=1           repetitions; the setup order rotates each time; the tables show medians
-#   SUITE=all          "local" (vswitchd bridge veth), "overlay" (vxlan overlay encrypted) or "all"
+#   SUITE=all          "local" (vswitchd afxdp bridge veth), "overlay" (vxlan overlay encrypted) or "all"
 #   SETUPS=...         explicit subset and order of setups (overrides SUITE)
 #   UDP_TOOL=udpflood  or "iperf3" (iperf3 -u -l 64 -b 0; tops out near 170 kpps)
 #   PIN=1              pin clients (in sandbox 1) to CPU 0 and servers (sandbox 2) to CPU 1; 0 = let
@@ -54,7 +56,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
-LOCAL_SETUPS="vswitchd bridge veth"
+LOCAL_SETUPS="vswitchd afxdp bridge veth"
 OVERLAY_SETUPS="vxlan overlay encrypted"
 DURATION=${DURATION:-10}
 REPEAT=${REPEAT:-1}
@@ -95,11 +97,11 @@ UDP_PORT=5301
 SOCKPERF_PORT=11111
 
 # Per setup: the client's (sandbox 1) and the server's (sandbox 2) namespace and address.
-declare -A CNS=([vswitchd]=$NS1 [bridge]=$NS1 [veth]=$NS1 [vxlan]="${P}xa" [overlay]="${P}oa" [encrypted]="${P}ea")
-declare -A SNS=([vswitchd]=$NS2 [bridge]=$NS2 [veth]=$NS2 [vxlan]="${P}xb" [overlay]="${P}ob" [encrypted]="${P}eb")
-declare -A SRC_IP=([vswitchd]=10.231.0.2 [bridge]=10.232.0.2 [veth]=10.233.0.2
+declare -A CNS=([vswitchd]=$NS1 [afxdp]="${P}fa" [bridge]=$NS1 [veth]=$NS1 [vxlan]="${P}xa" [overlay]="${P}oa" [encrypted]="${P}ea")
+declare -A SNS=([vswitchd]=$NS2 [afxdp]="${P}fb" [bridge]=$NS2 [veth]=$NS2 [vxlan]="${P}xb" [overlay]="${P}ob" [encrypted]="${P}eb")
+declare -A SRC_IP=([vswitchd]=10.231.0.2 [afxdp]=10.237.0.2 [bridge]=10.232.0.2 [veth]=10.233.0.2
     [vxlan]=10.235.0.2 [overlay]=10.234.0.2 [encrypted]=10.236.0.2)
-declare -A DST_IP=([vswitchd]=10.231.0.3 [bridge]=10.232.0.3 [veth]=10.233.0.3
+declare -A DST_IP=([vswitchd]=10.231.0.3 [afxdp]=10.237.0.3 [bridge]=10.232.0.3 [veth]=10.233.0.3
     [vxlan]=10.235.0.3 [overlay]=10.234.0.3 [encrypted]=10.236.0.3)
 # Overlay setups: the two host namespaces and the underlay /24 (hosts are .1 and .2).
 declare -A HOST1=([vxlan]="${P}xh1" [overlay]="${P}oh1" [encrypted]="${P}eh1")
@@ -107,12 +109,12 @@ declare -A HOST2=([vxlan]="${P}xh2" [overlay]="${P}oh2" [encrypted]="${P}eh2")
 declare -A UNDERLAY=([vxlan]=10.242.0 [overlay]=10.241.0 [encrypted]=10.243.0)
 # The client-side interface in sandbox 1, per setup (for the offload/MTU line of the report),
 # and the MTU it must have (the report flags a difference).
-declare -A IFACE=([vswitchd]=eth0 [bridge]="${P}b1" [veth]="${P}v1" [vxlan]="${P}ks" [overlay]=eth0 [encrypted]=eth0)
+declare -A IFACE=([vswitchd]=eth0 [afxdp]=eth0 [bridge]="${P}b1" [veth]="${P}v1" [vxlan]="${P}ks" [overlay]=eth0 [encrypted]=eth0)
 declare -A WANT_MTU=([vxlan]=1450 [overlay]=1450 [encrypted]=1418)
-declare -A LABEL=([vswitchd]="vswitchd, TAP ports" [bridge]="Linux kernel bridge" [veth]="veth pair, direct"
+declare -A LABEL=([vswitchd]="vswitchd, TAP ports" [afxdp]="vswitchd, AF_XDP ports" [bridge]="Linux kernel bridge" [veth]="veth pair, direct"
     [vxlan]="kernel VXLAN + bridge" [overlay]="vswitchd overlay" [encrypted]="vswitchd overlay, encrypted")
 # The vswitchd instances of each setup (sender's host first), for CPU samples and liveness.
-declare -A DAEMONS=([vswitchd]=vswitchd [overlay]="overlay1 overlay2" [encrypted]="encrypted1 encrypted2")
+declare -A DAEMONS=([vswitchd]=vswitchd [afxdp]=afxdp [overlay]="overlay1 overlay2" [encrypted]="encrypted1 encrypted2")
 
 declare -A RES=()        # "setup,metric" or "daemon,metric" -> space-separated values, one per repetition
 declare -A READY=()      # setup -> 1 when it was set up successfully
@@ -298,6 +300,15 @@ setup_vswitchd() {
             "network create $NET --subnet 10.231.0.0/24" \
             "network connect $NET $NS1 --ip ${SRC_IP[vswitchd]}" \
             "network connect $NET $NS2 --ip ${DST_IP[vswitchd]}"
+}
+
+# A second daemon whose two sandboxes are AF_XDP endpoints (veth pairs, copy mode).
+setup_afxdp() {
+    start_daemon afxdp "" &&
+        ctl_steps afxdp "sandbox create ${CNS[afxdp]}" "sandbox create ${SNS[afxdp]}" \
+            "network create $NET --subnet 10.237.0.0/24" \
+            "network connect $NET ${CNS[afxdp]} --ip ${SRC_IP[afxdp]} --port-type afxdp" \
+            "network connect $NET ${SNS[afxdp]} --ip ${DST_IP[afxdp]} --port-type afxdp"
 }
 
 ensure_sandboxes() {
@@ -809,25 +820,25 @@ report_group() {
 
 # The local vswitchd: idle RSS/CPU before and after the tests, CPU under load.
 report_local_daemon() {
-    selected vswitchd || return 0
-    local rss cpu status
-    if [[ -n ${DPID[vswitchd]:-} ]]; then
-        status="pid ${DPID[vswitchd]}, ${DSTATUS[vswitchd]}"
+    local d=${1:-vswitchd} rss cpu status
+    selected "$d" || return 0
+    if [[ -n ${DPID[$d]:-} ]]; then
+        status="pid ${DPID[$d]}, ${DSTATUS[$d]}"
     else
-        status=$(why_not vswitchd)
+        status=$(why_not "$d")
     fi
-    printf '\nvswitchd, local (%s):\n' "$status"
-    if [[ -n ${RES[vswitchd,idle0-rss]:-} ]]; then
-        rss=$(med vswitchd idle0-rss) cpu=$(med vswitchd idle0-cpu)
+    printf '\n%s, local (%s):\n' "${LABEL[$d]}" "$status"
+    if [[ -n ${RES[$d,idle0-rss]:-} ]]; then
+        rss=$(med "$d" idle0-rss) cpu=$(med "$d" idle0-cpu)
         printf '  idle before traffic: RSS %s MiB (target <= 20: %s), CPU %s%% over 3 s (target ~0: %s), %s threads\n' \
-            "$rss" "$(check "$rss" 20)" "$cpu" "$(check "$cpu" 1)" "$(med vswitchd idle0-threads)"
+            "$rss" "$(check "$rss" 20)" "$cpu" "$(check "$cpu" 1)" "$(med "$d" idle0-threads)"
     fi
-    if [[ -n ${RES[vswitchd,udp-cpu]:-} ]]; then
+    if [[ -n ${RES[$d,udp-cpu]:-} ]]; then
         printf '  under load: %s of one core during the UDP test, %s during the TCP test\n' \
-            "$(fmt "$(med vswitchd udp-cpu)" 1 0 %)" "$(fmt "$(med vswitchd tcp-cpu)" 1 0 %)"
+            "$(fmt "$(med "$d" udp-cpu)" 1 0 %)" "$(fmt "$(med "$d" tcp-cpu)" 1 0 %)"
     fi
-    if [[ -n ${RES[vswitchd,idle1-rss]:-} ]]; then
-        rss=$(med vswitchd idle1-rss) cpu=$(med vswitchd idle1-cpu)
+    if [[ -n ${RES[$d,idle1-rss]:-} ]]; then
+        rss=$(med "$d" idle1-rss) cpu=$(med "$d" idle1-cpu)
         printf '  idle after traffic:  RSS %s MiB (target <= 20: %s), CPU %s%% over 3 s (target ~0: %s)\n' \
             "$rss" "$(check "$rss" 20)" "$cpu" "$(check "$cpu" 1)"
     fi
@@ -877,7 +888,7 @@ report() {
     ((BUSY_BEFORE < 10)) ||
         printf '\n**Warning: the machine was %s%% busy before the tests (other processes); numbers are skewed.**\n' \
             "$BUSY_BEFORE"
-    report_group "Two sandboxes on one host" bridge vswitchd bridge veth
+    report_group "Two sandboxes on one host" bridge vswitchd afxdp bridge veth
     report_group "Overlay: two hosts (namespaces) over a veth underlay, MTU 1500, one sandbox each" vxlan vxlan overlay encrypted
     if selected encrypted; then
         report_group "Encryption cost" overlay overlay encrypted
@@ -900,14 +911,15 @@ report() {
         done
         printf 'TCP ratios per repetition:\n'
         local pair setup_a setup_b
-        for pair in "vswitchd bridge" "overlay vxlan" "encrypted overlay"; do
+        for pair in "vswitchd bridge" "afxdp bridge" "afxdp vswitchd" "overlay vxlan" "encrypted overlay"; do
             read -r setup_a setup_b <<<"$pair"
             if [[ -n ${RES[$setup_a,tcp]:-} && -n ${RES[$setup_b,tcp]:-} ]]; then
                 printf '  %-9s / %-9s %s\n' "$setup_a" "$setup_b" "$(rep_ratios "$setup_a" "$setup_b" tcp)"
             fi
         done
     fi
-    report_local_daemon
+    report_local_daemon vswitchd
+    report_local_daemon afxdp
     report_overlay_daemons
 }
 
@@ -932,7 +944,7 @@ main() {
     install_packages
     [[ $UDP_TOOL == udpflood ]] && build_udpflood
     local build_ok=1
-    if selected vswitchd || selected overlay || selected encrypted; then
+    if selected vswitchd || selected afxdp || selected overlay || selected encrypted; then
         build_switch || build_ok=0
     fi
     # The local vswitchd goes first: it creates the local sandboxes.

@@ -236,6 +236,7 @@ fn network_connect_disconnect_and_rm() {
             mac: Some("02:42:0a:0a:00:05".parse().unwrap()),
             publish: vec![],
             service: None,
+            port_type: ctl::proto::PortType::Tap,
         }]
     );
     let (out, reqs) = run_ok(&["network", "disconnect", "blue", "web"], vec![Reply::Ok(json!({}))]);
@@ -591,7 +592,7 @@ fn bad_arguments_are_rejected_before_connecting() {
         (&["network", "create", "x", "--subnet", "10.0.0/24"], "invalid CIDR"),
         (&["network", "create", "x", "--subnet", "10.0.0.9/24"], "did you mean 10.0.0.0/24"),
         (&["network", "create", "x", "--gateway", "10.0.0.300"], "--gateway"),
-        (&["network", "create", "x", "-d", "macvlan"], "macvlan"),
+        (&["network", "create", "x", "-d", "ipvlan"], "ipvlan"),
         (&["network", "create", "x", "--vni", "16777216"], "--vni"),
         (&["network", "create", "x", "-o", "=v"], "non-empty KEY"),
         (&["network", "connect", "n", "s", "--mac", "02:42:ac"], "invalid MAC address"),
@@ -989,4 +990,43 @@ fn events_follow_prints_the_stream_and_its_summary() {
         stderr,
         "following events from #7 (Ctrl-C to stop)\n2 events shown, 3 lost: this client read too slowly\n"
     );
+}
+
+#[test]
+fn port_add_rm_and_afxdp_connect_send_what_was_asked() {
+    let (out, reqs) = run_ok(&["port", "add", "lan", "enp3s0"], vec![Reply::Ok(json!({}))]);
+    assert_eq!(out, "");
+    let raw = Request::PortAdd {
+        network: "lan".into(),
+        interface: "enp3s0".into(),
+        port_type: Some(ctl::proto::PortType::Raw),
+        force: false,
+    };
+    assert_eq!(reqs, vec![raw]);
+    let args = ["port", "add", "lan", "enp3s0", "--port-type", "afxdp", "--force"];
+    let (_, reqs) = run_ok(&args, vec![Reply::Ok(json!({}))]);
+    let afxdp = Request::PortAdd {
+        network: "lan".into(),
+        interface: "enp3s0".into(),
+        port_type: Some(ctl::proto::PortType::Afxdp),
+        force: true,
+    };
+    assert_eq!(reqs, vec![afxdp]);
+    let (out, reqs) = run_ok(&["port", "rm", "enp3s0"], vec![Reply::Ok(json!({}))]);
+    assert_eq!(out, "enp3s0\n", "rm prints the name removed");
+    assert_eq!(reqs, vec![Request::PortRm { interface: "enp3s0".into() }]);
+    // A TAP is no uplink, and an endpoint is no raw socket: refused before the daemon.
+    for bad in [
+        &["port", "add", "lan", "x", "--port-type", "tap"][..],
+        &["network", "connect", "a", "b", "--port-type", "raw"],
+    ] {
+        let d = FakeDaemon::start(vec![]);
+        let out = vswitchctl(&d.socket, bad);
+        assert!(d.finish().is_empty(), "{bad:?}");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+    let ep = json!({"network": "a", "sandbox": "b", "endpoint_id": "e", "port": "vsw1", "ifname": "eth0",
+                    "mac": "02:42:0a:0a:00:05", "ipv4": "10.10.0.5/24", "aliases": []});
+    let (_, reqs) = run_ok(&["network", "connect", "a", "b", "--port-type", "afxdp"], vec![Reply::Ok(ep)]);
+    assert!(matches!(&reqs[..], [Request::NetworkConnect { port_type: ctl::proto::PortType::Afxdp, .. }]), "{reqs:?}");
 }

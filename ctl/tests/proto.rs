@@ -68,6 +68,7 @@ fn one_of_each() -> Vec<Request> {
             mac: Some("02:42:0a:0a:00:05".parse().unwrap()),
             publish: ctl::parse_publish("127.0.0.1:8080-8081:80-81/udp").unwrap(),
             service: Some("api".into()),
+            port_type: ctl::proto::PortType::Afxdp,
         },
         Request::SandboxPublish {
             sandbox: "web".into(),
@@ -123,6 +124,13 @@ fn one_of_each() -> Vec<Request> {
             }),
         },
         Request::PortImpair { port: "vsp1".into(), impair: None },
+        Request::PortAdd {
+            network: "lan".into(),
+            interface: "enp3s0".into(),
+            port_type: Some(ctl::proto::PortType::Afxdp),
+            force: true,
+        },
+        Request::PortRm { interface: "enp3s0".into() },
         Request::StackApply {
             stack: ctl::stack::Stack {
                 networks: vec![ctl::stack::StackNetwork {
@@ -262,7 +270,7 @@ fn bad_fields_of_a_known_verb_are_invalid_argument() {
         r#"{"verb":"network_rm","name":7}"#,
         r#"{"verb":"fdb_add","network":"n","mac":"zz:zz","port":"p"}"#,
         r#"{"verb":"network_create","name":"n","subnet":"10.0.0.0"}"#,
-        r#"{"verb":"network_create","name":"n","driver":"macvlan"}"#,
+        r#"{"verb":"network_create","name":"n","driver":"ipvlan"}"#,
         r#"{"verb":"network_create","name":"n","mtu":-5}"#,
         r#"{"verb":"network_connect","network":"n","sandbox":"s","ip":"300.1.1.1"}"#,
         r#"{"verb":"sandbox_create","name":"s","dns":["nope"]}"#,
@@ -747,6 +755,7 @@ fn connect_without_publish_sends_no_new_keys() {
         mac: None,
         publish: vec![],
         service: None,
+        port_type: ctl::proto::PortType::Tap,
     };
     let line = proto::encode_request(1, &req).unwrap();
     let v: Value = serde_json::from_slice(&line).unwrap();

@@ -338,6 +338,14 @@ impl Bridge {
         count_drop(&mut self.ports, id, reason);
     }
 
+    /// Counts `n` drops of `reason` on port `id` at once (drops a device
+    /// reports in bulk, such as an AF_XDP socket's kernel counters).
+    pub fn count_drops(&mut self, id: PortId, reason: DropReason, n: u64) {
+        if let Some(p) = self.ports.get_mut(id.index()).and_then(Option::as_mut) {
+            p.counters.drops.add(reason, n);
+        }
+    }
+
     /// Frames that named a port the bridge does not have (a caller bug).
     pub fn unknown_port_frames(&self) -> u64 {
         self.unknown_port

@@ -81,6 +81,10 @@ pub enum DropReason {
     /// nothing that came from a tunnel goes back into one, so stale tables
     /// on two hosts cannot bounce a frame between VTEPs).
     SplitHorizon,
+    /// Frames the kernel dropped on their way into an AF_XDP port's socket:
+    /// its RX ring was full or its fill ring empty (the switch fell behind).
+    /// Read from the socket's statistics once a second.
+    XskRxDropped,
     /// An ICMPv6 message for a gateway (to one of its addresses or groups)
     /// that fails its checksum, does not parse, or breaks neighbour
     /// discovery's validity rules (hop limit 255, code 0, no zero-length
@@ -90,7 +94,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 31] = [
+    pub const ALL: [DropReason; 32] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -121,6 +125,7 @@ impl DropReason {
         DropReason::ImpairLoss,
         DropReason::ImpairQueueFull,
         DropReason::SplitHorizon,
+        DropReason::XskRxDropped,
         DropReason::Icmpv6Malformed,
     ];
     /// Number of reasons.
@@ -159,6 +164,7 @@ impl DropReason {
             DropReason::ImpairLoss => "impair_loss",
             DropReason::ImpairQueueFull => "impair_queue_full",
             DropReason::SplitHorizon => "split_horizon",
+            DropReason::XskRxDropped => "xsk_rx_dropped",
             DropReason::Icmpv6Malformed => "icmpv6_malformed",
         }
     }

@@ -323,6 +323,8 @@ pub enum PortKind {
     Internal,
     /// A VXLAN tunnel to a remote host.
     Tunnel,
+    /// A host interface attached to the network (`port add`, a macvlan network's parent).
+    Uplink,
 }
 
 impl PortKind {
@@ -332,6 +334,7 @@ impl PortKind {
             Self::Tap => "tap",
             Self::Internal => "internal",
             Self::Tunnel => "tunnel",
+            Self::Uplink => "uplink",
         }
     }
 }
@@ -364,6 +367,16 @@ pub struct ShowPort {
     /// The port's link impairment (`port_impair`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impair: Option<Impairment>,
+    /// How an endpoint or uplink port is backed (absent: a TAP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_type: Option<super::PortType>,
+    /// How an `afxdp` port runs: `zero-copy` or `copy`, and whether its XDP
+    /// program runs in the driver (`native`) or at the `generic` hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp_mode: Option<String>,
+    /// The port is down (an uplink whose interface is gone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub down: bool,
 }
 
 /// How an FDB entry got there.

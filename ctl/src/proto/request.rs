@@ -24,11 +24,51 @@ pub enum Driver {
     None,
     /// A bridge domain stretched across hosts with VXLAN tunnels.
     Overlay,
+    /// Docker's name for a network that shares a host interface's L2
+    /// segment: a bridge domain whose uplink is the interface named by the
+    /// `parent` option (`-o parent=IFACE`).
+    Macvlan,
+}
+
+/// How an endpoint or uplink port is backed (`--port-type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortType {
+    /// A TAP device (endpoints only; the default).
+    #[default]
+    Tap,
+    /// A veth pair (endpoints) or a host interface (uplinks) under an XDP
+    /// program, switched through an AF_XDP socket.
+    Afxdp,
+    /// A host interface through an `AF_PACKET` socket (uplinks only).
+    Raw,
+}
+
+impl PortType {
+    /// The wire and CLI name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tap => "tap",
+            Self::Afxdp => "afxdp",
+            Self::Raw => "raw",
+        }
+    }
+
+    /// True for the default, [`PortType::Tap`] (not serialized).
+    pub fn is_tap(&self) -> bool {
+        *self == Self::Tap
+    }
+}
+
+impl std::fmt::Display for PortType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Driver {
     /// All drivers, in documentation order.
-    pub const ALL: [Driver; 4] = [Driver::Bridge, Driver::Host, Driver::None, Driver::Overlay];
+    pub const ALL: [Driver; 5] = [Driver::Bridge, Driver::Host, Driver::None, Driver::Overlay, Driver::Macvlan];
 
     /// The wire and CLI name, e.g. `"bridge"`.
     pub fn as_str(self) -> &'static str {
@@ -37,13 +77,14 @@ impl Driver {
             Self::Host => "host",
             Self::None => "none",
             Self::Overlay => "overlay",
+            Self::Macvlan => "macvlan",
         }
     }
 
     /// Whether networks of this driver are bridge domains with a subnet and endpoints
-    /// (bridge and overlay; `host` and `none` are singletons without switching).
+    /// (bridge, overlay and macvlan; `host` and `none` are singletons without switching).
     pub fn is_switched(self) -> bool {
-        matches!(self, Self::Bridge | Self::Overlay)
+        matches!(self, Self::Bridge | Self::Overlay | Self::Macvlan)
     }
 }
 
@@ -67,7 +108,7 @@ fn is_false(b: &bool) -> bool {
 
 /// An unknown driver name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown driver {0:?}: expected one of bridge, host, none, overlay")]
+#[error("unknown driver {0:?}: expected one of bridge, host, none, overlay, macvlan")]
 pub struct UnknownDriver(pub String);
 
 impl FromStr for Driver {
@@ -233,6 +274,30 @@ pub enum Request {
         /// Optional: make the endpoint a replica of this service on the network (`--service`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         service: Option<String>,
+        /// Optional: `tap` (default) or `afxdp` (a veth pair switched through an AF_XDP
+        /// socket; the network's MTU must fit one UMEM chunk).
+        #[serde(default, skip_serializing_if = "PortType::is_tap")]
+        port_type: PortType,
+    },
+    /// Attach a host interface (in the daemon's namespace) to a network as an uplink port.
+    /// Reply: [`Ack`](super::Ack).
+    PortAdd {
+        /// Network name or ID prefix.
+        network: String,
+        /// The host interface.
+        interface: String,
+        /// Optional: `raw` (default: an `AF_PACKET` socket) or `afxdp`.
+        #[serde(default)]
+        port_type: Option<PortType>,
+        /// Optional: attach the interface even if it carries the VTEP address or a
+        /// default route.
+        #[serde(default)]
+        force: bool,
+    },
+    /// Detach an uplink and give its interface back to the host. Reply: [`Ack`](super::Ack).
+    PortRm {
+        /// The host interface.
+        interface: String,
     },
     /// Remove the endpoint between `sandbox` and `network`. Reply: [`Ack`](super::Ack).
     NetworkDisconnect {
@@ -450,6 +515,8 @@ impl Request {
         "peer_rm",
         "capture",
         "port_impair",
+        "port_add",
+        "port_rm",
         "stack_apply",
         "stack_export",
         "version",
@@ -527,6 +594,8 @@ impl Request {
             Self::PeerRm { .. } => "peer_rm",
             Self::Capture { .. } => "capture",
             Self::PortImpair { .. } => "port_impair",
+            Self::PortAdd { .. } => "port_add",
+            Self::PortRm { .. } => "port_rm",
             Self::StackApply { .. } => "stack_apply",
             Self::StackExport => "stack_export",
             Self::Version => "version",
@@ -548,10 +617,13 @@ mod tests {
         }
         assert_eq!("null".parse::<Driver>().unwrap(), Driver::None);
         assert!(serde_json::from_str::<Driver>("\"null\"").is_err(), "the alias is for the CLI, not the wire");
-        let e = "macvlan".parse::<Driver>().unwrap_err().to_string();
-        assert!(e.contains("\"macvlan\"") && e.contains("bridge, host, none, overlay"), "{e}");
+        let e = "ipvlan".parse::<Driver>().unwrap_err().to_string();
+        assert!(e.contains("\"ipvlan\"") && e.contains("bridge, host, none, overlay, macvlan"), "{e}");
         let switched: Vec<Driver> = Driver::ALL.into_iter().filter(|d| d.is_switched()).collect();
-        assert_eq!(switched, [Driver::Bridge, Driver::Overlay]);
+        assert_eq!(switched, [Driver::Bridge, Driver::Overlay, Driver::Macvlan]);
+        for t in [PortType::Tap, PortType::Afxdp, PortType::Raw] {
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
+        }
     }
 
     #[test]

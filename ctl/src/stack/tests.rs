@@ -155,7 +155,7 @@ fn every_value_error_is_reported_at_its_line() {
                 networks:\n      a:\n        ipv4_address: 10.0.0.300\n        mac_address: zz\n    ports: [\"80\"]\n";
     let e = errors(text);
     let expected = [
-        "stack.yaml:3: networks.a.driver: unknown driver",
+        "stack.yaml:3: networks.a.driver: driver macvlan is not supported in stack files yet",
         "stack.yaml:6: networks.a.ipam.config[0].subnet: invalid CIDR",
         "stack.yaml:7: networks.a.ipam.config[0].gateway: \"nope\" is not an IPv4 address",
         "stack.yaml:9: networks.a.driver_opts.com.docker.network.driver.mtu: \"big\" is not a whole number",

@@ -7,6 +7,7 @@ pub mod control;
 pub mod datapath;
 pub mod dns_forward;
 pub mod events;
+pub mod hostports;
 pub mod plumbing;
 pub mod server;
 pub mod tunnel;

@@ -105,6 +105,18 @@ impl Model {
         if let Some(service) = &req.service {
             validate::object_name("service", service)?;
         }
+        match req.port_type {
+            ctl::proto::PortType::Tap => {}
+            ctl::proto::PortType::Afxdp if net.mtu > super::types::MAX_AFXDP_MTU => {
+                return Err(ModelError::AfxdpMtu {
+                    network: net.name.clone(),
+                    mtu: net.mtu,
+                    max: super::types::MAX_AFXDP_MTU,
+                });
+            }
+            ctl::proto::PortType::Afxdp => {}
+            other => return Err(ModelError::BadPortType(other)),
+        }
         if net.internal && !req.publish.is_empty() {
             return Err(ModelError::PublishOnInternal(net.name.clone()));
         }
@@ -202,6 +214,7 @@ impl Model {
             service: req.service,
             serial: self.next_endpoint_serial(),
             impair: None,
+            port_type: req.port_type,
         };
         self.endpoints.insert(ep.id.clone(), ep.clone());
         Ok(ep)

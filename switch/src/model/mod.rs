@@ -36,6 +36,7 @@ mod stack;
 mod state;
 pub mod store;
 mod types;
+mod uplinks;
 mod validate;
 
 #[cfg(test)]
@@ -52,6 +53,7 @@ pub use state::{Model, STATE_VERSION};
 pub use store::{ApplyError, Store, StoreError};
 pub use types::{
     Config, Connect, CreateNetwork, CreateSandbox, Disconnected, EGRESS_OPTION, ENCRYPTED_OPTION, Endpoint,
-    KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, Peer, RemovedSandbox, Sandbox, Service,
-    StaticFdbEntry,
+    KEY_ROTATION_OPTION, MAX_AFXDP_MTU, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, PARENT_OPTION,
+    PORT_TYPE_OPTION, Peer, RemovedSandbox, Sandbox, Service, StaticFdbEntry, Uplink,
 };
+pub use uplinks::macvlan_port_type;

@@ -76,6 +76,7 @@ impl Model {
                 return Err(ModelError::OptionNotSupported { option, driver: req.driver });
             }
         }
+        super::uplinks::check_macvlan_options(&req)?;
         if let Some(value) = req.options.get(KEY_ROTATION_OPTION) {
             if !req.options.contains_key(ENCRYPTED_OPTION) || req.driver != Driver::Overlay {
                 return Err(ModelError::OptionNotSupported { option: KEY_ROTATION_OPTION, driver: req.driver });
@@ -223,6 +224,8 @@ impl Model {
         }
         let id = net.id.clone();
         self.static_fdb.retain(|(n, _), _| *n != id);
+        // Its uplinks go with it (the daemon detaches them).
+        self.uplinks.retain(|_, u| u.network_id != id);
         // Peers that served only this network go with it; others forget it.
         self.peers.retain(|_, p| {
             let named = !p.network_ids.is_empty();

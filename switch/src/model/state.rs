@@ -12,7 +12,7 @@ use ctl::proto::Driver;
 use super::addr::{Subnet6Ext, SubnetExt};
 use super::error::ModelError;
 use super::ids;
-use super::types::{Config, Endpoint, Network, Peer, Sandbox, Service, StaticFdbEntry};
+use super::types::{Config, Endpoint, Network, Peer, Sandbox, Service, StaticFdbEntry, Uplink};
 
 /// Names of the networks every model has and that cannot be removed.
 pub(crate) const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
@@ -49,6 +49,8 @@ pub struct Model {
     pub(crate) peers: BTreeMap<std::net::SocketAddr, Peer>,
     /// Services by name.
     pub(crate) services: BTreeMap<String, Service>,
+    /// Uplinks by interface name.
+    pub(crate) uplinks: BTreeMap<String, Uplink>,
 }
 
 impl Default for Model {
@@ -69,6 +71,7 @@ impl Model {
             config: Config::default(),
             peers: BTreeMap::new(),
             services: BTreeMap::new(),
+            uplinks: BTreeMap::new(),
         };
         let predefined = [
             (Driver::Bridge, Some(("172.17.0.0/16", Ipv4Addr::new(172, 17, 0, 1)))),
@@ -232,7 +235,7 @@ impl Model {
 
     /// The lowest port index not in use.
     pub(crate) fn free_port_index(&self) -> u32 {
-        lowest_free(self.endpoints.values().map(|e| e.port_index))
+        lowest_free(self.endpoints.values().map(|e| e.port_index).chain(self.uplinks.values().map(|u| u.port_index)))
     }
 
     // ---- invariants ----------------------------------------------------
@@ -387,6 +390,15 @@ impl Model {
                 return Err(format!("service {name} has a bad name or network"));
             }
         }
+        for (name, u) in &self.uplinks {
+            if name != &u.interface
+                || self.networks.get(&u.network_id).is_none_or(|n| !n.driver.is_switched())
+                || u.port_type == ctl::proto::PortType::Tap
+                || !ports.insert(u.port_index)
+            {
+                return Err(format!("uplink {name} has a bad name, network, port type or port index"));
+            }
+        }
         self.check_published_ports()?;
         if !(10..=1_000_000).contains(&self.config.aging_time_secs) {
             return Err(format!("aging time {} out of range", self.config.aging_time_secs));
@@ -473,6 +485,8 @@ pub(crate) struct StateFile {
     peers: Vec<Peer>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     services: Vec<Service>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    uplinks: Vec<Uplink>,
 }
 
 impl From<Model> for StateFile {
@@ -486,6 +500,7 @@ impl From<Model> for StateFile {
             config: m.config,
             peers: m.peers.into_values().collect(),
             services: m.services.into_values().collect(),
+            uplinks: m.uplinks.into_values().collect(),
         }
     }
 }
@@ -506,6 +521,7 @@ impl TryFrom<StateFile> for Model {
         let n_fdb = f.static_fdb.len();
         let n_peers = f.peers.len();
         let n_services = f.services.len();
+        let n_uplinks = f.uplinks.len();
         let m = Model {
             networks: f.networks.into_iter().map(|n| (n.id.clone(), n)).collect(),
             sandboxes: f.sandboxes.into_iter().map(|s| (s.name.clone(), s)).collect(),
@@ -514,7 +530,11 @@ impl TryFrom<StateFile> for Model {
             config: f.config,
             peers: f.peers.into_iter().map(|p| (p.addr, p)).collect(),
             services: f.services.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            uplinks: f.uplinks.into_iter().map(|u| (u.interface.clone(), u)).collect(),
         };
+        if m.uplinks.len() != n_uplinks {
+            return Err("duplicate uplink".to_owned());
+        }
         if (m.networks.len(), m.sandboxes.len(), m.endpoints.len(), m.static_fdb.len(), m.peers.len(), m.services.len())
             != (n_net, n_sb, n_ep, n_fdb, n_peers, n_services)
         {

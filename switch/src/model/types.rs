@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use ctl::proto::Driver;
+use ctl::proto::{Driver, PortType};
 use ctl::{Ipv4Net, Ipv6Net, MacAddress, PortMapping};
 
 /// A network: one bridge domain (or the special `host`/`none`).
@@ -183,6 +183,10 @@ pub struct Endpoint {
     /// toward the sandbox go through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impair: Option<ctl::Impairment>,
+    /// How the endpoint is backed: a TAP (the default), or a veth pair whose
+    /// host end (`host_tap_name`) is switched through an AF_XDP socket.
+    #[serde(default, skip_serializing_if = "PortType::is_tap")]
+    pub port_type: PortType,
 }
 
 impl Endpoint {
@@ -214,6 +218,35 @@ impl Endpoint {
         v4.into_iter().chain(v6).map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
     }
 }
+
+/// An uplink: a host interface (in the daemon's namespace) attached to a
+/// network as a bridge port (`port add`, or a macvlan network's parent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uplink {
+    /// The host interface.
+    pub interface: String,
+    /// The network's id.
+    pub network_id: String,
+    /// `raw` (an `AF_PACKET` socket) or `afxdp`.
+    pub port_type: PortType,
+    /// Small dense integer shared with the endpoints' port indexes: the
+    /// datapath's port id.
+    pub port_index: u32,
+    /// Attached although it carries the VTEP address or a default route.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// Creation time, RFC 3339 UTC.
+    pub created: String,
+}
+
+/// The largest MTU of a network with AF_XDP ports: a frame must fit one
+/// UMEM chunk (a page less the kernel's headroom), and a veth with an XDP
+/// program refuses larger MTUs without multi-buffer support.
+pub const MAX_AFXDP_MTU: u32 = 3500;
+/// The macvlan driver's option naming its uplink interface.
+pub const PARENT_OPTION: &str = "parent";
+/// The macvlan driver's option choosing its uplink's port type.
+pub const PORT_TYPE_OPTION: &str = "port-type";
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
@@ -394,6 +427,8 @@ pub struct Connect {
     pub publish: Vec<PortMapping>,
     /// `--service`: make the endpoint a replica of this service.
     pub service: Option<String>,
+    /// `--port-type`: TAP (default) or AF_XDP.
+    pub port_type: PortType,
 }
 
 impl Connect {

@@ -77,3 +77,59 @@ mod tests {
         assert!(mtu_for_address(IpAddr::V4(Ipv4Addr::LOCALHOST)).is_some_and(|m| m >= 1500));
     }
 }
+
+/// The interfaces (in the caller's network namespace) that carry a default
+/// route, IPv4 or IPv6, as the kernel lists them in `/proc/net/route` and
+/// `/proc/net/ipv6_route`.
+pub fn default_route_interfaces() -> Vec<String> {
+    let v4 = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    let mut found = default_routes(&v4, &v6);
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The interfaces of the default routes in the text of `/proc/net/route`
+/// (`Iface Destination Gateway Flags ... Mask ...`, hexadecimal) and of
+/// `/proc/net/ipv6_route` (destination, prefix length, ..., interface last).
+fn default_routes(v4: &str, v6: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for line in v4.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let [iface, dest, _gw, _flags, _refcnt, _use, _metric, mask, ..] = fields[..]
+            && dest == "00000000"
+            && mask == "00000000"
+        {
+            found.push(iface.to_owned());
+        }
+    }
+    for line in v6.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let [dest, prefix, .., iface] = fields[..]
+            && dest.len() == 32
+            && dest.bytes().all(|b| b == b'0')
+            && prefix == "00"
+            && iface != "lo"
+        {
+            found.push(iface.to_owned());
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod default_route_tests {
+    #[test]
+    fn default_routes_are_read_from_both_tables() {
+        let v4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                  eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
+                  eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n\
+                  wg0\t0000000A\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0\n";
+        let v6 = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth1\n\
+                  fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n\
+                  00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n";
+        assert_eq!(super::default_routes(v4, v6), ["eth0", "eth1"]);
+        assert!(super::default_routes("Iface\n", "").is_empty());
+    }
+}

@@ -7,14 +7,20 @@
 //! - [`netns`]: named network namespaces (`ip netns` compatible) and
 //!   [`netns::run_in`] to act inside one.
 //! - [`netlink`]: synchronous rtnetlink interface configuration.
+//! - [`afxdp`]: AF_XDP sockets, their rings and the XDP redirect program.
+//! - [`packet`]: `AF_PACKET` sockets on host interfaces (raw uplinks).
+//! - [`ethtool`]: the one ethtool request AF_XDP ports need.
 
 #![allow(unsafe_code)]
 
+pub mod afxdp;
 pub mod dgram;
+pub mod ethtool;
 pub mod ifaddr;
 pub mod mem;
 pub mod netlink;
 pub mod netns;
+pub mod packet;
 pub mod process;
 pub mod stream;
 pub mod tap;

@@ -32,6 +32,9 @@ use thiserror::Error;
 
 use super::netns::{NetNs, NetNsError, run_in};
 
+mod xdp;
+pub use xdp::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+
 /// Longest interface name (`IFNAMSIZ - 1`).
 const MAX_IFNAME_LEN: usize = 15;
 

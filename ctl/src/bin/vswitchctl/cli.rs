@@ -151,6 +151,28 @@ pub(crate) struct PortArgs {
 /// `port` verbs.
 #[derive(Debug, Subcommand)]
 pub(crate) enum PortCmd {
+    /// Attach a host interface (in vswitchd's namespace) to a network as an uplink port: the
+    /// network's sandboxes share the interface's L2 segment. Refused for the interface that
+    /// carries the VTEP address or a default route unless --force. Kept across restarts.
+    Add {
+        /// Network name.
+        network: String,
+        /// Host interface.
+        interface: String,
+        /// How the interface is switched: raw (an AF_PACKET socket, GSO frames kept) or
+        /// afxdp (an XDP program and an AF_XDP socket).
+        #[arg(long, value_enum, default_value = "raw")]
+        port_type: UplinkTypeArg,
+        /// Attach it even if it carries the VTEP address or a default route.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Detach an uplink and give its interface back to the host.
+    #[command(alias = "remove")]
+    Rm {
+        /// Host interface.
+        interface: String,
+    },
     /// Impair a port's egress (the frames toward its sandbox) as netem would: delay with
     /// jitter, loss, duplication, reordering, a rate; or clear it. A new setting replaces the
     /// old one. Kept across daemon restarts; shown by `show` and `stats`.
@@ -367,6 +389,8 @@ pub(crate) enum DriverArg {
     None,
     /// VXLAN overlay across hosts.
     Overlay,
+    /// A bridge network whose uplink is a host interface (-o parent=IFACE).
+    Macvlan,
 }
 
 impl From<DriverArg> for Driver {
@@ -376,6 +400,43 @@ impl From<DriverArg> for Driver {
             DriverArg::Host => Driver::Host,
             DriverArg::None => Driver::None,
             DriverArg::Overlay => Driver::Overlay,
+            DriverArg::Macvlan => Driver::Macvlan,
+        }
+    }
+}
+
+/// `--port-type` of an uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum UplinkTypeArg {
+    /// An AF_PACKET socket on the interface.
+    Raw,
+    /// An XDP program and an AF_XDP socket on the interface.
+    Afxdp,
+}
+
+impl From<UplinkTypeArg> for ctl::proto::PortType {
+    fn from(t: UplinkTypeArg) -> Self {
+        match t {
+            UplinkTypeArg::Raw => ctl::proto::PortType::Raw,
+            UplinkTypeArg::Afxdp => ctl::proto::PortType::Afxdp,
+        }
+    }
+}
+
+/// `--port-type` of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum EndpointTypeArg {
+    /// A TAP device.
+    Tap,
+    /// A veth pair switched through an AF_XDP socket.
+    Afxdp,
+}
+
+impl From<EndpointTypeArg> for ctl::proto::PortType {
+    fn from(t: EndpointTypeArg) -> Self {
+        match t {
+            EndpointTypeArg::Tap => ctl::proto::PortType::Tap,
+            EndpointTypeArg::Afxdp => ctl::proto::PortType::Afxdp,
         }
     }
 }
@@ -467,6 +528,10 @@ pub(crate) enum NetworkCmd {
         /// Make the endpoint a replica of this service (see `service publish`).
         #[arg(long, value_name = "NAME")]
         service: Option<String>,
+        /// How the endpoint is backed: a TAP device, or a veth pair switched through an
+        /// AF_XDP socket.
+        #[arg(long, value_enum, default_value = "tap")]
+        port_type: EndpointTypeArg,
     },
     /// Disconnect a sandbox from a network.
     Disconnect {

@@ -113,6 +113,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dns(DnsCmd::Ls { network }) => {
             ctx.show(&Request::DnsLs { network }, |w, r: Vec<DnsRecord>| render::dns_records(w, &r))
         }
+        Command::Port(cli::PortArgs {
+            command: Some(cli::PortCmd::Add { network, interface, port_type, force }),
+            ..
+        }) => {
+            let req = Request::PortAdd { network, interface, port_type: Some(port_type.into()), force };
+            ctx.show(&req, |_, _: Value| Ok(()))
+        }
+        Command::Port(cli::PortArgs { command: Some(cli::PortCmd::Rm { interface }), .. }) => {
+            let name = interface.clone();
+            ctx.show(&Request::PortRm { interface }, |w, _: Value| writeln!(w, "{name}"))
+        }
         Command::Port(cli::PortArgs { command: Some(cli::PortCmd::Impair(args)), .. }) => {
             let req = Request::PortImpair { port: args.port.clone(), impair: args.impairment() };
             ctx.show(&req, |_, _: ctl::proto::PortImpairInfo| Ok(()))
@@ -278,7 +289,7 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
             ctx.print_json(&Value::Array(values))
         }
         NetworkCmd::Rm { names } => remove_each(ctx, names, |name| Request::NetworkRm { name }),
-        NetworkCmd::Connect { network, sandbox, ip, ip6, aliases, mac, publish, service } => {
+        NetworkCmd::Connect { network, sandbox, ip, ip6, aliases, mac, publish, service, port_type } => {
             let req = Request::NetworkConnect {
                 network,
                 sandbox,
@@ -288,6 +299,7 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
                 mac,
                 publish: mappings(publish),
                 service,
+                port_type: port_type.into(),
             };
             ctx.show(&req, |_, _: EndpointInfo| Ok(()))
         }

@@ -325,6 +325,9 @@ pub(crate) fn show(w: &mut dyn Write, tree: &ShowTree) -> io::Result<()> {
                 ("ip6", p.ip6.map(|i| i.to_string())),
                 ("remote", p.remote.map(|r| r.to_string())),
                 ("impair", p.impair.map(|i| i.to_string())),
+                ("port type", p.port_type.map(|t| t.to_string())),
+                ("xdp", p.xdp_mode.clone()),
+                ("link", p.down.then(|| "down".to_owned())),
             ];
             for (label, value) in fields {
                 if let Some(v) = value {
@@ -442,12 +445,17 @@ mod tests {
                     ip6: None,
                     remote: None,
                     impair: Some(impair),
+                    port_type: Some(ctl::proto::PortType::Afxdp),
+                    xdp_mode: Some("copy, native XDP".into()),
+                    down: false,
                 }],
             }],
         };
         let mut out = Vec::new();
         show(&mut out, &tree).unwrap();
-        assert!(String::from_utf8(out).unwrap().contains("            impair: delay 10ms loss 1%\n"));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("            impair: delay 10ms loss 1%\n"));
+        assert!(text.contains("            port type: afxdp\n            xdp: copy, native XDP\n"), "{text}");
         let row = PortStats {
             port: "vsw1".into(),
             network: "app".into(),

@@ -16,6 +16,7 @@ mod reap;
 mod scratch;
 mod stack;
 mod stream;
+mod uplinks;
 mod views;
 
 pub use stream::{StreamNext, StreamSource, Subscription};
@@ -30,6 +31,7 @@ use serde_json::Value;
 
 use super::datapath::{DatapathError, DatapathHandle, Gateway6Spec, GatewaySpec, NetworkSpec, endpoint_port};
 use super::events::EventHub;
+use super::hostports;
 use super::plumbing::{self, PlumbError};
 use super::tunnel::VtepConfig;
 use crate::bridge::NetworkConfig;
@@ -54,6 +56,10 @@ pub struct Control {
     captures: std::sync::Arc<()>,
     /// The switch's events: history, subscribers, names.
     events: EventHub,
+    /// How each AF_XDP port runs (`show`), by port index.
+    xdp_modes: std::cell::RefCell<std::collections::HashMap<u32, String>>,
+    /// Uplinks whose interface is gone (or could not be attached).
+    uplinks_down: std::collections::BTreeSet<String>,
 }
 
 /// The name of the underlay endpoint's row in `stats`.
@@ -109,6 +115,10 @@ fn datapath_error(e: DatapathError) -> CtlError {
 }
 
 fn plumb_error(e: PlumbError) -> CtlError {
+    CtlError::internal(e.to_string())
+}
+
+fn host_port_error(e: hostports::HostPortError) -> CtlError {
     CtlError::internal(e.to_string())
 }
 
@@ -173,8 +183,18 @@ impl Control {
             EventHub::new()
         });
         events.update_names(&model);
-        let control =
-            Control { model, store, datapath, vtep, has_secret, dns_upstreams, events, captures: Default::default() };
+        let mut control = Control {
+            model,
+            store,
+            datapath,
+            vtep,
+            has_secret,
+            dns_upstreams,
+            events,
+            captures: Default::default(),
+            xdp_modes: Default::default(),
+            uplinks_down: Default::default(),
+        };
         control.datapath.set_aging(Duration::from_secs(control.model.config().aging_time_secs))?;
         for network in control.model.networks() {
             if network.driver.is_switched() {
@@ -182,7 +202,8 @@ impl Control {
             }
         }
         let mut restored = std::collections::HashSet::new();
-        for endpoint in control.model.endpoints() {
+        let endpoints: Vec<Endpoint> = control.model.endpoints().cloned().collect();
+        for endpoint in &endpoints {
             match control.restore_endpoint(endpoint) {
                 Ok(()) => {
                     restored.insert(endpoint.id.clone());
@@ -192,6 +213,7 @@ impl Control {
                 }
             }
         }
+        control.restore_uplinks();
         control.restore_publications(&restored);
         for entry in control.model.static_fdb() {
             let restored = control
@@ -201,7 +223,6 @@ impl Control {
                 tracing::error!(mac = %entry.mac, port = %entry.port_name, "cannot restore static FDB entry");
             }
         }
-        let mut control = control;
         let adopted: Vec<String> =
             control.model.sandboxes().filter(|s| !s.owns_netns).map(|s| s.name.clone()).collect();
         for name in adopted {
@@ -223,11 +244,17 @@ impl Control {
     }
 
     fn restore_endpoint(&self, endpoint: &Endpoint) -> Result<(), CtlError> {
-        let network = self.network_of(endpoint)?;
+        let network = self.network_of(endpoint)?.clone();
+        let network = &network;
         let sandbox = self.model.sandbox(&endpoint.sandbox).map_err(model_error)?;
         let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
-        let tap = plumbing::reattach_endpoint(&ns, endpoint, network).map_err(plumb_error)?;
-        self.add_tap_to_datapath(tap, endpoint, network)?;
+        if endpoint.port_type == proto::PortType::Afxdp {
+            let port = hostports::reattach_afxdp_endpoint(&ns, endpoint, network).map_err(host_port_error)?;
+            self.add_host_port_to_datapath(port, endpoint, network)?;
+        } else {
+            let tap = plumbing::reattach_endpoint(&ns, endpoint, network).map_err(plumb_error)?;
+            self.add_tap_to_datapath(tap, endpoint, network)?;
+        }
         self.restore_impairment(endpoint);
         self.events.port_up(&network.name, &endpoint.host_tap_name, Some(&endpoint.sandbox), PortChange::Restored);
         Ok(())
@@ -267,6 +294,25 @@ impl Control {
             }
             datapath_error(e)
         })
+    }
+
+    /// Hands an AF_XDP endpoint's device to the datapath; on failure its
+    /// veth pair is deleted.
+    fn add_host_port_to_datapath(
+        &self,
+        port: hostports::HostPort,
+        endpoint: &Endpoint,
+        network: &Network,
+    ) -> Result<(), CtlError> {
+        let config = PortConfig { mtu: network.mtu, ..PortConfig::access(network_id(network)) };
+        if let Err(e) = self.datapath.add_device(endpoint_port(endpoint.port_index), port.device, config) {
+            hostports::destroy_afxdp_endpoint(endpoint);
+            return Err(datapath_error(e));
+        }
+        if let Some(mode) = port.mode {
+            self.xdp_modes.borrow_mut().insert(endpoint.port_index, mode);
+        }
+        Ok(())
     }
 
     /// Saves `next`, makes it the model, and gives the embedded DNS its
@@ -348,7 +394,7 @@ impl Control {
                 ok(self.network_info(network))
             }
             Request::NetworkRm { name } => self.network_rm(&name),
-            Request::NetworkConnect { network, sandbox, ip, ip6, aliases, mac, publish, service } => {
+            Request::NetworkConnect { network, sandbox, ip, ip6, aliases, mac, publish, service, port_type } => {
                 let req = Connect {
                     network,
                     sandbox,
@@ -359,9 +405,14 @@ impl Control {
                     exempt_from_attachable: false,
                     publish,
                     service,
+                    port_type,
                 };
                 self.connect(req)
             }
+            Request::PortAdd { network, interface, port_type, force } => {
+                self.port_add(&network, &interface, port_type.unwrap_or(proto::PortType::Raw), force)
+            }
+            Request::PortRm { interface } => self.port_rm(&interface),
             Request::SandboxPublish { sandbox, network, publish } => {
                 self.sandbox_publish(&sandbox, network.as_deref(), &publish)
             }
@@ -460,6 +511,7 @@ impl Control {
     }
 
     fn teardown_endpoint(&self, endpoint: &Endpoint) {
+        self.xdp_modes.borrow_mut().remove(&endpoint.port_index);
         // Its translated connections end with it (reset on the host side).
         if let Some(network) = self.model.network_by_id(&endpoint.network_id)
             && let Some(address) = endpoint.ipv4
@@ -469,8 +521,12 @@ impl Control {
         }
         match self.datapath.remove_port(endpoint_port(endpoint.port_index)) {
             Ok(Some(tap)) => plumbing::destroy_tap(tap),
+            Ok(None) if endpoint.port_type == proto::PortType::Afxdp => {}
             Ok(None) => tracing::warn!(tap = %endpoint.host_tap_name, "endpoint had no TAP in the datapath"),
             Err(e) => tracing::error!(tap = %endpoint.host_tap_name, error = %e, "cannot remove port"),
+        }
+        if endpoint.port_type == proto::PortType::Afxdp {
+            hostports::destroy_afxdp_endpoint(endpoint);
         }
     }
 
@@ -487,12 +543,23 @@ impl Control {
         }
         let mut next = self.model.clone();
         let network = next.create_network(req).map_err(model_error)?;
+        // A macvlan network's parent is its uplink, checked before anything is made.
+        let uplink = self.macvlan_uplink(&mut next, &network)?;
         // Its gateway's and tunnels' events are named from the start.
         self.events.update_names(&next);
         if network.driver.is_switched() {
             self.add_network_to_datapath(&network).map_err(datapath_error)?;
         }
+        if let Some(uplink) = &uplink
+            && let Err(e) = self.attach_uplink(uplink, &network)
+        {
+            let _ = self.datapath.remove_network(network_id(&network));
+            return Err(e);
+        }
         if let Err(e) = self.commit(next) {
+            if let Some(uplink) = &uplink {
+                self.detach_uplink(uplink);
+            }
             let _ = self.datapath.remove_network(network_id(&network));
             return Err(e);
         }
@@ -501,7 +568,18 @@ impl Control {
 
     fn network_rm(&mut self, name: &str) -> Reply {
         let mut next = self.model.clone();
+        let uplinks: Vec<crate::model::Uplink> = self
+            .model
+            .network(name)
+            .map(|n| self.model.uplinks_of(&n.id))
+            .unwrap_or_default()
+            .into_iter()
+            .cloned()
+            .collect();
         let network = next.remove_network(name).map_err(model_error)?;
+        for uplink in &uplinks {
+            self.detach_uplink(uplink);
+        }
         if network.driver.is_switched() {
             self.datapath.remove_network(network_id(&network)).map_err(datapath_error)?;
         }
@@ -521,10 +599,16 @@ impl Control {
             .ok_or_else(|| CtlError::internal("endpoint without network"))?;
         let sandbox = next.sandbox(&endpoint.sandbox).map_err(model_error)?.clone();
         let ns = plumbing::open_sandbox_netns(&sandbox).map_err(plumb_error)?;
-        let tap = plumbing::plumb_endpoint(&ns, &endpoint, &network).map_err(plumb_error)?;
-        // The port's first frames are named like the ones after the reply.
-        self.events.update_names(&next);
-        self.add_tap_to_datapath(tap, &endpoint, &network)?;
+        if endpoint.port_type == proto::PortType::Afxdp {
+            let port = hostports::plumb_afxdp_endpoint(&ns, &endpoint, &network).map_err(host_port_error)?;
+            self.events.update_names(&next);
+            self.add_host_port_to_datapath(port, &endpoint, &network)?;
+        } else {
+            let tap = plumbing::plumb_endpoint(&ns, &endpoint, &network).map_err(plumb_error)?;
+            // The port's first frames are named like the ones after the reply.
+            self.events.update_names(&next);
+            self.add_tap_to_datapath(tap, &endpoint, &network)?;
+        }
         // Its ports, all or none: a port that cannot be opened leaves the
         // sandbox unconnected.
         if let Err(e) = self.publish_all(publish::endpoint_publications(&next, &endpoint, &endpoint.publish)) {
@@ -702,6 +786,7 @@ mod tests {
             mac: None,
             publish: Vec::new(),
             service: None,
+            port_type: proto::PortType::Tap,
         });
         assert_eq!(e.unwrap_err().kind, ErrorKind::NotFound, "the sandbox is looked up first");
         assert_eq!(s.state(), before);

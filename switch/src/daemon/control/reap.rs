@@ -21,6 +21,9 @@ impl Control {
     /// its namespace is gone. Returns the sandbox's name if it was removed.
     pub fn reap_port(&mut self, port: PortId) -> Option<String> {
         let PortRole::Endpoint(index) = PortRole::of(port) else { return None };
+        if self.reap_uplink(index) {
+            return None;
+        }
         let endpoint = self.model.endpoint_by_port_index(index)?.clone();
         let network = self.model.network_by_id(&endpoint.network_id)?.name.clone();
         match self.disconnect_as(&network, &endpoint.sandbox, PortChange::Gone) {

@@ -28,7 +28,11 @@ impl Control {
             .iter()
             .map(|&(port, _, _)| {
                 let name = match PortRole::of(port) {
-                    PortRole::Endpoint(i) => self.model.endpoint_by_port_index(i).map(|e| e.host_tap_name.clone()),
+                    PortRole::Endpoint(i) => self
+                        .model
+                        .endpoint_by_port_index(i)
+                        .map(|e| e.host_tap_name.clone())
+                        .or_else(|| self.model.uplink_by_port_index(i).map(|u| u.interface.clone())),
                     PortRole::Gateway(i) => self.model.network_by_index(i).map(gateway_port_name),
                     PortRole::Tunnel(_) => remotes.get(&port).map(|r| tunnel_port_name(*r)),
                 };
@@ -138,6 +142,9 @@ impl Control {
                         ip6: n.gateway6_net(),
                         remote: None,
                         impair: None,
+                        port_type: None,
+                        xdp_mode: None,
+                        down: false,
                     });
                 }
                 ports.extend(self.model.endpoints_on_network(&n.id).into_iter().map(|e| ShowPort {
@@ -150,6 +157,23 @@ impl Control {
                     ip6: e.ipv6_net(),
                     remote: None,
                     impair: e.impair,
+                    port_type: (!e.port_type.is_tap()).then_some(e.port_type),
+                    xdp_mode: self.xdp_modes.borrow().get(&e.port_index).cloned(),
+                    down: false,
+                }));
+                ports.extend(self.model.uplinks_of(&n.id).into_iter().map(|u| ShowPort {
+                    name: u.interface.clone(),
+                    kind: proto::PortKind::Uplink,
+                    sandbox: None,
+                    ifname: Some(u.interface.clone()),
+                    mac: None,
+                    ip: None,
+                    ip6: None,
+                    remote: None,
+                    impair: None,
+                    port_type: Some(u.port_type),
+                    xdp_mode: self.xdp_modes.borrow().get(&u.port_index).cloned(),
+                    down: self.uplinks_down.contains(&u.interface),
                 }));
                 ports.extend(snapshot.tunnels.iter().filter(|t| t.network == network_id(n)).map(|t| ShowPort {
                     name: tunnel_port_name(t.remote),
@@ -161,6 +185,9 @@ impl Control {
                     ip6: None,
                     remote: Some(t.remote),
                     impair: None,
+                    port_type: None,
+                    xdp_mode: None,
+                    down: false,
                 }));
                 ShowNetwork {
                     name: n.name.clone(),

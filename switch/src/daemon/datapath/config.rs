@@ -59,6 +59,10 @@ impl Datapath {
             Command::AddTap { id, tap, config, reply } => {
                 let _ = reply.send(self.add_tap(id, tap, config));
             }
+            Command::AddDevice { id, device, config, reply } => {
+                let added = self.add_device(id, &*device, config).map(|()| self.install_device(id, device));
+                let _ = reply.send(added);
+            }
             Command::RemovePort { id, reply } => {
                 let _ = reply.send(self.remove_port(id));
             }
@@ -248,6 +252,13 @@ impl Datapath {
 
     /// Puts the device of a port [`Datapath::add_device`] added in place.
     pub(super) fn install_device(&mut self, id: PortId, device: Box<dyn PortDevice>) {
+        if device.wants_flush() && !self.flushed.contains(&id) {
+            self.flushed.push(id);
+        }
+        // A new socket's kernel counters start at zero.
+        if let Some(last) = self.kernel_drops.get_mut(id.index()) {
+            *last = 0;
+        }
         *slot(&mut self.ports, id) = Some(PortIo::Tap(device));
         if self.queued.len() <= id.index() {
             self.queued.resize(id.index() + 1, false);
@@ -275,6 +286,7 @@ impl Datapath {
         self.impair.remove(id);
         let io = self.ports.get_mut(id.index()).and_then(Option::take)?;
         self.ready.retain(|&p| p != id);
+        self.flushed.retain(|&p| p != id);
         if let Some(q) = self.queued.get_mut(id.index()) {
             *q = false;
         }

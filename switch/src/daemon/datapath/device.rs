@@ -6,11 +6,21 @@
 //!
 //! A port's device is a trait object: one indirect call per read or write,
 //! next to a system call for the real TAP, and nothing allocated per frame.
+//!
+//! Three kernel devices implement it: TAP queues, AF_XDP sockets
+//! ([`XskDevice`]: reads and writes are ring operations without system
+//! calls; the loop calls [`PortDevice::flush`] once per batch to hand the
+//! written frames to the kernel) and `AF_PACKET` sockets on host
+//! interfaces ([`PacketDevice`], raw uplinks).
 
+use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::sys::tap::Tap;
+use crate::offload::{self, SegmentBuf};
+use crate::sys::afxdp::{MAX_FRAME_LEN, XdpMode, XdpPort};
+use crate::sys::packet::PacketSocket;
+use crate::sys::tap::{Tap, VirtioNetHdr};
 
 /// A frame device behind a bridge port (see the module docs). Errors are
 /// the TAP's: `WouldBlock` when no frame is queued (read) or the queue is
@@ -33,6 +43,43 @@ pub(crate) trait PortDevice: Send {
     /// The kernel TAP behind the device, handed back to the control plane
     /// when its port is removed (it deletes or keeps the device).
     fn into_tap(self: Box<Self>) -> Option<Tap>;
+
+    /// Whether the device takes GSO super-frames (a TAP does; an AF_XDP
+    /// socket takes frames of at most one MTU, so the loop does not merge
+    /// segments for it and the device segments what it is given).
+    fn takes_gso(&self) -> bool {
+        true
+    }
+
+    /// The longest frame a read returns, virtio-net header included, when
+    /// it is far below a GSO frame (then the loop packs many frames into
+    /// one batch buffer); `None` for devices that read GSO frames.
+    fn max_frame(&self) -> Option<usize> {
+        None
+    }
+
+    /// Whether frames written stay queued until [`flush`](Self::flush).
+    fn wants_flush(&self) -> bool {
+        false
+    }
+
+    /// Hands the frames written since the last flush to the kernel.
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Frames the kernel dropped on their way in, in all (an AF_XDP
+    /// socket's full RX or empty fill ring); read once a second.
+    fn kernel_drops(&self) -> u64 {
+        0
+    }
+
+    /// A pending error of a device whose failure epoll does not report
+    /// (an AF_XDP socket whose interface was unregistered); checked once a
+    /// second.
+    fn check(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl PortDevice for Tap {
@@ -54,5 +101,198 @@ impl PortDevice for Tap {
 
     fn into_tap(self: Box<Self>) -> Option<Tap> {
         Some(*self)
+    }
+}
+
+/// An AF_XDP port as a frame device: a veth end or a host interface under
+/// an XDP redirect program, with its socket's rings.
+///
+/// Reads copy a frame out of the UMEM behind an all-zero virtio-net header
+/// (the frame's checksums are complete: see `sys::ethtool`). Writes copy
+/// into a free UMEM chunk, completing a partial checksum first and
+/// segmenting GSO frames (which a TAP sandbox sends) to their MSS; nothing
+/// reaches the kernel until [`PortDevice::flush`].
+pub(crate) struct XskDevice {
+    inner: RefCell<XskInner>,
+    fd: RawFd,
+    mode: XdpMode,
+}
+
+struct XskInner {
+    port: XdpPort,
+    /// Segments of the GSO frame being written.
+    segments: SegmentBuf,
+}
+
+impl XskDevice {
+    /// Wraps an opened port.
+    pub(crate) fn new(port: XdpPort) -> XskDevice {
+        let fd = port.socket_ref().as_raw_fd();
+        let mode = port.mode();
+        XskDevice {
+            inner: RefCell::new(XskInner { port, segments: SegmentBuf::with_capacity(Tap::RECV_BUF_LEN * 2, 64) }),
+            fd,
+            mode,
+        }
+    }
+
+    /// How the port's program and socket run.
+    #[allow(dead_code)]
+    pub(crate) fn mode(&self) -> XdpMode {
+        self.mode
+    }
+}
+
+impl XskInner {
+    /// Copies one frame into a TX chunk, completing its checksum when `hdr`
+    /// says it is partial.
+    fn write(&mut self, frame: &[u8], hdr: &VirtioNetHdr) -> io::Result<usize> {
+        if frame.len() > MAX_FRAME_LEN {
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+        }
+        let socket = self.port.socket();
+        if socket.queues().tx_chunk().is_none() {
+            // Every chunk is in flight: kick, take the completions, retry.
+            let _ = socket.flush_tx();
+        }
+        let Some((addr, chunk)) = socket.queues().tx_chunk() else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let out = &mut chunk[..frame.len()];
+        out.copy_from_slice(frame);
+        if hdr.needs_csum() && offload::complete_checksum(out, hdr).is_err() {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        socket.queues().commit_tx(addr, frame.len() as u32);
+        Ok(frame.len())
+    }
+
+    fn send(&mut self, hdr_bytes: &[u8], frame: &[u8]) -> io::Result<usize> {
+        let hdr = VirtioNetHdr::parse(hdr_bytes).unwrap_or_default();
+        if !hdr.is_gso() {
+            return self.write(frame, &hdr).map(|n| n + VirtioNetHdr::LEN);
+        }
+        let mut segments = std::mem::take(&mut self.segments);
+        let result = offload::segment(frame, &hdr, &mut segments)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+            .and_then(|_| {
+                let plain = VirtioNetHdr::default();
+                segments.iter().try_for_each(|seg| self.write(seg, &plain).map(drop))
+            });
+        segments.clear();
+        self.segments = segments;
+        result.map(|()| VirtioNetHdr::LEN + frame.len())
+    }
+}
+
+impl PortDevice for XskDevice {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let hdr = VirtioNetHdr::LEN;
+        if buf.len() < hdr {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        buf[..hdr].fill(0);
+        let mut inner = self.inner.borrow_mut();
+        let socket = inner.port.socket();
+        loop {
+            match socket.queues().recv(&mut buf[hdr..]) {
+                Some(Ok(len)) => return Ok(hdr + len),
+                // Counted by the queues; the next frame may be fine.
+                Some(Err(_)) => continue,
+                None => {
+                    socket.release_rx();
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+            }
+        }
+    }
+
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let hdr = VirtioNetHdr::LEN;
+        if buf.len() < hdr {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        self.inner.borrow_mut().send(&buf[..hdr], &buf[hdr..])
+    }
+
+    fn send_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match bufs {
+            [hdr, frame] if hdr.len() == VirtioNetHdr::LEN => self.inner.borrow_mut().send(hdr, frame),
+            _ => Err(io::ErrorKind::InvalidInput.into()),
+        }
+    }
+
+    fn event_fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
+
+    fn into_tap(self: Box<Self>) -> Option<Tap> {
+        None
+    }
+
+    fn takes_gso(&self) -> bool {
+        false
+    }
+
+    fn max_frame(&self) -> Option<usize> {
+        Some(VirtioNetHdr::LEN + MAX_FRAME_LEN)
+    }
+
+    fn wants_flush(&self) -> bool {
+        true
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let mut inner = self.inner.borrow_mut();
+        let socket = inner.port.socket();
+        if socket.queues().tx_unsubmitted() == 0 && socket.queues().tx_in_flight() == 0 {
+            return Ok(());
+        }
+        socket.flush_tx()
+    }
+
+    fn kernel_drops(&self) -> u64 {
+        let stats = self.inner.borrow().port.socket_ref().stats().unwrap_or_default();
+        stats.rx_dropped + stats.rx_ring_full + stats.rx_fill_empty
+    }
+
+    fn check(&self) -> io::Result<()> {
+        match self.inner.borrow().port.socket_ref().take_error()? {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A raw uplink: an `AF_PACKET` socket on a host interface, frames with
+/// the TAPs' virtio-net header (see `sys::packet`).
+pub(crate) struct PacketDevice(pub(crate) PacketSocket);
+
+impl PortDevice for PacketDevice {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.recv(buf)
+    }
+
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.0.send(buf)
+    }
+
+    fn send_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.send_vectored(bufs)
+    }
+
+    fn event_fd(&self) -> Option<RawFd> {
+        Some(self.0.as_raw_fd())
+    }
+
+    fn into_tap(self: Box<Self>) -> Option<Tap> {
+        None
+    }
+
+    fn check(&self) -> io::Result<()> {
+        match self.0.take_error()? {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }

@@ -179,25 +179,96 @@ pub(super) type Reply<T> = Sender<T>;
 
 /// Everything the control plane can ask of the datapath.
 pub(super) enum Command {
-    AddNetwork { spec: NetworkSpec, reply: Reply<Result<(), DatapathError>> },
-    RemoveNetwork { id: NetworkId, reply: Reply<Result<(), DatapathError>> },
-    AddTap { id: PortId, tap: Tap, config: PortConfig, reply: Reply<Result<(), (Tap, DatapathError)>> },
-    RemovePort { id: PortId, reply: Reply<Option<Tap>> },
-    AddPeer { network: NetworkId, remote: SocketAddr, reply: Reply<Result<PortId, DatapathError>> },
-    RemovePeer { network: NetworkId, remote: SocketAddr, reply: Reply<bool> },
-    AddStatic { network: NetworkId, mac: MacAddr, port: PortId, reply: Reply<Result<(), DatapathError>> },
-    RemoveEntry { network: NetworkId, mac: MacAddr, reply: Reply<Result<bool, DatapathError>> },
-    Flush { network: Option<NetworkId>, reply: Reply<usize> },
-    SetAging { aging: Duration, reply: Reply<Result<(), DatapathError>> },
-    SetKeyEpoch { network: NetworkId, epoch: u32, reply: Reply<Result<(), DatapathError>> },
-    SetDns { directory: Box<dns::Directory>, reply: Reply<()> },
-    Publish { publications: Vec<nat::Publication>, reply: Reply<Result<(), DatapathError>> },
-    Unpublish { keys: Vec<(nat::Proto, std::net::SocketAddrV4)>, reply: Reply<()> },
-    NatFlows { reply: Reply<Vec<nat::FlowInfo>> },
-    NatForget { network: NetworkId, address: Ipv4Addr, reply: Reply<usize> },
-    SetImpair { id: PortId, settings: Option<ImpairSettings>, reply: Reply<Result<(), DatapathError>> },
-    Snapshot { reply: Reply<Snapshot> },
-    Capture { session: Box<crate::daemon::capture::Session>, reply: Reply<()> },
+    AddNetwork {
+        spec: NetworkSpec,
+        reply: Reply<Result<(), DatapathError>>,
+    },
+    RemoveNetwork {
+        id: NetworkId,
+        reply: Reply<Result<(), DatapathError>>,
+    },
+    AddTap {
+        id: PortId,
+        tap: Tap,
+        config: PortConfig,
+        reply: Reply<Result<(), (Tap, DatapathError)>>,
+    },
+    AddDevice {
+        id: PortId,
+        device: Box<dyn super::PortDevice>,
+        config: PortConfig,
+        reply: Reply<Result<(), DatapathError>>,
+    },
+    RemovePort {
+        id: PortId,
+        reply: Reply<Option<Tap>>,
+    },
+    AddPeer {
+        network: NetworkId,
+        remote: SocketAddr,
+        reply: Reply<Result<PortId, DatapathError>>,
+    },
+    RemovePeer {
+        network: NetworkId,
+        remote: SocketAddr,
+        reply: Reply<bool>,
+    },
+    AddStatic {
+        network: NetworkId,
+        mac: MacAddr,
+        port: PortId,
+        reply: Reply<Result<(), DatapathError>>,
+    },
+    RemoveEntry {
+        network: NetworkId,
+        mac: MacAddr,
+        reply: Reply<Result<bool, DatapathError>>,
+    },
+    Flush {
+        network: Option<NetworkId>,
+        reply: Reply<usize>,
+    },
+    SetAging {
+        aging: Duration,
+        reply: Reply<Result<(), DatapathError>>,
+    },
+    SetKeyEpoch {
+        network: NetworkId,
+        epoch: u32,
+        reply: Reply<Result<(), DatapathError>>,
+    },
+    SetDns {
+        directory: Box<dns::Directory>,
+        reply: Reply<()>,
+    },
+    Publish {
+        publications: Vec<nat::Publication>,
+        reply: Reply<Result<(), DatapathError>>,
+    },
+    Unpublish {
+        keys: Vec<(nat::Proto, std::net::SocketAddrV4)>,
+        reply: Reply<()>,
+    },
+    NatFlows {
+        reply: Reply<Vec<nat::FlowInfo>>,
+    },
+    NatForget {
+        network: NetworkId,
+        address: Ipv4Addr,
+        reply: Reply<usize>,
+    },
+    SetImpair {
+        id: PortId,
+        settings: Option<ImpairSettings>,
+        reply: Reply<Result<(), DatapathError>>,
+    },
+    Snapshot {
+        reply: Reply<Snapshot>,
+    },
+    Capture {
+        session: Box<crate::daemon::capture::Session>,
+        reply: Reply<()>,
+    },
     Shutdown,
 }
 
@@ -314,6 +385,17 @@ impl DatapathHandle {
             Ok(Err((tap, e))) => Err((Some(tap), e)),
             Err(e) => Err((None, e)),
         }
+    }
+
+    /// Adds a port backed by another frame device (an AF_XDP socket, a raw
+    /// uplink socket); on error the device is dropped (closed).
+    pub(crate) fn add_device(
+        &self,
+        id: PortId,
+        device: Box<dyn super::PortDevice>,
+        config: PortConfig,
+    ) -> Result<(), DatapathError> {
+        self.call(|reply| Command::AddDevice { id, device, config, reply })?
     }
 
     /// Removes a port (and its FDB entries); returns its TAP, if it had one.

@@ -64,7 +64,7 @@ use crate::offload::{self, ChecksumState, TooBig};
 use crate::port::{NetworkId, PortId};
 use crate::sys::tap::VirtioNetHdr;
 use crate::time::{Clock, MonotonicClock, Timestamp};
-use device::PortDevice;
+pub(crate) use device::{PacketDevice, PortDevice, XskDevice};
 
 /// Batches processed before the loop looks at commands and timers again.
 const MAX_BATCHES_PER_WAKEUP: usize = 64;
@@ -72,6 +72,8 @@ const MAX_BATCHES_PER_WAKEUP: usize = 64;
 const WAKER: Token = Token(usize::MAX);
 /// The underlay receive socket's token.
 const TUNNEL: Token = Token(usize::MAX - 1);
+/// Frames read from one AF_XDP port in a row before the next ready port's turn.
+const PACKED_BURST: usize = 256;
 /// How often aging and gateway timers run when there is no traffic.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -168,6 +170,11 @@ struct Datapath {
     /// TAP ports whose sandbox side is down (writes fail with EIO), by
     /// port index: each change is reported once.
     link_down: Vec<bool>,
+    /// Ports whose device queues written frames until it is flushed
+    /// (AF_XDP), flushed after every batch.
+    flushed: Vec<PortId>,
+    /// The kernel drop total each such port reported at the last tick.
+    kernel_drops: Vec<u64>,
     /// The underlay endpoint's drop counters at the last tick (its drop
     /// bursts), and when that was.
     vtep_drops: DropCounters,
@@ -221,6 +228,8 @@ impl Datapath {
             impair: impair::ImpairIo::new(),
             events,
             link_down: Vec::new(),
+            flushed: Vec::new(),
+            kernel_drops: Vec::new(),
             vtep_drops: DropCounters::default(),
             last_interval: Timestamp(0),
         };
@@ -308,6 +317,7 @@ impl Datapath {
             self.forward();
         }
         self.release_impaired();
+        self.flush_devices();
         let now = self.clock.now();
         if now.millis_since(self.last_tick) >= TICK.as_millis() as u64 {
             self.last_tick = now;
@@ -320,6 +330,7 @@ impl Datapath {
     }
 
     fn tick(&mut self, now: Timestamp) {
+        self.check_devices();
         self.bridge.age(now);
         let unix = self.clock.unix_secs();
         self.rotate_keys(now, unix);
@@ -420,6 +431,30 @@ impl Datapath {
                 self.queued[port.index()] = false;
                 continue;
             };
+            if let Some(max_frame) = tap.max_frame() {
+                // Small frames, no system call per read: a burst per port.
+                let mut short = 0;
+                let (read, stopped) =
+                    self.batch.read_packed(port, max_frame, PACKED_BURST, &mut short, |b| tap.recv(b));
+                if short > 0 {
+                    for _ in 0..short {
+                        self.bridge.count_drop(port, DropReason::Truncated);
+                    }
+                }
+                if read > 0 {
+                    self.link_seen_up(port);
+                }
+                match stopped {
+                    None => self.ready.push_back(port),
+                    Some(e) if e.kind() == io::ErrorKind::WouldBlock => self.queued[port.index()] = false,
+                    Some(e) if device_gone(&e) => self.port_gone(port),
+                    Some(e) => {
+                        tracing::warn!(%port, error = %e, "read from port failed; waiting for the next event");
+                        self.queued[port.index()] = false;
+                    }
+                }
+                continue;
+            }
             let Some((buf, bytes)) = self.batch.take_buffer() else {
                 self.ready.push_front(port);
                 break;
@@ -450,7 +485,7 @@ impl Datapath {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => self.ready.push_back(port),
                         // The device was unregistered: its namespace died
                         // (a container that exited) or it was deleted.
-                        Err(e) if e.raw_os_error() == Some(libc::EBADFD) => self.port_gone(port),
+                        Err(e) if device_gone(&e) => self.port_gone(port),
                         Err(e) => {
                             tracing::warn!(%port, error = %e, "read from TAP failed; waiting for the next event");
                             self.queued[port.index()] = false;
@@ -481,6 +516,7 @@ impl Datapath {
             self.clamp_mss();
             self.bridge.forward_batch(now, self.batch.frames(), &mut self.plan);
             self.transmit();
+            self.flush_devices();
             self.nat.translator.flush_acks(&mut self.nat.out);
             if self.busy_gateways.is_empty() && self.injected.is_empty() && self.nat.out.is_empty() {
                 break;
@@ -534,7 +570,7 @@ impl Datapath {
             if self.impair.is_impaired(send.port) && self.impair_offer(send.port, i) {
                 continue;
             }
-            let to_tap = matches!(self.ports.get(send.port.index()), Some(Some(PortIo::Tap(_))));
+            let to_tap = matches!(self.ports.get(send.port.index()), Some(Some(PortIo::Tap(d))) if d.takes_gso());
             let entry = self.batch.entry(i);
             if to_tap && !entry.has_vnet_hdr {
                 let checksum = entry.checksum;
@@ -776,6 +812,46 @@ impl Datapath {
         }
     }
 
+    /// Hands the frames written to queueing devices (AF_XDP) to the kernel.
+    fn flush_devices(&mut self) {
+        for &port in &self.flushed {
+            if let Some(Some(PortIo::Tap(device))) = self.ports.get(port.index())
+                && let Err(e) = device.flush()
+            {
+                tracing::debug!(%port, error = %e, "flushing the port's transmit ring failed");
+            }
+        }
+    }
+
+    /// Looks for devices whose failure epoll does not report (an AF_XDP
+    /// socket whose interface was unregistered): they are gone.
+    fn check_devices(&mut self) {
+        let mut gone = Vec::new();
+        for (index, io) in self.ports.iter().enumerate() {
+            if let Some(PortIo::Tap(device)) = io
+                && let Err(e) = device.check()
+            {
+                tracing::info!(port = index, error = %e, "port device failed");
+                gone.push(PortId(index as u32));
+            }
+        }
+        // The kernel's own drops of queueing devices, as deltas.
+        for &port in &self.flushed {
+            let Some(Some(PortIo::Tap(device))) = self.ports.get(port.index()) else { continue };
+            let total = device.kernel_drops();
+            if self.kernel_drops.len() <= port.index() {
+                self.kernel_drops.resize(port.index() + 1, 0);
+            }
+            let last = std::mem::replace(&mut self.kernel_drops[port.index()], total);
+            if total > last {
+                self.bridge.count_drops(port, DropReason::XskRxDropped, total - last);
+            }
+        }
+        for port in gone {
+            self.port_gone(port);
+        }
+    }
+
     fn handle_commands(&mut self) {
         while let Ok(command) = self.inbox.try_recv() {
             self.handle(command);
@@ -787,6 +863,13 @@ impl Datapath {
 /// the number of whole rotation periods since the Unix epoch.
 fn effective_epoch(base: u32, rotation: Option<std::num::NonZeroU64>, unix_secs: u64) -> u32 {
     rotation.map_or(base, |period| base.wrapping_add((unix_secs / period.get()) as u32))
+}
+
+/// Whether a read error says the device behind a port is gone: `EBADFD` for
+/// an unregistered TAP, `ENETDOWN`/`ENXIO`/`ENODEV` for a socket whose
+/// interface was unregistered.
+fn device_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EBADFD | libc::ENETDOWN | libc::ENXIO | libc::ENODEV))
 }
 
 /// The drop reason for a failed TAP write.

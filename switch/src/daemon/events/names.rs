@@ -44,6 +44,10 @@ impl Names {
                 self.endpoints.insert(endpoint.port_index, names);
             }
         }
+        // Uplinks share the endpoints' port indexes; no sandbox.
+        for uplink in model.uplinks() {
+            self.endpoints.insert(uplink.port_index, (uplink.interface.clone(), String::new()));
+        }
     }
 
     /// Names network index `index`.
@@ -59,7 +63,7 @@ impl Names {
     /// The sandbox behind port `id`, if it is an endpoint's.
     pub fn sandbox(&self, id: PortId) -> Option<String> {
         let PortRole::Endpoint(i) = PortRole::of(id) else { return None };
-        self.endpoints.get(&i).map(|(_, sandbox)| sandbox.clone())
+        self.endpoints.get(&i).map(|(_, sandbox)| sandbox.clone()).filter(|s| !s.is_empty())
     }
 
     /// The name of network `id` (`net7` if unknown).

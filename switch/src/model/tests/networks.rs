@@ -245,8 +245,9 @@ fn lookup_by_id_and_prefix() {
 fn driver_parsing() {
     assert_eq!("overlay".parse::<Driver>().unwrap(), Driver::Overlay);
     assert_eq!("null".parse::<Driver>().unwrap(), Driver::None);
-    let e = "macvlan".parse::<Driver>().unwrap_err().to_string();
-    assert!(e.contains("\"macvlan\"") && e.contains("bridge, host, none, overlay"), "{e}");
+    assert_eq!("macvlan".parse::<Driver>().unwrap(), Driver::Macvlan);
+    let e = "ipvlan".parse::<Driver>().unwrap_err().to_string();
+    assert!(e.contains("\"ipvlan\"") && e.contains("bridge, host, none, overlay, macvlan"), "{e}");
 }
 
 #[test]

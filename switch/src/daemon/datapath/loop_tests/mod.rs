@@ -19,3 +19,4 @@ mod learning;
 mod overlay;
 mod overlay6;
 mod tunnel_batch;
+mod xsk;

@@ -66,6 +66,15 @@ struct PortState {
     gone: bool,
     /// New input since the harness last looked.
     edge: bool,
+    /// Behaves like an AF_XDP socket: frames of at most this many bytes
+    /// (header included), no GSO frames taken, writes held until a flush.
+    small_frames: Option<usize>,
+    /// Writes not yet flushed (small-frame mode).
+    unflushed: Vec<Vec<u8>>,
+    /// Flushes that handed frames over.
+    flushes: u64,
+    /// What the kernel's drop counter of the device says.
+    kernel_drops: u64,
 }
 
 /// An in-memory frame port: reads take queued frames (virtio-net header
@@ -74,6 +83,31 @@ struct PortState {
 pub(crate) struct MemoryPort(Arc<Mutex<PortState>>);
 
 impl MemoryPort {
+    /// A port that behaves like an AF_XDP socket's device: reads return
+    /// frames of at most `max_frame` bytes (header included) and are packed
+    /// by the loop; GSO frames are not merged for it; writes reach
+    /// [`take_tx`](Self::take_tx) only when the loop flushes.
+    pub(crate) fn small_frames(max_frame: usize) -> MemoryPort {
+        let port = MemoryPort::default();
+        lock(&port.0).small_frames = Some(max_frame);
+        port
+    }
+
+    /// Sets the device's kernel drop counter (an AF_XDP socket's full ring).
+    pub(crate) fn set_kernel_drops(&self, total: u64) {
+        lock(&self.0).kernel_drops = total;
+    }
+
+    /// Flushes that handed written frames over.
+    pub(crate) fn flushes(&self) -> u64 {
+        lock(&self.0).flushes
+    }
+
+    /// Written frames still held for a flush.
+    pub(crate) fn unflushed(&self) -> usize {
+        lock(&self.0).unflushed.len()
+    }
+
     /// Queues exactly what one read returns (header and frame, or less).
     pub(crate) fn push_rx(&self, bytes: Vec<u8>) {
         let mut state = lock(&self.0);
@@ -126,7 +160,11 @@ impl MemoryPort {
         }
         let bytes = bytes();
         let len = bytes.len();
-        state.tx.push(bytes);
+        if state.small_frames.is_some() {
+            state.unflushed.push(bytes);
+        } else {
+            state.tx.push(bytes);
+        }
         Ok(len)
     }
 }
@@ -160,6 +198,32 @@ impl PortDevice for MemoryPort {
 
     fn into_tap(self: Box<Self>) -> Option<Tap> {
         None
+    }
+
+    fn takes_gso(&self) -> bool {
+        lock(&self.0).small_frames.is_none()
+    }
+
+    fn max_frame(&self) -> Option<usize> {
+        lock(&self.0).small_frames
+    }
+
+    fn wants_flush(&self) -> bool {
+        lock(&self.0).small_frames.is_some()
+    }
+
+    fn kernel_drops(&self) -> u64 {
+        lock(&self.0).kernel_drops
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let mut state = lock(&self.0);
+        if !state.unflushed.is_empty() {
+            let held = std::mem::take(&mut state.unflushed);
+            state.tx.extend(held);
+            state.flushes += 1;
+        }
+        Ok(())
     }
 }
 

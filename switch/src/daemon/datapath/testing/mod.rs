@@ -238,9 +238,19 @@ impl Harness {
 
     /// Adds an endpoint with its own port configuration.
     pub(crate) fn endpoint_with(&mut self, config: PortConfig) -> PortId {
+        self.endpoint_device(config, MemoryPort::default())
+    }
+
+    /// Adds an endpoint behaving like an AF_XDP port (see
+    /// [`MemoryPort::small_frames`]) on `network`.
+    pub(crate) fn xsk_endpoint(&mut self, network: NetworkId, max_frame: usize) -> PortId {
+        let mtu = self.dp.nets.get(network.index()).and_then(Option::as_ref).expect("the network exists").mtu;
+        self.endpoint_device(PortConfig { mtu, ..PortConfig::access(network) }, MemoryPort::small_frames(max_frame))
+    }
+
+    fn endpoint_device(&mut self, config: PortConfig, device: MemoryPort) -> PortId {
         let id = endpoint_port(self.next_endpoint);
         self.next_endpoint += 1;
-        let device = MemoryPort::default();
         self.dp.add_device(id, &device, config).expect("the bridge takes the port");
         self.dp.install_device(id, Box::new(device.clone()));
         self.ports.insert(id, device);

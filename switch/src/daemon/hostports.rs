@@ -1,0 +1,187 @@
+//! Ports backed by host interfaces: AF_XDP endpoints (a veth pair whose
+//! sandbox end is the sandbox's `ethN` and whose host end carries the XDP
+//! program and the socket) and uplinks (an existing interface of the
+//! daemon's namespace, through an `AF_PACKET` or an AF_XDP socket). Every
+//! function either completes or undoes what it did.
+
+use std::io;
+
+use ctl::proto::PortType;
+
+use super::datapath::{PacketDevice, PortDevice, XskDevice};
+use super::plumbing::{self, PlumbError};
+use crate::model::{Endpoint, Network, Uplink};
+use crate::sys::afxdp::{XdpPort, XskError};
+use crate::sys::netlink::{self, LinkConfig, Netlink, NetlinkError, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+use crate::sys::netns::{self, NetNs};
+use crate::sys::packet::PacketSocket;
+
+/// Why a host-interface port could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum HostPortError {
+    /// Plumbing the sandbox's end failed.
+    #[error(transparent)]
+    Plumb(#[from] PlumbError),
+    /// A netlink request failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// The AF_XDP socket or its program could not be set up.
+    #[error(transparent)]
+    Xsk(#[from] XskError),
+    /// Turning the sandbox end's checksum offload off failed.
+    #[error("cannot turn transmit checksum offload off on {ifname}: {source}")]
+    Ethtool {
+        /// The sandbox's interface.
+        ifname: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The raw socket could not be opened.
+    #[error("cannot open a raw socket on {interface}: {source}")]
+    Packet {
+        /// The interface.
+        interface: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// A port device and how it runs (`show`'s `xdp` line for AF_XDP ports).
+pub struct HostPort {
+    /// The device, for the datapath.
+    pub(crate) device: Box<dyn PortDevice>,
+    /// `zero-copy, native XDP` and the like; `None` for a raw socket.
+    pub mode: Option<String>,
+}
+
+fn xdp_port(ifname: &str) -> Result<HostPort, HostPortError> {
+    let port = XdpPort::open(ifname)?;
+    let mode = port.mode().to_string();
+    tracing::info!(interface = ifname, mode = %mode, "AF_XDP socket bound");
+    Ok(HostPort { device: Box::new(XskDevice::new(port)), mode: Some(mode) })
+}
+
+/// Creates an AF_XDP endpoint: a veth pair with `ethN` in the sandbox
+/// (configured as a TAP endpoint is: MAC, MTU, address, default route; and
+/// transmit checksum offload off, see `sys::ethtool`) and its host end,
+/// named like an endpoint's TAP, under an AF_XDP socket.
+pub fn plumb_afxdp_endpoint(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<HostPort, HostPortError> {
+    let host = endpoint.host_tap_name.as_str();
+    let mut nl = Netlink::open()?;
+    nl.create_veth(host, &endpoint.ifname_in_sandbox, ns)?;
+    let result = configure_afxdp_endpoint(&mut nl, ns, endpoint, network).and_then(|()| xdp_port(host));
+    if result.is_err() {
+        let _ = nl.delete_link(host);
+    }
+    result
+}
+
+fn configure_afxdp_endpoint(
+    nl: &mut Netlink,
+    ns: &NetNs,
+    endpoint: &Endpoint,
+    network: &Network,
+) -> Result<(), HostPortError> {
+    let host = endpoint.host_tap_name.as_str();
+    nl.set_mtu(host, network.mtu)?;
+    nl.set_link_up(host)?;
+    let ifname = endpoint.ifname_in_sandbox.clone();
+    let name = ifname.clone();
+    netns::run_in(ns, move || {
+        crate::sys::ethtool::set_tx_checksum(&name, false)?;
+        // Best effort: only a speed-up (GRO of what the switch writes).
+        let _ = crate::sys::ethtool::set_gro(&name, true);
+        Ok::<(), io::Error>(())
+    })
+    .map_err(|e| HostPortError::Plumb(e.into()))?
+    .map_err(|source| HostPortError::Ethtool { ifname: ifname.clone(), source })?;
+    let config = LinkConfig {
+        new_name: None,
+        mac: Some(endpoint.mac.0),
+        mtu: Some(network.mtu),
+        ipv4: endpoint.ipv4.map(|a| (a, endpoint.prefix_len)),
+        ipv6: endpoint.ipv6.map(|a| (a, endpoint.prefix_len6)),
+        up: true,
+    };
+    netlink::configure_link(ns, &ifname, &config)?;
+    if endpoint.is_default_gateway_network {
+        plumbing::add_default_route(ns, endpoint, network)?;
+    }
+    Ok(())
+}
+
+/// Re-attaches to an AF_XDP endpoint after a restart: its veth pair outlives
+/// the daemon (the program stays attached, redirecting to an empty map,
+/// which passes frames to the host end's stack), so a new program and
+/// socket are bound to the host end; a pair that is gone is plumbed anew.
+pub fn reattach_afxdp_endpoint(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<HostPort, HostPortError> {
+    if Netlink::open()?.link_exists(&endpoint.host_tap_name)? {
+        return xdp_port(&endpoint.host_tap_name);
+    }
+    plumb_afxdp_endpoint(ns, endpoint, network)
+}
+
+/// Deletes an AF_XDP endpoint's veth pair (both ends go).
+pub fn destroy_afxdp_endpoint(endpoint: &Endpoint) {
+    match Netlink::open().and_then(|mut nl| nl.delete_link(&endpoint.host_tap_name)) {
+        Ok(()) | Err(NetlinkError::NoSuchLink(_)) => {}
+        Err(e) => tracing::warn!(port = %endpoint.host_tap_name, error = %e, "cannot delete the endpoint's veth"),
+    }
+}
+
+/// Opens an uplink's device on its interface (brought up if it is down).
+pub fn open_uplink(uplink: &Uplink) -> Result<HostPort, HostPortError> {
+    let iface = uplink.interface.as_str();
+    let mut nl = Netlink::open()?;
+    if !nl.link_exists(iface)? {
+        return Err(NetlinkError::NoSuchLink(iface.to_owned()).into());
+    }
+    nl.set_link_up(iface)?;
+    match uplink.port_type {
+        PortType::Afxdp => {
+            // A NIC filters unicast for other MACs before XDP sees it.
+            nl.set_promisc(iface, true)?;
+            xdp_port(iface).inspect_err(|_| {
+                let _ = nl.set_promisc(iface, false);
+            })
+        }
+        _ => {
+            let socket = PacketSocket::open(iface)
+                .map_err(|source| HostPortError::Packet { interface: iface.to_owned(), source })?;
+            Ok(HostPort { device: Box::new(PacketDevice(socket)), mode: None })
+        }
+    }
+}
+
+/// Gives an uplink's interface back to the host: its XDP program off and
+/// promiscuous mode off (a raw socket's membership went with the socket).
+pub fn release_uplink(uplink: &Uplink) {
+    if uplink.port_type != PortType::Afxdp {
+        return;
+    }
+    let Ok(mut nl) = Netlink::open() else { return };
+    for flags in [XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE] {
+        let _ = nl.set_xdp(&uplink.interface, None, flags);
+    }
+    let _ = nl.set_promisc(&uplink.interface, false);
+}
+
+/// Why the daemon refuses to take `interface` as an uplink without
+/// `--force`: it carries the VTEP address, or a default route.
+pub fn uplink_refusal(interface: &str, vtep: Option<std::net::IpAddr>) -> Option<String> {
+    if let Some(ip) = vtep
+        && crate::sys::ifaddr::interface_with_address(ip).as_deref() == Some(interface)
+    {
+        return Some(format!(
+            "interface {interface} carries the VTEP address {ip}: attaching it would cut the overlay's underlay \
+             (use --force to attach it anyway)"
+        ));
+    }
+    if crate::sys::ifaddr::default_route_interfaces().iter().any(|i| i == interface) {
+        return Some(format!(
+            "interface {interface} carries a default route: attaching it may cut the host off (use --force to \
+             attach it anyway)"
+        ));
+    }
+    None
+}

@@ -1,0 +1,409 @@
+//! AF_XDP ports: a thin, commented wrapper over the kernel's `AF_XDP`
+//! sockets (XSK), used instead of `xsk-rs`/libxdp (see the README's
+//! "Dependencies").
+//!
+//! An [`XdpPort`] puts one interface's receive queue 0 under the switch:
+//!
+//! 1. [`bpf::XdpRedirect`] creates an `XSKMAP` and loads a five-instruction
+//!    XDP program that redirects each frame to the socket of its receive
+//!    queue, falling back to the host stack (`XDP_PASS`) without one;
+//! 2. the program is attached over rtnetlink (`IFLA_XDP`), natively
+//!    (`XDP_FLAGS_DRV_MODE`) where the driver has XDP, else at the generic
+//!    hook (`XDP_FLAGS_SKB_MODE`);
+//! 3. an [`XskSocket`] registers a 16 MiB UMEM (4,096 chunks of a page, half for receiving),
+//!    sets up and maps its four rings and binds to the queue, zero-copy
+//!    (`XDP_ZEROCOPY`) where the driver supports it, copy mode otherwise,
+//!    always with `XDP_USE_NEED_WAKEUP`: the socket never busy-polls. It
+//!    waits in epoll for the RX ring, and system calls are made only when
+//!    the kernel asks for a wake-up (fill ring) or frames wait to be sent
+//!    (TX kick, once per batch);
+//! 4. the socket goes into the map.
+//!
+//! The ring logic (`ring`, `queues`) is plain memory and is unit-tested
+//! without a socket. A frame is at most one chunk less the kernel's
+//! headroom ([`MAX_FRAME_LEN`]): multi-buffer descriptors (`XDP_USE_SG`)
+//! are not used, so the control plane refuses MTUs that need them.
+
+pub mod bpf;
+mod queues;
+mod ring;
+#[cfg(test)]
+mod root_tests;
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+
+pub use queues::{
+    CHUNK_SIZE, CHUNKS, KERNEL_HEADROOM, MAX_FRAME_LEN, QueueCounters, Queues, RING_SIZE, RX_CHUNKS, RxIssue,
+};
+use ring::{Ring, RingOffsets};
+
+use super::netlink::{Netlink, NetlinkError, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+
+/// `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17+): how many descriptors one copy-mode
+/// kick may transmit (32 otherwise).
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
+/// Why an AF_XDP port could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    /// Looking the interface up or attaching the program failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// The interface does not exist.
+    #[error("no interface named {0:?}")]
+    NoSuchInterface(String),
+    /// The map or the program could not be created.
+    #[error("cannot load the XDP program: {0}")]
+    Bpf(#[source] io::Error),
+    /// A socket call failed.
+    #[error("AF_XDP {op} failed: {source}")]
+    Socket {
+        /// The step (`socket`, `UMEM registration`, `bind`, ...).
+        op: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// How the port's XDP program and socket run (shown by `show`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XdpMode {
+    /// The program runs in the driver (native XDP) rather than at the
+    /// generic hook.
+    pub native: bool,
+    /// The socket is bound zero-copy (frames are DMA'd into the UMEM).
+    pub zero_copy: bool,
+}
+
+impl std::fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let copy = if self.zero_copy { "zero-copy" } else { "copy" };
+        let hook = if self.native { "native" } else { "generic" };
+        write!(f, "{copy}, {hook} XDP")
+    }
+}
+
+/// A memory mapping, unmapped on drop.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned memory with no thread affinity.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// `mmap` of `len` bytes; `fd` and `offset` for a ring, `None` for
+    /// anonymous memory (the UMEM).
+    fn new(len: usize, fd: Option<RawFd>, offset: u64) -> io::Result<Mapping> {
+        let (flags, fd) = match fd {
+            Some(fd) => (libc::MAP_SHARED | libc::MAP_POPULATE, fd),
+            None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
+        };
+        // SAFETY: a fresh mapping chosen by the kernel; nothing is aliased.
+        let ptr = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, fd, offset as libc::off_t)
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped; nothing uses it after.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+fn sockopt_set<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live `T` of the size passed.
+    let r = unsafe {
+        libc::setsockopt(fd, libc::SOL_XDP, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t)
+    };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// `getsockopt` into a `T`.
+///
+/// # Safety
+/// `T` must be the plain C structure the option returns, for which all-zero
+/// bytes are a valid value.
+unsafe fn sockopt_get<T: Copy>(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<T> {
+    // SAFETY: all-zero is a valid `T` (the caller's promise).
+    let mut value: T = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `value`.
+    let r = unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut T).cast(), &mut len) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(value) }
+}
+
+/// Kernel statistics of one socket (`XDP_STATISTICS`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XskStats {
+    /// Frames dropped for reasons other than a full ring.
+    pub rx_dropped: u64,
+    /// Frames dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Frames dropped because the fill ring was empty.
+    pub rx_fill_empty: u64,
+}
+
+/// One bound AF_XDP socket with its UMEM and rings.
+pub struct XskSocket {
+    queues: Queues,
+    fd: OwnedFd,
+    // Unmapped after the socket is closed (fields drop in order).
+    _rings: [Mapping; 4],
+    _umem: Mapping,
+    zero_copy: bool,
+}
+
+impl XskSocket {
+    /// Creates a socket with its UMEM and rings and binds it to queue
+    /// `queue` of interface `ifindex`, zero-copy if `zero_copy`.
+    pub fn bind(ifindex: u32, queue: u32, zero_copy: bool) -> Result<XskSocket, XskError> {
+        let err = |op| move |source| XskError::Socket { op, source };
+        // SAFETY: plain socket creation.
+        let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(err("socket")(io::Error::last_os_error()));
+        }
+        // SAFETY: a descriptor the kernel just returned; we own it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let raw = fd.as_raw_fd();
+        let umem_len = (CHUNKS * CHUNK_SIZE) as usize;
+        let umem = Mapping::new(umem_len, None, 0).map_err(err("UMEM mmap"))?;
+        let reg = libc::xdp_umem_reg {
+            addr: umem.ptr.as_ptr() as u64,
+            len: umem_len as u64,
+            chunk_size: CHUNK_SIZE,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        sockopt_set(raw, libc::XDP_UMEM_REG, &reg).map_err(err("UMEM registration"))?;
+        for ring in [libc::XDP_UMEM_FILL_RING, libc::XDP_UMEM_COMPLETION_RING, libc::XDP_RX_RING, libc::XDP_TX_RING] {
+            sockopt_set(raw, ring, &RING_SIZE).map_err(err("ring setup"))?;
+        }
+        // A larger copy-mode TX budget per kick where the kernel has it.
+        let _ = sockopt_set(raw, XDP_MAX_TX_SKB_BUDGET, &RING_SIZE);
+        // SAFETY: `xdp_mmap_offsets` is what XDP_MMAP_OFFSETS returns; plain integers.
+        let off: libc::xdp_mmap_offsets =
+            unsafe { sockopt_get(raw, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS) }.map_err(err("ring offsets"))?;
+        let offsets = |o: libc::xdp_ring_offset| RingOffsets {
+            producer: o.producer as usize,
+            consumer: o.consumer as usize,
+            flags: o.flags as usize,
+            desc: o.desc as usize,
+        };
+        let n = RING_SIZE as usize;
+        let map_ring = |o: libc::xdp_ring_offset, entry: usize, pgoff: u64| {
+            Mapping::new(o.desc as usize + n * entry, Some(raw), pgoff).map_err(err("ring mmap"))
+        };
+        let fill_map = map_ring(off.fr, 8, libc::XDP_UMEM_PGOFF_FILL_RING)?;
+        let comp_map = map_ring(off.cr, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
+        let rx_map = map_ring(off.rx, 16, libc::XDP_PGOFF_RX_RING as u64)?;
+        let tx_map = map_ring(off.tx, 16, libc::XDP_PGOFF_TX_RING as u64)?;
+        // SAFETY: each mapping is the kernel's ring of RING_SIZE entries laid
+        // out at the offsets it reported, and lives in `_rings` as long as
+        // the queues; the UMEM likewise lives in `_umem`.
+        let mut queues = unsafe {
+            Queues::new(
+                Ring::new(fill_map.ptr, offsets(off.fr), RING_SIZE),
+                Ring::new(comp_map.ptr, offsets(off.cr), RING_SIZE),
+                Ring::new(rx_map.ptr, offsets(off.rx), RING_SIZE),
+                Ring::new(tx_map.ptr, offsets(off.tx), RING_SIZE),
+                umem.ptr.as_ptr(),
+                umem_len,
+            )
+        };
+        queues.release_rx();
+        let mode = if zero_copy { libc::XDP_ZEROCOPY } else { libc::XDP_COPY };
+        let addr = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: libc::XDP_USE_NEED_WAKEUP | mode,
+            sxdp_ifindex: ifindex,
+            sxdp_queue_id: queue,
+            sxdp_shared_umem_fd: 0,
+        };
+        // SAFETY: `addr` is a valid `sockaddr_xdp` of the size passed.
+        let r = unsafe {
+            libc::bind(
+                raw,
+                (&addr as *const libc::sockaddr_xdp).cast(),
+                size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(err("bind")(io::Error::last_os_error()));
+        }
+        // SAFETY: `xdp_options` is what XDP_OPTIONS returns; one integer.
+        let options: libc::xdp_options =
+            unsafe { sockopt_get(raw, libc::SOL_XDP, libc::XDP_OPTIONS) }.map_err(err("options"))?;
+        Ok(XskSocket {
+            queues,
+            fd,
+            _rings: [fill_map, comp_map, rx_map, tx_map],
+            _umem: umem,
+            zero_copy: options.flags & libc::XDP_OPTIONS_ZEROCOPY != 0,
+        })
+    }
+
+    /// The ring bookkeeping.
+    pub fn queues(&mut self) -> &mut Queues {
+        &mut self.queues
+    }
+
+    /// Bound zero-copy.
+    pub fn is_zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Hands read RX slots and refilled chunks back, waking the kernel if
+    /// it stopped for want of fill-ring chunks.
+    pub fn release_rx(&mut self) {
+        self.queues.release_rx();
+        if self.queues.fill_needs_wakeup() {
+            // SAFETY: a zero-length non-blocking receive: the documented way
+            // to wake the kernel's fill-ring processing.
+            unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+        }
+    }
+
+    /// Submits queued TX descriptors and kicks the kernel until it took
+    /// them all or stops making progress; then drains completions. Returns
+    /// the kick's error other than "try again".
+    pub fn flush_tx(&mut self) -> io::Result<()> {
+        if self.queues.tx_unsubmitted() > 0 {
+            self.queues.submit_tx();
+        }
+        let mut result = Ok(());
+        let mut before = self.queues.tx_in_flight();
+        while before > 0 && (self.queues.tx_needs_wakeup() || !self.zero_copy) {
+            // SAFETY: a zero-length non-blocking send: the kick that makes the
+            // kernel transmit the TX ring.
+            let r = unsafe {
+                libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS)) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            let after = self.queues.tx_in_flight();
+            if after >= before {
+                break;
+            }
+            before = after;
+        }
+        self.queues.drain_completions();
+        result
+    }
+
+    /// The socket's pending error (`SO_ERROR`), e.g. `ENETDOWN` once its
+    /// interface was unregistered.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        // SAFETY: SO_ERROR returns one int.
+        let code: libc::c_int = unsafe { sockopt_get(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR) }?;
+        Ok((code != 0).then(|| io::Error::from_raw_os_error(code)))
+    }
+
+    /// The kernel's drop counters for this socket.
+    pub fn stats(&self) -> io::Result<XskStats> {
+        // SAFETY: `xdp_statistics` is what XDP_STATISTICS returns; plain integers.
+        let s: libc::xdp_statistics = unsafe { sockopt_get(self.fd.as_raw_fd(), libc::SOL_XDP, libc::XDP_STATISTICS) }?;
+        Ok(XskStats {
+            rx_dropped: s.rx_dropped,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_empty: s.rx_fill_ring_empty_descs,
+        })
+    }
+}
+
+impl AsRawFd for XskSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// An interface's queue 0 under the switch: program, map and socket (see
+/// the module docs).
+pub struct XdpPort {
+    socket: XskSocket,
+    _prog: bpf::XdpRedirect,
+    ifname: String,
+    native: bool,
+}
+
+impl XdpPort {
+    /// Attaches the redirect program to `ifname` (in the caller's
+    /// namespace) and binds a socket to its queue 0, choosing native XDP and
+    /// zero-copy where they work.
+    pub fn open(ifname: &str) -> Result<XdpPort, XskError> {
+        let mut nl = Netlink::open()?;
+        let link = nl.link(ifname)?.ok_or_else(|| XskError::NoSuchInterface(ifname.to_owned()))?;
+        let prog = bpf::XdpRedirect::load(1).map_err(XskError::Bpf)?;
+        let native = match nl.set_xdp(ifname, Some(prog.prog_fd()), XDP_FLAGS_DRV_MODE) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(interface = ifname, error = %e, "no native XDP; using the generic hook");
+                nl.set_xdp(ifname, Some(prog.prog_fd()), XDP_FLAGS_SKB_MODE)?;
+                false
+            }
+        };
+        let socket = match native.then(|| XskSocket::bind(link.index, 0, true)) {
+            Some(Ok(socket)) => socket,
+            Some(Err(e)) => {
+                tracing::debug!(interface = ifname, error = %e, "no zero-copy AF_XDP; using copy mode");
+                XskSocket::bind(link.index, 0, false)?
+            }
+            None => XskSocket::bind(link.index, 0, false)?,
+        };
+        prog.insert(0, socket.as_raw_fd()).map_err(XskError::Bpf)?;
+        Ok(XdpPort { socket, _prog: prog, ifname: ifname.to_owned(), native })
+    }
+
+    /// The socket.
+    pub fn socket(&mut self) -> &mut XskSocket {
+        &mut self.socket
+    }
+
+    /// The socket, shared.
+    pub fn socket_ref(&self) -> &XskSocket {
+        &self.socket
+    }
+
+    /// The interface.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// How the program and socket run.
+    pub fn mode(&self) -> XdpMode {
+        XdpMode { native: self.native, zero_copy: self.socket.is_zero_copy() }
+    }
+
+    /// Takes the program off the interface (an uplink given back to the
+    /// host); the socket closes when the port is dropped.
+    pub fn detach(&self) -> Result<(), NetlinkError> {
+        let flags = if self.native { XDP_FLAGS_DRV_MODE } else { XDP_FLAGS_SKB_MODE };
+        Netlink::open()?.set_xdp(&self.ifname, None, flags)
+    }
+}

@@ -1,0 +1,190 @@
+//! AF_XDP ports and uplinks, end to end (needs root). The daemon runs in a
+//! simulated host namespace with a VTEP on its underlay interface:
+//!
+//! - sandboxes connected with `--port-type afxdp` (a veth pair, an XDP
+//!   program and an AF_XDP socket on the host end) ping and carry TCP,
+//!   byte for byte, to each other and to a TAP sandbox on the same network;
+//! - an uplink (`port add`, raw and afxdp) on a veth whose peer is a "LAN"
+//!   namespace lets sandboxes and the LAN reach each other; a macvlan
+//!   network's parent is its uplink;
+//! - the interface carrying the VTEP address or a default route is refused
+//!   without `--force`;
+//! - after `kill -9` and a restart, AF_XDP endpoints and uplinks work again;
+//!   an uplink whose interface is deleted goes down with an event.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ctl::proto::{EndpointInfo, PortKind, PortType, ShowTree};
+use serde_json::Value;
+use vswitch::overlay::vtep_daemon;
+use vswitch::underlay::{UNDERLAY_IF, ip};
+use vswitch::{Daemon, Underlay, netns_exec_ok, ping, require_root, tcp_transfer, wait_for, wait_for_ping};
+
+fn connect_afxdp(d: &Daemon, net: &str, sandbox: &str) -> EndpointInfo {
+    d.ctl_json(&["network", "connect", net, sandbox, "--port-type", "afxdp"])
+}
+
+fn addr(e: &EndpointInfo) -> Ipv4Addr {
+    e.ipv4.expect("an IPv4 address").addr()
+}
+
+/// `show`'s port `name`.
+fn show_port(d: &Daemon, name: &str) -> Option<ctl::proto::ShowPort> {
+    let tree: ShowTree = d.ctl_json(&["show"]);
+    tree.networks.into_iter().flat_map(|n| n.ports).find(|p| p.name == name)
+}
+
+fn assert_tcp(server: &str, ip: Ipv4Addr, client: &str, what: &str) {
+    let r = tcp_transfer(server, ip, client, 8 << 20).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(r.intact, "{what}: stream corrupted or short: {r:?}");
+    eprintln!("{what}: {:.0} Mbit/s (debug build)", r.mbit_per_s());
+}
+
+#[test]
+fn afxdp_sandboxes_talk_to_each_other_and_to_a_tap_sandbox() {
+    if !require_root("afxdp_sandboxes_talk_to_each_other_and_to_a_tap_sandbox") {
+        return;
+    }
+    let u = Underlay::new([10, 213, 0], 1);
+    let d = vtep_daemon(u.host(0), &[]);
+    let net = d.name("n");
+    let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
+    d.network_create(&net, "10.214.0.0/24");
+    for s in [&a, &b, &c] {
+        d.sandbox_create(s);
+    }
+    let ea = connect_afxdp(&d, &net, &a);
+    let eb = connect_afxdp(&d, &net, &b);
+    let ec = d.connect(&net, &c, None);
+    for e in [&ea, &eb] {
+        let port = show_port(&d, &e.port).expect("the port is shown");
+        assert_eq!(port.port_type, Some(PortType::Afxdp));
+        // A veth has native XDP but no zero-copy AF_XDP: copy mode, chosen by itself.
+        assert_eq!(port.xdp_mode.as_deref(), Some("copy, native XDP"), "{port:?}");
+        // The sandbox's end does not leave checksums to offload (XDP cannot see that).
+        let features = netns_exec_ok(&e.sandbox, "ethtool", &["-k", &e.ifname]);
+        assert!(features.contains("tx-checksumming: off"), "{features}");
+    }
+    assert_eq!(show_port(&d, &ec.port).expect("tap port").port_type, None, "a TAP is the default");
+
+    assert!(wait_for_ping(&a, addr(&eb), Duration::from_secs(10)).is_some(), "afxdp -> afxdp");
+    assert!(ping(&a, addr(&ec), 2), "afxdp -> tap");
+    assert!(ping(&c, addr(&ea), 2), "tap -> afxdp");
+    assert!(ping(&b, Ipv4Addr::new(10, 214, 0, 1), 2), "afxdp -> the gateway");
+    assert_tcp(&b, addr(&eb), &a, "TCP afxdp -> afxdp");
+    // A TAP sandbox sends 64 KiB GSO frames: the AF_XDP port segments them.
+    assert_tcp(&a, addr(&ea), &c, "TCP tap -> afxdp");
+    assert_tcp(&c, addr(&ec), &b, "TCP afxdp -> tap");
+
+    let stats: Vec<ctl::proto::PortStats> = d.ctl_json(&["stats"]);
+    for e in [&ea, &eb] {
+        let row = stats.iter().find(|s| s.port == e.port).expect("a stats row");
+        // (GSO frames from the TAP sandbox count once on the way in.)
+        assert!(row.rx_packets > 1000 && row.tx_packets > 100 && row.tx_bytes > 8 << 20, "{row:?}");
+    }
+    // IPv6 too: a second, dual-stack network, AF_XDP endpoints as the sandboxes' eth1.
+    let net6 = d.name("v6");
+    d.ctl_ok(&["network", "create", &net6, "--ipv6", "--subnet", "10.215.0.0/24", "--subnet", "fd00:215::/64"]);
+    let a6 = connect_afxdp(&d, &net6, &a);
+    let b6 = connect_afxdp(&d, &net6, &b);
+    let b6_ip = b6.ipv6.expect("an IPv6 address").addr();
+    assert_eq!(a6.ifname, "eth1");
+    assert!(wait_for_ping(&a, b6_ip, Duration::from_secs(10)).is_some(), "afxdp -> afxdp over IPv6");
+    d.ctl_ok(&["network", "disconnect", &net6, &a]);
+    d.ctl_ok(&["network", "disconnect", &net6, &b]);
+
+    // Disconnecting removes the veth pair.
+    d.ctl_ok(&["network", "disconnect", &net, &a]);
+    let links = netns_exec_ok(&u.host(0).ns, "ip", &["-o", "link"]);
+    assert!(!links.contains(&ea.port), "{links}");
+    assert!(!netns_exec_ok(&a, "ip", &["-o", "link"]).contains(&ea.ifname), "the sandbox's end went too");
+}
+
+#[test]
+fn uplinks_join_a_lan_and_survive_kill_9() {
+    if !require_root("uplinks_join_a_lan_and_survive_kill_9") {
+        return;
+    }
+    let mut u = Underlay::new([10, 216, 0], 1);
+    let host = u.host(0).ns.clone();
+    let lan = u.add_netns("lan");
+    ip(&["-n", &host, "link", "add", "up0", "type", "veth", "peer", "name", "lan0", "netns", &lan]);
+    ip(&["-n", &lan, "addr", "add", "10.217.0.200/24", "dev", "lan0"]);
+    ip(&["-n", &lan, "link", "set", "lan0", "up"]);
+    // The LAN's end completes its checksums: an XDP program sees bytes only.
+    netns_exec_ok(&lan, "ethtool", &["-K", "lan0", "tx", "off"]);
+    let lan_ip = Ipv4Addr::new(10, 217, 0, 200);
+
+    let mut d = vtep_daemon(u.host(0), &[]);
+    let net = d.name("n");
+    let (a, b) = (d.name("a"), d.name("b"));
+    d.network_create(&net, "10.217.0.0/24");
+    d.sandbox_create(&a);
+    d.sandbox_create(&b);
+    let ea = d.connect(&net, &a, None);
+    let eb = connect_afxdp(&d, &net, &b);
+
+    // The VTEP's interface and a default route's are refused without --force.
+    let e = d.ctl_err(&["port", "add", &net, UNDERLAY_IF]);
+    assert!(e.contains("VTEP") && e.contains("--force"), "{e}");
+    ip(&["-n", &host, "link", "add", "dr0", "type", "veth", "peer", "name", "dr1"]);
+    ip(&["-n", &host, "addr", "add", "10.218.0.1/24", "dev", "dr0"]);
+    ip(&["-n", &host, "link", "set", "dr0", "up"]);
+    ip(&["-n", &host, "route", "add", "default", "via", "10.218.0.2"]);
+    let e = d.ctl_err(&["port", "add", &net, "dr0"]);
+    assert!(e.contains("default route") && e.contains("--force"), "{e}");
+    assert!(show_port(&d, "dr0").is_none(), "a refused request changes nothing");
+    d.ctl_ok(&["port", "add", &net, "dr0", "--force"]);
+    assert_eq!(show_port(&d, "dr0").expect("forced").kind, PortKind::Uplink);
+    d.ctl_ok(&["port", "rm", "dr0"]);
+    assert!(show_port(&d, "dr0").is_none());
+
+    // Raw uplink: both sandboxes and the LAN reach each other.
+    d.ctl_ok(&["port", "add", &net, "up0"]);
+    let port = show_port(&d, "up0").expect("the uplink is shown");
+    assert_eq!((port.kind, port.port_type), (PortKind::Uplink, Some(PortType::Raw)));
+    assert!(wait_for_ping(&a, lan_ip, Duration::from_secs(10)).is_some(), "tap sandbox -> LAN (raw)");
+    assert!(ping(&b, lan_ip, 2), "afxdp sandbox -> LAN (raw)");
+    assert!(ping(&lan, addr(&ea), 2), "LAN -> tap sandbox (raw)");
+    assert_tcp(&lan, lan_ip, &a, "TCP tap sandbox -> LAN over a raw uplink");
+    assert_tcp(&b, addr(&eb), &lan, "TCP LAN -> afxdp sandbox over a raw uplink");
+
+    // The same interface as an AF_XDP uplink.
+    d.ctl_ok(&["port", "rm", "up0"]);
+    d.ctl_ok(&["port", "add", &net, "up0", "--port-type", "afxdp"]);
+    let port = show_port(&d, "up0").expect("the uplink is shown");
+    assert_eq!(port.port_type, Some(PortType::Afxdp));
+    assert!(port.xdp_mode.is_some_and(|m| m.contains("copy")), "mode shown");
+    assert!(wait_for_ping(&a, lan_ip, Duration::from_secs(10)).is_some(), "tap sandbox -> LAN (afxdp)");
+    assert!(ping(&lan, addr(&eb), 2), "LAN -> afxdp sandbox (afxdp)");
+    assert_tcp(&a, addr(&ea), &lan, "TCP LAN -> tap sandbox over an AF_XDP uplink");
+
+    // kill -9: endpoints and the uplink come back.
+    d.kill9();
+    d.restart();
+    assert!(wait_for_ping(&b, lan_ip, Duration::from_secs(30)).is_some(), "afxdp sandbox -> LAN after restart");
+    assert!(ping(&b, addr(&ea), 2), "afxdp -> tap after restart");
+    assert_tcp(&a, addr(&ea), &b, "TCP afxdp -> tap after restart");
+    assert_eq!(show_port(&d, &eb.port).and_then(|p| p.port_type), Some(PortType::Afxdp));
+    assert_eq!(show_port(&d, "up0").and_then(|p| p.port_type), Some(PortType::Afxdp));
+
+    // The interface goes away: the port goes down, with an event, and stays recorded.
+    ip(&["-n", &host, "link", "delete", "up0"]);
+    let down = wait_for(Duration::from_secs(10), || show_port(&d, "up0").filter(|p| p.down));
+    assert!(down.is_some(), "the uplink is not shown down; log:\n{}", d.log());
+    let events: Vec<Value> =
+        d.ctl_ok(&["--json", "events"]).lines().map(|l| serde_json::from_str(l).expect("an event")).collect();
+    assert!(
+        events.iter().any(|e| e["kind"] == "port_down" && e["port"] == "up0" && e["reason"] == "gone"),
+        "{events:?}"
+    );
+
+    // macvlan: Docker's name for a network whose uplink is its parent.
+    ip(&["-n", &host, "link", "add", "up1", "type", "veth", "peer", "name", "lan1", "netns", &lan]);
+    let mv = d.name("mv");
+    d.ctl_ok(&["network", "create", "-d", "macvlan", "-o", "parent=up1", &mv, "--subnet", "10.219.0.0/24"]);
+    assert_eq!(show_port(&d, "up1").expect("the parent is the uplink").kind, PortKind::Uplink);
+    d.ctl_ok(&["network", "rm", &mv]);
+    assert!(show_port(&d, "up1").is_none(), "the uplink goes with its network");
+}
