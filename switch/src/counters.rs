@@ -81,11 +81,16 @@ pub enum DropReason {
     /// nothing that came from a tunnel goes back into one, so stale tables
     /// on two hosts cannot bounce a frame between VTEPs).
     SplitHorizon,
+    /// An IPv6 packet routed out through the gateway with an extension
+    /// header the L4 translator does not handle (a fragment header, a
+    /// routing header with segments left, an option that must not be
+    /// skipped, AH and the like).
+    NatIpv6Extension,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 31] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -116,6 +121,7 @@ impl DropReason {
         DropReason::ImpairLoss,
         DropReason::ImpairQueueFull,
         DropReason::SplitHorizon,
+        DropReason::NatIpv6Extension,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -153,6 +159,7 @@ impl DropReason {
             DropReason::ImpairLoss => "impair_loss",
             DropReason::ImpairQueueFull => "impair_queue_full",
             DropReason::SplitHorizon => "split_horizon",
+            DropReason::NatIpv6Extension => "nat_ipv6_extension",
         }
     }
 }

@@ -358,16 +358,16 @@ pub struct StackReport {
 }
 
 /// How a [`PortMapping`] is written in a stack file: compose's short
-/// syntax, `8080:80`, `127.0.0.1:5353:53/udp`.
+/// syntax, `8080:80`, `127.0.0.1:5353:53/udp`, `[::1]:8080:80`.
 pub fn port_spec(m: &PortMapping) -> String {
     let proto = match m.proto {
         crate::publish::PortProto::Tcp => "",
         crate::publish::PortProto::Udp => "/udp",
     };
-    if m.host_ip.is_unspecified() {
+    if m.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
         format!("{}:{}{proto}", m.host_port, m.container_port)
     } else {
-        format!("{}:{}:{}{proto}", m.host_ip, m.host_port, m.container_port)
+        format!("{}:{}{proto}", m.host_display(), m.container_port)
     }
 }
 

@@ -228,6 +228,7 @@ impl Control {
             config: NetworkConfig::default(),
             mtu: network.mtu,
             gateway: plumbing::gateway_of(network).map(|(address, prefix_len)| GatewaySpec { address, prefix_len }),
+            gateway6: None,
             vni: network.vni.and_then(vxlan::Vni::new),
             mss_clamp: network.options.contains_key(MSS_CLAMP_OPTION),
             key_epoch: network.is_encrypted().then_some(network.key_epoch),
@@ -432,7 +433,7 @@ impl Control {
     fn teardown_endpoint(&self, endpoint: &Endpoint) {
         // Its translated connections end with it (reset on the host side).
         if let Some(network) = self.model.network_by_id(&endpoint.network_id)
-            && let Err(e) = self.datapath.nat_forget(network_id(network), endpoint.ipv4)
+            && let Err(e) = self.datapath.nat_forget(network_id(network), endpoint.ipv4.into())
         {
             tracing::error!(tap = %endpoint.host_tap_name, error = %e, "cannot end the endpoint's flows");
         }

@@ -162,6 +162,7 @@ impl Datapath {
             mtu: spec.mtu,
             egress: spec.egress,
             gateway,
+            gateway6: spec.gateway6,
             mss_clamp: spec.mss_clamp,
             dns: dns::Counters::default(),
         });

@@ -2,7 +2,7 @@
 //! how datapath port ids are formed.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -76,6 +76,18 @@ pub struct GatewaySpec {
     pub prefix_len: u8,
 }
 
+/// The IPv6 side of a network's gateway, as the datapath needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gateway6Spec {
+    /// The gateway's IPv6 address.
+    pub address: Ipv6Addr,
+    /// The IPv6 subnet's prefix length.
+    pub prefix_len: u8,
+    /// The gateway is the default route (the network is not `--internal`):
+    /// router advertisements give a router lifetime only then.
+    pub default_route: bool,
+}
+
 /// A network as the datapath needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NetworkSpec {
@@ -85,8 +97,11 @@ pub struct NetworkSpec {
     pub config: NetworkConfig,
     /// Endpoint MTU.
     pub mtu: u32,
-    /// The userspace gateway, if the network has one.
+    /// The userspace gateway, if the network has one (its IPv4 side; `None`
+    /// on an IPv6-only network).
     pub gateway: Option<GatewaySpec>,
+    /// The gateway's IPv6 side, if the network has IPv6.
+    pub gateway6: Option<Gateway6Spec>,
     /// The VNI of an overlay network.
     pub vni: Option<Vni>,
     /// Clamp the MSS of TCP SYNs to fit the tunnel (`-o mss-clamp`).
@@ -142,7 +157,7 @@ pub enum DatapathError {
         /// TCP or UDP.
         proto: nat::Proto,
         /// The host address and port.
-        addr: std::net::SocketAddrV4,
+        addr: SocketAddr,
         /// The OS error (address in use, permission denied for a
         /// privileged port, address not available).
         source: io::Error,
@@ -173,9 +188,9 @@ pub(super) enum Command {
     SetKeyEpoch { network: NetworkId, epoch: u32, reply: Reply<Result<(), DatapathError>> },
     SetDns { directory: Box<dns::Directory>, reply: Reply<()> },
     Publish { publications: Vec<nat::Publication>, reply: Reply<Result<(), DatapathError>> },
-    Unpublish { keys: Vec<(nat::Proto, std::net::SocketAddrV4)>, reply: Reply<()> },
+    Unpublish { keys: Vec<(nat::Proto, SocketAddr)>, reply: Reply<()> },
     NatFlows { reply: Reply<Vec<nat::FlowInfo>> },
-    NatForget { network: NetworkId, address: Ipv4Addr, reply: Reply<usize> },
+    NatForget { network: NetworkId, address: IpAddr, reply: Reply<usize> },
     SetImpair { id: PortId, settings: Option<ImpairSettings>, reply: Reply<Result<(), DatapathError>> },
     Snapshot { reply: Reply<Snapshot> },
     Capture { session: Box<crate::daemon::capture::Session>, reply: Reply<()> },
@@ -355,14 +370,14 @@ impl DatapathHandle {
 
     /// Closes published ports; flows already carried through them go on
     /// until they end.
-    pub fn unpublish(&self, keys: Vec<(nat::Proto, std::net::SocketAddrV4)>) -> Result<(), DatapathError> {
+    pub fn unpublish(&self, keys: Vec<(nat::Proto, SocketAddr)>) -> Result<(), DatapathError> {
         self.call(|reply| Command::Unpublish { keys, reply })
     }
 
     /// Ends every translated flow of the sandbox at `address` on `network`
     /// (its endpoint is going): host connections are reset. Returns how
     /// many flows ended.
-    pub fn nat_forget(&self, network: NetworkId, address: Ipv4Addr) -> Result<usize, DatapathError> {
+    pub fn nat_forget(&self, network: NetworkId, address: IpAddr) -> Result<usize, DatapathError> {
         self.call(|reply| Command::NatForget { network, address, reply })
     }
 

@@ -47,8 +47,8 @@ use vxlan::{PeerTable, PeerTableConfig, Vni};
 
 use handle::Command;
 pub use handle::{
-    DatapathError, DatapathHandle, GatewaySpec, ImpairSnapshot, NetworkSpec, PortRole, Snapshot, TunnelPortInfo,
-    endpoint_port, gateway_port,
+    DatapathError, DatapathHandle, Gateway6Spec, GatewaySpec, ImpairSnapshot, NetworkSpec, PortRole, Snapshot,
+    TunnelPortInfo, endpoint_port, gateway_port,
 };
 
 use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};
@@ -94,6 +94,8 @@ struct NetInfo {
     /// Sandboxes may reach the outside through the gateway.
     egress: bool,
     gateway: Option<PortId>,
+    /// The gateway's IPv6 side, if the network has IPv6.
+    gateway6: Option<handle::Gateway6Spec>,
     mss_clamp: bool,
     /// The gateway's DNS server's counters.
     dns: ::dns::Counters,

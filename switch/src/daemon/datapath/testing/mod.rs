@@ -92,6 +92,7 @@ pub(crate) fn plain_network(index: u32) -> NetworkSpec {
         config: NetworkConfig::default(),
         mtu: 1500,
         gateway: None,
+        gateway6: None,
         vni: None,
         mss_clamp: false,
         key_epoch: None,
