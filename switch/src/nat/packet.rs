@@ -41,7 +41,7 @@ pub const MAX_UDP_PAYLOAD: usize = 65_535 - IP - 8;
 /// The bytes of an ICMPv6 error's quote beyond its IPv6 header at most: an
 /// error must fit the IPv6 minimum MTU (RFC 4443 §2.4), 1280 bytes.
 const MAX_QUOTE6: usize = 1280 - IP6 - 8;
-/// IPv6 extension headers walked before a packet is given up on.
+/// IPv6 extension headers walked at most before a packet is given up on.
 const MAX_EXTENSIONS: usize = 8;
 
 const PROTO_ICMP: u8 = 1;
@@ -322,7 +322,7 @@ fn parse_ipv6(ip: &[u8]) -> Result<IpParts<'_>, Unsupported> {
 fn skip_extensions(packet: &[u8], mut next: u8) -> Result<(u8, usize), Unsupported> {
     use Unsupported::*;
     let mut at = IP6;
-    for _ in 0..MAX_EXTENSIONS {
+    for _ in 0..=MAX_EXTENSIONS {
         match next {
             // Hop-by-hop (only first), destination options, routing.
             0 | 43 | 60 => {
