@@ -485,7 +485,7 @@ mod tests {
             ("[::1:8080:80", "invalid host IP \"::1:8080:80\""),
             ("[::1]8080:80", "invalid host IP \"::1\""),
             ("[fe80::1%eth0]:8080:80", "invalid host IP \"fe80::1%eth0\""),
-            ("[::1]:8080", "invalid host IP \"::1\""),
+            ("[::1]:8080", "invalid port spec"),
             ("[::1]:1:2:3", "invalid port spec"),
             ("[::1]:0:80", "host port 0"),
             ("::1:8080:80", "an IPv6 address in brackets"),

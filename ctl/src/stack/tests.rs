@@ -187,12 +187,10 @@ fn ipv6_keys_are_refused_at_their_line_not_ignored() {
     }
     // `enable_ipv6: false` says what is true today.
     parse("networks:\n  a:\n    enable_ipv6: false\n").unwrap();
-    // An IPv6 host address in a port.
-    let e = errors("sandboxes:\n  s:\n    networks: [bridge]\n    ports: [\"[::1]:80:80\"]\n");
-    assert!(
-        e[0].starts_with("stack.yaml:4: sandboxes.s.ports[0]: ") && e[0].contains("IPv6 is not supported yet"),
-        "{e:?}"
-    );
+    // An IPv6 host address in a port is published on that address.
+    let (stack, _) = parse("sandboxes:\n  s:\n    networks: [bridge]\n    ports: [\"[::1]:80:81\"]\n").unwrap();
+    assert_eq!(stack.sandboxes[0].ports, crate::parse_publish("[::1]:80:81").unwrap());
+    assert_eq!(super::port_spec(&stack.sandboxes[0].ports[0]), "[::1]:80:81", "exported as it was written");
 }
 
 #[test]

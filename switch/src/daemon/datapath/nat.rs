@@ -131,6 +131,19 @@ impl NatIo {
         crate::sys::mem::owe_trim();
     }
 
+    /// The local addresses of the published ports' sockets.
+    #[cfg(test)]
+    pub(super) fn listener_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .flatten()
+            .filter_map(|l| match l {
+                ListenerSocket::Tcp(s) => s.local_addr().ok(),
+                ListenerSocket::Udp(s) => s.local_addr().ok(),
+            })
+            .collect()
+    }
+
     /// Something waits to be read or sent.
     pub(super) fn has_work(&self) -> bool {
         !self.out.is_empty()

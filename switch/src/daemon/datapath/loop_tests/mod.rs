@@ -3,7 +3,7 @@
 //! drops under their reasons; link impairment; overlays (replication, GRO, MSS clamping,
 //! ICMP too-big, encryption between two datapaths); the gateway's answers;
 //! the events the loop hands over (MACs, links, drop bursts, peers, keys);
-//! packet capture.
+//! packet capture; the L4 translator over IPv6 with real loopback sockets.
 //! Frames are built and checked with etherparse, never with the switch's
 //! own parsers.
 
@@ -13,4 +13,5 @@ mod events;
 mod gateway;
 mod impair;
 mod learning;
+mod nat6;
 mod overlay;

@@ -2,7 +2,7 @@
 //! implementation independent of the switch's own parsers), and the
 //! addresses the tests use.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::{PacketBuilder, TcpOptionElement};
 
@@ -20,6 +20,11 @@ pub(crate) const fn mac(n: u8) -> MacAddr {
 /// Address `n` of the test subnet 10.0.0.0/24 (the gateway is `ip(1)`).
 pub(crate) const fn ip(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 0, n)
+}
+
+/// Address `n` of the test IPv6 subnet fd00::/64 (the gateway is `ip6(1)`).
+pub(crate) const fn ip6(n: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n)
 }
 
 /// The gateway's MAC on the test subnet.

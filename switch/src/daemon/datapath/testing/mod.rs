@@ -19,7 +19,7 @@ pub(crate) mod frames;
 pub(crate) mod memory;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -27,7 +27,7 @@ use crypto::ClusterSecret;
 use mio::Poll;
 use vxlan::Vni;
 
-use super::handle::{Command, DatapathError, GatewaySpec, NetworkSpec, Reply, Snapshot, endpoint_port};
+use super::handle::{Command, DatapathError, Gateway6Spec, GatewaySpec, NetworkSpec, Reply, Snapshot, endpoint_port};
 use super::{Datapath, PortIo, dns};
 use crate::bridge::{FdbRecord, NetworkConfig};
 use crate::counters::{DropReason, LearningCounters, PortCounters};
@@ -106,6 +106,14 @@ pub(crate) fn plain_network(index: u32) -> NetworkSpec {
 pub(crate) fn gateway_network(index: u32) -> NetworkSpec {
     let gateway = GatewaySpec { address: Ipv4Addr::new(10, 0, index as u8, 1), prefix_len: 24 };
     NetworkSpec { gateway: Some(gateway), ..plain_network(index) }
+}
+
+/// Network `index` with a dual-stack gateway: [`gateway_network`]'s IPv4
+/// side and `fd00:index::1/64` ([`frames::ip6`]`(1)` for network 0), egress on.
+pub(crate) fn dual_stack_network(index: u32) -> NetworkSpec {
+    let address = Ipv6Addr::new(0xfd00, index as u16, 0, 0, 0, 0, 0, 1);
+    let gateway6 = Gateway6Spec { address, prefix_len: 64, default_route: true };
+    NetworkSpec { gateway6: Some(gateway6), egress: true, ..gateway_network(index) }
 }
 
 /// Overlay network `index` on `vni`: a gateway as [`gateway_network`]'s,
@@ -443,6 +451,30 @@ impl Harness {
     /// The snapshot the control plane would get.
     pub(crate) fn snapshot(&mut self) -> Snapshot {
         self.call(|reply| Command::Snapshot { reply })
+    }
+
+    /// Opens published ports as the control plane does.
+    pub(crate) fn publish(&mut self, publications: Vec<crate::nat::Publication>) -> Result<(), DatapathError> {
+        self.call(|reply| Command::Publish { publications, reply })
+    }
+
+    /// The addresses the published ports' sockets are bound to (a port
+    /// published as 0 shows the one the kernel picked).
+    pub(crate) fn published_addrs(&self) -> Vec<SocketAddr> {
+        self.dp.nat.listener_addrs()
+    }
+
+    /// Hands the translator the readiness of its kernel sockets (flows and
+    /// published ports) that epoll has now, as the daemon's loop does; the
+    /// in-memory devices are not in epoll.
+    pub(crate) fn poll_sockets(&mut self) {
+        let mut events = mio::Events::with_capacity(256);
+        self.dp.poll.poll(&mut events, Some(Duration::ZERO)).expect("epoll without waiting");
+        for event in events.iter() {
+            if event.token().0 >= super::nat::LISTENER_TOKENS {
+                self.dp.nat_event(event.token().0, event);
+            }
+        }
     }
 
     /// The gateway port of `network`.
