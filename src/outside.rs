@@ -10,14 +10,17 @@
 //! 198.18.0.0/16 (daemon side `.1`, outside `.2`), and the outside
 //! namespace also holds a "far" address in 198.19.0.0/16 on its loopback,
 //! reached from the daemon's namespace by a route through the veth (so it
-//! is off every connected subnet, like a server on the internet). The
-//! daemon's namespace has no default route: anything else is unreachable
-//! there. Nothing touches the test's own namespace; everything is removed
-//! on drop, even when the test fails.
+//! is off every connected subnet, like a server on the internet). IPv6 the
+//! same way, from the documentation prefix 2001:db8::/32: the veth is
+//! `2001:db8:I::/64` (`::1` and `::2`) and the far address
+//! `2001:db8:ff:I::1`, all without duplicate address detection so they are
+//! usable at once. The daemon's namespace has no default route: anything
+//! else is unreachable there. Nothing touches the test's own namespace;
+//! everything is removed on drop, even when the test fails.
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -61,6 +64,13 @@ pub struct Outside {
     /// An address of the outside namespace off the veth's subnet, routed
     /// from the daemon's namespace through the veth.
     pub far_addr: Ipv4Addr,
+    /// The daemon namespace's IPv6 address on the veth.
+    pub daemon_addr6: Ipv6Addr,
+    /// The outside namespace's IPv6 address on the veth.
+    pub outside_addr6: Ipv6Addr,
+    /// An IPv6 address of the outside namespace off the veth's prefix,
+    /// routed from the daemon's namespace through the veth.
+    pub far_addr6: Ipv6Addr,
     /// Firewall rules of the daemon's namespace before the daemon started.
     pub daemon_rules_before: Rulesets,
     /// Firewall rules of the test's own namespace when the lab was made.
@@ -115,6 +125,14 @@ impl Outside {
         ip(&["-n", &dns, "link", "set", UPLINK_IF, "up"]);
         ip(&["-n", &ons, "link", "set", OUTSIDE_IF, "up"]);
         ip(&["-n", &dns, "route", "add", &format!("{far_addr}/32"), "via", &outside_addr.to_string()]);
+        let i6 = i as u16;
+        let daemon_addr6 = Ipv6Addr::new(0x2001, 0xdb8, i6, 0, 0, 0, 0, 1);
+        let outside_addr6 = Ipv6Addr::new(0x2001, 0xdb8, i6, 0, 0, 0, 0, 2);
+        let far_addr6 = Ipv6Addr::new(0x2001, 0xdb8, 0xff, i6, 0, 0, 0, 1);
+        ip(&["-n", &dns, "addr", "add", &format!("{daemon_addr6}/64"), "dev", UPLINK_IF, "nodad"]);
+        ip(&["-n", &ons, "addr", "add", &format!("{outside_addr6}/64"), "dev", OUTSIDE_IF, "nodad"]);
+        ip(&["-n", &ons, "addr", "add", &format!("{far_addr6}/128"), "dev", "lo", "nodad"]);
+        ip(&["-n", &dns, "-6", "route", "add", &format!("{far_addr6}/128"), "via", &outside_addr6.to_string()]);
         let daemon_path = PathBuf::from(NETNS_DIR).join(&dns);
         let host_rules_before = Rulesets::snapshot(None);
         let daemon_rules_before = Rulesets::snapshot(Some(&daemon_path));
@@ -126,6 +144,9 @@ impl Outside {
             daemon_addr,
             outside_addr,
             far_addr,
+            daemon_addr6,
+            outside_addr6,
+            far_addr6,
             daemon_rules_before,
             host_rules_before,
             _namespaces: namespaces,
@@ -356,13 +377,30 @@ impl Drop for PyServer {
     }
 }
 
-/// Every `client A:P` a server logged, in order.
-fn logged_peers(output: &str, tag: &str) -> Vec<SocketAddrV4> {
+/// Every `client A:P` (`client [A]:P` for IPv6) a server logged, in order.
+fn logged_peers(output: &str, tag: &str) -> Vec<SocketAddr> {
     output.lines().filter_map(|l| l.strip_prefix(tag)?.split_whitespace().next()?.parse().ok()).collect()
 }
 
+/// The IPv4 ones of `peers`.
+fn v4_only(peers: Vec<SocketAddr>) -> Vec<SocketAddrV4> {
+    peers
+        .into_iter()
+        .filter_map(|p| match p {
+            SocketAddr::V4(a) => Some(a),
+            SocketAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+/// Python: the text of a peer address, `A:P` or `[A]:P`.
+const PY_PEER: &str = r#"
+def peer(a):
+    return ("[%s]:%d" if ":" in a[0] else "%s:%d") % (a[0], a[1])
+"#;
+
 const HTTP_SERVER: &str = r#"
-import http.server, sys
+import http.server, socket, sys
 addr, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -372,8 +410,12 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, fmt, *args):
-        print("client %s:%d %s" % (self.client_address[0], self.client_address[1], fmt % args), flush=True)
-srv = http.server.ThreadingHTTPServer((addr, port), H)
+        print("client %s %s" % (peer(self.client_address), fmt % args), flush=True)
+class S(http.server.ThreadingHTTPServer):
+    # An IPv6 address listens on IPv6 (`::` on both families, as Linux's
+    # default is).
+    address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+srv = S((addr, port), H)
 srv.daemon_threads = True
 print("listening", flush=True)
 srv.serve_forever()
@@ -389,15 +431,22 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Starts it in `ns` on `addr:port` (`0.0.0.0` for every address) and
-    /// waits until it listens.
-    pub fn start(ns: &str, addr: Ipv4Addr, port: u16, name: &str) -> HttpServer {
-        let args = [addr.to_string(), port.to_string(), name.to_owned()];
-        HttpServer { py: PyServer::start(ns, HTTP_SERVER, &args), name: name.to_owned() }
+    /// Starts it in `ns` on `addr:port` (`0.0.0.0` for every IPv4 address,
+    /// `::` for every address of both families) and waits until it listens.
+    pub fn start(ns: &str, addr: impl Into<IpAddr>, port: u16, name: &str) -> HttpServer {
+        let args = [addr.into().to_string(), port.to_string(), name.to_owned()];
+        let script = format!("{PY_PEER}{HTTP_SERVER}");
+        HttpServer { py: PyServer::start(ns, &script, &args), name: name.to_owned() }
     }
 
-    /// The address and port of every client it answered, in order.
+    /// The address and port of every IPv4 client it answered, in order.
     pub fn clients(&self) -> Vec<SocketAddrV4> {
+        v4_only(self.client_addrs())
+    }
+
+    /// The address and port of every client it answered, IPv4 or IPv6, in
+    /// order.
+    pub fn client_addrs(&self) -> Vec<SocketAddr> {
         logged_peers(&self.py.output(), "client ")
     }
 
@@ -414,30 +463,37 @@ impl HttpServer {
 
 const UDP_ECHO: &str = r#"
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], int(sys.argv[2])))
 print("listening", flush=True)
 while True:
-    data, peer = s.recvfrom(65535)
-    print("peer %s:%d" % peer, flush=True)
-    s.sendto(("%s:%d " % peer).encode() + data, peer)
+    data, p = s.recvfrom(65535)
+    print("peer %s" % peer(p), flush=True)
+    s.sendto(("%s " % peer(p)).encode() + data, p)
 "#;
 
 /// A UDP echo server (python3) in a namespace: it answers each datagram
-/// with `A:P ` (the sender's address and port as it saw them) followed by
-/// the datagram, and logs each sender. Killed on drop.
+/// with `A:P ` (`[A]:P ` for IPv6: the sender's address and port as it
+/// saw them) followed by the datagram, and logs each sender. Killed on
+/// drop.
 pub struct UdpEcho {
     py: PyServer,
 }
 
 impl UdpEcho {
     /// Starts it in `ns` on `addr:port` and waits until it listens.
-    pub fn start(ns: &str, addr: Ipv4Addr, port: u16) -> UdpEcho {
-        UdpEcho { py: PyServer::start(ns, UDP_ECHO, &[addr.to_string(), port.to_string()]) }
+    pub fn start(ns: &str, addr: impl Into<IpAddr>, port: u16) -> UdpEcho {
+        let script = format!("{PY_PEER}{UDP_ECHO}");
+        UdpEcho { py: PyServer::start(ns, &script, &[addr.into().to_string(), port.to_string()]) }
     }
 
-    /// Every sender it saw, in order.
+    /// Every IPv4 sender it saw, in order.
     pub fn peers(&self) -> Vec<SocketAddrV4> {
+        v4_only(self.peer_addrs())
+    }
+
+    /// Every sender it saw, IPv4 or IPv6, in order.
+    pub fn peer_addrs(&self) -> Vec<SocketAddr> {
         logged_peers(&self.py.output(), "peer ")
     }
 }
@@ -568,12 +624,13 @@ impl std::fmt::Display for Curl {
 /// Separates the body from curl's `-w` trailer.
 const CURL_TRAILER: &str = "\n@@curl@@";
 
-/// `curl -sS --max-time MAX http://ADDR/` from namespace `ns`.
+/// `curl -sS --max-time MAX http://ADDR/` from namespace `ns` (`-g`: an
+/// IPv6 address in brackets is no glob).
 pub fn curl(ns: &str, addr: SocketAddr, max: Duration) -> Curl {
     let url = format!("http://{addr}/");
     let max_s = format!("{:.1}", max.as_secs_f64());
     let trailer = format!("{CURL_TRAILER} %{{http_code}} %{{local_port}}");
-    let args = ["-sS", "--max-time", &max_s, "-w", &trailer, &url];
+    let args = ["-gsS", "--max-time", &max_s, "-w", &trailer, &url];
     let start = Instant::now();
     let out = netns_exec(ns, "curl", &args);
     let elapsed = start.elapsed();
@@ -597,12 +654,13 @@ pub fn curl(ns: &str, addr: SocketAddr, max: Duration) -> Curl {
 /// answer as text).
 pub fn udp_query(
     ns: &str,
-    bind: Ipv4Addr,
+    bind: impl Into<IpAddr>,
     dst: SocketAddr,
     payload: &[u8],
     timeout: Duration,
 ) -> io::Result<(SocketAddr, String)> {
     let payload = payload.to_vec();
+    let bind = bind.into();
     in_netns(ns, move || -> io::Result<(SocketAddr, String)> {
         let s = UdpSocket::bind(SocketAddr::from((bind, 0)))?;
         s.set_read_timeout(Some(timeout))?;
@@ -613,12 +671,14 @@ pub fn udp_query(
     })?
 }
 
-/// `ping -n -c 1 -W WAIT ip` from `ns`: its output (stdout and stderr) and
-/// how long it ran.
-pub fn ping_once(ns: &str, ip: Ipv4Addr, wait: Duration) -> (Output, Duration) {
+/// `ping -n -c 1 -W WAIT ip` (`ping -6` for IPv6) from `ns`: its output
+/// (stdout and stderr) and how long it ran.
+pub fn ping_once(ns: &str, ip: impl Into<IpAddr>, wait: Duration) -> (Output, Duration) {
+    let ip = ip.into();
     let w = wait.as_secs().max(1).to_string();
+    let family = if ip.is_ipv6() { "-6" } else { "-4" };
     let start = Instant::now();
-    let out = netns_exec(ns, "ping", &["-n", "-c", "1", "-W", &w, &ip.to_string()]);
+    let out = netns_exec(ns, "ping", &[family, "-n", "-c", "1", "-W", &w, &ip.to_string()]);
     (out, start.elapsed())
 }
 
