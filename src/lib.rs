@@ -31,8 +31,8 @@ pub use container::Container;
 pub use daemon::{Daemon, DaemonBuilder};
 pub use names::{require_root, unique_prefix};
 pub use netns::{
-    TransferReport, in_netns, ipv4_addrs, link_info, link_names, netns_exec, netns_exec_ok, ping, tcp_transfer,
-    tcp_transfer_paced, udp_send, wait_for_ping,
+    TransferReport, in_netns, ipv4_addrs, ipv6_addrs, link_info, link_names, netns_exec, netns_exec_ok, ping,
+    tcp_transfer, tcp_transfer_paced, udp_send, wait_for_ping,
 };
 pub use overlay::vtep_daemon;
 pub use process::{output_with_timeout, text};

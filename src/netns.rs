@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
 use std::thread;
@@ -56,14 +56,18 @@ pub fn udp_send(ns: &str, src: Ipv4Addr, dst: SocketAddr, payloads: &[Vec<u8>]) 
 }
 
 /// Pings `ip` from namespace `ns` with `count` echo requests (200 ms apart,
-/// 1 s wait for the last reply); true if any reply came back. When none
-/// did, what ping said goes to stderr (shown with a failing test's output:
-/// no reply at all, "Destination Host Unreachable" after a failed ARP
+/// 1 s wait for the last reply); true if any reply came back. An IPv6
+/// address is pinged with `ping -6`. When none did, what ping said goes to
+/// stderr (shown with a failing test's output: no reply at all,
+/// "Destination Host Unreachable" after a failed ARP or neighbour
 /// resolution, or `ip netns exec` itself failing).
-pub fn ping(ns: &str, ip: Ipv4Addr, count: u32) -> bool {
+pub fn ping(ns: &str, ip: impl Into<IpAddr>, count: u32) -> bool {
+    let ip = ip.into();
+    let family: &[&str] = if ip.is_ipv6() { &["-6"] } else { &[] };
     let ip = ip.to_string();
     let count = count.to_string();
-    let out = netns_exec(ns, "ping", &["-n", "-c", &count, "-i", "0.2", "-W", "1", &ip]);
+    let args: Vec<&str> = family.iter().copied().chain(["-n", "-c", &count, "-i", "0.2", "-W", "1", &ip]).collect();
+    let out = netns_exec(ns, "ping", &args);
     if !out.status.success() {
         eprintln!(
             "ping {ip} from {ns}: {} (no reply)\n{}\n{}",
@@ -77,7 +81,8 @@ pub fn ping(ns: &str, ip: Ipv4Addr, count: u32) -> bool {
 
 /// Pings `ip` from `ns` once per attempt until a reply arrives or `timeout`
 /// passes; returns how long it took.
-pub fn wait_for_ping(ns: &str, ip: Ipv4Addr, timeout: Duration) -> Option<Duration> {
+pub fn wait_for_ping(ns: &str, ip: impl Into<IpAddr>, timeout: Duration) -> Option<Duration> {
+    let ip = ip.into();
     let start = Instant::now();
     while start.elapsed() < timeout {
         if ping(ns, ip, 1) {
@@ -123,9 +128,14 @@ impl TransferReport {
 }
 
 /// Sends `len` bytes of seeded pseudo-random data over TCP from namespace
-/// `client_ns` to a listener on `server_ip` in `server_ns`, and checks that
-/// exactly those bytes arrive (length and 64-bit FNV-1a hash).
-pub fn tcp_transfer(server_ns: &str, server_ip: Ipv4Addr, client_ns: &str, len: u64) -> io::Result<TransferReport> {
+/// `client_ns` to a listener on `server_ip` (IPv4 or IPv6) in `server_ns`,
+/// and checks that exactly those bytes arrive (length and 64-bit FNV-1a hash).
+pub fn tcp_transfer(
+    server_ns: &str,
+    server_ip: impl Into<IpAddr>,
+    client_ns: &str,
+    len: u64,
+) -> io::Result<TransferReport> {
     tcp_transfer_paced(server_ns, server_ip, client_ns, len, Duration::ZERO)
 }
 
@@ -135,11 +145,12 @@ pub fn tcp_transfer(server_ns: &str, server_ip: Ipv4Addr, client_ns: &str, len: 
 /// alongside something else (a key rotation, say) without hogging the CPU.
 pub fn tcp_transfer_paced(
     server_ns: &str,
-    server_ip: Ipv4Addr,
+    server_ip: impl Into<IpAddr>,
     client_ns: &str,
     len: u64,
     spread: Duration,
 ) -> io::Result<TransferReport> {
+    let server_ip = server_ip.into();
     let listener = in_netns(server_ns, move || TcpListener::bind(SocketAddr::from((server_ip, 0))))??;
     let addr = listener.local_addr()?;
     let server = thread::spawn(move || -> io::Result<(u64, u64)> {
@@ -246,12 +257,22 @@ pub fn link_names(ns: &str) -> Vec<String> {
 
 /// The IPv4 addresses (`a.b.c.d/n`) of `ifname` in `ns`.
 pub fn ipv4_addrs(ns: &str, ifname: &str) -> Vec<String> {
+    addrs(ns, ifname, |x| x["family"] == "inet")
+}
+
+/// The global IPv6 addresses (`x::y/n`) of `ifname` in `ns` (not the
+/// link-local one every interface has).
+pub fn ipv6_addrs(ns: &str, ifname: &str) -> Vec<String> {
+    addrs(ns, ifname, |x| x["family"] == "inet6" && x["scope"] == "global")
+}
+
+fn addrs(ns: &str, ifname: &str, keep: impl Fn(&serde_json::Value) -> bool) -> Vec<String> {
     let Some(info) = link_info(ns, ifname) else { return Vec::new() };
     info["addr_info"]
         .as_array()
         .map(|a| {
             a.iter()
-                .filter(|x| x["family"] == "inet")
+                .filter(|x| keep(x))
                 .map(|x| format!("{}/{}", x["local"].as_str().unwrap_or("?"), x["prefixlen"]))
                 .collect()
         })

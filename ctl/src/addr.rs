@@ -30,6 +30,15 @@ pub enum AddrParseError {
 /// It serializes as its `a.b.c.d/n` string form.
 pub use ipnet::Ipv4Net;
 
+/// An IPv6 address with a prefix length, e.g. `fd00:1::/64` (a subnet) or `fd00:1::2/64` (an
+/// interface address): [`ipnet::Ipv6Net`]. Host bits are preserved; `trunc()` clears them. It
+/// serializes as its `addr/n` string form.
+pub use ipnet::Ipv6Net;
+
+/// A prefix of either family ([`ipnet::IpNet`]), for what is said of IPv4 and IPv6 alike
+/// (errors, Docker's `IPAM.Config`). It serializes as its `addr/n` string form.
+pub use ipnet::IpNet;
+
 /// Parses `ADDRESS/PREFIX` (e.g. `10.0.0.0/24`) strictly, as user input should be: the address
 /// in the standard dotted-quad form (no leading zeros), the prefix one or two decimal digits up
 /// to 32. Host bits are kept. Unlike `str::parse`, the error says which part is wrong.

@@ -79,6 +79,11 @@ fn network_create_sends_every_flag() {
             subnet: Some("10.10.0.0/24".parse().unwrap()),
             gateway: Some(Ipv4Addr::new(10, 10, 0, 254)),
             ip_range: Some("10.10.0.128/25".parse().unwrap()),
+            enable_ipv4: true,
+            enable_ipv6: false,
+            subnet6: None,
+            gateway6: None,
+            ip_range6: None,
             internal: true,
             mtu: Some(1400),
             attachable: true,
@@ -96,6 +101,72 @@ fn network_create_sends_every_flag() {
         &reqs[..],
         [Request::NetworkCreate { driver: Driver::Bridge, subnet: None, internal: false, .. }]
     ));
+}
+
+#[test]
+fn network_create_takes_one_subnet_gateway_and_range_per_family() {
+    let args = [
+        "network",
+        "create",
+        "dual",
+        "--ipv6",
+        "--subnet",
+        "fd00:1::/64",
+        "--subnet",
+        "10.20.0.0/24",
+        "--gateway",
+        "fd00:1::fe",
+        "--ip-range",
+        "fd00:1::100/120",
+    ];
+    let (_, reqs) = run_ok(&args, vec![Reply::Ok(network_info("dual", "d"))]);
+    assert_eq!(
+        reqs,
+        vec![Request::NetworkCreate {
+            name: "dual".into(),
+            driver: Driver::Bridge,
+            subnet: Some("10.20.0.0/24".parse().unwrap()),
+            gateway: None,
+            ip_range: None,
+            enable_ipv4: true,
+            enable_ipv6: true,
+            subnet6: Some("fd00:1::/64".parse().unwrap()),
+            gateway6: Some("fd00:1::fe".parse().unwrap()),
+            ip_range6: Some("fd00:1::100/120".parse().unwrap()),
+            internal: false,
+            mtu: None,
+            attachable: false,
+            vni: None,
+            options: BTreeMap::new(),
+        }]
+    );
+    // IPv6-only, and the ULA default (no subnet at all).
+    let (_, reqs) =
+        run_ok(&["network", "create", "six", "--ipv6", "--ipv4=false"], vec![Reply::Ok(network_info("six", "s"))]);
+    assert!(matches!(
+        &reqs[..],
+        [Request::NetworkCreate { enable_ipv4: false, enable_ipv6: true, subnet: None, subnet6: None, .. }]
+    ));
+    // Two of one family never reach the daemon.
+    for (option, a, b) in [
+        ("--subnet", "fd00:1::/64", "fd00:2::/64"),
+        ("--gateway", "10.0.0.1", "10.0.0.2"),
+        ("--ip-range", "fd00::/120", "fd00::100/120"),
+    ] {
+        let d = FakeDaemon::start(vec![]);
+        let out = vswitchctl(&d.socket, &["network", "create", "x", "--ipv6", option, a, option, b]);
+        assert!(d.finish().is_empty(), "{option}");
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{option} is given twice")) && err.contains("one per address family"), "{err}");
+    }
+    // Connect with a static IPv6 address.
+    let ep = json!({"network": "six", "sandbox": "web", "endpoint_id": "e1", "port": "vsp1", "ifname": "eth0",
+                    "mac": "02:42:00:00:00:05", "ipv4": null, "ipv6": "fd00:1::5/64", "aliases": []});
+    let (_, reqs) = run_ok(&["network", "connect", "six", "web", "--ip6", "fd00:1::5"], vec![Reply::Ok(ep)]);
+    assert!(
+        matches!(&reqs[..], [Request::NetworkConnect { ip: None, ip6: Some(a), .. }] if a.to_string() == "fd00:1::5")
+    );
 }
 
 #[test]
@@ -160,6 +231,7 @@ fn network_connect_disconnect_and_rm() {
             network: "blue".into(),
             sandbox: "web".into(),
             ip: Some(Ipv4Addr::new(10, 10, 0, 5)),
+            ip6: None,
             aliases: vec!["www".into(), "api".into()],
             mac: Some("02:42:0a:0a:00:05".parse().unwrap()),
             publish: vec![],

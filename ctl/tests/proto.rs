@@ -28,11 +28,33 @@ fn one_of_each() -> Vec<Request> {
             subnet: Some("10.10.0.0/24".parse().unwrap()),
             gateway: Some(Ipv4Addr::new(10, 10, 0, 254)),
             ip_range: Some("10.10.0.128/25".parse().unwrap()),
+            enable_ipv4: true,
+            enable_ipv6: false,
+            subnet6: None,
+            gateway6: None,
+            ip_range6: None,
             internal: true,
             mtu: Some(1400),
             attachable: true,
             vni: Some(4242),
             options: BTreeMap::from([("a".into(), "1".into()), ("flag".into(), String::new())]),
+        },
+        Request::NetworkCreate {
+            name: "six".into(),
+            driver: Driver::Bridge,
+            subnet: None,
+            gateway: None,
+            ip_range: None,
+            enable_ipv4: false,
+            enable_ipv6: true,
+            subnet6: Some("fd00:1::/64".parse().unwrap()),
+            gateway6: Some("fd00:1::fe".parse().unwrap()),
+            ip_range6: Some("fd00:1::100/120".parse().unwrap()),
+            internal: false,
+            mtu: None,
+            attachable: false,
+            vni: None,
+            options: BTreeMap::new(),
         },
         Request::NetworkLs,
         Request::NetworkInspect { name: "blue".into() },
@@ -41,6 +63,7 @@ fn one_of_each() -> Vec<Request> {
             network: "blue".into(),
             sandbox: "web".into(),
             ip: Some(Ipv4Addr::new(10, 10, 0, 5)),
+            ip6: Some("fd00:1::5".parse().unwrap()),
             aliases: vec!["www".into(), "api".into()],
             mac: Some("02:42:0a:0a:00:05".parse().unwrap()),
             publish: ctl::parse_publish("127.0.0.1:8080-8081:80-81/udp").unwrap(),
@@ -162,6 +185,11 @@ fn optional_fields_may_be_omitted_and_unknown_fields_are_ignored() {
             subnet: None,
             gateway: None,
             ip_range: None,
+            enable_ipv4: true,
+            enable_ipv6: false,
+            subnet6: None,
+            gateway6: None,
+            ip_range6: None,
             internal: false,
             mtu: None,
             attachable: false,
@@ -375,15 +403,23 @@ fn network_info_uses_docker_keys() {
         created: "2025-01-01T00:00:00Z".into(),
         scope: "local".into(),
         driver: Driver::Bridge,
-        enable_ipv6: false,
+        enable_ipv4: true,
+        enable_ipv6: true,
         ipam: Ipam {
             driver: "default".into(),
             options: BTreeMap::new(),
-            config: vec![IpamConfig {
-                subnet: "10.10.0.0/24".parse().unwrap(),
-                gateway: Some(Ipv4Addr::new(10, 10, 0, 1)),
-                ip_range: Some("10.10.0.64/26".parse().unwrap()),
-            }],
+            config: vec![
+                IpamConfig {
+                    subnet: "10.10.0.0/24".parse().unwrap(),
+                    gateway: Some(Ipv4Addr::new(10, 10, 0, 1).into()),
+                    ip_range: Some("10.10.0.64/26".parse().unwrap()),
+                },
+                IpamConfig {
+                    subnet: "fd00:1::/64".parse().unwrap(),
+                    gateway: Some("fd00:1::1".parse().unwrap()),
+                    ip_range: None,
+                },
+            ],
         },
         internal: false,
         attachable: true,
@@ -394,7 +430,7 @@ fn network_info_uses_docker_keys() {
                 endpoint_id: "ep1".into(),
                 mac_address: "02:42:0a:0a:00:05".into(),
                 ipv4_address: "10.10.0.5/24".into(),
-                ipv6_address: String::new(),
+                ipv6_address: "fd00:1::5/64".into(),
             },
         )]),
         options: BTreeMap::new(),
@@ -408,6 +444,7 @@ fn network_info_uses_docker_keys() {
         "Created",
         "Scope",
         "Driver",
+        "EnableIPv4",
         "EnableIPv6",
         "IPAM",
         "Internal",
@@ -423,14 +460,21 @@ fn network_info_uses_docker_keys() {
         json!({
             "Driver": "default",
             "Options": {},
-            "Config": [{"Subnet": "10.10.0.0/24", "IPRange": "10.10.0.64/26", "Gateway": "10.10.0.1"}]
+            "Config": [
+                {"Subnet": "10.10.0.0/24", "IPRange": "10.10.0.64/26", "Gateway": "10.10.0.1"},
+                {"Subnet": "fd00:1::/64", "Gateway": "fd00:1::1"}
+            ]
         })
     );
     assert_eq!(
         v["Containers"]["ep1"],
-        json!({"Name":"web","EndpointID":"ep1","MacAddress":"02:42:0a:0a:00:05","IPv4Address":"10.10.0.5/24","IPv6Address":""})
+        json!({"Name":"web","EndpointID":"ep1","MacAddress":"02:42:0a:0a:00:05","IPv4Address":"10.10.0.5/24","IPv6Address":"fd00:1::5/64"})
     );
-    assert_eq!(serde_json::from_value::<NetworkInfo>(v).unwrap(), info);
+    assert_eq!(serde_json::from_value::<NetworkInfo>(v.clone()).unwrap(), info);
+    // Replies of daemons that predate EnableIPv4 read as IPv4 networks.
+    let mut old = v;
+    old.as_object_mut().unwrap().remove("EnableIPv4");
+    assert!(serde_json::from_value::<NetworkInfo>(old).unwrap().enable_ipv4);
 }
 
 /// Checks a documented stream: its opening reply, then its `S:` lines up to
@@ -539,6 +583,7 @@ fn web_endpoint() -> EndpointInfo {
         ifname: "eth0".into(),
         mac: "02:42:0a:0a:00:02".parse().unwrap(),
         ipv4: Some("10.10.0.2/24".parse().unwrap()),
+        ipv6: None,
         aliases: vec!["api".into()],
         publish: vec![ctl::PortMapping::tcp(8080, 80)],
         service: None,
@@ -697,6 +742,7 @@ fn connect_without_publish_sends_no_new_keys() {
         network: "app".into(),
         sandbox: "web".into(),
         ip: None,
+        ip6: None,
         aliases: vec![],
         mac: None,
         publish: vec![],
@@ -826,7 +872,7 @@ fn events_round_trip_with_kind_and_fields_side_by_side() {
             network: n(),
             sandbox: "c1".into(),
             port: "vsc".into(),
-            address: Ipv4Addr::new(10, 0, 0, 2),
+            address: Ipv4Addr::new(10, 0, 0, 2).into(),
         },
         EventKind::SandboxGone { sandbox: "c1".into(), netns: "/proc/42/ns/net".into() },
         EventKind::EventsLost { lost: 7, scope: LostScope::Stream },

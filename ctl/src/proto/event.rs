@@ -2,7 +2,7 @@
 //! tables, ports, peers, keys and drops, as the daemon reports it. See
 //! "Events" in PROTOCOL.md.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -235,8 +235,9 @@ pub enum EventKind {
         sandbox: String,
         /// The endpoint's port.
         port: String,
-        /// The address released.
-        address: Ipv4Addr,
+        /// The address released (its IPv4 address; on an IPv6-only network
+        /// its IPv6 one).
+        address: IpAddr,
     },
     /// An adopted sandbox's namespace is gone: the sandbox was removed.
     SandboxGone {

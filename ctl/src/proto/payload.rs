@@ -1,13 +1,13 @@
 //! Reply payloads: the value of a successful response's `ok` field, one type per verb.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::request::Driver;
-use crate::addr::{Ipv4Net, MacAddress};
+use crate::addr::{IpNet, Ipv4Net, Ipv6Net, MacAddress};
 use crate::impair::Impairment;
 use crate::publish::PortMapping;
 
@@ -30,7 +30,11 @@ pub struct NetworkInfo {
     pub scope: String,
     /// Network driver.
     pub driver: Driver,
-    /// Always `false`: vswitch is IPv4-only.
+    /// Endpoints get IPv4 addresses: `false` only for IPv6-only networks
+    /// (`--ipv4=false`). Docker's key since API 1.48; `true` when absent.
+    #[serde(rename = "EnableIPv4", default = "yes")]
+    pub enable_ipv4: bool,
+    /// Endpoints get IPv6 addresses (`--ipv6`).
     #[serde(rename = "EnableIPv6")]
     pub enable_ipv6: bool,
     /// Address management.
@@ -56,23 +60,24 @@ pub struct Ipam {
     pub driver: String,
     /// IPAM driver options.
     pub options: BTreeMap<String, String>,
-    /// Address pools; empty for drivers without addressing (`host`, `none`).
+    /// Address pools, one per address family the network has (IPv4
+    /// first); empty for drivers without addressing (`host`, `none`).
     pub config: Vec<IpamConfig>,
 }
 
-/// One address pool of [`Ipam`].
+/// One address pool of [`Ipam`]: an IPv4 or an IPv6 one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct IpamConfig {
-    /// The subnet, e.g. `10.0.0.0/24`.
-    pub subnet: Ipv4Net,
+    /// The subnet, e.g. `10.0.0.0/24` or `fd00:1::/64`.
+    pub subnet: IpNet,
     /// The gateway address; omitted when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     /// The part of the subnet automatic addresses come from (`--ip-range`);
     /// omitted when none.
     #[serde(rename = "IPRange", default, skip_serializing_if = "Option::is_none")]
-    pub ip_range: Option<Ipv4Net>,
+    pub ip_range: Option<IpNet>,
 }
 
 /// One entry of [`NetworkInfo::containers`] (Docker's `EndpointResource`).
@@ -91,7 +96,7 @@ pub struct EndpointResource {
     /// IPv4 address with prefix, `a.b.c.d/nn`, or `""`.
     #[serde(rename = "IPv4Address")]
     pub ipv4_address: String,
-    /// Always `""`.
+    /// IPv6 address with prefix, `fd00:1::2/64`, or `""`.
     #[serde(rename = "IPv6Address")]
     pub ipv6_address: String,
 }
@@ -110,6 +115,28 @@ pub struct NetworkSummary {
     /// IPv4 subnet, if the network has one.
     #[serde(default)]
     pub subnet: Option<Ipv4Net>,
+    /// Endpoints get IPv4 addresses (`false` only for IPv6-only networks);
+    /// omitted when `true`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enable_ipv4: bool,
+    /// Endpoints get IPv6 addresses (`--ipv6`); omitted when `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub enable_ipv6: bool,
+    /// IPv6 subnet, if the network has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// One endpoint: a sandbox's attachment to a network. Reply to `network_connect`.
@@ -130,6 +157,9 @@ pub struct EndpointInfo {
     /// The interface's IPv4 address with prefix, if any.
     #[serde(default)]
     pub ipv4: Option<Ipv4Net>,
+    /// The interface's IPv6 address with prefix, on networks with IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Net>,
     /// DNS aliases.
     #[serde(default)]
     pub aliases: Vec<String>,
@@ -267,6 +297,12 @@ pub struct ShowNetwork {
     /// Gateway address, if any.
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
+    /// IPv6 subnet, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    /// IPv6 gateway address, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
     /// Port MTU, if set.
     #[serde(default)]
     pub mtu: Option<u32>,
@@ -319,6 +355,9 @@ pub struct ShowPort {
     /// IPv4 address of the interface, with prefix.
     #[serde(default)]
     pub ip: Option<Ipv4Net>,
+    /// IPv6 address of the interface, with prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Net>,
     /// Remote VTEP of a `tunnel` port.
     #[serde(default)]
     pub remote: Option<SocketAddr>,

@@ -1,13 +1,13 @@
 //! The request verbs ([`Request`]) and the network driver enum.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::addr::{Ipv4Net, MacAddress};
+use crate::addr::{Ipv4Net, Ipv6Net, MacAddress};
 use crate::impair::Impairment;
 use crate::publish::PortMapping;
 
@@ -51,6 +51,18 @@ impl std::fmt::Display for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// An unknown driver name.
@@ -147,6 +159,25 @@ pub enum Request {
         /// from (Docker's `--ip-range`); requires `subnet`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ip_range: Option<Ipv4Net>,
+        /// Optional: give endpoints IPv4 addresses (default `true`); `false`
+        /// together with `enable_ipv6` makes an IPv6-only network, which
+        /// takes no `subnet`, `gateway` or `ip_range`.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        enable_ipv4: bool,
+        /// Optional: give endpoints IPv6 addresses too (`--ipv6`).
+        #[serde(default, skip_serializing_if = "is_false")]
+        enable_ipv6: bool,
+        /// Optional: IPv6 subnet (needs `enable_ipv6`); the daemon derives a
+        /// unique local /64 (`fdXX:XXXX:XXXX::/64`) from the network's id when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subnet6: Option<Ipv6Net>,
+        /// Optional: IPv6 gateway address inside `subnet6`; default `::1` of the subnet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway6: Option<Ipv6Addr>,
+        /// Optional: a prefix inside `subnet6` that automatic IPv6 addresses
+        /// come from; requires `subnet6`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip_range6: Option<Ipv6Net>,
         /// Optional: no route out of the network.
         #[serde(default)]
         internal: bool,
@@ -184,6 +215,10 @@ pub enum Request {
         /// Optional: static IPv4 address; allocated from the subnet when absent.
         #[serde(default)]
         ip: Option<Ipv4Addr>,
+        /// Optional: static IPv6 address (networks with IPv6 only); allocated
+        /// from the IPv6 subnet (`::2` up) when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip6: Option<Ipv6Addr>,
         /// Optional: extra DNS names for the endpoint.
         #[serde(default)]
         aliases: Vec<String>,

@@ -1,10 +1,10 @@
 //! Side effects of the network model on the host: creating sandboxes'
 //! namespaces and plumbing an endpoint's TAP into its sandbox (move, rename,
-//! address, route), all over netlink. Every function either completes or
+//! IPv4 and IPv6 addresses, default routes), all over netlink. Every function either completes or
 //! undoes what it did.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use crate::model::{Endpoint, Network, Sandbox};
@@ -147,8 +147,9 @@ pub fn write_resolv_conf(name: &str, conf: &ResolvConf) -> Result<(), PlumbError
 }
 
 /// Creates an endpoint's persistent TAP, moves it into the sandbox and
-/// configures it there (name, MAC, MTU, address, default route). On error
-/// the TAP is destroyed again.
+/// configures it there (name, MAC, MTU, its IPv4 and IPv6 addresses with
+/// their on-link routes, default routes). On error the TAP is destroyed
+/// again, and with it everything configured on it.
 pub fn plumb_endpoint(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<Tap, PlumbError> {
     let tap = Tap::create(&endpoint.host_tap_name, TapOptions { persist: true, mode: TapMode::CreateNew })?;
     match configure_in_sandbox(ns, endpoint, network) {
@@ -166,7 +167,8 @@ fn configure_in_sandbox(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> R
         new_name: Some(endpoint.ifname_in_sandbox.clone()),
         mac: Some(endpoint.mac.0),
         mtu: Some(network.mtu),
-        ipv4: Some((endpoint.ipv4, endpoint.prefix_len)),
+        ipv4: endpoint.ipv4.map(|a| (a, endpoint.prefix_len)),
+        ipv6: endpoint.ipv6.map(|a| (a, endpoint.prefix_len6)),
         up: true,
     };
     netlink::configure_link(ns, &endpoint.host_tap_name, &config)?;
@@ -176,11 +178,19 @@ fn configure_in_sandbox(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> R
     Ok(())
 }
 
-/// Points the sandbox's default route at `network`'s gateway through the
-/// endpoint's interface.
+/// Points the sandbox's default routes at `network`'s gateway through the
+/// endpoint's interface: the IPv4 one when the endpoint has IPv4, the IPv6
+/// one (via the IPv6 gateway) when it has IPv6; none on `--internal`
+/// networks.
 pub fn add_default_route(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<(), PlumbError> {
-    if let (Some(gateway), false) = (network.gateway, network.internal) {
+    if network.internal {
+        return Ok(());
+    }
+    if let (Some(gateway), Some(_)) = (network.gateway, endpoint.ipv4) {
         netlink::add_default_route(ns, gateway, &endpoint.ifname_in_sandbox)?;
+    }
+    if let (Some(gateway), Some(_)) = (network.gateway6, endpoint.ipv6) {
+        netlink::add_default_route6(ns, gateway, &endpoint.ifname_in_sandbox)?;
     }
     Ok(())
 }
@@ -214,4 +224,9 @@ pub fn destroy_tap(tap: Tap) {
 /// switch serves a gateway on.
 pub fn gateway_of(network: &Network) -> Option<(Ipv4Addr, u8)> {
     Some((network.gateway?, network.subnet?.prefix_len()))
+}
+
+/// The IPv6 gateway address and prefix length, for networks with IPv6.
+pub fn gateway6_of(network: &Network) -> Option<(Ipv6Addr, u8)> {
+    Some((network.gateway6?, network.subnet6?.prefix_len()))
 }

@@ -3,13 +3,13 @@
 //! interface-name slots and default-gateway selection.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use ctl::Ipv4Net;
 use ctl::proto::Driver;
+use ctl::{Ipv4Net, Ipv6Net, MacAddress};
 
-use super::addr::{SubnetExt, mac_for_ipv4};
+use super::addr::{Subnet6Ext, SubnetExt, mac_for_ipv4, mac_for_ipv6};
 use super::error::ModelError;
 use super::ids;
 use super::state::{Model, ifname_index, lowest_free};
@@ -79,13 +79,18 @@ impl Model {
     /// sandbox carries it.
     pub fn connect(&mut self, req: Connect) -> Result<Endpoint, ModelError> {
         let net = self.network(&req.network)?;
-        let (subnet, gateway) = match (net.driver, net.subnet, net.gateway) {
-            (Driver::Host, ..) => return Err(ModelError::HostNotConnectable),
-            (Driver::None, ..) => return Err(ModelError::NoneNotConnectable),
-            (_, Some(s), Some(g)) => (s, g),
-            // Switched networks always have both (a model invariant).
-            _ => return Err(ModelError::NoSuchNetwork(req.network)),
-        };
+        match net.driver {
+            Driver::Host => return Err(ModelError::HostNotConnectable),
+            Driver::None => return Err(ModelError::NoneNotConnectable),
+            _ => {}
+        }
+        // Switched networks have the subnet and gateway of each family they
+        // enable (a model invariant).
+        let v4 = net.subnet.zip(net.gateway).filter(|_| net.enable_ipv4);
+        let v6 = net.subnet6.zip(net.gateway6).filter(|_| net.enable_ipv6);
+        if v4.is_none() && v6.is_none() {
+            return Err(ModelError::NoSuchNetwork(req.network));
+        }
         self.sandbox(&req.sandbox)?;
         if net.driver == Driver::Overlay && !net.attachable && !req.exempt_from_attachable {
             return Err(ModelError::NotAttachable(net.name.clone()));
@@ -104,30 +109,65 @@ impl Model {
             return Err(ModelError::PublishOnInternal(net.name.clone()));
         }
         self.check_new_host_ports(&req.publish)?;
-        let ipv4 = match req.ipv4 {
-            Some(ip) => {
+        let in_use = |ip: IpAddr, holder: Option<&&Endpoint>| match holder {
+            Some(e) => Err(ModelError::AddressInUse {
+                ip,
+                network: net.name.clone(),
+                sandbox: e.sandbox.clone(),
+                endpoint: e.id.chars().take(12).collect(),
+            }),
+            None => Ok(()),
+        };
+        let ipv4 = match (v4, req.ipv4) {
+            (None, Some(_)) => return Err(ModelError::NoIpv4OnNetwork(net.name.clone())),
+            (None, None) => None,
+            (Some((subnet, gateway)), Some(ip)) => {
                 check_address(net, subnet, gateway, ip)?;
-                if let Some(e) = on_net.iter().find(|e| e.ipv4 == ip) {
-                    return Err(ModelError::AddressInUse {
-                        ip,
-                        network: net.name.clone(),
-                        sandbox: e.sandbox.clone(),
-                        endpoint: e.id.chars().take(12).collect(),
-                    });
-                }
-                ip
+                in_use(ip.into(), on_net.iter().find(|e| e.ipv4 == Some(ip)))?;
+                Some(ip)
             }
-            None => {
-                let used = on_net.iter().map(|e| e.ipv4);
-                match net.ip_range {
-                    None => lowest_free_host(subnet, gateway, used)
-                        .ok_or_else(|| ModelError::AddressesExhausted { subnet, network: net.name.clone() })?,
-                    Some(range) => lowest_free_host_in(range, subnet, gateway, used)
-                        .ok_or_else(|| ModelError::IpRangeExhausted { range, network: net.name.clone() })?,
-                }
+            (Some((subnet, gateway)), None) => {
+                let used = on_net.iter().filter_map(|e| e.ipv4);
+                Some(match net.ip_range {
+                    None => lowest_free_host(subnet, gateway, used).ok_or_else(|| ModelError::AddressesExhausted {
+                        subnet: subnet.into(),
+                        network: net.name.clone(),
+                    })?,
+                    Some(range) => lowest_free_host_in(range, subnet, gateway, used).ok_or_else(|| {
+                        ModelError::IpRangeExhausted { range: range.into(), network: net.name.clone() }
+                    })?,
+                })
             }
         };
-        let mac = req.mac.unwrap_or_else(|| mac_for_ipv4(ipv4));
+        let ipv6 = match (v6, req.ipv6) {
+            (None, Some(_)) => return Err(ModelError::NoIpv6OnNetwork(net.name.clone())),
+            (None, None) => None,
+            (Some((subnet, gateway)), Some(ip)) => {
+                check_address6(net, subnet, gateway, ip)?;
+                in_use(ip.into(), on_net.iter().find(|e| e.ipv6 == Some(ip)))?;
+                Some(ip)
+            }
+            (Some((subnet, gateway)), None) => {
+                let used = on_net.iter().filter_map(|e| e.ipv6);
+                let range = net.ip_range6.unwrap_or(subnet);
+                Some(lowest_free_host6_in(range, subnet, gateway, used).ok_or_else(|| match net.ip_range6 {
+                    None => ModelError::AddressesExhausted { subnet: subnet.into(), network: net.name.clone() },
+                    Some(range) => ModelError::IpRangeExhausted { range: range.into(), network: net.name.clone() },
+                })?)
+            }
+        };
+        let mac = match (req.mac, ipv4, ipv6) {
+            (Some(mac), ..) => mac,
+            (None, Some(ip), _) => mac_for_ipv4(ip),
+            (None, None, Some(ip)) => {
+                let derived = mac_for_ipv6(ip);
+                // Static addresses may share their last four bytes: such an
+                // endpoint gets a random MAC rather than a refusal.
+                if on_net.iter().any(|e| e.mac == derived) { random_mac() } else { derived }
+            }
+            // A network enables at least one family (checked above).
+            (None, None, None) => return Err(ModelError::NoSuchNetwork(req.network)),
+        };
         if mac.is_zero() {
             return Err(ModelError::InvalidMac { mac, reason: "the all-zero address is not valid" });
         }
@@ -152,7 +192,9 @@ impl Model {
             host_tap_name,
             mac,
             ipv4,
-            prefix_len: subnet.prefix_len(),
+            prefix_len: v4.map_or(0, |(subnet, _)| subnet.prefix_len()),
+            ipv6,
+            prefix_len6: v6.map_or(64, |(subnet, _)| subnet.prefix_len()),
             aliases: req.aliases,
             is_default_gateway_network,
             port_index: self.free_port_index(),
@@ -203,10 +245,21 @@ impl Model {
     }
 }
 
+/// A random locally administered unicast MAC address.
+fn random_mac() -> MacAddress {
+    let id = ids::random_id();
+    let byte = |i: usize| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap_or(0);
+    MacAddress([0x02, byte(1), byte(2), byte(3), byte(4), byte(5)])
+}
+
 /// Refuses addresses outside the subnet and the reserved ones.
 fn check_address(net: &Network, subnet: Ipv4Net, gateway: Ipv4Addr, ip: Ipv4Addr) -> Result<(), ModelError> {
     if !subnet.contains(&ip) {
-        return Err(ModelError::AddressOutsideSubnet { ip, subnet, network: net.name.clone() });
+        return Err(ModelError::AddressOutsideSubnet {
+            ip: ip.into(),
+            subnet: subnet.into(),
+            network: net.name.clone(),
+        });
     }
     let what = if ip == gateway {
         "gateway"
@@ -217,7 +270,27 @@ fn check_address(net: &Network, subnet: Ipv4Net, gateway: Ipv4Addr, ip: Ipv4Addr
     } else {
         return Ok(());
     };
-    Err(ModelError::AddressReserved { ip, what, network: net.name.clone() })
+    Err(ModelError::AddressReserved { ip: ip.into(), what, network: net.name.clone() })
+}
+
+/// Refuses IPv6 addresses outside the subnet, the gateway and the
+/// subnet-router anycast address.
+fn check_address6(net: &Network, subnet: Ipv6Net, gateway: Ipv6Addr, ip: Ipv6Addr) -> Result<(), ModelError> {
+    if !subnet.contains(&ip) {
+        return Err(ModelError::AddressOutsideSubnet {
+            ip: ip.into(),
+            subnet: subnet.into(),
+            network: net.name.clone(),
+        });
+    }
+    let what = if ip == gateway {
+        "gateway"
+    } else if ip == subnet.network() {
+        "subnet-router anycast address"
+    } else {
+        return Ok(());
+    };
+    Err(ModelError::AddressReserved { ip: ip.into(), what, network: net.name.clone() })
 }
 
 /// The lowest host address of `subnet` that is neither the gateway nor in `used`.
@@ -242,4 +315,20 @@ pub(crate) fn lowest_free_host_in(
     let first = u32::from(range.network()).max(u32::from(subnet.first_host()?));
     let last = u32::from(range.broadcast()).min(u32::from(subnet.broadcast()).checked_sub(1)?);
     (first..=last).find(|a| !used.contains(a)).map(Ipv4Addr::from)
+}
+
+/// The lowest address of `range` (a prefix inside `subnet`) that is neither
+/// the subnet's network (subnet-router anycast) address, nor the gateway,
+/// nor in `used`: `::2` first in a subnet whose gateway is `::1`. Looks at
+/// no more than `used.len() + 2` candidates, however large the subnet.
+pub(crate) fn lowest_free_host6_in(
+    range: Ipv6Net,
+    subnet: Ipv6Net,
+    gateway: Ipv6Addr,
+    used: impl Iterator<Item = Ipv6Addr>,
+) -> Option<Ipv6Addr> {
+    let used: BTreeSet<u128> = used.map(u128::from).chain([u128::from(gateway)]).collect();
+    let first = u128::from(range.network()).max(u128::from(subnet.first_host()?));
+    let last = u128::from(range.broadcast()).min(u128::from(subnet.broadcast()));
+    (first..=last).find(|a| !used.contains(a)).map(Ipv6Addr::from)
 }

@@ -1,11 +1,11 @@
 //! Why the model refused a request. Each message names the rule that failed
 //! and the object that broke it; it is shown to the user as is.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ctl::proto::Driver;
-use ctl::{Ipv4Net, MacAddress};
+use ctl::{IpNet, MacAddress};
 
 /// A refused model change. A refused request leaves the model unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,20 +41,27 @@ pub enum ModelError {
     #[error("subnet {subnet} is not a network address (host bits are set): did you mean {suggestion}?")]
     SubnetHostBitsSet {
         /// The subnet given.
-        subnet: Ipv4Net,
+        subnet: IpNet,
         /// The same prefix with host bits cleared.
-        suggestion: Ipv4Net,
+        suggestion: IpNet,
     },
-    /// subnet {0} is too small: the prefix length must be at most 30 to leave room for a gateway and hosts
-    #[error("subnet {0} is too small: the prefix length must be at most 30 to leave room for a gateway and hosts")]
-    SubnetTooSmall(Ipv4Net),
+    /// subnet {subnet} is too small: the prefix length must be at most {max} to leave room for a gateway and hosts
+    #[error(
+        "subnet {subnet} is too small: the prefix length must be at most {max} to leave room for a gateway and hosts"
+    )]
+    SubnetTooSmall {
+        /// The subnet given.
+        subnet: IpNet,
+        /// The longest prefix accepted for its family (30 for IPv4, 126 for IPv6).
+        max: u8,
+    },
     /// subnet {subnet} overlaps the reserved range {reserved} ({what})
     #[error("subnet {subnet} overlaps the reserved range {reserved} ({what})")]
     SubnetReserved {
         /// The subnet given.
-        subnet: Ipv4Net,
+        subnet: IpNet,
         /// The reserved range it touches.
-        reserved: Ipv4Net,
+        reserved: IpNet,
         /// What the range is for.
         what: &'static str,
     },
@@ -62,11 +69,11 @@ pub enum ModelError {
     #[error("subnet {subnet} overlaps network {other} ({other_subnet})")]
     SubnetOverlap {
         /// The subnet given.
-        subnet: Ipv4Net,
+        subnet: IpNet,
         /// Name of the network already using an overlapping subnet.
         other: String,
         /// That network's subnet.
-        other_subnet: Ipv4Net,
+        other_subnet: IpNet,
     },
     /// all predefined address pools have been fully subnetted: pass --subnet
     #[error("all predefined address pools have been fully subnetted: pass --subnet")]
@@ -79,19 +86,53 @@ pub enum ModelError {
         /// The network's driver.
         driver: Driver,
     },
+    /// no free IPv6 unique local /64 found: pass an IPv6 --subnet
+    #[error("no free IPv6 unique local /64 found: pass an IPv6 --subnet")]
+    Ipv6PoolExhausted,
     /// --gateway requires --subnet
     #[error("--gateway requires --subnet")]
     GatewayWithoutSubnet,
     /// --ip-range requires --subnet
     #[error("--ip-range requires --subnet")]
     IpRangeWithoutSubnet,
+    /// an IPv6 --gateway requires an IPv6 --subnet
+    #[error("an IPv6 --gateway requires an IPv6 --subnet")]
+    Gateway6WithoutSubnet6,
+    /// an IPv6 --ip-range requires an IPv6 --subnet
+    #[error("an IPv6 --ip-range requires an IPv6 --subnet")]
+    IpRange6WithoutSubnet6,
+    /// a network needs an address family: --ipv4=false requires --ipv6
+    #[error("a network needs an address family: --ipv4=false requires --ipv6")]
+    NoAddressFamily,
+    /// an IPv6 --{0} requires --ipv6
+    #[error("an IPv6 --{0} requires --ipv6")]
+    Ipv6NotEnabled(&'static str),
+    /// an IPv4 --{0} cannot be used with --ipv4=false
+    #[error("an IPv4 --{0} cannot be used with --ipv4=false")]
+    Ipv4Disabled(&'static str),
+    /// network {0} has no IPv6 (it was not created with --ipv6): --ip6 cannot be used
+    #[error("network {0} has no IPv6 (it was not created with --ipv6): --ip6 cannot be used")]
+    NoIpv6OnNetwork(String),
+    /// network {0} is IPv6-only: --ip cannot be used
+    #[error("network {0} is IPv6-only: --ip cannot be used")]
+    NoIpv4OnNetwork(String),
+    /// --{option} {value} is not an {family} address
+    #[error("--{option} {value} is not an {family} address")]
+    WrongFamily {
+        /// The option (`ip`, `ip6`).
+        option: &'static str,
+        /// The value given.
+        value: IpAddr,
+        /// The family it must be: "IPv4" or "IPv6".
+        family: &'static str,
+    },
     /// ip range {range} has host bits set; did you mean {suggestion}?
     #[error("ip range {range} has host bits set; did you mean {suggestion}?")]
     IpRangeHostBitsSet {
         /// The range given.
-        range: Ipv4Net,
+        range: IpNet,
         /// The same prefix with the host bits cleared.
-        suggestion: Ipv4Net,
+        suggestion: IpNet,
     },
     /// ip range {range} holds no address to give out in subnet {subnet} (only the gateway {gateway} or the subnet's network or broadcast address)
     #[error(
@@ -100,37 +141,37 @@ pub enum ModelError {
     )]
     IpRangeEmpty {
         /// The range given.
-        range: Ipv4Net,
+        range: IpNet,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
         /// The network's gateway.
-        gateway: Ipv4Addr,
+        gateway: IpAddr,
     },
     /// ip range {range} is not inside subnet {subnet}
     #[error("ip range {range} is not inside subnet {subnet}")]
     IpRangeOutsideSubnet {
         /// The range given.
-        range: Ipv4Net,
+        range: IpNet,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
     /// gateway {gateway} is not inside subnet {subnet}
     #[error("gateway {gateway} is not inside subnet {subnet}")]
     GatewayOutsideSubnet {
         /// The gateway given.
-        gateway: Ipv4Addr,
+        gateway: IpAddr,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
     /// gateway {gateway} is the {what} of subnet {subnet}
     #[error("gateway {gateway} is the {what} of subnet {subnet}")]
     GatewayReserved {
         /// The gateway given.
-        gateway: Ipv4Addr,
-        /// "network address" or "broadcast address".
+        gateway: IpAddr,
+        /// "network address", "broadcast address" or (IPv6) "subnet-router anycast address".
         what: &'static str,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
     },
     /// mtu {0} is out of range: must be 68..=65535
     #[error("mtu {0} is out of range: must be 68..=65535")]
@@ -220,9 +261,9 @@ pub enum ModelError {
     #[error("address {ip} is not inside subnet {subnet} of network {network}")]
     AddressOutsideSubnet {
         /// The address given.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
         /// The network.
         network: String,
     },
@@ -230,8 +271,9 @@ pub enum ModelError {
     #[error("address {ip} is the {what} of network {network}")]
     AddressReserved {
         /// The address given.
-        ip: Ipv4Addr,
-        /// "gateway", "network address" or "broadcast address".
+        ip: IpAddr,
+        /// "gateway", "network address", "broadcast address" or (IPv6)
+        /// "subnet-router anycast address".
         what: &'static str,
         /// The network.
         network: String,
@@ -240,7 +282,7 @@ pub enum ModelError {
     #[error("address {ip} is already in use on network {network} by sandbox {sandbox} (endpoint {endpoint})")]
     AddressInUse {
         /// The address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// The network.
         network: String,
         /// The sandbox holding it.
@@ -252,7 +294,7 @@ pub enum ModelError {
     #[error("no free address left in subnet {subnet} of network {network}")]
     AddressesExhausted {
         /// The network's subnet.
-        subnet: Ipv4Net,
+        subnet: IpNet,
         /// The network.
         network: String,
     },
@@ -260,7 +302,7 @@ pub enum ModelError {
     #[error("no free address left in ip range {range} of network {network}")]
     IpRangeExhausted {
         /// The network's `--ip-range`.
-        range: Ipv4Net,
+        range: IpNet,
         /// The network.
         network: String,
     },

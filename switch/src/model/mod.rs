@@ -12,6 +12,11 @@
 //! - connecting to `host` or `none` is refused: `host` is the host's own
 //!   stack, and a sandbox with no endpoints already is what `none` means
 //!   (loopback only);
+//! - a network is IPv4 (the default), dual-stack (`--ipv6`) or IPv6-only
+//!   (`--ipv6 --ipv4=false`); each family has its own subnet, gateway and
+//!   range, and endpoints get an address of each family the network has
+//!   (IPv6: `::2` up, the gateway being `::1`; a ULA /64 derived from the
+//!   network id when no IPv6 subnet is given);
 //! - removing a sandbox removes its endpoints and returns them for teardown;
 //! - indexes (`network_index`, `port_index`) and `eth<n>` slots are the lowest
 //!   free values, so they are reused after removal: the datapath must flush

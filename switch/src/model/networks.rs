@@ -1,13 +1,13 @@
 //! Creating and removing networks: name rules, subnet and gateway choice
 //! (Docker's default address pools), MTU and VNI.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ctl::Ipv4Net;
 use ctl::proto::Driver;
+use ctl::{Ipv4Net, Ipv6Net};
 
-use super::addr::SubnetExt;
-use super::endpoints::lowest_free_host_in;
+use super::addr::{Subnet6Ext, SubnetExt, ula_for_id};
+use super::endpoints::{lowest_free_host_in, lowest_free_host6_in};
 use super::error::ModelError;
 use super::ids;
 use super::state::Model;
@@ -31,6 +31,22 @@ const RESERVED: [(Ipv4Net, &str); 4] = [
     (Ipv4Net::new_assert(Ipv4Addr::new(224, 0, 0, 0), 4), "multicast"),
     (Ipv4Net::new_assert(Ipv4Addr::new(240, 0, 0, 0), 4), "reserved"),
 ];
+
+/// IPv6 ranges no network may use, with what they are for.
+const RESERVED6: [(Ipv6Net, &str); 3] = [
+    (Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 8), "reserved: the unspecified, loopback and IPv4-mapped addresses"),
+    (Ipv6Net::new_assert(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10), "link-local"),
+    (Ipv6Net::new_assert(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8), "multicast"),
+];
+
+/// Longest IPv6 subnet prefix: room for the subnet-router anycast address,
+/// the gateway and hosts.
+const MAX_PREFIX6: u8 = 126;
+
+/// How many network ids are tried for a default ULA /64 that overlaps no
+/// other network before giving up (a clash is a 2^-40 chance unless a
+/// network holds a wide part of fd00::/8).
+const ULA_TRIES: usize = 16;
 
 /// Docker's default address pools, in allocation order: 172.17.0.0/16 …
 /// 172.31.0.0/16, then 192.168.0.0/16 carved into /20s.
@@ -88,25 +104,78 @@ impl Model {
             return Err(ModelError::MtuOutOfRange(mtu));
         }
         let vni = self.choose_vni(req.driver, req.vni)?;
-        let subnet = match req.subnet {
-            Some(s) => self.check_user_subnet(s)?,
-            None if req.gateway.is_some() => return Err(ModelError::GatewayWithoutSubnet),
-            None if req.ip_range.is_some() => return Err(ModelError::IpRangeWithoutSubnet),
-            None => self.allocate_subnet()?,
+        if !req.enable_ipv4 && !req.enable_ipv6 {
+            return Err(ModelError::NoAddressFamily);
+        }
+        let given4 = [
+            ("subnet", req.subnet.is_some()),
+            ("gateway", req.gateway.is_some()),
+            ("ip-range", req.ip_range.is_some()),
+        ];
+        if let (false, Some((option, _))) = (req.enable_ipv4, given4.iter().find(|(_, given)| *given)) {
+            return Err(ModelError::Ipv4Disabled(option));
+        }
+        let given6 = [
+            ("subnet", req.subnet6.is_some()),
+            ("gateway", req.gateway6.is_some()),
+            ("ip-range", req.ip_range6.is_some()),
+        ];
+        if let (false, Some((option, _))) = (req.enable_ipv6, given6.iter().find(|(_, given)| *given)) {
+            return Err(ModelError::Ipv6NotEnabled(option));
+        }
+        let (subnet, gateway, ip_range) = if req.enable_ipv4 {
+            let subnet = match req.subnet {
+                Some(s) => self.check_user_subnet(s)?,
+                None if req.gateway.is_some() => return Err(ModelError::GatewayWithoutSubnet),
+                None if req.ip_range.is_some() => return Err(ModelError::IpRangeWithoutSubnet),
+                None => self.allocate_subnet()?,
+            };
+            let gateway = match req.gateway {
+                Some(g) => check_gateway(g, subnet)?,
+                // A checked subnet has prefix <= 30, so it has a first host.
+                None => subnet.first_host().ok_or(ModelError::SubnetTooSmall { subnet: subnet.into(), max: 30 })?,
+            };
+            let ip_range = req.ip_range.map(|range| check_ip_range(range, subnet, gateway)).transpose()?;
+            (Some(subnet), Some(gateway), ip_range)
+        } else {
+            (None, None, None)
         };
-        let gateway = match req.gateway {
-            Some(g) => check_gateway(g, subnet)?,
-            // A checked subnet has prefix <= 30, so it has a first host.
-            None => subnet.first_host().ok_or(ModelError::SubnetTooSmall(subnet))?,
+        let mut id = self.fresh_network_id();
+        let (subnet6, gateway6, ip_range6) = if req.enable_ipv6 {
+            let subnet6 = match req.subnet6 {
+                Some(s) => self.check_user_subnet6(s)?,
+                None if req.gateway6.is_some() => return Err(ModelError::Gateway6WithoutSubnet6),
+                None if req.ip_range6.is_some() => return Err(ModelError::IpRange6WithoutSubnet6),
+                None => {
+                    let (ula_id, ula) = self.allocate_ula()?;
+                    id = ula_id;
+                    ula
+                }
+            };
+            let gateway6 = match req.gateway6 {
+                Some(g) => check_gateway6(g, subnet6)?,
+                // A checked subnet has prefix <= 126, so it has a first host.
+                None => subnet6
+                    .first_host()
+                    .ok_or(ModelError::SubnetTooSmall { subnet: subnet6.into(), max: MAX_PREFIX6 })?,
+            };
+            let ip_range6 = req.ip_range6.map(|range| check_ip_range6(range, subnet6, gateway6)).transpose()?;
+            (Some(subnet6), Some(gateway6), ip_range6)
+        } else {
+            (None, None, None)
         };
-        let ip_range = req.ip_range.map(|range| check_ip_range(range, subnet, gateway)).transpose()?;
         let net = Network {
-            id: self.fresh_network_id(),
+            id,
             name: req.name,
             driver: req.driver,
-            subnet: Some(subnet),
-            gateway: Some(gateway),
+            subnet,
+            gateway,
             ip_range,
+            enable_ipv4: req.enable_ipv4,
+            enable_ipv6: req.enable_ipv6,
+            subnet6,
+            gateway6,
+            ip_range6,
             internal: req.internal,
             attachable: req.attachable,
             mtu,
@@ -142,7 +211,7 @@ impl Model {
         if !attached.is_empty() {
             let endpoints = attached
                 .iter()
-                .map(|e| format!("{}/{} {}", e.sandbox, e.ifname_in_sandbox, e.ipv4))
+                .map(|e| format!("{}/{} {}", e.sandbox, e.ifname_in_sandbox, e.addresses()))
                 .collect::<Vec<_>>()
                 .join(", ");
             return Err(ModelError::NetworkInUse { network: net.name.clone(), endpoints });
@@ -187,20 +256,56 @@ impl Model {
     /// Validates a `--subnet`.
     fn check_user_subnet(&self, s: Ipv4Net) -> Result<Ipv4Net, ModelError> {
         if !s.is_network_address() {
-            return Err(ModelError::SubnetHostBitsSet { subnet: s, suggestion: s.trunc() });
+            return Err(ModelError::SubnetHostBitsSet { subnet: s.into(), suggestion: s.trunc().into() });
         }
         if s.prefix_len() > 30 {
-            return Err(ModelError::SubnetTooSmall(s));
+            return Err(ModelError::SubnetTooSmall { subnet: s.into(), max: 30 });
         }
         for (reserved, what) in RESERVED {
             if reserved.overlaps(&s) {
-                return Err(ModelError::SubnetReserved { subnet: s, reserved, what });
+                return Err(ModelError::SubnetReserved { subnet: s.into(), reserved: reserved.into(), what });
             }
         }
         if let Some((other, other_subnet)) = self.overlapping(s) {
-            return Err(ModelError::SubnetOverlap { subnet: s, other, other_subnet });
+            return Err(ModelError::SubnetOverlap { subnet: s.into(), other, other_subnet: other_subnet.into() });
         }
         Ok(s)
+    }
+
+    /// Validates an IPv6 `--subnet`.
+    fn check_user_subnet6(&self, s: Ipv6Net) -> Result<Ipv6Net, ModelError> {
+        if !s.is_network_address() {
+            return Err(ModelError::SubnetHostBitsSet { subnet: s.into(), suggestion: s.trunc().into() });
+        }
+        if s.prefix_len() > MAX_PREFIX6 {
+            return Err(ModelError::SubnetTooSmall { subnet: s.into(), max: MAX_PREFIX6 });
+        }
+        for (reserved, what) in RESERVED6 {
+            if reserved.overlaps(&s) {
+                return Err(ModelError::SubnetReserved { subnet: s.into(), reserved: reserved.into(), what });
+            }
+        }
+        if let Some((other, other_subnet)) = self.overlapping6(s) {
+            return Err(ModelError::SubnetOverlap { subnet: s.into(), other, other_subnet: other_subnet.into() });
+        }
+        Ok(s)
+    }
+
+    /// A fresh network id and its ULA /64 ([`ula_for_id`]) that overlaps no
+    /// other network's IPv6 subnet.
+    fn allocate_ula(&self) -> Result<(String, Ipv6Net), ModelError> {
+        (0..ULA_TRIES)
+            .find_map(|_| {
+                let id = self.fresh_network_id();
+                let ula = ula_for_id(&id)?;
+                self.overlapping6(ula).is_none().then_some((id, ula))
+            })
+            .ok_or(ModelError::Ipv6PoolExhausted)
+    }
+
+    /// The first network (by name) whose IPv6 subnet overlaps `s`: (name, subnet).
+    fn overlapping6(&self, s: Ipv6Net) -> Option<(String, Ipv6Net)> {
+        self.networks().into_iter().find_map(|n| n.subnet6.filter(|ns| ns.overlaps(&s)).map(|ns| (n.name.clone(), ns)))
     }
 
     /// The first default-pool subnet that overlaps no existing network.
@@ -219,13 +324,27 @@ impl Model {
 /// the gateway).
 fn check_ip_range(range: Ipv4Net, subnet: Ipv4Net, gateway: Ipv4Addr) -> Result<Ipv4Net, ModelError> {
     if range.trunc() != range {
-        return Err(ModelError::IpRangeHostBitsSet { range, suggestion: range.trunc() });
+        return Err(ModelError::IpRangeHostBitsSet { range: range.into(), suggestion: range.trunc().into() });
     }
     if range.prefix_len() < subnet.prefix_len() || !subnet.contains(&range.network()) {
-        return Err(ModelError::IpRangeOutsideSubnet { range, subnet });
+        return Err(ModelError::IpRangeOutsideSubnet { range: range.into(), subnet: subnet.into() });
     }
     if lowest_free_host_in(range, subnet, gateway, std::iter::empty()).is_none() {
-        return Err(ModelError::IpRangeEmpty { range, subnet, gateway });
+        return Err(ModelError::IpRangeEmpty { range: range.into(), subnet: subnet.into(), gateway: gateway.into() });
+    }
+    Ok(range)
+}
+
+/// Validates an IPv6 `--ip-range` against the IPv6 subnet, as [`check_ip_range`].
+fn check_ip_range6(range: Ipv6Net, subnet: Ipv6Net, gateway: Ipv6Addr) -> Result<Ipv6Net, ModelError> {
+    if range.trunc() != range {
+        return Err(ModelError::IpRangeHostBitsSet { range: range.into(), suggestion: range.trunc().into() });
+    }
+    if range.prefix_len() < subnet.prefix_len() || !subnet.contains(&range.network()) {
+        return Err(ModelError::IpRangeOutsideSubnet { range: range.into(), subnet: subnet.into() });
+    }
+    if lowest_free_host6_in(range, subnet, gateway, std::iter::empty()).is_none() {
+        return Err(ModelError::IpRangeEmpty { range: range.into(), subnet: subnet.into(), gateway: gateway.into() });
     }
     Ok(range)
 }
@@ -233,7 +352,7 @@ fn check_ip_range(range: Ipv4Net, subnet: Ipv4Net, gateway: Ipv4Addr) -> Result<
 /// Validates a `--gateway` against the subnet.
 fn check_gateway(gateway: Ipv4Addr, subnet: Ipv4Net) -> Result<Ipv4Addr, ModelError> {
     if !subnet.contains(&gateway) {
-        return Err(ModelError::GatewayOutsideSubnet { gateway, subnet });
+        return Err(ModelError::GatewayOutsideSubnet { gateway: gateway.into(), subnet: subnet.into() });
     }
     let what = if gateway == subnet.network() {
         "network address"
@@ -242,5 +361,18 @@ fn check_gateway(gateway: Ipv4Addr, subnet: Ipv4Net) -> Result<Ipv4Addr, ModelEr
     } else {
         return Ok(gateway);
     };
-    Err(ModelError::GatewayReserved { gateway, what, subnet })
+    Err(ModelError::GatewayReserved { gateway: gateway.into(), what, subnet: subnet.into() })
+}
+
+/// Validates an IPv6 `--gateway` against the IPv6 subnet: inside it, and
+/// not its subnet-router anycast address (the network address).
+fn check_gateway6(gateway: Ipv6Addr, subnet: Ipv6Net) -> Result<Ipv6Addr, ModelError> {
+    if !subnet.contains(&gateway) {
+        return Err(ModelError::GatewayOutsideSubnet { gateway: gateway.into(), subnet: subnet.into() });
+    }
+    if gateway == subnet.network() {
+        let what = "subnet-router anycast address";
+        return Err(ModelError::GatewayReserved { gateway: gateway.into(), what, subnet: subnet.into() });
+    }
+    Ok(gateway)
 }

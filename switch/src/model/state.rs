@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use ctl::MacAddress;
 use ctl::proto::Driver;
 
-use super::addr::SubnetExt;
+use super::addr::{Subnet6Ext, SubnetExt};
 use super::error::ModelError;
 use super::ids;
 use super::types::{Config, Endpoint, Network, Peer, Sandbox, Service, StaticFdbEntry};
@@ -87,6 +87,11 @@ impl Model {
                 subnet,
                 gateway,
                 ip_range: None,
+                enable_ipv4: true,
+                enable_ipv6: false,
+                subnet6: None,
+                gateway6: None,
+                ip_range6: None,
                 internal: false,
                 attachable: false,
                 mtu: 1500,
@@ -177,7 +182,7 @@ impl Model {
     /// The endpoints on a network (by id), ordered by address.
     pub fn endpoints_on_network(&self, network_id: &str) -> Vec<&Endpoint> {
         let mut v: Vec<&Endpoint> = self.endpoints.values().filter(|e| e.network_id == network_id).collect();
-        v.sort_by_key(|e| e.ipv4);
+        v.sort_by_key(|e| (e.ipv4, e.ipv6));
         v
     }
 
@@ -273,21 +278,20 @@ impl Model {
                 return Err(format!("network {} has a bad, missing or duplicate vni", n.name));
             }
             if n.driver.is_switched() {
-                let (Some(s), Some(g)) = (n.subnet, n.gateway) else {
-                    return Err(format!("network {} lacks a subnet or gateway", n.name));
-                };
-                if !s.is_network_address() || s.prefix_len() > 30 || !s.contains(&g) {
-                    return Err(format!("network {} has a bad subnet/gateway {s}/{g}", n.name));
+                if !n.enable_ipv4 && !n.enable_ipv6 {
+                    return Err(format!("network {} has neither IPv4 nor IPv6", n.name));
                 }
-                if g == s.network() || g == s.broadcast() {
-                    return Err(format!("network {} has a bad gateway {g}", n.name));
+                if n.enable_ipv4 {
+                    self.check_subnet4(n)?;
+                } else if n.subnet.is_some() || n.gateway.is_some() || n.ip_range.is_some() {
+                    return Err(format!("IPv6-only network {} has an IPv4 subnet", n.name));
                 }
-                for o in self.networks.values() {
-                    if o.id != n.id && o.subnet.is_some_and(|os| os.overlaps(&s)) {
-                        return Err(format!("networks {} and {} overlap", n.name, o.name));
-                    }
+                if n.enable_ipv6 {
+                    self.check_subnet6(n)?;
+                } else if n.subnet6.is_some() || n.gateway6.is_some() || n.ip_range6.is_some() {
+                    return Err(format!("network {} has an IPv6 subnet without IPv6", n.name));
                 }
-            } else if n.subnet.is_some() || n.gateway.is_some() {
+            } else if n.subnet.is_some() || n.gateway.is_some() || n.subnet6.is_some() || n.gateway6.is_some() {
                 return Err(format!("network {} ({}) has a subnet", n.name, n.driver));
             }
         }
@@ -306,6 +310,7 @@ impl Model {
         let mut ports = BTreeSet::new();
         let mut per_net = BTreeSet::new();
         let mut ips = BTreeSet::new();
+        let mut ips6 = BTreeSet::new();
         let mut macs = BTreeSet::new();
         let mut ifnames = BTreeSet::new();
         let mut default_gw = BTreeSet::new();
@@ -317,17 +322,35 @@ impl Model {
             let Some(n) = self.networks.get(&e.network_id) else {
                 return bad("unknown network");
             };
-            let (Some(s), Some(g)) = (n.subnet, n.gateway) else {
+            if !n.driver.is_switched() {
                 return bad("network has no subnet");
-            };
+            }
             if !self.sandboxes.contains_key(&e.sandbox) {
                 return bad("unknown sandbox");
             }
-            if !s.contains(&e.ipv4) || e.ipv4 == g || e.ipv4 == s.network() || e.ipv4 == s.broadcast() {
-                return bad("address outside subnet or reserved");
+            match (n.subnet.zip(n.gateway).filter(|_| n.enable_ipv4), e.ipv4) {
+                (None, None) => {}
+                (Some((s, g)), Some(ip)) => {
+                    if !s.contains(&ip) || ip == g || ip == s.network() || ip == s.broadcast() {
+                        return bad("address outside subnet or reserved");
+                    }
+                    if e.prefix_len != s.prefix_len() {
+                        return bad("prefix length differs from subnet");
+                    }
+                }
+                _ => return bad("IPv4 address present without IPv4 on the network, or missing"),
             }
-            if e.prefix_len != s.prefix_len() {
-                return bad("prefix length differs from subnet");
+            match (n.subnet6.zip(n.gateway6).filter(|_| n.enable_ipv6), e.ipv6) {
+                (None, None) => {}
+                (Some((s, g)), Some(ip)) => {
+                    if !s.contains(&ip) || ip == g || ip == s.network() {
+                        return bad("IPv6 address outside subnet or reserved");
+                    }
+                    if e.prefix_len6 != s.prefix_len() {
+                        return bad("IPv6 prefix length differs from subnet");
+                    }
+                }
+                _ => return bad("IPv6 address present without IPv6 on the network, or missing"),
             }
             if e.mac.is_multicast() || e.mac.is_zero() {
                 return bad("bad MAC");
@@ -340,7 +363,8 @@ impl Model {
             if !taps.insert(e.host_tap_name.as_str())
                 || !ports.insert(e.port_index)
                 || !per_net.insert((net, sb))
-                || !ips.insert((net, e.ipv4))
+                || e.ipv4.is_some_and(|ip| !ips.insert((net, ip)))
+                || e.ipv6.is_some_and(|ip| !ips6.insert((net, ip)))
                 || !macs.insert((net, e.mac))
                 || !ifnames.insert((sb, e.ifname_in_sandbox.as_str()))
             {
@@ -366,6 +390,46 @@ impl Model {
         self.check_published_ports()?;
         if !(10..=1_000_000).contains(&self.config.aging_time_secs) {
             return Err(format!("aging time {} out of range", self.config.aging_time_secs));
+        }
+        Ok(())
+    }
+}
+
+impl Model {
+    /// The IPv4 invariants of a switched network with IPv4.
+    fn check_subnet4(&self, n: &Network) -> Result<(), String> {
+        let (Some(s), Some(g)) = (n.subnet, n.gateway) else {
+            return Err(format!("network {} lacks a subnet or gateway", n.name));
+        };
+        if !s.is_network_address() || s.prefix_len() > 30 || !s.contains(&g) {
+            return Err(format!("network {} has a bad subnet/gateway {s}/{g}", n.name));
+        }
+        if g == s.network() || g == s.broadcast() {
+            return Err(format!("network {} has a bad gateway {g}", n.name));
+        }
+        for o in self.networks.values() {
+            if o.id != n.id && o.subnet.is_some_and(|os| os.overlaps(&s)) {
+                return Err(format!("networks {} and {} overlap", n.name, o.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The IPv6 invariants of a switched network with IPv6.
+    fn check_subnet6(&self, n: &Network) -> Result<(), String> {
+        let (Some(s), Some(g)) = (n.subnet6, n.gateway6) else {
+            return Err(format!("network {} lacks an IPv6 subnet or gateway", n.name));
+        };
+        if !s.is_network_address() || s.prefix_len() > 126 || !s.contains(&g) || g == s.network() {
+            return Err(format!("network {} has a bad IPv6 subnet/gateway {s}/{g}", n.name));
+        }
+        if n.ip_range6.is_some_and(|r| r.trunc() != r || r.prefix_len() < s.prefix_len() || !s.contains(&r.network())) {
+            return Err(format!("network {} has an IPv6 ip range outside its subnet", n.name));
+        }
+        for o in self.networks.values() {
+            if o.id != n.id && o.subnet6.is_some_and(|os| os.overlaps(&s)) {
+                return Err(format!("networks {} and {} overlap (IPv6)", n.name, o.name));
+            }
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 
 mod endpoints;
 mod impair;
+mod ipv6;
 mod networks;
 mod prop;
 mod publish;

@@ -2,13 +2,13 @@
 //! outcomes that tell the daemon which side effects to perform.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use ctl::proto::Driver;
-use ctl::{Ipv4Net, MacAddress, PortMapping};
+use ctl::{Ipv4Net, Ipv6Net, MacAddress, PortMapping};
 
 /// A network: one bridge domain (or the special `host`/`none`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,9 +19,10 @@ pub struct Network {
     pub name: String,
     /// The driver.
     pub driver: Driver,
-    /// The IPv4 subnet (always set for bridge and overlay networks).
+    /// The IPv4 subnet (set for bridge and overlay networks with IPv4, that
+    /// is all but IPv6-only ones).
     pub subnet: Option<Ipv4Net>,
-    /// The gateway address inside `subnet` (always set for bridge and overlay).
+    /// The gateway address inside `subnet` (set exactly when `subnet` is).
     pub gateway: Option<Ipv4Addr>,
     /// `--ip-range`: the part of `subnet` that automatic addresses come from
     /// (addresses given with `--ip` may lie anywhere in the subnet). Hosts
@@ -29,6 +30,26 @@ pub struct Network {
     /// addresses never collide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_range: Option<Ipv4Net>,
+    /// Endpoints get IPv4 addresses (`--ipv4`, on by default). False only
+    /// for IPv6-only networks (`--ipv6 --ipv4=false`), which have no
+    /// `subnet` or `gateway`. Absent from state files that predate IPv6,
+    /// and from those of IPv4 networks, so their state stays as it was.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enable_ipv4: bool,
+    /// Endpoints get IPv6 addresses (`--ipv6`); then `subnet6` and
+    /// `gateway6` are set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub enable_ipv6: bool,
+    /// The IPv6 subnet: the one given, or a ULA /64 derived from the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    /// The IPv6 gateway address inside `subnet6` (`::1` unless given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
+    /// The IPv6 `--ip-range`: the part of `subnet6` that automatic IPv6
+    /// addresses come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range6: Option<Ipv6Net>,
     /// No route out of the network: endpoints get no default route through it.
     pub internal: bool,
     /// Standalone sandboxes may connect (meaningful for overlay networks).
@@ -84,6 +105,12 @@ impl Network {
         self.driver == Driver::Overlay && self.options.contains_key(ENCRYPTED_OPTION)
     }
 
+    /// The IPv6 gateway with the prefix length of `subnet6`, for networks
+    /// with IPv6.
+    pub fn gateway6_net(&self) -> Option<Ipv6Net> {
+        Ipv6Net::new(self.gateway6?, self.subnet6?.prefix_len()).ok()
+    }
+
     /// Whether this is one of the predefined `bridge`, `host`, `none` networks.
     pub fn is_predefined(&self) -> bool {
         super::state::PREDEFINED.contains(&self.name.as_str())
@@ -122,10 +149,18 @@ pub struct Endpoint {
     pub host_tap_name: String,
     /// The interface's MAC address.
     pub mac: MacAddress,
-    /// The interface's IPv4 address.
-    pub ipv4: Ipv4Addr,
-    /// Prefix length of the network's subnet.
+    /// The interface's IPv4 address; `None` on an IPv6-only network (state
+    /// files from before IPv6 always hold one).
+    pub ipv4: Option<Ipv4Addr>,
+    /// Prefix length of the network's IPv4 subnet (0 without `ipv4`).
     pub prefix_len: u8,
+    /// The interface's IPv6 address, on networks with IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Addr>,
+    /// Prefix length of the network's IPv6 subnet (64, the usual one, when
+    /// absent from the state file).
+    #[serde(default = "default_prefix_len6", skip_serializing_if = "is_default_prefix_len6")]
+    pub prefix_len6: u8,
     /// Extra DNS names for this endpoint on the network.
     pub aliases: Vec<String>,
     /// The sandbox's default route goes via this network's gateway.
@@ -150,8 +185,61 @@ pub struct Endpoint {
     pub impair: Option<ctl::Impairment>,
 }
 
+impl Endpoint {
+    /// The IPv4 address with the subnet's prefix length, if it has one.
+    pub fn ipv4_net(&self) -> Option<Ipv4Net> {
+        Ipv4Net::new(self.ipv4?, self.prefix_len).ok()
+    }
+
+    /// The IPv6 address with the subnet's prefix length, if it has one.
+    pub fn ipv6_net(&self) -> Option<Ipv6Net> {
+        Ipv6Net::new(self.ipv6?, self.prefix_len6).ok()
+    }
+
+    /// Its IPv4 address, or on an IPv6-only network its IPv6 one.
+    pub fn primary_address(&self) -> IpAddr {
+        match (self.ipv4, self.ipv6) {
+            (Some(v4), _) => v4.into(),
+            (None, Some(v6)) => v6.into(),
+            // Not an endpoint the model accepts: every one has an address.
+            (None, None) => Ipv4Addr::UNSPECIFIED.into(),
+        }
+    }
+
+    /// Its addresses for messages: `10.0.0.2`, `fd00::2` or
+    /// `10.0.0.2, fd00::2`.
+    pub fn addresses(&self) -> String {
+        let v4 = self.ipv4.map(IpAddr::V4);
+        let v6 = self.ipv6.map(IpAddr::V6);
+        v4.into_iter().chain(v6).map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The prefix length of an IPv6 subnet when the state file does not say.
+const DEFAULT_PREFIX_LEN6: u8 = 64;
+
+fn default_prefix_len6() -> u8 {
+    DEFAULT_PREFIX_LEN6
+}
+
+fn is_default_prefix_len6(n: &u8) -> bool {
+    *n == DEFAULT_PREFIX_LEN6
 }
 
 /// A service: host ports whose connections are balanced over its replicas,
@@ -196,7 +284,7 @@ impl Default for Config {
 }
 
 /// A `network create` request. Unset fields take Docker's defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateNetwork {
     /// Name of the new network.
     pub name: String,
@@ -209,6 +297,19 @@ pub struct CreateNetwork {
     /// `--ip-range`: a prefix inside `subnet` to allocate addresses from.
     /// Requires `subnet`.
     pub ip_range: Option<Ipv4Net>,
+    /// `--ipv4` (default true); false makes an IPv6-only network, which
+    /// needs `enable_ipv6`.
+    pub enable_ipv4: bool,
+    /// `--ipv6`: endpoints get IPv6 addresses too.
+    pub enable_ipv6: bool,
+    /// The IPv6 `--subnet`; a ULA /64 derived from the network's id when
+    /// `None`. Requires `enable_ipv6`.
+    pub subnet6: Option<Ipv6Net>,
+    /// The IPv6 `--gateway`; the subnet's `::1` when `None`. Requires `subnet6`.
+    pub gateway6: Option<Ipv6Addr>,
+    /// The IPv6 `--ip-range`: a prefix inside `subnet6` to allocate IPv6
+    /// addresses from. Requires `subnet6`.
+    pub ip_range6: Option<Ipv6Net>,
     /// `--internal`.
     pub internal: bool,
     /// `--attachable`.
@@ -219,6 +320,28 @@ pub struct CreateNetwork {
     pub vni: Option<u32>,
     /// `-o key=value` options.
     pub options: BTreeMap<String, String>,
+}
+
+impl Default for CreateNetwork {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            driver: Driver::default(),
+            subnet: None,
+            gateway: None,
+            ip_range: None,
+            enable_ipv4: true,
+            enable_ipv6: false,
+            subnet6: None,
+            gateway6: None,
+            ip_range6: None,
+            internal: false,
+            attachable: false,
+            mtu: None,
+            vni: None,
+            options: BTreeMap::new(),
+        }
+    }
 }
 
 impl CreateNetwork {
@@ -257,9 +380,12 @@ pub struct Connect {
     pub sandbox: String,
     /// `--ip`; the lowest free host address when `None`.
     pub ipv4: Option<Ipv4Addr>,
+    /// `--ip6`; the lowest free IPv6 address (`::2` up) when `None`.
+    pub ipv6: Option<Ipv6Addr>,
     /// `--alias` names.
     pub aliases: Vec<String>,
-    /// `--mac-address`; `02:42` + the IPv4 bytes when `None`.
+    /// `--mac-address`; `02:42` + the IPv4 bytes (on an IPv6-only network:
+    /// the IPv6 address's last four bytes) when `None`.
     pub mac: Option<MacAddress>,
     /// Skip the `attachable` check on overlay networks (service replicas).
     pub exempt_from_attachable: bool,

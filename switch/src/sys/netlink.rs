@@ -16,13 +16,13 @@
 //! call; keep a [`Netlink`] around to issue several.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -73,6 +73,9 @@ pub enum NetlinkError {
     /// An IPv4 prefix length above 32.
     #[error("invalid IPv4 prefix length /{0}")]
     InvalidPrefix(u8),
+    /// An IPv6 prefix length above 128.
+    #[error("invalid IPv6 prefix length /{0}")]
+    InvalidPrefix6(u8),
     /// Entering the namespace to open the socket failed.
     #[error("cannot enter the network namespace")]
     Namespace(#[source] Box<NetNsError>),
@@ -90,6 +93,11 @@ pub struct LinkConfig {
     pub mtu: Option<u32>,
     /// An IPv4 address and prefix length to add (replacing the same address).
     pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// An IPv6 address and prefix length to add (replacing the same
+    /// address) without duplicate address detection, so it is usable at
+    /// once; the kernel adds its on-link prefix route. Added after the
+    /// interface is brought up when `up` is set.
+    pub ipv6: Option<(Ipv6Addr, u8)>,
     /// Bring the interface up at the end.
     pub up: bool,
 }
@@ -216,6 +224,11 @@ impl Netlink {
         {
             return Err(NetlinkError::InvalidPrefix(prefix));
         }
+        if let Some((_, prefix)) = cfg.ipv6
+            && prefix > 128
+        {
+            return Err(NetlinkError::InvalidPrefix6(prefix));
+        }
         let renaming = cfg.new_name.as_deref().is_some_and(|n| n != name);
         if renaming && state.up {
             self.set_link_down(name)?;
@@ -241,6 +254,9 @@ impl Netlink {
         if cfg.up {
             self.set_link_up(name)?;
         }
+        if let Some((addr, prefix)) = cfg.ipv6 {
+            self.add_ipv6_addr(name, addr, prefix)?;
+        }
         Ok(())
     }
 
@@ -260,18 +276,56 @@ impl Netlink {
         self.request("add address", name, RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_REPLACE).map(drop)
     }
 
+    /// Adds (or replaces) the IPv6 address `addr/prefix` on interface
+    /// `name`, flagged `nodad` (no duplicate address detection: the switch
+    /// hands out unique addresses, and the address is usable at once rather
+    /// than tentative for a second or more). The kernel adds the on-link
+    /// route to the prefix with it.
+    pub fn add_ipv6_addr(&mut self, name: &str, addr: Ipv6Addr, prefix: u8) -> Result<(), NetlinkError> {
+        if prefix > 128 {
+            return Err(NetlinkError::InvalidPrefix6(prefix));
+        }
+        let index = self.index(name)?.index;
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        msg.header.prefix_len = prefix;
+        msg.header.scope = AddressScope::Universe;
+        msg.header.flags = AddressHeaderFlags::Nodad;
+        msg.header.index = index;
+        msg.attributes.push(AddressAttribute::Local(IpAddr::V6(addr)));
+        msg.attributes.push(AddressAttribute::Address(IpAddr::V6(addr)));
+        msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        self.request("add address", name, RouteNetlinkMessage::NewAddress(msg), NLM_F_CREATE | NLM_F_REPLACE).map(drop)
+    }
+
     /// Adds (or replaces) the IPv4 default route via `gateway` out of `ifname`
     /// in the main table.
     pub fn add_default_route(&mut self, gateway: Ipv4Addr, ifname: &str) -> Result<(), NetlinkError> {
+        self.add_default_route_via(IpAddr::V4(gateway), ifname)
+    }
+
+    /// Adds (or replaces) the IPv6 default route via `gateway` out of
+    /// `ifname` in the main table.
+    pub fn add_default_route6(&mut self, gateway: Ipv6Addr, ifname: &str) -> Result<(), NetlinkError> {
+        self.add_default_route_via(IpAddr::V6(gateway), ifname)
+    }
+
+    fn add_default_route_via(&mut self, gateway: IpAddr, ifname: &str) -> Result<(), NetlinkError> {
         let index = self.index(ifname)?.index;
         let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
+        msg.header.address_family = match gateway {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
         msg.header.destination_prefix_length = 0;
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.scope = RouteScope::Universe;
         msg.header.kind = RouteType::Unicast;
-        msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        msg.attributes.push(RouteAttribute::Gateway(match gateway {
+            IpAddr::V4(g) => RouteAddress::Inet(g),
+            IpAddr::V6(g) => RouteAddress::Inet6(g),
+        }));
         msg.attributes.push(RouteAttribute::Oif(index));
         self.request(
             "add default route via",
@@ -382,6 +436,11 @@ pub fn configure_link(ns: &NetNs, current_name: &str, cfg: &LinkConfig) -> Resul
 /// Adds the IPv4 default route via `gateway` on `ifname` inside `ns`.
 pub fn add_default_route(ns: &NetNs, gateway: Ipv4Addr, ifname: &str) -> Result<(), NetlinkError> {
     Netlink::open_in(ns)?.add_default_route(gateway, ifname)
+}
+
+/// Adds the IPv6 default route via `gateway` on `ifname` inside `ns`.
+pub fn add_default_route6(ns: &NetNs, gateway: Ipv6Addr, ifname: &str) -> Result<(), NetlinkError> {
+    Netlink::open_in(ns)?.add_default_route6(gateway, ifname)
 }
 
 /// Brings `ifname` up inside `ns` (use [`NetNs::current`] for the host).

@@ -184,13 +184,16 @@ fn tap_moved_into_netns_and_configured_as_eth0() {
         mac: Some(mac),
         mtu: Some(1400),
         ipv4: Some((Ipv4Addr::new(10, 77, 0, 2), 24)),
+        ipv6: Some(("fd77::2".parse().unwrap(), 64)),
         up: true,
     };
     netlink::configure_link(&ns, &name, &cfg).unwrap();
     netlink::add_default_route(&ns, Ipv4Addr::new(10, 77, 0, 1), "eth0").unwrap();
-    // Idempotent: configuring again (same name) and re-adding the route succeed.
+    netlink::add_default_route6(&ns, "fd77::1".parse().unwrap(), "eth0").unwrap();
+    // Idempotent: configuring again (same name) and re-adding the routes succeed.
     netlink::configure_link(&ns, "eth0", &LinkConfig { new_name: Some("eth0".into()), ..cfg.clone() }).unwrap();
     netlink::add_default_route(&ns, Ipv4Addr::new(10, 77, 0, 1), "eth0").unwrap();
+    netlink::add_default_route6(&ns, "fd77::1".parse().unwrap(), "eth0").unwrap();
     assert_eq!(tap.current_name().unwrap(), "eth0");
 
     let addr = json(&["ip", "-n", &ns_name, "-j", "addr", "show", "dev", "eth0"]);
@@ -202,16 +205,36 @@ fn tap_moved_into_netns_and_configured_as_eth0() {
     assert_eq!(v4.len(), 1, "{l}");
     assert_eq!(v4[0]["local"], "10.77.0.2");
     assert_eq!(v4[0]["prefixlen"], 24);
+    // The IPv6 address is there once, global, usable at once (nodad, never tentative).
+    let v6: Vec<_> = l["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["family"] == "inet6" && a["scope"] == "global")
+        .collect();
+    assert_eq!(v6.len(), 1, "{l}");
+    assert_eq!((&v6[0]["local"], &v6[0]["prefixlen"]), (&"fd77::2".into(), &64.into()), "{l}");
+    assert_eq!(v6[0]["nodad"], true, "{l}");
+    assert!(v6[0].get("tentative").is_none(), "{l}");
 
     let routes = json(&["ip", "-n", &ns_name, "-j", "route", "show", "default"]);
     assert_eq!(routes.as_array().unwrap().len(), 1, "{routes}");
     assert_eq!(routes[0]["gateway"], "10.77.0.1");
     assert_eq!(routes[0]["dev"], "eth0");
+    let routes6 = json(&["ip", "-n", &ns_name, "-j", "-6", "route", "show"]);
+    let find = |dst: &str| routes6.as_array().unwrap().iter().filter(|r| r["dst"] == dst).cloned().collect::<Vec<_>>();
+    let prefix = find("fd77::/64");
+    assert_eq!((prefix.len(), &prefix[0]["dev"]), (1, &"eth0".into()), "on-link prefix route: {routes6}");
+    let default6 = find("default");
+    assert_eq!(default6.len(), 1, "{routes6}");
+    assert_eq!((&default6[0]["gateway"], &default6[0]["dev"]), (&"fd77::1".into(), &"eth0".into()), "{routes6}");
 
     let mut nl = Netlink::open_in(&ns).unwrap();
     let st = nl.link("eth0").unwrap().unwrap();
     assert_eq!((st.mtu, st.mac.as_deref(), st.up), (Some(1400), Some(&mac[..]), true));
     assert!(matches!(nl.add_ipv4_addr("eth0", Ipv4Addr::LOCALHOST, 33), Err(netlink::NetlinkError::InvalidPrefix(33))));
+    let bad6 = nl.add_ipv6_addr("eth0", "fd77::3".parse().unwrap(), 129);
+    assert!(matches!(bad6, Err(netlink::NetlinkError::InvalidPrefix6(129))));
 
     netlink::delete_link(&ns, "eth0").unwrap();
     assert!(!netlink::link_exists(&ns, "eth0").unwrap());
@@ -331,6 +354,7 @@ fn ping_and_tcp_between_namespaces_through_userspace_forwarder() {
             mac: Some([0x02, 0, 0, 0x78, 0, last]),
             mtu: Some(1500),
             ipv4: Some((ip, 24)),
+            ipv6: None,
             up: true,
         };
         netlink::configure_link(ns, &name, &cfg).unwrap();

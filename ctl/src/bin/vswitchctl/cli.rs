@@ -1,12 +1,12 @@
 //! Command-line syntax of `vswitchctl` (clap derive) and argument parsers.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use ctl::client::{CTL_SOCKET_ENV, DEFAULT_CTL_SOCKET};
 use ctl::proto::Driver;
-use ctl::{Ipv4Net, MacAddress, PortMapping};
+use ctl::{IpNet, Ipv4Net, Ipv6Net, MacAddress, PortMapping};
 
 /// Control the vswitchd userspace virtual switch.
 #[derive(Debug, Parser)]
@@ -390,16 +390,27 @@ pub(crate) enum NetworkCmd {
         /// Driver.
         #[arg(short, long, value_enum, default_value = "bridge")]
         driver: DriverArg,
-        /// IPv4 subnet in CIDR form, e.g. 10.10.0.0/24.
+        /// Subnet in CIDR form, e.g. 10.10.0.0/24 or (with --ipv6)
+        /// fd00:1::/64; one per address family.
         #[arg(long, value_name = "CIDR", value_parser = parse_subnet)]
-        subnet: Option<Ipv4Net>,
-        /// Gateway address inside the subnet.
+        subnet: Vec<IpNet>,
+        /// Gateway address inside the subnet of its family; one per family.
         #[arg(long, value_name = "IP")]
-        gateway: Option<Ipv4Addr>,
+        gateway: Vec<IpAddr>,
         /// Allocate container addresses from this sub-range of the subnet
-        /// (give each host of an overlay its own).
+        /// of its family (give each host of an overlay its own); one per family.
         #[arg(long, value_name = "CIDR", value_parser = parse_ip_range)]
-        ip_range: Option<Ipv4Net>,
+        ip_range: Vec<IpNet>,
+        /// Give endpoints IPv4 addresses (default true); --ipv4=false with
+        /// --ipv6 makes an IPv6-only network.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value_t = true,
+              default_missing_value = "true", action = clap::ArgAction::Set)]
+        ipv4: bool,
+        /// Give endpoints IPv6 addresses too, from the IPv6 --subnet or,
+        /// without one, from a unique local /64 (fdXX:XXXX:XXXX::/64).
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value_t = false,
+              default_missing_value = "true", action = clap::ArgAction::Set)]
+        ipv6: bool,
         /// Restrict external access to the network.
         #[arg(long)]
         internal: bool,
@@ -441,6 +452,9 @@ pub(crate) enum NetworkCmd {
         /// Static IPv4 address.
         #[arg(long, value_name = "IP")]
         ip: Option<Ipv4Addr>,
+        /// Static IPv6 address (networks created with --ipv6).
+        #[arg(long, value_name = "IPV6")]
+        ip6: Option<Ipv6Addr>,
         /// DNS alias (repeatable).
         #[arg(long = "alias", value_name = "NAME")]
         aliases: Vec<String>,
@@ -583,23 +597,75 @@ fn parse_opt(s: &str) -> Result<(String, String), String> {
     Ok((key.to_owned(), value.to_owned()))
 }
 
-/// Parses a subnet and insists that its host bits are clear.
-fn parse_subnet(s: &str) -> Result<Ipv4Net, String> {
+/// Parses a subnet (IPv4 or IPv6) and insists that its host bits are clear.
+fn parse_subnet(s: &str) -> Result<IpNet, String> {
     parse_prefix("subnet", s)
 }
 
 /// Parses an `--ip-range` (a prefix; the daemon checks it lies in the subnet).
-fn parse_ip_range(s: &str) -> Result<Ipv4Net, String> {
+fn parse_ip_range(s: &str) -> Result<IpNet, String> {
     parse_prefix("ip range", s)
 }
 
-/// Parses a CIDR prefix without host bits; errors name it as `what`.
-fn parse_prefix(what: &str, s: &str) -> Result<Ipv4Net, String> {
-    let net = ctl::parse_ipv4_net(s).map_err(|e| e.to_string())?;
+/// Parses an IPv4 or IPv6 CIDR prefix without host bits; errors name it as `what`.
+fn parse_prefix(what: &str, s: &str) -> Result<IpNet, String> {
+    let net = if s.contains(':') {
+        let net: Ipv6Net = s.parse().map_err(|_| {
+            format!("invalid CIDR {s:?}: expected ADDRESS/PREFIX, e.g. fd00:1::/64 (prefix length 0 to 128)")
+        })?;
+        IpNet::V6(net)
+    } else {
+        IpNet::V4(ctl::parse_ipv4_net(s).map_err(|e| e.to_string())?)
+    };
     if net != net.trunc() {
         return Err(format!("{what} {net} has host bits set; did you mean {}?", net.trunc()));
     }
     Ok(net)
+}
+
+/// The IPv4 and the IPv6 value of a repeatable option (`--subnet`, `--gateway`, `--ip-range`):
+/// at most one of each family, as Docker takes them.
+pub(crate) fn per_family<V4, V6>(
+    option: &str,
+    values: Vec<impl Into<Family<V4, V6>>>,
+) -> Result<(Option<V4>, Option<V6>), String> {
+    let (mut v4, mut v6) = (None, None);
+    for value in values {
+        let clash = match value.into() {
+            Family::V4(a) => v4.replace(a).is_some().then_some("IPv4"),
+            Family::V6(a) => v6.replace(a).is_some().then_some("IPv6"),
+        };
+        if let Some(family) = clash {
+            return Err(format!("--{option} is given twice for {family}: give at most one per address family"));
+        }
+    }
+    Ok((v4, v6))
+}
+
+/// A value of one address family or the other.
+pub(crate) enum Family<V4, V6> {
+    /// An IPv4 value.
+    V4(V4),
+    /// An IPv6 value.
+    V6(V6),
+}
+
+impl From<IpNet> for Family<Ipv4Net, Ipv6Net> {
+    fn from(n: IpNet) -> Self {
+        match n {
+            IpNet::V4(n) => Family::V4(n),
+            IpNet::V6(n) => Family::V6(n),
+        }
+    }
+}
+
+impl From<IpAddr> for Family<Ipv4Addr, Ipv6Addr> {
+    fn from(a: IpAddr) -> Self {
+        match a {
+            IpAddr::V4(a) => Family::V4(a),
+            IpAddr::V6(a) => Family::V6(a),
+        }
+    }
 }
 
 /// Parses a MAC address that may be assigned to an interface (not multicast/broadcast).
@@ -623,6 +689,29 @@ mod tests {
         assert_eq!(parse_peer_addr("2001:db8::1").unwrap(), "[2001:db8::1]:4789".parse().unwrap());
         assert_eq!(parse_peer_addr("[2001:db8::1]").unwrap(), "[2001:db8::1]:4789".parse().unwrap());
         assert!(parse_peer_addr("host.example").is_err());
+    }
+
+    #[test]
+    fn repeatable_options_take_one_value_per_family() {
+        let nets = |v: &[&str]| v.iter().map(|s| parse_subnet(s).unwrap()).collect::<Vec<_>>();
+        let (v4, v6) = per_family("subnet", nets(&["fd00:1::/64", "10.1.0.0/24"])).unwrap();
+        assert_eq!(v4.unwrap().to_string(), "10.1.0.0/24");
+        assert_eq!(v6.unwrap().to_string(), "fd00:1::/64");
+        let (v4, v6) = per_family::<Ipv4Net, Ipv6Net>("subnet", Vec::<IpNet>::new()).unwrap();
+        assert!(v4.is_none() && v6.is_none());
+        let err = per_family("subnet", nets(&["fd00:1::/64", "fd00:2::/64"])).unwrap_err();
+        assert_eq!(err, "--subnet is given twice for IPv6: give at most one per address family");
+        let err = per_family("subnet", nets(&["10.1.0.0/24", "10.2.0.0/24"])).unwrap_err();
+        assert!(err.contains("twice for IPv4"), "{err}");
+        let gws: Vec<IpAddr> = vec!["10.1.0.1".parse().unwrap(), "10.1.0.2".parse().unwrap()];
+        assert!(per_family("gateway", gws).unwrap_err().starts_with("--gateway is given twice for IPv4"));
+        let cli = Cli::try_parse_from(["vswitchctl", "network", "create", "n", "--ipv6", "--ipv4=false"]).unwrap();
+        let Command::Network(NetworkCmd::Create { ipv4, ipv6, .. }) = cli.command else { panic!() };
+        assert_eq!((ipv4, ipv6), (false, true));
+        let cli = Cli::try_parse_from(["vswitchctl", "network", "create", "n"]).unwrap();
+        let Command::Network(NetworkCmd::Create { ipv4, ipv6, .. }) = cli.command else { panic!() };
+        assert_eq!((ipv4, ipv6), (true, false));
+        assert!(Cli::try_parse_from(["vswitchctl", "network", "create", "n", "--ipv4=maybe"]).is_err());
     }
 
     #[test]
@@ -681,6 +770,11 @@ mod tests {
         assert!(parse_opt("=x").is_err());
         assert!(parse_subnet("10.0.0.0/8").is_ok());
         assert!(parse_subnet("10.0.0.1/8").unwrap_err().contains("10.0.0.0/8"));
+        assert_eq!(parse_subnet("fd00:1::/64").unwrap().to_string(), "fd00:1::/64");
+        let err = parse_subnet("fd00:1::5/64").unwrap_err();
+        assert!(err.starts_with("subnet fd00:1::5/64 has host bits set") && err.contains("fd00:1::/64"), "{err}");
+        assert!(parse_subnet("fd00:1::/129").unwrap_err().contains("0 to 128"));
+        assert!(parse_subnet("fd00:1::").is_err());
         let err = parse_ip_range("10.0.0.130/25").unwrap_err();
         assert!(err.starts_with("ip range 10.0.0.130/25 has host bits set") && err.contains("10.0.0.128/25"), "{err}");
         assert!(parse_unicast_mac("ff:ff:ff:ff:ff:ff").is_err());

@@ -235,13 +235,34 @@ fn service(ctx: &mut Ctx, cmd: ServiceCmd) -> Result<()> {
 
 fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
     match cmd {
-        NetworkCmd::Create { name, driver, subnet, gateway, ip_range, internal, mtu, attachable, vni, opts } => {
+        NetworkCmd::Create {
+            name,
+            driver,
+            subnet,
+            gateway,
+            ip_range,
+            ipv4,
+            ipv6,
+            internal,
+            mtu,
+            attachable,
+            vni,
+            opts,
+        } => {
+            let (subnet, subnet6) = cli::per_family("subnet", subnet).map_err(anyhow::Error::msg)?;
+            let (gateway, gateway6) = cli::per_family("gateway", gateway).map_err(anyhow::Error::msg)?;
+            let (ip_range, ip_range6) = cli::per_family("ip-range", ip_range).map_err(anyhow::Error::msg)?;
             let req = Request::NetworkCreate {
                 name,
                 driver: driver.into(),
                 subnet,
                 gateway,
                 ip_range,
+                enable_ipv4: ipv4,
+                enable_ipv6: ipv6,
+                subnet6,
+                gateway6,
+                ip_range6,
                 internal,
                 mtu,
                 attachable,
@@ -257,9 +278,17 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
             ctx.print_json(&Value::Array(values))
         }
         NetworkCmd::Rm { names } => remove_each(ctx, names, |name| Request::NetworkRm { name }),
-        NetworkCmd::Connect { network, sandbox, ip, aliases, mac, publish, service } => {
-            let req =
-                Request::NetworkConnect { network, sandbox, ip, aliases, mac, publish: mappings(publish), service };
+        NetworkCmd::Connect { network, sandbox, ip, ip6, aliases, mac, publish, service } => {
+            let req = Request::NetworkConnect {
+                network,
+                sandbox,
+                ip,
+                ip6,
+                aliases,
+                mac,
+                publish: mappings(publish),
+                service,
+            };
             ctx.show(&req, |_, _: EndpointInfo| Ok(()))
         }
         NetworkCmd::Disconnect { network, sandbox } => {

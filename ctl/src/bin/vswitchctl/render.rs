@@ -25,9 +25,10 @@ pub(crate) fn sandboxes(w: &mut dyn Write, boxes: &[SandboxInfo]) -> io::Result<
         let eps: Vec<String> = b
             .endpoints
             .iter()
-            .map(|e| match e.ipv4 {
-                Some(ip) => format!("{}:{ip}", e.network),
-                None => e.network.clone(),
+            .map(|e| match (e.ipv4, e.ipv6) {
+                (Some(ip), _) => format!("{}:{ip}", e.network),
+                (None, Some(ip)) => format!("{}:{ip}", e.network),
+                (None, None) => e.network.clone(),
             })
             .collect();
         let dns: Vec<String> = b.dns.iter().map(ToString::to_string).collect();
@@ -49,6 +50,9 @@ pub(crate) fn sandbox_inspect(w: &mut dyn Write, boxes: &[SandboxInfo]) -> io::R
             writeln!(w, "    Endpoint {}", e.ifname)?;
             writeln!(w, "        network: {}", e.network)?;
             writeln!(w, "        ip: {}", dash(e.ipv4.map(|ip| ip.to_string()).unwrap_or_default()))?;
+            if let Some(ip6) = e.ipv6 {
+                writeln!(w, "        ip6: {ip6}")?;
+            }
             writeln!(w, "        mac: {}", e.mac)?;
             writeln!(w, "        port: {}", e.port)?;
             writeln!(w, "        aliases: {}", dash(e.aliases.join(", ")))?;
@@ -302,6 +306,12 @@ pub(crate) fn show(w: &mut dyn Write, tree: &ShowTree) -> io::Result<()> {
         if let Some(g) = n.gateway {
             writeln!(w, "        gateway: {g}")?;
         }
+        if let Some(s) = n.subnet6 {
+            writeln!(w, "        subnet6: {s}")?;
+        }
+        if let Some(g) = n.gateway6 {
+            writeln!(w, "        gateway6: {g}")?;
+        }
         if let Some(m) = n.mtu {
             writeln!(w, "        mtu: {m}")?;
         }
@@ -316,6 +326,7 @@ pub(crate) fn show(w: &mut dyn Write, tree: &ShowTree) -> io::Result<()> {
                 ("interface", p.ifname.clone()),
                 ("mac", p.mac.map(|m| m.to_string())),
                 ("ip", p.ip.map(|i| i.to_string())),
+                ("ip6", p.ip6.map(|i| i.to_string())),
                 ("remote", p.remote.map(|r| r.to_string())),
                 ("impair", p.impair.map(|i| i.to_string())),
             ];
@@ -421,6 +432,8 @@ mod tests {
                 driver: ctl::proto::Driver::Bridge,
                 subnet: None,
                 gateway: None,
+                subnet6: None,
+                gateway6: None,
                 mtu: None,
                 vni: None,
                 ports: vec![ctl::proto::ShowPort {
@@ -430,6 +443,7 @@ mod tests {
                     ifname: None,
                     mac: None,
                     ip: None,
+                    ip6: None,
                     remote: None,
                     impair: Some(impair),
                 }],

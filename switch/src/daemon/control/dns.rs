@@ -19,9 +19,12 @@ use crate::model::{Endpoint, Model, Network, Sandbox};
 /// before any search domain is appended.
 const EMBEDDED_DNS_OPTIONS: &str = "ndots:0";
 
-/// Whether a network's gateway serves DNS: every bridge and overlay network.
+/// Whether a network's gateway serves DNS: every bridge and overlay network
+/// (an IPv6-only one at its IPv6 gateway).
 fn serves_dns(network: &Network) -> bool {
-    network.driver.is_switched() && network.gateway.is_some() && network.subnet.is_some()
+    network.driver.is_switched()
+        && ((network.gateway.is_some() && network.subnet.is_some())
+            || (network.gateway6.is_some() && network.subnet6.is_some()))
 }
 
 /// A sandbox's `--dns` servers as upstreams (port 53).
@@ -54,9 +57,11 @@ pub(super) fn directory(model: &Model) -> Directory {
         }
     }
     for endpoint in model.endpoints() {
-        if let Some(network) = model.network_by_id(&endpoint.network_id) {
-            directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, endpoint.ipv4);
-            directory.add_mac(network.network_index, endpoint.ipv4, endpoint.mac.0);
+        if let Some(network) = model.network_by_id(&endpoint.network_id)
+            && let Some(ipv4) = endpoint.ipv4
+        {
+            directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, ipv4);
+            directory.add_mac(network.network_index, ipv4, endpoint.mac.0);
         }
     }
     for sandbox in model.sandboxes() {
@@ -64,15 +69,11 @@ pub(super) fn directory(model: &Model) -> Directory {
         let forwarding = endpoints.iter().any(|(_, n)| !n.internal);
         let upstreams: Arc<[SocketAddr]> = own_upstreams(sandbox).into();
         for (endpoint, network) in &endpoints {
+            let Some(address) = endpoint.ipv4 else { continue };
             let mut scope = vec![network.network_index];
             scope.extend(endpoints.iter().map(|(_, n)| n.network_index).filter(|n| *n != network.network_index));
-            let asker = Asker {
-                address: endpoint.ipv4,
-                network: network.network_index,
-                scope,
-                forwarding,
-                upstreams: upstreams.clone(),
-            };
+            let asker =
+                Asker { address, network: network.network_index, scope, forwarding, upstreams: upstreams.clone() };
             directory.add_asker(endpoint_port(endpoint.port_index).0, asker);
         }
     }
@@ -80,13 +81,15 @@ pub(super) fn directory(model: &Model) -> Directory {
 }
 
 /// What a sandbox's resolv.conf says: the gateway of its first network with
-/// the embedded DNS (its `--dns` servers are then its upstreams), or, on no
-/// such network, its own `--dns` servers.
+/// the embedded DNS (its IPv4 gateway, or on an IPv6-only network its IPv6
+/// one; its `--dns` servers are then its upstreams), or, on no such network,
+/// its own `--dns` servers.
 pub(super) fn resolv_conf(model: &Model, sandbox: &Sandbox) -> ResolvConf {
     let endpoints = dns_endpoints(model, &sandbox.name);
-    match endpoints.first().and_then(|(_, n)| n.gateway) {
+    let gateway = endpoints.first().and_then(|(_, n)| n.gateway.map(IpAddr::V4).or(n.gateway6.map(IpAddr::V6)));
+    match gateway {
         Some(gateway) => ResolvConf {
-            nameservers: vec![IpAddr::V4(gateway)],
+            nameservers: vec![gateway],
             search: sandbox.dns_search.clone(),
             options: vec![EMBEDDED_DNS_OPTIONS.to_owned()],
         },

@@ -20,7 +20,7 @@ mod views;
 
 pub use stream::{StreamNext, StreamSource, Subscription};
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ctl::MacAddress;
@@ -28,7 +28,7 @@ use ctl::proto::{self, Ack, CtlError, ErrorKind, FlushResult, PortChange, Reques
 use serde::Serialize;
 use serde_json::Value;
 
-use super::datapath::{DatapathError, DatapathHandle, GatewaySpec, NetworkSpec, endpoint_port};
+use super::datapath::{DatapathError, DatapathHandle, Gateway6Spec, GatewaySpec, NetworkSpec, endpoint_port};
 use super::events::EventHub;
 use super::plumbing::{self, PlumbError};
 use super::tunnel::VtepConfig;
@@ -114,6 +114,28 @@ fn plumb_error(e: PlumbError) -> CtlError {
 /// The datapath's id of a network.
 fn network_id(network: &Network) -> NetworkId {
     NetworkId(network.network_index)
+}
+
+/// The datapath's view of a switched network: its bridge domain, the IPv4
+/// and IPv6 sides of its gateway (each only when the network has that
+/// family), and its overlay and egress settings.
+fn network_spec(network: &Network) -> NetworkSpec {
+    NetworkSpec {
+        id: network_id(network),
+        config: NetworkConfig::default(),
+        mtu: network.mtu,
+        gateway: plumbing::gateway_of(network).map(|(address, prefix_len)| GatewaySpec { address, prefix_len }),
+        gateway6: plumbing::gateway6_of(network).map(|(address, prefix_len)| Gateway6Spec {
+            address,
+            prefix_len,
+            default_route: !network.internal,
+        }),
+        vni: network.vni.and_then(vxlan::Vni::new),
+        mss_clamp: network.options.contains_key(MSS_CLAMP_OPTION),
+        key_epoch: network.is_encrypted().then_some(network.key_epoch),
+        key_rotation: network.key_rotation(),
+        egress: network.egress(),
+    }
 }
 
 /// The name of a tunnel port in `show`, `fdb` and `stats`.
@@ -223,18 +245,7 @@ impl Control {
     /// Creates `network` in the datapath, with its gateway and, for an
     /// overlay, a tunnel port to every peer that serves it.
     fn add_network_to_datapath(&self, network: &Network) -> Result<(), DatapathError> {
-        let spec = NetworkSpec {
-            id: network_id(network),
-            config: NetworkConfig::default(),
-            mtu: network.mtu,
-            gateway: plumbing::gateway_of(network).map(|(address, prefix_len)| GatewaySpec { address, prefix_len }),
-            gateway6: None,
-            vni: network.vni.and_then(vxlan::Vni::new),
-            mss_clamp: network.options.contains_key(MSS_CLAMP_OPTION),
-            key_epoch: network.is_encrypted().then_some(network.key_epoch),
-            key_rotation: network.key_rotation(),
-            egress: network.egress(),
-        };
+        let spec = network_spec(network);
         self.datapath.add_network(spec)?;
         if network.driver == proto::Driver::Overlay && self.vtep.is_some() {
             for peer in self.model.peers_of(&network.id) {
@@ -304,14 +315,34 @@ impl Control {
                 subnet,
                 gateway,
                 ip_range,
+                enable_ipv4,
+                enable_ipv6,
+                subnet6,
+                gateway6,
+                ip_range6,
                 internal,
                 mtu,
                 attachable,
                 vni,
                 options,
             } => {
-                let req =
-                    CreateNetwork { name, driver, subnet, gateway, ip_range, internal, attachable, mtu, vni, options };
+                let req = CreateNetwork {
+                    name,
+                    driver,
+                    subnet,
+                    gateway,
+                    ip_range,
+                    enable_ipv4,
+                    enable_ipv6,
+                    subnet6,
+                    gateway6,
+                    ip_range6,
+                    internal,
+                    attachable,
+                    mtu,
+                    vni,
+                    options,
+                };
                 self.network_create(req)
             }
             Request::NetworkLs => ok(self.model.networks().into_iter().map(network_summary).collect::<Vec<_>>()),
@@ -320,11 +351,12 @@ impl Control {
                 ok(self.network_info(network))
             }
             Request::NetworkRm { name } => self.network_rm(&name),
-            Request::NetworkConnect { network, sandbox, ip, aliases, mac, publish, service } => {
+            Request::NetworkConnect { network, sandbox, ip, ip6, aliases, mac, publish, service } => {
                 let req = Connect {
                     network,
                     sandbox,
                     ipv4: ip,
+                    ipv6: ip6,
                     aliases,
                     mac,
                     exempt_from_attachable: false,
@@ -431,11 +463,15 @@ impl Control {
     }
 
     fn teardown_endpoint(&self, endpoint: &Endpoint) {
-        // Its translated connections end with it (reset on the host side).
-        if let Some(network) = self.model.network_by_id(&endpoint.network_id)
-            && let Err(e) = self.datapath.nat_forget(network_id(network), endpoint.ipv4.into())
-        {
-            tracing::error!(tap = %endpoint.host_tap_name, error = %e, "cannot end the endpoint's flows");
+        // Its translated connections end with it (reset on the host side),
+        // those of either address.
+        if let Some(network) = self.model.network_by_id(&endpoint.network_id) {
+            let addresses = endpoint.ipv4.map(IpAddr::V4).into_iter().chain(endpoint.ipv6.map(IpAddr::V6));
+            for address in addresses {
+                if let Err(e) = self.datapath.nat_forget(network_id(network), address) {
+                    tracing::error!(tap = %endpoint.host_tap_name, error = %e, "cannot end the endpoint's flows");
+                }
+            }
         }
         match self.datapath.remove_port(endpoint_port(endpoint.port_index)) {
             Ok(Some(tap)) => plumbing::destroy_tap(tap),
@@ -560,5 +596,123 @@ impl Control {
             return Err(e);
         }
         ok(Ack {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use ctl::proto::{Driver, Request};
+    use serde_json::{Value, json};
+
+    use super::scratch::Scratch;
+    use super::*;
+
+    fn create(s: &mut Scratch, v: Value) -> Result<Value, CtlError> {
+        let mut req = json!({"verb": "network_create"});
+        req.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());
+        s.c().handle(serde_json::from_value::<Request>(req).unwrap())
+    }
+
+    #[test]
+    fn the_datapath_gets_each_family_of_the_gateway() {
+        let mut m = Model::new();
+        let dual = CreateNetwork {
+            subnet: Some("10.1.0.0/24".parse().unwrap()),
+            enable_ipv6: true,
+            subnet6: Some("fd00:1::/64".parse().unwrap()),
+            ..CreateNetwork::new("dual", Driver::Bridge)
+        };
+        let spec = network_spec(&m.create_network(dual).unwrap());
+        assert_eq!(spec.gateway, Some(GatewaySpec { address: "10.1.0.1".parse().unwrap(), prefix_len: 24 }));
+        let want6 = Gateway6Spec { address: "fd00:1::1".parse().unwrap(), prefix_len: 64, default_route: true };
+        assert_eq!(spec.gateway6, Some(want6));
+        let six = CreateNetwork {
+            enable_ipv4: false,
+            enable_ipv6: true,
+            internal: true,
+            subnet6: Some("fd00:2::/56".parse().unwrap()),
+            gateway6: Some("fd00:2::fe".parse().unwrap()),
+            ..CreateNetwork::new("six", Driver::Bridge)
+        };
+        let spec = network_spec(&m.create_network(six).unwrap());
+        assert_eq!(spec.gateway, None, "no IPv4 side on an IPv6-only network");
+        let want6 = Gateway6Spec { address: "fd00:2::fe".parse().unwrap(), prefix_len: 56, default_route: false };
+        assert_eq!(spec.gateway6, Some(want6), "--internal: no default route advertised");
+        let four = network_spec(&m.create_network(CreateNetwork::new("four", Driver::Bridge)).unwrap());
+        assert_eq!((four.gateway.is_some(), four.gateway6), (true, None));
+    }
+
+    #[test]
+    fn ipv6_networks_are_docker_shaped_and_refusals_change_nothing() {
+        let mut s = Scratch::new("ipv6");
+        let info = create(
+            &mut s,
+            json!({"name": "dual", "subnet": "10.7.0.0/24", "enable_ipv6": true,
+                                         "subnet6": "fd00:7::/64", "ip_range6": "fd00:7::100/120"}),
+        )
+        .unwrap();
+        assert_eq!((&info["EnableIPv4"], &info["EnableIPv6"]), (&json!(true), &json!(true)));
+        assert_eq!(
+            info["IPAM"]["Config"],
+            json!([{"Subnet": "10.7.0.0/24", "Gateway": "10.7.0.1"},
+                   {"Subnet": "fd00:7::/64", "Gateway": "fd00:7::1", "IPRange": "fd00:7::100/120"}])
+        );
+        let info = create(&mut s, json!({"name": "six", "enable_ipv4": false, "enable_ipv6": true})).unwrap();
+        assert_eq!(info["EnableIPv4"], json!(false));
+        let config = info["IPAM"]["Config"].as_array().unwrap();
+        assert_eq!(config.len(), 1);
+        let subnet: ctl::Ipv6Net = config[0]["Subnet"].as_str().unwrap().parse().unwrap();
+        assert_eq!((subnet.prefix_len(), subnet.addr().octets()[0]), (64, 0xfd), "a ULA /64: {subnet}");
+        let gateway: Ipv6Addr = config[0]["Gateway"].as_str().unwrap().parse().unwrap();
+        assert_eq!(gateway, Ipv6Addr::from(u128::from(subnet.network()) + 1));
+        let ls = s.c().handle(Request::NetworkLs).unwrap();
+        let six = ls.as_array().unwrap().iter().find(|n| n["name"] == "six").unwrap().clone();
+        assert_eq!(
+            (&six["enable_ipv4"], &six["enable_ipv6"], six["subnet"].is_null()),
+            (&json!(false), &json!(true), true)
+        );
+        assert_eq!(six["subnet6"], json!(subnet.to_string()));
+        // An IPv4 network's reply keeps its shape, with EnableIPv4 added.
+        let four = create(&mut s, json!({"name": "four", "subnet": "10.8.0.0/24"})).unwrap();
+        assert_eq!((&four["EnableIPv4"], &four["EnableIPv6"]), (&json!(true), &json!(false)));
+        let four_row = s.c().handle(Request::NetworkLs).unwrap();
+        let four_row = four_row.as_array().unwrap().iter().find(|n| n["name"] == "four").unwrap().clone();
+        let keys: Vec<&str> = four_row.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["driver", "id", "name", "scope", "subnet"], "{four_row}");
+
+        let before = s.state();
+        for (req, kind, words) in [
+            (json!({"name": "x", "enable_ipv4": false}), ErrorKind::InvalidArgument, "requires --ipv6"),
+            (json!({"name": "x", "subnet6": "fd00:9::/64"}), ErrorKind::InvalidArgument, "requires --ipv6"),
+            (
+                json!({"name": "x", "enable_ipv6": true, "subnet6": "fd00:7::/48"}),
+                ErrorKind::Conflict,
+                "overlaps network dual",
+            ),
+            (
+                json!({"name": "x", "enable_ipv6": true, "subnet6": "fe80::/64"}),
+                ErrorKind::InvalidArgument,
+                "link-local",
+            ),
+        ] {
+            let e = create(&mut s, req.clone()).unwrap_err();
+            assert_eq!(e.kind, kind, "{req}: {}", e.message);
+            assert!(e.message.contains(words), "{req}: {}", e.message);
+            assert_eq!(s.state(), before, "{req} changed the state");
+        }
+        let e = s.c().handle(Request::NetworkConnect {
+            network: "four".into(),
+            sandbox: "nope".into(),
+            ip: None,
+            ip6: Some("fd00:7::5".parse().unwrap()),
+            aliases: Vec::new(),
+            mac: None,
+            publish: Vec::new(),
+            service: None,
+        });
+        assert_eq!(e.unwrap_err().kind, ErrorKind::NotFound, "the sandbox is looked up first");
+        assert_eq!(s.state(), before);
     }
 }

@@ -46,13 +46,17 @@ pub(super) fn keys<'a>(mappings: impl IntoIterator<Item = &'a PortMapping>) -> V
     mappings.into_iter().flat_map(|m| listeners(m).map(|(key, _)| key)).collect()
 }
 
-/// Where traffic for `endpoint`'s `port` goes.
+/// Where traffic for `endpoint`'s `port` goes: its addresses of both
+/// families (`None` for an endpoint with neither).
 fn backend(model: &Model, endpoint: &Endpoint, port: u16) -> Option<Backend> {
     let network = model.network_by_id(&endpoint.network_id)?;
+    if endpoint.ipv4.is_none() && endpoint.ipv6.is_none() {
+        return None;
+    }
     Some(Backend {
         network: network_id(network),
-        ipv4: Some(endpoint.ipv4),
-        ipv6: None,
+        ipv4: endpoint.ipv4,
+        ipv6: endpoint.ipv6,
         mac: endpoint.mac.into(),
         port,
     })
@@ -286,7 +290,9 @@ impl Control {
                 .model
                 .service_replicas(service)
                 .into_iter()
-                .map(|e| ServiceReplica { sandbox: e.sandbox.clone(), endpoint_id: e.id.clone(), address: e.ipv4 })
+                .filter_map(|e| {
+                    Some(ServiceReplica { sandbox: e.sandbox.clone(), endpoint_id: e.id.clone(), address: e.ipv4? })
+                })
                 .collect(),
         }
     }
@@ -298,8 +304,10 @@ impl Control {
         let sandboxes: HashMap<(u32, IpAddr), &str> = self
             .model
             .endpoints()
-            .filter_map(|e| {
-                Some(((self.model.network_by_id(&e.network_id)?.network_index, IpAddr::V4(e.ipv4)), e.sandbox.as_str()))
+            .filter_map(|e| Some((self.model.network_by_id(&e.network_id)?.network_index, e)))
+            .flat_map(|(network, e)| {
+                let addresses = e.ipv4.map(IpAddr::V4).into_iter().chain(e.ipv6.map(IpAddr::V6));
+                addresses.map(move |address| ((network, address), e.sandbox.as_str()))
             })
             .collect();
         let mut out: Vec<NatFlow> = flows
@@ -377,7 +385,8 @@ mod tests {
         let want = [("0.0.0.0:8080", false), ("[::]:8080", true), ("0.0.0.0:8081", false), ("[::]:8081", true)];
         assert_eq!(hosts, want.map(|(h, o)| (h.to_owned(), o)));
         let net = network_id(m.network("a").unwrap());
-        let backend = Backend { network: net, ipv4: Some(e1.ipv4), ipv6: None, mac: e1.mac.into(), port: 81 };
+        let backend = Backend { network: net, ipv4: e1.ipv4, ipv6: e1.ipv6, mac: e1.mac.into(), port: 81 };
+        assert!(backend.ipv4.is_some() && backend.ipv6.is_none(), "an IPv4-only network");
         assert!(pubs.iter().all(|p| p.proto == nat::Proto::Tcp));
         assert_eq!(pubs[2].backends, [backend]);
         assert_eq!(pubs[3].backends, [backend], "IPv6 clients reach the same endpoint");
@@ -395,14 +404,14 @@ mod tests {
         assert_eq!(pubs.len(), 1);
         assert_eq!((pubs[0].proto, pubs[0].host), (nat::Proto::Udp, "127.0.0.1:5353".parse().unwrap()));
         let order: Vec<_> = pubs[0].backends.iter().map(|b| b.ipv4).collect();
-        assert_eq!(order, [Some(e1.ipv4), Some(e2.ipv4)]);
+        assert_eq!(order, [e1.ipv4, e2.ipv4]);
         assert!(pubs[0].backends.iter().all(|b| b.port == 53));
         // The next replica comes last.
         let e3 = m.connect(Connect { service: Some("api".into()), ..Connect::new("a", "s3") }).unwrap();
         assert_eq!(m.service_of(&e3).map(|s| s.name.as_str()), Some("api"));
         let pubs = service_publications(&m, m.service("api").unwrap());
         let order: Vec<_> = pubs[0].backends.iter().map(|b| b.ipv4).collect();
-        assert_eq!(order, [Some(e1.ipv4), Some(e2.ipv4), Some(e3.ipv4)]);
+        assert_eq!(order, [e1.ipv4, e2.ipv4, e3.ipv4]);
         // No replicas: still published, with no backends.
         for s in ["s1", "s2", "s3"] {
             m.disconnect("a", s).unwrap();
@@ -424,6 +433,11 @@ mod tests {
             subnet: Some(subnet.parse().unwrap()),
             gateway: None,
             ip_range: None,
+            enable_ipv4: true,
+            enable_ipv6: false,
+            subnet6: None,
+            gateway6: None,
+            ip_range6: None,
             internal: false,
             mtu: None,
             attachable: false,

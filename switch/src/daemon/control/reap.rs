@@ -28,14 +28,14 @@ impl Control {
                 tracing::warn!(
                     sandbox = %endpoint.sandbox,
                     %network,
-                    address = %endpoint.ipv4,
+                    address = %endpoint.addresses(),
                     "endpoint's interface is gone: endpoint released"
                 );
                 self.events.emit(EventKind::EndpointGone {
                     network,
                     sandbox: endpoint.sandbox.clone(),
                     port: endpoint.host_tap_name.clone(),
-                    address: endpoint.ipv4,
+                    address: endpoint.primary_address(),
                 });
             }
             Err(e) => {

@@ -135,6 +135,7 @@ impl Control {
                         ifname: None,
                         mac: Some(crate::gateway::gateway_mac(gw).into()),
                         ip: n.subnet.and_then(|s| Ipv4Net::new(gw, s.prefix_len()).ok()),
+                        ip6: n.gateway6_net(),
                         remote: None,
                         impair: None,
                     });
@@ -145,7 +146,8 @@ impl Control {
                     sandbox: Some(e.sandbox.clone()),
                     ifname: Some(e.ifname_in_sandbox.clone()),
                     mac: Some(e.mac),
-                    ip: Ipv4Net::new(e.ipv4, e.prefix_len).ok(),
+                    ip: e.ipv4_net(),
+                    ip6: e.ipv6_net(),
                     remote: None,
                     impair: e.impair,
                 }));
@@ -156,6 +158,7 @@ impl Control {
                     ifname: None,
                     mac: None,
                     ip: None,
+                    ip6: None,
                     remote: Some(t.remote),
                     impair: None,
                 }));
@@ -165,6 +168,8 @@ impl Control {
                     driver: n.driver,
                     subnet: n.subnet,
                     gateway: n.gateway,
+                    subnet6: n.subnet6,
+                    gateway6: n.gateway6,
                     mtu: n.driver.is_switched().then_some(n.mtu),
                     vni: n.vni,
                     ports,
@@ -182,7 +187,8 @@ impl Control {
             port: e.host_tap_name.clone(),
             ifname: e.ifname_in_sandbox.clone(),
             mac: e.mac,
-            ipv4: Ipv4Net::new(e.ipv4, e.prefix_len).ok(),
+            ipv4: e.ipv4_net(),
+            ipv6: e.ipv6_net(),
             aliases: e.aliases.clone(),
             publish: e.publish.clone(),
             service: e.service.clone(),
@@ -211,8 +217,8 @@ impl Control {
                     name: e.sandbox.clone(),
                     endpoint_id: e.id.clone(),
                     mac_address: e.mac.to_string(),
-                    ipv4_address: format!("{}/{}", e.ipv4, e.prefix_len),
-                    ipv6_address: String::new(),
+                    ipv4_address: e.ipv4_net().map(|a| a.to_string()).unwrap_or_default(),
+                    ipv6_address: e.ipv6_net().map(|a| a.to_string()).unwrap_or_default(),
                 };
                 (e.id.clone(), resource)
             })
@@ -227,16 +233,9 @@ impl Control {
             created: n.created.clone(),
             scope: "local".to_owned(),
             driver: n.driver,
-            enable_ipv6: false,
-            ipam: Ipam {
-                driver: "default".to_owned(),
-                options: BTreeMap::new(),
-                config: n
-                    .subnet
-                    .map(|subnet| IpamConfig { subnet, gateway: n.gateway, ip_range: n.ip_range })
-                    .into_iter()
-                    .collect(),
-            },
+            enable_ipv4: n.enable_ipv4,
+            enable_ipv6: n.enable_ipv6,
+            ipam: Ipam { driver: "default".to_owned(), options: BTreeMap::new(), config: ipam_configs(n) },
             internal: n.internal,
             attachable: n.attachable,
             containers,
@@ -253,7 +252,25 @@ pub(super) fn network_summary(n: &Network) -> NetworkSummary {
         driver: n.driver,
         scope: "local".to_owned(),
         subnet: n.subnet,
+        enable_ipv4: n.enable_ipv4,
+        enable_ipv6: n.enable_ipv6,
+        subnet6: n.subnet6,
     }
+}
+
+/// Docker's `IPAM.Config` of a network: its IPv4 pool, then its IPv6 one.
+fn ipam_configs(n: &Network) -> Vec<IpamConfig> {
+    let v4 = n.subnet.map(|subnet| IpamConfig {
+        subnet: subnet.into(),
+        gateway: n.gateway.map(Into::into),
+        ip_range: n.ip_range.map(Into::into),
+    });
+    let v6 = n.subnet6.map(|subnet| IpamConfig {
+        subnet: subnet.into(),
+        gateway: n.gateway6.map(Into::into),
+        ip_range: n.ip_range6.map(Into::into),
+    });
+    v4.into_iter().chain(v6).collect()
 }
 
 /// The wire form of a port's impairment.

@@ -76,15 +76,15 @@ pub struct GatewaySpec {
     pub prefix_len: u8,
 }
 
-/// The IPv6 side of a network's gateway, as the datapath needs it.
+/// The IPv6 gateway of a network, as the datapath needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gateway6Spec {
     /// The gateway's IPv6 address.
     pub address: Ipv6Addr,
     /// The IPv6 subnet's prefix length.
     pub prefix_len: u8,
-    /// The gateway is the default route (the network is not `--internal`):
-    /// router advertisements give a router lifetime only then.
+    /// The network routes out (not `--internal`): router advertisements
+    /// carry a router lifetime above zero only then.
     pub default_route: bool,
 }
 
@@ -97,8 +97,8 @@ pub struct NetworkSpec {
     pub config: NetworkConfig,
     /// Endpoint MTU.
     pub mtu: u32,
-    /// The userspace gateway, if the network has one (its IPv4 side; `None`
-    /// on an IPv6-only network).
+    /// The userspace gateway's IPv4 side, if the network has IPv4 (`None`
+    /// on IPv6-only networks).
     pub gateway: Option<GatewaySpec>,
     /// The gateway's IPv6 side, if the network has IPv6.
     pub gateway6: Option<Gateway6Spec>,

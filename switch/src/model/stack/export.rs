@@ -59,8 +59,8 @@ impl Model {
                 };
                 out.networks.push(StackAttachment {
                     network,
-                    ipv4_address: Some(e.ipv4),
-                    mac_address: (e.mac != mac_for_ipv4(e.ipv4)).then_some(e.mac),
+                    ipv4_address: e.ipv4,
+                    mac_address: (Some(e.mac) != e.ipv4.map(mac_for_ipv4)).then_some(e.mac),
                     aliases: e.aliases.clone(),
                     ports,
                     service: e.service.clone(),

@@ -31,8 +31,9 @@ pub struct StackRefusal {
     /// The problems.
     pub issues: Vec<StackIssue>,
     /// The model's refusal behind the first issue, if there was one (it
-    /// says which kind of error the request gets).
-    pub cause: Option<ModelError>,
+    /// says which kind of error the request gets); boxed, as it is large
+    /// and refusals travel through every planning step.
+    pub cause: Option<Box<ModelError>>,
     /// An object exists with settings that cannot change in place.
     pub conflict: bool,
 }
@@ -43,7 +44,7 @@ impl StackRefusal {
     }
 
     fn model(key: impl Into<String>, e: ModelError) -> Self {
-        Self { issues: vec![StackIssue::new(key, e.to_string())], cause: Some(e), conflict: false }
+        Self { issues: vec![StackIssue::new(key, e.to_string())], cause: Some(Box::new(e)), conflict: false }
     }
 
     fn conflict(key: impl Into<String>, message: String) -> Self {
@@ -145,7 +146,7 @@ fn network_error_key(key: &str, e: &ModelError) -> String {
     use ModelError as M;
     let field = match e {
         M::SubnetHostBitsSet { .. }
-        | M::SubnetTooSmall(_)
+        | M::SubnetTooSmall { .. }
         | M::SubnetReserved { .. }
         | M::SubnetOverlap { .. }
         | M::PoolsExhausted => "subnet".to_owned(),
@@ -187,8 +188,9 @@ fn port_set(ports: &[PortMapping]) -> BTreeSet<PortMapping> {
 
 /// Why an existing endpoint cannot stay as it is, if it cannot.
 fn recreate_reason(ep: &Endpoint, want: &StackAttachment) -> Option<String> {
-    if let Some(ip) = want.ipv4_address.filter(|ip| *ip != ep.ipv4) {
-        return Some(format!("ipv4_address {} → {ip}", ep.ipv4));
+    if let Some(ip) = want.ipv4_address.filter(|ip| Some(*ip) != ep.ipv4) {
+        let had = ep.ipv4.map_or_else(|| "none".to_owned(), |a| a.to_string());
+        return Some(format!("ipv4_address {had} → {ip}"));
     }
     if let Some(mac) = want.mac_address.filter(|m| *m != ep.mac) {
         return Some(format!("mac_address {} → {mac}", ep.mac));
@@ -317,6 +319,7 @@ impl Model {
                     network: a.network.clone(),
                     sandbox: s.name.clone(),
                     ipv4: a.ipv4_address,
+                    ipv6: None,
                     aliases: a.aliases.clone(),
                     mac: a.mac_address,
                     exempt_from_attachable: false,
@@ -326,7 +329,7 @@ impl Model {
                 let ep = next.connect(req).map_err(|e| StackRefusal::model(connect_error_key(&key, &e), e))?;
                 let noted = recreated.contains(&(s.name.clone(), a.network.clone()));
                 if !noted && !report.created.contains(&("sandbox", s.name.clone())) {
-                    report.change("sandbox", &s.name, format!("connected to {} ({})", a.network, ep.ipv4));
+                    report.change("sandbox", &s.name, format!("connected to {} ({})", a.network, ep.addresses()));
                 }
                 created_ids.push(ep.id);
             }
@@ -407,6 +410,7 @@ impl Model {
             mtu,
             vni: n.vni,
             options: n.options.clone(),
+            ..CreateNetwork::default()
         };
         self.create_network(req).map(Some).map_err(|e| StackRefusal::model(network_error_key(&key, &e), e))
     }

@@ -86,7 +86,7 @@ fn a_fresh_model_gets_everything_and_a_second_plan_changes_nothing() {
     assert!(p.removed.is_empty() && p.ports.is_empty());
     // web's port goes to the endpoint with its default route (front: back is internal).
     let web_front = p.next.endpoint_for("front", "web").unwrap();
-    assert_eq!(web_front.ipv4, Ipv4Addr::new(10, 1, 0, 10));
+    assert_eq!(web_front.ipv4, Some(Ipv4Addr::new(10, 1, 0, 10)));
     assert_eq!((web_front.ifname_in_sandbox.as_str(), web_front.is_default_gateway_network), ("eth0", true));
     assert_eq!(web_front.publish, ports("8080:80"));
     assert_eq!(web_front.aliases, ["api"]);
@@ -107,7 +107,7 @@ fn an_overlap_in_the_last_network_refuses_the_whole_stack() {
     assert_eq!(r.issues.len(), 1);
     assert_eq!(r.issues[0].key, "networks.last.subnet");
     assert_eq!(r.issues[0].message, "subnet 10.1.0.0/16 overlaps network front (10.1.0.0/24)");
-    assert!(matches!(r.cause, Some(crate::model::ModelError::SubnetOverlap { .. })));
+    assert!(matches!(r.cause.as_deref(), Some(crate::model::ModelError::SubnetOverlap { .. })));
 }
 
 #[test]
@@ -200,8 +200,8 @@ fn in_place_changes_and_recreations() {
     let removed: Vec<&str> = p.removed.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(removed.len(), 2);
     assert!(removed.contains(&old_db.id.as_str()));
-    let created: Vec<(&str, Ipv4Addr)> = p.endpoints.iter().map(|e| (e.sandbox.as_str(), e.ipv4)).collect();
-    assert_eq!(created, [("db", Ipv4Addr::new(10, 2, 0, 99)), ("db", Ipv4Addr::new(10, 1, 0, 2))]);
+    let created: Vec<(&str, Option<Ipv4Addr>)> = p.endpoints.iter().map(|e| (e.sandbox.as_str(), e.ipv4)).collect();
+    assert_eq!(created, [("db", Some(Ipv4Addr::new(10, 2, 0, 99))), ("db", Some(Ipv4Addr::new(10, 1, 0, 2)))]);
     // The port left web (kept endpoint) and arrives with db's new endpoint.
     assert_eq!(p.ports.len(), 1);
     assert_eq!(

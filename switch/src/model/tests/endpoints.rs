@@ -47,7 +47,7 @@ fn connect_fills_endpoint_fields() {
     assert_eq!(e.network_id, a.id);
     assert_eq!(e.sandbox, "s1");
     assert_eq!(e.ifname_in_sandbox, "eth0");
-    assert_eq!(e.ipv4, ip("10.1.0.2"));
+    assert_eq!(e.ipv4, Some(ip("10.1.0.2")));
     assert_eq!(e.prefix_len, 24);
     assert_eq!(e.mac, mac("02:42:0a:01:00:02"));
     assert_eq!(e.aliases, ["web.local"]);
@@ -67,7 +67,7 @@ fn connect_fills_endpoint_fields() {
             ..Connect::new(&a.id, "s2")
         })
         .unwrap();
-    assert_eq!((e2.ipv4, e2.mac, e2.port_index), (ip("10.1.0.200"), mac("02:00:00:00:00:01"), 1));
+    assert_eq!((e2.ipv4, e2.mac, e2.port_index), (Some(ip("10.1.0.200")), mac("02:00:00:00:00:01"), 1));
     let on_a: Vec<_> = m.endpoints_on_network(&a.id).iter().map(|e| e.sandbox.clone()).collect();
     assert_eq!(on_a, ["s1", "s2"]);
     m.check_invariants().unwrap();
@@ -167,15 +167,15 @@ fn ipam_lowest_free_and_release() {
         m.create_sandbox(CreateSandbox::new(s)).unwrap();
     }
     let got: Vec<_> = ["s1", "s2", "s3"].iter().map(|s| m.connect(Connect::new("n", *s)).unwrap().ipv4).collect();
-    assert_eq!(got, [ip("10.7.0.2"), ip("10.7.0.3"), ip("10.7.0.4")]);
+    assert_eq!(got, [ip("10.7.0.2"), ip("10.7.0.3"), ip("10.7.0.4")].map(Some));
     let d = m.disconnect("n", "s2").unwrap();
-    assert_eq!(d.endpoint.ipv4, ip("10.7.0.3"));
-    assert_eq!(m.connect(Connect::new("n", "s4")).unwrap().ipv4, ip("10.7.0.3"), "released address is reused");
+    assert_eq!(d.endpoint.ipv4, Some(ip("10.7.0.3")));
+    assert_eq!(m.connect(Connect::new("n", "s4")).unwrap().ipv4, Some(ip("10.7.0.3")), "released address is reused");
     // The released address of s2 is free for an explicit request too.
     m.disconnect("n", "s4").unwrap();
     assert_eq!(
         m.connect(Connect { ipv4: Some(ip("10.7.0.3")), ..Connect::new("n", "s2") }).unwrap().ipv4,
-        ip("10.7.0.3")
+        Some(ip("10.7.0.3"))
     );
 }
 
@@ -194,7 +194,7 @@ fn ipam_skips_a_gateway_in_the_middle_and_exhausts() {
         m.create_sandbox(CreateSandbox::new(&s)).unwrap();
         got.push(m.connect(Connect::new("n", &s)).unwrap().ipv4);
     }
-    assert_eq!(got, ["10.8.0.1", "10.8.0.3", "10.8.0.4", "10.8.0.5", "10.8.0.6"].map(ip));
+    assert_eq!(got, ["10.8.0.1", "10.8.0.3", "10.8.0.4", "10.8.0.5", "10.8.0.6"].map(|a| Some(ip(a))));
     m.create_sandbox(CreateSandbox::new("late")).unwrap();
     let before = snapshot(&m);
     let r = m.connect(Connect::new("n", "late"));
@@ -218,13 +218,13 @@ fn ipam_allocates_from_the_ip_range_and_exhausts_it() {
     // 10.9.0.8..=11 minus the gateway; the range's own network and broadcast
     // addresses are host addresses of the subnet, so they are used.
     let got: Vec<_> = ["s1", "s2", "s3"].iter().map(|s| m.connect(Connect::new("n", *s)).unwrap().ipv4).collect();
-    assert_eq!(got, ["10.9.0.8", "10.9.0.10", "10.9.0.11"].map(ip));
+    assert_eq!(got, ["10.9.0.8", "10.9.0.10", "10.9.0.11"].map(|a| Some(ip(a))));
     let before = snapshot(&m);
     let r = m.connect(Connect::new("n", "s4"));
     assert_refused(&m, &before, r, &["no free address left in ip range 10.9.0.8/30 of network n"]);
     // An explicit address may lie anywhere in the subnet, outside the range.
     let e = m.connect(Connect { ipv4: Some(ip("10.9.0.200")), ..Connect::new("n", "s4") }).unwrap();
-    assert_eq!(e.ipv4, ip("10.9.0.200"));
+    assert_eq!(e.ipv4, Some(ip("10.9.0.200")));
     // A range at the start of the subnet skips the subnet's network address.
     m.create_network(CreateNetwork {
         subnet: Some(net("10.10.0.0/24")),
@@ -232,7 +232,7 @@ fn ipam_allocates_from_the_ip_range_and_exhausts_it() {
         ..CreateNetwork::new("low", Driver::Bridge)
     })
     .unwrap();
-    assert_eq!(m.connect(Connect::new("low", "s5")).unwrap().ipv4, ip("10.10.0.2"), "not .0, not the gateway .1");
+    assert_eq!(m.connect(Connect::new("low", "s5")).unwrap().ipv4, Some(ip("10.10.0.2")), "not .0, not the gateway .1");
 }
 
 #[test]

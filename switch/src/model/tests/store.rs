@@ -159,4 +159,48 @@ fn state_file_format_is_stable() {
     let custom = m.endpoints_in_sandbox("s1").into_iter().find(|e| e.network_id == ov.id).unwrap();
     assert_eq!(custom.mac, "02:00:00:ab:cd:ef".parse().unwrap());
     assert_eq!(m.static_fdb().next().unwrap().mac.to_string(), "02:11:22:33:44:55");
+    // It predates IPv6: every network is IPv4-only, every endpoint has an IPv4 address.
+    assert!(m.networks().iter().all(|n| n.enable_ipv4 && !n.enable_ipv6 && n.subnet6.is_none()));
+    assert!(m.endpoints().all(|e| e.ipv4.is_some() && e.ipv6.is_none()));
+}
+
+/// The pre-IPv6 state file, opened from disk: IPv6 networks and endpoints
+/// join it, and everything survives a reload.
+#[test]
+fn a_pre_ipv6_state_file_takes_ipv6_networks() {
+    let t = TempDir::new();
+    fs::create_dir_all(t.path()).unwrap();
+    fs::write(t.path().join("state.json"), include_str!("state_v1.json")).unwrap();
+    let (store, mut m) = Store::open(t.path()).unwrap();
+    let old_endpoints = m.endpoints().count();
+    let six = CreateNetwork {
+        enable_ipv4: false,
+        enable_ipv6: true,
+        subnet6: Some("fd00:6::/64".parse().unwrap()),
+        ..CreateNetwork::new("six", Driver::Bridge)
+    };
+    store.apply(&mut m, |m| m.create_network(six)).unwrap();
+    let dual = CreateNetwork { enable_ipv6: true, ..bridge("dual", "10.50.0.0/24") };
+    store.apply(&mut m, |m| m.create_network(dual)).unwrap();
+    let e6 = store.apply(&mut m, |m| m.connect(Connect::new("six", "s1"))).unwrap();
+    // A refused request leaves model and file as they were.
+    let file_before = fs::read(store.state_path()).unwrap();
+    let outside = Connect { ipv6: Some("fd00::5".parse().unwrap()), ..Connect::new("dual", "s1") };
+    let err = store.apply(&mut m, |m| m.connect(outside)).unwrap_err();
+    assert!(matches!(err, ApplyError::Model(ModelError::AddressOutsideSubnet { .. })), "{err}");
+    assert_eq!(fs::read(store.state_path()).unwrap(), file_before);
+    let ed = store.apply(&mut m, |m| m.connect(Connect::new("dual", "s1"))).unwrap();
+    drop(store);
+    let (_store, loaded) = Store::open(t.path()).unwrap();
+    assert_eq!(loaded, m);
+    assert_eq!(loaded.endpoints().count(), old_endpoints + 2);
+    let six = loaded.network("six").unwrap();
+    assert_eq!((six.enable_ipv4, six.subnet, six.gateway6), (false, None, Some("fd00:6::1".parse().unwrap())));
+    let e6 = loaded.endpoint(&e6.id).unwrap();
+    assert_eq!((e6.ipv4, e6.ipv6), (None, Some("fd00:6::2".parse().unwrap())));
+    let ed = loaded.endpoint(&ed.id).unwrap();
+    assert_eq!(ed.ipv4, Some(ip("10.50.0.2")));
+    assert_eq!(ed.ipv6.map(|a| a.octets()[0]), Some(0xfd), "a ULA: {:?}", ed.ipv6);
+    let text = fs::read_to_string(t.path().join("state.json")).unwrap();
+    assert!(text.contains("\"enable_ipv4\": false") && text.contains("\"ipv6\": \"fd00:6::2\""), "{text}");
 }

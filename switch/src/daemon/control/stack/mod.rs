@@ -299,7 +299,7 @@ fn sandbox_key(e: &Endpoint) -> String {
 /// naming the file's line and key when the client sent its source.
 fn refusal_error(r: StackRefusal, source: Option<&SourceMap>) -> CtlError {
     let kind = match (&r.cause, r.conflict) {
-        (Some(e), _) => model_error(e.clone()).kind,
+        (Some(e), _) => model_error(e.as_ref().clone()).kind,
         (None, true) => ErrorKind::Conflict,
         (None, false) => ErrorKind::InvalidArgument,
     };
