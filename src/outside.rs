@@ -2,8 +2,9 @@
 //! ports, services): an "outside world" ([`Outside`]) where `vswitchd` runs
 //! in its own network namespace joined by a veth to an "outside" namespace,
 //! servers that log who reached them ([`HttpServer`], [`UdpEcho`]), clients
-//! ([`curl`], [`udp_query`], [`ping_once`]), firewall snapshots
-//! ([`Rulesets`]), and the daemon's NAT verbs and counters.
+//! ([`curl`], [`udp_query`], [`ping_once`]), byte streams checked end to
+//! end ([`transfer_checked`]), firewall snapshots ([`Rulesets`]), and the
+//! daemon's NAT verbs and counters.
 //!
 //! Addresses come from the benchmarking range 198.18.0.0/15 (RFC 2544),
 //! picked per lab so parallel tests never share one: the veth is a /30 in
@@ -19,8 +20,8 @@
 //! everything is removed on drop, even when the test fails.
 
 use std::fs::File;
-use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -680,6 +681,90 @@ pub fn ping_once(ns: &str, ip: impl Into<IpAddr>, wait: Duration) -> (Output, Du
     let start = Instant::now();
     let out = netns_exec(ns, "ping", &[family, "-n", "-c", "1", "-W", &w, &ip.to_string()]);
     (out, start.elapsed())
+}
+
+// ---------------------------------------------------------------------------- byte streams
+
+/// Byte `i` of the test stream: a pattern that no segment boundary lines
+/// up with, so a lost, repeated or reordered byte shows.
+pub fn stream_byte(i: u64) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+/// Writes `len` bytes of the test stream to `s` from offset 0.
+pub fn send_stream(s: &mut TcpStream, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut at = 0u64;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        for (k, b) in buf[..n].iter_mut().enumerate() {
+            *b = stream_byte(at + k as u64);
+        }
+        s.write_all(&buf[..n])?;
+        at += n as u64;
+    }
+    s.shutdown(std::net::Shutdown::Write)
+}
+
+/// Reads `s` to its end, after a pause that lets the sender fill every
+/// buffer on the way (the translator parks bytes and closes its window);
+/// returns how many bytes matched the test stream before the first
+/// mismatch, and the total.
+pub fn check_stream(s: &mut TcpStream, pause: Duration) -> io::Result<(u64, u64)> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    std::thread::sleep(pause);
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut total, mut good) = (0u64, None);
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok((good.unwrap_or(total), total));
+        }
+        if good.is_none()
+            && let Some(k) = buf[..n].iter().enumerate().position(|(k, &b)| b != stream_byte(total + k as u64))
+        {
+            good = Some(total + k as u64);
+        }
+        total += n as u64;
+    }
+}
+
+/// Moves `len` bytes from a server in `server_ns` (listening on `listen`,
+/// sending when `server_sends`) to a client in `client_ns` connecting to
+/// `target`, or the other way, and asserts every byte arrived in order.
+pub fn transfer_checked(
+    what: &str,
+    server_ns: &str,
+    listen: SocketAddr,
+    client_ns: &str,
+    target: SocketAddr,
+    len: u64,
+    server_sends: bool,
+) {
+    let listener = in_netns(server_ns, move || TcpListener::bind(listen))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{what}: bind {listen} in {server_ns}: {e}"));
+    let server = std::thread::spawn(move || -> io::Result<(u64, u64)> {
+        let (mut s, _) = listener.accept()?;
+        if server_sends {
+            send_stream(&mut s, len).map(|()| (len, len))
+        } else {
+            check_stream(&mut s, Duration::from_millis(300))
+        }
+    });
+    let client = in_netns(client_ns, move || -> io::Result<(u64, u64)> {
+        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(10))?;
+        if server_sends {
+            check_stream(&mut s, Duration::from_millis(300))
+        } else {
+            send_stream(&mut s, len).map(|()| (len, len))
+        }
+    })
+    .unwrap();
+    let client = client.unwrap_or_else(|e| panic!("{what}: client: {e}"));
+    let server = server.join().unwrap().unwrap_or_else(|e| panic!("{what}: server: {e}"));
+    let (good, total) = if server_sends { client } else { server };
+    assert_eq!((good, total), (len, len), "{what}: bytes intact before the first mismatch, and bytes received");
 }
 
 // ---------------------------------------------------------------------------- process limits
