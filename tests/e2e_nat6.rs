@@ -66,7 +66,10 @@ fn connect(d: &Daemon, net: &str, sandbox: &str, publish: &[&str]) -> EndpointIn
 fn gateway_like(d: &Daemon, net: &str, ip: IpAddr) -> IpAddr {
     let inspect: Value = d.ctl_json(&["network", "inspect", net]);
     let config = inspect[0]["IPAM"]["Config"].as_array().cloned().unwrap_or_default();
-    let gw = config.iter().filter_map(|c| c["Gateway"].as_str()?.parse::<IpAddr>().ok()).find(|g| g.is_ipv6() == ip.is_ipv6());
+    let gw = config
+        .iter()
+        .filter_map(|c| c["Gateway"].as_str()?.parse::<IpAddr>().ok())
+        .find(|g| g.is_ipv6() == ip.is_ipv6());
     gw.unwrap_or_else(|| panic!("no gateway like {ip} in {inspect}"))
 }
 
@@ -262,7 +265,9 @@ fn an_ipv6_client_of_a_published_port_is_seen_with_its_own_ipv6_address() {
     }
     let inbound: Vec<Value> = d.nat_flows(None).into_iter().filter(|f| field(f, "direction") == "inbound").collect();
     assert!(
-        inbound.iter().any(|f| field(f, "proto") == "udp" && field(f, "outer_remote").starts_with(&format!("[{outside6}]"))),
+        inbound
+            .iter()
+            .any(|f| field(f, "proto") == "udp" && field(f, "outer_remote").starts_with(&format!("[{outside6}]"))),
         "no inbound IPv6 UDP flow in nat ls: {inbound:#?}"
     );
 

@@ -267,7 +267,9 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
         (Some(_), _) => return Err(PortSpecError::TooManyParts(spec.to_owned())),
         (None, [_container]) => return Err(PortSpecError::NoHostPort(spec.to_owned())),
         (None, [host, container]) => (unspecified(), *host, *container),
-        (None, [ip, host, container]) => (IpAddr::V4(ip.parse::<Ipv4Addr>().map_err(|_| bad_ip(ip))?), *host, *container),
+        (None, [ip, host, container]) => {
+            (IpAddr::V4(ip.parse::<Ipv4Addr>().map_err(|_| bad_ip(ip))?), *host, *container)
+        }
         // An IPv6 address without brackets.
         _ if ports.contains("::") || parts.len() > 4 => return Err(bad_ip(&parts[..parts.len() - 2].join(":"))),
         _ => return Err(PortSpecError::TooManyParts(spec.to_owned())),
@@ -522,7 +524,10 @@ mod tests {
         let six = m("fd00::7", 8443, 443, PortProto::Tcp);
         assert_eq!(six.to_string(), "[fd00::7]:8443:443/tcp");
         assert_eq!(six.to_string().parse::<PortMapping>().unwrap(), six);
-        assert_eq!((six.host_display(), six.host_key_display()), ("[fd00::7]:8443".into(), "[fd00::7]:8443/tcp".into()));
+        assert_eq!(
+            (six.host_display(), six.host_key_display()),
+            ("[fd00::7]:8443".into(), "[fd00::7]:8443/tcp".into())
+        );
         assert_eq!(m("::", 1, 2, PortProto::Udp).host_key_display(), "[::]:1/udp");
         let json = serde_json::to_value(six).unwrap();
         assert_eq!(json["host_ip"], "fd00::7");
@@ -550,8 +555,11 @@ mod tests {
         assert!(!any.host_overlaps(&m("0.0.0.0", 8080, 80, PortProto::Udp)));
         assert!(!any.host_overlaps(&PortMapping::tcp(8081, 80)));
         // IPv6: 0.0.0.0 listens on [::] too; [::] covers IPv6 addresses only.
-        let (any6, lo6, lo4) =
-            (m("::", 8080, 1, PortProto::Tcp), m("::1", 8080, 1, PortProto::Tcp), m("127.0.0.1", 8080, 1, PortProto::Tcp));
+        let (any6, lo6, lo4) = (
+            m("::", 8080, 1, PortProto::Tcp),
+            m("::1", 8080, 1, PortProto::Tcp),
+            m("127.0.0.1", 8080, 1, PortProto::Tcp),
+        );
         for (a, b, overlap) in [
             (any, any6, true),
             (any, lo6, true),

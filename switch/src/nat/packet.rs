@@ -672,12 +672,7 @@ impl Quote {
 /// the error otherwise), so a TCP quote carries `seq`; ICMP echo by the
 /// echo id, which an echo request carries at offset 4 (`sandbox`'s port is
 /// the id). `seq` is ignored for UDP and ICMP.
-pub(crate) fn rebuild_quote(
-    sandbox: SocketAddr,
-    remote: SocketAddr,
-    proto: crate::nat::Proto,
-    seq: u32,
-) -> Quote {
+pub(crate) fn rebuild_quote(sandbox: SocketAddr, remote: SocketAddr, proto: crate::nat::Proto, seq: u32) -> Quote {
     let family = Family::of(sandbox.ip());
     let number = match proto {
         crate::nat::Proto::Tcp => PROTO_TCP,

@@ -330,7 +330,7 @@ impl Translator {
         let p = packet::parse(frame)?;
         let view = self.nets.get(network.index()).copied().flatten().ok_or(Unsupported::Malformed)?;
         // A family the network's gateway does not route.
-        if view.gateway_like(p.src).is_none() || Family::of(p.src) != Family::of(p.dst) {
+        if view.gateway_like(p.src).is_none() {
             return Err(Unsupported::Protocol);
         }
         let key = self.key_of(network, &p).ok_or(Unsupported::Malformed)?;
@@ -891,7 +891,13 @@ impl Translator {
     /// no address of, carried to its other address (as Docker's proxy
     /// carries IPv6 clients to IPv4-only containers). Such a client keeps
     /// its port unless another flow already shows the gateway with it.
-    fn inbound_key(&self, backend: Backend, view: NetView, client: SocketAddr, proto: Proto) -> Option<(FlowKey, Head)> {
+    fn inbound_key(
+        &self,
+        backend: Backend,
+        view: NetView,
+        client: SocketAddr,
+        proto: Proto,
+    ) -> Option<(FlowKey, Head)> {
         let client_ip = client.ip().to_canonical();
         let (sandbox_ip, remote_ip) = match backend.address_like(client_ip) {
             Some(ip) if !stands_in(client_ip) => (ip, client_ip),
@@ -908,7 +914,8 @@ impl Translator {
         if remote_ip != client_ip && self.table.lookup(&key).is_some() {
             use std::hash::BuildHasher;
             let hash = self.iss_key.hash_one(client);
-            let free = (0..MAPPED_PORT_TRIES).map(|i| key_with(mapped_port(hash, i))).find(|k| self.table.lookup(k).is_none());
+            let free =
+                (0..MAPPED_PORT_TRIES).map(|i| key_with(mapped_port(hash, i))).find(|k| self.table.lookup(k).is_none());
             if let Some(free) = free {
                 key = free;
             }

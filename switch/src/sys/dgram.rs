@@ -82,7 +82,10 @@ fn sender(name: &libc::sockaddr_in6) -> SocketAddr {
             // SAFETY: the kernel wrote a sockaddr_in, which is smaller than
             // and laid out at the start of the sockaddr_in6 we read.
             let v4: &libc::sockaddr_in = unsafe { &*(name as *const libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
-            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)), u16::from_be(v4.sin_port)))
+            SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
+                u16::from_be(v4.sin_port),
+            ))
         }
         _ => Datagram::EMPTY.from,
     }

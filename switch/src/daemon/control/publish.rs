@@ -392,7 +392,10 @@ mod tests {
         assert_eq!(pubs[3].backends, [backend], "IPv6 clients reach the same endpoint");
         let one = endpoint_publications(&m, &e1, &ctl::parse_publish("[::1]:9000:90/udp").unwrap());
         assert_eq!(one.len(), 1, "one address: one listener");
-        assert_eq!((one[0].proto, one[0].host, one[0].optional), (nat::Proto::Udp, "[::1]:9000".parse().unwrap(), false));
+        assert_eq!(
+            (one[0].proto, one[0].host, one[0].optional),
+            (nat::Proto::Udp, "[::1]:9000".parse().unwrap(), false)
+        );
     }
 
     #[test]

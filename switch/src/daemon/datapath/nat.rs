@@ -701,7 +701,8 @@ impl Datapath {
             while !drained && !self.batch.is_full() {
                 let Some((buf, bytes)) = self.batch.take_buffer() else { break };
                 let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
-                let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+                let mut host =
+                    Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
                 let frame = &mut bytes[HDR..];
                 // Only raw ICMP sockets are read here, one message at a
                 // time (they need filtering); datagram sockets went above.

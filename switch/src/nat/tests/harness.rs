@@ -8,8 +8,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::{
-    Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, NetHeaders, PacketBuilder, PacketBuilderStep,
-    PacketHeaders, TcpHeader, TcpOptionElement, TransportHeader,
+    Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, NetHeaders, PacketBuilder, PacketBuilderStep, PacketHeaders,
+    TcpHeader, TcpOptionElement, TransportHeader,
 };
 
 use crate::nat::{Counters, DataFrame, Emit, Family, FlowId, Host, Limits, ListenerId, NetView, Proto, Translator};
@@ -786,13 +786,7 @@ impl Bench {
         self.connect_to(local, remote(), isn, shift)
     }
 
-    pub(super) fn connect_to(
-        &mut self,
-        local: SocketAddr,
-        remote: SocketAddr,
-        isn: u32,
-        shift: Option<u8>,
-    ) -> Conn {
+    pub(super) fn connect_to(&mut self, local: SocketAddr, remote: SocketAddr, isn: u32, shift: Option<u8>) -> Conn {
         let id = self.syn(local, remote, isn, shift);
         self.no_frames();
         self.tr.connected(id, Ok(()), self.now, &mut self.host, &mut self.out);

@@ -179,7 +179,8 @@ fn a_refused_ipv6_connection_is_reset_and_an_unreachable_one_answered_with_icmpv
     let rst = b.one_seg();
     assert!(rst.rst && rst.ack_flag);
     assert_eq!((rst.src, rst.dst, rst.ack), (remote6(), sandbox6(40_000), ISN + 1));
-    for (err, code) in [(libc::ENETUNREACH, DestUnreachableCode::NoRoute), (libc::EHOSTUNREACH, DestUnreachableCode::Address)]
+    for (err, code) in
+        [(libc::ENETUNREACH, DestUnreachableCode::NoRoute), (libc::EHOSTUNREACH, DestUnreachableCode::Address)]
     {
         let id = b.syn(sandbox6(40_010), remote6(), ISN, None);
         b.tr.connected(id, Err(errno(err)), b.now, &mut b.host, &mut b.out);
@@ -341,14 +342,21 @@ fn skippable_extension_headers_are_walked_over() {
         ("hop-by-hop padding", 0, vec![0, 0, 1, 4, 0, 0, 0, 0]),
         ("hop-by-hop router alert", 0, vec![0, 0, 5, 2, 0, 0, 1, 0]),
         ("destination option of an unknown skippable type", 60, vec![0, 0, 0x1e, 2, 9, 9, 0, 0]),
-        ("routing header with no segment left", 43, vec![0, 2, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        (
+            "routing header with no segment left",
+            43,
+            vec![0, 2, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ),
     ];
     for (what, kind, ext) in cases {
         let mut b = Bench::new();
         let frame = with_extension(&udp, kind, &ext);
         from_sandbox(&mut b, &frame).unwrap_or_else(|e| panic!("{what}: {e:?}"));
         let calls = b.host.take_calls();
-        assert!(matches!(&calls[..], [Call::Open(_, Proto::Udp, to), Call::Send(_, p)] if *to == dns6() && p == b"through options"), "{what}: {calls:?}");
+        assert!(
+            matches!(&calls[..], [Call::Open(_, Proto::Udp, to), Call::Send(_, p)] if *to == dns6() && p == b"through options"),
+            "{what}: {calls:?}"
+        );
     }
 }
 
@@ -477,10 +485,23 @@ fn an_ipv6_client_reaches_the_backends_ipv6_address_as_itself() {
     assert_eq!((syn.src_mac, syn.dst_mac), (GW_MAC, dual(0).mac.0));
     assert_eq!((syn.mss, syn.wscale), (Some(OUR_MSS6), Some(7)));
     let f = &b.tr.flows(b.now)[0].1;
-    assert_eq!((f.direction, f.sandbox, f.remote, f.outer_remote), (Direction::Inbound, backend6, client6(1), client6(1)));
+    assert_eq!(
+        (f.direction, f.sandbox, f.remote, f.outer_remote),
+        (Direction::Inbound, backend6, client6(1), client6(1))
+    );
     assert_eq!(f.outer_local, None, "the daemon fills in its own socket's address");
     // The handshake completes and bytes flow.
-    let ack = tcp_frame_from(dual(0).mac.0, backend6, client6(1), 555, syn.seq + 1, SYN_ACK, 29200, &syn_options(1440, Some(7)), &[]);
+    let ack = tcp_frame_from(
+        dual(0).mac.0,
+        backend6,
+        client6(1),
+        555,
+        syn.seq + 1,
+        SYN_ACK,
+        29200,
+        &syn_options(1440, Some(7)),
+        &[],
+    );
     b.send(&ack);
     assert_eq!(b.flush()[0].clone().tcp().ack, 556);
     b.host.deliver(id, b"GET / HTTP/1.0\r\n\r\n");
@@ -496,7 +517,9 @@ fn an_ipv6_client_reaches_the_backends_ipv6_address_as_itself() {
 #[test]
 fn loopback_and_link_local_ipv6_clients_are_shown_as_the_gateway() {
     let mut b = bench_with(vec![dual(0)]);
-    for (client, port) in [(sa6([0, 0, 0, 0, 0, 0, 0, 1], 33_333), 33_333), (sa6([0xfe80, 0, 0, 0, 0, 0, 0, 9], 33_334), 33_334)] {
+    for (client, port) in
+        [(sa6([0, 0, 0, 0, 0, 0, 0, 1], 33_333), 33_333), (sa6([0xfe80, 0, 0, 0, 0, 0, 0, 9], 33_334), 33_334)]
+    {
         let (id, syn) = accept(&mut b, L6, client).unwrap();
         assert_eq!(syn.src, sock(GW6_IP, port), "{client}");
         let f = b.tr.flows(b.now).into_iter().find(|(i, _)| *i == id).unwrap().1;

@@ -11,7 +11,13 @@ const L: ListenerId = ListenerId(3);
 const LU: ListenerId = ListenerId(4);
 
 fn backend(i: u8) -> Backend {
-    Backend { network: NET, ipv4: Some(Ipv4Addr::new(10, 0, 0, 10 + i)), ipv6: None, mac: MacAddr([2, 0, 0, 0, 9, i]), port: 80 }
+    Backend {
+        network: NET,
+        ipv4: Some(Ipv4Addr::new(10, 0, 0, 10 + i)),
+        ipv6: None,
+        mac: MacAddr([2, 0, 0, 0, 9, i]),
+        port: 80,
+    }
 }
 
 fn client(i: u8) -> SocketAddr {

@@ -162,7 +162,10 @@ fn a_udp_client_of_an_ipv6_published_port_gets_the_sandboxs_answer() {
     // No epoll edge is missed: the listener was marked ready when published.
     let q = wait_frame(&mut h, sb, |s| s.tcp.is_none());
     assert_eq!(q.payload, b"query");
-    assert_eq!((q.src, q.dst), (SocketAddr::from((ip6(1), client.local_addr().unwrap().port())), SocketAddr::from((ip6(2), 80))));
+    assert_eq!(
+        (q.src, q.dst),
+        (SocketAddr::from((ip6(1), client.local_addr().unwrap().port())), SocketAddr::from((ip6(2), 80)))
+    );
     assert_eq!((q.hdr.csum_start, q.hdr.csum_offset), (54, 6));
     let mut reply = Vec::new();
     PacketBuilder::ethernet2(mac(2).0, gw_mac().0)
