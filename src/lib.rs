@@ -34,7 +34,7 @@ pub use netns::{
     TransferReport, in_netns, ipv4_addrs, ipv6_addrs, link_info, link_names, netns_exec, netns_exec_ok, ping,
     tcp_transfer, tcp_transfer_paced, udp_send, wait_for_ping,
 };
-pub use overlay::vtep_daemon;
+pub use overlay::{vtep_daemon, vtep6_daemon};
 pub use process::{output_with_timeout, text};
 pub use promtool::promtool_accepts;
 pub use tshark::{require_tshark, tshark_fields, write_pcap};

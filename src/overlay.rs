@@ -14,8 +14,20 @@ use crate::underlay::UnderlayHost;
 /// Starts `vswitchd --vtep <host's address> extra…` inside `host`'s
 /// namespace and waits until it is ready.
 pub fn vtep_daemon(host: &UnderlayHost, extra: &[&str]) -> Daemon {
-    let vtep = host.addr.to_string();
-    let mut args = vec!["--vtep", vtep.as_str()];
+    vtep_daemon_at(host, &host.addr.to_string(), extra)
+}
+
+/// Starts `vswitchd --vtep [<host's IPv6 address>]:4789 extra…` inside
+/// `host`'s namespace (of a [dual-stack](crate::Underlay::dual_stack)
+/// underlay) and waits until it is ready: a VTEP on the IPv6 underlay.
+pub fn vtep6_daemon(host: &UnderlayHost, extra: &[&str]) -> Daemon {
+    vtep_daemon_at(host, &host.vtep6().to_string(), extra)
+}
+
+/// Starts `vswitchd --vtep VTEP extra…` inside `host`'s namespace and waits
+/// until it is ready.
+pub fn vtep_daemon_at(host: &UnderlayHost, vtep: &str, extra: &[&str]) -> Daemon {
+    let mut args = vec!["--vtep", vtep];
     args.extend_from_slice(extra);
     Daemon::builder().in_netns(host.netns_path()).args(&args).start()
 }
@@ -100,6 +112,22 @@ pub fn parse_vxlan(frame: &[u8], port: u16) -> Option<(u16, u32, &[u8])> {
     let vx = udp.get(8..16)?;
     let vni = u32::from_be_bytes([0, vx[4], vx[5], vx[6]]);
     Some((src, vni, udp.get(16..)?))
+}
+
+/// If `frame` is Ethernet/IPv6/UDP (no extension headers): its source and
+/// destination socket addresses, UDP checksum field and payload.
+pub fn udp6_datagram(frame: &[u8]) -> Option<(SocketAddr, SocketAddr, u16, &[u8])> {
+    if frame.get(12..14)? != [0x86, 0xdd] || *frame.get(ETH_LEN + 6)? != 17 {
+        return None;
+    }
+    let ip = frame.get(ETH_LEN..ETH_LEN + 40)?;
+    let addr =
+        |at: usize| -> Option<std::net::Ipv6Addr> { Some(<[u8; 16]>::try_from(ip.get(at..at + 16)?).ok()?.into()) };
+    let udp = frame.get(ETH_LEN + 40..)?;
+    let port = |at: usize| Some(u16::from_be_bytes([*udp.get(at)?, *udp.get(at + 1)?]));
+    let src = SocketAddr::new(addr(8)?.into(), port(0)?);
+    let dst = SocketAddr::new(addr(24)?.into(), port(2)?);
+    Some((src, dst, port(6)?, udp.get(8..)?))
 }
 
 /// If `frame` is Ethernet/IPv4/TCP with SYN set: (flags, the MSS option's

@@ -1,14 +1,15 @@
 //! Simulated hosts for multi-host (overlay) tests. [`Underlay`] makes one
 //! network namespace per "host", each joined by a veth link to a kernel
 //! bridge in a dedicated "underlay" namespace, with an address in a test
-//! subnet; it also makes any extra namespaces a test asks for (containers of
-//! a kernel-VXLAN host, say). Everything is removed when it drops, even when
-//! the test fails.
+//! subnet (and, on a [dual-stack](Underlay::dual_stack) underlay, an IPv6
+//! address too, for VTEPs on an IPv6 underlay); it also makes any extra
+//! namespaces a test asks for (containers of a kernel-VXLAN host, say).
+//! Everything is removed when it drops, even when the test fails.
 //!
 //! A `vswitchd` runs in a host with
 //! [`Daemon::builder`](crate::Daemon::builder)`().in_netns(host.netns_path())`.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -34,6 +35,9 @@ pub struct UnderlayHost {
     pub ifname: String,
     /// Its underlay address.
     pub addr: Ipv4Addr,
+    /// Its IPv6 underlay address, on a [dual-stack](Underlay::dual_stack)
+    /// underlay.
+    pub addr6: Option<Ipv6Addr>,
 }
 
 impl UnderlayHost {
@@ -45,6 +49,16 @@ impl UnderlayHost {
     /// Its VTEP address: the underlay address and the VXLAN port.
     pub fn vtep(&self) -> SocketAddr {
         SocketAddr::V4(SocketAddrV4::new(self.addr, VXLAN_PORT))
+    }
+
+    /// Its IPv6 underlay address; panics on an IPv4-only underlay.
+    pub fn ipv6(&self) -> Ipv6Addr {
+        self.addr6.unwrap_or_else(|| panic!("host {} has no IPv6 underlay address (Underlay::dual_stack)", self.ns))
+    }
+
+    /// Its VTEP address on the IPv6 underlay: `[addr6]:4789`.
+    pub fn vtep6(&self) -> SocketAddr {
+        SocketAddr::V6(SocketAddrV6::new(self.ipv6(), VXLAN_PORT, 0, 0))
     }
 }
 
@@ -64,10 +78,26 @@ impl Underlay {
     /// address `net.<i + 1>`, and loopback up. Panics with the failing
     /// command's output if a step fails (what was made is still removed).
     pub fn new(net: [u8; 3], hosts: usize) -> Underlay {
+        Underlay::make(net, None, hosts)
+    }
+
+    /// As [`Underlay::new`], and each host also gets the IPv6 address
+    /// `net6::<i + 1>/64` on [`UNDERLAY_IF`] (`net6` is a /64 prefix, e.g.
+    /// `fd00:212:1::`), usable at once (`nodad`), for VTEPs on an IPv6
+    /// underlay. The underlay bridge does no multicast snooping, so
+    /// neighbour discovery never depends on MLD reports it has seen.
+    pub fn dual_stack(net: [u8; 3], net6: Ipv6Addr, hosts: usize) -> Underlay {
+        Underlay::make(net, Some(net6), hosts)
+    }
+
+    fn make(net: [u8; 3], net6: Option<Ipv6Addr>, hosts: usize) -> Underlay {
         let prefix = unique_prefix();
         let mut u = Underlay { prefix, switch_ns: None, hosts: Vec::new(), namespaces: Vec::new() };
         let sw = u.add_netns("ul");
         ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        if net6.is_some() {
+            ip(&["-n", &sw, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0"]);
+        }
         ip(&["-n", &sw, "link", "set", "br0", "up"]);
         u.switch_ns = Some(sw.clone());
         for i in 1..=hosts {
@@ -77,9 +107,13 @@ impl Underlay {
             ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]);
             let addr = Ipv4Addr::new(net[0], net[1], net[2], i as u8);
             ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", UNDERLAY_IF]);
+            let addr6 = net6.map(|p| Ipv6Addr::from(u128::from(p) | i as u128));
+            if let Some(a6) = addr6 {
+                ip(&["-n", &ns, "-6", "addr", "add", &format!("{a6}/64"), "dev", UNDERLAY_IF, "nodad"]);
+            }
             ip(&["-n", &ns, "link", "set", UNDERLAY_IF, "up"]);
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            u.hosts.push(UnderlayHost { ns, ifname: UNDERLAY_IF.to_owned(), addr });
+            u.hosts.push(UnderlayHost { ns, ifname: UNDERLAY_IF.to_owned(), addr, addr6 });
         }
         u
     }
@@ -129,9 +163,42 @@ impl Underlay {
         remotes: &[Ipv4Addr],
         container_cidr: &str,
     ) -> String {
+        let local = IpAddr::V4(self.hosts[host].addr);
+        let remotes: Vec<IpAddr> = remotes.iter().map(|&r| r.into()).collect();
+        self.kernel_container(host, vni, local, &remotes, container_cidr)
+    }
+
+    /// As [`Underlay::kernel_vxlan_container`] over the IPv6 underlay of a
+    /// [dual-stack](Underlay::dual_stack) underlay: the `vxlan` device's
+    /// local address is the host's IPv6 address and `remotes` are IPv6
+    /// VTEPs; the container's MTU is 1430 (the kernel's default for VXLAN
+    /// over IPv6 on a 1500-byte link). The kernel computes and checks UDP
+    /// checksums on it (`udp6zerocsumtx`/`udp6zerocsumrx` off, the default):
+    /// a zero checksum from a peer is dropped.
+    pub fn kernel_vxlan6_container(
+        &mut self,
+        host: usize,
+        vni: u32,
+        remotes: &[Ipv6Addr],
+        container_cidr: &str,
+    ) -> String {
+        let local = IpAddr::V6(self.hosts[host].ipv6());
+        let remotes: Vec<IpAddr> = remotes.iter().map(|&r| r.into()).collect();
+        self.kernel_container(host, vni, local, &remotes, container_cidr)
+    }
+
+    fn kernel_container(
+        &mut self,
+        host: usize,
+        vni: u32,
+        local: IpAddr,
+        remotes: &[IpAddr],
+        container_cidr: &str,
+    ) -> String {
         let h = self.hosts[host].clone();
         let c = self.add_netns(&format!("k{host}"));
-        let (ns, vni, local) = (h.ns.as_str(), vni.to_string(), h.addr.to_string());
+        let mtu = 1500 - if local.is_ipv6() { 70 } else { 50 };
+        let (ns, vni, local, mtu) = (h.ns.as_str(), vni.to_string(), local.to_string(), mtu.to_string());
         ip(&["-n", ns, "link", "add", "vx0", "type", "vxlan", "id", &vni, "dstport", "4789"]
             .into_iter()
             .chain(["local", &local, "dev", &h.ifname, "nolearning"])
@@ -152,7 +219,7 @@ impl Underlay {
         ip(&["-n", ns, "link", "add", "c0", "type", "veth", "peer", "name", "eth0", "netns", &c]);
         ip(&["-n", ns, "link", "set", "c0", "master", "kbr0", "up"]);
         ip(&["-n", ns, "link", "set", "kbr0", "up"]);
-        ip(&["-n", &c, "link", "set", "eth0", "mtu", "1450", "up"]);
+        ip(&["-n", &c, "link", "set", "eth0", "mtu", &mtu, "up"]);
         ip(&["-n", &c, "addr", "add", container_cidr, "dev", "eth0"]);
         c
     }

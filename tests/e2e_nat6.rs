@@ -22,7 +22,7 @@ use vswitch::outside::{
     HttpServer, Outside, UdpEcho, curl, field, ping_once, require_nat_tools, transfer_checked, udp_query,
 };
 use vswitch::process::text;
-use vswitch::{Daemon, in_netns, netns_exec, require_root, wait_until};
+use vswitch::{Daemon, in_netns, require_root, wait_until};
 
 /// How long one curl may take.
 const CURL_MAX: Duration = Duration::from_secs(10);
@@ -55,11 +55,7 @@ fn dual_stack(d: &Daemon, net: &str, subnet: &str, subnet6: &str) {
 
 /// Connects `sandbox` to `net` (publishing `publish`) and returns the endpoint.
 fn connect(d: &Daemon, net: &str, sandbox: &str, publish: &[&str]) -> EndpointInfo {
-    let e = d.connect_publish(net, sandbox, publish);
-    if e.ipv6.is_some() {
-        gateway_neighbour(net, d, sandbox, &e);
-    }
-    e
+    d.connect_publish(net, sandbox, publish)
 }
 
 /// The network's gateway of `ip`'s family, from `network inspect`.
@@ -76,24 +72,6 @@ fn gateway_like(d: &Daemon, net: &str, ip: IpAddr) -> IpAddr {
 /// The network's IPv6 gateway.
 fn gateway6(d: &Daemon, net: &str) -> IpAddr {
     gateway_like(d, net, IpAddr::V6(Ipv6Addr::UNSPECIFIED))
-}
-
-/// Makes the sandbox's kernel know the IPv6 gateway's MAC: the gateway's
-/// neighbour discovery is another piece of issue 14 (branch `ipv6-gw`);
-/// until it is on this branch, the sandbox is told the MAC (the IPv4
-/// gateway's, learnt by ARP) the way a static neighbour entry does.
-fn gateway_neighbour(net: &str, d: &Daemon, sandbox: &str, e: &EndpointInfo) {
-    if e.ipv4.is_none() {
-        return;
-    }
-    let gw4 = gateway_like(d, net, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let _ = ping_once(sandbox, gw4, Duration::from_secs(2));
-    let neigh = netns_exec(sandbox, "ip", &["-j", "neigh", "show", &gw4.to_string()]);
-    let entries: Value = serde_json::from_slice(&neigh.stdout).unwrap_or(Value::Null);
-    let Some(mac) = entries.get(0).and_then(|n| n["lladdr"].as_str()) else { return };
-    let gw6 = gateway6(d, net).to_string();
-    let out = netns_exec(sandbox, "ip", &["-6", "neigh", "replace", &gw6, "lladdr", mac, "dev", &e.ifname]);
-    assert!(out.status.success(), "ip -6 neigh replace: {}", text(&out.stderr));
 }
 
 /// The TCP flows of `nat ls` whose sandbox side is `local`.
@@ -311,8 +289,7 @@ fn a_service_balances_ipv6_clients_over_its_replicas_and_skips_a_refusing_one() 
     for name in &names {
         d.sandbox_create(name);
         servers.push(HttpServer::start(name, Ipv6Addr::UNSPECIFIED, 80, name));
-        let e: EndpointInfo = d.ctl_json(&["network", "connect", &net, name, "--service", "api"]);
-        gateway_neighbour(&net, d, name, &e);
+        d.ctl_ok(&["network", "connect", &net, name, "--service", "api"]);
     }
     d.ctl_ok(&["service", "publish", "api", "--network", &net, "-p", "8088:80"]);
     let target = sa(lab.daemon_addr6, 8088);

@@ -8,10 +8,10 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// The caller's id of a network (the datapath's network index).
 pub type NetKey = u32;
@@ -22,9 +22,13 @@ pub type PortKey = u32;
 /// names it may resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Asker {
-    /// The endpoint's address on the port's network: a query from this port
-    /// with another source address is refused (spoofed).
-    pub address: Ipv4Addr,
+    /// The endpoint's IPv4 address on the port's network, if it has one: a
+    /// query from this port with another source address is refused
+    /// (spoofed).
+    pub address: Option<Ipv4Addr>,
+    /// The endpoint's IPv6 address on the port's network, if it has one
+    /// (the same rule holds for queries over IPv6).
+    pub address6: Option<Ipv6Addr>,
     /// The port's network.
     pub network: NetKey,
     /// The sandbox's networks, the port's own first: names are looked up in
@@ -38,11 +42,11 @@ pub struct Asker {
     pub upstreams: Arc<[SocketAddr]>,
 }
 
-/// The addresses one name stands for on one network.
-#[derive(Debug, Clone, Default)]
-struct Entry {
+/// The addresses of one family one name stands for on one network.
+#[derive(Debug, Clone)]
+struct Rotation<A> {
     /// In endpoint order; answers rotate through them.
-    addresses: Vec<Ipv4Addr>,
+    addresses: Vec<A>,
     /// Where the next answer's rotation starts (a `Cell`: lookups move it
     /// through a shared reference, the directory being owned by one thread).
     next: Cell<usize>,
@@ -51,25 +55,95 @@ struct Entry {
     sandboxes: Vec<String>,
 }
 
+impl<A> Default for Rotation<A> {
+    fn default() -> Self {
+        Rotation { addresses: Vec::new(), next: Cell::new(0), sandboxes: Vec::new() }
+    }
+}
+
+impl<A: Copy + PartialEq> Rotation<A> {
+    fn add(&mut self, address: A, sandbox: &str) {
+        if !self.addresses.contains(&address) {
+            self.addresses.push(address);
+            self.sandboxes.push(sandbox.to_owned());
+        }
+    }
+
+    /// The addresses, rotated for this answer; with `advance` the next
+    /// answer starts one further.
+    fn rotated(&self, advance: bool) -> Vec<A> {
+        let n = self.addresses.len().max(1);
+        let start = self.next.get() % n;
+        if advance {
+            self.next.set((start + 1) % n);
+        }
+        let mut rotated = self.addresses.clone();
+        rotated.rotate_left(start);
+        rotated
+    }
+}
+
+/// The addresses one name stands for on one network, per family: a name
+/// with only IPv4 addresses has no AAAA records and vice versa.
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    v4: Rotation<Ipv4Addr>,
+    v6: Rotation<Ipv6Addr>,
+}
+
 /// One network's names.
 #[derive(Debug, Clone)]
 struct Zone {
     /// Lowercase network name: `NAME.NETWORK` resolves on this network.
     name: String,
-    /// The subnet: the switch answers reverse lookups of its addresses.
-    subnet: Ipv4Net,
+    /// The IPv4 subnet: the switch answers reverse lookups of its
+    /// addresses (`in-addr.arpa`).
+    subnet: Option<Ipv4Net>,
+    /// The IPv6 subnet, likewise (`ip6.arpa`).
+    subnet6: Option<Ipv6Net>,
     /// Lowercase name → addresses.
     names: HashMap<String, Entry>,
     /// Address → (`sandbox.network` lowercase, for PTR; the sandbox's name
     /// as given, for listings).
-    reverse: HashMap<Ipv4Addr, (String, String)>,
+    reverse: HashMap<IpAddr, (String, String)>,
+}
+
+impl Zone {
+    /// Whether `address` lies in one of the zone's subnets.
+    fn contains(&self, address: IpAddr) -> bool {
+        match address {
+            IpAddr::V4(a) => self.subnet.is_some_and(|s| s.contains(&a)),
+            IpAddr::V6(a) => self.subnet6.is_some_and(|s| s.contains(&a)),
+        }
+    }
+}
+
+/// Which families' rotations a lookup moves on: only answers that carry
+/// the addresses should (a client asking for A and AAAA together must
+/// still see the order of each change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    /// Neither (a lookup that answers no addresses).
+    None,
+    /// The IPv4 addresses' (an A answer).
+    V4,
+    /// The IPv6 addresses' (an AAAA answer).
+    V6,
+    /// Both (an ANY answer).
+    Both,
 }
 
 /// A name matched in the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
-    /// The name's addresses, rotated for this answer (DNS round robin).
-    Addresses(Vec<Ipv4Addr>),
+    /// The name's addresses of each family, rotated for this answer (DNS
+    /// round robin); either list may be empty.
+    Addresses {
+        /// IPv4 addresses (A records).
+        v4: Vec<Ipv4Addr>,
+        /// IPv6 addresses (AAAA records).
+        v6: Vec<Ipv6Addr>,
+    },
     /// A reverse name for an assigned address: the name it points to
     /// (`sandbox.network`, no trailing dot).
     Pointer(String),
@@ -85,7 +159,7 @@ pub struct Listed {
     pub network: NetKey,
     /// Owner name, lowercase, no trailing dot.
     pub name: String,
-    /// `"A"` or `"PTR"`.
+    /// `"A"`, `"AAAA"` or `"PTR"`.
     pub record_type: &'static str,
     /// Address (A) or target name (PTR).
     pub value: String,
@@ -98,7 +172,7 @@ pub struct Listed {
 pub struct Directory {
     zones: HashMap<NetKey, Zone>,
     askers: HashMap<PortKey, Asker>,
-    by_address: HashMap<(NetKey, Ipv4Addr), PortKey>,
+    by_address: HashMap<(NetKey, IpAddr), PortKey>,
     /// Hardware addresses of the endpoints, for asking a server that runs
     /// in a sandbox on the network.
     macs: HashMap<(NetKey, Ipv4Addr), [u8; 6]>,
@@ -115,17 +189,35 @@ impl Directory {
         Directory::default()
     }
 
-    /// Adds a network whose gateway serves DNS.
-    pub fn add_network(&mut self, network: NetKey, name: &str, subnet: Ipv4Net) {
-        let zone = Zone { name: key(name), subnet, names: HashMap::new(), reverse: HashMap::new() };
-        self.zones.insert(network, zone);
+    fn zone(&mut self, network: NetKey, name: &str) -> &mut Zone {
+        self.zones.entry(network).or_insert_with(|| Zone {
+            name: key(name),
+            subnet: None,
+            subnet6: None,
+            names: HashMap::new(),
+            reverse: HashMap::new(),
+        })
     }
 
-    /// Adds the endpoint of `sandbox` on `network` at `address`: its sandbox
-    /// name and `aliases` resolve to `address` on that network, and
-    /// `address` resolves back to `sandbox.network`. Unknown networks are
-    /// ignored.
-    pub fn add_endpoint(&mut self, network: NetKey, sandbox: &str, aliases: &[String], address: Ipv4Addr) {
+    /// Adds a network whose gateway serves DNS, with its IPv4 subnet.
+    pub fn add_network(&mut self, network: NetKey, name: &str, subnet: Ipv4Net) {
+        self.zone(network, name).subnet = Some(subnet);
+    }
+
+    /// Adds a network whose gateway serves DNS over IPv6, with its IPv6
+    /// subnet (a dual-stack network is added with both calls, an IPv6-only
+    /// one with this one alone).
+    pub fn add_network6(&mut self, network: NetKey, name: &str, subnet: Ipv6Net) {
+        self.zone(network, name).subnet6 = Some(subnet);
+    }
+
+    /// Adds the endpoint of `sandbox` on `network` at `address` (IPv4 or
+    /// IPv6; an endpoint with both is added once per address): its sandbox
+    /// name and `aliases` resolve to `address` on that network (A or
+    /// AAAA), and `address` resolves back to `sandbox.network`. Unknown
+    /// networks are ignored.
+    pub fn add_endpoint(&mut self, network: NetKey, sandbox: &str, aliases: &[String], address: impl Into<IpAddr>) {
+        let address = address.into();
         let Some(zone) = self.zones.get_mut(&network) else { return };
         let mut names: Vec<String> =
             std::iter::once(sandbox).chain(aliases.iter().map(String::as_str)).map(key).collect();
@@ -133,9 +225,9 @@ impl Directory {
         names.dedup();
         for name in names {
             let entry = zone.names.entry(name).or_default();
-            if !entry.addresses.contains(&address) {
-                entry.addresses.push(address);
-                entry.sandboxes.push(sandbox.to_owned());
+            match address {
+                IpAddr::V4(a) => entry.v4.add(a, sandbox),
+                IpAddr::V6(a) => entry.v6.add(a, sandbox),
             }
         }
         zone.reverse.insert(address, (format!("{}.{}", key(sandbox), zone.name), sandbox.to_owned()));
@@ -153,7 +245,12 @@ impl Directory {
 
     /// Registers the port a sandbox asks from.
     pub fn add_asker(&mut self, port: PortKey, asker: Asker) {
-        self.by_address.insert((asker.network, asker.address), port);
+        if let Some(address) = asker.address {
+            self.by_address.insert((asker.network, address.into()), port);
+        }
+        if let Some(address) = asker.address6 {
+            self.by_address.insert((asker.network, address.into()), port);
+        }
         self.askers.insert(port, asker);
     }
 
@@ -165,27 +262,31 @@ impl Directory {
     /// The asker holding `address` on `network` (TCP clients are known by
     /// address; the datapath has checked that frames to the DNS port carry
     /// their port's own address).
-    pub fn asker_by_address(&self, network: NetKey, address: Ipv4Addr) -> Option<&Asker> {
-        self.by_address.get(&(network, address)).and_then(|p| self.askers.get(p))
+    pub fn asker_by_address(&self, network: NetKey, address: impl Into<IpAddr>) -> Option<&Asker> {
+        self.by_address.get(&(network, address.into())).and_then(|p| self.askers.get(p))
     }
 
-    /// Whether `address` belongs to endpoint `port`: frames to the DNS
-    /// server from a port with another source address are spoofed.
-    pub fn owns_address(&self, port: PortKey, address: Ipv4Addr) -> bool {
-        self.askers.get(&port).is_some_and(|a| a.address == address)
+    /// Whether `address` (either family) belongs to endpoint `port`: frames
+    /// to the DNS server from a port with another source address are
+    /// spoofed.
+    pub fn owns_address(&self, port: PortKey, address: impl Into<IpAddr>) -> bool {
+        let address = address.into();
+        self.askers.get(&port).is_some_and(|a| a.owns(address))
     }
 
     /// Looks `name` (any case, trailing dot or not) up in the networks of
     /// `scope`, in order: a plain name on any of them first, then
     /// `NAME.NETWORK` on a network of the scope. Reverse names
-    /// (`in-addr.arpa`) of the scope's subnets are answered too. With
-    /// `advance`, a hit on a name with several addresses moves its rotation
-    /// on (only answers that carry the addresses should: a client asking for
-    /// A and AAAA together must still see the order change).
-    pub fn lookup(&self, scope: &[NetKey], name: &str, advance: bool) -> Option<Found> {
+    /// (`in-addr.arpa`, `ip6.arpa`) of the scope's subnets are answered
+    /// too. A hit on a name with several addresses moves the rotation of
+    /// the families `advance` names on.
+    pub fn lookup(&self, scope: &[NetKey], name: &str, advance: Advance) -> Option<Found> {
         let name = key(name);
         if let Some(address) = reverse_ipv4(&name) {
-            return self.lookup_reverse(scope, address);
+            return self.lookup_reverse(scope, address.into());
+        }
+        if let Some(address) = reverse_ipv6(&name) {
+            return self.lookup_reverse(scope, address.into());
         }
         let hit = scope.iter().find(|n| self.zones.get(n).is_some_and(|z| z.names.contains_key(&name))).copied();
         let (network, base) = match hit {
@@ -197,23 +298,18 @@ impl Directory {
             })?,
         };
         let entry = self.zones.get(&network)?.names.get(&base)?;
-        let n = entry.addresses.len().max(1);
-        let start = entry.next.get() % n;
-        if advance {
-            entry.next.set((start + 1) % n);
-        }
-        let mut rotated = entry.addresses.clone();
-        rotated.rotate_left(start);
-        Some(Found::Addresses(rotated))
+        let v4 = entry.v4.rotated(matches!(advance, Advance::V4 | Advance::Both));
+        let v6 = entry.v6.rotated(matches!(advance, Advance::V6 | Advance::Both));
+        Some(Found::Addresses { v4, v6 })
     }
 
-    fn lookup_reverse(&self, scope: &[NetKey], address: Ipv4Addr) -> Option<Found> {
+    fn lookup_reverse(&self, scope: &[NetKey], address: IpAddr) -> Option<Found> {
         let mut inside = false;
         for zone in scope.iter().filter_map(|n| self.zones.get(n)) {
             if let Some((target, _)) = zone.reverse.get(&address) {
                 return Some(Found::Pointer(target.clone()));
             }
-            inside |= zone.subnet.contains(&address);
+            inside |= zone.contains(address);
         }
         inside.then_some(Found::NoSuchAddress)
     }
@@ -223,13 +319,15 @@ impl Directory {
         let mut out = Vec::new();
         for (&net, zone) in self.zones.iter().filter(|(n, _)| network.is_none_or(|want| want == **n)) {
             for (name, entry) in &zone.names {
-                for (address, sandbox) in entry.addresses.iter().zip(&entry.sandboxes) {
+                let v4 = entry.v4.addresses.iter().map(|a| ("A", a.to_string())).zip(&entry.v4.sandboxes);
+                let v6 = entry.v6.addresses.iter().map(|a| ("AAAA", a.to_string())).zip(&entry.v6.sandboxes);
+                for ((record_type, value), sandbox) in v4.chain(v6) {
                     for owner in [name.clone(), format!("{name}.{}", zone.name)] {
                         out.push(Listed {
                             network: net,
                             name: owner,
-                            record_type: "A",
-                            value: address.to_string(),
+                            record_type,
+                            value: value.clone(),
                             sandbox: sandbox.clone(),
                         });
                     }
@@ -262,10 +360,54 @@ fn reverse_ipv4(name: &str) -> Option<Ipv4Addr> {
     parts.next().is_none().then(|| Ipv4Addr::new(a, b, c, d))
 }
 
-/// The reverse name of `address`, without the trailing dot.
-pub fn reverse_name(address: Ipv4Addr) -> String {
-    let [a, b, c, d] = address.octets();
-    format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+/// `b.a.9.8. … .0.f.ip6.arpa` (32 nibbles, least significant first) →
+/// the IPv6 address; `None` for anything else (partial names included).
+fn reverse_ipv6(name: &str) -> Option<Ipv6Addr> {
+    let nibbles = name.strip_suffix(".ip6.arpa")?;
+    let mut bits: u128 = 0;
+    let mut count = 0;
+    for label in nibbles.split('.') {
+        let [c] = label.as_bytes() else { return None };
+        let nibble = char::from(*c).to_digit(16)?;
+        if count == 32 {
+            return None;
+        }
+        bits |= u128::from(nibble) << (4 * count);
+        count += 1;
+    }
+    (count == 32).then(|| Ipv6Addr::from(bits))
+}
+
+impl Asker {
+    /// Whether `address` is one of the asker's own.
+    fn owns(&self, address: IpAddr) -> bool {
+        match address {
+            IpAddr::V4(a) => self.address == Some(a),
+            IpAddr::V6(a) => self.address6 == Some(a),
+        }
+    }
+}
+
+/// The reverse name of `address` (`in-addr.arpa` or `ip6.arpa`), without
+/// the trailing dot.
+pub fn reverse_name(address: impl Into<IpAddr>) -> String {
+    match address.into() {
+        IpAddr::V4(address) => {
+            let [a, b, c, d] = address.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa")
+        }
+        IpAddr::V6(address) => {
+            let mut name = String::with_capacity(72);
+            for byte in address.octets().iter().rev() {
+                for nibble in [byte & 0x0f, byte >> 4] {
+                    name.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+                    name.push('.');
+                }
+            }
+            name.push_str("ip6.arpa");
+            name
+        }
+    }
 }
 
 #[cfg(test)]
@@ -274,6 +416,11 @@ mod tests {
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()
+    }
+
+    /// A name's addresses when it has IPv4 ones only.
+    fn v4(v4: Vec<Ipv4Addr>) -> Found {
+        Found::Addresses { v4, v6: Vec::new() }
     }
 
     fn two_networks() -> Directory {
@@ -289,40 +436,40 @@ mod tests {
     #[test]
     fn names_resolve_case_insensitively_on_the_scope_only() {
         let d = two_networks();
-        let web = Some(Found::Addresses(vec![Ipv4Addr::new(10, 10, 0, 2)]));
-        assert_eq!(d.lookup(&[1], "WEB.", true), web);
-        assert_eq!(d.lookup(&[1], "web.app", true), web);
-        assert_eq!(d.lookup(&[1], "web.APP.", true), web);
-        assert_eq!(d.lookup(&[1], "pg", true), None, "pg lives on db only");
-        assert_eq!(d.lookup(&[1], "pg.db", true), None, "naming the network does not widen the scope");
-        assert_eq!(d.lookup(&[1, 2], "pg", true), Some(Found::Addresses(vec![Ipv4Addr::new(10, 20, 0, 2)])));
-        assert_eq!(d.lookup(&[1], "web.db", true), None);
-        assert_eq!(d.lookup(&[1], "app", true), None);
+        let web = Some(v4(vec![Ipv4Addr::new(10, 10, 0, 2)]));
+        assert_eq!(d.lookup(&[1], "WEB.", Advance::V4), web);
+        assert_eq!(d.lookup(&[1], "web.app", Advance::V4), web);
+        assert_eq!(d.lookup(&[1], "web.APP.", Advance::V4), web);
+        assert_eq!(d.lookup(&[1], "pg", Advance::V4), None, "pg lives on db only");
+        assert_eq!(d.lookup(&[1], "pg.db", Advance::V4), None, "naming the network does not widen the scope");
+        assert_eq!(d.lookup(&[1, 2], "pg", Advance::V4), Some(v4(vec![Ipv4Addr::new(10, 20, 0, 2)])));
+        assert_eq!(d.lookup(&[1], "web.db", Advance::V4), None);
+        assert_eq!(d.lookup(&[1], "app", Advance::V4), None);
     }
 
     #[test]
     fn shared_aliases_rotate() {
         let d = two_networks();
         let (a, b) = (Ipv4Addr::new(10, 10, 0, 2), Ipv4Addr::new(10, 10, 0, 3));
-        assert_eq!(d.lookup(&[1], "api", false), Some(Found::Addresses(vec![a, b])), "AAAA and friends do not rotate");
-        assert_eq!(d.lookup(&[1], "api", true), Some(Found::Addresses(vec![a, b])));
-        assert_eq!(d.lookup(&[1], "api", true), Some(Found::Addresses(vec![b, a])));
-        assert_eq!(d.lookup(&[1], "api.app", true), Some(Found::Addresses(vec![a, b])));
+        assert_eq!(d.lookup(&[1], "api", Advance::None), Some(v4(vec![a, b])), "AAAA and friends do not rotate");
+        assert_eq!(d.lookup(&[1], "api", Advance::V4), Some(v4(vec![a, b])));
+        assert_eq!(d.lookup(&[1], "api", Advance::V4), Some(v4(vec![b, a])));
+        assert_eq!(d.lookup(&[1], "api.app", Advance::V4), Some(v4(vec![a, b])));
     }
 
     #[test]
     fn reverse_names_of_the_scope_subnets() {
         let d = two_networks();
-        assert_eq!(d.lookup(&[1], "2.0.10.10.in-addr.arpa.", true), Some(Found::Pointer("web.app".into())));
-        assert_eq!(d.lookup(&[1], "9.0.10.10.in-addr.arpa", true), Some(Found::NoSuchAddress));
+        assert_eq!(d.lookup(&[1], "2.0.10.10.in-addr.arpa.", Advance::V4), Some(Found::Pointer("web.app".into())));
+        assert_eq!(d.lookup(&[1], "9.0.10.10.in-addr.arpa", Advance::V4), Some(Found::NoSuchAddress));
         assert_eq!(
-            d.lookup(&[1], "2.0.20.10.in-addr.arpa", true),
+            d.lookup(&[1], "2.0.20.10.in-addr.arpa", Advance::V4),
             None,
             "another network's subnet is not ours to answer"
         );
-        assert_eq!(d.lookup(&[1], "8.8.8.8.in-addr.arpa", true), None);
-        assert_eq!(d.lookup(&[1], "0.10.10.in-addr.arpa", true), None, "partial reverse names are forwarded");
-        assert_eq!(d.lookup(&[1], "02.0.10.10.in-addr.arpa", true), None);
+        assert_eq!(d.lookup(&[1], "8.8.8.8.in-addr.arpa", Advance::V4), None);
+        assert_eq!(d.lookup(&[1], "0.10.10.in-addr.arpa", Advance::V4), None, "partial reverse names are forwarded");
+        assert_eq!(d.lookup(&[1], "02.0.10.10.in-addr.arpa", Advance::V4), None);
         assert_eq!(reverse_ipv4("1.2.3.4.5.in-addr.arpa"), None);
     }
 
@@ -330,7 +477,8 @@ mod tests {
     fn askers_by_port_and_address() {
         let mut d = two_networks();
         let asker = Asker {
-            address: Ipv4Addr::new(10, 10, 0, 2),
+            address: Some(Ipv4Addr::new(10, 10, 0, 2)),
+            address6: None,
             network: 1,
             scope: vec![1],
             forwarding: true,
@@ -359,5 +507,117 @@ mod tests {
         let mut owners: Vec<String> = d.list(None).into_iter().filter(|r| r.name == "api").map(|r| r.sandbox).collect();
         owners.sort();
         assert_eq!(owners, ["Web", "worker"]);
+    }
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    /// app is dual-stack (web has both families, worker IPv4 only, api on
+    /// both), v6only has IPv6 alone (ns6, alias api).
+    fn dual_stack() -> Directory {
+        let mut d = two_networks();
+        d.add_network6(1, "App", "fd00:1::/64".parse().unwrap());
+        d.add_endpoint(1, "Web", &["api".into()], v6("fd00:1::2"));
+        d.add_network6(3, "v6only", "fd00:3::/64".parse().unwrap());
+        d.add_endpoint(3, "ns6", &["api".into()], v6("fd00:3::2"));
+        d.add_endpoint(3, "other6", &["api".into()], v6("fd00:3::3"));
+        d
+    }
+
+    #[test]
+    fn names_carry_each_family_apart() {
+        let d = dual_stack();
+        let web = Found::Addresses { v4: vec![Ipv4Addr::new(10, 10, 0, 2)], v6: vec![v6("fd00:1::2")] };
+        assert_eq!(d.lookup(&[1], "web", Advance::V6), Some(web));
+        let worker = d.lookup(&[1], "worker.app", Advance::V6);
+        assert_eq!(worker, Some(v4(vec![Ipv4Addr::new(10, 10, 0, 3)])), "IPv4 only: no AAAA");
+        let ns6 = d.lookup(&[3], "ns6.v6only", Advance::V4);
+        assert_eq!(ns6, Some(Found::Addresses { v4: Vec::new(), v6: vec![v6("fd00:3::2")] }), "IPv6 only: no A");
+        assert_eq!(d.lookup(&[1], "ns6", Advance::Both), None, "network-scoped like A records");
+        // The first network of the scope that has the name answers.
+        let api = d.lookup(&[3, 1], "api", Advance::None);
+        assert_eq!(api, Some(Found::Addresses { v4: Vec::new(), v6: vec![v6("fd00:3::2"), v6("fd00:3::3")] }));
+    }
+
+    #[test]
+    fn each_family_rotates_on_its_own() {
+        let d = dual_stack();
+        let (a, b) = (v6("fd00:3::2"), v6("fd00:3::3"));
+        let found = |v6: Vec<Ipv6Addr>| Some(Found::Addresses { v4: Vec::new(), v6 });
+        assert_eq!(d.lookup(&[3], "api", Advance::V4), found(vec![a, b]), "an A answer leaves AAAA's order");
+        assert_eq!(d.lookup(&[3], "api", Advance::V6), found(vec![a, b]));
+        assert_eq!(d.lookup(&[3], "api", Advance::Both), found(vec![b, a]));
+        assert_eq!(d.lookup(&[3], "api", Advance::None), found(vec![a, b]));
+        let (x, y) = (Ipv4Addr::new(10, 10, 0, 2), Ipv4Addr::new(10, 10, 0, 3));
+        let Some(Found::Addresses { v4: first, .. }) = d.lookup(&[1], "api", Advance::V6) else { panic!() };
+        let Some(Found::Addresses { v4: second, .. }) = d.lookup(&[1], "api", Advance::V4) else { panic!() };
+        assert_eq!((first, second), (vec![x, y], vec![x, y]), "an AAAA answer leaves A's order");
+    }
+
+    #[test]
+    fn ip6_arpa_names_of_the_scope_subnets() {
+        let d = dual_stack();
+        let name = reverse_name(v6("fd00:1::2"));
+        assert_eq!(name, "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.0.d.f.ip6.arpa");
+        assert_eq!(reverse_ipv6(&name), Some(v6("fd00:1::2")));
+        assert_eq!(
+            d.lookup(&[1], &format!("{}.", name.to_uppercase()), Advance::None),
+            Some(Found::Pointer("web.app".into()))
+        );
+        assert_eq!(d.lookup(&[1], &reverse_name(v6("fd00:1::99")), Advance::None), Some(Found::NoSuchAddress));
+        assert_eq!(d.lookup(&[1], &reverse_name(v6("fd00:3::2")), Advance::None), None, "not in the scope");
+        assert_eq!(
+            d.lookup(&[3], &reverse_name(v6("fd00:3::2")), Advance::None),
+            Some(Found::Pointer("ns6.v6only".into()))
+        );
+        assert_eq!(d.lookup(&[1], &reverse_name(v6("2001:db8::1")), Advance::None), None);
+        // Partial or malformed names are not ours.
+        assert_eq!(reverse_ipv6(&name[2..]), None, "31 nibbles");
+        assert_eq!(reverse_ipv6(&format!("0.{name}")), None, "33 nibbles");
+        assert_eq!(reverse_ipv6(&name.replacen('2', "g", 1)), None);
+        assert_eq!(reverse_ipv6(&name.replacen("2.", "20.", 1)), None);
+        assert_eq!(reverse_ipv6("ip6.arpa"), None);
+        assert_eq!(reverse_ipv6(".ip6.arpa"), None);
+    }
+
+    #[test]
+    fn askers_own_either_family() {
+        let mut d = dual_stack();
+        let asker = Asker {
+            address: None,
+            address6: Some(v6("fd00:3::2")),
+            network: 3,
+            scope: vec![3],
+            forwarding: true,
+            upstreams: Arc::from(Vec::new()),
+        };
+        d.add_asker(9, asker.clone());
+        assert!(d.owns_address(9, v6("fd00:3::2")));
+        assert!(!d.owns_address(9, v6("fd00:3::3")));
+        assert!(!d.owns_address(9, Ipv4Addr::UNSPECIFIED));
+        assert_eq!(d.asker_by_address(3, v6("fd00:3::2")), Some(&asker));
+        assert_eq!(d.asker_by_address(1, v6("fd00:3::2")), None);
+    }
+
+    #[test]
+    fn listing_aaaa_records() {
+        let d = dual_stack();
+        let rows = d.list(Some(3));
+        let ns6: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .filter(|r| r.sandbox == "ns6")
+            .map(|r| (r.name.as_str(), r.record_type, r.value.as_str()))
+            .collect();
+        assert_eq!(
+            ns6,
+            [
+                ("2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.3.0.0.0.0.0.d.f.ip6.arpa", "PTR", "ns6.v6only"),
+                ("api", "AAAA", "fd00:3::2"),
+                ("api.v6only", "AAAA", "fd00:3::2"),
+                ("ns6", "AAAA", "fd00:3::2"),
+                ("ns6.v6only", "AAAA", "fd00:3::2"),
+            ]
+        );
     }
 }

@@ -23,7 +23,7 @@ mod forward;
 mod resolver;
 
 pub use counters::Counters;
-pub use directory::{Asker, Directory, Found, Listed, NetKey, PortKey, reverse_name};
+pub use directory::{Advance, Asker, Directory, Found, Listed, NetKey, PortKey, reverse_name};
 pub use forward::{Action, ForwardError, Forwarder, MAX_UPSTREAMS, Token, UPSTREAM_TIMEOUT_MS, fit_udp};
 pub use hickory_proto::op::ResponseCode;
 pub use resolver::{EDNS_PAYLOAD, Outcome, Resolver, Source, TTL, Transport, error_response};

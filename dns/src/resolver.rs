@@ -1,15 +1,15 @@
 //! Answering one query: bytes and who asked in, an answer (bytes), "forward
 //! this to these upstreams", or a drop out. No sockets, no clock.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::counters::Counters;
-use crate::directory::{Directory, Found, NetKey, PortKey};
+use crate::directory::{Advance, Directory, Found, NetKey, PortKey};
 
 /// Time to live of the switch's own records, in seconds. Short, because
 /// addresses are handed out again as soon as an endpoint goes (IPAM takes
@@ -30,20 +30,20 @@ const CLASSIC_UDP_LIMIT: usize = 512;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// A UDP query that arrived on endpoint port `port` from `address`,
-    /// which must be the endpoint's own.
+    /// which must be the endpoint's own (of the family it asked over).
     Port {
         /// The ingress port.
         port: PortKey,
-        /// The IPv4 source address.
-        address: Ipv4Addr,
+        /// The source address (IPv4 or IPv6).
+        address: IpAddr,
     },
     /// A TCP client on `network` at `address` (the datapath lets only
     /// frames with their port's own address reach the DNS port).
     Network {
         /// The network whose gateway was asked.
         network: NetKey,
-        /// The client's address.
-        address: Ipv4Addr,
+        /// The client's address (IPv4 or IPv6).
+        address: IpAddr,
     },
 }
 
@@ -119,7 +119,7 @@ impl Resolver {
             }
         };
         let asker = match source {
-            Source::Port { port, address } => directory.asker(port).filter(|a| a.address == address),
+            Source::Port { port, address } => directory.asker(port).filter(|_| directory.owns_address(port, address)),
             Source::Network { network, address } => directory.asker_by_address(network, address),
         };
         let Some(asker) = asker else {
@@ -144,11 +144,13 @@ impl Resolver {
         }
         let qtype = question.query_type();
         let found = if question.query_class() == DNSClass::IN {
-            directory.lookup(
-                &asker.scope,
-                &question.name().to_ascii(),
-                matches!(qtype, RecordType::A | RecordType::ANY),
-            )
+            let advance = match qtype {
+                RecordType::A => Advance::V4,
+                RecordType::AAAA => Advance::V6,
+                RecordType::ANY => Advance::Both,
+                _ => Advance::None,
+            };
+            directory.lookup(&asker.scope, &question.name().to_ascii(), advance)
         } else {
             None
         };
@@ -158,9 +160,18 @@ impl Resolver {
             Outcome::Answer(respond(&message, rcode, records, asker.forwarding, transport, counters))
         };
         match found {
-            Some(Found::Addresses(addresses)) if matches!(qtype, RecordType::A | RecordType::ANY) => {
-                let records = addresses.into_iter().map(|a| Record::from_rdata(qname.clone(), TTL, RData::A(A(a))));
-                local(ResponseCode::NoError, records.collect(), counters)
+            Some(Found::Addresses { v4, v6 })
+                if matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY) =>
+            {
+                let v4 = v4.into_iter().filter(|_| qtype != RecordType::AAAA).map(|a| RData::A(A(a)));
+                let v6 = v6.into_iter().filter(|_| qtype != RecordType::A).map(|a| RData::AAAA(AAAA(a)));
+                let records: Vec<Record> =
+                    v4.chain(v6).map(|data| Record::from_rdata(qname.clone(), TTL, data)).collect();
+                if records.is_empty() {
+                    // The name exists with the other family's addresses only.
+                    counters.nodata += 1;
+                }
+                local(ResponseCode::NoError, records, counters)
             }
             Some(Found::Pointer(target)) if matches!(qtype, RecordType::PTR | RecordType::ANY) => {
                 match Name::from_ascii(format!("{target}.")) {
@@ -176,7 +187,7 @@ impl Resolver {
                     }
                 }
             }
-            Some(Found::Addresses(_) | Found::Pointer(_)) => {
+            Some(Found::Addresses { .. } | Found::Pointer(_)) => {
                 counters.nodata += 1;
                 local(ResponseCode::NoError, Vec::new(), counters)
             }

@@ -12,7 +12,7 @@
 //! Regenerate it with
 //! `VSWITCH_REGENERATE_SEEDS=1 cargo test -p dns --test fuzz_corpus -- --ignored`.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -55,10 +55,23 @@ fn directory() -> Directory {
     let own: Arc<[SocketAddr]> = Arc::from(vec![OWN_UPSTREAM]);
     d.add_asker(
         WEB_PORT,
-        Asker { address: WEB, network: 1, scope: vec![1, 2], forwarding: true, upstreams: none.clone() },
+        Asker {
+            address: Some(WEB),
+            address6: None,
+            network: 1,
+            scope: vec![1, 2],
+            forwarding: true,
+            upstreams: none.clone(),
+        },
     );
-    d.add_asker(2, Asker { address: WORKER, network: 1, scope: vec![1], forwarding: true, upstreams: own });
-    d.add_asker(3, Asker { address: PG, network: 2, scope: vec![2], forwarding: false, upstreams: none });
+    d.add_asker(
+        2,
+        Asker { address: Some(WORKER), address6: None, network: 1, scope: vec![1], forwarding: true, upstreams: own },
+    );
+    d.add_asker(
+        3,
+        Asker { address: Some(PG), address6: None, network: 2, scope: vec![2], forwarding: false, upstreams: none },
+    );
     d
 }
 
@@ -219,7 +232,7 @@ fn seeds_resolve_as_named() {
             assert_eq!(bytes[..2], id(index).to_be_bytes(), "{name}: the ID's low byte is the seed's index");
         }
         let mut counters = Counters::default();
-        let source = Source::Port { port: WEB_PORT, address: WEB };
+        let source = Source::Port { port: WEB_PORT, address: IpAddr::V4(WEB) };
         let outcome =
             resolver.resolve(&directory, source, &bytes, Transport::Udp { path_limit: 1472 }, true, &mut counters);
         assert_eq!(counters.queries, 1, "{name}");

@@ -1,7 +1,7 @@
 //! The resolver and the forwarder through their public API, with real DNS
 //! messages built and read back by hickory-proto.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use dns::{Action, Asker, Counters, Directory, ForwardError, Forwarder, Outcome, Resolver, Source, Transport};
@@ -31,9 +31,19 @@ fn directory() -> Directory {
     let none: Arc<[SocketAddr]> = Arc::from(Vec::new());
     d.add_asker(
         WEB_PORT,
-        Asker { address: WEB, network: 1, scope: vec![1], forwarding: true, upstreams: none.clone() },
+        Asker {
+            address: Some(WEB),
+            address6: None,
+            network: 1,
+            scope: vec![1],
+            forwarding: true,
+            upstreams: none.clone(),
+        },
     );
-    d.add_asker(PG_PORT, Asker { address: PG, network: 2, scope: vec![2], forwarding: false, upstreams: none });
+    d.add_asker(
+        PG_PORT,
+        Asker { address: Some(PG), address6: None, network: 2, scope: vec![2], forwarding: false, upstreams: none },
+    );
     d
 }
 
@@ -75,7 +85,7 @@ impl Harness {
     fn ask(&mut self, port: u32, src: Ipv4Addr, bytes: &[u8]) -> Outcome {
         self.resolver.resolve(
             &self.directory,
-            Source::Port { port, address: src },
+            Source::Port { port, address: IpAddr::V4(src) },
             bytes,
             UDP,
             true,
@@ -158,20 +168,24 @@ fn names_of_other_networks_are_forwarded_or_nxdomain_without_forwarding() {
 fn askers_own_upstreams_and_no_upstream_at_all() {
     let mut d = directory();
     let own: Arc<[SocketAddr]> = Arc::from(vec![upstream(9)]);
-    d.add_asker(6, Asker { address: WORKER, network: 1, scope: vec![1], forwarding: true, upstreams: own });
+    d.add_asker(
+        6,
+        Asker { address: Some(WORKER), address6: None, network: 1, scope: vec![1], forwarding: true, upstreams: own },
+    );
     let resolver = Resolver::new(Vec::new());
     let mut c = Counters::default();
     let q = query(1, "example.com.", RecordType::A);
-    match resolver.resolve(&d, Source::Port { port: 6, address: WORKER }, &q, UDP, true, &mut c) {
+    match resolver.resolve(&d, Source::Port { port: 6, address: IpAddr::V4(WORKER) }, &q, UDP, true, &mut c) {
         Outcome::Forward(u) => assert_eq!(&u[..], [upstream(9)]),
         other => panic!("{other:?}"),
     }
-    let m = answer(resolver.resolve(&d, Source::Port { port: WEB_PORT, address: WEB }, &q, UDP, true, &mut c));
+    let m =
+        answer(resolver.resolve(&d, Source::Port { port: WEB_PORT, address: IpAddr::V4(WEB) }, &q, UDP, true, &mut c));
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     assert_eq!(c.upstream_failures, 1);
     let m = answer(Resolver::new(vec![upstream(1)]).resolve(
         &d,
-        Source::Port { port: 6, address: WORKER },
+        Source::Port { port: 6, address: IpAddr::V4(WORKER) },
         &q,
         UDP,
         false,
@@ -196,7 +210,7 @@ fn spoofed_and_unknown_sources_are_refused() {
     let tcp = |h: &mut Harness, net, src| {
         h.resolver.resolve(
             &h.directory,
-            Source::Network { network: net, address: src },
+            Source::Network { network: net, address: IpAddr::V4(src) },
             &q,
             Transport::Tcp,
             true,
@@ -246,13 +260,20 @@ fn udp_answers_that_do_not_fit_are_truncated_and_edns_is_answered() {
     let none: Arc<[SocketAddr]> = Arc::from(Vec::new());
     d.add_asker(
         0,
-        Asker { address: Ipv4Addr::new(10, 30, 1, 1), network: 1, scope: vec![1], forwarding: true, upstreams: none },
+        Asker {
+            address: Some(Ipv4Addr::new(10, 30, 1, 1)),
+            address6: None,
+            network: 1,
+            scope: vec![1],
+            forwarding: true,
+            upstreams: none,
+        },
     );
     let resolver = Resolver::new(Vec::new());
     let mut c = Counters::default();
     let src = Ipv4Addr::new(10, 30, 1, 1);
     let plain = query(1, "many.", RecordType::A);
-    let m = answer(resolver.resolve(&d, Source::Port { port: 0, address: src }, &plain, UDP, true, &mut c));
+    let m = answer(resolver.resolve(&d, Source::Port { port: 0, address: IpAddr::V4(src) }, &plain, UDP, true, &mut c));
     assert!(m.metadata.truncation && m.answers.is_empty(), "80 A records do not fit 512 bytes");
     assert_eq!(c.truncated, 1);
     let mut edns_query = Message::from_vec(&plain).unwrap();
@@ -261,7 +282,7 @@ fn udp_answers_that_do_not_fit_are_truncated_and_edns_is_answered() {
     edns_query.set_edns(edns);
     let m = answer(resolver.resolve(
         &d,
-        Source::Port { port: 0, address: src },
+        Source::Port { port: 0, address: IpAddr::V4(src) },
         &edns_query.to_vec().unwrap(),
         UDP,
         true,
@@ -272,7 +293,7 @@ fn udp_answers_that_do_not_fit_are_truncated_and_edns_is_answered() {
     assert_eq!(m.edns.as_ref().map(|e| e.max_payload()), Some(dns::EDNS_PAYLOAD));
     let m = answer(resolver.resolve(
         &d,
-        Source::Network { network: 1, address: src },
+        Source::Network { network: 1, address: IpAddr::V4(src) },
         &plain,
         Transport::Tcp,
         true,
@@ -441,4 +462,121 @@ fn answers_with_another_type_are_not_accepted() {
     assert_eq!(a[qtype_at + 1], 65);
     a[qtype_at + 1] = 97;
     assert_eq!(f.on_answer(to, &a, 1), None);
+}
+
+const WEB6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 2);
+const NS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xb, 0, 0, 0, 0, 0, 2);
+const NS6_PORT: u32 = 9;
+
+/// The test directory with app dual-stack (web has fd00:a::2; worker
+/// stays IPv4-only) and an IPv6-only network v6 (ns6 at fd00:b::2, also
+/// on app), with web asking over both families and ns6 over IPv6 alone.
+fn dual_stack() -> Harness {
+    let mut h = Harness::new();
+    let d = &mut h.directory;
+    d.add_network6(1, "app", "fd00:a::/64".parse().unwrap());
+    d.add_endpoint(1, "web", &["api".into()], WEB6);
+    d.add_network6(4, "v6", "fd00:b::/64".parse().unwrap());
+    d.add_endpoint(4, "ns6", &[], NS6);
+    let none: Arc<[SocketAddr]> = Arc::from(Vec::new());
+    let web = Asker {
+        address: Some(WEB),
+        address6: Some(WEB6),
+        network: 1,
+        scope: vec![1],
+        forwarding: true,
+        upstreams: none.clone(),
+    };
+    d.add_asker(WEB_PORT, web);
+    let ns6 =
+        Asker { address: None, address6: Some(NS6), network: 4, scope: vec![4], forwarding: true, upstreams: none };
+    d.add_asker(NS6_PORT, ns6);
+    h
+}
+
+fn ask6(h: &mut Harness, port: u32, src: IpAddr, q: &[u8]) -> Outcome {
+    h.resolver.resolve(&h.directory, Source::Port { port, address: src }, q, UDP, true, &mut h.counters)
+}
+
+fn addresses6(m: &Message) -> Vec<Ipv6Addr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match r.data {
+            RData::AAAA(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn aaaa_records_of_ipv6_endpoints_over_either_family() {
+    let mut h = dual_stack();
+    for src in [IpAddr::V4(WEB), IpAddr::V6(WEB6)] {
+        let m = answer(ask6(&mut h, WEB_PORT, src, &query(1, "web.", RecordType::AAAA)));
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.metadata.authoritative);
+        assert_eq!(addresses6(&m), [WEB6]);
+        assert!(addresses(&m).is_empty(), "AAAA carries no A");
+        let m = answer(ask6(&mut h, WEB_PORT, src, &query(2, "web.app.", RecordType::A)));
+        assert_eq!(addresses(&m), [WEB], "A stays what it was");
+    }
+    let m = answer(ask6(&mut h, WEB_PORT, WEB6.into(), &query(3, "web.", RecordType::ANY)));
+    assert_eq!((addresses(&m), addresses6(&m)), (vec![WEB], vec![WEB6]), "ANY: both");
+    assert_eq!(h.counters.nodata, 0);
+}
+
+#[test]
+fn a_name_of_one_family_is_nodata_for_the_other() {
+    let mut h = dual_stack();
+    let m = answer(ask6(&mut h, WEB_PORT, WEB6.into(), &query(1, "worker.", RecordType::AAAA)));
+    assert_eq!((m.metadata.response_code, m.answers.len()), (ResponseCode::NoError, 0), "worker has no IPv6");
+    let m = answer(ask6(&mut h, NS6_PORT, NS6.into(), &query(2, "ns6.", RecordType::A)));
+    assert_eq!((m.metadata.response_code, m.answers.len()), (ResponseCode::NoError, 0), "ns6 has no IPv4");
+    let m = answer(ask6(&mut h, NS6_PORT, NS6.into(), &query(3, "ns6.v6.", RecordType::AAAA)));
+    assert_eq!(addresses6(&m), [NS6]);
+    assert_eq!((h.counters.nodata, h.counters.forwarded), (2, 0));
+    // Network-scoped: ns6's scope has no web; web's has no ns6.
+    assert!(matches!(ask6(&mut h, NS6_PORT, NS6.into(), &query(4, "web.", RecordType::AAAA)), Outcome::Forward(_)));
+    assert!(matches!(ask6(&mut h, WEB_PORT, WEB6.into(), &query(5, "ns6.", RecordType::AAAA)), Outcome::Forward(_)));
+}
+
+#[test]
+fn ip6_arpa_pointers() {
+    let mut h = dual_stack();
+    let name = format!("{}.", dns::reverse_name(WEB6));
+    let m = answer(ask6(&mut h, WEB_PORT, WEB6.into(), &query(1, &name, RecordType::PTR)));
+    match &m.answers[..] {
+        [record] => {
+            assert_eq!(record.data, RData::PTR(hickory_proto::rr::rdata::PTR(Name::from_ascii("web.app.").unwrap())))
+        }
+        other => panic!("{other:?}"),
+    }
+    let unknown = format!("{}.", dns::reverse_name(Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 0x99)));
+    let m = answer(ask6(&mut h, WEB_PORT, WEB6.into(), &query(2, &unknown, RecordType::PTR)));
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "the switch owns the subnet's zone");
+    let outside = format!("{}.", dns::reverse_name(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)));
+    assert!(matches!(ask6(&mut h, WEB_PORT, WEB6.into(), &query(3, &outside, RecordType::PTR)), Outcome::Forward(_)));
+}
+
+#[test]
+fn outside_aaaa_is_forwarded_and_ipv6_sources_are_checked() {
+    let mut h = dual_stack();
+    match ask6(&mut h, NS6_PORT, NS6.into(), &query(1, "example.org.", RecordType::AAAA)) {
+        Outcome::Forward(upstreams) => assert_eq!(&upstreams[..], [upstream(1)]),
+        other => panic!("{other:?}"),
+    }
+    // ns6's port with web's IPv6 address, or an IPv4 address it does not have.
+    for src in [IpAddr::V6(WEB6), IpAddr::V4(WEB), IpAddr::V4(Ipv4Addr::UNSPECIFIED)] {
+        let m = answer(ask6(&mut h, NS6_PORT, src, &query(2, "ns6.", RecordType::AAAA)));
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{src}");
+    }
+    // TCP clients by IPv6 address on their network.
+    let q = query(3, "web.", RecordType::AAAA);
+    let tcp = |h: &mut Harness, network, address: Ipv6Addr| {
+        let source = Source::Network { network, address: address.into() };
+        h.resolver.resolve(&h.directory, source, &q, Transport::Tcp, true, &mut h.counters)
+    };
+    assert_eq!(addresses6(&answer(tcp(&mut h, 1, WEB6))), [WEB6]);
+    assert_eq!(answer(tcp(&mut h, 4, WEB6)).metadata.response_code, ResponseCode::Refused);
+    assert_eq!(h.counters.refused, 4);
 }

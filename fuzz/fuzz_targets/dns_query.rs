@@ -39,10 +39,10 @@
 
 #![no_main]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use dns::{Action, Asker, Counters, Directory, Forwarder, NetKey, Outcome, Resolver, Source, Transport, fit_udp};
+use dns::{Action, Advance, Asker, Counters, Directory, Forwarder, NetKey, Outcome, Resolver, Source, Transport, fit_udp};
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RData};
 use libfuzzer_sys::fuzz_target;
@@ -50,6 +50,8 @@ use switch::gateway::dns::{DNS_PORT, DnsFrame, UdpQuery, classify, udp_answer_fr
 use switch::wire::MacAddr;
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 1);
+/// The gateway's IPv6 address: raw inputs are classified as to a dual-stack gateway.
+const GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xa, 0, 0, 0, 0, 0, 1);
 const GATEWAY_MAC: MacAddr = MacAddr([0x02, 0x56, 0, 0, 0, 1]);
 const WEB_MAC: MacAddr = MacAddr([0x02, 0x42, 0, 0, 0, 2]);
 const WEB: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 2);
@@ -91,16 +93,16 @@ const PG_ASKER: Known = Known { scope: &[2], forwarding: false, upstreams: &[] }
 
 /// The second call's asker, by the selector's bits 0-2.
 const SECOND: [(Source, Option<&Known>); 8] = [
-    (Source::Port { port: WEB_PORT, address: WEB }, Some(&WEB_ASKER)),
-    (Source::Port { port: WORKER_PORT, address: WORKER }, Some(&WORKER_ASKER)),
-    (Source::Port { port: PG_PORT, address: PG }, Some(&PG_ASKER)),
+    (Source::Port { port: WEB_PORT, address: IpAddr::V4(WEB) }, Some(&WEB_ASKER)),
+    (Source::Port { port: WORKER_PORT, address: IpAddr::V4(WORKER) }, Some(&WORKER_ASKER)),
+    (Source::Port { port: PG_PORT, address: IpAddr::V4(PG) }, Some(&PG_ASKER)),
     // pg's port with web's address: spoofed.
-    (Source::Port { port: PG_PORT, address: WEB }, None),
-    (Source::Port { port: 99, address: WEB }, None),
-    (Source::Network { network: 1, address: WEB }, Some(&WEB_ASKER)),
+    (Source::Port { port: PG_PORT, address: IpAddr::V4(WEB) }, None),
+    (Source::Port { port: 99, address: IpAddr::V4(WEB) }, None),
+    (Source::Network { network: 1, address: IpAddr::V4(WEB) }, Some(&WEB_ASKER)),
     // web's address is not on db.
-    (Source::Network { network: 2, address: WEB }, None),
-    (Source::Network { network: 2, address: PG }, Some(&PG_ASKER)),
+    (Source::Network { network: 2, address: IpAddr::V4(WEB) }, None),
+    (Source::Network { network: 2, address: IpAddr::V4(PG) }, Some(&PG_ASKER)),
 ];
 
 /// The second call's UDP path limit, by the selector's bits 4-5 (MTUs 576,
@@ -123,10 +125,10 @@ fn directory() -> Directory {
     let own: Arc<[SocketAddr]> = Arc::from(vec![OWN_UPSTREAM]);
     d.add_asker(
         WEB_PORT,
-        Asker { address: WEB, network: 1, scope: vec![1, 2], forwarding: true, upstreams: none.clone() },
+        Asker { address: Some(WEB), address6: None, network: 1, scope: vec![1, 2], forwarding: true, upstreams: none.clone() },
     );
-    d.add_asker(WORKER_PORT, Asker { address: WORKER, network: 1, scope: vec![1], forwarding: true, upstreams: own });
-    d.add_asker(PG_PORT, Asker { address: PG, network: 2, scope: vec![2], forwarding: false, upstreams: none });
+    d.add_asker(WORKER_PORT, Asker { address: Some(WORKER), address6: None, network: 1, scope: vec![1], forwarding: true, upstreams: own });
+    d.add_asker(PG_PORT, Asker { address: Some(PG), address6: None, network: 2, scope: vec![2], forwarding: false, upstreams: none });
     d
 }
 
@@ -157,7 +159,7 @@ fuzz_target!(|data: &[u8]| {
     let resolver = Resolver::new(vec![DAEMON_UPSTREAM]);
 
     // The raw input as a frame to the gateway.
-    if let DnsFrame::Udp(query) = classify(data, GATEWAY) {
+    if let DnsFrame::Udp(query) = classify(data, Some(GATEWAY), Some(GATEWAY6)) {
         assert!(query.payload.start <= query.payload.end && query.payload.end <= data.len(), "{query:?}");
     }
 
@@ -167,11 +169,11 @@ fuzz_target!(|data: &[u8]| {
     let query: &[u8] = if data.len() <= PATH_LIMIT {
         // The gateway's answer builder, turned around: web (at "gateway")
         // sends to the gateway's port 53.
-        let to_gateway = UdpQuery { mac: GATEWAY_MAC, address: GATEWAY, port: DNS_PORT, payload: 0..0 };
-        udp_answer_frame(WEB_MAC, WEB, &to_gateway, data, &mut frame);
-        match classify(&frame, GATEWAY) {
+        let to_gateway = UdpQuery { mac: GATEWAY_MAC, address: GATEWAY.into(), port: DNS_PORT, payload: 0..0 };
+        assert!(udp_answer_frame(WEB_MAC, WEB.into(), &to_gateway, data, &mut frame));
+        match classify(&frame, Some(GATEWAY), Some(GATEWAY6)) {
             DnsFrame::Udp(q) => {
-                assert_eq!((q.mac, q.address, q.port), (WEB_MAC, WEB, DNS_PORT));
+                assert_eq!((q.mac, q.address, q.port), (WEB_MAC, IpAddr::V4(WEB), DNS_PORT));
                 assert_eq!(q.payload, 42..42 + data.len());
                 &frame[q.payload]
             }
@@ -181,7 +183,7 @@ fuzz_target!(|data: &[u8]| {
         data
     };
     let web = Ask {
-        source: Source::Port { port: WEB_PORT, address: WEB },
+        source: Source::Port { port: WEB_PORT, address: IpAddr::V4(WEB) },
         known: Some(&WEB_ASKER),
         transport: Transport::Udp { path_limit: PATH_LIMIT },
         room: true,
@@ -287,7 +289,7 @@ fn check_resolve(directory: &Directory, resolver: &Resolver, ask: &Ask, query: &
             let [question] = &request.queries[..] else { panic!("a query without one question forwarded") };
             if question.query_class() == DNSClass::IN {
                 // A lookup that does not advance the rotation changes nothing.
-                let found = directory.lookup(known.scope, &question.name().to_ascii(), false);
+                let found = directory.lookup(known.scope, &question.name().to_ascii(), Advance::None);
                 assert_eq!(found, None, "a name of the asker's scope forwarded");
             }
             // The forwarder takes what the resolver forwards.

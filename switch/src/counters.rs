@@ -81,6 +81,11 @@ pub enum DropReason {
     /// nothing that came from a tunnel goes back into one, so stale tables
     /// on two hosts cannot bounce a frame between VTEPs).
     SplitHorizon,
+    /// An ICMPv6 message for a gateway (to one of its addresses or groups)
+    /// that fails its checksum, does not parse, or breaks neighbour
+    /// discovery's validity rules (hop limit 255, code 0, no zero-length
+    /// option; RFC 4861).
+    Icmpv6Malformed,
     /// An IPv6 packet routed out through the gateway with an extension
     /// header the L4 translator does not handle (a fragment header, a
     /// routing header with segments left, an option that must not be
@@ -90,7 +95,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 31] = [
+    pub const ALL: [DropReason; 32] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -121,6 +126,7 @@ impl DropReason {
         DropReason::ImpairLoss,
         DropReason::ImpairQueueFull,
         DropReason::SplitHorizon,
+        DropReason::Icmpv6Malformed,
         DropReason::NatIpv6Extension,
     ];
     /// Number of reasons.
@@ -159,6 +165,7 @@ impl DropReason {
             DropReason::ImpairLoss => "impair_loss",
             DropReason::ImpairQueueFull => "impair_queue_full",
             DropReason::SplitHorizon => "split_horizon",
+            DropReason::Icmpv6Malformed => "icmpv6_malformed",
             DropReason::NatIpv6Extension => "nat_ipv6_extension",
         }
     }

@@ -30,7 +30,8 @@ struct Args {
     #[arg(long)]
     ctl_group: Option<String>,
     /// Local underlay address (and UDP port, default 4789) for VXLAN overlay
-    /// networks, e.g. `192.0.2.10` or `192.0.2.10:4789`.
+    /// networks, IPv4 or IPv6: e.g. `192.0.2.10`, `192.0.2.10:4789`,
+    /// `2001:db8::10` or `[2001:db8::10]:4789`. Peers are of the same family.
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_vtep)]
     vtep: Option<SocketAddr>,
     /// Accept VXLAN from hosts that are not configured peers, and make them
@@ -68,9 +69,38 @@ fn parse_dns(s: &str) -> Result<SocketAddr, String> {
     parse_addr_port(s, 53)
 }
 
-/// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT`, defaulting to the VXLAN port.
+/// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT`, defaulting to the VXLAN port,
+/// and refuses addresses no underlay can use (multicast, IPv6 link-local,
+/// IPv4-mapped).
 fn parse_vtep(s: &str) -> Result<SocketAddr, String> {
-    parse_addr_port(s, vxlan::UDP_PORT)
+    let addr = parse_addr_port(s, vxlan::UDP_PORT)?;
+    vxlan::check_vtep(addr).map_err(|e| e.to_string())?;
+    Ok(addr)
+}
+
+/// The underlay MTU the VTEP `local` works with: `given` (`--underlay-mtu`)
+/// or the MTU of the interface holding the address (1500 when none does),
+/// checked against the underlay's family.
+fn underlay_mtu(local: SocketAddr, given: Option<u32>) -> anyhow::Result<u32> {
+    let mtu = given.or_else(|| mtu_for_address(local.ip())).unwrap_or_else(|| {
+        tracing::warn!(vtep = %local, "cannot find the interface holding the VTEP address; assuming MTU 1500");
+        1500
+    });
+    vxlan::check_underlay_mtu(mtu, vxlan::IpVersion::of(local.ip()))?;
+    Ok(mtu)
+}
+
+/// Why the datapath did not start, with a hint when the VTEP address could
+/// not be bound.
+fn datapath_context(vtep: Option<SocketAddr>, e: &std::io::Error) -> String {
+    match vtep {
+        Some(addr) if e.kind() == std::io::ErrorKind::AddrNotAvailable => format!(
+            "cannot start the datapath: VTEP {addr}: the address is not on an interface of this network namespace{}",
+            if addr.is_ipv6() { " (or is still tentative: IPv6 duplicate address detection)" } else { "" }
+        ),
+        Some(addr) => format!("cannot start the datapath (VTEP {addr})"),
+        None => "cannot start the datapath".to_owned(),
+    }
 }
 
 /// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT`, defaulting to `port`.
@@ -78,11 +108,14 @@ fn parse_addr_port(s: &str, port: u16) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    s.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
+    // A bracketed address must be closed: `[V6` is a typo, not `V6`.
+    let ip = match s.strip_prefix('[') {
+        Some(rest) => rest.strip_suffix(']'),
+        None => Some(s),
+    };
+    ip.and_then(|ip| ip.parse::<IpAddr>().ok())
         .map(|ip| SocketAddr::new(ip, port))
-        .map_err(|_| format!("{s:?} is not ADDR or ADDR:PORT"))
+        .ok_or_else(|| format!("{s:?} is not ADDR or ADDR:PORT"))
 }
 
 fn main() -> std::process::ExitCode {
@@ -110,13 +143,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     let group = args.ctl_group.as_deref().map(server::lookup_group).transpose()?;
     let (store, model) =
         Store::open(&args.state_dir).with_context(|| format!("cannot open state dir {}", args.state_dir.display()))?;
-    let vtep = args.vtep.map(|local| {
-        let underlay_mtu = args.underlay_mtu.or_else(|| mtu_for_address(local.ip())).unwrap_or_else(|| {
-            tracing::warn!(vtep = %local, "cannot find the interface holding the VTEP address; assuming MTU 1500");
-            1500
-        });
-        VtepConfig { local, learn_peers: args.learn_peers, underlay_mtu }
-    });
+    let vtep = args
+        .vtep
+        .map(|local| {
+            let underlay_mtu = underlay_mtu(local, args.underlay_mtu)?;
+            anyhow::Ok(VtepConfig { local, learn_peers: args.learn_peers, underlay_mtu })
+        })
+        .transpose()?;
     let secret = args.secret_file.as_deref().map(ClusterSecret::from_file).transpose().with_context(|| {
         let path = args.secret_file.as_deref().unwrap_or_else(|| std::path::Path::new("?"));
         format!("cannot load the cluster secret from {}", path.display())
@@ -136,7 +169,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(upstreams = ?dns, "embedded DNS forwards to");
     let datapath =
         DatapathHandle::spawn(vtep, secret, dns.clone(), switch::nat::Limits { max_flows: args.nat_max_flows })
-            .with_context(|| format!("cannot start the datapath (VTEP {:?})", args.vtep))?;
+            .map_err(|e| {
+                let context = datapath_context(args.vtep, &e);
+                anyhow::Error::new(e).context(context)
+            })?;
     let control = Control::restore(store, model, datapath, vtep, has_secret, dns)
         .context("cannot restore state into the datapath")?;
     let metrics = args
@@ -168,4 +204,62 @@ fn stop_on_signals(socket: PathBuf) -> anyhow::Result<()> {
         }
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn vtep_addresses_of_either_family() {
+        assert_eq!(parse_vtep("192.0.2.10"), Ok(sa("192.0.2.10:4789")));
+        assert_eq!(parse_vtep("192.0.2.10:8472"), Ok(sa("192.0.2.10:8472")));
+        assert_eq!(parse_vtep("2001:db8::10"), Ok(sa("[2001:db8::10]:4789")));
+        assert_eq!(parse_vtep("[2001:db8::10]"), Ok(sa("[2001:db8::10]:4789")));
+        assert_eq!(parse_vtep("[fd00:1::2]:8472"), Ok(sa("[fd00:1::2]:8472")));
+        assert_eq!(parse_vtep("::"), Ok(sa("[::]:4789")));
+        // Without brackets a trailing group is part of the address, as in
+        // every tool that takes IPv6 literals.
+        assert_eq!(parse_vtep("fd00::1:8472"), Ok(sa("[fd00::1:8472]:4789")));
+    }
+
+    #[test]
+    fn unusable_vtep_addresses_are_refused() {
+        for (given, needle) in [
+            ("host.example", "is not ADDR or ADDR:PORT"),
+            ("[2001:db8::10", "is not ADDR or ADDR:PORT"),
+            ("2001:db8::10]:4789", "is not ADDR or ADDR:PORT"),
+            ("[fe80::1]:4789", "link-local"),
+            ("::ffff:192.0.2.1", "give the IPv4 address itself"),
+            ("[ff02::1]", "multicast"),
+        ] {
+            let message = parse_vtep(given).unwrap_err();
+            assert!(message.contains(needle), "{given}: {message:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn an_ipv6_underlay_mtu_below_1280_is_refused() {
+        let v6 = sa("[2001:db8::10]:4789");
+        assert_eq!(underlay_mtu(v6, Some(1500)).unwrap(), 1500);
+        assert_eq!(underlay_mtu(v6, Some(1280)).unwrap(), 1280);
+        let message = underlay_mtu(v6, Some(1279)).unwrap_err().to_string();
+        assert!(message.contains("below IPv6's minimum of 1280"), "{message}");
+        assert_eq!(underlay_mtu(sa("192.0.2.10:4789"), Some(576)).unwrap(), 576);
+    }
+
+    #[test]
+    fn a_vtep_address_that_is_not_there_gets_a_hint() {
+        let unavailable = std::io::Error::from(std::io::ErrorKind::AddrNotAvailable);
+        let v6 = datapath_context(Some(sa("[2001:db8::10]:4789")), &unavailable);
+        assert!(v6.contains("not on an interface") && v6.contains("duplicate address detection"), "{v6}");
+        let v4 = datapath_context(Some(sa("192.0.2.10:4789")), &unavailable);
+        assert!(v4.contains("not on an interface") && !v4.contains("duplicate"), "{v4}");
+        let other = datapath_context(Some(sa("192.0.2.10:4789")), &std::io::Error::from(std::io::ErrorKind::AddrInUse));
+        assert_eq!(other, "cannot start the datapath (VTEP 192.0.2.10:4789)");
+    }
 }

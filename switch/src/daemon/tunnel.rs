@@ -7,8 +7,20 @@
 //! stays on one path), as Linux's `udp_flow_src_port` does. quinn-udp does
 //! the batching: `recvmmsg` with UDP GRO on receive and `sendmsg` with UDP
 //! GSO (`UDP_SEGMENT`) on send, probed once and degrading at run time where
-//! the kernel lacks them. Its sockets set `IP_PMTUDISC_PROBE`: outer packets
-//! carry DF and are never fragmented.
+//! the kernel lacks them. Its sockets set `IP_PMTUDISC_PROBE` (on IPv6
+//! `IPV6_PMTUDISC_PROBE` and `IPV6_DONTFRAG`): outer packets carry DF and
+//! are never fragmented.
+//!
+//! The underlay is IPv4 or IPv6, as the VTEP address is; the overhead
+//! (50 or 70 bytes) and so every MTU derived from it follow
+//! ([`Tunnel::inner_ip_mtu`]). IPv6 sockets are `IPV6_V6ONLY`: an IPv6 VTEP
+//! never sees IPv4 as mapped addresses, and a peer of the other family is
+//! refused when configured ([`vxlan::check_peer`]). UDP checksums are the
+//! kernel's: it computes them for every datagram it sends (for each segment
+//! of a GSO train too) and verifies them on receipt. vswitch never asks for
+//! zero checksums (`UDP_NO_CHECK6_TX`), which RFC 6935 and RFC 8200 allow
+//! on IPv6 tunnels only under conditions VXLAN's inner frames do not meet,
+//! and Linux drops IPv6 datagrams that carry one.
 //!
 //! Before encapsulation a frame from a TAP becomes a real wire frame: TSO /
 //! USO super-frames are segmented in software to the overlay MTU and partial
@@ -26,6 +38,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use crypto::{InnerChecksum, NetworkCrypto};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use socket2::{Domain, Protocol, Socket, Type};
 use vxlan::{HEADER_LEN, Vni};
 
 use super::batch::{BUFFERS, RxBatch, RxEntry};
@@ -37,7 +50,8 @@ use crate::sys::tap::VirtioNetHdr;
 /// Sockets in the send pool (distinct UDP source ports).
 const SOURCE_PORTS: usize = 32;
 /// Largest UDP payload of one (GSO) send: an IPv4 packet's 65,535 bytes
-/// minus its IP and UDP headers.
+/// minus its IP and UDP headers. IPv6's payload length does not count its
+/// own header, so the same bound keeps an IPv6 send within 64 KiB too.
 const MAX_UDP_PAYLOAD: usize = 65_535 - 20 - 8;
 /// Socket buffer size asked for on every socket.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -178,8 +192,15 @@ pub(crate) struct Tunnel {
     last_sent: (usize, usize),
 }
 
+/// A UDP socket bound to `addr`, set up for quinn-udp's batching. An IPv6
+/// socket is `IPV6_V6ONLY`: the underlay is one address family.
 fn open(addr: SocketAddr) -> io::Result<(UdpSocket, UdpSocketState)> {
-    let socket = UdpSocket::bind(addr)?;
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    let socket = UdpSocket::from(socket);
     let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
     // Best effort: a smaller buffer only costs throughput.
     let _ = state.set_send_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
@@ -187,24 +208,35 @@ fn open(addr: SocketAddr) -> io::Result<(UdpSocket, UdpSocketState)> {
     Ok((socket, state))
 }
 
-impl Tunnel {
-    /// Binds the receive socket and the send pool.
-    pub(crate) fn open(config: VtepConfig) -> io::Result<Tunnel> {
-        let (rx, rx_state) = open(config.local)?;
-        let tx = (0..SOURCE_PORTS)
+impl UdpUnderlay {
+    /// Binds the receive socket to `local` and a pool of `senders` sending
+    /// sockets to ephemeral ports of the same address.
+    fn open(local: SocketAddr, senders: usize) -> io::Result<UdpUnderlay> {
+        let (rx, rx_state) = open(local)?;
+        let tx = (0..senders.max(1))
             .map(|_| {
-                let (socket, state) = open(SocketAddr::new(config.local.ip(), 0))?;
+                let (socket, state) = open(SocketAddr::new(local.ip(), 0))?;
                 let port = socket.local_addr()?.port();
                 Ok(TxSocket { socket, state, port })
             })
             .collect::<io::Result<Vec<_>>>()?;
+        Ok(UdpUnderlay { rx, rx_state, tx })
+    }
+}
+
+impl Tunnel {
+    /// Binds the receive socket and the send pool.
+    pub(crate) fn open(config: VtepConfig) -> io::Result<Tunnel> {
+        let io = UdpUnderlay::open(config.local, SOURCE_PORTS)?;
         tracing::info!(
             vtep = %config.local,
-            gso_segments = tx[0].state.max_gso_segments(),
-            gro_segments = rx_state.gro_segments(),
+            underlay = %vxlan::IpVersion::of(config.local.ip()),
+            overhead = vxlan::overhead(vxlan::IpVersion::of(config.local.ip())),
+            gso_segments = io.tx[0].state.max_gso_segments(),
+            gro_segments = io.rx_state.gro_segments(),
             "VXLAN underlay ready"
         );
-        Ok(Tunnel::with_underlay(config, Box::new(UdpUnderlay { rx, rx_state, tx })))
+        Ok(Tunnel::with_underlay(config, Box::new(io)))
     }
 
     /// A tunnel over `io`, configured as `config` says (whose address `io`
@@ -236,10 +268,19 @@ impl Tunnel {
     }
 
     /// The largest inner IP packet a tunnel carries without fragmenting the
-    /// outer packet.
+    /// outer packet: the underlay MTU less 50 bytes over IPv4, 70 over IPv6.
     pub(crate) fn inner_ip_mtu(&self) -> u32 {
-        let version = if self.config.local.is_ipv4() { vxlan::IpVersion::V4 } else { vxlan::IpVersion::V6 };
+        let version = vxlan::IpVersion::of(self.config.local.ip());
         vxlan::inner_mtu(self.config.underlay_mtu, version).unwrap_or(vxlan::MIN_INNER_MTU)
+    }
+
+    /// The largest inner IP packet a tunnel of a plain (`encrypted`: an
+    /// encrypted) overlay carries: [`Tunnel::inner_ip_mtu`], less the
+    /// encryption's 32 bytes on an encrypted one. What sends are checked
+    /// against, SYNs clamped to and ICMP too-big messages announce.
+    pub(crate) fn ip_mtu(&self, encrypted: bool) -> u32 {
+        let extra = if encrypted { crypto::OVERHEAD_OVER_VXLAN as u32 } else { 0 };
+        self.inner_ip_mtu().saturating_sub(extra)
     }
 
     /// The datagrams (UDP payloads) of the last send that returned
@@ -313,8 +354,7 @@ impl Tunnel {
         hdr: &VirtioNetHdr,
         mut seal: Option<&mut NetworkCrypto>,
     ) -> TxOutcome {
-        let extra = if seal.is_some() { crypto::OVERHEAD_OVER_VXLAN as u32 } else { 0 };
-        let ip_mtu = (self.inner_ip_mtu() - extra).min(u32::from(u16::MAX)) as u16;
+        let ip_mtu = self.ip_mtu(seal.is_some()).min(u32::from(u16::MAX)) as u16;
         if let Some(kind) = offload::exceeds_mtu(frame, hdr, ip_mtu) {
             return TxOutcome::TooBig(kind);
         }
@@ -382,5 +422,125 @@ impl Tunnel {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => TxOutcome::Dropped(DropReason::TxQueueFull),
             Err(_) => TxOutcome::Dropped(DropReason::TxError),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The kernel's sockets over the IPv6 loopback: no root needed.
+
+    use std::time::{Duration, Instant};
+
+    use socket2::SockRef;
+
+    use super::*;
+
+    /// Binds an underlay on `addr`; `None` (and a note) on a host without IPv6.
+    fn bind(addr: &str, senders: usize) -> Option<UdpUnderlay> {
+        match UdpUnderlay::open(addr.parse().expect("a socket address"), senders) {
+            Ok(u) => Some(u),
+            Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                eprintln!("SKIPPED: no IPv6 loopback here ({e})");
+                None
+            }
+            Err(e) => panic!("cannot bind {addr}: {e}"),
+        }
+    }
+
+    /// Receives until `want` datagrams arrived (cut at each buffer's GRO
+    /// stride), or 10 s passed: (source, datagram) in arrival order.
+    fn receive(u: &mut UdpUnderlay, want: usize) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut got = Vec::new();
+        let mut bufs = vec![vec![0u8; 65_536]; 4];
+        let mut metas = [RecvMeta::default(); 4];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < want && Instant::now() < deadline {
+            let mut slices: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+            match u.recv(&mut slices, &mut metas) {
+                Ok(n) => {
+                    for (meta, buf) in metas[..n].iter().zip(&bufs) {
+                        for datagram in buf[..meta.len].chunks(meta.stride.max(1)) {
+                            got.push((meta.addr, datagram.to_vec()));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn an_ipv6_underlay_is_v6only_and_carries_gso_trains() {
+        let (Some(mut a), Some(mut b)) = (bind("[::1]:0", 2), bind("[::]:0", 1)) else { return };
+        for socket in std::iter::once(&a.rx).chain(a.tx.iter().map(|t| &t.socket)).chain([&b.rx]) {
+            assert!(SockRef::from(socket).only_v6().expect("IPV6_V6ONLY"), "{socket:?} takes IPv4 too");
+        }
+        // IPv4 on the same port is someone else's: the wildcard IPv6 VTEP
+        // does not hold it (it would, as mapped addresses, without V6ONLY).
+        let port = b.rx.local_addr().expect("bound").port();
+        let v4 = UdpSocket::bind(("0.0.0.0", port)).expect("IPv4 on the IPv6 VTEP's port is free");
+        drop(v4);
+
+        // A GSO train of three 1,000-byte datagrams and a 300-byte one,
+        // from sender 1 to b: they arrive as four datagrams from sender 1's
+        // port, GRO or not.
+        let dest = SocketAddr::new("::1".parse().expect("loopback"), port);
+        let train: Vec<u8> = (0..3000u32).map(|i| (i / 1000) as u8 + 1).collect();
+        let segment_size = (a.max_gso_segments(1) > 1).then_some(1000);
+        if segment_size.is_some() {
+            a.send(1, &Transmit { destination: dest, ecn: None, contents: &train, segment_size, src_ip: None })
+                .expect("a GSO send");
+        } else {
+            for chunk in train.chunks(1000) {
+                a.send(
+                    1,
+                    &Transmit { destination: dest, ecn: None, contents: chunk, segment_size: None, src_ip: None },
+                )
+                .expect("a send");
+            }
+        }
+        let single = [9u8; 300];
+        a.send(1, &Transmit { destination: dest, ecn: None, contents: &single, segment_size: None, src_ip: None })
+            .expect("a send");
+        let got = receive(&mut b, 4);
+        let source = SocketAddr::new("::1".parse().expect("loopback"), a.sender_port(1));
+        let expected: Vec<(SocketAddr, Vec<u8>)> =
+            vec![(source, vec![1; 1000]), (source, vec![2; 1000]), (source, vec![3; 1000]), (source, single.to_vec())];
+        assert_eq!(got, expected, "GSO segments {:?}, GRO segments {}", segment_size, b.gro_segments());
+    }
+
+    #[test]
+    fn a_tunnel_over_ipv6_encapsulates_for_its_peer_and_allows_70_bytes_less() {
+        let (Some(a), Some(mut b)) = (bind("[::1]:0", 2), bind("[::1]:0", 1)) else { return };
+        let local = a.rx.local_addr().expect("bound");
+        let mut tunnel =
+            Tunnel::with_underlay(VtepConfig { local, learn_peers: false, underlay_mtu: 1500 }, Box::new(a));
+        assert_eq!((tunnel.inner_ip_mtu(), tunnel.ip_mtu(true)), (1430, 1398));
+        let dest = b.rx.local_addr().expect("bound");
+        let vni = Vni::new(4242).expect("a VNI");
+        // An IPv4 packet of 1430 bytes fits; 1431 does not (and is not sent).
+        let frame = |ip_len: usize| {
+            let mut f = vec![0u8; 14 + ip_len];
+            f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+            f[12..14].copy_from_slice(&[0x08, 0x00]);
+            f[14] = 0x45;
+            f[16..18].copy_from_slice(&(ip_len as u16).to_be_bytes());
+            f[20] = 0x40; // DF
+            f[23] = 17;
+            f
+        };
+        let hdr = VirtioNetHdr::default();
+        assert_eq!(tunnel.send(vni, dest, &frame(1431), &hdr, None), TxOutcome::TooBig(TooBig::Ipv4));
+        assert_eq!(tunnel.send(vni, dest, &frame(1430), &hdr, None), TxOutcome::Sent);
+        let (source, mut sent) = tunnel.last_sent();
+        assert_eq!(source.ip(), local.ip());
+        assert_eq!(sent.next().map(<[u8]>::len), Some(8 + 14 + 1430));
+        let got = receive(&mut b, 1);
+        assert_eq!(got.len(), 1, "the datagram crossed the IPv6 loopback");
+        assert_eq!(got[0].0, source, "from the send pool's address and port");
+        assert_eq!(vxlan::decapsulate(&got[0].1), Ok((vni, &frame(1430)[..])));
+        assert_eq!(tunnel.counters().tx_packets, 1);
     }
 }

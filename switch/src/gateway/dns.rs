@@ -9,15 +9,15 @@
 //! sockets; a client is identified by its address, which the datapath has
 //! checked against its ingress port before the frame reaches the stack.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::tcp;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket,
-    UdpPacket, UdpRepr,
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr,
+    Ipv6Packet, Ipv6Repr, TcpPacket, UdpPacket, UdpRepr,
 };
 
 use crate::time::Timestamp;
@@ -71,8 +71,8 @@ pub enum DnsFrame {
     },
     /// A TCP segment to the gateway's port 53 from `source`.
     Tcp {
-        /// Its IPv4 source address.
-        source: Ipv4Addr,
+        /// Its source address (IPv4 or IPv6).
+        source: IpAddr,
     },
     /// Anything else (ARP, ping, other ports): for the gateway's stack.
     Other,
@@ -83,21 +83,54 @@ pub enum DnsFrame {
 pub struct UdpQuery {
     /// The sender's MAC address (the answer goes straight back to it).
     pub mac: MacAddr,
-    /// The sender's IPv4 address.
-    pub address: Ipv4Addr,
+    /// The sender's address (IPv4 or IPv6).
+    pub address: IpAddr,
     /// The sender's UDP port.
     pub port: u16,
     /// The DNS message's bytes within the frame.
     pub payload: Range<usize>,
 }
 
-/// Classifies an untagged Ethernet frame sent to the gateway at `gateway`.
-/// IP fragments are not DNS queries here (the stack drops them).
-pub fn classify(frame: &[u8], gateway: Ipv4Addr) -> DnsFrame {
+/// Classifies an untagged Ethernet frame sent to the gateway at `gateway`
+/// (IPv4) and `gateway6` (IPv6), either or both. IP fragments are not DNS
+/// queries here (the stack drops them); over IPv6 only a UDP or TCP header
+/// right after the IPv6 header is (no extension headers).
+pub fn classify(frame: &[u8], gateway: Option<Ipv4Addr>, gateway6: Option<Ipv6Addr>) -> DnsFrame {
     let Ok(eth) = EthernetFrame::new_checked(frame) else { return DnsFrame::Other };
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
+    match (eth.ethertype(), gateway, gateway6) {
+        (EthernetProtocol::Ipv4, Some(gateway), _) => classify4(&eth, gateway),
+        (EthernetProtocol::Ipv6, _, Some(gateway6)) => classify6(&eth, gateway6),
+        _ => DnsFrame::Other,
+    }
+}
+
+/// [`classify`] for IPv6.
+fn classify6(eth: &EthernetFrame<&[u8]>, gateway: Ipv6Addr) -> DnsFrame {
+    let Ok(ip) = Ipv6Packet::new_checked(eth.payload()) else { return DnsFrame::Other };
+    if ip.version() != 6 || ip.dst_addr() != gateway {
         return DnsFrame::Other;
     }
+    let l4_start = EthernetFrame::<&[u8]>::header_len() + ip.header_len();
+    match ip.next_header() {
+        IpProtocol::Udp => match UdpPacket::new_checked(ip.payload()) {
+            Ok(udp) if udp.dst_port() == DNS_PORT => DnsFrame::Udp(UdpQuery {
+                mac: MacAddr(eth.src_addr().0),
+                address: ip.src_addr().into(),
+                port: udp.src_port(),
+                payload: l4_start + 8..l4_start + usize::from(udp.len()),
+            }),
+            _ => DnsFrame::Other,
+        },
+        IpProtocol::Tcp => match TcpPacket::new_checked(ip.payload()) {
+            Ok(tcp) if tcp.dst_port() == DNS_PORT => DnsFrame::Tcp { source: ip.src_addr().into() },
+            _ => DnsFrame::Other,
+        },
+        _ => DnsFrame::Other,
+    }
+}
+
+/// [`classify`] for IPv4.
+fn classify4(eth: &EthernetFrame<&[u8]>, gateway: Ipv4Addr) -> DnsFrame {
     let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return DnsFrame::Other };
     if ip.version() != 4 || ip.header_len() < 20 {
         return DnsFrame::Other;
@@ -113,7 +146,7 @@ pub fn classify(frame: &[u8], gateway: Ipv4Addr) -> DnsFrame {
                 let end = l4_start + usize::from(udp.len());
                 let datagram = UdpQuery {
                     mac: MacAddr(eth.src_addr().0),
-                    address: ip.src_addr(),
+                    address: ip.src_addr().into(),
                     port: udp.src_port(),
                     payload: start..end,
                 };
@@ -122,7 +155,7 @@ pub fn classify(frame: &[u8], gateway: Ipv4Addr) -> DnsFrame {
             _ => DnsFrame::Other,
         },
         IpProtocol::Tcp => match TcpPacket::new_checked(ip.payload()) {
-            Ok(tcp) if tcp.dst_port() == DNS_PORT => DnsFrame::Tcp { source: ip.src_addr() },
+            Ok(tcp) if tcp.dst_port() == DNS_PORT => DnsFrame::Tcp { source: ip.src_addr().into() },
             _ => DnsFrame::Other,
         },
         IpProtocol::Icmp => upstream_unreachable(ip.payload(), ip.src_addr(), gateway),
@@ -162,52 +195,68 @@ fn upstream_unreachable(icmp: &[u8], from: Ipv4Addr, gateway: Ipv4Addr) -> DnsFr
 
 /// Builds the Ethernet frame carrying `payload` from the gateway
 /// (`gateway_mac`, `gateway`, port 53) back to the sender of `query`, into
-/// `out` (cleared first), with full IPv4 and UDP checksums.
-pub fn udp_answer_frame(gateway_mac: MacAddr, gateway: Ipv4Addr, query: &UdpQuery, payload: &[u8], out: &mut Vec<u8>) {
-    udp_frame(gateway_mac, gateway, DNS_PORT, query, payload, out);
+/// `out` (cleared first), with full IP and UDP checksums. False (and `out`
+/// empty) when `gateway` is not of the query's family.
+pub fn udp_answer_frame(
+    gateway_mac: MacAddr,
+    gateway: IpAddr,
+    query: &UdpQuery,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> bool {
+    udp_frame(gateway_mac, gateway, DNS_PORT, query, payload, out)
 }
 
 /// Builds the Ethernet frame carrying `payload` from the gateway's UDP
 /// port `source_port` to `to` (its MAC, address and port), into `out`
-/// (cleared first), with full IPv4 and UDP checksums.
+/// (cleared first), with full IP and UDP checksums (IPv4 or IPv6, as
+/// `gateway` and `to` are). False (and `out` empty) when the two
+/// addresses are of different families.
 pub fn udp_frame(
     gateway_mac: MacAddr,
-    gateway: Ipv4Addr,
+    gateway: IpAddr,
     source_port: u16,
     to: &UdpQuery,
     payload: &[u8],
     out: &mut Vec<u8>,
-) {
+) -> bool {
     let query = to;
     let udp = UdpRepr { src_port: source_port, dst_port: query.port };
-    let ip = Ipv4Repr {
-        src_addr: gateway,
-        dst_addr: query.address,
-        next_header: IpProtocol::Udp,
-        payload_len: udp.header_len() + payload.len(),
-        hop_limit: 64,
+    let udp_len = udp.header_len() + payload.len();
+    let (ethertype, ip_len) = match (gateway, query.address) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => (EthernetProtocol::Ipv4, 20),
+        (IpAddr::V6(_), IpAddr::V6(_)) => (EthernetProtocol::Ipv6, 40),
+        _ => {
+            out.clear();
+            return false;
+        }
     };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress(gateway_mac.0),
-        dst_addr: EthernetAddress(query.mac.0),
-        ethertype: EthernetProtocol::Ipv4,
-    };
+    let eth =
+        EthernetRepr { src_addr: EthernetAddress(gateway_mac.0), dst_addr: EthernetAddress(query.mac.0), ethertype };
     out.clear();
-    out.resize(eth.buffer_len() + ip.buffer_len() + udp.header_len() + payload.len(), 0);
+    out.resize(eth.buffer_len() + ip_len + udp_len, 0);
     let checksums = ChecksumCapabilities::default();
     let mut frame = EthernetFrame::new_unchecked(&mut out[..]);
     eth.emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut packet, &checksums);
-    let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
-    udp.emit(
-        &mut datagram,
-        &gateway.into(),
-        &query.address.into(),
-        payload.len(),
-        |buf| buf.copy_from_slice(payload),
-        &checksums,
-    );
+    let (src, dst) = (IpAddress::from(gateway), IpAddress::from(query.address));
+    let l4 = match (gateway, query.address) {
+        (IpAddr::V4(src_addr), IpAddr::V4(dst_addr)) => {
+            let ip = Ipv4Repr { src_addr, dst_addr, next_header: IpProtocol::Udp, payload_len: udp_len, hop_limit: 64 };
+            let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+            ip.emit(&mut packet, &checksums);
+            &mut out[14 + 20..]
+        }
+        (IpAddr::V6(src_addr), IpAddr::V6(dst_addr)) => {
+            let ip = Ipv6Repr { src_addr, dst_addr, next_header: IpProtocol::Udp, payload_len: udp_len, hop_limit: 64 };
+            let mut packet = Ipv6Packet::new_unchecked(frame.payload_mut());
+            ip.emit(&mut packet);
+            &mut out[14 + 40..]
+        }
+        _ => return false,
+    };
+    let mut datagram = UdpPacket::new_unchecked(l4);
+    udp.emit(&mut datagram, &src, &dst, payload.len(), |buf| buf.copy_from_slice(payload), &checksums);
+    true
 }
 
 /// A TCP connection of the DNS server, as handed out with its query: the
@@ -223,8 +272,8 @@ pub struct TcpConn {
 pub struct TcpQuery {
     /// The connection to answer on.
     pub conn: TcpConn,
-    /// The client's address.
-    pub client: Ipv4Addr,
+    /// The client's address (IPv4 or IPv6).
+    pub client: IpAddr,
     /// The DNS message (without its length prefix).
     pub message: Vec<u8>,
 }
@@ -371,10 +420,7 @@ impl TcpServer {
                 }
                 let message = slot.inbuf[2..2 + len].to_vec();
                 slot.inbuf.drain(..2 + len);
-                let client = match socket.remote_endpoint().map(|e| e.addr) {
-                    Some(smoltcp::wire::IpAddress::Ipv4(a)) => a,
-                    _ => Ipv4Addr::UNSPECIFIED,
-                };
+                let client = socket.remote_endpoint().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |e| e.addr.into());
                 let conn = TcpConn { slot: index, generation: slot.generation };
                 match answer(TcpQuery { conn, client, message }) {
                     TcpAnswer::Now(bytes) => {

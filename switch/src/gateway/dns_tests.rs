@@ -21,10 +21,7 @@ use smoltcp::wire::{
     TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
 };
 
-use super::dns::{
-    DNS_PORT, DnsFrame, MAX_TCP_QUERY, TcpAnswer, TcpConn, TcpQuery, UPSTREAM_PORT, UdpQuery, classify,
-    udp_answer_frame,
-};
+use super::dns::{DNS_PORT, DnsFrame, MAX_TCP_QUERY, TcpAnswer, TcpConn, TcpQuery, UPSTREAM_PORT, UdpQuery};
 use super::{Gateway, gateway_mac};
 use crate::time::Timestamp;
 use crate::wire::MacAddr;
@@ -73,6 +70,16 @@ fn framed(message: &[u8]) -> Vec<u8> {
 /// The recognisable answer the harness's DNS gives: the query reversed.
 fn reversed(message: &[u8]) -> Vec<u8> {
     message.iter().rev().copied().collect()
+}
+
+/// [`super::dns::classify`] for an IPv4-only gateway at `gateway`.
+fn classify(frame: &[u8], gateway: Ipv4Addr) -> DnsFrame {
+    super::dns::classify(frame, Some(gateway), None)
+}
+
+/// [`super::dns::udp_answer_frame`] from an IPv4 gateway.
+fn udp_answer_frame(mac: MacAddr, gateway: Ipv4Addr, query: &UdpQuery, payload: &[u8], out: &mut Vec<u8>) {
+    assert!(super::dns::udp_answer_frame(mac, gateway.into(), query, payload, out), "an IPv4 query");
 }
 
 /// The slot part of a [`TcpConn`] (its fields are private to `dns`).
@@ -205,7 +212,7 @@ impl Dns {
     }
 
     /// The clients whose TCP queries reached the DNS.
-    fn askers(&self) -> Vec<Ipv4Addr> {
+    fn askers(&self) -> Vec<std::net::IpAddr> {
         self.tcp.iter().map(|q| q.client).collect()
     }
 }
@@ -263,11 +270,11 @@ impl Net {
                         DnsFrame::Tcp { source } => {
                             assert!(tcp_to_dns.is_some(), "classified as DNS over TCP: {frame:02x?}");
                             assert_eq!(source, client.ip);
-                            self.gw.deliver(&frame);
+                            self.gw.deliver(&frame, Timestamp(self.now)).expect("IPv4 is never refused");
                         }
                         DnsFrame::Other => {
                             assert!(tcp_to_dns.is_none(), "DNS over TCP not classified: {frame:02x?}");
-                            self.gw.deliver(&frame);
+                            self.gw.deliver(&frame, Timestamp(self.now)).expect("IPv4 is never refused");
                         }
                         DnsFrame::UpstreamAnswer(from) => panic!("no client is an upstream: {from:?}"),
                         DnsFrame::UpstreamUnreachable { from, server } => {
@@ -659,7 +666,7 @@ fn full_server_evicts_the_oldest_idle_connection() {
     // The two oldest are gone.
     net.assert_cut(&[0, 1]);
     let askers = net.dns.askers();
-    assert!(!askers.contains(&client_ip(0)) && !askers.contains(&client_ip(1)));
+    assert!(!askers.contains(&client_ip(0).into()) && !askers.contains(&client_ip(1).into()));
     assert_eq!(askers.len(), 7);
     assert_eq!(net.gw.dns_tcp_counters(), (2, 0));
 }
@@ -791,14 +798,14 @@ fn evicted_client_is_sent_a_reset() {
 #[test]
 fn reset_during_the_handshake_frees_the_slot() {
     let mut net = Net::new(1);
-    net.gw.deliver(&arp_request(GW));
+    net.gw.deliver(&arp_request(GW), Timestamp(net.now)).unwrap();
     net.run();
-    net.gw.deliver(&tcp_segment(GW, 50_000, DNS_PORT, TcpControl::Syn, 1_000));
+    net.gw.deliver(&tcp_segment(GW, 50_000, DNS_PORT, TcpControl::Syn, 1_000), Timestamp(net.now)).unwrap();
     net.run();
     let syn_ack = net.stray.iter().any(|f| tcp_to(f, HOST, 50_000).is_some());
     assert!(syn_ack, "no SYN-ACK to the hand-made SYN");
     net.advance(STEP_MS);
-    net.gw.deliver(&tcp_segment(GW, 50_000, DNS_PORT, TcpControl::Rst, 1_001));
+    net.gw.deliver(&tcp_segment(GW, 50_000, DNS_PORT, TcpControl::Rst, 1_001), Timestamp(net.now)).unwrap();
     net.run();
     net.advance(DEADLINE_MS + 1_000);
     net.connect(0);
@@ -816,7 +823,7 @@ fn classify_finds_the_dns_bytes_of_a_udp_query() {
     let frame = udp_frame(GW, 33_333, DNS_PORT, &query);
     let expected = UdpQuery {
         mac: MacAddr(HOST_MAC),
-        address: HOST,
+        address: HOST.into(),
         port: 33_333,
         payload: UDP_PAYLOAD_START..UDP_PAYLOAD_START + query.len(),
     };
@@ -888,9 +895,9 @@ fn classify_leaves_ip_fragments_to_the_stack() {
 #[test]
 fn classify_tcp_to_port_53_names_its_source() {
     let syn = tcp_segment(GW, 40_000, DNS_PORT, TcpControl::Syn, 7);
-    assert_eq!(classify(&syn, GW), DnsFrame::Tcp { source: HOST });
+    assert_eq!(classify(&syn, GW), DnsFrame::Tcp { source: HOST.into() });
     let rst = tcp_segment(GW, 40_000, DNS_PORT, TcpControl::Rst, 7);
-    assert_eq!(classify(&rst, GW), DnsFrame::Tcp { source: HOST });
+    assert_eq!(classify(&rst, GW), DnsFrame::Tcp { source: HOST.into() });
     for (dst, src_port, dst_port) in
         [(GW, 40_000, 80), (GW, DNS_PORT, 40_000), (Ipv4Addr::new(172, 17, 0, 9), 40_000, DNS_PORT)]
     {
@@ -1019,7 +1026,7 @@ fn classify_finds_on_network_upstream_answers() {
     let frame = udp_frame(GW, DNS_PORT, UPSTREAM_PORT, &answer);
     match classify(&frame, GW) {
         DnsFrame::UpstreamAnswer(from) => {
-            assert_eq!((from.address, from.port), (HOST, DNS_PORT));
+            assert_eq!((from.address, from.port), (HOST.into(), DNS_PORT));
             assert_eq!(&frame[from.payload], &answer[..]);
         }
         other => panic!("{other:?}"),
@@ -1108,7 +1115,7 @@ fn udp_answer_frame_parses_back_with_valid_checksums() {
 
 #[test]
 fn udp_answer_checksum_is_never_zero() {
-    let query = UdpQuery { mac: MacAddr(HOST_MAC), address: HOST, port: 33_333, payload: 0..0 };
+    let query = UdpQuery { mac: MacAddr(HOST_MAC), address: HOST.into(), port: 33_333, payload: 0..0 };
     let mut out = Vec::new();
     let mut all_ones = 0;
     for x in 0..=u16::MAX {
@@ -1133,7 +1140,7 @@ fn udp_query_is_answered_to_a_real_client() {
     net.run();
     assert_eq!(net.dns.udp.len(), 1);
     let (asked, message) = &net.dns.udp[0];
-    assert_eq!((asked.mac.0, asked.address, asked.port), (client_mac(1), client_ip(1), CLIENT_UDP_PORT));
+    assert_eq!((asked.mac.0, asked.address, asked.port), (client_mac(1), client_ip(1).into(), CLIENT_UDP_PORT));
     assert_eq!(message, &query);
     let socket = net.clients[1].sockets.get_mut::<udp::Socket>(handle);
     let mut buf = [0u8; 512];
@@ -1186,4 +1193,107 @@ fn lost_forwarded_answer_cuts_the_connection_after_the_forward_deadline() {
     net.advance(1_000 + STEP_MS);
     assert_eq!(net.state(0), tcp::State::Closed);
     assert_eq!(net.gw.dns_tcp_counters(), (1, 0));
+}
+
+/// A real IPv6 client of a dual-stack gateway: it resolves the gateway
+/// with neighbour discovery, then asks over UDP and TCP at [gateway6]:53.
+#[test]
+fn ipv6_client_is_served_over_udp_and_tcp() {
+    use super::Ipv6Config;
+    use std::net::{IpAddr, Ipv6Addr};
+
+    let gw6 = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 1);
+    let me = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 2);
+    let v6 = Ipv6Config { address: gw6, prefix_len: 64, default_route: true };
+    let mut gw = Gateway::dual(Some((GW, PREFIX_LEN)), Some(v6), MTU as u32, Timestamp(0));
+    let mut client = Client::new(0, 0);
+    client.iface.update_ip_addrs(|addrs| {
+        addrs.clear();
+        addrs.push(IpCidr::new(IpAddress::Ipv6(me), 64)).unwrap();
+    });
+    let mut dns = Dns { mode: Mode::Reverse, tcp: Vec::new(), udp: Vec::new() };
+    let mut now = 0u64;
+    let run = |gw: &mut Gateway, client: &mut Client, dns: &mut Dns, now: u64| {
+        for _ in 0..100 {
+            client.iface.poll(Instant::from_millis(now as i64), &mut client.wire, &mut client.sockets);
+            let mut moved = false;
+            for frame in std::mem::take(&mut client.wire.tx) {
+                moved = true;
+                trace(now, "client6", &frame);
+                match super::dns::classify(&frame, Some(GW), Some(gw6)) {
+                    DnsFrame::Udp(query) => {
+                        let message = frame[query.payload.clone()].to_vec();
+                        let mut answer = Vec::new();
+                        assert!(super::dns::udp_answer_frame(
+                            gw.mac(),
+                            gw6.into(),
+                            &query,
+                            &reversed(&message),
+                            &mut answer
+                        ));
+                        client.wire.rx.push_back(answer);
+                        dns.udp.push((query, message));
+                    }
+                    DnsFrame::Tcp { source } => {
+                        assert_eq!(source, IpAddr::V6(me));
+                        gw.deliver(&frame, Timestamp(now)).expect("valid TCP");
+                    }
+                    DnsFrame::Other => gw.deliver(&frame, Timestamp(now)).expect("valid neighbour discovery"),
+                    other => panic!("{other:?}"),
+                }
+            }
+            let mut out = Vec::new();
+            gw.poll(Timestamp(now), &mut out, &mut |q| dns.answer(q));
+            for frame in out {
+                moved = true;
+                trace(now, "gateway", &frame);
+                // Unicast to the client, or IPv6 multicast (33:33:…).
+                if frame[..6] == client.mac || frame[..2] == [0x33, 0x33] {
+                    client.wire.rx.push_back(frame);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the network does not settle");
+    };
+
+    // UDP: the detour answers from gateway6, port 53.
+    let query = dns_query(0x6060, "udp6.example");
+    let socket = client.sockets.get_mut::<udp::Socket>(client.udp);
+    socket.send_slice(&query, IpEndpoint::new(IpAddress::Ipv6(gw6), DNS_PORT)).unwrap();
+    // The first send only resolves the gateway (smoltcp drops the packet
+    // while it waits for the neighbour advertisement), the retry goes out.
+    for _ in 0..3 {
+        run(&mut gw, &mut client, &mut dns, now);
+        now += 1_000;
+        let socket = client.sockets.get_mut::<udp::Socket>(client.udp);
+        if dns.udp.is_empty() && !socket.can_recv() {
+            socket.send_slice(&query, IpEndpoint::new(IpAddress::Ipv6(gw6), DNS_PORT)).unwrap();
+        }
+    }
+    assert_eq!(dns.udp.len(), 1, "one query reached the DNS");
+    assert_eq!(dns.udp[0].0.address, IpAddr::V6(me));
+    let socket = client.sockets.get_mut::<udp::Socket>(client.udp);
+    let mut buf = [0u8; 512];
+    let (n, meta) = socket.recv_slice(&mut buf).expect("the answer reached the client");
+    assert_eq!(&buf[..n], &reversed(&query)[..]);
+    assert_eq!(meta.endpoint, IpEndpoint::new(IpAddress::Ipv6(gw6), DNS_PORT));
+
+    // TCP: served by the gateway's stack on its IPv6 address.
+    let socket = client.sockets.get_mut::<tcp::Socket>(client.tcp);
+    socket.connect(client.iface.context(), (IpAddress::Ipv6(gw6), DNS_PORT), 40_600).unwrap();
+    run(&mut gw, &mut client, &mut dns, now);
+    assert_eq!(client.tcp().state(), tcp::State::Established);
+    let query = dns_query(0x6161, "tcp6.example");
+    assert!(client.tcp().send_slice(&framed(&query)).is_ok());
+    run(&mut gw, &mut client, &mut dns, now);
+    now += STEP_MS;
+    run(&mut gw, &mut client, &mut dns, now);
+    assert_eq!(dns.tcp.len(), 1);
+    assert_eq!((dns.tcp[0].client, &dns.tcp[0].message), (IpAddr::V6(me), &query));
+    let mut got = vec![0u8; 512];
+    let n = client.tcp().recv_slice(&mut got).unwrap();
+    assert_eq!(&got[..n], &framed(&reversed(&query))[..]);
 }

@@ -1,6 +1,8 @@
 //! The switch's own presence on a bridge network: an internal port backed by
-//! a smoltcp interface that owns the network's gateway address. It answers
-//! ARP and ICMP echo for the gateway in userspace, and DNS on port 53 (UDP
+//! a smoltcp interface that owns the network's gateway addresses. It answers
+//! ARP and ICMP echo for the IPv4 gateway, neighbour discovery and ICMPv6
+//! echo for the IPv6 gateway and its link-local address, advertises itself
+//! as the network's IPv6 router ([`ndp`]), and serves DNS on port 53 (UDP
 //! queries are taken off before the stack, see [`dns`]; TCP is served by
 //! the stack's sockets). Published ports will live on the same stack.
 //!
@@ -12,21 +14,31 @@
 pub mod dns;
 #[cfg(test)]
 mod dns_tests;
+pub mod ndp;
 
-use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
+use crate::counters::DropReason;
 use crate::time::Timestamp;
 use crate::wire::MacAddr;
 use dns::{TcpAnswer, TcpConn, TcpQuery, TcpServer};
+use ndp::{Inbound, RaSchedule, Router};
 
 /// Frames waiting for the stack beyond this are dropped (and counted).
 const RX_QUEUE_LIMIT: usize = 256;
+/// IPv6 neighbours the gateway remembers having told its stack about; the
+/// table starts afresh when full.
+const NEIGHBOUR_HINTS: usize = 1024;
+/// How long a neighbour the stack was told about stays told: well within
+/// smoltcp's 60 s neighbour cache lifetime, so the stack never forgets a
+/// neighbour that keeps sending.
+const NEIGHBOUR_HINT_MS: u64 = 20_000;
 
 /// The MAC address the switch uses for a network's gateway: locally
 /// administered, derived from the gateway address so it is stable across
@@ -34,6 +46,34 @@ const RX_QUEUE_LIMIT: usize = 256;
 pub fn gateway_mac(gateway: Ipv4Addr) -> MacAddr {
     let o = gateway.octets();
     MacAddr([0x02, 0x76, o[0], o[1], o[2], o[3]])
+}
+
+/// The MAC address of the gateway of an IPv6-only network: locally
+/// administered, `02:77:` and 32 bits of an FNV-1a hash of the whole
+/// gateway address, so it is stable across restarts and distinct from
+/// endpoint MACs (`02:42:…`) and from IPv4 gateways' (`02:76:…`).
+pub fn gateway_mac6(gateway: Ipv6Addr) -> MacAddr {
+    let hash = gateway.octets().iter().fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let h = hash.to_be_bytes();
+    MacAddr([0x02, 0x77, h[0], h[1], h[2], h[3]])
+}
+
+/// The EUI-64 link-local address (fe80::/64) of `mac` (RFC 4291 App. A):
+/// the gateway's IPv6 source for router advertisements and ICMPv6 errors.
+pub fn link_local(mac: MacAddr) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]])
+}
+
+/// The IPv6 side of a gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Config {
+    /// The gateway's address.
+    pub address: Ipv6Addr,
+    /// The on-link prefix's length.
+    pub prefix_len: u8,
+    /// Advertise itself as the default router (not `--internal`).
+    pub default_route: bool,
 }
 
 /// In-memory frame queues standing in for a NIC.
@@ -93,21 +133,35 @@ impl Device for FrameQueue {
     }
 }
 
+/// The IPv6 router state of a gateway.
+#[derive(Debug)]
+struct Ipv6Side {
+    router: Router,
+    ra: RaSchedule,
+    /// Senders the stack was last told about (see [`ndp::neighbour_hint`]):
+    /// their MAC and when.
+    hinted: HashMap<Ipv6Addr, (MacAddr, Timestamp)>,
+}
+
 /// The userspace gateway of one network.
 pub struct Gateway {
     iface: Interface,
     device: FrameQueue,
     sockets: SocketSet<'static>,
     mac: MacAddr,
-    address: Ipv4Addr,
-    prefix_len: u8,
+    ipv4: Option<(Ipv4Addr, u8)>,
+    ipv6: Option<Ipv6Side>,
     dropped: u64,
     dns_tcp: TcpServer,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("mac", &self.mac).field("address", &self.address).finish()
+        f.debug_struct("Gateway")
+            .field("mac", &self.mac)
+            .field("ipv4", &self.ipv4)
+            .field("ipv6", &self.ipv6.as_ref().map(|v6| v6.router.address))
+            .finish()
     }
 }
 
@@ -116,20 +170,55 @@ fn instant(now: Timestamp) -> Instant {
 }
 
 impl Gateway {
-    /// A gateway owning `address/prefix_len` on a network whose MTU is `mtu`.
+    /// An IPv4-only gateway owning `address/prefix_len` on a network whose
+    /// MTU is `mtu`.
     pub fn new(address: Ipv4Addr, prefix_len: u8, mtu: u32, now: Timestamp) -> Gateway {
-        let mac = gateway_mac(address);
+        Gateway::dual(Some((address, prefix_len)), None, mtu, now)
+    }
+
+    /// A gateway owning the IPv4 address `ipv4` (address, prefix length)
+    /// and the IPv6 side `ipv6`, either or both, on a network whose MTU is
+    /// `mtu`. Its MAC is derived from the IPv4 address, or from the IPv6
+    /// one on an IPv6-only network; with IPv6 it also owns its MAC's
+    /// link-local address and sends its first router advertisement at
+    /// once.
+    pub fn dual(ipv4: Option<(Ipv4Addr, u8)>, ipv6: Option<Ipv6Config>, mtu: u32, now: Timestamp) -> Gateway {
+        let mac = match (ipv4, ipv6) {
+            (Some((address, _)), _) => gateway_mac(address),
+            (None, Some(v6)) => gateway_mac6(v6.address),
+            (None, None) => gateway_mac(Ipv4Addr::UNSPECIFIED),
+        };
+        let seed = u64::from_be_bytes([0, 0, mac.0[0], mac.0[1], mac.0[2], mac.0[3], mac.0[4], mac.0[5]]);
         let mut device = FrameQueue { rx: VecDeque::new(), tx: Vec::new(), mtu: mtu as usize };
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac.0)));
-        config.random_seed = u64::from(u32::from(address));
+        config.random_seed = seed;
         let mut iface = Interface::new(config, &mut device, instant(now));
+        let ipv6 = ipv6.map(|v6| Ipv6Side {
+            router: Router {
+                mac,
+                link_local: link_local(mac),
+                address: v6.address,
+                prefix_len: v6.prefix_len,
+                default_route: v6.default_route,
+                mtu,
+            },
+            ra: RaSchedule::new(now.0, seed),
+            hinted: HashMap::new(),
+        });
         iface.update_ip_addrs(|addrs| {
-            // One address on a fresh interface always fits.
-            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(address), prefix_len));
+            // At most three addresses; the interface holds three
+            // (`iface-max-addr-count-3`).
+            if let Some((address, prefix_len)) = ipv4 {
+                let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(address), prefix_len));
+            }
+            if let Some(v6) = &ipv6 {
+                let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(v6.router.address), v6.router.prefix_len));
+                let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(v6.router.link_local), 64));
+            }
         });
         let mut sockets = SocketSet::new(Vec::new());
         let dns_tcp = TcpServer::new(&mut sockets);
-        Gateway { iface, device, sockets, mac, address, prefix_len, dropped: 0, dns_tcp }
+        Gateway { iface, device, sockets, mac, ipv4, ipv6, dropped: 0, dns_tcp }
     }
 
     /// The gateway's MAC address.
@@ -137,14 +226,30 @@ impl Gateway {
         self.mac
     }
 
-    /// The gateway's IPv4 address.
-    pub fn address(&self) -> Ipv4Addr {
-        self.address
+    /// The gateway's IPv4 address, if the network has IPv4.
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        self.ipv4.map(|(address, _)| address)
     }
 
-    /// The gateway's address and its subnet's prefix length.
-    pub fn subnet(&self) -> (Ipv4Addr, u8) {
-        (self.address, self.prefix_len)
+    /// The gateway's IPv4 address and its subnet's prefix length.
+    pub fn subnet(&self) -> Option<(Ipv4Addr, u8)> {
+        self.ipv4
+    }
+
+    /// The gateway's IPv6 address, if the network has IPv6.
+    pub fn ipv6(&self) -> Option<Ipv6Addr> {
+        self.ipv6.as_ref().map(|v6| v6.router.address)
+    }
+
+    /// The gateway's IPv6 address and its prefix length.
+    pub fn subnet6(&self) -> Option<(Ipv6Addr, u8)> {
+        self.ipv6.as_ref().map(|v6| (v6.router.address, v6.router.prefix_len))
+    }
+
+    /// The gateway's link-local address (derived from its MAC), owned
+    /// when the network has IPv6.
+    pub fn link_local(&self) -> Ipv6Addr {
+        link_local(self.mac)
     }
 
     /// Frames dropped because the stack's queue was full.
@@ -152,16 +257,56 @@ impl Gateway {
         self.dropped
     }
 
-    /// Queues a frame the bridge delivered to the gateway.
-    pub fn deliver(&mut self, frame: &[u8]) {
+    /// Queues a frame the bridge delivered to the gateway, at `now`. A
+    /// router solicitation schedules an advertisement instead; IPv6 that
+    /// is not for the gateway is ignored (all of it when the network has
+    /// no IPv6). `Err` names why a frame was refused: a malformed ICMPv6
+    /// message for the gateway. Frames beyond the queue's room are dropped
+    /// and counted in [`Gateway::dropped`].
+    pub fn deliver(&mut self, frame: &[u8], now: Timestamp) -> Result<(), DropReason> {
+        let ipv6 = frame.get(12..14) == Some(&[0x86, 0xdd][..]);
+        if ipv6 {
+            let Some(v6) = &mut self.ipv6 else { return Ok(()) };
+            match v6.router.inspect(frame) {
+                Inbound::Stack => {
+                    if let Some((address, mac)) = ndp::sender(frame, &v6.router) {
+                        let known = v6
+                            .hinted
+                            .get(&address)
+                            .is_some_and(|(m, at)| *m == mac && now.millis_since(*at) < NEIGHBOUR_HINT_MS);
+                        if !known && self.device.rx.len() < RX_QUEUE_LIMIT {
+                            if v6.hinted.len() >= NEIGHBOUR_HINTS {
+                                v6.hinted.clear();
+                            }
+                            v6.hinted.insert(address, (mac, now));
+                            self.device.rx.push_back(ndp::neighbour_hint(&v6.router, address, mac));
+                        }
+                    }
+                }
+                Inbound::Ignore => return Ok(()),
+                Inbound::Malformed => return Err(DropReason::Icmpv6Malformed),
+                Inbound::RouterSolicit => {
+                    v6.ra.solicit(now.0);
+                    return Ok(());
+                }
+            }
+        }
         if self.device.rx.len() >= RX_QUEUE_LIMIT {
             self.dropped += 1;
-            return;
+            return Ok(());
         }
         self.device.rx.push_back(frame.to_vec());
+        Ok(())
     }
 
-    /// Runs the stack and moves every frame it wants to send into `out`.
+    /// When the gateway next needs [`Gateway::poll`] for a timer of its
+    /// own (a router advertisement), if it has one.
+    pub fn next_timer(&self) -> Option<Timestamp> {
+        self.ipv6.as_ref().map(|v6| Timestamp(v6.ra.deadline()))
+    }
+
+    /// Runs the stack and moves every frame it wants to send into `out`,
+    /// with a router advertisement when one is due.
     /// Whole DNS queries that arrived over TCP go to `dns`, which answers
     /// at once, or later through [`Gateway::dns_tcp_answer`].
     pub fn poll(&mut self, now: Timestamp, out: &mut Vec<Vec<u8>>, dns: &mut dyn FnMut(TcpQuery) -> TcpAnswer) {
@@ -170,6 +315,15 @@ impl Gateway {
             // Send what the DNS server just wrote, and its resets.
             self.iface.poll(instant(now), &mut self.device, &mut self.sockets);
             self.dns_tcp.relisten(&mut self.sockets);
+        }
+        if let Some(v6) = &mut self.ipv6 {
+            for frame in &mut self.device.tx {
+                ndp::mark_router(frame);
+            }
+            if v6.ra.due(now.0) {
+                self.device.tx.push(v6.router.advertisement());
+                v6.ra.sent(now.0);
+            }
         }
         out.append(&mut self.device.tx);
     }
@@ -223,10 +377,10 @@ mod tests {
     fn answers_arp_for_the_gateway_only() {
         let mut gw = Gateway::new(GW, 16, 1500, Timestamp(0));
         let mut out = Vec::new();
-        gw.deliver(&arp_request(Ipv4Addr::new(172, 17, 0, 9)));
+        gw.deliver(&arp_request(Ipv4Addr::new(172, 17, 0, 9)), Timestamp(1)).unwrap();
         gw.poll(Timestamp(1), &mut out, &mut |_| TcpAnswer::Close);
         assert!(out.is_empty(), "no answer for another address");
-        gw.deliver(&arp_request(GW));
+        gw.deliver(&arp_request(GW), Timestamp(1)).unwrap();
         gw.poll(Timestamp(2), &mut out, &mut |_| TcpAnswer::Close);
         let reply = EthernetFrame::new_checked(&out[0][..]).unwrap();
         assert_eq!(reply.dst_addr(), EthernetAddress(HOST_MAC));
@@ -247,7 +401,7 @@ mod tests {
         let mut out = Vec::new();
         // As a real host does, the sender resolves the gateway first, which
         // teaches the gateway the sender's MAC.
-        gw.deliver(&arp_request(GW));
+        gw.deliver(&arp_request(GW), Timestamp(1)).unwrap();
         gw.poll(Timestamp(1), &mut out, &mut |_| TcpAnswer::Close);
         out.clear();
         let data = b"vswitch-ping";
@@ -266,7 +420,7 @@ mod tests {
         let mut ipp = Ipv4Packet::new_unchecked(frame.payload_mut());
         ip.emit(&mut ipp, &ChecksumCapabilities::default());
         icmp.emit(&mut Icmpv4Packet::new_unchecked(ipp.payload_mut()), &ChecksumCapabilities::default());
-        gw.deliver(&buf);
+        gw.deliver(&buf, Timestamp(2)).unwrap();
         gw.poll(Timestamp(2), &mut out, &mut |_| TcpAnswer::Close);
         let reply = out
             .iter()

@@ -362,6 +362,17 @@ pub enum ModelError {
         /// The network.
         network: String,
     },
+    /// {port} is not a tunnel port of network {network}: its peer must be a static peer serving the network
+    #[error(
+        "{port} is not a tunnel port of network {network}: its peer must be a static peer serving the network \
+         (vswitchctl peer add ADDR[:PORT] [--network NET])"
+    )]
+    NoSuchTunnel {
+        /// The port name given.
+        port: String,
+        /// The network.
+        network: String,
+    },
     /// static FDB entry for {mac} on network {network} already exists (port {port})
     #[error("static FDB entry for {mac} on network {network} already exists (port {port})")]
     FdbEntryExists {

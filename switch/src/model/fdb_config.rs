@@ -3,6 +3,7 @@
 use ctl::MacAddress;
 
 use super::error::ModelError;
+use super::peers::{tunnel_port_name, tunnel_port_peer};
 use super::state::Model;
 use super::types::{Endpoint, StaticFdbEntry};
 
@@ -12,8 +13,12 @@ pub const MIN_AGING_SECS: u64 = 10;
 pub const MAX_AGING_SECS: u64 = 1_000_000;
 
 impl Model {
-    /// Adds a static FDB entry: frames for `mac` on `network` go to the
-    /// endpoint whose TAP is `port_name`. One entry per (network, MAC).
+    /// Adds a static FDB entry: frames for `mac` on `network` go to
+    /// `port_name`, the TAP of an endpoint on that network or the tunnel
+    /// port of a static peer serving it (`vx:ADDR:PORT`, `vx:[V6]:PORT`, as
+    /// `show` names it; the port may be left out for 4789), like the
+    /// kernel's `bridge fdb add MAC dev vxlan0 dst ADDR`. One entry per
+    /// (network, MAC).
     pub fn add_static_fdb(
         &mut self,
         network: &str,
@@ -26,14 +31,19 @@ impl Model {
                 if mac.is_zero() { "the all-zero address is not valid" } else { "static entries must be unicast" };
             return Err(ModelError::InvalidMac { mac, reason });
         }
-        if !self.endpoints.values().any(|e| e.network_id == net.id && e.host_tap_name == port_name) {
-            return Err(ModelError::NoSuchPort { port: port_name.to_owned(), network: net.name.clone() });
-        }
+        let port_name = match tunnel_port_peer(port_name) {
+            Some(remote) if self.peer_serves(remote, &net.id) => tunnel_port_name(remote),
+            Some(_) => return Err(ModelError::NoSuchTunnel { port: port_name.to_owned(), network: net.name.clone() }),
+            None if self.endpoints.values().any(|e| e.network_id == net.id && e.host_tap_name == port_name) => {
+                port_name.to_owned()
+            }
+            None => return Err(ModelError::NoSuchPort { port: port_name.to_owned(), network: net.name.clone() }),
+        };
         let key = (net.id.clone(), mac);
         if let Some(old) = self.static_fdb.get(&key) {
             return Err(ModelError::FdbEntryExists { mac, network: net.name.clone(), port: old.port_name.clone() });
         }
-        let entry = StaticFdbEntry { network_id: net.id.clone(), mac, port_name: port_name.to_owned() };
+        let entry = StaticFdbEntry { network_id: net.id.clone(), mac, port_name };
         self.static_fdb.insert(key, entry.clone());
         Ok(entry)
     }
@@ -66,6 +76,17 @@ impl Model {
                 Ok(())
             }
             _ => Err(ModelError::UnknownConfigKey(key.to_owned())),
+        }
+    }
+
+    /// Whether `entry` points at a port that exists: an endpoint's TAP on
+    /// its network, or the tunnel port of a static peer serving it.
+    pub(crate) fn static_fdb_port_exists(&self, entry: &StaticFdbEntry) -> bool {
+        match tunnel_port_peer(&entry.port_name) {
+            Some(remote) => tunnel_port_name(remote) == entry.port_name && self.peer_serves(remote, &entry.network_id),
+            None => {
+                self.endpoints.values().any(|e| e.network_id == entry.network_id && e.host_tap_name == entry.port_name)
+            }
         }
     }
 

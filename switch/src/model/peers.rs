@@ -1,12 +1,28 @@
 //! Static VXLAN peers (remote VTEPs) and the overlay networks they serve.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ctl::proto::Driver;
 
 use super::error::ModelError;
 use super::state::Model;
 use super::types::{Network, Peer};
+
+/// The name of the tunnel port toward `remote`, as `show`, `fdb show` and
+/// `stats` print it: `vx:ADDR:PORT`, `vx:[V6]:PORT` for IPv6.
+pub fn tunnel_port_name(remote: SocketAddr) -> String {
+    format!("vx:{remote}")
+}
+
+/// The peer a tunnel port name names (`vx:ADDR:PORT`, `vx:[V6]:PORT`, or
+/// `vx:ADDR` for port 4789); `None` for any other name.
+pub fn tunnel_port_peer(name: &str) -> Option<SocketAddr> {
+    let addr = name.strip_prefix("vx:")?;
+    addr.parse::<SocketAddr>().ok().or_else(|| {
+        let ip = addr.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(addr);
+        Some(SocketAddr::new(ip.parse::<IpAddr>().ok()?, vxlan::UDP_PORT))
+    })
+}
 
 impl Model {
     /// Adds a static peer serving `networks` (names or ids of overlay
@@ -40,9 +56,20 @@ impl Model {
         Ok(peer)
     }
 
-    /// Removes a static peer and returns it.
+    /// Removes a static peer, and the static FDB entries that point at its
+    /// tunnel ports, and returns it.
     pub fn remove_peer(&mut self, addr: SocketAddr) -> Result<Peer, ModelError> {
-        self.peers.remove(&addr).ok_or(ModelError::NoSuchPeer(addr))
+        let peer = self.peers.remove(&addr).ok_or(ModelError::NoSuchPeer(addr))?;
+        self.static_fdb.retain(|_, f| tunnel_port_peer(&f.port_name) != Some(addr));
+        Ok(peer)
+    }
+
+    /// Whether `addr` is a static peer serving the overlay network
+    /// `network_id`.
+    pub fn peer_serves(&self, addr: SocketAddr, network_id: &str) -> bool {
+        let Some(peer) = self.peers.get(&addr) else { return false };
+        let overlay = self.networks.get(network_id).is_some_and(|n| n.driver == Driver::Overlay);
+        overlay && (peer.network_ids.is_empty() || peer.network_ids.iter().any(|n| n == network_id))
     }
 
     /// Every static peer, ordered by address.
@@ -129,6 +156,73 @@ mod tests {
         let left: Vec<SocketAddr> = m.peers().map(|p| p.addr).collect();
         assert_eq!(left, vec![addr("192.0.2.2:4789"), addr("192.0.2.3:4789")]);
         assert_eq!(m.peers().next().unwrap().network_ids.len(), 1);
+    }
+
+    #[test]
+    fn tunnel_port_names_of_either_family() {
+        assert_eq!(tunnel_port_name(addr("192.0.2.1:4789")), "vx:192.0.2.1:4789");
+        assert_eq!(tunnel_port_name(addr("[2001:db8::1]:4790")), "vx:[2001:db8::1]:4790");
+        for (name, peer) in [
+            ("vx:192.0.2.1:4789", "192.0.2.1:4789"),
+            ("vx:192.0.2.1", "192.0.2.1:4789"),
+            ("vx:[2001:db8::1]:4790", "[2001:db8::1]:4790"),
+            ("vx:[2001:db8::1]", "[2001:db8::1]:4789"),
+            ("vx:2001:db8::1", "[2001:db8::1]:4789"),
+        ] {
+            assert_eq!(tunnel_port_peer(name), Some(addr(peer)), "{name}");
+        }
+        for name in ["vsw0a0b0c0d", "gw:ov1", "vx:", "vx:host.example", "vx:[2001:db8::1", "192.0.2.1:4789"] {
+            assert_eq!(tunnel_port_peer(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn static_fdb_entries_toward_the_tunnel_port_of_a_peer() {
+        let mut m = model();
+        let v6 = addr("[2001:db8::2]:4789");
+        m.add_peer(v6, &["ov1".to_owned()]).unwrap();
+        m.add_peer(addr("192.0.2.3:4789"), &[]).unwrap();
+        let mac = |last: u8| ctl::MacAddress([0x02, 0, 0, 0, 0, last]);
+        // As `show` names the port, or without the default port.
+        let e = m.add_static_fdb("ov1", mac(1), "vx:[2001:db8::2]:4789").unwrap();
+        assert_eq!(e.port_name, "vx:[2001:db8::2]:4789");
+        let e = m.add_static_fdb("ov1", mac(2), "vx:2001:db8::2").unwrap();
+        assert_eq!(e.port_name, "vx:[2001:db8::2]:4789", "stored under the name `show` prints");
+        m.add_static_fdb("ov2", mac(3), "vx:192.0.2.3").unwrap();
+        m.check_invariants().unwrap();
+        let before = serde_json::to_string(&m).unwrap();
+        for (network, port, needle) in [
+            ("ov2", "vx:[2001:db8::2]:4789", "is not a tunnel port of network ov2"),
+            ("ov1", "vx:[2001:db8::9]:4789", "is not a tunnel port of network ov1"),
+            ("ov1", "vx:[2001:db8::2]:4790", "is not a tunnel port of network ov1"),
+            ("bridge", "vx:192.0.2.3:4789", "is not a tunnel port of network bridge"),
+            ("ov1", "vx:nonsense", "not an endpoint of network ov1"),
+            ("ov1", "vx:[2001:db8::2]:4789", "already exists"),
+        ] {
+            let message = m.clone().add_static_fdb(network, mac(1), port).unwrap_err().to_string();
+            assert!(message.contains(needle), "{network} {port}: {message:?} lacks {needle:?}");
+        }
+        assert_eq!(serde_json::to_string(&m).unwrap(), before, "refusals change nothing");
+
+        // The entries survive a save and load, and go with their peer.
+        let text = serde_json::to_string(&m).unwrap();
+        let back: Model = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, m);
+        m.remove_peer(v6).unwrap();
+        let left: Vec<String> = m.static_fdb().map(|f| f.port_name.clone()).collect();
+        assert_eq!(left, vec!["vx:192.0.2.3:4789".to_owned()]);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_state_file_whose_entry_names_a_missing_peer_is_refused() {
+        let mut m = model();
+        m.add_peer(addr("[2001:db8::2]:4789"), &[]).unwrap();
+        m.add_static_fdb("ov1", ctl::MacAddress([2, 0, 0, 0, 0, 1]), "vx:[2001:db8::2]:4789").unwrap();
+        let mut file: serde_json::Value = serde_json::to_value(&m).unwrap();
+        file["peers"] = serde_json::json!([]);
+        let message = serde_json::from_value::<Model>(file).unwrap_err().to_string();
+        assert!(message.contains("points at unknown port vx:[2001:db8::2]:4789"), "{message}");
     }
 
     #[test]

@@ -378,7 +378,7 @@ impl Model {
             if net != &f.network_id || mac != &f.mac {
                 return Err(format!("static FDB entry {mac} has a bad key"));
             }
-            if !self.endpoints.values().any(|e| e.network_id == *net && e.host_tap_name == f.port_name) {
+            if !self.static_fdb_port_exists(f) {
                 return Err(format!("static FDB entry {mac} points at unknown port {}", f.port_name));
             }
         }

@@ -266,7 +266,8 @@ pub struct StaticFdbEntry {
     pub network_id: String,
     /// The destination MAC (unicast).
     pub mac: MacAddress,
-    /// The TAP name of an endpoint on that network.
+    /// The TAP name of an endpoint on that network, or the tunnel port
+    /// (`vx:ADDR:PORT`) of a static peer serving it.
     pub port_name: String,
 }
 

@@ -177,12 +177,71 @@ pub fn icmpv6_packet_too_big(
     if ip.version != Version::V6 || ip.len() <= usize::from(mtu) {
         return None;
     }
+    icmpv6_error(frame, &ip, 2, 0, u32::from(mtu), from_mac, from_ip, out)
+}
+
+/// ICMPv6 "destination unreachable" codes (RFC 4443 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Unreachable6 {
+    /// No route to destination (code 0): what a router says of a packet
+    /// it has no route for.
+    NoRoute = 0,
+    /// Communication with the destination administratively prohibited
+    /// (code 1).
+    Prohibited = 1,
+    /// Address unreachable (code 3).
+    Address = 3,
+    /// Port unreachable (code 4).
+    Port = 4,
+}
+
+/// Builds an ICMPv6 "destination unreachable" with `code` answering
+/// `frame` into `out` and returns its length: the IPv6 counterpart of
+/// [`icmp_net_unreachable`], so the sender fails at once ("Destination
+/// unreachable: No route", `ENETUNREACH`) instead of timing out.
+///
+/// Addressed and quoted as [`icmpv6_packet_too_big`]; `None` (and `out`
+/// untouched) unless `frame` is an IPv6 packet from a unicast sender (MAC
+/// and IP) to a unicast destination (RFC 4443 §2.4 (e)); never for ICMPv6
+/// errors.
+pub fn icmpv6_unreachable(
+    frame: &[u8],
+    code: Unreachable6,
+    from_mac: [u8; 6],
+    from_ip: Ipv6Addr,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let ip = parse::ip(frame).ok()??;
+    if ip.version != Version::V6 {
+        return None;
+    }
+    let (_, dst) = ip.addrs(frame);
+    if dst.first() == Some(&0xff) || frame[0] & 1 != 0 {
+        return None;
+    }
+    icmpv6_error(frame, &ip, 1, code as u8, 0, from_mac, from_ip, out)
+}
+
+/// Builds the ICMPv6 error `kind`/`code` (with `word` after the checksum)
+/// answering the IPv6 packet `ip` of `frame`; see [`icmpv6_packet_too_big`].
+#[allow(clippy::too_many_arguments)]
+fn icmpv6_error(
+    frame: &[u8],
+    ip: &Ip,
+    kind: u8,
+    code: u8,
+    word: u32,
+    from_mac: [u8; 6],
+    from_ip: Ipv6Addr,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
     let (src, _) = ip.addrs(frame);
     let src = Ipv6Addr::from(<[u8; 16]>::try_from(src).ok()?);
     if src.is_unspecified() || src.is_multicast() || src.is_loopback() || frame[6] & 1 != 0 {
         return None;
     }
-    if is_icmpv6_error(frame, &ip) {
+    if is_icmpv6_error(frame, ip) {
         return None;
     }
 
@@ -197,8 +256,8 @@ pub fn icmpv6_packet_too_big(
     out.extend_from_slice(&src.octets());
 
     let icmp = out.len();
-    out.extend_from_slice(&[2, 0, 0, 0]);
-    out.extend_from_slice(&u32::from(mtu).to_be_bytes());
+    out.extend_from_slice(&[kind, code, 0, 0]);
+    out.extend_from_slice(&word.to_be_bytes());
     out.extend_from_slice(quote);
     let pseudo = csum::pseudo_v6(&from_ip.octets(), &src.octets(), parse::PROTO_ICMPV6, icmp_len);
     let check = csum::finish(csum::add(pseudo, &out[icmp..]));

@@ -40,7 +40,10 @@ mod tests;
 
 pub use checksum::{ChecksumState, complete_checksum, is_standard_partial, partial_checksum_hdr};
 pub use gro::Coalescer;
-pub use icmp::{TooBig, exceeds_mtu, icmp_frag_needed, icmp_net_unreachable, icmpv6_packet_too_big};
+pub use icmp::{
+    TooBig, Unreachable6, exceeds_mtu, icmp_frag_needed, icmp_net_unreachable, icmpv6_packet_too_big,
+    icmpv6_unreachable,
+};
 pub use mss::{clamp_mss, clamp_mss_to_mtu};
 pub use segment::{MAX_SEGMENTS, SegmentBuf, Segments, segment, segment_to_mtu, segment_to_mtu_partial};
 pub use wire_len::wire_len;

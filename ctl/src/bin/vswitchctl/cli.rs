@@ -507,7 +507,9 @@ pub(crate) enum FdbCmd {
         /// Unicast MAC address.
         #[arg(value_parser = parse_unicast_mac)]
         mac: MacAddress,
-        /// Port name.
+        /// Port name, as `show` prints it: an endpoint's `vsw…` TAP, or the
+        /// tunnel port of a static peer of an overlay (`vx:ADDR:PORT`,
+        /// `vx:[V6]:PORT`).
         port: String,
     },
     /// Remove learned entries.
@@ -542,7 +544,8 @@ pub(crate) enum SecretCmd {
 pub(crate) enum PeerCmd {
     /// Add a static peer: overlay broadcasts, multicast and unknown unicast are replicated to it.
     Add {
-        /// The peer's underlay address, ADDR or ADDR:PORT (port 4789 by default).
+        /// The peer's underlay address, ADDR, ADDR:PORT or [V6]:PORT (port
+        /// 4789 by default), of the same family as this host's --vtep.
         #[arg(value_parser = parse_peer_addr)]
         addr: SocketAddr,
         /// An overlay network it serves (repeatable); none: every overlay network.
@@ -553,7 +556,7 @@ pub(crate) enum PeerCmd {
     Ls,
     /// Remove a static peer.
     Rm {
-        /// The peer's underlay address, ADDR or ADDR:PORT (port 4789 by default).
+        /// The peer's underlay address, ADDR, ADDR:PORT or [V6]:PORT (port 4789 by default).
         #[arg(value_parser = parse_peer_addr)]
         addr: SocketAddr,
     },
@@ -567,11 +570,14 @@ fn parse_peer_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    s.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
+    // A bracketed address must be closed: `[V6` is a typo, not `V6`.
+    let ip = match s.strip_prefix('[') {
+        Some(rest) => rest.strip_suffix(']'),
+        None => Some(s),
+    };
+    ip.and_then(|ip| ip.parse::<IpAddr>().ok())
         .map(|ip| SocketAddr::new(ip, VXLAN_PORT))
-        .map_err(|_| format!("{s:?} is not ADDR or ADDR:PORT"))
+        .ok_or_else(|| format!("{s:?} is not ADDR, ADDR:PORT or [IPV6]:PORT"))
 }
 
 /// `config` verbs.
@@ -688,7 +694,10 @@ mod tests {
         assert_eq!(parse_peer_addr("192.0.2.1:8472").unwrap(), "192.0.2.1:8472".parse().unwrap());
         assert_eq!(parse_peer_addr("2001:db8::1").unwrap(), "[2001:db8::1]:4789".parse().unwrap());
         assert_eq!(parse_peer_addr("[2001:db8::1]").unwrap(), "[2001:db8::1]:4789".parse().unwrap());
-        assert!(parse_peer_addr("host.example").is_err());
+        assert_eq!(parse_peer_addr("[2001:db8::1]:8472").unwrap(), "[2001:db8::1]:8472".parse().unwrap());
+        for bad in ["host.example", "[2001:db8::1", "2001:db8::1]", "2001:db8::1]:4789", "[192.0.2.1", "[]"] {
+            assert!(parse_peer_addr(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

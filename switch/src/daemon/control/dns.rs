@@ -47,21 +47,27 @@ fn dns_endpoints<'m>(model: &'m Model, sandbox: &str) -> Vec<(&'m Endpoint, &'m 
 }
 
 /// Builds the embedded DNS's directory from the model: the names of every
-/// endpoint on networks with the embedded DNS, and every endpoint as an
-/// asker with its sandbox's scope.
+/// endpoint on networks with the embedded DNS (A records for their IPv4
+/// addresses, AAAA for their IPv6 ones), and every endpoint as an asker
+/// with its sandbox's scope, known by either of its addresses.
 pub(super) fn directory(model: &Model) -> Directory {
     let mut directory = Directory::new();
     for network in model.networks().into_iter().filter(|n| serves_dns(n)) {
-        if let Some(subnet) = network.subnet {
+        if let (Some(subnet), Some(_)) = (network.subnet, network.gateway) {
             directory.add_network(network.network_index, &network.name, subnet.trunc());
+        }
+        if let (Some(subnet6), Some(_)) = (network.subnet6, network.gateway6) {
+            directory.add_network6(network.network_index, &network.name, subnet6.trunc());
         }
     }
     for endpoint in model.endpoints() {
-        if let Some(network) = model.network_by_id(&endpoint.network_id)
-            && let Some(ipv4) = endpoint.ipv4
-        {
+        let Some(network) = model.network_by_id(&endpoint.network_id) else { continue };
+        if let Some(ipv4) = endpoint.ipv4 {
             directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, ipv4);
             directory.add_mac(network.network_index, ipv4, endpoint.mac.0);
+        }
+        if let Some(ipv6) = endpoint.ipv6 {
+            directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, ipv6);
         }
     }
     for sandbox in model.sandboxes() {
@@ -69,11 +75,19 @@ pub(super) fn directory(model: &Model) -> Directory {
         let forwarding = endpoints.iter().any(|(_, n)| !n.internal);
         let upstreams: Arc<[SocketAddr]> = own_upstreams(sandbox).into();
         for (endpoint, network) in &endpoints {
-            let Some(address) = endpoint.ipv4 else { continue };
+            if endpoint.ipv4.is_none() && endpoint.ipv6.is_none() {
+                continue;
+            }
             let mut scope = vec![network.network_index];
             scope.extend(endpoints.iter().map(|(_, n)| n.network_index).filter(|n| *n != network.network_index));
-            let asker =
-                Asker { address, network: network.network_index, scope, forwarding, upstreams: upstreams.clone() };
+            let asker = Asker {
+                address: endpoint.ipv4,
+                address6: endpoint.ipv6,
+                network: network.network_index,
+                scope,
+                forwarding,
+                upstreams: upstreams.clone(),
+            };
             directory.add_asker(endpoint_port(endpoint.port_index).0, asker);
         }
     }
@@ -155,5 +169,93 @@ impl Control {
             })
             .collect();
         ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use ctl::proto::Driver;
+    use dns::{Advance, Found};
+
+    use super::*;
+    use crate::model::{Connect, CreateNetwork, CreateSandbox};
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    /// Sandboxes web (dual-stack network app) and six (app and the
+    /// IPv6-only network v6only), and solo (v6only alone).
+    fn model() -> Model {
+        let mut m = Model::new();
+        for s in ["web", "six", "solo"] {
+            m.create_sandbox(CreateSandbox::new(s)).unwrap();
+        }
+        let app = CreateNetwork {
+            subnet: Some("10.61.0.0/24".parse().unwrap()),
+            enable_ipv6: true,
+            subnet6: Some("fd00:61::/64".parse().unwrap()),
+            ..CreateNetwork::new("app", Driver::Bridge)
+        };
+        m.create_network(app).unwrap();
+        let only6 = CreateNetwork {
+            enable_ipv4: false,
+            enable_ipv6: true,
+            subnet6: Some("fd00:62::/64".parse().unwrap()),
+            ..CreateNetwork::new("v6only", Driver::Bridge)
+        };
+        m.create_network(only6).unwrap();
+        m.connect(Connect::new("app", "web")).unwrap();
+        m.connect(Connect::new("app", "six")).unwrap();
+        m.connect(Connect::new("v6only", "six")).unwrap();
+        m.connect(Connect::new("v6only", "solo")).unwrap();
+        m
+    }
+
+    #[test]
+    fn the_directory_has_aaaa_records_and_ipv6_askers() {
+        let m = model();
+        let d = directory(&m);
+        let app = m.network("app").unwrap().network_index;
+        let only6 = m.network("v6only").unwrap().network_index;
+        let web = Found::Addresses { v4: vec![Ipv4Addr::new(10, 61, 0, 2)], v6: vec![v6("fd00:61::2")] };
+        assert_eq!(d.lookup(&[app], "web", Advance::None), Some(web));
+        let solo = Found::Addresses { v4: Vec::new(), v6: vec![v6("fd00:62::3")] };
+        assert_eq!(d.lookup(&[only6], "solo.v6only", Advance::None), Some(solo));
+        assert_eq!(
+            d.lookup(&[app], &dns::reverse_name(v6("fd00:61::2")), Advance::None),
+            Some(Found::Pointer("web.app".into()))
+        );
+        assert_eq!(
+            d.lookup(&[only6], &dns::reverse_name(v6("fd00:62::99")), Advance::None),
+            Some(Found::NoSuchAddress)
+        );
+
+        // solo asks over IPv6 alone; six from either network, by either family.
+        let solo_port = endpoint_port(m.endpoints_in_sandbox("solo")[0].port_index).0;
+        let asker = d.asker(solo_port).expect("an IPv6-only endpoint asks too");
+        assert_eq!((asker.address, asker.address6, &asker.scope[..]), (None, Some(v6("fd00:62::3")), &[only6][..]));
+        assert!(d.owns_address(solo_port, v6("fd00:62::3")));
+        for e in m.endpoints_in_sandbox("six") {
+            let port = endpoint_port(e.port_index).0;
+            let asker = d.asker(port).unwrap();
+            assert_eq!((asker.address, asker.address6), (e.ipv4, e.ipv6));
+            assert_eq!(asker.scope.len(), 2, "both networks in scope");
+            assert_eq!(d.asker_by_address(asker.network, e.ipv6.unwrap()).map(|a| a.network), Some(asker.network));
+        }
+        let listed: Vec<(String, &str)> =
+            d.list(Some(only6)).into_iter().map(|r| (r.name, r.record_type)).filter(|(n, _)| n == "solo").collect();
+        assert_eq!(listed, [("solo".to_owned(), "AAAA")]);
+    }
+
+    #[test]
+    fn an_ipv6_only_sandbox_asks_its_ipv6_gateway() {
+        let m = model();
+        let conf = resolv_conf(&m, m.sandbox("solo").unwrap());
+        assert_eq!(conf.nameservers, [IpAddr::V6(v6("fd00:62::1"))]);
+        let conf = resolv_conf(&m, m.sandbox("web").unwrap());
+        assert_eq!(conf.nameservers, [IpAddr::V4(Ipv4Addr::new(10, 61, 0, 1))], "dual-stack: the IPv4 gateway");
     }
 }

@@ -73,6 +73,7 @@ fn model_error(e: ModelError) -> CtlError {
         | M::NoSuchSandbox(_)
         | M::NotConnected { .. }
         | M::NoSuchPort { .. }
+        | M::NoSuchTunnel { .. }
         | M::NoSuchFdbEntry { .. } => ErrorKind::NotFound,
         M::NetworkExists(_)
         | M::SandboxExists(_)
@@ -194,13 +195,9 @@ impl Control {
         control.restore_publications(&restored);
         for entry in control.model.static_fdb() {
             let restored = control
-                .model
-                .network_by_id(&entry.network_id)
-                .zip(control.model.endpoint_by_tap(&entry.port_name))
-                .map(|(net, ep)| {
-                    control.datapath.add_static(network_id(net), entry.mac.into(), endpoint_port(ep.port_index))
-                });
-            if !matches!(restored, Some(Ok(()))) {
+                .static_fdb_port(&control.model, entry)
+                .map(|(net, port)| control.datapath.add_static(net, entry.mac.into(), port));
+            if !matches!(restored, Ok(Ok(()))) {
                 tracing::error!(mac = %entry.mac, port = %entry.port_name, "cannot restore static FDB entry");
             }
         }
@@ -583,10 +580,7 @@ impl Control {
     fn fdb_add(&mut self, network: &str, mac: MacAddress, port: &str) -> Reply {
         let mut next = self.model.clone();
         let entry = next.add_static_fdb(network, mac, port).map_err(model_error)?;
-        let net = next.network_by_id(&entry.network_id).ok_or_else(|| CtlError::internal("entry without network"))?;
-        let endpoint =
-            next.endpoint_by_tap(&entry.port_name).ok_or_else(|| CtlError::internal("entry without port"))?;
-        let (net_id, port_id) = (network_id(net), endpoint_port(endpoint.port_index));
+        let (net_id, port_id) = self.static_fdb_port(&next, &entry)?;
         self.datapath.add_static(net_id, mac.into(), port_id).map_err(|e| match e {
             DatapathError::Bridge(b) => CtlError::invalid_argument(b.to_string()),
             other => datapath_error(other),

@@ -13,13 +13,34 @@ pub(super) struct Scratch {
 impl Scratch {
     /// A fresh control plane in a directory named after `tag`.
     pub(super) fn new(tag: &str) -> Scratch {
+        Scratch::with_vtep(tag, None).unwrap()
+    }
+
+    /// A fresh control plane whose datapath has the VTEP `vtep` (real
+    /// sockets: on a loopback address no privilege is needed), or why it
+    /// could not start (the VTEP's sockets could not be opened).
+    pub(super) fn with_vtep(tag: &str, vtep: Option<crate::daemon::tunnel::VtepConfig>) -> Result<Scratch, String> {
         let dir = std::env::temp_dir().join(format!("vsw-control-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (store, model) = crate::model::Store::open(&dir).unwrap();
-        let datapath =
-            crate::daemon::datapath::DatapathHandle::spawn(None, None, Vec::new(), Default::default()).unwrap();
-        let control = Control::restore(store, model, datapath, None, false, Vec::new()).unwrap();
-        Scratch { dir, control: Some(control) }
+        let mut scratch = Scratch { dir, control: None };
+        scratch.start(vtep)?;
+        Ok(scratch)
+    }
+
+    /// Stops the control plane and starts another on the same state
+    /// directory, as a restarted daemon does.
+    pub(super) fn restart(&mut self, vtep: Option<crate::daemon::tunnel::VtepConfig>) -> Result<(), String> {
+        drop(self.control.take());
+        self.start(vtep)
+    }
+
+    fn start(&mut self, vtep: Option<crate::daemon::tunnel::VtepConfig>) -> Result<(), String> {
+        let (store, model) = crate::model::Store::open(&self.dir).unwrap();
+        let datapath = crate::daemon::datapath::DatapathHandle::spawn(vtep, None, Vec::new(), Default::default())
+            .map_err(|e| format!("cannot start the datapath: {e}"))?;
+        let control = Control::restore(store, model, datapath, vtep, false, Vec::new()).map_err(|e| e.to_string())?;
+        self.control = Some(control);
+        Ok(())
     }
 
     /// The control plane.

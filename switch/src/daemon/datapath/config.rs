@@ -14,7 +14,7 @@ use super::handle::{Command, DatapathError, NetworkSpec, Snapshot, TunnelPortInf
 use super::{Datapath, NetInfo, PortIo};
 use crate::bridge::{Bridge, BridgeError};
 use crate::events::EventKind;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Ipv6Config};
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::sys::tap::Tap;
 
@@ -138,13 +138,22 @@ impl Datapath {
         };
         self.bridge.add_network(spec.id, spec.config)?;
         let mut gateway = None;
-        if let Some(gw) = spec.gateway {
+        if spec.gateway.is_some() || spec.gateway6.is_some() {
             let port = super::gateway_port(spec.id.0);
             if let Err(e) = self.bridge.add_port(port, PortConfig { mtu: spec.mtu, ..PortConfig::gateway(spec.id) }) {
                 let _ = self.bridge.remove_network(spec.id);
                 return Err(e.into());
             }
-            let stack = Gateway::new(gw.address, gw.prefix_len, spec.mtu, self.clock.now());
+            let ipv4 = spec.gateway.map(|gw| (gw.address, gw.prefix_len));
+            let ipv6 = spec.gateway6.map(|gw| Ipv6Config {
+                address: gw.address,
+                prefix_len: gw.prefix_len,
+                default_route: gw.default_route,
+            });
+            let stack = Gateway::dual(ipv4, ipv6, spec.mtu, self.clock.now());
+            if let Some(at) = stack.next_timer() {
+                self.gateway_timer = self.gateway_timer.min(at);
+            }
             *slot(&mut self.ports, port) = Some(PortIo::Gateway(Box::new(stack)));
             gateway = Some(port);
         }
@@ -162,7 +171,6 @@ impl Datapath {
             mtu: spec.mtu,
             egress: spec.egress,
             gateway,
-            gateway6: spec.gateway6,
             mss_clamp: spec.mss_clamp,
             dns: dns::Counters::default(),
         });
@@ -291,9 +299,8 @@ impl Datapath {
     }
 
     fn add_peer(&mut self, network: NetworkId, remote: SocketAddr) -> Result<PortId, DatapathError> {
-        if self.tunnel.is_none() {
-            return Err(DatapathError::NoVtep);
-        }
+        let Some(tunnel) = &self.tunnel else { return Err(DatapathError::NoVtep) };
+        vxlan::check_peer(tunnel.config().local, remote)?;
         let info =
             self.nets.get(network.index()).and_then(Option::as_ref).ok_or(BridgeError::NoSuchNetwork(network))?;
         let (vni, mtu) = (info.vni.ok_or(BridgeError::NoSuchNetwork(network))?, info.mtu);

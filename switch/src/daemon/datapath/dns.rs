@@ -5,7 +5,7 @@
 //! gateway like any answer.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
@@ -23,6 +23,13 @@ use crate::wire::MacAddr;
 
 /// IPv4 and UDP headers: what a UDP answer adds to the DNS message.
 const IPV4_UDP_HEADERS: usize = 28;
+/// IPv6 and UDP headers, likewise over IPv6.
+const IPV6_UDP_HEADERS: usize = 48;
+
+/// The IP and UDP headers of an answer to `client`.
+fn udp_headers(client: IpAddr) -> usize {
+    if client.is_ipv4() { IPV4_UDP_HEADERS } else { IPV6_UDP_HEADERS }
+}
 /// Queries in flight to on-network upstreams at most.
 const MAX_LOCAL_IN_FLIGHT: usize = 256;
 
@@ -43,11 +50,13 @@ impl ReplyPath {
     }
 }
 
-/// A gateway's subnet: its address and prefix length.
-pub(super) type Subnet = (std::net::Ipv4Addr, u8);
+/// A gateway's IPv4 subnet, its address and prefix length (`None` on an
+/// IPv6-only network).
+pub(super) type Subnet = Option<(std::net::Ipv4Addr, u8)>;
 
 /// Whether `ip` lies in `subnet`.
-fn on_link((address, prefix_len): Subnet, ip: std::net::Ipv4Addr) -> bool {
+fn on_link(subnet: Subnet, ip: std::net::Ipv4Addr) -> bool {
+    let Some((address, prefix_len)) = subnet else { return false };
     let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len.min(32))).unwrap_or(0);
     u32::from(ip) & mask == u32::from(address) & mask
 }
@@ -177,7 +186,12 @@ impl DnsService {
                     };
                     match to {
                         Some((gateway, mac, address)) => {
-                            let to = UdpQuery { mac: MacAddr(mac), address, port: upstream.port(), payload: 0..0 };
+                            let to = UdpQuery {
+                                mac: MacAddr(mac),
+                                address: address.into(),
+                                port: upstream.port(),
+                                payload: 0..0,
+                            };
                             self.local_sends.push((gateway, to, query));
                         }
                         // Not an endpoint of this host: cannot be reached.
@@ -242,7 +256,7 @@ impl Datapath {
     pub(super) fn dns_detour(&mut self, gateway: PortId, i: usize) -> bool {
         let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return false };
         let ingress = self.batch.entry(i).port;
-        match classify(self.batch.frame(i), gw.address()) {
+        match classify(self.batch.frame(i), gw.ipv4(), gw.ipv6()) {
             DnsFrame::Udp(query) => {
                 self.dns_udp(gateway, ingress, i, query);
                 true
@@ -304,9 +318,13 @@ impl Datapath {
     pub(super) fn flush_local_dns(&mut self) {
         for (gateway, to, query) in std::mem::take(&mut self.dns.local_sends) {
             let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { continue };
+            // On-network upstreams are asked over IPv4, from the gateway's
+            // IPv4 address.
+            let Some(source) = gw.ipv4() else { continue };
             let mut frame = Vec::new();
-            udp_frame(gw.mac(), gw.address(), UPSTREAM_PORT, &to, &query, &mut frame);
-            self.injected.push((gateway, frame));
+            if udp_frame(gw.mac(), source.into(), UPSTREAM_PORT, &to, &query, &mut frame) {
+                self.injected.push((gateway, frame));
+            }
         }
         for done in std::mem::take(&mut self.dns.local_done) {
             self.deliver_dns_answer(done);
@@ -324,7 +342,7 @@ impl Datapath {
         let Datapath { nets, dns, batch, .. } = self;
         let Some(info) = nets.get_mut(network.index()).and_then(Option::as_mut) else { return };
         let payload = &batch.frame(i)[query.payload.clone()];
-        let path_limit = (info.mtu as usize).saturating_sub(IPV4_UDP_HEADERS);
+        let path_limit = (info.mtu as usize).saturating_sub(udp_headers(query.address));
         let source = Source::Port { port: ingress.0, address: query.address };
         let room = dns.has_room();
         let outcome =
@@ -349,9 +367,16 @@ impl Datapath {
     /// Queues a UDP answer frame from `gateway` to the sender of `query`.
     fn send_udp_answer(&mut self, gateway: PortId, query: &UdpQuery, answer: &[u8]) {
         let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return };
+        let source = match query.address {
+            IpAddr::V4(_) => gw.ipv4().map(IpAddr::V4),
+            IpAddr::V6(_) => gw.ipv6().map(IpAddr::V6),
+        };
         let mut frame = Vec::new();
-        udp_answer_frame(gw.mac(), gw.address(), query, answer, &mut frame);
-        self.injected.push((gateway, frame));
+        if let Some(source) = source
+            && udp_answer_frame(gw.mac(), source, query, answer, &mut frame)
+        {
+            self.injected.push((gateway, frame));
+        }
     }
 
     /// Takes the forwarding thread's answers and sends them on, through the
@@ -381,7 +406,7 @@ impl Datapath {
         match path {
             ReplyPath::Udp { gateway, query } => {
                 let mtu = self.bridge.port_config(gateway).map_or(0, |c| c.mtu as usize);
-                let answer = dns::fit_udp(&done.answer, mtu.saturating_sub(IPV4_UDP_HEADERS));
+                let answer = dns::fit_udp(&done.answer, mtu.saturating_sub(udp_headers(query.address)));
                 if answer.len() < done.answer.len()
                     && let Some(counters) = self.dns_counters(gateway)
                 {

@@ -142,6 +142,10 @@ pub enum DatapathError {
     /// The peer table refused the peer.
     #[error("cannot add peer: {0}")]
     Peer(#[from] vxlan::PeerError),
+    /// The peer cannot be reached over this VTEP's underlay (another address
+    /// family, a link-local address).
+    #[error("cannot add peer: {0}")]
+    Underlay(#[from] vxlan::UnderlayError),
     /// Encrypted overlays need the cluster secret.
     #[error("encrypted overlays need a cluster secret: start vswitchd with --secret-file PATH")]
     NoSecret,

@@ -36,7 +36,7 @@ mod unreachable;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
@@ -94,8 +94,6 @@ struct NetInfo {
     /// Sandboxes may reach the outside through the gateway.
     egress: bool,
     gateway: Option<PortId>,
-    /// The gateway's IPv6 side, if the network has IPv6.
-    gateway6: Option<handle::Gateway6Spec>,
     mss_clamp: bool,
     /// The gateway's DNS server's counters.
     dns: ::dns::Counters,
@@ -133,6 +131,9 @@ struct Datapath {
     plan: TxPlan,
     /// Gateways that were handed frames in this round.
     busy_gateways: Vec<PortId>,
+    /// No gateway's own timer (its next router advertisement) is due
+    /// before this; `u64::MAX` when none has one.
+    gateway_timer: Timestamp,
     /// Frames made inside the switch, to enter the bridge from a port.
     injected: Vec<(PortId, Vec<u8>)>,
     /// Software GRO of tunnel traffic into TAPs, and the TAP it is for.
@@ -196,6 +197,7 @@ impl Datapath {
             batch: RxBatch::new(),
             plan: TxPlan::with_capacity(BUFFERS * 8),
             busy_gateways: Vec::new(),
+            gateway_timer: Timestamp(u64::MAX),
             injected: Vec::new(),
             gro: offload::Coalescer::new(),
             gro_port: None,
@@ -239,6 +241,9 @@ impl Datapath {
             let dns_deadline =
                 self.dns.next_local_deadline().map(|d| Duration::from_millis(d.saturating_sub(self.clock.now().0)));
             let nat_deadline = self.nat_deadline().map(Duration::from_millis);
+            // Router advertisements are due on their own clock too.
+            let gateway_deadline = (self.gateway_timer.0 != u64::MAX)
+                .then(|| Duration::from_millis(self.gateway_timer.0.saturating_sub(self.clock.now().0)));
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -246,7 +251,7 @@ impl Datapath {
                 // last wake-up: aging and event intervals stay ~1 s apart.
                 let since_tick = self.clock.now().millis_since(self.last_tick);
                 let until_tick = TICK.saturating_sub(Duration::from_millis(since_tick));
-                [dns_deadline, nat_deadline, self.impair_timeout()]
+                [dns_deadline, nat_deadline, gateway_deadline, self.impair_timeout()]
                     .into_iter()
                     .flatten()
                     .fold(until_tick, Duration::min)
@@ -283,6 +288,9 @@ impl Datapath {
             self.expire_local_dns();
         }
         self.nat_timers();
+        if self.clock.now() >= self.gateway_timer {
+            self.gateway_timers();
+        }
         // Bounded, so commands and timers get their turn under load.
         for _ in 0..MAX_BATCHES_PER_WAKEUP {
             if self.ready.is_empty() && !self.tunnel_ready && !self.nat.has_work() {
@@ -324,6 +332,28 @@ impl Datapath {
         if !self.captures.is_empty() {
             self.captures.prune();
         }
+        self.run_local(now);
+    }
+
+    /// Runs the gateways whose own timer (a router advertisement) is due
+    /// and sends what they make.
+    fn gateway_timers(&mut self) {
+        let now = self.clock.now();
+        let mut next = Timestamp(u64::MAX);
+        for index in 0..self.ports.len() {
+            let Some(Some(PortIo::Gateway(gw))) = self.ports.get(index) else { continue };
+            let Some(at) = gw.next_timer() else { continue };
+            let port = PortId(index as u32);
+            if at <= now {
+                if !self.busy_gateways.contains(&port) {
+                    self.busy_gateways.push(port);
+                }
+            } else {
+                next = next.min(at);
+            }
+        }
+        // Polling the due gateways lowers it to their next timers.
+        self.gateway_timer = next;
         self.run_local(now);
     }
 
@@ -456,7 +486,10 @@ impl Datapath {
             let info = nets.get_mut(network.index()).and_then(Option::as_mut).ok_or(DropReason::UnknownVni)?;
             let remote = SocketAddr::new(ip, peer_ports.get(&ip).copied().unwrap_or(default_port));
             let known = peers.on_packet(vni, remote, now.0);
-            if known.is_none() && !learn {
+            // Only a peer the VTEP could answer is learned: never one of the
+            // other address family (the kernel's IPv6 sockets are V6ONLY, so
+            // none arrives from them; this keeps any underlay honest).
+            if known.is_none() && (!learn || vxlan::check_peer(local, remote).is_err()) {
                 return Err(DropReason::UnknownPeer);
             }
             // Authenticate before anything learns from the packet.
@@ -529,7 +562,6 @@ impl Datapath {
     /// encryption overhead on encrypted overlays), whichever is smaller.
     fn clamp_mss(&mut self) {
         let Some(tunnel) = &self.tunnel else { return };
-        let tunnel_mtu = tunnel.inner_ip_mtu();
         if !self.nets.iter().flatten().any(|n| n.mss_clamp) {
             return;
         }
@@ -541,10 +573,7 @@ impl Datapath {
                 .ok()
                 .and_then(|c| self.nets.get(c.network.index())?.as_ref())
                 .filter(|n| n.mss_clamp)
-                .map(|n| {
-                    let overhead = if n.crypto.is_some() { crypto::OVERHEAD_OVER_VXLAN as u32 } else { 0 };
-                    n.mtu.min(tunnel_mtu.saturating_sub(overhead)).min(u32::from(u16::MAX)) as u16
-                });
+                .map(|n| n.mtu.min(tunnel.ip_mtu(n.crypto.is_some())).min(u32::from(u16::MAX)) as u16);
             if let Some(mtu) = mtu {
                 let hdr = self.batch.vnet_hdr(i);
                 offload::clamp_mss_to_mtu(self.batch.frame_mut(i), &hdr, mtu);
@@ -658,11 +687,16 @@ impl Datapath {
                 if self.dns_detour(port, i) || self.no_route(port, i) {
                     return;
                 }
+                let now = self.clock.now();
                 let Some(Some(PortIo::Gateway(gw))) = self.ports.get_mut(port.index()) else { return };
                 // A partial TCP/UDP checksum needs nothing here: the gateway's
                 // stack does not verify those (see `gateway`), as frames from
                 // local TAPs carry partial checksums too.
-                gw.deliver(self.batch.frame(i));
+                if let Err(reason) = gw.deliver(self.batch.frame(i), now) {
+                    let ingress = self.batch.entry(i).port;
+                    self.bridge.count_drop(ingress, reason);
+                    return;
+                }
                 if !self.busy_gateways.contains(&port) {
                     self.busy_gateways.push(port);
                 }
@@ -688,21 +722,26 @@ impl Datapath {
     }
 
     /// Queues an ICMP "fragmentation needed" / "packet too big" for frame
-    /// `i` from the gateway of the tunnel port's network.
+    /// `i` from the gateway of the tunnel port's network, announcing what
+    /// the tunnel carries: the underlay MTU less the encapsulation of the
+    /// underlay's family, and less the encryption on an encrypted overlay.
     fn answer_too_big(&mut self, tunnel_port: PortId, i: usize, kind: TooBig) {
         let Some(tunnel) = &self.tunnel else { return };
-        let mtu = tunnel.inner_ip_mtu().min(u32::from(u16::MAX)) as u16;
-        let Some(gateway) =
-            self.bridge.port_config(tunnel_port).ok().and_then(|c| self.nets.get(c.network.index())?.as_ref()?.gateway)
+        let Some(net) =
+            self.bridge.port_config(tunnel_port).ok().and_then(|c| self.nets.get(c.network.index())?.as_ref())
         else {
             return;
         };
+        let mtu = tunnel.ip_mtu(net.crypto.is_some()).min(u32::from(u16::MAX)) as u16;
+        let Some(gateway) = net.gateway else { return };
         let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return };
         let mut answer = Vec::new();
         let frame = self.batch.frame(i);
         let built = match kind {
-            TooBig::Ipv4 => offload::icmp_frag_needed(frame, mtu, gw.mac().0, gw.address(), &mut answer),
-            TooBig::Ipv6 => offload::icmpv6_packet_too_big(frame, mtu, gw.mac().0, link_local(gw.mac().0), &mut answer),
+            TooBig::Ipv4 => {
+                gw.ipv4().and_then(|from| offload::icmp_frag_needed(frame, mtu, gw.mac().0, from, &mut answer))
+            }
+            TooBig::Ipv6 => offload::icmpv6_packet_too_big(frame, mtu, gw.mac().0, gw.link_local(), &mut answer),
         };
         if built.is_some() {
             self.injected.push((gateway, answer));
@@ -710,13 +749,16 @@ impl Datapath {
     }
 
     fn poll_gateway(&mut self, port: PortId, now: Timestamp) {
-        let Datapath { ports, dns, nets, bridge, .. } = self;
+        let Datapath { ports, dns, nets, bridge, gateway_timer, .. } = self;
         let Some(Some(PortIo::Gateway(gw))) = ports.get_mut(port.index()) else { return };
         let Ok(network) = bridge.port_config(port).map(|c| c.network) else { return };
         let Some(info) = nets.get_mut(network.index()).and_then(Option::as_mut) else { return };
         let mut out = Vec::new();
         let subnet = gw.subnet();
         gw.poll(now, &mut out, &mut |query| dns.tcp_query(port, network, subnet, &mut info.dns, query, now));
+        if let Some(at) = gw.next_timer() {
+            *gateway_timer = (*gateway_timer).min(at);
+        }
         for frame in out {
             if !self.batch.push_local(port, &frame) {
                 self.bridge.count_drop(port, DropReason::TxQueueFull);
@@ -819,12 +861,6 @@ fn tx_drop_reason(e: &io::Error) -> DropReason {
     if e.kind() == io::ErrorKind::WouldBlock { DropReason::TxQueueFull } else { DropReason::TxError }
 }
 
-/// The EUI-64 link-local address of `mac` (fe80::/64), the gateway's IPv6
-/// source for "packet too big".
-fn link_local(mac: [u8; 6]) -> Ipv6Addr {
-    Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 0x02, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -836,6 +872,8 @@ mod tests {
         assert_eq!(effective_epoch(5, hour, 3599), 5);
         assert_eq!(effective_epoch(5, hour, 3600), 6);
         assert_eq!(effective_epoch(2, hour, 7 * 3600 + 1), 9);
-        assert_eq!(link_local([0x02, 0x76, 10, 0, 0, 1]), "fe80::76:aff:fe00:1".parse::<Ipv6Addr>().unwrap());
+        let mac = crate::wire::MacAddr([0x02, 0x76, 10, 0, 0, 1]);
+        let expected = "fe80::76:aff:fe00:1".parse::<std::net::Ipv6Addr>().unwrap();
+        assert_eq!(crate::gateway::link_local(mac), expected);
     }
 }

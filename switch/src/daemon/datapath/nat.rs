@@ -459,10 +459,8 @@ impl Datapath {
     pub(super) fn nat_network(&mut self, network: NetworkId, gateway: Option<PortId>) {
         let view = gateway.and_then(|port| match self.ports.get(port.index()) {
             Some(Some(PortIo::Gateway(gw))) => {
-                let net = self.nets.get(network.index()).and_then(Option::as_ref);
-                let mtu = net.map_or(1500, |n| n.mtu);
-                let address6 = net.and_then(|n| n.gateway6).map(|g| g.address);
-                Some(NetView { gateway: port, mac: gw.mac(), address: Some(gw.address()), address6, mtu })
+                let mtu = self.nets.get(network.index()).and_then(Option::as_ref).map_or(1500, |n| n.mtu);
+                Some(NetView { gateway: port, mac: gw.mac(), address: gw.ipv4(), address6: gw.ipv6(), mtu })
             }
             _ => None,
         });
@@ -536,7 +534,7 @@ impl Datapath {
     /// (or `no_route`) handles.
     pub(super) fn nat_from_sandbox(&mut self, gateway: PortId, i: usize) -> bool {
         let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return false };
-        let (gw_mac, gw_address) = (gw.mac(), gw.address());
+        let (gw_mac, gw_address, gw_address6) = (gw.mac(), gw.ipv4(), gw.ipv6());
         let frame = self.batch.frame(i);
         if frame.len() < 14 || frame[..6] != gw_mac.0 {
             return false;
@@ -547,7 +545,7 @@ impl Datapath {
             [0x08, 0x00] if frame.len() >= 34 => {
                 let d = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
                 let routed = !(d.is_broadcast() || d.is_multicast() || d.is_unspecified() || d.is_loopback());
-                (IpAddr::V4(d), Some(IpAddr::V4(gw_address)), routed)
+                (IpAddr::V4(d), gw_address.map(IpAddr::V4), routed)
             }
             [0x86, 0xdd] if frame.len() >= 54 => {
                 let d = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[38..54]).unwrap_or_default());
@@ -557,7 +555,7 @@ impl Datapath {
                     || d.is_loopback()
                     || d.segments()[0] & 0xffc0 == 0xfe80
                     || d.to_ipv4_mapped().is_some());
-                (IpAddr::V6(d), net.and_then(|n| n.gateway6).map(|g| IpAddr::V6(g.address)), routed)
+                (IpAddr::V6(d), gw_address6.map(IpAddr::V6), routed)
             }
             _ => return false,
         };
@@ -601,17 +599,23 @@ impl Datapath {
             IpAddr::V4(address) => {
                 self.nets.iter().flatten().filter_map(|n| n.gateway).any(|port| match self.ports.get(port.index()) {
                     Some(Some(PortIo::Gateway(gw))) => {
-                        let (net, prefix) = gw.subnet();
+                        let Some((net, prefix)) = gw.subnet() else { return false };
                         let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
                         u32::from(address) & mask == u32::from(net) & mask
                     }
                     _ => false,
                 })
             }
-            IpAddr::V6(address) => self.nets.iter().flatten().filter_map(|n| n.gateway6).any(|g| {
-                let mask = u128::MAX.checked_shl(128 - u32::from(g.prefix_len.min(128))).unwrap_or(0);
-                u128::from(address) & mask == u128::from(g.address) & mask
-            }),
+            IpAddr::V6(address) => {
+                self.nets.iter().flatten().filter_map(|n| n.gateway).any(|port| match self.ports.get(port.index()) {
+                    Some(Some(PortIo::Gateway(gw))) => {
+                        let Some((net, prefix)) = gw.subnet6() else { return false };
+                        let mask = u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0);
+                        u128::from(address) & mask == u128::from(net) & mask
+                    }
+                    _ => false,
+                })
+            }
         }
     }
 

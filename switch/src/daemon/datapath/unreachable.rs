@@ -1,12 +1,14 @@
 //! Packets a sandbox routes through its gateway to addresses outside its
-//! networks. The switch has no way out of the networks yet (egress is not
-//! built), so the gateway answers each with ICMP "network unreachable":
-//! `ping` and `connect` fail at once with a clear message instead of timing
-//! out, and the drop is counted (`no_route`) on the sender's port.
+//! networks that egress does not carry (egress off, another network of the
+//! switch, or IPv6, which egress does not carry yet): the gateway answers
+//! each with ICMP "network unreachable" or ICMPv6 "no route to
+//! destination", so `ping` and `connect` fail at once with a clear message
+//! instead of timing out, and the drop is counted (`no_route`) on the
+//! sender's port. Both families share one rate limit.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
+use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet, Ipv6Packet};
 
 use super::{Datapath, PortIo};
 use crate::counters::DropReason;
@@ -53,23 +55,74 @@ fn routed_ipv4_destination(frame: &[u8], mac: [u8; 6]) -> Option<Ipv4Addr> {
     Some(Ipv4Packet::new_checked(eth.payload()).ok()?.dst_addr())
 }
 
+/// The IPv6 source and destination of an untagged frame sent to `mac`, if
+/// it is one.
+fn routed_ipv6(frame: &[u8], mac: [u8; 6]) -> Option<(Ipv6Addr, Ipv6Addr)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.dst_addr().0 != mac || eth.ethertype() != EthernetProtocol::Ipv6 {
+        return None;
+    }
+    let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+    Some((ip.src_addr(), ip.dst_addr()))
+}
+
+/// Whether `address` is link-local (fe80::/10): never routed.
+fn is_link_local(address: Ipv6Addr) -> bool {
+    address.segments()[0] & 0xffc0 == 0xfe80
+}
+
 impl Datapath {
-    /// Handles frame `i`, sent to `gateway`, if it is an IPv4 packet sent to
+    /// Handles frame `i`, sent to `gateway`, if it is an IP packet sent to
     /// the gateway's MAC for another address (routed through it): drops it,
-    /// counted, and answers ICMP network unreachable within the budget.
-    /// Returns false for frames the gateway's own stack takes.
+    /// counted, and answers ICMP network unreachable (ICMPv6 no route)
+    /// within the budget. Returns false for frames the gateway's own stack
+    /// takes.
     pub(super) fn no_route(&mut self, gateway: PortId, i: usize) -> bool {
         let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return false };
         let frame = self.batch.frame(i);
+        if let Some((source, destination)) = routed_ipv6(frame, gw.mac().0) {
+            return self.no_route6(gateway, i, source, destination);
+        }
         let Some(destination) = routed_ipv4_destination(frame, gw.mac().0) else { return false };
-        if destination == gw.address() || destination.is_broadcast() || destination.is_multicast() {
+        let Some(address) = gw.ipv4() else { return false };
+        if destination == address || destination.is_broadcast() || destination.is_multicast() {
             return false;
         }
         let ingress = self.batch.entry(i).port;
         self.bridge.count_drop(ingress, DropReason::NoRoute);
         if self.icmp_budget.take(self.clock.now()) {
             let mut answer = Vec::new();
-            if offload::icmp_net_unreachable(frame, gw.mac().0, gw.address(), &mut answer).is_some() {
+            if offload::icmp_net_unreachable(frame, gw.mac().0, address, &mut answer).is_some() {
+                self.injected.push((gateway, answer));
+            }
+        }
+        true
+    }
+
+    /// [`Datapath::no_route`] for an IPv6 packet from `source` to
+    /// `destination`: answered from the gateway's address (its link-local
+    /// one when the sender used its own link-local address).
+    fn no_route6(&mut self, gateway: PortId, i: usize, source: Ipv6Addr, destination: Ipv6Addr) -> bool {
+        let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return false };
+        let Some(address) = gw.ipv6() else { return false };
+        if destination == address
+            || destination == gw.link_local()
+            || destination.is_multicast()
+            || destination.is_unspecified()
+            || destination.is_loopback()
+            || is_link_local(destination)
+        {
+            return false;
+        }
+        let from = if is_link_local(source) { gw.link_local() } else { address };
+        let ingress = self.batch.entry(i).port;
+        self.bridge.count_drop(ingress, DropReason::NoRoute);
+        if self.icmp_budget.take(self.clock.now()) {
+            let mut answer = Vec::new();
+            let frame = self.batch.frame(i);
+            if offload::icmpv6_unreachable(frame, offload::Unreachable6::NoRoute, gw.mac().0, from, &mut answer)
+                .is_some()
+            {
                 self.injected.push((gateway, answer));
             }
         }

@@ -11,7 +11,7 @@ use crate::port::{NetworkId, PortId};
 
 /// The name of a tunnel port toward `remote` (`vx:ADDR:PORT`).
 pub fn tunnel_port_name(remote: SocketAddr) -> String {
-    format!("vx:{remote}")
+    crate::model::tunnel_port_name(remote)
 }
 
 /// The name of network `network`'s gateway port (`gw:NAME`).

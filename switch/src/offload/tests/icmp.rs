@@ -8,7 +8,7 @@ use etherparse::{Icmpv4Type, Icmpv6Type, NetSlice, SlicedPacket, TransportSlice}
 use smoltcp::wire::{Icmpv4Packet, Ipv4Packet};
 
 use super::*;
-use crate::offload::{TooBig, exceeds_mtu, icmp_frag_needed, icmpv6_packet_too_big};
+use crate::offload::{TooBig, Unreachable6, exceeds_mtu, icmp_frag_needed, icmpv6_packet_too_big, icmpv6_unreachable};
 
 const GW_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0, 1];
 const GW4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -180,6 +180,33 @@ fn ipv6_no_answer_cases() {
     assert!(icmpv6_packet_too_big(&b.frame, 1280, GW_MAC, GW6, &mut out).is_some());
     // IPv4 is not answered here.
     assert_eq!(icmpv6_packet_too_big(&build(&ping(true)).frame, 1000, GW_MAC, GW6, &mut out), None);
+}
+
+#[test]
+fn ipv6_unreachable_answers_unicast_and_quotes() {
+    let b = build(&Spec::udp6(200));
+    let mut out = Vec::new();
+    let n = icmpv6_unreachable(&b.frame, Unreachable6::NoRoute, GW_MAC, GW6, &mut out).expect("answer");
+    assert_eq!(n, out.len());
+    assert_eq!((&out[0..6], &out[6..12]), (&SRC_MAC[..], &GW_MAC[..]));
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else { panic!("IPv6") };
+    assert_eq!((ip.header().source_addr(), ip.header().destination()), (GW6, SRC6));
+    let Some(TransportSlice::Icmpv6(icmp)) = &p.transport else { panic!("ICMPv6") };
+    assert_eq!(icmp.icmp_type(), Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::NoRoute));
+    assert!(icmp.is_checksum_valid(GW6.octets(), SRC6));
+    assert_eq!(icmp.payload(), &b.frame[b.l3_off..], "the whole packet quoted");
+
+    // Never for a multicast destination, an ICMPv6 error, or IPv4.
+    let mut out = Vec::new();
+    let mut multicast = build(&Spec::udp6(200));
+    let l3 = multicast.l3_off;
+    multicast.frame[l3 + 24..l3 + 40].copy_from_slice(&Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets());
+    assert_eq!(icmpv6_unreachable(&multicast.frame, Unreachable6::NoRoute, GW_MAC, GW6, &mut out), None);
+    let mut spec = Spec { l4: L4Spec::Raw(58), ..Spec::udp6(0) };
+    spec.payload = vec![1, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(icmpv6_unreachable(&build(&spec).frame, Unreachable6::NoRoute, GW_MAC, GW6, &mut out), None);
+    assert_eq!(icmpv6_unreachable(&build(&ping(true)).frame, Unreachable6::NoRoute, GW_MAC, GW6, &mut out), None);
 }
 
 #[test]

@@ -94,7 +94,8 @@ fn the_gateway_answers_names_it_owns_and_forwards_the_others() {
     directory.add_network(net.0, "app", "10.0.0.0/24".parse::<ctl::Ipv4Net>().expect("a subnet"));
     directory.add_endpoint(net.0, "web", &[], ip(2));
     let asker = dns::Asker {
-        address: ip(2),
+        address: Some(ip(2)),
+        address6: None,
         network: net.0,
         scope: vec![net.0],
         forwarding: true,

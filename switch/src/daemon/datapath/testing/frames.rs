@@ -4,9 +4,9 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use etherparse::{PacketBuilder, TcpOptionElement};
+use etherparse::{Icmpv6Type, PacketBuilder, TcpOptionElement};
 
-use crate::gateway::gateway_mac;
+use crate::gateway::{gateway_mac, link_local};
 use crate::wire::MacAddr;
 
 /// The broadcast MAC.
@@ -22,19 +22,169 @@ pub(crate) const fn ip(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 0, n)
 }
 
-/// Address `n` of the test IPv6 subnet fd00::/64 (the gateway is `ip6(1)`).
-pub(crate) const fn ip6(n: u16) -> Ipv6Addr {
-    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n)
-}
-
 /// The gateway's MAC on the test subnet.
 pub(crate) fn gw_mac() -> MacAddr {
     gateway_mac(ip(1))
 }
 
+/// Address `n` of the IPv6 test subnet fd00::/64 (the gateway is `ip6(1)`).
+pub(crate) const fn ip6(n: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n as u16)
+}
+
+/// The EUI-64 link-local address of test station `n` (of [`mac`]`(n)`).
+pub(crate) fn ll(n: u8) -> Ipv6Addr {
+    link_local(mac(n))
+}
+
+/// The MAC an IPv6 multicast group `group` is sent to (RFC 2464 §7).
+pub(crate) fn multicast_mac(group: Ipv6Addr) -> MacAddr {
+    let o = group.octets();
+    MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
+}
+
+/// The solicited-node multicast group of `address`.
+pub(crate) fn solicited_node(address: Ipv6Addr) -> Ipv6Addr {
+    let o = address.octets();
+    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(o[13]), u16::from_be_bytes([o[14], o[15]]))
+}
+
+/// An ICMPv6 message of type `kind` with `payload` after its 8-byte
+/// header, with a valid checksum; the Ethernet destination is `dst.0`
+/// (the group's MAC for a multicast `dst.1`).
+pub(crate) fn icmpv6(
+    src: (MacAddr, Ipv6Addr),
+    dst: (MacAddr, Ipv6Addr),
+    hop_limit: u8,
+    kind: Icmpv6Type,
+    payload: &[u8],
+) -> Vec<u8> {
+    let builder =
+        PacketBuilder::ethernet2(src.0.0, dst.0.0).ipv6(src.1.octets(), dst.1.octets(), hop_limit).icmpv6(kind);
+    let mut frame = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut frame, payload).expect("an ICMPv6 message builds");
+    frame
+}
+
+/// A neighbour solicitation from station (`src`, `sender`) for `target`,
+/// to `target`'s solicited-node group, with a source link-layer option.
+pub(crate) fn neighbor_solicit(src: MacAddr, sender: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let mut payload = target.octets().to_vec();
+    payload.extend_from_slice(&[1, 1]);
+    payload.extend_from_slice(&src.0);
+    let group = solicited_node(target);
+    icmpv6((src, sender), (multicast_mac(group), group), 255, Icmpv6Type::NeighborSolicitation, &payload)
+}
+
+/// A router solicitation from station (`src`, `sender`) to all-routers,
+/// with a source link-layer option.
+pub(crate) fn router_solicit(src: MacAddr, sender: Ipv6Addr) -> Vec<u8> {
+    let mut payload = vec![1, 1];
+    payload.extend_from_slice(&src.0);
+    let all_routers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+    icmpv6((src, sender), (multicast_mac(all_routers), all_routers), 255, Icmpv6Type::RouterSolicitation, &payload)
+}
+
+/// An ICMPv6 echo request.
+pub(crate) fn ping6(src: (MacAddr, Ipv6Addr), dst: (MacAddr, Ipv6Addr), id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(src.0.0, dst.0.0)
+        .ipv6(src.1.octets(), dst.1.octets(), 64)
+        .icmpv6_echo_request(id, seq);
+    let mut frame = Vec::with_capacity(builder.size(data.len()));
+    builder.write(&mut frame, data).expect("an ICMPv6 echo request builds");
+    frame
+}
+
+/// A UDP/IPv6 datagram with a valid checksum.
+pub(crate) fn udp6(src: (MacAddr, Ipv6Addr, u16), dst: (MacAddr, Ipv6Addr, u16), payload: &[u8]) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(src.0.0, dst.0.0).ipv6(src.1.octets(), dst.1.octets(), 64).udp(src.2, dst.2);
+    let mut frame = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut frame, payload).expect("a UDP/IPv6 datagram builds");
+    frame
+}
+
+/// An ICMPv6 message: from, to, hop limit, its type, and what follows its
+/// 8-byte header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Icmp6 {
+    /// The Ethernet source.
+    pub(crate) src_mac: MacAddr,
+    /// The Ethernet destination.
+    pub(crate) dst_mac: MacAddr,
+    /// The IPv6 source.
+    pub(crate) src: Ipv6Addr,
+    /// The IPv6 destination.
+    pub(crate) dst: Ipv6Addr,
+    /// The IPv6 hop limit.
+    pub(crate) hop_limit: u8,
+    /// Type, code and their fields.
+    pub(crate) kind: Icmpv6Type,
+    /// What follows the ICMPv6 header.
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Parses an ICMPv6 frame (no extension headers), checking its checksum.
+pub(crate) fn parse_icmp6(frame: &[u8]) -> Option<Icmp6> {
+    let sliced = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
+    let Some(etherparse::LinkSlice::Ethernet2(eth)) = &sliced.link else { return None };
+    let (Some(etherparse::NetSlice::Ipv6(ip)), Some(etherparse::TransportSlice::Icmpv6(icmp))) =
+        (&sliced.net, &sliced.transport)
+    else {
+        return None;
+    };
+    let header = ip.header();
+    let (src, dst) = (header.source_addr(), header.destination_addr());
+    assert!(icmp.is_checksum_valid(src.octets(), dst.octets()), "ICMPv6 checksum");
+    Some(Icmp6 {
+        src_mac: MacAddr(eth.source()),
+        dst_mac: MacAddr(eth.destination()),
+        src,
+        dst,
+        hop_limit: header.hop_limit(),
+        kind: icmp.icmp_type(),
+        payload: icmp.payload().to_vec(),
+    })
+}
+
+/// A UDP/IPv6 datagram: from and to (MAC, address, port), and its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Udp6 {
+    /// The source station and port.
+    pub(crate) src: (MacAddr, Ipv6Addr, u16),
+    /// The destination station and port.
+    pub(crate) dst: (MacAddr, Ipv6Addr, u16),
+    /// The UDP payload.
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Parses a UDP/IPv6 frame, checking its UDP checksum.
+pub(crate) fn parse_udp6(frame: &[u8]) -> Option<Udp6> {
+    let sliced = etherparse::SlicedPacket::from_ethernet(frame).ok()?;
+    let Some(etherparse::LinkSlice::Ethernet2(eth)) = &sliced.link else { return None };
+    let (Some(etherparse::NetSlice::Ipv6(ip)), Some(etherparse::TransportSlice::Udp(udp))) =
+        (&sliced.net, &sliced.transport)
+    else {
+        return None;
+    };
+    let header = ip.header().to_header();
+    let expected = udp.to_header().calc_checksum_ipv6(&header, udp.payload()).expect("a UDP length that fits");
+    assert_eq!(udp.checksum(), expected, "UDP checksum");
+    Some(Udp6 {
+        src: (MacAddr(eth.source()), header.source_addr(), udp.source_port()),
+        dst: (MacAddr(eth.destination()), header.destination_addr(), udp.destination_port()),
+        payload: udp.payload().to_vec(),
+    })
+}
+
 /// The VTEP address of test host `n` (192.0.2.n:4789).
 pub(crate) fn vtep(n: u8) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::new(192, 0, 2, n), 4789))
+}
+
+/// The VTEP address of test host `n` on an IPv6 underlay
+/// ([2001:db8::n]:4789).
+pub(crate) fn vtep6(n: u8) -> SocketAddr {
+    SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(n)), 4789))
 }
 
 /// An Ethernet frame with any EtherType and payload.

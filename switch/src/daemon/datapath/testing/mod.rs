@@ -19,7 +19,7 @@ pub(crate) mod frames;
 pub(crate) mod memory;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -78,6 +78,23 @@ impl Setup {
             secret: Some(test_secret()),
         }
     }
+
+    /// Test host `n` on an IPv6 underlay: VTEP [2001:db8::n]:4789
+    /// ([`frames::vtep6`]) on a 1500-byte underlay, otherwise as [`Setup::host`].
+    pub(crate) fn host6(n: u8) -> Setup {
+        Setup {
+            vtep: Some(VtepConfig { local: frames::vtep6(n), learn_peers: false, underlay_mtu: 1500 }),
+            secret: Some(test_secret()),
+        }
+    }
+
+    /// The same host, learning peers from their traffic (`--learn-peers`).
+    pub(crate) fn learning(mut self) -> Setup {
+        if let Some(vtep) = &mut self.vtep {
+            vtep.learn_peers = true;
+        }
+        self
+    }
 }
 
 /// The cluster secret every test host shares.
@@ -108,12 +125,19 @@ pub(crate) fn gateway_network(index: u32) -> NetworkSpec {
     NetworkSpec { gateway: Some(gateway), ..plain_network(index) }
 }
 
-/// Network `index` with a dual-stack gateway: [`gateway_network`]'s IPv4
-/// side and `fd00:index::1/64` ([`frames::ip6`]`(1)` for network 0), egress on.
-pub(crate) fn dual_stack_network(index: u32) -> NetworkSpec {
-    let address = Ipv6Addr::new(0xfd00, index as u16, 0, 0, 0, 0, 0, 1);
+/// Network `index` with a dual-stack gateway: [`gateway_network`]'s and
+/// fd`index`::1/64 (fd00::1 for network 0, [`frames::ip6`]`(1)`), the
+/// default router.
+pub(crate) fn dual_network(index: u32) -> NetworkSpec {
+    let address = std::net::Ipv6Addr::new(0xfd00 + index as u16, 0, 0, 0, 0, 0, 0, 1);
     let gateway6 = Gateway6Spec { address, prefix_len: 64, default_route: true };
-    NetworkSpec { gateway6: Some(gateway6), egress: true, ..gateway_network(index) }
+    NetworkSpec { gateway6: Some(gateway6), ..gateway_network(index) }
+}
+
+/// Network `index` with an IPv6-only gateway (as [`dual_network`]'s, no
+/// IPv4).
+pub(crate) fn ipv6_network(index: u32) -> NetworkSpec {
+    NetworkSpec { gateway: None, ..dual_network(index) }
 }
 
 /// Overlay network `index` on `vni`: a gateway as [`gateway_network`]'s,
