@@ -9,8 +9,9 @@
 //! one with its IPv4 address, a loopback `[::1]` one as the IPv6 gateway;
 //! UDP too; a sandbox without IPv6 is reached by IPv6 clients through its
 //! IPv4 address; a service balances IPv6 clients over its replicas and
-//! skips a refusing one. No firewall rule anywhere. Needs root, python3,
-//! curl and ping.
+//! skips a refusing one; an IPv6-only network reaches out and is reached
+//! by clients of both families. No firewall rule anywhere. Needs root,
+//! python3, curl and ping.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -324,5 +325,31 @@ fn a_service_balances_ipv6_clients_over_its_replicas_and_skips_a_refusing_one() 
     // IPv4 clients are balanced over the same replicas.
     let c = curl(&lab.outside_ns, sa(lab.daemon_addr, 8088), CURL_MAX);
     assert!(c.ok && served(&c.body).is_some(), "{c}");
+    lab.assert_rulesets_unchanged();
+}
+
+#[test]
+fn an_ipv6_only_network_reaches_out_and_is_reached_from_both_families() {
+    if !prerequisites("an_ipv6_only_network_reaches_out_and_is_reached_from_both_families") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (net, sb) = (d.name("n"), d.name("s"));
+    d.ctl_ok(&["network", "create", &net, "--ipv6", "--ipv4=false", "--subnet", "fd00:240::/64"]);
+    d.sandbox_create(&sb);
+    let web = HttpServer::start(&sb, Ipv6Addr::UNSPECIFIED, 80, "six-only");
+    let e = connect(d, &net, &sb, &["8085:80"]);
+    assert!(e.ipv4.is_none() && e.ipv6.is_some(), "{e:?}");
+    // Out: TCP and ping -6.
+    let _outside = HttpServer::start(&lab.outside_ns, Ipv6Addr::UNSPECIFIED, 80, "outside");
+    curl_ok(&sb, sa(lab.far_addr6, 80), "outside");
+    let (out, _) = ping_once(&sb, lab.far_addr6, Duration::from_secs(5));
+    assert!(out.status.success(), "ping -6 from an IPv6-only sandbox: {}{}", text(&out.stdout), text(&out.stderr));
+    // In: an IPv6 client as itself, an IPv4 one through the IPv6 gateway.
+    curl_ok(&lab.outside_ns, sa(lab.daemon_addr6, 8085), "six-only");
+    assert_eq!(last_client(&web).ip(), IpAddr::V6(lab.outside_addr6), "{}", web.log());
+    curl_ok(&lab.outside_ns, sa(lab.daemon_addr, 8085), "six-only");
+    assert_eq!(last_client(&web).ip(), gateway6(d, &net), "the IPv6 gateway stands in for the IPv4 client");
     lab.assert_rulesets_unchanged();
 }
