@@ -170,6 +170,14 @@ struct Listener {
     next: usize,
 }
 
+/// How a new published flow reaches its backend: the backend's network,
+/// the flow's key and the addresses of its frames.
+struct Route {
+    view: NetView,
+    key: FlowKey,
+    head: Head,
+}
+
 /// The L4 translator.
 #[derive(Debug)]
 pub struct Translator {
@@ -834,7 +842,7 @@ impl Translator {
     /// refused (no backend, table full).
     pub fn accept(&mut self, listener: ListenerId, client: SocketAddr, now: u64, out: &mut Emit) -> Option<FlowId> {
         let (backend, tried, route) = self.route(listener, client, Proto::Tcp, 0)?;
-        let (view, key, head) = route?;
+        let Route { view, key, head } = route?;
         if self.full(backend.network) {
             return None;
         }
@@ -868,7 +876,7 @@ impl Translator {
         client: SocketAddr,
         proto: Proto,
         mut tried: usize,
-    ) -> Option<(Backend, usize, Option<(NetView, FlowKey, Head)>)> {
+    ) -> Option<(Backend, usize, Option<Route>)> {
         loop {
             let (backend, now_tried) = self.pick_backend(listener, tried)?;
             tried = now_tried;
@@ -876,7 +884,7 @@ impl Translator {
                 return Some((backend, tried, None));
             };
             let Some((key, head)) = self.inbound_key(backend, view, client, proto) else { continue };
-            let route = self.table.lookup(&key).is_none().then_some((view, key, head));
+            let route = self.table.lookup(&key).is_none().then_some(Route { view, key, head });
             return Some((backend, tried, route));
         }
     }
@@ -955,7 +963,7 @@ impl Translator {
         };
         // No backend left; or one on a network that is gone, or a 4-tuple
         // in use: the client is reset rather than left waiting with no timer.
-        let Some((_, tried, Some((view, key, head)))) = self.route(listener, client, Proto::Tcp, tried) else {
+        let Some((_, tried, Some(Route { view, key, head }))) = self.route(listener, client, Proto::Tcp, tried) else {
             self.count(network).flows_refused += 1;
             host.close(id, true);
             self.drop_flow(id);
@@ -1104,7 +1112,7 @@ impl Translator {
             Some(&id) => id,
             None => {
                 let (backend, _, route) = self.route(listener, client, Proto::Udp, 0)?;
-                let (view, key, head) = route?;
+                let Route { view, key, head } = route?;
                 if self.full(backend.network) {
                     return None;
                 }

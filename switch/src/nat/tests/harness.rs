@@ -508,7 +508,7 @@ pub(super) fn parse_out(frame: &[u8], l4_complete: bool) -> Out {
         }
         TransportHeader::Icmpv6(i) => {
             let (IpAddr::V6(src), IpAddr::V6(dst)) = (src, dst) else { panic!("ICMPv6 over IPv4") };
-            let expected = Icmpv6Header::with_checksum(i.icmp_type.clone(), src.octets(), dst.octets(), &payload);
+            let expected = Icmpv6Header::with_checksum(i.icmp_type, src.octets(), dst.octets(), &payload);
             assert_eq!(i.checksum, expected.unwrap().checksum, "ICMPv6 checksum (pseudo-header included)");
             Out::Icmp6 { src, dst, icmp_type: i.icmp_type, payload }
         }
