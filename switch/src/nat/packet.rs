@@ -38,8 +38,9 @@ pub const ICMP_MESSAGE: usize = Family::V4.icmp_message();
 pub const MAX_TCP_PAYLOAD: usize = 65_535 - IP - 20;
 /// The largest UDP payload of one datagram.
 pub const MAX_UDP_PAYLOAD: usize = 65_535 - IP - 8;
-/// The bytes of an ICMPv6 error's quote beyond its IPv6 header at most: an
-/// error must fit the IPv6 minimum MTU (RFC 4443 §2.4), 1280 bytes.
+/// The bytes an ICMPv6 error quotes at most (the quoted packet's headers
+/// first): the error must fit the IPv6 minimum MTU (RFC 4443 §2.4), 1280
+/// bytes with its own IPv6 and ICMPv6 headers.
 const MAX_QUOTE6: usize = 1280 - IP6 - 8;
 /// IPv6 extension headers walked at most before a packet is given up on.
 const MAX_EXTENSIONS: usize = 8;
@@ -221,7 +222,7 @@ pub(crate) fn parse(frame: &[u8]) -> Result<Packet<'_>, Unsupported> {
     let l4 = &ip[l4_start..end];
     let quote_end = match src {
         IpAddr::V4(_) => l4_start + 8,
-        IpAddr::V6(_) => (l4_start + 8).min(IP6 + MAX_QUOTE6),
+        IpAddr::V6(_) => (l4_start + 8).min(MAX_QUOTE6),
     };
     let quote = &ip[..quote_end.min(end)];
     let family = Family::of(src);

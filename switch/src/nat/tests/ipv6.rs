@@ -623,3 +623,27 @@ fn forgetting_an_ipv6_address_ends_only_its_flows() {
     assert_eq!(b.tr.len(), 1);
     assert!(b.tr.flows(b.now)[0].1.sandbox.is_ipv4());
 }
+
+#[test]
+fn an_icmpv6_error_about_a_packet_with_long_headers_fits_the_minimum_mtu() {
+    let mut b = Bench::new();
+    // Three destination options headers of 512 bytes of padding each.
+    let mut ext = vec![0u8, 63];
+    ext.extend_from_slice(&[1, 254]);
+    ext.extend_from_slice(&[0; 254]);
+    ext.extend_from_slice(&[1, 252]);
+    ext.extend_from_slice(&[0; 252]);
+    assert_eq!(ext.len(), 512);
+    let mut frame = udp_frame(sandbox6(6000), dns6(), b"long");
+    for _ in 0..3 {
+        frame = with_extension(&frame, 60, &ext);
+    }
+    b.host.open_errors.insert(dns6(), libc::ENETUNREACH);
+    from_sandbox(&mut b, &frame).unwrap();
+    let frames: Vec<Vec<u8>> = b.out.frames().map(|(_, f)| f.to_vec()).collect();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].len(), 14 + 1280, "as much of the packet as fits 1280 bytes");
+    let (_, _, icmp_type, quote) = icmp6(parse_out(&frames[0], true));
+    assert_eq!(icmp_type, Icmpv6Type::DestinationUnreachable(DestUnreachableCode::NoRoute));
+    assert_eq!(&quote[..], &frame[14..14 + 1232], "the packet's first bytes");
+}
