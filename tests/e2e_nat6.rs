@@ -23,7 +23,7 @@ use vswitch::outside::{
     HttpServer, Outside, UdpEcho, curl, field, ping_once, require_nat_tools, transfer_checked, udp_query,
 };
 use vswitch::process::text;
-use vswitch::{Daemon, in_netns, require_root, wait_until};
+use vswitch::{Daemon, in_netns, netns_exec, require_root, wait_until};
 
 /// How long one curl may take.
 const CURL_MAX: Duration = Duration::from_secs(10);
@@ -139,11 +139,16 @@ fn ipv6_egress_carries_tcp_udp_and_ping_and_ipv4_goes_on_beside_it() {
     let peer: SocketAddr = peer.parse().unwrap_or_else(|e| panic!("echo answered {reply:?}: {e}"));
     assert_eq!(peer.ip(), IpAddr::V6(lab.daemon_addr6), "echo saw {peer}; the sandbox sent from {local} ({mine})");
 
-    // ping -6, both addresses.
+    // ping -6, both addresses: through raw ICMPv6 sockets (a fresh
+    // namespace allows no ping socket), then through ping sockets.
     for dst in [far6, near6] {
         let (out, _) = ping_once(&sb, dst, Duration::from_secs(5));
         assert!(out.status.success(), "ping -6 {dst} from {sb}: {}\n{}", text(&out.stdout), text(&out.stderr));
     }
+    let allow = netns_exec(&lab.daemon_ns, "sysctl", &["-w", "net.ipv4.ping_group_range=0 2147483647"]);
+    assert!(allow.status.success(), "sysctl in the daemon's namespace: {}", text(&allow.stderr));
+    let (out, _) = ping_once(&sb, far6, Duration::from_secs(5));
+    assert!(out.status.success(), "ping -6 through a ping socket: {}\n{}", text(&out.stdout), text(&out.stderr));
 
     // Bulk TCP both ways, every byte checked.
     let (outside, sandbox) = (lab.outside_ns.as_str(), sb.as_str());
