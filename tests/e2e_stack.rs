@@ -3,12 +3,14 @@
 //! with an error, or a step that fails on the host, applies nothing;
 //! applying twice changes nothing; `export` → `apply` reproduces the state
 //! on a second daemon; an encrypted overlay with its options comes from a
-//! file; `kill -9` in the middle of an apply leaves the old
+//! file; a dual-stack and an IPv6-only network come from a file, their
+//! sandboxes talk over IPv6, and their IPv6 addresses survive export →
+//! apply; `kill -9` in the middle of an apply leaves the old
 //! state or the new one, never a mix, and leaks no namespace or device.
 //! Needs root.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -162,17 +164,26 @@ fn a_good_stack_creates_everything_and_applying_it_again_changes_nothing() {
 
     let before = state(&d);
     let plan = d.ctl_ok(&["apply", "-f", &path, "--dry-run"]);
-    assert!(plan.contains(&format!("network {front}: would be created")), "{plan}");
+    assert!(
+        plan.contains(&format!("network {front}: would be created (subnet 10.231.1.0/24, gateway 10.231.1.1)")),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!(
+            "sandbox {web}: would be created (eth0 on {front}: 10.231.1.10; eth1 on {back}: 10.231.2."
+        )),
+        "{plan}"
+    );
     assert!(plan.ends_with("dry run: 4 to create, 0 to change, 0 unchanged; nothing was applied\n"), "{plan}");
     assert_eq!(state(&d), before, "a dry run changed the state");
     assert!(d.leftover_netns().is_empty());
 
     let out = d.ctl_ok(&["apply", "-f", &path]);
     for line in [
-        format!("network {front}: created"),
-        format!("network {back}: created"),
-        format!("sandbox {web}: created"),
-        format!("sandbox {db}: created"),
+        format!("network {front}: created (subnet 10.231.1.0/24, gateway 10.231.1.1)"),
+        format!("network {back}: created (subnet 10.231.2.0/24, gateway 10.231.2.1)"),
+        format!("sandbox {web}: created (eth0 on {front}: 10.231.1.10; eth1 on {back}: 10.231.2.2)"),
+        format!("sandbox {db}: created (eth0 on {back}: 10.231.2.20)"),
         "applied: 4 created, 0 changed, 0 unchanged".to_owned(),
     ] {
         assert!(out.lines().any(|l| l == line), "no {line:?} in {out}");
@@ -294,6 +305,205 @@ fn export_then_apply_reproduces_the_state_on_a_second_daemon() {
     assert_eq!(published.trim(), format!("80/tcp -> 127.0.0.1:{port}"));
     for s in ["web", "db", "hand"] {
         d2.ctl_ok(&["sandbox", "rm", &d1.name(s)]);
+    }
+}
+
+/// The IPv6 address of `sandbox`'s endpoint on `network`.
+fn address6(d: &Daemon, sandbox: &str, network: &str) -> Ipv6Addr {
+    let infos: Vec<SandboxInfo> = d.ctl_json(&["sandbox", "inspect", sandbox]);
+    let info = infos.into_iter().next().unwrap_or_else(|| panic!("no sandbox {sandbox}"));
+    let e =
+        info.endpoints.iter().find(|e| e.network == network).unwrap_or_else(|| panic!("{sandbox} not on {network}"));
+    e.ipv6.unwrap_or_else(|| panic!("{sandbox} has no IPv6 address on {network}: {e:?}")).addr()
+}
+
+/// Every endpoint of `d` as (sandbox, network, ifname, IPv4, IPv6, MAC).
+fn endpoints(d: &Daemon) -> BTreeSet<(String, String, String, String, String, String)> {
+    let show = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+    sandboxes(d)
+        .into_iter()
+        .flat_map(|s| s.endpoints)
+        .map(|e| {
+            let (v4, v6) = (show(e.ipv4.map(|n| n.to_string())), show(e.ipv6.map(|n| n.to_string())));
+            (e.sandbox, e.network, e.ifname, v4, v6, e.mac.to_string())
+        })
+        .collect()
+}
+
+/// A dual-stack network (fixed subnets, a fixed and an automatic IPv6
+/// address) and an IPv6-only one (automatic ULA /64), two sandboxes on both.
+fn dual_stack(p: &str) -> String {
+    format!(
+        "networks:
+  {p}dual:
+    enable_ipv6: true
+    ipam:
+      config:
+        - subnet: 10.231.11.0/24
+        - subnet: fd00:231:11::/64
+  {p}six:
+    enable_ipv4: false
+    enable_ipv6: true
+sandboxes:
+  {p}a:
+    networks:
+      {p}dual:
+        ipv4_address: 10.231.11.10
+        ipv6_address: fd00:231:11::10
+      {p}six:
+  {p}b:
+    networks: [{p}dual, {p}six]
+"
+    )
+}
+
+#[test]
+fn a_dual_stack_stack_talks_over_ipv6_and_export_reproduces_its_addresses() {
+    if !require_root("a_dual_stack_stack_talks_over_ipv6_and_export_reproduces_its_addresses") {
+        return;
+    }
+    let d1 = Daemon::start();
+    let p = d1.prefix().to_owned();
+    let (dual, six, a, b) = (d1.name("dual"), d1.name("six"), d1.name("a"), d1.name("b"));
+    let good = dual_stack(&p);
+    let before = state(&d1);
+
+    // Errors first, each in the file's last object: nothing is applied.
+    // An IPv6 subnet overlapping the first network's.
+    let (networks, rest) = good.split_once("sandboxes:\n").unwrap();
+    let overlap = format!(
+        "{networks}  {p}last:\n    enable_ipv4: false\n    enable_ipv6: true\n    ipam:\n      config:\n        \
+         - subnet: fd00:231::/32\nsandboxes:\n{rest}"
+    );
+    // An IPv6 address another endpoint of the file takes; one outside the subnet.
+    let taken = format!("{good}      {p}dual:\n        ipv6_address: fd00:231:11::10\n")
+        .replace(&format!("    networks: [{p}dual, {p}six]\n"), "    networks:\n");
+    let outside = taken.replace("ipv6_address: fd00:231:11::10\n", "ipv6_address: fd00:231:99::10\n");
+    let outside = outside.replacen("ipv6_address: fd00:231:99::10\n", "ipv6_address: fd00:231:11::10\n", 1);
+    for (name, text, needle, want) in [
+        (
+            "overlap.yaml",
+            &overlap,
+            "fd00:231::/32",
+            format!(
+                "networks.{p}last.ipam.config[0].subnet: subnet fd00:231::/32 overlaps network {dual} \
+                 (fd00:231:11::/64)"
+            ),
+        ),
+        (
+            "taken.yaml",
+            &taken,
+            "",
+            format!("sandboxes.{b}.networks.{dual}.ipv6_address: address fd00:231:11::10 is already in use"),
+        ),
+        (
+            "outside.yaml",
+            &outside,
+            "fd00:231:99::10",
+            format!(
+                "sandboxes.{b}.networks.{dual}.ipv6_address: address fd00:231:99::10 is not inside subnet \
+                 fd00:231:11::/64"
+            ),
+        ),
+    ] {
+        let path = write_file(&d1, name, text);
+        // The offending value's line; for the taken address, its second use.
+        let line = if needle.is_empty() {
+            text.lines().enumerate().filter(|(_, l)| l.contains("fd00:231:11::10")).nth(1).unwrap().0 + 1
+        } else {
+            text.lines().position(|l| l.contains(needle)).unwrap() + 1
+        };
+        let err = d1.ctl_err(&["apply", "-f", &path]);
+        let want = format!("{path}:{line}: {want}");
+        assert!(err.contains(&want), "want {want:?} in {err}\n{text}");
+        assert_eq!(state(&d1), before, "{name}: the state file changed");
+        assert_eq!(network_names(&d1), names(&PREDEFINED), "{name}: networks were made");
+        assert!(d1.leftover_netns().is_empty(), "{name}: namespaces made: {:?}", d1.leftover_netns());
+    }
+
+    // The plan shows the IPv6 side; nothing is made.
+    let path = write_file(&d1, "dual.yaml", &good);
+    let plan = d1.ctl_ok(&["apply", "-f", &path, "--dry-run"]);
+    for want in [
+        format!(
+            "network {dual}: would be created (subnet 10.231.11.0/24, gateway 10.231.11.1; IPv6 subnet \
+                 fd00:231:11::/64, gateway fd00:231:11::1)"
+        ),
+        format!("network {six}: would be created (IPv6 subnet fd"),
+        format!("sandbox {a}: would be created (eth0 on {dual}: 10.231.11.10, fd00:231:11::10; eth1 on {six}: fd"),
+        format!("sandbox {b}: would be created (eth0 on {dual}: 10.231.11.2, fd00:231:11::2; eth1 on {six}: fd"),
+    ] {
+        assert!(plan.contains(&want), "no {want:?} in {plan}");
+    }
+    assert_eq!(state(&d1), before, "a dry run changed the state");
+
+    let out = d1.ctl_ok(&["apply", "-f", &path]);
+    assert!(out.ends_with("applied: 4 created, 0 changed, 0 unchanged\n"), "{out}");
+    d1.remember_ports();
+    assert_eq!(vswitch::ipv6_addrs(&a, "eth0"), ["fd00:231:11::10/64"]);
+    assert_eq!(vswitch::ipv4_addrs(&a, "eth0"), ["10.231.11.10/24"]);
+    assert_eq!(vswitch::ipv4_addrs(&a, "eth1"), Vec::<String>::new(), "{six} is IPv6-only");
+    let b_dual = address6(&d1, &b, &dual);
+    assert_eq!(b_dual, "fd00:231:11::2".parse::<Ipv6Addr>().unwrap());
+    let (a_six, b_six) = (address6(&d1, &a, &six), address6(&d1, &b, &six));
+    let inspect: serde_json::Value = d1.ctl_json(&["network", "inspect", &six]);
+    let ula: ctl::Ipv6Net = inspect[0]["IPAM"]["Config"][0]["Subnet"].as_str().unwrap().parse().unwrap();
+    assert!(ula.contains(&a_six) && ula.contains(&b_six), "{a_six} {b_six} outside {ula}");
+    // Over IPv6 both ways, on both networks, and over IPv4.
+    let wait = Duration::from_secs(10);
+    assert!(wait_for_ping(&a, b_dual, wait).is_some(), "{a} cannot reach {b} over IPv6 on {dual}");
+    assert!(wait_for_ping(&b, "fd00:231:11::10".parse::<Ipv6Addr>().unwrap(), wait).is_some(), "{b} → {a} on {dual}");
+    assert!(wait_for_ping(&b, a_six, wait).is_some(), "{b} cannot reach {a} on {six}");
+    assert!(wait_for_ping(&a, b_six, wait).is_some(), "{a} cannot reach {b} on {six}");
+    assert!(wait_for_ping(&a, Ipv4Addr::new(10, 231, 11, 2), wait).is_some(), "{a} → {b} over IPv4");
+
+    // Again: unchanged, not even the state file.
+    let saved = state(&d1);
+    let out = d1.ctl_ok(&["apply", "-f", &path]);
+    assert!(out.ends_with("\nunchanged\n"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.ends_with(": unchanged")).count(), 4, "{out}");
+    assert_eq!(state(&d1), saved, "applying the same file changed the state");
+
+    // Export writes the IPv6 settings; applied on a second daemon it
+    // reproduces the networks and every address.
+    let exported = d1.ctl_ok(&["export"]);
+    for want in [
+        "    enable_ipv6: true\n".to_owned(),
+        "    enable_ipv4: false\n".to_owned(),
+        "      - subnet: fd00:231:11::/64\n".to_owned(),
+        format!("      - subnet: {ula}\n"),
+        "        ipv6_address: fd00:231:11::10\n".to_owned(),
+        format!("        ipv6_address: {b_six}\n"),
+    ] {
+        assert!(exported.contains(&want), "no {want:?} in\n{exported}");
+    }
+    let before_export = endpoints(&d1);
+    for s in [&a, &b] {
+        d1.ctl_ok(&["sandbox", "rm", s]);
+    }
+    let d2 = Daemon::start();
+    let path = write_file(&d2, "exported.yaml", &exported);
+    let out = d2.ctl_ok(&["apply", "-f", &path]);
+    assert!(out.ends_with("applied: 4 created, 0 changed, 0 unchanged\n"), "{out}");
+    d2.remember_ports();
+    assert_eq!(d2.ctl_ok(&["export"]), exported, "the second daemon's export differs");
+    assert_eq!(endpoints(&d2), before_export, "the endpoints' addresses differ");
+    let inspect2: serde_json::Value = d2.ctl_json(&["network", "inspect", &six]);
+    assert_eq!(inspect2[0]["IPAM"], inspect[0]["IPAM"], "the IPv6-only network's IPAM differs");
+    assert_eq!(inspect2[0]["EnableIPv4"], serde_json::json!(false));
+    assert!(d2.ctl_ok(&["apply", "-f", &path]).ends_with("\nunchanged\n"));
+    assert!(wait_for_ping(&b, a_six, wait).is_some(), "{b} cannot reach {a} on {six} on the second daemon");
+    assert!(wait_for_ping(&a, b_dual, wait).is_some(), "{a} cannot reach {b} on {dual} on the second daemon");
+    // The embedded DNS has the reproduced addresses (AAAA), on both networks.
+    if vswitch::dns::require_dns_tools("a_dual_stack_stack_talks_over_ipv6_and_export_reproduces_its_addresses: dns") {
+        let gw6 = Ipv6Addr::from(u128::from(ula.network()) + 1);
+        for (ns, server, name, want) in [(&a, "fd00:231:11::1".parse().unwrap(), &b, b_dual), (&b, gw6, &a, a_six)] {
+            let r = vswitch::dns::dig(ns, &[&format!("@{server}"), "AAAA", name]);
+            assert_eq!(r.data_of("AAAA"), [want.to_string()], "{r}");
+        }
+    }
+    for s in [&a, &b] {
+        d2.ctl_ok(&["sandbox", "rm", s]);
     }
 }
 

@@ -14,12 +14,12 @@
 //!   would be) created, changed or left unchanged.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::addr::{Ipv4Net, MacAddress};
+use crate::addr::{Ipv4Net, Ipv6Net, MacAddress};
 use crate::proto::Driver;
 use crate::publish::PortMapping;
 
@@ -51,9 +51,9 @@ pub struct Stack {
 }
 
 /// One network of a stack. Unset optional fields match whatever the daemon
-/// chose (a subnet from the pools, the first host as gateway, the default
-/// MTU, a free VNI); set ones must match exactly.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// chose (a subnet from the pools or an IPv6 ULA /64, the first host as
+/// gateway, the default MTU, a free VNI); set ones must match exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StackNetwork {
     /// The network's name.
     pub name: String,
@@ -64,6 +64,13 @@ pub struct StackNetwork {
     /// The driver (bridge or overlay).
     #[serde(default)]
     pub driver: Driver,
+    /// Endpoints get IPv4 addresses (compose's `enable_ipv4`, on unless
+    /// false: an IPv6-only network, which needs `enable_ipv6`).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enable_ipv4: bool,
+    /// Endpoints get IPv6 addresses too (compose's `enable_ipv6`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub enable_ipv6: bool,
     /// The IPv4 subnet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet: Option<Ipv4Net>,
@@ -73,6 +80,15 @@ pub struct StackNetwork {
     /// Where automatic addresses come from (inside `subnet`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_range: Option<Ipv4Net>,
+    /// The IPv6 subnet (needs `enable_ipv6`); unset: a ULA /64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    /// The IPv6 gateway address (inside `subnet6`; unset: its `::1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
+    /// Where automatic IPv6 addresses come from (inside `subnet6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range6: Option<Ipv6Net>,
     /// No route out of the network.
     #[serde(default, skip_serializing_if = "is_false")]
     pub internal: bool,
@@ -88,6 +104,31 @@ pub struct StackNetwork {
     /// Driver options (`-o`: `encrypted`, `mss-clamp`, `egress`, `key-rotation`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+}
+
+impl Default for StackNetwork {
+    /// A bridge network with no name and every key unset: IPv4 only, as
+    /// `network create` without options.
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            external: false,
+            driver: Driver::default(),
+            enable_ipv4: true,
+            enable_ipv6: false,
+            subnet: None,
+            gateway: None,
+            ip_range: None,
+            subnet6: None,
+            gateway6: None,
+            ip_range6: None,
+            internal: false,
+            attachable: false,
+            mtu: None,
+            vni: None,
+            options: BTreeMap::new(),
+        }
+    }
 }
 
 /// One sandbox of a stack.
@@ -121,6 +162,10 @@ pub struct StackAttachment {
     /// A fixed address; unset: any (the lowest free one when created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4_address: Option<Ipv4Addr>,
+    /// A fixed IPv6 address (on a network with IPv6); unset: any (the
+    /// lowest free one from `::2` when created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<Ipv6Addr>,
     /// A fixed MAC; unset: any (`02:42:` + the address when created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<MacAddress>,
@@ -148,6 +193,14 @@ pub struct StackService {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where the parts of a [`Stack`] came from: the file's name and, for each
@@ -197,7 +250,8 @@ impl SourceMap {
 
 /// One problem found in a stack: the logical key it is about and what is
 /// wrong. Logical keys follow the [`Stack`]'s shape with names as
-/// segments: `networks.NAME.subnet`, `networks.NAME.options.KEY`,
+/// segments: `networks.NAME.subnet`, `networks.NAME.subnet6` (the IPv6
+/// subnet; likewise `gateway6`, `ip_range6`), `networks.NAME.options.KEY`,
 /// `sandboxes.NAME.networks.NET.ipv4_address`, `sandboxes.NAME.ports`,
 /// `services.NAME.network`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,8 +290,11 @@ pub fn render_issues(issues: &[StackIssue], source: Option<&SourceMap>) -> Strin
 /// Checks what needs no daemon state: that sandboxes and services name
 /// networks the stack declares (or the predefined `bridge`), that a
 /// sandbox lists each network once, that external networks set nothing
-/// else, and that predefined networks are not redeclared. The daemon checks
-/// everything else (names, addresses, overlaps, ports) against its model.
+/// else, that predefined networks are not redeclared, and that address
+/// families agree (a network has one; IPv6 keys need `enable_ipv6`, IPv4
+/// ones `enable_ipv4`, on the network and on its attachments). The daemon
+/// checks everything else (names, addresses, overlaps, ports) against its
+/// model.
 pub fn validate(stack: &Stack) -> Vec<StackIssue> {
     let mut issues = Vec::new();
     let mut declared = BTreeSet::new();
@@ -259,8 +316,17 @@ pub fn validate(stack: &Stack) -> Vec<StackIssue> {
                 &key,
                 format!("{} is a predefined network: leave it out, or declare it with external: true", n.name),
             ));
+        } else {
+            family_issues(&key, n, &mut issues);
         }
     }
+    // The address families of the networks the file manages.
+    let families: BTreeMap<&str, (bool, bool)> = stack
+        .networks
+        .iter()
+        .filter(|n| !n.external)
+        .map(|n| (n.name.as_str(), (n.enable_ipv4, n.enable_ipv6)))
+        .collect();
     let known = |name: &str| declared.contains(name) || name == "bridge";
     let mut sandboxes = BTreeSet::new();
     for s in &stack.sandboxes {
@@ -282,6 +348,19 @@ pub fn validate(stack: &Stack) -> Vec<StackIssue> {
             }
             if !seen.insert(a.network.as_str()) {
                 issues.push(StackIssue::new(&akey, format!("network {} is listed twice", a.network)));
+            }
+            let (ipv4, ipv6) = families.get(a.network.as_str()).copied().unwrap_or((true, true));
+            if a.ipv4_address.is_some() && !ipv4 {
+                issues.push(StackIssue::new(
+                    format!("{akey}.ipv4_address"),
+                    format!("network {} is IPv6-only (enable_ipv4: false): it gives no IPv4 addresses", a.network),
+                ));
+            }
+            if a.ipv6_address.is_some() && !ipv6 {
+                issues.push(StackIssue::new(
+                    format!("{akey}.ipv6_address"),
+                    format!("network {} has no IPv6: give it enable_ipv6: true, or leave ipv6_address out", a.network),
+                ));
             }
         }
         if !s.ports.is_empty() && s.networks.is_empty() {
@@ -306,6 +385,36 @@ pub fn validate(stack: &Stack) -> Vec<StackIssue> {
         }
     }
     issues
+}
+
+/// A managed network's address-family keys that contradict each other: no
+/// family at all, IPv4 settings with `enable_ipv4: false`, IPv6 settings
+/// without `enable_ipv6: true`.
+fn family_issues(key: &str, n: &StackNetwork, issues: &mut Vec<StackIssue>) {
+    if !n.enable_ipv4 && !n.enable_ipv6 {
+        issues.push(StackIssue::new(
+            format!("{key}.enable_ipv4"),
+            "a network needs an address family: enable_ipv4: false needs enable_ipv6: true",
+        ));
+    }
+    let v4 = [("subnet", n.subnet.is_some()), ("gateway", n.gateway.is_some()), ("ip_range", n.ip_range.is_some())];
+    if !n.enable_ipv4 {
+        for (field, _) in v4.iter().filter(|(_, set)| *set) {
+            issues.push(StackIssue::new(
+                format!("{key}.{field}"),
+                format!("an IPv4 {field} cannot be configured with enable_ipv4: false"),
+            ));
+        }
+    }
+    let v6 = [("subnet", n.subnet6.is_some()), ("gateway", n.gateway6.is_some()), ("ip_range", n.ip_range6.is_some())];
+    if !n.enable_ipv6 {
+        for (field, _) in v6.iter().filter(|(_, set)| *set) {
+            issues.push(StackIssue::new(
+                format!("{key}.{field}6"),
+                format!("an IPv6 {field} needs enable_ipv6: true on the network"),
+            ));
+        }
+    }
 }
 
 /// What `stack_apply` did (or, with `dry_run`, would do) to one object.
@@ -343,6 +452,12 @@ pub struct StackObject {
     /// For a changed object: each change, e.g. `connected to back`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<String>,
+    /// For a created object: what it is created with, e.g. a network's
+    /// `subnet 10.1.0.0/24 gateway 10.1.0.1` and `IPv6 subnet fd00:1::/64
+    /// gateway fd00:1::1`, a sandbox's `eth0 on front: 10.1.0.2,
+    /// fd00:1::2` (so a dry run shows the addresses it would take).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
 }
 
 /// The reply to `stack_apply`: every object of the file, in the file's
@@ -358,12 +473,14 @@ pub struct StackReport {
 }
 
 /// How a [`PortMapping`] is written in a stack file: compose's short
-/// syntax, `8080:80`, `127.0.0.1:5353:53/udp`, `[::1]:8080:80`.
+/// syntax, `8080:80`, `127.0.0.1:5353:53/udp`, an IPv6 host address in
+/// brackets (`[::1]:8080:80`).
 pub fn port_spec(m: &PortMapping) -> String {
     let proto = match m.proto {
         crate::publish::PortProto::Tcp => "",
         crate::publish::PortProto::Udp => "/udp",
     };
+    // `0.0.0.0` (both families) is the short form; `::` (IPv6 only) is not.
     if m.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
         format!("{}:{}{proto}", m.host_port, m.container_port)
     } else {

@@ -169,28 +169,202 @@ fn every_value_error_is_reported_at_its_line() {
     }
 }
 
+/// A dual-stack network with every IPv6 key, an IPv6-only one and one
+/// with an automatic IPv6 subnet; a sandbox with fixed addresses on both.
+const DUAL: &str = r#"networks:
+  front:
+    enable_ipv6: true
+    ipam:
+      config:
+        - subnet: 10.1.0.0/24
+        - subnet: fd00:1::/64
+          gateway: fd00:1::fe
+          ip_range: fd00:1::100/120
+  v6only:
+    enable_ipv4: false
+    enable_ipv6: true
+    ipam:
+      config:
+        - subnet: fd00:2::/64
+  auto:
+    enable_ipv6: true
+sandboxes:
+  web:
+    dns: ["fd00:1::53"]
+    networks:
+      front:
+        ipv4_address: 10.1.0.10
+        ipv6_address: fd00:1::10
+      v6only:
+        ipv6_address: fd00:2::5
+      auto:
+"#;
+
 #[test]
-fn ipv6_keys_are_refused_at_their_line_not_ignored() {
-    let text = "networks:\n  a:\n    enable_ipv6: true\n    ipam:\n      config:\n        - subnet: 10.0.0.0/24\n        \
-                - subnet: fd00:1::/64\nsandboxes:\n  s:\n    networks:\n      a:\n        ipv6_address: fd00:1::5\n  \
-                t:\n    networks:\n      a:\n        ipv4_address: fd00:1::6\n";
+fn ipv6_keys_become_the_typed_stack() {
+    let (stack, source) = parse(DUAL).unwrap();
+    let front = &stack.networks[0];
+    assert!(front.enable_ipv4 && front.enable_ipv6);
+    assert_eq!(front.subnet, Some("10.1.0.0/24".parse().unwrap()));
+    assert_eq!(front.subnet6, Some("fd00:1::/64".parse().unwrap()));
+    assert_eq!(front.gateway6, Some("fd00:1::fe".parse().unwrap()));
+    assert_eq!(front.ip_range6, Some("fd00:1::100/120".parse().unwrap()));
+    assert_eq!((front.gateway, front.ip_range), (None, None), "the IPv6 config's keys are not the IPv4 ones");
+    let v6only = &stack.networks[1];
+    assert_eq!((v6only.enable_ipv4, v6only.enable_ipv6, v6only.subnet), (false, true, None));
+    assert_eq!(v6only.subnet6, Some("fd00:2::/64".parse().unwrap()));
+    let auto = &stack.networks[2];
+    assert_eq!((auto.enable_ipv6, auto.subnet6, auto.subnet), (true, None, None));
+    let web = &stack.sandboxes[0];
+    assert_eq!(web.dns, ["fd00:1::53".parse::<IpAddr>().unwrap()]);
+    assert_eq!(web.networks[0].ipv4_address, Some(Ipv4Addr::new(10, 1, 0, 10)));
+    assert_eq!(web.networks[0].ipv6_address, Some("fd00:1::10".parse().unwrap()));
+    assert_eq!(
+        (web.networks[1].ipv4_address, web.networks[1].ipv6_address),
+        (None, Some("fd00:2::5".parse().unwrap()))
+    );
+    assert_eq!(web.networks[2], StackAttachment { network: "auto".into(), ..Default::default() });
+
+    // The IPv6 keys are located where the file writes them.
+    let at = |key: &str| source.keys.get(key).map(|k| (k.path.as_str(), k.line));
+    assert_eq!(at("networks.front.enable_ipv6"), Some(("networks.front.enable_ipv6", 3)));
+    assert_eq!(at("networks.front.subnet"), Some(("networks.front.ipam.config[0].subnet", 6)));
+    assert_eq!(at("networks.front.subnet6"), Some(("networks.front.ipam.config[1].subnet", 7)));
+    assert_eq!(at("networks.front.gateway6"), Some(("networks.front.ipam.config[1].gateway", 8)));
+    assert_eq!(at("networks.front.ip_range6"), Some(("networks.front.ipam.config[1].ip_range", 9)));
+    assert_eq!(at("networks.v6only.enable_ipv4"), Some(("networks.v6only.enable_ipv4", 11)));
+    assert_eq!(at("networks.v6only.subnet6"), Some(("networks.v6only.ipam.config[0].subnet", 15)));
+    assert_eq!(
+        at("sandboxes.web.networks.front.ipv6_address"),
+        Some(("sandboxes.web.networks.front.ipv6_address", 24))
+    );
+    // A daemon's refusal of an IPv6 key names its line.
+    let issue = StackIssue::new("networks.front.subnet6", "subnet fd00:1::/64 overlaps network x (fd00::/16)");
+    assert_eq!(
+        issue.render(Some(&source)),
+        "stack.yaml:7: networks.front.ipam.config[1].subnet: subnet fd00:1::/64 overlaps network x (fd00::/16)"
+    );
+}
+
+#[test]
+fn ipv6_mistakes_are_refused_at_their_line() {
+    let text = r#"networks:
+  two:
+    enable_ipv6: true
+    ipam:
+      config:
+        - subnet: fd00:1::/64
+        - subnet: fd00:2::/64
+        - subnet: 10.0.0.0/24
+        - subnet: 10.0.1.0/24
+  off:
+    ipam:
+      config:
+        - subnet: fd00:3::/64
+          gateway: fd00:3::1
+  bare:
+    enable_ipv4: false
+  v6only:
+    enable_ipv4: false
+    enable_ipv6: true
+    ipam:
+      config:
+        - subnet: 10.9.0.0/24
+  bad:
+    enable_ipv6: true
+    ipam:
+      config:
+        - subnet: fd00:4::/300
+          gateway: 10.0.0.1
+sandboxes:
+  s:
+    networks:
+      off:
+        ipv6_address: fd00:3::5
+      v6only:
+        ipv4_address: 10.9.0.5
+      two:
+        ipv4_address: fd00:1::6
+        ipv6_address: 10.0.0.6
+  t:
+    networks:
+      two:
+        ipv6_address: fd00:1::zz
+"#;
     let e = errors(text);
     let expected = [
-        "stack.yaml:3: networks.a.enable_ipv6: IPv6 is not supported yet",
-        "stack.yaml:7: networks.a.ipam.config[1]: IPv6 is not supported yet",
-        "stack.yaml:12: sandboxes.s.networks.a.ipv6_address: IPv6 is not supported yet",
-        "stack.yaml:16: sandboxes.t.networks.a.ipv4_address: IPv6 is not supported yet",
+        "stack.yaml:7: networks.two.ipam.config[1]: a network has one IPv6 subnet: remove this config",
+        "stack.yaml:9: networks.two.ipam.config[3]: a network has one IPv4 subnet: remove this config",
+        "stack.yaml:13: networks.off.ipam.config[0].subnet: an IPv6 subnet needs enable_ipv6: true on the network",
+        "stack.yaml:14: networks.off.ipam.config[0].gateway: an IPv6 gateway needs enable_ipv6: true",
+        "stack.yaml:16: networks.bare.enable_ipv4: a network needs an address family",
+        "stack.yaml:22: networks.v6only.ipam.config[0].subnet: an IPv4 subnet cannot be configured with enable_ipv4: \
+         false",
+        "stack.yaml:27: networks.bad.ipam.config[0].subnet: invalid CIDR \"fd00:4::/300\"",
+        "stack.yaml:28: networks.bad.ipam.config[0].gateway: \"10.0.0.1\" is not an IPv6 address",
+        "stack.yaml:33: sandboxes.s.networks.off.ipv6_address: network off has no IPv6: give it enable_ipv6: true",
+        "stack.yaml:35: sandboxes.s.networks.v6only.ipv4_address: network v6only is IPv6-only",
+        "stack.yaml:37: sandboxes.s.networks.two.ipv4_address: fd00:1::6 is an IPv6 address: give it as ipv6_address",
+        "stack.yaml:38: sandboxes.s.networks.two.ipv6_address: 10.0.0.6 is an IPv4 address: give it as ipv4_address",
+        "stack.yaml:42: sandboxes.t.networks.two.ipv6_address: \"fd00:1::zz\" is not an IPv6 address",
     ];
     assert_eq!(e.len(), expected.len(), "{e:#?}");
     for want in expected {
         assert!(e.iter().any(|line| line.starts_with(want)), "no {want:?} in {e:#?}");
     }
-    // `enable_ipv6: false` says what is true today.
-    parse("networks:\n  a:\n    enable_ipv6: false\n").unwrap();
-    // An IPv6 host address in a port is published on that address.
-    let (stack, _) = parse("sandboxes:\n  s:\n    networks: [bridge]\n    ports: [\"[::1]:80:81\"]\n").unwrap();
-    assert_eq!(stack.sandboxes[0].ports, crate::parse_publish("[::1]:80:81").unwrap());
-    assert_eq!(super::port_spec(&stack.sandboxes[0].ports[0]), "[::1]:80:81", "exported as it was written");
+    // The same family checks hold for a stack sent as JSON, without a file.
+    let stack: Stack = serde_json::from_str(
+        r#"{"networks":[{"name":"a","subnet6":"fd00:1::/64"}],
+            "sandboxes":[{"name":"s","networks":[{"network":"a","ipv6_address":"fd00:1::5"}]}]}"#,
+    )
+    .unwrap();
+    let keys: Vec<String> = validate(&stack).into_iter().map(|i| i.key).collect();
+    assert_eq!(keys, ["networks.a.subnet6", "sandboxes.s.networks.a.ipv6_address"]);
+    // `enable_ipv6: false` and `enable_ipv4: true` say what is the default.
+    let (stack, _) = parse("networks:\n  a:\n    enable_ipv6: false\n    enable_ipv4: true\n").unwrap();
+    assert_eq!(stack.networks[0], StackNetwork { name: "a".into(), ..StackNetwork::default() });
+    // An IPv6 host address in a port is the port parser's to accept or refuse.
+    let file = "sandboxes:\n  s:\n    networks: [bridge]\n    ports: [\"[::1]:80:80\"]\n";
+    match crate::publish::parse_publish("[::1]:80:80") {
+        Ok(ports) => assert_eq!(parse(file).unwrap().0.sandboxes[0].ports, ports),
+        Err(e) => assert_eq!(errors(file), [format!("stack.yaml:4: sandboxes.s.ports[0]: {e}")]),
+    }
+    // Exported as written: `[::]` (IPv6 only) keeps its address, `0.0.0.0`
+    // (both families) is the short form.
+    for (spec, exported) in [("[::]:80:81", "[::]:80:81"), ("[::1]:80:81/udp", "[::1]:80:81/udp"), ("80:81", "80:81")] {
+        let ports = crate::parse_publish(spec).unwrap();
+        assert_eq!(super::port_spec(&ports[0]), exported);
+        assert_eq!(crate::parse_publish(exported).unwrap(), ports, "{spec} reads back");
+    }
+}
+
+#[test]
+fn an_ipv6_stack_exports_and_reads_back_the_same() {
+    let (stack, _) = parse(DUAL).unwrap();
+    let text = yaml::to_yaml(&stack).unwrap();
+    for line in [
+        "    enable_ipv6: true\n",
+        "    enable_ipv4: false\n",
+        "      - subnet: fd00:1::/64\n",
+        "        ip_range: fd00:1::100/120\n",
+        "        gateway: fd00:1::fe\n",
+        "        ipv6_address: fd00:1::10\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    let front = text.split_once("  front:").unwrap().1;
+    let (v4, v6) = (front.find("10.1.0.0/24").unwrap(), front.find("fd00:1::/64").unwrap());
+    assert!(v4 < v6, "the IPv4 config first, as compose writes them:\n{text}");
+    let (again, _) = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(again, stack, "{text}");
+    assert_eq!(yaml::to_yaml(&again).unwrap(), text, "deterministic");
+    // As the protocol carries it: defaults left out, the rest kept.
+    let json = serde_json::to_value(&stack).unwrap();
+    assert_eq!(json["networks"][1]["enable_ipv4"], false);
+    assert_eq!(json["networks"][0].get("enable_ipv4"), None, "true is the default");
+    assert_eq!(json["networks"][0]["subnet6"], "fd00:1::/64");
+    assert_eq!(json["sandboxes"][0]["networks"][0]["ipv6_address"], "fd00:1::10");
+    assert_eq!(serde_json::from_value::<Stack>(json).unwrap(), stack);
 }
 
 #[test]
@@ -249,5 +423,10 @@ fn the_readme_example_is_a_valid_stack() {
     let (stack, _) = parse(yaml).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((stack.networks.len(), stack.sandboxes.len(), stack.services.len()), (4, 3, 1));
     assert_eq!(stack.networks[2].vni, Some(4242));
+    assert_eq!(
+        (stack.networks[0].enable_ipv6, stack.networks[0].subnet6),
+        (true, Some("fd00:1::/64".parse().unwrap()))
+    );
+    assert_eq!(stack.sandboxes[0].networks[0].ipv6_address, Some("fd00:1::10".parse().unwrap()));
     assert_eq!(stack.sandboxes[2].networks[0].service.as_deref(), Some("lb"));
 }

@@ -39,7 +39,8 @@ pub(crate) fn apply(ctx: &mut Ctx, args: &ApplyArgs) -> Result<()> {
     ctx.show(&req, |w, report: StackReport| print_report(w, &report))
 }
 
-/// One line per object, then a summary (`unchanged` when nothing changed).
+/// One line per object (with its changes, or what a created one gets),
+/// then a summary (`unchanged` when nothing changed).
 fn print_report(w: &mut dyn Write, report: &StackReport) -> std::io::Result<()> {
     let mut counts = [0usize; 3];
     for o in &report.objects {
@@ -51,10 +52,12 @@ fn print_report(w: &mut dyn Write, report: &StackReport) -> std::io::Result<()> 
             (StackStatus::Unchanged, _) => "unchanged",
         };
         counts[o.status as usize] += 1;
-        if o.changes.is_empty() {
+        // A changed object's changes; a created one's subnets or addresses.
+        let notes = if o.changes.is_empty() { &o.details } else { &o.changes };
+        if notes.is_empty() {
             writeln!(w, "{} {}: {status}", o.kind, o.name)?;
         } else {
-            writeln!(w, "{} {}: {status} ({})", o.kind, o.name, o.changes.join("; "))?;
+            writeln!(w, "{} {}: {status} ({})", o.kind, o.name, notes.join("; "))?;
         }
     }
     let [created, changed, unchanged] = counts;

@@ -45,6 +45,8 @@ pub(super) struct NetworkDoc {
     #[serde(default)]
     pub(super) external: Option<Spanned<bool>>,
     #[serde(default)]
+    pub(super) enable_ipv4: Option<Spanned<bool>>,
+    #[serde(default)]
     pub(super) enable_ipv6: Option<Spanned<bool>>,
     #[serde(default)]
     pub(super) ipam: Option<IpamDoc>,

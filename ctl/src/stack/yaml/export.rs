@@ -31,6 +31,10 @@ struct OutNetwork {
     #[serde(skip_serializing_if = "Option::is_none")]
     internal: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    enable_ipv4: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enable_ipv6: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ipam: Option<OutIpam>,
 }
 
@@ -47,6 +51,13 @@ struct OutIpamConfig {
     ip_range: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gateway: Option<String>,
+}
+
+impl OutIpamConfig {
+    /// The entry of one family's settings, if any is set.
+    fn of(subnet: Option<String>, ip_range: Option<String>, gateway: Option<String>) -> Option<Self> {
+        (subnet.is_some() || ip_range.is_some() || gateway.is_some()).then_some(Self { subnet, ip_range, gateway })
+    }
 }
 
 #[derive(Serialize)]
@@ -67,6 +78,8 @@ struct OutSandbox {
 struct OutAttachment {
     #[serde(skip_serializing_if = "Option::is_none")]
     ipv4_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipv6_address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mac_address: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -97,6 +110,8 @@ fn network(n: &StackNetwork) -> OutNetwork {
             driver_opts: IndexMap::new(),
             attachable: None,
             internal: None,
+            enable_ipv4: None,
+            enable_ipv6: None,
             ipam: None,
         };
     }
@@ -107,25 +122,33 @@ fn network(n: &StackNetwork) -> OutNetwork {
     if let Some(vni) = n.vni {
         driver_opts.insert(VNI_OPTION.to_owned(), vni.to_string());
     }
-    let config = OutIpamConfig {
-        subnet: n.subnet.map(|s| s.to_string()),
-        ip_range: n.ip_range.map(|s| s.to_string()),
-        gateway: n.gateway.map(|g| g.to_string()),
-    };
-    let has_config = config.subnet.is_some() || config.ip_range.is_some() || config.gateway.is_some();
+    fn text<T: ToString>(v: Option<T>) -> Option<String> {
+        v.map(|v| v.to_string())
+    }
+    // One config per family, IPv4 first, as compose writes them.
+    let config: Vec<OutIpamConfig> = [
+        OutIpamConfig::of(text(n.subnet), text(n.ip_range), text(n.gateway)),
+        OutIpamConfig::of(text(n.subnet6), text(n.ip_range6), text(n.gateway6)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     OutNetwork {
         external: None,
         driver: Some(n.driver.to_string()),
         driver_opts,
         attachable: n.attachable.then_some(true),
         internal: n.internal.then_some(true),
-        ipam: has_config.then(|| OutIpam { config: vec![config] }),
+        enable_ipv4: (!n.enable_ipv4).then_some(false),
+        enable_ipv6: n.enable_ipv6.then_some(true),
+        ipam: (!config.is_empty()).then_some(OutIpam { config }),
     }
 }
 
 fn attachment(a: &StackAttachment) -> OutAttachment {
     OutAttachment {
         ipv4_address: a.ipv4_address.map(|ip| ip.to_string()),
+        ipv6_address: a.ipv6_address.map(|ip| ip.to_string()),
         mac_address: a.mac_address.map(|m| m.to_string()),
         aliases: a.aliases.clone(),
         service: a.service.clone(),

@@ -11,7 +11,7 @@
 mod doc;
 mod export;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde_saphyr::Spanned;
@@ -19,15 +19,12 @@ use serde_saphyr::Spanned;
 use super::{
     MTU_OPTION, SourceMap, Stack, StackAttachment, StackIssue, StackNetwork, StackSandbox, StackService, VNI_OPTION,
 };
-use crate::addr::{MacAddress, parse_ipv4_net};
+use crate::addr::{Ipv6Net, MacAddress, parse_ipv4_net};
 use crate::proto::Driver;
 use crate::publish::{PortMapping, parse_publish};
 use doc::{AttachmentDoc, Attachments, Doc, IpamConfigDoc, NetworkDoc, SandboxDoc, Scalar, ServiceDoc};
 
 pub use export::to_yaml;
-
-/// What every IPv6 key says until IPv6 is built.
-const NO_IPV6: &str = "IPv6 is not supported yet";
 
 /// A stack file that cannot be applied: one line per problem, each naming
 /// the file, line and key.
@@ -188,16 +185,12 @@ impl Converter<'_, '_> {
             ("attachable", &doc.attachable, &mut net.attachable),
             ("internal", &doc.internal, &mut net.internal),
             ("external", &doc.external, &mut net.external),
+            ("enable_ipv4", &doc.enable_ipv4, &mut net.enable_ipv4),
+            ("enable_ipv6", &doc.enable_ipv6, &mut net.enable_ipv6),
         ] {
             if let Some(v) = value {
                 let k = format!("{key}.{field}");
                 *target = *self.at(&k, &k, v);
-            }
-        }
-        if let Some(v) = &doc.enable_ipv6 {
-            let k = format!("{key}.enable_ipv6");
-            if *self.at(&k, &k, v) {
-                self.issue(&k, format!("{NO_IPV6}: leave enable_ipv6 out or set it to false"));
             }
         }
         for (option, value) in doc.driver_opts.unwrap_or_default() {
@@ -223,25 +216,23 @@ impl Converter<'_, '_> {
                     self.issue(&k, "only the default IPAM driver exists");
                 }
             }
-            let mut ipv4 = 0;
+            let mut seen = [0usize; 2];
             for (i, config) in ipam.config.iter().enumerate() {
                 let path = format!("{key}.ipam.config[{i}]");
-                if is_ipv6_config(config) {
+                let v6 = is_ipv6_config(config);
+                let (count, family) = if v6 { (&mut seen[1], "IPv6") } else { (&mut seen[0], "IPv4") };
+                *count += 1;
+                if *count > 1 {
                     let at = config.subnet.as_ref().or(config.gateway.as_ref()).or(config.ip_range.as_ref());
-                    let k = format!("{key}.ipam.config[{i}]");
-                    if let Some(at) = at {
-                        self.note(&k, &path, line(at));
-                    }
-                    self.issue(&k, format!("{NO_IPV6}: IPv6 subnets cannot be configured"));
+                    self.note(&path, &path, at.map_or(0, line));
+                    self.issue(&path, format!("a network has one {family} subnet: remove this config"));
                     continue;
                 }
-                ipv4 += 1;
-                if ipv4 > 1 {
-                    self.note(&path, &path, config.subnet.as_ref().map_or(0, line));
-                    self.issue(&path, "a network has one IPv4 subnet: remove this config");
-                    continue;
+                if v6 {
+                    self.ipam_config6(key, &path, config, &mut net);
+                } else {
+                    self.ipam_config(key, &path, config, &mut net);
                 }
-                self.ipam_config(key, &path, config, &mut net);
             }
         }
         net
@@ -268,6 +259,33 @@ impl Converter<'_, '_> {
             match text.parse::<Ipv4Addr>() {
                 Ok(v) => net.gateway = Some(v),
                 Err(_) => self.issue(&k, format!("{text:?} is not an IPv4 address")),
+            }
+        }
+    }
+
+    /// An IPv6 `ipam.config` entry: its keys are the network's `subnet6`,
+    /// `ip_range6` and `gateway6`.
+    fn ipam_config6(&mut self, key: &str, path: &str, config: &IpamConfigDoc, net: &mut StackNetwork) {
+        for (field, value, target) in
+            [("subnet", &config.subnet, &mut net.subnet6), ("ip_range", &config.ip_range, &mut net.ip_range6)]
+        {
+            if let Some(s) = value {
+                let k = format!("{key}.{field}6");
+                let text = self.at(&k, &format!("{path}.{field}"), s);
+                match text.parse::<Ipv6Net>() {
+                    Ok(v) => *target = Some(v),
+                    Err(_) => {
+                        self.issue(&k, format!("invalid CIDR {text:?}: expected an IPv6 prefix like fd00:1::/64"))
+                    }
+                }
+            }
+        }
+        if let Some(s) = &config.gateway {
+            let k = format!("{key}.gateway6");
+            let text = self.at(&k, &format!("{path}.gateway"), s);
+            match text.parse::<Ipv6Addr>() {
+                Ok(v) => net.gateway6 = Some(v),
+                Err(_) => self.issue(&k, format!("{text:?} is not an IPv6 address")),
             }
         }
     }
@@ -326,14 +344,22 @@ impl Converter<'_, '_> {
             let text = self.at(&k, &k, ip);
             match text.parse::<Ipv4Addr>() {
                 Ok(v) => a.ipv4_address = Some(v),
-                Err(_) if text.contains(':') => self.issue(&k, format!("{NO_IPV6}: {text} is an IPv6 address")),
+                Err(_) if text.parse::<Ipv6Addr>().is_ok() => {
+                    self.issue(&k, format!("{text} is an IPv6 address: give it as ipv6_address"));
+                }
                 Err(_) => self.issue(&k, format!("{text:?} is not an IPv4 address")),
             }
         }
         if let Some(ip) = &doc.ipv6_address {
             let k = format!("{key}.ipv6_address");
-            self.at(&k, &k, ip);
-            self.issue(&k, format!("{NO_IPV6}: sandboxes get IPv4 addresses only"));
+            let text = self.at(&k, &k, ip);
+            match text.parse::<Ipv6Addr>() {
+                Ok(v) => a.ipv6_address = Some(v),
+                Err(_) if text.parse::<Ipv4Addr>().is_ok() => {
+                    self.issue(&k, format!("{text} is an IPv4 address: give it as ipv4_address"));
+                }
+                Err(_) => self.issue(&k, format!("{text:?} is not an IPv6 address")),
+            }
         }
         if let Some(mac) = &doc.mac_address {
             let k = format!("{key}.mac_address");
@@ -387,8 +413,10 @@ impl Converter<'_, '_> {
     }
 }
 
-/// Whether an `ipam.config` entry is for IPv6 (any of its addresses has a
-/// `:`).
+/// Whether an `ipam.config` entry is for IPv6: its subnet is (has a `:`),
+/// or without a subnet, its gateway or ip_range is. Its other keys must be
+/// of the same family.
 fn is_ipv6_config(config: &IpamConfigDoc) -> bool {
-    [&config.subnet, &config.gateway, &config.ip_range].into_iter().flatten().any(|s| s.value.contains(':'))
+    let first = config.subnet.as_ref().or(config.gateway.as_ref()).or(config.ip_range.as_ref());
+    first.is_some_and(|s| s.value.contains(':'))
 }

@@ -2,21 +2,28 @@
 
 use ctl::stack::{Stack, StackAttachment, StackNetwork, StackSandbox, StackService};
 
-use crate::model::addr::{SubnetExt, mac_for_ipv4};
+use crate::model::addr::{Subnet6Ext, SubnetExt, mac_for_ipv4, mac_for_ipv6};
 use crate::model::networks::DEFAULT_MTU;
 use crate::model::state::Model;
-use crate::model::types::Network;
+use crate::model::types::{Endpoint, Network};
 
 fn network(n: &Network) -> StackNetwork {
     let first_host = n.subnet.and_then(|s| s.first_host());
+    let first_host6 = n.subnet6.and_then(|s| s.first_host());
     StackNetwork {
         name: n.name.clone(),
         external: false,
         driver: n.driver,
+        enable_ipv4: n.enable_ipv4,
+        enable_ipv6: n.enable_ipv6,
         subnet: n.subnet,
         // Defaults are left out: they come back the same from the subnet.
         gateway: n.gateway.filter(|g| Some(*g) != first_host),
         ip_range: n.ip_range,
+        // The IPv6 subnet is always written: a default one is random.
+        subnet6: n.subnet6,
+        gateway6: n.gateway6.filter(|g| Some(*g) != first_host6),
+        ip_range6: n.ip_range6,
         internal: n.internal,
         attachable: n.attachable,
         // An overlay's default depends on the underlay: always written.
@@ -26,11 +33,23 @@ fn network(n: &Network) -> StackNetwork {
     }
 }
 
+/// Whether `e`'s MAC is the one `connect` derives from its addresses
+/// (`02:42:` + the IPv4 address, or on an IPv6-only network the IPv6
+/// address's last four bytes), so an export may leave it out.
+fn has_derived_mac(e: &Endpoint) -> bool {
+    let derived = match (e.ipv4, e.ipv6) {
+        (Some(ip), _) => Some(mac_for_ipv4(ip)),
+        (None, Some(ip)) => Some(mac_for_ipv6(ip)),
+        (None, None) => None,
+    };
+    derived == Some(e.mac)
+}
+
 impl Model {
     /// The networks (except the predefined ones), sandboxes with their
     /// connections, and services, sorted by name: a stack that, applied to
-    /// a daemon without them, recreates them with the same addresses,
-    /// MACs, aliases and published ports. Peers, static FDB entries,
+    /// a daemon without them, recreates them with the same addresses (IPv4
+    /// and IPv6), MACs, aliases and published ports. Peers, static FDB entries,
     /// impairments and the aging time are host settings, not part of it.
     pub fn export_stack(&self) -> Stack {
         let networks = self.networks().into_iter().filter(|n| !n.is_predefined()).map(network).collect();
@@ -60,7 +79,8 @@ impl Model {
                 out.networks.push(StackAttachment {
                     network,
                     ipv4_address: e.ipv4,
-                    mac_address: (Some(e.mac) != e.ipv4.map(mac_for_ipv4)).then_some(e.mac),
+                    ipv6_address: e.ipv6,
+                    mac_address: (!has_derived_mac(e)).then_some(e.mac),
                     aliases: e.aliases.clone(),
                     ports,
                     service: e.service.clone(),

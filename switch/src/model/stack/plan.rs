@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ctl::PortMapping;
 use ctl::proto::Driver;
 use ctl::stack::{Stack, StackAttachment, StackIssue, StackNetwork, StackObject, StackSandbox, StackStatus};
+use ctl::{IpNet, PortMapping};
 
 use crate::model::error::ModelError;
 use crate::model::state::Model;
@@ -125,6 +125,15 @@ fn network_differences(have: &Network, want: &StackNetwork) -> Vec<(String, Stri
         differ("gateway", show(have.gateway.map(|s| s.to_string())), show(want.gateway.map(|s| s.to_string())));
     }
     differ("ip_range", show(have.ip_range.map(|s| s.to_string())), show(want.ip_range.map(|s| s.to_string())));
+    differ("enable_ipv4", have.enable_ipv4.to_string(), want.enable_ipv4.to_string());
+    differ("enable_ipv6", have.enable_ipv6.to_string(), want.enable_ipv6.to_string());
+    if want.subnet6.is_some() {
+        differ("subnet6", show(have.subnet6.map(|s| s.to_string())), show(want.subnet6.map(|s| s.to_string())));
+    }
+    if want.gateway6.is_some() {
+        differ("gateway6", show(have.gateway6.map(|s| s.to_string())), show(want.gateway6.map(|s| s.to_string())));
+    }
+    differ("ip_range6", show(have.ip_range6.map(|s| s.to_string())), show(want.ip_range6.map(|s| s.to_string())));
     differ("internal", have.internal.to_string(), want.internal.to_string());
     differ("attachable", have.attachable.to_string(), want.attachable.to_string());
     if let Some(mtu) = want.mtu {
@@ -141,20 +150,38 @@ fn network_differences(have: &Network, want: &StackNetwork) -> Vec<(String, Stri
     out
 }
 
-/// The key of a network field a [`ModelError`] of `create_network` is about.
+/// `6` for the IPv6 one of a pair of keys (`subnet6`, `ipv6_address`'s
+/// family), nothing for the IPv4 one.
+fn family(v6: bool) -> &'static str {
+    if v6 { "6" } else { "" }
+}
+
+/// The key of a network field a [`ModelError`] of `create_network` is about
+/// (`subnet` or `subnet6` as the subnet's family says).
 fn network_error_key(key: &str, e: &ModelError) -> String {
     use ModelError as M;
+    let net6 = |n: &IpNet| matches!(n, IpNet::V6(_));
+    let option = |option: &str| if option == "ip-range" { "ip_range".to_owned() } else { option.to_owned() };
     let field = match e {
-        M::SubnetHostBitsSet { .. }
-        | M::SubnetTooSmall { .. }
-        | M::SubnetReserved { .. }
-        | M::SubnetOverlap { .. }
-        | M::PoolsExhausted => "subnet".to_owned(),
-        M::GatewayWithoutSubnet | M::GatewayOutsideSubnet { .. } | M::GatewayReserved { .. } => "gateway".to_owned(),
-        M::IpRangeWithoutSubnet
-        | M::IpRangeHostBitsSet { .. }
-        | M::IpRangeEmpty { .. }
-        | M::IpRangeOutsideSubnet { .. } => "ip_range".to_owned(),
+        M::SubnetHostBitsSet { subnet, .. }
+        | M::SubnetTooSmall { subnet, .. }
+        | M::SubnetReserved { subnet, .. }
+        | M::SubnetOverlap { subnet, .. } => format!("subnet{}", family(net6(subnet))),
+        M::PoolsExhausted => "subnet".to_owned(),
+        M::Ipv6PoolExhausted => "subnet6".to_owned(),
+        M::GatewayWithoutSubnet => "gateway".to_owned(),
+        M::Gateway6WithoutSubnet6 => "gateway6".to_owned(),
+        M::GatewayOutsideSubnet { gateway, .. } | M::GatewayReserved { gateway, .. } => {
+            format!("gateway{}", family(gateway.is_ipv6()))
+        }
+        M::IpRangeWithoutSubnet => "ip_range".to_owned(),
+        M::IpRange6WithoutSubnet6 => "ip_range6".to_owned(),
+        M::IpRangeHostBitsSet { range, .. } | M::IpRangeEmpty { range, .. } | M::IpRangeOutsideSubnet { range, .. } => {
+            format!("ip_range{}", family(net6(range)))
+        }
+        M::NoAddressFamily => "enable_ipv4".to_owned(),
+        M::Ipv4Disabled(o) => option(o),
+        M::Ipv6NotEnabled(o) => format!("{}6", option(o)),
         M::MtuOutOfRange(_) => "mtu".to_owned(),
         M::VniOutOfRange(_) | M::VniInUse { .. } | M::VnisExhausted => "vni".to_owned(),
         M::OptionNotSupported { option, .. } | M::InvalidOption { option, .. } => format!("options.{option}"),
@@ -164,15 +191,21 @@ fn network_error_key(key: &str, e: &ModelError) -> String {
     format!("{key}.{field}")
 }
 
-/// The key of an attachment field a [`ModelError`] of `connect` is about.
+/// The key of an attachment field a [`ModelError`] of `connect` is about
+/// (`ipv4_address` or `ipv6_address` as the address's family says).
 fn connect_error_key(key: &str, e: &ModelError) -> String {
     use ModelError as M;
+    let address = |v6: bool| if v6 { "ipv6_address" } else { "ipv4_address" };
     let field = match e {
-        M::AddressOutsideSubnet { .. }
-        | M::AddressReserved { .. }
-        | M::AddressInUse { .. }
-        | M::AddressesExhausted { .. }
-        | M::IpRangeExhausted { .. } => "ipv4_address",
+        M::AddressOutsideSubnet { ip, .. } | M::AddressReserved { ip, .. } | M::AddressInUse { ip, .. } => {
+            address(ip.is_ipv6())
+        }
+        M::AddressesExhausted { subnet: n, .. } | M::IpRangeExhausted { range: n, .. } => {
+            address(matches!(n, IpNet::V6(_)))
+        }
+        M::NoIpv4OnNetwork(_) => "ipv4_address",
+        M::NoIpv6OnNetwork(_) => "ipv6_address",
+        M::WrongFamily { option, .. } => address(*option == "ip6"),
         M::InvalidMac { .. } | M::MacInUse { .. } => "mac_address",
         M::InvalidDnsName { .. } => "aliases",
         M::InvalidName { kind: "service", .. } => "service",
@@ -192,6 +225,10 @@ fn recreate_reason(ep: &Endpoint, want: &StackAttachment) -> Option<String> {
         let had = ep.ipv4.map_or_else(|| "none".to_owned(), |a| a.to_string());
         return Some(format!("ipv4_address {had} → {ip}"));
     }
+    if let Some(ip) = want.ipv6_address.filter(|ip| Some(*ip) != ep.ipv6) {
+        let had = ep.ipv6.map_or_else(|| "none".to_owned(), |a| a.to_string());
+        return Some(format!("ipv6_address {had} → {ip}"));
+    }
     if let Some(mac) = want.mac_address.filter(|m| *m != ep.mac) {
         return Some(format!("mac_address {} → {mac}", ep.mac));
     }
@@ -202,10 +239,11 @@ fn recreate_reason(ep: &Endpoint, want: &StackAttachment) -> Option<String> {
     None
 }
 
-/// Change notes and creation flags per object, in the file's order.
+/// Change notes, creation flags and what created objects get, per object.
 struct Report {
     created: BTreeSet<(&'static str, String)>,
     changes: BTreeMap<(&'static str, String), Vec<String>>,
+    details: BTreeMap<(&'static str, String), Vec<String>>,
 }
 
 impl Report {
@@ -224,8 +262,25 @@ impl Report {
             StackStatus::Changed
         };
         let changes = if status == StackStatus::Changed { changes } else { Vec::new() };
-        StackObject { kind: kind.to_owned(), name: name.to_owned(), status, changes }
+        let details = match status {
+            StackStatus::Created => self.details.get(&key).cloned().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        StackObject { kind: kind.to_owned(), name: name.to_owned(), status, changes, details }
     }
+}
+
+/// What a created network gets: each family's subnet, gateway and range.
+fn network_details(n: &Network) -> Vec<String> {
+    let range = |r: Option<String>| r.map(|r| format!(", ip_range {r}")).unwrap_or_default();
+    let mut out = Vec::new();
+    if let (Some(subnet), Some(gateway)) = (n.subnet, n.gateway) {
+        out.push(format!("subnet {subnet}, gateway {gateway}{}", range(n.ip_range.map(|r| r.to_string()))));
+    }
+    if let (Some(subnet), Some(gateway)) = (n.subnet6, n.gateway6) {
+        out.push(format!("IPv6 subnet {subnet}, gateway {gateway}{}", range(n.ip_range6.map(|r| r.to_string()))));
+    }
+    out
 }
 
 impl Model {
@@ -244,11 +299,12 @@ impl Model {
             return Err(StackRefusal::issues(issues));
         }
         let mut next = self.clone();
-        let mut report = Report { created: BTreeSet::new(), changes: BTreeMap::new() };
+        let mut report = Report { created: BTreeSet::new(), changes: BTreeMap::new(), details: BTreeMap::new() };
         let mut plan_networks = Vec::new();
         for n in &stack.networks {
             if let Some(net) = next.plan_network(n, defaults)? {
                 report.created.insert(("network", n.name.clone()));
+                report.details.insert(("network", n.name.clone()), network_details(&net));
                 plan_networks.push(net);
             }
         }
@@ -319,7 +375,7 @@ impl Model {
                     network: a.network.clone(),
                     sandbox: s.name.clone(),
                     ipv4: a.ipv4_address,
-                    ipv6: None,
+                    ipv6: a.ipv6_address,
                     aliases: a.aliases.clone(),
                     mac: a.mac_address,
                     exempt_from_attachable: false,
@@ -333,6 +389,17 @@ impl Model {
                 }
                 created_ids.push(ep.id);
             }
+        }
+        for s in stack.sandboxes.iter().filter(|s| report.created.contains(&("sandbox", s.name.clone()))) {
+            let connections = s
+                .networks
+                .iter()
+                .filter_map(|a| {
+                    let ep = next.endpoint_on(&s.name, &a.network)?;
+                    Some(format!("{} on {}: {}", ep.ifname_in_sandbox, a.network, ep.addresses()))
+                })
+                .collect();
+            report.details.insert(("sandbox", s.name.clone()), connections);
         }
         let ports = next.plan_ports(stack, &created_ids, &mut report)?;
         let services = next.plan_services(stack, &mut report)?;
@@ -405,12 +472,16 @@ impl Model {
             subnet: n.subnet,
             gateway: n.gateway,
             ip_range: n.ip_range,
+            enable_ipv4: n.enable_ipv4,
+            enable_ipv6: n.enable_ipv6,
+            subnet6: n.subnet6,
+            gateway6: n.gateway6,
+            ip_range6: n.ip_range6,
             internal: n.internal,
             attachable: n.attachable,
             mtu,
             vni: n.vni,
             options: n.options.clone(),
-            ..CreateNetwork::default()
         };
         self.create_network(req).map(Some).map_err(|e| StackRefusal::model(network_error_key(&key, &e), e))
     }

@@ -271,3 +271,230 @@ fn an_export_planned_on_a_fresh_model_reproduces_the_model() {
     }
     assert!(!plan(&m, &exported).changes_anything(), "the export matches the model it came from");
 }
+
+/// Parses an address or prefix literal.
+fn p<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse().unwrap()
+}
+
+/// front: dual-stack (10.1.0.0/24, fd00:1::/64); v6: IPv6-only with an
+/// automatic ULA; web on both with fixed IPv6 addresses on front, db on
+/// front with automatic ones.
+fn dual_stack() -> Stack {
+    let front = StackNetwork { enable_ipv6: true, subnet6: Some(p("fd00:1::/64")), ..net("front", "10.1.0.0/24") };
+    let v6 = StackNetwork { name: "v6".into(), enable_ipv4: false, enable_ipv6: true, ..StackNetwork::default() };
+    let web = sandbox(
+        "web",
+        vec![
+            StackAttachment {
+                ipv4_address: Some(p("10.1.0.10")),
+                ipv6_address: Some(p("fd00:1::10")),
+                ..attach("front")
+            },
+            attach("v6"),
+        ],
+    );
+    Stack { networks: vec![front, v6], sandboxes: vec![web, sandbox("db", vec![attach("front")])], services: vec![] }
+}
+
+#[test]
+fn a_dual_stack_file_gets_its_ipv6_addresses_and_a_second_plan_changes_nothing() {
+    let p0 = plan(&Model::new(), &dual_stack());
+    let m = &p0.next;
+    let front = m.network("front").unwrap();
+    assert_eq!((front.enable_ipv4, front.enable_ipv6), (true, true));
+    assert_eq!((front.subnet6, front.gateway6), (Some(p("fd00:1::/64")), Some(p("fd00:1::1"))));
+    let v6 = m.network("v6").unwrap();
+    assert_eq!((v6.enable_ipv4, v6.subnet, v6.gateway), (false, None, None));
+    let ula = v6.subnet6.expect("an automatic IPv6 subnet");
+    assert_eq!((ula.prefix_len(), ula.network().octets()[0]), (64, 0xfd), "a ULA /64");
+
+    let web_front = m.endpoint_for("front", "web").unwrap();
+    assert_eq!((web_front.ipv4, web_front.ipv6), (Some(p("10.1.0.10")), Some(p("fd00:1::10"))));
+    let web_v6 = m.endpoint_for("v6", "web").unwrap();
+    let second = std::net::Ipv6Addr::from(u128::from(ula.network()) + 2);
+    assert_eq!((web_v6.ipv4, web_v6.ipv6), (None, Some(second)), "::2, after the gateway ::1");
+    let db = m.endpoint_for("front", "db").unwrap();
+    assert_eq!((db.ipv4, db.ipv6), (Some(p("10.1.0.2")), Some(p("fd00:1::2"))));
+
+    // The plan says what the created objects get, IPv6 included.
+    let details = |name: &str| p0.objects.iter().find(|o| o.name == name).unwrap().details.clone();
+    assert_eq!(
+        details("front"),
+        ["subnet 10.1.0.0/24, gateway 10.1.0.1", "IPv6 subnet fd00:1::/64, gateway fd00:1::1"]
+    );
+    assert_eq!(details("v6"), [format!("IPv6 subnet {ula}, gateway {}", v6.gateway6.unwrap())]);
+    assert_eq!(
+        details("web"),
+        ["eth0 on front: 10.1.0.10, fd00:1::10".to_owned(), format!("eth1 on v6: {}", web_v6.ipv6.unwrap())]
+    );
+
+    let again = plan(m, &dual_stack());
+    assert!(!again.changes_anything(), "{:?}", again.objects);
+    assert!(again.objects.iter().all(|o| o.details.is_empty() && o.changes.is_empty()));
+    assert_eq!(again.next, *m, "an unchanged plan changes the model");
+    // The automatic subnet, written down, matches too.
+    let mut pinned = dual_stack();
+    pinned.networks[1].subnet6 = Some(ula);
+    assert!(!plan(m, &pinned).changes_anything());
+}
+
+#[test]
+fn ipv6_refusals_name_their_key_and_change_nothing() {
+    use crate::model::ModelError as M;
+    let fresh = Model::new();
+    let m = plan(&fresh, &dual_stack()).next;
+    let cases: Vec<(&Model, Stack, &str, &str)> = vec![
+        {
+            // Another endpoint has it (web, already on front).
+            let mut s = dual_stack();
+            s.sandboxes[1].networks[0].ipv6_address = Some(p("fd00:1::10"));
+            (&m, s, "sandboxes.db.networks.front.ipv6_address", "address fd00:1::10 is already in use")
+        },
+        {
+            // Two sandboxes of one file want it.
+            let mut s = dual_stack();
+            s.sandboxes[1].networks[0].ipv6_address = Some(p("fd00:1::10"));
+            (&fresh, s, "sandboxes.db.networks.front.ipv6_address", "address fd00:1::10 is already in use")
+        },
+        {
+            let mut s = dual_stack();
+            s.sandboxes[1].networks[0].ipv6_address = Some(p("fd00:9::5"));
+            (&fresh, s, "sandboxes.db.networks.front.ipv6_address", "is not inside subnet fd00:1::/64")
+        },
+        {
+            let mut s = dual_stack();
+            s.sandboxes[1].networks[0].ipv6_address = Some(p("fd00:1::1"));
+            (&fresh, s, "sandboxes.db.networks.front.ipv6_address", "address fd00:1::1 is the gateway")
+        },
+        {
+            // bridge has no IPv6.
+            let mut s = dual_stack();
+            s.sandboxes[1].networks.push(StackAttachment { ipv6_address: Some(p("fd00:1::7")), ..attach("bridge") });
+            (&fresh, s, "sandboxes.db.networks.bridge.ipv6_address", "network bridge has no IPv6")
+        },
+        {
+            let mut s = dual_stack();
+            s.networks[0].gateway6 = Some(p("fd00:2::1"));
+            (&fresh, s, "networks.front.gateway6", "gateway fd00:2::1 is not inside subnet fd00:1::/64")
+        },
+        {
+            let mut s = dual_stack();
+            s.networks[0].ip_range6 = Some(p("fd00:1::101/120"));
+            (&fresh, s, "networks.front.ip_range6", "has host bits set")
+        },
+        {
+            let mut s = dual_stack();
+            s.networks[0].subnet6 = Some(p("fe80::/64"));
+            (&fresh, s, "networks.front.subnet6", "link-local")
+        },
+        {
+            let mut s = dual_stack();
+            s.networks[0].enable_ipv6 = false;
+            s.networks[0].subnet6 = None;
+            s.sandboxes[0].networks[0].ipv6_address = None;
+            (&m, s, "networks.front.enable_ipv6", "network front exists with enable_ipv6 true, the file says false")
+        },
+        {
+            let mut s = dual_stack();
+            s.networks[0].subnet6 = Some(p("fd00:7::/64"));
+            (&m, s, "networks.front.subnet6", "exists with subnet6 fd00:1::/64, the file says fd00:7::/64")
+        },
+        {
+            let mut s = dual_stack();
+            s.networks[1].enable_ipv4 = true;
+            (&m, s, "networks.v6.enable_ipv4", "exists with enable_ipv4 false, the file says true")
+        },
+    ];
+    for (model, s, key, message) in cases {
+        let r = refuse(model, &s);
+        assert_eq!(r.issues[0].key, key, "{:?}", r.issues);
+        assert!(r.issues[0].message.contains(message), "{:?} lacks {message:?}", r.issues);
+    }
+
+    // An IPv6 subnet overlapping an earlier network's, in the last network.
+    let mut s = dual_stack();
+    s.networks.push(StackNetwork { enable_ipv6: true, subnet6: Some(p("fd00:1::/48")), ..net("last", "10.9.0.0/24") });
+    let r = refuse(&fresh, &s);
+    assert_eq!(r.issues.len(), 1);
+    assert_eq!(r.issues[0].key, "networks.last.subnet6");
+    assert_eq!(r.issues[0].message, "subnet fd00:1::/48 overlaps network front (fd00:1::/64)");
+    assert!(matches!(r.cause.as_deref(), Some(M::SubnetOverlap { .. })));
+}
+
+#[test]
+fn an_endpoint_whose_ipv6_address_differs_is_recreated() {
+    let m = plan(&Model::new(), &dual_stack()).next;
+    let old = m.endpoint_for("front", "db").unwrap().clone();
+    let mut s = dual_stack();
+    s.sandboxes[1].networks[0].ipv6_address = Some(p("fd00:1::99"));
+    let p1 = plan(&m, &s);
+    let db = p1.objects.iter().find(|o| o.name == "db").unwrap();
+    assert_eq!(db.changes, ["reconnected to front (ipv6_address fd00:1::2 → fd00:1::99)"]);
+    assert_eq!(p1.removed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [old.id.as_str()]);
+    let new = p1.next.endpoint_for("front", "db").unwrap();
+    assert_eq!((new.ipv4, new.ipv6), (old.ipv4, Some(p("fd00:1::99"))), "the IPv4 address is taken again");
+    assert!(!plan(&p1.next, &s).changes_anything());
+}
+
+#[test]
+fn an_ipv6_export_planned_on_a_fresh_model_reproduces_the_addresses() {
+    let mut m = plan(&Model::new(), &dual_stack()).next;
+    // Made by hand: a range and a gateway of its own, a fixed address, and
+    // on the IPv6-only network two static addresses that derive the same MAC.
+    let req = CreateNetwork {
+        enable_ipv6: true,
+        subnet6: Some(p("fd00:5::/64")),
+        gateway6: Some(p("fd00:5::fe")),
+        ip_range6: Some(p("fd00:5::100/120")),
+        ..CreateNetwork::new("ranged", Driver::Bridge)
+    };
+    m.create_network(req).unwrap();
+    m.connect(Connect { ipv6: Some(p("fd00:5::7")), ..Connect::new("ranged", "db") }).unwrap();
+    m.connect(Connect::new("ranged", "web")).unwrap();
+    m.create_sandbox(CreateSandbox::new("twin")).unwrap();
+    let v6 = m.network("v6").unwrap().subnet6.unwrap();
+    let same_tail = std::net::Ipv6Addr::from(u128::from(v6.network()) | 0x1_0000_0000_0002);
+    m.connect(Connect { ipv6: Some(same_tail), ..Connect::new("v6", "twin") }).unwrap();
+    let exported = m.export_stack();
+    assert!(ctl::stack::validate(&exported).is_empty());
+    let ranged = exported.networks.iter().find(|n| n.name == "ranged").unwrap();
+    assert_eq!(
+        (ranged.enable_ipv6, ranged.subnet6, ranged.gateway6, ranged.ip_range6),
+        (true, Some(p("fd00:5::/64")), Some(p("fd00:5::fe")), Some(p("fd00:5::100/120")))
+    );
+    let front = exported.networks.iter().find(|n| n.name == "front").unwrap();
+    assert_eq!(front.gateway6, None, "the default gateway (::1) is left out");
+    let v6_out = exported.networks.iter().find(|n| n.name == "v6").unwrap();
+    assert_eq!((v6_out.enable_ipv4, v6_out.subnet6), (false, Some(v6)), "the random ULA is written down");
+    let macs: Vec<bool> = exported
+        .sandboxes
+        .iter()
+        .flat_map(|s| &s.networks)
+        .filter(|a| a.network == "v6")
+        .map(|a| a.mac_address.is_some())
+        .collect();
+    assert_eq!(macs, [true, false], "twin's MAC (derived ones clashed: random) is written, web's derived one is not");
+
+    let fresh = plan(&Model::new(), &exported).next;
+    assert_eq!(fresh.export_stack(), exported);
+    for e in m.endpoints() {
+        let network = &m.network_by_id(&e.network_id).unwrap().name;
+        let twin = fresh.endpoint_for(network, &e.sandbox).unwrap();
+        assert_eq!(
+            (twin.ipv4, twin.ipv6, twin.prefix_len6, twin.mac, &twin.ifname_in_sandbox),
+            (e.ipv4, e.ipv6, e.prefix_len6, e.mac, &e.ifname_in_sandbox)
+        );
+    }
+    for n in m.networks() {
+        let twin = fresh.network(&n.name).unwrap();
+        assert_eq!(
+            (twin.enable_ipv4, twin.enable_ipv6, twin.subnet6, twin.gateway6, twin.ip_range6),
+            (n.enable_ipv4, n.enable_ipv6, n.subnet6, n.gateway6, n.ip_range6)
+        );
+    }
+    assert!(!plan(&m, &exported).changes_anything(), "the export matches the model it came from");
+}

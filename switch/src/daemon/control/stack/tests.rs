@@ -96,3 +96,69 @@ fn a_failing_step_rolls_back_the_datapath_and_saves_nothing() {
     let report = s.apply(&stack(port), false).unwrap();
     assert!(report.objects.iter().all(|o| o.status == StackStatus::Created), "{report:?}");
 }
+
+/// A dual-stack network with a fixed IPv6 subnet and an IPv6-only one
+/// with an automatic ULA.
+fn ipv6_stack() -> Stack {
+    let dual = StackNetwork {
+        name: "dual".into(),
+        subnet: Some("10.7.0.0/24".parse().unwrap()),
+        enable_ipv6: true,
+        subnet6: Some("fd00:7::/64".parse().unwrap()),
+        ip_range6: Some("fd00:7::100/120".parse().unwrap()),
+        ..StackNetwork::default()
+    };
+    let six = StackNetwork { name: "six".into(), enable_ipv4: false, enable_ipv6: true, ..StackNetwork::default() };
+    Stack { networks: vec![dual, six], sandboxes: vec![], services: vec![] }
+}
+
+#[test]
+fn ipv6_networks_are_planned_applied_inspected_and_exported() {
+    let mut s = Scratch::new("ipv6-stack");
+    let plan = s.apply(&ipv6_stack(), true).unwrap();
+    let dual = &plan.objects[0];
+    assert_eq!(
+        dual.details,
+        [
+            "subnet 10.7.0.0/24, gateway 10.7.0.1",
+            "IPv6 subnet fd00:7::/64, gateway fd00:7::1, ip_range fd00:7::100/120"
+        ],
+        "the dry run shows the IPv6 side"
+    );
+    assert!(plan.objects[1].details[0].starts_with("IPv6 subnet fd"), "{:?}", plan.objects[1]);
+
+    s.apply(&ipv6_stack(), false).unwrap();
+    let info = s.c().handle(Request::NetworkInspect { name: "dual".into() }).unwrap();
+    assert_eq!((&info["EnableIPv4"], &info["EnableIPv6"]), (&serde_json::json!(true), &serde_json::json!(true)));
+    assert_eq!(info["IPAM"]["Config"][1]["Subnet"], "fd00:7::/64");
+    let six = s.c().handle(Request::NetworkInspect { name: "six".into() }).unwrap();
+    assert_eq!(six["EnableIPv4"], serde_json::json!(false));
+    let saved = s.state();
+    assert!(!s.apply(&ipv6_stack(), false).unwrap().changed, "a re-apply changed something");
+    assert_eq!(s.state(), saved);
+
+    let exported: Stack = serde_json::from_value(s.c().handle(Request::StackExport).unwrap()).unwrap();
+    let ula = six["IPAM"]["Config"][0]["Subnet"].as_str().unwrap().parse().unwrap();
+    assert_eq!(exported.networks[1].subnet6, Some(ula), "the automatic subnet is written down");
+    assert_eq!((exported.networks[1].enable_ipv4, exported.networks[1].enable_ipv6), (false, true));
+    assert_eq!(exported.networks[0], ipv6_stack().networks[0]);
+
+    // An IPv6 subnet overlapping, in the last network: nothing is applied.
+    let mut bad = ipv6_stack();
+    bad.networks[0].name = "dual2".into();
+    bad.networks[0].subnet = Some("10.9.0.0/24".parse().unwrap());
+    bad.networks[1].name = "six2".into();
+    bad.networks.push(StackNetwork {
+        name: "last".into(),
+        enable_ipv6: true,
+        subnet6: Some("fd00:7::/48".parse().unwrap()),
+        ..StackNetwork::default()
+    });
+    bad.networks[0].subnet6 = Some("fd00:8::/64".parse().unwrap());
+    bad.networks[0].ip_range6 = None;
+    let e = s.apply(&bad, false).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict, "{}", e.message);
+    assert_eq!(e.message, "networks.last.subnet6: subnet fd00:7::/48 overlaps network dual (fd00:7::/64)");
+    assert_eq!(s.state(), saved, "a refused stack saved state");
+    assert!(s.c().handle(Request::NetworkInspect { name: "dual2".into() }).is_err(), "dual2 was created");
+}
