@@ -41,9 +41,9 @@ use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 use vxlan::{HEADER_LEN, Vni};
 
-use super::batch::{BUFFERS, RxBatch, RxEntry};
+use super::batch::{BUFFERS, RxBatch};
 use crate::counters::{DropCounters, DropReason};
-use crate::offload::{self, ChecksumState, SegmentBuf, TooBig};
+use crate::offload::{self, SegmentBuf, TooBig};
 use crate::port::PortId;
 use crate::sys::tap::VirtioNetHdr;
 
@@ -76,29 +76,23 @@ pub struct TunnelCounters {
     pub rx_bytes: u64,
     /// VXLAN datagrams sent.
     pub tx_packets: u64,
+    /// Send calls that carried them (a GSO train is one).
+    pub tx_sends: u64,
+    /// Frames segmented and encapsulated: a frame flooded to several peers
+    /// counts once (only its outer destination, or its seal, differs).
+    pub tx_encapsulated: u64,
     /// Bytes of VXLAN payload sent.
     pub tx_bytes: u64,
     /// Datagrams dropped before reaching a tunnel port, by reason.
     pub drops: DropCounters,
 }
 
-/// Where a received datagram goes: the tunnel port it arrived on and where
-/// its inner frame lies in it.
-#[derive(Debug, Clone)]
-pub(crate) struct Classified {
-    /// The tunnel port of its (network, sender).
-    pub(crate) port: PortId,
-    /// The inner Ethernet frame, as a range of the datagram.
-    pub(crate) inner: Range<usize>,
-    /// What is known of the inner frame's TCP/UDP checksum.
-    pub(crate) checksum: ChecksumState,
-}
-
 /// What became of a frame handed to [`Tunnel::send`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TxOutcome {
-    /// Encapsulated and handed to the kernel.
-    Sent,
+    /// Encapsulated and queued: it leaves with its train (a failure is
+    /// reported by [`Tunnel::take_failures`]).
+    Queued,
     /// Too big for the overlay and DF (or IPv6): answer with ICMP.
     TooBig(TooBig),
     /// Dropped for this reason.
@@ -188,8 +182,31 @@ pub(crate) struct Tunnel {
     counters: TunnelCounters,
     segments: SegmentBuf,
     metas: [RecvMeta; BUFFERS],
-    /// The sender and datagram size of the last successful send.
-    last_sent: (usize, usize),
+    /// What the segment arena holds.
+    cached: Option<CacheKey>,
+    /// What the arena's segments say of their inner checksum.
+    inner_checksum: InnerChecksum,
+    /// The datagrams of the pending train, unless they are still the arena's.
+    train: Vec<u8>,
+    pending: Option<Pending>,
+    /// Frames whose train failed to send, by tunnel port and reason.
+    failures: Vec<(PortId, DropReason)>,
+    /// Where the last queued frame's datagrams are.
+    last: LastQueued,
+    /// The datagrams of the last receive.
+    received: Vec<Received>,
+}
+
+/// One datagram the underlay received: where it lies in the batch's
+/// buffers, and who sent it.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    /// The batch buffer holding it.
+    pub(crate) buf: usize,
+    /// Its bytes in that buffer (a GRO train is cut into its datagrams).
+    pub(crate) range: Range<usize>,
+    /// The sender's address and port.
+    pub(crate) from: SocketAddr,
 }
 
 /// A UDP socket bound to `addr`, set up for quinn-udp's batching. An IPv6
@@ -248,7 +265,13 @@ impl Tunnel {
             counters: TunnelCounters::default(),
             segments: SegmentBuf::with_capacity(128 * 1024, offload::MAX_SEGMENTS),
             metas: [RecvMeta::default(); BUFFERS],
-            last_sent: (0, 1),
+            cached: None,
+            inner_checksum: InnerChecksum::AsSent,
+            train: Vec::with_capacity(MAX_UDP_PAYLOAD + 1),
+            pending: None,
+            failures: Vec::with_capacity(64),
+            last: LastQueued::default(),
+            received: Vec::with_capacity(super::batch::MAX_FRAMES),
         }
     }
 
@@ -283,25 +306,30 @@ impl Tunnel {
         self.inner_ip_mtu().saturating_sub(extra)
     }
 
-    /// The datagrams (UDP payloads) of the last send that returned
-    /// [`TxOutcome::Sent`], and the address they left from.
-    pub(crate) fn last_sent(&self) -> (SocketAddr, std::slice::Chunks<'_, u8>) {
-        let (sender, size) = self.last_sent;
-        let source = SocketAddr::new(self.config.local.ip(), self.io.sender_port(sender));
-        (source, self.segments.datagrams().chunks(size.max(1)))
+    /// The datagrams (UDP payloads) of the last frame [`Tunnel::send`]
+    /// queued, and the address they leave from.
+    pub(crate) fn last_queued(&self) -> (SocketAddr, std::slice::Chunks<'_, u8>) {
+        let LastQueued { sender, size, range } = &self.last;
+        let source = SocketAddr::new(self.config.local.ip(), self.io.sender_port(*sender));
+        let bytes = match range {
+            Some(range) => self.train.get(range.clone()).unwrap_or_default(),
+            None => self.segments.datagrams(),
+        };
+        (source, bytes.chunks((*size).max(1)))
     }
 
-    /// Reads datagrams into the batch's free buffers and adds the inner frame
-    /// of each, from the port `classify` names, where it says the frame lies
-    /// in the datagram (it decapsulates, or decrypts in place; it gets the
-    /// sender's address); datagrams it
-    /// refuses are counted under the reason it gives. Returns `Ok(false)`
-    /// once the socket is drained.
-    pub(crate) fn receive(
-        &mut self,
-        batch: &mut RxBatch,
-        mut classify: impl FnMut(&mut [u8], SocketAddr) -> Result<Classified, DropReason>,
-    ) -> io::Result<bool> {
+    /// Counts a received datagram the datapath refused.
+    pub(crate) fn count_drop(&mut self, reason: DropReason) {
+        self.counters.drops.count(reason);
+    }
+
+    /// Reads datagrams into the batch's free buffers (marking them used)
+    /// and records where each lies ([`Tunnel::received`]); a GRO train is
+    /// cut into its datagrams. Nothing is classified here: that is the
+    /// caller's pure step, applied after the whole batch. Returns
+    /// `Ok(false)` once the socket is drained.
+    pub(crate) fn receive(&mut self, batch: &mut RxBatch) -> io::Result<bool> {
+        self.received.clear();
         // With GRO one buffer may hold many datagrams: take only as many
         // buffers as the batch has frame slots for, whatever they carry.
         let frames_left = batch.frames_left() / self.io.gro_segments().max(1);
@@ -320,57 +348,151 @@ impl Tunnel {
         };
         batch.use_buffers(received);
         for (i, meta) in self.metas[..received].iter().enumerate() {
-            let buf = first + i;
             let stride = meta.stride.max(1);
             let mut start = 0;
             while start < meta.len {
                 let end = (start + stride).min(meta.len);
                 self.counters.rx_packets += 1;
                 self.counters.rx_bytes += (end - start) as u64;
-                match classify(batch.buffer_mut(buf, start..end), meta.addr) {
-                    Ok(Classified { port, inner, checksum }) => {
-                        let frame = start + inner.start..start + inner.end;
-                        // Cannot fail: buffers were taken to fit the frame slots.
-                        batch.push(RxEntry { buf, frame, port, has_vnet_hdr: false, gso: false, checksum });
-                    }
-                    Err(reason) => self.counters.drops.count(reason),
-                }
+                self.received.push(Received { buf: first + i, range: start..end, from: meta.addr });
                 start = end;
             }
         }
         Ok(true)
     }
 
-    /// Encapsulates `frame` for `vni` (sealed with `seal` on an encrypted
-    /// network) and sends it to `dest`, segmenting and checksumming it first
-    /// if its virtio-net header asks for that. Sealed segments keep a
+    /// The datagrams of the last [`Tunnel::receive`], in arrival order.
+    pub(crate) fn received(&self) -> &[Received] {
+        &self.received
+    }
+
+    /// Encapsulates `tx.frame` for `tx.vni` (sealed with `seal` on an
+    /// encrypted network) and queues it for `tx.dest`, segmenting and
+    /// checksumming it first if its virtio-net header asks for that.
+    ///
+    /// Sends are batched: the datagrams of consecutive calls for one
+    /// (tunnel port, sending socket) join one GSO train while their sizes
+    /// allow it (equal segments, a shorter one only last, at most one GSO
+    /// send's worth), and the train leaves in one send call when the next
+    /// frame cannot join it or at [`Tunnel::flush`]. Calls with the same
+    /// `tx.frame_id` (a flood to several peers) segment and encapsulate the
+    /// frame once: a plain frame's datagrams are sent as they are to every
+    /// peer; an encrypted frame's plaintext segments are copied and sealed
+    /// per peer, each copy with a fresh counter of the network's sender
+    /// session, so no nonce is ever used twice. Sealed segments keep a
     /// partial checksum partial ([`InnerChecksum::Partial`]): the tag
     /// vouches for them, and the receiver hands them on as partial.
-    pub(crate) fn send(
-        &mut self,
-        vni: Vni,
-        dest: SocketAddr,
-        frame: &[u8],
-        hdr: &VirtioNetHdr,
-        mut seal: Option<&mut NetworkCrypto>,
-    ) -> TxOutcome {
-        let ip_mtu = self.ip_mtu(seal.is_some()).min(u32::from(u16::MAX)) as u16;
-        if let Some(kind) = offload::exceeds_mtu(frame, hdr, ip_mtu) {
+    ///
+    /// A send that fails later is reported by [`Tunnel::take_failures`],
+    /// one entry per frame of the train.
+    pub(crate) fn send(&mut self, tx: TunnelTx<'_>, seal: Option<&mut NetworkCrypto>) -> TxOutcome {
+        let encrypted = seal.is_some();
+        let ip_mtu = self.ip_mtu(encrypted).min(u32::from(u16::MAX)) as u16;
+        if let Some(kind) = offload::exceeds_mtu(tx.frame, tx.hdr, ip_mtu) {
             return TxOutcome::TooBig(kind);
         }
-        let sender = vxlan::flow_hash(frame) as usize % self.io.senders();
+        let sender = vxlan::flow_hash(tx.frame) as usize % self.io.senders();
+        let key = CacheKey { frame: tx.frame_id, vni: tx.vni, encrypted, ip_mtu };
+        if self.cached != Some(key) {
+            // The segment arena is about to be overwritten: a train still
+            // in it moves to the train buffer (if it may grow) or leaves.
+            self.detach_pending(tx.port, sender);
+            self.cached = None;
+            if let Err(reason) = self.encapsulate(tx.vni, tx.frame, tx.hdr, ip_mtu, encrypted) {
+                return TxOutcome::Dropped(reason);
+            }
+            self.cached = Some(key);
+            self.counters.tx_encapsulated += 1;
+        }
+        let count = self.segments.len();
+        let bytes = self.segments.datagrams().len();
+        let Some(size) = self.segments.get_with_room_mut(0).map(|room| room.len()) else {
+            return TxOutcome::Dropped(DropReason::OffloadFailed);
+        };
+        let last_len = bytes - (count - 1) * size;
+        let joins = self.pending.as_ref().is_some_and(|p| {
+            p.port == tx.port
+                && p.dest == tx.dest
+                && p.sender == sender
+                && !p.closed
+                && if count == 1 { size <= p.size } else { size == p.size }
+                && p.datagrams + count <= self.per_send(sender, p.size)
+        });
+        if !joins {
+            self.flush();
+        }
+        if joins && let Some(p) = self.pending.as_mut().filter(|p| p.in_segments) {
+            // The arena's train grows: only the train buffer can hold it
+            // and what joins it.
+            self.train.extend_from_slice(self.segments.datagrams());
+            p.in_segments = false;
+        }
+        let start = self.train.len();
+        if let Some(keys) = seal {
+            let checksum = self.inner_checksum;
+            let (head, tail) = (crypto::HEADER_LEN, crypto::TAG_LEN);
+            for i in 0..count {
+                let Some(room) = self.segments.get_with_room_mut(i) else { break };
+                let at = self.train.len();
+                self.train.extend_from_slice(room);
+                let inner_len = room.len() - head - tail;
+                if keys.seal_in_place(&mut self.train[at..], inner_len, checksum).is_err() {
+                    self.train.truncate(start);
+                    return TxOutcome::Dropped(DropReason::SealFailed);
+                }
+            }
+        } else if joins {
+            self.train.extend_from_slice(self.segments.datagrams());
+        }
+        let in_segments = !encrypted && !joins;
+        self.last = LastQueued { sender, size, range: if in_segments { None } else { Some(start..self.train.len()) } };
+        match self.pending.as_mut() {
+            Some(p) if joins => {
+                p.datagrams += count;
+                p.frames += 1;
+                p.closed = last_len < p.size;
+            }
+            _ => {
+                self.pending = Some(Pending {
+                    port: tx.port,
+                    dest: tx.dest,
+                    sender,
+                    size,
+                    datagrams: count,
+                    frames: 1,
+                    closed: last_len < size,
+                    in_segments,
+                });
+            }
+        }
+        // A full train leaves with the next call (nothing joins it) or at
+        // `flush`, not here: the caller may still capture its datagrams.
+        TxOutcome::Queued
+    }
+
+    /// Segments `frame` into the arena with room for the encapsulation,
+    /// checks every segment against the overlay MTU and, on a plain
+    /// overlay, writes the VXLAN header in front of each.
+    fn encapsulate(
+        &mut self,
+        vni: Vni,
+        frame: &[u8],
+        hdr: &VirtioNetHdr,
+        ip_mtu: u16,
+        encrypted: bool,
+    ) -> Result<(), DropReason> {
         // Segments are cut with room for the encapsulation around each, so
         // headers (and tags) are written in place and the arena is the GSO
-        // payload: one copy of the frame in all.
-        let (head, tail) = if seal.is_some() { (crypto::HEADER_LEN, crypto::TAG_LEN) } else { (HEADER_LEN, 0) };
+        // payload: one copy of the frame in all (two when sealed).
+        let (head, tail) = if encrypted { (crypto::HEADER_LEN, crypto::TAG_LEN) } else { (HEADER_LEN, 0) };
         self.segments.set_room(head, tail);
-        let mut inner_checksum = InnerChecksum::AsSent;
-        let cut = if seal.is_some() && hdr.needs_csum() {
+        self.inner_checksum = InnerChecksum::AsSent;
+        let cut = if encrypted && hdr.needs_csum() {
             // Left partial wherever the receiver can find the checksum again
             // (the tag vouches for the frame); completed otherwise.
             match offload::segment_to_mtu_partial(frame, hdr, ip_mtu, &mut self.segments) {
                 Ok(n) => {
-                    inner_checksum = InnerChecksum::Partial;
+                    self.inner_checksum = InnerChecksum::Partial;
                     Ok(n)
                 }
                 Err(_) => offload::segment_to_mtu(frame, hdr, ip_mtu, &mut self.segments),
@@ -380,49 +502,142 @@ impl Tunnel {
         } else {
             offload::segment(frame, hdr, &mut self.segments)
         };
-        let Ok(count) = cut else { return TxOutcome::Dropped(DropReason::OffloadFailed) };
+        let Ok(count) = cut else { return Err(DropReason::OffloadFailed) };
+        if count == 0 {
+            return Err(DropReason::OffloadFailed);
+        }
         let max_frame = usize::from(ip_mtu) + vxlan::ETHERNET_HEADER_LEN;
         let header = vxlan::VxlanRepr { vni }.to_bytes();
-        let mut first = None;
         for i in 0..count {
             let Some(room) = self.segments.get_with_room_mut(i) else { break };
-            let inner_len = room.len() - head - tail;
-            if inner_len > max_frame {
-                return TxOutcome::Dropped(DropReason::Oversize);
+            if room.len() - head - tail > max_frame {
+                return Err(DropReason::Oversize);
             }
-            match seal.as_deref_mut() {
-                Some(keys) => {
-                    if keys.seal_in_place(room, inner_len, inner_checksum).is_err() {
-                        return TxOutcome::Dropped(DropReason::SealFailed);
-                    }
-                }
-                None => room[..HEADER_LEN].copy_from_slice(&header),
+            if !encrypted {
+                room[..HEADER_LEN].copy_from_slice(&header);
             }
-            first.get_or_insert(room.len());
         }
-        let payload = self.segments.datagrams();
-        let Some(size) = first else { return TxOutcome::Dropped(DropReason::OffloadFailed) };
-        let datagrams = payload.len().div_ceil(size);
-        // One GSO send is one IP packet to the kernel: at most 64 KiB of UDP
-        // payload and the kernel's segment limit.
-        let per_send = self.io.max_gso_segments(sender).min(MAX_UDP_PAYLOAD / size).max(1);
-        let io = &mut self.io;
-        let result = payload.chunks(size * per_send).try_for_each(|chunk| {
-            let segment_size = (chunk.len() > size).then_some(size);
-            let transmit = Transmit { destination: dest, ecn: None, contents: chunk, segment_size, src_ip: None };
-            io.send(sender, &transmit)
-        });
-        match result {
-            Ok(()) => {
-                self.last_sent = (sender, size);
-                self.counters.tx_packets += datagrams as u64;
-                self.counters.tx_bytes += payload.len() as u64;
-                TxOutcome::Sent
+        Ok(())
+    }
+
+    /// Before the arena is reused for another frame: a pending train that
+    /// lives in it is copied to the train buffer when the next frame (for
+    /// `port` from `sender`) may join it, and sent otherwise.
+    fn detach_pending(&mut self, port: PortId, sender: usize) {
+        let Some(p) = self.pending else { return };
+        if !p.in_segments {
+            return;
+        }
+        let may_join = p.port == port && p.sender == sender && !p.closed && p.datagrams < self.per_send(sender, p.size);
+        if may_join {
+            self.train.extend_from_slice(self.segments.datagrams());
+            if let Some(p) = self.pending.as_mut() {
+                p.in_segments = false;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => TxOutcome::Dropped(DropReason::TxQueueFull),
-            Err(_) => TxOutcome::Dropped(DropReason::TxError),
+        } else {
+            self.flush();
         }
     }
+
+    /// Datagrams of `size` bytes one send from `sender` may carry: the
+    /// kernel's GSO segment limit and 64 KiB of UDP payload.
+    fn per_send(&self, sender: usize, size: usize) -> usize {
+        self.io.max_gso_segments(sender).min(MAX_UDP_PAYLOAD / size.max(1)).max(1)
+    }
+
+    /// Sends the pending train, if any: one send call (more only for one
+    /// frame with more segments than one GSO send carries). A failure is
+    /// recorded for every frame of the train ([`Tunnel::take_failures`]).
+    pub(crate) fn flush(&mut self) {
+        let Some(p) = self.pending.take() else { return };
+        let per_send = self.per_send(p.sender, p.size);
+        let payload = if p.in_segments { self.segments.datagrams() } else { &self.train[..] };
+        let mut failed = None;
+        for chunk in payload.chunks(p.size * per_send) {
+            let segment_size = (chunk.len() > p.size).then_some(p.size);
+            let transmit = Transmit { destination: p.dest, ecn: None, contents: chunk, segment_size, src_ip: None };
+            match self.io.send(p.sender, &transmit) {
+                Ok(()) => {
+                    self.counters.tx_sends += 1;
+                    self.counters.tx_packets += chunk.len().div_ceil(p.size) as u64;
+                    self.counters.tx_bytes += chunk.len() as u64;
+                }
+                Err(e) => {
+                    failed = Some(if e.kind() == io::ErrorKind::WouldBlock {
+                        DropReason::TxQueueFull
+                    } else {
+                        DropReason::TxError
+                    });
+                    break;
+                }
+            }
+        }
+        self.train.clear();
+        if let Some(reason) = failed {
+            self.failures.extend(std::iter::repeat_n((p.port, reason), p.frames as usize));
+        }
+    }
+
+    /// The frames whose send failed since the last call, by tunnel port
+    /// and reason (one entry per frame).
+    pub(crate) fn take_failures(&mut self) -> std::vec::Drain<'_, (PortId, DropReason)> {
+        self.failures.drain(..)
+    }
+}
+
+/// One frame for [`Tunnel::send`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TunnelTx<'a> {
+    /// The tunnel port it leaves through (one per network and peer).
+    pub(crate) port: PortId,
+    /// The network's VNI.
+    pub(crate) vni: Vni,
+    /// The peer's VTEP.
+    pub(crate) dest: SocketAddr,
+    /// Which frame this is: calls with the same id carry the same frame
+    /// (a flood), which is segmented and encapsulated once. The caller
+    /// makes ids unique per batch and frame.
+    pub(crate) frame_id: u64,
+    /// The Ethernet frame.
+    pub(crate) frame: &'a [u8],
+    /// Its virtio-net header (or the one a TAP would have given it).
+    pub(crate) hdr: &'a VirtioNetHdr,
+}
+
+/// What the segment arena holds: the frame, and how it was encapsulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CacheKey {
+    frame: u64,
+    vni: Vni,
+    encrypted: bool,
+    ip_mtu: u16,
+}
+
+/// The GSO train being gathered for one (tunnel port, sending socket).
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    port: PortId,
+    dest: SocketAddr,
+    sender: usize,
+    /// The segment size: every datagram's but the last.
+    size: usize,
+    datagrams: usize,
+    /// Frames in it (each dropped if the send fails).
+    frames: u32,
+    /// Its last datagram is shorter than `size`: nothing may follow.
+    closed: bool,
+    /// Its datagrams are still the segment arena's (one plain frame, not
+    /// yet copied), not the train buffer's.
+    in_segments: bool,
+}
+
+/// Where the datagrams of the last queued frame are, for captures.
+#[derive(Debug, Clone, Default)]
+struct LastQueued {
+    sender: usize,
+    size: usize,
+    /// Their range in the train buffer; `None`: the whole segment arena.
+    range: Option<Range<usize>>,
 }
 
 #[cfg(test)]
@@ -532,15 +747,19 @@ mod tests {
             f
         };
         let hdr = VirtioNetHdr::default();
-        assert_eq!(tunnel.send(vni, dest, &frame(1431), &hdr, None), TxOutcome::TooBig(TooBig::Ipv4));
-        assert_eq!(tunnel.send(vni, dest, &frame(1430), &hdr, None), TxOutcome::Sent);
-        let (source, mut sent) = tunnel.last_sent();
+        let (big, fits) = (frame(1431), frame(1430));
+        let tx = |frame_id, frame| TunnelTx { port: PortId(7), vni, dest, frame_id, frame, hdr: &hdr };
+        assert_eq!(tunnel.send(tx(1, &big), None), TxOutcome::TooBig(TooBig::Ipv4));
+        assert_eq!(tunnel.send(tx(2, &fits), None), TxOutcome::Queued);
+        tunnel.flush();
+        assert_eq!(tunnel.take_failures().count(), 0);
+        let (source, mut sent) = tunnel.last_queued();
         assert_eq!(source.ip(), local.ip());
         assert_eq!(sent.next().map(<[u8]>::len), Some(8 + 14 + 1430));
         let got = receive(&mut b, 1);
         assert_eq!(got.len(), 1, "the datagram crossed the IPv6 loopback");
         assert_eq!(got[0].0, source, "from the send pool's address and port");
         assert_eq!(vxlan::decapsulate(&got[0].1), Ok((vni, &frame(1430)[..])));
-        assert_eq!(tunnel.counters().tx_packets, 1);
+        assert_eq!((tunnel.counters().tx_packets, tunnel.counters().tx_sends), (1, 1));
     }
 }

@@ -53,11 +53,11 @@ impl Datapath {
         captures.frame(port, Direction::Tx, batch.frame(i), || network_of(bridge, port), remote);
     }
 
-    /// Offers the datagrams the last tunnel send put on the underlay.
+    /// Offers the datagrams the last tunnel send queued for the underlay.
     pub(super) fn capture_underlay_sent(&mut self, remote: SocketAddr) {
         let Datapath { captures, tunnel, .. } = self;
         let Some(tunnel) = tunnel.as_ref() else { return };
-        let (source, datagrams) = tunnel.last_sent();
+        let (source, datagrams) = tunnel.last_queued();
         for datagram in datagrams {
             captures.datagram(Direction::Tx, source, remote, datagram);
         }

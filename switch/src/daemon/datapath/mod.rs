@@ -30,6 +30,7 @@ mod impair;
 #[cfg(test)]
 mod loop_tests;
 mod nat;
+mod overlay_rx;
 #[cfg(test)]
 mod testing;
 mod unreachable;
@@ -40,7 +41,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use crypto::{ClusterSecret, InnerChecksum, NetworkCrypto, OpenError};
+use crypto::{ClusterSecret, NetworkCrypto};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use vxlan::{PeerTable, PeerTableConfig, Vni};
@@ -54,7 +55,7 @@ pub use handle::{
 use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};
 use super::capture::Captures;
 use super::events::DatapathEvents;
-use super::tunnel::{Classified, Tunnel, TxOutcome, VtepConfig};
+use super::tunnel::{Tunnel, TunnelTx, TxOutcome, VtepConfig};
 use crate::bridge::{Bridge, TxPlan};
 use crate::counters::{DropCounters, DropReason};
 use crate::events::EventKind;
@@ -129,6 +130,11 @@ struct Datapath {
     clock: Box<dyn Clock>,
     batch: RxBatch,
     plan: TxPlan,
+    /// What to do with each datagram of an underlay read.
+    rx_plan: Vec<overlay_rx::RxInstruction>,
+    /// Counts `transmit` calls: with a frame's index, it names the frame
+    /// to the tunnel, which encapsulates a flooded frame once.
+    tx_generation: u64,
     /// Gateways that were handed frames in this round.
     busy_gateways: Vec<PortId>,
     /// No gateway's own timer (its next router advertisement) is due
@@ -196,6 +202,8 @@ impl Datapath {
             clock: Box::new(MonotonicClock::new()),
             batch: RxBatch::new(),
             plan: TxPlan::with_capacity(BUFFERS * 8),
+            rx_plan: Vec::with_capacity(super::batch::MAX_FRAMES),
+            tx_generation: 0,
             busy_gateways: Vec::new(),
             gateway_timer: Timestamp(u64::MAX),
             injected: Vec::new(),
@@ -313,7 +321,8 @@ impl Datapath {
 
     fn tick(&mut self, now: Timestamp) {
         self.bridge.age(now);
-        self.rotate_keys(now);
+        let unix = self.clock.unix_secs();
+        self.rotate_keys(now, unix);
         for aged in self.peers.age(now.0) {
             tracing::info!(peer = %aged.addr, vni = aged.vni.get(), "learned peer aged out");
             self.remove_port_as(PortId(aged.handle), true);
@@ -371,9 +380,9 @@ impl Datapath {
     }
 
     /// Moves networks with automatic key rotation to the epoch the wall
-    /// clock says they are in.
-    fn rotate_keys(&mut self, now: Timestamp) {
-        let unix = self.clock.unix_secs();
+    /// clock (`unix`, seconds, read once per tick by the caller) says they
+    /// are in.
+    fn rotate_keys(&mut self, now: Timestamp, unix: u64) {
         for (index, net) in self.nets.iter_mut().enumerate() {
             let Some(net) = net else { continue };
             let (Some(keys), Some(period)) = (net.crypto.as_mut(), net.key_rotation) else { continue };
@@ -458,73 +467,6 @@ impl Datapath {
         }
     }
 
-    /// Reads the underlay socket into the batch, mapping each datagram to
-    /// the tunnel port of its (VNI, sender), learning new peers if allowed.
-    fn read_tunnel(&mut self) {
-        let now = self.clock.now();
-        let Datapath { tunnel, batch, bridge, ports, nets, vnis, peers, peer_ports, tunnel_ready, captures, .. } = self;
-        let Some(tunnel) = tunnel.as_mut() else { return };
-        let learn = tunnel.config().learn_peers;
-        let local = tunnel.config().local;
-        let default_port = local.port();
-        let result = tunnel.receive(batch, |datagram, sender| {
-            if captures.underlay {
-                captures.datagram(ctl::proto::Direction::Rx, sender, local, datagram);
-            }
-            let ip = sender.ip();
-            let encrypted = crypto::is_encrypted(datagram);
-            let vni = if encrypted {
-                crypto::Header::parse(datagram).map_err(|_| DropReason::CryptoMalformed)?.vni
-            } else {
-                match vxlan::decapsulate(datagram) {
-                    Ok((vni, _)) => vni,
-                    Err(vxlan::VxlanError::FlagNotSet { .. }) => return Err(DropReason::VxlanBadFlags),
-                    Err(_) => return Err(DropReason::VxlanMalformed),
-                }
-            };
-            let &network = vnis.get(&vni.get()).ok_or(DropReason::UnknownVni)?;
-            let info = nets.get_mut(network.index()).and_then(Option::as_mut).ok_or(DropReason::UnknownVni)?;
-            let remote = SocketAddr::new(ip, peer_ports.get(&ip).copied().unwrap_or(default_port));
-            let known = peers.on_packet(vni, remote, now.0);
-            // Only a peer the VTEP could answer is learned: never one of the
-            // other address family (the kernel's IPv6 sockets are V6ONLY, so
-            // none arrives from them; this keeps any underlay honest).
-            if known.is_none() && (!learn || vxlan::check_peer(local, remote).is_err()) {
-                return Err(DropReason::UnknownPeer);
-            }
-            // Authenticate before anything learns from the packet.
-            let (inner, checksum) = match (&mut info.crypto, encrypted) {
-                (Some(keys), true) => {
-                    let opened = keys.open(datagram).map_err(open_drop_reason)?;
-                    (opened.inner.clone(), opened_checksum(&datagram[opened.inner], opened.checksum)?)
-                }
-                (Some(_), false) => return Err(DropReason::Unencrypted),
-                (None, true) => return Err(DropReason::UnexpectedEncrypted),
-                (None, false) => (vxlan::HEADER_LEN..datagram.len(), ChecksumState::Unverified),
-            };
-            if let Some(handle) = known {
-                return Ok(Classified { port: PortId(handle), inner, checksum });
-            }
-            let port = config::add_tunnel_port(bridge, ports, network, info.mtu, vni, remote, true)
-                .map_err(|_| DropReason::UnknownPeer)?;
-            if peers.learn(vni, remote, port.0, now.0).is_err() {
-                let _ = bridge.remove_port(port);
-                ports[port.index()] = None;
-                return Err(DropReason::UnknownPeer);
-            }
-            tracing::info!(peer = %remote, vni = vni.get(), "learned a new peer");
-            bridge.events_mut().push(now, EventKind::TunnelUp { network, port, remote, learned: true });
-            Ok(Classified { port, inner, checksum })
-        });
-        match result {
-            Ok(more) => *tunnel_ready = more,
-            Err(e) => {
-                tracing::warn!(error = %e, "underlay receive failed; waiting for the next event");
-                *tunnel_ready = false;
-            }
-        }
-    }
-
     /// Decides and transmits the current batch, then runs gateways that got
     /// frames and forwards what they (and the tunnel's ICMP answers) produced.
     fn forward(&mut self) {
@@ -585,6 +527,7 @@ impl Datapath {
     /// tunnel (no virtio-net header) and go to the same TAP are merged into
     /// one GSO frame first (software GRO).
     fn transmit(&mut self) {
+        self.tx_generation += 1;
         for k in 0..self.plan.len() {
             let send = self.plan.sends()[k];
             let i = send.frame as usize;
@@ -609,6 +552,17 @@ impl Datapath {
             self.send_one(send.port, i);
         }
         self.flush_gro();
+        self.flush_tunnel();
+    }
+
+    /// Sends the tunnel's pending GSO train and counts the frames of any
+    /// train that failed on their tunnel ports.
+    fn flush_tunnel(&mut self) {
+        let Some(tunnel) = self.tunnel.as_mut() else { return };
+        tunnel.flush();
+        for (port, reason) in tunnel.take_failures() {
+            self.bridge.count_drop(port, reason);
+        }
     }
 
     /// Writes the pending GRO merge to its TAP.
@@ -707,9 +661,11 @@ impl Datapath {
                 let hdr = self.batch.vnet_hdr(i);
                 let network = self.bridge.port_config(port).map(|c| c.network);
                 let keys = network.ok().and_then(|n| self.nets.get_mut(n.index())?.as_mut()?.crypto.as_deref_mut());
-                match tunnel.send(vni, remote, self.batch.frame(i), &hdr, keys) {
-                    TxOutcome::Sent if self.captures.underlay => self.capture_underlay_sent(remote),
-                    TxOutcome::Sent => {}
+                let frame_id = self.tx_generation << 32 | i as u64;
+                let tx = TunnelTx { port, vni, dest: remote, frame_id, frame: self.batch.frame(i), hdr: &hdr };
+                match tunnel.send(tx, keys) {
+                    TxOutcome::Queued if self.captures.underlay => self.capture_underlay_sent(remote),
+                    TxOutcome::Queued => {}
                     TxOutcome::Dropped(reason) => self.bridge.count_drop(port, reason),
                     TxOutcome::TooBig(kind) => {
                         self.bridge.count_drop(port, DropReason::TooBigForTunnel);
@@ -831,29 +787,6 @@ impl Datapath {
 /// the number of whole rotation periods since the Unix epoch.
 fn effective_epoch(base: u32, rotation: Option<std::num::NonZeroU64>, unix_secs: u64) -> u32 {
     rotation.map_or(base, |period| base.wrapping_add((unix_secs / period.get()) as u32))
-}
-
-/// What an opened packet's sender says of its inner frame's checksum. A
-/// partial checksum must lie where [`offload::partial_checksum_hdr`] finds
-/// it; an authenticated packet claiming one for another kind of frame is
-/// refused as malformed.
-fn opened_checksum(inner: &[u8], checksum: InnerChecksum) -> Result<ChecksumState, DropReason> {
-    match checksum {
-        InnerChecksum::AsSent => Ok(ChecksumState::AsSent),
-        InnerChecksum::Partial if offload::partial_checksum_hdr(inner).is_some() => Ok(ChecksumState::Partial),
-        InnerChecksum::Partial => Err(DropReason::CryptoMalformed),
-    }
-}
-
-/// The drop reason for an encrypted packet that did not open.
-fn open_drop_reason(e: OpenError) -> DropReason {
-    match e {
-        OpenError::Malformed(_) | OpenError::VniMismatch { .. } => DropReason::CryptoMalformed,
-        OpenError::UnknownEpoch { .. } => DropReason::UnknownEpoch,
-        OpenError::AuthenticationFailed => DropReason::AuthFailed,
-        OpenError::Reflected => DropReason::Reflected,
-        OpenError::Replayed { .. } | OpenError::TooOld { .. } => DropReason::Replayed,
-    }
 }
 
 /// The drop reason for a failed TAP write.

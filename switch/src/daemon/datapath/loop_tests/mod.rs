@@ -1,9 +1,9 @@
 //! The datapath loop, tested deterministically through the in-memory
 //! harness ([`super::testing`]): learning, flooding, isolation and aging;
 //! drops under their reasons; link impairment; overlays (replication, GRO, MSS clamping,
-//! ICMP too-big, encryption between two datapaths), over IPv4 and IPv6
-//! underlays; the gateway's answers (IPv4, and IPv6: neighbour discovery,
-//! router advertisements, DNS);
+//! ICMP too-big, encryption between two datapaths, batched tunnel sends and
+//! floods encapsulated once), over IPv4 and IPv6 underlays; the gateway's
+//! answers (IPv4, and IPv6: neighbour discovery, router advertisements, DNS);
 //! the events the loop hands over (MACs, links, drop bursts, peers, keys);
 //! packet capture; the L4 translator over IPv6 with real loopback sockets.
 //! Frames are built and checked with etherparse, never with the switch's
@@ -19,3 +19,4 @@ mod learning;
 mod nat6;
 mod overlay;
 mod overlay6;
+mod tunnel_batch;
