@@ -2,22 +2,26 @@
 //! ports, services): an "outside world" ([`Outside`]) where `vswitchd` runs
 //! in its own network namespace joined by a veth to an "outside" namespace,
 //! servers that log who reached them ([`HttpServer`], [`UdpEcho`]), clients
-//! ([`curl`], [`udp_query`], [`ping_once`]), firewall snapshots
-//! ([`Rulesets`]), and the daemon's NAT verbs and counters.
+//! ([`curl`], [`udp_query`], [`ping_once`]), byte streams checked end to
+//! end ([`transfer_checked`]), firewall snapshots ([`Rulesets`]), and the
+//! daemon's NAT verbs and counters.
 //!
 //! Addresses come from the benchmarking range 198.18.0.0/15 (RFC 2544),
 //! picked per lab so parallel tests never share one: the veth is a /30 in
 //! 198.18.0.0/16 (daemon side `.1`, outside `.2`), and the outside
 //! namespace also holds a "far" address in 198.19.0.0/16 on its loopback,
 //! reached from the daemon's namespace by a route through the veth (so it
-//! is off every connected subnet, like a server on the internet). The
-//! daemon's namespace has no default route: anything else is unreachable
-//! there. Nothing touches the test's own namespace; everything is removed
-//! on drop, even when the test fails.
+//! is off every connected subnet, like a server on the internet). IPv6 the
+//! same way, from the documentation prefix 2001:db8::/32: the veth is
+//! `2001:db8:I::/64` (`::1` and `::2`) and the far address
+//! `2001:db8:ff:I::1`, all without duplicate address detection so they are
+//! usable at once. The daemon's namespace has no default route: anything
+//! else is unreachable there. Nothing touches the test's own namespace;
+//! everything is removed on drop, even when the test fails.
 
 use std::fs::File;
-use std::io::{self, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -61,6 +65,13 @@ pub struct Outside {
     /// An address of the outside namespace off the veth's subnet, routed
     /// from the daemon's namespace through the veth.
     pub far_addr: Ipv4Addr,
+    /// The daemon namespace's IPv6 address on the veth.
+    pub daemon_addr6: Ipv6Addr,
+    /// The outside namespace's IPv6 address on the veth.
+    pub outside_addr6: Ipv6Addr,
+    /// An IPv6 address of the outside namespace off the veth's prefix,
+    /// routed from the daemon's namespace through the veth.
+    pub far_addr6: Ipv6Addr,
     /// Firewall rules of the daemon's namespace before the daemon started.
     pub daemon_rules_before: Rulesets,
     /// Firewall rules of the test's own namespace when the lab was made.
@@ -115,6 +126,14 @@ impl Outside {
         ip(&["-n", &dns, "link", "set", UPLINK_IF, "up"]);
         ip(&["-n", &ons, "link", "set", OUTSIDE_IF, "up"]);
         ip(&["-n", &dns, "route", "add", &format!("{far_addr}/32"), "via", &outside_addr.to_string()]);
+        let i6 = i as u16;
+        let daemon_addr6 = Ipv6Addr::new(0x2001, 0xdb8, i6, 0, 0, 0, 0, 1);
+        let outside_addr6 = Ipv6Addr::new(0x2001, 0xdb8, i6, 0, 0, 0, 0, 2);
+        let far_addr6 = Ipv6Addr::new(0x2001, 0xdb8, 0xff, i6, 0, 0, 0, 1);
+        ip(&["-n", &dns, "addr", "add", &format!("{daemon_addr6}/64"), "dev", UPLINK_IF, "nodad"]);
+        ip(&["-n", &ons, "addr", "add", &format!("{outside_addr6}/64"), "dev", OUTSIDE_IF, "nodad"]);
+        ip(&["-n", &ons, "addr", "add", &format!("{far_addr6}/128"), "dev", "lo", "nodad"]);
+        ip(&["-n", &dns, "-6", "route", "add", &format!("{far_addr6}/128"), "via", &outside_addr6.to_string()]);
         let daemon_path = PathBuf::from(NETNS_DIR).join(&dns);
         let host_rules_before = Rulesets::snapshot(None);
         let daemon_rules_before = Rulesets::snapshot(Some(&daemon_path));
@@ -126,6 +145,9 @@ impl Outside {
             daemon_addr,
             outside_addr,
             far_addr,
+            daemon_addr6,
+            outside_addr6,
+            far_addr6,
             daemon_rules_before,
             host_rules_before,
             _namespaces: namespaces,
@@ -356,13 +378,30 @@ impl Drop for PyServer {
     }
 }
 
-/// Every `client A:P` a server logged, in order.
-fn logged_peers(output: &str, tag: &str) -> Vec<SocketAddrV4> {
+/// Every `client A:P` (`client [A]:P` for IPv6) a server logged, in order.
+fn logged_peers(output: &str, tag: &str) -> Vec<SocketAddr> {
     output.lines().filter_map(|l| l.strip_prefix(tag)?.split_whitespace().next()?.parse().ok()).collect()
 }
 
+/// The IPv4 ones of `peers`.
+fn v4_only(peers: Vec<SocketAddr>) -> Vec<SocketAddrV4> {
+    peers
+        .into_iter()
+        .filter_map(|p| match p {
+            SocketAddr::V4(a) => Some(a),
+            SocketAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+/// Python: the text of a peer address, `A:P` or `[A]:P`.
+const PY_PEER: &str = r#"
+def peer(a):
+    return ("[%s]:%d" if ":" in a[0] else "%s:%d") % (a[0], a[1])
+"#;
+
 const HTTP_SERVER: &str = r#"
-import http.server, sys
+import http.server, socket, sys
 addr, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -372,8 +411,12 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, fmt, *args):
-        print("client %s:%d %s" % (self.client_address[0], self.client_address[1], fmt % args), flush=True)
-srv = http.server.ThreadingHTTPServer((addr, port), H)
+        print("client %s %s" % (peer(self.client_address), fmt % args), flush=True)
+class S(http.server.ThreadingHTTPServer):
+    # An IPv6 address listens on IPv6 (`::` on both families, as Linux's
+    # default is).
+    address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+srv = S((addr, port), H)
 srv.daemon_threads = True
 print("listening", flush=True)
 srv.serve_forever()
@@ -389,15 +432,22 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Starts it in `ns` on `addr:port` (`0.0.0.0` for every address) and
-    /// waits until it listens.
-    pub fn start(ns: &str, addr: Ipv4Addr, port: u16, name: &str) -> HttpServer {
-        let args = [addr.to_string(), port.to_string(), name.to_owned()];
-        HttpServer { py: PyServer::start(ns, HTTP_SERVER, &args), name: name.to_owned() }
+    /// Starts it in `ns` on `addr:port` (`0.0.0.0` for every IPv4 address,
+    /// `::` for every address of both families) and waits until it listens.
+    pub fn start(ns: &str, addr: impl Into<IpAddr>, port: u16, name: &str) -> HttpServer {
+        let args = [addr.into().to_string(), port.to_string(), name.to_owned()];
+        let script = format!("{PY_PEER}{HTTP_SERVER}");
+        HttpServer { py: PyServer::start(ns, &script, &args), name: name.to_owned() }
     }
 
-    /// The address and port of every client it answered, in order.
+    /// The address and port of every IPv4 client it answered, in order.
     pub fn clients(&self) -> Vec<SocketAddrV4> {
+        v4_only(self.client_addrs())
+    }
+
+    /// The address and port of every client it answered, IPv4 or IPv6, in
+    /// order.
+    pub fn client_addrs(&self) -> Vec<SocketAddr> {
         logged_peers(&self.py.output(), "client ")
     }
 
@@ -414,30 +464,37 @@ impl HttpServer {
 
 const UDP_ECHO: &str = r#"
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], int(sys.argv[2])))
 print("listening", flush=True)
 while True:
-    data, peer = s.recvfrom(65535)
-    print("peer %s:%d" % peer, flush=True)
-    s.sendto(("%s:%d " % peer).encode() + data, peer)
+    data, p = s.recvfrom(65535)
+    print("peer %s" % peer(p), flush=True)
+    s.sendto(("%s " % peer(p)).encode() + data, p)
 "#;
 
 /// A UDP echo server (python3) in a namespace: it answers each datagram
-/// with `A:P ` (the sender's address and port as it saw them) followed by
-/// the datagram, and logs each sender. Killed on drop.
+/// with `A:P ` (`[A]:P ` for IPv6: the sender's address and port as it
+/// saw them) followed by the datagram, and logs each sender. Killed on
+/// drop.
 pub struct UdpEcho {
     py: PyServer,
 }
 
 impl UdpEcho {
     /// Starts it in `ns` on `addr:port` and waits until it listens.
-    pub fn start(ns: &str, addr: Ipv4Addr, port: u16) -> UdpEcho {
-        UdpEcho { py: PyServer::start(ns, UDP_ECHO, &[addr.to_string(), port.to_string()]) }
+    pub fn start(ns: &str, addr: impl Into<IpAddr>, port: u16) -> UdpEcho {
+        let script = format!("{PY_PEER}{UDP_ECHO}");
+        UdpEcho { py: PyServer::start(ns, &script, &[addr.into().to_string(), port.to_string()]) }
     }
 
-    /// Every sender it saw, in order.
+    /// Every IPv4 sender it saw, in order.
     pub fn peers(&self) -> Vec<SocketAddrV4> {
+        v4_only(self.peer_addrs())
+    }
+
+    /// Every sender it saw, IPv4 or IPv6, in order.
+    pub fn peer_addrs(&self) -> Vec<SocketAddr> {
         logged_peers(&self.py.output(), "peer ")
     }
 }
@@ -568,12 +625,13 @@ impl std::fmt::Display for Curl {
 /// Separates the body from curl's `-w` trailer.
 const CURL_TRAILER: &str = "\n@@curl@@";
 
-/// `curl -sS --max-time MAX http://ADDR/` from namespace `ns`.
+/// `curl -sS --max-time MAX http://ADDR/` from namespace `ns` (`-g`: an
+/// IPv6 address in brackets is no glob).
 pub fn curl(ns: &str, addr: SocketAddr, max: Duration) -> Curl {
     let url = format!("http://{addr}/");
     let max_s = format!("{:.1}", max.as_secs_f64());
     let trailer = format!("{CURL_TRAILER} %{{http_code}} %{{local_port}}");
-    let args = ["-sS", "--max-time", &max_s, "-w", &trailer, &url];
+    let args = ["-gsS", "--max-time", &max_s, "-w", &trailer, &url];
     let start = Instant::now();
     let out = netns_exec(ns, "curl", &args);
     let elapsed = start.elapsed();
@@ -597,12 +655,13 @@ pub fn curl(ns: &str, addr: SocketAddr, max: Duration) -> Curl {
 /// answer as text).
 pub fn udp_query(
     ns: &str,
-    bind: Ipv4Addr,
+    bind: impl Into<IpAddr>,
     dst: SocketAddr,
     payload: &[u8],
     timeout: Duration,
 ) -> io::Result<(SocketAddr, String)> {
     let payload = payload.to_vec();
+    let bind = bind.into();
     in_netns(ns, move || -> io::Result<(SocketAddr, String)> {
         let s = UdpSocket::bind(SocketAddr::from((bind, 0)))?;
         s.set_read_timeout(Some(timeout))?;
@@ -613,13 +672,99 @@ pub fn udp_query(
     })?
 }
 
-/// `ping -n -c 1 -W WAIT ip` from `ns`: its output (stdout and stderr) and
-/// how long it ran.
-pub fn ping_once(ns: &str, ip: Ipv4Addr, wait: Duration) -> (Output, Duration) {
+/// `ping -n -c 1 -W WAIT ip` (`ping -6` for IPv6) from `ns`: its output
+/// (stdout and stderr) and how long it ran.
+pub fn ping_once(ns: &str, ip: impl Into<IpAddr>, wait: Duration) -> (Output, Duration) {
+    let ip = ip.into();
     let w = wait.as_secs().max(1).to_string();
+    let family = if ip.is_ipv6() { "-6" } else { "-4" };
     let start = Instant::now();
-    let out = netns_exec(ns, "ping", &["-n", "-c", "1", "-W", &w, &ip.to_string()]);
+    let out = netns_exec(ns, "ping", &[family, "-n", "-c", "1", "-W", &w, &ip.to_string()]);
     (out, start.elapsed())
+}
+
+// ---------------------------------------------------------------------------- byte streams
+
+/// Byte `i` of the test stream: a pattern that no segment boundary lines
+/// up with, so a lost, repeated or reordered byte shows.
+pub fn stream_byte(i: u64) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+/// Writes `len` bytes of the test stream to `s` from offset 0.
+pub fn send_stream(s: &mut TcpStream, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut at = 0u64;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        for (k, b) in buf[..n].iter_mut().enumerate() {
+            *b = stream_byte(at + k as u64);
+        }
+        s.write_all(&buf[..n])?;
+        at += n as u64;
+    }
+    s.shutdown(std::net::Shutdown::Write)
+}
+
+/// Reads `s` to its end, after a pause that lets the sender fill every
+/// buffer on the way (the translator parks bytes and closes its window);
+/// returns how many bytes matched the test stream before the first
+/// mismatch, and the total.
+pub fn check_stream(s: &mut TcpStream, pause: Duration) -> io::Result<(u64, u64)> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    std::thread::sleep(pause);
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut total, mut good) = (0u64, None);
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok((good.unwrap_or(total), total));
+        }
+        if good.is_none()
+            && let Some(k) = buf[..n].iter().enumerate().position(|(k, &b)| b != stream_byte(total + k as u64))
+        {
+            good = Some(total + k as u64);
+        }
+        total += n as u64;
+    }
+}
+
+/// Moves `len` bytes from a server in `server_ns` (listening on `listen`,
+/// sending when `server_sends`) to a client in `client_ns` connecting to
+/// `target`, or the other way, and asserts every byte arrived in order.
+pub fn transfer_checked(
+    what: &str,
+    server_ns: &str,
+    listen: SocketAddr,
+    client_ns: &str,
+    target: SocketAddr,
+    len: u64,
+    server_sends: bool,
+) {
+    let listener = in_netns(server_ns, move || TcpListener::bind(listen))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{what}: bind {listen} in {server_ns}: {e}"));
+    let server = std::thread::spawn(move || -> io::Result<(u64, u64)> {
+        let (mut s, _) = listener.accept()?;
+        if server_sends {
+            send_stream(&mut s, len).map(|()| (len, len))
+        } else {
+            check_stream(&mut s, Duration::from_millis(300))
+        }
+    });
+    let client = in_netns(client_ns, move || -> io::Result<(u64, u64)> {
+        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(10))?;
+        if server_sends {
+            check_stream(&mut s, Duration::from_millis(300))
+        } else {
+            send_stream(&mut s, len).map(|()| (len, len))
+        }
+    })
+    .unwrap();
+    let client = client.unwrap_or_else(|e| panic!("{what}: client: {e}"));
+    let server = server.join().unwrap().unwrap_or_else(|e| panic!("{what}: server: {e}"));
+    let (good, total) = if server_sends { client } else { server };
+    assert_eq!((good, total), (len, len), "{what}: bytes intact before the first mismatch, and bytes received");
 }
 
 // ---------------------------------------------------------------------------- process limits

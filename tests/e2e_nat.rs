@@ -21,7 +21,7 @@ use ctl::proto::SandboxInfo;
 use serde_json::Value;
 use vswitch::outside::{
     HttpServer, Outside, TcpHolder, TcpSink, UdpEcho, curl, field, note, ping_once, raise_nofile, require_nat_tools,
-    rss_anon_kib, rss_kib, udp_query,
+    rss_anon_kib, rss_kib, transfer_checked, udp_query,
 };
 use vswitch::process::text;
 use vswitch::{Daemon, in_netns, require_root, wait_until};
@@ -594,88 +594,6 @@ fn ten_thousand_connections_through_egress_and_a_published_port_leave_nothing_be
         "per-connection daemon RSS at {n} idle connections: egress {egress:.0} B, published port {inbound:.0} B \
          (target <= 16384 B; kernel socket buffers are not in RSS)"
     ));
-}
-
-/// Byte `i` of the test stream: a pattern that no segment boundary lines
-/// up with, so a lost, repeated or reordered byte shows.
-fn stream_byte(i: u64) -> u8 {
-    (i.wrapping_mul(2_654_435_761) >> 13) as u8
-}
-
-/// Writes `len` bytes of the test stream to `s` from offset 0.
-fn send_stream(s: &mut TcpStream, len: u64) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut at = 0u64;
-    while at < len {
-        let n = buf.len().min((len - at) as usize);
-        for (k, b) in buf[..n].iter_mut().enumerate() {
-            *b = stream_byte(at + k as u64);
-        }
-        s.write_all(&buf[..n])?;
-        at += n as u64;
-    }
-    s.shutdown(std::net::Shutdown::Write)
-}
-
-/// Reads `s` to its end, after a pause that lets the sender fill every
-/// buffer on the way (the translator parks bytes and closes its window);
-/// returns how many bytes matched the test stream before the first
-/// mismatch, and the total.
-fn check_stream(s: &mut TcpStream, pause: Duration) -> std::io::Result<(u64, u64)> {
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    std::thread::sleep(pause);
-    let mut buf = vec![0u8; 256 * 1024];
-    let (mut total, mut good) = (0u64, None);
-    loop {
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            return Ok((good.unwrap_or(total), total));
-        }
-        if good.is_none()
-            && let Some(k) = buf[..n].iter().enumerate().position(|(k, &b)| b != stream_byte(total + k as u64))
-        {
-            good = Some(total + k as u64);
-        }
-        total += n as u64;
-    }
-}
-
-/// Moves `len` bytes from a server in `server_ns` (listening on `listen`,
-/// sending when `server_sends`) to a client in `client_ns` connecting to
-/// `target`, or the other way, and asserts every byte arrived in order.
-fn transfer_checked(
-    what: &str,
-    server_ns: &str,
-    listen: SocketAddr,
-    client_ns: &str,
-    target: SocketAddr,
-    len: u64,
-    server_sends: bool,
-) {
-    let listener = in_netns(server_ns, move || TcpListener::bind(listen))
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{what}: bind {listen} in {server_ns}: {e}"));
-    let server = std::thread::spawn(move || -> std::io::Result<(u64, u64)> {
-        let (mut s, _) = listener.accept()?;
-        if server_sends {
-            send_stream(&mut s, len).map(|()| (len, len))
-        } else {
-            check_stream(&mut s, Duration::from_millis(300))
-        }
-    });
-    let client = in_netns(client_ns, move || -> std::io::Result<(u64, u64)> {
-        let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(10))?;
-        if server_sends {
-            check_stream(&mut s, Duration::from_millis(300))
-        } else {
-            send_stream(&mut s, len).map(|()| (len, len))
-        }
-    })
-    .unwrap();
-    let client = client.unwrap_or_else(|e| panic!("{what}: client: {e}"));
-    let server = server.join().unwrap().unwrap_or_else(|e| panic!("{what}: server: {e}"));
-    let (good, total) = if server_sends { client } else { server };
-    assert_eq!((good, total), (len, len), "{what}: bytes intact before the first mismatch, and bytes received");
 }
 
 #[test]

@@ -1,11 +1,11 @@
 //! Published ports: Docker's `-p [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]`
-//! syntax ([`parse_publish`]), the [`PortMapping`] it expands to (one per port, as the protocol
-//! and the daemon's state carry it), and the lines `docker port` prints ([`docker_port_lines`],
-//! [`docker_port_lookup`]).
+//! syntax ([`parse_publish`]; an IPv6 `HOST_IP` in brackets, `[::1]:8080:80`), the
+//! [`PortMapping`] it expands to (one per port, as the protocol and the daemon's state carry it),
+//! and the lines `docker port` prints ([`docker_port_lines`], [`docker_port_lookup`]).
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -55,12 +55,17 @@ impl FromStr for PortProto {
 ///
 /// On the wire and in the state file:
 /// `{"host_ip":"0.0.0.0","host_port":8080,"container_port":80,"proto":"tcp"}`.
-/// It displays as `0.0.0.0:8080:80/tcp`, which [`FromStr`] reads back.
+/// It displays as `0.0.0.0:8080:80/tcp` (`[::1]:8080:80/tcp`), which [`FromStr`] reads back.
+///
+/// `0.0.0.0`, the default, is every address of both families, as Docker's default is: the
+/// daemon listens on `0.0.0.0` and on `[::]` (an IPv6-only socket), and leaves the latter out
+/// when the host has no IPv6. `[::]` is every IPv6 address; any other address is that one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PortMapping {
-    /// The host address to listen on; `0.0.0.0` (the default) for every address.
+    /// The host address to listen on; `0.0.0.0` (the default) for every address, `::` for
+    /// every IPv6 address.
     #[serde(default = "unspecified")]
-    pub host_ip: Ipv4Addr,
+    pub host_ip: IpAddr,
     /// The host port, 1 to 65535.
     pub host_port: u16,
     /// The port inside the sandbox, 1 to 65535.
@@ -70,37 +75,52 @@ pub struct PortMapping {
     pub proto: PortProto,
 }
 
-fn unspecified() -> Ipv4Addr {
-    Ipv4Addr::UNSPECIFIED
+fn unspecified() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
 }
 
 impl PortMapping {
     /// A TCP mapping of `host_port` on every host address to `container_port`.
     pub fn tcp(host_port: u16, container_port: u16) -> Self {
-        Self { host_ip: Ipv4Addr::UNSPECIFIED, host_port, container_port, proto: PortProto::Tcp }
+        Self { host_ip: unspecified(), host_port, container_port, proto: PortProto::Tcp }
     }
 
     /// Whether this mapping and `other` need the same host socket: the same protocol and port,
-    /// and the same address or either on every address (`0.0.0.0:8080/tcp` and
-    /// `10.0.0.1:8080/tcp` cannot both be bound).
+    /// and addresses that meet. `0.0.0.0` (both families) meets every address, `::` every IPv6
+    /// one (`0.0.0.0:8080/tcp` and `10.0.0.1:8080/tcp` cannot both be bound, nor `[::]:8080/tcp`
+    /// and `[::1]:8080/tcp`; `127.0.0.1:8080/tcp` and `[::1]:8080/tcp` can).
     pub fn host_overlaps(&self, other: &PortMapping) -> bool {
+        let covers = |a: IpAddr, b: IpAddr| match a {
+            IpAddr::V4(a) => a.is_unspecified(),
+            IpAddr::V6(a) => a.is_unspecified() && b.is_ipv6(),
+        };
         self.proto == other.proto
             && self.host_port == other.host_port
-            && (self.host_ip == other.host_ip || self.host_ip.is_unspecified() || other.host_ip.is_unspecified())
+            && (self.host_ip == other.host_ip
+                || covers(self.host_ip, other.host_ip)
+                || covers(other.host_ip, self.host_ip))
     }
 
-    /// The host side as `docker port` prints it: `0.0.0.0:8080`.
+    /// The host addresses the daemon listens on for this mapping: `host_ip`, and for
+    /// `0.0.0.0` also `::` (IPv6 only), the second of which is optional (the host may have no
+    /// IPv6).
+    pub fn listen_addresses(&self) -> impl Iterator<Item = (IpAddr, bool)> {
+        let companion = (self.host_ip == unspecified()).then_some((IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), true));
+        std::iter::once((self.host_ip, false)).chain(companion)
+    }
+
+    /// The host side as `docker port` prints it: `0.0.0.0:8080`, `[::1]:8080`.
     pub fn host_display(&self) -> String {
-        format!("{}:{}", self.host_ip, self.host_port)
+        std::net::SocketAddr::new(self.host_ip, self.host_port).to_string()
     }
 
     /// The host side with its protocol, as errors name it: `8080/tcp` on every address,
-    /// `127.0.0.1:8080/tcp` otherwise.
+    /// `127.0.0.1:8080/tcp` or `[::]:8080/tcp` otherwise.
     pub fn host_key_display(&self) -> String {
-        if self.host_ip.is_unspecified() {
+        if self.host_ip == unspecified() {
             format!("{}/{}", self.host_port, self.proto)
         } else {
-            format!("{}:{}/{}", self.host_ip, self.host_port, self.proto)
+            format!("{}/{}", self.host_display(), self.proto)
         }
     }
 
@@ -112,7 +132,7 @@ impl PortMapping {
 
 impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}/{}", self.host_ip, self.host_port, self.container_port, self.proto)
+        write!(f, "{}:{}/{}", self.host_display(), self.container_port, self.proto)
     }
 }
 
@@ -142,8 +162,8 @@ pub enum PortSpecError {
         /// The whole spec.
         spec: String,
     },
-    /// The host address is not an IPv4 address.
-    #[error("invalid host IP {ip:?} in {spec:?}: expected an IPv4 address (IPv6 is not supported yet)")]
+    /// The host address is neither an IPv4 address nor an IPv6 address in brackets.
+    #[error("invalid host IP {ip:?} in {spec:?}: expected an IPv4 address or an IPv6 address in brackets ([::1])")]
     BadHostIp {
         /// The address given.
         ip: String,
@@ -209,9 +229,10 @@ pub enum PortSpecError {
 /// Parses Docker's `-p` syntax, `[HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]`, and
 /// expands ranges into one mapping per port, in order.
 ///
-/// The host address is IPv4 (`0.0.0.0`, every address, when absent); ranges on both sides must
-/// have the same length; the protocol defaults to TCP. A missing or zero host port (a random port
-/// in Docker) is refused for now.
+/// The host address is IPv4, or IPv6 in brackets (`[::1]:8080:80`, `[::]:8080:80`); absent, it is
+/// `0.0.0.0`, every address of both families. An IPv4-mapped IPv6 address stands for the IPv4
+/// address it maps. Ranges on both sides must have the same length; the protocol defaults to TCP.
+/// A missing or zero host port (a random port in Docker) is refused for now.
 pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
     if spec.is_empty() {
         return Err(PortSpecError::Empty);
@@ -225,23 +246,32 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
         }
         None => (spec, PortProto::Tcp),
     };
-    if ports.starts_with('[') {
-        let ip = ports.split_once(']').map_or(ports, |(ip, _)| ip).trim_start_matches('[');
-        return Err(PortSpecError::BadHostIp { ip: ip.to_owned(), spec: spec.to_owned() });
-    }
+    // `[IPV6]:` first: its colons are not separators.
+    let (bracketed, ports) = match ports.strip_prefix('[') {
+        Some(rest) => match rest.split_once("]:") {
+            Some((ip, rest)) => (Some(ip), rest),
+            None => {
+                let ip = rest.split_once(']').map_or(rest, |(ip, _)| ip);
+                return Err(PortSpecError::BadHostIp { ip: ip.to_owned(), spec: spec.to_owned() });
+            }
+        },
+        None => (None, ports),
+    };
+    let bad_ip = |ip: &str| PortSpecError::BadHostIp { ip: ip.to_owned(), spec: spec.to_owned() };
     let parts: Vec<&str> = ports.split(':').collect();
-    let (host_ip, host, container) = match parts.as_slice() {
-        [_container] => return Err(PortSpecError::NoHostPort(spec.to_owned())),
-        [host, container] => (Ipv4Addr::UNSPECIFIED, *host, *container),
-        [ip, host, container] => {
-            let host_ip = ip
-                .parse::<Ipv4Addr>()
-                .map_err(|_| PortSpecError::BadHostIp { ip: (*ip).to_owned(), spec: spec.to_owned() })?;
+    let (host_ip, host, container) = match (bracketed, parts.as_slice()) {
+        (Some(ip), [host, container]) => {
+            let host_ip = ip.parse::<IpAddr>().map_err(|_| bad_ip(ip))?.to_canonical();
             (host_ip, *host, *container)
         }
-        _ if ports.contains("::") || parts.len() > 4 => {
-            return Err(PortSpecError::BadHostIp { ip: parts[..parts.len() - 2].join(":"), spec: spec.to_owned() });
+        (Some(_), _) => return Err(PortSpecError::TooManyParts(spec.to_owned())),
+        (None, [_container]) => return Err(PortSpecError::NoHostPort(spec.to_owned())),
+        (None, [host, container]) => (unspecified(), *host, *container),
+        (None, [ip, host, container]) => {
+            (IpAddr::V4(ip.parse::<Ipv4Addr>().map_err(|_| bad_ip(ip))?), *host, *container)
         }
+        // An IPv6 address without brackets.
+        _ if ports.contains("::") || parts.len() > 4 => return Err(bad_ip(&parts[..parts.len() - 2].join(":"))),
         _ => return Err(PortSpecError::TooManyParts(spec.to_owned())),
     };
     if host.is_empty() {
@@ -419,6 +449,15 @@ mod tests {
         );
         assert_eq!(parse_publish("7-7:8-8").unwrap(), [m("0.0.0.0", 7, 8, Tcp)]);
         assert_eq!(parse_publish("1-65535:1-65535").unwrap().len(), 65535);
+        // IPv6 host addresses, in brackets.
+        assert_eq!(parse_publish("[::1]:8080:80").unwrap(), [m("::1", 8080, 80, Tcp)]);
+        assert_eq!(parse_publish("[::]:8080:80").unwrap(), [m("::", 8080, 80, Tcp)]);
+        assert_eq!(
+            parse_publish("[fd00:1::5]:53-54:53-54/udp").unwrap(),
+            [m("fd00:1::5", 53, 53, Udp), m("fd00:1::5", 54, 54, Udp)]
+        );
+        assert_eq!(parse_publish("[::ffff:127.0.0.1]:1:2").unwrap(), [m("127.0.0.1", 1, 2, Tcp)], "mapped: IPv4");
+        assert_eq!(parse_publish("[10.0.0.1]:1:2").unwrap(), [m("10.0.0.1", 1, 2, Tcp)]);
     }
 
     #[test]
@@ -445,8 +484,13 @@ mod tests {
             ("8080-8090:90-80", "invalid container port range \"90-80\""),
             ("localhost:8080:80", "invalid host IP \"localhost\""),
             ("1.2.3:8080:80", "invalid host IP \"1.2.3\""),
-            ("[::1]:8080:80", "invalid host IP \"::1\""),
-            ("::1:8080:80", "IPv6 is not supported"),
+            ("[::1:8080:80", "invalid host IP \"::1:8080:80\""),
+            ("[::1]8080:80", "invalid host IP \"::1\""),
+            ("[fe80::1%eth0]:8080:80", "invalid host IP \"fe80::1%eth0\""),
+            ("[::1]:8080", "invalid port spec"),
+            ("[::1]:1:2:3", "invalid port spec"),
+            ("[::1]:0:80", "host port 0"),
+            ("::1:8080:80", "an IPv6 address in brackets"),
             ("1:2:3:4", "invalid port spec"),
         ];
         for (spec, needle) in cases {
@@ -477,6 +521,27 @@ mod tests {
         );
         assert_eq!(one.host_key_display(), "10.1.2.3:8443/udp");
         assert_eq!(PortMapping::tcp(8080, 80).host_key_display(), "8080/tcp");
+        let six = m("fd00::7", 8443, 443, PortProto::Tcp);
+        assert_eq!(six.to_string(), "[fd00::7]:8443:443/tcp");
+        assert_eq!(six.to_string().parse::<PortMapping>().unwrap(), six);
+        assert_eq!(
+            (six.host_display(), six.host_key_display()),
+            ("[fd00::7]:8443".into(), "[fd00::7]:8443/tcp".into())
+        );
+        assert_eq!(m("::", 1, 2, PortProto::Udp).host_key_display(), "[::]:1/udp");
+        let json = serde_json::to_value(six).unwrap();
+        assert_eq!(json["host_ip"], "fd00::7");
+        assert_eq!(serde_json::from_value::<PortMapping>(json).unwrap(), six);
+    }
+
+    #[test]
+    fn every_address_means_both_families() {
+        let all: Vec<(IpAddr, bool)> = PortMapping::tcp(8080, 80).listen_addresses().collect();
+        assert_eq!(all, [("0.0.0.0".parse().unwrap(), false), ("::".parse().unwrap(), true)]);
+        for ip in ["::", "::1", "127.0.0.1"] {
+            let v: Vec<(IpAddr, bool)> = m(ip, 1, 1, PortProto::Tcp).listen_addresses().collect();
+            assert_eq!(v, [(ip.parse().unwrap(), false)], "{ip} is that address only");
+        }
     }
 
     #[test]
@@ -489,6 +554,25 @@ mod tests {
         assert!(one.host_overlaps(&one));
         assert!(!any.host_overlaps(&m("0.0.0.0", 8080, 80, PortProto::Udp)));
         assert!(!any.host_overlaps(&PortMapping::tcp(8081, 80)));
+        // IPv6: 0.0.0.0 listens on [::] too; [::] covers IPv6 addresses only.
+        let (any6, lo6, lo4) = (
+            m("::", 8080, 1, PortProto::Tcp),
+            m("::1", 8080, 1, PortProto::Tcp),
+            m("127.0.0.1", 8080, 1, PortProto::Tcp),
+        );
+        for (a, b, overlap) in [
+            (any, any6, true),
+            (any, lo6, true),
+            (any6, lo6, true),
+            (any6, lo4, false),
+            (lo4, lo6, false),
+            (lo6, lo6, true),
+            (lo6, m("::2", 8080, 1, PortProto::Tcp), false),
+            (any6, m("::", 8081, 1, PortProto::Tcp), false),
+        ] {
+            assert_eq!(a.host_overlaps(&b), overlap, "{a} vs {b}");
+            assert_eq!(b.host_overlaps(&a), overlap, "{b} vs {a}");
+        }
     }
 
     #[test]
@@ -500,6 +584,7 @@ mod tests {
             PortMapping::tcp(10080, 1000),
             m("127.0.0.1", 8081, 80, PortProto::Tcp),
             PortMapping::tcp(2222, 22),
+            m("::1", 8082, 80, PortProto::Tcp),
         ];
         assert_eq!(
             docker_port_lines(&maps),
@@ -507,13 +592,17 @@ mod tests {
                 "22/tcp -> 0.0.0.0:2222",
                 "80/tcp -> 0.0.0.0:8080",
                 "80/tcp -> 127.0.0.1:8081",
+                "80/tcp -> [::1]:8082",
                 "443/tcp -> 0.0.0.0:8443",
                 "1000/tcp -> 0.0.0.0:10080",
                 "9000/udp -> 127.0.0.1:9000",
             ]
         );
-        assert_eq!(docker_port_lookup("web", "80", &maps).unwrap(), ["0.0.0.0:8080", "127.0.0.1:8081"]);
-        assert_eq!(docker_port_lookup("web", "80/tcp", &maps).unwrap(), ["0.0.0.0:8080", "127.0.0.1:8081"]);
+        assert_eq!(docker_port_lookup("web", "80", &maps).unwrap(), ["0.0.0.0:8080", "127.0.0.1:8081", "[::1]:8082"]);
+        assert_eq!(
+            docker_port_lookup("web", "80/tcp", &maps).unwrap(),
+            ["0.0.0.0:8080", "127.0.0.1:8081", "[::1]:8082"]
+        );
         assert_eq!(docker_port_lookup("web", "9000/udp", &maps).unwrap(), ["127.0.0.1:9000"]);
         assert_eq!(
             docker_port_lookup("web", "81", &maps).unwrap_err().to_string(),

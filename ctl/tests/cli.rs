@@ -605,7 +605,7 @@ fn bad_arguments_are_rejected_before_connecting() {
         (&["network", "connect", "n", "s", "-p", "80"], "no host port"),
         (&["network", "connect", "n", "s", "-p", "8080-8081:80"], "differ in length"),
         (&["sandbox", "publish", "s"], "--publish <SPEC>"),
-        (&["sandbox", "publish", "s", "-p", "[::1]:80:80"], "IPv6"),
+        (&["sandbox", "publish", "s", "-p", "[::1:80:80"], "invalid host IP"),
         (&["service", "publish", "api", "-p", "8080:80/sctp"], "invalid protocol"),
     ];
     for (args, needle) in cases {

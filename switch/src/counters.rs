@@ -90,11 +90,16 @@ pub enum DropReason {
     /// discovery's validity rules (hop limit 255, code 0, no zero-length
     /// option; RFC 4861).
     Icmpv6Malformed,
+    /// An IPv6 packet routed out through the gateway with an extension
+    /// header the L4 translator does not handle (a fragment header, a
+    /// routing header with segments left, an option that must not be
+    /// skipped, AH and the like).
+    NatIpv6Extension,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 32] = [
+    pub const ALL: [DropReason; 33] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -127,6 +132,7 @@ impl DropReason {
         DropReason::SplitHorizon,
         DropReason::XskRxDropped,
         DropReason::Icmpv6Malformed,
+        DropReason::NatIpv6Extension,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -166,13 +172,21 @@ impl DropReason {
             DropReason::SplitHorizon => "split_horizon",
             DropReason::XskRxDropped => "xsk_rx_dropped",
             DropReason::Icmpv6Malformed => "icmpv6_malformed",
+            DropReason::NatIpv6Extension => "nat_ipv6_extension",
         }
     }
 }
 
 /// Drop counts indexed by [`DropReason`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DropCounters([u64; DropReason::COUNT]);
+
+// `Default` is derived for arrays of at most 32 elements only.
+impl Default for DropCounters {
+    fn default() -> Self {
+        DropCounters([0; DropReason::COUNT])
+    }
+}
 
 impl DropCounters {
     /// Counts one drop.

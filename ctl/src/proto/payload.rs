@@ -1,7 +1,7 @@
 //! Reply payloads: the value of a successful response's `ok` field, one type per verb.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -565,16 +565,17 @@ pub struct NatFlow {
     /// The sandbox, when its address belongs to a known endpoint.
     #[serde(default)]
     pub sandbox: Option<String>,
-    /// The sandbox's side of the inner flow (address and port, or echo id for ICMP).
-    pub sandbox_addr: SocketAddrV4,
+    /// The sandbox's side of the inner flow (address and port, or echo id for ICMP; IPv4
+    /// or IPv6, `[fd00::2]:80`).
+    pub sandbox_addr: SocketAddr,
     /// The other side of the inner flow, as the sandbox sees it.
-    pub remote_addr: SocketAddrV4,
+    pub remote_addr: SocketAddr,
     /// The host socket's local address (egress: the one the kernel picked; inbound: the
     /// published address), when known.
     #[serde(default)]
-    pub outer_local: Option<SocketAddrV4>,
+    pub outer_local: Option<SocketAddr>,
     /// The host socket's peer (egress: the destination; inbound: the client).
-    pub outer_remote: SocketAddrV4,
+    pub outer_remote: SocketAddr,
     /// Payload bytes from the sandbox.
     pub bytes_from_sandbox: u64,
     /// Payload bytes to the sandbox.

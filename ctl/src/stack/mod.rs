@@ -480,12 +480,12 @@ pub fn port_spec(m: &PortMapping) -> String {
         crate::publish::PortProto::Tcp => "",
         crate::publish::PortProto::Udp => "/udp",
     };
-    if m.host_ip.is_unspecified() {
-        return format!("{}:{}{proto}", m.host_port, m.container_port);
+    // `0.0.0.0` (both families) is the short form; `::` (IPv6 only) is not.
+    if m.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+        format!("{}:{}{proto}", m.host_port, m.container_port)
+    } else {
+        format!("{}:{}{proto}", m.host_display(), m.container_port)
     }
-    let host = m.host_ip.to_string();
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
-    format!("{host}:{}:{}{proto}", m.host_port, m.container_port)
 }
 
 #[cfg(test)]

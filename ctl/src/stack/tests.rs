@@ -329,6 +329,13 @@ sandboxes:
         Ok(ports) => assert_eq!(parse(file).unwrap().0.sandboxes[0].ports, ports),
         Err(e) => assert_eq!(errors(file), [format!("stack.yaml:4: sandboxes.s.ports[0]: {e}")]),
     }
+    // Exported as written: `[::]` (IPv6 only) keeps its address, `0.0.0.0`
+    // (both families) is the short form.
+    for (spec, exported) in [("[::]:80:81", "[::]:80:81"), ("[::1]:80:81/udp", "[::1]:80:81/udp"), ("80:81", "80:81")] {
+        let ports = crate::parse_publish(spec).unwrap();
+        assert_eq!(super::port_spec(&ports[0]), exported);
+        assert_eq!(crate::parse_publish(exported).unwrap(), ports, "{spec} reads back");
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The flow table: a slab of flows with a hash index by 5-tuple and a
 //! bound on its size. Lookups cost the same with ten flows or 100,000.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use hashbrown::HashMap;
 
@@ -20,13 +20,14 @@ pub struct ListenerId(pub u32);
 
 /// What identifies a flow: the sandbox's network and the inner 5-tuple as
 /// the sandbox sees it (ICMP echo: the echo id as the sandbox's port and 0
-/// as the remote's).
+/// as the remote's). Both addresses are of one family and carry no IPv6
+/// flow label or scope, so IPv4 and IPv6 flows share one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct FlowKey {
     pub(crate) network: NetworkId,
     pub(crate) proto: Proto,
-    pub(crate) sandbox: SocketAddrV4,
-    pub(crate) remote: SocketAddrV4,
+    pub(crate) sandbox: SocketAddr,
+    pub(crate) remote: SocketAddr,
 }
 
 /// Where the host side of a flow lives.
@@ -60,7 +61,7 @@ pub(crate) struct Flow {
     pub(crate) head: Head,
     /// The client's real address when it differs from what the sandbox
     /// sees (a loopback client is shown as the gateway).
-    pub(crate) outer_remote: SocketAddrV4,
+    pub(crate) outer_remote: SocketAddr,
     pub(crate) host: HostSide,
     pub(crate) state: FlowState,
     pub(crate) opened: u64,

@@ -1,6 +1,9 @@
 //! The L4 translator: carries sandboxes' TCP, UDP and ICMP echo to the world
 //! outside the switch's networks (egress) and clients of published ports to
 //! sandboxes, through the daemon's own kernel sockets, without iptables.
+//! IPv4 and IPv6 alike: flows are keyed by socket addresses of either
+//! family, and only the packet layer ([`Family`]) knows how their headers
+//! differ.
 //!
 //! It is sans-IO: it takes frames, socket events and the time, asks a
 //! [`Host`] (the daemon's sockets, or a model in tests) to open, write,
@@ -17,6 +20,6 @@ mod translator;
 mod types;
 
 pub use flow::{FlowId, ListenerId};
-pub use packet::{ICMP_MESSAGE, MAX_TCP_PAYLOAD, MAX_UDP_PAYLOAD, TCP_PAYLOAD, UDP_PAYLOAD, Unsupported};
+pub use packet::{Family, ICMP_MESSAGE, MAX_TCP_PAYLOAD, MAX_UDP_PAYLOAD, TCP_PAYLOAD, UDP_PAYLOAD, Unsupported};
 pub use translator::{DataFrame, Emit, Host, Limits, NetView, Translator};
 pub use types::{Backend, Counters, Direction, FlowInfo, Proto, Publication};

@@ -22,6 +22,7 @@
 use std::io;
 
 use super::flow::{FlowId, ListenerId};
+use super::packet::Family;
 
 /// The window shift the switch offers.
 pub(crate) const OUR_SHIFT: u8 = 7;
@@ -43,6 +44,16 @@ pub(crate) const HANDSHAKE_MS: u64 = 60_000;
 /// A connection with no traffic for this long is reset (it leaked: its
 /// sandbox vanished or its peer went silent).
 pub(crate) const IDLE_MS: u64 = 2 * 3600 * 1000;
+
+/// The MSS a peer that does not say assumes (RFC 9293 §3.7.1: 536 over
+/// IPv4; 1220 over IPv6, whose minimum MTU is 1280), also the least the
+/// switch offers.
+pub(crate) fn default_mss(family: Family) -> u16 {
+    match family {
+        Family::V4 => 536,
+        Family::V6 => 1220,
+    }
+}
 
 /// Where in its life a connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,11 +146,12 @@ impl TcpFlow {
         }
     }
 
-    /// A connection a sandbox opened with a SYN (`seq`, its options).
-    pub(crate) fn egress(iss: u32, seq: u32, mss: Option<u16>, shift: Option<u8>) -> TcpFlow {
+    /// A connection a sandbox opened with a SYN (`seq`, its options; the
+    /// family's default when it offered no MSS).
+    pub(crate) fn egress(iss: u32, seq: u32, mss: u16, shift: Option<u8>) -> TcpFlow {
         let mut t = TcpFlow::new(Phase::Connecting, iss);
         t.rcv_nxt = seq.wrapping_add(1);
-        t.mss = mss.unwrap_or(536).max(64);
+        t.mss = mss.max(64);
         if let Some(shift) = shift {
             t.shift = shift;
             t.our_shift = OUR_SHIFT;

@@ -4,13 +4,13 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 
 use hashbrown::HashMap;
 
 use super::flow::{Flow, FlowId, FlowKey, FlowState, FlowTable, HostSide, ListenerId};
-use super::packet::{self, Head, TcpFields, TcpSegment, Transport, Unreachable, Unsupported, flags};
+use super::packet::{self, CONTROL_MAX, Family, Head, IcmpError, TcpFields, TcpSegment, Transport, Unsupported, flags};
 use super::tcp::{self, Phase, SendQueue, TcpFlow};
 use super::{Backend, Counters, Direction, FlowInfo, Proto};
 use crate::port::{NetworkId, PortId};
@@ -28,15 +28,16 @@ const PENDING_BUDGET: usize = 64 * 1024 * 1024;
 /// The sockets the translator works through. The daemon implements it with
 /// kernel sockets it registers with its event loop; tests with a model.
 pub trait Host {
-    /// Opens the host side of a new egress flow toward `to`: TCP starts a
-    /// non-blocking connect (completion is reported with
-    /// [`Translator::connected`]); UDP and ICMP echo get a connected socket.
-    fn open(&mut self, flow: FlowId, proto: Proto, to: SocketAddrV4) -> io::Result<()>;
+    /// Opens the host side of a new egress flow toward `to` (a socket of
+    /// `to`'s family): TCP starts a non-blocking connect (completion is
+    /// reported with [`Translator::connected`]); UDP and ICMP echo get a
+    /// connected socket.
+    fn open(&mut self, flow: FlowId, proto: Proto, to: SocketAddr) -> io::Result<()>;
     /// Writes stream bytes (TCP) or sends one datagram (UDP, ICMP echo
     /// message) on the flow's own socket; returns how many bytes it took.
     fn send(&mut self, flow: FlowId, data: &[u8]) -> io::Result<usize>;
     /// Sends one datagram from a published UDP port's socket to a client.
-    fn send_to(&mut self, listener: ListenerId, to: SocketAddrV4, data: &[u8]) -> io::Result<()>;
+    fn send_to(&mut self, listener: ListenerId, to: SocketAddr, data: &[u8]) -> io::Result<()>;
     /// Shuts the flow's TCP socket down for writing (the sandbox sent FIN).
     fn shutdown_write(&mut self, flow: FlowId);
     /// Drops `len` bytes the sandbox acknowledged from the front of the
@@ -47,6 +48,10 @@ pub trait Host {
     fn rewind(&mut self, flow: FlowId);
     /// Closes the flow's socket; `reset` aborts a TCP connection (RST).
     fn close(&mut self, flow: FlowId, reset: bool);
+    /// The path MTU the flow's connected datagram socket knows toward its
+    /// destination (`IPV6_MTU`), after it reported `EMSGSIZE` (an ICMPv6
+    /// packet too big arrived).
+    fn path_mtu(&mut self, flow: FlowId) -> Option<u32>;
 }
 
 /// What the translator knows of a network with a gateway.
@@ -56,10 +61,27 @@ pub struct NetView {
     pub gateway: PortId,
     /// The gateway's MAC.
     pub mac: MacAddr,
-    /// The gateway's address.
-    pub address: Ipv4Addr,
+    /// The gateway's IPv4 address (none on an IPv6-only network).
+    pub address: Option<Ipv4Addr>,
+    /// The gateway's IPv6 address (none unless the network has IPv6).
+    pub address6: Option<Ipv6Addr>,
     /// The network's MTU (the MSS the switch offers is derived from it).
     pub mtu: u32,
+}
+
+impl NetView {
+    /// The gateway's address of `ip`'s family.
+    pub fn gateway_like(&self, ip: IpAddr) -> Option<IpAddr> {
+        match ip {
+            IpAddr::V4(_) => self.address.map(IpAddr::V4),
+            IpAddr::V6(_) => self.address6.map(IpAddr::V6),
+        }
+    }
+
+    /// Whether `ip` is one of the gateway's addresses.
+    pub fn is_gateway(&self, ip: IpAddr) -> bool {
+        self.gateway_like(ip) == Some(ip)
+    }
 }
 
 /// Control frames (handshakes, ACKs, resets, ICMP errors) the translator
@@ -143,9 +165,17 @@ impl Default for Limits {
 #[derive(Debug, Clone, Default)]
 struct Listener {
     proto: Option<Proto>,
-    host: Option<SocketAddrV4>,
+    host: Option<SocketAddr>,
     backends: Vec<Backend>,
     next: usize,
+}
+
+/// How a new published flow reaches its backend: the backend's network,
+/// the flow's key and the addresses of its frames.
+struct Route {
+    view: NetView,
+    key: FlowKey,
+    head: Head,
 }
 
 /// The L4 translator.
@@ -153,7 +183,7 @@ struct Listener {
 pub struct Translator {
     table: FlowTable,
     /// Published UDP flows by (listener, client).
-    by_client: HashMap<(ListenerId, SocketAddrV4), FlowId, foldhash::fast::RandomState>,
+    by_client: HashMap<(ListenerId, SocketAddr), FlowId, foldhash::fast::RandomState>,
     nets: Vec<Option<NetView>>,
     listeners: Vec<Option<Listener>>,
     timers: BinaryHeap<Reverse<(u64, u32)>>,
@@ -198,7 +228,7 @@ impl Translator {
 
     /// Sets a published port's backends (a new listener, or new backends
     /// for an open one; connections in progress keep theirs).
-    pub fn set_listener(&mut self, id: ListenerId, proto: Proto, host: SocketAddrV4, backends: Vec<Backend>) {
+    pub fn set_listener(&mut self, id: ListenerId, proto: Proto, host: SocketAddr, backends: Vec<Backend>) {
         let i = id.0 as usize;
         if self.listeners.len() <= i {
             self.listeners.resize(i + 1, None);
@@ -290,8 +320,8 @@ impl Translator {
         Some(FlowKey {
             network,
             proto,
-            sandbox: SocketAddrV4::new(p.src, sandbox_port),
-            remote: SocketAddrV4::new(p.dst, remote_port),
+            sandbox: SocketAddr::new(p.src, sandbox_port),
+            remote: SocketAddr::new(p.dst, remote_port),
         })
     }
 
@@ -307,13 +337,17 @@ impl Translator {
     ) -> Result<(), Unsupported> {
         let p = packet::parse(frame)?;
         let view = self.nets.get(network.index()).copied().flatten().ok_or(Unsupported::Malformed)?;
+        // A family the network's gateway does not route.
+        if view.gateway_like(p.src).is_none() {
+            return Err(Unsupported::Protocol);
+        }
         let key = self.key_of(network, &p).ok_or(Unsupported::Malformed)?;
         let head = Head { gateway_mac: view.mac.0, sandbox_mac: p.src_mac, remote: key.remote, sandbox: key.sandbox };
         let existing = self.table.lookup(&key);
         match p.transport {
             Transport::Tcp(seg) => match existing {
                 Some(id) => self.tcp_segment(id, &seg, now, host, out),
-                None if seg.has(flags::SYN) && !seg.has(flags::ACK) && key.remote.ip() != &view.address => {
+                None if seg.has(flags::SYN) && !seg.has(flags::ACK) && !view.is_gateway(key.remote.ip()) => {
                     self.tcp_open(key, head, view, &seg, now, host, out)
                 }
                 None => reset_stray(&head, view.gateway, &seg, out),
@@ -321,7 +355,7 @@ impl Translator {
             Transport::Udp { payload, .. } | Transport::Echo { message: payload, .. } => {
                 let id = match existing {
                     Some(id) => id,
-                    None if key.remote.ip() == &view.address => return Ok(()),
+                    None if view.is_gateway(key.remote.ip()) => return Ok(()),
                     None => match self.datagram_open(key, head, view, p.quote, now, host, out) {
                         Some(id) => id,
                         None => return Ok(()),
@@ -349,7 +383,8 @@ impl Translator {
             return;
         }
         let (mss, shift) = seg.syn_options();
-        let tcp = TcpFlow::egress(self.iss_for(&key, now), seg.seq, mss, shift);
+        let default_mss = tcp::default_mss(Family::of(key.sandbox.ip()));
+        let tcp = TcpFlow::egress(self.iss_for(&key, now), seg.seq, mss.unwrap_or(default_mss), shift);
         let id =
             self.add_flow(new_flow(key, false, view.gateway, head, key.remote, HostSide::Own, tcp_state(tcp), now));
         if let Err(e) = host.open(id, Proto::Tcp, key.remote) {
@@ -393,15 +428,20 @@ impl Translator {
         let at = now + (u64::from(tcp::SYN_RTO_MS) << t.retries);
         t.deadline = Some(at);
         let head = flow.head;
-        out.push(flow.gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, Some((mss, shift))));
+        out.push(flow.gateway, CONTROL_MAX, |buf| packet::write_tcp_control(buf, &head, fields, Some((mss, shift))));
         self.arm(id, at);
     }
 
-    /// The MSS the switch offers on flow `id`'s network.
+    /// The MSS the switch offers on flow `id`'s network: its MTU less the
+    /// IP and TCP headers (IPv4 at least 536 bytes, IPv6 at least 1220, as
+    /// the minimum MTUs allow).
     fn nets_mss(&self, id: FlowId) -> Option<u16> {
         let flow = self.table.get(id)?;
         let view = self.nets.get(flow.key.network.index()).copied().flatten()?;
-        Some(view.mtu.saturating_sub(40).clamp(536, 65_495) as u16)
+        let family = Family::of(flow.key.sandbox.ip());
+        let headers = family.ip_len() as u32 + 20;
+        let mss = view.mtu.saturating_sub(headers).clamp(u32::from(tcp::default_mss(family)), 65_535 - headers);
+        Some(mss as u16)
     }
 
     /// An egress flow's destination refused or could not be reached: the
@@ -414,7 +454,7 @@ impl Translator {
         match (&flow.state, unreachable_code(e)) {
             (FlowState::Tcp(t), None) => {
                 let fields = TcpFields { seq: 0, ack: t.rcv_nxt, flags: flags::RST | flags::ACK, window: 0 };
-                out.push(gateway, 80, |buf| packet::write_tcp_control(buf, &head, fields, None));
+                out.push(gateway, CONTROL_MAX, |buf| packet::write_tcp_control(buf, &head, fields, None));
             }
             (state, code) => {
                 // A TCP flow is refused while connecting: its SYN is quoted.
@@ -423,9 +463,10 @@ impl Translator {
                     FlowState::Datagram { .. } => 0,
                 };
                 let quote = packet::rebuild_quote(head.sandbox, head.remote, flow.key.proto, seq);
-                let code = code.unwrap_or(Unreachable::Port);
-                out.push(gateway, packet::unreachable_len(&quote), |buf| {
-                    packet::write_unreachable(buf, &head, code, &quote)
+                let quote = quote.as_slice();
+                let code = code.unwrap_or(IcmpError::Port);
+                out.push(gateway, packet::icmp_error_len(&head, quote), |buf| {
+                    packet::write_icmp_error(buf, &head, code, quote)
                 });
             }
         }
@@ -453,7 +494,7 @@ impl Translator {
                 Phase::SynSent if seg.has(flags::ACK) && seg.ack == t.iss.wrapping_add(1) => {
                     let (mss, shift) = seg.syn_options();
                     t.rcv_nxt = seg.seq.wrapping_add(1);
-                    t.mss = mss.unwrap_or(536).max(64);
+                    t.mss = mss.unwrap_or(tcp::default_mss(Family::of(flow.key.sandbox.ip()))).max(64);
                     match shift {
                         Some(s) => t.shift = s,
                         None => t.our_shift = 0,
@@ -721,7 +762,7 @@ impl Translator {
         t.fin_out = true;
         t.ack_due = false;
         let rto = u64::from(t.rto_ms);
-        out.push(gateway, 60, |buf| packet::write_tcp_control(buf, &head, fields, None));
+        out.push(gateway, CONTROL_MAX, |buf| packet::write_tcp_control(buf, &head, fields, None));
         if was_idle {
             t.deadline = Some(now + rto);
             self.arm(id, now + rto);
@@ -735,7 +776,7 @@ impl Translator {
             Some(Proto::Tcp) => self.reset_both(id, host, out),
             Some(_) => {
                 let e = io::Error::from(io::ErrorKind::ConnectionRefused);
-                self.datagram_error(id, &e, out);
+                self.datagram_error(id, &e, host, out);
             }
             None => {}
         }
@@ -746,7 +787,7 @@ impl Translator {
         if let FlowState::Tcp(t) = &flow.state {
             let fields = TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::RST | flags::ACK, window: 0 };
             let head = flow.head;
-            out.push(flow.gateway, 60, |buf| packet::write_tcp_control(buf, &head, fields, None));
+            out.push(flow.gateway, CONTROL_MAX, |buf| packet::write_tcp_control(buf, &head, fields, None));
         }
         host.close(id, true);
         self.drop_flow(id);
@@ -762,7 +803,7 @@ impl Translator {
             if t.ack_due {
                 let fields = TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::ACK, window: t.window_field() };
                 let head = flow.head;
-                out.push(flow.gateway, 60, |buf| packet::write_tcp_control(buf, &head, fields, None));
+                out.push(flow.gateway, CONTROL_MAX, |buf| packet::write_tcp_control(buf, &head, fields, None));
             }
             host.close(id, false);
             self.drop_flow(id);
@@ -791,7 +832,7 @@ impl Translator {
             t.ack_due = false;
             let fields = TcpFields { seq: t.snd_nxt, ack: t.rcv_nxt, flags: flags::ACK, window: t.window_field() };
             let head = flow.head;
-            out.push(flow.gateway, 60, |buf| packet::write_tcp_control(buf, &head, fields, None));
+            out.push(flow.gateway, CONTROL_MAX, |buf| packet::write_tcp_control(buf, &head, fields, None));
         }
         self.acks = acks;
     }
@@ -799,14 +840,10 @@ impl Translator {
     /// A client connected to published TCP port `listener`: returns the
     /// flow its accepted socket belongs to, or `None` when it must be
     /// refused (no backend, table full).
-    pub fn accept(&mut self, listener: ListenerId, client: SocketAddrV4, now: u64, out: &mut Emit) -> Option<FlowId> {
-        let (backend, tried) = self.pick_backend(listener, client, 0)?;
-        let view = self.nets.get(backend.network.index()).copied().flatten()?;
+    pub fn accept(&mut self, listener: ListenerId, client: SocketAddr, now: u64, out: &mut Emit) -> Option<FlowId> {
+        let (backend, tried, route) = self.route(listener, client, Proto::Tcp, 0)?;
+        let Route { view, key, head } = route?;
         if self.full(backend.network) {
-            return None;
-        }
-        let (key, head) = inbound_key(backend, view, client, Proto::Tcp);
-        if self.table.lookup(&key).is_some() {
             return None;
         }
         let tcp = TcpFlow::inbound(self.iss_for(&key, now), listener, tried);
@@ -815,17 +852,83 @@ impl Translator {
         Some(id)
     }
 
-    /// The `tried`-th backend to ask for a new connection from `client`,
-    /// rotating; `None` when every backend was tried.
-    fn pick_backend(&mut self, listener: ListenerId, client: SocketAddrV4, tried: usize) -> Option<(Backend, usize)> {
+    /// The `tried`-th backend to ask for a new connection, rotating;
+    /// `None` when every backend was tried.
+    fn pick_backend(&mut self, listener: ListenerId, tried: usize) -> Option<(Backend, usize)> {
         let l = self.listeners.get_mut(listener.0 as usize)?.as_mut()?;
         if tried >= l.backends.len() {
             return None;
         }
-        let _ = client;
         let i = l.next % l.backends.len();
         l.next = l.next.wrapping_add(1);
         Some((l.backends[i], tried + 1))
+    }
+
+    /// The next backend (from the `tried`-th on) for a new flow from
+    /// `client`, with how many were tried and, unless its network is gone
+    /// or the flow's 4-tuple is taken, the flow's key and frame addresses.
+    /// Backends with no address the client can be carried to (no gateway
+    /// of that family on their network) are passed over; `None` when every
+    /// backend was tried.
+    fn route(
+        &mut self,
+        listener: ListenerId,
+        client: SocketAddr,
+        proto: Proto,
+        mut tried: usize,
+    ) -> Option<(Backend, usize, Option<Route>)> {
+        loop {
+            let (backend, now_tried) = self.pick_backend(listener, tried)?;
+            tried = now_tried;
+            let Some(view) = self.nets.get(backend.network.index()).copied().flatten() else {
+                return Some((backend, tried, None));
+            };
+            let Some((key, head)) = self.inbound_key(backend, view, client, proto) else { continue };
+            let route = self.table.lookup(&key).is_none().then_some(Route { view, key, head });
+            return Some((backend, tried, route));
+        }
+    }
+
+    /// The key and frame addresses of a published flow from `client` to
+    /// `backend`, or `None` when the backend cannot be reached by it.
+    ///
+    /// The client reaches the backend's address of its own family as
+    /// itself. A loopback client (and an IPv6 link-local one) is shown to
+    /// the sandbox as its gateway, since the sandbox's own loopback (link)
+    /// would answer otherwise; so is a client of a family the backend has
+    /// no address of, carried to its other address (as Docker's proxy
+    /// carries IPv6 clients to IPv4-only containers). Such a client keeps
+    /// its port unless another flow already shows the gateway with it.
+    fn inbound_key(
+        &self,
+        backend: Backend,
+        view: NetView,
+        client: SocketAddr,
+        proto: Proto,
+    ) -> Option<(FlowKey, Head)> {
+        let client_ip = client.ip().to_canonical();
+        let (sandbox_ip, remote_ip) = match backend.address_like(client_ip) {
+            Some(ip) if !stands_in(client_ip) => (ip, client_ip),
+            Some(ip) => (ip, view.gateway_like(ip)?),
+            None => {
+                let ip = backend.ipv4.map(IpAddr::V4).or(backend.ipv6.map(IpAddr::V6))?;
+                (ip, view.gateway_like(ip)?)
+            }
+        };
+        let sandbox = SocketAddr::new(sandbox_ip, backend.port);
+        let key_with =
+            |port: u16| FlowKey { network: backend.network, proto, sandbox, remote: SocketAddr::new(remote_ip, port) };
+        let mut key = key_with(client.port());
+        if remote_ip != client_ip && self.table.lookup(&key).is_some() {
+            use std::hash::BuildHasher;
+            let hash = self.iss_key.hash_one(client);
+            let free =
+                (0..MAPPED_PORT_TRIES).map(|i| key_with(mapped_port(hash, i))).find(|k| self.table.lookup(k).is_none());
+            if let Some(free) = free {
+                key = free;
+            }
+        }
+        Some((key, Head { gateway_mac: view.mac.0, sandbox_mac: backend.mac.0, remote: key.remote, sandbox }))
     }
 
     fn send_syn(&mut self, id: FlowId, now: u64, out: &mut Emit) {
@@ -840,7 +943,7 @@ impl Translator {
         let head = flow.head;
         let delay = u64::from(tcp::SYN_RTO_MS) << t.retries;
         t.deadline = Some(now + delay);
-        out.push(flow.gateway, 80, |buf| {
+        out.push(flow.gateway, CONTROL_MAX, |buf| {
             packet::write_tcp_control(buf, &head, fields, Some((mss, Some(tcp::OUR_SHIFT))))
         });
         self.arm(id, now + delay);
@@ -858,26 +961,14 @@ impl Translator {
         }) else {
             return;
         };
-        let next = self.pick_backend(listener, client, tried);
-        let Some((backend, tried)) = next else {
+        // No backend left; or one on a network that is gone, or a 4-tuple
+        // in use: the client is reset rather than left waiting with no timer.
+        let Some((_, tried, Some(Route { view, key, head }))) = self.route(listener, client, Proto::Tcp, tried) else {
             self.count(network).flows_refused += 1;
             host.close(id, true);
             self.drop_flow(id);
             return;
         };
-        // A backend on a network that is gone, or a 4-tuple in use: the
-        // client is reset rather than left waiting with no timer.
-        let view = self.nets.get(backend.network.index()).copied().flatten();
-        let Some((key, head)) = view
-            .map(|view| inbound_key(backend, view, client, Proto::Tcp))
-            .filter(|(key, _)| self.table.lookup(key).is_none())
-        else {
-            self.count(network).flows_refused += 1;
-            host.close(id, true);
-            self.drop_flow(id);
-            return;
-        };
-        let Some(view) = view else { return };
         // The flow keeps its slot, the id the daemon files the client's
         // socket under. (Removing and inserting it again did not always
         // give the same slot back: the table lets its memory go when it
@@ -912,9 +1003,9 @@ impl Translator {
         let state = FlowState::Datagram { answered: false };
         let id = self.add_flow(new_flow(key, false, view.gateway, head, key.remote, HostSide::Own, state, now));
         if let Err(e) = host.open(id, key.proto, key.remote) {
-            let code = unreachable_code(&e).unwrap_or(Unreachable::Host);
-            out.push(view.gateway, packet::unreachable_len(quote), |buf| {
-                packet::write_unreachable(buf, &head, code, quote)
+            let code = unreachable_code(&e).unwrap_or(IcmpError::Host);
+            out.push(view.gateway, packet::icmp_error_len(&head, quote), |buf| {
+                packet::write_icmp_error(buf, &head, code, quote)
             });
             host.close(id, false);
             self.drop_flow(id);
@@ -948,19 +1039,19 @@ impl Translator {
             HostSide::Listener(l) => host.send_to(l, flow.outer_remote, payload),
         };
         if let Err(e) = sent
-            && let Some(code) =
-                unreachable_code(&e).or((e.kind() == io::ErrorKind::ConnectionRefused).then_some(Unreachable::Port))
+            && let Some(code) = datagram_icmp_error(&e, flow.head.family(), || host.path_mtu(id))
         {
             let head = flow.head;
-            out.push(flow.gateway, packet::unreachable_len(quote), |buf| {
-                packet::write_unreachable(buf, &head, code, quote)
+            out.push(flow.gateway, packet::icmp_error_len(&head, quote), |buf| {
+                packet::write_icmp_error(buf, &head, code, quote)
             });
         }
     }
 
     /// A datagram (UDP payload, or ICMP echo reply message) arrived on flow
-    /// `id`'s own socket and sits in `buf` at [`packet::UDP_PAYLOAD`] or
-    /// [`packet::ICMP_MESSAGE`]: writes the frame around it.
+    /// `id`'s own socket and sits in `buf` at [`Translator::payload_offset`]
+    /// (its family's [`Family::udp_payload`] or [`Family::icmp_message`]):
+    /// writes the frame around it.
     pub fn datagram_in(&mut self, id: FlowId, buf: &mut [u8], len: usize, now: u64) -> Option<DataFrame> {
         let flow = self.table.get_mut(id)?;
         let FlowState::Datagram { answered } = &mut flow.state else { return None };
@@ -977,27 +1068,42 @@ impl Translator {
         Some(DataFrame { port: flow.gateway, len, hdr })
     }
 
-    /// Flow `id`'s datagram socket reported an error (an ICMP error from
-    /// the remote): the sandbox gets the matching ICMP error.
-    pub fn datagram_error(&mut self, id: FlowId, e: &io::Error, out: &mut Emit) {
+    /// Flow `id`'s datagram socket reported an error (an ICMP or ICMPv6
+    /// error from the path): the sandbox gets the matching error (port,
+    /// host or network unreachable; over IPv6 also packet too big, with
+    /// the path MTU the host learnt).
+    pub fn datagram_error(&mut self, id: FlowId, e: &io::Error, host: &mut impl Host, out: &mut Emit) {
         let Some(flow) = self.table.get(id) else { return };
-        let code = unreachable_code(e)
-            .or((e.kind() == io::ErrorKind::ConnectionRefused).then_some(Unreachable::Port))
-            .unwrap_or(Unreachable::Host);
+        let code = datagram_icmp_error(e, flow.head.family(), || host.path_mtu(id)).unwrap_or(IcmpError::Host);
         let quote = packet::rebuild_quote(flow.head.sandbox, flow.head.remote, flow.key.proto, 0);
+        let quote = quote.as_slice();
         let head = flow.head;
-        out.push(flow.gateway, packet::unreachable_len(&quote), |buf| {
-            packet::write_unreachable(buf, &head, code, &quote)
+        out.push(flow.gateway, packet::icmp_error_len(&head, quote), |buf| {
+            packet::write_icmp_error(buf, &head, code, quote)
         });
     }
 
+    /// Where the daemon puts what it reads from flow `id`'s socket for the
+    /// sandbox: the TCP or UDP payload, or the ICMP message, of a frame of
+    /// the flow's family.
+    pub fn payload_offset(&self, id: FlowId) -> Option<usize> {
+        let flow = self.table.get(id)?;
+        let family = flow.head.family();
+        Some(match flow.key.proto {
+            Proto::Tcp => family.tcp_payload(),
+            Proto::Udp => family.udp_payload(),
+            Proto::Icmp => family.icmp_message(),
+        })
+    }
+
     /// A datagram from `client` arrived on published UDP port `listener`
-    /// and sits in `buf` at [`packet::UDP_PAYLOAD`]: writes the frame toward
-    /// the backend its flow is pinned to (a new flow picks the next one).
+    /// and sits in `buf` at the client's family's
+    /// [`Family::udp_payload`]: writes the frame toward the backend its
+    /// flow is pinned to (a new flow picks the next one).
     pub fn udp_inbound(
         &mut self,
         listener: ListenerId,
-        client: SocketAddrV4,
+        client: SocketAddr,
         buf: &mut [u8],
         len: usize,
         now: u64,
@@ -1005,13 +1111,9 @@ impl Translator {
         let id = match self.by_client.get(&(listener, client)) {
             Some(&id) => id,
             None => {
-                let (backend, _) = self.pick_backend(listener, client, 0)?;
-                let view = self.nets.get(backend.network.index()).copied().flatten()?;
+                let (backend, _, route) = self.route(listener, client, Proto::Udp, 0)?;
+                let Route { view, key, head } = route?;
                 if self.full(backend.network) {
-                    return None;
-                }
-                let (key, head) = inbound_key(backend, view, client, Proto::Udp);
-                if self.table.lookup(&key).is_some() {
                     return None;
                 }
                 let state = FlowState::Datagram { answered: false };
@@ -1031,6 +1133,15 @@ impl Translator {
             }
         };
         let flow = self.table.get_mut(id)?;
+        // A client carried to the backend's other family: the payload
+        // moves to where that family's frame has it.
+        let (at, to) = (Family::of(client.ip()).udp_payload(), flow.head.family().udp_payload());
+        if at != to {
+            if buf.len() < at.max(to) + len {
+                return None;
+            }
+            buf.copy_within(at..at + len, to);
+        }
         flow.last_seen = now;
         flow.bytes_to_sandbox += len as u64;
         let (len, hdr) = packet::write_udp(buf, &flow.head, len);
@@ -1132,11 +1243,11 @@ impl Translator {
     /// Ends every flow of the sandbox at `address` on `network` (its
     /// endpoint is gone): own sockets are closed, TCP ones with a reset.
     /// Returns how many flows ended.
-    pub fn forget_sandbox(&mut self, network: NetworkId, address: Ipv4Addr, host: &mut impl Host) -> usize {
+    pub fn forget_sandbox(&mut self, network: NetworkId, address: IpAddr, host: &mut impl Host) -> usize {
         let gone: Vec<(FlowId, bool, bool)> = self
             .table
             .iter()
-            .filter(|(_, f)| f.key.network == network && f.key.sandbox.ip() == &address)
+            .filter(|(_, f)| f.key.network == network && f.key.sandbox.ip() == address)
             .map(|(id, f)| (id, f.host == HostSide::Own, f.key.proto == Proto::Tcp))
             .collect();
         for &(id, own, tcp) in &gone {
@@ -1192,7 +1303,7 @@ impl Translator {
     }
 
     /// The proto and published address of a listener.
-    pub fn listener(&self, id: ListenerId) -> Option<(Proto, SocketAddrV4)> {
+    pub fn listener(&self, id: ListenerId) -> Option<(Proto, SocketAddr)> {
         let l = self.listeners.get(id.0 as usize)?.as_ref()?;
         Some((l.proto?, l.host?))
     }
@@ -1241,7 +1352,7 @@ fn new_flow(
     inbound: bool,
     gateway: PortId,
     head: Head,
-    outer_remote: SocketAddrV4,
+    outer_remote: SocketAddr,
     host: HostSide,
     state: FlowState,
     now: u64,
@@ -1262,14 +1373,24 @@ fn new_flow(
     }
 }
 
-/// The key and frame addresses of a published flow from `client` to
-/// `backend`. A loopback client is shown to the sandbox as its gateway
-/// (its own loopback would answer otherwise), keeping the client's port.
-fn inbound_key(backend: Backend, view: NetView, client: SocketAddrV4, proto: Proto) -> (FlowKey, Head) {
-    let remote = if client.ip().is_loopback() { SocketAddrV4::new(view.address, client.port()) } else { client };
-    let sandbox = SocketAddrV4::new(backend.address, backend.port);
-    let key = FlowKey { network: backend.network, proto, sandbox, remote };
-    (key, Head { gateway_mac: view.mac.0, sandbox_mac: backend.mac.0, remote, sandbox })
+/// Whether a published port's client must be shown to the sandbox as its
+/// gateway: a loopback client (the sandbox's own loopback would answer),
+/// an IPv6 link-local one (its address means another link to the sandbox).
+fn stands_in(client: IpAddr) -> bool {
+    match client {
+        IpAddr::V4(a) => a.is_loopback(),
+        IpAddr::V6(a) => a.is_loopback() || a.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
+/// Ports tried for a client shown as the gateway when its own port is
+/// taken by another such client.
+const MAPPED_PORT_TRIES: u64 = 16;
+
+/// The `i`-th port to try for a client shown as the gateway, spread over
+/// the ephemeral range 32768–60999 by the client's `hash`.
+fn mapped_port(hash: u64, i: u64) -> u16 {
+    (32_768 + hash.wrapping_add(i.wrapping_mul(0x9e37_79b9)) % 28_232) as u16
 }
 
 /// Answers a TCP segment that belongs to no flow with a reset (RFC 9293
@@ -1284,15 +1405,27 @@ fn reset_stray(head: &Head, gateway: PortId, seg: &TcpSegment<'_>, out: &mut Emi
         let len = seg.payload.len() as u32 + u32::from(seg.has(flags::SYN)) + u32::from(seg.has(flags::FIN));
         TcpFields { seq: 0, ack: seg.seq.wrapping_add(len), flags: flags::RST | flags::ACK, window: 0 }
     };
-    out.push(gateway, 60, |buf| packet::write_tcp_control(buf, head, fields, None));
+    out.push(gateway, CONTROL_MAX, |buf| packet::write_tcp_control(buf, head, fields, None));
 }
 
-/// The ICMP code for a socket error that means "unreachable"; `None` for
+/// The ICMP error for a socket error that means "unreachable"; `None` for
 /// a refusal or anything else.
-fn unreachable_code(e: &io::Error) -> Option<Unreachable> {
+fn unreachable_code(e: &io::Error) -> Option<IcmpError> {
     match e.raw_os_error() {
-        Some(libc::ENETUNREACH) => Some(Unreachable::Net),
-        Some(libc::EHOSTUNREACH | libc::ETIMEDOUT | libc::EHOSTDOWN) => Some(Unreachable::Host),
+        Some(libc::ENETUNREACH) => Some(IcmpError::Net),
+        Some(libc::EHOSTUNREACH | libc::ETIMEDOUT | libc::EHOSTDOWN) => Some(IcmpError::Host),
         _ => None,
     }
+}
+
+/// The ICMP error for an error a flow's datagram socket reported: port
+/// unreachable for a refusal, net or host unreachable, and over IPv6
+/// packet too big for `EMSGSIZE` (an ICMPv6 packet too big reached the
+/// host), with the path MTU `mtu` gives (at least IPv6's 1280). `None` for
+/// anything else.
+fn datagram_icmp_error(e: &io::Error, family: Family, mtu: impl FnOnce() -> Option<u32>) -> Option<IcmpError> {
+    if family == Family::V6 && e.raw_os_error() == Some(libc::EMSGSIZE) {
+        return Some(IcmpError::TooBig(mtu().unwrap_or(1280).max(1280)));
+    }
+    unreachable_code(e).or((e.kind() == io::ErrorKind::ConnectionRefused).then_some(IcmpError::Port))
 }

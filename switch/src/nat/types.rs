@@ -1,7 +1,7 @@
 //! The translator's vocabulary, shared with the control plane: protocols,
 //! published listeners and their backends, flow records and counters.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +17,7 @@ pub enum Proto {
     Tcp,
     /// UDP: datagrams relayed per flow.
     Udp,
-    /// ICMP echo (egress only), through ping sockets.
+    /// ICMP and ICMPv6 echo (egress only), through ping sockets.
     Icmp,
 }
 
@@ -38,18 +38,36 @@ impl std::fmt::Display for Proto {
     }
 }
 
-/// One place a published port's traffic may go: a sandbox's address and
+/// One place a published port's traffic may go: a sandbox's addresses and
 /// port on a network. Several backends make a balanced service.
+///
+/// A client reaches the backend's address of its own family, with its own
+/// address and port as the source. When the backend has no address of the
+/// client's family (an IPv6 client, an IPv4-only sandbox), the client is
+/// carried to the other address as Docker's proxy does: the sandbox sees
+/// the gateway's address of that family as the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Backend {
     /// The network the sandbox is reached on.
     pub network: NetworkId,
-    /// The endpoint's address.
-    pub address: Ipv4Addr,
+    /// The endpoint's IPv4 address, if it has one.
+    pub ipv4: Option<Ipv4Addr>,
+    /// The endpoint's IPv6 address, if it has one.
+    pub ipv6: Option<Ipv6Addr>,
     /// The endpoint's MAC (frames toward it are addressed to it directly).
     pub mac: MacAddr,
     /// The port inside the sandbox.
     pub port: u16,
+}
+
+impl Backend {
+    /// The backend's address of `ip`'s family, if it has one.
+    pub fn address_like(&self, ip: IpAddr) -> Option<IpAddr> {
+        match ip {
+            IpAddr::V4(_) => self.ipv4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.ipv6.map(IpAddr::V6),
+        }
+    }
 }
 
 /// A published port as the datapath needs it: a host socket address it
@@ -59,11 +77,17 @@ pub struct Publication {
     /// TCP or UDP.
     pub proto: Proto,
     /// Where the daemon listens, in its own network namespace
-    /// (`0.0.0.0` for every address).
-    pub host: SocketAddrV4,
+    /// (`0.0.0.0` for every IPv4 address, `[::]` for every IPv6 one: an
+    /// IPv6 socket takes IPv6 only, `IPV6_V6ONLY`).
+    pub host: SocketAddr,
     /// Where connections go; new TCP connections rotate over them, UDP
     /// flows are pinned to one by their 5-tuple.
     pub backends: Vec<Backend>,
+    /// The IPv6 wildcard companion of a mapping on every address (`-p
+    /// 8080:80` listens on `0.0.0.0` and `[::]`): left out, with a log
+    /// line, when the host has no IPv6 (the bind fails with
+    /// `EAFNOSUPPORT` or `EADDRNOTAVAIL`) rather than failing the request.
+    pub optional: bool,
 }
 
 /// Which side opened a flow.
@@ -86,14 +110,14 @@ pub struct FlowInfo {
     /// The sandbox's network.
     pub network: NetworkId,
     /// The sandbox's side of the inner flow (address, port or echo id).
-    pub sandbox: SocketAddrV4,
+    pub sandbox: SocketAddr,
     /// The other side of the inner flow as the sandbox sees it.
-    pub remote: SocketAddrV4,
+    pub remote: SocketAddr,
     /// The host socket's local address (egress: the address the kernel
     /// picked; inbound: the published address).
-    pub outer_local: Option<SocketAddrV4>,
+    pub outer_local: Option<SocketAddr>,
     /// The host socket's peer (egress: the destination; inbound: the client).
-    pub outer_remote: SocketAddrV4,
+    pub outer_remote: SocketAddr,
     /// Payload bytes from the sandbox.
     pub bytes_from_sandbox: u64,
     /// Payload bytes to the sandbox.

@@ -1,10 +1,11 @@
 //! Receiving many UDP datagrams with one system call (`recvmmsg`), each
 //! into its own buffer at a fixed offset, so a published UDP port's
-//! datagrams land where their frames' payloads go.
+//! datagrams land where their frames' payloads go; and the path MTU an
+//! IPv6 datagram socket learnt.
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// Most datagrams one call receives.
@@ -15,8 +16,13 @@ pub const MAX_BATCH: usize = 32;
 pub struct Datagram {
     /// Bytes received (a longer datagram is cut to the buffer's room).
     pub len: usize,
-    /// The sender (IPv4; another family reads as `0.0.0.0:0`).
-    pub from: SocketAddrV4,
+    /// The sender (IPv4 or IPv6; another family reads as `0.0.0.0:0`).
+    pub from: SocketAddr,
+}
+
+impl Datagram {
+    /// A placeholder to fill an array with.
+    pub const EMPTY: Datagram = Datagram { len: 0, from: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)) };
 }
 
 /// Receives up to `bufs.len()` (at most [`MAX_BATCH`]) datagrams without
@@ -31,8 +37,9 @@ pub fn recv_batch(
 ) -> io::Result<usize> {
     let n = bufs.len().min(MAX_BATCH);
     let mut iovs: [MaybeUninit<libc::iovec>; MAX_BATCH] = [const { MaybeUninit::uninit() }; MAX_BATCH];
-    // SAFETY: sockaddr_in is plain old data; all zeroes is a valid value.
-    let mut names: [libc::sockaddr_in; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: sockaddr_in6 is plain old data; all zeroes is a valid value.
+    // It is large enough for a sockaddr_in too.
+    let mut names: [libc::sockaddr_in6; MAX_BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: as above for mmsghdr (null pointers, zero lengths).
     let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
     for i in 0..n {
@@ -43,10 +50,10 @@ pub fn recv_batch(
         msgs[i].msg_hdr.msg_iov = iovs[i].as_mut_ptr();
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_name = (&raw mut names[i]).cast();
-        msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
     }
     // SAFETY: each of the first `n` headers points at one live iovec that
-    // covers a region of a buffer we hold mutably, and at a sockaddr_in of
+    // covers a region of a buffer we hold mutably, and at a sockaddr_in6 of
     // the size it declares; the kernel writes only within them.
     let got = unsafe {
         libc::recvmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
@@ -56,15 +63,47 @@ pub fn recv_batch(
     }
     let got = got as usize;
     for i in 0..got {
-        let name = &names[i];
-        let from = if i32::from(name.sin_family) == libc::AF_INET {
-            SocketAddrV4::new(Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)), u16::from_be(name.sin_port))
-        } else {
-            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)
-        };
-        out[i] = Datagram { len: msgs[i].msg_len as usize, from };
+        out[i] = Datagram { len: msgs[i].msg_len as usize, from: sender(&names[i]) };
     }
     Ok(got)
+}
+
+/// The address in a `sockaddr_in6`-sized name the kernel filled in (a
+/// `sockaddr_in` for an IPv4 sender).
+fn sender(name: &libc::sockaddr_in6) -> SocketAddr {
+    match i32::from(name.sin6_family) {
+        libc::AF_INET6 => SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from(name.sin6_addr.s6_addr),
+            u16::from_be(name.sin6_port),
+            u32::from_be(name.sin6_flowinfo),
+            name.sin6_scope_id,
+        )),
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in, which is smaller than
+            // and laid out at the start of the sockaddr_in6 we read.
+            let v4: &libc::sockaddr_in = unsafe { &*(name as *const libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
+            SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
+                u16::from_be(v4.sin_port),
+            ))
+        }
+        _ => Datagram::EMPTY.from,
+    }
+}
+
+/// The path MTU a connected IPv6 socket knows toward its peer
+/// (`IPV6_MTU`): after an ICMPv6 packet too big, the MTU it announced.
+pub fn ipv6_path_mtu(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut mtu: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `mtu`, a live local.
+    let rc = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_MTU, (&raw mut mtu).cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u32::try_from(mtu).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
 }
 
 #[cfg(test)]
@@ -82,7 +121,7 @@ mod tests {
             tx.send_to(&[k; 5][..usize::from(k) + 1], rx.local_addr().unwrap()).unwrap();
         }
         let mut bufs: Vec<Box<[u8]>> = (0..4).map(|_| vec![0xee; 64].into_boxed_slice()).collect();
-        let mut out = [Datagram { len: 0, from: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0) }; MAX_BATCH];
+        let mut out = [Datagram::EMPTY; MAX_BATCH];
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let mut got = 0;
         while got < 3 && std::time::Instant::now() < deadline {
@@ -103,5 +142,30 @@ mod tests {
         }
         assert_eq!(got, 3);
         assert_eq!(recv_batch(rx.as_fd(), &mut bufs, 10, 20, &mut out).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn ipv6_senders_are_read_whole_and_the_path_mtu_is_known() {
+        let rx = UdpSocket::bind("[::1]:0").unwrap();
+        let tx = UdpSocket::bind("[::1]:0").unwrap();
+        tx.send_to(b"six", rx.local_addr().unwrap()).unwrap();
+        let mut bufs: Vec<Box<[u8]>> = vec![vec![0; 64].into_boxed_slice()];
+        let mut out = [Datagram::EMPTY; MAX_BATCH];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let n = loop {
+            match recv_batch(rx.as_fd(), &mut bufs, 62, 2, &mut out) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline => {
+                    std::thread::yield_now()
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(n, 1);
+        assert_eq!(out[0].from, tx.local_addr().unwrap(), "the IPv6 sender, port included");
+        assert_eq!((out[0].len, &bufs[0][62..64]), (2, &b"si"[..]), "cut to the room given");
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let mtu = ipv6_path_mtu(tx.as_fd()).unwrap();
+        assert!(mtu >= 1280, "loopback's MTU, got {mtu}");
     }
 }

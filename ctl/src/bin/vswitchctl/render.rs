@@ -271,8 +271,12 @@ pub(crate) fn services(w: &mut dyn Write, services: &[ServiceInfo]) -> io::Resul
             .publish
             .iter()
             .map(|m| {
-                let host = if m.host_ip.is_unspecified() { "*".to_owned() } else { m.host_ip.to_string() };
-                format!("{host}:{}->{}", m.host_port, m.container_display())
+                let host = if m.host_ip == std::net::Ipv4Addr::UNSPECIFIED {
+                    format!("*:{}", m.host_port)
+                } else {
+                    m.host_display()
+                };
+                format!("{host}->{}", m.container_display())
             })
             .collect();
         t.row(vec![s.name.clone(), s.network.clone(), s.replicas.len().to_string(), dash(ports.join(", "))]);

@@ -7,10 +7,16 @@
 //! (same host key: the datapath only swaps the backends) whenever one of its
 //! replicas connects or disconnects; that update is logged when it fails,
 //! never the reason a connect or disconnect fails.
+//!
+//! A mapping on every address (`0.0.0.0`, Docker's default) is two
+//! listeners, `0.0.0.0` and `[::]` (IPv6 only), the second left out when
+//! the host has no IPv6. Each backend is an endpoint with its IPv4 and IPv6
+//! addresses: clients reach the one of their own family (see
+//! [`nat::Backend`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use ctl::proto::{Ack, CtlError, ErrorKind, NatFlow, NatStats, ServiceInfo, ServiceReplica};
 use ctl::{PortMapping, PortProto};
@@ -28,32 +34,54 @@ fn proto(p: PortProto) -> nat::Proto {
     }
 }
 
-/// The datapath's key of a published port: protocol and host address.
-fn key(m: &PortMapping) -> (nat::Proto, SocketAddrV4) {
-    (proto(m.proto), SocketAddrV4::new(m.host_ip, m.host_port))
+/// The datapath's keys of a published port: protocol and host address,
+/// one per listener (see [`PortMapping::listen_addresses`]), with whether
+/// the listener is optional.
+fn listeners(m: &PortMapping) -> impl Iterator<Item = ((nat::Proto, SocketAddr), bool)> + '_ {
+    m.listen_addresses().map(|(ip, optional)| ((proto(m.proto), SocketAddr::new(ip, m.host_port)), optional))
 }
 
-/// The keys of `mappings`.
-pub(super) fn keys<'a>(mappings: impl IntoIterator<Item = &'a PortMapping>) -> Vec<(nat::Proto, SocketAddrV4)> {
-    mappings.into_iter().map(key).collect()
+/// The keys of `mappings`' listeners.
+pub(super) fn keys<'a>(mappings: impl IntoIterator<Item = &'a PortMapping>) -> Vec<(nat::Proto, SocketAddr)> {
+    mappings.into_iter().flat_map(|m| listeners(m).map(|(key, _)| key)).collect()
 }
 
-/// Where traffic for `endpoint`'s `port` goes.
+/// Where traffic for `endpoint`'s `port` goes: its addresses of both
+/// families (`None` for an endpoint with neither).
 fn backend(model: &Model, endpoint: &Endpoint, port: u16) -> Option<Backend> {
     let network = model.network_by_id(&endpoint.network_id)?;
-    Some(Backend { network: network_id(network), address: endpoint.ipv4?, mac: endpoint.mac.into(), port })
+    if endpoint.ipv4.is_none() && endpoint.ipv6.is_none() {
+        return None;
+    }
+    Some(Backend {
+        network: network_id(network),
+        ipv4: endpoint.ipv4,
+        ipv6: endpoint.ipv6,
+        mac: endpoint.mac.into(),
+        port,
+    })
 }
 
-/// One publication per mapping of `mappings` (some of `endpoint`'s), each
-/// with the endpoint as its single backend.
-pub(super) fn endpoint_publications(model: &Model, endpoint: &Endpoint, mappings: &[PortMapping]) -> Vec<Publication> {
+/// The publications of `mappings`, one per listener, each going to `backends`.
+fn publications(mappings: &[PortMapping], backends: impl Fn(&PortMapping) -> Vec<Backend>) -> Vec<Publication> {
     mappings
         .iter()
-        .map(|m| {
-            let (proto, host) = key(m);
-            Publication { proto, host, backends: backend(model, endpoint, m.container_port).into_iter().collect() }
+        .flat_map(|m| {
+            let backends = backends(m);
+            listeners(m).map(move |((proto, host), optional)| Publication {
+                proto,
+                host,
+                backends: backends.clone(),
+                optional,
+            })
         })
         .collect()
+}
+
+/// The publications of `mappings` (some of `endpoint`'s), each with the
+/// endpoint as its single backend.
+pub(super) fn endpoint_publications(model: &Model, endpoint: &Endpoint, mappings: &[PortMapping]) -> Vec<Publication> {
+    publications(mappings, |m| backend(model, endpoint, m.container_port).into_iter().collect())
 }
 
 /// One publication per port of `service`, whose backends are its replicas
@@ -62,22 +90,18 @@ pub(super) fn endpoint_publications(model: &Model, endpoint: &Endpoint, mappings
 /// appended here.
 pub(super) fn service_publications(model: &Model, service: &Service) -> Vec<Publication> {
     let replicas = model.service_replicas(service);
-    service
-        .publish
-        .iter()
-        .map(|m| {
-            let (proto, host) = key(m);
-            let backends = replicas.iter().filter_map(|e| backend(model, e, m.container_port)).collect();
-            Publication { proto, host, backends }
-        })
-        .collect()
+    publications(&service.publish, |m| replicas.iter().filter_map(|e| backend(model, e, m.container_port)).collect())
 }
 
 /// The ctl error for a failed `publish`: a host port in use or privileged
 /// is the caller's problem, named as such.
 fn publish_error(e: DatapathError) -> CtlError {
     let DatapathError::Listen { proto, addr, source } = e else { return datapath_error(e) };
-    let port = if addr.ip().is_unspecified() { format!("{}/{proto}", addr.port()) } else { format!("{addr}/{proto}") };
+    let port = if addr.ip() == IpAddr::from([0, 0, 0, 0]) {
+        format!("{}/{proto}", addr.port())
+    } else {
+        format!("{addr}/{proto}")
+    };
     match source.kind() {
         io::ErrorKind::AddrInUse => CtlError::conflict(format!("host port {port} is already in use")),
         io::ErrorKind::PermissionDenied => CtlError::new(
@@ -108,7 +132,7 @@ impl Control {
 
     /// Closes published ports, logging a failure (used where the model has
     /// already moved on).
-    pub(super) fn unpublish_logged(&self, keys: Vec<(nat::Proto, SocketAddrV4)>) {
+    pub(super) fn unpublish_logged(&self, keys: Vec<(nat::Proto, SocketAddr)>) {
         if keys.is_empty() {
             return;
         }
@@ -164,11 +188,11 @@ impl Control {
     /// failure is logged and the model keeps the mapping. Endpoints not in
     /// `restored` (their TAP could not be brought back) get no traffic.
     pub(super) fn restore_publications(&self, restored: &HashSet<String>) {
-        let alive: HashSet<(Ipv4Addr, u32)> = self
+        let alive: HashSet<(crate::wire::MacAddr, u32)> = self
             .model
             .endpoints()
             .filter(|e| restored.contains(&e.id))
-            .filter_map(|e| Some((e.ipv4?, self.model.network_by_id(&e.network_id)?.network_index)))
+            .filter_map(|e| Some((e.mac.into(), self.model.network_by_id(&e.network_id)?.network_index)))
             .collect();
         let mut publications = Vec::new();
         for endpoint in self.model.endpoints().filter(|e| restored.contains(&e.id)) {
@@ -176,7 +200,7 @@ impl Control {
         }
         for service in self.model.services() {
             publications.extend(service_publications(&self.model, service).into_iter().map(|mut p| {
-                p.backends.retain(|b| alive.contains(&(b.address, b.network.0)));
+                p.backends.retain(|b| alive.contains(&(b.mac, b.network.0)));
                 p
             }));
         }
@@ -277,11 +301,13 @@ impl Control {
     pub(super) fn nat_ls(&self, network: Option<&str>) -> Reply {
         let filter = network.map(|n| self.model.network(n).map(network_id)).transpose().map_err(model_error)?;
         let flows = self.datapath.nat_flows().map_err(datapath_error)?;
-        let sandboxes: HashMap<(u32, Ipv4Addr), &str> = self
+        let sandboxes: HashMap<(u32, IpAddr), &str> = self
             .model
             .endpoints()
-            .filter_map(|e| {
-                Some(((self.model.network_by_id(&e.network_id)?.network_index, e.ipv4?), e.sandbox.as_str()))
+            .filter_map(|e| Some((self.model.network_by_id(&e.network_id)?.network_index, e)))
+            .flat_map(|(network, e)| {
+                let addresses = e.ipv4.map(IpAddr::V4).into_iter().chain(e.ipv6.map(IpAddr::V6));
+                addresses.map(move |address| ((network, address), e.sandbox.as_str()))
             })
             .collect();
         let mut out: Vec<NatFlow> = flows
@@ -295,7 +321,7 @@ impl Control {
                 }
                 .to_owned(),
                 network: self.network_name(f.network),
-                sandbox: sandboxes.get(&(f.network.0, *f.sandbox.ip())).map(|s| (*s).to_owned()),
+                sandbox: sandboxes.get(&(f.network.0, f.sandbox.ip())).map(|s| (*s).to_owned()),
                 sandbox_addr: f.sandbox,
                 remote_addr: f.remote,
                 outer_local: f.outer_local,
@@ -354,13 +380,21 @@ mod tests {
     fn an_endpoint_is_the_backend_of_its_ports() {
         let (m, e1, _) = model();
         let pubs = endpoint_publications(&m, &e1, &e1.publish);
-        assert_eq!(pubs.len(), 2);
+        // Every address: 0.0.0.0 and, optional, [::].
+        let hosts: Vec<(String, bool)> = pubs.iter().map(|p| (p.host.to_string(), p.optional)).collect();
+        let want = [("0.0.0.0:8080", false), ("[::]:8080", true), ("0.0.0.0:8081", false), ("[::]:8081", true)];
+        assert_eq!(hosts, want.map(|(h, o)| (h.to_owned(), o)));
         let net = network_id(m.network("a").unwrap());
-        assert_eq!(pubs[1].proto, nat::Proto::Tcp);
-        assert_eq!(pubs[1].host, "0.0.0.0:8081".parse().unwrap());
+        let backend = Backend { network: net, ipv4: e1.ipv4, ipv6: e1.ipv6, mac: e1.mac.into(), port: 81 };
+        assert!(backend.ipv4.is_some() && backend.ipv6.is_none(), "an IPv4-only network");
+        assert!(pubs.iter().all(|p| p.proto == nat::Proto::Tcp));
+        assert_eq!(pubs[2].backends, [backend]);
+        assert_eq!(pubs[3].backends, [backend], "IPv6 clients reach the same endpoint");
+        let one = endpoint_publications(&m, &e1, &ctl::parse_publish("[::1]:9000:90/udp").unwrap());
+        assert_eq!(one.len(), 1, "one address: one listener");
         assert_eq!(
-            pubs[1].backends,
-            [Backend { network: net, address: e1.ipv4.unwrap(), mac: e1.mac.into(), port: 81 }]
+            (one[0].proto, one[0].host, one[0].optional),
+            (nat::Proto::Udp, "[::1]:9000".parse().unwrap(), false)
         );
     }
 
@@ -372,14 +406,14 @@ mod tests {
         let pubs = service_publications(&m, &service);
         assert_eq!(pubs.len(), 1);
         assert_eq!((pubs[0].proto, pubs[0].host), (nat::Proto::Udp, "127.0.0.1:5353".parse().unwrap()));
-        let order: Vec<Option<Ipv4Addr>> = pubs[0].backends.iter().map(|b| Some(b.address)).collect();
+        let order: Vec<_> = pubs[0].backends.iter().map(|b| b.ipv4).collect();
         assert_eq!(order, [e1.ipv4, e2.ipv4]);
         assert!(pubs[0].backends.iter().all(|b| b.port == 53));
         // The next replica comes last.
         let e3 = m.connect(Connect { service: Some("api".into()), ..Connect::new("a", "s3") }).unwrap();
         assert_eq!(m.service_of(&e3).map(|s| s.name.as_str()), Some("api"));
         let pubs = service_publications(&m, m.service("api").unwrap());
-        let order: Vec<Option<Ipv4Addr>> = pubs[0].backends.iter().map(|b| Some(b.address)).collect();
+        let order: Vec<_> = pubs[0].backends.iter().map(|b| b.ipv4).collect();
         assert_eq!(order, [e1.ipv4, e2.ipv4, e3.ipv4]);
         // No replicas: still published, with no backends.
         for s in ["s1", "s2", "s3"] {

@@ -2,7 +2,7 @@
 //! how datapath port ids are formed.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -161,7 +161,7 @@ pub enum DatapathError {
         /// TCP or UDP.
         proto: nat::Proto,
         /// The host address and port.
-        addr: std::net::SocketAddrV4,
+        addr: SocketAddr,
         /// The OS error (address in use, permission denied for a
         /// privileged port, address not available).
         source: io::Error,
@@ -246,7 +246,7 @@ pub(super) enum Command {
         reply: Reply<Result<(), DatapathError>>,
     },
     Unpublish {
-        keys: Vec<(nat::Proto, std::net::SocketAddrV4)>,
+        keys: Vec<(nat::Proto, SocketAddr)>,
         reply: Reply<()>,
     },
     NatFlows {
@@ -254,7 +254,7 @@ pub(super) enum Command {
     },
     NatForget {
         network: NetworkId,
-        address: Ipv4Addr,
+        address: IpAddr,
         reply: Reply<usize>,
     },
     SetImpair {
@@ -456,14 +456,14 @@ impl DatapathHandle {
 
     /// Closes published ports; flows already carried through them go on
     /// until they end.
-    pub fn unpublish(&self, keys: Vec<(nat::Proto, std::net::SocketAddrV4)>) -> Result<(), DatapathError> {
+    pub fn unpublish(&self, keys: Vec<(nat::Proto, SocketAddr)>) -> Result<(), DatapathError> {
         self.call(|reply| Command::Unpublish { keys, reply })
     }
 
     /// Ends every translated flow of the sandbox at `address` on `network`
     /// (its endpoint is going): host connections are reset. Returns how
     /// many flows ended.
-    pub fn nat_forget(&self, network: NetworkId, address: Ipv4Addr) -> Result<usize, DatapathError> {
+    pub fn nat_forget(&self, network: NetworkId, address: IpAddr) -> Result<usize, DatapathError> {
         self.call(|reply| Command::NatForget { network, address, reply })
     }
 

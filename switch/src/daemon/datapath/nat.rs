@@ -8,9 +8,13 @@
 //! port or connection. Bytes from host sockets are read straight into the
 //! batch's frame buffers behind room for the headers, so a 64 KiB read is
 //! one frame toward the sandbox and no copy.
+//!
+//! IPv4 and IPv6 flows alike: a flow's socket is of its destination's
+//! family, a published port's of its address's (IPv6 ones take IPv6 only,
+//! `IPV6_V6ONLY`, so `0.0.0.0` and `[::]` are two sockets as in Docker).
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 
 use mio::unix::SourceFd;
@@ -23,8 +27,8 @@ use super::{Datapath, PortIo};
 use crate::counters::DropReason;
 use crate::daemon::batch::{HDR, RxEntry};
 use crate::nat::{
-    DataFrame, Emit, FlowId, FlowInfo, Host, ICMP_MESSAGE, Limits, ListenerId, MAX_UDP_PAYLOAD, NetView, Proto,
-    Publication, TCP_PAYLOAD, Translator, UDP_PAYLOAD, Unsupported,
+    DataFrame, Emit, Family, FlowId, FlowInfo, Host, Limits, ListenerId, MAX_UDP_PAYLOAD, NetView, Proto, Publication,
+    TCP_PAYLOAD, Translator, Unsupported,
 };
 use crate::offload::ChecksumState;
 use crate::port::{NetworkId, PortId};
@@ -47,11 +51,13 @@ enum FlowSocket {
     Tcp { stream: TcpStream, connecting: bool },
     /// A connected UDP socket, or an ICMP ping socket (both are datagram
     /// sockets for `send`/`recv`).
-    Datagram { socket: UdpSocket, icmp: bool },
-    /// A raw ICMP socket connected to the destination, where ping sockets
-    /// are not allowed (`net.ipv4.ping_group_range`); it sees every echo
-    /// reply from that address, so replies are matched by echo id.
-    RawIcmp { socket: UdpSocket, id: u16 },
+    Datagram { socket: UdpSocket },
+    /// A raw ICMP (ICMPv6) socket connected to the destination, where ping
+    /// sockets are not allowed (`net.ipv4.ping_group_range`, which governs
+    /// both families); it sees every ICMP message from that address, so
+    /// replies are matched by type and echo id. Raw ICMPv4 sockets read
+    /// the IP header too, ICMPv6 ones do not.
+    RawIcmp { socket: UdpSocket, id: u16, family: Family },
 }
 
 impl FlowSocket {
@@ -84,7 +90,7 @@ pub(super) struct NatIo {
     pub(super) translator: Translator,
     sockets: Vec<Option<FlowSocket>>,
     listeners: Vec<Option<ListenerSocket>>,
-    by_address: HashMap<(Proto, SocketAddrV4), ListenerId>,
+    by_address: HashMap<(Proto, SocketAddr), ListenerId>,
     /// Control frames waiting to enter the bridge.
     pub(super) out: Emit,
     /// Datagram flows and listeners with something to read.
@@ -123,6 +129,19 @@ impl NatIo {
         self.out = Emit::default();
         self.datagrams_ready = Vec::new();
         crate::sys::mem::owe_trim();
+    }
+
+    /// The local addresses of the published ports' sockets.
+    #[cfg(test)]
+    pub(super) fn listener_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .flatten()
+            .filter_map(|l| match l {
+                ListenerSocket::Tcp(s) => s.local_addr().ok(),
+                ListenerSocket::Udp(s) => s.local_addr().ok(),
+            })
+            .collect()
     }
 
     /// Something waits to be read or sent.
@@ -177,30 +196,36 @@ impl Sockets<'_> {
     }
 }
 
-fn open_icmp(to: SocketAddrV4, id: u16) -> io::Result<FlowSocket> {
-    let to = SockAddr::from(SocketAddr::V4(to));
-    match Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)) {
+fn open_icmp(to: SocketAddr, id: u16) -> io::Result<FlowSocket> {
+    let family = Family::of(to.ip());
+    let (domain, protocol) = match family {
+        Family::V4 => (Domain::IPV4, Protocol::ICMPV4),
+        Family::V6 => (Domain::IPV6, Protocol::ICMPV6),
+    };
+    let to = SockAddr::from(to);
+    match Socket::new(domain, Type::DGRAM, Some(protocol)) {
         Ok(socket) => {
             socket.set_nonblocking(true)?;
             socket.connect(&to)?;
-            Ok(FlowSocket::Datagram { socket: socket.into(), icmp: true })
+            Ok(FlowSocket::Datagram { socket: socket.into() })
         }
         Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
-            let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
+            let socket = Socket::new(domain, Type::RAW, Some(protocol))?;
             socket.set_nonblocking(true)?;
             socket.connect(&to)?;
-            Ok(FlowSocket::RawIcmp { socket: socket.into(), id })
+            Ok(FlowSocket::RawIcmp { socket: socket.into(), id, family })
         }
         Err(e) => Err(e),
     }
 }
 
 impl Host for Sockets<'_> {
-    fn open(&mut self, flow: FlowId, proto: Proto, to: SocketAddrV4) -> io::Result<()> {
-        let addr = SockAddr::from(SocketAddr::V4(to));
+    fn open(&mut self, flow: FlowId, proto: Proto, to: SocketAddr) -> io::Result<()> {
+        let addr = SockAddr::from(to);
+        let domain = Domain::for_address(to);
         match proto {
             Proto::Tcp => {
-                let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+                let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
                 socket.set_nonblocking(true)?;
                 socket.set_tcp_nodelay(true)?;
                 if self.peek_offset {
@@ -215,10 +240,10 @@ impl Host for Sockets<'_> {
                 self.store(flow, stream, Interest::READABLE | Interest::WRITABLE)
             }
             Proto::Udp => {
-                let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+                let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
                 socket.set_nonblocking(true)?;
                 socket.connect(&addr)?;
-                self.store(flow, FlowSocket::Datagram { socket: socket.into(), icmp: false }, Interest::READABLE)
+                self.store(flow, FlowSocket::Datagram { socket: socket.into() }, Interest::READABLE)
             }
             // The echo id is known only from the first request: the raw
             // fallback learns it in `send`.
@@ -231,7 +256,7 @@ impl Host for Sockets<'_> {
         match self.sockets.get_mut(i).and_then(Option::as_mut) {
             Some(FlowSocket::Tcp { stream, .. }) => stream::send(stream.as_fd(), data),
             Some(FlowSocket::Datagram { socket, .. }) => socket.send(data),
-            Some(FlowSocket::RawIcmp { socket, id }) => {
+            Some(FlowSocket::RawIcmp { socket, id, .. }) => {
                 if data.len() >= 6 {
                     *id = u16::from_be_bytes([data[4], data[5]]);
                 }
@@ -241,7 +266,7 @@ impl Host for Sockets<'_> {
         }
     }
 
-    fn send_to(&mut self, listener: ListenerId, to: SocketAddrV4, data: &[u8]) -> io::Result<()> {
+    fn send_to(&mut self, listener: ListenerId, to: SocketAddr, data: &[u8]) -> io::Result<()> {
         match self.listeners.get(listener.0 as usize).and_then(Option::as_ref) {
             Some(ListenerSocket::Udp(socket)) => socket.send_to(data, to).map(drop),
             _ => Err(io::Error::from(io::ErrorKind::NotConnected)),
@@ -284,14 +309,27 @@ impl Host for Sockets<'_> {
             let _ = socket2::SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO));
         }
     }
+
+    fn path_mtu(&mut self, flow: FlowId) -> Option<u32> {
+        match self.get(flow).ok()? {
+            FlowSocket::Datagram { socket, .. } | FlowSocket::RawIcmp { socket, .. } => {
+                dgram::ipv6_path_mtu(socket.as_fd()).ok()
+            }
+            FlowSocket::Tcp { .. } => None,
+        }
+    }
 }
 
-/// Binds a published port's socket.
-fn bind(proto: Proto, addr: SocketAddrV4) -> io::Result<ListenerSocket> {
-    let sockaddr = SockAddr::from(SocketAddr::V4(addr));
+/// Binds a published port's socket (an IPv6 one for IPv6 only).
+fn bind(proto: Proto, addr: SocketAddr) -> io::Result<ListenerSocket> {
+    let sockaddr = SockAddr::from(addr);
+    let domain = Domain::for_address(addr);
     match proto {
         Proto::Tcp => {
-            let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+            let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+            if addr.is_ipv6() {
+                socket.set_only_v6(true)?;
+            }
             socket.set_reuse_address(true)?;
             socket.set_nonblocking(true)?;
             socket.bind(&sockaddr)?;
@@ -299,7 +337,10 @@ fn bind(proto: Proto, addr: SocketAddrV4) -> io::Result<ListenerSocket> {
             Ok(ListenerSocket::Tcp(socket.into()))
         }
         Proto::Udp => {
-            let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+            if addr.is_ipv6() {
+                socket.set_only_v6(true)?;
+            }
             socket.set_nonblocking(true)?;
             socket.bind(&sockaddr)?;
             Ok(ListenerSocket::Udp(socket.into()))
@@ -308,11 +349,15 @@ fn bind(proto: Proto, addr: SocketAddrV4) -> io::Result<ListenerSocket> {
     }
 }
 
-fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
-    match addr {
-        SocketAddr::V4(a) => Some(a),
-        SocketAddr::V6(a) => Some(SocketAddrV4::new(a.ip().to_ipv4_mapped()?, a.port())),
-    }
+/// `addr` with an IPv4-mapped IPv6 address as the IPv4 address it maps.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// Whether a bind failure of an optional listener (the `[::]` companion of
+/// a mapping on every address) means the host has no IPv6 to listen on.
+fn no_ipv6(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT))
 }
 
 impl Datapath {
@@ -338,6 +383,9 @@ impl Datapath {
             });
             match result {
                 Ok(id) => opened.push(id),
+                Err(source) if p.optional && no_ipv6(&source) => {
+                    tracing::info!(proto = %p.proto, addr = %p.host, error = %source, "no IPv6 on this host: not listening");
+                }
                 Err(source) => {
                     for id in opened {
                         self.close_listener(id);
@@ -374,7 +422,7 @@ impl Datapath {
     }
 
     /// Closes published ports.
-    pub(super) fn unpublish(&mut self, keys: &[(Proto, SocketAddrV4)]) {
+    pub(super) fn unpublish(&mut self, keys: &[(Proto, SocketAddr)]) {
         for key in keys {
             if let Some(&id) = self.nat.by_address.get(key) {
                 tracing::info!(proto = %key.0, addr = %key.1, "unpublished port");
@@ -384,7 +432,7 @@ impl Datapath {
     }
 
     /// Ends the flows of the sandbox at `address` on `network`.
-    pub(super) fn nat_forget(&mut self, network: NetworkId, address: Ipv4Addr) -> usize {
+    pub(super) fn nat_forget(&mut self, network: NetworkId, address: IpAddr) -> usize {
         let NatIo { translator, sockets, listeners, peek_offset, .. } = &mut self.nat;
         let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
         translator.forget_sandbox(network, address, &mut host)
@@ -402,7 +450,7 @@ impl Datapath {
                 }
                 None => None,
             };
-            info.outer_local = local.and_then(v4).or(info.outer_local);
+            info.outer_local = local.map(canonical).or(info.outer_local);
         }
         flows.into_iter().map(|(_, info)| info).collect()
     }
@@ -412,9 +460,7 @@ impl Datapath {
         let view = gateway.and_then(|port| match self.ports.get(port.index()) {
             Some(Some(PortIo::Gateway(gw))) => {
                 let mtu = self.nets.get(network.index()).and_then(Option::as_ref).map_or(1500, |n| n.mtu);
-                // The translator speaks IPv4: a network without an IPv4
-                // gateway has nothing for it.
-                Some(NetView { gateway: port, mac: gw.mac(), address: gw.ipv4()?, mtu })
+                Some(NetView { gateway: port, mac: gw.mac(), address: gw.ipv4(), address6: gw.ipv6(), mtu })
             }
             _ => None,
         });
@@ -482,38 +528,50 @@ impl Datapath {
     }
 
     /// Takes frame `i`, sent to `gateway`'s MAC, if the translator carries
-    /// it: IPv4 routed through the gateway to an address outside every
-    /// network (with egress on), or a reply within a published flow.
-    /// Returns false for frames the gateway (or `no_route`) handles.
+    /// it: IPv4 or IPv6 routed through the gateway to an address outside
+    /// every network (with egress on; IPv6 where the network has it), or a
+    /// reply within a published flow. Returns false for frames the gateway
+    /// (or `no_route`) handles.
     pub(super) fn nat_from_sandbox(&mut self, gateway: PortId, i: usize) -> bool {
         let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return false };
-        let Some(gw_address) = gw.ipv4() else { return false };
-        let gw_mac = gw.mac();
+        let (gw_mac, gw_address, gw_address6) = (gw.mac(), gw.ipv4(), gw.ipv6());
         let frame = self.batch.frame(i);
-        if frame.len() < 34 || frame[..6] != gw_mac.0 || frame[12..14] != [0x08, 0x00] {
+        if frame.len() < 14 || frame[..6] != gw_mac.0 {
             return false;
         }
         let Ok(network) = self.bridge.port_config(gateway).map(|c| c.network) else { return false };
-        let destination = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
-        if destination == gw_address {
+        let net = self.nets.get(network.index()).and_then(Option::as_ref);
+        let (destination, gateway_address, routed) = match frame[12..14] {
+            [0x08, 0x00] if frame.len() >= 34 => {
+                let d = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+                let routed = !(d.is_broadcast() || d.is_multicast() || d.is_unspecified() || d.is_loopback());
+                (IpAddr::V4(d), gw_address.map(IpAddr::V4), routed)
+            }
+            [0x86, 0xdd] if frame.len() >= 54 => {
+                let d = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[38..54]).unwrap_or_default());
+                // Link-local addresses are on the link, never routed.
+                let routed = !(d.is_multicast()
+                    || d.is_unspecified()
+                    || d.is_loopback()
+                    || d.segments()[0] & 0xffc0 == 0xfe80
+                    || d.to_ipv4_mapped().is_some());
+                (IpAddr::V6(d), gw_address6.map(IpAddr::V6), routed)
+            }
+            _ => return false,
+        };
+        // No gateway of that family: the gateway's own stack answers.
+        let Some(gateway_address) = gateway_address else { return false };
+        if destination == gateway_address {
             if !self.nat.translator.owns(network, frame) {
                 return false;
             }
-        } else {
-            let egress = self.nets.get(network.index()).and_then(Option::as_ref).is_some_and(|n| n.egress);
-            if !egress
-                || destination.is_broadcast()
-                || destination.is_multicast()
-                || destination.is_unspecified()
-                || destination.is_loopback()
-                || self.is_switch_address(destination)
-            {
-                return false;
-            }
+        } else if !(net.is_some_and(|n| n.egress) && routed) || self.is_switch_address(destination) {
+            return false;
         }
         let entry = self.batch.entry(i);
         let ingress = entry.port;
-        if entry.gso && self.batch.vnet_hdr(i).gso_kind() != VirtioNetHdr::GSO_TCPV4 {
+        let tso = if destination.is_ipv4() { VirtioNetHdr::GSO_TCPV4 } else { VirtioNetHdr::GSO_TCPV6 };
+        if entry.gso && self.batch.vnet_hdr(i).gso_kind() != tso {
             self.bridge.count_drop(ingress, DropReason::NatUnsupported);
             return true;
         }
@@ -527,20 +585,38 @@ impl Datapath {
                 self.bridge.count_drop(ingress, DropReason::NatUnsupported);
                 true
             }
+            Err(Unsupported::Extension) => {
+                self.bridge.count_drop(ingress, DropReason::NatIpv6Extension);
+                true
+            }
         }
     }
 
     /// Is `address` inside one of the switch's networks (another bridge
     /// domain, which isolation keeps apart)?
-    fn is_switch_address(&self, address: Ipv4Addr) -> bool {
-        self.nets.iter().flatten().filter_map(|n| n.gateway).any(|port| match self.ports.get(port.index()) {
-            Some(Some(PortIo::Gateway(gw))) => {
-                let Some((net, prefix)) = gw.subnet() else { return false };
-                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-                u32::from(address) & mask == u32::from(net) & mask
+    fn is_switch_address(&self, address: IpAddr) -> bool {
+        match address {
+            IpAddr::V4(address) => {
+                self.nets.iter().flatten().filter_map(|n| n.gateway).any(|port| match self.ports.get(port.index()) {
+                    Some(Some(PortIo::Gateway(gw))) => {
+                        let Some((net, prefix)) = gw.subnet() else { return false };
+                        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                        u32::from(address) & mask == u32::from(net) & mask
+                    }
+                    _ => false,
+                })
             }
-            _ => false,
-        })
+            IpAddr::V6(address) => {
+                self.nets.iter().flatten().filter_map(|n| n.gateway).any(|port| match self.ports.get(port.index()) {
+                    Some(Some(PortIo::Gateway(gw))) => {
+                        let Some((net, prefix)) = gw.subnet6() else { return false };
+                        let mask = u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0);
+                        u128::from(address) & mask == u128::from(net) & mask
+                    }
+                    _ => false,
+                })
+            }
+        }
     }
 
     /// Moves the translator's control frames into the batch, as many as fit;
@@ -566,8 +642,9 @@ impl Datapath {
         while !self.batch.is_full() {
             let Some((id, room)) = self.nat.translator.next_sendable() else { break };
             let Some((buf, bytes)) = self.batch.take_buffer() else { break };
-            let mut room = room.min(bytes.len() - HDR - TCP_PAYLOAD);
             let NatIo { translator, sockets, listeners, out, peek_offset, skipped, .. } = &mut self.nat;
+            let at = translator.payload_offset(id).unwrap_or(TCP_PAYLOAD);
+            let mut room = room.min(bytes.len() - HDR - at);
             // Without a peek offset, the bytes in flight are peeked again
             // into a scratch buffer, and what follows into the frame.
             let in_flight = if *peek_offset { 0 } else { translator.unacked(id) };
@@ -588,7 +665,7 @@ impl Datapath {
                 continue;
             }
             let frame = &mut bytes[HDR..];
-            let payload = &mut frame[TCP_PAYLOAD..TCP_PAYLOAD + room];
+            let payload = &mut frame[at..at + room];
             let peeked = if host.peek_offset {
                 stream::peek(stream.as_fd(), payload)
             } else {
@@ -622,27 +699,33 @@ impl Datapath {
         while k < ready.len() {
             let id = ready[k];
             let mut drained = false;
-            if let Some(Some(FlowSocket::Datagram { icmp, .. })) = self.nat.sockets.get(id.0 as usize) {
-                drained = self.receive_flow_datagrams(id, *icmp, now);
+            if let Some(Some(FlowSocket::Datagram { .. })) = self.nat.sockets.get(id.0 as usize) {
+                drained = self.receive_flow_datagrams(id, now);
             }
             while !drained && !self.batch.is_full() {
                 let Some((buf, bytes)) = self.batch.take_buffer() else { break };
                 let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
-                let host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+                let mut host =
+                    Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
                 let frame = &mut bytes[HDR..];
                 // Only raw ICMP sockets are read here, one message at a
                 // time (they need filtering); datagram sockets went above.
                 let received = match host.get(id) {
-                    Ok(FlowSocket::RawIcmp { socket, id: echo_id }) => {
-                        // A raw socket gets the IP header too, and every
-                        // ICMP message from the address: keep our replies.
-                        let echo_id = *echo_id;
-                        socket.recv(&mut frame[ICMP_MESSAGE..ICMP_MESSAGE + MAX_UDP_PAYLOAD]).map(|n| {
-                            let packet = &frame[ICMP_MESSAGE..ICMP_MESSAGE + n];
-                            let ihl = usize::from(packet.first().copied().unwrap_or(0) & 0x0f) * 4;
+                    Ok(FlowSocket::RawIcmp { socket, id: echo_id, family }) => {
+                        // A raw ICMPv4 socket gets the IP header too; both
+                        // get every ICMP message from the address: keep
+                        // our echo replies.
+                        let (echo_id, family) = (*echo_id, *family);
+                        let at = family.icmp_message();
+                        socket.recv(&mut frame[at..at + MAX_UDP_PAYLOAD]).map(|n| {
+                            let packet = &frame[at..at + n];
+                            let (ihl, reply) = match family {
+                                Family::V4 => (usize::from(packet.first().copied().unwrap_or(0) & 0x0f) * 4, 0),
+                                Family::V6 => (0, 129),
+                            };
                             let icmp = packet.get(ihl..).unwrap_or_default();
-                            (icmp.len() >= 8 && icmp[0] == 0 && u16::from_be_bytes([icmp[4], icmp[5]]) == echo_id)
-                                .then_some((n - ihl, ihl))
+                            (icmp.len() >= 8 && icmp[0] == reply && u16::from_be_bytes([icmp[4], icmp[5]]) == echo_id)
+                                .then_some((n - ihl, ihl, at))
                         })
                     }
                     _ => {
@@ -652,8 +735,8 @@ impl Datapath {
                     }
                 };
                 match received {
-                    Ok(Some((n, skip))) => {
-                        frame.copy_within(ICMP_MESSAGE + skip..ICMP_MESSAGE + skip + n, ICMP_MESSAGE);
+                    Ok(Some((n, skip, at))) => {
+                        frame.copy_within(at + skip..at + skip + n, at);
                         let made = translator.datagram_in(id, frame, n, now);
                         push_data(&mut self.batch, buf, made);
                     }
@@ -666,7 +749,7 @@ impl Datapath {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => self.batch.return_buffer(),
                     Err(e) => {
                         self.batch.return_buffer();
-                        translator.datagram_error(id, &e, out);
+                        translator.datagram_error(id, &e, &mut host, out);
                     }
                 }
             }
@@ -686,9 +769,10 @@ impl Datapath {
     /// Receives a flow's datagrams (UDP payloads, or echo replies from a
     /// ping socket) into the batch, a `recvmmsg` at a time; true once its
     /// socket is drained.
-    fn receive_flow_datagrams(&mut self, id: FlowId, icmp: bool, now: u64) -> bool {
-        let mut got = [dgram::Datagram { len: 0, from: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0) }; dgram::MAX_BATCH];
-        let offset = HDR + if icmp { ICMP_MESSAGE } else { UDP_PAYLOAD };
+    fn receive_flow_datagrams(&mut self, id: FlowId, now: u64) -> bool {
+        let mut got = [dgram::Datagram::EMPTY; dgram::MAX_BATCH];
+        let Some(at) = self.nat.translator.payload_offset(id) else { return true };
+        let offset = HDR + at;
         loop {
             let Some(Some(FlowSocket::Datagram { socket, .. })) = self.nat.sockets.get(id.0 as usize) else {
                 return true;
@@ -715,7 +799,12 @@ impl Datapath {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // An ICMP error the remote sent (reported once, then cleared).
-                Err(e) => self.nat.translator.datagram_error(id, &e, &mut self.nat.out),
+                Err(e) => {
+                    let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
+                    let registry = self.poll.registry();
+                    let mut host = Sockets { sockets, listeners, registry, peek_offset: *peek_offset };
+                    translator.datagram_error(id, &e, &mut host, out);
+                }
             }
         }
     }
@@ -757,7 +846,7 @@ impl Datapath {
                     return false;
                 }
             };
-            let Some(client) = v4(client) else { continue };
+            let client = canonical(client);
             let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
             let prepared = stream
                 .set_nonblocking(true)
@@ -780,7 +869,13 @@ impl Datapath {
     /// Receives datagrams from a published UDP port into the batch, a
     /// `recvmmsg` at a time; true if more may wait.
     fn receive_udp(&mut self, listener: ListenerId, now: u64) -> bool {
-        let mut got = [dgram::Datagram { len: 0, from: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0) }; dgram::MAX_BATCH];
+        let mut got = [dgram::Datagram::EMPTY; dgram::MAX_BATCH];
+        // Clients are of the socket's family: their payloads go where a
+        // frame of that family has them.
+        let family = match self.nat.translator.listener(listener) {
+            Some((_, host)) => Family::of(host.ip()),
+            None => return false,
+        };
         loop {
             let Some(Some(ListenerSocket::Udp(socket))) = self.nat.listeners.get(listener.0 as usize) else {
                 return false;
@@ -791,7 +886,7 @@ impl Datapath {
             if want == 0 {
                 return true;
             }
-            let offset = HDR + UDP_PAYLOAD;
+            let offset = HDR + family.udp_payload();
             let n = match dgram::recv_batch(socket.as_fd(), &mut free[..want], offset, MAX_UDP_PAYLOAD, &mut got) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -801,7 +896,7 @@ impl Datapath {
             for (i, d) in got[..n].iter().enumerate() {
                 let buf = first + i;
                 let frame = self.batch.buffer_mut(buf, HDR..Tap::RECV_BUF_LEN);
-                let made = self.nat.translator.udp_inbound(listener, d.from, frame, d.len, now);
+                let made = self.nat.translator.udp_inbound(listener, canonical(d.from), frame, d.len, now);
                 // A datagram no backend takes leaves its buffer unused
                 // until the batch is cleared.
                 if let Some(made) = made {

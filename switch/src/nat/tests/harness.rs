@@ -1,19 +1,18 @@
 //! The test bench: a model [`Host`], frame builders for what sandboxes send
 //! (with `etherparse`), and parsers and checksum checks for what the
-//! translator sends back.
+//! translator sends back, IPv4 and IPv6 alike (a frame's family is its
+//! addresses').
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::{
-    Icmpv4Header, Icmpv4Type, NetHeaders, PacketBuilder, PacketHeaders, TcpOptionElement, TransportHeader,
+    Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, NetHeaders, PacketBuilder, PacketBuilderStep, PacketHeaders,
+    TcpHeader, TcpOptionElement, TransportHeader,
 };
 
-use crate::nat::{
-    Counters, DataFrame, Emit, FlowId, Host, ICMP_MESSAGE, Limits, ListenerId, NetView, Proto, TCP_PAYLOAD, Translator,
-    UDP_PAYLOAD,
-};
+use crate::nat::{Counters, DataFrame, Emit, Family, FlowId, Host, Limits, ListenerId, NetView, Proto, Translator};
 use crate::port::{NetworkId, PortId};
 use crate::sys::tap::VirtioNetHdr;
 use crate::wire::MacAddr;
@@ -26,31 +25,71 @@ pub(super) const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub(super) const GW2_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0x01];
 pub(super) const GW_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 pub(super) const GW2_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+pub(super) const GW6_IP: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1);
+pub(super) const GW26_IP: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 1);
 pub(super) const SB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 pub(super) const SB_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+pub(super) const SB6_IP: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2);
 pub(super) const MTU: u32 = 1500;
 /// The MSS the switch offers on a 1500-byte network.
 pub(super) const OUR_MSS: u16 = 1460;
+/// The MSS the switch offers over IPv6 on a 1500-byte network.
+pub(super) const OUR_MSS6: u16 = 1440;
 
-pub(super) fn sa(ip: [u8; 4], port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::from(ip), port)
+pub(super) fn sa(ip: [u8; 4], port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::from(ip), port))
+}
+
+/// A socket address of either family.
+pub(super) fn sock(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
+/// The IPv4 address `ip` is (panics for IPv6).
+pub(super) fn v4(ip: IpAddr) -> Ipv4Addr {
+    match ip {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(a) => panic!("{a} is not IPv4"),
+    }
+}
+
+/// The IPv6 address `ip` is (panics for IPv4).
+pub(super) fn v6(ip: IpAddr) -> Ipv6Addr {
+    match ip {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(a) => panic!("{a} is not IPv6"),
+    }
+}
+
+/// An IPv6 socket address from the segments of its address.
+pub(super) fn sa6(ip: [u16; 8], port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv6Addr::from(ip), port))
 }
 
 /// The sandbox's usual address and an outside server.
-pub(super) fn sandbox(port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(SB_IP, port)
+pub(super) fn sandbox(port: u16) -> SocketAddr {
+    SocketAddr::from((SB_IP, port))
 }
 
-pub(super) fn remote() -> SocketAddrV4 {
+pub(super) fn remote() -> SocketAddr {
     sa([93, 184, 216, 34], 80)
 }
 
+/// The sandbox's IPv6 address and an outside IPv6 server.
+pub(super) fn sandbox6(port: u16) -> SocketAddr {
+    SocketAddr::from((SB6_IP, port))
+}
+
+pub(super) fn remote6() -> SocketAddr {
+    sa6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x80], 80)
+}
+
 pub(super) fn view() -> NetView {
-    NetView { gateway: GW_PORT, mac: MacAddr(GW_MAC), address: GW_IP, mtu: MTU }
+    NetView { gateway: GW_PORT, mac: MacAddr(GW_MAC), address: Some(GW_IP), address6: Some(GW6_IP), mtu: MTU }
 }
 
 pub(super) fn view2() -> NetView {
-    NetView { gateway: GW2_PORT, mac: MacAddr(GW2_MAC), address: GW2_IP, mtu: 9000 }
+    NetView { gateway: GW2_PORT, mac: MacAddr(GW2_MAC), address: Some(GW2_IP), address6: Some(GW26_IP), mtu: 9000 }
 }
 
 pub(super) fn errno(code: i32) -> io::Error {
@@ -62,9 +101,9 @@ pub(super) fn errno(code: i32) -> io::Error {
 /// One call the translator made on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Call {
-    Open(FlowId, Proto, SocketAddrV4),
+    Open(FlowId, Proto, SocketAddr),
     Send(FlowId, Vec<u8>),
-    SendTo(ListenerId, SocketAddrV4, Vec<u8>),
+    SendTo(ListenerId, SocketAddr, Vec<u8>),
     ShutdownWrite(FlowId),
     Discard(FlowId, usize),
     Rewind(FlowId),
@@ -84,7 +123,7 @@ pub(super) struct RecvQueue {
 pub(super) struct ModelHost {
     pub(super) calls: Vec<Call>,
     /// Errors `open` returns, by destination (once each).
-    pub(super) open_errors: HashMap<SocketAddrV4, i32>,
+    pub(super) open_errors: HashMap<SocketAddr, i32>,
     /// The next `send` on a flow fails with this errno (once).
     pub(super) send_errors: HashMap<FlowId, i32>,
     /// How many more bytes a flow's socket takes before `WouldBlock`
@@ -94,10 +133,12 @@ pub(super) struct ModelHost {
     pub(super) written: HashMap<FlowId, Vec<u8>>,
     pub(super) recv: HashMap<FlowId, RecvQueue>,
     pub(super) closed: HashMap<FlowId, bool>,
+    /// What `path_mtu` answers.
+    pub(super) path_mtu: Option<u32>,
 }
 
 impl Host for ModelHost {
-    fn open(&mut self, flow: FlowId, proto: Proto, to: SocketAddrV4) -> io::Result<()> {
+    fn open(&mut self, flow: FlowId, proto: Proto, to: SocketAddr) -> io::Result<()> {
         self.calls.push(Call::Open(flow, proto, to));
         // A slot reused by a new flow starts afresh.
         self.closed.remove(&flow);
@@ -132,7 +173,7 @@ impl Host for ModelHost {
         Ok(n)
     }
 
-    fn send_to(&mut self, listener: ListenerId, to: SocketAddrV4, data: &[u8]) -> io::Result<()> {
+    fn send_to(&mut self, listener: ListenerId, to: SocketAddr, data: &[u8]) -> io::Result<()> {
         self.calls.push(Call::SendTo(listener, to, data.to_vec()));
         Ok(())
     }
@@ -159,6 +200,10 @@ impl Host for ModelHost {
         self.calls.push(Call::Close(flow, reset));
         let before = self.closed.insert(flow, reset);
         assert!(before.is_none(), "flow {flow:?} closed twice");
+    }
+
+    fn path_mtu(&mut self, _flow: FlowId) -> Option<u32> {
+        self.path_mtu
     }
 }
 
@@ -216,12 +261,23 @@ pub(super) const FIN_ACK: Flags = Flags { syn: false, ack: true, fin: true, rst:
 pub(super) const RST: Flags = Flags { syn: false, ack: false, fin: false, rst: true, psh: false };
 pub(super) const RST_ACK: Flags = Flags { syn: false, ack: true, fin: false, rst: true, psh: false };
 
+/// The builder of a frame from `src_mac` to the gateway with `src` and
+/// `dst`'s IP header (IPv4 or IPv6, as the addresses are).
+pub(super) fn ip_builder(src_mac: [u8; 6], src: IpAddr, dst: IpAddr) -> PacketBuilderStep<etherparse::IpHeaders> {
+    let eth = PacketBuilder::ethernet2(src_mac, GW_MAC);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+        other => panic!("addresses of two families: {other:?}"),
+    }
+}
+
 /// A TCP segment from `src` (MAC `src_mac`) to `dst`, through the gateway.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn tcp_frame_from(
     src_mac: [u8; 6],
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
+    src: SocketAddr,
+    dst: SocketAddr,
     seq: u32,
     ack: u32,
     flags: Flags,
@@ -229,12 +285,7 @@ pub(super) fn tcp_frame_from(
     options: &[TcpOptionElement],
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(src_mac, GW_MAC).ipv4(src.ip().octets(), dst.ip().octets(), 64).tcp(
-        src.port(),
-        dst.port(),
-        seq,
-        window,
-    );
+    let mut b = ip_builder(src_mac, src.ip(), dst.ip()).tcp(src.port(), dst.port(), seq, window);
     if flags.syn {
         b = b.syn();
     }
@@ -260,8 +311,8 @@ pub(super) fn tcp_frame_from(
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn tcp_frame(
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
+    src: SocketAddr,
+    dst: SocketAddr,
     seq: u32,
     ack: u32,
     flags: Flags,
@@ -272,27 +323,26 @@ pub(super) fn tcp_frame(
     tcp_frame_from(SB_MAC, src, dst, seq, ack, flags, window, options, payload)
 }
 
-pub(super) fn udp_frame_from(src_mac: [u8; 6], src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+pub(super) fn udp_frame_from(src_mac: [u8; 6], src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, GW_MAC)
-        .ipv4(src.ip().octets(), dst.ip().octets(), 64)
-        .udp(src.port(), dst.port())
-        .write(&mut v, payload)
-        .expect("frame builds");
+    ip_builder(src_mac, src.ip(), dst.ip()).udp(src.port(), dst.port()).write(&mut v, payload).expect("frame builds");
     v
 }
 
-pub(super) fn udp_frame(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+pub(super) fn udp_frame(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     udp_frame_from(SB_MAC, src, dst, payload)
 }
 
-pub(super) fn echo_frame(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+/// An ICMP echo request (ICMPv6 between IPv6 addresses).
+pub(super) fn echo_frame(src: impl Into<IpAddr>, dst: impl Into<IpAddr>, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let (src, dst) = (src.into(), dst.into());
     let mut v = Vec::new();
-    PacketBuilder::ethernet2(SB_MAC, GW_MAC)
-        .ipv4(src.octets(), dst.octets(), 64)
-        .icmpv4_echo_request(id, seq)
-        .write(&mut v, payload)
-        .expect("frame builds");
+    let b = ip_builder(SB_MAC, src, dst);
+    match src {
+        IpAddr::V4(_) => b.icmpv4_echo_request(id, seq).write(&mut v, payload),
+        IpAddr::V6(_) => b.icmpv6_echo_request(id, seq).write(&mut v, payload),
+    }
+    .expect("frame builds");
     v
 }
 
@@ -317,8 +367,8 @@ pub(super) fn ones_sum(mut acc: u32, data: &[u8]) -> u32 {
 pub(super) struct Seg {
     pub(super) src_mac: [u8; 6],
     pub(super) dst_mac: [u8; 6],
-    pub(super) src: SocketAddrV4,
-    pub(super) dst: SocketAddrV4,
+    pub(super) src: SocketAddr,
+    pub(super) dst: SocketAddr,
     pub(super) seq: u32,
     pub(super) ack: u32,
     pub(super) syn: bool,
@@ -336,8 +386,9 @@ pub(super) struct Seg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Out {
     Tcp(Seg),
-    Udp { src_mac: [u8; 6], dst_mac: [u8; 6], src: SocketAddrV4, dst: SocketAddrV4, payload: Vec<u8> },
+    Udp { src_mac: [u8; 6], dst_mac: [u8; 6], src: SocketAddr, dst: SocketAddr, payload: Vec<u8> },
     Icmp { src: Ipv4Addr, dst: Ipv4Addr, icmp_type: Icmpv4Type, payload: Vec<u8> },
+    Icmp6 { src: Ipv6Addr, dst: Ipv6Addr, icmp_type: Icmpv6Type, payload: Vec<u8> },
 }
 
 impl Out {
@@ -349,22 +400,66 @@ impl Out {
     }
 }
 
-/// Parses a frame toward a sandbox and checks that its IPv4 header is
-/// sound and its checksums (IP, and L4 when `l4_complete`) are right.
+/// The addresses of a parsed IP header, and a checksum calculator for its
+/// transport over the right pseudo-header.
+enum Ip {
+    V4(etherparse::Ipv4Header),
+    V6(etherparse::Ipv6Header),
+}
+
+impl Ip {
+    fn addrs(&self) -> (IpAddr, IpAddr) {
+        match self {
+            Ip::V4(ip) => (Ipv4Addr::from(ip.source).into(), Ipv4Addr::from(ip.destination).into()),
+            Ip::V6(ip) => (Ipv6Addr::from(ip.source).into(), Ipv6Addr::from(ip.destination).into()),
+        }
+    }
+
+    fn tcp_checksum(&self, t: &TcpHeader, payload: &[u8]) -> u16 {
+        match self {
+            Ip::V4(ip) => t.calc_checksum_ipv4(ip, payload).unwrap(),
+            Ip::V6(ip) => t.calc_checksum_ipv6(ip, payload).unwrap(),
+        }
+    }
+
+    fn udp_checksum(&self, u: &etherparse::UdpHeader, payload: &[u8]) -> u16 {
+        match self {
+            Ip::V4(ip) => u.calc_checksum_ipv4(ip, payload).unwrap(),
+            Ip::V6(ip) => u.calc_checksum_ipv6(ip, payload).unwrap(),
+        }
+    }
+}
+
+/// Parses a frame toward a sandbox and checks that its IP header is sound
+/// (IPv4: checksum, DF, TTL 64; IPv6: no extension header, hop limit 64;
+/// the length covering the frame) and its checksums (L4 when
+/// `l4_complete`) are right.
 pub(super) fn parse_out(frame: &[u8], l4_complete: bool) -> Out {
     let h = PacketHeaders::from_ethernet_slice(frame).expect("frame toward a sandbox parses");
     let Some(etherparse::LinkHeader::Ethernet2(eth)) = h.link else { panic!("no Ethernet header") };
-    let Some(NetHeaders::Ipv4(ip, _)) = h.net else { panic!("not IPv4") };
-    assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "IPv4 header checksum");
-    assert_eq!(usize::from(ip.total_len), frame.len() - 14, "IPv4 total length covers the frame");
-    assert!(ip.dont_fragment, "DF set");
-    assert_eq!(ip.time_to_live, 64);
+    let ip = match h.net {
+        Some(NetHeaders::Ipv4(ip, _)) => {
+            assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "IPv4 header checksum");
+            assert_eq!(usize::from(ip.total_len), frame.len() - 14, "IPv4 total length covers the frame");
+            assert!(ip.dont_fragment, "DF set");
+            assert_eq!(ip.time_to_live, 64);
+            Ip::V4(ip)
+        }
+        Some(NetHeaders::Ipv6(ip, ext)) => {
+            assert!(ext.is_empty(), "no extension header");
+            assert_eq!(usize::from(ip.payload_length), frame.len() - 54, "IPv6 payload length covers the frame");
+            assert_eq!(ip.hop_limit, 64);
+            assert_eq!((ip.traffic_class, ip.flow_label.value()), (0, 0));
+            Ip::V6(ip)
+        }
+        other => panic!("not IP: {other:?}"),
+    };
     let payload = h.payload.slice().to_vec();
-    let (src, dst) = (Ipv4Addr::from(ip.source), Ipv4Addr::from(ip.destination));
+    let (src, dst) = ip.addrs();
     match h.transport.expect("a transport header") {
         TransportHeader::Tcp(t) => {
             if l4_complete {
-                assert_eq!(t.checksum, t.calc_checksum_ipv4(&ip, &payload).unwrap(), "TCP checksum");
+                assert_eq!(t.checksum, ip.tcp_checksum(&t, &payload), "TCP checksum");
             }
             let (mut mss, mut wscale) = (None, None);
             for o in t.options_iterator() {
@@ -377,8 +472,8 @@ pub(super) fn parse_out(frame: &[u8], l4_complete: bool) -> Out {
             Out::Tcp(Seg {
                 src_mac: eth.source,
                 dst_mac: eth.destination,
-                src: SocketAddrV4::new(src, t.source_port),
-                dst: SocketAddrV4::new(dst, t.destination_port),
+                src: SocketAddr::new(src, t.source_port),
+                dst: SocketAddr::new(dst, t.destination_port),
                 seq: t.sequence_number,
                 ack: t.acknowledgment_number,
                 syn: t.syn,
@@ -394,21 +489,28 @@ pub(super) fn parse_out(frame: &[u8], l4_complete: bool) -> Out {
         }
         TransportHeader::Udp(u) => {
             if l4_complete {
-                assert_eq!(u.checksum, u.calc_checksum_ipv4(&ip, &payload).unwrap(), "UDP checksum");
+                assert_eq!(u.checksum, ip.udp_checksum(&u, &payload), "UDP checksum");
             }
             assert_eq!(usize::from(u.length), 8 + payload.len());
             Out::Udp {
                 src_mac: eth.source,
                 dst_mac: eth.destination,
-                src: SocketAddrV4::new(src, u.source_port),
-                dst: SocketAddrV4::new(dst, u.destination_port),
+                src: SocketAddr::new(src, u.source_port),
+                dst: SocketAddr::new(dst, u.destination_port),
                 payload,
             }
         }
         TransportHeader::Icmpv4(i) => {
             let expected = Icmpv4Header::with_checksum(i.icmp_type.clone(), &payload);
             assert_eq!(i.checksum, expected.checksum, "ICMP checksum");
+            let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) else { panic!("ICMPv4 over IPv6") };
             Out::Icmp { src, dst, icmp_type: i.icmp_type, payload }
+        }
+        TransportHeader::Icmpv6(i) => {
+            let (IpAddr::V6(src), IpAddr::V6(dst)) = (src, dst) else { panic!("ICMPv6 over IPv4") };
+            let expected = Icmpv6Header::with_checksum(i.icmp_type, src.octets(), dst.octets(), &payload);
+            assert_eq!(i.checksum, expected.unwrap().checksum, "ICMPv6 checksum (pseudo-header included)");
+            Out::Icmp6 { src, dst, icmp_type: i.icmp_type, payload }
         }
         other => panic!("unexpected transport {other:?}"),
     }
@@ -418,20 +520,30 @@ pub(super) fn parse_out(frame: &[u8], l4_complete: bool) -> Out {
 /// checksum as the sandbox's kernel would, and parses it.
 pub(super) fn complete_data(frame: &mut [u8], hdr: &VirtioNetHdr, mss: Option<u16>) -> Out {
     assert_eq!(hdr.flags, VirtioNetHdr::FLAG_NEEDS_CSUM, "partial checksum asked");
-    assert_eq!(hdr.csum_start, 34, "checksum starts at L4");
-    let tcp = frame[23] == 6;
-    let payload_len = frame.len() - if tcp { TCP_PAYLOAD } else { UDP_PAYLOAD };
+    let family = if frame[12..14] == [0x86, 0xdd] { Family::V6 } else { Family::V4 };
+    assert_eq!(usize::from(hdr.csum_start), family.icmp_message(), "checksum starts at L4");
+    let proto = match family {
+        Family::V4 => frame[23],
+        Family::V6 => frame[20],
+    };
+    let tcp = proto == 6;
+    let payload_len = frame.len() - if tcp { family.tcp_payload() } else { family.udp_payload() };
     if tcp {
         assert_eq!(hdr.csum_offset, 16);
         let mss = mss.expect("TCP frames are checked against an MSS");
         if payload_len > usize::from(mss) {
-            assert_eq!(hdr.gso_type, VirtioNetHdr::GSO_TCPV4, "a run longer than the MSS is GSO");
+            let gso = match family {
+                Family::V4 => VirtioNetHdr::GSO_TCPV4,
+                Family::V6 => VirtioNetHdr::GSO_TCPV6,
+            };
+            assert_eq!(hdr.gso_type, gso, "a run longer than the MSS is GSO of its family");
             assert_eq!(hdr.gso_size, mss, "segments of the sandbox's MSS");
-            assert_eq!(usize::from(hdr.hdr_len), TCP_PAYLOAD);
+            assert_eq!(usize::from(hdr.hdr_len), family.tcp_payload());
         } else {
             assert_eq!(hdr.gso_type, VirtioNetHdr::GSO_NONE, "no GSO within one MSS");
         }
     } else {
+        assert_eq!(proto, 17, "UDP");
         assert_eq!(hdr.csum_offset, 6);
         assert_eq!(hdr.gso_type, VirtioNetHdr::GSO_NONE);
     }
@@ -534,6 +646,7 @@ impl Bench {
             assert!(rounds < 10_000, "next_sendable loops");
             assert!(room > 0, "a sendable flow has room");
             let data = self.host.peek(id, room);
+            let at = self.tr.payload_offset(id).expect("a sendable flow has an offset");
             if data.is_empty() {
                 if self.host.recv.get(&id).is_some_and(|q| q.eof) {
                     self.tr.tcp_eof(id, self.now, &mut self.host, &mut self.out);
@@ -542,8 +655,8 @@ impl Bench {
                 }
                 continue;
             }
-            let mut buf = vec![0u8; TCP_PAYLOAD + data.len()];
-            buf[TCP_PAYLOAD..].copy_from_slice(&data);
+            let mut buf = vec![0u8; at + data.len()];
+            buf[at..].copy_from_slice(&data);
             let DataFrame { port, len, hdr } =
                 self.tr.tcp_peeked(id, &mut buf, data.len(), self.now).expect("frame for a sendable flow");
             assert_eq!(len, buf.len());
@@ -568,8 +681,9 @@ impl Bench {
     /// A UDP datagram arrived on `id`'s socket: the frame the translator
     /// writes around it, checked.
     pub(super) fn datagram_in(&mut self, id: FlowId, payload: &[u8]) -> Option<(DataFrame, Out)> {
-        let mut buf = vec![0u8; UDP_PAYLOAD + payload.len()];
-        buf[UDP_PAYLOAD..].copy_from_slice(payload);
+        let at = self.tr.payload_offset(id)?;
+        let mut buf = vec![0u8; at + payload.len()];
+        buf[at..].copy_from_slice(payload);
         let df = self.tr.datagram_in(id, &mut buf, payload.len(), self.now)?;
         let out = complete_data(&mut buf[..df.len], &df.hdr, None);
         Some((df, out))
@@ -577,8 +691,9 @@ impl Bench {
 
     /// An ICMP echo reply `message` arrived on `id`'s ping socket.
     pub(super) fn echo_in(&mut self, id: FlowId, message: &[u8]) -> Option<(DataFrame, Out)> {
-        let mut buf = vec![0u8; ICMP_MESSAGE + message.len()];
-        buf[ICMP_MESSAGE..].copy_from_slice(message);
+        let at = self.tr.payload_offset(id)?;
+        let mut buf = vec![0u8; at + message.len()];
+        buf[at..].copy_from_slice(message);
         let df = self.tr.datagram_in(id, &mut buf, message.len(), self.now)?;
         let out = parse_out(&buf[..df.len], true);
         Some((df, out))
@@ -587,11 +702,13 @@ impl Bench {
     pub(super) fn udp_inbound(
         &mut self,
         l: ListenerId,
-        client: SocketAddrV4,
+        client: SocketAddr,
         payload: &[u8],
     ) -> Option<(DataFrame, Out)> {
-        let mut buf = vec![0u8; UDP_PAYLOAD + payload.len()];
-        buf[UDP_PAYLOAD..].copy_from_slice(payload);
+        // Room for either family's headers: the payload may move.
+        let at = Family::of(client.ip()).udp_payload();
+        let mut buf = vec![0u8; Family::V6.udp_payload() + payload.len()];
+        buf[at..at + payload.len()].copy_from_slice(payload);
         let df = self.tr.udp_inbound(l, client, &mut buf, payload.len(), self.now)?;
         let out = complete_data(&mut buf[..df.len], &df.hdr, None);
         Some((df, out))
@@ -604,8 +721,8 @@ impl Bench {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Conn {
     pub(super) id: FlowId,
-    pub(super) local: SocketAddrV4,
-    pub(super) remote: SocketAddrV4,
+    pub(super) local: SocketAddr,
+    pub(super) remote: SocketAddr,
     /// The sandbox's next sequence number.
     pub(super) snd: u32,
     /// The next sequence number the sandbox expects from the switch.
@@ -651,7 +768,7 @@ pub(super) fn syn_options(mss: u16, shift: Option<u8>) -> Vec<TcpOptionElement> 
 impl Bench {
     /// The sandbox sends SYN from `local` to `remote`; returns the flow the
     /// host was asked to open.
-    pub(super) fn syn(&mut self, local: SocketAddrV4, remote: SocketAddrV4, isn: u32, shift: Option<u8>) -> FlowId {
+    pub(super) fn syn(&mut self, local: SocketAddr, remote: SocketAddr, isn: u32, shift: Option<u8>) -> FlowId {
         let before = self.host.calls.len();
         let f = tcp_frame(local, remote, isn, 0, SYN, 64240, &syn_options(1460, shift), &[]);
         self.send(&f);
@@ -665,17 +782,11 @@ impl Bench {
     /// A full egress handshake; returns the connection with the switch's
     /// ISS learnt from its SYN-ACK. The sandbox offers MSS 1460 and, if
     /// given, a window shift.
-    pub(super) fn connect(&mut self, local: SocketAddrV4, isn: u32, shift: Option<u8>) -> Conn {
+    pub(super) fn connect(&mut self, local: SocketAddr, isn: u32, shift: Option<u8>) -> Conn {
         self.connect_to(local, remote(), isn, shift)
     }
 
-    pub(super) fn connect_to(
-        &mut self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        isn: u32,
-        shift: Option<u8>,
-    ) -> Conn {
+    pub(super) fn connect_to(&mut self, local: SocketAddr, remote: SocketAddr, isn: u32, shift: Option<u8>) -> Conn {
         let id = self.syn(local, remote, isn, shift);
         self.no_frames();
         self.tr.connected(id, Ok(()), self.now, &mut self.host, &mut self.out);

@@ -6,6 +6,7 @@
 //! partial checksum completed and verified.
 
 mod harness;
+mod ipv6;
 mod published;
 mod robustness;
 mod tcp_egress;

@@ -1,7 +1,7 @@
 //! Published ports: TCP connections and UDP flows from clients to
 //! backends in sandboxes, with round robin and failover.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use super::harness::*;
 use crate::nat::{Backend, Counters, Direction, FlowId, ListenerId, Proto};
@@ -11,10 +11,16 @@ const L: ListenerId = ListenerId(3);
 const LU: ListenerId = ListenerId(4);
 
 fn backend(i: u8) -> Backend {
-    Backend { network: NET, address: Ipv4Addr::new(10, 0, 0, 10 + i), mac: MacAddr([2, 0, 0, 0, 9, i]), port: 80 }
+    Backend {
+        network: NET,
+        ipv4: Some(Ipv4Addr::new(10, 0, 0, 10 + i)),
+        ipv6: None,
+        mac: MacAddr([2, 0, 0, 0, 9, i]),
+        port: 80,
+    }
 }
 
-fn client(i: u8) -> SocketAddrV4 {
+fn client(i: u8) -> SocketAddr {
     sa([198, 51, 100, i], 40_000 + u16::from(i))
 }
 
@@ -28,7 +34,7 @@ fn published(n: u8) -> Bench {
 }
 
 impl Bench {
-    fn accept(&mut self, client: SocketAddrV4) -> Option<FlowId> {
+    fn accept(&mut self, client: SocketAddr) -> Option<FlowId> {
         let id = self.tr.accept(L, client, self.now, &mut self.out)?;
         // The daemon's accepted socket: a fresh model socket.
         self.host.closed.remove(&id);
@@ -39,11 +45,11 @@ impl Bench {
 }
 
 /// The SYN a published connection sends; checks it goes to `to`.
-fn expect_syn(b: &mut Bench, from: SocketAddrV4, to: Backend) -> Seg {
+fn expect_syn(b: &mut Bench, from: SocketAddr, to: Backend) -> Seg {
     let syn = b.one_seg();
     assert!(syn.syn && !syn.ack_flag && !syn.rst, "{syn:?}");
     assert_eq!(syn.src, from);
-    assert_eq!(syn.dst, SocketAddrV4::new(to.address, to.port));
+    assert_eq!(syn.dst, sock(to.ipv4.unwrap(), to.port));
     assert_eq!(syn.dst_mac, to.mac.0, "addressed to the backend's MAC");
     assert_eq!(syn.src_mac, GW_MAC);
     assert_eq!(syn.mss, Some(OUR_MSS));
@@ -76,7 +82,7 @@ fn accept_sends_a_syn_from_the_client_to_the_backend() {
     let flows = b.tr.flows(b.now);
     let f = &flows[0].1;
     assert_eq!((f.direction, f.proto, f.state), (Direction::Inbound, Proto::Tcp, "syn-sent"));
-    assert_eq!(f.sandbox, SocketAddrV4::new(backend(0).address, 80));
+    assert_eq!(f.sandbox, sock(backend(0).ipv4.unwrap(), 80));
     assert_eq!(f.remote, client(1));
     assert_eq!(f.outer_remote, client(1));
     assert_eq!(b.counters(NET), Counters { flows_opened: 1, active: 1, ..Counters::default() });
@@ -137,9 +143,9 @@ fn loopback_clients_are_shown_as_the_gateway() {
     let mut b = published(1);
     let lo = sa([127, 0, 0, 1], 33_333);
     let id = b.accept(lo).unwrap();
-    let syn = expect_syn(&mut b, SocketAddrV4::new(GW_IP, 33_333), backend(0));
+    let syn = expect_syn(&mut b, sock(GW_IP, 33_333), backend(0));
     let f = &b.tr.flows(b.now)[0].1;
-    assert_eq!(f.remote, SocketAddrV4::new(GW_IP, 33_333));
+    assert_eq!(f.remote, sock(GW_IP, 33_333));
     assert_eq!(f.outer_remote, lo);
     // The backend's reply, addressed to the gateway, belongs to the flow.
     let reply =
@@ -152,7 +158,7 @@ fn loopback_clients_are_shown_as_the_gateway() {
     b.send(&data);
     assert_eq!(b.host.written(id), b"hi");
     // Something else to the gateway is not a flow's.
-    let other = tcp_frame(sandbox(1), SocketAddrV4::new(GW_IP, 22), 1, 0, SYN, 1000, &[], &[]);
+    let other = tcp_frame(sandbox(1), sock(GW_IP, 22), 1, 0, SYN, 1000, &[], &[]);
     assert!(!b.tr.owns(NET, &other));
 }
 
@@ -163,7 +169,7 @@ fn round_robin_over_accepts() {
     for i in 1..=7 {
         b.accept(client(i)).unwrap();
         let syn = b.one_seg();
-        order.push(syn.dst.ip().octets()[3] - 10);
+        order.push(v4(syn.dst.ip()).octets()[3] - 10);
     }
     assert_eq!(order, vec![0, 1, 2, 0, 1, 2, 0]);
 }
@@ -335,8 +341,8 @@ fn failover_keeps_the_flow_id_after_the_table_shrank() {
 
 // ------------------------------------------------------------------ UDP
 
-fn udp_backend(i: u8) -> SocketAddrV4 {
-    SocketAddrV4::new(backend(i).address, 53)
+fn udp_backend(i: u8) -> SocketAddr {
+    sock(backend(i).ipv4.unwrap(), 53)
 }
 
 #[test]
@@ -350,7 +356,7 @@ fn udp_clients_are_pinned_and_rotate() {
         assert_eq!(src, client(i), "the sandbox sees the client's address");
         assert_eq!(src_mac, GW_MAC);
         assert_eq!(payload, b"query");
-        let k = dst.ip().octets()[3] - 10;
+        let k = v4(dst.ip()).octets()[3] - 10;
         assert_eq!(dst_mac, backend(k).mac.0);
         assert_eq!(dst.port(), 53);
         seen.push(k);
@@ -390,8 +396,8 @@ fn udp_loopback_client_is_shown_as_the_gateway() {
     let mut b = published(1);
     let lo = sa([127, 0, 0, 1], 7777);
     let (_, out) = b.udp_inbound(LU, lo, b"q").unwrap();
-    assert!(matches!(out, Out::Udp { src, .. } if src == SocketAddrV4::new(GW_IP, 7777)));
-    let reply = udp_frame_from(backend(0).mac.0, udp_backend(0), SocketAddrV4::new(GW_IP, 7777), b"a");
+    assert!(matches!(out, Out::Udp { src, .. } if src == sock(GW_IP, 7777)));
+    let reply = udp_frame_from(backend(0).mac.0, udp_backend(0), sock(GW_IP, 7777), b"a");
     assert!(b.tr.owns(NET, &reply));
     b.send(&reply);
     assert_eq!(b.host.take_calls(), vec![Call::SendTo(LU, lo, b"a".to_vec())]);

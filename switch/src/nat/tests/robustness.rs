@@ -1,7 +1,7 @@
 //! Property tests: arbitrary frames never panic the translator, and random
 //! interleavings of events on a connection keep its byte streams intact.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use proptest::prelude::*;
 
@@ -69,7 +69,7 @@ fn busy_bench(fail_open: Option<i32>, fail_send: Option<i32>) -> (Bench, Vec<Flo
     let ids = b.tr.flows(b.now).into_iter().map(|(id, _)| id).collect::<Vec<_>>();
     if let Some(e) = fail_open {
         for port in 0..4000 {
-            b.host.open_errors.insert(SocketAddrV4::new(*remote().ip(), port), e);
+            b.host.open_errors.insert(sock(remote().ip(), port), e);
         }
         b.host.open_errors.insert(sa([8, 8, 8, 8], 53), e);
         b.host.open_errors.insert(sa([1, 1, 1, 1], 0), e);
@@ -211,8 +211,8 @@ fn ev() -> impl Strategy<Value = Ev> {
 
 /// A sandbox-side model of one connection: what it sent and got.
 struct Peer {
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
     mac: [u8; 6],
     /// The sandbox's ISN and the switch's.
     isn: u32,
@@ -267,7 +267,7 @@ impl Peer {
 
 fn run_connection(events: &[Ev], inbound: bool, isn: u32, seed: u64) {
     let mut b = Bench::with(crate::nat::Limits::default(), seed);
-    let backend = Backend { network: NET, address: SB_IP, mac: MacAddr(SB_MAC), port: 80 };
+    let backend = Backend { network: NET, ipv4: Some(SB_IP), ipv6: None, mac: MacAddr(SB_MAC), port: 80 };
     let client = sa([198, 51, 100, 1], 4000);
     let (id, mut p) = if inbound {
         b.tr.set_listener(ListenerId(0), Proto::Tcp, sa([0, 0, 0, 0], 80), vec![backend]);

@@ -88,7 +88,8 @@ fn syn_ack_mss_follows_the_mtu() {
     assert_eq!(sa.src_mac, GW2_MAC);
 }
 
-const SB2: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(10, 1, 0, 5), 5555);
+const SB2: std::net::SocketAddr =
+    std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(10, 1, 0, 5), 5555));
 
 #[test]
 fn retransmitted_syn_gets_the_syn_ack_again_then_ack_establishes() {
@@ -653,12 +654,12 @@ fn open_failing_at_once_is_a_refusal_too() {
 
 /// The quoted header of an ICMP error: the sandbox's kernel matches it to
 /// its socket by addresses, ports and (TCP) a sequence number in window.
-fn check_quote(quote: &[u8], proto: u8, src: std::net::SocketAddrV4, dst: std::net::SocketAddrV4) {
+fn check_quote(quote: &[u8], proto: u8, src: std::net::SocketAddr, dst: std::net::SocketAddr) {
     assert!(quote.len() >= 28, "IPv4 header and 8 bytes: {quote:?}");
     assert_eq!(quote[0] >> 4, 4);
     assert_eq!(quote[9], proto);
-    assert_eq!(&quote[12..16], &src.ip().octets());
-    assert_eq!(&quote[16..20], &dst.ip().octets());
+    assert_eq!(&quote[12..16], &v4(src.ip()).octets());
+    assert_eq!(&quote[16..20], &v4(dst.ip()).octets());
     assert_eq!(u16::from_be_bytes([quote[20], quote[21]]), src.port());
     assert_eq!(u16::from_be_bytes([quote[22], quote[23]]), dst.port());
 }
@@ -672,7 +673,7 @@ fn network_unreachable_answers_icmp_quoting_the_syn() {
         let mut f = b.frames();
         assert_eq!(f.len(), 1);
         let Out::Icmp { src, dst, icmp_type, payload } = f.remove(0) else { panic!("not ICMP") };
-        assert_eq!((src, dst), (*remote().ip(), SB_IP));
+        assert_eq!((src, dst), (v4(remote().ip()), SB_IP));
         let (t, c) = icmp_type_code(&icmp_type);
         assert_eq!((t, c), (3, code));
         check_quote(&payload, 6, sandbox(40_000), remote());
@@ -816,7 +817,7 @@ fn sequence_numbers_wrap() {
 #[test]
 fn syn_to_the_gateway_itself_is_not_translated() {
     let mut b = Bench::new();
-    let gw = std::net::SocketAddrV4::new(GW_IP, 80);
+    let gw = sock(GW_IP, 80);
     b.send(&tcp_frame(sandbox(1), gw, ISN, 0, SYN, 1000, &[], &[]));
     assert!(b.host.calls.is_empty());
     assert!(b.tr.is_empty());
@@ -837,14 +838,14 @@ fn forgetting_a_sandbox_resets_its_connections_and_empties_the_table() {
     let other = b.connect(sandbox(40_001), ISN, None);
     b.host.take_calls();
     assert_eq!(b.counters(NET).active, 2);
-    let ended = b.tr.forget_sandbox(NET, *sandbox(0).ip(), &mut b.host);
+    let ended = b.tr.forget_sandbox(NET, sandbox(0).ip(), &mut b.host);
     assert_eq!(ended, 2);
     let calls = b.host.take_calls();
     assert!(calls.contains(&Call::Close(c.id, true)), "{calls:?}");
     assert!(calls.contains(&Call::Close(other.id, true)), "{calls:?}");
     assert!(b.tr.is_empty());
     assert_eq!(b.counters(NET).active, 0);
-    assert_eq!(b.tr.forget_sandbox(NET, *sandbox(0).ip(), &mut b.host), 0, "nothing left");
+    assert_eq!(b.tr.forget_sandbox(NET, sandbox(0).ip(), &mut b.host), 0, "nothing left");
 }
 
 #[test]
@@ -856,7 +857,7 @@ fn a_reused_four_tuple_gets_a_later_iss_and_other_tuples_differ() {
     let first = b.tr.iss_for(&key, 10_000);
     let later = b.tr.iss_for(&key, 10_001);
     assert_eq!(later.wrapping_sub(first), 250, "4 µs ticks");
-    let other = FlowKey { remote: std::net::SocketAddrV4::new(*remote().ip(), remote().port() + 1), ..key };
+    let other = FlowKey { remote: sock(remote().ip(), remote().port() + 1), ..key };
     assert_ne!(b.tr.iss_for(&other, 10_000), first, "the keyed hash separates tuples");
 }
 

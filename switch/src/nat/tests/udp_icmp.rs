@@ -1,6 +1,6 @@
 //! Egress UDP flows and ICMP echo.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use etherparse::{IcmpEchoHeader, Icmpv4Type};
 
@@ -8,11 +8,11 @@ use super::harness::*;
 use super::tcp_egress::icmp_type_code;
 use crate::nat::{Counters, Direction, FlowId, Proto};
 
-fn dns() -> SocketAddrV4 {
+fn dns() -> SocketAddr {
     sa([8, 8, 8, 8], 53)
 }
 
-fn open_udp(b: &mut Bench, local: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> FlowId {
+fn open_udp(b: &mut Bench, local: SocketAddr, to: SocketAddr, payload: &[u8]) -> FlowId {
     let before = b.host.calls.len();
     b.send(&udp_frame(local, to, payload));
     match &b.host.calls[before..] {
@@ -145,7 +145,7 @@ fn send_refused_answers_port_unreachable_quoting_the_datagram() {
     let mut f = b.frames();
     assert_eq!(f.len(), 1);
     let Out::Icmp { src, dst, icmp_type, payload } = f.remove(0) else { panic!("not ICMP") };
-    assert_eq!((src, dst), (*dns().ip(), SB_IP));
+    assert_eq!((src, dst), (v4(dns().ip()), SB_IP));
     assert_eq!(icmp_type_code(&icmp_type), (3, 3));
     assert_eq!(payload, &frame[14..14 + 28], "the datagram's IP header and 8 bytes");
     assert_eq!(b.tr.len(), 1, "the flow stays");
@@ -216,17 +216,17 @@ pub(super) fn with_ip_options(frame: &[u8], n: usize) -> Vec<u8> {
 fn socket_errors_are_reported_as_icmp() {
     let mut b = Bench::new();
     let id = open_udp(&mut b, sandbox(5000), dns(), b"q");
-    b.tr.datagram_error(id, &errno(libc::ECONNREFUSED), &mut b.out);
+    b.tr.datagram_error(id, &errno(libc::ECONNREFUSED), &mut b.host, &mut b.out);
     let Out::Icmp { icmp_type, payload, .. } = b.frames().remove(0) else { panic!("not ICMP") };
     assert_eq!(icmp_type_code(&icmp_type), (3, 3));
     assert_eq!(&payload[12..16], &SB_IP.octets());
-    assert_eq!(&payload[16..20], &dns().ip().octets());
+    assert_eq!(&payload[16..20], &v4(dns().ip()).octets());
     assert_eq!(u16::from_be_bytes([payload[20], payload[21]]), 5000);
     assert_eq!(u16::from_be_bytes([payload[22], payload[23]]), 53);
     assert_eq!(payload[9], 17);
     b.tr.host_failed(id, &mut b.host, &mut b.out);
     assert_eq!(b.frames().len(), 1);
-    b.tr.datagram_error(id, &errno(libc::ENETUNREACH), &mut b.out);
+    b.tr.datagram_error(id, &errno(libc::ENETUNREACH), &mut b.host, &mut b.out);
     let Out::Icmp { icmp_type, .. } = b.frames().remove(0) else { panic!("not ICMP") };
     assert_eq!(icmp_type_code(&icmp_type), (3, 0));
     assert_eq!(b.tr.len(), 1, "errors do not end a UDP flow");
@@ -235,7 +235,7 @@ fn socket_errors_are_reported_as_icmp() {
 #[test]
 fn datagrams_to_the_gateway_are_not_translated() {
     let mut b = Bench::new();
-    b.send(&udp_frame(sandbox(5000), SocketAddrV4::new(GW_IP, 53), b"q"));
+    b.send(&udp_frame(sandbox(5000), sock(GW_IP, 53), b"q"));
     b.send(&echo_frame(SB_IP, GW_IP, 1, 1, b"ping"));
     assert!(b.host.calls.is_empty());
     assert!(b.tr.is_empty());
@@ -269,7 +269,7 @@ fn echo_request_opens_a_ping_flow_and_sends_the_message() {
     b.send(&frame);
     let calls = b.host.take_calls();
     let [Call::Open(id, Proto::Icmp, to), Call::Send(id2, msg)] = &calls[..] else { panic!("{calls:?}") };
-    assert_eq!(*to, SocketAddrV4::new(remote_ip(), 0));
+    assert_eq!(*to, sock(remote_ip(), 0));
     assert_eq!(id, id2);
     assert_eq!(msg, &frame[34..], "the whole ICMP message");
     // The next request of the same id reuses it.
@@ -279,7 +279,7 @@ fn echo_request_opens_a_ping_flow_and_sends_the_message() {
     b.send(&echo_frame(SB_IP, remote_ip(), 0x1235, 1, b"x"));
     assert!(matches!(&b.host.take_calls()[..], [Call::Open(i, Proto::Icmp, _), Call::Send(..)] if i != id));
     let f = b.tr.flows(b.now);
-    assert!(f.iter().any(|(_, f)| f.proto == Proto::Icmp && f.sandbox == SocketAddrV4::new(SB_IP, 0x1234)));
+    assert!(f.iter().any(|(_, f)| f.proto == Proto::Icmp && f.sandbox == sock(SB_IP, 0x1234)));
 }
 
 #[test]
@@ -330,7 +330,7 @@ fn echo_flows_time_out_like_udp() {
 #[test]
 fn echo_unreachable_answers_icmp() {
     let mut b = Bench::new();
-    b.host.open_errors.insert(SocketAddrV4::new(remote_ip(), 0), libc::ENETUNREACH);
+    b.host.open_errors.insert(sock(remote_ip(), 0), libc::ENETUNREACH);
     let frame = echo_frame(SB_IP, remote_ip(), 0x1234, 7, b"abc");
     b.send(&frame);
     let Out::Icmp { icmp_type, payload, .. } = b.frames().remove(0) else { panic!("not ICMP") };
@@ -346,7 +346,7 @@ fn echo_error_later_quotes_the_echo_id() {
     let mut b = Bench::new();
     b.send(&echo_frame(SB_IP, remote_ip(), 0x1234, 7, b""));
     let Some(Call::Open(id, ..)) = b.host.take_calls().first().cloned() else { panic!() };
-    b.tr.datagram_error(id, &errno(libc::EHOSTUNREACH), &mut b.out);
+    b.tr.datagram_error(id, &errno(libc::EHOSTUNREACH), &mut b.host, &mut b.out);
     let Out::Icmp { payload, .. } = b.frames().remove(0) else { panic!("not ICMP") };
     assert_eq!(payload[9], 1);
     assert_eq!((payload[20], payload[21]), (8, 0), "an echo request is quoted");

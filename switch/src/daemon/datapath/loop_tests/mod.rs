@@ -5,7 +5,7 @@
 //! floods encapsulated once), over IPv4 and IPv6 underlays; the gateway's
 //! answers (IPv4, and IPv6: neighbour discovery, router advertisements, DNS);
 //! the events the loop hands over (MACs, links, drop bursts, peers, keys);
-//! packet capture.
+//! packet capture; the L4 translator over IPv6 with real loopback sockets.
 //! Frames are built and checked with etherparse, never with the switch's
 //! own parsers.
 
@@ -16,6 +16,7 @@ mod gateway;
 mod gateway6;
 mod impair;
 mod learning;
+mod nat6;
 mod overlay;
 mod overlay6;
 mod tunnel_batch;

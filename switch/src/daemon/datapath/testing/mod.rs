@@ -487,6 +487,30 @@ impl Harness {
         self.call(|reply| Command::Snapshot { reply })
     }
 
+    /// Opens published ports as the control plane does.
+    pub(crate) fn publish(&mut self, publications: Vec<crate::nat::Publication>) -> Result<(), DatapathError> {
+        self.call(|reply| Command::Publish { publications, reply })
+    }
+
+    /// The addresses the published ports' sockets are bound to (a port
+    /// published as 0 shows the one the kernel picked).
+    pub(crate) fn published_addrs(&self) -> Vec<SocketAddr> {
+        self.dp.nat.listener_addrs()
+    }
+
+    /// Hands the translator the readiness of its kernel sockets (flows and
+    /// published ports) that epoll has now, as the daemon's loop does; the
+    /// in-memory devices are not in epoll.
+    pub(crate) fn poll_sockets(&mut self) {
+        let mut events = mio::Events::with_capacity(256);
+        self.dp.poll.poll(&mut events, Some(Duration::ZERO)).expect("epoll without waiting");
+        for event in events.iter() {
+            if event.token().0 >= super::nat::LISTENER_TOKENS {
+                self.dp.nat_event(event.token().0, event);
+            }
+        }
+    }
+
     /// The gateway port of `network`.
     pub(crate) fn gateway(&self, network: NetworkId) -> PortId {
         let port = super::gateway_port(network.0);
