@@ -695,15 +695,24 @@ fn port_stats_dns_is_optional_on_the_wire() {
         dns: None,
         nat: None,
         impair: None,
+        tap_queue_dropped: None,
     };
     let v = serde_json::to_value(&st).unwrap();
     assert!(v.as_object().unwrap().get("dns").is_none(), "a port without DNS has no `dns` key: {v}");
+    assert!(v.get("tap_queue_dropped").is_none(), "a port without a TAP queue has no such key: {v}");
     assert_eq!(serde_json::from_value::<PortStats>(v).unwrap(), st);
     // A row from a daemon that predates the field.
     let old = json!({"port": "vsp1", "network": "app", "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0,
                      "tx_bytes": 0, "floods": 0, "drops": {"runt": 1}});
     let old: PortStats = serde_json::from_value(old).unwrap();
     assert_eq!((old.dns, old.total_drops()), (None, 1));
+    assert_eq!(old.tap_queue_dropped, None);
+    // The kernel's TAP queue drops are their own field, not a drop reason:
+    // the frames never reached the switch.
+    let tap = PortStats { tap_queue_dropped: Some(77), ..st.clone() };
+    let v = serde_json::to_value(&tap).unwrap();
+    assert_eq!(v["tap_queue_dropped"], 77);
+    assert_eq!((tap.total_drops(), serde_json::from_value::<PortStats>(v).unwrap()), (0, tap));
 
     st.dns = Some(DnsStats {
         queries: 11,

@@ -377,6 +377,10 @@ pub struct ShowPort {
     /// The port is down (an uplink whose interface is gone).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub down: bool,
+    /// On a TAP port: its transmit queue length (`txqueuelen`), the frames
+    /// each of its queues holds for the switch, as the kernel reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txqueuelen: Option<u32>,
 }
 
 /// How an FDB entry got there.
@@ -475,6 +479,12 @@ pub struct PortStats {
     /// On a port that is or was impaired (`port_impair`): its settings and counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impair: Option<ImpairStats>,
+    /// On a TAP port: frames its sandbox sent that the kernel dropped
+    /// because the TAP's queue to the switch was full (the interface's
+    /// `tx_dropped`, read from the kernel when asked). They never reached
+    /// the switch, so they are not in `rx_packets` nor in `drops`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap_queue_dropped: Option<u64>,
 }
 
 /// A port's link impairment in `stats`: the settings in force and the counters since it

@@ -101,6 +101,7 @@ fn configure_afxdp_endpoint(
         mtu: Some(network.mtu),
         ipv4: endpoint.ipv4.map(|a| (a, endpoint.prefix_len)),
         ipv6: endpoint.ipv6.map(|a| (a, endpoint.prefix_len6)),
+        txqueuelen: None,
         up: true,
     };
     netlink::configure_link(ns, &ifname, &config)?;

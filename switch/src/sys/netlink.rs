@@ -101,6 +101,9 @@ pub struct LinkConfig {
     /// once; the kernel adds its on-link prefix route. Added after the
     /// interface is brought up when `up` is set.
     pub ipv6: Option<(Ipv6Addr, u8)>,
+    /// Transmit queue length (`IFLA_TXQLEN`). On a TAP this is the depth
+    /// of each queue's ring between the interface and the reader.
+    pub txqueuelen: Option<u32>,
     /// Bring the interface up at the end.
     pub up: bool,
 }
@@ -118,6 +121,11 @@ pub struct LinkState {
     pub mac: Option<Vec<u8>>,
     /// Administratively up (`IFF_UP`).
     pub up: bool,
+    /// Transmit queue length (`IFLA_TXQLEN`).
+    pub txqueuelen: Option<u32>,
+    /// Frames the kernel dropped on transmit (`tx_dropped` of
+    /// `IFLA_STATS64`); on a TAP, frames its full queue turned away.
+    pub tx_dropped: Option<u64>,
 }
 
 /// A blocking rtnetlink socket bound to one network namespace.
@@ -208,6 +216,12 @@ impl Netlink {
         self.set_link("set mtu", name, |m| m.attributes.push(LinkAttribute::Mtu(mtu)))
     }
 
+    /// Sets the transmit queue length (`IFLA_TXQLEN`); a TAP resizes its
+    /// queues' rings to it.
+    pub fn set_txqueuelen(&mut self, name: &str, len: u32) -> Result<(), NetlinkError> {
+        self.set_link("set txqueuelen", name, |m| m.attributes.push(LinkAttribute::TxQueueLen(len)))
+    }
+
     /// Moves the interface from this socket's namespace into `ns` (it arrives
     /// there down, addresses dropped).
     pub fn move_to_netns(&mut self, name: &str, ns: &NetNs) -> Result<(), NetlinkError> {
@@ -246,6 +260,9 @@ impl Netlink {
         }
         if let Some(mtu) = cfg.mtu {
             msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(len) = cfg.txqueuelen {
+            msg.attributes.push(LinkAttribute::TxQueueLen(len));
         }
         if !msg.attributes.is_empty() {
             self.request("configure link", name, RouteNetlinkMessage::SetLink(msg), 0)?;
@@ -405,12 +422,16 @@ fn link_state(msg: LinkMessage) -> LinkState {
         mtu: None,
         mac: None,
         up: msg.header.flags.contains(LinkFlags::Up),
+        txqueuelen: None,
+        tx_dropped: None,
     };
     for attr in msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => state.name = n,
             LinkAttribute::Mtu(m) => state.mtu = Some(m),
             LinkAttribute::Address(a) => state.mac = Some(a),
+            LinkAttribute::TxQueueLen(n) => state.txqueuelen = Some(n),
+            LinkAttribute::Stats64(st) => state.tx_dropped = Some(st.tx_dropped),
             _ => {}
         }
     }
@@ -456,6 +477,11 @@ pub fn set_mtu(ns: &NetNs, ifname: &str, mtu: u32) -> Result<(), NetlinkError> {
     Netlink::open_in(ns)?.set_mtu(ifname, mtu)
 }
 
+/// Sets the transmit queue length of `ifname` inside `ns`.
+pub fn set_txqueuelen(ns: &NetNs, ifname: &str, len: u32) -> Result<(), NetlinkError> {
+    Netlink::open_in(ns)?.set_txqueuelen(ifname, len)
+}
+
 /// Deletes `ifname` inside `ns`.
 pub fn delete_link(ns: &NetNs, ifname: &str) -> Result<(), NetlinkError> {
     Netlink::open_in(ns)?.delete_link(ifname)
@@ -469,6 +495,22 @@ pub fn link_exists(ns: &NetNs, ifname: &str) -> Result<bool, NetlinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_route::link::Stats64;
+
+    #[test]
+    fn link_state_reads_queue_length_and_tx_drops() {
+        let mut msg = LinkMessage::default();
+        msg.header.index = 7;
+        msg.attributes.push(LinkAttribute::IfName("eth0".into()));
+        msg.attributes.push(LinkAttribute::TxQueueLen(4096));
+        msg.attributes.push(LinkAttribute::Stats64(Stats64 { tx_dropped: 1234, rx_dropped: 5, ..Stats64::default() }));
+        let state = link_state(msg);
+        assert_eq!(state.txqueuelen, Some(4096));
+        assert_eq!(state.tx_dropped, Some(1234));
+        // A message without the attributes says so rather than claiming 0.
+        let bare = link_state(LinkMessage::default());
+        assert_eq!((bare.txqueuelen, bare.tx_dropped), (None, None));
+    }
 
     #[test]
     fn interface_names_are_checked_before_any_syscall() {
@@ -486,6 +528,8 @@ mod tests {
         assert_eq!(lo.name, "lo");
         assert_eq!(lo.index, 1);
         assert!(lo.mtu.is_some());
+        assert!(lo.txqueuelen.is_some(), "IFLA_TXQLEN is parsed");
+        assert!(lo.tx_dropped.is_some(), "IFLA_STATS64 is parsed");
         assert!(nl.link("vs-no-such-if0").unwrap().is_none());
         assert!(matches!(nl.set_link_up("vs-no-such-if0"), Err(NetlinkError::NoSuchLink(_))));
     }

@@ -185,6 +185,7 @@ fn tap_moved_into_netns_and_configured_as_eth0() {
         mtu: Some(1400),
         ipv4: Some((Ipv4Addr::new(10, 77, 0, 2), 24)),
         ipv6: Some(("fd77::2".parse().unwrap(), 64)),
+        txqueuelen: Some(2048),
         up: true,
     };
     netlink::configure_link(&ns, &name, &cfg).unwrap();
@@ -200,6 +201,7 @@ fn tap_moved_into_netns_and_configured_as_eth0() {
     let l = &addr[0];
     assert_eq!(l["address"], "02:00:5e:10:20:30", "{l}");
     assert_eq!(l["mtu"], 1400);
+    assert_eq!(l["txqlen"], 2048, "{l}");
     assert!(flags_of(l).contains(&"UP".to_owned()), "{l}");
     let v4: Vec<_> = l["addr_info"].as_array().unwrap().iter().filter(|a| a["family"] == "inet").collect();
     assert_eq!(v4.len(), 1, "{l}");
@@ -355,6 +357,7 @@ fn ping_and_tcp_between_namespaces_through_userspace_forwarder() {
             mtu: Some(1500),
             ipv4: Some((ip, 24)),
             ipv6: None,
+            txqueuelen: None,
             up: true,
         };
         netlink::configure_link(ns, &name, &cfg).unwrap();

@@ -132,7 +132,9 @@ pub(crate) fn peers(w: &mut dyn Write, peers: &[PeerInfo]) -> io::Result<()> {
 /// `stats`: one row per port; the DROPS column shows the total and the
 /// non-zero reasons. When gateway ports carry the embedded DNS's counters, a
 /// table `DNS` follows with a row per such port; ports that are or were
-/// impaired get a table `IMPAIR`; and when gateway ports carry the L4
+/// impaired get a table `IMPAIR`; TAP ports get a table `TAP-QUEUE` with the
+/// frames their sandbox sent that the kernel dropped before the switch read
+/// them (the TAP queue was full); and when gateway ports carry the L4
 /// translator's counters, a table `NAT`.
 pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     let mut t = Table::new(&["PORT", "NETWORK", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "FLOODS", "DROPS"]);
@@ -163,6 +165,16 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
         ports.iter().filter_map(|p| Some((p.port.as_str(), p.impair.as_ref()?))).collect();
     if !impair.is_empty() {
         impair_table(w, &impair)?;
+    }
+    let taps: Vec<(&str, u64)> = ports.iter().filter_map(|p| Some((p.port.as_str(), p.tap_queue_dropped?))).collect();
+    if !taps.is_empty() {
+        writeln!(w)?;
+        writeln!(w, "TAP-QUEUE (frames the sandbox sent, dropped by the kernel: the TAP's queue was full)")?;
+        let mut t = Table::new(&["PORT", "DROPPED"]);
+        for (port, n) in taps {
+            t.row(vec![port.to_owned(), n.to_string()]);
+        }
+        t.write(w)?;
     }
     let nat: Vec<(&str, &NatStats)> = ports.iter().filter_map(|p| Some((p.port.as_str(), p.nat.as_ref()?))).collect();
     if nat.is_empty() {
@@ -332,6 +344,7 @@ pub(crate) fn show(w: &mut dyn Write, tree: &ShowTree) -> io::Result<()> {
                 ("port type", p.port_type.map(|t| t.to_string())),
                 ("xdp", p.xdp_mode.clone()),
                 ("link", p.down.then(|| "down".to_owned())),
+                ("txqueuelen", p.txqueuelen.map(|n| n.to_string())),
             ];
             for (label, value) in fields {
                 if let Some(v) = value {
@@ -452,6 +465,7 @@ mod tests {
                     port_type: Some(ctl::proto::PortType::Afxdp),
                     xdp_mode: Some("copy, native XDP".into()),
                     down: false,
+                    txqueuelen: Some(4096),
                 }],
             }],
         };
@@ -460,6 +474,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("            impair: delay 10ms loss 1%\n"));
         assert!(text.contains("            port type: afxdp\n            xdp: copy, native XDP\n"), "{text}");
+        assert!(text.contains("            txqueuelen: 4096\n"), "{text}");
         let row = PortStats {
             port: "vsw1".into(),
             network: "app".into(),
@@ -472,7 +487,15 @@ mod tests {
             dns: None,
             nat: None,
             impair: Some(ImpairStats { settings: None, queued: 1, delayed: 2, lost: 3, ..ImpairStats::default() }),
+            tap_queue_dropped: None,
         };
+        let tap = PortStats { port: "vsw2".into(), tap_queue_dropped: Some(4242), impair: None, ..row.clone() };
+        let mut out = Vec::new();
+        stats(&mut out, &[row.clone(), tap]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let queue = text.split("TAP-QUEUE").nth(1).expect(&text);
+        assert!(queue.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["vsw2", "4242"]), "{text}");
+        assert!(!queue.contains("vsw1"), "a port without a TAP queue has no row: {text}");
         let mut out = Vec::new();
         stats(&mut out, &[row]).unwrap();
         let text = String::from_utf8(out).unwrap();

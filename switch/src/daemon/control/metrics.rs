@@ -100,6 +100,19 @@ impl Control {
                 set(&drops, &[port.as_str(), network.as_str(), reason.name()], n);
             }
         }
+        let tap_queue = b.counters(
+            "vswitch_port_tap_queue_dropped_total",
+            "Frames the port's sandbox sent that the kernel dropped because the TAP's queue to the switch was \
+             full (the TAP's tx_dropped); they never reached the switch.",
+            pl,
+        );
+        let taps = self.tap_links();
+        for (id, network, _) in &snapshot.ports {
+            let Some(port) = names.get(id) else { continue };
+            if let Some(n) = taps.get(port).and_then(|l| l.tx_dropped) {
+                set(&tap_queue, &[port.as_str(), self.network_name(*network).as_str()], n);
+            }
+        }
         let impair: [ImpairMetric; 5] = [
             ("vswitch_port_impair_delayed_total", "Frames the port's impairment queued (delayed or paced).", |c| {
                 c.delayed

@@ -17,6 +17,8 @@ use super::{
 use crate::daemon::datapath::{PortRole, Snapshot};
 use crate::model::{Endpoint, Network};
 use crate::port::{NetworkId, PortId};
+use crate::sys::netlink::{LinkState, Netlink};
+use crate::sys::netns::NetNs;
 
 impl Control {
     /// Names every datapath port the way `show`, `fdb` and `stats` print
@@ -40,6 +42,38 @@ impl Control {
             })
             .collect();
         (names, remotes)
+    }
+
+    /// The kernel's view of every endpoint TAP (its `txqueuelen` and
+    /// `tx_dropped`), by TAP name, read over netlink in each sandbox's
+    /// namespace: one socket per sandbox per request, never per frame. A
+    /// TAP that cannot be read (its namespace is gone) is left out and
+    /// logged.
+    pub(super) fn tap_links(&self) -> HashMap<String, LinkState> {
+        let mut by_sandbox: BTreeMap<&str, Vec<&Endpoint>> = BTreeMap::new();
+        for e in self.model.endpoints().filter(|e| e.port_type.is_tap()) {
+            by_sandbox.entry(e.sandbox.as_str()).or_default().push(e);
+        }
+        let mut links = HashMap::new();
+        for (sandbox, endpoints) in by_sandbox {
+            let read = || -> Result<Vec<(String, LinkState)>, String> {
+                let sb = self.model.sandbox(sandbox).map_err(|e| e.to_string())?;
+                let ns = NetNs::open_path(&sb.netns_path).map_err(|e| e.to_string())?;
+                let mut nl = Netlink::open_in(&ns).map_err(|e| e.to_string())?;
+                let mut out = Vec::new();
+                for e in &endpoints {
+                    if let Some(l) = nl.link(&e.ifname_in_sandbox).map_err(|e| e.to_string())? {
+                        out.push((e.host_tap_name.clone(), l));
+                    }
+                }
+                Ok(out)
+            };
+            match read() {
+                Ok(found) => links.extend(found),
+                Err(error) => tracing::debug!(sandbox, %error, "cannot read the sandbox's TAP counters"),
+            }
+        }
+        links
     }
 
     pub(super) fn network_name(&self, id: NetworkId) -> String {
@@ -70,28 +104,35 @@ impl Control {
     pub(super) fn stats(&self, port: Option<&str>) -> Reply {
         let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
         let (names, _) = self.port_names(&snapshot);
+        let taps = self.tap_links();
         let drops = |d: &crate::counters::DropCounters| -> BTreeMap<String, u64> {
             d.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name().to_owned(), n)).collect()
         };
         let mut stats: Vec<PortStats> = snapshot
             .ports
             .iter()
-            .map(|(id, network, c)| PortStats {
-                port: names.get(id).cloned().unwrap_or_else(|| id.to_string()),
-                network: self.network_name(*network),
-                rx_packets: c.rx_packets,
-                rx_bytes: c.rx_bytes,
-                tx_packets: c.tx_packets,
-                tx_bytes: c.tx_bytes,
-                floods: c.rx_flooded,
-                drops: drops(&c.drops),
-                dns: matches!(PortRole::of(*id), PortRole::Gateway(_))
-                    .then(|| snapshot.dns.iter().find(|(n, _)| n == network).map(|(_, d)| dns_stats(d)))
-                    .flatten(),
-                nat: matches!(PortRole::of(*id), PortRole::Gateway(_))
-                    .then(|| snapshot.nat.iter().find(|(n, _)| n == network).map(|(_, c)| super::publish::nat_stats(c)))
-                    .flatten(),
-                impair: snapshot.impair.iter().find(|i| i.port == *id).map(impair_stats),
+            .map(|(id, network, c)| {
+                let port = names.get(id).cloned().unwrap_or_else(|| id.to_string());
+                PortStats {
+                    tap_queue_dropped: taps.get(&port).and_then(|l| l.tx_dropped),
+                    port,
+                    network: self.network_name(*network),
+                    rx_packets: c.rx_packets,
+                    rx_bytes: c.rx_bytes,
+                    tx_packets: c.tx_packets,
+                    tx_bytes: c.tx_bytes,
+                    floods: c.rx_flooded,
+                    drops: drops(&c.drops),
+                    dns: matches!(PortRole::of(*id), PortRole::Gateway(_))
+                        .then(|| snapshot.dns.iter().find(|(n, _)| n == network).map(|(_, d)| dns_stats(d)))
+                        .flatten(),
+                    nat: matches!(PortRole::of(*id), PortRole::Gateway(_))
+                        .then(|| {
+                            snapshot.nat.iter().find(|(n, _)| n == network).map(|(_, c)| super::publish::nat_stats(c))
+                        })
+                        .flatten(),
+                    impair: snapshot.impair.iter().find(|i| i.port == *id).map(impair_stats),
+                }
             })
             .collect();
         if let Some(v) = snapshot.vtep {
@@ -107,6 +148,7 @@ impl Control {
                 dns: None,
                 nat: None,
                 impair: None,
+                tap_queue_dropped: None,
             });
         }
         // Sorted like every other listing: by network, then port (the
@@ -125,6 +167,7 @@ impl Control {
 
     pub(super) fn show(&self) -> Reply {
         let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
+        let taps = self.tap_links();
         let networks = self
             .model
             .networks()
@@ -145,6 +188,7 @@ impl Control {
                         port_type: None,
                         xdp_mode: None,
                         down: false,
+                        txqueuelen: None,
                     });
                 }
                 ports.extend(self.model.endpoints_on_network(&n.id).into_iter().map(|e| ShowPort {
@@ -160,6 +204,7 @@ impl Control {
                     port_type: (!e.port_type.is_tap()).then_some(e.port_type),
                     xdp_mode: self.xdp_modes.borrow().get(&e.port_index).cloned(),
                     down: false,
+                    txqueuelen: taps.get(&e.host_tap_name).and_then(|l| l.txqueuelen),
                 }));
                 ports.extend(self.model.uplinks_of(&n.id).into_iter().map(|u| ShowPort {
                     name: u.interface.clone(),
@@ -174,6 +219,7 @@ impl Control {
                     port_type: Some(u.port_type),
                     xdp_mode: self.xdp_modes.borrow().get(&u.port_index).cloned(),
                     down: self.uplinks_down.contains(&u.interface),
+                    txqueuelen: None,
                 }));
                 ports.extend(snapshot.tunnels.iter().filter(|t| t.network == network_id(n)).map(|t| ShowPort {
                     name: tunnel_port_name(t.remote),
@@ -188,6 +234,7 @@ impl Control {
                     port_type: None,
                     xdp_mode: None,
                     down: false,
+                    txqueuelen: None,
                 }));
                 ShowNetwork {
                     name: n.name.clone(),
