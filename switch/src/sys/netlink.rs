@@ -503,7 +503,10 @@ mod tests {
         msg.header.index = 7;
         msg.attributes.push(LinkAttribute::IfName("eth0".into()));
         msg.attributes.push(LinkAttribute::TxQueueLen(4096));
-        msg.attributes.push(LinkAttribute::Stats64(Stats64 { tx_dropped: 1234, rx_dropped: 5, ..Stats64::default() }));
+        let mut stats = Stats64::default();
+        stats.tx_dropped = 1234;
+        stats.rx_dropped = 5;
+        msg.attributes.push(LinkAttribute::Stats64(stats));
         let state = link_state(msg);
         assert_eq!(state.txqueuelen, Some(4096));
         assert_eq!(state.tx_dropped, Some(1234));
