@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use ctl::proto::Driver;
-use ctl::{Ipv4Net, Ipv6Net, MacAddress};
+use ctl::{IpNet, Ipv4Net, Ipv6Net, MacAddress};
 
 use super::addr::{Subnet6Ext, SubnetExt, mac_for_ipv4, mac_for_ipv6};
 use super::error::ModelError;
@@ -134,7 +134,7 @@ impl Model {
             (None, Some(_)) => return Err(ModelError::NoIpv4OnNetwork(net.name.clone())),
             (None, None) => None,
             (Some((subnet, gateway)), Some(ip)) => {
-                check_address(net, subnet, gateway, ip)?;
+                check_address(net, subnet.into(), gateway.into(), ip.into())?;
                 in_use(ip.into(), on_net.iter().find(|e| e.ipv4 == Some(ip)))?;
                 Some(ip)
             }
@@ -155,7 +155,7 @@ impl Model {
             (None, Some(_)) => return Err(ModelError::NoIpv6OnNetwork(net.name.clone())),
             (None, None) => None,
             (Some((subnet, gateway)), Some(ip)) => {
-                check_address6(net, subnet, gateway, ip)?;
+                check_address(net, subnet.into(), gateway.into(), ip.into())?;
                 in_use(ip.into(), on_net.iter().find(|e| e.ipv6 == Some(ip)))?;
                 Some(ip)
             }
@@ -265,45 +265,23 @@ fn random_mac() -> MacAddress {
     MacAddress([0x02, byte(1), byte(2), byte(3), byte(4), byte(5)])
 }
 
-/// Refuses addresses outside the subnet and the reserved ones.
-fn check_address(net: &Network, subnet: Ipv4Net, gateway: Ipv4Addr, ip: Ipv4Addr) -> Result<(), ModelError> {
+/// Refuses addresses outside the subnet and the reserved ones: the
+/// gateway, the subnet's first address (IPv4's network address, IPv6's
+/// subnet-router anycast address) and IPv4's broadcast address.
+fn check_address(net: &Network, subnet: IpNet, gateway: IpAddr, ip: IpAddr) -> Result<(), ModelError> {
     if !subnet.contains(&ip) {
-        return Err(ModelError::AddressOutsideSubnet {
-            ip: ip.into(),
-            subnet: subnet.into(),
-            network: net.name.clone(),
-        });
+        return Err(ModelError::AddressOutsideSubnet { ip, subnet, network: net.name.clone() });
     }
     let what = if ip == gateway {
         "gateway"
     } else if ip == subnet.network() {
-        "network address"
-    } else if ip == subnet.broadcast() {
+        if ip.is_ipv6() { "subnet-router anycast address" } else { "network address" }
+    } else if ip.is_ipv4() && ip == subnet.broadcast() {
         "broadcast address"
     } else {
         return Ok(());
     };
-    Err(ModelError::AddressReserved { ip: ip.into(), what, network: net.name.clone() })
-}
-
-/// Refuses IPv6 addresses outside the subnet, the gateway and the
-/// subnet-router anycast address.
-fn check_address6(net: &Network, subnet: Ipv6Net, gateway: Ipv6Addr, ip: Ipv6Addr) -> Result<(), ModelError> {
-    if !subnet.contains(&ip) {
-        return Err(ModelError::AddressOutsideSubnet {
-            ip: ip.into(),
-            subnet: subnet.into(),
-            network: net.name.clone(),
-        });
-    }
-    let what = if ip == gateway {
-        "gateway"
-    } else if ip == subnet.network() {
-        "subnet-router anycast address"
-    } else {
-        return Ok(());
-    };
-    Err(ModelError::AddressReserved { ip: ip.into(), what, network: net.name.clone() })
+    Err(ModelError::AddressReserved { ip, what, network: net.name.clone() })
 }
 
 /// The lowest host address of `subnet` that is neither the gateway nor in `used`.

@@ -142,23 +142,7 @@ mod tests {
     }
 
     fn overlay(name: &str, subnet: &str) -> Request {
-        Request::NetworkCreate {
-            name: name.into(),
-            driver: Driver::Overlay,
-            subnet: Some(subnet.parse().unwrap()),
-            gateway: None,
-            ip_range: None,
-            enable_ipv4: true,
-            enable_ipv6: false,
-            subnet6: None,
-            gateway6: None,
-            ip_range6: None,
-            internal: false,
-            mtu: None,
-            attachable: true,
-            vni: None,
-            options: Default::default(),
-        }
+        super::super::scratch::network_create(name, Driver::Overlay, subnet, true, &[])
     }
 
     fn fdb(s: &mut Scratch, network: &str) -> Vec<FdbEntry> {

@@ -430,22 +430,8 @@ mod tests {
     fn refused_requests_change_nothing() {
         use ctl::proto::Request;
         let mut s = Scratch::new("refused");
-        let create = |name: &str, subnet: &str, options: &[(&str, &str)]| Request::NetworkCreate {
-            name: name.into(),
-            driver: ctl::proto::Driver::Bridge,
-            subnet: Some(subnet.parse().unwrap()),
-            gateway: None,
-            ip_range: None,
-            enable_ipv4: true,
-            enable_ipv6: false,
-            subnet6: None,
-            gateway6: None,
-            ip_range6: None,
-            internal: false,
-            mtu: None,
-            attachable: false,
-            vni: None,
-            options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        let create = |name: &str, subnet: &str, options: &[(&str, &str)]| {
+            super::super::scratch::network_create(name, ctl::proto::Driver::Bridge, subnet, false, options)
         };
         s.c().handle(create("a", "10.1.0.0/24", &[])).unwrap();
         let e = s.c().handle(create("b", "10.2.0.0/24", &[("egress", "maybe")])).unwrap_err();

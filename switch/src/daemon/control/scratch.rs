@@ -60,3 +60,31 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A `network create` request for an IPv4 network of `driver` on `subnet`,
+/// everything else at its default but `attachable` and `options`.
+pub(super) fn network_create(
+    name: &str,
+    driver: ctl::proto::Driver,
+    subnet: &str,
+    attachable: bool,
+    options: &[(&str, &str)],
+) -> ctl::proto::Request {
+    ctl::proto::Request::NetworkCreate {
+        name: name.into(),
+        driver,
+        subnet: Some(subnet.parse().expect("a test subnet")),
+        gateway: None,
+        ip_range: None,
+        enable_ipv4: true,
+        enable_ipv6: false,
+        subnet6: None,
+        gateway6: None,
+        ip_range6: None,
+        internal: false,
+        mtu: None,
+        attachable,
+        vni: None,
+        options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+    }
+}
