@@ -250,7 +250,7 @@ impl Control {
                 }
             })
             .collect();
-        ok(ShowTree { version: env!("CARGO_PKG_VERSION").to_owned(), networks })
+        ok(ShowTree { version: env!("CARGO_PKG_VERSION").to_owned(), networks, cluster: self.store_state() })
     }
 
     pub(super) fn endpoint_info(&self, e: &Endpoint) -> EndpointInfo {
