@@ -394,6 +394,10 @@ pub enum FdbKind {
     Learned,
     /// Added by `fdb_add` or at endpoint creation; never ages.
     Static,
+    /// A remote endpoint's MAC, installed from the cluster store toward
+    /// the tunnel port of its node; never ages, never relearned, gone when
+    /// the endpoint leaves the store.
+    Cluster,
 }
 
 impl FdbKind {
@@ -402,6 +406,7 @@ impl FdbKind {
         match self {
             Self::Learned => "learned",
             Self::Static => "static",
+            Self::Cluster => "cluster",
         }
     }
 }

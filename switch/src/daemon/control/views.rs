@@ -93,7 +93,11 @@ impl Control {
                 port: names.get(&r.port).cloned().unwrap_or_else(|| r.port.to_string()),
                 mac: r.mac.into(),
                 age_secs: r.age.as_secs(),
-                kind: if r.is_static { FdbKind::Static } else { FdbKind::Learned },
+                kind: match (r.cluster, r.is_static) {
+                    (true, _) => FdbKind::Cluster,
+                    (false, true) => FdbKind::Static,
+                    (false, false) => FdbKind::Learned,
+                },
                 remote: remotes.get(&r.port).copied(),
             })
             .collect();
