@@ -53,6 +53,8 @@ struct Handle {
     jobs: mpsc::UnboundedSender<Job>,
     request_timeout: Duration,
     node: String,
+    /// The store's endpoints, comma-separated, for error messages.
+    endpoints: String,
 }
 
 /// State shared between the client thread and the callers.
@@ -164,6 +166,7 @@ impl Cluster {
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), ClusterError>>(1);
         let request_timeout = config.request_timeout;
         let node = config.node.clone();
+        let endpoints = config.endpoints.join(",");
         let config = Arc::new(config);
         let thread_shared = shared.clone();
         std::thread::Builder::new()
@@ -171,7 +174,9 @@ impl Cluster {
             .spawn(move || run(config, tls, thread_shared, node_record, jobs_rx, ready_tx))
             .map_err(|e| ClusterError::Internal(format!("cannot spawn the cluster thread: {e}")))?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Cluster { inner: Arc::new(Handle { shared, jobs: jobs_tx, request_timeout, node }) }),
+            Ok(Ok(())) => {
+                Ok(Cluster { inner: Arc::new(Handle { shared, jobs: jobs_tx, request_timeout, node, endpoints }) })
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ClusterError::Internal("the cluster thread stopped while starting".into())),
         }
@@ -223,6 +228,9 @@ impl Cluster {
         self.inner.jobs.send(job).map_err(|_| ClusterError::Internal("the cluster thread has stopped".into()))?;
         // The thread answers within the timeout; the margin covers a loaded machine.
         match rx.recv_timeout(self.inner.request_timeout + Duration::from_secs(2)) {
+            Ok(Err(ClusterError::Unavailable(m))) if !m.contains(&self.inner.endpoints) => {
+                Err(ClusterError::Unavailable(format!("{m} (store {})", self.inner.endpoints)))
+            }
             Ok(r) => r,
             Err(_) => Err(ClusterError::Unavailable(format!("{what}: the cluster thread did not answer"))),
         }
@@ -373,7 +381,16 @@ pub(crate) fn store_error(what: &str, e: etcd_client::Error) -> ClusterError {
         {
             ClusterError::Unavailable(format!("{what}: {}", s.message()))
         }
-        E::TransportError(_) | E::IoError(_) => ClusterError::Unavailable(format!("{what}: {e}")),
+        E::TransportError(_) | E::IoError(_) => {
+            // The transport's Display is terse ("tcp connect error"): add its causes.
+            let mut message = format!("{what}: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            ClusterError::Unavailable(message)
+        }
         _ => ClusterError::Internal(format!("{what}: {e}")),
     }
 }
