@@ -15,6 +15,7 @@ pub mod container;
 pub mod daemon;
 pub mod dns;
 pub mod encrypted;
+pub mod etcd;
 pub mod names;
 pub mod netns;
 pub mod outside;
@@ -29,6 +30,7 @@ pub use bins::Binaries;
 pub use capture::{Capture, Frame, inject_frame, inject_frames};
 pub use container::Container;
 pub use daemon::{Daemon, DaemonBuilder};
+pub use etcd::{Etcd, EtcdPlace, EtcdTls};
 pub use names::{require_root, unique_prefix};
 pub use netns::{
     TransferReport, in_netns, ipv4_addrs, ipv6_addrs, link_info, link_names, netns_exec, netns_exec_ok, ping,
