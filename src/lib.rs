@@ -11,6 +11,7 @@
 
 pub mod bins;
 pub mod capture;
+pub mod cluster;
 pub mod container;
 pub mod daemon;
 pub mod dns;
@@ -27,8 +28,10 @@ pub mod underlay;
 pub mod wait;
 
 pub use bins::Binaries;
+pub use dns::dig;
 pub use capture::{Capture, Frame, inject_frame, inject_frames};
 pub use container::Container;
+pub use cluster::ClusterHosts;
 pub use daemon::{Daemon, DaemonBuilder};
 pub use etcd::{Etcd, EtcdPlace, EtcdTls};
 pub use names::{require_root, unique_prefix};
