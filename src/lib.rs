@@ -11,10 +11,12 @@
 
 pub mod bins;
 pub mod capture;
+pub mod cluster;
 pub mod container;
 pub mod daemon;
 pub mod dns;
 pub mod encrypted;
+pub mod etcd;
 pub mod names;
 pub mod netns;
 pub mod outside;
@@ -26,9 +28,12 @@ pub mod underlay;
 pub mod wait;
 
 pub use bins::Binaries;
+pub use dns::dig;
 pub use capture::{Capture, Frame, inject_frame, inject_frames};
 pub use container::Container;
+pub use cluster::ClusterHosts;
 pub use daemon::{Daemon, DaemonBuilder};
+pub use etcd::{Etcd, EtcdPlace, EtcdTls};
 pub use names::{require_root, unique_prefix};
 pub use netns::{
     TransferReport, in_netns, ipv4_addrs, ipv6_addrs, link_info, link_names, netns_exec, netns_exec_ok, ping,
