@@ -108,6 +108,14 @@ pub struct NetworkSpec {
     pub mss_clamp: bool,
     /// The key epoch of an encrypted overlay (`-o encrypted`).
     pub key_epoch: Option<u32>,
+    /// The encrypted overlay's keys come from the cluster store
+    /// ([`DatapathHandle::install_key`]) instead of the cluster secret: it
+    /// needs no secret, sends nothing until the key of its send epoch is
+    /// installed, and accepts only epochs whose keys are installed.
+    /// `key_epoch` is its initial send epoch; `key_rotation` must be `None`
+    /// (the store's rotation coordinator moves the epoch, through
+    /// [`DatapathHandle::set_key_epoch`]).
+    pub store_keys: bool,
     /// Sandboxes may reach addresses outside the switch's networks through
     /// the gateway (egress through the daemon's own sockets); when false
     /// the gateway answers ICMP network unreachable.
@@ -152,6 +160,33 @@ pub enum DatapathError {
     /// The network is not an encrypted overlay.
     #[error("network {0} is not encrypted")]
     NotEncrypted(NetworkId),
+    /// Keys can be installed only in a network created with `store_keys`.
+    #[error("network {0} derives its keys from the cluster secret; keys from the store cannot be installed in it")]
+    KeysDerived(NetworkId),
+    /// A network whose keys come from the store rotates through the store,
+    /// not by the clock.
+    #[error("a network whose keys come from the cluster store cannot have a key rotation period")]
+    StoreKeysRotation,
+    /// The key given is not for this network or epoch.
+    #[error("the key is for VNI {key_vni} epoch {key_epoch}, not network {network}'s VNI at epoch {epoch}")]
+    KeyMismatch {
+        /// The network.
+        network: NetworkId,
+        /// The epoch asked for.
+        epoch: u32,
+        /// The key's VNI.
+        key_vni: u32,
+        /// The key's epoch.
+        key_epoch: u32,
+    },
+    /// The epoch to send with has no installed key.
+    #[error("network {network} has no key installed for epoch {epoch}: install it first")]
+    NoKey {
+        /// The network.
+        network: NetworkId,
+        /// The epoch asked for.
+        epoch: u32,
+    },
     /// Key setup failed.
     #[error("key setup failed: {0}")]
     Crypto(crypto::SealError),
@@ -181,6 +216,12 @@ pub(super) type Reply<T> = Sender<T>;
 pub(super) enum Command {
     AddNetwork {
         spec: NetworkSpec,
+        reply: Reply<Result<(), DatapathError>>,
+    },
+    InstallKey {
+        network: NetworkId,
+        epoch: u32,
+        key: crypto::NetworkKey,
         reply: Reply<Result<(), DatapathError>>,
     },
     RemoveNetwork {
@@ -434,9 +475,25 @@ impl DatapathHandle {
     }
 
     /// Moves an encrypted overlay to key epoch `epoch`: it seals with the new
-    /// epoch at once and opens the epochs next to it.
+    /// epoch at once and opens the epochs next to it. On a network whose keys
+    /// come from the store (`store_keys`) this is the switch of the send
+    /// epoch, refused ([`DatapathError::NoKey`], nothing changes) unless
+    /// `epoch`'s key was installed ([`DatapathHandle::install_key`]).
     pub fn set_key_epoch(&self, network: NetworkId, epoch: u32) -> Result<(), DatapathError> {
         self.call(|reply| Command::SetKeyEpoch { network, epoch, reply })?
+    }
+
+    /// Installs the key of `epoch` in an encrypted overlay created with
+    /// `store_keys`: from now on its packets of that epoch are accepted
+    /// whenever it is the previous, current or next epoch. It is sent with
+    /// only once the network's send epoch is `epoch`
+    /// ([`DatapathHandle::set_key_epoch`]; at once if it already is).
+    /// Installing the same key again changes nothing. Refused for other
+    /// networks and for a key of another VNI or epoch. Keys older than the
+    /// previous epoch are forgotten as the send epoch moves on. Not
+    /// persisted: the daemon re-installs them from the store.
+    pub fn install_key(&self, network: NetworkId, epoch: u32, key: crypto::NetworkKey) -> Result<(), DatapathError> {
+        self.call(|reply| Command::InstallKey { network, epoch, key, reply })?
     }
 
     /// Replaces the embedded DNS's names and askers; queries after this
