@@ -101,6 +101,17 @@ impl NetworkCrypto {
         self.sealer.is_some()
     }
 
+    /// The epoch sent with, if a key to send with is at hand.
+    pub fn send_epoch(&self) -> Option<u32> {
+        self.can_send().then(|| self.current_epoch())
+    }
+
+    /// The epochs whose keys are installed, lowest first (empty when keys
+    /// derive from the cluster secret).
+    pub fn installed_epochs(&self) -> Vec<u32> {
+        self.opener.installed_epochs()
+    }
+
     /// Records the sealer's session id as one of this host's own.
     fn remember_own_session(&mut self) {
         let Some(sealer) = &self.sealer else { return };

@@ -92,6 +92,14 @@ impl NodePublicKey {
     pub fn to_hex(&self) -> String {
         to_hex(&self.0).to_string()
     }
+
+    /// Whether keys can be sealed to it: false for the low-order points of
+    /// Curve25519, with which the key exchange yields no secret (a node
+    /// publishing one gets no keys).
+    pub fn is_usable(&self) -> bool {
+        // Any clamped scalar sends a low-order point to zero.
+        StaticSecret::from([1; KEY_LEN]).diffie_hellman(&PublicKey::from(self.0)).was_contributory()
+    }
 }
 
 impl fmt::Debug for NodePublicKey {
@@ -359,6 +367,11 @@ mod tests {
     #[test]
     fn a_low_order_public_key_is_refused() {
         let zero = NodePublicKey::from_bytes([0; 32]);
+        assert!(!zero.is_usable());
+        let mut one = [0; 32];
+        one[0] = 1;
+        assert!(!NodePublicKey::from_bytes(one).is_usable(), "the point of order 1");
+        assert!(NodeKeypair::generate().unwrap().public().is_usable());
         assert_eq!(seal(&key(1), NET, &zero).unwrap_err(), SealedKeyError::NonContributory);
     }
 
