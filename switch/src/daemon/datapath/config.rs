@@ -10,7 +10,7 @@ use mio::unix::SourceFd;
 use vxlan::Vni;
 
 use super::device::PortDevice;
-use super::handle::{Command, DatapathError, NetworkSpec, Snapshot, TunnelPortInfo, tunnel_port};
+use super::handle::{Command, DatapathError, KeyState, NetworkSpec, Snapshot, TunnelPortInfo, tunnel_port};
 use super::{Datapath, NetInfo, PortIo};
 use crate::bridge::{Bridge, BridgeError};
 use crate::events::EventKind;
@@ -95,6 +95,15 @@ impl Datapath {
             }
             Command::InstallKey { network, epoch, key, reply } => {
                 let _ = reply.send(self.install_key(network, epoch, key));
+            }
+            Command::KeyState { network, reply } => {
+                let net = self.nets.get(network.index()).and_then(Option::as_ref);
+                let keys = net.and_then(|n| n.crypto.as_deref()).ok_or(DatapathError::NotEncrypted(network));
+                let _ = reply.send(keys.map(|k| KeyState {
+                    store_keys: k.has_installed_keys(),
+                    send_epoch: k.send_epoch(),
+                    installed: k.installed_epochs(),
+                }));
             }
             Command::SetDns { directory, reply } => {
                 self.dns.directory = *directory;

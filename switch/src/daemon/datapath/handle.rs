@@ -127,6 +127,21 @@ pub struct NetworkSpec {
     pub key_rotation: Option<std::num::NonZeroU64>,
 }
 
+/// Where an encrypted overlay's keys stand in the datapath: what the
+/// cluster key coordinator (`cluster::keys::plan`) needs of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyState {
+    /// Keys come from the store (`store_keys`), not the cluster secret.
+    pub store_keys: bool,
+    /// The epoch sent with, if the network can send (with store keys: once
+    /// its send epoch's key is installed).
+    pub send_epoch: Option<u32>,
+    /// The epochs whose keys are installed, lowest first (empty with keys
+    /// derived from the secret). Keys older than the previous epoch are
+    /// forgotten as the send epoch moves on.
+    pub installed: Vec<u32>,
+}
+
 /// Errors the control plane sees from the datapath.
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -223,6 +238,10 @@ pub(super) enum Command {
         epoch: u32,
         key: crypto::NetworkKey,
         reply: Reply<Result<(), DatapathError>>,
+    },
+    KeyState {
+        network: NetworkId,
+        reply: Reply<Result<KeyState, DatapathError>>,
     },
     RemoveNetwork {
         id: NetworkId,
@@ -481,6 +500,12 @@ impl DatapathHandle {
     /// `epoch`'s key was installed ([`DatapathHandle::install_key`]).
     pub fn set_key_epoch(&self, network: NetworkId, epoch: u32) -> Result<(), DatapathError> {
         self.call(|reply| Command::SetKeyEpoch { network, epoch, reply })?
+    }
+
+    /// Where an encrypted overlay's keys stand: its send epoch and the
+    /// epochs installed. [`DatapathError::NotEncrypted`] for other networks.
+    pub fn key_state(&self, network: NetworkId) -> Result<KeyState, DatapathError> {
+        self.call(|reply| Command::KeyState { network, reply })?
     }
 
     /// Installs the key of `epoch` in an encrypted overlay created with

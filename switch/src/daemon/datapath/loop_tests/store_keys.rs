@@ -6,7 +6,7 @@
 use crypto::NetworkKey;
 use vxlan::Vni;
 
-use super::super::handle::{Command, DatapathError, NetworkSpec};
+use super::super::handle::{Command, DatapathError, KeyState, NetworkSpec};
 use super::super::testing::frames::{ip, mac, udp, vtep};
 use super::super::testing::memory::Datagram;
 use super::super::testing::{Harness, Setup, overlay_network};
@@ -33,6 +33,10 @@ fn key(epoch: u32) -> NetworkKey {
 
 fn install(h: &mut Harness, net: NetworkId, epoch: u32, key: NetworkKey) -> Result<(), DatapathError> {
     h.call(|reply| Command::InstallKey { network: net, epoch, key, reply })
+}
+
+fn key_state(h: &mut Harness, net: NetworkId) -> KeyState {
+    h.call(|reply| Command::KeyState { network: net, reply }).expect("an encrypted network")
 }
 
 fn switch_to(h: &mut Harness, net: NetworkId, epoch: u32) -> Result<(), DatapathError> {
@@ -88,7 +92,9 @@ fn installed_keys_carry_traffic_across_an_epoch_switch_one_side_first_with_no_lo
     // Epoch 1: both install, then both switch.
     for h in [&mut one, &mut two] {
         install(h, net, 1, key(1)).unwrap();
+        assert_eq!(key_state(h, net), KeyState { store_keys: true, send_epoch: None, installed: vec![1] });
         switch_to(h, net, 1).unwrap();
+        assert_eq!(key_state(h, net).send_epoch, Some(1));
     }
     let (mut to_b, mut to_a) = (Vec::new(), Vec::new());
     let mut expect =
@@ -112,6 +118,7 @@ fn installed_keys_carry_traffic_across_an_epoch_switch_one_side_first_with_no_lo
     // One switches first: it sends epoch 2, which two (still at 1) accepts
     // as its next; one still accepts two's epoch 1, also from before.
     switch_to(&mut one, net, 2).unwrap();
+    assert_eq!(key_state(&mut one, net), KeyState { store_keys: true, send_epoch: Some(2), installed: vec![1, 2] });
     let in_flight_from_one = send(&mut one, a, &frame(true, 4));
     assert_eq!(epoch_of(&in_flight_from_one[0]), 2);
     expect(true, 4);
@@ -185,6 +192,8 @@ fn a_host_without_an_epochs_key_drops_it_and_derived_networks_take_no_keys() {
     let mut derived = Harness::with(Setup::host(4));
     let dnet = derived.network(NetworkSpec { key_epoch: Some(1), mtu: 1418, ..overlay_network(0, VNI) });
     assert!(matches!(install(&mut derived, dnet, 1, key(1)), Err(DatapathError::KeysDerived(_))));
+    let derived_state = derived.call(|reply| Command::KeyState { network: dnet, reply }).unwrap();
+    assert_eq!(derived_state, KeyState { store_keys: false, send_epoch: Some(1), installed: vec![] });
     assert!(matches!(three.try_network(NetworkSpec { store_keys: false, ..spec() }), Err(DatapathError::NoSecret)));
     let d = send(&mut one, a, &frame(true, 2));
     assert_eq!(epoch_of(&d[0]), 1, "still sending with epoch 1");
