@@ -63,6 +63,40 @@
 //! harmless; moving it back is prevented by the compare of
 //! [`KeyAction::SetCurrent`].
 
+//!
+//! # Wiring (the daemon's cluster sync)
+//!
+//! ```ignore
+//! // Once at start: the node's keypair, its public key in the node record.
+//! let (keypair, _) = NodeKeypair::load_or_generate(state_dir.join("node.key"))?;
+//! config.public_key = Some(keypair.public().to_hex());
+//! // Feed every watch event of the prefix to a KeyMirror (next to the Mirror).
+//! key_mirror.apply(prefix, &event);
+//! // On every change tick, and every few seconds (rotation by time), per
+//! // encrypted overlay with local endpoints (created with
+//! // `NetworkSpec { key_epoch: Some(store.current.unwrap_or(0)), store_keys: true, key_rotation: None, .. }`):
+//! let state = datapath.key_state(net)?;            // send_epoch, installed
+//! let members = /* live nodes with endpoint records on the network,
+//!                  name -> NodePublicKey::from_hex(record.public_key) */;
+//! let store = key_mirror.network(&network_id);
+//! for action in plan(&KeyInputs { network_id, vni, local, keypair: &keypair, members: &members,
+//!     store: &store, installed: &state.installed.iter().copied().collect(),
+//!     send_epoch: state.send_epoch, now_unix, rotation_period }) {
+//!     let done = match action {
+//!         KeyAction::Install { epoch, key } => datapath.install_key(net, epoch, key),
+//!         KeyAction::SwitchSend { epoch } => datapath.set_key_epoch(net, epoch),
+//!         KeyAction::Ack { epoch } => put under the lease: ack_key(prefix, id, epoch, local) = "",
+//!         KeyAction::SetCurrent { epoch, previous } => txn: if value(current_key(..)) == previous
+//!             (or create_revision == 0 for None) then put epoch.to_string(),
+//!         KeyAction::Publish { record, .. } => txn: if create_revision(record_key(..)) == 0
+//!             then put record.to_json() (no lease),
+//!         KeyAction::Retire { epoch } => delete record_key(..) and prefix acks_prefix(..),
+//!         KeyAction::Unopenable { epoch, error } => log (rate-limited) and go on,
+//!     };
+//!     if done.is_err() { break; } // the next run retries, level-triggered
+//! }
+//! ```
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

@@ -315,6 +315,15 @@ mod tests {
             hosts[0].install(key(vni, 3)).unwrap();
             hosts[0].set_epoch(3).unwrap();
             assert_eq!(hosts[0].opener().installed_epochs(), vec![2, 3]);
+            // A key behind the window is kept until the epoch moves (a store
+            // that went back): the host can follow it.
+            hosts[0].install(key(vni, 0)).unwrap();
+            assert_eq!(hosts[0].installed_epochs(), vec![0, 2, 3]);
+            hosts[0].set_epoch(0).unwrap();
+            assert_eq!(hosts[0].send_epoch(), Some(0));
+            assert_eq!(hosts[0].installed_epochs(), vec![0, 2, 3], "nothing below epoch 0 to forget");
+            hosts[0].set_epoch(3).unwrap();
+            assert_eq!(hosts[0].installed_epochs(), vec![2, 3]);
         }
     }
 

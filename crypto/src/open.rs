@@ -155,7 +155,9 @@ impl Opener {
     /// on packets of its epoch are accepted whenever it is the previous,
     /// current or next one. Installing the key an epoch already has changes
     /// nothing (its sessions keep their replay windows); another key for it
-    /// replaces it. Keys of epochs older than the previous one are not kept.
+    /// replaces it. A key of an epoch outside the accepted ones is kept for
+    /// when [`Opener::set_epoch`] brings it in; keys older than the previous
+    /// epoch are forgotten there.
     pub fn install(&mut self, key: NetworkKey) -> Result<(), KeyError> {
         if key.vni() != self.vni {
             return Err(KeyError::VniMismatch { expected: self.vni, found: key.vni() });
@@ -163,9 +165,6 @@ impl Opener {
         let accepted = self.accepted_epochs();
         let KeySource::Installed(keys) = &mut self.keys else { return Err(KeyError::Derived) };
         let epoch = key.epoch();
-        if epoch < *accepted.start() {
-            return Ok(());
-        }
         if keys.get(&epoch).is_some_and(|k| k.same_as(&key)) {
             return Ok(());
         }
