@@ -264,7 +264,8 @@ pub fn seal(key: &NetworkKey, network_id: &str, recipient: &NodePublicKey) -> Re
     body[..KEY_LEN].copy_from_slice(key.bytes());
     let (plain, tag_out) = body.split_at_mut(KEY_LEN);
     let nonce = Nonce::assume_unique_for_key([0; 12]);
-    let tag = aead.seal_in_place_separate_tag(nonce, Aad::from(&*aad), plain).map_err(|_| SealedKeyError::Random)?;
+    // ChaCha20-Poly1305 refuses only inputs longer than 256 GiB.
+    let tag = aead.seal_in_place_separate_tag(nonce, Aad::from(&*aad), plain).expect("sealing 32 bytes");
     tag_out.copy_from_slice(tag.as_ref());
     Ok(sealed)
 }
@@ -362,6 +363,22 @@ mod tests {
             assert_eq!(open(&sealed, net, v, epoch, &alice).unwrap_err(), SealedKeyError::AuthenticationFailed);
         }
         assert!(open(&sealed, NET, vni(), 5, &alice).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes, and arbitrary bodies behind the right recipient,
+        /// never open (and never panic).
+        #[test]
+        fn arbitrary_sealed_keys_never_open(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let alice = NodeKeypair::from_secret_bytes([5; 32]);
+            proptest::prop_assert!(open(&bytes, NET, vni(), 1, &alice).is_err());
+            let mut aimed = [0u8; SEALED_LEN];
+            aimed[..32].copy_from_slice(alice.public().as_bytes());
+            for (a, b) in aimed[32..].iter_mut().zip(&bytes) {
+                *a = *b;
+            }
+            proptest::prop_assert!(open(&aimed, NET, vni(), 1, &alice).is_err());
+        }
     }
 
     #[test]
