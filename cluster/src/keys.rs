@@ -76,8 +76,7 @@
 //! // encrypted overlay with local endpoints (created with
 //! // `NetworkSpec { key_epoch: Some(store.current.unwrap_or(0)), store_keys: true, key_rotation: None, .. }`):
 //! let state = datapath.key_state(net)?;            // send_epoch, installed
-//! let members = /* live nodes with endpoint records on the network,
-//!                  name -> NodePublicKey::from_hex(record.public_key) */;
+//! let members = members(&network_id, mirror.nodes.values(), mirror.endpoints.values());
 //! let store = key_mirror.network(&network_id);
 //! for action in plan(&KeyInputs { network_id, vni, local, keypair: &keypair, members: &members,
 //!     store: &store, installed: &state.installed.iter().copied().collect(),
@@ -107,6 +106,7 @@ use crypto::{NetworkKey, SealedKeyError, Vni};
 use serde::{Deserialize, Serialize};
 
 use crate::mirror::KvEvent;
+use crate::schema::{EndpointRecord, NodeRecord};
 
 /// The directory of key records under the prefix.
 pub const KEYS_DIR: &str = "keys";
@@ -278,6 +278,35 @@ impl KeyMirror {
     fn prune(&mut self) {
         self.networks.retain(|_, k| *k != NetworkKeys::default());
     }
+}
+
+/// The members of network `network_id` for [`KeyInputs::members`]: the live
+/// nodes (`nodes`: the node records present) with at least one endpoint
+/// record on it, with their public keys. Nodes without a public key, or with
+/// one that is not hex or cannot be sealed to, are left out (logged): they
+/// get no keys.
+pub fn members<'a>(
+    network_id: &str,
+    nodes: impl IntoIterator<Item = &'a NodeRecord>,
+    endpoints: impl IntoIterator<Item = &'a EndpointRecord>,
+) -> BTreeMap<String, NodePublicKey> {
+    let with_endpoints: BTreeSet<&str> =
+        endpoints.into_iter().filter(|e| e.network_id == network_id).map(|e| e.node.as_str()).collect();
+    let mut members = BTreeMap::new();
+    for node in nodes {
+        if !with_endpoints.contains(node.name.as_str()) {
+            continue;
+        }
+        match node.public_key.as_deref().map(NodePublicKey::from_hex) {
+            Some(Ok(public)) if public.is_usable() => {
+                members.insert(node.name.clone(), public);
+            }
+            Some(Ok(_)) => tracing::warn!(node = %node.name, "node public key is a low-order point: no overlay keys"),
+            Some(Err(error)) => tracing::warn!(node = %node.name, %error, "bad node public key: no overlay keys"),
+            None => tracing::warn!(node = %node.name, "node has no public key: no overlay keys"),
+        }
+    }
+    members
 }
 
 /// Why an epoch is published.

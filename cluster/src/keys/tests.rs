@@ -10,6 +10,7 @@ use std::time::Duration;
 use crypto::NetworkCrypto;
 
 use super::*;
+use crate::schema::{EndpointRecord, NodeRecord};
 
 const NET: &str = "7f3c9a0e5b1d24c68e0f7a3b9c1d5e2f7f3c9a0e5b1d24c68e0f7a3b9c1d5e2f";
 const PREFIX: &str = "/vswitch/v1";
@@ -29,7 +30,7 @@ fn keypair(name: &str) -> NodeKeypair {
     NodeKeypair::from_secret_bytes(bytes)
 }
 
-fn members(names: &[&str]) -> BTreeMap<String, NodePublicKey> {
+fn members_of(names: &[&str]) -> BTreeMap<String, NodePublicKey> {
     names.iter().map(|n| (n.to_string(), keypair(n).public())).collect()
 }
 
@@ -58,7 +59,7 @@ impl<'a> View<'a> {
     fn new(local: &'a str, names: &[&str], store: NetworkKeys) -> View<'a> {
         View {
             local,
-            members: members(names),
+            members: members_of(names),
             store,
             installed: BTreeSet::new(),
             send_epoch: None,
@@ -359,6 +360,48 @@ fn the_key_mirror_follows_watch_events_and_skips_bad_values() {
     assert_eq!(m.network(NET), NetworkKeys::default());
     assert_eq!(m.network_ids().count(), 0, "nothing left behind");
     assert!(acks_prefix(PREFIX, NET, 1).ends_with(&format!("/keyacks/{NET}/1/")));
+}
+
+#[test]
+fn members_are_live_nodes_with_endpoints_on_the_network_and_a_usable_key() {
+    let node = |name: &str, key: Option<String>| NodeRecord {
+        name: name.into(),
+        vtep: "192.0.2.1:4789".parse().unwrap(),
+        version: "0".into(),
+        started_unix: T0,
+        public_key: key,
+    };
+    let endpoint = |node: &str, network: &str, id: &str| EndpointRecord {
+        network_id: network.into(),
+        endpoint_id: id.into(),
+        node: node.into(),
+        name: id.into(),
+        aliases: Vec::new(),
+        mac: "02:42:0a:00:00:02".into(),
+        ipv4: None,
+        ipv6: None,
+    };
+    let hex = |n: &str| Some(keypair(n).public().to_hex());
+    let nodes = [
+        node("a", hex("a")),
+        node("b", hex("b")),
+        node("c", hex("c")),
+        node("d", None),
+        node("e", Some("zz".into())),
+        node("f", Some("00".repeat(32))),
+    ];
+    let endpoints = [
+        endpoint("a", NET, "1"),
+        endpoint("a", NET, "2"),
+        endpoint("b", NET, "3"),
+        endpoint("c", "other", "4"),
+        endpoint("d", NET, "5"),
+        endpoint("e", NET, "6"),
+        endpoint("f", NET, "7"),
+        endpoint("gone", NET, "8"),
+    ];
+    let got = members(NET, &nodes, &endpoints);
+    assert_eq!(got, members_of(&["a", "b"]));
 }
 
 // ------------------------------------------------------------ simulation
