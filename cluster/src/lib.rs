@@ -13,6 +13,7 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod keys;
 pub mod layout;
 pub mod mirror;
 pub mod schema;

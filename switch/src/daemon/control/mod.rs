@@ -148,6 +148,7 @@ fn network_spec(network: &Network) -> NetworkSpec {
         vni: network.vni.and_then(vxlan::Vni::new),
         mss_clamp: network.options.contains_key(MSS_CLAMP_OPTION),
         key_epoch: network.is_encrypted().then_some(network.key_epoch),
+        store_keys: false,
         key_rotation: network.key_rotation(),
         egress: network.egress(),
     }
