@@ -288,6 +288,15 @@ impl Cluster {
         })
     }
 
+    /// Leaves the cluster on a clean shutdown: revokes the node's lease, so
+    /// its node and endpoint records vanish at once on every node (instead of
+    /// after the TTL), and stops registering. Address claims stay (a restart
+    /// finds them). After this, publishing fails Unavailable; the other calls
+    /// and the mirror keep working.
+    pub fn leave(&self) -> Result<(), ClusterError> {
+        self.call("leave", move |ctx| async move { crate::session::leave(&ctx).await })
+    }
+
     /// Releases every claim and record of a node that is not alive (InUse if
     /// its node record exists; NotFound if it holds nothing). Returns how many
     /// keys were deleted.
@@ -319,7 +328,10 @@ fn run(
             .with_connect_timeout(config.request_timeout)
             // HTTP/2 pings notice a dead store (e.g. a partition) on an idle watch.
             .with_keep_alive(Duration::from_secs(2), config.request_timeout)
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // A member cut off from its cluster's leader fails requests and
+            // cancels watches instead of serving stale data silently.
+            .with_require_leader(true);
         if let Some(tls) = tls {
             options = options.with_tls(
                 TlsOptions::new()

@@ -117,10 +117,11 @@ impl Mirror {
     }
 
     /// Every endpoint record of one network (any node, live or not).
-    pub fn endpoints_of_network<'a>(&'a self, network_id: &'a str) -> impl Iterator<Item = &'a EndpointRecord> + 'a {
+    pub fn endpoints_of_network<'a>(&'a self, network_id: &str) -> impl Iterator<Item = &'a EndpointRecord> + use<'a> {
+        let network_id = network_id.to_string();
         self.endpoints
-            .range((network_id.to_string(), String::new())..)
-            .take_while(move |((net, _), _)| net == network_id)
+            .range((network_id.clone(), String::new())..)
+            .take_while(move |((net, _), _)| *net == network_id)
             .map(|(_, record)| record)
     }
 
@@ -138,9 +139,10 @@ impl Mirror {
     /// The endpoints of a network owned by live nodes other than `local_node`.
     pub fn remote_endpoints<'a>(
         &'a self,
-        network_id: &'a str,
-        local_node: &'a str,
-    ) -> impl Iterator<Item = &'a EndpointRecord> + 'a {
+        network_id: &str,
+        local_node: &str,
+    ) -> impl Iterator<Item = &'a EndpointRecord> + use<'a> {
+        let local_node = local_node.to_string();
         self.endpoints_of_network(network_id).filter(move |e| e.node != local_node && self.nodes.contains_key(&e.node))
     }
 
@@ -165,15 +167,17 @@ impl Mirror {
     }
 
     /// The endpoint records a node has published (on every network).
-    pub fn endpoints_of_node<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a EndpointRecord> + 'a {
+    pub fn endpoints_of_node<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a EndpointRecord> + use<'a> {
+        let node = node.to_string();
         self.endpoints.values().filter(move |e| e.node == node)
     }
 
     /// The address claims a node holds: `(network id, address, claim)`.
     pub fn claims_of_node<'a>(
         &'a self,
-        node: &'a str,
-    ) -> impl Iterator<Item = (&'a str, IpAddr, &'a AddressClaim)> + 'a {
+        node: &str,
+    ) -> impl Iterator<Item = (&'a str, IpAddr, &'a AddressClaim)> + use<'a> {
+        let node = node.to_string();
         self.addresses.iter().filter(move |(_, c)| c.node == node).map(|((net, ip), c)| (net.as_str(), *ip, c))
     }
 

@@ -358,13 +358,11 @@ fn a_lost_lease_is_granted_again_and_endpoints_re_published() {
     wait_until(LONG, "b to see a's endpoint", || (b.mirror().endpoints_of_node("a").count() == 1).then_some(()));
 
     // Revoke a's lease behind its back: its records vanish at once.
-    let json = etcd.etcdctl(&["get", "/vswitch-test/v1/nodes/a", "-w", "json"]).unwrap();
-    let lease = serde_json::from_str::<serde_json::Value>(&json).unwrap()["kvs"][0]["lease"].as_i64().unwrap();
+    let lease = lease_of(&etcd, "a").unwrap();
     etcd.etcdctl(&["lease", "revoke", &format!("{lease:x}")]).expect("revoke a's lease");
     // a registers under a new lease and re-publishes (only what it still publishes).
     wait_until(LONG, "a to re-register with a new lease and its endpoint", || {
-        let json = etcd.etcdctl(&["get", "/vswitch-test/v1/nodes/a", "-w", "json"])?;
-        let new = serde_json::from_str::<serde_json::Value>(&json).ok()?["kvs"][0]["lease"].as_i64()?;
+        let new = lease_of(&etcd, "a")?;
         let m = b.mirror();
         let eps: Vec<_> = m.endpoints_of_node("a").map(|e| e.endpoint_id.clone()).collect();
         (new != lease && m.is_alive("a") && eps == ["ea"]).then_some(())
@@ -404,4 +402,92 @@ fn tls_client_certificates_are_required() {
     let err = Cluster::start(bad).err().expect("a certificate as the key must be refused");
     assert!(matches!(&err, ClusterError::Config(m) if m.contains("no PEM private key")), "{err:?}");
     assert!(!a.mirror().is_alive("plain"));
+}
+
+#[test]
+fn start_needs_no_store_and_registers_when_it_appears() {
+    if !require_etcd("start_needs_no_store_and_registers_when_it_appears") {
+        return;
+    }
+    let mut etcd = Etcd::start();
+    etcd.kill();
+    let a = etcd.client("a", 1);
+    let started = Instant::now();
+    let err =
+        a.publish_endpoint(endpoint(&network("web", "a1", 0, "10.10.0.0/24"), "ea", "a", Ipv4Addr::new(10, 10, 0, 2)));
+    assert!(matches!(&err, Err(ClusterError::Unavailable(m)) if m.contains("not registered")), "{err:?}");
+    assert!(started.elapsed() <= etcd.config("a", 1).request_timeout + Duration::from_millis(500));
+    assert!(!a.status().connected);
+    etcd.restart();
+    wait_until(LONG, "a to register once the store is up", || {
+        (a.status().connected && a.mirror().is_alive("a")).then_some(())
+    });
+
+    // A clean leave removes the records at once, not after the TTL.
+    let b = etcd.client("b", 2);
+    wait_nodes(&b, &["a", "b"]);
+    let web = a.create_network(network("web", "a1", 0, "10.10.0.0/24")).unwrap();
+    a.publish_endpoint(endpoint(&web, "ea", "a", Ipv4Addr::new(10, 10, 0, 2))).unwrap();
+    wait_until(LONG, "b to see a's endpoint", || (b.mirror().endpoints_of_node("a").count() == 1).then_some(()));
+    let left = Instant::now();
+    a.leave().unwrap();
+    wait_until(LONG, "a's records to go", || {
+        let m = b.mirror();
+        (!m.is_alive("a") && m.endpoints_of_node("a").count() == 0).then_some(())
+    });
+    let took = left.elapsed();
+    eprintln!("records gone {took:?} after leave");
+    assert!(took < etcd.config("a", 1).lease_ttl, "leave took {took:?}: the lease was not revoked");
+    let err = a.publish_endpoint(endpoint(&web, "ea", "a", Ipv4Addr::new(10, 10, 0, 2)));
+    assert!(matches!(&err, Err(ClusterError::Unavailable(m)) if m.contains("left")), "{err:?}");
+    // It stays gone (no re-registration) while its mirror keeps following the store.
+    b.create_network(network("db", "b2", 0, "10.20.0.0/24")).unwrap();
+    wait_until(LONG, "a to see b's network", || a.mirror().networks.get("db").map(|_| ()));
+    assert!(!b.mirror().is_alive("a"));
+}
+
+/// The lease of node `name`'s record, read with etcdctl.
+fn lease_of(etcd: &Etcd, name: &str) -> Option<i64> {
+    let json = etcd.etcdctl(&["get", &format!("/vswitch-test/v1/nodes/{name}"), "-w", "json"])?;
+    serde_json::from_str::<serde_json::Value>(&json).ok()?["kvs"][0]["lease"].as_i64()
+}
+
+#[test]
+fn a_frozen_store_times_out_and_an_expired_lease_is_registered_again() {
+    if !require_etcd("a_frozen_store_times_out_and_an_expired_lease_is_registered_again") {
+        return;
+    }
+    let etcd = Etcd::start();
+    let config = etcd.config("a", 1);
+    let a = etcd.client("a", 1);
+    let b = etcd.client("b", 2);
+    wait_nodes(&b, &["a", "b"]);
+    let web = a.create_network(network("web", "a1", 0, "10.10.0.0/24")).unwrap();
+    a.claim_address(&web.id, "10.10.0.2".parse().unwrap(), claim("a", "ea")).unwrap();
+    a.publish_endpoint(endpoint(&web, "ea", "a", Ipv4Addr::new(10, 10, 0, 2))).unwrap();
+    wait_until(LONG, "b to see a's endpoint", || (b.mirror().endpoints_of_node("a").count() == 1).then_some(()));
+    let old_lease = lease_of(&etcd, "a").unwrap();
+
+    // The store stops answering (connections stay open): mutations fail after
+    // the request timeout, not sooner and not much later.
+    etcd.freeze(true);
+    let outage = Instant::now();
+    let started = Instant::now();
+    let r = a.claim_address(&web.id, "10.10.0.3".parse().unwrap(), claim("a", "eb"));
+    let took = started.elapsed();
+    eprintln!("claim against a frozen store: {r:?} after {took:?}");
+    assert!(matches!(&r, Err(ClusterError::Unavailable(m)) if m.contains("no answer")), "{r:?}");
+    assert!(took >= config.request_timeout && took <= config.request_timeout + Duration::from_millis(700), "{took:?}");
+    // The outage lasts longer than the TTL (this is the scenario, not a wait).
+    std::thread::sleep((config.lease_ttl + Duration::from_secs(1)).saturating_sub(outage.elapsed()));
+    etcd.freeze(false);
+
+    // a's lease expired in the store: a grants a new one and publishes again.
+    wait_until(LONG, "a to register under a new lease with its endpoint", || {
+        let lease = lease_of(&etcd, "a")?;
+        let m = b.mirror();
+        (lease != old_lease && m.is_alive("a") && m.endpoints_of_node("a").count() == 1).then_some(())
+    });
+    wait_until(LONG, "a's watch to resume", || a.status().connected.then_some(()));
+    a.claim_address(&web.id, "10.10.0.3".parse().unwrap(), claim("a", "eb")).unwrap();
 }

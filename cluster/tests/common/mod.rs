@@ -212,6 +212,15 @@ impl Etcd {
         }
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) etcd: a store that accepts
+    /// connections but never answers, like one behind a partition.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("etcd is running").id().to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// (Re)starts etcd on the same ports and data dir, and waits until it is healthy.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "etcd is running");
