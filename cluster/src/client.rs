@@ -417,3 +417,41 @@ pub(crate) fn is_lease_not_found(e: &etcd_client::Error) -> bool {
         _ => false,
     }
 }
+
+/// Keys read per request by [`read_prefix`]: far below gRPC's 4 MiB message
+/// limit even with large records, so a big cluster's full read never fails.
+const PAGE: i64 = 1000;
+
+/// Reads every key under `prefix` at one revision, page by page; returns the
+/// revision and the keys with their values.
+pub(crate) async fn read_prefix(ctx: &Ctx, prefix: &str) -> Result<(i64, Vec<etcd_client::KeyValue>), ClusterError> {
+    use etcd_client::GetOptions;
+    let mut kv = ctx.kv();
+    let end = crate::layout::prefix_range_end(prefix);
+    let mut from = prefix.as_bytes().to_vec();
+    let mut revision = 0;
+    let mut all = Vec::new();
+    loop {
+        let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        let mut page = kv.get(from.clone(), Some(options)).await.map_err(|e| store_error("read the store", e))?;
+        if revision == 0 {
+            revision = page.header().map(|h| h.revision()).unwrap_or(0);
+        }
+        let more = page.more();
+        let kvs = page.take_kvs();
+        match kvs.last() {
+            Some(last) if more => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => {
+                all.extend(kvs);
+                return Ok((revision, all));
+            }
+        }
+        all.extend(kvs);
+    }
+}

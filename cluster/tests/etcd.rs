@@ -491,3 +491,38 @@ fn a_frozen_store_times_out_and_an_expired_lease_is_registered_again() {
     wait_until(LONG, "a's watch to resume", || a.status().connected.then_some(()));
     a.claim_address(&web.id, "10.10.0.3".parse().unwrap(), claim("a", "eb")).unwrap();
 }
+
+#[test]
+fn a_full_read_and_node_removal_page_through_many_keys() {
+    if !require_etcd("a_full_read_and_node_removal_page_through_many_keys") {
+        return;
+    }
+    const CLAIMS: usize = 1500; // more than one page (1000 keys) of a read
+    const THREADS: usize = 6;
+    let etcd = Etcd::start();
+    let a = etcd.client("a", 1);
+    let web = a.create_network(network("web", "a1", 0, "10.16.0.0/16")).unwrap();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (a, id) = (a.clone(), web.id.clone());
+            std::thread::spawn(move || {
+                for n in (t..CLAIMS).step_by(THREADS) {
+                    let ip = IpAddr::from(Ipv4Addr::new(10, 16, (n / 250) as u8, (n % 250) as u8 + 2));
+                    a.claim_address(&id, ip, claim("a", &format!("e{n}"))).unwrap();
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    drop(a);
+
+    // A new client's first full read sees every claim.
+    let b = etcd.client("b", 2);
+    wait_until(LONG, "b's full read to show every claim", || {
+        (b.status().connected && b.mirror().taken_addresses(&web.id).len() == CLAIMS).then_some(())
+    });
+    wait_until(LONG, "a's lease to expire", || (!b.mirror().is_alive("a")).then_some(()));
+    assert_eq!(b.remove_node("a").unwrap(), CLAIMS);
+    wait_until(LONG, "the claims to go", || b.mirror().taken_addresses(&web.id).is_empty().then_some(()));
+    b.remove_network("web").unwrap();
+}
