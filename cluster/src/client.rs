@@ -387,22 +387,34 @@ impl Backoff {
 pub(crate) fn store_error(what: &str, e: etcd_client::Error) -> ClusterError {
     use etcd_client::Error as E;
     use tonic::Code;
+    // The transport's messages are terse ("tcp connect error", "operation was
+    // canceled"): add their causes (refused, TLS handshake, ...).
+    let with_causes = |message: String| {
+        let mut message = message;
+        let inner: Option<&(dyn std::error::Error + 'static)> = match &e {
+            E::GRpcStatus(s) => Some(s),
+            E::TransportError(t) => Some(t),
+            E::IoError(io) => Some(io),
+            _ => None,
+        };
+        let mut source = inner.and_then(|i| i.source());
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !message.contains(&cause_text) {
+                message.push_str(": ");
+                message.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        message
+    };
     match &e {
         E::GRpcStatus(s)
             if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown) =>
         {
-            ClusterError::Unavailable(format!("{what}: {}", s.message()))
+            ClusterError::Unavailable(with_causes(format!("{what}: {}", s.message())))
         }
-        E::TransportError(_) | E::IoError(_) => {
-            // The transport's Display is terse ("tcp connect error"): add its causes.
-            let mut message = format!("{what}: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            ClusterError::Unavailable(message)
-        }
+        E::TransportError(_) | E::IoError(_) => ClusterError::Unavailable(with_causes(format!("{what}: {e}"))),
         _ => ClusterError::Internal(format!("{what}: {e}")),
     }
 }

@@ -385,7 +385,12 @@ fn tls_client_certificates_are_required() {
     let rogue = Cluster::start(rogue).unwrap();
     let err = rogue.create_network(network("db", "b2", 0, "10.20.0.0/24")).unwrap_err();
     assert!(matches!(err, ClusterError::Unavailable(_)), "{err:?}");
-    assert!(!rogue.status().connected);
+    let status = wait_until(LONG, "the rogue client to record why it cannot connect", || {
+        let s = rogue.status();
+        s.last_error.is_some().then_some(s)
+    });
+    eprintln!("rogue client: {err}; status {status:?}");
+    assert!(!status.connected);
     assert!(!a.mirror().is_alive("rogue"));
     assert!(!a.mirror().networks.contains_key("db"));
 
