@@ -4,10 +4,10 @@
 //! current-thread runtime; the public API is blocking and thread-safe: a call
 //! sends a job to the thread and waits for its answer, at most the request
 //! timeout. Three activities share the runtime:
-//! - the session ([`crate::session`]): lease, node record, keep-alive, and
+//! - the session (`session.rs`): lease, node record, keep-alive, and
 //!   the endpoint records this node published (re-published after a lost
 //!   lease);
-//! - the watch ([`crate::watch`]): a full read, then a watch of the whole
+//! - the watch (`watch.rs`): a full read, then a watch of the whole
 //!   prefix from the read's revision, again after every outage or compaction;
 //! - the jobs: one task per blocking call, so calls run concurrently.
 
