@@ -379,4 +379,80 @@ mod tests {
         assert_eq!(m.nodes.len(), 1);
         assert_eq!(m.known_nodes().into_iter().collect::<Vec<_>>(), ["a"]);
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Keys of every shape: valid ones, near misses and noise.
+        fn key() -> impl Strategy<Value = String> {
+            let id = prop_oneof![Just("n1".to_string()), Just("n2".to_string()), "[a-z/]{0,4}"];
+            let kind = prop_oneof![
+                Just("nodes"),
+                Just("networks"),
+                Just("endpoints"),
+                Just("addresses"),
+                Just("vnis"),
+                Just("subnets"),
+                Just("keycurrent"),
+                Just("x"),
+            ];
+            let tail = prop_oneof![
+                id.clone(),
+                (id.clone(), id).prop_map(|(a, b)| format!("{a}/{b}")),
+                Just("n1/10.0.0.2".to_string())
+            ];
+            prop_oneof![(kind, tail).prop_map(|(k, t)| format!("{P}/{k}/{t}")), ".{0,20}"]
+        }
+
+        /// Values: records of every kind (consistent with some keys or not) and noise.
+        fn value() -> impl Strategy<Value = Vec<u8>> {
+            let node = Just(serde_json::to_vec(&node("n1", "10.1.0.1:4789")).unwrap());
+            let ep = Just(serde_json::to_vec(&endpoint("n1", "n2", "n1", "10.0.0.2")).unwrap());
+            let claim =
+                Just(serde_json::to_vec(&AddressClaim { node: "n1".into(), endpoint_id: "n2".into() }).unwrap());
+            prop_oneof![node, ep, claim, proptest::collection::vec(any::<u8>(), 0..16)]
+        }
+
+        fn event() -> impl Strategy<Value = KvEvent> {
+            prop_oneof![
+                (key(), value(), 0..100i64).prop_map(|(key, value, mod_revision)| KvEvent::Put {
+                    key,
+                    value,
+                    mod_revision
+                }),
+                (key(), 0..100i64).prop_map(|(key, mod_revision)| KvEvent::Delete { key, mod_revision }),
+            ]
+        }
+
+        proptest! {
+            /// Whatever the store holds, applying it never panics, every kept
+            /// record agrees with its key, and the queries stay consistent.
+            #[test]
+            fn any_events_keep_the_mirror_consistent(events in proptest::collection::vec(event(), 0..40)) {
+                let mut m = Mirror::default();
+                let max = events.iter().map(|e| match e {
+                    KvEvent::Put { mod_revision, .. } | KvEvent::Delete { mod_revision, .. } => *mod_revision,
+                }).max().unwrap_or(0);
+                for e in events {
+                    m.apply(P, e);
+                }
+                prop_assert_eq!(m.revision, max);
+                for (name, n) in &m.nodes {
+                    prop_assert_eq!(name, &n.name);
+                }
+                for ((net, id), e) in &m.endpoints {
+                    prop_assert_eq!((net, id), (&e.network_id, &e.endpoint_id));
+                }
+                for local in ["n1", "n2"] {
+                    for peer in m.peers("n1", local) {
+                        prop_assert!(m.nodes.values().any(|n| n.vtep == peer && n.name != local));
+                    }
+                    for e in m.remote_endpoints("n1", local) {
+                        prop_assert!(e.node != local && m.is_alive(&e.node));
+                    }
+                }
+            }
+        }
+    }
 }
