@@ -97,7 +97,7 @@ type Job = Box<dyn FnOnce(Ctx) -> Pin<Box<dyn Future<Output = ()> + Send>> + Sen
 /// What every task on the client thread works with.
 #[derive(Clone)]
 pub(crate) struct Ctx {
-    pub(crate) client: Client,
+    pub(crate) client: crate::rpc::Kv,
     pub(crate) config: Arc<ClusterConfig>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) session: Arc<tokio::sync::Mutex<Session>>,
@@ -110,8 +110,9 @@ impl Ctx {
         &self.config.prefix
     }
 
-    /// A fresh clone of the etcd client (its methods take `&mut`).
-    pub(crate) fn kv(&self) -> Client {
+    /// A clone of the etcd client that retries requests that were never sent
+    /// (its methods take `&mut`).
+    pub(crate) fn kv(&self) -> crate::rpc::Kv {
         self.client.clone()
     }
 
@@ -347,8 +348,13 @@ fn run(
                 return;
             }
         };
-        let ctx =
-            Ctx { client, config, shared, session: Arc::new(tokio::sync::Mutex::new(Session::default())), node_record };
+        let ctx = Ctx {
+            client: crate::rpc::Kv::new(client, config.endpoints.len(), config.request_timeout),
+            config,
+            shared,
+            session: Arc::new(tokio::sync::Mutex::new(Session::default())),
+            node_record,
+        };
         let _ = ready.send(Ok(()));
         let session = tokio::spawn(crate::session::run(ctx.clone()));
         let watch = tokio::spawn(crate::watch::run(ctx.clone()));

@@ -86,7 +86,7 @@ async fn register(ctx: &Ctx) -> Result<i64, ClusterError> {
     }
     let mut kv = ctx.kv();
     let ttl = ctx.config.lease_ttl.as_secs().max(1) as i64;
-    let lease = kv.lease_grant(ttl, None).await.map_err(|e| store_error("grant lease", e))?.id();
+    let lease = kv.lease_grant(ttl).await.map_err(|e| store_error("grant lease", e))?.id();
     let record = serde_json::to_vec(&*ctx.node_record).map_err(|e| ClusterError::Internal(e.to_string()))?;
     let put = PutOptions::new().with_lease(lease);
     kv.put(node_key(ctx.prefix(), &ctx.config.node), record, Some(put.clone()))
@@ -101,7 +101,7 @@ async fn register(ctx: &Ctx) -> Result<i64, ClusterError> {
 
 async fn put_endpoint(
     ctx: &Ctx,
-    kv: &mut etcd_client::Client,
+    kv: &mut crate::rpc::Kv,
     record: &EndpointRecord,
     lease: i64,
 ) -> Result<(), ClusterError> {

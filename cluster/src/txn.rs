@@ -126,7 +126,13 @@ pub(crate) async fn create_network(ctx: &Ctx, mut record: NetworkRecord) -> Resu
             Some(TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
             _ => None,
         };
-        if found(0).is_some() {
+        if let Some(existing) = found(0) {
+            // A retried txn (after "leader changed") may find its own write.
+            if let Ok(existing) = serde_json::from_str::<NetworkRecord>(&existing)
+                && existing.id == record.id
+            {
+                return Ok(existing);
+            }
             return Err(ClusterError::Conflict(format!("network {} already exists in the cluster", record.name)));
         }
         if let Some(holder) = found(1)

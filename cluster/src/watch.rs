@@ -41,11 +41,10 @@ async fn sync_and_watch(ctx: &Ctx, backoff: &mut Backoff) -> Result<String, Clus
     tracing::debug!(node = ctx.config.node, revision, keys = count, "cluster: full read");
 
     let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
-    // A batch of events can be larger than one page of a read: allow 64 MiB.
-    let mut watch = ctx.client.watch_client().max_decoding_message_size(64 << 20);
+    let mut watch = ctx.kv();
     let mut stream = ctx
         .bounded("watch the store", async {
-            watch.watch(root.as_str(), Some(options)).await.map_err(|e| store_error("watch the store", e))
+            watch.watch(root.as_str(), options).await.map_err(|e| store_error("watch the store", e))
         })
         .await?;
     *lock(&ctx.shared.mirror) = Arc::new(mirror);

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use cluster::{AddressClaim, Cluster, ClusterError, EndpointRecord, NetworkRecord};
-use common::{Etcd, require_etcd, wait_until};
+use common::{Etcd, EtcdCluster, require_etcd, wait_until};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -530,4 +530,45 @@ fn a_full_read_and_node_removal_page_through_many_keys() {
     assert_eq!(b.remove_node("a").unwrap(), CLAIMS);
     wait_until(LONG, "the claims to go", || b.mirror().taken_addresses(&web.id).is_empty().then_some(()));
     b.remove_network("web").unwrap();
+}
+
+#[test]
+fn one_member_of_three_down_fails_no_request() {
+    if !require_etcd("one_member_of_three_down_fails_no_request") {
+        return;
+    }
+    let mut etcd = EtcdCluster::start(3);
+    let config = |name: &str, octet: u8| {
+        let endpoints = cluster::parse_store_url(&etcd.store_url(), false).unwrap();
+        let mut c =
+            cluster::ClusterConfig::new(endpoints, name, format!("192.0.2.{octet}:4789").parse().unwrap(), None);
+        c.lease_ttl = Duration::from_secs(2);
+        // Long enough to ride over the election when the killed member led.
+        c.request_timeout = Duration::from_secs(5);
+        c.prefix = "/vswitch-test/v1".into();
+        c
+    };
+    let a = Cluster::start(config("a", 1)).unwrap();
+    let b = Cluster::start(config("b", 2)).unwrap();
+    wait_nodes(&a, &["a", "b"]);
+    let web = a.create_network(network("web", "a1", 0, "10.10.0.0/24")).unwrap();
+    // Kill the leader when member 0 is not it half of the time: find it.
+    let leader = etcd.leader();
+    eprintln!("killing member {leader}, the leader");
+    etcd.kill(leader);
+    let killed = Instant::now();
+    // Every request still succeeds: the client routes around the dead member.
+    let mut failures = Vec::new();
+    for n in 2..52u8 {
+        let ip = IpAddr::from(Ipv4Addr::new(10, 10, 0, n));
+        if let Err(e) = a.claim_address(&web.id, ip, claim("a", &format!("e{n}"))) {
+            failures.push(e.to_string());
+        }
+    }
+    eprintln!("50 claims done {:?} after the leader was killed", killed.elapsed());
+    assert!(failures.is_empty(), "{} of 50 claims failed with one member down: {failures:?}", failures.len());
+    wait_until(LONG, "b to see the 50 claims", || (b.mirror().taken_addresses(&web.id).len() == 50).then_some(()));
+    // The nodes stay registered (their keep-alives reach a live member).
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(b.mirror().is_alive("a") && a.mirror().is_alive("b"));
 }
