@@ -568,7 +568,11 @@ fn one_member_of_three_down_fails_no_request() {
     eprintln!("50 claims done {:?} after the leader was killed", killed.elapsed());
     assert!(failures.is_empty(), "{} of 50 claims failed with one member down: {failures:?}", failures.len());
     wait_until(LONG, "b to see the 50 claims", || (b.mirror().taken_addresses(&web.id).len() == 50).then_some(()));
-    // The nodes stay registered (their keep-alives reach a live member).
+    wait_until(LONG, "both watches to run on live members", || {
+        (a.status().connected && b.status().connected).then_some(())
+    });
+    // The nodes stay registered for longer than the TTL (their keep-alives
+    // reach a live member): a span of time is the point here, not a wait.
     std::thread::sleep(Duration::from_secs(3));
     assert!(b.mirror().is_alive("a") && a.mirror().is_alive("b"));
 }
