@@ -217,7 +217,9 @@ fn concurrent_claims_never_give_an_address_twice() {
             }));
         }
     }
+    let started = Instant::now();
     let results: Vec<(IpAddr, AddressClaim, usize)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    eprintln!("100 concurrent claims took {:?}", started.elapsed());
     let distinct: BTreeSet<IpAddr> = results.iter().map(|r| r.0).collect();
     let retries: usize = results.iter().map(|r| r.2).sum();
     eprintln!("{} claims, {} distinct addresses, {retries} Taken retries", results.len(), distinct.len());
