@@ -162,8 +162,9 @@ fn lease_expiry_removes_a_dead_node_within_the_ttl() {
     });
     let took = dropped.elapsed();
     eprintln!("a's records vanished {took:?} after it stopped (TTL {ttl:?})");
-    // etcd checks expiry every 500 ms; the last keep-alive was at most TTL/3 before the drop.
-    assert!(took <= ttl + Duration::from_millis(1500), "took {took:?} with TTL {ttl:?}");
+    // etcd checks expiry every 500 ms and the watch must deliver it; allow
+    // for a loaded machine, but far less than a second TTL.
+    assert!(took <= ttl + Duration::from_secs(2), "took {took:?} with TTL {ttl:?}");
     assert!(b.mirror().peers(&web.id, "b").is_empty());
 
     // The claim survives (no lease) until `node rm`, which is refused for a live node.
