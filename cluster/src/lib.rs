@@ -16,6 +16,7 @@ pub mod error;
 pub mod keys;
 pub mod layout;
 pub mod mirror;
+mod rpc;
 pub mod schema;
 mod session;
 pub mod txn;
