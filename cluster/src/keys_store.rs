@@ -147,7 +147,10 @@ impl Cluster {
             let mut ops = vec![TxnOp::delete(current_key(p, &network_id), None)];
             for dir in [KEYS_DIR, ACKS_DIR] {
                 let range = format!("{p}/{dir}/{network_id}/");
-                ops.push(TxnOp::delete(range.as_str(), Some(DeleteOptions::new().with_range(prefix_range_end(&range)))));
+                ops.push(TxnOp::delete(
+                    range.as_str(),
+                    Some(DeleteOptions::new().with_range(prefix_range_end(&range))),
+                ));
             }
             ctx.kv().txn(Txn::new().and_then(ops)).await.map_err(|e| store_error("forget network keys", e))?;
             Ok(())

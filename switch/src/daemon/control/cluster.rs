@@ -616,6 +616,7 @@ impl Control {
             }
         }
         self.apply_views(&mirror, &node);
+        self.reconcile_keys();
     }
 
     /// Gives the datapath the views that changed and the embedded DNS the
