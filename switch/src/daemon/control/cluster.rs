@@ -811,6 +811,71 @@ mod tests {
     }
 
     #[test]
+    fn with_the_store_unreachable_cluster_requests_are_refused_and_change_nothing() {
+        use ctl::proto::Request;
+
+        use super::super::scratch::{Scratch, network_create};
+
+        let mut s = Scratch::new("cluster-down");
+        // A cluster network this node already has (adopted earlier).
+        let (_, _, record) = setup();
+        s.c().add_cluster_network(network_from_record(&record).unwrap()).unwrap();
+        // A sandbox to connect (its namespace is real: a unique name).
+        let sandbox = format!("vswcl{}", std::process::id());
+        let created = s.c().handle(Request::SandboxCreate {
+            name: sandbox.clone(),
+            dns: vec![],
+            dns_search: vec![],
+            netns: None,
+        });
+        if let Err(e) = created {
+            return eprintln!("SKIPPED: cannot create a sandbox here ({})", e.message);
+        }
+        // Nothing listens on port 1 of the loopback: the store is unreachable.
+        let config = cluster::ClusterConfig::new(
+            vec!["http://127.0.0.1:1".into()],
+            "a",
+            "127.0.0.1:4789".parse().unwrap(),
+            None,
+        );
+        let handle = Cluster::start(config).unwrap();
+        s.c().attach_cluster(handle, vec!["http://127.0.0.1:1".into()]);
+        let state = s.c().store_state().unwrap();
+        assert!(!state.connected, "{state:?}");
+        let before = s.state();
+
+        let connect = Request::NetworkConnect {
+            network: "ov".into(),
+            sandbox: sandbox.clone(),
+            ip: None,
+            ip6: None,
+            aliases: vec![],
+            mac: None,
+            publish: vec![],
+            service: None,
+            port_type: proto::PortType::Tap,
+        };
+        for request in [
+            network_create("ov2", proto::Driver::Overlay, "10.51.0.0/24", true, &[]),
+            Request::NetworkRm { name: "ov".into() },
+            connect,
+            Request::NodeRm { name: "b".into() },
+        ] {
+            let e = s.c().handle(request.clone()).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Unavailable, "{request:?}: {}", e.message);
+            assert!(e.message.contains("cluster store unreachable"), "{}", e.message);
+            assert_eq!(s.state(), before, "{request:?} changed the state");
+        }
+        // Bridge networks stay local and work without the store.
+        s.c().handle(network_create("br", proto::Driver::Bridge, "10.52.0.0/24", false, &[])).unwrap();
+        let Ok(list) = serde_json::from_value::<NodeList>(s.c().handle(Request::NodeLs).unwrap()) else {
+            panic!("node ls does not decode")
+        };
+        assert!(!list.store.connected && list.store.node == "a");
+        s.c().handle(Request::SandboxRm { name: sandbox }).unwrap();
+    }
+
+    #[test]
     fn views_extend_lazily_and_names_resolve_everywhere() {
         let (mut model, mut mirror, record) = setup();
         let index = model.adopt_network(network_from_record(&record).unwrap()).unwrap().network_index;
