@@ -12,7 +12,9 @@
 //!   three, and host 3's sandbox talks to both others;
 //! - host 3's vswitchd stops: once its lease is gone the next epoch's sealed
 //!   map (read from etcd with etcdctl) no longer includes it, and hosts 1 and
-//!   2 still talk.
+//!   2 still talk;
+//! - host 2 is killed (-9) and restarted: it opens the current epoch again
+//!   (its keypair persists) and talks, with no new epoch.
 //!
 //! Needs root and `/usr/bin/etcd` + `etcdctl`.
 
@@ -278,4 +280,13 @@ fn encrypted_cluster_overlay_keys_through_the_store() {
     assert!(wait_for_ping(&s1, ip2, SETTLE).is_some(), "hosts 1 and 2 after host 3 left");
     let [one_two, _] = epochs_on_the_wire(&h1, &h2, &s1, ip2, vni);
     assert!(!one_two.is_empty() && one_two.iter().all(|&e| e == left), "epochs 1 -> 2 after host 3 left: {one_two:?}");
+
+    // Host 2 restarted after kill -9 (its datapath holds no key then): it
+    // keeps its keypair, so it opens the current epoch from the store again
+    // and talks at once, without a new epoch.
+    c.host_mut(1).restart();
+    assert!(wait_for_ping(&s1, ip2, SETTLE).is_some(), "host 1 cannot ping host 2 after host 2's kill -9 and restart");
+    assert!(wait_for_ping(&s2, ip1, SETTLE).is_some(), "host 2 cannot ping host 1 after its kill -9 and restart");
+    let keys = store_keys(&c, &network_id);
+    assert_eq!(keys.settled().map(|(e, _)| e), Some(left), "the restart needed no new epoch: {keys:?}");
 }
