@@ -263,3 +263,62 @@ fn describe(reason: &PublishReason) -> String {
         PublishReason::Missing => "current epoch's record missing".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ctl::proto::{Driver, Request};
+
+    use super::super::network_spec;
+    use super::super::scratch::Scratch;
+    use crate::daemon::datapath::DatapathError;
+    use crate::model::{CreateNetwork, ENCRYPTED_OPTION, KEY_ROTATION_OPTION, Model};
+
+    fn encrypted(name: &str, vni: u32) -> CreateNetwork {
+        let mut req = CreateNetwork {
+            subnet: Some(format!("10.9.{}.0/24", vni % 200).parse().unwrap()),
+            vni: Some(vni),
+            ..CreateNetwork::new(name, Driver::Overlay)
+        };
+        req.options.insert(ENCRYPTED_OPTION.into(), String::new());
+        req.options.insert(KEY_ROTATION_OPTION.into(), "3600".into());
+        req
+    }
+
+    #[test]
+    fn cluster_overlays_take_their_keys_from_the_store_and_need_no_secret() {
+        let mut model = Model::new();
+        let local = model.create_network(encrypted("local", 4101)).unwrap();
+        let mut cluster = model.create_network(encrypted("shared", 4102)).unwrap();
+        cluster.cluster = true;
+
+        // A local encrypted overlay derives its keys from the secret and
+        // rotates by the clock; a cluster one takes keys from the store,
+        // which rotates them (the period is the coordinator's).
+        let spec = network_spec(&local);
+        assert_eq!((spec.store_keys, spec.key_rotation.map(|p| p.get())), (false, Some(3600)));
+        let spec = network_spec(&cluster);
+        assert_eq!((spec.store_keys, spec.key_rotation, spec.key_epoch), (true, None, Some(0)));
+        assert_eq!(cluster.key_rotation().map(|p| p.get()), Some(3600), "still the coordinator's period");
+
+        // A datapath without a secret takes the cluster overlay (it sends
+        // nothing until a key is installed) but not the local one.
+        let mut s = Scratch::new("store-keys");
+        let c = s.c();
+        assert!(matches!(c.add_network_to_datapath(&local), Err(DatapathError::NoSecret)));
+        c.add_network_to_datapath(&cluster).expect("a cluster overlay needs no secret");
+        let state = c.datapath.key_state(super::network_id(&cluster)).unwrap();
+        assert_eq!((state.store_keys, state.send_epoch, state.installed), (true, None, vec![]));
+    }
+
+    #[test]
+    fn without_a_store_encrypted_overlays_still_need_the_secret_and_rotate_locally() {
+        let mut s = Scratch::new("no-store-keys");
+        let req = serde_json::json!({"verb": "network_create", "name": "sec", "driver": "overlay",
+            "subnet": "10.9.9.0/24", "vni": 4109, "options": {"encrypted": ""}});
+        let e = s.c().handle(serde_json::from_value::<Request>(req).unwrap()).unwrap_err();
+        assert_eq!(e.kind, ctl::proto::ErrorKind::NotSupported, "{}", e.message);
+        assert!(e.message.contains("--secret-file"), "{}", e.message);
+        // Not a cluster node: `network key rotate` is the model's (no such network here).
+        assert!(s.c().cluster_key_rotate("sec").is_none());
+    }
+}
