@@ -310,6 +310,11 @@ impl ClusterLink {
     pub(super) fn new(handle: Cluster, endpoints: Vec<String>) -> ClusterLink {
         ClusterLink { handle, endpoints, applied: HashMap::new(), names: Vec::new(), refused: HashSet::new() }
     }
+
+    /// The datapath network `index` was removed: it has no view any more.
+    pub(super) fn forget_view(&mut self, index: u32) {
+        self.applied.remove(&index);
+    }
 }
 
 impl Control {
@@ -755,6 +760,37 @@ mod tests {
         let exclude: BTreeSet<IpAddr> = ["10.50.0.9".parse().unwrap()].into();
         let given = Connect { ipv4: Some("10.50.0.9".parse().unwrap()), exclude, ..Connect::new("ov", "db") };
         assert_eq!(model.connect(given).unwrap().ipv4, Some("10.50.0.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_dual_stack_network_claims_both_families() {
+        let mut origin = Model::new();
+        let req = CreateNetwork {
+            subnet: Some("10.53.0.0/24".parse().unwrap()),
+            enable_ipv6: true,
+            subnet6: Some("fd00:53::/64".parse().unwrap()),
+            attachable: true,
+            ..CreateNetwork::new("dual", Driver::Overlay)
+        };
+        let record = record_of(&origin.create_network(req).unwrap(), 0, "b").unwrap();
+        assert_eq!(record.subnets.len(), 2, "{record:?}");
+        let mut mirror = Mirror::default();
+        put(&mut mirror, "networks/dual", &record);
+        node(&mut mirror, "a", "192.0.2.1:4789");
+        let claim = AddressClaim { node: "b".into(), endpoint_id: "e1".into() };
+        put(&mut mirror, &format!("addresses/{}/fd00:53::2", record.id), &claim);
+        let mut model = Model::new();
+        model.create_sandbox(crate::model::CreateSandbox::new("web")).unwrap();
+        let network = model.adopt_network(network_from_record(&record).unwrap()).unwrap();
+        assert_eq!(network.subnet6, Some("fd00:53::/64".parse().unwrap()));
+        let exclude = mirror.taken_addresses(&record.id);
+        let ep = model.connect(Connect { exclude, ..Connect::new("dual", "web") }).unwrap();
+        assert_eq!(ep.ipv4, Some("10.53.0.2".parse().unwrap()), "the IPv4 side is free");
+        assert_eq!(ep.ipv6, Some("fd00:53::3".parse().unwrap()), "the IPv6 side skips b's claim");
+        let plan = plan_store(&model, &mirror, "a", true);
+        let claimed: Vec<IpAddr> = plan.claim.iter().map(|(_, ip, _)| *ip).collect();
+        assert_eq!(claimed, ["10.53.0.2".parse::<IpAddr>().unwrap(), "fd00:53::3".parse().unwrap()]);
+        assert_eq!(plan.publish[0].ipv6, ep.ipv6);
     }
 
     #[test]
