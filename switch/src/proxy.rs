@@ -410,7 +410,9 @@ mod tests {
         let h = ip.header();
         assert_eq!((h.source_addr(), h.destination_addr(), h.hop_limit()), (target, to.1, 255));
         assert!(icmp.is_checksum_valid(h.source_addr().octets(), h.destination_addr().octets()), "checksum");
-        let Icmpv6Type::NeighborAdvertisement(na) = icmp.icmp_type() else { panic!("not an NA: {:?}", icmp.icmp_type()) };
+        let Icmpv6Type::NeighborAdvertisement(na) = icmp.icmp_type() else {
+            panic!("not an NA: {:?}", icmp.icmp_type())
+        };
         assert!(na.solicited && na.r#override && !na.router, "{na:?}");
         let mut payload = target.octets().to_vec();
         payload.extend_from_slice(&[2, 1]);
@@ -461,7 +463,9 @@ mod tests {
         let good = ns(me, group, group_mac(group), 255, target);
         assert_eq!(t.answer(&good[..70], &mut out), None, "truncated");
         // An echo request is not even looked at.
-        let b = PacketBuilder::ethernet2(LOCAL.0, REMOTE.0).ipv6(me.octets(), target.octets(), 64).icmpv6_echo_request(1, 1);
+        let b = PacketBuilder::ethernet2(LOCAL.0, REMOTE.0)
+            .ipv6(me.octets(), target.octets(), 64)
+            .icmpv6_echo_request(1, 1);
         let mut echo = Vec::new();
         b.write(&mut echo, &[]).unwrap();
         assert!(!may_ask(&echo));

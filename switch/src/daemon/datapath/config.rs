@@ -9,9 +9,9 @@ use mio::Token;
 use mio::unix::SourceFd;
 use vxlan::Vni;
 
+use super::cluster::Owner;
 use super::device::PortDevice;
 use super::handle::{Command, DatapathError, NetworkSpec, Snapshot, TunnelPortInfo, tunnel_port};
-use super::cluster::Owner;
 use super::{Datapath, NetInfo, PortIo, TunnelOwners};
 use crate::bridge::{Bridge, BridgeError};
 use crate::events::EventKind;
