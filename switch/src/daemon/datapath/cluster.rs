@@ -34,11 +34,11 @@ pub(super) enum Owner {
 }
 
 impl Owner {
-    /// Marks (`held`) or unmarks this owner in `owners`.
-    pub(super) fn set(self, owners: &mut TunnelOwners, held: bool) {
+    /// Marks this owner in `owners`.
+    pub(super) fn hold(self, owners: &mut TunnelOwners) {
         match self {
-            Owner::Peer => owners.peer = held,
-            Owner::Cluster => owners.cluster = held,
+            Owner::Peer => owners.peer = true,
+            Owner::Cluster => owners.cluster = true,
         }
     }
 }
@@ -151,7 +151,7 @@ impl Datapath {
         }
         for remote in old_tunnels {
             if !held.contains_key(&remote) {
-                self.release_tunnel(network, vni, remote, Owner::Cluster);
+                self.release_cluster_tunnel(vni, remote);
             }
         }
         self.count_proxying();
