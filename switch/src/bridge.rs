@@ -153,6 +153,9 @@ pub struct FdbRecord {
     pub age: Duration,
     /// Static or learned.
     pub is_static: bool,
+    /// A static entry the daemon's cluster view installed (the datapath
+    /// sets it in its snapshots; the bridge does not know and says false).
+    pub cluster: bool,
 }
 
 #[derive(Debug)]
@@ -370,6 +373,25 @@ impl Bridge {
         Ok(())
     }
 
+    /// The port of the static entry for `mac` on `network`, if there is one.
+    pub fn static_port(&self, network: NetworkId, mac: MacAddr) -> Option<PortId> {
+        self.network(network).ok()?.fdb.get(mac).filter(|e| e.is_static).map(|e| e.port)
+    }
+
+    /// Counts a frame the switch took off `port` and answered itself (proxy
+    /// ARP/ND) as received; `false` (nothing counted) when the port is
+    /// unknown or down, where the frame is the bridge's to drop.
+    pub fn receive_local(&mut self, port: PortId, len: usize) -> bool {
+        match self.ports.get_mut(port.index()).and_then(Option::as_mut) {
+            Some(p) if p.up => {
+                p.counters.rx_packets += 1;
+                p.counters.rx_bytes += len as u64;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Removes the entry for `mac` on `network`; returns whether one existed.
     pub fn remove_entry(&mut self, network: NetworkId, mac: MacAddr) -> Result<bool, BridgeError> {
         let removed = self.network_mut(network)?.fdb.remove(mac);
@@ -460,6 +482,7 @@ impl Bridge {
                 port: e.port,
                 age: Duration::from_millis(now.millis_since(e.last_seen)),
                 is_static: e.is_static,
+                cluster: false,
             })
             .collect())
     }

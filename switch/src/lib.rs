@@ -19,6 +19,7 @@ pub mod gateway;
 pub mod impair;
 pub mod offload;
 pub mod port;
+pub mod proxy;
 pub mod time;
 pub mod wire;
 

@@ -31,6 +31,9 @@ pub enum ErrorKind {
     TooLarge,
     /// The operation did not finish in time.
     Timeout,
+    /// A service the request needs cannot be reached (the cluster store):
+    /// nothing was changed; try again when it is back.
+    Unavailable,
     /// A kind this client does not know (sent by a newer daemon).
     #[serde(other)]
     Unknown,
@@ -52,6 +55,7 @@ impl ErrorKind {
             Self::Internal => "internal",
             Self::TooLarge => "too_large",
             Self::Timeout => "timeout",
+            Self::Unavailable => "unavailable",
             Self::Unknown => "unknown",
         }
     }

@@ -25,9 +25,9 @@ pub use error::{CtlError, ErrorKind, ProtocolError};
 pub use event::{Event, EventKind, EventsFollow, EventsSummary, LostScope, PortChange};
 pub use payload::{
     Ack, ConfigInfo, DnsRecord, DnsStats, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, ImpairStats,
-    Ipam, IpamConfig, KeyEpoch, MetricsText, NatFlow, NatStats, NetworkInfo, NetworkSummary, PeerInfo, PortImpairInfo,
-    PortKind, PortStats, ResolverInfo, SandboxInfo, ServiceInfo, ServiceReplica, ShowNetwork, ShowPort, ShowTree,
-    VersionInfo,
+    Ipam, IpamConfig, KeyEpoch, MetricsText, NatFlow, NatStats, NetworkInfo, NetworkSummary, NodeInfo, NodeList,
+    NodeRmResult, NodeStatus, PeerInfo, PortImpairInfo, PortKind, PortStats, ResolverInfo, SandboxInfo, ServiceInfo,
+    ServiceReplica, ShowNetwork, ShowPort, ShowTree, StoreState, VersionInfo,
 };
 pub use request::{Driver, PortType, Request, UnknownDriver};
 pub use stream::{StreamLine, decode_stream_line, encode_end, encode_item_raw};

@@ -280,6 +280,9 @@ pub struct ShowTree {
     pub version: String,
     /// Networks, in name order.
     pub networks: Vec<ShowNetwork>,
+    /// The cluster store, when the daemon has one (`--cluster-store`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<StoreState>,
 }
 
 /// One network of [`ShowTree`].
@@ -391,6 +394,10 @@ pub enum FdbKind {
     Learned,
     /// Added by `fdb_add` or at endpoint creation; never ages.
     Static,
+    /// A remote endpoint's MAC, installed from the cluster store toward
+    /// the tunnel port of its node; never ages, never relearned, gone when
+    /// the endpoint leaves the store.
+    Cluster,
 }
 
 impl FdbKind {
@@ -399,6 +406,7 @@ impl FdbKind {
         match self {
             Self::Learned => "learned",
             Self::Static => "static",
+            Self::Cluster => "cluster",
         }
     }
 }
@@ -432,6 +440,76 @@ pub struct PeerInfo {
     pub all_networks: bool,
     /// True for a peer learned from traffic (`vswitchd --learn-peers`), false for a static one.
     pub learned: bool,
+}
+
+/// The daemon's view of its cluster store (`show`, `node_ls`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreState {
+    /// The store's endpoints (`--cluster-store`), as URLs.
+    pub endpoints: Vec<String>,
+    /// This node's name (`--node-name`).
+    pub node: String,
+    /// Whether the daemon is connected to the store now.
+    pub connected: bool,
+    /// The last store revision the daemon has seen (0 before the first read).
+    pub revision: i64,
+    /// Why the last attempt to reach the store failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Whether a node of the cluster is alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// Its record is in the store: its lease is kept alive.
+    Ready,
+    /// It holds address claims but has no live record (dead or cut off).
+    Down,
+}
+
+impl NodeStatus {
+    /// The wire and table name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// One node of the cluster (`node_ls`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The node's name.
+    pub name: String,
+    /// Its advertised VTEP (`null` for a node that is down).
+    pub vtep: Option<SocketAddr>,
+    /// `ready` or `down`.
+    pub status: NodeStatus,
+    /// True for the node answering.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+    /// How many endpoints it has published (a down node's count its address claims).
+    pub endpoints: u64,
+    /// The networks it has endpoints on (names), sorted.
+    pub networks: Vec<String>,
+}
+
+/// Reply to `node_ls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeList {
+    /// The store as this daemon sees it.
+    pub store: StoreState,
+    /// The nodes, by name.
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// Reply to `node_rm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRmResult {
+    /// How many keys (claims and records) of the node were deleted.
+    pub released: u64,
 }
 
 /// Reply to `config_show`: the runtime settings, under the names

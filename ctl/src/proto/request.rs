@@ -419,6 +419,17 @@ pub enum Request {
         /// The peer's underlay address and UDP port.
         addr: std::net::SocketAddr,
     },
+    /// The nodes of the cluster store and the store's state (daemons
+    /// started with `--cluster-store`; `not_supported` otherwise). Reply:
+    /// [`NodeList`](super::NodeList).
+    NodeLs,
+    /// Release every address claim and record of a node that is down
+    /// (`in_use` while it is alive, `unavailable` when the store cannot be
+    /// reached). Reply: [`NodeRmResult`](super::NodeRmResult).
+    NodeRm {
+        /// The node's name (`--node-name`).
+        name: String,
+    },
     /// Copies of the frames crossing a port, every port of a network, or
     /// the underlay (stream). Reply: [`CaptureInfo`](super::CaptureInfo);
     /// items: [`CapturedFrame`](super::CapturedFrame); end:
@@ -513,6 +524,8 @@ impl Request {
         "peer_add",
         "peer_ls",
         "peer_rm",
+        "node_ls",
+        "node_rm",
         "capture",
         "port_impair",
         "port_add",
@@ -540,6 +553,7 @@ impl Request {
                 | Self::Metrics
                 | Self::ConfigShow
                 | Self::PeerLs
+                | Self::NodeLs
                 | Self::NatLs { .. }
                 | Self::ServiceLs
                 | Self::ServiceInspect { .. }
@@ -592,6 +606,8 @@ impl Request {
             Self::PeerAdd { .. } => "peer_add",
             Self::PeerLs => "peer_ls",
             Self::PeerRm { .. } => "peer_rm",
+            Self::NodeLs => "node_ls",
+            Self::NodeRm { .. } => "node_rm",
             Self::Capture { .. } => "capture",
             Self::PortImpair { .. } => "port_impair",
             Self::PortAdd { .. } => "port_add",
@@ -633,6 +649,8 @@ mod tests {
         assert!(!Request::SandboxInspect { name: "a".into() }.changes_state());
         assert!(!Request::NatLs { network: None }.changes_state());
         assert!(!Request::ServiceLs.changes_state());
+        assert!(!Request::NodeLs.changes_state());
+        assert!(Request::NodeRm { name: "n".into() }.changes_state());
         assert!(Request::ServiceRm { name: "s".into() }.changes_state());
         assert!(Request::SandboxPublish { sandbox: "a".into(), network: None, publish: vec![] }.changes_state());
         assert!(Request::SandboxRm { name: "a".into() }.changes_state());

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use cluster::{Cluster, ClusterConfig, TlsFiles, parse_store_url};
 use crypto::ClusterSecret;
 use switch::daemon::control::Control;
 use switch::daemon::datapath::DatapathHandle;
@@ -36,7 +37,7 @@ struct Args {
     vtep: Option<SocketAddr>,
     /// Accept VXLAN from hosts that are not configured peers, and make them
     /// peers (they age out when silent).
-    #[arg(long, requires = "vtep")]
+    #[arg(long)]
     learn_peers: bool,
     /// File holding the cluster secret (64 hex characters, mode 0600) that
     /// encrypted overlays derive their keys from; `vswitchctl secret
@@ -45,7 +46,7 @@ struct Args {
     secret_file: Option<PathBuf>,
     /// MTU of the underlay; by default that of the interface holding the
     /// VTEP address (1500 if it cannot be found).
-    #[arg(long, value_name = "BYTES", requires = "vtep")]
+    #[arg(long, value_name = "BYTES")]
     underlay_mtu: Option<u32>,
     /// Upstream DNS server (repeatable, up to 3 are asked per query) for
     /// names the embedded DNS does not own, asked from the daemon's own
@@ -62,6 +63,80 @@ struct Args {
     /// beyond it is refused and counted (`table_full`).
     #[arg(long, value_name = "N", default_value_t = switch::nat::Limits::default().max_flows)]
     nat_max_flows: usize,
+    /// Join a cluster whose store is this etcd cluster
+    /// (`etcd://HOST:PORT[,HOST:PORT...]`): overlay networks, their
+    /// addresses and endpoints become cluster-wide. Needs --advertise-addr
+    /// and either the TLS files (--cluster-ca, --cluster-cert,
+    /// --cluster-key) or --cluster-insecure.
+    #[arg(long, value_name = "URL")]
+    cluster_store: Option<String>,
+    /// This node's name in the cluster (default: the hostname).
+    #[arg(long, value_name = "NAME", requires = "cluster_store")]
+    node_name: Option<String>,
+    /// The VTEP address other nodes send this node's overlay traffic to
+    /// (ADDR[:PORT], port 4789 by default); the VTEP binds it unless --vtep
+    /// is given too.
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_vtep, requires = "cluster_store")]
+    advertise_addr: Option<SocketAddr>,
+    /// CA certificate (PEM) that signed the store's certificates.
+    #[arg(long, value_name = "PATH", requires = "cluster_store")]
+    cluster_ca: Option<PathBuf>,
+    /// This node's client certificate (PEM) for the store.
+    #[arg(long, value_name = "PATH", requires = "cluster_store")]
+    cluster_cert: Option<PathBuf>,
+    /// This node's client key (PEM) for the store.
+    #[arg(long, value_name = "PATH", requires = "cluster_store")]
+    cluster_key: Option<PathBuf>,
+    /// Talk to the store without TLS (plain http): anyone on the path can
+    /// read and forge the cluster's state. For tests and trusted networks.
+    #[arg(long, requires = "cluster_store", conflicts_with_all = ["cluster_ca", "cluster_cert", "cluster_key"])]
+    cluster_insecure: bool,
+    /// Seconds a node's lease lives without keep-alives: a dead node leaves
+    /// the other nodes' peer sets within it.
+    #[arg(long, value_name = "SECS", requires = "cluster_store", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    cluster_ttl: Option<u64>,
+}
+
+/// The cluster configuration the flags describe (`None` without
+/// `--cluster-store`), checked: TLS files all or none, none only with
+/// `--cluster-insecure`, an advertised address that other nodes can reach.
+fn cluster_config(args: &Args, hostname: impl FnOnce() -> Option<String>) -> anyhow::Result<Option<ClusterConfig>> {
+    let Some(url) = &args.cluster_store else { return Ok(None) };
+    let tls = match (&args.cluster_ca, &args.cluster_cert, &args.cluster_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() }),
+        (None, None, None) if args.cluster_insecure => None,
+        (None, None, None) => anyhow::bail!(
+            "--cluster-store needs TLS: give --cluster-ca, --cluster-cert and --cluster-key (or --cluster-insecure to talk to the store in plain text)"
+        ),
+        _ => anyhow::bail!("give all three of --cluster-ca, --cluster-cert and --cluster-key"),
+    };
+    let Some(vtep) = args.advertise_addr else {
+        anyhow::bail!("--cluster-store needs --advertise-addr: the address other nodes reach this node's VTEP at")
+    };
+    if vtep.ip().is_unspecified() {
+        anyhow::bail!("--advertise-addr {vtep}: other nodes cannot send to the unspecified address; give this node's underlay address");
+    }
+    if let Some(local) = args.vtep
+        && vxlan::IpVersion::of(local.ip()) != vxlan::IpVersion::of(vtep.ip())
+    {
+        anyhow::bail!("--advertise-addr {vtep} and --vtep {local} are of different address families");
+    }
+    let node = match args.node_name.clone().or_else(hostname) {
+        Some(name) if !name.is_empty() => name,
+        _ => anyhow::bail!("cannot read the hostname; give --node-name"),
+    };
+    let endpoints = parse_store_url(url, tls.is_some()).context("--cluster-store")?;
+    let mut config = ClusterConfig::new(endpoints, node, vtep, tls);
+    if let Some(secs) = args.cluster_ttl {
+        config.lease_ttl = std::time::Duration::from_secs(secs);
+    }
+    Ok(Some(config))
+}
+
+/// The machine's hostname (the default node name).
+fn hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(name.trim().to_owned()).filter(|n| !n.is_empty())
 }
 
 /// Parses `ADDR`, `ADDR:PORT` or `[V6]:PORT`, defaulting to port 53.
@@ -141,10 +216,15 @@ fn main() -> std::process::ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     server::check_not_running(&args.ctl_socket)?;
     let group = args.ctl_group.as_deref().map(server::lookup_group).transpose()?;
+    let cluster_config = cluster_config(&args, hostname)?;
     let (store, model) =
         Store::open(&args.state_dir).with_context(|| format!("cannot open state dir {}", args.state_dir.display()))?;
-    let vtep = args
-        .vtep
+    // In a cluster the VTEP binds the advertised address unless told otherwise.
+    let vtep_addr = args.vtep.or(cluster_config.as_ref().map(|c| c.vtep));
+    if vtep_addr.is_none() && (args.learn_peers || args.underlay_mtu.is_some()) {
+        anyhow::bail!("--learn-peers and --underlay-mtu need a VTEP: give --vtep (or --advertise-addr in a cluster)");
+    }
+    let vtep = vtep_addr
         .map(|local| {
             let underlay_mtu = underlay_mtu(local, args.underlay_mtu)?;
             anyhow::Ok(VtepConfig { local, learn_peers: args.learn_peers, underlay_mtu })
@@ -170,11 +250,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     let datapath =
         DatapathHandle::spawn(vtep, secret, dns.clone(), switch::nat::Limits { max_flows: args.nat_max_flows })
             .map_err(|e| {
-                let context = datapath_context(args.vtep, &e);
+                let context = datapath_context(vtep_addr, &e);
                 anyhow::Error::new(e).context(context)
             })?;
-    let control = Control::restore(store, model, datapath, vtep, has_secret, dns)
+    let mut control = Control::restore(store, model, datapath, vtep, has_secret, dns)
         .context("cannot restore state into the datapath")?;
+    if let Some(config) = cluster_config {
+        let (node, endpoints) = (config.node.clone(), config.endpoints.clone());
+        let cluster = Cluster::start(config).context("cannot start the cluster store's client")?;
+        tracing::info!(%node, store = ?endpoints, "cluster node: following the cluster store");
+        control.attach_cluster(cluster, endpoints);
+    }
     let metrics = args
         .metrics_listen
         .map(|addr| tiny_http::Server::http(addr).map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}")))
@@ -212,6 +298,43 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    fn args(extra: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(["vswitchd"].iter().chain(extra))
+    }
+
+    fn config(extra: &[&str]) -> anyhow::Result<Option<ClusterConfig>> {
+        cluster_config(&args(extra).map_err(|e| anyhow::anyhow!("{e}"))?, || Some("host1".into()))
+    }
+
+    #[test]
+    fn cluster_flags_are_checked() {
+        assert!(config(&[]).unwrap().is_none(), "no cluster without --cluster-store");
+        let base = ["--cluster-store", "etcd://10.0.0.1:2379,10.0.0.2:2379", "--advertise-addr", "192.0.2.1"];
+        let insecure = config(&[&base[..], &["--cluster-insecure"]].concat()).unwrap().unwrap();
+        assert_eq!(insecure.endpoints, ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
+        assert_eq!((insecure.node.as_str(), insecure.vtep), ("host1", sa("192.0.2.1:4789")));
+        assert!(insecure.tls.is_none());
+        let tls = [&base[..], &["--cluster-ca", "ca", "--cluster-cert", "c", "--cluster-key", "k", "--node-name", "n1"]]
+            .concat();
+        let tls = config(&tls).unwrap().unwrap();
+        assert_eq!((tls.endpoints[0].as_str(), tls.node.as_str()), ("https://10.0.0.1:2379", "n1"));
+        let ttl = config(&[&base[..], &["--cluster-insecure", "--cluster-ttl", "3"]].concat()).unwrap().unwrap();
+        assert_eq!(ttl.lease_ttl, std::time::Duration::from_secs(3));
+
+        for (flags, needle) in [
+            (&base[..], "needs TLS"),
+            (&[&base[..], &["--cluster-ca", "ca"]].concat()[..], "all three"),
+            (&["--cluster-store", "etcd://10.0.0.1:2379", "--cluster-insecure"][..], "needs --advertise-addr"),
+            (&["--cluster-store", "etcd://h:1", "--cluster-insecure", "--advertise-addr", "0.0.0.0"][..], "unspecified"),
+            (&[&base[..], &["--cluster-insecure", "--vtep", "[2001:db8::1]:4789"]].concat()[..], "different address families"),
+            (&[&base[..], &["--cluster-insecure", "--cluster-ca", "ca"]].concat()[..], "cannot be used with"),
+            (&["--node-name", "n1"][..], "--cluster-store"),
+        ] {
+            let message = format!("{:#}", config(flags).unwrap_err());
+            assert!(message.contains(needle), "{flags:?}: {message:?} lacks {needle:?}");
+        }
     }
 
     #[test]

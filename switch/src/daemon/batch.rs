@@ -222,6 +222,18 @@ impl RxBatch {
         })
     }
 
+    /// Forgets frames `sorted` (indices in increasing order); the others
+    /// keep their order. Their buffers stay used until the batch is cleared.
+    pub(crate) fn remove_frames(&mut self, sorted: &[usize]) {
+        let mut next = sorted.iter().peekable();
+        let mut index = 0;
+        self.entries.retain(|_| {
+            let gone = next.next_if_eq(&&index).is_some();
+            index += 1;
+            !gone
+        });
+    }
+
     /// Bytes `range` of buffer `buf`, mutable (decryption works in place).
     pub(crate) fn buffer_mut(&mut self, buf: usize, range: Range<usize>) -> &mut [u8] {
         &mut self.bufs[buf][range]

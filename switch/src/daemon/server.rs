@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ctl::proto::{self, ErrorKind, MAX_REQUEST_BYTES};
 
-use super::control::{Control, StreamNext, StreamSource};
+use super::control::{Control, RESYNC_INTERVAL, StreamNext, StreamSource};
 use crate::sys::process::set_umask;
 
 /// A client idle this long between requests is disconnected.
@@ -201,11 +201,22 @@ pub fn serve(listener: UnixListener, control: Control, metrics: Option<tiny_http
     // the same lock.
     let spawned = std::thread::Builder::new().name("reaper".into()).spawn(move || {
         for port in gone {
-            reaper.lock().unwrap_or_else(|p| p.into_inner()).reap_port(port);
+            let mut control = reaper.lock().unwrap_or_else(|p| p.into_inner());
+            control.reap_port(port);
+            // A cluster endpoint's record and claims go with it.
+            control.reconcile_cluster();
         }
     });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the thread that releases gone endpoints");
+    }
+    let changes = control.lock().unwrap_or_else(|p| p.into_inner()).cluster_changes();
+    if let Some(changes) = changes {
+        let sync = Arc::clone(&control);
+        let spawned = std::thread::Builder::new().name("cluster-sync".into()).spawn(move || sync_cluster(&changes, &sync));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the cluster sync thread; this node will not follow the cluster");
+        }
     }
     let clients = Arc::new(Clients::default());
     for stream in listener.incoming() {
@@ -232,6 +243,24 @@ pub fn serve(listener: UnixListener, control: Control, metrics: Option<tiny_http
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a client thread");
         }
+    }
+}
+
+/// The cluster sync thread: after each change the cluster store reports
+/// (several at once count as one), and every [`RESYNC_INTERVAL`] when it
+/// reports none, locks the control plane only to reconcile with it.
+fn sync_cluster(changes: &crossbeam_channel::Receiver<()>, control: &Mutex<Control>) {
+    use crossbeam_channel::RecvTimeoutError;
+    loop {
+        match changes.recv_timeout(RESYNC_INTERVAL) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                tracing::error!("the cluster store's client stopped; this node no longer follows the cluster");
+                return;
+            }
+        }
+        while changes.try_recv().is_ok() {}
+        control.lock().unwrap_or_else(|p| p.into_inner()).reconcile_cluster();
     }
 }
 

@@ -139,7 +139,11 @@ impl Model {
                 Some(ip)
             }
             (Some((subnet, gateway)), None) => {
-                let used = on_net.iter().filter_map(|e| e.ipv4);
+                let excluded = req.exclude.iter().filter_map(|ip| match ip {
+                    IpAddr::V4(ip) => Some(*ip),
+                    IpAddr::V6(_) => None,
+                });
+                let used = on_net.iter().filter_map(|e| e.ipv4).chain(excluded);
                 Some(match net.ip_range {
                     None => lowest_free_host(subnet, gateway, used).ok_or_else(|| ModelError::AddressesExhausted {
                         subnet: subnet.into(),
@@ -160,7 +164,11 @@ impl Model {
                 Some(ip)
             }
             (Some((subnet, gateway)), None) => {
-                let used = on_net.iter().filter_map(|e| e.ipv6);
+                let excluded = req.exclude.iter().filter_map(|ip| match ip {
+                    IpAddr::V6(ip) => Some(*ip),
+                    IpAddr::V4(_) => None,
+                });
+                let used = on_net.iter().filter_map(|e| e.ipv6).chain(excluded);
                 let range = net.ip_range6.unwrap_or(subnet);
                 Some(lowest_free_host6_in(range, subnet, gateway, used).ok_or_else(|| match net.ip_range6 {
                     None => ModelError::AddressesExhausted { subnet: subnet.into(), network: net.name.clone() },

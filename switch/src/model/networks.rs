@@ -185,7 +185,38 @@ impl Model {
             created: ids::now_rfc3339(),
             network_index: self.free_network_index(),
             key_epoch: 0,
+            cluster: false,
         };
+        self.networks.insert(net.id.clone(), net.clone());
+        Ok(net)
+    }
+
+    /// Adds a network another node created (from the cluster store's
+    /// record): it keeps its id, name, VNI and subnets, and gets a local
+    /// network index. Refused when its name, VNI or a subnet clashes with a
+    /// network of this node.
+    pub fn adopt_network(&mut self, mut net: Network) -> Result<Network, ModelError> {
+        validate::object_name("network", &net.name)?;
+        if self.networks.contains_key(&net.id) || self.networks.values().any(|n| n.name == net.name) {
+            return Err(ModelError::NetworkExists(net.name));
+        }
+        if let Some(vni) = net.vni
+            && let Some(other) = self.networks.values().find(|n| n.vni == Some(vni))
+        {
+            return Err(ModelError::VniInUse { vni, network: other.name.clone() });
+        }
+        if let Some(s) = net.subnet
+            && let Some((other, other_subnet)) = self.overlapping(s)
+        {
+            return Err(ModelError::SubnetOverlap { subnet: s.into(), other, other_subnet: other_subnet.into() });
+        }
+        if let Some(s) = net.subnet6
+            && let Some((other, other_subnet)) = self.overlapping6(s)
+        {
+            return Err(ModelError::SubnetOverlap { subnet: s.into(), other, other_subnet: other_subnet.into() });
+        }
+        net.network_index = self.free_network_index();
+        net.cluster = true;
         self.networks.insert(net.id.clone(), net.clone());
         Ok(net)
     }

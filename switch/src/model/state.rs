@@ -103,6 +103,7 @@ impl Model {
                 created: ids::now_rfc3339(),
                 network_index: m.free_network_index(),
                 key_epoch: 0,
+                cluster: false,
             };
             m.networks.insert(net.id.clone(), net);
         }

@@ -70,6 +70,11 @@ pub struct Network {
     /// secret, VNI, epoch).
     #[serde(default)]
     pub key_epoch: u32,
+    /// A cluster-wide network: its record lives in the cluster store
+    /// (`vswitchd --cluster-store`), which decides its id, VNI and subnets;
+    /// this node holds a copy. Absent from state files of local networks.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cluster: bool,
 }
 
 /// The option that encrypts an overlay network's data plane.
@@ -429,6 +434,10 @@ pub struct Connect {
     pub service: Option<String>,
     /// `--port-type`: TAP (default) or AF_XDP.
     pub port_type: PortType,
+    /// Addresses automatic addresses must not be: those other nodes of a
+    /// cluster hold (and ones already found taken). Given addresses are not
+    /// checked against it (the cluster store refuses them if taken).
+    pub exclude: std::collections::BTreeSet<IpAddr>,
 }
 
 impl Connect {

@@ -79,6 +79,9 @@ pub(crate) enum Command {
     /// Manage VXLAN peers (remote VTEPs) of overlay networks.
     #[command(subcommand)]
     Peer(PeerCmd),
+    /// The nodes of the cluster store (vswitchd --cluster-store).
+    #[command(subcommand)]
+    Node(NodeCmd),
     /// Cluster secrets for encrypted overlays (no daemon needed).
     #[command(subcommand)]
     Secret(SecretCmd),
@@ -624,6 +627,20 @@ pub(crate) enum PeerCmd {
         /// The peer's underlay address, ADDR, ADDR:PORT or [V6]:PORT (port 4789 by default).
         #[arg(value_parser = parse_peer_addr)]
         addr: SocketAddr,
+    },
+}
+
+/// `node` verbs.
+#[derive(Debug, Subcommand)]
+pub(crate) enum NodeCmd {
+    /// List the cluster's nodes (this one marked `*`) and the store's state.
+    #[command(alias = "list")]
+    Ls,
+    /// Release every address claim and record of a node that is down (one
+    /// that died and will not come back); refused while it is alive.
+    Rm {
+        /// The node's name.
+        name: String,
     },
 }
 

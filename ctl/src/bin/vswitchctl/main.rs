@@ -20,7 +20,7 @@ use ctl::proto::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use cli::{Cli, Command, ConfigCmd, DnsCmd, FdbCmd, NatCmd, NetworkCmd, PeerCmd, SandboxCmd, ServiceCmd, mappings};
+use cli::{Cli, Command, ConfigCmd, DnsCmd, FdbCmd, NatCmd, NetworkCmd, NodeCmd, PeerCmd, SandboxCmd, ServiceCmd, mappings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -143,6 +143,7 @@ fn run(cli: Cli) -> Result<()> {
             ctx.show(&Request::ConfigSet { key, value }, |_, _: Value| Ok(()))
         }
         Command::Peer(cmd) => peer(&mut ctx, cmd),
+        Command::Node(cmd) => node(&mut ctx, cmd),
         Command::Secret(cli::SecretCmd::Generate) => {
             let secret = crypto::ClusterSecret::generate()?;
             writeln!(ctx.out, "{}", secret.as_str())?;
@@ -318,6 +319,15 @@ fn peer(ctx: &mut Ctx, cmd: PeerCmd) -> Result<()> {
         PeerCmd::Add { addr, networks } => ctx.show(&Request::PeerAdd { addr, networks }, |_, _: Value| Ok(())),
         PeerCmd::Ls => ctx.show(&Request::PeerLs, |w, p: Vec<ctl::proto::PeerInfo>| render::peers(w, &p)),
         PeerCmd::Rm { addr } => ctx.show(&Request::PeerRm { addr }, |_, _: Value| Ok(())),
+    }
+}
+
+fn node(ctx: &mut Ctx, cmd: NodeCmd) -> Result<()> {
+    match cmd {
+        NodeCmd::Ls => ctx.show(&Request::NodeLs, |w, l: ctl::proto::NodeList| render::nodes(w, &l)),
+        NodeCmd::Rm { name } => ctx.show(&Request::NodeRm { name: name.clone() }, |w, r: ctl::proto::NodeRmResult| {
+            writeln!(w, "{name}: released {} keys", r.released)
+        }),
     }
 }
 

@@ -129,6 +129,25 @@ pub(crate) fn peers(w: &mut dyn Write, peers: &[PeerInfo]) -> io::Result<()> {
     t.write(w)
 }
 
+/// The store line of `node ls` and `show`.
+fn store_line(store: &ctl::proto::StoreState) -> String {
+    let state = if store.connected { "connected".to_owned() } else { "unreachable".to_owned() };
+    let error = store.last_error.as_deref().filter(|_| !store.connected).map(|e| format!(" ({e})")).unwrap_or_default();
+    format!("cluster store {} {state}{error}, revision {}, node {}", store.endpoints.join(","), store.revision, store.node)
+}
+
+/// `node ls`: the store's state, then one row per node, this one marked `*`.
+pub(crate) fn nodes(w: &mut dyn Write, list: &ctl::proto::NodeList) -> io::Result<()> {
+    writeln!(w, "{}", store_line(&list.store))?;
+    let mut t = Table::new(&["NAME", "VTEP", "STATUS", "ENDPOINTS", "NETWORKS"]);
+    for n in &list.nodes {
+        let name = if n.is_self { format!("{} *", n.name) } else { n.name.clone() };
+        let vtep = n.vtep.map_or_else(|| "-".to_owned(), |v| v.to_string());
+        t.row(vec![name, vtep, n.status.as_str().to_owned(), n.endpoints.to_string(), dash(n.networks.join(","))]);
+    }
+    t.write(w)
+}
+
 /// `stats`: one row per port; the DROPS column shows the total and the
 /// non-zero reasons. When gateway ports carry the embedded DNS's counters, a
 /// table `DNS` follows with a row per such port; ports that are or were
@@ -310,6 +329,9 @@ fn age(ms: u64) -> String {
 /// `show`, an indented tree like `ovs-vsctl show`.
 pub(crate) fn show(w: &mut dyn Write, tree: &ShowTree) -> io::Result<()> {
     writeln!(w, "vswitchd {}", tree.version)?;
+    if let Some(store) = &tree.cluster {
+        writeln!(w, "    {}", store_line(store))?;
+    }
     for n in &tree.networks {
         writeln!(w, "    Network {} ({}, id {})", n.name, n.driver, short_id(&n.id))?;
         if let Some(s) = n.subnet {
@@ -442,6 +464,7 @@ mod tests {
         let impair = ctl::Impairment { delay_us: 10_000, loss_ppm: 10_000, ..ctl::Impairment::default() };
         let tree = ShowTree {
             version: "0".into(),
+            cluster: None,
             networks: vec![ctl::proto::ShowNetwork {
                 name: "app".into(),
                 id: "0123456789abcdef".into(),

@@ -11,6 +11,7 @@ use dns::{Asker, Directory};
 
 use super::super::datapath::endpoint_port;
 use super::super::plumbing::{self, ResolvConf};
+use super::cluster::RemoteName;
 use super::{Control, Reply, model_error, ok};
 use crate::model::{Endpoint, Model, Network, Sandbox};
 
@@ -49,8 +50,10 @@ fn dns_endpoints<'m>(model: &'m Model, sandbox: &str) -> Vec<(&'m Endpoint, &'m 
 /// Builds the embedded DNS's directory from the model: the names of every
 /// endpoint on networks with the embedded DNS (A records for their IPv4
 /// addresses, AAAA for their IPv6 ones), and every endpoint as an asker
-/// with its sandbox's scope, known by either of its addresses.
-pub(super) fn directory(model: &Model) -> Directory {
+/// with its sandbox's scope, known by either of its addresses. `remote`:
+/// the endpoints of other cluster nodes on this node's cluster networks
+/// (their A and AAAA records; they ask their own node).
+pub(super) fn directory(model: &Model, remote: &[RemoteName]) -> Directory {
     let mut directory = Directory::new();
     for network in model.networks().into_iter().filter(|n| serves_dns(n)) {
         if let (Some(subnet), Some(_)) = (network.subnet, network.gateway) {
@@ -68,6 +71,14 @@ pub(super) fn directory(model: &Model) -> Directory {
         }
         if let Some(ipv6) = endpoint.ipv6 {
             directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, ipv6);
+        }
+    }
+    for r in remote {
+        if let Some(ipv4) = r.ipv4 {
+            directory.add_endpoint(r.network_index, &r.name, &r.aliases, ipv4);
+        }
+        if let Some(ipv6) = r.ipv6 {
+            directory.add_endpoint(r.network_index, &r.name, &r.aliases, ipv6);
         }
     }
     for sandbox in model.sandboxes() {
@@ -114,9 +125,14 @@ pub(super) fn resolv_conf(model: &Model, sandbox: &Sandbox) -> ResolvConf {
 }
 
 impl Control {
+    /// The names of other cluster nodes' endpoints (none outside cluster mode).
+    fn remote_names(&self) -> &[RemoteName] {
+        self.cluster.as_ref().map_or(&[], |c| &c.names)
+    }
+
     /// Gives the datapath the directory of the current model.
     pub(super) fn sync_dns(&self) {
-        if let Err(e) = self.datapath.set_dns(directory(&self.model)) {
+        if let Err(e) = self.datapath.set_dns(directory(&self.model, self.remote_names())) {
             tracing::error!(error = %e, "cannot update the embedded DNS");
         }
     }
@@ -156,7 +172,7 @@ impl Control {
     /// `dns ls [NET]`: the records served.
     pub(super) fn dns_ls(&self, network: Option<&str>) -> Reply {
         let only = network.map(|n| self.model.network(n).map(|n| n.network_index)).transpose().map_err(model_error)?;
-        let records: Vec<DnsRecord> = directory(&self.model)
+        let records: Vec<DnsRecord> = directory(&self.model, self.remote_names())
             .list(only)
             .into_iter()
             .map(|r| DnsRecord {
@@ -217,7 +233,7 @@ mod tests {
     #[test]
     fn the_directory_has_aaaa_records_and_ipv6_askers() {
         let m = model();
-        let d = directory(&m);
+        let d = directory(&m, &[]);
         let app = m.network("app").unwrap().network_index;
         let only6 = m.network("v6only").unwrap().network_index;
         let web = Found::Addresses { v4: vec![Ipv4Addr::new(10, 61, 0, 2)], v6: vec![v6("fd00:61::2")] };

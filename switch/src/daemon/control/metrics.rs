@@ -179,6 +179,14 @@ impl Control {
             set(&aged, &l, c.aged_out);
         }
 
+        let arp = b.counters("vswitch_proxy_arp_replies_total", "ARP requests for remote endpoints answered.", nl);
+        let nd = b.counters("vswitch_proxy_nd_replies_total", "Neighbour solicitations for remote endpoints answered.", nl);
+        for (network, c) in &snapshot.proxy {
+            let network = self.network_name(*network);
+            set(&arp, &[network.as_str()], c.arp_replies);
+            set(&nd, &[network.as_str()], c.nd_replies);
+        }
+
         let dns: [DnsMetric; 11] = [
             ("vswitch_dns_queries_total", "Queries to the embedded DNS.", |c| c.queries),
             ("vswitch_dns_answered_locally_total", "Queries answered from the switch's records.", |c| {

@@ -5,6 +5,8 @@
 //! swapped in only after it was saved.
 
 mod capture;
+mod cluster;
+pub use cluster::RESYNC_INTERVAL;
 mod dns;
 mod impair;
 mod metrics;
@@ -60,6 +62,8 @@ pub struct Control {
     xdp_modes: std::cell::RefCell<std::collections::HashMap<u32, String>>,
     /// Uplinks whose interface is gone (or could not be attached).
     uplinks_down: std::collections::BTreeSet<String>,
+    /// The cluster store, in cluster mode (`--cluster-store`).
+    cluster: Option<cluster::ClusterLink>,
 }
 
 /// The name of the underlay endpoint's row in `stats`.
@@ -194,6 +198,7 @@ impl Control {
             captures: Default::default(),
             xdp_modes: Default::default(),
             uplinks_down: Default::default(),
+            cluster: None,
         };
         control.datapath.set_aging(Duration::from_secs(control.model.config().aging_time_secs))?;
         for network in control.model.networks() {
@@ -386,6 +391,9 @@ impl Control {
                     vni,
                     options,
                 };
+                if self.creates_in_cluster(&req) {
+                    return self.cluster_network_create(req);
+                }
                 self.network_create(req)
             }
             Request::NetworkLs => ok(self.model.networks().into_iter().map(network_summary).collect::<Vec<_>>()),
@@ -393,7 +401,7 @@ impl Control {
                 let network = self.model.network(&name).map_err(model_error)?;
                 ok(self.network_info(network))
             }
-            Request::NetworkRm { name } => self.network_rm(&name),
+            Request::NetworkRm { name } => self.cluster_network_rm(&name).unwrap_or_else(|| self.network_rm(&name)),
             Request::NetworkConnect { network, sandbox, ip, ip6, aliases, mac, publish, service, port_type } => {
                 let req = Connect {
                     network,
@@ -406,8 +414,9 @@ impl Control {
                     publish,
                     service,
                     port_type,
+                    exclude: Default::default(),
                 };
-                self.connect(req)
+                self.cluster_connect(&req).unwrap_or_else(|| self.connect(req))
             }
             Request::PortAdd { network, interface, port_type, force } => {
                 self.port_add(&network, &interface, port_type.unwrap_or(proto::PortType::Raw), force)
@@ -429,7 +438,11 @@ impl Control {
                 ok(self.service_info(service))
             }
             Request::ServiceRm { name } => self.service_rm(&name),
-            Request::NetworkDisconnect { network, sandbox } => self.disconnect(&network, &sandbox),
+            Request::NetworkDisconnect { network, sandbox } => {
+                self.cluster_disconnect(&network, &sandbox).unwrap_or_else(|| self.disconnect(&network, &sandbox))
+            }
+            Request::NodeLs => self.node_ls(),
+            Request::NodeRm { name } => self.node_rm(&name),
             Request::Show => self.show(),
             Request::FdbShow { network } => self.fdb_show(network.as_deref()),
             Request::FdbAdd { network, mac, port } => self.fdb_add(&network, mac, &port),
@@ -507,6 +520,8 @@ impl Control {
         if let Err(e) = plumbing::remove_sandbox_netns(&removed.sandbox) {
             tracing::warn!(sandbox = name, error = %e, "cannot remove the sandbox's namespace");
         }
+        // Its cluster endpoints' records and claims go too.
+        self.reconcile_cluster();
         ok(Ack {})
     }
 
@@ -570,6 +585,12 @@ impl Control {
     }
 
     fn network_rm(&mut self, name: &str) -> Reply {
+        self.remove_network_locally(name)
+    }
+
+    /// Removes network `name` (name or id) from the model, the datapath and
+    /// the saved state, with its uplinks.
+    fn remove_network_locally(&mut self, name: &str) -> Reply {
         let mut next = self.model.clone();
         let uplinks: Vec<crate::model::Uplink> = self
             .model
@@ -596,6 +617,18 @@ impl Control {
     fn connect(&mut self, req: Connect) -> Reply {
         let mut next = self.model.clone();
         let endpoint = next.connect(req).map_err(model_error)?;
+        self.connect_endpoint(next, endpoint, None)
+    }
+
+    /// Makes `endpoint`, which `next` holds, and commits `next`; `publish`:
+    /// the cluster store and the endpoint's record, published just before
+    /// the commit (withdrawn again if the commit fails).
+    fn connect_endpoint(
+        &mut self,
+        next: Model,
+        endpoint: Endpoint,
+        publish: Option<(&::cluster::Cluster, ::cluster::EndpointRecord)>,
+    ) -> Reply {
         let network = next
             .network_by_id(&endpoint.network_id)
             .cloned()
@@ -618,7 +651,19 @@ impl Control {
             self.teardown_endpoint(&endpoint);
             return Err(e);
         }
+        if let Some((store, record)) = &publish
+            && let Err(e) = store.publish_endpoint(record.clone())
+        {
+            self.unpublish_endpoint(&endpoint);
+            self.teardown_endpoint(&endpoint);
+            return Err(cluster::cluster_error(e));
+        }
         if let Err(e) = self.commit(next) {
+            if let Some((store, record)) = &publish
+                && let Err(e) = store.withdraw_endpoint(&record.network_id, &record.endpoint_id)
+            {
+                tracing::warn!(error = %e, "cannot withdraw the endpoint's record; the next reconcile will");
+            }
             self.unpublish_endpoint(&endpoint);
             self.teardown_endpoint(&endpoint);
             return Err(e);

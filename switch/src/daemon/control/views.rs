@@ -93,7 +93,11 @@ impl Control {
                 port: names.get(&r.port).cloned().unwrap_or_else(|| r.port.to_string()),
                 mac: r.mac.into(),
                 age_secs: r.age.as_secs(),
-                kind: if r.is_static { FdbKind::Static } else { FdbKind::Learned },
+                kind: match (r.cluster, r.is_static) {
+                    (true, _) => FdbKind::Cluster,
+                    (false, true) => FdbKind::Static,
+                    (false, false) => FdbKind::Learned,
+                },
                 remote: remotes.get(&r.port).copied(),
             })
             .collect();
@@ -250,7 +254,7 @@ impl Control {
                 }
             })
             .collect();
-        ok(ShowTree { version: env!("CARGO_PKG_VERSION").to_owned(), networks })
+        ok(ShowTree { version: env!("CARGO_PKG_VERSION").to_owned(), networks, cluster: self.store_state() })
     }
 
     pub(super) fn endpoint_info(&self, e: &Endpoint) -> EndpointInfo {

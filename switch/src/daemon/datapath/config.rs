@@ -11,7 +11,8 @@ use vxlan::Vni;
 
 use super::device::PortDevice;
 use super::handle::{Command, DatapathError, NetworkSpec, Snapshot, TunnelPortInfo, tunnel_port};
-use super::{Datapath, NetInfo, PortIo};
+use super::cluster::Owner;
+use super::{Datapath, NetInfo, PortIo, TunnelOwners};
 use crate::bridge::{Bridge, BridgeError};
 use crate::events::EventKind;
 use crate::gateway::{Gateway, Ipv6Config};
@@ -35,14 +36,14 @@ pub(super) fn add_tunnel_port(
     mtu: u32,
     vni: Vni,
     remote: SocketAddr,
-    learned: bool,
+    owners: TunnelOwners,
 ) -> Result<PortId, BridgeError> {
     let id = (0u32..)
         .map(tunnel_port)
         .find(|id| ports.get(id.index()).is_none_or(Option::is_none))
         .ok_or(BridgeError::IdOutOfRange(u32::MAX))?;
     bridge.add_port(id, PortConfig { mtu, ..PortConfig::tunnel(network) })?;
-    *slot(ports, id) = Some(PortIo::Tunnel { vni, remote, learned });
+    *slot(ports, id) = Some(PortIo::Tunnel { vni, remote, owners });
     Ok(id)
 }
 
@@ -71,6 +72,9 @@ impl Datapath {
             }
             Command::RemovePeer { network, remote, reply } => {
                 let _ = reply.send(self.remove_peer(network, remote));
+            }
+            Command::SetClusterView { network, peers, endpoints, reply } => {
+                let _ = reply.send(self.set_cluster_view(network, peers, endpoints));
             }
             Command::AddStatic { network, mac, port, reply } => {
                 let now = self.clock.now();
@@ -177,6 +181,8 @@ impl Datapath {
             gateway,
             mss_clamp: spec.mss_clamp,
             dns: dns::Counters::default(),
+            cluster: Default::default(),
+            proxy: Default::default(),
         });
         self.nat_network(spec.id, gateway);
         Ok(())
@@ -213,6 +219,7 @@ impl Datapath {
         {
             self.vnis.remove(&vni.get());
         }
+        self.count_proxying();
         Ok(())
     }
 
@@ -311,22 +318,38 @@ impl Datapath {
     }
 
     fn add_peer(&mut self, network: NetworkId, remote: SocketAddr) -> Result<PortId, DatapathError> {
+        self.hold_tunnel(network, remote, Owner::Peer)
+    }
+
+    /// Makes `owner` hold the tunnel port toward `remote` on overlay
+    /// `network`: the existing one (a learned peer becomes static: it
+    /// keeps its port and entries, and no longer ages), or a new one.
+    pub(super) fn hold_tunnel(
+        &mut self,
+        network: NetworkId,
+        remote: SocketAddr,
+        owner: Owner,
+    ) -> Result<PortId, DatapathError> {
         let Some(tunnel) = &self.tunnel else { return Err(DatapathError::NoVtep) };
         vxlan::check_peer(tunnel.config().local, remote)?;
         let info =
             self.nets.get(network.index()).and_then(Option::as_ref).ok_or(BridgeError::NoSuchNetwork(network))?;
         let (vni, mtu) = (info.vni.ok_or(BridgeError::NoSuchNetwork(network))?, info.mtu);
         if let Some(existing) = self.peers.lookup(vni, remote) {
-            // A learned peer becomes static: keep its port and entries.
-            self.peers.remove(vni, remote);
-            self.peers.add_static(vni, remote, existing)?;
-            if let Some(Some(PortIo::Tunnel { learned, .. })) = self.ports.get_mut(existing as usize) {
-                *learned = false;
+            let Some(Some(PortIo::Tunnel { owners, .. })) = self.ports.get_mut(existing as usize) else {
+                return Err(BridgeError::NoSuchPort(PortId(existing)).into());
+            };
+            if owners.learned() {
+                self.peers.remove(vni, remote);
+                self.peers.add_static(vni, remote, existing)?;
             }
+            owner.set(owners, true);
             self.peer_ports.insert(remote.ip(), remote.port());
             return Ok(PortId(existing));
         }
-        let port = add_tunnel_port(&mut self.bridge, &mut self.ports, network, mtu, vni, remote, false)?;
+        let mut owners = TunnelOwners::LEARNED;
+        owner.set(&mut owners, true);
+        let port = add_tunnel_port(&mut self.bridge, &mut self.ports, network, mtu, vni, remote, owners)?;
         if let Err(e) = self.peers.add_static(vni, remote, port.0) {
             let _ = self.bridge.remove_port(port);
             self.ports[port.index()] = None;
@@ -338,20 +361,54 @@ impl Datapath {
         Ok(port)
     }
 
+    /// Removes a static (or learned) peer; returns whether it was there. A
+    /// port the cluster view holds too stays, without the static FDB
+    /// entries the operator pointed at it; one that only the cluster view
+    /// holds is no static peer.
     fn remove_peer(&mut self, network: NetworkId, remote: SocketAddr) -> bool {
         let Some(vni) = self.nets.get(network.index()).and_then(Option::as_ref).and_then(|n| n.vni) else {
             return false;
         };
         let Some(handle) = self.peers.lookup(vni, remote) else { return false };
-        self.remove_port(PortId(handle));
+        let port = PortId(handle);
+        let Some(Some(PortIo::Tunnel { owners, .. })) = self.ports.get_mut(port.index()) else { return false };
+        if owners.cluster {
+            if !owners.peer {
+                return false;
+            }
+            owners.peer = false;
+            self.forget_operator_entries(network, port);
+            return true;
+        }
+        self.remove_port(port);
         true
+    }
+
+    /// Releases `owner`'s hold of the tunnel port toward `remote` on
+    /// `network` (of `vni`): the port goes when no one else holds it.
+    pub(super) fn release_tunnel(&mut self, network: NetworkId, vni: vxlan::Vni, remote: SocketAddr, owner: Owner) {
+        let Some(handle) = self.peers.lookup(vni, remote) else { return };
+        let port = PortId(handle);
+        let Some(Some(PortIo::Tunnel { owners, .. })) = self.ports.get_mut(port.index()) else { return };
+        owner.set(owners, false);
+        if owners.learned() {
+            self.remove_port(port);
+        } else if owner == Owner::Peer {
+            self.forget_operator_entries(network, port);
+        }
     }
 
     fn snapshot(&self) -> Snapshot {
         let now = self.clock.now();
         let mut snapshot = Snapshot::default();
         for network in self.bridge.network_ids() {
-            if let Ok(records) = self.bridge.fdb_records(network, now) {
+            if let Ok(mut records) = self.bridge.fdb_records(network, now) {
+                if let Some(net) = self.nets.get(network.index()).and_then(Option::as_ref) {
+                    for r in records.iter_mut().filter(|r| r.is_static) {
+                        r.cluster = net.cluster.installed(r.mac, r.port);
+                    }
+                    snapshot.proxy.push((network, net.proxy));
+                }
                 snapshot.fdb.extend(records);
             }
             if let Ok(learning) = self.bridge.learning_counters(network) {
@@ -364,12 +421,13 @@ impl Datapath {
             if let Ok(counters) = self.bridge.port_counters(id) {
                 snapshot.ports.push((id, config.network, counters));
             }
-            if let Some(PortIo::Tunnel { remote, learned, .. }) = io {
+            if let Some(PortIo::Tunnel { remote, owners, .. }) = io {
                 snapshot.tunnels.push(TunnelPortInfo {
                     port: id,
                     network: config.network,
                     remote: *remote,
-                    learned: *learned,
+                    learned: owners.learned(),
+                    cluster: owners.cluster,
                 });
             }
         }

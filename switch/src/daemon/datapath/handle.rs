@@ -166,6 +166,9 @@ pub enum DatapathError {
         /// privileged port, address not available).
         source: io::Error,
     },
+    /// The network is not an overlay (it has no VNI): no cluster view.
+    #[error("network {0} is not an overlay")]
+    NotOverlay(NetworkId),
     /// Only TAP ports (endpoints) can be impaired.
     #[error("port {0} cannot be impaired: only endpoint (TAP) ports can")]
     NotImpairable(PortId),
@@ -212,6 +215,12 @@ pub(super) enum Command {
         network: NetworkId,
         remote: SocketAddr,
         reply: Reply<bool>,
+    },
+    SetClusterView {
+        network: NetworkId,
+        peers: Vec<SocketAddr>,
+        endpoints: Vec<RemoteEndpoint>,
+        reply: Reply<Result<(), DatapathError>>,
     },
     AddStatic {
         network: NetworkId,
@@ -283,6 +292,25 @@ pub struct TunnelPortInfo {
     pub remote: SocketAddr,
     /// Learned from traffic (`--learn-peers`) rather than configured.
     pub learned: bool,
+    /// The cluster view wants it (a peer of the network in the cluster
+    /// store, or the VTEP of a remote endpoint); a static peer of the same
+    /// address may want it too.
+    pub cluster: bool,
+}
+
+/// An endpoint on another node of the cluster, as the datapath needs it:
+/// its MAC lives behind the tunnel to `vtep`, and the switch answers ARP
+/// and neighbour solicitations for its addresses with that MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RemoteEndpoint {
+    /// Its MAC address.
+    pub mac: MacAddr,
+    /// Its IPv4 address, if it has one.
+    pub ipv4: Option<Ipv4Addr>,
+    /// Its IPv6 address, if it has one.
+    pub ipv6: Option<Ipv6Addr>,
+    /// The VTEP of the node it lives on.
+    pub vtep: SocketAddr,
 }
 
 /// Counters and tables copied out of the datapath for the control plane.
@@ -309,6 +337,8 @@ pub struct Snapshot {
     pub wakeups: u64,
     /// Every port that is or was impaired, with its settings and counters.
     pub impair: Vec<ImpairSnapshot>,
+    /// The proxy ARP/ND answers of every overlay network.
+    pub proxy: Vec<(NetworkId, crate::proxy::ProxyCounters)>,
 }
 
 /// One port's link impairment in a [`Snapshot`].
@@ -411,6 +441,27 @@ impl DatapathHandle {
     /// Removes a peer from an overlay network; returns whether it was there.
     pub fn remove_peer(&self, network: NetworkId, remote: SocketAddr) -> Result<bool, DatapathError> {
         self.call(|reply| Command::RemovePeer { network, remote, reply })
+    }
+
+    /// Replaces what the cluster wants on overlay `network` (level-triggered:
+    /// the datapath diffs against the previous view): tunnel ports toward
+    /// `peers` (the flood list), coexisting with static `peer add` peers
+    /// and learned ones (a port stays while anyone wants it); a static FDB
+    /// entry for every remote MAC toward the tunnel port of its VTEP (made
+    /// if the VTEP is not among `peers`); and the proxy ARP/ND table (ARP
+    /// requests and neighbour solicitations from local ports for a remote
+    /// endpoint's address are answered by the switch, not flooded). An
+    /// empty view removes all of it. Not persisted: the daemon re-derives it
+    /// from the store. A peer or endpoint the VTEP cannot reach (another
+    /// address family, the VTEP's own address) or an endpoint with a group
+    /// MAC is left out and logged; the rest is applied.
+    pub fn set_cluster_view(
+        &self,
+        network: NetworkId,
+        peers: Vec<SocketAddr>,
+        endpoints: Vec<RemoteEndpoint>,
+    ) -> Result<(), DatapathError> {
+        self.call(|reply| Command::SetClusterView { network, peers, endpoints, reply })?
     }
 
     /// Adds a static FDB entry.

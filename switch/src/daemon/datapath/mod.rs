@@ -22,6 +22,7 @@
 //! at a time.
 
 mod capture;
+mod cluster;
 mod config;
 mod device;
 mod dns;
@@ -48,8 +49,8 @@ use vxlan::{PeerTable, PeerTableConfig, Vni};
 
 use handle::Command;
 pub use handle::{
-    DatapathError, DatapathHandle, Gateway6Spec, GatewaySpec, ImpairSnapshot, NetworkSpec, PortRole, Snapshot,
-    TunnelPortInfo, endpoint_port, gateway_port,
+    DatapathError, DatapathHandle, Gateway6Spec, GatewaySpec, ImpairSnapshot, NetworkSpec, PortRole, RemoteEndpoint,
+    Snapshot, TunnelPortInfo, endpoint_port, gateway_port,
 };
 
 use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};
@@ -81,7 +82,27 @@ const TICK: Duration = Duration::from_secs(1);
 enum PortIo {
     Tap(Box<dyn PortDevice>),
     Gateway(Box<Gateway>),
-    Tunnel { vni: Vni, remote: SocketAddr, learned: bool },
+    Tunnel { vni: Vni, remote: SocketAddr, owners: TunnelOwners },
+}
+
+/// Who keeps a tunnel port: it stays while anyone does. A port no one
+/// configured was learned from traffic (`--learn-peers`) and ages out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct TunnelOwners {
+    /// A static peer (`peer add`).
+    peer: bool,
+    /// The cluster view (`set_cluster_view`).
+    cluster: bool,
+}
+
+impl TunnelOwners {
+    /// A learned port: no owner.
+    const LEARNED: TunnelOwners = TunnelOwners { peer: false, cluster: false };
+
+    /// Whether the port was learned and no one configured it since.
+    fn learned(self) -> bool {
+        !self.peer && !self.cluster
+    }
 }
 
 /// What the datapath keeps per network beyond the bridge.
@@ -100,6 +121,11 @@ struct NetInfo {
     mss_clamp: bool,
     /// The gateway's DNS server's counters.
     dns: ::dns::Counters,
+    /// What the cluster view installed (tunnel ports, FDB entries, the
+    /// proxy ARP/ND table).
+    cluster: cluster::ClusterView,
+    /// Proxy ARP/ND answers sent.
+    proxy: crate::proxy::ProxyCounters,
 }
 
 /// Where the datapath reports to the control plane on its own.
@@ -179,6 +205,13 @@ struct Datapath {
     /// bursts), and when that was.
     vtep_drops: DropCounters,
     last_interval: Timestamp,
+    /// Networks whose proxy ARP/ND table is not empty: without any, no
+    /// frame is looked at for it.
+    proxying: usize,
+    /// The proxy's answer behind a zero virtio-net header.
+    proxy_buf: [u8; HDR + crate::proxy::MAX_ANSWER_LEN],
+    /// Frames of the batch the proxy answered (not forwarded).
+    answered: Vec<usize>,
 }
 
 impl Datapath {
@@ -232,6 +265,9 @@ impl Datapath {
             kernel_drops: Vec::new(),
             vtep_drops: DropCounters::default(),
             last_interval: Timestamp(0),
+            proxying: 0,
+            proxy_buf: [0; HDR + crate::proxy::MAX_ANSWER_LEN],
+            answered: Vec::with_capacity(super::batch::MAX_FRAMES),
         };
         if let Some(vtep) = vtep {
             datapath.attach_tunnel(Tunnel::open(vtep)?)?;
@@ -512,6 +548,9 @@ impl Datapath {
             }
             if self.captures.ports {
                 self.capture_batch();
+            }
+            if self.proxying > 0 {
+                self.answer_neighbours();
             }
             self.clamp_mss();
             self.bridge.forward_batch(now, self.batch.frames(), &mut self.plan);

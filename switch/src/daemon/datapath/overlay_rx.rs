@@ -245,7 +245,8 @@ impl Datapath {
             return Ok(PortId(handle));
         }
         let mtu = self.nets.get(network.index()).and_then(Option::as_ref).ok_or(DropReason::UnknownVni)?.mtu;
-        let port = config::add_tunnel_port(&mut self.bridge, &mut self.ports, network, mtu, vni, remote, true)
+        let learned = super::TunnelOwners::LEARNED;
+        let port = config::add_tunnel_port(&mut self.bridge, &mut self.ports, network, mtu, vni, remote, learned)
             .map_err(|_| DropReason::UnknownPeer)?;
         if self.peers.learn(vni, remote, port.0, now.0).is_err() {
             let _ = self.bridge.remove_port(port);
@@ -281,6 +282,8 @@ mod tests {
             gateway: None,
             mss_clamp: false,
             dns: Default::default(),
+            cluster: Default::default(),
+            proxy: Default::default(),
         };
         (vnis, peers, vec![Some(info)])
     }

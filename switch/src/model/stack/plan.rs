@@ -382,6 +382,7 @@ impl Model {
                     publish: Vec::new(),
                     service: a.service.clone(),
                     port_type: ctl::proto::PortType::Tap,
+                    exclude: Default::default(),
                 };
                 let ep = next.connect(req).map_err(|e| StackRefusal::model(connect_error_key(&key, &e), e))?;
                 let noted = recreated.contains(&(s.name.clone(), a.network.clone()));

@@ -5,11 +5,13 @@
 //! floods encapsulated once), over IPv4 and IPv6 underlays; the gateway's
 //! answers (IPv4, and IPv6: neighbour discovery, router advertisements, DNS);
 //! the events the loop hands over (MACs, links, drop bursts, peers, keys);
-//! packet capture; the L4 translator over IPv6 with real loopback sockets.
+//! packet capture; cluster views (tunnels, remote MACs, proxy ARP/ND);
+//! the L4 translator over IPv6 with real loopback sockets.
 //! Frames are built and checked with etherparse, never with the switch's
 //! own parsers.
 
 mod capture;
+mod cluster;
 mod drops;
 mod events;
 mod gateway;

@@ -268,6 +268,22 @@ impl Harness {
         self.call(|reply| Command::AddPeer { network, remote, reply }).expect("the datapath takes the peer")
     }
 
+    /// Removes static peer `remote` from `network` as `peer rm` does;
+    /// returns whether it was a peer there.
+    pub(crate) fn remove_peer(&mut self, network: NetworkId, remote: SocketAddr) -> bool {
+        self.call(|reply| Command::RemovePeer { network, remote, reply })
+    }
+
+    /// Sets `network`'s cluster view as the daemon's cluster sync does.
+    pub(crate) fn cluster_view(
+        &mut self,
+        network: NetworkId,
+        peers: Vec<SocketAddr>,
+        endpoints: Vec<super::RemoteEndpoint>,
+    ) -> Result<(), DatapathError> {
+        self.call(|reply| Command::SetClusterView { network, peers, endpoints, reply })
+    }
+
     /// Sets the FDB aging time.
     pub(crate) fn set_aging(&mut self, aging: Duration) {
         self.call(|reply| Command::SetAging { aging, reply }).expect("an aging time 802.1D allows");
