@@ -62,6 +62,13 @@ fn overlay(c: &ClusterHosts, suffix: &str, subnet: &str) -> (String, NetworkInfo
     (net, info)
 }
 
+/// `network inspect NET` on `d` (a one-element list, as Docker prints it).
+fn inspect(d: &Daemon, net: &str) -> NetworkInfo {
+    let mut v: Vec<NetworkInfo> = d.ctl_json(&["network", "inspect", net]);
+    assert_eq!(v.len(), 1, "network inspect {net}: {v:?}");
+    v.remove(0)
+}
+
 /// The VNI the store gave `net`, as host `d` shows it.
 fn vni_of(d: &Daemon, net: &str) -> u32 {
     let show: ShowTree = d.ctl_json(&["show"]);
@@ -97,9 +104,8 @@ fn three_hosts_allocate_distinct_addresses_ping_and_resolve_by_name() {
     }
     let c = ClusterHosts::builder(3).tls(true).underlay([10, 231, 1]).start();
     let (net, info) = overlay(&c, "ov", "10.232.1.0/24");
-    assert_eq!(info.scope, "swarm", "a cluster overlay is cluster-wide: {info:?}");
     for i in 1..3 {
-        let there: NetworkInfo = c.host(i).ctl_json(&["network", "inspect", &net]);
+        let there = inspect(c.host(i), &net);
         assert_eq!((&there.id, &there.ipam.config), (&info.id, &info.ipam.config), "{net} differs on host {i}");
     }
     let vni = vni_of(c.host(0), &net);
@@ -137,6 +143,14 @@ fn three_hosts_allocate_distinct_addresses_ping_and_resolve_by_name() {
             assert_eq!(n.networks, vec![net.clone()], "{n:?}");
         }
     }
+    // Last (so the rest is exercised even if these fail): the network is
+    // cluster-wide ("--scope swarm is implied", issue 13) and its ports
+    // leave room for the VXLAN header like any overlay's (1500 - 50).
+    assert_eq!(info.scope, "swarm", "a cluster overlay is cluster-wide: {info:?}");
+    let mtu = info.options.get("com.docker.network.driver.mtu").map(String::as_str);
+    assert_eq!(mtu, Some("1450"), "cluster overlay MTU: {info:?}");
+    let (s0, e0) = &sandboxes[0];
+    assert_eq!(vswitch::overlay::mtu_of(s0, &e0.ifname), 1450, "endpoint MTU in {s0}");
 }
 
 #[test]
@@ -188,7 +202,7 @@ fn hundred_concurrent_connects_over_three_hosts_never_collide() {
     let given: BTreeMap<String, Ipv4Addr> =
         results.iter().map(|(_, _, r)| r.as_ref().expect("checked")).map(|e| (e.endpoint_id.clone(), ip_of(e))).collect();
     for (i, d) in c.hosts().iter().enumerate() {
-        let inspect: NetworkInfo = d.ctl_json(&["network", "inspect", &net]);
+        let inspect = inspect(d, &net);
         let mut seen: BTreeMap<IpAddr, &str> = BTreeMap::new();
         for (id, e) in &inspect.containers {
             let Some(a) = e.ipv4_address.split('/').next().and_then(|a| a.parse::<Ipv4Addr>().ok()) else { continue };
@@ -365,7 +379,7 @@ fn etcd_majority_down_keeps_traffic_and_refuses_mutations() {
     assert!(wait_for_ping(&s0, ip_of(&e1), CONVERGE).is_some(), "hosts 1 and 2 do not talk");
     let spare = c.host(0).name("late");
     c.host(0).sandbox_create(&spare);
-    let before: NetworkInfo = c.host(0).ctl_json(&["network", "inspect", &net]);
+    let before = inspect(c.host(0), &net);
 
     c.etcd_mut().kill(1);
     c.etcd_mut().kill(2);
@@ -379,7 +393,7 @@ fn etcd_majority_down_keeps_traffic_and_refuses_mutations() {
         ["store", "etcd", "unavailable"].iter().any(|w| lower.contains(w)),
         "connect without a store should say the store is unreachable: {err}"
     );
-    let after: NetworkInfo = c.host(0).ctl_json(&["network", "inspect", &net]);
+    let after = inspect(c.host(0), &net);
     assert_eq!(after.containers, before.containers, "a refused connect changed the network");
     let sb: ctl::proto::SandboxInfo = c.host(0).ctl_json(&["sandbox", "inspect", &spare]);
     assert!(sb.endpoints.is_empty(), "a refused connect left an endpoint: {sb:?}");
