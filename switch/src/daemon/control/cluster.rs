@@ -901,6 +901,13 @@ mod tests {
             assert!(e.message.contains("cluster store unreachable"), "{}", e.message);
             assert_eq!(s.state(), before, "{request:?} changed the state");
         }
+        // A stack with an overlay does not bypass the store either.
+        let stack: ctl::stack::Stack =
+            serde_json::from_value(serde_json::json!({"networks": [{"name": "ov3", "driver": "overlay"}]})).unwrap();
+        let e = s.c().handle(Request::StackApply { stack, dry_run: false, source: None }).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotSupported, "{}", e.message);
+        assert!(e.message.contains("network create"), "{}", e.message);
+        assert_eq!(s.state(), before, "a refused stack changed the state");
         // Bridge networks stay local and work without the store.
         s.c().handle(network_create("br", proto::Driver::Bridge, "10.52.0.0/24", false, &[])).unwrap();
         let Ok(list) = serde_json::from_value::<NodeList>(s.c().handle(Request::NodeLs).unwrap()) else {
