@@ -310,6 +310,11 @@ impl ClusterLink {
     pub(super) fn new(handle: Cluster, endpoints: Vec<String>) -> ClusterLink {
         ClusterLink { handle, endpoints, applied: HashMap::new(), names: Vec::new(), refused: HashSet::new() }
     }
+
+    /// The datapath network `index` was removed: it has no view any more.
+    pub(super) fn forget_view(&mut self, index: u32) {
+        self.applied.remove(&index);
+    }
 }
 
 impl Control {
@@ -759,6 +764,37 @@ mod tests {
     }
 
     #[test]
+    fn a_dual_stack_network_claims_both_families() {
+        let mut origin = Model::new();
+        let req = CreateNetwork {
+            subnet: Some("10.53.0.0/24".parse().unwrap()),
+            enable_ipv6: true,
+            subnet6: Some("fd00:53::/64".parse().unwrap()),
+            attachable: true,
+            ..CreateNetwork::new("dual", Driver::Overlay)
+        };
+        let record = record_of(&origin.create_network(req).unwrap(), 0, "b").unwrap();
+        assert_eq!(record.subnets.len(), 2, "{record:?}");
+        let mut mirror = Mirror::default();
+        put(&mut mirror, "networks/dual", &record);
+        node(&mut mirror, "a", "192.0.2.1:4789");
+        let claim = AddressClaim { node: "b".into(), endpoint_id: "e1".into() };
+        put(&mut mirror, &format!("addresses/{}/fd00:53::2", record.id), &claim);
+        let mut model = Model::new();
+        model.create_sandbox(crate::model::CreateSandbox::new("web")).unwrap();
+        let network = model.adopt_network(network_from_record(&record).unwrap()).unwrap();
+        assert_eq!(network.subnet6, Some("fd00:53::/64".parse().unwrap()));
+        let exclude = mirror.taken_addresses(&record.id);
+        let ep = model.connect(Connect { exclude, ..Connect::new("dual", "web") }).unwrap();
+        assert_eq!(ep.ipv4, Some("10.53.0.2".parse().unwrap()), "the IPv4 side is free");
+        assert_eq!(ep.ipv6, Some("fd00:53::3".parse().unwrap()), "the IPv6 side skips b's claim");
+        let plan = plan_store(&model, &mirror, "a", true);
+        let claimed: Vec<IpAddr> = plan.claim.iter().map(|(_, ip, _)| *ip).collect();
+        assert_eq!(claimed, ["10.53.0.2".parse::<IpAddr>().unwrap(), "fd00:53::3".parse().unwrap()]);
+        assert_eq!(plan.publish[0].ipv6, ep.ipv6);
+    }
+
+    #[test]
     fn reconcile_publishes_claims_withdraws_and_releases() {
         let (mut model, mut mirror, record) = setup();
         model.adopt_network(network_from_record(&record).unwrap()).unwrap();
@@ -866,6 +902,13 @@ mod tests {
             assert!(e.message.contains("cluster store unreachable"), "{}", e.message);
             assert_eq!(s.state(), before, "{request:?} changed the state");
         }
+        // A stack with an overlay does not bypass the store either.
+        let stack: ctl::stack::Stack =
+            serde_json::from_value(serde_json::json!({"networks": [{"name": "ov3", "driver": "overlay"}]})).unwrap();
+        let e = s.c().handle(Request::StackApply { stack, dry_run: false, source: None }).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotSupported, "{}", e.message);
+        assert!(e.message.contains("network create"), "{}", e.message);
+        assert_eq!(s.state(), before, "a refused stack changed the state");
         // Bridge networks stay local and work without the store.
         s.c().handle(network_create("br", proto::Driver::Bridge, "10.52.0.0/24", false, &[])).unwrap();
         let Ok(list) = serde_json::from_value::<NodeList>(s.c().handle(Request::NodeLs).unwrap()) else {
