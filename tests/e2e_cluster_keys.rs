@@ -240,6 +240,7 @@ fn encrypted_cluster_overlay_keys_through_the_store() {
         rotations.push(format!("{who} -> epoch {want}, current at {:?}", start.elapsed()));
         assert_eq!(current, want, "{rotations:?}");
     }
+    let rotated_at = start.elapsed();
     let flood = flood.join().expect("ping thread");
     let stream = stream.join().expect("stream thread").expect("TCP stream across the rotations");
     eprintln!("rotations: {rotations:?}");
@@ -252,6 +253,13 @@ fn encrypted_cluster_overlay_keys_through_the_store() {
         flood.output
     );
     assert!(stream.intact && stream.bytes == STREAM, "TCP stream across the rotations: {stream:?}");
+    // Both rotations happened while the flood and the stream ran.
+    assert!(rotated_at < flood_time, "the rotations took until {rotated_at:?}, past the flood: {rotations:?}");
+    assert!(
+        stream.elapsed > flood_time / 2,
+        "the stream ended after {:?}, before the last rotation was asked for",
+        stream.elapsed
+    );
     let after: Vec<Vec<(&str, u64)>> = [d1, d2].map(crypto_drops).into();
     assert_eq!(before, after, "crypto drops across the rotations");
     let [one_two, two_one] = epochs_on_the_wire(&h1, &h2, &s1, ip2, vni);
