@@ -46,6 +46,8 @@ const STREAM: u64 = 16 << 20;
 struct StoreKeys {
     current: Option<u32>,
     sealed: BTreeMap<u32, BTreeSet<String>>,
+    /// When each epoch was published (the publisher's clock, Unix seconds).
+    published: BTreeMap<u32, u64>,
 }
 
 impl StoreKeys {
@@ -79,7 +81,9 @@ fn store_keys(c: &ClusterHosts, network_id: &str) -> StoreKeys {
             for (node, blob) in sealed {
                 assert!(blob.as_str().is_some_and(|b| b.len() >= 100), "{node}: {blob}");
             }
-            keys.sealed.insert(epoch.parse().expect("an epoch"), sealed.keys().cloned().collect());
+            let epoch = epoch.parse().expect("an epoch");
+            keys.sealed.insert(epoch, sealed.keys().cloned().collect());
+            keys.published.insert(epoch, record["published_unix"].as_u64().expect("published_unix"));
         }
     }
     keys
@@ -99,6 +103,16 @@ fn wait_keys_for(c: &ClusterHosts, network_id: &str, nodes: &[usize], min: u32) 
             *last.borrow_mut() = keys;
             found
         },
+    )
+}
+
+/// Like [`wait_keys_for`] with a timeout of its own.
+fn wait_keys_for_within(c: &ClusterHosts, network_id: &str, nodes: &[usize], min: u32, timeout: Duration) -> u32 {
+    let want: BTreeSet<String> = nodes.iter().map(|&i| ClusterHosts::node_name(i)).collect();
+    wait_until(
+        timeout,
+        || format!("an epoch >= {min} sealed to {want:?}; the store has {:?}", store_keys(c, network_id)),
+        || store_keys(c, network_id).settled().filter(|(e, sealed)| *e >= min && **sealed == want).map(|(e, _)| e),
     )
 }
 
@@ -297,4 +311,60 @@ fn encrypted_cluster_overlay_keys_through_the_store() {
     assert!(wait_for_ping(&s2, ip1, SETTLE).is_some(), "host 2 cannot ping host 1 after its kill -9 and restart");
     let keys = store_keys(&c, &network_id);
     assert_eq!(keys.settled().map(|(e, _)| e), Some(left), "the restart needed no new epoch: {keys:?}");
+}
+
+/// `-o key-rotation=60` on an encrypted cluster overlay is the publisher's
+/// period: about a minute after an epoch was published the next one is,
+/// with no membership change, and a slow ping across it loses nothing.
+#[test]
+fn a_rotation_period_moves_a_cluster_overlay_to_a_new_epoch_without_loss() {
+    if !require_root("a_rotation_period_moves_a_cluster_overlay_to_a_new_epoch_without_loss") {
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/etcd").exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI needs /usr/bin/etcd (apt-get install etcd-server)");
+        eprintln!("SKIPPED: no /usr/bin/etcd (apt-get install etcd-server etcd-client)");
+        return;
+    }
+    let c = ClusterHosts::builder(2).tls(false).underlay([10, 236, 2]).start();
+    let net = c.name("rot");
+    let created = c.host(0).cluster_overlay_create(
+        &net,
+        "10.237.2.0/24",
+        &["--attachable", "-o", "encrypted", "-o", "key-rotation=60"],
+    );
+    c.wait_network(1, &net);
+    let (d1, d2) = (c.host(0), c.host(1));
+    let (s1, s2) = (d1.name("a"), d2.name("b"));
+    d1.sandbox_create(&s1);
+    d2.sandbox_create(&s2);
+    let _e1 = d1.connect(&net, &s1, None);
+    let e2 = d2.connect(&net, &s2, None);
+    let ip2 = ipv4(&e2);
+    assert!(wait_for_ping(&s1, ip2, SETTLE).is_some(), "{s1} cannot ping {s2}");
+    let first = wait_keys_for(&c, &created.id, &[0, 1], 1);
+
+    // A slow ping for 80 s (four runs of 20 s: one command may take at most
+    // a minute): the period (60 s from the epoch's publication, checked
+    // every few seconds) passes within it.
+    let flood = {
+        let s1 = s1.clone();
+        thread::spawn(move || {
+            let runs: Vec<_> = (0..4).map(|_| ping_flood(&s1, ip2, 100, Duration::from_millis(200))).collect();
+            let output = runs.iter().map(|r| r.output.as_str()).collect::<Vec<_>>().join("\n");
+            vswitch::encrypted::PingSummary {
+                transmitted: runs.iter().map(|r| r.transmitted).sum(),
+                received: runs.iter().map(|r| r.received).sum(),
+                output,
+            }
+        })
+    };
+    let next = wait_keys_for_within(&c, &created.id, &[0, 1], first + 1, Duration::from_secs(75));
+    let flood = flood.join().expect("ping thread");
+    let keys = store_keys(&c, &created.id);
+    eprintln!("epoch {first} -> {next} by the period; ping: {} sent, {} received", flood.transmitted, flood.received);
+    assert_eq!(next, first + 1, "{keys:?}");
+    let waited = keys.published[&next].saturating_sub(keys.published.get(&first).copied().unwrap_or(0));
+    assert!((60..75).contains(&waited), "epoch {next} published {waited} s after epoch {first}: {keys:?}");
+    assert_eq!((flood.transmitted, flood.received), (400, 400), "pings lost across the rotation:\n{}", flood.output);
 }
