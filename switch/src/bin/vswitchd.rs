@@ -277,6 +277,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             })?;
     let mut control = Control::restore(store, model, datapath, vtep, has_secret, dns)
         .context("cannot restore state into the datapath")?;
+    let mut leaving = None;
     if let Some(mut config) = cluster_config {
         let keypair = node_keypair(&args.state_dir)?;
         config.public_key = Some(keypair.public().to_hex());
@@ -284,6 +285,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let cluster = Cluster::start(config).context("cannot start the cluster store's client")?;
         tracing::info!(%node, store = ?endpoints, "cluster node: following the cluster store");
         control.attach_cluster_keys(cluster.clone(), keypair);
+        leaving = Some(cluster.clone());
         control.attach_cluster(cluster, endpoints);
     }
     let metrics = args
@@ -291,7 +293,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .map(|addr| tiny_http::Server::http(addr).map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}")))
         .transpose()?;
     let listener = server::bind(&args.ctl_socket, group)?;
-    stop_on_signals(args.ctl_socket.clone())?;
+    stop_on_signals(args.ctl_socket.clone(), leaving)?;
     tracing::info!(socket = %args.ctl_socket.display(), state = %args.state_dir.display(), "vswitchd ready");
     if let Some(addr) = args.metrics_listen {
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
@@ -300,16 +302,23 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On SIGTERM or SIGINT: remove the ctl socket and exit 0. Every
-/// acknowledged change is already on disk and endpoint TAPs are persistent,
-/// so a restarted daemon picks up where this one stopped.
-fn stop_on_signals(socket: PathBuf) -> anyhow::Result<()> {
+/// On SIGTERM or SIGINT: leave the cluster (if this is a node: its lease is
+/// revoked, so the other nodes stop tunnelling to it at once rather than
+/// after the TTL; its address claims stay), remove the ctl socket and exit
+/// 0. Every acknowledged change is already on disk and endpoint TAPs are
+/// persistent, so a restarted daemon picks up where this one stopped.
+fn stop_on_signals(socket: PathBuf, cluster: Option<Cluster>) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals =
         signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("cannot install signal handlers")?;
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(signal) = signals.forever().next() {
             tracing::info!(signal, "stopping");
+            if let Some(cluster) = cluster
+                && let Err(e) = cluster.leave()
+            {
+                tracing::warn!(error = %e, "cannot leave the cluster; the other nodes drop this one when its lease expires");
+            }
             let _ = std::fs::remove_file(&socket);
             std::process::exit(0);
         }
