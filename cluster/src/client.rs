@@ -102,6 +102,10 @@ pub(crate) struct Ctx {
     pub(crate) shared: Arc<Shared>,
     pub(crate) session: Arc<tokio::sync::Mutex<Session>>,
     pub(crate) node_record: Arc<NodeRecord>,
+    /// Network id → (network key, its create revision), as claims last found
+    /// them: a claim then needs one round trip. A stale entry only makes a
+    /// claim's txn fail its compare, which drops the entry and looks again.
+    pub(crate) networks: Arc<Mutex<std::collections::HashMap<String, (String, i64)>>>,
 }
 
 impl Ctx {
@@ -354,6 +358,7 @@ fn run(
             shared,
             session: Arc::new(tokio::sync::Mutex::new(Session::default())),
             node_record,
+            networks: Default::default(),
         };
         let _ = ready.send(Ok(()));
         let session = tokio::spawn(crate::session::run(ctx.clone()));

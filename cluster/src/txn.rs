@@ -248,7 +248,15 @@ pub(crate) async fn claim_address(
     let key = address_key(ctx.prefix(), network_id, ip);
     let mut kv = ctx.kv();
     for _ in 0..RETRIES {
-        let (net_key, created) = find_network(ctx, network_id).await?;
+        let cached = lock(&ctx.networks).get(network_id).cloned();
+        let (net_key, created) = match cached {
+            Some(found) => found,
+            None => {
+                let found = find_network(ctx, network_id).await?;
+                lock(&ctx.networks).insert(network_id.to_string(), found.clone());
+                found
+            }
+        };
         let txn = Txn::new()
             .when(vec![
                 Compare::create_revision(net_key.as_str(), CompareOp::Equal, created),
@@ -271,7 +279,9 @@ pub(crate) async fn claim_address(
                 return Err(ClusterError::Internal(format!("the claim of {ip} does not parse: {e}")));
             }
             // The address is free, so the network changed: look it up again.
-            None => {}
+            None => {
+                lock(&ctx.networks).remove(network_id);
+            }
         }
     }
     Err(ClusterError::Unavailable(format!("claim {ip}: too much contention, try again")))

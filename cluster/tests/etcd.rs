@@ -162,8 +162,9 @@ fn lease_expiry_removes_a_dead_node_within_the_ttl() {
     });
     let took = dropped.elapsed();
     eprintln!("a's records vanished {took:?} after it stopped (TTL {ttl:?})");
-    // etcd checks expiry every 500 ms; the last keep-alive was at most TTL/3 before the drop.
-    assert!(took <= ttl + Duration::from_millis(1500), "took {took:?} with TTL {ttl:?}");
+    // etcd checks expiry every 500 ms and the watch must deliver it; allow
+    // for a loaded machine, but far less than a second TTL.
+    assert!(took <= ttl + Duration::from_secs(2), "took {took:?} with TTL {ttl:?}");
     assert!(b.mirror().peers(&web.id, "b").is_empty());
 
     // The claim survives (no lease) until `node rm`, which is refused for a live node.
@@ -217,7 +218,9 @@ fn concurrent_claims_never_give_an_address_twice() {
             }));
         }
     }
+    let started = Instant::now();
     let results: Vec<(IpAddr, AddressClaim, usize)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    eprintln!("100 concurrent claims took {:?}", started.elapsed());
     let distinct: BTreeSet<IpAddr> = results.iter().map(|r| r.0).collect();
     let retries: usize = results.iter().map(|r| r.2).sum();
     eprintln!("{} claims, {} distinct addresses, {retries} Taken retries", results.len(), distinct.len());
@@ -568,7 +571,11 @@ fn one_member_of_three_down_fails_no_request() {
     eprintln!("50 claims done {:?} after the leader was killed", killed.elapsed());
     assert!(failures.is_empty(), "{} of 50 claims failed with one member down: {failures:?}", failures.len());
     wait_until(LONG, "b to see the 50 claims", || (b.mirror().taken_addresses(&web.id).len() == 50).then_some(()));
-    // The nodes stay registered (their keep-alives reach a live member).
+    wait_until(LONG, "both watches to run on live members", || {
+        (a.status().connected && b.status().connected).then_some(())
+    });
+    // The nodes stay registered for longer than the TTL (their keep-alives
+    // reach a live member): a span of time is the point here, not a wait.
     std::thread::sleep(Duration::from_secs(3));
     assert!(b.mirror().is_alive("a") && a.mirror().is_alive("b"));
 }

@@ -391,9 +391,6 @@ impl Control {
                     vni,
                     options,
                 };
-                if self.creates_in_cluster(&req) {
-                    return self.cluster_network_create(req);
-                }
                 self.network_create(req)
             }
             Request::NetworkLs => ok(self.model.networks().into_iter().map(network_summary).collect::<Vec<_>>()),
@@ -559,6 +556,9 @@ impl Control {
             let sealing = if encrypted { crypto::OVERHEAD_OVER_VXLAN as u32 } else { 0 };
             req.mtu = Some(self.overlay_mtu() - sealing);
         }
+        if self.creates_in_cluster(&req) {
+            return self.cluster_network_create(req);
+        }
         let mut next = self.model.clone();
         let network = next.create_network(req).map_err(model_error)?;
         // A macvlan network's parent is its uplink, checked before anything is made.
@@ -610,6 +610,10 @@ impl Control {
         if let Err(e) = self.commit(next) {
             let _ = self.add_network_to_datapath(&network);
             return Err(e);
+        }
+        // Its datapath network is gone, with the cluster view it had.
+        if let Some(link) = self.cluster.as_mut() {
+            link.forget_view(network.network_index);
         }
         ok(Ack {})
     }
