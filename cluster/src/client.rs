@@ -213,7 +213,7 @@ impl Cluster {
 
     /// Runs `f` on the client thread and waits for its result, bounded by
     /// the request timeout.
-    fn call<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, ClusterError>
+    pub(crate) fn call<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, ClusterError>
     where
         T: Send + 'static,
         F: FnOnce(Ctx) -> Fut + Send + 'static,

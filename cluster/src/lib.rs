@@ -13,6 +13,8 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod keys;
+pub mod keys_store;
 pub mod layout;
 pub mod mirror;
 mod rpc;

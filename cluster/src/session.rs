@@ -30,6 +30,14 @@ pub(crate) struct Session {
     left: bool,
 }
 
+impl Session {
+    /// The current lease, if registered (for other records under it, such
+    /// as key acknowledgements).
+    pub(crate) fn lease(&self) -> Option<i64> {
+        self.lease
+    }
+}
+
 /// Registers, keeps the lease alive, re-registers when it is lost. Runs
 /// until the client stops.
 pub(crate) async fn run(ctx: Ctx) {

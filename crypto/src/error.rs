@@ -90,6 +90,95 @@ pub enum SealError {
     /// The system random number generator failed to produce a session id.
     #[error("the system random number generator failed to produce a session id")]
     Random,
+    /// No key is installed for epoch {epoch} (a network whose keys are
+    /// installed, not derived): nothing is sent with an epoch whose key
+    /// this host does not hold.
+    #[error("no key is installed for epoch {epoch}")]
+    NoKey {
+        /// The epoch asked for.
+        epoch: u32,
+    },
+}
+
+/// Why a key could not be installed in a network's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The network derives its keys from the cluster secret.
+    #[error("this network derives its keys from the cluster secret; keys cannot be installed in it")]
+    Derived,
+    /// The key is of another network.
+    #[error("a key of VNI {found} cannot be installed in the keys of VNI {expected}")]
+    VniMismatch {
+        /// The network's VNI.
+        expected: Vni,
+        /// The key's VNI.
+        found: Vni,
+    },
+    /// The system random number generator failed to start a sender session.
+    #[error("the system random number generator failed to produce a session id")]
+    Random,
+}
+
+/// Why a sealed epoch key could not be opened (or sealed). Never contains
+/// key bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SealedKeyError {
+    /// The sealed key is not {expected} bytes long.
+    #[error("a sealed key is {expected} bytes, not {len}")]
+    Length {
+        /// The length given.
+        len: usize,
+        /// The length of a sealed key.
+        expected: usize,
+    },
+    /// The key was sealed to another node's public key.
+    #[error("the key was sealed to another node's public key")]
+    WrongRecipient,
+    /// The key exchange gave an all-zero shared secret (a low-order public
+    /// key): refused.
+    #[error("the key exchange with a low-order public key was refused")]
+    NonContributory,
+    /// Authentication failed: altered, or sealed for another network, VNI or
+    /// epoch.
+    #[error("the sealed key does not authenticate: altered, or sealed for another network, VNI or epoch")]
+    AuthenticationFailed,
+    /// The system random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+/// Why a node keypair could not be loaded, saved or generated. Never
+/// contains secret key bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeKeyError {
+    /// Cannot read or write the node key file {path}: {source}.
+    #[error("cannot read or write the node key file {}: {source}", path.display())]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// Node key file {path} is not a regular file.
+    #[error("node key file {} is not a regular file", path.display())]
+    NotAFile {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// Node key file {path} has mode {mode:o}, open to group or others.
+    #[error("node key file {} has mode {mode:o}, open to group or others: `chmod 600` it", path.display())]
+    InsecurePermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits (`mode & 0o7777`).
+        mode: u32,
+    },
+    /// The key is not 64 hexadecimal characters.
+    #[error("a node key is not 64 hexadecimal characters: {0}")]
+    InvalidFormat(&'static str),
+    /// The system random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
 }
 
 /// Why a cluster secret could not be loaded or generated. Never contains

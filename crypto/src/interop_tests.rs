@@ -159,3 +159,65 @@ fn pinned_packet() {
 /// Ciphertext of "hello, overlay" and the tag, as ring and RustCrypto both
 /// produce them (see `packets_interoperate_with_rustcrypto`).
 const PINNED_BODY_AND_TAG: &str = "b26ed3377fedb177b899b488049adb0dd458b285a4f72543d977edd20564";
+
+/// A sealed epoch key opened by the documented construction with RustCrypto's
+/// HKDF and ChaCha20-Poly1305 (and dalek's X25519 from the recipient's side),
+/// then one sealed that way opened by [`crate::sealed::open`].
+#[test]
+fn sealed_keys_follow_the_documented_construction() {
+    use crate::sealed::{self, NodeKeypair, SEALED_LEN};
+    let network_id = "9a".repeat(32);
+    let recipient_secret = [0x21u8; 32];
+    let recipient = NodeKeypair::from_secret_bytes(recipient_secret);
+    let key = NetworkKey::from_bytes(vni(), 11, [0x3c; 32]);
+    let documented_key = |ephemeral: &[u8; 32]| {
+        let shared = x25519_dalek::StaticSecret::from(recipient_secret)
+            .diffie_hellman(&x25519_dalek::PublicKey::from(*ephemeral));
+        let mut k = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(b"vswitch sealed epoch key v1"), shared.as_bytes())
+            .expand_multi_info(
+                &[
+                    b"vswitch epoch key",
+                    &(network_id.len() as u32).to_be_bytes(),
+                    network_id.as_bytes(),
+                    &vni().get().to_be_bytes(),
+                    &11u32.to_be_bytes(),
+                    recipient.public().as_bytes(),
+                    ephemeral,
+                ],
+                &mut k,
+            )
+            .unwrap();
+        ChaCha20Poly1305::new(Key::from_slice(&k))
+    };
+
+    let sealed = sealed::seal(&key, &network_id, &recipient.public()).unwrap();
+    assert_eq!(sealed.len(), SEALED_LEN);
+    assert_eq!(&sealed[..32], recipient.public().as_bytes());
+    let ephemeral: [u8; 32] = sealed[32..64].try_into().unwrap();
+    let mut body = sealed[64..96].to_vec();
+    documented_key(&ephemeral)
+        .decrypt_in_place_detached(
+            Nonce::from_slice(&[0; 12]),
+            &sealed[..64],
+            &mut body,
+            Tag::from_slice(&sealed[96..]),
+        )
+        .expect("RustCrypto opens it");
+    assert_eq!(body, [0x3c; 32]);
+
+    // The other way: sealed by hand, opened by the crate.
+    let ephemeral_secret = x25519_dalek::StaticSecret::from([0x44u8; 32]);
+    let ephemeral = x25519_dalek::PublicKey::from(&ephemeral_secret).to_bytes();
+    let mut by_hand = [0u8; SEALED_LEN];
+    by_hand[..32].copy_from_slice(recipient.public().as_bytes());
+    by_hand[32..64].copy_from_slice(&ephemeral);
+    by_hand[64..96].copy_from_slice(&[0x3c; 32]);
+    let (aad, rest) = by_hand.split_at_mut(64);
+    let (plain, tag) = rest.split_at_mut(32);
+    let t = documented_key(&ephemeral).encrypt_in_place_detached(Nonce::from_slice(&[0; 12]), aad, plain).unwrap();
+    tag.copy_from_slice(&t);
+    let opened = sealed::open(&by_hand, &network_id, vni(), 11, &recipient).expect("the crate opens it");
+    assert_eq!((opened.vni(), opened.epoch()), (vni(), 11));
+    assert!(opened.same_as(&key));
+}

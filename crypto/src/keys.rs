@@ -1,13 +1,18 @@
 //! Key derivation (HKDF-SHA256): cluster secret → network key per (VNI,
-//! epoch) → session key per sender session.
+//! epoch) → session key per sender session; and [`KeySource`], where a
+//! network's keys come from: derived from the cluster secret, or installed
+//! one epoch at a time (cluster mode, keys distributed through the store).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use ring::aead::{CHACHA20_POLY1305, LessSafeKey, UnboundKey};
 use ring::hkdf::{HKDF_SHA256, KeyType, Salt};
+use ring::rand::{SecureRandom, SystemRandom};
 use vxlan::Vni;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::error::SealError;
 use crate::secret::ClusterSecret;
 
 /// HKDF salt of every derivation.
@@ -24,10 +29,13 @@ pub const SESSION_INFO: &[u8] = b"vswitch session";
 /// Length of every derived key.
 pub const KEY_LEN: usize = 32;
 
-/// The key of one overlay network in one key epoch, derived from the cluster
+/// The key of one overlay network in one key epoch: derived from the cluster
 /// secret so that hosts that created the same overlay independently agree on
-/// it. It never encrypts packets itself: each sender session derives its own
-/// key from it. Zeroized on drop; its `Debug` never shows the bytes.
+/// it ([`NetworkKey::derive`]), or drawn at random by one node and handed to
+/// the others sealed ([`NetworkKey::generate`], [`NetworkKey::from_bytes`],
+/// [`crate::sealed`]). It never encrypts packets itself: each sender session
+/// derives its own key from it. Zeroized on drop; its `Debug` never shows the
+/// bytes.
 #[derive(Clone)]
 pub struct NetworkKey {
     vni: Vni,
@@ -44,6 +52,22 @@ impl NetworkKey {
         NetworkKey { vni, epoch, bytes }
     }
 
+    /// The key of `vni` at `epoch` given explicitly: an epoch key distributed
+    /// through the cluster store (see [`crate::sealed`]). `bytes` should be
+    /// uniformly random ([`NetworkKey::generate`]); the caller's copy is its
+    /// own to zeroize.
+    pub fn from_bytes(vni: Vni, epoch: u32, bytes: [u8; KEY_LEN]) -> NetworkKey {
+        NetworkKey { vni, epoch, bytes }
+    }
+
+    /// A fresh random key of `vni` at `epoch` from the system's secure random
+    /// source: what the node publishing an epoch seals to every member.
+    pub fn generate(vni: Vni, epoch: u32) -> Result<NetworkKey, SealError> {
+        let mut key = NetworkKey { vni, epoch, bytes: [0u8; KEY_LEN] };
+        SystemRandom::new().fill(&mut key.bytes).map_err(|_| SealError::Random)?;
+        Ok(key)
+    }
+
     /// The network this key belongs to.
     pub fn vni(&self) -> Vni {
         self.vni
@@ -52,6 +76,19 @@ impl NetworkKey {
     /// The key epoch this key belongs to.
     pub fn epoch(&self) -> u32 {
         self.epoch
+    }
+
+    /// The key bytes, for sealing the key to a node ([`crate::sealed`]).
+    pub(crate) fn bytes(&self) -> &[u8; KEY_LEN] {
+        &self.bytes
+    }
+
+    /// Whether `other` is the same key (network, epoch and bytes).
+    pub(crate) fn same_as(&self, other: &NetworkKey) -> bool {
+        self.vni == other.vni
+            && self.epoch == other.epoch
+            // No early exit on the first differing byte.
+            && self.bytes.iter().zip(other.bytes).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
     }
 
     /// The bytes of the session key of `session_id`: `HKDF-SHA256(salt =
@@ -85,9 +122,65 @@ impl KeyType for Len {
 
 /// HKDF-SHA256 of `ikm` with [`HKDF_SALT`] and `info`, filling `out`.
 fn hkdf(ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
-    let prk = Salt::new(HKDF_SHA256, HKDF_SALT).extract(ikm);
+    hkdf_with_salt(HKDF_SALT, ikm, info, out);
+}
+
+/// HKDF-SHA256 of `ikm` with `salt` and `info` (concatenated), filling `out`
+/// (at most 255 * 32 bytes).
+pub(crate) fn hkdf_with_salt(salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
+    let prk = Salt::new(HKDF_SHA256, salt).extract(ikm);
     // HKDF-SHA256 expands up to 255 * 32 bytes; callers ask for 32.
     prk.expand(info, Len(out.len())).and_then(|okm| okm.fill(out)).expect("HKDF-SHA256 expands 32 bytes");
+}
+
+/// Where the keys of one network come from.
+///
+/// - [`KeySource::Derived`]: every epoch's key derives from the cluster
+///   secret (`--secret-file`): any epoch is available at any time, and
+///   hosts agree without talking.
+/// - [`KeySource::Installed`]: only the epochs whose keys were installed
+///   explicitly exist (cluster mode: one node draws each epoch's key and
+///   seals it to every member through the store). A host neither sends nor
+///   accepts an epoch it has no key for.
+#[derive(Clone)]
+pub enum KeySource {
+    /// Keys derived from the cluster secret.
+    Derived(ClusterSecret),
+    /// Keys installed by epoch.
+    Installed(BTreeMap<u32, NetworkKey>),
+}
+
+impl KeySource {
+    /// The key of `vni` at `epoch`, if this source has one.
+    pub fn key(&self, vni: Vni, epoch: u32) -> Option<NetworkKey> {
+        match self {
+            KeySource::Derived(secret) => Some(NetworkKey::derive(secret, vni, epoch)),
+            KeySource::Installed(keys) => keys.get(&epoch).filter(|k| k.vni == vni).cloned(),
+        }
+    }
+
+    /// Whether keys are installed rather than derived.
+    pub fn is_installed(&self) -> bool {
+        matches!(self, KeySource::Installed(_))
+    }
+
+    /// The epochs installed, lowest first (none for a derived source, which
+    /// has every epoch).
+    pub fn installed_epochs(&self) -> Vec<u32> {
+        match self {
+            KeySource::Derived(_) => Vec::new(),
+            KeySource::Installed(keys) => keys.keys().copied().collect(),
+        }
+    }
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Derived(_) => f.write_str("Derived(..redacted..)"),
+            KeySource::Installed(keys) => f.debug_tuple("Installed").field(&keys.keys().collect::<Vec<_>>()).finish(),
+        }
+    }
 }
 
 impl Drop for NetworkKey {
@@ -139,6 +232,31 @@ mod tests {
         let expected = "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865";
         let got: String = okm.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn explicit_and_generated_keys() {
+        let vni = Vni::new(42).unwrap();
+        let key = NetworkKey::from_bytes(vni, 9, [3; KEY_LEN]);
+        assert_eq!((key.vni(), key.epoch(), key.bytes), (vni, 9, [3; KEY_LEN]));
+        let (a, b) = (NetworkKey::generate(vni, 1).unwrap(), NetworkKey::generate(vni, 1).unwrap());
+        assert_ne!(a.bytes, b.bytes, "random");
+        assert!(a.same_as(&a.clone()) && !a.same_as(&b));
+        assert!(!key.same_as(&NetworkKey::from_bytes(vni, 10, [3; KEY_LEN])), "the epoch counts");
+    }
+
+    #[test]
+    fn an_installed_source_has_only_its_epochs_of_its_network() {
+        let vni = Vni::new(42).unwrap();
+        let source = KeySource::Installed([(4, NetworkKey::from_bytes(vni, 4, [4; KEY_LEN]))].into());
+        assert_eq!(source.key(vni, 4).map(|k| k.bytes), Some([4; KEY_LEN]));
+        assert!(source.key(vni, 5).is_none());
+        assert!(source.key(Vni::new(43).unwrap(), 4).is_none());
+        assert_eq!(source.installed_epochs(), vec![4]);
+        let derived = KeySource::Derived(secret(1));
+        assert_eq!(derived.key(vni, 77).map(|k| k.bytes), Some(NetworkKey::derive(&secret(1), vni, 77).bytes));
+        let debug = format!("{source:?} {derived:?}");
+        assert!(!debug.contains("4, 4") && debug.contains("redacted"), "{debug}");
     }
 
     #[test]

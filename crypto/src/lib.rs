@@ -4,7 +4,10 @@
 //!
 //! - [`wire`]: the packet format ([`Header`], [`PACKET_TYPE`], overheads).
 //! - [`secret`]: the [`ClusterSecret`] every host loads from a 0600 file.
-//! - [`keys`]: HKDF-SHA256 derivation of [`NetworkKey`]s and session keys.
+//! - [`keys`]: HKDF-SHA256 derivation of [`NetworkKey`]s and session keys, and
+//!   [`KeySource`]: keys derived from the secret, or installed by epoch.
+//! - [`sealed`]: epoch keys sealed to a node's X25519 public key
+//!   ([`NodeKeypair`]), for cluster mode.
 //! - [`seal`]: [`Sealer`], one sender session.
 //! - [`open`]: [`Opener`], authentication, decryption and anti-replay.
 //! - [`replay`]: the RFC 6479 sliding window ([`ReplayWindow`]).
@@ -50,6 +53,14 @@
 //!   session id as u64 BE). Only session keys encrypt.
 //! - nonce = 4 zero bytes || packet counter as u64 BE.
 //!
+//! In cluster mode (`vswitchd --cluster-store`) there is no cluster secret:
+//! one node draws each epoch's network key at random, seals it to every
+//! member node's X25519 public key ([`sealed`]) and publishes it in the
+//! store; each node installs the keys it can open
+//! ([`NetworkCrypto::with_installed_keys`], [`NetworkCrypto::install`]) and
+//! switches its send epoch only when told that every member holds the new
+//! key. Session keys and nonces are then as above.
+//!
 //! Each sender draws a fresh random 64-bit session id whenever it starts
 //! (every daemon start, every epoch change) and counts packets from 0, never
 //! wrapping (it starts a new session first), so a nonce is never reused under
@@ -58,15 +69,16 @@
 //! # Receiving
 //!
 //! The receiver accepts the previous, current and next epoch of its current
-//! one, so hosts rotating one by one, in any order, lose no packets. Per
+//! one, so hosts rotating one by one, in any order, lose no packets. With
+//! installed keys it accepts only those of them whose key it holds. Per
 //! (epoch, session) it keeps the session key and a sliding anti-replay window
 //! of [`REPLAY_WINDOW`] packets, updated only after a packet authenticates.
 //!
 //! # Secrets in memory
 //!
-//! [`ClusterSecret`] and [`NetworkKey`] bytes, and session key bytes before
-//! they are handed to ring, are zeroized when dropped, and their `Debug`
-//! output is redacted. ring's expanded cipher key state is not zeroized.
+//! [`ClusterSecret`], [`NetworkKey`] and [`NodeKeypair`] secret bytes, and
+//! session key bytes before they are handed to ring, are zeroized when
+//! dropped, and their `Debug` output is redacted. ring's expanded cipher key state is not zeroized.
 
 #![deny(unsafe_code)]
 
@@ -76,15 +88,17 @@ pub mod network;
 pub mod open;
 pub mod replay;
 pub mod seal;
+pub mod sealed;
 pub mod secret;
 pub mod wire;
 
-pub use error::{MalformedReason, OpenError, SealError, SecretError};
-pub use keys::NetworkKey;
+pub use error::{KeyError, MalformedReason, NodeKeyError, OpenError, SealError, SealedKeyError, SecretError};
+pub use keys::{KeySource, NetworkKey};
 pub use network::NetworkCrypto;
 pub use open::{DEFAULT_MAX_SESSIONS, Opened, Opener};
 pub use replay::{REPLAY_WINDOW, ReplayWindow};
 pub use seal::Sealer;
+pub use sealed::{NodeKeypair, NodePublicKey};
 pub use secret::{ClusterSecret, SECRET_LEN};
 pub use vxlan::Vni;
 pub use wire::{

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use vxlan::Vni;
 
-use crate::error::{OpenError, SealError};
+use crate::error::{KeyError, OpenError, SealError};
 use crate::keys::NetworkKey;
 use crate::open::{Opened, Opener};
 use crate::seal::Sealer;
@@ -17,9 +17,20 @@ use crate::wire::{Header, InnerChecksum};
 /// that packets it sent cannot be reflected back to it.
 const OWN_SESSIONS: usize = 16;
 
-/// The secret-derived state of one encrypted overlay network on one host: a
-/// [`Sealer`] for the current epoch and an [`Opener`] accepting the previous,
-/// current and next epochs.
+/// The keys of one encrypted overlay network on one host: a [`Sealer`] for
+/// the current epoch and an [`Opener`] accepting the previous, current and
+/// next epochs.
+///
+/// Keys derive from the cluster secret ([`NetworkCrypto::new`]), or, in
+/// cluster mode, are installed epoch by epoch as the store distributes them
+/// ([`NetworkCrypto::with_installed_keys`], [`NetworkCrypto::install`]). With
+/// installed keys the host accepts only the previous, current and next
+/// epochs it holds keys for, and sends only once the current epoch's key is
+/// installed: until then [`NetworkCrypto::seal`] fails with
+/// [`SealError::NoKey`], and [`NetworkCrypto::set_epoch`] refuses an epoch
+/// without a key. Rotation without loss is then: every host installs the
+/// next epoch's key (it accepts it as its next one at once), and only when
+/// all hold it do they switch their send epoch, in any order.
 ///
 /// Rotation (`vswitchctl network key rotate`) is [`NetworkCrypto::set_epoch`]
 /// with the next epoch on every host, in any order: a host that has rotated
@@ -32,8 +43,8 @@ const OWN_SESSIONS: usize = 16;
 /// host's own recent session ids ([`OpenError::Reflected`]).
 #[derive(Debug)]
 pub struct NetworkCrypto {
-    secret: ClusterSecret,
-    sealer: Sealer,
+    /// The sender session; none while the current epoch has no installed key.
+    sealer: Option<Sealer>,
     opener: Opener,
     own_sessions: VecDeque<u64>,
 }
@@ -43,8 +54,7 @@ impl NetworkCrypto {
     /// session.
     pub fn new(secret: &ClusterSecret, vni: Vni, epoch: u32) -> Result<NetworkCrypto, SealError> {
         let mut crypto = NetworkCrypto {
-            secret: secret.clone(),
-            sealer: Sealer::new(NetworkKey::derive(secret, vni, epoch))?,
+            sealer: Some(Sealer::new(NetworkKey::derive(secret, vni, epoch))?),
             opener: Opener::new(secret, vni, epoch),
             own_sessions: VecDeque::with_capacity(OWN_SESSIONS),
         };
@@ -52,9 +62,60 @@ impl NetworkCrypto {
         Ok(crypto)
     }
 
+    /// The state of network `vni` at key epoch `epoch` with keys installed
+    /// one by one ([`NetworkCrypto::install`]) instead of derived from a
+    /// cluster secret: none yet, so nothing is sent or accepted until keys
+    /// are installed.
+    pub fn with_installed_keys(vni: Vni, epoch: u32) -> NetworkCrypto {
+        NetworkCrypto {
+            sealer: None,
+            opener: Opener::with_installed_keys(vni, epoch),
+            own_sessions: VecDeque::with_capacity(OWN_SESSIONS),
+        }
+    }
+
+    /// Installs the key of one epoch (see [`Opener::install`]): packets of
+    /// that epoch are accepted whenever it is the previous, current or next
+    /// one. If it is the current epoch's key, sending starts with it (in a
+    /// new session). Refused for keys of another network and for networks
+    /// whose keys derive from the cluster secret.
+    pub fn install(&mut self, key: NetworkKey) -> Result<(), KeyError> {
+        let epoch = key.epoch();
+        let current = self.current_epoch() == epoch;
+        let changed = current && !self.opener.network_key(epoch).is_some_and(|k| k.same_as(&key));
+        self.opener.install(key.clone())?;
+        if current && (changed || self.sealer.is_none()) {
+            self.sealer = Some(Sealer::new(key).map_err(|_| KeyError::Random)?);
+            self.remember_own_session();
+        }
+        Ok(())
+    }
+
+    /// Whether keys are installed rather than derived from the secret.
+    pub fn has_installed_keys(&self) -> bool {
+        self.opener.has_installed_keys()
+    }
+
+    /// Whether a key to send with is at hand (always, with derived keys).
+    pub fn can_send(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    /// The epoch sent with, if a key to send with is at hand.
+    pub fn send_epoch(&self) -> Option<u32> {
+        self.can_send().then(|| self.current_epoch())
+    }
+
+    /// The epochs whose keys are installed, lowest first (empty when keys
+    /// derive from the cluster secret).
+    pub fn installed_epochs(&self) -> Vec<u32> {
+        self.opener.installed_epochs()
+    }
+
     /// Records the sealer's session id as one of this host's own.
     fn remember_own_session(&mut self) {
-        let id = self.sealer.session_id();
+        let Some(sealer) = &self.sealer else { return };
+        let id = sealer.session_id();
         if self.own_sessions.back() != Some(&id) {
             if self.own_sessions.len() == OWN_SESSIONS {
                 self.own_sessions.pop_front();
@@ -75,12 +136,15 @@ impl NetworkCrypto {
 
     /// Switches to key epoch `epoch`: sending uses it at once (in a new
     /// session), receiving accepts `epoch - 1`, `epoch` and `epoch + 1`.
-    /// Setting the current epoch again changes nothing.
+    /// Setting the current epoch again changes nothing. With installed keys,
+    /// refused ([`SealError::NoKey`], nothing changes) unless `epoch`'s key
+    /// is installed.
     pub fn set_epoch(&mut self, epoch: u32) -> Result<(), SealError> {
-        if epoch == self.current_epoch() {
+        if epoch == self.current_epoch() && self.sealer.is_some() {
             return Ok(());
         }
-        self.sealer = Sealer::new(NetworkKey::derive(&self.secret, self.vni(), epoch))?;
+        let key = self.opener.network_key(epoch).ok_or(SealError::NoKey { epoch })?;
+        self.sealer = Some(Sealer::new(key)?);
         self.opener.set_epoch(epoch);
         self.remember_own_session();
         Ok(())
@@ -89,24 +153,33 @@ impl NetworkCrypto {
     /// A further sender session at the current epoch, for another thread
     /// sealing for this network. Replace it when the epoch changes.
     pub fn new_sealer(&self) -> Result<Sealer, SealError> {
-        Sealer::new(NetworkKey::derive(&self.secret, self.vni(), self.current_epoch()))
+        let epoch = self.current_epoch();
+        Sealer::new(self.opener.network_key(epoch).ok_or(SealError::NoKey { epoch })?)
     }
 
-    /// See [`Sealer::seal`].
+    /// The sender session, or [`SealError::NoKey`] without one.
+    fn sealer_mut(&mut self) -> Result<&mut Sealer, SealError> {
+        let epoch = self.current_epoch();
+        self.sealer.as_mut().ok_or(SealError::NoKey { epoch })
+    }
+
+    /// See [`Sealer::seal`]; [`SealError::NoKey`] while the current epoch
+    /// has no installed key.
     pub fn seal(&mut self, inner: &[u8], out: &mut Vec<u8>) -> Result<Range<usize>, SealError> {
-        let sealed = self.sealer.seal(inner, out);
+        let sealed = self.sealer_mut()?.seal(inner, out);
         self.remember_own_session();
         sealed
     }
 
-    /// See [`Sealer::seal_in_place`].
+    /// See [`Sealer::seal_in_place`]; [`SealError::NoKey`] while the
+    /// current epoch has no installed key.
     pub fn seal_in_place(
         &mut self,
         packet: &mut [u8],
         inner_len: usize,
         checksum: InnerChecksum,
     ) -> Result<usize, SealError> {
-        let sealed = self.sealer.seal_in_place(packet, inner_len, checksum);
+        let sealed = self.sealer_mut()?.seal_in_place(packet, inner_len, checksum);
         self.remember_own_session();
         sealed
     }
@@ -121,9 +194,9 @@ impl NetworkCrypto {
         self.opener.open(packet)
     }
 
-    /// The sender session.
-    pub fn sealer(&mut self) -> &mut Sealer {
-        &mut self.sealer
+    /// The sender session, if the current epoch has a key.
+    pub fn sealer(&mut self) -> Option<&mut Sealer> {
+        self.sealer.as_mut()
     }
 
     /// The receiver.
@@ -149,5 +222,119 @@ mod tests {
         // Sessions from before a rotation are remembered too.
         a.set_epoch(1).unwrap();
         assert_eq!(a.open(&mut packet).unwrap_err(), OpenError::Reflected);
+    }
+
+    fn key(vni: Vni, epoch: u32) -> NetworkKey {
+        NetworkKey::from_bytes(vni, epoch, [epoch as u8 ^ 0xa5; 32])
+    }
+
+    /// Seals one frame with `from` and opens it with `to`.
+    fn carry(from: &mut NetworkCrypto, to: &mut NetworkCrypto) -> Result<u32, OpenError> {
+        let mut packet = Vec::new();
+        from.seal(&[0x5a; 60], &mut packet).expect("a key to send with");
+        to.open(&mut packet).map(|o| o.epoch)
+    }
+
+    #[test]
+    fn installed_keys_send_only_with_an_installed_current_epoch() {
+        let vni = Vni::new(42).unwrap();
+        let mut a = NetworkCrypto::with_installed_keys(vni, 0);
+        assert!(a.has_installed_keys() && !a.can_send());
+        assert_eq!(a.seal(&[0; 60], &mut Vec::new()), Err(SealError::NoKey { epoch: 0 }));
+        assert_eq!(a.set_epoch(1), Err(SealError::NoKey { epoch: 1 }));
+        assert_eq!(a.current_epoch(), 0, "a refused switch changes nothing");
+        assert!(a.new_sealer().is_err());
+        // The next epoch's key: received at once, sent with only when told.
+        a.install(key(vni, 1)).unwrap();
+        assert!(!a.can_send());
+        a.set_epoch(1).unwrap();
+        assert!(a.can_send() && a.sealer().unwrap().epoch() == 1);
+        // Installing the current epoch's key starts sending with it.
+        let mut b = NetworkCrypto::with_installed_keys(vni, 1);
+        b.install(key(vni, 1)).unwrap();
+        assert!(b.can_send());
+        assert_eq!(carry(&mut a, &mut b), Ok(1));
+        assert_eq!(carry(&mut b, &mut a), Ok(1));
+        // Keys of another network and keys into a derived network are refused.
+        let other = Vni::new(43).unwrap();
+        assert_eq!(a.install(key(other, 2)), Err(KeyError::VniMismatch { expected: vni, found: other }));
+        let mut derived = NetworkCrypto::new(&ClusterSecret::from_bytes([7; 32]), vni, 0).unwrap();
+        assert_eq!(derived.install(key(vni, 1)), Err(KeyError::Derived));
+        assert!(!derived.has_installed_keys() && derived.can_send());
+    }
+
+    #[test]
+    fn an_epoch_without_an_installed_key_is_not_accepted() {
+        let vni = Vni::new(42).unwrap();
+        let (mut a, mut b) = (NetworkCrypto::with_installed_keys(vni, 5), NetworkCrypto::with_installed_keys(vni, 5));
+        a.install(key(vni, 5)).unwrap();
+        a.install(key(vni, 6)).unwrap();
+        b.install(key(vni, 6)).unwrap();
+        assert_eq!(carry(&mut a, &mut b), Err(OpenError::UnknownEpoch { epoch: 5, current: 5 }));
+        a.set_epoch(6).unwrap();
+        assert_eq!(carry(&mut a, &mut b), Ok(6), "the next epoch, installed");
+        // A different key for the same epoch (another publisher's) fails the tag.
+        let mut c = NetworkCrypto::with_installed_keys(vni, 6);
+        c.install(NetworkKey::from_bytes(vni, 6, [1; 32])).unwrap();
+        assert_eq!(carry(&mut a, &mut c), Err(OpenError::AuthenticationFailed));
+        // ... and installing the right one replaces it.
+        c.install(key(vni, 6)).unwrap();
+        assert_eq!(carry(&mut a, &mut c), Ok(6));
+        assert_eq!(carry(&mut c, &mut a), Ok(6), "c sends with the replaced key too");
+    }
+
+    #[test]
+    fn installed_keys_rotate_without_loss_in_either_order() {
+        let vni = Vni::new(42).unwrap();
+        for a_first in [true, false] {
+            let hosts: Vec<NetworkCrypto> = (0..3)
+                .map(|_| {
+                    let mut h = NetworkCrypto::with_installed_keys(vni, 1);
+                    h.install(key(vni, 1)).unwrap();
+                    h
+                })
+                .collect();
+            let mut hosts = hosts;
+            // Everyone installs epoch 2 before anyone sends with it.
+            for h in &mut hosts {
+                h.install(key(vni, 2)).unwrap();
+            }
+            let order: Vec<usize> = if a_first { vec![0, 1, 2] } else { vec![2, 1, 0] };
+            for &switching in &order {
+                hosts[switching].set_epoch(2).unwrap();
+                for from in 0..3 {
+                    for to in 0..3 {
+                        if from != to {
+                            let (f, t) = pair(&mut hosts, from, to);
+                            carry(f, t).unwrap_or_else(|e| panic!("{from} -> {to} after {switching} switched: {e}"));
+                        }
+                    }
+                }
+            }
+            // Epoch 1's key is forgotten once two epochs on.
+            hosts[0].install(key(vni, 3)).unwrap();
+            hosts[0].set_epoch(3).unwrap();
+            assert_eq!(hosts[0].opener().installed_epochs(), vec![2, 3]);
+            // A key behind the window is kept until the epoch moves (a store
+            // that went back): the host can follow it.
+            hosts[0].install(key(vni, 0)).unwrap();
+            assert_eq!(hosts[0].installed_epochs(), vec![0, 2, 3]);
+            hosts[0].set_epoch(0).unwrap();
+            assert_eq!(hosts[0].send_epoch(), Some(0));
+            assert_eq!(hosts[0].installed_epochs(), vec![0, 2, 3], "nothing below epoch 0 to forget");
+            hosts[0].set_epoch(3).unwrap();
+            assert_eq!(hosts[0].installed_epochs(), vec![2, 3]);
+        }
+    }
+
+    /// Two distinct hosts of `hosts`, mutably.
+    fn pair(hosts: &mut [NetworkCrypto], a: usize, b: usize) -> (&mut NetworkCrypto, &mut NetworkCrypto) {
+        if a < b {
+            let (x, y) = hosts.split_at_mut(b);
+            (&mut x[a], &mut y[0])
+        } else {
+            let (x, y) = hosts.split_at_mut(a);
+            (&mut y[0], &mut x[b])
+        }
     }
 }

@@ -11,8 +11,8 @@ use hashbrown::HashMap;
 use ring::aead::{Aad, LessSafeKey};
 use vxlan::Vni;
 
-use crate::error::OpenError;
-use crate::keys::NetworkKey;
+use crate::error::{KeyError, OpenError};
+use crate::keys::{KeySource, NetworkKey};
 use crate::replay::{Refused, ReplayWindow};
 use crate::secret::ClusterSecret;
 use crate::wire::{HEADER_LEN, Header, InnerChecksum, TAG_LEN};
@@ -45,6 +45,11 @@ pub struct Opened {
 
 /// Opens the encrypted packets of one network.
 ///
+/// Its keys come from a [`KeySource`]: derived from the cluster secret
+/// ([`Opener::new`]: every accepted epoch has a key), or installed epoch by
+/// epoch ([`Opener::with_installed_keys`], [`Opener::install`]: an accepted
+/// epoch without an installed key is refused as unknown).
+///
 /// Keeps, per accepted epoch and sender session, the session key and its
 /// anti-replay window. Sessions enter the cache only once one of their
 /// packets authenticates, so forged packets cannot evict real sessions; past
@@ -53,7 +58,7 @@ pub struct Opened {
 /// to it is accepted again. Replays of sessions forgotten beyond that remain
 /// possible until their epoch leaves the accepted range.
 pub struct Opener {
-    secret: ClusterSecret,
+    keys: KeySource,
     vni: Vni,
     current: u32,
     max_sessions: usize,
@@ -82,8 +87,18 @@ struct Session {
 impl Opener {
     /// An opener for `vni` whose current epoch is `epoch`.
     pub fn new(secret: &ClusterSecret, vni: Vni, epoch: u32) -> Opener {
+        Opener::with_source(KeySource::Derived(secret.clone()), vni, epoch)
+    }
+
+    /// An opener for `vni` whose current epoch is `epoch` and whose keys are
+    /// installed one by one ([`Opener::install`]); none yet.
+    pub fn with_installed_keys(vni: Vni, epoch: u32) -> Opener {
+        Opener::with_source(KeySource::Installed(Default::default()), vni, epoch)
+    }
+
+    fn with_source(keys: KeySource, vni: Vni, epoch: u32) -> Opener {
         let mut opener = Opener {
-            secret: secret.clone(),
+            keys,
             vni,
             current: epoch,
             max_sessions: DEFAULT_MAX_SESSIONS,
@@ -117,17 +132,64 @@ impl Opener {
     }
 
     /// Makes `epoch` current: packets of `epoch - 1`, `epoch` and `epoch + 1`
-    /// are accepted from now on. Sessions of epochs still accepted keep their
-    /// replay windows.
+    /// are accepted from now on (with installed keys: those of them whose key
+    /// is installed; installed keys older than `epoch - 1` are forgotten).
+    /// Sessions of epochs still accepted keep their replay windows.
     pub fn set_epoch(&mut self, epoch: u32) {
         self.current = epoch;
         let accepted = self.accepted_epochs();
         self.epochs.retain(|e| accepted.contains(&e.network.epoch()));
+        if let KeySource::Installed(keys) = &mut self.keys {
+            keys.retain(|&e, _| e >= *accepted.start());
+        }
         for e in accepted {
-            if !self.epochs.iter().any(|s| s.network.epoch() == e) {
-                self.epochs.push(EpochState::new(NetworkKey::derive(&self.secret, self.vni, e)));
+            if !self.epochs.iter().any(|s| s.network.epoch() == e)
+                && let Some(key) = self.keys.key(self.vni, e)
+            {
+                self.epochs.push(EpochState::new(key));
             }
         }
+    }
+
+    /// Installs the key of one epoch (keys installed, not derived): from now
+    /// on packets of its epoch are accepted whenever it is the previous,
+    /// current or next one. Installing the key an epoch already has changes
+    /// nothing (its sessions keep their replay windows); another key for it
+    /// replaces it. A key of an epoch outside the accepted ones is kept for
+    /// when [`Opener::set_epoch`] brings it in; keys older than the previous
+    /// epoch are forgotten there.
+    pub fn install(&mut self, key: NetworkKey) -> Result<(), KeyError> {
+        if key.vni() != self.vni {
+            return Err(KeyError::VniMismatch { expected: self.vni, found: key.vni() });
+        }
+        let accepted = self.accepted_epochs();
+        let KeySource::Installed(keys) = &mut self.keys else { return Err(KeyError::Derived) };
+        let epoch = key.epoch();
+        if keys.get(&epoch).is_some_and(|k| k.same_as(&key)) {
+            return Ok(());
+        }
+        keys.insert(epoch, key.clone());
+        self.epochs.retain(|e| e.network.epoch() != epoch);
+        if accepted.contains(&epoch) {
+            self.epochs.push(EpochState::new(key));
+        }
+        Ok(())
+    }
+
+    /// The key of `epoch`, if the opener has (or derives) one.
+    pub(crate) fn network_key(&self, epoch: u32) -> Option<NetworkKey> {
+        self.keys.key(self.vni, epoch)
+    }
+
+    /// Whether keys are installed rather than derived from the secret.
+    pub fn has_installed_keys(&self) -> bool {
+        self.keys.is_installed()
+    }
+
+    /// The epochs whose keys are installed, lowest first (empty when keys
+    /// derive from the cluster secret).
+    pub fn installed_epochs(&self) -> Vec<u32> {
+        self.keys.installed_epochs()
     }
 
     /// Sender sessions currently kept, over all accepted epochs.

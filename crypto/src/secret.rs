@@ -31,19 +31,7 @@ impl ClusterSecret {
     /// Parses a secret written as 64 hexadecimal characters (either case),
     /// optionally followed by a line ending.
     pub fn from_hex(text: &str) -> Result<ClusterSecret, SecretError> {
-        let text = text.strip_suffix('\n').unwrap_or(text);
-        let text = text.strip_suffix('\r').unwrap_or(text);
-        if text.len() != 2 * SECRET_LEN {
-            return Err(SecretError::InvalidFormat("wrong length"));
-        }
-        let mut secret = ClusterSecret([0u8; SECRET_LEN]);
-        for (byte, pair) in secret.0.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-            let (Some(hi), Some(lo)) = (hex_value(pair[0]), hex_value(pair[1])) else {
-                return Err(SecretError::InvalidFormat("not a hexadecimal digit"));
-            };
-            *byte = hi << 4 | lo;
-        }
-        Ok(secret)
+        parse_hex32(text).map(|bytes| ClusterSecret(*bytes)).map_err(SecretError::InvalidFormat)
     }
 
     /// Loads the secret from a file holding it in hex (see
@@ -54,28 +42,12 @@ impl ClusterSecret {
     /// encrypted network of the cluster.
     pub fn from_file(path: impl AsRef<Path>) -> Result<ClusterSecret, SecretError> {
         let path = path.as_ref();
-        let io_error = |source| SecretError::Io { path: path.to_owned(), source };
-        let file = std::fs::File::open(path).map_err(io_error)?;
-        // Checked on the opened file, so the file read is the file checked.
-        let meta = file.metadata().map_err(io_error)?;
-        if !meta.is_file() {
-            return Err(SecretError::NotAFile { path: path.to_owned() });
-        }
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(SecretError::InsecurePermissions { path: path.to_owned(), mode });
-        }
-        let mut text = Zeroizing::new(String::with_capacity(MAX_FILE_LEN as usize + 1));
-        file.take(MAX_FILE_LEN + 1).read_to_string(&mut text).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidData {
-                SecretError::InvalidFormat("not text")
-            } else {
-                io_error(e)
-            }
+        let text = read_private_file(path).map_err(|e| match e {
+            PrivateFileError::Io(source) => SecretError::Io { path: path.to_owned(), source },
+            PrivateFileError::NotAFile => SecretError::NotAFile { path: path.to_owned() },
+            PrivateFileError::Insecure(mode) => SecretError::InsecurePermissions { path: path.to_owned(), mode },
+            PrivateFileError::Format(reason) => SecretError::InvalidFormat(reason),
         })?;
-        if text.len() as u64 > MAX_FILE_LEN {
-            return Err(SecretError::InvalidFormat("file too long"));
-        }
         ClusterSecret::from_hex(&text)
     }
 
@@ -90,19 +62,82 @@ impl ClusterSecret {
 
     /// The secret in lowercase hex (64 characters).
     pub fn to_hex(&self) -> Zeroizing<String> {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut text = Zeroizing::new(String::with_capacity(2 * SECRET_LEN));
-        for b in self.0 {
-            text.push(DIGITS[usize::from(b >> 4)] as char);
-            text.push(DIGITS[usize::from(b & 0xf)] as char);
-        }
-        text
+        to_hex(&self.0)
     }
 
     /// The secret bytes, for key derivation.
     pub(crate) fn bytes(&self) -> &[u8; SECRET_LEN] {
         &self.0
     }
+}
+
+/// What is wrong with a private key file (see [`read_private_file`]).
+pub(crate) enum PrivateFileError {
+    /// Opening or reading failed.
+    Io(std::io::Error),
+    /// Not a regular file.
+    NotAFile,
+    /// Its mode (`& 0o7777`) gives group or others access.
+    Insecure(u32),
+    /// Not text, or too long.
+    Format(&'static str),
+}
+
+/// Reads a small private file holding a key in hex: refuses a file that is
+/// not a regular file, whose mode gives group or others any access
+/// (`mode & 0o077 != 0`), that is not text or longer than 128 bytes.
+pub(crate) fn read_private_file(path: &Path) -> Result<Zeroizing<String>, PrivateFileError> {
+    let file = std::fs::File::open(path).map_err(PrivateFileError::Io)?;
+    // Checked on the opened file, so the file read is the file checked.
+    let meta = file.metadata().map_err(PrivateFileError::Io)?;
+    if !meta.is_file() {
+        return Err(PrivateFileError::NotAFile);
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(PrivateFileError::Insecure(mode));
+    }
+    let mut text = Zeroizing::new(String::with_capacity(MAX_FILE_LEN as usize + 1));
+    file.take(MAX_FILE_LEN + 1).read_to_string(&mut text).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            PrivateFileError::Format("not text")
+        } else {
+            PrivateFileError::Io(e)
+        }
+    })?;
+    if text.len() as u64 > MAX_FILE_LEN {
+        return Err(PrivateFileError::Format("file too long"));
+    }
+    Ok(text)
+}
+
+/// Parses 32 bytes written as 64 hexadecimal characters (either case),
+/// optionally followed by a line ending.
+pub(crate) fn parse_hex32(text: &str) -> Result<Zeroizing<[u8; SECRET_LEN]>, &'static str> {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    if text.len() != 2 * SECRET_LEN {
+        return Err("wrong length");
+    }
+    let mut bytes = Zeroizing::new([0u8; SECRET_LEN]);
+    for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        let (Some(hi), Some(lo)) = (hex_value(pair[0]), hex_value(pair[1])) else {
+            return Err("not a hexadecimal digit");
+        };
+        *byte = hi << 4 | lo;
+    }
+    Ok(bytes)
+}
+
+/// `bytes` in lowercase hex.
+pub(crate) fn to_hex(bytes: &[u8]) -> Zeroizing<String> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = Zeroizing::new(String::with_capacity(2 * bytes.len()));
+    for &b in bytes {
+        text.push(DIGITS[usize::from(b >> 4)] as char);
+        text.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    text
 }
 
 /// The value of one hexadecimal digit.

@@ -56,6 +56,9 @@ pub enum DropReason {
     UnexpectedEncrypted,
     /// Sealing failed (no randomness for a new session).
     SealFailed,
+    /// A frame for an encrypted network whose keys come from the cluster
+    /// store while this host holds no key for its current send epoch yet.
+    NoSendKey,
     /// An encrypted packet of this host's own sender session, sent back to it.
     Reflected,
     /// A unicast frame between a tunnel and the gateway: each host's
@@ -99,7 +102,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 33] = [
+    pub const ALL: [DropReason; 34] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -122,6 +125,7 @@ impl DropReason {
         DropReason::Unencrypted,
         DropReason::UnexpectedEncrypted,
         DropReason::SealFailed,
+        DropReason::NoSendKey,
         DropReason::Reflected,
         DropReason::GatewayAcrossTunnel,
         DropReason::DnsSpoofed,
@@ -162,6 +166,7 @@ impl DropReason {
             DropReason::Unencrypted => "unencrypted",
             DropReason::UnexpectedEncrypted => "unexpected_encrypted",
             DropReason::SealFailed => "seal_failed",
+            DropReason::NoSendKey => "no_send_key",
             DropReason::Reflected => "reflected",
             DropReason::GatewayAcrossTunnel => "gateway_across_tunnel",
             DropReason::DnsSpoofed => "dns_spoofed",

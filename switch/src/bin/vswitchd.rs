@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use cluster::{Cluster, ClusterConfig, TlsFiles, parse_store_url};
 use crypto::ClusterSecret;
+use crypto::sealed::NodeKeypair;
 use switch::daemon::control::Control;
 use switch::daemon::datapath::DatapathHandle;
 use switch::daemon::dns_forward::system_upstreams;
@@ -135,6 +136,25 @@ fn cluster_config(args: &Args, hostname: impl FnOnce() -> Option<String>) -> any
     Ok(Some(config))
 }
 
+/// The file holding a cluster node's X25519 keypair, in the state dir.
+const NODE_KEY_FILE: &str = "node.key";
+
+/// The node's keypair for the overlay keys of the cluster (sealed to its
+/// public key): loaded from the state dir, or made there (mode 0600) on the
+/// first start. Never logged; the public key is.
+fn node_keypair(state_dir: &std::path::Path) -> anyhow::Result<NodeKeypair> {
+    let path = state_dir.join(NODE_KEY_FILE);
+    let (keypair, generated) = NodeKeypair::load_or_generate(&path)
+        .with_context(|| format!("cannot load or make the node keypair {}", path.display()))?;
+    let public = keypair.public().to_hex();
+    if generated {
+        tracing::info!(path = %path.display(), %public, "node keypair generated");
+    } else {
+        tracing::info!(path = %path.display(), %public, "node keypair loaded");
+    }
+    Ok(keypair)
+}
+
 /// The machine's hostname (the default node name).
 fn hostname() -> Option<String> {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
@@ -257,10 +277,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             })?;
     let mut control = Control::restore(store, model, datapath, vtep, has_secret, dns)
         .context("cannot restore state into the datapath")?;
-    if let Some(config) = cluster_config {
+    if let Some(mut config) = cluster_config {
+        let keypair = node_keypair(&args.state_dir)?;
+        config.public_key = Some(keypair.public().to_hex());
         let (node, endpoints) = (config.node.clone(), config.endpoints.clone());
         let cluster = Cluster::start(config).context("cannot start the cluster store's client")?;
         tracing::info!(%node, store = ?endpoints, "cluster node: following the cluster store");
+        control.attach_cluster_keys(cluster.clone(), keypair);
         control.attach_cluster(cluster, endpoints);
     }
     let metrics = args

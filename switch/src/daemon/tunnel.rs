@@ -36,7 +36,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 
-use crypto::{InnerChecksum, NetworkCrypto};
+use crypto::{InnerChecksum, NetworkCrypto, SealError};
 use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 use vxlan::{HEADER_LEN, Vni};
@@ -436,9 +436,14 @@ impl Tunnel {
                 let at = self.train.len();
                 self.train.extend_from_slice(room);
                 let inner_len = room.len() - head - tail;
-                if keys.seal_in_place(&mut self.train[at..], inner_len, checksum).is_err() {
+                if let Err(e) = keys.seal_in_place(&mut self.train[at..], inner_len, checksum) {
                     self.train.truncate(start);
-                    return TxOutcome::Dropped(DropReason::SealFailed);
+                    let reason = if matches!(e, SealError::NoKey { .. }) {
+                        DropReason::NoSendKey
+                    } else {
+                        DropReason::SealFailed
+                    };
+                    return TxOutcome::Dropped(reason);
                 }
             }
         } else if joins {

@@ -7,6 +7,7 @@
 mod capture;
 mod cluster;
 pub use cluster::RESYNC_INTERVAL;
+mod cluster_keys;
 mod dns;
 mod impair;
 mod metrics;
@@ -64,6 +65,8 @@ pub struct Control {
     uplinks_down: std::collections::BTreeSet<String>,
     /// The cluster store, in cluster mode (`--cluster-store`).
     cluster: Option<cluster::ClusterLink>,
+    /// The keys of encrypted cluster overlays, through the store.
+    cluster_keys: Option<cluster_keys::StoreKeys>,
 }
 
 /// The name of the underlay endpoint's row in `stats`.
@@ -148,9 +151,18 @@ fn network_spec(network: &Network) -> NetworkSpec {
         vni: network.vni.and_then(vxlan::Vni::new),
         mss_clamp: network.options.contains_key(MSS_CLAMP_OPTION),
         key_epoch: network.is_encrypted().then_some(network.key_epoch),
-        key_rotation: network.key_rotation(),
+        // A cluster overlay's keys come from the store, which also rotates
+        // them (`-o key-rotation` is the coordinator's period there).
+        store_keys: store_keys(network),
+        key_rotation: network.key_rotation().filter(|_| !store_keys(network)),
         egress: network.egress(),
     }
+}
+
+/// Whether an encrypted overlay's keys come from the cluster store (those of
+/// cluster networks) rather than from the cluster secret.
+fn store_keys(network: &Network) -> bool {
+    network.cluster && network.is_encrypted()
 }
 
 /// The name of a tunnel port in `show`, `fdb` and `stats`.
@@ -199,6 +211,7 @@ impl Control {
             xdp_modes: Default::default(),
             uplinks_down: Default::default(),
             cluster: None,
+            cluster_keys: None,
         };
         control.datapath.set_aging(Duration::from_secs(control.model.config().aging_time_secs))?;
         for network in control.model.networks() {
@@ -549,7 +562,8 @@ impl Control {
         let encrypted = req.options.contains_key(ENCRYPTED_OPTION);
         // `-o encrypted` on a non-overlay network is refused by the model,
         // which says why; only an overlay needs the secret.
-        if encrypted && req.driver == proto::Driver::Overlay && !self.has_secret {
+        // In cluster mode its keys come from the store instead.
+        if encrypted && req.driver == proto::Driver::Overlay && !self.has_secret && !self.creates_in_cluster(&req) {
             return Err(CtlError::new(ErrorKind::NotSupported, DatapathError::NoSecret.to_string()));
         }
         if req.driver == proto::Driver::Overlay && req.mtu.is_none() {

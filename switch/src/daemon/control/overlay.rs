@@ -12,6 +12,9 @@ use crate::port::{NetworkId, PortId};
 
 impl Control {
     pub(super) fn key_rotate(&mut self, network: &str) -> Reply {
+        if let Some(reply) = self.cluster_key_rotate(network) {
+            return reply;
+        }
         let mut next = self.model.clone();
         let epoch = next.rotate_key(network).map_err(model_error)?;
         let net = next.network(network).map_err(model_error)?.clone();

@@ -11,7 +11,7 @@ use vxlan::Vni;
 
 use super::cluster::Owner;
 use super::device::PortDevice;
-use super::handle::{Command, DatapathError, NetworkSpec, Snapshot, TunnelPortInfo, tunnel_port};
+use super::handle::{Command, DatapathError, KeyState, NetworkSpec, Snapshot, TunnelPortInfo, tunnel_port};
 use super::{Datapath, NetInfo, PortIo, TunnelOwners};
 use crate::bridge::{Bridge, BridgeError};
 use crate::events::EventKind;
@@ -97,6 +97,18 @@ impl Datapath {
             Command::SetKeyEpoch { network, epoch, reply } => {
                 let _ = reply.send(self.set_key_epoch(network, epoch));
             }
+            Command::InstallKey { network, epoch, key, reply } => {
+                let _ = reply.send(self.install_key(network, epoch, key));
+            }
+            Command::KeyState { network, reply } => {
+                let net = self.nets.get(network.index()).and_then(Option::as_ref);
+                let keys = net.and_then(|n| n.crypto.as_deref()).ok_or(DatapathError::NotEncrypted(network));
+                let _ = reply.send(keys.map(|k| KeyState {
+                    store_keys: k.has_installed_keys(),
+                    send_epoch: k.send_epoch(),
+                    installed: k.installed_epochs(),
+                }));
+            }
             Command::SetDns { directory, reply } => {
                 self.dns.directory = *directory;
                 let _ = reply.send(());
@@ -136,6 +148,12 @@ impl Datapath {
         }
         let unix = self.clock.unix_secs();
         let crypto = match (spec.key_epoch, spec.vni) {
+            (Some(_), Some(_)) if spec.store_keys && spec.key_rotation.is_some() => {
+                return Err(DatapathError::StoreKeysRotation);
+            }
+            (Some(epoch), Some(vni)) if spec.store_keys => {
+                Some(Box::new(NetworkCrypto::with_installed_keys(vni, epoch)))
+            }
             (Some(base), Some(vni)) => {
                 let epoch = super::effective_epoch(base, spec.key_rotation, unix);
                 let secret = self.secret.as_ref().ok_or(DatapathError::NoSecret)?;
@@ -194,10 +212,33 @@ impl Datapath {
         let unix = self.clock.unix_secs();
         let epoch = super::effective_epoch(base, net.key_rotation, unix);
         let keys = net.crypto.as_mut().ok_or(DatapathError::NotEncrypted(network))?;
-        keys.set_epoch(epoch).map_err(DatapathError::Crypto)?;
+        keys.set_epoch(epoch).map_err(|e| match e {
+            crypto::SealError::NoKey { epoch } => DatapathError::NoKey { network, epoch },
+            e => DatapathError::Crypto(e),
+        })?;
         net.key_base = base;
         let now = self.clock.now();
         self.bridge.events_mut().push(now, EventKind::KeyRotated { network, epoch, automatic: false });
+        Ok(())
+    }
+
+    fn install_key(&mut self, network: NetworkId, epoch: u32, key: crypto::NetworkKey) -> Result<(), DatapathError> {
+        let net = self.nets.get_mut(network.index()).and_then(Option::as_mut);
+        let keys = net.and_then(|n| n.crypto.as_deref_mut()).ok_or(DatapathError::NotEncrypted(network))?;
+        if !keys.has_installed_keys() {
+            return Err(DatapathError::KeysDerived(network));
+        }
+        if key.vni() != keys.vni() || key.epoch() != epoch {
+            let (key_vni, key_epoch) = (key.vni().get(), key.epoch());
+            return Err(DatapathError::KeyMismatch { network, epoch, key_vni, key_epoch });
+        }
+        keys.install(key).map_err(|e| match e {
+            crypto::KeyError::Random => DatapathError::Crypto(crypto::SealError::Random),
+            crypto::KeyError::Derived => DatapathError::KeysDerived(network),
+            crypto::KeyError::VniMismatch { found, .. } => {
+                DatapathError::KeyMismatch { network, epoch, key_vni: found.get(), key_epoch: epoch }
+            }
+        })?;
         Ok(())
     }
 

@@ -108,6 +108,14 @@ pub struct NetworkSpec {
     pub mss_clamp: bool,
     /// The key epoch of an encrypted overlay (`-o encrypted`).
     pub key_epoch: Option<u32>,
+    /// The encrypted overlay's keys come from the cluster store
+    /// ([`DatapathHandle::install_key`]) instead of the cluster secret: it
+    /// needs no secret, sends nothing until the key of its send epoch is
+    /// installed, and accepts only epochs whose keys are installed.
+    /// `key_epoch` is its initial send epoch; `key_rotation` must be `None`
+    /// (the store's rotation coordinator moves the epoch, through
+    /// [`DatapathHandle::set_key_epoch`]).
+    pub store_keys: bool,
     /// Sandboxes may reach addresses outside the switch's networks through
     /// the gateway (egress through the daemon's own sockets); when false
     /// the gateway answers ICMP network unreachable.
@@ -117,6 +125,21 @@ pub struct NetworkSpec {
     /// number of whole periods since the Unix epoch, so hosts with
     /// synchronised clocks move together without talking to each other.
     pub key_rotation: Option<std::num::NonZeroU64>,
+}
+
+/// Where an encrypted overlay's keys stand in the datapath: what the
+/// cluster key coordinator (`cluster::keys::plan`) needs of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyState {
+    /// Keys come from the store (`store_keys`), not the cluster secret.
+    pub store_keys: bool,
+    /// The epoch sent with, if the network can send (with store keys: once
+    /// its send epoch's key is installed).
+    pub send_epoch: Option<u32>,
+    /// The epochs whose keys are installed, lowest first (empty with keys
+    /// derived from the secret). Keys older than the previous epoch are
+    /// forgotten as the send epoch moves on.
+    pub installed: Vec<u32>,
 }
 
 /// Errors the control plane sees from the datapath.
@@ -152,6 +175,33 @@ pub enum DatapathError {
     /// The network is not an encrypted overlay.
     #[error("network {0} is not encrypted")]
     NotEncrypted(NetworkId),
+    /// Keys can be installed only in a network created with `store_keys`.
+    #[error("network {0} derives its keys from the cluster secret; keys from the store cannot be installed in it")]
+    KeysDerived(NetworkId),
+    /// A network whose keys come from the store rotates through the store,
+    /// not by the clock.
+    #[error("a network whose keys come from the cluster store cannot have a key rotation period")]
+    StoreKeysRotation,
+    /// The key given is not for this network or epoch.
+    #[error("the key is for VNI {key_vni} epoch {key_epoch}, not network {network}'s VNI at epoch {epoch}")]
+    KeyMismatch {
+        /// The network.
+        network: NetworkId,
+        /// The epoch asked for.
+        epoch: u32,
+        /// The key's VNI.
+        key_vni: u32,
+        /// The key's epoch.
+        key_epoch: u32,
+    },
+    /// The epoch to send with has no installed key.
+    #[error("network {network} has no key installed for epoch {epoch}: install it first")]
+    NoKey {
+        /// The network.
+        network: NetworkId,
+        /// The epoch asked for.
+        epoch: u32,
+    },
     /// Key setup failed.
     #[error("key setup failed: {0}")]
     Crypto(crypto::SealError),
@@ -185,6 +235,16 @@ pub(super) enum Command {
     AddNetwork {
         spec: NetworkSpec,
         reply: Reply<Result<(), DatapathError>>,
+    },
+    InstallKey {
+        network: NetworkId,
+        epoch: u32,
+        key: crypto::NetworkKey,
+        reply: Reply<Result<(), DatapathError>>,
+    },
+    KeyState {
+        network: NetworkId,
+        reply: Reply<Result<KeyState, DatapathError>>,
     },
     RemoveNetwork {
         id: NetworkId,
@@ -485,9 +545,31 @@ impl DatapathHandle {
     }
 
     /// Moves an encrypted overlay to key epoch `epoch`: it seals with the new
-    /// epoch at once and opens the epochs next to it.
+    /// epoch at once and opens the epochs next to it. On a network whose keys
+    /// come from the store (`store_keys`) this is the switch of the send
+    /// epoch, refused ([`DatapathError::NoKey`], nothing changes) unless
+    /// `epoch`'s key was installed ([`DatapathHandle::install_key`]).
     pub fn set_key_epoch(&self, network: NetworkId, epoch: u32) -> Result<(), DatapathError> {
         self.call(|reply| Command::SetKeyEpoch { network, epoch, reply })?
+    }
+
+    /// Where an encrypted overlay's keys stand: its send epoch and the
+    /// epochs installed. [`DatapathError::NotEncrypted`] for other networks.
+    pub fn key_state(&self, network: NetworkId) -> Result<KeyState, DatapathError> {
+        self.call(|reply| Command::KeyState { network, reply })?
+    }
+
+    /// Installs the key of `epoch` in an encrypted overlay created with
+    /// `store_keys`: from now on its packets of that epoch are accepted
+    /// whenever it is the previous, current or next epoch. It is sent with
+    /// only once the network's send epoch is `epoch`
+    /// ([`DatapathHandle::set_key_epoch`]; at once if it already is).
+    /// Installing the same key again changes nothing. Refused for other
+    /// networks and for a key of another VNI or epoch. Keys older than the
+    /// previous epoch are forgotten as the send epoch moves on. Not
+    /// persisted: the daemon re-installs them from the store.
+    pub fn install_key(&self, network: NetworkId, epoch: u32, key: crypto::NetworkKey) -> Result<(), DatapathError> {
+        self.call(|reply| Command::InstallKey { network, epoch, key, reply })?
     }
 
     /// Replaces the embedded DNS's names and askers; queries after this

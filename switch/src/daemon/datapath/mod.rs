@@ -52,8 +52,8 @@ use vxlan::{PeerTable, PeerTableConfig, Vni};
 
 use handle::Command;
 pub use handle::{
-    DatapathError, DatapathHandle, Gateway6Spec, GatewaySpec, ImpairSnapshot, NetworkSpec, PortRole, RemoteEndpoint,
-    Snapshot, TunnelPortInfo, endpoint_port, gateway_port,
+    DatapathError, DatapathHandle, Gateway6Spec, GatewaySpec, ImpairSnapshot, KeyState, NetworkSpec, PortRole,
+    RemoteEndpoint, Snapshot, TunnelPortInfo, endpoint_port, gateway_port,
 };
 
 use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};

@@ -21,5 +21,6 @@ mod learning;
 mod nat6;
 mod overlay;
 mod overlay6;
+mod store_keys;
 mod tunnel_batch;
 mod xsk;

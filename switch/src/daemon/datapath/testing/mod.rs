@@ -113,6 +113,7 @@ pub(crate) fn plain_network(index: u32) -> NetworkSpec {
         vni: None,
         mss_clamp: false,
         key_epoch: None,
+        store_keys: false,
         egress: false,
         key_rotation: None,
     }
