@@ -56,6 +56,8 @@ if [[ $BUILD == 1 ]]; then
     cargo bench --no-run --bench cluster_latency --bench cluster_sim
 fi
 export VSWITCHD_BIN=$TARGET/release/vswitchd VSWITCHCTL_BIN=$TARGET/release/vswitchctl
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 LAT=$(bench_bin cluster_latency)
 SIM=$(bench_bin cluster_sim)
 
@@ -63,11 +65,20 @@ if [[ $WHAT == all || $WHAT == latency ]]; then
     results=()
     for r in $(seq 1 "$REPEAT"); do
         echo "== connect-to-ping, repetition $r/$REPEAT ($TRIALS trials)"
-        out=$("$LAT" --trials "$TRIALS" | tee /dev/stderr | grep '^RESULT')
+        "$LAT" --trials "$TRIALS" | tee "$tmp/latency-$r.txt"
+        out=$(grep '^RESULT' "$tmp/latency-$r.txt")
         results+=("rep $r: ${out#RESULT }")
     done
     echo "== connect-to-ping summary (A = host1 connects, B = host2 pings)"
     printf '%s\n' "${results[@]}"
+    # Mean per block of 20 trials: does the time grow with the endpoints already there?
+    for r in $(seq 1 "$REPEAT"); do
+        awk -v r="$r" '/^trial/ && /itself/ { b = int($2 / 20); s[b] += $3; c[b] += $(NF - 1); n[b]++ }
+            END { line = "rep " r " mean by trial block (total / connect command):"
+                  for (b = 0; b in n; b++) line = line sprintf(" %d-%d: %.0f/%.0f ms", b * 20, b * 20 + 19, s[b] / n[b], c[b] / n[b])
+                  print line }' \
+            "$tmp/latency-$r.txt"
+    done
 fi
 
 if [[ $WHAT == all || $WHAT == sim ]]; then

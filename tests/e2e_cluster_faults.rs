@@ -401,6 +401,7 @@ fn etcd_majority_down_keeps_traffic_and_refuses_mutations() {
     assert!(ping(&s0, ip_of(&e1), 5), "{s0} lost {s1} with the etcd majority down");
     // Mutations that need the store are refused, clearly, and change nothing.
     let err = c.host(0).ctl_err(&["network", "connect", &net, &spare]);
+    eprintln!("network connect with the etcd majority down: {err}");
     let lower = err.to_lowercase();
     assert!(
         ["store", "etcd", "unavailable"].iter().any(|w| lower.contains(w)),
