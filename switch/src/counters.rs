@@ -61,6 +61,9 @@ pub enum DropReason {
     /// A unicast frame between a tunnel and the gateway: each host's
     /// sandboxes use their own host's (anycast) gateway.
     GatewayAcrossTunnel,
+    /// A frame to this node's mesh station (the source of ingress flows to
+    /// other nodes' replicas) that belongs to no such flow.
+    MeshStray,
     /// A TCP segment to a gateway's DNS port whose source address is not
     /// its ingress port's own (the DNS server knows TCP clients by address).
     DnsSpoofed,
@@ -99,7 +102,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 33] = [
+    pub const ALL: [DropReason; 34] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -133,6 +136,7 @@ impl DropReason {
         DropReason::XskRxDropped,
         DropReason::Icmpv6Malformed,
         DropReason::NatIpv6Extension,
+        DropReason::MeshStray,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -164,6 +168,7 @@ impl DropReason {
             DropReason::SealFailed => "seal_failed",
             DropReason::Reflected => "reflected",
             DropReason::GatewayAcrossTunnel => "gateway_across_tunnel",
+            DropReason::MeshStray => "mesh_stray",
             DropReason::DnsSpoofed => "dns_spoofed",
             DropReason::NoRoute => "no_route",
             DropReason::NatUnsupported => "nat_unsupported",
