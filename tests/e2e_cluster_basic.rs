@@ -110,7 +110,11 @@ fn two_nodes_share_a_network_its_addresses_and_names() {
     assert!(!e.is_empty(), "removed while host 2 still has an endpoint");
     d2.ctl_ok(&["network", "disconnect", &net, &s2]);
     // The claims are released at once; the removal goes through and host 2 follows.
-    wait_until(SETTLE, || "network rm to succeed".into(), || d1.ctl(&["network", "rm", &net]).status.success().then_some(()));
+    wait_until(
+        SETTLE,
+        || "network rm to succeed".into(),
+        || d1.ctl(&["network", "rm", &net]).status.success().then_some(()),
+    );
     wait_until(
         SETTLE,
         || format!("{net} to leave host 2"),

@@ -114,7 +114,9 @@ fn cluster_config(args: &Args, hostname: impl FnOnce() -> Option<String>) -> any
         anyhow::bail!("--cluster-store needs --advertise-addr: the address other nodes reach this node's VTEP at")
     };
     if vtep.ip().is_unspecified() {
-        anyhow::bail!("--advertise-addr {vtep}: other nodes cannot send to the unspecified address; give this node's underlay address");
+        anyhow::bail!(
+            "--advertise-addr {vtep}: other nodes cannot send to the unspecified address; give this node's underlay address"
+        );
     }
     if let Some(local) = args.vtep
         && vxlan::IpVersion::of(local.ip()) != vxlan::IpVersion::of(vtep.ip())
@@ -316,8 +318,9 @@ mod tests {
         assert_eq!(insecure.endpoints, ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
         assert_eq!((insecure.node.as_str(), insecure.vtep), ("host1", sa("192.0.2.1:4789")));
         assert!(insecure.tls.is_none());
-        let tls = [&base[..], &["--cluster-ca", "ca", "--cluster-cert", "c", "--cluster-key", "k", "--node-name", "n1"]]
-            .concat();
+        let tls =
+            [&base[..], &["--cluster-ca", "ca", "--cluster-cert", "c", "--cluster-key", "k", "--node-name", "n1"]]
+                .concat();
         let tls = config(&tls).unwrap().unwrap();
         assert_eq!((tls.endpoints[0].as_str(), tls.node.as_str()), ("https://10.0.0.1:2379", "n1"));
         let ttl = config(&[&base[..], &["--cluster-insecure", "--cluster-ttl", "3"]].concat()).unwrap().unwrap();
@@ -327,8 +330,14 @@ mod tests {
             (&base[..], "needs TLS"),
             (&[&base[..], &["--cluster-ca", "ca"]].concat()[..], "all three"),
             (&["--cluster-store", "etcd://10.0.0.1:2379", "--cluster-insecure"][..], "needs --advertise-addr"),
-            (&["--cluster-store", "etcd://h:1", "--cluster-insecure", "--advertise-addr", "0.0.0.0"][..], "unspecified"),
-            (&[&base[..], &["--cluster-insecure", "--vtep", "[2001:db8::1]:4789"]].concat()[..], "different address families"),
+            (
+                &["--cluster-store", "etcd://h:1", "--cluster-insecure", "--advertise-addr", "0.0.0.0"][..],
+                "unspecified",
+            ),
+            (
+                &[&base[..], &["--cluster-insecure", "--vtep", "[2001:db8::1]:4789"]].concat()[..],
+                "different address families",
+            ),
             (&[&base[..], &["--cluster-insecure", "--cluster-ca", "ca"]].concat()[..], "cannot be used with"),
             (&["--node-name", "n1"][..], "--cluster-store"),
         ] {

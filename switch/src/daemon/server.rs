@@ -213,7 +213,8 @@ pub fn serve(listener: UnixListener, control: Control, metrics: Option<tiny_http
     let changes = control.lock().unwrap_or_else(|p| p.into_inner()).cluster_changes();
     if let Some(changes) = changes {
         let sync = Arc::clone(&control);
-        let spawned = std::thread::Builder::new().name("cluster-sync".into()).spawn(move || sync_cluster(&changes, &sync));
+        let spawned =
+            std::thread::Builder::new().name("cluster-sync".into()).spawn(move || sync_cluster(&changes, &sync));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the cluster sync thread; this node will not follow the cluster");
         }

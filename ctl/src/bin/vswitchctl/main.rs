@@ -20,7 +20,9 @@ use ctl::proto::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use cli::{Cli, Command, ConfigCmd, DnsCmd, FdbCmd, NatCmd, NetworkCmd, NodeCmd, PeerCmd, SandboxCmd, ServiceCmd, mappings};
+use cli::{
+    Cli, Command, ConfigCmd, DnsCmd, FdbCmd, NatCmd, NetworkCmd, NodeCmd, PeerCmd, SandboxCmd, ServiceCmd, mappings,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -133,7 +133,12 @@ pub(crate) fn peers(w: &mut dyn Write, peers: &[PeerInfo]) -> io::Result<()> {
 fn store_line(store: &ctl::proto::StoreState) -> String {
     let state = if store.connected { "connected".to_owned() } else { "unreachable".to_owned() };
     let error = store.last_error.as_deref().filter(|_| !store.connected).map(|e| format!(" ({e})")).unwrap_or_default();
-    format!("cluster store {} {state}{error}, revision {}, node {}", store.endpoints.join(","), store.revision, store.node)
+    format!(
+        "cluster store {} {state}{error}, revision {}, node {}",
+        store.endpoints.join(","),
+        store.revision,
+        store.node
+    )
 }
 
 /// `node ls`: the store's state, then one row per node, this one marked `*`.

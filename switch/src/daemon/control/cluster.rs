@@ -211,9 +211,8 @@ pub(super) fn plan_store(model: &Model, mirror: &Mirror, node: &str, loaded: boo
             }
         }
     }
-    let local = |network_id: &str, endpoint_id: &str| {
-        model.endpoint(endpoint_id).is_some_and(|e| e.network_id == network_id)
-    };
+    let local =
+        |network_id: &str, endpoint_id: &str| model.endpoint(endpoint_id).is_some_and(|e| e.network_id == network_id);
     for record in mirror.endpoints_of_node(node) {
         if !local(&record.network_id, &record.endpoint_id) {
             plan.withdraw.push((record.network_id.clone(), record.endpoint_id.clone()));
@@ -594,7 +593,9 @@ impl Control {
         for (network, ip, claim) in plan.claim {
             match handle.claim_address(&network, ip, claim) {
                 Ok(()) => tracing::info!(%ip, %network, "cluster: claimed a local endpoint's address again"),
-                Err(e) => tracing::error!(%ip, %network, error = %e, "cluster: cannot claim a local endpoint's address"),
+                Err(e) => {
+                    tracing::error!(%ip, %network, error = %e, "cluster: cannot claim a local endpoint's address")
+                }
             }
         }
         for record in plan.publish {
@@ -631,7 +632,12 @@ impl Control {
             let network = crate::port::NetworkId(index);
             match apply_view(&self.datapath, network, &view) {
                 Ok(()) => {
-                    tracing::debug!(network = index, peers = view.peers.len(), endpoints = view.endpoints.len(), "cluster view applied");
+                    tracing::debug!(
+                        network = index,
+                        peers = view.peers.len(),
+                        endpoints = view.endpoints.len(),
+                        "cluster view applied"
+                    );
                     link.applied.insert(index, view);
                 }
                 Err(e) => tracing::error!(network = index, error = %e, "cannot apply the cluster view"),
@@ -676,8 +682,13 @@ mod tests {
     }
 
     fn node(mirror: &mut Mirror, name: &str, vtep: &str) {
-        let record =
-            NodeRecord { name: name.into(), vtep: vtep.parse().unwrap(), version: "0".into(), started_unix: 0, public_key: None };
+        let record = NodeRecord {
+            name: name.into(),
+            vtep: vtep.parse().unwrap(),
+            version: "0".into(),
+            started_unix: 0,
+            public_key: None,
+        };
         put(mirror, &format!("nodes/{name}"), record);
     }
 
@@ -715,7 +726,10 @@ mod tests {
         assert_eq!(network.gateway, Some("10.50.0.1".parse().unwrap()));
         assert!(network.attachable);
         let again = record_of(&network, 4100, "b").unwrap();
-        assert_eq!((again.id, again.name, again.subnets), (record.id.clone(), record.name.clone(), record.subnets.clone()));
+        assert_eq!(
+            (again.id, again.name, again.subnets),
+            (record.id.clone(), record.name.clone(), record.subnets.clone())
+        );
         assert_eq!(plan_store(&model, &mirror, "a", true), StorePlan::default(), "nothing left to do");
 
         // A record that is not an overlay network is refused, not adopted.
@@ -764,7 +778,11 @@ mod tests {
         delete(&mut mirror, &format!("addresses/{}/{ip}", record.id));
         assert_eq!(plan_store(&model, &mirror, "a", true).claim, [(record.id.clone(), ip, claim.clone())]);
         // Taken by another node meanwhile: a conflict, reported.
-        put(&mut mirror, &format!("addresses/{}/{ip}", record.id), AddressClaim { node: "b".into(), endpoint_id: "x".into() });
+        put(
+            &mut mirror,
+            &format!("addresses/{}/{ip}", record.id),
+            AddressClaim { node: "b".into(), endpoint_id: "x".into() },
+        );
         assert_eq!(plan_store(&model, &mirror, "a", true).conflicts.len(), 1);
         put(&mut mirror, &format!("addresses/{}/{ip}", record.id), &claim);
 

@@ -391,9 +391,6 @@ impl Control {
                     vni,
                     options,
                 };
-                if self.creates_in_cluster(&req) {
-                    return self.cluster_network_create(req);
-                }
                 self.network_create(req)
             }
             Request::NetworkLs => ok(self.model.networks().into_iter().map(network_summary).collect::<Vec<_>>()),
@@ -558,6 +555,9 @@ impl Control {
         if req.driver == proto::Driver::Overlay && req.mtu.is_none() {
             let sealing = if encrypted { crypto::OVERHEAD_OVER_VXLAN as u32 } else { 0 };
             req.mtu = Some(self.overlay_mtu() - sealing);
+        }
+        if self.creates_in_cluster(&req) {
+            return self.cluster_network_create(req);
         }
         let mut next = self.model.clone();
         let network = next.create_network(req).map_err(model_error)?;

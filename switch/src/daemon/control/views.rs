@@ -309,7 +309,7 @@ impl Control {
             name: n.name.clone(),
             id: n.id.clone(),
             created: n.created.clone(),
-            scope: "local".to_owned(),
+            scope: scope_of(n).to_owned(),
             driver: n.driver,
             enable_ipv4: n.enable_ipv4,
             enable_ipv6: n.enable_ipv6,
@@ -323,12 +323,18 @@ impl Control {
     }
 }
 
+/// A network's Docker scope: `swarm` for a cluster network (its record is
+/// in the cluster store), `local` for the others.
+fn scope_of(n: &Network) -> &'static str {
+    if n.cluster { "swarm" } else { "local" }
+}
+
 pub(super) fn network_summary(n: &Network) -> NetworkSummary {
     NetworkSummary {
         name: n.name.clone(),
         id: n.id.clone(),
         driver: n.driver,
-        scope: "local".to_owned(),
+        scope: scope_of(n).to_owned(),
         subnet: n.subnet,
         enable_ipv4: n.enable_ipv4,
         enable_ipv6: n.enable_ipv6,
