@@ -35,6 +35,7 @@ fn endpoint(net: &NetworkRecord, id: &str, node: &str, ip: Ipv4Addr) -> Endpoint
         mac: "02:42:0a:00:00:02".into(),
         ipv4: Some(ip),
         ipv6: None,
+        service: None,
     }
 }
 
