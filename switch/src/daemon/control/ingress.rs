@@ -1,0 +1,534 @@
+//! The ingress routing mesh (cluster mode), as Docker swarm's: a service
+//! published in `ingress` mode on a cluster overlay network is a record of
+//! the store (`P/services/NAME`), so every node with the network listens on
+//! its ports, and each node balances new connections over every replica in
+//! the cluster.
+//!
+//! - A replica on this node is reached as today: its own address, the
+//!   client's address preserved.
+//! - A replica on another node (an endpoint record naming the service) is
+//!   reached from this node's *mesh station* on the network: an address this
+//!   node claims in the store (endpoint id `mesh-NODE`) and publishes as an
+//!   endpoint record with a per-node MAC ([`mesh_mac`]) and no DNS name. The
+//!   translator uses it as the source of such flows (source NAT: the replica
+//!   sees the mesh address, not the client, as with Docker's ingress
+//!   network); the replica's node answers its ARP with the mesh MAC (proxy
+//!   ARP, the mesh record being a remote endpoint there) and tunnels the
+//!   answers back here, where the datapath hands them to the translator.
+//! - A node's mesh station exists while it has an ingress service on the
+//!   network; it is withdrawn and its address released afterwards.
+//!
+//! Reconcile (under the control lock, after each change of the store):
+//! services are adopted, changed and removed as the store has them, mesh
+//! stations claimed and applied, and each ingress service's backends
+//! recomputed (a node that dies takes its replicas out within its lease's
+//! TTL).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use cluster::{AddressClaim, ClusterError, EndpointRecord, Mirror, ServiceRecord};
+use ctl::proto::{CtlError, ServiceMode};
+use ctl::{MacAddress, PortMapping};
+
+use super::cluster::cluster_error;
+use super::publish::{keys, publications, service_publications};
+use super::{Control, Reply, model_error, network_id, ok};
+use crate::model::{Model, Network, Service};
+use crate::nat::{Backend, Mesh, Publication};
+
+/// How many addresses a mesh claim tries when others keep taking them.
+const MESH_CLAIM_ATTEMPTS: usize = 16;
+
+/// The endpoint id of `node`'s mesh station (on every network).
+pub(super) fn mesh_id(node: &str) -> String {
+    format!("mesh-{node}")
+}
+
+/// The MAC of `node`'s mesh stations: `02:77` and a 32-bit FNV-1a hash of
+/// the node's name (locally administered, unicast, the same on every
+/// network; another node's collides with odds of 1 in 2^32 per pair).
+pub(super) fn mesh_mac(node: &str) -> MacAddress {
+    let hash = node.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let [a, b, c, d] = hash.to_be_bytes();
+    MacAddress([0x02, 0x77, a, b, c, d])
+}
+
+/// Whether this node wants a mesh station on `network_id`: it has an
+/// ingress service there.
+pub(super) fn wants_mesh(model: &Model, network_id: &str) -> bool {
+    model.services().any(|s| s.mode == ServiceMode::Ingress && s.network_id == network_id)
+}
+
+/// The store record of an ingress service.
+pub(super) fn service_record(service: &Service, created_by: &str) -> Result<ServiceRecord, CtlError> {
+    let ports = serde_json::to_value(&service.publish)
+        .map_err(|e| CtlError::internal(format!("cannot encode the service's ports: {e}")))?;
+    Ok(ServiceRecord {
+        name: service.name.clone(),
+        network_id: service.network_id.clone(),
+        ports,
+        mode: ServiceMode::Ingress.as_str().to_owned(),
+        created_by: created_by.to_owned(),
+    })
+}
+
+/// The service a store record describes (`created` is the caller's).
+pub(super) fn service_from_record(record: &ServiceRecord, created: String) -> Result<Service, String> {
+    if record.mode != ServiceMode::Ingress.as_str() {
+        return Err(format!("mode {:?} is not ingress", record.mode));
+    }
+    let publish: Vec<PortMapping> =
+        serde_json::from_value(record.ports.clone()).map_err(|e| format!("its ports do not parse: {e}"))?;
+    Ok(Service {
+        name: record.name.clone(),
+        network_id: record.network_id.clone(),
+        publish,
+        created,
+        mode: ServiceMode::Ingress,
+    })
+}
+
+/// Whether two services publish the same thing (their creation times aside).
+fn same_service(a: &Service, b: &Service) -> bool {
+    (&a.network_id, &a.publish, a.mode) == (&b.network_id, &b.publish, b.mode)
+}
+
+/// The other nodes' replicas of an ingress service, as backends reached
+/// through this node's mesh station (none for a `host` service).
+pub(super) fn remote_backends(model: &Model, mirror: &Mirror, node: &str, service: &Service, port: u16) -> Vec<Backend> {
+    if service.mode != ServiceMode::Ingress {
+        return Vec::new();
+    }
+    let Some(network) = model.network_by_id(&service.network_id) else { return Vec::new() };
+    let mut records: Vec<&EndpointRecord> =
+        mirror.remote_replicas(&service.network_id, &service.name, node).collect();
+    records.sort_by(|a, b| (&a.node, &a.endpoint_id).cmp(&(&b.node, &b.endpoint_id)));
+    records
+        .into_iter()
+        .filter(|r| r.ipv4.is_some() || r.ipv6.is_some())
+        .filter_map(|r| {
+            let mac: MacAddress = r.mac.parse().ok()?;
+            Some(Backend {
+                network: network_id(network),
+                ipv4: r.ipv4,
+                ipv6: r.ipv6,
+                mac: mac.into(),
+                port,
+                via_mesh: true,
+            })
+        })
+        .collect()
+}
+
+/// The publications of `service` with every replica it has: this node's
+/// and, for an ingress service, the other nodes' in `mirror`.
+pub(super) fn mesh_publications(model: &Model, mirror: Option<(&Mirror, &str)>, service: &Service) -> Vec<Publication> {
+    let mut pubs = service_publications(model, service);
+    if let Some((mirror, node)) = mirror
+        && service.mode == ServiceMode::Ingress
+    {
+        let remote = |m: &PortMapping| remote_backends(model, mirror, node, service, m.container_port);
+        for (publication, extra) in pubs.iter_mut().zip(publications(&service.publish, remote)) {
+            publication.backends.extend(extra.backends);
+        }
+    }
+    pubs
+}
+
+/// The ingress mesh's state in the control plane (cluster mode only).
+#[derive(Debug, Default)]
+pub(super) struct IngressState {
+    /// The mesh stations given to the datapath, by network index.
+    meshes: HashMap<u32, Mesh>,
+    /// The publications last given to the datapath, by service.
+    applied: HashMap<String, Vec<Publication>>,
+    /// Failures already logged (by what failed), to log each once.
+    refused: HashSet<String>,
+}
+
+/// This node's mesh address on `network` in `mirror`, if it holds one.
+fn mesh_claim(mirror: &Mirror, network: &Network, node: &str) -> Option<Ipv4Addr> {
+    let id = mesh_id(node);
+    mirror.claims_of_node(node).find_map(|(net, ip, claim)| match ip {
+        IpAddr::V4(ip) if net == network.id && claim.endpoint_id == id => Some(ip),
+        _ => None,
+    })
+}
+
+/// Free IPv4 addresses of `network` for a mesh station, highest first (the
+/// automatic addresses of endpoints are taken from the bottom).
+fn mesh_candidates(model: &Model, mirror: &Mirror, network: &Network) -> Vec<Ipv4Addr> {
+    let Some(subnet) = network.subnet else { return Vec::new() };
+    let mut taken = mirror.taken_addresses(&network.id);
+    taken.extend(model.endpoints_on_network(&network.id).into_iter().filter_map(|e| e.ipv4.map(IpAddr::V4)));
+    taken.extend(network.gateway.map(IpAddr::V4));
+    let mut free: Vec<Ipv4Addr> = subnet.hosts().filter(|ip| !taken.contains(&IpAddr::V4(*ip))).collect();
+    free.reverse();
+    free.truncate(MESH_CLAIM_ATTEMPTS);
+    free
+}
+
+impl Control {
+    /// The publications of `service` with every replica it has (see
+    /// [`mesh_publications`]).
+    pub(super) fn service_pubs(&self, service: &Service) -> Vec<Publication> {
+        match &self.cluster {
+            Some(link) => {
+                let mirror = link.handle.mirror();
+                mesh_publications(&self.model, Some((&mirror, link.handle.node())), service)
+            }
+            None => mesh_publications(&self.model, None, service),
+        }
+    }
+
+    /// `service_publish` with its mode: `host` as before; `ingress` (the
+    /// default on a cluster overlay of a cluster node) through the store.
+    pub(super) fn service_publish_mode(
+        &mut self,
+        name: &str,
+        network: Option<&str>,
+        mappings: &[PortMapping],
+        mode: Option<ServiceMode>,
+    ) -> Reply {
+        let existing = self.model.service(name).ok().cloned();
+        let mut next = self.model.clone();
+        let service = next.publish_service(name, network, mappings).map_err(model_error)?;
+        let cluster_network =
+            self.cluster.is_some() && next.network_by_id(&service.network_id).is_some_and(|n| n.cluster);
+        let mode = match (mode, &existing) {
+            (Some(m), Some(e)) if m != e.mode => {
+                return Err(CtlError::conflict(format!("service {name} is published in {} mode", e.mode)));
+            }
+            (Some(m), _) => m,
+            (None, Some(e)) => e.mode,
+            (None, None) if cluster_network => ServiceMode::Ingress,
+            (None, None) => ServiceMode::Host,
+        };
+        if mode == ServiceMode::Host {
+            return self.service_publish(name, network, mappings);
+        }
+        if !cluster_network {
+            return Err(CtlError::invalid_argument(
+                "ingress mode needs a cluster overlay network (vswitchd --cluster-store, network create -d overlay)",
+            ));
+        }
+        next.set_service_mode(name, ServiceMode::Ingress).map_err(model_error)?;
+        let service = next.service(name).map_err(model_error)?.clone();
+        let store = self.reachable_store()?.ok_or_else(|| CtlError::internal("no cluster store"))?;
+        let mirror = store.mirror();
+        let expected = mirror.services.get(name).cloned();
+        let created_by = expected.as_ref().map_or(store.node(), |r| r.created_by.as_str()).to_owned();
+        let record = service_record(&service, &created_by)?;
+        let added = Service { publish: mappings.to_vec(), ..service.clone() };
+        self.publish_all(mesh_publications(&next, Some((&mirror, store.node())), &added))?;
+        if let Err(e) = store.put_service(record.clone(), expected.clone()) {
+            self.unpublish_logged(keys(mappings));
+            return Err(cluster_error(e));
+        }
+        if let Err(e) = self.commit(next) {
+            self.unpublish_logged(keys(mappings));
+            let undone = match expected {
+                Some(old) => store.put_service(old, Some(record)),
+                None => store.remove_service(name),
+            };
+            if let Err(undo) = undone {
+                tracing::error!(service = name, error = %undo, "cannot undo the service in the cluster store");
+            }
+            return Err(e);
+        }
+        tracing::info!(service = name, "ingress service published");
+        self.reconcile_cluster();
+        let service = self.model.service(name).map_err(model_error)?;
+        ok(self.service_info(service))
+    }
+
+    /// `service_rm` of an ingress service: removed from the store (every
+    /// node closes its ports), then here. `None` for a `host` service.
+    pub(super) fn ingress_rm(&mut self, name: &str) -> Option<Reply> {
+        let service = self.model.service(name).ok().filter(|s| s.mode == ServiceMode::Ingress)?.clone();
+        Some((|| {
+            let store = self.reachable_store()?.ok_or_else(|| CtlError::internal("no cluster store"))?;
+            match store.remove_service(&service.name) {
+                Ok(()) | Err(ClusterError::NotFound(_)) => {}
+                Err(e) => return Err(cluster_error(e)),
+            }
+            let reply = self.service_rm(name);
+            self.reconcile_cluster();
+            reply
+        })())
+    }
+
+    /// The ingress part of the cluster reconcile (see the module docs).
+    /// `loaded`: the mirror reflects the store; without it only backends
+    /// are recomputed.
+    pub(super) fn reconcile_ingress(&mut self, mirror: &Mirror, node: &str, loaded: bool) {
+        if loaded {
+            self.adopt_services(mirror);
+            self.sync_meshes(mirror, node);
+        }
+        self.sync_backends(mirror, node);
+    }
+
+    /// Logs `what` once (until it succeeds again).
+    fn refuse_once(&mut self, key: String, what: impl FnOnce()) {
+        if let Some(link) = self.cluster.as_mut()
+            && link.ingress.refused.insert(key)
+        {
+            what();
+        }
+    }
+
+    fn forget_refusal(&mut self, key: &str) {
+        if let Some(link) = self.cluster.as_mut() {
+            link.ingress.refused.remove(key);
+        }
+    }
+
+    /// Makes the store's ingress services this node's: new and changed
+    /// ones adopted (their ports opened), those gone from the store closed.
+    fn adopt_services(&mut self, mirror: &Mirror) {
+        for record in mirror.services.values() {
+            if self.model.network_by_id(&record.network_id).is_none() {
+                continue;
+            }
+            let existing = self.model.service(&record.name).ok().cloned();
+            let created = existing.as_ref().map_or_else(crate::model::now_rfc3339, |s| s.created.clone());
+            let key = format!("service {}", record.name);
+            let service = match service_from_record(record, created) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.refuse_once(key, || tracing::error!(service = %record.name, error = %e, "skipping a service record"));
+                    continue;
+                }
+            };
+            if existing.as_ref().is_some_and(|e| same_service(e, &service)) {
+                continue;
+            }
+            if let Some(e) = existing.as_ref().filter(|e| e.mode != ServiceMode::Ingress) {
+                self.refuse_once(key, || {
+                    tracing::error!(service = %e.name, "a host-mode service of this node has the name of a cluster ingress service; not adopted")
+                });
+                continue;
+            }
+            match self.adopt_service(existing.as_ref(), service) {
+                Ok(()) => {
+                    self.forget_refusal(&key);
+                    tracing::info!(service = %record.name, "ingress service adopted from the cluster");
+                }
+                Err(e) => self.refuse_once(key, || {
+                    tracing::error!(service = %record.name, error = %e.message, "cannot serve a cluster ingress service here")
+                }),
+            }
+        }
+        let gone: Vec<Service> = self
+            .model
+            .services()
+            .filter(|s| s.mode == ServiceMode::Ingress && !mirror.services.contains_key(&s.name))
+            .cloned()
+            .collect();
+        for service in gone {
+            let mut next = self.model.clone();
+            if next.remove_service(&service.name).is_err() {
+                continue;
+            }
+            self.unpublish_logged(keys(&service.publish));
+            match self.commit(next) {
+                Ok(()) => tracing::info!(service = %service.name, "ingress service removed from the cluster"),
+                Err(e) => tracing::error!(service = %service.name, error = %e.message, "cannot remove an ingress service"),
+            }
+            if let Some(link) = self.cluster.as_mut() {
+                link.ingress.applied.remove(&service.name);
+            }
+        }
+    }
+
+    /// Adds or replaces one ingress service here: model, listeners, state.
+    fn adopt_service(&mut self, old: Option<&Service>, service: Service) -> Result<(), CtlError> {
+        let mut next = self.model.clone();
+        let service = next.adopt_service(service).map_err(model_error)?;
+        let gone: Vec<PortMapping> = old
+            .map(|o| o.publish.iter().filter(|m| !service.publish.contains(m)).copied().collect())
+            .unwrap_or_default();
+        let new: Vec<PortMapping> = service
+            .publish
+            .iter()
+            .filter(|m| old.is_none_or(|o| !o.publish.contains(m)))
+            .copied()
+            .collect();
+        self.unpublish_logged(keys(&gone));
+        let opened = Service { publish: new.clone(), ..service.clone() };
+        self.publish_all(service_publications(&next, &opened))?;
+        if let Err(e) = self.commit(next) {
+            self.unpublish_logged(keys(&new));
+            return Err(e);
+        }
+        if let Some(link) = self.cluster.as_mut() {
+            link.ingress.applied.remove(&service.name);
+        }
+        Ok(())
+    }
+
+    /// Claims, publishes and applies this node's mesh stations where it
+    /// has ingress services; withdraws and releases the others.
+    fn sync_meshes(&mut self, mirror: &Mirror, node: &str) {
+        let Some(link) = &self.cluster else { return };
+        let handle = link.handle.clone();
+        let id = mesh_id(node);
+        let mac = mesh_mac(node);
+        let networks: Vec<Network> = self.model.networks().into_iter().filter(|n| n.cluster).cloned().collect();
+        let mut wanted: HashMap<u32, Mesh> = HashMap::new();
+        for network in &networks {
+            if !wants_mesh(&self.model, &network.id) {
+                // No ingress service here (any more): the station goes.
+                if mirror.endpoints.contains_key(&(network.id.clone(), id.clone()))
+                    && let Err(e) = handle.withdraw_endpoint(&network.id, &id)
+                {
+                    tracing::warn!(network = %network.name, error = %e, "cannot withdraw a mesh station");
+                }
+                if let Some(ip) = mesh_claim(mirror, network, node)
+                    && let Err(e) = handle.release_address(&network.id, IpAddr::V4(ip), &id)
+                {
+                    tracing::warn!(network = %network.name, error = %e, "cannot release a mesh address");
+                }
+                continue;
+            }
+            let ip = match mesh_claim(mirror, network, node) {
+                Some(ip) => Some(ip),
+                None => self.claim_mesh(mirror, network, node),
+            };
+            let Some(ip) = ip else { continue };
+            let record = EndpointRecord {
+                network_id: network.id.clone(),
+                endpoint_id: id.clone(),
+                node: node.to_owned(),
+                name: String::new(),
+                aliases: Vec::new(),
+                mac: mac.to_string(),
+                ipv4: Some(ip),
+                ipv6: None,
+                service: None,
+            };
+            if mirror.endpoints.get(&(network.id.clone(), id.clone())) != Some(&record)
+                && let Err(e) = handle.publish_endpoint(record)
+            {
+                tracing::warn!(network = %network.name, error = %e, "cannot publish a mesh station");
+            }
+            wanted.insert(network.network_index, Mesh { mac: mac.into(), ipv4: Some(ip), ipv6: None });
+        }
+        let Some(link) = self.cluster.as_mut() else { return };
+        let applied = std::mem::take(&mut link.ingress.meshes);
+        let mut now = HashMap::new();
+        for (&index, &mesh) in &wanted {
+            if applied.get(&index) == Some(&mesh) {
+                now.insert(index, mesh);
+                continue;
+            }
+            match self.datapath.set_mesh(crate::port::NetworkId(index), Some(mesh)) {
+                Ok(()) => {
+                    tracing::info!(network = index, address = ?mesh.ipv4, "mesh station applied");
+                    now.insert(index, mesh);
+                }
+                Err(e) => tracing::error!(network = index, error = %e, "cannot apply the mesh station"),
+            }
+        }
+        for (&index, &mesh) in &applied {
+            if wanted.contains_key(&index) {
+                continue;
+            }
+            if let Err(e) = self.datapath.set_mesh(crate::port::NetworkId(index), None) {
+                tracing::warn!(network = index, error = %e, "cannot remove the mesh station");
+                now.insert(index, mesh);
+            }
+        }
+        if let Some(link) = self.cluster.as_mut() {
+            link.ingress.meshes = now;
+        }
+    }
+
+    /// Claims a mesh address on `network` (the highest free; the next when
+    /// another node wins it).
+    fn claim_mesh(&mut self, mirror: &Mirror, network: &Network, node: &str) -> Option<Ipv4Addr> {
+        let handle = self.cluster.as_ref()?.handle.clone();
+        let claim = AddressClaim { node: node.to_owned(), endpoint_id: mesh_id(node) };
+        for ip in mesh_candidates(&self.model, mirror, network) {
+            match handle.claim_address(&network.id, IpAddr::V4(ip), claim.clone()) {
+                Ok(()) => {
+                    tracing::info!(network = %network.name, %ip, "mesh address claimed");
+                    return Some(ip);
+                }
+                Err(ClusterError::Taken { .. }) => continue,
+                Err(e) => {
+                    tracing::warn!(network = %network.name, error = %e, "cannot claim a mesh address");
+                    return None;
+                }
+            }
+        }
+        let key = format!("mesh {}", network.id);
+        self.refuse_once(key, || tracing::error!(network = %network.name, "no free address for the mesh station"));
+        None
+    }
+
+    /// Gives the datapath every ingress service's backends that changed.
+    fn sync_backends(&mut self, mirror: &Mirror, node: &str) {
+        let services: Vec<Service> =
+            self.model.services().filter(|s| s.mode == ServiceMode::Ingress).cloned().collect();
+        let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        if let Some(link) = self.cluster.as_mut() {
+            link.ingress.applied.retain(|name, _| names.contains(name.as_str()));
+        }
+        for service in &services {
+            let pubs = mesh_publications(&self.model, Some((mirror, node)), service);
+            let same = self.cluster.as_ref().is_some_and(|l| l.ingress.applied.get(&service.name) == Some(&pubs));
+            if same {
+                continue;
+            }
+            match self.publish_all(pubs.clone()) {
+                Ok(()) => {
+                    let backends = pubs.first().map_or(0, |p| p.backends.len());
+                    tracing::info!(service = %service.name, backends, "ingress service backends updated");
+                    if let Some(link) = self.cluster.as_mut() {
+                        link.ingress.applied.insert(service.name.clone(), pubs);
+                    }
+                }
+                Err(e) => tracing::error!(service = %service.name, error = %e.message, "cannot update the service's backends"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mesh_macs_are_unicast_local_and_per_node() {
+        let a = mesh_mac("node-1");
+        assert_eq!(a, mesh_mac("node-1"), "stable");
+        assert_ne!(a, mesh_mac("node-2"));
+        assert_eq!(&a.0[..2], &[0x02, 0x77]);
+        assert!(crate::wire::MacAddr::from(a).is_valid_station());
+        assert_eq!(mesh_id("node-1"), "mesh-node-1");
+    }
+
+    #[test]
+    fn a_service_record_round_trips() {
+        let service = Service {
+            name: "api".into(),
+            network_id: "n1".into(),
+            publish: ctl::parse_publish("8080:80").unwrap(),
+            created: "t".into(),
+            mode: ServiceMode::Ingress,
+        };
+        let record = service_record(&service, "a").unwrap();
+        assert_eq!((record.mode.as_str(), record.created_by.as_str()), ("ingress", "a"));
+        let back = service_from_record(&record, "t".into()).unwrap();
+        assert_eq!(back, service);
+        let mut host = record.clone();
+        host.mode = "host".into();
+        assert!(service_from_record(&host, "t".into()).is_err());
+        let mut bad = record;
+        bad.ports = serde_json::json!({"x": 1});
+        assert!(service_from_record(&bad, "t".into()).is_err());
+    }
+}
