@@ -88,11 +88,13 @@ fn source_paths() -> Vec<PathBuf> {
         "dns/src",
         "vxlan/src",
         "crypto/src",
+        "cluster/src",
         "switch/Cargo.toml",
         "ctl/Cargo.toml",
         "dns/Cargo.toml",
         "vxlan/Cargo.toml",
         "crypto/Cargo.toml",
+        "cluster/Cargo.toml",
         "Cargo.lock",
     ]
     .iter()

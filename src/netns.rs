@@ -278,3 +278,18 @@ fn addrs(ns: &str, ifname: &str, keep: impl Fn(&serde_json::Value) -> bool) -> V
         })
         .unwrap_or_default()
 }
+
+/// Moves the calling thread into the network namespace `/run/netns/<ns>`
+/// for good; threads it spawns afterwards start there too. For benchmark
+/// binaries whose every socket (an etcd client's, say) must live in a
+/// namespace the benchmark made: call it first thing on the main thread.
+pub fn join_netns(ns: &str) -> io::Result<()> {
+    let path = std::path::Path::new(NETNS_DIR).join(ns);
+    let handle = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
+    // SAFETY: setns on a valid, open namespace fd; it changes only this
+    // thread's network namespace, which the caller asked for.
+    if unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -4,10 +4,10 @@
 //! current-thread runtime; the public API is blocking and thread-safe: a call
 //! sends a job to the thread and waits for its answer, at most the request
 //! timeout. Three activities share the runtime:
-//! - the session ([`crate::session`]): lease, node record, keep-alive, and
+//! - the session (`session.rs`): lease, node record, keep-alive, and
 //!   the endpoint records this node published (re-published after a lost
 //!   lease);
-//! - the watch ([`crate::watch`]): a full read, then a watch of the whole
+//! - the watch (`watch.rs`): a full read, then a watch of the whole
 //!   prefix from the read's revision, again after every outage or compaction;
 //! - the jobs: one task per blocking call, so calls run concurrently.
 
@@ -97,11 +97,15 @@ type Job = Box<dyn FnOnce(Ctx) -> Pin<Box<dyn Future<Output = ()> + Send>> + Sen
 /// What every task on the client thread works with.
 #[derive(Clone)]
 pub(crate) struct Ctx {
-    pub(crate) client: Client,
+    pub(crate) client: crate::rpc::Kv,
     pub(crate) config: Arc<ClusterConfig>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) session: Arc<tokio::sync::Mutex<Session>>,
     pub(crate) node_record: Arc<NodeRecord>,
+    /// Network id → (network key, its create revision), as claims last found
+    /// them: a claim then needs one round trip. A stale entry only makes a
+    /// claim's txn fail its compare, which drops the entry and looks again.
+    pub(crate) networks: Arc<Mutex<std::collections::HashMap<String, (String, i64)>>>,
 }
 
 impl Ctx {
@@ -110,8 +114,9 @@ impl Ctx {
         &self.config.prefix
     }
 
-    /// A fresh clone of the etcd client (its methods take `&mut`).
-    pub(crate) fn kv(&self) -> Client {
+    /// A clone of the etcd client that retries requests that were never sent
+    /// (its methods take `&mut`).
+    pub(crate) fn kv(&self) -> crate::rpc::Kv {
         self.client.clone()
     }
 
@@ -301,6 +306,15 @@ impl Cluster {
         self.call("remove service", move |ctx| async move { crate::txn::remove_service(&ctx, &name).await })
     }
 
+    /// Leaves the cluster on a clean shutdown: revokes the node's lease, so
+    /// its node and endpoint records vanish at once on every node (instead of
+    /// after the TTL), and stops registering. Address claims stay (a restart
+    /// finds them). After this, publishing fails Unavailable; the other calls
+    /// and the mirror keep working.
+    pub fn leave(&self) -> Result<(), ClusterError> {
+        self.call("leave", move |ctx| async move { crate::session::leave(&ctx).await })
+    }
+
     /// Releases every claim and record of a node that is not alive (InUse if
     /// its node record exists; NotFound if it holds nothing). Returns how many
     /// keys were deleted.
@@ -332,7 +346,10 @@ fn run(
             .with_connect_timeout(config.request_timeout)
             // HTTP/2 pings notice a dead store (e.g. a partition) on an idle watch.
             .with_keep_alive(Duration::from_secs(2), config.request_timeout)
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // A member cut off from its cluster's leader fails requests and
+            // cancels watches instead of serving stale data silently.
+            .with_require_leader(true);
         if let Some(tls) = tls {
             options = options.with_tls(
                 TlsOptions::new()
@@ -348,8 +365,14 @@ fn run(
                 return;
             }
         };
-        let ctx =
-            Ctx { client, config, shared, session: Arc::new(tokio::sync::Mutex::new(Session::default())), node_record };
+        let ctx = Ctx {
+            client: crate::rpc::Kv::new(client, config.endpoints.len(), config.request_timeout),
+            config,
+            shared,
+            session: Arc::new(tokio::sync::Mutex::new(Session::default())),
+            node_record,
+            networks: Default::default(),
+        };
         let _ = ready.send(Ok(()));
         let session = tokio::spawn(crate::session::run(ctx.clone()));
         let watch = tokio::spawn(crate::watch::run(ctx.clone()));
@@ -388,22 +411,34 @@ impl Backoff {
 pub(crate) fn store_error(what: &str, e: etcd_client::Error) -> ClusterError {
     use etcd_client::Error as E;
     use tonic::Code;
+    // The transport's messages are terse ("tcp connect error", "operation was
+    // canceled"): add their causes (refused, TLS handshake, ...).
+    let with_causes = |message: String| {
+        let mut message = message;
+        let inner: Option<&(dyn std::error::Error + 'static)> = match &e {
+            E::GRpcStatus(s) => Some(s),
+            E::TransportError(t) => Some(t),
+            E::IoError(io) => Some(io),
+            _ => None,
+        };
+        let mut source = inner.and_then(|i| i.source());
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !message.contains(&cause_text) {
+                message.push_str(": ");
+                message.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        message
+    };
     match &e {
         E::GRpcStatus(s)
             if matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown) =>
         {
-            ClusterError::Unavailable(format!("{what}: {}", s.message()))
+            ClusterError::Unavailable(with_causes(format!("{what}: {}", s.message())))
         }
-        E::TransportError(_) | E::IoError(_) => {
-            // The transport's Display is terse ("tcp connect error"): add its causes.
-            let mut message = format!("{what}: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            ClusterError::Unavailable(message)
-        }
+        E::TransportError(_) | E::IoError(_) => ClusterError::Unavailable(with_causes(format!("{what}: {e}"))),
         _ => ClusterError::Internal(format!("{what}: {e}")),
     }
 }
@@ -416,5 +451,43 @@ pub(crate) fn is_lease_not_found(e: &etcd_client::Error) -> bool {
         }
         etcd_client::Error::LeaseKeepAliveError(m) => m.contains("lease not found"),
         _ => false,
+    }
+}
+
+/// Keys read per request by [`read_prefix`]: far below gRPC's 4 MiB message
+/// limit even with large records, so a big cluster's full read never fails.
+const PAGE: i64 = 1000;
+
+/// Reads every key under `prefix` at one revision, page by page; returns the
+/// revision and the keys with their values.
+pub(crate) async fn read_prefix(ctx: &Ctx, prefix: &str) -> Result<(i64, Vec<etcd_client::KeyValue>), ClusterError> {
+    use etcd_client::GetOptions;
+    let mut kv = ctx.kv();
+    let end = crate::layout::prefix_range_end(prefix);
+    let mut from = prefix.as_bytes().to_vec();
+    let mut revision = 0;
+    let mut all = Vec::new();
+    loop {
+        let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        let mut page = kv.get(from.clone(), Some(options)).await.map_err(|e| store_error("read the store", e))?;
+        if revision == 0 {
+            revision = page.header().map(|h| h.revision()).unwrap_or(0);
+        }
+        let more = page.more();
+        let kvs = page.take_kvs();
+        match kvs.last() {
+            Some(last) if more => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => {
+                all.extend(kvs);
+                return Ok((revision, all));
+            }
+        }
+        all.extend(kvs);
     }
 }

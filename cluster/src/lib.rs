@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod layout;
 pub mod mirror;
+mod rpc;
 pub mod schema;
 mod session;
 pub mod txn;

@@ -122,10 +122,11 @@ impl Mirror {
     }
 
     /// Every endpoint record of one network (any node, live or not).
-    pub fn endpoints_of_network<'a>(&'a self, network_id: &'a str) -> impl Iterator<Item = &'a EndpointRecord> + 'a {
+    pub fn endpoints_of_network<'a>(&'a self, network_id: &str) -> impl Iterator<Item = &'a EndpointRecord> + use<'a> {
+        let network_id = network_id.to_string();
         self.endpoints
-            .range((network_id.to_string(), String::new())..)
-            .take_while(move |((net, _), _)| net == network_id)
+            .range((network_id.clone(), String::new())..)
+            .take_while(move |((net, _), _)| *net == network_id)
             .map(|(_, record)| record)
     }
 
@@ -143,9 +144,10 @@ impl Mirror {
     /// The endpoints of a network owned by live nodes other than `local_node`.
     pub fn remote_endpoints<'a>(
         &'a self,
-        network_id: &'a str,
-        local_node: &'a str,
-    ) -> impl Iterator<Item = &'a EndpointRecord> + 'a {
+        network_id: &str,
+        local_node: &str,
+    ) -> impl Iterator<Item = &'a EndpointRecord> + use<'a> {
+        let local_node = local_node.to_string();
         self.endpoints_of_network(network_id).filter(move |e| e.node != local_node && self.nodes.contains_key(&e.node))
     }
 
@@ -181,15 +183,17 @@ impl Mirror {
     }
 
     /// The endpoint records a node has published (on every network).
-    pub fn endpoints_of_node<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a EndpointRecord> + 'a {
+    pub fn endpoints_of_node<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a EndpointRecord> + use<'a> {
+        let node = node.to_string();
         self.endpoints.values().filter(move |e| e.node == node)
     }
 
     /// The address claims a node holds: `(network id, address, claim)`.
     pub fn claims_of_node<'a>(
         &'a self,
-        node: &'a str,
-    ) -> impl Iterator<Item = (&'a str, IpAddr, &'a AddressClaim)> + 'a {
+        node: &str,
+    ) -> impl Iterator<Item = (&'a str, IpAddr, &'a AddressClaim)> + use<'a> {
+        let node = node.to_string();
         self.addresses.iter().filter(move |(_, c)| c.node == node).map(|((net, ip), c)| (net.as_str(), *ip, c))
     }
 
@@ -425,5 +429,81 @@ mod tests {
         assert_eq!(m.network_by_id("cd"), None);
         assert_eq!(m.nodes.len(), 1);
         assert_eq!(m.known_nodes().into_iter().collect::<Vec<_>>(), ["a"]);
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Keys of every shape: valid ones, near misses and noise.
+        fn key() -> impl Strategy<Value = String> {
+            let id = prop_oneof![Just("n1".to_string()), Just("n2".to_string()), "[a-z/]{0,4}"];
+            let kind = prop_oneof![
+                Just("nodes"),
+                Just("networks"),
+                Just("endpoints"),
+                Just("addresses"),
+                Just("vnis"),
+                Just("subnets"),
+                Just("keycurrent"),
+                Just("x"),
+            ];
+            let tail = prop_oneof![
+                id.clone(),
+                (id.clone(), id).prop_map(|(a, b)| format!("{a}/{b}")),
+                Just("n1/10.0.0.2".to_string())
+            ];
+            prop_oneof![(kind, tail).prop_map(|(k, t)| format!("{P}/{k}/{t}")), ".{0,20}"]
+        }
+
+        /// Values: records of every kind (consistent with some keys or not) and noise.
+        fn value() -> impl Strategy<Value = Vec<u8>> {
+            let node = Just(serde_json::to_vec(&node("n1", "10.1.0.1:4789")).unwrap());
+            let ep = Just(serde_json::to_vec(&endpoint("n1", "n2", "n1", "10.0.0.2")).unwrap());
+            let claim =
+                Just(serde_json::to_vec(&AddressClaim { node: "n1".into(), endpoint_id: "n2".into() }).unwrap());
+            prop_oneof![node, ep, claim, proptest::collection::vec(any::<u8>(), 0..16)]
+        }
+
+        fn event() -> impl Strategy<Value = KvEvent> {
+            prop_oneof![
+                (key(), value(), 0..100i64).prop_map(|(key, value, mod_revision)| KvEvent::Put {
+                    key,
+                    value,
+                    mod_revision
+                }),
+                (key(), 0..100i64).prop_map(|(key, mod_revision)| KvEvent::Delete { key, mod_revision }),
+            ]
+        }
+
+        proptest! {
+            /// Whatever the store holds, applying it never panics, every kept
+            /// record agrees with its key, and the queries stay consistent.
+            #[test]
+            fn any_events_keep_the_mirror_consistent(events in proptest::collection::vec(event(), 0..40)) {
+                let mut m = Mirror::default();
+                let max = events.iter().map(|e| match e {
+                    KvEvent::Put { mod_revision, .. } | KvEvent::Delete { mod_revision, .. } => *mod_revision,
+                }).max().unwrap_or(0);
+                for e in events {
+                    m.apply(P, e);
+                }
+                prop_assert_eq!(m.revision, max);
+                for (name, n) in &m.nodes {
+                    prop_assert_eq!(name, &n.name);
+                }
+                for ((net, id), e) in &m.endpoints {
+                    prop_assert_eq!((net, id), (&e.network_id, &e.endpoint_id));
+                }
+                for local in ["n1", "n2"] {
+                    for peer in m.peers("n1", local) {
+                        prop_assert!(m.nodes.values().any(|n| n.vtep == peer && n.name != local));
+                    }
+                    for e in m.remote_endpoints("n1", local) {
+                        prop_assert!(e.node != local && m.is_alive(&e.node));
+                    }
+                }
+            }
+        }
     }
 }

@@ -12,11 +12,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_client::{GetOptions, PutOptions};
+use etcd_client::PutOptions;
 
 use crate::client::{Backoff, Ctx, is_lease_not_found, lock, store_error};
 use crate::error::ClusterError;
-use crate::layout::{ENDPOINTS, Key, endpoint_key, kind_prefix, node_key, parse_key};
+use crate::layout::{endpoint_key, node_key};
 use crate::schema::EndpointRecord;
 
 /// The lease and what lives under it.
@@ -26,6 +26,8 @@ pub(crate) struct Session {
     lease: Option<i64>,
     /// The endpoint records this node published, by (network id, endpoint id).
     published: BTreeMap<(String, String), EndpointRecord>,
+    /// [`leave`] was called: never register again.
+    left: bool,
 }
 
 /// Registers, keeps the lease alive, re-registers when it is lost. Runs
@@ -33,7 +35,13 @@ pub(crate) struct Session {
 pub(crate) async fn run(ctx: Ctx) {
     let mut backoff = Backoff::new();
     loop {
-        let lease = ctx.session.lock().await.lease;
+        let (lease, left) = {
+            let session = ctx.session.lock().await;
+            (session.lease, session.left)
+        };
+        if left {
+            return;
+        }
         let Some(lease) = lease else {
             match ctx.bounded("register node", register(&ctx)).await {
                 Ok(id) => {
@@ -66,30 +74,24 @@ pub(crate) async fn run(ctx: Ctx) {
 }
 
 /// Grants a lease, writes the node record under it (replacing a stale one of
-/// the same name), drops endpoint records of this node that it no longer
-/// publishes (a previous incarnation's) and re-publishes the rest.
+/// the same name, whose key moves to the new lease) and re-publishes the
+/// endpoint records this client holds. A previous incarnation's records that
+/// are not published again stay under its dead lease and vanish within the
+/// TTL; deleting them here would make the endpoints the daemon is about to
+/// re-publish flap on the other nodes.
 async fn register(ctx: &Ctx) -> Result<i64, ClusterError> {
     let mut session = ctx.session.lock().await;
+    if session.left {
+        return Err(ClusterError::Unavailable("this node has left the cluster".into()));
+    }
     let mut kv = ctx.kv();
     let ttl = ctx.config.lease_ttl.as_secs().max(1) as i64;
-    let lease = kv.lease_grant(ttl, None).await.map_err(|e| store_error("grant lease", e))?.id();
+    let lease = kv.lease_grant(ttl).await.map_err(|e| store_error("grant lease", e))?.id();
     let record = serde_json::to_vec(&*ctx.node_record).map_err(|e| ClusterError::Internal(e.to_string()))?;
     let put = PutOptions::new().with_lease(lease);
     kv.put(node_key(ctx.prefix(), &ctx.config.node), record, Some(put.clone()))
         .await
         .map_err(|e| store_error("register node", e))?;
-    let stored = kv
-        .get(kind_prefix(ctx.prefix(), ENDPOINTS), Some(GetOptions::new().with_prefix()))
-        .await
-        .map_err(|e| store_error("read endpoints", e))?;
-    for kv_pair in stored.kvs() {
-        let Ok(key) = kv_pair.key_str() else { continue };
-        let Some(Key::Endpoint { network_id, endpoint_id }) = parse_key(ctx.prefix(), key) else { continue };
-        let Ok(record) = serde_json::from_slice::<EndpointRecord>(kv_pair.value()) else { continue };
-        if record.node == ctx.config.node && !session.published.contains_key(&(network_id, endpoint_id)) {
-            kv.delete(key, None).await.map_err(|e| store_error("drop a stale endpoint record", e))?;
-        }
-    }
     for record in session.published.values() {
         put_endpoint(ctx, &mut kv, record, lease).await?;
     }
@@ -99,7 +101,7 @@ async fn register(ctx: &Ctx) -> Result<i64, ClusterError> {
 
 async fn put_endpoint(
     ctx: &Ctx,
-    kv: &mut etcd_client::Client,
+    kv: &mut crate::rpc::Kv,
     record: &EndpointRecord,
     lease: i64,
 ) -> Result<(), ClusterError> {
@@ -209,6 +211,9 @@ pub(crate) async fn publish(ctx: &Ctx, record: EndpointRecord) -> Result<(), Clu
     }
     let mut session = ctx.session.lock().await;
     let Some(lease) = session.lease else {
+        if session.left {
+            return Err(ClusterError::Unavailable("this node has left the cluster".into()));
+        }
         return Err(ClusterError::Unavailable("this node is not registered with the cluster store (yet)".into()));
     };
     put_endpoint(ctx, &mut ctx.kv(), &record, lease).await?;
@@ -225,4 +230,18 @@ pub(crate) async fn withdraw(ctx: &Ctx, network_id: &str, endpoint_id: &str) -> 
         .map_err(|e| store_error("withdraw endpoint", e))?;
     session.published.remove(&(network_id.to_string(), endpoint_id.to_string()));
     Ok(())
+}
+
+/// Leaves the cluster: revokes the lease (the node record and every endpoint
+/// record go at once instead of after the TTL) and stops registering.
+pub(crate) async fn leave(ctx: &Ctx) -> Result<(), ClusterError> {
+    let mut session = ctx.session.lock().await;
+    session.left = true;
+    session.published.clear();
+    let Some(lease) = session.lease.take() else { return Ok(()) };
+    match ctx.kv().lease_revoke(lease).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_lease_not_found(&e) => Ok(()),
+        Err(e) => Err(store_error("revoke the lease (the records expire within the TTL)", e)),
+    }
 }

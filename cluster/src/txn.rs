@@ -24,7 +24,7 @@ use std::net::IpAddr;
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 
-use crate::client::{Ctx, lock, store_error};
+use crate::client::{Ctx, lock, read_prefix, store_error};
 use crate::error::ClusterError;
 use crate::layout::{
     ADDRESSES, ENDPOINTS, KEYACKS, Key, SUBNETS, VNIS, address_key, addresses_prefix, kind_prefix, network_key,
@@ -126,7 +126,13 @@ pub(crate) async fn create_network(ctx: &Ctx, mut record: NetworkRecord) -> Resu
             Some(TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
             _ => None,
         };
-        if found(0).is_some() {
+        if let Some(existing) = found(0) {
+            // A retried txn (after "leader changed") may find its own write.
+            if let Ok(existing) = serde_json::from_str::<NetworkRecord>(&existing)
+                && existing.id == record.id
+            {
+                return Ok(existing);
+            }
             return Err(ClusterError::Conflict(format!("network {} already exists in the cluster", record.name)));
         }
         if let Some(holder) = found(1)
@@ -242,7 +248,15 @@ pub(crate) async fn claim_address(
     let key = address_key(ctx.prefix(), network_id, ip);
     let mut kv = ctx.kv();
     for _ in 0..RETRIES {
-        let (net_key, created) = find_network(ctx, network_id).await?;
+        let cached = lock(&ctx.networks).get(network_id).cloned();
+        let (net_key, created) = match cached {
+            Some(found) => found,
+            None => {
+                let found = find_network(ctx, network_id).await?;
+                lock(&ctx.networks).insert(network_id.to_string(), found.clone());
+                found
+            }
+        };
         let txn = Txn::new()
             .when(vec![
                 Compare::create_revision(net_key.as_str(), CompareOp::Equal, created),
@@ -265,7 +279,9 @@ pub(crate) async fn claim_address(
                 return Err(ClusterError::Internal(format!("the claim of {ip} does not parse: {e}")));
             }
             // The address is free, so the network changed: look it up again.
-            None => {}
+            None => {
+                lock(&ctx.networks).remove(network_id);
+            }
         }
     }
     Err(ClusterError::Unavailable(format!("claim {ip}: too much contention, try again")))
@@ -364,12 +380,8 @@ pub(crate) async fn remove_node(ctx: &Ctx, name: &str) -> Result<usize, ClusterE
         }
         let mut doomed: Vec<(String, i64)> = Vec::new();
         for kind in [ADDRESSES, ENDPOINTS, KEYACKS] {
-            let range = kind_prefix(p, kind);
-            let read = kv
-                .get(range.as_str(), Some(GetOptions::new().with_prefix()))
-                .await
-                .map_err(|e| store_error("read the store", e))?;
-            for item in read.kvs() {
+            let (_, read) = read_prefix(ctx, &kind_prefix(p, kind)).await?;
+            for item in &read {
                 let Ok(key) = item.key_str() else { continue };
                 let owned = match kind {
                     ADDRESSES => serde_json::from_slice::<AddressClaim>(item.value()).is_ok_and(|c| c.node == name),

@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use etcd_client::{EventType, GetOptions, WatchOptions};
+use etcd_client::{EventType, WatchOptions};
 
-use crate::client::{Backoff, Ctx, lock, store_error};
+use crate::client::{Backoff, Ctx, lock, read_prefix, store_error};
 use crate::error::ClusterError;
 use crate::layout::root_prefix;
 use crate::mirror::{KvEvent, Mirror};
@@ -31,21 +31,20 @@ pub(crate) async fn run(ctx: Ctx) {
 /// One full read plus the watch that follows it; returns why the watch ended.
 async fn sync_and_watch(ctx: &Ctx, backoff: &mut Backoff) -> Result<String, ClusterError> {
     let root = root_prefix(ctx.prefix());
-    let mut kv = ctx.kv();
-    let read = ctx.bounded("read the store", async {
-        kv.get(root.as_str(), Some(GetOptions::new().with_prefix())).await.map_err(|e| store_error("read the store", e))
+    let (revision, kvs) = ctx.bounded("read the store", read_prefix(ctx, &root)).await?;
+    let count = kvs.len();
+    let kvs = kvs.into_iter().filter_map(|kv| {
+        let (key, value) = kv.into_key_value();
+        Some((String::from_utf8(key).ok()?, value))
     });
-    let response = read.await?;
-    let revision = response.header().map(|h| h.revision()).unwrap_or(0);
-    let kvs = response.kvs().iter().filter_map(|kv| Some((kv.key_str().ok()?.to_string(), kv.value().to_vec())));
     let mirror = Mirror::from_kvs(ctx.prefix(), revision, kvs);
-    tracing::debug!(node = ctx.config.node, revision, keys = response.kvs().len(), "cluster: full read");
+    tracing::debug!(node = ctx.config.node, revision, keys = count, "cluster: full read");
 
     let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
     let mut watch = ctx.kv();
     let mut stream = ctx
         .bounded("watch the store", async {
-            watch.watch(root.as_str(), Some(options)).await.map_err(|e| store_error("watch the store", e))
+            watch.watch(root.as_str(), options).await.map_err(|e| store_error("watch the store", e))
         })
         .await?;
     *lock(&ctx.shared.mirror) = Arc::new(mirror);

@@ -410,7 +410,9 @@ mod tests {
         let h = ip.header();
         assert_eq!((h.source_addr(), h.destination_addr(), h.hop_limit()), (target, to.1, 255));
         assert!(icmp.is_checksum_valid(h.source_addr().octets(), h.destination_addr().octets()), "checksum");
-        let Icmpv6Type::NeighborAdvertisement(na) = icmp.icmp_type() else { panic!("not an NA: {:?}", icmp.icmp_type()) };
+        let Icmpv6Type::NeighborAdvertisement(na) = icmp.icmp_type() else {
+            panic!("not an NA: {:?}", icmp.icmp_type())
+        };
         assert!(na.solicited && na.r#override && !na.router, "{na:?}");
         let mut payload = target.octets().to_vec();
         payload.extend_from_slice(&[2, 1]);
@@ -461,11 +463,64 @@ mod tests {
         let good = ns(me, group, group_mac(group), 255, target);
         assert_eq!(t.answer(&good[..70], &mut out), None, "truncated");
         // An echo request is not even looked at.
-        let b = PacketBuilder::ethernet2(LOCAL.0, REMOTE.0).ipv6(me.octets(), target.octets(), 64).icmpv6_echo_request(1, 1);
+        let b = PacketBuilder::ethernet2(LOCAL.0, REMOTE.0)
+            .ipv6(me.octets(), target.octets(), 64)
+            .icmpv6_echo_request(1, 1);
         let mut echo = Vec::new();
         b.write(&mut echo, &[]).unwrap();
         assert!(!may_ask(&echo));
         assert_eq!(t.answer(&echo, &mut out), None);
+    }
+
+    /// Valid requests for known addresses, to mutate.
+    fn seeds() -> Vec<Vec<u8>> {
+        let (me, target): (Ipv6Addr, Ipv6Addr) = ("fd00::2".parse().unwrap(), "fd00::7".parse().unwrap());
+        let group = solicited_node(target);
+        vec![
+            request(Ipv4Addr::new(10, 0, 0, 7)),
+            ns(me, group, group_mac(group), 255, target),
+            ns(me, target, REMOTE, 255, target),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2048, ..Default::default() })]
+
+        /// Whatever a sandbox sends, the proxy neither panics nor writes
+        /// past its answer, and every answer is a well-formed ARP reply or
+        /// a neighbour advertisement with a valid checksum.
+        #[test]
+        fn mutated_requests_never_panic_and_answers_stay_well_formed(
+            seed in 0..3usize,
+            flips in proptest::collection::vec((0..100usize, proptest::prelude::any::<u8>()), 0..4),
+            cut in 0..100usize,
+        ) {
+            let t = table();
+            let mut frame = seeds()[seed].clone();
+            for (at, byte) in flips {
+                if let Some(b) = frame.get_mut(at) {
+                    *b = byte;
+                }
+            }
+            frame.truncate(frame.len() - cut.min(frame.len()));
+            let mut out = [0xaau8; MAX_ANSWER_LEN + 8];
+            if let Some((len, kind)) = t.answer(&frame, &mut out[..MAX_ANSWER_LEN]) {
+                proptest::prop_assert!(out[MAX_ANSWER_LEN..].iter().all(|&b| b == 0xaa));
+                match kind {
+                    Protocol::Arp => proptest::prop_assert_eq!(len, 42),
+                    Protocol::Nd => {
+                        let sliced = etherparse::SlicedPacket::from_ethernet(&out[..len]).unwrap();
+                        let (Some(etherparse::NetSlice::Ipv6(ip)), Some(etherparse::TransportSlice::Icmpv6(icmp))) =
+                            (&sliced.net, &sliced.transport)
+                        else {
+                            panic!("not ICMPv6");
+                        };
+                        let h = ip.header();
+                        proptest::prop_assert!(icmp.is_checksum_valid(h.source_addr().octets(), h.destination_addr().octets()));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

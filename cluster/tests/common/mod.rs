@@ -212,6 +212,15 @@ impl Etcd {
         }
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) etcd: a store that accepts
+    /// connections but never answers, like one behind a partition.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("etcd is running").id().to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// (Re)starts etcd on the same ports and data dir, and waits until it is healthy.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "etcd is running");
@@ -256,5 +265,102 @@ impl Etcd {
 impl Drop for Etcd {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A three-member etcd cluster on 127.0.0.1 (for failover); `Drop` kills all.
+pub struct EtcdCluster {
+    children: Vec<Option<Child>>,
+    /// Data dirs and logs.
+    pub dir: tempfile::TempDir,
+    /// Each member's client URL.
+    pub client_urls: Vec<String>,
+    peer_urls: Vec<String>,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until each is healthy.
+    pub fn start(n: usize) -> EtcdCluster {
+        let dir = tempfile::Builder::new().prefix("vswitch-etcd3-").tempdir().unwrap();
+        let client_urls: Vec<String> = (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+        let peer_urls: Vec<String> = (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+        let initial: Vec<String> = peer_urls.iter().enumerate().map(|(i, u)| format!("m{i}={u}")).collect();
+        let mut children = Vec::new();
+        for i in 0..n {
+            let log = std::fs::File::create(dir.path().join(format!("m{i}.log"))).unwrap();
+            let child = Command::new(ETCD)
+                .args(["--name", &format!("m{i}"), "--data-dir"])
+                .arg(dir.path().join(format!("m{i}")))
+                .args(["--listen-client-urls", &client_urls[i], "--advertise-client-urls", &client_urls[i]])
+                .args(["--listen-peer-urls", &peer_urls[i], "--initial-advertise-peer-urls", &peer_urls[i]])
+                .args(["--initial-cluster", &initial.join(","), "--initial-cluster-state", "new"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("spawn etcd");
+            children.push(Some(child));
+        }
+        let cluster = EtcdCluster { children, dir, client_urls, peer_urls };
+        for url in &cluster.client_urls {
+            wait_until(Duration::from_secs(30), "an etcd member to become healthy", || {
+                let out = Command::new(ETCDCTL)
+                    .env("ETCDCTL_API", "3")
+                    .args(["--endpoints", url, "--command-timeout=2s", "endpoint", "health"])
+                    .output()
+                    .ok()?;
+                out.status.success().then_some(())
+            });
+        }
+        cluster
+    }
+
+    /// The `etcd://` URL naming every member.
+    pub fn store_url(&self) -> String {
+        let hosts: Vec<&str> = self.client_urls.iter().map(|u| u.split("://").nth(1).unwrap()).collect();
+        format!("etcd://{}", hosts.join(","))
+    }
+
+    /// The index of the member that leads (from `etcdctl endpoint status`).
+    pub fn leader(&self) -> usize {
+        wait_until(Duration::from_secs(30), "a leader", || {
+            let out = Command::new(ETCDCTL)
+                .env("ETCDCTL_API", "3")
+                .args([
+                    "--endpoints",
+                    &self.client_urls.join(","),
+                    "--command-timeout=2s",
+                    "endpoint",
+                    "status",
+                    "-w",
+                    "json",
+                ])
+                .output()
+                .ok()?;
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let members = status.as_array()?;
+            let leader = members.iter().find(|m| {
+                let id = &m["Status"]["header"]["member_id"];
+                id.is_u64() && *id == m["Status"]["leader"]
+            })?;
+            let endpoint = leader["Endpoint"].as_str()?;
+            self.client_urls.iter().position(|u| u == endpoint)
+        })
+    }
+
+    /// Kills member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
     }
 }

@@ -329,6 +329,11 @@ impl ClusterLink {
             ingress: Default::default(),
         }
     }
+
+    /// The datapath network `index` was removed: it has no view any more.
+    pub(super) fn forget_view(&mut self, index: u32) {
+        self.applied.remove(&index);
+    }
 }
 
 impl Control {
@@ -778,6 +783,37 @@ mod tests {
     }
 
     #[test]
+    fn a_dual_stack_network_claims_both_families() {
+        let mut origin = Model::new();
+        let req = CreateNetwork {
+            subnet: Some("10.53.0.0/24".parse().unwrap()),
+            enable_ipv6: true,
+            subnet6: Some("fd00:53::/64".parse().unwrap()),
+            attachable: true,
+            ..CreateNetwork::new("dual", Driver::Overlay)
+        };
+        let record = record_of(&origin.create_network(req).unwrap(), 0, "b").unwrap();
+        assert_eq!(record.subnets.len(), 2, "{record:?}");
+        let mut mirror = Mirror::default();
+        put(&mut mirror, "networks/dual", &record);
+        node(&mut mirror, "a", "192.0.2.1:4789");
+        let claim = AddressClaim { node: "b".into(), endpoint_id: "e1".into() };
+        put(&mut mirror, &format!("addresses/{}/fd00:53::2", record.id), &claim);
+        let mut model = Model::new();
+        model.create_sandbox(crate::model::CreateSandbox::new("web")).unwrap();
+        let network = model.adopt_network(network_from_record(&record).unwrap()).unwrap();
+        assert_eq!(network.subnet6, Some("fd00:53::/64".parse().unwrap()));
+        let exclude = mirror.taken_addresses(&record.id);
+        let ep = model.connect(Connect { exclude, ..Connect::new("dual", "web") }).unwrap();
+        assert_eq!(ep.ipv4, Some("10.53.0.2".parse().unwrap()), "the IPv4 side is free");
+        assert_eq!(ep.ipv6, Some("fd00:53::3".parse().unwrap()), "the IPv6 side skips b's claim");
+        let plan = plan_store(&model, &mirror, "a", true);
+        let claimed: Vec<IpAddr> = plan.claim.iter().map(|(_, ip, _)| *ip).collect();
+        assert_eq!(claimed, ["10.53.0.2".parse::<IpAddr>().unwrap(), "fd00:53::3".parse().unwrap()]);
+        assert_eq!(plan.publish[0].ipv6, ep.ipv6);
+    }
+
+    #[test]
     fn reconcile_publishes_claims_withdraws_and_releases() {
         let (mut model, mut mirror, record) = setup();
         model.adopt_network(network_from_record(&record).unwrap()).unwrap();
@@ -827,6 +863,71 @@ mod tests {
         // Local networks are never dropped.
         model.create_network(CreateNetwork::new("local", Driver::Bridge)).unwrap();
         assert!(!plan_store(&model, &mirror, "a", true).drop.contains(&"local".to_owned()));
+    }
+
+    #[test]
+    fn with_the_store_unreachable_cluster_requests_are_refused_and_change_nothing() {
+        use ctl::proto::Request;
+
+        use super::super::scratch::{Scratch, network_create};
+
+        let mut s = Scratch::new("cluster-down");
+        // A cluster network this node already has (adopted earlier).
+        let (_, _, record) = setup();
+        s.c().add_cluster_network(network_from_record(&record).unwrap()).unwrap();
+        // A sandbox to connect (its namespace is real: a unique name).
+        let sandbox = format!("vswcl{}", std::process::id());
+        let created = s.c().handle(Request::SandboxCreate {
+            name: sandbox.clone(),
+            dns: vec![],
+            dns_search: vec![],
+            netns: None,
+        });
+        if let Err(e) = created {
+            return eprintln!("SKIPPED: cannot create a sandbox here ({})", e.message);
+        }
+        // Nothing listens on port 1 of the loopback: the store is unreachable.
+        let config = cluster::ClusterConfig::new(
+            vec!["http://127.0.0.1:1".into()],
+            "a",
+            "127.0.0.1:4789".parse().unwrap(),
+            None,
+        );
+        let handle = Cluster::start(config).unwrap();
+        s.c().attach_cluster(handle, vec!["http://127.0.0.1:1".into()]);
+        let state = s.c().store_state().unwrap();
+        assert!(!state.connected, "{state:?}");
+        let before = s.state();
+
+        let connect = Request::NetworkConnect {
+            network: "ov".into(),
+            sandbox: sandbox.clone(),
+            ip: None,
+            ip6: None,
+            aliases: vec![],
+            mac: None,
+            publish: vec![],
+            service: None,
+            port_type: proto::PortType::Tap,
+        };
+        for request in [
+            network_create("ov2", proto::Driver::Overlay, "10.51.0.0/24", true, &[]),
+            Request::NetworkRm { name: "ov".into() },
+            connect,
+            Request::NodeRm { name: "b".into() },
+        ] {
+            let e = s.c().handle(request.clone()).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Unavailable, "{request:?}: {}", e.message);
+            assert!(e.message.contains("cluster store unreachable"), "{}", e.message);
+            assert_eq!(s.state(), before, "{request:?} changed the state");
+        }
+        // Bridge networks stay local and work without the store.
+        s.c().handle(network_create("br", proto::Driver::Bridge, "10.52.0.0/24", false, &[])).unwrap();
+        let Ok(list) = serde_json::from_value::<NodeList>(s.c().handle(Request::NodeLs).unwrap()) else {
+            panic!("node ls does not decode")
+        };
+        assert!(!list.store.connected && list.store.node == "a");
+        s.c().handle(Request::SandboxRm { name: sandbox }).unwrap();
     }
 
     #[test]

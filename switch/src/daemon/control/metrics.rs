@@ -180,7 +180,8 @@ impl Control {
         }
 
         let arp = b.counters("vswitch_proxy_arp_replies_total", "ARP requests for remote endpoints answered.", nl);
-        let nd = b.counters("vswitch_proxy_nd_replies_total", "Neighbour solicitations for remote endpoints answered.", nl);
+        let nd =
+            b.counters("vswitch_proxy_nd_replies_total", "Neighbour solicitations for remote endpoints answered.", nl);
         for (network, c) in &snapshot.proxy {
             let network = self.network_name(*network);
             set(&arp, &[network.as_str()], c.arp_replies);

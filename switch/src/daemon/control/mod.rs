@@ -612,6 +612,10 @@ impl Control {
             let _ = self.add_network_to_datapath(&network);
             return Err(e);
         }
+        // Its datapath network is gone, with the cluster view it had.
+        if let Some(link) = self.cluster.as_mut() {
+            link.forget_view(network.network_index);
+        }
         ok(Ack {})
     }
 

@@ -34,11 +34,11 @@ pub(super) enum Owner {
 }
 
 impl Owner {
-    /// Marks (`held`) or unmarks this owner in `owners`.
-    pub(super) fn set(self, owners: &mut TunnelOwners, held: bool) {
+    /// Marks this owner in `owners`.
+    pub(super) fn hold(self, owners: &mut TunnelOwners) {
         match self {
-            Owner::Peer => owners.peer = held,
-            Owner::Cluster => owners.cluster = held,
+            Owner::Peer => owners.peer = true,
+            Owner::Cluster => owners.cluster = true,
         }
     }
 }
@@ -151,7 +151,7 @@ impl Datapath {
         }
         for remote in old_tunnels {
             if !held.contains_key(&remote) {
-                self.release_tunnel(network, vni, remote, Owner::Cluster);
+                self.release_cluster_tunnel(vni, remote);
             }
         }
         self.count_proxying();
@@ -222,5 +222,43 @@ impl Datapath {
         if !self.answered.is_empty() {
             self.batch.remove_frames(&self.answered);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The view through the control plane's handle: a real datapath thread
+    //! and underlay sockets on the IPv4 loopback (no traffic flows).
+
+    use super::super::DatapathHandle;
+    use super::super::testing::frames::{ip, ip6, mac, vtep};
+    use super::super::testing::overlay_network;
+    use super::*;
+    use crate::daemon::tunnel::VtepConfig;
+
+    #[test]
+    fn the_handle_applies_a_view_and_the_snapshot_shows_it() {
+        let local = VtepConfig { local: "127.0.0.1:0".parse().unwrap(), learn_peers: false, underlay_mtu: 1500 };
+        let dp = DatapathHandle::spawn(Some(local), None, Vec::new(), Default::default()).expect("a datapath");
+        let net = NetworkId(0);
+        dp.add_network(overlay_network(0, 4242)).expect("an overlay");
+        let remote = RemoteEndpoint { mac: mac(7), ipv4: Some(ip(7)), ipv6: Some(ip6(7)), vtep: vtep(2) };
+        dp.set_cluster_view(net, vec![vtep(2), vtep(3)], vec![remote]).expect("the view applies");
+        let snapshot = dp.snapshot().expect("a snapshot");
+        let mut tunnels: Vec<_> = snapshot.tunnels.iter().map(|t| (t.remote, t.learned, t.cluster)).collect();
+        tunnels.sort();
+        assert_eq!(tunnels, vec![(vtep(2), false, true), (vtep(3), false, true)]);
+        let port = snapshot.tunnels.iter().find(|t| t.remote == vtep(2)).map(|t| t.port);
+        let entry = snapshot.fdb.iter().find(|r| r.mac == mac(7)).expect("station 7's entry");
+        assert_eq!((Some(entry.port), entry.is_static, entry.cluster), (port, true, true));
+        assert_eq!(snapshot.proxy, vec![(net, crate::proxy::ProxyCounters::default())]);
+
+        dp.set_cluster_view(net, vec![], vec![]).expect("the empty view applies");
+        let snapshot = dp.snapshot().expect("a snapshot");
+        assert!(snapshot.tunnels.is_empty() && snapshot.fdb.iter().all(|r| r.mac != mac(7)));
+        let plain = crate::daemon::datapath::testing::gateway_network(1);
+        dp.add_network(plain).expect("a bridge network");
+        let e = dp.set_cluster_view(NetworkId(1), vec![vtep(2)], vec![]).expect_err("not an overlay");
+        assert!(matches!(e, DatapathError::NotOverlay(NetworkId(1))), "{e}");
     }
 }

@@ -9,9 +9,9 @@ use mio::Token;
 use mio::unix::SourceFd;
 use vxlan::Vni;
 
+use super::cluster::Owner;
 use super::device::PortDevice;
 use super::handle::{Command, DatapathError, NetworkSpec, Snapshot, TunnelPortInfo, tunnel_port};
-use super::cluster::Owner;
 use super::{Datapath, NetInfo, PortIo, TunnelOwners};
 use crate::bridge::{Bridge, BridgeError};
 use crate::events::EventKind;
@@ -347,12 +347,12 @@ impl Datapath {
                 self.peers.remove(vni, remote);
                 self.peers.add_static(vni, remote, existing)?;
             }
-            owner.set(owners, true);
+            owner.hold(owners);
             self.peer_ports.insert(remote.ip(), remote.port());
             return Ok(PortId(existing));
         }
         let mut owners = TunnelOwners::LEARNED;
-        owner.set(&mut owners, true);
+        owner.hold(&mut owners);
         let port = add_tunnel_port(&mut self.bridge, &mut self.ports, network, mtu, vni, remote, owners)?;
         if let Err(e) = self.peers.add_static(vni, remote, port.0) {
             let _ = self.bridge.remove_port(port);
@@ -388,17 +388,16 @@ impl Datapath {
         true
     }
 
-    /// Releases `owner`'s hold of the tunnel port toward `remote` on
-    /// `network` (of `vni`): the port goes when no one else holds it.
-    pub(super) fn release_tunnel(&mut self, network: NetworkId, vni: vxlan::Vni, remote: SocketAddr, owner: Owner) {
+    /// Releases the cluster view's hold of the tunnel port toward `remote`
+    /// on the network of `vni`: the port goes unless a static peer holds
+    /// it too.
+    pub(super) fn release_cluster_tunnel(&mut self, vni: vxlan::Vni, remote: SocketAddr) {
         let Some(handle) = self.peers.lookup(vni, remote) else { return };
         let port = PortId(handle);
         let Some(Some(PortIo::Tunnel { owners, .. })) = self.ports.get_mut(port.index()) else { return };
-        owner.set(owners, false);
+        owners.cluster = false;
         if owners.learned() {
             self.remove_port(port);
-        } else if owner == Owner::Peer {
-            self.forget_operator_entries(network, port);
         }
     }
 

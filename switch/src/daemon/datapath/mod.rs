@@ -8,7 +8,10 @@
 //! packets. Frames for a network's gateway go to its userspace stack
 //! ([`Gateway`]) and its answers re-enter the bridge from the gateway port.
 //! Overlay networks reach other hosts through tunnel ports, one per (network,
-//! peer), over the [`Tunnel`] underlay sockets.
+//! peer), over the [`Tunnel`] underlay sockets. With a cluster store, each
+//! overlay also has a cluster view (`cluster`): tunnel ports to the nodes
+//! that serve it, their endpoints' MACs, and a proxy that answers local ARP
+//! and neighbour solicitations for remote addresses ([`crate::proxy`]).
 //!
 //! The control plane talks to this thread only through [`DatapathHandle`]:
 //! commands on a channel plus a mio waker. The packet path never waits on

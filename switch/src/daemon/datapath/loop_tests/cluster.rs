@@ -111,8 +111,7 @@ fn neighbour_solicitations_multicast_and_unicast_get_valid_advertisements() {
     let mut payload = ip6(7).octets().to_vec();
     payload.extend_from_slice(&[1, 1]);
     payload.extend_from_slice(&mac(2).0);
-    let unicast =
-        icmpv6((mac(2), ip6(2)), (mac(7), ip6(7)), 255, Icmpv6Type::NeighborSolicitation, &payload);
+    let unicast = icmpv6((mac(2), ip6(2)), (mac(7), ip6(7)), 255, Icmpv6Type::NeighborSolicitation, &payload);
     for ns in [multicast, unicast] {
         h.inject(a, &ns);
         h.run_until_idle();
@@ -247,7 +246,10 @@ fn a_learned_peer_the_view_takes_over_stops_aging_and_goes_with_the_view() {
     assert_eq!(learned.iter().map(|t| (t.remote, t.learned)).collect::<Vec<_>>(), vec![(vtep(2), true)]);
     h.cluster_view(net, vec![vtep(2)], vec![]).expect("applies");
     let t = h.snapshot().tunnels;
-    assert_eq!(t.iter().map(|t| (t.port, t.learned, t.cluster)).collect::<Vec<_>>(), vec![(learned[0].port, false, true)]);
+    assert_eq!(
+        t.iter().map(|t| (t.port, t.learned, t.cluster)).collect::<Vec<_>>(),
+        vec![(learned[0].port, false, true)]
+    );
     // Long past the learned peers' lifetime, it is still there.
     h.advance(std::time::Duration::from_secs(600));
     h.run_until_idle();
