@@ -499,7 +499,162 @@ impl Control {
 
 #[cfg(test)]
 mod tests {
+    use cluster::{KvEvent, NodeRecord};
+    use ctl::proto::Driver;
+
+    use super::super::cluster::{desired_views, network_from_record, plan_store, record_of};
     use super::*;
+    use crate::model::{Connect, CreateNetwork, CreateSandbox};
+
+    const PREFIX: &str = cluster::DEFAULT_PREFIX;
+
+    fn put(mirror: &mut Mirror, key: &str, value: impl serde::Serialize) {
+        let revision = mirror.revision + 1;
+        let value = serde_json::to_vec(&value).unwrap();
+        mirror.apply(PREFIX, KvEvent::Put { key: format!("{PREFIX}/{key}"), value, mod_revision: revision });
+    }
+
+    fn delete(mirror: &mut Mirror, key: &str) {
+        let revision = mirror.revision + 1;
+        mirror.apply(PREFIX, KvEvent::Delete { key: format!("{PREFIX}/{key}"), mod_revision: revision });
+    }
+
+    fn node(mirror: &mut Mirror, name: &str, vtep: &str) {
+        let record = NodeRecord {
+            name: name.into(),
+            vtep: vtep.parse().unwrap(),
+            version: "0".into(),
+            started_unix: 0,
+            public_key: None,
+        };
+        put(mirror, &format!("nodes/{name}"), record);
+    }
+
+    /// Node `a` with the cluster overlay `ov` (10.60.0.0/24) and no local
+    /// endpoint; nodes a and b live; b has replica r1 of `api` and its mesh
+    /// station, and an endpoint of no service.
+    fn setup() -> (Model, Mirror, String) {
+        let mut origin = Model::new();
+        let req = CreateNetwork { subnet: Some("10.60.0.0/24".parse().unwrap()), attachable: true, ..CreateNetwork::new("ov", Driver::Overlay) };
+        let network = origin.create_network(req).unwrap();
+        let record = record_of(&network, 4200, "b").unwrap();
+        let mut mirror = Mirror::default();
+        put(&mut mirror, "networks/ov", &record);
+        node(&mut mirror, "a", "192.0.2.1:4789");
+        node(&mut mirror, "b", "192.0.2.2:4789");
+        let mut model = Model::new();
+        model.adopt_network(network_from_record(&record).unwrap()).unwrap();
+        model.create_sandbox(CreateSandbox::new("web")).unwrap();
+        let id = record.id.clone();
+        let endpoint = |endpoint_id: &str, name: &str, ip: &str, service: Option<&str>, mac: &str| EndpointRecord {
+            network_id: id.clone(),
+            endpoint_id: endpoint_id.into(),
+            node: "b".into(),
+            name: name.into(),
+            aliases: Vec::new(),
+            mac: mac.into(),
+            ipv4: Some(ip.parse().unwrap()),
+            ipv6: None,
+            service: service.map(str::to_owned),
+        };
+        put(&mut mirror, &format!("endpoints/{id}/r1"), endpoint("r1", "r1", "10.60.0.2", Some("api"), "02:42:0a:3c:00:02"));
+        put(&mut mirror, &format!("endpoints/{id}/x"), endpoint("x", "x", "10.60.0.3", None, "02:42:0a:3c:00:03"));
+        let b_mesh = mesh_mac("b").to_string();
+        put(&mut mirror, &format!("endpoints/{id}/mesh-b"), endpoint("mesh-b", "", "10.60.0.254", None, &b_mesh));
+        (model, mirror, id)
+    }
+
+    fn ingress(network_id: &str) -> Service {
+        Service {
+            name: "api".into(),
+            network_id: network_id.into(),
+            publish: ctl::parse_publish("8080:80").unwrap(),
+            created: "t".into(),
+            mode: ServiceMode::Ingress,
+        }
+    }
+
+    #[test]
+    fn remote_replicas_become_mesh_backends_after_the_local_ones() {
+        let (mut model, mut mirror, id) = setup();
+        let local = model.connect(Connect { service: Some("api".into()), ..Connect::new("ov", "web") }).unwrap();
+        model.adopt_service(ingress(&id)).unwrap();
+        let service = model.service("api").unwrap().clone();
+        let pubs = mesh_publications(&model, Some((&mirror, "a")), &service);
+        assert_eq!(pubs.len(), 2, "0.0.0.0 and [::]");
+        let backends: Vec<(Option<Ipv4Addr>, bool, u16)> =
+            pubs[0].backends.iter().map(|b| (b.ipv4, b.via_mesh, b.port)).collect();
+        assert_eq!(
+            backends,
+            [(local.ipv4, false, 80), (Some("10.60.0.2".parse().unwrap()), true, 80)],
+            "the local replica as before, b's through the mesh; no endpoint of no service, no mesh station"
+        );
+        assert_eq!(pubs[0].backends[1].mac, crate::wire::MacAddr([2, 0x42, 10, 60, 0, 2]));
+        // On b, r1 is local (the model's to add), a has none: nothing remote.
+        assert!(remote_backends(&model, &mirror, "b", &service, 80).is_empty());
+        // A host-mode service never reaches other nodes.
+        let host = Service { mode: ServiceMode::Host, ..service.clone() };
+        assert!(remote_backends(&model, &mirror, "a", &host, 80).is_empty());
+        // b dies: its replica leaves.
+        delete(&mut mirror, "nodes/b");
+        let pubs = mesh_publications(&model, Some((&mirror, "a")), &service);
+        assert_eq!(pubs[0].backends.len(), 1);
+    }
+
+    #[test]
+    fn a_mesh_station_is_kept_extends_the_view_and_has_no_name() {
+        let (mut model, mut mirror, id) = setup();
+        // a's mesh station, as a previous reconcile left it.
+        let claim = AddressClaim { node: "a".into(), endpoint_id: mesh_id("a") };
+        put(&mut mirror, &format!("addresses/{id}/10.60.0.253"), &claim);
+        let station = EndpointRecord {
+            network_id: id.clone(),
+            endpoint_id: mesh_id("a"),
+            node: "a".into(),
+            name: String::new(),
+            aliases: Vec::new(),
+            mac: mesh_mac("a").to_string(),
+            ipv4: Some("10.60.0.253".parse().unwrap()),
+            ipv6: None,
+            service: None,
+        };
+        put(&mut mirror, &format!("endpoints/{id}/{}", mesh_id("a")), &station);
+        let network = model.network("ov").unwrap().clone();
+        assert_eq!(mesh_claim(&mirror, &network, "a"), Some("10.60.0.253".parse().unwrap()));
+
+        // No ingress service: the station is stale, withdrawn and released;
+        // no local endpoint: no tunnels (lazy extension).
+        let plan = plan_store(&model, &mirror, "a", true);
+        assert_eq!(plan.withdraw, [(id.clone(), mesh_id("a"))]);
+        assert_eq!(plan.release, [(id.clone(), "10.60.0.253".parse().unwrap(), mesh_id("a"))]);
+        let (views, names) = desired_views(&model, &mirror, "a");
+        assert!(views[&network.network_index].peers.is_empty());
+        let names: Vec<&str> = names.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["r1", "x"], "mesh stations have no DNS name");
+
+        // An ingress service here: the station stays and the view extends to
+        // b (its replica and its mesh station are reachable).
+        model.adopt_service(ingress(&id)).unwrap();
+        assert!(wants_mesh(&model, &id));
+        let plan = plan_store(&model, &mirror, "a", true);
+        assert!(plan.withdraw.is_empty() && plan.release.is_empty(), "{plan:?}");
+        let (views, _) = desired_views(&model, &mirror, "a");
+        let view = &views[&network.network_index];
+        assert_eq!(view.peers, ["192.0.2.2:4789".parse().unwrap()]);
+        assert_eq!(view.endpoints.len(), 3, "r1, x and b's mesh station: {view:?}");
+    }
+
+    #[test]
+    fn mesh_addresses_are_taken_from_the_top_of_what_is_free() {
+        let (mut model, mirror, _) = setup();
+        let network = model.network("ov").unwrap().clone();
+        let free = mesh_candidates(&model, &mirror, &network);
+        // .254 is b's station; .255 the broadcast address.
+        assert_eq!(free[0], "10.60.0.253".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(free.len(), MESH_CLAIM_ATTEMPTS);
+        model.connect(Connect { ipv4: Some("10.60.0.253".parse().unwrap()), ..Connect::new("ov", "web") }).unwrap();
+        assert_eq!(mesh_candidates(&model, &mirror, &network)[0], "10.60.0.252".parse::<Ipv4Addr>().unwrap());
+    }
 
     #[test]
     fn mesh_macs_are_unicast_local_and_per_node() {
