@@ -837,7 +837,8 @@ fn service_verbs() {
             mode: None,
         }]
     );
-    let (_, reqs) = run_ok(&["service", "publish", "api", "-p", "8080:80", "--mode", "host"], vec![Reply::Ok(svc.clone())]);
+    let (_, reqs) =
+        run_ok(&["service", "publish", "api", "-p", "8080:80", "--mode", "host"], vec![Reply::Ok(svc.clone())]);
     assert_eq!(
         reqs,
         vec![Request::ServicePublish {

@@ -374,7 +374,10 @@ impl Translator {
         match p.transport {
             Transport::Tcp(seg) => match existing {
                 Some(id) => self.tcp_segment(id, &seg, now, host, out),
-                None if seg.has(flags::SYN) && !seg.has(flags::ACK) && !self.is_own(network, &view, key.remote.ip()) => {
+                None if seg.has(flags::SYN)
+                    && !seg.has(flags::ACK)
+                    && !self.is_own(network, &view, key.remote.ip()) =>
+                {
                     self.tcp_open(key, head, view, &seg, now, host, out)
                 }
                 None => reset_stray(&head, view.gateway, &seg, out),

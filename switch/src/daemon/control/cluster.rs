@@ -218,9 +218,8 @@ pub(super) fn plan_store(model: &Model, mirror: &Mirror, node: &str, loaded: boo
         |network_id: &str, endpoint_id: &str| model.endpoint(endpoint_id).is_some_and(|e| e.network_id == network_id);
     // This node's mesh stations stay while it has ingress services there.
     let mesh = super::ingress::mesh_id(node);
-    let station = |network_id: &str, endpoint_id: &str| {
-        endpoint_id == mesh && super::ingress::wants_mesh(model, network_id)
-    };
+    let station =
+        |network_id: &str, endpoint_id: &str| endpoint_id == mesh && super::ingress::wants_mesh(model, network_id);
     for record in mirror.endpoints_of_node(node) {
         if !local(&record.network_id, &record.endpoint_id) && !station(&record.network_id, &record.endpoint_id) {
             plan.withdraw.push((record.network_id.clone(), record.endpoint_id.clone()));
@@ -247,7 +246,8 @@ pub(super) fn desired_views(model: &Model, mirror: &Mirror, node: &str) -> (BTre
         let mut view = View::default();
         // A mesh station counts as a local endpoint: ingress flows to other
         // nodes' replicas need the tunnels and their MACs.
-        let active = !model.endpoints_on_network(&network.id).is_empty() || super::ingress::wants_mesh(model, &network.id);
+        let active =
+            !model.endpoints_on_network(&network.id).is_empty() || super::ingress::wants_mesh(model, &network.id);
         if active {
             view.peers = mirror.peers(&network.id, node);
             for record in mirror.remote_endpoints(&network.id, node) {

@@ -96,13 +96,18 @@ fn same_service(a: &Service, b: &Service) -> bool {
 
 /// The other nodes' replicas of an ingress service, as backends reached
 /// through this node's mesh station (none for a `host` service).
-pub(super) fn remote_backends(model: &Model, mirror: &Mirror, node: &str, service: &Service, port: u16) -> Vec<Backend> {
+pub(super) fn remote_backends(
+    model: &Model,
+    mirror: &Mirror,
+    node: &str,
+    service: &Service,
+    port: u16,
+) -> Vec<Backend> {
     if service.mode != ServiceMode::Ingress {
         return Vec::new();
     }
     let Some(network) = model.network_by_id(&service.network_id) else { return Vec::new() };
-    let mut records: Vec<&EndpointRecord> =
-        mirror.remote_replicas(&service.network_id, &service.name, node).collect();
+    let mut records: Vec<&EndpointRecord> = mirror.remote_replicas(&service.network_id, &service.name, node).collect();
     records.sort_by(|a, b| (&a.node, &a.endpoint_id).cmp(&(&b.node, &b.endpoint_id)));
     records
         .into_iter()
@@ -298,7 +303,10 @@ impl Control {
             let service = match service_from_record(record, created) {
                 Ok(s) => s,
                 Err(e) => {
-                    self.refuse_once(key, || tracing::error!(service = %record.name, error = %e, "skipping a service record"));
+                    self.refuse_once(
+                        key,
+                        || tracing::error!(service = %record.name, error = %e, "skipping a service record"),
+                    );
                     continue;
                 }
             };
@@ -335,7 +343,9 @@ impl Control {
             self.unpublish_logged(keys(&service.publish));
             match self.commit(next) {
                 Ok(()) => tracing::info!(service = %service.name, "ingress service removed from the cluster"),
-                Err(e) => tracing::error!(service = %service.name, error = %e.message, "cannot remove an ingress service"),
+                Err(e) => {
+                    tracing::error!(service = %service.name, error = %e.message, "cannot remove an ingress service")
+                }
             }
             if let Some(link) = self.cluster.as_mut() {
                 link.ingress.applied.remove(&service.name);
@@ -350,12 +360,8 @@ impl Control {
         let gone: Vec<PortMapping> = old
             .map(|o| o.publish.iter().filter(|m| !service.publish.contains(m)).copied().collect())
             .unwrap_or_default();
-        let new: Vec<PortMapping> = service
-            .publish
-            .iter()
-            .filter(|m| old.is_none_or(|o| !o.publish.contains(m)))
-            .copied()
-            .collect();
+        let new: Vec<PortMapping> =
+            service.publish.iter().filter(|m| old.is_none_or(|o| !o.publish.contains(m))).copied().collect();
         self.unpublish_logged(keys(&gone));
         let opened = Service { publish: new.clone(), ..service.clone() };
         self.publish_all(service_publications(&next, &opened))?;
@@ -491,7 +497,9 @@ impl Control {
                         link.ingress.applied.insert(service.name.clone(), pubs);
                     }
                 }
-                Err(e) => tracing::error!(service = %service.name, error = %e.message, "cannot update the service's backends"),
+                Err(e) => {
+                    tracing::error!(service = %service.name, error = %e.message, "cannot update the service's backends")
+                }
             }
         }
     }
@@ -535,7 +543,11 @@ mod tests {
     /// station, and an endpoint of no service.
     fn setup() -> (Model, Mirror, String) {
         let mut origin = Model::new();
-        let req = CreateNetwork { subnet: Some("10.60.0.0/24".parse().unwrap()), attachable: true, ..CreateNetwork::new("ov", Driver::Overlay) };
+        let req = CreateNetwork {
+            subnet: Some("10.60.0.0/24".parse().unwrap()),
+            attachable: true,
+            ..CreateNetwork::new("ov", Driver::Overlay)
+        };
         let network = origin.create_network(req).unwrap();
         let record = record_of(&network, 4200, "b").unwrap();
         let mut mirror = Mirror::default();
@@ -557,7 +569,11 @@ mod tests {
             ipv6: None,
             service: service.map(str::to_owned),
         };
-        put(&mut mirror, &format!("endpoints/{id}/r1"), endpoint("r1", "r1", "10.60.0.2", Some("api"), "02:42:0a:3c:00:02"));
+        put(
+            &mut mirror,
+            &format!("endpoints/{id}/r1"),
+            endpoint("r1", "r1", "10.60.0.2", Some("api"), "02:42:0a:3c:00:02"),
+        );
         put(&mut mirror, &format!("endpoints/{id}/x"), endpoint("x", "x", "10.60.0.3", None, "02:42:0a:3c:00:03"));
         let b_mesh = mesh_mac("b").to_string();
         put(&mut mirror, &format!("endpoints/{id}/mesh-b"), endpoint("mesh-b", "", "10.60.0.254", None, &b_mesh));

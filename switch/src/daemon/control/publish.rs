@@ -64,7 +64,10 @@ fn backend(model: &Model, endpoint: &Endpoint, port: u16) -> Option<Backend> {
 }
 
 /// The publications of `mappings`, one per listener, each going to `backends`.
-pub(super) fn publications(mappings: &[PortMapping], backends: impl Fn(&PortMapping) -> Vec<Backend>) -> Vec<Publication> {
+pub(super) fn publications(
+    mappings: &[PortMapping],
+    backends: impl Fn(&PortMapping) -> Vec<Backend>,
+) -> Vec<Publication> {
     mappings
         .iter()
         .flat_map(|m| {
@@ -414,7 +417,8 @@ mod tests {
         let want = [("0.0.0.0:8080", false), ("[::]:8080", true), ("0.0.0.0:8081", false), ("[::]:8081", true)];
         assert_eq!(hosts, want.map(|(h, o)| (h.to_owned(), o)));
         let net = network_id(m.network("a").unwrap());
-        let backend = Backend { network: net, ipv4: e1.ipv4, ipv6: e1.ipv6, mac: e1.mac.into(), port: 81, via_mesh: false };
+        let backend =
+            Backend { network: net, ipv4: e1.ipv4, ipv6: e1.ipv6, mac: e1.mac.into(), port: 81, via_mesh: false };
         assert!(backend.ipv4.is_some() && backend.ipv6.is_none(), "an IPv4-only network");
         assert!(pubs.iter().all(|p| p.proto == nat::Proto::Tcp));
         assert_eq!(pubs[2].backends, [backend]);

@@ -90,7 +90,8 @@ fn remote_replicas_are_reached_from_the_mesh_address_and_answer_back() {
     let ack = b.flush().remove(0).tcp();
     assert!(ack.ack_flag && !ack.syn);
     assert_eq!((ack.src, ack.src_mac, ack.ack), (syn.src, MESH_MAC, 7001));
-    let reply = tcp_frame_from(remote().mac.0, syn.dst, syn.src, 7001, syn.seq.wrapping_add(1), PSH_ACK, 500, &[], b"node-1");
+    let reply =
+        tcp_frame_from(remote().mac.0, syn.dst, syn.src, 7001, syn.seq.wrapping_add(1), PSH_ACK, 500, &[], b"node-1");
     b.send(&reply);
     assert_eq!(b.host.written(id), b"node-1", "the replica's bytes reach the client's socket");
 

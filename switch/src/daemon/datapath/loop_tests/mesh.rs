@@ -74,7 +74,15 @@ fn wait_tunnelled(h: &mut Harness, mut pick: impl FnMut(&Seg) -> bool) -> Seg {
 }
 
 /// A TCP segment from the replica (station 7) to `to`, tunnelled from `vtep(2)`.
-fn from_replica(to_mac: MacAddr, from: SocketAddr, to: SocketAddr, seq: u32, ack: u32, syn: bool, data: &[u8]) -> Vec<u8> {
+fn from_replica(
+    to_mac: MacAddr,
+    from: SocketAddr,
+    to: SocketAddr,
+    seq: u32,
+    ack: u32,
+    syn: bool,
+    data: &[u8],
+) -> Vec<u8> {
     let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (from.ip(), to.ip()) else { panic!("IPv4") };
     let mut b = PacketBuilder::ethernet2(mac(7).0, to_mac.0).ipv4(s.octets(), d.octets(), 64).tcp(
         from.port(),
