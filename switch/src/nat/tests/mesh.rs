@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::harness::*;
 use crate::nat::{Backend, ListenerId, Mesh, Proto};
+use super::harness::Out;
 use crate::wire::MacAddr;
 
 const L: ListenerId = ListenerId(1);
@@ -133,4 +134,43 @@ fn only_remote_replicas_and_no_mesh_refuses() {
     b.tr.set_mesh(NET, Some(mesh()));
     accept(&mut b, client(1)).expect("accepted");
     assert_eq!(b.one_seg().src_mac, MESH_MAC);
+}
+
+#[test]
+fn udp_flows_to_a_remote_replica_come_from_the_mesh_and_its_answers_go_back_to_the_client() {
+    const LU: ListenerId = ListenerId(2);
+    let mut b = Bench::new();
+    b.tr.set_mesh(NET, Some(mesh()));
+    b.tr.set_listener(LU, Proto::Udp, sa([0, 0, 0, 0], 5353), vec![Backend { port: 53, ..remote() }]);
+    let (df, out) = b.udp_inbound(LU, client(1), b"query").expect("a frame");
+    assert_eq!(df.port, GW_PORT);
+    let Out::Udp { src, dst, src_mac, dst_mac, payload } = out else { panic!("not UDP") };
+    assert_eq!((src.ip(), src_mac), (IpAddr::V4(MESH_IP), MESH_MAC), "from the mesh station");
+    assert_eq!((dst, dst_mac, payload.as_slice()), (sock(remote().ipv4.unwrap(), 53), remote().mac.0, &b"query"[..]));
+    // The same client stays on its flow; the answer leaves by the listener.
+    let (_, again) = b.udp_inbound(LU, client(1), b"again").unwrap();
+    assert!(matches!(again, Out::Udp { src: s, .. } if s == src));
+    let reply = udp_frame_from(remote().mac.0, dst, src, b"answer");
+    assert!(b.tr.owns(NET, &reply));
+    b.send(&reply);
+    assert_eq!(b.host.take_calls(), vec![Call::SendTo(LU, client(1), b"answer".to_vec())]);
+}
+
+#[test]
+fn ipv6_clients_reach_a_remote_replica_from_the_mesh_ipv6_address() {
+    use std::net::Ipv6Addr;
+    let mesh6 = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0x77, 1);
+    let mut b = Bench::new();
+    b.tr.set_mesh(NET, Some(Mesh { ipv6: Some(mesh6), ..mesh() }));
+    let dual = Backend { ipv6: Some(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x20)), ..remote() };
+    b.tr.set_listener(L, Proto::Tcp, sa([0, 0, 0, 0], 8080), vec![dual]);
+    let client6 = sa6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 5], 50_005);
+    accept(&mut b, client6).expect("accepted");
+    let syn = b.one_seg();
+    assert_eq!(syn.src, sock(mesh6, 50_005), "the mesh address of the client's family");
+    assert_eq!((syn.dst, syn.src_mac), (sock(dual.ipv6.unwrap(), 80), MESH_MAC));
+    // An IPv4 client of the same replica comes from the IPv4 mesh address.
+    accept(&mut b, client(1)).expect("accepted");
+    assert_eq!(b.one_seg().src, sock(MESH_IP, client(1).port()));
+    assert!(b.tr.mesh(NET).unwrap().has(IpAddr::V6(mesh6)));
 }
