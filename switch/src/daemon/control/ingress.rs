@@ -152,26 +152,57 @@ pub(super) struct IngressState {
     refused: HashSet<String>,
 }
 
-/// This node's mesh address on `network` in `mirror`, if it holds one.
-fn mesh_claim(mirror: &Mirror, network: &Network, node: &str) -> Option<Ipv4Addr> {
+/// This node's mesh addresses on `network` in `mirror` (one per family).
+fn mesh_claims(mirror: &Mirror, network: &Network, node: &str) -> Vec<IpAddr> {
     let id = mesh_id(node);
-    mirror.claims_of_node(node).find_map(|(net, ip, claim)| match ip {
-        IpAddr::V4(ip) if net == network.id && claim.endpoint_id == id => Some(ip),
-        _ => None,
-    })
+    let mut claims: Vec<IpAddr> = mirror
+        .claims_of_node(node)
+        .filter(|(net, _, claim)| *net == network.id && claim.endpoint_id == id)
+        .map(|(_, ip, _)| ip)
+        .collect();
+    claims.sort();
+    claims
+}
+
+/// Addresses of `network` no one holds: claimed in the store, local
+/// endpoints', the gateways'.
+fn taken(model: &Model, mirror: &Mirror, network: &Network) -> BTreeSet<IpAddr> {
+    let mut taken = mirror.taken_addresses(&network.id);
+    for e in model.endpoints_on_network(&network.id) {
+        taken.extend(e.ipv4.map(IpAddr::V4).into_iter().chain(e.ipv6.map(IpAddr::V6)));
+    }
+    taken.extend(network.gateway.map(IpAddr::V4).into_iter().chain(network.gateway6.map(IpAddr::V6)));
+    taken
 }
 
 /// Free IPv4 addresses of `network` for a mesh station, highest first (the
 /// automatic addresses of endpoints are taken from the bottom).
 fn mesh_candidates(model: &Model, mirror: &Mirror, network: &Network) -> Vec<Ipv4Addr> {
     let Some(subnet) = network.subnet else { return Vec::new() };
-    let mut taken = mirror.taken_addresses(&network.id);
-    taken.extend(model.endpoints_on_network(&network.id).into_iter().filter_map(|e| e.ipv4.map(IpAddr::V4)));
-    taken.extend(network.gateway.map(IpAddr::V4));
+    let taken = taken(model, mirror, network);
     let mut free: Vec<Ipv4Addr> = subnet.hosts().filter(|ip| !taken.contains(&IpAddr::V4(*ip))).collect();
     free.reverse();
     free.truncate(MESH_CLAIM_ATTEMPTS);
     free
+}
+
+/// Free IPv6 addresses of `network` for `node`'s mesh station: interface
+/// ids `0:77:H:H` (H: the node's [`mesh_mac`] hash) and the next ones,
+/// inside the subnet (none for a subnet of fewer than 256 addresses).
+fn mesh_candidates6(model: &Model, mirror: &Mirror, network: &Network, node: &str) -> Vec<std::net::Ipv6Addr> {
+    let Some(subnet) = network.subnet6 else { return Vec::new() };
+    if subnet.prefix_len() > 120 {
+        return Vec::new();
+    }
+    let taken = taken(model, mirror, network);
+    let host_mask = u128::MAX >> subnet.prefix_len();
+    let [_, _, a, b, c, d] = mesh_mac(node).0;
+    let id = 0x77_u128 << 32 | u128::from(u32::from_be_bytes([a, b, c, d]));
+    let base = u128::from(subnet.network());
+    (0..MESH_CLAIM_ATTEMPTS as u128)
+        .map(|i| std::net::Ipv6Addr::from(base | ((id + i) & host_mask)))
+        .filter(|ip| u128::from(*ip) & host_mask > 1 && !taken.contains(&IpAddr::V6(*ip)))
+        .collect()
 }
 
 impl Control {
@@ -392,18 +423,40 @@ impl Control {
                 {
                     tracing::warn!(network = %network.name, error = %e, "cannot withdraw a mesh station");
                 }
-                if let Some(ip) = mesh_claim(mirror, network, node)
-                    && let Err(e) = handle.release_address(&network.id, IpAddr::V4(ip), &id)
-                {
-                    tracing::warn!(network = %network.name, error = %e, "cannot release a mesh address");
+                for ip in mesh_claims(mirror, network, node) {
+                    if let Err(e) = handle.release_address(&network.id, ip, &id) {
+                        tracing::warn!(network = %network.name, error = %e, "cannot release a mesh address");
+                    }
                 }
                 continue;
             }
-            let ip = match mesh_claim(mirror, network, node) {
-                Some(ip) => Some(ip),
-                None => self.claim_mesh(mirror, network, node),
-            };
-            let Some(ip) = ip else { continue };
+            let held = mesh_claims(mirror, network, node);
+            let mut ipv4 = held.iter().find_map(|ip| match ip {
+                IpAddr::V4(ip) => Some(*ip),
+                IpAddr::V6(_) => None,
+            });
+            let mut ipv6 = held.iter().find_map(|ip| match ip {
+                IpAddr::V6(ip) => Some(*ip),
+                IpAddr::V4(_) => None,
+            });
+            if ipv4.is_none() && network.subnet.is_some() {
+                let candidates = mesh_candidates(&self.model, mirror, network).into_iter().map(IpAddr::V4).collect();
+                ipv4 = self.claim_mesh(network, node, candidates).and_then(|ip| match ip {
+                    IpAddr::V4(ip) => Some(ip),
+                    IpAddr::V6(_) => None,
+                });
+            }
+            if ipv6.is_none() && network.subnet6.is_some() {
+                let candidates =
+                    mesh_candidates6(&self.model, mirror, network, node).into_iter().map(IpAddr::V6).collect();
+                ipv6 = self.claim_mesh(network, node, candidates).and_then(|ip| match ip {
+                    IpAddr::V6(ip) => Some(ip),
+                    IpAddr::V4(_) => None,
+                });
+            }
+            if ipv4.is_none() && ipv6.is_none() {
+                continue;
+            }
             let record = EndpointRecord {
                 network_id: network.id.clone(),
                 endpoint_id: id.clone(),
@@ -411,8 +464,8 @@ impl Control {
                 name: String::new(),
                 aliases: Vec::new(),
                 mac: mac.to_string(),
-                ipv4: Some(ip),
-                ipv6: None,
+                ipv4,
+                ipv6,
                 service: None,
             };
             if mirror.endpoints.get(&(network.id.clone(), id.clone())) != Some(&record)
@@ -420,7 +473,7 @@ impl Control {
             {
                 tracing::warn!(network = %network.name, error = %e, "cannot publish a mesh station");
             }
-            wanted.insert(network.network_index, Mesh { mac: mac.into(), ipv4: Some(ip), ipv6: None });
+            wanted.insert(network.network_index, Mesh { mac: mac.into(), ipv4, ipv6 });
         }
         let Some(link) = self.cluster.as_mut() else { return };
         let applied = std::mem::take(&mut link.ingress.meshes);
@@ -432,7 +485,7 @@ impl Control {
             }
             match self.datapath.set_mesh(crate::port::NetworkId(index), Some(mesh)) {
                 Ok(()) => {
-                    tracing::info!(network = index, address = ?mesh.ipv4, "mesh station applied");
+                    tracing::info!(network = index, ipv4 = ?mesh.ipv4, ipv6 = ?mesh.ipv6, "mesh station applied");
                     now.insert(index, mesh);
                 }
                 Err(e) => tracing::error!(network = index, error = %e, "cannot apply the mesh station"),
@@ -452,13 +505,14 @@ impl Control {
         }
     }
 
-    /// Claims a mesh address on `network` (the highest free; the next when
-    /// another node wins it).
-    fn claim_mesh(&mut self, mirror: &Mirror, network: &Network, node: &str) -> Option<Ipv4Addr> {
+    /// Claims a mesh address on `network`: the first of `candidates` no
+    /// other node wins.
+    fn claim_mesh(&mut self, network: &Network, node: &str, candidates: Vec<IpAddr>) -> Option<IpAddr> {
         let handle = self.cluster.as_ref()?.handle.clone();
         let claim = AddressClaim { node: node.to_owned(), endpoint_id: mesh_id(node) };
-        for ip in mesh_candidates(&self.model, mirror, network) {
-            match handle.claim_address(&network.id, IpAddr::V4(ip), claim.clone()) {
+        let family = if candidates.first().is_some_and(IpAddr::is_ipv6) { "IPv6" } else { "IPv4" };
+        for ip in candidates {
+            match handle.claim_address(&network.id, ip, claim.clone()) {
                 Ok(()) => {
                     tracing::info!(network = %network.name, %ip, "mesh address claimed");
                     return Some(ip);
@@ -470,8 +524,11 @@ impl Control {
                 }
             }
         }
-        let key = format!("mesh {}", network.id);
-        self.refuse_once(key, || tracing::error!(network = %network.name, "no free address for the mesh station"));
+        let key = format!("mesh {} {family}", network.id);
+        self.refuse_once(
+            key,
+            || tracing::error!(network = %network.name, family, "no free address for the mesh station"),
+        );
         None
     }
 
@@ -636,7 +693,7 @@ mod tests {
         };
         put(&mut mirror, &format!("endpoints/{id}/{}", mesh_id("a")), &station);
         let network = model.network("ov").unwrap().clone();
-        assert_eq!(mesh_claim(&mirror, &network, "a"), Some("10.60.0.253".parse().unwrap()));
+        assert_eq!(mesh_claims(&mirror, &network, "a"), ["10.60.0.253".parse::<IpAddr>().unwrap()]);
 
         // No ingress service: the station is stale, withdrawn and released;
         // no local endpoint: no tunnels (lazy extension).
@@ -670,6 +727,23 @@ mod tests {
         assert_eq!(free.len(), MESH_CLAIM_ATTEMPTS);
         model.connect(Connect { ipv4: Some("10.60.0.253".parse().unwrap()), ..Connect::new("ov", "web") }).unwrap();
         assert_eq!(mesh_candidates(&model, &mirror, &network)[0], "10.60.0.252".parse::<Ipv4Addr>().unwrap());
+        assert!(mesh_candidates6(&model, &mirror, &network, "a").is_empty(), "an IPv4-only network");
+
+        // IPv6: an interface id of the node's own, inside the subnet.
+        let mut dual = network.clone();
+        dual.subnet6 = Some("fd60::/64".parse().unwrap());
+        let [_, _, a, b, c, d] = mesh_mac("a").0;
+        let first = mesh_candidates6(&model, &mirror, &dual, "a");
+        let want =
+            std::net::Ipv6Addr::new(0xfd60, 0, 0, 0, 0, 0x77, u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+        assert_eq!(first[0], want);
+        assert!(first.iter().all(|ip| dual.subnet6.unwrap().contains(ip)));
+        assert_ne!(first[0], mesh_candidates6(&model, &mirror, &dual, "b")[0], "per node");
+        let mut tiny = dual.clone();
+        tiny.subnet6 = Some("fd60::/124".parse().unwrap());
+        assert!(mesh_candidates6(&model, &mirror, &tiny, "a").is_empty());
+        tiny.subnet6 = Some("fd60::/120".parse().unwrap());
+        assert!(mesh_candidates6(&model, &mirror, &tiny, "a").iter().all(|ip| tiny.subnet6.unwrap().contains(ip)));
     }
 
     #[test]

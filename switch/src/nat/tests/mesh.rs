@@ -5,9 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use super::harness::Out;
 use super::harness::*;
 use crate::nat::{Backend, ListenerId, Mesh, Proto};
-use super::harness::Out;
 use crate::wire::MacAddr;
 
 const L: ListenerId = ListenerId(1);
