@@ -45,13 +45,14 @@ pub(super) fn mesh_id(node: &str) -> String {
     format!("mesh-{node}")
 }
 
-/// The MAC of `node`'s mesh stations: `02:77` and a 32-bit FNV-1a hash of
-/// the node's name (locally administered, unicast, the same on every
-/// network; another node's collides with odds of 1 in 2^32 per pair).
+/// The MAC of `node`'s mesh stations: `02:6d` (`m`) and a 32-bit FNV-1a
+/// hash of the node's name (locally administered, unicast, the same on
+/// every network, never an endpoint's `02:42:…` nor a gateway's `02:76:…`
+/// or `02:77:…`; another node's collides with odds of 1 in 2^32 per pair).
 pub(super) fn mesh_mac(node: &str) -> MacAddress {
     let hash = node.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
     let [a, b, c, d] = hash.to_be_bytes();
-    MacAddress([0x02, 0x77, a, b, c, d])
+    MacAddress([0x02, 0x6d, a, b, c, d])
 }
 
 /// Whether this node wants a mesh station on `network_id`: it has an
@@ -187,7 +188,7 @@ fn mesh_candidates(model: &Model, mirror: &Mirror, network: &Network) -> Vec<Ipv
 }
 
 /// Free IPv6 addresses of `network` for `node`'s mesh station: interface
-/// ids `0:77:H:H` (H: the node's [`mesh_mac`] hash) and the next ones,
+/// ids `0:6d:H:H` (H: the node's [`mesh_mac`] hash) and the next ones,
 /// inside the subnet (none for a subnet of fewer than 256 addresses).
 fn mesh_candidates6(model: &Model, mirror: &Mirror, network: &Network, node: &str) -> Vec<std::net::Ipv6Addr> {
     let Some(subnet) = network.subnet6 else { return Vec::new() };
@@ -197,7 +198,7 @@ fn mesh_candidates6(model: &Model, mirror: &Mirror, network: &Network, node: &st
     let taken = taken(model, mirror, network);
     let host_mask = u128::MAX >> subnet.prefix_len();
     let [_, _, a, b, c, d] = mesh_mac(node).0;
-    let id = 0x77_u128 << 32 | u128::from(u32::from_be_bytes([a, b, c, d]));
+    let id = 0x6d_u128 << 32 | u128::from(u32::from_be_bytes([a, b, c, d]));
     let base = u128::from(subnet.network());
     (0..MESH_CLAIM_ATTEMPTS as u128)
         .map(|i| std::net::Ipv6Addr::from(base | ((id + i) & host_mask)))
@@ -735,7 +736,7 @@ mod tests {
         let [_, _, a, b, c, d] = mesh_mac("a").0;
         let first = mesh_candidates6(&model, &mirror, &dual, "a");
         let want =
-            std::net::Ipv6Addr::new(0xfd60, 0, 0, 0, 0, 0x77, u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+            std::net::Ipv6Addr::new(0xfd60, 0, 0, 0, 0, 0x6d, u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
         assert_eq!(first[0], want);
         assert!(first.iter().all(|ip| dual.subnet6.unwrap().contains(ip)));
         assert_ne!(first[0], mesh_candidates6(&model, &mirror, &dual, "b")[0], "per node");
@@ -751,7 +752,7 @@ mod tests {
         let a = mesh_mac("node-1");
         assert_eq!(a, mesh_mac("node-1"), "stable");
         assert_ne!(a, mesh_mac("node-2"));
-        assert_eq!(&a.0[..2], &[0x02, 0x77]);
+        assert_eq!(&a.0[..2], &[0x02, 0x6d]);
         assert!(crate::wire::MacAddr::from(a).is_valid_station());
         assert_eq!(mesh_id("node-1"), "mesh-node-1");
     }
