@@ -6,7 +6,9 @@
 //! NAT), a node's own replica sees the client. A `host`-mode service on
 //! host 3 balances over host 3's replicas only (none: refused). When host 1
 //! dies, its replica leaves the balancing within the lease's TTL.
-//! Clients connect from inside a host's namespace to its own address.
+//! UDP and IPv6 clients (on a dual-stack overlay) reach a remote replica
+//! from the mesh address of their family. Clients connect from inside a
+//! host's namespace to its own address (or `[::1]`).
 //! Needs root, `/usr/bin/etcd`, python3 and curl.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ctl::proto::{ServiceInfo, ServiceMode};
 use vswitch::cluster::ClusterHosts;
-use vswitch::outside::{HttpServer, curl};
+use vswitch::outside::{HttpServer, UdpEcho, curl, udp_query};
 use vswitch::{in_netns, require_root, wait_until};
 
 /// Long enough for a loaded machine; the wait ends as soon as it succeeds.
@@ -163,4 +165,63 @@ fn every_node_serves_an_ingress_service_over_every_replica() {
         || "host 3 to close the service's port".into(),
         || (!c.host(2).ctl(&["service", "inspect", "web"]).status.success() && ask(&ns3, on3).is_none()).then_some(()),
     );
+}
+
+#[test]
+fn udp_and_ipv6_clients_reach_a_remote_replica_through_the_mesh() {
+    if !require_root("udp_and_ipv6_clients_reach_a_remote_replica_through_the_mesh") {
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/etcd").exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI needs /usr/bin/etcd (apt-get install etcd-server)");
+        eprintln!("SKIPPED: no /usr/bin/etcd (apt-get install etcd-server etcd-client)");
+        return;
+    }
+    const SUBNET6: &str = "fd00:236:8::/64";
+    let c = ClusterHosts::builder(2).tls(false).underlay([10, 233, 8]).start();
+    let net = c.name("ov6");
+    c.host(0).cluster_overlay_create(&net, "10.236.8.0/24", &["--attachable", "--ipv6", "--subnet", SUBNET6]);
+    c.wait_network(1, &net);
+    // The replica on host 1 serves HTTP on both families and UDP echo.
+    let r1 = c.host(0).name("r1");
+    c.host(0).sandbox_create(&r1);
+    let http = HttpServer::start(&r1, "::".parse::<IpAddr>().unwrap(), 80, &r1);
+    let echo = UdpEcho::start(&r1, Ipv4Addr::UNSPECIFIED, 53);
+    c.host(0).ctl_ok(&["network", "connect", &net, &r1, "--service", "api"]);
+    // Published on host 2, which has no replica.
+    c.host(1).ctl_ok(&["service", "publish", "api", "--network", &net, "-p", "8080:80", "-p", "5353:53/udp"]);
+    let ns2 = c.ns(1).to_owned();
+
+    // IPv6 client: from host 2's mesh IPv6 address.
+    let lo6 = SocketAddr::new("::1".parse().unwrap(), 8080);
+    wait_until(
+        SETTLE,
+        || format!("an IPv6 client through host 2: {:?}", service(c.host(1), "api")),
+        || (ask(&ns2, lo6).as_deref() == Some(r1.as_str())).then_some(()),
+    );
+    let six: Vec<IpAddr> = http.client_addrs().into_iter().map(|a| a.ip()).collect();
+    let subnet6: ctl::Ipv6Net = SUBNET6.parse().unwrap();
+    assert!(
+        six.iter().any(|ip| matches!(ip, IpAddr::V6(v6) if subnet6.contains(v6))),
+        "the replica saw no mesh IPv6 address: {six:?}\n{}",
+        http.log()
+    );
+
+    // UDP: the answer comes back to the client; the replica saw the mesh IPv4 address.
+    let to = SocketAddr::new(c.addr(1), 5353);
+    let bind = c.addr(1);
+    let reply = wait_until(
+        SETTLE,
+        || "a UDP answer through host 2".into(),
+        || udp_query(&ns2, bind, to, b"hello", Duration::from_secs(2)).ok().map(|(_, r)| r),
+    );
+    let (peer, rest) = reply.split_once(' ').expect("`A:P payload`");
+    assert_eq!(rest, "hello");
+    let peer: SocketAddr = peer.parse().expect("the sender as the replica saw it");
+    assert!(matches!(peer.ip(), IpAddr::V4(v4) if in_subnet8(v4)), "not a mesh address: {peer}");
+    assert!(!echo.peers().is_empty());
+}
+
+fn in_subnet8(ip: Ipv4Addr) -> bool {
+    "10.236.8.0/24".parse::<ctl::Ipv4Net>().unwrap().contains(&ip)
 }
