@@ -26,6 +26,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
 
 use cluster::{AddressClaim, ClusterError, EndpointRecord, Mirror, ServiceRecord};
 use ctl::proto::{CtlError, ServiceMode};
@@ -151,6 +152,32 @@ pub(super) struct IngressState {
     applied: HashMap<String, Vec<Publication>>,
     /// Failures already logged (by what failed), to log each once.
     refused: HashSet<String>,
+    /// Services this node just wrote (`Some`) or removed (`None`) in the
+    /// store, with when: until the mirror shows that (or [`PENDING_FOR`]
+    /// passed), reconcile leaves them alone instead of undoing the request
+    /// from a mirror that has not seen it yet.
+    pending: HashMap<String, (Option<ServiceRecord>, Instant)>,
+}
+
+/// How long a service this node wrote waits for the mirror to show it.
+const PENDING_FOR: Duration = Duration::from_secs(10);
+
+impl IngressState {
+    /// Notes that this node wrote (or removed) service `name` in the store.
+    fn wrote(&mut self, name: &str, record: Option<ServiceRecord>) {
+        self.pending.insert(name.to_owned(), (record, Instant::now()));
+    }
+
+    /// Whether service `name` waits for the mirror to show this node's
+    /// write; forgets the write once it shows (or is too old).
+    fn waits(&mut self, name: &str, mirror: &Mirror) -> bool {
+        let Some((record, at)) = self.pending.get(name) else { return false };
+        if mirror.services.get(name) == record.as_ref() || at.elapsed() > PENDING_FOR {
+            self.pending.remove(name);
+            return false;
+        }
+        true
+    }
 }
 
 /// This node's mesh addresses on `network` in `mirror` (one per family).
@@ -255,6 +282,13 @@ impl Control {
         let store = self.reachable_store()?.ok_or_else(|| CtlError::internal("no cluster store"))?;
         let mirror = store.mirror();
         let expected = mirror.services.get(name).cloned();
+        if expected.is_some() && existing.is_none() {
+            // Adding ports to it here would drop the others from the store.
+            return Err(CtlError::conflict(format!(
+                "service {name} exists in the cluster but could not be served on this node (see its log); publish \
+                 more ports from another node"
+            )));
+        }
         let created_by = expected.as_ref().map_or(store.node(), |r| r.created_by.as_str()).to_owned();
         let record = service_record(&service, &created_by)?;
         let added = Service { publish: mappings.to_vec(), ..service.clone() };
@@ -262,6 +296,9 @@ impl Control {
         if let Err(e) = store.put_service(record.clone(), expected.clone()) {
             self.unpublish_logged(keys(mappings));
             return Err(cluster_error(e));
+        }
+        if let Some(link) = self.cluster.as_mut() {
+            link.ingress.wrote(name, Some(record.clone()));
         }
         if let Err(e) = self.commit(next) {
             self.unpublish_logged(keys(mappings));
@@ -272,10 +309,14 @@ impl Control {
             if let Err(undo) = undone {
                 tracing::error!(service = name, error = %undo, "cannot undo the service in the cluster store");
             }
+            if let Some(link) = self.cluster.as_mut() {
+                link.ingress.pending.remove(name);
+            }
             return Err(e);
         }
         tracing::info!(service = name, "ingress service published");
-        self.reconcile_cluster();
+        // The store's watch brings the record back: the reconcile it
+        // triggers claims the mesh station and adds remote replicas.
         let service = self.model.service(name).map_err(model_error)?;
         ok(self.service_info(service))
     }
@@ -290,9 +331,10 @@ impl Control {
                 Ok(()) | Err(ClusterError::NotFound(_)) => {}
                 Err(e) => return Err(cluster_error(e)),
             }
-            let reply = self.service_rm(name);
-            self.reconcile_cluster();
-            reply
+            if let Some(link) = self.cluster.as_mut() {
+                link.ingress.wrote(name, None);
+            }
+            self.service_rm(name)
         })())
     }
 
@@ -316,6 +358,12 @@ impl Control {
         }
     }
 
+    /// Whether service `name` waits for the mirror to show this node's
+    /// own write (see [`IngressState::waits`]).
+    fn waits(&mut self, name: &str, mirror: &Mirror) -> bool {
+        self.cluster.as_mut().is_some_and(|link| link.ingress.waits(name, mirror))
+    }
+
     fn forget_refusal(&mut self, key: &str) {
         if let Some(link) = self.cluster.as_mut() {
             link.ingress.refused.remove(key);
@@ -326,7 +374,7 @@ impl Control {
     /// ones adopted (their ports opened), those gone from the store closed.
     fn adopt_services(&mut self, mirror: &Mirror) {
         for record in mirror.services.values() {
-            if self.model.network_by_id(&record.network_id).is_none() {
+            if self.model.network_by_id(&record.network_id).is_none() || self.waits(&record.name, mirror) {
                 continue;
             }
             let existing = self.model.service(&record.name).ok().cloned();
@@ -368,6 +416,9 @@ impl Control {
             .cloned()
             .collect();
         for service in gone {
+            if self.waits(&service.name, mirror) {
+                continue;
+            }
             let mut next = self.model.clone();
             if next.remove_service(&service.name).is_err() {
                 continue;
@@ -716,6 +767,27 @@ mod tests {
         let view = &views[&network.network_index];
         assert_eq!(view.peers, ["192.0.2.2:4789".parse().unwrap()]);
         assert_eq!(view.endpoints.len(), 3, "r1, x and b's mesh station: {view:?}");
+    }
+
+    #[test]
+    fn a_service_this_node_wrote_waits_for_the_mirror_to_show_it() {
+        let (_, mut mirror, id) = setup();
+        let mut state = IngressState::default();
+        let record = service_record(&ingress(&id), "a").unwrap();
+        state.wrote("api", Some(record.clone()));
+        assert!(state.waits("api", &mirror), "not in the mirror yet: reconcile must not remove it");
+        put(&mut mirror, "services/api", &record);
+        assert!(!state.waits("api", &mirror));
+        assert!(state.pending.is_empty());
+        state.wrote("api", None);
+        assert!(state.waits("api", &mirror), "still in the mirror: reconcile must not adopt it again");
+        delete(&mut mirror, "services/api");
+        assert!(!state.waits("api", &mirror));
+        assert!(!state.waits("other", &mirror));
+        // A write the mirror never shows (another node changed it since) holds nothing back for long.
+        let old = Instant::now().checked_sub(PENDING_FOR + Duration::from_secs(1)).unwrap();
+        state.pending.insert("api".into(), (Some(record), old));
+        assert!(!state.waits("api", &mirror));
     }
 
     #[test]
