@@ -53,6 +53,8 @@ pub(super) struct ClusterLink {
     refused: HashSet<String>,
     /// The ingress routing mesh's state (services, mesh stations).
     pub(super) ingress: super::ingress::IngressState,
+    /// Every local endpoint was published since the start.
+    republished: bool,
 }
 
 /// What the datapath is told about one overlay network.
@@ -169,8 +171,11 @@ fn addresses_of(endpoint: &Endpoint) -> impl Iterator<Item = IpAddr> {
 
 /// What to change so that the store and this node agree. `loaded`: the
 /// mirror reflects the store (connected, read at least once); without it
-/// nothing is removed or written, only networks are adopted.
-pub(super) fn plan_store(model: &Model, mirror: &Mirror, node: &str, loaded: bool) -> StorePlan {
+/// nothing is removed or written, only networks are adopted. `republish`:
+/// publish every local endpoint even if its record looks right (the first
+/// time after a start: records a previous incarnation left live under its
+/// old lease, which expires; publishing moves them under this one's).
+pub(super) fn plan_store(model: &Model, mirror: &Mirror, node: &str, loaded: bool, republish: bool) -> StorePlan {
     let mut plan = StorePlan::default();
     for record in mirror.networks.values() {
         if model.network_by_id(&record.id).is_some() {
@@ -195,7 +200,7 @@ pub(super) fn plan_store(model: &Model, mirror: &Mirror, node: &str, loaded: boo
         }
         for endpoint in endpoints {
             let record = endpoint_record(endpoint, node);
-            if mirror.endpoints.get(&(network.id.clone(), endpoint.id.clone())) != Some(&record) {
+            if republish || mirror.endpoints.get(&(network.id.clone(), endpoint.id.clone())) != Some(&record) {
                 plan.publish.push(record);
             }
             for ip in addresses_of(endpoint) {
@@ -327,6 +332,7 @@ impl ClusterLink {
             names: Vec::new(),
             refused: HashSet::new(),
             ingress: Default::default(),
+            republished: false,
         }
     }
 
@@ -585,7 +591,8 @@ impl Control {
         let mirror = handle.mirror();
         let node = handle.node().to_owned();
         let loaded = status.connected && mirror.revision > 0;
-        let plan = plan_store(&self.model, &mirror, &node, loaded);
+        let republish = loaded && !link.republished;
+        let plan = plan_store(&self.model, &mirror, &node, loaded, republish);
         for network in plan.adopt {
             let (id, name) = (network.id.clone(), network.name.clone());
             match self.add_cluster_network(network) {
@@ -622,11 +629,19 @@ impl Control {
                 }
             }
         }
+        let mut published = true;
         for record in plan.publish {
             let endpoint = record.endpoint_id.clone();
             if let Err(e) = handle.publish_endpoint(record) {
+                published = false;
                 tracing::warn!(%endpoint, error = %e, "cluster: cannot publish an endpoint");
             }
+        }
+        if republish
+            && published
+            && let Some(link) = self.cluster.as_mut()
+        {
+            link.republished = true;
         }
         for (network, endpoint) in plan.withdraw {
             if let Err(e) = handle.withdraw_endpoint(&network, &endpoint) {
@@ -743,7 +758,7 @@ mod tests {
     #[test]
     fn a_record_becomes_the_same_network_and_back() {
         let (mut model, mirror, record) = setup();
-        let plan = plan_store(&model, &mirror, "a", true);
+        let plan = plan_store(&model, &mirror, "a", true, false);
         assert_eq!(plan.adopt.len(), 1, "{plan:?}");
         let network = model.adopt_network(plan.adopt[0].clone()).unwrap();
         assert_eq!((network.id.as_str(), network.vni, network.cluster), (record.id.as_str(), Some(4100), true));
@@ -755,7 +770,7 @@ mod tests {
             (again.id, again.name, again.subnets),
             (record.id.clone(), record.name.clone(), record.subnets.clone())
         );
-        assert_eq!(plan_store(&model, &mirror, "a", true), StorePlan::default(), "nothing left to do");
+        assert_eq!(plan_store(&model, &mirror, "a", true, false), StorePlan::default(), "nothing left to do");
 
         // A record that is not an overlay network is refused, not adopted.
         let mut bad = record.clone();
@@ -807,7 +822,7 @@ mod tests {
         let ep = model.connect(Connect { exclude, ..Connect::new("dual", "web") }).unwrap();
         assert_eq!(ep.ipv4, Some("10.53.0.2".parse().unwrap()), "the IPv4 side is free");
         assert_eq!(ep.ipv6, Some("fd00:53::3".parse().unwrap()), "the IPv6 side skips b's claim");
-        let plan = plan_store(&model, &mirror, "a", true);
+        let plan = plan_store(&model, &mirror, "a", true, false);
         let claimed: Vec<IpAddr> = plan.claim.iter().map(|(_, ip, _)| *ip).collect();
         assert_eq!(claimed, ["10.53.0.2".parse::<IpAddr>().unwrap(), "fd00:53::3".parse().unwrap()]);
         assert_eq!(plan.publish[0].ipv6, ep.ipv6);
@@ -823,32 +838,38 @@ mod tests {
         // Restarted after kill -9: the claim is there, the record is not.
         let claim = AddressClaim { node: "a".into(), endpoint_id: web.id.clone() };
         put(&mut mirror, &format!("addresses/{}/{ip}", record.id), &claim);
-        let plan = plan_store(&model, &mirror, "a", true);
+        let plan = plan_store(&model, &mirror, "a", true, false);
         assert_eq!(plan.publish, [endpoint_record(&web, "a")]);
         assert!(plan.claim.is_empty() && plan.withdraw.is_empty() && plan.release.is_empty(), "{plan:?}");
-        assert!(plan_store(&model, &mirror, "a", false).publish.is_empty(), "nothing written before the store is read");
+        assert!(
+            plan_store(&model, &mirror, "a", false, false).publish.is_empty(),
+            "nothing written before the store is read"
+        );
+        assert!(plan_store(&model, &mirror, "a", false, true).publish.is_empty(), "nor when asked to republish");
 
         // Published: nothing to do. A claim lost (node rm): claimed again.
         put(&mut mirror, &format!("endpoints/{}/{}", record.id, web.id), endpoint_record(&web, "a"));
-        assert_eq!(plan_store(&model, &mirror, "a", true), StorePlan::default());
+        assert_eq!(plan_store(&model, &mirror, "a", true, false), StorePlan::default());
+        // After a start, published again all the same (under the new lease).
+        assert_eq!(plan_store(&model, &mirror, "a", true, true).publish, [endpoint_record(&web, "a")]);
         delete(&mut mirror, &format!("addresses/{}/{ip}", record.id));
-        assert_eq!(plan_store(&model, &mirror, "a", true).claim, [(record.id.clone(), ip, claim.clone())]);
+        assert_eq!(plan_store(&model, &mirror, "a", true, false).claim, [(record.id.clone(), ip, claim.clone())]);
         // Taken by another node meanwhile: a conflict, reported.
         put(
             &mut mirror,
             &format!("addresses/{}/{ip}", record.id),
             AddressClaim { node: "b".into(), endpoint_id: "x".into() },
         );
-        assert_eq!(plan_store(&model, &mirror, "a", true).conflicts.len(), 1);
+        assert_eq!(plan_store(&model, &mirror, "a", true, false).conflicts.len(), 1);
         put(&mut mirror, &format!("addresses/{}/{ip}", record.id), &claim);
 
         // The sandbox went while the store was away: record and claim go.
         model.remove_sandbox("web").unwrap();
-        let plan = plan_store(&model, &mirror, "a", true);
+        let plan = plan_store(&model, &mirror, "a", true, false);
         assert_eq!(plan.withdraw, [(record.id.clone(), web.id.clone())]);
         assert_eq!(plan.release, [(record.id.clone(), ip, web.id.clone())]);
         // Another node's records are not this node's to touch.
-        assert_eq!(plan_store(&model, &mirror, "b", true).withdraw, [], "b has no records");
+        assert_eq!(plan_store(&model, &mirror, "b", true, false).withdraw, [], "b has no records");
     }
 
     #[test]
@@ -856,13 +877,13 @@ mod tests {
         let (mut model, mut mirror, record) = setup();
         model.adopt_network(network_from_record(&record).unwrap()).unwrap();
         delete(&mut mirror, "networks/ov");
-        assert_eq!(plan_store(&model, &mirror, "a", true).drop, ["ov"]);
-        assert!(plan_store(&model, &mirror, "a", false).drop.is_empty(), "an unread mirror removes nothing");
+        assert_eq!(plan_store(&model, &mirror, "a", true, false).drop, ["ov"]);
+        assert!(plan_store(&model, &mirror, "a", false, false).drop.is_empty(), "an unread mirror removes nothing");
         model.connect(Connect::new("ov", "db")).unwrap();
-        assert!(plan_store(&model, &mirror, "a", true).drop.is_empty(), "kept while it has endpoints here");
+        assert!(plan_store(&model, &mirror, "a", true, false).drop.is_empty(), "kept while it has endpoints here");
         // Local networks are never dropped.
         model.create_network(CreateNetwork::new("local", Driver::Bridge)).unwrap();
-        assert!(!plan_store(&model, &mirror, "a", true).drop.contains(&"local".to_owned()));
+        assert!(!plan_store(&model, &mirror, "a", true, false).drop.contains(&"local".to_owned()));
     }
 
     #[test]
@@ -921,6 +942,13 @@ mod tests {
             assert!(e.message.contains("cluster store unreachable"), "{}", e.message);
             assert_eq!(s.state(), before, "{request:?} changed the state");
         }
+        // A stack with an overlay does not bypass the store either.
+        let stack: ctl::stack::Stack =
+            serde_json::from_value(serde_json::json!({"networks": [{"name": "ov3", "driver": "overlay"}]})).unwrap();
+        let e = s.c().handle(Request::StackApply { stack, dry_run: false, source: None }).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotSupported, "{}", e.message);
+        assert!(e.message.contains("network create"), "{}", e.message);
+        assert_eq!(s.state(), before, "a refused stack changed the state");
         // Bridge networks stay local and work without the store.
         s.c().handle(network_create("br", proto::Driver::Bridge, "10.52.0.0/24", false, &[])).unwrap();
         let Ok(list) = serde_json::from_value::<NodeList>(s.c().handle(Request::NodeLs).unwrap()) else {

@@ -157,6 +157,10 @@ pub(super) struct IngressState {
     /// passed), reconcile leaves them alone instead of undoing the request
     /// from a mirror that has not seen it yet.
     pending: HashMap<String, (Option<ServiceRecord>, Instant)>,
+    /// Networks whose mesh record this incarnation published (once after a
+    /// start it is published even if the mirror holds the same record: it
+    /// may be under a killed incarnation's lease).
+    published: HashSet<String>,
 }
 
 /// How long a service this node wrote waits for the mirror to show it.
@@ -520,10 +524,17 @@ impl Control {
                 ipv6,
                 service: None,
             };
-            if mirror.endpoints.get(&(network.id.clone(), id.clone())) != Some(&record)
-                && let Err(e) = handle.publish_endpoint(record)
-            {
-                tracing::warn!(network = %network.name, error = %e, "cannot publish a mesh station");
+            let current = mirror.endpoints.get(&(network.id.clone(), id.clone())) == Some(&record)
+                && self.cluster.as_ref().is_some_and(|l| l.ingress.published.contains(&network.id));
+            if !current {
+                match handle.publish_endpoint(record) {
+                    Ok(()) => {
+                        if let Some(link) = self.cluster.as_mut() {
+                            link.ingress.published.insert(network.id.clone());
+                        }
+                    }
+                    Err(e) => tracing::warn!(network = %network.name, error = %e, "cannot publish a mesh station"),
+                }
             }
             wanted.insert(network.network_index, Mesh { mac: mac.into(), ipv4, ipv6 });
         }
@@ -543,8 +554,10 @@ impl Control {
                 Err(e) => tracing::error!(network = index, error = %e, "cannot apply the mesh station"),
             }
         }
+        let exists = |index: u32| networks.iter().any(|n| n.network_index == index);
         for (&index, &mesh) in &applied {
-            if wanted.contains_key(&index) {
+            // A network removed here took its station with it.
+            if wanted.contains_key(&index) || !exists(index) {
                 continue;
             }
             if let Err(e) = self.datapath.set_mesh(crate::port::NetworkId(index), None) {
@@ -749,7 +762,7 @@ mod tests {
 
         // No ingress service: the station is stale, withdrawn and released;
         // no local endpoint: no tunnels (lazy extension).
-        let plan = plan_store(&model, &mirror, "a", true);
+        let plan = plan_store(&model, &mirror, "a", true, false);
         assert_eq!(plan.withdraw, [(id.clone(), mesh_id("a"))]);
         assert_eq!(plan.release, [(id.clone(), "10.60.0.253".parse().unwrap(), mesh_id("a"))]);
         let (views, names) = desired_views(&model, &mirror, "a");
@@ -761,7 +774,7 @@ mod tests {
         // b (its replica and its mesh station are reachable).
         model.adopt_service(ingress(&id)).unwrap();
         assert!(wants_mesh(&model, &id));
-        let plan = plan_store(&model, &mirror, "a", true);
+        let plan = plan_store(&model, &mirror, "a", true, false);
         assert!(plan.withdraw.is_empty() && plan.release.is_empty(), "{plan:?}");
         let (views, _) = desired_views(&model, &mirror, "a");
         let view = &views[&network.network_index];

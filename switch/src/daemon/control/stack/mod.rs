@@ -68,6 +68,7 @@ impl Control {
         if dry_run || !report.changed {
             return ok(report);
         }
+        self.refuse_cluster_stack(stack)?;
         self.execute(plan).map_err(|(keys, e)| {
             let known = keys.iter().find(|k| source.is_some_and(|s| s.keys.contains_key(k.as_str())));
             let key = known.or(keys.first()).cloned().unwrap_or_default();
@@ -75,6 +76,29 @@ impl Control {
             CtlError::new(e.kind, format!("{message}\nnothing was applied"))
         })?;
         ok(report)
+    }
+
+    /// In cluster mode a stack that would change anything may not hold
+    /// overlay networks nor attachments to cluster networks: their
+    /// addresses and records go through the cluster store, which
+    /// `stack apply` does not use (yet); `network create` and `connect` do.
+    fn refuse_cluster_stack(&self, stack: &Stack) -> Result<(), CtlError> {
+        if self.cluster.is_none() {
+            return Ok(());
+        }
+        let is_cluster = |name: &str| self.model.network(name).is_ok_and(|n| n.cluster);
+        let overlay = stack.networks.iter().find(|n| !n.external && n.driver == ctl::proto::Driver::Overlay);
+        let attached = stack.sandboxes.iter().flat_map(|s| &s.networks).find(|a| is_cluster(&a.network));
+        let culprit = overlay.map(|n| n.name.as_str()).or(attached.map(|a| a.network.as_str()));
+        match culprit {
+            None => Ok(()),
+            Some(name) => Err(CtlError::new(
+                ErrorKind::NotSupported,
+                format!(
+                    "network {name}: in cluster mode, create overlay networks and connect sandboxes to them with `network create` and `network connect` (stack apply does not go through the cluster store); nothing was applied"
+                ),
+            )),
+        }
     }
 
     /// `stack_export`.
