@@ -4,7 +4,8 @@
 //! port although host 3 has no replica, and repeated connections reach
 //! both replicas; other nodes' replicas see host 3's mesh address (source
 //! NAT), a node's own replica sees the client. A `host`-mode service on
-//! host 3 balances over host 3's replicas only (none: refused). When host 1
+//! host 3 balances over host 3's replicas only (none: refused). Host 3
+//! restarted after `kill -9` serves again from the same mesh address. When host 1
 //! dies, its replica leaves the balancing within the lease's TTL.
 //! UDP and IPv6 clients (on a dual-stack overlay) reach a remote replica
 //! from the mesh address of their family. Clients connect from inside a
@@ -125,6 +126,26 @@ fn every_node_serves_an_ingress_service_over_every_replica() {
     assert!(answers.contains(&r1) && answers.contains(&r2), "{answers:?}");
     let own = &servers[0].clients()[before..];
     assert!(own.iter().any(|a| IpAddr::V4(*a.ip()) == c.addr(0)), "host 1's replica did not see the client: {own:?}");
+
+    // Host 3 restarted after kill -9 serves it again, from the same mesh
+    // address (its claim outlives the process).
+    let seen_before: Vec<usize> = servers.iter().map(|s| s.clients().len()).collect();
+    c.host_mut(2).restart();
+    let again = std::cell::RefCell::new(Vec::new());
+    wait_until(
+        SETTLE,
+        || format!("both replicas to answer on host 3 after its restart, got {:?}", again.borrow()),
+        || {
+            let mut again = again.borrow_mut();
+            if let Some(name) = ask(&ns3, on3) {
+                again.push(name);
+            }
+            (again.contains(&r1) && again.contains(&r2)).then_some(())
+        },
+    );
+    let later: Vec<Ipv4Addr> =
+        servers.iter().zip(&seen_before).flat_map(|(s, n)| s.clients().split_off(*n)).map(|a| *a.ip()).collect();
+    assert!(!later.is_empty() && later.iter().all(|ip| *ip == mesh[0]), "{later:?} (before: {})", mesh[0]);
 
     // A host-mode service stays on its node: host 3 has no replica of it,
     // although host 1 has one; host 1 does not serve it.
