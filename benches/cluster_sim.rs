@@ -166,12 +166,8 @@ fn run_round(etcd: &Etcd, round: usize, n: usize, per_node: usize, probes: usize
                         let seq = (i * per_node + k) as u32;
                         let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 64, 0, 2)) + seq);
                         let id = format!("{:064x}", (u64::from(seq) << 8) | 0x5e);
-                        c.claim_address(
-                            &net_id,
-                            ip.into(),
-                            AddressClaim { node: c.node().into(), endpoint_id: id.clone() },
-                        )
-                        .expect("claim_address");
+                        c.claim_address(&net_id, ip.into(), AddressClaim { node: c.node().into(), endpoint_id: id.clone() })
+                            .expect("claim_address");
                         c.publish_endpoint(record(&net_id, &id, c.node(), ip, seq)).expect("publish_endpoint");
                     }
                     t_write.elapsed()

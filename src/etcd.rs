@@ -359,12 +359,17 @@ impl Etcd {
 
     fn spawn(&mut self, i: usize) {
         let tls = self.is_tls();
-        let initial: Vec<String> =
-            self.members.iter().map(|m| format!("{}={}://{}", m.name, m.scheme(tls), m.peer_addr())).collect();
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}://{}", m.name, m.scheme(tls), m.peer_addr()))
+            .collect();
         let ca = self.tls.as_ref().map(|t| t.ca.clone());
         let m = &mut self.members[i];
-        let (client, peer) =
-            (format!("{}://{}", m.scheme(tls), m.client_addr()), format!("{}://{}", m.scheme(tls), m.peer_addr()));
+        let (client, peer) = (
+            format!("{}://{}", m.scheme(tls), m.client_addr()),
+            format!("{}://{}", m.scheme(tls), m.peer_addr()),
+        );
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net={}", Path::new(NETNS_DIR).join(&m.place.ns).display()))
             .arg("--")
@@ -444,8 +449,7 @@ impl Etcd {
         if server {
             let mut sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
             sans.extend(["IP:127.0.0.1".to_owned(), "DNS:localhost".to_owned()]);
-            extensions
-                .push_str(&format!("extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={}\n", sans.join(",")));
+            extensions.push_str(&format!("extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={}\n", sans.join(",")));
         } else {
             extensions.push_str(&format!("extendedKeyUsage=clientAuth\nsubjectAltName=DNS:{name}\n"));
         }

@@ -28,11 +28,11 @@ pub mod underlay;
 pub mod wait;
 
 pub use bins::Binaries;
-pub use capture::{Capture, Frame, inject_frame, inject_frames};
-pub use cluster::ClusterHosts;
-pub use container::Container;
-pub use daemon::{Daemon, DaemonBuilder};
 pub use dns::dig;
+pub use capture::{Capture, Frame, inject_frame, inject_frames};
+pub use container::Container;
+pub use cluster::ClusterHosts;
+pub use daemon::{Daemon, DaemonBuilder};
 pub use etcd::{Etcd, EtcdPlace, EtcdTls};
 pub use names::{require_root, unique_prefix};
 pub use netns::{

@@ -206,11 +206,8 @@ fn hundred_concurrent_connects_over_three_hosts_never_collide() {
 
     // Every host's view agrees: each endpoint it lists has the address its
     // own host gave it, and no address belongs to two endpoints.
-    let given: BTreeMap<String, Ipv4Addr> = results
-        .iter()
-        .map(|(_, _, r)| r.as_ref().expect("checked"))
-        .map(|e| (e.endpoint_id.clone(), ip_of(e)))
-        .collect();
+    let given: BTreeMap<String, Ipv4Addr> =
+        results.iter().map(|(_, _, r)| r.as_ref().expect("checked")).map(|e| (e.endpoint_id.clone(), ip_of(e))).collect();
     for (i, d) in c.hosts().iter().enumerate() {
         let inspect = inspect(d, &net);
         let mut seen: BTreeMap<IpAddr, &str> = BTreeMap::new();
@@ -418,11 +415,7 @@ fn etcd_majority_down_keeps_traffic_and_refuses_mutations() {
         "a refused create left the network on host 2"
     );
     let l = c.host(0).node_ls();
-    assert!(
-        !l.store.connected || l.store.last_error.is_some(),
-        "node ls does not show the store trouble: {:?}",
-        l.store
-    );
+    assert!(!l.store.connected || l.store.last_error.is_some(), "node ls does not show the store trouble: {:?}", l.store);
     // Still forwarding after all that.
     assert!(ping(&s1, ip_of(&e0), 3), "{s1} lost {s0} with the etcd majority down");
 
@@ -434,12 +427,7 @@ fn etcd_majority_down_keeps_traffic_and_refuses_mutations() {
     let d0 = c.host(0);
     let e = wait_until(
         CONVERGE,
-        || {
-            format!(
-                "connect to succeed once etcd is back: {}",
-                text(&d0.ctl(&["network", "connect", &net, &spare]).stderr)
-            )
-        },
+        || format!("connect to succeed once etcd is back: {}", text(&d0.ctl(&["network", "connect", &net, &spare]).stderr)),
         || {
             let out = d0.ctl(&["--json", "network", "connect", &net, &spare]);
             out.status.success().then(|| serde_json::from_slice::<EndpointInfo>(&out.stdout).expect("endpoint"))
