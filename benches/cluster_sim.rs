@@ -223,6 +223,7 @@ fn record(net_id: &str, id: &str, node: &str, ip: Ipv4Addr, seq: u32) -> Endpoin
         mac: format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3]),
         ipv4: Some(ip),
         ipv6: None,
+        service: None,
     }
 }
 

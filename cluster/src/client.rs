@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use crate::config::{ClusterConfig, TlsPem};
 use crate::error::ClusterError;
 use crate::mirror::Mirror;
-use crate::schema::{AddressClaim, EndpointRecord, NetworkRecord, NodeRecord};
+use crate::schema::{AddressClaim, EndpointRecord, NetworkRecord, NodeRecord, ServiceRecord};
 use crate::session::Session;
 
 /// How the store looks from this node.
@@ -291,6 +291,19 @@ impl Cluster {
         self.call("withdraw endpoint", move |ctx| async move {
             crate::session::withdraw(&ctx, &network_id, &endpoint_id).await
         })
+    }
+
+    /// Creates an ingress service (`expected` None; Conflict when the name
+    /// is taken) or replaces it (`expected` the record last read; Conflict
+    /// when it changed meanwhile). NotFound when its network is gone.
+    pub fn put_service(&self, record: ServiceRecord, expected: Option<ServiceRecord>) -> Result<(), ClusterError> {
+        self.call("put service", move |ctx| async move { crate::txn::put_service(&ctx, record, expected).await })
+    }
+
+    /// Removes an ingress service (NotFound when there is none).
+    pub fn remove_service(&self, name: &str) -> Result<(), ClusterError> {
+        let name = name.to_string();
+        self.call("remove service", move |ctx| async move { crate::txn::remove_service(&ctx, &name).await })
     }
 
     /// Leaves the cluster on a clean shutdown: revokes the node's lease, so

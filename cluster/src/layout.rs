@@ -16,6 +16,8 @@ pub const SUBNETS: &str = "subnets";
 pub const ADDRESSES: &str = "addresses";
 /// Endpoint records.
 pub const ENDPOINTS: &str = "endpoints";
+/// Ingress services.
+pub const SERVICES: &str = "services";
 /// Key acknowledgements (written by the keys coordinator).
 pub const KEYACKS: &str = "keyacks";
 
@@ -64,6 +66,11 @@ pub fn endpoint_key(prefix: &str, network_id: &str, endpoint_id: &str) -> String
     format!("{}{network_id}/{endpoint_id}", kind_prefix(prefix, ENDPOINTS))
 }
 
+/// `P/services/NAME`.
+pub fn service_key(prefix: &str, name: &str) -> String {
+    kind_prefix(prefix, SERVICES) + name
+}
+
 /// The etcd `range_end` that makes a range cover every key starting with `key`
 /// (the key with its last byte incremented, as etcd's `WithPrefix` does).
 pub fn prefix_range_end(key: &str) -> Vec<u8> {
@@ -102,6 +109,8 @@ pub enum Key {
         /// The endpoint's id.
         endpoint_id: String,
     },
+    /// `services/NAME`.
+    Service(String),
     /// Any other key under the prefix (key records, acks, ...), relative to it.
     Other(String),
 }
@@ -119,6 +128,7 @@ pub fn parse_key(prefix: &str, key: &str) -> Option<Key> {
     match kind {
         NODES => one(tail).map(Key::Node),
         NETWORKS => one(tail).map(Key::Network),
+        SERVICES => one(tail).map(Key::Service),
         VNIS => one(tail)?.parse().ok().map(Key::Vni),
         SUBNETS => one(tail)?.replace('_', "/").parse().ok().map(Key::Subnet),
         ADDRESSES => {
@@ -146,6 +156,7 @@ mod tests {
         let net: ipnet::IpNet = "10.0.0.0/24".parse().unwrap();
         assert_eq!(parse_key(P, &node_key(P, "a")), Some(Key::Node("a".into())));
         assert_eq!(parse_key(P, &network_key(P, "web")), Some(Key::Network("web".into())));
+        assert_eq!(parse_key(P, &service_key(P, "api")), Some(Key::Service("api".into())));
         assert_eq!(parse_key(P, &vni_key(P, 4096)), Some(Key::Vni(4096)));
         assert_eq!(subnet_key(P, &net), "/vswitch/v1/subnets/10.0.0.0_24");
         assert_eq!(parse_key(P, &subnet_key(P, &net)), Some(Key::Subnet(net)));

@@ -27,4 +27,4 @@ pub use client::{Cluster, StoreStatus};
 pub use config::{ClusterConfig, DEFAULT_LEASE_TTL, DEFAULT_REQUEST_TIMEOUT, TlsFiles, parse_store_url};
 pub use error::ClusterError;
 pub use mirror::{KvEvent, Mirror};
-pub use schema::{AddressClaim, DEFAULT_PREFIX, EndpointRecord, NetworkRecord, NodeRecord};
+pub use schema::{AddressClaim, DEFAULT_PREFIX, EndpointRecord, NetworkRecord, NodeRecord, ServiceRecord};

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::de::DeserializeOwned;
 
 use crate::layout::{Key, parse_key};
-use crate::schema::{AddressClaim, EndpointRecord, NetworkRecord, NodeRecord};
+use crate::schema::{AddressClaim, EndpointRecord, NetworkRecord, NodeRecord, ServiceRecord};
 
 /// One change seen by a watch (or one key of a full read).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,8 @@ pub struct Mirror {
     pub endpoints: BTreeMap<(String, String), EndpointRecord>,
     /// Address claims by (network id, address).
     pub addresses: BTreeMap<(String, std::net::IpAddr), AddressClaim>,
+    /// Ingress services by name.
+    pub services: BTreeMap<String, ServiceRecord>,
     /// Raw values of the keys this mirror does not interpret (key records,
     /// key acks, `keycurrent`, ...), by key relative to the prefix (for
     /// example `keycurrent/NETWORK_ID`). VNI and subnet claims are not kept:
@@ -89,6 +91,9 @@ impl Mirror {
                 let record = decode::<EndpointRecord>(&key, value);
                 let ok = |r: &EndpointRecord| r.network_id == network_id && r.endpoint_id == endpoint_id;
                 set(&mut self.endpoints, (network_id.clone(), endpoint_id.clone()), record, ok)
+            }
+            Key::Service(name) => {
+                set(&mut self.services, name.clone(), decode::<ServiceRecord>(&key, value), |r| r.name == name)
             }
             Key::Address { network_id, ip } => {
                 set(&mut self.addresses, (network_id, ip), decode::<AddressClaim>(&key, value), |_| true)
@@ -159,6 +164,17 @@ impl Mirror {
             .flat_map(|e| [e.ipv4.map(IpAddr::V4), e.ipv6.map(IpAddr::V6)])
             .flatten();
         claimed.chain(published).collect()
+    }
+
+    /// The replicas of ingress service `service` on `network_id` owned by
+    /// live nodes other than `local_node` (endpoint records naming it).
+    pub fn remote_replicas<'a>(
+        &'a self,
+        network_id: &'a str,
+        service: &'a str,
+        local_node: &'a str,
+    ) -> impl Iterator<Item = &'a EndpointRecord> + 'a {
+        self.remote_endpoints(network_id, local_node).filter(move |e| e.service.as_deref() == Some(service))
     }
 
     /// Who holds `ip` in a network.
@@ -246,6 +262,7 @@ mod tests {
             mac: "02:42:0a:00:00:02".into(),
             ipv4: Some(ip.parse().unwrap()),
             ipv6: None,
+            service: None,
         }
     }
 
@@ -341,6 +358,40 @@ mod tests {
         put(&mut m, endpoint_key(P, "n1", "ee"), &endpoint("n2", "ee", "c", "10.0.0.5"), 12);
         assert_eq!(m.endpoints_of_network("n2").count(), 1);
         assert_eq!(m.revision, 12);
+    }
+
+    #[test]
+    fn services_and_their_remote_replicas() {
+        let mut m = mirror_with_three_nodes();
+        let service = ServiceRecord {
+            name: "api".into(),
+            network_id: "n1".into(),
+            ports: serde_json::json!([]),
+            mode: "ingress".into(),
+            created_by: "a".into(),
+        };
+        put(&mut m, crate::layout::service_key(P, "api"), &service, 8);
+        assert_eq!(m.services.get("api"), Some(&service));
+        let mut replica = endpoint("n1", "eb3", "b", "10.0.0.5");
+        replica.service = Some("api".into());
+        put(&mut m, endpoint_key(P, "n1", "eb3"), &replica, 9);
+        let mut local = endpoint("n1", "ea2", "a", "10.0.0.6");
+        local.service = Some("api".into());
+        put(&mut m, endpoint_key(P, "n1", "ea2"), &local, 10);
+        let ids: Vec<_> = m.remote_replicas("n1", "api", "a").map(|e| e.endpoint_id.as_str()).collect();
+        assert_eq!(ids, ["eb3"], "b's replica; a's own is local; eb and eb2 are no replicas");
+        // An old record without the field still parses (no service).
+        let old = br#"{"network_id":"n1","endpoint_id":"eo","node":"c","name":"x","mac":"02:42:0a:00:00:09"}"#;
+        m.apply(P, KvEvent::Put { key: endpoint_key(P, "n1", "eo"), value: old.to_vec(), mod_revision: 11 });
+        assert_eq!(m.endpoints.get(&("n1".into(), "eo".into())).map(|e| e.service.clone()), Some(None));
+        // b dies: its replica leaves the balancing.
+        del(&mut m, node_key(P, "b"), 12);
+        assert_eq!(m.remote_replicas("n1", "api", "a").count(), 0);
+        // A record that contradicts its key is refused; a delete removes it.
+        put(&mut m, crate::layout::service_key(P, "web"), &service, 13);
+        assert!(!m.services.contains_key("web"));
+        del(&mut m, crate::layout::service_key(P, "api"), 14);
+        assert!(m.services.is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `P/subnets/CIDR` (`/` written as `_`) | network name     | none  |
 //! | `P/addresses/NETWORK_ID/IP`           | [`AddressClaim`] | none (survives a node's restart) |
 //! | `P/endpoints/NETWORK_ID/ENDPOINT_ID`  | [`EndpointRecord`]| node's |
+//! | `P/services/NAME`                     | [`ServiceRecord`]| none  |
 //! | `P/keys/NETWORK_ID/EPOCH`             | key record (issue 13 keys) | none |
 //! | `P/keyacks/NETWORK_ID/EPOCH/NODE`     | empty            | node's |
 //! | `P/keycurrent/NETWORK_ID`             | epoch (decimal)  | none  |
@@ -85,6 +86,30 @@ pub struct EndpointRecord {
     /// IPv6 address.
     #[serde(default)]
     pub ipv6: Option<Ipv6Addr>,
+    /// The ingress service this endpoint is a replica of (`network connect
+    /// --service NAME`): every node balances the service's published ports
+    /// over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+/// A service published in ingress mode (the routing mesh): every node with
+/// the network listens on its ports and balances new connections over all
+/// its replicas in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    /// Unique name.
+    pub name: String,
+    /// The id of the (cluster) network its replicas are on.
+    pub network_id: String,
+    /// Its published ports, as the daemon's model serializes them: opaque
+    /// to the store.
+    pub ports: serde_json::Value,
+    /// `ingress` (the only mode the store holds; `host` services stay
+    /// local to their node).
+    pub mode: String,
+    /// The node that created it.
+    pub created_by: String,
 }
 
 /// `IpAddr` is used by address claims' keys.

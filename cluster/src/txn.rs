@@ -28,9 +28,9 @@ use crate::client::{Ctx, lock, read_prefix, store_error};
 use crate::error::ClusterError;
 use crate::layout::{
     ADDRESSES, ENDPOINTS, KEYACKS, Key, SUBNETS, VNIS, address_key, addresses_prefix, kind_prefix, network_key,
-    node_key, parse_key, prefix_range_end, subnet_key, vni_key,
+    node_key, parse_key, prefix_range_end, service_key, subnet_key, vni_key,
 };
-use crate::schema::{AddressClaim, EndpointRecord, NetworkRecord};
+use crate::schema::{AddressClaim, EndpointRecord, NetworkRecord, ServiceRecord};
 
 /// The first VNI allocated when a network asks for VNI 0.
 pub const FIRST_AUTO_VNI: u32 = 4096;
@@ -285,6 +285,50 @@ pub(crate) async fn claim_address(
         }
     }
     Err(ClusterError::Unavailable(format!("claim {ip}: too much contention, try again")))
+}
+
+/// Creates (`expected` None: Conflict if the name is taken) or replaces
+/// (`expected` Some: Conflict unless the store still holds exactly that
+/// record) an ingress service, while its network exists (NotFound
+/// otherwise; the same incarnation it was looked up as).
+pub(crate) async fn put_service(
+    ctx: &Ctx,
+    record: ServiceRecord,
+    expected: Option<ServiceRecord>,
+) -> Result<(), ClusterError> {
+    check_name("service name", &record.name)?;
+    check_name("network id", &record.network_id)?;
+    let key = service_key(ctx.prefix(), &record.name);
+    let (net_key, created) = find_network(ctx, &record.network_id).await?;
+    let current = match &expected {
+        None => Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
+        Some(old) => Compare::value(key.as_str(), CompareOp::Equal, json(old)?),
+    };
+    let txn = Txn::new()
+        .when(vec![Compare::create_revision(net_key.as_str(), CompareOp::Equal, created), current])
+        .and_then(vec![TxnOp::put(key.as_str(), json(&record)?, None)]);
+    let mut kv = ctx.kv();
+    if kv.txn(txn).await.map_err(|e| store_error("put service", e))?.succeeded() {
+        return Ok(());
+    }
+    // Which compare failed: the network went, or the service changed.
+    find_network(ctx, &record.network_id).await?;
+    Err(ClusterError::Conflict(match expected {
+        None => format!("service {} already exists in the cluster", record.name),
+        Some(_) => format!("service {} changed meanwhile; try again", record.name),
+    }))
+}
+
+/// Deletes an ingress service (NotFound if absent).
+pub(crate) async fn remove_service(ctx: &Ctx, name: &str) -> Result<(), ClusterError> {
+    check_name("service name", name)?;
+    let key = service_key(ctx.prefix(), name);
+    let mut kv = ctx.kv();
+    let deleted = kv.delete(key.as_str(), None).await.map_err(|e| store_error("remove service", e))?;
+    if deleted.deleted() == 0 {
+        return Err(ClusterError::NotFound(format!("no service {name} in the cluster")));
+    }
+    Ok(())
 }
 
 /// Releases an address held by `endpoint_id`.

@@ -35,6 +35,7 @@ fn endpoint(net: &NetworkRecord, id: &str, node: &str, ip: Ipv4Addr) -> Endpoint
         mac: "02:42:0a:00:00:02".into(),
         ipv4: Some(ip),
         ipv6: None,
+        service: None,
     }
 }
 
@@ -578,4 +579,42 @@ fn one_member_of_three_down_fails_no_request() {
     // reach a live member): a span of time is the point here, not a wait.
     std::thread::sleep(Duration::from_secs(3));
     assert!(b.mirror().is_alive("a") && a.mirror().is_alive("b"));
+}
+
+#[test]
+fn ingress_services_are_created_once_replaced_only_as_read_and_removed() {
+    if !require_etcd("ingress_services_are_created_once_replaced_only_as_read_and_removed") {
+        return;
+    }
+    let etcd = Etcd::start();
+    let a = etcd.client("a", 1);
+    let b = etcd.client("b", 2);
+    wait_nodes(&a, &["a", "b"]);
+    let web = a.create_network(network("web", "s1", 0, "10.11.0.0/24")).unwrap();
+    let service = |ports: serde_json::Value| cluster::ServiceRecord {
+        name: "api".into(),
+        network_id: web.id.clone(),
+        ports,
+        mode: "ingress".into(),
+        created_by: "a".into(),
+    };
+    let first = service(serde_json::json!([{"host_port": 8080}]));
+    a.put_service(first.clone(), None).unwrap();
+    wait_until(LONG, "b to see the service", || (b.mirror().services.get("api") == Some(&first)).then_some(()));
+    // Created once: a second create is a conflict.
+    let err = b.put_service(first.clone(), None).unwrap_err();
+    assert!(matches!(&err, ClusterError::Conflict(m) if m.contains("already exists")), "{err:?}");
+    // Replaced only from what was read: b replaces it, a's stale replace fails.
+    let second = service(serde_json::json!([{"host_port": 8080}, {"host_port": 8081}]));
+    b.put_service(second.clone(), Some(first.clone())).unwrap();
+    let err = a.put_service(service(serde_json::json!([])), Some(first.clone())).unwrap_err();
+    assert!(matches!(&err, ClusterError::Conflict(m) if m.contains("changed")), "{err:?}");
+    wait_until(LONG, "a to see b's ports", || (a.mirror().services.get("api") == Some(&second)).then_some(()));
+    // No service on a network that does not exist.
+    let orphan = cluster::ServiceRecord { name: "orphan".into(), network_id: "nope".into(), ..first.clone() };
+    assert!(matches!(a.put_service(orphan, None), Err(ClusterError::NotFound(_))));
+    // Removed once, everywhere.
+    a.remove_service("api").unwrap();
+    assert!(matches!(b.remove_service("api"), Err(ClusterError::NotFound(_))));
+    wait_until(LONG, "b to see it gone", || b.mirror().services.is_empty().then_some(()));
 }

@@ -834,6 +834,18 @@ fn service_verbs() {
             name: "api".into(),
             network: Some("blue".into()),
             publish: vec![ctl::PortMapping::tcp(8080, 80)],
+            mode: None,
+        }]
+    );
+    let (_, reqs) =
+        run_ok(&["service", "publish", "api", "-p", "8080:80", "--mode", "host"], vec![Reply::Ok(svc.clone())]);
+    assert_eq!(
+        reqs,
+        vec![Request::ServicePublish {
+            name: "api".into(),
+            network: None,
+            publish: vec![ctl::PortMapping::tcp(8080, 80)],
+            mode: Some(ctl::proto::ServiceMode::Host),
         }]
     );
     let (out, reqs) = run_ok(&["service", "ls"], vec![Reply::Ok(json!([svc.clone()]))]);

@@ -82,8 +82,20 @@ fn one_of_each() -> Vec<Request> {
             name: "api".into(),
             network: Some("blue".into()),
             publish: vec![ctl::PortMapping::tcp(8080, 80)],
+            mode: None,
         },
-        Request::ServicePublish { name: "api".into(), network: None, publish: vec![ctl::PortMapping::tcp(8081, 80)] },
+        Request::ServicePublish {
+            name: "api".into(),
+            network: None,
+            publish: vec![ctl::PortMapping::tcp(8081, 80)],
+            mode: Some(proto::ServiceMode::Ingress),
+        },
+        Request::ServicePublish {
+            name: "api".into(),
+            network: None,
+            publish: vec![ctl::PortMapping::tcp(8082, 80)],
+            mode: Some(proto::ServiceMode::Host),
+        },
         Request::ServiceLs,
         Request::ServiceInspect { name: "api".into() },
         Request::ServiceRm { name: "api".into() },
@@ -816,17 +828,29 @@ fn nat_flows_and_services_round_trip() {
         network: "app".into(),
         created: "2026-12-01T00:00:00Z".into(),
         publish: vec![ctl::PortMapping::tcp(8080, 80)],
-        replicas: vec![ServiceReplica {
-            sandbox: "web".into(),
-            endpoint_id: "e1".into(),
-            address: Ipv4Addr::new(10, 10, 0, 2),
-        }],
+        mode: proto::ServiceMode::Ingress,
+        replicas: vec![
+            ServiceReplica {
+                sandbox: "web".into(),
+                endpoint_id: "e1".into(),
+                address: Ipv4Addr::new(10, 10, 0, 2),
+                node: None,
+            },
+            ServiceReplica {
+                sandbox: "web2".into(),
+                endpoint_id: "e2".into(),
+                address: Ipv4Addr::new(10, 10, 0, 3),
+                node: Some("n2".into()),
+            },
+        ],
     };
     let line = proto::encode_ok(9, &svc);
     let back: ServiceInfo = proto::decode_response(&line).unwrap().into_payload().unwrap().unwrap();
     assert_eq!(back, svc);
     let v: Value = serde_json::from_slice(&line).unwrap();
     assert_eq!(v["ok"]["replicas"][0], json!({"sandbox": "web", "endpoint_id": "e1", "address": "10.10.0.2"}));
+    assert_eq!(v["ok"]["replicas"][1]["node"], "n2");
+    assert_eq!(v["ok"]["mode"], "ingress");
     assert_eq!(v["ok"]["publish"][0]["host_port"], 8080);
 
     // An endpoint from a daemon that predates publishing.

@@ -175,6 +175,10 @@ struct NetworkState {
     learning: LearningCounters,
     /// MAC events recorded this interval, and refusals last reported.
     budget: NetEventBudget,
+    /// This node's mesh station on the network (see
+    /// [`Bridge::set_mesh_station`]): unicast to or from it crosses between
+    /// the gateway port and tunnels.
+    mesh: Option<MacAddr>,
 }
 
 /// An IEEE 802.1D learning bridge over many isolated networks.
@@ -249,6 +253,7 @@ impl Bridge {
             members: Vec::new(),
             learning: LearningCounters::default(),
             budget: NetEventBudget::default(),
+            mesh: None,
         });
         Ok(())
     }
@@ -492,6 +497,17 @@ impl Bridge {
         Ok(self.network(id)?.fdb.len())
     }
 
+    /// Sets (or, with `None`, clears) this node's mesh station on
+    /// `network`: the MAC the gateway port's translator uses for ingress
+    /// flows to other nodes' replicas. Unlike the anycast gateway it is
+    /// this node's alone, so known unicast from it to a tunnel, and from a
+    /// tunnel to it, passes (every other frame between the gateway port and
+    /// a tunnel stays dropped as `gateway_across_tunnel`).
+    pub fn set_mesh_station(&mut self, network: NetworkId, mac: Option<MacAddr>) -> Result<(), BridgeError> {
+        self.network_mut(network)?.mesh = mac;
+        Ok(())
+    }
+
     /// Where `mac` on `network` would be forwarded now, if known.
     pub fn lookup(&self, network: NetworkId, mac: MacAddr, now: Timestamp) -> Option<PortId> {
         self.network(network).ok()?.fdb.lookup(mac, now, self.aging)
@@ -577,6 +593,7 @@ impl Bridge {
         }
 
         let dst = frame.destination();
+        let mesh = net.mesh.is_some_and(|m| m == src || m == dst);
         if dst.is_reserved_group() {
             count_drop(ports, rx.port, DropReason::ReservedGroup);
             return;
@@ -588,7 +605,7 @@ impl Bridge {
                 DropReason::SameSegment
             } else {
                 match ports.get_mut(egress.index()).and_then(Option::as_mut) {
-                    Some(out) if ingress_kind.crosses_gateway_and_tunnel(out.config.kind) => {
+                    Some(out) if ingress_kind.crosses_gateway_and_tunnel(out.config.kind) && !mesh => {
                         DropReason::GatewayAcrossTunnel
                     }
                     Some(out) if ingress_kind.is_tunnel() && out.config.kind.is_tunnel() => DropReason::SplitHorizon,

@@ -230,6 +230,36 @@ fn no_frame_passes_between_the_gateway_and_a_tunnel() {
     assert_eq!(send(&mut b, T0, 1, &frame(sandbox, gateway, 60)), vec![0]);
 }
 
+/// The mesh station (an ingress flow's source toward another node's
+/// replica) is this node's own: unicast between it and a tunnel passes,
+/// both ways; the anycast gateway's stays refused.
+#[test]
+fn the_mesh_station_crosses_between_the_gateway_port_and_tunnels() {
+    let mut b = Bridge::new();
+    b.add_network(NET_A, NetworkConfig::default()).unwrap();
+    b.add_port(PortId(0), PortConfig::access(NET_A)).unwrap();
+    b.add_port(PortId(1), PortConfig::gateway(NET_A)).unwrap();
+    b.add_port(PortId(2), PortConfig::tunnel(NET_A)).unwrap();
+    let (gateway, mesh, replica) = (mac(2), mac(7), mac(3));
+    b.add_static(NET_A, mesh, PortId(1), T0).unwrap();
+    b.add_static(NET_A, replica, PortId(2), T0).unwrap();
+    // Not a mesh station yet: refused like the gateway.
+    assert!(send(&mut b, T0, 1, &frame(replica, mesh, 60)).is_empty());
+    assert_eq!(drops(&b, 1, DropReason::GatewayAcrossTunnel), 1);
+    b.set_mesh_station(NET_A, Some(mesh)).unwrap();
+    assert_eq!(send(&mut b, T0, 1, &frame(replica, mesh, 60)), vec![2], "to the remote replica");
+    assert_eq!(send(&mut b, T0, 2, &frame(mesh, replica, 60)), vec![1], "its answer, to the translator");
+    // The anycast gateway stays on its host.
+    assert!(send(&mut b, T0, 1, &frame(replica, gateway, 60)).is_empty());
+    assert!(send(&mut b, T0, 2, &frame(gateway, replica, 60)).is_empty());
+    assert_eq!(drops(&b, 1, DropReason::GatewayAcrossTunnel), 2);
+    assert_eq!(drops(&b, 2, DropReason::GatewayAcrossTunnel), 1);
+    // Floods still never cross.
+    assert_eq!(send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mesh, 60)), vec![0]);
+    b.set_mesh_station(NET_A, None).unwrap();
+    assert!(send(&mut b, T0, 2, &frame(mesh, replica, 60)).is_empty());
+}
+
 #[test]
 fn port_down_and_removal_flush_entries() {
     let mut b = bridge();

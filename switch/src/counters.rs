@@ -64,6 +64,9 @@ pub enum DropReason {
     /// A unicast frame between a tunnel and the gateway: each host's
     /// sandboxes use their own host's (anycast) gateway.
     GatewayAcrossTunnel,
+    /// A frame to this node's mesh station (the source of ingress flows to
+    /// other nodes' replicas) that belongs to no such flow.
+    MeshStray,
     /// A TCP segment to a gateway's DNS port whose source address is not
     /// its ingress port's own (the DNS server knows TCP clients by address).
     DnsSpoofed,
@@ -137,6 +140,7 @@ impl DropReason {
         DropReason::XskRxDropped,
         DropReason::Icmpv6Malformed,
         DropReason::NatIpv6Extension,
+        DropReason::MeshStray,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -169,6 +173,7 @@ impl DropReason {
             DropReason::NoSendKey => "no_send_key",
             DropReason::Reflected => "reflected",
             DropReason::GatewayAcrossTunnel => "gateway_across_tunnel",
+            DropReason::MeshStray => "mesh_stray",
             DropReason::DnsSpoofed => "dns_spoofed",
             DropReason::NoRoute => "no_route",
             DropReason::NatUnsupported => "nat_unsupported",

@@ -686,6 +686,9 @@ pub struct ServiceInfo {
     pub created: String,
     /// Published port → the replicas' target port, one entry per port.
     pub publish: Vec<PortMapping>,
+    /// `ingress` (the cluster's routing mesh) or `host` (this node only).
+    #[serde(default)]
+    pub mode: super::ServiceMode,
     /// Its replicas, in the order new connections rotate over them (by connection time). An
     /// empty list keeps the ports open; their connections are refused.
     pub replicas: Vec<ServiceReplica>,
@@ -700,4 +703,8 @@ pub struct ServiceReplica {
     pub endpoint_id: String,
     /// The endpoint's address on the service's network.
     pub address: Ipv4Addr,
+    /// The cluster node the replica lives on, for another node's replica of
+    /// an ingress service (reached through this node's mesh address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }

@@ -60,6 +60,48 @@ impl PortType {
     }
 }
 
+/// How a service's published ports are served (`service publish --mode`),
+/// as Docker swarm's `--publish mode=`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceMode {
+    /// The routing mesh (cluster mode, overlay networks): every node
+    /// listens on the ports and balances over every replica in the cluster.
+    Ingress,
+    /// This node only listens, and balances over its own replicas (the
+    /// behaviour without a cluster store).
+    #[default]
+    Host,
+}
+
+impl ServiceMode {
+    /// The wire and CLI name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceMode::Ingress => "ingress",
+            ServiceMode::Host => "host",
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ServiceMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ServiceMode, String> {
+        match s {
+            "ingress" => Ok(ServiceMode::Ingress),
+            "host" => Ok(ServiceMode::Host),
+            other => Err(format!("unknown service mode {other:?} (expected ingress or host)")),
+        }
+    }
+}
+
 impl std::fmt::Display for PortType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -390,6 +432,11 @@ pub enum Request {
         network: Option<String>,
         /// Published port → the replicas' target port, one entry per port.
         publish: Vec<PortMapping>,
+        /// `ingress` (the default on a cluster overlay network of a node with a cluster
+        /// store: every node serves the ports, over every replica) or `host` (this node
+        /// only, over its own replicas; the only mode elsewhere).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<ServiceMode>,
     },
     /// List services. Reply: `[ServiceInfo]`.
     ServiceLs,

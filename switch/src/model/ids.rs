@@ -24,7 +24,7 @@ pub(crate) fn random_id() -> String {
 }
 
 /// The current time as an RFC 3339 UTC timestamp with second precision.
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     rfc3339(secs)
 }

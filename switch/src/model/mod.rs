@@ -45,6 +45,7 @@ mod tests;
 pub use endpoints::NETNS_DIR;
 pub use error::ModelError;
 pub use fdb_config::{MAX_AGING_SECS, MIN_AGING_SECS};
+pub use ids::now_rfc3339;
 pub use networks::{DEFAULT_MTU, FIRST_AUTO_VNI, MAX_VNI, default_pool_subnets};
 pub use peers::{tunnel_port_name, tunnel_port_peer};
 pub use publish::PortOwner;

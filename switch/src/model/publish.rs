@@ -258,9 +258,40 @@ impl Model {
             network_id,
             publish: Vec::new(),
             created: ids::now_rfc3339(),
+            mode: ctl::proto::ServiceMode::Host,
         });
         service.publish.extend_from_slice(mappings);
         Ok(service.clone())
+    }
+
+    /// Sets the mode of service `name` (the control plane decides it).
+    pub fn set_service_mode(&mut self, name: &str, mode: ctl::proto::ServiceMode) -> Result<(), ModelError> {
+        let service = self.services.get_mut(name).ok_or_else(|| ModelError::NoSuchService(name.to_owned()))?;
+        service.mode = mode;
+        Ok(())
+    }
+
+    /// Makes `service` (an ingress service of the cluster store) this
+    /// node's, adding or replacing the one of its name: its network must
+    /// exist here and its host ports be free of every other owner's.
+    pub fn adopt_service(&mut self, service: Service) -> Result<Service, ModelError> {
+        validate::object_name("service", &service.name)?;
+        let network = self
+            .networks
+            .get(&service.network_id)
+            .ok_or_else(|| ModelError::NoSuchNetwork(service.network_id.clone()))?;
+        if network.internal {
+            return Err(ModelError::PublishOnInternal(network.name.clone()));
+        }
+        let old = self.services.remove(&service.name);
+        if let Err(e) = self.check_new_host_ports(&service.publish) {
+            if let Some(old) = old {
+                self.services.insert(old.name.clone(), old);
+            }
+            return Err(e);
+        }
+        self.services.insert(service.name.clone(), service.clone());
+        Ok(service)
     }
 
     /// Removes a service and returns it (its replicas stay connected).

@@ -283,8 +283,9 @@ fn is_default_prefix_len6(n: &u8) -> bool {
 /// A service: host ports whose connections are balanced over its replicas,
 /// the endpoints on its network connected with `--service NAME`.
 ///
-/// Only local replicas exist today; a cluster store would add remote ones
-/// (another host's endpoints, reached through the overlay) next to them.
+/// A `host` service balances over this node's replicas; an `ingress` one
+/// (cluster mode, from the store's service record) over every replica in
+/// the cluster, other nodes' ones through this node's mesh address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     /// Unique name.
@@ -295,6 +296,10 @@ pub struct Service {
     pub publish: Vec<PortMapping>,
     /// Creation time, RFC 3339 UTC.
     pub created: String,
+    /// `host` (this node's replicas) or `ingress` (the cluster's routing
+    /// mesh; the store holds the service).
+    #[serde(default)]
+    pub mode: ctl::proto::ServiceMode,
 }
 
 /// A static (never-aging) forwarding entry: frames for `mac` on `network` go to `port_name`.

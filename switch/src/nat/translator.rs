@@ -12,7 +12,7 @@ use hashbrown::HashMap;
 use super::flow::{Flow, FlowId, FlowKey, FlowState, FlowTable, HostSide, ListenerId};
 use super::packet::{self, CONTROL_MAX, Family, Head, IcmpError, TcpFields, TcpSegment, Transport, Unsupported, flags};
 use super::tcp::{self, Phase, SendQueue, TcpFlow};
-use super::{Backend, Counters, Direction, FlowInfo, Proto};
+use super::{Backend, Counters, Direction, FlowInfo, Mesh, Proto};
 use crate::port::{NetworkId, PortId};
 use crate::sys::tap::VirtioNetHdr;
 use crate::wire::MacAddr;
@@ -185,6 +185,9 @@ pub struct Translator {
     /// Published UDP flows by (listener, client).
     by_client: HashMap<(ListenerId, SocketAddr), FlowId, foldhash::fast::RandomState>,
     nets: Vec<Option<NetView>>,
+    /// This node's mesh station per network (ingress services' remote
+    /// replicas are reached from it), by network index.
+    meshes: Vec<Option<Mesh>>,
     listeners: Vec<Option<Listener>>,
     timers: BinaryHeap<Reverse<(u64, u32)>>,
     /// The earliest heap entry of each flow (by slot), to keep one per flow.
@@ -204,6 +207,7 @@ impl Translator {
             table: FlowTable::default(),
             by_client: HashMap::default(),
             nets: Vec::new(),
+            meshes: Vec::new(),
             listeners: Vec::new(),
             timers: BinaryHeap::new(),
             sendable: SendQueue::default(),
@@ -224,6 +228,29 @@ impl Translator {
             self.counters.resize(i + 1, Counters::default());
         }
         self.nets[i] = view;
+    }
+
+    /// Sets (or, with `None`, forgets) this node's mesh station on a
+    /// network: new flows to backends [`Backend::via_mesh`] on it carry its
+    /// address and MAC as their source; without one such backends are
+    /// passed over. Flows in progress keep their addresses.
+    pub fn set_mesh(&mut self, network: NetworkId, mesh: Option<Mesh>) {
+        let i = network.index();
+        if self.meshes.len() <= i {
+            self.meshes.resize(i + 1, None);
+        }
+        self.meshes[i] = mesh;
+    }
+
+    /// This node's mesh station on `network`, if it has one.
+    pub fn mesh(&self, network: NetworkId) -> Option<Mesh> {
+        self.meshes.get(network.index()).copied().flatten()
+    }
+
+    /// Whether `ip` is one of the switch's own addresses on `network` (its
+    /// gateway's or its mesh station's): never a destination of egress.
+    fn is_own(&self, network: NetworkId, view: &NetView, ip: IpAddr) -> bool {
+        view.is_gateway(ip) || self.mesh(network).is_some_and(|m| m.has(ip))
     }
 
     /// Sets a published port's backends (a new listener, or new backends
@@ -347,7 +374,10 @@ impl Translator {
         match p.transport {
             Transport::Tcp(seg) => match existing {
                 Some(id) => self.tcp_segment(id, &seg, now, host, out),
-                None if seg.has(flags::SYN) && !seg.has(flags::ACK) && !view.is_gateway(key.remote.ip()) => {
+                None if seg.has(flags::SYN)
+                    && !seg.has(flags::ACK)
+                    && !self.is_own(network, &view, key.remote.ip()) =>
+                {
                     self.tcp_open(key, head, view, &seg, now, host, out)
                 }
                 None => reset_stray(&head, view.gateway, &seg, out),
@@ -355,7 +385,7 @@ impl Translator {
             Transport::Udp { payload, .. } | Transport::Echo { message: payload, .. } => {
                 let id = match existing {
                     Some(id) => id,
-                    None if view.is_gateway(key.remote.ip()) => return Ok(()),
+                    None if self.is_own(network, &view, key.remote.ip()) => return Ok(()),
                     None => match self.datagram_open(key, head, view, p.quote, now, host, out) {
                         Some(id) => id,
                         None => return Ok(()),
@@ -899,6 +929,9 @@ impl Translator {
     /// no address of, carried to its other address (as Docker's proxy
     /// carries IPv6 clients to IPv4-only containers). Such a client keeps
     /// its port unless another flow already shows the gateway with it.
+    /// A backend on another node ([`Backend::via_mesh`]) sees every client
+    /// as this node's mesh address (and the frames come from the mesh
+    /// MAC), so its answers come back here; the same port rule applies.
     fn inbound_key(
         &self,
         backend: Backend,
@@ -907,12 +940,26 @@ impl Translator {
         proto: Proto,
     ) -> Option<(FlowKey, Head)> {
         let client_ip = client.ip().to_canonical();
-        let (sandbox_ip, remote_ip) = match backend.address_like(client_ip) {
-            Some(ip) if !stands_in(client_ip) => (ip, client_ip),
-            Some(ip) => (ip, view.gateway_like(ip)?),
-            None => {
+        let mut source_mac = view.mac;
+        let (sandbox_ip, remote_ip) = if backend.via_mesh {
+            // A replica on another node: from this node's mesh address of
+            // the family the replica has (the client's when it can).
+            let mesh = self.mesh(backend.network)?;
+            source_mac = mesh.mac;
+            let own = backend.address_like(client_ip).and_then(|ip| Some((ip, mesh.address_like(ip)?)));
+            let other = || {
                 let ip = backend.ipv4.map(IpAddr::V4).or(backend.ipv6.map(IpAddr::V6))?;
-                (ip, view.gateway_like(ip)?)
+                Some((ip, mesh.address_like(ip)?))
+            };
+            own.or_else(other)?
+        } else {
+            match backend.address_like(client_ip) {
+                Some(ip) if !stands_in(client_ip) => (ip, client_ip),
+                Some(ip) => (ip, view.gateway_like(ip)?),
+                None => {
+                    let ip = backend.ipv4.map(IpAddr::V4).or(backend.ipv6.map(IpAddr::V6))?;
+                    (ip, view.gateway_like(ip)?)
+                }
             }
         };
         let sandbox = SocketAddr::new(sandbox_ip, backend.port);
@@ -928,7 +975,7 @@ impl Translator {
                 key = free;
             }
         }
-        Some((key, Head { gateway_mac: view.mac.0, sandbox_mac: backend.mac.0, remote: key.remote, sandbox }))
+        Some((key, Head { gateway_mac: source_mac.0, sandbox_mac: backend.mac.0, remote: key.remote, sandbox }))
     }
 
     fn send_syn(&mut self, id: FlowId, now: u64, out: &mut Emit) {

@@ -58,6 +58,12 @@ pub struct Backend {
     pub mac: MacAddr,
     /// The port inside the sandbox.
     pub port: u16,
+    /// The sandbox lives on another node of the cluster (an ingress
+    /// service's remote replica): the flow is carried with the network's
+    /// mesh address and MAC as its source ([`Mesh`]), so the replica's
+    /// answers come back to this node; the client's address is not
+    /// preserved, as with Docker swarm's ingress network.
+    pub via_mesh: bool,
 }
 
 impl Backend {
@@ -67,6 +73,37 @@ impl Backend {
             IpAddr::V4(_) => self.ipv4.map(IpAddr::V4),
             IpAddr::V6(_) => self.ipv6.map(IpAddr::V6),
         }
+    }
+}
+
+/// This node's mesh station on an overlay network: the address and MAC a
+/// flow toward a remote replica of an ingress service carries as its source
+/// (source NAT to a per-node address, as Docker's ingress does). The
+/// address is claimed in the cluster store and published as an endpoint of
+/// this node, so the replica's node answers ARP for it and tunnels the
+/// replies here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mesh {
+    /// The mesh MAC (per node, locally administered).
+    pub mac: MacAddr,
+    /// The mesh IPv4 address, if the network has IPv4.
+    pub ipv4: Option<Ipv4Addr>,
+    /// The mesh IPv6 address, if the network has IPv6.
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl Mesh {
+    /// The mesh address of `ip`'s family, if there is one.
+    pub fn address_like(&self, ip: IpAddr) -> Option<IpAddr> {
+        match ip {
+            IpAddr::V4(_) => self.ipv4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.ipv6.map(IpAddr::V6),
+        }
+    }
+
+    /// Whether `ip` is one of the mesh addresses.
+    pub fn has(&self, ip: IpAddr) -> bool {
+        self.address_like(ip) == Some(ip)
     }
 }
 

@@ -332,6 +332,10 @@ pub(crate) fn mappings(specs: Vec<PublishSpec>) -> Vec<PortMapping> {
 }
 
 /// Parses a `-p` spec.
+fn parse_mode(s: &str) -> Result<ctl::proto::ServiceMode, String> {
+    s.parse()
+}
+
 fn parse_spec(s: &str) -> Result<PublishSpec, String> {
     ctl::parse_publish(s).map(PublishSpec).map_err(|e| e.to_string())
 }
@@ -351,6 +355,10 @@ pub(crate) enum ServiceCmd {
         /// [HOST_IP:]PUBLISHED[-END]:TARGET[-END][/tcp|/udp] (repeatable).
         #[arg(short = 'p', long = "publish", value_name = "SPEC", required = true, value_parser = parse_spec)]
         publish: Vec<PublishSpec>,
+        /// `ingress`: every cluster node serves the ports over every replica (the default on
+        /// a cluster overlay network); `host`: this node only, over its own replicas.
+        #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+        mode: Option<ctl::proto::ServiceMode>,
     },
     /// List services.
     #[command(alias = "list")]

@@ -234,8 +234,8 @@ fn port_cmd(ctx: &mut Ctx, sandbox: String, port: Option<String>) -> Result<()> 
 
 fn service(ctx: &mut Ctx, cmd: ServiceCmd) -> Result<()> {
     match cmd {
-        ServiceCmd::Publish { name, network, publish } => {
-            let req = Request::ServicePublish { name, network, publish: mappings(publish) };
+        ServiceCmd::Publish { name, network, publish, mode } => {
+            let req = Request::ServicePublish { name, network, publish: mappings(publish), mode };
             ctx.show(&req, |_, _: ServiceInfo| Ok(()))
         }
         ServiceCmd::Ls => ctx.show(&Request::ServiceLs, |w, s: Vec<ServiceInfo>| render::services(w, &s)),

@@ -42,7 +42,7 @@ const CLAIM_ATTEMPTS: usize = 32;
 /// The daemon's link to its cluster store.
 pub(super) struct ClusterLink {
     /// The store's client.
-    handle: Cluster,
+    pub(super) handle: Cluster,
     /// The store's endpoints, for `show` and `node ls`.
     endpoints: Vec<String>,
     /// The view last given to the datapath, by network index.
@@ -51,6 +51,8 @@ pub(super) struct ClusterLink {
     pub(super) names: Vec<RemoteName>,
     /// Records that could not be made locally, already logged (by id).
     refused: HashSet<String>,
+    /// The ingress routing mesh's state (services, mesh stations).
+    pub(super) ingress: super::ingress::IngressState,
     /// Every local endpoint was published since the start.
     republished: bool,
 }
@@ -158,6 +160,7 @@ pub(super) fn endpoint_record(endpoint: &Endpoint, node: &str) -> EndpointRecord
         mac: endpoint.mac.to_string(),
         ipv4: endpoint.ipv4,
         ipv6: endpoint.ipv6,
+        service: endpoint.service.clone(),
     }
 }
 
@@ -218,8 +221,12 @@ pub(super) fn plan_store(model: &Model, mirror: &Mirror, node: &str, loaded: boo
     }
     let local =
         |network_id: &str, endpoint_id: &str| model.endpoint(endpoint_id).is_some_and(|e| e.network_id == network_id);
+    // This node's mesh stations stay while it has ingress services there.
+    let mesh = super::ingress::mesh_id(node);
+    let station =
+        |network_id: &str, endpoint_id: &str| endpoint_id == mesh && super::ingress::wants_mesh(model, network_id);
     for record in mirror.endpoints_of_node(node) {
-        if !local(&record.network_id, &record.endpoint_id) {
+        if !local(&record.network_id, &record.endpoint_id) && !station(&record.network_id, &record.endpoint_id) {
             plan.withdraw.push((record.network_id.clone(), record.endpoint_id.clone()));
         }
     }
@@ -227,7 +234,7 @@ pub(super) fn plan_store(model: &Model, mirror: &Mirror, node: &str, loaded: boo
         let held = model
             .endpoint(&claim.endpoint_id)
             .is_some_and(|e| e.network_id == network_id && addresses_of(e).any(|a| a == ip));
-        if !held {
+        if !held && !station(network_id, &claim.endpoint_id) {
             plan.release.push((network_id.to_owned(), ip, claim.endpoint_id.clone()));
         }
     }
@@ -242,7 +249,11 @@ pub(super) fn desired_views(model: &Model, mirror: &Mirror, node: &str) -> (BTre
     let mut names = Vec::new();
     for network in model.networks().into_iter().filter(|n| n.cluster && n.driver == proto::Driver::Overlay) {
         let mut view = View::default();
-        if !model.endpoints_on_network(&network.id).is_empty() {
+        // A mesh station counts as a local endpoint: ingress flows to other
+        // nodes' replicas need the tunnels and their MACs.
+        let active =
+            !model.endpoints_on_network(&network.id).is_empty() || super::ingress::wants_mesh(model, &network.id);
+        if active {
             view.peers = mirror.peers(&network.id, node);
             for record in mirror.remote_endpoints(&network.id, node) {
                 let Some(vtep) = mirror.nodes.get(&record.node).map(|n| n.vtep) else { continue };
@@ -255,7 +266,8 @@ pub(super) fn desired_views(model: &Model, mirror: &Mirror, node: &str) -> (BTre
             view.endpoints.sort();
         }
         // Names resolve on every node that has the network, endpoints or not.
-        for record in mirror.remote_endpoints(&network.id, node) {
+        // Mesh stations have no name.
+        for record in mirror.remote_endpoints(&network.id, node).filter(|r| !r.name.is_empty()) {
             names.push(RemoteName {
                 network_index: network.network_index,
                 name: record.name.clone(),
@@ -319,6 +331,7 @@ impl ClusterLink {
             applied: HashMap::new(),
             names: Vec::new(),
             refused: HashSet::new(),
+            ingress: Default::default(),
             republished: false,
         }
     }
@@ -344,7 +357,7 @@ impl Control {
 
     /// The store's client, when the daemon is a cluster node and the store
     /// is reachable; `unavailable` when it is not.
-    fn reachable_store(&self) -> Result<Option<Cluster>, CtlError> {
+    pub(super) fn reachable_store(&self) -> Result<Option<Cluster>, CtlError> {
         let Some(link) = &self.cluster else { return Ok(None) };
         let status = link.handle.status();
         if !status.connected {
@@ -641,6 +654,7 @@ impl Control {
                 Err(e) => tracing::warn!(%ip, error = %e, "cluster: cannot release a stale claim"),
             }
         }
+        self.reconcile_ingress(&mirror, &node, loaded);
         self.apply_views(&mirror, &node);
         self.reconcile_keys();
     }
@@ -958,6 +972,7 @@ mod tests {
             mac: "02:42:0a:32:00:07".into(),
             ipv4: Some("10.50.0.7".parse().unwrap()),
             ipv6: None,
+            service: None,
         };
         put(&mut mirror, &format!("endpoints/{}/r1", record.id), &remote);
         let (views, names) = desired_views(&model, &mirror, "a");

@@ -10,6 +10,7 @@ pub use cluster::RESYNC_INTERVAL;
 mod cluster_keys;
 mod dns;
 mod impair;
+mod ingress;
 mod metrics;
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 mod overlay;
@@ -439,15 +440,15 @@ impl Control {
                 self.sandbox_unpublish(&sandbox, network.as_deref(), &publish)
             }
             Request::NatLs { network } => self.nat_ls(network.as_deref()),
-            Request::ServicePublish { name, network, publish } => {
-                self.service_publish(&name, network.as_deref(), &publish)
+            Request::ServicePublish { name, network, publish, mode } => {
+                self.service_publish_mode(&name, network.as_deref(), &publish, mode)
             }
             Request::ServiceLs => ok(self.model.services().map(|s| self.service_info(s)).collect::<Vec<_>>()),
             Request::ServiceInspect { name } => {
                 let service = self.model.service(&name).map_err(model_error)?;
                 ok(self.service_info(service))
             }
-            Request::ServiceRm { name } => self.service_rm(&name),
+            Request::ServiceRm { name } => self.ingress_rm(&name).unwrap_or_else(|| self.service_rm(&name)),
             Request::NetworkDisconnect { network, sandbox } => {
                 self.cluster_disconnect(&network, &sandbox).unwrap_or_else(|| self.disconnect(&network, &sandbox))
             }

@@ -59,11 +59,15 @@ fn backend(model: &Model, endpoint: &Endpoint, port: u16) -> Option<Backend> {
         ipv6: endpoint.ipv6,
         mac: endpoint.mac.into(),
         port,
+        via_mesh: false,
     })
 }
 
 /// The publications of `mappings`, one per listener, each going to `backends`.
-fn publications(mappings: &[PortMapping], backends: impl Fn(&PortMapping) -> Vec<Backend>) -> Vec<Publication> {
+pub(super) fn publications(
+    mappings: &[PortMapping],
+    backends: impl Fn(&PortMapping) -> Vec<Backend>,
+) -> Vec<Publication> {
     mappings
         .iter()
         .flat_map(|m| {
@@ -86,8 +90,8 @@ pub(super) fn endpoint_publications(model: &Model, endpoint: &Endpoint, mappings
 
 /// One publication per port of `service`, whose backends are its replicas
 /// in creation order (none: the datapath keeps listening and refuses the
-/// connections). Remote replicas, once a cluster store exists, would be
-/// appended here.
+/// connections). This node's replicas only: an ingress service's remote
+/// ones are added by [`super::ingress::mesh_publications`].
 pub(super) fn service_publications(model: &Model, service: &Service) -> Vec<Publication> {
     let replicas = model.service_replicas(service);
     publications(&service.publish, |m| replicas.iter().filter_map(|e| backend(model, e, m.container_port)).collect())
@@ -152,7 +156,7 @@ impl Control {
     pub(super) fn republish_services(&self, services: &BTreeSet<String>) {
         for name in services {
             let Ok(service) = self.model.service(name) else { continue };
-            if let Err(e) = self.publish_all(service_publications(&self.model, service)) {
+            if let Err(e) = self.publish_all(self.service_pubs(service)) {
                 tracing::error!(service = %name, error = %e.message, "cannot update the service's backends");
             }
         }
@@ -199,8 +203,8 @@ impl Control {
             publications.extend(endpoint_publications(&self.model, endpoint, &endpoint.publish));
         }
         for service in self.model.services() {
-            publications.extend(service_publications(&self.model, service).into_iter().map(|mut p| {
-                p.backends.retain(|b| alive.contains(&(b.mac, b.network.0)));
+            publications.extend(self.service_pubs(service).into_iter().map(|mut p| {
+                p.backends.retain(|b| b.via_mesh || alive.contains(&(b.mac, b.network.0)));
                 p
             }));
         }
@@ -279,6 +283,27 @@ impl Control {
         ok(Ack {})
     }
 
+    /// Other nodes' replicas of an ingress service (none otherwise), by node.
+    fn remote_replicas(&self, service: &Service) -> Vec<ServiceReplica> {
+        let Some(link) = self.cluster.as_ref().filter(|_| service.mode == ctl::proto::ServiceMode::Ingress) else {
+            return Vec::new();
+        };
+        let mirror = link.handle.mirror();
+        let mut replicas: Vec<ServiceReplica> = mirror
+            .remote_replicas(&service.network_id, &service.name, link.handle.node())
+            .filter_map(|r| {
+                Some(ServiceReplica {
+                    sandbox: r.name.clone(),
+                    endpoint_id: r.endpoint_id.clone(),
+                    address: r.ipv4?,
+                    node: Some(r.node.clone()),
+                })
+            })
+            .collect();
+        replicas.sort_by(|a, b| (&a.node, &a.endpoint_id).cmp(&(&b.node, &b.endpoint_id)));
+        replicas
+    }
+
     /// The wire form of a service.
     pub(super) fn service_info(&self, service: &Service) -> ServiceInfo {
         ServiceInfo {
@@ -286,13 +311,20 @@ impl Control {
             network: self.model.network_by_id(&service.network_id).map(|n| n.name.clone()).unwrap_or_default(),
             created: service.created.clone(),
             publish: service.publish.clone(),
+            mode: service.mode,
             replicas: self
                 .model
                 .service_replicas(service)
                 .into_iter()
                 .filter_map(|e| {
-                    Some(ServiceReplica { sandbox: e.sandbox.clone(), endpoint_id: e.id.clone(), address: e.ipv4? })
+                    Some(ServiceReplica {
+                        sandbox: e.sandbox.clone(),
+                        endpoint_id: e.id.clone(),
+                        address: e.ipv4?,
+                        node: None,
+                    })
                 })
+                .chain(self.remote_replicas(service))
                 .collect(),
         }
     }
@@ -385,7 +417,8 @@ mod tests {
         let want = [("0.0.0.0:8080", false), ("[::]:8080", true), ("0.0.0.0:8081", false), ("[::]:8081", true)];
         assert_eq!(hosts, want.map(|(h, o)| (h.to_owned(), o)));
         let net = network_id(m.network("a").unwrap());
-        let backend = Backend { network: net, ipv4: e1.ipv4, ipv6: e1.ipv6, mac: e1.mac.into(), port: 81 };
+        let backend =
+            Backend { network: net, ipv4: e1.ipv4, ipv6: e1.ipv6, mac: e1.mac.into(), port: 81, via_mesh: false };
         assert!(backend.ipv4.is_some() && backend.ipv6.is_none(), "an IPv4-only network");
         assert!(pubs.iter().all(|p| p.proto == nat::Proto::Tcp));
         assert_eq!(pubs[2].backends, [backend]);
@@ -445,7 +478,7 @@ mod tests {
         let port = taken.local_addr().unwrap().port();
         for spec in [format!("127.0.0.1:{port}:80"), "192.0.2.1:8080:80".to_owned()] {
             let publish = ctl::parse_publish(&spec).unwrap();
-            let req = Request::ServicePublish { name: "api".into(), network: Some("a".into()), publish };
+            let req = Request::ServicePublish { name: "api".into(), network: Some("a".into()), publish, mode: None };
             assert!(s.c().handle(req).is_err(), "{spec} should be refused");
             assert_eq!(s.c().model.services().count(), 0);
             assert_eq!(s.state(), before);

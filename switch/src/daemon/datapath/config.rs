@@ -73,6 +73,9 @@ impl Datapath {
             Command::RemovePeer { network, remote, reply } => {
                 let _ = reply.send(self.remove_peer(network, remote));
             }
+            Command::SetMesh { network, mesh, reply } => {
+                let _ = reply.send(self.set_mesh(network, mesh));
+            }
             Command::SetClusterView { network, peers, endpoints, reply } => {
                 let _ = reply.send(self.set_cluster_view(network, peers, endpoints));
             }
@@ -253,6 +256,7 @@ impl Datapath {
         }
         self.dns.forget_gateway(super::gateway_port(id.0));
         self.nat.translator.set_network(id, None);
+        self.nat.translator.set_mesh(id, None);
         self.bridge.remove_network(id)?;
         self.captures.network_removed(id);
         if let Some(info) = self.nets.get_mut(id.index()).and_then(Option::take)

@@ -219,6 +219,12 @@ pub enum DatapathError {
     /// The network is not an overlay (it has no VNI): no cluster view.
     #[error("network {0} is not an overlay")]
     NotOverlay(NetworkId),
+    /// The network has no gateway (no translator): no mesh station.
+    #[error("network {0} has no gateway")]
+    NoGateway(NetworkId),
+    /// A mesh station's MAC must be a unicast station address.
+    #[error("mesh MAC {0} is not a unicast station address")]
+    BadMeshMac(MacAddr),
     /// Only TAP ports (endpoints) can be impaired.
     #[error("port {0} cannot be impaired: only endpoint (TAP) ports can")]
     NotImpairable(PortId),
@@ -275,6 +281,11 @@ pub(super) enum Command {
         network: NetworkId,
         remote: SocketAddr,
         reply: Reply<bool>,
+    },
+    SetMesh {
+        network: NetworkId,
+        mesh: Option<nat::Mesh>,
+        reply: Reply<Result<(), DatapathError>>,
     },
     SetClusterView {
         network: NetworkId,
@@ -522,6 +533,15 @@ impl DatapathHandle {
         endpoints: Vec<RemoteEndpoint>,
     ) -> Result<(), DatapathError> {
         self.call(|reply| Command::SetClusterView { network, peers, endpoints, reply })?
+    }
+
+    /// Sets (or, with `None`, removes) this node's mesh station on an
+    /// overlay network: the address and MAC ingress flows to other nodes'
+    /// replicas come from, and that their answers come back to (see
+    /// [`nat::Mesh`]). Not persisted: the daemon re-derives it from the
+    /// cluster store.
+    pub fn set_mesh(&self, network: NetworkId, mesh: Option<nat::Mesh>) -> Result<(), DatapathError> {
+        self.call(|reply| Command::SetMesh { network, mesh, reply })?
     }
 
     /// Adds a static FDB entry.

@@ -536,10 +536,13 @@ impl Datapath {
         let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return false };
         let (gw_mac, gw_address, gw_address6) = (gw.mac(), gw.ipv4(), gw.ipv6());
         let frame = self.batch.frame(i);
-        if frame.len() < 14 || frame[..6] != gw_mac.0 {
+        if frame.len() < 14 {
             return false;
         }
         let Ok(network) = self.bridge.port_config(gateway).map(|c| c.network) else { return false };
+        if frame[..6] != gw_mac.0 {
+            return self.nat_to_mesh(network, i);
+        }
         let net = self.nets.get(network.index()).and_then(Option::as_ref);
         let (destination, gateway_address, routed) = match frame[12..14] {
             [0x08, 0x00] if frame.len() >= 34 => {
@@ -590,6 +593,66 @@ impl Datapath {
                 true
             }
         }
+    }
+
+    /// Takes frame `i`, sent to `network`'s gateway port but not to the
+    /// gateway's MAC: a frame to this node's mesh station goes to the
+    /// translator when it belongs to one of its flows (a remote replica's
+    /// answer) and is dropped as `mesh_stray` otherwise. Returns false
+    /// for frames to any other MAC (the gateway's stack drops them).
+    fn nat_to_mesh(&mut self, network: NetworkId, i: usize) -> bool {
+        let Some(mesh) = self.nat.translator.mesh(network) else { return false };
+        let frame = self.batch.frame(i);
+        if frame[..6] != mesh.mac.0 {
+            return false;
+        }
+        let ingress = self.batch.entry(i).port;
+        if self.batch.entry(i).gso || !self.nat.translator.owns(network, frame) {
+            self.bridge.count_drop(ingress, DropReason::MeshStray);
+            return true;
+        }
+        let now = self.clock.now().0;
+        let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+        if translator.from_sandbox(network, self.batch.frame(i), now, &mut host, out).is_err() {
+            self.bridge.count_drop(ingress, DropReason::MeshStray);
+        }
+        true
+    }
+
+    /// Sets this node's mesh station on `network` (see
+    /// [`crate::nat::Mesh`]): the translator's source for flows to remote
+    /// replicas, a static FDB entry that brings frames to its MAC to the
+    /// gateway port, and the bridge's leave for them to cross between the
+    /// gateway port and tunnels. `None` removes all of it. Refused for a
+    /// network without a gateway or with a group MAC.
+    pub(super) fn set_mesh(&mut self, network: NetworkId, mesh: Option<crate::nat::Mesh>) -> Result<(), DatapathError> {
+        let gateway = self
+            .nets
+            .get(network.index())
+            .and_then(Option::as_ref)
+            .ok_or(crate::bridge::BridgeError::NoSuchNetwork(network))?
+            .gateway
+            .ok_or(DatapathError::NoGateway(network))?;
+        if let Some(m) = mesh
+            && !m.mac.is_valid_station()
+        {
+            return Err(DatapathError::BadMeshMac(m.mac));
+        }
+        let old = self.nat.translator.mesh(network);
+        if let Some(old) = old
+            && mesh.is_none_or(|m| m.mac != old.mac)
+            && self.bridge.static_port(network, old.mac) == Some(gateway)
+        {
+            let _ = self.bridge.remove_entry(network, old.mac);
+        }
+        if let Some(m) = mesh {
+            let now = self.clock.now();
+            self.bridge.add_static(network, m.mac, gateway, now)?;
+        }
+        self.bridge.set_mesh_station(network, mesh.map(|m| m.mac))?;
+        self.nat.translator.set_mesh(network, mesh);
+        Ok(())
     }
 
     /// Is `address` inside one of the switch's networks (another bridge

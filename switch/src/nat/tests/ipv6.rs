@@ -453,6 +453,7 @@ fn dual(i: u8) -> Backend {
         ipv6: Some(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x10 + u16::from(i))),
         mac: MacAddr([2, 0, 0, 0, 9, i]),
         port: 80,
+        via_mesh: false,
     }
 }
 

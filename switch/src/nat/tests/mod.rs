@@ -7,6 +7,7 @@
 
 mod harness;
 mod ipv6;
+mod mesh;
 mod published;
 mod robustness;
 mod tcp_egress;

@@ -17,6 +17,7 @@ fn backend(i: u8) -> Backend {
         ipv6: None,
         mac: MacAddr([2, 0, 0, 0, 9, i]),
         port: 80,
+        via_mesh: false,
     }
 }
 

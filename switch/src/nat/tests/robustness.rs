@@ -267,7 +267,8 @@ impl Peer {
 
 fn run_connection(events: &[Ev], inbound: bool, isn: u32, seed: u64) {
     let mut b = Bench::with(crate::nat::Limits::default(), seed);
-    let backend = Backend { network: NET, ipv4: Some(SB_IP), ipv6: None, mac: MacAddr(SB_MAC), port: 80 };
+    let backend =
+        Backend { network: NET, ipv4: Some(SB_IP), ipv6: None, mac: MacAddr(SB_MAC), port: 80, via_mesh: false };
     let client = sa([198, 51, 100, 1], 4000);
     let (id, mut p) = if inbound {
         b.tr.set_listener(ListenerId(0), Proto::Tcp, sa([0, 0, 0, 0], 80), vec![backend]);

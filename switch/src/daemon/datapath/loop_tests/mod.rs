@@ -18,6 +18,7 @@ mod gateway;
 mod gateway6;
 mod impair;
 mod learning;
+mod mesh;
 mod nat6;
 mod overlay;
 mod overlay6;

@@ -21,7 +21,7 @@ use crate::sys::tap::VirtioNetHdr;
 const PATIENCE: Duration = Duration::from_secs(10);
 
 fn backend(network: NetworkId, port: u16) -> Backend {
-    Backend { network, ipv4: Some(ip(2)), ipv6: Some(ip6(2)), mac: mac(2), port }
+    Backend { network, ipv4: Some(ip(2)), ipv6: Some(ip6(2)), mac: mac(2), port, via_mesh: false }
 }
 
 /// Publishes `proto` on `host` (port 0: the kernel picks) to the sandbox
