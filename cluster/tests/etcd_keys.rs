@@ -40,6 +40,7 @@ fn endpoint(node: &str, id: &str) -> EndpointRecord {
         mac: "02:42:0a:00:00:02".into(),
         ipv4: None,
         ipv6: None,
+        service: None,
     }
 }
 

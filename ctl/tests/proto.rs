@@ -161,6 +161,8 @@ fn one_of_each() -> Vec<Request> {
             source: Some(ctl::stack::SourceMap::new("stack.yaml")),
         },
         Request::StackExport,
+        Request::NodeLs,
+        Request::NodeRm { name: "host3".into() },
         Request::Version,
         Request::Ping,
     ]

@@ -61,8 +61,8 @@ fuzz_target!(|data: &[u8]| {
     let mac2 = MacAddr([2, 0x42, 10, 0, 0, 2]);
     // A dual-stack backend, and one with IPv4 only (IPv6 clients cross over).
     let backends = vec![
-        Backend { network: NET, ipv4, ipv6, mac: mac2, port: 80 },
-        Backend { network: NET, ipv4, ipv6: None, mac: mac2, port: 81 },
+        Backend { network: NET, ipv4, ipv6, mac: mac2, port: 80, via_mesh: false },
+        Backend { network: NET, ipv4, ipv6: None, mac: mac2, port: 81, via_mesh: false },
     ];
     let any4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8080));
     let any6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, 8080));

@@ -380,6 +380,7 @@ fn members_are_live_nodes_with_endpoints_on_the_network_and_a_usable_key() {
         mac: "02:42:0a:00:00:02".into(),
         ipv4: None,
         ipv6: None,
+        service: None,
     };
     let hex = |n: &str| Some(keypair(n).public().to_hex());
     let nodes = [
