@@ -697,7 +697,7 @@ fn no_cluster() -> CtlError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use cluster::{KvEvent, NodeRecord};
@@ -705,9 +705,11 @@ mod tests {
 
     use super::*;
 
-    const PREFIX: &str = cluster::DEFAULT_PREFIX;
+    /// The store prefix of the mirrors these tests (and the ingress tests) build.
+    pub(in crate::daemon::control) const PREFIX: &str = cluster::DEFAULT_PREFIX;
 
-    fn put(mirror: &mut Mirror, key: &str, value: impl serde::Serialize) {
+    /// Applies a put of `value` (as JSON) at `PREFIX/key` to `mirror`.
+    pub(in crate::daemon::control) fn put(mirror: &mut Mirror, key: &str, value: impl serde::Serialize) {
         let revision = mirror.revision + 1;
         let event = KvEvent::Put {
             key: format!("{PREFIX}/{key}"),
@@ -717,12 +719,14 @@ mod tests {
         mirror.apply(PREFIX, event);
     }
 
-    fn delete(mirror: &mut Mirror, key: &str) {
+    /// Applies a delete of `PREFIX/key` to `mirror`.
+    pub(in crate::daemon::control) fn delete(mirror: &mut Mirror, key: &str) {
         let revision = mirror.revision + 1;
         mirror.apply(PREFIX, KvEvent::Delete { key: format!("{PREFIX}/{key}"), mod_revision: revision });
     }
 
-    fn node(mirror: &mut Mirror, name: &str, vtep: &str) {
+    /// Makes node `name` (VTEP `vtep`) live in `mirror`.
+    pub(in crate::daemon::control) fn node(mirror: &mut Mirror, name: &str, vtep: &str) {
         let record = NodeRecord {
             name: name.into(),
             vtep: vtep.parse().unwrap(),

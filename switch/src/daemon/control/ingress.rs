@@ -629,36 +629,12 @@ impl Control {
 
 #[cfg(test)]
 mod tests {
-    use cluster::{KvEvent, NodeRecord};
     use ctl::proto::Driver;
 
+    use super::super::cluster::tests::{delete, node, put};
     use super::super::cluster::{desired_views, network_from_record, plan_store, record_of};
     use super::*;
     use crate::model::{Connect, CreateNetwork, CreateSandbox};
-
-    const PREFIX: &str = cluster::DEFAULT_PREFIX;
-
-    fn put(mirror: &mut Mirror, key: &str, value: impl serde::Serialize) {
-        let revision = mirror.revision + 1;
-        let value = serde_json::to_vec(&value).unwrap();
-        mirror.apply(PREFIX, KvEvent::Put { key: format!("{PREFIX}/{key}"), value, mod_revision: revision });
-    }
-
-    fn delete(mirror: &mut Mirror, key: &str) {
-        let revision = mirror.revision + 1;
-        mirror.apply(PREFIX, KvEvent::Delete { key: format!("{PREFIX}/{key}"), mod_revision: revision });
-    }
-
-    fn node(mirror: &mut Mirror, name: &str, vtep: &str) {
-        let record = NodeRecord {
-            name: name.into(),
-            vtep: vtep.parse().unwrap(),
-            version: "0".into(),
-            started_unix: 0,
-            public_key: None,
-        };
-        put(mirror, &format!("nodes/{name}"), record);
-    }
 
     /// Node `a` with the cluster overlay `ov` (10.60.0.0/24) and no local
     /// endpoint; nodes a and b live; b has replica r1 of `api` and its mesh
