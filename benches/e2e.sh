@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# End-to-end benchmark: two sandboxes (network namespaces) talking through each setup.
+# End-to-end benchmark: two sandboxes (network namespaces) talking through each setup, vswitchd
+# side by side with its peers in one invocation.
 #
 # Local group (ratios to the kernel bridge):
 #   vswitchd  - the userspace switch, TAP ports (vswitchd + vswitchctl from this repo)
 #   afxdp     - the same switch (a second daemon), the sandboxes connected with
 #               --port-type afxdp: veth pairs under an XDP program and AF_XDP sockets
+#   ovs       - Open vSwitch's userspace datapath (datapath_type=netdev, userspace-tso-enable=true),
+#               private ovsdb-server + ovs-vswitchd in their own namespace; OVS_PORT=tap (default):
+#               OVS internal ports (TAPs with a virtio-net header) moved into the sandboxes, its best
+#               TCP here; OVS_PORT=system: the host ends of veth pairs
+#   ovs-afxdp - Open vSwitch with type=afxdp ports on the host ends of veth pairs (OVS_XDP_MODE,
+#               native copy mode by default); its PMD thread busy-polls, so it is stopped
+#               (SIGSTOP) whenever another setup is measured
+#   vde       - vde_switch in its own namespace with two TAPs moved into the sandboxes
 #   bridge    - the Linux kernel bridge, in a dedicated "switch" namespace, two veth pairs into it
 #   veth      - a direct veth pair (the floor)
 # Overlay group (ratios to kernel VXLAN + bridge): two "host" namespaces joined by a veth
@@ -15,26 +24,37 @@
 #               network (VNI 4242) and a peer; the sandbox is its endpoint (MTU 1450)
 #   encrypted - as overlay, with -o encrypted and a shared --secret-file (MTU 1418); also
 #               compared with the unencrypted overlay
-# For each: TCP throughput (iperf3, one stream), 64-byte UDP packet rate received and loss
-# (batched sendmmsg sender, benches/e2e/udpflood.rs; or iperf3), and latency p50 (ping RTT
-# and sockperf ping-pong half-RTT). Prints one markdown table per comparison group, the
-# issue targets of the overlay group, with REPEAT > 1 every repetition's numbers and TCP
-# ratios (the spread behind each median), then the daemons' RSS/CPU idle and under load.
+# For each, per repetition: TCP throughput (iperf3, 1 and 2 streams); 64-byte UDP from a batched
+# sendmmsg sender (benches/e2e/udpflood.rs; or iperf3): offered and received rate, loss, and
+# where the drops were counted (sender-side interface TX, the switch's namespace and its own
+# counters, receiver RX + socket buffer); sockperf ping-pong half-RTT p50 and p99; the switch's
+# CPU during TCP, CPU per Gbit/s and idle CPU (2 s without traffic). After the repetitions, the
+# offered load at loss onset (< 1% loss) of ONSET_SETUPS by bisection of a paced sender.
+# Writes a markdown report (medians, per-repetition min-max, ratios) to REPORT_DIR/report.md
+# and prints it, and draws REPORT_DIR/chart.png (benches/e2e/chart.rs, cargo bench target).
 #
-# Usage (as root; installs iperf3, sockperf, ethtool, iproute2, iputils-ping if missing):
-#   sudo benches/e2e.sh                                # all six setups
+# Usage (as root; installs iperf3, sockperf, ethtool, iproute2, iputils-ping, openvswitch-switch,
+# vde2, fonts-dejavu-core if missing):
+#   sudo SUITE=all REPEAT=3 DURATION=5 benches/e2e.sh  # the comparison, about 15 min on 2 vCPUs
 #   sudo SUITE=overlay benches/e2e.sh                  # vxlan overlay encrypted
-#   sudo DURATION=5 REPEAT=5 SETUPS="vswitchd bridge" benches/e2e.sh
+#   sudo DURATION=5 REPEAT=5 SETUPS="vswitchd ovs bridge" benches/e2e.sh
 #
 # Environment:
-#   DURATION=10        seconds per TCP and UDP test (latency tests take min(DURATION,5) s + 2 s)
+#   DURATION=10        seconds per TCP and UDP test (latency tests take min(DURATION,3) s)
 #   REPEAT=1           repetitions; the setup order rotates each time; the tables show medians
-#   SUITE=all          "local" (vswitchd afxdp bridge veth), "overlay" (vxlan overlay encrypted) or "all"
+#   SUITE=all          "local" (vswitchd afxdp ovs ovs-afxdp vde bridge veth), "overlay"
+#                      (vxlan overlay encrypted) or "all"
 #   SETUPS=...         explicit subset and order of setups (overrides SUITE)
 #   UDP_TOOL=udpflood  or "iperf3" (iperf3 -u -l 64 -b 0; tops out near 170 kpps)
 #   PIN=1              pin clients (in sandbox 1) to CPU 0 and servers (sandbox 2) to CPU 1; 0 = let
 #                      the scheduler place them (latency then depends on same-core vs cross-core
-#                      wakeups). The daemons are never pinned.
+#                      wakeups). The daemons are never pinned (OVS's PMD thread: last CPU).
+#   OVS_PORT=tap       OVS port type: tap (internal ports moved into the sandboxes) or system (veths)
+#   OVS_XDP_MODE=native  xdp-mode of OVS's AF_XDP ports (native or generic)
+#   ONSET=1            0 = skip the loss-onset sweep; ONSET_SETUPS="vswitchd afxdp bridge ovs",
+#                      ONSET_STEPS=5 bisection steps of ONSET_SECS=2 s each
+#   REPORT_DIR         where report.md, chart.tsv and chart.png go (default: target dir/e2e)
+#   CHART_FONT         TTF file for the chart's text (default: Debian fonts-dejavu-core DejaVuSans)
 #   UNDERLAY_OFFLOADS  ethtool -K features for both underlay veths of every overlay setup, e.g.
 #                      "gro on" (as a NIC would) or "tx off"; default: veth defaults (GRO off)
 #   BUILD=1            0 = do not run cargo; use existing binaries
@@ -46,7 +66,9 @@
 # run, never absolute numbers across runs (see shared BENCHMARKS.md: runs vary by up to 30%).
 #
 # Every namespace and link it creates carries the prefix vb<pid>x; all of them, the daemons
-# and every helper process are removed on exit, including failure and Ctrl-C. It never
+# (vswitchd, ovsdb-server, ovs-vswitchd, vde_switch, all with their sockets, databases and logs
+# in the run's temporary directory, never the system's) and every helper process are removed
+# on exit, including failure and Ctrl-C. It never
 # touches the host namespace's interfaces, routes or firewall. Daemons in host namespaces are
 # started with nsenter --net (not ip netns exec, whose private mount namespace would hide the
 # sandboxes they create under /run/netns).
