@@ -91,12 +91,7 @@ fn draw(chart: &Chart, out: &Path) -> Result<(), Box<dyn Error>> {
             .x_label_area_size(45)
             .y_label_area_size(50)
             .build_cartesian_2d(0.0..n as f64, 0.0..y_max)?;
-        ctx.configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_desc("ratio")
-            .y_label_style(("sans-serif", 13))
-            .draw()?;
+        ctx.configure_mesh().disable_x_mesh().x_labels(0).y_desc("ratio").y_label_style(("sans-serif", 13)).draw()?;
         // The reference setup sits at 1.0.
         ctx.draw_series(LineSeries::new([(0.0, 1.0), (n as f64, 1.0)], BLACK.stroke_width(1)))?;
         let slot = 0.8 / metrics as f64;
@@ -128,11 +123,10 @@ fn draw(chart: &Chart, out: &Path) -> Result<(), Box<dyn Error>> {
         let (x_off, y_off) = (area.get_base_pixel().0, area.get_base_pixel().1);
         for (i, (setup, _)) in panel.bars.iter().enumerate() {
             let (x, y) = ctx.backend_coord(&(i as f64 + 0.5, 0.0));
-            let style = TextStyle::from(("sans-serif", 13).into_font())
-                .pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Center,
-                    plotters::style::text_anchor::VPos::Top,
-                ));
+            let style = TextStyle::from(("sans-serif", 13).into_font()).pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Top,
+            ));
             area.draw(&Text::new(setup.clone(), (x - x_off, y - y_off + 8), style))?;
         }
     }
