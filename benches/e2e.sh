@@ -820,33 +820,41 @@ ns_drops() {
         'NR > 2 { sub(/^[^:]*:/, ""); split($0, f, " "); s += f[c] + (c2 ? f[c2] : 0) } END { print s + 0 }'
 }
 
-# Drops counted by setup $1's switch daemons themselves: vswitchd's stats DROPS column, OVS's
-# per-port "dropped" and datapath "lost" (dpctl/show -s); vde_switch counts none.
+# Drops counted by setup $1's switch daemons themselves, as "port_drops datapath_drops":
+# vswitchd's stats DROPS column (all of its own drops, as port drops); OVS's per-port
+# "dropped" (which for system and AF_XDP ports include the kernel interface's own counters)
+# and its datapath "lost" (dpctl/show -s); vde_switch counts none.
 daemon_drops() {
-    local d n=0 v
+    local d n=0 m=0 v a b
     for d in ${DAEMONS[$1]:-}; do
         daemon_alive "$d" || continue
         case ${DKIND[$d]:-vswitchd} in
-            vswitchd) v=$(dctl "$d" stats 2>/dev/null | awk 'NR > 1 && $8 ~ /^[0-9]+$/ { s += $8 } END { print s + 0 }') ;;
+            vswitchd) v="$(dctl "$d" stats 2>/dev/null | awk 'NR > 1 && $8 ~ /^[0-9]+$/ { s += $8 } END { print s + 0 }') 0" ;;
             ovs) v=$(ovs_appctl "$d" dpctl/show -s 2>/dev/null |
-                awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(dropped|lost):[0-9]+$/) { sub(/^[a-z]+:/, "", $i); s += $i } }
-                    END { print s + 0 }') ;;
-            *) v=0 ;;
+                awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(dropped|lost):[0-9]+$/) {
+                        k = $i; sub(/:.*/, "", k); sub(/^[a-z]+:/, "", $i); s[k] += $i } }
+                    END { print s["dropped"] + 0, s["lost"] + 0 }') ;;
+            *) v="0 0" ;;
         esac
-        n=$((n + ${v:-0}))
+        read -r a b <<<"$v"
+        n=$((n + ${a:-0})) m=$((m + ${b:-0}))
     done
-    echo "$n"
+    echo "$n $m"
 }
 
 # Prints "sender_tx switch receiver" drop counts of setup $1: all interfaces' TX drops in
 # sandbox 1 (e.g. a full TAP queue the switch did not drain); the switch's (RX+TX drops of the
-# interfaces in its own namespace, plus the daemon's own counters); RX drops of sandbox 2's
+# interfaces in its own namespace or the daemon's port counters, whichever is larger, plus its
+# datapath counters); RX drops of sandbox 2's
 # interfaces plus its UDP RcvbufErrors (the receiving tool too slow).
 drop_counters() {
-    local tx sw=0 rx rcvbuf
+    local tx sw=0 rx rcvbuf port dp
     tx=$(ns_drops "${CNS[$1]}" 12)
     [[ -z ${SWNS[$1]:-} ]] || sw=$(ns_drops "${SWNS[$1]}" 4 12)
-    sw=$((sw + $(daemon_drops "$1")))
+    read -r port dp <<<"$(daemon_drops "$1")"
+    # OVS's port counters repeat the kernel's for its system/AF_XDP ports: count a drop once.
+    ((port > sw)) && sw=$port
+    sw=$((sw + dp))
     rx=$(ns_drops "${SNS[$1]}" 4)
     rcvbuf=$(in_ns "${SNS[$1]}" cat /proc/net/snmp |
         awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RcvbufErrors"] }')
