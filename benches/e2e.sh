@@ -1003,9 +1003,9 @@ measure_onset() {
     hi=${last_off[-1]:-NA} mid=${last_rx[-1]:-NA}
     [[ $hi =~ ^[0-9]+$ && $mid =~ ^[0-9]+$ ]] || { log "$setup: no flat-out UDP result, no onset sweep"; return 1; }
     if awk -v l="${last_loss[-1]}" 'BEGIN { exit !(l < 1) }'; then
-        # No loss flat out: the sender, not the switch, is the limit.
+        # Under 1% loss flat out (last repetition): the sender, not the switch, is the limit.
         RES["$setup,onset"]="$hi"
-        RES["$setup,onset-steps"]="no loss flat out: the sender is the limit"
+        RES["$setup,onset-steps"]="under 1% loss at the flat-out rate of the last repetition: the sender is the limit"
         return 0
     fi
     pause_setup "$setup" CONT
@@ -1155,7 +1155,7 @@ report_group() {
         local onset=n/a
         if [[ -n ${RES[$setup,onset]:-} ]]; then
             onset="$(fmt "${RES[$setup,onset]}" 1000 0 " kpps")"
-            [[ ${RES[$setup,onset-steps]} != "no loss"* ]] || onset="≥ $onset"
+            [[ ${RES[$setup,onset-steps]} != "under 1% loss"* ]] || onset="≥ $onset"
             onset+=" (${RES[$setup,onset-steps]% })"
         elif [[ $ONSET == 1 && " $ONSET_SETUPS " == *" $setup "* ]]; then
             onset="not measured"
