@@ -4,9 +4,11 @@
 
 mod ethernet;
 mod mac;
+mod vnet_hdr;
 
 pub use ethernet::{ETHERNET_HEADER_LEN, EtherType, EthernetFrame, VLAN_TAG_LEN, VlanTag};
 pub use mac::{MacAddr, MacParseError};
+pub use vnet_hdr::{VirtioNetHdr, VnetHdrTooShort};
 
 /// Why a byte buffer is not a valid frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
