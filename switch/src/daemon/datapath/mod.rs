@@ -347,13 +347,12 @@ impl Datapath {
         if self.clock.now() >= self.gateway_timer {
             self.gateway_timers();
         }
-        // Bounded, so commands and timers get their turn under load. The
-        // first batch is eager (see `read_batch`).
-        for round in 0..MAX_BATCHES_PER_WAKEUP {
+        // Bounded, so commands and timers get their turn under load.
+        for _ in 0..MAX_BATCHES_PER_WAKEUP {
             if self.ready.is_empty() && !self.tunnel_ready && !self.nat.has_work() {
                 break;
             }
-            self.read_batch(round == 0);
+            self.read_batch();
             self.forward();
         }
         self.release_impaired();
@@ -463,28 +462,14 @@ impl Datapath {
     /// Fills the batch: round-robin over ready TAPs, one frame per port per
     /// pass, then whatever the underlay socket holds, until the batch is full
     /// or everything is drained.
-    ///
-    /// In an `eager` batch each TAP port (one system call per frame) that
-    /// is ready when it starts is read once, and the frames go out before
-    /// any TAP is read again. The loop's first batch after a wait is eager,
-    /// so a lone frame (a ping, a TCP ACK) is written before the read that
-    /// finds its port empty (`EAGAIN`), not after it. Devices read without
-    /// system calls (AF_XDP rings) fill the batch as usual.
-    fn read_batch(&mut self, eager: bool) {
+    fn read_batch(&mut self) {
         self.batch.clear();
-        let mut syscall_reads = if eager { self.ready_syscall_ports() } else { 0 };
-        if syscall_reads == 0 {
-            syscall_reads = usize::MAX;
-        }
-        while !self.batch.is_full() && syscall_reads > 0 {
+        while !self.batch.is_full() {
             let Some(port) = self.ready.pop_front() else { break };
             let Some(Some(PortIo::Tap(tap))) = self.ports.get(port.index()) else {
                 self.queued[port.index()] = false;
                 continue;
             };
-            if tap.max_frame().is_none() {
-                syscall_reads -= 1;
-            }
             if let Some(max_frame) = tap.max_frame() {
                 // Small frames, no system call per read: a burst per port.
                 let mut short = 0;
@@ -554,16 +539,6 @@ impl Datapath {
         if !self.batch.is_full() {
             self.read_nat();
         }
-    }
-
-    /// How many of the ready ports are read with one system call per frame
-    /// (TAPs), for an eager batch.
-    fn ready_syscall_ports(&self) -> usize {
-        let ports = &self.ports;
-        self.ready
-            .iter()
-            .filter(|p| matches!(ports.get(p.index()), Some(Some(PortIo::Tap(d))) if d.max_frame().is_none()))
-            .count()
     }
 
     /// Decides and transmits the current batch, then runs gateways that got
