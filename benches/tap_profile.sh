@@ -37,7 +37,8 @@ DAEMON=""
 
 log() { printf '[tap_profile] %s\n' "$*" >&2; }
 ctl() { "$VSWITCHCTL" --socket "$OUT/ctl.sock" "$@"; }
-in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
+# exec: when it runs in the background, $! is the tool itself, which cleanup kills.
+in_ns() { local ns=$1; shift; exec nsenter --net="/run/netns/$ns" -- "$@"; }
 CLIENT=()
 SERVER=()
 if [[ $PIN == 1 ]]; then CLIENT=(taskset -c 0); SERVER=(taskset -c 1); fi
@@ -75,9 +76,9 @@ ctl network connect "${P}net" "${P}b" --ip 10.238.0.3 >/dev/null
 TID=$( (grep -ls '^datapath$' /proc/"$DAEMON"/task/*/comm || true) | head -n 1 | cut -d/ -f5)
 [[ -n $TID ]] || { log "no datapath thread in $DAEMON"; exit 1; }
 
-in_ns "${P}b" "${SERVER[@]}" iperf3 -s -B 10.238.0.3 -p 5299 >/dev/null 2>&1 &
+(in_ns "${P}b" "${SERVER[@]}" iperf3 -s -B 10.238.0.3 -p 5299 >/dev/null 2>&1) &
 PIDS+=($!)
-in_ns "${P}b" "${SERVER[@]}" sockperf server -i 10.238.0.3 -p 11299 >/dev/null 2>&1 &
+(in_ns "${P}b" "${SERVER[@]}" sockperf server -i 10.238.0.3 -p 11299 >/dev/null 2>&1) &
 PIDS+=($!)
 sleep 1
 
@@ -89,8 +90,8 @@ ctxt() { awk '/ctxt_switches/ { printf "%s ", $2 } END { print "" }' "/proc/$DAE
 # traffic PHASE SECONDS: starts the client in the background, prints nothing.
 traffic() {
     case $1 in
-    tcp) in_ns "${P}a" "${CLIENT[@]}" iperf3 -c 10.238.0.3 -p 5299 -t "$2" -f m >"$OUT/$1-client.txt" 2>&1 & ;;
-    latency) in_ns "${P}a" "${CLIENT[@]}" sockperf ping-pong -i 10.238.0.3 -p 11299 -t "$2" >"$OUT/$1-client.txt" 2>&1 & ;;
+    tcp) (in_ns "${P}a" "${CLIENT[@]}" iperf3 -c 10.238.0.3 -p 5299 -t "$2" -f m >"$OUT/$1-client.txt" 2>&1) & ;;
+    latency) (in_ns "${P}a" "${CLIENT[@]}" sockperf ping-pong -i 10.238.0.3 -p 11299 -t "$2" >"$OUT/$1-client.txt" 2>&1) & ;;
     esac
     PIDS+=($!)
 }
