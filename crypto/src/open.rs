@@ -254,7 +254,10 @@ pub struct SessionRun<'a> {
     session: RunSession<'a>,
 }
 
-/// The session of a [`SessionRun`].
+/// The session of a [`SessionRun`]. The new session's key and window are
+/// large, but a run lives on the stack for one run of a batch: boxing them
+/// would allocate per run.
+#[allow(clippy::large_enum_variant)]
 enum RunSession<'a> {
     /// Kept by the opener.
     Kept(&'a mut Session),

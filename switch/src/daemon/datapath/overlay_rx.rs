@@ -223,6 +223,10 @@ fn classify_run(
     }
 }
 
+/// Who sent a run: the network, the peer (as the peer table knows it) and
+/// its tunnel port, if known.
+type Sender = (NetworkId, (Vni, SocketAddr), Option<PortId>);
+
 /// The network of `vni`, the peer `sender` is (at the port it listens on)
 /// and its tunnel port if known; an unknown peer only where it may be
 /// learned.
@@ -231,7 +235,7 @@ fn resolve_peer(
     nets: &[Option<NetInfo>],
     vni: Vni,
     sender: SocketAddr,
-) -> Result<(NetworkId, (Vni, SocketAddr), Option<PortId>), DropReason> {
+) -> Result<Sender, DropReason> {
     let ip = sender.ip();
     let &network = ctx.vnis.get(&vni.get()).ok_or(DropReason::UnknownVni)?;
     if nets.get(network.index()).and_then(Option::as_ref).is_none() {
