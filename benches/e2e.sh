@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# End-to-end benchmark: two sandboxes (network namespaces) talking through each setup.
+# End-to-end benchmark: two sandboxes (network namespaces) talking through each setup, vswitchd
+# side by side with its peers in one invocation.
 #
 # Local group (ratios to the kernel bridge):
 #   vswitchd  - the userspace switch, TAP ports (vswitchd + vswitchctl from this repo)
 #   afxdp     - the same switch (a second daemon), the sandboxes connected with
 #               --port-type afxdp: veth pairs under an XDP program and AF_XDP sockets
+#   ovs       - Open vSwitch's userspace datapath (datapath_type=netdev, userspace-tso-enable=true),
+#               private ovsdb-server + ovs-vswitchd in their own namespace; OVS_PORT=tap (default):
+#               OVS internal ports (TAPs with a virtio-net header) moved into the sandboxes, its best
+#               TCP here; OVS_PORT=system: the host ends of veth pairs
+#   ovs-afxdp - Open vSwitch with type=afxdp ports on the host ends of veth pairs (OVS_XDP_MODE,
+#               native copy mode by default); its PMD thread busy-polls, so it is stopped
+#               (SIGSTOP) whenever another setup is measured
+#   vde       - vde_switch in its own namespace with two TAPs moved into the sandboxes
 #   bridge    - the Linux kernel bridge, in a dedicated "switch" namespace, two veth pairs into it
 #   veth      - a direct veth pair (the floor)
 # Overlay group (ratios to kernel VXLAN + bridge): two "host" namespaces joined by a veth
@@ -15,26 +24,37 @@
 #               network (VNI 4242) and a peer; the sandbox is its endpoint (MTU 1450)
 #   encrypted - as overlay, with -o encrypted and a shared --secret-file (MTU 1418); also
 #               compared with the unencrypted overlay
-# For each: TCP throughput (iperf3, one stream), 64-byte UDP packet rate received and loss
-# (batched sendmmsg sender, benches/e2e/udpflood.rs; or iperf3), and latency p50 (ping RTT
-# and sockperf ping-pong half-RTT). Prints one markdown table per comparison group, the
-# issue targets of the overlay group, with REPEAT > 1 every repetition's numbers and TCP
-# ratios (the spread behind each median), then the daemons' RSS/CPU idle and under load.
+# For each, per repetition: TCP throughput (iperf3, 1 and 2 streams); 64-byte UDP from a batched
+# sendmmsg sender (benches/e2e/udpflood.rs; or iperf3): offered and received rate, loss, and
+# where the drops were counted (sender-side interface TX, the switch's namespace and its own
+# counters, receiver RX + socket buffer); sockperf ping-pong half-RTT p50 and p99; the switch's
+# CPU during TCP, CPU per Gbit/s and idle CPU (2 s without traffic). After the repetitions, the
+# offered load at loss onset (< 1% loss) of ONSET_SETUPS by bisection of a paced sender.
+# Writes a markdown report (medians, per-repetition min-max, ratios) to REPORT_DIR/report.md
+# and prints it, and draws REPORT_DIR/chart.png (benches/e2e/chart.rs, cargo bench target).
 #
-# Usage (as root; installs iperf3, sockperf, ethtool, iproute2, iputils-ping if missing):
-#   sudo benches/e2e.sh                                # all six setups
+# Usage (as root; installs iperf3, sockperf, ethtool, iproute2, iputils-ping, openvswitch-switch,
+# vde2, fonts-dejavu-core if missing):
+#   sudo SUITE=all REPEAT=3 DURATION=5 benches/e2e.sh  # the comparison, about 15 min on 2 vCPUs
 #   sudo SUITE=overlay benches/e2e.sh                  # vxlan overlay encrypted
-#   sudo DURATION=5 REPEAT=5 SETUPS="vswitchd bridge" benches/e2e.sh
+#   sudo DURATION=5 REPEAT=5 SETUPS="vswitchd ovs bridge" benches/e2e.sh
 #
 # Environment:
-#   DURATION=10        seconds per TCP and UDP test (latency tests take min(DURATION,5) s + 2 s)
+#   DURATION=10        seconds per TCP and UDP test (latency tests take min(DURATION,3) s)
 #   REPEAT=1           repetitions; the setup order rotates each time; the tables show medians
-#   SUITE=all          "local" (vswitchd afxdp bridge veth), "overlay" (vxlan overlay encrypted) or "all"
+#   SUITE=all          "local" (vswitchd afxdp ovs ovs-afxdp vde bridge veth), "overlay"
+#                      (vxlan overlay encrypted) or "all"
 #   SETUPS=...         explicit subset and order of setups (overrides SUITE)
 #   UDP_TOOL=udpflood  or "iperf3" (iperf3 -u -l 64 -b 0; tops out near 170 kpps)
 #   PIN=1              pin clients (in sandbox 1) to CPU 0 and servers (sandbox 2) to CPU 1; 0 = let
 #                      the scheduler place them (latency then depends on same-core vs cross-core
-#                      wakeups). The daemons are never pinned.
+#                      wakeups). The daemons are never pinned (OVS's PMD thread: last CPU).
+#   OVS_PORT=tap       OVS port type: tap (internal ports moved into the sandboxes) or system (veths)
+#   OVS_XDP_MODE=native  xdp-mode of OVS's AF_XDP ports (native or generic)
+#   ONSET=1            0 = skip the loss-onset sweep; ONSET_SETUPS="vswitchd afxdp bridge ovs",
+#                      ONSET_STEPS=5 bisection steps of ONSET_SECS=2 s each
+#   REPORT_DIR         where report.md, chart.tsv and chart.png go (default: target dir/e2e)
+#   CHART_FONT         TTF file for the chart's text (default: Debian fonts-dejavu-core DejaVuSans)
 #   UNDERLAY_OFFLOADS  ethtool -K features for both underlay veths of every overlay setup, e.g.
 #                      "gro on" (as a NIC would) or "tx off"; default: veth defaults (GRO off)
 #   BUILD=1            0 = do not run cargo; use existing binaries
@@ -46,7 +66,9 @@
 # run, never absolute numbers across runs (see shared BENCHMARKS.md: runs vary by up to 30%).
 #
 # Every namespace and link it creates carries the prefix vb<pid>x; all of them, the daemons
-# and every helper process are removed on exit, including failure and Ctrl-C. It never
+# (vswitchd, ovsdb-server, ovs-vswitchd, vde_switch, all with their sockets, databases and logs
+# in the run's temporary directory, never the system's) and every helper process are removed
+# on exit, including failure and Ctrl-C. It never
 # touches the host namespace's interfaces, routes or firewall. Daemons in host namespaces are
 # started with nsenter --net (not ip netns exec, whose private mount namespace would hide the
 # sandboxes they create under /run/netns).
@@ -56,9 +78,24 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
-LOCAL_SETUPS="vswitchd afxdp bridge veth"
+LOCAL_SETUPS="vswitchd afxdp ovs ovs-afxdp vde bridge veth"
 OVERLAY_SETUPS="vxlan overlay encrypted"
 DURATION=${DURATION:-10}
+# Open vSwitch: "tap" = OVS internal ports (TAPs in the netdev datapath, with a virtio-net header
+# under userspace TSO) moved into the sandboxes, its best TCP number here; "system" = the host
+# ends of veth pairs (netdev-linux raw sockets).
+OVS_PORT=${OVS_PORT:-tap}
+# XDP attach mode of OVS's AF_XDP ports: native (veth XDP, copy mode) or generic.
+OVS_XDP_MODE=${OVS_XDP_MODE:-native}
+# Offered load at loss onset: the setups swept (after the last repetition), steps, seconds per step.
+ONSET=${ONSET:-1}
+ONSET_SETUPS=${ONSET_SETUPS:-vswitchd afxdp bridge ovs}
+ONSET_STEPS=${ONSET_STEPS:-5}
+ONSET_SECS=${ONSET_SECS:-2}
+# Where the markdown report, the chart data and the PNG chart go.
+REPORT_DIR=${REPORT_DIR:-$TARGET_DIR/e2e}
+# TrueType font the chart's text is drawn with (Debian fonts-dejavu-core).
+CHART_FONT=${CHART_FONT:-/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf}
 REPEAT=${REPEAT:-1}
 SUITE=${SUITE:-all}
 case $SUITE in
@@ -66,6 +103,9 @@ case $SUITE in
     overlay) DEFAULT_SETUPS=$OVERLAY_SETUPS ;;
     *) DEFAULT_SETUPS="$LOCAL_SETUPS $OVERLAY_SETUPS" ;;
 esac
+# The command line that reproduces this run (printed in the report).
+COMMAND="SUITE=$SUITE REPEAT=${REPEAT:-1} DURATION=${DURATION} PIN=${PIN:-1}${SETUPS:+ SETUPS=\"$SETUPS\"}"
+COMMAND+="${ONSET:+ ONSET=$ONSET}${OVS_PORT:+ OVS_PORT=$OVS_PORT} benches/e2e.sh"
 SETUPS=${SETUPS:-$DEFAULT_SETUPS}
 UDP_TOOL=${UDP_TOOL:-udpflood}
 BUILD=${BUILD:-1}
@@ -74,7 +114,7 @@ VSWITCHD=${VSWITCHD:-$TARGET_DIR/release/vswitchd}
 VSWITCHCTL=${VSWITCHCTL:-$TARGET_DIR/release/vswitchctl}
 PIN=${PIN:-1}
 UNDERLAY_OFFLOADS=${UNDERLAY_OFFLOADS:-}
-LAT_DURATION=$((DURATION < 5 ? DURATION : 5))
+LAT_DURATION=$((DURATION < 3 ? DURATION : 3))
 # With PIN=1 and 2+ CPUs, clients run on CPU 0 and servers on CPU 1. Unpinned, the scheduler
 # sometimes puts both on one core, which halves ping-pong latency and makes runs bimodal.
 CLIENT_PIN=()
@@ -97,11 +137,13 @@ UDP_PORT=5301
 SOCKPERF_PORT=11111
 
 # Per setup: the client's (sandbox 1) and the server's (sandbox 2) namespace and address.
-declare -A CNS=([vswitchd]=$NS1 [afxdp]="${P}fa" [bridge]=$NS1 [veth]=$NS1 [vxlan]="${P}xa" [overlay]="${P}oa" [encrypted]="${P}ea")
-declare -A SNS=([vswitchd]=$NS2 [afxdp]="${P}fb" [bridge]=$NS2 [veth]=$NS2 [vxlan]="${P}xb" [overlay]="${P}ob" [encrypted]="${P}eb")
+declare -A CNS=([vswitchd]=$NS1 [afxdp]="${P}fa" [ovs]=$NS1 [ovs-afxdp]=$NS1 [vde]=$NS1 [bridge]=$NS1 [veth]=$NS1 [vxlan]="${P}xa" [overlay]="${P}oa" [encrypted]="${P}ea")
+declare -A SNS=([vswitchd]=$NS2 [afxdp]="${P}fb" [ovs]=$NS2 [ovs-afxdp]=$NS2 [vde]=$NS2 [bridge]=$NS2 [veth]=$NS2 [vxlan]="${P}xb" [overlay]="${P}ob" [encrypted]="${P}eb")
 declare -A SRC_IP=([vswitchd]=10.231.0.2 [afxdp]=10.237.0.2 [bridge]=10.232.0.2 [veth]=10.233.0.2
+    [ovs]=10.238.0.2 [ovs-afxdp]=10.239.0.2 [vde]=10.240.0.2
     [vxlan]=10.235.0.2 [overlay]=10.234.0.2 [encrypted]=10.236.0.2)
 declare -A DST_IP=([vswitchd]=10.231.0.3 [afxdp]=10.237.0.3 [bridge]=10.232.0.3 [veth]=10.233.0.3
+    [ovs]=10.238.0.3 [ovs-afxdp]=10.239.0.3 [vde]=10.240.0.3
     [vxlan]=10.235.0.3 [overlay]=10.234.0.3 [encrypted]=10.236.0.3)
 # Overlay setups: the two host namespaces and the underlay /24 (hosts are .1 and .2).
 declare -A HOST1=([vxlan]="${P}xh1" [overlay]="${P}oh1" [encrypted]="${P}eh1")
@@ -109,12 +151,22 @@ declare -A HOST2=([vxlan]="${P}xh2" [overlay]="${P}oh2" [encrypted]="${P}eh2")
 declare -A UNDERLAY=([vxlan]=10.242.0 [overlay]=10.241.0 [encrypted]=10.243.0)
 # The client-side interface in sandbox 1, per setup (for the offload/MTU line of the report),
 # and the MTU it must have (the report flags a difference).
-declare -A IFACE=([vswitchd]=eth0 [afxdp]=eth0 [bridge]="${P}b1" [veth]="${P}v1" [vxlan]="${P}ks" [overlay]=eth0 [encrypted]=eth0)
+declare -A IFACE=([vswitchd]=eth0 [afxdp]=eth0 [ovs]="${P}o1" [ovs-afxdp]="${P}x1" [vde]="${P}d1" [bridge]="${P}b1" [veth]="${P}v1" [vxlan]="${P}ks" [overlay]=eth0 [encrypted]=eth0)
 declare -A WANT_MTU=([vxlan]=1450 [overlay]=1450 [encrypted]=1418)
 declare -A LABEL=([vswitchd]="vswitchd, TAP ports" [afxdp]="vswitchd, AF_XDP ports" [bridge]="Linux kernel bridge" [veth]="veth pair, direct"
+    [ovs]="Open vSwitch userspace + TSO, $OVS_PORT ports" [ovs-afxdp]="Open vSwitch userspace, AF_XDP ports ($OVS_XDP_MODE)" [vde]="vde_switch, TAP ports"
     [vxlan]="kernel VXLAN + bridge" [overlay]="vswitchd overlay" [encrypted]="vswitchd overlay, encrypted")
 # The vswitchd instances of each setup (sender's host first), for CPU samples and liveness.
-declare -A DAEMONS=([vswitchd]=vswitchd [afxdp]=afxdp [overlay]="overlay1 overlay2" [encrypted]="encrypted1 encrypted2")
+declare -A DAEMONS=([vswitchd]=vswitchd [afxdp]=afxdp [overlay]="overlay1 overlay2" [encrypted]="encrypted1 encrypted2"
+    [ovs]=ovs [ovs-afxdp]=ovs-afxdp [vde]=vde)
+# Kind of each daemon in DAEMONS: how to stop it and read its drop counters (default vswitchd).
+declare -A DKIND=([ovs]=ovs [ovs-afxdp]=ovs [vde]=vde)
+# The namespace of each switch that has its own (its interfaces' kernel drop counters count as
+# the switch's).
+declare -A SWNS=([bridge]=$NSW [ovs]="${P}os" [ovs-afxdp]="${P}xs" [vde]="${P}ds")
+# Setups whose daemon busy-polls: stopped (SIGSTOP) except while measured, so that it does not
+# take a core from the other setups.
+declare -A PAUSED=([ovs-afxdp]=1)
 
 declare -A RES=()        # "setup,metric" or "daemon,metric" -> space-separated values, one per repetition
 declare -A READY=()      # setup -> 1 when it was set up successfully
@@ -144,6 +196,11 @@ selected() { [[ " $SETUPS " == *" $1 "* ]]; }
 stop_daemon() {
     local d=$1 pid=${DPID[$1]} sb
     kill -0 "$pid" 2>/dev/null || return 0
+    kill -CONT "$pid" 2>/dev/null
+    if [[ ${DKIND[$d]:-vswitchd} != vswitchd ]]; then
+        kill "$pid" 2>/dev/null
+        return 0
+    fi
     for sb in ${DSANDBOXES[$d]:-}; do
         dctl "$d" network disconnect "$NET" "$sb" >/dev/null 2>&1
     done
@@ -207,6 +264,13 @@ install_packages() {
     command -v ping >/dev/null || missing+=(iputils-ping)
     command -v ip >/dev/null && command -v ss >/dev/null && command -v bridge >/dev/null || missing+=(iproute2)
     command -v nsenter >/dev/null || missing+=(util-linux)
+    if selected ovs || selected ovs-afxdp; then
+        command -v ovs-vswitchd >/dev/null || missing+=(openvswitch-switch)
+    fi
+    if selected vde; then
+        command -v vde_switch >/dev/null || missing+=(vde2)
+    fi
+    [[ -e $CHART_FONT ]] || missing+=(fonts-dejavu-core)
     ((${#missing[@]} == 0)) && return
     log "installing ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2 ||
@@ -222,6 +286,21 @@ build_udpflood() {
         mkdir -p "$TARGET_DIR/e2e"
         rustc --edition 2024 -C opt-level=3 -o "$UDPFLOOD" "$src"
     fi
+}
+
+# Draws $REPORT_DIR/chart.png from $REPORT_DIR/chart.tsv (benches/e2e/chart.rs, a cargo bench
+# target because it uses the plotters dev-dependency).
+draw_chart() {
+    local data=$REPORT_DIR/chart.tsv png=$REPORT_DIR/chart.png
+    if ! grep -q '^bar' "$data"; then
+        log "no chart: it shows ratios, and neither bridge nor vxlan (the references) was measured"
+        return 0
+    fi
+    if ! (cd "$ROOT" && E2E_CHART_FONT=$CHART_FONT nice -n 10 cargo bench -q --bench e2e_chart -- "$data" "$png") >"$TMP/chart.log" 2>&1; then
+        log "chart not drawn: $(tail -n 3 "$TMP/chart.log" | tr '\n' ' ')"
+        return 1
+    fi
+    log "chart: $png"
 }
 
 build_switch() {
@@ -341,6 +420,129 @@ setup_veth() {
         in_ns "$NS2" ip addr add "${DST_IP[veth]}/24" dev "${P}v2" &&
         in_ns "$NS1" ip link set "${P}v1" up &&
         in_ns "$NS2" ip link set "${P}v2" up
+}
+
+# ovs_env NAME CMD...: runs an Open vSwitch command with every path in $TMP/NAME (never the
+# system's /run/openvswitch, /etc/openvswitch or /var/log/openvswitch).
+ovs_env() {
+    local dir=$TMP/$1
+    shift
+    OVS_RUNDIR=$dir OVS_DBDIR=$dir OVS_LOGDIR=$dir OVS_SYSCONFDIR=$dir "$@"
+}
+ovsctl() { local d=$1; shift; ovs_env "$d" ovs-vsctl --db="unix:$TMP/$d/db.sock" --timeout=10 "$@" >>"$TMP/$d/ctl.log" 2>&1; }
+ovs_appctl() { local d=$1; shift; ovs_env "$d" ovs-appctl -t "$TMP/$d/vswitchd.ctl" "$@"; }
+
+# ovs_start NAME: a private Open vSwitch: its own ovsdb-server with a fresh database and an
+# ovs-vswitchd inside the switch namespace ${SWNS[NAME]}, userspace TSO on, PMD threads (AF_XDP
+# ports) on the last CPU only. Both are children of this script (no --detach): the cleanup stops
+# them, and the system service is never touched.
+ovs_start() {
+    local d=$1 dir=$TMP/$1 ns=${SWNS[$1]} i
+    local schema=/usr/share/openvswitch/vswitch.ovsschema
+    if ! command -v ovs-vswitchd >/dev/null || [[ ! -e $schema ]]; then
+        DSTATUS[$d]="Open vSwitch not installed (apt-get install openvswitch-switch)"
+        return 1
+    fi
+    mkdir -p "$dir" && ip netns add "$ns" && in_ns "$ns" ip link set lo up || return 1
+    ovs_env "$d" ovsdb-tool create "$dir/conf.db" "$schema" >>"$dir/ctl.log" 2>&1 ||
+        { DSTATUS[$d]="ovsdb-tool create failed"; return 1; }
+    # env execs: the PID is ovsdb-server's own (a shell function here would leave it orphaned).
+    env OVS_RUNDIR="$dir" OVS_DBDIR="$dir" OVS_LOGDIR="$dir" OVS_SYSCONFDIR="$dir" ovsdb-server "$dir/conf.db" --remote="punix:$dir/db.sock" --pidfile="$dir/ovsdb-server.pid" \
+        --log-file="$dir/ovsdb-server.log" --unixctl="$dir/ovsdb-server.ctl" >/dev/null 2>&1 &
+    BG_PIDS+=("$!")
+    for i in $(seq 100); do
+        [[ -S $dir/db.sock ]] && break
+        sleep 0.1
+    done
+    if ! ovsctl "$d" --no-wait init ||
+        ! ovsctl "$d" --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true \
+            "other_config:pmd-cpu-mask=$(printf '0x%x' $((1 << ($(nproc) - 1))))"; then
+        DSTATUS[$d]="ovsdb-server did not start (see $d/ovsdb-server.log)"
+        return 1
+    fi
+    nsenter --net="/run/netns/$ns" -- env OVS_RUNDIR="$dir" OVS_DBDIR="$dir" OVS_LOGDIR="$dir" OVS_SYSCONFDIR="$dir" \
+        ovs-vswitchd "unix:$dir/db.sock" --pidfile="$dir/ovs-vswitchd.pid" --log-file="$TMP/$d.log" \
+        --unixctl="$dir/vswitchd.ctl" >/dev/null 2>&1 &
+    DPID[$d]=$!
+    for i in $(seq 100); do
+        ovs_appctl "$d" version >/dev/null 2>&1 && break
+        kill -0 "${DPID[$d]}" 2>/dev/null || { DSTATUS[$d]="ovs-vswitchd exited at startup"; return 1; }
+        ((i < 100)) || { DSTATUS[$d]="ovs-vswitchd did not answer within 10 s"; return 1; }
+        sleep 0.1
+    done
+    DSTATUS[$d]="running"
+}
+
+# Open vSwitch, userspace (netdev) datapath with userspace TSO, one bridge in L2-learning
+# (NORMAL) mode. OVS_PORT=tap: two internal ports (TAPs in the netdev datapath) moved into the
+# sandboxes; OVS_PORT=system: veth pairs, the host ends as OVS ports.
+setup_ovs() {
+    local d=ovs ns=${SWNS[ovs]} br="${P}obr" i sb ip dev
+    ovs_start "$d" && ovsctl "$d" add-br "$br" -- set bridge "$br" datapath_type=netdev || return 1
+    for i in 1 2; do
+        if ((i == 1)); then sb=$NS1 ip=${SRC_IP[ovs]}; else sb=$NS2 ip=${DST_IP[ovs]}; fi
+        dev="${P}o$i"
+        if [[ $OVS_PORT == tap ]]; then
+            ovsctl "$d" add-port "$br" "$dev" -- set interface "$dev" type=internal &&
+                in_ns "$ns" ip link set "$dev" netns "$sb" || return 1
+        else
+            ip link add "$dev" netns "$sb" type veth peer name "${P}oh$i" netns "$ns" &&
+                in_ns "$ns" ip link set "${P}oh$i" up &&
+                ovsctl "$d" add-port "$br" "${P}oh$i" || return 1
+        fi
+        in_ns "$sb" ip addr add "$ip/24" dev "$dev" && in_ns "$sb" ip link set "$dev" up || return 1
+    done
+}
+
+# Open vSwitch with AF_XDP ports (OVS_XDP_MODE, copy mode on veth) on the host ends of two veth
+# pairs. Its PMD thread busy-polls, so it is paused while the other setups are measured.
+setup_ovs-afxdp() {
+    local d=ovs-afxdp ns=${SWNS[ovs-afxdp]} br="${P}xbr" i sb ip err
+    ovs_start "$d" && ovsctl "$d" add-br "$br" -- set bridge "$br" datapath_type=netdev || return 1
+    for i in 1 2; do
+        if ((i == 1)); then sb=$NS1 ip=${SRC_IP[ovs-afxdp]}; else sb=$NS2 ip=${DST_IP[ovs-afxdp]}; fi
+        # AF_XDP in copy mode on veth: bad TCP checksums unless the peer computes them itself.
+        ip link add "${P}x$i" netns "$sb" type veth peer name "${P}xh$i" netns "$ns" &&
+            in_ns "$sb" ethtool -K "${P}x$i" tx off >/dev/null &&
+            in_ns "$ns" ip link set "${P}xh$i" up &&
+            ovsctl "$d" add-port "$br" "${P}xh$i" -- set interface "${P}xh$i" type=afxdp \
+                "options:xdp-mode=$OVS_XDP_MODE" || return 1
+        err=$(ovs_env "$d" ovs-vsctl --db="unix:$TMP/$d/db.sock" get interface "${P}xh$i" error 2>&1)
+        [[ $err == "[]" ]] || { DSTATUS[$d]="AF_XDP port: $err"; return 1; }
+        in_ns "$sb" ip addr add "$ip/24" dev "${P}x$i" && in_ns "$sb" ip link set "${P}x$i" up || return 1
+    done
+}
+
+# vde_switch in its own namespace with two TAPs, moved into the sandboxes. It needs a console
+# on stdin unless daemonized, so it runs with --daemon and its pidfile gives the PID.
+setup_vde() {
+    local d=vde ns=${SWNS[vde]} dir=$TMP/vde i sb ip
+    command -v vde_switch >/dev/null || { DSTATUS[$d]="vde_switch not installed (apt-get install vde2)"; return 1; }
+    mkdir -p "$dir" && ip netns add "$ns" && in_ns "$ns" ip link set lo up || return 1
+    in_ns "$ns" vde_switch --sock "$dir/ctl" --mgmt "$dir/mgmt" --tap "${P}d1" --tap "${P}d2" \
+        --daemon --pidfile "$dir/pid" >"$TMP/$d.log" 2>&1 || { DSTATUS[$d]="vde_switch failed to start"; return 1; }
+    for i in $(seq 50); do
+        [[ -s $dir/pid ]] && break
+        sleep 0.1
+    done
+    DPID[$d]=$(cat "$dir/pid" 2>/dev/null || true)
+    [[ -n ${DPID[$d]} ]] || { DSTATUS[$d]="no vde_switch pidfile"; return 1; }
+    DSTATUS[$d]="running"
+    for i in 1 2; do
+        if ((i == 1)); then sb=$NS1 ip=${SRC_IP[vde]}; else sb=$NS2 ip=${DST_IP[vde]}; fi
+        in_ns "$ns" ip link set "${P}d$i" netns "$sb" &&
+            in_ns "$sb" ip addr add "$ip/24" dev "${P}d$i" && in_ns "$sb" ip link set "${P}d$i" up || return 1
+    done
+}
+
+# Stops (SIGSTOP) or resumes (SIGCONT) a busy-polling setup's daemons.
+pause_setup() {
+    local d
+    [[ -n ${PAUSED[$1]:-} ]] || return 0
+    for d in ${DAEMONS[$1]:-}; do
+        daemon_alive "$d" && kill -"$2" "${DPID[$d]}"
+    done
+    return 0
 }
 
 # Two host namespaces of overlay setup $1 joined by a veth underlay at MTU 1500: ${P}u1 with
@@ -486,6 +688,7 @@ sample_idle() {
     sleep 1
     t0=$(now)
     for d in "${!DPID[@]}"; do
+        [[ ${DKIND[$d]:-vswitchd} == vswitchd ]] || continue
         daemon_alive "$d" && c0[$d]=$(cpu_ticks "${DPID[$d]}")
     done
     ((${#c0[@]} > 0)) || return 0
@@ -499,9 +702,10 @@ sample_idle() {
     done
 }
 
-# Runs "$@" and records the CPU of each of setup $1's daemons during it under metric $2.
+# Runs "$@" and records the CPU of each of setup $1's daemons during it under metric $2, and
+# their sum as the setup's (metric "$2-total").
 with_cpu_sample() {
-    local setup=$1 metric=$2 d t0 t1 rc=0
+    local setup=$1 metric=$2 d t0 t1 rc=0 pct total=""
     local -A c0=()
     shift 2
     for d in ${DAEMONS[$setup]:-}; do
@@ -512,8 +716,12 @@ with_cpu_sample() {
     t1=$(now)
     for d in "${!c0[@]}"; do
         daemon_alive "$d" || continue
-        RES["$d,$metric"]+="$(cpu_percent "${c0[$d]}" "$(cpu_ticks "${DPID[$d]}")" "$t0" "$t1") "
+        pct=$(cpu_percent "${c0[$d]}" "$(cpu_ticks "${DPID[$d]}")" "$t0" "$t1")
+        RES["$d,$metric"]+="$pct "
+        total=$(awk -v a="${total:-0}" -v b="$pct" 'BEGIN { printf "%.1f", a + b }')
     done
+    # Under its own key: a local setup and its daemon share a name.
+    [[ -z $total ]] || RES["$setup,$metric-total"]+="$total "
     return "$rc"
 }
 
@@ -592,14 +800,16 @@ server_failed() {
     wait_or_kill "$SERVER_PID" 0
 }
 
-# TCP throughput received, in Mbit/s.
+# TCP throughput received with $2 streams (default 1), in Mbit/s; CPU under metric tcp-cpu or
+# tcp2-cpu.
 measure_tcp() {
-    local setup=$1 out=$TMP/iperf3-tcp-$1.txt
+    local setup=$1 streams=${2:-1} out=$TMP/iperf3-tcp-$1.txt metric=tcp-cpu
+    ((streams == 1)) || metric=tcp$streams-cpu
     SERVER_LOG=$TMP/iperf3-server-tcp-$setup.log
     spawn_server "$setup" iperf3 -s -1 -B "${DST_IP[$setup]}" -p "$TCP_PORT"
     wait_listen "$setup" t "$TCP_PORT" || { server_failed "$setup" "iperf3 server"; return 1; }
-    if ! with_cpu_sample "$setup" tcp-cpu run_client "$setup" $((DURATION + 20)) "$out" \
-        iperf3 -c "${DST_IP[$setup]}" -p "$TCP_PORT" -t "$DURATION" -f m --connect-timeout 3000; then
+    if ! with_cpu_sample "$setup" "$metric" run_client "$setup" $((DURATION + 20)) "$out" \
+        iperf3 -c "${DST_IP[$setup]}" -p "$TCP_PORT" -t "$DURATION" -P "$streams" -f m --connect-timeout 3000; then
         log "$setup: iperf3 TCP failed: $(tail -n 2 "$out" | tr '\n' ' ')"
         wait_or_kill "$SERVER_PID" 0
         return 1
@@ -608,29 +818,71 @@ measure_tcp() {
     OUT=$(awk '/receiver/ { for (i = 2; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1) }' "$out" | tail -n 1)
 }
 
-# Prints "sender_tx_drops receiver_socket_drops" of setup $1: all interfaces' TX drops in
-# sandbox 1 (e.g. a full TAP queue the switch did not drain) and UDP RcvbufErrors in sandbox 2
-# (the receiving tool too slow).
-drop_counters() {
-    local tx rcvbuf
-    tx=$(in_ns "${CNS[$1]}" cat /proc/net/dev |
-        awk 'NR > 2 { sub(/^[^:]*:/, ""); split($0, f, " "); s += f[12] } END { print s + 0 }')
-    rcvbuf=$(in_ns "${SNS[$1]}" cat /proc/net/snmp |
-        awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RcvbufErrors"] }')
-    echo "$tx ${rcvbuf:-0}"
+# Sum of one /proc/net/dev column over every interface of namespace $1: 4 = RX drops, 12 = TX
+# drops; $3 = both.
+ns_drops() {
+    in_ns "$1" cat /proc/net/dev | awk -v c="$2" -v c2="${3:-0}" \
+        'NR > 2 { sub(/^[^:]*:/, ""); split($0, f, " "); s += f[c] + (c2 ? f[c2] : 0) } END { print s + 0 }'
 }
 
-# Logs where datagrams were lost: counters before ($2) and after ($3) the test.
+# Drops counted by setup $1's switch daemons themselves, as "port_drops datapath_drops":
+# vswitchd's stats DROPS column (all of its own drops, as port drops); OVS's per-port
+# "dropped" (which for system and AF_XDP ports include the kernel interface's own counters)
+# and its datapath "lost" (dpctl/show -s); vde_switch counts none.
+daemon_drops() {
+    local d n=0 m=0 v a b
+    for d in ${DAEMONS[$1]:-}; do
+        daemon_alive "$d" || continue
+        case ${DKIND[$d]:-vswitchd} in
+            vswitchd) v="$(dctl "$d" stats 2>/dev/null | awk 'NR > 1 && $8 ~ /^[0-9]+$/ { s += $8 } END { print s + 0 }') 0" ;;
+            ovs) v=$(ovs_appctl "$d" dpctl/show -s 2>/dev/null |
+                awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(dropped|lost):[0-9]+$/) {
+                        k = $i; sub(/:.*/, "", k); sub(/^[a-z]+:/, "", $i); s[k] += $i } }
+                    END { print s["dropped"] + 0, s["lost"] + 0 }') ;;
+            *) v="0 0" ;;
+        esac
+        read -r a b <<<"$v"
+        n=$((n + ${a:-0})) m=$((m + ${b:-0}))
+    done
+    echo "$n $m"
+}
+
+# Prints "sender_tx switch receiver" drop counts of setup $1: all interfaces' TX drops in
+# sandbox 1 (e.g. a full TAP queue the switch did not drain); the switch's (RX+TX drops of the
+# interfaces in its own namespace or the daemon's port counters, whichever is larger, plus its
+# datapath counters); RX drops of sandbox 2's
+# interfaces plus its UDP RcvbufErrors (the receiving tool too slow).
+drop_counters() {
+    local tx sw=0 rx rcvbuf port dp
+    tx=$(ns_drops "${CNS[$1]}" 12)
+    [[ -z ${SWNS[$1]:-} ]] || sw=$(ns_drops "${SWNS[$1]}" 4 12)
+    read -r port dp <<<"$(daemon_drops "$1")"
+    # OVS's port counters repeat the kernel's for its system/AF_XDP ports: count a drop once.
+    ((port > sw)) && sw=$port
+    sw=$((sw + dp))
+    rx=$(ns_drops "${SNS[$1]}" 4)
+    rcvbuf=$(in_ns "${SNS[$1]}" cat /proc/net/snmp |
+        awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RcvbufErrors"] }')
+    echo "$tx $sw $((rx + ${rcvbuf:-0}))"
+}
+
+# Logs where datagrams were lost (counters before $2 and after $3 the test) and leaves the
+# differences "tx switch rx" in DROPS.
+DROPS=""
 log_udp_losses() {
     local setup=$1 before after
     read -r -a before <<<"$2"
     read -r -a after <<<"$3"
-    log "$setup UDP: sent ${4:-?}, received ${5:-?}; drops: sender-side interface TX $((after[0] - before[0])), receiver socket buffer $((after[1] - before[1]))"
+    DROPS="$((after[0] - before[0])) $((after[1] - before[1])) $((after[2] - before[2]))"
+    log "$setup UDP${6:+ at $6/s}: sent ${4:-?}, received ${5:-?}; drops: sender-side interface TX $((after[0] - before[0])), switch $((after[1] - before[1])), receiver interface + socket buffer $((after[2] - before[2]))"
 }
 
-# 64-byte UDP from the batched sender: "received_pps loss_percent".
+# 64-byte UDP from the batched sender for $2 seconds (default DURATION) at $3 datagrams/s
+# (default 0: flat out), CPU under metric $4 (default udp-cpu): "offered_pps received_pps
+# loss_percent tx_drops switch_drops rx_drops".
 measure_udp_udpflood() {
-    local setup=$1 rx=$TMP/udpflood-rx-$1.txt tx=$TMP/udpflood-tx-$1.txt i drops0
+    local setup=$1 secs=${2:-$DURATION} rate=${3:-0} metric=${4:-udp-cpu}
+    local rx=$TMP/udpflood-rx-$1.txt tx=$TMP/udpflood-tx-$1.txt i drops0
     SERVER_LOG=$rx
     spawn_server "$setup" "$UDPFLOOD" recv "${DST_IP[$setup]}:$UDP_PORT" 1000
     for i in $(seq 100); do
@@ -639,21 +891,21 @@ measure_udp_udpflood() {
     done
     grep -q listening "$rx" || { server_failed "$setup" "udpflood receiver" "$(cat "$rx")"; return 1; }
     drops0=$(drop_counters "$setup")
-    if ! with_cpu_sample "$setup" udp-cpu run_client "$setup" $((DURATION + 20)) "$tx" \
-        "$UDPFLOOD" send "${DST_IP[$setup]}:$UDP_PORT" "$DURATION" 64; then
+    if ! with_cpu_sample "$setup" "$metric" run_client "$setup" $((secs + 20)) "$tx" \
+        "$UDPFLOOD" send "${DST_IP[$setup]}:$UDP_PORT" "$secs" 64 "$rate"; then
         log "$setup: udpflood sender failed: $(cat "$tx")"
         wait_or_kill "$SERVER_PID" 0
         return 1
     fi
     wait_or_kill "$SERVER_PID" 10
-    local sent secs received
+    local sent received
     sent=$(sed -n 's/.*sent=\([0-9]*\).*/\1/p' "$tx")
     secs=$(sed -n 's/.*secs=\([0-9.]*\).*/\1/p' "$tx")
     received=$(sed -n 's/.*received=\([0-9]*\).*/\1/p' "$rx")
     [[ -n $sent && -n $secs && -n $received ]] || { log "$setup: bad udpflood output"; return 1; }
-    log_udp_losses "$setup" "$drops0" "$(drop_counters "$setup")" "$sent" "$received"
-    OUT=$(awk -v s="$sent" -v t="$secs" -v r="$received" \
-        'BEGIN { printf "%.0f %.1f\n", r / t, (s > 0 ? (s - r) / s * 100 : 0) }')
+    log_udp_losses "$setup" "$drops0" "$(drop_counters "$setup")" "$sent" "$received" "${rate#0}"
+    OUT=$(awk -v s="$sent" -v t="$secs" -v r="$received" -v d="$DROPS" \
+        'BEGIN { printf "%.0f %.0f %.2f %s\n", s / t, r / t, (s > 0 ? (s - r) / s * 100 : 0), d }')
 }
 
 # 64-byte UDP from iperf3 (-b 0): "received_pps loss_percent".
@@ -671,21 +923,13 @@ measure_udp_iperf3() {
     fi
     wait_or_kill "$SERVER_PID" 5
     # "... sec  X MBytes  Y Mbits/sec  J ms  LOST/TOTAL (P%)  receiver"
-    OUT=$(awk -v t="$DURATION" '/receiver/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\/[0-9]+$/) {
-            split($i, a, "/"); printf "%.0f %.1f\n", (a[2] - a[1]) / t, (a[2] > 0 ? a[1] / a[2] * 100 : 0) } }' "$out" |
-        tail -n 1)
     log_udp_losses "$setup" "$drops0" "$(drop_counters "$setup")"
+    OUT=$(awk -v t="$DURATION" -v d="$DROPS" '/receiver/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\/[0-9]+$/) {
+            split($i, a, "/"); printf "%.0f %.0f %.2f %s\n", a[2] / t, (a[2] - a[1]) / t, (a[2] > 0 ? a[1] / a[2] * 100 : 0), d } }' "$out" |
+        tail -n 1)
 }
 
-# Median ping round-trip time in microseconds (200 pings, 10 ms apart).
-measure_ping() {
-    local setup=$1 out=$TMP/ping-$1.txt
-    run_client "$setup" 30 "$out" ping -n -i 0.01 -c 200 -W 1 "${DST_IP[$setup]}" || true
-    OUT=$(sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' "$out" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR) printf "%.0f\n", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) * 1000 }')
-}
-
-# sockperf UDP ping-pong: half-RTT p50 in microseconds.
+# sockperf UDP ping-pong: half-RTT "p50 p99" in microseconds.
 measure_sockperf() {
     local setup=$1 out=$TMP/sockperf-$1.txt
     SERVER_LOG=$TMP/sockperf-server-$setup.log
@@ -695,7 +939,10 @@ measure_sockperf() {
         sockperf ping-pong -i "${DST_IP[$setup]}" -p "$SOCKPERF_PORT" -t "$LAT_DURATION" ||
         log "$setup: sockperf failed: $(tail -n 2 "$out" | tr '\n' ' ')"
     wait_or_kill "$SERVER_PID" 0
-    OUT=$(sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p' "$out" | tail -n 1)
+    local p50 p99
+    p50=$(sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p' "$out" | tail -n 1)
+    p99=$(sed -n 's/.*percentile 99.000 = *\([0-9.]*\).*/\1/p' "$out" | tail -n 1)
+    [[ -n $p50 ]] && OUT="$p50 ${p99:-NA}"
 }
 
 # Appends one value (or NA when empty) to a result list.
@@ -708,20 +955,37 @@ measure() {
     "$@" || OUT=""
 }
 
+# record_words SETUP "V1 V2 ..." METRIC...: one value per metric (NA for missing ones).
+record_words() {
+    local setup=$1 m v
+    local -a vals
+    read -r -a vals <<<"$2"
+    shift 2
+    for m in "$@"; do
+        v=${vals[0]:-}
+        vals=("${vals[@]:1}")
+        record "$setup" "$m" "$v"
+    done
+}
+
 run_setup() {
     local setup=$1
     log "measuring $setup"
-    measure measure_ping "$setup"
-    record "$setup" ping "$OUT"
+    pause_setup "$setup" CONT
+    # Idle: no traffic for 2 s (a busy-polling switch shows here).
+    with_cpu_sample "$setup" idle-cpu sleep 2
     measure with_cpu_sample "$setup" lat-cpu measure_sockperf "$setup"
-    record "$setup" half-rtt "$OUT"
-    sleep 1
-    measure measure_tcp "$setup"
+    record_words "$setup" "$OUT" half-rtt half-rtt-p99
+    sleep 0.5
+    measure measure_tcp "$setup" 1
     record "$setup" tcp "$OUT"
-    sleep 1
+    sleep 0.5
+    measure measure_tcp "$setup" 2
+    record "$setup" tcp2 "$OUT"
+    sleep 0.5
     measure measure_udp_"$UDP_TOOL" "$setup"
-    record "$setup" udp-pps "${OUT% *}"
-    record "$setup" udp-loss "${OUT#* }"
+    record_words "$setup" "$OUT" udp-offered udp-pps udp-loss drop-tx drop-sw drop-rx
+    pause_setup "$setup" STOP
     local d
     for d in ${DAEMONS[$setup]:-}; do
         daemon_alive "$d" && continue
@@ -729,6 +993,44 @@ run_setup() {
         log "$d ${DSTATUS[$d]}"
         unset "READY[$setup]"
     done
+}
+
+# Offered load at loss onset of setup $1: bisection of the paced 64-byte sender's rate between
+# 0 (no loss) and the last flat-out offered rate, ONSET_STEPS steps of ONSET_SECS s, starting
+# at the flat-out received rate. Records the highest offered rate with < 1% loss (onset) and
+# every step (onset-steps: "offered_kpps:loss%").
+measure_onset() {
+    local setup=$1 lo=0 hi mid step offered loss
+    local -a last_off last_rx last_loss w
+    read -r -a last_off <<<"${RES[$setup,udp-offered]:-}"
+    read -r -a last_rx <<<"${RES[$setup,udp-pps]:-}"
+    read -r -a last_loss <<<"${RES[$setup,udp-loss]:-}"
+    hi=${last_off[-1]:-NA} mid=${last_rx[-1]:-NA}
+    [[ $hi =~ ^[0-9]+$ && $mid =~ ^[0-9]+$ ]] || { log "$setup: no flat-out UDP result, no onset sweep"; return 1; }
+    if awk -v l="${last_loss[-1]}" 'BEGIN { exit !(l < 1) }'; then
+        # Under 1% loss flat out (last repetition): the sender, not the switch, is the limit.
+        RES["$setup,onset"]="$hi"
+        RES["$setup,onset-steps"]="under 1% loss at the flat-out rate of the last repetition: the sender is the limit"
+        return 0
+    fi
+    pause_setup "$setup" CONT
+    for ((step = 0; step < ONSET_STEPS; step++)); do
+        OUT=""
+        measure_udp_udpflood "$setup" "$ONSET_SECS" "$mid" onset-cpu || OUT=""
+        read -r -a w <<<"$OUT"
+        offered=${w[0]:-} loss=${w[2]:-}
+        [[ -n $loss ]] || break
+        RES["$setup,onset-steps"]+="$((offered / 1000))k:$loss% "
+        if awk -v l="$loss" 'BEGIN { exit !(l < 1) }'; then
+            ((offered > lo)) && lo=$offered
+        else
+            hi=$mid
+        fi
+        mid=$(((lo + hi) / 2))
+        sleep 0.3
+    done
+    pause_setup "$setup" STOP
+    RES["$setup,onset"]=$lo
 }
 
 # ---------------------------------------------------------------------------- report
@@ -778,7 +1080,8 @@ rep_ratios() {
     done
     echo "${out[*]}"
 }
-# target_line TEXT SETUP BASE METRIC MIN: "TEXT: R (target >= MIN: ok|BELOW TARGET)".
+# target_line TEXT SETUP BASE METRIC OP LIMIT: "TEXT: R (target OP LIMIT: ok|MISSED)", OP is
+# >= or <=.
 target_line() {
     local r
     selected "$2" && selected "$3" || return 0
@@ -786,35 +1089,87 @@ target_line() {
     if [[ $r == - ]]; then
         printf -- '- %s: not measured\n' "$1"
     else
-        printf -- '- %s: %s (target >= %s: %s)\n' "$1" "$r" "$5" \
-            "$(awk -v r="$r" -v m="$5" 'BEGIN { print (r >= m ? "ok" : "BELOW TARGET") }')"
+        printf -- '- %s: %s (target %s %s: %s)\n' "$1" "$r" "$5" "$6" \
+            "$(awk -v r="$r" -v m="$6" -v op="$5" 'BEGIN { ok = (op == ">=" ? r >= m : r <= m); print (ok ? "ok" : "MISSED") }')"
     fi
 }
 
-# report_group TITLE BASE_SETUP SETUP...: one markdown table of the selected setups, with
-# ratios to BASE_SETUP.
+# cell SETUP METRIC SCALE DECIMALS UNIT: "median UNIT (min–max)" of the repetitions (the spread
+# only with two or more values), "n/a" if none.
+cell() {
+    local values=${RES[$1,$2]:-} m
+    m=$(median "$values")
+    [[ $m == NA ]] && { echo "n/a"; return; }
+    awk -v vals="$values" -v m="$m" -v s="$3" -v d="$4" -v u="$5" 'BEGIN {
+        n = split(vals, v, " "); c = 0
+        for (i = 1; i <= n; i++) if (v[i] ~ /^[0-9.]+$/) {
+            x = v[i] + 0; c++
+            if (c == 1 || x < lo) lo = x
+            if (c == 1 || x > hi) hi = x
+        }
+        printf "%." d "f%s", m / s, u
+        if (c > 1) printf " (%." d "f–%." d "f)", lo / s, hi / s
+        printf "\n" }'
+}
+
+# Derived per-repetition metrics: switch CPU (% of one core) per Gbit/s of single-stream TCP.
+derive_metrics() {
+    local setup i
+    local -a cpu tcp
+    for setup in $SETUPS; do
+        read -r -a cpu <<<"${RES[$setup,tcp-cpu-total]:-}"
+        read -r -a tcp <<<"${RES[$setup,tcp]:-}"
+        RES["$setup,cpu-per-gbit"]=""
+        for i in "${!cpu[@]}"; do
+            RES["$setup,cpu-per-gbit"]+="$(awk -v c="${cpu[$i]}" -v t="${tcp[$i]:-NA}" \
+                'BEGIN { if (t ~ /^[0-9.]+$/ && t > 0) printf "%.1f", c / (t / 1000); else printf "NA" }') "
+        done
+    done
+}
+
+# report_group TITLE BASE_SETUP SETUP...: two markdown tables of the selected setups (rate and
+# latency with ratios to BASE_SETUP; loss and CPU), medians with the per-repetition min–max.
 report_group() {
-    local title=$1 base=$2 setup rows=() tcp pps loss ping half
+    local title=$1 base=$2 setup rows=()
     shift 2
     for setup in "$@"; do
         selected "$setup" && rows+=("$setup")
     done
     ((${#rows[@]} > 0)) || return 0
     printf '\n### %s\n\n' "$title"
-    printf '| Setup | TCP 1 stream | ratio to %s | UDP 64 B rx | loss | ratio | ping RTT p50 | ½RTT p50 (sockperf) | ratio |\n' \
-        "${LABEL[$base]}"
-    printf '|---|---|---|---|---|---|---|---|---|\n'
+    printf 'Medians of %s repetition(s), (min–max) over the repetitions; × = ratio of the medians to %s.\n\n' \
+        "$REPEAT" "${LABEL[$base]}"
+    printf '| Setup | TCP 1 stream | × | TCP 2 streams | × | UDP 64 B received | × | ½RTT p50 | × | ½RTT p99 | × |\n'
+    printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
     for setup in "${rows[@]}"; do
         if [[ -z ${RES[$setup,tcp]:-} ]]; then
-            printf '| %s | not measured: %s | | | | | | | |\n' "${LABEL[$setup]}" "$(why_not "$setup")"
+            printf '| %s | not measured: %s | | | | | | | | | |\n' "${LABEL[$setup]}" "$(why_not "$setup")"
             continue
         fi
-        tcp=$(med "$setup" tcp) pps=$(med "$setup" udp-pps) loss=$(med "$setup" udp-loss)
-        ping=$(med "$setup" ping) half=$(med "$setup" half-rtt)
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$setup]}" \
-            "$(fmt "$tcp" 1000 2 " Gbit/s")" "$(ratio "$tcp" tcp "$base")" \
-            "$(fmt "$pps" 1000 0 " kpps")" "$(fmt "$loss" 1 0 "%")" "$(ratio "$pps" udp-pps "$base")" \
-            "$(fmt "$ping" 1 0 " µs")" "$(fmt "$half" 1 1 " µs")" "$(ratio "$half" half-rtt "$base")"
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$setup]}" \
+            "$(cell "$setup" tcp 1000 2 " Gbit/s")" "$(ratio "$(med "$setup" tcp)" tcp "$base")" \
+            "$(cell "$setup" tcp2 1000 2 " Gbit/s")" "$(ratio "$(med "$setup" tcp2)" tcp2 "$base")" \
+            "$(cell "$setup" udp-pps 1000 0 " kpps")" "$(ratio "$(med "$setup" udp-pps)" udp-pps "$base")" \
+            "$(cell "$setup" half-rtt 1 1 " µs")" "$(ratio "$(med "$setup" half-rtt)" half-rtt "$base")" \
+            "$(cell "$setup" half-rtt-p99 1 1 " µs")" "$(ratio "$(med "$setup" half-rtt-p99)" half-rtt-p99 "$base")"
+    done
+    printf '\n| Setup | UDP 64 B offered | loss | drops: sender TX / switch / receiver | switch CPU, TCP 1 stream | CPU per Gbit/s | idle CPU | offered at loss onset (< 1%%) |\n'
+    printf '|---|---|---|---|---|---|---|---|\n'
+    for setup in "${rows[@]}"; do
+        [[ -n ${RES[$setup,tcp]:-} ]] || continue
+        local onset=n/a
+        if [[ -n ${RES[$setup,onset]:-} ]]; then
+            onset="$(fmt "${RES[$setup,onset]}" 1000 0 " kpps")"
+            [[ ${RES[$setup,onset-steps]} != "under 1% loss"* ]] || onset="≥ $onset"
+            onset+=" (${RES[$setup,onset-steps]% })"
+        elif [[ $ONSET == 1 && " $ONSET_SETUPS " == *" $setup "* ]]; then
+            onset="not measured"
+        fi
+        printf '| %s | %s | %s | %s / %s / %s | %s | %s | %s | %s |\n' "${LABEL[$setup]}" \
+            "$(cell "$setup" udp-offered 1000 0 " kpps")" "$(cell "$setup" udp-loss 1 1 "%")" \
+            "$(fmt "$(med "$setup" drop-tx)" 1 0 "")" "$(fmt "$(med "$setup" drop-sw)" 1 0 "")" "$(fmt "$(med "$setup" drop-rx)" 1 0 "")" \
+            "$(cell "$setup" tcp-cpu-total 1 0 "%")" "$(cell "$setup" cpu-per-gbit 1 0 "%")" \
+            "$(cell "$setup" idle-cpu-total 1 1 "%")" "$onset"
     done
 }
 
@@ -883,21 +1238,31 @@ report_overlay_daemons() {
 
 report() {
     local setup
+    derive_metrics
     printf '\n## vswitch e2e: %s s per test, %s repetition(s), %s, kernel %s, %s CPUs, %s\n' \
         "$DURATION" "$REPEAT" "UDP sender: $UDP_TOOL, pinned: $([[ ${#CLIENT_PIN[@]} -gt 0 ]] && echo yes || echo no)" "$(uname -r)" "$(nproc)" "$(date -u +%FT%TZ)"
+    # shellcheck disable=SC2016 # backquotes for markdown
+    printf '\nCommand: `%s`; setup order rotated each repetition: %s.\n' "$COMMAND" "$SETUPS"
     ((BUSY_BEFORE < 10)) ||
         printf '\n**Warning: the machine was %s%% busy before the tests (other processes); numbers are skewed.**\n' \
             "$BUSY_BEFORE"
-    report_group "Two sandboxes on one host" bridge vswitchd afxdp bridge veth
+    report_group "Two sandboxes on one host" bridge vswitchd afxdp ovs ovs-afxdp vde bridge veth
     report_group "Overlay: two hosts (namespaces) over a veth underlay, MTU 1500, one sandbox each" vxlan vxlan overlay encrypted
     if selected encrypted; then
         report_group "Encryption cost" overlay overlay encrypted
     fi
+    printf '\nDrops are counted where they happen: "sender TX" = TX drops of sandbox 1'"'"'s interfaces (a TAP queue the switch did not drain, a veth whose peer did not take the frame); "switch" = RX/TX drops of the interfaces in the switch'"'"'s own namespace plus the switch'"'"'s own counters (vswitchd stats, OVS dpctl dropped/lost; vde_switch counts none); "receiver" = RX drops of sandbox 2'"'"'s interfaces plus its UDP receive-buffer errors. CPU is %% of one core, summed over the setup'"'"'s daemons (the kernel setups have none); idle CPU over 2 s without traffic. Loss onset: bisection of a paced sender (%s steps of %s s, each shown as offered:loss) below the flat-out rate.\n' \
+        "$ONSET_STEPS" "$ONSET_SECS"
     local targets
-    targets=$(target_line "vswitchd overlay TCP / kernel VXLAN + bridge" overlay vxlan tcp 0.50
-        target_line "vswitchd overlay 64 B rate / kernel VXLAN + bridge" overlay vxlan udp-pps 0.50
-        target_line "encrypted overlay TCP / vswitchd overlay" encrypted overlay tcp 0.60)
-    [[ -z $targets ]] || printf '\nIssue targets:\n%s\n' "$targets"
+    targets=$(target_line "TCP 1 stream, vswitchd TAP / kernel bridge" vswitchd bridge tcp ">=" 1.0
+        target_line "UDP 64 B received, vswitchd AF_XDP / kernel bridge" afxdp bridge udp-pps ">=" 1.5
+        target_line "½RTT p50, vswitchd TAP / kernel bridge" vswitchd bridge half-rtt "<=" 1.0
+        target_line "½RTT p99, vswitchd TAP / kernel bridge" vswitchd bridge half-rtt-p99 "<=" 1.5
+        target_line "TCP 1 stream, vswitchd AF_XDP / OVS AF_XDP" afxdp ovs-afxdp tcp ">=" 3.0
+        target_line "vswitchd overlay TCP / kernel VXLAN + bridge" overlay vxlan tcp ">=" 0.85
+        target_line "vswitchd overlay ½RTT p50 / kernel VXLAN + bridge" overlay vxlan half-rtt "<=" 1.3
+        target_line "encrypted overlay TCP / vswitchd overlay" encrypted overlay tcp ">=" 0.7)
+    [[ -z $targets ]] || printf '\nIssue 11 targets (ratios of medians):\n%s\n' "$targets"
     printf '\nClient-side interfaces in sandbox 1:\n'
     for setup in $SETUPS; do
         [[ -n ${IFINFO[$setup]:-} ]] && printf '  %-9s %s\n' "$setup" "${IFINFO[$setup]}"
@@ -911,7 +1276,7 @@ report() {
         done
         printf 'TCP ratios per repetition:\n'
         local pair setup_a setup_b
-        for pair in "vswitchd bridge" "afxdp bridge" "afxdp vswitchd" "overlay vxlan" "encrypted overlay"; do
+        for pair in "vswitchd bridge" "afxdp bridge" "ovs bridge" "vswitchd ovs" "afxdp ovs-afxdp" "overlay vxlan" "encrypted overlay"; do
             read -r setup_a setup_b <<<"$pair"
             if [[ -n ${RES[$setup_a,tcp]:-} && -n ${RES[$setup_b,tcp]:-} ]]; then
                 printf '  %-9s / %-9s %s\n' "$setup_a" "$setup_b" "$(rep_ratios "$setup_a" "$setup_b" tcp)"
@@ -923,6 +1288,26 @@ report() {
     report_overlay_daemons
 }
 
+# The chart's data (benches/e2e/chart.rs): ratios of medians per setup, local group to the
+# kernel bridge, overlay group to kernel VXLAN.
+chart_data() {
+    local setup base panel
+    printf 'title\tvswitch e2e, %s, %s x %s s, %s\n' "$(uname -r)" "$REPEAT" "$DURATION" "$(date -u +%F)"
+    printf 'metrics\tTCP 1 stream\tUDP 64 B received\t½RTT p50 (lower is better)\n'
+    for panel in "bridge:vswitchd afxdp ovs ovs-afxdp vde bridge veth" "vxlan:vxlan overlay encrypted"; do
+        base=${panel%%:*}
+        selected "$base" || continue
+        printf 'panel\tratio to %s\n' "${LABEL[$base]}"
+        for setup in ${panel#*:}; do
+            if ! selected "$setup" || [[ -z ${RES[$setup,tcp]:-} ]]; then continue; fi
+            printf 'bar\t%s\t%s\t%s\t%s\n' "$setup" \
+                "$(ratio "$(med "$setup" tcp)" tcp "$base" | sed 's/^-$/NA/')" \
+                "$(ratio "$(med "$setup" udp-pps)" udp-pps "$base" | sed 's/^-$/NA/')" \
+                "$(ratio "$(med "$setup" half-rtt)" half-rtt "$base" | sed 's/^-$/NA/')"
+        done
+    done
+}
+
 # ---------------------------------------------------------------------------- main
 
 main() {
@@ -931,6 +1316,8 @@ main() {
     [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a positive integer"
     [[ $UDP_TOOL == udpflood || $UDP_TOOL == iperf3 ]] || die "UDP_TOOL must be udpflood or iperf3"
     [[ $SUITE =~ ^(local|overlay|all)$ ]] || die "SUITE must be local, overlay or all"
+    [[ $OVS_PORT == tap || $OVS_PORT == system ]] || die "OVS_PORT must be tap or system"
+    [[ $ONSET_STEPS =~ ^[0-9]+$ && $ONSET_SECS =~ ^[1-9][0-9]*$ ]] || die "ONSET_STEPS/ONSET_SECS must be integers"
     local setup
     for setup in $SETUPS; do
         [[ -n ${LABEL[$setup]:-} ]] || die "unknown setup '$setup' (use $LOCAL_SETUPS $OVERLAY_SETUPS)"
@@ -954,7 +1341,7 @@ main() {
         [[ $setup == vswitchd ]] || order+=("$setup")
     done
     for setup in "${order[@]}"; do
-        [[ $setup == bridge || $setup == veth ]] && ensure_sandboxes
+        [[ -z ${CNS[$setup]:-} || ${CNS[$setup]} != "$NS1" || $setup == vswitchd ]] || ensure_sandboxes
         if [[ -n ${DAEMONS[$setup]:-} && $build_ok == 0 ]]; then
             STATUS[$setup]="cargo build failed"
         elif "setup_$setup"; then
@@ -976,6 +1363,7 @@ main() {
     sample_idle idle0
     for setup in $SETUPS; do
         [[ -n ${READY[$setup]:-} ]] && IFINFO[$setup]=$(iface_info "$setup")
+        pause_setup "$setup" STOP
     done
     BUSY_BEFORE=$(machine_busy)
     ((BUSY_BEFORE < 10)) || log "warning: the machine is already ${BUSY_BEFORE}% busy; expect skewed numbers"
@@ -992,12 +1380,24 @@ main() {
         done
     done
 
+    if [[ $ONSET == 1 && $UDP_TOOL == udpflood ]]; then
+        for setup in $ONSET_SETUPS; do
+            [[ -n ${READY[$setup]:-} ]] || continue
+            log "loss onset sweep: $setup"
+            measure_onset "$setup" || true
+        done
+    fi
     sample_idle idle1
     local d
     for d in "${!DPID[@]}"; do
+        [[ ${DKIND[$d]:-vswitchd} == vswitchd ]] || continue
         daemon_alive "$d" && dctl "$d" stats >"$TMP/$d-stats.txt" 2>&1
     done
-    report
+    mkdir -p "$REPORT_DIR"
+    report | tee "$REPORT_DIR/report.md"
+    chart_data >"$REPORT_DIR/chart.tsv"
+    draw_chart || true
+    log "report: $REPORT_DIR/report.md; took $((SECONDS / 60)) min $((SECONDS % 60)) s"
     local failed=()
     for setup in $SETUPS; do
         [[ -n ${RES[$setup,tcp]:-} ]] || failed+=("$setup")

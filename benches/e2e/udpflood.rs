@@ -6,12 +6,15 @@
 //! `recvmmsg(2)`.
 //!
 //! ```text
-//! udpflood send ADDR:PORT SECONDS [SIZE]   # prints "sent=N secs=S"
+//! udpflood send ADDR:PORT SECONDS [SIZE [RATE]]  # prints "sent=N secs=S"; RATE in datagrams/s, 0 = flat out
 //! udpflood recv ADDR:PORT IDLE_MS          # prints "received=N span=S" when IDLE_MS pass without traffic
 //! ```
 //!
 //! `recv` waits for the first datagram without limit (the script kills it if the sender fails)
 //! and stops once no datagram arrived for IDLE_MS after that.
+//!
+//! With a RATE the sender paces itself: batches of `PACED_BATCH` datagrams, each sent when the
+//! running total falls behind `RATE × elapsed` (the script's loss-onset sweep).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -26,6 +29,8 @@ use mmsg::{IoVec, MMsgHdr, MsgHdr, sendmmsg};
 
 /// Datagrams per `sendmmsg`/`recvmmsg` call.
 const BATCH: usize = 64;
+/// Datagrams per `sendmmsg` when paced (short bursts, so queues see the rate, not the batch).
+const PACED_BATCH: usize = 16;
 /// `MSG_WAITFORONE` from `<sys/socket.h>`: block for the first datagram only.
 const MSG_WAITFORONE: c_int = 0x10000;
 /// Socket buffer size requested for both ends (the kernel caps it at `net.core.*mem_max`).
@@ -71,11 +76,12 @@ impl Batch {
         Batch { _bufs: bufs, _iovs: iovs, msgs }
     }
 
-    /// Sends the whole batch on a connected socket; returns how many datagrams the kernel took.
-    fn send(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+    /// Sends the first `count` (at most `BATCH`) datagrams on a connected socket; returns how
+    /// many the kernel took.
+    fn send(&mut self, sock: &UdpSocket, count: usize) -> io::Result<usize> {
         // SAFETY: `msgs` holds BATCH valid headers whose iovecs point into `_bufs`, all owned by
         // `self` and alive for the call; the socket is connected so no address is needed.
-        let n = unsafe { sendmmsg(sock.as_raw_fd(), self.msgs.as_mut_ptr(), BATCH as c_uint, 0) };
+        let n = unsafe { sendmmsg(sock.as_raw_fd(), self.msgs.as_mut_ptr(), count.min(BATCH) as c_uint, 0) };
         if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
     }
 
@@ -100,7 +106,7 @@ fn set_buffer(sock: &UdpSocket, opt: c_int) {
     }
 }
 
-fn send(dst: SocketAddr, secs: f64, size: usize) -> io::Result<()> {
+fn send(dst: SocketAddr, secs: f64, size: usize, rate: u64) -> io::Result<()> {
     let sock = UdpSocket::bind(if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
     sock.connect(dst)?;
     set_buffer(&sock, SO_SNDBUF);
@@ -109,8 +115,21 @@ fn send(dst: SocketAddr, secs: f64, size: usize) -> io::Result<()> {
     let start = Instant::now();
     let mut sent: u64 = 0;
     let mut errors: u64 = 0;
-    while start.elapsed() < limit {
-        match batch.send(&sock) {
+    let count = if rate > 0 { PACED_BATCH } else { BATCH };
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= limit {
+            break;
+        }
+        if rate > 0 {
+            // Where the total should be now; sleep until the next batch is due.
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if due > elapsed {
+                std::thread::sleep(due - elapsed);
+                continue;
+            }
+        }
+        match batch.send(&sock, count) {
             Ok(n) => sent += n as u64,
             // ICMP port unreachable (receiver not up yet) or a full device queue: keep going.
             Err(e) if matches!(e.raw_os_error(), Some(libc_errno::ECONNREFUSED | libc_errno::ENOBUFS)) => errors += 1,
@@ -159,16 +178,18 @@ mod libc_errno {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: udpflood send ADDR:PORT SECONDS [SIZE] | udpflood recv ADDR:PORT IDLE_MS");
+    eprintln!("usage: udpflood send ADDR:PORT SECONDS [SIZE [RATE]] | udpflood recv ADDR:PORT IDLE_MS");
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parsed = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["send", addr, secs, rest @ ..] if rest.len() <= 1 => {
-            match (addr.parse(), secs.parse(), rest.first().map_or(Ok(64), |s| s.parse())) {
-                (Ok(a), Ok(s), Ok(z)) if z > 0 && z <= 65507 => Some(send(a, s, z)),
+        ["send", addr, secs, rest @ ..] if rest.len() <= 2 => {
+            let size = rest.first().map_or(Ok(64), |s| s.parse());
+            let rate = rest.get(1).map_or(Ok(0), |s| s.parse());
+            match (addr.parse(), secs.parse(), size, rate) {
+                (Ok(a), Ok(s), Ok(z), Ok(r)) if z > 0 && z <= 65507 => Some(send(a, s, z, r)),
                 _ => None,
             }
         }

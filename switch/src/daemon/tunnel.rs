@@ -46,7 +46,7 @@ use crate::counters::{DropCounters, DropReason};
 use crate::offload::{self, SegmentBuf, TooBig};
 use crate::port::PortId;
 use crate::sys::dgram::{self, MAX_SEND_BATCH, Outgoing};
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 /// Sockets in the send pool (distinct UDP source ports).
 const SOURCE_PORTS: usize = 32;
