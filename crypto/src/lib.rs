@@ -95,7 +95,7 @@ pub mod wire;
 pub use error::{KeyError, MalformedReason, NodeKeyError, OpenError, SealError, SealedKeyError, SecretError};
 pub use keys::{KeySource, NetworkKey};
 pub use network::NetworkCrypto;
-pub use open::{DEFAULT_MAX_SESSIONS, Opened, Opener};
+pub use open::{DEFAULT_MAX_SESSIONS, Opened, Opener, SessionRun};
 pub use replay::{REPLAY_WINDOW, ReplayWindow};
 pub use seal::Sealer;
 pub use sealed::{NodeKeypair, NodePublicKey};

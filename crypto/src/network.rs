@@ -8,7 +8,7 @@ use vxlan::Vni;
 
 use crate::error::{KeyError, OpenError, SealError};
 use crate::keys::NetworkKey;
-use crate::open::{Opened, Opener};
+use crate::open::{Opened, Opener, SessionRun};
 use crate::seal::Sealer;
 use crate::secret::ClusterSecret;
 use crate::wire::{Header, InnerChecksum};
@@ -188,10 +188,17 @@ impl NetworkCrypto {
     /// sender sessions ([`OpenError::Reflected`]).
     pub fn open(&mut self, packet: &mut [u8]) -> Result<Opened, OpenError> {
         let header = Header::parse(packet)?;
+        self.session(&header)?.open(&header, packet)
+    }
+
+    /// See [`Opener::session`]: the session of `header`, looked up once to
+    /// open a run of its packets; also refuses this host's own recent
+    /// sender sessions ([`OpenError::Reflected`]).
+    pub fn session(&mut self, header: &Header) -> Result<SessionRun<'_>, OpenError> {
         if self.own_sessions.contains(&header.session_id) {
             return Err(OpenError::Reflected);
         }
-        self.opener.open(packet)
+        self.opener.session(header)
     }
 
     /// The sender session, if the current epoch has a key.

@@ -11,11 +11,11 @@ use hashbrown::HashMap;
 use ring::aead::{Aad, LessSafeKey};
 use vxlan::Vni;
 
-use crate::error::{KeyError, OpenError};
+use crate::error::{KeyError, MalformedReason, OpenError};
 use crate::keys::{KeySource, NetworkKey};
 use crate::replay::{Refused, ReplayWindow};
 use crate::secret::ClusterSecret;
-use crate::wire::{HEADER_LEN, Header, InnerChecksum, TAG_LEN};
+use crate::wire::{HEADER_LEN, Header, InnerChecksum, MIN_PACKET_LEN, TAG_LEN};
 
 /// Default bound of [`Opener::with_max_sessions`]: sender sessions whose key
 /// and replay window are kept per epoch.
@@ -207,41 +207,121 @@ impl Opener {
     /// The window is updated only after authentication succeeds.
     ///
     /// On success the inner frame is at [`Opened::inner`]; on error the
-    /// packet's bytes after the header are unspecified.
+    /// packet's bytes after the header are unspecified. Opening a batch,
+    /// [`Opener::session`] looks the session up once for a run of packets.
     pub fn open(&mut self, packet: &mut [u8]) -> Result<Opened, OpenError> {
         let header = Header::parse(packet)?;
+        self.session(&header)?.open(&header, packet)
+    }
+
+    /// The key and replay window of the sender session of `header` (its
+    /// VNI, epoch and session id), looked up once to open a run of that
+    /// session's packets ([`SessionRun::open`]) as a received batch holds
+    /// them. Refuses a header of another VNI ([`OpenError::VniMismatch`])
+    /// or of an epoch not accepted ([`OpenError::UnknownEpoch`]). A session
+    /// not yet kept is kept once one of its packets authenticates.
+    pub fn session(&mut self, header: &Header) -> Result<SessionRun<'_>, OpenError> {
         if header.vni != self.vni {
             return Err(OpenError::VniMismatch { expected: self.vni, found: header.vni });
         }
         let current = self.current;
-        let Some(state) = self.epochs.iter_mut().find(|e| e.network.epoch() == header.epoch) else {
+        let Opener { epochs, clock, max_sessions, .. } = self;
+        let Some(state) = epochs.iter_mut().find(|e| e.network.epoch() == header.epoch) else {
             return Err(OpenError::UnknownEpoch { epoch: header.epoch, current });
         };
-        self.clock += 1;
+        let id = header.session_id;
+        let session = if state.sessions.contains_key(&id) {
+            match state.sessions.get_mut(&id) {
+                Some(session) => RunSession::Kept(session),
+                None => return Err(auth_failed()),
+            }
+        } else {
+            // A forgotten session resumes after its newest counter.
+            let window = state.tombstones.get(&id).map_or_else(ReplayWindow::new, |&n| ReplayWindow::after(n));
+            RunSession::New { state, window, key: None, max: *max_sessions }
+        };
+        Ok(SessionRun { vni: header.vni, epoch: header.epoch, session_id: id, clock, session })
+    }
+}
+
+/// One sender session of one epoch, looked up once ([`Opener::session`])
+/// to open a run of its packets.
+pub struct SessionRun<'a> {
+    vni: Vni,
+    epoch: u32,
+    session_id: u64,
+    clock: &'a mut u64,
+    session: RunSession<'a>,
+}
+
+/// The session of a [`SessionRun`]. The new session's key and window are
+/// large, but a run lives on the stack for one run of a batch: boxing them
+/// would allocate per run.
+#[allow(clippy::large_enum_variant)]
+enum RunSession<'a> {
+    /// Kept by the opener.
+    Kept(&'a mut Session),
+    /// Not kept yet: its window, and its key once derived; kept (in
+    /// `state`, at most `max` sessions) when a packet authenticates.
+    New { state: &'a mut EpochState, window: ReplayWindow, key: Option<LessSafeKey>, max: usize },
+    /// Was new, and keeping it failed (cannot happen): nothing opens.
+    Gone,
+}
+
+impl SessionRun<'_> {
+    /// Whether `header` is of this run's session (VNI, epoch and session
+    /// id), so [`SessionRun::open`] may open its packet.
+    pub fn matches(&self, header: &Header) -> bool {
+        (header.vni, header.epoch, header.session_id) == (self.vni, self.epoch, self.session_id)
+    }
+
+    /// Authenticates and decrypts `packet` in place, as [`Opener::open`]
+    /// does, given its `header` as [`Header::parse`] read it (parsed once
+    /// for the batch). The replay window is checked before decrypting and
+    /// updated only after the tag verifies. A packet whose header is not
+    /// of this session ([`SessionRun::matches`]) cannot authenticate under
+    /// its key: it is refused as [`OpenError::AuthenticationFailed`]
+    /// without decrypting, as is one too short to be a packet at all
+    /// ([`OpenError::Malformed`]). A header that is not the packet's own
+    /// gives the wrong nonce, and the packet fails authentication.
+    pub fn open(&mut self, header: &Header, packet: &mut [u8]) -> Result<Opened, OpenError> {
+        if packet.len() < MIN_PACKET_LEN {
+            return Err(OpenError::Malformed(MalformedReason::TooShort { len: packet.len() }));
+        }
+        if !self.matches(header) {
+            return Err(auth_failed());
+        }
+        *self.clock += 1;
+        let clock = *self.clock;
         let counter = header.counter;
         let refused = |r| match r {
             Refused::Replayed => OpenError::Replayed { counter },
             Refused::TooOld { newest } => OpenError::TooOld { counter, newest },
         };
-
         let (aad, body) = packet.split_at_mut(HEADER_LEN);
         let inner = HEADER_LEN..HEADER_LEN + body.len() - TAG_LEN;
-        if let Some(session) = state.sessions.get_mut(&header.session_id) {
-            session.window.check(counter).map_err(refused)?;
-            session.key.open_in_place(header.nonce(), Aad::from(&*aad), body).map_err(|_| auth_failed())?;
-            session.window.accept(counter).map_err(refused)?;
-            session.last_used = self.clock;
-        } else {
-            let window = match state.tombstones.get(&header.session_id) {
-                Some(&newest) => ReplayWindow::after(newest),
-                None => ReplayWindow::new(),
-            };
-            window.check(counter).map_err(refused)?;
-            let key = state.network.session_key(header.session_id);
-            key.open_in_place(header.nonce(), Aad::from(&*aad), body).map_err(|_| auth_failed())?;
-            let mut session = Session { key, window, last_used: self.clock };
-            session.window.accept(counter).map_err(refused)?;
-            state.insert(header.session_id, session, self.max_sessions);
+        match &mut self.session {
+            RunSession::Kept(session) => {
+                session.window.check(counter).map_err(refused)?;
+                session.key.open_in_place(header.nonce(), Aad::from(&*aad), body).map_err(|_| auth_failed())?;
+                session.window.accept(counter).map_err(refused)?;
+                session.last_used = clock;
+            }
+            RunSession::New { state, window, key, .. } => {
+                window.check(counter).map_err(refused)?;
+                let key = key.get_or_insert_with(|| state.network.session_key(self.session_id));
+                key.open_in_place(header.nonce(), Aad::from(&*aad), body).map_err(|_| auth_failed())?;
+                window.accept(counter).map_err(refused)?;
+                // Genuine: the opener keeps it from now on.
+                let RunSession::New { state, window, key: Some(key), max } =
+                    std::mem::replace(&mut self.session, RunSession::Gone)
+                else {
+                    return Err(auth_failed());
+                };
+                let session = Session { key, window, last_used: clock };
+                self.session = RunSession::Kept(state.insert(self.session_id, session, max));
+            }
+            RunSession::Gone => return Err(auth_failed()),
         }
         Ok(Opened {
             vni: header.vni,
@@ -251,6 +331,16 @@ impl Opener {
             inner,
             checksum: header.checksum,
         })
+    }
+}
+
+impl fmt::Debug for SessionRun<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRun")
+            .field("vni", &self.vni)
+            .field("epoch", &self.epoch)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -270,8 +360,9 @@ impl EpochState {
     }
 
     /// Adds an authenticated session, first forgetting the least recently
-    /// used one if `max` are kept (remembering its newest counter).
-    fn insert(&mut self, session_id: u64, session: Session, max: usize) {
+    /// used one if `max` are kept (remembering its newest counter); returns
+    /// it as kept.
+    fn insert(&mut self, session_id: u64, session: Session, max: usize) -> &mut Session {
         if self.sessions.len() >= max {
             let lru = self.sessions.iter().min_by_key(|(_, s)| s.last_used).map(|(&id, _)| id);
             if let Some(old) = lru.and_then(|id| self.sessions.remove_entry(&id)) {
@@ -281,7 +372,7 @@ impl EpochState {
         if self.tombstones.remove(&session_id).is_some() {
             self.tombstone_order.retain(|&id| id != session_id);
         }
-        self.sessions.insert(session_id, session);
+        self.sessions.entry(session_id).insert(session).into_mut()
     }
 
     /// Remembers the newest counter of a forgotten session, forgetting the

@@ -340,3 +340,71 @@ fn debug_output_has_no_secrets() {
     assert!(!debug.contains(&hex[..16]), "{debug}");
     assert!(!debug.contains("66, 66"), "{debug}");
 }
+
+#[test]
+fn a_session_run_opens_a_batch_with_one_lookup_and_refuses_each_bad_packet_alone() {
+    let mut s = sealer(2);
+    let mut o = Opener::new(&secret(), vni(), 2);
+    let inners: Vec<Vec<u8>> = (0..5).map(|k| frame(100 + k, k as u8)).collect();
+    let packets: Vec<Vec<u8>> = inners.iter().map(|f| seal(&mut s, f)).collect();
+    let mut forged = packets[3].clone();
+    forged[HEADER_LEN] ^= 0x80;
+    // Reordered, replayed within the batch, forged, then the genuine one.
+    let batch = [&packets[1], &packets[0], &packets[1], &forged, &packets[3], &packets[2], &packets[4]];
+    let headers: Vec<Header> = batch.iter().map(|p| Header::parse(p).unwrap()).collect();
+    let mut results = Vec::new();
+    {
+        let mut run = o.session(&headers[0]).expect("the session of the run");
+        for (header, packet) in headers.iter().zip(batch) {
+            assert!(run.matches(header));
+            let mut packet = packet.clone();
+            results.push(run.open(header, &mut packet).map(|opened| packet[opened.inner].to_vec()));
+        }
+    }
+    assert_eq!(
+        results,
+        vec![
+            Ok(inners[1].clone()),
+            Ok(inners[0].clone()),
+            Err(OpenError::Replayed { counter: 1 }),
+            Err(OpenError::AuthenticationFailed),
+            Ok(inners[3].clone()),
+            Ok(inners[2].clone()),
+            Ok(inners[4].clone()),
+        ]
+    );
+    // The session was kept at its first genuine packet: a later run (and a
+    // single open) sees every counter taken.
+    assert_eq!(o.session_count(), 1);
+    for p in &packets {
+        assert!(matches!(o.open(&mut p.clone()), Err(OpenError::Replayed { .. })));
+    }
+}
+
+#[test]
+fn a_session_run_refuses_what_is_not_its_session_and_changes_nothing() {
+    let (mut a, mut b) = (sealer(2), sealer(2));
+    let mut o = Opener::new(&secret(), vni(), 2);
+    let pa = seal(&mut a, &frame(60, 1));
+    let pb = seal(&mut b, &frame(60, 2));
+    let (ha, hb) = (Header::parse(&pa).unwrap(), Header::parse(&pb).unwrap());
+    {
+        let mut run = o.session(&ha).unwrap();
+        assert!(!run.matches(&hb));
+        assert_eq!(run.open(&hb, &mut pb.clone()), Err(OpenError::AuthenticationFailed));
+        // Another packet's header with this session's id: the wrong nonce.
+        let mut wrong = ha;
+        wrong.counter += 1;
+        assert_eq!(run.open(&wrong, &mut pa.clone()), Err(OpenError::AuthenticationFailed));
+        assert!(matches!(run.open(&ha, &mut pa[..10].to_vec()), Err(OpenError::Malformed(_))));
+    }
+    assert_eq!(o.session_count(), 0, "nothing authenticated, nothing kept");
+    o.open(&mut pa.clone()).expect("a opens");
+    o.open(&mut pb.clone()).expect("b opens");
+    // Epochs and VNIs are checked when the run starts.
+    let mut later = sealer(5);
+    let h = Header::parse(&seal(&mut later, &frame(60, 3))).unwrap();
+    assert!(matches!(o.session(&h), Err(OpenError::UnknownEpoch { epoch: 5, current: 2 })));
+    let other = Header { vni: Vni::new(7).unwrap(), ..ha };
+    assert!(matches!(o.session(&other), Err(OpenError::VniMismatch { .. })));
+}

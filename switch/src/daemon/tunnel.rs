@@ -34,10 +34,10 @@
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::Range;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use crypto::{InnerChecksum, NetworkCrypto, SealError};
-use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 use vxlan::{HEADER_LEN, Vni};
 
@@ -45,6 +45,7 @@ use super::batch::{BUFFERS, RxBatch};
 use crate::counters::{DropCounters, DropReason};
 use crate::offload::{self, SegmentBuf, TooBig};
 use crate::port::PortId;
+use crate::sys::dgram::{self, MAX_SEND_BATCH, Outgoing};
 use crate::wire::VirtioNetHdr;
 
 /// Sockets in the send pool (distinct UDP source ports).
@@ -55,6 +56,15 @@ const SOURCE_PORTS: usize = 32;
 const MAX_UDP_PAYLOAD: usize = 65_535 - 20 - 8;
 /// Socket buffer size asked for on every socket.
 const SOCKET_BUFFER: usize = 4 << 20;
+/// Messages (datagrams or GSO trains) queued before they must leave.
+const MAX_QUEUED: usize = 64;
+/// Bytes of queued messages the out buffer holds (at least one sealed
+/// 64 KiB frame with its per-segment overhead).
+const OUT_BUFFER: usize = 256 * 1024;
+/// A plain frame whose encapsulation is at most this long is copied out of
+/// the arena to wait for the batch's `sendmmsg`; a longer one (a TSO
+/// train) leaves at once with what is queued, rather than be copied.
+const COPY_LIMIT: usize = 16 * 1024;
 
 /// Configuration of the underlay endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +86,11 @@ pub struct TunnelCounters {
     pub rx_bytes: u64,
     /// VXLAN datagrams sent.
     pub tx_packets: u64,
-    /// Send calls that carried them (a GSO train is one).
+    /// Messages that carried them: a GSO train is one, as is a datagram
+    /// sent alone.
     pub tx_sends: u64,
+    /// System calls that sent those messages: a `sendmmsg` carries several.
+    pub tx_calls: u64,
     /// Frames segmented and encapsulated: a frame flooded to several peers
     /// counts once (only its outer destination, or its seal, differs).
     pub tx_encapsulated: u64,
@@ -119,8 +132,11 @@ pub(crate) trait Underlay: Send {
     /// Most segments one GSO send of sender `sender` may carry.
     fn max_gso_segments(&self, sender: usize) -> usize;
 
-    /// Sends `transmit` (one datagram, or a GSO train) from sender `sender`.
-    fn send(&mut self, sender: usize, transmit: &Transmit<'_>) -> io::Result<()>;
+    /// Sends `msgs` (each one datagram, or a GSO train) from sender
+    /// `sender`, in order, in one call (`sendmmsg`). Returns how many left:
+    /// fewer than all when one failed (the next call, starting with it,
+    /// reports why); an error when the first failed.
+    fn send_batch(&mut self, sender: usize, msgs: &[Outgoing<'_>]) -> io::Result<usize>;
 
     /// The UDP source port of sender `sender` (for captures of the underlay).
     fn sender_port(&self, sender: usize) -> u16;
@@ -135,6 +151,9 @@ struct TxSocket {
     state: UdpSocketState,
     /// The UDP port it is bound to.
     port: u16,
+    /// A GSO send failed as drivers without UDP GSO make it fail: trains
+    /// are not sent from this socket any more.
+    gso_off: bool,
 }
 
 /// The kernel's UDP sockets, batched by quinn-udp.
@@ -158,12 +177,24 @@ impl Underlay for UdpUnderlay {
     }
 
     fn max_gso_segments(&self, sender: usize) -> usize {
-        self.tx[sender].state.max_gso_segments()
+        let socket = &self.tx[sender];
+        if socket.gso_off { 1 } else { socket.state.max_gso_segments() }
     }
 
-    fn send(&mut self, sender: usize, transmit: &Transmit<'_>) -> io::Result<()> {
-        let socket = &self.tx[sender];
-        socket.state.try_send(UdpSockRef::from(&socket.socket), transmit)
+    fn send_batch(&mut self, sender: usize, msgs: &[Outgoing<'_>]) -> io::Result<usize> {
+        let socket = &mut self.tx[sender];
+        let sent = dgram::send_batch(socket.socket.as_fd(), msgs);
+        // Some drivers refuse UDP GSO only when a train is sent (EIO, or
+        // EINVAL): send datagrams one by one from then on, as quinn-udp does.
+        if let Err(e) = &sent
+            && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL))
+            && msgs.first().is_some_and(|m| m.segment_size.is_some())
+            && !socket.gso_off
+        {
+            tracing::info!(error = %e, port = socket.port, "UDP GSO send failed; sending datagrams singly");
+            socket.gso_off = true;
+        }
+        sent
     }
 
     fn sender_port(&self, sender: usize) -> u16 {
@@ -186,10 +217,14 @@ pub(crate) struct Tunnel {
     cached: Option<CacheKey>,
     /// What the arena's segments say of their inner checksum.
     inner_checksum: InnerChecksum,
-    /// The datagrams of the pending train, unless they are still the arena's.
-    train: Vec<u8>,
-    pending: Option<Pending>,
-    /// Frames whose train failed to send, by tunnel port and reason.
+    /// The bytes of queued messages that are not the arena's (never grown
+    /// past [`OUT_BUFFER`]: no allocation after start).
+    out: Vec<u8>,
+    /// The messages waiting for [`Tunnel::flush`], in plan order.
+    queue: Vec<Queued>,
+    /// Scratch of [`Tunnel::flush`]: (socket, message) pairs.
+    order: Vec<(u16, u16)>,
+    /// Frames whose message failed to send, by tunnel port and reason.
     failures: Vec<(PortId, DropReason)>,
     /// Where the last queued frame's datagrams are.
     last: LastQueued,
@@ -234,7 +269,7 @@ impl UdpUnderlay {
             .map(|_| {
                 let (socket, state) = open(SocketAddr::new(local.ip(), 0))?;
                 let port = socket.local_addr()?.port();
-                Ok(TxSocket { socket, state, port })
+                Ok(TxSocket { socket, state, port, gso_off: false })
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(UdpUnderlay { rx, rx_state, tx })
@@ -267,8 +302,9 @@ impl Tunnel {
             metas: [RecvMeta::default(); BUFFERS],
             cached: None,
             inner_checksum: InnerChecksum::AsSent,
-            train: Vec::with_capacity(MAX_UDP_PAYLOAD + 1),
-            pending: None,
+            out: Vec::with_capacity(OUT_BUFFER),
+            queue: Vec::with_capacity(MAX_QUEUED),
+            order: Vec::with_capacity(MAX_QUEUED),
             failures: Vec::with_capacity(64),
             last: LastQueued::default(),
             received: Vec::with_capacity(super::batch::MAX_FRAMES),
@@ -312,7 +348,7 @@ impl Tunnel {
         let LastQueued { sender, size, range } = &self.last;
         let source = SocketAddr::new(self.config.local.ip(), self.io.sender_port(*sender));
         let bytes = match range {
-            Some(range) => self.train.get(range.clone()).unwrap_or_default(),
+            Some(range) => self.out.get(range.clone()).unwrap_or_default(),
             None => self.segments.datagrams(),
         };
         (source, bytes.chunks((*size).max(1)))
@@ -370,21 +406,24 @@ impl Tunnel {
     /// encrypted network) and queues it for `tx.dest`, segmenting and
     /// checksumming it first if its virtio-net header asks for that.
     ///
-    /// Sends are batched: the datagrams of consecutive calls for one
+    /// Sends are batched twice. The datagrams of consecutive calls for one
     /// (tunnel port, sending socket) join one GSO train while their sizes
     /// allow it (equal segments, a shorter one only last, at most one GSO
-    /// send's worth), and the train leaves in one send call when the next
-    /// frame cannot join it or at [`Tunnel::flush`]. Calls with the same
-    /// `tx.frame_id` (a flood to several peers) segment and encapsulate the
-    /// frame once: a plain frame's datagrams are sent as they are to every
-    /// peer; an encrypted frame's plaintext segments are copied and sealed
-    /// per peer, each copy with a fresh counter of the network's sender
-    /// session, so no nonce is ever used twice. Sealed segments keep a
-    /// partial checksum partial ([`InnerChecksum::Partial`]): the tag
-    /// vouches for them, and the receiver hands them on as partial.
+    /// send's worth). Trains (and single datagrams) that cannot join are
+    /// queued as messages and leave together at [`Tunnel::flush`], one
+    /// `sendmmsg` per sending socket: mixed sizes, sealed packets and the
+    /// per-peer copies of a flood cost one system call, not one each.
+    /// Calls with the same `tx.frame_id` (a flood to several peers) segment
+    /// and encapsulate the frame once: a plain frame's datagrams are queued
+    /// as they are for every peer (the messages share their bytes); an
+    /// encrypted frame's plaintext segments are copied and sealed per peer,
+    /// each copy with a fresh counter of the network's sender session, so
+    /// no nonce is ever used twice. Sealed segments keep a partial checksum
+    /// partial ([`InnerChecksum::Partial`]): the tag vouches for them, and
+    /// the receiver hands them on as partial.
     ///
     /// A send that fails later is reported by [`Tunnel::take_failures`],
-    /// one entry per frame of the train.
+    /// one entry per frame of the message.
     pub(crate) fn send(&mut self, tx: TunnelTx<'_>, seal: Option<&mut NetworkCrypto>) -> TxOutcome {
         let encrypted = seal.is_some();
         let ip_mtu = self.ip_mtu(encrypted).min(u32::from(u16::MAX)) as u16;
@@ -394,9 +433,9 @@ impl Tunnel {
         let sender = vxlan::flow_hash(tx.frame) as usize % self.io.senders();
         let key = CacheKey { frame: tx.frame_id, vni: tx.vni, encrypted, ip_mtu };
         if self.cached != Some(key) {
-            // The segment arena is about to be overwritten: a train still
-            // in it moves to the train buffer (if it may grow) or leaves.
-            self.detach_pending(tx.port, sender);
+            // The segment arena is about to be overwritten: messages still
+            // in it move to the out buffer, or leave.
+            self.release_arena();
             self.cached = None;
             if let Err(reason) = self.encapsulate(tx.vni, tx.frame, tx.hdr, ip_mtu, encrypted) {
                 return TxOutcome::Dropped(reason);
@@ -410,34 +449,37 @@ impl Tunnel {
             return TxOutcome::Dropped(DropReason::OffloadFailed);
         };
         let last_len = bytes - (count - 1) * size;
-        let joins = self.pending.as_ref().is_some_and(|p| {
-            p.port == tx.port
-                && p.dest == tx.dest
-                && p.sender == sender
-                && !p.closed
-                && if count == 1 { size <= p.size } else { size == p.size }
-                && p.datagrams + count <= self.per_send(sender, p.size)
+        let room = OUT_BUFFER - self.out.len();
+        let joins = self.queue.last().is_some_and(|q| {
+            // The train must end the out buffer to grow there.
+            let moved = match &q.loc {
+                Loc::Out(r) if r.end == self.out.len() => 0,
+                Loc::Out(r) => r.len(),
+                Loc::Arena => bytes,
+            };
+            q.port == tx.port
+                && q.dest == tx.dest
+                && q.sender == sender
+                && !q.closed
+                && if count == 1 { size <= q.size } else { size == q.size }
+                && q.datagrams + count <= self.per_send(sender, q.size)
+                && moved + bytes <= room
         });
-        if !joins {
+        if !joins && (self.queue.len() == MAX_QUEUED || (encrypted && bytes > room)) {
             self.flush();
         }
-        if joins && let Some(p) = self.pending.as_mut().filter(|p| p.in_segments) {
-            // The arena's train grows: only the train buffer can hold it
-            // and what joins it.
-            self.train.extend_from_slice(self.segments.datagrams());
-            p.in_segments = false;
-        }
-        let start = self.train.len();
+        let train_start = if joins { self.move_last_to_end() } else { self.out.len() };
+        let start = self.out.len();
         if let Some(keys) = seal {
             let checksum = self.inner_checksum;
             let (head, tail) = (crypto::HEADER_LEN, crypto::TAG_LEN);
             for i in 0..count {
                 let Some(room) = self.segments.get_with_room_mut(i) else { break };
-                let at = self.train.len();
-                self.train.extend_from_slice(room);
+                let at = self.out.len();
+                self.out.extend_from_slice(room);
                 let inner_len = room.len() - head - tail;
-                if let Err(e) = keys.seal_in_place(&mut self.train[at..], inner_len, checksum) {
-                    self.train.truncate(start);
+                if let Err(e) = keys.seal_in_place(&mut self.out[at..], inner_len, checksum) {
+                    self.out.truncate(start);
                     let reason = if matches!(e, SealError::NoKey { .. }) {
                         DropReason::NoSendKey
                     } else {
@@ -447,18 +489,19 @@ impl Tunnel {
                 }
             }
         } else if joins {
-            self.train.extend_from_slice(self.segments.datagrams());
+            self.out.extend_from_slice(self.segments.datagrams());
         }
-        let in_segments = !encrypted && !joins;
-        self.last = LastQueued { sender, size, range: if in_segments { None } else { Some(start..self.train.len()) } };
-        match self.pending.as_mut() {
-            Some(p) if joins => {
-                p.datagrams += count;
-                p.frames += 1;
-                p.closed = last_len < p.size;
+        let in_arena = !encrypted && !joins;
+        self.last = LastQueued { sender, size, range: if in_arena { None } else { Some(start..self.out.len()) } };
+        match self.queue.last_mut() {
+            Some(q) if joins => {
+                q.datagrams += count;
+                q.frames += 1;
+                q.closed = last_len < q.size;
+                q.loc = Loc::Out(train_start..self.out.len());
             }
             _ => {
-                self.pending = Some(Pending {
+                self.queue.push(Queued {
                     port: tx.port,
                     dest: tx.dest,
                     sender,
@@ -466,13 +509,54 @@ impl Tunnel {
                     datagrams: count,
                     frames: 1,
                     closed: last_len < size,
-                    in_segments,
+                    loc: if in_arena { Loc::Arena } else { Loc::Out(start..self.out.len()) },
+                    failed: None,
                 });
             }
         }
-        // A full train leaves with the next call (nothing joins it) or at
-        // `flush`, not here: the caller may still capture its datagrams.
         TxOutcome::Queued
+    }
+
+    /// Makes the last queued message's bytes end the out buffer (copying
+    /// them there from the arena, or from earlier in the buffer, where a
+    /// flood's copies share them), so that a frame can join it; returns
+    /// where they now start. The caller checked the room.
+    fn move_last_to_end(&mut self) -> usize {
+        let Some(q) = self.queue.last_mut() else { return self.out.len() };
+        let start = self.out.len();
+        match &q.loc {
+            Loc::Out(r) if r.end == start => return r.start,
+            Loc::Out(r) => self.out.extend_from_within(r.clone()),
+            Loc::Arena => self.out.extend_from_slice(self.segments.datagrams()),
+        }
+        q.loc = Loc::Out(start..self.out.len());
+        start
+    }
+
+    /// Before the arena is reused for another frame: the queued messages
+    /// that are still its bytes (one plain frame, perhaps for several
+    /// peers) get a copy of them in the out buffer, shared by all of them,
+    /// if the frame is small and there is room; otherwise everything
+    /// queued leaves now (copying a 64 KiB train costs more than the
+    /// system call it would save).
+    fn release_arena(&mut self) {
+        if !self.queue.iter().any(|q| q.loc == Loc::Arena) {
+            return;
+        }
+        let bytes = self.segments.datagrams().len();
+        if bytes > COPY_LIMIT || self.out.len() + bytes > OUT_BUFFER {
+            self.flush();
+            return;
+        }
+        let start = self.out.len();
+        self.out.extend_from_slice(self.segments.datagrams());
+        let range = start..self.out.len();
+        for q in self.queue.iter_mut().filter(|q| q.loc == Loc::Arena) {
+            q.loc = Loc::Out(range.clone());
+        }
+        if self.last.range.is_none() {
+            self.last.range = Some(range);
+        }
     }
 
     /// Segments `frame` into the arena with room for the encapsulation,
@@ -525,62 +609,71 @@ impl Tunnel {
         Ok(())
     }
 
-    /// Before the arena is reused for another frame: a pending train that
-    /// lives in it is copied to the train buffer when the next frame (for
-    /// `port` from `sender`) may join it, and sent otherwise.
-    fn detach_pending(&mut self, port: PortId, sender: usize) {
-        let Some(p) = self.pending else { return };
-        if !p.in_segments {
-            return;
-        }
-        let may_join = p.port == port && p.sender == sender && !p.closed && p.datagrams < self.per_send(sender, p.size);
-        if may_join {
-            self.train.extend_from_slice(self.segments.datagrams());
-            if let Some(p) = self.pending.as_mut() {
-                p.in_segments = false;
-            }
-        } else {
-            self.flush();
-        }
-    }
-
     /// Datagrams of `size` bytes one send from `sender` may carry: the
     /// kernel's GSO segment limit and 64 KiB of UDP payload.
     fn per_send(&self, sender: usize, size: usize) -> usize {
         self.io.max_gso_segments(sender).min(MAX_UDP_PAYLOAD / size.max(1)).max(1)
     }
 
-    /// Sends the pending train, if any: one send call (more only for one
-    /// frame with more segments than one GSO send carries). A failure is
-    /// recorded for every frame of the train ([`Tunnel::take_failures`]).
+    /// Sends every queued message: per sending socket, in the order they
+    /// were queued, as many per system call as the underlay takes
+    /// (`sendmmsg`); a message with more datagrams than one GSO send
+    /// carries (one big frame) is cut into several. A failure is recorded
+    /// for every frame of the message it hit ([`Tunnel::take_failures`]); a
+    /// full socket buffer fails the rest of that socket's messages too.
     pub(crate) fn flush(&mut self) {
-        let Some(p) = self.pending.take() else { return };
-        let per_send = self.per_send(p.sender, p.size);
-        let payload = if p.in_segments { self.segments.datagrams() } else { &self.train[..] };
-        let mut failed = None;
-        for chunk in payload.chunks(p.size * per_send) {
-            let segment_size = (chunk.len() > p.size).then_some(p.size);
-            let transmit = Transmit { destination: p.dest, ecn: None, contents: chunk, segment_size, src_ip: None };
-            match self.io.send(p.sender, &transmit) {
-                Ok(()) => {
-                    self.counters.tx_sends += 1;
-                    self.counters.tx_packets += chunk.len().div_ceil(p.size) as u64;
-                    self.counters.tx_bytes += chunk.len() as u64;
-                }
-                Err(e) => {
-                    failed = Some(if e.kind() == io::ErrorKind::WouldBlock {
-                        DropReason::TxQueueFull
-                    } else {
-                        DropReason::TxError
-                    });
-                    break;
+        if self.queue.is_empty() {
+            return;
+        }
+        // Messages grouped by socket, each group in queue order: sorting
+        // (socket, index) pairs keeps every flow's order without allocating.
+        self.order.clear();
+        self.order.extend((0..self.queue.len()).map(|i| (self.queue[i].sender as u16, i as u16)));
+        self.order.sort_unstable();
+        let mut msgs = [Outgoing::EMPTY; MAX_SEND_BATCH];
+        let mut owners = [0u16; MAX_SEND_BATCH];
+        let mut at = 0;
+        while at < self.order.len() {
+            let sender = usize::from(self.order[at].0);
+            let group_end = at + self.order[at..].iter().take_while(|&&(s, _)| usize::from(s) == sender).count();
+            let mut n = 0;
+            let mut blocked = false;
+            for &(_, index) in &self.order[at..group_end] {
+                let (size, dest) = (self.queue[usize::from(index)].size, self.queue[usize::from(index)].dest);
+                let per_send = size * self.per_send(sender, size);
+                let payload = match &self.queue[usize::from(index)].loc {
+                    Loc::Arena => self.segments.datagrams(),
+                    Loc::Out(r) => &self.out[r.clone()],
+                };
+                for chunk in payload.chunks(per_send) {
+                    if n == MAX_SEND_BATCH {
+                        let (msgs, owners) = (&msgs[..n], &owners[..n]);
+                        blocked = send_group(
+                            &mut *self.io,
+                            &mut self.counters,
+                            &mut self.queue,
+                            sender,
+                            msgs,
+                            owners,
+                            blocked,
+                        );
+                        n = 0;
+                    }
+                    let segment_size = (chunk.len() > size).then_some(size as u16);
+                    msgs[n] = Outgoing { to: dest, contents: chunk, segment_size };
+                    owners[n] = index;
+                    n += 1;
                 }
             }
+            send_group(&mut *self.io, &mut self.counters, &mut self.queue, sender, &msgs[..n], &owners[..n], blocked);
+            at = group_end;
         }
-        self.train.clear();
-        if let Some(reason) = failed {
-            self.failures.extend(std::iter::repeat_n((p.port, reason), p.frames as usize));
+        for q in self.queue.drain(..) {
+            if let Some(reason) = q.failed {
+                self.failures.extend(std::iter::repeat_n((q.port, reason), q.frames as usize));
+            }
         }
+        self.out.clear();
     }
 
     /// The frames whose send failed since the last call, by tunnel port
@@ -588,6 +681,52 @@ impl Tunnel {
     pub(crate) fn take_failures(&mut self) -> std::vec::Drain<'_, (PortId, DropReason)> {
         self.failures.drain(..)
     }
+}
+
+/// Sends `msgs` (of queued messages `owners`) from `sender` in as few
+/// calls as the underlay needs, counting what left and marking the owners
+/// of what failed. After a full socket buffer (`blocked`: already earlier)
+/// nothing more is tried. Returns whether the socket is now blocked.
+fn send_group(
+    io: &mut dyn Underlay,
+    counters: &mut TunnelCounters,
+    queue: &mut [Queued],
+    sender: usize,
+    msgs: &[Outgoing<'_>],
+    owners: &[u16],
+    mut blocked: bool,
+) -> bool {
+    let mut at = 0;
+    while at < msgs.len() {
+        let result = if blocked { Err(io::ErrorKind::WouldBlock.into()) } else { io.send_batch(sender, &msgs[at..]) };
+        match result {
+            Ok(sent) if sent > 0 => {
+                counters.tx_calls += 1;
+                for msg in &msgs[at..at + sent] {
+                    let size = msg.segment_size.map_or(msg.contents.len(), usize::from).max(1);
+                    counters.tx_sends += 1;
+                    counters.tx_packets += msg.contents.len().div_ceil(size) as u64;
+                    counters.tx_bytes += msg.contents.len() as u64;
+                }
+                at += sent;
+            }
+            Ok(_) | Err(_) => {
+                let e = result.err().unwrap_or_else(|| io::ErrorKind::WouldBlock.into());
+                blocked = e.kind() == io::ErrorKind::WouldBlock;
+                let reason = if blocked { DropReason::TxQueueFull } else { DropReason::TxError };
+                // A full buffer refuses the rest as well; any other error
+                // is this message's (its destination's) alone.
+                let failed = if blocked { msgs.len() } else { at + 1 };
+                for &owner in &owners[at..failed] {
+                    if let Some(q) = queue.get_mut(usize::from(owner)) {
+                        q.failed.get_or_insert(reason);
+                    }
+                }
+                at = failed;
+            }
+        }
+    }
+    blocked
 }
 
 /// One frame for [`Tunnel::send`].
@@ -618,9 +757,10 @@ struct CacheKey {
     ip_mtu: u16,
 }
 
-/// The GSO train being gathered for one (tunnel port, sending socket).
-#[derive(Debug, Clone, Copy)]
-struct Pending {
+/// A message waiting for [`Tunnel::flush`]: a datagram or a GSO train for
+/// one (tunnel port, sending socket); the last one queued may still grow.
+#[derive(Debug, Clone)]
+struct Queued {
     port: PortId,
     dest: SocketAddr,
     sender: usize,
@@ -631,9 +771,20 @@ struct Pending {
     frames: u32,
     /// Its last datagram is shorter than `size`: nothing may follow.
     closed: bool,
-    /// Its datagrams are still the segment arena's (one plain frame, not
-    /// yet copied), not the train buffer's.
-    in_segments: bool,
+    /// Where its bytes are.
+    loc: Loc,
+    /// Why its send failed, if it did.
+    failed: Option<DropReason>,
+}
+
+/// Where a queued message's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Loc {
+    /// The whole segment arena: one plain frame, not copied (several
+    /// messages share it when the frame is flooded).
+    Arena,
+    /// This range of the out buffer (flood copies may share one).
+    Out(Range<usize>),
 }
 
 /// Where the datagrams of the last queued frame are, for captures.
@@ -641,7 +792,7 @@ struct Pending {
 struct LastQueued {
     sender: usize,
     size: usize,
-    /// Their range in the train buffer; `None`: the whole segment arena.
+    /// Their range in the out buffer; `None`: the whole segment arena.
     range: Option<Range<usize>>,
 }
 
@@ -704,26 +855,18 @@ mod tests {
         drop(v4);
 
         // A GSO train of three 1,000-byte datagrams and a 300-byte one,
-        // from sender 1 to b: they arrive as four datagrams from sender 1's
-        // port, GRO or not.
+        // from sender 1 to b, in one sendmmsg: they arrive as four
+        // datagrams from sender 1's port, GRO or not.
         let dest = SocketAddr::new("::1".parse().expect("loopback"), port);
         let train: Vec<u8> = (0..3000u32).map(|i| (i / 1000) as u8 + 1).collect();
         let segment_size = (a.max_gso_segments(1) > 1).then_some(1000);
-        if segment_size.is_some() {
-            a.send(1, &Transmit { destination: dest, ecn: None, contents: &train, segment_size, src_ip: None })
-                .expect("a GSO send");
-        } else {
-            for chunk in train.chunks(1000) {
-                a.send(
-                    1,
-                    &Transmit { destination: dest, ecn: None, contents: chunk, segment_size: None, src_ip: None },
-                )
-                .expect("a send");
-            }
-        }
         let single = [9u8; 300];
-        a.send(1, &Transmit { destination: dest, ecn: None, contents: &single, segment_size: None, src_ip: None })
-            .expect("a send");
+        let mut msgs: Vec<Outgoing<'_>> = match segment_size {
+            Some(size) => vec![Outgoing { to: dest, contents: &train, segment_size: Some(size) }],
+            None => train.chunks(1000).map(|c| Outgoing { to: dest, contents: c, segment_size: None }).collect(),
+        };
+        msgs.push(Outgoing { to: dest, contents: &single, segment_size: None });
+        assert_eq!(a.send_batch(1, &msgs).expect("a sendmmsg"), msgs.len());
         let got = receive(&mut b, 4);
         let source = SocketAddr::new("::1".parse().expect("loopback"), a.sender_port(1));
         let expected: Vec<(SocketAddr, Vec<u8>)> =

@@ -1,7 +1,8 @@
 //! Receiving many UDP datagrams with one system call (`recvmmsg`), each
 //! into its own buffer at a fixed offset, so a published UDP port's
-//! datagrams land where their frames' payloads go; and the path MTU an
-//! IPv6 datagram socket learnt.
+//! datagrams land where their frames' payloads go; sending many datagrams
+//! or UDP GSO trains, each to its own destination, with one system call
+//! (`sendmmsg`); and the path MTU an IPv6 datagram socket learnt.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -66,6 +67,94 @@ pub fn recv_batch(
         out[i] = Datagram { len: msgs[i].msg_len as usize, from: sender(&names[i]) };
     }
     Ok(got)
+}
+
+/// Most messages one [`send_batch`] call sends.
+pub const MAX_SEND_BATCH: usize = 64;
+
+/// One message of [`send_batch`]: a datagram, or a UDP GSO train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outgoing<'a> {
+    /// Where it goes.
+    pub to: SocketAddr,
+    /// The UDP payload, or the payloads of a GSO train back to back.
+    pub contents: &'a [u8],
+    /// With `Some(size)`, `contents` is a train of `size`-byte datagrams
+    /// (the last may be shorter) the kernel cuts apart (`UDP_SEGMENT`).
+    pub segment_size: Option<u16>,
+}
+
+impl Outgoing<'_> {
+    /// A placeholder to fill an array with.
+    pub const EMPTY: Outgoing<'static> = Outgoing { to: Datagram::EMPTY.from, contents: &[], segment_size: None };
+}
+
+/// Control message buffer of one message: room for one `UDP_SEGMENT`
+/// (a `u16`), aligned as a `cmsghdr`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct SegmentCmsg([u8; 32]);
+
+/// Sends up to [`MAX_SEND_BATCH`] of `msgs` from `fd` in one `sendmmsg`
+/// without blocking, in order. Returns how many were sent: fewer than
+/// asked when one failed, whose error the next call (starting with it)
+/// reports; an error only when the first failed.
+pub fn send_batch(fd: BorrowedFd<'_>, msgs: &[Outgoing<'_>]) -> io::Result<usize> {
+    let n = msgs.len().min(MAX_SEND_BATCH);
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: plain old data; all zeroes is a valid value of each.
+    let mut names: [libc::sockaddr_storage; MAX_SEND_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above (null pointers, zero lengths).
+    let mut hdrs: [libc::mmsghdr; MAX_SEND_BATCH] = unsafe { std::mem::zeroed() };
+    let mut iovs: [MaybeUninit<libc::iovec>; MAX_SEND_BATCH] = [const { MaybeUninit::uninit() }; MAX_SEND_BATCH];
+    let mut cmsgs = [SegmentCmsg([0; 32]); MAX_SEND_BATCH];
+    // SAFETY: pure arithmetic on a constant.
+    let (space, len) = unsafe { (libc::CMSG_SPACE(2) as usize, libc::CMSG_LEN(2) as usize) };
+    for (i, msg) in msgs[..n].iter().enumerate() {
+        let name = socket2::SockAddr::from(msg.to);
+        // SAFETY: `name` holds `name.len()` valid bytes of a sockaddr, no
+        // more than a sockaddr_storage, which `names[i]` is.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                name.as_ptr().cast::<u8>(),
+                (&raw mut names[i]).cast::<u8>(),
+                name.len() as usize,
+            );
+        }
+        // The kernel only reads the buffer, though iovec's pointer is mut.
+        iovs[i].write(libc::iovec { iov_base: msg.contents.as_ptr().cast_mut().cast(), iov_len: msg.contents.len() });
+        let hdr = &mut hdrs[i].msg_hdr;
+        hdr.msg_name = (&raw mut names[i]).cast();
+        hdr.msg_namelen = name.len();
+        hdr.msg_iov = iovs[i].as_mut_ptr();
+        hdr.msg_iovlen = 1;
+        if let Some(size) = msg.segment_size {
+            let cmsg = libc::cmsghdr { cmsg_len: len as _, cmsg_level: libc::SOL_UDP, cmsg_type: libc::UDP_SEGMENT };
+            let buf = &mut cmsgs[i].0;
+            // SAFETY: the buffer is aligned for and larger than a cmsghdr.
+            unsafe { std::ptr::write(buf.as_mut_ptr().cast::<libc::cmsghdr>(), cmsg) };
+            let data = len - 2;
+            buf[data..data + 2].copy_from_slice(&size.to_ne_bytes());
+            hdr.msg_control = buf.as_mut_ptr().cast();
+            hdr.msg_controllen = space as _;
+        }
+    }
+    loop {
+        // SAFETY: each of the first `n` headers points at a live iovec over
+        // a caller's buffer, a sockaddr of the length it declares and, for
+        // a GSO train, one UDP_SEGMENT control message; the kernel only
+        // reads them (and writes each header's msg_len).
+        let sent = unsafe { libc::sendmmsg(fd.as_raw_fd(), hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+        if sent >= 0 {
+            return Ok(sent as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// The address in a `sockaddr_in6`-sized name the kernel filled in (a
@@ -142,6 +231,30 @@ mod tests {
         }
         assert_eq!(got, 3);
         assert_eq!(recv_batch(rx.as_fd(), &mut bufs, 10, 20, &mut out).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn one_call_sends_datagrams_and_gso_trains_to_several_destinations() {
+        let (a, b) = (UdpSocket::bind("127.0.0.1:0").unwrap(), UdpSocket::bind("127.0.0.1:0").unwrap());
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let train: Vec<u8> = (0..250u32).map(|i| (i / 100) as u8 + 1).collect();
+        let msgs = [
+            Outgoing { to: a.local_addr().unwrap(), contents: b"one", segment_size: None },
+            Outgoing { to: b.local_addr().unwrap(), contents: &train, segment_size: Some(100) },
+            Outgoing { to: a.local_addr().unwrap(), contents: b"two", segment_size: None },
+        ];
+        assert_eq!(send_batch(tx.as_fd(), &msgs).expect("sendmmsg"), 3, "all in one call");
+        let recv = |s: &UdpSocket| {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 512];
+            let (len, from) = s.recv_from(&mut buf).unwrap();
+            assert_eq!(from, tx.local_addr().unwrap());
+            buf[..len].to_vec()
+        };
+        assert_eq!((recv(&a), recv(&a)), (b"one".to_vec(), b"two".to_vec()));
+        let got: Vec<Vec<u8>> = (0..3).map(|_| recv(&b)).collect();
+        assert_eq!(got, vec![vec![1; 100], vec![2; 100], vec![3; 50]], "the train cut at its segment size");
+        assert_eq!(send_batch(tx.as_fd(), &[]).unwrap(), 0);
     }
 
     #[test]

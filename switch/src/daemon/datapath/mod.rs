@@ -163,6 +163,8 @@ struct Datapath {
     plan: TxPlan,
     /// What to do with each datagram of an underlay read.
     rx_plan: Vec<overlay_rx::RxInstruction>,
+    /// The headers of the tunnel's received batch, read once.
+    rx_parsed: Vec<overlay_rx::Parsed>,
     /// Counts `transmit` calls: with a frame's index, it names the frame
     /// to the tunnel, which encapsulates a flooded frame once.
     tx_generation: u64,
@@ -246,6 +248,7 @@ impl Datapath {
             batch: RxBatch::new(),
             plan: TxPlan::with_capacity(BUFFERS * 8),
             rx_plan: Vec::with_capacity(super::batch::MAX_FRAMES),
+            rx_parsed: Vec::with_capacity(super::batch::MAX_FRAMES),
             tx_generation: 0,
             busy_gateways: Vec::new(),
             gateway_timer: Timestamp(u64::MAX),

@@ -5,9 +5,11 @@
 //! port, bridge or peer table; the loop applies the instructions after the
 //! whole batch is classified (boringtun's "result as instruction").
 //!
-//! [`classify`] authenticates and opens encrypted packets in place (the
-//! replay window of the network's keys is the only state it changes), so
-//! nothing learns from a packet before it is known to be genuine.
+//! [`classify_batch`] authenticates and opens encrypted packets in place
+//! (the replay windows of the network's keys are the only state it
+//! changes), so nothing learns from a packet before it is known to be
+//! genuine. It works on the batch: each header is read once, and a run of
+//! packets of one sender session looks its key and replay window up once.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +20,8 @@ use vxlan::{PeerTable, Vni};
 
 use super::{Datapath, NetInfo, config};
 use crate::counters::DropReason;
-use crate::daemon::batch::RxEntry;
+use crate::daemon::batch::{RxBatch, RxEntry};
+use crate::daemon::tunnel::Received;
 use crate::events::EventKind;
 use crate::offload::{self, ChecksumState};
 use crate::port::{NetworkId, PortId};
@@ -59,7 +62,7 @@ pub(super) enum RxInstruction {
     Drop(DropReason),
 }
 
-/// What [`classify`] reads of the datapath's overlay state.
+/// What [`classify_batch`] reads of the datapath's overlay state.
 pub(super) struct RxContext<'a> {
     /// The VTEP's own address.
     pub(super) local: SocketAddr,
@@ -73,58 +76,171 @@ pub(super) struct RxContext<'a> {
     pub(super) peer_ports: &'a HashMap<IpAddr, u16>,
 }
 
-/// Decides what becomes of `datagram` (lying at `range` of batch buffer
-/// `buf`), sent from `sender`: which network and peer it belongs to, and,
-/// on an encrypted network, whether it opens (decrypted in place with the
-/// network's keys in `nets`).
-pub(super) fn classify(
-    ctx: &RxContext<'_>,
-    nets: &mut [Option<NetInfo>],
-    datagram: &mut [u8],
-    buf: usize,
-    range: Range<usize>,
-    sender: SocketAddr,
-) -> RxInstruction {
-    match classify_inner(ctx, nets, datagram, sender) {
-        Ok(Verdict { network, peer, known, inner, checksum }) => {
-            let frame = range.start + inner.start..range.start + inner.end;
-            match known {
-                Some(port) => RxInstruction::Deliver { port, buf, frame, checksum, peer },
-                None => RxInstruction::Learn { network, peer, buf, frame, checksum },
-            }
-        }
-        Err(reason) => RxInstruction::Drop(reason),
+/// A received datagram's header, read once for the whole batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Parsed {
+    /// Plain VXLAN of this VNI.
+    Plain(Vni),
+    /// An encrypted packet with this header.
+    Encrypted(crypto::Header),
+    /// Neither: dropped for this reason.
+    Bad(DropReason),
+}
+
+/// Reads the header of one datagram: plain VXLAN or encrypted.
+fn parse(datagram: &[u8]) -> Parsed {
+    if crypto::is_encrypted(datagram) {
+        return match crypto::Header::parse(datagram) {
+            Ok(header) => Parsed::Encrypted(header),
+            Err(_) => Parsed::Bad(DropReason::CryptoMalformed),
+        };
+    }
+    match vxlan::decapsulate(datagram) {
+        Ok((vni, _)) => Parsed::Plain(vni),
+        Err(vxlan::VxlanError::FlagNotSet { .. }) => Parsed::Bad(DropReason::VxlanBadFlags),
+        Err(_) => Parsed::Bad(DropReason::VxlanMalformed),
     }
 }
 
-/// What [`classify_inner`] found.
-struct Verdict {
-    network: NetworkId,
-    peer: (Vni, SocketAddr),
-    known: Option<PortId>,
-    inner: Range<usize>,
-    checksum: ChecksumState,
+/// Whether two datagrams (of one sender) may share a run: the same VNI
+/// and, encrypted, the same epoch and sender session, whose key and
+/// replay window are then looked up once.
+fn same_run(a: &Parsed, b: &Parsed) -> bool {
+    match (a, b) {
+        (Parsed::Plain(x), Parsed::Plain(y)) => x == y,
+        (Parsed::Encrypted(x), Parsed::Encrypted(y)) => {
+            (x.vni, x.epoch, x.session_id) == (y.vni, y.epoch, y.session_id)
+        }
+        _ => false,
+    }
 }
 
-fn classify_inner(
+/// The buffers a received batch lies in.
+pub(super) trait Datagrams {
+    /// The datagram at `range` of buffer `buf`.
+    fn datagram(&mut self, buf: usize, range: Range<usize>) -> &mut [u8];
+}
+
+impl Datagrams for RxBatch {
+    fn datagram(&mut self, buf: usize, range: Range<usize>) -> &mut [u8] {
+        self.buffer_mut(buf, range)
+    }
+}
+
+/// Decides what becomes of every datagram of a received batch (lying in
+/// `bufs` where `received` says), appending one instruction per datagram,
+/// in order, to `plan`: which network and peer each belongs to, and, on an
+/// encrypted network, whether it opens (decrypted in place with the
+/// network's keys in `nets`).
+///
+/// Each header is read once (into `parsed`, scratch space). Consecutive
+/// datagrams of one sender and VNI — and, encrypted, of one epoch and
+/// sender session — form a run: its network and peer are looked up once,
+/// and so are its session key and replay window; then each packet is
+/// opened, and each is refused under its own reason (replayed, forged,
+/// ...) while the rest of the run is delivered.
+pub(super) fn classify_batch(
     ctx: &RxContext<'_>,
     nets: &mut [Option<NetInfo>],
-    datagram: &mut [u8],
-    sender: SocketAddr,
-) -> Result<Verdict, DropReason> {
-    let ip = sender.ip();
-    let encrypted = crypto::is_encrypted(datagram);
-    let vni = if encrypted {
-        crypto::Header::parse(datagram).map_err(|_| DropReason::CryptoMalformed)?.vni
-    } else {
-        match vxlan::decapsulate(datagram) {
-            Ok((vni, _)) => vni,
-            Err(vxlan::VxlanError::FlagNotSet { .. }) => return Err(DropReason::VxlanBadFlags),
-            Err(_) => return Err(DropReason::VxlanMalformed),
+    bufs: &mut impl Datagrams,
+    received: &[Received],
+    parsed: &mut Vec<Parsed>,
+    plan: &mut Vec<RxInstruction>,
+) {
+    parsed.clear();
+    parsed.extend(received.iter().map(|r| parse(bufs.datagram(r.buf, r.range.clone()))));
+    let mut start = 0;
+    while start < received.len() {
+        let (from, first) = (received[start].from, parsed[start]);
+        let len = 1 + received[start + 1..]
+            .iter()
+            .zip(&parsed[start + 1..])
+            .take_while(|(r, p)| r.from == from && same_run(p, &first))
+            .count();
+        let end = start + len;
+        classify_run(ctx, nets, bufs, &received[start..end], &parsed[start..end], plan);
+        start = end;
+    }
+}
+
+/// Classifies one run of [`classify_batch`].
+fn classify_run(
+    ctx: &RxContext<'_>,
+    nets: &mut [Option<NetInfo>],
+    bufs: &mut impl Datagrams,
+    run: &[Received],
+    parsed: &[Parsed],
+    plan: &mut Vec<RxInstruction>,
+) {
+    let drop_all = |plan: &mut Vec<RxInstruction>, reason| plan.extend(run.iter().map(|_| RxInstruction::Drop(reason)));
+    let (vni, header) = match parsed[0] {
+        Parsed::Bad(reason) => return drop_all(plan, reason),
+        Parsed::Plain(vni) => (vni, None),
+        Parsed::Encrypted(header) => (header.vni, Some(header)),
+    };
+    let (network, peer, known) = match resolve_peer(ctx, nets, vni, run[0].from) {
+        Ok(found) => found,
+        Err(reason) => return drop_all(plan, reason),
+    };
+    let Some(info) = nets.get_mut(network.index()).and_then(Option::as_mut) else {
+        return drop_all(plan, DropReason::UnknownVni);
+    };
+    let instruction = |r: &Received, inner: Range<usize>, checksum| {
+        let frame = r.range.start + inner.start..r.range.start + inner.end;
+        match known {
+            Some(port) => RxInstruction::Deliver { port, buf: r.buf, frame, checksum, peer },
+            None => RxInstruction::Learn { network, peer, buf: r.buf, frame, checksum },
         }
     };
+    // Authenticate before anything learns from a packet.
+    match (&mut info.crypto, header) {
+        (Some(keys), Some(header)) => {
+            let mut session = match keys.session(&header) {
+                Ok(session) => session,
+                Err(e) => return drop_all(plan, open_drop_reason(e)),
+            };
+            for (r, p) in run.iter().zip(parsed) {
+                let Parsed::Encrypted(header) = p else {
+                    plan.push(RxInstruction::Drop(DropReason::CryptoMalformed));
+                    continue;
+                };
+                let datagram = bufs.datagram(r.buf, r.range.clone());
+                let opened = session.open(header, datagram).map_err(open_drop_reason).and_then(|opened| {
+                    let checksum = opened_checksum(&datagram[opened.inner.clone()], opened.checksum)?;
+                    Ok((opened.inner, checksum))
+                });
+                plan.push(match opened {
+                    Ok((inner, checksum)) => instruction(r, inner, checksum),
+                    Err(reason) => RxInstruction::Drop(reason),
+                });
+            }
+        }
+        (Some(_), None) => drop_all(plan, DropReason::Unencrypted),
+        (None, Some(_)) => drop_all(plan, DropReason::UnexpectedEncrypted),
+        (None, None) => {
+            plan.extend(run.iter().map(|r| instruction(r, vxlan::HEADER_LEN..r.range.len(), ChecksumState::Unverified)))
+        }
+    }
+}
+
+/// Who sent a run: the network, the peer (as the peer table knows it) and
+/// its tunnel port, if known.
+type Sender = (NetworkId, (Vni, SocketAddr), Option<PortId>);
+
+/// The network of `vni`, the peer `sender` is (at the port it listens on)
+/// and its tunnel port if known; an unknown peer only where it may be
+/// learned.
+fn resolve_peer(
+    ctx: &RxContext<'_>,
+    nets: &[Option<NetInfo>],
+    vni: Vni,
+    sender: SocketAddr,
+) -> Result<Sender, DropReason> {
+    let ip = sender.ip();
     let &network = ctx.vnis.get(&vni.get()).ok_or(DropReason::UnknownVni)?;
-    let info = nets.get_mut(network.index()).and_then(Option::as_mut).ok_or(DropReason::UnknownVni)?;
+    if nets.get(network.index()).and_then(Option::as_ref).is_none() {
+        return Err(DropReason::UnknownVni);
+    }
     let remote = SocketAddr::new(ip, ctx.peer_ports.get(&ip).copied().unwrap_or(ctx.local.port()));
     let known = ctx.peers.lookup(vni, remote).map(PortId);
     // Only a peer the VTEP could answer is learned: never one of the other
@@ -133,17 +249,7 @@ fn classify_inner(
     if known.is_none() && (!ctx.learn || vxlan::check_peer(ctx.local, remote).is_err()) {
         return Err(DropReason::UnknownPeer);
     }
-    // Authenticate before anything learns from the packet.
-    let (inner, checksum) = match (&mut info.crypto, encrypted) {
-        (Some(keys), true) => {
-            let opened = keys.open(datagram).map_err(open_drop_reason)?;
-            (opened.inner.clone(), opened_checksum(&datagram[opened.inner], opened.checksum)?)
-        }
-        (Some(_), false) => return Err(DropReason::Unencrypted),
-        (None, true) => return Err(DropReason::UnexpectedEncrypted),
-        (None, false) => (vxlan::HEADER_LEN..datagram.len(), ChecksumState::Unverified),
-    };
-    Ok(Verdict { network, peer: (vni, remote), known, inner, checksum })
+    Ok((network, (vni, remote), known))
 }
 
 /// What an opened packet's sender says of its inner frame's checksum. A
@@ -175,7 +281,9 @@ impl Datapath {
     /// tunnel ports, peers are seen or learned, the rest is counted.
     pub(super) fn read_tunnel(&mut self) {
         let now = self.clock.now();
-        let Datapath { tunnel, batch, nets, vnis, peers, peer_ports, tunnel_ready, captures, rx_plan, .. } = self;
+        let Datapath {
+            tunnel, batch, nets, vnis, peers, peer_ports, tunnel_ready, captures, rx_plan, rx_parsed, ..
+        } = self;
         let Some(tunnel) = tunnel.as_mut() else { return };
         match tunnel.receive(batch) {
             Ok(more) => *tunnel_ready = more,
@@ -186,15 +294,15 @@ impl Datapath {
             }
         }
         let config = tunnel.config();
-        let ctx = RxContext { local: config.local, learn: config.learn_peers, vnis, peers, peer_ports };
-        rx_plan.clear();
-        for received in tunnel.received() {
-            let datagram = batch.buffer_mut(received.buf, received.range.clone());
-            if captures.underlay {
+        if captures.underlay {
+            for received in tunnel.received() {
+                let datagram = batch.buffer_mut(received.buf, received.range.clone());
                 captures.datagram(ctl::proto::Direction::Rx, received.from, config.local, datagram);
             }
-            rx_plan.push(classify(&ctx, nets, datagram, received.buf, received.range.clone(), received.from));
         }
+        let ctx = RxContext { local: config.local, learn: config.learn_peers, vnis, peers, peer_ports };
+        rx_plan.clear();
+        classify_batch(&ctx, nets, batch, tunnel.received(), rx_parsed, rx_plan);
         let mut plan = std::mem::take(&mut self.rx_plan);
         for instruction in plan.drain(..) {
             self.apply(instruction, now);
@@ -261,17 +369,29 @@ impl Datapath {
 
 #[cfg(test)]
 mod tests {
-    //! [`classify`] alone: bytes and tables in, an instruction out.
+    //! [`classify_batch`] alone: bytes and tables in, instructions out.
+
+    use crypto::{ClusterSecret, NetworkCrypto};
 
     use super::*;
     use crate::daemon::datapath::testing::frames::{BROADCAST, frame, mac, vtep, vxlan};
 
     const VNI: u32 = 4242;
 
+    /// Datagrams each in a buffer of its own (buffer `i` is datagram `i`).
+    struct Bufs(Vec<Vec<u8>>);
+
+    impl Datagrams for Bufs {
+        fn datagram(&mut self, buf: usize, range: Range<usize>) -> &mut [u8] {
+            &mut self.0[buf][range]
+        }
+    }
+
     fn tables() -> (HashMap<u32, NetworkId>, PeerTable, Vec<Option<NetInfo>>) {
         let vnis = HashMap::from([(VNI, NetworkId(0))]);
         let mut peers = PeerTable::new(vxlan::PeerTableConfig::default());
         peers.add_static(Vni::new(VNI).unwrap(), vtep(2), 9).unwrap();
+        peers.add_static(Vni::new(VNI).unwrap(), vtep(3), 10).unwrap();
         let info = NetInfo {
             vni: Vni::new(VNI),
             crypto: None,
@@ -288,51 +408,171 @@ mod tests {
         (vnis, peers, vec![Some(info)])
     }
 
+    /// Classifies `datagrams` (each from its sender) as one batch.
+    fn classify(
+        ctx: &RxContext<'_>,
+        nets: &mut [Option<NetInfo>],
+        datagrams: &[(SocketAddr, Vec<u8>)],
+    ) -> (Vec<RxInstruction>, Bufs) {
+        let mut bufs = Bufs(datagrams.iter().map(|(_, d)| d.clone()).collect());
+        let received: Vec<Received> = datagrams
+            .iter()
+            .enumerate()
+            .map(|(buf, (from, d))| Received { buf, range: 0..d.len(), from: *from })
+            .collect();
+        let (mut parsed, mut plan) = (Vec::new(), Vec::new());
+        classify_batch(ctx, nets, &mut bufs, &received, &mut parsed, &mut plan);
+        assert_eq!(plan.len(), datagrams.len(), "one instruction per datagram");
+        (plan, bufs)
+    }
+
     #[test]
     fn datagrams_become_instructions_without_touching_ports_or_peers() {
         let (vnis, peers, mut nets) = tables();
         let ports = HashMap::new();
         let mut ctx = RxContext { local: vtep(1), learn: false, vnis: &vnis, peers: &peers, peer_ports: &ports };
         let inner = frame(BROADCAST, mac(7), 1);
-        let mut d = vxlan(VNI, &inner);
+        let d = vxlan(VNI, &inner);
         let len = d.len();
         let vni = Vni::new(VNI).unwrap();
-        assert_eq!(
-            classify(&ctx, &mut nets, &mut d, 3, 100..100 + len, vtep(2)),
-            RxInstruction::Deliver {
-                port: PortId(9),
-                buf: 3,
-                frame: 108..100 + len,
-                checksum: ChecksumState::Unverified,
-                peer: (vni, vtep(2)),
-            }
-        );
         let stranger = SocketAddr::from(([192, 0, 2, 9], 4789));
+        let mut bad_flags = d.clone();
+        bad_flags[0] = 0;
+        let batch = [
+            (vtep(2), d.clone()),
+            (stranger, d.clone()),
+            (vtep(2), vxlan(VNI + 1, &inner)),
+            (vtep(2), bad_flags.clone()),
+            (vtep(2), d.clone()),
+        ];
+        let deliver = |buf| RxInstruction::Deliver {
+            port: PortId(9),
+            buf,
+            frame: 8..len,
+            checksum: ChecksumState::Unverified,
+            peer: (vni, vtep(2)),
+        };
+        let (plan, _) = classify(&ctx, &mut nets, &batch);
         assert_eq!(
-            classify(&ctx, &mut nets, &mut d.clone(), 0, 0..len, stranger),
-            RxInstruction::Drop(DropReason::UnknownPeer)
+            plan,
+            vec![
+                deliver(0),
+                RxInstruction::Drop(DropReason::UnknownPeer),
+                RxInstruction::Drop(DropReason::UnknownVni),
+                RxInstruction::Drop(DropReason::VxlanBadFlags),
+                deliver(4),
+            ]
         );
         ctx.learn = true;
+        let (plan, _) = classify(&ctx, &mut nets, &[(stranger, d.clone())]);
         assert_eq!(
-            classify(&ctx, &mut nets, &mut d.clone(), 0, 0..len, stranger),
-            RxInstruction::Learn {
+            plan,
+            vec![RxInstruction::Learn {
                 network: NetworkId(0),
                 peer: (vni, stranger),
                 buf: 0,
                 frame: 8..len,
                 checksum: ChecksumState::Unverified,
-            }
+            }]
         );
-        assert_eq!(peers.len(), 1, "classifying learned nothing");
-        let mut other = vxlan(VNI + 1, &inner);
+        assert_eq!(peers.len(), 2, "classifying learned nothing");
+    }
+
+    #[test]
+    fn a_batch_opens_each_packet_and_drops_the_bad_ones_under_their_own_reasons() {
+        let (vnis, peers, mut nets) = tables();
+        let secret = ClusterSecret::from_bytes([3; 32]);
+        let vni = Vni::new(VNI).unwrap();
+        let mut ours = NetworkCrypto::new(&secret, vni, 5).unwrap();
+        let mut own = Vec::new();
+        ours.seal(&frame(BROADCAST, mac(7), 30), &mut own).unwrap();
+        nets[0].as_mut().unwrap().crypto = Some(Box::new(ours));
+        let ports = HashMap::new();
+        let ctx = RxContext { local: vtep(1), learn: false, vnis: &vnis, peers: &peers, peer_ports: &ports };
+
+        // Host 2 seals six frames (counters 0..6) in one session; host 3
+        // two in another; an epoch-9 sender (not accepted: 4..=6 are).
+        let mut two = NetworkCrypto::new(&secret, vni, 5).unwrap();
+        let mut three = NetworkCrypto::new(&secret, vni, 5).unwrap();
+        let mut stale = NetworkCrypto::new(&secret, vni, 9).unwrap();
+        let seal = |keys: &mut NetworkCrypto, tag: u8| {
+            let mut out = Vec::new();
+            keys.seal(&frame(BROADCAST, mac(7), tag), &mut out).unwrap();
+            out
+        };
+        let p: Vec<Vec<u8>> = (0..6).map(|tag| seal(&mut two, tag)).collect();
+        let (q0, q1) = (seal(&mut three, 10), seal(&mut three, 11));
+        let mut forged = p[4].clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        let batch = [
+            (vtep(2), p[1].clone()),
+            (vtep(2), p[0].clone()),         // reordered: still delivered
+            (vtep(2), p[1].clone()),         // replayed within the batch
+            (vtep(2), forged),               // tag does not verify
+            (vtep(2), seal(&mut stale, 20)), // epoch 9: unknown
+            (vtep(2), p[2].clone()),
+            (vtep(3), q1.clone()),
+            (vtep(3), q0.clone()),
+            (vtep(2), own),          // our own session, sent back
+            (vtep(2), p[4].clone()), // the genuine one still opens
+            (vtep(2), p[3].clone()),
+            (vtep(2), vxlan(VNI, &frame(BROADCAST, mac(7), 40))), // plain
+        ];
+        let (plan, bufs) = classify(&ctx, &mut nets, &batch);
+        let outcome: Vec<Result<(PortId, u8), DropReason>> = plan
+            .iter()
+            .map(|i| match i {
+                RxInstruction::Deliver { port, buf, frame, .. } => Ok((*port, bufs.0[*buf][frame.clone()][14])),
+                RxInstruction::Drop(reason) => Err(*reason),
+                RxInstruction::Learn { .. } => panic!("nothing to learn: {i:?}"),
+            })
+            .collect();
+        // The frames' first payload byte is their tag.
+        let tag = |n: u8| frame(BROADCAST, mac(7), n)[14];
         assert_eq!(
-            classify(&ctx, &mut nets, &mut other, 0, 0..len, vtep(2)),
-            RxInstruction::Drop(DropReason::UnknownVni)
+            outcome,
+            vec![
+                Ok((PortId(9), tag(1))),
+                Ok((PortId(9), tag(0))),
+                Err(DropReason::Replayed),
+                Err(DropReason::AuthFailed),
+                Err(DropReason::UnknownEpoch),
+                Ok((PortId(9), tag(2))),
+                Ok((PortId(10), tag(11))),
+                Ok((PortId(10), tag(10))),
+                Err(DropReason::Reflected),
+                Ok((PortId(9), tag(4))),
+                Ok((PortId(9), tag(3))),
+                Err(DropReason::Unencrypted),
+            ]
         );
-        d[0] = 0;
-        assert_eq!(
-            classify(&ctx, &mut nets, &mut d, 0, 0..len, vtep(2)),
-            RxInstruction::Drop(DropReason::VxlanBadFlags)
-        );
+        // Every accepted counter is now in the window: the whole batch again
+        // is refused as replayed (the forged copy of counter 4 too, before
+        // its tag is tried; stale and reflected as before).
+        let (again, _) = classify(&ctx, &mut nets, &batch);
+        let reasons: Vec<DropReason> = again
+            .iter()
+            .map(|i| match i {
+                RxInstruction::Drop(reason) => *reason,
+                other => panic!("accepted twice: {other:?}"),
+            })
+            .collect();
+        use DropReason::{Reflected, Replayed, Unencrypted, UnknownEpoch};
+        let expected = [
+            Replayed,
+            Replayed,
+            Replayed,
+            Replayed,
+            UnknownEpoch,
+            Replayed,
+            Replayed,
+            Replayed,
+            Reflected,
+            Replayed,
+            Replayed,
+            Unencrypted,
+        ];
+        assert_eq!(reasons, expected);
     }
 }

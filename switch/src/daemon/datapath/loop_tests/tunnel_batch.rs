@@ -89,14 +89,29 @@ fn a_train_ends_where_the_peer_changes_and_its_failure_drops_each_frame() {
     h.sent(a);
     assert_eq!(h.lookup(net, mac(8)), Some(p3));
     let to_eight = udp((mac(2), ip(2), 5000), (mac(8), ip(8), 6000), &[1; 100]);
+    let calls = h.underlay().calls().len();
     for f in [to_seven(100, 1), to_seven(100, 2), to_eight.clone(), to_seven(100, 3)] {
         h.inject(a, &f);
     }
     h.run_until_idle();
+    // Three messages: the train to host 2 ends at the frame for host 3.
+    // They leave grouped by sending socket (the frame to host 3 is
+    // another flow, so maybe another socket), each flow in order.
     let sent = h.sent_datagrams();
-    let first = sent[0].send;
-    let by_send: Vec<(SocketAddr, usize)> = sent.iter().map(|d| (d.to, d.send - first)).collect();
-    assert_eq!(by_send, vec![(vtep(2), 0), (vtep(2), 0), (vtep(3), 1), (vtep(2), 2)]);
+    let to_two: Vec<&Vec<u8>> = sent.iter().filter(|d| d.to == vtep(2)).map(|d| &d.bytes).collect();
+    assert_eq!(
+        to_two,
+        [to_seven(100, 1), to_seven(100, 2), to_seven(100, 3)].map(|f| vxlan(VNI, &f)).iter().collect::<Vec<_>>()
+    );
+    let trains: Vec<(SocketAddr, usize)> = {
+        let mut t: Vec<(SocketAddr, usize)> = sent.iter().map(|d| (d.to, d.send)).collect();
+        t.dedup();
+        t
+    };
+    assert_eq!(trains.len(), 3, "{trains:?}");
+    assert_eq!(trains.iter().filter(|(to, _)| *to == vtep(2)).count(), 2);
+    let sockets: HashSet<usize> = sent.iter().map(|d| d.sender).collect();
+    assert_eq!(calls_since(&h, calls).len(), sockets.len(), "one sendmmsg per socket");
 
     // A full socket buffer drops every frame of the train, on its port:
     // one failed send took all three (sent one by one, two would pass).
@@ -267,4 +282,113 @@ fn an_underlay_capture_sees_every_datagram_of_batched_and_sealed_trains() {
     sent.sort();
     captured.sort();
     assert_eq!(captured, sent, "the capture shows what the trains carried, sealed");
+}
+
+/// The send calls made since `before` calls: (messages, datagrams) each.
+fn calls_since(h: &Harness, before: usize) -> Vec<(usize, usize)> {
+    h.underlay().calls()[before..].iter().map(|c| (c.messages, c.datagrams)).collect()
+}
+
+#[test]
+fn messages_that_cannot_form_a_train_share_one_sendmmsg() {
+    let (mut h, _, a, _) = overlay_with_station_behind_two();
+    // Mixed sizes to one peer: three GSO trains (a shorter frame closes
+    // one, a longer one starts the next), one system call.
+    let before = h.underlay().calls().len();
+    for (k, len) in [100, 100, 100, 60, 100, 100, 140].iter().enumerate() {
+        h.inject(a, &to_seven(*len, k as u8));
+    }
+    h.run_until_idle();
+    let sent = h.sent_datagrams();
+    let trains: HashSet<usize> = sent.iter().map(|d| d.send).collect();
+    assert_eq!((sent.len(), trains.len()), (7, 3));
+    assert_eq!(calls_since(&h, before), vec![(3, 7)], "three trains, one sendmmsg");
+    let c = h.vtep_counters();
+    assert_eq!(c.tx_calls, h.underlay().calls().len() as u64);
+
+    // A flood to both peers: each copy is a message of its own, and the
+    // two leave in one call (a frame's copies share its sending socket).
+    let before = h.underlay().calls().len();
+    h.inject(a, &frame(BROADCAST, mac(2), 9));
+    h.run_until_idle();
+    let sent = h.sent_datagrams();
+    let mut to: Vec<SocketAddr> = sent.iter().map(|d| d.to).collect();
+    to.sort();
+    assert_eq!(to, vec![vtep(2), vtep(3)]);
+    assert_ne!(sent[0].send, sent[1].send, "a message per peer");
+    assert_eq!(calls_since(&h, before), vec![(2, 2)], "one call for the whole flood");
+
+    // Three broadcasts flooded back to back: six messages in one call per
+    // sending socket the frames hash to.
+    let before = h.underlay().calls().len();
+    for tag in 10..13 {
+        h.inject(a, &frame(BROADCAST, mac(2), tag));
+    }
+    h.run_until_idle();
+    let sent = h.sent_datagrams();
+    assert_eq!(sent.len(), 6);
+    let sockets: HashSet<usize> = sent.iter().map(|d| d.sender).collect();
+    let calls = calls_since(&h, before);
+    assert_eq!(calls.len(), sockets.len(), "one call per sending socket: {calls:?}");
+    assert_eq!(calls.iter().map(|c| c.0).sum::<usize>(), 6);
+    let c = h.vtep_counters();
+    assert_eq!((c.tx_calls, c.tx_sends), (h.underlay().calls().len() as u64, h.underlay().sends() as u64));
+}
+
+#[test]
+fn a_flood_of_a_tso_frame_to_three_peers_is_one_call_of_three_trains() {
+    let mut h = Harness::with(Setup::host(1));
+    let net = h.network(overlay_network(0, VNI));
+    for n in 2..=4 {
+        h.peer(net, vtep(n));
+    }
+    let a = h.endpoint(net);
+    let payload = pattern(4 * 1410, 5);
+    let tso = with_partial_tcp4_checksum(Tcp::between(2, 9).frame(&payload));
+    let hdr = VirtioNetHdr {
+        flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
+        gso_type: VirtioNetHdr::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1410,
+        csum_start: 34,
+        csum_offset: 16,
+        num_buffers: 0,
+    };
+    let before = h.underlay().calls().len();
+    h.inject_with_hdr(a, hdr, &tso);
+    h.run_until_idle();
+    assert_eq!(h.sent_datagrams().len(), 12);
+    assert_eq!(calls_since(&h, before), vec![(3, 12)], "three GSO trains of four in one sendmmsg");
+    assert_eq!(h.vtep_counters().tx_encapsulated, 1);
+}
+
+#[test]
+fn a_failed_message_drops_only_its_frames_and_a_full_buffer_the_rest() {
+    let mut h = Harness::with(Setup::host(1));
+    let net = h.network(overlay_network(0, VNI));
+    let ports: Vec<PortId> = (2..=4).map(|n| h.peer(net, vtep(n))).collect();
+    let a = h.endpoint(net);
+    // The first message of the flood's call fails for its destination
+    // alone (say, no route): the other two leave in a second call.
+    h.underlay().fail_sends(Fault::Os(libc::ENETUNREACH), 1);
+    let before = h.underlay().calls().len();
+    h.inject(a, &frame(BROADCAST, mac(2), 1));
+    h.run_until_idle();
+    let sent = h.sent_datagrams();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(calls_since(&h, before), vec![(2, 2)]);
+    let tx_error: u64 = ports.iter().map(|&p| h.drops(p, DropReason::TxError)).sum();
+    assert_eq!(tx_error, 1, "one copy failed");
+    assert!(sent.iter().all(|d| d.bytes == vxlan(VNI, &frame(BROADCAST, mac(2), 1))));
+
+    // A full socket buffer refuses the whole call: every copy is dropped,
+    // and no further call is tried.
+    h.underlay().fail_sends(Fault::WouldBlock, 1);
+    let before = h.underlay().calls().len();
+    h.inject(a, &frame(BROADCAST, mac(2), 2));
+    h.run_until_idle();
+    assert!(h.sent_datagrams().is_empty());
+    assert!(calls_since(&h, before).is_empty());
+    let full: u64 = ports.iter().map(|&p| h.drops(p, DropReason::TxQueueFull)).sum();
+    assert_eq!(full, 3);
 }

@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use quinn_udp::{RecvMeta, Transmit};
+use quinn_udp::RecvMeta;
 
 use super::super::device::PortDevice;
 use crate::daemon::tunnel::Underlay;
+use crate::sys::dgram::Outgoing;
 use crate::sys::tap::Tap;
 use crate::time::{Clock, Timestamp};
 
@@ -234,10 +235,23 @@ pub(crate) struct Datagram {
     pub(crate) sender: usize,
     /// Where it went.
     pub(crate) to: SocketAddr,
-    /// Which send call carried it (datagrams of one GSO train share it).
+    /// Which message carried it (datagrams of one GSO train share it).
     pub(crate) send: usize,
+    /// Which send call (`sendmmsg`) carried that message.
+    pub(crate) call: usize,
     /// The UDP payload: VXLAN or encrypted header, then the inner frame.
     pub(crate) bytes: Vec<u8>,
+}
+
+/// One send call the tunnel made (a `sendmmsg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SendCall {
+    /// The send pool socket.
+    pub(crate) sender: usize,
+    /// Messages (datagrams or GSO trains) it carried.
+    pub(crate) messages: usize,
+    /// Datagrams those messages held.
+    pub(crate) datagrams: usize,
 }
 
 #[derive(Debug)]
@@ -246,6 +260,8 @@ struct UnderlayState {
     rx: VecDeque<Result<(SocketAddr, Vec<u8>), Fault>>,
     tx: Vec<Datagram>,
     sends: usize,
+    /// Every send call so far.
+    calls: Vec<SendCall>,
     tx_faults: VecDeque<Fault>,
     /// Datagrams of one source and size a receive buffer may hold (UDP GRO).
     gro_segments: usize,
@@ -266,6 +282,7 @@ impl Default for MemoryUnderlay {
             rx: VecDeque::new(),
             tx: Vec::new(),
             sends: 0,
+            calls: Vec::new(),
             tx_faults: VecDeque::new(),
             gro_segments: 1,
             gso_segments: 64,
@@ -312,9 +329,14 @@ impl MemoryUnderlay {
         std::mem::take(&mut lock(&self.0).tx)
     }
 
-    /// Send calls so far (a GSO train is one).
+    /// Messages sent so far (a GSO train is one).
     pub(crate) fn sends(&self) -> usize {
         lock(&self.0).sends
+    }
+
+    /// Every send call so far (each a `sendmmsg`), in order.
+    pub(crate) fn calls(&self) -> Vec<SendCall> {
+        lock(&self.0).calls.clone()
     }
 
     /// Whether input arrived since the last call (a readiness edge).
@@ -373,18 +395,25 @@ impl Underlay for MemoryUnderlay {
         lock(&self.0).gso_segments
     }
 
-    fn send(&mut self, sender: usize, transmit: &Transmit<'_>) -> io::Result<()> {
+    fn send_batch(&mut self, sender: usize, msgs: &[Outgoing<'_>]) -> io::Result<usize> {
         let mut state = lock(&self.0);
         if let Some(fault) = state.tx_faults.pop_front() {
             return Err(fault.error());
         }
-        let size = transmit.segment_size.unwrap_or(transmit.contents.len()).max(1);
-        let send = state.sends;
-        state.sends += 1;
-        for chunk in transmit.contents.chunks(size) {
-            state.tx.push(Datagram { sender, to: transmit.destination, send, bytes: chunk.to_vec() });
+        // As sendmmsg: at most 64 messages per call.
+        let msgs = &msgs[..msgs.len().min(crate::sys::dgram::MAX_SEND_BATCH)];
+        let call = state.calls.len();
+        state.calls.push(SendCall { sender, messages: msgs.len(), datagrams: 0 });
+        for msg in msgs {
+            let size = msg.segment_size.map_or(msg.contents.len(), usize::from).max(1);
+            let send = state.sends;
+            state.sends += 1;
+            for chunk in msg.contents.chunks(size) {
+                state.tx.push(Datagram { sender, to: msg.to, send, call, bytes: chunk.to_vec() });
+            }
+            state.calls[call].datagrams += msg.contents.len().div_ceil(size);
         }
-        Ok(())
+        Ok(msgs.len())
     }
 
     fn event_fd(&self) -> Option<RawFd> {
