@@ -337,10 +337,11 @@ impl Fdb {
         // search long before, as at most half the slots are used).
         for _ in 0..=self.mask {
             let bucket = &self.buckets[b];
-            for s in 0..SLOTS {
-                if bucket.keys[s] & !STATIC == want {
-                    return Some((b, s));
-                }
+            // Compare all three slots without branching on each (which
+            // slot holds a MAC is random, so per-slot branches mispredict).
+            let matches = (0..SLOTS).fold(0u32, |m, s| m | (u32::from(bucket.keys[s] & !STATIC == want) << s));
+            if matches != 0 {
+                return Some((b, matches.trailing_zeros() as usize));
             }
             if bucket.overflow == 0 {
                 return None;
@@ -488,5 +489,230 @@ mod tests {
         fdb.age(Timestamp(10_000), aging, |mac, e| removed.push((mac, e.port)));
         assert_eq!(removed, vec![(A, P1)]);
         assert_eq!(fdb.lookup(B, Timestamp(10_000), aging), Some(P2));
+    }
+}
+
+/// The table itself: growth to the limit, removal, overflow bookkeeping, and
+/// every operation against a `HashMap` model.
+#[cfg(test)]
+mod table_tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const AGING: Duration = Duration::from_secs(10);
+
+    fn mac(i: u32) -> MacAddr {
+        let b = i.to_be_bytes();
+        MacAddr([0x02, 0x42, b[0], b[1], b[2], b[3]])
+    }
+
+    fn overflow_total(fdb: &Fdb) -> u64 {
+        fdb.buckets.iter().map(|b| u64::from(b.overflow)).sum()
+    }
+
+    /// Every bucket's overflow count is the number of entries that passed it
+    /// on the way from their home bucket, and `len` counts the used slots.
+    fn check_bookkeeping(fdb: &Fdb) {
+        let mut want = vec![0u32; fdb.buckets.len()];
+        let mut used = 0;
+        for (b, bucket) in fdb.buckets.iter().enumerate() {
+            for s in 0..SLOTS {
+                if bucket.keys[s] == 0 {
+                    continue;
+                }
+                used += 1;
+                let mut at = fdb.home(fdb.hash(MacAddr::from_u64(bucket.keys[s] & MAC_BITS)));
+                while at != b {
+                    want[at] += 1;
+                    at = (at + 1) & fdb.mask;
+                }
+            }
+        }
+        let got: Vec<u32> = fdb.buckets.iter().map(|b| b.overflow).collect();
+        assert_eq!(got, want, "overflow counts");
+        assert_eq!(fdb.len(), used, "len");
+    }
+
+    #[test]
+    fn fills_to_its_limit_and_empties_back_to_a_clean_table() {
+        let limit = 10_000;
+        let mut fdb = Fdb::new(limit);
+        for i in 0..limit as u32 {
+            assert_eq!(fdb.learn(mac(i), PortId(i % 7), Timestamp(0), true), Learned::New);
+        }
+        assert_eq!(fdb.learn(mac(limit as u32), PortId(0), Timestamp(0), true), Learned::TableFull);
+        assert_eq!(fdb.len(), limit);
+        assert!(overflow_total(&fdb) > 0, "at half load some entries overflow their home bucket");
+        for i in 0..limit as u32 {
+            assert_eq!(fdb.lookup(mac(i), Timestamp(1), AGING), Some(PortId(i % 7)), "entry {i}");
+        }
+        assert_eq!(fdb.lookup(mac(limit as u32 + 1), Timestamp(1), AGING), None);
+        // Remove every other entry; the rest stay reachable past the holes.
+        for i in (0..limit as u32).step_by(2) {
+            assert_eq!(fdb.remove(mac(i)).map(|e| e.port), Some(PortId(i % 7)));
+        }
+        assert_eq!(fdb.len(), limit / 2);
+        check_bookkeeping(&fdb);
+        for i in 0..limit as u32 {
+            let want = (i % 2 == 1).then_some(PortId(i % 7));
+            assert_eq!(fdb.lookup(mac(i), Timestamp(1), AGING), want, "entry {i}");
+        }
+        // Refill the holes with other MACs, then flush everything.
+        for i in 0..(limit / 2) as u32 {
+            assert_eq!(fdb.learn(mac(1_000_000 + i), PortId(1), Timestamp(2), true), Learned::New);
+        }
+        assert_eq!(fdb.iter().count(), limit);
+        check_bookkeeping(&fdb);
+        let mut flushed = 0;
+        fdb.flush(true, |_| flushed += 1);
+        assert_eq!((flushed, fdb.len(), overflow_total(&fdb)), (limit, 0, 0));
+        assert_eq!(fdb.iter().count(), 0);
+    }
+
+    #[test]
+    fn each_table_has_its_own_hash_seed() {
+        let (a, b) = (Fdb::new(16), Fdb::new(16));
+        let differ = (0..64).filter(|&i| a.hash(mac(i)) != b.hash(mac(i))).count();
+        assert_eq!(differ, 64, "two tables hash the same MACs differently");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Learn { mac: u32, port: u32, room: bool },
+        Static { mac: u32, port: u32 },
+        Remove { mac: u32 },
+        Age,
+        FlushPort { port: u32, include_static: bool },
+        Flush { include_static: bool },
+        Tick { ms: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Few MACs and ports, so learning refreshes, moves and conflicts often.
+        let mac = 0u32..48;
+        let port = 0u32..4;
+        prop_oneof![
+            8 => (mac.clone(), port.clone(), proptest::bool::weighted(0.9))
+                .prop_map(|(mac, port, room)| Op::Learn { mac, port, room }),
+            1 => (mac.clone(), port.clone()).prop_map(|(mac, port)| Op::Static { mac, port }),
+            2 => mac.prop_map(|mac| Op::Remove { mac }),
+            1 => Just(Op::Age),
+            1 => (port, any::<bool>()).prop_map(|(port, include_static)| Op::FlushPort { port, include_static }),
+            1 => any::<bool>().prop_map(|include_static| Op::Flush { include_static }),
+            2 => (0u64..6_000).prop_map(|ms| Op::Tick { ms }),
+        ]
+    }
+
+    /// The behaviour the FDB had as a `HashMap` (the specification).
+    fn model_learn(
+        m: &mut HashMap<MacAddr, FdbEntry>,
+        limit: usize,
+        mac: MacAddr,
+        port: PortId,
+        now: Timestamp,
+        room: bool,
+    ) -> Learned {
+        if let Some(e) = m.get_mut(&mac) {
+            if e.port == port {
+                if !e.is_static {
+                    e.last_seen = now;
+                }
+                return Learned::Refreshed;
+            }
+            if e.is_static {
+                return Learned::StaticConflict;
+            }
+            let from = e.port;
+            if room {
+                *e = FdbEntry { port, last_seen: now, is_static: false };
+                return Learned::Moved { from };
+            }
+            m.remove(&mac);
+            return Learned::MoveRefused { from };
+        }
+        if m.len() >= limit {
+            return Learned::TableFull;
+        }
+        if !room {
+            return Learned::PortLimit;
+        }
+        m.insert(mac, FdbEntry { port, last_seen: now, is_static: false });
+        Learned::New
+    }
+
+    fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+        v.sort();
+        v
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_hash_map(limit in 1usize..40, ops in proptest::collection::vec(op(), 1..300)) {
+            let mut fdb = Fdb::new(limit);
+            let mut model: HashMap<MacAddr, FdbEntry> = HashMap::new();
+            let mut now = Timestamp(0);
+            for op in ops {
+                match op {
+                    Op::Learn { mac: i, port, room } => {
+                        let got = fdb.learn(mac(i), PortId(port), now, room);
+                        prop_assert_eq!(got, model_learn(&mut model, limit, mac(i), PortId(port), now, room));
+                    }
+                    Op::Static { mac: i, port } => {
+                        let got = fdb.insert_static(mac(i), PortId(port), now);
+                        let want = if !model.contains_key(&mac(i)) && model.len() >= limit {
+                            Err(FdbError::Full { limit })
+                        } else {
+                            Ok(model.insert(mac(i), FdbEntry { port: PortId(port), last_seen: now, is_static: true }))
+                        };
+                        prop_assert_eq!(got, want);
+                    }
+                    Op::Remove { mac: i } => prop_assert_eq!(fdb.remove(mac(i)), model.remove(&mac(i))),
+                    Op::Age => {
+                        let mut removed = vec![];
+                        fdb.age(now, AGING, |m, e| removed.push((m.to_u64(), e.port)));
+                        let mut want = vec![];
+                        model.retain(|m, e| {
+                            let keep = e.is_static || !is_expired(e, now, AGING);
+                            if !keep {
+                                want.push((m.to_u64(), e.port));
+                            }
+                            keep
+                        });
+                        prop_assert_eq!(sorted(removed), sorted(want));
+                    }
+                    Op::FlushPort { port, include_static } => {
+                        let mut removed = 0;
+                        fdb.flush_port(PortId(port), include_static, |_| removed += 1);
+                        let before = model.len();
+                        model.retain(|_, e| e.port != PortId(port) || (e.is_static && !include_static));
+                        prop_assert_eq!(removed, before - model.len());
+                    }
+                    Op::Flush { include_static } => {
+                        let mut removed = 0;
+                        fdb.flush(include_static, |_| removed += 1);
+                        let before = model.len();
+                        model.retain(|_, e| e.is_static && !include_static);
+                        prop_assert_eq!(removed, before - model.len());
+                    }
+                    Op::Tick { ms } => now = Timestamp(now.0 + ms),
+                }
+                prop_assert_eq!(fdb.len(), model.len());
+                check_bookkeeping(&fdb);
+                for i in 0..48 {
+                    prop_assert_eq!(fdb.get(mac(i)), model.get(&mac(i)).copied());
+                    let want = model.get(&mac(i)).filter(|e| e.is_static || !is_expired(e, now, AGING)).map(|e| e.port);
+                    prop_assert_eq!(fdb.lookup(mac(i), now, AGING), want);
+                }
+                let all = sorted(fdb.iter().map(|(m, e)| (m.to_u64(), e.port.0, e.last_seen.0, e.is_static)).collect());
+                let want = sorted(model.iter().map(|(m, e)| (m.to_u64(), e.port.0, e.last_seen.0, e.is_static)).collect());
+                prop_assert_eq!(all, want);
+            }
+            if fdb.is_empty() {
+                prop_assert_eq!(overflow_total(&fdb), 0);
+            }
+        }
     }
 }
