@@ -3,12 +3,21 @@
 //! the same run: a std `HashMap` with SipHash doing the same learn + lookup
 //! per frame and nothing else.
 //!
+//! A second group measures thread scaling: 1 and 2 threads, each owning its
+//! own `Bridge` and its own stream of the same kind of batches (as
+//! `vswitchd --workers` runs: each worker owns the networks assigned to it,
+//! no shared table), started together on a barrier; it reports aggregate
+//! decisions per second.
+//!
 //! `cargo bench --bench forwarding` prints criterion's throughput (frames/s on
-//! one core) and then a summary table with the ratios.
+//! one core; aggregate for the thread group) and then summary tables with the
+//! ratios.
 
 mod support;
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use switch::{Bridge, MacAddr, NetworkConfig, NetworkId, PortConfig, PortId, RxFrame, Timestamp, TxPlan};
@@ -17,6 +26,8 @@ const BATCH: usize = 256;
 const PORTS: u32 = 4;
 const FRAME_LEN: usize = 64;
 const SIZES: [usize; 2] = [1_000, 100_000];
+const THREADS: [usize; 2] = [1, 2];
+const SCALING_GROUP: &str = "forward_batch_64B_threads";
 
 fn station(i: usize) -> MacAddr {
     let b = (i as u32).to_be_bytes();
@@ -35,8 +46,8 @@ struct Workload {
 }
 
 impl Workload {
-    fn new(macs: usize, batches: usize) -> Workload {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    fn new(macs: usize, batches: usize, seed: u64) -> Workload {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
         let mut next = move || {
             rng ^= rng << 13;
             rng ^= rng >> 7;
@@ -95,7 +106,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("forward_batch_64B");
     group.throughput(Throughput::Elements(BATCH as u64));
     for macs in SIZES {
-        let workload = Workload::new(macs, 400);
+        let workload = Workload::new(macs, 400, 0);
         let mut bridge = learned_bridge(macs);
         let mut plan = TxPlan::with_capacity(BATCH * PORTS as usize);
         let mut n = 0;
@@ -132,6 +143,70 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// One thread's share of the scaling group: its own bridge, frames and plan.
+struct Worker {
+    bridge: Bridge,
+    workload: Workload,
+    plan: TxPlan,
+    next: usize,
+}
+
+impl Worker {
+    fn new(macs: usize, seed: u64) -> Worker {
+        Worker {
+            bridge: learned_bridge(macs),
+            workload: Workload::new(macs, 400, seed),
+            plan: TxPlan::with_capacity(BATCH * PORTS as usize),
+            next: 0,
+        }
+    }
+
+    fn decide_batch(&mut self) {
+        self.next = (self.next + 1) % self.workload.batches();
+        self.bridge.forward_batch(Timestamp(1), self.workload.batch(self.next), &mut self.plan);
+        black_box(self.plan.len());
+    }
+}
+
+/// Runs `iters` batches on each worker, one scoped thread per worker,
+/// started together; the time of the slowest (the aggregate rate is
+/// `workers × iters × BATCH` over it).
+fn run_together(workers: &mut [Worker], iters: u64) -> Duration {
+    let barrier = Barrier::new(workers.len());
+    std::thread::scope(|s| {
+        let threads: Vec<_> = workers
+            .iter_mut()
+            .map(|w| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        w.decide_batch();
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("bench thread panicked")).max().unwrap_or_default()
+    })
+}
+
+fn bench_scaling(c: &mut Criterion) {
+    let mut group = c.benchmark_group(SCALING_GROUP);
+    for macs in SIZES {
+        let max = THREADS.iter().copied().max().unwrap_or(1);
+        let mut workers: Vec<Worker> = (0..max).map(|t| Worker::new(macs, t as u64 + 1)).collect();
+        for threads in THREADS {
+            group.throughput(Throughput::Elements((BATCH * threads) as u64));
+            group.bench_with_input(BenchmarkId::new(format!("{threads}_threads"), macs), &macs, |bch, _| {
+                bch.iter_custom(|iters| run_together(&mut workers[..threads], iters))
+            });
+        }
+    }
+    group.finish();
+}
+
 /// Mean nanoseconds per iteration criterion recorded for one benchmark.
 fn mean_ns(bench: &str, macs: usize) -> Option<f64> {
     support::criterion_mean_ns("forward_batch_64B", &[bench, &macs.to_string()])
@@ -150,9 +225,27 @@ fn summary() {
     }
 }
 
+fn scaling_summary() {
+    println!("\nForwarding decisions per second, each thread owning its own bridge, batches of {BATCH}:");
+    println!("{:>10}  {:>18}  {:>18}  {:>7}", "MACs", "1 thread (Mfps)", "2 threads (Mfps)", "ratio");
+    for macs in SIZES {
+        let mean = |threads: usize| {
+            support::criterion_mean_ns(SCALING_GROUP, &[&format!("{threads}_threads"), &macs.to_string()])
+        };
+        let (Some(one), Some(two)) = (mean(1), mean(2)) else {
+            println!("{macs:>10}  (no estimate recorded; run without a filter)");
+            continue;
+        };
+        let (one, two) = (BATCH as f64 / one * 1e3, 2.0 * BATCH as f64 / two * 1e3);
+        println!("{macs:>10}  {one:>18.1}  {two:>18.1}  {:>6.2}x", two / one);
+    }
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c);
+    bench_scaling(&mut c);
     c.final_summary();
     summary();
+    scaling_summary();
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::counters::{DropCounters, DropReason, LearningCounters, PortCounters};
 use crate::events::{self, EventBuffer, EventKind, FlapTracker, MacEvent, NetEventBudget};
-use crate::fdb::{DEFAULT_FDB_LIMIT, Fdb, FdbEntry, FdbError, Learned};
+use crate::fdb::{DEFAULT_FDB_LIMIT, Fdb, FdbEntry, FdbError, Learned, MacHash};
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::time::Timestamp;
 use crate::wire::{EthernetFrame, MacAddr};
@@ -29,6 +29,11 @@ pub const MIN_AGING_TIME: Duration = Duration::from_secs(10);
 pub const MAX_AGING_TIME: Duration = Duration::from_secs(1_000_000);
 /// Ports and networks are numbered below this bound.
 pub const MAX_IDS: u32 = 1 << 16;
+/// Frames whose FDB buckets [`Bridge::forward_batch`] prefetches before it
+/// decides the first of them: enough misses in flight to hide most of the
+/// memory latency, few enough that the first lines are back (and the last
+/// not yet evicted) when their frames are decided.
+const PREFETCH_CHUNK: usize = 32;
 
 /// Errors from configuring the bridge. A failed call changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -515,18 +520,66 @@ impl Bridge {
 
     /// Decides where every frame of a batch goes, learning source addresses
     /// and counting as it goes. `plan` is cleared and then filled.
+    ///
+    /// Frames are taken [`PREFETCH_CHUNK`] at a time: their source and
+    /// destination MACs are hashed and their FDB buckets prefetched first,
+    /// then each is decided in order, so the table's cache misses overlap
+    /// instead of each frame waiting for its own (VPP's and DPDK's batch
+    /// lookup). The result is the same as deciding frame by frame: entries
+    /// never move in the table, so a bucket prefetched before an earlier
+    /// frame of the chunk learned is still the right one.
     pub fn forward_batch<'a, I>(&mut self, now: Timestamp, frames: I, plan: &mut TxPlan)
     where
         I: IntoIterator<Item = RxFrame<'a>>,
     {
         plan.clear();
-        for (index, rx) in frames.into_iter().enumerate() {
-            self.forward_one(now, index as u32, rx, plan);
+        let mut frames = frames.into_iter();
+        let mut chunk = [RxFrame { port: PortId(0), bytes: &[], gso: false }; PREFETCH_CHUNK];
+        let mut hashes = [None; PREFETCH_CHUNK];
+        let mut first = 0u32;
+        loop {
+            let mut n = 0;
+            for rx in frames.by_ref().take(PREFETCH_CHUNK) {
+                chunk[n] = rx;
+                hashes[n] = self.prefetch(&rx);
+                n += 1;
+            }
+            for (i, (&rx, &hashes)) in chunk[..n].iter().zip(&hashes[..n]).enumerate() {
+                self.forward_one(now, first + i as u32, rx, hashes, plan);
+            }
+            if n < PREFETCH_CHUNK {
+                return;
+            }
+            first += n as u32;
         }
     }
 
+    /// Hashes `rx`'s source and destination MACs for its network's table and
+    /// prefetches both buckets; `None` when the frame will not reach the
+    /// table (unknown port, too short).
     #[inline]
-    fn forward_one(&mut self, now: Timestamp, index: u32, rx: RxFrame<'_>, plan: &mut TxPlan) {
+    fn prefetch(&self, rx: &RxFrame<'_>) -> Option<(MacHash, MacHash)> {
+        let port = self.ports.get(rx.port.index())?.as_ref()?;
+        let fdb = &self.networks.get(port.config.network.index())?.as_ref()?.fdb;
+        let dst = MacAddr(rx.bytes.get(0..6)?.try_into().ok()?);
+        let src = MacAddr(rx.bytes.get(6..12)?.try_into().ok()?);
+        let hashes = (fdb.hash(src), fdb.hash(dst));
+        fdb.prefetch(hashes.0);
+        fdb.prefetch(hashes.1);
+        Some(hashes)
+    }
+
+    /// Decides one frame. `hashes` are its (source, destination) MAC hashes
+    /// from [`Bridge::prefetch`], when it computed them.
+    #[inline]
+    fn forward_one(
+        &mut self,
+        now: Timestamp,
+        index: u32,
+        rx: RxFrame<'_>,
+        hashes: Option<(MacHash, MacHash)>,
+        plan: &mut TxPlan,
+    ) {
         let Bridge { ports, networks, aging, unknown_port, events, flaps, .. } = self;
         let Some(port) = ports.get_mut(rx.port.index()).and_then(Option::as_mut) else {
             *unknown_port += 1;
@@ -562,7 +615,9 @@ impl Bridge {
             return;
         };
 
-        match net.fdb.learn(src, rx.port, now, has_room) {
+        let dst = frame.destination();
+        let (src_hash, dst_hash) = hashes.unwrap_or_else(|| (net.fdb.hash(src), net.fdb.hash(dst)));
+        match net.fdb.learn_hashed(src, src_hash, rx.port, now, has_room) {
             Learned::Refreshed => {}
             Learned::New => {
                 port.learned += 1;
@@ -592,14 +647,13 @@ impl Bridge {
             }
         }
 
-        let dst = frame.destination();
         let mesh = net.mesh.is_some_and(|m| m == src || m == dst);
         if dst.is_reserved_group() {
             count_drop(ports, rx.port, DropReason::ReservedGroup);
             return;
         }
         if !dst.is_group()
-            && let Some(egress) = net.fdb.lookup(dst, now, *aging)
+            && let Some(egress) = net.fdb.lookup_hashed(dst, dst_hash, now, *aging)
         {
             let reason = if egress == rx.port {
                 DropReason::SameSegment

@@ -308,3 +308,40 @@ fn a_batch_keeps_frame_indices() {
     let got: Vec<(u32, u32)> = plan.sends().iter().map(|t| (t.frame, t.port.0)).collect();
     assert_eq!(got, vec![(0, 2), (0, 3), (2, 1)]);
 }
+
+#[test]
+fn a_batch_longer_than_the_prefetch_chunk_decides_as_frame_by_frame() {
+    // Frames across both networks, stations learned mid-batch and used later
+    // in it (across chunk boundaries), moves, short and unknown-port frames.
+    let mut frames: Vec<(u32, Vec<u8>)> = vec![];
+    for i in 0..(3 * PREFETCH_CHUNK as u32 + 5) {
+        let n = (i % 9) as u8 + 1;
+        let (port, bytes) = match i % 7 {
+            0 => (10 + i % 2, frame(mac(n + 100), mac(n + 50), 64)),
+            1 => (1, vec![0u8; 10]),
+            2 => (99, frame(mac(1), mac(2), 64)),
+            _ => (1 + i % 3, frame(mac(n), mac((n % 9) + 1), 64)),
+        };
+        frames.push((port, bytes));
+    }
+    let mut batched = bridge();
+    let mut plan = TxPlan::default();
+    let rx = frames.iter().map(|(p, f)| RxFrame { port: PortId(*p), bytes: f, gso: false });
+    batched.forward_batch(T0, rx, &mut plan);
+    let got: Vec<(u32, u32)> = plan.sends().iter().map(|t| (t.frame, t.port.0)).collect();
+
+    let mut single = bridge();
+    let mut want = vec![];
+    for (i, (p, f)) in frames.iter().enumerate() {
+        want.extend(send(&mut single, T0, *p, f).into_iter().map(|port| (i as u32, port)));
+    }
+    assert!(got.iter().any(|&(_, p)| p == 10 || p == 11), "network B forwards too");
+    assert!(got.iter().filter(|&&(i, _)| i >= PREFETCH_CHUNK as u32).count() > 10);
+    assert_eq!(got, want);
+    for p in [1, 2, 3, 10, 11] {
+        assert_eq!(batched.port_counters(PortId(p)).unwrap(), single.port_counters(PortId(p)).unwrap(), "port {p}");
+    }
+    assert_eq!(batched.learning_counters(NET_A).unwrap(), single.learning_counters(NET_A).unwrap());
+    assert_eq!(batched.unknown_port_frames(), single.unknown_port_frames());
+    assert!(batched.unknown_port_frames() > 0);
+}
