@@ -26,7 +26,7 @@ pub use event::{Event, EventKind, EventsFollow, EventsSummary, LostScope, PortCh
 pub use payload::{
     Ack, ConfigInfo, DnsRecord, DnsStats, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, ImpairStats,
     Ipam, IpamConfig, KeyEpoch, MetricsText, NatFlow, NatStats, NetworkInfo, NetworkSummary, NodeInfo, NodeList,
-    NodeRmResult, NodeStatus, PeerInfo, PortImpairInfo, PortKind, PortStats, ResolverInfo, SandboxInfo, ServiceInfo,
+    NodeRmResult, NodeStatus, PeerInfo, PortImpairInfo, PortKind, PortStats, ResolverInfo, SandboxInfo, ServiceInfo, WorkerLoad,
     ServiceReplica, ShowNetwork, ShowPort, ShowTree, StoreState, VersionInfo,
 };
 pub use request::{Driver, PortType, Request, ServiceMode, UnknownDriver};
