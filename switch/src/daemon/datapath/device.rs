@@ -20,7 +20,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use crate::offload::{self, SegmentBuf};
 use crate::sys::afxdp::{MAX_FRAME_LEN, XdpMode, XdpPort};
 use crate::sys::packet::PacketSocket;
-use crate::sys::tap::{Tap, VirtioNetHdr};
+use crate::sys::tap::Tap;
+use crate::wire::VirtioNetHdr;
 
 /// A frame device behind a bridge port (see the module docs). Errors are
 /// the TAP's: `WouldBlock` when no frame is queued (read) or the queue is

@@ -7,7 +7,7 @@ use super::super::testing::frames::{frame, mac};
 use super::super::testing::{Harness, plain_network};
 use crate::counters::DropReason;
 use crate::sys::afxdp::MAX_FRAME_LEN;
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 const MAX: usize = VirtioNetHdr::LEN + MAX_FRAME_LEN;
 
