@@ -281,11 +281,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
     tracing::info!(workers, "datapath workers");
     let nat_limits = switch::nat::Limits { max_flows: args.nat_max_flows };
-    let datapath = DatapathHandle::spawn_workers(workers, vtep, secret, dns.clone(), nat_limits)
-            .map_err(|e| {
-                let context = datapath_context(vtep_addr, &e);
-                anyhow::Error::new(e).context(context)
-            })?;
+    let datapath = DatapathHandle::spawn_workers(workers, vtep, secret, dns.clone(), nat_limits).map_err(|e| {
+        let context = datapath_context(vtep_addr, &e);
+        anyhow::Error::new(e).context(context)
+    })?;
     let mut control = Control::restore(store, model, datapath, vtep, has_secret, dns)
         .context("cannot restore state into the datapath")?;
     let mut leaving = None;

@@ -275,10 +275,7 @@ impl Tunnel {
     /// receives its own overlays' packets; each has its own send pool.
     pub(crate) fn open_group(config: VtepConfig, workers: usize) -> io::Result<Vec<Tunnel>> {
         let group = crate::sys::reuseport::bind_steered(config.local, workers)?;
-        group
-            .into_iter()
-            .map(|rx| Tunnel::open_with(config, rx))
-            .collect()
+        group.into_iter().map(|rx| Tunnel::open_with(config, rx)).collect()
     }
 
     /// A tunnel receiving on `rx`, bound to `config.local`.

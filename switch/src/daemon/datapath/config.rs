@@ -399,7 +399,8 @@ impl Datapath {
         }
         let mut owners = TunnelOwners::LEARNED;
         owner.hold(&mut owners);
-        let port = add_tunnel_port(&mut self.bridge, &mut self.ports, self.tunnel_slots, network, mtu, vni, remote, owners)?;
+        let port =
+            add_tunnel_port(&mut self.bridge, &mut self.ports, self.tunnel_slots, network, mtu, vni, remote, owners)?;
         if let Err(e) = self.peers.add_static(vni, remote, port.0) {
             let _ = self.bridge.remove_port(port);
             self.ports[port.index()] = None;

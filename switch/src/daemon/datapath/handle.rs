@@ -510,8 +510,7 @@ impl Routes {
 fn merge(parts: Vec<Snapshot>, routes: &Routes) -> Snapshot {
     let mut all = Snapshot::default();
     for (k, part) in parts.into_iter().enumerate() {
-        let mut networks: Vec<NetworkId> =
-            routes.networks.iter().filter(|&(_, &w)| w == k).map(|(&n, _)| n).collect();
+        let mut networks: Vec<NetworkId> = routes.networks.iter().filter(|&(_, &w)| w == k).map(|(&n, _)| n).collect();
         networks.sort_unstable();
         all.workers.push(WorkerStats { busy: part.busy, wakeups: part.wakeups, vtep: part.vtep, networks });
         all.fdb.extend(part.fdb);
@@ -846,11 +845,8 @@ impl DatapathHandle {
             if group.is_empty() {
                 continue;
             }
-            let new: Vec<_> = group
-                .iter()
-                .map(|p| (p.proto, p.host))
-                .filter(|key| routes.published.get(key) != Some(&k))
-                .collect();
+            let new: Vec<_> =
+                group.iter().map(|p| (p.proto, p.host)).filter(|key| routes.published.get(key) != Some(&k)).collect();
             let result = self.call_on(k, |reply| Command::Publish { publications: group, reply }).and_then(|r| r);
             if let Err(e) = result {
                 // All or nothing: what earlier workers opened closes again.
