@@ -126,7 +126,7 @@ run() {
     done
     for n in 1 2; do
         wait "${clients[$((n - 1))]}" || { log "iperf3 on network $n failed"; cat "$TMP/client-$workers-$n.json" >&2; }
-        got=$(grep -A8 '"sum_received"' "$TMP/client-$workers-$n.json" | awk -F': ' '/bits_per_second/ { gsub(/,/, "", $2); print $2; exit }')
+        got=$(grep -A8 '"sum_received"' "$TMP/client-$workers-$n.json" | awk -F':' '/bits_per_second/ { gsub(/[ \t,]/, "", $2); print $2; exit }')
         total=$(awk -v a="$total" -v b="${got:-0}" 'BEGIN { print a + b }')
     done
     ctl stats >"$TMP/stats-$workers.txt" 2>&1 || true
