@@ -211,6 +211,13 @@ impl DropCounters {
         self.0[reason as usize] += n;
     }
 
+    /// Adds every count of `other` to these.
+    pub fn merge(&mut self, other: &DropCounters) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+
     /// The count for one reason.
     pub fn get(&self, reason: DropReason) -> u64 {
         self.0[reason as usize]

@@ -312,6 +312,10 @@ pub struct ShowNetwork {
     /// VXLAN network identifier (overlay only).
     #[serde(default)]
     pub vni: Option<u32>,
+    /// The datapath worker (thread `vsw-dp-K`) that owns the network and
+    /// all its ports; omitted for networks the datapath does not switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<u32>,
     /// The network's switch ports.
     pub ports: Vec<ShowPort>,
 }
@@ -563,6 +567,22 @@ pub struct PortStats {
     /// the switch, so they are not in `rx_packets` nor in `drops`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tap_queue_dropped: Option<u64>,
+    /// On a datapath worker's row (port `vsw-dp-K`, network `(worker)`):
+    /// its busy time and wake-ups; the row's packet and byte counters and
+    /// drops are those of the worker's underlay socket (zero without a VTEP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerLoad>,
+}
+
+/// A datapath worker thread's load in `stats` (see [`PortStats::worker`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerLoad {
+    /// The worker's index (thread `vsw-dp-K`).
+    pub index: u32,
+    /// Milliseconds its thread spent working (between waking up and waiting again).
+    pub busy_ms: u64,
+    /// Times its thread woke up.
+    pub wakeups: u64,
 }
 
 /// A port's link impairment in `stats`: the settings in force and the counters since it

@@ -64,6 +64,12 @@ struct Args {
     /// beyond it is refused and counted (`table_full`).
     #[arg(long, value_name = "N", default_value_t = switch::nat::Limits::default().max_flows)]
     nat_max_flows: usize,
+    /// Datapath worker threads (default: the number of cores). Each
+    /// network (bridge domain) is owned by one worker with all its ports;
+    /// overlays go to worker VNI % N, whose underlay socket the kernel
+    /// steers their packets to. 1 is a single datapath thread.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
     /// Join a cluster whose store is this etcd cluster
     /// (`etcd://HOST:PORT[,HOST:PORT...]`): overlay networks, their
     /// addresses and endpoints become cluster-wide. Needs --advertise-addr
@@ -269,12 +275,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         args.dns.clone()
     };
     tracing::info!(upstreams = ?dns, "embedded DNS forwards to");
-    let datapath =
-        DatapathHandle::spawn(vtep, secret, dns.clone(), switch::nat::Limits { max_flows: args.nat_max_flows })
-            .map_err(|e| {
-                let context = datapath_context(vtep_addr, &e);
-                anyhow::Error::new(e).context(context)
-            })?;
+    let workers = args
+        .workers
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
+    tracing::info!(workers, "datapath workers");
+    let nat_limits = switch::nat::Limits { max_flows: args.nat_max_flows };
+    let datapath = DatapathHandle::spawn_workers(workers, vtep, secret, dns.clone(), nat_limits).map_err(|e| {
+        let context = datapath_context(vtep_addr, &e);
+        anyhow::Error::new(e).context(context)
+    })?;
     let mut control = Control::restore(store, model, datapath, vtep, has_secret, dns)
         .context("cannot restore state into the datapath")?;
     let mut leaving = None;

@@ -27,7 +27,7 @@
 //! checksums completed ([`crate::offload`]), and the segments of one frame
 //! leave in one GSO send.
 //!
-//! The sockets sit behind [`Underlay`] (the kernel's: [`Tunnel::open`]), so
+//! The sockets sit behind [`Underlay`] (the kernel's: [`Tunnel::open_group`]), so
 //! the deterministic datapath tests run encapsulation, sealing and GSO
 //! chunking over in-memory datagram queues instead.
 
@@ -98,6 +98,19 @@ pub struct TunnelCounters {
     pub tx_bytes: u64,
     /// Datagrams dropped before reaching a tunnel port, by reason.
     pub drops: DropCounters,
+}
+
+impl TunnelCounters {
+    /// Adds `other`'s totals (another worker's socket) to these.
+    pub fn merge(&mut self, other: &TunnelCounters) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_sends += other.tx_sends;
+        self.tx_encapsulated += other.tx_encapsulated;
+        self.tx_bytes += other.tx_bytes;
+        self.drops.merge(&other.drops);
+    }
 }
 
 /// What became of a frame handed to [`Tunnel::send`].
@@ -252,7 +265,13 @@ fn open(addr: SocketAddr) -> io::Result<(UdpSocket, UdpSocketState)> {
         socket.set_only_v6(true)?;
     }
     socket.bind(&addr.into())?;
-    let socket = UdpSocket::from(socket);
+    set_up(UdpSocket::from(socket))
+}
+
+/// Sets a bound socket up for quinn-udp's batching (UDP GRO on receive, GSO
+/// probing, `IP_PMTUDISC_PROBE`) with large buffers: every socket of the
+/// underlay, each worker's receiving socket too, goes through here.
+fn set_up(socket: UdpSocket) -> io::Result<(UdpSocket, UdpSocketState)> {
     let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
     // Best effort: a smaller buffer only costs throughput.
     let _ = state.set_send_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
@@ -263,8 +282,16 @@ fn open(addr: SocketAddr) -> io::Result<(UdpSocket, UdpSocketState)> {
 impl UdpUnderlay {
     /// Binds the receive socket to `local` and a pool of `senders` sending
     /// sockets to ephemeral ports of the same address.
+    #[cfg(test)]
     fn open(local: SocketAddr, senders: usize) -> io::Result<UdpUnderlay> {
-        let (rx, rx_state) = open(local)?;
+        let (rx, _) = open(local)?;
+        UdpUnderlay::with_rx(rx, local, senders)
+    }
+
+    /// An underlay receiving on `rx` (already bound to `local`, perhaps as
+    /// one socket of a worker group) with its own pool of `senders`.
+    fn with_rx(rx: UdpSocket, local: SocketAddr, senders: usize) -> io::Result<UdpUnderlay> {
+        let (rx, rx_state) = set_up(rx)?;
         let tx = (0..senders.max(1))
             .map(|_| {
                 let (socket, state) = open(SocketAddr::new(local.ip(), 0))?;
@@ -277,9 +304,18 @@ impl UdpUnderlay {
 }
 
 impl Tunnel {
-    /// Binds the receive socket and the send pool.
-    pub(crate) fn open(config: VtepConfig) -> io::Result<Tunnel> {
-        let io = UdpUnderlay::open(config.local, SOURCE_PORTS)?;
+    /// One tunnel per datapath worker: their receiving sockets share the
+    /// VTEP address and port as a reuseport group that hands each datagram
+    /// to socket `VNI % workers` ([`crate::sys::reuseport`]), so each worker
+    /// receives its own overlays' packets; each has its own send pool.
+    pub(crate) fn open_group(config: VtepConfig, workers: usize) -> io::Result<Vec<Tunnel>> {
+        let group = crate::sys::reuseport::bind_steered(config.local, workers)?;
+        group.into_iter().map(|rx| Tunnel::open_with(config, rx)).collect()
+    }
+
+    /// A tunnel receiving on `rx`, bound to `config.local`.
+    fn open_with(config: VtepConfig, rx: UdpSocket) -> io::Result<Tunnel> {
+        let io = UdpUnderlay::with_rx(rx, config.local, SOURCE_PORTS)?;
         tracing::info!(
             vtep = %config.local,
             underlay = %vxlan::IpVersion::of(config.local.ip()),

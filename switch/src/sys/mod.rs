@@ -10,6 +10,7 @@
 //! - [`afxdp`]: AF_XDP sockets, their rings and the XDP redirect program.
 //! - [`packet`]: `AF_PACKET` sockets on host interfaces (raw uplinks).
 //! - [`ethtool`]: the one ethtool request AF_XDP ports need.
+//! - [`reuseport`]: the underlay's receive sockets, one per worker, steered by VNI.
 
 #![allow(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod netlink;
 pub mod netns;
 pub mod packet;
 pub mod process;
+pub mod reuseport;
 pub mod stream;
 pub mod tap;
 

@@ -190,6 +190,16 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     if !impair.is_empty() {
         impair_table(w, &impair)?;
     }
+    let workers: Vec<&ctl::proto::WorkerLoad> = ports.iter().filter_map(|p| p.worker.as_ref()).collect();
+    if !workers.is_empty() {
+        writeln!(w)?;
+        writeln!(w, "WORKERS (datapath threads; their rows above count their underlay sockets)")?;
+        let mut t = Table::new(&["WORKER", "BUSY-MS", "WAKEUPS"]);
+        for k in workers {
+            t.row(vec![format!("vsw-dp-{}", k.index), k.busy_ms.to_string(), k.wakeups.to_string()]);
+        }
+        t.write(w)?;
+    }
     let taps: Vec<(&str, u64)> = ports.iter().filter_map(|p| Some((p.port.as_str(), p.tap_queue_dropped?))).collect();
     if !taps.is_empty() {
         writeln!(w)?;
@@ -357,6 +367,9 @@ pub(crate) fn show(w: &mut dyn Write, tree: &ShowTree) -> io::Result<()> {
         if let Some(v) = n.vni {
             writeln!(w, "        vni: {v}")?;
         }
+        if let Some(k) = n.worker {
+            writeln!(w, "        worker: vsw-dp-{k}")?;
+        }
         for p in &n.ports {
             writeln!(w, "        Port {}", p.name)?;
             writeln!(w, "            type: {}", p.kind.as_str())?;
@@ -480,6 +493,7 @@ mod tests {
                 gateway6: None,
                 mtu: None,
                 vni: None,
+                worker: Some(1),
                 ports: vec![ctl::proto::ShowPort {
                     name: "vsw1".into(),
                     kind: ctl::proto::PortKind::Tap,
@@ -503,6 +517,7 @@ mod tests {
         assert!(text.contains("            impair: delay 10ms loss 1%\n"));
         assert!(text.contains("            port type: afxdp\n            xdp: copy, native XDP\n"), "{text}");
         assert!(text.contains("            txqueuelen: 4096\n"), "{text}");
+        assert!(text.contains("        worker: vsw-dp-1\n"), "{text}");
         let row = PortStats {
             port: "vsw1".into(),
             network: "app".into(),
@@ -516,6 +531,7 @@ mod tests {
             nat: None,
             impair: Some(ImpairStats { settings: None, queued: 1, delayed: 2, lost: 3, ..ImpairStats::default() }),
             tap_queue_dropped: None,
+            worker: None,
         };
         let tap = PortStats { port: "vsw2".into(), tap_queue_dropped: Some(4242), impair: None, ..row.clone() };
         let mut out = Vec::new();

@@ -55,6 +55,11 @@ impl Session {
         Session { ring, scope, filter, pending: false }
     }
 
+    /// What it captures.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
     /// Filters and queues one frame.
     fn offer(&mut self, port: PortId, direction: Direction, frame: &[u8], remote: Option<SocketAddr>, now: Duration) {
         if !self.ring.wants_frames() {

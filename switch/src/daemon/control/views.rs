@@ -106,6 +106,8 @@ impl Control {
     }
 
     pub(super) fn stats(&self, port: Option<&str>) -> Reply {
+        /// The network column of the workers' rows.
+        const WORKER_NETWORK: &str = "(worker)";
         let snapshot = self.datapath.snapshot().map_err(datapath_error)?;
         let (names, _) = self.port_names(&snapshot);
         let taps = self.tap_links();
@@ -136,6 +138,7 @@ impl Control {
                         })
                         .flatten(),
                     impair: snapshot.impair.iter().find(|i| i.port == *id).map(impair_stats),
+                    worker: None,
                 }
             })
             .collect();
@@ -153,13 +156,36 @@ impl Control {
                 nat: None,
                 impair: None,
                 tap_queue_dropped: None,
+                worker: None,
+            });
+        }
+        // One row per datapath worker: its load and its underlay socket.
+        for (k, w) in snapshot.workers.iter().enumerate() {
+            let v = w.vtep.unwrap_or_default();
+            stats.push(PortStats {
+                port: format!("vsw-dp-{k}"),
+                network: WORKER_NETWORK.to_owned(),
+                rx_packets: v.rx_packets,
+                rx_bytes: v.rx_bytes,
+                tx_packets: v.tx_packets,
+                tx_bytes: v.tx_bytes,
+                floods: 0,
+                drops: drops(&v.drops),
+                dns: None,
+                nat: None,
+                impair: None,
+                tap_queue_dropped: None,
+                worker: Some(proto::WorkerLoad {
+                    index: k as u32,
+                    busy_ms: w.busy.as_millis() as u64,
+                    wakeups: w.wakeups,
+                }),
             });
         }
         // Sorted like every other listing: by network, then port (the
-        // underlay's row last).
-        stats.sort_by(|a, b| {
-            (a.port == VTEP_PORT_NAME, &a.network, &a.port).cmp(&(b.port == VTEP_PORT_NAME, &b.network, &b.port))
-        });
+        // underlay's row, then the workers' rows, last).
+        let rank = |s: &PortStats| (s.worker.is_some(), s.port == VTEP_PORT_NAME);
+        stats.sort_by(|a, b| (rank(a), &a.network, &a.port).cmp(&(rank(b), &b.network, &b.port)));
         stats.retain(|s| port.is_none_or(|p| p == s.port));
         if let Some(p) = port
             && stats.is_empty()
@@ -250,6 +276,7 @@ impl Control {
                     gateway6: n.gateway6,
                     mtu: n.driver.is_switched().then_some(n.mtu),
                     vni: n.vni,
+                    worker: self.datapath.network_worker(network_id(n)).map(|k| k as u32),
                     ports,
                 }
             })

@@ -28,10 +28,14 @@ fn slot(ports: &mut Vec<Option<PortIo>>, id: PortId) -> &mut Option<PortIo> {
 }
 
 /// Adds a tunnel port toward `remote` on `network` in the lowest free
-/// tunnel slot.
+/// tunnel slot among this worker's (`slots`: worker `k` of `n` takes the
+/// slots `s` with `s % n == k`, so tunnel port ids never collide between
+/// workers and the handle finds a tunnel port's worker from its id).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn add_tunnel_port(
     bridge: &mut Bridge,
     ports: &mut Vec<Option<PortIo>>,
+    slots: super::TunnelSlots,
     network: NetworkId,
     mtu: u32,
     vni: Vni,
@@ -39,6 +43,7 @@ pub(super) fn add_tunnel_port(
     owners: TunnelOwners,
 ) -> Result<PortId, BridgeError> {
     let id = (0u32..)
+        .map(|k| slots.first + k * slots.step)
         .map(tunnel_port)
         .find(|id| ports.get(id.index()).is_none_or(Option::is_none))
         .ok_or(BridgeError::IdOutOfRange(u32::MAX))?;
@@ -394,7 +399,8 @@ impl Datapath {
         }
         let mut owners = TunnelOwners::LEARNED;
         owner.hold(&mut owners);
-        let port = add_tunnel_port(&mut self.bridge, &mut self.ports, network, mtu, vni, remote, owners)?;
+        let port =
+            add_tunnel_port(&mut self.bridge, &mut self.ports, self.tunnel_slots, network, mtu, vni, remote, owners)?;
         if let Err(e) = self.peers.add_static(vni, remote, port.0) {
             let _ = self.bridge.remove_port(port);
             self.ports[port.index()] = None;

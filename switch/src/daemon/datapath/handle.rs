@@ -1,9 +1,10 @@
 //! The control plane's end of the datapath: commands, replies, snapshots and
 //! how datapath port ids are formed.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use vxlan::Vni;
 
 use super::super::dns_forward::ForwardThread;
 use super::super::events::{DatapathEventsRx, datapath_channel};
-use super::super::tunnel::{TunnelCounters, VtepConfig};
+use super::super::tunnel::{Tunnel, TunnelCounters, VtepConfig};
 use super::{Datapath, WAKER};
 use crate::bridge::{BridgeError, FdbRecord, NetworkConfig};
 use crate::counters::{LearningCounters, PortCounters};
@@ -410,6 +411,9 @@ pub struct Snapshot {
     pub impair: Vec<ImpairSnapshot>,
     /// The proxy ARP/ND answers of every overlay network.
     pub proxy: Vec<(NetworkId, crate::proxy::ProxyCounters)>,
+    /// Each worker's share (busy time, wake-ups, underlay totals, networks),
+    /// in worker order; filled by the handle when it merges the workers'.
+    pub workers: Vec<WorkerStats>,
 }
 
 /// One port's link impairment in a [`Snapshot`].
@@ -423,95 +427,309 @@ pub struct ImpairSnapshot {
     pub counters: ImpairCounters,
 }
 
-/// The control plane's end of the datapath.
+/// One worker's share of a [`Snapshot`] (`stats --json` shows them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Time the worker's thread spent working.
+    pub busy: Duration,
+    /// Times it woke up.
+    pub wakeups: u64,
+    /// Its underlay socket's totals, with a VTEP.
+    pub vtep: Option<TunnelCounters>,
+    /// The networks it owns.
+    pub networks: Vec<NetworkId>,
+}
+
+/// One datapath worker thread as the handle drives it.
 #[derive(Debug)]
-pub struct DatapathHandle {
+struct Worker {
     commands: Sender<Command>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Which worker owns what: filled as networks and ports are added, so each
+/// command goes to the worker that owns its network or port.
+#[derive(Debug, Default)]
+struct Routes {
+    workers: usize,
+    /// Network → its worker.
+    networks: HashMap<NetworkId, usize>,
+    /// Endpoint (TAP, AF_XDP, uplink) port → its worker.
+    endpoints: HashMap<PortId, usize>,
+    /// Open published ports → the worker listening.
+    published: HashMap<(nat::Proto, SocketAddr), usize>,
+}
+
+impl Routes {
+    fn new(workers: usize) -> Routes {
+        Routes { workers: workers.max(1), ..Routes::default() }
+    }
+
+    /// The worker a new network goes to: an overlay's is `VNI % workers`
+    /// (where the underlay's reuseport group steers its packets); any other
+    /// goes to the worker owning the fewest networks, the lowest on ties.
+    fn assign(&self, vni: Option<Vni>) -> usize {
+        if let Some(vni) = vni {
+            return vni.get() as usize % self.workers;
+        }
+        let mut owned = vec![0usize; self.workers];
+        for &w in self.networks.values() {
+            owned[w] += 1;
+        }
+        (0..self.workers).min_by_key(|&w| (owned[w], w)).unwrap_or(0)
+    }
+
+    /// The worker of `network`; worker 0 for a network no worker has, which
+    /// answers as a single datapath did (an unknown network).
+    fn of_network(&self, network: NetworkId) -> usize {
+        self.networks.get(&network).copied().unwrap_or(0)
+    }
+
+    /// The worker of `port`: an endpoint's is recorded when it is added, a
+    /// gateway lives with its network, and tunnel slot `s` is worker
+    /// `s % workers`'s (each worker allocates its own slots). Worker 0 for
+    /// an unknown port (it answers as a single datapath did).
+    fn of_port(&self, port: PortId) -> usize {
+        match PortRole::of(port) {
+            PortRole::Endpoint(_) => self.endpoints.get(&port).copied().unwrap_or(0),
+            PortRole::Gateway(network) => self.of_network(NetworkId(network)),
+            PortRole::Tunnel(slot) => slot as usize % self.workers,
+        }
+    }
+
+    /// The worker a publication goes to: its first backend's network's.
+    fn of_publication(&self, publication: &nat::Publication) -> usize {
+        publication.backends.first().map_or(0, |b| self.of_network(b.network))
+    }
+}
+
+/// Folds the workers' snapshots into one: lists concatenated (ports and
+/// tunnel ports by id, per-network lists by network), counters summed, and
+/// each worker's own share kept in `workers`.
+fn merge(parts: Vec<Snapshot>, routes: &Routes) -> Snapshot {
+    let mut all = Snapshot::default();
+    for (k, part) in parts.into_iter().enumerate() {
+        let mut networks: Vec<NetworkId> = routes.networks.iter().filter(|&(_, &w)| w == k).map(|(&n, _)| n).collect();
+        networks.sort_unstable();
+        all.workers.push(WorkerStats { busy: part.busy, wakeups: part.wakeups, vtep: part.vtep, networks });
+        all.fdb.extend(part.fdb);
+        all.ports.extend(part.ports);
+        all.learning.extend(part.learning);
+        all.tunnels.extend(part.tunnels);
+        all.vtep = match (all.vtep, part.vtep) {
+            (Some(mut a), Some(b)) => {
+                a.merge(&b);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
+        all.dns.extend(part.dns);
+        all.nat.extend(part.nat);
+        all.busy += part.busy;
+        all.wakeups += part.wakeups;
+        all.impair.extend(part.impair);
+        all.proxy.extend(part.proxy);
+    }
+    all.fdb.sort_by_key(|r| r.network);
+    all.ports.sort_by_key(|p| p.0);
+    all.learning.sort_by_key(|l| l.0);
+    all.tunnels.sort_by_key(|t| t.port);
+    all.dns.sort_by_key(|d| d.0);
+    all.nat.sort_by_key(|n| n.0);
+    all.impair.sort_by_key(|i| i.port);
+    all.proxy.sort_by_key(|p| p.0);
+    all
+}
+
+/// The control plane's end of the datapath: one handle over every worker
+/// thread, routing each command to the worker that owns its network or
+/// port and fanning out (and merging the replies of) the others.
+#[derive(Debug)]
+pub struct DatapathHandle {
+    workers: Vec<Worker>,
+    routes: Mutex<Routes>,
     gone: crossbeam_channel::Receiver<PortId>,
     events: DatapathEventsRx,
 }
 
 impl DatapathHandle {
-    /// Opens the underlay sockets (if a VTEP is configured) and starts the
-    /// datapath thread, which keeps the cluster secret (if any) for the keys
-    /// of encrypted overlays, and its DNS forwarding thread, which asks
-    /// `dns_upstreams` for names the switch does not own (unless a sandbox
-    /// has upstreams of its own). `nat_limits` bound the L4 translator.
+    /// [`DatapathHandle::spawn_workers`] with one worker.
     pub fn spawn(
         vtep: Option<VtepConfig>,
         secret: Option<ClusterSecret>,
         dns_upstreams: Vec<SocketAddr>,
         nat_limits: nat::Limits,
     ) -> io::Result<DatapathHandle> {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (commands, inbox) = crossbeam_channel::unbounded();
-        let (done, results) = crossbeam_channel::unbounded();
-        let forward = ForwardThread::spawn(done, waker.clone())?;
-        let dns = super::dns::DnsService::new(dns_upstreams, forward, results);
-        let (gone_tx, gone) = crossbeam_channel::unbounded();
-        let (events_tx, events) = datapath_channel();
-        let reports = super::Reports { gone: gone_tx, events: events_tx };
-        let datapath = Datapath::new(poll, inbox, vtep, secret, dns, reports, nat_limits)?;
-        let thread = std::thread::Builder::new().name("datapath".into()).spawn(move || datapath.run())?;
-        Ok(DatapathHandle { commands, waker, thread: Some(thread), gone, events })
+        DatapathHandle::spawn_workers(1, vtep, secret, dns_upstreams, nat_limits)
     }
 
-    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DatapathError> {
+    /// Opens the underlay sockets (if a VTEP is configured: one receiving
+    /// socket per worker, steered by VNI) and starts `workers` datapath
+    /// threads (`vsw-dp-K`), each with its own event loop, bridge domains,
+    /// ports, translator and DNS forwarding thread (which asks
+    /// `dns_upstreams` for names the switch does not own, unless a sandbox
+    /// has upstreams of its own). Each keeps the cluster secret (if any)
+    /// for the keys of its encrypted overlays. `nat_limits` bound each
+    /// worker's translator.
+    pub fn spawn_workers(
+        workers: usize,
+        vtep: Option<VtepConfig>,
+        secret: Option<ClusterSecret>,
+        dns_upstreams: Vec<SocketAddr>,
+        nat_limits: nat::Limits,
+    ) -> io::Result<DatapathHandle> {
+        let count = workers.max(1);
+        let mut tunnels: Vec<Option<Tunnel>> = match vtep {
+            Some(config) => Tunnel::open_group(config, count)?.into_iter().map(Some).collect(),
+            None => (0..count).map(|_| None).collect(),
+        };
+        let (gone_tx, gone) = crossbeam_channel::unbounded();
+        let (events_tx, events) = datapath_channel();
+        let mut handle =
+            DatapathHandle { workers: Vec::with_capacity(count), routes: Mutex::new(Routes::new(count)), gone, events };
+        for (k, tunnel) in tunnels.drain(..).enumerate() {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (commands, inbox) = crossbeam_channel::unbounded();
+            let (done, results) = crossbeam_channel::unbounded();
+            let forward = ForwardThread::spawn(done, waker.clone())?;
+            let dns = super::dns::DnsService::new(dns_upstreams.clone(), forward, results);
+            let reports = super::Reports { gone: gone_tx.clone(), events: events_tx.fork() };
+            let mut datapath = Datapath::new(poll, inbox, tunnel, secret.clone(), dns, reports, nat_limits)?;
+            datapath.tunnel_slots = super::TunnelSlots { first: k as u32, step: count as u32 };
+            let thread = std::thread::Builder::new().name(format!("vsw-dp-{k}")).spawn(move || datapath.run())?;
+            // Pushed at once: dropping the handle on a later error stops it.
+            handle.workers.push(Worker { commands, waker, thread: Some(thread) });
+        }
+        Ok(handle)
+    }
+
+    /// How many worker threads there are.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The worker owning `network`, if it was added.
+    pub fn network_worker(&self, network: NetworkId) -> Option<usize> {
+        self.routes().networks.get(&network).copied()
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        // The map is only ever updated whole: a poisoned lock still holds a
+        // consistent one.
+        self.routes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends one command to worker `k` and waits for its answer.
+    fn call_on<T>(&self, k: usize, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DatapathError> {
         let (reply, answer) = crossbeam_channel::bounded(1);
-        self.commands.send(make(reply)).map_err(|_| DatapathError::Unresponsive)?;
-        self.waker.wake().map_err(|_| DatapathError::Unresponsive)?;
+        let worker = self.workers.get(k).ok_or(DatapathError::Unresponsive)?;
+        worker.commands.send(make(reply)).map_err(|_| DatapathError::Unresponsive)?;
+        worker.waker.wake().map_err(|_| DatapathError::Unresponsive)?;
         answer.recv_timeout(REPLY_TIMEOUT).map_err(|e| match e {
             RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected => DatapathError::Unresponsive,
         })
     }
 
-    /// Creates a network (bridge domain), with its userspace gateway if given.
+    /// Sends a command to every worker at once and collects the answers,
+    /// in worker order.
+    fn call_all<T>(&self, make: impl Fn(Reply<T>) -> Command) -> Result<Vec<T>, DatapathError> {
+        let mut answers = Vec::with_capacity(self.workers.len());
+        for worker in &self.workers {
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            worker.commands.send(make(reply)).map_err(|_| DatapathError::Unresponsive)?;
+            worker.waker.wake().map_err(|_| DatapathError::Unresponsive)?;
+            answers.push(answer);
+        }
+        answers
+            .into_iter()
+            .map(|answer| answer.recv_timeout(REPLY_TIMEOUT).map_err(|_| DatapathError::Unresponsive))
+            .collect()
+    }
+
+    fn call_network<T>(&self, network: NetworkId, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DatapathError> {
+        let k = self.routes().of_network(network);
+        self.call_on(k, make)
+    }
+
+    fn call_port<T>(&self, port: PortId, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DatapathError> {
+        let k = self.routes().of_port(port);
+        self.call_on(k, make)
+    }
+
+    /// Creates a network (bridge domain), with its userspace gateway if
+    /// given, on the worker assigned to it (see `Routes::assign`).
     pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
-        self.call(|reply| Command::AddNetwork { spec, reply })?
+        let mut routes = self.routes();
+        if routes.networks.contains_key(&spec.id) {
+            let k = routes.of_network(spec.id);
+            drop(routes);
+            return self.call_on(k, |reply| Command::AddNetwork { spec, reply })?;
+        }
+        let k = routes.assign(spec.vni);
+        // Held across the call: two networks added at once are assigned in turn.
+        let added = self.call_on(k, |reply| Command::AddNetwork { spec, reply })?;
+        if added.is_ok() {
+            routes.networks.insert(spec.id, k);
+        }
+        added
     }
 
     /// Removes a network with its gateway and tunnel ports; refused while
     /// endpoints remain.
     pub fn remove_network(&self, id: NetworkId) -> Result<(), DatapathError> {
-        self.call(|reply| Command::RemoveNetwork { id, reply })?
+        let removed = self.call_network(id, |reply| Command::RemoveNetwork { id, reply })?;
+        if removed.is_ok() {
+            self.routes().networks.remove(&id);
+        }
+        removed
     }
 
-    /// Adds a TAP port. On failure the TAP is handed back.
+    /// Adds a TAP port on its network's worker. On failure the TAP is
+    /// handed back.
     pub fn add_tap(&self, id: PortId, tap: Tap, config: PortConfig) -> Result<(), (Option<Tap>, DatapathError)> {
-        match self.call(|reply| Command::AddTap { id, tap, config, reply }) {
-            Ok(Ok(())) => Ok(()),
+        let k = self.routes().of_network(config.network);
+        match self.call_on(k, |reply| Command::AddTap { id, tap, config, reply }) {
+            Ok(Ok(())) => {
+                self.routes().endpoints.insert(id, k);
+                Ok(())
+            }
             Ok(Err((tap, e))) => Err((Some(tap), e)),
             Err(e) => Err((None, e)),
         }
     }
 
     /// Adds a port backed by another frame device (an AF_XDP socket, a raw
-    /// uplink socket); on error the device is dropped (closed).
+    /// uplink socket) on its network's worker; on error the device is
+    /// dropped (closed).
     pub(crate) fn add_device(
         &self,
         id: PortId,
         device: Box<dyn super::PortDevice>,
         config: PortConfig,
     ) -> Result<(), DatapathError> {
-        self.call(|reply| Command::AddDevice { id, device, config, reply })?
+        let k = self.routes().of_network(config.network);
+        self.call_on(k, |reply| Command::AddDevice { id, device, config, reply })??;
+        self.routes().endpoints.insert(id, k);
+        Ok(())
     }
 
     /// Removes a port (and its FDB entries); returns its TAP, if it had one.
     pub fn remove_port(&self, id: PortId) -> Result<Option<Tap>, DatapathError> {
-        self.call(|reply| Command::RemovePort { id, reply })
+        let tap = self.call_port(id, |reply| Command::RemovePort { id, reply })?;
+        self.routes().endpoints.remove(&id);
+        Ok(tap)
     }
 
     /// Adds a static peer to an overlay network: a tunnel port toward it.
     pub fn add_peer(&self, network: NetworkId, remote: SocketAddr) -> Result<PortId, DatapathError> {
-        self.call(|reply| Command::AddPeer { network, remote, reply })?
+        self.call_network(network, |reply| Command::AddPeer { network, remote, reply })?
     }
 
     /// Removes a peer from an overlay network; returns whether it was there.
     pub fn remove_peer(&self, network: NetworkId, remote: SocketAddr) -> Result<bool, DatapathError> {
-        self.call(|reply| Command::RemovePeer { network, remote, reply })
+        self.call_network(network, |reply| Command::RemovePeer { network, remote, reply })
     }
 
     /// Replaces what the cluster wants on overlay `network` (level-triggered:
@@ -532,7 +750,7 @@ impl DatapathHandle {
         peers: Vec<SocketAddr>,
         endpoints: Vec<RemoteEndpoint>,
     ) -> Result<(), DatapathError> {
-        self.call(|reply| Command::SetClusterView { network, peers, endpoints, reply })?
+        self.call_network(network, |reply| Command::SetClusterView { network, peers, endpoints, reply })?
     }
 
     /// Sets (or, with `None`, removes) this node's mesh station on an
@@ -541,27 +759,30 @@ impl DatapathHandle {
     /// [`nat::Mesh`]). Not persisted: the daemon re-derives it from the
     /// cluster store.
     pub fn set_mesh(&self, network: NetworkId, mesh: Option<nat::Mesh>) -> Result<(), DatapathError> {
-        self.call(|reply| Command::SetMesh { network, mesh, reply })?
+        self.call_network(network, |reply| Command::SetMesh { network, mesh, reply })?
     }
 
     /// Adds a static FDB entry.
     pub fn add_static(&self, network: NetworkId, mac: MacAddr, port: PortId) -> Result<(), DatapathError> {
-        self.call(|reply| Command::AddStatic { network, mac, port, reply })?
+        self.call_network(network, |reply| Command::AddStatic { network, mac, port, reply })?
     }
 
     /// Removes an FDB entry; returns whether it existed.
     pub fn remove_entry(&self, network: NetworkId, mac: MacAddr) -> Result<bool, DatapathError> {
-        self.call(|reply| Command::RemoveEntry { network, mac, reply })?
+        self.call_network(network, |reply| Command::RemoveEntry { network, mac, reply })?
     }
 
     /// Flushes learned entries of one network, or of all; returns how many.
     pub fn flush(&self, network: Option<NetworkId>) -> Result<usize, DatapathError> {
-        self.call(|reply| Command::Flush { network, reply })
+        match network {
+            Some(n) => self.call_network(n, |reply| Command::Flush { network, reply }),
+            None => Ok(self.call_all(|reply| Command::Flush { network: None, reply })?.into_iter().sum()),
+        }
     }
 
-    /// Sets the FDB aging time.
+    /// Sets the FDB aging time (of every worker).
     pub fn set_aging(&self, aging: Duration) -> Result<(), DatapathError> {
-        self.call(|reply| Command::SetAging { aging, reply })?
+        self.call_all(|reply| Command::SetAging { aging, reply })?.into_iter().collect()
     }
 
     /// Moves an encrypted overlay to key epoch `epoch`: it seals with the new
@@ -570,13 +791,13 @@ impl DatapathHandle {
     /// epoch, refused ([`DatapathError::NoKey`], nothing changes) unless
     /// `epoch`'s key was installed ([`DatapathHandle::install_key`]).
     pub fn set_key_epoch(&self, network: NetworkId, epoch: u32) -> Result<(), DatapathError> {
-        self.call(|reply| Command::SetKeyEpoch { network, epoch, reply })?
+        self.call_network(network, |reply| Command::SetKeyEpoch { network, epoch, reply })?
     }
 
     /// Where an encrypted overlay's keys stand: its send epoch and the
     /// epochs installed. [`DatapathError::NotEncrypted`] for other networks.
     pub fn key_state(&self, network: NetworkId) -> Result<KeyState, DatapathError> {
-        self.call(|reply| Command::KeyState { network, reply })?
+        self.call_network(network, |reply| Command::KeyState { network, reply })?
     }
 
     /// Installs the key of `epoch` in an encrypted overlay created with
@@ -589,40 +810,93 @@ impl DatapathHandle {
     /// previous epoch are forgotten as the send epoch moves on. Not
     /// persisted: the daemon re-installs them from the store.
     pub fn install_key(&self, network: NetworkId, epoch: u32, key: crypto::NetworkKey) -> Result<(), DatapathError> {
-        self.call(|reply| Command::InstallKey { network, epoch, key, reply })?
+        self.call_network(network, |reply| Command::InstallKey { network, epoch, key, reply })?
     }
 
-    /// Replaces the embedded DNS's names and askers; queries after this
-    /// returns are answered from `directory`.
+    /// Replaces the embedded DNS's names and askers (in every worker);
+    /// queries after this returns are answered from `directory`.
     pub fn set_dns(&self, directory: dns::Directory) -> Result<(), DatapathError> {
-        let directory = Box::new(directory);
-        self.call(|reply| Command::SetDns { directory, reply })
+        self.call_all(|reply| Command::SetDns { directory: Box::new(directory.clone()), reply })?;
+        Ok(())
     }
 
     /// Opens (or updates) published ports, all or nothing: a listener is
     /// bound for every publication not yet open, and one already open gets
     /// the new backends (connections in progress keep theirs). When one
-    /// address cannot be bound, none of the new listeners stays open.
+    /// address cannot be bound, none of the new listeners stays open. Each
+    /// publication is served by the worker of its (first) backend's network;
+    /// one whose backends moved to another worker is closed on the old one.
     pub fn publish(&self, publications: Vec<nat::Publication>) -> Result<(), DatapathError> {
-        self.call(|reply| Command::Publish { publications, reply })?
+        let mut routes = self.routes();
+        let mut groups: Vec<Vec<nat::Publication>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
+        let mut moved: Vec<Vec<(nat::Proto, SocketAddr)>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
+        for publication in publications {
+            let k = routes.of_publication(&publication);
+            let key = (publication.proto, publication.host);
+            if let Some(&old) = routes.published.get(&key)
+                && old != k
+            {
+                moved[old].push(key);
+            }
+            groups[k].push(publication);
+        }
+        let mut opened: Vec<(usize, Vec<(nat::Proto, SocketAddr)>)> = Vec::new();
+        for (k, group) in groups.into_iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let new: Vec<_> =
+                group.iter().map(|p| (p.proto, p.host)).filter(|key| routes.published.get(key) != Some(&k)).collect();
+            let result = self.call_on(k, |reply| Command::Publish { publications: group, reply }).and_then(|r| r);
+            if let Err(e) = result {
+                // All or nothing: what earlier workers opened closes again.
+                for (k, keys) in opened {
+                    let _ = self.call_on(k, |reply| Command::Unpublish { keys, reply });
+                }
+                return Err(e);
+            }
+            opened.push((k, new));
+        }
+        for (k, keys) in opened {
+            for key in keys {
+                routes.published.insert(key, k);
+            }
+        }
+        for (old, keys) in moved.into_iter().enumerate() {
+            if !keys.is_empty() {
+                self.call_on(old, |reply| Command::Unpublish { keys, reply })?;
+            }
+        }
+        Ok(())
     }
 
     /// Closes published ports; flows already carried through them go on
     /// until they end.
     pub fn unpublish(&self, keys: Vec<(nat::Proto, SocketAddr)>) -> Result<(), DatapathError> {
-        self.call(|reply| Command::Unpublish { keys, reply })
+        let mut routes = self.routes();
+        let mut groups: Vec<Vec<(nat::Proto, SocketAddr)>> = (0..self.workers.len()).map(|_| Vec::new()).collect();
+        for key in keys {
+            let k = routes.published.remove(&key).unwrap_or(0);
+            groups[k].push(key);
+        }
+        for (k, keys) in groups.into_iter().enumerate() {
+            if !keys.is_empty() {
+                self.call_on(k, |reply| Command::Unpublish { keys, reply })?;
+            }
+        }
+        Ok(())
     }
 
     /// Ends every translated flow of the sandbox at `address` on `network`
     /// (its endpoint is going): host connections are reset. Returns how
     /// many flows ended.
     pub fn nat_forget(&self, network: NetworkId, address: IpAddr) -> Result<usize, DatapathError> {
-        self.call(|reply| Command::NatForget { network, address, reply })
+        self.call_network(network, |reply| Command::NatForget { network, address, reply })
     }
 
-    /// The translator's live flows (`nat ls`).
+    /// The translator's live flows (`nat ls`), of every worker.
     pub fn nat_flows(&self) -> Result<Vec<nat::FlowInfo>, DatapathError> {
-        self.call(|reply| Command::NatFlows { reply })
+        Ok(self.call_all(|reply| Command::NatFlows { reply })?.into_iter().flatten().collect())
     }
 
     /// TAP ports whose device vanished (the sandbox's namespace ended, or
@@ -631,17 +905,28 @@ impl DatapathHandle {
         self.gone.clone()
     }
 
-    /// Starts a packet capture: matching frames go to its ring from the
-    /// next batch on.
+    /// Starts a packet capture on the worker that owns what it captures
+    /// (the network, or the first port); matching frames go to its ring
+    /// from the next batch on. An underlay capture runs on worker 0 and
+    /// sees the overlays it owns.
     pub fn capture(&self, session: crate::daemon::capture::Session) -> Result<(), DatapathError> {
+        use crate::daemon::capture::Scope;
+        let k = {
+            let routes = self.routes();
+            match session.scope() {
+                Scope::Network(n) => routes.of_network(*n),
+                Scope::Ports(ports) => ports.first().map_or(0, |&p| routes.of_port(p)),
+                Scope::Underlay => 0,
+            }
+        };
         let session = Box::new(session);
-        self.call(|reply| Command::Capture { session, reply })
+        self.call_on(k, |reply| Command::Capture { session, reply })
     }
 
     /// Impairs the egress of TAP port `id` with `settings`, or clears it
     /// (`None`); frames queued under earlier settings are sent at once.
     pub fn set_impairment(&self, id: PortId, settings: Option<ImpairSettings>) -> Result<(), DatapathError> {
-        self.call(|reply| Command::SetImpair { id, settings, reply })?
+        self.call_port(id, |reply| Command::SetImpair { id, settings, reply })?
     }
 
     /// The datapath's events, in batches (for the event hub).
@@ -649,18 +934,100 @@ impl DatapathHandle {
         self.events.clone()
     }
 
-    /// Copies the tables and counters out.
+    /// Copies the tables and counters out of every worker, merged.
     pub fn snapshot(&self) -> Result<Snapshot, DatapathError> {
-        self.call(|reply| Command::Snapshot { reply })
+        let parts = self.call_all(|reply| Command::Snapshot { reply })?;
+        Ok(merge(parts, &self.routes()))
     }
 }
 
 impl Drop for DatapathHandle {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Shutdown);
-        let _ = self.waker.wake();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        for worker in &self.workers {
+            let _ = worker.commands.send(Command::Shutdown);
+            let _ = worker.waker.wake();
         }
+        for worker in &mut self.workers {
+            if let Some(thread) = worker.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vni(n: u32) -> Option<Vni> {
+        Some(Vni::new(n).unwrap())
+    }
+
+    #[test]
+    fn overlays_go_to_their_vni_worker_and_others_to_the_least_loaded() {
+        let mut routes = Routes::new(2);
+        assert_eq!(routes.assign(None), 0, "ties go to the lowest index");
+        routes.networks.insert(NetworkId(0), 0);
+        assert_eq!(routes.assign(None), 1, "the worker with fewer networks");
+        routes.networks.insert(NetworkId(1), 1);
+        assert_eq!(routes.assign(None), 0);
+        assert_eq!(routes.assign(vni(100)), 0, "VNI 100 is even");
+        assert_eq!(routes.assign(vni(101)), 1, "VNI 101 is odd");
+        routes.networks.insert(NetworkId(2), 1);
+        routes.networks.insert(NetworkId(3), 1);
+        assert_eq!(routes.assign(None), 0, "worker 0 has one network, worker 1 three");
+        assert_eq!(routes.assign(vni(7)), 1, "an overlay follows its VNI, not the load");
+        let three = Routes::new(3);
+        assert_eq!(three.assign(vni(5)), 2);
+        assert_eq!(Routes::new(1).assign(vni(5)), 0, "one worker owns everything");
+    }
+
+    #[test]
+    fn ports_route_to_their_owner() {
+        let mut routes = Routes::new(2);
+        routes.networks.insert(NetworkId(4), 1);
+        routes.endpoints.insert(endpoint_port(9), 1);
+        assert_eq!(routes.of_port(gateway_port(4)), 1, "a gateway lives with its network");
+        assert_eq!(routes.of_port(gateway_port(5)), 0, "an unknown network answers from worker 0");
+        assert_eq!(routes.of_port(endpoint_port(9)), 1);
+        assert_eq!(routes.of_port(endpoint_port(8)), 0);
+        assert_eq!(routes.of_port(tunnel_port(3)), 1, "tunnel slot 3 is worker 1's");
+        assert_eq!(routes.of_port(tunnel_port(6)), 0);
+        assert_eq!(routes.of_network(NetworkId(4)), 1);
+    }
+
+    #[test]
+    fn snapshots_merge_lists_and_sum_counters() {
+        let mut routes = Routes::new(2);
+        routes.networks.insert(NetworkId(0), 1);
+        routes.networks.insert(NetworkId(1), 0);
+        let counters = |rx: u64| PortCounters { rx_packets: rx, ..PortCounters::default() };
+        let vtep = |rx: u64| TunnelCounters { rx_packets: rx, tx_packets: 2 * rx, ..TunnelCounters::default() };
+        let a = Snapshot {
+            ports: vec![(PortId(3), NetworkId(1), counters(5))],
+            busy: Duration::from_millis(10),
+            wakeups: 7,
+            vtep: Some(vtep(1)),
+            ..Snapshot::default()
+        };
+        let b = Snapshot {
+            ports: vec![(PortId(0), NetworkId(0), counters(6)), (PortId(1), NetworkId(0), counters(0))],
+            busy: Duration::from_millis(5),
+            wakeups: 3,
+            vtep: Some(vtep(10)),
+            ..Snapshot::default()
+        };
+        let all = merge(vec![a, b], &routes);
+        let ids: Vec<u32> = all.ports.iter().map(|p| p.0.0).collect();
+        assert_eq!(ids, [0, 1, 3], "ports by id");
+        assert_eq!(all.busy, Duration::from_millis(15));
+        assert_eq!(all.wakeups, 10);
+        let v = all.vtep.unwrap();
+        assert_eq!((v.rx_packets, v.tx_packets), (11, 22));
+        assert_eq!(all.workers.len(), 2);
+        assert_eq!(all.workers[0].wakeups, 7);
+        assert_eq!(all.workers[0].networks, [NetworkId(1)]);
+        assert_eq!(all.workers[1].networks, [NetworkId(0)]);
+        assert_eq!(all.workers[1].vtep.unwrap().rx_packets, 10);
     }
 }

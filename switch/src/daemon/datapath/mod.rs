@@ -59,7 +59,7 @@ pub use handle::{
 use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};
 use super::capture::Captures;
 use super::events::DatapathEvents;
-use super::tunnel::{Tunnel, TunnelTx, TxOutcome, VtepConfig};
+use super::tunnel::{Tunnel, TunnelTx, TxOutcome};
 use crate::bridge::{Bridge, TxPlan};
 use crate::counters::{DropCounters, DropReason};
 use crate::events::EventKind;
@@ -106,6 +106,14 @@ impl TunnelOwners {
     fn learned(self) -> bool {
         !self.peer && !self.cluster
     }
+}
+
+/// Which tunnel slots a worker allocates: `first`, `first + step`, ...
+/// (worker `first` of `step` workers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TunnelSlots {
+    first: u32,
+    step: u32,
 }
 
 /// What the datapath keeps per network beyond the bridge.
@@ -217,13 +225,15 @@ struct Datapath {
     proxy_buf: [u8; HDR + crate::proxy::MAX_ANSWER_LEN],
     /// Frames of the batch the proxy answered (not forwarded).
     answered: Vec<usize>,
+    /// The tunnel slots this worker allocates.
+    tunnel_slots: TunnelSlots,
 }
 
 impl Datapath {
     fn new(
         poll: Poll,
         inbox: Receiver<Command>,
-        vtep: Option<VtepConfig>,
+        tunnel: Option<Tunnel>,
         secret: Option<ClusterSecret>,
         dns: dns::DnsService,
         reports: Reports,
@@ -274,9 +284,10 @@ impl Datapath {
             proxying: 0,
             proxy_buf: [0; HDR + crate::proxy::MAX_ANSWER_LEN],
             answered: Vec::with_capacity(super::batch::MAX_FRAMES),
+            tunnel_slots: TunnelSlots { first: 0, step: 1 },
         };
-        if let Some(vtep) = vtep {
-            datapath.attach_tunnel(Tunnel::open(vtep)?)?;
+        if let Some(tunnel) = tunnel {
+            datapath.attach_tunnel(tunnel)?;
         }
         Ok(datapath)
     }

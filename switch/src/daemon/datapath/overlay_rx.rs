@@ -354,8 +354,17 @@ impl Datapath {
         }
         let mtu = self.nets.get(network.index()).and_then(Option::as_ref).ok_or(DropReason::UnknownVni)?.mtu;
         let learned = super::TunnelOwners::LEARNED;
-        let port = config::add_tunnel_port(&mut self.bridge, &mut self.ports, network, mtu, vni, remote, learned)
-            .map_err(|_| DropReason::UnknownPeer)?;
+        let port = config::add_tunnel_port(
+            &mut self.bridge,
+            &mut self.ports,
+            self.tunnel_slots,
+            network,
+            mtu,
+            vni,
+            remote,
+            learned,
+        )
+        .map_err(|_| DropReason::UnknownPeer)?;
         if self.peers.learn(vni, remote, port.0, now.0).is_err() {
             let _ = self.bridge.remove_port(port);
             self.ports[port.index()] = None;

@@ -87,6 +87,12 @@ impl DatapathEventsRx {
 }
 
 impl DatapathEvents {
+    /// Another sending end of the same channel, for another datapath
+    /// worker: the hub receives every worker's batches.
+    pub fn fork(&self) -> DatapathEvents {
+        DatapathEvents { batches: self.batches.clone(), spares: self.spares.clone(), lost: 0 }
+    }
+
     /// Hands what `buffer` recorded to the hub, if anything, at monotonic
     /// time `now`. Never blocks: when the channel is full the events are
     /// counted and reported as lost with the next batch that gets through.

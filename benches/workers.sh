@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Worker-thread scaling benchmark: one vswitchd, two bridge networks, one pair of sandboxes on
+# each, and two iperf3 TCP streams at the same time (one per network), with
+# `vswitchd --workers 1` and `--workers 2`. With two workers each network is owned by its own
+# datapath thread (see README "Workers"), so the aggregate should scale with the cores the
+# machine has to spare. Prints each repetition's aggregate Gbit/s per worker count, the medians
+# and their ratio (workers=2 / workers=1).
+#
+# Usage (as root; installs iperf3 and iproute2 if missing):
+#   sudo benches/workers.sh
+#   sudo DURATION=5 REPEAT=5 benches/workers.sh
+#
+# Environment:
+#   DURATION=10     seconds per iperf3 run
+#   REPEAT=3        repetitions; the order of the two worker counts alternates each time
+#   BUILD=1         0 = do not run cargo; use existing binaries
+#   VSWITCHD, VSWITCHCTL  binaries (default: $CARGO_TARGET_DIR or target/, release)
+#   KEEP_LOGS=1     keep the temporary directory (daemon logs, iperf3 outputs)
+#
+# Run it on an otherwise idle machine; on a loaded one the numbers are indicative and only the
+# ratio within one run means anything. Every namespace it creates carries the prefix vw<pid>x
+# and is removed on exit (also on failure and Ctrl-C); it never touches the host namespace's
+# interfaces, routes or firewall.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+DURATION=${DURATION:-10}
+REPEAT=${REPEAT:-3}
+BUILD=${BUILD:-1}
+KEEP_LOGS=${KEEP_LOGS:-0}
+VSWITCHD=${VSWITCHD:-$TARGET_DIR/release/vswitchd}
+VSWITCHCTL=${VSWITCHCTL:-$TARGET_DIR/release/vswitchctl}
+
+P=vw$$x
+TMP=$(mktemp -d /tmp/vswitch-workers.XXXXXX)
+DPID=""
+SERVERS=()
+
+log() { echo "[workers] $*" >&2; }
+
+ctl() { "$VSWITCHCTL" --socket "$TMP/d.sock" "$@"; }
+
+stop_daemon() {
+    [[ -n $DPID ]] || return 0
+    ctl sandbox rm "${P}a1" "${P}b1" "${P}a2" "${P}b2" >/dev/null 2>&1 || true
+    kill "$DPID" 2>/dev/null || true
+    wait "$DPID" 2>/dev/null || true
+    DPID=""
+}
+
+cleanup() {
+    local rc=$? f pid
+    set +e
+    trap - INT TERM
+    for pid in "${SERVERS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    stop_daemon
+    for f in /run/netns/"$P"*; do
+        [[ -e $f ]] && ip netns del "${f##*/}" 2>/dev/null
+    done
+    if [[ $KEEP_LOGS == 1 || $rc -ne 0 ]]; then
+        log "logs kept in $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+
+install_packages() {
+    local missing=()
+    command -v iperf3 >/dev/null || missing+=(iperf3)
+    command -v ip >/dev/null || missing+=(iproute2)
+    ((${#missing[@]} == 0)) && return
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2 ||
+        { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2; }
+}
+
+# start WORKERS: a daemon with WORKERS datapath threads, two networks, two sandboxes on each.
+start() {
+    local workers=$1 i
+    rm -rf "$TMP/state"
+    "$VSWITCHD" --ctl-socket "$TMP/d.sock" --state-dir "$TMP/state" --workers "$workers" \
+        >"$TMP/d-$workers.log" 2>&1 &
+    DPID=$!
+    for i in $(seq 100); do
+        ctl ping >/dev/null 2>&1 && break
+        kill -0 "$DPID" 2>/dev/null || { log "vswitchd exited at startup"; return 1; }
+        sleep 0.1
+    done
+    {
+        ctl network create "${P}n1" --subnet 10.246.1.0/24
+        ctl network create "${P}n2" --subnet 10.246.2.0/24
+        for n in 1 2; do
+            ctl sandbox create "${P}a$n"
+            ctl sandbox create "${P}b$n"
+            ctl network connect "${P}n$n" "${P}a$n" --ip "10.246.$n.11"
+            ctl network connect "${P}n$n" "${P}b$n" --ip "10.246.$n.12"
+        done
+    } >>"$TMP/ctl.log"
+    ctl show >>"$TMP/ctl.log"
+}
+
+# run WORKERS: prints the aggregate Gbit/s of the two concurrent streams.
+run() {
+    local workers=$1 n total=0 got
+    start "$workers" || return 1
+    for n in 1 2; do
+        ip netns exec "${P}b$n" iperf3 -s -1 -B "10.246.$n.12" -p 5201 >"$TMP/server-$n.txt" 2>&1 &
+        SERVERS+=($!)
+    done
+    for n in 1 2; do
+        for _ in $(seq 50); do
+            ip netns exec "${P}a$n" ping -c 1 -W 1 "10.246.$n.12" >/dev/null 2>&1 && break
+        done
+    done
+    sleep 0.5
+    local clients=()
+    for n in 1 2; do
+        ip netns exec "${P}a$n" iperf3 -c "10.246.$n.12" -p 5201 -t "$DURATION" -J \
+            >"$TMP/client-$workers-$n.json" 2>&1 &
+        clients+=($!)
+    done
+    for n in 1 2; do
+        wait "${clients[$((n - 1))]}" || { log "iperf3 on network $n failed"; cat "$TMP/client-$workers-$n.json" >&2; }
+        got=$(grep -A8 '"sum_received"' "$TMP/client-$workers-$n.json" | awk -F':' '/bits_per_second/ { gsub(/[ \t,]/, "", $2); print $2; exit }')
+        total=$(awk -v a="$total" -v b="${got:-0}" 'BEGIN { print a + b }')
+    done
+    ctl stats >"$TMP/stats-$workers.txt" 2>&1 || true
+    for pid in "${SERVERS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    SERVERS=()
+    stop_daemon
+    awk -v t="$total" 'BEGIN { printf "%.2f\n", t / 1e9 }'
+}
+
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+main() {
+    [[ $(id -u) == 0 ]] || { echo "run as root" >&2; exit 1; }
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    install_packages
+    if [[ $BUILD == 1 ]]; then
+        log "cargo build --release -p switch -p ctl --bins"
+        (cd "$ROOT" && cargo build --release -q -p switch -p ctl --bins) >&2
+    fi
+    log "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), DURATION=$DURATION REPEAT=$REPEAT"
+    local r one=() two=() order w g
+    for r in $(seq "$REPEAT"); do
+        if ((r % 2)); then order="1 2"; else order="2 1"; fi
+        for w in $order; do
+            g=$(run "$w")
+            log "repetition $r: --workers $w: $g Gbit/s (two concurrent TCP streams, aggregate)"
+            if [[ $w == 1 ]]; then one+=("$g"); else two+=("$g"); fi
+        done
+    done
+    local m1 m2
+    m1=$(printf '%s\n' "${one[@]}" | median)
+    m2=$(printf '%s\n' "${two[@]}" | median)
+    echo "| workers | Gbit/s per repetition | median |"
+    echo "|---|---|---|"
+    echo "| 1 | ${one[*]} | $m1 |"
+    echo "| 2 | ${two[*]} | $m2 |"
+    awk -v a="$m2" -v b="$m1" 'BEGIN { if (b > 0) printf "ratio workers=2 / workers=1: %.2f\n", a / b }'
+    local i
+    for i in "${!one[@]}"; do
+        awk -v a="${two[$i]}" -v b="${one[$i]}" -v r="$((i + 1))" \
+            'BEGIN { if (b > 0) printf "  repetition %d ratio: %.2f\n", r, a / b }'
+    done
+}
+
+main "$@"

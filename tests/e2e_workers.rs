@@ -1,0 +1,133 @@
+//! End-to-end datapath workers (`vswitchd --workers 2`): networks are
+//! spread over the worker threads (`show` says which owns each), two bridge
+//! networks carry ping and TCP at the same time with each worker doing its
+//! own network's work, and two overlays whose VNIs differ in parity work
+//! between two hosts with each worker's underlay socket carrying its own
+//! overlay: the kernel's reuseport group steers each VNI to its owner.
+//! Needs root.
+
+use std::collections::BTreeMap;
+use std::thread;
+
+use ctl::proto::{PortStats, ShowTree, WorkerLoad};
+use vswitch::overlay::{ip_of, sandbox_on};
+use vswitch::{Daemon, Underlay, ping, require_root, tcp_transfer, vtep_daemon};
+
+/// Each worker's row of `stats --json`, by worker index.
+fn worker_rows(d: &Daemon) -> BTreeMap<u32, (PortStats, WorkerLoad)> {
+    let stats: Vec<PortStats> = d.ctl_json(&["stats"]);
+    stats.into_iter().filter_map(|s| Some((s.worker?.index, (s.clone(), s.worker?)))).collect()
+}
+
+/// The worker `show --json` gives network `net`.
+fn worker_of(d: &Daemon, net: &str) -> u32 {
+    let tree: ShowTree = d.ctl_json(&["show"]);
+    let n = tree.networks.iter().find(|n| n.name == net).unwrap_or_else(|| panic!("no {net} in {tree:#?}"));
+    n.worker.unwrap_or_else(|| panic!("network {net} has no worker: {n:#?}"))
+}
+
+/// The bytes every port of network `net` received.
+fn network_rx(d: &Daemon, net: &str) -> u64 {
+    let stats: Vec<PortStats> = d.ctl_json(&["stats"]);
+    stats.iter().filter(|s| s.network == net).map(|s| s.rx_bytes).sum()
+}
+
+#[test]
+fn two_bridge_networks_run_on_two_workers_at_once() {
+    if !require_root("two_bridge_networks_run_on_two_workers_at_once") {
+        return;
+    }
+    let d = Daemon::builder().args(&["--workers", "2"]).start();
+    let (n1, n2) = (d.name("w1"), d.name("w2"));
+    d.network_create(&n1, "10.244.1.0/24");
+    d.network_create(&n2, "10.244.2.0/24");
+    assert_ne!(worker_of(&d, &n1), worker_of(&d, &n2), "the two networks share a worker");
+    let (a1, e_a1) = sandbox_on(&d, &n1, "a1", "10.244.1.11");
+    let (b1, e_b1) = sandbox_on(&d, &n1, "b1", "10.244.1.12");
+    let (a2, e_a2) = sandbox_on(&d, &n2, "a2", "10.244.2.11");
+    let (b2, e_b2) = sandbox_on(&d, &n2, "b2", "10.244.2.12");
+    let before = worker_rows(&d);
+    assert_eq!(before.len(), 2, "one stats row per worker: {before:#?}");
+    let (rx1, rx2) = (network_rx(&d, &n1), network_rx(&d, &n2));
+
+    // Both networks at the same time: ping, then a TCP stream each.
+    const LEN: u64 = 16 << 20;
+    thread::scope(|s| {
+        let runs = [(&a1, &b1, &e_b1), (&a2, &b2, &e_b2)].map(|(client, server, e_server)| {
+            s.spawn(move || {
+                assert!(ping(client, ip_of(e_server), 3), "{client} cannot ping {server}");
+                let r = tcp_transfer(server, ip_of(e_server), client, LEN).expect("a TCP transfer");
+                eprintln!("tcp {client} -> {server}: {:.0} Mbit/s", r.mbit_per_s());
+                assert!(r.intact, "TCP {client} -> {server} corrupted: {r:?}");
+            })
+        });
+        for run in runs {
+            run.join().expect("a traffic thread");
+        }
+    });
+    assert!(ping(&b1, ip_of(&e_a1), 1) && ping(&b2, ip_of(&e_a2), 1), "the way back works too");
+    let (d1, d2) = (network_rx(&d, &n1) - rx1, network_rx(&d, &n2) - rx2);
+    assert!(d1 >= LEN && d2 >= LEN, "both networks' ports counted their stream: {d1} and {d2} bytes");
+    let after = worker_rows(&d);
+    for (k, (_, load)) in &after {
+        let (_, was) = &before[k];
+        assert!(load.wakeups > was.wakeups, "worker {k} did not wake up: {was:?} -> {load:?}");
+        assert!(load.busy_ms > was.busy_ms, "worker {k} did no work: {was:?} -> {load:?}");
+    }
+}
+
+#[test]
+fn overlays_of_both_parities_are_steered_to_their_workers() {
+    if !require_root("overlays_of_both_parities_are_steered_to_their_workers") {
+        return;
+    }
+    let u = Underlay::new([10, 210, 44], 2);
+    let (h1, h2) = (u.host(0), u.host(1));
+    let d1 = vtep_daemon(h1, &["--workers", "2"]);
+    let d2 = vtep_daemon(h2, &["--workers", "2"]);
+    let (even, odd) = (u.name("ev"), u.name("od"));
+    for d in [&d1, &d2] {
+        d.overlay_create(&even, "10.244.10.0/24", 4200, &["--attachable"]);
+        d.overlay_create(&odd, "10.244.11.0/24", 4201, &["--attachable"]);
+        assert_eq!((worker_of(d, &even), worker_of(d, &odd)), (0, 1), "overlays go to worker VNI % 2");
+    }
+    d1.peer_add(h2.vtep(), &[]);
+    d2.peer_add(h1.vtep(), &[]);
+    let (s1e, e1e) = sandbox_on(&d1, &even, "s1e", "10.244.10.11");
+    let (s2e, e2e) = sandbox_on(&d2, &even, "s2e", "10.244.10.12");
+    let (s1o, e1o) = sandbox_on(&d1, &odd, "s1o", "10.244.11.11");
+    let (s2o, e2o) = sandbox_on(&d2, &odd, "s2o", "10.244.11.12");
+    let before = [worker_rows(&d1), worker_rows(&d2)];
+
+    const LEN: u64 = 4 << 20;
+    thread::scope(|s| {
+        let runs = [(&s1e, &s2e, &e2e), (&s1o, &s2o, &e2o)].map(|(client, server, e_server)| {
+            s.spawn(move || {
+                assert!(ping(client, ip_of(e_server), 3), "{client} cannot ping {server} over the overlay");
+                let r = tcp_transfer(server, ip_of(e_server), client, LEN).expect("a TCP transfer");
+                assert!(r.intact, "TCP {client} -> {server} corrupted: {r:?}");
+            })
+        });
+        for run in runs {
+            run.join().expect("a traffic thread");
+        }
+    });
+    assert!(ping(&s2e, ip_of(&e1e), 1) && ping(&s2o, ip_of(&e1o), 1), "the way back works too");
+
+    // Each worker's own underlay socket carried its overlay, both ways, on
+    // both hosts: a packet of the odd VNI landing on worker 0 would have
+    // been dropped (unknown VNI) and the odd overlay would not work.
+    for (h, d) in [&d1, &d2].into_iter().enumerate() {
+        let after = worker_rows(d);
+        for k in [0u32, 1] {
+            let (was, _) = &before[h][&k];
+            let (now, _) = &after[&k];
+            assert!(now.rx_packets > was.rx_packets, "host {h} worker {k} received no VXLAN: {now:?}");
+            assert!(now.tx_packets > was.tx_packets, "host {h} worker {k} sent no VXLAN: {now:?}");
+            // The stream's data went host 0 -> host 1 through each worker.
+            let data = if h == 0 { now.tx_bytes - was.tx_bytes } else { now.rx_bytes - was.rx_bytes };
+            assert!(data >= LEN, "host {h} worker {k} carried {data} bytes of a {LEN}-byte stream: {now:?}");
+            assert_eq!(now.drops.get("unknown_vni").copied().unwrap_or(0), 0, "host {h} worker {k}: {now:?}");
+        }
+    }
+}
