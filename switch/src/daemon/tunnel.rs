@@ -107,6 +107,7 @@ impl TunnelCounters {
         self.rx_bytes += other.rx_bytes;
         self.tx_packets += other.tx_packets;
         self.tx_sends += other.tx_sends;
+        self.tx_calls += other.tx_calls;
         self.tx_encapsulated += other.tx_encapsulated;
         self.tx_bytes += other.tx_bytes;
         self.drops.merge(&other.drops);

@@ -94,7 +94,7 @@ mod tests {
                 let slice = &data[start..start + len.min(data.len() - start)];
                 assert_eq!(fold(add(0, slice)), reference(slice), "len {len} at {start}");
                 // Sums split at even offsets and on top of another sum agree.
-                let half = slice.len() / 2 & !1;
+                let half = (slice.len() / 2) & !1;
                 let split = add(add(0x1_2345, &slice[..half]), &slice[half..]);
                 assert_eq!(fold(split), fold(0x1_2345 + u64::from(reference(slice))), "split {len}");
             }
