@@ -19,8 +19,19 @@ use crate::sys::tap::VirtioNetHdr;
 /// The sum runs to the end of `frame`, so `frame` must not carry trailing
 /// padding beyond the packet (TAP reads never do).
 pub fn complete_checksum(frame: &mut [u8], hdr: &VirtioNetHdr) -> Result<(), OffloadError> {
+    if let Some((field, check)) = checksum_to_complete(frame, hdr)? {
+        frame[field..field + 2].copy_from_slice(&check.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// Where [`complete_checksum`] would store the checksum of a `NEEDS_CSUM`
+/// frame and what: `(offset of the field, checksum)`, without writing it
+/// (for a frame copied elsewhere, e.g. into AF_XDP chunks); `None` for a
+/// frame without the flag.
+pub fn checksum_to_complete(frame: &[u8], hdr: &VirtioNetHdr) -> Result<Option<(usize, u16)>, OffloadError> {
     if !hdr.needs_csum() {
-        return Ok(());
+        return Ok(None);
     }
     let start = usize::from(hdr.csum_start);
     let field = start + usize::from(hdr.csum_offset);
@@ -35,8 +46,7 @@ pub fn complete_checksum(frame: &mut [u8], hdr: &VirtioNetHdr) -> Result<(), Off
         0 => 0xffff,
         c => c,
     };
-    frame[field..field + 2].copy_from_slice(&check.to_be_bytes());
-    Ok(())
+    Ok(Some((field, check)))
 }
 
 /// What is known of a received frame's TCP/UDP checksum.
