@@ -134,6 +134,11 @@ pub(crate) struct XskDevice {
     inner: RefCell<XskInner>,
     fd: RawFd,
     mode: XdpMode,
+    /// A local sandbox's port: its frames' complete TCP/UDP checksums are
+    /// handed on partial (`offload::make_partial`), as a TAP sandbox sends
+    /// them, so no receiver verifies them again. Not for uplinks: a LAN's
+    /// frames are checked by whoever receives them.
+    sandbox: bool,
 }
 
 struct XskInner {
@@ -158,14 +163,16 @@ pub(crate) fn is_no_room(e: &io::Error) -> bool {
 const _: () = assert!(Tap::RECV_BUF_LEN >= VirtioNetHdr::LEN + MAX_FRAME_LEN);
 
 impl XskDevice {
-    /// Wraps an opened port.
-    pub(crate) fn new(port: XdpPort) -> XskDevice {
+    /// Wraps an opened port; `sandbox`: a local sandbox's endpoint (see
+    /// the field), not an uplink.
+    pub(crate) fn new(port: XdpPort, sandbox: bool) -> XskDevice {
         let fd = port.socket_ref().as_raw_fd();
         let mode = port.mode();
         XskDevice {
             inner: RefCell::new(XskInner { port, segments: SegmentBuf::with_capacity(Tap::RECV_BUF_LEN * 2, 64) }),
             fd,
             mode,
+            sandbox,
         }
     }
 
@@ -251,7 +258,8 @@ impl PortDevice for XskDevice {
         loop {
             match socket.queues().recv(&mut buf[hdr..]) {
                 Some(Ok(len)) => {
-                    buf[..hdr].fill(0);
+                    let partial = if self.sandbox { offload::make_partial(&mut buf[hdr..hdr + len]) } else { None };
+                    buf[..hdr].copy_from_slice(&partial.unwrap_or_default().to_bytes());
                     return Ok(hdr + len);
                 }
                 Some(Err(RxIssue::NoRoom)) => return Err(no_room()),
