@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ctl::MacAddress;
+use ctl::MacAddr;
 use ctl::proto::{EndpointInfo, FdbEntry};
 use serde_json::Value;
 use vswitch::encrypted::{SecretFile, encrypted_vtep_daemon};
@@ -164,7 +164,7 @@ fn history(d: &Daemon) -> Vec<Value> {
 }
 
 fn mac_str(mac: [u8; 6]) -> String {
-    MacAddress(mac).to_string()
+    MacAddr(mac).to_string()
 }
 
 #[test]

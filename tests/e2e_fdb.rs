@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ctl::MacAddress;
+use ctl::MacAddr;
 use ctl::proto::{EndpointInfo, FdbEntry, FdbKind, FlushResult};
 use vswitch::{Capture, Daemon, Frame, inject_frame, ping, require_root, wait_for, wait_until};
 
@@ -40,7 +40,7 @@ fn saw(frames: &[Frame], dst: [u8; 6], marker: u8) -> bool {
 }
 
 fn mac_str(m: [u8; 6]) -> String {
-    MacAddress(m).to_string()
+    MacAddr(m).to_string()
 }
 
 #[test]

@@ -322,7 +322,7 @@ fn learn_peers_accepts_an_unconfigured_vtep_and_lists_it() {
 }
 
 /// The MAC of `net`'s gateway on `d`, from `show`.
-fn mac_of_gateway(d: &Daemon, net: &str) -> ctl::MacAddress {
+fn mac_of_gateway(d: &Daemon, net: &str) -> ctl::MacAddr {
     let fdb: Vec<FdbEntry> = d.ctl_json(&["fdb", "show", net]);
     fdb.iter()
         .find(|f| f.port == format!("gw:{net}"))

@@ -1,12 +1,8 @@
 //! The address value types used by the protocol: an IPv4 prefix (`10.0.0.0/24`, the `ipnet`
-//! crate's [`Ipv4Net`]) and an Ethernet MAC address (`02:42:ac:11:00:02`). Both serialize as
-//! their string form.
+//! crate's [`Ipv4Net`]) and an Ethernet MAC address (`02:42:ac:11:00:02`, [`MacAddr`] from the
+//! `netaddr` crate). Both serialize as their string form.
 
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why an address string did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,9 +16,6 @@ pub enum AddrParseError {
     /// The prefix length is not a number in 0..=32.
     #[error("invalid CIDR {0:?}: prefix length must be a number from 0 to 32")]
     BadPrefix(String),
-    /// The MAC address is not six two-digit hex octets separated by `:` or `-`.
-    #[error("invalid MAC address {0:?}: expected six hex octets like 02:42:ac:11:00:02")]
-    BadMac(String),
 }
 
 /// An IPv4 address with a prefix length, e.g. `10.0.0.0/24` (a subnet) or `10.0.0.2/24`
@@ -50,69 +43,10 @@ pub fn parse_ipv4_net(s: &str) -> Result<Ipv4Net, AddrParseError> {
     Ipv4Net::new(addr, prefix_len).map_err(|_| AddrParseError::BadPrefix(s.to_owned()))
 }
 
-/// A 48-bit Ethernet MAC address. Parses `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`
-/// (any case); displays lower-case with colons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MacAddress(pub [u8; 6]);
-
-impl MacAddress {
-    /// The six octets, most significant first.
-    pub fn octets(&self) -> [u8; 6] {
-        self.0
-    }
-
-    /// True for group (multicast or broadcast) addresses: the I/G bit is set.
-    pub fn is_multicast(&self) -> bool {
-        self.0[0] & 1 == 1
-    }
-
-    /// True for the all-zero address, which no interface may use.
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 6]
-    }
-}
-
-impl FromStr for MacAddress {
-    type Err = AddrParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || AddrParseError::BadMac(s.to_owned());
-        let sep = if s.contains('-') { '-' } else { ':' };
-        let mut out = [0u8; 6];
-        let mut parts = s.split(sep);
-        for slot in &mut out {
-            let part = parts.next().ok_or_else(bad)?;
-            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(bad());
-            }
-            *slot = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-        }
-        match parts.next() {
-            Some(_) => Err(bad()),
-            None => Ok(Self(out)),
-        }
-    }
-}
-
-impl fmt::Display for MacAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
-impl Serialize for MacAddress {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MacAddress {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+/// A 48-bit Ethernet MAC address (`02:42:ac:11:00:02`): the workspace's one MAC type,
+/// [`netaddr::MacAddr`], shared with the switch's frame views. Parses `aa:bb:cc:dd:ee:ff` or
+/// `aa-bb-cc-dd-ee-ff` (any case); displays and serializes lower-case with colons.
+pub use netaddr::{MacAddr, MacParseError};
 
 #[cfg(test)]
 mod tests {
@@ -151,14 +85,14 @@ mod tests {
 
     #[test]
     fn mac_parses_and_rejects() {
-        let m: MacAddress = "02:42:AC:11:00:02".parse().unwrap();
+        let m: MacAddr = "02:42:AC:11:00:02".parse().unwrap();
         assert_eq!(m.octets(), [0x02, 0x42, 0xac, 0x11, 0x00, 0x02]);
         assert_eq!(m.to_string(), "02:42:ac:11:00:02");
-        assert_eq!("02-42-ac-11-00-02".parse::<MacAddress>().unwrap(), m);
-        assert!(!m.is_multicast());
+        assert_eq!("02-42-ac-11-00-02".parse::<MacAddr>().unwrap(), m);
+        assert!(!m.is_group());
         assert!(!m.is_zero());
-        assert!(MacAddress([0; 6]).is_zero());
-        assert!("ff:ff:ff:ff:ff:ff".parse::<MacAddress>().unwrap().is_multicast());
+        assert!(MacAddr([0; 6]).is_zero());
+        assert!("ff:ff:ff:ff:ff:ff".parse::<MacAddr>().unwrap().is_group());
         for bad in [
             "",
             "02:42:ac:11:00",
@@ -168,7 +102,7 @@ mod tests {
             "02:42-ac:11:00:02",
             "+2:42:ac:11:00:02",
         ] {
-            assert!(bad.parse::<MacAddress>().is_err(), "{bad} should not parse");
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad} should not parse");
         }
     }
 
@@ -181,9 +115,9 @@ mod tests {
         assert_eq!(serde_json::to_string(&host).unwrap(), "\"10.10.0.5/24\"", "host bits are kept");
         assert!(serde_json::from_str::<Ipv4Net>("\"10.0.0.0/33\"").is_err());
         assert!(serde_json::from_str::<Ipv4Net>("24").is_err());
-        let m: MacAddress = "02:42:ac:11:00:02".parse().unwrap();
+        let m: MacAddr = "02:42:ac:11:00:02".parse().unwrap();
         assert_eq!(serde_json::to_string(&m).unwrap(), "\"02:42:ac:11:00:02\"");
-        assert!(serde_json::from_str::<MacAddress>("\"nope\"").is_err());
-        assert!(serde_json::from_str::<MacAddress>("17").is_err());
+        assert!(serde_json::from_str::<MacAddr>("\"nope\"").is_err());
+        assert!(serde_json::from_str::<MacAddr>("17").is_err());
     }
 }

@@ -14,6 +14,6 @@ pub mod proto;
 pub mod publish;
 pub mod stack;
 
-pub use addr::{AddrParseError, IpNet, Ipv4Net, Ipv6Net, MacAddress, parse_ipv4_net};
+pub use addr::{AddrParseError, IpNet, Ipv4Net, Ipv6Net, MacAddr, MacParseError, parse_ipv4_net};
 pub use impair::Impairment;
 pub use publish::{PortMapping, PortProto, PortSpecError, parse_publish};

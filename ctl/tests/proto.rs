@@ -865,7 +865,7 @@ fn nat_flows_and_services_round_trip() {
 #[test]
 fn events_round_trip_with_kind_and_fields_side_by_side() {
     use ctl::proto::{Event, EventKind, LostScope, PortChange};
-    let mac: ctl::MacAddress = "02:42:0a:0a:00:02".parse().unwrap();
+    let mac: ctl::MacAddr = "02:42:0a:0a:00:02".parse().unwrap();
     let n = || "app".to_owned();
     let kinds = vec![
         EventKind::MacLearned { network: n(), mac, port: "vsa".into() },

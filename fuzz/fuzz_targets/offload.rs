@@ -21,7 +21,7 @@ use switch::offload::{
     ChecksumState, Coalescer, SegmentBuf, clamp_mss, complete_checksum, exceeds_mtu, icmp_frag_needed,
     icmpv6_packet_too_big, partial_checksum_hdr, segment, segment_to_mtu, segment_to_mtu_partial,
 };
-use switch::sys::tap::VirtioNetHdr;
+use switch::wire::VirtioNetHdr;
 
 const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 

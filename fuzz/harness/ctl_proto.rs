@@ -24,7 +24,7 @@ use ctl::proto::{
     MetricsText, NatFlow, NatStats, NetworkInfo, NetworkSummary, PeerInfo, PortStats, SandboxInfo, ServiceInfo,
     ShowTree, VersionInfo,
 };
-use ctl::{MacAddress, PortMapping, parse_ipv4_net, parse_publish};
+use ctl::{MacAddr, PortMapping, parse_ipv4_net, parse_publish};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -175,8 +175,8 @@ pub(crate) fn run(data: &[u8]) -> Outcome {
         if let Ok(net) = parse_ipv4_net(text) {
             assert_eq!(parse_ipv4_net(&net.to_string()), Ok(net), "{text:?}");
         }
-        if let Ok(mac) = MacAddress::from_str(text) {
-            assert_eq!(MacAddress::from_str(&mac.to_string()), Ok(mac), "{text:?}");
+        if let Ok(mac) = MacAddr::from_str(text) {
+            assert_eq!(MacAddr::from_str(&mac.to_string()), Ok(mac), "{text:?}");
         }
         if let Ok(driver) = Driver::from_str(text) {
             assert_eq!(Driver::from_str(driver.as_str()), Ok(driver), "{text:?}");

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::addr::MacAddress;
+use crate::addr::MacAddr;
 
 /// One event: a sequence number, a wall-clock time, and what happened
 /// (`kind` and its fields, side by side on the wire).
@@ -87,7 +87,7 @@ pub enum EventKind {
         /// The network.
         network: String,
         /// The station address.
-        mac: MacAddress,
+        mac: MacAddr,
         /// Where it was learned.
         port: String,
     },
@@ -96,7 +96,7 @@ pub enum EventKind {
         /// The network.
         network: String,
         /// The station address.
-        mac: MacAddress,
+        mac: MacAddr,
         /// The port it was on.
         from: String,
         /// The port it is on now.
@@ -108,7 +108,7 @@ pub enum EventKind {
         /// The network.
         network: String,
         /// The station address.
-        mac: MacAddress,
+        mac: MacAddr,
         /// The two ports of its last move: from, then to (where it is now).
         ports: [String; 2],
         /// Moves within the interval.
@@ -123,7 +123,7 @@ pub enum EventKind {
         /// The network.
         network: String,
         /// The station address.
-        mac: MacAddress,
+        mac: MacAddr,
         /// The port it had been learned on.
         port: String,
     },

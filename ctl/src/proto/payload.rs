@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::request::Driver;
-use crate::addr::{IpNet, Ipv4Net, Ipv6Net, MacAddress};
+use crate::addr::{IpNet, Ipv4Net, Ipv6Net, MacAddr};
 use crate::impair::Impairment;
 use crate::publish::PortMapping;
 
@@ -153,7 +153,7 @@ pub struct EndpointInfo {
     /// Interface name inside the sandbox, e.g. `eth0`.
     pub ifname: String,
     /// The interface's MAC address.
-    pub mac: MacAddress,
+    pub mac: MacAddr,
     /// The interface's IPv4 address with prefix, if any.
     #[serde(default)]
     pub ipv4: Option<Ipv4Net>,
@@ -357,7 +357,7 @@ pub struct ShowPort {
     pub ifname: Option<String>,
     /// MAC address of the interface.
     #[serde(default)]
-    pub mac: Option<MacAddress>,
+    pub mac: Option<MacAddr>,
     /// IPv4 address of the interface, with prefix.
     #[serde(default)]
     pub ip: Option<Ipv4Net>,
@@ -419,7 +419,7 @@ pub struct FdbEntry {
     /// Port the MAC lives behind.
     pub port: String,
     /// The MAC address.
-    pub mac: MacAddress,
+    pub mac: MacAddr,
     /// Seconds since the entry was last refreshed.
     pub age_secs: u64,
     /// Learned or static.

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::addr::{Ipv4Net, Ipv6Net, MacAddress};
+use crate::addr::{Ipv4Net, Ipv6Net, MacAddr};
 use crate::impair::Impairment;
 use crate::publish::PortMapping;
 
@@ -307,7 +307,7 @@ pub enum Request {
         aliases: Vec<String>,
         /// Optional: MAC address; generated when absent.
         #[serde(default)]
-        mac: Option<MacAddress>,
+        mac: Option<MacAddr>,
         /// Optional: ports to publish to the endpoint (`-p`, one entry per port; the client
         /// expands ranges). All are opened or none: the request is refused, and nothing is
         /// connected, when one cannot be.
@@ -361,7 +361,7 @@ pub enum Request {
         /// Network name or ID prefix.
         network: String,
         /// Unicast MAC address.
-        mac: MacAddress,
+        mac: MacAddr,
         /// Port name the MAC lives behind.
         port: String,
     },

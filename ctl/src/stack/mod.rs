@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::addr::{Ipv4Net, Ipv6Net, MacAddress};
+use crate::addr::{Ipv4Net, Ipv6Net, MacAddr};
 use crate::proto::Driver;
 use crate::publish::PortMapping;
 
@@ -168,7 +168,7 @@ pub struct StackAttachment {
     pub ipv6_address: Option<Ipv6Addr>,
     /// A fixed MAC; unset: any (`02:42:` + the address when created).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac_address: Option<MacAddress>,
+    pub mac_address: Option<MacAddr>,
     /// Extra DNS names on the network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,

@@ -12,7 +12,8 @@ use std::ops::Range;
 use crate::bridge::RxFrame;
 use crate::offload::{self, ChecksumState};
 use crate::port::PortId;
-use crate::sys::tap::{Tap, VirtioNetHdr};
+use crate::sys::tap::Tap;
+use crate::wire::VirtioNetHdr;
 
 /// Buffers per batch.
 pub(crate) const BUFFERS: usize = 32;

@@ -45,7 +45,7 @@ use super::batch::{BUFFERS, RxBatch};
 use crate::counters::{DropCounters, DropReason};
 use crate::offload::{self, SegmentBuf, TooBig};
 use crate::port::PortId;
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 /// Sockets in the send pool (distinct UDP source ports).
 const SOURCE_PORTS: usize = 32;

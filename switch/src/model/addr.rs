@@ -1,10 +1,10 @@
 //! Address rules the model needs on top of the control-plane types
-//! [`Ipv4Net`], [`Ipv6Net`] (`ipnet`) and [`MacAddress`] (all from `ctl`, so
+//! [`Ipv4Net`], [`Ipv6Net`] (`ipnet`) and [`MacAddr`] (all from `ctl`, so
 //! the state file and the ctl protocol share one text form).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ctl::{Ipv4Net, Ipv6Net, MacAddress};
+use ctl::{Ipv4Net, Ipv6Net, MacAddr};
 
 /// Subnet arithmetic the model needs beyond what `ipnet` offers.
 pub(crate) trait SubnetExt {
@@ -71,16 +71,16 @@ pub(crate) fn ula_for_id(id: &str) -> Option<Ipv6Net> {
 /// The MAC address of an endpoint without IPv4 (IPv6-only network):
 /// `02:42` followed by the IPv6 address's last four bytes, the counterpart
 /// of [`mac_for_ipv4`].
-pub(crate) fn mac_for_ipv6(ip: Ipv6Addr) -> MacAddress {
+pub(crate) fn mac_for_ipv6(ip: Ipv6Addr) -> MacAddr {
     let [.., a, b, c, d] = ip.octets();
-    MacAddress([0x02, 0x42, a, b, c, d])
+    MacAddr([0x02, 0x42, a, b, c, d])
 }
 
 /// The Docker-style MAC address for an IPv4 endpoint: `02:42` followed by the
 /// four address bytes (locally administered, unicast).
-pub(crate) fn mac_for_ipv4(ip: Ipv4Addr) -> MacAddress {
+pub(crate) fn mac_for_ipv4(ip: Ipv4Addr) -> MacAddr {
     let [a, b, c, d] = ip.octets();
-    MacAddress([0x02, 0x42, a, b, c, d])
+    MacAddr([0x02, 0x42, a, b, c, d])
 }
 
 #[cfg(test)]
@@ -141,14 +141,14 @@ mod tests {
     fn mac_of_an_ipv6_only_endpoint() {
         let m = mac_for_ipv6("fd00:1::a:2".parse().unwrap());
         assert_eq!(m.to_string(), "02:42:00:0a:00:02");
-        assert!(!m.is_multicast() && !m.is_zero());
+        assert!(!m.is_group() && !m.is_zero());
     }
 
     #[test]
     fn docker_style_mac() {
         let m = mac_for_ipv4(Ipv4Addr::new(172, 17, 0, 2));
         assert_eq!(m.to_string(), "02:42:ac:11:00:02");
-        assert!(!m.is_multicast() && !m.is_zero());
+        assert!(!m.is_group() && !m.is_zero());
     }
 
     #[test]
@@ -156,9 +156,9 @@ mod tests {
         let n = net("192.168.16.0/20");
         assert_eq!(serde_json::to_string(&n).unwrap(), "\"192.168.16.0/20\"");
         assert_eq!(serde_json::from_str::<Ipv4Net>("\"192.168.16.0/20\"").unwrap(), n);
-        let m = MacAddress([2, 0x42, 1, 2, 3, 4]);
+        let m = MacAddr([2, 0x42, 1, 2, 3, 4]);
         assert_eq!(serde_json::to_string(&m).unwrap(), "\"02:42:01:02:03:04\"");
-        assert_eq!(serde_json::from_str::<MacAddress>(&serde_json::to_string(&m).unwrap()).unwrap(), m);
-        assert!(serde_json::from_str::<MacAddress>("\"nope\"").is_err());
+        assert_eq!(serde_json::from_str::<MacAddr>(&serde_json::to_string(&m).unwrap()).unwrap(), m);
+        assert!(serde_json::from_str::<MacAddr>("\"nope\"").is_err());
     }
 }

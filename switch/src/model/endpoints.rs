@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use ctl::proto::Driver;
-use ctl::{IpNet, Ipv4Net, Ipv6Net, MacAddress};
+use ctl::{IpNet, Ipv4Net, Ipv6Net, MacAddr};
 
 use super::addr::{Subnet6Ext, SubnetExt, mac_for_ipv4, mac_for_ipv6};
 use super::error::ModelError;
@@ -184,7 +184,7 @@ impl Model {
         if mac.is_zero() {
             return Err(ModelError::InvalidMac { mac, reason: "the all-zero address is not valid" });
         }
-        if mac.is_multicast() {
+        if mac.is_group() {
             return Err(ModelError::InvalidMac {
                 mac,
                 reason: "it is a multicast address (low bit of the first octet set)",
@@ -260,10 +260,10 @@ impl Model {
 }
 
 /// A random locally administered unicast MAC address.
-fn random_mac() -> MacAddress {
+fn random_mac() -> MacAddr {
     let id = ids::random_id();
     let byte = |i: usize| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap_or(0);
-    MacAddress([0x02, byte(1), byte(2), byte(3), byte(4), byte(5)])
+    MacAddr([0x02, byte(1), byte(2), byte(3), byte(4), byte(5)])
 }
 
 /// Refuses addresses outside the subnet and the reserved ones: the

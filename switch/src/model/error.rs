@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ctl::proto::Driver;
-use ctl::{IpNet, MacAddress};
+use ctl::{IpNet, MacAddr};
 
 /// A refused model change. A refused request leaves the model unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -310,7 +310,7 @@ pub enum ModelError {
     #[error("invalid MAC address {mac}: {reason}")]
     InvalidMac {
         /// The address given.
-        mac: MacAddress,
+        mac: MacAddr,
         /// Which rule it breaks.
         reason: &'static str,
     },
@@ -348,7 +348,7 @@ pub enum ModelError {
     #[error("MAC address {mac} is already in use on network {network} by sandbox {sandbox}")]
     MacInUse {
         /// The address.
-        mac: MacAddress,
+        mac: MacAddr,
         /// The network.
         network: String,
         /// The sandbox holding it.
@@ -377,7 +377,7 @@ pub enum ModelError {
     #[error("static FDB entry for {mac} on network {network} already exists (port {port})")]
     FdbEntryExists {
         /// The MAC.
-        mac: MacAddress,
+        mac: MacAddr,
         /// The network.
         network: String,
         /// The port of the existing entry.
@@ -387,7 +387,7 @@ pub enum ModelError {
     #[error("no static FDB entry for {mac} on network {network}")]
     NoSuchFdbEntry {
         /// The MAC.
-        mac: MacAddress,
+        mac: MacAddr,
         /// The network.
         network: String,
     },

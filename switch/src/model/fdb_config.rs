@@ -1,6 +1,6 @@
 //! Static FDB entries and bridge config.
 
-use ctl::MacAddress;
+use ctl::MacAddr;
 
 use super::error::ModelError;
 use super::peers::{tunnel_port_name, tunnel_port_peer};
@@ -22,11 +22,11 @@ impl Model {
     pub fn add_static_fdb(
         &mut self,
         network: &str,
-        mac: MacAddress,
+        mac: MacAddr,
         port_name: &str,
     ) -> Result<StaticFdbEntry, ModelError> {
         let net = self.network(network)?;
-        if mac.is_zero() || mac.is_multicast() {
+        if mac.is_zero() || mac.is_group() {
             let reason =
                 if mac.is_zero() { "the all-zero address is not valid" } else { "static entries must be unicast" };
             return Err(ModelError::InvalidMac { mac, reason });
@@ -49,7 +49,7 @@ impl Model {
     }
 
     /// Removes the static FDB entry for `mac` on `network` and returns it.
-    pub fn remove_static_fdb(&mut self, network: &str, mac: MacAddress) -> Result<StaticFdbEntry, ModelError> {
+    pub fn remove_static_fdb(&mut self, network: &str, mac: MacAddr) -> Result<StaticFdbEntry, ModelError> {
         let net = self.network(network)?;
         let key = (net.id.clone(), mac);
         let name = net.name.clone();

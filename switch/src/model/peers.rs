@@ -182,7 +182,7 @@ mod tests {
         let v6 = addr("[2001:db8::2]:4789");
         m.add_peer(v6, &["ov1".to_owned()]).unwrap();
         m.add_peer(addr("192.0.2.3:4789"), &[]).unwrap();
-        let mac = |last: u8| ctl::MacAddress([0x02, 0, 0, 0, 0, last]);
+        let mac = |last: u8| ctl::MacAddr([0x02, 0, 0, 0, 0, last]);
         // As `show` names the port, or without the default port.
         let e = m.add_static_fdb("ov1", mac(1), "vx:[2001:db8::2]:4789").unwrap();
         assert_eq!(e.port_name, "vx:[2001:db8::2]:4789");
@@ -218,7 +218,7 @@ mod tests {
     fn a_state_file_whose_entry_names_a_missing_peer_is_refused() {
         let mut m = model();
         m.add_peer(addr("[2001:db8::2]:4789"), &[]).unwrap();
-        m.add_static_fdb("ov1", ctl::MacAddress([2, 0, 0, 0, 0, 1]), "vx:[2001:db8::2]:4789").unwrap();
+        m.add_static_fdb("ov1", ctl::MacAddr([2, 0, 0, 0, 0, 1]), "vx:[2001:db8::2]:4789").unwrap();
         let mut file: serde_json::Value = serde_json::to_value(&m).unwrap();
         file["peers"] = serde_json::json!([]);
         let message = serde_json::from_value::<Model>(file).unwrap_err().to_string();

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use ctl::MacAddress;
+use ctl::MacAddr;
 use ctl::proto::Driver;
 
 use super::addr::{Subnet6Ext, SubnetExt};
@@ -42,7 +42,7 @@ pub struct Model {
     /// Endpoints by id.
     pub(crate) endpoints: BTreeMap<String, Endpoint>,
     /// Static FDB entries by (network id, MAC).
-    pub(crate) static_fdb: BTreeMap<(String, MacAddress), StaticFdbEntry>,
+    pub(crate) static_fdb: BTreeMap<(String, MacAddr), StaticFdbEntry>,
     /// Bridge config.
     pub(crate) config: Config,
     /// Static VXLAN peers by address.
@@ -356,7 +356,7 @@ impl Model {
                 }
                 _ => return bad("IPv6 address present without IPv6 on the network, or missing"),
             }
-            if e.mac.is_multicast() || e.mac.is_zero() {
+            if e.mac.is_group() || e.mac.is_zero() {
                 return bad("bad MAC");
             }
             if ifname_index(&e.ifname_in_sandbox).is_none() || e.host_tap_name.len() > 15 {

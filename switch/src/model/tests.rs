@@ -11,7 +11,7 @@ mod store;
 use std::net::Ipv4Addr;
 
 use ctl::proto::Driver;
-use ctl::{Ipv4Net, MacAddress};
+use ctl::{Ipv4Net, MacAddr};
 
 use super::*;
 

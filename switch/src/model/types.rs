@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use ctl::proto::{Driver, PortType};
-use ctl::{Ipv4Net, Ipv6Net, MacAddress, PortMapping};
+use ctl::{Ipv4Net, Ipv6Net, MacAddr, PortMapping};
 
 /// A network: one bridge domain (or the special `host`/`none`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +153,7 @@ pub struct Endpoint {
     /// Name of the persistent TAP device: `vsw` + the first 8 hex digits of `id`.
     pub host_tap_name: String,
     /// The interface's MAC address.
-    pub mac: MacAddress,
+    pub mac: MacAddr,
     /// The interface's IPv4 address; `None` on an IPv6-only network (state
     /// files from before IPv6 always hold one).
     pub ipv4: Option<Ipv4Addr>,
@@ -304,7 +304,7 @@ pub struct StaticFdbEntry {
     /// The network's id.
     pub network_id: String,
     /// The destination MAC (unicast).
-    pub mac: MacAddress,
+    pub mac: MacAddr,
     /// The TAP name of an endpoint on that network, or the tunnel port
     /// (`vx:ADDR:PORT`) of a static peer serving it.
     pub port_name: String,
@@ -426,7 +426,7 @@ pub struct Connect {
     pub aliases: Vec<String>,
     /// `--mac-address`; `02:42` + the IPv4 bytes (on an IPv6-only network:
     /// the IPv6 address's last four bytes) when `None`.
-    pub mac: Option<MacAddress>,
+    pub mac: Option<MacAddr>,
     /// Skip the `attachable` check on overlay networks (service replicas).
     pub exempt_from_attachable: bool,
     /// `--publish`: ports to publish to the new endpoint.

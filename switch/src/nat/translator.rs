@@ -14,8 +14,8 @@ use super::packet::{self, CONTROL_MAX, Family, Head, IcmpError, TcpFields, TcpSe
 use super::tcp::{self, Phase, SendQueue, TcpFlow};
 use super::{Backend, Counters, Direction, FlowInfo, Mesh, Proto};
 use crate::port::{NetworkId, PortId};
-use crate::sys::tap::VirtioNetHdr;
 use crate::wire::MacAddr;
+use crate::wire::VirtioNetHdr;
 
 /// A UDP flow or ICMP echo flow that never got an answer is closed after
 /// this long without traffic; one that did, after `DATAGRAM_IDLE_MS`

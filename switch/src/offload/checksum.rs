@@ -3,7 +3,7 @@
 
 use super::parse::{self, PROTO_TCP, PROTO_UDP, TCP_CHECKSUM, UDP_CHECKSUM};
 use super::{OffloadError, csum};
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 /// Completes the L4 checksum of a `NEEDS_CSUM` frame in place; frames without
 /// the flag are left untouched.

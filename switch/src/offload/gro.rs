@@ -14,7 +14,7 @@
 
 use super::parse::{self, Ip, L4, PROTO_TCP, TCP_CHECKSUM, TCP_FLAGS, TCP_PSH, Version, put16};
 use super::{ChecksumState, csum};
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 /// TCP flags a merged segment may carry (ACK, and PSH on the last).
 const TCP_ACK: u8 = 0x10;

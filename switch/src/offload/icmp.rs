@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::csum;
 use super::parse::{self, Ip, Version};
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 /// Largest ICMPv4 error datagram (RFC 1812 §4.3.2.3; Linux quotes up to it).
 const ICMPV4_MAX_LEN: usize = 576;

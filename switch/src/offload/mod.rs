@@ -24,7 +24,7 @@
 //! no panic on any input (malformed frames give an [`OffloadError`], `None` or
 //! `false`).
 //!
-//! [`VirtioNetHdr`]: crate::sys::tap::VirtioNetHdr
+//! [`VirtioNetHdr`]: crate::wire::VirtioNetHdr
 
 mod checksum;
 pub(crate) mod csum;

@@ -3,7 +3,7 @@
 
 use super::csum;
 use super::parse;
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 /// TCP option kinds.
 const OPT_END: u8 = 0;

@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use super::parse::{self, Ip, L4, Version};
 use super::{OffloadError, complete_checksum, csum, is_standard_partial};
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 /// The most segments one frame may be cut into. A 64 KiB super-frame at the
 /// smallest MSS Linux sends by default (48 bytes) needs ~1366; anything above

@@ -2,7 +2,7 @@
 //! segments it will be cut into, each with its own copy of the headers.
 
 use super::parse;
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 /// The bytes `frame` takes on the wire once segmented: for a GSO frame,
 /// the payload after its headers cut into `gso_size` pieces, each behind a

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::netlink::{self, LinkConfig, Netlink};
 use super::netns::{self, NETNS_RUN_DIR, NetNs, NetNsError};
-use super::tap::{Offloads, Tap, TapError, TapMode, TapOptions, VirtioNetHdr};
+use super::tap::{Offloads, Tap, TapError, TapMode, TapOptions};
 use super::testutil::{NetGuard, have_root};
+use crate::wire::VirtioNetHdr;
 
 /// Runs a command, asserts success, returns stdout.
 fn run(cmd: &[&str]) -> String {

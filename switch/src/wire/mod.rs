@@ -3,10 +3,13 @@
 //! no accessor can panic.
 
 mod ethernet;
-mod mac;
+mod vnet_hdr;
 
 pub use ethernet::{ETHERNET_HEADER_LEN, EtherType, EthernetFrame, VLAN_TAG_LEN, VlanTag};
-pub use mac::{MacAddr, MacParseError};
+/// The MAC address type, shared with the control protocol (`ctl`) from the
+/// `netaddr` crate below both, so the frame views import no control protocol.
+pub use netaddr::{MacAddr, MacParseError};
+pub use vnet_hdr::{VirtioNetHdr, VnetHdrTooShort};
 
 /// Why a byte buffer is not a valid frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

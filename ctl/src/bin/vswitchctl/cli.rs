@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use ctl::client::{CTL_SOCKET_ENV, DEFAULT_CTL_SOCKET};
 use ctl::proto::Driver;
-use ctl::{IpNet, Ipv4Net, Ipv6Net, MacAddress, PortMapping};
+use ctl::{IpNet, Ipv4Net, Ipv6Net, MacAddr, PortMapping};
 
 /// Control the vswitchd userspace virtual switch.
 #[derive(Debug, Parser)]
@@ -532,7 +532,7 @@ pub(crate) enum NetworkCmd {
         aliases: Vec<String>,
         /// MAC address, e.g. 02:42:ac:11:00:02.
         #[arg(long, value_name = "MAC", value_parser = parse_unicast_mac)]
-        mac: Option<MacAddress>,
+        mac: Option<MacAddr>,
         /// Publish a port: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp] (repeatable).
         #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = parse_spec)]
         publish: Vec<PublishSpec>,
@@ -582,7 +582,7 @@ pub(crate) enum FdbCmd {
         network: String,
         /// Unicast MAC address.
         #[arg(value_parser = parse_unicast_mac)]
-        mac: MacAddress,
+        mac: MacAddr,
         /// Port name, as `show` prints it: an endpoint's `vsw…` TAP, or the
         /// tunnel port of a static peer of an overlay (`vx:ADDR:PORT`,
         /// `vx:[V6]:PORT`).
@@ -765,9 +765,9 @@ impl From<IpAddr> for Family<Ipv4Addr, Ipv6Addr> {
 }
 
 /// Parses a MAC address that may be assigned to an interface (not multicast/broadcast).
-fn parse_unicast_mac(s: &str) -> Result<MacAddress, String> {
-    let mac: MacAddress = s.parse().map_err(|e: ctl::AddrParseError| e.to_string())?;
-    if mac.is_multicast() {
+fn parse_unicast_mac(s: &str) -> Result<MacAddr, String> {
+    let mac: MacAddr = s.parse().map_err(|e: ctl::MacParseError| e.to_string())?;
+    if mac.is_group() {
         return Err(format!("{mac} is a multicast/broadcast address; a unicast MAC is required"));
     }
     Ok(mac)

@@ -19,7 +19,7 @@ use serde_saphyr::Spanned;
 use super::{
     MTU_OPTION, SourceMap, Stack, StackAttachment, StackIssue, StackNetwork, StackSandbox, StackService, VNI_OPTION,
 };
-use crate::addr::{Ipv6Net, MacAddress, parse_ipv4_net};
+use crate::addr::{Ipv6Net, MacAddr, parse_ipv4_net};
 use crate::proto::Driver;
 use crate::publish::{PortMapping, parse_publish};
 use doc::{AttachmentDoc, Attachments, Doc, IpamConfigDoc, NetworkDoc, SandboxDoc, Scalar, ServiceDoc};
@@ -367,7 +367,7 @@ impl Converter<'_, '_> {
         }
         if let Some(mac) = &doc.mac_address {
             let k = format!("{key}.mac_address");
-            match MacAddress::from_str(self.at(&k, &k, mac).as_str()) {
+            match MacAddr::from_str(self.at(&k, &k, mac).as_str()) {
                 Ok(v) => a.mac_address = Some(v),
                 Err(e) => self.issue(&k, e.to_string()),
             }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use cluster::{AddressClaim, Cluster, ClusterError, EndpointRecord, Mirror, NetworkRecord};
 use ctl::proto::{self, CtlError, ErrorKind, NodeInfo, NodeList, NodeRmResult, NodeStatus, StoreState};
-use ctl::{IpNet, MacAddress};
+use ctl::{IpNet, MacAddr};
 
 use super::{Control, Reply, datapath_error, model_error, network_id, ok};
 use crate::daemon::datapath::DatapathError;
@@ -69,7 +69,7 @@ pub(super) struct View {
 /// One remote endpoint of a [`View`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct RemoteView {
-    pub(super) mac: MacAddress,
+    pub(super) mac: MacAddr,
     pub(super) ipv4: Option<Ipv4Addr>,
     pub(super) ipv6: Option<Ipv6Addr>,
     pub(super) vtep: SocketAddr,
@@ -257,7 +257,7 @@ pub(super) fn desired_views(model: &Model, mirror: &Mirror, node: &str) -> (BTre
             view.peers = mirror.peers(&network.id, node);
             for record in mirror.remote_endpoints(&network.id, node) {
                 let Some(vtep) = mirror.nodes.get(&record.node).map(|n| n.vtep) else { continue };
-                let Ok(mac) = record.mac.parse::<MacAddress>() else {
+                let Ok(mac) = record.mac.parse::<MacAddr>() else {
                     tracing::warn!(endpoint = %record.endpoint_id, mac = %record.mac, "cluster: skipping an endpoint record with a bad MAC");
                     continue;
                 };
@@ -312,12 +312,7 @@ fn apply_view(
     let endpoints = view
         .endpoints
         .iter()
-        .map(|e| crate::daemon::datapath::RemoteEndpoint {
-            mac: e.mac.into(),
-            ipv4: e.ipv4,
-            ipv6: e.ipv6,
-            vtep: e.vtep,
-        })
+        .map(|e| crate::daemon::datapath::RemoteEndpoint { mac: e.mac, ipv4: e.ipv4, ipv6: e.ipv6, vtep: e.vtep })
         .collect();
     datapath.set_cluster_view(network, view.peers.clone(), endpoints)
 }

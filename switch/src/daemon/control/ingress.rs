@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use cluster::{AddressClaim, ClusterError, EndpointRecord, Mirror, ServiceRecord};
 use ctl::proto::{CtlError, ServiceMode};
-use ctl::{MacAddress, PortMapping};
+use ctl::{MacAddr, PortMapping};
 
 use super::cluster::cluster_error;
 use super::publish::{keys, publications, service_publications};
@@ -50,10 +50,10 @@ pub(super) fn mesh_id(node: &str) -> String {
 /// hash of the node's name (locally administered, unicast, the same on
 /// every network, never an endpoint's `02:42:…` nor a gateway's `02:76:…`
 /// or `02:77:…`; another node's collides with odds of 1 in 2^32 per pair).
-pub(super) fn mesh_mac(node: &str) -> MacAddress {
+pub(super) fn mesh_mac(node: &str) -> MacAddr {
     let hash = node.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
     let [a, b, c, d] = hash.to_be_bytes();
-    MacAddress([0x02, 0x6d, a, b, c, d])
+    MacAddr([0x02, 0x6d, a, b, c, d])
 }
 
 /// Whether this node wants a mesh station on `network_id`: it has an
@@ -115,15 +115,8 @@ pub(super) fn remote_backends(
         .into_iter()
         .filter(|r| r.ipv4.is_some() || r.ipv6.is_some())
         .filter_map(|r| {
-            let mac: MacAddress = r.mac.parse().ok()?;
-            Some(Backend {
-                network: network_id(network),
-                ipv4: r.ipv4,
-                ipv6: r.ipv6,
-                mac: mac.into(),
-                port,
-                via_mesh: true,
-            })
+            let mac: MacAddr = r.mac.parse().ok()?;
+            Some(Backend { network: network_id(network), ipv4: r.ipv4, ipv6: r.ipv6, mac, port, via_mesh: true })
         })
         .collect()
 }
@@ -536,7 +529,7 @@ impl Control {
                     Err(e) => tracing::warn!(network = %network.name, error = %e, "cannot publish a mesh station"),
                 }
             }
-            wanted.insert(network.network_index, Mesh { mac: mac.into(), ipv4, ipv6 });
+            wanted.insert(network.network_index, Mesh { mac, ipv4, ipv6 });
         }
         let Some(link) = self.cluster.as_mut() else { return };
         let applied = std::mem::take(&mut link.ingress.meshes);
@@ -814,7 +807,7 @@ mod tests {
         assert_eq!(a, mesh_mac("node-1"), "stable");
         assert_ne!(a, mesh_mac("node-2"));
         assert_eq!(&a.0[..2], &[0x02, 0x6d]);
-        assert!(crate::wire::MacAddr::from(a).is_valid_station());
+        assert!(a.is_valid_station());
         assert_eq!(mesh_id("node-1"), "mesh-node-1");
     }
 

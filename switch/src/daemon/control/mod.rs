@@ -28,7 +28,7 @@ pub use stream::{StreamNext, StreamSource, Subscription};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use ctl::MacAddress;
+use ctl::MacAddr;
 use ctl::proto::{self, Ack, CtlError, ErrorKind, FlushResult, PortChange, Request, VersionInfo};
 use serde::Serialize;
 use serde_json::Value;
@@ -237,7 +237,7 @@ impl Control {
         for entry in control.model.static_fdb() {
             let restored = control
                 .static_fdb_port(&control.model, entry)
-                .map(|(net, port)| control.datapath.add_static(net, entry.mac.into(), port));
+                .map(|(net, port)| control.datapath.add_static(net, entry.mac, port));
             if !matches!(restored, Ok(Ok(()))) {
                 tracing::error!(mac = %entry.mac, port = %entry.port_name, "cannot restore static FDB entry");
             }
@@ -725,16 +725,16 @@ impl Control {
         ok(Ack {})
     }
 
-    fn fdb_add(&mut self, network: &str, mac: MacAddress, port: &str) -> Reply {
+    fn fdb_add(&mut self, network: &str, mac: MacAddr, port: &str) -> Reply {
         let mut next = self.model.clone();
         let entry = next.add_static_fdb(network, mac, port).map_err(model_error)?;
         let (net_id, port_id) = self.static_fdb_port(&next, &entry)?;
-        self.datapath.add_static(net_id, mac.into(), port_id).map_err(|e| match e {
+        self.datapath.add_static(net_id, mac, port_id).map_err(|e| match e {
             DatapathError::Bridge(b) => CtlError::invalid_argument(b.to_string()),
             other => datapath_error(other),
         })?;
         if let Err(e) = self.commit(next) {
-            let _ = self.datapath.remove_entry(net_id, mac.into());
+            let _ = self.datapath.remove_entry(net_id, mac);
             return Err(e);
         }
         ok(Ack {})

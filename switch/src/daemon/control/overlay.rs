@@ -132,7 +132,7 @@ impl Control {
 
 #[cfg(test)]
 mod tests {
-    use ctl::MacAddress;
+    use ctl::MacAddr;
     use ctl::proto::{Driver, FdbEntry, NetworkInfo, PeerInfo, Request};
 
     use super::super::scratch::Scratch;
@@ -179,7 +179,7 @@ mod tests {
         s.c().handle(Request::PeerAdd { addr: peer, networks: vec!["ov".into()] }).unwrap();
         let peers: Vec<PeerInfo> = serde_json::from_value(s.c().handle(Request::PeerLs).unwrap()).unwrap();
         assert_eq!(peers.iter().map(|p| (p.addr, p.learned)).collect::<Vec<_>>(), [(peer, false)]);
-        let mac = MacAddress([0x02, 0x42, 0, 0, 0, 0x77]);
+        let mac = MacAddr([0x02, 0x42, 0, 0, 0, 0x77]);
         let add = |port: &str| Request::FdbAdd { network: "ov".into(), mac, port: port.into() };
         let e = s.c().handle(add("vx:[2001:db8::3]:4789")).unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotFound, "{}", e.message);

@@ -57,7 +57,7 @@ fn backend(model: &Model, endpoint: &Endpoint, port: u16) -> Option<Backend> {
         network: network_id(network),
         ipv4: endpoint.ipv4,
         ipv6: endpoint.ipv6,
-        mac: endpoint.mac.into(),
+        mac: endpoint.mac,
         port,
         via_mesh: false,
     })
@@ -196,7 +196,7 @@ impl Control {
             .model
             .endpoints()
             .filter(|e| restored.contains(&e.id))
-            .filter_map(|e| Some((e.mac.into(), self.model.network_by_id(&e.network_id)?.network_index)))
+            .filter_map(|e| Some((e.mac, self.model.network_by_id(&e.network_id)?.network_index)))
             .collect();
         let mut publications = Vec::new();
         for endpoint in self.model.endpoints().filter(|e| restored.contains(&e.id)) {
@@ -417,8 +417,7 @@ mod tests {
         let want = [("0.0.0.0:8080", false), ("[::]:8080", true), ("0.0.0.0:8081", false), ("[::]:8081", true)];
         assert_eq!(hosts, want.map(|(h, o)| (h.to_owned(), o)));
         let net = network_id(m.network("a").unwrap());
-        let backend =
-            Backend { network: net, ipv4: e1.ipv4, ipv6: e1.ipv6, mac: e1.mac.into(), port: 81, via_mesh: false };
+        let backend = Backend { network: net, ipv4: e1.ipv4, ipv6: e1.ipv6, mac: e1.mac, port: 81, via_mesh: false };
         assert!(backend.ipv4.is_some() && backend.ipv6.is_none(), "an IPv4-only network");
         assert!(pubs.iter().all(|p| p.proto == nat::Proto::Tcp));
         assert_eq!(pubs[2].backends, [backend]);

@@ -91,7 +91,7 @@ impl Control {
             .map(|r| proto::FdbEntry {
                 network: self.network_name(r.network),
                 port: names.get(&r.port).cloned().unwrap_or_else(|| r.port.to_string()),
-                mac: r.mac.into(),
+                mac: r.mac,
                 age_secs: r.age.as_secs(),
                 kind: match (r.cluster, r.is_static) {
                     (true, _) => FdbKind::Cluster,
@@ -184,7 +184,7 @@ impl Control {
                         kind: proto::PortKind::Internal,
                         sandbox: None,
                         ifname: None,
-                        mac: Some(crate::gateway::gateway_mac(gw).into()),
+                        mac: Some(crate::gateway::gateway_mac(gw)),
                         ip: n.subnet.and_then(|s| Ipv4Net::new(gw, s.prefix_len()).ok()),
                         ip6: n.gateway6_net(),
                         remote: None,

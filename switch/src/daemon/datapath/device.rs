@@ -20,7 +20,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use crate::offload::{self, SegmentBuf};
 use crate::sys::afxdp::{CHUNK_FRAME_LEN, MAX_FRAME_LEN, RxIssue, TxChecksum, TxIssue, XdpMode, XdpPort};
 use crate::sys::packet::PacketSocket;
-use crate::sys::tap::{Tap, VirtioNetHdr};
+use crate::sys::tap::Tap;
+use crate::wire::VirtioNetHdr;
 
 /// Received frames a device dropped itself, by cause (totals).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

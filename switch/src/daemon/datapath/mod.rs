@@ -66,8 +66,8 @@ use crate::events::EventKind;
 use crate::gateway::Gateway;
 use crate::offload::{self, ChecksumState, TooBig};
 use crate::port::{NetworkId, PortId};
-use crate::sys::tap::VirtioNetHdr;
 use crate::time::{Clock, MonotonicClock, Timestamp};
+use crate::wire::VirtioNetHdr;
 pub(crate) use device::{PacketDevice, PortDevice, XskDevice};
 
 /// Batches processed before the loop looks at commands and timers again.

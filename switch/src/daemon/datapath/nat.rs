@@ -33,8 +33,8 @@ use crate::nat::{
 use crate::offload::ChecksumState;
 use crate::port::{NetworkId, PortId};
 use crate::sys::tap::Tap;
-use crate::sys::tap::VirtioNetHdr;
 use crate::sys::{dgram, stream};
+use crate::wire::VirtioNetHdr;
 
 /// Token ranges of flow sockets and listening sockets.
 pub(super) const FLOW_TOKENS: usize = 1 << 40;

@@ -271,24 +271,24 @@ impl Translator {
 fn name(names: &Names, tunnels: &mut HashMap<PortId, SocketAddr>, event: &Event) -> Wire {
     match event.kind {
         EventKind::MacLearned { network, mac, port } => {
-            Wire::MacLearned { network: names.network(network), mac: mac.into(), port: names.port(port, tunnels) }
+            Wire::MacLearned { network: names.network(network), mac, port: names.port(port, tunnels) }
         }
         EventKind::MacMoved { network, mac, from, to } => Wire::MacMoved {
             network: names.network(network),
-            mac: mac.into(),
+            mac,
             from: names.port(from, tunnels),
             to: names.port(to, tunnels),
         },
         EventKind::MacFlapping { network, mac, ports, moves, suppressed, interval_ms } => Wire::MacFlapping {
             network: names.network(network),
-            mac: mac.into(),
+            mac,
             ports: ports.map(|p| names.port(p, tunnels)),
             moves: moves.into(),
             suppressed: suppressed.into(),
             interval_ms: interval_ms.into(),
         },
         EventKind::MacAged { network, mac, port } => {
-            Wire::MacAged { network: names.network(network), mac: mac.into(), port: names.port(port, tunnels) }
+            Wire::MacAged { network: names.network(network), mac, port: names.port(port, tunnels) }
         }
         EventKind::TableFull { network, refused, limit } => {
             Wire::TableFull { network: names.network(network), refused, limit: limit.into() }

@@ -89,7 +89,7 @@ fn datapath_events_are_named_timed_and_numbered() {
     assert_eq!(history[2].time, "2023-11-14T22:13:20.000Z");
     assert_eq!(
         history[1].kind,
-        Wire::MacMoved { network: "app".into(), mac: MAC.into(), from: "vsA".into(), to: "vsB".into() }
+        Wire::MacMoved { network: "app".into(), mac: MAC, from: "vsA".into(), to: "vsB".into() }
     );
     let Wire::DropBurst { network, port, reason, drops: 500, .. } = &history[2].kind else { panic!("{history:?}") };
     assert_eq!((network.as_deref(), port.as_str(), reason.as_str()), (Some("app"), "gw:app", "no_route"));
@@ -97,7 +97,7 @@ fn datapath_events_are_named_timed_and_numbered() {
     assert_eq!(port, "vtep");
     // Unknown ids still name something.
     t.batch(&batch(&[(10_000, EventKind::MacAged { network: NetworkId(9), mac: MAC, port: endpoint_port(7) })], 0));
-    assert_eq!(kinds(&hub)[4], Wire::MacAged { network: "net9".into(), mac: MAC.into(), port: "port21".into() });
+    assert_eq!(kinds(&hub)[4], Wire::MacAged { network: "net9".into(), mac: MAC, port: "port21".into() });
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn tunnel_ports_and_link_changes_are_named() {
         kinds(&hub),
         [
             Wire::PeerLearned { network: app(), peer: remote, port: port.clone() },
-            Wire::MacLearned { network: app(), mac: MAC.into(), port: port.clone() },
+            Wire::MacLearned { network: app(), mac: MAC, port: port.clone() },
             Wire::PortUp { network: app(), port: other.clone(), sandbox: None, reason: PortChange::PeerAdded },
             Wire::PeerSilent { network: app(), peer: remote, port },
             Wire::PortDown { network: app(), port: other, sandbox: None, reason: PortChange::PeerRemoved },

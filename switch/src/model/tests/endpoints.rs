@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::*;
 
-fn mac(s: &str) -> MacAddress {
+fn mac(s: &str) -> MacAddr {
     s.parse().unwrap()
 }
 

@@ -104,7 +104,7 @@ fn ipv6_only_networks_have_no_ipv4_at_all() {
     let b = m.connect(Connect { ipv6: Some(ip6("fd00:6::2:0:7")), ..Connect::new("six", "s4") }).unwrap();
     assert_eq!(a.mac.to_string(), "02:42:00:00:00:07");
     assert_ne!(a.mac, b.mac);
-    assert!(!b.mac.is_multicast() && !b.mac.is_zero());
+    assert!(!b.mac.is_group() && !b.mac.is_zero());
     // Removing the network with endpoints names their IPv6 addresses.
     let before = snapshot(&m);
     let r = m.remove_network("six");

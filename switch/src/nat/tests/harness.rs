@@ -14,8 +14,8 @@ use etherparse::{
 
 use crate::nat::{Counters, DataFrame, Emit, Family, FlowId, Host, Limits, ListenerId, NetView, Proto, Translator};
 use crate::port::{NetworkId, PortId};
-use crate::sys::tap::VirtioNetHdr;
 use crate::wire::MacAddr;
+use crate::wire::VirtioNetHdr;
 
 pub(super) const NET: NetworkId = NetworkId(0);
 pub(super) const NET2: NetworkId = NetworkId(1);

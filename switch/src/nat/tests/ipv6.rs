@@ -10,8 +10,8 @@ use etherparse::{Icmpv6Type, icmpv6::DestUnreachableCode};
 use super::harness::*;
 use crate::nat::{Backend, Counters, Direction, FlowId, ListenerId, Proto, Unsupported};
 use crate::port::NetworkId;
-use crate::sys::tap::VirtioNetHdr;
 use crate::wire::MacAddr;
+use crate::wire::VirtioNetHdr;
 
 const ISN: u32 = 7_000_000;
 const L6: ListenerId = ListenerId(5);

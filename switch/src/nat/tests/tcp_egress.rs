@@ -345,7 +345,7 @@ fn host_data_is_sent_within_the_sandbox_window() {
     let df = b.tr.tcp_peeked(id, &mut buf, chunk.len(), b.now).unwrap();
     assert_eq!(df.port, GW_PORT);
     let seg = complete_data(&mut buf[..df.len], &df.hdr, Some(1460)).tcp();
-    assert_eq!(df.hdr.gso_type, crate::sys::tap::VirtioNetHdr::GSO_TCPV4);
+    assert_eq!(df.hdr.gso_type, crate::wire::VirtioNetHdr::GSO_TCPV4);
     assert_eq!(df.hdr.gso_size, 1460);
     assert_eq!(seg.seq, c.rcv);
     assert_eq!(seg.ack, c.snd);

@@ -295,7 +295,7 @@ fn echo_reply_gets_the_sandbox_id_back_with_a_valid_checksum() {
     reply.extend_from_slice(b"payload!");
     let (df, out) = b.echo_in(id, &reply).expect("a frame");
     assert_eq!(df.port, GW_PORT);
-    assert_eq!(df.hdr, crate::sys::tap::VirtioNetHdr::default(), "complete checksums, no offload");
+    assert_eq!(df.hdr, crate::wire::VirtioNetHdr::default(), "complete checksums, no offload");
     let Out::Icmp { src, dst, icmp_type, payload } = out else { panic!("not ICMP") };
     assert_eq!((src, dst), (remote_ip(), SB_IP));
     assert_eq!(icmp_type, Icmpv4Type::EchoReply(IcmpEchoHeader { id: 0x1234, seq: 7 }));

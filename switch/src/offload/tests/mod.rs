@@ -11,7 +11,7 @@ mod partial;
 mod segment;
 mod wire_len;
 
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 pub(super) const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 pub(super) const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];

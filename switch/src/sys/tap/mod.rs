@@ -20,7 +20,6 @@
 //! under the name it has there.
 
 mod ioctl;
-mod vnet_hdr;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Write};
@@ -30,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use thiserror::Error;
 
-pub use vnet_hdr::{VirtioNetHdr, VnetHdrTooShort};
+use crate::wire::VirtioNetHdr;
 
 /// Path of the TUN/TAP clone device.
 const TUN_PATH: &str = "/dev/net/tun";

@@ -284,7 +284,7 @@ impl Control {
         let Ok(network) = self.network_of(endpoint) else { return };
         for entry in self.model.static_fdb().filter(|f| f.port_name == endpoint.host_tap_name) {
             let port = crate::daemon::datapath::endpoint_port(endpoint.port_index);
-            if let Err(e) = self.datapath.add_static(super::network_id(network), entry.mac.into(), port) {
+            if let Err(e) = self.datapath.add_static(super::network_id(network), entry.mac, port) {
                 tracing::error!(mac = %entry.mac, error = %e, "rollback: cannot restore a static FDB entry");
             }
         }

@@ -19,7 +19,7 @@ use super::super::testing::{Harness, Setup, overlay_network, plain_network};
 use crate::daemon::capture::{CaptureRing, Filter, Popped, Scope, Session};
 use crate::impair::ImpairSettings;
 use crate::port::{NetworkId, PortId};
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 const VNI: u32 = 4242;
 

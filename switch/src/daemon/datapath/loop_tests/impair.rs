@@ -12,7 +12,7 @@ use super::super::testing::{Harness, gateway_network, plain_network};
 use crate::counters::DropReason;
 use crate::impair::ImpairSettings;
 use crate::port::PortId;
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 use ctl::Impairment;
 
 fn impair(h: &mut Harness, port: PortId, spec: Option<Impairment>) -> Result<(), DatapathError> {

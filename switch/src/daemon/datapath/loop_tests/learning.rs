@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::super::testing::frames::{BROADCAST, Tcp, frame, mac, pattern};
 use super::super::testing::{Harness, plain_network};
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 #[test]
 fn a_learned_station_gets_its_frames_and_no_one_else() {

@@ -15,7 +15,7 @@ use super::super::testing::{Harness, Sent, dual_network};
 use crate::counters::DropReason;
 use crate::nat::{Backend, Proto, Publication};
 use crate::port::{NetworkId, PortId};
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 /// How long real loopback sockets may take (they are quick; the machine may be loaded).
 const PATIENCE: Duration = Duration::from_secs(10);

@@ -17,7 +17,7 @@ use super::super::testing::frames::{
 use super::super::testing::memory::Fault;
 use super::super::testing::{Harness, Setup, overlay_network};
 use crate::counters::DropReason;
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 const VNI: u32 = 4242;
 

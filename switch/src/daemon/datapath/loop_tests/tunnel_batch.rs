@@ -14,7 +14,7 @@ use super::super::testing::memory::Fault;
 use super::super::testing::{Harness, Setup, overlay_network};
 use crate::counters::DropReason;
 use crate::port::{NetworkId, PortId};
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 const VNI: u32 = 4242;
 

@@ -8,7 +8,7 @@ use super::super::testing::{Harness, plain_network};
 use crate::counters::DropReason;
 use crate::daemon::datapath::device::DeviceDrops;
 use crate::sys::afxdp::CHUNK_FRAME_LEN;
-use crate::sys::tap::VirtioNetHdr;
+use crate::wire::VirtioNetHdr;
 
 /// What one UMEM chunk holds, behind the header: the packing unit.
 const MAX: usize = VirtioNetHdr::LEN + CHUNK_FRAME_LEN;

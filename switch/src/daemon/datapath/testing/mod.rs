@@ -36,9 +36,9 @@ use crate::daemon::events::DatapathEventsRx;
 use crate::daemon::tunnel::{Tunnel, TunnelCounters, VtepConfig};
 use crate::events::Event;
 use crate::port::{NetworkId, PortConfig, PortId};
-use crate::sys::tap::VirtioNetHdr;
 use crate::time::{Clock, Timestamp};
 use crate::wire::MacAddr;
+use crate::wire::VirtioNetHdr;
 use memory::{Datagram, Fault, MemoryPort, MemoryUnderlay, VirtualClock};
 
 /// Wake-ups [`Harness::run_until_idle`] allows before it calls the

@@ -20,8 +20,12 @@
 //! endian, so we never issue those ioctls.
 //!
 //! On reads the kernel fills only the first 10 bytes (`struct virtio_net_hdr`)
-//! and skips `num_buffers`; [`super::Tap::recv`] zeroes those two bytes first so
-//! they read as 0.
+//! and skips `num_buffers`; the TAP reader (`Tap::recv` in `sys::tap`) zeroes
+//! those two bytes first so they read as 0.
+//!
+//! The header is a frame format like the Ethernet view beside it: the offload
+//! code (`offload/`) and the datapath read and write it without depending on
+//! the TAP device that produces it.
 
 use thiserror::Error;
 
