@@ -10,7 +10,8 @@
 //! 2. the program is attached over rtnetlink (`IFLA_XDP`), natively
 //!    (`XDP_FLAGS_DRV_MODE`) where the driver has XDP, else at the generic
 //!    hook (`XDP_FLAGS_SKB_MODE`);
-//! 3. an [`XskSocket`] registers a 16 MiB UMEM (4,096 chunks of a page, half for receiving),
+//! 3. an [`XskSocket`] registers a 16 MiB UMEM (4,096 chunks of a page, half for receiving,
+//!    with a TX metadata area in front of each transmitted frame),
 //!    sets up and maps its four rings and binds to the queue, zero-copy
 //!    (`XDP_ZEROCOPY`) where the driver supports it, copy mode otherwise,
 //!    always with `XDP_USE_NEED_WAKEUP`: the socket never busy-polls. It
@@ -20,9 +21,12 @@
 //! 4. the socket goes into the map.
 //!
 //! The ring logic (`ring`, `queues`) is plain memory and is unit-tested
-//! without a socket. A frame is at most one chunk less the kernel's
-//! headroom ([`MAX_FRAME_LEN`]): multi-buffer descriptors (`XDP_USE_SG`)
-//! are not used, so the control plane refuses MTUs that need them.
+//! without a socket. The program is loaded frags-capable and the socket
+//! bound with `XDP_USE_SG` where the kernel has them, so frames longer than a
+//! chunk travel as descriptor chains (up to [`MAX_FRAME_LEN`]); the UMEM is
+//! registered with TX metadata where the kernel has it, so the kernel
+//! completes partial checksums ([`TxChecksum::Offload`]). Either falls back
+//! (single-chunk frames, software checksums) on older kernels.
 
 pub mod bpf;
 mod queues;
