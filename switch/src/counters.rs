@@ -101,11 +101,15 @@ pub enum DropReason {
     /// routing header with segments left, an option that must not be
     /// skipped, AH and the like).
     NatIpv6Extension,
+    /// A frame an AF_XDP socket received as a broken descriptor chain (a
+    /// descriptor outside the UMEM or its chunk, or a multi-buffer chain
+    /// longer than any frame): dropped whole.
+    XskBadDescriptor,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 35] = [
+    pub const ALL: [DropReason; 36] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -141,6 +145,7 @@ impl DropReason {
         DropReason::Icmpv6Malformed,
         DropReason::NatIpv6Extension,
         DropReason::MeshStray,
+        DropReason::XskBadDescriptor,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -183,6 +188,7 @@ impl DropReason {
             DropReason::XskRxDropped => "xsk_rx_dropped",
             DropReason::Icmpv6Malformed => "icmpv6_malformed",
             DropReason::NatIpv6Extension => "nat_ipv6_extension",
+            DropReason::XskBadDescriptor => "xsk_bad_descriptor",
         }
     }
 }

@@ -54,11 +54,13 @@ pub struct HostPort {
     pub mode: Option<String>,
 }
 
-fn xdp_port(ifname: &str) -> Result<HostPort, HostPortError> {
+/// `sandbox`: the port is a local sandbox's endpoint, not an uplink (see
+/// [`XskDevice`]'s checksum handling).
+fn xdp_port(ifname: &str, sandbox: bool) -> Result<HostPort, HostPortError> {
     let port = XdpPort::open(ifname)?;
     let mode = port.mode().to_string();
     tracing::info!(interface = ifname, mode = %mode, "AF_XDP socket bound");
-    Ok(HostPort { device: Box::new(XskDevice::new(port)), mode: Some(mode) })
+    Ok(HostPort { device: Box::new(XskDevice::new(port, sandbox)), mode: Some(mode) })
 }
 
 /// Creates an AF_XDP endpoint: a veth pair with `ethN` in the sandbox
@@ -69,7 +71,7 @@ pub fn plumb_afxdp_endpoint(ns: &NetNs, endpoint: &Endpoint, network: &Network) 
     let host = endpoint.host_tap_name.as_str();
     let mut nl = Netlink::open()?;
     nl.create_veth(host, &endpoint.ifname_in_sandbox, ns)?;
-    let result = configure_afxdp_endpoint(&mut nl, ns, endpoint, network).and_then(|()| xdp_port(host));
+    let result = configure_afxdp_endpoint(&mut nl, ns, endpoint, network).and_then(|()| xdp_port(host, true));
     if result.is_err() {
         let _ = nl.delete_link(host);
     }
@@ -117,7 +119,7 @@ fn configure_afxdp_endpoint(
 /// socket are bound to the host end; a pair that is gone is plumbed anew.
 pub fn reattach_afxdp_endpoint(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<HostPort, HostPortError> {
     if Netlink::open()?.link_exists(&endpoint.host_tap_name)? {
-        return xdp_port(&endpoint.host_tap_name);
+        return xdp_port(&endpoint.host_tap_name, true);
     }
     plumb_afxdp_endpoint(ns, endpoint, network)
 }
@@ -142,7 +144,7 @@ pub fn open_uplink(uplink: &Uplink) -> Result<HostPort, HostPortError> {
         PortType::Afxdp => {
             // A NIC filters unicast for other MACs before XDP sees it.
             nl.set_promisc(iface, true)?;
-            xdp_port(iface).inspect_err(|_| {
+            xdp_port(iface, false).inspect_err(|_| {
                 let _ = nl.set_promisc(iface, false);
             })
         }

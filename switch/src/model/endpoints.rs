@@ -107,13 +107,6 @@ impl Model {
         }
         match req.port_type {
             ctl::proto::PortType::Tap => {}
-            ctl::proto::PortType::Afxdp if net.mtu > super::types::MAX_AFXDP_MTU => {
-                return Err(ModelError::AfxdpMtu {
-                    network: net.name.clone(),
-                    mtu: net.mtu,
-                    max: super::types::MAX_AFXDP_MTU,
-                });
-            }
             ctl::proto::PortType::Afxdp => {}
             other => return Err(ModelError::BadPortType(other)),
         }

@@ -494,19 +494,6 @@ pub enum ModelError {
     /// The impairment's settings are out of range.
     #[error(transparent)]
     Impair(#[from] crate::impair::ImpairError),
-    /// AF_XDP ports need an MTU of at most {max} (network {network} has {mtu}): a frame must fit one UMEM chunk
-    #[error(
-        "AF_XDP ports need an MTU of at most {max} (network {network} has {mtu}): a frame must fit one UMEM chunk; \
-         multi-buffer frames are not supported"
-    )]
-    AfxdpMtu {
-        /// The network.
-        network: String,
-        /// Its MTU.
-        mtu: u32,
-        /// The largest MTU AF_XDP ports take.
-        max: u32,
-    },
     /// port type {0} is not valid here
     #[error("port type {0} is not valid here: endpoints are tap or afxdp, uplinks raw or afxdp")]
     BadPortType(ctl::proto::PortType),

@@ -244,10 +244,6 @@ pub struct Uplink {
     pub created: String,
 }
 
-/// The largest MTU of a network with AF_XDP ports: a frame must fit one
-/// UMEM chunk (a page less the kernel's headroom), and a veth with an XDP
-/// program refuses larger MTUs without multi-buffer support.
-pub const MAX_AFXDP_MTU: u32 = 3500;
 /// The macvlan driver's option naming its uplink interface.
 pub const PARENT_OPTION: &str = "parent";
 /// The macvlan driver's option choosing its uplink's port type.

@@ -19,8 +19,19 @@ use crate::wire::VirtioNetHdr;
 /// The sum runs to the end of `frame`, so `frame` must not carry trailing
 /// padding beyond the packet (TAP reads never do).
 pub fn complete_checksum(frame: &mut [u8], hdr: &VirtioNetHdr) -> Result<(), OffloadError> {
+    if let Some((field, check)) = checksum_to_complete(frame, hdr)? {
+        frame[field..field + 2].copy_from_slice(&check.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// Where [`complete_checksum`] would store the checksum of a `NEEDS_CSUM`
+/// frame and what: `(offset of the field, checksum)`, without writing it
+/// (for a frame copied elsewhere, e.g. into AF_XDP chunks); `None` for a
+/// frame without the flag.
+pub fn checksum_to_complete(frame: &[u8], hdr: &VirtioNetHdr) -> Result<Option<(usize, u16)>, OffloadError> {
     if !hdr.needs_csum() {
-        return Ok(());
+        return Ok(None);
     }
     let start = usize::from(hdr.csum_start);
     let field = start + usize::from(hdr.csum_offset);
@@ -35,8 +46,40 @@ pub fn complete_checksum(frame: &mut [u8], hdr: &VirtioNetHdr) -> Result<(), Off
         0 => 0xffff,
         c => c,
     };
-    frame[field..field + 2].copy_from_slice(&check.to_be_bytes());
-    Ok(())
+    Ok(Some((field, check)))
+}
+
+/// Turns a TCP or UDP frame's complete checksum into a partial one: stores
+/// its pseudo-header sum in the checksum field and returns the `NEEDS_CSUM`
+/// header that describes it ([`partial_checksum_hdr`]'s), as a sandbox with
+/// checksum offload would have sent it. `None` (the frame untouched) for
+/// anything else: not TCP/UDP, an IP fragment, Ethernet padding after the
+/// packet (a partial checksum runs to the frame's end), a malformed header.
+///
+/// For frames from a local sandbox's AF_XDP port (whose stack had to
+/// complete the checksum because XDP cannot see the skb's checksum state):
+/// the receiver then does not verify it again, as between two TAPs.
+pub fn make_partial(frame: &mut [u8]) -> Option<VirtioNetHdr> {
+    let ip = parse::ip(frame).ok()??;
+    if ip.fragment || ip.end != frame.len() {
+        return None;
+    }
+    let field = match ip.proto {
+        PROTO_TCP => TCP_CHECKSUM,
+        PROTO_UDP => UDP_CHECKSUM,
+        _ => return None,
+    };
+    let l4 = parse::l4(frame, &ip).ok()?;
+    let (src, dst) = ip.addrs(frame);
+    let pseudo = csum::fold(csum::pseudo_v4(src, dst, ip.proto, ip.end - l4.off));
+    let hdr = VirtioNetHdr {
+        flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
+        csum_start: u16::try_from(l4.off).ok()?,
+        csum_offset: field as u16,
+        ..VirtioNetHdr::default()
+    };
+    parse::put16(frame, l4.off + field, pseudo);
+    Some(hdr)
 }
 
 /// What is known of a received frame's TCP/UDP checksum.

@@ -18,10 +18,19 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};
 
 use crate::offload::{self, SegmentBuf};
-use crate::sys::afxdp::{MAX_FRAME_LEN, XdpMode, XdpPort};
+use crate::sys::afxdp::{CHUNK_FRAME_LEN, MAX_FRAME_LEN, RxIssue, TxChecksum, TxIssue, XdpMode, XdpPort};
 use crate::sys::packet::PacketSocket;
 use crate::sys::tap::Tap;
 use crate::wire::VirtioNetHdr;
+
+/// Received frames a device dropped itself, by cause (totals).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DeviceDrops {
+    /// Longer than the largest frame the switch carries (`oversize`).
+    pub(crate) too_long: u64,
+    /// A descriptor chain that is broken (`xsk_bad_descriptor`).
+    pub(crate) broken: u64,
+}
 
 /// A frame device behind a bridge port (see the module docs). Errors are
 /// the TAP's: `WouldBlock` when no frame is queued (read) or the queue is
@@ -75,6 +84,13 @@ pub(crate) trait PortDevice: Send {
         0
     }
 
+    /// Frames the device itself dropped on their way in, in all: too long
+    /// for the switch, or malformed by the kernel (an AF_XDP descriptor
+    /// chain); read once a second.
+    fn device_drops(&self) -> DeviceDrops {
+        DeviceDrops::default()
+    }
+
     /// A pending error of a device whose failure epoll does not report
     /// (an AF_XDP socket whose interface was unregistered); checked once a
     /// second.
@@ -108,15 +124,22 @@ impl PortDevice for Tap {
 /// An AF_XDP port as a frame device: a veth end or a host interface under
 /// an XDP redirect program, with its socket's rings.
 ///
-/// Reads copy a frame out of the UMEM behind an all-zero virtio-net header
-/// (the frame's checksums are complete: see `sys::ethtool`). Writes copy
-/// into a free UMEM chunk, completing a partial checksum first and
-/// segmenting GSO frames (which a TAP sandbox sends) to their MSS; nothing
-/// reaches the kernel until [`PortDevice::flush`].
+/// Reads copy a frame (one chunk, or a multi-buffer chain) out of the UMEM
+/// behind an all-zero virtio-net header (the frame's checksums are
+/// complete: see `sys::ethtool`). Writes copy into free UMEM chunks
+/// (chained when the frame is longer than one), segmenting GSO frames
+/// (which a TAP sandbox sends) to their MSS; a partial checksum is left to
+/// the kernel through TX metadata where the socket has it, else completed
+/// in software. Nothing reaches the kernel until [`PortDevice::flush`].
 pub(crate) struct XskDevice {
     inner: RefCell<XskInner>,
     fd: RawFd,
     mode: XdpMode,
+    /// A local sandbox's port: its frames' complete TCP/UDP checksums are
+    /// handed on partial (`offload::make_partial`), as a TAP sandbox sends
+    /// them, so no receiver verifies them again. Not for uplinks: a LAN's
+    /// frames are checked by whoever receives them.
+    sandbox: bool,
 }
 
 struct XskInner {
@@ -125,15 +148,32 @@ struct XskInner {
     segments: SegmentBuf,
 }
 
+/// A read whose frame does not fit the rest of the caller's buffer: the
+/// frame stays queued for a read into a fresh one (see
+/// [`PortDevice::max_frame`]).
+pub(crate) fn no_room() -> io::Error {
+    io::Error::from_raw_os_error(libc::EMSGSIZE)
+}
+
+/// Whether `e` is [`no_room`].
+pub(crate) fn is_no_room(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EMSGSIZE)
+}
+
+// A fresh batch buffer holds the longest chain an AF_XDP read returns.
+const _: () = assert!(Tap::RECV_BUF_LEN >= VirtioNetHdr::LEN + MAX_FRAME_LEN);
+
 impl XskDevice {
-    /// Wraps an opened port.
-    pub(crate) fn new(port: XdpPort) -> XskDevice {
+    /// Wraps an opened port; `sandbox`: a local sandbox's endpoint (see
+    /// the field), not an uplink.
+    pub(crate) fn new(port: XdpPort, sandbox: bool) -> XskDevice {
         let fd = port.socket_ref().as_raw_fd();
         let mode = port.mode();
         XskDevice {
             inner: RefCell::new(XskInner { port, segments: SegmentBuf::with_capacity(Tap::RECV_BUF_LEN * 2, 64) }),
             fd,
             mode,
+            sandbox,
         }
     }
 
@@ -145,41 +185,63 @@ impl XskDevice {
 }
 
 impl XskInner {
-    /// Copies one frame into a TX chunk, completing its checksum when `hdr`
-    /// says it is partial.
-    fn write(&mut self, frame: &[u8], hdr: &VirtioNetHdr) -> io::Result<usize> {
-        if frame.len() > MAX_FRAME_LEN {
-            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
-        }
+    /// Queues one frame, its checksum as `csum` says.
+    fn write(&mut self, frame: &[u8], csum: TxChecksum) -> io::Result<usize> {
         let socket = self.port.socket();
-        if socket.queues().tx_chunk().is_none() {
+        if !socket.queues().tx_room(frame.len()) {
             // Every chunk is in flight: kick, take the completions, retry.
             let _ = socket.flush_tx();
         }
-        let Some((addr, chunk)) = socket.queues().tx_chunk() else {
-            return Err(io::ErrorKind::WouldBlock.into());
-        };
-        let out = &mut chunk[..frame.len()];
-        out.copy_from_slice(frame);
-        if hdr.needs_csum() && offload::complete_checksum(out, hdr).is_err() {
-            return Err(io::ErrorKind::InvalidData.into());
+        match socket.queues().send(frame, csum) {
+            Ok(()) => Ok(frame.len()),
+            Err(TxIssue::Full) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(TxIssue::TooLong) => Err(io::Error::from_raw_os_error(libc::EMSGSIZE)),
         }
-        socket.queues().commit_tx(addr, frame.len() as u32);
-        Ok(frame.len())
+    }
+
+    /// What a frame's `NEEDS_CSUM` checksum needs: the kernel's
+    /// completion where the socket offers it, else the value computed here.
+    fn checksum(&mut self, frame: &[u8], hdr: &VirtioNetHdr) -> io::Result<TxChecksum> {
+        let invalid = |_| io::Error::from(io::ErrorKind::InvalidData);
+        if !hdr.needs_csum() {
+            return Ok(TxChecksum::AsIs);
+        }
+        if self.port.socket().queues().csum_offload() {
+            let (start, offset) = (hdr.csum_start, hdr.csum_offset);
+            if usize::from(start) + usize::from(offset) + 2 > frame.len() {
+                return Err(io::ErrorKind::InvalidData.into());
+            }
+            return Ok(TxChecksum::Offload { start, offset });
+        }
+        Ok(match offload::checksum_to_complete(frame, hdr).map_err(invalid)? {
+            Some((at, value)) => TxChecksum::Store { at, value },
+            None => TxChecksum::AsIs,
+        })
     }
 
     fn send(&mut self, hdr_bytes: &[u8], frame: &[u8]) -> io::Result<usize> {
         let hdr = VirtioNetHdr::parse(hdr_bytes).unwrap_or_default();
         if !hdr.is_gso() {
-            return self.write(frame, &hdr).map(|n| n + VirtioNetHdr::LEN);
+            let csum = self.checksum(frame, &hdr)?;
+            return self.write(frame, csum).map(|n| n + VirtioNetHdr::LEN);
         }
         let mut segments = std::mem::take(&mut self.segments);
-        let result = offload::segment(frame, &hdr, &mut segments)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
-            .and_then(|_| {
-                let plain = VirtioNetHdr::default();
-                segments.iter().try_for_each(|seg| self.write(seg, &plain).map(drop))
-            });
+        // With checksum offload the segments keep partial checksums, each
+        // at the place the GSO frame's header names.
+        let partial = self.port.socket().queues().csum_offload() && hdr.needs_csum();
+        let result = if partial {
+            offload::segment_to_mtu_partial(frame, &hdr, u16::MAX, &mut segments)
+        } else {
+            offload::segment(frame, &hdr, &mut segments)
+        };
+        let result = result.map_err(|_| io::Error::from(io::ErrorKind::InvalidData)).and_then(|_| {
+            let csum = if partial {
+                TxChecksum::Offload { start: hdr.csum_start, offset: hdr.csum_offset }
+            } else {
+                TxChecksum::AsIs
+            };
+            segments.iter().try_for_each(|seg| self.write(seg, csum).map(drop))
+        });
         segments.clear();
         self.segments = segments;
         result.map(|()| VirtioNetHdr::LEN + frame.len())
@@ -190,15 +252,20 @@ impl PortDevice for XskDevice {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         let hdr = VirtioNetHdr::LEN;
         if buf.len() < hdr {
-            return Err(io::ErrorKind::InvalidInput.into());
+            return Err(no_room());
         }
-        buf[..hdr].fill(0);
         let mut inner = self.inner.borrow_mut();
         let socket = inner.port.socket();
         loop {
             match socket.queues().recv(&mut buf[hdr..]) {
-                Some(Ok(len)) => return Ok(hdr + len),
-                // Counted by the queues; the next frame may be fine.
+                Some(Ok(len)) => {
+                    let partial = if self.sandbox { offload::make_partial(&mut buf[hdr..hdr + len]) } else { None };
+                    buf[..hdr].copy_from_slice(&partial.unwrap_or_default().to_bytes());
+                    return Ok(hdr + len);
+                }
+                Some(Err(RxIssue::NoRoom)) => return Err(no_room()),
+                // Counted by the queues (`device_drops`); the next frame
+                // may be fine.
                 Some(Err(_)) => continue,
                 None => {
                     socket.release_rx();
@@ -236,7 +303,9 @@ impl PortDevice for XskDevice {
     }
 
     fn max_frame(&self) -> Option<usize> {
-        Some(VirtioNetHdr::LEN + MAX_FRAME_LEN)
+        // What one chunk holds; a multi-buffer frame that does not fit the
+        // rest of a packed buffer waits for a fresh one (`no_room`).
+        Some(VirtioNetHdr::LEN + CHUNK_FRAME_LEN)
     }
 
     fn wants_flush(&self) -> bool {
@@ -255,6 +324,11 @@ impl PortDevice for XskDevice {
     fn kernel_drops(&self) -> u64 {
         let stats = self.inner.borrow().port.socket_ref().stats().unwrap_or_default();
         stats.rx_dropped + stats.rx_ring_full + stats.rx_fill_empty
+    }
+
+    fn device_drops(&self) -> DeviceDrops {
+        let c = self.inner.borrow_mut().port.socket().queues().counters();
+        DeviceDrops { too_long: c.rx_too_long, broken: c.rx_bad }
     }
 
     fn check(&self) -> io::Result<()> {

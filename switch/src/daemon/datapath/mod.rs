@@ -212,8 +212,9 @@ struct Datapath {
     /// Ports whose device queues written frames until it is flushed
     /// (AF_XDP), flushed after every batch.
     flushed: Vec<PortId>,
-    /// The kernel drop total each such port reported at the last tick.
-    kernel_drops: Vec<u64>,
+    /// The kernel drop total and the device's own drop totals (too long,
+    /// broken) each such port reported at the last tick.
+    kernel_drops: Vec<[u64; 3]>,
     /// The underlay endpoint's drop counters at the last tick (its drop
     /// bursts), and when that was.
     vtep_drops: DropCounters,
@@ -498,7 +499,10 @@ impl Datapath {
                     self.link_seen_up(port);
                 }
                 match stopped {
+                    // The next frame needs a fresh buffer (a multi-buffer
+                    // chain longer than the rest of this one).
                     None => self.ready.push_back(port),
+                    Some(e) if device::is_no_room(&e) => self.ready.push_back(port),
                     Some(e) if e.kind() == io::ErrorKind::WouldBlock => self.queued[port.index()] = false,
                     Some(e) if device_gone(&e) => self.port_gone(port),
                     Some(e) => {
@@ -894,13 +898,17 @@ impl Datapath {
         // The kernel's own drops of queueing devices, as deltas.
         for &port in &self.flushed {
             let Some(Some(PortIo::Tap(device))) = self.ports.get(port.index()) else { continue };
-            let total = device.kernel_drops();
+            let own = device.device_drops();
+            let totals = [device.kernel_drops(), own.too_long, own.broken];
             if self.kernel_drops.len() <= port.index() {
-                self.kernel_drops.resize(port.index() + 1, 0);
+                self.kernel_drops.resize(port.index() + 1, [0; 3]);
             }
-            let last = std::mem::replace(&mut self.kernel_drops[port.index()], total);
-            if total > last {
-                self.bridge.count_drops(port, DropReason::XskRxDropped, total - last);
+            let last = std::mem::replace(&mut self.kernel_drops[port.index()], totals);
+            let reasons = [DropReason::XskRxDropped, DropReason::Oversize, DropReason::XskBadDescriptor];
+            for ((reason, total), last) in reasons.into_iter().zip(totals).zip(last) {
+                if total > last {
+                    self.bridge.count_drops(port, reason, total - last);
+                }
             }
         }
         for port in gone {
@@ -930,7 +938,15 @@ fn device_gone(e: &io::Error) -> bool {
 
 /// The drop reason for a failed TAP write.
 fn tx_drop_reason(e: &io::Error) -> DropReason {
-    if e.kind() == io::ErrorKind::WouldBlock { DropReason::TxQueueFull } else { DropReason::TxError }
+    if e.kind() == io::ErrorKind::WouldBlock {
+        DropReason::TxQueueFull
+    } else if e.raw_os_error() == Some(libc::EMSGSIZE) {
+        // Longer than the device carries (more AF_XDP chunks than a frame
+        // may span).
+        DropReason::Oversize
+    } else {
+        DropReason::TxError
+    }
 }
 
 #[cfg(test)]

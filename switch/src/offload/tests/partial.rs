@@ -114,3 +114,37 @@ fn gro_hands_partial_segments_on_as_partial() {
     assert!(hdr.needs_csum() && hdr.is_gso());
     assert_eq!(out[VirtioNetHdr::LEN..], b.frame[..], "the original frame, pseudo-header sum and all");
 }
+
+#[test]
+fn complete_checksums_made_partial_complete_back_to_the_same_frame() {
+    for spec in [Spec::tcp4(3_000), Spec::tcp6(3_000), Spec::udp4(3_000), Spec::udp6(3_000)] {
+        let b = build(&spec);
+        let hdr = b.vnet(gso_type(&spec), 1400);
+        let mut complete = SegmentBuf::new();
+        let n = segment_to_mtu(&b.frame, &hdr, 1418, &mut complete).unwrap();
+        for i in 0..n {
+            let want = complete.get(i).unwrap().to_vec();
+            let mut seg = want.clone();
+            let made = crate::offload::make_partial(&mut seg).expect("a TCP/UDP frame");
+            assert_eq!(partial_checksum_hdr(&seg), Some(made), "the place a receiver finds");
+            let field = b.l4_off + b.csum_offset;
+            assert_eq!(seg[..field], want[..field]);
+            assert_eq!(seg[field + 2..], want[field + 2..]);
+            complete_checksum(&mut seg, &made).unwrap();
+            assert_eq!(seg, want, "segment {i}");
+        }
+        // Ethernet padding after the packet: left alone.
+        let mut padded = complete.get(0).unwrap().to_vec();
+        padded.push(0);
+        let before = padded.clone();
+        assert_eq!(crate::offload::make_partial(&mut padded), None);
+        assert_eq!(padded, before);
+    }
+    // Not TCP/UDP, or cut short: left alone.
+    let mut arp = vec![0xff; 42];
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    assert_eq!(crate::offload::make_partial(&mut arp), None);
+    let b = build(&Spec::tcp4(100));
+    let mut short = b.frame[..b.l4_off + 10].to_vec();
+    assert_eq!(crate::offload::make_partial(&mut short), None);
+}

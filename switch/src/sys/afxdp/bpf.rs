@@ -29,6 +29,10 @@ const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 /// `src_reg` of a 64-bit immediate load that names a map by descriptor.
 const BPF_PSEUDO_MAP_FD: u8 = 1;
 const XDP_PASS: i32 = 2;
+/// `BPF_F_XDP_HAS_FRAGS` (Linux 5.18+): the program handles multi-buffer
+/// frames (`SEC("xdp.frags")`), so a veth with it takes MTUs above a page
+/// and the frames reach the socket as descriptor chains.
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 /// `offsetof(struct xdp_md, rx_queue_index)`.
 const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
 
@@ -133,6 +137,7 @@ unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
 pub struct XdpRedirect {
     map: OwnedFd,
     prog: OwnedFd,
+    frags: bool,
 }
 
 impl XdpRedirect {
@@ -171,9 +176,20 @@ impl XdpRedirect {
             expected_attach_type: BPF_XDP,
             ..ProgLoadAttr::default()
         };
+        // The program never reads the frame, so it is frags-capable as it
+        // is; a kernel without the flag gets it without.
+        attr.prog_flags = BPF_F_XDP_HAS_FRAGS;
         // SAFETY: `insns`, `license` and `log` outlive the call, and the
         // sizes given are theirs.
-        let fd = match unsafe { bpf(BPF_PROG_LOAD, &mut attr) } {
+        let mut loaded = unsafe { bpf(BPF_PROG_LOAD, &mut attr) };
+        let mut frags = true;
+        if matches!(&loaded, Err(e) if e.raw_os_error() == Some(libc::EINVAL)) {
+            attr.prog_flags = 0;
+            frags = false;
+            // SAFETY: as above.
+            loaded = unsafe { bpf(BPF_PROG_LOAD, &mut attr) };
+        }
+        let fd = match loaded {
             Ok(fd) => fd,
             Err(e) => {
                 let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
@@ -183,7 +199,12 @@ impl XdpRedirect {
         };
         // SAFETY: as above.
         let prog = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        Ok(XdpRedirect { map, prog })
+        Ok(XdpRedirect { map, prog, frags })
+    }
+
+    /// Whether the program was loaded frags-capable (`xdp.frags`).
+    pub fn has_frags(&self) -> bool {
+        self.frags
     }
 
     /// The program's descriptor, to attach it to an interface.

@@ -10,7 +10,8 @@
 //! 2. the program is attached over rtnetlink (`IFLA_XDP`), natively
 //!    (`XDP_FLAGS_DRV_MODE`) where the driver has XDP, else at the generic
 //!    hook (`XDP_FLAGS_SKB_MODE`);
-//! 3. an [`XskSocket`] registers a 16 MiB UMEM (4,096 chunks of a page, half for receiving),
+//! 3. an [`XskSocket`] registers a 16 MiB UMEM (4,096 chunks of a page, half for receiving,
+//!    with a TX metadata area in front of each transmitted frame),
 //!    sets up and maps its four rings and binds to the queue, zero-copy
 //!    (`XDP_ZEROCOPY`) where the driver supports it, copy mode otherwise,
 //!    always with `XDP_USE_NEED_WAKEUP`: the socket never busy-polls. It
@@ -20,9 +21,12 @@
 //! 4. the socket goes into the map.
 //!
 //! The ring logic (`ring`, `queues`) is plain memory and is unit-tested
-//! without a socket. A frame is at most one chunk less the kernel's
-//! headroom ([`MAX_FRAME_LEN`]): multi-buffer descriptors (`XDP_USE_SG`)
-//! are not used, so the control plane refuses MTUs that need them.
+//! without a socket. The program is loaded frags-capable and the socket
+//! bound with `XDP_USE_SG` where the kernel has them, so frames longer than a
+//! chunk travel as descriptor chains (up to [`MAX_FRAME_LEN`]); the UMEM is
+//! registered with TX metadata where the kernel has it, so the kernel
+//! completes partial checksums ([`TxChecksum::Offload`]). Either falls back
+//! (single-chunk frames, software checksums) on older kernels.
 
 pub mod bpf;
 mod queues;
@@ -35,11 +39,17 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 
 pub use queues::{
-    CHUNK_SIZE, CHUNKS, KERNEL_HEADROOM, MAX_FRAME_LEN, QueueCounters, Queues, RING_SIZE, RX_CHUNKS, RxIssue,
+    CHUNK_FRAME_LEN, CHUNK_SIZE, CHUNKS, KERNEL_HEADROOM, MAX_FRAME_LEN, MAX_RX_DESCS, MAX_TX_DESCS, QueueCounters,
+    Queues, RING_SIZE, RX_CHUNKS, RxIssue, TX_METADATA_LEN, TxChecksum, TxIssue,
 };
 use ring::{Ring, RingOffsets};
 
 use super::netlink::{Netlink, NetlinkError, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+
+/// `XDP_USE_SG` (bind flag): frames may span several chunks.
+const XDP_USE_SG: u16 = 1 << 4;
+/// `XDP_UMEM_TX_METADATA_LEN` (UMEM flag): `tx_metadata_len` is meant.
+const XDP_UMEM_TX_METADATA_LEN: u32 = 1 << 2;
 
 /// `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17+): how many descriptors one copy-mode
 /// kick may transmit (32 otherwise).
@@ -75,13 +85,22 @@ pub struct XdpMode {
     pub native: bool,
     /// The socket is bound zero-copy (frames are DMA'd into the UMEM).
     pub zero_copy: bool,
+    /// Frames may span several chunks (`XDP_USE_SG`): jumbo frames.
+    pub multi_buffer: bool,
+    /// The kernel completes partial checksums from TX metadata.
+    pub csum_offload: bool,
 }
 
 impl std::fmt::Display for XdpMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let copy = if self.zero_copy { "zero-copy" } else { "copy" };
         let hook = if self.native { "native" } else { "generic" };
-        write!(f, "{copy}, {hook} XDP")
+        write!(f, "{copy}, {hook} XDP")?;
+        if self.multi_buffer {
+            f.write_str(", multi-buffer")?;
+        }
+        let csum = if self.csum_offload { "offloaded" } else { "software" };
+        write!(f, ", TX checksum {csum}")
     }
 }
 
@@ -179,15 +198,27 @@ impl XskSocket {
         let raw = fd.as_raw_fd();
         let umem_len = (CHUNKS * CHUNK_SIZE) as usize;
         let umem = Mapping::new(umem_len, None, 0).map_err(err("UMEM mmap"))?;
-        let reg = libc::xdp_umem_reg {
+        // TX metadata in front of every transmitted frame (Linux 6.8+, the
+        // flag 6.11+), where the kernel completes checksums; without it,
+        // software checksums.
+        let mut reg = libc::xdp_umem_reg {
             addr: umem.ptr.as_ptr() as u64,
             len: umem_len as u64,
             chunk_size: CHUNK_SIZE,
             headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
+            flags: XDP_UMEM_TX_METADATA_LEN,
+            tx_metadata_len: TX_METADATA_LEN,
         };
-        sockopt_set(raw, libc::XDP_UMEM_REG, &reg).map_err(err("UMEM registration"))?;
+        let tx_metadata = match sockopt_set(raw, libc::XDP_UMEM_REG, &reg) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "no AF_XDP TX metadata; checksums in software");
+                reg.flags = 0;
+                reg.tx_metadata_len = 0;
+                sockopt_set(raw, libc::XDP_UMEM_REG, &reg).map_err(err("UMEM registration"))?;
+                false
+            }
+        };
         for ring in [libc::XDP_UMEM_FILL_RING, libc::XDP_UMEM_COMPLETION_RING, libc::XDP_RX_RING, libc::XDP_TX_RING] {
             sockopt_set(raw, ring, &RING_SIZE).map_err(err("ring setup"))?;
         }
@@ -221,38 +252,50 @@ impl XskSocket {
                 Ring::new(tx_map.ptr, offsets(off.tx), RING_SIZE),
                 umem.ptr.as_ptr(),
                 umem_len,
+                tx_metadata,
             )
         };
         queues.release_rx();
         let mode = if zero_copy { libc::XDP_ZEROCOPY } else { libc::XDP_COPY };
-        let addr = libc::sockaddr_xdp {
-            sxdp_family: libc::AF_XDP as u16,
-            sxdp_flags: libc::XDP_USE_NEED_WAKEUP | mode,
-            sxdp_ifindex: ifindex,
-            sxdp_queue_id: queue,
-            sxdp_shared_umem_fd: 0,
+        let bind = |flags: u16| {
+            let addr = libc::sockaddr_xdp {
+                sxdp_family: libc::AF_XDP as u16,
+                sxdp_flags: libc::XDP_USE_NEED_WAKEUP | mode | flags,
+                sxdp_ifindex: ifindex,
+                sxdp_queue_id: queue,
+                sxdp_shared_umem_fd: 0,
+            };
+            // SAFETY: `addr` is a valid `sockaddr_xdp` of the size passed.
+            let r = unsafe {
+                libc::bind(
+                    raw,
+                    (&addr as *const libc::sockaddr_xdp).cast(),
+                    size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                )
+            };
+            if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
         };
-        // SAFETY: `addr` is a valid `sockaddr_xdp` of the size passed.
-        let r = unsafe {
-            libc::bind(
-                raw,
-                (&addr as *const libc::sockaddr_xdp).cast(),
-                size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-            )
+        // Multi-buffer (Linux 6.6+; for zero-copy, drivers that have it);
+        // without it frames are at most one chunk.
+        let multi_buffer = match bind(XDP_USE_SG) {
+            Ok(()) => true,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => {
+                tracing::debug!(error = %e, "no AF_XDP multi-buffer; frames of one chunk");
+                bind(0).map_err(err("bind"))?;
+                false
+            }
+            Err(e) => return Err(err("bind")(e)),
         };
-        if r < 0 {
-            return Err(err("bind")(io::Error::last_os_error()));
-        }
         // SAFETY: `xdp_options` is what XDP_OPTIONS returns; one integer.
         let options: libc::xdp_options =
             unsafe { sockopt_get(raw, libc::SOL_XDP, libc::XDP_OPTIONS) }.map_err(err("options"))?;
-        Ok(XskSocket {
-            queues,
-            fd,
-            _rings: [fill_map, comp_map, rx_map, tx_map],
-            _umem: umem,
-            zero_copy: options.flags & libc::XDP_OPTIONS_ZEROCOPY != 0,
-        })
+        let zero_copy = options.flags & libc::XDP_OPTIONS_ZEROCOPY != 0;
+        // Copy mode builds an skb from the metadata's checksum request for
+        // every device; a zero-copy driver may lack the hook and would
+        // send the pseudo-header sum, so zero-copy sockets checksum in
+        // software.
+        queues.configure(multi_buffer, tx_metadata && !zero_copy);
+        Ok(XskSocket { queues, fd, _rings: [fill_map, comp_map, rx_map, tx_map], _umem: umem, zero_copy })
     }
 
     /// The ring bookkeeping.
@@ -397,7 +440,13 @@ impl XdpPort {
 
     /// How the program and socket run.
     pub fn mode(&self) -> XdpMode {
-        XdpMode { native: self.native, zero_copy: self.socket.is_zero_copy() }
+        let q = &self.socket.queues;
+        XdpMode {
+            native: self.native,
+            zero_copy: self.socket.is_zero_copy(),
+            multi_buffer: q.multi_buffer(),
+            csum_offload: q.csum_offload(),
+        }
     }
 
     /// Takes the program off the interface (an uplink given back to the

@@ -167,6 +167,20 @@ impl<T: Copy> Ring<T> {
         Some(desc)
     }
 
+    /// The entry `n` places after the next one to read, without taking it;
+    /// `None` when the kernel has not produced it yet.
+    pub(crate) fn peek(&mut self, n: u32) -> Option<T> {
+        if self.available() <= n {
+            self.cached_prod = self.producer().load(Ordering::Acquire);
+            if self.cached_prod.wrapping_sub(self.cached_cons) <= n {
+                return None;
+            }
+        }
+        let slot = (self.cached_cons.wrapping_add(n) & self.mask) as usize;
+        // SAFETY: as in `pop`: the slot is inside the array and produced.
+        Some(unsafe { self.descs.add(slot).read() })
+    }
+
     /// Entries read but not yet given back.
     pub(crate) fn unreleased(&self) -> u32 {
         self.cached_cons.wrapping_sub(self.consumer().load(Ordering::Relaxed))

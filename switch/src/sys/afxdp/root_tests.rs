@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{XdpPort, bpf};
+use super::{MAX_FRAME_LEN, TxChecksum, XdpPort, bpf};
 use crate::sys::netlink::{LinkConfig, Netlink};
 use crate::sys::netns::run_in;
 use crate::sys::testutil::{NetGuard, have_root};
@@ -14,7 +14,7 @@ use crate::sys::testutil::{NetGuard, have_root};
 /// Waits (in poll, at most 5 s) for a frame that `want` accepts.
 fn recv_until(port: &mut XdpPort, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; MAX_FRAME_LEN];
     loop {
         while let Some(r) = port.socket().queues().recv(&mut buf) {
             let len = r.expect("a good descriptor");
@@ -58,9 +58,16 @@ fn frames_cross_a_veth_through_the_socket_both_ways() {
     let mut port = run_in(&switch_ns, move || -> io::Result<XdpPort> {
         let mut nl = Netlink::open().map_err(io::Error::other)?;
         nl.create_veth("xsk0", &pn, &peer_ns).map_err(io::Error::other)?;
+        // Jumbo frames: only a frags-capable program lets a veth take them.
+        nl.set_mtu("xsk0", 9000).map_err(io::Error::other)?;
         nl.set_link_up("xsk0").map_err(io::Error::other)?;
         let mut peer = Netlink::open_in(&peer_ns).map_err(io::Error::other)?;
-        let config = LinkConfig { ipv4: Some(("10.99.0.1".parse().unwrap(), 24)), up: true, ..LinkConfig::default() };
+        let config = LinkConfig {
+            ipv4: Some(("10.99.0.1".parse().unwrap(), 24)),
+            up: true,
+            mtu: Some(9000),
+            ..LinkConfig::default()
+        };
         peer.configure_link(&pn, &config).map_err(io::Error::other)?;
         XdpPort::open("xsk0").map_err(io::Error::other)
     })
@@ -68,6 +75,8 @@ fn frames_cross_a_veth_through_the_socket_both_ways() {
     .expect("the port opens on a veth");
     assert!(port.mode().native, "veth has native XDP");
     assert!(!port.mode().zero_copy, "veth has no zero-copy AF_XDP");
+    assert!(port.mode().multi_buffer, "copy mode has multi-buffer since 6.6");
+    assert!(port.mode().csum_offload, "copy mode has TX metadata checksums since 6.8");
     // The peer pings an address behind the switch: its ARP request arrives.
     let mut ping = Command::new("ip")
         .args(["netns", "exec", &ns_name, "ping", "-c", "30", "-i", "0.2", "-W", "1", "10.99.0.2"])
@@ -87,14 +96,36 @@ fn frames_cross_a_veth_through_the_socket_both_ways() {
     reply.extend_from_slice(&[10, 99, 0, 2]);
     reply.extend_from_slice(&peer_mac);
     reply.extend_from_slice(&[10, 99, 0, 1]);
-    let (addr, chunk) = port.socket().queues().tx_chunk().expect("a TX chunk");
-    chunk[..reply.len()].copy_from_slice(&reply);
-    port.socket().queues().commit_tx(addr, reply.len() as u32);
+    port.socket().queues().send(&reply, TxChecksum::AsIs).expect("a TX chunk");
     port.socket().flush_tx().expect("kick");
     let echo = recv_until(&mut port, |f| f.len() >= 34 && f[12..14] == [0x08, 0x00] && f[23] == 1);
     assert_eq!(&echo[0..6], &ours, "sent to the MAC the ARP reply gave");
     let _ = ping.kill();
     let _ = ping.wait();
+
+    // An 8,000-byte ping, not fragmented: it arrives as a descriptor chain,
+    // and the reply leaves as one, its ICMP checksum completed by the kernel
+    // from TX metadata (the field is zero: ICMP has no pseudo-header).
+    let ping = Command::new("ip")
+        .args(["netns", "exec", &ns_name, "ping", "-c", "1", "-s", "8000", "-M", "do", "-W", "5", "10.99.0.2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let request = recv_until(&mut port, |f| f.len() == 14 + 20 + 8 + 8000 && f[23] == 1 && f[34] == 8);
+    assert!(port.socket().queues().counters().multi_buffer >= 1, "a chain");
+    let mut reply = request.clone();
+    reply[..6].copy_from_slice(&request[6..12]);
+    reply[6..12].copy_from_slice(&ours);
+    reply[26..30].copy_from_slice(&request[30..34]);
+    reply[30..34].copy_from_slice(&request[26..30]);
+    reply[34] = 0;
+    reply[36..38].fill(0);
+    port.socket().queues().send(&reply, TxChecksum::Offload { start: 34, offset: 2 }).expect("chunks");
+    port.socket().flush_tx().expect("kick");
+    let status = ping.wait_with_output().unwrap().status;
+    assert!(status.success(), "the peer accepted the jumbo reply");
+    let c = port.socket().queues().counters();
+    assert_eq!((c.multi_buffer, c.tx_csum_offloaded), (2, 1), "{c:?}");
     assert!(port.socket().stats().is_ok());
     drop(guard);
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use quinn_udp::RecvMeta;
 
-use super::super::device::PortDevice;
+use super::super::device::{DeviceDrops, PortDevice};
 use crate::daemon::tunnel::Underlay;
 use crate::sys::dgram::Outgoing;
 use crate::sys::tap::Tap;
@@ -76,6 +76,8 @@ struct PortState {
     flushes: u64,
     /// What the kernel's drop counter of the device says.
     kernel_drops: u64,
+    /// What the device's own drop counters say.
+    device_drops: DeviceDrops,
 }
 
 /// An in-memory frame port: reads take queued frames (virtio-net header
@@ -97,6 +99,12 @@ impl MemoryPort {
     /// Sets the device's kernel drop counter (an AF_XDP socket's full ring).
     pub(crate) fn set_kernel_drops(&self, total: u64) {
         lock(&self.0).kernel_drops = total;
+    }
+
+    /// Sets the device's own drop counters (an AF_XDP socket's oversized
+    /// or broken descriptor chains).
+    pub(crate) fn set_device_drops(&self, drops: DeviceDrops) {
+        lock(&self.0).device_drops = drops;
     }
 
     /// Flushes that handed written frames over.
@@ -174,6 +182,12 @@ impl PortDevice for MemoryPort {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut state = lock(&self.0);
         match state.rx.pop_front() {
+            // As an AF_XDP device: a frame longer than the rest of a packed
+            // buffer stays queued for a fresh one.
+            Some(Ok(bytes)) if state.small_frames.is_some() && bytes.len() > buf.len() => {
+                state.rx.push_front(Ok(bytes));
+                Err(super::super::device::no_room())
+            }
             Some(Ok(bytes)) => {
                 let len = bytes.len().min(buf.len());
                 buf[..len].copy_from_slice(&bytes[..len]);
@@ -215,6 +229,10 @@ impl PortDevice for MemoryPort {
 
     fn kernel_drops(&self) -> u64 {
         lock(&self.0).kernel_drops
+    }
+
+    fn device_drops(&self) -> DeviceDrops {
+        lock(&self.0).device_drops
     }
 
     fn flush(&self) -> io::Result<()> {
