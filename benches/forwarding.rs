@@ -144,6 +144,11 @@ fn bench(c: &mut Criterion) {
 }
 
 /// One thread's share of the scaling group: its own bridge, frames and plan.
+/// Aligned (and boxed) so that two workers' hot fields (the bridge's
+/// counters, the plan's lengths) never share a cache line: false sharing
+/// between the threads would measure the cache, not the design, and the
+/// daemon's workers are separate heap objects too.
+#[repr(align(128))]
 struct Worker {
     bridge: Bridge,
     workload: Workload,
@@ -171,7 +176,7 @@ impl Worker {
 /// Runs `iters` batches on each worker, one scoped thread per worker,
 /// started together; the time of the slowest (the aggregate rate is
 /// `workers × iters × BATCH` over it).
-fn run_together(workers: &mut [Worker], iters: u64) -> Duration {
+fn run_together(workers: &mut [Box<Worker>], iters: u64) -> Duration {
     let barrier = Barrier::new(workers.len());
     std::thread::scope(|s| {
         let threads: Vec<_> = workers
@@ -196,7 +201,7 @@ fn bench_scaling(c: &mut Criterion) {
     let mut group = c.benchmark_group(SCALING_GROUP);
     for macs in SIZES {
         let max = THREADS.iter().copied().max().unwrap_or(1);
-        let mut workers: Vec<Worker> = (0..max).map(|t| Worker::new(macs, t as u64 + 1)).collect();
+        let mut workers: Vec<Box<Worker>> = (0..max).map(|t| Box::new(Worker::new(macs, t as u64 + 1))).collect();
         for threads in THREADS {
             group.throughput(Throughput::Elements((BATCH * threads) as u64));
             group.bench_with_input(BenchmarkId::new(format!("{threads}_threads"), macs), &macs, |bch, _| {
