@@ -61,7 +61,22 @@ pub fn checksum_to_complete(frame: &[u8], hdr: &VirtioNetHdr) -> Result<Option<(
 /// the receiver then does not verify it again, as between two TAPs.
 pub fn make_partial(frame: &mut [u8]) -> Option<VirtioNetHdr> {
     let ip = parse::ip(frame).ok()??;
-    if ip.fragment || ip.end != frame.len() {
+    if ip.end != frame.len() {
+        return None;
+    }
+    let hdr = partial_hdr(frame, &ip)?;
+    let l4 = usize::from(hdr.csum_start);
+    let (src, dst) = ip.addrs(frame);
+    let pseudo = csum::fold(csum::pseudo_v4(src, dst, ip.proto, ip.end - l4));
+    parse::put16(frame, l4 + usize::from(hdr.csum_offset), pseudo);
+    Some(hdr)
+}
+
+/// The `NEEDS_CSUM` header of [`partial_checksum_hdr`] for a frame whose IP
+/// header `ip` is already parsed; `None` for a fragment, a protocol other
+/// than TCP/UDP or a malformed L4 header.
+fn partial_hdr(frame: &[u8], ip: &parse::Ip) -> Option<VirtioNetHdr> {
+    if ip.fragment {
         return None;
     }
     let field = match ip.proto {
@@ -69,17 +84,13 @@ pub fn make_partial(frame: &mut [u8]) -> Option<VirtioNetHdr> {
         PROTO_UDP => UDP_CHECKSUM,
         _ => return None,
     };
-    let l4 = parse::l4(frame, &ip).ok()?;
-    let (src, dst) = ip.addrs(frame);
-    let pseudo = csum::fold(csum::pseudo_v4(src, dst, ip.proto, ip.end - l4.off));
-    let hdr = VirtioNetHdr {
+    let l4 = parse::l4(frame, ip).ok()?;
+    Some(VirtioNetHdr {
         flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
         csum_start: u16::try_from(l4.off).ok()?,
         csum_offset: field as u16,
         ..VirtioNetHdr::default()
-    };
-    parse::put16(frame, l4.off + field, pseudo);
-    Some(hdr)
+    })
 }
 
 /// What is known of a received frame's TCP/UDP checksum.
@@ -107,22 +118,7 @@ pub enum ChecksumState {
 /// gets this header for its TAP write, so the receiving kernel treats the
 /// checksum as it would one from a local sandbox.
 pub fn partial_checksum_hdr(frame: &[u8]) -> Option<VirtioNetHdr> {
-    let ip = parse::ip(frame).ok()??;
-    if ip.fragment {
-        return None;
-    }
-    let field = match ip.proto {
-        PROTO_TCP => TCP_CHECKSUM,
-        PROTO_UDP => UDP_CHECKSUM,
-        _ => return None,
-    };
-    let l4 = parse::l4(frame, &ip).ok()?;
-    Some(VirtioNetHdr {
-        flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
-        csum_start: u16::try_from(l4.off).ok()?,
-        csum_offset: field as u16,
-        ..VirtioNetHdr::default()
-    })
+    partial_hdr(frame, &parse::ip(frame).ok()??)
 }
 
 /// Whether `hdr` asks for the checksum of `frame` exactly where
