@@ -446,5 +446,8 @@ fn a_macvlan_network_takes_its_parent_from_driver_opts() {
     // Without a parent it is refused at the driver's line.
     let e = errors("networks:\n  lan:\n    driver: macvlan\n");
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].starts_with("stack.yaml:3: networks.lan.driver: the macvlan driver needs driver_opts.parent"), "{e:?}");
+    assert!(
+        e[0].starts_with("stack.yaml:3: networks.lan.driver: the macvlan driver needs driver_opts.parent"),
+        "{e:?}"
+    );
 }

@@ -168,17 +168,20 @@ impl PacketSocket {
         // covering a buffer we hold mutably (no name, no control buffer);
         // the kernel writes only within them and into the headers.
         let got = unsafe {
-            libc::recvmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         if got < 0 {
             return Err(io::Error::last_os_error());
         }
         let got = got as usize;
         for (slot, msg) in out.iter_mut().zip(&msgs[..got]) {
-            *slot = Received {
-                len: msg.msg_len as usize,
-                truncated: msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
-            };
+            *slot = Received { len: msg.msg_len as usize, truncated: msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 };
         }
         Ok(got)
     }
@@ -207,8 +210,9 @@ impl PacketSocket {
             // over a caller's frame (no name: the socket is bound, no
             // control buffer); the kernel only reads them and writes each
             // header's msg_len.
-            let sent =
-                unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+            let sent = unsafe {
+                libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT)
+            };
             if sent >= 0 {
                 return Ok(sent as usize);
             }

@@ -18,7 +18,9 @@ use ctl::stack::{SourceMap, Stack, StackIssue, StackReport, render_issues};
 use super::publish::{endpoint_publications, keys, service_publications};
 use super::{Control, Reply, model_error, ok, plumb_error};
 use crate::daemon::plumbing;
-use crate::model::{Endpoint, Network, PARENT_OPTION, Sandbox, Service, StackDefaults, StackPlan, StackRefusal, Uplink};
+use crate::model::{
+    Endpoint, Network, PARENT_OPTION, Sandbox, Service, StackDefaults, StackPlan, StackRefusal, Uplink,
+};
 use journal::{Journal, JournalTap};
 
 /// Test hook: `VSWITCH_TEST_PAUSE_APPLY=STAGE:PATH` stops every
