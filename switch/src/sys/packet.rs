@@ -334,7 +334,7 @@ mod tests {
 
         // A frame longer than its buffer is cut, and says so.
         a.send_batch(&[&frame(99, 500)]).expect("sendmmsg");
-        let mut small: Vec<Box<[u8]>> = vec![vec![0u8; 100].into_boxed_slice()];
+        let mut small = [vec![0u8; 100].into_boxed_slice()];
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             assert!(Instant::now() < deadline, "the long frame did not arrive");

@@ -581,7 +581,8 @@ impl Datapath {
             return false;
         }
         let mut lens = [0; device::MAX_BATCH];
-        let result = device.recv_batch(&mut bufs[..want], &mut lens).unwrap_or(Err(io::ErrorKind::Unsupported.into()));
+        let result =
+            device.recv_batch(&mut bufs[..want], &mut lens).unwrap_or_else(|| Err(io::ErrorKind::Unsupported.into()));
         let n = match result {
             Ok(n) => n,
             Err(e) => {
