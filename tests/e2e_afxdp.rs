@@ -237,3 +237,84 @@ fn uplinks_join_a_lan_and_survive_kill_9() {
     d.ctl_ok(&["network", "rm", &mv]);
     assert!(show_port(&d, "up1").is_none(), "the uplink goes with its network");
 }
+
+/// The events so far (`events` prints the history as JSON lines).
+fn events(d: &Daemon) -> Vec<Value> {
+    d.ctl_ok(&["--json", "events"]).lines().map(|l| serde_json::from_str(l).expect("an event")).collect()
+}
+
+fn has_event(d: &Daemon, kind: &str, port: &str, reason: &str) -> bool {
+    events(d).iter().any(|e| e["kind"] == kind && e["port"] == port && e["reason"] == reason)
+}
+
+/// A veth `host_if` in `host` whose peer `lan0` in `lan` has `lan_cidr`.
+fn lan_link(host: &str, host_if: &str, lan: &str, lan_cidr: &str) {
+    ip(&["-n", host, "link", "add", host_if, "type", "veth", "peer", "name", "lan0", "netns", lan]);
+    ip(&["-n", lan, "addr", "add", lan_cidr, "dev", "lan0"]);
+    ip(&["-n", lan, "link", "set", "lan0", "up"]);
+}
+
+#[test]
+fn a_macvlan_stack_network_comes_back_when_its_parent_returns() {
+    if !require_root("a_macvlan_stack_network_comes_back_when_its_parent_returns") {
+        return;
+    }
+    let mut u = Underlay::new([10, 219, 0], 1);
+    let host = u.host(0).ns.clone();
+    let lan = u.add_netns("lan");
+    lan_link(&host, "up2", &lan, "10.220.0.200/24");
+    let lan_ip = Ipv4Addr::new(10, 220, 0, 200);
+
+    let mut d = vtep_daemon(u.host(0), &[]);
+    let (mv, a) = (d.name("mv"), d.name("a"));
+    // A stack file's macvlan network: its parent is a raw uplink.
+    let stack = format!(
+        "networks:\n  {mv}:\n    driver: macvlan\n    driver_opts:\n      parent: up2\n    ipam:\n      config:\n        \
+         - subnet: 10.220.0.0/24\nsandboxes:\n  {a}:\n    networks:\n      {mv}:\n        ipv4_address: 10.220.0.10\n"
+    );
+    let path = d.state_dir().with_file_name("macvlan.yaml");
+    std::fs::write(&path, &stack).expect("write the stack file");
+    let path = path.display().to_string();
+    let out = d.ctl_ok(&["apply", "-f", &path]);
+    assert!(out.contains(&format!("network {mv}: created")), "{out}");
+    let port = show_port(&d, "up2").expect("the parent is the uplink");
+    assert_eq!((port.kind, port.port_type, port.down), (PortKind::Uplink, Some(PortType::Raw), false));
+    let a_ip = Ipv4Addr::new(10, 220, 0, 10);
+    assert!(wait_for_ping(&a, lan_ip, Duration::from_secs(10)).is_some(), "sandbox -> LAN");
+    // Both ways, 64 KiB GSO frames across the raw socket's batches.
+    assert_tcp(&lan, lan_ip, &a, "TCP sandbox -> LAN over a raw uplink");
+    assert_tcp(&a, a_ip, &lan, "TCP LAN -> sandbox over a raw uplink");
+    assert!(d.ctl_ok(&["apply", "-f", &path]).contains("unchanged"), "applied again: nothing changes");
+    let exported = d.ctl_ok(&["export"]);
+    assert!(exported.contains("driver: macvlan") && exported.contains("parent: up2"), "{exported}");
+
+    // The interface goes: the port goes down, waiting for it.
+    ip(&["-n", &host, "link", "delete", "up2"]);
+    let down = wait_for(Duration::from_secs(10), || show_port(&d, "up2").filter(|p| p.down));
+    assert!(down.is_some(), "the uplink is not shown down; log:\n{}", d.log());
+    assert!(has_event(&d, "port_down", "up2", "gone"));
+    assert!(d.ctl_ok(&["show"]).contains("link: down, waiting for the interface"));
+    // It comes back (created down, as veths are): attached again on its own.
+    lan_link(&host, "up2", &lan, "10.220.0.200/24");
+    let up = wait_for(Duration::from_secs(10), || show_port(&d, "up2").filter(|p| !p.down));
+    assert!(up.is_some(), "the uplink did not come back; log:\n{}", d.log());
+    assert!(has_event(&d, "port_up", "up2", "returned"), "{:?}", events(&d));
+    assert!(wait_for_ping(&lan, a_ip, Duration::from_secs(10)).is_some(), "LAN -> sandbox after the return");
+    assert_tcp(&lan, lan_ip, &a, "TCP sandbox -> LAN after the return");
+
+    // Gone while the daemon is down: the uplink stays recorded, down, and
+    // comes back when the interface does.
+    d.kill9();
+    ip(&["-n", &host, "link", "delete", "up2"]);
+    d.restart();
+    let down = wait_for(Duration::from_secs(10), || show_port(&d, "up2").filter(|p| p.down));
+    assert!(down.is_some(), "the uplink is not recorded down after the restart; log:\n{}", d.log());
+    lan_link(&host, "up2", &lan, "10.220.0.200/24");
+    let up = wait_for(Duration::from_secs(10), || show_port(&d, "up2").filter(|p| !p.down));
+    assert!(up.is_some(), "the uplink did not come back after the restart; log:\n{}", d.log());
+    // (The LAN's end is new, with a new MAC: it asks first.)
+    assert!(wait_for_ping(&lan, a_ip, Duration::from_secs(10)).is_some(), "LAN -> sandbox after restart and return");
+    let stats: Vec<ctl::proto::PortStats> = d.ctl_json(&["stats"]);
+    let row = stats.iter().find(|s| s.port == "up2").expect("a stats row for the uplink");
+    assert!(row.rx_packets > 0 && row.tx_packets > 0, "{row:?}");
+}

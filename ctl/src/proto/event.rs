@@ -47,6 +47,9 @@ pub enum PortChange {
     LinkDown,
     /// The sandbox's side of the link is up again (a frame crossed it).
     LinkUp,
+    /// An uplink whose interface had gone is attached again: an interface
+    /// of its name appeared.
+    Returned,
 }
 
 impl PortChange {
@@ -62,6 +65,7 @@ impl PortChange {
             PortChange::PeerRemoved => "peer_removed",
             PortChange::LinkDown => "link_down",
             PortChange::LinkUp => "link_up",
+            PortChange::Returned => "returned",
         }
     }
 }

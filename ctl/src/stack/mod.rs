@@ -61,7 +61,7 @@ pub struct StackNetwork {
     /// (compose's `external: true`); no other field may be set.
     #[serde(default, skip_serializing_if = "is_false")]
     pub external: bool,
-    /// The driver (bridge or overlay).
+    /// The driver (bridge, overlay, or macvlan with a `parent` option).
     #[serde(default)]
     pub driver: Driver,
     /// Endpoints get IPv4 addresses (compose's `enable_ipv4`, on unless
@@ -318,6 +318,12 @@ pub fn validate(stack: &Stack) -> Vec<StackIssue> {
             ));
         } else {
             family_issues(&key, n, &mut issues);
+            if n.driver == Driver::Macvlan && !n.options.contains_key("parent") {
+                issues.push(StackIssue::new(
+                    format!("{key}.driver"),
+                    "the macvlan driver needs driver_opts.parent: the host interface the network shares",
+                ));
+            }
         }
     }
     // The address families of the networks the file manages.

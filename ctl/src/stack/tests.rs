@@ -150,12 +150,12 @@ fn yaml_and_type_errors_name_the_line_and_key() {
 
 #[test]
 fn every_value_error_is_reported_at_its_line() {
-    let text = "networks:\n  a:\n    driver: macvlan\n    ipam:\n      config:\n        - subnet: 10.0.0.0\n          \
+    let text = "networks:\n  a:\n    driver: nope\n    ipam:\n      config:\n        - subnet: 10.0.0.0\n          \
                 gateway: nope\n    driver_opts:\n      com.docker.network.driver.mtu: big\nsandboxes:\n  s:\n    \
                 networks:\n      a:\n        ipv4_address: 10.0.0.300\n        mac_address: zz\n    ports: [\"80\"]\n";
     let e = errors(text);
     let expected = [
-        "stack.yaml:3: networks.a.driver: driver macvlan is not supported in stack files yet",
+        "stack.yaml:3: networks.a.driver: unknown driver \"nope\"",
         "stack.yaml:6: networks.a.ipam.config[0].subnet: invalid CIDR",
         "stack.yaml:7: networks.a.ipam.config[0].gateway: \"nope\" is not an IPv4 address",
         "stack.yaml:9: networks.a.driver_opts.com.docker.network.driver.mtu: \"big\" is not a whole number",
@@ -429,4 +429,25 @@ fn the_readme_example_is_a_valid_stack() {
     );
     assert_eq!(stack.sandboxes[0].networks[0].ipv6_address, Some("fd00:1::10".parse().unwrap()));
     assert_eq!(stack.sandboxes[2].networks[0].service.as_deref(), Some("lb"));
+}
+
+#[test]
+fn a_macvlan_network_takes_its_parent_from_driver_opts() {
+    let text = "networks:\n  lan:\n    driver: macvlan\n    driver_opts:\n      parent: enp3s0\n      port-type: afxdp\n    \
+                ipam:\n      config:\n        - subnet: 192.168.1.0/24\n";
+    let (stack, _) = parse(text).unwrap();
+    let lan = &stack.networks[0];
+    assert_eq!(lan.driver, Driver::Macvlan);
+    assert_eq!(lan.options.get("parent").map(String::as_str), Some("enp3s0"));
+    assert_eq!(lan.options.get("port-type").map(String::as_str), Some("afxdp"));
+    // Written back the same way (an export of a macvlan network applies).
+    let again = parse(&yaml::to_yaml(&stack).unwrap()).unwrap().0;
+    assert_eq!(again, stack);
+    // Without a parent it is refused at the driver's line.
+    let e = errors("networks:\n  lan:\n    driver: macvlan\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("stack.yaml:3: networks.lan.driver: the macvlan driver needs driver_opts.parent"),
+        "{e:?}"
+    );
 }

@@ -52,6 +52,8 @@ pub struct HostPort {
     pub(crate) device: Box<dyn PortDevice>,
     /// `zero-copy, native XDP` and the like; `None` for a raw socket.
     pub mode: Option<String>,
+    /// An uplink's interface index (`None` for endpoints).
+    pub ifindex: Option<u32>,
 }
 
 /// `sandbox`: the port is a local sandbox's endpoint, not an uplink (see
@@ -60,7 +62,7 @@ fn xdp_port(ifname: &str, sandbox: bool) -> Result<HostPort, HostPortError> {
     let port = XdpPort::open(ifname)?;
     let mode = port.mode().to_string();
     tracing::info!(interface = ifname, mode = %mode, "AF_XDP socket bound");
-    Ok(HostPort { device: Box::new(XskDevice::new(port, sandbox)), mode: Some(mode) })
+    Ok(HostPort { device: Box::new(XskDevice::new(port, sandbox)), mode: Some(mode), ifindex: None })
 }
 
 /// Creates an AF_XDP endpoint: a veth pair with `ethN` in the sandbox
@@ -136,24 +138,25 @@ pub fn destroy_afxdp_endpoint(endpoint: &Endpoint) {
 pub fn open_uplink(uplink: &Uplink) -> Result<HostPort, HostPortError> {
     let iface = uplink.interface.as_str();
     let mut nl = Netlink::open()?;
-    if !nl.link_exists(iface)? {
+    let Some(link) = nl.link(iface)? else {
         return Err(NetlinkError::NoSuchLink(iface.to_owned()).into());
-    }
+    };
     nl.set_link_up(iface)?;
-    match uplink.port_type {
+    let port = match uplink.port_type {
         PortType::Afxdp => {
             // A NIC filters unicast for other MACs before XDP sees it.
             nl.set_promisc(iface, true)?;
             xdp_port(iface, false).inspect_err(|_| {
                 let _ = nl.set_promisc(iface, false);
-            })
+            })?
         }
         _ => {
             let socket = PacketSocket::open(iface)
                 .map_err(|source| HostPortError::Packet { interface: iface.to_owned(), source })?;
-            Ok(HostPort { device: Box::new(PacketDevice(socket)), mode: None })
+            HostPort { device: Box::new(PacketDevice::new(socket)), mode: None, ifindex: None }
         }
-    }
+    };
+    Ok(HostPort { ifindex: Some(link.index), ..port })
 }
 
 /// Gives an uplink's interface back to the host: its XDP program off and

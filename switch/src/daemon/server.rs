@@ -210,6 +210,12 @@ pub fn serve(listener: UnixListener, control: Control, metrics: Option<tiny_http
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the thread that releases gone endpoints");
     }
+    // Uplinks whose interface went come back when it returns.
+    let watcher = Arc::clone(&control);
+    let spawned = std::thread::Builder::new().name("uplink-watch".into()).spawn(move || watch_uplinks(&watcher));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the thread that re-attaches uplinks; they stay down until a restart");
+    }
     let changes = control.lock().unwrap_or_else(|p| p.into_inner()).cluster_changes();
     if let Some(changes) = changes {
         let sync = Arc::clone(&control);
@@ -243,6 +249,45 @@ pub fn serve(listener: UnixListener, control: Control, metrics: Option<tiny_http
         });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a client thread");
+        }
+    }
+}
+
+/// The uplink watcher thread: follows link notifications of the daemon's
+/// namespace and hands every interface that appears or changes to
+/// [`Control::uplink_returned`] (which ignores all but down uplinks');
+/// after subscribing, and whenever notifications were lost, every down
+/// uplink is looked at again. It never touches the packet path.
+fn watch_uplinks(control: &Mutex<Control>) {
+    use crate::sys::netlink::{LinkEvent, LinkWatcher};
+    let mut links = match LinkWatcher::open() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot follow link notifications; down uplinks stay down until a restart");
+            return;
+        }
+    };
+    // Interfaces that appeared before the subscription.
+    control.lock().unwrap_or_else(|p| p.into_inner()).retry_down_uplinks();
+    let mut events = Vec::new();
+    loop {
+        events.clear();
+        if let Err(e) = links.wait(&mut events) {
+            tracing::error!(error = %e, "link notifications failed; down uplinks stay down until a restart");
+            return;
+        }
+        if !events.iter().any(|e| matches!(e, LinkEvent::New { .. } | LinkEvent::Lost)) {
+            continue;
+        }
+        let mut control = control.lock().unwrap_or_else(|p| p.into_inner());
+        for event in &events {
+            match event {
+                LinkEvent::New { name, .. } => {
+                    control.uplink_returned(name);
+                }
+                LinkEvent::Lost => control.retry_down_uplinks(),
+                LinkEvent::Gone { .. } => {}
+            }
         }
     }
 }

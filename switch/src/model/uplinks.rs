@@ -71,6 +71,20 @@ impl Model {
         Ok(uplink)
     }
 
+    /// For a macvlan network: records its parent (`-o parent`) as its
+    /// uplink, of the port type `-o port-type` names, forced with `-o
+    /// force` (any value but `false`); `None` for other drivers. Shared by
+    /// `network create` and stack files.
+    pub fn add_macvlan_uplink(&mut self, network: &super::types::Network) -> Result<Option<Uplink>, ModelError> {
+        if network.driver != Driver::Macvlan {
+            return Ok(None);
+        }
+        let parent = network.options.get(PARENT_OPTION).ok_or(ModelError::MacvlanNeedsParent)?;
+        let port_type = macvlan_port_type(network.options.get(PORT_TYPE_OPTION).map(String::as_str))?;
+        let force = network.options.get("force").is_some_and(|v| v != "false");
+        self.add_uplink(&network.id, parent, port_type, force).map(Some)
+    }
+
     /// Removes the uplink on `interface` and returns it.
     pub fn remove_uplink(&mut self, interface: &str) -> Result<Uplink, ModelError> {
         self.uplinks.remove(interface).ok_or_else(|| ModelError::NoSuchUplink(interface.to_owned()))

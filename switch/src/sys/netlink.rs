@@ -32,7 +32,9 @@ use thiserror::Error;
 
 use super::netns::{NetNs, NetNsError, run_in};
 
+mod watch;
 mod xdp;
+pub use watch::{LinkEvent, LinkWatcher};
 pub use xdp::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
 
 /// Longest interface name (`IFNAMSIZ - 1`).

@@ -383,7 +383,14 @@ pub(crate) fn show(w: &mut dyn Write, tree: &ShowTree) -> io::Result<()> {
                 ("impair", p.impair.map(|i| i.to_string())),
                 ("port type", p.port_type.map(|t| t.to_string())),
                 ("xdp", p.xdp_mode.clone()),
-                ("link", p.down.then(|| "down".to_owned())),
+                // A down uplink is attached again when its interface returns.
+                (
+                    "link",
+                    p.down.then(|| {
+                        if p.kind == ctl::proto::PortKind::Uplink { "down, waiting for the interface" } else { "down" }
+                            .to_owned()
+                    }),
+                ),
                 ("txqueuelen", p.txqueuelen.map(|n| n.to_string())),
             ];
             for (label, value) in fields {
@@ -494,21 +501,38 @@ mod tests {
                 mtu: None,
                 vni: None,
                 worker: Some(1),
-                ports: vec![ctl::proto::ShowPort {
-                    name: "vsw1".into(),
-                    kind: ctl::proto::PortKind::Tap,
-                    sandbox: Some("web".into()),
-                    ifname: None,
-                    mac: None,
-                    ip: None,
-                    ip6: None,
-                    remote: None,
-                    impair: Some(impair),
-                    port_type: Some(ctl::proto::PortType::Afxdp),
-                    xdp_mode: Some("copy, native XDP".into()),
-                    down: false,
-                    txqueuelen: Some(4096),
-                }],
+                ports: vec![
+                    ctl::proto::ShowPort {
+                        name: "vsw1".into(),
+                        kind: ctl::proto::PortKind::Tap,
+                        sandbox: Some("web".into()),
+                        ifname: None,
+                        mac: None,
+                        ip: None,
+                        ip6: None,
+                        remote: None,
+                        impair: Some(impair),
+                        port_type: Some(ctl::proto::PortType::Afxdp),
+                        xdp_mode: Some("copy, native XDP".into()),
+                        down: false,
+                        txqueuelen: Some(4096),
+                    },
+                    ctl::proto::ShowPort {
+                        name: "up0".into(),
+                        kind: ctl::proto::PortKind::Uplink,
+                        sandbox: None,
+                        ifname: Some("up0".into()),
+                        mac: None,
+                        ip: None,
+                        ip6: None,
+                        remote: None,
+                        impair: None,
+                        port_type: Some(ctl::proto::PortType::Raw),
+                        xdp_mode: None,
+                        down: true,
+                        txqueuelen: None,
+                    },
+                ],
             }],
         };
         let mut out = Vec::new();
@@ -518,6 +542,7 @@ mod tests {
         assert!(text.contains("            port type: afxdp\n            xdp: copy, native XDP\n"), "{text}");
         assert!(text.contains("            txqueuelen: 4096\n"), "{text}");
         assert!(text.contains("        worker: vsw-dp-1\n"), "{text}");
+        assert!(text.contains("            link: down, waiting for the interface\n"), "{text}");
         let row = PortStats {
             port: "vsw1".into(),
             network: "app".into(),

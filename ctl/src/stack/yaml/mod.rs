@@ -177,10 +177,6 @@ impl Converter<'_, '_> {
         if let Some(driver) = &doc.driver {
             let k = format!("{key}.driver");
             match Driver::from_str(self.at(&k, &k, driver).as_str()) {
-                // Its uplink is a host interface: `vswitchctl network create -d macvlan` makes it.
-                Ok(Driver::Macvlan) => {
-                    self.issue(&k, "driver macvlan is not supported in stack files yet: use network create")
-                }
                 Ok(d) => net.driver = d,
                 Err(e) => self.issue(&k, e.to_string()),
             }

@@ -62,8 +62,13 @@ pub struct Control {
     events: EventHub,
     /// How each AF_XDP port runs (`show`), by port index.
     xdp_modes: std::cell::RefCell<std::collections::HashMap<u32, String>>,
-    /// Uplinks whose interface is gone (or could not be attached).
+    /// Uplinks whose interface is gone (or could not be attached): they
+    /// wait for an interface of their name (see `uplinks.rs`).
     uplinks_down: std::collections::BTreeSet<String>,
+    /// The index of the interface each uplink was last attached to, by
+    /// interface name: an interface of that name with another index is a
+    /// new one.
+    uplink_ifindex: std::collections::BTreeMap<String, u32>,
     /// The cluster store, in cluster mode (`--cluster-store`).
     cluster: Option<cluster::ClusterLink>,
     /// The keys of encrypted cluster overlays, through the store.
@@ -211,6 +216,7 @@ impl Control {
             captures: Default::default(),
             xdp_modes: Default::default(),
             uplinks_down: Default::default(),
+            uplink_ifindex: Default::default(),
             cluster: None,
             cluster_keys: None,
         };

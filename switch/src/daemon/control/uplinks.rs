@@ -1,13 +1,26 @@
 //! Uplinks: `port add` / `port rm`, a macvlan network's parent, their
-//! restoration after a restart, and an uplink whose interface vanished
-//! (the port goes down, with an event; the uplink stays recorded).
+//! restoration after a restart, and an uplink whose interface vanished:
+//! the port goes down, with an event, the uplink stays recorded, and it is
+//! attached again, with a `port_up` event (reason `returned`), as soon as
+//! an interface of its name is there (the server's link watcher calls
+//! [`Control::uplink_returned`] on every link notification), as Open
+//! vSwitch does for a port whose interface returns.
+//!
+//! Which interfaces come back on their own: a new one (an index the
+//! uplink was not attached to: deleted and created again, or moved back
+//! from another namespace), which is brought up as `port add` brings it
+//! up; the same one only once it is up again (an operator's `ip link set
+//! down` makes a raw socket fail as if the interface had gone, and the
+//! switch does not undo it).
 
 use ctl::proto::{Ack, CtlError, ErrorKind, PortChange};
+
+use crate::sys::netlink::{LinkState, Netlink};
 
 use super::{Control, Reply, datapath_error, host_port_error, model_error, network_id, ok};
 use crate::daemon::datapath::endpoint_port;
 use crate::daemon::hostports;
-use crate::model::{Model, Network, PARENT_OPTION, PORT_TYPE_OPTION, Uplink};
+use crate::model::{Model, Network, Uplink};
 use crate::port::PortConfig;
 
 impl Control {
@@ -47,7 +60,7 @@ impl Control {
     }
 
     /// Refuses the VTEP's interface and the default route's, unless forced.
-    fn check_uplink(&self, uplink: &Uplink) -> Result<(), CtlError> {
+    pub(super) fn check_uplink(&self, uplink: &Uplink) -> Result<(), CtlError> {
         if uplink.force {
             return Ok(());
         }
@@ -60,16 +73,11 @@ impl Control {
     /// For a macvlan network: records its parent as its uplink in `next`
     /// (checked like `port add`).
     pub(super) fn macvlan_uplink(&self, next: &mut Model, network: &Network) -> Result<Option<Uplink>, CtlError> {
-        if network.driver != ctl::proto::Driver::Macvlan {
-            return Ok(None);
+        let uplink = next.add_macvlan_uplink(network).map_err(model_error)?;
+        if let Some(uplink) = &uplink {
+            self.check_uplink(uplink)?;
         }
-        let parent = network.options.get(PARENT_OPTION).cloned().unwrap_or_default();
-        let port_type = crate::model::macvlan_port_type(network.options.get(PORT_TYPE_OPTION).map(String::as_str))
-            .map_err(model_error)?;
-        let force = network.options.get("force").is_some_and(|v| v != "false");
-        let uplink = next.add_uplink(&network.id, &parent, port_type, force).map_err(model_error)?;
-        self.check_uplink(&uplink)?;
-        Ok(Some(uplink))
+        Ok(uplink)
     }
 
     /// Opens the uplink's device and adds its port to the datapath.
@@ -92,6 +100,9 @@ impl Control {
             Some(mode) => self.xdp_modes.borrow_mut().insert(uplink.port_index, mode),
             None => self.xdp_modes.borrow_mut().remove(&uplink.port_index),
         };
+        if let Some(index) = port.ifindex {
+            self.uplink_ifindex.insert(uplink.interface.clone(), index);
+        }
         self.uplinks_down.remove(&uplink.interface);
         tracing::info!(interface = %uplink.interface, network = %network.name, port_type = %uplink.port_type, "uplink attached");
         Ok(())
@@ -105,6 +116,7 @@ impl Control {
         hostports::release_uplink(uplink);
         self.xdp_modes.borrow_mut().remove(&uplink.port_index);
         self.uplinks_down.remove(&uplink.interface);
+        self.uplink_ifindex.remove(&uplink.interface);
     }
 
     /// Re-attaches every recorded uplink after a restart; one that cannot
@@ -125,16 +137,96 @@ impl Control {
 
     /// Uplink port `index` lost its device (its interface went away): the
     /// port goes down (reported as a `port_down` event, reason `gone`) and
-    /// the uplink stays recorded, to be attached again by `port rm` + `port
-    /// add` or at the next restart.
+    /// the uplink stays recorded, to be attached again when its interface
+    /// returns (at once if it already has: see [`Control::uplink_returned`]).
     pub(super) fn reap_uplink(&mut self, index: u32) -> bool {
         let Some(uplink) = self.model.uplink_by_port_index(index).cloned() else { return false };
         let _ = self.datapath.remove_port(endpoint_port(index));
         self.xdp_modes.borrow_mut().remove(&index);
         self.uplinks_down.insert(uplink.interface.clone());
         let network = self.model.network_by_id(&uplink.network_id).map(|n| n.name.clone()).unwrap_or_default();
-        tracing::warn!(interface = %uplink.interface, %network, "uplink's interface is gone: port down");
+        tracing::warn!(interface = %uplink.interface, %network, "uplink's interface is gone: port down, waiting for it");
         self.events.port_down(&network, &uplink.interface, None, PortChange::Gone);
+        // Its notification may have come before the port went down.
+        self.uplink_returned(&uplink.interface);
         true
+    }
+
+    /// A link notification named `interface`: if it is a down uplink's and
+    /// the interface it names may be taken (see the module docs), the
+    /// uplink is attached again, with a `port_up` event (reason
+    /// `returned`). Returns whether it was.
+    pub fn uplink_returned(&mut self, interface: &str) -> bool {
+        if !self.uplinks_down.contains(interface) {
+            return false;
+        }
+        let Ok(uplink) = self.model.uplink(interface).cloned() else {
+            self.uplinks_down.remove(interface);
+            return false;
+        };
+        let Some(network) = self.model.network_by_id(&uplink.network_id).cloned() else { return false };
+        let link = match Netlink::open().and_then(|mut nl| nl.link(interface)) {
+            Ok(Some(link)) => link,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(interface, error = %e, "cannot look at a down uplink's interface");
+                return false;
+            }
+        };
+        if !may_reattach(self.uplink_ifindex.get(interface).copied(), &link) {
+            return false;
+        }
+        match self.attach_uplink(&uplink, &network) {
+            Ok(()) => {
+                tracing::info!(interface, network = %network.name, "uplink's interface returned: port up");
+                self.events.port_up(&network.name, interface, None, PortChange::Returned);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(interface, error = %e.message, "cannot attach the uplink to its returned interface");
+                false
+            }
+        }
+    }
+
+    /// Tries [`Control::uplink_returned`] for every down uplink: when the
+    /// link watcher starts, and when notifications were lost.
+    pub fn retry_down_uplinks(&mut self) {
+        let down: Vec<String> = self.uplinks_down.iter().cloned().collect();
+        for interface in down {
+            self.uplink_returned(&interface);
+        }
+    }
+}
+
+/// Whether a down uplink last attached to interface index `last` (`None`:
+/// never, in this run) is attached to `link`, an interface of its name:
+/// a new interface always (it is brought up), the same one once it is up.
+fn may_reattach(last: Option<u32>, link: &LinkState) -> bool {
+    link.up || last != Some(link.index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_interface_returns_and_the_same_one_once_it_is_up() {
+        let link = |index, up| LinkState {
+            index,
+            name: "up0".into(),
+            mtu: None,
+            mac: None,
+            up,
+            txqueuelen: None,
+            tx_dropped: None,
+        };
+        // Deleted and created again (down, as a new veth is): a new index.
+        assert!(may_reattach(Some(7), &link(9, false)));
+        // Never attached in this run (absent at the start).
+        assert!(may_reattach(None, &link(7, false)));
+        // The same interface, set down by an operator: it waits.
+        assert!(!may_reattach(Some(7), &link(7, false)));
+        assert!(may_reattach(Some(7), &link(7, true)));
     }
 }

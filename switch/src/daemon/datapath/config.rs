@@ -314,7 +314,7 @@ impl Datapath {
         }
         // A new socket's kernel counters start at zero.
         if let Some(last) = self.kernel_drops.get_mut(id.index()) {
-            *last = [0; 3];
+            *last = [0; 5];
         }
         *slot(&mut self.ports, id) = Some(PortIo::Tap(device));
         if self.queued.len() <= id.index() {

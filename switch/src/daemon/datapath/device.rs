@@ -13,23 +13,32 @@
 //! written frames to the kernel) and `AF_PACKET` sockets on host
 //! interfaces ([`PacketDevice`], raw uplinks).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};
 
 use crate::offload::{self, SegmentBuf};
 use crate::sys::afxdp::{CHUNK_FRAME_LEN, MAX_FRAME_LEN, RxIssue, TxChecksum, TxIssue, XdpMode, XdpPort};
-use crate::sys::packet::PacketSocket;
+use crate::sys::packet::{self, PacketSocket, Received};
 use crate::sys::tap::Tap;
 use crate::wire::VirtioNetHdr;
 
-/// Received frames a device dropped itself, by cause (totals).
+/// Most frames [`PortDevice::recv_batch`] reads in one call.
+pub(crate) const MAX_BATCH: usize = packet::MAX_BATCH;
+
+/// Frames a device dropped itself, by cause (totals).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct DeviceDrops {
-    /// Longer than the largest frame the switch carries (`oversize`).
+    /// Received, longer than the largest frame the switch carries
+    /// (`oversize`).
     pub(crate) too_long: u64,
-    /// A descriptor chain that is broken (`xsk_bad_descriptor`).
+    /// Received as a descriptor chain that is broken (`xsk_bad_descriptor`).
     pub(crate) broken: u64,
+    /// Written and queued, then not taken by the kernel on flush: its queue
+    /// was full (`tx_queue_full`).
+    pub(crate) tx_queue_full: u64,
+    /// Written and queued, then refused by the kernel on flush (`tx_error`).
+    pub(crate) tx_error: u64,
 }
 
 /// A frame device behind a bridge port (see the module docs). Errors are
@@ -39,6 +48,23 @@ pub(crate) trait PortDevice: Send {
     /// Reads one frame, virtio-net header first, into `buf`; returns the
     /// total length.
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Reads up to `bufs.len()` (at most [`MAX_BATCH`]) frames with one
+    /// system call, the `i`th into `bufs[i]` behind its virtio-net header;
+    /// `lens[i]` is its total length, 0 for a frame the device dropped
+    /// itself (counted in [`device_drops`](Self::device_drops)). Returns
+    /// how many buffers were used; fewer than asked means the device is
+    /// drained. `None` for devices that read one frame per call (the loop
+    /// then uses [`recv`](Self::recv)).
+    fn recv_batch(&self, _bufs: &mut [Box<[u8]>], _lens: &mut [usize; MAX_BATCH]) -> Option<io::Result<usize>> {
+        None
+    }
+
+    /// Whether [`recv_batch`](Self::recv_batch) reads (the loop asks once
+    /// per ready port, without a system call).
+    fn reads_batches(&self) -> bool {
+        false
+    }
 
     /// Writes one frame; `buf` starts with the virtio-net header.
     fn send(&self, buf: &[u8]) -> io::Result<usize>;
@@ -328,7 +354,7 @@ impl PortDevice for XskDevice {
 
     fn device_drops(&self) -> DeviceDrops {
         let c = self.inner.borrow_mut().port.socket().queues().counters();
-        DeviceDrops { too_long: c.rx_too_long, broken: c.rx_bad }
+        DeviceDrops { too_long: c.rx_too_long, broken: c.rx_bad, ..DeviceDrops::default() }
     }
 
     fn check(&self) -> io::Result<()> {
@@ -340,32 +366,183 @@ impl PortDevice for XskDevice {
 }
 
 /// A raw uplink: an `AF_PACKET` socket on a host interface, frames with
-/// the TAPs' virtio-net header (see `sys::packet`).
-pub(crate) struct PacketDevice(pub(crate) PacketSocket);
+/// the TAPs' virtio-net header (see `sys::packet`), read and written in
+/// batches.
+///
+/// Reads: one `recvmmsg` of up to [`MAX_BATCH`] frames straight into the
+/// datapath's batch buffers. Writes: a frame of at most [`TX_SLOT`] bytes
+/// (header included: any frame of a 1,500-byte MTU, VLAN tag and all) is
+/// copied into a slot of a staging area and the slots go out with one
+/// `sendmmsg` per batch ([`PortDevice::flush`]) or when all are full; a
+/// longer frame (a GSO super-frame, a jumbo frame) goes out at once with
+/// its own `writev`, after the queued ones, so frames keep their order.
+/// One system call per 64 KiB GSO frame costs little; copying it would
+/// cost more.
+pub(crate) struct PacketDevice {
+    socket: PacketSocket,
+    tx: RefCell<TxStaging>,
+    drops: Cell<DeviceDrops>,
+}
+
+/// Room per staged frame, virtio-net header included.
+pub(crate) const TX_SLOT: usize = 2048;
+
+/// Frames waiting for the next `sendmmsg`.
+struct TxStaging {
+    slots: Box<[u8]>,
+    lens: [usize; MAX_BATCH],
+    queued: usize,
+}
+
+impl PacketDevice {
+    /// Wraps an opened socket.
+    pub(crate) fn new(socket: PacketSocket) -> PacketDevice {
+        PacketDevice {
+            socket,
+            tx: RefCell::new(TxStaging {
+                slots: vec![0; TX_SLOT * MAX_BATCH].into_boxed_slice(),
+                lens: [0; MAX_BATCH],
+                queued: 0,
+            }),
+            drops: Cell::new(DeviceDrops::default()),
+        }
+    }
+
+    fn count(&self, edit: impl FnOnce(&mut DeviceDrops)) {
+        let mut drops = self.drops.get();
+        edit(&mut drops);
+        self.drops.set(drops);
+    }
+
+    /// Queues a frame gathered from `parts` (`len` bytes in all) in the
+    /// next free slot, sending the staged frames first when none is free.
+    fn stage(&self, parts: &[&[u8]], len: usize) {
+        if self.tx.borrow().queued == MAX_BATCH {
+            self.send_staged();
+        }
+        let mut tx = self.tx.borrow_mut();
+        let slot = tx.queued;
+        let mut at = slot * TX_SLOT;
+        for part in parts {
+            tx.slots[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        tx.lens[slot] = len;
+        tx.queued += 1;
+    }
+
+    /// Sends every staged frame with as few `sendmmsg` calls as the kernel
+    /// allows; a frame it refuses is counted and skipped, and once its
+    /// queue is full the rest are counted as `tx_queue_full` (retrying
+    /// would spin).
+    fn send_staged(&self) {
+        let mut tx = self.tx.borrow_mut();
+        let queued = std::mem::take(&mut tx.queued);
+        if queued == 0 {
+            return;
+        }
+        let mut frames: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+        for (i, frame) in frames[..queued].iter_mut().enumerate() {
+            *frame = &tx.slots[i * TX_SLOT..i * TX_SLOT + tx.lens[i]];
+        }
+        let mut done = 0;
+        while done < queued {
+            match self.socket.send_batch(&frames[done..queued]) {
+                Ok(n) => done += n,
+                Err(e) if queue_full(&e) => {
+                    let left = (queued - done) as u64;
+                    self.count(|d| d.tx_queue_full += left);
+                    break;
+                }
+                Err(_) => {
+                    self.count(|d| d.tx_error += 1);
+                    done += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Whether a write failed because the interface's queue is full
+/// (`EAGAIN`; `ENOBUFS` from a driver queue that `PACKET_QDISC_BYPASS`
+/// found stopped).
+fn queue_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
+}
 
 impl PortDevice for PacketDevice {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.recv(buf)
+        self.socket.recv(buf)
+    }
+
+    fn recv_batch(&self, bufs: &mut [Box<[u8]>], lens: &mut [usize; MAX_BATCH]) -> Option<io::Result<usize>> {
+        let mut got = [Received::default(); MAX_BATCH];
+        let n = match self.socket.recv_batch(bufs, &mut got) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        for (len, r) in lens.iter_mut().zip(&got[..n]) {
+            *len = if r.truncated { 0 } else { r.len };
+        }
+        let cut = got[..n].iter().filter(|r| r.truncated).count() as u64;
+        if cut > 0 {
+            self.count(|d| d.too_long += cut);
+        }
+        Some(Ok(n))
+    }
+
+    fn reads_batches(&self) -> bool {
+        true
     }
 
     fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.0.send(buf)
+        if buf.len() <= TX_SLOT {
+            self.stage(&[buf], buf.len());
+            return Ok(buf.len());
+        }
+        self.send_staged();
+        self.socket.send(buf)
     }
 
     fn send_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0.send_vectored(bufs)
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if len <= TX_SLOT {
+            let mut parts: [&[u8]; 4] = [&[]; 4];
+            if bufs.len() <= parts.len() {
+                for (part, b) in parts.iter_mut().zip(bufs) {
+                    *part = b;
+                }
+                self.stage(&parts[..bufs.len()], len);
+                return Ok(len);
+            }
+        }
+        self.send_staged();
+        self.socket.send_vectored(bufs)
     }
 
     fn event_fd(&self) -> Option<RawFd> {
-        Some(self.0.as_raw_fd())
+        Some(self.socket.as_raw_fd())
     }
 
     fn into_tap(self: Box<Self>) -> Option<Tap> {
         None
     }
 
+    fn wants_flush(&self) -> bool {
+        true
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.send_staged();
+        Ok(())
+    }
+
+    fn device_drops(&self) -> DeviceDrops {
+        self.drops.get()
+    }
+
     fn check(&self) -> io::Result<()> {
-        match self.0.take_error()? {
+        match self.socket.take_error()? {
             Some(e) => Err(e),
             None => Ok(()),
         }

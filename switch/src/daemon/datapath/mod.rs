@@ -210,11 +210,12 @@ struct Datapath {
     /// port index: each change is reported once.
     link_down: Vec<bool>,
     /// Ports whose device queues written frames until it is flushed
-    /// (AF_XDP), flushed after every batch.
+    /// (AF_XDP, raw uplinks), flushed after every batch.
     flushed: Vec<PortId>,
     /// The kernel drop total and the device's own drop totals (too long,
-    /// broken) each such port reported at the last tick.
-    kernel_drops: Vec<[u64; 3]>,
+    /// broken, transmit queue full, transmit refused) each such port
+    /// reported at the last tick.
+    kernel_drops: Vec<[u64; 5]>,
     /// The underlay endpoint's drop counters at the last tick (its drop
     /// bursts), and when that was.
     vtep_drops: DropCounters,
@@ -485,6 +486,14 @@ impl Datapath {
                 self.queued[port.index()] = false;
                 continue;
             };
+            if tap.reads_batches() {
+                // One system call for many frames (a raw uplink).
+                if !self.read_port_batch(port) {
+                    self.ready.push_front(port);
+                    break;
+                }
+                continue;
+            }
             if let Some(max_frame) = tap.max_frame() {
                 // Small frames, no system call per read: a burst per port.
                 let mut short = 0;
@@ -557,6 +566,71 @@ impl Datapath {
         if !self.batch.is_full() {
             self.read_nat();
         }
+    }
+
+    /// Reads a burst from `port`, a device that reads many frames per
+    /// system call, straight into the batch's free buffers (one frame
+    /// each), and requeues or idles the port as the read says. Returns
+    /// false when no buffer was free (nothing was read).
+    fn read_port_batch(&mut self, port: PortId) -> bool {
+        let Some(Some(PortIo::Tap(device))) = self.ports.get(port.index()) else { return true };
+        let frames_left = self.batch.frames_left();
+        let (first, bufs) = self.batch.free_buffers();
+        let want = bufs.len().min(device::MAX_BATCH).min(frames_left);
+        if want == 0 {
+            return false;
+        }
+        let mut lens = [0; device::MAX_BATCH];
+        let result =
+            device.recv_batch(&mut bufs[..want], &mut lens).unwrap_or_else(|| Err(io::ErrorKind::Unsupported.into()));
+        let n = match result {
+            Ok(n) => n,
+            Err(e) => {
+                match e {
+                    e if e.kind() == io::ErrorKind::WouldBlock => self.queued[port.index()] = false,
+                    e if e.kind() == io::ErrorKind::Interrupted => self.ready.push_back(port),
+                    // The interface was unregistered (deleted, or its
+                    // namespace ended).
+                    e if device_gone(&e) => self.port_gone(port),
+                    e => {
+                        tracing::warn!(%port, error = %e, "read from port failed; waiting for the next event");
+                        self.queued[port.index()] = false;
+                    }
+                }
+                return true;
+            }
+        };
+        self.batch.use_buffers(n);
+        for (k, &len) in lens[..n].iter().enumerate() {
+            match len {
+                // Dropped by the device itself (counted there).
+                0 => {}
+                len if len < HDR => self.bridge.count_drop(port, DropReason::Truncated),
+                len => {
+                    let buf = first + k;
+                    let gso = VirtioNetHdr::parse(self.batch.buffer_mut(buf, 0..HDR)).unwrap_or_default().is_gso();
+                    self.batch.push(RxEntry {
+                        buf,
+                        frame: HDR..len,
+                        port,
+                        has_vnet_hdr: true,
+                        gso,
+                        checksum: ChecksumState::Unverified,
+                    });
+                }
+            }
+        }
+        if n > 0 {
+            self.link_seen_up(port);
+        }
+        // Fewer than asked: the socket's queue is empty, and a frame that
+        // arrives later raises a new edge.
+        if n == want {
+            self.ready.push_back(port);
+        } else {
+            self.queued[port.index()] = false;
+        }
+        true
     }
 
     /// Decides and transmits the current batch, then runs gateways that got
@@ -899,12 +973,18 @@ impl Datapath {
         for &port in &self.flushed {
             let Some(Some(PortIo::Tap(device))) = self.ports.get(port.index()) else { continue };
             let own = device.device_drops();
-            let totals = [device.kernel_drops(), own.too_long, own.broken];
+            let totals = [device.kernel_drops(), own.too_long, own.broken, own.tx_queue_full, own.tx_error];
             if self.kernel_drops.len() <= port.index() {
-                self.kernel_drops.resize(port.index() + 1, [0; 3]);
+                self.kernel_drops.resize(port.index() + 1, [0; 5]);
             }
             let last = std::mem::replace(&mut self.kernel_drops[port.index()], totals);
-            let reasons = [DropReason::XskRxDropped, DropReason::Oversize, DropReason::XskBadDescriptor];
+            let reasons = [
+                DropReason::XskRxDropped,
+                DropReason::Oversize,
+                DropReason::XskBadDescriptor,
+                DropReason::TxQueueFull,
+                DropReason::TxError,
+            ];
             for ((reason, total), last) in reasons.into_iter().zip(totals).zip(last) {
                 if total > last {
                     self.bridge.count_drops(port, reason, total - last);

@@ -10,7 +10,7 @@ use ctl::{IpNet, PortMapping};
 use crate::model::error::ModelError;
 use crate::model::state::Model;
 use crate::model::types::{
-    Connect, CreateNetwork, CreateSandbox, ENCRYPTED_OPTION, Endpoint, Network, Sandbox, Service,
+    Connect, CreateNetwork, CreateSandbox, ENCRYPTED_OPTION, Endpoint, Network, Sandbox, Service, Uplink,
 };
 use crate::model::validate;
 
@@ -86,6 +86,9 @@ pub struct StackPlan {
     pub removed: Vec<Endpoint>,
     /// Networks to create (as in `next`).
     pub networks: Vec<Network>,
+    /// Uplinks to attach: the parents of new macvlan networks (as in
+    /// `next`).
+    pub uplinks: Vec<Uplink>,
     /// Sandboxes to create (as in `next`).
     pub sandboxes: Vec<Sandbox>,
     /// Endpoints to create (as in `next`, with their published ports).
@@ -301,8 +304,14 @@ impl Model {
         let mut next = self.clone();
         let mut report = Report { created: BTreeSet::new(), changes: BTreeMap::new(), details: BTreeMap::new() };
         let mut plan_networks = Vec::new();
+        let mut plan_uplinks = Vec::new();
         for n in &stack.networks {
             if let Some(net) = next.plan_network(n, defaults)? {
+                // A macvlan network's parent is its uplink.
+                let key = format!("networks.{}.options.{}", n.name, crate::model::PARENT_OPTION);
+                if let Some(uplink) = next.add_macvlan_uplink(&net).map_err(|e| StackRefusal::model(key, e))? {
+                    plan_uplinks.push(uplink);
+                }
                 report.created.insert(("network", n.name.clone()));
                 report.details.insert(("network", n.name.clone()), network_details(&net));
                 plan_networks.push(net);
@@ -423,6 +432,7 @@ impl Model {
             objects,
             removed,
             networks: plan_networks,
+            uplinks: plan_uplinks,
             sandboxes: plan_sandboxes,
             endpoints,
             ports,

@@ -498,3 +498,26 @@ fn an_ipv6_export_planned_on_a_fresh_model_reproduces_the_addresses() {
     }
     assert!(!plan(&m, &exported).changes_anything(), "the export matches the model it came from");
 }
+
+#[test]
+fn a_macvlan_network_records_its_parent_as_its_uplink() {
+    let m = Model::new();
+    let mut lan = net("lan", "192.168.1.0/24");
+    lan.driver = Driver::Macvlan;
+    lan.options.insert("parent".into(), "enp3s0".into());
+    let p = plan(&m, &Stack { networks: vec![lan.clone()], ..Stack::default() });
+    assert_eq!(p.uplinks.len(), 1);
+    let uplink = &p.uplinks[0];
+    assert_eq!((uplink.interface.as_str(), uplink.port_type), ("enp3s0", ctl::proto::PortType::Raw));
+    assert_eq!(p.next.uplink("enp3s0").unwrap(), uplink);
+    assert_eq!(uplink.network_id, p.networks[0].id);
+    // Applied again: unchanged, nothing to attach.
+    let again = plan(&p.next, &Stack { networks: vec![lan.clone()], ..Stack::default() });
+    assert!(!again.changes_anything() && again.uplinks.is_empty());
+    // An interface that already serves a network is refused at the parent's key.
+    let mut other = net("other", "192.168.2.0/24");
+    other.driver = Driver::Macvlan;
+    other.options.insert("parent".into(), "enp3s0".into());
+    let r = refuse(&p.next, &Stack { networks: vec![other], ..Stack::default() });
+    assert_eq!(r.issues[0].key, "networks.other.options.parent", "{:?}", r.issues);
+}

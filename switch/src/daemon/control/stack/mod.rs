@@ -18,7 +18,9 @@ use ctl::stack::{SourceMap, Stack, StackIssue, StackReport, render_issues};
 use super::publish::{endpoint_publications, keys, service_publications};
 use super::{Control, Reply, model_error, ok, plumb_error};
 use crate::daemon::plumbing;
-use crate::model::{Endpoint, Network, Sandbox, Service, StackDefaults, StackPlan, StackRefusal};
+use crate::model::{
+    Endpoint, Network, PARENT_OPTION, Sandbox, Service, StackDefaults, StackPlan, StackRefusal, Uplink,
+};
 use journal::{Journal, JournalTap};
 
 /// Test hook: `VSWITCH_TEST_PAUSE_APPLY=STAGE:PATH` stops every
@@ -37,6 +39,8 @@ enum Done {
     ServiceClosed(Service),
     /// A network was added to the datapath: remove it.
     Network(Network),
+    /// A macvlan network's parent was attached as its uplink: detach it.
+    Uplink(Uplink),
     /// A sandbox's namespace was created: remove it.
     Sandbox(Sandbox),
     /// An endpoint was plumbed and its ports opened: tear it down.
@@ -64,6 +68,15 @@ impl Control {
             has_secret: self.has_secret,
         };
         let plan = self.model.plan_stack(stack, &defaults).map_err(|r| refusal_error(r, source))?;
+        // A macvlan parent is checked as `port add` checks it (the VTEP's
+        // interface, a default route's), dry run or not.
+        for uplink in &plan.uplinks {
+            self.check_uplink(uplink).map_err(|e| {
+                let name = plan.next.network_by_id(&uplink.network_id).map_or("", |n| n.name.as_str());
+                let key = format!("networks.{name}.options.{PARENT_OPTION}");
+                CtlError::new(e.kind, StackIssue::new(key, e.message).render(source))
+            })?;
+        }
         let report = StackReport { dry_run, changed: plan.changes_anything(), objects: plan.objects.clone() };
         if dry_run || !report.changed {
             return ok(report);
@@ -147,7 +160,7 @@ impl Control {
     }
 
     /// The side effects, in order, each recorded in `done` as it succeeds.
-    fn effects(&self, plan: &StackPlan, done: &mut Vec<Done>) -> Result<(), StepError> {
+    fn effects(&mut self, plan: &StackPlan, done: &mut Vec<Done>) -> Result<(), StepError> {
         let next = &plan.next;
         for e in &plan.removed {
             self.unpublish_logged(keys(&e.publish));
@@ -171,6 +184,12 @@ impl Control {
                 self.add_network_to_datapath(network).map_err(super::datapath_error).map_err(at(key))?;
                 done.push(Done::Network(network.clone()));
             }
+        }
+        for uplink in &plan.uplinks {
+            let Some(network) = next.network_by_id(&uplink.network_id) else { continue };
+            let key = format!("networks.{}.options.{PARENT_OPTION}", network.name);
+            self.attach_uplink(uplink, network).map_err(at(key))?;
+            done.push(Done::Uplink(uplink.clone()));
         }
         for sandbox in &plan.sandboxes {
             let key = format!("sandboxes.{}", sandbox.name);
@@ -237,7 +256,7 @@ impl Control {
 
     /// Undoes `done` in reverse; failures are logged (the saved state is
     /// still the old one, which a restart restores).
-    fn undo(&self, done: Vec<Done>) {
+    fn undo(&mut self, done: Vec<Done>) {
         for step in done.into_iter().rev() {
             match step {
                 Done::Opened(ports) => self.unpublish_logged(keys(&ports)),
@@ -245,6 +264,7 @@ impl Control {
                     self.unpublish_logged(keys(&e.publish));
                     self.teardown_endpoint(&e);
                 }
+                Done::Uplink(u) => self.detach_uplink(&u),
                 Done::Sandbox(s) => {
                     if let Err(e) = plumbing::remove_sandbox_netns(&s) {
                         tracing::error!(sandbox = %s.name, error = %e, "rollback: cannot remove the namespace");

@@ -24,4 +24,5 @@ mod overlay;
 mod overlay6;
 mod store_keys;
 mod tunnel_batch;
+mod uplink_batch;
 mod xsk;

@@ -124,14 +124,20 @@ fn chains_the_device_dropped_are_counted_by_reason_once_a_second() {
     let mut h = Harness::new();
     let net = h.network(plain_network(0));
     let a = h.xsk_endpoint(net, MAX);
-    h.port(a).set_device_drops(DeviceDrops { too_long: 2, broken: 3 });
+    h.port(a).set_device_drops(DeviceDrops { too_long: 2, broken: 3, ..DeviceDrops::default() });
     h.advance(std::time::Duration::from_secs(1));
     h.step();
     assert_eq!(h.drops(a, DropReason::Oversize), 2);
     assert_eq!(h.drops(a, DropReason::XskBadDescriptor), 3);
-    h.port(a).set_device_drops(DeviceDrops { too_long: 2, broken: 4 });
+    h.port(a).set_device_drops(DeviceDrops { too_long: 2, broken: 4, ..DeviceDrops::default() });
     h.advance(std::time::Duration::from_secs(1));
     h.step();
     assert_eq!(h.drops(a, DropReason::XskBadDescriptor), 4, "the delta");
     assert_eq!(h.counters(a).drops.total(), 6);
+    // Queued writes the kernel did not take on flush (a raw uplink's sendmmsg).
+    h.port(a).set_device_drops(DeviceDrops { too_long: 2, broken: 4, tx_queue_full: 5, tx_error: 1 });
+    h.advance(std::time::Duration::from_secs(1));
+    h.step();
+    assert_eq!((h.drops(a, DropReason::TxQueueFull), h.drops(a, DropReason::TxError)), (5, 1));
+    assert_eq!(h.counters(a).drops.total(), 12);
 }

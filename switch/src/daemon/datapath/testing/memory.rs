@@ -78,6 +78,10 @@ struct PortState {
     kernel_drops: u64,
     /// What the device's own drop counters say.
     device_drops: DeviceDrops,
+    /// Reads many frames per call, as a raw uplink's `recvmmsg` does.
+    batch_reads: bool,
+    /// Calls of `recv_batch`.
+    batch_calls: u64,
 }
 
 /// An in-memory frame port: reads take queued frames (virtio-net header
@@ -94,6 +98,20 @@ impl MemoryPort {
         let port = MemoryPort::default();
         lock(&port.0).small_frames = Some(max_frame);
         port
+    }
+
+    /// A port whose device reads many frames per call
+    /// ([`PortDevice::recv_batch`]), as a raw uplink does: an empty
+    /// queued read stands for a frame the device dropped itself.
+    pub(crate) fn batch_reads() -> MemoryPort {
+        let port = MemoryPort::default();
+        lock(&port.0).batch_reads = true;
+        port
+    }
+
+    /// Calls of [`PortDevice::recv_batch`] so far.
+    pub(crate) fn batch_calls(&self) -> u64 {
+        lock(&self.0).batch_calls
     }
 
     /// Sets the device's kernel drop counter (an AF_XDP socket's full ring).
@@ -197,6 +215,43 @@ impl PortDevice for MemoryPort {
             None if state.gone => Err(io::Error::from_raw_os_error(libc::EBADFD)),
             None => Err(io::ErrorKind::WouldBlock.into()),
         }
+    }
+
+    fn recv_batch(
+        &self,
+        bufs: &mut [Box<[u8]>],
+        lens: &mut [usize; super::super::device::MAX_BATCH],
+    ) -> Option<io::Result<usize>> {
+        let mut state = lock(&self.0);
+        if !state.batch_reads {
+            return None;
+        }
+        state.batch_calls += 1;
+        let mut n = 0;
+        while n < bufs.len().min(lens.len()) {
+            match state.rx.pop_front() {
+                Some(Ok(bytes)) => {
+                    let len = bytes.len().min(bufs[n].len());
+                    bufs[n][..len].copy_from_slice(&bytes[..len]);
+                    lens[n] = len;
+                    n += 1;
+                }
+                // A fault after frames: those frames first, as recvmmsg.
+                Some(Err(fault)) if n > 0 => {
+                    state.rx.push_front(Err(fault));
+                    break;
+                }
+                Some(Err(fault)) => return Some(Err(fault.error())),
+                None if n > 0 => break,
+                None if state.gone => return Some(Err(io::Error::from_raw_os_error(libc::EBADFD))),
+                None => return Some(Err(io::ErrorKind::WouldBlock.into())),
+            }
+        }
+        Some(Ok(n))
+    }
+
+    fn reads_batches(&self) -> bool {
+        lock(&self.0).batch_reads
     }
 
     fn send(&self, buf: &[u8]) -> io::Result<usize> {

@@ -249,6 +249,13 @@ impl Harness {
         self.endpoint_device(PortConfig { mtu, ..PortConfig::access(network) }, MemoryPort::small_frames(max_frame))
     }
 
+    /// Adds an endpoint whose device reads many frames per call, as a raw
+    /// uplink's does (see [`MemoryPort::batch_reads`]), on `network`.
+    pub(crate) fn batch_endpoint(&mut self, network: NetworkId) -> PortId {
+        let mtu = self.dp.nets.get(network.index()).and_then(Option::as_ref).expect("the network exists").mtu;
+        self.endpoint_device(PortConfig { mtu, ..PortConfig::access(network) }, MemoryPort::batch_reads())
+    }
+
     fn endpoint_device(&mut self, config: PortConfig, device: MemoryPort) -> PortId {
         let id = endpoint_port(self.next_endpoint);
         self.next_endpoint += 1;
