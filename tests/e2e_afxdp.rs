@@ -35,6 +35,49 @@ fn show_port(d: &Daemon, name: &str) -> Option<ctl::proto::ShowPort> {
     tree.networks.into_iter().flat_map(|n| n.ports).find(|p| p.name == name)
 }
 
+/// A VTEP daemon on a one-host underlay with one network and three
+/// sandboxes on it: `a` and `b` connected with `--port-type afxdp`, `c` with
+/// a TAP (the default).
+struct ThreeSandboxes {
+    // Fields drop in order: the daemon before the namespaces it runs in.
+    d: Daemon,
+    u: Underlay,
+    net: String,
+    a: String,
+    b: String,
+    c: String,
+    ea: EndpointInfo,
+    eb: EndpointInfo,
+    ec: EndpointInfo,
+}
+
+impl ThreeSandboxes {
+    /// The underlay on `underlay`.0/24, the network on `subnet`, created with
+    /// the further `network create` options `options`.
+    fn new(underlay: [u8; 3], subnet: &str, options: &[&str]) -> Self {
+        let u = Underlay::new(underlay, 1);
+        let d = vtep_daemon(u.host(0), &[]);
+        let net = d.name("n");
+        let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
+        let mut create = vec!["network", "create", &net, "--subnet", subnet];
+        create.extend_from_slice(options);
+        d.ctl_ok(&create);
+        for s in [&a, &b, &c] {
+            d.sandbox_create(s);
+        }
+        let ea = connect_afxdp(&d, &net, &a);
+        let eb = connect_afxdp(&d, &net, &b);
+        let ec = d.connect(&net, &c, None);
+        Self { d, u, net, a, b, c, ea, eb, ec }
+    }
+
+    /// The `stats` rows of the two AF_XDP ports (`a`'s, then `b`'s).
+    fn afxdp_stats(&self) -> [ctl::proto::PortStats; 2] {
+        let stats: Vec<ctl::proto::PortStats> = self.d.ctl_json(&["stats"]);
+        [&self.ea, &self.eb].map(|e| stats.iter().find(|s| s.port == e.port).expect("a stats row").clone())
+    }
+}
+
 fn assert_tcp(server: &str, ip: Ipv4Addr, client: &str, what: &str) {
     let r = tcp_transfer(server, ip, client, 8 << 20).unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(r.intact, "{what}: stream corrupted or short: {r:?}");
@@ -46,17 +89,8 @@ fn afxdp_sandboxes_talk_to_each_other_and_to_a_tap_sandbox() {
     if !require_root("afxdp_sandboxes_talk_to_each_other_and_to_a_tap_sandbox") {
         return;
     }
-    let u = Underlay::new([10, 213, 0], 1);
-    let d = vtep_daemon(u.host(0), &[]);
-    let net = d.name("n");
-    let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
-    d.network_create(&net, "10.214.0.0/24");
-    for s in [&a, &b, &c] {
-        d.sandbox_create(s);
-    }
-    let ea = connect_afxdp(&d, &net, &a);
-    let eb = connect_afxdp(&d, &net, &b);
-    let ec = d.connect(&net, &c, None);
+    let t = ThreeSandboxes::new([10, 213, 0], "10.214.0.0/24", &[]);
+    let ThreeSandboxes { u, d, net, a, b, c, ea, eb, ec } = &t;
     for e in [&ea, &eb] {
         let port = show_port(&d, &e.port).expect("the port is shown");
         assert_eq!(port.port_type, Some(PortType::Afxdp));
@@ -79,9 +113,7 @@ fn afxdp_sandboxes_talk_to_each_other_and_to_a_tap_sandbox() {
     assert_tcp(&a, addr(&ea), &c, "TCP tap -> afxdp");
     assert_tcp(&c, addr(&ec), &b, "TCP afxdp -> tap");
 
-    let stats: Vec<ctl::proto::PortStats> = d.ctl_json(&["stats"]);
-    for e in [&ea, &eb] {
-        let row = stats.iter().find(|s| s.port == e.port).expect("a stats row");
+    for row in t.afxdp_stats() {
         // (GSO frames from the TAP sandbox count once on the way in.)
         assert!(row.rx_packets > 1000 && row.tx_packets > 100 && row.tx_bytes > 8 << 20, "{row:?}");
     }
@@ -108,17 +140,8 @@ fn jumbo_frames_cross_afxdp_ports_as_descriptor_chains() {
     if !require_root("jumbo_frames_cross_afxdp_ports_as_descriptor_chains") {
         return;
     }
-    let u = Underlay::new([10, 217, 0], 1);
-    let d = vtep_daemon(u.host(0), &[]);
-    let net = d.name("j");
-    let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
-    d.ctl_ok(&["network", "create", &net, "--subnet", "10.218.0.0/24", "--mtu", "9000"]);
-    for s in [&a, &b, &c] {
-        d.sandbox_create(s);
-    }
-    let ea = connect_afxdp(&d, &net, &a);
-    let eb = connect_afxdp(&d, &net, &b);
-    let ec = d.connect(&net, &c, None);
+    let t = ThreeSandboxes::new([10, 217, 0], "10.218.0.0/24", &["--mtu", "9000"]);
+    let ThreeSandboxes { d, a, b, c, ea, eb, ec, .. } = &t;
     for e in [&ea, &eb] {
         let port = show_port(&d, &e.port).expect("the port is shown");
         let mode = port.xdp_mode.as_deref().unwrap_or_default();
@@ -139,9 +162,7 @@ fn jumbo_frames_cross_afxdp_ports_as_descriptor_chains() {
     // as chains with their checksums completed by the kernel.
     assert_tcp(&a, addr(&ea), &c, "jumbo TCP tap -> afxdp");
     assert_tcp(&c, addr(&ec), &b, "jumbo TCP afxdp -> tap");
-    let stats: Vec<ctl::proto::PortStats> = d.ctl_json(&["stats"]);
-    for e in [&ea, &eb] {
-        let row = stats.iter().find(|s| s.port == e.port).expect("a stats row");
+    for row in t.afxdp_stats() {
         assert!(row.rx_bytes > 8 << 20 || row.tx_bytes > 8 << 20, "{row:?}");
         // Jumbo frames are neither too long nor broken nor refused.
         for reason in ["oversize", "xsk_bad_descriptor", "offload_failed", "tx_error"] {
