@@ -75,8 +75,9 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BENCH=e2e
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 LOCAL_SETUPS="vswitchd afxdp ovs ovs-afxdp vde bridge veth"
 OVERLAY_SETUPS="vxlan overlay encrypted"
@@ -108,10 +109,6 @@ COMMAND="SUITE=$SUITE REPEAT=${REPEAT:-1} DURATION=${DURATION} PIN=${PIN:-1}${SE
 COMMAND+="${ONSET:+ ONSET=$ONSET}${OVS_PORT:+ OVS_PORT=$OVS_PORT} benches/e2e.sh"
 SETUPS=${SETUPS:-$DEFAULT_SETUPS}
 UDP_TOOL=${UDP_TOOL:-udpflood}
-BUILD=${BUILD:-1}
-KEEP_LOGS=${KEEP_LOGS:-0}
-VSWITCHD=${VSWITCHD:-$TARGET_DIR/release/vswitchd}
-VSWITCHCTL=${VSWITCHCTL:-$TARGET_DIR/release/vswitchctl}
 PIN=${PIN:-1}
 UNDERLAY_OFFLOADS=${UNDERLAY_OFFLOADS:-}
 LAT_DURATION=$((DURATION < 3 ? DURATION : 3))
@@ -175,19 +172,14 @@ declare -A IFINFO=()     # setup -> description of its client-side interface
 declare -A DPID=()       # daemon name -> PID
 declare -A DSTATUS=()    # daemon name -> running / what went wrong
 declare -A DSANDBOXES=() # daemon name -> sandboxes it created (removed on exit)
-declare -a BG_PIDS=()    # helper processes to kill on exit
-TMP=""
 UDPFLOOD=""
 OUT=""               # result of the last measure_* function
 BUSY_BEFORE=0        # CPU use of everything else, sampled before the tests
 SERVER_PID=""        # the server spawn_server started last
 SERVER_LOG=/dev/null # where spawn_server sends its output
 
-log() { printf '[e2e] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
 # dctl DAEMON ARGS...: vswitchctl against one daemon.
-dctl() { local d=$1; shift; "$VSWITCHCTL" --socket "$TMP/$d.sock" "$@"; }
+dctl() { vctl "$@"; }
 selected() { [[ " $SETUPS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------------- cleanup
@@ -214,43 +206,18 @@ cleanup() {
     local rc=$?
     set +e
     trap - INT TERM
-    local pid d i f keep=0
-    for pid in "${BG_PIDS[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    for pid in "${BG_PIDS[@]}"; do
-        wait "$pid" 2>/dev/null
-    done
+    local d keep=0
+    kill_bg
     for d in "${!DPID[@]}"; do
         stop_daemon "$d"
     done
     for d in "${!DPID[@]}"; do
-        for i in $(seq 50); do
-            kill -0 "${DPID[$d]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "${DPID[$d]}" 2>/dev/null && kill -KILL "${DPID[$d]}"
-        wait "${DPID[$d]}" 2>/dev/null
+        wait_gone "${DPID[$d]}"
         [[ -s $TMP/$d.log ]] && keep=1
     done
     # Sandboxes before hosts (a host's links into its sandbox go with either end).
-    for f in /run/netns/"$P"*; do
-        [[ -e $f && ${f##*/} != *h[12] ]] && ip netns del "${f##*/}" 2>/dev/null
-    done
-    for f in /run/netns/"$P"*; do
-        [[ -e $f ]] && ip netns del "${f##*/}" 2>/dev/null
-    done
-    # Links that escaped into the host namespace (should be none): only our prefix.
-    ip -o link show 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' | grep "^$P" |
-        while read -r link; do ip link del "$link" 2>/dev/null; done
-    cd /
-    if [[ -n $TMP && -d $TMP ]]; then
-        if [[ $KEEP_LOGS == 1 || ($rc -ne 0 && $keep == 1) ]]; then
-            log "logs kept in $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
+    remove_prefixed '*h[12]'
+    finish_tmp "$rc" "$keep"
     exit "$rc"
 }
 
@@ -271,10 +238,7 @@ install_packages() {
         command -v vde_switch >/dev/null || missing+=(vde2)
     fi
     [[ -e $CHART_FONT ]] || missing+=(fonts-dejavu-core)
-    ((${#missing[@]} == 0)) && return
-    log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2 ||
-        { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2; }
+    install_missing "${missing[@]}"
 }
 
 # Builds the batched UDP sender with plain rustc (std only) unless it is up to date.
@@ -303,32 +267,16 @@ draw_chart() {
     log "chart: $png"
 }
 
-build_switch() {
-    [[ $BUILD == 1 ]] || return 0
-    log "cargo build --release -p switch -p ctl --bins"
-    (cd "$ROOT" && cargo build --release -q -p switch -p ctl --bins) >&2
-}
-
 # ---------------------------------------------------------------------------- daemons
 
-# start_daemon NAME HOST_NS [VSWITCHD_ARGS...]: starts vswitchd NAME (socket $TMP/NAME.sock,
-# state $TMP/NAME-state, log $TMP/NAME.log) inside the network namespace HOST_NS ("" = this
-# one) and waits until it answers. nsenter execs, so the PID is the daemon's own.
+# start_daemon NAME HOST_NS [VSWITCHD_ARGS...]: start_vswitchd (lib.sh) recording the daemon's
+# PID in DPID and its status in DSTATUS.
 start_daemon() {
-    local d=$1 host=$2 i
-    shift 2
-    [[ -x $VSWITCHD && -x $VSWITCHCTL ]] || { DSTATUS[$d]="binaries missing ($VSWITCHD)"; return 1; }
-    local cmd=("$VSWITCHD" --ctl-socket "$TMP/$d.sock" --state-dir "$TMP/$d-state" "$@")
-    [[ -z $host ]] || cmd=(nsenter --net="/run/netns/$host" -- "${cmd[@]}")
-    "${cmd[@]}" >"$TMP/$d.log" 2>&1 &
-    DPID[$d]=$!
-    for i in $(seq 100); do
-        dctl "$d" ping >/dev/null 2>&1 && break
-        kill -0 "${DPID[$d]}" 2>/dev/null || { DSTATUS[$d]="daemon exited at startup"; return 1; }
-        ((i < 100)) || { DSTATUS[$d]="no answer to 'vswitchctl ping' within 10 s"; return 1; }
-        sleep 0.1
-    done
-    DSTATUS[$d]="running"
+    local d=$1 rc=0
+    start_vswitchd "$@" || rc=1
+    [[ -z $VSWITCHD_PID ]] || DPID[$d]=$VSWITCHD_PID
+    DSTATUS[$d]=${VSWITCHD_ERR:-running}
+    return "$rc"
 }
 
 # ctl_steps DAEMON STEP...: runs each vswitchctl step (a word list) against DAEMON; on failure
@@ -415,11 +363,7 @@ setup_bridge() {
 }
 
 setup_veth() {
-    ip link add "${P}v1" netns "$NS1" type veth peer name "${P}v2" netns "$NS2" &&
-        in_ns "$NS1" ip addr add "${SRC_IP[veth]}/24" dev "${P}v1" &&
-        in_ns "$NS2" ip addr add "${DST_IP[veth]}/24" dev "${P}v2" &&
-        in_ns "$NS1" ip link set "${P}v1" up &&
-        in_ns "$NS2" ip link set "${P}v2" up
+    veth_pair "$NS1" "${P}v1" "${SRC_IP[veth]}/24" "$NS2" "${P}v2" "${DST_IP[veth]}/24"
 }
 
 # ovs_env NAME CMD...: runs an Open vSwitch command with every path in $TMP/NAME (never the
@@ -551,11 +495,8 @@ pause_setup() {
 setup_hosts() {
     local setup=$1 h1=${HOST1[$1]} h2=${HOST2[$1]} net=${UNDERLAY[$1]} features
     read -r -a features <<<"$UNDERLAY_OFFLOADS"
-    ip netns add "$h1" && ip netns add "$h2" &&
-        in_ns "$h1" ip link set lo up && in_ns "$h2" ip link set lo up &&
-        ip link add "${P}u1" netns "$h1" type veth peer name "${P}u2" netns "$h2" &&
-        in_ns "$h1" ip link set "${P}u1" mtu 1500 up && in_ns "$h2" ip link set "${P}u2" mtu 1500 up &&
-        in_ns "$h1" ip addr add "$net.1/24" dev "${P}u1" && in_ns "$h2" ip addr add "$net.2/24" dev "${P}u2" &&
+    netns_add "$h1" "$h2" &&
+        veth_pair "$h1" "${P}u1" "$net.1/24" "$h2" "${P}u2" "$net.2/24" &&
         { ((${#features[@]} == 0)) ||
             { in_ns "$h1" ethtool -K "${P}u1" "${features[@]}" && in_ns "$h2" ethtool -K "${P}u2" "${features[@]}"; }; }
 }
@@ -670,15 +611,8 @@ describe_iface() {
 
 # ---------------------------------------------------------------------------- daemon process stats
 
-# Prints utime+stime of a process in clock ticks (all threads).
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# (cpu_ticks, cpu_percent, rss_mib and machine_busy are lib.sh's.)
 now() { echo "$EPOCHREALTIME"; }
-# cpu_percent TICKS0 TICKS1 T0 T1: percent of one core.
-cpu_percent() {
-    awk -v a="$1" -v b="$2" -v t0="$3" -v t1="$4" -v hz="$(getconf CLK_TCK)" \
-        'BEGIN { printf "%.1f", (b - a) / hz / (t1 - t0) * 100 }'
-}
-rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 threads() { awk '/^Threads:/ { print $2 }' "/proc/$1/status"; }
 
 # Records every live daemon's RSS and CPU over the same 3 s of no traffic under key prefix $1.
@@ -723,16 +657,6 @@ with_cpu_sample() {
     # Under its own key: a local setup and its daemon share a name.
     [[ -z $total ]] || RES["$setup,$metric-total"]+="$total "
     return "$rc"
-}
-
-# Prints how busy all CPUs were (percent) over one second: other load skews every number.
-machine_busy() {
-    local a b
-    a=$(head -n 1 /proc/stat)
-    sleep 1
-    b=$(head -n 1 /proc/stat)
-    printf '%s\n%s\n' "$a" "$b" | awk '{ idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i
-        if (NR == 1) { i0 = idle; t0 = total } else printf "%.0f\n", (1 - (idle - i0) / (total - t0)) * 100 }'
 }
 
 # ---------------------------------------------------------------------------- measurements
@@ -1311,7 +1235,6 @@ chart_data() {
 # ---------------------------------------------------------------------------- main
 
 main() {
-    [[ $(id -u) == 0 ]] || die "run as root (creates network namespaces)"
     [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer"
     [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a positive integer"
     [[ $UDP_TOOL == udpflood || $UDP_TOOL == iperf3 ]] || die "UDP_TOOL must be udpflood or iperf3"
@@ -1322,11 +1245,7 @@ main() {
     for setup in $SETUPS; do
         [[ -n ${LABEL[$setup]:-} ]] || die "unknown setup '$setup' (use $LOCAL_SETUPS $OVERLAY_SETUPS)"
     done
-    trap cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    TMP=$(mktemp -d /tmp/vswitch-e2e.XXXXXX)
-    cd "$TMP"   # tools never write into the caller's directory
+    bench_start
 
     install_packages
     [[ $UDP_TOOL == udpflood ]] && build_udpflood
