@@ -951,7 +951,8 @@ pub(super) mod tests {
         assert_eq!(s.state(), before, "a refused stack changed the state");
         // Nor does a stack service on a cluster network (it would be host mode, not ingress).
         let stack: ctl::stack::Stack = serde_json::from_value(serde_json::json!({
-            "services": [{"name": "lb", "network": "ov", "ports": ["9090:90"]}]
+            "networks": [{"name": "ov", "external": true}],
+            "services": [{"name": "lb", "network": "ov", "ports": [{"host_port": 9090, "container_port": 90}]}]
         }))
         .unwrap();
         let e = s.c().handle(Request::StackApply { stack, dry_run: false, source: None }).unwrap_err();
