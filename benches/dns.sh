@@ -59,8 +59,11 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BENCH=dns
+# The trailing "x" keeps one run's prefix from being a prefix of another's (vd12 vs vd123).
+P="vd$$x"
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 DURATION=${DURATION:-5}
 REPEAT=${REPEAT:-3}
@@ -72,10 +75,6 @@ INFLIGHT=${INFLIGHT:-200}
 LAT_RATE=${LAT_RATE:-auto}
 FWD_RATE=${FWD_RATE:-500}
 PIN=${PIN:-0}
-BUILD=${BUILD:-1}
-KEEP_LOGS=${KEEP_LOGS:-0}
-VSWITCHD=${VSWITCHD:-$TARGET_DIR/release/vswitchd}
-VSWITCHCTL=${VSWITCHCTL:-$TARGET_DIR/release/vswitchctl}
 DNSMASQ=/usr/sbin/dnsmasq
 CLIENT_PIN=()
 SERVER_PIN=()
@@ -84,8 +83,6 @@ if [[ $PIN == 1 ]] && (($(nproc) >= 2)); then
     SERVER_PIN=(taskset -c 1)
 fi
 
-# The trailing "x" keeps one run's prefix from being a prefix of another's (vd12 vs vd123).
-P="vd$$x"
 NSD="${P}dh"          # the daemon's namespace
 NSU="${P}up"          # the upstream's namespace
 NSC="${P}c"           # client sandbox
@@ -100,36 +97,25 @@ UPSTREAM_IP=10.252.0.2
 
 declare -A RES=()        # "key" -> space-separated values, one per repetition (NA when missing)
 declare -A STATUS=()     # target -> why it is not measured
-declare -a BG_PIDS=()    # helper processes to kill on exit
 declare -a SANDBOXES=()  # sandboxes the daemon created
 DAEMON_PID=""
 MASQ_PID=""              # dnsmasq in the sandbox
 LAST_PID=""              # the process start_dnsmasq started last
-TMP=""
 BUSY_BEFORE=0
 FIRST_NAME=""            # a name of each zone and the address it must resolve to
 FIRST_ADDR=""
 FWD_NAME=""
 FWD_ADDR=""
 
-log() { printf '[dns] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
-dctl() { "$VSWITCHCTL" --socket "$TMP/vswitchd.sock" "$@"; }
+dctl() { vctl vswitchd "$@"; }
 
 # ---------------------------------------------------------------------------- cleanup
 
 cleanup() {
-    local rc=$?
+    local rc=$? sb
     set +e
     trap - INT TERM
-    local pid i sb f
-    for pid in "${BG_PIDS[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    for pid in "${BG_PIDS[@]}"; do
-        wait "$pid" 2>/dev/null
-    done
+    kill_bg
     if [[ -n $DAEMON_PID ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
         # The daemon removes what it made: endpoints, namespaces, /etc/netns/NAME.
         for sb in "${SANDBOXES[@]}"; do
@@ -137,30 +123,10 @@ cleanup() {
         done
         dctl network rm "$NET" >/dev/null 2>&1
         kill "$DAEMON_PID" 2>/dev/null
-        for i in $(seq 50); do
-            kill -0 "$DAEMON_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$DAEMON_PID" 2>/dev/null && kill -KILL "$DAEMON_PID"
-        wait "$DAEMON_PID" 2>/dev/null
+        wait_gone "$DAEMON_PID"
     fi
-    for f in /run/netns/"$P"*; do
-        [[ -e $f ]] && ip netns del "${f##*/}" 2>/dev/null
-    done
-    for f in /etc/netns/"$P"*; do
-        [[ -e $f ]] && rm -rf "$f"
-    done
-    # Links that escaped into the host namespace (should be none): only our prefix.
-    ip -o link show 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' | grep "^$P" |
-        while read -r link; do ip link del "$link" 2>/dev/null; done
-    cd /
-    if [[ -n $TMP && -d $TMP ]]; then
-        if [[ $KEEP_LOGS == 1 || $rc -ne 0 ]]; then
-            log "logs kept in $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
+    remove_prefixed
+    finish_tmp "$rc"
     exit "$rc"
 }
 
@@ -173,17 +139,7 @@ install_packages() {
     command -v dig >/dev/null || missing+=(bind9-dnsutils)
     command -v ip >/dev/null || missing+=(iproute2)
     command -v nsenter >/dev/null && command -v taskset >/dev/null || missing+=(util-linux)
-    ((${#missing[@]} == 0)) && return
-    log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
-        { apt-get update -q >&2 &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; }
-}
-
-build_switch() {
-    [[ $BUILD == 1 ]] || return 0
-    log "cargo build --release -p switch -p ctl --bins"
-    (cd "$ROOT" && cargo build --release -q -p switch -p ctl --bins) >&2
+    install_missing --no-install-recommends "${missing[@]}"
 }
 
 # ---------------------------------------------------------------------------- setup
@@ -256,28 +212,19 @@ ctl_steps() {
 }
 
 setup() {
-    local k i
-    if ! { ip netns add "$NSD" && ip netns add "$NSU" &&
-        in_ns "$NSD" ip link set lo up && in_ns "$NSU" ip link set lo up &&
-        ip link add "${P}u1" netns "$NSD" type veth peer name "${P}u2" netns "$NSU" &&
-        in_ns "$NSD" ip addr add "$UPLINK_DAEMON/24" dev "${P}u1" &&
-        in_ns "$NSU" ip addr add "$UPSTREAM_IP/24" dev "${P}u2" &&
-        in_ns "$NSD" ip link set "${P}u1" up && in_ns "$NSU" ip link set "${P}u2" up; }; then
+    local k
+    if ! { netns_add "$NSD" "$NSU" &&
+        veth_pair "$NSD" "${P}u1" "$UPLINK_DAEMON/24" "$NSU" "${P}u2" "$UPSTREAM_IP/24"; }; then
         die "cannot set up the daemon and upstream namespaces"
     fi
     start_dnsmasq "$NSU" "$UPSTREAM_IP" "$TMP/fwd.hosts" "$TMP/dnsmasq-upstream.log"
     wait_answer "$NSU" "$UPSTREAM_IP" "$FWD_NAME" "$FWD_ADDR" || die "the upstream dnsmasq does not answer"
 
-    [[ -x $VSWITCHD && -x $VSWITCHCTL ]] || die "binaries missing: $VSWITCHD $VSWITCHCTL"
-    nsenter --net="/run/netns/$NSD" -- "$VSWITCHD" --ctl-socket "$TMP/vswitchd.sock" \
-        --state-dir "$TMP/vswitchd-state" --dns "$UPSTREAM_IP" >"$TMP/vswitchd.log" 2>&1 &
-    DAEMON_PID=$!
-    for i in $(seq 100); do
-        dctl ping >/dev/null 2>&1 && break
-        kill -0 "$DAEMON_PID" 2>/dev/null || die "vswitchd exited at startup: $(tail -n 5 "$TMP/vswitchd.log")"
-        ((i < 100)) || die "vswitchd does not answer 'vswitchctl ping' within 10 s"
-        sleep 0.1
-    done
+    if ! start_vswitchd vswitchd "$NSD" --dns "$UPSTREAM_IP"; then
+        DAEMON_PID=$VSWITCHD_PID
+        die "vswitchd: $VSWITCHD_ERR: $(tail -n 5 "$TMP/vswitchd.log" 2>/dev/null)"
+    fi
+    DAEMON_PID=$VSWITCHD_PID
     local steps=("network create $NET --subnet $SUBNET" "sandbox create $NSC" "sandbox create $NSM"
         "network connect $NET $NSC --ip $CLIENT_IP" "network connect $NET $NSM --ip $DNSMASQ_IP")
     for ((k = 1; k <= ENDPOINTS; k++)); do
@@ -300,29 +247,6 @@ setup() {
 }
 
 # ---------------------------------------------------------------------------- measuring
-
-# Prints utime+stime of a process in clock ticks.
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-cpu_percent() {
-    awk -v a="$1" -v b="$2" -v t0="$3" -v t1="$4" -v hz="$(getconf CLK_TCK)" \
-        'BEGIN { printf "%.0f", (b - a) / hz / (t1 - t0) * 100 }'
-}
-rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo NA; }
-
-# busy_between "CPU LINE A" "CPU LINE B": percent of all CPUs busy between two samples of
-# /proc/stat's first line.
-busy_between() {
-    printf '%s\n%s\n' "$1" "$2" | awk '{ idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i
-        if (NR == 1) { i0 = idle; t0 = total } else printf "%.0f\n", (1 - (idle - i0) / (total - t0)) * 100 }'
-}
-
-# Prints how busy all CPUs were (percent) over one second.
-machine_busy() {
-    local a
-    a=$(head -n 1 /proc/stat)
-    sleep 1
-    busy_between "$a" "$(head -n 1 /proc/stat)"
-}
 
 # dnsperf_in NS OUT ARGS...: runs dnsperf ARGS in namespace NS (pinned if PIN=1), output to OUT,
 # in the background while this shell waits (Ctrl-C interrupts at once).
@@ -363,8 +287,8 @@ measure_max() {
         -l "$DURATION" -t 2 || log "$target: dnsperf failed: $(tail -n 2 "$out" | tr '\n' ' ')"
     t1=$EPOCHREALTIME
     record "$target,cpu-all" "$(busy_between "$s0" "$(head -n 1 /proc/stat)")"
-    record "$target,cpu-vswitchd" "$(cpu_percent "$d0" "$(cpu_ticks "$DAEMON_PID")" "$t0" "$t1")"
-    record "$target,cpu-dnsmasq" "$(cpu_percent "$m0" "$(cpu_ticks "$MASQ_PID")" "$t0" "$t1")"
+    record "$target,cpu-vswitchd" "$(cpu_percent "$d0" "$(cpu_ticks "$DAEMON_PID")" "$t0" "$t1" 0)"
+    record "$target,cpu-dnsmasq" "$(cpu_percent "$m0" "$(cpu_ticks "$MASQ_PID")" "$t0" "$t1" 0)"
     qps=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$out")
     lost=$(awk '/Queries lost:/ { gsub(/[()%]/, "", $4); print $4 }' "$out")
     record "$target,qps" "$qps"
@@ -559,12 +483,8 @@ main() {
     done
     [[ $LAT_RATE == auto || $LAT_RATE =~ ^[1-9][0-9]*$ ]] || die "LAT_RATE must be auto or a positive integer"
     ((NAMES <= 999 && ENDPOINTS <= 200)) || die "NAMES <= 999 and ENDPOINTS <= 200"
-    trap cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    TMP=$(mktemp -d /tmp/vswitch-dns.XXXXXX)
+    bench_start
     chmod 755 "$TMP" # dnsmasq reads the hosts files after dropping root
-    cd "$TMP"
 
     install_packages
     build_switch || die "cargo build failed"

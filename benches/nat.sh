@@ -62,8 +62,11 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BENCH=nat
+# The trailing "x" keeps one run's prefix from being a prefix of another's (vn12 vs vn123).
+P="vn$$x"
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 DURATION=${DURATION:-5}
 REPEAT=${REPEAT:-3}
@@ -71,15 +74,9 @@ TESTS=${TESTS:-egress inbound cps memory}
 SETUPS=${SETUPS:-vswitch pasta slirp socat kernel}
 CONNS=${CONNS:-10000}
 WRK_CONNS=${WRK_CONNS:-32}
-BUILD=${BUILD:-1}
-KEEP_LOGS=${KEEP_LOGS:-0}
-VSWITCHD=${VSWITCHD:-$TARGET_DIR/release/vswitchd}
-VSWITCHCTL=${VSWITCHCTL:-$TARGET_DIR/release/vswitchctl}
 HTTPD=$TARGET_DIR/nat-bench/httpd
 HOLD=$SCRIPT_DIR/nat/hold.py
 
-# The trailing "x" keeps one run's prefix from being a prefix of another's (vn12 vs vn123).
-P="vn$$x"
 NSH="${P}h"
 NSO="${P}o"
 NSK="${P}k"
@@ -115,64 +112,32 @@ declare -A RES=()      # "test,setup" -> space-separated values, one per repetit
 declare -A STATUS=()   # setup -> why it is not measured (empty: ready)
 declare -A PIDOF=()    # vswitch/pasta/slirp -> the translating process's PID
 declare -A NOTE=()     # free-form notes for the report
-declare -a BG_PIDS=()  # helper processes to kill on exit
-TMP=""
 BUSY_BEFORE=0
 LAST_PID=""
 HELD=NA
 
-log() { printf '[nat] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
-dctl() { "$VSWITCHCTL" --socket "$TMP/vswitchd.sock" "$@"; }
+dctl() { vctl vswitchd "$@"; }
 selected() { [[ " $SETUPS " == *" $1 "* ]]; }
 testing() { [[ " $TESTS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------------- cleanup
 
 cleanup() {
-    local rc=$?
+    local rc=$? pid
     set +e
     trap - INT TERM
-    local pid i f
-    for pid in "${BG_PIDS[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    for pid in "${BG_PIDS[@]}"; do
-        wait "$pid" 2>/dev/null
-    done
+    kill_bg
     pid=${PIDOF[vswitch]:-}
     if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
         dctl network disconnect "$NET" "$NSV" >/dev/null 2>&1
         dctl sandbox rm "$NSV" >/dev/null 2>&1
         dctl network rm "$NET" >/dev/null 2>&1
         kill "$pid" 2>/dev/null
-        for i in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-        wait "$pid" 2>/dev/null
+        wait_gone "$pid"
     fi
     # Containers before the host (their links into the host go with either end).
-    for f in /run/netns/"$P"*; do
-        [[ -e $f && ${f##*/} != "$NSH" ]] && ip netns del "${f##*/}" 2>/dev/null
-    done
-    [[ -e /run/netns/$NSH ]] && ip netns del "$NSH" 2>/dev/null
-    for f in /etc/netns/"$P"*; do
-        [[ -e $f ]] && rm -rf "$f"
-    done
-    # Links that escaped into the host namespace (should be none): only our prefix.
-    ip -o link show 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' | grep "^$P" |
-        while read -r link; do ip link del "$link" 2>/dev/null; done
-    cd /
-    if [[ -n $TMP && -d $TMP ]]; then
-        if [[ $KEEP_LOGS == 1 || $rc -ne 0 ]]; then
-            log "logs kept in $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
+    remove_prefixed "$NSH"
+    finish_tmp "$rc"
     exit "$rc"
 }
 
@@ -188,11 +153,7 @@ install_packages() {
     command -v python3 >/dev/null || missing+=(python3)
     command -v ip >/dev/null || missing+=(iproute2)
     command -v nsenter >/dev/null || missing+=(util-linux)
-    ((${#missing[@]} == 0)) && return
-    log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 ||
-        { apt-get update -q >&2 &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; }
+    install_missing --no-install-recommends "${missing[@]}"
 }
 
 build_tools() {
@@ -202,10 +163,8 @@ build_tools() {
         mkdir -p "${HTTPD%/*}"
         rustc --edition 2024 -C opt-level=3 -o "$HTTPD" "$src"
     fi
-    [[ $BUILD == 1 ]] || return 0
     selected vswitch || return 0
-    log "cargo build --release -p switch -p ctl --bins"
-    (cd "$ROOT" && cargo build --release -q -p switch -p ctl --bins) >&2
+    build_switch
 }
 
 # ---------------------------------------------------------------------------- setup
@@ -259,16 +218,12 @@ wait_tcp() {
 setup_world() {
     local ns
     for ns in "$NSH" "$NSO" "$NSK" "$NSP" "$NSS"; do
-        { ip netns add "$ns" && in_ns "$ns" ip link set lo up; } || die "cannot create namespace $ns"
+        netns_add "$ns" || die "cannot create namespace $ns"
     done
-    { ip -n "$NSH" link add up0 type veth peer name eth0 netns "$NSO" &&
-        ip -n "$NSH" addr add "$HOST_IP/30" dev up0 && ip -n "$NSO" addr add "$OUT_IP/30" dev eth0 &&
+    { veth_pair "$NSH" up0 "$HOST_IP/30" "$NSO" eth0 "$OUT_IP/30" &&
         ip -n "$NSO" addr add "$FAR_IP/32" dev lo &&
-        ip -n "$NSH" link set up0 up && ip -n "$NSO" link set eth0 up &&
         ip -n "$NSH" route add default via "$OUT_IP" &&
-        ip -n "$NSH" link add k0 type veth peer name eth0 netns "$NSK" &&
-        ip -n "$NSH" addr add "$K_HOST_IP/24" dev k0 && ip -n "$NSK" addr add "$K_IP/24" dev eth0 &&
-        ip -n "$NSH" link set k0 up && ip -n "$NSK" link set eth0 up &&
+        veth_pair "$NSH" k0 "$K_HOST_IP/24" "$NSK" eth0 "$K_IP/24" &&
         ip -n "$NSK" route add default via "$K_HOST_IP" &&
         ip -n "$NSO" route add 10.249.1.0/24 via "$HOST_IP" &&
         in_ns "$NSH" sysctl -qw net.ipv4.ip_forward=1; } || die "cannot set up the host and outside namespaces"
@@ -277,17 +232,13 @@ setup_world() {
 }
 
 setup_vswitch() {
-    local i out
-    [[ -x $VSWITCHD && -x $VSWITCHCTL ]] || { STATUS[vswitch]="binaries missing: $VSWITCHD"; return 1; }
-    nsenter --net="/run/netns/$NSH" -- "$VSWITCHD" --ctl-socket "$TMP/vswitchd.sock" \
-        --state-dir "$TMP/vswitchd-state" >"$TMP/vswitchd.log" 2>&1 &
-    PIDOF[vswitch]=$!
-    for i in $(seq 100); do
-        dctl ping >/dev/null 2>&1 && break
-        kill -0 "${PIDOF[vswitch]}" 2>/dev/null || { STATUS[vswitch]="vswitchd exited at startup"; return 1; }
-        ((i < 100)) || { STATUS[vswitch]="vswitchd does not answer 'vswitchctl ping'"; return 1; }
-        sleep 0.1
-    done
+    local out
+    if ! start_vswitchd vswitchd "$NSH"; then
+        PIDOF[vswitch]=$VSWITCHD_PID
+        STATUS[vswitch]="vswitchd: $VSWITCHD_ERR"
+        return 1
+    fi
+    PIDOF[vswitch]=$VSWITCHD_PID
     if ! out=$({ dctl network create "$NET" --subnet "$V_SUBNET" && dctl sandbox create "$NSV"; } 2>&1); then
         STATUS[vswitch]="setup failed: $(tail -n 1 <<<"$out")"
         return 1
@@ -337,18 +288,7 @@ setup_socat() {
 
 record() { RES["$1"]+="${2:-NA} "; }
 
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo NA; }
-busy_between() {
-    printf '%s\n%s\n' "$1" "$2" | awk '{ idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i
-        if (NR == 1) { i0 = idle; t0 = total } else printf "%.0f\n", (1 - (idle - i0) / (total - t0)) * 100 }'
-}
-machine_busy() {
-    local a
-    a=$(head -n 1 /proc/stat)
-    sleep 1
-    busy_between "$a" "$(head -n 1 /proc/stat)"
-}
 
 # iperf_gbps CLIENT_NS ADDR PORT OUT: one iperf3 stream for DURATION s; prints Gbit/s received
 # (or nothing on failure).
@@ -356,39 +296,30 @@ iperf_gbps() {
     local ns=$1 addr=$2 port=$3 out=$4
     timeout $((DURATION + 20)) nsenter --net="/run/netns/$ns" -- iperf3 -c "$addr" -p "$port" -t "$DURATION" -J \
         >"$out" 2>&1 || true
-    python3 - "$out" <<'EOF' 2>/dev/null || true
-import json, sys
-d = json.load(open(sys.argv[1]))
-if not d.get("error"):
-    print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
-EOF
+    iperf3_gbps "$out"
+}
+
+# measure_iperf TEST SETUP REP CLIENT_NS ADDR PORT: one iperf3 stream from CLIENT_NS to
+# ADDR:PORT, recorded as TEST of SETUP (Gbit/s) with the translating process's CPU (TEST-cpu).
+measure_iperf() {
+    local test=$1 s=$2 rep=$3 v pid=${PIDOF[$2]:-} c0 t0 out=$TMP/$1-$2-$3.json
+    c0=$([[ -n $pid ]] && cpu_ticks "$pid" || echo 0) t0=$EPOCHREALTIME
+    v=$(iperf_gbps "$4" "$5" "$6" "$out")
+    [[ -n $v ]] || log "$test $s: iperf3 failed: $(grep -m1 error "$out")"
+    record "$test,$s" "$v"
+    [[ -z $pid ]] || record "$test-cpu,$s" "$(cpu_percent "$c0" "$(cpu_ticks "$pid")" "$t0" "$EPOCHREALTIME" 0)"
 }
 
 # Egress: setup $1, repetition $2.
 measure_egress() {
-    local s=$1 rep=$2 v pid=${PIDOF[$1]:-} c0 t0
-    log "rep $rep: egress, $s"
-    c0=$([[ -n $pid ]] && cpu_ticks "$pid" || echo 0) t0=$EPOCHREALTIME
-    v=$(iperf_gbps "${CNS[$s]}" "$FAR_IP" "$IPERF_PORT" "$TMP/egress-$s-$rep.json")
-    [[ -n $v ]] || log "egress $s: iperf3 failed: $(grep -m1 error "$TMP/egress-$s-$rep.json")"
-    record "egress,$s" "$v"
-    [[ -z $pid ]] || record "egress-cpu,$s" "$(cpu_pct "$c0" "$(cpu_ticks "$pid")" "$t0" "$EPOCHREALTIME")"
-}
-
-cpu_pct() {
-    awk -v a="$1" -v b="$2" -v t0="$3" -v t1="$4" -v hz="$(getconf CLK_TCK)" \
-        'BEGIN { printf "%.0f", (b - a) / hz / (t1 - t0) * 100 }'
+    log "rep $2: egress, $1"
+    measure_iperf egress "$1" "$2" "${CNS[$1]}" "$FAR_IP" "$IPERF_PORT"
 }
 
 # Published port: setup $1, repetition $2.
 measure_inbound() {
-    local s=$1 rep=$2 v pid=${PIDOF[$1]:-} c0 t0
-    log "rep $rep: published port, $s"
-    c0=$([[ -n $pid ]] && cpu_ticks "$pid" || echo 0) t0=$EPOCHREALTIME
-    v=$(iperf_gbps "$NSO" "${IN_IPERF[$s]%:*}" "${IN_IPERF[$s]#*:}" "$TMP/inbound-$s-$rep.json")
-    [[ -n $v ]] || log "inbound $s: iperf3 failed: $(grep -m1 error "$TMP/inbound-$s-$rep.json")"
-    record "inbound,$s" "$v"
-    [[ -z $pid ]] || record "inbound-cpu,$s" "$(cpu_pct "$c0" "$(cpu_ticks "$pid")" "$t0" "$EPOCHREALTIME")"
+    log "rep $2: published port, $1"
+    measure_iperf inbound "$1" "$2" "$NSO" "${IN_IPERF[$1]%:*}" "${IN_IPERF[$1]#*:}"
 }
 
 # New connections per second: setup $1, repetition $2.
@@ -627,11 +558,7 @@ main() {
     for v in DURATION REPEAT CONNS WRK_CONNS; do
         [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
     done
-    trap cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    TMP=$(mktemp -d /tmp/vswitch-nat.XXXXXX)
-    cd "$TMP"
+    bench_start
     install_packages
     build_tools || die "build failed"
     # Enough descriptors for CONNS connections in each translator (children inherit it).

@@ -6,7 +6,7 @@
 # machine has to spare. Prints each repetition's aggregate Gbit/s per worker count, the medians
 # and their ratio (workers=2 / workers=1).
 #
-# Usage (as root; installs iperf3 and iproute2 if missing):
+# Usage (as root; installs iperf3, iproute2, util-linux and python3 if missing):
 #   sudo benches/workers.sh
 #   sudo DURATION=5 REPEAT=5 benches/workers.sh
 #
@@ -24,48 +24,32 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BENCH=workers
+P=vw$$x
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
 DURATION=${DURATION:-10}
 REPEAT=${REPEAT:-3}
-BUILD=${BUILD:-1}
-KEEP_LOGS=${KEEP_LOGS:-0}
-VSWITCHD=${VSWITCHD:-$TARGET_DIR/release/vswitchd}
-VSWITCHCTL=${VSWITCHCTL:-$TARGET_DIR/release/vswitchctl}
+DNAME=""   # the running daemon: d-WORKERS (socket, state and log in TMP)
 
-P=vw$$x
-TMP=$(mktemp -d /tmp/vswitch-workers.XXXXXX)
-DPID=""
-SERVERS=()
-
-log() { echo "[workers] $*" >&2; }
-
-ctl() { "$VSWITCHCTL" --socket "$TMP/d.sock" "$@"; }
+ctl() { vctl "$DNAME" "$@"; }
 
 stop_daemon() {
-    [[ -n $DPID ]] || return 0
+    [[ -n $VSWITCHD_PID ]] || return 0
     ctl sandbox rm "${P}a1" "${P}b1" "${P}a2" "${P}b2" >/dev/null 2>&1 || true
-    kill "$DPID" 2>/dev/null || true
-    wait "$DPID" 2>/dev/null || true
-    DPID=""
+    kill "$VSWITCHD_PID" 2>/dev/null || true
+    wait_gone "$VSWITCHD_PID"
+    VSWITCHD_PID=""
 }
 
 cleanup() {
-    local rc=$? f pid
+    local rc=$?
     set +e
     trap - INT TERM
-    for pid in "${SERVERS[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
+    kill_bg
     stop_daemon
-    for f in /run/netns/"$P"*; do
-        [[ -e $f ]] && ip netns del "${f##*/}" 2>/dev/null
-    done
-    if [[ $KEEP_LOGS == 1 || $rc -ne 0 ]]; then
-        log "logs kept in $TMP"
-    else
-        rm -rf "$TMP"
-    fi
+    remove_prefixed
+    finish_tmp "$rc"
     exit "$rc"
 }
 
@@ -73,24 +57,17 @@ install_packages() {
     local missing=()
     command -v iperf3 >/dev/null || missing+=(iperf3)
     command -v ip >/dev/null || missing+=(iproute2)
-    ((${#missing[@]} == 0)) && return
-    log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2 ||
-        { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2; }
+    command -v nsenter >/dev/null || missing+=(util-linux)
+    command -v python3 >/dev/null || missing+=(python3)
+    install_missing "${missing[@]}"
 }
 
 # start WORKERS: a daemon with WORKERS datapath threads, two networks, two sandboxes on each.
 start() {
-    local workers=$1 i
-    rm -rf "$TMP/state"
-    "$VSWITCHD" --ctl-socket "$TMP/d.sock" --state-dir "$TMP/state" --workers "$workers" \
-        >"$TMP/d-$workers.log" 2>&1 &
-    DPID=$!
-    for i in $(seq 100); do
-        ctl ping >/dev/null 2>&1 && break
-        kill -0 "$DPID" 2>/dev/null || { log "vswitchd exited at startup"; return 1; }
-        sleep 0.1
-    done
+    local workers=$1
+    DNAME=d-$workers
+    rm -rf "$TMP/$DNAME-state"
+    start_vswitchd "$DNAME" "" --workers "$workers" || { log "vswitchd: $VSWITCHD_ERR"; return 1; }
     {
         ctl network create "${P}n1" --subnet 10.246.1.0/24
         ctl network create "${P}n2" --subnet 10.246.2.0/24
@@ -109,47 +86,41 @@ run() {
     local workers=$1 n total=0 got
     start "$workers" || return 1
     for n in 1 2; do
-        ip netns exec "${P}b$n" iperf3 -s -1 -B "10.246.$n.12" -p 5201 >"$TMP/server-$n.txt" 2>&1 &
-        SERVERS+=($!)
+        in_ns "${P}b$n" iperf3 -s -1 -B "10.246.$n.12" -p 5201 >"$TMP/server-$n.txt" 2>&1 &
+        BG_PIDS+=($!)
     done
     for n in 1 2; do
         for _ in $(seq 50); do
-            ip netns exec "${P}a$n" ping -c 1 -W 1 "10.246.$n.12" >/dev/null 2>&1 && break
+            in_ns "${P}a$n" ping -c 1 -W 1 "10.246.$n.12" >/dev/null 2>&1 && break
         done
     done
     sleep 0.5
     local clients=()
     for n in 1 2; do
-        ip netns exec "${P}a$n" iperf3 -c "10.246.$n.12" -p 5201 -t "$DURATION" -J \
+        in_ns "${P}a$n" iperf3 -c "10.246.$n.12" -p 5201 -t "$DURATION" -J \
             >"$TMP/client-$workers-$n.json" 2>&1 &
         clients+=($!)
     done
     for n in 1 2; do
         wait "${clients[$((n - 1))]}" || { log "iperf3 on network $n failed"; cat "$TMP/client-$workers-$n.json" >&2; }
-        got=$(grep -A8 '"sum_received"' "$TMP/client-$workers-$n.json" | awk -F':' '/bits_per_second/ { gsub(/[ \t,]/, "", $2); print $2; exit }')
+        got=$(iperf3_gbps "$TMP/client-$workers-$n.json")
         total=$(awk -v a="$total" -v b="${got:-0}" 'BEGIN { print a + b }')
     done
     ctl stats >"$TMP/stats-$workers.txt" 2>&1 || true
-    for pid in "${SERVERS[@]}"; do
+    for pid in "${BG_PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
-    SERVERS=()
+    BG_PIDS=()
     stop_daemon
-    awk -v t="$total" 'BEGIN { printf "%.2f\n", t / 1e9 }'
+    awk -v t="$total" 'BEGIN { printf "%.2f\n", t }'
 }
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 main() {
-    [[ $(id -u) == 0 ]] || { echo "run as root" >&2; exit 1; }
-    trap cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    bench_start
     install_packages
-    if [[ $BUILD == 1 ]]; then
-        log "cargo build --release -p switch -p ctl --bins"
-        (cd "$ROOT" && cargo build --release -q -p switch -p ctl --bins) >&2
-    fi
+    build_switch
     log "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), DURATION=$DURATION REPEAT=$REPEAT"
     local r one=() two=() order w g
     for r in $(seq "$REPEAT"); do

@@ -35,6 +35,49 @@ fn show_port(d: &Daemon, name: &str) -> Option<ctl::proto::ShowPort> {
     tree.networks.into_iter().flat_map(|n| n.ports).find(|p| p.name == name)
 }
 
+/// A VTEP daemon on a one-host underlay with one network and three
+/// sandboxes on it: `a` and `b` connected with `--port-type afxdp`, `c` with
+/// a TAP (the default).
+struct ThreeSandboxes {
+    // Fields drop in order: the daemon before the namespaces it runs in.
+    d: Daemon,
+    u: Underlay,
+    net: String,
+    a: String,
+    b: String,
+    c: String,
+    ea: EndpointInfo,
+    eb: EndpointInfo,
+    ec: EndpointInfo,
+}
+
+impl ThreeSandboxes {
+    /// The underlay on `underlay`.0/24, the network on `subnet`, created with
+    /// the further `network create` options `options`.
+    fn new(underlay: [u8; 3], subnet: &str, options: &[&str]) -> Self {
+        let u = Underlay::new(underlay, 1);
+        let d = vtep_daemon(u.host(0), &[]);
+        let net = d.name("n");
+        let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
+        let mut create = vec!["network", "create", &net, "--subnet", subnet];
+        create.extend_from_slice(options);
+        d.ctl_ok(&create);
+        for s in [&a, &b, &c] {
+            d.sandbox_create(s);
+        }
+        let ea = connect_afxdp(&d, &net, &a);
+        let eb = connect_afxdp(&d, &net, &b);
+        let ec = d.connect(&net, &c, None);
+        Self { d, u, net, a, b, c, ea, eb, ec }
+    }
+
+    /// The `stats` rows of the two AF_XDP ports (`a`'s, then `b`'s).
+    fn afxdp_stats(&self) -> [ctl::proto::PortStats; 2] {
+        let stats: Vec<ctl::proto::PortStats> = self.d.ctl_json(&["stats"]);
+        [&self.ea, &self.eb].map(|e| stats.iter().find(|s| s.port == e.port).expect("a stats row").clone())
+    }
+}
+
 fn assert_tcp(server: &str, ip: Ipv4Addr, client: &str, what: &str) {
     let r = tcp_transfer(server, ip, client, 8 << 20).unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(r.intact, "{what}: stream corrupted or short: {r:?}");
@@ -46,19 +89,10 @@ fn afxdp_sandboxes_talk_to_each_other_and_to_a_tap_sandbox() {
     if !require_root("afxdp_sandboxes_talk_to_each_other_and_to_a_tap_sandbox") {
         return;
     }
-    let u = Underlay::new([10, 213, 0], 1);
-    let d = vtep_daemon(u.host(0), &[]);
-    let net = d.name("n");
-    let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
-    d.network_create(&net, "10.214.0.0/24");
-    for s in [&a, &b, &c] {
-        d.sandbox_create(s);
-    }
-    let ea = connect_afxdp(&d, &net, &a);
-    let eb = connect_afxdp(&d, &net, &b);
-    let ec = d.connect(&net, &c, None);
+    let t = ThreeSandboxes::new([10, 213, 0], "10.214.0.0/24", &[]);
+    let ThreeSandboxes { u, d, net, a, b, c, ea, eb, ec } = &t;
     for e in [&ea, &eb] {
-        let port = show_port(&d, &e.port).expect("the port is shown");
+        let port = show_port(d, &e.port).expect("the port is shown");
         assert_eq!(port.port_type, Some(PortType::Afxdp));
         // A veth has native XDP but no zero-copy AF_XDP: copy mode, chosen by itself.
         // Copy mode has multi-buffer descriptors and TX metadata (Linux 6.8+).
@@ -68,39 +102,37 @@ fn afxdp_sandboxes_talk_to_each_other_and_to_a_tap_sandbox() {
         let features = netns_exec_ok(&e.sandbox, "ethtool", &["-k", &e.ifname]);
         assert!(features.contains("tx-checksumming: off"), "{features}");
     }
-    assert_eq!(show_port(&d, &ec.port).expect("tap port").port_type, None, "a TAP is the default");
+    assert_eq!(show_port(d, &ec.port).expect("tap port").port_type, None, "a TAP is the default");
 
-    assert!(wait_for_ping(&a, addr(&eb), Duration::from_secs(10)).is_some(), "afxdp -> afxdp");
-    assert!(ping(&a, addr(&ec), 2), "afxdp -> tap");
-    assert!(ping(&c, addr(&ea), 2), "tap -> afxdp");
-    assert!(ping(&b, Ipv4Addr::new(10, 214, 0, 1), 2), "afxdp -> the gateway");
-    assert_tcp(&b, addr(&eb), &a, "TCP afxdp -> afxdp");
+    assert!(wait_for_ping(a, addr(eb), Duration::from_secs(10)).is_some(), "afxdp -> afxdp");
+    assert!(ping(a, addr(ec), 2), "afxdp -> tap");
+    assert!(ping(c, addr(ea), 2), "tap -> afxdp");
+    assert!(ping(b, Ipv4Addr::new(10, 214, 0, 1), 2), "afxdp -> the gateway");
+    assert_tcp(b, addr(eb), a, "TCP afxdp -> afxdp");
     // A TAP sandbox sends 64 KiB GSO frames: the AF_XDP port segments them.
-    assert_tcp(&a, addr(&ea), &c, "TCP tap -> afxdp");
-    assert_tcp(&c, addr(&ec), &b, "TCP afxdp -> tap");
+    assert_tcp(a, addr(ea), c, "TCP tap -> afxdp");
+    assert_tcp(c, addr(ec), b, "TCP afxdp -> tap");
 
-    let stats: Vec<ctl::proto::PortStats> = d.ctl_json(&["stats"]);
-    for e in [&ea, &eb] {
-        let row = stats.iter().find(|s| s.port == e.port).expect("a stats row");
+    for row in t.afxdp_stats() {
         // (GSO frames from the TAP sandbox count once on the way in.)
         assert!(row.rx_packets > 1000 && row.tx_packets > 100 && row.tx_bytes > 8 << 20, "{row:?}");
     }
     // IPv6 too: a second, dual-stack network, AF_XDP endpoints as the sandboxes' eth1.
     let net6 = d.name("v6");
     d.ctl_ok(&["network", "create", &net6, "--ipv6", "--subnet", "10.215.0.0/24", "--subnet", "fd00:215::/64"]);
-    let a6 = connect_afxdp(&d, &net6, &a);
-    let b6 = connect_afxdp(&d, &net6, &b);
+    let a6 = connect_afxdp(d, &net6, a);
+    let b6 = connect_afxdp(d, &net6, b);
     let b6_ip = b6.ipv6.expect("an IPv6 address").addr();
     assert_eq!(a6.ifname, "eth1");
-    assert!(wait_for_ping(&a, b6_ip, Duration::from_secs(10)).is_some(), "afxdp -> afxdp over IPv6");
-    d.ctl_ok(&["network", "disconnect", &net6, &a]);
-    d.ctl_ok(&["network", "disconnect", &net6, &b]);
+    assert!(wait_for_ping(a, b6_ip, Duration::from_secs(10)).is_some(), "afxdp -> afxdp over IPv6");
+    d.ctl_ok(&["network", "disconnect", &net6, a]);
+    d.ctl_ok(&["network", "disconnect", &net6, b]);
 
     // Disconnecting removes the veth pair.
-    d.ctl_ok(&["network", "disconnect", &net, &a]);
+    d.ctl_ok(&["network", "disconnect", net, a]);
     let links = netns_exec_ok(&u.host(0).ns, "ip", &["-o", "link"]);
     assert!(!links.contains(&ea.port), "{links}");
-    assert!(!netns_exec_ok(&a, "ip", &["-o", "link"]).contains(&ea.ifname), "the sandbox's end went too");
+    assert!(!netns_exec_ok(a, "ip", &["-o", "link"]).contains(&ea.ifname), "the sandbox's end went too");
 }
 
 #[test]
@@ -108,40 +140,29 @@ fn jumbo_frames_cross_afxdp_ports_as_descriptor_chains() {
     if !require_root("jumbo_frames_cross_afxdp_ports_as_descriptor_chains") {
         return;
     }
-    let u = Underlay::new([10, 217, 0], 1);
-    let d = vtep_daemon(u.host(0), &[]);
-    let net = d.name("j");
-    let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
-    d.ctl_ok(&["network", "create", &net, "--subnet", "10.218.0.0/24", "--mtu", "9000"]);
-    for s in [&a, &b, &c] {
-        d.sandbox_create(s);
-    }
-    let ea = connect_afxdp(&d, &net, &a);
-    let eb = connect_afxdp(&d, &net, &b);
-    let ec = d.connect(&net, &c, None);
+    let t = ThreeSandboxes::new([10, 217, 0], "10.218.0.0/24", &["--mtu", "9000"]);
+    let ThreeSandboxes { d, a, b, c, ea, eb, ec, .. } = &t;
     for e in [&ea, &eb] {
-        let port = show_port(&d, &e.port).expect("the port is shown");
+        let port = show_port(d, &e.port).expect("the port is shown");
         let mode = port.xdp_mode.as_deref().unwrap_or_default();
         assert!(mode.contains("multi-buffer"), "{port:?}");
         assert!(mode.contains("TX checksum offloaded"), "copy mode has TX metadata on 6.8+: {port:?}");
         let link = netns_exec_ok(&e.sandbox, "ip", &["-o", "link", "show", &e.ifname]);
         assert!(link.contains("mtu 9000"), "{link}");
     }
-    assert!(wait_for_ping(&a, addr(&eb), Duration::from_secs(10)).is_some(), "afxdp -> afxdp");
+    assert!(wait_for_ping(a, addr(eb), Duration::from_secs(10)).is_some(), "afxdp -> afxdp");
     // 8,028-byte IP packets, not fragmented: three UMEM chunks each way.
-    for (from, to) in [(&a, addr(&eb)), (&b, addr(&ec)), (&c, addr(&ea))] {
+    for (from, to) in [(&a, addr(eb)), (&b, addr(ec)), (&c, addr(ea))] {
         let to = to.to_string();
         netns_exec_ok(from, "ping", &["-n", "-c", "3", "-i", "0.2", "-W", "2", "-s", "8000", "-M", "do", &to]);
     }
     // TCP with 8,948-byte segments, checked by a hash of the received bytes.
-    assert_tcp(&b, addr(&eb), &a, "jumbo TCP afxdp -> afxdp");
+    assert_tcp(b, addr(eb), a, "jumbo TCP afxdp -> afxdp");
     // The TAP sandbox's GSO frames are segmented to its MSS (8,948) and leave
     // as chains with their checksums completed by the kernel.
-    assert_tcp(&a, addr(&ea), &c, "jumbo TCP tap -> afxdp");
-    assert_tcp(&c, addr(&ec), &b, "jumbo TCP afxdp -> tap");
-    let stats: Vec<ctl::proto::PortStats> = d.ctl_json(&["stats"]);
-    for e in [&ea, &eb] {
-        let row = stats.iter().find(|s| s.port == e.port).expect("a stats row");
+    assert_tcp(a, addr(ea), c, "jumbo TCP tap -> afxdp");
+    assert_tcp(c, addr(ec), b, "jumbo TCP afxdp -> tap");
+    for row in t.afxdp_stats() {
         assert!(row.rx_bytes > 8 << 20 || row.tx_bytes > 8 << 20, "{row:?}");
         // Jumbo frames are neither too long nor broken nor refused.
         for reason in ["oversize", "xsk_bad_descriptor", "offload_failed", "tx_error"] {

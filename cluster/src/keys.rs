@@ -77,8 +77,9 @@
 //! // `NetworkSpec { key_epoch: Some(store.current.unwrap_or(0)), store_keys: true, key_rotation: None, .. }`):
 //! let state = datapath.key_state(net)?;            // send_epoch, installed
 //! let members = members(&network_id, mirror.nodes.values(), mirror.endpoints.values());
+//! // (log members.excluded when it changes)
 //! let store = key_mirror.network(&network_id);
-//! for action in plan(&KeyInputs { network_id, vni, local, keypair: &keypair, members: &members,
+//! for action in plan(&KeyInputs { network_id, vni, local, keypair: &keypair, members: &members.keys,
 //!     store: &store, installed: &state.installed.iter().copied().collect(),
 //!     send_epoch: state.send_epoch, now_unix, rotation_period }) {
 //!     let done = match action {
@@ -280,31 +281,61 @@ impl KeyMirror {
     }
 }
 
+/// Why a node with endpoints on a network is left out of its members: it
+/// gets no overlay keys (and its peers send it nothing encrypted) until its
+/// node record carries a usable public key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Exclusion {
+    /// The node record has no public key.
+    #[error("node has no public key")]
+    NoPublicKey,
+    /// The public key is not 32 bytes of hex.
+    #[error("bad node public key: {0}")]
+    BadPublicKey(String),
+    /// The public key is a low-order point: nothing can be sealed to it.
+    #[error("node public key is a low-order point")]
+    LowOrderKey,
+}
+
+/// The members of a network ([`members`]) and the nodes left out of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    /// The members, by node name, with their public keys: what
+    /// [`KeyInputs::members`] takes.
+    pub keys: BTreeMap<String, NodePublicKey>,
+    /// Nodes with endpoints on the network that are left out, and why. The
+    /// caller logs them (once, when they change: this is computed on every
+    /// reconcile).
+    pub excluded: BTreeMap<String, Exclusion>,
+}
+
 /// The members of network `network_id` for [`KeyInputs::members`]: the live
 /// nodes (`nodes`: the node records present) with at least one endpoint
 /// record on it, with their public keys. Nodes without a public key, or with
-/// one that is not hex or cannot be sealed to, are left out (logged): they
-/// get no keys.
+/// one that is not hex or cannot be sealed to, are left out and listed in
+/// [`Members::excluded`]: they get no keys.
 pub fn members<'a>(
     network_id: &str,
     nodes: impl IntoIterator<Item = &'a NodeRecord>,
     endpoints: impl IntoIterator<Item = &'a EndpointRecord>,
-) -> BTreeMap<String, NodePublicKey> {
+) -> Members {
     let with_endpoints: BTreeSet<&str> =
         endpoints.into_iter().filter(|e| e.network_id == network_id).map(|e| e.node.as_str()).collect();
-    let mut members = BTreeMap::new();
+    let mut members = Members::default();
     for node in nodes {
         if !with_endpoints.contains(node.name.as_str()) {
             continue;
         }
-        match node.public_key.as_deref().map(NodePublicKey::from_hex) {
+        let exclusion = match node.public_key.as_deref().map(NodePublicKey::from_hex) {
             Some(Ok(public)) if public.is_usable() => {
-                members.insert(node.name.clone(), public);
+                members.keys.insert(node.name.clone(), public);
+                continue;
             }
-            Some(Ok(_)) => tracing::warn!(node = %node.name, "node public key is a low-order point: no overlay keys"),
-            Some(Err(error)) => tracing::warn!(node = %node.name, %error, "bad node public key: no overlay keys"),
-            None => tracing::warn!(node = %node.name, "node has no public key: no overlay keys"),
-        }
+            Some(Ok(_)) => Exclusion::LowOrderKey,
+            Some(Err(error)) => Exclusion::BadPublicKey(error.to_string()),
+            None => Exclusion::NoPublicKey,
+        };
+        members.excluded.insert(node.name.clone(), exclusion);
     }
     members
 }

@@ -56,7 +56,7 @@ impl Node {
     /// One coordinator run, carrying out the actions through the store.
     fn step(&mut self) {
         let mirror = self.client.mirror();
-        let members = members(NET, mirror.nodes.values(), mirror.endpoints.values());
+        let members = members(NET, mirror.nodes.values(), mirror.endpoints.values()).keys;
         let store = mirror.keys().network(NET);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         let inputs = KeyInputs {

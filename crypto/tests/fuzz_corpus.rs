@@ -5,8 +5,6 @@
 //! Regenerate it (new random session ids each time) with
 //! `VSWITCH_REGENERATE_SEEDS=1 cargo test -p crypto --test fuzz_corpus -- --ignored`.
 
-use std::path::PathBuf;
-
 use crypto::{
     ClusterSecret, ENCRYPTED_OVERHEAD, HEADER_LEN, InnerChecksum, MalformedReason, NetworkKey, OpenError, Opener,
     Sealer, Vni,
@@ -17,13 +15,15 @@ const SECRET: [u8; 32] = [0x5a; 32];
 const VNI: u32 = 4242;
 const CURRENT_EPOCH: u32 = 7;
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/crypto_open")
+#[path = "../../fuzz/harness/corpus.rs"]
+mod corpus;
+
+fn corpus() -> corpus::Corpus {
+    corpus::Corpus::new(env!("CARGO_MANIFEST_DIR"), "crypto_open")
 }
 
 fn seed(name: &str) -> Vec<u8> {
-    let path = dir().join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    corpus().read(name)
 }
 
 fn opener() -> Opener {
@@ -82,12 +82,8 @@ fn seeds_open_as_named() {
     }
 }
 
-#[test]
-#[ignore = "writes the seed corpus; run with VSWITCH_REGENERATE_SEEDS=1"]
-fn regenerate_seeds() {
-    if std::env::var_os("VSWITCH_REGENERATE_SEEDS").is_none() {
-        return;
-    }
+/// The seeds, by name (new random session ids on every call).
+fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let secret = ClusterSecret::from_bytes(SECRET);
     let vni = Vni::new(VNI).unwrap();
     let sealed = |epoch: u32, inner: &[u8]| {
@@ -103,7 +99,7 @@ fn regenerate_seeds() {
     tampered[100] ^= 0x01;
     let mut plain_vxlan = vec![0x08, 0, 0, 0, 0x00, 0x10, 0x92, 0];
     plain_vxlan.extend_from_slice(&arp());
-    let seeds = [
+    vec![
         ("ipv4_udp_1400_epoch7", sealed(7, &ipv4_udp(1400))),
         ("ipv4_udp_csum_partial_epoch7", partial),
         ("arp_epoch8_next", sealed(8, &arp())),
@@ -112,9 +108,17 @@ fn regenerate_seeds() {
         ("tampered_ciphertext_epoch7", tampered),
         ("plain_vxlan", plain_vxlan),
         ("truncated_39", sealed(7, &[])[..39].to_vec()),
-    ];
-    std::fs::create_dir_all(dir()).unwrap();
-    for (name, bytes) in seeds {
-        std::fs::write(dir().join(name), bytes).unwrap();
-    }
+    ]
+}
+
+#[test]
+fn the_corpus_holds_exactly_the_seeds() {
+    // Sealing draws a random session id, so only the names can be compared.
+    corpus().assert_names(seeds().iter().map(|(name, _)| *name));
+}
+
+#[test]
+#[ignore = "writes the seed corpus; run with VSWITCH_REGENERATE_SEEDS=1"]
+fn regenerate_seeds() {
+    corpus().regenerate(seeds);
 }

@@ -80,6 +80,46 @@ impl fmt::Display for Impairment {
     }
 }
 
+/// A port's impairment counters: what the switch's impairment core counts and what `stats`
+/// reports (one type for both, so a counter cannot be added to one and forgotten in the
+/// other). Every counter but `queued` only grows while the port lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImpairCounters {
+    /// Frames waiting in the impairment queue now.
+    pub queued: u64,
+    /// Frames that went through the queue (delayed or paced by the rate).
+    pub delayed: u64,
+    /// Frames dropped by random loss (also in `drops` as `impair_loss`).
+    pub lost: u64,
+    /// Extra copies sent by duplication.
+    pub duplicated: u64,
+    /// Frames sent at once, ahead of delayed ones, by reordering.
+    pub reordered: u64,
+    /// Frames dropped because the queue was full (also in `drops` as `impair_queue_full`).
+    pub queue_full: u64,
+}
+
+impl ImpairCounters {
+    /// The totals of `earlier` (counters of cores a port no longer has) and `self` (its
+    /// core now): every total adds up, but `queued` is what waits now.
+    pub fn after(self, earlier: Self) -> Self {
+        Self {
+            queued: self.queued,
+            delayed: earlier.delayed + self.delayed,
+            lost: earlier.lost + self.lost,
+            duplicated: earlier.duplicated + self.duplicated,
+            reordered: earlier.reordered + self.reordered,
+            queue_full: earlier.queue_full + self.queue_full,
+        }
+    }
+
+    /// The counters in the order of `vswitchctl stats`' IMPAIR columns: queued, delayed,
+    /// lost, duplicated, reordered, queue full.
+    pub fn columns(&self) -> [u64; 6] {
+        [self.queued, self.delayed, self.lost, self.duplicated, self.reordered, self.queue_full]
+    }
+}
+
 /// A value the command line could not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {

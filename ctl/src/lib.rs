@@ -15,5 +15,5 @@ pub mod publish;
 pub mod stack;
 
 pub use addr::{AddrParseError, IpNet, Ipv4Net, Ipv6Net, MacAddr, MacParseError, parse_ipv4_net};
-pub use impair::Impairment;
+pub use impair::{ImpairCounters, Impairment};
 pub use publish::{PortMapping, PortProto, PortSpecError, parse_publish};

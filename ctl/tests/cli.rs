@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{FakeDaemon, Reply, TempDir};
-use ctl::proto::{Driver, ErrorKind, Request};
+use ctl::proto::{CreateNetwork, Driver, ErrorKind, Request};
 use serde_json::{Value, json};
 
 fn vswitchctl(socket: &Path, args: &[&str]) -> Output {
@@ -73,17 +73,12 @@ fn network_create_sends_every_flag() {
     assert_eq!(out, format!("{id}\n"));
     assert_eq!(
         reqs,
-        vec![Request::NetworkCreate {
+        vec![Request::NetworkCreate(CreateNetwork {
             name: "blue".into(),
             driver: Driver::Overlay,
             subnet: Some("10.10.0.0/24".parse().unwrap()),
             gateway: Some(Ipv4Addr::new(10, 10, 0, 254)),
             ip_range: Some("10.10.0.128/25".parse().unwrap()),
-            enable_ipv4: true,
-            enable_ipv6: false,
-            subnet6: None,
-            gateway6: None,
-            ip_range6: None,
             internal: true,
             mtu: Some(1400),
             attachable: true,
@@ -93,13 +88,14 @@ fn network_create_sends_every_flag() {
                 ("b".into(), "x=y".into()),
                 ("flag".into(), String::new()),
             ]),
-        }]
+            ..CreateNetwork::default()
+        })]
     );
     // Defaults.
     let (_, reqs) = run_ok(&["network", "create", "red"], vec![Reply::Ok(network_info("red", "r"))]);
     assert!(matches!(
         &reqs[..],
-        [Request::NetworkCreate { driver: Driver::Bridge, subnet: None, internal: false, .. }]
+        [Request::NetworkCreate(CreateNetwork { driver: Driver::Bridge, subnet: None, internal: false, .. })]
     ));
 }
 
@@ -122,30 +118,28 @@ fn network_create_takes_one_subnet_gateway_and_range_per_family() {
     let (_, reqs) = run_ok(&args, vec![Reply::Ok(network_info("dual", "d"))]);
     assert_eq!(
         reqs,
-        vec![Request::NetworkCreate {
+        vec![Request::NetworkCreate(CreateNetwork {
             name: "dual".into(),
-            driver: Driver::Bridge,
             subnet: Some("10.20.0.0/24".parse().unwrap()),
-            gateway: None,
-            ip_range: None,
-            enable_ipv4: true,
             enable_ipv6: true,
             subnet6: Some("fd00:1::/64".parse().unwrap()),
             gateway6: Some("fd00:1::fe".parse().unwrap()),
             ip_range6: Some("fd00:1::100/120".parse().unwrap()),
-            internal: false,
-            mtu: None,
-            attachable: false,
-            vni: None,
-            options: BTreeMap::new(),
-        }]
+            ..CreateNetwork::default()
+        })]
     );
     // IPv6-only, and the ULA default (no subnet at all).
     let (_, reqs) =
         run_ok(&["network", "create", "six", "--ipv6", "--ipv4=false"], vec![Reply::Ok(network_info("six", "s"))]);
     assert!(matches!(
         &reqs[..],
-        [Request::NetworkCreate { enable_ipv4: false, enable_ipv6: true, subnet: None, subnet6: None, .. }]
+        [Request::NetworkCreate(CreateNetwork {
+            enable_ipv4: false,
+            enable_ipv6: true,
+            subnet: None,
+            subnet6: None,
+            ..
+        })]
     ));
     // Two of one family never reach the daemon.
     for (option, a, b) in [

@@ -7,16 +7,16 @@
 //! Regenerate the seeds with
 //! `VSWITCH_REGENERATE_SEEDS=1 cargo test -p ctl --test fuzz_corpus -- --ignored`.
 
-use std::path::PathBuf;
-
+#[path = "../../fuzz/harness/corpus.rs"]
+mod corpus;
 #[path = "../../fuzz/harness/ctl_proto.rs"]
 mod harness;
 
 use ctl::proto::{ErrorKind, FdbEntry, FdbKind};
 use harness::PAYLOADS;
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/ctl_proto")
+fn corpus() -> corpus::Corpus {
+    corpus::Corpus::new(env!("CARGO_MANIFEST_DIR"), "ctl_proto")
 }
 
 /// A seed: the selector byte of payload type `payload`, then `text`.
@@ -84,27 +84,14 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-fn read(name: &str) -> Vec<u8> {
-    let path = dir().join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 #[test]
 fn the_corpus_holds_exactly_the_seeds() {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    names.sort();
-    let mut want: Vec<String> = seeds().into_iter().map(|(n, _)| n.to_owned()).collect();
-    want.sort();
-    assert_eq!(names, want);
-    for (name, bytes) in seeds() {
-        assert_eq!(read(name), bytes, "{name} differs from its generator: regenerate the seeds");
-    }
+    corpus().assert_holds_exactly(&seeds());
 }
 
 #[test]
 fn seeds_decode_as_named() {
-    let run = |name: &str| harness::run(&read(name));
+    let run = |name: &str| harness::run(&corpus().read(name));
     for (name, verb) in [
         ("network_create", "network_create"),
         ("network_connect_publish", "network_connect"),
@@ -137,11 +124,5 @@ fn seeds_decode_as_named() {
 #[test]
 #[ignore = "writes the seed corpus; run with VSWITCH_REGENERATE_SEEDS=1"]
 fn regenerate_seeds() {
-    if std::env::var_os("VSWITCH_REGENERATE_SEEDS").is_none() {
-        return;
-    }
-    std::fs::create_dir_all(dir()).unwrap();
-    for (name, bytes) in seeds() {
-        std::fs::write(dir().join(name), bytes).unwrap();
-    }
+    corpus().regenerate(seeds);
 }

@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ctl::proto::{
-    self, Ack, CaptureInfo, CaptureSummary, CapturedFrame, ConfigInfo, DnsRecord, DnsStats, Driver, EndpointInfo,
-    EndpointResource, ErrorKind, FdbEntry, FlushResult, Ipam, IpamConfig, MAX_REQUEST_BYTES, NatFlow, NatStats,
-    NetworkInfo, NetworkSummary, PortStats, ProtocolError, Request, ResolverInfo, SandboxInfo, ServiceInfo,
+    self, Ack, CaptureInfo, CaptureSummary, CapturedFrame, ConfigInfo, CreateNetwork, DnsRecord, DnsStats, Driver,
+    EndpointInfo, EndpointResource, ErrorKind, FdbEntry, FlushResult, Ipam, IpamConfig, MAX_REQUEST_BYTES, NatFlow,
+    NatStats, NetworkInfo, NetworkSummary, PortStats, ProtocolError, Request, ResolverInfo, SandboxInfo, ServiceInfo,
     ServiceReplica, ShowTree, VersionInfo,
 };
 use serde_json::{Value, json};
@@ -22,40 +22,28 @@ fn one_of_each() -> Vec<Request> {
         Request::SandboxLs,
         Request::SandboxInspect { name: "web".into() },
         Request::SandboxRm { name: "web".into() },
-        Request::NetworkCreate {
+        Request::NetworkCreate(CreateNetwork {
             name: "blue".into(),
             driver: Driver::Overlay,
             subnet: Some("10.10.0.0/24".parse().unwrap()),
             gateway: Some(Ipv4Addr::new(10, 10, 0, 254)),
             ip_range: Some("10.10.0.128/25".parse().unwrap()),
-            enable_ipv4: true,
-            enable_ipv6: false,
-            subnet6: None,
-            gateway6: None,
-            ip_range6: None,
             internal: true,
             mtu: Some(1400),
             attachable: true,
             vni: Some(4242),
             options: BTreeMap::from([("a".into(), "1".into()), ("flag".into(), String::new())]),
-        },
-        Request::NetworkCreate {
+            ..CreateNetwork::default()
+        }),
+        Request::NetworkCreate(CreateNetwork {
             name: "six".into(),
-            driver: Driver::Bridge,
-            subnet: None,
-            gateway: None,
-            ip_range: None,
             enable_ipv4: false,
             enable_ipv6: true,
             subnet6: Some("fd00:1::/64".parse().unwrap()),
             gateway6: Some("fd00:1::fe".parse().unwrap()),
             ip_range6: Some("fd00:1::100/120".parse().unwrap()),
-            internal: false,
-            mtu: None,
-            attachable: false,
-            vni: None,
-            options: BTreeMap::new(),
-        },
+            ..CreateNetwork::default()
+        }),
         Request::NetworkLs,
         Request::NetworkInspect { name: "blue".into() },
         Request::NetworkRm { name: "blue".into() },
@@ -199,26 +187,7 @@ fn optional_fields_may_be_omitted_and_unknown_fields_are_ignored() {
     let env =
         proto::parse_request(br#"{"v":1,"id":3,"req":{"verb":"network_create","name":"x","future":1},"extra":true}"#)
             .unwrap();
-    assert_eq!(
-        env.req,
-        Request::NetworkCreate {
-            name: "x".into(),
-            driver: Driver::Bridge,
-            subnet: None,
-            gateway: None,
-            ip_range: None,
-            enable_ipv4: true,
-            enable_ipv6: false,
-            subnet6: None,
-            gateway6: None,
-            ip_range6: None,
-            internal: false,
-            mtu: None,
-            attachable: false,
-            vni: None,
-            options: BTreeMap::new(),
-        }
-    );
+    assert_eq!(env.req, Request::NetworkCreate(CreateNetwork { name: "x".into(), ..CreateNetwork::default() }));
     let env = proto::parse_request(b"{\"v\":1,\"id\":4,\"req\":{\"verb\":\"fdb_show\"}}\r\n").unwrap();
     assert_eq!(env.req, Request::FdbShow { network: None });
     let env = proto::parse_request(br#"{"v":1,"id":5,"req":{"verb":"dns_ls"}}"#).unwrap();

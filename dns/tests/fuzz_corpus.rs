@@ -13,13 +13,15 @@
 //! `VSWITCH_REGENERATE_SEEDS=1 cargo test -p dns --test fuzz_corpus -- --ignored`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use dns::{Action, Asker, Counters, Directory, Forwarder, Outcome, Resolver, Source, Transport};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+#[path = "../../fuzz/harness/corpus.rs"]
+mod corpus;
 
 // ---- the fuzz target's fixed world: keep in step with fuzz/fuzz_targets/dns_query.rs ----
 
@@ -77,13 +79,12 @@ fn directory() -> Directory {
 
 // ---- the seeds ----
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/dns_query")
+fn corpus() -> corpus::Corpus {
+    corpus::Corpus::new(env!("CARGO_MANIFEST_DIR"), "dns_query")
 }
 
 fn seed(name: &str) -> Vec<u8> {
-    let path = dir().join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    corpus().read(name)
 }
 
 /// What a seed must give, asked by web over UDP.
@@ -269,12 +270,7 @@ fn seeds_resolve_as_named() {
 
 #[test]
 fn every_seed_is_checked() {
-    let mut on_disk: Vec<String> =
-        std::fs::read_dir(dir()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    on_disk.sort();
-    let mut named: Vec<String> = SEEDS.iter().map(|(n, _)| n.to_string()).collect();
-    named.sort();
-    assert_eq!(on_disk, named);
+    corpus().assert_names(SEEDS.iter().map(|(name, _)| *name));
 }
 
 #[test]
@@ -297,11 +293,6 @@ fn response_seed_answers_the_fuzz_targets_query_in_flight() {
 #[test]
 #[ignore = "writes the seed corpus; run with VSWITCH_REGENERATE_SEEDS=1"]
 fn regenerate_seeds() {
-    if std::env::var_os("VSWITCH_REGENERATE_SEEDS").is_none() {
-        return;
-    }
-    std::fs::create_dir_all(dir()).unwrap();
-    for (index, (name, _)) in SEEDS.into_iter().enumerate() {
-        std::fs::write(dir().join(name), build(index, name)).unwrap();
-    }
+    corpus()
+        .regenerate(|| SEEDS.into_iter().enumerate().map(|(index, (name, _))| (name, build(index, name))).collect());
 }

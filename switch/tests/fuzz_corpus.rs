@@ -8,15 +8,15 @@
 //! Regenerate the seeds with
 //! `VSWITCH_REGENERATE_SEEDS=1 cargo test -p switch --test fuzz_corpus -- --ignored`.
 
-use std::path::PathBuf;
-
+#[path = "../../fuzz/harness/corpus.rs"]
+mod corpus;
 #[path = "../../fuzz/harness/bridge.rs"]
 mod harness;
 
 use harness::{NETWORKS, Outcome, PORTS};
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/bridge")
+fn corpus() -> corpus::Corpus {
+    corpus::Corpus::new(env!("CARGO_MANIFEST_DIR"), "bridge")
 }
 
 /// The selector byte of port `id` (see [`PORTS`]), GSO when `gso`.
@@ -205,31 +205,18 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-fn read(name: &str) -> Vec<u8> {
-    let path = dir().join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 fn drops(o: &Outcome, reason: &str) -> u64 {
     o.drops.get(reason).copied().unwrap_or(0)
 }
 
 #[test]
 fn the_corpus_holds_exactly_the_seeds() {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    names.sort();
-    let mut want: Vec<String> = seeds().into_iter().map(|(n, _)| n.to_owned()).collect();
-    want.sort();
-    assert_eq!(names, want);
-    for (name, bytes) in seeds() {
-        assert_eq!(read(name), bytes, "{name} differs from its generator: regenerate the seeds");
-    }
+    corpus().assert_holds_exactly(&seeds());
 }
 
 #[test]
 fn seeds_do_what_their_names_say() {
-    let run = |name: &str| harness::run(&read(name));
+    let run = |name: &str| harness::run(&corpus().read(name));
 
     let o = run("learn_then_unicast");
     assert_eq!((o.frames, o.flooded, o.unicast, o.learned), (3, 1, 2, 2), "{o:?}");
@@ -275,11 +262,5 @@ fn seeds_do_what_their_names_say() {
 #[test]
 #[ignore = "writes the seed corpus; run with VSWITCH_REGENERATE_SEEDS=1"]
 fn regenerate_seeds() {
-    if std::env::var_os("VSWITCH_REGENERATE_SEEDS").is_none() {
-        return;
-    }
-    std::fs::create_dir_all(dir()).unwrap();
-    for (name, bytes) in seeds() {
-        std::fs::write(dir().join(name), bytes).unwrap();
-    }
+    corpus().regenerate(seeds);
 }

@@ -1,13 +1,13 @@
 //! The committed fuzz seed corpus (`fuzz/corpus/vxlan_decap/`) holds the
 //! packets its file names claim, so the fuzzer starts from valid VXLAN.
 
-use std::path::Path;
-
 use vxlan::{Vni, VxlanError, decapsulate};
 
+#[path = "../../fuzz/harness/corpus.rs"]
+mod corpus;
+
 fn seed(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/vxlan_decap").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    corpus::Corpus::new(env!("CARGO_MANIFEST_DIR"), "vxlan_decap").read(name)
 }
 
 #[test]

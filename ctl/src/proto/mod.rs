@@ -29,7 +29,7 @@ pub use payload::{
     NodeRmResult, NodeStatus, PeerInfo, PortImpairInfo, PortKind, PortStats, ResolverInfo, SandboxInfo, ServiceInfo,
     ServiceReplica, ShowNetwork, ShowPort, ShowTree, StoreState, VersionInfo, WorkerLoad,
 };
-pub use request::{Driver, PortType, Request, ServiceMode, UnknownDriver};
+pub use request::{CreateNetwork, Driver, PortType, Request, ServiceMode, UnknownDriver};
 pub use stream::{StreamLine, decode_stream_line, encode_end, encode_item_raw};
 
 /// The protocol version this crate speaks; sent as `v` in every message.

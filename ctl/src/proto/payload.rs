@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::request::Driver;
 use crate::addr::{IpNet, Ipv4Net, Ipv6Net, MacAddr};
-use crate::impair::Impairment;
+use crate::impair::{ImpairCounters, Impairment};
 use crate::publish::PortMapping;
 
 /// Empty success payload, serialized as `{}`.
@@ -592,18 +592,9 @@ pub struct ImpairStats {
     /// The settings in force; absent once cleared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Impairment>,
-    /// Frames waiting in the impairment queue now.
-    pub queued: u64,
-    /// Frames that went through the queue (delayed or paced by the rate).
-    pub delayed: u64,
-    /// Frames dropped by random loss (also in `drops` as `impair_loss`).
-    pub lost: u64,
-    /// Extra copies sent by duplication.
-    pub duplicated: u64,
-    /// Frames sent at once, ahead of delayed ones, by reordering.
-    pub reordered: u64,
-    /// Frames dropped because the queue was full (also in `drops` as `impair_queue_full`).
-    pub queue_full: u64,
+    /// Its counters (on the wire, fields of this object).
+    #[serde(flatten)]
+    pub counters: ImpairCounters,
 }
 
 /// Reply to `port_impair`: the port and its impairment now.

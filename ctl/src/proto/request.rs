@@ -165,6 +165,91 @@ impl FromStr for Driver {
     }
 }
 
+/// The fields of a `network_create` request: what `vswitchctl network create` sends and
+/// what the daemon's model creates from (one type, so the two can never disagree about a
+/// field). Unset fields take Docker's defaults ([`CreateNetwork::default`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateNetwork {
+    /// Unique network name.
+    pub name: String,
+    /// Optional: driver, default `bridge`.
+    #[serde(default)]
+    pub driver: Driver,
+    /// Optional: IPv4 subnet; the daemon allocates one when absent.
+    #[serde(default)]
+    pub subnet: Option<Ipv4Net>,
+    /// Optional: gateway address inside `subnet`; default is the first host address.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Optional: a prefix inside `subnet` that automatic addresses come
+    /// from (Docker's `--ip-range`); requires `subnet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Net>,
+    /// Optional: give endpoints IPv4 addresses (default `true`); `false`
+    /// together with `enable_ipv6` makes an IPv6-only network, which
+    /// takes no `subnet`, `gateway` or `ip_range`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enable_ipv4: bool,
+    /// Optional: give endpoints IPv6 addresses too (`--ipv6`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub enable_ipv6: bool,
+    /// Optional: IPv6 subnet (needs `enable_ipv6`); the daemon derives a
+    /// unique local /64 (`fdXX:XXXX:XXXX::/64`) from the network's id when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    /// Optional: IPv6 gateway address inside `subnet6`; default `::1` of the subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
+    /// Optional: a prefix inside `subnet6` that automatic IPv6 addresses
+    /// come from; requires `subnet6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range6: Option<Ipv6Net>,
+    /// Optional: no route out of the network.
+    #[serde(default)]
+    pub internal: bool,
+    /// Optional: MTU of the network's ports.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// Optional: allow manual attachment (kept for Docker parity).
+    #[serde(default)]
+    pub attachable: bool,
+    /// Optional: VXLAN network identifier (overlay driver).
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// Optional: driver options from `-o key[=value]` (a bare key maps to `""`).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for CreateNetwork {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            driver: Driver::default(),
+            subnet: None,
+            gateway: None,
+            ip_range: None,
+            enable_ipv4: true,
+            enable_ipv6: false,
+            subnet6: None,
+            gateway6: None,
+            ip_range6: None,
+            internal: false,
+            mtu: None,
+            attachable: false,
+            vni: None,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+impl CreateNetwork {
+    /// A request with the given name and driver and every other field defaulted.
+    pub fn new(name: impl Into<String>, driver: Driver) -> Self {
+        Self { name: name.into(), driver, ..Self::default() }
+    }
+}
+
 /// One control request. On the wire it is the envelope's `req` object, tagged by `verb`
 /// (`{"verb":"network_rm","name":"blue"}`). Fields marked optional below may be omitted
 /// (they default to `null`, `false`, `[]` or `{}`); unknown fields are ignored.
@@ -226,57 +311,7 @@ pub enum Request {
         publish: Vec<PortMapping>,
     },
     /// Create a network. Reply: [`NetworkInfo`](super::NetworkInfo).
-    NetworkCreate {
-        /// Unique network name.
-        name: String,
-        /// Optional: driver, default `bridge`.
-        #[serde(default)]
-        driver: Driver,
-        /// Optional: IPv4 subnet; the daemon allocates one when absent.
-        #[serde(default)]
-        subnet: Option<Ipv4Net>,
-        /// Optional: gateway address inside `subnet`; default is the first host address.
-        #[serde(default)]
-        gateway: Option<Ipv4Addr>,
-        /// Optional: a prefix inside `subnet` that automatic addresses come
-        /// from (Docker's `--ip-range`); requires `subnet`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        ip_range: Option<Ipv4Net>,
-        /// Optional: give endpoints IPv4 addresses (default `true`); `false`
-        /// together with `enable_ipv6` makes an IPv6-only network, which
-        /// takes no `subnet`, `gateway` or `ip_range`.
-        #[serde(default = "yes", skip_serializing_if = "is_true")]
-        enable_ipv4: bool,
-        /// Optional: give endpoints IPv6 addresses too (`--ipv6`).
-        #[serde(default, skip_serializing_if = "is_false")]
-        enable_ipv6: bool,
-        /// Optional: IPv6 subnet (needs `enable_ipv6`); the daemon derives a
-        /// unique local /64 (`fdXX:XXXX:XXXX::/64`) from the network's id when absent.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        subnet6: Option<Ipv6Net>,
-        /// Optional: IPv6 gateway address inside `subnet6`; default `::1` of the subnet.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        gateway6: Option<Ipv6Addr>,
-        /// Optional: a prefix inside `subnet6` that automatic IPv6 addresses
-        /// come from; requires `subnet6`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        ip_range6: Option<Ipv6Net>,
-        /// Optional: no route out of the network.
-        #[serde(default)]
-        internal: bool,
-        /// Optional: MTU of the network's ports.
-        #[serde(default)]
-        mtu: Option<u32>,
-        /// Optional: allow manual attachment (kept for Docker parity).
-        #[serde(default)]
-        attachable: bool,
-        /// Optional: VXLAN network identifier (overlay driver).
-        #[serde(default)]
-        vni: Option<u32>,
-        /// Optional: driver options from `-o key[=value]` (a bare key maps to `""`).
-        #[serde(default)]
-        options: BTreeMap<String, String>,
-    },
+    NetworkCreate(CreateNetwork),
     /// List networks. Reply: `[NetworkSummary]`.
     NetworkLs,
     /// Describe one network (by name or ID prefix). Reply: [`NetworkInfo`](super::NetworkInfo).

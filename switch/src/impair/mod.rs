@@ -63,22 +63,8 @@ pub enum Decision {
     Queued,
 }
 
-/// Per-port impairment counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ImpairCounters {
-    /// Frames in the queue now.
-    pub queued: u64,
-    /// Frames that went through the queue (delayed or paced).
-    pub delayed: u64,
-    /// Frames dropped by random loss.
-    pub lost: u64,
-    /// Extra copies made by duplication.
-    pub duplicated: u64,
-    /// Frames sent at once, ahead of frames still delayed, by reordering.
-    pub reordered: u64,
-    /// Frames dropped because the queue was full.
-    pub queue_full: u64,
-}
+/// Per-port impairment counters: the wire type itself.
+pub use ctl::ImpairCounters;
 
 /// One port's impairment: settings, random stream, queue and counters.
 #[derive(Debug)]

@@ -323,73 +323,9 @@ impl Default for Config {
     }
 }
 
-/// A `network create` request. Unset fields take Docker's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateNetwork {
-    /// Name of the new network.
-    pub name: String,
-    /// Driver (default bridge).
-    pub driver: Driver,
-    /// `--subnet`; allocated from the default pools when `None`.
-    pub subnet: Option<Ipv4Net>,
-    /// `--gateway`; the subnet's first host address when `None`. Requires `subnet`.
-    pub gateway: Option<Ipv4Addr>,
-    /// `--ip-range`: a prefix inside `subnet` to allocate addresses from.
-    /// Requires `subnet`.
-    pub ip_range: Option<Ipv4Net>,
-    /// `--ipv4` (default true); false makes an IPv6-only network, which
-    /// needs `enable_ipv6`.
-    pub enable_ipv4: bool,
-    /// `--ipv6`: endpoints get IPv6 addresses too.
-    pub enable_ipv6: bool,
-    /// The IPv6 `--subnet`; a ULA /64 derived from the network's id when
-    /// `None`. Requires `enable_ipv6`.
-    pub subnet6: Option<Ipv6Net>,
-    /// The IPv6 `--gateway`; the subnet's `::1` when `None`. Requires `subnet6`.
-    pub gateway6: Option<Ipv6Addr>,
-    /// The IPv6 `--ip-range`: a prefix inside `subnet6` to allocate IPv6
-    /// addresses from. Requires `subnet6`.
-    pub ip_range6: Option<Ipv6Net>,
-    /// `--internal`.
-    pub internal: bool,
-    /// `--attachable`.
-    pub attachable: bool,
-    /// `--mtu`; 1500 when `None` (the caller picks the overlay default and passes it).
-    pub mtu: Option<u32>,
-    /// `--vni` (overlay only); allocated from 4096 upward when `None`.
-    pub vni: Option<u32>,
-    /// `-o key=value` options.
-    pub options: BTreeMap<String, String>,
-}
-
-impl Default for CreateNetwork {
-    fn default() -> Self {
-        Self {
-            name: String::new(),
-            driver: Driver::default(),
-            subnet: None,
-            gateway: None,
-            ip_range: None,
-            enable_ipv4: true,
-            enable_ipv6: false,
-            subnet6: None,
-            gateway6: None,
-            ip_range6: None,
-            internal: false,
-            attachable: false,
-            mtu: None,
-            vni: None,
-            options: BTreeMap::new(),
-        }
-    }
-}
-
-impl CreateNetwork {
-    /// A request with the given name and driver and every other field defaulted.
-    pub fn new(name: impl Into<String>, driver: Driver) -> Self {
-        Self { name: name.into(), driver, ..Self::default() }
-    }
-}
+/// A `network create` request: the wire type itself, so that the ctl request and the
+/// model's input are one list of fields.
+pub use ctl::proto::CreateNetwork;
 
 /// A sandbox create request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser};
 use ctl::client::{Client, ClientError};
 use ctl::proto::{
-    DnsRecord, EndpointInfo, FdbEntry, FlushResult, NatFlow, NetworkInfo, NetworkSummary, PortStats, Request,
-    SandboxInfo, ServiceInfo, ShowTree, VersionInfo,
+    CreateNetwork, DnsRecord, EndpointInfo, FdbEntry, FlushResult, NatFlow, NetworkInfo, NetworkSummary, PortStats,
+    Request, SandboxInfo, ServiceInfo, ShowTree, VersionInfo,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -266,7 +266,7 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
             let (subnet, subnet6) = cli::per_family("subnet", subnet).map_err(anyhow::Error::msg)?;
             let (gateway, gateway6) = cli::per_family("gateway", gateway).map_err(anyhow::Error::msg)?;
             let (ip_range, ip_range6) = cli::per_family("ip-range", ip_range).map_err(anyhow::Error::msg)?;
-            let req = Request::NetworkCreate {
+            let req = Request::NetworkCreate(CreateNetwork {
                 name,
                 driver: driver.into(),
                 subnet,
@@ -282,7 +282,7 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
                 attachable,
                 vni,
                 options: opts.into_iter().collect(),
-            };
+            });
             ctx.show(&req, |w, n: NetworkInfo| writeln!(w, "{}", n.id))
         }
         NetworkCmd::Ls => ctx.show(&Request::NetworkLs, |w, n: Vec<NetworkSummary>| render::networks(w, &n)),

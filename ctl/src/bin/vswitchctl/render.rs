@@ -231,8 +231,7 @@ fn impair_table(w: &mut dyn Write, ports: &[(&str, &ImpairStats)]) -> io::Result
     let mut t = Table::new(&["PORT", "SETTINGS", "QUEUED", "DELAYED", "LOST", "DUPLICATED", "REORDERED", "QUEUE-FULL"]);
     for &(port, i) in ports {
         let settings = i.settings.map_or_else(|| "(cleared)".to_owned(), |s| s.to_string());
-        let counters = [i.queued, i.delayed, i.lost, i.duplicated, i.reordered, i.queue_full];
-        t.row([port.to_owned(), settings].into_iter().chain(counters.iter().map(u64::to_string)).collect());
+        t.row([port.to_owned(), settings].into_iter().chain(i.counters.columns().map(|n| n.to_string())).collect());
     }
     t.write(w)
 }
@@ -554,7 +553,10 @@ mod tests {
             drops: [("impair_loss".to_owned(), 3)].into(),
             dns: None,
             nat: None,
-            impair: Some(ImpairStats { settings: None, queued: 1, delayed: 2, lost: 3, ..ImpairStats::default() }),
+            impair: Some(ImpairStats {
+                settings: None,
+                counters: ctl::ImpairCounters { queued: 1, delayed: 2, lost: 3, ..Default::default() },
+            }),
             tap_queue_dropped: None,
             worker: None,
         };

@@ -949,6 +949,16 @@ pub(super) mod tests {
         assert_eq!(e.kind, ErrorKind::NotSupported, "{}", e.message);
         assert!(e.message.contains("network create"), "{}", e.message);
         assert_eq!(s.state(), before, "a refused stack changed the state");
+        // Nor does a stack service on a cluster network (it would be host mode, not ingress).
+        let stack: ctl::stack::Stack = serde_json::from_value(serde_json::json!({
+            "networks": [{"name": "ov", "external": true}],
+            "services": [{"name": "lb", "network": "ov", "ports": [{"host_port": 9090, "container_port": 90}]}]
+        }))
+        .unwrap();
+        let e = s.c().handle(Request::StackApply { stack, dry_run: false, source: None }).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotSupported, "{}", e.message);
+        assert!(e.message.contains("service lb") && e.message.contains("service publish"), "{}", e.message);
+        assert_eq!(s.state(), before, "a refused stack changed the state");
         // Bridge networks stay local and work without the store.
         s.c().handle(network_create("br", proto::Driver::Bridge, "10.52.0.0/24", false, &[])).unwrap();
         let Ok(list) = serde_json::from_value::<NodeList>(s.c().handle(Request::NodeLs).unwrap()) else {

@@ -26,11 +26,11 @@
 //!
 //! Keys are never logged: only epochs, node names and reasons are.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cluster::Cluster;
-use cluster::keys::{KeyAction, KeyInputs, PublishReason, members, plan};
+use cluster::keys::{Exclusion, KeyAction, KeyInputs, PublishReason, members, plan};
 use cluster::keys_store::{RotateRefused, rotation_record};
 use crypto::sealed::NodeKeypair;
 use ctl::proto::{self, CtlError, ErrorKind};
@@ -49,6 +49,51 @@ pub(super) struct StoreKeys {
     unopenable: HashSet<(String, u32)>,
     /// The last failure per network, already logged (logged again when it changes).
     failures: HashMap<String, String>,
+    /// The nodes left out of each network's members, as last logged.
+    exclusions: ExclusionLog,
+}
+
+/// The nodes left out of each keyed network's members ([`Exclusion`]), as
+/// last logged: the coordinator computes the members on every reconcile,
+/// and a node without a usable public key is logged when it is first left
+/// out (or for another reason), and once more when it no longer is.
+#[derive(Debug, Default)]
+struct ExclusionLog {
+    /// Network id -> node name -> why it is left out.
+    logged: HashMap<String, BTreeMap<String, Exclusion>>,
+}
+
+/// A change in the nodes left out of a network's members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ExclusionChange {
+    /// The node is left out now, for this reason (first time, or a new reason).
+    LeftOut(String, Exclusion),
+    /// The node was left out and no longer is (it has a usable key now, or
+    /// it has no endpoints on the network any more).
+    Cleared(String),
+}
+
+impl ExclusionLog {
+    /// Records `excluded` as network `network_id`'s exclusions now and
+    /// returns what changed since the last call for it.
+    fn update(&mut self, network_id: &str, excluded: &BTreeMap<String, Exclusion>) -> Vec<ExclusionChange> {
+        let before = self.logged.remove(network_id).unwrap_or_default();
+        let mut changes: Vec<ExclusionChange> = excluded
+            .iter()
+            .filter(|&(node, why)| before.get(node) != Some(why))
+            .map(|(node, why)| ExclusionChange::LeftOut(node.clone(), why.clone()))
+            .collect();
+        changes.extend(before.into_keys().filter(|node| !excluded.contains_key(node)).map(ExclusionChange::Cleared));
+        if !excluded.is_empty() {
+            self.logged.insert(network_id.to_owned(), excluded.clone());
+        }
+        changes
+    }
+
+    /// Forgets the networks not in `keep` (no longer keyed here).
+    fn retain(&mut self, keep: &HashSet<&str>) {
+        self.logged.retain(|id, _| keep.contains(id.as_str()));
+    }
 }
 
 impl Control {
@@ -56,7 +101,13 @@ impl Control {
     /// overlays through the store `handle` (whose node record carries
     /// `keypair`'s public key). Call before [`Control::attach_cluster`].
     pub fn attach_cluster_keys(&mut self, handle: Cluster, keypair: NodeKeypair) {
-        self.cluster_keys = Some(StoreKeys { handle, keypair, unopenable: HashSet::new(), failures: HashMap::new() });
+        self.cluster_keys = Some(StoreKeys {
+            handle,
+            keypair,
+            unopenable: HashSet::new(),
+            failures: HashMap::new(),
+            exclusions: ExclusionLog::default(),
+        });
     }
 
     /// The encrypted cluster overlays of this node with local endpoints.
@@ -83,13 +134,20 @@ impl Control {
         let key_mirror = mirror.keys();
         let local = keys.handle.node().to_owned();
         let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        for network in self.keyed_networks() {
+        let keyed = self.keyed_networks();
+        if let Some(keys) = self.cluster_keys.as_mut() {
+            keys.exclusions.retain(&keyed.iter().map(|n| n.id.as_str()).collect());
+        }
+        for network in keyed {
             let Some(vni) = network.vni.and_then(vxlan::Vni::new) else { continue };
             let net = network_id(&network);
+            let members = members(&network.id, mirror.nodes.values(), mirror.endpoints.values());
+            if let Some(keys) = self.cluster_keys.as_mut() {
+                log_exclusions(&network.name, keys.exclusions.update(&network.id, &members.excluded));
+            }
             let planned = (|| {
                 let keys = self.cluster_keys.as_ref().ok_or_else(|| "no store keys".to_owned())?;
                 let state = self.datapath.key_state(net).map_err(|e| format!("datapath: {e}"))?;
-                let members = members(&network.id, mirror.nodes.values(), mirror.endpoints.values());
                 let store = key_mirror.network(&network.id);
                 let installed: BTreeSet<u32> = state.installed.iter().copied().collect();
                 let inputs = KeyInputs {
@@ -97,7 +155,7 @@ impl Control {
                     vni,
                     local: &local,
                     keypair: &keys.keypair,
-                    members: &members,
+                    members: &members.keys,
                     store: &store,
                     installed: &installed,
                     send_epoch: state.send_epoch,
@@ -226,7 +284,7 @@ impl Control {
             let vni =
                 network.vni.and_then(vxlan::Vni::new).ok_or_else(|| CtlError::internal("overlay without a VNI"))?;
             let mirror = keys.handle.mirror();
-            let members = members(&network.id, mirror.nodes.values(), mirror.endpoints.values());
+            let members = members(&network.id, mirror.nodes.values(), mirror.endpoints.values()).keys;
             let store = mirror.keys().network(&network.id);
             let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             let record =
@@ -250,6 +308,20 @@ impl Control {
             self.reconcile_keys();
             ok(proto::KeyEpoch { network: network.name.clone(), epoch })
         })())
+    }
+}
+
+/// Logs the changes [`ExclusionLog::update`] found for network `name`.
+fn log_exclusions(name: &str, changes: Vec<ExclusionChange>) {
+    for change in changes {
+        match change {
+            ExclusionChange::LeftOut(node, why) => {
+                tracing::warn!(network = %name, %node, reason = %why, "cluster keys: node left out of the overlay's members: no overlay keys for it")
+            }
+            ExclusionChange::Cleared(node) => {
+                tracing::info!(network = %name, %node, "cluster keys: node no longer left out of the overlay's members")
+            }
+        }
     }
 }
 
@@ -308,6 +380,44 @@ mod tests {
         c.add_network_to_datapath(&cluster).expect("a cluster overlay needs no secret");
         let state = c.datapath.key_state(super::network_id(&cluster)).unwrap();
         assert_eq!((state.store_keys, state.send_epoch, state.installed), (true, None, vec![]));
+    }
+
+    #[test]
+    fn a_node_left_out_of_the_members_is_logged_once_per_change() {
+        use super::{Exclusion, ExclusionChange, ExclusionLog};
+        use std::collections::{BTreeMap, HashSet};
+
+        let left_out = |pairs: &[(&str, Exclusion)]| -> BTreeMap<String, Exclusion> {
+            pairs.iter().map(|(n, e)| ((*n).to_owned(), e.clone())).collect()
+        };
+        let mut log = ExclusionLog::default();
+        let now = left_out(&[("n2", Exclusion::NoPublicKey), ("n3", Exclusion::LowOrderKey)]);
+        assert_eq!(
+            log.update("net1", &now),
+            vec![
+                ExclusionChange::LeftOut("n2".into(), Exclusion::NoPublicKey),
+                ExclusionChange::LeftOut("n3".into(), Exclusion::LowOrderKey)
+            ]
+        );
+        // Every later reconcile sees the same: nothing to log.
+        assert_eq!(log.update("net1", &now), vec![]);
+        assert_eq!(log.update("net1", &now), vec![]);
+        // Another network is logged on its own.
+        assert_eq!(log.update("net2", &now).len(), 2);
+        // A new reason is a change; a node with a usable key now is cleared.
+        let now = left_out(&[("n2", Exclusion::BadPublicKey("not hex".into()))]);
+        assert_eq!(
+            log.update("net1", &now),
+            vec![
+                ExclusionChange::LeftOut("n2".into(), Exclusion::BadPublicKey("not hex".into())),
+                ExclusionChange::Cleared("n3".into())
+            ]
+        );
+        assert_eq!(log.update("net1", &BTreeMap::new()), vec![ExclusionChange::Cleared("n2".into())]);
+        assert_eq!(log.update("net1", &BTreeMap::new()), vec![]);
+        // A network no longer keyed is forgotten: if it comes back, its exclusions are news again.
+        log.retain(&HashSet::from(["net1"]));
+        assert_eq!(log.update("net2", &now).len(), 1);
     }
 
     #[test]

@@ -377,42 +377,7 @@ impl Control {
             Request::Metrics => ok(proto::MetricsText { text: self.metrics_text()? }),
             Request::SandboxLs => ok(self.model.sandboxes().map(|s| self.sandbox_info(&s.name)).collect::<Vec<_>>()),
             Request::SandboxRm { name } => self.sandbox_rm(&name),
-            Request::NetworkCreate {
-                name,
-                driver,
-                subnet,
-                gateway,
-                ip_range,
-                enable_ipv4,
-                enable_ipv6,
-                subnet6,
-                gateway6,
-                ip_range6,
-                internal,
-                mtu,
-                attachable,
-                vni,
-                options,
-            } => {
-                let req = CreateNetwork {
-                    name,
-                    driver,
-                    subnet,
-                    gateway,
-                    ip_range,
-                    enable_ipv4,
-                    enable_ipv6,
-                    subnet6,
-                    gateway6,
-                    ip_range6,
-                    internal,
-                    attachable,
-                    mtu,
-                    vni,
-                    options,
-                };
-                self.network_create(req)
-            }
+            Request::NetworkCreate(req) => self.network_create(req),
             Request::NetworkLs => ok(self.model.networks().into_iter().map(network_summary).collect::<Vec<_>>()),
             Request::NetworkInspect { name } => {
                 let network = self.model.network(&name).map_err(model_error)?;

@@ -70,21 +70,10 @@ pub(super) fn network_create(
     attachable: bool,
     options: &[(&str, &str)],
 ) -> ctl::proto::Request {
-    ctl::proto::Request::NetworkCreate {
-        name: name.into(),
-        driver,
+    ctl::proto::Request::NetworkCreate(ctl::proto::CreateNetwork {
         subnet: Some(subnet.parse().expect("a test subnet")),
-        gateway: None,
-        ip_range: None,
-        enable_ipv4: true,
-        enable_ipv6: false,
-        subnet6: None,
-        gateway6: None,
-        ip_range6: None,
-        internal: false,
-        mtu: None,
         attachable,
-        vni: None,
         options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-    }
+        ..ctl::proto::CreateNetwork::new(name, driver)
+    })
 }

@@ -386,16 +386,7 @@ fn ipam_configs(n: &Network) -> Vec<IpamConfig> {
 
 /// The wire form of a port's impairment.
 fn impair_stats(i: &crate::daemon::datapath::ImpairSnapshot) -> proto::ImpairStats {
-    let c = &i.counters;
-    proto::ImpairStats {
-        settings: i.settings,
-        queued: c.queued,
-        delayed: c.delayed,
-        lost: c.lost,
-        duplicated: c.duplicated,
-        reordered: c.reordered,
-        queue_full: c.queue_full,
-    }
+    proto::ImpairStats { settings: i.settings, counters: i.counters }
 }
 
 /// The wire form of a DNS server's counters.

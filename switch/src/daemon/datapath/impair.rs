@@ -24,16 +24,7 @@ struct PortImpair {
 
 impl PortImpair {
     fn counters(&self) -> ImpairCounters {
-        let now = self.core.as_ref().map(|c| c.counters()).unwrap_or_default();
-        let e = &self.earlier;
-        ImpairCounters {
-            queued: now.queued,
-            delayed: e.delayed + now.delayed,
-            lost: e.lost + now.lost,
-            duplicated: e.duplicated + now.duplicated,
-            reordered: e.reordered + now.reordered,
-            queue_full: e.queue_full + now.queue_full,
-        }
+        self.core.as_ref().map(|c| c.counters()).unwrap_or_default().after(self.earlier)
     }
 }
 

@@ -91,10 +91,15 @@ impl Control {
         ok(report)
     }
 
-    /// In cluster mode a stack that would change anything may not hold
-    /// overlay networks nor attachments to cluster networks: their
-    /// addresses and records go through the cluster store, which
-    /// `stack apply` does not use (yet); `network create` and `connect` do.
+    /// In cluster mode a stack that would change anything may not declare
+    /// overlay networks, attach sandboxes to cluster networks, nor declare
+    /// services on them. Their addresses, endpoint and service records go
+    /// through the cluster store (`network create`, `network connect`,
+    /// `service publish`, whose services on a cluster overlay default to
+    /// `ingress` mode), and a store write cannot be part of the stack's
+    /// all-or-nothing transaction: a later step's failure could not take it
+    /// back from the other nodes. A stack service is always a `host` mode
+    /// service, which a cluster network does not take silently.
     fn refuse_cluster_stack(&self, stack: &Stack) -> Result<(), CtlError> {
         if self.cluster.is_none() {
             return Ok(());
@@ -103,12 +108,21 @@ impl Control {
         let overlay = stack.networks.iter().find(|n| !n.external && n.driver == ctl::proto::Driver::Overlay);
         let attached = stack.sandboxes.iter().flat_map(|s| &s.networks).find(|a| is_cluster(&a.network));
         let culprit = overlay.map(|n| n.name.as_str()).or(attached.map(|a| a.network.as_str()));
-        match culprit {
-            None => Ok(()),
-            Some(name) => Err(CtlError::new(
+        if let Some(name) = culprit {
+            return Err(CtlError::new(
                 ErrorKind::NotSupported,
                 format!(
                     "network {name}: in cluster mode, create overlay networks and connect sandboxes to them with `network create` and `network connect` (stack apply does not go through the cluster store); nothing was applied"
+                ),
+            ));
+        }
+        match stack.services.iter().find(|s| is_cluster(&s.network)) {
+            None => Ok(()),
+            Some(service) => Err(CtlError::new(
+                ErrorKind::NotSupported,
+                format!(
+                    "service {}: network {} is a cluster network: publish its services with `service publish` (ingress mode by default; stack apply does not go through the cluster store); nothing was applied",
+                    service.name, service.network
                 ),
             )),
         }

@@ -7,12 +7,11 @@
 use std::time::Duration;
 
 use super::super::handle::{Command, DatapathError};
-use super::super::testing::frames::{Tcp, frame, mac, pattern};
+use super::super::testing::frames::{Tcp, frame, mac, pattern, tso_hdr};
 use super::super::testing::{Harness, gateway_network, plain_network};
 use crate::counters::DropReason;
 use crate::impair::ImpairSettings;
 use crate::port::PortId;
-use crate::wire::VirtioNetHdr;
 use ctl::Impairment;
 
 fn impair(h: &mut Harness, port: PortId, spec: Option<Impairment>) -> Result<(), DatapathError> {
@@ -99,15 +98,7 @@ fn a_gso_frame_keeps_its_header_and_is_paced_by_its_wire_size() {
     // 12.112 Mbit/s: one 1514-byte frame per millisecond.
     impair(&mut h, b, Some(Impairment { rate_bps: Some(12_112_000), ..Impairment::default() })).unwrap();
     let tcp = Tcp::between(1, 2);
-    let tso = VirtioNetHdr {
-        flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
-        gso_type: VirtioNetHdr::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: 1460,
-        csum_start: 34,
-        csum_offset: 16,
-        num_buffers: 0,
-    };
+    let tso = tso_hdr(1460);
     // 10 segments of 1460 bytes: 10 × 1514 bytes on the wire, 10 ms.
     let big = tcp.frame(&pattern(14_600, 3));
     h.inject_with_hdr(a, tso, &big);

@@ -11,13 +11,12 @@ use etherparse::icmpv4::DestUnreachableHeader;
 
 use super::super::handle::NetworkSpec;
 use super::super::testing::frames::{
-    BROADCAST, Tcp, ethernet, frame, gw_mac, icmp, ip, mac, pattern, tcp_mss, tcp4_checksums_ok, udp, vtep, vxlan,
-    with_partial_tcp4_checksum,
+    BROADCAST, Tcp, ethernet, frame, gw_mac, icmp, ip, mac, pattern, tcp_mss, tcp4_checksums_ok, tso_hdr, udp, vtep,
+    vxlan, with_partial_tcp4_checksum,
 };
 use super::super::testing::memory::Fault;
 use super::super::testing::{Harness, Setup, overlay_network};
 use crate::counters::DropReason;
-use crate::wire::VirtioNetHdr;
 
 const VNI: u32 = 4242;
 
@@ -103,16 +102,7 @@ fn tcp_segments_from_a_tunnel_reach_the_tap_as_one_gso_frame() {
     h.run_until_idle();
     let sent = h.sent(a);
     assert_eq!(sent.len(), 1, "one write into the TAP");
-    let hdr = VirtioNetHdr {
-        flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
-        gso_type: VirtioNetHdr::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: 1400,
-        csum_start: 34,
-        csum_offset: 16,
-        num_buffers: 0,
-    };
-    assert_eq!(sent[0].hdr, hdr);
+    assert_eq!(sent[0].hdr, tso_hdr(1400));
     let merged = etherparse::SlicedPacket::from_ethernet(&sent[0].frame).expect("a TCP/IPv4 frame");
     let (Some(etherparse::NetSlice::Ipv4(ip4)), Some(etherparse::TransportSlice::Tcp(seg))) =
         (&merged.net, &merged.transport)
@@ -238,19 +228,6 @@ fn an_encrypted_overlay_carries_frames_sealed_by_one_datapath_and_opened_by_the_
     one.run_until_idle();
     assert_eq!(one.sent_frames(a), vec![back]);
     assert_eq!(one.vtep_counters().drops.total(), 0);
-}
-
-/// The virtio-net header of a TSO frame of `Tcp::between` segments of `mss`.
-fn tso_hdr(mss: u16) -> VirtioNetHdr {
-    VirtioNetHdr {
-        flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
-        gso_type: VirtioNetHdr::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: mss,
-        csum_start: 34,
-        csum_offset: 16,
-        num_buffers: 0,
-    }
 }
 
 #[test]

@@ -8,13 +8,12 @@ use std::net::SocketAddr;
 
 use super::super::handle::NetworkSpec;
 use super::super::testing::frames::{
-    BROADCAST, Tcp, frame, ip, mac, pattern, udp, vtep, vxlan, with_partial_tcp4_checksum,
+    BROADCAST, Tcp, frame, ip, mac, pattern, tso_hdr, udp, vtep, vxlan, with_partial_tcp4_checksum,
 };
 use super::super::testing::memory::Fault;
 use super::super::testing::{Harness, Setup, overlay_network};
 use crate::counters::DropReason;
 use crate::port::{NetworkId, PortId};
-use crate::wire::VirtioNetHdr;
 
 const VNI: u32 = 4242;
 
@@ -22,6 +21,16 @@ const VNI: u32 = 4242;
 /// bytes tagged `tag`: one flow, so one sending socket.
 fn to_seven(len: usize, tag: u8) -> Vec<u8> {
     udp((mac(2), ip(2), 5000), (mac(7), ip(7), 6000), &vec![tag; len])
+}
+
+/// A host-1 harness with an overlay, peers at hosts 2, 3 and 4 (their
+/// ports, in that order) and one endpoint: a flood leaves three times.
+fn overlay_with_three_peers() -> (Harness, Vec<PortId>, PortId) {
+    let mut h = Harness::with(Setup::host(1));
+    let net = h.network(overlay_network(0, VNI));
+    let peers = (2..=4).map(|n| h.peer(net, vtep(n))).collect();
+    let a = h.endpoint(net);
+    (h, peers, a)
 }
 
 /// A host-1 harness with an overlay, peers at hosts 2 and 3, one endpoint,
@@ -127,12 +136,7 @@ fn a_train_ends_where_the_peer_changes_and_its_failure_drops_each_frame() {
 
 #[test]
 fn a_flood_to_three_peers_is_encapsulated_once() {
-    let mut h = Harness::with(Setup::host(1));
-    let net = h.network(overlay_network(0, VNI));
-    for n in 2..=4 {
-        h.peer(net, vtep(n));
-    }
-    let a = h.endpoint(net);
+    let (mut h, _, a) = overlay_with_three_peers();
     let broadcast = frame(BROADCAST, mac(2), 1);
     h.inject(a, &broadcast);
     h.run_until_idle();
@@ -147,16 +151,7 @@ fn a_flood_to_three_peers_is_encapsulated_once() {
     // once; every peer gets the same four datagrams in one GSO send.
     let payload = pattern(4 * 1410, 5);
     let tso = with_partial_tcp4_checksum(Tcp::between(2, 9).frame(&payload));
-    let hdr = VirtioNetHdr {
-        flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
-        gso_type: VirtioNetHdr::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: 1410,
-        csum_start: 34,
-        csum_offset: 16,
-        num_buffers: 0,
-    };
-    h.inject_with_hdr(a, hdr, &tso);
+    h.inject_with_hdr(a, tso_hdr(1410), &tso);
     h.run_until_idle();
     let sent = h.sent_datagrams();
     assert_eq!(sent.len(), 12);
@@ -337,25 +332,11 @@ fn messages_that_cannot_form_a_train_share_one_sendmmsg() {
 
 #[test]
 fn a_flood_of_a_tso_frame_to_three_peers_is_one_call_of_three_trains() {
-    let mut h = Harness::with(Setup::host(1));
-    let net = h.network(overlay_network(0, VNI));
-    for n in 2..=4 {
-        h.peer(net, vtep(n));
-    }
-    let a = h.endpoint(net);
+    let (mut h, _, a) = overlay_with_three_peers();
     let payload = pattern(4 * 1410, 5);
     let tso = with_partial_tcp4_checksum(Tcp::between(2, 9).frame(&payload));
-    let hdr = VirtioNetHdr {
-        flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
-        gso_type: VirtioNetHdr::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: 1410,
-        csum_start: 34,
-        csum_offset: 16,
-        num_buffers: 0,
-    };
     let before = h.underlay().calls().len();
-    h.inject_with_hdr(a, hdr, &tso);
+    h.inject_with_hdr(a, tso_hdr(1410), &tso);
     h.run_until_idle();
     assert_eq!(h.sent_datagrams().len(), 12);
     assert_eq!(calls_since(&h, before), vec![(3, 12)], "three GSO trains of four in one sendmmsg");
@@ -364,10 +345,7 @@ fn a_flood_of_a_tso_frame_to_three_peers_is_one_call_of_three_trains() {
 
 #[test]
 fn a_failed_message_drops_only_its_frames_and_a_full_buffer_the_rest() {
-    let mut h = Harness::with(Setup::host(1));
-    let net = h.network(overlay_network(0, VNI));
-    let ports: Vec<PortId> = (2..=4).map(|n| h.peer(net, vtep(n))).collect();
-    let a = h.endpoint(net);
+    let (mut h, ports, a) = overlay_with_three_peers();
     // The first message of the flood's call fails for its destination
     // alone (say, no route): the other two leave in a second call.
     h.underlay().fail_sends(Fault::Os(libc::ENETUNREACH), 1);

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use etherparse::{Icmpv6Type, PacketBuilder, TcpOptionElement};
 
 use crate::gateway::{gateway_mac, link_local};
-use crate::wire::MacAddr;
+use crate::wire::{MacAddr, VirtioNetHdr};
 
 /// The broadcast MAC.
 pub(crate) const BROADCAST: MacAddr = MacAddr([0xff; 6]);
@@ -375,6 +375,22 @@ pub(crate) fn parse_udp(frame: &[u8]) -> Option<Udp> {
         dst: (MacAddr(eth.destination()), header.destination.into(), udp.destination_port()),
         payload: udp.payload().to_vec(),
     })
+}
+
+/// The virtio-net header of a TSO frame of [`Tcp::between`] segments of
+/// `mss` bytes (Ethernet, IPv4 and TCP headers without options: 54 bytes),
+/// with its checksum left to the receiver as a TCP sender offloading it
+/// writes it.
+pub(crate) fn tso_hdr(mss: u16) -> VirtioNetHdr {
+    VirtioNetHdr {
+        flags: VirtioNetHdr::FLAG_NEEDS_CSUM,
+        gso_type: VirtioNetHdr::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: mss,
+        csum_start: 34,
+        csum_offset: 16,
+        num_buffers: 0,
+    }
 }
 
 /// A TCP/IPv4 frame as a sender using checksum offload leaves it: the TCP
