@@ -327,12 +327,14 @@ mod tests {
         w1.frame(PortId(5), Direction::Rx, &frame([8, 0], 80), none, None);
         w1.frame(PortId(5), Direction::Rx, &frame([8, 0], 90), none, None);
         assert!(r.is_ended(), "three frames asked for");
-        assert_eq!(taken(&r), [(PortId(3), Direction::Rx, 60, 60), (PortId(5), Direction::Tx, 70, 64), (
-            PortId(5),
-            Direction::Rx,
-            80,
-            64
-        )]);
+        assert_eq!(
+            taken(&r),
+            [
+                (PortId(3), Direction::Rx, 60, 60),
+                (PortId(5), Direction::Tx, 70, 64),
+                (PortId(5), Direction::Rx, 80, 64)
+            ]
+        );
         let other = ring(8, 64, None);
         w0.add(Session::new(other.clone(), Scope::Ports(vec![PortId(3)]), None));
         w1.add(Session::new(other.clone(), Scope::Ports(vec![PortId(5)]), None));

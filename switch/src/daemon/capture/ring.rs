@@ -147,7 +147,8 @@ impl CaptureRing {
         if let Some(limit) = self.limit {
             // Take a place among the `limit` frames first: another
             // producer may be pushing at the same time.
-            let taken = self.reserved.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1));
+            let taken =
+                self.reserved.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1));
             if taken.is_err() {
                 return false;
             }

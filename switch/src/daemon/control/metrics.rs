@@ -265,9 +265,8 @@ impl Control {
             &["worker"],
         );
         let busy = b.made(busy);
-        let wakeups = b.counters("vswitch_datapath_wakeups_total", "Times each datapath worker thread woke up.", &[
-            "worker",
-        ]);
+        let wakeups =
+            b.counters("vswitch_datapath_wakeups_total", "Times each datapath worker thread woke up.", &["worker"]);
         for (k, w) in snapshot.workers.iter().enumerate() {
             let worker = worker_label(k);
             if let Some(busy) = &busy {

@@ -928,7 +928,8 @@ impl DatapathHandle {
                             None => by_worker.push((k, vec![port])),
                         }
                     }
-                    let sessions = by_worker.into_iter().map(|(k, ports)| Ok((k, session.with_scope(Scope::Ports(ports))?)));
+                    let sessions =
+                        by_worker.into_iter().map(|(k, ports)| Ok((k, session.with_scope(Scope::Ports(ports))?)));
                     sessions.collect::<Result<_, FilterError>>()?
                 }
                 Scope::Underlay => {
