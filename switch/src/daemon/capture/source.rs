@@ -29,7 +29,9 @@ pub struct CaptureSource {
     data: String,
     /// Several workers fill the ring: frames are reordered by timestamp.
     merge: bool,
-    /// Records taken out of the ring but not sent yet, latest first.
+    /// Records taken out of the ring but not sent yet, latest first. They
+    /// stay the ring's boxes: each goes back to the ring as it is.
+    #[allow(clippy::vec_box)]
     pending: Vec<Box<Record>>,
     /// Held while the capture runs: counts running captures.
     _running: Arc<()>,
@@ -90,7 +92,7 @@ impl CaptureSource {
                 self.pending.push(record);
             }
             // Latest first, so the earliest is popped off the end.
-            self.pending.sort_by(|a, b| b.time.cmp(&a.time));
+            self.pending.sort_by_key(|r| std::cmp::Reverse(r.time));
         }
         self.pending.pop().map_or(Popped::Idle, Popped::Record)
     }
