@@ -2,15 +2,21 @@
 //!
 //! Integration tests of the root package cannot use `CARGO_BIN_EXE_*` for
 //! binaries of other workspace members, so they look next to the test
-//! executable (`target/<profile>/deps/..`), where `cargo test --workspace`
-//! puts them. When they are missing or older than their sources (e.g. after
-//! `cargo test -p vswitch`), they are built once per test process into
-//! `target/e2e-bins` (a separate target dir, so the build does not wait for
-//! the lock of the `cargo test` that runs us). `VSWITCHD_BIN` and
+//! executable (`target/<profile>/deps/..`), where `cargo build --workspace
+//! --bins` and `cargo test --workspace` put them. `VSWITCHD_BIN` and
 //! `VSWITCHCTL_BIN` override both paths.
+//!
+//! A binary older than one of the files it was built from is refused with
+//! the command that rebuilds it, never rebuilt behind the test's back: a
+//! build started from inside a test (into a separate target dir, as the
+//! lock of the `cargo test` running us is held) made the first test of a
+//! run take up to 699 s on a loaded machine, the tests of other processes
+//! wait for its lock, and it looked like a slow datapath. "The files it was
+//! built from" are the ones cargo lists in the binary's dep-info
+//! (`target/<profile>/vswitchd.d`): a test-only module (`#[cfg(test)]`) is
+//! not one of them, so editing a unit test does not make a binary stale.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -24,17 +30,12 @@ pub struct Binaries {
 }
 
 impl Binaries {
-    /// The binaries to test, building them first if needed. Panics with the
-    /// build's output if they cannot be found or built.
+    /// The binaries to test. Panics, saying how to build them, if they are
+    /// missing or older than their sources.
     pub fn get() -> &'static Binaries {
         static BINS: OnceLock<Binaries> = OnceLock::new();
-        BINS.get_or_init(|| locate().unwrap_or_else(|e| panic!("cannot find vswitchd/vswitchctl: {e}")))
+        BINS.get_or_init(|| locate().unwrap_or_else(|e| panic!("{e}")))
     }
-}
-
-/// The workspace root (this package's manifest dir).
-fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn locate() -> Result<Binaries, String> {
@@ -48,92 +49,90 @@ fn locate() -> Result<Binaries, String> {
         .and_then(|deps| if deps.ends_with("deps") { deps.parent() } else { Some(deps) })
         .ok_or("test executable has no parent directory")?
         .to_path_buf();
-    let beside = in_dir(&profile_dir);
-    let newest_source = newest_mtime(&source_paths());
-    if fresh(&beside, newest_source) {
-        return Ok(beside);
-    }
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let target = profile_dir.parent().ok_or("profile dir has no parent")?.join("e2e-bins");
-    build(&target, release)?;
-    let built = in_dir(&target.join(if release { "release" } else { "debug" }));
-    if built.vswitchd.is_file() && built.vswitchctl.is_file() {
-        Ok(built)
-    } else {
-        Err(format!("cargo build succeeded but {built:?} do not exist"))
-    }
-}
-
-fn in_dir(dir: &Path) -> Binaries {
-    Binaries { vswitchd: dir.join("vswitchd"), vswitchctl: dir.join("vswitchctl") }
-}
-
-/// True if both binaries exist and are newer than every source file.
-fn fresh(b: &Binaries, newest_source: Option<SystemTime>) -> bool {
-    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (mtime(&b.vswitchd), mtime(&b.vswitchctl), newest_source) {
-        (Some(d), Some(c), Some(src)) => d >= src && c >= src,
-        (Some(_), Some(_), None) => true,
-        _ => false,
-    }
-}
-
-/// The files the binaries are built from.
-fn source_paths() -> Vec<PathBuf> {
-    let root = workspace_root();
-    // The binaries' crates and every workspace crate they link.
-    [
-        "switch/src",
-        "ctl/src",
-        "dns/src",
-        "vxlan/src",
-        "crypto/src",
-        "cluster/src",
-        "switch/Cargo.toml",
-        "ctl/Cargo.toml",
-        "dns/Cargo.toml",
-        "vxlan/Cargo.toml",
-        "crypto/Cargo.toml",
-        "cluster/Cargo.toml",
-        "Cargo.lock",
-    ]
-    .iter()
-    .map(|p| root.join(p))
-    .collect()
-}
-
-/// Newest modification time of the files under `paths` (recursively).
-fn newest_mtime(paths: &[PathBuf]) -> Option<SystemTime> {
-    let mut newest = None;
-    let mut stack: Vec<PathBuf> = paths.to_vec();
-    while let Some(p) = stack.pop() {
-        let Ok(meta) = std::fs::metadata(&p) else { continue };
-        if meta.is_dir() {
-            if let Ok(rd) = std::fs::read_dir(&p) {
-                stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
-            }
-        } else if let Ok(m) = meta.modified() {
-            newest = newest.max(Some(m));
+    let build = if release { "cargo build --workspace --bins --release" } else { "cargo build --workspace --bins" };
+    let bins = Binaries { vswitchd: profile_dir.join("vswitchd"), vswitchctl: profile_dir.join("vswitchctl") };
+    for binary in [&bins.vswitchd, &bins.vswitchctl] {
+        if let Some(why) = stale(binary) {
+            return Err(format!(
+                "{why}: run `{build}` before the end-to-end tests (scripts/test does), or point VSWITCHD_BIN and \
+                 VSWITCHCTL_BIN at binaries to test"
+            ));
         }
     }
-    newest
+    Ok(bins)
 }
 
-/// `cargo build -p switch -p ctl --bins` into `target_dir`.
-fn build(target_dir: &Path, release: bool) -> Result<(), String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root())
-        .args(["build", "-p", "switch", "-p", "ctl", "--bins"])
-        .env("CARGO_TARGET_DIR", target_dir);
-    if release {
-        cmd.arg("--release");
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Why `binary` cannot be tested as it is (missing, or older than one of
+/// the files its dep-info lists); `None` when it is up to date.
+fn stale(binary: &Path) -> Option<String> {
+    let Some(built) = mtime(binary) else {
+        return Some(format!("{} does not exist", binary.display()));
+    };
+    // Without dep-info (a binary not built by cargo) there is nothing to
+    // compare with: it is taken as it is.
+    let deps = std::fs::read_to_string(binary.with_extension("d")).ok()?;
+    let newer = dep_info_inputs(&deps).into_iter().find(|input| mtime(input).is_none_or(|m| m > built))?;
+    Some(format!("{} is older than {} (or that file is gone)", binary.display(), newer.display()))
+}
+
+/// The input files of a Makefile-style dep-info file as cargo writes it
+/// (`target: input input ...`, spaces in paths escaped with `\`).
+fn dep_info_inputs(text: &str) -> Vec<PathBuf> {
+    let Some(line) = text.lines().next() else { return Vec::new() };
+    // The target's own path is followed by ": ".
+    let Some((_, inputs)) = line.split_once(": ") else { return Vec::new() };
+    let mut paths = Vec::new();
+    let mut current = String::new();
+    let mut chars = inputs.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => current.extend(chars.next()),
+            ' ' => {
+                if !current.is_empty() {
+                    paths.push(PathBuf::from(std::mem::take(&mut current)));
+                }
+            }
+            c => current.push(c),
+        }
     }
-    eprintln!("vswitch test support: building the binaries: {cmd:?}");
-    let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr)))
+    if !current.is_empty() {
+        paths.push(PathBuf::from(current));
+    }
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep_info_lists_the_inputs_with_escaped_spaces() {
+        let text = "/t/debug/vswitchd: /src/a.rs /src/my\\ dir/b.rs  /src/c.rs\n";
+        let inputs = dep_info_inputs(text);
+        assert_eq!(inputs, [PathBuf::from("/src/a.rs"), PathBuf::from("/src/my dir/b.rs"), PathBuf::from("/src/c.rs")]);
+        assert!(dep_info_inputs("").is_empty());
+    }
+
+    #[test]
+    fn a_binary_older_than_an_input_is_stale_and_a_missing_one_too() {
+        let dir = std::env::temp_dir().join(format!("vswitch-bins-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (binary, input) = (dir.join("tool"), dir.join("main.rs"));
+        std::fs::write(&input, "fn main() {}").unwrap();
+        std::fs::write(&binary, "binary").unwrap();
+        std::fs::write(dir.join("tool.d"), format!("{}: {}\n", binary.display(), input.display())).unwrap();
+        let later = SystemTime::now() + std::time::Duration::from_secs(60);
+        std::fs::File::options().write(true).open(&binary).unwrap().set_modified(later).unwrap();
+        assert_eq!(stale(&binary), None, "built after its input");
+        let even_later = later + std::time::Duration::from_secs(60);
+        std::fs::File::options().write(true).open(&input).unwrap().set_modified(even_later).unwrap();
+        assert!(stale(&binary).is_some_and(|why| why.contains("main.rs")), "its input changed since");
+        assert!(stale(&dir.join("missing")).is_some_and(|why| why.contains("does not exist")));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -344,3 +344,58 @@ fn overlay_capture_shows_inner_frames_and_outer_shows_the_vxlan_datagrams() {
         (0..2).flat_map(|_| [hop(&v1, &v2, &s1_ip, &s2_ip, "8"), hop(&v2, &v1, &s2_ip, &s1_ip, "0")]).collect();
     assert_eq!(rows, expected, "the underlay datagrams, decoded as VXLAN by tshark");
 }
+
+#[test]
+fn a_capture_of_ports_on_two_workers_sees_both_and_the_underlay_capture_every_worker() {
+    let test = "a_capture_of_ports_on_two_workers_sees_both_and_the_underlay_capture_every_worker";
+    if !require_root(test) || !require_tshark(test) {
+        return;
+    }
+    // Two overlays whose VNIs differ in parity: with two workers each
+    // lives on its own worker (VNI % 2), and so do its tunnel port to host
+    // 2 and its share of the underlay socket. `vx:HOST2` names both tunnel
+    // ports.
+    let u = Underlay::new([10, 210, 46], 2);
+    let (h1, h2) = (u.host(0), u.host(1));
+    let d1 = vtep_daemon(h1, &["--workers", "2"]);
+    let d2 = vtep_daemon(h2, &[]);
+    let (even, odd) = (u.name("ev"), u.name("od"));
+    for d in [&d1, &d2] {
+        d.overlay_create(&even, "10.241.2.0/24", 4142, &["--attachable"]);
+        d.overlay_create(&odd, "10.241.3.0/24", 4143, &["--attachable"]);
+    }
+    d1.peer_add(h2.vtep(), &[]);
+    d2.peer_add(h1.vtep(), &[]);
+    let (s1e, e1e) = sandbox_on(&d1, &even, "se", "10.241.2.11");
+    let (_, e2e) = sandbox_on(&d2, &even, "se", "10.241.2.12");
+    let (s1o, e1o) = sandbox_on(&d1, &odd, "so", "10.241.3.11");
+    let (_, e2o) = sandbox_on(&d2, &odd, "so", "10.241.3.12");
+    assert!(ping(&s1e, ip_of(&e2e), 1) && ping(&s1o, ip_of(&e2o), 1), "the overlays work");
+
+    let tunnel = vswitch::overlay::tunnel_port(h2.vtep());
+    let inner = CaptureRun::start(&d1, &[&tunnel, "--filter", "icmp", "-c", "4"], "inner.pcap");
+    let outer_filter = "udp port 4789 and udp[28:2] = 0x0800 and udp[39] = 1";
+    let outer = CaptureRun::start(&d1, &["vtep", "--outer", "--filter", outer_filter, "-c", "4"], "outer.pcap");
+    // One ping on each overlay, one after the other.
+    assert!(ping(&s1e, ip_of(&e2e), 1), "{s1e} cannot ping over the even overlay");
+    assert!(ping(&s1o, ip_of(&e2o), 1), "{s1o} cannot ping over the odd overlay");
+
+    let (summary, file) = inner.finish();
+    assert_eq!(summary.captured, 4, "{summary:?}");
+    let rows = frames(&file, "", &["ip.src", "ip.dst", "icmp.type"]);
+    let ping_rows = |a: &proto::EndpointInfo, b: &proto::EndpointInfo| {
+        let (a, b) = (ip_of(a).to_string(), ip_of(b).to_string());
+        [vec![a.clone(), b.clone(), "8".to_owned()], vec![b, a, "0".to_owned()]]
+    };
+    let expected: Vec<Vec<String>> = ping_rows(&e1e, &e2e).into_iter().chain(ping_rows(&e1o, &e2o)).collect();
+    assert_eq!(rows, expected, "both workers' tunnel ports, merged in time order");
+    let times = frames(&file, "", &["frame.time_epoch"]);
+    let times: Vec<f64> = times.iter().map(|r| r[0].parse().expect("a timestamp")).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "timestamps in order: {times:?}");
+
+    let (summary, file) = outer.finish();
+    assert_eq!(summary.captured, 4, "{summary:?}");
+    let vnis = frames(&file, "", &["vxlan.vni"]);
+    let vnis: Vec<&str> = vnis.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(vnis, ["4142", "4142", "4143", "4143"], "each worker's underlay socket, in time order");
+}

@@ -38,7 +38,7 @@ fn metrics_are_served_valid_and_match_stats() {
         return;
     }
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-    let d = Daemon::builder().args(&["--metrics-listen", &addr.to_string()]).start();
+    let d = Daemon::builder().args(&["--metrics-listen", &addr.to_string(), "--workers", "2"]).start();
     let net = d.name("n");
     let (a, b) = (d.name("a"), d.name("b"));
     // No egress: the daemon runs in the host's namespace, whose network
@@ -74,7 +74,13 @@ fn metrics_are_served_valid_and_match_stats() {
     let drops = format!("vswitch_port_drops_total{{network=\"{net}\",port=\"{}\",reason=\"no_route\"}}", ea.port);
     assert!(sample(&text, &drops).is_some_and(|n| n >= 1.0), "no no_route drop in:\n{text}");
     assert!(sample(&text, &format!("vswitch_fdb_entries{{network=\"{net}\"}}")).is_some_and(|n| n >= 2.0));
-    assert!(sample(&text, "vswitch_datapath_wakeups_total").is_some_and(|n| n > 0.0));
+    // One series per worker thread, each of which has woken up (its tick).
+    for worker in ["vsw-dp-0", "vsw-dp-1"] {
+        let labels = format!("{{worker=\"{worker}\"}}");
+        let wakeups = sample(&text, &format!("vswitch_datapath_wakeups_total{labels}"));
+        assert!(wakeups.is_some_and(|n| n > 0.0), "no wake-ups of {worker} in:\n{text}");
+        assert!(sample(&text, &format!("vswitch_datapath_busy_seconds_total{labels}")).is_some(), "{text}");
+    }
     // The two connects were events (port_up), and nobody follows them.
     assert!(sample(&text, "vswitch_events_total{kind=\"port_up\"}").is_some_and(|n| n >= 2.0), "{text}");
     assert_eq!(sample(&text, "vswitch_event_subscribers"), Some(0.0));

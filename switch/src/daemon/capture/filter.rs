@@ -11,6 +11,7 @@ const DLT_RAW: i32 = 12;
 pub struct Filter {
     program: pcap::BpfProgram,
     expression: String,
+    linktype: u16,
 }
 
 impl std::fmt::Debug for Filter {
@@ -37,7 +38,13 @@ impl Filter {
         let dlt = if linktype == ctl::proto::LINKTYPE_RAW { DLT_RAW } else { i32::from(linktype) };
         let dead = pcap::Capture::dead(pcap::Linktype(dlt)).map_err(|e| error(e.to_string()))?;
         let program = dead.compile(expression, true).map_err(|e| error(e.to_string()))?;
-        Ok(Filter { program, expression: expression.to_owned() })
+        Ok(Filter { program, expression: expression.to_owned(), linktype })
+    }
+
+    /// The same filter for another worker (libpcap's programs are not
+    /// shared between threads: it is compiled again).
+    pub fn try_clone(&self) -> Result<Filter, FilterError> {
+        Filter::compile(&self.expression, self.linktype)
     }
 
     /// Whether `frame` (whole, as it crossed the port) matches.

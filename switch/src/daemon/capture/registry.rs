@@ -38,7 +38,9 @@ pub enum Scope {
     Underlay,
 }
 
-/// One capture as the datapath holds it.
+/// One capture as one datapath worker holds it: a capture of ports on
+/// several workers is one session per worker, each with that worker's
+/// ports, all filling one ring.
 #[derive(Debug)]
 pub struct Session {
     ring: Arc<CaptureRing>,
@@ -46,13 +48,25 @@ pub struct Session {
     filter: Option<Filter>,
     /// Frames were queued since the consumer was last woken.
     pending: bool,
+    /// Nothing of its scope is left on this worker (its ports or network
+    /// were removed): forgotten at the next prune.
+    done: bool,
 }
 
 impl Session {
     /// A capture of `scope` into `ring`, keeping frames `filter` accepts
-    /// (all without one).
+    /// (all without one). The session is one of the ring's producers until
+    /// it is dropped.
     pub fn new(ring: Arc<CaptureRing>, scope: Scope, filter: Option<Filter>) -> Session {
-        Session { ring, scope, filter, pending: false }
+        ring.add_producer();
+        Session { ring, scope, filter, pending: false, done: false }
+    }
+
+    /// Another session of the same capture (its ring and filter) over
+    /// `scope`: what one more worker captures.
+    pub fn with_scope(&self, scope: Scope) -> Result<Session, super::FilterError> {
+        let filter = self.filter.as_ref().map(Filter::try_clone).transpose()?;
+        Ok(Session::new(self.ring.clone(), scope, filter))
     }
 
     /// What it captures.
@@ -84,9 +98,10 @@ impl Session {
 
 impl Drop for Session {
     /// The datapath forgets the capture (it ended, its ports went away, or
-    /// the datapath stopped): the stream ends once its frames are sent.
+    /// the datapath stopped): once every worker's session of it has, the
+    /// stream ends when its frames are sent.
     fn drop(&mut self) {
-        self.ring.end();
+        self.ring.producer_done();
     }
 }
 
@@ -174,19 +189,18 @@ impl Captures {
 
     /// Forgets captures whose consumer left or whose frame count is reached.
     pub fn prune(&mut self) {
-        self.sessions.retain(|s| s.ring.wants_frames());
+        self.sessions.retain(|s| !s.done && s.ring.wants_frames());
         self.ports = self.sessions.iter().any(|s| s.scope != Scope::Underlay);
         self.underlay = self.sessions.iter().any(|s| s.scope == Scope::Underlay);
     }
 
-    /// A port was removed: captures of it alone end.
+    /// A port was removed: this worker's sessions of it alone end (the
+    /// capture ends once no worker has a captured port left).
     pub fn port_removed(&mut self, port: PortId) {
         for session in &mut self.sessions {
             if let Scope::Ports(ports) = &mut session.scope {
                 ports.retain(|&p| p != port);
-                if ports.is_empty() {
-                    session.ring.end();
-                }
+                session.done |= ports.is_empty();
             }
         }
         self.prune();
@@ -194,8 +208,8 @@ impl Captures {
 
     /// A network was removed: captures of it end.
     pub fn network_removed(&mut self, network: NetworkId) {
-        for session in self.sessions.iter().filter(|s| s.scope == Scope::Network(network)) {
-            session.ring.end();
+        for session in self.sessions.iter_mut().filter(|s| s.scope == Scope::Network(network)) {
+            session.done = true;
         }
         self.prune();
     }
@@ -296,6 +310,38 @@ mod tests {
         c.close();
         captures.prune();
         assert!(captures.is_empty() && !captures.ports);
+    }
+
+    #[test]
+    fn a_capture_over_two_workers_ends_when_both_sessions_do_and_keeps_the_frame_count() {
+        // Two workers' registries, one ring: each session holds its worker's port.
+        let (mut w0, mut w1) = (Captures::default(), Captures::default());
+        let r = ring(8, 64, Some(3));
+        w0.add(Session::new(r.clone(), Scope::Ports(vec![PortId(3)]), None));
+        w1.add(Session::new(r.clone(), Scope::Ports(vec![PortId(5)]), None));
+        let none = || None;
+        w0.frame(PortId(3), Direction::Rx, &frame([8, 0], 60), none, None);
+        w1.frame(PortId(5), Direction::Tx, &frame([8, 0], 70), none, None);
+        w0.port_removed(PortId(3));
+        assert!(!r.is_ended(), "worker 1 still captures port 5");
+        w1.frame(PortId(5), Direction::Rx, &frame([8, 0], 80), none, None);
+        w1.frame(PortId(5), Direction::Rx, &frame([8, 0], 90), none, None);
+        assert!(r.is_ended(), "three frames asked for");
+        assert_eq!(
+            taken(&r),
+            [
+                (PortId(3), Direction::Rx, 60, 60),
+                (PortId(5), Direction::Tx, 70, 64),
+                (PortId(5), Direction::Rx, 80, 64)
+            ]
+        );
+        let other = ring(8, 64, None);
+        w0.add(Session::new(other.clone(), Scope::Ports(vec![PortId(3)]), None));
+        w1.add(Session::new(other.clone(), Scope::Ports(vec![PortId(5)]), None));
+        w1.port_removed(PortId(5));
+        assert!(!other.is_ended());
+        drop(w0);
+        assert!(other.is_ended(), "the last worker let go");
     }
 
     #[test]

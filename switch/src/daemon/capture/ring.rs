@@ -1,6 +1,6 @@
 //! The capture ring: a bounded, preallocated set of frame records shared by
-//! the datapath (one producer) and the ctl client thread that streams them
-//! (one consumer).
+//! the datapath workers that own the captured ports (one producer each) and
+//! the ctl client thread that streams them (one consumer).
 //!
 //! Records circulate between two lock-free queues: the producer takes one
 //! from `free`, copies a frame into its preallocated buffer and puts it on
@@ -8,11 +8,14 @@
 //! to `free`. Nothing is allocated after [`CaptureRing::new`], and the
 //! producer never waits: with no free record the frame is dropped and
 //! counted. The consumer sleeps (thread parking) and is woken once per
-//! datapath batch that queued anything, not once per frame.
+//! datapath batch that queued anything, not once per frame. A capture of
+//! ports on several workers has one producer per worker (both queues take
+//! several producers); the ring ends when the last of them lets go
+//! ([`CaptureRing::add_producer`], [`CaptureRing::producer_done`]).
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::Thread;
 use std::time::Duration;
 
@@ -56,6 +59,10 @@ pub struct CaptureRing {
     filled: ArrayQueue<Box<Record>>,
     record_len: usize,
     limit: Option<u64>,
+    /// Frames pushed or being pushed, against `limit`: with several
+    /// producers, a frame first takes its place here, so exactly `limit`
+    /// frames are queued.
+    reserved: AtomicU64,
     queued: AtomicU64,
     dropped: AtomicU64,
     filtered: AtomicU64,
@@ -64,6 +71,8 @@ pub struct CaptureRing {
     ended: AtomicBool,
     /// The consumer is gone.
     closed: AtomicBool,
+    /// Producers (datapath workers) still holding the ring.
+    producers: AtomicUsize,
     consumer: OnceLock<Thread>,
 }
 
@@ -90,11 +99,13 @@ impl CaptureRing {
             filled: ArrayQueue::new(records),
             record_len,
             limit,
+            reserved: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
             ended: AtomicBool::new(limit == Some(0)),
             closed: AtomicBool::new(false),
+            producers: AtomicUsize::new(0),
             consumer: OnceLock::new(),
         }
     }
@@ -104,7 +115,20 @@ impl CaptureRing {
         self.record_len
     }
 
-    // The producer's side (the datapath thread).
+    // The producers' side (datapath threads).
+
+    /// One more producer holds the ring (a worker's capture session).
+    pub fn add_producer(&self) {
+        self.producers.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A producer lets go of the ring (its session ended); once the last
+    /// one has, the ring ends.
+    pub fn producer_done(&self) {
+        if self.producers.fetch_sub(1, Ordering::AcqRel) <= 1 {
+            self.end();
+        }
+    }
 
     /// Whether frames are still wanted: the consumer is there and the
     /// frame count is not reached.
@@ -120,7 +144,19 @@ impl CaptureRing {
         if !self.wants_frames() {
             return false;
         }
+        if let Some(limit) = self.limit {
+            // Take a place among the `limit` frames first: another
+            // producer may be pushing at the same time.
+            let taken =
+                self.reserved.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1));
+            if taken.is_err() {
+                return false;
+            }
+        }
         let Some(mut record) = self.free.pop() else {
+            if self.limit.is_some() {
+                self.reserved.fetch_sub(1, Ordering::AcqRel);
+            }
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         };
@@ -128,9 +164,11 @@ impl CaptureRing {
         fill(&mut record);
         // Cannot fail: there are as many slots in `filled` as records.
         let _ = self.filled.push(record);
-        let queued = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        // Counted once it is in `filled`: the ring ends only when all
+        // `limit` frames can be popped.
+        let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
         if self.limit == Some(queued) {
-            self.ended.store(true, Ordering::Release);
+            self.end();
         }
         true
     }
@@ -188,6 +226,12 @@ impl CaptureRing {
             }
             std::thread::park_timeout(deadline - now);
         }
+    }
+
+    /// The next queued record if there is one now (no waiting, and no
+    /// end-of-stream answer: [`CaptureRing::pop`] gives that).
+    pub fn try_pop(&self) -> Option<Box<Record>> {
+        self.filled.pop()
     }
 
     /// Gives a record back for reuse.

@@ -1,5 +1,9 @@
 //! The consumer's side of a capture: the ctl stream that takes frames out
 //! of the ring and writes each as a `capture` item (see PROTOCOL.md).
+//!
+//! When several workers fill the ring, frames stamped by one worker may
+//! be queued just after a later frame of another: the stream takes
+//! everything queued at once and sends it in timestamp order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +27,12 @@ pub struct CaptureSource {
     delivered: u64,
     /// Base64 of the frame being sent (reused).
     data: String,
+    /// Several workers fill the ring: frames are reordered by timestamp.
+    merge: bool,
+    /// Records taken out of the ring but not sent yet, latest first. They
+    /// stay the ring's boxes: each goes back to the ring as it is.
+    #[allow(clippy::vec_box)]
+    pending: Vec<Box<Record>>,
     /// Held while the capture runs: counts running captures.
     _running: Arc<()>,
 }
@@ -48,7 +58,43 @@ impl CaptureSource {
         only_port: Option<String>,
         running: Arc<()>,
     ) -> CaptureSource {
-        CaptureSource { ring, names, only_port, delivered: 0, data: String::new(), _running: running }
+        CaptureSource {
+            ring,
+            names,
+            only_port,
+            delivered: 0,
+            data: String::new(),
+            merge: false,
+            pending: Vec::new(),
+            _running: running,
+        }
+    }
+
+    /// Frames come from several workers: send what is queued at once in
+    /// timestamp order.
+    pub fn merged(mut self) -> CaptureSource {
+        self.merge = true;
+        self
+    }
+
+    /// The next record to send: straight from the ring, or with several
+    /// workers, the earliest of everything queued now.
+    fn pop(&mut self, wait: Duration) -> Popped {
+        if !self.merge {
+            return self.ring.pop(wait);
+        }
+        if self.pending.is_empty() {
+            match self.ring.pop(wait) {
+                Popped::Record(record) => self.pending.push(record),
+                other => return other,
+            }
+            while let Some(record) = self.ring.try_pop() {
+                self.pending.push(record);
+            }
+            // Latest first, so the earliest is popped off the end.
+            self.pending.sort_by_key(|r| std::cmp::Reverse(r.time));
+        }
+        self.pending.pop().map_or(Popped::Idle, Popped::Record)
     }
 
     fn encode(&mut self, record: &Record, out: &mut Vec<u8>) {
@@ -82,7 +128,7 @@ impl CaptureSource {
 
 impl StreamSource for CaptureSource {
     fn next(&mut self, wait: Duration, item: &mut Vec<u8>) -> StreamNext {
-        match self.ring.pop(wait) {
+        match self.pop(wait) {
             Popped::Record(record) => {
                 self.encode(&record, item);
                 self.ring.recycle(record);
@@ -116,6 +162,32 @@ mod tests {
     use ctl::proto::CapturedFrame;
 
     use super::*;
+
+    #[test]
+    fn frames_of_several_workers_are_sent_in_timestamp_order() {
+        let ring = Arc::new(CaptureRing::new(8, 16, None));
+        let names = HashMap::from([(PortId(3), "a".to_owned()), (PortId(5), "b".to_owned())]);
+        let mut source = CaptureSource::new(ring.clone(), names, None, Arc::new(())).merged();
+        // Worker 1 queued its frame (stamped 30) before worker 0 queued
+        // frames stamped 10 and 20.
+        for (port, nanos) in [(5, 30), (3, 10), (3, 20)] {
+            ring.push_with(|r| {
+                r.port = PortId(port);
+                r.time = Duration::new(1, nanos);
+            });
+        }
+        let mut item = Vec::new();
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            item.clear();
+            assert_eq!(source.next(Duration::ZERO, &mut item), StreamNext::Item);
+            let frame: CapturedFrame = serde_json::from_slice(&item).unwrap();
+            order.push((frame.port, frame.nsec));
+        }
+        assert_eq!(order, [("a".to_owned(), 10), ("a".to_owned(), 20), ("b".to_owned(), 30)]);
+        ring.end();
+        assert_eq!(source.next(Duration::ZERO, &mut item), StreamNext::Done);
+    }
 
     #[test]
     fn items_decode_as_captured_frames_and_the_summary_counts() {

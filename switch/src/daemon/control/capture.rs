@@ -125,7 +125,10 @@ impl Control {
         };
         let reply = ok(&info)?;
         let source = CaptureSource::new(ring.clone(), names, only_port, self.captures.clone());
-        self.datapath.capture(Session::new(ring, scope, filter)).map_err(datapath_error)?;
+        let workers = self.datapath.capture(Session::new(ring, scope, filter)).map_err(datapath_error)?;
+        // Ports on several workers (or the underlay of several): one ring
+        // filled by each, frames sent in timestamp order.
+        let source = if workers > 1 { source.merged() } else { source };
         tracing::info!(target = %info.target, filter = ?info.filter, count = ?info.count, "capture started");
         Ok(Subscription { reply, source: Box::new(source) })
     }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use prometheus::{Counter, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{CounterVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use super::{Control, VTEP_PORT_NAME, datapath_error};
 use ctl::proto::CtlError;
@@ -68,6 +68,12 @@ fn set(family: &Option<IntCounterVec>, labels: &[&str], value: u64) {
     if let Some(f) = family {
         f.with_label_values(labels).inc_by(value);
     }
+}
+
+/// The `worker` label of worker `k`: its thread's name, as `stats` names
+/// its row.
+fn worker_label(k: usize) -> String {
+    format!("vsw-dp-{k}")
 }
 
 impl Control {
@@ -248,16 +254,25 @@ impl Control {
             sizes.with_label_values(&["sandboxes"]).set(count(self.model.sandboxes().count()));
             sizes.with_label_values(&["endpoints"]).set(count(self.model.endpoints().count()));
         }
-        let busy = Counter::new(
-            "vswitch_datapath_busy_seconds_total",
-            "Time the datapath thread spent working rather than waiting for events.",
+        // One series per worker thread (`vsw-dp-K`, as `stats` names its
+        // rows): a busy worker stays visible next to an idle one; the
+        // daemon's total is their sum.
+        let busy = CounterVec::new(
+            Opts::new(
+                "vswitch_datapath_busy_seconds_total",
+                "Time each datapath worker thread spent working rather than waiting for events.",
+            ),
+            &["worker"],
         );
-        if let Some(busy) = b.made(busy) {
-            busy.inc_by(snapshot.busy.as_secs_f64());
-        }
-        let wakeups = IntCounter::new("vswitch_datapath_wakeups_total", "Times the datapath thread woke up.");
-        if let Some(wakeups) = b.made(wakeups) {
-            wakeups.inc_by(snapshot.wakeups);
+        let busy = b.made(busy);
+        let wakeups =
+            b.counters("vswitch_datapath_wakeups_total", "Times each datapath worker thread woke up.", &["worker"]);
+        for (k, w) in snapshot.workers.iter().enumerate() {
+            let worker = worker_label(k);
+            if let Some(busy) = &busy {
+                busy.with_label_values(&[worker.as_str()]).inc_by(w.busy.as_secs_f64());
+            }
+            set(&wakeups, &[worker.as_str()], w.wakeups);
         }
 
         let events = self.events.counters();

@@ -229,6 +229,9 @@ pub enum DatapathError {
     /// Only TAP ports (endpoints) can be impaired.
     #[error("port {0} cannot be impaired: only endpoint (TAP) ports can")]
     NotImpairable(PortId),
+    /// A capture's filter could not be compiled again for another worker.
+    #[error(transparent)]
+    Filter(#[from] crate::daemon::capture::FilterError),
     /// The datapath thread did not answer in time or is gone.
     #[error("the datapath thread is not responding")]
     Unresponsive,
@@ -905,22 +908,44 @@ impl DatapathHandle {
         self.gone.clone()
     }
 
-    /// Starts a packet capture on the worker that owns what it captures
-    /// (the network, or the first port); matching frames go to its ring
-    /// from the next batch on. An underlay capture runs on worker 0 and
-    /// sees the overlays it owns.
-    pub fn capture(&self, session: crate::daemon::capture::Session) -> Result<(), DatapathError> {
-        use crate::daemon::capture::Scope;
-        let k = {
+    /// Starts a packet capture on every worker that owns something it
+    /// captures: a network's worker; each worker owning one of the ports
+    /// (with those ports); every worker for the underlay (each has its own
+    /// underlay socket). All of them fill the session's one ring, from their
+    /// next batch on. Returns how many workers capture.
+    pub fn capture(&self, session: crate::daemon::capture::Session) -> Result<usize, DatapathError> {
+        use crate::daemon::capture::{FilterError, Scope, Session};
+        let sessions: Vec<(usize, Session)> = {
             let routes = self.routes();
-            match session.scope() {
-                Scope::Network(n) => routes.of_network(*n),
-                Scope::Ports(ports) => ports.first().map_or(0, |&p| routes.of_port(p)),
-                Scope::Underlay => 0,
+            match session.scope().clone() {
+                Scope::Network(n) => vec![(routes.of_network(n), session)],
+                Scope::Ports(ports) => {
+                    let mut by_worker: Vec<(usize, Vec<PortId>)> = Vec::new();
+                    for port in ports {
+                        let k = routes.of_port(port);
+                        match by_worker.iter_mut().find(|(w, _)| *w == k) {
+                            Some((_, mine)) => mine.push(port),
+                            None => by_worker.push((k, vec![port])),
+                        }
+                    }
+                    let sessions =
+                        by_worker.into_iter().map(|(k, ports)| Ok((k, session.with_scope(Scope::Ports(ports))?)));
+                    sessions.collect::<Result<_, FilterError>>()?
+                }
+                Scope::Underlay => {
+                    let sessions = (0..self.workers.len()).map(|k| Ok((k, session.with_scope(Scope::Underlay)?)));
+                    sessions.collect::<Result<_, FilterError>>()?
+                }
             }
         };
-        let session = Box::new(session);
-        self.call_on(k, |reply| Command::Capture { session, reply })
+        // Every session exists before any is handed over: the ring ends
+        // only when the last of them is dropped.
+        let workers = sessions.len();
+        for (k, session) in sessions {
+            let session = Box::new(session);
+            self.call_on(k, |reply| Command::Capture { session, reply })?;
+        }
+        Ok(workers)
     }
 
     /// Impairs the egress of TAP port `id` with `settings`, or clears it
