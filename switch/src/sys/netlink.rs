@@ -128,6 +128,9 @@ pub struct LinkState {
     /// Frames the kernel dropped on transmit (`tx_dropped` of
     /// `IFLA_STATS64`); on a TAP, frames its full queue turned away.
     pub tx_dropped: Option<u64>,
+    /// Receive queues the device was created with (`IFLA_NUM_RX_QUEUES`);
+    /// fewer may be in use (`ethtool -L`).
+    pub rx_queues: Option<u32>,
 }
 
 /// A blocking rtnetlink socket bound to one network namespace.
@@ -426,6 +429,7 @@ fn link_state(msg: LinkMessage) -> LinkState {
         up: msg.header.flags.contains(LinkFlags::Up),
         txqueuelen: None,
         tx_dropped: None,
+        rx_queues: None,
     };
     for attr in msg.attributes {
         match attr {
@@ -434,6 +438,7 @@ fn link_state(msg: LinkMessage) -> LinkState {
             LinkAttribute::Address(a) => state.mac = Some(a),
             LinkAttribute::TxQueueLen(n) => state.txqueuelen = Some(n),
             LinkAttribute::Stats64(st) => state.tx_dropped = Some(st.tx_dropped),
+            LinkAttribute::NumRxQueues(n) => state.rx_queues = Some(n),
             _ => {}
         }
     }
@@ -535,6 +540,7 @@ mod tests {
         assert!(lo.mtu.is_some());
         assert!(lo.txqueuelen.is_some(), "IFLA_TXQLEN is parsed");
         assert!(lo.tx_dropped.is_some(), "IFLA_STATS64 is parsed");
+        assert!(lo.rx_queues.is_some_and(|n| n >= 1), "IFLA_NUM_RX_QUEUES is parsed");
         assert!(nl.link("vs-no-such-if0").unwrap().is_none());
         assert!(matches!(nl.set_link_up("vs-no-such-if0"), Err(NetlinkError::NoSuchLink(_))));
     }

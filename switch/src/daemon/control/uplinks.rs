@@ -220,6 +220,7 @@ mod tests {
             up,
             txqueuelen: None,
             tx_dropped: None,
+            rx_queues: None,
         };
         // Deleted and created again (down, as a new veth is): a new index.
         assert!(may_reattach(Some(7), &link(9, false)));

@@ -170,6 +170,9 @@ pub(crate) struct XskDevice {
 
 struct XskInner {
     port: XdpPort,
+    /// The queue whose socket is read next (several with a multi-queue
+    /// interface).
+    rx_next: usize,
     /// Segments of the GSO frame being written.
     segments: SegmentBuf,
 }
@@ -193,10 +196,14 @@ impl XskDevice {
     /// Wraps an opened port; `sandbox`: a local sandbox's endpoint (see
     /// the field), not an uplink.
     pub(crate) fn new(port: XdpPort, sandbox: bool) -> XskDevice {
-        let fd = port.socket_ref().as_raw_fd();
+        let fd = port.event_fd();
         let mode = port.mode();
         XskDevice {
-            inner: RefCell::new(XskInner { port, segments: SegmentBuf::with_capacity(Tap::RECV_BUF_LEN * 2, 64) }),
+            inner: RefCell::new(XskInner {
+                port,
+                rx_next: 0,
+                segments: SegmentBuf::with_capacity(Tap::RECV_BUF_LEN * 2, 64),
+            }),
             fd,
             mode,
             sandbox,
@@ -281,8 +288,13 @@ impl PortDevice for XskDevice {
             return Err(no_room());
         }
         let mut inner = self.inner.borrow_mut();
-        let socket = inner.port.socket();
-        loop {
+        let XskInner { port, rx_next, .. } = &mut *inner;
+        let sockets = port.sockets();
+        // Each queue's socket until one has a frame; WouldBlock once every
+        // one came up empty in a row.
+        let mut empty = 0;
+        while empty < sockets.len() {
+            let socket = &mut sockets[*rx_next % sockets.len()];
             match socket.queues().recv(&mut buf[hdr..]) {
                 Some(Ok(len)) => {
                     let partial = if self.sandbox { offload::make_partial(&mut buf[hdr..hdr + len]) } else { None };
@@ -292,13 +304,15 @@ impl PortDevice for XskDevice {
                 Some(Err(RxIssue::NoRoom)) => return Err(no_room()),
                 // Counted by the queues (`device_drops`); the next frame
                 // may be fine.
-                Some(Err(_)) => continue,
+                Some(Err(_)) => empty = 0,
                 None => {
                     socket.release_rx();
-                    return Err(io::ErrorKind::WouldBlock.into());
+                    *rx_next = (*rx_next + 1) % sockets.len();
+                    empty += 1;
                 }
             }
         }
+        Err(io::ErrorKind::WouldBlock.into())
     }
 
     fn send(&self, buf: &[u8]) -> io::Result<usize> {
@@ -348,20 +362,30 @@ impl PortDevice for XskDevice {
     }
 
     fn kernel_drops(&self) -> u64 {
-        let stats = self.inner.borrow().port.socket_ref().stats().unwrap_or_default();
-        stats.rx_dropped + stats.rx_ring_full + stats.rx_fill_empty
+        let inner = self.inner.borrow();
+        let stats = inner.port.sockets_ref().iter().map(|s| s.stats().unwrap_or_default());
+        stats.map(|s| s.rx_dropped + s.rx_ring_full + s.rx_fill_empty).sum()
     }
 
     fn device_drops(&self) -> DeviceDrops {
-        let c = self.inner.borrow_mut().port.socket().queues().counters();
-        DeviceDrops { too_long: c.rx_too_long, broken: c.rx_bad, ..DeviceDrops::default() }
+        let mut inner = self.inner.borrow_mut();
+        let mut drops = DeviceDrops::default();
+        for socket in inner.port.sockets() {
+            let c = socket.queues().counters();
+            drops.too_long += c.rx_too_long;
+            drops.broken += c.rx_bad;
+        }
+        drops
     }
 
     fn check(&self) -> io::Result<()> {
-        match self.inner.borrow().port.socket_ref().take_error()? {
-            Some(e) => Err(e),
-            None => Ok(()),
+        let inner = self.inner.borrow();
+        for socket in inner.port.sockets_ref() {
+            if let Some(e) = socket.take_error()? {
+                return Err(e);
+            }
         }
+        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 //! sockets (XSK), used instead of `xsk-rs`/libxdp (see the README's
 //! "Dependencies").
 //!
-//! An [`XdpPort`] puts one interface's receive queue 0 under the switch:
+//! An [`XdpPort`] puts one interface's receive queues under the switch:
 //!
 //! 1. [`bpf::XdpRedirect`] creates an `XSKMAP` and loads a five-instruction
 //!    XDP program that redirects each frame to the socket of its receive
@@ -12,13 +12,14 @@
 //!    hook (`XDP_FLAGS_SKB_MODE`);
 //! 3. an [`XskSocket`] registers a 16 MiB UMEM (4,096 chunks of a page, half for receiving,
 //!    with a TX metadata area in front of each transmitted frame),
-//!    sets up and maps its four rings and binds to the queue, zero-copy
+//!    sets up and maps its four rings and binds to a queue (one socket per
+//!    receive queue in use, up to [`MAX_QUEUES`]), zero-copy
 //!    (`XDP_ZEROCOPY`) where the driver supports it, copy mode otherwise,
 //!    always with `XDP_USE_NEED_WAKEUP`: the socket never busy-polls. It
 //!    waits in epoll for the RX ring, and system calls are made only when
 //!    the kernel asks for a wake-up (fill ring) or frames wait to be sent
 //!    (TX kick, once per batch);
-//! 4. the socket goes into the map.
+//! 4. each socket goes into the map under its queue.
 //!
 //! The ring logic (`ring`, `queues`) is plain memory and is unit-tested
 //! without a socket. The program is loaded frags-capable and the socket
@@ -50,6 +51,10 @@ use super::netlink::{Netlink, NetlinkError, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MO
 const XDP_USE_SG: u16 = 1 << 4;
 /// `XDP_UMEM_TX_METADATA_LEN` (UMEM flag): `tx_metadata_len` is meant.
 const XDP_UMEM_TX_METADATA_LEN: u32 = 1 << 2;
+
+/// The most receive queues a port binds sockets to (a UMEM of 16 MiB
+/// each): frames of higher queues take the program's `XDP_PASS` fallback.
+pub const MAX_QUEUES: u32 = 16;
 
 /// `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17+): how many descriptors one copy-mode
 /// kick may transmit (32 otherwise).
@@ -89,6 +94,8 @@ pub struct XdpMode {
     pub multi_buffer: bool,
     /// The kernel completes partial checksums from TX metadata.
     pub csum_offload: bool,
+    /// Receive queues with a socket.
+    pub queues: u32,
 }
 
 impl std::fmt::Display for XdpMode {
@@ -100,7 +107,11 @@ impl std::fmt::Display for XdpMode {
             f.write_str(", multi-buffer")?;
         }
         let csum = if self.csum_offload { "offloaded" } else { "software" };
-        write!(f, ", TX checksum {csum}")
+        write!(f, ", TX checksum {csum}")?;
+        if self.queues > 1 {
+            write!(f, ", {} queues", self.queues)?;
+        }
+        Ok(())
     }
 }
 
@@ -386,10 +397,21 @@ impl AsRawFd for XskSocket {
     }
 }
 
-/// An interface's queue 0 under the switch: program, map and socket (see
-/// the module docs).
+/// An interface's receive queues under the switch: program, map, and one
+/// socket per queue (see the module docs).
+///
+/// Every queue's frames reach the switch: the program redirects by
+/// `rx_queue_index`, and the map holds a socket for each queue in use (a
+/// multi-queue NIC spreads flows over them by RSS, a multi-queue veth by
+/// the sender's transmit queue). Each socket has its own UMEM and rings;
+/// frames are sent on queue 0's socket. With more than one socket, an
+/// epoll instance watches them all and stands for the port in the
+/// caller's event loop ([`XdpPort::event_fd`]).
 pub struct XdpPort {
-    socket: XskSocket,
+    /// One per receive queue, in queue order.
+    sockets: Vec<XskSocket>,
+    /// Watches every socket when there are several.
+    poll: Option<mio::Poll>,
     _prog: bpf::XdpRedirect,
     ifname: String,
     native: bool,
@@ -397,12 +419,13 @@ pub struct XdpPort {
 
 impl XdpPort {
     /// Attaches the redirect program to `ifname` (in the caller's
-    /// namespace) and binds a socket to its queue 0, choosing native XDP and
-    /// zero-copy where they work.
+    /// namespace) and binds a socket to each of its receive queues,
+    /// choosing native XDP and zero-copy where they work.
     pub fn open(ifname: &str) -> Result<XdpPort, XskError> {
         let mut nl = Netlink::open()?;
         let link = nl.link(ifname)?.ok_or_else(|| XskError::NoSuchInterface(ifname.to_owned()))?;
-        let prog = bpf::XdpRedirect::load(1).map_err(XskError::Bpf)?;
+        let queues = link.rx_queues.unwrap_or(1).clamp(1, MAX_QUEUES);
+        let prog = bpf::XdpRedirect::load(queues).map_err(XskError::Bpf)?;
         let native = match nl.set_xdp(ifname, Some(prog.prog_fd()), XDP_FLAGS_DRV_MODE) {
             Ok(()) => true,
             Err(e) => {
@@ -411,7 +434,7 @@ impl XdpPort {
                 false
             }
         };
-        let socket = match native.then(|| XskSocket::bind(link.index, 0, true)) {
+        let first = match native.then(|| XskSocket::bind(link.index, 0, true)) {
             Some(Ok(socket)) => socket,
             Some(Err(e)) => {
                 tracing::debug!(interface = ifname, error = %e, "no zero-copy AF_XDP; using copy mode");
@@ -419,18 +442,66 @@ impl XdpPort {
             }
             None => XskSocket::bind(link.index, 0, false)?,
         };
-        prog.insert(0, socket.as_raw_fd()).map_err(XskError::Bpf)?;
-        Ok(XdpPort { socket, _prog: prog, ifname: ifname.to_owned(), native })
+        let zero_copy = first.is_zero_copy();
+        prog.insert(0, first.as_raw_fd()).map_err(XskError::Bpf)?;
+        let mut sockets = vec![first];
+        // The other queues in use, in the mode queue 0 got; the kernel
+        // refuses a queue past those in use (`EINVAL`), which ends them.
+        for queue in 1..queues {
+            let socket = match XskSocket::bind(link.index, queue, zero_copy) {
+                Ok(socket) => socket,
+                Err(XskError::Socket { op: "bind", source }) if source.raw_os_error() == Some(libc::EINVAL) => break,
+                Err(e) => {
+                    tracing::warn!(interface = ifname, queue, error = %e, "no AF_XDP socket for this queue and the ones after it: their frames go to the host stack");
+                    break;
+                }
+            };
+            prog.insert(queue, socket.as_raw_fd()).map_err(XskError::Bpf)?;
+            sockets.push(socket);
+        }
+        let poll = if sockets.len() > 1 {
+            let err = |source| XskError::Socket { op: "epoll", source };
+            let poll = mio::Poll::new().map_err(err)?;
+            for (i, socket) in sockets.iter().enumerate() {
+                let fd = socket.as_raw_fd();
+                poll.registry()
+                    .register(&mut mio::unix::SourceFd(&fd), mio::Token(i), mio::Interest::READABLE)
+                    .map_err(err)?;
+            }
+            Some(poll)
+        } else {
+            None
+        };
+        Ok(XdpPort { sockets, poll, _prog: prog, ifname: ifname.to_owned(), native })
     }
 
-    /// The socket.
+    /// Queue 0's socket, which also transmits.
     pub fn socket(&mut self) -> &mut XskSocket {
-        &mut self.socket
+        &mut self.sockets[0]
     }
 
-    /// The socket, shared.
+    /// Queue 0's socket, shared.
     pub fn socket_ref(&self) -> &XskSocket {
-        &self.socket
+        &self.sockets[0]
+    }
+
+    /// Every queue's socket, in queue order.
+    pub fn sockets(&mut self) -> &mut [XskSocket] {
+        &mut self.sockets
+    }
+
+    /// Every queue's socket, shared.
+    pub fn sockets_ref(&self) -> &[XskSocket] {
+        &self.sockets
+    }
+
+    /// The descriptor that becomes readable when any queue has frames: the
+    /// socket's own with one queue, else the epoll instance watching them.
+    pub fn event_fd(&self) -> RawFd {
+        match &self.poll {
+            Some(poll) => poll.as_raw_fd(),
+            None => self.sockets[0].as_raw_fd(),
+        }
     }
 
     /// The interface.
@@ -438,19 +509,20 @@ impl XdpPort {
         &self.ifname
     }
 
-    /// How the program and socket run.
+    /// How the program and sockets run.
     pub fn mode(&self) -> XdpMode {
-        let q = &self.socket.queues;
+        let q = &self.sockets[0].queues;
         XdpMode {
             native: self.native,
-            zero_copy: self.socket.is_zero_copy(),
+            zero_copy: self.sockets[0].is_zero_copy(),
             multi_buffer: q.multi_buffer(),
             csum_offload: q.csum_offload(),
+            queues: self.sockets.len() as u32,
         }
     }
 
     /// Takes the program off the interface (an uplink given back to the
-    /// host); the socket closes when the port is dropped.
+    /// host); the sockets close when the port is dropped.
     pub fn detach(&self) -> Result<(), NetlinkError> {
         let flags = if self.native { XDP_FLAGS_DRV_MODE } else { XDP_FLAGS_SKB_MODE };
         Netlink::open()?.set_xdp(&self.ifname, None, flags)

@@ -129,3 +129,100 @@ fn frames_cross_a_veth_through_the_socket_both_ways() {
     assert!(port.socket().stats().is_ok());
     drop(guard);
 }
+
+#[test]
+fn every_receive_queue_of_a_multi_queue_veth_has_its_socket() {
+    if !have_root("every_receive_queue_of_a_multi_queue_veth_has_its_socket") {
+        return;
+    }
+    let mut guard = NetGuard::new();
+    let switch_ns = guard.netns();
+    let peer_ns = guard.netns();
+    let peer_name = guard.prefix().to_owned() + "p";
+    let name_of = |ns: &crate::sys::netns::NetNs| ns.path().file_name().unwrap().to_string_lossy().into_owned();
+    let (switch_name, peer_ns_name) = (name_of(&switch_ns), name_of(&peer_ns));
+    // Two queues each way: a veth hands a frame to the receive queue of the
+    // transmit queue its sender picked (by flow hash).
+    let ip = |args: &[&str]| {
+        let status = Command::new("ip").args(args).status().expect("ip runs");
+        assert!(status.success(), "ip {args:?}");
+    };
+    ip(&[
+        "-n",
+        &switch_name,
+        "link",
+        "add",
+        "xsk0",
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &peer_name,
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+        "netns",
+        &peer_ns_name,
+    ]);
+    ip(&["-n", &switch_name, "link", "set", "xsk0", "up"]);
+    ip(&["-n", &peer_ns_name, "addr", "add", "10.99.1.1/24", "dev", &peer_name]);
+    ip(&["-n", &peer_ns_name, "link", "set", &peer_name, "up"]);
+    // No ARP needed: the switch side never answers in this test.
+    ip(&["-n", &peer_ns_name, "neigh", "add", "10.99.1.2", "lladdr", "02:00:00:00:00:42", "dev", &peer_name]);
+    let mut port = run_in(&switch_ns, || XdpPort::open("xsk0")).unwrap().expect("the port opens");
+    assert_eq!(port.mode().queues, 2, "a socket per receive queue: {}", port.mode());
+    assert!(port.mode().to_string().ends_with(", 2 queues"), "{}", port.mode());
+    assert_ne!(port.event_fd(), port.socket_ref().as_raw_fd(), "an epoll instance stands for both sockets");
+
+    // 64 flows (one datagram each, to ports 20000..20063): the peer's flow
+    // hash spreads them over both transmit queues.
+    const FLOWS: u16 = 64;
+    run_in(&peer_ns, || {
+        for i in 0..FLOWS {
+            // A fresh socket per flow: a connected socket caches its queue.
+            let flow = std::net::UdpSocket::bind("10.99.1.1:0").unwrap();
+            flow.send_to(&i.to_be_bytes(), ("10.99.1.2", 20000 + i)).unwrap();
+        }
+    })
+    .unwrap();
+
+    // Every datagram arrives, and both sockets carried some.
+    let mut seen = [false; FLOWS as usize];
+    let mut per_queue = [0u32; 2];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; MAX_FRAME_LEN];
+    while seen.iter().any(|s| !s) {
+        for (q, socket) in port.sockets().iter_mut().enumerate() {
+            while let Some(r) = socket.queues().recv(&mut buf) {
+                let len = r.expect("a good descriptor");
+                let f = &buf[..len];
+                // IPv4, UDP, to 10.99.1.2, our port range, a 2-byte payload.
+                if len == 14 + 20 + 8 + 2 && f[12..14] == [8, 0] && f[23] == 17 && f[30..34] == [10, 99, 1, 2] {
+                    let i = u16::from_be_bytes([f[42], f[43]]);
+                    assert_eq!(u16::from_be_bytes([f[36], f[37]]), 20000 + i);
+                    seen[usize::from(i)] = true;
+                    per_queue[q] += 1;
+                }
+            }
+            socket.release_rx();
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "datagrams missing after 5 s: {:?}",
+            (0..FLOWS).filter(|&i| !seen[usize::from(i)]).collect::<Vec<_>>()
+        );
+        let mut pfd = libc::pollfd { fd: port.event_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(100) as i32) };
+    }
+    assert!(per_queue[0] > 0 && per_queue[1] > 0, "both queues carried flows: {per_queue:?}");
+    let total: u64 = port.sockets_ref().iter().map(|s| s.stats().map(|s| s.rx_dropped + s.rx_ring_full).unwrap()).sum();
+    assert_eq!(total, 0, "no kernel drops");
+    drop(guard);
+}
