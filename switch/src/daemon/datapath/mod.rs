@@ -40,7 +40,7 @@ mod testing;
 mod unreachable;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -518,14 +518,15 @@ impl Datapath {
             };
             match tap.recv(bytes) {
                 Ok(len) if len >= HDR => {
-                    let gso = VirtioNetHdr::parse(bytes).unwrap_or_default().is_gso();
+                    // The one parse of this frame's header (see `RxEntry::hdr`).
+                    let hdr = VirtioNetHdr::parse(bytes).unwrap_or_default();
                     self.link_seen_up(port);
                     self.batch.push(RxEntry {
                         buf,
                         frame: HDR..len,
                         port,
                         has_vnet_hdr: true,
-                        gso,
+                        hdr,
                         checksum: ChecksumState::Unverified,
                     });
                     self.ready.push_back(port);
@@ -714,12 +715,10 @@ impl Datapath {
         }
         match self.ports.get_mut(port.index()) {
             Some(Some(PortIo::Tap(tap))) => {
+                let hdr = self.batch.vnet_hdr(i);
                 let sent = match self.batch.with_vnet_hdr(i) {
-                    Some(bytes) => tap.send(bytes),
-                    None => {
-                        let hdr = self.batch.vnet_hdr(i).to_bytes();
-                        tap.send_vectored(&[IoSlice::new(&hdr), IoSlice::new(self.batch.frame(i))])
-                    }
+                    Some(bytes) => tap.send_parsed(&hdr, bytes, true),
+                    None => tap.send_parsed(&hdr, self.batch.frame(i), false),
                 };
                 match sent {
                     Ok(_) => self.link_seen_up(port),
@@ -730,7 +729,7 @@ impl Datapath {
                 if self.nat_from_sandbox(port, i) {
                     return;
                 }
-                if self.batch.entry(i).gso {
+                if self.batch.entry(i).gso() {
                     self.bridge.count_drop(port, DropReason::Oversize);
                     return;
                 }
