@@ -62,6 +62,7 @@
 #   BUILD=1            0 = do not run cargo; use existing binaries
 #   VSWITCHD, VSWITCHCTL  binaries to use (default: $CARGO_TARGET_DIR or target/, release)
 #   KEEP_LOGS=1        keep the temporary directory (daemon logs and stats, tool outputs)
+#   CHART=1            0 = no chart (drawing it runs cargo bench; A/B runs of two binaries skip it)
 #
 # Run it on an otherwise idle machine: with 2 CPUs any other load (a cargo build) skews every
 # number; the report warns when the CPUs were busy before the tests. Compare ratios within one
@@ -1357,7 +1358,7 @@ main() {
     mkdir -p "$REPORT_DIR"
     report | tee "$REPORT_DIR/report.md"
     chart_data >"$REPORT_DIR/chart.tsv"
-    draw_chart || true
+    [[ ${CHART:-1} == 0 ]] || draw_chart || true
     log "report: $REPORT_DIR/report.md; took $((SECONDS / 60)) min $((SECONDS % 60)) s"
     local failed=()
     for setup in $SETUPS; do

@@ -411,14 +411,15 @@ impl Tunnel {
         if wanted == 0 {
             return Ok(true);
         }
-        let mut iter = free.iter_mut();
+        let mut iter = free;
         let mut slices: [IoSliceMut<'_>; BUFFERS] =
-            std::array::from_fn(|_| IoSliceMut::new(iter.next().map_or(&mut [][..], |b| &mut b[..])));
+            std::array::from_fn(|_| IoSliceMut::new(iter.next().unwrap_or(&mut [][..])));
         let received = match self.io.recv(&mut slices[..wanted], &mut self.metas) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(e),
         };
+        drop((slices, iter));
         batch.use_buffers(received);
         for (i, meta) in self.metas[..received].iter().enumerate() {
             let stride = meta.stride.max(1);

@@ -26,25 +26,26 @@ impl Datagram {
     pub const EMPTY: Datagram = Datagram { len: 0, from: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)) };
 }
 
-/// Receives up to `bufs.len()` (at most [`MAX_BATCH`]) datagrams without
-/// blocking, the `i`th into `bufs[i][offset..offset + room]`; fills `out`
-/// and returns how many arrived (`WouldBlock` when none).
-pub fn recv_batch(
+/// Receives up to as many datagrams as `bufs` yields (at most
+/// [`MAX_BATCH`]) without blocking, the `i`th into the `i`th buffer's
+/// `offset..offset + room`; fills `out` and returns how many arrived
+/// (`WouldBlock` when none).
+pub fn recv_batch<'b>(
     fd: BorrowedFd<'_>,
-    bufs: &mut [Box<[u8]>],
+    bufs: impl IntoIterator<Item = &'b mut [u8]>,
     offset: usize,
     room: usize,
     out: &mut [Datagram; MAX_BATCH],
 ) -> io::Result<usize> {
-    let n = bufs.len().min(MAX_BATCH);
     let mut iovs: [MaybeUninit<libc::iovec>; MAX_BATCH] = [const { MaybeUninit::uninit() }; MAX_BATCH];
     // SAFETY: sockaddr_in6 is plain old data; all zeroes is a valid value.
     // It is large enough for a sockaddr_in too.
     let mut names: [libc::sockaddr_in6; MAX_BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: as above for mmsghdr (null pointers, zero lengths).
     let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
-    for i in 0..n {
-        let buf = &mut bufs[i];
+    let mut n = 0;
+    for (i, buf) in bufs.into_iter().take(MAX_BATCH).enumerate() {
+        n = i + 1;
         let end = (offset + room).min(buf.len());
         let region = &mut buf[offset.min(end)..end];
         iovs[i].write(libc::iovec { iov_base: region.as_mut_ptr().cast(), iov_len: region.len() });
@@ -214,7 +215,7 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let mut got = 0;
         while got < 3 && std::time::Instant::now() < deadline {
-            match recv_batch(rx.as_fd(), &mut bufs[got..], 10, 20, &mut out) {
+            match recv_batch(rx.as_fd(), bufs[got..].iter_mut().map(|b| &mut b[..]), 10, 20, &mut out) {
                 Ok(n) => {
                     for (i, d) in out[..n].iter().enumerate() {
                         assert_eq!(d.from.to_string(), tx.local_addr().unwrap().to_string());
@@ -230,7 +231,10 @@ mod tests {
             }
         }
         assert_eq!(got, 3);
-        assert_eq!(recv_batch(rx.as_fd(), &mut bufs, 10, 20, &mut out).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            recv_batch(rx.as_fd(), bufs.iter_mut().map(|b| &mut b[..]), 10, 20, &mut out).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
     }
 
     #[test]
@@ -266,7 +270,7 @@ mod tests {
         let mut out = [Datagram::EMPTY; MAX_BATCH];
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let n = loop {
-            match recv_batch(rx.as_fd(), &mut bufs, 62, 2, &mut out) {
+            match recv_batch(rx.as_fd(), bufs.iter_mut().map(|b| &mut b[..]), 62, 2, &mut out) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline => {
                     std::thread::yield_now()

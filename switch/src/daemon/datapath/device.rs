@@ -56,7 +56,7 @@ pub(crate) trait PortDevice: Send {
     /// how many buffers were used; fewer than asked means the device is
     /// drained. `None` for devices that read one frame per call (the loop
     /// then uses [`recv`](Self::recv)).
-    fn recv_batch(&self, _bufs: &mut [Box<[u8]>], _lens: &mut [usize; MAX_BATCH]) -> Option<io::Result<usize>> {
+    fn recv_batch(&self, _bufs: &mut [&mut [u8]], _lens: &mut [usize; MAX_BATCH]) -> Option<io::Result<usize>> {
         None
     }
 
@@ -71,6 +71,20 @@ pub(crate) trait PortDevice: Send {
 
     /// Writes one frame gathered from `bufs` (header, then frame).
     fn send_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// Writes one frame whose virtio-net header the caller has parsed
+    /// already (`hdr`, carried in its batch entry): `bytes` is the frame
+    /// with those header bytes in front when `in_front`, else the bare
+    /// frame, behind which `hdr` is written. A device that acts on the
+    /// header (segmenting, completing checksums) takes `hdr` rather than
+    /// parsing the bytes again; a TAP writes the bytes as they are.
+    fn send_parsed(&self, hdr: &VirtioNetHdr, bytes: &[u8], in_front: bool) -> io::Result<usize> {
+        if in_front {
+            self.send(bytes)
+        } else {
+            self.send_vectored(&[IoSlice::new(&hdr.to_bytes()), IoSlice::new(bytes)])
+        }
+    }
 
     /// The descriptor to register with the event loop; `None` for a device
     /// whose readiness the caller signals itself.
@@ -252,10 +266,10 @@ impl XskInner {
         })
     }
 
-    fn send(&mut self, hdr_bytes: &[u8], frame: &[u8]) -> io::Result<usize> {
-        let hdr = VirtioNetHdr::parse(hdr_bytes).unwrap_or_default();
+    /// Writes `frame`, whose header is `hdr`, segmenting a GSO frame.
+    fn send(&mut self, hdr: &VirtioNetHdr, frame: &[u8]) -> io::Result<usize> {
         if !hdr.is_gso() {
-            let csum = self.checksum(frame, &hdr)?;
+            let csum = self.checksum(frame, hdr)?;
             return self.write(frame, csum).map(|n| n + VirtioNetHdr::LEN);
         }
         let mut segments = std::mem::take(&mut self.segments);
@@ -263,9 +277,9 @@ impl XskInner {
         // at the place the GSO frame's header names.
         let partial = self.port.socket().queues().csum_offload() && hdr.needs_csum();
         let result = if partial {
-            offload::segment_to_mtu_partial(frame, &hdr, u16::MAX, &mut segments)
+            offload::segment_to_mtu_partial(frame, hdr, u16::MAX, &mut segments)
         } else {
-            offload::segment(frame, &hdr, &mut segments)
+            offload::segment(frame, hdr, &mut segments)
         };
         let result = result.map_err(|_| io::Error::from(io::ErrorKind::InvalidData)).and_then(|_| {
             let csum = if partial {
@@ -320,14 +334,22 @@ impl PortDevice for XskDevice {
         if buf.len() < hdr {
             return Err(io::ErrorKind::InvalidInput.into());
         }
-        self.inner.borrow_mut().send(&buf[..hdr], &buf[hdr..])
+        let parsed = VirtioNetHdr::parse(buf).unwrap_or_default();
+        self.inner.borrow_mut().send(&parsed, &buf[hdr..])
     }
 
     fn send_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match bufs {
-            [hdr, frame] if hdr.len() == VirtioNetHdr::LEN => self.inner.borrow_mut().send(hdr, frame),
+            [hdr, frame] if hdr.len() == VirtioNetHdr::LEN => {
+                self.inner.borrow_mut().send(&VirtioNetHdr::parse(hdr).unwrap_or_default(), frame)
+            }
             _ => Err(io::ErrorKind::InvalidInput.into()),
         }
+    }
+
+    fn send_parsed(&self, hdr: &VirtioNetHdr, bytes: &[u8], in_front: bool) -> io::Result<usize> {
+        let frame = if in_front { bytes.get(VirtioNetHdr::LEN..).ok_or(io::ErrorKind::InvalidInput)? } else { bytes };
+        self.inner.borrow_mut().send(hdr, frame)
     }
 
     fn event_fd(&self) -> Option<RawFd> {
@@ -499,7 +521,7 @@ impl PortDevice for PacketDevice {
         self.socket.recv(buf)
     }
 
-    fn recv_batch(&self, bufs: &mut [Box<[u8]>], lens: &mut [usize; MAX_BATCH]) -> Option<io::Result<usize>> {
+    fn recv_batch(&self, bufs: &mut [&mut [u8]], lens: &mut [usize; MAX_BATCH]) -> Option<io::Result<usize>> {
         let mut got = [Received::default(); MAX_BATCH];
         let n = match self.socket.recv_batch(bufs, &mut got) {
             Ok(n) => n,

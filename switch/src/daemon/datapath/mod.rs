@@ -40,7 +40,7 @@ mod testing;
 mod unreachable;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -527,14 +527,15 @@ impl Datapath {
             };
             match tap.recv(bytes) {
                 Ok(len) if len >= HDR => {
-                    let gso = VirtioNetHdr::parse(bytes).unwrap_or_default().is_gso();
+                    // The one parse of this frame's header (see `RxEntry::hdr`).
+                    let hdr = VirtioNetHdr::parse(bytes).unwrap_or_default();
                     self.link_seen_up(port);
                     self.batch.push(RxEntry {
                         buf,
                         frame: HDR..len,
                         port,
                         has_vnet_hdr: true,
-                        gso,
+                        hdr,
                         checksum: ChecksumState::Unverified,
                     });
                     self.ready.push_back(port);
@@ -576,13 +577,18 @@ impl Datapath {
         let Some(Some(PortIo::Tap(device))) = self.ports.get(port.index()) else { return true };
         let frames_left = self.batch.frames_left();
         let (first, bufs) = self.batch.free_buffers();
-        let want = bufs.len().min(device::MAX_BATCH).min(frames_left);
+        let mut slots: [&mut [u8]; device::MAX_BATCH] = Default::default();
+        let mut want = 0;
+        for (slot, buf) in slots.iter_mut().zip(bufs.take(frames_left)) {
+            *slot = buf;
+            want += 1;
+        }
         if want == 0 {
             return false;
         }
         let mut lens = [0; device::MAX_BATCH];
         let result =
-            device.recv_batch(&mut bufs[..want], &mut lens).unwrap_or_else(|| Err(io::ErrorKind::Unsupported.into()));
+            device.recv_batch(&mut slots[..want], &mut lens).unwrap_or_else(|| Err(io::ErrorKind::Unsupported.into()));
         let n = match result {
             Ok(n) => n,
             Err(e) => {
@@ -608,13 +614,13 @@ impl Datapath {
                 len if len < HDR => self.bridge.count_drop(port, DropReason::Truncated),
                 len => {
                     let buf = first + k;
-                    let gso = VirtioNetHdr::parse(self.batch.buffer_mut(buf, 0..HDR)).unwrap_or_default().is_gso();
+                    let hdr = VirtioNetHdr::parse(self.batch.buffer_mut(buf, 0..HDR)).unwrap_or_default();
                     self.batch.push(RxEntry {
                         buf,
                         frame: HDR..len,
                         port,
                         has_vnet_hdr: true,
-                        gso,
+                        hdr,
                         checksum: ChecksumState::Unverified,
                     });
                 }
@@ -788,12 +794,10 @@ impl Datapath {
         }
         match self.ports.get_mut(port.index()) {
             Some(Some(PortIo::Tap(tap))) => {
+                let hdr = self.batch.vnet_hdr(i);
                 let sent = match self.batch.with_vnet_hdr(i) {
-                    Some(bytes) => tap.send(bytes),
-                    None => {
-                        let hdr = self.batch.vnet_hdr(i).to_bytes();
-                        tap.send_vectored(&[IoSlice::new(&hdr), IoSlice::new(self.batch.frame(i))])
-                    }
+                    Some(bytes) => tap.send_parsed(&hdr, bytes, true),
+                    None => tap.send_parsed(&hdr, self.batch.frame(i), false),
                 };
                 match sent {
                     Ok(_) => self.link_seen_up(port),
@@ -804,7 +808,7 @@ impl Datapath {
                 if self.nat_from_sandbox(port, i) {
                     return;
                 }
-                if self.batch.entry(i).gso {
+                if self.batch.entry(i).gso() {
                     self.bridge.count_drop(port, DropReason::Oversize);
                     return;
                 }

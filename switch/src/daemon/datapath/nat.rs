@@ -574,7 +574,7 @@ impl Datapath {
         let entry = self.batch.entry(i);
         let ingress = entry.port;
         let tso = if destination.is_ipv4() { VirtioNetHdr::GSO_TCPV4 } else { VirtioNetHdr::GSO_TCPV6 };
-        if entry.gso && self.batch.vnet_hdr(i).gso_kind() != tso {
+        if entry.gso() && entry.hdr.gso_kind() != tso {
             self.bridge.count_drop(ingress, DropReason::NatUnsupported);
             return true;
         }
@@ -607,7 +607,7 @@ impl Datapath {
             return false;
         }
         let ingress = self.batch.entry(i).port;
-        if self.batch.entry(i).gso || !self.nat.translator.owns(network, frame) {
+        if self.batch.entry(i).gso() || !self.nat.translator.owns(network, frame) {
             self.bridge.count_drop(ingress, DropReason::MeshStray);
             return true;
         }
@@ -846,7 +846,7 @@ impl Datapath {
             if want == 0 {
                 return false;
             }
-            match dgram::recv_batch(socket.as_fd(), &mut free[..want], offset, MAX_UDP_PAYLOAD, &mut got) {
+            match dgram::recv_batch(socket.as_fd(), free.take(want), offset, MAX_UDP_PAYLOAD, &mut got) {
                 Ok(n) => {
                     self.batch.use_buffers(n);
                     for (i, d) in got[..n].iter().enumerate() {
@@ -950,7 +950,7 @@ impl Datapath {
                 return true;
             }
             let offset = HDR + family.udp_payload();
-            let n = match dgram::recv_batch(socket.as_fd(), &mut free[..want], offset, MAX_UDP_PAYLOAD, &mut got) {
+            let n = match dgram::recv_batch(socket.as_fd(), free.take(want), offset, MAX_UDP_PAYLOAD, &mut got) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return false,
@@ -993,7 +993,7 @@ fn push_frame(batch: &mut crate::daemon::batch::RxBatch, buf: usize, frame: Data
         frame: HDR..HDR + frame.len,
         port: frame.port,
         has_vnet_hdr: true,
-        gso: frame.hdr.is_gso(),
+        hdr: frame.hdr,
         checksum: ChecksumState::Unverified,
     });
 }

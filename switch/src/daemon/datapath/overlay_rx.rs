@@ -25,6 +25,7 @@ use crate::daemon::tunnel::Received;
 use crate::events::EventKind;
 use crate::offload::{self, ChecksumState};
 use crate::port::{NetworkId, PortId};
+use crate::wire::VirtioNetHdr;
 
 /// What the loop does with one received datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,7 +338,7 @@ impl Datapath {
         };
         // Cannot fail: the tunnel took only as many buffers as the batch
         // has frame slots for.
-        self.batch.push(RxEntry { buf, frame, port, has_vnet_hdr: false, gso: false, checksum });
+        self.batch.push(RxEntry { buf, frame, port, has_vnet_hdr: false, hdr: VirtioNetHdr::default(), checksum });
     }
 
     /// The tunnel port of (`vni`, `remote`) on `network`: the one an earlier

@@ -219,7 +219,7 @@ impl PortDevice for MemoryPort {
 
     fn recv_batch(
         &self,
-        bufs: &mut [Box<[u8]>],
+        bufs: &mut [&mut [u8]],
         lens: &mut [usize; super::super::device::MAX_BATCH],
     ) -> Option<io::Result<usize>> {
         let mut state = lock(&self.0);
