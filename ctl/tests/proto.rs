@@ -680,6 +680,7 @@ fn port_stats_dns_is_optional_on_the_wire() {
         impair: None,
         tap_queue_dropped: None,
         worker: None,
+        gro: None,
     };
     let v = serde_json::to_value(&st).unwrap();
     assert!(v.as_object().unwrap().get("dns").is_none(), "a port without DNS has no `dns` key: {v}");

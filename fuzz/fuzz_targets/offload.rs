@@ -70,20 +70,23 @@ fuzz_target!(|data: &[u8]| {
 /// one does not join); every merge it hands out must carry a virtio-net
 /// header, and a GSO merge must segment again.
 fn gro_round_trip<'a>(segments: impl Iterator<Item = &'a [u8]>, state: ChecksumState) {
+    let segments: Vec<&[u8]> = segments.collect();
     let mut gro = Coalescer::new();
     let check = |gro: &mut Coalescer| {
-        if let Some(out) = gro.take() {
-            let merged_hdr = VirtioNetHdr::parse(out).expect("a merge starts with a virtio-net header");
+        if let Some(merged) = gro.take() {
+            let mut out = Vec::new();
+            merged.write_to(&mut out, |at| segments[at as usize]);
+            let merged_hdr = VirtioNetHdr::parse(&out).expect("a merge starts with a virtio-net header");
             if merged_hdr.is_gso() {
                 let mut again = SegmentBuf::new();
                 segment(&out[VirtioNetHdr::LEN..], &merged_hdr, &mut again).expect("a merged frame segments");
             }
         }
     };
-    for seg in segments {
-        if !gro.push(seg, state) {
+    for (i, seg) in segments.iter().enumerate() {
+        if !gro.push(seg, i as u32, state) {
             check(&mut gro);
-            let _ = gro.push(seg, state);
+            let _ = gro.push(seg, i as u32, state);
         }
     }
     check(&mut gro);

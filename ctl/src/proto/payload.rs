@@ -572,6 +572,20 @@ pub struct PortStats {
     /// drops are those of the worker's underlay socket (zero without a VTEP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<WorkerLoad>,
+    /// On the underlay endpoint's row (`vtep`): software GRO of tunnel TCP
+    /// segments into the sandboxes' TAPs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gro: Option<GroStats>,
+}
+
+/// Software GRO in `stats` (see [`PortStats::gro`]): TCP segments that came
+/// off the tunnel and entered a TAP merged, one write per merge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroStats {
+    /// GSO frames merged from several segments and written into a TAP.
+    pub frames: u64,
+    /// Segments those frames carried.
+    pub segments: u64,
 }
 
 /// A datapath worker thread's load in `stats` (see [`PortStats::worker`]).

@@ -96,6 +96,11 @@ pub struct TunnelCounters {
     pub tx_encapsulated: u64,
     /// Bytes of VXLAN payload sent.
     pub tx_bytes: u64,
+    /// GSO frames that software GRO merged from received TCP segments and
+    /// wrote into a TAP (one write each, instead of one per segment).
+    pub gro_frames: u64,
+    /// Received TCP segments those frames carried.
+    pub gro_segments: u64,
     /// Datagrams dropped before reaching a tunnel port, by reason.
     pub drops: DropCounters,
 }
@@ -110,6 +115,8 @@ impl TunnelCounters {
         self.tx_calls += other.tx_calls;
         self.tx_encapsulated += other.tx_encapsulated;
         self.tx_bytes += other.tx_bytes;
+        self.gro_frames += other.gro_frames;
+        self.gro_segments += other.gro_segments;
         self.drops.merge(&other.drops);
     }
 }
@@ -391,6 +398,13 @@ impl Tunnel {
         (source, bytes.chunks((*size).max(1)))
     }
 
+    /// Counts a GSO frame software GRO merged from `segments` received
+    /// segments and wrote into a TAP.
+    pub(crate) fn count_gro(&mut self, segments: usize) {
+        self.counters.gro_frames += 1;
+        self.counters.gro_segments += segments as u64;
+    }
+
     /// Counts a received datagram the datapath refused.
     pub(crate) fn count_drop(&mut self, reason: DropReason) {
         self.counters.drops.count(reason);
@@ -456,7 +470,10 @@ impl Tunnel {
     /// as they are for every peer (the messages share their bytes); an
     /// encrypted frame's plaintext segments are copied and sealed per peer,
     /// each copy with a fresh counter of the network's sender session, so
-    /// no nonce is ever used twice. Sealed segments keep a partial checksum
+    /// no nonce is ever used twice. An encrypted frame longer than 16 KiB
+    /// encapsulated (a TSO train) that starts a message is sealed where it
+    /// was cut instead, without that copy; a flood's next peer then has it
+    /// segmented again. Sealed segments keep a partial checksum
     /// partial ([`InnerChecksum::Partial`]): the tag vouches for them, and
     /// the receiver hands them on as partial.
     ///
@@ -503,7 +520,12 @@ impl Tunnel {
                 && q.datagrams + count <= self.per_send(sender, q.size)
                 && moved + bytes <= room
         });
-        if !joins && (self.queue.len() == MAX_QUEUED || (encrypted && bytes > room)) {
+        // A large sealed frame (a TSO train) that starts a message is
+        // sealed where it was cut, not copied to the out buffer first; the
+        // arena then holds ciphertext, so a flood's next copy segments the
+        // frame again (rare for a frame this large).
+        let seal_in_arena = encrypted && !joins && bytes > COPY_LIMIT;
+        if !joins && (self.queue.len() == MAX_QUEUED || (encrypted && !seal_in_arena && bytes > room)) {
             self.flush();
         }
         let train_start = if joins { self.move_last_to_end() } else { self.out.len() };
@@ -511,12 +533,20 @@ impl Tunnel {
         if let Some(keys) = seal {
             let checksum = self.inner_checksum;
             let (head, tail) = (crypto::HEADER_LEN, crypto::TAG_LEN);
+            if seal_in_arena {
+                self.cached = None;
+            }
             for i in 0..count {
                 let Some(room) = self.segments.get_with_room_mut(i) else { break };
-                let at = self.out.len();
-                self.out.extend_from_slice(room);
                 let inner_len = room.len() - head - tail;
-                if let Err(e) = keys.seal_in_place(&mut self.out[at..], inner_len, checksum) {
+                let sealed = if seal_in_arena {
+                    keys.seal_in_place(room, inner_len, checksum)
+                } else {
+                    let at = self.out.len();
+                    self.out.extend_from_slice(room);
+                    keys.seal_in_place(&mut self.out[at..], inner_len, checksum)
+                };
+                if let Err(e) = sealed {
                     self.out.truncate(start);
                     let reason = if matches!(e, SealError::NoKey { .. }) {
                         DropReason::NoSendKey
@@ -529,7 +559,7 @@ impl Tunnel {
         } else if joins {
             self.out.extend_from_slice(self.segments.datagrams());
         }
-        let in_arena = !encrypted && !joins;
+        let in_arena = (!encrypted || seal_in_arena) && !joins;
         self.last = LastQueued { sender, size, range: if in_arena { None } else { Some(start..self.out.len()) } };
         match self.queue.last_mut() {
             Some(q) if joins => {
@@ -736,7 +766,21 @@ fn send_group(
 ) -> bool {
     let mut at = 0;
     while at < msgs.len() {
-        let result = if blocked { Err(io::ErrorKind::WouldBlock.into()) } else { io.send_batch(sender, &msgs[at..]) };
+        let gso = io.max_gso_segments(sender) > 1;
+        let result = if blocked {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else if !gso && msgs[at].segment_size.is_some() {
+            // A train built before the underlay turned GSO off.
+            match send_singly(io, counters, sender, &msgs[at]) {
+                Ok(()) => {
+                    at += 1;
+                    continue;
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            io.send_batch(sender, &msgs[at..])
+        };
         match result {
             Ok(sent) if sent > 0 => {
                 counters.tx_calls += 1;
@@ -748,6 +792,10 @@ fn send_group(
                 }
                 at += sent;
             }
+            // The underlay refused this train and turned GSO off (a driver
+            // without UDP GSO): it leaves again, as single datagrams,
+            // rather than be lost.
+            Err(ref e) if gso && e.kind() != io::ErrorKind::WouldBlock && io.max_gso_segments(sender) == 1 => {}
             Ok(_) | Err(_) => {
                 let e = result.err().unwrap_or_else(|| io::ErrorKind::WouldBlock.into());
                 blocked = e.kind() == io::ErrorKind::WouldBlock;
@@ -765,6 +813,43 @@ fn send_group(
         }
     }
     blocked
+}
+
+/// Sends GSO train `msg` as single datagrams, from `sender`, in as few
+/// calls as the underlay takes, counting each call, datagram and byte
+/// that left: the underlay turned GSO off after the train was built.
+/// Fails when a call sends nothing (the rest of the train is lost).
+fn send_singly(
+    io: &mut dyn Underlay,
+    counters: &mut TunnelCounters,
+    sender: usize,
+    msg: &Outgoing<'_>,
+) -> io::Result<()> {
+    let size = msg.segment_size.map_or(msg.contents.len(), usize::from).max(1);
+    let mut singles = [Outgoing::EMPTY; MAX_SEND_BATCH];
+    let mut chunks = msg.contents.chunks(size).peekable();
+    while chunks.peek().is_some() {
+        let mut n = 0;
+        for chunk in chunks.by_ref().take(MAX_SEND_BATCH) {
+            singles[n] = Outgoing { to: msg.to, contents: chunk, segment_size: None };
+            n += 1;
+        }
+        let mut done = 0;
+        while done < n {
+            let sent = io.send_batch(sender, &singles[done..n])?;
+            if sent == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            counters.tx_calls += 1;
+            for single in &singles[done..done + sent] {
+                counters.tx_sends += 1;
+                counters.tx_packets += 1;
+                counters.tx_bytes += single.contents.len() as u64;
+            }
+            done += sent;
+        }
+    }
+    Ok(())
 }
 
 /// One frame for [`Tunnel::send`].

@@ -11,6 +11,14 @@
 //! on the last. Each segment's TCP checksum is verified before it is merged
 //! (unless an authenticated tunnel vouches for it), since the merged frame is
 //! handed over with a partial checksum the receiver will not check again.
+//!
+//! Only headers are copied: the payloads stay where the caller received
+//! them, and a merge ([`Merged`]) is the new headers plus where each payload
+//! lies, for one gathered write (`writev`) into the TAP. The copy of every
+//! byte into a merge buffer, which the kernel's copy then read again, is
+//! gone.
+
+use std::ops::Range;
 
 use super::parse::{self, Ip, L4, PROTO_TCP, TCP_CHECKSUM, TCP_FLAGS, TCP_PSH, Version, put16};
 use super::{ChecksumState, csum};
@@ -20,6 +28,9 @@ use crate::wire::VirtioNetHdr;
 const TCP_ACK: u8 = 0x10;
 /// Largest IP packet (IPv4 total length / IPv6 payload) a merge may build.
 const MAX_IP_LEN: usize = 65_535;
+/// Most segments one merge takes: the payload pieces of one gathered
+/// write (64 KiB of 1,448-byte segments is 46).
+pub const MAX_MERGED: usize = 64;
 
 /// The segment being extended.
 #[derive(Debug, Clone, Copy)]
@@ -38,12 +49,51 @@ struct Merge {
 }
 
 /// Merges TCP segments into one virtio-net GSO frame; reuse it across
-/// batches (its buffer is allocated once).
+/// batches (its buffers are allocated once).
 #[derive(Debug)]
 pub struct Coalescer {
-    /// The virtio-net header followed by the merged frame.
+    /// The virtio-net header followed by the first segment's headers.
     buf: Vec<u8>,
+    /// Where each merged segment's payload lies: the caller's name for the
+    /// segment and the payload's range in it.
+    payloads: Vec<(u32, Range<usize>)>,
+    /// Length of the merged frame.
+    len: usize,
     merge: Option<Merge>,
+}
+
+/// A finished merge: a virtio-net header and the frame's headers, then the
+/// payloads, each in a segment the caller pushed (named as it named it).
+/// The frame is `head` without its first [`VirtioNetHdr::LEN`] bytes,
+/// followed by every payload in order.
+#[derive(Debug, Clone, Copy)]
+pub struct Merged<'a> {
+    /// The virtio-net header followed by the merged frame's headers.
+    pub head: &'a [u8],
+    /// Each payload: the segment's name, its byte range in that segment.
+    pub payloads: &'a [(u32, Range<usize>)],
+}
+
+impl Merged<'_> {
+    /// Length of the virtio-net header and the frame.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.payloads.iter().map(|(_, r)| r.len()).sum::<usize>()
+    }
+
+    /// Always false: a merge has at least its headers.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_empty()
+    }
+
+    /// Appends the virtio-net header and the frame, gathered, to `out`
+    /// (for a capture, or a device that takes one buffer); `segment` gives
+    /// the bytes of the segment of each name.
+    pub fn write_to<'s>(&self, out: &mut Vec<u8>, segment: impl Fn(u32) -> &'s [u8]) {
+        out.extend_from_slice(self.head);
+        for (at, range) in self.payloads {
+            out.extend_from_slice(&segment(*at)[range.clone()]);
+        }
+    }
 }
 
 impl Default for Coalescer {
@@ -122,7 +172,12 @@ fn same_headers(a: &[u8], b: &[u8], ip: &Ip, tcp: &L4) -> bool {
 impl Coalescer {
     /// An empty coalescer with room for a 64 KiB frame.
     pub fn new() -> Coalescer {
-        Coalescer { buf: Vec::with_capacity(VirtioNetHdr::LEN + MAX_IP_LEN + 64), merge: None }
+        Coalescer {
+            buf: Vec::with_capacity(VirtioNetHdr::LEN + 256),
+            payloads: Vec::with_capacity(MAX_MERGED),
+            len: 0,
+            merge: None,
+        }
     }
 
     /// True when no segment is held.
@@ -130,24 +185,30 @@ impl Coalescer {
         self.merge.is_none()
     }
 
-    /// Takes `frame` into the current merge, or starts a merge with it when
-    /// none is held. Returns false when it cannot join: the caller then
-    /// [`take`](Self::take)s the merge and pushes again, or sends the frame
-    /// as it is if it cannot start one either.
+    /// Takes `frame`, which the caller names `at`, into the current merge,
+    /// or starts a merge with it when none is held. Returns false when it
+    /// cannot join: the caller then [`take`](Self::take)s the merge and
+    /// pushes again, or sends the frame as it is if it cannot start one
+    /// either. Only the headers are copied: the caller keeps the frame,
+    /// unchanged, until the merge is taken.
     ///
     /// Only [`ChecksumState::Unverified`] frames have their checksum
     /// verified: the others came through an authenticated encrypted tunnel,
     /// so nothing altered them since their sender made them.
-    pub fn push(&mut self, frame: &[u8], checksum: ChecksumState) -> bool {
+    pub fn push(&mut self, frame: &[u8], at: u32, checksum: ChecksumState) -> bool {
         let Some(seg) = tcp_segment(frame) else { return false };
         let verified = |seg: &Segment| checksum != ChecksumState::Unverified || checksum_ok(frame, &seg.ip, &seg.tcp);
         let Some(merge) = self.merge else {
             if !verified(&seg) {
                 return false;
             }
+            let payload_off = seg.tcp.payload_off();
             self.buf.clear();
             self.buf.extend_from_slice(&[0; VirtioNetHdr::LEN]);
-            self.buf.extend_from_slice(frame);
+            self.buf.extend_from_slice(&frame[..payload_off]);
+            self.payloads.clear();
+            self.payloads.push((at, payload_off..frame.len()));
+            self.len = frame.len();
             self.merge = Some(Merge {
                 ip: seg.ip,
                 tcp: seg.tcp,
@@ -160,7 +221,7 @@ impl Coalescer {
             return true;
         };
         let head = &self.buf[VirtioNetHdr::LEN..];
-        let fits = head.len() + seg.payload - merge.ip.off <= MAX_IP_LEN;
+        let fits = self.len + seg.payload - merge.ip.off <= MAX_IP_LEN && self.payloads.len() < MAX_MERGED;
         let joins = !merge.closed
             && fits
             && seg.seq == merge.next_seq
@@ -173,7 +234,8 @@ impl Coalescer {
         if !joins {
             return false;
         }
-        self.buf.extend_from_slice(&frame[seg.tcp.payload_off()..]);
+        self.payloads.push((at, seg.tcp.payload_off()..frame.len()));
+        self.len += seg.payload;
         let tcp_flags = VirtioNetHdr::LEN + merge.tcp.off + TCP_FLAGS;
         self.buf[tcp_flags] |= seg.flags & TCP_PSH;
         self.merge = Some(Merge {
@@ -185,19 +247,21 @@ impl Coalescer {
         true
     }
 
-    /// Finishes the merge and returns it as a virtio-net header followed by
-    /// the frame, ready for a TAP write; `None` when nothing is held. A lone
-    /// segment is returned unchanged (plain header) unless its checksum is
-    /// partial (then it gets a `NEEDS_CSUM` header); a merge gets fixed IP
-    /// lengths and checksum, a partial TCP checksum and a GSO header.
-    pub fn take(&mut self) -> Option<&[u8]> {
+    /// Finishes the merge and returns it: a virtio-net header and the
+    /// frame's headers, then where its payloads are, ready for a gathered
+    /// TAP write; `None` when nothing is held. A lone segment is returned
+    /// unchanged (plain header) unless its checksum is partial (then it gets
+    /// a `NEEDS_CSUM` header); a merge gets fixed IP lengths and checksum, a
+    /// partial TCP checksum and a GSO header.
+    pub fn take(&mut self) -> Option<Merged<'_>> {
         let merge = self.merge.take()?;
         if merge.segments == 1 && !merge.partial {
-            return Some(&self.buf);
+            return Some(Merged { head: &self.buf, payloads: &self.payloads });
         }
+        let total = self.len;
         let frame = &mut self.buf[VirtioNetHdr::LEN..];
         let (ip, tcp) = (merge.ip, merge.tcp);
-        let ip_len = frame.len() - ip.off;
+        let ip_len = total - ip.off;
         let gso_type = match ip.version {
             Version::V4 => {
                 put16(frame, ip.off + 2, ip_len as u16);
@@ -213,7 +277,7 @@ impl Coalescer {
         };
         // Partial checksum: the pseudo-header sum with the whole length,
         // as the kernel's TSO leaves it; the receiver treats it as valid.
-        let tcp_len = frame.len() - tcp.off;
+        let tcp_len = total - tcp.off;
         let pseudo = {
             let (src, dst) = Ip { end: frame.len(), ..ip }.addrs(frame);
             match ip.version {
@@ -233,6 +297,6 @@ impl Coalescer {
             num_buffers: 0,
         };
         self.buf[..VirtioNetHdr::LEN].copy_from_slice(&hdr.to_bytes());
-        Some(&self.buf)
+        Some(Merged { head: &self.buf, payloads: &self.payloads })
     }
 }

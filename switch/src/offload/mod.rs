@@ -41,7 +41,7 @@ mod tests;
 pub use checksum::{
     ChecksumState, checksum_to_complete, complete_checksum, is_standard_partial, make_partial, partial_checksum_hdr,
 };
-pub use gro::Coalescer;
+pub use gro::{Coalescer, MAX_MERGED, Merged};
 pub use icmp::{
     TooBig, Unreachable6, exceeds_mtu, icmp_frag_needed, icmp_net_unreachable, icmpv6_packet_too_big,
     icmpv6_unreachable,

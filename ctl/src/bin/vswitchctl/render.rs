@@ -158,8 +158,9 @@ pub(crate) fn nodes(w: &mut dyn Write, list: &ctl::proto::NodeList) -> io::Resul
 /// table `DNS` follows with a row per such port; ports that are or were
 /// impaired get a table `IMPAIR`; TAP ports get a table `TAP-QUEUE` with the
 /// frames their sandbox sent that the kernel dropped before the switch read
-/// them (the TAP queue was full); and when gateway ports carry the L4
-/// translator's counters, a table `NAT`.
+/// them (the TAP queue was full); the underlay endpoint a table `GRO` with
+/// the TCP segments off the tunnel merged into one TAP write; and when
+/// gateway ports carry the L4 translator's counters, a table `NAT`.
 pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     let mut t = Table::new(&["PORT", "NETWORK", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "FLOODS", "DROPS"]);
     for p in ports {
@@ -197,6 +198,17 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
         let mut t = Table::new(&["WORKER", "BUSY-MS", "WAKEUPS"]);
         for k in workers {
             t.row(vec![format!("vsw-dp-{}", k.index), k.busy_ms.to_string(), k.wakeups.to_string()]);
+        }
+        t.write(w)?;
+    }
+    let gro: Vec<(&str, &ctl::proto::GroStats)> =
+        ports.iter().filter_map(|p| Some((p.port.as_str(), p.gro.as_ref()?))).collect();
+    if !gro.is_empty() {
+        writeln!(w)?;
+        writeln!(w, "GRO (TCP segments off the tunnel merged into one TAP write)")?;
+        let mut t = Table::new(&["PORT", "FRAMES", "SEGMENTS"]);
+        for (port, g) in gro {
+            t.row(vec![port.to_owned(), g.frames.to_string(), g.segments.to_string()]);
         }
         t.write(w)?;
     }
@@ -559,6 +571,7 @@ mod tests {
             }),
             tap_queue_dropped: None,
             worker: None,
+            gro: None,
         };
         let tap = PortStats { port: "vsw2".into(), tap_queue_dropped: Some(4242), impair: None, ..row.clone() };
         let mut out = Vec::new();
@@ -567,6 +580,18 @@ mod tests {
         let queue = text.split("TAP-QUEUE").nth(1).expect(&text);
         assert!(queue.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["vsw2", "4242"]), "{text}");
         assert!(!queue.contains("vsw1"), "a port without a TAP queue has no row: {text}");
+        let vtep = PortStats {
+            port: "vtep".into(),
+            gro: Some(ctl::proto::GroStats { frames: 3, segments: 120 }),
+            impair: None,
+            ..row.clone()
+        };
+        let mut out = Vec::new();
+        stats(&mut out, &[row.clone(), vtep]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let gro = text.split("GRO (").nth(1).expect(&text);
+        assert!(gro.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["vtep", "3", "120"]), "{text}");
+        assert!(!gro.contains("vsw1"), "{text}");
         let mut out = Vec::new();
         stats(&mut out, &[row]).unwrap();
         let text = String::from_utf8(out).unwrap();

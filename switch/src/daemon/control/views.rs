@@ -139,6 +139,7 @@ impl Control {
                         .flatten(),
                     impair: snapshot.impair.iter().find(|i| i.port == *id).map(impair_stats),
                     worker: None,
+                    gro: None,
                 }
             })
             .collect();
@@ -157,6 +158,7 @@ impl Control {
                 impair: None,
                 tap_queue_dropped: None,
                 worker: None,
+                gro: Some(proto::GroStats { frames: v.gro_frames, segments: v.gro_segments }),
             });
         }
         // One row per datapath worker: its load and its underlay socket.
@@ -180,6 +182,7 @@ impl Control {
                     busy_ms: w.busy.as_millis() as u64,
                     wakeups: w.wakeups,
                 }),
+                gro: None,
             });
         }
         // Sorted like every other listing: by network, then port (the

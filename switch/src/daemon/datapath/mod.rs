@@ -186,6 +186,8 @@ struct Datapath {
     /// Software GRO of tunnel traffic into TAPs, and the TAP it is for.
     gro: offload::Coalescer,
     gro_port: Option<PortId>,
+    /// A GRO merge gathered into one buffer, for port captures only.
+    gro_scratch: Vec<u8>,
     last_tick: Timestamp,
     running: bool,
     /// The embedded DNS: records, resolver, forwarded queries.
@@ -267,6 +269,7 @@ impl Datapath {
             injected: Vec::new(),
             gro: offload::Coalescer::new(),
             gro_port: None,
+            gro_scratch: Vec::new(),
             last_tick: Timestamp(0),
             running: true,
             dns,
@@ -714,11 +717,11 @@ impl Datapath {
             let entry = self.batch.entry(i);
             if to_tap && !entry.has_vnet_hdr {
                 let checksum = entry.checksum;
-                if self.gro_port == Some(send.port) && self.gro.push(self.batch.frame(i), checksum) {
+                if self.gro_port == Some(send.port) && self.gro.push(self.batch.frame(i), i as u32, checksum) {
                     continue;
                 }
                 self.flush_gro();
-                if self.gro.push(self.batch.frame(i), checksum) {
+                if self.gro.push(self.batch.frame(i), i as u32, checksum) {
                     self.gro_port = Some(send.port);
                     continue;
                 }
@@ -741,18 +744,34 @@ impl Datapath {
         }
     }
 
-    /// Writes the pending GRO merge to its TAP.
+    /// Writes the pending GRO merge to its TAP: its headers and the
+    /// payloads where they were received, gathered in one `writev`.
     fn flush_gro(&mut self) {
         let Some(port) = self.gro_port.take() else { return };
-        let Datapath { gro, ports, bridge, captures, .. } = self;
-        let Some(bytes) = gro.take() else { return };
+        let Datapath { gro, ports, bridge, captures, batch, gro_scratch, .. } = self;
+        let Some(merged) = gro.take() else { return };
         let Some(Some(PortIo::Tap(tap))) = ports.get(port.index()) else { return };
-        let sent = tap.send(bytes);
+        let segments = merged.payloads.len();
+        let mut slices = [io::IoSlice::new(&[]); offload::MAX_MERGED + 1];
+        slices[0] = io::IoSlice::new(merged.head);
+        for (slice, (at, range)) in slices[1..].iter_mut().zip(merged.payloads) {
+            *slice = io::IoSlice::new(&batch.frame(*at as usize)[range.clone()]);
+        }
+        let sent = tap.send_vectored(&slices[..=merged.payloads.len()]);
         if captures.ports {
-            capture::offer_written(captures, bridge, port, bytes);
+            gro_scratch.clear();
+            merged.write_to(gro_scratch, |at| batch.frame(at as usize));
+            capture::offer_written(captures, bridge, port, gro_scratch);
         }
         match sent {
-            Ok(_) => self.link_seen_up(port),
+            Ok(_) => {
+                if segments > 1
+                    && let Some(tunnel) = self.tunnel.as_mut()
+                {
+                    tunnel.count_gro(segments);
+                }
+                self.link_seen_up(port);
+            }
             Err(e) => self.tap_send_failed(port, &e),
         }
     }

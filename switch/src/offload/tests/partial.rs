@@ -90,12 +90,12 @@ fn gro_hands_partial_segments_on_as_partial() {
     let segs: Vec<Vec<u8>> = segs.iter().map(<[u8]>::to_vec).collect();
 
     // Unverified, a partial checksum is a bad checksum: no merge.
-    assert!(!Coalescer::new().push(&segs[0], ChecksumState::Unverified));
+    assert!(!Coalescer::new().push(&segs[0], 0, ChecksumState::Unverified));
 
     // A lone partial segment leaves with a NEEDS_CSUM header and no GSO.
     let mut gro = Coalescer::new();
-    assert!(gro.push(&segs[0], ChecksumState::Partial));
-    let out = gro.take().unwrap().to_vec();
+    assert!(gro.push(&segs[0], 0, ChecksumState::Partial));
+    let out = super::gro::take_bytes(&mut gro, &segs).unwrap();
     let hdr = VirtioNetHdr::parse(&out).unwrap();
     assert!(hdr.needs_csum() && !hdr.is_gso(), "{hdr:?}");
     let mut frame = out[VirtioNetHdr::LEN..].to_vec();
@@ -107,9 +107,9 @@ fn gro_hands_partial_segments_on_as_partial() {
 
     // Merged, they form the original super-frame with a partial checksum.
     for (i, seg) in segs.iter().enumerate() {
-        assert!(gro.push(seg, ChecksumState::Partial), "segment {i} joins");
+        assert!(gro.push(seg, i as u32, ChecksumState::Partial), "segment {i} joins");
     }
-    let out = gro.take().unwrap().to_vec();
+    let out = super::gro::take_bytes(&mut gro, &segs).unwrap();
     let hdr = VirtioNetHdr::parse(&out).unwrap();
     assert!(hdr.needs_csum() && hdr.is_gso());
     assert_eq!(out[VirtioNetHdr::LEN..], b.frame[..], "the original frame, pseudo-header sum and all");

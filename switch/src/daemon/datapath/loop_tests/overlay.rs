@@ -115,6 +115,8 @@ fn tcp_segments_from_a_tunnel_reach_the_tap_as_one_gso_frame() {
     assert_eq!((seg.sequence_number(), seg.psh(), seg.ack()), (1_000, true, true));
     assert_eq!(seg.payload(), &payload[..]);
     assert_eq!(h.counters(a).tx_packets, 4, "counted per segment the bridge sent");
+    let c = h.vtep_counters();
+    assert_eq!((c.gro_frames, c.gro_segments), (1, 4), "one merge of four segments");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use super::super::handle::NetworkSpec;
 use super::super::testing::frames::{
-    BROADCAST, Tcp, frame, ip, mac, pattern, tso_hdr, udp, vtep, vxlan, with_partial_tcp4_checksum,
+    BROADCAST, Tcp, frame, ip, mac, pattern, tcp4_checksums_ok, tso_hdr, udp, vtep, vxlan, with_partial_tcp4_checksum,
 };
 use super::super::testing::memory::Fault;
 use super::super::testing::{Harness, Setup, overlay_network};
@@ -369,4 +369,46 @@ fn a_failed_message_drops_only_its_frames_and_a_full_buffer_the_rest() {
     assert!(calls_since(&h, before).is_empty());
     let full: u64 = ports.iter().map(|&p| h.drops(p, DropReason::TxQueueFull)).sum();
     assert_eq!(full, 3);
+}
+
+#[test]
+fn a_train_the_underlay_refuses_leaves_as_single_datagrams_and_gso_stays_off() {
+    // A driver without UDP GSO: the kernel refuses the first train with
+    // EIO and the socket sends datagrams singly from then on.
+    let (mut h, _, a, p2) = overlay_with_station_behind_two();
+    h.underlay().refuse_gso(libc::EIO);
+    let payload = pattern(4 * 1410, 9);
+    let tso = with_partial_tcp4_checksum(Tcp::between(2, 7).frame(&payload));
+    let hdr = tso_hdr(1410);
+    let before = (h.vtep_counters(), h.underlay().calls().len(), h.underlay().sends());
+    h.inject_with_hdr(a, hdr, &tso);
+    h.run_until_idle();
+    let sent = h.sent_datagrams();
+    assert_eq!(sent.len(), 4, "the refused train's four segments still left");
+    let mut payloads = Vec::new();
+    for d in &sent {
+        assert_eq!(d.to, vtep(2));
+        let (_, inner) = vxlan::decapsulate(&d.bytes).expect("VXLAN");
+        assert!(tcp4_checksums_ok(inner), "a complete segment");
+        payloads.extend_from_slice(&inner[54..]);
+    }
+    assert_eq!(payloads, payload, "in order, nothing lost");
+    let sends: HashSet<usize> = sent.iter().map(|d| d.send).collect();
+    assert_eq!(sends.len(), 4, "each its own message");
+    assert_eq!(h.drops(p2, DropReason::TxError), 0);
+    let after = h.vtep_counters();
+    assert_eq!(after.tx_packets - before.0.tx_packets, 4);
+    assert_eq!(after.tx_sends - before.0.tx_sends, (h.underlay().sends() - before.2) as u64);
+    // The refused call sent nothing; the retry is one more.
+    assert_eq!(after.tx_calls - before.0.tx_calls, 1);
+    assert_eq!(calls_since(&h, before.1), vec![(4, 4)]);
+
+    // From then on no train is built: six small frames, six messages.
+    let before = h.underlay().sends();
+    for tag in 0..6 {
+        h.inject(a, &to_seven(100, tag));
+    }
+    h.run_until_idle();
+    assert_eq!(h.sent_datagrams().len(), 6);
+    assert_eq!(h.underlay().sends() - before, 6);
 }

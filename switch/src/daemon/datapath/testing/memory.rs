@@ -342,6 +342,9 @@ struct UnderlayState {
     gso_segments: usize,
     senders: usize,
     edge: bool,
+    /// A GSO train makes a send fail with this error and turns GSO off,
+    /// as a driver without UDP GSO makes the kernel's sockets do.
+    refuse_gso: Option<i32>,
 }
 
 /// In-memory underlay sockets: receives take queued datagrams, sends are
@@ -362,6 +365,7 @@ impl Default for MemoryUnderlay {
             // As many as the daemon's send pool.
             senders: 32,
             edge: false,
+            refuse_gso: None,
         })))
     }
 }
@@ -395,6 +399,13 @@ impl MemoryUnderlay {
     /// Lets one GSO send carry at most `segments` datagrams (1: no GSO).
     pub(crate) fn set_gso_segments(&self, segments: usize) {
         lock(&self.0).gso_segments = segments.max(1);
+    }
+
+    /// Makes the first GSO train sent fail with OS error `code` (the
+    /// messages before it in its call leave) and GSO turn off from then
+    /// on, as the kernel's sockets do over a driver without UDP GSO.
+    pub(crate) fn refuse_gso(&self, code: i32) {
+        lock(&self.0).refuse_gso = Some(code);
     }
 
     /// Every datagram sent since the last call, in order.
@@ -474,7 +485,18 @@ impl Underlay for MemoryUnderlay {
             return Err(fault.error());
         }
         // As sendmmsg: at most 64 messages per call.
-        let msgs = &msgs[..msgs.len().min(crate::sys::dgram::MAX_SEND_BATCH)];
+        let mut msgs = &msgs[..msgs.len().min(crate::sys::dgram::MAX_SEND_BATCH)];
+        if let Some(code) = state.refuse_gso
+            && let Some(train) = msgs.iter().position(|m| m.segment_size.is_some())
+        {
+            if train == 0 {
+                state.refuse_gso = None;
+                state.gso_segments = 1;
+                return Err(io::Error::from_raw_os_error(code));
+            }
+            // Those before it leave; the next call reports the error.
+            msgs = &msgs[..train];
+        }
         let call = state.calls.len();
         state.calls.push(SendCall { sender, messages: msgs.len(), datagrams: 0 });
         for msg in msgs {
