@@ -76,6 +76,13 @@ fn span(buf: usize) -> Range<usize> {
 }
 
 impl RxEntry {
+    /// A frame a port's device read into buffer `buf`: `len` bytes from
+    /// the buffer's start, its virtio-net header first, `hdr` that header
+    /// parsed (the frame's one parse).
+    pub(crate) fn from_device(buf: usize, port: PortId, len: usize, hdr: VirtioNetHdr) -> RxEntry {
+        RxEntry { buf, frame: HDR..len, port, has_vnet_hdr: true, hdr, checksum: ChecksumState::Unverified }
+    }
+
     /// The header says GSO (a super-frame to be segmented later).
     pub(crate) fn gso(&self) -> bool {
         self.hdr.is_gso()

@@ -64,7 +64,7 @@ use crate::bridge::{Bridge, TxPlan};
 use crate::counters::{DropCounters, DropReason};
 use crate::events::EventKind;
 use crate::gateway::Gateway;
-use crate::offload::{self, ChecksumState, TooBig};
+use crate::offload::{self, TooBig};
 use crate::port::{NetworkId, PortId};
 use crate::time::{Clock, MonotonicClock, Timestamp};
 use crate::wire::VirtioNetHdr;
@@ -533,14 +533,7 @@ impl Datapath {
                     // The one parse of this frame's header (see `RxEntry::hdr`).
                     let hdr = VirtioNetHdr::parse(bytes).unwrap_or_default();
                     self.link_seen_up(port);
-                    self.batch.push(RxEntry {
-                        buf,
-                        frame: HDR..len,
-                        port,
-                        has_vnet_hdr: true,
-                        hdr,
-                        checksum: ChecksumState::Unverified,
-                    });
+                    self.batch.push(RxEntry::from_device(buf, port, len, hdr));
                     self.ready.push_back(port);
                 }
                 result => {
@@ -618,14 +611,7 @@ impl Datapath {
                 len => {
                     let buf = first + k;
                     let hdr = VirtioNetHdr::parse(self.batch.buffer_mut(buf, 0..HDR)).unwrap_or_default();
-                    self.batch.push(RxEntry {
-                        buf,
-                        frame: HDR..len,
-                        port,
-                        has_vnet_hdr: true,
-                        hdr,
-                        checksum: ChecksumState::Unverified,
-                    });
+                    self.batch.push(RxEntry::from_device(buf, port, len, hdr));
                 }
             }
         }
