@@ -131,3 +131,55 @@ fn overlays_of_both_parities_are_steered_to_their_workers() {
         }
     }
 }
+
+/// The CPUs thread `tid` of process `pid` may run on, as `/proc` lists them.
+fn cpus_allowed(pid: u32, tid: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).expect("thread status");
+    let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).expect("Cpus_allowed_list");
+    line.split_once(':').unwrap().1.trim().to_owned()
+}
+
+#[test]
+fn workers_bound_by_a_cpu_list_run_there_and_a_cpu_outside_the_affinity_is_refused() {
+    if !require_root("workers_bound_by_a_cpu_list_run_there_and_a_cpu_outside_the_affinity_is_refused") {
+        return;
+    }
+    // Both workers on CPU 0: every machine has it.
+    let d = Daemon::builder().args(&["--workers", "2", "--cpu-affinity", "0"]).start();
+    let rows = worker_rows(&d);
+    assert_eq!(rows.len(), 2);
+    for (k, (_, load)) in &rows {
+        assert_eq!(load.cpu, Some(0), "worker {k} is not shown bound to CPU 0: {load:?}");
+    }
+    let pid = d.pid().expect("the daemon's pid");
+    let mut bound = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let tid = task.expect("task").file_name().to_string_lossy().into_owned();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
+        if comm.trim().starts_with("vsw-dp-") {
+            assert_eq!(cpus_allowed(pid, &tid), "0", "thread {} is not bound to CPU 0", comm.trim());
+            bound += 1;
+        }
+    }
+    assert_eq!(bound, 2, "two vsw-dp threads");
+    // Still switches frames.
+    let net = d.name("pin");
+    d.network_create(&net, "10.244.9.0/24");
+    let (a, _) = sandbox_on(&d, &net, "pa", "10.244.9.11");
+    let (_b, e_b) = sandbox_on(&d, &net, "pb", "10.244.9.12");
+    assert!(ping(&a, ip_of(&e_b), 2), "no ping between two sandboxes with pinned workers");
+
+    // A CPU this process may not use: the daemon refuses to start, and says why.
+    let dir = d.state_dir().join("refused");
+    let out = std::process::Command::new(&vswitch::Binaries::get().vswitchd)
+        .arg("--ctl-socket")
+        .arg(dir.join("ctl.sock"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["--cpu-affinity", "1023"])
+        .output()
+        .expect("run vswitchd");
+    assert!(!out.status.success(), "vswitchd started with --cpu-affinity 1023");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CPU 1023 is not one this process may run on"), "unclear error: {err}");
+}

@@ -597,6 +597,9 @@ pub struct WorkerLoad {
     pub busy_ms: u64,
     /// Times its thread woke up.
     pub wakeups: u64,
+    /// The CPU its thread is bound to (vswitchd `--cpu-affinity`), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
 }
 
 /// A port's link impairment in `stats`: the settings in force and the counters since it

@@ -70,6 +70,19 @@ struct Args {
     /// steers their packets to. 1 is a single datapath thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
+    /// Where the datapath workers run: `auto` moves a worker that waits
+    /// for its CPU (a container sending into it runs there) to an idler
+    /// CPU; a CPU list (`0,2-3`) binds worker K to the K-th CPU, as OVS's
+    /// pmd-cpu-mask; `none` leaves it to the kernel's scheduler.
+    #[arg(long, value_name = "auto|none|LIST", default_value = "auto")]
+    cpu_affinity: switch::daemon::placement::CpuAffinity,
+    /// After a wake-up that found frames, a datapath worker keeps polling
+    /// its ports for this many microseconds before it sleeps again, as the
+    /// kernel's net.core.busy_read (whose recommended value is also 50):
+    /// steady traffic then arrives without a wake-up per burst, while an
+    /// idle switch still sleeps (0% CPU). 0 sleeps at once.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    busy_poll_us: u32,
     /// Join a cluster whose store is this etcd cluster
     /// (`etcd://HOST:PORT[,HOST:PORT...]`): overlay networks, their
     /// addresses and endpoints become cluster-wide. Needs --advertise-addr
@@ -281,10 +294,22 @@ fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
     tracing::info!(workers, "datapath workers");
     let nat_limits = switch::nat::Limits { max_flows: args.nat_max_flows };
-    let datapath = DatapathHandle::spawn_workers(workers, vtep, secret, dns.clone(), nat_limits).map_err(|e| {
+    let mut datapath = DatapathHandle::spawn_workers(
+        workers,
+        vtep,
+        secret,
+        dns.clone(),
+        nat_limits,
+        std::time::Duration::from_micros(args.busy_poll_us.into()),
+    )
+    .map_err(|e| {
         let context = datapath_context(vtep_addr, &e);
         anyhow::Error::new(e).context(context)
     })?;
+    datapath
+        .place_workers(&args.cpu_affinity)
+        .with_context(|| format!("cannot place the datapath workers (--cpu-affinity {})", args.cpu_affinity))?;
+    tracing::info!(affinity = %args.cpu_affinity, "datapath worker placement");
     let mut control = Control::restore(store, model, datapath, vtep, has_secret, dns)
         .context("cannot restore state into the datapath")?;
     let mut leaving = None;

@@ -8,6 +8,7 @@ pub mod datapath;
 pub mod dns_forward;
 pub mod events;
 pub mod hostports;
+pub mod placement;
 pub mod plumbing;
 pub mod server;
 pub mod tunnel;

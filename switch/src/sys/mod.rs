@@ -11,6 +11,7 @@
 //! - [`packet`]: `AF_PACKET` sockets on host interfaces (raw uplinks).
 //! - [`ethtool`]: the one ethtool request AF_XDP ports need.
 //! - [`reuseport`]: the underlay's receive sockets, one per worker, steered by VNI.
+//! - [`sched`]: CPU and thread scheduling readings, thread CPU affinity.
 
 #![allow(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod netns;
 pub mod packet;
 pub mod process;
 pub mod reuseport;
+pub mod sched;
 pub mod stream;
 pub mod tap;
 

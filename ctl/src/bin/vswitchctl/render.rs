@@ -195,9 +195,10 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     if !workers.is_empty() {
         writeln!(w)?;
         writeln!(w, "WORKERS (datapath threads; their rows above count their underlay sockets)")?;
-        let mut t = Table::new(&["WORKER", "BUSY-MS", "WAKEUPS"]);
+        let mut t = Table::new(&["WORKER", "BUSY-MS", "WAKEUPS", "CPU"]);
         for k in workers {
-            t.row(vec![format!("vsw-dp-{}", k.index), k.busy_ms.to_string(), k.wakeups.to_string()]);
+            let cpu = k.cpu.map_or_else(|| "any".to_owned(), |c| c.to_string());
+            t.row(vec![format!("vsw-dp-{}", k.index), k.busy_ms.to_string(), k.wakeups.to_string(), cpu]);
         }
         t.write(w)?;
     }

@@ -181,6 +181,7 @@ impl Control {
                     index: k as u32,
                     busy_ms: w.busy.as_millis() as u64,
                     wakeups: w.wakeups,
+                    cpu: w.cpu,
                 }),
                 gro: None,
             });

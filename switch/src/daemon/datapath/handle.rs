@@ -15,6 +15,7 @@ use vxlan::Vni;
 
 use super::super::dns_forward::ForwardThread;
 use super::super::events::{DatapathEventsRx, datapath_channel};
+use super::super::placement::{self, Bindings, CpuAffinity, IdlePoll, PlacementError, PlacementThread};
 use super::super::tunnel::{Tunnel, TunnelCounters, VtepConfig};
 use super::{Datapath, WAKER};
 use crate::bridge::{BridgeError, FdbRecord, NetworkConfig};
@@ -441,6 +442,8 @@ pub struct WorkerStats {
     pub vtep: Option<TunnelCounters>,
     /// The networks it owns.
     pub networks: Vec<NetworkId>,
+    /// The CPU its thread is bound to (`--cpu-affinity`), if it is.
+    pub cpu: Option<u32>,
 }
 
 /// One datapath worker thread as the handle drives it.
@@ -449,6 +452,10 @@ struct Worker {
     commands: Sender<Command>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
+    /// The thread's kernel ID, for CPU placement.
+    tid: u32,
+    /// Its time in empty busy polls, for CPU placement.
+    idle_poll: IdlePoll,
 }
 
 /// Which worker owns what: filled as networks and ports are added, so each
@@ -515,7 +522,7 @@ fn merge(parts: Vec<Snapshot>, routes: &Routes) -> Snapshot {
     for (k, part) in parts.into_iter().enumerate() {
         let mut networks: Vec<NetworkId> = routes.networks.iter().filter(|&(_, &w)| w == k).map(|(&n, _)| n).collect();
         networks.sort_unstable();
-        all.workers.push(WorkerStats { busy: part.busy, wakeups: part.wakeups, vtep: part.vtep, networks });
+        all.workers.push(WorkerStats { busy: part.busy, wakeups: part.wakeups, vtep: part.vtep, networks, cpu: None });
         all.fdb.extend(part.fdb);
         all.ports.extend(part.ports);
         all.learning.extend(part.learning);
@@ -554,6 +561,10 @@ pub struct DatapathHandle {
     routes: Mutex<Routes>,
     gone: crossbeam_channel::Receiver<PortId>,
     events: DatapathEventsRx,
+    /// Where each worker is bound, as placement left it.
+    bindings: Bindings,
+    /// The placement thread of `--cpu-affinity auto`, stopped on drop.
+    placement: Option<PlacementThread>,
 }
 
 impl DatapathHandle {
@@ -564,7 +575,7 @@ impl DatapathHandle {
         dns_upstreams: Vec<SocketAddr>,
         nat_limits: nat::Limits,
     ) -> io::Result<DatapathHandle> {
-        DatapathHandle::spawn_workers(1, vtep, secret, dns_upstreams, nat_limits)
+        DatapathHandle::spawn_workers(1, vtep, secret, dns_upstreams, nat_limits, Duration::ZERO)
     }
 
     /// Opens the underlay sockets (if a VTEP is configured: one receiving
@@ -574,13 +585,15 @@ impl DatapathHandle {
     /// `dns_upstreams` for names the switch does not own, unless a sandbox
     /// has upstreams of its own). Each keeps the cluster secret (if any)
     /// for the keys of its encrypted overlays. `nat_limits` bound each
-    /// worker's translator.
+    /// worker's translator. After a wake-up that found work, a worker
+    /// keeps polling for `busy_poll` before it sleeps (zero: never).
     pub fn spawn_workers(
         workers: usize,
         vtep: Option<VtepConfig>,
         secret: Option<ClusterSecret>,
         dns_upstreams: Vec<SocketAddr>,
         nat_limits: nat::Limits,
+        busy_poll: Duration,
     ) -> io::Result<DatapathHandle> {
         let count = workers.max(1);
         let mut tunnels: Vec<Option<Tunnel>> = match vtep {
@@ -589,8 +602,14 @@ impl DatapathHandle {
         };
         let (gone_tx, gone) = crossbeam_channel::unbounded();
         let (events_tx, events) = datapath_channel();
-        let mut handle =
-            DatapathHandle { workers: Vec::with_capacity(count), routes: Mutex::new(Routes::new(count)), gone, events };
+        let mut handle = DatapathHandle {
+            workers: Vec::with_capacity(count),
+            routes: Mutex::new(Routes::new(count)),
+            gone,
+            events,
+            bindings: Bindings::new(count),
+            placement: None,
+        };
         for (k, tunnel) in tunnels.drain(..).enumerate() {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -601,11 +620,28 @@ impl DatapathHandle {
             let reports = super::Reports { gone: gone_tx.clone(), events: events_tx.fork() };
             let mut datapath = Datapath::new(poll, inbox, tunnel, secret.clone(), dns, reports, nat_limits)?;
             datapath.tunnel_slots = super::TunnelSlots { first: k as u32, step: count as u32 };
-            let thread = std::thread::Builder::new().name(format!("vsw-dp-{k}")).spawn(move || datapath.run())?;
+            datapath.busy_poll = busy_poll;
+            let idle_poll = datapath.idle_poll.clone();
+            let (tid_tx, tid_rx) = crossbeam_channel::bounded(1);
+            let thread = std::thread::Builder::new().name(format!("vsw-dp-{k}")).spawn(move || {
+                let _ = tid_tx.send(crate::sys::sched::gettid());
+                datapath.run()
+            })?;
+            // The thread sends its ID first thing; 0 (never a thread) if it died.
+            let tid = tid_rx.recv().unwrap_or(0);
             // Pushed at once: dropping the handle on a later error stops it.
-            handle.workers.push(Worker { commands, waker, thread: Some(thread) });
+            handle.workers.push(Worker { commands, waker, thread: Some(thread), tid, idle_poll });
         }
         Ok(handle)
+    }
+
+    /// Places the worker threads on CPUs as `affinity` says (see
+    /// [`placement`]); `auto` starts the placement thread, which stops
+    /// with the handle. Called once, after [`DatapathHandle::spawn_workers`].
+    pub fn place_workers(&mut self, affinity: &CpuAffinity) -> Result<(), PlacementError> {
+        let workers = self.workers.iter().map(|w| (w.tid, w.idle_poll.clone())).collect();
+        self.placement = placement::start(affinity, workers, self.bindings.clone())?;
+        Ok(())
     }
 
     /// How many worker threads there are.
@@ -962,12 +998,18 @@ impl DatapathHandle {
     /// Copies the tables and counters out of every worker, merged.
     pub fn snapshot(&self) -> Result<Snapshot, DatapathError> {
         let parts = self.call_all(|reply| Command::Snapshot { reply })?;
-        Ok(merge(parts, &self.routes()))
+        let mut all = merge(parts, &self.routes());
+        for (k, worker) in all.workers.iter_mut().enumerate() {
+            worker.cpu = self.bindings.cpu(k);
+        }
+        Ok(all)
     }
 }
 
 impl Drop for DatapathHandle {
     fn drop(&mut self) {
+        // No placement of threads that are about to exit.
+        self.placement.take();
         for worker in &self.workers {
             let _ = worker.commands.send(Command::Shutdown);
             let _ = worker.waker.wake();

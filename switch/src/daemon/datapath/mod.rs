@@ -59,6 +59,7 @@ pub use handle::{
 use super::batch::{BUFFERS, HDR, RxBatch, RxEntry};
 use super::capture::Captures;
 use super::events::DatapathEvents;
+use super::placement::IdlePoll;
 use super::tunnel::{Tunnel, TunnelTx, TxOutcome};
 use crate::bridge::{Bridge, TxPlan};
 use crate::counters::{DropCounters, DropReason};
@@ -201,6 +202,13 @@ struct Datapath {
     /// Time spent working, and wake-ups (for the busy-time metric).
     busy: Duration,
     wakeups: u64,
+    /// How long the loop keeps polling without sleeping after a wake-up
+    /// that found work (`--busy-poll-us`); zero: it sleeps at once.
+    busy_poll: Duration,
+    /// When the last wake-up found work.
+    last_work: std::time::Instant,
+    /// Time spent in polls that found nothing, read by CPU placement.
+    idle_poll: IdlePoll,
     /// Running packet captures (`vswitchctl capture`).
     captures: Captures,
     /// Link impairment of egress ports (`port impair`).
@@ -278,6 +286,9 @@ impl Datapath {
             gone,
             busy: Duration::ZERO,
             wakeups: 0,
+            busy_poll: Duration::ZERO,
+            last_work: std::time::Instant::now(),
+            idle_poll: IdlePoll::default(),
             captures: Captures::default(),
             impair: impair::ImpairIo::new(),
             events,
@@ -319,7 +330,16 @@ impl Datapath {
             // Router advertisements are due on their own clock too.
             let gateway_deadline = (self.gateway_timer.0 != u64::MAX)
                 .then(|| Duration::from_millis(self.gateway_timer.0.saturating_sub(self.clock.now().0)));
+            // Traffic that just flowed is likely to flow on: polling a
+            // little longer spares the sender the wake-up (an IPI, a VM
+            // exit under a hypervisor) and the frame the sleep.
+            let polling = !busy && !self.busy_poll.is_zero() && self.last_work.elapsed() < self.busy_poll;
             let timeout = if busy {
+                Duration::ZERO
+            } else if polling {
+                // Whoever else wants this CPU (a container's server) goes
+                // first: polling only takes time nobody needs.
+                std::thread::yield_now();
                 Duration::ZERO
             } else {
                 // Wake up for the next tick, not a whole tick after the
@@ -331,12 +351,22 @@ impl Datapath {
                     .flatten()
                     .fold(until_tick, Duration::min)
             };
+            let asked = std::time::Instant::now();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
                 tracing::error!(error = %e, "epoll wait failed");
             }
             let woke = std::time::Instant::now();
+            if polling && events.is_empty() {
+                // A poll that found nothing: CPU time that was not needed,
+                // which CPU placement must not mistake for load.
+                self.idle_poll.add(woke - asked);
+                continue;
+            }
+            if !events.is_empty() {
+                self.last_work = woke;
+            }
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
