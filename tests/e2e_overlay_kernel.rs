@@ -116,9 +116,15 @@ fn vswitchd_and_kernel_vxlan_interoperate() {
         // tshark shows the 16 flag bits; only I (0x0800) may be set.
         let flags = u16::from_str_radix(r[4].trim_start_matches("0x"), 16).unwrap_or(0xffff);
         assert_eq!(flags, 0x0800, "VXLAN flags: {r:?}");
-        // Inner TCP checksums are complete (vswitchd finishes the partial
-        // checksums of its sandboxes' offloaded frames; 1 = good).
-        assert!(r[6].is_empty() || r[8] == "1", "inner TCP checksum not good: {r:?}");
+        // Inner TCP checksums of vswitchd's packets are complete (it finishes
+        // the partial checksums of its sandboxes' offloaded frames; 1 =
+        // good). The kernel's may not be: a segment its VXLAN device sends
+        // without GSO crosses the veth underlay with the inner checksum
+        // still partial (CHECKSUM_PARTIAL, valid inside one host), and the
+        // capture sees it so (seen once in CI, on a kernel packet; whether a
+        // run has such a segment depends on timing).
+        let from_vswitchd = outer_src == h1.addr.to_string();
+        assert!(!from_vswitchd || r[6].is_empty() || r[8] == "1", "inner TCP checksum not good: {r:?}");
         if outer_src == h1.addr.to_string() && !r[6].is_empty() {
             ports_of_flow.entry((r[6].clone(), r[7].clone())).or_default().insert(r[2].clone());
         }

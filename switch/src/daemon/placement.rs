@@ -432,16 +432,23 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     /// A reading at `at_ms` with each CPU busy `busy_ms` in all since 0,
-    /// and workers (run ms, wait ms, cpu) since 0.
+    /// and workers (run ms, wait ms, cpu) since 0, none polling.
     fn reading(at_ms: u64, busy_ms: &[u64], workers: &[(u64, u64, usize)]) -> Reading {
+        let polling: Vec<(u64, u64, usize, u64)> =
+            workers.iter().map(|&(run, wait, cpu)| (run, wait, cpu, 0)).collect();
+        polled_reading(at_ms, busy_ms, &polling)
+    }
+
+    /// As [`reading`], each worker with the ms of its empty polls.
+    fn polled_reading(at_ms: u64, busy_ms: &[u64], workers: &[(u64, u64, usize, u64)]) -> Reading {
         Reading {
             at: Duration::from_millis(at_ms),
             cpus: busy_ms.iter().map(|&busy| CpuTimes { busy, total: at_ms }).collect(),
             workers: workers
                 .iter()
-                .map(|&(run, wait, cpu)| {
+                .map(|&(run, wait, cpu, polled)| {
                     let sched = ThreadSched { run_ns: run * MS, wait_ns: wait * MS, cpu };
-                    Some(WorkerReading { sched, idle_poll_ns: 0 })
+                    Some(WorkerReading { sched, idle_poll_ns: polled * MS })
                 })
                 .collect(),
         }
@@ -534,16 +541,9 @@ mod tests {
         // polling that found nothing: CPU 1 is really 40% busy, less than
         // CPU 0's 70%, so it stays (bound there).
         let mut placer = Placer::new(vec![0, 1], 1);
-        let at = |ms: u64, busy: &[u64], run: u64, wait: u64, polled: u64| Reading {
-            at: Duration::from_millis(ms),
-            cpus: busy.iter().map(|&b| CpuTimes { busy: b, total: ms }).collect(),
-            workers: vec![Some(WorkerReading {
-                sched: ThreadSched { run_ns: run * MS, wait_ns: wait * MS, cpu: 1 },
-                idle_poll_ns: polled * MS,
-            })],
-        };
-        placer.observe(at(0, &[0, 0], 0, 0, 0));
-        assert_eq!(places(&placer.observe(at(500, &[350, 500], 450, 100, 300))), vec![(1, 1)]);
+        placer.observe(polled_reading(0, &[0, 0], &[(0, 0, 1, 0)]));
+        let moves = placer.observe(polled_reading(500, &[350, 500], &[(450, 100, 1, 300)]));
+        assert_eq!(places(&moves), vec![(1, 1)]);
     }
 
     #[test]
