@@ -322,14 +322,6 @@ impl Datapath {
         let mut events = Events::with_capacity(256);
         while self.running {
             let busy = !self.ready.is_empty() || self.tunnel_ready || self.nat.has_work();
-            // Queries to on-network DNS upstreams time out on their own
-            // clock, not at the next tick; so do the translator's timers.
-            let dns_deadline =
-                self.dns.next_local_deadline().map(|d| Duration::from_millis(d.saturating_sub(self.clock.now().0)));
-            let nat_deadline = self.nat_deadline().map(Duration::from_millis);
-            // Router advertisements are due on their own clock too.
-            let gateway_deadline = (self.gateway_timer.0 != u64::MAX)
-                .then(|| Duration::from_millis(self.gateway_timer.0.saturating_sub(self.clock.now().0)));
             // Traffic that just flowed is likely to flow on: polling a
             // little longer spares the sender the wake-up (an IPI, a VM
             // exit under a hypervisor) and the frame the sleep.
@@ -342,6 +334,14 @@ impl Datapath {
                 std::thread::yield_now();
                 Duration::ZERO
             } else {
+                // Queries to on-network DNS upstreams time out on their own
+                // clock, not at the next tick; so do the translator's timers.
+                let dns_deadline =
+                    self.dns.next_local_deadline().map(|d| Duration::from_millis(d.saturating_sub(self.clock.now().0)));
+                let nat_deadline = self.nat_deadline().map(Duration::from_millis);
+                // Router advertisements are due on their own clock too.
+                let gateway_deadline = (self.gateway_timer.0 != u64::MAX)
+                    .then(|| Duration::from_millis(self.gateway_timer.0.saturating_sub(self.clock.now().0)));
                 // Wake up for the next tick, not a whole tick after the
                 // last wake-up: aging and event intervals stay ~1 s apart.
                 let since_tick = self.clock.now().millis_since(self.last_tick);
@@ -351,14 +351,17 @@ impl Datapath {
                     .flatten()
                     .fold(until_tick, Duration::min)
             };
-            let asked = std::time::Instant::now();
+            // Only a poll is timed: a sleep is not CPU time.
+            let asked = polling.then(std::time::Instant::now);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
                 tracing::error!(error = %e, "epoll wait failed");
             }
             let woke = std::time::Instant::now();
-            if polling && events.is_empty() {
+            if let Some(asked) = asked
+                && events.is_empty()
+            {
                 // A poll that found nothing: CPU time that was not needed,
                 // which CPU placement must not mistake for load.
                 self.idle_poll.add(woke - asked);
