@@ -10,8 +10,10 @@
 //! decisions per second.
 //!
 //! `cargo bench --bench forwarding` prints criterion's throughput (frames/s on
-//! one core; aggregate for the thread group) and then summary tables with the
-//! ratios.
+//! one core; aggregate for the thread group), then summary tables with the
+//! ratios, and last the vswitch/HashMap ratio measured interleaved (each of
+//! 21 rounds times both on the same workload, back to back): its median and
+//! spread are the figures to compare across runs on a shared machine.
 
 mod support;
 use std::collections::HashMap;
@@ -102,6 +104,87 @@ fn learned_bridge(macs: usize) -> Bridge {
     b
 }
 
+/// The naive reference: a std `HashMap` (SipHash) doing the same learn +
+/// lookup per frame and nothing else.
+struct Baseline {
+    table: HashMap<[u8; 6], u32>,
+    out: Vec<(u32, u32)>,
+}
+
+impl Baseline {
+    fn new(macs: usize) -> Baseline {
+        let mut table = HashMap::with_capacity(macs * 2);
+        for i in 0..macs {
+            table.insert(station(i).0, port_of(i));
+        }
+        Baseline { table, out: Vec::with_capacity(BATCH) }
+    }
+
+    /// Learns every source and looks up every destination of batch `n`.
+    fn decide_batch(&mut self, workload: &Workload, n: usize) -> usize {
+        self.out.clear();
+        for (i, rx) in workload.batch(n).enumerate() {
+            let src: [u8; 6] = rx.bytes[6..12].try_into().unwrap();
+            let dst: [u8; 6] = rx.bytes[0..6].try_into().unwrap();
+            self.table.insert(src, rx.port.0);
+            if let Some(&p) = self.table.get(&dst) {
+                self.out.push((i as u32, p));
+            }
+        }
+        self.out.len()
+    }
+}
+
+/// Rounds of the interleaved comparison, and batches per side per round
+/// (about 0.1 s each on a 2-vCPU VM).
+const PAIRED_ROUNDS: usize = 21;
+const PAIRED_BATCHES: usize = 10_000;
+
+/// The vswitch/HashMap ratio measured interleaved: each round times
+/// [`PAIRED_BATCHES`] batches of one, then of the other, on the same
+/// workload, and the ratio of the two times is that round's; returns the
+/// per-round ratios, sorted. On a shared VM whose speed drifts by tens of
+/// percent within seconds, criterion's two back-to-back measurements can
+/// land in different phases; a ratio taken within each round cannot.
+fn paired_ratios(macs: usize) -> Vec<f64> {
+    let workload = Workload::new(macs, 400, 0);
+    let mut bridge = learned_bridge(macs);
+    let mut plan = TxPlan::with_capacity(BATCH * PORTS as usize);
+    let mut baseline = Baseline::new(macs);
+    let mut ratios = Vec::with_capacity(PAIRED_ROUNDS);
+    let mut n = 0;
+    for _ in 0..PAIRED_ROUNDS {
+        let start = Instant::now();
+        for _ in 0..PAIRED_BATCHES {
+            n = (n + 1) % workload.batches();
+            bridge.forward_batch(Timestamp(1), workload.batch(n), &mut plan);
+            black_box(plan.len());
+        }
+        let ours = start.elapsed();
+        let start = Instant::now();
+        for _ in 0..PAIRED_BATCHES {
+            n = (n + 1) % workload.batches();
+            black_box(baseline.decide_batch(&workload, n));
+        }
+        let base = start.elapsed();
+        ratios.push(base.as_secs_f64() / ours.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    ratios
+}
+
+/// Prints the interleaved comparison for every table size.
+fn paired_summary() {
+    println!(
+        "\nInterleaved, {PAIRED_ROUNDS} rounds of {PAIRED_BATCHES} batches each side (ratio = HashMap time / vswitch time):"
+    );
+    println!("{:>10}  {:>8}  {:>16}", "MACs", "median", "min-max");
+    for macs in SIZES {
+        let r = paired_ratios(macs);
+        println!("{macs:>10}  {:>7.2}x  {:>7.2}-{:.2}x", r[r.len() / 2], r[0], r[r.len() - 1]);
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("forward_batch_64B");
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -118,25 +201,12 @@ fn bench(c: &mut Criterion) {
             })
         });
 
-        let mut table: HashMap<[u8; 6], u32> = HashMap::with_capacity(macs * 2);
-        for i in 0..macs {
-            table.insert(station(i).0, port_of(i));
-        }
-        let mut out: Vec<(u32, u32)> = Vec::with_capacity(BATCH);
+        let mut baseline = Baseline::new(macs);
         let mut n = 0;
         group.bench_with_input(BenchmarkId::new("baseline_std_hashmap", macs), &macs, |bch, _| {
             bch.iter(|| {
                 n = (n + 1) % workload.batches();
-                out.clear();
-                for (i, rx) in workload.batch(n).enumerate() {
-                    let src: [u8; 6] = rx.bytes[6..12].try_into().unwrap();
-                    let dst: [u8; 6] = rx.bytes[0..6].try_into().unwrap();
-                    table.insert(src, rx.port.0);
-                    if let Some(&p) = table.get(&dst) {
-                        out.push((i as u32, p));
-                    }
-                }
-                black_box(out.len())
+                black_box(baseline.decide_batch(&workload, n))
             })
         });
     }
@@ -253,4 +323,9 @@ fn main() {
     c.final_summary();
     summary();
     scaling_summary();
+    // Under `cargo bench` (not `cargo test --benches`, nor a profiling run).
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--profile-time") {
+        paired_summary();
+    }
 }
