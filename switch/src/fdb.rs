@@ -24,7 +24,7 @@
 //! bounded and the hot path is free of allocation whatever source addresses
 //! arrive, and at most half the slots are ever used, which keeps probe
 //! sequences short (most lookups read one line). A table of 2 MiB or more
-//! (a limit from about 40,000 MACs) lives in transparent huge pages
+//! (a limit above 24,576 MACs) lives in transparent huge pages
 //! ([`HugeTable`]): a random lookup then misses the cache but not the TLB.
 //!
 //! The hash is foldhash's (one folded 64×64→128-bit multiply for a MAC held
