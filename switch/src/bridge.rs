@@ -251,13 +251,21 @@ impl Bridge {
 
     /// Creates network `id`.
     pub fn add_network(&mut self, id: NetworkId, config: NetworkConfig) -> Result<(), BridgeError> {
+        self.add_network_with(id, Fdb::new(config.fdb_limit))
+    }
+
+    /// [`Bridge::add_network`] with its forwarding table made by the caller
+    /// (its limit is the network's): a large table is megabytes to map and
+    /// fill, which the daemon does on its control thread, not on the packet
+    /// path that owns the bridge.
+    pub fn add_network_with(&mut self, id: NetworkId, fdb: Fdb) -> Result<(), BridgeError> {
         let index = check_id(id.0)?;
         let slot = slot(&mut self.networks, index);
         if slot.is_some() {
             return Err(BridgeError::NetworkExists(id));
         }
         *slot = Some(NetworkState {
-            fdb: Fdb::new(config.fdb_limit),
+            fdb,
             members: Vec::new(),
             learning: LearningCounters::default(),
             budget: NetEventBudget::default(),

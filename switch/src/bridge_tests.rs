@@ -171,6 +171,20 @@ fn table_and_port_limits_bound_learning_but_frames_still_flood() {
 }
 
 #[test]
+fn a_network_takes_a_table_made_elsewhere_with_its_limit() {
+    let mut b = Bridge::new();
+    b.add_network_with(NET_A, Fdb::new(3)).unwrap();
+    assert_eq!(b.add_network_with(NET_A, Fdb::new(3)), Err(BridgeError::NetworkExists(NET_A)));
+    b.add_port(PortId(0), PortConfig::access(NET_A)).unwrap();
+    b.add_port(PortId(1), PortConfig::access(NET_A)).unwrap();
+    for n in 1..=5 {
+        assert_eq!(send(&mut b, T0, 0, &frame(mac(200), mac(n), 60)), vec![1]);
+    }
+    assert_eq!(b.fdb_len(NET_A).unwrap(), 3);
+    assert_eq!(b.learning_counters(NET_A).unwrap().table_full, 2);
+}
+
+#[test]
 fn split_horizon_between_tunnel_ports() {
     let mut b = Bridge::new();
     b.add_network(NET_A, NetworkConfig::default()).unwrap();

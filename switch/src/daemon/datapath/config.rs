@@ -15,6 +15,7 @@ use super::handle::{Command, DatapathError, KeyState, NetworkSpec, Snapshot, Tun
 use super::{Datapath, NetInfo, PortIo, TunnelOwners};
 use crate::bridge::{Bridge, BridgeError};
 use crate::events::EventKind;
+use crate::fdb::Fdb;
 use crate::gateway::{Gateway, Ipv6Config};
 use crate::port::{NetworkId, PortConfig, PortId};
 use crate::sys::tap::Tap;
@@ -56,8 +57,8 @@ impl Datapath {
     pub(super) fn handle(&mut self, command: Command) {
         // A dropped reply sender means the control side gave up; ignore.
         match command {
-            Command::AddNetwork { spec, reply } => {
-                let _ = reply.send(self.add_network(spec));
+            Command::AddNetwork { spec, fdb, reply } => {
+                let _ = reply.send(self.add_network(spec, fdb));
             }
             Command::RemoveNetwork { id, reply } => {
                 let _ = reply.send(self.remove_network(id));
@@ -148,7 +149,7 @@ impl Datapath {
         }
     }
 
-    fn add_network(&mut self, spec: NetworkSpec) -> Result<(), DatapathError> {
+    fn add_network(&mut self, spec: NetworkSpec, fdb: Fdb) -> Result<(), DatapathError> {
         if let Some(vni) = spec.vni
             && self.vnis.contains_key(&vni.get())
         {
@@ -170,7 +171,7 @@ impl Datapath {
             (Some(_), None) => return Err(DatapathError::NoSecret),
             (None, _) => None,
         };
-        self.bridge.add_network(spec.id, spec.config)?;
+        self.bridge.add_network_with(spec.id, fdb)?;
         let mut gateway = None;
         if spec.gateway.is_some() || spec.gateway6.is_some() {
             let port = super::gateway_port(spec.id.0);

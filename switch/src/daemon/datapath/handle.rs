@@ -20,6 +20,7 @@ use super::super::tunnel::{Tunnel, TunnelCounters, VtepConfig};
 use super::{Datapath, WAKER};
 use crate::bridge::{BridgeError, FdbRecord, NetworkConfig};
 use crate::counters::{LearningCounters, PortCounters};
+use crate::fdb::Fdb;
 use crate::impair::{ImpairCounters, ImpairSettings};
 use crate::nat;
 use crate::port::{NetworkId, PortConfig, PortId};
@@ -245,6 +246,8 @@ pub(super) type Reply<T> = Sender<T>;
 pub(super) enum Command {
     AddNetwork {
         spec: NetworkSpec,
+        /// Its forwarding table, made on the caller's thread.
+        fdb: Fdb,
         reply: Reply<Result<(), DatapathError>>,
     },
     InstallKey {
@@ -700,15 +703,18 @@ impl DatapathHandle {
     /// Creates a network (bridge domain), with its userspace gateway if
     /// given, on the worker assigned to it (see `Routes::assign`).
     pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
+        // The table (up to megabytes, mapped and filled) is made here, on
+        // the control thread, so the worker only takes it over.
+        let fdb = Fdb::new(spec.config.fdb_limit);
         let mut routes = self.routes();
         if routes.networks.contains_key(&spec.id) {
             let k = routes.of_network(spec.id);
             drop(routes);
-            return self.call_on(k, |reply| Command::AddNetwork { spec, reply })?;
+            return self.call_on(k, |reply| Command::AddNetwork { spec, fdb, reply })?;
         }
         let k = routes.assign(spec.vni);
         // Held across the call: two networks added at once are assigned in turn.
-        let added = self.call_on(k, |reply| Command::AddNetwork { spec, reply })?;
+        let added = self.call_on(k, |reply| Command::AddNetwork { spec, fdb, reply })?;
         if added.is_ok() {
             routes.networks.insert(spec.id, k);
         }

@@ -227,7 +227,8 @@ impl Harness {
     /// Adds a network, or says why not.
     pub(crate) fn try_network(&mut self, spec: NetworkSpec) -> Result<NetworkId, DatapathError> {
         let id = spec.id;
-        self.call(|reply| Command::AddNetwork { spec, reply }).map(|()| id)
+        let fdb = crate::fdb::Fdb::new(spec.config.fdb_limit);
+        self.call(|reply| Command::AddNetwork { spec, fdb, reply }).map(|()| id)
     }
 
     /// Adds an endpoint (a TAP port) on `network` with the network's MTU,
