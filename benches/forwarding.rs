@@ -147,24 +147,20 @@ const PAIRED_BATCHES: usize = 10_000;
 /// percent within seconds, criterion's two back-to-back measurements can
 /// land in different phases; a ratio taken within each round cannot.
 fn paired_ratios(macs: usize) -> Vec<f64> {
-    let workload = Workload::new(macs, 400, 0);
-    let mut bridge = learned_bridge(macs);
-    let mut plan = TxPlan::with_capacity(BATCH * PORTS as usize);
+    let mut worker = Worker::new(macs, 0);
     let mut baseline = Baseline::new(macs);
     let mut ratios = Vec::with_capacity(PAIRED_ROUNDS);
     let mut n = 0;
     for _ in 0..PAIRED_ROUNDS {
         let start = Instant::now();
         for _ in 0..PAIRED_BATCHES {
-            n = (n + 1) % workload.batches();
-            bridge.forward_batch(Timestamp(1), workload.batch(n), &mut plan);
-            black_box(plan.len());
+            worker.decide_batch();
         }
         let ours = start.elapsed();
         let start = Instant::now();
         for _ in 0..PAIRED_BATCHES {
-            n = (n + 1) % workload.batches();
-            black_box(baseline.decide_batch(&workload, n));
+            n = (n + 1) % worker.workload.batches();
+            black_box(baseline.decide_batch(&worker.workload, n));
         }
         let base = start.elapsed();
         ratios.push(base.as_secs_f64() / ours.as_secs_f64());
