@@ -130,6 +130,15 @@ pub struct NetworkSpec {
     pub key_rotation: Option<std::num::NonZeroU64>,
 }
 
+impl NetworkSpec {
+    /// A new, empty forwarding table of this network's limit. Made by the
+    /// control side and sent with [`Command::AddNetwork`]: a large table is
+    /// megabytes to map and fill, work the packet path should not wait on.
+    pub(super) fn new_fdb(&self) -> Fdb {
+        Fdb::new(self.config.fdb_limit)
+    }
+}
+
 /// Where an encrypted overlay's keys stand in the datapath: what the
 /// cluster key coordinator (`cluster::keys::plan`) needs of this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -703,9 +712,7 @@ impl DatapathHandle {
     /// Creates a network (bridge domain), with its userspace gateway if
     /// given, on the worker assigned to it (see `Routes::assign`).
     pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
-        // The table (up to megabytes, mapped and filled) is made here, on
-        // the control thread, so the worker only takes it over.
-        let fdb = Fdb::new(spec.config.fdb_limit);
+        let fdb = spec.new_fdb();
         let mut routes = self.routes();
         if routes.networks.contains_key(&spec.id) {
             let k = routes.of_network(spec.id);

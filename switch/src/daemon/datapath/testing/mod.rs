@@ -227,7 +227,7 @@ impl Harness {
     /// Adds a network, or says why not.
     pub(crate) fn try_network(&mut self, spec: NetworkSpec) -> Result<NetworkId, DatapathError> {
         let id = spec.id;
-        let fdb = crate::fdb::Fdb::new(spec.config.fdb_limit);
+        let fdb = spec.new_fdb();
         self.call(|reply| Command::AddNetwork { spec, fdb, reply }).map(|()| id)
     }
 
