@@ -169,6 +169,54 @@ fn paired_ratios(macs: usize) -> Vec<f64> {
     ratios
 }
 
+/// 2-thread/1-thread scaling measured interleaved: each round times
+/// [`PAIRED_BATCHES`] batches on one worker alone, then on two workers at
+/// once; the round's ratio is `2 × t1 / t2`. Returns the ratios, sorted.
+fn paired_scaling(macs: usize) -> Vec<f64> {
+    let mut workers = workers(macs, 2);
+    let mut ratios = Vec::with_capacity(PAIRED_ROUNDS);
+    for _ in 0..PAIRED_ROUNDS {
+        let one = run_together(&mut workers[..1], PAIRED_BATCHES as u64);
+        let two = run_together(&mut workers[..2], PAIRED_BATCHES as u64);
+        ratios.push(2.0 * one.as_secs_f64() / two.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    ratios
+}
+
+/// The machine's own 2-thread scaling, measured the same way on a loop
+/// that touches no memory (a xorshift generator): the ceiling for
+/// [`paired_scaling`] on this VM (two vCPUs may share a physical core, or
+/// be taken by the host).
+fn paired_ceiling() -> Vec<f64> {
+    fn spin(threads: usize) -> Duration {
+        let barrier = Barrier::new(threads);
+        std::thread::scope(|s| {
+            let runs: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        let start = Instant::now();
+                        let mut x = black_box(0x9E37_79B9_7F4A_7C15_u64);
+                        for _ in 0..20_000_000 {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                        }
+                        black_box(x);
+                        start.elapsed()
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|t| t.join().expect("spin thread panicked")).max().unwrap_or_default()
+        })
+    }
+    let mut ratios: Vec<f64> =
+        (0..PAIRED_ROUNDS).map(|_| 2.0 * spin(1).as_secs_f64() / spin(2).as_secs_f64()).collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios
+}
+
 /// Prints the interleaved comparison for every table size.
 fn paired_summary() {
     println!(
@@ -179,6 +227,16 @@ fn paired_summary() {
         let r = paired_ratios(macs);
         println!("{macs:>10}  {:>7.2}x  {:>7.2}-{:.2}x", r[r.len() / 2], r[0], r[r.len() - 1]);
     }
+    println!(
+        "\nInterleaved 2-thread scaling, {PAIRED_ROUNDS} rounds of {PAIRED_BATCHES} batches per thread (ratio = 2 x time alone / time together):"
+    );
+    println!("{:>10}  {:>8}  {:>16}", "MACs", "median", "min-max");
+    for macs in SIZES {
+        let r = paired_scaling(macs);
+        println!("{macs:>10}  {:>7.2}x  {:>7.2}-{:.2}x", r[r.len() / 2], r[0], r[r.len() - 1]);
+    }
+    let r = paired_ceiling();
+    println!("{:>10}  {:>7.2}x  {:>7.2}-{:.2}x", "no memory", r[r.len() / 2], r[0], r[r.len() - 1]);
 }
 
 fn bench(c: &mut Criterion) {
@@ -210,10 +268,10 @@ fn bench(c: &mut Criterion) {
 }
 
 /// One thread's share of the scaling group: its own bridge, frames and plan.
-/// Aligned (and boxed) so that two workers' hot fields (the bridge's
-/// counters, the plan's lengths) never share a cache line: false sharing
-/// between the threads would measure the cache, not the design, and the
-/// daemon's workers are separate heap objects too.
+/// Aligned so that two workers' hot fields (the bridge's counters, the
+/// plan's lengths) never share a cache line: false sharing between the
+/// threads would measure the cache, not the design. Built on a thread of
+/// its own (see [`workers`]), as the daemon's workers build theirs.
 #[repr(align(128))]
 struct Worker {
     bridge: Bridge,
@@ -239,10 +297,25 @@ impl Worker {
     }
 }
 
+/// `n` workers, each built on a thread of its own as the daemon's workers
+/// build their datapath: each one's small allocations (port counters,
+/// the plan) then come from its own allocator arena. Built one after the
+/// other on one thread, two workers' allocations interleave and share
+/// cache lines, and the 2-thread ratio moved with the heap layout.
+fn workers(macs: usize, n: usize) -> Vec<Worker> {
+    (0..n)
+        .map(|t| {
+            std::thread::spawn(move || Worker::new(macs, t as u64 + 1))
+                .join()
+                .expect("building a bench worker panicked")
+        })
+        .collect()
+}
+
 /// Runs `iters` batches on each worker, one scoped thread per worker,
 /// started together; the time of the slowest (the aggregate rate is
 /// `workers × iters × BATCH` over it).
-fn run_together(workers: &mut [Box<Worker>], iters: u64) -> Duration {
+fn run_together(workers: &mut [Worker], iters: u64) -> Duration {
     let barrier = Barrier::new(workers.len());
     std::thread::scope(|s| {
         let threads: Vec<_> = workers
@@ -267,7 +340,7 @@ fn bench_scaling(c: &mut Criterion) {
     let mut group = c.benchmark_group(SCALING_GROUP);
     for macs in SIZES {
         let max = THREADS.iter().copied().max().unwrap_or(1);
-        let mut workers: Vec<Box<Worker>> = (0..max).map(|t| Box::new(Worker::new(macs, t as u64 + 1))).collect();
+        let mut workers = workers(macs, max);
         for threads in THREADS {
             group.throughput(Throughput::Elements((BATCH * threads) as u64));
             group.bench_with_input(BenchmarkId::new(format!("{threads}_threads"), macs), &macs, |bch, _| {

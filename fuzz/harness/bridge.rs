@@ -486,11 +486,12 @@ impl Run {
                 let result = if self.model.networks.contains_key(&net) {
                     let result = self.bridge.remove_network(NetworkId(net));
                     assert_eq!(result.is_ok(), self.model.members[&net].is_empty(), "remove_network({net})");
-                    if result.is_ok() {
+                    if let Ok(table) = &result {
+                        assert_eq!(table.limit(), self.model.networks[&net], "remove_network({net}) returns its table");
                         self.model.networks.remove(&net);
                         self.model.members.remove(&net);
                     }
-                    result
+                    result.map(drop)
                 } else {
                     let limit = usize::from(byte(bytes, 2) % 8);
                     let result = self.bridge.add_network(NetworkId(net), NetworkConfig { fdb_limit: limit });

@@ -251,18 +251,22 @@ impl Bridge {
 
     /// Creates network `id`.
     pub fn add_network(&mut self, id: NetworkId, config: NetworkConfig) -> Result<(), BridgeError> {
-        self.add_network_with(id, Fdb::new(config.fdb_limit))
+        self.add_network_with(id, Fdb::new(config.fdb_limit)).map_err(|(_, e)| e)
     }
 
     /// [`Bridge::add_network`] with its forwarding table made by the caller
     /// (its limit is the network's): a large table is megabytes to map and
     /// fill, which the daemon does on its control thread, not on the packet
-    /// path that owns the bridge.
-    pub fn add_network_with(&mut self, id: NetworkId, fdb: Fdb) -> Result<(), BridgeError> {
-        let index = check_id(id.0)?;
+    /// path that owns the bridge. A refused table is handed back, so that
+    /// it too is freed where the caller chooses.
+    pub fn add_network_with(&mut self, id: NetworkId, fdb: Fdb) -> Result<(), (Fdb, BridgeError)> {
+        let index = match check_id(id.0) {
+            Ok(index) => index,
+            Err(e) => return Err((fdb, e)),
+        };
         let slot = slot(&mut self.networks, index);
         if slot.is_some() {
-            return Err(BridgeError::NetworkExists(id));
+            return Err((fdb, BridgeError::NetworkExists(id)));
         }
         *slot = Some(NetworkState {
             fdb,
@@ -274,14 +278,16 @@ impl Bridge {
         Ok(())
     }
 
-    /// Removes network `id`; refused while it has ports.
-    pub fn remove_network(&mut self, id: NetworkId) -> Result<(), BridgeError> {
+    /// Removes network `id`; refused while it has ports. Returns its
+    /// forwarding table for the caller to free (a large one is an unmap of
+    /// megabytes, which the daemon does off the packet path).
+    pub fn remove_network(&mut self, id: NetworkId) -> Result<Fdb, BridgeError> {
         let net = self.network(id)?;
         if !net.members.is_empty() {
             return Err(BridgeError::NetworkInUse(id, net.members.len()));
         }
-        self.networks[id.index()] = None;
-        Ok(())
+        let removed = self.networks[id.index()].take().ok_or(BridgeError::NoSuchNetwork(id))?;
+        Ok(removed.fdb)
     }
 
     /// Adds port `id` to its network, administratively up.

@@ -174,7 +174,9 @@ fn table_and_port_limits_bound_learning_but_frames_still_flood() {
 fn a_network_takes_a_table_made_elsewhere_with_its_limit() {
     let mut b = Bridge::new();
     b.add_network_with(NET_A, Fdb::new(3)).unwrap();
-    assert_eq!(b.add_network_with(NET_A, Fdb::new(3)), Err(BridgeError::NetworkExists(NET_A)));
+    let (refused, e) = b.add_network_with(NET_A, Fdb::new(5000)).expect_err("the id is taken");
+    assert_eq!(e, BridgeError::NetworkExists(NET_A));
+    assert_eq!(refused.limit(), 5000, "a refused table is handed back to be freed by the caller");
     b.add_port(PortId(0), PortConfig::access(NET_A)).unwrap();
     b.add_port(PortId(1), PortConfig::access(NET_A)).unwrap();
     for n in 1..=5 {
@@ -182,6 +184,11 @@ fn a_network_takes_a_table_made_elsewhere_with_its_limit() {
     }
     assert_eq!(b.fdb_len(NET_A).unwrap(), 3);
     assert_eq!(b.learning_counters(NET_A).unwrap().table_full, 2);
+    b.remove_port(PortId(0)).unwrap();
+    b.remove_port(PortId(1)).unwrap();
+    let table = b.remove_network(NET_A).expect("an empty network is removed");
+    assert_eq!(table.limit(), 3, "the removed network's own table comes back to the caller");
+    assert_eq!(b.fdb_len(NET_A), Err(BridgeError::NoSuchNetwork(NET_A)));
 }
 
 #[test]
@@ -301,7 +308,7 @@ fn configuration_errors_change_nothing() {
     assert_eq!(b.add_port(PortId(1), PortConfig::access(NET_B)), Err(BridgeError::PortExists(PortId(1))));
     assert_eq!(b.add_port(PortId(5), PortConfig::access(NetworkId(9))), Err(BridgeError::NoSuchNetwork(NetworkId(9))));
     assert_eq!(b.add_port(PortId(MAX_IDS), PortConfig::access(NET_A)), Err(BridgeError::IdOutOfRange(MAX_IDS)));
-    assert_eq!(b.remove_network(NET_B), Err(BridgeError::NetworkInUse(NET_B, 2)));
+    assert_eq!(b.remove_network(NET_B).err(), Some(BridgeError::NetworkInUse(NET_B, 2)));
     assert_eq!(b.network_ports(NET_B).unwrap(), &[PortId(10), PortId(11)]);
     assert_eq!(b.port_config(PortId(1)).unwrap().network, NET_A);
 }

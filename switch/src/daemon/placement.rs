@@ -36,6 +36,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
+use crossbeam_utils::CachePadded;
 
 use crate::sys::sched::{self, CpuTimes, ThreadSched};
 
@@ -274,9 +275,11 @@ impl Placer {
 
 /// The time a worker spent in busy polls that found nothing (see vswitchd
 /// `--busy-poll-us`), in nanoseconds, shared with the placement thread: a
-/// polling worker's CPU time is not all demand.
+/// polling worker's CPU time is not all demand. Padded to its own cache
+/// lines: the worker writes it on every empty poll, and it must not share
+/// a line with another worker's.
 #[derive(Debug, Clone, Default)]
-pub struct IdlePoll(Arc<AtomicU64>);
+pub struct IdlePoll(Arc<CachePadded<AtomicU64>>);
 
 impl IdlePoll {
     /// Adds one empty poll's duration.

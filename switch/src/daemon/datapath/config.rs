@@ -149,35 +149,26 @@ impl Datapath {
         }
     }
 
-    fn add_network(&mut self, spec: NetworkSpec, fdb: Fdb) -> Result<(), DatapathError> {
-        if let Some(vni) = spec.vni
-            && self.vnis.contains_key(&vni.get())
-        {
-            return Err(DatapathError::VniInUse(vni.get()));
-        }
-        let unix = self.clock.unix_secs();
-        let crypto = match (spec.key_epoch, spec.vni) {
-            (Some(_), Some(_)) if spec.store_keys && spec.key_rotation.is_some() => {
-                return Err(DatapathError::StoreKeysRotation);
-            }
-            (Some(epoch), Some(vni)) if spec.store_keys => {
-                Some(Box::new(NetworkCrypto::with_installed_keys(vni, epoch)))
-            }
-            (Some(base), Some(vni)) => {
-                let epoch = super::effective_epoch(base, spec.key_rotation, unix);
-                let secret = self.secret.as_ref().ok_or(DatapathError::NoSecret)?;
-                Some(Box::new(NetworkCrypto::new(secret, vni, epoch).map_err(DatapathError::Crypto)?))
-            }
-            (Some(_), None) => return Err(DatapathError::NoSecret),
-            (None, _) => None,
+    /// Adds a network with the table the control side made for it; a
+    /// refused table goes back in the error, so that it is freed off the
+    /// packet path too.
+    #[expect(
+        clippy::result_large_err,
+        reason = "a control command, once per network; the table is moved back, not boxed"
+    )]
+    fn add_network(&mut self, spec: NetworkSpec, fdb: Fdb) -> Result<(), (Fdb, DatapathError)> {
+        let crypto = match self.network_crypto(&spec) {
+            Ok(crypto) => crypto,
+            Err(e) => return Err((fdb, e)),
         };
-        self.bridge.add_network_with(spec.id, fdb)?;
+        self.bridge.add_network_with(spec.id, fdb).map_err(|(fdb, e)| (fdb, e.into()))?;
         let mut gateway = None;
         if spec.gateway.is_some() || spec.gateway6.is_some() {
             let port = super::gateway_port(spec.id.0);
             if let Err(e) = self.bridge.add_port(port, PortConfig { mtu: spec.mtu, ..PortConfig::gateway(spec.id) }) {
-                let _ = self.bridge.remove_network(spec.id);
-                return Err(e.into());
+                // A network just added has no port, so its table comes back.
+                let fdb = self.bridge.remove_network(spec.id).unwrap_or_else(|_| Fdb::new(0));
+                return Err((fdb, e.into()));
             }
             let ipv4 = spec.gateway.map(|gw| (gw.address, gw.prefix_len));
             let ipv6 = spec.gateway6.map(|gw| Ipv6Config {
@@ -213,6 +204,31 @@ impl Datapath {
         });
         self.nat_network(spec.id, gateway);
         Ok(())
+    }
+
+    /// Refuses a VNI already in use and makes an encrypted overlay's keys.
+    fn network_crypto(&self, spec: &NetworkSpec) -> Result<Option<Box<NetworkCrypto>>, DatapathError> {
+        if let Some(vni) = spec.vni
+            && self.vnis.contains_key(&vni.get())
+        {
+            return Err(DatapathError::VniInUse(vni.get()));
+        }
+        let unix = self.clock.unix_secs();
+        Ok(match (spec.key_epoch, spec.vni) {
+            (Some(_), Some(_)) if spec.store_keys && spec.key_rotation.is_some() => {
+                return Err(DatapathError::StoreKeysRotation);
+            }
+            (Some(epoch), Some(vni)) if spec.store_keys => {
+                Some(Box::new(NetworkCrypto::with_installed_keys(vni, epoch)))
+            }
+            (Some(base), Some(vni)) => {
+                let epoch = super::effective_epoch(base, spec.key_rotation, unix);
+                let secret = self.secret.as_ref().ok_or(DatapathError::NoSecret)?;
+                Some(Box::new(NetworkCrypto::new(secret, vni, epoch).map_err(DatapathError::Crypto)?))
+            }
+            (Some(_), None) => return Err(DatapathError::NoSecret),
+            (None, _) => None,
+        })
     }
 
     fn set_key_epoch(&mut self, network: NetworkId, base: u32) -> Result<(), DatapathError> {
@@ -251,7 +267,9 @@ impl Datapath {
         Ok(())
     }
 
-    fn remove_network(&mut self, id: NetworkId) -> Result<(), DatapathError> {
+    /// Removes an endpoint-free network with its gateway and tunnel ports;
+    /// its table goes back to the control side to be freed there.
+    fn remove_network(&mut self, id: NetworkId) -> Result<Fdb, DatapathError> {
         let members: Vec<PortId> = self.bridge.network_ports(id)?.to_vec();
         let endpoints = members.iter().filter(|p| matches!(self.port_io(**p), Some(PortIo::Tap(_)))).count();
         if endpoints > 0 {
@@ -263,7 +281,7 @@ impl Datapath {
         self.dns.forget_gateway(super::gateway_port(id.0));
         self.nat.translator.set_network(id, None);
         self.nat.translator.set_mesh(id, None);
-        self.bridge.remove_network(id)?;
+        let table = self.bridge.remove_network(id)?;
         self.captures.network_removed(id);
         if let Some(info) = self.nets.get_mut(id.index()).and_then(Option::take)
             && let Some(vni) = info.vni
@@ -271,7 +289,7 @@ impl Datapath {
             self.vnis.remove(&vni.get());
         }
         self.count_proxying();
-        Ok(())
+        Ok(table)
     }
 
     fn port_io(&self, id: PortId) -> Option<&PortIo> {

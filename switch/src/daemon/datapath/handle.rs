@@ -255,9 +255,10 @@ pub(super) type Reply<T> = Sender<T>;
 pub(super) enum Command {
     AddNetwork {
         spec: NetworkSpec,
-        /// Its forwarding table, made on the caller's thread.
+        /// Its forwarding table, made on the caller's thread (and handed back
+        /// if refused, to be freed there).
         fdb: Fdb,
-        reply: Reply<Result<(), DatapathError>>,
+        reply: Reply<Result<(), (Fdb, DatapathError)>>,
     },
     InstallKey {
         network: NetworkId,
@@ -271,7 +272,8 @@ pub(super) enum Command {
     },
     RemoveNetwork {
         id: NetworkId,
-        reply: Reply<Result<(), DatapathError>>,
+        /// The removed network's table, freed by the caller.
+        reply: Reply<Result<Fdb, DatapathError>>,
     },
     AddTap {
         id: PortId,
@@ -630,17 +632,40 @@ impl DatapathHandle {
             let forward = ForwardThread::spawn(done, waker.clone())?;
             let dns = super::dns::DnsService::new(dns_upstreams.clone(), forward, results);
             let reports = super::Reports { gone: gone_tx.clone(), events: events_tx.fork() };
-            let mut datapath = Datapath::new(poll, inbox, tunnel, secret.clone(), dns, reports, nat_limits)?;
-            datapath.tunnel_slots = super::TunnelSlots { first: k as u32, step: count as u32 };
-            datapath.busy_poll = busy_poll;
-            let idle_poll = datapath.idle_poll.clone();
-            let (tid_tx, tid_rx) = crossbeam_channel::bounded(1);
+            let idle_poll = IdlePoll::default();
+            let (started_tx, started) = crossbeam_channel::bounded(1);
+            let secret = secret.clone();
+            let shared_idle = idle_poll.clone();
+            // The worker builds its datapath itself, so that every buffer,
+            // table and counter it writes per frame comes from its own
+            // thread's allocator arena: built here, two workers' small
+            // allocations sat side by side and shared cache lines (false
+            // sharing; the forwarding benchmark's 2-thread scaling moved
+            // with the heap layout).
             let thread = std::thread::Builder::new().name(format!("vsw-dp-{k}")).spawn(move || {
-                let _ = tid_tx.send(crate::sys::sched::gettid());
+                let built = Datapath::new(poll, inbox, tunnel, secret, dns, reports, nat_limits);
+                let mut datapath = match built {
+                    Ok(datapath) => datapath,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return;
+                    }
+                };
+                datapath.tunnel_slots = super::TunnelSlots { first: k as u32, step: count as u32 };
+                datapath.busy_poll = busy_poll;
+                datapath.idle_poll = shared_idle;
+                let _ = started_tx.send(Ok(crate::sys::sched::gettid()));
                 datapath.run()
             })?;
-            // The thread sends its ID first thing; 0 (never a thread) if it died.
-            let tid = tid_rx.recv().unwrap_or(0);
+            let tid = match started.recv() {
+                Ok(Ok(tid)) => tid,
+                Ok(Err(e)) => {
+                    let _ = thread.join();
+                    return Err(e);
+                }
+                // Gone before it said anything: 0 is never a thread.
+                Err(_) => 0,
+            };
             // Pushed at once: dropping the handle on a later error stops it.
             handle.workers.push(Worker { commands, waker, thread: Some(thread), tid, idle_poll });
         }
@@ -714,28 +739,30 @@ impl DatapathHandle {
     pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
         let fdb = spec.new_fdb();
         let mut routes = self.routes();
-        if routes.networks.contains_key(&spec.id) {
-            let k = routes.of_network(spec.id);
+        let existing = routes.networks.get(&spec.id).copied();
+        let k = existing.unwrap_or_else(|| routes.assign(spec.vni));
+        if existing.is_some() {
             drop(routes);
-            return self.call_on(k, |reply| Command::AddNetwork { spec, fdb, reply })?;
+            // Refused (the id is taken); the table is freed here, on return.
+            return self.call_on(k, |reply| Command::AddNetwork { spec, fdb, reply })?.map_err(|(_table, e)| e);
         }
-        let k = routes.assign(spec.vni);
         // Held across the call: two networks added at once are assigned in turn.
         let added = self.call_on(k, |reply| Command::AddNetwork { spec, fdb, reply })?;
         if added.is_ok() {
             routes.networks.insert(spec.id, k);
         }
-        added
+        added.map_err(|(_table, e)| e)
     }
 
     /// Removes a network with its gateway and tunnel ports; refused while
-    /// endpoints remain.
+    /// endpoints remain. Its forwarding table is freed on this (control)
+    /// thread, not on the worker.
     pub fn remove_network(&self, id: NetworkId) -> Result<(), DatapathError> {
         let removed = self.call_network(id, |reply| Command::RemoveNetwork { id, reply })?;
         if removed.is_ok() {
             self.routes().networks.remove(&id);
         }
-        removed
+        removed.map(drop)
     }
 
     /// Adds a TAP port on its network's worker. On failure the TAP is

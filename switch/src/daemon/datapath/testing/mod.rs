@@ -228,7 +228,7 @@ impl Harness {
     pub(crate) fn try_network(&mut self, spec: NetworkSpec) -> Result<NetworkId, DatapathError> {
         let id = spec.id;
         let fdb = spec.new_fdb();
-        self.call(|reply| Command::AddNetwork { spec, fdb, reply }).map(|()| id)
+        self.call(|reply| Command::AddNetwork { spec, fdb, reply }).map(|()| id).map_err(|(_table, e)| e)
     }
 
     /// Adds an endpoint (a TAP port) on `network` with the network's MTU,
