@@ -189,32 +189,28 @@ fn paired_scaling(macs: usize) -> Vec<f64> {
 /// [`paired_scaling`] on this VM (two vCPUs may share a physical core, or
 /// be taken by the host).
 fn paired_ceiling() -> Vec<f64> {
-    fn spin(threads: usize) -> Duration {
-        let barrier = Barrier::new(threads);
-        std::thread::scope(|s| {
-            let runs: Vec<_> = (0..threads)
-                .map(|_| {
-                    s.spawn(|| {
-                        barrier.wait();
-                        let start = Instant::now();
-                        let mut x = black_box(0x9E37_79B9_7F4A_7C15_u64);
-                        for _ in 0..20_000_000 {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                        }
-                        black_box(x);
-                        start.elapsed()
-                    })
-                })
-                .collect();
-            runs.into_iter().map(|t| t.join().expect("spin thread panicked")).max().unwrap_or_default()
+    let spin = |threads: usize| {
+        let mut states = vec![0x9E37_79B9_7F4A_7C15_u64; threads];
+        // Each thread works on a register copy: the states share a line.
+        together(&mut states, |state| {
+            let mut x = black_box(*state);
+            for _ in 0..20_000_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+            }
+            *state = black_box(x);
         })
-    }
+    };
     let mut ratios: Vec<f64> =
         (0..PAIRED_ROUNDS).map(|_| 2.0 * spin(1).as_secs_f64() / spin(2).as_secs_f64()).collect();
     ratios.sort_by(f64::total_cmp);
     ratios
+}
+
+/// One row of an interleaved table: label, median, min–max.
+fn print_ratios(label: &str, r: &[f64]) {
+    println!("{label:>10}  {:>7.2}x  {:>7.2}-{:.2}x", r[r.len() / 2], r[0], r[r.len() - 1]);
 }
 
 /// Prints the interleaved comparison for every table size.
@@ -224,19 +220,16 @@ fn paired_summary() {
     );
     println!("{:>10}  {:>8}  {:>16}", "MACs", "median", "min-max");
     for macs in SIZES {
-        let r = paired_ratios(macs);
-        println!("{macs:>10}  {:>7.2}x  {:>7.2}-{:.2}x", r[r.len() / 2], r[0], r[r.len() - 1]);
+        print_ratios(&macs.to_string(), &paired_ratios(macs));
     }
     println!(
         "\nInterleaved 2-thread scaling, {PAIRED_ROUNDS} rounds of {PAIRED_BATCHES} batches per thread (ratio = 2 x time alone / time together):"
     );
     println!("{:>10}  {:>8}  {:>16}", "MACs", "median", "min-max");
     for macs in SIZES {
-        let r = paired_scaling(macs);
-        println!("{macs:>10}  {:>7.2}x  {:>7.2}-{:.2}x", r[r.len() / 2], r[0], r[r.len() - 1]);
+        print_ratios(&macs.to_string(), &paired_scaling(macs));
     }
-    let r = paired_ceiling();
-    println!("{:>10}  {:>7.2}x  {:>7.2}-{:.2}x", "no memory", r[r.len() / 2], r[0], r[r.len() - 1]);
+    print_ratios("no memory", &paired_ceiling());
 }
 
 fn bench(c: &mut Criterion) {
@@ -313,27 +306,34 @@ fn workers(macs: usize, n: usize) -> Vec<Worker> {
         .collect()
 }
 
-/// Runs `iters` batches on each worker, one scoped thread per worker,
-/// started together; the time of the slowest (the aggregate rate is
-/// `workers × iters × BATCH` over it).
-fn run_together(workers: &mut [Worker], iters: u64) -> Duration {
-    let barrier = Barrier::new(workers.len());
+/// Runs `work` on each item, one scoped thread per item, started together
+/// by a barrier; returns the time of the slowest.
+fn together<T: Send>(items: &mut [T], work: impl Fn(&mut T) + Sync) -> Duration {
+    let barrier = Barrier::new(items.len());
     std::thread::scope(|s| {
-        let threads: Vec<_> = workers
+        let threads: Vec<_> = items
             .iter_mut()
-            .map(|w| {
-                let barrier = &barrier;
+            .map(|item| {
+                let (barrier, work) = (&barrier, &work);
                 s.spawn(move || {
                     barrier.wait();
                     let start = Instant::now();
-                    for _ in 0..iters {
-                        w.decide_batch();
-                    }
+                    work(item);
                     start.elapsed()
                 })
             })
             .collect();
         threads.into_iter().map(|t| t.join().expect("bench thread panicked")).max().unwrap_or_default()
+    })
+}
+
+/// Runs `iters` batches on each worker, all at once; the time of the
+/// slowest (the aggregate rate is `workers × iters × BATCH` over it).
+fn run_together(workers: &mut [Worker], iters: u64) -> Duration {
+    together(workers, |w| {
+        for _ in 0..iters {
+            w.decide_batch();
+        }
     })
 }
 
