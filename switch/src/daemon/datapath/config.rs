@@ -157,6 +157,9 @@ impl Datapath {
         reason = "a control command, once per network; the table is moved back, not boxed"
     )]
     fn add_network(&mut self, spec: NetworkSpec, fdb: Fdb) -> Result<(), (Fdb, DatapathError)> {
+        // The table was made from the spec (`NetworkSpec::new_fdb`); the
+        // worker reads the limit from the table, never from the spec.
+        debug_assert_eq!(fdb.limit(), spec.config.fdb_limit, "a network's table is made from its spec");
         let crypto = match self.network_crypto(&spec) {
             Ok(crypto) => crypto,
             Err(e) => return Err((fdb, e)),
