@@ -292,8 +292,8 @@ impl Worker {
 
 /// `n` workers, each built on a thread of its own as the daemon's workers
 /// build their datapath, so that each one's small allocations (port
-/// counters, the plan) come from its own allocator arena and never share
-/// a cache line with the other's. (Built on one thread instead, the
+/// counters, the plan) come from its own allocator arena, not side by side
+/// with the other's. (Built on one thread instead, the
 /// interleaved ratio showed no difference beyond this VM's noise: 1.56–1.82
 /// against 1.45–1.89, three runs each.)
 fn workers(macs: usize, n: usize) -> Vec<Worker> {

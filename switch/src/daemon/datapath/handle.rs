@@ -632,10 +632,8 @@ impl DatapathHandle {
             let forward = ForwardThread::spawn(done, waker.clone())?;
             let dns = super::dns::DnsService::new(dns_upstreams.clone(), forward, results);
             let reports = super::Reports { gone: gone_tx.clone(), events: events_tx.fork() };
-            let idle_poll = IdlePoll::default();
             let (started_tx, started) = crossbeam_channel::bounded(1);
             let secret = secret.clone();
-            let shared_idle = idle_poll.clone();
             // The worker builds its datapath itself, so that the buffers,
             // plan and counters it writes per frame come from its own
             // thread's allocator arena (and first touch): built here, two
@@ -654,18 +652,17 @@ impl DatapathHandle {
                 };
                 datapath.tunnel_slots = super::TunnelSlots { first: k as u32, step: count as u32 };
                 datapath.busy_poll = busy_poll;
-                datapath.idle_poll = shared_idle;
-                let _ = started_tx.send(Ok(crate::sys::sched::gettid()));
+                let _ = started_tx.send(Ok((crate::sys::sched::gettid(), datapath.idle_poll.clone())));
                 datapath.run()
             })?;
-            let tid = match started.recv() {
-                Ok(Ok(tid)) => tid,
+            let (tid, idle_poll) = match started.recv() {
+                Ok(Ok(started)) => started,
                 Ok(Err(e)) => {
                     let _ = thread.join();
                     return Err(e);
                 }
                 // Gone before it said anything: 0 is never a thread.
-                Err(_) => 0,
+                Err(_) => (0, IdlePoll::default()),
             };
             // Pushed at once: dropping the handle on a later error stops it.
             handle.workers.push(Worker { commands, waker, thread: Some(thread), tid, idle_poll });
