@@ -18,6 +18,7 @@ use crate::counters::{DropCounters, DropReason, LearningCounters, PortCounters};
 use crate::events::{self, EventBuffer, EventKind, FlapTracker, MacEvent, NetEventBudget};
 use crate::fdb::{DEFAULT_FDB_LIMIT, Fdb, FdbEntry, FdbError, Learned, MacHash};
 use crate::port::{NetworkId, PortConfig, PortId};
+use crate::replica::{ChangeLog, FdbChange, FdbChanges};
 use crate::time::Timestamp;
 use crate::wire::{EthernetFrame, MacAddr};
 
@@ -53,6 +54,9 @@ pub enum BridgeError {
     /// The network still has ports.
     #[error("network {0} still has {1} port(s)")]
     NetworkInUse(NetworkId, usize),
+    /// Table changes were sent to a network that is not a replica.
+    #[error("network {0} is not a replica of another worker's")]
+    NotReplica(NetworkId),
     /// A port with that id exists already.
     #[error("port {0} already exists")]
     PortExists(PortId),
@@ -187,6 +191,39 @@ struct NetworkState {
     /// [`Bridge::set_mesh_station`]): unicast to or from it crosses between
     /// the gateway port and tunnels.
     mesh: Option<MacAddr>,
+    /// Whether the table is kept in step with other workers' bridges.
+    replication: Replication,
+}
+
+/// A network's part in spreading it over workers (see [`crate::replica`]).
+#[derive(Debug)]
+enum Replication {
+    /// Not spread: this bridge alone switches it.
+    Alone,
+    /// This bridge owns the network and records its table's changes for
+    /// the replicas.
+    Owner(ChangeLog),
+    /// The network is owned elsewhere: this bridge forwards only known
+    /// unicast between its own ports, and hands every other frame to `punt`
+    /// (the port toward the owner), undecided and uncounted.
+    Replica { punt: PortId },
+}
+
+impl NetworkState {
+    /// Records a change of the table for the replicas, if there are any.
+    #[inline]
+    fn record(&mut self, change: FdbChange) {
+        if let Replication::Owner(log) = &mut self.replication {
+            log.record(change);
+        }
+    }
+
+    /// Records a change of the table not listed change by change.
+    fn record_reset(&mut self) {
+        if let Replication::Owner(log) = &mut self.replication {
+            log.reset();
+        }
+    }
 }
 
 /// An IEEE 802.1D learning bridge over many isolated networks.
@@ -202,6 +239,9 @@ pub struct Bridge {
     flaps: FlapTracker,
     /// When the current event interval began.
     interval_start: Timestamp,
+    /// Networks this bridge holds as replicas: without any, no frame is
+    /// checked for one.
+    replicas: usize,
 }
 
 impl Default for Bridge {
@@ -232,6 +272,7 @@ impl Bridge {
             events: EventBuffer::default(),
             flaps: FlapTracker::default(),
             interval_start: Timestamp(0),
+            replicas: 0,
         }
     }
 
@@ -274,7 +315,81 @@ impl Bridge {
             learning: LearningCounters::default(),
             budget: NetEventBudget::default(),
             mesh: None,
+            replication: Replication::Alone,
         });
+        Ok(())
+    }
+
+    /// Adds network `id` as a replica of a network another worker's bridge
+    /// owns (see [`crate::replica`]): its table follows the owner's
+    /// ([`Bridge::apply_changes`]), it never learns or ages on its own,
+    /// and every frame it cannot forward alone is planned to `punt`, the
+    /// port toward the owner, without being counted here (the owner counts
+    /// it when it decides it). `punt` needs no bridge port.
+    pub fn add_replica_network(&mut self, id: NetworkId, fdb: Fdb, punt: PortId) -> Result<(), (Fdb, BridgeError)> {
+        self.add_network_with(id, fdb)?;
+        if let Ok(net) = self.network_mut(id) {
+            net.replication = Replication::Replica { punt };
+        }
+        self.replicas += 1;
+        Ok(())
+    }
+
+    /// Starts recording network `id`'s table changes for replicas on other
+    /// workers; the first update ([`Bridge::take_changes`]) is the whole
+    /// table.
+    pub fn replicate(&mut self, id: NetworkId) -> Result<(), BridgeError> {
+        let net = self.network_mut(id)?;
+        if !matches!(net.replication, Replication::Replica { .. }) {
+            net.replication = Replication::Owner(ChangeLog::starting_with_reset());
+        }
+        Ok(())
+    }
+
+    /// What changed in the table of `id`, a network this bridge owns and
+    /// replicates, since the last call; `None` when nothing did (or it is
+    /// not replicated).
+    pub fn take_changes(&mut self, id: NetworkId) -> Option<FdbChanges> {
+        let net = self.networks.get_mut(id.index())?.as_mut()?;
+        match &mut net.replication {
+            Replication::Owner(log) if !log.is_empty() => log.take(&net.fdb),
+            _ => None,
+        }
+    }
+
+    /// Whether network `id` is a replica of another worker's.
+    pub fn is_replica(&self, id: NetworkId) -> bool {
+        self.network(id).is_ok_and(|n| matches!(n.replication, Replication::Replica { .. }))
+    }
+
+    /// Brings the table of replica `id` level with its owner's.
+    pub fn apply_changes(&mut self, id: NetworkId, changes: FdbChanges, now: Timestamp) -> Result<(), BridgeError> {
+        let net = self.network_mut(id)?;
+        if !matches!(net.replication, Replication::Replica { .. }) {
+            return Err(BridgeError::NotReplica(id));
+        }
+        let set = |fdb: &mut Fdb, mac: MacAddr, port: PortId| {
+            // The owner's table has the same limit, so there is room.
+            let _ = fdb.learn(mac, port, now, true);
+        };
+        match changes {
+            FdbChanges::Changes(changes) => {
+                for change in changes {
+                    match change {
+                        FdbChange::Set(mac, port) => set(&mut net.fdb, mac, port),
+                        FdbChange::Remove(mac) => {
+                            net.fdb.remove(mac);
+                        }
+                    }
+                }
+            }
+            FdbChanges::Reset(entries) => {
+                net.fdb.flush(true, |_| {});
+                for (mac, port) in entries {
+                    set(&mut net.fdb, mac, port);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -287,6 +402,9 @@ impl Bridge {
             return Err(BridgeError::NetworkInUse(id, net.members.len()));
         }
         let removed = self.networks[id.index()].take().ok_or(BridgeError::NoSuchNetwork(id))?;
+        if matches!(removed.replication, Replication::Replica { .. }) {
+            self.replicas -= 1;
+        }
         Ok(removed.fdb)
     }
 
@@ -313,6 +431,7 @@ impl Bridge {
         let network = self.port(id)?.config.network;
         let net = self.network_mut(network)?;
         net.fdb.flush_port(id, true, |_| {});
+        net.record_reset();
         net.members.retain(|&p| p != id);
         let state = self.ports[id.index()].take().ok_or(BridgeError::NoSuchPort(id))?;
         Ok(state.counters)
@@ -324,7 +443,9 @@ impl Bridge {
         let network = self.port(id)?.config.network;
         if !up {
             let mut removed = 0;
-            self.network_mut(network)?.fdb.flush_port(id, false, |_| removed += 1);
+            let net = self.network_mut(network)?;
+            net.fdb.flush_port(id, false, |_| removed += 1);
+            net.record_reset();
             let port = self.port_mut(id)?;
             port.learned = port.learned.saturating_sub(removed);
         }
@@ -393,7 +514,9 @@ impl Bridge {
         if self.port(port)?.config.network != network {
             return Err(BridgeError::PortNotOnNetwork { port, network });
         }
-        let replaced = self.network_mut(network)?.fdb.insert_static(mac, port, now)?;
+        let net = self.network_mut(network)?;
+        let replaced = net.fdb.insert_static(mac, port, now)?;
+        net.record(FdbChange::Set(mac, port));
         if let Some(old) = replaced {
             forget_learned(&mut self.ports, &old);
         }
@@ -421,8 +544,10 @@ impl Bridge {
 
     /// Removes the entry for `mac` on `network`; returns whether one existed.
     pub fn remove_entry(&mut self, network: NetworkId, mac: MacAddr) -> Result<bool, BridgeError> {
-        let removed = self.network_mut(network)?.fdb.remove(mac);
+        let net = self.network_mut(network)?;
+        let removed = net.fdb.remove(mac);
         if let Some(old) = removed {
+            net.record(FdbChange::Remove(mac));
             forget_learned(&mut self.ports, &old);
         }
         Ok(removed.is_some())
@@ -438,6 +563,7 @@ impl Bridge {
             removed += 1;
             forget_learned(ports, e);
         });
+        net.record_reset();
         Ok(removed)
     }
 
@@ -449,11 +575,20 @@ impl Bridge {
         let Bridge { ports, networks, aging, events, .. } = self;
         let mut total = 0;
         for (index, net) in networks.iter_mut().enumerate() {
-            let Some(NetworkState { fdb, learning, budget, .. }) = net else { continue };
+            let Some(NetworkState { fdb, learning, budget, replication, .. }) = net else { continue };
+            // A replica's entries leave when the owner's do.
+            let mut log = match replication {
+                Replication::Replica { .. } => continue,
+                Replication::Owner(log) => Some(log),
+                Replication::Alone => None,
+            };
             let network = NetworkId(index as u32);
             let mut removed = 0;
             fdb.age(now, *aging, |mac, e| {
                 removed += 1;
+                if let Some(log) = log.as_mut() {
+                    log.record(FdbChange::Remove(mac));
+                }
                 forget_learned(ports, e);
                 if budget.admit(MacEvent::Aged) {
                     events.push(now, EventKind::MacAged { network, mac, port: e.port });
@@ -600,6 +735,12 @@ impl Bridge {
         hashes: Option<(MacHash, MacHash)>,
         plan: &mut TxPlan,
     ) {
+        if self.replicas > 0
+            && let Some(punt) = self.replica_miss(now, &rx)
+        {
+            plan.push(index, punt);
+            return;
+        }
         let Bridge { ports, networks, aging, unknown_port, events, flaps, .. } = self;
         let Some(port) = ports.get_mut(rx.port.index()).and_then(Option::as_mut) else {
             *unknown_port += 1;
@@ -640,6 +781,7 @@ impl Bridge {
         match net.fdb.learn_hashed(src, src_hash, rx.port, now, has_room) {
             Learned::Refreshed => {}
             Learned::New => {
+                net.record(FdbChange::Set(src, rx.port));
                 port.learned += 1;
                 net.learning.learned += 1;
                 if net.budget.admit(MacEvent::Learned) {
@@ -647,6 +789,7 @@ impl Bridge {
                 }
             }
             Learned::Moved { from } => {
+                net.record(FdbChange::Set(src, rx.port));
                 port.learned += 1;
                 net.learning.station_moves += 1;
                 decrement_learned(ports, from);
@@ -655,6 +798,7 @@ impl Bridge {
                 }
             }
             Learned::MoveRefused { from } => {
+                net.record(FdbChange::Remove(src));
                 net.learning.port_limit += 1;
                 net.budget.limited(rx.port);
                 decrement_learned(ports, from);
@@ -719,6 +863,26 @@ impl Bridge {
                 port.counters.drops.count(DropReason::NoEgress);
             }
         }
+    }
+
+    /// For a frame from a port of a replica network: the port toward the
+    /// owner, unless the owner would send it to exactly one of this
+    /// bridge's ports — known unicast from a source the owner knows on the
+    /// ingress port, to another port here that is up. `None` for every
+    /// other frame, and for frames the bridge drops before any decision
+    /// (an unknown port, a runt), as the owner would.
+    fn replica_miss(&self, now: Timestamp, rx: &RxFrame<'_>) -> Option<PortId> {
+        let port = self.ports.get(rx.port.index())?.as_ref()?;
+        let net = self.networks.get(port.config.network.index())?.as_ref()?;
+        let Replication::Replica { punt } = net.replication else { return None };
+        let frame = EthernetFrame::new_checked(rx.bytes).ok()?;
+        let (src, dst) = (frame.source(), frame.destination());
+        let here_and_up = |p: PortId| self.ports.get(p.index()).and_then(Option::as_ref).is_some_and(|s| s.up);
+        let alone = port.up
+            && !dst.is_group()
+            && net.fdb.lookup(src, now, self.aging) == Some(rx.port)
+            && net.fdb.lookup(dst, now, self.aging).is_some_and(|out| out != rx.port && here_and_up(out));
+        (!alone).then_some(punt)
     }
 
     fn port(&self, id: PortId) -> Result<&PortState, BridgeError> {

@@ -44,6 +44,7 @@ pub mod impair;
 pub mod offload;
 pub mod port;
 pub mod proxy;
+pub mod replica;
 pub mod time;
 pub mod wire;
 
