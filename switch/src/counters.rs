@@ -257,6 +257,19 @@ pub struct PortCounters {
     pub drops: DropCounters,
 }
 
+impl PortCounters {
+    /// Adds `other`'s counts to these (one port's counters kept by several
+    /// datapath workers, each for the frames it handled).
+    pub fn merge(&mut self, other: &PortCounters) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.rx_flooded += other.rx_flooded;
+        self.drops.merge(&other.drops);
+    }
+}
+
 /// Per-network learning counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LearningCounters {

@@ -316,6 +316,10 @@ pub struct ShowNetwork {
     /// all its ports; omitted for networks the datapath does not switch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<u32>,
+    /// How many workers serve the network when it is spread over them
+    /// (`-o spread`; `worker` is then its owner); omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread_over: Option<u32>,
     /// The network's switch ports.
     pub ports: Vec<ShowPort>,
 }
@@ -600,6 +604,17 @@ pub struct WorkerLoad {
     /// The CPU its thread is bound to (vswitchd `--cpu-affinity`), if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<u32>,
+    /// Frames of spread networks (`-o spread`) it forwarded itself, as a
+    /// replica of a network another worker owns.
+    #[serde(default)]
+    pub replica_frames: u64,
+    /// Frames of spread networks it handed to their owner worker (a flow's
+    /// first frames, broadcasts, frames for the gateway).
+    #[serde(default)]
+    pub to_owner: u64,
+    /// Frames replicas handed to it, as the owner of spread networks.
+    #[serde(default)]
+    pub from_replicas: u64,
 }
 
 /// A port's link impairment in `stats`: the settings in force and the counters since it

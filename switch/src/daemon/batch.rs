@@ -245,6 +245,18 @@ impl RxBatch {
         })
     }
 
+    /// Copies a frame another worker read (virtio-net header first, as a
+    /// TAP delivers it) into a fresh buffer, its header parsed once here.
+    pub(crate) fn push_received(&mut self, port: PortId, bytes: &[u8]) -> bool {
+        if bytes.len() < HDR || bytes.len() > Tap::RECV_BUF_LEN || self.entries.len() == MAX_FRAMES {
+            return false;
+        }
+        let Some((buf, into)) = self.take_buffer() else { return false };
+        into[..bytes.len()].copy_from_slice(bytes);
+        let hdr = VirtioNetHdr::parse(bytes).unwrap_or_default();
+        self.push(RxEntry::from_device(buf, port, bytes.len(), hdr))
+    }
+
     /// Copies a small frame made inside the switch (a TCP ACK, an ICMP
     /// error) behind a zero virtio-net header, packing many into one
     /// buffer.

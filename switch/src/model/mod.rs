@@ -55,6 +55,6 @@ pub use store::{ApplyError, Store, StoreError};
 pub use types::{
     Config, Connect, CreateNetwork, CreateSandbox, Disconnected, EGRESS_OPTION, ENCRYPTED_OPTION, Endpoint,
     KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, PARENT_OPTION, PORT_TYPE_OPTION, Peer,
-    RemovedSandbox, Sandbox, Service, StaticFdbEntry, Uplink,
+    RemovedSandbox, SPREAD_OPTION, Sandbox, Service, StaticFdbEntry, Uplink,
 };
 pub use uplinks::macvlan_port_type;

@@ -13,6 +13,7 @@ use super::ids;
 use super::state::Model;
 use super::types::{
     CreateNetwork, EGRESS_OPTION, ENCRYPTED_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION,
+    SPREAD_OPTION,
     Network,
 };
 use super::validate;
@@ -87,6 +88,15 @@ impl Model {
                     value: value.clone(),
                     reason: "must be a whole number of seconds, at least 60 (Docker rotates every 43200)",
                 });
+            }
+        }
+        if let Some(value) = req.options.get(SPREAD_OPTION) {
+            if req.driver != Driver::Bridge {
+                return Err(ModelError::OptionNotSupported { option: SPREAD_OPTION, driver: req.driver });
+            }
+            if !matches!(value.as_str(), "" | "true" | "false") {
+                let reason = "must be true or false (or no value: true)";
+                return Err(ModelError::InvalidOption { option: SPREAD_OPTION, value: value.clone(), reason });
             }
         }
         if let Some(value) = req.options.get(EGRESS_OPTION) {

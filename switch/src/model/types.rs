@@ -89,6 +89,9 @@ pub const MIN_KEY_ROTATION_SECS: u64 = 60;
 /// The option that turns a network's egress off (`-o egress=false`) or,
 /// redundantly, on (`-o egress=true`).
 pub const EGRESS_OPTION: &str = "egress";
+/// The option that spreads a bridge network's traffic over every datapath
+/// worker (`-o spread`, or `-o spread=true`; `=false` is the default).
+pub const SPREAD_OPTION: &str = "spread";
 
 impl Network {
     /// Whether sandboxes on this network may reach addresses outside the
@@ -97,6 +100,12 @@ impl Network {
     /// `-o egress=false`.
     pub fn egress(&self) -> bool {
         self.driver.is_switched() && !self.internal && self.options.get(EGRESS_OPTION).is_none_or(|v| v != "false")
+    }
+
+    /// Whether the network's traffic is spread over every datapath worker
+    /// (`-o spread`): bridge networks only.
+    pub fn spread(&self) -> bool {
+        self.driver == Driver::Bridge && self.options.get(SPREAD_OPTION).is_some_and(|v| v != "false")
     }
 
     /// The automatic key rotation period of an encrypted overlay.

@@ -195,10 +195,18 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     if !workers.is_empty() {
         writeln!(w)?;
         writeln!(w, "WORKERS (datapath threads; their rows above count their underlay sockets)")?;
-        let mut t = Table::new(&["WORKER", "BUSY-MS", "WAKEUPS", "CPU"]);
+        let mut t = Table::new(&["WORKER", "BUSY-MS", "WAKEUPS", "CPU", "AS-REPLICA", "TO-OWNER", "FROM-REPLICAS"]);
         for k in workers {
             let cpu = k.cpu.map_or_else(|| "any".to_owned(), |c| c.to_string());
-            t.row(vec![format!("vsw-dp-{}", k.index), k.busy_ms.to_string(), k.wakeups.to_string(), cpu]);
+            t.row(vec![
+                format!("vsw-dp-{}", k.index),
+                k.busy_ms.to_string(),
+                k.wakeups.to_string(),
+                cpu,
+                k.replica_frames.to_string(),
+                k.to_owner.to_string(),
+                k.from_replicas.to_string(),
+            ]);
         }
         t.write(w)?;
     }
@@ -379,8 +387,10 @@ pub(crate) fn show(w: &mut dyn Write, tree: &ShowTree) -> io::Result<()> {
         if let Some(v) = n.vni {
             writeln!(w, "        vni: {v}")?;
         }
-        if let Some(k) = n.worker {
-            writeln!(w, "        worker: vsw-dp-{k}")?;
+        match (n.worker, n.spread_over) {
+            (Some(k), Some(all)) => writeln!(w, "        worker: vsw-dp-{k} (owner; spread over {all} workers)")?,
+            (Some(k), None) => writeln!(w, "        worker: vsw-dp-{k}")?,
+            _ => {}
         }
         for p in &n.ports {
             writeln!(w, "        Port {}", p.name)?;
@@ -513,6 +523,7 @@ mod tests {
                 mtu: None,
                 vni: None,
                 worker: Some(1),
+                spread_over: None,
                 ports: vec![
                     ctl::proto::ShowPort {
                         name: "vsw1".into(),

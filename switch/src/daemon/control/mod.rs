@@ -162,6 +162,7 @@ fn network_spec(network: &Network) -> NetworkSpec {
         store_keys: store_keys(network),
         key_rotation: network.key_rotation().filter(|_| !store_keys(network)),
         egress: network.egress(),
+        spread: network.spread(),
     }
 }
 
@@ -278,7 +279,7 @@ impl Control {
             self.add_host_port_to_datapath(port, endpoint, network)?;
         } else {
             let tap = plumbing::reattach_endpoint(&ns, endpoint, network).map_err(plumb_error)?;
-            self.add_tap_to_datapath(tap, endpoint, network)?;
+            self.add_tap_to_datapath(tap, &ns, endpoint, network)?;
         }
         self.restore_impairment(endpoint);
         self.events.port_up(&network.name, &endpoint.host_tap_name, Some(&endpoint.sandbox), PortChange::Restored);
@@ -306,14 +307,31 @@ impl Control {
         Ok(())
     }
 
+    /// Hands an endpoint's TAP to the datapath (on failure the TAP is
+    /// destroyed). On a spread network it first gets one more queue per
+    /// other worker, opened in the sandbox (`ns`), where the device lives.
     fn add_tap_to_datapath(
         &self,
         tap: crate::sys::tap::Tap,
+        ns: &crate::sys::netns::NetNs,
         endpoint: &Endpoint,
         network: &Network,
     ) -> Result<(), CtlError> {
         let config = PortConfig { mtu: network.mtu, ..PortConfig::access(network_id(network)) };
-        self.datapath.add_tap(endpoint_port(endpoint.port_index), tap, config).map_err(|(tap, e)| {
+        let wanted = self.datapath.extra_queues(network_id(network));
+        let mut extra = Vec::with_capacity(wanted);
+        if wanted > 0 {
+            let opened = crate::sys::netns::run_in(ns, || {
+                (0..wanted).map(|_| tap.open_queue()).collect::<Result<Vec<_>, _>>()
+            });
+            match opened {
+                Ok(Ok(queues)) => extra = queues,
+                // The port still works on the owner's queue alone.
+                Ok(Err(e)) => tracing::warn!(tap = tap.name(), error = %e, "cannot open the TAP's other queues"),
+                Err(e) => tracing::warn!(tap = tap.name(), error = %e, "cannot open the TAP's other queues"),
+            }
+        }
+        self.datapath.add_tap_queues(endpoint_port(endpoint.port_index), tap, extra, config).map_err(|(tap, e)| {
             if let Some(tap) = tap {
                 plumbing::destroy_tap(tap);
             }
@@ -633,7 +651,7 @@ impl Control {
             let tap = plumbing::plumb_endpoint(&ns, &endpoint, &network).map_err(plumb_error)?;
             // The port's first frames are named like the ones after the reply.
             self.events.update_names(&next);
-            self.add_tap_to_datapath(tap, &endpoint, &network)?;
+            self.add_tap_to_datapath(tap, &ns, &endpoint, &network)?;
         }
         // Its ports, all or none: a port that cannot be opened leaves the
         // sandbox unconnected.

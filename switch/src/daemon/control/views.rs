@@ -182,6 +182,9 @@ impl Control {
                     busy_ms: w.busy.as_millis() as u64,
                     wakeups: w.wakeups,
                     cpu: w.cpu,
+                    replica_frames: w.spread.replica_rx,
+                    to_owner: w.spread.punted,
+                    from_replicas: w.spread.taken,
                 }),
                 gro: None,
             });
@@ -281,6 +284,7 @@ impl Control {
                     mtu: n.driver.is_switched().then_some(n.mtu),
                     vni: n.vni,
                     worker: self.datapath.network_worker(network_id(n)).map(|k| k as u32),
+                    spread_over: self.datapath.network_spread(network_id(n)).then(|| self.datapath.workers() as u32),
                     ports,
                 }
             })

@@ -36,19 +36,34 @@ fn remote_of(ports: &[Option<PortIo>], port: PortId) -> Option<SocketAddr> {
 }
 
 impl Datapath {
-    /// Offers every frame of the batch, as received from its port.
+    /// Offers every frame of the batch, as received from its port; except
+    /// on a replica of a spread network, where a frame is offered as
+    /// received only when the replica forwards it ([`Datapath::capture_sent`]),
+    /// the owner offering those it hands over, so none is offered twice.
     pub(super) fn capture_batch(&mut self) {
         let Datapath { captures, batch, bridge, ports, .. } = self;
         for i in 0..batch.len() {
             let port = batch.entry(i).port;
+            if bridge.port_config(port).is_ok_and(|c| bridge.is_replica(c.network)) {
+                continue;
+            }
             let remote = remote_of(ports, port);
             captures.frame(port, Direction::Rx, batch.frame(i), || network_of(bridge, port), remote);
         }
     }
 
-    /// Offers frame `i` of the batch as sent out of `port`.
+    /// Offers frame `i` of the batch as sent out of `port` (a frame a
+    /// replica forwards, as received too; one it hands to the owner, not at
+    /// all: the owner offers it).
     pub(super) fn capture_sent(&mut self, port: PortId, i: usize) {
         let Datapath { captures, batch, bridge, ports, .. } = self;
+        if let Some(Some(PortIo::Owner(_))) = ports.get(port.index()) {
+            return;
+        }
+        let ingress = batch.entry(i).port;
+        if bridge.port_config(ingress).is_ok_and(|c| bridge.is_replica(c.network)) {
+            captures.frame(ingress, Direction::Rx, batch.frame(i), || network_of(bridge, ingress), None);
+        }
         let remote = remote_of(ports, port);
         captures.frame(port, Direction::Tx, batch.frame(i), || network_of(bridge, port), remote);
     }

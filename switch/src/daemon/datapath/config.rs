@@ -145,6 +145,11 @@ impl Datapath {
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
+            Command::AddReplica { id, fdb, owner, reply } => {
+                let _ = reply.send(self.add_replica(id, fdb, owner));
+            }
+            Command::Punted { frames } => self.spread.receive(frames),
+            Command::FdbChanges { network, changes } => self.apply_fdb_changes(network, changes),
             Command::Shutdown => self.running = false,
         }
     }
@@ -206,6 +211,11 @@ impl Datapath {
             proxy: Default::default(),
         });
         self.nat_network(spec.id, gateway);
+        if spec.spread && self.spread.can_spread() {
+            // Just added: it exists.
+            let _ = self.bridge.replicate(spec.id);
+            self.spread.own(spec.id);
+        }
         Ok(())
     }
 
@@ -281,6 +291,11 @@ impl Datapath {
         for port in members {
             self.remove_port(port);
         }
+        if self.bridge.is_replica(id) {
+            // The port standing for the owner is no bridge port.
+            self.ports.get_mut(super::gateway_port(id.0).index()).map(Option::take);
+        }
+        self.spread.disown(id);
         self.dns.forget_gateway(super::gateway_port(id.0));
         self.nat.translator.set_network(id, None);
         self.nat.translator.set_mesh(id, None);
@@ -385,7 +400,7 @@ impl Datapath {
                 }
                 None
             }
-            PortIo::Gateway(_) => None,
+            PortIo::Gateway(_) | PortIo::Owner(_) => None,
         }
     }
 
@@ -474,6 +489,10 @@ impl Datapath {
         let now = self.clock.now();
         let mut snapshot = Snapshot::default();
         for network in self.bridge.network_ids() {
+            // A replica's table and learning are its owner's, listed there.
+            if self.bridge.is_replica(network) {
+                continue;
+            }
             if let Ok(mut records) = self.bridge.fdb_records(network, now) {
                 if let Some(net) = self.nets.get(network.index()).and_then(Option::as_ref) {
                     for r in records.iter_mut().filter(|r| r.is_static) {
@@ -508,6 +527,11 @@ impl Datapath {
         self.impair_snapshot(&mut snapshot);
         snapshot.busy = self.busy;
         snapshot.wakeups = self.wakeups;
+        snapshot.spread = super::handle::SpreadCounters {
+            replica_rx: self.replica_rx(),
+            punted: self.spread.punted,
+            taken: self.spread.taken,
+        };
         for (index, net) in self.nets.iter().enumerate() {
             let Some(net) = net else { continue };
             let Some(Some(PortIo::Gateway(gw))) = net.gateway.and_then(|g| self.ports.get(g.index())) else { continue };

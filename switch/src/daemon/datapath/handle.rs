@@ -128,6 +128,12 @@ pub struct NetworkSpec {
     /// number of whole periods since the Unix epoch, so hosts with
     /// synchronised clocks move together without talking to each other.
     pub key_rotation: Option<std::num::NonZeroU64>,
+    /// Spread the network over every worker (`-o spread`, see
+    /// [`crate::replica`]): its endpoint TAPs get one queue per worker,
+    /// and the workers other than its owner hold replicas of it. Ignored
+    /// with one worker, and for overlays (their tunnel traffic is steered
+    /// to one worker by VNI).
+    pub spread: bool,
 }
 
 impl NetworkSpec {
@@ -240,6 +246,10 @@ pub enum DatapathError {
     /// Only TAP ports (endpoints) can be impaired.
     #[error("port {0} cannot be impaired: only endpoint (TAP) ports can")]
     NotImpairable(PortId),
+    /// A port of a network spread over workers is served by every worker,
+    /// and an impairment's queue and rates belong to one.
+    #[error("port {0} is on a network spread over workers (-o spread): it cannot be impaired")]
+    SpreadImpair(PortId),
     /// A capture's filter could not be compiled again for another worker.
     #[error(transparent)]
     Filter(#[from] crate::daemon::capture::FilterError),
@@ -364,6 +374,23 @@ pub(super) enum Command {
     Snapshot {
         reply: Reply<Snapshot>,
     },
+    /// Hold network `id` as a replica of worker `owner`'s.
+    AddReplica {
+        id: NetworkId,
+        fdb: Fdb,
+        owner: usize,
+        reply: Reply<Result<(), (Fdb, DatapathError)>>,
+    },
+    /// Frames a replica hands to the owner of their network (from another
+    /// worker, no reply).
+    Punted {
+        frames: Vec<super::spread::Punted>,
+    },
+    /// What changed in a spread network's table (from its owner, no reply).
+    FdbChanges {
+        network: NetworkId,
+        changes: crate::replica::FdbChanges,
+    },
     Capture {
         session: Box<crate::daemon::capture::Session>,
         reply: Reply<()>,
@@ -429,6 +456,9 @@ pub struct Snapshot {
     pub impair: Vec<ImpairSnapshot>,
     /// The proxy ARP/ND answers of every overlay network.
     pub proxy: Vec<(NetworkId, crate::proxy::ProxyCounters)>,
+    /// Frames of spread networks this worker forwarded as a replica, handed
+    /// to owners, and took from replicas.
+    pub spread: SpreadCounters,
     /// Each worker's share (busy time, wake-ups, underlay totals, networks),
     /// in worker order; filled by the handle when it merges the workers'.
     pub workers: Vec<WorkerStats>,
@@ -445,6 +475,18 @@ pub struct ImpairSnapshot {
     pub counters: ImpairCounters,
 }
 
+/// A worker's part in spread networks (see [`crate::replica`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpreadCounters {
+    /// Frames it forwarded itself as a replica (received on its queues of
+    /// spread networks' ports and not handed on).
+    pub replica_rx: u64,
+    /// Frames it handed to their network's owner worker.
+    pub punted: u64,
+    /// Frames replicas handed to it, as an owner.
+    pub taken: u64,
+}
+
 /// One worker's share of a [`Snapshot`] (`stats --json` shows them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerStats {
@@ -458,6 +500,8 @@ pub struct WorkerStats {
     pub networks: Vec<NetworkId>,
     /// The CPU its thread is bound to (`--cpu-affinity`), if it is.
     pub cpu: Option<u32>,
+    /// Its part in spread networks.
+    pub spread: SpreadCounters,
 }
 
 /// One datapath worker thread as the handle drives it.
@@ -483,6 +527,10 @@ struct Routes {
     endpoints: HashMap<PortId, usize>,
     /// Open published ports → the worker listening.
     published: HashMap<(nat::Proto, SocketAddr), usize>,
+    /// Networks spread over every worker (see [`crate::replica`]).
+    spread: std::collections::HashSet<NetworkId>,
+    /// Ports of spread networks: every worker holds a queue of each.
+    spread_ports: std::collections::HashSet<PortId>,
 }
 
 impl Routes {
@@ -536,7 +584,14 @@ fn merge(parts: Vec<Snapshot>, routes: &Routes) -> Snapshot {
     for (k, part) in parts.into_iter().enumerate() {
         let mut networks: Vec<NetworkId> = routes.networks.iter().filter(|&(_, &w)| w == k).map(|(&n, _)| n).collect();
         networks.sort_unstable();
-        all.workers.push(WorkerStats { busy: part.busy, wakeups: part.wakeups, vtep: part.vtep, networks, cpu: None });
+        all.workers.push(WorkerStats {
+            busy: part.busy,
+            wakeups: part.wakeups,
+            vtep: part.vtep,
+            networks,
+            cpu: None,
+            spread: part.spread,
+        });
         all.fdb.extend(part.fdb);
         all.ports.extend(part.ports);
         all.learning.extend(part.learning);
@@ -557,6 +612,15 @@ fn merge(parts: Vec<Snapshot>, routes: &Routes) -> Snapshot {
     }
     all.fdb.sort_by_key(|r| r.network);
     all.ports.sort_by_key(|p| p.0);
+    // A port of a spread network has counters on every worker (each for
+    // the frames it handled): one row, summed.
+    all.ports.dedup_by(|later, first| {
+        let same = later.0 == first.0;
+        if same {
+            first.2.merge(&later.2);
+        }
+        same
+    });
     all.learning.sort_by_key(|l| l.0);
     all.tunnels.sort_by_key(|t| t.port);
     all.dns.sort_by_key(|d| d.0);
@@ -624,10 +688,21 @@ impl DatapathHandle {
             bindings: Bindings::new(count),
             placement: None,
         };
-        for (k, tunnel) in tunnels.drain(..).enumerate() {
+        // Every worker's loop exists before any starts: each gets a link to
+        // every other (spread networks' frames and table changes).
+        let mut loops = Vec::with_capacity(count);
+        for _ in 0..count {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let (commands, inbox) = crossbeam_channel::unbounded();
+            loops.push((poll, waker, commands, inbox));
+        }
+        let links: Vec<super::spread::WorkerLink> = loops
+            .iter()
+            .map(|(_, waker, commands, _)| super::spread::WorkerLink { commands: commands.clone(), waker: waker.clone() })
+            .collect();
+        for (k, ((poll, waker, commands, inbox), tunnel)) in loops.into_iter().zip(tunnels.drain(..)).enumerate() {
+            let links = links.clone();
             let (done, results) = crossbeam_channel::unbounded();
             let forward = ForwardThread::spawn(done, waker.clone())?;
             let dns = super::dns::DnsService::new(dns_upstreams.clone(), forward, results);
@@ -651,6 +726,7 @@ impl DatapathHandle {
                     }
                 };
                 datapath.tunnel_slots = super::TunnelSlots { first: k as u32, step: count as u32 };
+                datapath.spread.connect(k, links);
                 datapath.busy_poll = busy_poll;
                 let _ = started_tx.send(Ok((crate::sys::sched::gettid(), datapath.idle_poll.clone())));
                 datapath.run()
@@ -687,6 +763,11 @@ impl DatapathHandle {
     /// The worker owning `network`, if it was added.
     pub fn network_worker(&self, network: NetworkId) -> Option<usize> {
         self.routes().networks.get(&network).copied()
+    }
+
+    /// Whether `network` is spread over every worker.
+    pub fn network_spread(&self, network: NetworkId) -> bool {
+        self.routes().spread.contains(&network)
     }
 
     fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
@@ -733,8 +814,39 @@ impl DatapathHandle {
     }
 
     /// Creates a network (bridge domain), with its userspace gateway if
-    /// given, on the worker assigned to it (see `Routes::assign`).
+    /// given, on the worker assigned to it (see `Routes::assign`). A spread
+    /// network (`spec.spread`, not an overlay, more than one worker) also
+    /// becomes a replica on every other worker.
     pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
+        let spread = spec.spread && spec.vni.is_none() && self.workers.len() > 1;
+        let spec = NetworkSpec { spread, ..spec };
+        self.add_owned_network(spec)?;
+        if !spread {
+            return Ok(());
+        }
+        let owner = self.routes().of_network(spec.id);
+        let mut added = Vec::new();
+        for k in (0..self.workers.len()).filter(|&k| k != owner) {
+            let fdb = spec.new_fdb();
+            let replica = self.call_on(k, |reply| Command::AddReplica { id: spec.id, fdb, owner, reply });
+            match replica.and_then(|r| r.map_err(|(_table, e)| e)) {
+                Ok(()) => added.push(k),
+                Err(e) => {
+                    // Nothing stays of a network not every worker took.
+                    for k in added {
+                        let _ = self.call_on(k, |reply| Command::RemoveNetwork { id: spec.id, reply });
+                    }
+                    let _ = self.remove_network(spec.id);
+                    return Err(e);
+                }
+            }
+        }
+        self.routes().spread.insert(spec.id);
+        Ok(())
+    }
+
+    /// [`DatapathHandle::add_network`] on the network's own worker.
+    fn add_owned_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
         let fdb = spec.new_fdb();
         let mut routes = self.routes();
         let existing = routes.networks.get(&spec.id).copied();
@@ -756,6 +868,20 @@ impl DatapathHandle {
     /// endpoints remain. Its forwarding table is freed on this (control)
     /// thread, not on the worker.
     pub fn remove_network(&self, id: NetworkId) -> Result<(), DatapathError> {
+        let (owner, spread) = {
+            let routes = self.routes();
+            (routes.of_network(id), routes.spread.contains(&id))
+        };
+        if spread {
+            // The owner refuses while endpoints remain; so then do the
+            // replicas, which hold a queue of each.
+            for k in (0..self.workers.len()).filter(|&k| k != owner) {
+                if let Err(e) = self.call_on(k, |reply| Command::RemoveNetwork { id, reply })? {
+                    return Err(e);
+                }
+            }
+            self.routes().spread.remove(&id);
+        }
         let removed = self.call_network(id, |reply| Command::RemoveNetwork { id, reply })?;
         if removed.is_ok() {
             self.routes().networks.remove(&id);
@@ -766,15 +892,48 @@ impl DatapathHandle {
     /// Adds a TAP port on its network's worker. On failure the TAP is
     /// handed back.
     pub fn add_tap(&self, id: PortId, tap: Tap, config: PortConfig) -> Result<(), (Option<Tap>, DatapathError)> {
+        self.add_tap_queues(id, tap, Vec::new(), config)
+    }
+
+    /// How many more queues than one a new TAP of `network` needs: one per
+    /// other worker on a spread network, none otherwise.
+    pub fn extra_queues(&self, network: NetworkId) -> usize {
+        if self.routes().spread.contains(&network) { self.workers.len() - 1 } else { 0 }
+    }
+
+    /// [`DatapathHandle::add_tap`] with the TAP's other queues
+    /// ([`DatapathHandle::extra_queues`] of them, on a spread network): the
+    /// owner reads `tap`, every other worker one of `extra`. A queue a
+    /// worker could not take is closed (the kernel then steers no flow to
+    /// it). On failure the first queue is handed back.
+    pub fn add_tap_queues(
+        &self,
+        id: PortId,
+        tap: Tap,
+        extra: Vec<Tap>,
+        config: PortConfig,
+    ) -> Result<(), (Option<Tap>, DatapathError)> {
         let k = self.routes().of_network(config.network);
         match self.call_on(k, |reply| Command::AddTap { id, tap, config, reply }) {
             Ok(Ok(())) => {
                 self.routes().endpoints.insert(id, k);
-                Ok(())
             }
-            Ok(Err((tap, e))) => Err((Some(tap), e)),
-            Err(e) => Err((None, e)),
+            Ok(Err((tap, e))) => return Err((Some(tap), e)),
+            Err(e) => return Err((None, e)),
         }
+        if extra.is_empty() {
+            return Ok(());
+        }
+        self.routes().spread_ports.insert(id);
+        let replicas = (0..self.workers.len()).filter(|&w| w != k);
+        for (w, tap) in replicas.zip(extra) {
+            match self.call_on(w, |reply| Command::AddTap { id, tap, config, reply }) {
+                Ok(Ok(())) => {}
+                Ok(Err((_queue, e))) => tracing::warn!(port = %id, worker = w, error = %e, "a worker cannot serve its TAP queue; it is closed"),
+                Err(e) => tracing::warn!(port = %id, worker = w, error = %e, "a worker cannot serve its TAP queue"),
+            }
+        }
+        Ok(())
     }
 
     /// Adds a port backed by another frame device (an AF_XDP socket, a raw
@@ -794,6 +953,18 @@ impl DatapathHandle {
 
     /// Removes a port (and its FDB entries); returns its TAP, if it had one.
     pub fn remove_port(&self, id: PortId) -> Result<Option<Tap>, DatapathError> {
+        let (owner, spread) = {
+            let routes = self.routes();
+            (routes.of_port(id), routes.spread_ports.contains(&id))
+        };
+        if spread {
+            // The other workers' queues close first: the owner's, handed
+            // back, may be the one that deletes the device.
+            for k in (0..self.workers.len()).filter(|&k| k != owner) {
+                drop(self.call_on(k, |reply| Command::RemovePort { id, reply })?);
+            }
+            self.routes().spread_ports.remove(&id);
+        }
         let tap = self.call_port(id, |reply| Command::RemovePort { id, reply })?;
         self.routes().endpoints.remove(&id);
         Ok(tap)
@@ -992,14 +1163,22 @@ impl DatapathHandle {
         let sessions: Vec<(usize, Session)> = {
             let routes = self.routes();
             match session.scope().clone() {
+                // Every worker holds a part of a spread network.
+                Scope::Network(n) if routes.spread.contains(&n) => {
+                    let sessions = (0..self.workers.len()).map(|k| Ok((k, session.with_scope(Scope::Network(n))?)));
+                    sessions.collect::<Result<_, FilterError>>()?
+                }
                 Scope::Network(n) => vec![(routes.of_network(n), session)],
                 Scope::Ports(ports) => {
                     let mut by_worker: Vec<(usize, Vec<PortId>)> = Vec::new();
                     for port in ports {
-                        let k = routes.of_port(port);
-                        match by_worker.iter_mut().find(|(w, _)| *w == k) {
-                            Some((_, mine)) => mine.push(port),
-                            None => by_worker.push((k, vec![port])),
+                        let owner = routes.of_port(port);
+                        let spread = routes.spread_ports.contains(&port);
+                        for k in (0..self.workers.len()).filter(|&k| k == owner || spread) {
+                            match by_worker.iter_mut().find(|(w, _)| *w == k) {
+                                Some((_, mine)) => mine.push(port),
+                                None => by_worker.push((k, vec![port])),
+                            }
                         }
                     }
                     let sessions =
@@ -1025,6 +1204,9 @@ impl DatapathHandle {
     /// Impairs the egress of TAP port `id` with `settings`, or clears it
     /// (`None`); frames queued under earlier settings are sent at once.
     pub fn set_impairment(&self, id: PortId, settings: Option<ImpairSettings>) -> Result<(), DatapathError> {
+        if self.routes().spread_ports.contains(&id) {
+            return Err(DatapathError::SpreadImpair(id));
+        }
         self.call_port(id, |reply| Command::SetImpair { id, settings, reply })?
     }
 
@@ -1109,7 +1291,8 @@ mod tests {
         let counters = |rx: u64| PortCounters { rx_packets: rx, ..PortCounters::default() };
         let vtep = |rx: u64| TunnelCounters { rx_packets: rx, tx_packets: 2 * rx, ..TunnelCounters::default() };
         let a = Snapshot {
-            ports: vec![(PortId(3), NetworkId(1), counters(5))],
+            // Port 0 is on a spread network: this worker has a queue too.
+            ports: vec![(PortId(0), NetworkId(0), counters(4)), (PortId(3), NetworkId(1), counters(5))],
             busy: Duration::from_millis(10),
             wakeups: 7,
             vtep: Some(vtep(1)),
@@ -1124,7 +1307,8 @@ mod tests {
         };
         let all = merge(vec![a, b], &routes);
         let ids: Vec<u32> = all.ports.iter().map(|p| p.0.0).collect();
-        assert_eq!(ids, [0, 1, 3], "ports by id");
+        assert_eq!(ids, [0, 1, 3], "ports by id, one row each");
+        assert_eq!(all.ports[0].2.rx_packets, 10, "a port served by two workers sums their counts");
         assert_eq!(all.busy, Duration::from_millis(15));
         assert_eq!(all.wakeups, 10);
         let v = all.vtep.unwrap();

@@ -35,6 +35,7 @@ mod impair;
 mod loop_tests;
 mod nat;
 mod overlay_rx;
+mod spread;
 #[cfg(test)]
 mod testing;
 mod unreachable;
@@ -87,6 +88,10 @@ enum PortIo {
     Tap(Box<dyn PortDevice>),
     Gateway(Box<Gateway>),
     Tunnel { vni: Vni, remote: SocketAddr, owners: TunnelOwners },
+    /// On a worker holding a replica of a spread network, at the id of the
+    /// network's gateway: the owner worker (by index), where every frame
+    /// the replica does not forward itself goes (see `spread`).
+    Owner(usize),
 }
 
 /// Who keeps a tunnel port: it stays while anyone does. A port no one
@@ -239,6 +244,9 @@ struct Datapath {
     answered: Vec<usize>,
     /// The tunnel slots this worker allocates.
     tunnel_slots: TunnelSlots,
+    /// Networks spread over workers: links to the other workers, frames
+    /// to and from owners.
+    spread: spread::Spread,
 }
 
 impl Datapath {
@@ -301,6 +309,7 @@ impl Datapath {
             proxy_buf: [0; HDR + crate::proxy::MAX_ANSWER_LEN],
             answered: Vec::with_capacity(super::batch::MAX_FRAMES),
             tunnel_slots: TunnelSlots { first: 0, step: 1 },
+            spread: spread::Spread::default(),
         };
         if let Some(tunnel) = tunnel {
             datapath.attach_tunnel(tunnel)?;
@@ -321,7 +330,7 @@ impl Datapath {
     fn run(mut self) {
         let mut events = Events::with_capacity(256);
         while self.running {
-            let busy = !self.ready.is_empty() || self.tunnel_ready || self.nat.has_work();
+            let busy = self.has_input();
             // Traffic that just flowed is likely to flow on: polling a
             // little longer spares the sender the wake-up (an IPI, a VM
             // exit under a hypervisor) and the frame the sleep.
@@ -401,7 +410,7 @@ impl Datapath {
         }
         // Bounded, so commands and timers get their turn under load.
         for _ in 0..MAX_BATCHES_PER_WAKEUP {
-            if self.ready.is_empty() && !self.tunnel_ready && !self.nat.has_work() {
+            if !self.has_input() {
                 break;
             }
             self.read_batch();
@@ -418,6 +427,13 @@ impl Datapath {
             let now = self.clock.now();
             self.events.flush(self.bridge.events_mut(), now);
         }
+        self.send_fdb_changes();
+    }
+
+    /// Whether frames wait to be read: from ready ports, the underlay, the
+    /// translator's sockets, or other workers.
+    fn has_input(&self) -> bool {
+        !self.ready.is_empty() || self.tunnel_ready || self.nat.has_work() || self.spread.has_input()
     }
 
     fn tick(&mut self, now: Timestamp) {
@@ -590,6 +606,9 @@ impl Datapath {
                 }
             }
         }
+        if self.spread.has_input() && !self.batch.is_full() {
+            self.read_punted();
+        }
         if self.tunnel_ready && !self.batch.is_full() {
             self.read_tunnel();
         }
@@ -695,6 +714,7 @@ impl Datapath {
         if self.captures.ports || self.captures.underlay {
             self.captures.wake();
         }
+        self.send_punted();
     }
 
     /// Rewrites the MSS of TCP SYNs in networks with `-o mss-clamp` so the
@@ -866,6 +886,10 @@ impl Datapath {
                 if !self.busy_gateways.contains(&port) {
                     self.busy_gateways.push(port);
                 }
+            }
+            Some(Some(PortIo::Owner(owner))) => {
+                let owner = *owner;
+                self.punt(owner, i);
             }
             Some(Some(PortIo::Tunnel { vni, remote, .. })) => {
                 let (vni, remote) = (*vni, *remote);

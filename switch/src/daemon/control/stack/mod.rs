@@ -258,7 +258,7 @@ impl Control {
             let sandbox = next.sandbox(&endpoint.sandbox).map_err(model_error)?;
             let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
             let tap = plumbing::plumb_endpoint(&ns, endpoint, network).map_err(plumb_error)?;
-            self.add_tap_to_datapath(tap, endpoint, network)
+            self.add_tap_to_datapath(tap, &ns, endpoint, network)
         });
         plumbed.map_err(|e| (false, e))?;
         if let Err(e) = self.publish_all(endpoint_publications(next, endpoint, &endpoint.publish)) {

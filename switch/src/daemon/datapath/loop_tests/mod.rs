@@ -20,6 +20,7 @@ mod impair;
 mod learning;
 mod mesh;
 mod nat6;
+mod spread;
 mod overlay;
 mod overlay6;
 mod store_keys;

@@ -115,6 +115,7 @@ pub(crate) fn plain_network(index: u32) -> NetworkSpec {
         key_epoch: None,
         store_keys: false,
         egress: false,
+        spread: false,
         key_rotation: None,
     }
 }
@@ -160,6 +161,9 @@ pub(crate) struct Harness {
     dns_jobs: Receiver<Job>,
     dns_done: Sender<Done>,
     next_endpoint: u32,
+    /// The sending end of the datapath's command inbox (another harness's
+    /// datapath reaches this one through it, see [`Harness::link`]).
+    commands: Sender<Command>,
 }
 
 impl Default for Harness {
@@ -178,7 +182,7 @@ impl Harness {
     /// [`UNIX_ORIGIN`]).
     pub(crate) fn with(setup: Setup) -> Harness {
         let poll = Poll::new().expect("an epoll instance (no privilege needed)");
-        let (_, inbox) = crossbeam_channel::unbounded();
+        let (commands, inbox) = crossbeam_channel::unbounded();
         let (jobs, dns_jobs) = crossbeam_channel::unbounded();
         let (dns_done, results) = crossbeam_channel::unbounded();
         let service = dns::DnsService::new(Vec::new(), ForwardThread::detached(jobs), results);
@@ -206,6 +210,25 @@ impl Harness {
             dns_jobs,
             dns_done,
             next_endpoint: 0,
+            commands,
+        }
+    }
+
+    /// Makes `harnesses` workers 0, 1, ... of one daemon: each datapath
+    /// reaches the others' inboxes (spread networks), and handles what
+    /// they sent at its next step.
+    pub(crate) fn link(harnesses: &mut [&mut Harness]) {
+        let links: Vec<super::spread::WorkerLink> = harnesses
+            .iter()
+            .map(|h| super::spread::WorkerLink {
+                commands: h.commands.clone(),
+                waker: std::sync::Arc::new(
+                    mio::Waker::new(h.dp.poll.registry(), super::WAKER).expect("a waker (no privilege needed)"),
+                ),
+            })
+            .collect();
+        for (k, h) in harnesses.iter_mut().enumerate() {
+            h.dp.spread.connect(k, links.clone());
         }
     }
 
@@ -383,6 +406,8 @@ impl Harness {
     pub(crate) fn is_idle(&self) -> bool {
         self.ports.values().all(|p| p.rx_pending() == 0)
             && self.dp.ready.is_empty()
+            && !self.dp.spread.has_input()
+            && self.dp.inbox.is_empty()
             && !self.dp.tunnel_ready
             && !self.dp.nat.has_work()
     }

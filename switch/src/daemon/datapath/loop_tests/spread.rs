@@ -1,0 +1,95 @@
+//! One network spread over two workers: the owner decides what the replica
+//! hands it, the replica forwards known unicast itself once the owner's
+//! table reached it, and neither ever sends a frame twice.
+
+use super::super::handle::Command;
+use super::super::testing::frames::{arp_request, frame, gw_mac, ip, mac};
+use super::super::testing::{Harness, gateway_network};
+use crate::port::{NetworkId, PortConfig, PortId};
+
+/// Worker 0 owns network 0 (with its gateway); worker 1 holds a replica.
+/// Both have a queue of endpoints `a` and `b`.
+fn spread_pair() -> (Harness, Harness, NetworkId, PortId, PortId) {
+    let (mut owner, mut replica) = (Harness::new(), Harness::new());
+    Harness::link(&mut [&mut owner, &mut replica]);
+    let net = owner.network(super::super::NetworkSpec { spread: true, ..gateway_network(0) });
+    let fdb = crate::fdb::Fdb::new(crate::fdb::DEFAULT_FDB_LIMIT);
+    replica
+        .call(|reply| Command::AddReplica { id: net, fdb, owner: 0, reply })
+        .map_err(|(_, e)| e)
+        .expect("the replica is taken");
+    let (a, b) = (owner.endpoint(net), owner.endpoint(net));
+    let config = PortConfig { mtu: 1500, ..PortConfig::access(net) };
+    assert_eq!((replica.endpoint_with(config), replica.endpoint_with(config)), (a, b), "the same port ids");
+    (owner, replica, net, a, b)
+}
+
+/// Runs both workers until neither has anything left, the replica first.
+fn settle(owner: &mut Harness, replica: &mut Harness) {
+    for _ in 0..10 {
+        replica.run_until_idle();
+        owner.run_until_idle();
+        if replica.is_idle() && owner.is_idle() {
+            return;
+        }
+    }
+    panic!("two workers still pass work to each other after 10 rounds");
+}
+
+#[test]
+fn a_replica_hands_unknown_frames_to_the_owner_then_forwards_known_unicast_itself() {
+    let (mut owner, mut replica, net, a, b) = spread_pair();
+
+    // Nothing known yet: the replica hands the frame to the owner, which
+    // floods it (to b and the gateway) and learns mac 1 on a.
+    replica.inject(a, &frame(mac(2), mac(1), 1));
+    settle(&mut owner, &mut replica);
+    assert!(replica.sent(b).is_empty(), "the replica decides nothing it does not know");
+    assert_eq!(owner.sent_frames(b), vec![frame(mac(2), mac(1), 1)]);
+    assert_eq!(owner.lookup(net, mac(1)), Some(a));
+    assert_eq!(owner.counters(a).rx_packets, 1, "the owner counts what it decided");
+    assert_eq!(replica.counters(a).rx_packets, 0, "and the replica does not count it again");
+
+    // The answer arrives on the owner's queue of b: mac 2 is learned there.
+    owner.inject(b, &frame(mac(1), mac(2), 2));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(a), vec![frame(mac(1), mac(2), 2)]);
+
+    // Both stations are known: the replica forwards between its own queues.
+    replica.inject(a, &frame(mac(2), mac(1), 3));
+    replica.inject(b, &frame(mac(1), mac(2), 4));
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(b), vec![frame(mac(2), mac(1), 3)]);
+    assert_eq!(replica.sent_frames(a), vec![frame(mac(1), mac(2), 4)]);
+    assert!(owner.sent(a).is_empty() && owner.sent(b).is_empty(), "the owner never sees them");
+    let (ra, rb) = (replica.counters(a), replica.counters(b));
+    assert_eq!((ra.rx_packets, ra.tx_packets, rb.rx_packets, rb.tx_packets), (1, 1, 1, 1));
+
+    // A broadcast (an ARP request for the gateway) is the owner's: it
+    // floods to b once and its gateway answers through its own queue of a.
+    let ask = arp_request(mac(1), ip(11), ip(1));
+    replica.inject(a, &ask);
+    settle(&mut owner, &mut replica);
+    assert!(replica.sent(b).is_empty());
+    assert_eq!(owner.sent_frames(b), vec![ask]);
+    let answers = owner.sent_frames(a);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(&answers[0][6..12], &gw_mac().0, "the gateway's ARP reply");
+
+    // The replica's table follows the owner's: after a flush there, the
+    // replica hands everything over again until the owner relearns.
+    owner.call(|reply| Command::Flush { network: Some(net), reply });
+    settle(&mut owner, &mut replica);
+    replica.inject(a, &frame(mac(2), mac(1), 5));
+    settle(&mut owner, &mut replica);
+    assert!(replica.sent(b).is_empty());
+    assert_eq!(owner.sent_frames(b), vec![frame(mac(2), mac(1), 5)], "flooded by the owner, once");
+
+    // The snapshots: the replica lists no table of its own, and says what
+    // it forwarded and handed over; the owner what it took.
+    let (mine, theirs) = (replica.snapshot(), owner.snapshot());
+    assert!(mine.fdb.is_empty() && mine.learning.is_empty());
+    assert_eq!((mine.spread.replica_rx, mine.spread.punted), (2, 3));
+    assert_eq!(theirs.spread.taken, 3);
+    assert!(theirs.fdb.iter().any(|r| r.mac == mac(1) && r.port == a));
+}
