@@ -13,8 +13,7 @@ use super::ids;
 use super::state::Model;
 use super::types::{
     CreateNetwork, EGRESS_OPTION, ENCRYPTED_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION,
-    SPREAD_OPTION,
-    Network,
+    Network, SPREAD_OPTION,
 };
 use super::validate;
 

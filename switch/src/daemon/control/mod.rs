@@ -321,9 +321,8 @@ impl Control {
         let wanted = self.datapath.extra_queues(network_id(network));
         let mut extra = Vec::with_capacity(wanted);
         if wanted > 0 {
-            let opened = crate::sys::netns::run_in(ns, || {
-                (0..wanted).map(|_| tap.open_queue()).collect::<Result<Vec<_>, _>>()
-            });
+            let opened =
+                crate::sys::netns::run_in(ns, || (0..wanted).map(|_| tap.open_queue()).collect::<Result<Vec<_>, _>>());
             match opened {
                 Ok(Ok(queues)) => extra = queues,
                 // The port still works on the owner's queue alone.

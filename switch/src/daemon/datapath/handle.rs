@@ -699,7 +699,10 @@ impl DatapathHandle {
         }
         let links: Vec<super::spread::WorkerLink> = loops
             .iter()
-            .map(|(_, waker, commands, _)| super::spread::WorkerLink { commands: commands.clone(), waker: waker.clone() })
+            .map(|(_, waker, commands, _)| super::spread::WorkerLink {
+                commands: commands.clone(),
+                waker: waker.clone(),
+            })
             .collect();
         for (k, ((poll, waker, commands, inbox), tunnel)) in loops.into_iter().zip(tunnels.drain(..)).enumerate() {
             let links = links.clone();
@@ -876,9 +879,7 @@ impl DatapathHandle {
             // The owner refuses while endpoints remain; so then do the
             // replicas, which hold a queue of each.
             for k in (0..self.workers.len()).filter(|&k| k != owner) {
-                if let Err(e) = self.call_on(k, |reply| Command::RemoveNetwork { id, reply })? {
-                    return Err(e);
-                }
+                drop(self.call_on(k, |reply| Command::RemoveNetwork { id, reply })??);
             }
             self.routes().spread.remove(&id);
         }
@@ -929,7 +930,9 @@ impl DatapathHandle {
         for (w, tap) in replicas.zip(extra) {
             match self.call_on(w, |reply| Command::AddTap { id, tap, config, reply }) {
                 Ok(Ok(())) => {}
-                Ok(Err((_queue, e))) => tracing::warn!(port = %id, worker = w, error = %e, "a worker cannot serve its TAP queue; it is closed"),
+                Ok(Err((_queue, e))) => {
+                    tracing::warn!(port = %id, worker = w, error = %e, "a worker cannot serve its TAP queue; it is closed")
+                }
                 Err(e) => tracing::warn!(port = %id, worker = w, error = %e, "a worker cannot serve its TAP queue"),
             }
         }

@@ -87,7 +87,11 @@ const TICK: Duration = Duration::from_secs(1);
 enum PortIo {
     Tap(Box<dyn PortDevice>),
     Gateway(Box<Gateway>),
-    Tunnel { vni: Vni, remote: SocketAddr, owners: TunnelOwners },
+    Tunnel {
+        vni: Vni,
+        remote: SocketAddr,
+        owners: TunnelOwners,
+    },
     /// On a worker holding a replica of a spread network, at the id of the
     /// network's gateway: the owner worker (by index), where every frame
     /// the replica does not forward itself goes (see `spread`).

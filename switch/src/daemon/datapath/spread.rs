@@ -179,7 +179,12 @@ impl Datapath {
     }
 
     /// Adds network `id` as a replica of worker `owner`'s: its gateway's
-    /// port id stands for the owner.
+    /// port id stands for the owner. A refused table goes back in the
+    /// error, to be freed off the packet path.
+    #[expect(
+        clippy::result_large_err,
+        reason = "a control command, once per network and worker; the table is moved back, not boxed"
+    )]
     pub(super) fn add_replica(
         &mut self,
         id: NetworkId,
