@@ -12,6 +12,11 @@
 #
 # Environment:
 #   DURATION=10     seconds per iperf3 run
+#   SPREAD=0        1 = both pairs on ONE network created with `-o spread` (see README "Workers"):
+#                   with two workers each TAP has a queue per worker and the kernel steers each
+#                   connection to one of them by its hash, so the two streams land on different
+#                   workers in about half of the runs (the log shows each worker's frames)
+#   STREAMS=1       parallel TCP streams per pair (iperf3 -P)
 #   REPEAT=3        repetitions; the order of the two worker counts alternates each time
 #   BUILD=1         0 = do not run cargo; use existing binaries
 #   VSWITCHD, VSWITCHCTL  binaries (default: $CARGO_TARGET_DIR or target/, release)
@@ -31,6 +36,11 @@ source "$SCRIPT_DIR/lib.sh"
 DURATION=${DURATION:-10}
 REPEAT=${REPEAT:-3}
 DNAME=""   # the running daemon: d-WORKERS (socket, state and log in TMP)
+SPREAD=${SPREAD:-0}
+STREAMS=${STREAMS:-1}
+
+# server_ip N: the address of pair N's server (b$N); subnet N, or with SPREAD=1 the one subnet.
+server_ip() { if [[ $SPREAD == 1 ]]; then echo "10.246.1.$(($1 * 10 + 2))"; else echo "10.246.$1.12"; fi; }
 
 ctl() { vctl "$DNAME" "$@"; }
 
@@ -69,14 +79,24 @@ start() {
     rm -rf "$TMP/$DNAME-state"
     start_vswitchd "$DNAME" "" --workers "$workers" || { log "vswitchd: $VSWITCHD_ERR"; return 1; }
     {
-        ctl network create "${P}n1" --subnet 10.246.1.0/24
-        ctl network create "${P}n2" --subnet 10.246.2.0/24
-        for n in 1 2; do
-            ctl sandbox create "${P}a$n"
-            ctl sandbox create "${P}b$n"
-            ctl network connect "${P}n$n" "${P}a$n" --ip "10.246.$n.11"
-            ctl network connect "${P}n$n" "${P}b$n" --ip "10.246.$n.12"
-        done
+        if [[ $SPREAD == 1 ]]; then
+            ctl network create "${P}n1" --subnet 10.246.1.0/24 -o spread
+            for n in 1 2; do
+                ctl sandbox create "${P}a$n"
+                ctl sandbox create "${P}b$n"
+                ctl network connect "${P}n1" "${P}a$n" --ip "10.246.1.$((n * 10 + 1))"
+                ctl network connect "${P}n1" "${P}b$n" --ip "$(server_ip "$n")"
+            done
+        else
+            ctl network create "${P}n1" --subnet 10.246.1.0/24
+            ctl network create "${P}n2" --subnet 10.246.2.0/24
+            for n in 1 2; do
+                ctl sandbox create "${P}a$n"
+                ctl sandbox create "${P}b$n"
+                ctl network connect "${P}n$n" "${P}a$n" --ip "10.246.$n.11"
+                ctl network connect "${P}n$n" "${P}b$n" --ip "$(server_ip "$n")"
+            done
+        fi
     } >>"$TMP/ctl.log"
     ctl show >>"$TMP/ctl.log"
 }
@@ -86,18 +106,18 @@ run() {
     local workers=$1 n total=0 got
     start "$workers" || return 1
     for n in 1 2; do
-        in_ns "${P}b$n" iperf3 -s -1 -B "10.246.$n.12" -p 5201 >"$TMP/server-$n.txt" 2>&1 &
+        in_ns "${P}b$n" iperf3 -s -1 -B "$(server_ip "$n")" -p 5201 >"$TMP/server-$n.txt" 2>&1 &
         BG_PIDS+=($!)
     done
     for n in 1 2; do
         for _ in $(seq 50); do
-            in_ns "${P}a$n" ping -c 1 -W 1 "10.246.$n.12" >/dev/null 2>&1 && break
+            in_ns "${P}a$n" ping -c 1 -W 1 "$(server_ip "$n")" >/dev/null 2>&1 && break
         done
     done
     sleep 0.5
     local clients=()
     for n in 1 2; do
-        in_ns "${P}a$n" iperf3 -c "10.246.$n.12" -p 5201 -t "$DURATION" -J \
+        in_ns "${P}a$n" iperf3 -c "$(server_ip "$n")" -p 5201 -t "$DURATION" -P "$STREAMS" -J \
             >"$TMP/client-$workers-$n.json" 2>&1 &
         clients+=($!)
     done
@@ -107,6 +127,10 @@ run() {
         total=$(awk -v a="$total" -v b="${got:-0}" 'BEGIN { print a + b }')
     done
     ctl stats >"$TMP/stats-$workers.txt" 2>&1 || true
+    # Which worker carried what (AS-REPLICA: frames a replica forwarded itself).
+    if [[ $SPREAD == 1 ]]; then
+        grep -E '^vsw-dp-[0-9]+ +[0-9]+ +[0-9]+ ' "$TMP/stats-$workers.txt" | sed 's/^/    /' >&2 || true
+    fi
     for pid in "${BG_PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
@@ -121,7 +145,7 @@ main() {
     bench_start
     install_packages
     build_switch
-    log "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), DURATION=$DURATION REPEAT=$REPEAT"
+    log "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), DURATION=$DURATION REPEAT=$REPEAT SPREAD=$SPREAD STREAMS=$STREAMS"
     local r one=() two=() order w g
     for r in $(seq "$REPEAT"); do
         if ((r % 2)); then order="1 2"; else order="2 1"; fi
