@@ -93,3 +93,43 @@ fn a_replica_hands_unknown_frames_to_the_owner_then_forwards_known_unicast_itsel
     assert_eq!(theirs.spread.taken, 3);
     assert!(theirs.fdb.iter().any(|r| r.mac == mac(1) && r.port == a));
 }
+
+#[test]
+fn a_capture_of_a_spread_network_sees_every_frame_once() {
+    use crate::daemon::capture::{CaptureRing, Popped, Scope, Session};
+    use ctl::proto::Direction;
+    use std::sync::Arc;
+
+    let (mut owner, mut replica, net, a, b) = spread_pair();
+    // One capture, one ring, a session on each worker (as the handle starts it).
+    let ring = Arc::new(CaptureRing::new(64, 65_536, None));
+    for h in [&mut owner, &mut replica] {
+        let session = Box::new(Session::new(ring.clone(), Scope::Network(net), None));
+        h.call(|reply| Command::Capture { session, reply });
+    }
+    // The owner decides the first frame (flooded), learns both stations,
+    // and the replica forwards the third itself.
+    replica.inject(a, &frame(mac(2), mac(1), 1));
+    settle(&mut owner, &mut replica);
+    owner.inject(b, &frame(mac(1), mac(2), 2));
+    settle(&mut owner, &mut replica);
+    replica.inject(a, &frame(mac(2), mac(1), 3));
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(b), vec![frame(mac(2), mac(1), 3)], "forwarded by the replica");
+
+    let mut seen = Vec::new();
+    while let Popped::Record(r) = ring.pop(std::time::Duration::ZERO) {
+        seen.push((r.port, r.direction, r.data.clone()));
+        ring.recycle(r);
+    }
+    let count = |port: PortId, direction: Direction, expected: &[u8]| {
+        seen.iter().filter(|(p, d, data)| *p == port && *d == direction && data.as_slice() == expected).count()
+    };
+    for tag in [1, 3] {
+        let f = frame(mac(2), mac(1), tag);
+        assert_eq!(count(a, Direction::Rx, &f), 1, "frame {tag} received on a, once: {seen:?}");
+        assert_eq!(count(b, Direction::Tx, &f), 1, "frame {tag} sent to b, once: {seen:?}");
+    }
+    let back = frame(mac(1), mac(2), 2);
+    assert_eq!((count(b, Direction::Rx, &back), count(a, Direction::Tx, &back)), (1, 1));
+}
