@@ -1011,6 +1011,11 @@ impl Datapath {
             if let Some(fd) = tap.event_fd() {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             }
+            // A replica's queue goes with the device too; the owner's
+            // queue reports it, once.
+            if self.bridge.port_config(port).is_ok_and(|c| self.bridge.is_replica(c.network)) {
+                return;
+            }
             tracing::info!(%port, "TAP device gone (its sandbox's namespace ended, or it was deleted)");
             let _ = self.gone.send(port);
         }

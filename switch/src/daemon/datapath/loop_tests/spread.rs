@@ -133,3 +133,16 @@ fn a_capture_of_a_spread_network_sees_every_frame_once() {
     let back = frame(mac(1), mac(2), 2);
     assert_eq!((count(b, Direction::Rx, &back), count(a, Direction::Tx, &back)), (1, 1));
 }
+
+#[test]
+fn a_vanished_tap_of_a_spread_network_is_reported_once_by_its_owner() {
+    let (mut owner, mut replica, _net, a, _b) = spread_pair();
+    // The sandbox's namespace ends: every queue of its TAP fails.
+    replica.unplug(a);
+    owner.unplug(a);
+    replica.inject(a, &frame(mac(2), mac(1), 1));
+    owner.inject(a, &frame(mac(2), mac(1), 2));
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.gone_ports(), Vec::<PortId>::new(), "a replica's queue does not report it");
+    assert_eq!(owner.gone_ports(), vec![a]);
+}
