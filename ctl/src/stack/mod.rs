@@ -101,7 +101,7 @@ pub struct StackNetwork {
     /// The VXLAN id (overlay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
-    /// Driver options (`-o`: `encrypted`, `mss-clamp`, `egress`, `key-rotation`).
+    /// Driver options (`-o`: `encrypted`, `mss-clamp`, `egress`, `key-rotation`, `spread`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
 }

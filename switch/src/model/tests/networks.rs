@@ -297,3 +297,25 @@ fn key_rotation_needs_an_encrypted_overlay_and_a_sane_period() {
     let net = m.create_network(with(&[(ENCRYPTED_OPTION, ""), (KEY_ROTATION_OPTION, "43200")])).unwrap();
     assert_eq!(net.key_rotation().map(|p| p.get()), Some(43200));
 }
+
+#[test]
+fn spread_is_a_bridge_option_true_or_false() {
+    let mut m = Model::new();
+    for (name, subnet, value, spread) in
+        [("s1", "10.5.1.0/24", "", true), ("s2", "10.5.2.0/24", "true", true), ("s3", "10.5.3.0/24", "false", false)]
+    {
+        let mut req = bridge(name, subnet);
+        req.options.insert(SPREAD_OPTION.into(), value.into());
+        assert_eq!(m.create_network(req).unwrap().spread(), spread, "-o spread={value}");
+    }
+    assert!(!m.create_network(bridge("plain", "10.5.4.0/24")).unwrap().spread());
+    let before = snapshot(&m);
+    let mut bad = bridge("bad", "10.5.9.0/24");
+    bad.options.insert(SPREAD_OPTION.into(), "yes".into());
+    let r = m.create_network(bad);
+    assert_refused(&m, &before, r, &["spread", "true or false"]);
+    let mut ov = CreateNetwork { attachable: true, ..CreateNetwork::new("ov", Driver::Overlay) };
+    ov.options.insert(SPREAD_OPTION.into(), String::new());
+    let r = m.create_network(ov);
+    assert_refused(&m, &before, r, &["spread"]);
+}
