@@ -39,8 +39,12 @@ DNAME=""   # the running daemon: d-WORKERS (socket, state and log in TMP)
 SPREAD=${SPREAD:-0}
 STREAMS=${STREAMS:-1}
 
-# server_ip N: the address of pair N's server (b$N); subnet N, or with SPREAD=1 the one subnet.
-server_ip() { if [[ $SPREAD == 1 ]]; then echo "10.246.1.$(($1 * 10 + 2))"; else echo "10.246.$1.12"; fi; }
+# net_of N, client_ip N, server_ip N: pair N's network and the addresses of its client (a$N)
+# and server (b$N): network N and subnet N, or with SPREAD=1 the one network.
+net_of() { if [[ $SPREAD == 1 ]]; then echo "${P}n1"; else echo "${P}n$1"; fi; }
+pair_ip() { if [[ $SPREAD == 1 ]]; then echo "10.246.1.$(($1 * 10 + $2))"; else echo "10.246.$1.1$2"; fi; }
+client_ip() { pair_ip "$1" 1; }
+server_ip() { pair_ip "$1" 2; }
 
 ctl() { vctl "$DNAME" "$@"; }
 
@@ -81,22 +85,16 @@ start() {
     {
         if [[ $SPREAD == 1 ]]; then
             ctl network create "${P}n1" --subnet 10.246.1.0/24 -o spread
-            for n in 1 2; do
-                ctl sandbox create "${P}a$n"
-                ctl sandbox create "${P}b$n"
-                ctl network connect "${P}n1" "${P}a$n" --ip "10.246.1.$((n * 10 + 1))"
-                ctl network connect "${P}n1" "${P}b$n" --ip "$(server_ip "$n")"
-            done
         else
             ctl network create "${P}n1" --subnet 10.246.1.0/24
             ctl network create "${P}n2" --subnet 10.246.2.0/24
-            for n in 1 2; do
-                ctl sandbox create "${P}a$n"
-                ctl sandbox create "${P}b$n"
-                ctl network connect "${P}n$n" "${P}a$n" --ip "10.246.$n.11"
-                ctl network connect "${P}n$n" "${P}b$n" --ip "$(server_ip "$n")"
-            done
         fi
+        for n in 1 2; do
+            ctl sandbox create "${P}a$n"
+            ctl sandbox create "${P}b$n"
+            ctl network connect "$(net_of "$n")" "${P}a$n" --ip "$(client_ip "$n")"
+            ctl network connect "$(net_of "$n")" "${P}b$n" --ip "$(server_ip "$n")"
+        done
     } >>"$TMP/ctl.log"
     ctl show >>"$TMP/ctl.log"
 }
