@@ -39,6 +39,10 @@ pub const MAX_IDS: u32 = 1 << 16;
 /// annotate` of the 100,000-MAC benchmark, AMD EPYC).
 const PREFETCH_CHUNK: usize = 16;
 
+/// The aging time of a replica's table: its entries never expire (they
+/// leave when the owner's do).
+const NEVER: Duration = Duration::from_millis(u64::MAX);
+
 /// Errors from configuring the bridge. A failed call changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BridgeError {
@@ -218,6 +222,12 @@ impl NetworkState {
         }
     }
 
+    /// Whether the network is a replica of another worker's.
+    #[inline]
+    fn is_replica(&self) -> bool {
+        matches!(self.replication, Replication::Replica { .. })
+    }
+
     /// Records a change of the table not listed change by change.
     fn record_reset(&mut self) {
         if let Replication::Owner(log) = &mut self.replication {
@@ -357,20 +367,53 @@ impl Bridge {
         }
     }
 
+    /// Flushes the learned entries of every network this bridge owns or
+    /// switches alone (a replica's follow its owner's); returns how many.
+    pub fn flush_all(&mut self) -> usize {
+        let ids: Vec<NetworkId> = self.network_ids().filter(|&n| !self.is_replica(n)).collect();
+        ids.into_iter().filter_map(|n| self.flush_network(n).ok()).sum()
+    }
+
+    /// The entries of replica `id` whose station sent a frame this replica
+    /// forwarded after `since` (or that were set after it): for the owner,
+    /// whose table would otherwise age them out while their traffic crosses
+    /// the replica.
+    pub fn replica_seen(&self, id: NetworkId, since: Timestamp) -> Vec<(MacAddr, PortId)> {
+        match self.network(id) {
+            Ok(net) if matches!(net.replication, Replication::Replica { .. }) => {
+                net.fdb.iter().filter(|(_, e)| e.last_seen > since).map(|(mac, e)| (mac, e.port)).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Marks the stations a replica of `id` forwarded for as seen at `now`
+    /// (see [`Bridge::replica_seen`]), where they are still learned on the
+    /// same port; returns how many were.
+    pub fn refresh(&mut self, id: NetworkId, seen: &[(MacAddr, PortId)], now: Timestamp) -> usize {
+        let Ok(net) = self.network_mut(id) else { return 0 };
+        seen.iter().filter(|&&(mac, port)| net.fdb.refresh(mac, port, now)).count()
+    }
+
     /// Whether network `id` is a replica of another worker's.
     pub fn is_replica(&self, id: NetworkId) -> bool {
         self.network(id).is_ok_and(|n| matches!(n.replication, Replication::Replica { .. }))
     }
 
     /// Brings the table of replica `id` level with its owner's.
-    pub fn apply_changes(&mut self, id: NetworkId, changes: FdbChanges, now: Timestamp) -> Result<(), BridgeError> {
+    pub fn apply_changes(&mut self, id: NetworkId, changes: FdbChanges) -> Result<(), BridgeError> {
         let net = self.network_mut(id)?;
         if !matches!(net.replication, Replication::Replica { .. }) {
             return Err(BridgeError::NotReplica(id));
         }
+        // Learned here, and never expiring: a replica's entries leave only
+        // when the owner's do (aging there is a change like any other).
+        // Their age says when the replica last forwarded for them
+        // ([`Bridge::replica_seen`]): never, yet (time zero), so that the
+        // owner's own entries are not refreshed by their copies. The
+        // owner's table has the same limit, so there is room.
         let set = |fdb: &mut Fdb, mac: MacAddr, port: PortId| {
-            // The owner's table has the same limit, so there is room.
-            let _ = fdb.learn(mac, port, now, true);
+            let _ = fdb.learn(mac, port, Timestamp(0), true);
         };
         match changes {
             FdbChanges::Changes(changes) => {
@@ -816,8 +859,10 @@ impl Bridge {
             count_drop(ports, rx.port, DropReason::ReservedGroup);
             return;
         }
+        // A replica's entries never expire (see `replica_miss`).
+        let aging = if net.is_replica() { NEVER } else { *aging };
         if !dst.is_group()
-            && let Some(egress) = net.fdb.lookup_hashed(dst, dst_hash, now, *aging)
+            && let Some(egress) = net.fdb.lookup_hashed(dst, dst_hash, now, aging)
         {
             let reason = if egress == rx.port {
                 DropReason::SameSegment
@@ -877,11 +922,16 @@ impl Bridge {
         let Replication::Replica { punt } = net.replication else { return None };
         let frame = EthernetFrame::new_checked(rx.bytes).ok()?;
         let (src, dst) = (frame.source(), frame.destination());
-        let here_and_up = |p: PortId| self.ports.get(p.index()).and_then(Option::as_ref).is_some_and(|s| s.up);
+        // A port of this network (an id the owner's table still names may
+        // have been removed here, and reused by another network).
+        let network = port.config.network;
+        let here_and_up = |p: PortId| {
+            self.ports.get(p.index()).and_then(Option::as_ref).is_some_and(|s| s.up && s.config.network == network)
+        };
         let alone = port.up
             && !dst.is_group()
-            && net.fdb.lookup(src, now, self.aging) == Some(rx.port)
-            && net.fdb.lookup(dst, now, self.aging).is_some_and(|out| out != rx.port && here_and_up(out));
+            && net.fdb.lookup(src, now, NEVER) == Some(rx.port)
+            && net.fdb.lookup(dst, now, NEVER).is_some_and(|out| out != rx.port && here_and_up(out));
         (!alone).then_some(punt)
     }
 

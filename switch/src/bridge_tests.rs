@@ -371,9 +371,9 @@ fn a_batch_longer_than_the_prefetch_chunk_decides_as_frame_by_frame() {
 const PUNT: u32 = 99;
 
 /// Brings `replica`'s copy of network A level with `owner`'s.
-fn sync(owner: &mut Bridge, replica: &mut Bridge, now: Timestamp) {
+fn sync(owner: &mut Bridge, replica: &mut Bridge) {
     if let Some(changes) = owner.take_changes(NET_A) {
-        replica.apply_changes(NET_A, changes, now).unwrap();
+        replica.apply_changes(NET_A, changes).unwrap();
     }
 }
 
@@ -394,13 +394,13 @@ fn a_replica_forwards_known_unicast_between_its_ports_and_hands_the_rest_to_the_
     assert_eq!(replica.port_counters(PortId(1)).unwrap().rx_packets, 0);
     assert_eq!(send(&mut owner, T0, 1, &one_to_two), vec![2, 3]);
     assert_eq!(owner.take_changes(NET_A), Some(FdbChanges::Reset(vec![(mac(1), PortId(1))])));
-    replica.apply_changes(NET_A, FdbChanges::Reset(vec![(mac(1), PortId(1))]), T0).unwrap();
+    replica.apply_changes(NET_A, FdbChanges::Reset(vec![(mac(1), PortId(1))])).unwrap();
     // The source is known but not the destination: still the owner's.
     assert_eq!(send(&mut replica, T0, 1, &one_to_two), vec![PUNT]);
     assert_eq!(send(&mut owner, T0, 2, &frame(mac(1), mac(2), 64)), vec![1]);
     assert_eq!(owner.take_changes(NET_A), Some(FdbChanges::Changes(vec![FdbChange::Set(mac(2), PortId(2))])));
     owner.replicate(NET_A).unwrap();
-    sync(&mut owner, &mut replica, T0);
+    sync(&mut owner, &mut replica);
     assert_eq!(owner.take_changes(NET_A), None, "nothing changed since");
     // Both known, both here: the replica forwards and counts it itself.
     assert_eq!(send(&mut replica, T0, 1, &one_to_two), vec![2]);
@@ -409,13 +409,13 @@ fn a_replica_forwards_known_unicast_between_its_ports_and_hands_the_rest_to_the_
     // Broadcasts, and unicast to a port only the owner has, are the owner's.
     assert_eq!(send(&mut replica, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60)), vec![PUNT]);
     send(&mut owner, T0, 3, &frame(MacAddr::BROADCAST, mac(3), 60));
-    sync(&mut owner, &mut replica, T0);
+    sync(&mut owner, &mut replica);
     assert_eq!(send(&mut replica, T0, 1, &frame(mac(3), mac(1), 60)), vec![PUNT]);
     // A source the owner knows elsewhere (a move, spoofing) is the owner's
     // to learn; once it moved there, the replica follows.
     assert_eq!(send(&mut replica, T0, 2, &frame(mac(2), mac(1), 60)), vec![PUNT]);
     send(&mut owner, T0, 3, &frame(MacAddr::BROADCAST, mac(2), 60));
-    sync(&mut owner, &mut replica, T0);
+    sync(&mut owner, &mut replica);
     assert_eq!(send(&mut replica, T0, 1, &one_to_two), vec![PUNT], "mac 2 moved to the owner's port 3");
     // The replica never ages on its own; the owner's aging reaches it.
     let later = Timestamp(DEFAULT_AGING_TIME.as_millis() as u64 + 1_000);
@@ -423,16 +423,54 @@ fn a_replica_forwards_known_unicast_between_its_ports_and_hands_the_rest_to_the_
     assert_eq!(owner.age(later), 3);
     let Some(FdbChanges::Changes(removed)) = owner.take_changes(NET_A) else { panic!("aging lists its removals") };
     assert_eq!(removed.len(), 3);
-    replica.apply_changes(NET_A, FdbChanges::Changes(removed), later).unwrap();
+    replica.apply_changes(NET_A, FdbChanges::Changes(removed)).unwrap();
     assert_eq!(replica.fdb_len(NET_A).unwrap(), 0);
     // A flush, or a port removed, sends the whole table again.
     owner.add_static(NET_A, mac(7), PortId(2), later).unwrap();
     owner.flush_network(NET_A).unwrap();
     assert_eq!(owner.take_changes(NET_A), Some(FdbChanges::Reset(vec![(mac(7), PortId(2))])));
-    assert_eq!(owner.apply_changes(NET_A, FdbChanges::Reset(Vec::new()), later), Err(BridgeError::NotReplica(NET_A)));
+    assert_eq!(owner.apply_changes(NET_A, FdbChanges::Reset(Vec::new())), Err(BridgeError::NotReplica(NET_A)));
     // Removing a replica network leaves a bridge that checks no frame for one.
     replica.remove_port(PortId(1)).unwrap();
     replica.remove_port(PortId(2)).unwrap();
     replica.remove_network(NET_A).unwrap();
     assert_eq!(replica.replicas, 0);
+}
+
+#[test]
+fn a_replica_never_forwards_into_another_network_and_reports_what_it_forwarded_for() {
+    let mut owner = bridge();
+    owner.replicate(NET_A).unwrap();
+    let mut replica = Bridge::new();
+    replica.add_replica_network(NET_A, Fdb::new(DEFAULT_FDB_LIMIT), PortId(PUNT)).unwrap();
+    replica.add_network(NET_B, NetworkConfig::default()).unwrap();
+    for p in [1, 2] {
+        replica.add_port(PortId(p), PortConfig::access(NET_A)).unwrap();
+    }
+    // The owner's table names ports 1 and 2.
+    for (p, m) in [(1, 1), (2, 2)] {
+        send(&mut owner, T0, p, &frame(MacAddr::BROADCAST, mac(m), 60));
+    }
+    sync(&mut owner, &mut replica);
+    assert_eq!(replica.replica_seen(NET_A, T0), Vec::new(), "copies are not traffic");
+    let t1 = Timestamp(1_000);
+    assert_eq!(send(&mut replica, t1, 1, &frame(mac(2), mac(1), 60)), vec![2]);
+    assert_eq!(replica.replica_seen(NET_A, T0), vec![(mac(1), PortId(1))], "the station that sent");
+    assert_eq!(replica.replica_seen(NET_A, t1), Vec::new(), "nothing after the last report");
+    // The owner ages on what it sees, refreshed by what the replica saw.
+    let late = Timestamp(DEFAULT_AGING_TIME.as_millis() as u64 + 500);
+    assert_eq!(owner.refresh(NET_A, &[(mac(1), PortId(1)), (mac(2), PortId(3))], late), 1, "same port only");
+    owner.age(late);
+    assert_eq!((owner.lookup(NET_A, mac(1), late), owner.lookup(NET_A, mac(2), late)), (Some(PortId(1)), None));
+    // Port 2 is removed here and its id reused by network B before the
+    // owner's change arrives: the stale entry must not lead across networks.
+    replica.remove_port(PortId(2)).unwrap();
+    replica.add_port(PortId(2), PortConfig::access(NET_B)).unwrap();
+    let stale = FdbChanges::Changes(vec![FdbChange::Set(mac(2), PortId(2))]);
+    replica.apply_changes(NET_A, stale).unwrap();
+    assert_eq!(send(&mut replica, t1, 1, &frame(mac(2), mac(1), 60)), vec![PUNT]);
+    assert_eq!(replica.port_counters(PortId(2)).unwrap().tx_packets, 0);
+    // A flush of every network leaves a replica's copy to its owner.
+    assert_eq!(replica.flush_all(), 0);
+    assert_eq!(replica.fdb_len(NET_A).unwrap(), 2);
 }

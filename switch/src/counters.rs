@@ -105,11 +105,16 @@ pub enum DropReason {
     /// descriptor outside the UMEM or its chunk, or a multi-buffer chain
     /// longer than any frame): dropped whole.
     XskBadDescriptor,
+    /// A frame of a spread network (`-o spread`) a replica worker would
+    /// have handed to the network's owner worker while that worker already
+    /// had [`crate::replica::MAX_HANDED_OVER`] frames from replicas waiting
+    /// (the owner fell behind: the memory of frames in flight is bounded).
+    OwnerBusy,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 36] = [
+    pub const ALL: [DropReason; 37] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -146,6 +151,7 @@ impl DropReason {
         DropReason::NatIpv6Extension,
         DropReason::MeshStray,
         DropReason::XskBadDescriptor,
+        DropReason::OwnerBusy,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -189,6 +195,7 @@ impl DropReason {
             DropReason::Icmpv6Malformed => "icmpv6_malformed",
             DropReason::NatIpv6Extension => "nat_ipv6_extension",
             DropReason::XskBadDescriptor => "xsk_bad_descriptor",
+            DropReason::OwnerBusy => "owner_busy",
         }
     }
 }

@@ -249,6 +249,19 @@ impl Fdb {
         (entry.is_static || !is_expired(&entry, now, aging)).then_some(entry.port)
     }
 
+    /// Marks `mac`, learned on `port`, as seen at `now` (what another
+    /// worker's copy of the table saw); false, changing nothing, when it is
+    /// not learned there (unknown, static, or on another port).
+    pub fn refresh(&mut self, mac: MacAddr, port: PortId, now: Timestamp) -> bool {
+        let Some((b, s)) = self.find(mac.to_u64(), self.hash(mac)) else { return false };
+        let bucket = &mut self.buckets[b];
+        if bucket.keys[s] & STATIC != 0 || bucket.ports[s] != port.0 {
+            return false;
+        }
+        bucket.seen[s] = bucket.seen[s].max(now.0);
+        true
+    }
+
     /// The entry for `mac`, expired or not.
     pub fn get(&self, mac: MacAddr) -> Option<FdbEntry> {
         Some(self.entry_at(self.find(mac.to_u64(), self.hash(mac))?))

@@ -16,10 +16,19 @@
 //! table shared under a lock: the per-frame path of every worker reads only
 //! its own memory, and a change costs one message per replica. Changes are
 //! rare next to frames (a MAC is learned once, then refreshed in place).
+//!
+//! A replica's entries never expire on their own (the owner's aging
+//! removes them, as a change): a station that talks only through the owner
+//! for a while keeps its entry on the replicas.
 
 use crate::fdb::Fdb;
 use crate::port::PortId;
 use crate::wire::MacAddr;
+
+/// Frames from replicas an owner worker holds at most, handed over and not
+/// yet read into one of its batches: a replica drops more (`owner_busy`).
+/// Each is a copy of up to 64 KiB, so this bounds them to 16 MiB per owner.
+pub const MAX_HANDED_OVER: usize = 256;
 
 /// Changes a [`ChangeLog`] keeps before it gives up listing them and asks
 /// for the whole table instead (a MAC flood learns thousands per batch).

@@ -93,11 +93,10 @@ impl Datapath {
                 let _ = reply.send(self.bridge.remove_entry(network, mac).map_err(Into::into));
             }
             Command::Flush { network, reply } => {
-                let networks: Vec<NetworkId> = match network {
-                    Some(n) => vec![n],
-                    None => self.bridge.network_ids().collect(),
+                let flushed = match network {
+                    Some(n) => self.bridge.flush_network(n).unwrap_or(0),
+                    None => self.bridge.flush_all(),
                 };
-                let flushed = networks.into_iter().filter_map(|n| self.bridge.flush_network(n).ok()).sum();
                 let _ = reply.send(flushed);
             }
             Command::SetAging { aging, reply } => {
@@ -150,6 +149,10 @@ impl Datapath {
             }
             Command::Punted { frames } => self.spread.receive(frames),
             Command::FdbChanges { network, changes } => self.apply_fdb_changes(network, changes),
+            Command::FdbSeen { network, seen } => {
+                let now = self.clock.now();
+                self.bridge.refresh(network, &seen, now);
+            }
             Command::Shutdown => self.running = false,
         }
     }
@@ -374,6 +377,7 @@ impl Datapath {
     pub(super) fn remove_port_as(&mut self, id: PortId, silent: bool) -> Option<Tap> {
         let network = self.bridge.port_config(id).map(|c| c.network);
         let _ = self.bridge.remove_port(id);
+        self.forget_punted(id);
         if !self.captures.is_empty() {
             self.captures.port_removed(id);
         }

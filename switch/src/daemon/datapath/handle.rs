@@ -386,6 +386,11 @@ pub(super) enum Command {
     Punted {
         frames: Vec<super::spread::Punted>,
     },
+    /// Stations a replica forwarded for lately (to the owner, no reply).
+    FdbSeen {
+        network: NetworkId,
+        seen: Vec<(MacAddr, PortId)>,
+    },
     /// What changed in a spread network's table (from its owner, no reply).
     FdbChanges {
         network: NetworkId,
@@ -699,10 +704,7 @@ impl DatapathHandle {
         }
         let links: Vec<super::spread::WorkerLink> = loops
             .iter()
-            .map(|(_, waker, commands, _)| super::spread::WorkerLink {
-                commands: commands.clone(),
-                waker: waker.clone(),
-            })
+            .map(|(_, waker, commands, _)| super::spread::WorkerLink::new(commands.clone(), waker.clone()))
             .collect();
         for (k, ((poll, waker, commands, inbox), tunnel)) in loops.into_iter().zip(tunnels.drain(..)).enumerate() {
             let links = links.clone();
@@ -875,19 +877,22 @@ impl DatapathHandle {
             let routes = self.routes();
             (routes.of_network(id), routes.spread.contains(&id))
         };
+        // The owner decides: it refuses while endpoints remain, and then
+        // nothing changed anywhere.
+        self.call_on(owner, |reply| Command::RemoveNetwork { id, reply })??;
+        self.routes().networks.remove(&id);
         if spread {
-            // The owner refuses while endpoints remain; so then do the
-            // replicas, which hold a queue of each.
+            // The replicas' ports went with the endpoints: nothing refuses.
             for k in (0..self.workers.len()).filter(|&k| k != owner) {
-                drop(self.call_on(k, |reply| Command::RemoveNetwork { id, reply })??);
+                match self.call_on(k, |reply| Command::RemoveNetwork { id, reply }) {
+                    Ok(Ok(_table)) => {}
+                    Ok(Err(e)) => tracing::error!(network = %id, worker = k, error = %e, "a replica refused removal"),
+                    Err(e) => tracing::error!(network = %id, worker = k, error = %e, "a replica did not answer"),
+                }
             }
             self.routes().spread.remove(&id);
         }
-        let removed = self.call_network(id, |reply| Command::RemoveNetwork { id, reply })?;
-        if removed.is_ok() {
-            self.routes().networks.remove(&id);
-        }
-        removed.map(drop)
+        Ok(())
     }
 
     /// Adds a TAP port on its network's worker. On failure the TAP is

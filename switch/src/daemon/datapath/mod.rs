@@ -442,6 +442,7 @@ impl Datapath {
 
     fn tick(&mut self, now: Timestamp) {
         self.check_devices();
+        self.send_replica_seen(now);
         self.bridge.age(now);
         let unix = self.clock.unix_secs();
         self.rotate_keys(now, unix);
@@ -536,6 +537,11 @@ impl Datapath {
     /// or everything is drained.
     fn read_batch(&mut self) {
         self.batch.clear();
+        // Frames replicas handed over first, up to half the batch: they
+        // waited already, and the owner's own ports must not starve them.
+        if self.spread.has_input() {
+            self.read_punted();
+        }
         while !self.batch.is_full() {
             let Some(port) = self.ready.pop_front() else { break };
             let Some(Some(PortIo::Tap(tap))) = self.ports.get(port.index()) else {
@@ -609,9 +615,6 @@ impl Datapath {
                     }
                 }
             }
-        }
-        if self.spread.has_input() && !self.batch.is_full() {
-            self.read_punted();
         }
         if self.tunnel_ready && !self.batch.is_full() {
             self.read_tunnel();
@@ -836,8 +839,12 @@ impl Datapath {
         }
     }
 
-    /// Records a change of a TAP port's link, once.
+    /// Records a change of a TAP port's link, once (by the owner of a
+    /// spread network's port: a replica's queue sees the same link).
     fn link_changed(&mut self, port: PortId, up: bool) {
+        if self.bridge.port_config(port).is_ok_and(|c| self.bridge.is_replica(c.network)) {
+            return;
+        }
         let Some(down) = self.link_down.get_mut(port.index()) else { return };
         if *down != up {
             return;

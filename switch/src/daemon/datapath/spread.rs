@@ -21,14 +21,16 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::Sender;
 use mio::Waker;
 
 use super::handle::Command;
 use super::{Datapath, PortIo};
+use crate::counters::DropReason;
 use crate::port::{NetworkId, PortId};
-use crate::replica::FdbChanges;
+use crate::replica::{FdbChanges, MAX_HANDED_OVER};
 
 /// Another worker's loop, reached without waiting for it: its command
 /// channel and the waker of its poll.
@@ -36,6 +38,16 @@ use crate::replica::FdbChanges;
 pub(super) struct WorkerLink {
     pub(super) commands: Sender<Command>,
     pub(super) waker: Arc<Waker>,
+    /// Frames handed to this worker by replicas and not yet read into one
+    /// of its batches (written by both sides, once per batch).
+    pub(super) pending: Arc<AtomicUsize>,
+}
+
+impl WorkerLink {
+    /// A link to the loop behind `commands` and `waker`.
+    pub(super) fn new(commands: Sender<Command>, waker: Arc<Waker>) -> WorkerLink {
+        WorkerLink { commands, waker, pending: Arc::new(AtomicUsize::new(0)) }
+    }
 }
 
 impl WorkerLink {
@@ -70,6 +82,8 @@ pub(super) struct Spread {
     outgoing: Vec<Vec<Punted>>,
     /// Frames replicas handed to this worker, not yet read into a batch.
     incoming: VecDeque<Punted>,
+    /// When this worker last told owners which stations it forwarded for.
+    seen_sent: crate::time::Timestamp,
     /// Frames this worker handed to owners.
     pub(super) punted: u64,
     /// Frames replicas handed to this worker.
@@ -121,9 +135,17 @@ impl Spread {
 
 impl Datapath {
     /// Plans frame `i` of the batch for `owner`, the worker owning its
-    /// network (its bytes are copied: the batch is reused).
+    /// network (its bytes are copied: the batch is reused); dropped as
+    /// `owner_busy` when the owner already has its fill waiting.
     pub(super) fn punt(&mut self, owner: usize, i: usize) {
         let port = self.batch.entry(i).port;
+        let (Some(link), Some(queued)) = (self.spread.links.get(owner), self.spread.outgoing.get(owner)) else {
+            return;
+        };
+        if link.pending.load(Ordering::Relaxed) + queued.len() >= MAX_HANDED_OVER {
+            self.bridge.count_drop(port, DropReason::OwnerBusy);
+            return;
+        }
         let bytes = match self.batch.with_vnet_hdr(i) {
             Some(bytes) => bytes.to_vec(),
             None => {
@@ -142,19 +164,37 @@ impl Datapath {
         let Spread { outgoing, links, .. } = &mut self.spread;
         for (frames, link) in outgoing.iter_mut().zip(links.iter()) {
             if !frames.is_empty() {
+                link.pending.fetch_add(frames.len(), Ordering::Relaxed);
                 link.send(Command::Punted { frames: std::mem::take(frames) });
             }
         }
     }
 
     /// Reads frames replicas handed over into the batch, as if this
-    /// worker's own queue of their port had delivered them.
+    /// worker's own queue of their port had delivered them: at most half
+    /// the batch's buffers, so that the owner's own ports and the replicas
+    /// share its batches.
     pub(super) fn read_punted(&mut self) {
-        while !self.batch.is_full() {
+        let mut read = 0;
+        while read < super::BUFFERS / 2 && !self.batch.is_full() {
             let Some(punted) = self.spread.incoming.pop_front() else { break };
+            read += 1;
             if !self.batch.push_received(punted.port, &punted.bytes) {
-                self.bridge.count_drop(punted.port, crate::counters::DropReason::Truncated);
+                self.bridge.count_drop(punted.port, DropReason::Truncated);
             }
+        }
+        if let Some(me) = self.spread.links.get(self.spread.me) {
+            me.pending.fetch_sub(read, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets the frames replicas handed over for `port` (removed): its
+    /// id may be reused by another network's port.
+    pub(super) fn forget_punted(&mut self, port: PortId) {
+        let before = self.spread.incoming.len();
+        self.spread.incoming.retain(|p| p.port != port);
+        if let Some(me) = self.spread.links.get(self.spread.me) {
+            me.pending.fetch_sub(before - self.spread.incoming.len(), Ordering::Relaxed);
         }
     }
 
@@ -170,10 +210,27 @@ impl Datapath {
         }
     }
 
+    /// Tells the owner of every replica network which stations this worker
+    /// forwarded for since the last time (once a second, from the tick):
+    /// their traffic never reaches the owner, whose table would age them
+    /// out. A scan of each replica's table: O(entries) a second.
+    pub(super) fn send_replica_seen(&mut self, now: crate::time::Timestamp) {
+        let since = std::mem::replace(&mut self.spread.seen_sent, now);
+        let replicas: Vec<NetworkId> = self.bridge.network_ids().filter(|&n| self.bridge.is_replica(n)).collect();
+        for network in replicas {
+            let Some(Some(PortIo::Owner(owner))) = self.ports.get(super::gateway_port(network.0).index()) else {
+                continue;
+            };
+            let seen = self.bridge.replica_seen(network, since);
+            if let (false, Some(link)) = (seen.is_empty(), self.spread.links.get(*owner)) {
+                link.send(Command::FdbSeen { network, seen });
+            }
+        }
+    }
+
     /// Applies the owner's table changes to replica `network`.
     pub(super) fn apply_fdb_changes(&mut self, network: NetworkId, changes: FdbChanges) {
-        let now = self.clock.now();
-        if let Err(e) = self.bridge.apply_changes(network, changes, now) {
+        if let Err(e) = self.bridge.apply_changes(network, changes) {
             tracing::debug!(%network, error = %e, "table changes for a network this worker does not replicate");
         }
     }

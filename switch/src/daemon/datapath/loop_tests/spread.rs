@@ -146,3 +146,65 @@ fn a_vanished_tap_of_a_spread_network_is_reported_once_by_its_owner() {
     assert_eq!(replica.gone_ports(), Vec::<PortId>::new(), "a replica's queue does not report it");
     assert_eq!(owner.gone_ports(), vec![a]);
 }
+
+#[test]
+fn stations_the_replica_forwards_for_do_not_age_out_at_the_owner() {
+    let (mut owner, mut replica, net, a, b) = spread_pair();
+    for h in [&mut owner, &mut replica] {
+        h.set_aging(std::time::Duration::from_secs(10));
+    }
+    replica.inject(a, &frame(mac(2), mac(1), 1));
+    settle(&mut owner, &mut replica);
+    owner.inject(b, &frame(mac(1), mac(2), 2));
+    settle(&mut owner, &mut replica);
+    assert_eq!((owner.sent(a).len(), owner.sent(b).len()), (1, 1), "learned by the owner");
+    // 18 s of traffic the owner never sees, in both directions: the replica
+    // tells it every second which stations it forwarded for.
+    for round in 0..6 {
+        for h in [&mut owner, &mut replica] {
+            h.advance(std::time::Duration::from_secs(3));
+        }
+        replica.inject(a, &frame(mac(2), mac(1), 10 + round));
+        replica.inject(b, &frame(mac(1), mac(2), 20 + round));
+        settle(&mut owner, &mut replica);
+        assert_eq!(replica.sent_frames(b).len(), 1, "round {round}: forwarded by the replica");
+        assert_eq!(replica.sent_frames(a).len(), 1);
+    }
+    assert!(owner.sent(a).is_empty() && owner.sent(b).is_empty());
+    assert_eq!((owner.lookup(net, mac(1)), owner.lookup(net, mac(2))), (Some(a), Some(b)), "refreshed, not aged");
+    // A station that stops sending ages out at the owner, and so on the replica.
+    for h in [&mut owner, &mut replica] {
+        h.advance(std::time::Duration::from_secs(11));
+    }
+    settle(&mut owner, &mut replica);
+    owner.step();
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.lookup(net, mac(1)), None);
+    replica.inject(a, &frame(mac(2), mac(1), 99));
+    settle(&mut owner, &mut replica);
+    assert!(replica.sent(b).is_empty(), "the replica forgot it too and handed the frame over");
+    assert_eq!(owner.sent_frames(b), vec![frame(mac(2), mac(1), 99)]);
+}
+
+#[test]
+fn an_owner_that_falls_behind_gets_a_bounded_number_of_frames() {
+    use crate::counters::DropReason;
+    use crate::replica::MAX_HANDED_OVER;
+    let (mut owner, mut replica, _net, a, b) = spread_pair();
+    // A flood of broadcasts on the replica's queue while the owner does not run.
+    let extra = 40;
+    for n in 0..MAX_HANDED_OVER + extra {
+        replica.inject(a, &frame(crate::wire::MacAddr::BROADCAST, mac(1), n as u8));
+    }
+    replica.run_until_idle();
+    assert_eq!(replica.drops(a, DropReason::OwnerBusy), extra as u64, "the rest are dropped, by name");
+    assert_eq!(replica.snapshot().spread.punted, MAX_HANDED_OVER as u64);
+    // The owner catches up: everything handed over is delivered, and the
+    // replica may hand over again.
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(b).len(), MAX_HANDED_OVER);
+    replica.inject(a, &frame(crate::wire::MacAddr::BROADCAST, mac(1), 0));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(b).len(), 1);
+    assert_eq!(replica.drops(a, DropReason::OwnerBusy), extra as u64);
+}

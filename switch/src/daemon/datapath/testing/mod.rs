@@ -220,11 +220,9 @@ impl Harness {
     pub(crate) fn link(harnesses: &mut [&mut Harness]) {
         let links: Vec<super::spread::WorkerLink> = harnesses
             .iter()
-            .map(|h| super::spread::WorkerLink {
-                commands: h.commands.clone(),
-                waker: std::sync::Arc::new(
-                    mio::Waker::new(h.dp.poll.registry(), super::WAKER).expect("a waker (no privilege needed)"),
-                ),
+            .map(|h| {
+                let waker = mio::Waker::new(h.dp.poll.registry(), super::WAKER).expect("a waker (no privilege needed)");
+                super::spread::WorkerLink::new(h.commands.clone(), std::sync::Arc::new(waker))
             })
             .collect();
         for (k, h) in harnesses.iter_mut().enumerate() {
