@@ -197,6 +197,10 @@ struct NetworkState {
     mesh: Option<MacAddr>,
     /// Whether the table is kept in step with other workers' bridges.
     replication: Replication,
+    /// The aging time its lookups use: the bridge's, or [`NEVER`] for a
+    /// replica (kept here so the forwarding decision reads it with the
+    /// table, without a branch on the network's kind).
+    aging: Duration,
 }
 
 /// A network's part in spreading it over workers (see [`crate::replica`]).
@@ -297,6 +301,11 @@ impl Bridge {
             return Err(BridgeError::InvalidAgingTime(aging));
         }
         self.aging = aging;
+        for net in self.networks.iter_mut().flatten() {
+            if !net.is_replica() {
+                net.aging = aging;
+            }
+        }
         Ok(())
     }
 
@@ -326,6 +335,7 @@ impl Bridge {
             budget: NetEventBudget::default(),
             mesh: None,
             replication: Replication::Alone,
+            aging: self.aging,
         });
         Ok(())
     }
@@ -340,6 +350,7 @@ impl Bridge {
         self.add_network_with(id, fdb)?;
         if let Ok(net) = self.network_mut(id) {
             net.replication = Replication::Replica { punt };
+            net.aging = NEVER;
         }
         self.replicas += 1;
         Ok(())
@@ -710,7 +721,8 @@ impl Bridge {
 
     /// Where `mac` on `network` would be forwarded now, if known.
     pub fn lookup(&self, network: NetworkId, mac: MacAddr, now: Timestamp) -> Option<PortId> {
-        self.network(network).ok()?.fdb.lookup(mac, now, self.aging)
+        let net = self.network(network).ok()?;
+        net.fdb.lookup(mac, now, net.aging)
     }
 
     /// Decides where every frame of a batch goes, learning source addresses
@@ -784,7 +796,7 @@ impl Bridge {
             plan.push(index, punt);
             return;
         }
-        let Bridge { ports, networks, aging, unknown_port, events, flaps, .. } = self;
+        let Bridge { ports, networks, unknown_port, events, flaps, .. } = self;
         let Some(port) = ports.get_mut(rx.port.index()).and_then(Option::as_mut) else {
             *unknown_port += 1;
             return;
@@ -860,9 +872,8 @@ impl Bridge {
             return;
         }
         // A replica's entries never expire (see `replica_miss`).
-        let aging = if net.is_replica() { NEVER } else { *aging };
         if !dst.is_group()
-            && let Some(egress) = net.fdb.lookup_hashed(dst, dst_hash, now, aging)
+            && let Some(egress) = net.fdb.lookup_hashed(dst, dst_hash, now, net.aging)
         {
             let reason = if egress == rx.port {
                 DropReason::SameSegment
@@ -930,8 +941,8 @@ impl Bridge {
         };
         let alone = port.up
             && !dst.is_group()
-            && net.fdb.lookup(src, now, NEVER) == Some(rx.port)
-            && net.fdb.lookup(dst, now, NEVER).is_some_and(|out| out != rx.port && here_and_up(out));
+            && net.fdb.lookup(src, now, net.aging) == Some(rx.port)
+            && net.fdb.lookup(dst, now, net.aging).is_some_and(|out| out != rx.port && here_and_up(out));
         (!alone).then_some(punt)
     }
 
