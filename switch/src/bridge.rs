@@ -386,13 +386,16 @@ impl Bridge {
     }
 
     /// The entries of replica `id` whose station sent a frame this replica
-    /// forwarded after `since` (or that were set after it): for the owner,
+    /// forwarded at or after `since` (a frame forwarded in the millisecond
+    /// of the last report is reported again: harmless): for the owner,
     /// whose table would otherwise age them out while their traffic crosses
-    /// the replica.
+    /// the replica. Copies the replica never forwarded for are not listed.
     pub fn replica_seen(&self, id: NetworkId, since: Timestamp) -> Vec<(MacAddr, PortId)> {
         match self.network(id) {
             Ok(net) if matches!(net.replication, Replication::Replica { .. }) => {
-                net.fdb.iter().filter(|(_, e)| e.last_seen > since).map(|(mac, e)| (mac, e.port)).collect()
+                // Time zero: a copy never forwarded for (`apply_changes`).
+                let forwarded = |e: &FdbEntry| e.last_seen >= since && e.last_seen != Timestamp(0);
+                net.fdb.iter().filter(|(_, e)| forwarded(e)).map(|(mac, e)| (mac, e.port)).collect()
             }
             _ => Vec::new(),
         }
@@ -403,6 +406,9 @@ impl Bridge {
     /// same port; returns how many were.
     pub fn refresh(&mut self, id: NetworkId, seen: &[(MacAddr, PortId)], now: Timestamp) -> usize {
         let Ok(net) = self.network_mut(id) else { return 0 };
+        if net.is_replica() {
+            return 0;
+        }
         seen.iter().filter(|&&(mac, port)| net.fdb.refresh(mac, port, now)).count()
     }
 
@@ -420,11 +426,15 @@ impl Bridge {
         // Learned here, and never expiring: a replica's entries leave only
         // when the owner's do (aging there is a change like any other).
         // Their age says when the replica last forwarded for them
-        // ([`Bridge::replica_seen`]): never, yet (time zero), so that the
-        // owner's own entries are not refreshed by their copies. The
-        // owner's table has the same limit, so there is room.
+        // ([`Bridge::replica_seen`]): never, for a new or moved copy (time
+        // zero), so that the owner's own entries are not refreshed by their
+        // copies; an entry that stays where it was keeps its time, so that
+        // forwarding not yet reported is not forgotten. The owner's table
+        // has the same limit, so there is room.
         let set = |fdb: &mut Fdb, mac: MacAddr, port: PortId| {
-            let _ = fdb.learn(mac, port, Timestamp(0), true);
+            if fdb.get(mac).is_none_or(|e| e.port != port) {
+                let _ = fdb.learn(mac, port, Timestamp(0), true);
+            }
         };
         match changes {
             FdbChanges::Changes(changes) => {
@@ -438,7 +448,11 @@ impl Bridge {
                 }
             }
             FdbChanges::Reset(entries) => {
-                net.fdb.flush(true, |_| {});
+                let keep: std::collections::HashSet<MacAddr> = entries.iter().map(|&(mac, _)| mac).collect();
+                let gone: Vec<MacAddr> = net.fdb.iter().map(|(mac, _)| mac).filter(|mac| !keep.contains(mac)).collect();
+                for mac in gone {
+                    net.fdb.remove(mac);
+                }
                 for (mac, port) in entries {
                     set(&mut net.fdb, mac, port);
                 }

@@ -456,7 +456,13 @@ fn a_replica_never_forwards_into_another_network_and_reports_what_it_forwarded_f
     let t1 = Timestamp(1_000);
     assert_eq!(send(&mut replica, t1, 1, &frame(mac(2), mac(1), 60)), vec![2]);
     assert_eq!(replica.replica_seen(NET_A, T0), vec![(mac(1), PortId(1))], "the station that sent");
-    assert_eq!(replica.replica_seen(NET_A, t1), Vec::new(), "nothing after the last report");
+    let t2 = Timestamp(2_000);
+    assert_eq!(replica.replica_seen(NET_A, t2), Vec::new(), "nothing after the last report");
+    // A change that leaves a copy where it was keeps what it saw; a Reset too.
+    let again = FdbChanges::Changes(vec![FdbChange::Set(mac(1), PortId(1))]);
+    replica.apply_changes(NET_A, again).unwrap();
+    replica.apply_changes(NET_A, FdbChanges::Reset(vec![(mac(1), PortId(1)), (mac(2), PortId(2))])).unwrap();
+    assert_eq!(replica.replica_seen(NET_A, T0), vec![(mac(1), PortId(1))], "forwarding not yet reported stays");
     // The owner ages on what it sees, refreshed by what the replica saw.
     let late = Timestamp(DEFAULT_AGING_TIME.as_millis() as u64 + 500);
     assert_eq!(owner.refresh(NET_A, &[(mac(1), PortId(1)), (mac(2), PortId(3))], late), 1, "same port only");

@@ -288,7 +288,9 @@ impl Datapath {
     fn remove_network(&mut self, id: NetworkId) -> Result<Fdb, DatapathError> {
         let members: Vec<PortId> = self.bridge.network_ports(id)?.to_vec();
         let endpoints = members.iter().filter(|p| matches!(self.port_io(**p), Some(PortIo::Tap(_)))).count();
-        if endpoints > 0 {
+        // A replica goes when its owner did, queues and all: the owner
+        // decided (a queue left here would keep the id from being reused).
+        if endpoints > 0 && !self.bridge.is_replica(id) {
             return Err(BridgeError::NetworkInUse(id, endpoints).into());
         }
         for port in members {

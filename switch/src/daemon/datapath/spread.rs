@@ -51,12 +51,14 @@ impl WorkerLink {
 }
 
 impl WorkerLink {
-    /// Queues `command` and wakes the worker; a worker that is gone (the
-    /// daemon is stopping) is ignored.
-    fn send(&self, command: Command) {
-        if self.commands.send(command).is_ok() {
+    /// Queues `command` and wakes the worker; false (nothing sent) when
+    /// the worker is gone (the daemon is stopping).
+    fn send(&self, command: Command) -> bool {
+        let sent = self.commands.send(command).is_ok();
+        if sent {
             let _ = self.waker.wake();
         }
+        sent
     }
 }
 
@@ -164,8 +166,11 @@ impl Datapath {
         let Spread { outgoing, links, .. } = &mut self.spread;
         for (frames, link) in outgoing.iter_mut().zip(links.iter()) {
             if !frames.is_empty() {
-                link.pending.fetch_add(frames.len(), Ordering::Relaxed);
-                link.send(Command::Punted { frames: std::mem::take(frames) });
+                let n = frames.len();
+                link.pending.fetch_add(n, Ordering::Relaxed);
+                if !link.send(Command::Punted { frames: std::mem::take(frames) }) {
+                    link.pending.fetch_sub(n, Ordering::Relaxed);
+                }
             }
         }
     }
