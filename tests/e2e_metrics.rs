@@ -80,6 +80,11 @@ fn metrics_are_served_valid_and_match_stats() {
         let wakeups = sample(&text, &format!("vswitch_datapath_wakeups_total{labels}"));
         assert!(wakeups.is_some_and(|n| n > 0.0), "no wake-ups of {worker} in:\n{text}");
         assert!(sample(&text, &format!("vswitch_datapath_busy_seconds_total{labels}")).is_some(), "{text}");
+        // No spread network here: every worker's spread series is zero.
+        for role in ["replica", "to_owner", "from_replicas"] {
+            let series = format!("vswitch_datapath_spread_frames_total{{role=\"{role}\",worker=\"{worker}\"}}");
+            assert_eq!(sample(&text, &series), Some(0.0), "{series} in:\n{text}");
+        }
     }
     // The two connects were events (port_up), and nobody follows them.
     assert!(sample(&text, "vswitch_events_total{kind=\"port_up\"}").is_some_and(|n| n >= 2.0), "{text}");

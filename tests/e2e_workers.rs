@@ -242,6 +242,12 @@ fn a_spread_network_carries_flows_on_every_worker_and_survives_a_restart() {
         },
     );
 
+    // The same counts as metrics.
+    let text = d.ctl_ok(&["stats", "--prometheus"]);
+    let series = format!("vswitch_datapath_spread_frames_total{{role=\"replica\",worker=\"vsw-dp-{replica}\"}} ");
+    let value = text.lines().find_map(|l| l.strip_prefix(series.as_str())).and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(value.is_some_and(|v| v >= 100.0), "{series}: {value:?} in\n{text}");
+
     // The table is the owner's, listed once.
     let fdb = d.ctl_ok(&["fdb", "show", &net]);
     assert_eq!(fdb.matches(&e_a.mac.to_string()).count(), 1, "{fdb}");

@@ -267,12 +267,24 @@ impl Control {
         let busy = b.made(busy);
         let wakeups =
             b.counters("vswitch_datapath_wakeups_total", "Times each datapath worker thread woke up.", &["worker"]);
+        // Spread networks (`-o spread`): what each worker forwarded as a
+        // replica, and the frames between replicas and owners.
+        let spread = b.counters(
+            "vswitch_datapath_spread_frames_total",
+            "Frames of spread networks per worker: forwarded as a replica, handed to the owner, taken from replicas.",
+            &["worker", "role"],
+        );
         for (k, w) in snapshot.workers.iter().enumerate() {
             let worker = worker_label(k);
             if let Some(busy) = &busy {
                 busy.with_label_values(&[worker.as_str()]).inc_by(w.busy.as_secs_f64());
             }
             set(&wakeups, &[worker.as_str()], w.wakeups);
+            for (role, n) in
+                [("replica", w.spread.replica_rx), ("to_owner", w.spread.punted), ("from_replicas", w.spread.taken)]
+            {
+                set(&spread, &[worker.as_str(), role], n);
+            }
         }
 
         let events = self.events.counters();
