@@ -414,7 +414,13 @@ impl Bridge {
 
     /// Whether network `id` is a replica of another worker's.
     pub fn is_replica(&self, id: NetworkId) -> bool {
-        self.network(id).is_ok_and(|n| matches!(n.replication, Replication::Replica { .. }))
+        self.network(id).is_ok_and(NetworkState::is_replica)
+    }
+
+    /// Whether `port` is a port of a replica network (another worker owns
+    /// its network, and reports, captures and decides for it).
+    pub fn on_replica(&self, port: PortId) -> bool {
+        self.port(port).is_ok_and(|p| self.is_replica(p.config.network))
     }
 
     /// Brings the table of replica `id` level with its owner's.

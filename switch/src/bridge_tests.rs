@@ -370,6 +370,19 @@ fn a_batch_longer_than_the_prefetch_chunk_decides_as_frame_by_frame() {
 /// The port a replica hands frames to its owner through, in the tests.
 const PUNT: u32 = 99;
 
+/// An owner of network A ([`bridge`], replicating it) and a replica of A
+/// holding its own queues of ports 1 and 2.
+fn owner_and_replica() -> (Bridge, Bridge) {
+    let mut owner = bridge();
+    owner.replicate(NET_A).unwrap();
+    let mut replica = Bridge::new();
+    replica.add_replica_network(NET_A, Fdb::new(DEFAULT_FDB_LIMIT), PortId(PUNT)).unwrap();
+    for p in [1, 2] {
+        replica.add_port(PortId(p), PortConfig::access(NET_A)).unwrap();
+    }
+    (owner, replica)
+}
+
 /// Brings `replica`'s copy of network A level with `owner`'s.
 fn sync(owner: &mut Bridge, replica: &mut Bridge) {
     if let Some(changes) = owner.take_changes(NET_A) {
@@ -380,14 +393,9 @@ fn sync(owner: &mut Bridge, replica: &mut Bridge) {
 #[test]
 fn a_replica_forwards_known_unicast_between_its_ports_and_hands_the_rest_to_the_owner() {
     // The owner has ports 1, 2, 3; the replica has its own queues of 1 and 2.
-    let mut owner = bridge();
-    owner.replicate(NET_A).unwrap();
-    let mut replica = Bridge::new();
-    replica.add_replica_network(NET_A, Fdb::new(DEFAULT_FDB_LIMIT), PortId(PUNT)).unwrap();
+    let (mut owner, mut replica) = owner_and_replica();
     assert!(replica.is_replica(NET_A) && !owner.is_replica(NET_A));
-    for p in [1, 2] {
-        replica.add_port(PortId(p), PortConfig::access(NET_A)).unwrap();
-    }
+    assert!(replica.on_replica(PortId(1)) && !owner.on_replica(PortId(1)));
     let one_to_two = frame(mac(2), mac(1), 64);
     // Nothing known: the owner decides (floods), and nothing is counted here.
     assert_eq!(send(&mut replica, T0, 1, &one_to_two), vec![PUNT]);
@@ -439,14 +447,8 @@ fn a_replica_forwards_known_unicast_between_its_ports_and_hands_the_rest_to_the_
 
 #[test]
 fn a_replica_never_forwards_into_another_network_and_reports_what_it_forwarded_for() {
-    let mut owner = bridge();
-    owner.replicate(NET_A).unwrap();
-    let mut replica = Bridge::new();
-    replica.add_replica_network(NET_A, Fdb::new(DEFAULT_FDB_LIMIT), PortId(PUNT)).unwrap();
+    let (mut owner, mut replica) = owner_and_replica();
     replica.add_network(NET_B, NetworkConfig::default()).unwrap();
-    for p in [1, 2] {
-        replica.add_port(PortId(p), PortConfig::access(NET_A)).unwrap();
-    }
     // The owner's table names ports 1 and 2.
     for (p, m) in [(1, 1), (2, 2)] {
         send(&mut owner, T0, p, &frame(MacAddr::BROADCAST, mac(m), 60));

@@ -44,7 +44,7 @@ impl Datapath {
         let Datapath { captures, batch, bridge, ports, .. } = self;
         for i in 0..batch.len() {
             let port = batch.entry(i).port;
-            if bridge.port_config(port).is_ok_and(|c| bridge.is_replica(c.network)) {
+            if bridge.on_replica(port) {
                 continue;
             }
             let remote = remote_of(ports, port);
@@ -61,7 +61,7 @@ impl Datapath {
             return;
         }
         let ingress = batch.entry(i).port;
-        if bridge.port_config(ingress).is_ok_and(|c| bridge.is_replica(c.network)) {
+        if bridge.on_replica(ingress) {
             captures.frame(ingress, Direction::Rx, batch.frame(i), || network_of(bridge, ingress), None);
         }
         let remote = remote_of(ports, port);

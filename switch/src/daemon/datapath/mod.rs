@@ -842,7 +842,7 @@ impl Datapath {
     /// Records a change of a TAP port's link, once (by the owner of a
     /// spread network's port: a replica's queue sees the same link).
     fn link_changed(&mut self, port: PortId, up: bool) {
-        if self.bridge.port_config(port).is_ok_and(|c| self.bridge.is_replica(c.network)) {
+        if self.bridge.on_replica(port) {
             return;
         }
         let Some(down) = self.link_down.get_mut(port.index()) else { return };
@@ -1020,7 +1020,7 @@ impl Datapath {
             }
             // A replica's queue goes with the device too; the owner's
             // queue reports it, once.
-            if self.bridge.port_config(port).is_ok_and(|c| self.bridge.is_replica(c.network)) {
+            if self.bridge.on_replica(port) {
                 return;
             }
             tracing::info!(%port, "TAP device gone (its sandbox's namespace ended, or it was deleted)");
