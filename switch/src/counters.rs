@@ -91,6 +91,11 @@ pub enum DropReason {
     /// its RX ring was full or its fill ring empty (the switch fell behind).
     /// Read from the socket's statistics once a second.
     XskRxDropped,
+    /// Frames the kernel dropped on their way into a raw uplink's
+    /// `AF_PACKET` socket: its receive buffer was full (the switch fell
+    /// behind on the host interface). Read from the socket's
+    /// `PACKET_STATISTICS` once a second.
+    UplinkRxDropped,
     /// An ICMPv6 message for a gateway (to one of its addresses or groups)
     /// that fails its checksum, does not parse, or breaks neighbour
     /// discovery's validity rules (hop limit 255, code 0, no zero-length
@@ -114,7 +119,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 37] = [
+    pub const ALL: [DropReason; 38] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -152,6 +157,7 @@ impl DropReason {
         DropReason::MeshStray,
         DropReason::XskBadDescriptor,
         DropReason::OwnerBusy,
+        DropReason::UplinkRxDropped,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -196,6 +202,7 @@ impl DropReason {
             DropReason::NatIpv6Extension => "nat_ipv6_extension",
             DropReason::XskBadDescriptor => "xsk_bad_descriptor",
             DropReason::OwnerBusy => "owner_busy",
+            DropReason::UplinkRxDropped => "uplink_rx_dropped",
         }
     }
 }

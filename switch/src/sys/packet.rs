@@ -238,6 +238,29 @@ impl PacketSocket {
         if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
     }
 
+    /// Frames the kernel dropped for this socket since the last call (its
+    /// receive buffer was full): `PACKET_STATISTICS`, which the kernel
+    /// resets on every read.
+    pub fn take_drops(&self) -> io::Result<u64> {
+        // SAFETY: `tpacket_stats` is plain data; all-zero is valid.
+        let mut stats: libc::tpacket_stats = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `stats`.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut stats as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return Err(op_err("PACKET_STATISTICS", io::Error::last_os_error()));
+        }
+        Ok(u64::from(stats.tp_drops))
+    }
+
     /// The socket's pending error (`SO_ERROR`).
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         let mut code: libc::c_int = 0;
@@ -348,5 +371,66 @@ mod tests {
                 Err(e) => panic!("recvmmsg: {e}"),
             }
         }
+    }
+
+    /// Reads every frame of ours waiting on `sock` (until `WouldBlock`).
+    fn drain(sock: &PacketSocket) -> usize {
+        let mut bufs: Vec<Box<[u8]>> = (0..MAX_BATCH).map(|_| vec![0u8; 2048].into_boxed_slice()).collect();
+        let mut out = [Received::default(); MAX_BATCH];
+        let mut ours = 0;
+        loop {
+            match sock.recv_batch(&mut bufs, &mut out) {
+                Ok(n) => {
+                    ours +=
+                        bufs[..n].iter().zip(&out[..n]).filter(|(b, r)| r.len > 26 && b[24..26] == [0x88, 0xb5]).count()
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ours,
+                Err(e) => panic!("recvmmsg: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_receive_buffer_drops_frames_and_the_statistics_say_how_many() {
+        if !have_root("a_full_receive_buffer_drops_frames_and_the_statistics_say_how_many") {
+            return;
+        }
+        let mut g = NetGuard::new();
+        let ns = g.netns();
+        let name = ns.name().expect("a named namespace").to_owned();
+        ip(&["-n", &name, "link", "add", "pa", "type", "veth", "peer", "name", "pb"]);
+        for l in ["pa", "pb"] {
+            ip(&["-n", &name, "link", "set", l, "up"]);
+        }
+        let (a, b) = netns::run_in(&ns, || (PacketSocket::open("pa"), PacketSocket::open("pb"))).expect("run in ns");
+        let (a, b) = (a.expect("socket on pa"), b.expect("socket on pb"));
+        assert_eq!(b.take_drops().expect("statistics"), 0, "nothing dropped yet");
+
+        // 2,000 frames of 1,000 bytes (2 MB) into a receive buffer of the
+        // default size (about 200 KiB) that nobody reads.
+        let frames: Vec<Vec<u8>> = (0..MAX_BATCH as u8).map(|n| frame(n, 1000)).collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let mut sent = 0;
+        while sent < 2000 {
+            sent += a.send_batch(&refs).expect("sendmmsg");
+        }
+        let dropped = b.take_drops().expect("statistics");
+        let held = drain(&b);
+        assert!(dropped > 0 && held > 0, "dropped {dropped}, held {held} of {sent}");
+        assert!(dropped as usize + held <= sent, "dropped {dropped} + held {held} > sent {sent}");
+
+        // The kernel resets the count on every read: with room in the
+        // buffer again, nothing more is dropped.
+        assert_eq!(a.send_batch(&refs[..8]).expect("sendmmsg"), 8);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut got = 0;
+        while got < 8 {
+            assert!(Instant::now() < deadline, "only {got} of 8 frames arrived");
+            match drain(&b) {
+                0 => std::thread::sleep(Duration::from_millis(5)),
+                n => got += n,
+            }
+        }
+        assert_eq!(b.take_drops().expect("statistics"), 0, "counted once, and nothing dropped since");
     }
 }

@@ -17,6 +17,7 @@ use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};
 
+use crate::counters::DropReason;
 use crate::offload::{self, SegmentBuf};
 use crate::sys::afxdp::{CHUNK_FRAME_LEN, MAX_FRAME_LEN, RxIssue, TxChecksum, TxIssue, XdpMode, XdpPort};
 use crate::sys::packet::{self, PacketSocket, Received};
@@ -119,9 +120,15 @@ pub(crate) trait PortDevice: Send {
     }
 
     /// Frames the kernel dropped on their way in, in all (an AF_XDP
-    /// socket's full RX or empty fill ring); read once a second.
+    /// socket's full RX or empty fill ring, a raw uplink's full receive
+    /// buffer); read once a second.
     fn kernel_drops(&self) -> u64 {
         0
+    }
+
+    /// The reason [`kernel_drops`](Self::kernel_drops) are counted under.
+    fn kernel_drop_reason(&self) -> DropReason {
+        DropReason::XskRxDropped
     }
 
     /// Frames the device itself dropped on their way in, in all: too long
@@ -428,6 +435,9 @@ pub(crate) struct PacketDevice {
     socket: PacketSocket,
     tx: RefCell<TxStaging>,
     drops: Cell<DeviceDrops>,
+    /// The kernel's drops of the socket so far (`PACKET_STATISTICS` resets
+    /// on every read, the loop wants totals).
+    kernel_dropped: Cell<u64>,
 }
 
 /// Room per staged frame, virtio-net header included.
@@ -451,6 +461,7 @@ impl PacketDevice {
                 queued: 0,
             }),
             drops: Cell::new(DeviceDrops::default()),
+            kernel_dropped: Cell::new(0),
         }
     }
 
@@ -585,6 +596,20 @@ impl PortDevice for PacketDevice {
 
     fn device_drops(&self) -> DeviceDrops {
         self.drops.get()
+    }
+
+    fn kernel_drops(&self) -> u64 {
+        match self.socket.take_drops() {
+            Ok(new) => self.kernel_dropped.set(self.kernel_dropped.get() + new),
+            Err(e) => {
+                tracing::debug!(ifname = self.socket.ifname(), error = %e, "reading the uplink socket's drops failed")
+            }
+        }
+        self.kernel_dropped.get()
+    }
+
+    fn kernel_drop_reason(&self) -> DropReason {
+        DropReason::UplinkRxDropped
     }
 
     fn check(&self) -> io::Result<()> {

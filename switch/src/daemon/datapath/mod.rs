@@ -1061,7 +1061,7 @@ impl Datapath {
             }
             let last = std::mem::replace(&mut self.kernel_drops[port.index()], totals);
             let reasons = [
-                DropReason::XskRxDropped,
+                device.kernel_drop_reason(),
                 DropReason::Oversize,
                 DropReason::XskBadDescriptor,
                 DropReason::TxQueueFull,

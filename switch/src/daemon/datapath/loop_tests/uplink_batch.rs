@@ -1,7 +1,8 @@
 //! Ports whose device reads many frames per system call (raw uplinks,
 //! `recvmmsg`): a burst lands in the batch's buffers with one call per
 //! 32 frames, in order; a short read still idles the port until its next
-//! edge; frames the device dropped itself are not counted again.
+//! edge; frames the device dropped itself are not counted again; the
+//! kernel's drops of the socket are counted as `uplink_rx_dropped`.
 
 use super::super::testing::frames::{frame, mac};
 use super::super::testing::{Harness, plain_network};
@@ -61,4 +62,20 @@ fn a_device_that_goes_away_is_reported_gone() {
     h.run_until_idle();
     assert_eq!(h.gone_ports(), vec![up]);
     assert_eq!(h.counters(up).rx_packets, 1, "the frame before the error was read");
+}
+
+#[test]
+fn the_kernels_drops_of_an_uplink_socket_are_counted_as_uplink_rx_dropped() {
+    let mut h = Harness::new();
+    let net = h.network(plain_network(0));
+    let up = h.batch_endpoint(net);
+    h.port(up).set_kernel_drops(3);
+    h.advance(std::time::Duration::from_secs(1));
+    h.step();
+    assert_eq!(h.drops(up, DropReason::UplinkRxDropped), 3);
+    assert_eq!(h.drops(up, DropReason::XskRxDropped), 0, "not an AF_XDP socket's");
+    h.port(up).set_kernel_drops(10);
+    h.advance(std::time::Duration::from_secs(1));
+    h.step();
+    assert_eq!(h.drops(up, DropReason::UplinkRxDropped), 10, "the delta, not the total again");
 }

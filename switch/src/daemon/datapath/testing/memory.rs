@@ -22,6 +22,7 @@ use std::time::Duration;
 use quinn_udp::RecvMeta;
 
 use super::super::device::{DeviceDrops, PortDevice};
+use crate::counters::DropReason;
 use crate::daemon::tunnel::Underlay;
 use crate::sys::dgram::Outgoing;
 use crate::sys::tap::Tap;
@@ -114,7 +115,9 @@ impl MemoryPort {
         lock(&self.0).batch_calls
     }
 
-    /// Sets the device's kernel drop counter (an AF_XDP socket's full ring).
+    /// Sets the device's kernel drop counter (an AF_XDP socket's full ring,
+    /// or, for a [`batch_reads`](Self::batch_reads) port, a raw uplink's
+    /// full receive buffer).
     pub(crate) fn set_kernel_drops(&self, total: u64) {
         lock(&self.0).kernel_drops = total;
     }
@@ -279,11 +282,16 @@ impl PortDevice for MemoryPort {
     }
 
     fn wants_flush(&self) -> bool {
-        lock(&self.0).small_frames.is_some()
+        let state = lock(&self.0);
+        state.small_frames.is_some() || state.batch_reads
     }
 
     fn kernel_drops(&self) -> u64 {
         lock(&self.0).kernel_drops
+    }
+
+    fn kernel_drop_reason(&self) -> DropReason {
+        if lock(&self.0).batch_reads { DropReason::UplinkRxDropped } else { DropReason::XskRxDropped }
     }
 
     fn device_drops(&self) -> DeviceDrops {
