@@ -184,6 +184,19 @@ struct PortState {
     reported_drops: DropCounters,
 }
 
+impl PortState {
+    /// A new port: up, nothing learned or counted yet.
+    fn new(config: PortConfig) -> PortState {
+        PortState {
+            config,
+            up: true,
+            learned: 0,
+            counters: PortCounters::default(),
+            reported_drops: DropCounters::default(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct NetworkState {
     fdb: Fdb,
@@ -340,6 +353,41 @@ impl Bridge {
         Ok(())
     }
 
+    /// [`Bridge::add_network_with`] and, when given, the network's first
+    /// port (its gateway), both or neither: the port's id is checked before
+    /// the network is added, so nothing needs undoing.
+    pub fn add_network_with_port(
+        &mut self,
+        id: NetworkId,
+        fdb: Fdb,
+        port: Option<(PortId, PortConfig)>,
+    ) -> Result<(), (Fdb, BridgeError)> {
+        let checked = match port {
+            Some((port, config)) => match self.free_port_index(port) {
+                Ok(index) => Some((index, port, PortConfig { network: id, ..config })),
+                Err(e) => return Err((fdb, e)),
+            },
+            None => None,
+        };
+        self.add_network_with(id, fdb)?;
+        if let Some((index, port, config)) = checked {
+            *slot(&mut self.ports, index) = Some(PortState::new(config));
+            if let Some(Some(net)) = self.networks.get_mut(id.index()) {
+                net.members.push(port);
+            }
+        }
+        Ok(())
+    }
+
+    /// The slot of port `id`, when `id` is valid and not taken.
+    fn free_port_index(&self, id: PortId) -> Result<usize, BridgeError> {
+        let index = check_id(id.0)?;
+        if self.ports.get(index).is_some_and(Option::is_some) {
+            return Err(BridgeError::PortExists(id));
+        }
+        Ok(index)
+    }
+
     /// Adds network `id` as a replica of a network another worker's bridge
     /// owns (see [`crate::replica`]): its table follows the owner's
     /// ([`Bridge::apply_changes`]), it never learns or ages on its own,
@@ -484,18 +532,9 @@ impl Bridge {
 
     /// Adds port `id` to its network, administratively up.
     pub fn add_port(&mut self, id: PortId, config: PortConfig) -> Result<(), BridgeError> {
-        let index = check_id(id.0)?;
         self.network(config.network)?;
-        if self.ports.get(index).is_some_and(Option::is_some) {
-            return Err(BridgeError::PortExists(id));
-        }
-        *slot(&mut self.ports, index) = Some(PortState {
-            config,
-            up: true,
-            learned: 0,
-            counters: PortCounters::default(),
-            reported_drops: DropCounters::default(),
-        });
+        let index = self.free_port_index(id)?;
+        *slot(&mut self.ports, index) = Some(PortState::new(config));
         self.network_mut(config.network)?.members.push(id);
         Ok(())
     }

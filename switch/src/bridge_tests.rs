@@ -192,6 +192,25 @@ fn a_network_takes_a_table_made_elsewhere_with_its_limit() {
 }
 
 #[test]
+fn a_network_and_its_gateway_port_are_added_together_or_not_at_all() {
+    let mut b = bridge();
+    // Port 1 is taken (network A's): neither the network nor the port is added.
+    let gateway = PortConfig::gateway(NetworkId(7));
+    let (refused, e) =
+        b.add_network_with_port(NetworkId(7), Fdb::new(9), Some((PortId(1), gateway))).expect_err("taken");
+    assert_eq!(e, BridgeError::PortExists(PortId(1)));
+    assert_eq!(refused.limit(), 9, "the table comes back");
+    assert_eq!(b.fdb_len(NetworkId(7)), Err(BridgeError::NoSuchNetwork(NetworkId(7))));
+    assert_eq!(b.port_config(PortId(1)).unwrap().network, NET_A, "the taken port is untouched");
+
+    b.add_network_with_port(NetworkId(7), Fdb::new(9), Some((PortId(70), gateway))).unwrap();
+    assert_eq!(b.network_ports(NetworkId(7)).unwrap(), &[PortId(70)]);
+    assert_eq!(b.port_config(PortId(70)).unwrap().network, NetworkId(7));
+    b.add_network_with_port(NetworkId(8), Fdb::new(9), None).unwrap();
+    assert_eq!(b.network_ports(NetworkId(8)).unwrap(), &[] as &[PortId]);
+}
+
+#[test]
 fn split_horizon_between_tunnel_ports() {
     let mut b = Bridge::new();
     b.add_network(NET_A, NetworkConfig::default()).unwrap();

@@ -172,15 +172,12 @@ impl Datapath {
             Ok(crypto) => crypto,
             Err(e) => return Err((fdb, e)),
         };
-        self.bridge.add_network_with(spec.id, fdb).map_err(|(fdb, e)| (fdb, e.into()))?;
+        let has_gateway = spec.gateway.is_some() || spec.gateway6.is_some();
+        let gateway_port = has_gateway
+            .then(|| (super::gateway_port(spec.id.0), PortConfig { mtu: spec.mtu, ..PortConfig::gateway(spec.id) }));
+        self.bridge.add_network_with_port(spec.id, fdb, gateway_port).map_err(|(fdb, e)| (fdb, e.into()))?;
         let mut gateway = None;
-        if spec.gateway.is_some() || spec.gateway6.is_some() {
-            let port = super::gateway_port(spec.id.0);
-            if let Err(e) = self.bridge.add_port(port, PortConfig { mtu: spec.mtu, ..PortConfig::gateway(spec.id) }) {
-                // A network just added has no port, so its table comes back.
-                let fdb = self.bridge.remove_network(spec.id).unwrap_or_else(|_| Fdb::new(0));
-                return Err((fdb, e.into()));
-            }
+        if let Some((port, _)) = gateway_port {
             let ipv4 = spec.gateway.map(|gw| (gw.address, gw.prefix_len));
             let ipv6 = spec.gateway6.map(|gw| Ipv6Config {
                 address: gw.address,

@@ -856,14 +856,11 @@ impl DatapathHandle {
         let mut routes = self.routes();
         let existing = routes.networks.get(&spec.id).copied();
         let k = existing.unwrap_or_else(|| routes.assign(spec.vni));
-        if existing.is_some() {
-            drop(routes);
-            // Refused (the id is taken); the table is freed here, on return.
-            return self.call_on(k, |reply| Command::AddNetwork { spec, fdb, reply })?.map_err(|(_table, e)| e);
-        }
-        // Held across the call: two networks added at once are assigned in turn.
+        // Held across the call: two networks added at once are assigned in
+        // turn. An id already taken is refused by its worker; a refused
+        // table is freed here, on return, off the packet path.
         let added = self.call_on(k, |reply| Command::AddNetwork { spec, fdb, reply })?;
-        if added.is_ok() {
+        if added.is_ok() && existing.is_none() {
             routes.networks.insert(spec.id, k);
         }
         added.map_err(|(_table, e)| e)
