@@ -33,6 +33,12 @@ fn network_rx(d: &Daemon, net: &str) -> u64 {
     stats.iter().filter(|s| s.network == net).map(|s| s.rx_bytes).sum()
 }
 
+/// Frames received on network `net`'s ports (every worker's, summed).
+fn network_rx_frames(d: &Daemon, net: &str) -> u64 {
+    let stats: Vec<PortStats> = d.ctl_json(&["stats"]);
+    stats.iter().filter(|s| s.network == net).map(|s| s.rx_packets).sum()
+}
+
 #[test]
 fn two_bridge_networks_run_on_two_workers_at_once() {
     if !require_root("two_bridge_networks_run_on_two_workers_at_once") {
@@ -247,6 +253,40 @@ fn a_spread_network_carries_flows_on_every_worker_and_survives_a_restart() {
     let series = format!("vswitch_datapath_spread_frames_total{{role=\"replica\",worker=\"vsw-dp-{replica}\"}} ");
     let value = text.lines().find_map(|l| l.strip_prefix(series.as_str())).and_then(|v| v.trim().parse::<f64>().ok());
     assert!(value.is_some_and(|v| v >= 100.0), "{series}: {value:?} in\n{text}");
+
+    // Connections are placed where there is room: while one long stream
+    // keeps its worker busy, a new connection opens on the other worker
+    // (whichever queue the kernel's hash put its SYN in), so each worker
+    // carries one of the two streams.
+    let (frames_before, replica_before) = (network_rx_frames(&d, &net), spread_counts(&d)[&replica].0);
+    let bytes_before = network_rx(&d, &net);
+    let long = {
+        let (a, b, ip) = (a.clone(), b.clone(), ip_of(&e_b));
+        thread::spawn(move || tcp_transfer(&b, ip, &a, 1 << 30))
+    };
+    vswitch::wait::wait_until(
+        Duration::from_secs(20),
+        || "the long stream does not flow".to_owned(),
+        || (network_rx(&d, &net) >= bytes_before + (64 << 20)).then_some(()),
+    );
+    let short = tcp_transfer(&b, ip_of(&e_b), &a, 64 << 20).expect("a TCP transfer beside the long one");
+    let long = long.join().expect("the long stream's thread").expect("the long TCP transfer");
+    assert!(short.intact && long.intact, "short {short:?}, long {long:?}");
+    let frames = network_rx_frames(&d, &net) - frames_before;
+    let on_replica = spread_counts(&d)[&replica].0 - replica_before;
+    let on_owner = frames - on_replica;
+    let rows = worker_rows(&d);
+    let placed: Vec<(u64, u64)> = rows.values().map(|(_, w)| (w.placed_out, w.placed_in)).collect();
+    eprintln!(
+        "two streams at once: {on_owner} frames on the owner, {on_replica} on the replica; placed (out, in): {placed:?}"
+    );
+    // 64 MiB are at least 1,000 frames of 64 KiB, and as many ACKs.
+    assert!(
+        on_owner >= 1000 && on_replica >= 1000,
+        "both streams on one worker: owner {on_owner}, replica {on_replica}"
+    );
+    let (out, into): (u64, u64) = placed.iter().fold((0, 0), |(o, i), (po, pi)| (o + po, i + pi));
+    assert_eq!(out, into, "every connection placed elsewhere was taken there");
 
     // The table is the owner's, listed once.
     let fdb = d.ctl_ok(&["fdb", "show", &net]);

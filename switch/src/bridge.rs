@@ -465,6 +465,11 @@ impl Bridge {
         self.network(id).is_ok_and(NetworkState::is_replica)
     }
 
+    /// Whether this bridge holds any replica network.
+    pub fn has_replicas(&self) -> bool {
+        self.replicas > 0
+    }
+
     /// Whether `port` is a port of a replica network (another worker owns
     /// its network, and reports, captures and decides for it).
     pub fn on_replica(&self, port: PortId) -> bool {
@@ -537,6 +542,20 @@ impl Bridge {
         *slot(&mut self.ports, index) = Some(PortState::new(config));
         self.network_mut(config.network)?.members.push(id);
         Ok(())
+    }
+
+    /// Takes back the counts of a frame of `len` bytes forwarded from
+    /// `ingress` to `egress` that another worker will write, and count, instead
+    /// (a spread network's placed connection).
+    pub fn uncount_forwarded(&mut self, ingress: PortId, egress: PortId, len: u64) {
+        if let Some(Some(port)) = self.ports.get_mut(ingress.index()) {
+            port.counters.rx_packets = port.counters.rx_packets.saturating_sub(1);
+            port.counters.rx_bytes = port.counters.rx_bytes.saturating_sub(len);
+        }
+        if let Some(Some(port)) = self.ports.get_mut(egress.index()) {
+            port.counters.tx_packets = port.counters.tx_packets.saturating_sub(1);
+            port.counters.tx_bytes = port.counters.tx_bytes.saturating_sub(len);
+        }
     }
 
     /// Removes port `id` and every FDB entry (static too) pointing at it.

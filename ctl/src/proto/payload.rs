@@ -615,6 +615,13 @@ pub struct WorkerLoad {
     /// Frames replicas handed to it, as the owner of spread networks.
     #[serde(default)]
     pub from_replicas: u64,
+    /// TCP connections of spread networks it placed on another worker, less
+    /// busy (their opening handed over to be written there).
+    #[serde(default)]
+    pub placed_out: u64,
+    /// TCP connections of spread networks other workers placed on it.
+    #[serde(default)]
+    pub placed_in: u64,
 }
 
 /// A port's link impairment in `stats`: the settings in force and the counters since it

@@ -67,6 +67,25 @@ pub(crate) struct RxEntry {
     /// authenticated encrypted tunnel are as their sender made them, and
     /// their checksum may be partial.
     pub(crate) checksum: ChecksumState,
+    /// Whether another worker placed this frame here to be written by this
+    /// one (a spread network's new connection, see `datapath::spread`).
+    pub(crate) placed: Placed,
+}
+
+/// Whether a frame was handed to this worker to be written by it: the
+/// opening of a TCP connection on a spread network, placed on the worker
+/// that should carry the connection. Such a frame is not placed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Placed {
+    /// Read from a device, or handed over to be decided (by a replica to
+    /// its owner).
+    #[default]
+    No,
+    /// Placed by the network's owner, which already offered it to captures
+    /// as received.
+    ByOwner,
+    /// Placed by a replica, which offered it to no capture.
+    ByReplica,
 }
 
 /// Where buffer `buf` lies in the block.
@@ -80,7 +99,15 @@ impl RxEntry {
     /// the buffer's start, its virtio-net header first, `hdr` that header
     /// parsed (the frame's one parse).
     pub(crate) fn from_device(buf: usize, port: PortId, len: usize, hdr: VirtioNetHdr) -> RxEntry {
-        RxEntry { buf, frame: HDR..len, port, has_vnet_hdr: true, hdr, checksum: ChecksumState::Unverified }
+        RxEntry {
+            buf,
+            frame: HDR..len,
+            port,
+            has_vnet_hdr: true,
+            hdr,
+            checksum: ChecksumState::Unverified,
+            placed: Placed::No,
+        }
     }
 
     /// The header says GSO (a super-frame to be segmented later).
@@ -208,6 +235,7 @@ impl RxBatch {
                         has_vnet_hdr: true,
                         hdr: VirtioNetHdr::parse(&bytes[used..]).unwrap_or_default(),
                         checksum: ChecksumState::Unverified,
+                        placed: Placed::No,
                     });
                     // Keep the next frame's header 8-byte aligned.
                     used = (used + len).next_multiple_of(8);
@@ -242,19 +270,21 @@ impl RxBatch {
             has_vnet_hdr: true,
             hdr: VirtioNetHdr::default(),
             checksum: ChecksumState::Unverified,
+            placed: Placed::No,
         })
     }
 
     /// Copies a frame another worker read (virtio-net header first, as a
     /// TAP delivers it) into a fresh buffer, its header parsed once here.
-    pub(crate) fn push_received(&mut self, port: PortId, bytes: &[u8]) -> bool {
+    /// `placed` says whether it was placed here to be written (see [`Placed`]).
+    pub(crate) fn push_received(&mut self, port: PortId, bytes: &[u8], placed: Placed) -> bool {
         if bytes.len() < HDR || bytes.len() > Tap::RECV_BUF_LEN || self.entries.len() == MAX_FRAMES {
             return false;
         }
         let Some((buf, into)) = self.take_buffer() else { return false };
         into[..bytes.len()].copy_from_slice(bytes);
         let hdr = VirtioNetHdr::parse(bytes).unwrap_or_default();
-        self.push(RxEntry::from_device(buf, port, bytes.len(), hdr))
+        self.push(RxEntry { placed, ..RxEntry::from_device(buf, port, bytes.len(), hdr) })
     }
 
     /// Copies a small frame made inside the switch (a TCP ACK, an ICMP
@@ -283,6 +313,7 @@ impl RxBatch {
             has_vnet_hdr: true,
             hdr: VirtioNetHdr::default(),
             checksum: ChecksumState::Unverified,
+            placed: Placed::No,
         })
     }
 

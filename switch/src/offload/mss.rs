@@ -11,6 +11,77 @@ const OPT_NOP: u8 = 1;
 const OPT_MSS: u8 = 2;
 const OPT_MSS_LEN: u8 = 4;
 
+/// The first two segments of a TCP handshake, as a spread network places
+/// connections on workers (see `daemon::datapath::spread`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handshake {
+    /// A SYN-ACK (the answer); else a SYN without ACK (the opening).
+    pub answer: bool,
+    /// The connection, the same for both directions: its two endpoints
+    /// (address, port), the lower one first.
+    pub key: ConnectionKey,
+}
+
+/// Both endpoints of a TCP connection, the lower first (IPv4 addresses as
+/// IPv4-mapped IPv6 ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectionKey([([u8; 16], u16); 2]);
+
+/// `Some` when `frame` is a SYN (without ACK) or a SYN-ACK over IPv4 or
+/// IPv6 (no extension headers), tagged or not. Frames that are not TCP are
+/// told apart by two bytes and TCP segments without SYN (nearly all of
+/// them) by one more, so this is cheap enough to ask of every frame a
+/// worker of a spread network writes.
+pub fn tcp_handshake(frame: &[u8]) -> Option<Handshake> {
+    let ipv4_tcp = frame.get(12..14) == Some(&[0x08, 0x00]) && frame.get(23) == Some(&parse::PROTO_TCP);
+    let ipv6_tcp = frame.get(12..14) == Some(&[0x86, 0xdd]) && frame.get(20) == Some(&parse::PROTO_TCP);
+    let tagged = matches!(frame.get(12..14), Some([0x81, 0x00] | [0x88, 0xa8]));
+    if !(ipv4_tcp || ipv6_tcp || tagged) {
+        return None;
+    }
+    // Where the header has no options (IPv4) or extensions (IPv6), one
+    // byte tells a segment without SYN.
+    let flags_at_guess = if ipv6_tcp { 14 + 40 + 13 } else { 14 + 20 + 13 };
+    let plain = ipv6_tcp || frame.get(14) == Some(&0x45);
+    if plain && frame.get(flags_at_guess).is_some_and(|f| f & parse::TCP_SYN == 0) {
+        return None;
+    }
+    let (flags, key) = tcp_segment(frame)?;
+    (flags & parse::TCP_SYN != 0).then_some(Handshake { answer: flags & TCP_ACK != 0, key })
+}
+
+/// The connection a TCP segment belongs to, `None` for anything else: a
+/// whole parse, for the few frames a worker checks against the
+/// connections it just placed.
+pub fn tcp_connection(frame: &[u8]) -> Option<ConnectionKey> {
+    tcp_segment(frame).map(|(_, key)| key)
+}
+
+/// The flags and connection of a TCP segment over IPv4 or IPv6.
+fn tcp_segment(frame: &[u8]) -> Option<(u8, ConnectionKey)> {
+    let ip = parse::ip(frame).ok().flatten()?;
+    let l4 = parse::l4(frame, &ip).ok()?;
+    if l4.proto != parse::PROTO_TCP {
+        return None;
+    }
+    let (src, dst) = ip.addrs(frame);
+    let endpoint = |addr: &[u8], port_at: usize| {
+        let mut a = [0u8; 16];
+        if addr.len() == 4 {
+            a[10..12].copy_from_slice(&[0xff, 0xff]);
+            a[12..].copy_from_slice(addr);
+        } else {
+            a.copy_from_slice(addr);
+        }
+        (a, parse::be16(frame, port_at))
+    };
+    let (s, d) = (endpoint(src, l4.off), endpoint(dst, l4.off + 2));
+    Some((frame[l4.off + parse::TCP_FLAGS], ConnectionKey(if s <= d { [s, d] } else { [d, s] })))
+}
+
+/// The TCP ACK flag.
+const TCP_ACK: u8 = 0x10;
+
 /// Lowers the MSS option of a TCP SYN or SYN-ACK (IPv4 or IPv6) to `max_mss`
 /// when it is larger, and returns whether the frame changed.
 ///

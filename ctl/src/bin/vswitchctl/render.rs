@@ -195,7 +195,17 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     if !workers.is_empty() {
         writeln!(w)?;
         writeln!(w, "WORKERS (datapath threads; their rows above count their underlay sockets)")?;
-        let mut t = Table::new(&["WORKER", "BUSY-MS", "WAKEUPS", "CPU", "AS-REPLICA", "TO-OWNER", "FROM-REPLICAS"]);
+        let mut t = Table::new(&[
+            "WORKER",
+            "BUSY-MS",
+            "WAKEUPS",
+            "CPU",
+            "AS-REPLICA",
+            "TO-OWNER",
+            "FROM-REPLICAS",
+            "PLACED-OUT",
+            "PLACED-IN",
+        ]);
         for k in workers {
             let cpu = k.cpu.map_or_else(|| "any".to_owned(), |c| c.to_string());
             t.row(vec![
@@ -206,6 +216,8 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
                 k.replica_frames.to_string(),
                 k.to_owner.to_string(),
                 k.from_replicas.to_string(),
+                k.placed_out.to_string(),
+                k.placed_in.to_string(),
             ]);
         }
         t.write(w)?;

@@ -274,6 +274,11 @@ impl Control {
             "Frames of spread networks per worker: forwarded as a replica, handed to the owner, taken from replicas.",
             &["worker", "role"],
         );
+        let placed = b.counters(
+            "vswitch_datapath_spread_connections_placed_total",
+            "TCP connections of spread networks a worker placed on another, less busy worker (out) or took (in).",
+            &["worker", "direction"],
+        );
         for (k, w) in snapshot.workers.iter().enumerate() {
             let worker = worker_label(k);
             if let Some(busy) = &busy {
@@ -284,6 +289,9 @@ impl Control {
                 [("replica", w.spread.replica_rx), ("to_owner", w.spread.punted), ("from_replicas", w.spread.taken)]
             {
                 set(&spread, &[worker.as_str(), role], n);
+            }
+            for (direction, n) in [("out", w.spread.placed_out), ("in", w.spread.placed_in)] {
+                set(&placed, &[worker.as_str(), direction], n);
             }
         }
 

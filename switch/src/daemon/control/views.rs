@@ -185,6 +185,8 @@ impl Control {
                     replica_frames: w.spread.replica_rx,
                     to_owner: w.spread.punted,
                     from_replicas: w.spread.taken,
+                    placed_out: w.spread.placed_out,
+                    placed_in: w.spread.placed_in,
                 }),
                 gro: None,
             });

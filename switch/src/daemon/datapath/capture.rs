@@ -10,7 +10,7 @@ use ctl::proto::Direction;
 
 use super::{Datapath, PortIo};
 use crate::bridge::Bridge;
-use crate::daemon::batch::HDR;
+use crate::daemon::batch::{HDR, Placed};
 use crate::daemon::capture::Captures;
 use crate::port::{NetworkId, PortId};
 
@@ -43,8 +43,11 @@ impl Datapath {
     pub(super) fn capture_batch(&mut self) {
         let Datapath { captures, batch, bridge, ports, .. } = self;
         for i in 0..batch.len() {
-            let port = batch.entry(i).port;
-            if bridge.on_replica(port) {
+            let entry = batch.entry(i);
+            let port = entry.port;
+            // A replica's frames are offered as it forwards them; a frame
+            // this owner placed on a replica and got back, when it was read.
+            if bridge.on_replica(port) || entry.placed == Placed::ByOwner {
                 continue;
             }
             let remote = remote_of(ports, port);
@@ -61,7 +64,8 @@ impl Datapath {
             return;
         }
         let ingress = batch.entry(i).port;
-        if bridge.on_replica(ingress) {
+        // Not when the owner placed it here: it offered it when it read it.
+        if bridge.on_replica(ingress) && batch.entry(i).placed != Placed::ByOwner {
             captures.frame(ingress, Direction::Rx, batch.frame(i), || network_of(bridge, ingress), None);
         }
         let remote = remote_of(ports, port);

@@ -534,6 +534,8 @@ impl Datapath {
             replica_rx: self.replica_rx(),
             punted: self.spread.punted,
             taken: self.spread.taken,
+            placed_out: self.spread.placed_out,
+            placed_in: self.spread.placed_in,
         };
         for (index, net) in self.nets.iter().enumerate() {
             let Some(net) = net else { continue };

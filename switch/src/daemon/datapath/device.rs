@@ -126,6 +126,13 @@ pub(crate) trait PortDevice: Send {
         0
     }
 
+    /// Whether this is a TAP queue: on a spread network every worker has a
+    /// queue of the same TAP, so any of them can write a flow's frames into
+    /// it (AF_XDP ports and uplinks live on the network's owner only).
+    fn is_spread_queue(&self) -> bool {
+        false
+    }
+
     /// The reason [`kernel_drops`](Self::kernel_drops) are counted under.
     fn kernel_drop_reason(&self) -> DropReason {
         DropReason::XskRxDropped
@@ -165,6 +172,10 @@ impl PortDevice for Tap {
 
     fn into_tap(self: Box<Self>) -> Option<Tap> {
         Some(*self)
+    }
+
+    fn is_spread_queue(&self) -> bool {
+        true
     }
 }
 

@@ -490,6 +490,10 @@ pub struct SpreadCounters {
     pub punted: u64,
     /// Frames replicas handed to it, as an owner.
     pub taken: u64,
+    /// Connections it placed on another worker (their opening handed over).
+    pub placed_out: u64,
+    /// Connections other workers placed on it.
+    pub placed_in: u64,
 }
 
 /// One worker's share of a [`Snapshot`] (`stats --json` shows them).

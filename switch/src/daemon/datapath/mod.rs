@@ -394,6 +394,7 @@ impl Datapath {
             self.wakeup();
             self.busy += woke.elapsed();
             self.wakeups += 1;
+            self.spread.publish_busy(self.busy);
         }
     }
 
@@ -443,6 +444,10 @@ impl Datapath {
     fn tick(&mut self, now: Timestamp) {
         self.check_devices();
         self.send_replica_seen(now);
+        if self.spread.owns_any() || self.bridge.has_replicas() {
+            self.spread.read_loads(now);
+            self.spread.forget_placements(now);
+        }
         self.bridge.age(now);
         let unix = self.clock.unix_secs();
         self.rotate_keys(now, unix);
@@ -858,6 +863,10 @@ impl Datapath {
 
     /// Sends frame `i` of the batch out of `port`.
     fn send_one(&mut self, port: PortId, i: usize) {
+        // Only a worker with spread networks places connections.
+        if (self.spread.owns_any() || self.bridge.has_replicas()) && self.place_elsewhere(port, i) {
+            return;
+        }
         if self.captures.ports {
             self.capture_sent(port, i);
         }

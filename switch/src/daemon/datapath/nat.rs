@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use super::handle::DatapathError;
 use super::{Datapath, PortIo};
 use crate::counters::DropReason;
-use crate::daemon::batch::{HDR, RxEntry};
+use crate::daemon::batch::{HDR, Placed, RxEntry};
 use crate::nat::{
     DataFrame, Emit, Family, FlowId, FlowInfo, Host, Limits, ListenerId, MAX_UDP_PAYLOAD, NetView, Proto, Publication,
     TCP_PAYLOAD, Translator, Unsupported,
@@ -995,5 +995,6 @@ fn push_frame(batch: &mut crate::daemon::batch::RxBatch, buf: usize, frame: Data
         has_vnet_hdr: true,
         hdr: frame.hdr,
         checksum: ChecksumState::Unverified,
+        placed: Placed::No,
     });
 }

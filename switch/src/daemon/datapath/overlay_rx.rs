@@ -20,7 +20,7 @@ use vxlan::{PeerTable, Vni};
 
 use super::{Datapath, NetInfo, config};
 use crate::counters::DropReason;
-use crate::daemon::batch::{RxBatch, RxEntry};
+use crate::daemon::batch::{Placed, RxBatch, RxEntry};
 use crate::daemon::tunnel::Received;
 use crate::events::EventKind;
 use crate::offload::{self, ChecksumState};
@@ -338,7 +338,15 @@ impl Datapath {
         };
         // Cannot fail: the tunnel took only as many buffers as the batch
         // has frame slots for.
-        self.batch.push(RxEntry { buf, frame, port, has_vnet_hdr: false, hdr: VirtioNetHdr::default(), checksum });
+        self.batch.push(RxEntry {
+            buf,
+            frame,
+            port,
+            has_vnet_hdr: false,
+            hdr: VirtioNetHdr::default(),
+            checksum,
+            placed: Placed::No,
+        });
     }
 
     /// The tunnel port of (`vni`, `remote`) on `network`: the one an earlier

@@ -13,6 +13,26 @@
 //! queue of the port had delivered them, and after every wake-up sends the
 //! changes of its spread networks' tables to every replica.
 //!
+//! **Placing connections.** The kernel spreads flows by their hash, so two
+//! connections share a worker half the time. A worker about to write the
+//! opening of a TCP connection (a SYN without ACK) from one endpoint queue
+//! into another of a spread network picks the worker that should carry the
+//! connection instead ([`Spread::choose`]: the least busy one, counting the
+//! connections placed on each since its load was last read) and, when that
+//! is another worker, hands the SYN over to be written there. Whoever writes
+//! a flow's frames into a TAP queue gets the flow's next frames from that
+//! TAP (tun's flow table): the server's SYN-ACK comes back on the chosen
+//! worker's queue, which writes it to the client's TAP, whose following
+//! frames then take the same queue. One catch: tun records the writer of a
+//! flow only after the written frame went through the sandbox's stack, so
+//! the SYN-ACK, made while the SYN is delivered, still goes by the hash,
+//! which is the SYN's (the hash is symmetric): back to the worker that
+//! placed the connection. That worker remembers what it placed (the last
+//! [`MAX_REMEMBERED`] connections, for [`REMEMBER_MS`]) and hands the
+//! SYN-ACK on too. So a connection lands where there is room, at the cost
+//! of two hand-overs per connection; the kernel's hash still decides for
+//! everything else (UDP, connections that opened before).
+//!
 //! Punted frames are copied into a fresh buffer each: they are a flow's
 //! first frames (before the owner's table reached the replica, and the
 //! kernel then steers the flow to whoever answered it), broadcasts, and
@@ -21,7 +41,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::Sender;
 use mio::Waker;
@@ -29,8 +49,64 @@ use mio::Waker;
 use super::handle::Command;
 use super::{Datapath, PortIo};
 use crate::counters::DropReason;
+use crate::daemon::batch::Placed;
+use crate::offload::ConnectionKey;
 use crate::port::{NetworkId, PortId};
 use crate::replica::{FdbChanges, MAX_HANDED_OVER};
+use crate::time::Timestamp;
+
+/// How often a worker re-reads another's busy time when it places a
+/// connection (milliseconds): often enough to follow a flow that started
+/// a moment ago, seldom enough that one reading spans many wake-ups.
+const LOAD_SAMPLE_MS: u64 = 100;
+
+/// What a connection placed on a worker since its load was last read
+/// counts for, in thousandths of a core: a burst of connections opened at
+/// once is spread, not sent to whichever worker looked idle.
+const PLACED_CONNECTION_LOAD: u64 = 100;
+
+/// Connections placed elsewhere a worker remembers until their SYN-ACK.
+const MAX_REMEMBERED: usize = 256;
+
+/// How long a placed connection is remembered for its SYN-ACK
+/// (milliseconds): a handshake's round trip, with room for a slow server.
+const REMEMBER_MS: u64 = 3_000;
+
+/// A connection a worker placed on another worker.
+#[derive(Debug, Clone, Copy)]
+struct Placement {
+    key: ConnectionKey,
+    worker: usize,
+    at: Timestamp,
+    /// Its SYN-ACK passed; its third segment is awaited.
+    answered: bool,
+}
+
+/// A worker's load as the others see it: written by the worker after each
+/// wake-up (busy time) and by whoever places a connection on it.
+#[derive(Debug, Default)]
+pub(super) struct WorkerLoad {
+    /// Time spent handling wake-ups since the worker started, nanoseconds.
+    busy_ns: AtomicU64,
+    /// Connections placed on the worker so far (by any worker).
+    placed: AtomicU64,
+}
+
+/// What a worker last read of another's load.
+#[derive(Debug, Clone, Copy, Default)]
+struct LoadSample {
+    /// Read at least once.
+    read: bool,
+    at: Timestamp,
+    busy_ns: u64,
+    /// Connections placed on the worker by the reading before this one:
+    /// those placed since still count, as their load may not show yet.
+    placed_before: u64,
+    /// Connections placed on the worker by this reading.
+    placed: u64,
+    /// Thousandths of a core busy between the last two readings.
+    load: u64,
+}
 
 /// Another worker's loop, reached without waiting for it: its command
 /// channel and the waker of its poll.
@@ -41,12 +117,14 @@ pub(super) struct WorkerLink {
     /// Frames handed to this worker by replicas and not yet read into one
     /// of its batches (written by both sides, once per batch).
     pub(super) pending: Arc<AtomicUsize>,
+    /// How busy the worker is and what was placed on it.
+    pub(super) load: Arc<WorkerLoad>,
 }
 
 impl WorkerLink {
     /// A link to the loop behind `commands` and `waker`.
     pub(super) fn new(commands: Sender<Command>, waker: Arc<Waker>) -> WorkerLink {
-        WorkerLink { commands, waker, pending: Arc::new(AtomicUsize::new(0)) }
+        WorkerLink { commands, waker, pending: Arc::new(AtomicUsize::new(0)), load: Arc::default() }
     }
 }
 
@@ -68,6 +146,12 @@ impl WorkerLink {
 pub(super) struct Punted {
     pub(super) port: PortId,
     pub(super) bytes: Vec<u8>,
+    /// Placed on the receiving worker to be written there (a connection's
+    /// SYN or SYN-ACK), or handed over to be decided.
+    pub(super) placed: Placed,
+    /// This hand-over places a connection (its SYN): counted once, by the
+    /// worker that takes it.
+    pub(super) places_connection: bool,
 }
 
 /// What a worker keeps for spread networks.
@@ -86,6 +170,19 @@ pub(super) struct Spread {
     incoming: VecDeque<Punted>,
     /// When this worker last told owners which stations it forwarded for.
     seen_sent: crate::time::Timestamp,
+    /// What this worker last read of every worker's load, by index.
+    samples: Vec<LoadSample>,
+    /// Connections this worker placed on another worker whose handshake
+    /// has not passed yet, oldest first.
+    placements: VecDeque<Placement>,
+    /// Of those, the ones answered (SYN-ACK passed) and waiting for their
+    /// third segment: while there are any, every TCP segment this worker
+    /// writes is checked against them.
+    answered: usize,
+    /// Connections this worker placed on another worker.
+    pub(super) placed_out: u64,
+    /// Connections other workers placed on this one.
+    pub(super) placed_in: u64,
     /// Frames this worker handed to owners.
     pub(super) punted: u64,
     /// Frames replicas handed to this worker.
@@ -96,6 +193,7 @@ impl Spread {
     /// Connects worker `me` to every worker's loop.
     pub(super) fn connect(&mut self, me: usize, links: Vec<WorkerLink>) {
         self.outgoing = (0..links.len()).map(|_| Vec::new()).collect();
+        self.samples = vec![LoadSample::default(); links.len()];
         self.me = me;
         self.links = links;
     }
@@ -107,7 +205,8 @@ impl Spread {
 
     /// Takes frames a replica handed over.
     pub(super) fn receive(&mut self, frames: Vec<Punted>) {
-        self.taken += frames.len() as u64;
+        self.placed_in += frames.iter().filter(|f| f.places_connection).count() as u64;
+        self.taken += frames.iter().filter(|f| f.placed == Placed::No).count() as u64;
         self.incoming.extend(frames);
     }
 
@@ -133,6 +232,128 @@ impl Spread {
     pub(super) fn disown(&mut self, id: NetworkId) {
         self.owned.retain(|&n| n != id);
     }
+
+    /// Whether worker `k` can take another handed-over frame: fewer than
+    /// [`MAX_HANDED_OVER`] wait for it, counting this batch's.
+    fn has_room(&self, k: usize) -> bool {
+        match (self.links.get(k), self.outgoing.get(k)) {
+            (Some(link), Some(queued)) => link.pending.load(Ordering::Relaxed) + queued.len() < MAX_HANDED_OVER,
+            _ => false,
+        }
+    }
+
+    /// Whether this worker owns any spread network.
+    pub(super) fn owns_any(&self) -> bool {
+        !self.owned.is_empty()
+    }
+
+    /// Whether this worker owns spread network `id`.
+    pub(super) fn owns(&self, id: NetworkId) -> bool {
+        self.owned.contains(&id)
+    }
+
+    /// Publishes this worker's busy time so far (after each wake-up): one
+    /// relaxed store, read by workers placing connections.
+    pub(super) fn publish_busy(&self, busy: std::time::Duration) {
+        if let Some(me) = self.links.get(self.me) {
+            me.load.busy_ns.store(busy.as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads every worker's busy time and placed connections again where
+    /// the last reading is at least [`LOAD_SAMPLE_MS`] old: each load is the
+    /// busy share between two readings. Called when placing a connection
+    /// and from the tick, so a load is at most about a second old.
+    pub(super) fn read_loads(&mut self, now: Timestamp) {
+        for (link, sample) in self.links.iter().zip(&mut self.samples) {
+            let elapsed = now.millis_since(sample.at);
+            if elapsed < LOAD_SAMPLE_MS && sample.read {
+                continue;
+            }
+            let busy = link.load.busy_ns.load(Ordering::Relaxed);
+            let window_ns = elapsed.max(1) * 1_000_000;
+            let load = busy.saturating_sub(sample.busy_ns).saturating_mul(1000) / window_ns;
+            *sample = LoadSample {
+                read: true,
+                at: now,
+                busy_ns: busy,
+                placed_before: sample.placed,
+                placed: link.load.placed.load(Ordering::Relaxed),
+                load: load.min(1000),
+            };
+        }
+    }
+
+    /// The worker a new connection should go to: the least loaded by its
+    /// busy share at the last reading ([`Spread::read_loads`]) plus
+    /// [`PLACED_CONNECTION_LOAD`] for each connection placed on it since
+    /// the reading before (whose load may not show in the last one yet);
+    /// this worker on a tie (no hand-over), else the lowest index.
+    pub(super) fn choose(&mut self, now: Timestamp) -> usize {
+        self.read_loads(now);
+        let mut best = (u64::MAX, self.me);
+        for (k, (link, sample)) in self.links.iter().zip(&self.samples).enumerate() {
+            let placed = link.load.placed.load(Ordering::Relaxed);
+            let score = sample.load + placed.saturating_sub(sample.placed_before) * PLACED_CONNECTION_LOAD;
+            if score < best.0 || (score == best.0 && k == self.me) {
+                best = (score, k);
+            }
+        }
+        best.1
+    }
+
+    /// Remembers that connection `key` was placed on worker `k`.
+    fn remember(&mut self, key: ConnectionKey, k: usize, now: Timestamp) {
+        self.forget_placements(now);
+        if self.placements.len() == MAX_REMEMBERED
+            && let Some(oldest) = self.placements.pop_front()
+            && oldest.answered
+        {
+            self.answered -= 1;
+        }
+        self.placements.push_back(Placement { key, worker: k, at: now, answered: false });
+    }
+
+    /// Forgets placements older than [`REMEMBER_MS`].
+    pub(super) fn forget_placements(&mut self, now: Timestamp) {
+        while let Some(oldest) = self.placements.front()
+            && now.millis_since(oldest.at) > REMEMBER_MS
+        {
+            if oldest.answered {
+                self.answered -= 1;
+            }
+            self.placements.pop_front();
+        }
+    }
+
+    /// Whether placed connections wait for their third segment.
+    fn awaits_third_segments(&self) -> bool {
+        self.answered > 0
+    }
+
+    /// The worker connection `key` was placed on, when this worker placed
+    /// it and its SYN-ACK (`answer`) or then its third segment is what
+    /// passes now; the placement is forgotten after the third segment.
+    fn placed_on(&mut self, key: ConnectionKey, answer: bool, now: Timestamp) -> Option<usize> {
+        self.forget_placements(now);
+        let at = self.placements.iter().rposition(|p| p.key == key && p.answered != answer)?;
+        let worker = self.placements[at].worker;
+        if answer {
+            self.placements[at].answered = true;
+            self.answered += 1;
+        } else {
+            self.placements.remove(at);
+            self.answered -= 1;
+        }
+        Some(worker)
+    }
+
+    /// Counts a connection placed on worker `k` (see [`Spread::choose`]).
+    pub(super) fn count_placed(&self, k: usize) {
+        if let Some(link) = self.links.get(k) {
+            link.load.placed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Datapath {
@@ -140,13 +361,21 @@ impl Datapath {
     /// network (its bytes are copied: the batch is reused); dropped as
     /// `owner_busy` when the owner already has its fill waiting.
     pub(super) fn punt(&mut self, owner: usize, i: usize) {
+        let placed = self.batch.entry(i).placed;
+        if self.hand_over(owner, i, placed, false) {
+            self.spread.punted += 1;
+        }
+    }
+
+    /// Copies frame `i` of the batch into the next message to worker
+    /// `owner` (the network's owner, or the worker a connection is placed
+    /// on), marked `placed` (and `places_connection` for a placed SYN); dropped as `owner_busy` when that worker
+    /// already has its fill of handed-over frames waiting. True when queued.
+    fn hand_over(&mut self, owner: usize, i: usize, placed: Placed, places_connection: bool) -> bool {
         let port = self.batch.entry(i).port;
-        let (Some(link), Some(queued)) = (self.spread.links.get(owner), self.spread.outgoing.get(owner)) else {
-            return;
-        };
-        if link.pending.load(Ordering::Relaxed) + queued.len() >= MAX_HANDED_OVER {
+        if !self.spread.has_room(owner) {
             self.bridge.count_drop(port, DropReason::OwnerBusy);
-            return;
+            return false;
         }
         let bytes = match self.batch.with_vnet_hdr(i) {
             Some(bytes) => bytes.to_vec(),
@@ -156,9 +385,71 @@ impl Datapath {
                 bytes
             }
         };
-        let Some(queue) = self.spread.outgoing.get_mut(owner) else { return };
-        queue.push(Punted { port, bytes });
-        self.spread.punted += 1;
+        let Some(queue) = self.spread.outgoing.get_mut(owner) else { return false };
+        queue.push(Punted { port, bytes, placed, places_connection });
+        true
+    }
+
+    /// Places the connection frame `i` opens on the worker that should
+    /// carry it (see the module docs): when the frame is a TCP SYN without
+    /// ACK from an endpoint queue to another one (`port`) of a spread
+    /// network, not placed before, and [`Spread::choose`] picks another
+    /// worker, or the SYN-ACK or third segment of a connection this worker
+    /// placed on another, the frame is handed over to be written there,
+    /// uncounted here (that worker counts it), and this returns true.
+    pub(super) fn place_elsewhere(&mut self, port: PortId, i: usize) -> bool {
+        let entry = self.batch.entry(i);
+        let ingress = entry.port;
+        if entry.placed != Placed::No {
+            return false;
+        }
+        let frame = self.batch.frame(i);
+        let handshake = crate::offload::tcp_handshake(frame);
+        let third = match handshake {
+            None if self.spread.awaits_third_segments() => crate::offload::tcp_connection(frame),
+            _ => None,
+        };
+        if handshake.is_none() && third.is_none() {
+            return false;
+        }
+        let is_queue =
+            |p: PortId| matches!(self.ports.get(p.index()), Some(Some(PortIo::Tap(d))) if d.is_spread_queue());
+        if !is_queue(port) || !is_queue(ingress) {
+            return false;
+        }
+        let Ok(network) = self.bridge.port_config(port).map(|c| c.network) else { return false };
+        let replica = self.bridge.is_replica(network);
+        if !replica && !self.spread.owns(network) {
+            return false;
+        }
+        let now = self.clock.now();
+        let (target, opening) = match (handshake, third) {
+            (Some(h), _) if !h.answer => {
+                let target = self.spread.choose(now);
+                // A worker with its fill of handed-over frames waiting gets
+                // no more: the connection stays where the kernel put it.
+                if target == self.spread.me || !self.spread.has_room(target) {
+                    self.spread.count_placed(self.spread.me);
+                    return false;
+                }
+                self.spread.count_placed(target);
+                self.spread.remember(h.key, target, now);
+                self.spread.placed_out += 1;
+                (target, true)
+            }
+            (Some(h), _) => match self.spread.placed_on(h.key, true, now) {
+                Some(target) if self.spread.has_room(target) => (target, false),
+                _ => return false,
+            },
+            (None, Some(key)) => match self.spread.placed_on(key, false, now) {
+                Some(target) if self.spread.has_room(target) => (target, false),
+                _ => return false,
+            },
+            (None, None) => return false,
+        };
+        self.bridge.uncount_forwarded(ingress, port, self.batch.frame(i).len() as u64);
+        self.hand_over(target, i, if replica { Placed::ByReplica } else { Placed::ByOwner }, opening);
+        true
     }
 
     /// Sends the frames planned for owners, one message per owner.
@@ -184,7 +475,7 @@ impl Datapath {
         while read < super::BUFFERS / 2 && !self.batch.is_full() {
             let Some(punted) = self.spread.incoming.pop_front() else { break };
             read += 1;
-            if !self.batch.push_received(punted.port, &punted.bytes) {
+            if !self.batch.push_received(punted.port, &punted.bytes, punted.placed) {
                 self.bridge.count_drop(punted.port, DropReason::Truncated);
             }
         }

@@ -139,3 +139,39 @@ fn other_segments_are_untouched() {
     assert!(!clamp_mss(&mut frame, &hdr, 100));
     assert_eq!(frame, b.frame);
 }
+
+/// `b` turned around: addresses and ports swapped.
+fn reversed(b: &Built, v6: bool) -> Vec<u8> {
+    let mut f = b.frame.clone();
+    let (src, len) = if v6 { (b.l3_off + 8, 16) } else { (b.l3_off + 12, 4) };
+    let addr: Vec<u8> = f[src..src + len].to_vec();
+    f.copy_within(src + len..src + 2 * len, src);
+    f[src + len..src + 2 * len].copy_from_slice(&addr);
+    let ports: Vec<u8> = f[b.l4_off..b.l4_off + 4].to_vec();
+    f[b.l4_off..b.l4_off + 2].copy_from_slice(&ports[2..]);
+    f[b.l4_off + 2..b.l4_off + 4].copy_from_slice(&ports[..2]);
+    f
+}
+
+#[test]
+fn a_handshake_is_a_syn_then_a_syn_ack_of_one_connection_over_either_family_tagged_or_not() {
+    use crate::offload::tcp_handshake;
+    for v6 in [false, true] {
+        let opening = tcp_handshake(&build(&syn(linux_syn_options(), 0x02, v6)).frame).expect("a SYN");
+        assert!(!opening.answer, "v6 {v6}");
+        let answer = tcp_handshake(&reversed(&build(&syn(linux_syn_options(), 0x12, v6)), v6)).expect("a SYN-ACK");
+        assert!(answer.answer, "v6 {v6}");
+        assert_eq!(answer.key, opening.key, "one connection, either direction, v6 {v6}");
+        let mut other = build(&syn(linux_syn_options(), 0x02, v6));
+        other.frame[other.l4_off + 1] ^= 1;
+        assert_ne!(tcp_handshake(&other.frame).map(|h| h.key), Some(opening.key), "another port, v6 {v6}");
+        assert!(tcp_handshake(&build(&syn(vec![], 0x10, v6)).frame).is_none(), "ACK, v6 {v6}");
+        assert!(tcp_handshake(&build(&Spec { v6, ..Spec::udp4(8) }).frame).is_none(), "UDP, v6 {v6}");
+    }
+    let tagged = build(&Spec { vlan: Some(7), ..syn(linux_syn_options(), 0x02, false) });
+    assert!(tcp_handshake(&tagged.frame).is_some(), "a tagged SYN");
+    let syn4 = build(&syn(linux_syn_options(), 0x02, false)).frame;
+    for cut in [0, 13, 23, 40, 47] {
+        assert!(tcp_handshake(&syn4[..cut]).is_none(), "cut at {cut}: not a whole TCP header");
+    }
+}

@@ -3,7 +3,9 @@
 //! table reached it, and neither ever sends a frame twice.
 
 use super::super::handle::Command;
-use super::super::testing::frames::{arp_request, frame, gw_mac, ip, mac};
+use std::time::Duration;
+
+use super::super::testing::frames::{Tcp, arp_request, frame, gw_mac, ip, mac, udp};
 use super::super::testing::{Harness, gateway_network};
 use crate::port::{NetworkId, PortConfig, PortId};
 
@@ -226,4 +228,118 @@ fn a_replica_goes_with_its_owner_queues_and_all() {
     let fdb = crate::fdb::Fdb::new(crate::fdb::DEFAULT_FDB_LIMIT);
     let again = replica.call(|reply| Command::AddReplica { id: net, fdb, owner: 0, reply });
     assert!(again.is_ok(), "the id can be used again");
+}
+
+/// Both stations learned by the owner and its table on the replica.
+fn learned_pair() -> (Harness, Harness, PortId, PortId) {
+    let (mut owner, mut replica, _net, a, b) = spread_pair();
+    owner.inject(a, &frame(mac(2), mac(1), 1));
+    owner.inject(b, &frame(mac(1), mac(2), 2));
+    settle(&mut owner, &mut replica);
+    owner.sent(a);
+    owner.sent(b);
+    (owner, replica, a, b)
+}
+
+/// The opening of a connection from station 1 to station 2, from source
+/// port `port`.
+fn syn(port: u16) -> Vec<u8> {
+    let tcp = Tcp::between(1, 2);
+    Tcp { src: (tcp.src.0, tcp.src.1, port), syn_mss: Some(1460), ..tcp }.frame(&[])
+}
+
+/// A segment of [`syn`]`(port)`'s connection from station 1: an ACK.
+fn ack(port: u16) -> Vec<u8> {
+    let tcp = Tcp::between(1, 2);
+    Tcp { src: (tcp.src.0, tcp.src.1, port), ..tcp }.frame(&[])
+}
+
+/// Station 2's answer to [`syn`]`(port)`, a SYN-ACK.
+fn syn_ack(port: u16) -> Vec<u8> {
+    let tcp = Tcp::between(2, 1);
+    let mut frame =
+        Tcp { src: (tcp.src.0, tcp.src.1, 5201), dst: (tcp.dst.0, tcp.dst.1, port), syn_mss: Some(1460), ..tcp }
+            .frame(&[]);
+    frame[14 + 20 + 13] |= 0x10; // ACK too (the checksum does not matter here)
+    frame
+}
+
+#[test]
+fn a_connection_opens_on_the_less_busy_worker_which_writes_it_and_counts_it_once() {
+    let (mut owner, mut replica, a, b) = learned_pair();
+    let (oa, ob) = (owner.counters(a), owner.counters(b));
+    // The owner was busy 900 ms of the last second, the replica not at all.
+    owner.dp.spread.publish_busy(Duration::from_millis(900));
+    owner.advance(Duration::from_secs(1));
+
+    owner.inject(a, &syn(40_001));
+    settle(&mut owner, &mut replica);
+    assert!(owner.sent(b).is_empty(), "the owner does not write it");
+    assert_eq!(replica.sent_frames(b), vec![syn(40_001)], "the replica does, into its queue of b");
+    assert_eq!((owner.dp.spread.placed_out, replica.dp.spread.placed_out), (1, 0), "placed once, not again");
+    let (na, nb) = (owner.counters(a), owner.counters(b));
+    assert_eq!((na.rx_packets, nb.tx_packets), (oa.rx_packets, ob.tx_packets), "not counted by the owner");
+    let (ra, rb) = (replica.counters(a), replica.counters(b));
+    assert_eq!((ra.rx_packets, rb.tx_packets), (1, 1), "counted once, by the worker that wrote it");
+
+    // The answer comes back by the hash, which is the SYN's: to the owner's
+    // queue of b. The owner placed the connection and hands the answer on;
+    // the replica writes it into its queue of a.
+    owner.inject(b, &syn_ack(40_001));
+    settle(&mut owner, &mut replica);
+    assert!(owner.sent(a).is_empty(), "the owner does not write the answer");
+    assert_eq!(replica.sent_frames(a), vec![syn_ack(40_001)]);
+    assert_eq!((owner.dp.spread.placed_out, replica.dp.spread.placed_in), (1, 1), "one connection placed");
+    let (ra, rb) = (replica.counters(a), replica.counters(b));
+    assert_eq!((rb.rx_packets, ra.tx_packets), (1, 1), "the answer is counted once, by the replica");
+
+    // The client's third segment, made while the answer was delivered,
+    // still goes by the hash too: handed on as well, once.
+    let third = ack(40_001);
+    owner.inject(a, &third);
+    owner.inject(a, &third);
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(b), vec![third.clone()], "the third segment is written by the replica");
+    assert_eq!(owner.sent_frames(b), vec![third], "then the connection is forgotten here");
+
+    // An answer the owner did not place (or placed long ago) is written by
+    // whoever reads it.
+    owner.inject(b, &syn_ack(40_001));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(a), vec![syn_ack(40_001)], "remembered once");
+    owner.inject(a, &syn(40_002));
+    owner.run_until_idle();
+    owner.advance(Duration::from_secs(4));
+    owner.inject(b, &syn_ack(40_002));
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(b), vec![syn(40_002)], "placed on the replica");
+    assert_eq!(owner.sent_frames(a), vec![syn_ack(40_002)], "answered too late to be remembered");
+
+    // Other frames follow the kernel's steering, as before.
+    let data = Tcp::between(1, 2).frame(&[7; 100]);
+    owner.inject(a, &data);
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(b), vec![data]);
+    assert_eq!(owner.dp.spread.placed_out, 2);
+}
+
+#[test]
+fn connections_opened_at_once_on_idle_workers_alternate_between_them() {
+    let (mut owner, mut replica, a, b) = learned_pair();
+    for port in 40_001..40_005 {
+        replica.inject(a, &syn(port));
+    }
+    settle(&mut owner, &mut replica);
+    // Idle workers: the first stays where it was read, then each is placed
+    // on whichever has had fewer placed so far.
+    assert_eq!(replica.sent_frames(b), vec![syn(40_001), syn(40_003)]);
+    assert_eq!(owner.sent_frames(b), vec![syn(40_002), syn(40_004)]);
+    assert_eq!((replica.dp.spread.placed_out, owner.dp.spread.placed_out), (2, 0));
+    assert_eq!(replica.counters(a).rx_packets + owner.counters(a).rx_packets - 1, 4, "each counted once");
+
+    // Not for frames of other kinds: UDP stays with the worker that read it.
+    let datagram = udp((mac(1), ip(1), 5000), (mac(2), ip(2), 53), b"q");
+    replica.inject(a, &datagram);
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(b), vec![datagram]);
 }

@@ -290,6 +290,11 @@ impl PortDevice for MemoryPort {
         lock(&self.0).kernel_drops
     }
 
+    fn is_spread_queue(&self) -> bool {
+        let state = lock(&self.0);
+        state.small_frames.is_none() && !state.batch_reads
+    }
+
     fn kernel_drop_reason(&self) -> DropReason {
         if lock(&self.0).batch_reads { DropReason::UplinkRxDropped } else { DropReason::XskRxDropped }
     }
