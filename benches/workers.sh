@@ -13,9 +13,9 @@
 # Environment:
 #   DURATION=10     seconds per iperf3 run
 #   SPREAD=0        1 = both pairs on ONE network created with `-o spread` (see README "Workers"):
-#                   with two workers each TAP has a queue per worker and the kernel steers each
-#                   connection to one of them by its hash, so the two streams land on different
-#                   workers in about half of the runs (the log shows each worker's frames)
+#                   with two workers each TAP has a queue per worker; each new TCP connection is
+#                   placed on the less busy worker, so the two streams land on different workers
+#                   (the log shows each worker's frames and the connections placed)
 #   STREAMS=1       parallel TCP streams per pair (iperf3 -P)
 #   REPEAT=3        repetitions; the order of the two worker counts alternates each time
 #   BUILD=1         0 = do not run cargo; use existing binaries

@@ -36,7 +36,7 @@ pub use dns::dig;
 pub use etcd::{Etcd, EtcdPlace, EtcdTls};
 pub use names::{require_root, unique_prefix};
 pub use netns::{
-    TransferReport, in_netns, ipv4_addrs, ipv6_addrs, link_info, link_names, netns_exec, netns_exec_ok, ping,
+    TcpBlast, TransferReport, in_netns, ipv4_addrs, ipv6_addrs, link_info, link_names, netns_exec, netns_exec_ok, ping,
     tcp_transfer, tcp_transfer_paced, udp_send, wait_for_ping,
 };
 pub use overlay::{vtep_daemon, vtep6_daemon};

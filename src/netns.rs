@@ -200,6 +200,64 @@ pub fn tcp_transfer_paced(
     Ok(TransferReport { bytes, intact: bytes == len && hash == expected.0, elapsed })
 }
 
+/// A TCP stream from `client_ns` to a server in `server_ns` that sends
+/// as fast as the path takes it (the same buffer again and again, nothing
+/// generated or checked, so the sender is not the bottleneck even in a debug
+/// build) until [`TcpBlast::stop`]: load on whatever forwards it.
+pub struct TcpBlast {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    client: thread::JoinHandle<io::Result<u64>>,
+    server: thread::JoinHandle<io::Result<u64>>,
+}
+
+impl TcpBlast {
+    /// Connects and starts sending.
+    pub fn start(server_ns: &str, server_ip: impl Into<IpAddr>, client_ns: &str) -> io::Result<TcpBlast> {
+        let server_ip = server_ip.into();
+        let listener = in_netns(server_ns, move || TcpListener::bind(SocketAddr::from((server_ip, 0))))??;
+        let addr = listener.local_addr()?;
+        let server = thread::spawn(move || -> io::Result<u64> {
+            let (mut s, _) = accept_timeout(&listener, Duration::from_secs(20))?;
+            s.set_read_timeout(Some(Duration::from_secs(20)))?;
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0u64;
+            loop {
+                match s.read(&mut buf)? {
+                    0 => return Ok(total),
+                    n => total += n as u64,
+                }
+            }
+        });
+        let mut conn = in_netns(client_ns, move || TcpStream::connect_timeout(&addr, Duration::from_secs(10)))??;
+        conn.set_write_timeout(Some(Duration::from_secs(20)))?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let client = thread::spawn(move || -> io::Result<u64> {
+            let chunk = vec![0x5a_u8; 256 * 1024];
+            let mut sent = 0u64;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                conn.write_all(&chunk)?;
+                sent += chunk.len() as u64;
+            }
+            conn.shutdown(std::net::Shutdown::Write)?;
+            Ok(sent)
+        });
+        Ok(TcpBlast { stop, client, server })
+    }
+
+    /// Stops sending; returns the bytes the server received, which must
+    /// be all the client sent.
+    pub fn stop(self) -> io::Result<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent = self.client.join().map_err(|_| io::Error::other("blast client panicked"))??;
+        let received = self.server.join().map_err(|_| io::Error::other("blast server panicked"))??;
+        if sent != received {
+            return Err(io::Error::other(format!("sent {sent} bytes, the server received {received}")));
+        }
+        Ok(received)
+    }
+}
+
 /// `accept` with a deadline (the listener is polled non-blocking).
 fn accept_timeout(l: &TcpListener, timeout: Duration) -> io::Result<(TcpStream, SocketAddr)> {
     l.set_nonblocking(true)?;

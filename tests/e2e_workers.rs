@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ctl::proto::{PortStats, ShowTree, WorkerLoad};
 use vswitch::overlay::{ip_of, sandbox_on};
-use vswitch::{Daemon, Underlay, ping, require_root, tcp_transfer, vtep_daemon};
+use vswitch::{Daemon, TcpBlast, Underlay, ping, require_root, tcp_transfer, vtep_daemon};
 
 /// Each worker's row of `stats --json`, by worker index.
 fn worker_rows(d: &Daemon) -> BTreeMap<u32, (PortStats, WorkerLoad)> {
@@ -193,6 +193,27 @@ fn workers_bound_by_a_cpu_list_run_there_and_a_cpu_outside_the_affinity_is_refus
 
 /// The workers' rows of `stats --json` as (replica frames, frames to the
 /// owner, frames from replicas), by worker index.
+/// Waits until some worker spent at least 40% of 300 ms or more working,
+/// by its busy time in `stats` (a worker carrying a stream at full speed).
+fn wait_for_a_busy_worker(d: &Daemon) {
+    let busy = |d: &Daemon| -> Vec<u64> { worker_rows(d).values().map(|(_, w)| w.busy_ms).collect() };
+    let mut since = (std::time::Instant::now(), busy(d));
+    vswitch::wait::wait_until(
+        Duration::from_secs(20),
+        || format!("no worker got busy: busy ms {:?}", busy(d)),
+        || {
+            let elapsed = since.0.elapsed().as_millis() as u64;
+            if elapsed < 300 {
+                return None;
+            }
+            let now = busy(d);
+            let most = now.iter().zip(&since.1).map(|(n, b)| n - b).max().unwrap_or(0);
+            since = (std::time::Instant::now(), now);
+            (most * 10 >= elapsed * 4).then_some(())
+        },
+    );
+}
+
 fn spread_counts(d: &Daemon) -> BTreeMap<u32, (u64, u64, u64)> {
     worker_rows(d).into_iter().map(|(k, (_, w))| (k, (w.replica_frames, w.to_owner, w.from_replicas))).collect()
 }
@@ -254,31 +275,23 @@ fn a_spread_network_carries_flows_on_every_worker_and_survives_a_restart() {
     let value = text.lines().find_map(|l| l.strip_prefix(series.as_str())).and_then(|v| v.trim().parse::<f64>().ok());
     assert!(value.is_some_and(|v| v >= 100.0), "{series}: {value:?} in\n{text}");
 
-    // Connections are placed where there is room: while one long stream
-    // keeps its worker busy, a new connection opens on the other worker
-    // (whichever queue the kernel's hash put its SYN in), so each worker
-    // carries one of the two streams.
+    // Connections are placed where there is room: while one stream keeps
+    // its worker busy, a new connection opens on the other worker (whichever
+    // queue the kernel's hash put its SYN in), so each carries one stream.
     let (frames_before, replica_before) = (network_rx_frames(&d, &net), spread_counts(&d)[&replica].0);
-    let bytes_before = network_rx(&d, &net);
-    let long = {
-        let (a, b, ip) = (a.clone(), b.clone(), ip_of(&e_b));
-        thread::spawn(move || tcp_transfer(&b, ip, &a, 1 << 30))
-    };
-    vswitch::wait::wait_until(
-        Duration::from_secs(20),
-        || "the long stream does not flow".to_owned(),
-        || (network_rx(&d, &net) >= bytes_before + (64 << 20)).then_some(()),
-    );
-    let short = tcp_transfer(&b, ip_of(&e_b), &a, 64 << 20).expect("a TCP transfer beside the long one");
-    let long = long.join().expect("the long stream's thread").expect("the long TCP transfer");
-    assert!(short.intact && long.intact, "short {short:?}, long {long:?}");
+    let blast = TcpBlast::start(&b, ip_of(&e_b), &a).expect("a stream to load one worker");
+    wait_for_a_busy_worker(&d);
+    let second = tcp_transfer(&b, ip_of(&e_b), &a, 64 << 20).expect("a TCP transfer beside the stream");
+    let blasted = blast.stop().expect("the stream, whole");
+    assert!(second.intact, "{second:?}");
     let frames = network_rx_frames(&d, &net) - frames_before;
     let on_replica = spread_counts(&d)[&replica].0 - replica_before;
     let on_owner = frames - on_replica;
     let rows = worker_rows(&d);
     let placed: Vec<(u64, u64)> = rows.values().map(|(_, w)| (w.placed_out, w.placed_in)).collect();
     eprintln!(
-        "two streams at once: {on_owner} frames on the owner, {on_replica} on the replica; placed (out, in): {placed:?}"
+        "a stream ({blasted} bytes) and a transfer at once: {on_owner} frames on the owner, {on_replica} on the \
+         replica; connections placed (out, in) per worker: {placed:?}"
     );
     // 64 MiB are at least 1,000 frames of 64 KiB, and as many ACKs.
     assert!(

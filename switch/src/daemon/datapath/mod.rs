@@ -394,7 +394,9 @@ impl Datapath {
             self.wakeup();
             self.busy += woke.elapsed();
             self.wakeups += 1;
-            self.spread.publish_busy(self.busy);
+            if self.spread.owns_any() || self.bridge.has_replicas() {
+                self.spread.publish_busy(self.busy, self.clock.now());
+            }
         }
     }
 

@@ -13,25 +13,29 @@
 //! queue of the port had delivered them, and after every wake-up sends the
 //! changes of its spread networks' tables to every replica.
 //!
-//! **Placing connections.** The kernel spreads flows by their hash, so two
-//! connections share a worker half the time. A worker about to write the
-//! opening of a TCP connection (a SYN without ACK) from one endpoint queue
-//! into another of a spread network picks the worker that should carry the
-//! connection instead ([`Spread::choose`]: the least busy one, counting the
-//! connections placed on each since its load was last read) and, when that
-//! is another worker, hands the SYN over to be written there. Whoever writes
-//! a flow's frames into a TAP queue gets the flow's next frames from that
-//! TAP (tun's flow table): the server's SYN-ACK comes back on the chosen
-//! worker's queue, which writes it to the client's TAP, whose following
-//! frames then take the same queue. One catch: tun records the writer of a
-//! flow only after the written frame went through the sandbox's stack, so
-//! the SYN-ACK, made while the SYN is delivered, still goes by the hash,
-//! which is the SYN's (the hash is symmetric): back to the worker that
-//! placed the connection. That worker remembers what it placed (the last
-//! [`MAX_REMEMBERED`] connections, for [`REMEMBER_MS`]) and hands the
-//! SYN-ACK on too. So a connection lands where there is room, at the cost
-//! of two hand-overs per connection; the kernel's hash still decides for
-//! everything else (UDP, connections that opened before).
+//! **Placing connections.** The kernel spreads flows by their hash, so a
+//! new connection may land on a worker that is already busy while another
+//! idles. A worker about to write the opening of a TCP connection (a SYN
+//! without ACK) from one endpoint queue into another of a spread network
+//! checks the workers' loads ([`Spread::choose`]: busy shares, plus what
+//! was moved to each since) and, when another worker is markedly less busy
+//! ([`MOVE_MARGIN`]), hands the SYN over to be written there; otherwise the
+//! hash decides, as a SYN says nothing of the traffic to come. Whoever
+//! writes a flow's frames into a TAP queue gets the flow's next frames from
+//! that TAP (tun's flow table): the server's SYN-ACK comes back on the
+//! chosen worker's queue, which writes it to the client's TAP, whose
+//! following frames then take the same queue. One catch: tun records the
+//! writer of a flow only after the written frame went through the sandbox's
+//! stack, so the SYN-ACK (made while the SYN is delivered) and the client's
+//! third segment (made while the SYN-ACK is delivered) still go by the
+//! hash, which is the SYN's (the hash is symmetric): back to the worker that
+//! moved the connection. That worker remembers what it moved (the last
+//! [`MAX_REMEMBERED`] connections, for [`REMEMBER_MS`]) and hands those two
+//! on as well; left to itself, a busy worker wrote the third segment after
+//! the chosen worker's first data and pulled the connection back. So a
+//! connection lands where there is room, at the cost of three hand-overs;
+//! the hash still decides for everything else (UDP, connections that
+//! opened before a restart).
 //!
 //! Punted frames are copied into a fresh buffer each: they are a flow's
 //! first frames (before the owner's table reached the replica, and the
@@ -55,15 +59,27 @@ use crate::port::{NetworkId, PortId};
 use crate::replica::{FdbChanges, MAX_HANDED_OVER};
 use crate::time::Timestamp;
 
-/// How often a worker re-reads another's busy time when it places a
-/// connection (milliseconds): often enough to follow a flow that started
-/// a moment ago, seldom enough that one reading spans many wake-ups.
+/// How often a worker re-reads the others' loads and moved connections
+/// when it places a connection (milliseconds).
 const LOAD_SAMPLE_MS: u64 = 100;
 
-/// What a connection placed on a worker since its load was last read
-/// counts for, in thousandths of a core: a burst of connections opened at
-/// once is spread, not sent to whichever worker looked idle.
+/// The shortest period (milliseconds) over which a worker publishes its
+/// busy share: long enough to span many wake-ups, short enough to follow
+/// a stream that started a moment ago.
+const PUBLISH_MS: u64 = 50;
+
+/// What a connection moved to a worker since its load was last read counts
+/// for, in thousandths of a core: a burst of connections opened while one
+/// worker is busy is spread, not all sent to whichever worker looked idle.
 const PLACED_CONNECTION_LOAD: u64 = 100;
+
+/// How much less loaded (thousandths of a core) another worker must be for
+/// a connection to move there. Below it the connection stays where the
+/// kernel's hash put it: a SYN tells nothing of the traffic that follows
+/// (iperf3 opens an idle control connection before each stream), so
+/// counting connections on idle workers would pair them up by their order
+/// instead of spreading them by chance; load is what tells workers apart.
+const MOVE_MARGIN: u64 = 200;
 
 /// Connections placed elsewhere a worker remembers until their SYN-ACK.
 const MAX_REMEMBERED: usize = 256;
@@ -86,9 +102,11 @@ struct Placement {
 /// wake-up (busy time) and by whoever places a connection on it.
 #[derive(Debug, Default)]
 pub(super) struct WorkerLoad {
-    /// Time spent handling wake-ups since the worker started, nanoseconds.
-    busy_ns: AtomicU64,
-    /// Connections placed on the worker so far (by any worker).
+    /// Thousandths of a core the worker spent handling wake-ups over its
+    /// last [`PUBLISH_MS`] or more (published after a wake-up; a worker
+    /// that sleeps publishes at its next wake-up, at the latest its tick).
+    recent: AtomicU64,
+    /// Connections moved to the worker so far (by any worker).
     placed: AtomicU64,
 }
 
@@ -98,13 +116,12 @@ struct LoadSample {
     /// Read at least once.
     read: bool,
     at: Timestamp,
-    busy_ns: u64,
     /// Connections placed on the worker by the reading before this one:
     /// those placed since still count, as their load may not show yet.
     placed_before: u64,
     /// Connections placed on the worker by this reading.
     placed: u64,
-    /// Thousandths of a core busy between the last two readings.
+    /// Thousandths of a core busy, as the worker last published.
     load: u64,
 }
 
@@ -172,6 +189,8 @@ pub(super) struct Spread {
     seen_sent: crate::time::Timestamp,
     /// What this worker last read of every worker's load, by index.
     samples: Vec<LoadSample>,
+    /// When this worker last published its load, and its busy time then.
+    published: (Timestamp, std::time::Duration),
     /// Connections this worker placed on another worker whose handshake
     /// has not passed yet, oldest first.
     placements: VecDeque<Placement>,
@@ -253,53 +272,57 @@ impl Spread {
     }
 
     /// Publishes this worker's busy time so far (after each wake-up): one
-    /// relaxed store, read by workers placing connections.
-    pub(super) fn publish_busy(&self, busy: std::time::Duration) {
-        if let Some(me) = self.links.get(self.me) {
-            me.load.busy_ns.store(busy.as_nanos() as u64, Ordering::Relaxed);
+    /// relaxed store at most every [`PUBLISH_MS`] of its busy share since
+    /// the last, read by workers placing connections.
+    pub(super) fn publish_busy(&mut self, busy: std::time::Duration, now: Timestamp) {
+        let (at, before) = self.published;
+        let elapsed = now.millis_since(at);
+        if elapsed < PUBLISH_MS {
+            return;
         }
+        let share = busy.saturating_sub(before).as_nanos() as u64 * 1000 / (elapsed * 1_000_000);
+        if let Some(me) = self.links.get(self.me) {
+            me.load.recent.store(share.min(1000), Ordering::Relaxed);
+        }
+        self.published = (now, busy);
     }
 
-    /// Reads every worker's busy time and placed connections again where
-    /// the last reading is at least [`LOAD_SAMPLE_MS`] old: each load is the
-    /// busy share between two readings. Called when placing a connection
-    /// and from the tick, so a load is at most about a second old.
+    /// Reads every worker's published load and moved connections again
+    /// where the last reading is at least [`LOAD_SAMPLE_MS`] old. Called
+    /// when placing a connection and from the tick.
     pub(super) fn read_loads(&mut self, now: Timestamp) {
         for (link, sample) in self.links.iter().zip(&mut self.samples) {
             let elapsed = now.millis_since(sample.at);
             if elapsed < LOAD_SAMPLE_MS && sample.read {
                 continue;
             }
-            let busy = link.load.busy_ns.load(Ordering::Relaxed);
-            let window_ns = elapsed.max(1) * 1_000_000;
-            let load = busy.saturating_sub(sample.busy_ns).saturating_mul(1000) / window_ns;
             *sample = LoadSample {
                 read: true,
                 at: now,
-                busy_ns: busy,
                 placed_before: sample.placed,
                 placed: link.load.placed.load(Ordering::Relaxed),
-                load: load.min(1000),
+                load: link.load.recent.load(Ordering::Relaxed),
             };
         }
     }
 
-    /// The worker a new connection should go to: the least loaded by its
+    /// The worker a new connection should go to: the least loaded, by its
     /// busy share at the last reading ([`Spread::read_loads`]) plus
-    /// [`PLACED_CONNECTION_LOAD`] for each connection placed on it since
-    /// the reading before (whose load may not show in the last one yet);
-    /// this worker on a tie (no hand-over), else the lowest index.
+    /// [`PLACED_CONNECTION_LOAD`] for each connection moved to it since the
+    /// reading before (whose load may not show in the last one yet), when
+    /// that is at least [`MOVE_MARGIN`] less than this worker's; else this
+    /// worker (the kernel's hash decides).
     pub(super) fn choose(&mut self, now: Timestamp) -> usize {
         self.read_loads(now);
-        let mut best = (u64::MAX, self.me);
-        for (k, (link, sample)) in self.links.iter().zip(&self.samples).enumerate() {
+        let score = |(link, sample): (&WorkerLink, &LoadSample)| {
             let placed = link.load.placed.load(Ordering::Relaxed);
-            let score = sample.load + placed.saturating_sub(sample.placed_before) * PLACED_CONNECTION_LOAD;
-            if score < best.0 || (score == best.0 && k == self.me) {
-                best = (score, k);
-            }
-        }
-        best.1
+            sample.load + placed.saturating_sub(sample.placed_before) * PLACED_CONNECTION_LOAD
+        };
+        let scores = self.links.iter().zip(&self.samples).map(score);
+        let Some((best, least)) = scores.clone().enumerate().min_by_key(|&(_, s)| s) else { return self.me };
+        let mine = scores.clone().nth(self.me).unwrap_or(0);
+        tracing::debug!(worker = self.me, scores = ?scores.clone().collect::<Vec<_>>(), "worker loads for a new connection");
+        if mine >= least + MOVE_MARGIN { best } else { self.me }
     }
 
     /// Remembers that connection `key` was placed on worker `k`.
@@ -348,7 +371,7 @@ impl Spread {
         Some(worker)
     }
 
-    /// Counts a connection placed on worker `k` (see [`Spread::choose`]).
+    /// Counts a connection moved to worker `k` (see [`Spread::choose`]).
     pub(super) fn count_placed(&self, k: usize) {
         if let Some(link) = self.links.get(k) {
             link.load.placed.fetch_add(1, Ordering::Relaxed);
@@ -428,8 +451,8 @@ impl Datapath {
                 let target = self.spread.choose(now);
                 // A worker with its fill of handed-over frames waiting gets
                 // no more: the connection stays where the kernel put it.
+                tracing::debug!(worker = self.spread.me, target, connection = ?h.key, "a TCP connection opens");
                 if target == self.spread.me || !self.spread.has_room(target) {
-                    self.spread.count_placed(self.spread.me);
                     return false;
                 }
                 self.spread.count_placed(target);
@@ -447,6 +470,7 @@ impl Datapath {
             },
             (None, None) => return false,
         };
+        tracing::debug!(worker = self.spread.me, target, opening, "handed a TCP handshake segment to its worker");
         self.bridge.uncount_forwarded(ingress, port, self.batch.frame(i).len() as u64);
         self.hand_over(target, i, if replica { Placed::ByReplica } else { Placed::ByOwner }, opening);
         true
