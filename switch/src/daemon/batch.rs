@@ -77,10 +77,13 @@ pub(crate) struct RxEntry {
 /// that should carry the connection. Such a frame is not placed again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Placed {
-    /// Read from a device, or handed over to be decided (by a replica to
-    /// its owner).
+    /// Read from a device (or made by the switch).
     #[default]
     No,
+    /// Handed over by a replica to its owner to be decided: its opening
+    /// was not seen by the worker whose queue it came from, so it is not
+    /// placed (that worker would not know where its SYN-ACK belongs).
+    Handed,
     /// Placed by the network's owner, which already offered it to captures
     /// as received.
     ByOwner,

@@ -169,6 +169,9 @@ pub(super) struct Punted {
     /// This hand-over places a connection (its SYN): counted once, by the
     /// worker that takes it.
     pub(super) places_connection: bool,
+    /// The worker that handed it over (a placed frame for a port the
+    /// receiver does not have goes back there).
+    pub(super) from: usize,
 }
 
 /// What a worker keeps for spread networks.
@@ -225,7 +228,7 @@ impl Spread {
     /// Takes frames a replica handed over.
     pub(super) fn receive(&mut self, frames: Vec<Punted>) {
         self.placed_in += frames.iter().filter(|f| f.places_connection).count() as u64;
-        self.taken += frames.iter().filter(|f| f.placed == Placed::No).count() as u64;
+        self.taken += frames.iter().filter(|f| f.placed == Placed::Handed).count() as u64;
         self.incoming.extend(frames);
     }
 
@@ -354,21 +357,28 @@ impl Spread {
         self.answered > 0
     }
 
-    /// The worker connection `key` was placed on, when this worker placed
-    /// it and its SYN-ACK (`answer`) or then its third segment is what
-    /// passes now; the placement is forgotten after the third segment.
-    fn placed_on(&mut self, key: ConnectionKey, answer: bool, now: Timestamp) -> Option<usize> {
+    /// The worker connection `key` was moved to, when this worker moved it
+    /// and its SYN-ACK (`answer`, also a retransmitted one) or its third
+    /// segment is what passes now.
+    fn placed_on(&mut self, key: ConnectionKey, answer: bool, now: Timestamp) -> Option<(usize, usize)> {
         self.forget_placements(now);
-        let at = self.placements.iter().rposition(|p| p.key == key && p.answered != answer)?;
-        let worker = self.placements[at].worker;
+        let at = self.placements.iter().rposition(|p| p.key == key && (answer || p.answered))?;
+        Some((at, self.placements[at].worker))
+    }
+
+    /// Records that placement `at` (from [`Spread::placed_on`]) saw its
+    /// SYN-ACK handed on, or forgets it after its third segment.
+    fn passed(&mut self, at: usize, answer: bool) {
         if answer {
-            self.placements[at].answered = true;
-            self.answered += 1;
-        } else {
-            self.placements.remove(at);
+            if let Some(p) = self.placements.get_mut(at)
+                && !p.answered
+            {
+                p.answered = true;
+                self.answered += 1;
+            }
+        } else if self.placements.remove(at).is_some_and(|p| p.answered) {
             self.answered -= 1;
         }
-        Some(worker)
     }
 
     /// Counts a connection moved to worker `k` (see [`Spread::choose`]).
@@ -384,8 +394,14 @@ impl Datapath {
     /// network (its bytes are copied: the batch is reused); dropped as
     /// `owner_busy` when the owner already has its fill waiting.
     pub(super) fn punt(&mut self, owner: usize, i: usize) {
-        let placed = self.batch.entry(i).placed;
-        if self.hand_over(owner, i, placed, false) {
+        // A frame placed here and handed on keeps its mark (and is not
+        // counted as handed over to be decided: the owner does not count
+        // it as taken either).
+        let placed = match self.batch.entry(i).placed {
+            Placed::No => Placed::Handed,
+            placed => placed,
+        };
+        if self.hand_over(owner, i, placed, false) && placed == Placed::Handed {
             self.spread.punted += 1;
         }
     }
@@ -409,7 +425,7 @@ impl Datapath {
             }
         };
         let Some(queue) = self.spread.outgoing.get_mut(owner) else { return false };
-        queue.push(Punted { port, bytes, placed, places_connection });
+        queue.push(Punted { port, bytes, placed, places_connection, from: self.spread.me });
         true
     }
 
@@ -426,13 +442,8 @@ impl Datapath {
         if entry.placed != Placed::No {
             return false;
         }
-        let frame = self.batch.frame(i);
-        let handshake = crate::offload::tcp_handshake(frame);
-        let third = match handshake {
-            None if self.spread.awaits_third_segments() => crate::offload::tcp_connection(frame),
-            _ => None,
-        };
-        if handshake.is_none() && third.is_none() {
+        let handshake = crate::offload::tcp_handshake(self.batch.frame(i));
+        if handshake.is_none() && !self.spread.awaits_third_segments() {
             return false;
         }
         let is_queue =
@@ -446,12 +457,18 @@ impl Datapath {
             return false;
         }
         let now = self.clock.now();
-        let (target, opening) = match (handshake, third) {
-            (Some(h), _) if !h.answer => {
+        // Only a frame that goes to this one port (known unicast): a flood
+        // is written by whoever floods it, to every port once.
+        let dst = self.batch.frame(i).get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok()).map(crate::wire::MacAddr);
+        if dst.and_then(|mac| self.bridge.lookup(network, mac, now)) != Some(port) {
+            return false;
+        }
+        let (target, opening) = match handshake {
+            Some(h) if !h.answer => {
                 let target = self.spread.choose(now);
+                tracing::debug!(worker = self.spread.me, target, connection = ?h.key, "a TCP connection opens");
                 // A worker with its fill of handed-over frames waiting gets
                 // no more: the connection stays where the kernel put it.
-                tracing::debug!(worker = self.spread.me, target, connection = ?h.key, "a TCP connection opens");
                 if target == self.spread.me || !self.spread.has_room(target) {
                     return false;
                 }
@@ -460,15 +477,23 @@ impl Datapath {
                 self.spread.placed_out += 1;
                 (target, true)
             }
-            (Some(h), _) => match self.spread.placed_on(h.key, true, now) {
-                Some(target) if self.spread.has_room(target) => (target, false),
-                _ => return false,
-            },
-            (None, Some(key)) => match self.spread.placed_on(key, false, now) {
-                Some(target) if self.spread.has_room(target) => (target, false),
-                _ => return false,
-            },
-            (None, None) => return false,
+            _ => {
+                let answer = handshake.is_some();
+                let key = match handshake {
+                    Some(h) => h.key,
+                    None => match crate::offload::tcp_connection(self.batch.frame(i)) {
+                        Some(key) => key,
+                        None => return false,
+                    },
+                };
+                match self.spread.placed_on(key, answer, now) {
+                    Some((at, target)) if self.spread.has_room(target) => {
+                        self.spread.passed(at, answer);
+                        (target, false)
+                    }
+                    _ => return false,
+                }
+            }
         };
         tracing::debug!(worker = self.spread.me, target, opening, "handed a TCP handshake segment to its worker");
         self.bridge.uncount_forwarded(ingress, port, self.batch.frame(i).len() as u64);
@@ -499,6 +524,17 @@ impl Datapath {
         while read < super::BUFFERS / 2 && !self.batch.is_full() {
             let Some(punted) = self.spread.incoming.pop_front() else { break };
             read += 1;
+            let placed_here = matches!(punted.placed, Placed::ByOwner | Placed::ByReplica);
+            if placed_here && !matches!(self.ports.get(punted.port.index()), Some(Some(_))) {
+                // Placed on this worker, but it has no queue of the port the
+                // frame came from (one that failed to open): back to the
+                // worker that read it, which writes it itself.
+                let from = punted.from;
+                if let Some(queue) = self.spread.outgoing.get_mut(from) {
+                    queue.push(Punted { from: self.spread.me, places_connection: false, ..punted });
+                }
+                continue;
+            }
             if !self.batch.push_received(punted.port, &punted.bytes, punted.placed) {
                 self.bridge.count_drop(punted.port, DropReason::Truncated);
             }

@@ -294,6 +294,12 @@ fn a_connection_opens_on_the_less_busy_worker_which_writes_it_and_counts_it_once
     let (ra, rb) = (replica.counters(a), replica.counters(b));
     assert_eq!((rb.rx_packets, ra.tx_packets), (1, 1), "the answer is counted once, by the replica");
 
+    // A retransmitted answer goes the same way.
+    owner.inject(b, &syn_ack(40_001));
+    settle(&mut owner, &mut replica);
+    assert!(owner.sent(a).is_empty());
+    assert_eq!(replica.sent_frames(a), vec![syn_ack(40_001)], "a retransmitted answer too");
+
     // The client's third segment, made while the answer was delivered,
     // still goes by the hash too: handed on as well, once.
     let third = ack(40_001);
@@ -307,7 +313,7 @@ fn a_connection_opens_on_the_less_busy_worker_which_writes_it_and_counts_it_once
     // whoever reads it.
     owner.inject(b, &syn_ack(40_001));
     settle(&mut owner, &mut replica);
-    assert_eq!(owner.sent_frames(a), vec![syn_ack(40_001)], "remembered once");
+    assert_eq!(owner.sent_frames(a), vec![syn_ack(40_001)], "forgotten after the third segment");
     owner.inject(a, &syn(40_002));
     owner.run_until_idle();
     owner.advance(Duration::from_secs(4));
@@ -356,4 +362,35 @@ fn connections_stay_where_the_hash_put_them_unless_a_worker_is_markedly_busier()
     owner.inject(a, &datagram);
     settle(&mut owner, &mut replica);
     assert_eq!(owner.sent_frames(b), vec![datagram]);
+}
+
+#[test]
+fn a_flooded_opening_is_not_placed_and_one_for_a_port_the_target_lacks_comes_back() {
+    let (mut owner, mut replica, a, b) = learned_pair();
+    owner.advance(Duration::from_secs(1));
+    let now = owner.now();
+    owner.dp.spread.publish_busy(Duration::from_millis(900), now);
+
+    // A SYN to a station nobody knows is flooded by the owner, once to each
+    // port, however busy the owner is.
+    let tcp = Tcp::between(1, 9);
+    let unknown = Tcp { syn_mss: Some(1460), ..tcp }.frame(&[]);
+    owner.inject(a, &unknown);
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(b), vec![unknown], "flooded once");
+    assert!(replica.sent(b).is_empty());
+    assert_eq!(owner.dp.spread.placed_out, 0);
+
+    // A port whose queue on the replica is gone (one that failed to open):
+    // the SYN placed there comes back and the owner writes it.
+    let c = owner.endpoint(NetworkId(0));
+    owner.inject(c, &frame(mac(2), mac(3), 1));
+    settle(&mut owner, &mut replica);
+    owner.sent(b);
+    let opening = Tcp { syn_mss: Some(1460), ..Tcp::between(3, 2) }.frame(&[]);
+    owner.inject(c, &opening);
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.dp.spread.placed_out, 1, "placed on the replica");
+    assert!(replica.sent(b).is_empty(), "which has no queue of c");
+    assert_eq!(owner.sent_frames(b), vec![opening], "and handed it back");
 }
