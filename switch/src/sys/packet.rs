@@ -312,12 +312,9 @@ mod tests {
         assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
-    #[test]
-    fn frames_cross_a_veth_32_per_call_and_a_cut_frame_says_so() {
-        if !have_root("frames_cross_a_veth_32_per_call_and_a_cut_frame_says_so") {
-            return;
-        }
-        let mut g = NetGuard::new();
+    /// A veth pair `pa`/`pb` in a namespace of `g`, up, with a socket on
+    /// each end.
+    fn socket_pair(g: &mut NetGuard) -> (PacketSocket, PacketSocket) {
         let ns = g.netns();
         let name = ns.name().expect("a named namespace").to_owned();
         ip(&["-n", &name, "link", "add", "pa", "type", "veth", "peer", "name", "pb"]);
@@ -325,7 +322,16 @@ mod tests {
             ip(&["-n", &name, "link", "set", l, "up"]);
         }
         let (a, b) = netns::run_in(&ns, || (PacketSocket::open("pa"), PacketSocket::open("pb"))).expect("run in ns");
-        let (a, b) = (a.expect("socket on pa"), b.expect("socket on pb"));
+        (a.expect("socket on pa"), b.expect("socket on pb"))
+    }
+
+    #[test]
+    fn frames_cross_a_veth_32_per_call_and_a_cut_frame_says_so() {
+        if !have_root("frames_cross_a_veth_32_per_call_and_a_cut_frame_says_so") {
+            return;
+        }
+        let mut g = NetGuard::new();
+        let (a, b) = socket_pair(&mut g);
 
         let frames: Vec<Vec<u8>> = (0..40u8).map(|n| frame(n, 60 + usize::from(n))).collect();
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
@@ -396,14 +402,7 @@ mod tests {
             return;
         }
         let mut g = NetGuard::new();
-        let ns = g.netns();
-        let name = ns.name().expect("a named namespace").to_owned();
-        ip(&["-n", &name, "link", "add", "pa", "type", "veth", "peer", "name", "pb"]);
-        for l in ["pa", "pb"] {
-            ip(&["-n", &name, "link", "set", l, "up"]);
-        }
-        let (a, b) = netns::run_in(&ns, || (PacketSocket::open("pa"), PacketSocket::open("pb"))).expect("run in ns");
-        let (a, b) = (a.expect("socket on pa"), b.expect("socket on pb"));
+        let (a, b) = socket_pair(&mut g);
         assert_eq!(b.take_drops().expect("statistics"), 0, "nothing dropped yet");
 
         // 2,000 frames of 1,000 bytes (2 MB) into a receive buffer of the
