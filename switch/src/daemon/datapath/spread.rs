@@ -317,15 +317,19 @@ impl Spread {
     /// worker (the kernel's hash decides).
     pub(super) fn choose(&mut self, now: Timestamp) -> usize {
         self.read_loads(now);
-        let score = |(link, sample): (&WorkerLink, &LoadSample)| {
+        let (mut best, mut least, mut mine) = (self.me, u64::MAX, 0);
+        for (k, (link, sample)) in self.links.iter().zip(&self.samples).enumerate() {
             let placed = link.load.placed.load(Ordering::Relaxed);
-            sample.load + placed.saturating_sub(sample.placed_before) * PLACED_CONNECTION_LOAD
-        };
-        let scores = self.links.iter().zip(&self.samples).map(score);
-        let Some((best, least)) = scores.clone().enumerate().min_by_key(|&(_, s)| s) else { return self.me };
-        let mine = scores.clone().nth(self.me).unwrap_or(0);
-        tracing::debug!(worker = self.me, scores = ?scores.clone().collect::<Vec<_>>(), "worker loads for a new connection");
-        if mine >= least + MOVE_MARGIN { best } else { self.me }
+            let score = sample.load + placed.saturating_sub(sample.placed_before) * PLACED_CONNECTION_LOAD;
+            if score < least {
+                (best, least) = (k, score);
+            }
+            if k == self.me {
+                mine = score;
+            }
+        }
+        tracing::debug!(worker = self.me, mine, least, best, "worker loads for a new connection");
+        if mine >= least.saturating_add(MOVE_MARGIN) { best } else { self.me }
     }
 
     /// Remembers that connection `key` was placed on worker `k`.
