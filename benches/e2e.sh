@@ -756,7 +756,8 @@ ns_drops() {
 }
 
 # Drops counted by setup $1's switch daemons themselves, as "port_drops datapath_drops":
-# vswitchd's stats DROPS column (all of its own drops, as port drops); OVS's per-port
+# vswitchd's stats DROPS column (all of its own drops, as port drops, the vtep row's too: its
+# underlay socket's receive-buffer drops); OVS's per-port
 # "dropped" (which for system and AF_XDP ports include the kernel interface's own counters)
 # and its datapath "lost" (dpctl/show -s); vde_switch counts none.
 daemon_drops() {
@@ -764,7 +765,9 @@ daemon_drops() {
     for d in ${DAEMONS[$1]:-}; do
         daemon_alive "$d" || continue
         case ${DKIND[$d]:-vswitchd} in
-            vswitchd) v="$(dctl "$d" stats 2>/dev/null | awk 'NR > 1 && $8 ~ /^[0-9]+$/ { s += $8 } END { print s + 0 }') 0" ;;
+            # Worker rows repeat the vtep row's underlay counts: skip them.
+            vswitchd) v="$(dctl "$d" stats 2>/dev/null |
+                awk 'NR > 1 && $2 != "(worker)" && $8 ~ /^[0-9]+$/ { s += $8 } END { print s + 0 }') 0" ;;
             ovs) v=$(ovs_appctl "$d" dpctl/show -s 2>/dev/null |
                 awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(dropped|lost):[0-9]+$/) {
                         k = $i; sub(/:.*/, "", k); sub(/^[a-z]+:/, "", $i); s[k] += $i } }
@@ -777,22 +780,33 @@ daemon_drops() {
     echo "$n $m"
 }
 
+# UDP RcvbufErrors of namespace $1 (datagrams dropped because a socket's receive buffer was full).
+udp_rcvbuf_errors() {
+    in_ns "$1" cat /proc/net/snmp |
+        awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RcvbufErrors"] + 0 }'
+}
+
 # Prints "sender_tx switch receiver" drop counts of setup $1: all interfaces' TX drops in
 # sandbox 1 (e.g. a full TAP queue the switch did not drain); the switch's (RX+TX drops of the
 # interfaces in its own namespace or the daemon's port counters, whichever is larger, plus its
-# datapath counters); RX drops of sandbox 2's
-# interfaces plus its UDP RcvbufErrors (the receiving tool too slow).
+# datapath counters; in the overlay group also the RX+TX drops of both host namespaces'
+# interfaces, the underlay, and their UDP RcvbufErrors, a VTEP socket's full receive buffer);
+# RX drops of sandbox 2's interfaces plus its UDP RcvbufErrors (the receiving tool too slow).
 drop_counters() {
-    local tx sw=0 rx rcvbuf port dp
+    local tx sw=0 rx rcvbuf port dp host
     tx=$(ns_drops "${CNS[$1]}" 12)
     [[ -z ${SWNS[$1]:-} ]] || sw=$(ns_drops "${SWNS[$1]}" 4 12)
+    for host in ${HOST1[$1]:-} ${HOST2[$1]:-}; do
+        sw=$((sw + $(ns_drops "$host" 4 12) + $(udp_rcvbuf_errors "$host")))
+    done
     read -r port dp <<<"$(daemon_drops "$1")"
-    # OVS's port counters repeat the kernel's for its system/AF_XDP ports: count a drop once.
+    # OVS's port counters repeat the kernel's for its system/AF_XDP ports, vswitchd's its VTEP
+    # sockets' receive-buffer drops (tunnel_rx_dropped, also in the host's RcvbufErrors): count
+    # a drop once.
     ((port > sw)) && sw=$port
     sw=$((sw + dp))
     rx=$(ns_drops "${SNS[$1]}" 4)
-    rcvbuf=$(in_ns "${SNS[$1]}" cat /proc/net/snmp |
-        awk '/^Udp:/ { if (!h) { for (i = 1; i <= NF; i++) c[$i] = i; h = 1 } else print $c["RcvbufErrors"] }')
+    rcvbuf=$(udp_rcvbuf_errors "${SNS[$1]}")
     echo "$tx $sw $((rx + ${rcvbuf:-0}))"
 }
 
@@ -1216,7 +1230,7 @@ report() {
     if selected encrypted; then
         report_group "Encryption cost" overlay overlay encrypted
     fi
-    printf '\nDrops are counted where they happen: "sender TX" = TX drops of sandbox 1'"'"'s interfaces (a TAP queue the switch did not drain, a veth whose peer did not take the frame); "switch" = RX/TX drops of the interfaces in the switch'"'"'s own namespace plus the switch'"'"'s own counters (vswitchd stats, OVS dpctl dropped/lost; vde_switch counts none); "receiver" = RX drops of sandbox 2'"'"'s interfaces plus its UDP receive-buffer errors. CPU is %% of one core, summed over the setup'"'"'s daemons (the kernel setups have none); idle CPU over 2 s without traffic. Loss onset: a sweep of a paced sender at %s fixed rates (1/%s to %s/%s of the flat-out offered rate), each %s times for %s s, shown as offered:loss of each repeat; the onset is the lowest rate from which the median loss of every higher rate is ≥ %s%% (loss need not grow with the load: lossy rates below the onset are marked !).\n' \
+    printf '\nDrops are counted where they happen: "sender TX" = TX drops of sandbox 1'"'"'s interfaces (a TAP queue the switch did not drain, a veth whose peer did not take the frame); "switch" = RX/TX drops of the interfaces in the switch'"'"'s own namespace plus the switch'"'"'s own counters (vswitchd stats, OVS dpctl dropped/lost; vde_switch counts none), and in the overlay group the RX/TX drops of both hosts'"'"' interfaces and their UDP receive-buffer errors (the kernel counts a UDP GRO train it drops once, so a VTEP socket that overflows loses more datagrams than counted); "receiver" = RX drops of sandbox 2'"'"'s interfaces plus its UDP receive-buffer errors. CPU is %% of one core, summed over the setup'"'"'s daemons (the kernel setups have none); idle CPU over 2 s without traffic. Loss onset: a sweep of a paced sender at %s fixed rates (1/%s to %s/%s of the flat-out offered rate), each %s times for %s s, shown as offered:loss of each repeat; the onset is the lowest rate from which the median loss of every higher rate is ≥ %s%% (loss need not grow with the load: lossy rates below the onset are marked !).\n' \
         "$ONSET_STEPS" "$ONSET_STEPS" "$ONSET_STEPS" "$ONSET_STEPS" "$ONSET_REPEAT" "$ONSET_SECS" "$ONSET_LOSS"
     local targets
     targets=$(target_line "TCP 1 stream, vswitchd TAP / kernel bridge" vswitchd bridge tcp ">=" 1.0

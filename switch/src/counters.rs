@@ -115,11 +115,17 @@ pub enum DropReason {
     /// had [`crate::replica::MAX_HANDED_OVER`] frames from replicas waiting
     /// (the owner fell behind: the memory of frames in flight is bounded).
     OwnerBusy,
+    /// Packets the kernel dropped on their way into a VTEP's UDP socket:
+    /// its receive buffer was full (the switch fell behind on the
+    /// underlay). Read from the socket's `SO_MEMINFO` once a second. The
+    /// kernel counts a GRO train of datagrams (a peer's GSO send) as one
+    /// packet, so more datagrams than this may have been lost.
+    TunnelRxDropped,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 38] = [
+    pub const ALL: [DropReason; 39] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -158,6 +164,7 @@ impl DropReason {
         DropReason::XskBadDescriptor,
         DropReason::OwnerBusy,
         DropReason::UplinkRxDropped,
+        DropReason::TunnelRxDropped,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -203,6 +210,7 @@ impl DropReason {
             DropReason::XskBadDescriptor => "xsk_bad_descriptor",
             DropReason::OwnerBusy => "owner_busy",
             DropReason::UplinkRxDropped => "uplink_rx_dropped",
+            DropReason::TunnelRxDropped => "tunnel_rx_dropped",
         }
     }
 }

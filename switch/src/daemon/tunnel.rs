@@ -46,6 +46,7 @@ use crate::counters::{DropCounters, DropReason};
 use crate::offload::{self, SegmentBuf, TooBig};
 use crate::port::PortId;
 use crate::sys::dgram::{self, MAX_SEND_BATCH, Outgoing};
+use crate::sys::sockopt;
 use crate::wire::VirtioNetHdr;
 
 /// Sockets in the send pool (distinct UDP source ports).
@@ -165,6 +166,10 @@ pub(crate) trait Underlay: Send {
     /// The receiving socket's descriptor, to register with the event loop;
     /// `None` when the caller signals readiness itself.
     fn event_fd(&self) -> Option<RawFd>;
+
+    /// Packets the kernel dropped on their way into the receiving socket
+    /// since it was opened (its receive buffer was full).
+    fn receive_drops(&self) -> io::Result<u64>;
 }
 
 struct TxSocket {
@@ -225,6 +230,10 @@ impl Underlay for UdpUnderlay {
     fn event_fd(&self) -> Option<RawFd> {
         Some(self.rx.as_raw_fd())
     }
+
+    fn receive_drops(&self) -> io::Result<u64> {
+        sockopt::receive_drops(self.rx.as_fd())
+    }
 }
 
 /// The underlay sockets and the scratch buffers of encapsulation.
@@ -251,6 +260,8 @@ pub(crate) struct Tunnel {
     last: LastQueued,
     /// The datagrams of the last receive.
     received: Vec<Received>,
+    /// The receiving socket's kernel drop total when last read.
+    kernel_drops_seen: u64,
 }
 
 /// One datagram the underlay received: where it lies in the batch's
@@ -278,12 +289,18 @@ fn open(addr: SocketAddr) -> io::Result<(UdpSocket, UdpSocketState)> {
 
 /// Sets a bound socket up for quinn-udp's batching (UDP GRO on receive, GSO
 /// probing, `IP_PMTUDISC_PROBE`) with large buffers: every socket of the
-/// underlay, each worker's receiving socket too, goes through here.
+/// underlay, each worker's receiving socket too, goes through here. The
+/// buffers are forced past `net.core.rmem_max`/`wmem_max` where those are
+/// lower (208 KiB on a default host would hold a few milliseconds of
+/// small-frame traffic).
 fn set_up(socket: UdpSocket) -> io::Result<(UdpSocket, UdpSocketState)> {
     let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
-    // Best effort: a smaller buffer only costs throughput.
-    let _ = state.set_send_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
-    let _ = state.set_recv_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
+    // Best effort: a smaller buffer only costs throughput (and drops,
+    // which are counted).
+    match sockopt::force_buffer_sizes(socket.as_fd(), SOCKET_BUFFER) {
+        Ok(sizes) => tracing::debug!(receive = sizes.receive, send = sizes.send, "underlay socket buffers"),
+        Err(e) => tracing::debug!(error = %e, "underlay socket buffers left as they were"),
+    }
     Ok((socket, state))
 }
 
@@ -352,6 +369,7 @@ impl Tunnel {
             failures: Vec::with_capacity(64),
             last: LastQueued::default(),
             received: Vec::with_capacity(super::batch::MAX_FRAMES),
+            kernel_drops_seen: 0,
         }
     }
 
@@ -368,6 +386,22 @@ impl Tunnel {
     /// Its totals.
     pub(crate) fn counters(&self) -> TunnelCounters {
         self.counters
+    }
+
+    /// Counts the packets the kernel dropped at the receiving socket since
+    /// the last call as `tunnel_rx_dropped` (called once a second: one
+    /// `getsockopt`).
+    pub(crate) fn count_kernel_drops(&mut self) {
+        match self.io.receive_drops() {
+            Ok(total) => {
+                let new = total.saturating_sub(self.kernel_drops_seen);
+                self.kernel_drops_seen = total;
+                if new > 0 {
+                    self.counters.drops.add(DropReason::TunnelRxDropped, new);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "reading the underlay socket's drops failed"),
+        }
     }
 
     /// The largest inner IP packet a tunnel carries without fragmenting the

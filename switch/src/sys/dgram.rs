@@ -184,15 +184,7 @@ fn sender(name: &libc::sockaddr_in6) -> SocketAddr {
 /// The path MTU a connected IPv6 socket knows toward its peer
 /// (`IPV6_MTU`): after an ICMPv6 packet too big, the MTU it announced.
 pub fn ipv6_path_mtu(fd: BorrowedFd<'_>) -> io::Result<u32> {
-    let mut mtu: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `mtu`, a live local.
-    let rc = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_MTU, (&raw mut mtu).cast(), &mut len)
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mtu: libc::c_int = super::sockopt::get(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU)?;
     u32::try_from(mtu).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
 }
 

@@ -12,6 +12,7 @@
 //! - [`ethtool`]: the one ethtool request AF_XDP ports need.
 //! - [`reuseport`]: the underlay's receive sockets, one per worker, steered by VNI.
 //! - [`sched`]: CPU and thread scheduling readings, thread CPU affinity.
+//! - [`sockopt`]: typed `getsockopt`/`setsockopt`, a socket's kernel drops and buffer sizes.
 
 #![allow(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod packet;
 pub mod process;
 pub mod reuseport;
 pub mod sched;
+pub mod sockopt;
 pub mod stream;
 pub mod tap;
 

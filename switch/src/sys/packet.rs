@@ -31,7 +31,9 @@
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::sockopt;
 
 /// Most frames one [`PacketSocket::recv_batch`] or
 /// [`PacketSocket::send_batch`] call moves.
@@ -56,18 +58,8 @@ pub struct PacketSocket {
     ifname: String,
 }
 
-fn setopt(fd: RawFd, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: `value` is a live int of the size passed.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            name,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+fn setopt(fd: BorrowedFd<'_>, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    sockopt::set(fd, libc::SOL_PACKET, name, &value)
 }
 
 fn op_err(op: &str, e: io::Error) -> io::Error {
@@ -91,10 +83,10 @@ impl PacketSocket {
         // SAFETY: the kernel just returned this descriptor; we own it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let raw = fd.as_raw_fd();
-        setopt(raw, libc::PACKET_VNET_HDR, 1).map_err(|e| op_err("PACKET_VNET_HDR", e))?;
-        setopt(raw, libc::PACKET_VNET_HDR_SZ, VNET_HDR_LEN).map_err(|e| op_err("PACKET_VNET_HDR_SZ", e))?;
-        setopt(raw, libc::PACKET_IGNORE_OUTGOING, 1).map_err(|e| op_err("PACKET_IGNORE_OUTGOING", e))?;
-        setopt(raw, libc::PACKET_QDISC_BYPASS, 1).map_err(|e| op_err("PACKET_QDISC_BYPASS", e))?;
+        setopt(fd.as_fd(), libc::PACKET_VNET_HDR, 1).map_err(|e| op_err("PACKET_VNET_HDR", e))?;
+        setopt(fd.as_fd(), libc::PACKET_VNET_HDR_SZ, VNET_HDR_LEN).map_err(|e| op_err("PACKET_VNET_HDR_SZ", e))?;
+        setopt(fd.as_fd(), libc::PACKET_IGNORE_OUTGOING, 1).map_err(|e| op_err("PACKET_IGNORE_OUTGOING", e))?;
+        setopt(fd.as_fd(), libc::PACKET_QDISC_BYPASS, 1).map_err(|e| op_err("PACKET_QDISC_BYPASS", e))?;
         // SAFETY: `sockaddr_ll` is plain data; all-zero is valid.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -115,19 +107,8 @@ impl PacketSocket {
         let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
         mreq.mr_ifindex = ifindex as i32;
         mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
-        // SAFETY: `mreq` is a valid `packet_mreq` of the size passed.
-        let r = unsafe {
-            libc::setsockopt(
-                raw,
-                libc::SOL_PACKET,
-                libc::PACKET_ADD_MEMBERSHIP,
-                (&mreq as *const libc::packet_mreq).cast(),
-                size_of::<libc::packet_mreq>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(op_err("promiscuous membership", io::Error::last_os_error()));
-        }
+        sockopt::set(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
+            .map_err(|e| op_err("promiscuous membership", e))?;
         Ok(PacketSocket { fd, ifname: ifname.to_owned() })
     }
 
@@ -242,43 +223,14 @@ impl PacketSocket {
     /// receive buffer was full): `PACKET_STATISTICS`, which the kernel
     /// resets on every read.
     pub fn take_drops(&self) -> io::Result<u64> {
-        // SAFETY: `tpacket_stats` is plain data; all-zero is valid.
-        let mut stats: libc::tpacket_stats = unsafe { std::mem::zeroed() };
-        let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
-        // SAFETY: the kernel writes at most `len` bytes into `stats`.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut stats as *mut libc::tpacket_stats).cast(),
-                &mut len,
-            )
-        };
-        if r < 0 {
-            return Err(op_err("PACKET_STATISTICS", io::Error::last_os_error()));
-        }
+        let stats: libc::tpacket_stats = sockopt::get(self.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS)
+            .map_err(|e| op_err("PACKET_STATISTICS", e))?;
         Ok(u64::from(stats.tp_drops))
     }
 
     /// The socket's pending error (`SO_ERROR`).
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        let mut code: libc::c_int = 0;
-        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: the kernel writes one int into `code`.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut code as *mut i32).cast(),
-                &mut len,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok((code != 0).then(|| io::Error::from_raw_os_error(code)))
+        sockopt::take_error(self.fd.as_fd())
     }
 }
 
@@ -317,6 +269,12 @@ mod tests {
     fn socket_pair(g: &mut NetGuard) -> (PacketSocket, PacketSocket) {
         let ns = g.netns();
         let name = ns.name().expect("a named namespace").to_owned();
+        // No IPv6 on the links (they inherit `default`): no DAD, router or
+        // MLD frames of the kernel's own, so the sockets carry only the
+        // tests' frames and the drop statistics count only those.
+        netns::run_in(&ns, || std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1"))
+            .expect("run in ns")
+            .expect("disable IPv6 in the test namespace");
         ip(&["-n", &name, "link", "add", "pa", "type", "veth", "peer", "name", "pb"]);
         for l in ["pa", "pb"] {
             ip(&["-n", &name, "link", "set", l, "up"]);

@@ -18,7 +18,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 
 use libc::{
     BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_JA, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_MOD, BPF_RET, BPF_RSH, BPF_W,
@@ -100,18 +100,9 @@ pub fn bind_steered(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>
 fn attach(socket: &UdpSocket, code: &[sock_filter]) -> io::Result<()> {
     let len = u16::try_from(code.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let fprog = sock_fprog { len, filter: code.as_ptr().cast_mut() };
-    // SAFETY: `fprog` points at `code`, which outlives the call (the kernel
-    // copies the program); the option length is the size of `sock_fprog`.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_REUSEPORT_CBPF,
-            (&raw const fprog).cast(),
-            size_of::<sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    // `fprog` points at `code`, which outlives the call (the kernel copies
+    // the program).
+    super::sockopt::set(socket.as_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog)
 }
 
 #[cfg(test)]

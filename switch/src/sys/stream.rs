@@ -12,18 +12,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// discard) of `n` bytes moves it back by `n`. Linux supports it on TCP
 /// sockets since 6.10.
 pub fn set_peek_offset(fd: BorrowedFd<'_>, offset: i32) -> io::Result<()> {
-    // SAFETY: setsockopt reads exactly `size_of::<c_int>()` bytes from a
-    // live local; the descriptor is borrowed, so it stays open.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEEK_OFF,
-            (&raw const offset).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    super::sockopt::set(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, &offset)
 }
 
 /// Copies up to `buf.len()` bytes from the receive queue, from the peek
@@ -130,16 +119,7 @@ pub fn peek_after(fd: BorrowedFd<'_>, skip: &mut [u8], buf: &mut [u8]) -> io::Re
 /// Whether the peer sent FIN (the connection is past ESTABLISHED on the
 /// receiving side).
 fn peer_closed(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    // SAFETY: tcp_info is plain old data.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `info`.
-    let rc = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len)
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let info: libc::tcp_info = super::sockopt::get(fd, libc::IPPROTO_TCP, libc::TCP_INFO)?;
     // CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT, CLOSE (include/net/tcp_states.h).
     Ok(matches!(info.tcpi_state, 7 | 8 | 9 | 6 | 11))
 }

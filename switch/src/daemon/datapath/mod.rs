@@ -445,6 +445,9 @@ impl Datapath {
 
     fn tick(&mut self, now: Timestamp) {
         self.check_devices();
+        if let Some(tunnel) = &mut self.tunnel {
+            tunnel.count_kernel_drops();
+        }
         self.send_replica_seen(now);
         if self.spread.owns_any() || self.bridge.has_replicas() {
             self.spread.read_loads(now);

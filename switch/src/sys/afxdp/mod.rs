@@ -36,7 +36,7 @@ mod ring;
 mod root_tests;
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 
 pub use queues::{
@@ -46,6 +46,7 @@ pub use queues::{
 use ring::{Ring, RingOffsets};
 
 use super::netlink::{Netlink, NetlinkError, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+use super::sockopt;
 
 /// `XDP_USE_SG` (bind flag): frames may span several chunks.
 const XDP_USE_SG: u16 = 1 << 4;
@@ -151,28 +152,6 @@ impl Drop for Mapping {
     }
 }
 
-fn sockopt_set<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` is a live `T` of the size passed.
-    let r = unsafe {
-        libc::setsockopt(fd, libc::SOL_XDP, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t)
-    };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
-/// `getsockopt` into a `T`.
-///
-/// # Safety
-/// `T` must be the plain C structure the option returns, for which all-zero
-/// bytes are a valid value.
-unsafe fn sockopt_get<T: Copy>(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<T> {
-    // SAFETY: all-zero is a valid `T` (the caller's promise).
-    let mut value: T = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<T>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `value`.
-    let r = unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut T).cast(), &mut len) };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(value) }
-}
-
 /// Kernel statistics of one socket (`XDP_STATISTICS`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct XskStats {
@@ -220,24 +199,23 @@ impl XskSocket {
             flags: XDP_UMEM_TX_METADATA_LEN,
             tx_metadata_len: TX_METADATA_LEN,
         };
-        let tx_metadata = match sockopt_set(raw, libc::XDP_UMEM_REG, &reg) {
+        let tx_metadata = match sockopt::set(fd.as_fd(), libc::SOL_XDP, libc::XDP_UMEM_REG, &reg) {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(error = %e, "no AF_XDP TX metadata; checksums in software");
                 reg.flags = 0;
                 reg.tx_metadata_len = 0;
-                sockopt_set(raw, libc::XDP_UMEM_REG, &reg).map_err(err("UMEM registration"))?;
+                sockopt::set(fd.as_fd(), libc::SOL_XDP, libc::XDP_UMEM_REG, &reg).map_err(err("UMEM registration"))?;
                 false
             }
         };
         for ring in [libc::XDP_UMEM_FILL_RING, libc::XDP_UMEM_COMPLETION_RING, libc::XDP_RX_RING, libc::XDP_TX_RING] {
-            sockopt_set(raw, ring, &RING_SIZE).map_err(err("ring setup"))?;
+            sockopt::set(fd.as_fd(), libc::SOL_XDP, ring, &RING_SIZE).map_err(err("ring setup"))?;
         }
         // A larger copy-mode TX budget per kick where the kernel has it.
-        let _ = sockopt_set(raw, XDP_MAX_TX_SKB_BUDGET, &RING_SIZE);
-        // SAFETY: `xdp_mmap_offsets` is what XDP_MMAP_OFFSETS returns; plain integers.
+        let _ = sockopt::set(fd.as_fd(), libc::SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &RING_SIZE);
         let off: libc::xdp_mmap_offsets =
-            unsafe { sockopt_get(raw, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS) }.map_err(err("ring offsets"))?;
+            sockopt::get(fd.as_fd(), libc::SOL_XDP, libc::XDP_MMAP_OFFSETS).map_err(err("ring offsets"))?;
         let offsets = |o: libc::xdp_ring_offset| RingOffsets {
             producer: o.producer as usize,
             consumer: o.consumer as usize,
@@ -297,9 +275,8 @@ impl XskSocket {
             }
             Err(e) => return Err(err("bind")(e)),
         };
-        // SAFETY: `xdp_options` is what XDP_OPTIONS returns; one integer.
         let options: libc::xdp_options =
-            unsafe { sockopt_get(raw, libc::SOL_XDP, libc::XDP_OPTIONS) }.map_err(err("options"))?;
+            sockopt::get(fd.as_fd(), libc::SOL_XDP, libc::XDP_OPTIONS).map_err(err("options"))?;
         let zero_copy = options.flags & libc::XDP_OPTIONS_ZEROCOPY != 0;
         // Copy mode builds an skb from the metadata's checksum request for
         // every device; a zero-copy driver may lack the hook and would
@@ -374,15 +351,12 @@ impl XskSocket {
     /// The socket's pending error (`SO_ERROR`), e.g. `ENETDOWN` once its
     /// interface was unregistered.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        // SAFETY: SO_ERROR returns one int.
-        let code: libc::c_int = unsafe { sockopt_get(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR) }?;
-        Ok((code != 0).then(|| io::Error::from_raw_os_error(code)))
+        sockopt::take_error(self.fd.as_fd())
     }
 
     /// The kernel's drop counters for this socket.
     pub fn stats(&self) -> io::Result<XskStats> {
-        // SAFETY: `xdp_statistics` is what XDP_STATISTICS returns; plain integers.
-        let s: libc::xdp_statistics = unsafe { sockopt_get(self.fd.as_raw_fd(), libc::SOL_XDP, libc::XDP_STATISTICS) }?;
+        let s: libc::xdp_statistics = sockopt::get(self.fd.as_fd(), libc::SOL_XDP, libc::XDP_STATISTICS)?;
         Ok(XskStats {
             rx_dropped: s.rx_dropped,
             rx_ring_full: s.rx_ring_full,

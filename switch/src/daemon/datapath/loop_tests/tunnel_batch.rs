@@ -412,3 +412,20 @@ fn a_train_the_underlay_refuses_leaves_as_single_datagrams_and_gso_stays_off() {
     assert_eq!(h.sent_datagrams().len(), 6);
     assert_eq!(h.underlay().sends() - before, 6);
 }
+
+#[test]
+fn the_kernels_drops_at_the_vtep_socket_are_counted_once_a_second_as_deltas() {
+    let (mut h, _, _) = overlay_with_three_peers();
+    h.underlay().set_kernel_drops(40);
+    h.advance(std::time::Duration::from_secs(1));
+    h.step();
+    assert_eq!(h.vtep_counters().drops.get(DropReason::TunnelRxDropped), 40);
+    h.underlay().set_kernel_drops(45);
+    h.advance(std::time::Duration::from_millis(500));
+    h.step();
+    assert_eq!(h.vtep_counters().drops.get(DropReason::TunnelRxDropped), 40, "read once a second");
+    h.advance(std::time::Duration::from_millis(500));
+    h.step();
+    assert_eq!(h.vtep_counters().drops.get(DropReason::TunnelRxDropped), 45, "the delta, not the total again");
+    assert_eq!(h.vtep_counters().drops.total(), 45, "no other drop");
+}

@@ -358,6 +358,8 @@ struct UnderlayState {
     /// A GSO train makes a send fail with this error and turns GSO off,
     /// as a driver without UDP GSO makes the kernel's sockets do.
     refuse_gso: Option<i32>,
+    /// What the receiving socket's kernel drop counter says.
+    kernel_drops: u64,
 }
 
 /// In-memory underlay sockets: receives take queued datagrams, sends are
@@ -379,6 +381,7 @@ impl Default for MemoryUnderlay {
             senders: 32,
             edge: false,
             refuse_gso: None,
+            kernel_drops: 0,
         })))
     }
 }
@@ -436,6 +439,12 @@ impl MemoryUnderlay {
         lock(&self.0).calls.clone()
     }
 
+    /// Sets the total the kernel reports as dropped at the receiving
+    /// socket (its receive buffer full).
+    pub(crate) fn set_kernel_drops(&self, total: u64) {
+        lock(&self.0).kernel_drops = total;
+    }
+
     /// Whether input arrived since the last call (a readiness edge).
     pub(crate) fn take_edge(&self) -> bool {
         std::mem::take(&mut lock(&self.0).edge)
@@ -482,6 +491,10 @@ impl Underlay for MemoryUnderlay {
 
     fn gro_segments(&self) -> usize {
         lock(&self.0).gro_segments
+    }
+
+    fn receive_drops(&self) -> io::Result<u64> {
+        Ok(lock(&self.0).kernel_drops)
     }
 
     fn senders(&self) -> usize {
