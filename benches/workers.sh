@@ -128,6 +128,8 @@ run() {
     # Which worker carried what (AS-REPLICA: frames a replica forwarded itself).
     if [[ $SPREAD == 1 ]]; then
         grep -E '^vsw-dp-[0-9]+ +[0-9]+ +[0-9]+ ' "$TMP/stats-$workers.txt" | sed 's/^/    /' >&2 || true
+        # Of the placed connections, those moved after their opening (the daemon logs each).
+        log "    connections moved off a busy worker after opening: $(grep -c 'moving a TCP connection off a busy' "$TMP/$DNAME.log" || true)"
     fi
     for pid in "${BG_PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true

@@ -35,6 +35,7 @@ mod impair;
 mod loop_tests;
 mod nat;
 mod overlay_rx;
+mod rebalance;
 mod spread;
 #[cfg(test)]
 mod testing;
@@ -394,8 +395,10 @@ impl Datapath {
             self.wakeup();
             self.busy += woke.elapsed();
             self.wakeups += 1;
-            if self.spread.owns_any() || self.bridge.has_replicas() {
-                self.spread.publish_busy(self.busy, self.clock.now());
+            if (self.spread.owns_any() || self.bridge.has_replicas())
+                && self.spread.publish_busy(self.busy, self.clock.now())
+            {
+                self.spread.rebalance(self.clock.now());
             }
         }
     }

@@ -201,7 +201,16 @@ pub(super) struct Spread {
     /// third segment: while there are any, every TCP segment this worker
     /// writes is checked against them.
     answered: usize,
-    /// Connections this worker placed on another worker.
+    /// Samples this worker's connections while it is busy and remembers
+    /// those it moved to another worker.
+    rebalancer: super::rebalance::Rebalancer,
+    /// A connection just moved whose first handed-over frame has not gone
+    /// yet (that one tells the new worker to count it).
+    moving: Option<ConnectionKey>,
+    /// Scratch of [`Spread::rebalance`]: every worker's load.
+    scores: Vec<u64>,
+    /// Connections this worker placed on another worker: at their opening,
+    /// or moved later by the rebalancer.
     pub(super) placed_out: u64,
     /// Connections other workers placed on this one.
     pub(super) placed_in: u64,
@@ -276,18 +285,51 @@ impl Spread {
 
     /// Publishes this worker's busy time so far (after each wake-up): one
     /// relaxed store at most every [`PUBLISH_MS`] of its busy share since
-    /// the last, read by workers placing connections.
-    pub(super) fn publish_busy(&mut self, busy: std::time::Duration, now: Timestamp) {
+    /// the last, read by workers placing connections. True when it did.
+    pub(super) fn publish_busy(&mut self, busy: std::time::Duration, now: Timestamp) -> bool {
         let (at, before) = self.published;
         let elapsed = now.millis_since(at);
         if elapsed < PUBLISH_MS {
-            return;
+            return false;
         }
         let share = busy.saturating_sub(before).as_nanos() as u64 * 1000 / (elapsed * 1_000_000);
         if let Some(me) = self.links.get(self.me) {
             me.load.recent.store(share.min(1000), Ordering::Relaxed);
         }
         self.published = (now, busy);
+        true
+    }
+
+    /// Every worker's load as this one sees it: its busy share at the last
+    /// reading ([`Spread::read_loads`]; this worker's own as just
+    /// published) plus [`PLACED_CONNECTION_LOAD`] for each connection moved
+    /// to it since the reading before (whose load may not show yet).
+    fn scores(&self) -> impl Iterator<Item = u64> + '_ {
+        self.links.iter().zip(&self.samples).enumerate().map(|(k, (link, sample))| {
+            let load = if k == self.me { link.load.recent.load(Ordering::Relaxed) } else { sample.load };
+            let placed = link.load.placed.load(Ordering::Relaxed);
+            load + placed.saturating_sub(sample.placed_before) * PLACED_CONNECTION_LOAD
+        })
+    }
+
+    /// Lets the rebalancer ([`super::rebalance`]) start or end a sampling
+    /// window on the loads as they are now; a connection it decides to move
+    /// counts as placed on its new worker.
+    pub(super) fn rebalance(&mut self, now: Timestamp) {
+        self.read_loads(now);
+        let mut scores = std::mem::take(&mut self.scores);
+        scores.clear();
+        scores.extend(self.scores());
+        if let Some((key, target)) = self.rebalancer.step(now, self.me, &scores) {
+            // At most one a second per worker (the rebalancer's quiet time).
+            tracing::info!(worker = self.me, target, loads = ?scores, "moving a TCP connection off a busy datapath worker");
+            // Counted as placed out with its first handed-over frame (one
+            // that ended just now is not), as placed in by the worker that
+            // takes that frame.
+            self.count_placed(target);
+            self.moving = Some(key);
+        }
+        self.scores = scores;
     }
 
     /// Reads every worker's published load and moved connections again
@@ -447,7 +489,8 @@ impl Datapath {
             return false;
         }
         let handshake = crate::offload::tcp_handshake(self.batch.frame(i));
-        if handshake.is_none() && !self.spread.awaits_third_segments() {
+        let rebalancing = self.spread.rebalancer.wants_frames();
+        if handshake.is_none() && !self.spread.awaits_third_segments() && !rebalancing {
             return false;
         }
         let is_queue =
@@ -484,12 +527,28 @@ impl Datapath {
             _ => {
                 let answer = handshake.is_some();
                 let key = match handshake {
-                    Some(h) => h.key,
-                    None => match crate::offload::tcp_connection(self.batch.frame(i)) {
-                        Some(key) => key,
-                        None => return false,
-                    },
+                    Some(h) => Some(h.key),
+                    None => crate::offload::tcp_connection(self.batch.frame(i)),
                 };
+                if rebalancing {
+                    // A connection moved off this worker: its frames still
+                    // queued here follow it (the first one tells the new
+                    // worker to count the connection).
+                    if let Some(key) = key
+                        && let Some(target) = self.spread.rebalancer.moved_to(&key, now)
+                        && self.spread.has_room(target)
+                    {
+                        let first = self.spread.moving.take_if(|moving| *moving == key).is_some();
+                        self.spread.placed_out += u64::from(first);
+                        let frame = self.batch.frame(i).len() as u64;
+                        self.bridge.uncount_forwarded(ingress, port, frame);
+                        let placed = if replica { Placed::ByReplica } else { Placed::ByOwner };
+                        self.hand_over(target, i, placed, first);
+                        return true;
+                    }
+                    self.spread.rebalancer.sample(key, self.batch.frame(i).len() as u64);
+                }
+                let Some(key) = key else { return false };
                 match self.spread.placed_on(key, answer, now) {
                     Some((at, target)) if self.spread.has_room(target) => {
                         self.spread.passed(at, answer);

@@ -394,3 +394,65 @@ fn a_flooded_opening_is_not_placed_and_one_for_a_port_the_target_lacks_comes_bac
     assert!(replica.sent(b).is_empty(), "which has no queue of c");
     assert_eq!(owner.sent_frames(b), vec![opening], "and handed it back");
 }
+
+/// A segment of connection `port` with `len` payload bytes, from station
+/// `from` (1 or 2) to the other.
+fn data(port: u16, from: u8, len: usize) -> Vec<u8> {
+    let tcp = Tcp::between(1, 2);
+    let tcp = Tcp { src: (tcp.src.0, tcp.src.1, port), ..tcp };
+    let tcp = if from == 1 { tcp } else { Tcp { src: tcp.dst, dst: tcp.src, ..tcp } };
+    tcp.frame(&vec![7; len])
+}
+
+#[test]
+fn a_busy_worker_moves_one_of_its_bulk_connections_to_an_idle_worker_with_the_frames_that_follow() {
+    let (mut owner, mut replica, a, b) = learned_pair();
+    // The owner is busy (900 ms of the last second), the replica idle:
+    // the owner starts sampling the connections it writes.
+    owner.advance(Duration::from_secs(1));
+    let now = owner.now();
+    assert!(owner.dp.spread.publish_busy(Duration::from_millis(900), now));
+    owner.dp.spread.rebalance(now);
+    // Two connections, one carrying three times the other's bytes.
+    for _ in 0..3 {
+        owner.inject(a, &data(40_001, 1, 1000));
+    }
+    owner.inject(a, &data(40_002, 1, 1000));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent(b).len(), 4, "written by the owner while it samples");
+
+    // A window later, still as busy: moving either leaves 675 and 225
+    // thousandths of a core; the lighter one goes (fewer of its frames are
+    // in flight).
+    owner.advance(Duration::from_millis(100));
+    let now = owner.now();
+    assert!(owner.dp.spread.publish_busy(Duration::from_millis(990), now));
+    owner.dp.spread.rebalance(now);
+    assert_eq!(owner.dp.spread.placed_out, 0, "counted when its first frame is handed over");
+
+    // Its frames the owner still reads, either way, go to the replica,
+    // which writes them into its own queues (so tun steers the
+    // connection's next frames there) and counts the connection once.
+    let (forth, back) = (data(40_002, 1, 500), data(40_002, 2, 0));
+    owner.inject(a, &forth);
+    owner.inject(b, &back);
+    owner.inject(a, &data(40_001, 1, 1000));
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(b), vec![forth]);
+    assert_eq!(replica.sent_frames(a), vec![back]);
+    assert_eq!(owner.sent_frames(b), vec![data(40_001, 1, 1000)], "the other connection stays");
+    assert_eq!((owner.dp.spread.placed_out, replica.dp.spread.placed_in), (1, 1), "one connection moved");
+    assert_eq!((replica.counters(a).rx_packets, replica.counters(b).rx_packets), (1, 1), "counted by the writer");
+
+    // Once none of its frames reached the owner for a second, it is
+    // forgotten there: a frame the kernel still steers to the owner is the
+    // owner's to write.
+    owner.advance(Duration::from_millis(1_100));
+    let now = owner.now();
+    owner.dp.spread.publish_busy(Duration::from_millis(1_100), now);
+    owner.dp.spread.rebalance(now);
+    owner.inject(a, &data(40_002, 1, 10));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(b), vec![data(40_002, 1, 10)]);
+    assert!(replica.sent(b).is_empty());
+}

@@ -1,0 +1,261 @@
+//! Moving an established connection off a busy worker (spread networks).
+//!
+//! Placement at the opening ([`super::spread`]) helps only when a worker is
+//! already busy when a connection opens: two bulk connections that open
+//! together on idle workers may still share one worker while the other
+//! idles, for as long as they last. So a worker that stays busy while
+//! another idles samples the TCP connections it writes into TAP queues for
+//! [`WINDOW_MS`] (bytes per connection, in a table of at most [`TRACKED`]
+//! connections that never grows) and moves the connection that, moved to
+//! the least loaded worker, leaves the busier of the two least busy, when
+//! that lowers it by at least [`MIN_GAIN`]: every frame of it this worker reads from then on
+//! is handed to that worker to write. tun's flow table then steers the
+//! connection's next frames, in both directions, to that worker's queues
+//! (whoever writes a flow's frames into a TAP queue gets its next ones),
+//! and the few already queued here follow by hand-over. A connection that
+//! is all of a worker's load is never moved: that would only move the load
+//! (and it would come back). After a decision the worker waits
+//! [`QUIET_MS`] for the loads to show its effect.
+//!
+//! Sans-IO: bytes, connection keys, loads and the time go in; a decision
+//! comes out. The frame path pays for it only while sampling or while a
+//! moved connection's frames still arrive here (one TCP parse and a scan of
+//! at most [`TRACKED`] or [`MOVED_MAX`] keys per frame written).
+
+use crate::offload::ConnectionKey;
+use crate::time::Timestamp;
+
+/// How long a busy worker samples its connections before deciding
+/// (milliseconds).
+const WINDOW_MS: u64 = 100;
+
+/// Connections sampled per window at most (the rest count only in the
+/// total).
+const TRACKED: usize = 32;
+
+/// Moved connections remembered at most (the oldest is forgotten first).
+const MOVED_MAX: usize = 8;
+
+/// A moved connection is forgotten once none of its frames arrived here for
+/// this long (milliseconds): the kernel steers all of it elsewhere.
+const MOVED_IDLE_MS: u64 = 1_000;
+
+/// How long a worker waits after a decision before it samples again
+/// (milliseconds): the loads it reads are published every 50 ms and read
+/// every 100 ms, so a move shows in them well within this.
+const QUIET_MS: u64 = 1_000;
+
+/// A worker busy for less than this (thousandths of a core) does not look
+/// for a connection to move.
+const BUSY: u64 = 400;
+
+/// How much less busy another worker must be for sampling to start
+/// (thousandths of a core).
+const ARM_GAP: u64 = 200;
+
+/// How much a move must lower the busier of the two workers (thousandths
+/// of a core).
+const MIN_GAIN: u64 = 100;
+
+/// A connection this worker moved to another.
+#[derive(Debug, Clone, Copy)]
+struct Moved {
+    key: ConnectionKey,
+    worker: usize,
+    /// When one of its frames last arrived here.
+    last: Timestamp,
+}
+
+/// One worker's sampling of its connections and the connections it moved.
+#[derive(Debug)]
+pub(super) struct Rebalancer {
+    /// Sampling since then; `None` when not sampling.
+    sampling_since: Option<Timestamp>,
+    /// Bytes written per connection in this window.
+    flows: Vec<(ConnectionKey, u64)>,
+    /// Bytes of every frame written into a spread queue in this window.
+    total: u64,
+    moved: Vec<Moved>,
+    /// No sampling before then.
+    quiet_until: Timestamp,
+}
+
+impl Default for Rebalancer {
+    fn default() -> Self {
+        Rebalancer {
+            sampling_since: None,
+            flows: Vec::with_capacity(TRACKED),
+            total: 0,
+            moved: Vec::with_capacity(MOVED_MAX),
+            quiet_until: Timestamp::default(),
+        }
+    }
+}
+
+impl Rebalancer {
+    /// Whether the frames this worker writes into spread queues should be
+    /// shown to [`Rebalancer::sample`] and [`Rebalancer::moved_to`].
+    pub(super) fn wants_frames(&self) -> bool {
+        self.sampling_since.is_some() || !self.moved.is_empty()
+    }
+
+    /// The worker connection `key` was moved to, if this worker moved it
+    /// (and notes that a frame of it arrived here at `now`).
+    pub(super) fn moved_to(&mut self, key: &ConnectionKey, now: Timestamp) -> Option<usize> {
+        let moved = self.moved.iter_mut().find(|m| m.key == *key)?;
+        moved.last = now;
+        Some(moved.worker)
+    }
+
+    /// Counts `bytes` written into a spread queue, for connection `key`
+    /// when the frame is a TCP segment.
+    pub(super) fn sample(&mut self, key: Option<ConnectionKey>, bytes: u64) {
+        if self.sampling_since.is_none() {
+            return;
+        }
+        self.total += bytes;
+        let Some(key) = key else { return };
+        if let Some((_, sum)) = self.flows.iter_mut().find(|(k, _)| *k == key) {
+            *sum += bytes;
+        } else if self.flows.len() < TRACKED {
+            self.flows.push((key, bytes));
+        }
+    }
+
+    /// Called after this worker published its load: `loads[k]` is worker
+    /// `k`'s (thousandths of a core; `me` is this one). Starts sampling,
+    /// or ends it with a decision: the connection to move and where to.
+    pub(super) fn step(&mut self, now: Timestamp, me: usize, loads: &[u64]) -> Option<(ConnectionKey, usize)> {
+        self.moved.retain(|m| now.millis_since(m.last) <= MOVED_IDLE_MS);
+        let mine = *loads.get(me)?;
+        let (target, least) =
+            loads.iter().copied().enumerate().filter(|&(k, _)| k != me).min_by_key(|&(_, load)| load)?;
+        let Some(since) = self.sampling_since else {
+            if now >= self.quiet_until && mine >= BUSY && mine >= least.saturating_add(ARM_GAP) {
+                self.flows.clear();
+                self.total = 0;
+                self.sampling_since = Some(now);
+            }
+            return None;
+        };
+        if now.millis_since(since) < WINDOW_MS {
+            return None;
+        }
+        self.sampling_since = None;
+        self.quiet_until = now.after(std::time::Duration::from_millis(QUIET_MS));
+        // Each connection's share of this worker's load is its share of the
+        // bytes written; moving it leaves max(mine - load, least + load) as
+        // the busier of the two. The one that leaves the least goes; of
+        // equals, the lighter (fewer of its frames are in flight to follow).
+        let total = self.total.max(1);
+        let (key, after, _) = self
+            .flows
+            .iter()
+            .map(|&(key, bytes)| {
+                let load = mine.saturating_mul(bytes) / total;
+                (key, mine.saturating_sub(load).max(least.saturating_add(load)), load)
+            })
+            .min_by_key(|&(_, after, load)| (after, load))?;
+        if mine.saturating_sub(after) < MIN_GAIN {
+            return None;
+        }
+        if self.moved.len() == MOVED_MAX {
+            self.moved.remove(0);
+        }
+        self.moved.push(Moved { key, worker: target, last: now });
+        Some((key, target))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::frames::Tcp;
+    use super::*;
+
+    fn key(port: u16) -> ConnectionKey {
+        let tcp = Tcp::between(1, 2);
+        let frame = Tcp { src: (tcp.src.0, tcp.src.1, port), ..tcp }.frame(&[1; 10]);
+        crate::offload::tcp_connection(&frame).expect("a TCP segment")
+    }
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp(ms)
+    }
+
+    /// Samples `flows` (connection port, bytes) in one window from `start`
+    /// with worker 0 at `mine` and worker 1 at `other`; the decision.
+    fn window(r: &mut Rebalancer, start: u64, mine: u64, other: u64, flows: &[(u16, u64)]) -> Option<(u16, usize)> {
+        assert_eq!(r.step(at(start), 0, &[mine, other]), None, "sampling starts");
+        assert!(r.wants_frames());
+        for &(port, bytes) in flows {
+            r.sample(Some(key(port)), bytes);
+        }
+        assert_eq!(r.step(at(start + 50), 0, &[mine, other]), None, "the window is not over");
+        let decided = r.step(at(start + WINDOW_MS), 0, &[mine, other]);
+        decided.map(|(k, worker)| {
+            let port = (40_000..41_000).find(|&p| key(p) == k).expect("one of ours");
+            (port, worker)
+        })
+    }
+
+    #[test]
+    fn of_bulk_connections_on_a_busy_worker_the_one_that_evens_the_load_moves_to_the_idle_one() {
+        let mut r = Rebalancer::default();
+        // Shares 40%, 50%, 10% of 900: moving the first leaves 540 and 360,
+        // the second 450 and 450, the third 810 and 90.
+        let flows = [(40_001, 40_000_000), (40_002, 50_000_000), (40_003, 10_000_000)];
+        assert_eq!(window(&mut r, 1_000, 900, 0, &flows), Some((40_002, 1)));
+        assert_eq!(r.moved_to(&key(40_002), at(1_200)), Some(1), "its frames go on there");
+        assert_eq!(r.moved_to(&key(40_001), at(1_200)), None, "the others stay");
+    }
+
+    #[test]
+    fn a_connection_that_is_all_of_the_load_stays() {
+        let mut r = Rebalancer::default();
+        // Moving it would make the other worker as busy as this one is.
+        assert_eq!(window(&mut r, 1_000, 900, 0, &[(40_001, 90_000_000), (40_002, 1_000)]), None);
+        assert!(!r.wants_frames(), "nothing moved, nothing sampled");
+        // Nor does it try again at once.
+        assert_eq!(r.step(at(1_200), 0, &[900, 0]), None);
+        assert!(!r.wants_frames(), "quiet for a while after a decision");
+        assert_eq!(r.step(at(2_100), 0, &[900, 0]), None);
+        assert!(r.wants_frames(), "then it samples again");
+    }
+
+    #[test]
+    fn workers_that_are_not_busy_or_alike_sample_nothing() {
+        let mut r = Rebalancer::default();
+        assert_eq!(r.step(at(1_000), 0, &[300, 0]), None);
+        assert!(!r.wants_frames(), "not busy enough");
+        assert_eq!(r.step(at(1_000), 0, &[900, 800]), None);
+        assert!(!r.wants_frames(), "the other is as busy");
+        r.sample(Some(key(40_001)), 1_000);
+        assert_eq!(r.total, 0, "nothing counted while not sampling");
+        assert_eq!(r.step(at(1_000), 0, &[900]), None, "one worker alone");
+    }
+
+    #[test]
+    fn a_moved_connection_is_forgotten_once_its_frames_stop_arriving() {
+        let mut r = Rebalancer::default();
+        window(&mut r, 1_000, 1_000, 0, &[(40_001, 5), (40_002, 5)]).expect("one moves");
+        let (moved, _) = (40_001..=40_002).find_map(|p| r.moved_to(&key(p), at(1_500)).map(|w| (p, w))).expect("moved");
+        assert_eq!(r.step(at(2_400), 0, &[500, 500]), None);
+        assert_eq!(r.moved_to(&key(moved), at(2_400)), Some(1), "still arriving");
+        r.step(at(3_500), 0, &[500, 500]);
+        assert_eq!(r.moved_to(&key(moved), at(3_500)), None, "none for a second: forgotten");
+        assert!(!r.wants_frames());
+    }
+
+    #[test]
+    fn the_table_of_sampled_connections_never_grows() {
+        let mut r = Rebalancer::default();
+        r.step(at(1_000), 0, &[900, 0]);
+        for port in 40_000..40_100 {
+            r.sample(Some(key(port)), 10);
+        }
+        r.sample(None, 10);
+        assert_eq!(r.flows.len(), TRACKED);
+        assert_eq!(r.flows.capacity(), TRACKED, "no allocation after start");
+        assert_eq!(r.total, 1_010, "every frame counts in the total");
+    }
+}
