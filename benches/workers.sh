@@ -14,8 +14,10 @@
 #   DURATION=10     seconds per iperf3 run
 #   SPREAD=0        1 = both pairs on ONE network created with `-o spread` (see README "Workers"):
 #                   with two workers each TAP has a queue per worker; each new TCP connection is
-#                   placed on the less busy worker, so the two streams land on different workers
-#                   (the log shows each worker's frames and the connections placed)
+#                   placed on the less busy worker, and a busy worker moves an open connection to an
+#                   idle one once its traffic shows, so the two streams end up on different workers
+#                   (the log shows each worker's frames, the connections placed, and how many were
+#                   moved after opening)
 #   STREAMS=1       parallel TCP streams per pair (iperf3 -P)
 #   REPEAT=3        repetitions; the order of the two worker counts alternates each time
 #   BUILD=1         0 = do not run cargo; use existing binaries

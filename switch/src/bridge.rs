@@ -544,6 +544,12 @@ impl Bridge {
         Ok(())
     }
 
+    /// Every byte sent out of any port so far (a worker's share of the
+    /// traffic, for weighing one connection against it).
+    pub fn tx_bytes_total(&self) -> u64 {
+        self.ports.iter().flatten().map(|p| p.counters.tx_bytes).sum()
+    }
+
     /// Takes back the counts of a frame of `len` bytes forwarded from
     /// `ingress` to `egress` that another worker will write, and count, instead
     /// (a spread network's placed connection).

@@ -118,8 +118,9 @@ pub enum DropReason {
     /// Packets the kernel dropped on their way into a VTEP's UDP socket:
     /// its receive buffer was full (the switch fell behind on the
     /// underlay). Read from the socket's `SO_MEMINFO` once a second. The
-    /// kernel counts a GRO train of datagrams (a peer's GSO send) as one
-    /// packet, so more datagrams than this may have been lost.
+    /// kernel counts a dropped GRO train of datagrams (a peer's GSO send)
+    /// at least once (once on Linux 6.18), so more datagrams than this may
+    /// have been lost.
     TunnelRxDropped,
 }
 

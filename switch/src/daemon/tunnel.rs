@@ -168,8 +168,8 @@ pub(crate) trait Underlay: Send {
     fn event_fd(&self) -> Option<RawFd>;
 
     /// Packets the kernel dropped on their way into the receiving socket
-    /// since it was opened (its receive buffer was full).
-    fn receive_drops(&self) -> io::Result<u64>;
+    /// since it was opened (its receive buffer was full); wraps at 2^32.
+    fn receive_drops(&self) -> io::Result<u32>;
 }
 
 struct TxSocket {
@@ -231,7 +231,7 @@ impl Underlay for UdpUnderlay {
         Some(self.rx.as_raw_fd())
     }
 
-    fn receive_drops(&self) -> io::Result<u64> {
+    fn receive_drops(&self) -> io::Result<u32> {
         sockopt::receive_drops(self.rx.as_fd())
     }
 }
@@ -261,7 +261,7 @@ pub(crate) struct Tunnel {
     /// The datagrams of the last receive.
     received: Vec<Received>,
     /// The receiving socket's kernel drop total when last read.
-    kernel_drops_seen: u64,
+    kernel_drops_seen: u32,
 }
 
 /// One datagram the underlay received: where it lies in the batch's
@@ -394,10 +394,10 @@ impl Tunnel {
     pub(crate) fn count_kernel_drops(&mut self) {
         match self.io.receive_drops() {
             Ok(total) => {
-                let new = total.saturating_sub(self.kernel_drops_seen);
+                let new = total.wrapping_sub(self.kernel_drops_seen);
                 self.kernel_drops_seen = total;
                 if new > 0 {
-                    self.counters.drops.add(DropReason::TunnelRxDropped, new);
+                    self.counters.drops.add(DropReason::TunnelRxDropped, u64::from(new));
                 }
             }
             Err(e) => tracing::debug!(error = %e, "reading the underlay socket's drops failed"),

@@ -395,11 +395,7 @@ impl Datapath {
             self.wakeup();
             self.busy += woke.elapsed();
             self.wakeups += 1;
-            if (self.spread.owns_any() || self.bridge.has_replicas())
-                && self.spread.publish_busy(self.busy, self.clock.now())
-            {
-                self.spread.rebalance(self.clock.now());
-            }
+            self.publish_load();
         }
     }
 
@@ -438,6 +434,16 @@ impl Datapath {
             self.events.flush(self.bridge.events_mut(), now);
         }
         self.send_fdb_changes();
+    }
+
+    /// After a wake-up, on a worker with spread networks: publishes its
+    /// busy share (at most every 50 ms) and lets the rebalancer act on the
+    /// loads as they are then.
+    fn publish_load(&mut self) {
+        let now = self.clock.now();
+        if (self.spread.owns_any() || self.bridge.has_replicas()) && self.spread.publish_busy(self.busy, now) {
+            self.spread.rebalance(now, self.bridge.tx_bytes_total());
+        }
     }
 
     /// Whether frames wait to be read: from ready ports, the underlay, the

@@ -6,21 +6,26 @@
 //! idles, for as long as they last. So a worker that stays busy while
 //! another idles samples the TCP connections it writes into TAP queues for
 //! [`WINDOW_MS`] (bytes per connection, in a table of at most [`TRACKED`]
-//! connections that never grows) and moves the connection that, moved to
-//! the least loaded worker, leaves the busier of the two least busy, when
-//! that lowers it by at least [`MIN_GAIN`]: every frame of it this worker reads from then on
+//! connections that never grows, against every byte the worker wrote to any
+//! port meanwhile) and moves the connection that, moved to the least loaded
+//! worker, leaves the busier of the two least busy, when that lowers it by
+//! at least [`MIN_GAIN`]: every frame of it this worker reads from then on
 //! is handed to that worker to write. tun's flow table then steers the
 //! connection's next frames, in both directions, to that worker's queues
 //! (whoever writes a flow's frames into a TAP queue gets its next ones),
 //! and the few already queued here follow by hand-over. A connection that
 //! is all of a worker's load is never moved: that would only move the load
 //! (and it would come back). After a decision the worker waits
-//! [`QUIET_MS`] for the loads to show its effect.
+//! [`QUIET_MS`] for the loads to show its effect. A worker that is handed a
+//! frame of a connection it moved away itself forgets that move (the
+//! connection was moved back), so two workers never hand one connection's
+//! frames to each other.
 //!
 //! Sans-IO: bytes, connection keys, loads and the time go in; a decision
-//! comes out. The frame path pays for it only while sampling or while a
-//! moved connection's frames still arrive here (one TCP parse and a scan of
-//! at most [`TRACKED`] or [`MOVED_MAX`] keys per frame written).
+//! comes out. The frame path pays only while sampling or while a moved
+//! connection's frames still arrive here: per frame written into a spread
+//! queue, a TCP parse, the known-unicast check (a table lookup) and a scan
+//! of at most [`TRACKED`] or [`MOVED_MAX`] keys.
 
 use crate::offload::ConnectionKey;
 use crate::time::Timestamp;
@@ -29,8 +34,7 @@ use crate::time::Timestamp;
 /// (milliseconds).
 const WINDOW_MS: u64 = 100;
 
-/// Connections sampled per window at most (the rest count only in the
-/// total).
+/// Connections sampled per window at most (the rest are not candidates).
 const TRACKED: usize = 32;
 
 /// Moved connections remembered at most (the oldest is forgotten first).
@@ -49,8 +53,8 @@ const QUIET_MS: u64 = 1_000;
 /// for a connection to move.
 const BUSY: u64 = 400;
 
-/// How much less busy another worker must be for sampling to start
-/// (thousandths of a core).
+/// How much less busy another worker must be for sampling to start, and
+/// still be when it ends (thousandths of a core).
 const ARM_GAP: u64 = 200;
 
 /// How much a move must lower the busier of the two workers (thousandths
@@ -64,17 +68,28 @@ struct Moved {
     worker: usize,
     /// When one of its frames last arrived here.
     last: Timestamp,
+    /// A frame of it was handed over (the first one counts the move).
+    handed: bool,
+}
+
+/// Where a frame of a moved connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct MovedTo {
+    /// The worker that writes it now.
+    pub(super) worker: usize,
+    /// No frame of the connection was handed over yet: this one counts the
+    /// move (once it is handed over: [`Rebalancer::handed`]).
+    pub(super) first: bool,
 }
 
 /// One worker's sampling of its connections and the connections it moved.
 #[derive(Debug)]
 pub(super) struct Rebalancer {
-    /// Sampling since then; `None` when not sampling.
-    sampling_since: Option<Timestamp>,
+    /// Sampling since then, when this worker had written that many bytes
+    /// in all; `None` when not sampling.
+    sampling: Option<(Timestamp, u64)>,
     /// Bytes written per connection in this window.
     flows: Vec<(ConnectionKey, u64)>,
-    /// Bytes of every frame written into a spread queue in this window.
-    total: u64,
     moved: Vec<Moved>,
     /// No sampling before then.
     quiet_until: Timestamp,
@@ -83,9 +98,8 @@ pub(super) struct Rebalancer {
 impl Default for Rebalancer {
     fn default() -> Self {
         Rebalancer {
-            sampling_since: None,
+            sampling: None,
             flows: Vec::with_capacity(TRACKED),
-            total: 0,
             moved: Vec::with_capacity(MOVED_MAX),
             quiet_until: Timestamp::default(),
         }
@@ -96,25 +110,40 @@ impl Rebalancer {
     /// Whether the frames this worker writes into spread queues should be
     /// shown to [`Rebalancer::sample`] and [`Rebalancer::moved_to`].
     pub(super) fn wants_frames(&self) -> bool {
-        self.sampling_since.is_some() || !self.moved.is_empty()
+        self.sampling.is_some() || !self.moved.is_empty()
     }
 
-    /// The worker connection `key` was moved to, if this worker moved it
-    /// (and notes that a frame of it arrived here at `now`).
-    pub(super) fn moved_to(&mut self, key: &ConnectionKey, now: Timestamp) -> Option<usize> {
+    /// Whether this worker moved any connection it still remembers.
+    pub(super) fn has_moved(&self) -> bool {
+        !self.moved.is_empty()
+    }
+
+    /// Where connection `key` went, if this worker moved it (and notes that
+    /// a frame of it arrived here at `now`).
+    pub(super) fn moved_to(&mut self, key: &ConnectionKey, now: Timestamp) -> Option<MovedTo> {
         let moved = self.moved.iter_mut().find(|m| m.key == *key)?;
         moved.last = now;
-        Some(moved.worker)
+        Some(MovedTo { worker: moved.worker, first: !moved.handed })
     }
 
-    /// Counts `bytes` written into a spread queue, for connection `key`
-    /// when the frame is a TCP segment.
-    pub(super) fn sample(&mut self, key: Option<ConnectionKey>, bytes: u64) {
-        if self.sampling_since.is_none() {
+    /// Notes that a frame of moved connection `key` was handed over.
+    pub(super) fn handed(&mut self, key: &ConnectionKey) {
+        if let Some(moved) = self.moved.iter_mut().find(|m| m.key == *key) {
+            moved.handed = true;
+        }
+    }
+
+    /// Forgets that this worker moved connection `key`: another worker
+    /// handed one of its frames back here to be written (it moved it back).
+    pub(super) fn forget(&mut self, key: &ConnectionKey) {
+        self.moved.retain(|m| m.key != *key);
+    }
+
+    /// Counts `bytes` of connection `key` written into a spread queue.
+    pub(super) fn sample(&mut self, key: ConnectionKey, bytes: u64) {
+        if self.sampling.is_none() {
             return;
         }
-        self.total += bytes;
-        let Some(key) = key else { return };
         if let Some((_, sum)) = self.flows.iter_mut().find(|(k, _)| *k == key) {
             *sum += bytes;
         } else if self.flows.len() < TRACKED {
@@ -123,36 +152,49 @@ impl Rebalancer {
     }
 
     /// Called after this worker published its load: `loads[k]` is worker
-    /// `k`'s (thousandths of a core; `me` is this one). Starts sampling,
-    /// or ends it with a decision: the connection to move and where to.
-    pub(super) fn step(&mut self, now: Timestamp, me: usize, loads: &[u64]) -> Option<(ConnectionKey, usize)> {
+    /// `k`'s (thousandths of a core; `me` is this one) and `written` every
+    /// byte this worker wrote to any port so far. Starts sampling, or ends
+    /// it with a decision: the connection to move and where to.
+    pub(super) fn step(
+        &mut self,
+        now: Timestamp,
+        me: usize,
+        loads: &[u64],
+        written: u64,
+    ) -> Option<(ConnectionKey, usize)> {
         self.moved.retain(|m| now.millis_since(m.last) <= MOVED_IDLE_MS);
         let mine = *loads.get(me)?;
         let (target, least) =
             loads.iter().copied().enumerate().filter(|&(k, _)| k != me).min_by_key(|&(_, load)| load)?;
-        let Some(since) = self.sampling_since else {
-            if now >= self.quiet_until && mine >= BUSY && mine >= least.saturating_add(ARM_GAP) {
+        let uneven = mine >= BUSY && mine >= least.saturating_add(ARM_GAP);
+        let Some((since, written_before)) = self.sampling else {
+            if now >= self.quiet_until && uneven {
                 self.flows.clear();
-                self.total = 0;
-                self.sampling_since = Some(now);
+                self.sampling = Some((now, written));
             }
             return None;
         };
         if now.millis_since(since) < WINDOW_MS {
             return None;
         }
-        self.sampling_since = None;
+        self.sampling = None;
         self.quiet_until = now.after(std::time::Duration::from_millis(QUIET_MS));
+        if !uneven {
+            return None;
+        }
         // Each connection's share of this worker's load is its share of the
-        // bytes written; moving it leaves max(mine - load, least + load) as
-        // the busier of the two. The one that leaves the least goes; of
-        // equals, the lighter (fewer of its frames are in flight to follow).
-        let total = self.total.max(1);
+        // bytes the worker wrote; moving it leaves max(mine - load,
+        // least + load) as the busier of the two. The one that leaves the
+        // least goes; of equals, the lighter (fewer of its frames are in
+        // flight to follow).
+        let total = written.saturating_sub(written_before).max(1);
+        let moved = &self.moved;
         let (key, after, _) = self
             .flows
             .iter()
+            .filter(|(key, _)| !moved.iter().any(|m| m.key == *key))
             .map(|&(key, bytes)| {
-                let load = mine.saturating_mul(bytes) / total;
+                let load = mine.saturating_mul(bytes.min(total)) / total;
                 (key, mine.saturating_sub(load).max(least.saturating_add(load)), load)
             })
             .min_by_key(|&(_, after, load)| (after, load))?;
@@ -162,7 +204,7 @@ impl Rebalancer {
         if self.moved.len() == MOVED_MAX {
             self.moved.remove(0);
         }
-        self.moved.push(Moved { key, worker: target, last: now });
+        self.moved.push(Moved { key, worker: target, last: now, handed: false });
         Some((key, target))
     }
 }
@@ -183,19 +225,26 @@ mod tests {
     }
 
     /// Samples `flows` (connection port, bytes) in one window from `start`
-    /// with worker 0 at `mine` and worker 1 at `other`; the decision.
+    /// with worker 0 at `mine` and worker 1 at `other`, the worker writing
+    /// only those bytes; the decision.
     fn window(r: &mut Rebalancer, start: u64, mine: u64, other: u64, flows: &[(u16, u64)]) -> Option<(u16, usize)> {
-        assert_eq!(r.step(at(start), 0, &[mine, other]), None, "sampling starts");
+        let written = 1_000_000;
+        assert_eq!(r.step(at(start), 0, &[mine, other], written), None, "sampling starts");
         assert!(r.wants_frames());
         for &(port, bytes) in flows {
-            r.sample(Some(key(port)), bytes);
+            r.sample(key(port), bytes);
         }
-        assert_eq!(r.step(at(start + 50), 0, &[mine, other]), None, "the window is not over");
-        let decided = r.step(at(start + WINDOW_MS), 0, &[mine, other]);
+        let all: u64 = flows.iter().map(|f| f.1).sum();
+        assert_eq!(r.step(at(start + 50), 0, &[mine, other], written + all), None, "the window is not over");
+        let decided = r.step(at(start + WINDOW_MS), 0, &[mine, other], written + all);
         decided.map(|(k, worker)| {
             let port = (40_000..41_000).find(|&p| key(p) == k).expect("one of ours");
             (port, worker)
         })
+    }
+
+    fn to(worker: usize, first: bool) -> Option<MovedTo> {
+        Some(MovedTo { worker, first })
     }
 
     #[test]
@@ -205,7 +254,9 @@ mod tests {
         // the second 450 and 450, the third 810 and 90.
         let flows = [(40_001, 40_000_000), (40_002, 50_000_000), (40_003, 10_000_000)];
         assert_eq!(window(&mut r, 1_000, 900, 0, &flows), Some((40_002, 1)));
-        assert_eq!(r.moved_to(&key(40_002), at(1_200)), Some(1), "its frames go on there");
+        assert_eq!(r.moved_to(&key(40_002), at(1_200)), to(1, true), "its frames go on there");
+        r.handed(&key(40_002));
+        assert_eq!(r.moved_to(&key(40_002), at(1_200)), to(1, false), "the move counted once");
         assert_eq!(r.moved_to(&key(40_001), at(1_200)), None, "the others stay");
     }
 
@@ -216,46 +267,84 @@ mod tests {
         assert_eq!(window(&mut r, 1_000, 900, 0, &[(40_001, 90_000_000), (40_002, 1_000)]), None);
         assert!(!r.wants_frames(), "nothing moved, nothing sampled");
         // Nor does it try again at once.
-        assert_eq!(r.step(at(1_200), 0, &[900, 0]), None);
+        assert_eq!(r.step(at(1_200), 0, &[900, 0], 0), None);
         assert!(!r.wants_frames(), "quiet for a while after a decision");
-        assert_eq!(r.step(at(2_100), 0, &[900, 0]), None);
+        assert_eq!(r.step(at(2_100), 0, &[900, 0], 0), None);
         assert!(r.wants_frames(), "then it samples again");
+    }
+
+    #[test]
+    fn a_worker_busy_with_other_work_moves_no_small_connection() {
+        let mut r = Rebalancer::default();
+        // Two connections of 10 kB each, while the worker wrote 10 MB in
+        // all (a gateway's traffic, say): each is 0.2% of its load.
+        assert_eq!(r.step(at(1_000), 0, &[900, 0], 0), None);
+        r.sample(key(40_001), 10_000);
+        r.sample(key(40_002), 10_000);
+        assert_eq!(r.step(at(1_100), 0, &[900, 0], 10_000_000), None);
+        assert!(!r.has_moved());
+    }
+
+    #[test]
+    fn a_window_that_ends_with_the_loads_even_moves_nothing() {
+        let mut r = Rebalancer::default();
+        assert_eq!(r.step(at(1_000), 0, &[900, 0], 0), None);
+        r.sample(key(40_001), 500);
+        r.sample(key(40_002), 500);
+        assert_eq!(r.step(at(1_100), 0, &[600, 500], 1_000), None, "no longer uneven");
+        assert!(!r.has_moved());
     }
 
     #[test]
     fn workers_that_are_not_busy_or_alike_sample_nothing() {
         let mut r = Rebalancer::default();
-        assert_eq!(r.step(at(1_000), 0, &[300, 0]), None);
+        assert_eq!(r.step(at(1_000), 0, &[300, 0], 0), None);
         assert!(!r.wants_frames(), "not busy enough");
-        assert_eq!(r.step(at(1_000), 0, &[900, 800]), None);
+        assert_eq!(r.step(at(1_000), 0, &[900, 800], 0), None);
         assert!(!r.wants_frames(), "the other is as busy");
-        r.sample(Some(key(40_001)), 1_000);
-        assert_eq!(r.total, 0, "nothing counted while not sampling");
-        assert_eq!(r.step(at(1_000), 0, &[900]), None, "one worker alone");
+        r.sample(key(40_001), 1_000);
+        assert!(r.flows.is_empty(), "nothing counted while not sampling");
+        assert_eq!(r.step(at(1_000), 0, &[900], 0), None, "one worker alone");
     }
 
     #[test]
-    fn a_moved_connection_is_forgotten_once_its_frames_stop_arriving() {
+    fn a_moved_connection_is_forgotten_once_its_frames_stop_arriving_or_it_comes_back() {
         let mut r = Rebalancer::default();
         window(&mut r, 1_000, 1_000, 0, &[(40_001, 5), (40_002, 5)]).expect("one moves");
-        let (moved, _) = (40_001..=40_002).find_map(|p| r.moved_to(&key(p), at(1_500)).map(|w| (p, w))).expect("moved");
-        assert_eq!(r.step(at(2_400), 0, &[500, 500]), None);
-        assert_eq!(r.moved_to(&key(moved), at(2_400)), Some(1), "still arriving");
-        r.step(at(3_500), 0, &[500, 500]);
+        let moved = (40_001..=40_002).find(|&p| r.moved_to(&key(p), at(1_500)).is_some()).expect("moved");
+        assert_eq!(r.step(at(2_400), 0, &[500, 500], 0), None);
+        assert_eq!(r.moved_to(&key(moved), at(2_400)), to(1, true), "still arriving");
+        r.step(at(3_500), 0, &[500, 500], 0);
         assert_eq!(r.moved_to(&key(moved), at(3_500)), None, "none for a second: forgotten");
         assert!(!r.wants_frames());
+
+        // Moved, then handed back by the worker it went to: forgotten at
+        // once, so the two never hand its frames to each other.
+        window(&mut r, 5_000, 1_000, 0, &[(40_001, 5), (40_002, 5)]).expect("one moves");
+        let moved = (40_001..=40_002).find(|&p| r.moved_to(&key(p), at(5_200)).is_some()).expect("moved");
+        r.forget(&key(moved));
+        assert_eq!(r.moved_to(&key(moved), at(5_200)), None);
+    }
+
+    #[test]
+    fn a_moved_connection_is_not_chosen_again() {
+        let mut r = Rebalancer::default();
+        assert_eq!(window(&mut r, 1_000, 900, 0, &[(40_002, 50), (40_001, 30), (40_003, 20)]), Some((40_002, 1)));
+        // Were its frames written here meanwhile (its new worker had no
+        // room), it would not be a candidate again.
+        assert!(r.moved_to(&key(40_002), at(2_200)).is_some(), "still arriving here");
+        assert_eq!(window(&mut r, 2_200, 900, 0, &[(40_002, 500), (40_001, 300), (40_003, 200)]), Some((40_001, 1)));
     }
 
     #[test]
     fn the_table_of_sampled_connections_never_grows() {
         let mut r = Rebalancer::default();
-        r.step(at(1_000), 0, &[900, 0]);
+        let (before, capacity) = (r.flows.as_ptr(), r.flows.capacity());
+        r.step(at(1_000), 0, &[900, 0], 0);
         for port in 40_000..40_100 {
-            r.sample(Some(key(port)), 10);
+            r.sample(key(port), 10);
         }
-        r.sample(None, 10);
         assert_eq!(r.flows.len(), TRACKED);
-        assert_eq!(r.flows.capacity(), TRACKED, "no allocation after start");
-        assert_eq!(r.total, 1_010, "every frame counts in the total");
+        assert_eq!((r.flows.as_ptr(), r.flows.capacity()), (before, capacity), "no allocation after start");
     }
 }

@@ -34,8 +34,10 @@
 //! on as well; left to itself, a busy worker wrote the third segment after
 //! the chosen worker's first data and pulled the connection back. So a
 //! connection lands where there is room, at the cost of three hand-overs;
-//! the hash still decides for everything else (UDP, connections that
-//! opened before a restart).
+//! the hash decides for everything else (UDP, connections that opened
+//! before a restart), and a busy worker may later move an open connection
+//! to an idle one ([`super::rebalance`]: its frames handed over the same
+//! way).
 //!
 //! Punted frames are copied into a fresh buffer each: they are a flow's
 //! first frames (before the owner's table reached the replica, and the
@@ -204,9 +206,6 @@ pub(super) struct Spread {
     /// Samples this worker's connections while it is busy and remembers
     /// those it moved to another worker.
     rebalancer: super::rebalance::Rebalancer,
-    /// A connection just moved whose first handed-over frame has not gone
-    /// yet (that one tells the new worker to count it).
-    moving: Option<ConnectionKey>,
     /// Scratch of [`Spread::rebalance`]: every worker's load.
     scores: Vec<u64>,
     /// Connections this worker placed on another worker: at their opening,
@@ -313,21 +312,18 @@ impl Spread {
     }
 
     /// Lets the rebalancer ([`super::rebalance`]) start or end a sampling
-    /// window on the loads as they are now; a connection it decides to move
-    /// counts as placed on its new worker.
-    pub(super) fn rebalance(&mut self, now: Timestamp) {
+    /// window on the loads as they are now; `written` is every byte this
+    /// worker wrote to any port so far. A connection it decides to move
+    /// counts as placed with its first handed-over frame (one that ended
+    /// just now never does).
+    pub(super) fn rebalance(&mut self, now: Timestamp, written: u64) {
         self.read_loads(now);
         let mut scores = std::mem::take(&mut self.scores);
         scores.clear();
         scores.extend(self.scores());
-        if let Some((key, target)) = self.rebalancer.step(now, self.me, &scores) {
+        if let Some((_, target)) = self.rebalancer.step(now, self.me, &scores, written) {
             // At most one a second per worker (the rebalancer's quiet time).
             tracing::info!(worker = self.me, target, loads = ?scores, "moving a TCP connection off a busy datapath worker");
-            // Counted as placed out with its first handed-over frame (one
-            // that ended just now is not), as placed in by the worker that
-            // takes that frame.
-            self.count_placed(target);
-            self.moving = Some(key);
         }
         self.scores = scores;
     }
@@ -530,23 +526,28 @@ impl Datapath {
                     Some(h) => Some(h.key),
                     None => crate::offload::tcp_connection(self.batch.frame(i)),
                 };
-                if rebalancing {
+                if let Some(key) = key
+                    && rebalancing
+                    && let Some(moved) = self.spread.rebalancer.moved_to(&key, now)
+                {
                     // A connection moved off this worker: its frames still
-                    // queued here follow it (the first one tells the new
-                    // worker to count the connection).
-                    if let Some(key) = key
-                        && let Some(target) = self.spread.rebalancer.moved_to(&key, now)
-                        && self.spread.has_room(target)
-                    {
-                        let first = self.spread.moving.take_if(|moving| *moving == key).is_some();
-                        self.spread.placed_out += u64::from(first);
-                        let frame = self.batch.frame(i).len() as u64;
-                        self.bridge.uncount_forwarded(ingress, port, frame);
-                        let placed = if replica { Placed::ByReplica } else { Placed::ByOwner };
-                        self.hand_over(target, i, placed, first);
-                        return true;
+                    // queued here follow it (the first one counts the move,
+                    // here and where it is taken). When its new worker has
+                    // its fill of handed-over frames waiting, the frame is
+                    // written here (tun may steer the connection back until
+                    // a later frame is handed on).
+                    if !self.spread.has_room(moved.worker) {
+                        return false;
                     }
-                    self.spread.rebalancer.sample(key, self.batch.frame(i).len() as u64);
+                    if moved.first {
+                        self.spread.count_placed(moved.worker);
+                        self.spread.placed_out += 1;
+                    }
+                    self.spread.rebalancer.handed(&key);
+                    self.bridge.uncount_forwarded(ingress, port, self.batch.frame(i).len() as u64);
+                    let placed = if replica { Placed::ByReplica } else { Placed::ByOwner };
+                    self.hand_over(moved.worker, i, placed, moved.first);
+                    return true;
                 }
                 let Some(key) = key else { return false };
                 match self.spread.placed_on(key, answer, now) {
@@ -554,7 +555,12 @@ impl Datapath {
                         self.spread.passed(at, answer);
                         (target, false)
                     }
-                    _ => return false,
+                    _ => {
+                        if rebalancing {
+                            self.spread.rebalancer.sample(key, self.batch.frame(i).len() as u64);
+                        }
+                        return false;
+                    }
                 }
             }
         };
@@ -597,6 +603,14 @@ impl Datapath {
                     queue.push(Punted { from: self.spread.me, places_connection: false, ..punted });
                 }
                 continue;
+            }
+            // A frame of a connection this worker moved away, handed back
+            // to be written here: its new worker moved it back.
+            if placed_here
+                && self.spread.rebalancer.has_moved()
+                && let Some(key) = punted.bytes.get(super::HDR..).and_then(crate::offload::tcp_connection)
+            {
+                self.spread.rebalancer.forget(&key);
             }
             if !self.batch.push_received(punted.port, &punted.bytes, punted.placed) {
                 self.bridge.count_drop(punted.port, DropReason::Truncated);

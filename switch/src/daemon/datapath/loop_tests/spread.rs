@@ -410,9 +410,8 @@ fn a_busy_worker_moves_one_of_its_bulk_connections_to_an_idle_worker_with_the_fr
     // The owner is busy (900 ms of the last second), the replica idle:
     // the owner starts sampling the connections it writes.
     owner.advance(Duration::from_secs(1));
-    let now = owner.now();
-    assert!(owner.dp.spread.publish_busy(Duration::from_millis(900), now));
-    owner.dp.spread.rebalance(now);
+    owner.dp.busy = Duration::from_millis(900);
+    owner.dp.publish_load();
     // Two connections, one carrying three times the other's bytes.
     for _ in 0..3 {
         owner.inject(a, &data(40_001, 1, 1000));
@@ -425,9 +424,8 @@ fn a_busy_worker_moves_one_of_its_bulk_connections_to_an_idle_worker_with_the_fr
     // thousandths of a core; the lighter one goes (fewer of its frames are
     // in flight).
     owner.advance(Duration::from_millis(100));
-    let now = owner.now();
-    assert!(owner.dp.spread.publish_busy(Duration::from_millis(990), now));
-    owner.dp.spread.rebalance(now);
+    owner.dp.busy = Duration::from_millis(990);
+    owner.dp.publish_load();
     assert_eq!(owner.dp.spread.placed_out, 0, "counted when its first frame is handed over");
 
     // Its frames the owner still reads, either way, go to the replica,
@@ -448,9 +446,7 @@ fn a_busy_worker_moves_one_of_its_bulk_connections_to_an_idle_worker_with_the_fr
     // forgotten there: a frame the kernel still steers to the owner is the
     // owner's to write.
     owner.advance(Duration::from_millis(1_100));
-    let now = owner.now();
-    owner.dp.spread.publish_busy(Duration::from_millis(1_100), now);
-    owner.dp.spread.rebalance(now);
+    owner.dp.publish_load();
     owner.inject(a, &data(40_002, 1, 10));
     settle(&mut owner, &mut replica);
     assert_eq!(owner.sent_frames(b), vec![data(40_002, 1, 10)]);

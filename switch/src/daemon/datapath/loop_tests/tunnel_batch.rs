@@ -428,4 +428,12 @@ fn the_kernels_drops_at_the_vtep_socket_are_counted_once_a_second_as_deltas() {
     h.step();
     assert_eq!(h.vtep_counters().drops.get(DropReason::TunnelRxDropped), 45, "the delta, not the total again");
     assert_eq!(h.vtep_counters().drops.total(), 45, "no other drop");
+    // The kernel's counter is 32 bits wide and wraps.
+    h.underlay().set_kernel_drops(u32::MAX);
+    h.advance(std::time::Duration::from_secs(1));
+    h.step();
+    h.underlay().set_kernel_drops(4);
+    h.advance(std::time::Duration::from_secs(1));
+    h.step();
+    assert_eq!(h.vtep_counters().drops.get(DropReason::TunnelRxDropped), u64::from(u32::MAX) + 5, "across the wrap");
 }

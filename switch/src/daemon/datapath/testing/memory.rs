@@ -359,7 +359,7 @@ struct UnderlayState {
     /// as a driver without UDP GSO makes the kernel's sockets do.
     refuse_gso: Option<i32>,
     /// What the receiving socket's kernel drop counter says.
-    kernel_drops: u64,
+    kernel_drops: u32,
 }
 
 /// In-memory underlay sockets: receives take queued datagrams, sends are
@@ -441,7 +441,7 @@ impl MemoryUnderlay {
 
     /// Sets the total the kernel reports as dropped at the receiving
     /// socket (its receive buffer full).
-    pub(crate) fn set_kernel_drops(&self, total: u64) {
+    pub(crate) fn set_kernel_drops(&self, total: u32) {
         lock(&self.0).kernel_drops = total;
     }
 
@@ -493,7 +493,7 @@ impl Underlay for MemoryUnderlay {
         lock(&self.0).gro_segments
     }
 
-    fn receive_drops(&self) -> io::Result<u64> {
+    fn receive_drops(&self) -> io::Result<u32> {
         Ok(lock(&self.0).kernel_drops)
     }
 
