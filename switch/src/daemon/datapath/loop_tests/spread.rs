@@ -452,3 +452,65 @@ fn a_busy_worker_moves_one_of_its_bulk_connections_to_an_idle_worker_with_the_fr
     assert_eq!(owner.sent_frames(b), vec![data(40_002, 1, 10)]);
     assert!(replica.sent(b).is_empty());
 }
+
+#[test]
+fn a_connection_moved_back_is_written_by_the_worker_that_moved_it_first_and_never_bounces() {
+    let (mut owner, mut replica, a, b) = learned_pair();
+    // The owner, busy, moves connection 40 002 to the idle replica (as in
+    // the test above).
+    owner.advance(Duration::from_secs(1));
+    owner.dp.busy = Duration::from_millis(900);
+    owner.dp.publish_load();
+    for _ in 0..3 {
+        owner.inject(a, &data(40_001, 1, 1000));
+    }
+    owner.inject(a, &data(40_002, 1, 1000));
+    settle(&mut owner, &mut replica);
+    owner.sent(b);
+    owner.advance(Duration::from_millis(100));
+    owner.dp.busy = Duration::from_millis(990);
+    owner.dp.publish_load();
+    owner.inject(a, &data(40_002, 1, 10));
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(b), vec![data(40_002, 1, 10)], "moved to the replica");
+
+    // Then the owner idles and the replica is busy with 40 002 and a
+    // heavier connection: it moves 40 002 back.
+    owner.advance(Duration::from_millis(100));
+    owner.dp.publish_load();
+    replica.advance(Duration::from_secs(1));
+    replica.dp.busy = Duration::from_millis(900);
+    replica.dp.publish_load();
+    replica.inject(a, &data(40_002, 1, 1000));
+    for _ in 0..3 {
+        replica.inject(a, &data(40_003, 1, 1000));
+    }
+    settle(&mut owner, &mut replica);
+    replica.sent(b);
+    replica.advance(Duration::from_millis(100));
+    replica.dp.busy = Duration::from_millis(990);
+    replica.dp.publish_load();
+    let back = data(40_002, 1, 20);
+    replica.inject(a, &back);
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(b), vec![back], "handed back to the owner, which writes it");
+    assert!(replica.sent(b).is_empty());
+
+    // The owner forgot its own move: a frame of the connection it reads
+    // now is its own to write, not handed to the replica again.
+    let next = data(40_002, 1, 30);
+    owner.inject(a, &next);
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(b), vec![next], "no ping-pong");
+    assert!(replica.sent(b).is_empty());
+    assert_eq!(
+        (
+            owner.dp.spread.placed_out,
+            owner.dp.spread.placed_in,
+            replica.dp.spread.placed_out,
+            replica.dp.spread.placed_in
+        ),
+        (1, 1, 1, 1),
+        "moved once each way, counted once each way"
+    );
+}
