@@ -404,28 +404,31 @@ fn data(port: u16, from: u8, len: usize) -> Vec<u8> {
     tcp.frame(&vec![7; len])
 }
 
-#[test]
-fn a_busy_worker_moves_one_of_its_bulk_connections_to_an_idle_worker_with_the_frames_that_follow() {
-    let (mut owner, mut replica, a, b) = learned_pair();
-    // The owner is busy (900 ms of the last second), the replica idle:
-    // the owner starts sampling the connections it writes.
+/// The owner is busy (900 ms of a second), the replica idle: the owner
+/// samples the connections it writes for a window, two of them, one
+/// (40 001) carrying three times the other's (40 002) bytes. At the
+/// window's end, still as busy, moving either leaves 675 and 225
+/// thousandths of a core; the lighter one is chosen to move (fewer of its
+/// frames are in flight).
+fn owner_decides_to_move_40_002(owner: &mut Harness, replica: &mut Harness, a: PortId, b: PortId) {
     owner.advance(Duration::from_secs(1));
     owner.dp.busy = Duration::from_millis(900);
     owner.dp.publish_load();
-    // Two connections, one carrying three times the other's bytes.
     for _ in 0..3 {
         owner.inject(a, &data(40_001, 1, 1000));
     }
     owner.inject(a, &data(40_002, 1, 1000));
-    settle(&mut owner, &mut replica);
+    settle(owner, replica);
     assert_eq!(owner.sent(b).len(), 4, "written by the owner while it samples");
-
-    // A window later, still as busy: moving either leaves 675 and 225
-    // thousandths of a core; the lighter one goes (fewer of its frames are
-    // in flight).
     owner.advance(Duration::from_millis(100));
     owner.dp.busy = Duration::from_millis(990);
     owner.dp.publish_load();
+}
+
+#[test]
+fn a_busy_worker_moves_one_of_its_bulk_connections_to_an_idle_worker_with_the_frames_that_follow() {
+    let (mut owner, mut replica, a, b) = learned_pair();
+    owner_decides_to_move_40_002(&mut owner, &mut replica, a, b);
     assert_eq!(owner.dp.spread.placed_out, 0, "counted when its first frame is handed over");
 
     // Its frames the owner still reads, either way, go to the replica,
@@ -456,20 +459,7 @@ fn a_busy_worker_moves_one_of_its_bulk_connections_to_an_idle_worker_with_the_fr
 #[test]
 fn a_connection_moved_back_is_written_by_the_worker_that_moved_it_first_and_never_bounces() {
     let (mut owner, mut replica, a, b) = learned_pair();
-    // The owner, busy, moves connection 40 002 to the idle replica (as in
-    // the test above).
-    owner.advance(Duration::from_secs(1));
-    owner.dp.busy = Duration::from_millis(900);
-    owner.dp.publish_load();
-    for _ in 0..3 {
-        owner.inject(a, &data(40_001, 1, 1000));
-    }
-    owner.inject(a, &data(40_002, 1, 1000));
-    settle(&mut owner, &mut replica);
-    owner.sent(b);
-    owner.advance(Duration::from_millis(100));
-    owner.dp.busy = Duration::from_millis(990);
-    owner.dp.publish_load();
+    owner_decides_to_move_40_002(&mut owner, &mut replica, a, b);
     owner.inject(a, &data(40_002, 1, 10));
     settle(&mut owner, &mut replica);
     assert_eq!(replica.sent_frames(b), vec![data(40_002, 1, 10)], "moved to the replica");
