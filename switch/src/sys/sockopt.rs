@@ -44,6 +44,11 @@ unsafe impl OptionValue for libc::tcp_info {}
 unsafe impl OptionValue for libc::sock_fprog {}
 
 /// `getsockopt(fd, level, name)` into a `T`.
+///
+/// The kernel may answer with fewer bytes than `T` holds (an older kernel's
+/// shorter `tcp_info` or `xdp_statistics`): the fields it did not write stay
+/// zero, which is what every caller wants of a counter or field the kernel
+/// does not have, so the returned length is not checked.
 pub fn get<T: OptionValue>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<T> {
     // SAFETY: all-zero is a valid `T` (`OptionValue`'s promise).
     let mut value: T = unsafe { std::mem::zeroed() };

@@ -80,6 +80,9 @@ pub(super) struct MovedTo {
     /// No frame of the connection was handed over yet: this one counts the
     /// move (once it is handed over: [`Rebalancer::handed`]).
     pub(super) first: bool,
+    /// Its entry among the moved connections (valid until the next call
+    /// that changes them).
+    index: usize,
 }
 
 /// One worker's sampling of its connections and the connections it moved.
@@ -121,14 +124,16 @@ impl Rebalancer {
     /// Where connection `key` went, if this worker moved it (and notes that
     /// a frame of it arrived here at `now`).
     pub(super) fn moved_to(&mut self, key: &ConnectionKey, now: Timestamp) -> Option<MovedTo> {
-        let moved = self.moved.iter_mut().find(|m| m.key == *key)?;
+        let index = self.moved.iter().position(|m| m.key == *key)?;
+        let moved = &mut self.moved[index];
         moved.last = now;
-        Some(MovedTo { worker: moved.worker, first: !moved.handed })
+        Some(MovedTo { worker: moved.worker, first: !moved.handed, index })
     }
 
-    /// Notes that a frame of moved connection `key` was handed over.
-    pub(super) fn handed(&mut self, key: &ConnectionKey) {
-        if let Some(moved) = self.moved.iter_mut().find(|m| m.key == *key) {
+    /// Notes that a frame of the moved connection [`Rebalancer::moved_to`]
+    /// just answered `to` for was handed over.
+    pub(super) fn handed(&mut self, to: MovedTo) {
+        if let Some(moved) = self.moved.get_mut(to.index) {
             moved.handed = true;
         }
     }
@@ -243,8 +248,14 @@ mod tests {
         })
     }
 
-    fn to(worker: usize, first: bool) -> Option<MovedTo> {
-        Some(MovedTo { worker, first })
+    /// Where a moved connection's frame goes, as `(worker, first)`.
+    fn to(worker: usize, first: bool) -> Option<(usize, bool)> {
+        Some((worker, first))
+    }
+
+    /// [`Rebalancer::moved_to`] as `(worker, first)`.
+    fn goes(r: &mut Rebalancer, port: u16, now: Timestamp) -> Option<(usize, bool)> {
+        r.moved_to(&key(port), now).map(|m| (m.worker, m.first))
     }
 
     #[test]
@@ -254,10 +265,11 @@ mod tests {
         // the second 450 and 450, the third 810 and 90.
         let flows = [(40_001, 40_000_000), (40_002, 50_000_000), (40_003, 10_000_000)];
         assert_eq!(window(&mut r, 1_000, 900, 0, &flows), Some((40_002, 1)));
-        assert_eq!(r.moved_to(&key(40_002), at(1_200)), to(1, true), "its frames go on there");
-        r.handed(&key(40_002));
-        assert_eq!(r.moved_to(&key(40_002), at(1_200)), to(1, false), "the move counted once");
-        assert_eq!(r.moved_to(&key(40_001), at(1_200)), None, "the others stay");
+        let moved = r.moved_to(&key(40_002), at(1_200));
+        assert_eq!(moved.map(|m| (m.worker, m.first)), to(1, true), "its frames go on there");
+        r.handed(moved.expect("moved"));
+        assert_eq!(goes(&mut r, 40_002, at(1_200)), to(1, false), "the move counted once");
+        assert_eq!(goes(&mut r, 40_001, at(1_200)), None, "the others stay");
     }
 
     #[test]
@@ -313,9 +325,9 @@ mod tests {
         window(&mut r, 1_000, 1_000, 0, &[(40_001, 5), (40_002, 5)]).expect("one moves");
         let moved = (40_001..=40_002).find(|&p| r.moved_to(&key(p), at(1_500)).is_some()).expect("moved");
         assert_eq!(r.step(at(2_400), 0, &[500, 500], 0), None);
-        assert_eq!(r.moved_to(&key(moved), at(2_400)), to(1, true), "still arriving");
+        assert_eq!(goes(&mut r, moved, at(2_400)), to(1, true), "still arriving");
         r.step(at(3_500), 0, &[500, 500], 0);
-        assert_eq!(r.moved_to(&key(moved), at(3_500)), None, "none for a second: forgotten");
+        assert_eq!(goes(&mut r, moved, at(3_500)), None, "none for a second: forgotten");
         assert!(!r.wants_frames());
 
         // Moved, then handed back by the worker it went to: forgotten at
@@ -323,7 +335,7 @@ mod tests {
         window(&mut r, 5_000, 1_000, 0, &[(40_001, 5), (40_002, 5)]).expect("one moves");
         let moved = (40_001..=40_002).find(|&p| r.moved_to(&key(p), at(5_200)).is_some()).expect("moved");
         r.forget(&key(moved));
-        assert_eq!(r.moved_to(&key(moved), at(5_200)), None);
+        assert_eq!(goes(&mut r, moved, at(5_200)), None);
     }
 
     #[test]

@@ -306,8 +306,7 @@ impl Spread {
     fn scores(&self) -> impl Iterator<Item = u64> + '_ {
         self.links.iter().zip(&self.samples).enumerate().map(|(k, (link, sample))| {
             let load = if k == self.me { link.load.recent.load(Ordering::Relaxed) } else { sample.load };
-            let placed = link.load.placed.load(Ordering::Relaxed);
-            load + placed.saturating_sub(sample.placed_before) * PLACED_CONNECTION_LOAD
+            score(link, sample, load)
         })
     }
 
@@ -357,8 +356,7 @@ impl Spread {
         self.read_loads(now);
         let (mut best, mut least, mut mine) = (self.me, u64::MAX, 0);
         for (k, (link, sample)) in self.links.iter().zip(&self.samples).enumerate() {
-            let placed = link.load.placed.load(Ordering::Relaxed);
-            let score = sample.load + placed.saturating_sub(sample.placed_before) * PLACED_CONNECTION_LOAD;
+            let score = score(link, sample, sample.load);
             if score < least {
                 (best, least) = (k, score);
             }
@@ -429,6 +427,15 @@ impl Spread {
             link.load.placed.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Worker `link`'s score for placing or moving a connection: its busy share
+/// `load` (thousandths of a core) plus [`PLACED_CONNECTION_LOAD`] for each
+/// connection moved to it since the reading before `sample` (whose load may
+/// not show in `load` yet).
+fn score(link: &WorkerLink, sample: &LoadSample, load: u64) -> u64 {
+    let placed = link.load.placed.load(Ordering::Relaxed);
+    load + placed.saturating_sub(sample.placed_before) * PLACED_CONNECTION_LOAD
 }
 
 impl Datapath {
@@ -526,10 +533,8 @@ impl Datapath {
                     Some(h) => Some(h.key),
                     None => crate::offload::tcp_connection(self.batch.frame(i)),
                 };
-                if let Some(key) = key
-                    && rebalancing
-                    && let Some(moved) = self.spread.rebalancer.moved_to(&key, now)
-                {
+                let Some(key) = key else { return false };
+                if rebalancing && let Some(moved) = self.spread.rebalancer.moved_to(&key, now) {
                     // A connection moved off this worker: its frames still
                     // queued here follow it (the first one counts the move,
                     // here and where it is taken). When its new worker has
@@ -543,28 +548,30 @@ impl Datapath {
                         self.spread.count_placed(moved.worker);
                         self.spread.placed_out += 1;
                     }
-                    self.spread.rebalancer.handed(&key);
-                    self.bridge.uncount_forwarded(ingress, port, self.batch.frame(i).len() as u64);
-                    let placed = if replica { Placed::ByReplica } else { Placed::ByOwner };
-                    self.hand_over(moved.worker, i, placed, moved.first);
-                    return true;
-                }
-                let Some(key) = key else { return false };
-                match self.spread.placed_on(key, answer, now) {
-                    Some((at, target)) if self.spread.has_room(target) => {
-                        self.spread.passed(at, answer);
-                        (target, false)
-                    }
-                    _ => {
-                        if rebalancing {
-                            self.spread.rebalancer.sample(key, self.batch.frame(i).len() as u64);
+                    self.spread.rebalancer.handed(moved);
+                    (moved.worker, moved.first)
+                } else {
+                    match self.spread.placed_on(key, answer, now) {
+                        Some((at, target)) if self.spread.has_room(target) => {
+                            self.spread.passed(at, answer);
+                            (target, false)
                         }
-                        return false;
+                        _ => {
+                            if rebalancing {
+                                self.spread.rebalancer.sample(key, self.batch.frame(i).len() as u64);
+                            }
+                            return false;
+                        }
                     }
                 }
             }
         };
-        tracing::debug!(worker = self.spread.me, target, opening, "handed a TCP handshake segment to its worker");
+        tracing::debug!(
+            worker = self.spread.me,
+            target,
+            opening,
+            "handed a frame of a placed or moved TCP connection to its worker"
+        );
         self.bridge.uncount_forwarded(ingress, port, self.batch.frame(i).len() as u64);
         self.hand_over(target, i, if replica { Placed::ByReplica } else { Placed::ByOwner }, opening);
         true
