@@ -24,6 +24,11 @@
 #               network (VNI 4242) and a peer; the sandbox is its endpoint (MTU 1450)
 #   encrypted - as overlay, with -o encrypted and a shared --secret-file (MTU 1418); also
 #               compared with the unencrypted overlay
+#   ovs-overlay - per host a private Open vSwitch (userspace datapath) in the host namespace: the
+#               underlay veth in a bridge whose internal port holds the host's address, and a
+#               bridge with a VXLAN port (VNI 4242) and an internal port moved into the sandbox
+#               (MTU 1450); userspace TSO off (Open vSwitch before 3.3 drops TSO frames that
+#               enter a tunnel: "Tunneling packets with HW offload flags is not supported")
 # For each, per repetition: TCP throughput (iperf3, 1 and 2 streams); 64-byte UDP from a batched
 # sendmmsg sender (benches/e2e/udpflood.rs; or iperf3): offered and received rate, loss, and
 # where the drops were counted (sender-side interface TX, the switch's namespace and its own
@@ -37,14 +42,14 @@
 # Usage (as root; installs iperf3, sockperf, ethtool, iproute2, iputils-ping, openvswitch-switch,
 # vde2, fonts-dejavu-core if missing):
 #   sudo SUITE=all REPEAT=3 DURATION=5 benches/e2e.sh  # the comparison, about 15 min on 2 vCPUs
-#   sudo SUITE=overlay benches/e2e.sh                  # vxlan overlay encrypted
+#   sudo SUITE=overlay benches/e2e.sh                  # vxlan overlay encrypted ovs-overlay
 #   sudo DURATION=5 REPEAT=5 SETUPS="vswitchd ovs bridge" benches/e2e.sh
 #
 # Environment:
 #   DURATION=10        seconds per TCP and UDP test (latency tests take min(DURATION,3) s)
 #   REPEAT=1           repetitions; the setup order rotates each time; the tables show medians
 #   SUITE=all          "local" (vswitchd afxdp ovs ovs-afxdp vde bridge veth), "overlay"
-#                      (vxlan overlay encrypted) or "all"
+#                      (vxlan overlay encrypted ovs-overlay) or "all"
 #   SETUPS=...         explicit subset and order of setups (overrides SUITE)
 #   UDP_TOOL=udpflood  or "iperf3" (iperf3 -u -l 64 -b 0; tops out near 170 kpps)
 #   PIN=1              pin clients (in sandbox 1) to CPU 0 and servers (sandbox 2) to CPU 1; 0 = let
@@ -85,7 +90,7 @@ BENCH=e2e
 source "$SCRIPT_DIR/lib.sh"
 
 LOCAL_SETUPS="vswitchd afxdp ovs ovs-afxdp vde bridge veth"
-OVERLAY_SETUPS="vxlan overlay encrypted"
+OVERLAY_SETUPS="vxlan overlay encrypted ovs-overlay"
 DURATION=${DURATION:-10}
 # Open vSwitch: "tap" = OVS internal ports (TAPs in the netdev datapath, with a virtio-net header
 # under userspace TSO) moved into the sandboxes, its best TCP number here; "system" = the host
@@ -142,30 +147,31 @@ UDP_PORT=5301
 SOCKPERF_PORT=11111
 
 # Per setup: the client's (sandbox 1) and the server's (sandbox 2) namespace and address.
-declare -A CNS=([vswitchd]=$NS1 [afxdp]="${P}fa" [ovs]=$NS1 [ovs-afxdp]=$NS1 [vde]=$NS1 [bridge]=$NS1 [veth]=$NS1 [vxlan]="${P}xa" [overlay]="${P}oa" [encrypted]="${P}ea")
-declare -A SNS=([vswitchd]=$NS2 [afxdp]="${P}fb" [ovs]=$NS2 [ovs-afxdp]=$NS2 [vde]=$NS2 [bridge]=$NS2 [veth]=$NS2 [vxlan]="${P}xb" [overlay]="${P}ob" [encrypted]="${P}eb")
+declare -A CNS=([vswitchd]=$NS1 [afxdp]="${P}fa" [ovs]=$NS1 [ovs-afxdp]=$NS1 [vde]=$NS1 [bridge]=$NS1 [veth]=$NS1 [vxlan]="${P}xa" [overlay]="${P}oa" [encrypted]="${P}ea" [ovs-overlay]="${P}wa")
+declare -A SNS=([vswitchd]=$NS2 [afxdp]="${P}fb" [ovs]=$NS2 [ovs-afxdp]=$NS2 [vde]=$NS2 [bridge]=$NS2 [veth]=$NS2 [vxlan]="${P}xb" [overlay]="${P}ob" [encrypted]="${P}eb" [ovs-overlay]="${P}wb")
 declare -A SRC_IP=([vswitchd]=10.231.0.2 [afxdp]=10.237.0.2 [bridge]=10.232.0.2 [veth]=10.233.0.2
     [ovs]=10.238.0.2 [ovs-afxdp]=10.239.0.2 [vde]=10.240.0.2
-    [vxlan]=10.235.0.2 [overlay]=10.234.0.2 [encrypted]=10.236.0.2)
+    [vxlan]=10.235.0.2 [overlay]=10.234.0.2 [encrypted]=10.236.0.2 [ovs-overlay]=10.245.0.2)
 declare -A DST_IP=([vswitchd]=10.231.0.3 [afxdp]=10.237.0.3 [bridge]=10.232.0.3 [veth]=10.233.0.3
     [ovs]=10.238.0.3 [ovs-afxdp]=10.239.0.3 [vde]=10.240.0.3
-    [vxlan]=10.235.0.3 [overlay]=10.234.0.3 [encrypted]=10.236.0.3)
+    [vxlan]=10.235.0.3 [overlay]=10.234.0.3 [encrypted]=10.236.0.3 [ovs-overlay]=10.245.0.3)
 # Overlay setups: the two host namespaces and the underlay /24 (hosts are .1 and .2).
-declare -A HOST1=([vxlan]="${P}xh1" [overlay]="${P}oh1" [encrypted]="${P}eh1")
-declare -A HOST2=([vxlan]="${P}xh2" [overlay]="${P}oh2" [encrypted]="${P}eh2")
-declare -A UNDERLAY=([vxlan]=10.242.0 [overlay]=10.241.0 [encrypted]=10.243.0)
+declare -A HOST1=([vxlan]="${P}xh1" [overlay]="${P}oh1" [encrypted]="${P}eh1" [ovs-overlay]="${P}wh1")
+declare -A HOST2=([vxlan]="${P}xh2" [overlay]="${P}oh2" [encrypted]="${P}eh2" [ovs-overlay]="${P}wh2")
+declare -A UNDERLAY=([vxlan]=10.242.0 [overlay]=10.241.0 [encrypted]=10.243.0 [ovs-overlay]=10.244.0)
 # The client-side interface in sandbox 1, per setup (for the offload/MTU line of the report),
 # and the MTU it must have (the report flags a difference).
-declare -A IFACE=([vswitchd]=eth0 [afxdp]=eth0 [ovs]="${P}o1" [ovs-afxdp]="${P}x1" [vde]="${P}d1" [bridge]="${P}b1" [veth]="${P}v1" [vxlan]="${P}ks" [overlay]=eth0 [encrypted]=eth0)
-declare -A WANT_MTU=([vxlan]=1450 [overlay]=1450 [encrypted]=1418)
+declare -A IFACE=([vswitchd]=eth0 [afxdp]=eth0 [ovs]="${P}o1" [ovs-afxdp]="${P}x1" [vde]="${P}d1" [bridge]="${P}b1" [veth]="${P}v1" [vxlan]="${P}ks" [overlay]=eth0 [encrypted]=eth0 [ovs-overlay]="${P}w1")
+declare -A WANT_MTU=([vxlan]=1450 [overlay]=1450 [encrypted]=1418 [ovs-overlay]=1450)
 declare -A LABEL=([vswitchd]="vswitchd, TAP ports" [afxdp]="vswitchd, AF_XDP ports" [bridge]="Linux kernel bridge" [veth]="veth pair, direct"
     [ovs]="Open vSwitch userspace + TSO, $OVS_PORT ports" [ovs-afxdp]="Open vSwitch userspace, AF_XDP ports ($OVS_XDP_MODE)" [vde]="vde_switch, TAP ports"
-    [vxlan]="kernel VXLAN + bridge" [overlay]="vswitchd overlay" [encrypted]="vswitchd overlay, encrypted")
+    [vxlan]="kernel VXLAN + bridge" [overlay]="vswitchd overlay" [encrypted]="vswitchd overlay, encrypted"
+    [ovs-overlay]="Open vSwitch userspace VXLAN")
 # The vswitchd instances of each setup (sender's host first), for CPU samples and liveness.
 declare -A DAEMONS=([vswitchd]=vswitchd [afxdp]=afxdp [overlay]="overlay1 overlay2" [encrypted]="encrypted1 encrypted2"
-    [ovs]=ovs [ovs-afxdp]=ovs-afxdp [vde]=vde)
+    [ovs]=ovs [ovs-afxdp]=ovs-afxdp [vde]=vde [ovs-overlay]="ovs-overlay1 ovs-overlay2")
 # Kind of each daemon in DAEMONS: how to stop it and read its drop counters (default vswitchd).
-declare -A DKIND=([ovs]=ovs [ovs-afxdp]=ovs [vde]=vde)
+declare -A DKIND=([ovs]=ovs [ovs-afxdp]=ovs [vde]=vde [ovs-overlay1]=ovs [ovs-overlay2]=ovs)
 # The namespace of each switch that has its own (its interfaces' kernel drop counters count as
 # the switch's).
 declare -A SWNS=([bridge]=$NSW [ovs]="${P}os" [ovs-afxdp]="${P}xs" [vde]="${P}ds")
@@ -239,7 +245,7 @@ install_packages() {
     command -v ping >/dev/null || missing+=(iputils-ping)
     command -v ip >/dev/null && command -v ss >/dev/null && command -v bridge >/dev/null || missing+=(iproute2)
     command -v nsenter >/dev/null || missing+=(util-linux)
-    if selected ovs || selected ovs-afxdp; then
+    if selected ovs || selected ovs-afxdp || selected ovs-overlay; then
         command -v ovs-vswitchd >/dev/null || missing+=(openvswitch-switch)
     fi
     if selected vde; then
@@ -385,18 +391,22 @@ ovs_env() {
 ovsctl() { local d=$1; shift; ovs_env "$d" ovs-vsctl --db="unix:$TMP/$d/db.sock" --timeout=10 "$@" >>"$TMP/$d/ctl.log" 2>&1; }
 ovs_appctl() { local d=$1; shift; ovs_env "$d" ovs-appctl -t "$TMP/$d/vswitchd.ctl" "$@"; }
 
-# ovs_start NAME: a private Open vSwitch: its own ovsdb-server with a fresh database and an
-# ovs-vswitchd inside the switch namespace ${SWNS[NAME]}, userspace TSO on, PMD threads (AF_XDP
-# ports) on the last CPU only. Both are children of this script (no --detach): the cleanup stops
-# them, and the system service is never touched.
+# ovs_start NAME [NS [TSO]]: a private Open vSwitch: its own ovsdb-server with a fresh database
+# and an ovs-vswitchd inside the switch namespace ${SWNS[NAME]} (created here), or inside NS (an
+# existing one), userspace TSO on (TSO=false: off), PMD threads (AF_XDP ports) on the last CPU
+# only. Both are children of this script (no --detach): the cleanup stops them, and the system
+# service is never touched.
 ovs_start() {
-    local d=$1 dir=$TMP/$1 ns=${SWNS[$1]} i
+    local d=$1 dir=$TMP/$1 ns=${2:-${SWNS[$1]:-}} tso=${3:-true} i
     local schema=/usr/share/openvswitch/vswitch.ovsschema
     if ! command -v ovs-vswitchd >/dev/null || [[ ! -e $schema ]]; then
         DSTATUS[$d]="Open vSwitch not installed (apt-get install openvswitch-switch)"
         return 1
     fi
-    mkdir -p "$dir" && ip netns add "$ns" && in_ns "$ns" ip link set lo up || return 1
+    mkdir -p "$dir" || return 1
+    if [[ -z ${2:-} ]]; then
+        ip netns add "$ns" && in_ns "$ns" ip link set lo up || return 1
+    fi
     ovs_env "$d" ovsdb-tool create "$dir/conf.db" "$schema" >>"$dir/ctl.log" 2>&1 ||
         { DSTATUS[$d]="ovsdb-tool create failed"; return 1; }
     # env execs: the PID is ovsdb-server's own (a shell function here would leave it orphaned).
@@ -408,7 +418,7 @@ ovs_start() {
         sleep 0.1
     done
     if ! ovsctl "$d" --no-wait init ||
-        ! ovsctl "$d" --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true \
+        ! ovsctl "$d" --no-wait set Open_vSwitch . "other_config:userspace-tso-enable=$tso" \
             "other_config:pmd-cpu-mask=$(printf '0x%x' $((1 << ($(nproc) - 1))))"; then
         DSTATUS[$d]="ovsdb-server did not start (see $d/ovsdb-server.log)"
         return 1
@@ -569,6 +579,37 @@ setup_encrypted() {
     (umask 077 && "$VSWITCHCTL" secret generate >"$secret") ||
         { STATUS[encrypted]="'vswitchctl secret generate' failed"; return 1; }
     setup_vswitchd_overlay encrypted "-o encrypted" --secret-file "$secret"
+}
+
+# Open vSwitch's userspace VXLAN, per host: a private OVS in the host namespace (userspace TSO
+# off, see the header), bridge ${P}wp with the underlay veth as a port and the host's underlay
+# address on its internal port (OVS routes and resolves the tunnel's packets itself), and bridge
+# ${P}wi with a VXLAN port to the other host and an internal port moved into the sandbox.
+setup_ovs-overlay() {
+    local setup=ovs-overlay net=${UNDERLAY[ovs-overlay]} i d host sb ip
+    setup_hosts "$setup" || return 1
+    for i in 1 2; do
+        d=$setup$i
+        if ((i == 1)); then
+            host=${HOST1[$setup]} sb=${CNS[$setup]} ip=${SRC_IP[$setup]}
+        else
+            host=${HOST2[$setup]} sb=${SNS[$setup]} ip=${DST_IP[$setup]}
+        fi
+        ovs_start "$d" "$host" false &&
+            in_ns "$host" ip addr flush dev "${P}u$i" &&
+            ovsctl "$d" add-br "${P}wp" -- set bridge "${P}wp" datapath_type=netdev &&
+            ovsctl "$d" add-port "${P}wp" "${P}u$i" &&
+            in_ns "$host" ip addr add "$net.$i/24" dev "${P}wp" &&
+            in_ns "$host" ip link set "${P}wp" up &&
+            ovsctl "$d" add-br "${P}wi" -- set bridge "${P}wi" datapath_type=netdev &&
+            ovsctl "$d" add-port "${P}wi" "${P}wx" -- set interface "${P}wx" type=vxlan \
+                "options:remote_ip=$net.$((3 - i))" "options:key=$VNI" &&
+            ovsctl "$d" add-port "${P}wi" "${P}w$i" -- set interface "${P}w$i" type=internal &&
+            ip netns add "$sb" && in_ns "$sb" ip link set lo up &&
+            in_ns "$host" ip link set "${P}w$i" netns "$sb" &&
+            in_ns "$sb" ip link set "${P}w$i" mtu 1450 up &&
+            in_ns "$sb" ip addr add "$ip/24" dev "${P}w$i" || return 1
+    done
 }
 
 # Waits up to 10 s for the first ping reply (links come up, ARP resolves).
@@ -1244,7 +1285,7 @@ report() {
         printf '\n**Warning: the machine was %s%% busy before the tests (other processes); numbers are skewed.**\n' \
             "$BUSY_BEFORE"
     report_group "Two sandboxes on one host" bridge vswitchd afxdp ovs ovs-afxdp vde bridge veth
-    report_group "Overlay: two hosts (namespaces) over a veth underlay, MTU 1500, one sandbox each" vxlan vxlan overlay encrypted
+    report_group "Overlay: two hosts (namespaces) over a veth underlay, MTU 1500, one sandbox each" vxlan vxlan overlay encrypted ovs-overlay
     if selected encrypted; then
         report_group "Encryption cost" overlay overlay encrypted
     fi
@@ -1263,7 +1304,8 @@ report() {
         target_line "TCP 1 stream, vswitchd AF_XDP / OVS AF_XDP" afxdp ovs-afxdp tcp ">=" 3.0
         target_line "vswitchd overlay TCP / kernel VXLAN + bridge" overlay vxlan tcp ">=" 0.85
         target_line "vswitchd overlay ½RTT p50 / kernel VXLAN + bridge" overlay vxlan half-rtt "<=" 1.3
-        target_line "encrypted overlay TCP / vswitchd overlay" encrypted overlay tcp ">=" 0.7)
+        target_line "encrypted overlay TCP / vswitchd overlay" encrypted overlay tcp ">=" 0.7
+        target_line "vswitchd overlay TCP / Open vSwitch userspace VXLAN (the fastest userspace peer)" overlay ovs-overlay tcp ">=" 1.0)
     [[ -z $targets ]] || printf '\nIssue 11 targets (ratios of medians):\n%s\n' "$targets"
     printf '\nClient-side interfaces in sandbox 1:\n'
     for setup in $SETUPS; do
@@ -1278,7 +1320,7 @@ report() {
         done
         printf 'TCP ratios per repetition:\n'
         local pair setup_a setup_b
-        for pair in "vswitchd bridge" "afxdp bridge" "ovs bridge" "vswitchd ovs" "afxdp ovs-afxdp" "overlay vxlan" "encrypted overlay"; do
+        for pair in "vswitchd bridge" "afxdp bridge" "ovs bridge" "vswitchd ovs" "afxdp ovs-afxdp" "overlay vxlan" "encrypted overlay" "overlay ovs-overlay"; do
             read -r setup_a setup_b <<<"$pair"
             if [[ -n ${RES[$setup_a,tcp]:-} && -n ${RES[$setup_b,tcp]:-} ]]; then
                 printf '  %-9s / %-9s %s\n' "$setup_a" "$setup_b" "$(rep_ratios "$setup_a" "$setup_b" tcp)"
@@ -1296,7 +1338,7 @@ chart_data() {
     local setup base panel
     printf 'title\tvswitch e2e, %s, %s x %s s, %s\n' "$(uname -r)" "$REPEAT" "$DURATION" "$(date -u +%F)"
     printf 'metrics\tTCP 1 stream\tUDP 64 B received\t½RTT p50 (lower is better)\n'
-    for panel in "bridge:vswitchd afxdp ovs ovs-afxdp vde bridge veth" "vxlan:vxlan overlay encrypted"; do
+    for panel in "bridge:vswitchd afxdp ovs ovs-afxdp vde bridge veth" "vxlan:vxlan overlay encrypted ovs-overlay"; do
         base=${panel%%:*}
         selected "$base" || continue
         printf 'panel\tratio to %s\n' "${LABEL[$base]}"
