@@ -81,8 +81,9 @@ pub(super) struct MovedTo {
     /// move (once it is handed over: [`Rebalancer::handed`]).
     pub(super) first: bool,
     /// Its entry among the moved connections (valid until the next call
-    /// that changes them).
+    /// that changes them) and its key, which that entry must still have.
     index: usize,
+    key: ConnectionKey,
 }
 
 /// One worker's sampling of its connections and the connections it moved.
@@ -127,13 +128,14 @@ impl Rebalancer {
         let index = self.moved.iter().position(|m| m.key == *key)?;
         let moved = &mut self.moved[index];
         moved.last = now;
-        Some(MovedTo { worker: moved.worker, first: !moved.handed, index })
+        Some(MovedTo { worker: moved.worker, first: !moved.handed, index, key: *key })
     }
 
     /// Notes that a frame of the moved connection [`Rebalancer::moved_to`]
     /// just answered `to` for was handed over.
     pub(super) fn handed(&mut self, to: MovedTo) {
         if let Some(moved) = self.moved.get_mut(to.index) {
+            debug_assert!(moved.key == to.key, "a stale MovedTo");
             moved.handed = true;
         }
     }
