@@ -40,8 +40,8 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 
 pub use queues::{
-    CHUNK_FRAME_LEN, CHUNK_SIZE, CHUNKS, KERNEL_HEADROOM, MAX_FRAME_LEN, MAX_RX_DESCS, MAX_TX_DESCS, QueueCounters,
-    Queues, RING_SIZE, RX_CHUNKS, RxIssue, TX_METADATA_LEN, TxChecksum, TxIssue,
+    CHUNK_FRAME_LEN, CHUNK_SIZE, CHUNKS, FILL_RING_SIZE, KERNEL_HEADROOM, MAX_FRAME_LEN, MAX_RX_DESCS, MAX_TX_DESCS,
+    QueueCounters, Queues, RING_SIZE, RX_CHUNKS, RxIssue, TX_METADATA_LEN, TxChecksum, TxIssue,
 };
 use ring::{Ring, RingOffsets};
 
@@ -209,8 +209,14 @@ impl XskSocket {
                 false
             }
         };
-        for ring in [libc::XDP_UMEM_FILL_RING, libc::XDP_UMEM_COMPLETION_RING, libc::XDP_RX_RING, libc::XDP_TX_RING] {
-            sockopt::set(fd.as_fd(), libc::SOL_XDP, ring, &RING_SIZE).map_err(err("ring setup"))?;
+        let sizes = [
+            (libc::XDP_UMEM_FILL_RING, FILL_RING_SIZE),
+            (libc::XDP_UMEM_COMPLETION_RING, RING_SIZE),
+            (libc::XDP_RX_RING, RING_SIZE),
+            (libc::XDP_TX_RING, RING_SIZE),
+        ];
+        for (ring, size) in sizes {
+            sockopt::set(fd.as_fd(), libc::SOL_XDP, ring, &size).map_err(err("ring setup"))?;
         }
         // A larger copy-mode TX budget per kick where the kernel has it.
         let _ = sockopt::set(fd.as_fd(), libc::SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &RING_SIZE);
@@ -222,20 +228,19 @@ impl XskSocket {
             flags: o.flags as usize,
             desc: o.desc as usize,
         };
-        let n = RING_SIZE as usize;
-        let map_ring = |o: libc::xdp_ring_offset, entry: usize, pgoff: u64| {
-            Mapping::new(o.desc as usize + n * entry, Some(raw), pgoff).map_err(err("ring mmap"))
+        let map_ring = |o: libc::xdp_ring_offset, entries: u32, entry: usize, pgoff: u64| {
+            Mapping::new(o.desc as usize + entries as usize * entry, Some(raw), pgoff).map_err(err("ring mmap"))
         };
-        let fill_map = map_ring(off.fr, 8, libc::XDP_UMEM_PGOFF_FILL_RING)?;
-        let comp_map = map_ring(off.cr, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
-        let rx_map = map_ring(off.rx, 16, libc::XDP_PGOFF_RX_RING as u64)?;
-        let tx_map = map_ring(off.tx, 16, libc::XDP_PGOFF_TX_RING as u64)?;
-        // SAFETY: each mapping is the kernel's ring of RING_SIZE entries laid
-        // out at the offsets it reported, and lives in `_rings` as long as
-        // the queues; the UMEM likewise lives in `_umem`.
+        let fill_map = map_ring(off.fr, FILL_RING_SIZE, 8, libc::XDP_UMEM_PGOFF_FILL_RING)?;
+        let comp_map = map_ring(off.cr, RING_SIZE, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
+        let rx_map = map_ring(off.rx, RING_SIZE, 16, libc::XDP_PGOFF_RX_RING as u64)?;
+        let tx_map = map_ring(off.tx, RING_SIZE, 16, libc::XDP_PGOFF_TX_RING as u64)?;
+        // SAFETY: each mapping is the kernel's ring of the size set above,
+        // laid out at the offsets it reported, and lives in `_rings` as long
+        // as the queues; the UMEM likewise lives in `_umem`.
         let mut queues = unsafe {
             Queues::new(
-                Ring::new(fill_map.ptr, offsets(off.fr), RING_SIZE),
+                Ring::new(fill_map.ptr, offsets(off.fr), FILL_RING_SIZE),
                 Ring::new(comp_map.ptr, offsets(off.cr), RING_SIZE),
                 Ring::new(rx_map.ptr, offsets(off.rx), RING_SIZE),
                 Ring::new(tx_map.ptr, offsets(off.tx), RING_SIZE),
