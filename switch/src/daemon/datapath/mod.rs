@@ -442,7 +442,7 @@ impl Datapath {
     fn publish_load(&mut self) {
         let now = self.clock.now();
         if (self.spread.owns_any() || self.bridge.has_replicas()) && self.spread.publish_busy(self.busy, now) {
-            self.spread.rebalance(now, self.bridge.tx_bytes_total());
+            self.spread.rebalance(now, || self.bridge.tx_bytes_total());
         }
     }
 

@@ -159,15 +159,17 @@ impl Rebalancer {
     }
 
     /// Called after this worker published its load: `loads[k]` is worker
-    /// `k`'s (thousandths of a core; `me` is this one) and `written` every
-    /// byte this worker wrote to any port so far. Starts sampling, or ends
-    /// it with a decision: the connection to move and where to.
+    /// `k`'s (thousandths of a core; `me` is this one) and `written` gives
+    /// every byte this worker wrote to any port so far (asked only when a
+    /// window starts or ends: it sums every port's counter). Starts
+    /// sampling, or ends it with a decision: the connection to move and
+    /// where to.
     pub(super) fn step(
         &mut self,
         now: Timestamp,
         me: usize,
         loads: &[u64],
-        written: u64,
+        written: impl FnOnce() -> u64,
     ) -> Option<(ConnectionKey, usize)> {
         self.moved.retain(|m| now.millis_since(m.last) <= MOVED_IDLE_MS);
         let mine = *loads.get(me)?;
@@ -177,7 +179,7 @@ impl Rebalancer {
         let Some((since, written_before)) = self.sampling else {
             if now >= self.quiet_until && uneven {
                 self.flows.clear();
-                self.sampling = Some((now, written));
+                self.sampling = Some((now, written()));
             }
             return None;
         };
@@ -194,7 +196,7 @@ impl Rebalancer {
         // least + load) as the busier of the two. The one that leaves the
         // least goes; of equals, the lighter (fewer of its frames are in
         // flight to follow).
-        let total = written.saturating_sub(written_before).max(1);
+        let total = written().saturating_sub(written_before).max(1);
         let moved = &self.moved;
         let (key, after, _) = self
             .flows
@@ -236,14 +238,14 @@ mod tests {
     /// only those bytes; the decision.
     fn window(r: &mut Rebalancer, start: u64, mine: u64, other: u64, flows: &[(u16, u64)]) -> Option<(u16, usize)> {
         let written = 1_000_000;
-        assert_eq!(r.step(at(start), 0, &[mine, other], written), None, "sampling starts");
+        assert_eq!(r.step(at(start), 0, &[mine, other], || written), None, "sampling starts");
         assert!(r.wants_frames());
         for &(port, bytes) in flows {
             r.sample(key(port), bytes);
         }
         let all: u64 = flows.iter().map(|f| f.1).sum();
-        assert_eq!(r.step(at(start + 50), 0, &[mine, other], written + all), None, "the window is not over");
-        let decided = r.step(at(start + WINDOW_MS), 0, &[mine, other], written + all);
+        assert_eq!(r.step(at(start + 50), 0, &[mine, other], || written + all), None, "the window is not over");
+        let decided = r.step(at(start + WINDOW_MS), 0, &[mine, other], || written + all);
         decided.map(|(k, worker)| {
             let port = (40_000..41_000).find(|&p| key(p) == k).expect("one of ours");
             (port, worker)
@@ -281,9 +283,9 @@ mod tests {
         assert_eq!(window(&mut r, 1_000, 900, 0, &[(40_001, 90_000_000), (40_002, 1_000)]), None);
         assert!(!r.wants_frames(), "nothing moved, nothing sampled");
         // Nor does it try again at once.
-        assert_eq!(r.step(at(1_200), 0, &[900, 0], 0), None);
+        assert_eq!(r.step(at(1_200), 0, &[900, 0], || 0), None);
         assert!(!r.wants_frames(), "quiet for a while after a decision");
-        assert_eq!(r.step(at(2_100), 0, &[900, 0], 0), None);
+        assert_eq!(r.step(at(2_100), 0, &[900, 0], || 0), None);
         assert!(r.wants_frames(), "then it samples again");
     }
 
@@ -292,33 +294,33 @@ mod tests {
         let mut r = Rebalancer::default();
         // Two connections of 10 kB each, while the worker wrote 10 MB in
         // all (a gateway's traffic, say): each is 0.2% of its load.
-        assert_eq!(r.step(at(1_000), 0, &[900, 0], 0), None);
+        assert_eq!(r.step(at(1_000), 0, &[900, 0], || 0), None);
         r.sample(key(40_001), 10_000);
         r.sample(key(40_002), 10_000);
-        assert_eq!(r.step(at(1_100), 0, &[900, 0], 10_000_000), None);
+        assert_eq!(r.step(at(1_100), 0, &[900, 0], || 10_000_000), None);
         assert!(!r.has_moved());
     }
 
     #[test]
     fn a_window_that_ends_with_the_loads_even_moves_nothing() {
         let mut r = Rebalancer::default();
-        assert_eq!(r.step(at(1_000), 0, &[900, 0], 0), None);
+        assert_eq!(r.step(at(1_000), 0, &[900, 0], || 0), None);
         r.sample(key(40_001), 500);
         r.sample(key(40_002), 500);
-        assert_eq!(r.step(at(1_100), 0, &[600, 500], 1_000), None, "no longer uneven");
+        assert_eq!(r.step(at(1_100), 0, &[600, 500], || 1_000), None, "no longer uneven");
         assert!(!r.has_moved());
     }
 
     #[test]
     fn workers_that_are_not_busy_or_alike_sample_nothing() {
         let mut r = Rebalancer::default();
-        assert_eq!(r.step(at(1_000), 0, &[300, 0], 0), None);
+        assert_eq!(r.step(at(1_000), 0, &[300, 0], || 0), None);
         assert!(!r.wants_frames(), "not busy enough");
-        assert_eq!(r.step(at(1_000), 0, &[900, 800], 0), None);
+        assert_eq!(r.step(at(1_000), 0, &[900, 800], || 0), None);
         assert!(!r.wants_frames(), "the other is as busy");
         r.sample(key(40_001), 1_000);
         assert!(r.flows.is_empty(), "nothing counted while not sampling");
-        assert_eq!(r.step(at(1_000), 0, &[900], 0), None, "one worker alone");
+        assert_eq!(r.step(at(1_000), 0, &[900], || 0), None, "one worker alone");
     }
 
     #[test]
@@ -326,9 +328,9 @@ mod tests {
         let mut r = Rebalancer::default();
         window(&mut r, 1_000, 1_000, 0, &[(40_001, 5), (40_002, 5)]).expect("one moves");
         let moved = (40_001..=40_002).find(|&p| r.moved_to(&key(p), at(1_500)).is_some()).expect("moved");
-        assert_eq!(r.step(at(2_400), 0, &[500, 500], 0), None);
+        assert_eq!(r.step(at(2_400), 0, &[500, 500], || 0), None);
         assert_eq!(goes(&mut r, moved, at(2_400)), to(1, true), "still arriving");
-        r.step(at(3_500), 0, &[500, 500], 0);
+        r.step(at(3_500), 0, &[500, 500], || 0);
         assert_eq!(goes(&mut r, moved, at(3_500)), None, "none for a second: forgotten");
         assert!(!r.wants_frames());
 
@@ -354,7 +356,7 @@ mod tests {
     fn the_table_of_sampled_connections_never_grows() {
         let mut r = Rebalancer::default();
         let (before, capacity) = (r.flows.as_ptr(), r.flows.capacity());
-        r.step(at(1_000), 0, &[900, 0], 0);
+        r.step(at(1_000), 0, &[900, 0], || 0);
         for port in 40_000..40_100 {
             r.sample(key(port), 10);
         }

@@ -311,11 +311,12 @@ impl Spread {
     }
 
     /// Lets the rebalancer ([`super::rebalance`]) start or end a sampling
-    /// window on the loads as they are now; `written` is every byte this
-    /// worker wrote to any port so far. A connection it decides to move
+    /// window on the loads as they are now; `written` gives every byte this
+    /// worker wrote to any port so far (asked only when a window starts or
+    /// ends). A connection it decides to move
     /// counts as placed with its first handed-over frame (one that ended
     /// just now never does).
-    pub(super) fn rebalance(&mut self, now: Timestamp, written: u64) {
+    pub(super) fn rebalance(&mut self, now: Timestamp, written: impl FnOnce() -> u64) {
         self.read_loads(now);
         let mut scores = std::mem::take(&mut self.scores);
         scores.clear();
