@@ -313,9 +313,8 @@ impl Spread {
     /// Lets the rebalancer ([`super::rebalance`]) start or end a sampling
     /// window on the loads as they are now; `written` gives every byte this
     /// worker wrote to any port so far (asked only when a window starts or
-    /// ends). A connection it decides to move
-    /// counts as placed with its first handed-over frame (one that ended
-    /// just now never does).
+    /// ends). A connection it decides to move counts as placed with its
+    /// first handed-over frame (one that ended just now never does).
     pub(super) fn rebalance(&mut self, now: Timestamp, written: impl FnOnce() -> u64) {
         self.read_loads(now);
         let mut scores = std::mem::take(&mut self.scores);
