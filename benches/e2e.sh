@@ -69,6 +69,10 @@
 #   VSWITCHD, VSWITCHCTL  binaries to use (default: $CARGO_TARGET_DIR or target/, release)
 #   DAEMON_ARGS        extra vswitchd arguments (a word list) for every vswitchd daemon, e.g.
 #                      "--cpu-affinity none" or "--busy-poll-us 0" (A/B runs of a setting)
+#   RECEIVER_RPS       receive packet steering in the receiving sandbox, a word list of SETUP=MASK
+#                      (e.g. "afxdp=1"): MASK goes to rps_cpus of rx-0 of that setup's sandbox-2
+#                      interface, so its IP/UDP/TCP input runs on those CPUs instead of in the
+#                      switch's transmit (A/B runs; the product never sets it)
 #   KEEP_LOGS=1        keep the temporary directory (daemon logs and stats, tool outputs)
 #   CHART=1            0 = no chart (drawing it runs cargo bench; A/B runs of two binaries skip it)
 #
@@ -120,6 +124,7 @@ case $SUITE in
 esac
 # The command line that reproduces this run (printed in the report).
 COMMAND="SUITE=$SUITE REPEAT=${REPEAT:-1} DURATION=${DURATION} PIN=${PIN:-1}${SETUPS:+ SETUPS=\"$SETUPS\"}${DAEMON_ARGS:+ DAEMON_ARGS=\"$DAEMON_ARGS\"}"
+COMMAND+="${RECEIVER_RPS:+ RECEIVER_RPS=\"$RECEIVER_RPS\"}"
 COMMAND+="${ONSET:+ ONSET=$ONSET}${OVS_PORT:+ OVS_PORT=$OVS_PORT} benches/e2e.sh"
 SETUPS=${SETUPS:-$DEFAULT_SETUPS}
 UDP_TOOL=${UDP_TOOL:-udpflood}
@@ -293,6 +298,18 @@ start_daemon() {
     [[ -z $VSWITCHD_PID ]] || DPID[$d]=$VSWITCHD_PID
     DSTATUS[$d]=${VSWITCHD_ERR:-running}
     return "$rc"
+}
+
+# Applies RECEIVER_RPS's mask for setup $1, if it names one, to its receiving interface
+# (sysfs seen from inside the sandbox: ip netns exec mounts the namespace's own /sys).
+receiver_rps() {
+    local item
+    for item in ${RECEIVER_RPS:-}; do
+        [[ ${item%%=*} == "$1" ]] || continue
+        ip netns exec "${SNS[$1]}" sh -c "echo ${item#*=} >/sys/class/net/${IFACE[$1]}/queues/rx-0/rps_cpus" ||
+            { STATUS[$1]="could not set rps_cpus ${item#*=}"; return 1; }
+        log "$1: rps_cpus ${item#*=} on ${IFACE[$1]} in ${SNS[$1]}"
+    done
 }
 
 # ctl_steps DAEMON STEP...: runs each vswitchctl step (a word list) against DAEMON; on failure
@@ -1394,7 +1411,7 @@ main() {
         [[ -z ${CNS[$setup]:-} || ${CNS[$setup]} != "$NS1" || $setup == vswitchd ]] || ensure_sandboxes
         if [[ -n ${DAEMONS[$setup]:-} && ${DKIND[${DAEMONS[$setup]%% *}]:-vswitchd} == vswitchd && $build_ok == 0 ]]; then
             STATUS[$setup]="cargo build failed"
-        elif "setup_$setup"; then
+        elif "setup_$setup" && receiver_rps "$setup"; then
             READY[$setup]=1
             continue
         fi

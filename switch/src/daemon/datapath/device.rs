@@ -404,7 +404,7 @@ impl PortDevice for XskDevice {
     fn kernel_drops(&self) -> u64 {
         let inner = self.inner.borrow();
         let stats = inner.port.sockets_ref().iter().map(|s| s.stats().unwrap_or_default());
-        stats.map(|s| s.rx_dropped + s.rx_ring_full + s.rx_fill_empty).sum()
+        stats.map(|s| s.frames_dropped()).sum()
     }
 
     fn device_drops(&self) -> DeviceDrops {

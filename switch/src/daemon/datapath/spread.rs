@@ -39,17 +39,20 @@
 //! to an idle one ([`super::rebalance`]: its frames handed over the same
 //! way).
 //!
-//! Punted frames are copied into a fresh buffer each: they are a flow's
-//! first frames (before the owner's table reached the replica, and the
-//! kernel then steers the flow to whoever answered it), broadcasts, and
-//! frames for ports only the owner has (the gateway, AF_XDP ports,
-//! uplinks), not a flow's steady traffic.
+//! Punted frames are copied into a buffer of the worker that hands them
+//! over, which the worker that reads them gives back (a lock-free queue of
+//! at most [`MAX_SPARE_BUFFERS`] per worker, no wake-up): most are a flow's
+//! first frames or broadcasts, but frames for ports only the owner has (the
+//! gateway, AF_XDP ports, uplinks) and those of a moved connection can be
+//! a steady stream, which then allocates nothing per frame and never frees
+//! one thread's buffer on another.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::Sender;
+use crossbeam_queue::ArrayQueue;
 use mio::Waker;
 
 use super::handle::Command;
@@ -82,6 +85,12 @@ const PLACED_CONNECTION_LOAD: u64 = 100;
 /// counting connections on idle workers would pair them up by their order
 /// instead of spreading them by chance; load is what tells workers apart.
 const MOVE_MARGIN: u64 = 200;
+
+/// Buffers of handed-over frames a worker keeps for its next hand-overs
+/// once the workers that read them gave them back: enough for a batch's
+/// worth of a steady stream, at most 2 MiB of 64 KiB frames kept per worker
+/// after a burst (the rest are freed).
+pub(super) const MAX_SPARE_BUFFERS: usize = 32;
 
 /// Connections placed elsewhere a worker remembers until their SYN-ACK.
 const MAX_REMEMBERED: usize = 256;
@@ -138,12 +147,21 @@ pub(super) struct WorkerLink {
     pub(super) pending: Arc<AtomicUsize>,
     /// How busy the worker is and what was placed on it.
     pub(super) load: Arc<WorkerLoad>,
+    /// Buffers of frames this worker handed over, given back by the
+    /// workers that read them, for its next hand-overs.
+    spares: Arc<ArrayQueue<Vec<u8>>>,
 }
 
 impl WorkerLink {
     /// A link to the loop behind `commands` and `waker`.
     pub(super) fn new(commands: Sender<Command>, waker: Arc<Waker>) -> WorkerLink {
-        WorkerLink { commands, waker, pending: Arc::new(AtomicUsize::new(0)), load: Arc::default() }
+        WorkerLink {
+            commands,
+            waker,
+            pending: Arc::new(AtomicUsize::new(0)),
+            load: Arc::default(),
+            spares: Arc::new(ArrayQueue::new(MAX_SPARE_BUFFERS)),
+        }
     }
 }
 
@@ -171,8 +189,8 @@ pub(super) struct Punted {
     /// This hand-over places a connection (its SYN): counted once, by the
     /// worker that takes it.
     pub(super) places_connection: bool,
-    /// The worker that handed it over (a placed frame for a port the
-    /// receiver does not have goes back there).
+    /// The worker that handed it over: a placed frame for a port the
+    /// receiver does not have goes back there, and `bytes` once read.
     pub(super) from: usize,
 }
 
@@ -261,6 +279,32 @@ impl Spread {
     /// Forgets spread network `id` (removed).
     pub(super) fn disown(&mut self, id: NetworkId) {
         self.owned.retain(|&n| n != id);
+    }
+
+    /// An empty buffer for a frame to hand over: one given back, else new.
+    fn spare_buffer(&self) -> Vec<u8> {
+        let spare = self.links.get(self.me).and_then(|me| me.spares.pop());
+        spare
+            .map(|mut bytes| {
+                bytes.clear();
+                bytes
+            })
+            .unwrap_or_default()
+    }
+
+    /// Gives the buffer of a frame worker `from` handed over back to it,
+    /// once read (freed when it keeps enough already).
+    fn give_back(&self, from: usize, bytes: Vec<u8>) {
+        if let Some(link) = self.links.get(from) {
+            // A full queue hands the buffer back: dropped (freed) here.
+            let _ = link.spares.push(bytes);
+        }
+    }
+
+    /// Buffers this worker keeps for its next hand-overs.
+    #[cfg(test)]
+    pub(super) fn spares(&self) -> usize {
+        self.links.get(self.me).map_or(0, |me| me.spares.len())
     }
 
     /// Whether worker `k` can take another handed-over frame: fewer than
@@ -457,7 +501,8 @@ impl Datapath {
 
     /// Copies frame `i` of the batch into the next message to worker
     /// `owner` (the network's owner, or the worker a connection is placed
-    /// on), marked `placed` (and `places_connection` for a placed SYN); dropped as `owner_busy` when that worker
+    /// on), in a buffer given back by an earlier reader when there is one,
+    /// marked `placed` (and `places_connection` for a placed SYN); dropped as `owner_busy` when that worker
     /// already has its fill of handed-over frames waiting. True when queued.
     fn hand_over(&mut self, owner: usize, i: usize, placed: Placed, places_connection: bool) -> bool {
         let port = self.batch.entry(i).port;
@@ -465,14 +510,14 @@ impl Datapath {
             self.bridge.count_drop(port, DropReason::OwnerBusy);
             return false;
         }
-        let bytes = match self.batch.with_vnet_hdr(i) {
-            Some(bytes) => bytes.to_vec(),
+        let mut bytes = self.spread.spare_buffer();
+        match self.batch.with_vnet_hdr(i) {
+            Some(frame) => bytes.extend_from_slice(frame),
             None => {
-                let mut bytes = vec![0; super::HDR];
+                bytes.resize(super::HDR, 0);
                 bytes.extend_from_slice(self.batch.frame(i));
-                bytes
             }
-        };
+        }
         let Some(queue) = self.spread.outgoing.get_mut(owner) else { return false };
         queue.push(Punted { port, bytes, placed, places_connection, from: self.spread.me });
         true
@@ -622,6 +667,7 @@ impl Datapath {
             if !self.batch.push_received(punted.port, &punted.bytes, punted.placed) {
                 self.bridge.count_drop(punted.port, DropReason::Truncated);
             }
+            self.spread.give_back(punted.from, punted.bytes);
         }
         if let Some(me) = self.spread.links.get(self.spread.me) {
             me.pending.fetch_sub(read, Ordering::Relaxed);

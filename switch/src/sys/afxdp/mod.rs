@@ -155,12 +155,27 @@ impl Drop for Mapping {
 /// Kernel statistics of one socket (`XDP_STATISTICS`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct XskStats {
-    /// Frames dropped for reasons other than a full ring.
+    /// Frames dropped for reasons other than a full RX ring: in copy mode
+    /// this includes every frame that found the fill ring empty.
     pub rx_dropped: u64,
     /// Frames dropped because the RX ring was full.
     pub rx_ring_full: u64,
-    /// Frames dropped because the fill ring was empty.
+    /// Times the kernel found the fill ring empty (not frames: in copy
+    /// mode each such frame is also in `rx_dropped`; in zero-copy mode the
+    /// driver could not post a buffer, and the NIC counts what it drops).
     pub rx_fill_empty: u64,
+}
+
+impl XskStats {
+    /// Frames the socket lost on their way in, each counted once. The
+    /// kernel's copy-mode receive (`__xsk_rcv` in `net/xdp/xsk.c`) counts a
+    /// frame that finds no chunk in the fill ring both in `rx_dropped` and,
+    /// through the failed fill-ring read, in `rx_fill_empty`, so the two
+    /// must not be added (they were: an overloaded port showed twice its
+    /// loss).
+    pub fn frames_dropped(&self) -> u64 {
+        self.rx_dropped + self.rx_ring_full
+    }
 }
 
 /// One bound AF_XDP socket with its UMEM and rings.

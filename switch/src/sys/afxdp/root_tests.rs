@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{MAX_FRAME_LEN, TxChecksum, XdpPort, bpf};
+use super::{MAX_FRAME_LEN, RX_CHUNKS, TxChecksum, XdpPort, bpf};
 use crate::sys::netlink::{LinkConfig, Netlink};
 use crate::sys::netns::run_in;
 use crate::sys::testutil::{NetGuard, have_root};
@@ -224,5 +224,76 @@ fn every_receive_queue_of_a_multi_queue_veth_has_its_socket() {
     assert!(per_queue[0] > 0 && per_queue[1] > 0, "both queues carried flows: {per_queue:?}");
     let total: u64 = port.sockets_ref().iter().map(|s| s.stats().map(|s| s.rx_dropped + s.rx_ring_full).unwrap()).sum();
     assert_eq!(total, 0, "no kernel drops");
+    drop(guard);
+}
+
+#[test]
+fn a_socket_that_falls_behind_counts_each_lost_frame_once() {
+    if !have_root("a_socket_that_falls_behind_counts_each_lost_frame_once") {
+        return;
+    }
+    let mut guard = NetGuard::new();
+    let switch_ns = guard.netns();
+    let peer_ns = guard.netns();
+    let peer_name = guard.prefix().to_owned() + "p";
+    let name_of = |ns: &crate::sys::netns::NetNs| ns.path().file_name().unwrap().to_string_lossy().into_owned();
+    let (switch_name, peer_ns_name) = (name_of(&switch_ns), name_of(&peer_ns));
+    let ip = |args: &[&str]| {
+        let status = Command::new("ip").args(args).status().expect("ip runs");
+        assert!(status.success(), "ip {args:?}");
+    };
+    ip(&[
+        "-n",
+        &switch_name,
+        "link",
+        "add",
+        "xsk0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &peer_name,
+        "netns",
+        &peer_ns_name,
+    ]);
+    ip(&["-n", &switch_name, "link", "set", "xsk0", "up"]);
+    // Only the test's datagrams cross: no IPv6 (router and neighbour
+    // solicitations), no ARP (a static neighbour).
+    ip(&["netns", "exec", &peer_ns_name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    ip(&["-n", &peer_ns_name, "addr", "add", "10.99.2.1/24", "dev", &peer_name]);
+    ip(&["-n", &peer_ns_name, "link", "set", &peer_name, "up"]);
+    ip(&["-n", &peer_ns_name, "neigh", "add", "10.99.2.2", "lladdr", "02:00:00:00:00:42", "dev", &peer_name]);
+    let mut port = run_in(&switch_ns, || XdpPort::open("xsk0")).unwrap().expect("the port opens");
+
+    // The switch reads nothing meanwhile: the receive chunks in the fill
+    // ring take the first datagrams, the kernel drops the rest.
+    const SENT: u32 = RX_CHUNKS + 500;
+    run_in(&peer_ns, || {
+        let socket = std::net::UdpSocket::bind("10.99.2.1:0").unwrap();
+        for i in 0..SENT {
+            socket.send_to(&i.to_be_bytes(), ("10.99.2.2", 20000)).unwrap();
+        }
+    })
+    .unwrap();
+    let mut buf = vec![0u8; MAX_FRAME_LEN];
+    let mut received = 0;
+    while let Some(r) = port.socket().queues().recv(&mut buf) {
+        let len = r.expect("a good descriptor");
+        assert!(len == 14 + 20 + 8 + 4 && buf[23] == 17, "only the test's datagrams: {:?}", &buf[..len.min(64)]);
+        received += 1;
+    }
+    port.socket().release_rx();
+    assert_eq!(received, RX_CHUNKS, "every receive chunk took one");
+    // A veth whose receiving side is slow drops in its own queue first.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &peer_ns_name, "cat", &format!("/sys/class/net/{peer_name}/statistics/tx_dropped")])
+        .output()
+        .expect("cat runs");
+    let veth_dropped: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("a count");
+    let stats = port.socket().stats().expect("XDP_STATISTICS");
+    // In copy mode the kernel counts each frame that found the fill ring
+    // empty twice: in rx_dropped and in the fill ring's empty reads.
+    assert_eq!(stats.frames_dropped(), u64::from(SENT - received - veth_dropped), "{stats:?}");
+    assert!(stats.rx_fill_empty >= stats.rx_dropped, "{stats:?}");
     drop(guard);
 }

@@ -216,6 +216,31 @@ fn an_owner_that_falls_behind_gets_a_bounded_number_of_frames() {
 }
 
 #[test]
+fn the_buffers_of_handed_over_frames_go_back_to_the_worker_that_filled_them() {
+    use super::super::spread::MAX_SPARE_BUFFERS;
+    let (mut owner, mut replica, _net, a, b) = spread_pair();
+    let broadcast = |n: u8| frame(crate::wire::MacAddr::BROADCAST, mac(1), n);
+    for round in 1..=3 {
+        replica.inject(a, &broadcast(round));
+        replica.run_until_idle();
+        assert_eq!(replica.dp.spread.spares(), 0, "round {round}: its one buffer is with the owner");
+        settle(&mut owner, &mut replica);
+        assert_eq!(owner.sent_frames(b), vec![broadcast(round)]);
+        // Had each hand-over taken a new buffer, the replica would keep
+        // one more each round.
+        assert_eq!(replica.dp.spread.spares(), 1, "round {round}: given back once read, and used again");
+        assert_eq!(owner.dp.spread.spares(), 0, "the owner keeps none of them");
+    }
+    // A burst: the replica keeps a bounded number of buffers afterwards.
+    for n in 0..MAX_SPARE_BUFFERS + 8 {
+        replica.inject(a, &broadcast(n as u8));
+    }
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(b).len(), MAX_SPARE_BUFFERS + 8, "every frame delivered");
+    assert_eq!(replica.dp.spread.spares(), MAX_SPARE_BUFFERS);
+}
+
+#[test]
 fn a_replica_goes_with_its_owner_queues_and_all() {
     let (mut owner, mut replica, net, a, _b) = spread_pair();
     let refused = owner.call(|reply| Command::RemoveNetwork { id: net, reply });
