@@ -70,9 +70,9 @@
 #   DAEMON_ARGS        extra vswitchd arguments (a word list) for every vswitchd daemon, e.g.
 #                      "--cpu-affinity none" or "--busy-poll-us 0" (A/B runs of a setting)
 #   RECEIVER_RPS       receive packet steering in the receiving sandbox, a word list of SETUP=MASK
-#                      (e.g. "afxdp=1"): MASK goes to rps_cpus of rx-0 of that setup's sandbox-2
-#                      interface, so its IP/UDP/TCP input runs on those CPUs instead of in the
-#                      switch's transmit (A/B runs; the product never sets it)
+#                      (e.g. "afxdp=1"): the hex MASK goes to rps_cpus of rx-0 of the interface
+#                      holding that setup's server address, so its IP/UDP/TCP input runs on those
+#                      CPUs instead of in the switch's transmit (A/B runs; the product never sets it)
 #   KEEP_LOGS=1        keep the temporary directory (daemon logs and stats, tool outputs)
 #   CHART=1            0 = no chart (drawing it runs cargo bench; A/B runs of two binaries skip it)
 #
@@ -300,15 +300,19 @@ start_daemon() {
     return "$rc"
 }
 
-# Applies RECEIVER_RPS's mask for setup $1, if it names one, to its receiving interface
-# (sysfs seen from inside the sandbox: ip netns exec mounts the namespace's own /sys).
+# Applies RECEIVER_RPS's mask for setup $1, if it names one, to rx-0 of the interface holding
+# the receiving sandbox's address (sysfs seen from inside the sandbox: ip netns exec mounts the
+# namespace's own /sys).
 receiver_rps() {
-    local item
+    local item mask dev
     for item in ${RECEIVER_RPS:-}; do
         [[ ${item%%=*} == "$1" ]] || continue
-        ip netns exec "${SNS[$1]}" sh -c "echo ${item#*=} >/sys/class/net/${IFACE[$1]}/queues/rx-0/rps_cpus" ||
-            { STATUS[$1]="could not set rps_cpus ${item#*=}"; return 1; }
-        log "$1: rps_cpus ${item#*=} on ${IFACE[$1]} in ${SNS[$1]}"
+        mask=${item#*=}
+        dev=$(ip -n "${SNS[$1]}" -o -4 addr show to "${DST_IP[$1]}" | awk '{ print $2; exit }')
+        [[ -n $dev ]] || { STATUS[$1]="no interface with ${DST_IP[$1]} in ${SNS[$1]}"; return 1; }
+        ip netns exec "${SNS[$1]}" sh -c 'echo "$1" >"$2"' sh "$mask" "/sys/class/net/$dev/queues/rx-0/rps_cpus" ||
+            { STATUS[$1]="could not set rps_cpus $mask on $dev"; return 1; }
+        log "$1: rps_cpus $mask on $dev in ${SNS[$1]}"
     done
 }
 
@@ -1384,6 +1388,11 @@ main() {
     [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer"
     [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a positive integer"
     [[ $UDP_TOOL == udpflood || $UDP_TOOL == iperf3 ]] || die "UDP_TOOL must be udpflood or iperf3"
+    local item
+    for item in ${RECEIVER_RPS:-}; do
+        [[ $item =~ ^[a-z-]+=[0-9a-fA-F,]+$ && -n ${SNS[${item%%=*}]:-} ]] ||
+            die "RECEIVER_RPS: '$item' is not SETUP=HEXMASK with a known setup"
+    done
     [[ $SUITE =~ ^(local|overlay|all)$ ]] || die "SUITE must be local, overlay or all"
     [[ $OVS_PORT == tap || $OVS_PORT == system ]] || die "OVS_PORT must be tap or system"
     [[ $ONSET_STEPS =~ ^[1-9][0-9]*$ && $ONSET_SECS =~ ^[1-9][0-9]*$ && $ONSET_REPEAT =~ ^[1-9][0-9]*$ ]] ||

@@ -44,8 +44,10 @@
 //! at most [`MAX_SPARE_BUFFERS`] per worker, no wake-up): most are a flow's
 //! first frames or broadcasts, but frames for ports only the owner has (the
 //! gateway, AF_XDP ports, uplinks) and those of a moved connection can be
-//! a steady stream, which then allocates nothing per frame and never frees
-//! one thread's buffer on another.
+//! a steady stream. While at most [`MAX_SPARE_BUFFERS`] of a worker's are in
+//! flight, such a stream allocates nothing per frame; beyond that, and for
+//! frames forgotten with their removed port, buffers are allocated and freed
+//! as before (a freed one may be another thread's).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -190,8 +192,11 @@ pub(super) struct Punted {
     /// worker that takes it.
     pub(super) places_connection: bool,
     /// The worker that handed it over: a placed frame for a port the
-    /// receiver does not have goes back there, and `bytes` once read.
+    /// receiver does not have goes back there.
     pub(super) from: usize,
+    /// The worker whose buffer `bytes` is, given back to it once read:
+    /// the one that copied the frame (a frame sent back keeps it).
+    pub(super) lender: usize,
 }
 
 /// What a worker keeps for spread networks.
@@ -292,10 +297,10 @@ impl Spread {
             .unwrap_or_default()
     }
 
-    /// Gives the buffer of a frame worker `from` handed over back to it,
-    /// once read (freed when it keeps enough already).
-    fn give_back(&self, from: usize, bytes: Vec<u8>) {
-        if let Some(link) = self.links.get(from) {
+    /// Gives the buffer of a handed-over frame back to worker `lender`,
+    /// whose it is, once read (freed here when it keeps enough already).
+    fn give_back(&self, lender: usize, bytes: Vec<u8>) {
+        if let Some(link) = self.links.get(lender) {
             // A full queue hands the buffer back: dropped (freed) here.
             let _ = link.spares.push(bytes);
         }
@@ -510,16 +515,27 @@ impl Datapath {
             self.bridge.count_drop(port, DropReason::OwnerBusy);
             return false;
         }
+        if self.spread.outgoing.get(owner).is_none() {
+            return false;
+        }
+        // Reserved exactly: a reused buffer grows to its longest frame, no
+        // further (amortized doubling would keep up to twice that).
         let mut bytes = self.spread.spare_buffer();
         match self.batch.with_vnet_hdr(i) {
-            Some(frame) => bytes.extend_from_slice(frame),
+            Some(frame) => {
+                bytes.reserve_exact(frame.len());
+                bytes.extend_from_slice(frame);
+            }
             None => {
+                let frame = self.batch.frame(i);
+                bytes.reserve_exact(super::HDR + frame.len());
                 bytes.resize(super::HDR, 0);
-                bytes.extend_from_slice(self.batch.frame(i));
+                bytes.extend_from_slice(frame);
             }
         }
+        let me = self.spread.me;
         let Some(queue) = self.spread.outgoing.get_mut(owner) else { return false };
-        queue.push(Punted { port, bytes, placed, places_connection, from: self.spread.me });
+        queue.push(Punted { port, bytes, placed, places_connection, from: me, lender: me });
         true
     }
 
@@ -667,7 +683,7 @@ impl Datapath {
             if !self.batch.push_received(punted.port, &punted.bytes, punted.placed) {
                 self.bridge.count_drop(punted.port, DropReason::Truncated);
             }
-            self.spread.give_back(punted.from, punted.bytes);
+            self.spread.give_back(punted.lender, punted.bytes);
         }
         if let Some(me) = self.spread.links.get(self.spread.me) {
             me.pending.fetch_sub(read, Ordering::Relaxed);

@@ -220,12 +220,20 @@ fn the_buffers_of_handed_over_frames_go_back_to_the_worker_that_filled_them() {
     use super::super::spread::MAX_SPARE_BUFFERS;
     let (mut owner, mut replica, _net, a, b) = spread_pair();
     let broadcast = |n: u8| frame(crate::wire::MacAddr::BROADCAST, mac(1), n);
-    for round in 1..=3 {
-        replica.inject(a, &broadcast(round));
+    // Frames of different lengths: a buffer that held a long one carries a
+    // short one exactly.
+    let long = |n: u8| {
+        let mut f = broadcast(n);
+        f.extend_from_slice(&[n; 1000]);
+        f
+    };
+    for round in 1..=4 {
+        let sent = if round % 2 == 1 { long(round) } else { broadcast(round) };
+        replica.inject(a, &sent);
         replica.run_until_idle();
         assert_eq!(replica.dp.spread.spares(), 0, "round {round}: its one buffer is with the owner");
         settle(&mut owner, &mut replica);
-        assert_eq!(owner.sent_frames(b), vec![broadcast(round)]);
+        assert_eq!(owner.sent_frames(b), vec![sent]);
         // Had each hand-over taken a new buffer, the replica would keep
         // one more each round.
         assert_eq!(replica.dp.spread.spares(), 1, "round {round}: given back once read, and used again");
