@@ -131,7 +131,7 @@ run() {
     if [[ $SPREAD == 1 ]]; then
         grep -E '^vsw-dp-[0-9]+ +[0-9]+ +[0-9]+ ' "$TMP/stats-$workers.txt" | sed 's/^/    /' >&2 || true
         # Of the placed connections, those moved after their opening (the daemon logs each).
-        log "    connections moved off a busy worker after opening: $(grep -c 'moving a TCP connection off a busy' "$TMP/$DNAME.log" || true)"
+        log "    connections moved off a busy worker after opening: $(grep -c 'moving a flow off a busy' "$TMP/$DNAME.log" || true)"
     fi
     for pid in "${BG_PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true

@@ -22,10 +22,11 @@ pub struct Handshake {
     pub key: ConnectionKey,
 }
 
-/// Both endpoints of a TCP connection, the lower first (IPv4 addresses as
-/// IPv4-mapped IPv6 ones).
+/// A TCP connection or UDP flow, the same for both directions: its
+/// protocol and both endpoints (address, port), the lower first (IPv4
+/// addresses as IPv4-mapped IPv6 ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnectionKey([([u8; 16], u16); 2]);
+pub struct ConnectionKey(u8, [([u8; 16], u16); 2]);
 
 /// `Some` when `frame` is a SYN (without ACK) or a SYN-ACK over IPv4 or
 /// IPv6 (no extension headers), tagged or not. Frames that are not TCP are
@@ -50,20 +51,25 @@ pub fn tcp_handshake(frame: &[u8]) -> Option<Handshake> {
     (flags & parse::TCP_SYN != 0).then_some(Handshake { answer: flags & TCP_ACK != 0, key })
 }
 
-/// The connection a TCP segment belongs to, `None` for anything else: a
-/// whole parse, for the few frames a worker checks against the
-/// connections it just placed.
-pub fn tcp_connection(frame: &[u8]) -> Option<ConnectionKey> {
-    tcp_segment(frame).map(|(_, key)| key)
+/// The flow a TCP segment or UDP datagram over IPv4 or IPv6 belongs to
+/// (not a fragment: only the first carries the ports), `None` for anything
+/// else: a whole parse, for the frames a worker of a spread network checks
+/// against the connections it just placed, samples, or moved.
+pub fn flow_key(frame: &[u8]) -> Option<ConnectionKey> {
+    flow(frame).map(|(_, key)| key)
 }
 
 /// The flags and connection of a TCP segment over IPv4 or IPv6.
 fn tcp_segment(frame: &[u8]) -> Option<(u8, ConnectionKey)> {
+    flow(frame).filter(|(_, key)| key.0 == parse::PROTO_TCP)
+}
+
+/// The flow of a TCP segment or UDP datagram, with the segment's flags
+/// (0 for UDP).
+fn flow(frame: &[u8]) -> Option<(u8, ConnectionKey)> {
     let ip = parse::ip(frame).ok().flatten()?;
+    // Only TCP and UDP get this far.
     let l4 = parse::l4(frame, &ip).ok()?;
-    if l4.proto != parse::PROTO_TCP {
-        return None;
-    }
     let (src, dst) = ip.addrs(frame);
     let endpoint = |addr: &[u8], port_at: usize| {
         let mut a = [0u8; 16];
@@ -76,7 +82,8 @@ fn tcp_segment(frame: &[u8]) -> Option<(u8, ConnectionKey)> {
         (a, parse::be16(frame, port_at))
     };
     let (s, d) = (endpoint(src, l4.off), endpoint(dst, l4.off + 2));
-    Some((frame[l4.off + parse::TCP_FLAGS], ConnectionKey(if s <= d { [s, d] } else { [d, s] })))
+    let flags = if l4.proto == parse::PROTO_TCP { frame[l4.off + parse::TCP_FLAGS] } else { 0 };
+    Some((flags, ConnectionKey(l4.proto, if s <= d { [s, d] } else { [d, s] })))
 }
 
 /// The TCP ACK flag.

@@ -1,11 +1,13 @@
-//! Moving an established connection off a busy worker (spread networks).
+//! Moving an established connection or UDP flow off a busy worker (spread
+//! networks).
 //!
 //! Placement at the opening ([`super::spread`]) helps only when a worker is
 //! already busy when a connection opens: two bulk connections that open
 //! together on idle workers may still share one worker while the other
 //! idles, for as long as they last. So a worker that stays busy while
-//! another idles samples the TCP connections it writes into TAP queues for
-//! [`WINDOW_MS`] (bytes per connection, in a table of at most [`TRACKED`]
+//! another idles samples the flows it writes into TAP queues (TCP
+//! connections and UDP flows, keyed by both endpoints: tun steers either by
+//! the same hash) for [`WINDOW_MS`] (bytes per flow, in a table of at most [`TRACKED`]
 //! connections that never grows, against every byte the worker wrote to any
 //! port meanwhile) and moves the connection that, moved to the least loaded
 //! worker, leaves the busier of the two least busy, when that lowers it by
@@ -24,7 +26,7 @@
 //! Sans-IO: bytes, connection keys, loads and the time go in; a decision
 //! comes out. The frame path pays only while sampling or while a moved
 //! connection's frames still arrive here: per frame written into a spread
-//! queue, a TCP parse, the known-unicast check (a table lookup) and a scan
+//! queue, a TCP or UDP parse, the known-unicast check (a table lookup) and a scan
 //! of at most [`TRACKED`] or [`MOVED_MAX`] keys.
 
 use crate::offload::ConnectionKey;
@@ -226,7 +228,7 @@ mod tests {
     fn key(port: u16) -> ConnectionKey {
         let tcp = Tcp::between(1, 2);
         let frame = Tcp { src: (tcp.src.0, tcp.src.1, port), ..tcp }.frame(&[1; 10]);
-        crate::offload::tcp_connection(&frame).expect("a TCP segment")
+        crate::offload::flow_key(&frame).expect("a TCP segment")
     }
 
     fn at(ms: u64) -> Timestamp {

@@ -34,10 +34,10 @@
 //! on as well; left to itself, a busy worker wrote the third segment after
 //! the chosen worker's first data and pulled the connection back. So a
 //! connection lands where there is room, at the cost of three hand-overs;
-//! the hash decides for everything else (UDP, connections that opened
-//! before a restart), and a busy worker may later move an open connection
-//! to an idle one ([`super::rebalance`]: its frames handed over the same
-//! way).
+//! the hash decides where everything else starts (UDP flows, connections
+//! that opened before a restart), and a busy worker may later move an open
+//! connection or a UDP flow to an idle one ([`super::rebalance`]: its
+//! frames handed over the same way).
 //!
 //! Punted frames are copied into a buffer of the worker that hands them
 //! over, which the worker that reads them gives back (a lock-free queue of
@@ -371,7 +371,7 @@ impl Spread {
         scores.extend(self.scores());
         if let Some((_, target)) = self.rebalancer.step(now, self.me, &scores, written) {
             // At most one a second per worker (the rebalancer's quiet time).
-            tracing::info!(worker = self.me, target, loads = ?scores, "moving a TCP connection off a busy datapath worker");
+            tracing::info!(worker = self.me, target, loads = ?scores, "moving a flow off a busy datapath worker");
         }
         self.scores = scores;
     }
@@ -544,8 +544,10 @@ impl Datapath {
     /// ACK from an endpoint queue to another one (`port`) of a spread
     /// network, not placed before, and [`Spread::choose`] picks another
     /// worker, or the SYN-ACK or third segment of a connection this worker
-    /// placed on another, the frame is handed over to be written there,
-    /// uncounted here (that worker counts it), and this returns true.
+    /// placed on another, or any frame of a connection or UDP flow this
+    /// worker moved to another ([`super::rebalance`]), the frame is handed
+    /// over to be written there, uncounted here (that worker counts it),
+    /// and this returns true.
     pub(super) fn place_elsewhere(&mut self, port: PortId, i: usize) -> bool {
         let entry = self.batch.entry(i);
         let ingress = entry.port;
@@ -592,7 +594,7 @@ impl Datapath {
                 let answer = handshake.is_some();
                 let key = match handshake {
                     Some(h) => Some(h.key),
-                    None => crate::offload::tcp_connection(self.batch.frame(i)),
+                    None => crate::offload::flow_key(self.batch.frame(i)),
                 };
                 let Some(key) = key else { return false };
                 if rebalancing && let Some(moved) = self.spread.rebalancer.moved_to(&key, now) {
@@ -631,7 +633,7 @@ impl Datapath {
             worker = self.spread.me,
             target,
             opening,
-            "handed a frame of a placed or moved TCP connection to its worker"
+            "handed a frame of a placed or moved flow to its worker"
         );
         self.bridge.uncount_forwarded(ingress, port, self.batch.frame(i).len() as u64);
         self.hand_over(target, i, if replica { Placed::ByReplica } else { Placed::ByOwner }, opening);
@@ -676,7 +678,7 @@ impl Datapath {
             // to be written here: its new worker moved it back.
             if placed_here
                 && self.spread.rebalancer.has_moved()
-                && let Some(key) = punted.bytes.get(super::HDR..).and_then(crate::offload::tcp_connection)
+                && let Some(key) = punted.bytes.get(super::HDR..).and_then(crate::offload::flow_key)
             {
                 self.spread.rebalancer.forget(&key);
             }

@@ -175,3 +175,27 @@ fn a_handshake_is_a_syn_then_a_syn_ack_of_one_connection_over_either_family_tagg
         assert!(tcp_handshake(&syn4[..cut]).is_none(), "cut at {cut}: not a whole TCP header");
     }
 }
+
+#[test]
+fn a_flow_is_a_tcp_connection_or_a_udp_flow_either_way_round_and_its_protocol_tells_them_apart() {
+    use crate::offload::flow_key;
+    for v6 in [false, true] {
+        let tcp = build(&Spec { v6, ..Spec::tcp4(8) });
+        let mut udp = build(&Spec { v6, ..Spec::udp4(8) });
+        // The same endpoints, ports included.
+        udp.frame[udp.l4_off..udp.l4_off + 4].copy_from_slice(&tcp.frame[tcp.l4_off..tcp.l4_off + 4]);
+        let (t, u) = (flow_key(&tcp.frame).expect("a TCP segment"), flow_key(&udp.frame).expect("a UDP datagram"));
+        assert_eq!(flow_key(&reversed(&tcp, v6)), Some(t), "either direction, v6 {v6}");
+        assert_eq!(flow_key(&reversed(&udp, v6)), Some(u), "either direction, v6 {v6}");
+        assert_ne!(t, u, "the same endpoints over another protocol, v6 {v6}");
+        let mut other = udp.frame.clone();
+        other[udp.l4_off + 1] ^= 1;
+        assert_ne!(flow_key(&other), Some(u), "another port, v6 {v6}");
+    }
+    // A fragment carries no ports (but the first), so none is a flow's.
+    let mut fragment = build(&Spec::udp4(8));
+    fragment.frame[fragment.l3_off + 6] |= 0x20;
+    assert_eq!(flow_key(&fragment.frame), None, "a first fragment (more fragments follow)");
+    let arp = [vec![0xff; 6], vec![2; 6], vec![0x08, 0x06], vec![0; 28]].concat();
+    assert_eq!(flow_key(&arp), None);
+}

@@ -31,6 +31,52 @@ fn recv_until(port: &mut XdpPort, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
     }
 }
 
+/// Runs `ip` with `args`, asserting that it succeeds.
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("ip runs");
+    assert!(status.success(), "ip {args:?}");
+}
+
+/// A veth pair between two test namespaces: `xsk0` in the switch's, down
+/// for the port to open, and its peer up in the other with `10.99.N.1/24`,
+/// no IPv6 (no router or neighbour solicitations) and `10.99.N.2` as a
+/// static neighbour (no ARP: nothing answers on the switch's side), so the
+/// peer sends nothing but what a test sends.
+struct PeerVeth {
+    guard: NetGuard,
+    switch_ns: crate::sys::netns::NetNs,
+    peer_ns: crate::sys::netns::NetNs,
+    switch_name: String,
+    peer_ns_name: String,
+    peer_name: String,
+}
+
+impl PeerVeth {
+    /// The pair with `queues` queues each way, on subnet `10.99.subnet.0/24`.
+    fn new(queues: u32, subnet: u8) -> PeerVeth {
+        let mut guard = NetGuard::new();
+        let (switch_ns, peer_ns) = (guard.netns(), guard.netns());
+        let peer_name = guard.prefix().to_owned() + "p";
+        let name_of = |ns: &crate::sys::netns::NetNs| ns.path().file_name().unwrap().to_string_lossy().into_owned();
+        let (switch_name, peer_ns_name) = (name_of(&switch_ns), name_of(&peer_ns));
+        let queues = queues.to_string();
+        let q = ["numtxqueues", &queues, "numrxqueues", &queues];
+        let mut add = vec!["-n", &switch_name, "link", "add", "xsk0"];
+        add.extend(q);
+        add.extend(["type", "veth", "peer", "name", &peer_name]);
+        add.extend(q);
+        add.extend(["netns", &peer_ns_name]);
+        ip(&add);
+        ip(&["-n", &switch_name, "link", "set", "xsk0", "up"]);
+        ip(&["netns", "exec", &peer_ns_name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        let (address, neighbour) = (format!("10.99.{subnet}.1/24"), format!("10.99.{subnet}.2"));
+        ip(&["-n", &peer_ns_name, "addr", "add", &address, "dev", &peer_name]);
+        ip(&["-n", &peer_ns_name, "link", "set", &peer_name, "up"]);
+        ip(&["-n", &peer_ns_name, "neigh", "add", &neighbour, "lladdr", "02:00:00:00:00:42", "dev", &peer_name]);
+        PeerVeth { guard, switch_ns, peer_ns, switch_name, peer_ns_name, peer_name }
+    }
+}
+
 #[test]
 fn the_program_loads_and_its_map_takes_a_socket() {
     if !have_root("the_program_loads_and_its_map_takes_a_socket") {
@@ -135,45 +181,10 @@ fn every_receive_queue_of_a_multi_queue_veth_has_its_socket() {
     if !have_root("every_receive_queue_of_a_multi_queue_veth_has_its_socket") {
         return;
     }
-    let mut guard = NetGuard::new();
-    let switch_ns = guard.netns();
-    let peer_ns = guard.netns();
-    let peer_name = guard.prefix().to_owned() + "p";
-    let name_of = |ns: &crate::sys::netns::NetNs| ns.path().file_name().unwrap().to_string_lossy().into_owned();
-    let (switch_name, peer_ns_name) = (name_of(&switch_ns), name_of(&peer_ns));
     // Two queues each way: a veth hands a frame to the receive queue of the
     // transmit queue its sender picked (by flow hash).
-    let ip = |args: &[&str]| {
-        let status = Command::new("ip").args(args).status().expect("ip runs");
-        assert!(status.success(), "ip {args:?}");
-    };
-    ip(&[
-        "-n",
-        &switch_name,
-        "link",
-        "add",
-        "xsk0",
-        "numtxqueues",
-        "2",
-        "numrxqueues",
-        "2",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &peer_name,
-        "numtxqueues",
-        "2",
-        "numrxqueues",
-        "2",
-        "netns",
-        &peer_ns_name,
-    ]);
-    ip(&["-n", &switch_name, "link", "set", "xsk0", "up"]);
-    ip(&["-n", &peer_ns_name, "addr", "add", "10.99.1.1/24", "dev", &peer_name]);
-    ip(&["-n", &peer_ns_name, "link", "set", &peer_name, "up"]);
-    // No ARP needed: the switch side never answers in this test.
-    ip(&["-n", &peer_ns_name, "neigh", "add", "10.99.1.2", "lladdr", "02:00:00:00:00:42", "dev", &peer_name]);
+    let pair = PeerVeth::new(2, 1);
+    let (guard, switch_ns, peer_ns) = (pair.guard, pair.switch_ns, pair.peer_ns);
     let mut port = run_in(&switch_ns, || XdpPort::open("xsk0")).unwrap().expect("the port opens");
     assert_eq!(port.mode().queues, 2, "a socket per receive queue: {}", port.mode());
     assert!(port.mode().to_string().ends_with(", 2 queues"), "{}", port.mode());
@@ -232,37 +243,9 @@ fn a_socket_that_falls_behind_counts_each_lost_frame_once() {
     if !have_root("a_socket_that_falls_behind_counts_each_lost_frame_once") {
         return;
     }
-    let mut guard = NetGuard::new();
-    let switch_ns = guard.netns();
-    let peer_ns = guard.netns();
-    let peer_name = guard.prefix().to_owned() + "p";
-    let name_of = |ns: &crate::sys::netns::NetNs| ns.path().file_name().unwrap().to_string_lossy().into_owned();
-    let (switch_name, peer_ns_name) = (name_of(&switch_ns), name_of(&peer_ns));
-    let ip = |args: &[&str]| {
-        let status = Command::new("ip").args(args).status().expect("ip runs");
-        assert!(status.success(), "ip {args:?}");
-    };
-    ip(&[
-        "-n",
-        &switch_name,
-        "link",
-        "add",
-        "xsk0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &peer_name,
-        "netns",
-        &peer_ns_name,
-    ]);
-    ip(&["-n", &switch_name, "link", "set", "xsk0", "up"]);
-    // Only the test's datagrams cross: no IPv6 (router and neighbour
-    // solicitations), no ARP (a static neighbour).
-    ip(&["netns", "exec", &peer_ns_name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-    ip(&["-n", &peer_ns_name, "addr", "add", "10.99.2.1/24", "dev", &peer_name]);
-    ip(&["-n", &peer_ns_name, "link", "set", &peer_name, "up"]);
-    ip(&["-n", &peer_ns_name, "neigh", "add", "10.99.2.2", "lladdr", "02:00:00:00:00:42", "dev", &peer_name]);
+    let pair = PeerVeth::new(1, 2);
+    let (guard, switch_ns, peer_ns) = (pair.guard, pair.switch_ns, pair.peer_ns);
+    let (switch_name, peer_ns_name, peer_name) = (pair.switch_name, pair.peer_ns_name, pair.peer_name);
     let mut port = run_in(&switch_ns, || XdpPort::open("xsk0")).unwrap().expect("the port opens");
 
     // The switch reads nothing meanwhile: the receive chunks in the fill

@@ -489,6 +489,49 @@ fn a_busy_worker_moves_one_of_its_bulk_connections_to_an_idle_worker_with_the_fr
     assert!(replica.sent(b).is_empty());
 }
 
+/// A datagram of UDP flow `port` with `len` payload bytes, from station
+/// `from` (1 or 2) to the other.
+fn datagram(port: u16, from: u8, len: usize) -> Vec<u8> {
+    let (one, two) = ((mac(1), ip(1), port), (mac(2), ip(2), 5201));
+    if from == 1 { udp(one, two, &vec![7; len]) } else { udp(two, one, &vec![7; len]) }
+}
+
+#[test]
+fn a_busy_worker_moves_a_bulk_udp_flow_as_it_moves_a_connection() {
+    let (mut owner, mut replica, a, b) = learned_pair();
+    // As in owner_decides_to_move_40_002, with three flows: a TCP
+    // connection with 40% of the bytes, a UDP flow with 50%, another
+    // connection with 10%. Moving the UDP flow evens the load best.
+    owner.advance(Duration::from_secs(1));
+    owner.dp.busy = Duration::from_millis(900);
+    owner.dp.publish_load();
+    for _ in 0..4 {
+        owner.inject(a, &data(40_001, 1, 1000));
+    }
+    for _ in 0..5 {
+        owner.inject(a, &datagram(40_002, 1, 1000));
+    }
+    owner.inject(a, &data(40_003, 1, 1000));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent(b).len(), 10, "written by the owner while it samples");
+    owner.advance(Duration::from_millis(100));
+    owner.dp.busy = Duration::from_millis(990);
+    owner.dp.publish_load();
+
+    // The UDP flow's datagrams, either way, go to the replica to write; a
+    // TCP connection between the same two ports is another flow and stays.
+    let (forth, back) = (datagram(40_002, 1, 500), datagram(40_002, 2, 0));
+    owner.inject(a, &forth);
+    owner.inject(b, &back);
+    owner.inject(a, &data(40_001, 1, 1000));
+    owner.inject(a, &data(40_002, 1, 100));
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(b), vec![forth]);
+    assert_eq!(replica.sent_frames(a), vec![back]);
+    assert_eq!(owner.sent_frames(b), vec![data(40_001, 1, 1000), data(40_002, 1, 100)]);
+    assert_eq!((owner.dp.spread.placed_out, replica.dp.spread.placed_in), (1, 1), "one flow moved");
+}
+
 #[test]
 fn a_connection_moved_back_is_written_by_the_worker_that_moved_it_first_and_never_bounces() {
     let (mut owner, mut replica, a, b) = learned_pair();
