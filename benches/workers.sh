@@ -19,6 +19,10 @@
 #                   (the log shows each worker's frames, the connections placed, and how many were
 #                   moved after opening)
 #   STREAMS=1       parallel TCP streams per pair (iperf3 -P)
+#   UDP=0           1 = UDP streams instead (iperf3 -u -l 1400 -b UDP_RATE, the Gbit/s received);
+#                   with SPREAD=1 the busy worker moves a UDP flow as it moves a connection
+#   UDP_RATE=0      each UDP stream's offered rate (iperf3 -b, e.g. 700M); 0 = as fast as the sender
+#                   goes (then four busy iperf3 processes share the CPUs with the workers)
 #   REPEAT=3        repetitions; the order of the two worker counts alternates each time
 #   BUILD=1         0 = do not run cargo; use existing binaries
 #   VSWITCHD, VSWITCHCTL  binaries (default: $CARGO_TARGET_DIR or target/, release)
@@ -36,6 +40,9 @@ P=vw$$x
 # shellcheck source=lib.sh
 source "$SCRIPT_DIR/lib.sh"
 DURATION=${DURATION:-10}
+UDP=${UDP:-0}
+UDP_ARGS=()
+[[ $UDP == 1 ]] && UDP_ARGS=(-u -b "${UDP_RATE:-0}" -l 1400)
 REPEAT=${REPEAT:-3}
 DNAME=""   # the running daemon: d-WORKERS (socket, state and log in TMP)
 SPREAD=${SPREAD:-0}
@@ -117,7 +124,7 @@ run() {
     sleep 0.5
     local clients=()
     for n in 1 2; do
-        in_ns "${P}a$n" iperf3 -c "$(server_ip "$n")" -p 5201 -t "$DURATION" -P "$STREAMS" -J \
+        in_ns "${P}a$n" iperf3 -c "$(server_ip "$n")" -p 5201 -t "$DURATION" -P "$STREAMS" "${UDP_ARGS[@]}" -J \
             >"$TMP/client-$workers-$n.json" 2>&1 &
         clients+=($!)
     done
@@ -147,13 +154,13 @@ main() {
     bench_start
     install_packages
     build_switch
-    log "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), DURATION=$DURATION REPEAT=$REPEAT SPREAD=$SPREAD STREAMS=$STREAMS"
+    log "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), DURATION=$DURATION REPEAT=$REPEAT SPREAD=$SPREAD STREAMS=$STREAMS UDP=$UDP${UDP_RATE:+ UDP_RATE=$UDP_RATE}"
     local r one=() two=() order w g
     for r in $(seq "$REPEAT"); do
         if ((r % 2)); then order="1 2"; else order="2 1"; fi
         for w in $order; do
             g=$(run "$w")
-            log "repetition $r: --workers $w: $g Gbit/s (two concurrent TCP streams, aggregate)"
+            log "repetition $r: --workers $w: $g Gbit/s (two concurrent $([[ $UDP == 1 ]] && echo UDP || echo TCP) streams, aggregate)"
             if [[ $w == 1 ]]; then one+=("$g"); else two+=("$g"); fi
         done
     done
