@@ -199,6 +199,11 @@ iperf3_gbps() {
 import json, sys
 d = json.load(open(sys.argv[1]))
 if not d.get("error"):
-    print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
+    end = d["end"]
+    if "sum_received" in end:
+        print("%.3f" % (end["sum_received"]["bits_per_second"] / 1e9))
+    else:  # UDP before iperf3 3.11: the sender's rate less what was lost
+        s = end["sum"]
+        print("%.3f" % (s["bits_per_second"] * (1 - s.get("lost_percent", 0) / 100) / 1e9))
 EOF
 }

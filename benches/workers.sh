@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Worker-thread scaling benchmark: one vswitchd, two bridge networks, one pair of sandboxes on
-# each, and two iperf3 TCP streams at the same time (one per network), with
+# each, and two iperf3 streams (TCP, or UDP with UDP=1) at the same time (one per network), with
 # `vswitchd --workers 1` and `--workers 2`. With two workers each network is owned by its own
 # datapath thread (see README "Workers"), so the aggregate should scale with the cores the
 # machine has to spare. Prints each repetition's aggregate Gbit/s per worker count, the medians
@@ -18,9 +18,10 @@
 #                   idle one once its traffic shows, so the two streams end up on different workers
 #                   (the log shows each worker's frames, the connections placed, and how many were
 #                   moved after opening)
-#   STREAMS=1       parallel TCP streams per pair (iperf3 -P)
+#   STREAMS=1       parallel streams per pair (iperf3 -P)
 #   UDP=0           1 = UDP streams instead (iperf3 -u -l 1400 -b UDP_RATE, the Gbit/s received);
-#                   with SPREAD=1 the busy worker moves a UDP flow as it moves a connection
+#                   iperf3's UDP streams go one way only, so with SPREAD=1 none is ever moved (a worker
+#                   moves a UDP flow only once it saw it both ways, see README "Workers")
 #   UDP_RATE=0      each UDP stream's offered rate (iperf3 -b, e.g. 700M); 0 = as fast as the sender
 #                   goes (then four busy iperf3 processes share the CPUs with the workers)
 #   REPEAT=3        repetitions; the order of the two worker counts alternates each time

@@ -46,7 +46,7 @@ pub use icmp::{
     TooBig, Unreachable6, exceeds_mtu, icmp_frag_needed, icmp_net_unreachable, icmpv6_packet_too_big,
     icmpv6_unreachable,
 };
-pub use mss::{ConnectionKey, Handshake, clamp_mss, clamp_mss_to_mtu, flow_key, tcp_handshake};
+pub use mss::{ConnectionKey, Handshake, clamp_mss, clamp_mss_to_mtu, flow_key, flow_key_and_way, tcp_handshake};
 pub use segment::{MAX_SEGMENTS, SegmentBuf, Segments, segment, segment_to_mtu, segment_to_mtu_partial};
 pub use wire_len::wire_len;
 

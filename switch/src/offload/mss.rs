@@ -17,8 +17,8 @@ const OPT_MSS_LEN: u8 = 4;
 pub struct Handshake {
     /// A SYN-ACK (the answer); else a SYN without ACK (the opening).
     pub answer: bool,
-    /// The connection, the same for both directions: its two endpoints
-    /// (address, port), the lower one first.
+    /// The connection, the same for both directions (see
+    /// [`ConnectionKey`]).
     pub key: ConnectionKey,
 }
 
@@ -27,6 +27,13 @@ pub struct Handshake {
 /// addresses as IPv4-mapped IPv6 ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnectionKey(u8, [([u8; 16], u16); 2]);
+
+impl ConnectionKey {
+    /// Whether this is a TCP connection (else a UDP flow).
+    pub fn is_tcp(&self) -> bool {
+        self.0 == parse::PROTO_TCP
+    }
+}
 
 /// `Some` when `frame` is a SYN (without ACK) or a SYN-ACK over IPv4 or
 /// IPv6 (no extension headers), tagged or not. Frames that are not TCP are
@@ -56,17 +63,25 @@ pub fn tcp_handshake(frame: &[u8]) -> Option<Handshake> {
 /// else: a whole parse, for the frames a worker of a spread network checks
 /// against the connections it just placed, samples, or moved.
 pub fn flow_key(frame: &[u8]) -> Option<ConnectionKey> {
-    flow(frame).map(|(_, key)| key)
+    flow(frame).map(|(_, key, _)| key)
+}
+
+/// [`flow_key`], and whether the frame goes from the key's first endpoint
+/// to its second (`true`) or back: a worker moves a UDP flow only once it
+/// saw it both ways, as tun steers a flow's frames from a sandbox only
+/// after frames of it were written into that sandbox's TAP.
+pub fn flow_key_and_way(frame: &[u8]) -> Option<(ConnectionKey, bool)> {
+    flow(frame).map(|(_, key, forth)| (key, forth))
 }
 
 /// The flags and connection of a TCP segment over IPv4 or IPv6.
 fn tcp_segment(frame: &[u8]) -> Option<(u8, ConnectionKey)> {
-    flow(frame).filter(|(_, key)| key.0 == parse::PROTO_TCP)
+    flow(frame).filter(|(_, key, _)| key.is_tcp()).map(|(flags, key, _)| (flags, key))
 }
 
 /// The flow of a TCP segment or UDP datagram, with the segment's flags
-/// (0 for UDP).
-fn flow(frame: &[u8]) -> Option<(u8, ConnectionKey)> {
+/// (0 for UDP) and whether it goes from the key's first endpoint.
+fn flow(frame: &[u8]) -> Option<(u8, ConnectionKey, bool)> {
     let ip = parse::ip(frame).ok().flatten()?;
     // Only TCP and UDP get this far.
     let l4 = parse::l4(frame, &ip).ok()?;
@@ -83,7 +98,7 @@ fn flow(frame: &[u8]) -> Option<(u8, ConnectionKey)> {
     };
     let (s, d) = (endpoint(src, l4.off), endpoint(dst, l4.off + 2));
     let flags = if l4.proto == parse::PROTO_TCP { frame[l4.off + parse::TCP_FLAGS] } else { 0 };
-    Some((flags, ConnectionKey(l4.proto, if s <= d { [s, d] } else { [d, s] })))
+    Some((flags, ConnectionKey(l4.proto, if s <= d { [s, d] } else { [d, s] }), s <= d))
 }
 
 /// The TCP ACK flag.

@@ -6,8 +6,9 @@
 //! together on idle workers may still share one worker while the other
 //! idles, for as long as they last. So a worker that stays busy while
 //! another idles samples the flows it writes into TAP queues (TCP
-//! connections and UDP flows, keyed by both endpoints: tun steers either by
-//! the same hash) for [`WINDOW_MS`] (bytes per flow, in a table of at most [`TRACKED`]
+//! connections and UDP flows, keyed by protocol and both endpoints: tun
+//! steers either by the same hash) for [`WINDOW_MS`] (bytes per flow, in a
+//! table of at most [`TRACKED`]
 //! connections that never grows, against every byte the worker wrote to any
 //! port meanwhile) and moves the connection that, moved to the least loaded
 //! worker, leaves the busier of the two least busy, when that lowers it by
@@ -17,7 +18,13 @@
 //! (whoever writes a flow's frames into a TAP queue gets its next ones),
 //! and the few already queued here follow by hand-over. A connection that
 //! is all of a worker's load is never moved: that would only move the load
-//! (and it would come back). After a decision the worker waits
+//! (and it would come back). Nor is a UDP flow this worker did not see
+//! both ways in the window: tun steers the frames a sandbox sends by what
+//! was last written into that sandbox's TAP, so the sender's side of a
+//! one-way flow (a stream of datagrams, no answers) would stay on this
+//! worker's queue for good, every datagram read here and handed over (a
+//! TCP connection always has its acknowledgments coming back). After a
+//! decision the worker waits
 //! [`QUIET_MS`] for the loads to show its effect. A worker that is handed a
 //! frame of a connection it moved away itself forgets that move (the
 //! connection was moved back), so two workers never hand one connection's
@@ -36,7 +43,7 @@ use crate::time::Timestamp;
 /// (milliseconds).
 const WINDOW_MS: u64 = 100;
 
-/// Connections sampled per window at most (the rest are not candidates).
+/// Flows sampled per window at most (the rest are not candidates).
 const TRACKED: usize = 32;
 
 /// Moved connections remembered at most (the oldest is forgotten first).
@@ -88,14 +95,33 @@ pub(super) struct MovedTo {
     key: ConnectionKey,
 }
 
+/// A flow sampled in the current window.
+#[derive(Debug, Clone, Copy)]
+struct Sampled {
+    key: ConnectionKey,
+    /// Bytes of it written in the window.
+    bytes: u64,
+    /// The ways it was seen: bit 0 from the key's first endpoint, bit 1 to
+    /// it.
+    ways: u8,
+}
+
+impl Sampled {
+    /// Whether moving it moves all of it: a TCP connection, or a UDP flow
+    /// seen both ways (see the module docs).
+    fn movable(&self) -> bool {
+        self.key.is_tcp() || self.ways == 0b11
+    }
+}
+
 /// One worker's sampling of its connections and the connections it moved.
 #[derive(Debug)]
 pub(super) struct Rebalancer {
     /// Sampling since then, when this worker had written that many bytes
     /// in all; `None` when not sampling.
     sampling: Option<(Timestamp, u64)>,
-    /// Bytes written per connection in this window.
-    flows: Vec<(ConnectionKey, u64)>,
+    /// Bytes written per flow in this window.
+    flows: Vec<Sampled>,
     moved: Vec<Moved>,
     /// No sampling before then.
     quiet_until: Timestamp,
@@ -148,15 +174,18 @@ impl Rebalancer {
         self.moved.retain(|m| m.key != *key);
     }
 
-    /// Counts `bytes` of connection `key` written into a spread queue.
-    pub(super) fn sample(&mut self, key: ConnectionKey, bytes: u64) {
+    /// Counts `bytes` of flow `key` written into a spread queue, going
+    /// from the key's first endpoint (`forth`) or back.
+    pub(super) fn sample(&mut self, key: ConnectionKey, forth: bool, bytes: u64) {
         if self.sampling.is_none() {
             return;
         }
-        if let Some((_, sum)) = self.flows.iter_mut().find(|(k, _)| *k == key) {
-            *sum += bytes;
+        let way = if forth { 0b01 } else { 0b10 };
+        if let Some(flow) = self.flows.iter_mut().find(|f| f.key == key) {
+            flow.bytes += bytes;
+            flow.ways |= way;
         } else if self.flows.len() < TRACKED {
-            self.flows.push((key, bytes));
+            self.flows.push(Sampled { key, bytes, ways: way });
         }
     }
 
@@ -203,8 +232,8 @@ impl Rebalancer {
         let (key, after, _) = self
             .flows
             .iter()
-            .filter(|(key, _)| !moved.iter().any(|m| m.key == *key))
-            .map(|&(key, bytes)| {
+            .filter(|f| f.movable() && !moved.iter().any(|m| m.key == f.key))
+            .map(|&Sampled { key, bytes, .. }| {
                 let load = mine.saturating_mul(bytes.min(total)) / total;
                 (key, mine.saturating_sub(load).max(least.saturating_add(load)), load)
             })
@@ -243,7 +272,7 @@ mod tests {
         assert_eq!(r.step(at(start), 0, &[mine, other], || written), None, "sampling starts");
         assert!(r.wants_frames());
         for &(port, bytes) in flows {
-            r.sample(key(port), bytes);
+            r.sample(key(port), true, bytes);
         }
         let all: u64 = flows.iter().map(|f| f.1).sum();
         assert_eq!(r.step(at(start + 50), 0, &[mine, other], || written + all), None, "the window is not over");
@@ -297,8 +326,8 @@ mod tests {
         // Two connections of 10 kB each, while the worker wrote 10 MB in
         // all (a gateway's traffic, say): each is 0.2% of its load.
         assert_eq!(r.step(at(1_000), 0, &[900, 0], || 0), None);
-        r.sample(key(40_001), 10_000);
-        r.sample(key(40_002), 10_000);
+        r.sample(key(40_001), true, 10_000);
+        r.sample(key(40_002), true, 10_000);
         assert_eq!(r.step(at(1_100), 0, &[900, 0], || 10_000_000), None);
         assert!(!r.has_moved());
     }
@@ -307,8 +336,8 @@ mod tests {
     fn a_window_that_ends_with_the_loads_even_moves_nothing() {
         let mut r = Rebalancer::default();
         assert_eq!(r.step(at(1_000), 0, &[900, 0], || 0), None);
-        r.sample(key(40_001), 500);
-        r.sample(key(40_002), 500);
+        r.sample(key(40_001), true, 500);
+        r.sample(key(40_002), true, 500);
         assert_eq!(r.step(at(1_100), 0, &[600, 500], || 1_000), None, "no longer uneven");
         assert!(!r.has_moved());
     }
@@ -320,7 +349,7 @@ mod tests {
         assert!(!r.wants_frames(), "not busy enough");
         assert_eq!(r.step(at(1_000), 0, &[900, 800], || 0), None);
         assert!(!r.wants_frames(), "the other is as busy");
-        r.sample(key(40_001), 1_000);
+        r.sample(key(40_001), true, 1_000);
         assert!(r.flows.is_empty(), "nothing counted while not sampling");
         assert_eq!(r.step(at(1_000), 0, &[900], || 0), None, "one worker alone");
     }
@@ -354,13 +383,39 @@ mod tests {
         assert_eq!(window(&mut r, 2_200, 900, 0, &[(40_002, 500), (40_001, 300), (40_003, 200)]), Some((40_001, 1)));
     }
 
+    /// A UDP flow from station 1's `port` to station 2.
+    fn udp_key(port: u16) -> ConnectionKey {
+        use super::super::testing::frames::{ip, mac, udp};
+        let datagram = udp((mac(1), ip(1), port), (mac(2), ip(2), 5201), &[1; 10]);
+        crate::offload::flow_key(&datagram).expect("a UDP datagram")
+    }
+
+    #[test]
+    fn a_udp_flow_moves_only_once_seen_both_ways() {
+        let mut r = Rebalancer::default();
+        // Half of the load is a UDP flow seen one way only: moving it would
+        // even the load best, but tun would go on steering its datagrams
+        // here. The next best candidate moves instead.
+        assert_eq!(r.step(at(1_000), 0, &[900, 0], || 0), None);
+        r.sample(udp_key(40_001), true, 50);
+        r.sample(key(40_002), true, 40);
+        r.sample(key(40_003), true, 10);
+        assert_eq!(r.step(at(1_100), 0, &[900, 0], || 100), Some((key(40_002), 1)));
+        // Seen both ways, it is a candidate like a connection.
+        assert_eq!(r.step(at(2_100), 0, &[900, 0], || 100), None, "sampling again");
+        r.sample(udp_key(40_001), true, 45);
+        r.sample(udp_key(40_001), false, 5);
+        r.sample(key(40_003), true, 30);
+        assert_eq!(r.step(at(2_200), 0, &[900, 0], || 200), Some((udp_key(40_001), 1)));
+    }
+
     #[test]
     fn the_table_of_sampled_connections_never_grows() {
         let mut r = Rebalancer::default();
         let (before, capacity) = (r.flows.as_ptr(), r.flows.capacity());
         r.step(at(1_000), 0, &[900, 0], || 0);
         for port in 40_000..40_100 {
-            r.sample(key(port), 10);
+            r.sample(key(port), true, 10);
         }
         assert_eq!(r.flows.len(), TRACKED);
         assert_eq!((r.flows.as_ptr(), r.flows.capacity()), (before, capacity), "no allocation after start");

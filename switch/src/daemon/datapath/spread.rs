@@ -592,11 +592,11 @@ impl Datapath {
             }
             _ => {
                 let answer = handshake.is_some();
-                let key = match handshake {
-                    Some(h) => Some(h.key),
-                    None => crate::offload::flow_key(self.batch.frame(i)),
+                let flow = match handshake {
+                    Some(h) => Some((h.key, true)),
+                    None => crate::offload::flow_key_and_way(self.batch.frame(i)),
                 };
-                let Some(key) = key else { return false };
+                let Some((key, forth)) = flow else { return false };
                 if rebalancing && let Some(moved) = self.spread.rebalancer.moved_to(&key, now) {
                     // A connection moved off this worker: its frames still
                     // queued here follow it (the first one counts the move,
@@ -614,14 +614,16 @@ impl Datapath {
                     self.spread.rebalancer.handed(moved);
                     (moved.worker, moved.first)
                 } else {
-                    match self.spread.placed_on(key, answer, now) {
+                    // Only TCP connections are placed at their opening.
+                    let placed = if key.is_tcp() { self.spread.placed_on(key, answer, now) } else { None };
+                    match placed {
                         Some((at, target)) if self.spread.has_room(target) => {
                             self.spread.passed(at, answer);
                             (target, false)
                         }
                         _ => {
                             if rebalancing {
-                                self.spread.rebalancer.sample(key, self.batch.frame(i).len() as u64);
+                                self.spread.rebalancer.sample(key, forth, self.batch.frame(i).len() as u64);
                             }
                             return false;
                         }

@@ -37,8 +37,8 @@ fn ip(args: &[&str]) {
     assert!(status.success(), "ip {args:?}");
 }
 
-/// A veth pair between two test namespaces: `xsk0` in the switch's, down
-/// for the port to open, and its peer up in the other with `10.99.N.1/24`,
+/// A veth pair between two test namespaces: `xsk0` in the switch's, up
+/// for the port to open on, and its peer up in the other with `10.99.N.1/24`,
 /// no IPv6 (no router or neighbour solicitations) and `10.99.N.2` as a
 /// static neighbour (no ARP: nothing answers on the switch's side), so the
 /// peer sends nothing but what a test sends.
