@@ -192,10 +192,16 @@ fn a_flow_is_a_tcp_connection_or_a_udp_flow_either_way_round_and_its_protocol_te
         other[udp.l4_off + 1] ^= 1;
         assert_ne!(flow_key(&other), Some(u), "another port, v6 {v6}");
     }
-    // A fragment carries no ports (but the first), so none is a flow's.
-    let mut fragment = build(&Spec::udp4(8));
-    fragment.frame[fragment.l3_off + 6] |= 0x20;
-    assert_eq!(flow_key(&fragment.frame), None, "a first fragment (more fragments follow)");
+    // Only the first fragment carries the ports, so no fragment is keyed
+    // (a later one's payload would be read as ports).
+    for (flags_and_offset, what) in [([0x20, 0x00], "a first fragment"), ([0x00, 0x10], "a last fragment at 128")] {
+        let mut fragment = build(&Spec::udp4(8));
+        fragment.frame[fragment.l3_off + 6..fragment.l3_off + 8].copy_from_slice(&flags_and_offset);
+        assert_eq!(flow_key(&fragment.frame), None, "{what}");
+    }
+    // A VLAN tag is not part of the flow (tun's hash ignores it too).
+    let tagged = build(&Spec { vlan: Some(7), ..Spec::udp4(8) });
+    assert_eq!(flow_key(&tagged.frame), flow_key(&build(&Spec::udp4(8)).frame), "tagged or not");
     let arp = [vec![0xff; 6], vec![2; 6], vec![0x08, 0x06], vec![0; 28]].concat();
     assert_eq!(flow_key(&arp), None);
 }
