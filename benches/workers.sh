@@ -20,8 +20,9 @@
 #                   moved after opening)
 #   STREAMS=1       parallel streams per pair (iperf3 -P)
 #   UDP=0           1 = UDP streams instead (iperf3 -u -l 1400 -b UDP_RATE, the Gbit/s received);
-#                   iperf3's UDP streams go one way only, so with SPREAD=1 none is ever moved (a worker
-#                   moves a UDP flow only once it saw it both ways, see README "Workers")
+#                   iperf3's UDP streams go one way only, so with SPREAD=1 none is normally moved (a worker
+#                   moves a UDP flow only once it saw it both ways and gives a moved one back when it
+#                   keeps arriving one way only, see README "Workers")
 #   UDP_RATE=0      each UDP stream's offered rate (iperf3 -b, e.g. 700M); 0 = as fast as the sender
 #                   goes (then four busy iperf3 processes share the CPUs with the workers)
 #   REPEAT=3        repetitions; the order of the two worker counts alternates each time

@@ -23,7 +23,12 @@
 //! was last written into that sandbox's TAP, so the sender's side of a
 //! one-way flow (a stream of datagrams, no answers) would stay on this
 //! worker's queue for good, every datagram read here and handed over (a
-//! TCP connection always has its acknowledgments coming back). After a
+//! TCP connection always has its acknowledgments coming back). A window may
+//! still catch a UDP flow's last answer before it goes one way (iperf3's
+//! reply as its stream starts), so a moved UDP flow whose frames keep
+//! reaching this worker one way only for [`MOVED_IDLE_MS`] is given back:
+//! the move is forgotten and this worker writes the flow again, instead of
+//! handing every datagram over for as long as it lasts. After a
 //! decision the worker waits
 //! [`QUIET_MS`] for the loads to show its effect. A worker that is handed a
 //! frame of a connection it moved away itself forgets that move (the
@@ -77,6 +82,11 @@ struct Moved {
     worker: usize,
     /// When one of its frames last arrived here.
     last: Timestamp,
+    /// A UDP flow's frames arriving here since `period` went these ways
+    /// (bits as [`Sampled::ways`]); one way only for a whole
+    /// [`MOVED_IDLE_MS`] gives the move up.
+    ways: u8,
+    period: Timestamp,
     /// A frame of it was handed over (the first one counts the move).
     handed: bool,
 }
@@ -151,10 +161,23 @@ impl Rebalancer {
     }
 
     /// Where connection `key` went, if this worker moved it (and notes that
-    /// a frame of it arrived here at `now`).
-    pub(super) fn moved_to(&mut self, key: &ConnectionKey, now: Timestamp) -> Option<MovedTo> {
+    /// a frame of it, going from the key's first endpoint if `forth`,
+    /// arrived here at `now`). `None` also for a UDP flow whose frames
+    /// reached this worker one way only for a whole [`MOVED_IDLE_MS`]: the
+    /// move is given up (see the module docs).
+    pub(super) fn moved_to(&mut self, key: &ConnectionKey, forth: bool, now: Timestamp) -> Option<MovedTo> {
         let index = self.moved.iter().position(|m| m.key == *key)?;
         let moved = &mut self.moved[index];
+        if !key.is_tcp() {
+            if now.millis_since(moved.period) >= MOVED_IDLE_MS {
+                if moved.ways != 0b11 {
+                    self.moved.remove(index);
+                    return None;
+                }
+                (moved.period, moved.ways) = (now, 0);
+            }
+            moved.ways |= if forth { 0b01 } else { 0b10 };
+        }
         moved.last = now;
         Some(MovedTo { worker: moved.worker, first: !moved.handed, index, key: *key })
     }
@@ -244,7 +267,7 @@ impl Rebalancer {
         if self.moved.len() == MOVED_MAX {
             self.moved.remove(0);
         }
-        self.moved.push(Moved { key, worker: target, last: now, handed: false });
+        self.moved.push(Moved { key, worker: target, last: now, handed: false, ways: 0, period: now });
         Some((key, target))
     }
 }
@@ -290,7 +313,7 @@ mod tests {
 
     /// [`Rebalancer::moved_to`] as `(worker, first)`.
     fn goes(r: &mut Rebalancer, port: u16, now: Timestamp) -> Option<(usize, bool)> {
-        r.moved_to(&key(port), now).map(|m| (m.worker, m.first))
+        r.moved_to(&key(port), true, now).map(|m| (m.worker, m.first))
     }
 
     #[test]
@@ -300,7 +323,7 @@ mod tests {
         // the second 450 and 450, the third 810 and 90.
         let flows = [(40_001, 40_000_000), (40_002, 50_000_000), (40_003, 10_000_000)];
         assert_eq!(window(&mut r, 1_000, 900, 0, &flows), Some((40_002, 1)));
-        let moved = r.moved_to(&key(40_002), at(1_200));
+        let moved = r.moved_to(&key(40_002), true, at(1_200));
         assert_eq!(moved.map(|m| (m.worker, m.first)), to(1, true), "its frames go on there");
         r.handed(moved.expect("moved"));
         assert_eq!(goes(&mut r, 40_002, at(1_200)), to(1, false), "the move counted once");
@@ -358,7 +381,7 @@ mod tests {
     fn a_moved_connection_is_forgotten_once_its_frames_stop_arriving_or_it_comes_back() {
         let mut r = Rebalancer::default();
         window(&mut r, 1_000, 1_000, 0, &[(40_001, 5), (40_002, 5)]).expect("one moves");
-        let moved = (40_001..=40_002).find(|&p| r.moved_to(&key(p), at(1_500)).is_some()).expect("moved");
+        let moved = (40_001..=40_002).find(|&p| r.moved_to(&key(p), true, at(1_500)).is_some()).expect("moved");
         assert_eq!(r.step(at(2_400), 0, &[500, 500], || 0), None);
         assert_eq!(goes(&mut r, moved, at(2_400)), to(1, true), "still arriving");
         r.step(at(3_500), 0, &[500, 500], || 0);
@@ -368,7 +391,7 @@ mod tests {
         // Moved, then handed back by the worker it went to: forgotten at
         // once, so the two never hand its frames to each other.
         window(&mut r, 5_000, 1_000, 0, &[(40_001, 5), (40_002, 5)]).expect("one moves");
-        let moved = (40_001..=40_002).find(|&p| r.moved_to(&key(p), at(5_200)).is_some()).expect("moved");
+        let moved = (40_001..=40_002).find(|&p| r.moved_to(&key(p), true, at(5_200)).is_some()).expect("moved");
         r.forget(&key(moved));
         assert_eq!(goes(&mut r, moved, at(5_200)), None);
     }
@@ -379,7 +402,7 @@ mod tests {
         assert_eq!(window(&mut r, 1_000, 900, 0, &[(40_002, 50), (40_001, 30), (40_003, 20)]), Some((40_002, 1)));
         // Were its frames written here meanwhile (its new worker had no
         // room), it would not be a candidate again.
-        assert!(r.moved_to(&key(40_002), at(2_200)).is_some(), "still arriving here");
+        assert!(r.moved_to(&key(40_002), true, at(2_200)).is_some(), "still arriving here");
         assert_eq!(window(&mut r, 2_200, 900, 0, &[(40_002, 500), (40_001, 300), (40_003, 200)]), Some((40_001, 1)));
     }
 
@@ -407,6 +430,36 @@ mod tests {
         r.sample(udp_key(40_001), false, 5);
         r.sample(key(40_003), true, 30);
         assert_eq!(r.step(at(2_200), 0, &[900, 0], || 200), Some((udp_key(40_001), 1)));
+    }
+
+    #[test]
+    fn a_moved_udp_flow_that_keeps_arriving_one_way_is_given_back() {
+        let mut r = Rebalancer::default();
+        assert_eq!(r.step(at(1_000), 0, &[900, 0], || 0), None);
+        r.sample(udp_key(40_001), true, 45);
+        r.sample(udp_key(40_001), false, 5);
+        r.sample(key(40_003), true, 30);
+        assert_eq!(r.step(at(1_100), 0, &[900, 0], || 100), Some((udp_key(40_001), 1)));
+        // Its frames still reach this worker both ways for a second: the
+        // move stands.
+        for ms in (1_200..2_100).step_by(100) {
+            assert!(r.moved_to(&udp_key(40_001), ms % 200 == 0, at(ms)).is_some(), "at {ms}");
+        }
+        // Then one way only (the answers stopped) for a whole second: tun
+        // keeps that side here, so the flow is given back.
+        for ms in (2_100..3_100).step_by(100) {
+            assert!(r.moved_to(&udp_key(40_001), true, at(ms)).is_some(), "at {ms}");
+        }
+        assert!(r.moved_to(&udp_key(40_001), true, at(3_100)).is_none(), "given back");
+        assert!(!r.has_moved());
+        // A TCP connection's frames are never judged so.
+        assert_eq!(r.step(at(3_100), 0, &[900, 0], || 0), None);
+        r.sample(key(40_002), true, 50);
+        r.sample(key(40_003), true, 30);
+        assert_eq!(r.step(at(3_200), 0, &[900, 0], || 100), Some((key(40_002), 1)));
+        for ms in (3_300..5_300).step_by(100) {
+            assert!(r.moved_to(&key(40_002), true, at(ms)).is_some(), "at {ms}");
+        }
     }
 
     #[test]

@@ -592,12 +592,12 @@ impl Datapath {
             }
             _ => {
                 let answer = handshake.is_some();
-                let flow = match handshake {
-                    Some(h) => Some((h.key, true)),
-                    None => crate::offload::flow_key_and_way(self.batch.frame(i)),
+                // A SYN-ACK's key is its handshake's; its way, one more
+                // parse (a handshake frame is rare).
+                let Some((key, forth)) = crate::offload::flow_key_and_way(self.batch.frame(i)) else {
+                    return false;
                 };
-                let Some((key, forth)) = flow else { return false };
-                if rebalancing && let Some(moved) = self.spread.rebalancer.moved_to(&key, now) {
+                if rebalancing && let Some(moved) = self.spread.rebalancer.moved_to(&key, forth, now) {
                     // A connection moved off this worker: its frames still
                     // queued here follow it (the first one counts the move,
                     // here and where it is taken). When its new worker has
