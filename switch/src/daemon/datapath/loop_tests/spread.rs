@@ -536,6 +536,36 @@ fn a_busy_worker_moves_a_bulk_udp_flow_as_it_moves_a_connection() {
 }
 
 #[test]
+fn a_one_way_udp_stream_is_not_moved_even_when_moving_it_would_even_the_load_best() {
+    let (mut owner, mut replica, a, b) = learned_pair();
+    // The same loads as above, but the UDP flow is never answered: tun
+    // would keep steering its datagrams to the owner's queue, so the
+    // connection with 40% of the bytes moves instead.
+    owner.advance(Duration::from_secs(1));
+    owner.dp.busy = Duration::from_millis(900);
+    owner.dp.publish_load();
+    for _ in 0..4 {
+        owner.inject(a, &data(40_001, 1, 1000));
+    }
+    for _ in 0..5 {
+        owner.inject(a, &datagram(40_002, 1, 1000));
+    }
+    owner.inject(a, &data(40_003, 1, 1000));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent(b).len(), 10, "written by the owner while it samples");
+    owner.advance(Duration::from_millis(100));
+    owner.dp.busy = Duration::from_millis(990);
+    owner.dp.publish_load();
+
+    let (stream, moved) = (datagram(40_002, 1, 500), data(40_001, 1, 500));
+    owner.inject(a, &stream);
+    owner.inject(a, &moved);
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(b), vec![stream], "the stream stays");
+    assert_eq!(replica.sent_frames(b), vec![moved], "the connection moved");
+}
+
+#[test]
 fn a_connection_moved_back_is_written_by_the_worker_that_moved_it_first_and_never_bounces() {
     let (mut owner, mut replica, a, b) = learned_pair();
     owner_decides_to_move_40_002(&mut owner, &mut replica, a, b);
