@@ -10,9 +10,11 @@ use std::collections::BTreeMap;
 use std::thread;
 use std::time::Duration;
 
-use ctl::proto::{PortStats, ShowTree, WorkerLoad};
+use std::net::Ipv4Addr;
+
+use ctl::proto::{EndpointInfo, PortStats, ShowTree, WorkerLoad};
 use vswitch::overlay::{ip_of, sandbox_on};
-use vswitch::{Daemon, TcpBlast, Underlay, ping, require_root, tcp_transfer, vtep_daemon};
+use vswitch::{Daemon, TcpBlast, Underlay, ping, require_root, tcp_transfer, vtep_daemon, wait_for_ping};
 
 /// Each worker's row of `stats --json`, by worker index.
 fn worker_rows(d: &Daemon) -> BTreeMap<u32, (PortStats, WorkerLoad)> {
@@ -218,6 +220,26 @@ fn spread_counts(d: &Daemon) -> BTreeMap<u32, (u64, u64, u64)> {
     worker_rows(d).into_iter().map(|(k, (_, w))| (k, (w.replica_frames, w.to_owner, w.from_replicas))).collect()
 }
 
+/// The bytes of each connection [`transfers_until_the_replica_forwards`] makes.
+const LEN: u64 = 2 << 20;
+
+/// Makes TCP connections from `client` to `server` (a sandbox and its
+/// address) on a spread network, each carrying [`LEN`] bytes intact, until
+/// worker `replica` forwarded 100 frames as a replica; how many it made.
+/// The kernel steers each new connection to one of the port's queues by
+/// its hash, so a connection lands on the replica's with probability 1/2:
+/// 40 all missing it would be a bug, not bad luck.
+fn transfers_until_the_replica_forwards(d: &Daemon, replica: u32, server: (&str, Ipv4Addr), client: &str) -> u64 {
+    let mut transfers = 0;
+    while spread_counts(d)[&replica].0 < 100 {
+        assert!(transfers < 40, "40 connections and the replica forwarded nothing: {:?}", spread_counts(d));
+        let r = tcp_transfer(server.0, server.1, client, LEN).expect("a TCP transfer");
+        assert!(r.intact, "TCP over a spread network corrupted: {r:?}");
+        transfers += 1;
+    }
+    transfers
+}
+
 #[test]
 fn a_spread_network_carries_flows_on_every_worker_and_survives_a_restart() {
     if !require_root("a_spread_network_carries_flows_on_every_worker_and_survives_a_restart") {
@@ -237,19 +259,8 @@ fn a_spread_network_carries_flows_on_every_worker_and_survives_a_restart() {
     let (b, e_b) = sandbox_on(&d, &net, "spb", "10.244.20.12");
     assert!(ping(&a, ip_of(&e_b), 3), "no ping across a spread network");
 
-    // The kernel steers each new connection to one of the TAP's two queues
-    // by its hash: connections go on until the replica's queue carried one
-    // (a connection lands there with probability 1/2; 40 all missing it
-    // would be a bug, not bad luck).
-    const LEN: u64 = 2 << 20;
     let rx_before: u64 = network_rx(&d, &net);
-    let mut transfers = 0;
-    while spread_counts(&d)[&replica].0 < 100 {
-        assert!(transfers < 40, "40 connections and the replica forwarded nothing: {:?}", spread_counts(&d));
-        let r = tcp_transfer(&b, ip_of(&e_b), &a, LEN).expect("a TCP transfer");
-        assert!(r.intact, "TCP over a spread network corrupted: {r:?}");
-        transfers += 1;
-    }
+    let transfers = transfers_until_the_replica_forwards(&d, replica, (&b, ip_of(&e_b)), &a);
     let counts = spread_counts(&d);
     eprintln!("{transfers} connections; per worker (replica, to owner, from replicas): {counts:?}");
     // Every port's counters are one row summed over both workers: every
@@ -352,6 +363,63 @@ fn a_spread_network_carries_flows_on_every_worker_and_survives_a_restart() {
     assert!(ping(&a, ip_of(&e_b), 3), "no ping across the spread network after a restart");
     let r = tcp_transfer(&b, ip_of(&e_b), &a, LEN).expect("a TCP transfer after the restart");
     assert!(r.intact, "{r:?}");
+    d.ctl_ok(&["sandbox", "rm", &a, &b]);
+    d.ctl_ok(&["network", "rm", &net]);
+}
+
+/// `ip -d -j link show` of `ifname` in sandbox `ns`.
+fn link_details(ns: &str, ifname: &str) -> serde_json::Value {
+    let out = vswitch::netns_exec_ok(ns, "ip", &["-d", "-j", "link", "show", "dev", ifname]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("ip's JSON");
+    v[0].clone()
+}
+
+#[test]
+fn afxdp_ports_of_a_spread_network_are_read_by_every_worker() {
+    if !require_root("afxdp_ports_of_a_spread_network_are_read_by_every_worker") {
+        return;
+    }
+    let mut d = Daemon::builder().args(&["--workers", "2"]).start();
+    let net = d.name("sx");
+    d.ctl_ok(&["network", "create", &net, "--subnet", "10.244.21.0/24", "-o", "spread"]);
+    let owner = worker_of(&d, &net);
+    let replica = 1 - owner;
+    let a = d.name("sxa");
+    d.sandbox_create(&a);
+    let e_a: EndpointInfo = d.ctl_json(&["network", "connect", &net, &a, "--port-type", "afxdp"]);
+    let (b, e_b) = sandbox_on(&d, &net, "sxb", "10.244.21.12");
+    // The sandbox's end of the veth has a queue per worker each way, and
+    // each worker reads one of them.
+    let link = link_details(&a, &e_a.ifname);
+    assert_eq!((link["num_tx_queues"].as_u64(), link["num_rx_queues"].as_u64()), (Some(2), Some(2)), "{link}");
+    let mode = |d: &Daemon| {
+        let tree: ShowTree = d.ctl_json(&["show"]);
+        let port = tree.networks.into_iter().flat_map(|n| n.ports).find(|p| p.name == e_a.port);
+        port.and_then(|p| p.xdp_mode).unwrap_or_default()
+    };
+    assert!(mode(&d).contains("2 queues, over 2 workers"), "show: {}", mode(&d));
+    assert!(wait_for_ping(&a, ip_of(&e_b), Duration::from_secs(10)).is_some(), "afxdp -> tap on a spread network");
+
+    // Connections from the AF_XDP sandbox: the ones its stack sends on the
+    // replica's queue are forwarded there, both ways (the replica writes
+    // them into the TAP's queue, whose answers then come back to it).
+    let rx_before = network_rx(&d, &net);
+    let transfers = transfers_until_the_replica_forwards(&d, replica, (&b, ip_of(&e_b)), &a);
+    let counts = spread_counts(&d);
+    eprintln!("{transfers} connections; per worker (replica, to owner, from replicas): {counts:?}");
+    assert_eq!(counts[&owner].0, 0, "the owner is no replica: {counts:?}");
+    // The port's row sums both workers' queues: every byte sent is counted.
+    let rx = network_rx(&d, &net) - rx_before;
+    assert!(rx >= transfers * LEN, "{rx} bytes counted for {transfers} streams of {LEN}");
+
+    // Acknowledged state survives kill -9: the veth is read again by both
+    // workers.
+    d.restart();
+    assert!(mode(&d).contains("over 2 workers"), "show after a restart: {}", mode(&d));
+    assert!(wait_for_ping(&a, ip_of(&e_b), Duration::from_secs(10)).is_some(), "no ping after a restart");
+    let replica_before = spread_counts(&d)[&replica].0;
+    transfers_until_the_replica_forwards(&d, replica, (&b, ip_of(&e_b)), &a);
+    assert!(spread_counts(&d)[&replica].0 >= replica_before + 100);
     d.ctl_ok(&["sandbox", "rm", &a, &b]);
     d.ctl_ok(&["network", "rm", &net]);
 }

@@ -48,8 +48,13 @@ pub enum HostPortError {
 
 /// A port device and how it runs (`show`'s `xdp` line for AF_XDP ports).
 pub struct HostPort {
-    /// The device, for the datapath.
+    /// The device, for the datapath (the owner worker's part of a port
+    /// spread over workers).
     pub(crate) device: Box<dyn PortDevice>,
+    /// On a spread network, the AF_XDP port's other receive queues: one
+    /// part per other worker, in worker order (`XdpPort::split`); empty
+    /// otherwise.
+    pub(crate) extra: Vec<Box<dyn PortDevice>>,
     /// `zero-copy, native XDP` and the like; `None` for a raw socket.
     pub mode: Option<String>,
     /// An uplink's interface index (`None` for endpoints).
@@ -57,23 +62,40 @@ pub struct HostPort {
 }
 
 /// `sandbox`: the port is a local sandbox's endpoint, not an uplink (see
-/// [`XskDevice`]'s checksum handling).
-fn xdp_port(ifname: &str, sandbox: bool) -> Result<HostPort, HostPortError> {
+/// [`XskDevice`]'s checksum handling). `workers`: how many workers read
+/// the port (those of a spread network, else 1); its receive queues are
+/// split between them.
+fn xdp_port(ifname: &str, sandbox: bool, workers: usize) -> Result<HostPort, HostPortError> {
     let port = XdpPort::open(ifname)?;
-    let mode = port.mode().to_string();
+    let mut mode = port.mode().to_string();
+    let mut parts =
+        port.split(workers)?.into_iter().map(|part| Box::new(XskDevice::new(part, sandbox)) as Box<dyn PortDevice>);
+    let device = parts.next().expect("a port splits into at least one part");
+    let extra: Vec<_> = parts.collect();
+    if !extra.is_empty() {
+        mode = format!("{mode}, over {} workers", extra.len() + 1);
+    }
     tracing::info!(interface = ifname, mode = %mode, "AF_XDP socket bound");
-    Ok(HostPort { device: Box::new(XskDevice::new(port, sandbox)), mode: Some(mode), ifindex: None })
+    Ok(HostPort { device, extra, mode: Some(mode), ifindex: None })
 }
 
 /// Creates an AF_XDP endpoint: a veth pair with `ethN` in the sandbox
 /// (configured as a TAP endpoint is: MAC, MTU, address, default route; and
 /// transmit checksum offload off, see `sys::ethtool`) and its host end,
-/// named like an endpoint's TAP, under an AF_XDP socket.
-pub fn plumb_afxdp_endpoint(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<HostPort, HostPortError> {
+/// named like an endpoint's TAP, under an AF_XDP socket. On a network
+/// spread over `workers` workers the pair has a queue per worker each way
+/// and each worker reads one (the sandbox's stack spreads its flows over
+/// its transmit queues by their hash).
+pub fn plumb_afxdp_endpoint(
+    ns: &NetNs,
+    endpoint: &Endpoint,
+    network: &Network,
+    workers: usize,
+) -> Result<HostPort, HostPortError> {
     let host = endpoint.host_tap_name.as_str();
     let mut nl = Netlink::open()?;
-    nl.create_veth(host, &endpoint.ifname_in_sandbox, ns)?;
-    let result = configure_afxdp_endpoint(&mut nl, ns, endpoint, network).and_then(|()| xdp_port(host, true));
+    nl.create_veth(host, &endpoint.ifname_in_sandbox, ns, workers as u32)?;
+    let result = configure_afxdp_endpoint(&mut nl, ns, endpoint, network).and_then(|()| xdp_port(host, true, workers));
     if result.is_err() {
         let _ = nl.delete_link(host);
     }
@@ -119,11 +141,18 @@ fn configure_afxdp_endpoint(
 /// the daemon (the program stays attached, redirecting to an empty map,
 /// which passes frames to the host end's stack), so a new program and
 /// socket are bound to the host end; a pair that is gone is plumbed anew.
-pub fn reattach_afxdp_endpoint(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<HostPort, HostPortError> {
+/// The queues the pair was made with are split over `workers` (a pair
+/// made with fewer queues than workers leaves the rest of them without).
+pub fn reattach_afxdp_endpoint(
+    ns: &NetNs,
+    endpoint: &Endpoint,
+    network: &Network,
+    workers: usize,
+) -> Result<HostPort, HostPortError> {
     if Netlink::open()?.link_exists(&endpoint.host_tap_name)? {
-        return xdp_port(&endpoint.host_tap_name, true);
+        return xdp_port(&endpoint.host_tap_name, true, workers);
     }
-    plumb_afxdp_endpoint(ns, endpoint, network)
+    plumb_afxdp_endpoint(ns, endpoint, network, workers)
 }
 
 /// Deletes an AF_XDP endpoint's veth pair (both ends go).
@@ -134,8 +163,10 @@ pub fn destroy_afxdp_endpoint(endpoint: &Endpoint) {
     }
 }
 
-/// Opens an uplink's device on its interface (brought up if it is down).
-pub fn open_uplink(uplink: &Uplink) -> Result<HostPort, HostPortError> {
+/// Opens an uplink's device on its interface (brought up if it is down);
+/// an AF_XDP uplink's receive queues are split over `workers` (those of a
+/// spread network, else 1), as a multi-queue NIC's RSS spreads flows.
+pub fn open_uplink(uplink: &Uplink, workers: usize) -> Result<HostPort, HostPortError> {
     let iface = uplink.interface.as_str();
     let mut nl = Netlink::open()?;
     let Some(link) = nl.link(iface)? else {
@@ -146,14 +177,14 @@ pub fn open_uplink(uplink: &Uplink) -> Result<HostPort, HostPortError> {
         PortType::Afxdp => {
             // A NIC filters unicast for other MACs before XDP sees it.
             nl.set_promisc(iface, true)?;
-            xdp_port(iface, false).inspect_err(|_| {
+            xdp_port(iface, false, workers).inspect_err(|_| {
                 let _ = nl.set_promisc(iface, false);
             })?
         }
         _ => {
             let socket = PacketSocket::open(iface)
                 .map_err(|source| HostPortError::Packet { interface: iface.to_owned(), source })?;
-            HostPort { device: Box::new(PacketDevice::new(socket)), mode: None, ifindex: None }
+            HostPort { device: Box::new(PacketDevice::new(socket)), extra: Vec::new(), mode: None, ifindex: None }
         }
     };
     Ok(HostPort { ifindex: Some(link.index), ..port })

@@ -275,7 +275,8 @@ impl Control {
         let sandbox = self.model.sandbox(&endpoint.sandbox).map_err(model_error)?;
         let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
         if endpoint.port_type == proto::PortType::Afxdp {
-            let port = hostports::reattach_afxdp_endpoint(&ns, endpoint, network).map_err(host_port_error)?;
+            let workers = self.datapath.extra_queues(network_id(network)) + 1;
+            let port = hostports::reattach_afxdp_endpoint(&ns, endpoint, network, workers).map_err(host_port_error)?;
             self.add_host_port_to_datapath(port, endpoint, network)?;
         } else {
             let tap = plumbing::reattach_endpoint(&ns, endpoint, network).map_err(plumb_error)?;
@@ -347,7 +348,9 @@ impl Control {
         network: &Network,
     ) -> Result<(), CtlError> {
         let config = PortConfig { mtu: network.mtu, ..PortConfig::access(network_id(network)) };
-        if let Err(e) = self.datapath.add_device(endpoint_port(endpoint.port_index), port.device, config) {
+        if let Err(e) =
+            self.datapath.add_device_queues(endpoint_port(endpoint.port_index), port.device, port.extra, config)
+        {
             hostports::destroy_afxdp_endpoint(endpoint);
             return Err(datapath_error(e));
         }
@@ -643,7 +646,8 @@ impl Control {
         let sandbox = next.sandbox(&endpoint.sandbox).map_err(model_error)?.clone();
         let ns = plumbing::open_sandbox_netns(&sandbox).map_err(plumb_error)?;
         if endpoint.port_type == proto::PortType::Afxdp {
-            let port = hostports::plumb_afxdp_endpoint(&ns, &endpoint, &network).map_err(host_port_error)?;
+            let workers = self.datapath.extra_queues(network_id(&network)) + 1;
+            let port = hostports::plumb_afxdp_endpoint(&ns, &endpoint, &network, workers).map_err(host_port_error)?;
             self.events.update_names(&next);
             self.add_host_port_to_datapath(port, &endpoint, &network)?;
         } else {

@@ -82,7 +82,8 @@ impl Control {
 
     /// Opens the uplink's device and adds its port to the datapath.
     pub(super) fn attach_uplink(&mut self, uplink: &Uplink, network: &Network) -> Result<(), CtlError> {
-        let port = hostports::open_uplink(uplink).map_err(|e| {
+        let workers = self.datapath.extra_queues(network_id(network)) + 1;
+        let port = hostports::open_uplink(uplink, workers).map_err(|e| {
             let kind =
                 if matches!(e, hostports::HostPortError::Netlink(crate::sys::netlink::NetlinkError::NoSuchLink(_))) {
                     ErrorKind::NotFound
@@ -92,7 +93,9 @@ impl Control {
             CtlError::new(kind, host_port_error(e).message)
         })?;
         let config = PortConfig { mtu: network.mtu, ..PortConfig::access(network_id(network)) };
-        if let Err(e) = self.datapath.add_device(endpoint_port(uplink.port_index), port.device, config) {
+        if let Err(e) =
+            self.datapath.add_device_queues(endpoint_port(uplink.port_index), port.device, port.extra, config)
+        {
             hostports::release_uplink(uplink);
             return Err(datapath_error(e));
         }

@@ -928,35 +928,60 @@ impl DatapathHandle {
             Ok(Err((tap, e))) => return Err((Some(tap), e)),
             Err(e) => return Err((None, e)),
         }
-        if extra.is_empty() {
-            return Ok(());
+        self.add_replica_queues(
+            id,
+            k,
+            extra,
+            |tap, reply| Command::AddTap { id, tap, config, reply },
+            |r| r.map_err(|(_queue, e)| e),
+        );
+        Ok(())
+    }
+
+    /// Gives the queues of spread port `id` other than its owner's (worker
+    /// `owner`) to the other workers, one each in worker order (see
+    /// [`DatapathHandle::add_tap_queues`]); a queue a worker could not
+    /// take is closed, and the kernel's frames for it go nowhere else.
+    fn add_replica_queues<Q, R>(
+        &self,
+        id: PortId,
+        owner: usize,
+        queues: Vec<Q>,
+        add: impl Fn(Q, Sender<R>) -> Command,
+        result: impl Fn(R) -> Result<(), DatapathError>,
+    ) {
+        if queues.is_empty() {
+            return;
         }
         self.routes().spread_ports.insert(id);
-        let replicas = (0..self.workers.len()).filter(|&w| w != k);
-        for (w, tap) in replicas.zip(extra) {
-            match self.call_on(w, |reply| Command::AddTap { id, tap, config, reply }) {
-                Ok(Ok(())) => {}
-                Ok(Err((_queue, e))) => {
-                    tracing::warn!(port = %id, worker = w, error = %e, "a worker cannot serve its TAP queue; it is closed")
+        let replicas = (0..self.workers.len()).filter(|&w| w != owner);
+        for (w, queue) in replicas.zip(queues) {
+            match self.call_on(w, |reply| add(queue, reply)).and_then(&result) {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(port = %id, worker = w, error = %e, "a worker cannot serve its queue of the port; it is closed")
                 }
-                Err(e) => tracing::warn!(port = %id, worker = w, error = %e, "a worker cannot serve its TAP queue"),
             }
         }
-        Ok(())
     }
 
     /// Adds a port backed by another frame device (an AF_XDP socket, a raw
     /// uplink socket) on its network's worker; on error the device is
-    /// dropped (closed).
-    pub(crate) fn add_device(
+    /// dropped (closed). On a spread network `extra` holds the device's
+    /// other queues (an AF_XDP port split by receive queue,
+    /// `XdpPort::split`): the owner reads `device`, every other worker one
+    /// of `extra`, as [`DatapathHandle::add_tap_queues`] does with a TAP's.
+    pub(crate) fn add_device_queues(
         &self,
         id: PortId,
         device: Box<dyn super::PortDevice>,
+        extra: Vec<Box<dyn super::PortDevice>>,
         config: PortConfig,
     ) -> Result<(), DatapathError> {
         let k = self.routes().of_network(config.network);
         self.call_on(k, |reply| Command::AddDevice { id, device, config, reply })??;
         self.routes().endpoints.insert(id, k);
+        self.add_replica_queues(id, k, extra, |device, reply| Command::AddDevice { id, device, config, reply }, |r| r);
         Ok(())
     }
 

@@ -38,6 +38,7 @@ mod root_tests;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 pub use queues::{
     CHUNK_FRAME_LEN, CHUNK_SIZE, CHUNKS, FILL_RING_SIZE, KERNEL_HEADROOM, MAX_FRAME_LEN, MAX_RX_DESCS, MAX_TX_DESCS,
@@ -406,9 +407,26 @@ pub struct XdpPort {
     sockets: Vec<XskSocket>,
     /// Watches every socket when there are several.
     poll: Option<mio::Poll>,
-    _prog: bpf::XdpRedirect,
+    /// Shared by the parts of a [split](XdpPort::split) port: the map and
+    /// program stay while any part reads.
+    prog: Arc<bpf::XdpRedirect>,
     ifname: String,
     native: bool,
+}
+
+/// An epoll instance watching `sockets` when there are several, so that
+/// one descriptor stands for them in the caller's loop.
+fn watch(sockets: &[XskSocket]) -> Result<Option<mio::Poll>, XskError> {
+    if sockets.len() < 2 {
+        return Ok(None);
+    }
+    let err = |source| XskError::Socket { op: "epoll", source };
+    let poll = mio::Poll::new().map_err(err)?;
+    for (i, socket) in sockets.iter().enumerate() {
+        let fd = socket.as_raw_fd();
+        poll.registry().register(&mut mio::unix::SourceFd(&fd), mio::Token(i), mio::Interest::READABLE).map_err(err)?;
+    }
+    Ok(Some(poll))
 }
 
 impl XdpPort {
@@ -453,20 +471,29 @@ impl XdpPort {
             prog.insert(queue, socket.as_raw_fd()).map_err(XskError::Bpf)?;
             sockets.push(socket);
         }
-        let poll = if sockets.len() > 1 {
-            let err = |source| XskError::Socket { op: "epoll", source };
-            let poll = mio::Poll::new().map_err(err)?;
-            for (i, socket) in sockets.iter().enumerate() {
-                let fd = socket.as_raw_fd();
-                poll.registry()
-                    .register(&mut mio::unix::SourceFd(&fd), mio::Token(i), mio::Interest::READABLE)
-                    .map_err(err)?;
-            }
-            Some(poll)
-        } else {
-            None
-        };
-        Ok(XdpPort { sockets, poll, _prog: prog, ifname: ifname.to_owned(), native })
+        let poll = watch(&sockets)?;
+        Ok(XdpPort { sockets, poll, prog: Arc::new(prog), ifname: ifname.to_owned(), native })
+    }
+
+    /// Splits the port into at most `parts` ports, one per worker that
+    /// reads its own receive queues: part `j` holds the sockets of queues
+    /// `q` with `q % parts == j` (and transmits on the first of them), so
+    /// part 0 has queue 0. Parts without a queue are left out. Every part
+    /// keeps the program attached until the last of them is dropped.
+    pub fn split(self, parts: usize) -> Result<Vec<XdpPort>, XskError> {
+        let parts = parts.clamp(1, self.sockets.len());
+        let mut groups: Vec<Vec<XskSocket>> = (0..parts).map(|_| Vec::new()).collect();
+        for (queue, socket) in self.sockets.into_iter().enumerate() {
+            groups[queue % parts].push(socket);
+        }
+        let (prog, ifname, native) = (self.prog, self.ifname, self.native);
+        groups
+            .into_iter()
+            .map(|sockets| {
+                let poll = watch(&sockets)?;
+                Ok(XdpPort { sockets, poll, prog: Arc::clone(&prog), ifname: ifname.clone(), native })
+            })
+            .collect()
     }
 
     /// Queue 0's socket, which also transmits.

@@ -103,7 +103,7 @@ fn frames_cross_a_veth_through_the_socket_both_ways() {
     let pn = peer_name.clone();
     let mut port = run_in(&switch_ns, move || -> io::Result<XdpPort> {
         let mut nl = Netlink::open().map_err(io::Error::other)?;
-        nl.create_veth("xsk0", &pn, &peer_ns).map_err(io::Error::other)?;
+        nl.create_veth("xsk0", &pn, &peer_ns, 1).map_err(io::Error::other)?;
         // Jumbo frames: only a frags-capable program lets a veth take them.
         nl.set_mtu("xsk0", 9000).map_err(io::Error::other)?;
         nl.set_link_up("xsk0").map_err(io::Error::other)?;
@@ -176,6 +176,62 @@ fn frames_cross_a_veth_through_the_socket_both_ways() {
     drop(guard);
 }
 
+/// How many flows [`send_flows`] sends.
+const FLOWS: u16 = 64;
+
+/// Sends [`FLOWS`] flows from the peer of a [`PeerVeth`] on subnet 1 (one
+/// datagram each, from a fresh socket: a connected one caches its queue)
+/// to `10.99.1.2` ports 20000.., which its flow hash spreads over its
+/// transmit queues.
+fn send_flows(peer_ns: &crate::sys::netns::NetNs) {
+    run_in(peer_ns, || {
+        for i in 0..FLOWS {
+            let flow = std::net::UdpSocket::bind("10.99.1.1:0").unwrap();
+            flow.send_to(&i.to_be_bytes(), ("10.99.1.2", 20000 + i)).unwrap();
+        }
+    })
+    .unwrap();
+}
+
+/// Sends [`send_flows`]' flows, waits until every one arrived on one of
+/// `ports`' sockets, and returns how many each socket of each port carried.
+fn flows_arrive(peer_ns: &crate::sys::netns::NetNs, ports: &mut [XdpPort]) -> Vec<Vec<u32>> {
+    send_flows(peer_ns);
+    let mut seen = [false; FLOWS as usize];
+    let mut per_socket: Vec<Vec<u32>> = ports.iter().map(|p| vec![0; p.sockets_ref().len()]).collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; MAX_FRAME_LEN];
+    while seen.iter().any(|s| !s) {
+        for (port, counts) in ports.iter_mut().zip(&mut per_socket) {
+            for (q, socket) in port.sockets().iter_mut().enumerate() {
+                while let Some(r) = socket.queues().recv(&mut buf) {
+                    let len = r.expect("a good descriptor");
+                    let f = &buf[..len];
+                    // IPv4, UDP, to 10.99.1.2, our port range, a 2-byte payload.
+                    if len == 14 + 20 + 8 + 2 && f[12..14] == [8, 0] && f[23] == 17 && f[30..34] == [10, 99, 1, 2] {
+                        let i = u16::from_be_bytes([f[42], f[43]]);
+                        assert_eq!(u16::from_be_bytes([f[36], f[37]]), 20000 + i);
+                        seen[usize::from(i)] = true;
+                        counts[q] += 1;
+                    }
+                }
+                socket.release_rx();
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "datagrams missing after 5 s: {:?}",
+            (0..FLOWS).filter(|&i| !seen[usize::from(i)]).collect::<Vec<_>>()
+        );
+        let mut pfds: Vec<libc::pollfd> =
+            ports.iter().map(|p| libc::pollfd { fd: p.event_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        // SAFETY: `pfds` is a valid array of pollfds of that length.
+        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, left.as_millis().min(100) as i32) };
+    }
+    per_socket
+}
+
 #[test]
 fn every_receive_queue_of_a_multi_queue_veth_has_its_socket() {
     if !have_root("every_receive_queue_of_a_multi_queue_veth_has_its_socket") {
@@ -190,51 +246,27 @@ fn every_receive_queue_of_a_multi_queue_veth_has_its_socket() {
     assert!(port.mode().to_string().ends_with(", 2 queues"), "{}", port.mode());
     assert_ne!(port.event_fd(), port.socket_ref().as_raw_fd(), "an epoll instance stands for both sockets");
 
-    // 64 flows (one datagram each, to ports 20000..20063): the peer's flow
-    // hash spreads them over both transmit queues.
-    const FLOWS: u16 = 64;
-    run_in(&peer_ns, || {
-        for i in 0..FLOWS {
-            // A fresh socket per flow: a connected socket caches its queue.
-            let flow = std::net::UdpSocket::bind("10.99.1.1:0").unwrap();
-            flow.send_to(&i.to_be_bytes(), ("10.99.1.2", 20000 + i)).unwrap();
-        }
-    })
-    .unwrap();
-
-    // Every datagram arrives, and both sockets carried some.
-    let mut seen = [false; FLOWS as usize];
-    let mut per_queue = [0u32; 2];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut buf = vec![0u8; MAX_FRAME_LEN];
-    while seen.iter().any(|s| !s) {
-        for (q, socket) in port.sockets().iter_mut().enumerate() {
-            while let Some(r) = socket.queues().recv(&mut buf) {
-                let len = r.expect("a good descriptor");
-                let f = &buf[..len];
-                // IPv4, UDP, to 10.99.1.2, our port range, a 2-byte payload.
-                if len == 14 + 20 + 8 + 2 && f[12..14] == [8, 0] && f[23] == 17 && f[30..34] == [10, 99, 1, 2] {
-                    let i = u16::from_be_bytes([f[42], f[43]]);
-                    assert_eq!(u16::from_be_bytes([f[36], f[37]]), 20000 + i);
-                    seen[usize::from(i)] = true;
-                    per_queue[q] += 1;
-                }
-            }
-            socket.release_rx();
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "datagrams missing after 5 s: {:?}",
-            (0..FLOWS).filter(|&i| !seen[usize::from(i)]).collect::<Vec<_>>()
-        );
-        let mut pfd = libc::pollfd { fd: port.event_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(100) as i32) };
-    }
-    assert!(per_queue[0] > 0 && per_queue[1] > 0, "both queues carried flows: {per_queue:?}");
+    let per_queue = flows_arrive(&peer_ns, std::slice::from_mut(&mut port));
+    assert!(per_queue[0][0] > 0 && per_queue[0][1] > 0, "both queues carried flows: {per_queue:?}");
     let total: u64 = port.sockets_ref().iter().map(|s| s.stats().map(|s| s.rx_dropped + s.rx_ring_full).unwrap()).sum();
     assert_eq!(total, 0, "no kernel drops");
+
+    // Split for two workers (three asked, two queues to give): a part per
+    // queue, each its own socket's descriptor, and each still fed once the
+    // other is gone (the program outlives the part that loaded it).
+    let mut parts = port.split(3).expect("the port splits");
+    assert_eq!(parts.len(), 2);
+    for part in &parts {
+        assert_eq!(part.mode().queues, 1, "{}", part.mode());
+        assert_eq!(part.event_fd(), part.socket_ref().as_raw_fd());
+    }
+    let per_part = flows_arrive(&peer_ns, &mut parts);
+    assert!(per_part[0][0] > 0 && per_part[1][0] > 0, "both parts carried flows: {per_part:?}");
+    drop(parts.remove(0));
+    send_flows(&peer_ns);
+    let ours =
+        |f: &[u8]| f.len() == 14 + 20 + 8 + 2 && (20000..20000 + FLOWS).contains(&u16::from_be_bytes([f[36], f[37]]));
+    recv_until(&mut parts[0], ours);
     drop(guard);
 }
 

@@ -20,15 +20,24 @@ pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 
 impl Netlink {
     /// Creates a veth pair: `name` in this socket's namespace and `peer` in
-    /// `peer_ns` (created there directly, so no name clash with the host).
-    pub fn create_veth(&mut self, name: &str, peer: &str, peer_ns: &NetNs) -> Result<(), NetlinkError> {
+    /// `peer_ns` (created there directly, so no name clash with the host),
+    /// each with `queues` transmit and receive queues (at least one: a
+    /// veth steers what one end sends to the other's receive queue of the
+    /// same index, so an AF_XDP socket per queue can be read by its own
+    /// worker).
+    pub fn create_veth(&mut self, name: &str, peer: &str, peer_ns: &NetNs, queues: u32) -> Result<(), NetlinkError> {
         check_ifname(name)?;
         check_ifname(peer)?;
+        let queues = queues.max(1);
         let mut peer_msg = LinkMessage::default();
         peer_msg.attributes.push(LinkAttribute::IfName(peer.to_owned()));
         peer_msg.attributes.push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
+        peer_msg.attributes.push(LinkAttribute::NumTxQueues(queues));
+        peer_msg.attributes.push(LinkAttribute::NumRxQueues(queues));
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        msg.attributes.push(LinkAttribute::NumTxQueues(queues));
+        msg.attributes.push(LinkAttribute::NumRxQueues(queues));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
