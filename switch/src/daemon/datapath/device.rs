@@ -127,8 +127,10 @@ pub(crate) trait PortDevice: Send {
     }
 
     /// Whether this is a TAP queue: on a spread network every worker has a
-    /// queue of the same TAP, so any of them can write a flow's frames into
-    /// it (AF_XDP ports and uplinks live on the network's owner only).
+    /// queue of the same TAP, and tun steers a flow's next frames to the
+    /// queue that wrote it, so a connection can be placed or moved by
+    /// writing its frames from another worker. An AF_XDP port's queues are
+    /// spread too, but the sender's hash alone picks its queue: not one.
     fn is_spread_queue(&self) -> bool {
         false
     }

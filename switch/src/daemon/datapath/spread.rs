@@ -4,7 +4,10 @@
 //! Every endpoint TAP of a spread network has one queue per worker; the
 //! kernel steers each flow the sandbox sends to one queue (by its hash,
 //! then to the queue that last wrote the flow's frames back), so a flow
-//! stays on one worker in both directions. The owner's queue is an ordinary
+//! stays on one worker in both directions. An AF_XDP port's receive queues
+//! are split over the workers too (a socket each, `XdpPort::split`), but
+//! only the sender's hash picks one: its connections are neither placed
+//! nor moved ([`PortDevice::is_spread_queue`](super::PortDevice) is false). The owner's queue is an ordinary
 //! port of its bridge. A replica's queue is a port of its replica network,
 //! whose gateway port id stands for the owner: a frame the replica cannot
 //! forward alone is planned there, and [`Datapath::punt`] copies it (its
@@ -43,7 +46,7 @@
 //! over, which the worker that reads them gives back (a lock-free queue of
 //! at most [`MAX_SPARE_BUFFERS`] per worker, no wake-up): most are a flow's
 //! first frames or broadcasts, but frames for ports only the owner has (the
-//! gateway, AF_XDP ports, uplinks) and those of a moved connection can be
+//! gateway, raw uplinks) and those of a moved connection can be
 //! a steady stream. While at most [`MAX_SPARE_BUFFERS`] of a worker's are in
 //! flight, such a stream allocates nothing per frame; beyond that, and for
 //! frames forgotten with their removed port, buffers are allocated and freed
