@@ -19,6 +19,10 @@
 #                   (the log shows each worker's frames, the connections placed, and how many were
 #                   moved after opening)
 #   STREAMS=1       parallel streams per pair (iperf3 -P)
+#   PORT_TYPE=tap   afxdp = every sandbox connected with `--port-type afxdp` (a veth pair under an AF_XDP
+#                   socket); with SPREAD=1 and two workers each veth has a queue per worker and each
+#                   worker reads its own, the sandbox's stack picking a connection's queue by its hash
+#                   (no placement or moving by load, see README "Workers")
 #   UDP=0           1 = UDP streams instead (iperf3 -u -l 1400 -b UDP_RATE, the Gbit/s received);
 #                   iperf3's UDP streams go one way only, so with SPREAD=1 none is normally moved (a worker
 #                   moves a UDP flow only once it saw it both ways and gives a moved one back when it
@@ -49,6 +53,8 @@ REPEAT=${REPEAT:-3}
 DNAME=""   # the running daemon: d-WORKERS (socket, state and log in TMP)
 SPREAD=${SPREAD:-0}
 STREAMS=${STREAMS:-1}
+PORT_TYPE=${PORT_TYPE:-tap}
+[[ $PORT_TYPE == tap || $PORT_TYPE == afxdp ]] || { echo "PORT_TYPE must be tap or afxdp, not $PORT_TYPE" >&2; exit 2; }
 
 # net_of N, client_ip N, server_ip N: pair N's network and the addresses of its client (a$N)
 # and server (b$N): network N and subnet N, or with SPREAD=1 the one network.
@@ -103,8 +109,8 @@ start() {
         for n in 1 2; do
             ctl sandbox create "${P}a$n"
             ctl sandbox create "${P}b$n"
-            ctl network connect "$(net_of "$n")" "${P}a$n" --ip "$(client_ip "$n")"
-            ctl network connect "$(net_of "$n")" "${P}b$n" --ip "$(server_ip "$n")"
+            ctl network connect "$(net_of "$n")" "${P}a$n" --ip "$(client_ip "$n")" --port-type "$PORT_TYPE"
+            ctl network connect "$(net_of "$n")" "${P}b$n" --ip "$(server_ip "$n")" --port-type "$PORT_TYPE"
         done
     } >>"$TMP/ctl.log"
     ctl show >>"$TMP/ctl.log"
@@ -156,7 +162,7 @@ main() {
     bench_start
     install_packages
     build_switch
-    log "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), DURATION=$DURATION REPEAT=$REPEAT SPREAD=$SPREAD STREAMS=$STREAMS UDP=$UDP${UDP_RATE:+ UDP_RATE=$UDP_RATE}"
+    log "$(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), DURATION=$DURATION REPEAT=$REPEAT SPREAD=$SPREAD STREAMS=$STREAMS PORT_TYPE=$PORT_TYPE UDP=$UDP${UDP_RATE:+ UDP_RATE=$UDP_RATE}"
     local r one=() two=() order w g
     for r in $(seq "$REPEAT"); do
         if ((r % 2)); then order="1 2"; else order="2 1"; fi

@@ -14,6 +14,7 @@ use std::net::Ipv4Addr;
 
 use ctl::proto::{EndpointInfo, PortStats, ShowTree, WorkerLoad};
 use vswitch::overlay::{ip_of, sandbox_on};
+use vswitch::underlay::ip;
 use vswitch::{Daemon, TcpBlast, Underlay, ping, require_root, tcp_transfer, vtep_daemon, wait_for_ping};
 
 /// Each worker's row of `stats --json`, by worker index.
@@ -230,8 +231,20 @@ const LEN: u64 = 2 << 20;
 /// its hash, so a connection lands on the replica's with probability 1/2:
 /// 40 all missing it would be a bug, not bad luck.
 fn transfers_until_the_replica_forwards(d: &Daemon, replica: u32, server: (&str, Ipv4Addr), client: &str) -> u64 {
+    transfers_until_the_replica_forwards_more(d, replica, 0, server, client)
+}
+
+/// [`transfers_until_the_replica_forwards`] from a count of `before`
+/// frames the replica had already forwarded.
+fn transfers_until_the_replica_forwards_more(
+    d: &Daemon,
+    replica: u32,
+    before: u64,
+    server: (&str, Ipv4Addr),
+    client: &str,
+) -> u64 {
     let mut transfers = 0;
-    while spread_counts(d)[&replica].0 < 100 {
+    while spread_counts(d)[&replica].0 < before + 100 {
         assert!(transfers < 40, "40 connections and the replica forwarded nothing: {:?}", spread_counts(d));
         let r = tcp_transfer(server.0, server.1, client, LEN).expect("a TCP transfer");
         assert!(r.intact, "TCP over a spread network corrupted: {r:?}");
@@ -418,8 +431,60 @@ fn afxdp_ports_of_a_spread_network_are_read_by_every_worker() {
     assert!(mode(&d).contains("over 2 workers"), "show after a restart: {}", mode(&d));
     assert!(wait_for_ping(&a, ip_of(&e_b), Duration::from_secs(10)).is_some(), "no ping after a restart");
     let replica_before = spread_counts(&d)[&replica].0;
-    transfers_until_the_replica_forwards(&d, replica, (&b, ip_of(&e_b)), &a);
-    assert!(spread_counts(&d)[&replica].0 >= replica_before + 100);
+    transfers_until_the_replica_forwards_more(&d, replica, replica_before, (&b, ip_of(&e_b)), &a);
     d.ctl_ok(&["sandbox", "rm", &a, &b]);
     d.ctl_ok(&["network", "rm", &net]);
+}
+
+#[test]
+fn uplinks_of_a_spread_network_are_read_by_every_worker() {
+    if !require_root("uplinks_of_a_spread_network_are_read_by_every_worker") {
+        return;
+    }
+    // A "LAN" namespace behind a two-queue veth into the daemon's.
+    let mut u = Underlay::new([10, 222, 0], 1);
+    let host = u.host(0).ns.clone();
+    let lan = u.add_netns("lan");
+    let q = ["numtxqueues", "2", "numrxqueues", "2"];
+    let mut add = vec!["-n", &host, "link", "add", "up0"];
+    add.extend(q);
+    add.extend(["type", "veth", "peer", "name", "lan0"]);
+    add.extend(q);
+    add.extend(["netns", &lan]);
+    ip(&add);
+    ip(&["-n", &lan, "addr", "add", "10.223.0.200/24", "dev", "lan0"]);
+    ip(&["-n", &lan, "link", "set", "lan0", "up"]);
+    // The LAN's end completes its checksums: an XDP program sees bytes only.
+    vswitch::netns_exec_ok(&lan, "ethtool", &["-K", "lan0", "tx", "off"]);
+    let lan_ip = Ipv4Addr::new(10, 223, 0, 200);
+
+    let d = vtep_daemon(u.host(0), &["--workers", "2"]);
+    let net = d.name("su");
+    d.ctl_ok(&["network", "create", &net, "--subnet", "10.223.0.0/24", "-o", "spread"]);
+    let replica = 1 - worker_of(&d, &net);
+    let (a, _) = sandbox_on(&d, &net, "sua", "10.223.0.11");
+
+    // A raw uplink: a socket per worker in one fanout group, each reading
+    // the flows that hash to it. Then the same interface through AF_XDP: a
+    // socket per receive queue, one per worker.
+    for port_type in ["raw", "afxdp"] {
+        d.ctl_ok(&["port", "add", &net, "up0", "--port-type", port_type]);
+        if port_type == "afxdp" {
+            let tree: ShowTree = d.ctl_json(&["show"]);
+            let port = tree.networks.into_iter().flat_map(|n| n.ports).find(|p| p.name == "up0").expect("up0 shown");
+            let mode = port.xdp_mode.unwrap_or_default();
+            assert!(mode.contains("2 queues, over 2 workers"), "show: {mode}");
+        }
+        assert!(
+            wait_for_ping(&lan, Ipv4Addr::new(10, 223, 0, 11), Duration::from_secs(10)).is_some(),
+            "LAN -> sandbox ({port_type})"
+        );
+        let before = spread_counts(&d)[&replica].0;
+        let transfers = transfers_until_the_replica_forwards_more(&d, replica, before, (&lan, lan_ip), &a);
+        eprintln!(
+            "{port_type}: {transfers} connections; per worker (replica, to owner, from replicas): {:?}",
+            spread_counts(&d)
+        );
+        d.ctl_ok(&["port", "rm", "up0"]);
+    }
 }

@@ -163,9 +163,11 @@ pub fn destroy_afxdp_endpoint(endpoint: &Endpoint) {
     }
 }
 
-/// Opens an uplink's device on its interface (brought up if it is down);
-/// an AF_XDP uplink's receive queues are split over `workers` (those of a
-/// spread network, else 1), as a multi-queue NIC's RSS spreads flows.
+/// Opens an uplink's device on its interface (brought up if it is down),
+/// read by `workers` workers (those of a spread network, else 1): an
+/// AF_XDP uplink's receive queues are split over them, a raw uplink gets
+/// a socket each in a fanout group that spreads flows by their hash
+/// (`PacketSocket::open_group`).
 pub fn open_uplink(uplink: &Uplink, workers: usize) -> Result<HostPort, HostPortError> {
     let iface = uplink.interface.as_str();
     let mut nl = Netlink::open()?;
@@ -182,9 +184,11 @@ pub fn open_uplink(uplink: &Uplink, workers: usize) -> Result<HostPort, HostPort
             })?
         }
         _ => {
-            let socket = PacketSocket::open(iface)
+            let sockets = PacketSocket::open_group(iface, workers)
                 .map_err(|source| HostPortError::Packet { interface: iface.to_owned(), source })?;
-            HostPort { device: Box::new(PacketDevice::new(socket)), extra: Vec::new(), mode: None, ifindex: None }
+            let mut devices = sockets.into_iter().map(|s| Box::new(PacketDevice::new(s)) as Box<dyn PortDevice>);
+            let device = devices.next().expect("a group has a first socket");
+            HostPort { device, extra: devices.collect(), mode: None, ifindex: None }
         }
     };
     Ok(HostPort { ifindex: Some(link.index), ..port })

@@ -112,6 +112,39 @@ impl PacketSocket {
         Ok(PacketSocket { fd, ifname: ifname.to_owned() })
     }
 
+    /// Opens `members` sockets on `ifname` that share its frames, one per
+    /// datapath worker of a spread network: with more than one they form a
+    /// `PACKET_FANOUT` group (an id the kernel picks, `..._FLAG_UNIQUEID`)
+    /// of type `PACKET_FANOUT_HASH`, so each frame is read by exactly one
+    /// of them, chosen by the flow's symmetric hash (both directions of a
+    /// connection on one socket), as a NIC's RSS picks a queue. The group
+    /// ignores frames the host sends out of the interface
+    /// (`PACKET_FANOUT_FLAG_IGNORE_OUTGOING`: a member's own
+    /// `PACKET_IGNORE_OUTGOING` no longer applies once its frames reach it
+    /// through the group). Every member can write.
+    pub fn open_group(ifname: &str, members: usize) -> io::Result<Vec<PacketSocket>> {
+        let first = PacketSocket::open(ifname)?;
+        if members <= 1 {
+            return Ok(vec![first]);
+        }
+        let flags = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+        let join = |socket: &PacketSocket, arg: libc::c_uint| {
+            setopt(socket.fd.as_fd(), libc::PACKET_FANOUT, arg as libc::c_int).map_err(|e| op_err("PACKET_FANOUT", e))
+        };
+        join(&first, (flags | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16)?;
+        // The group as the kernel made it: its id in the low 16 bits.
+        let group: libc::c_int = sockopt::get(first.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT)
+            .map_err(|e| op_err("PACKET_FANOUT", e))?;
+        let id = group as libc::c_uint & 0xffff;
+        let mut sockets = vec![first];
+        for _ in 1..members {
+            let socket = PacketSocket::open(ifname)?;
+            join(&socket, id | flags << 16)?;
+            sockets.push(socket);
+        }
+        Ok(sockets)
+    }
+
     /// The interface.
     pub fn ifname(&self) -> &str {
         &self.ifname
@@ -267,6 +300,13 @@ mod tests {
     /// A veth pair `pa`/`pb` in a namespace of `g`, up, with a socket on
     /// each end.
     fn socket_pair(g: &mut NetGuard) -> (PacketSocket, PacketSocket) {
+        let ns = veth_pair(g);
+        let (a, b) = netns::run_in(&ns, || (PacketSocket::open("pa"), PacketSocket::open("pb"))).expect("run in ns");
+        (a.expect("socket on pa"), b.expect("socket on pb"))
+    }
+
+    /// A veth pair `pa`/`pb` in a new namespace of `g`, up; the namespace.
+    fn veth_pair(g: &mut NetGuard) -> netns::NetNs {
         let ns = g.netns();
         let name = ns.name().expect("a named namespace").to_owned();
         // No IPv6 on the links (they inherit `default`): no DAD, router or
@@ -279,8 +319,7 @@ mod tests {
         for l in ["pa", "pb"] {
             ip(&["-n", &name, "link", "set", l, "up"]);
         }
-        let (a, b) = netns::run_in(&ns, || (PacketSocket::open("pa"), PacketSocket::open("pb"))).expect("run in ns");
-        (a.expect("socket on pa"), b.expect("socket on pb"))
+        ns
     }
 
     #[test]
@@ -352,6 +391,105 @@ mod tests {
                 Err(e) => panic!("recvmmsg: {e}"),
             }
         }
+    }
+
+    /// An IPv4/UDP frame from `10.9.0.1:port` to `10.9.0.2:9` behind an
+    /// all-zero virtio-net header (checksums left zero: only the flow
+    /// hash reads it).
+    fn udp_frame(port: u16) -> Vec<u8> {
+        let mut f = vec![0u8; VNET_HDR_LEN as usize];
+        f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+        f.extend_from_slice(&[0x45, 0, 0, 30, 0, 0, 0, 0, 64, 17, 0, 0, 10, 9, 0, 1, 10, 9, 0, 2]);
+        f.extend_from_slice(&port.to_be_bytes());
+        f.extend_from_slice(&[0, 9, 0, 10, 0, 0, 0xab, 0xcd]);
+        f
+    }
+
+    /// The (source address, source port) of the IPv4/UDP frames to port 9
+    /// waiting on `sock`.
+    fn drain_udp(sock: &PacketSocket) -> Vec<([u8; 4], u16)> {
+        let mut bufs: Vec<Box<[u8]>> = (0..MAX_BATCH).map(|_| vec![0u8; 2048].into_boxed_slice()).collect();
+        let mut out = [Received::default(); MAX_BATCH];
+        let mut got = Vec::new();
+        loop {
+            match sock.recv_batch(&mut bufs, &mut out) {
+                Ok(n) => {
+                    for (b, r) in bufs[..n].iter().zip(&out[..n]) {
+                        let f = &b[VNET_HDR_LEN as usize..r.len];
+                        if f.len() >= 14 + 28 && f[12..14] == [8, 0] && f[23] == 17 && f[36..38] == [0, 9] {
+                            got.push((<[u8; 4]>::try_from(&f[26..30]).unwrap(), u16::from_be_bytes([f[34], f[35]])));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return got,
+                Err(e) => panic!("recvmmsg: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_group_of_sockets_reads_each_frame_once_spread_by_flow() {
+        if !have_root("a_group_of_sockets_reads_each_frame_once_spread_by_flow") {
+            return;
+        }
+        let mut g = NetGuard::new();
+        let ns = veth_pair(&mut g);
+        let (a, group) =
+            netns::run_in(&ns, || (PacketSocket::open("pa"), PacketSocket::open_group("pb", 2))).expect("run in ns");
+        let (a, group) = (a.expect("socket on pa"), group.expect("a group"));
+        assert_eq!(group.len(), 2);
+
+        // 64 flows, two frames each: every frame is read once, by the one
+        // socket its flow hashes to, and both sockets read some.
+        const FLOWS: u16 = 64;
+        let frames: Vec<Vec<u8>> = (0..2 * FLOWS).map(|i| udp_frame(20000 + i % FLOWS)).collect();
+        for chunk in frames.chunks(MAX_BATCH) {
+            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            assert_eq!(a.send_batch(&refs).expect("sendmmsg"), refs.len());
+        }
+        let mut got: Vec<Vec<u16>> = vec![Vec::new(); 2];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.iter().map(Vec::len).sum::<usize>() < frames.len() {
+            assert!(Instant::now() < deadline, "only {:?} arrived", got);
+            for (socket, ports) in group.iter().zip(&mut got) {
+                ports.extend(drain_udp(socket).into_iter().map(|(_, port)| port));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!got[0].is_empty() && !got[1].is_empty(), "both members read flows: {got:?}");
+        for port in 20000..20000 + FLOWS {
+            let per_member: Vec<usize> = got.iter().map(|p| p.iter().filter(|&&q| q == port).count()).collect();
+            assert!(per_member == [2, 0] || per_member == [0, 2], "flow {port} split or lost: {per_member:?}");
+        }
+
+        // What the host's own stack sends out of the interface is not read
+        // by the group (a datagram from 10.9.0.2, to a static neighbour).
+        let name = ns.name().expect("a named namespace").to_owned();
+        ip(&["-n", &name, "addr", "add", "10.9.0.2/24", "dev", "pb"]);
+        ip(&["-n", &name, "neigh", "add", "10.9.0.1", "lladdr", "02:00:00:00:00:01", "dev", "pb"]);
+        netns::run_in(&ns, || {
+            let udp = std::net::UdpSocket::bind("10.9.0.2:7").unwrap();
+            udp.send_to(b"out", "10.9.0.1:9").unwrap();
+        })
+        .expect("run in ns");
+        let outgoing = ([10, 9, 0, 2], 7);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !drain_udp(&a).contains(&outgoing) {
+            assert!(Instant::now() < deadline, "the host's datagram did not cross");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let read_back: Vec<_> = group.iter().flat_map(drain_udp).collect();
+        assert!(!read_back.contains(&outgoing), "the group read the host's outgoing frame: {read_back:?}");
+        // Nor what a member writes.
+        assert_eq!(group[1].send_batch(&[&udp_frame(1)]).expect("sendmmsg"), 1);
+        let written = ([10, 9, 0, 1], 1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !drain_udp(&a).contains(&written) {
+            assert!(Instant::now() < deadline, "the written frame did not cross");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let read_back: Vec<_> = group.iter().flat_map(drain_udp).collect();
+        assert!(!read_back.contains(&written), "a written frame read back: {read_back:?}");
     }
 
     #[test]
