@@ -48,9 +48,9 @@
 //! first frames or broadcasts, but frames for ports only the owner has (the
 //! gateway, raw uplinks) and those of a moved connection can be
 //! a steady stream. While at most [`MAX_SPARE_BUFFERS`] of a worker's are in
-//! flight, such a stream allocates nothing per frame; beyond that, and for
-//! frames forgotten with their removed port, buffers are allocated and freed
-//! as before (a freed one may be another thread's).
+//! flight, such a stream allocates nothing per frame; beyond that, buffers
+//! are allocated and freed as before (a freed one may be another thread's).
+//! Frames forgotten with their removed port give their buffers back too.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -700,10 +700,21 @@ impl Datapath {
     /// Forgets the frames replicas handed over for `port` (removed): its
     /// id may be reused by another network's port.
     pub(super) fn forget_punted(&mut self, port: PortId) {
-        let before = self.spread.incoming.len();
-        self.spread.incoming.retain(|p| p.port != port);
-        if let Some(me) = self.spread.links.get(self.spread.me) {
-            me.pending.fetch_sub(before - self.spread.incoming.len(), Ordering::Relaxed);
+        let spread = &mut self.spread;
+        let mut forgotten = 0;
+        // Once round the queue, in order: the port's frames leave it and
+        // their buffers go back to their lenders.
+        for _ in 0..spread.incoming.len() {
+            let Some(punted) = spread.incoming.pop_front() else { break };
+            if punted.port == port {
+                forgotten += 1;
+                spread.give_back(punted.lender, punted.bytes);
+            } else {
+                spread.incoming.push_back(punted);
+            }
+        }
+        if let Some(me) = spread.links.get(spread.me) {
+            me.pending.fetch_sub(forgotten, Ordering::Relaxed);
         }
     }
 

@@ -249,6 +249,23 @@ fn the_buffers_of_handed_over_frames_go_back_to_the_worker_that_filled_them() {
 }
 
 #[test]
+fn frames_forgotten_with_their_removed_port_give_their_buffers_back() {
+    let (mut owner, mut replica, _net, a, b) = spread_pair();
+    // Three broadcasts handed over, and the port they came from removed
+    // before the owner read them.
+    for n in 0..3 {
+        replica.inject(a, &frame(crate::wire::MacAddr::BROADCAST, mac(1), n));
+    }
+    replica.run_until_idle();
+    assert_eq!(replica.dp.spread.spares(), 0, "its buffers are with the owner");
+    owner.dp.handle_commands();
+    owner.remove_port(a);
+    owner.run_until_idle();
+    assert!(owner.sent_frames(b).is_empty(), "frames of a removed port are not delivered");
+    assert_eq!(replica.dp.spread.spares(), 3, "each forgotten frame's buffer went back to the replica");
+}
+
+#[test]
 fn a_replica_goes_with_its_owner_queues_and_all() {
     let (mut owner, mut replica, net, a, _b) = spread_pair();
     let refused = owner.call(|reply| Command::RemoveNetwork { id: net, reply });
