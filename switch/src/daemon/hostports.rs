@@ -11,7 +11,7 @@ use ctl::proto::PortType;
 use super::datapath::{PacketDevice, PortDevice, XskDevice};
 use super::plumbing::{self, PlumbError};
 use crate::model::{Endpoint, Network, Uplink};
-use crate::sys::afxdp::{XdpPort, XskError};
+use crate::sys::afxdp::{MAX_QUEUES, XdpPort, XskError};
 use crate::sys::netlink::{self, LinkConfig, Netlink, NetlinkError, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
 use crate::sys::netns::{self, NetNs};
 use crate::sys::packet::PacketSocket;
@@ -51,9 +51,10 @@ pub struct HostPort {
     /// The device, for the datapath (the owner worker's part of a port
     /// spread over workers).
     pub(crate) device: Box<dyn PortDevice>,
-    /// On a spread network, the AF_XDP port's other receive queues: one
-    /// part per other worker, in worker order (`XdpPort::split`); empty
-    /// otherwise.
+    /// On a spread network, the port's devices for the other workers, in
+    /// worker order: an AF_XDP port's other receive queues
+    /// (`XdpPort::split`), or a raw uplink's other sockets of its fanout
+    /// group (`PacketSocket::open_group`); empty otherwise.
     pub(crate) extra: Vec<Box<dyn PortDevice>>,
     /// `zero-copy, native XDP` and the like; `None` for a raw socket.
     pub mode: Option<String>,
@@ -84,6 +85,7 @@ fn xdp_port(ifname: &str, sandbox: bool, workers: usize) -> Result<HostPort, Hos
 /// transmit checksum offload off, see `sys::ethtool`) and its host end,
 /// named like an endpoint's TAP, under an AF_XDP socket. On a network
 /// spread over `workers` workers the pair has a queue per worker each way
+/// (up to [`MAX_QUEUES`])
 /// and each worker reads one (the sandbox's stack spreads its flows over
 /// its transmit queues by their hash).
 pub fn plumb_afxdp_endpoint(
@@ -94,7 +96,11 @@ pub fn plumb_afxdp_endpoint(
 ) -> Result<HostPort, HostPortError> {
     let host = endpoint.host_tap_name.as_str();
     let mut nl = Netlink::open()?;
-    nl.create_veth(host, &endpoint.ifname_in_sandbox, ns, workers as u32)?;
+    // No more queues than the port binds sockets to: the sandbox's stack
+    // would send flows on the others, which the program passes to the host
+    // end's stack (lost).
+    let queues = (workers as u32).clamp(1, MAX_QUEUES);
+    nl.create_veth(host, &endpoint.ifname_in_sandbox, ns, queues)?;
     let result = configure_afxdp_endpoint(&mut nl, ns, endpoint, network).and_then(|()| xdp_port(host, true, workers));
     if result.is_err() {
         let _ = nl.delete_link(host);

@@ -69,6 +69,13 @@ fn op_err(op: &str, e: io::Error) -> io::Error {
 impl PacketSocket {
     /// Opens a socket on `ifname` (in the calling thread's namespace).
     pub fn open(ifname: &str) -> io::Result<PacketSocket> {
+        PacketSocket::open_as(ifname, false)
+    }
+
+    /// [`PacketSocket::open`]; `deaf`: a filter that drops every frame is
+    /// attached before the socket is bound, so it queues nothing until the
+    /// caller detaches it ([`PacketSocket::hear`]).
+    fn open_as(ifname: &str, deaf: bool) -> io::Result<PacketSocket> {
         let name = std::ffi::CString::new(ifname).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: `name` is a NUL-terminated string.
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -87,6 +94,15 @@ impl PacketSocket {
         setopt(fd.as_fd(), libc::PACKET_VNET_HDR_SZ, VNET_HDR_LEN).map_err(|e| op_err("PACKET_VNET_HDR_SZ", e))?;
         setopt(fd.as_fd(), libc::PACKET_IGNORE_OUTGOING, 1).map_err(|e| op_err("PACKET_IGNORE_OUTGOING", e))?;
         setopt(fd.as_fd(), libc::PACKET_QDISC_BYPASS, 1).map_err(|e| op_err("PACKET_QDISC_BYPASS", e))?;
+        if deaf {
+            // One instruction: `ret #0`, keep no byte of any frame.
+            let code = [libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: 0 }];
+            let fprog = libc::sock_fprog { len: 1, filter: code.as_ptr().cast_mut() };
+            // `fprog` points at `code`, which outlives the call (the kernel
+            // copies the program).
+            sockopt::set(fd.as_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+                .map_err(|e| op_err("SO_ATTACH_FILTER", e))?;
+        }
         // SAFETY: `sockaddr_ll` is plain data; all-zero is valid.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -138,11 +154,22 @@ impl PacketSocket {
         let id = group as libc::c_uint & 0xffff;
         let mut sockets = vec![first];
         for _ in 1..members {
-            let socket = PacketSocket::open(ifname)?;
+            // Deaf until it joined: bound and not yet in the group, it
+            // would queue its own copy of every frame the group also hands
+            // to one of its members (a duplicate the switch would forward).
+            let socket = PacketSocket::open_as(ifname, true)?;
             join(&socket, id | flags << 16)?;
+            socket.hear()?;
             sockets.push(socket);
         }
         Ok(sockets)
+    }
+
+    /// Takes the drop-everything filter of [`PacketSocket::open_as`] off.
+    fn hear(&self) -> io::Result<()> {
+        let unused: libc::c_int = 0;
+        sockopt::set(self.fd.as_fd(), libc::SOL_SOCKET, libc::SO_DETACH_FILTER, &unused)
+            .map_err(|e| op_err("SO_DETACH_FILTER", e))
     }
 
     /// The interface.
@@ -480,7 +507,8 @@ mod tests {
         }
         let read_back: Vec<_> = group.iter().flat_map(drain_udp).collect();
         assert!(!read_back.contains(&outgoing), "the group read the host's outgoing frame: {read_back:?}");
-        // Nor what a member writes.
+        // A member writes, and no member reads it back (its writes bypass
+        // the qdisc, so no tap sees them).
         assert_eq!(group[1].send_batch(&[&udp_frame(1)]).expect("sendmmsg"), 1);
         let written = ([10, 9, 0, 1], 1);
         let deadline = Instant::now() + Duration::from_secs(5);

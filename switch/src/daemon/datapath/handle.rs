@@ -941,7 +941,9 @@ impl DatapathHandle {
     /// Gives the queues of spread port `id` other than its owner's (worker
     /// `owner`) to the other workers, one each in worker order (see
     /// [`DatapathHandle::add_tap_queues`]); a queue a worker could not
-    /// take is closed, and the kernel's frames for it go nowhere else.
+    /// take is closed: tun then steers no flow to a TAP's, a fanout group
+    /// shrinks, but the frames of an AF_XDP receive queue without its
+    /// socket go to the host end's stack and are lost (logged as an error).
     fn add_replica_queues<Q, R>(
         &self,
         id: PortId,
@@ -956,11 +958,8 @@ impl DatapathHandle {
         self.routes().spread_ports.insert(id);
         let replicas = (0..self.workers.len()).filter(|&w| w != owner);
         for (w, queue) in replicas.zip(queues) {
-            match self.call_on(w, |reply| add(queue, reply)).and_then(&result) {
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::warn!(port = %id, worker = w, error = %e, "a worker cannot serve its queue of the port; it is closed")
-                }
+            if let Err(e) = self.call_on(w, |reply| add(queue, reply)).and_then(&result) {
+                tracing::error!(port = %id, worker = w, error = %e, "a worker cannot serve its queue of the port; it is closed (an AF_XDP queue's frames are lost)")
             }
         }
     }
@@ -969,8 +968,9 @@ impl DatapathHandle {
     /// uplink socket) on its network's worker; on error the device is
     /// dropped (closed). On a spread network `extra` holds the device's
     /// other queues (an AF_XDP port split by receive queue,
-    /// `XdpPort::split`): the owner reads `device`, every other worker one
-    /// of `extra`, as [`DatapathHandle::add_tap_queues`] does with a TAP's.
+    /// `XdpPort::split`, or a raw uplink's other sockets of its fanout
+    /// group): the owner reads `device`, every other worker one of
+    /// `extra`, as [`DatapathHandle::add_tap_queues`] does with a TAP's.
     pub(crate) fn add_device_queues(
         &self,
         id: PortId,

@@ -46,7 +46,7 @@
 //! over, which the worker that reads them gives back (a lock-free queue of
 //! at most [`MAX_SPARE_BUFFERS`] per worker, no wake-up): most are a flow's
 //! first frames or broadcasts, but frames for ports only the owner has (the
-//! gateway, raw uplinks) and those of a moved connection can be
+//! gateway) and those of a moved connection can be
 //! a steady stream. While at most [`MAX_SPARE_BUFFERS`] of a worker's are in
 //! flight, such a stream allocates nothing per frame; beyond that, buffers
 //! are allocated and freed as before (a freed one may be another thread's).

@@ -478,8 +478,10 @@ impl XdpPort {
     /// Splits the port into at most `parts` ports, one per worker that
     /// reads its own receive queues: part `j` holds the sockets of queues
     /// `q` with `q % parts == j` (and transmits on the first of them), so
-    /// part 0 has queue 0. Parts without a queue are left out. Every part
-    /// keeps the program attached until the last of them is dropped.
+    /// part 0 has queue 0. Parts without a queue are left out. The parts
+    /// share the program's and map's descriptors (the program stays
+    /// attached to the interface after they close, until it is detached or
+    /// replaced); each socket leaves the map when its part is dropped.
     pub fn split(self, parts: usize) -> Result<Vec<XdpPort>, XskError> {
         let parts = parts.clamp(1, self.sockets.len());
         let mut groups: Vec<Vec<XskSocket>> = (0..parts).map(|_| Vec::new()).collect();

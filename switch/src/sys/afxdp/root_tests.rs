@@ -253,7 +253,7 @@ fn every_receive_queue_of_a_multi_queue_veth_has_its_socket() {
 
     // Split for two workers (three asked, two queues to give): a part per
     // queue, each its own socket's descriptor, and each still fed once the
-    // other is gone (the program outlives the part that loaded it).
+    // other is gone.
     let mut parts = port.split(3).expect("the port splits");
     assert_eq!(parts.len(), 2);
     for part in &parts {
