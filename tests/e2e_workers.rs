@@ -221,6 +221,16 @@ fn spread_counts(d: &Daemon) -> BTreeMap<u32, (u64, u64, u64)> {
     worker_rows(d).into_iter().map(|(k, (_, w))| (k, (w.replica_frames, w.to_owner, w.from_replicas))).collect()
 }
 
+/// Creates network `suffix` (a unique name) on `subnet` with `-o spread`
+/// on `d`, a daemon of two workers: its name, its owner worker and the
+/// other (its replica).
+fn spread_network(d: &Daemon, suffix: &str, subnet: &str) -> (String, u32, u32) {
+    let net = d.name(suffix);
+    d.ctl_ok(&["network", "create", &net, "--subnet", subnet, "-o", "spread"]);
+    let owner = worker_of(d, &net);
+    (net, owner, 1 - owner)
+}
+
 /// The bytes of each connection [`transfers_until_the_replica_forwards`] makes.
 const LEN: u64 = 2 << 20;
 
@@ -259,15 +269,12 @@ fn a_spread_network_carries_flows_on_every_worker_and_survives_a_restart() {
         return;
     }
     let mut d = Daemon::builder().args(&["--workers", "2"]).start();
-    let net = d.name("sp");
-    d.ctl_ok(&["network", "create", &net, "--subnet", "10.244.20.0/24", "-o", "spread"]);
+    let (net, owner, replica) = spread_network(&d, "sp", "10.244.20.0/24");
     let spread_over = |d: &Daemon| {
         let tree: ShowTree = d.ctl_json(&["show"]);
         tree.networks.iter().find(|n| n.name == net).and_then(|n| n.spread_over)
     };
     assert_eq!(spread_over(&d), Some(2), "show says the network is spread over both workers");
-    let owner = worker_of(&d, &net);
-    let replica = 1 - owner;
     let (a, e_a) = sandbox_on(&d, &net, "spa", "10.244.20.11");
     let (b, e_b) = sandbox_on(&d, &net, "spb", "10.244.20.12");
     assert!(ping(&a, ip_of(&e_b), 3), "no ping across a spread network");
@@ -393,10 +400,7 @@ fn afxdp_ports_of_a_spread_network_are_read_by_every_worker() {
         return;
     }
     let mut d = Daemon::builder().args(&["--workers", "2"]).start();
-    let net = d.name("sx");
-    d.ctl_ok(&["network", "create", &net, "--subnet", "10.244.21.0/24", "-o", "spread"]);
-    let owner = worker_of(&d, &net);
-    let replica = 1 - owner;
+    let (net, owner, replica) = spread_network(&d, "sx", "10.244.21.0/24");
     let a = d.name("sxa");
     d.sandbox_create(&a);
     let e_a: EndpointInfo = d.ctl_json(&["network", "connect", &net, &a, "--port-type", "afxdp"]);
@@ -459,9 +463,7 @@ fn uplinks_of_a_spread_network_are_read_by_every_worker() {
     let lan_ip = Ipv4Addr::new(10, 223, 0, 200);
 
     let d = vtep_daemon(u.host(0), &["--workers", "2"]);
-    let net = d.name("su");
-    d.ctl_ok(&["network", "create", &net, "--subnet", "10.223.0.0/24", "-o", "spread"]);
-    let replica = 1 - worker_of(&d, &net);
+    let (net, _owner, replica) = spread_network(&d, "su", "10.223.0.0/24");
     let (a, _) = sandbox_on(&d, &net, "sua", "10.223.0.11");
 
     // A raw uplink: a socket per worker in one fanout group, each reading

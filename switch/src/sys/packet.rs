@@ -499,25 +499,24 @@ mod tests {
             udp.send_to(b"out", "10.9.0.1:9").unwrap();
         })
         .expect("run in ns");
-        let outgoing = ([10, 9, 0, 2], 7);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !drain_udp(&a).contains(&outgoing) {
-            assert!(Instant::now() < deadline, "the host's datagram did not cross");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let read_back: Vec<_> = group.iter().flat_map(drain_udp).collect();
-        assert!(!read_back.contains(&outgoing), "the group read the host's outgoing frame: {read_back:?}");
+        crosses_unread(&a, &group, ([10, 9, 0, 2], 7), "the host's outgoing datagram");
         // A member writes, and no member reads it back (its writes bypass
         // the qdisc, so no tap sees them).
         assert_eq!(group[1].send_batch(&[&udp_frame(1)]).expect("sendmmsg"), 1);
-        let written = ([10, 9, 0, 1], 1);
+        crosses_unread(&a, &group, ([10, 9, 0, 1], 1), "a member's written frame");
+    }
+
+    /// Waits until the datagram from `source` (address, port) arrived on
+    /// `far` (the other end of the veth), then checks that no member of
+    /// `group` read it.
+    fn crosses_unread(far: &PacketSocket, group: &[PacketSocket], source: ([u8; 4], u16), what: &str) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !drain_udp(&a).contains(&written) {
-            assert!(Instant::now() < deadline, "the written frame did not cross");
+        while !drain_udp(far).contains(&source) {
+            assert!(Instant::now() < deadline, "{what} did not cross");
             std::thread::sleep(Duration::from_millis(5));
         }
         let read_back: Vec<_> = group.iter().flat_map(drain_udp).collect();
-        assert!(!read_back.contains(&written), "a written frame read back: {read_back:?}");
+        assert!(!read_back.contains(&source), "the group read {what}: {read_back:?}");
     }
 
     #[test]
