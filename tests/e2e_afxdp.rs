@@ -18,7 +18,7 @@ use std::time::Duration;
 use ctl::proto::{EndpointInfo, PortKind, PortType, ShowTree};
 use serde_json::Value;
 use vswitch::overlay::vtep_daemon;
-use vswitch::underlay::{UNDERLAY_IF, ip};
+use vswitch::underlay::{UNDERLAY_IF, ip, lan_link};
 use vswitch::{Daemon, Underlay, netns_exec_ok, ping, require_root, tcp_transfer, wait_for, wait_for_ping};
 
 fn connect_afxdp(d: &Daemon, net: &str, sandbox: &str) -> EndpointInfo {
@@ -179,11 +179,7 @@ fn uplinks_join_a_lan_and_survive_kill_9() {
     let mut u = Underlay::new([10, 216, 0], 1);
     let host = u.host(0).ns.clone();
     let lan = u.add_netns("lan");
-    ip(&["-n", &host, "link", "add", "up0", "type", "veth", "peer", "name", "lan0", "netns", &lan]);
-    ip(&["-n", &lan, "addr", "add", "10.217.0.200/24", "dev", "lan0"]);
-    ip(&["-n", &lan, "link", "set", "lan0", "up"]);
-    // The LAN's end completes its checksums: an XDP program sees bytes only.
-    netns_exec_ok(&lan, "ethtool", &["-K", "lan0", "tx", "off"]);
+    lan_link(&host, &lan, "up0", 1, "10.217.0.200/24");
     let lan_ip = Ipv4Addr::new(10, 217, 0, 200);
 
     let mut d = vtep_daemon(u.host(0), &[]);
@@ -268,13 +264,6 @@ fn has_event(d: &Daemon, kind: &str, port: &str, reason: &str) -> bool {
     events(d).iter().any(|e| e["kind"] == kind && e["port"] == port && e["reason"] == reason)
 }
 
-/// A veth `host_if` in `host` whose peer `lan0` in `lan` has `lan_cidr`.
-fn lan_link(host: &str, host_if: &str, lan: &str, lan_cidr: &str) {
-    ip(&["-n", host, "link", "add", host_if, "type", "veth", "peer", "name", "lan0", "netns", lan]);
-    ip(&["-n", lan, "addr", "add", lan_cidr, "dev", "lan0"]);
-    ip(&["-n", lan, "link", "set", "lan0", "up"]);
-}
-
 #[test]
 fn a_macvlan_stack_network_comes_back_when_its_parent_returns() {
     if !require_root("a_macvlan_stack_network_comes_back_when_its_parent_returns") {
@@ -283,7 +272,7 @@ fn a_macvlan_stack_network_comes_back_when_its_parent_returns() {
     let mut u = Underlay::new([10, 219, 0], 1);
     let host = u.host(0).ns.clone();
     let lan = u.add_netns("lan");
-    lan_link(&host, "up2", &lan, "10.220.0.200/24");
+    lan_link(&host, &lan, "up2", 1, "10.220.0.200/24");
     let lan_ip = Ipv4Addr::new(10, 220, 0, 200);
 
     let mut d = vtep_daemon(u.host(0), &[]);
@@ -316,7 +305,7 @@ fn a_macvlan_stack_network_comes_back_when_its_parent_returns() {
     assert!(has_event(&d, "port_down", "up2", "gone"));
     assert!(d.ctl_ok(&["show"]).contains("link: down, waiting for the interface"));
     // It comes back (created down, as veths are): attached again on its own.
-    lan_link(&host, "up2", &lan, "10.220.0.200/24");
+    lan_link(&host, &lan, "up2", 1, "10.220.0.200/24");
     let up = wait_for(Duration::from_secs(10), || show_port(&d, "up2").filter(|p| !p.down));
     assert!(up.is_some(), "the uplink did not come back; log:\n{}", d.log());
     assert!(has_event(&d, "port_up", "up2", "returned"), "{:?}", events(&d));
@@ -330,7 +319,7 @@ fn a_macvlan_stack_network_comes_back_when_its_parent_returns() {
     d.restart();
     let down = wait_for(Duration::from_secs(10), || show_port(&d, "up2").filter(|p| p.down));
     assert!(down.is_some(), "the uplink is not recorded down after the restart; log:\n{}", d.log());
-    lan_link(&host, "up2", &lan, "10.220.0.200/24");
+    lan_link(&host, &lan, "up2", 1, "10.220.0.200/24");
     let up = wait_for(Duration::from_secs(10), || show_port(&d, "up2").filter(|p| !p.down));
     assert!(up.is_some(), "the uplink did not come back after the restart; log:\n{}", d.log());
     // (The LAN's end is new, with a new MAC: it asks first.)

@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 
 use ctl::proto::{EndpointInfo, PortStats, ShowTree, WorkerLoad};
 use vswitch::overlay::{ip_of, sandbox_on};
-use vswitch::underlay::ip;
+use vswitch::underlay::lan_link;
 use vswitch::{Daemon, TcpBlast, Underlay, ping, require_root, tcp_transfer, vtep_daemon, wait_for_ping};
 
 /// Each worker's row of `stats --json`, by worker index.
@@ -449,17 +449,7 @@ fn uplinks_of_a_spread_network_are_read_by_every_worker() {
     let mut u = Underlay::new([10, 222, 0], 1);
     let host = u.host(0).ns.clone();
     let lan = u.add_netns("lan");
-    let q = ["numtxqueues", "2", "numrxqueues", "2"];
-    let mut add = vec!["-n", &host, "link", "add", "up0"];
-    add.extend(q);
-    add.extend(["type", "veth", "peer", "name", "lan0"]);
-    add.extend(q);
-    add.extend(["netns", &lan]);
-    ip(&add);
-    ip(&["-n", &lan, "addr", "add", "10.223.0.200/24", "dev", "lan0"]);
-    ip(&["-n", &lan, "link", "set", "lan0", "up"]);
-    // The LAN's end completes its checksums: an XDP program sees bytes only.
-    vswitch::netns_exec_ok(&lan, "ethtool", &["-K", "lan0", "tx", "off"]);
+    lan_link(&host, &lan, "up0", 2, "10.223.0.200/24");
     let lan_ip = Ipv4Addr::new(10, 223, 0, 200);
 
     let d = vtep_daemon(u.host(0), &["--workers", "2"]);
