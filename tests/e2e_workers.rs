@@ -452,15 +452,12 @@ fn uplinks_of_a_spread_network_are_read_by_every_worker() {
     lan_link(&host, &lan, "up0", 2, "10.223.0.200/24");
     let lan_ip = Ipv4Addr::new(10, 223, 0, 200);
 
-    let d = vtep_daemon(u.host(0), &["--workers", "2"]);
+    let mut d = vtep_daemon(u.host(0), &["--workers", "2"]);
     let (net, _owner, replica) = spread_network(&d, "su", "10.223.0.0/24");
     let (a, _) = sandbox_on(&d, &net, "sua", "10.223.0.11");
 
-    // A raw uplink: a socket per worker in one fanout group, each reading
-    // the flows that hash to it. Then the same interface through AF_XDP: a
-    // socket per receive queue, one per worker.
-    for port_type in ["raw", "afxdp"] {
-        d.ctl_ok(&["port", "add", &net, "up0", "--port-type", port_type]);
+    // Connections from the LAN until the replica forwarded 100 frames.
+    let replica_carries = |d: &Daemon, port_type: &str| {
         if port_type == "afxdp" {
             let tree: ShowTree = d.ctl_json(&["show"]);
             let port = tree.networks.into_iter().flat_map(|n| n.ports).find(|p| p.name == "up0").expect("up0 shown");
@@ -471,12 +468,22 @@ fn uplinks_of_a_spread_network_are_read_by_every_worker() {
             wait_for_ping(&lan, Ipv4Addr::new(10, 223, 0, 11), Duration::from_secs(10)).is_some(),
             "LAN -> sandbox ({port_type})"
         );
-        let before = spread_counts(&d)[&replica].0;
-        let transfers = transfers_until_the_replica_forwards_more(&d, replica, before, (&lan, lan_ip), &a);
+        let before = spread_counts(d)[&replica].0;
+        let transfers = transfers_until_the_replica_forwards_more(d, replica, before, (&lan, lan_ip), &a);
         eprintln!(
             "{port_type}: {transfers} connections; per worker (replica, to owner, from replicas): {:?}",
-            spread_counts(&d)
+            spread_counts(d)
         );
+    };
+    // A raw uplink: a socket per worker in one fanout group, each reading
+    // the flows that hash to it. Then the same interface through AF_XDP: a
+    // socket per receive queue, one per worker. Each comes back spread
+    // after kill -9.
+    for port_type in ["raw", "afxdp"] {
+        d.ctl_ok(&["port", "add", &net, "up0", "--port-type", port_type]);
+        replica_carries(&d, port_type);
+        d.restart();
+        replica_carries(&d, port_type);
         d.ctl_ok(&["port", "rm", "up0"]);
     }
 }
