@@ -487,3 +487,45 @@ fn uplinks_of_a_spread_network_are_read_by_every_worker() {
         d.ctl_ok(&["port", "rm", "up0"]);
     }
 }
+
+#[test]
+fn a_spread_overlay_is_carried_by_every_worker_both_ways() {
+    if !require_root("a_spread_overlay_is_carried_by_every_worker_both_ways") {
+        return;
+    }
+    let u = Underlay::new([10, 210, 46], 2);
+    let (h1, h2) = (u.host(0), u.host(1));
+    let mut d1 = vtep_daemon(h1, &["--workers", "2"]);
+    let d2 = vtep_daemon(h2, &[]);
+    let net = u.name("so");
+    d1.overlay_create(&net, "10.244.12.0/24", 4300, &["--attachable", "-o", "spread"]);
+    d2.overlay_create(&net, "10.244.12.0/24", 4300, &["--attachable"]);
+    let tree: ShowTree = d1.ctl_json(&["show"]);
+    let spread_over = tree.networks.iter().find(|n| n.name == net).and_then(|n| n.spread_over);
+    assert_eq!(spread_over, Some(2), "a plain overlay is spread over both workers");
+    let replica = 1 - worker_of(&d1, &net);
+    d1.peer_add(h2.vtep(), &[]);
+    d2.peer_add(h1.vtep(), &[]);
+    let (s1, e1) = sandbox_on(&d1, &net, "so1", "10.244.12.11");
+    let (s2, e2) = sandbox_on(&d2, &net, "so2", "10.244.12.12");
+    assert!(wait_for_ping(&s2, ip_of(&e1), Duration::from_secs(10)).is_some(), "no ping over the overlay");
+
+    // The kernel hashes each connection's packets (its outer source port)
+    // over host 1's two workers; the replica's carry them both ways, into
+    // the sandbox and into the tunnel.
+    let replica_rows = |d: &Daemon| worker_rows(d)[&replica].0.clone();
+    let before = replica_rows(&d1);
+    let transfers = transfers_until_the_replica_forwards(&d1, replica, (&s1, ip_of(&e1)), &s2);
+    let after = replica_rows(&d1);
+    eprintln!("{transfers} connections; replica's underlay socket: {after:?}");
+    assert!(after.rx_packets > before.rx_packets, "the replica received no VXLAN: {after:?}");
+    assert!(after.tx_packets > before.tx_packets, "the replica sent no VXLAN: {after:?}");
+    let back =
+        transfers_until_the_replica_forwards_more(&d1, replica, spread_counts(&d1)[&replica].0, (&s2, ip_of(&e2)), &s1);
+    eprintln!("{back} connections the other way");
+
+    // Acknowledged state survives kill -9: spread again, peers mirrored.
+    d1.restart();
+    assert!(wait_for_ping(&s2, ip_of(&e1), Duration::from_secs(10)).is_some(), "no ping after a restart");
+    transfers_until_the_replica_forwards(&d1, replica, (&s1, ip_of(&e1)), &s2);
+}

@@ -332,10 +332,16 @@ impl Tunnel {
     /// One tunnel per datapath worker: their receiving sockets share the
     /// VTEP address and port as a reuseport group that hands each datagram
     /// to socket `VNI % workers` ([`crate::sys::reuseport`]), so each worker
-    /// receives its own overlays' packets; each has its own send pool.
-    pub(crate) fn open_group(config: VtepConfig, workers: usize) -> io::Result<Vec<Tunnel>> {
-        let group = crate::sys::reuseport::bind_steered(config.local, workers)?;
-        group.into_iter().map(|rx| Tunnel::open_with(config, rx)).collect()
+    /// receives its own overlays' packets; each has its own send pool. The
+    /// group's steering (with more than one worker) changes as overlays are
+    /// spread.
+    pub(crate) fn open_group(
+        config: VtepConfig,
+        workers: usize,
+    ) -> io::Result<(Vec<Tunnel>, Option<crate::sys::reuseport::Steering>)> {
+        let (group, steering) = crate::sys::reuseport::bind_steered(config.local, workers)?;
+        let tunnels = group.into_iter().map(|rx| Tunnel::open_with(config, rx)).collect::<io::Result<_>>()?;
+        Ok((tunnels, steering))
     }
 
     /// A tunnel receiving on `rx`, bound to `config.local`.

@@ -90,11 +90,15 @@ impl Model {
             }
         }
         if let Some(value) = req.options.get(SPREAD_OPTION) {
-            if req.driver != Driver::Bridge {
+            if !matches!(req.driver, Driver::Bridge | Driver::Overlay) {
                 return Err(ModelError::OptionNotSupported { option: SPREAD_OPTION, driver: req.driver });
             }
             if !matches!(value.as_str(), "" | "true" | "false") {
                 let reason = "must be true or false (or no value: true)";
+                return Err(ModelError::InvalidOption { option: SPREAD_OPTION, value: value.clone(), reason });
+            }
+            if value != "false" && req.options.contains_key(ENCRYPTED_OPTION) {
+                let reason = "an encrypted overlay is not spread over workers (each key has one sender's nonces)";
                 return Err(ModelError::InvalidOption { option: SPREAD_OPTION, value: value.clone(), reason });
             }
         }

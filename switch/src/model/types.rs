@@ -103,9 +103,11 @@ impl Network {
     }
 
     /// Whether the network's traffic is spread over every datapath worker
-    /// (`-o spread`): bridge networks only.
+    /// (`-o spread`): bridge networks and plain overlays.
     pub fn spread(&self) -> bool {
-        self.driver == Driver::Bridge && self.options.get(SPREAD_OPTION).is_some_and(|v| v != "false")
+        matches!(self.driver, Driver::Bridge | Driver::Overlay)
+            && !self.options.contains_key(ENCRYPTED_OPTION)
+            && self.options.get(SPREAD_OPTION).is_some_and(|v| v != "false")
     }
 
     /// The automatic key rotation period of an encrypted overlay.

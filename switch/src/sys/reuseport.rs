@@ -21,8 +21,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 
 use libc::{
-    BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_JA, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_MOD, BPF_RET, BPF_RSH, BPF_W,
-    sock_filter, sock_fprog,
+    BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_JA, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_MOD, BPF_RET, BPF_RSH,
+    BPF_W, sock_filter, sock_fprog,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -60,11 +60,52 @@ pub fn steering_program(sockets: u32) -> [sock_filter; 8] {
     ]
 }
 
-/// The whole program: [`steering_program`] and `return A`.
-fn program(sockets: u32) -> Vec<sock_filter> {
-    let mut code = steering_program(sockets).to_vec();
+/// The whole program: [`steering_program`] and `return A`, except for the
+/// VNIs in `hashed` (spread overlays, served by every worker): for those
+/// it returns an index past the group, and the kernel picks the socket by
+/// its hash of the addresses and ports, whose outer source port carries
+/// the inner flow's hash (RFC 7348 §5), so each flow stays on one worker.
+fn program(sockets: u32, hashed: &[u32]) -> Vec<sock_filter> {
+    let steer = steering_program(sockets);
+    let (compute, modulo) = steer.split_at(steer.len() - 1);
+    let mut code = compute.to_vec();
+    // A = VNI here; each test jumps to the last instruction on a match.
+    for (i, &vni) in hashed.iter().enumerate() {
+        let to_hash = u8::try_from(hashed.len() - i + 1).unwrap_or(u8::MAX);
+        code.push(jump(BPF_JMP | BPF_JEQ | BPF_K, vni, to_hash, 0));
+    }
+    code.extend_from_slice(modulo);
     code.push(stmt(BPF_RET | libc::BPF_A, 0));
+    code.push(stmt(BPF_RET | BPF_K, u32::MAX));
     code
+}
+
+/// Most VNIs [`program`] hashes: each is one instruction, and a classic
+/// jump reaches at most 255 ahead.
+pub const MAX_HASHED_VNIS: usize = 250;
+
+/// A handle on a group's program, kept by the control side to change it
+/// as spread overlays come and go ([`Steering::hash`]).
+#[derive(Debug)]
+pub struct Steering {
+    /// A descriptor of the group's first socket (a `dup`: the same socket).
+    socket: UdpSocket,
+    sockets: u32,
+}
+
+impl Steering {
+    /// Steers the VNIs in `hashed` by the kernel's hash and every other
+    /// by `VNI % sockets`, from the next datagram on. At most
+    /// [`MAX_HASHED_VNIS`]: more is refused (`InvalidInput`).
+    pub fn hash(&self, hashed: &[u32]) -> io::Result<()> {
+        if hashed.len() > MAX_HASHED_VNIS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many spread overlays for the steering program",
+            ));
+        }
+        attach(&self.socket, &program(self.sockets, hashed))
+    }
 }
 
 /// Binds `count` UDP sockets to `addr` as one `SO_REUSEPORT` group steered
@@ -72,7 +113,7 @@ fn program(sockets: u32) -> Vec<sock_filter> {
 /// socket there is no group: it is bound alone, as a single-threaded
 /// datapath always did. An IPv6 socket is `IPV6_V6ONLY`. With `addr`'s port
 /// 0 the group shares the port the first socket was given.
-pub fn bind_steered(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>> {
+pub fn bind_steered(addr: SocketAddr, count: usize) -> io::Result<(Vec<UdpSocket>, Option<Steering>)> {
     let count = count.max(1);
     let mut addr = addr;
     let mut sockets = Vec::with_capacity(count);
@@ -90,10 +131,12 @@ pub fn bind_steered(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>
         }
         sockets.push(UdpSocket::from(socket));
     }
-    if count > 1 {
-        attach(&sockets[0], &program(count as u32))?;
+    if count == 1 {
+        return Ok((sockets, None));
     }
-    Ok(sockets)
+    attach(&sockets[0], &program(count as u32, &[]))?;
+    let steering = Steering { socket: sockets[0].try_clone()?, sockets: count as u32 };
+    Ok((sockets, Some(steering)))
 }
 
 /// Attaches `code` to the reuseport group of `socket`.
@@ -142,7 +185,7 @@ mod tests {
     #[test]
     fn the_group_steers_each_vni_to_its_socket() {
         for workers in [2usize, 3] {
-            let group = bind_steered("127.0.0.1:0".parse().unwrap(), workers).expect("a steered group");
+            let (group, _) = bind_steered("127.0.0.1:0".parse().unwrap(), workers).expect("a steered group");
             let to = group[0].local_addr().unwrap();
             assert!(group.iter().all(|s| s.local_addr().unwrap() == to), "one shared port");
             for s in &group {
@@ -171,8 +214,48 @@ mod tests {
 
     #[test]
     fn one_socket_is_not_a_group() {
-        let group = bind_steered("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let (group, steering) = bind_steered("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        assert!(steering.is_none(), "nothing to steer");
         let taken = group[0].local_addr().unwrap();
         assert!(UdpSocket::bind(taken).is_err(), "a lone VTEP socket keeps its port to itself");
+    }
+
+    #[test]
+    fn a_hashed_vni_is_spread_by_source_port_and_the_others_stay_steered() {
+        let (group, steering) = bind_steered("127.0.0.1:0".parse().unwrap(), 2).expect("a steered group");
+        let steering = steering.expect("a group has a program");
+        steering.hash(&[7, 1000]).expect("the program is replaced");
+        let to = group[0].local_addr().unwrap();
+        for s in &group {
+            s.set_nonblocking(true).unwrap();
+        }
+        // 32 senders (source ports) per VNI; wait until all 32 arrived.
+        let count = |vni: u32| {
+            let mut per_socket = [0usize; 2];
+            let senders: Vec<UdpSocket> = (0..32).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+            for tx in &senders {
+                tx.send_to(&vxlan(vni), to).unwrap();
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while per_socket.iter().sum::<usize>() < senders.len() {
+                assert!(std::time::Instant::now() < deadline, "VNI {vni}: only {per_socket:?} arrived");
+                for k in receiver(&group) {
+                    per_socket[k] += 1;
+                }
+            }
+            per_socket
+        };
+        // Hashed: both sockets get some (all 32 on one: 2^-31).
+        for vni in [7, 1000] {
+            let per_socket = count(vni);
+            assert!(per_socket[0] > 0 && per_socket[1] > 0, "VNI {vni} not spread: {per_socket:?}");
+        }
+        // Not hashed: VNI % 2, every one of them.
+        assert_eq!(count(8), [32, 0]);
+        assert_eq!(count(9), [0, 32]);
+        // Back to plain steering.
+        steering.hash(&[]).unwrap();
+        assert_eq!(count(7), [0, 32]);
+        assert!(steering.hash(&[1; MAX_HASHED_VNIS + 1]).is_err(), "a program too long is refused");
     }
 }

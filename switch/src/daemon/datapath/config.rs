@@ -21,7 +21,7 @@ use crate::port::{NetworkId, PortConfig, PortId};
 use crate::sys::tap::Tap;
 
 /// Grows `ports` so `id` has a slot.
-fn slot(ports: &mut Vec<Option<PortIo>>, id: PortId) -> &mut Option<PortIo> {
+pub(super) fn slot(ports: &mut Vec<Option<PortIo>>, id: PortId) -> &mut Option<PortIo> {
     if ports.len() <= id.index() {
         ports.resize_with(id.index() + 1, || None);
     }
@@ -144,9 +144,11 @@ impl Datapath {
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
-            Command::AddReplica { id, fdb, owner, reply } => {
-                let _ = reply.send(self.add_replica(id, fdb, owner));
+            Command::AddReplica { id, fdb, owner, overlay, reply } => {
+                let _ = reply.send(self.add_replica(id, fdb, owner, overlay));
             }
+            Command::MirrorTunnel { network, port, remote } => self.mirror_tunnel(network, port, remote),
+            Command::UnmirrorTunnel { port } => self.unmirror_tunnel(port),
             Command::Punted { frames } => self.spread.receive(frames),
             Command::FdbChanges { network, changes } => self.apply_fdb_changes(network, changes),
             Command::FdbSeen { network, seen } => {
@@ -396,10 +398,12 @@ impl Datapath {
             }
             PortIo::Tunnel { remote, .. } => {
                 self.peers.remove_handle(id.0);
-                if let Ok(network) = network {
+                // A replica's port mirrored its owner's, which raised the event.
+                if let Some(network) = network.ok().filter(|&n| !self.bridge.is_replica(n)) {
                     let now = self.clock.now();
                     let down = EventKind::TunnelDown { network, port: id, remote, silent };
                     self.bridge.events_mut().push(now, down);
+                    self.mirror_to_replicas(network, id, None);
                 }
                 None
             }
@@ -449,6 +453,7 @@ impl Datapath {
         let now = self.clock.now();
         self.bridge.events_mut().push(now, EventKind::TunnelUp { network, port, remote, learned: false });
         self.peer_ports.insert(remote.ip(), remote.port());
+        self.mirror_to_replicas(network, port, Some(remote));
         Ok(port)
     }
 
@@ -515,7 +520,10 @@ impl Datapath {
             if let Ok(counters) = self.bridge.port_counters(id) {
                 snapshot.ports.push((id, config.network, counters));
             }
-            if let Some(PortIo::Tunnel { remote, owners, .. }) = io {
+            // A replica's tunnel ports mirror its owner's, listed there.
+            if let Some(PortIo::Tunnel { remote, owners, .. }) = io
+                && !self.bridge.is_replica(config.network)
+            {
                 snapshot.tunnels.push(TunnelPortInfo {
                     port: id,
                     network: config.network,

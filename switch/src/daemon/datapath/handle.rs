@@ -379,7 +379,23 @@ pub(super) enum Command {
         id: NetworkId,
         fdb: Fdb,
         owner: usize,
+        /// A spread overlay's VNI, MTU and MSS clamping: the replica
+        /// receives its packets and sends on its tunnel ports (mirrored by
+        /// the owner).
+        overlay: Option<(Vni, u32, bool)>,
         reply: Reply<Result<(), (Fdb, DatapathError)>>,
+    },
+    /// A tunnel port the owner of a spread overlay made (from the owner,
+    /// no reply): the replica makes the same, under the same id.
+    MirrorTunnel {
+        network: NetworkId,
+        port: PortId,
+        remote: SocketAddr,
+    },
+    /// A tunnel port of a spread overlay the owner removed (from the
+    /// owner, no reply).
+    UnmirrorTunnel {
+        port: PortId,
     },
     /// Frames a replica hands to the owner of their network (from another
     /// worker, no reply).
@@ -540,6 +556,8 @@ struct Routes {
     spread: std::collections::HashSet<NetworkId>,
     /// Ports of spread networks: every worker holds a queue of each.
     spread_ports: std::collections::HashSet<PortId>,
+    /// Spread overlays → their VNIs, which the reuseport group hashes.
+    hashed_vnis: std::collections::BTreeMap<NetworkId, u32>,
 }
 
 impl Routes {
@@ -652,6 +670,12 @@ pub struct DatapathHandle {
     bindings: Bindings,
     /// The placement thread of `--cpu-affinity auto`, stopped on drop.
     placement: Option<PlacementThread>,
+    /// The underlay's reuseport program, with more than one worker: spread
+    /// overlays' VNIs are hashed over every worker's socket.
+    steering: Option<crate::sys::reuseport::Steering>,
+    /// The VTEP accepts unknown senders as peers (`--learn-peers`): an
+    /// overlay is then not spread (a replica cannot make tunnel ports).
+    learns_peers: bool,
 }
 
 impl DatapathHandle {
@@ -683,9 +707,12 @@ impl DatapathHandle {
         busy_poll: Duration,
     ) -> io::Result<DatapathHandle> {
         let count = workers.max(1);
-        let mut tunnels: Vec<Option<Tunnel>> = match vtep {
-            Some(config) => Tunnel::open_group(config, count)?.into_iter().map(Some).collect(),
-            None => (0..count).map(|_| None).collect(),
+        let (mut tunnels, steering): (Vec<Option<Tunnel>>, _) = match vtep {
+            Some(config) => {
+                let (group, steering) = Tunnel::open_group(config, count)?;
+                (group.into_iter().map(Some).collect(), steering)
+            }
+            None => ((0..count).map(|_| None).collect(), None),
         };
         let (gone_tx, gone) = crossbeam_channel::unbounded();
         let (events_tx, events) = datapath_channel();
@@ -696,6 +723,8 @@ impl DatapathHandle {
             events,
             bindings: Bindings::new(count),
             placement: None,
+            steering,
+            learns_peers: vtep.is_some_and(|v| v.learn_peers),
         };
         // Every worker's loop exists before any starts: each gets a link to
         // every other (spread networks' frames and table changes).
@@ -822,12 +851,26 @@ impl DatapathHandle {
         self.call_on(k, make)
     }
 
+    /// Whether a network of `spec` can be spread over the workers: there
+    /// is more than one, and an overlay is plain (a replica has no keys:
+    /// one nonce space per key), on a VTEP that learns no peers (only the
+    /// owner makes tunnel ports; the replicas mirror them), with a steering
+    /// program to hash its packets over the workers.
+    fn can_spread(&self, spec: &NetworkSpec) -> bool {
+        self.workers.len() > 1
+            && (spec.vni.is_none() || (spec.key_epoch.is_none() && !self.learns_peers && self.steering.is_some()))
+    }
+
     /// Creates a network (bridge domain), with its userspace gateway if
     /// given, on the worker assigned to it (see `Routes::assign`). A spread
-    /// network (`spec.spread`, not an overlay, more than one worker) also
-    /// becomes a replica on every other worker.
+    /// network (`spec.spread` and [`DatapathHandle::can_spread`]) also
+    /// becomes a replica on every other worker; a spread overlay's packets
+    /// are then hashed over every worker's underlay socket.
     pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
-        let spread = spec.spread && spec.vni.is_none() && self.workers.len() > 1;
+        let spread = spec.spread && self.can_spread(&spec);
+        if spec.spread && !spread && spec.vni.is_some() && self.workers.len() > 1 {
+            tracing::warn!(network = %spec.id, "an overlay on a VTEP that learns peers (--learn-peers) is not spread over workers");
+        }
         let spec = NetworkSpec { spread, ..spec };
         self.add_owned_network(spec)?;
         if !spread {
@@ -837,7 +880,8 @@ impl DatapathHandle {
         let mut added = Vec::new();
         for k in (0..self.workers.len()).filter(|&k| k != owner) {
             let fdb = spec.new_fdb();
-            let replica = self.call_on(k, |reply| Command::AddReplica { id: spec.id, fdb, owner, reply });
+            let overlay = spec.vni.map(|vni| (vni, spec.mtu, spec.mss_clamp));
+            let replica = self.call_on(k, |reply| Command::AddReplica { id: spec.id, fdb, owner, overlay, reply });
             match replica.and_then(|r| r.map_err(|(_table, e)| e)) {
                 Ok(()) => added.push(k),
                 Err(e) => {
@@ -851,7 +895,23 @@ impl DatapathHandle {
             }
         }
         self.routes().spread.insert(spec.id);
+        if let Some(vni) = spec.vni {
+            let mut routes = self.routes();
+            routes.hashed_vnis.insert(spec.id, vni.get());
+            self.steer(&routes);
+        }
         Ok(())
+    }
+
+    /// Loads the steering program for the spread overlays `routes` lists.
+    /// On failure their packets stay with their owners (`VNI % workers`),
+    /// which forward them all: slower, not lost.
+    fn steer(&self, routes: &Routes) {
+        let Some(steering) = &self.steering else { return };
+        let hashed: Vec<u32> = routes.hashed_vnis.values().copied().collect();
+        if let Err(e) = steering.hash(&hashed) {
+            tracing::error!(error = %e, spread_overlays = hashed.len(), "cannot steer spread overlays over the workers; their owners receive all their packets");
+        }
     }
 
     /// [`DatapathHandle::add_network`] on the network's own worker.
@@ -882,6 +942,14 @@ impl DatapathHandle {
         // nothing changed anywhere.
         self.call_on(owner, |reply| Command::RemoveNetwork { id, reply })??;
         self.routes().networks.remove(&id);
+        {
+            let mut routes = self.routes();
+            if routes.hashed_vnis.remove(&id).is_some() {
+                // Its packets (dropped now: no network has the VNI) back
+                // to `VNI % workers` before the replicas go.
+                self.steer(&routes);
+            }
+        }
         if spread {
             // The replicas' ports went with the endpoints: nothing refuses.
             for k in (0..self.workers.len()).filter(|&k| k != owner) {

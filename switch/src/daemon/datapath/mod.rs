@@ -150,6 +150,27 @@ struct NetInfo {
     proxy: crate::proxy::ProxyCounters,
 }
 
+impl NetInfo {
+    /// What a replica of spread overlay `vni` keeps: the VNI and MTU its
+    /// tunnel ports send with (it has no gateway, keys or cluster view;
+    /// the owner has).
+    fn replica_overlay(vni: Vni, mtu: u32) -> NetInfo {
+        NetInfo {
+            vni: Some(vni),
+            crypto: None,
+            key_base: 0,
+            key_rotation: None,
+            mtu,
+            egress: false,
+            gateway: None,
+            mss_clamp: false,
+            dns: ::dns::Counters::default(),
+            cluster: Default::default(),
+            proxy: Default::default(),
+        }
+    }
+}
+
 /// Where the datapath reports to the control plane on its own.
 struct Reports {
     /// TAP ports whose device vanished.

@@ -362,6 +362,10 @@ impl Datapath {
             return Ok(PortId(handle));
         }
         let mtu = self.nets.get(network.index()).and_then(Option::as_ref).ok_or(DropReason::UnknownVni)?.mtu;
+        if self.bridge.is_replica(network) {
+            // Only the owner of a spread overlay makes its tunnel ports.
+            return Err(DropReason::UnknownPeer);
+        }
         let learned = super::TunnelOwners::LEARNED;
         let port = config::add_tunnel_port(
             &mut self.bridge,
@@ -381,6 +385,7 @@ impl Datapath {
         }
         tracing::info!(peer = %remote, vni = vni.get(), "learned a new peer");
         self.bridge.events_mut().push(now, EventKind::TunnelUp { network, port, remote, learned: true });
+        self.mirror_to_replicas(network, port, Some(remote));
         Ok(port)
     }
 }

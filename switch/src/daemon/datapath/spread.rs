@@ -53,6 +53,7 @@
 //! Frames forgotten with their removed port give their buffers back too.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -767,17 +768,83 @@ impl Datapath {
         id: NetworkId,
         fdb: crate::fdb::Fdb,
         owner: usize,
+        overlay: Option<(vxlan::Vni, u32, bool)>,
     ) -> Result<(), (crate::fdb::Fdb, super::DatapathError)> {
         let punt = super::gateway_port(id.0);
         if self.ports.get(punt.index()).is_some_and(Option::is_some) {
             return Err((fdb, crate::bridge::BridgeError::PortExists(punt).into()));
+        }
+        if let Some((vni, ..)) = overlay
+            && self.vnis.contains_key(&vni.get())
+        {
+            return Err((fdb, super::DatapathError::VniInUse(vni.get())));
         }
         self.bridge.add_replica_network(id, fdb, punt).map_err(|(fdb, e)| (fdb, e.into()))?;
         if self.ports.len() <= punt.index() {
             self.ports.resize_with(punt.index() + 1, || None);
         }
         self.ports[punt.index()] = Some(PortIo::Owner(owner));
+        if let Some((vni, mtu, mss_clamp)) = overlay {
+            // Its packets may reach this worker's socket (the reuseport
+            // group hashes a spread overlay's flows over every worker).
+            self.vnis.insert(vni.get(), id);
+            if self.nets.len() <= id.index() {
+                self.nets.resize_with(id.index() + 1, || None);
+            }
+            self.nets[id.index()] = Some(super::NetInfo { mss_clamp, ..super::NetInfo::replica_overlay(vni, mtu) });
+        }
         Ok(())
+    }
+
+    /// Makes the tunnel port `port` toward `remote` on replica `network`
+    /// that the owner made (see [`Command::MirrorTunnel`]): a bridge port
+    /// under the owner's id, and a peer the overlay's receive path finds.
+    /// It is held (it never ages here; the owner removes it) and raises no
+    /// event (the owner's did).
+    pub(super) fn mirror_tunnel(&mut self, network: NetworkId, port: PortId, remote: SocketAddr) {
+        let Some(info) = self.nets.get(network.index()).and_then(Option::as_ref) else { return };
+        let (Some(vni), mtu) = (info.vni, info.mtu) else { return };
+        if !self.bridge.is_replica(network) || self.ports.get(port.index()).is_some_and(Option::is_some) {
+            tracing::warn!(network = %network, port = %port, "a mirrored tunnel port clashes here; not made");
+            return;
+        }
+        let config = crate::port::PortConfig { mtu, ..crate::port::PortConfig::tunnel(network) };
+        if let Err(e) = self.bridge.add_port(port, config) {
+            tracing::warn!(network = %network, port = %port, error = %e, "cannot mirror a tunnel port");
+            return;
+        }
+        if let Err(e) = self.peers.add_static(vni, remote, port.0) {
+            let _ = self.bridge.remove_port(port);
+            tracing::warn!(network = %network, port = %port, error = %e, "cannot mirror a tunnel port's peer");
+            return;
+        }
+        let owners = super::TunnelOwners { peer: true, cluster: false };
+        *super::config::slot(&mut self.ports, port) = Some(PortIo::Tunnel { vni, remote, owners });
+        self.peer_ports.insert(remote.ip(), remote.port());
+    }
+
+    /// Removes the mirrored tunnel port `port` (its owner removed its own);
+    /// nothing when `port` is not a tunnel port of a replica here.
+    pub(super) fn unmirror_tunnel(&mut self, port: PortId) {
+        let mirrored = matches!(self.ports.get(port.index()), Some(Some(PortIo::Tunnel { .. })))
+            && self.bridge.port_config(port).is_ok_and(|c| self.bridge.is_replica(c.network));
+        if mirrored {
+            self.remove_port(port);
+        }
+    }
+
+    /// Tells the other workers about a tunnel port of a spread overlay this
+    /// worker owns: made (`Some(remote)`) or removed.
+    pub(super) fn mirror_to_replicas(&self, network: NetworkId, port: PortId, made: Option<SocketAddr>) {
+        if !self.spread.owns(network) {
+            return;
+        }
+        for link in self.spread.others() {
+            link.send(match made {
+                Some(remote) => Command::MirrorTunnel { network, port, remote },
+                None => Command::UnmirrorTunnel { port },
+            });
+        }
     }
 
     /// Frames this worker forwarded itself as a replica: what its ports of

@@ -299,7 +299,7 @@ fn key_rotation_needs_an_encrypted_overlay_and_a_sane_period() {
 }
 
 #[test]
-fn spread_is_a_bridge_option_true_or_false() {
+fn spread_is_a_bridge_or_plain_overlay_option_true_or_false() {
     let mut m = Model::new();
     for (name, subnet, value, spread) in
         [("s1", "10.5.1.0/24", "", true), ("s2", "10.5.2.0/24", "true", true), ("s3", "10.5.3.0/24", "false", false)]
@@ -316,6 +316,9 @@ fn spread_is_a_bridge_option_true_or_false() {
     assert_refused(&m, &before, r, &["spread", "true or false"]);
     let mut ov = CreateNetwork { attachable: true, ..CreateNetwork::new("ov", Driver::Overlay) };
     ov.options.insert(SPREAD_OPTION.into(), String::new());
-    let r = m.create_network(ov);
-    assert_refused(&m, &before, r, &["spread"]);
+    ov.options.insert(ENCRYPTED_OPTION.into(), String::new());
+    let r = m.create_network(ov.clone());
+    assert_refused(&m, &before, r, &["spread", "encrypted"]);
+    ov.options.remove(ENCRYPTED_OPTION);
+    assert!(m.create_network(ov).unwrap().spread(), "a plain overlay is spread");
 }

@@ -23,6 +23,7 @@ mod nat6;
 mod overlay;
 mod overlay6;
 mod spread;
+mod spread_overlay;
 mod store_keys;
 mod tunnel_batch;
 mod uplink_batch;

@@ -17,7 +17,7 @@ fn spread_pair() -> (Harness, Harness, NetworkId, PortId, PortId) {
     let net = owner.network(super::super::NetworkSpec { spread: true, ..gateway_network(0) });
     let fdb = crate::fdb::Fdb::new(crate::fdb::DEFAULT_FDB_LIMIT);
     replica
-        .call(|reply| Command::AddReplica { id: net, fdb, owner: 0, reply })
+        .call(|reply| Command::AddReplica { id: net, fdb, owner: 0, overlay: None, reply })
         .map_err(|(_, e)| e)
         .expect("the replica is taken");
     let (a, b) = (owner.endpoint(net), owner.endpoint(net));
@@ -276,7 +276,7 @@ fn a_replica_goes_with_its_owner_queues_and_all() {
     assert!(removed.is_ok(), "{:?}", removed.err());
     assert!(replica.dp.bridge.port_config(a).is_err(), "its queues closed");
     let fdb = crate::fdb::Fdb::new(crate::fdb::DEFAULT_FDB_LIMIT);
-    let again = replica.call(|reply| Command::AddReplica { id: net, fdb, owner: 0, reply });
+    let again = replica.call(|reply| Command::AddReplica { id: net, fdb, owner: 0, overlay: None, reply });
     assert!(again.is_ok(), "the id can be used again");
 }
 

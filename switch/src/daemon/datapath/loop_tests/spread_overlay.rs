@@ -1,0 +1,119 @@
+//! A plain overlay spread over two workers: the owner's tunnel ports are
+//! mirrored on the replica, which then receives a flow's packets from the
+//! underlay and sends its frames into the tunnel itself, hands anything
+//! else to the owner, and never forwards from one tunnel port to another.
+
+use std::net::SocketAddr;
+
+use super::super::handle::{Command, NetworkSpec};
+use super::super::testing::frames::{BROADCAST, frame, mac, vtep, vxlan};
+use super::super::testing::{Harness, Setup, overlay_network};
+use crate::counters::DropReason;
+use crate::port::{NetworkId, PortConfig, PortId};
+
+const VNI: u32 = 4242;
+
+/// Runs both workers until neither has anything left, the replica first.
+fn settle(owner: &mut Harness, replica: &mut Harness) {
+    for _ in 0..10 {
+        replica.run_until_idle();
+        owner.run_until_idle();
+        if replica.is_idle() && owner.is_idle() {
+            return;
+        }
+    }
+    panic!("two workers still pass work to each other after 10 rounds");
+}
+
+/// Worker 0 owns overlay `VNI` on host 1 with endpoint `a` and peers at
+/// hosts 2 and 3; worker 1 holds a replica with its queue of `a`.
+fn spread_overlay() -> (Harness, Harness, NetworkId, PortId, [PortId; 2]) {
+    let (mut owner, mut replica) = (Harness::with(Setup::host(1)), Harness::with(Setup::host(1)));
+    Harness::link(&mut [&mut owner, &mut replica]);
+    let spec = NetworkSpec { spread: true, ..overlay_network(0, VNI) };
+    let net = owner.network(spec);
+    let fdb = crate::fdb::Fdb::new(crate::fdb::DEFAULT_FDB_LIMIT);
+    let overlay = Some((vxlan::Vni::new(VNI).unwrap(), spec.mtu, spec.mss_clamp));
+    replica
+        .call(|reply| Command::AddReplica { id: net, fdb, owner: 0, overlay, reply })
+        .map_err(|(_, e)| e)
+        .expect("the replica is taken");
+    let a = owner.endpoint(net);
+    let config = PortConfig { mtu: spec.mtu, ..PortConfig::access(net) };
+    assert_eq!(replica.endpoint_with(config), a, "the same port id");
+    let peers = [owner.peer(net, vtep(2)), owner.peer(net, vtep(3))];
+    settle(&mut owner, &mut replica);
+    (owner, replica, net, a, peers)
+}
+
+/// A datagram from host `n`'s VTEP (any source port: the kernel's hash
+/// picked the receiving worker by it).
+fn from_host(n: u8) -> SocketAddr {
+    SocketAddr::new(vtep(n).ip(), 50_000 + u16::from(n))
+}
+
+#[test]
+fn a_replica_of_a_spread_overlay_carries_known_flows_both_ways_itself() {
+    let (mut owner, mut replica, net, a, [p2, _p3]) = spread_overlay();
+    // Unknown yet: station 7 behind host 2 broadcasts into the replica's
+    // socket; the replica hands it to the owner, which learns it and
+    // delivers it (on its own queue of `a`).
+    replica.inject_datagram(from_host(2), &vxlan(VNI, &frame(BROADCAST, mac(7), 1)));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(7), 1)]);
+    assert!(replica.sent_frames(a).is_empty());
+    assert_eq!(owner.lookup(net, mac(7)), Some(p2));
+    // Station 1 behind `a` answers through the owner's queue.
+    owner.inject(a, &frame(mac(7), mac(1), 2));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_datagrams().len(), 1);
+
+    // Both known: the replica forwards from the tunnel to `a` and from `a`
+    // into the tunnel itself, the owner sees nothing.
+    replica.inject_datagram(from_host(2), &vxlan(VNI, &frame(mac(1), mac(7), 3)));
+    replica.inject(a, &frame(mac(7), mac(1), 4));
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(a), vec![frame(mac(1), mac(7), 3)]);
+    let sent = replica.sent_datagrams();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0].to, &sent[0].bytes), (vtep(2), &vxlan(VNI, &frame(mac(7), mac(1), 4))));
+    assert!(owner.sent_frames(a).is_empty() && owner.sent_datagrams().is_empty(), "the owner did nothing");
+    assert_eq!(replica.counters(p2).rx_packets, 1, "the replica counts its tunnel port's frames");
+    assert!(replica.events().0.is_empty(), "a mirrored port raises no event");
+    let tunnels = replica.snapshot().tunnels;
+    assert!(tunnels.is_empty(), "the replica lists no tunnel port: the owner does ({tunnels:?})");
+    assert_eq!(owner.snapshot().tunnels.len(), 2);
+}
+
+#[test]
+fn a_replica_never_forwards_from_one_tunnel_port_into_another() {
+    let (mut owner, mut replica, net, _a, [p2, p3]) = spread_overlay();
+    // Station 7 behind host 2 and station 8 behind host 3, both learned.
+    owner.inject_datagram(from_host(2), &vxlan(VNI, &frame(BROADCAST, mac(7), 1)));
+    owner.inject_datagram(from_host(3), &vxlan(VNI, &frame(BROADCAST, mac(8), 2)));
+    settle(&mut owner, &mut replica);
+    assert_eq!((owner.lookup(net, mac(7)), owner.lookup(net, mac(8))), (Some(p2), Some(p3)));
+    // 7 → 8 reaches the replica: known unicast between two ports it has,
+    // but the owner drops a frame from one tunnel into another, so the
+    // replica hands it over and nothing leaves.
+    replica.inject_datagram(from_host(2), &vxlan(VNI, &frame(mac(8), mac(7), 3)));
+    settle(&mut owner, &mut replica);
+    assert!(replica.sent_datagrams().is_empty(), "the replica sent it into a tunnel");
+    assert!(owner.sent_datagrams().is_empty(), "the owner sent it into a tunnel");
+    assert_eq!(replica.snapshot().spread.punted, 1, "handed to the owner");
+}
+
+#[test]
+fn a_peer_the_owner_removes_is_gone_from_the_replica_too() {
+    let (mut owner, mut replica, net, a, _) = spread_overlay();
+    assert!(owner.remove_peer(net, vtep(2)));
+    settle(&mut owner, &mut replica);
+    replica.inject_datagram(from_host(2), &vxlan(VNI, &frame(BROADCAST, mac(7), 1)));
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.vtep_counters().drops.get(DropReason::UnknownPeer), 1);
+    assert!(owner.sent_frames(a).is_empty() && replica.sent_frames(a).is_empty());
+    // Host 3 is still a peer there.
+    replica.inject_datagram(from_host(3), &vxlan(VNI, &frame(BROADCAST, mac(8), 2)));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(8), 2)]);
+}
