@@ -24,6 +24,9 @@
 #               network (VNI 4242) and a peer; the sandbox is its endpoint (MTU 1450)
 #   encrypted - as overlay, with -o encrypted and a shared --secret-file (MTU 1418); also
 #               compared with the unencrypted overlay
+#   overlay-spread - as overlay, with -o spread: each host's overlay is served by every
+#               datapath worker, the kernel hashing each flow's packets over the workers' VTEP
+#               sockets (not in SUITE=overlay or all: SETUPS="overlay overlay-spread" compares)
 #   ovs-overlay - per host a private Open vSwitch (userspace datapath) in the host namespace: the
 #               underlay veth in a bridge whose internal port holds the host's address, and a
 #               bridge with a VXLAN port (VNI 4242) and an internal port moved into the sandbox
@@ -153,28 +156,29 @@ UDP_PORT=5301
 SOCKPERF_PORT=11111
 
 # Per setup: the client's (sandbox 1) and the server's (sandbox 2) namespace and address.
-declare -A CNS=([vswitchd]=$NS1 [afxdp]="${P}fa" [ovs]=$NS1 [ovs-afxdp]=$NS1 [vde]=$NS1 [bridge]=$NS1 [veth]=$NS1 [vxlan]="${P}xa" [overlay]="${P}oa" [encrypted]="${P}ea" [ovs-overlay]="${P}wa")
-declare -A SNS=([vswitchd]=$NS2 [afxdp]="${P}fb" [ovs]=$NS2 [ovs-afxdp]=$NS2 [vde]=$NS2 [bridge]=$NS2 [veth]=$NS2 [vxlan]="${P}xb" [overlay]="${P}ob" [encrypted]="${P}eb" [ovs-overlay]="${P}wb")
+declare -A CNS=([vswitchd]=$NS1 [afxdp]="${P}fa" [ovs]=$NS1 [ovs-afxdp]=$NS1 [vde]=$NS1 [bridge]=$NS1 [veth]=$NS1 [vxlan]="${P}xa" [overlay]="${P}oa" [encrypted]="${P}ea" [ovs-overlay]="${P}wa" [overlay-spread]="${P}sa")
+declare -A SNS=([vswitchd]=$NS2 [afxdp]="${P}fb" [ovs]=$NS2 [ovs-afxdp]=$NS2 [vde]=$NS2 [bridge]=$NS2 [veth]=$NS2 [vxlan]="${P}xb" [overlay]="${P}ob" [encrypted]="${P}eb" [ovs-overlay]="${P}wb" [overlay-spread]="${P}sb")
 declare -A SRC_IP=([vswitchd]=10.231.0.2 [afxdp]=10.237.0.2 [bridge]=10.232.0.2 [veth]=10.233.0.2
     [ovs]=10.238.0.2 [ovs-afxdp]=10.239.0.2 [vde]=10.240.0.2
-    [vxlan]=10.235.0.2 [overlay]=10.234.0.2 [encrypted]=10.236.0.2 [ovs-overlay]=10.245.0.2)
+    [vxlan]=10.235.0.2 [overlay]=10.234.0.2 [encrypted]=10.236.0.2 [ovs-overlay]=10.245.0.2 [overlay-spread]=10.247.0.2)
 declare -A DST_IP=([vswitchd]=10.231.0.3 [afxdp]=10.237.0.3 [bridge]=10.232.0.3 [veth]=10.233.0.3
     [ovs]=10.238.0.3 [ovs-afxdp]=10.239.0.3 [vde]=10.240.0.3
-    [vxlan]=10.235.0.3 [overlay]=10.234.0.3 [encrypted]=10.236.0.3 [ovs-overlay]=10.245.0.3)
+    [vxlan]=10.235.0.3 [overlay]=10.234.0.3 [encrypted]=10.236.0.3 [ovs-overlay]=10.245.0.3 [overlay-spread]=10.247.0.3)
 # Overlay setups: the two host namespaces and the underlay /24 (hosts are .1 and .2).
-declare -A HOST1=([vxlan]="${P}xh1" [overlay]="${P}oh1" [encrypted]="${P}eh1" [ovs-overlay]="${P}wh1")
-declare -A HOST2=([vxlan]="${P}xh2" [overlay]="${P}oh2" [encrypted]="${P}eh2" [ovs-overlay]="${P}wh2")
-declare -A UNDERLAY=([vxlan]=10.242.0 [overlay]=10.241.0 [encrypted]=10.243.0 [ovs-overlay]=10.244.0)
+declare -A HOST1=([vxlan]="${P}xh1" [overlay]="${P}oh1" [encrypted]="${P}eh1" [ovs-overlay]="${P}wh1" [overlay-spread]="${P}sh1")
+declare -A HOST2=([vxlan]="${P}xh2" [overlay]="${P}oh2" [encrypted]="${P}eh2" [ovs-overlay]="${P}wh2" [overlay-spread]="${P}sh2")
+declare -A UNDERLAY=([vxlan]=10.242.0 [overlay]=10.241.0 [encrypted]=10.243.0 [ovs-overlay]=10.244.0 [overlay-spread]=10.248.0)
 # The client-side interface in sandbox 1, per setup (for the offload/MTU line of the report),
 # and the MTU it must have (the report flags a difference).
-declare -A IFACE=([vswitchd]=eth0 [afxdp]=eth0 [ovs]="${P}o1" [ovs-afxdp]="${P}x1" [vde]="${P}d1" [bridge]="${P}b1" [veth]="${P}v1" [vxlan]="${P}ks" [overlay]=eth0 [encrypted]=eth0 [ovs-overlay]="${P}w1")
-declare -A WANT_MTU=([vxlan]=1450 [overlay]=1450 [encrypted]=1418 [ovs-overlay]=1450)
+declare -A IFACE=([vswitchd]=eth0 [afxdp]=eth0 [ovs]="${P}o1" [ovs-afxdp]="${P}x1" [vde]="${P}d1" [bridge]="${P}b1" [veth]="${P}v1" [vxlan]="${P}ks" [overlay]=eth0 [encrypted]=eth0 [ovs-overlay]="${P}w1" [overlay-spread]=eth0)
+declare -A WANT_MTU=([vxlan]=1450 [overlay]=1450 [encrypted]=1418 [ovs-overlay]=1450 [overlay-spread]=1450)
 declare -A LABEL=([vswitchd]="vswitchd, TAP ports" [afxdp]="vswitchd, AF_XDP ports" [bridge]="Linux kernel bridge" [veth]="veth pair, direct"
     [ovs]="Open vSwitch userspace + TSO, $OVS_PORT ports" [ovs-afxdp]="Open vSwitch userspace, AF_XDP ports ($OVS_XDP_MODE)" [vde]="vde_switch, TAP ports"
     [vxlan]="kernel VXLAN + bridge" [overlay]="vswitchd overlay" [encrypted]="vswitchd overlay, encrypted"
-    [ovs-overlay]="Open vSwitch userspace VXLAN, TSO off")
+    [ovs-overlay]="Open vSwitch userspace VXLAN, TSO off" [overlay-spread]="vswitchd overlay, -o spread")
 # The vswitchd instances of each setup (sender's host first), for CPU samples and liveness.
 declare -A DAEMONS=([vswitchd]=vswitchd [afxdp]=afxdp [overlay]="overlay1 overlay2" [encrypted]="encrypted1 encrypted2"
+    [overlay-spread]="overlay-spread1 overlay-spread2"
     [ovs]=ovs [ovs-afxdp]=ovs-afxdp [vde]=vde [ovs-overlay]="ovs-overlay1 ovs-overlay2")
 # Kind of each daemon in DAEMONS: how to stop it and read its drop counters (default vswitchd).
 declare -A DKIND=([ovs]=ovs [ovs-afxdp]=ovs [vde]=vde [ovs-overlay1]=ovs [ovs-overlay2]=ovs)
@@ -595,6 +599,8 @@ setup_vswitchd_overlay() {
 }
 
 setup_overlay() { setup_vswitchd_overlay overlay ""; }
+
+setup_overlay-spread() { setup_vswitchd_overlay overlay-spread "-o spread"; }
 
 setup_encrypted() {
     local secret=$TMP/cluster.secret
@@ -1270,14 +1276,14 @@ report_local_daemon() {
 # The overlay daemons: CPU during each test, idle RSS/CPU, and the drops they counted.
 report_overlay_daemons() {
     local setup d i any=0
-    for setup in overlay encrypted; do
+    for setup in overlay encrypted overlay-spread; do
         selected "$setup" && any=1
     done
     ((any)) || return 0
     printf '\nvswitchd overlay daemons (one per host; host 1 runs the clients, host 2 the servers; CPU in %% of one core):\n\n'
     printf '| Daemon | status | CPU during TCP | during UDP 64 B | during sockperf | idle RSS before / after | idle CPU before / after | threads |\n'
     printf '|---|---|---|---|---|---|---|---|\n'
-    for setup in overlay encrypted; do
+    for setup in overlay encrypted overlay-spread; do
         selected "$setup" || continue
         for i in 1 2; do
             d=$setup$i
@@ -1291,7 +1297,7 @@ report_overlay_daemons() {
         done
     done
     printf '\nDrops counted by the overlay daemons over the whole run (vswitchctl stats, non-zero only):\n'
-    for setup in overlay encrypted; do
+    for setup in overlay encrypted overlay-spread; do
         selected "$setup" || continue
         for i in 1 2; do
             d=$setup$i
@@ -1315,7 +1321,7 @@ report() {
         printf '\n**Warning: the machine was %s%% busy before the tests (other processes); numbers are skewed.**\n' \
             "$BUSY_BEFORE"
     report_group "Two sandboxes on one host" bridge vswitchd afxdp ovs ovs-afxdp vde bridge veth
-    report_group "Overlay: two hosts (namespaces) over a veth underlay, MTU 1500, one sandbox each" vxlan vxlan overlay encrypted ovs-overlay
+    report_group "Overlay: two hosts (namespaces) over a veth underlay, MTU 1500, one sandbox each" vxlan vxlan overlay encrypted ovs-overlay overlay-spread
     if selected encrypted; then
         report_group "Encryption cost" overlay overlay encrypted
     fi
@@ -1368,7 +1374,7 @@ chart_data() {
     local setup base panel
     printf 'title\tvswitch e2e, %s, %s x %s s, %s\n' "$(uname -r)" "$REPEAT" "$DURATION" "$(date -u +%F)"
     printf 'metrics\tTCP 1 stream\tUDP 64 B received\t½RTT p50 (lower is better)\n'
-    for panel in "bridge:vswitchd afxdp ovs ovs-afxdp vde bridge veth" "vxlan:vxlan overlay encrypted ovs-overlay"; do
+    for panel in "bridge:vswitchd afxdp ovs ovs-afxdp vde bridge veth" "vxlan:vxlan overlay encrypted ovs-overlay overlay-spread"; do
         base=${panel%%:*}
         selected "$base" || continue
         printf 'panel\tratio to %s\n' "${LABEL[$base]}"
@@ -1407,7 +1413,7 @@ main() {
     install_packages
     [[ $UDP_TOOL == udpflood ]] && build_udpflood
     local build_ok=1
-    if selected vswitchd || selected afxdp || selected overlay || selected encrypted; then
+    if selected vswitchd || selected afxdp || selected overlay || selected encrypted || selected overlay-spread; then
         build_switch || build_ok=0
     fi
     # The local vswitchd goes first: it creates the local sandboxes.
