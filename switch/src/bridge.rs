@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::counters::{DropCounters, DropReason, LearningCounters, PortCounters};
 use crate::events::{self, EventBuffer, EventKind, FlapTracker, MacEvent, NetEventBudget};
 use crate::fdb::{DEFAULT_FDB_LIMIT, Fdb, FdbEntry, FdbError, Learned, MacHash};
-use crate::port::{NetworkId, PortConfig, PortId, PortKind};
+use crate::port::{NetworkId, PortConfig, PortId};
 use crate::replica::{ChangeLog, FdbChange, FdbChanges};
 use crate::time::Timestamp;
 use crate::wire::{EthernetFrame, MacAddr};
@@ -1008,10 +1008,9 @@ impl Bridge {
     /// For a frame from a port of a replica network: the port toward the
     /// owner, unless the owner would send it to exactly one of this
     /// bridge's ports — known unicast from a source the owner knows on the
-    /// ingress port, to another port here that is up, not from one tunnel
-    /// port to another (split horizon: the owner drops those). `None` for
-    /// every other frame, and for frames the bridge drops before any
-    /// decision (an unknown port, a runt), as the owner would.
+    /// ingress port, to another port here that is up. `None` for every
+    /// other frame, and for frames the bridge drops before any decision
+    /// (an unknown port, a runt), as the owner would.
     fn replica_miss(&self, now: Timestamp, rx: &RxFrame<'_>) -> Option<PortId> {
         let port = self.ports.get(rx.port.index())?.as_ref()?;
         let net = self.networks.get(port.config.network.index())?.as_ref()?;
@@ -1021,11 +1020,8 @@ impl Bridge {
         // A port of this network (an id the owner's table still names may
         // have been removed here, and reused by another network).
         let network = port.config.network;
-        let from_tunnel = port.config.kind == PortKind::Tunnel;
         let here_and_up = |p: PortId| {
-            self.ports.get(p.index()).and_then(Option::as_ref).is_some_and(|s| {
-                s.up && s.config.network == network && !(from_tunnel && s.config.kind == PortKind::Tunnel)
-            })
+            self.ports.get(p.index()).and_then(Option::as_ref).is_some_and(|s| s.up && s.config.network == network)
         };
         let alone = port.up
             && !dst.is_group()

@@ -2,7 +2,8 @@
 //! datapath worker on the VTEP's address and port, and the classic BPF
 //! program that picks, for every datagram, the socket of the worker that
 //! owns its overlay network (socket index = VNI % workers), so a packet
-//! never crosses threads.
+//! never crosses threads; a spread overlay's packets are left to the
+//! kernel's hash instead ([`Steering::hash`]: every worker serves it).
 //!
 //! The kernel runs a group's program (`SO_ATTACH_REUSEPORT_CBPF`) with the
 //! packet's UDP payload at offset 0 and takes its return value as the index

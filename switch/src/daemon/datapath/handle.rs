@@ -130,9 +130,10 @@ pub struct NetworkSpec {
     pub key_rotation: Option<std::num::NonZeroU64>,
     /// Spread the network over every worker (`-o spread`, see
     /// [`crate::replica`]): its endpoint TAPs get one queue per worker,
-    /// and the workers other than its owner hold replicas of it. Ignored
-    /// with one worker, and for overlays (their tunnel traffic is steered
-    /// to one worker by VNI).
+    /// and the workers other than its owner hold replicas of it (of a plain
+    /// overlay with its tunnel ports, its packets hashed over every
+    /// worker's socket). Ignored with one worker, for encrypted overlays
+    /// and on a VTEP that learns peers (see `DatapathHandle::can_spread`).
     pub spread: bool,
 }
 
@@ -869,7 +870,7 @@ impl DatapathHandle {
     pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
         let spread = spec.spread && self.can_spread(&spec);
         if spec.spread && !spread && spec.vni.is_some() && self.workers.len() > 1 {
-            tracing::warn!(network = %spec.id, "an overlay on a VTEP that learns peers (--learn-peers) is not spread over workers");
+            tracing::warn!(network = %spec.id, encrypted = spec.key_epoch.is_some(), learns_peers = self.learns_peers, "this overlay is not spread over workers (encrypted, or its VTEP learns peers)");
         }
         let spec = NetworkSpec { spread, ..spec };
         self.add_owned_network(spec)?;
@@ -904,13 +905,16 @@ impl DatapathHandle {
     }
 
     /// Loads the steering program for the spread overlays `routes` lists.
-    /// On failure their packets stay with their owners (`VNI % workers`),
-    /// which forward them all: slower, not lost.
+    /// On failure it falls back to the plain program (every VNI to its
+    /// owner, `VNI % workers`): spread overlays' owners then forward all of
+    /// their packets (slower, not lost), and no VNI stays hashed after its
+    /// overlay went.
     fn steer(&self, routes: &Routes) {
         let Some(steering) = &self.steering else { return };
         let hashed: Vec<u32> = routes.hashed_vnis.values().copied().collect();
         if let Err(e) = steering.hash(&hashed) {
-            tracing::error!(error = %e, spread_overlays = hashed.len(), "cannot steer spread overlays over the workers; their owners receive all their packets");
+            let fallback = steering.hash(&[]);
+            tracing::error!(error = %e, spread_overlays = hashed.len(), fallback_loaded = fallback.is_ok(), "cannot steer spread overlays over the workers; their owners receive all their packets");
         }
     }
 

@@ -950,8 +950,8 @@ impl Datapath {
                 let (vni, remote) = (*vni, *remote);
                 let Some(tunnel) = self.tunnel.as_mut() else { return };
                 let hdr = self.batch.vnet_hdr(i);
-                let network = self.bridge.port_config(port).map(|c| c.network);
-                let keys = network.ok().and_then(|n| self.nets.get_mut(n.index())?.as_mut()?.crypto.as_deref_mut());
+                let network = self.bridge.port_config(port).map(|c| c.network).ok();
+                let keys = network.and_then(|n| self.nets.get_mut(n.index())?.as_mut()?.crypto.as_deref_mut());
                 let frame_id = self.tx_generation << 32 | i as u64;
                 let tx = TunnelTx { port, vni, dest: remote, frame_id, frame: self.batch.frame(i), hdr: &hdr };
                 match tunnel.send(tx, keys) {
@@ -959,8 +959,22 @@ impl Datapath {
                     TxOutcome::Queued => {}
                     TxOutcome::Dropped(reason) => self.bridge.count_drop(port, reason),
                     TxOutcome::TooBig(kind) => {
-                        self.bridge.count_drop(port, DropReason::TooBigForTunnel);
-                        self.answer_too_big(port, i, kind);
+                        // A replica of a spread overlay has no gateway to
+                        // answer from: its owner decides the frame again,
+                        // counts it and answers.
+                        let owner = network.filter(|&n| self.bridge.is_replica(n)).and_then(|n| {
+                            match self.ports.get(gateway_port(n.0).index()) {
+                                Some(Some(PortIo::Owner(owner))) => Some(*owner),
+                                _ => None,
+                            }
+                        });
+                        match owner {
+                            Some(owner) => self.punt(owner, i),
+                            None => {
+                                self.bridge.count_drop(port, DropReason::TooBigForTunnel);
+                                self.answer_too_big(port, i, kind);
+                            }
+                        }
                     }
                 }
             }

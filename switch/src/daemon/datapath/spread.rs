@@ -188,6 +188,11 @@ impl WorkerLink {
 #[derive(Debug)]
 pub(super) struct Punted {
     pub(super) port: PortId,
+    /// The network of `port` when the frame was handed over: a tunnel port
+    /// its owner removed meanwhile (a spread overlay's replica may still
+    /// hand over its frames) and whose id went to another network's port
+    /// must not deliver them there.
+    pub(super) network: Option<NetworkId>,
     pub(super) bytes: Vec<u8>,
     /// Placed on the receiving worker to be written there (a connection's
     /// SYN or SYN-ACK), or handed over to be decided.
@@ -538,8 +543,9 @@ impl Datapath {
             }
         }
         let me = self.spread.me;
+        let network = self.bridge.port_config(port).ok().map(|c| c.network);
         let Some(queue) = self.spread.outgoing.get_mut(owner) else { return false };
-        queue.push(Punted { port, bytes, placed, places_connection, from: me, lender: me });
+        queue.push(Punted { port, network, bytes, placed, places_connection, from: me, lender: me });
         true
     }
 
@@ -687,6 +693,11 @@ impl Datapath {
                 && let Some(key) = punted.bytes.get(super::HDR..).and_then(crate::offload::flow_key)
             {
                 self.spread.rebalancer.forget(&key);
+            }
+            if self.bridge.port_config(punted.port).ok().map(|c| c.network) != punted.network {
+                // Its port went (and its id may be another network's now).
+                self.spread.give_back(punted.lender, punted.bytes);
+                continue;
             }
             if !self.batch.push_received(punted.port, &punted.bytes, punted.placed) {
                 self.bridge.count_drop(punted.port, DropReason::Truncated);

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use super::super::handle::{Command, NetworkSpec};
-use super::super::testing::frames::{BROADCAST, frame, mac, vtep, vxlan};
+use super::super::testing::frames::{BROADCAST, frame, icmp, ip, mac, udp, vtep, vxlan};
 use super::super::testing::{Harness, Setup, overlay_network};
 use crate::counters::DropReason;
 use crate::port::{NetworkId, PortConfig, PortId};
@@ -28,9 +28,14 @@ fn settle(owner: &mut Harness, replica: &mut Harness) {
 /// Worker 0 owns overlay `VNI` on host 1 with endpoint `a` and peers at
 /// hosts 2 and 3; worker 1 holds a replica with its queue of `a`.
 fn spread_overlay() -> (Harness, Harness, NetworkId, PortId, [PortId; 2]) {
+    spread_overlay_of(overlay_network(0, VNI))
+}
+
+/// [`spread_overlay`] of network `spec` (spread).
+fn spread_overlay_of(spec: NetworkSpec) -> (Harness, Harness, NetworkId, PortId, [PortId; 2]) {
     let (mut owner, mut replica) = (Harness::with(Setup::host(1)), Harness::with(Setup::host(1)));
     Harness::link(&mut [&mut owner, &mut replica]);
-    let spec = NetworkSpec { spread: true, ..overlay_network(0, VNI) };
+    let spec = NetworkSpec { spread: true, ..spec };
     let net = owner.network(spec);
     let fdb = crate::fdb::Fdb::new(crate::fdb::DEFAULT_FDB_LIMIT);
     let overlay = Some((vxlan::Vni::new(VNI).unwrap(), spec.mtu, spec.mss_clamp));
@@ -94,13 +99,12 @@ fn a_replica_never_forwards_from_one_tunnel_port_into_another() {
     settle(&mut owner, &mut replica);
     assert_eq!((owner.lookup(net, mac(7)), owner.lookup(net, mac(8))), (Some(p2), Some(p3)));
     // 7 → 8 reaches the replica: known unicast between two ports it has,
-    // but the owner drops a frame from one tunnel into another, so the
-    // replica hands it over and nothing leaves.
+    // which it drops as the owner would (split horizon), and nothing leaves.
     replica.inject_datagram(from_host(2), &vxlan(VNI, &frame(mac(8), mac(7), 3)));
     settle(&mut owner, &mut replica);
     assert!(replica.sent_datagrams().is_empty(), "the replica sent it into a tunnel");
     assert!(owner.sent_datagrams().is_empty(), "the owner sent it into a tunnel");
-    assert_eq!(replica.snapshot().spread.punted, 1, "handed to the owner");
+    assert_eq!(replica.drops(p2, DropReason::SplitHorizon), 1, "dropped where it arrived");
 }
 
 #[test]
@@ -116,4 +120,30 @@ fn a_peer_the_owner_removes_is_gone_from_the_replica_too() {
     replica.inject_datagram(from_host(3), &vxlan(VNI, &frame(BROADCAST, mac(8), 2)));
     settle(&mut owner, &mut replica);
     assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(8), 2)]);
+}
+
+#[test]
+fn a_frame_too_big_for_the_tunnel_on_a_replica_is_answered_by_the_owners_gateway() {
+    // A network MTU above what the tunnel carries (1450).
+    let (mut owner, mut replica, net, a, [p2, _]) =
+        spread_overlay_of(NetworkSpec { mtu: 1500, ..overlay_network(0, VNI) });
+    owner.inject_datagram(from_host(2), &vxlan(VNI, &frame(BROADCAST, mac(7), 0)));
+    owner.inject(a, &frame(mac(7), mac(2), 1));
+    settle(&mut owner, &mut replica);
+    owner.sent(a);
+    owner.sent_datagrams();
+    assert_eq!(owner.lookup(net, mac(2)), Some(a));
+
+    // 1500 bytes of IP with DF from station 2 to station 7, on the
+    // replica's queue: it has no gateway, the owner answers.
+    let big = udp((mac(2), ip(2), 5000), (mac(7), ip(7), 6000), &[0x33; 1472]);
+    replica.inject(a, &big);
+    settle(&mut owner, &mut replica);
+    assert!(replica.sent_datagrams().is_empty() && owner.sent_datagrams().is_empty(), "never fragmented");
+    assert_eq!(owner.drops(p2, DropReason::TooBigForTunnel), 1, "counted once, by the owner");
+    assert_eq!(replica.drops(p2, DropReason::TooBigForTunnel), 0);
+    let answers = owner.sent_frames(a);
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let answer = icmp(&answers[0]).expect("an ICMP message");
+    assert_eq!((answer.src, answer.dst), (ip(1), ip(2)), "from the network's gateway");
 }
