@@ -27,7 +27,7 @@ fn spread_pair() -> (Harness, Harness, NetworkId, PortId, PortId) {
 }
 
 /// Runs both workers until neither has anything left, the replica first.
-fn settle(owner: &mut Harness, replica: &mut Harness) {
+pub(super) fn settle(owner: &mut Harness, replica: &mut Harness) {
     for _ in 0..10 {
         replica.run_until_idle();
         owner.run_until_idle();

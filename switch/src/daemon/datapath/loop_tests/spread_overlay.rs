@@ -8,22 +8,11 @@ use std::net::SocketAddr;
 use super::super::handle::{Command, NetworkSpec};
 use super::super::testing::frames::{BROADCAST, frame, icmp, ip, mac, udp, vtep, vxlan};
 use super::super::testing::{Harness, Setup, overlay_network};
+use super::spread::settle;
 use crate::counters::DropReason;
 use crate::port::{NetworkId, PortConfig, PortId};
 
 const VNI: u32 = 4242;
-
-/// Runs both workers until neither has anything left, the replica first.
-fn settle(owner: &mut Harness, replica: &mut Harness) {
-    for _ in 0..10 {
-        replica.run_until_idle();
-        owner.run_until_idle();
-        if replica.is_idle() && owner.is_idle() {
-            return;
-        }
-    }
-    panic!("two workers still pass work to each other after 10 rounds");
-}
 
 /// Worker 0 owns overlay `VNI` on host 1 with endpoint `a` and peers at
 /// hosts 2 and 3; worker 1 holds a replica with its queue of `a`.
