@@ -275,7 +275,7 @@ impl Control {
         let sandbox = self.model.sandbox(&endpoint.sandbox).map_err(model_error)?;
         let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
         if endpoint.port_type == proto::PortType::Afxdp {
-            let workers = self.datapath.extra_queues(network_id(network)) + 1;
+            let workers = self.datapath.workers_serving(network_id(network));
             let port = hostports::reattach_afxdp_endpoint(&ns, endpoint, network, workers).map_err(host_port_error)?;
             self.add_host_port_to_datapath(port, endpoint, network)?;
         } else {
@@ -646,7 +646,7 @@ impl Control {
         let sandbox = next.sandbox(&endpoint.sandbox).map_err(model_error)?.clone();
         let ns = plumbing::open_sandbox_netns(&sandbox).map_err(plumb_error)?;
         if endpoint.port_type == proto::PortType::Afxdp {
-            let workers = self.datapath.extra_queues(network_id(&network)) + 1;
+            let workers = self.datapath.workers_serving(network_id(&network));
             let port = hostports::plumb_afxdp_endpoint(&ns, &endpoint, &network, workers).map_err(host_port_error)?;
             self.events.update_names(&next);
             self.add_host_port_to_datapath(port, &endpoint, &network)?;

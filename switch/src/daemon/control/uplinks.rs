@@ -82,7 +82,7 @@ impl Control {
 
     /// Opens the uplink's device and adds its port to the datapath.
     pub(super) fn attach_uplink(&mut self, uplink: &Uplink, network: &Network) -> Result<(), CtlError> {
-        let workers = self.datapath.extra_queues(network_id(network)) + 1;
+        let workers = self.datapath.workers_serving(network_id(network));
         let port = hostports::open_uplink(uplink, workers).map_err(|e| {
             let kind =
                 if matches!(e, hostports::HostPortError::Netlink(crate::sys::netlink::NetlinkError::NoSuchLink(_))) {

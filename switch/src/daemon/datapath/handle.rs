@@ -980,6 +980,13 @@ impl DatapathHandle {
         if self.routes().spread.contains(&network) { self.workers.len() - 1 } else { 0 }
     }
 
+    /// How many workers serve `network`'s ports: every worker for a spread
+    /// network, else one (how many parts an AF_XDP port or a raw uplink's
+    /// sockets are split into).
+    pub fn workers_serving(&self, network: NetworkId) -> usize {
+        self.extra_queues(network) + 1
+    }
+
     /// [`DatapathHandle::add_tap`] with the TAP's other queues
     /// ([`DatapathHandle::extra_queues`] of them, on a spread network): the
     /// owner reads `tap`, every other worker one of `extra`. A queue a

@@ -152,9 +152,9 @@ struct NetInfo {
 
 impl NetInfo {
     /// What a replica of spread overlay `vni` keeps: the VNI and MTU its
-    /// tunnel ports send with (it has no gateway, keys or cluster view;
-    /// the owner has).
-    fn replica_overlay(vni: Vni, mtu: u32) -> NetInfo {
+    /// tunnel ports send with, and whether it clamps SYNs' MSS (it has no
+    /// gateway, keys or cluster view; the owner has).
+    fn replica_overlay(vni: Vni, mtu: u32, mss_clamp: bool) -> NetInfo {
         NetInfo {
             vni: Some(vni),
             crypto: None,
@@ -163,7 +163,7 @@ impl NetInfo {
             mtu,
             egress: false,
             gateway: None,
-            mss_clamp: false,
+            mss_clamp,
             dns: ::dns::Counters::default(),
             cluster: Default::default(),
             proxy: Default::default(),
@@ -962,13 +962,7 @@ impl Datapath {
                         // A replica of a spread overlay has no gateway to
                         // answer from: its owner decides the frame again,
                         // counts it and answers.
-                        let owner = network.filter(|&n| self.bridge.is_replica(n)).and_then(|n| {
-                            match self.ports.get(gateway_port(n.0).index()) {
-                                Some(Some(PortIo::Owner(owner))) => Some(*owner),
-                                _ => None,
-                            }
-                        });
-                        match owner {
+                        match network.and_then(|n| self.owner_of_replica(n)) {
                             Some(owner) => self.punt(owner, i),
                             None => {
                                 self.bridge.count_drop(port, DropReason::TooBigForTunnel);

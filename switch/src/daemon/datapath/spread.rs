@@ -742,6 +742,15 @@ impl Datapath {
         }
     }
 
+    /// The worker owning `network`, when this worker holds a replica of it
+    /// (the port standing for the owner is at the network's gateway id).
+    pub(super) fn owner_of_replica(&self, network: NetworkId) -> Option<usize> {
+        match self.ports.get(super::gateway_port(network.0).index()) {
+            Some(Some(PortIo::Owner(owner))) => Some(*owner),
+            _ => None,
+        }
+    }
+
     /// Tells the owner of every replica network which stations this worker
     /// forwarded for since the last time (once a second, from the tick):
     /// their traffic never reaches the owner, whose table would age them
@@ -750,11 +759,9 @@ impl Datapath {
         let since = std::mem::replace(&mut self.spread.seen_sent, now);
         let replicas: Vec<NetworkId> = self.bridge.network_ids().filter(|&n| self.bridge.is_replica(n)).collect();
         for network in replicas {
-            let Some(Some(PortIo::Owner(owner))) = self.ports.get(super::gateway_port(network.0).index()) else {
-                continue;
-            };
+            let Some(owner) = self.owner_of_replica(network) else { continue };
             let seen = self.bridge.replica_seen(network, since);
-            if let (false, Some(link)) = (seen.is_empty(), self.spread.links.get(*owner)) {
+            if let (false, Some(link)) = (seen.is_empty(), self.spread.links.get(owner)) {
                 link.send(Command::FdbSeen { network, seen });
             }
         }
@@ -802,7 +809,7 @@ impl Datapath {
             if self.nets.len() <= id.index() {
                 self.nets.resize_with(id.index() + 1, || None);
             }
-            self.nets[id.index()] = Some(super::NetInfo { mss_clamp, ..super::NetInfo::replica_overlay(vni, mtu) });
+            self.nets[id.index()] = Some(super::NetInfo::replica_overlay(vni, mtu, mss_clamp));
         }
         Ok(())
     }
