@@ -493,22 +493,44 @@ fn a_spread_overlay_is_carried_by_every_worker_both_ways() {
     if !require_root("a_spread_overlay_is_carried_by_every_worker_both_ways") {
         return;
     }
-    let u = Underlay::new([10, 210, 46], 2);
+    spread_overlay_both_ways([10, 210, 46], "10.244.12", false);
+}
+
+#[test]
+fn a_spread_overlay_on_a_vtep_that_learns_peers_is_carried_by_every_worker() {
+    if !require_root("a_spread_overlay_on_a_vtep_that_learns_peers_is_carried_by_every_worker") {
+        return;
+    }
+    spread_overlay_both_ways([10, 210, 48], "10.244.13", true);
+}
+
+/// Host 1 (two workers) and host 2 (one) on underlay `underlay`.0/24 share
+/// a spread overlay on `subnet`.0/24; host 1 learns host 2 from its traffic
+/// (`learn`) or has it as a static peer. Traffic both ways is carried by
+/// host 1's replica worker too, also after `kill -9`.
+fn spread_overlay_both_ways(underlay: [u8; 3], subnet: &str, learn: bool) {
+    let u = Underlay::new(underlay, 2);
     let (h1, h2) = (u.host(0), u.host(1));
-    let mut d1 = vtep_daemon(h1, &["--workers", "2"]);
+    let d1_args: &[&str] = if learn { &["--workers", "2", "--learn-peers"] } else { &["--workers", "2"] };
+    let mut d1 = vtep_daemon(h1, d1_args);
     let d2 = vtep_daemon(h2, &[]);
     let net = u.name("so");
-    d1.overlay_create(&net, "10.244.12.0/24", 4300, &["--attachable", "-o", "spread"]);
-    d2.overlay_create(&net, "10.244.12.0/24", 4300, &["--attachable"]);
+    d1.overlay_create(&net, &format!("{subnet}.0/24"), 4300, &["--attachable", "-o", "spread"]);
+    d2.overlay_create(&net, &format!("{subnet}.0/24"), 4300, &["--attachable"]);
     let tree: ShowTree = d1.ctl_json(&["show"]);
     let spread_over = tree.networks.iter().find(|n| n.name == net).and_then(|n| n.spread_over);
     assert_eq!(spread_over, Some(2), "a plain overlay is spread over both workers");
     let replica = 1 - worker_of(&d1, &net);
-    d1.peer_add(h2.vtep(), &[]);
+    if !learn {
+        d1.peer_add(h2.vtep(), &[]);
+    }
     d2.peer_add(h1.vtep(), &[]);
-    let (s1, e1) = sandbox_on(&d1, &net, "so1", "10.244.12.11");
-    let (s2, e2) = sandbox_on(&d2, &net, "so2", "10.244.12.12");
+    let (s1, e1) = sandbox_on(&d1, &net, "so1", &format!("{subnet}.11"));
+    let (s2, e2) = sandbox_on(&d2, &net, "so2", &format!("{subnet}.12"));
     assert!(wait_for_ping(&s2, ip_of(&e1), Duration::from_secs(10)).is_some(), "no ping over the overlay");
+    let learned_host_2 =
+        |d: &Daemon| d.peers().iter().any(|p| p.addr.ip() == std::net::IpAddr::V4(h2.addr) && p.learned);
+    assert_eq!(learned_host_2(&d1), learn, "{:?}", d1.peers());
 
     // The kernel hashes each connection's packets (its outer source port)
     // over host 1's two workers; the replica's carry them both ways, into
@@ -523,9 +545,16 @@ fn a_spread_overlay_is_carried_by_every_worker_both_ways() {
     let back =
         transfers_until_the_replica_forwards_more(&d1, replica, spread_counts(&d1)[&replica].0, (&s2, ip_of(&e2)), &s1);
     eprintln!("{back} connections the other way");
+    // Packets of a peer the replica had no port for yet went to the owner,
+    // never dropped.
+    let stats = d1.stats_map();
+    let vtep = stats.iter().find(|((p, _), _)| p == "vtep").map(|(_, s)| s).expect("vtep row");
+    assert_eq!(vtep.drops.get("unknown_peer").copied().unwrap_or(0), 0, "{vtep:?}");
 
-    // Acknowledged state survives kill -9: spread again, peers mirrored.
+    // Acknowledged state survives kill -9: spread again, peers mirrored (or
+    // learned again).
     d1.restart();
     assert!(wait_for_ping(&s2, ip_of(&e1), Duration::from_secs(10)).is_some(), "no ping after a restart");
+    assert_eq!(learned_host_2(&d1), learn, "{:?}", d1.peers());
     transfers_until_the_replica_forwards(&d1, replica, (&s1, ip_of(&e1)), &s2);
 }

@@ -205,14 +205,25 @@ impl PeerTable {
     }
 
     /// A valid packet from `addr` arrived on `vni` at `now_ms`: returns the
-    /// peer's handle and, for a learned peer, restarts its age. `None` means
-    /// an unknown peer: drop the packet, or [`PeerTable::learn`] it.
+    /// peer's handle and records when it was last seen, which restarts a
+    /// learned peer's age (a static peer never ages, but when it was seen
+    /// is kept for [`PeerTable::last_seen`]). `None` means an unknown peer:
+    /// drop the packet, or [`PeerTable::learn`] it.
     pub fn on_packet(&mut self, vni: Vni, addr: SocketAddr, now_ms: u64) -> Option<u32> {
         let entry = self.by_key.get_mut(&(vni, addr))?;
-        if entry.kind == PeerKind::Learned && now_ms > entry.last_seen_ms {
+        if now_ms > entry.last_seen_ms {
             entry.last_seen_ms = now_ms;
         }
         Some(entry.handle)
+    }
+
+    /// When a packet of peer `addr` on `vni` last arrived (the latest
+    /// `now_ms` given to [`PeerTable::on_packet`]; for a learned peer never
+    /// seen since, when it was learned; 0 for a static peer never seen).
+    /// Lets a switch whose packets are read by several threads tell the one
+    /// that ages its learned peers which ones others saw.
+    pub fn last_seen(&self, vni: Vni, addr: SocketAddr) -> Option<u64> {
+        self.by_key.get(&(vni, addr)).map(|e| e.last_seen_ms)
     }
 
     /// The VNI and address of the peer with `handle`: where to send a frame
@@ -375,6 +386,22 @@ mod tests {
         assert!(t.age(u64::MAX).is_empty());
         assert_eq!(t.on_packet(vni(1), addr(1), u64::MAX), Some(1));
         assert_eq!((t.len(), t.learned_len()), (1, 0));
+    }
+
+    #[test]
+    fn last_seen_is_kept_for_static_and_learned_peers() {
+        let mut t = table(10, 1000);
+        t.add_static(vni(1), addr(1), 1).unwrap();
+        t.learn(vni(1), addr(2), 2, 300).unwrap();
+        assert_eq!((t.last_seen(vni(1), addr(1)), t.last_seen(vni(1), addr(2))), (Some(0), Some(300)));
+        t.on_packet(vni(1), addr(1), 700);
+        t.on_packet(vni(1), addr(2), 800);
+        t.on_packet(vni(1), addr(2), 600);
+        assert_eq!((t.last_seen(vni(1), addr(1)), t.last_seen(vni(1), addr(2))), (Some(700), Some(800)));
+        assert_eq!(t.last_seen(vni(2), addr(1)), None);
+        // Seen or not, a static peer still never ages.
+        assert_eq!(t.age(u64::MAX).len(), 1);
+        assert_eq!(t.lookup(vni(1), addr(1)), Some(1));
     }
 
     #[test]

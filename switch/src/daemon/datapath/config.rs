@@ -149,11 +149,17 @@ impl Datapath {
             }
             Command::MirrorTunnel { network, port, remote } => self.mirror_tunnel(network, port, remote),
             Command::UnmirrorTunnel { port } => self.unmirror_tunnel(port),
-            Command::Punted { frames } => self.spread.receive(frames),
+            Command::Punted { frames, datagrams } => self.spread.receive(frames, datagrams),
             Command::FdbChanges { network, changes } => self.apply_fdb_changes(network, changes),
             Command::FdbSeen { network, seen } => {
                 let now = self.clock.now();
                 self.bridge.refresh(network, &seen, now);
+            }
+            Command::PeersSeen { peers } => {
+                let now = self.clock.now();
+                for (vni, remote) in peers {
+                    self.peers.on_packet(vni, remote, now.0);
+                }
             }
             Command::Shutdown => self.running = false,
         }
@@ -211,6 +217,7 @@ impl Datapath {
             dns: dns::Counters::default(),
             cluster: Default::default(),
             proxy: Default::default(),
+            owner: None,
         });
         self.nat_network(spec.id, gateway);
         if spec.spread && self.spread.can_spread() {

@@ -133,7 +133,7 @@ pub struct NetworkSpec {
     /// and the workers other than its owner hold replicas of it (of a plain
     /// overlay with its tunnel ports, its packets hashed over every
     /// worker's socket). Ignored with one worker, for encrypted overlays
-    /// and on a VTEP that learns peers (see `DatapathHandle::can_spread`).
+    /// or without a steering program (see `DatapathHandle::can_spread`).
     pub spread: bool,
 }
 
@@ -398,15 +398,23 @@ pub(super) enum Command {
     UnmirrorTunnel {
         port: PortId,
     },
-    /// Frames a replica hands to the owner of their network (from another
-    /// worker, no reply).
+    /// Frames a replica hands to the owner of their network, and
+    /// datagrams of spread overlays from VTEPs it has no tunnel port for
+    /// (from another worker, no reply).
     Punted {
         frames: Vec<super::spread::Punted>,
+        datagrams: Vec<super::spread::HandedDatagram>,
     },
     /// Stations a replica forwarded for lately (to the owner, no reply).
     FdbSeen {
         network: NetworkId,
         seen: Vec<(MacAddr, PortId)>,
+    },
+    /// Peers of spread overlays a replica received packets from lately (to
+    /// the owner, no reply): a learned peer whose packets the kernel hashes
+    /// to the replicas must not age out on its owner.
+    PeersSeen {
+        peers: Vec<(vxlan::Vni, std::net::SocketAddr)>,
     },
     /// What changed in a spread network's table (from its owner, no reply).
     FdbChanges {
@@ -674,9 +682,6 @@ pub struct DatapathHandle {
     /// The underlay's reuseport program, with more than one worker: spread
     /// overlays' VNIs are hashed over every worker's socket.
     steering: Option<crate::sys::reuseport::Steering>,
-    /// The VTEP accepts unknown senders as peers (`--learn-peers`): an
-    /// overlay is then not spread (a replica cannot make tunnel ports).
-    learns_peers: bool,
 }
 
 impl DatapathHandle {
@@ -725,7 +730,6 @@ impl DatapathHandle {
             bindings: Bindings::new(count),
             placement: None,
             steering,
-            learns_peers: vtep.is_some_and(|v| v.learn_peers),
         };
         // Every worker's loop exists before any starts: each gets a link to
         // every other (spread networks' frames and table changes).
@@ -854,12 +858,12 @@ impl DatapathHandle {
 
     /// Whether a network of `spec` can be spread over the workers: there
     /// is more than one, and an overlay is plain (a replica has no keys:
-    /// one nonce space per key), on a VTEP that learns no peers (only the
-    /// owner makes tunnel ports; the replicas mirror them), with a steering
-    /// program to hash its packets over the workers.
+    /// one nonce space per key), with a steering program to hash its
+    /// packets over the workers. On a VTEP that learns peers only the owner
+    /// learns them (a replica hands it an unknown VTEP's datagrams) and the
+    /// replicas mirror the ports it makes.
     fn can_spread(&self, spec: &NetworkSpec) -> bool {
-        self.workers.len() > 1
-            && (spec.vni.is_none() || (spec.key_epoch.is_none() && !self.learns_peers && self.steering.is_some()))
+        self.workers.len() > 1 && (spec.vni.is_none() || (spec.key_epoch.is_none() && self.steering.is_some()))
     }
 
     /// Creates a network (bridge domain), with its userspace gateway if
@@ -870,7 +874,7 @@ impl DatapathHandle {
     pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
         let spread = spec.spread && self.can_spread(&spec);
         if spec.spread && !spread && spec.vni.is_some() && self.workers.len() > 1 {
-            tracing::warn!(network = %spec.id, encrypted = spec.key_epoch.is_some(), learns_peers = self.learns_peers, "this overlay is not spread over workers (encrypted, or its VTEP learns peers)");
+            tracing::warn!(network = %spec.id, encrypted = spec.key_epoch.is_some(), "this overlay is not spread over workers (encrypted, or no steering program)");
         }
         let spec = NetworkSpec { spread, ..spec };
         self.add_owned_network(spec)?;

@@ -148,13 +148,17 @@ struct NetInfo {
     cluster: cluster::ClusterView,
     /// Proxy ARP/ND answers sent.
     proxy: crate::proxy::ProxyCounters,
+    /// On a replica of a spread overlay, the worker owning it: datagrams
+    /// from a VTEP the replica has no tunnel port for go there.
+    owner: Option<usize>,
 }
 
 impl NetInfo {
     /// What a replica of spread overlay `vni` keeps: the VNI and MTU its
-    /// tunnel ports send with, and whether it clamps SYNs' MSS (it has no
-    /// gateway, keys or cluster view; the owner has).
-    fn replica_overlay(vni: Vni, mtu: u32, mss_clamp: bool) -> NetInfo {
+    /// tunnel ports send with, whether it clamps SYNs' MSS, and the worker
+    /// `owner` owning it (it has no gateway, keys or cluster view; the
+    /// owner has).
+    fn replica_overlay(vni: Vni, mtu: u32, mss_clamp: bool, owner: usize) -> NetInfo {
         NetInfo {
             vni: Some(vni),
             crypto: None,
@@ -167,6 +171,7 @@ impl NetInfo {
             dns: ::dns::Counters::default(),
             cluster: Default::default(),
             proxy: Default::default(),
+            owner: Some(owner),
         }
     }
 }
@@ -205,6 +210,8 @@ struct Datapath {
     rx_plan: Vec<overlay_rx::RxInstruction>,
     /// The headers of the tunnel's received batch, read once.
     rx_parsed: Vec<overlay_rx::Parsed>,
+    /// Where the datagrams replicas handed over lie in the batch.
+    rx_handed: Vec<crate::daemon::tunnel::Received>,
     /// Counts `transmit` calls: with a frame's index, it names the frame
     /// to the tunnel, which encapsulates a flooded frame once.
     tx_generation: u64,
@@ -305,6 +312,7 @@ impl Datapath {
             plan: TxPlan::with_capacity(BUFFERS * 8),
             rx_plan: Vec::with_capacity(super::batch::MAX_FRAMES),
             rx_parsed: Vec::with_capacity(super::batch::MAX_FRAMES),
+            rx_handed: Vec::new(),
             tx_generation: 0,
             busy_gateways: Vec::new(),
             gateway_timer: Timestamp(u64::MAX),
@@ -581,6 +589,9 @@ impl Datapath {
         // waited already, and the owner's own ports must not starve them.
         if self.spread.has_input() {
             self.read_punted();
+            if self.spread.has_datagrams() {
+                self.read_handed_datagrams();
+            }
         }
         while !self.batch.is_full() {
             let Some(port) = self.ready.pop_front() else { break };

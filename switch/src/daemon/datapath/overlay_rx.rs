@@ -10,6 +10,13 @@
 //! changes), so nothing learns from a packet before it is known to be
 //! genuine. It works on the batch: each header is read once, and a run of
 //! packets of one sender session looks its key and replay window up once.
+//!
+//! On a replica of a spread overlay (see [`super::spread`]) a datagram from
+//! a VTEP the replica has no tunnel port for is handed, as it came, to the
+//! network's owner, which classifies it as if its own socket had read it:
+//! a peer the owner made a moment ago (its mirror not here yet) is
+//! delivered, and on a VTEP that learns peers the owner learns it and
+//! mirrors its port to the replicas, which carry its flows from then on.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -59,6 +66,19 @@ pub(super) enum RxInstruction {
         /// What is known of its TCP/UDP checksum.
         checksum: ChecksumState,
     },
+    /// From a VTEP this replica of a spread overlay has no tunnel port
+    /// for: the whole datagram goes to the network's owner, to be
+    /// classified there.
+    HandOver {
+        /// The worker owning the network.
+        owner: usize,
+        /// The batch buffer holding the datagram.
+        buf: usize,
+        /// The datagram in that buffer.
+        datagram: Range<usize>,
+        /// Its sender.
+        from: SocketAddr,
+    },
     /// Refused, counted on the VTEP under this reason.
     Drop(DropReason),
 }
@@ -75,6 +95,10 @@ pub(super) struct RxContext<'a> {
     pub(super) peers: &'a PeerTable,
     /// The UDP port each peer IP listens on.
     pub(super) peer_ports: &'a HashMap<IpAddr, u16>,
+    /// Whether a replica hands datagrams of unknown senders to its owner
+    /// (false for datagrams another worker handed over already: the owner
+    /// of a network never hands it on).
+    pub(super) hand_over: bool,
 }
 
 /// A received datagram's header, read once for the whole batch.
@@ -179,7 +203,20 @@ fn classify_run(
         Parsed::Plain(vni) => (vni, None),
         Parsed::Encrypted(header) => (header.vni, Some(header)),
     };
-    let (network, peer, known) = match resolve_peer(ctx, nets, vni, run[0].from) {
+    let resolved = resolve_peer(ctx, nets, vni, run[0].from);
+    // A replica knows only the peers its owner mirrored and learns none:
+    // any other sender's datagrams go to the owner as they came.
+    let unknown = matches!(resolved, Ok((_, _, None)) | Err(DropReason::UnknownPeer));
+    if unknown
+        && header.is_none()
+        && ctx.hand_over
+        && let Some(owner) = replica_owner(ctx, nets, vni)
+    {
+        let hand =
+            |r: &Received| RxInstruction::HandOver { owner, buf: r.buf, datagram: r.range.clone(), from: r.from };
+        return plan.extend(run.iter().map(hand));
+    }
+    let (network, peer, known) = match resolved {
         Ok(found) => found,
         Err(reason) => return drop_all(plan, reason),
     };
@@ -253,6 +290,13 @@ fn resolve_peer(
     Ok((network, (vni, remote), known))
 }
 
+/// The worker owning the network of `vni` when this worker holds a replica
+/// of it (a spread overlay).
+fn replica_owner(ctx: &RxContext<'_>, nets: &[Option<NetInfo>], vni: Vni) -> Option<usize> {
+    let network = ctx.vnis.get(&vni.get())?;
+    nets.get(network.index()).and_then(Option::as_ref)?.owner
+}
+
 /// What an opened packet's sender says of its inner frame's checksum. A
 /// partial checksum must lie where [`offload::partial_checksum_hdr`] finds
 /// it; an authenticated packet claiming one for another kind of frame is
@@ -301,9 +345,48 @@ impl Datapath {
                 captures.datagram(ctl::proto::Direction::Rx, received.from, config.local, datagram);
             }
         }
-        let ctx = RxContext { local: config.local, learn: config.learn_peers, vnis, peers, peer_ports };
+        let ctx =
+            RxContext { local: config.local, learn: config.learn_peers, vnis, peers, peer_ports, hand_over: true };
         rx_plan.clear();
         classify_batch(&ctx, nets, batch, tunnel.received(), rx_parsed, rx_plan);
+        self.apply_rx_plan(now);
+    }
+
+    /// Reads datagrams replicas handed over (see [`RxInstruction::HandOver`])
+    /// into the batch's free buffers, classifies them as if this worker's
+    /// socket had read them, and applies the instructions.
+    pub(super) fn read_handed_datagrams(&mut self) {
+        let now = self.clock.now();
+        let mut received = std::mem::take(&mut self.rx_handed);
+        received.clear();
+        let mut read = 0;
+        while !self.batch.is_full() {
+            let Some(handed) = self.spread.next_datagram() else { break };
+            read += 1;
+            if let Some((buf, into)) = self.batch.take_buffer() {
+                if let Some(into) = into.get_mut(..handed.bytes.len()) {
+                    into.copy_from_slice(&handed.bytes);
+                    received.push(Received { buf, range: 0..handed.bytes.len(), from: handed.from });
+                } else {
+                    self.batch.return_buffer();
+                }
+            }
+            self.spread.give_back_datagram(handed);
+        }
+        self.spread.taken_datagrams(read);
+        let Some(tunnel) = self.tunnel.as_ref() else { return };
+        let config = tunnel.config();
+        let Datapath { batch, nets, vnis, peers, peer_ports, rx_plan, rx_parsed, .. } = self;
+        let ctx =
+            RxContext { local: config.local, learn: config.learn_peers, vnis, peers, peer_ports, hand_over: false };
+        rx_plan.clear();
+        classify_batch(&ctx, nets, batch, &received, rx_parsed, rx_plan);
+        self.rx_handed = received;
+        self.apply_rx_plan(now);
+    }
+
+    /// Carries out the instructions [`classify_batch`] left in `rx_plan`.
+    fn apply_rx_plan(&mut self, now: crate::time::Timestamp) {
         let mut plan = std::mem::take(&mut self.rx_plan);
         for instruction in plan.drain(..) {
             self.apply(instruction, now);
@@ -317,6 +400,15 @@ impl Datapath {
             RxInstruction::Drop(reason) => {
                 if let Some(tunnel) = self.tunnel.as_mut() {
                     tunnel.count_drop(reason);
+                }
+                return;
+            }
+            RxInstruction::HandOver { owner, buf, datagram, from } => {
+                let bytes = self.batch.buffer_mut(buf, datagram);
+                if !self.spread.hand_over_datagram(owner, from, bytes)
+                    && let Some(tunnel) = self.tunnel.as_mut()
+                {
+                    tunnel.count_drop(DropReason::OwnerBusy);
                 }
                 return;
             }
@@ -427,6 +519,7 @@ mod tests {
             dns: Default::default(),
             cluster: Default::default(),
             proxy: Default::default(),
+            owner: None,
         };
         (vnis, peers, vec![Some(info)])
     }
@@ -453,7 +546,8 @@ mod tests {
     fn datagrams_become_instructions_without_touching_ports_or_peers() {
         let (vnis, peers, mut nets) = tables();
         let ports = HashMap::new();
-        let mut ctx = RxContext { local: vtep(1), learn: false, vnis: &vnis, peers: &peers, peer_ports: &ports };
+        let mut ctx =
+            RxContext { local: vtep(1), learn: false, vnis: &vnis, peers: &peers, peer_ports: &ports, hand_over: true };
         let inner = frame(BROADCAST, mac(7), 1);
         let d = vxlan(VNI, &inner);
         let len = d.len();
@@ -511,7 +605,8 @@ mod tests {
         ours.seal(&frame(BROADCAST, mac(7), 30), &mut own).unwrap();
         nets[0].as_mut().unwrap().crypto = Some(Box::new(ours));
         let ports = HashMap::new();
-        let ctx = RxContext { local: vtep(1), learn: false, vnis: &vnis, peers: &peers, peer_ports: &ports };
+        let ctx =
+            RxContext { local: vtep(1), learn: false, vnis: &vnis, peers: &peers, peer_ports: &ports, hand_over: true };
 
         // Host 2 seals six frames (counters 0..6) in one session; host 3
         // two in another; an epoch-9 sender (not accepted: 4..=6 are).
@@ -548,7 +643,7 @@ mod tests {
             .map(|i| match i {
                 RxInstruction::Deliver { port, buf, frame, .. } => Ok((*port, bufs.0[*buf][frame.clone()][14])),
                 RxInstruction::Drop(reason) => Err(*reason),
-                RxInstruction::Learn { .. } => panic!("nothing to learn: {i:?}"),
+                RxInstruction::Learn { .. } | RxInstruction::HandOver { .. } => panic!("nothing to learn: {i:?}"),
             })
             .collect();
         // The frames' first payload byte is their tag.

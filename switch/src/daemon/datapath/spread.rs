@@ -208,6 +208,19 @@ pub(super) struct Punted {
     pub(super) lender: usize,
 }
 
+/// A datagram a replica of a spread overlay read from a VTEP it has no
+/// tunnel port for, handed as it came to the network's owner (see
+/// [`super::overlay_rx`]).
+#[derive(Debug)]
+pub(super) struct HandedDatagram {
+    /// Its sender.
+    pub(super) from: SocketAddr,
+    /// The whole datagram (VXLAN header first).
+    pub(super) bytes: Vec<u8>,
+    /// The worker whose buffer `bytes` is, given back to it once read.
+    lender: usize,
+}
+
 /// What a worker keeps for spread networks.
 #[derive(Debug, Default)]
 pub(super) struct Spread {
@@ -220,8 +233,12 @@ pub(super) struct Spread {
     owned: Vec<NetworkId>,
     /// Frames for each owner (by worker index), sent after the batch.
     outgoing: Vec<Vec<Punted>>,
+    /// Datagrams for each owner (by worker index), sent with the frames.
+    outgoing_datagrams: Vec<Vec<HandedDatagram>>,
     /// Frames replicas handed to this worker, not yet read into a batch.
     incoming: VecDeque<Punted>,
+    /// Datagrams replicas handed to this worker, not yet read.
+    incoming_datagrams: VecDeque<HandedDatagram>,
     /// When this worker last told owners which stations it forwarded for.
     seen_sent: crate::time::Timestamp,
     /// What this worker last read of every worker's load, by index.
@@ -255,21 +272,65 @@ impl Spread {
     /// Connects worker `me` to every worker's loop.
     pub(super) fn connect(&mut self, me: usize, links: Vec<WorkerLink>) {
         self.outgoing = (0..links.len()).map(|_| Vec::new()).collect();
+        self.outgoing_datagrams = (0..links.len()).map(|_| Vec::new()).collect();
         self.samples = vec![LoadSample::default(); links.len()];
         self.me = me;
         self.links = links;
     }
 
-    /// Whether frames from replicas wait to be read.
+    /// Whether frames or datagrams from replicas wait to be read.
     pub(super) fn has_input(&self) -> bool {
-        !self.incoming.is_empty()
+        !self.incoming.is_empty() || !self.incoming_datagrams.is_empty()
     }
 
-    /// Takes frames a replica handed over.
-    pub(super) fn receive(&mut self, frames: Vec<Punted>) {
+    /// Whether datagrams from replicas wait to be read.
+    pub(super) fn has_datagrams(&self) -> bool {
+        !self.incoming_datagrams.is_empty()
+    }
+
+    /// Takes frames and datagrams a replica handed over.
+    pub(super) fn receive(&mut self, frames: Vec<Punted>, datagrams: Vec<HandedDatagram>) {
         self.placed_in += frames.iter().filter(|f| f.places_connection).count() as u64;
         self.taken += frames.iter().filter(|f| f.placed == Placed::Handed).count() as u64;
+        self.taken += datagrams.len() as u64;
         self.incoming.extend(frames);
+        self.incoming_datagrams.extend(datagrams);
+    }
+
+    /// The next datagram a replica handed over, if any (its buffer goes
+    /// back with [`Spread::give_back_datagram`]; count what was read with
+    /// [`Spread::taken_datagrams`]).
+    pub(super) fn next_datagram(&mut self) -> Option<HandedDatagram> {
+        self.incoming_datagrams.pop_front()
+    }
+
+    /// Gives a read datagram's buffer back to the worker that lent it.
+    pub(super) fn give_back_datagram(&self, datagram: HandedDatagram) {
+        self.give_back(datagram.lender, datagram.bytes);
+    }
+
+    /// Records that `n` handed-over datagrams were read.
+    pub(super) fn taken_datagrams(&self, n: usize) {
+        if let Some(me) = self.links.get(self.me) {
+            me.pending.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Copies `datagram`, from `from`, into the next message to worker
+    /// `owner`; false (nothing queued) when that worker already has its
+    /// fill of handed-over frames and datagrams waiting.
+    pub(super) fn hand_over_datagram(&mut self, owner: usize, from: SocketAddr, datagram: &[u8]) -> bool {
+        if !self.has_room(owner) {
+            return false;
+        }
+        let mut bytes = self.spare_buffer();
+        bytes.reserve_exact(datagram.len());
+        bytes.extend_from_slice(datagram);
+        let lender = self.me;
+        let Some(queue) = self.outgoing_datagrams.get_mut(owner) else { return false };
+        queue.push(HandedDatagram { from, bytes, lender });
+        self.punted += 1;
+        true
     }
 
     /// The workers other than this one.
@@ -321,11 +382,13 @@ impl Spread {
         self.links.get(self.me).map_or(0, |me| me.spares.len())
     }
 
-    /// Whether worker `k` can take another handed-over frame: fewer than
-    /// [`MAX_HANDED_OVER`] wait for it, counting this batch's.
+    /// Whether worker `k` can take another handed-over frame or datagram:
+    /// fewer than [`MAX_HANDED_OVER`] wait for it, counting this batch's.
     fn has_room(&self, k: usize) -> bool {
-        match (self.links.get(k), self.outgoing.get(k)) {
-            (Some(link), Some(queued)) => link.pending.load(Ordering::Relaxed) + queued.len() < MAX_HANDED_OVER,
+        match (self.links.get(k), self.outgoing.get(k), self.outgoing_datagrams.get(k)) {
+            (Some(link), Some(frames), Some(datagrams)) => {
+                link.pending.load(Ordering::Relaxed) + frames.len() + datagrams.len() < MAX_HANDED_OVER
+            }
             _ => false,
         }
     }
@@ -652,14 +715,16 @@ impl Datapath {
         true
     }
 
-    /// Sends the frames planned for owners, one message per owner.
+    /// Sends the frames and datagrams planned for owners, one message per
+    /// owner.
     pub(super) fn send_punted(&mut self) {
-        let Spread { outgoing, links, .. } = &mut self.spread;
-        for (frames, link) in outgoing.iter_mut().zip(links.iter()) {
-            if !frames.is_empty() {
-                let n = frames.len();
+        let Spread { outgoing, outgoing_datagrams, links, .. } = &mut self.spread;
+        for ((frames, datagrams), link) in outgoing.iter_mut().zip(outgoing_datagrams.iter_mut()).zip(links.iter()) {
+            if !frames.is_empty() || !datagrams.is_empty() {
+                let n = frames.len() + datagrams.len();
                 link.pending.fetch_add(n, Ordering::Relaxed);
-                if !link.send(Command::Punted { frames: std::mem::take(frames) }) {
+                let (frames, datagrams) = (std::mem::take(frames), std::mem::take(datagrams));
+                if !link.send(Command::Punted { frames, datagrams }) {
                     link.pending.fetch_sub(n, Ordering::Relaxed);
                 }
             }
@@ -754,15 +819,50 @@ impl Datapath {
     /// Tells the owner of every replica network which stations this worker
     /// forwarded for since the last time (once a second, from the tick):
     /// their traffic never reaches the owner, whose table would age them
-    /// out. A scan of each replica's table: O(entries) a second.
+    /// out. A scan of each replica's table: O(entries) a second. Likewise
+    /// the peers of spread overlays this worker received packets from,
+    /// which age on their owner when it learned them.
     pub(super) fn send_replica_seen(&mut self, now: crate::time::Timestamp) {
         let since = std::mem::replace(&mut self.spread.seen_sent, now);
         let replicas: Vec<NetworkId> = self.bridge.network_ids().filter(|&n| self.bridge.is_replica(n)).collect();
-        for network in replicas {
+        if replicas.is_empty() {
+            return;
+        }
+        for &network in &replicas {
             let Some(owner) = self.owner_of_replica(network) else { continue };
             let seen = self.bridge.replica_seen(network, since);
             if let (false, Some(link)) = (seen.is_empty(), self.spread.links.get(owner)) {
                 link.send(Command::FdbSeen { network, seen });
+            }
+        }
+        self.send_peers_seen(&replicas, since);
+    }
+
+    /// Tells the owners of spread overlays among `replicas` which of their
+    /// peers sent this worker packets since `since`: O(ports) a second.
+    fn send_peers_seen(&self, replicas: &[NetworkId], since: crate::time::Timestamp) {
+        let mut by_owner: Vec<Vec<(vxlan::Vni, SocketAddr)>> = vec![Vec::new(); self.spread.links.len()];
+        for (index, io) in self.ports.iter().enumerate() {
+            let Some(PortIo::Tunnel { vni, remote, .. }) = io else { continue };
+            let Ok(network) = self.bridge.port_config(PortId(index as u32)).map(|c| c.network) else { continue };
+            if !replicas.contains(&network) {
+                continue;
+            }
+            // Strictly after the last report: the owner takes a report as
+            // seen now, so reporting the packet of that millisecond again
+            // would keep a silent peer alive for ever (one that came in the
+            // same millisecond after the report is missed: its peer ages at
+            // most a second early).
+            let seen = self.peers.last_seen(*vni, *remote).is_some_and(|at| at > since.0);
+            if let (true, Some(owner)) = (seen, self.owner_of_replica(network))
+                && let Some(peers) = by_owner.get_mut(owner)
+            {
+                peers.push((*vni, *remote));
+            }
+        }
+        for (peers, link) in by_owner.into_iter().zip(&self.spread.links) {
+            if !peers.is_empty() {
+                link.send(Command::PeersSeen { peers });
             }
         }
     }
@@ -809,7 +909,7 @@ impl Datapath {
             if self.nets.len() <= id.index() {
                 self.nets.resize_with(id.index() + 1, || None);
             }
-            self.nets[id.index()] = Some(super::NetInfo::replica_overlay(vni, mtu, mss_clamp));
+            self.nets[id.index()] = Some(super::NetInfo::replica_overlay(vni, mtu, mss_clamp, owner));
         }
         Ok(())
     }

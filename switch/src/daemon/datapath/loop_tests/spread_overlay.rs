@@ -4,6 +4,7 @@
 //! else to the owner, and never forwards from one tunnel port to another.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::super::handle::{Command, NetworkSpec};
 use super::super::testing::frames::{BROADCAST, frame, icmp, ip, mac, udp, vtep, vxlan};
@@ -22,7 +23,13 @@ fn spread_overlay() -> (Harness, Harness, NetworkId, PortId, [PortId; 2]) {
 
 /// [`spread_overlay`] of network `spec` (spread).
 fn spread_overlay_of(spec: NetworkSpec) -> (Harness, Harness, NetworkId, PortId, [PortId; 2]) {
-    let (mut owner, mut replica) = (Harness::with(Setup::host(1)), Harness::with(Setup::host(1)));
+    spread_overlay_on(Setup::host, spec)
+}
+
+/// [`spread_overlay`] of network `spec` (spread), both workers on host 1
+/// as `setup` makes it.
+fn spread_overlay_on(setup: fn(u8) -> Setup, spec: NetworkSpec) -> (Harness, Harness, NetworkId, PortId, [PortId; 2]) {
+    let (mut owner, mut replica) = (Harness::with(setup(1)), Harness::with(setup(1)));
     Harness::link(&mut [&mut owner, &mut replica]);
     let spec = NetworkSpec { spread: true, ..spec };
     let net = owner.network(spec);
@@ -101,9 +108,11 @@ fn a_peer_the_owner_removes_is_gone_from_the_replica_too() {
     let (mut owner, mut replica, net, a, _) = spread_overlay();
     assert!(owner.remove_peer(net, vtep(2)));
     settle(&mut owner, &mut replica);
+    // The replica hands the stranger's datagram to the owner, which drops it.
     replica.inject_datagram(from_host(2), &vxlan(VNI, &frame(BROADCAST, mac(7), 1)));
     settle(&mut owner, &mut replica);
-    assert_eq!(replica.vtep_counters().drops.get(DropReason::UnknownPeer), 1);
+    assert_eq!(replica.vtep_counters().drops.get(DropReason::UnknownPeer), 0);
+    assert_eq!(owner.vtep_counters().drops.get(DropReason::UnknownPeer), 1);
     assert!(owner.sent_frames(a).is_empty() && replica.sent_frames(a).is_empty());
     // Host 3 is still a peer there.
     replica.inject_datagram(from_host(3), &vxlan(VNI, &frame(BROADCAST, mac(8), 2)));
@@ -135,4 +144,96 @@ fn a_frame_too_big_for_the_tunnel_on_a_replica_is_answered_by_the_owners_gateway
     assert_eq!(answers.len(), 1, "{answers:?}");
     let answer = icmp(&answers[0]).expect("an ICMP message");
     assert_eq!((answer.src, answer.dst), (ip(1), ip(2)), "from the network's gateway");
+}
+
+/// The VTEP on host 1, learning peers (`--learn-peers`).
+fn learning_host(n: u8) -> Setup {
+    Setup::host(n).learning()
+}
+
+#[test]
+fn a_replica_hands_an_unknown_vteps_datagrams_to_the_owner_which_learns_it_for_both() {
+    let (mut owner, mut replica, net, a, _) = spread_overlay_on(learning_host, overlay_network(0, VNI));
+    // Host 4 is no peer: its first datagram reaches the replica's socket,
+    // which hands it over; the owner learns host 4, delivers the frame and
+    // mirrors the new tunnel port on the replica.
+    replica.inject_datagram(from_host(4), &vxlan(VNI, &frame(BROADCAST, mac(9), 1)));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(9), 1)]);
+    assert!(replica.sent_frames(a).is_empty());
+    let p4 = owner.lookup(net, mac(9)).expect("station 9 learned behind host 4");
+    let tunnels = owner.snapshot().tunnels;
+    assert!(tunnels.iter().any(|t| t.port == p4 && t.learned), "{tunnels:?}");
+    assert_eq!(replica.vtep_counters().drops.get(DropReason::UnknownPeer), 0);
+    assert_eq!(owner.vtep_counters().drops.get(DropReason::UnknownPeer), 0);
+
+    // Station 1 behind `a` answers (through the owner's queue), and host 4's
+    // next datagram on the replica is the replica's own to deliver.
+    owner.inject(a, &frame(mac(9), mac(1), 2));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_datagrams().len(), 1, "the answer went to host 4");
+    replica.inject_datagram(from_host(4), &vxlan(VNI, &frame(mac(1), mac(9), 3)));
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(a), vec![frame(mac(1), mac(9), 3)]);
+    assert!(owner.sent_frames(a).is_empty(), "the owner did nothing");
+    assert_eq!(replica.counters(p4).rx_packets, 1);
+}
+
+#[test]
+fn a_learned_peer_heard_only_by_a_replica_does_not_age_out_on_its_owner() {
+    let (mut owner, mut replica, net, a, _) = spread_overlay_on(learning_host, overlay_network(0, VNI));
+    replica.inject_datagram(from_host(4), &vxlan(VNI, &frame(BROADCAST, mac(9), 1)));
+    settle(&mut owner, &mut replica);
+    owner.sent_frames(a);
+    let p4 = owner.lookup(net, mac(9)).expect("host 4 learned");
+    // Station 1 behind `a` is known everywhere.
+    owner.inject(a, &frame(mac(9), mac(1), 0));
+    settle(&mut owner, &mut replica);
+    owner.sent_datagrams();
+    let learned = |h: &mut Harness| h.snapshot().tunnels.iter().any(|t| t.port == p4);
+    // For 10 minutes (learned peers age after 5 without packets) only the
+    // replica hears host 4 (and station 1), every 100 s; the owner keeps
+    // the port.
+    for _ in 0..6 {
+        for h in [&mut owner, &mut replica] {
+            h.advance(Duration::from_secs(100));
+        }
+        replica.inject_datagram(from_host(4), &vxlan(VNI, &frame(mac(1), mac(9), 2)));
+        replica.inject(a, &frame(mac(9), mac(1), 3));
+        settle(&mut owner, &mut replica);
+        assert_eq!(replica.sent_frames(a), vec![frame(mac(1), mac(9), 2)], "delivered by the replica");
+        assert_eq!(replica.sent_datagrams().len(), 1, "sent by the replica");
+        assert!(learned(&mut owner), "host 4 aged out on its owner while the replica heard it");
+    }
+    assert!(owner.sent_frames(a).is_empty() && owner.vtep_counters().rx_packets == 0, "the owner heard nothing");
+    assert_eq!(owner.vtep_counters().drops.get(DropReason::UnknownPeer), 0);
+    // Silent for 5 minutes more: aged out on the owner, unmirrored on the
+    // replica, whose next datagram from host 4 is handed over (and learned
+    // again).
+    for h in [&mut owner, &mut replica] {
+        h.advance(Duration::from_secs(301));
+    }
+    settle(&mut owner, &mut replica);
+    owner.step();
+    settle(&mut owner, &mut replica);
+    assert!(!learned(&mut owner), "host 4 stayed without packets");
+    replica.inject_datagram(from_host(4), &vxlan(VNI, &frame(BROADCAST, mac(9), 3)));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(9), 3)], "learned again, by the owner");
+}
+
+#[test]
+fn a_peers_packets_reaching_a_replica_before_its_mirror_are_delivered_by_the_owner() {
+    let (mut owner, mut replica, _net, a, [p2, _]) = spread_overlay();
+    // As if the owner had just made host 2's port and its mirror were still
+    // on the way: the replica has no port for host 2.
+    replica.dp.unmirror_tunnel(p2);
+    replica.inject_datagram(from_host(2), &vxlan(VNI, &frame(BROADCAST, mac(7), 1)));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(7), 1)], "delivered by the owner");
+    assert_eq!(owner.counters(p2).rx_packets, 1, "from host 2's port");
+    assert!(replica.sent_frames(a).is_empty());
+    for h in [&owner, &replica] {
+        assert_eq!(h.vtep_counters().drops.get(DropReason::UnknownPeer), 0);
+    }
 }
