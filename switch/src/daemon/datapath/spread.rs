@@ -193,6 +193,10 @@ pub(super) struct Punted {
     /// hand over its frames) and whose id went to another network's port
     /// must not deliver them there.
     pub(super) network: Option<NetworkId>,
+    /// The remote VTEP, when `port` was a tunnel port: one whose id the
+    /// owner gave to another peer of the same network meanwhile must not
+    /// deliver them as that peer's.
+    pub(super) tunnel: Option<SocketAddr>,
     pub(super) bytes: Vec<u8>,
     /// Placed on the receiving worker to be written there (a connection's
     /// SYN or SYN-ACK), or handed over to be decided.
@@ -607,8 +611,9 @@ impl Datapath {
         }
         let me = self.spread.me;
         let network = self.bridge.port_config(port).ok().map(|c| c.network);
+        let tunnel = self.tunnel_remote(port);
         let Some(queue) = self.spread.outgoing.get_mut(owner) else { return false };
-        queue.push(Punted { port, network, bytes, placed, places_connection, from: me, lender: me });
+        queue.push(Punted { port, network, tunnel, bytes, placed, places_connection, from: me, lender: me });
         true
     }
 
@@ -759,8 +764,11 @@ impl Datapath {
             {
                 self.spread.rebalancer.forget(&key);
             }
-            if self.bridge.port_config(punted.port).ok().map(|c| c.network) != punted.network {
-                // Its port went (and its id may be another network's now).
+            if self.bridge.port_config(punted.port).ok().map(|c| c.network) != punted.network
+                || self.tunnel_remote(punted.port) != punted.tunnel
+            {
+                // Its port went (and its id may be another network's or
+                // another peer's now).
                 self.spread.give_back(punted.lender, punted.bytes);
                 continue;
             }
@@ -771,6 +779,14 @@ impl Datapath {
         }
         if let Some(me) = self.spread.links.get(self.spread.me) {
             me.pending.fetch_sub(read, Ordering::Relaxed);
+        }
+    }
+
+    /// The remote VTEP of `port`, when it is a tunnel port.
+    fn tunnel_remote(&self, port: PortId) -> Option<SocketAddr> {
+        match self.ports.get(port.index()) {
+            Some(Some(PortIo::Tunnel { remote, .. })) => Some(*remote),
+            _ => None,
         }
     }
 

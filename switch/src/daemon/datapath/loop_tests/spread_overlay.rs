@@ -237,3 +237,22 @@ fn a_peers_packets_reaching_a_replica_before_its_mirror_are_delivered_by_the_own
         assert_eq!(h.vtep_counters().drops.get(DropReason::UnknownPeer), 0);
     }
 }
+
+#[test]
+fn frames_a_replica_handed_over_for_a_removed_peer_are_not_delivered_as_the_next_peers() {
+    let (mut owner, mut replica, net, a, [p2, _]) = spread_overlay();
+    // The owner removes host 2 and at once makes host 4's port, which takes
+    // host 2's id; the replica has not read either change yet.
+    assert!(owner.remove_peer(net, vtep(2)));
+    assert_eq!(owner.peer(net, vtep(4)), p2, "the freed id is reused");
+    // Meanwhile the replica read a broadcast from host 2 through the port
+    // it still mirrors, and handed it over (its commands not read yet).
+    replica.inject_datagram(from_host(2), &vxlan(VNI, &frame(BROADCAST, mac(7), 1)));
+    replica.dp.tunnel_ready = true;
+    replica.dp.read_batch();
+    replica.dp.forward();
+    settle(&mut owner, &mut replica);
+    assert!(owner.sent_frames(a).is_empty(), "delivered as host 4's");
+    assert_eq!(owner.lookup(net, mac(7)), None, "station 7 learned behind host 4");
+    assert!(owner.sent_datagrams().is_empty());
+}
