@@ -399,3 +399,52 @@ fn a_capture_of_ports_on_two_workers_sees_both_and_the_underlay_capture_every_wo
     let vnis: Vec<&str> = vnis.iter().map(|r| r[0].as_str()).collect();
     assert_eq!(vnis, ["4142", "4142", "4143", "4143"], "each worker's underlay socket, in time order");
 }
+
+#[test]
+fn a_capture_of_a_spread_overlays_tunnel_port_sees_the_flows_every_worker_carries() {
+    let test = "a_capture_of_a_spread_overlays_tunnel_port_sees_the_flows_every_worker_carries";
+    if !require_root(test) || !require_tshark(test) {
+        return;
+    }
+    // A spread overlay on host 1's two workers: the kernel hashes each of
+    // host 2's flows (by its outer source port) to one of them, and the
+    // replica's mirror of the tunnel port carries its share.
+    let u = Underlay::new([10, 210, 49], 2);
+    let (h1, h2) = (u.host(0), u.host(1));
+    let d1 = vtep_daemon(h1, &["--workers", "2"]);
+    let d2 = vtep_daemon(h2, &[]);
+    let net = u.name("sp");
+    d1.overlay_create(&net, "10.241.4.0/24", 4144, &["--attachable", "-o", "spread"]);
+    d2.overlay_create(&net, "10.241.4.0/24", 4144, &["--attachable"]);
+    d1.peer_add(h2.vtep(), &[]);
+    d2.peer_add(h1.vtep(), &[]);
+    let (_, e1) = sandbox_on(&d1, &net, "sp", "10.241.4.11");
+    let (s2, e2) = sandbox_on(&d2, &net, "sp", "10.241.4.12");
+    assert!(ping(&s2, ip_of(&e1), 1), "the overlay works");
+
+    let replica_frames = || {
+        let stats: Vec<proto::PortStats> = d1.ctl_json(&["stats"]);
+        stats.iter().filter_map(|s| s.worker).map(|w| w.replica_frames).sum::<u64>()
+    };
+    let tunnel = vswitch::overlay::tunnel_port(h2.vtep());
+    let received = || d1.stats_map().iter().filter(|((p, _), _)| *p == tunnel).map(|(_, s)| s.rx_packets).sum::<u64>();
+    let capture = CaptureRun::start(&d1, &[&tunnel, "--filter", "udp dst port 7777"], "spread.pcap");
+    // 32 flows: one datagram from each of 32 source ports.
+    const FLOWS: u64 = 32;
+    let (replica_before, received_before) = (replica_frames(), received());
+    let to = std::net::SocketAddr::from((ip_of(&e1), 7777));
+    for k in 0..FLOWS {
+        vswitch::udp_send(&s2, ip_of(&e2), to, &[vec![k as u8; 16]]).expect("a datagram sent");
+    }
+    wait_until(
+        Duration::from_secs(10),
+        || format!("{FLOWS} datagrams through the tunnel port (received {})", received() - received_before),
+        || (received() >= received_before + FLOWS).then_some(()),
+    );
+    assert!(replica_frames() > replica_before, "every flow was hashed to the owner (1 in 2^31)");
+    let (summary, file) = capture.interrupt();
+    assert_eq!(summary.captured, FLOWS, "the capture missed the replica's frames: {summary:?}");
+    let ports = frames(&file, "", &["udp.srcport"]);
+    let distinct: std::collections::BTreeSet<&str> = ports.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(distinct.len() as u64, FLOWS, "{ports:?}");
+}

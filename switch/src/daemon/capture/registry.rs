@@ -74,6 +74,19 @@ impl Session {
         &self.scope
     }
 
+    /// Keeps, of a capture of ports, only those `held` says this worker
+    /// has; false when none is left (the worker should keep no session).
+    /// Other scopes stay whole.
+    pub fn retain_ports(&mut self, held: impl Fn(PortId) -> bool) -> bool {
+        match &mut self.scope {
+            Scope::Ports(ports) => {
+                ports.retain(|&p| held(p));
+                !ports.is_empty()
+            }
+            _ => true,
+        }
+    }
+
     /// Filters and queues one frame.
     fn offer(&mut self, port: PortId, direction: Direction, frame: &[u8], remote: Option<SocketAddr>, now: Duration) {
         if !self.ring.wants_frames() {

@@ -134,8 +134,13 @@ impl Datapath {
             Command::NatFlows { reply } => {
                 let _ = reply.send(self.nat_flows());
             }
-            Command::Capture { session, reply } => {
-                self.captures.add(*session);
+            Command::Capture { mut session, reply } => {
+                // Of a port list, only the ports this worker holds (a
+                // tunnel port asked of every worker is mirrored on some);
+                // none: no session here.
+                if session.retain_ports(|p| self.bridge.port_config(p).is_ok()) {
+                    self.captures.add(*session);
+                }
                 let _ = reply.send(());
             }
             Command::SetImpair { id, settings, reply } => {

@@ -1271,10 +1271,13 @@ impl DatapathHandle {
     }
 
     /// Starts a packet capture on every worker that owns something it
-    /// captures: a network's worker; each worker owning one of the ports
-    /// (with those ports); every worker for the underlay (each has its own
-    /// underlay socket). All of them fill the session's one ring, from their
-    /// next batch on. Returns how many workers capture.
+    /// captures: a network's worker (every worker for a spread network);
+    /// each worker owning one of the ports (with those ports; every worker
+    /// for ports of spread networks, and for tunnel ports while any overlay
+    /// is spread, where a worker that does not hold them keeps no session);
+    /// every worker for the underlay (each has its own underlay socket). All
+    /// of them fill the session's one ring, from their next batch on.
+    /// Returns how many workers were asked to capture.
     pub fn capture(&self, session: crate::daemon::capture::Session) -> Result<usize, DatapathError> {
         use crate::daemon::capture::{FilterError, Scope, Session};
         let sessions: Vec<(usize, Session)> = {
@@ -1290,7 +1293,12 @@ impl DatapathHandle {
                     let mut by_worker: Vec<(usize, Vec<PortId>)> = Vec::new();
                     for port in ports {
                         let owner = routes.of_port(port);
-                        let spread = routes.spread_ports.contains(&port);
+                        // A tunnel port may be a spread overlay's, mirrored
+                        // on every worker: each keeps the session only if it
+                        // holds the port.
+                        let mirrored =
+                            !routes.hashed_vnis.is_empty() && matches!(PortRole::of(port), PortRole::Tunnel(_));
+                        let spread = routes.spread_ports.contains(&port) || mirrored;
                         for k in (0..self.workers.len()).filter(|&k| k == owner || spread) {
                             match by_worker.iter_mut().find(|(w, _)| *w == k) {
                                 Some((_, mine)) => mine.push(port),

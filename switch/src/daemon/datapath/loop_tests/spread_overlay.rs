@@ -256,3 +256,53 @@ fn frames_a_replica_handed_over_for_a_removed_peer_are_not_delivered_as_the_next
     assert_eq!(owner.lookup(net, mac(7)), None, "station 7 learned behind host 4");
     assert!(owner.sent_datagrams().is_empty());
 }
+
+#[test]
+fn a_capture_of_a_spread_overlays_tunnel_port_sees_what_the_replica_forwards() {
+    use std::sync::Arc;
+
+    use crate::daemon::capture::{CaptureRing, Popped, Scope, Session};
+
+    let (mut owner, mut replica, net, a, [p2, _]) = spread_overlay();
+    owner.inject_datagram(from_host(2), &vxlan(VNI, &frame(BROADCAST, mac(7), 1)));
+    owner.inject(a, &frame(mac(7), mac(1), 2));
+    settle(&mut owner, &mut replica);
+    owner.sent_frames(a);
+    owner.sent_datagrams();
+    assert_eq!(replica.lookup(net, mac(1)), Some(a));
+
+    // One capture of host 2's tunnel port and of a port the replica does
+    // not hold (the gateway stand-in is the owner's): asked of both workers,
+    // as the handle does while an overlay is spread.
+    let ring = Arc::new(CaptureRing::new(16, 65_536, None));
+    let scope = Scope::Ports(vec![p2, PortId(9_999)]);
+    for h in [&mut owner, &mut replica] {
+        let session = Box::new(Session::new(ring.clone(), scope.clone(), None));
+        h.call(|reply| Command::Capture { session, reply });
+    }
+    let stray = Box::new(Session::new(ring.clone(), Scope::Ports(vec![PortId(9_999)]), None));
+    replica.call(|reply| Command::Capture { session: stray, reply });
+
+    // Both directions of a flow the replica alone carries.
+    replica.inject_datagram(from_host(2), &vxlan(VNI, &frame(mac(1), mac(7), 3)));
+    replica.inject(a, &frame(mac(7), mac(1), 4));
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(a).len(), 1);
+    assert_eq!(replica.sent_datagrams().len(), 1);
+    let mut captured = Vec::new();
+    while let Popped::Record(r) = ring.pop(std::time::Duration::ZERO) {
+        captured.push((r.port, r.direction, r.data.clone()));
+        ring.recycle(r);
+    }
+    use ctl::proto::Direction::{Rx, Tx};
+    captured.sort_by_key(|(_, direction, _)| *direction == Tx);
+    assert_eq!(captured, vec![(p2, Rx, frame(mac(1), mac(7), 3)), (p2, Tx, frame(mac(7), mac(1), 4))]);
+    // The session of a port the replica lacks was not kept: removing host
+    // 2's port on both workers ends the capture.
+    assert!(owner.remove_peer(net, vtep(2)));
+    settle(&mut owner, &mut replica);
+    for h in [&mut owner, &mut replica] {
+        h.step();
+    }
+    assert!(matches!(ring.pop(std::time::Duration::ZERO), Popped::Ended), "the capture outlived its port");
+}
