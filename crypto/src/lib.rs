@@ -13,6 +13,8 @@
 //! - [`replay`]: the RFC 6479 sliding window ([`ReplayWindow`]).
 //! - [`network`]: [`NetworkCrypto`], one network's sealer and opener, and key
 //!   rotation.
+//! - [`lanes`]: one network sealed by several threads of a host
+//!   ([`SessionLane`], [`HostSessions`]).
 //!
 //! The cipher is ring's assembly ChaCha20-Poly1305.
 //!
@@ -84,6 +86,7 @@
 
 pub mod error;
 pub mod keys;
+pub mod lanes;
 pub mod network;
 pub mod open;
 pub mod replay;
@@ -94,6 +97,7 @@ pub mod wire;
 
 pub use error::{KeyError, MalformedReason, NodeKeyError, OpenError, SealError, SealedKeyError, SecretError};
 pub use keys::{KeySource, NetworkKey};
+pub use lanes::{HostSessions, SessionLane};
 pub use network::NetworkCrypto;
 pub use open::{DEFAULT_MAX_SESSIONS, Opened, Opener, SessionRun};
 pub use replay::{REPLAY_WINDOW, ReplayWindow};

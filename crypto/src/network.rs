@@ -3,11 +3,13 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 
 use vxlan::Vni;
 
 use crate::error::{KeyError, OpenError, SealError};
 use crate::keys::NetworkKey;
+use crate::lanes::{HostSessions, SessionLane};
 use crate::open::{Opened, Opener, SessionRun};
 use crate::seal::Sealer;
 use crate::secret::ClusterSecret;
@@ -41,12 +43,19 @@ const OWN_SESSIONS: usize = 16;
 /// who sent a packet: a packet this host sealed could be sent back to it by
 /// someone on the underlay. [`NetworkCrypto::open`] therefore refuses the
 /// host's own recent session ids ([`OpenError::Reflected`]).
+///
+/// Several threads of one host may each hold a `NetworkCrypto` of the same
+/// network ([`NetworkCrypto::spread`]): each seals in sessions of its own
+/// lane, and all refuse each other's sessions sent back.
 #[derive(Debug)]
 pub struct NetworkCrypto {
     /// The sender session; none while the current epoch has no installed key.
     sealer: Option<Sealer>,
     opener: Opener,
     own_sessions: VecDeque<u64>,
+    /// With several sealing threads: this one's lane and how many sessions
+    /// it drew in it, and the sessions of every thread.
+    spread: Option<(SessionLane, u32, Arc<HostSessions>)>,
 }
 
 impl NetworkCrypto {
@@ -57,6 +66,7 @@ impl NetworkCrypto {
             sealer: Some(Sealer::new(NetworkKey::derive(secret, vni, epoch))?),
             opener: Opener::new(secret, vni, epoch),
             own_sessions: VecDeque::with_capacity(OWN_SESSIONS),
+            spread: None,
         };
         crypto.remember_own_session();
         Ok(crypto)
@@ -71,6 +81,34 @@ impl NetworkCrypto {
             sealer: None,
             opener: Opener::with_installed_keys(vni, epoch),
             own_sessions: VecDeque::with_capacity(OWN_SESSIONS),
+            spread: None,
+        }
+    }
+
+    /// Makes this one of several threads sealing for the network: from now
+    /// on it seals in sessions of `lane` (a new one at once, if it can
+    /// send), records them in `host`, and refuses packets of any session
+    /// in `host` (another thread's, sent back). See [`crate::lanes`].
+    pub fn spread(&mut self, lane: SessionLane, host: Arc<HostSessions>) -> Result<(), SealError> {
+        self.spread = Some((lane, 0, host));
+        if let Some(sealer) = &self.sealer {
+            let key = self.opener.network_key(sealer.epoch()).ok_or(SealError::NoKey { epoch: sealer.epoch() })?;
+            self.sealer = Some(self.make_sealer(key)?);
+            self.remember_own_session();
+        }
+        Ok(())
+    }
+
+    /// A new sender session under `key`: in this thread's lane when
+    /// spread, else with a random id.
+    fn make_sealer(&mut self, key: NetworkKey) -> Result<Sealer, SealError> {
+        match &mut self.spread {
+            Some((lane, drawn, _)) => {
+                let id = lane.session_id(*drawn)?;
+                *drawn = drawn.wrapping_add(1);
+                Ok(Sealer::with_session_id(key, id))
+            }
+            None => Sealer::new(key),
         }
     }
 
@@ -85,7 +123,7 @@ impl NetworkCrypto {
         let changed = current && !self.opener.network_key(epoch).is_some_and(|k| k.same_as(&key));
         self.opener.install(key.clone())?;
         if current && (changed || self.sealer.is_none()) {
-            self.sealer = Some(Sealer::new(key).map_err(|_| KeyError::Random)?);
+            self.sealer = Some(self.make_sealer(key).map_err(|_| KeyError::Random)?);
             self.remember_own_session();
         }
         Ok(())
@@ -121,6 +159,9 @@ impl NetworkCrypto {
                 self.own_sessions.pop_front();
             }
             self.own_sessions.push_back(id);
+            if let Some((_, _, host)) = &self.spread {
+                host.record(id);
+            }
         }
     }
 
@@ -144,7 +185,7 @@ impl NetworkCrypto {
             return Ok(());
         }
         let key = self.opener.network_key(epoch).ok_or(SealError::NoKey { epoch })?;
-        self.sealer = Some(Sealer::new(key)?);
+        self.sealer = Some(self.make_sealer(key)?);
         self.opener.set_epoch(epoch);
         self.remember_own_session();
         Ok(())
@@ -195,7 +236,8 @@ impl NetworkCrypto {
     /// open a run of its packets; also refuses this host's own recent
     /// sender sessions ([`OpenError::Reflected`]).
     pub fn session(&mut self, header: &Header) -> Result<SessionRun<'_>, OpenError> {
-        if self.own_sessions.contains(&header.session_id) {
+        let id = header.session_id;
+        if self.own_sessions.contains(&id) || self.spread.as_ref().is_some_and(|(_, _, host)| host.contains(id)) {
             return Err(OpenError::Reflected);
         }
         self.opener.session(header)
@@ -229,6 +271,43 @@ mod tests {
         // Sessions from before a rotation are remembered too.
         a.set_epoch(1).unwrap();
         assert_eq!(a.open(&mut packet).unwrap_err(), OpenError::Reflected);
+    }
+
+    #[test]
+    fn threads_of_one_host_seal_in_their_lanes_and_refuse_each_others_packets_sent_back() {
+        use crate::lanes::receiving_thread;
+
+        let secret = ClusterSecret::from_bytes([7; 32]);
+        let vni = Vni::new(42).unwrap();
+        let host = Arc::new(HostSessions::default());
+        let lane = SessionLane::random(2).unwrap();
+        let mut threads: Vec<NetworkCrypto> = (0..2)
+            .map(|k| {
+                let mut t = NetworkCrypto::new(&secret, vni, 0).unwrap();
+                t.spread(lane.for_thread(k), host.clone()).unwrap();
+                t
+            })
+            .collect();
+        let mut other = NetworkCrypto::new(&secret, vni, 0).unwrap();
+        for epoch in [0, 1] {
+            let mut packets = Vec::new();
+            for t in &mut threads {
+                t.set_epoch(epoch).unwrap();
+                let mut packet = Vec::new();
+                t.seal(&[0x5a; 60], &mut packet).unwrap();
+                packets.push(packet);
+            }
+            let ids: Vec<u64> = packets.iter().map(|p| Header::parse(p).unwrap().session_id).collect();
+            assert_ne!(receiving_thread(ids[0], 2), receiving_thread(ids[1], 2), "{ids:x?}");
+            // Each thread refuses the other's packet sent back; another
+            // host opens both.
+            assert_eq!(threads[1].open(&mut packets[0].clone()).unwrap_err(), OpenError::Reflected);
+            assert_eq!(threads[0].open(&mut packets[1].clone()).unwrap_err(), OpenError::Reflected);
+            other.set_epoch(epoch).unwrap();
+            for p in &mut packets {
+                other.open(p).expect("another host opens it");
+            }
+        }
     }
 
     fn key(vni: Vni, epoch: u32) -> NetworkKey {
