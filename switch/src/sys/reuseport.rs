@@ -2,8 +2,9 @@
 //! datapath worker on the VTEP's address and port, and the classic BPF
 //! program that picks, for every datagram, the socket of the worker that
 //! owns its overlay network (socket index = VNI % workers), so a packet
-//! never crosses threads; a spread overlay's packets are left to the
-//! kernel's hash instead ([`Steering::hash`]: every worker serves it).
+//! never crosses threads; a spread overlay's plain packets are left to the
+//! kernel's hash instead, and its encrypted ones go by their sender
+//! session ([`Steering::hash`]: every worker serves it).
 //!
 //! The kernel runs a group's program (`SO_ATTACH_REUSEPORT_CBPF`) with the
 //! packet's UDP payload at offset 0 and takes its return value as the index
@@ -37,47 +38,65 @@ const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
     sock_filter { code: code as u16, jt, jf, k }
 }
 
-/// The steering program for a group of `sockets` sockets: it returns the
-/// VNI of the datagram modulo `sockets`.
-pub fn steering_program(sockets: u32) -> [sock_filter; 8] {
-    let sockets = sockets.max(1);
-    [
-        // 0: A = byte 0 (VXLAN flags, or vswitch's encrypted type byte).
-        stmt(BPF_LD | BPF_B | BPF_ABS, 0),
-        // 1: the VXLAN I flag set: plain VXLAN (go to 2), else encrypted (go to 5).
-        jump(BPF_JMP | BPF_JSET | BPF_K, 0x08, 0, 3),
-        // 2: A = bytes 4..7 (big-endian): VNI << 8 | reserved byte.
-        stmt(BPF_LD | BPF_W | BPF_ABS, 4),
-        // 3: A = VNI.
-        stmt(BPF_ALU | BPF_RSH | BPF_K, 8),
-        // 4: to the modulo.
-        stmt(BPF_JMP | BPF_JA, 2),
-        // 5: A = bytes 0..3 (big-endian): type byte << 24 | VNI.
-        stmt(BPF_LD | BPF_W | BPF_ABS, 0),
-        // 6: A = VNI.
-        stmt(BPF_ALU | BPF_AND | BPF_K, 0x00ff_ffff),
-        // 7: A = VNI % sockets (`program` appends `return A`).
-        stmt(BPF_ALU | BPF_MOD | BPF_K, sockets),
-    ]
-}
+/// Where [`program`] finds what it steers by in a datagram (its UDP
+/// payload): a plain VXLAN header's VNI is the top 24 bits of the word at
+/// byte 4; an encrypted packet's type byte and VNI are the word at byte 0,
+/// and the low 32 bits of its sender session id the word at byte 12.
+const PLAIN_VNI_WORD: u32 = 4;
+const SESSION_LOW_WORD: u32 = 12;
 
-/// The whole program: [`steering_program`] and `return A`, except for the
-/// VNIs in `hashed` (spread overlays, served by every worker): for those
-/// it returns an index past the group, and the kernel picks the socket by
-/// its hash of the addresses and ports, whose outer source port carries
-/// the inner flow's hash (RFC 7348 §5), so each flow stays on one worker.
+/// The steering program for a group of `sockets` sockets: each datagram
+/// goes to socket `VNI % sockets`, except for the VNIs in `hashed` (spread
+/// overlays, served by every worker). For those, a plain VXLAN packet gets
+/// an index past the group, and the kernel picks the socket by its hash of
+/// the addresses and ports, whose outer source port carries the inner
+/// flow's hash (RFC 7348 §5), so each flow stays on one worker; an
+/// encrypted packet goes to socket `session % sockets` (the low 32 bits of
+/// its sender session id, which the tag authenticates), so every packet of
+/// a session reaches the one worker holding its replay window, whatever
+/// its outer addresses say (`crypto::lanes`).
 fn program(sockets: u32, hashed: &[u32]) -> Vec<sock_filter> {
-    let steer = steering_program(sockets);
-    let (compute, modulo) = steer.split_at(steer.len() - 1);
-    let mut code = compute.to_vec();
-    // A = VNI here; each test jumps to the last instruction on a match.
-    for (i, &vni) in hashed.iter().enumerate() {
-        let to_hash = u8::try_from(hashed.len() - i + 1).unwrap_or(u8::MAX);
-        code.push(jump(BPF_JMP | BPF_JEQ | BPF_K, vni, to_hash, 0));
-    }
-    code.extend_from_slice(modulo);
-    code.push(stmt(BPF_RET | libc::BPF_A, 0));
+    let sockets = sockets.max(1);
+    // Each list of VNI tests jumps just past its end on a match, and a
+    // classic jump reaches at most 255 ahead.
+    let tests = |code: &mut Vec<sock_filter>| {
+        for (i, &vni) in hashed.iter().enumerate() {
+            let to_match = u8::try_from(hashed.len() - i).unwrap_or(u8::MAX);
+            code.push(jump(BPF_JMP | BPF_JEQ | BPF_K, vni, to_match, 0));
+        }
+    };
+    let mut code = vec![
+        // A = byte 0 (VXLAN flags, or vswitch's encrypted type byte).
+        stmt(BPF_LD | BPF_B | BPF_ABS, 0),
+        // The VXLAN I flag set: plain VXLAN (next), else encrypted (patched below).
+        jump(BPF_JMP | BPF_JSET | BPF_K, 0x08, 0, 0),
+        // Plain: A = bytes 4..7 (big-endian) = VNI << 8 | reserved byte; A = VNI.
+        stmt(BPF_LD | BPF_W | BPF_ABS, PLAIN_VNI_WORD),
+        stmt(BPF_ALU | BPF_RSH | BPF_K, 8),
+    ];
+    tests(&mut code);
+    let plain_to_modulo = code.len();
+    code.push(stmt(BPF_JMP | BPF_JA, 0)); // to the modulo (patched below)
+    // A hashed VNI, plain: past the group, to the kernel's hash.
     code.push(stmt(BPF_RET | BPF_K, u32::MAX));
+    let encrypted = code.len();
+    code.extend([
+        // Encrypted: A = bytes 0..3 (big-endian) = type byte << 24 | VNI; A = VNI.
+        stmt(BPF_LD | BPF_W | BPF_ABS, 0),
+        stmt(BPF_ALU | BPF_AND | BPF_K, 0x00ff_ffff),
+    ]);
+    tests(&mut code);
+    let encrypted_to_modulo = code.len();
+    code.push(stmt(BPF_JMP | BPF_JA, 0)); // to the modulo (patched below)
+    // A hashed VNI, encrypted: A = the session id's low 32 bits.
+    code.push(stmt(BPF_LD | BPF_W | BPF_ABS, SESSION_LOW_WORD));
+    let modulo = code.len();
+    // A % sockets, the socket's index.
+    code.push(stmt(BPF_ALU | BPF_MOD | BPF_K, sockets));
+    code.push(stmt(BPF_RET | libc::BPF_A, 0));
+    code[1].jf = u8::try_from(encrypted - 2).unwrap_or(u8::MAX);
+    code[plain_to_modulo].k = (modulo - plain_to_modulo - 1) as u32;
+    code[encrypted_to_modulo].k = (modulo - encrypted_to_modulo - 1) as u32;
     code
 }
 
@@ -171,6 +190,13 @@ mod tests {
         p
     }
 
+    /// An encrypted packet for `vni` of sender session `session`.
+    fn sealed(vni: u32, session: u64) -> Vec<u8> {
+        let mut p = encrypted(0xE1, vni);
+        p[8..16].copy_from_slice(&session.to_be_bytes());
+        p
+    }
+
     /// Which socket of `group` got a datagram (each gets at most one).
     fn receiver(group: &[UdpSocket]) -> Vec<usize> {
         let mut buf = [0u8; 128];
@@ -258,5 +284,49 @@ mod tests {
         steering.hash(&[]).unwrap();
         assert_eq!(count(7), [0, 32]);
         assert!(steering.hash(&[1; MAX_HASHED_VNIS + 1]).is_err(), "a program too long is refused");
+    }
+
+    #[test]
+    fn a_hashed_vnis_encrypted_packets_go_by_their_session_whatever_their_source_port() {
+        for workers in [2usize, 3] {
+            let (group, steering) = bind_steered("127.0.0.1:0".parse().unwrap(), workers).expect("a steered group");
+            let steering = steering.expect("a group has a program");
+            // The longest list: the jumps over it still land.
+            let hashed: Vec<u32> = (1..=MAX_HASHED_VNIS as u32).collect();
+            steering.hash(&hashed).expect("the program is replaced");
+            let to = group[0].local_addr().unwrap();
+            for s in &group {
+                s.set_nonblocking(true).unwrap();
+            }
+            let senders: Vec<UdpSocket> = (0..8).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+            for (vni, session) in [(1u32, 0x1234_5678_0000_0000u64), (7, 0x99), (250, 0xffff_ffff_0000_0005)] {
+                let want = (session as u32) as usize % workers;
+                for tx in &senders {
+                    tx.send_to(&sealed(vni, session), to).unwrap();
+                }
+                let mut got = Vec::new();
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while got.len() < senders.len() {
+                    assert!(std::time::Instant::now() < deadline, "VNI {vni}: only {got:?} arrived");
+                    got.extend(receiver(&group));
+                }
+                assert!(
+                    got.iter().all(|&k| k == want),
+                    "session {session:#x} of VNI {vni} went to {got:?}, not {want}"
+                );
+            }
+            // A VNI not hashed: by VNI, whatever its session; plain VXLAN of
+            // a hashed VNI is not steered by bytes 12..16.
+            for (packet, want) in [(sealed(MAX_HASHED_VNIS as u32 + 1, 0), (MAX_HASHED_VNIS + 1) % workers)] {
+                senders[0].send_to(&packet, to).unwrap();
+                let mut got = Vec::new();
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while got.is_empty() {
+                    assert!(std::time::Instant::now() < deadline, "nothing arrived");
+                    got.extend(receiver(&group));
+                }
+                assert_eq!(got, vec![want]);
+            }
+        }
     }
 }
