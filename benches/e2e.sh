@@ -27,6 +27,9 @@
 #   overlay-spread - as overlay, with -o spread: each host's overlay is served by every
 #               datapath worker, the kernel hashing each flow's packets over the workers' VTEP
 #               sockets (not in SUITE=overlay or all: SETUPS="overlay overlay-spread" compares)
+#   encrypted-spread - as encrypted, with -o spread: every worker seals in its own session, and
+#               the receiving host steers each session to one worker (not in SUITE=overlay or
+#               all: SETUPS="encrypted encrypted-spread" compares)
 #   ovs-overlay - per host a private Open vSwitch (userspace datapath) in the host namespace: the
 #               underlay veth in a bridge whose internal port holds the host's address, and a
 #               bridge with a VXLAN port (VNI 4242) and an internal port moved into the sandbox
@@ -156,29 +159,32 @@ UDP_PORT=5301
 SOCKPERF_PORT=11111
 
 # Per setup: the client's (sandbox 1) and the server's (sandbox 2) namespace and address.
-declare -A CNS=([vswitchd]=$NS1 [afxdp]="${P}fa" [ovs]=$NS1 [ovs-afxdp]=$NS1 [vde]=$NS1 [bridge]=$NS1 [veth]=$NS1 [vxlan]="${P}xa" [overlay]="${P}oa" [encrypted]="${P}ea" [ovs-overlay]="${P}wa" [overlay-spread]="${P}sa")
-declare -A SNS=([vswitchd]=$NS2 [afxdp]="${P}fb" [ovs]=$NS2 [ovs-afxdp]=$NS2 [vde]=$NS2 [bridge]=$NS2 [veth]=$NS2 [vxlan]="${P}xb" [overlay]="${P}ob" [encrypted]="${P}eb" [ovs-overlay]="${P}wb" [overlay-spread]="${P}sb")
+declare -A CNS=([vswitchd]=$NS1 [afxdp]="${P}fa" [ovs]=$NS1 [ovs-afxdp]=$NS1 [vde]=$NS1 [bridge]=$NS1 [veth]=$NS1 [vxlan]="${P}xa" [overlay]="${P}oa" [encrypted]="${P}ea" [ovs-overlay]="${P}wa" [overlay-spread]="${P}sa" [encrypted-spread]="${P}ta")
+declare -A SNS=([vswitchd]=$NS2 [afxdp]="${P}fb" [ovs]=$NS2 [ovs-afxdp]=$NS2 [vde]=$NS2 [bridge]=$NS2 [veth]=$NS2 [vxlan]="${P}xb" [overlay]="${P}ob" [encrypted]="${P}eb" [ovs-overlay]="${P}wb" [overlay-spread]="${P}sb" [encrypted-spread]="${P}tb")
 declare -A SRC_IP=([vswitchd]=10.231.0.2 [afxdp]=10.237.0.2 [bridge]=10.232.0.2 [veth]=10.233.0.2
     [ovs]=10.238.0.2 [ovs-afxdp]=10.239.0.2 [vde]=10.240.0.2
-    [vxlan]=10.235.0.2 [overlay]=10.234.0.2 [encrypted]=10.236.0.2 [ovs-overlay]=10.245.0.2 [overlay-spread]=10.247.0.2)
+    [vxlan]=10.235.0.2 [overlay]=10.234.0.2 [encrypted]=10.236.0.2 [ovs-overlay]=10.245.0.2 [overlay-spread]=10.247.0.2
+    [encrypted-spread]=10.249.0.2)
 declare -A DST_IP=([vswitchd]=10.231.0.3 [afxdp]=10.237.0.3 [bridge]=10.232.0.3 [veth]=10.233.0.3
     [ovs]=10.238.0.3 [ovs-afxdp]=10.239.0.3 [vde]=10.240.0.3
-    [vxlan]=10.235.0.3 [overlay]=10.234.0.3 [encrypted]=10.236.0.3 [ovs-overlay]=10.245.0.3 [overlay-spread]=10.247.0.3)
+    [vxlan]=10.235.0.3 [overlay]=10.234.0.3 [encrypted]=10.236.0.3 [ovs-overlay]=10.245.0.3 [overlay-spread]=10.247.0.3
+    [encrypted-spread]=10.249.0.3)
 # Overlay setups: the two host namespaces and the underlay /24 (hosts are .1 and .2).
-declare -A HOST1=([vxlan]="${P}xh1" [overlay]="${P}oh1" [encrypted]="${P}eh1" [ovs-overlay]="${P}wh1" [overlay-spread]="${P}sh1")
-declare -A HOST2=([vxlan]="${P}xh2" [overlay]="${P}oh2" [encrypted]="${P}eh2" [ovs-overlay]="${P}wh2" [overlay-spread]="${P}sh2")
-declare -A UNDERLAY=([vxlan]=10.242.0 [overlay]=10.241.0 [encrypted]=10.243.0 [ovs-overlay]=10.244.0 [overlay-spread]=10.248.0)
+declare -A HOST1=([vxlan]="${P}xh1" [overlay]="${P}oh1" [encrypted]="${P}eh1" [ovs-overlay]="${P}wh1" [overlay-spread]="${P}sh1" [encrypted-spread]="${P}th1")
+declare -A HOST2=([vxlan]="${P}xh2" [overlay]="${P}oh2" [encrypted]="${P}eh2" [ovs-overlay]="${P}wh2" [overlay-spread]="${P}sh2" [encrypted-spread]="${P}th2")
+declare -A UNDERLAY=([vxlan]=10.242.0 [overlay]=10.241.0 [encrypted]=10.243.0 [ovs-overlay]=10.244.0 [overlay-spread]=10.248.0 [encrypted-spread]=10.250.0)
 # The client-side interface in sandbox 1, per setup (for the offload/MTU line of the report),
 # and the MTU it must have (the report flags a difference).
-declare -A IFACE=([vswitchd]=eth0 [afxdp]=eth0 [ovs]="${P}o1" [ovs-afxdp]="${P}x1" [vde]="${P}d1" [bridge]="${P}b1" [veth]="${P}v1" [vxlan]="${P}ks" [overlay]=eth0 [encrypted]=eth0 [ovs-overlay]="${P}w1" [overlay-spread]=eth0)
-declare -A WANT_MTU=([vxlan]=1450 [overlay]=1450 [encrypted]=1418 [ovs-overlay]=1450 [overlay-spread]=1450)
+declare -A IFACE=([vswitchd]=eth0 [afxdp]=eth0 [ovs]="${P}o1" [ovs-afxdp]="${P}x1" [vde]="${P}d1" [bridge]="${P}b1" [veth]="${P}v1" [vxlan]="${P}ks" [overlay]=eth0 [encrypted]=eth0 [ovs-overlay]="${P}w1" [overlay-spread]=eth0 [encrypted-spread]=eth0)
+declare -A WANT_MTU=([vxlan]=1450 [overlay]=1450 [encrypted]=1418 [ovs-overlay]=1450 [overlay-spread]=1450 [encrypted-spread]=1418)
 declare -A LABEL=([vswitchd]="vswitchd, TAP ports" [afxdp]="vswitchd, AF_XDP ports" [bridge]="Linux kernel bridge" [veth]="veth pair, direct"
     [ovs]="Open vSwitch userspace + TSO, $OVS_PORT ports" [ovs-afxdp]="Open vSwitch userspace, AF_XDP ports ($OVS_XDP_MODE)" [vde]="vde_switch, TAP ports"
     [vxlan]="kernel VXLAN + bridge" [overlay]="vswitchd overlay" [encrypted]="vswitchd overlay, encrypted"
-    [ovs-overlay]="Open vSwitch userspace VXLAN, TSO off" [overlay-spread]="vswitchd overlay, -o spread")
+    [ovs-overlay]="Open vSwitch userspace VXLAN, TSO off" [overlay-spread]="vswitchd overlay, -o spread"
+    [encrypted-spread]="vswitchd overlay, encrypted, -o spread")
 # The vswitchd instances of each setup (sender's host first), for CPU samples and liveness.
 declare -A DAEMONS=([vswitchd]=vswitchd [afxdp]=afxdp [overlay]="overlay1 overlay2" [encrypted]="encrypted1 encrypted2"
-    [overlay-spread]="overlay-spread1 overlay-spread2"
+    [overlay-spread]="overlay-spread1 overlay-spread2" [encrypted-spread]="encrypted-spread1 encrypted-spread2"
     [ovs]=ovs [ovs-afxdp]=ovs-afxdp [vde]=vde [ovs-overlay]="ovs-overlay1 ovs-overlay2")
 # Kind of each daemon in DAEMONS: how to stop it and read its drop counters (default vswitchd).
 declare -A DKIND=([ovs]=ovs [ovs-afxdp]=ovs [vde]=vde [ovs-overlay1]=ovs [ovs-overlay2]=ovs)
@@ -607,6 +613,13 @@ setup_encrypted() {
     (umask 077 && "$VSWITCHCTL" secret generate >"$secret") ||
         { STATUS[encrypted]="'vswitchctl secret generate' failed"; return 1; }
     setup_vswitchd_overlay encrypted "-o encrypted" --secret-file "$secret"
+}
+
+setup_encrypted-spread() {
+    local secret=$TMP/cluster-spread.secret
+    (umask 077 && "$VSWITCHCTL" secret generate >"$secret") ||
+        { STATUS[encrypted-spread]="'vswitchctl secret generate' failed"; return 1; }
+    setup_vswitchd_overlay encrypted-spread "-o encrypted -o spread" --secret-file "$secret"
 }
 
 # Open vSwitch's userspace VXLAN, per host: a private OVS in the host namespace (userspace TSO
@@ -1276,14 +1289,14 @@ report_local_daemon() {
 # The overlay daemons: CPU during each test, idle RSS/CPU, and the drops they counted.
 report_overlay_daemons() {
     local setup d i any=0
-    for setup in overlay encrypted overlay-spread; do
+    for setup in overlay encrypted overlay-spread encrypted-spread; do
         selected "$setup" && any=1
     done
     ((any)) || return 0
     printf '\nvswitchd overlay daemons (one per host; host 1 runs the clients, host 2 the servers; CPU in %% of one core):\n\n'
     printf '| Daemon | status | CPU during TCP | during UDP 64 B | during sockperf | idle RSS before / after | idle CPU before / after | threads |\n'
     printf '|---|---|---|---|---|---|---|---|\n'
-    for setup in overlay encrypted overlay-spread; do
+    for setup in overlay encrypted overlay-spread encrypted-spread; do
         selected "$setup" || continue
         for i in 1 2; do
             d=$setup$i
@@ -1297,7 +1310,7 @@ report_overlay_daemons() {
         done
     done
     printf '\nDrops counted by the overlay daemons over the whole run (vswitchctl stats, non-zero only):\n'
-    for setup in overlay encrypted overlay-spread; do
+    for setup in overlay encrypted overlay-spread encrypted-spread; do
         selected "$setup" || continue
         for i in 1 2; do
             d=$setup$i
@@ -1321,9 +1334,12 @@ report() {
         printf '\n**Warning: the machine was %s%% busy before the tests (other processes); numbers are skewed.**\n' \
             "$BUSY_BEFORE"
     report_group "Two sandboxes on one host" bridge vswitchd afxdp ovs ovs-afxdp vde bridge veth
-    report_group "Overlay: two hosts (namespaces) over a veth underlay, MTU 1500, one sandbox each" vxlan vxlan overlay encrypted ovs-overlay overlay-spread
+    report_group "Overlay: two hosts (namespaces) over a veth underlay, MTU 1500, one sandbox each" vxlan vxlan overlay encrypted ovs-overlay overlay-spread encrypted-spread
     if selected encrypted; then
         report_group "Encryption cost" overlay overlay encrypted
+    fi
+    if selected encrypted && selected encrypted-spread; then
+        report_group "Spreading an encrypted overlay over the workers" encrypted encrypted encrypted-spread
     fi
     printf '\nDrops are counted where they happen: "sender TX" = TX drops of sandbox 1'"'"'s interfaces (a TAP queue the switch did not drain, a veth whose peer did not take the frame); "switch" = RX/TX drops of the interfaces in the switch'"'"'s own namespace plus the switch'"'"'s own counters (vswitchd stats, OVS dpctl dropped/lost; vde_switch counts none), and in the overlay group the RX/TX drops of both hosts'"'"' interfaces and their UDP receive-buffer errors (the kernel counts a UDP GRO train it drops once, so a VTEP socket that overflows loses more datagrams than counted); "receiver" = RX drops of sandbox 2'"'"'s interfaces plus its UDP receive-buffer errors. CPU is %% of one core, summed over the setup'"'"'s daemons (the kernel setups have none); idle CPU over 2 s without traffic. Loss onset: a sweep of a paced sender at %s fixed rates (1/%s to %s/%s of the flat-out offered rate), each %s times for %s s, shown as offered:loss of each repeat; the onset is the lowest rate from which the median loss of every higher rate is ≥ %s%% (loss need not grow with the load: lossy rates below the onset are marked !).\n' \
         "$ONSET_STEPS" "$ONSET_STEPS" "$ONSET_STEPS" "$ONSET_STEPS" "$ONSET_REPEAT" "$ONSET_SECS" "$ONSET_LOSS"
@@ -1374,7 +1390,7 @@ chart_data() {
     local setup base panel
     printf 'title\tvswitch e2e, %s, %s x %s s, %s\n' "$(uname -r)" "$REPEAT" "$DURATION" "$(date -u +%F)"
     printf 'metrics\tTCP 1 stream\tUDP 64 B received\t½RTT p50 (lower is better)\n'
-    for panel in "bridge:vswitchd afxdp ovs ovs-afxdp vde bridge veth" "vxlan:vxlan overlay encrypted ovs-overlay overlay-spread"; do
+    for panel in "bridge:vswitchd afxdp ovs ovs-afxdp vde bridge veth" "vxlan:vxlan overlay encrypted ovs-overlay overlay-spread encrypted-spread"; do
         base=${panel%%:*}
         selected "$base" || continue
         printf 'panel\tratio to %s\n' "${LABEL[$base]}"
@@ -1413,7 +1429,7 @@ main() {
     install_packages
     [[ $UDP_TOOL == udpflood ]] && build_udpflood
     local build_ok=1
-    if selected vswitchd || selected afxdp || selected overlay || selected encrypted || selected overlay-spread; then
+    if selected vswitchd || selected afxdp || selected overlay || selected encrypted || selected overlay-spread || selected encrypted-spread; then
         build_switch || build_ok=0
     fi
     # The local vswitchd goes first: it creates the local sandboxes.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use std::net::Ipv4Addr;
 
 use ctl::proto::{EndpointInfo, PortStats, ShowTree, WorkerLoad};
+use vswitch::encrypted::{SecretFile, encrypted_vtep_daemon};
 use vswitch::overlay::{ip_of, sandbox_on};
 use vswitch::underlay::lan_link;
 use vswitch::{Daemon, TcpBlast, Underlay, ping, require_root, tcp_transfer, vtep_daemon, wait_for_ping};
@@ -493,7 +494,7 @@ fn a_spread_overlay_is_carried_by_every_worker_both_ways() {
     if !require_root("a_spread_overlay_is_carried_by_every_worker_both_ways") {
         return;
     }
-    spread_overlay_both_ways([10, 210, 46], "10.244.12", false);
+    spread_overlay_both_ways([10, 210, 46], "10.244.12", Peers::Static);
 }
 
 #[test]
@@ -501,27 +502,63 @@ fn a_spread_overlay_on_a_vtep_that_learns_peers_is_carried_by_every_worker() {
     if !require_root("a_spread_overlay_on_a_vtep_that_learns_peers_is_carried_by_every_worker") {
         return;
     }
-    spread_overlay_both_ways([10, 210, 48], "10.244.13", true);
+    spread_overlay_both_ways([10, 210, 48], "10.244.13", Peers::Learned);
 }
 
-/// Host 1 (two workers) and host 2 (one) on underlay `underlay`.0/24 share
-/// a spread overlay on `subnet`.0/24; host 1 learns host 2 from its traffic
-/// (`learn`) or has it as a static peer. Traffic both ways is carried by
-/// host 1's replica worker too, also after `kill -9`.
-fn spread_overlay_both_ways(underlay: [u8; 3], subnet: &str, learn: bool) {
+#[test]
+fn an_encrypted_spread_overlay_is_sealed_and_opened_by_every_worker() {
+    if !require_root("an_encrypted_spread_overlay_is_sealed_and_opened_by_every_worker") {
+        return;
+    }
+    spread_overlay_both_ways([10, 210, 50], "10.244.14", Peers::Encrypted);
+}
+
+/// How host 1 of [`spread_overlay_both_ways`] knows host 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peers {
+    /// `peer add`.
+    Static,
+    /// Learned from its traffic (`--learn-peers`).
+    Learned,
+    /// `peer add`, on an encrypted overlay (`-o encrypted`, both hosts with
+    /// two workers: each worker seals in its own session, which the
+    /// receiving host steers to one of its workers).
+    Encrypted,
+}
+
+/// Host 1 (two workers) and host 2 share a spread overlay on
+/// `subnet`.0/24 over underlay `underlay`.0/24. Traffic both ways is
+/// carried by host 1's replica worker too, whose own underlay socket
+/// receives and sends, also after `kill -9`.
+fn spread_overlay_both_ways(underlay: [u8; 3], subnet: &str, peers: Peers) {
     let u = Underlay::new(underlay, 2);
     let (h1, h2) = (u.host(0), u.host(1));
-    let d1_args: &[&str] = if learn { &["--workers", "2", "--learn-peers"] } else { &["--workers", "2"] };
-    let mut d1 = vtep_daemon(h1, d1_args);
-    let d2 = vtep_daemon(h2, &[]);
+    let secret = SecretFile::generate(0o600);
+    let encrypted = peers == Peers::Encrypted;
+    let (mut d1, d2) = match peers {
+        Peers::Static => (vtep_daemon(h1, &["--workers", "2"]), vtep_daemon(h2, &[])),
+        Peers::Learned => (vtep_daemon(h1, &["--workers", "2", "--learn-peers"]), vtep_daemon(h2, &[])),
+        Peers::Encrypted => (
+            encrypted_vtep_daemon(h1, &secret, &["--workers", "2"]),
+            encrypted_vtep_daemon(h2, &secret, &["--workers", "2"]),
+        ),
+    };
     let net = u.name("so");
-    d1.overlay_create(&net, &format!("{subnet}.0/24"), 4300, &["--attachable", "-o", "spread"]);
-    d2.overlay_create(&net, &format!("{subnet}.0/24"), 4300, &["--attachable"]);
-    let tree: ShowTree = d1.ctl_json(&["show"]);
-    let spread_over = tree.networks.iter().find(|n| n.name == net).and_then(|n| n.spread_over);
-    assert_eq!(spread_over, Some(2), "a plain overlay is spread over both workers");
+    let options: &[&str] = if encrypted {
+        &["--attachable", "-o", "spread", "-o", "encrypted"]
+    } else {
+        &["--attachable", "-o", "spread"]
+    };
+    d1.overlay_create(&net, &format!("{subnet}.0/24"), 4300, options);
+    let options: &[&str] = if encrypted { options } else { &["--attachable"] };
+    d2.overlay_create(&net, &format!("{subnet}.0/24"), 4300, options);
+    for d in [&d1, &d2].into_iter().take(if encrypted { 2 } else { 1 }) {
+        let tree: ShowTree = d.ctl_json(&["show"]);
+        let spread_over = tree.networks.iter().find(|n| n.name == net).and_then(|n| n.spread_over);
+        assert_eq!(spread_over, Some(2), "the overlay is spread over both workers");
+    }
     let replica = 1 - worker_of(&d1, &net);
-    if !learn {
+    if peers != Peers::Learned {
         d1.peer_add(h2.vtep(), &[]);
     }
     d2.peer_add(h1.vtep(), &[]);
@@ -530,31 +567,42 @@ fn spread_overlay_both_ways(underlay: [u8; 3], subnet: &str, learn: bool) {
     assert!(wait_for_ping(&s2, ip_of(&e1), Duration::from_secs(10)).is_some(), "no ping over the overlay");
     let learned_host_2 =
         |d: &Daemon| d.peers().iter().any(|p| p.addr.ip() == std::net::IpAddr::V4(h2.addr) && p.learned);
-    assert_eq!(learned_host_2(&d1), learn, "{:?}", d1.peers());
+    assert_eq!(learned_host_2(&d1), peers == Peers::Learned, "{:?}", d1.peers());
 
-    // The kernel hashes each connection's packets (its outer source port)
-    // over host 1's two workers; the replica's carry them both ways, into
-    // the sandbox and into the tunnel.
+    // The kernel hashes each connection's packets (its outer source port;
+    // encrypted: its sender session) over host 1's two workers; the
+    // replica's carry them both ways, into the sandbox and into the tunnel.
     let replica_rows = |d: &Daemon| worker_rows(d)[&replica].0.clone();
     let before = replica_rows(&d1);
-    let transfers = transfers_until_the_replica_forwards(&d1, replica, (&s1, ip_of(&e1)), &s2);
-    let after = replica_rows(&d1);
-    eprintln!("{transfers} connections; replica's underlay socket: {after:?}");
-    assert!(after.rx_packets > before.rx_packets, "the replica received no VXLAN: {after:?}");
-    assert!(after.tx_packets > before.tx_packets, "the replica sent no VXLAN: {after:?}");
+    let mut transfers = transfers_until_the_replica_forwards(&d1, replica, (&s1, ip_of(&e1)), &s2);
+    // Until its own socket both received and sent (the frames it forwarded
+    // may all have gone one way so far).
+    loop {
+        let after = replica_rows(&d1);
+        if after.rx_packets > before.rx_packets && after.tx_packets > before.tx_packets {
+            eprintln!("{transfers} connections; replica's underlay socket: {after:?}");
+            break;
+        }
+        assert!(transfers < 40, "40 connections and the replica's socket did not carry both ways: {after:?}");
+        let r = tcp_transfer(&s1, ip_of(&e1), &s2, LEN).expect("a TCP transfer");
+        assert!(r.intact, "TCP over a spread overlay corrupted: {r:?}");
+        transfers += 1;
+    }
     let back =
         transfers_until_the_replica_forwards_more(&d1, replica, spread_counts(&d1)[&replica].0, (&s2, ip_of(&e2)), &s1);
     eprintln!("{back} connections the other way");
     // Packets of a peer the replica had no port for yet went to the owner,
-    // never dropped.
+    // never dropped; nothing failed to open (encrypted).
     let stats = d1.stats_map();
     let vtep = stats.iter().find(|((p, _), _)| p == "vtep").map(|(_, s)| s).expect("vtep row");
-    assert_eq!(vtep.drops.get("unknown_peer").copied().unwrap_or(0), 0, "{vtep:?}");
+    for reason in ["unknown_peer", "replayed", "auth_failed", "reflected"] {
+        assert_eq!(vtep.drops.get(reason).copied().unwrap_or(0), 0, "{reason}: {vtep:?}");
+    }
 
     // Acknowledged state survives kill -9: spread again, peers mirrored (or
     // learned again).
     d1.restart();
     assert!(wait_for_ping(&s2, ip_of(&e1), Duration::from_secs(10)).is_some(), "no ping after a restart");
-    assert_eq!(learned_host_2(&d1), learn, "{:?}", d1.peers());
+    assert_eq!(learned_host_2(&d1), peers == Peers::Learned, "{:?}", d1.peers());
     transfers_until_the_replica_forwards(&d1, replica, (&s1, ip_of(&e1)), &s2);
 }

@@ -97,10 +97,6 @@ impl Model {
                 let reason = "must be true or false (or no value: true)";
                 return Err(ModelError::InvalidOption { option: SPREAD_OPTION, value: value.clone(), reason });
             }
-            if value != "false" && req.options.contains_key(ENCRYPTED_OPTION) {
-                let reason = "an encrypted overlay is not spread over workers (each key has one sender's nonces)";
-                return Err(ModelError::InvalidOption { option: SPREAD_OPTION, value: value.clone(), reason });
-            }
         }
         if let Some(value) = req.options.get(EGRESS_OPTION) {
             let reason = match value.as_str() {

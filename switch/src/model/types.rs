@@ -103,10 +103,9 @@ impl Network {
     }
 
     /// Whether the network's traffic is spread over every datapath worker
-    /// (`-o spread`): bridge networks and plain overlays.
+    /// (`-o spread`): bridge networks and overlays, plain or encrypted.
     pub fn spread(&self) -> bool {
         matches!(self.driver, Driver::Bridge | Driver::Overlay)
-            && !self.options.contains_key(ENCRYPTED_OPTION)
             && self.options.get(SPREAD_OPTION).is_some_and(|v| v != "false")
     }
 

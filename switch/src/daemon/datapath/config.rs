@@ -152,6 +152,9 @@ impl Datapath {
             Command::AddReplica { id, fdb, owner, overlay, reply } => {
                 let _ = reply.send(self.add_replica(id, fdb, owner, overlay));
             }
+            Command::SpreadKeys { network, lane, host, reply } => {
+                let _ = reply.send(self.spread_keys(network, lane, host));
+            }
             Command::MirrorTunnel { network, port, remote } => self.mirror_tunnel(network, port, remote),
             Command::UnmirrorTunnel { port } => self.unmirror_tunnel(port),
             Command::Punted { frames, datagrams } => self.spread.receive(frames, datagrams),
@@ -269,8 +272,12 @@ impl Datapath {
             e => DatapathError::Crypto(e),
         })?;
         net.key_base = base;
-        let now = self.clock.now();
-        self.bridge.events_mut().push(now, EventKind::KeyRotated { network, epoch, automatic: false });
+        if net.owner.is_none() {
+            // A replica of a spread overlay is told after its owner, which
+            // raised the event.
+            let now = self.clock.now();
+            self.bridge.events_mut().push(now, EventKind::KeyRotated { network, epoch, automatic: false });
+        }
         Ok(())
     }
 

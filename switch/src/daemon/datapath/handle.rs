@@ -130,10 +130,11 @@ pub struct NetworkSpec {
     pub key_rotation: Option<std::num::NonZeroU64>,
     /// Spread the network over every worker (`-o spread`, see
     /// [`crate::replica`]): its endpoint TAPs get one queue per worker,
-    /// and the workers other than its owner hold replicas of it (of a plain
-    /// overlay with its tunnel ports, its packets hashed over every
+    /// and the workers other than its owner hold replicas of it (of an
+    /// overlay with its tunnel ports, its packets spread over every
     /// worker's socket). Ignored with one worker, for encrypted overlays
-    /// or without a steering program (see `DatapathHandle::can_spread`).
+    /// with keys from the store, or without a steering program (see
+    /// `DatapathHandle::can_spread`).
     pub spread: bool,
 }
 
@@ -380,11 +381,17 @@ pub(super) enum Command {
         id: NetworkId,
         fdb: Fdb,
         owner: usize,
-        /// A spread overlay's VNI, MTU and MSS clamping: the replica
-        /// receives its packets and sends on its tunnel ports (mirrored by
-        /// the owner).
-        overlay: Option<(Vni, u32, bool)>,
+        /// A spread overlay's VNI, MTU, MSS clamping and keys.
+        overlay: Option<super::spread::ReplicaOverlay>,
         reply: Reply<Result<(), (Fdb, DatapathError)>>,
+    },
+    /// The owner of an encrypted spread overlay seals in its lane (from the
+    /// control side, before the replicas are added).
+    SpreadKeys {
+        network: NetworkId,
+        lane: crypto::SessionLane,
+        host: Arc<crypto::HostSessions>,
+        reply: Reply<Result<(), DatapathError>>,
     },
     /// A tunnel port the owner of a spread overlay made (from the owner,
     /// no reply): the replica makes the same, under the same id.
@@ -857,13 +864,16 @@ impl DatapathHandle {
     }
 
     /// Whether a network of `spec` can be spread over the workers: there
-    /// is more than one, and an overlay is plain (a replica has no keys:
-    /// one nonce space per key), with a steering program to hash its
-    /// packets over the workers. On a VTEP that learns peers only the owner
-    /// learns them (a replica hands it an unknown VTEP's datagrams) and the
-    /// replicas mirror the ports it makes.
+    /// is more than one, and an overlay has a steering program to spread
+    /// its packets over the workers and, encrypted, keys derived from the
+    /// cluster secret (each replica derives them and seals in sessions of
+    /// its own; store keys are installed on the owner alone). On a VTEP
+    /// that learns peers only the owner learns them (a replica hands it an
+    /// unknown VTEP's datagrams, opened if encrypted) and the replicas
+    /// mirror the ports it makes.
     fn can_spread(&self, spec: &NetworkSpec) -> bool {
-        self.workers.len() > 1 && (spec.vni.is_none() || (spec.key_epoch.is_none() && self.steering.is_some()))
+        let keys_spread = spec.key_epoch.is_none() || !spec.store_keys;
+        self.workers.len() > 1 && (spec.vni.is_none() || (keys_spread && self.steering.is_some()))
     }
 
     /// Creates a network (bridge domain), with its userspace gateway if
@@ -874,7 +884,7 @@ impl DatapathHandle {
     pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
         let spread = spec.spread && self.can_spread(&spec);
         if spec.spread && !spread && spec.vni.is_some() && self.workers.len() > 1 {
-            tracing::warn!(network = %spec.id, encrypted = spec.key_epoch.is_some(), "this overlay is not spread over workers (encrypted, or no steering program)");
+            tracing::warn!(network = %spec.id, store_keys = spec.store_keys, "this overlay is not spread over workers (encrypted with keys from the cluster store, or no steering program)");
         }
         let spec = NetworkSpec { spread, ..spec };
         self.add_owned_network(spec)?;
@@ -882,10 +892,22 @@ impl DatapathHandle {
             return Ok(());
         }
         let owner = self.routes().of_network(spec.id);
+        let keys = match self.spread_keys(&spec, owner) {
+            Ok(keys) => keys,
+            Err(e) => {
+                let _ = self.remove_network(spec.id);
+                return Err(e);
+            }
+        };
         let mut added = Vec::new();
         for k in (0..self.workers.len()).filter(|&k| k != owner) {
             let fdb = spec.new_fdb();
-            let overlay = spec.vni.map(|vni| (vni, spec.mtu, spec.mss_clamp));
+            let overlay = spec.vni.map(|vni| super::spread::ReplicaOverlay {
+                vni,
+                mtu: spec.mtu,
+                mss_clamp: spec.mss_clamp,
+                keys: keys.clone(),
+            });
             let replica = self.call_on(k, |reply| Command::AddReplica { id: spec.id, fdb, owner, overlay, reply });
             match replica.and_then(|r| r.map_err(|(_table, e)| e)) {
                 Ok(()) => added.push(k),
@@ -906,6 +928,22 @@ impl DatapathHandle {
             self.steer(&routes);
         }
         Ok(())
+    }
+
+    /// For an encrypted spread overlay: a lane of sender sessions over the
+    /// workers and the set of their sessions, given to its owner `owner`
+    /// here and returned for the replicas.
+    fn spread_keys(
+        &self,
+        spec: &NetworkSpec,
+        owner: usize,
+    ) -> Result<Option<super::spread::ReplicaKeys>, DatapathError> {
+        let Some(key_base) = spec.key_epoch else { return Ok(None) };
+        let lane = crypto::SessionLane::random(self.workers.len() as u32).map_err(DatapathError::Crypto)?;
+        let host = Arc::new(crypto::HostSessions::default());
+        let network = spec.id;
+        self.call_on(owner, |reply| Command::SpreadKeys { network, lane, host: host.clone(), reply })??;
+        Ok(Some(super::spread::ReplicaKeys { key_base, key_rotation: spec.key_rotation, lane, host }))
     }
 
     /// Loads the steering program for the spread overlays `routes` lists.
@@ -1156,7 +1194,23 @@ impl DatapathHandle {
     /// epoch, refused ([`DatapathError::NoKey`], nothing changes) unless
     /// `epoch`'s key was installed ([`DatapathHandle::install_key`]).
     pub fn set_key_epoch(&self, network: NetworkId, epoch: u32) -> Result<(), DatapathError> {
-        self.call_network(network, |reply| Command::SetKeyEpoch { network, epoch, reply })?
+        let (owner, spread) = {
+            let routes = self.routes();
+            (routes.of_network(network), routes.spread.contains(&network))
+        };
+        self.call_on(owner, |reply| Command::SetKeyEpoch { network, epoch, reply })??;
+        // Every worker of a spread overlay seals and opens with the keys of
+        // its own epoch: the replicas follow the owner (they hold no keys
+        // from the store, so this cannot fail where the owner succeeded but
+        // for a lost worker).
+        if spread {
+            for k in (0..self.workers.len()).filter(|&k| k != owner) {
+                if let Err(e) = self.call_on(k, |reply| Command::SetKeyEpoch { network, epoch, reply })? {
+                    tracing::error!(%network, worker = k, error = %e, "a replica did not follow a key epoch");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Where an encrypted overlay's keys stand: its send epoch and the

@@ -560,6 +560,9 @@ impl Datapath {
             let epoch = effective_epoch(net.key_base, Some(period), unix);
             if epoch != keys.current_epoch() {
                 match keys.set_epoch(epoch) {
+                    // A replica of a spread overlay rotates too; its owner
+                    // tells.
+                    Ok(()) if net.owner.is_some() => {}
                     Ok(()) => {
                         tracing::info!(vni = keys.vni().get(), epoch, "key rotated automatically");
                         let network = NetworkId(index as u32);

@@ -67,6 +67,22 @@ pub(super) enum RxInstruction {
         checksum: ChecksumState,
     },
     /// From a VTEP this replica of a spread overlay has no tunnel port
+    /// for, opened here (its session's replay window is this worker's): the
+    /// inner frame goes to the network's owner, which finds or learns its
+    /// sender's tunnel port.
+    HandOverOpened {
+        /// The worker owning the network.
+        owner: usize,
+        /// The batch buffer holding the datagram.
+        buf: usize,
+        /// The inner Ethernet frame in that buffer.
+        frame: Range<usize>,
+        /// What is known of its TCP/UDP checksum.
+        checksum: ChecksumState,
+        /// Its VNI and sender.
+        peer: (Vni, SocketAddr),
+    },
+    /// From a VTEP this replica of a spread overlay has no tunnel port
     /// for: the whole datagram goes to the network's owner, to be
     /// classified there.
     HandOver {
@@ -205,29 +221,32 @@ fn classify_run(
     };
     let resolved = resolve_peer(ctx, nets, vni, run[0].from);
     // A replica knows only the peers its owner mirrored and learns none:
-    // any other sender's datagrams go to the owner as they came.
+    // any other sender's datagrams go to the owner, plain ones as they
+    // came, encrypted ones once opened here (below).
     let unknown = matches!(resolved, Ok((_, _, None)) | Err(DropReason::UnknownPeer));
-    if unknown
-        && header.is_none()
-        && ctx.hand_over
-        && let Some(owner) = replica_owner(ctx, nets, vni)
-    {
+    let to_owner = if unknown && ctx.hand_over { replica_owner(ctx, nets, vni) } else { None };
+    if let (Some(owner), None) = (to_owner, header) {
         let hand =
             |r: &Received| RxInstruction::HandOver { owner, buf: r.buf, datagram: r.range.clone(), from: r.from };
         return plan.extend(run.iter().map(hand));
     }
-    let (network, peer, known) = match resolved {
-        Ok(found) => found,
-        Err(reason) => return drop_all(plan, reason),
+    let (network, peer, known) = match (resolved, to_owner) {
+        (Ok(found), _) => found,
+        (Err(_), Some(_)) => match sender_of(ctx, vni, run[0].from) {
+            Some((network, peer)) => (network, peer, None),
+            None => return drop_all(plan, DropReason::UnknownVni),
+        },
+        (Err(reason), None) => return drop_all(plan, reason),
     };
     let Some(info) = nets.get_mut(network.index()).and_then(Option::as_mut) else {
         return drop_all(plan, DropReason::UnknownVni);
     };
     let instruction = |r: &Received, inner: Range<usize>, checksum| {
         let frame = r.range.start + inner.start..r.range.start + inner.end;
-        match known {
-            Some(port) => RxInstruction::Deliver { port, buf: r.buf, frame, checksum, peer },
-            None => RxInstruction::Learn { network, peer, buf: r.buf, frame, checksum },
+        match (known, to_owner) {
+            (Some(port), _) => RxInstruction::Deliver { port, buf: r.buf, frame, checksum, peer },
+            (None, Some(owner)) => RxInstruction::HandOverOpened { owner, buf: r.buf, frame, checksum, peer },
+            (None, None) => RxInstruction::Learn { network, peer, buf: r.buf, frame, checksum },
         }
     };
     // Authenticate before anything learns from a packet.
@@ -288,6 +307,32 @@ fn resolve_peer(
         return Err(DropReason::UnknownPeer);
     }
     Ok((network, (vni, remote), known))
+}
+
+/// The network of `vni` and the peer `sender` is (at the port it listens
+/// on), known or not.
+fn sender_of(ctx: &RxContext<'_>, vni: Vni, sender: SocketAddr) -> Option<(NetworkId, (Vni, SocketAddr))> {
+    let &network = ctx.vnis.get(&vni.get())?;
+    let ip = sender.ip();
+    Some((network, (vni, SocketAddr::new(ip, ctx.peer_ports.get(&ip).copied().unwrap_or(ctx.local.port())))))
+}
+
+/// What becomes of an inner frame a replica opened and handed over (see
+/// [`RxInstruction::HandOverOpened`]), lying at `frame` of buffer `buf`:
+/// delivered from its sender's tunnel port, learned, or dropped.
+pub(super) fn classify_opened(
+    ctx: &RxContext<'_>,
+    nets: &[Option<NetInfo>],
+    (vni, from): (Vni, SocketAddr),
+    buf: usize,
+    frame: Range<usize>,
+    checksum: ChecksumState,
+) -> RxInstruction {
+    match resolve_peer(ctx, nets, vni, from) {
+        Ok((_, peer, Some(port))) => RxInstruction::Deliver { port, buf, frame, checksum, peer },
+        Ok((network, peer, None)) => RxInstruction::Learn { network, peer, buf, frame, checksum },
+        Err(reason) => RxInstruction::Drop(reason),
+    }
 }
 
 /// The worker owning the network of `vni` when this worker holds a replica
@@ -359,16 +404,23 @@ impl Datapath {
         let now = self.clock.now();
         let mut received = std::mem::take(&mut self.rx_handed);
         received.clear();
+        let mut opened = Vec::new();
         let mut read = 0;
         while !self.batch.is_full() {
             let Some(handed) = self.spread.next_datagram() else { break };
             read += 1;
             if let Some((buf, into)) = self.batch.take_buffer() {
-                if let Some(into) = into.get_mut(..handed.bytes.len()) {
-                    into.copy_from_slice(&handed.bytes);
-                    received.push(Received { buf, range: 0..handed.bytes.len(), from: handed.from });
-                } else {
-                    self.batch.return_buffer();
+                let len = handed.bytes.len();
+                match (into.get_mut(..len), handed.opened) {
+                    (Some(into), None) => {
+                        into.copy_from_slice(&handed.bytes);
+                        received.push(Received { buf, range: 0..len, from: handed.from });
+                    }
+                    (Some(into), Some((vni, checksum))) => {
+                        into.copy_from_slice(&handed.bytes);
+                        opened.push(((vni, handed.from), buf, len, checksum));
+                    }
+                    (None, _) => self.batch.return_buffer(),
                 }
             }
             self.spread.give_back_datagram(handed);
@@ -381,6 +433,9 @@ impl Datapath {
             RxContext { local: config.local, learn: config.learn_peers, vnis, peers, peer_ports, hand_over: false };
         rx_plan.clear();
         classify_batch(&ctx, nets, batch, &received, rx_parsed, rx_plan);
+        for (peer, buf, len, checksum) in opened {
+            rx_plan.push(classify_opened(&ctx, nets, peer, buf, 0..len, checksum));
+        }
         self.rx_handed = received;
         self.apply_rx_plan(now);
     }
@@ -405,7 +460,16 @@ impl Datapath {
             }
             RxInstruction::HandOver { owner, buf, datagram, from } => {
                 let bytes = self.batch.buffer_mut(buf, datagram);
-                if !self.spread.hand_over_datagram(owner, from, bytes)
+                if !self.spread.hand_over_datagram(owner, from, bytes, None)
+                    && let Some(tunnel) = self.tunnel.as_mut()
+                {
+                    tunnel.count_drop(DropReason::OwnerBusy);
+                }
+                return;
+            }
+            RxInstruction::HandOverOpened { owner, buf, frame, checksum, peer: (vni, from) } => {
+                let bytes = self.batch.buffer_mut(buf, frame);
+                if !self.spread.hand_over_datagram(owner, from, bytes, Some((vni, checksum)))
                     && let Some(tunnel) = self.tunnel.as_mut()
                 {
                     tunnel.count_drop(DropReason::OwnerBusy);
@@ -643,7 +707,9 @@ mod tests {
             .map(|i| match i {
                 RxInstruction::Deliver { port, buf, frame, .. } => Ok((*port, bufs.0[*buf][frame.clone()][14])),
                 RxInstruction::Drop(reason) => Err(*reason),
-                RxInstruction::Learn { .. } | RxInstruction::HandOver { .. } => panic!("nothing to learn: {i:?}"),
+                RxInstruction::Learn { .. } | RxInstruction::HandOver { .. } | RxInstruction::HandOverOpened { .. } => {
+                    panic!("nothing to learn: {i:?}")
+                }
             })
             .collect();
         // The frames' first payload byte is their tag.

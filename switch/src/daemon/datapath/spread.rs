@@ -212,6 +212,35 @@ pub(super) struct Punted {
     pub(super) lender: usize,
 }
 
+/// What a replica of a spread overlay keeps of it (see
+/// [`Command::AddReplica`]): the replica receives its packets and sends on
+/// its tunnel ports (mirrored by the owner).
+#[derive(Debug, Clone)]
+pub(super) struct ReplicaOverlay {
+    pub(super) vni: vxlan::Vni,
+    /// The network's MTU.
+    pub(super) mtu: u32,
+    /// Whether SYNs' MSS is clamped to the tunnel (`-o mss-clamp`).
+    pub(super) mss_clamp: bool,
+    /// An encrypted overlay's keys (derived from the cluster secret).
+    pub(super) keys: Option<ReplicaKeys>,
+}
+
+/// How a replica of an encrypted overlay makes its keys: as the owner
+/// did, from the cluster secret at the operator's epoch and rotation, but
+/// sealing in sessions of its own lane (see `crypto::lanes`).
+#[derive(Debug, Clone)]
+pub(super) struct ReplicaKeys {
+    /// The operator's key epoch, before automatic rotation.
+    pub(super) key_base: u32,
+    /// The automatic rotation period.
+    pub(super) key_rotation: Option<std::num::NonZeroU64>,
+    /// The network's lane (thread 0's: each worker takes its own index).
+    pub(super) lane: crypto::SessionLane,
+    /// The sessions of every worker sealing for the network.
+    pub(super) host: Arc<crypto::HostSessions>,
+}
+
 /// A datagram a replica of a spread overlay read from a VTEP it has no
 /// tunnel port for, handed as it came to the network's owner (see
 /// [`super::overlay_rx`]).
@@ -219,8 +248,11 @@ pub(super) struct Punted {
 pub(super) struct HandedDatagram {
     /// Its sender.
     pub(super) from: SocketAddr,
-    /// The whole datagram (VXLAN header first).
+    /// The whole datagram (VXLAN header first), or, `opened`, the inner
+    /// frame of an encrypted packet the replica opened.
     pub(super) bytes: Vec<u8>,
+    /// An opened packet's VNI and what is known of its frame's checksum.
+    pub(super) opened: Option<(vxlan::Vni, crate::offload::ChecksumState)>,
     /// The worker whose buffer `bytes` is, given back to it once read.
     lender: usize,
 }
@@ -320,10 +352,17 @@ impl Spread {
         }
     }
 
-    /// Copies `datagram`, from `from`, into the next message to worker
-    /// `owner`; false (nothing queued) when that worker already has its
-    /// fill of handed-over frames and datagrams waiting.
-    pub(super) fn hand_over_datagram(&mut self, owner: usize, from: SocketAddr, datagram: &[u8]) -> bool {
+    /// Copies `datagram`, from `from` (or the inner frame of an encrypted
+    /// packet, `opened`, with its VNI and checksum state), into the next
+    /// message to worker `owner`; false (nothing queued) when that worker
+    /// already has its fill of handed-over frames and datagrams waiting.
+    pub(super) fn hand_over_datagram(
+        &mut self,
+        owner: usize,
+        from: SocketAddr,
+        datagram: &[u8],
+        opened: Option<(vxlan::Vni, crate::offload::ChecksumState)>,
+    ) -> bool {
         if !self.has_room(owner) {
             return false;
         }
@@ -332,7 +371,7 @@ impl Spread {
         bytes.extend_from_slice(datagram);
         let lender = self.me;
         let Some(queue) = self.outgoing_datagrams.get_mut(owner) else { return false };
-        queue.push(HandedDatagram { from, bytes, lender });
+        queue.push(HandedDatagram { from, bytes, opened, lender });
         self.punted += 1;
         true
     }
@@ -902,32 +941,70 @@ impl Datapath {
         id: NetworkId,
         fdb: crate::fdb::Fdb,
         owner: usize,
-        overlay: Option<(vxlan::Vni, u32, bool)>,
+        overlay: Option<ReplicaOverlay>,
     ) -> Result<(), (crate::fdb::Fdb, super::DatapathError)> {
         let punt = super::gateway_port(id.0);
         if self.ports.get(punt.index()).is_some_and(Option::is_some) {
             return Err((fdb, crate::bridge::BridgeError::PortExists(punt).into()));
         }
-        if let Some((vni, ..)) = overlay
-            && self.vnis.contains_key(&vni.get())
-        {
-            return Err((fdb, super::DatapathError::VniInUse(vni.get())));
-        }
+        let info = match &overlay {
+            Some(overlay) if self.vnis.contains_key(&overlay.vni.get()) => {
+                return Err((fdb, super::DatapathError::VniInUse(overlay.vni.get())));
+            }
+            Some(overlay) => match self.replica_net_info(overlay, owner) {
+                Ok(info) => Some(info),
+                Err(e) => return Err((fdb, e)),
+            },
+            None => None,
+        };
         self.bridge.add_replica_network(id, fdb, punt).map_err(|(fdb, e)| (fdb, e.into()))?;
         if self.ports.len() <= punt.index() {
             self.ports.resize_with(punt.index() + 1, || None);
         }
         self.ports[punt.index()] = Some(PortIo::Owner(owner));
-        if let Some((vni, mtu, mss_clamp)) = overlay {
+        if let (Some(overlay), Some(info)) = (overlay, info) {
             // Its packets may reach this worker's socket (the reuseport
             // group hashes a spread overlay's flows over every worker).
-            self.vnis.insert(vni.get(), id);
+            self.vnis.insert(overlay.vni.get(), id);
             if self.nets.len() <= id.index() {
                 self.nets.resize_with(id.index() + 1, || None);
             }
-            self.nets[id.index()] = Some(super::NetInfo::replica_overlay(vni, mtu, mss_clamp, owner));
+            self.nets[id.index()] = Some(info);
         }
         Ok(())
+    }
+
+    /// What this worker keeps of spread overlay `overlay` owned by worker
+    /// `owner`: with keys, its own sender sessions in its lane.
+    fn replica_net_info(&self, overlay: &ReplicaOverlay, owner: usize) -> Result<super::NetInfo, super::DatapathError> {
+        let mut info = super::NetInfo::replica_overlay(overlay.vni, overlay.mtu, overlay.mss_clamp, owner);
+        if let Some(keys) = &overlay.keys {
+            let secret = self.secret.as_ref().ok_or(super::DatapathError::NoSecret)?;
+            let epoch = super::effective_epoch(keys.key_base, keys.key_rotation, self.clock.unix_secs());
+            let mut crypto =
+                crypto::NetworkCrypto::new(secret, overlay.vni, epoch).map_err(super::DatapathError::Crypto)?;
+            crypto
+                .spread(keys.lane.for_thread(self.spread.me as u32), keys.host.clone())
+                .map_err(super::DatapathError::Crypto)?;
+            info.crypto = Some(Box::new(crypto));
+            info.key_base = keys.key_base;
+            info.key_rotation = keys.key_rotation;
+        }
+        Ok(info)
+    }
+
+    /// Makes this worker, the owner of encrypted spread overlay `network`,
+    /// seal in sessions of its own lane of `lane` and refuse every
+    /// worker's sessions in `host` sent back.
+    pub(super) fn spread_keys(
+        &mut self,
+        network: NetworkId,
+        lane: crypto::SessionLane,
+        host: Arc<crypto::HostSessions>,
+    ) -> Result<(), super::DatapathError> {
+        let net = self.nets.get_mut(network.index()).and_then(Option::as_mut);
+        let keys = net.and_then(|n| n.crypto.as_deref_mut()).ok_or(super::DatapathError::NotEncrypted(network))?;
+        keys.spread(lane.for_thread(self.spread.me as u32), host).map_err(super::DatapathError::Crypto)
     }
 
     /// Makes the tunnel port `port` toward `remote` on replica `network`

@@ -4,13 +4,16 @@
 //! else to the owner, and never forwards from one tunnel port to another.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::handle::{Command, NetworkSpec};
+use super::super::spread::{ReplicaKeys, ReplicaOverlay};
 use super::super::testing::frames::{BROADCAST, frame, icmp, ip, mac, udp, vtep, vxlan};
 use super::super::testing::{Harness, Setup, overlay_network};
 use super::spread::settle;
 use crate::counters::DropReason;
+use crate::events::EventKind;
 use crate::port::{NetworkId, PortConfig, PortId};
 
 const VNI: u32 = 4242;
@@ -34,7 +37,17 @@ fn spread_overlay_on(setup: fn(u8) -> Setup, spec: NetworkSpec) -> (Harness, Har
     let spec = NetworkSpec { spread: true, ..spec };
     let net = owner.network(spec);
     let fdb = crate::fdb::Fdb::new(crate::fdb::DEFAULT_FDB_LIMIT);
-    let overlay = Some((vxlan::Vni::new(VNI).unwrap(), spec.mtu, spec.mss_clamp));
+    // An encrypted overlay's workers seal in lanes of one set of sessions,
+    // the owner's set first (as the handle does).
+    let keys = spec.key_epoch.map(|key_base| {
+        let lane = crypto::SessionLane::random(2).unwrap();
+        let host = Arc::new(crypto::HostSessions::default());
+        let shared = host.clone();
+        owner.call(|reply| Command::SpreadKeys { network: net, lane, host: shared, reply }).expect("keys in lanes");
+        ReplicaKeys { key_base, key_rotation: spec.key_rotation, lane, host }
+    });
+    let vni = vxlan::Vni::new(VNI).unwrap();
+    let overlay = Some(ReplicaOverlay { vni, mtu: spec.mtu, mss_clamp: spec.mss_clamp, keys });
     replica
         .call(|reply| Command::AddReplica { id: net, fdb, owner: 0, overlay, reply })
         .map_err(|(_, e)| e)
@@ -305,4 +318,146 @@ fn a_capture_of_a_spread_overlays_tunnel_port_sees_what_the_replica_forwards() {
         h.step();
     }
     assert!(matches!(ring.pop(std::time::Duration::ZERO), Popped::Ended), "the capture outlived its port");
+}
+
+#[test]
+fn an_encrypted_spread_overlays_workers_each_seal_in_their_own_session_and_refuse_each_others() {
+    let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
+    let (mut owner, mut replica, net, a, [p2, _]) = spread_overlay_of(spec);
+    // Host 2, one worker, with station 7 behind endpoint `b`.
+    let mut far = Harness::with(Setup::host(2));
+    let far_net = far.network(spec);
+    far.peer(far_net, vtep(1));
+    let b = far.endpoint(far_net);
+    let sealed_by_far = |far: &mut Harness, f: Vec<u8>| {
+        far.inject(b, &f);
+        far.run_until_idle();
+        let sent = far.sent_datagrams();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        sent[0].bytes.clone()
+    };
+    let session = |packet: &[u8]| crypto::Header::parse(packet).expect("an encrypted packet").session_id;
+
+    // Station 7 announces itself; station 1 behind `a` answers.
+    let hello = sealed_by_far(&mut far, frame(BROADCAST, mac(7), 1));
+    owner.inject_datagram(from_host(2), &hello);
+    settle(&mut owner, &mut replica);
+    owner.inject(a, &frame(mac(7), mac(1), 2));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(7), 1)]);
+    let from_owner = owner.sent_datagrams();
+    assert_eq!(from_owner.len(), 1);
+    // The replica seals a frame of its own queue of `a` itself, in another
+    // session, which a receiver with two workers steers to its other one.
+    replica.inject(a, &frame(mac(7), mac(1), 3));
+    settle(&mut owner, &mut replica);
+    let from_replica = replica.sent_datagrams();
+    assert_eq!(from_replica.len(), 1, "the replica sent it");
+    let (s_owner, s_replica) = (session(&from_owner[0].bytes), session(&from_replica[0].bytes));
+    assert_ne!(s_owner, s_replica);
+    assert_ne!(crypto::lanes::receiving_thread(s_owner, 2), crypto::lanes::receiving_thread(s_replica, 2));
+    // Host 2 opens both.
+    for d in from_owner.iter().chain(&from_replica) {
+        far.inject_datagram(SocketAddr::new(vtep(1).ip(), 49_152), &d.bytes);
+    }
+    far.run_until_idle();
+    assert_eq!(far.sent_frames(b), vec![frame(mac(7), mac(1), 2), frame(mac(7), mac(1), 3)]);
+
+    // Each worker refuses the other's packet sent back to it.
+    owner.inject_datagram(from_host(2), &from_replica[0].bytes);
+    replica.inject_datagram(from_host(2), &from_owner[0].bytes);
+    settle(&mut owner, &mut replica);
+    for h in [&owner, &replica] {
+        assert_eq!(h.vtep_counters().drops.get(DropReason::Reflected), 1);
+    }
+    // The replica opens host 2's packets of a session steered to it, and
+    // delivers them itself; the same packet again is a replay.
+    let answer = sealed_by_far(&mut far, frame(mac(1), mac(7), 4));
+    replica.inject_datagram(from_host(2), &answer);
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(a), vec![frame(mac(1), mac(7), 4)]);
+    assert_eq!(replica.counters(p2).rx_packets, 1);
+    replica.inject_datagram(from_host(2), &answer);
+    settle(&mut owner, &mut replica);
+    assert!(replica.sent_frames(a).is_empty() && owner.sent_frames(a).is_empty());
+    assert_eq!(replica.vtep_counters().drops.get(DropReason::Replayed), 1);
+
+    // A new epoch reaches both (the handle tells each); only the owner
+    // raises the event.
+    for h in [&mut owner, &mut replica] {
+        h.call(|reply| Command::SetKeyEpoch { network: net, epoch: 4, reply }).expect("epoch 4");
+    }
+    replica.inject(a, &frame(mac(7), mac(1), 5));
+    settle(&mut owner, &mut replica);
+    let rotated = replica.sent_datagrams();
+    assert_eq!(rotated[0].bytes[4..8], 4u32.to_be_bytes(), "the replica seals with epoch 4");
+    let events = |h: &Harness| h.events().0.iter().filter(|e| matches!(e.kind, EventKind::KeyRotated { .. })).count();
+    assert_eq!((events(&owner), events(&replica)), (1, 0));
+}
+
+/// Host 2's VTEP, one worker, on encrypted overlay `spec`, with an
+/// endpoint: seals frames from it, as [`Harness::sent_datagrams`] shows.
+fn far_host(spec: NetworkSpec) -> (Harness, PortId) {
+    let mut far = Harness::with(Setup::host(2));
+    let net = far.network(spec);
+    far.peer(net, vtep(1));
+    let b = far.endpoint(net);
+    (far, b)
+}
+
+/// Seals `f` on host 2 (from its endpoint `b`).
+fn sealed_on(far: &mut Harness, b: PortId, f: &[u8]) -> Vec<u8> {
+    far.inject(b, f);
+    far.run_until_idle();
+    let sent = far.sent_datagrams();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    sent[0].bytes.clone()
+}
+
+#[test]
+fn an_encrypted_packet_reaching_a_replica_before_its_peers_mirror_is_opened_there_and_delivered_by_the_owner() {
+    let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
+    let (mut owner, mut replica, _net, a, [p2, _]) = spread_overlay_of(spec);
+    let (mut far, b) = far_host(spec);
+    // As if host 2's mirror were still on the way.
+    replica.dp.unmirror_tunnel(p2);
+    let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(7), 1));
+    replica.inject_datagram(from_host(2), &hello);
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(7), 1)], "delivered by the owner");
+    assert_eq!(owner.counters(p2).rx_packets, 1, "from host 2's port");
+    for h in [&owner, &replica] {
+        assert_eq!(h.vtep_counters().drops.get(DropReason::UnknownPeer), 0);
+    }
+    // Opened on the replica: the same packet again is a replay there.
+    replica.inject_datagram(from_host(2), &hello);
+    settle(&mut owner, &mut replica);
+    assert!(owner.sent_frames(a).is_empty());
+    assert_eq!(replica.vtep_counters().drops.get(DropReason::Replayed), 1);
+}
+
+#[test]
+fn an_encrypted_spread_overlay_on_a_learning_vtep_learns_a_peer_a_replica_heard_first() {
+    let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
+    let (mut owner, mut replica, net, a, _) = spread_overlay_on(learning_host, spec);
+    // Host 4 is no peer of host 1.
+    let mut far = Harness::with(Setup::host(4));
+    let far_net = far.network(spec);
+    far.peer(far_net, vtep(1));
+    let b = far.endpoint(far_net);
+    let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(9), 1));
+    replica.inject_datagram(from_host(4), &hello);
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(9), 1)]);
+    let p4 = owner.lookup(net, mac(9)).expect("station 9 learned behind host 4");
+    assert!(owner.snapshot().tunnels.iter().any(|t| t.port == p4 && t.learned));
+    // Mirrored: host 4's next packet is the replica's own to deliver.
+    owner.inject(a, &frame(mac(9), mac(1), 2));
+    settle(&mut owner, &mut replica);
+    owner.sent_datagrams();
+    let next = sealed_on(&mut far, b, &frame(mac(1), mac(9), 3));
+    replica.inject_datagram(from_host(4), &next);
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(a), vec![frame(mac(1), mac(9), 3)]);
+    assert_eq!(replica.counters(p4).rx_packets, 1);
 }
