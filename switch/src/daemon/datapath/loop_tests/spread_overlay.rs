@@ -325,21 +325,11 @@ fn an_encrypted_spread_overlays_workers_each_seal_in_their_own_session_and_refus
     let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
     let (mut owner, mut replica, net, a, [p2, _]) = spread_overlay_of(spec);
     // Host 2, one worker, with station 7 behind endpoint `b`.
-    let mut far = Harness::with(Setup::host(2));
-    let far_net = far.network(spec);
-    far.peer(far_net, vtep(1));
-    let b = far.endpoint(far_net);
-    let sealed_by_far = |far: &mut Harness, f: Vec<u8>| {
-        far.inject(b, &f);
-        far.run_until_idle();
-        let sent = far.sent_datagrams();
-        assert_eq!(sent.len(), 1, "{sent:?}");
-        sent[0].bytes.clone()
-    };
+    let (mut far, b) = far_host(spec);
     let session = |packet: &[u8]| crypto::Header::parse(packet).expect("an encrypted packet").session_id;
 
     // Station 7 announces itself; station 1 behind `a` answers.
-    let hello = sealed_by_far(&mut far, frame(BROADCAST, mac(7), 1));
+    let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(7), 1));
     owner.inject_datagram(from_host(2), &hello);
     settle(&mut owner, &mut replica);
     owner.inject(a, &frame(mac(7), mac(1), 2));
@@ -372,7 +362,7 @@ fn an_encrypted_spread_overlays_workers_each_seal_in_their_own_session_and_refus
     }
     // The replica opens host 2's packets of a session steered to it, and
     // delivers them itself; the same packet again is a replay.
-    let answer = sealed_by_far(&mut far, frame(mac(1), mac(7), 4));
+    let answer = sealed_on(&mut far, b, &frame(mac(1), mac(7), 4));
     replica.inject_datagram(from_host(2), &answer);
     settle(&mut owner, &mut replica);
     assert_eq!(replica.sent_frames(a), vec![frame(mac(1), mac(7), 4)]);
@@ -398,7 +388,12 @@ fn an_encrypted_spread_overlays_workers_each_seal_in_their_own_session_and_refus
 /// Host 2's VTEP, one worker, on encrypted overlay `spec`, with an
 /// endpoint: seals frames from it, as [`Harness::sent_datagrams`] shows.
 fn far_host(spec: NetworkSpec) -> (Harness, PortId) {
-    let mut far = Harness::with(Setup::host(2));
+    far_host_n(2, spec)
+}
+
+/// [`far_host`] on host `n`.
+fn far_host_n(n: u8, spec: NetworkSpec) -> (Harness, PortId) {
+    let mut far = Harness::with(Setup::host(n));
     let net = far.network(spec);
     far.peer(net, vtep(1));
     let b = far.endpoint(net);
@@ -441,10 +436,7 @@ fn an_encrypted_spread_overlay_on_a_learning_vtep_learns_a_peer_a_replica_heard_
     let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
     let (mut owner, mut replica, net, a, _) = spread_overlay_on(learning_host, spec);
     // Host 4 is no peer of host 1.
-    let mut far = Harness::with(Setup::host(4));
-    let far_net = far.network(spec);
-    far.peer(far_net, vtep(1));
-    let b = far.endpoint(far_net);
+    let (mut far, b) = far_host_n(4, spec);
     let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(9), 1));
     replica.inject_datagram(from_host(4), &hello);
     settle(&mut owner, &mut replica);
