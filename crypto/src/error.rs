@@ -37,6 +37,11 @@ pub enum OpenError {
     /// Authentication failed: wrong key, or the packet was altered.
     #[error("authentication failed: wrong key, or the packet was altered")]
     AuthenticationFailed,
+    /// The packet's session is another thread's to open (see
+    /// [`crate::lanes`]): only the thread its session id steers to keeps
+    /// that session's replay window, so no other may accept it.
+    #[error("packet of a session another receiving thread opens")]
+    OtherThread,
     /// Packet counter {counter} of this session was already received (a replay).
     #[error("packet counter {counter} of this session was already received (a replay)")]
     Replayed {

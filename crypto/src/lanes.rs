@@ -16,6 +16,13 @@
 //! - [`HostSessions`]: the session ids every thread of the host sealed
 //!   with lately, so a thread refuses packets another thread sealed that
 //!   someone sent back ([`crate::OpenError::Reflected`]).
+//!
+//! Receiving, a thread opens only the sessions its index is steered
+//! ([`receiving_thread`]), whatever delivered the packet to it, and refuses
+//! the others ([`crate::OpenError::OtherThread`]): were two threads to
+//! judge one session, each with a replay window of its own, a packet
+//! replayed to the other would be accepted again (the steering program
+//! could be missing or replaced, or a packet handed between threads).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -61,30 +68,32 @@ pub fn receiving_thread(session_id: u64, threads: u32) -> u32 {
     (session_id as u32) % threads.max(1)
 }
 
-/// How many recent session ids [`HostSessions`] keeps: with 16 threads,
-/// each thread's last four sessions (a session ends at each key epoch).
-pub const HOST_SESSIONS: usize = 64;
+/// How many recent sessions per thread [`HostSessions`] keeps: a session
+/// ends at each key epoch, and packets of the previous and next epochs are
+/// accepted, so each thread's last four cover them with room to spare.
+pub const SESSIONS_PER_THREAD: usize = 4;
 
 /// The sender sessions the threads of one host made lately for one
 /// network, shared by them (an `Arc`): recorded when a session starts,
 /// read once per run of received packets of one session. Lock-free: a
-/// ring of atomics, the oldest overwritten.
+/// ring of atomics, the oldest overwritten, [`SESSIONS_PER_THREAD`] per
+/// thread (at least 64 slots).
 #[derive(Debug)]
 pub struct HostSessions {
-    ids: [AtomicU64; HOST_SESSIONS],
+    ids: Box<[AtomicU64]>,
     next: AtomicUsize,
 }
 
-impl Default for HostSessions {
-    fn default() -> Self {
-        HostSessions { ids: std::array::from_fn(|_| AtomicU64::new(0)), next: AtomicUsize::new(0) }
-    }
-}
-
 impl HostSessions {
+    /// An empty set for `threads` sealing threads.
+    pub fn new(threads: usize) -> HostSessions {
+        let slots = (threads * SESSIONS_PER_THREAD).max(64);
+        HostSessions { ids: (0..slots).map(|_| AtomicU64::new(0)).collect(), next: AtomicUsize::new(0) }
+    }
+
     /// Records session `id` as one of the host's.
     pub fn record(&self, id: u64) {
-        let slot = self.next.fetch_add(1, Ordering::Relaxed) % HOST_SESSIONS;
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.ids.len();
         self.ids[slot].store(id, Ordering::Relaxed);
     }
 
@@ -123,12 +132,15 @@ mod tests {
     }
 
     #[test]
-    fn host_sessions_remember_the_latest_ids() {
-        let host = HostSessions::default();
-        for id in 1..=HOST_SESSIONS as u64 + 10 {
-            host.record(id);
+    fn host_sessions_remember_the_latest_ids_of_every_thread() {
+        for threads in [2usize, 100] {
+            let host = HostSessions::new(threads);
+            let slots = (threads * SESSIONS_PER_THREAD).max(64) as u64;
+            for id in 1..=slots + 10 {
+                host.record(id);
+            }
+            assert!(!host.contains(5), "overwritten by newer sessions");
+            assert!(host.contains(11) && host.contains(slots + 10));
         }
-        assert!(!host.contains(5), "overwritten by newer sessions");
-        assert!(host.contains(11) && host.contains(HOST_SESSIONS as u64 + 10));
     }
 }

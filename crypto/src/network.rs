@@ -90,6 +90,10 @@ impl NetworkCrypto {
     /// send), records them in `host`, and refuses packets of any session
     /// in `host` (another thread's, sent back). See [`crate::lanes`].
     pub fn spread(&mut self, lane: SessionLane, host: Arc<HostSessions>) -> Result<(), SealError> {
+        // Sessions this thread sealed before it had a lane are the host's too.
+        for &id in &self.own_sessions {
+            host.record(id);
+        }
         self.spread = Some((lane, 0, host));
         if let Some(sealer) = &self.sealer {
             let key = self.opener.network_key(sealer.epoch()).ok_or(SealError::NoKey { epoch: sealer.epoch() })?;
@@ -240,6 +244,11 @@ impl NetworkCrypto {
         if self.own_sessions.contains(&id) || self.spread.as_ref().is_some_and(|(_, _, host)| host.contains(id)) {
             return Err(OpenError::Reflected);
         }
+        if let Some((lane, _, _)) = &self.spread
+            && crate::lanes::receiving_thread(id, lane.step) != lane.index
+        {
+            return Err(OpenError::OtherThread);
+        }
         self.opener.session(header)
     }
 
@@ -279,7 +288,7 @@ mod tests {
 
         let secret = ClusterSecret::from_bytes([7; 32]);
         let vni = Vni::new(42).unwrap();
-        let host = Arc::new(HostSessions::default());
+        let host = Arc::new(HostSessions::new(2));
         let lane = SessionLane::random(2).unwrap();
         let mut threads: Vec<NetworkCrypto> = (0..2)
             .map(|k| {
@@ -308,6 +317,14 @@ mod tests {
                 other.open(p).expect("another host opens it");
             }
         }
+        // Another host's session steered to thread 1: thread 0 refuses it
+        // (it keeps no window of it), thread 1 opens it.
+        let mut far = NetworkCrypto::new(&secret, vni, 1).unwrap();
+        far.spread(SessionLane { base: 1, index: 0, step: 1 }, Arc::new(HostSessions::new(1))).unwrap();
+        let mut packet = Vec::new();
+        far.seal(&[0x5a; 60], &mut packet).unwrap();
+        assert_eq!(threads[0].open(&mut packet.clone()).unwrap_err(), OpenError::OtherThread);
+        threads[1].open(&mut packet).expect("the session's thread opens it");
     }
 
     fn key(vni: Vni, epoch: u32) -> NetworkKey {

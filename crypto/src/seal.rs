@@ -15,8 +15,9 @@ use crate::wire::{ENCRYPTED_OVERHEAD, HEADER_LEN, Header, InnerChecksum, TAG_LEN
 /// Seals inner frames into encrypted packets for one network in one key
 /// epoch, as one sender session.
 ///
-/// Each sealer draws a fresh random 64-bit session id and seals with the
-/// session key derived from it; its packet counter (the nonce) starts at 0
+/// Each sealer draws a fresh random 64-bit session id (or, one of several
+/// threads sealing for the network, an id of its lane: see
+/// [`crate::lanes`]) and seals with the session key derived from it; its packet counter (the nonce) starts at 0
 /// and only increases. A new sealer, as at every daemon start or epoch
 /// change, is a new session with a new key, so a nonce is never used twice
 /// under one key. Before the counter could wrap the sealer starts a new
@@ -39,8 +40,9 @@ impl Sealer {
         Ok(Sealer::with_session_id(network, session_id))
     }
 
-    /// A sealer for a given session id: only for deterministic tests, since a
-    /// session id reused under the same network key reuses nonces.
+    /// A sealer for a given session id: a lane's (see [`crate::lanes`]), or a
+    /// deterministic test's. A session id used twice under the same network
+    /// key reuses nonces: the caller must never repeat one.
     pub(crate) fn with_session_id(network: NetworkKey, session_id: u64) -> Sealer {
         let key = network.session_key(session_id);
         Sealer { network, session_id, key, next_counter: 0 }

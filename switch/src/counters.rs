@@ -122,11 +122,16 @@ pub enum DropReason {
     /// at least once (once on Linux 6.18), so more datagrams than this may
     /// have been lost.
     TunnelRxDropped,
+    /// An encrypted packet of a spread overlay that reached a worker other
+    /// than the one its sender session is steered to, which alone keeps
+    /// that session's replay window (the steering program was missing or
+    /// replaced): refused rather than judged by a second window.
+    Misdirected,
 }
 
 impl DropReason {
     /// Every reason, in counter-array order.
-    pub const ALL: [DropReason; 39] = [
+    pub const ALL: [DropReason; 40] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -166,6 +171,7 @@ impl DropReason {
         DropReason::OwnerBusy,
         DropReason::UplinkRxDropped,
         DropReason::TunnelRxDropped,
+        DropReason::Misdirected,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -212,6 +218,7 @@ impl DropReason {
             DropReason::OwnerBusy => "owner_busy",
             DropReason::UplinkRxDropped => "uplink_rx_dropped",
             DropReason::TunnelRxDropped => "tunnel_rx_dropped",
+            DropReason::Misdirected => "misdirected",
         }
     }
 }

@@ -114,9 +114,11 @@ pub struct Steering {
 }
 
 impl Steering {
-    /// Steers the VNIs in `hashed` by the kernel's hash and every other
-    /// by `VNI % sockets`, from the next datagram on. At most
-    /// [`MAX_HASHED_VNIS`]: more is refused (`InvalidInput`).
+    /// Spreads the VNIs in `hashed` over every socket (plain packets by the
+    /// kernel's hash, encrypted ones by their sender session, see
+    /// [`program`]) and steers every other by `VNI % sockets`, from the
+    /// next datagram on. At most [`MAX_HASHED_VNIS`]: more is refused
+    /// (`InvalidInput`).
     pub fn hash(&self, hashed: &[u32]) -> io::Result<()> {
         if hashed.len() > MAX_HASHED_VNIS {
             return Err(io::Error::new(

@@ -152,6 +152,9 @@ impl Datapath {
             Command::AddReplica { id, fdb, owner, overlay, reply } => {
                 let _ = reply.send(self.add_replica(id, fdb, owner, overlay));
             }
+            Command::Barrier { reply } => {
+                let _ = reply.send(());
+            }
             Command::SpreadKeys { network, lane, host, reply } => {
                 let _ = reply.send(self.spread_keys(network, lane, host));
             }

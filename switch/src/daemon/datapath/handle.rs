@@ -385,6 +385,11 @@ pub(super) enum Command {
         overlay: Option<super::spread::ReplicaOverlay>,
         reply: Reply<Result<(), (Fdb, DatapathError)>>,
     },
+    /// Replies once the commands sent to the worker before it are handled
+    /// (from the control side).
+    Barrier {
+        reply: Reply<()>,
+    },
     /// The owner of an encrypted spread overlay seals in its lane (from the
     /// control side, before the replicas are added).
     SpreadKeys {
@@ -873,7 +878,11 @@ impl DatapathHandle {
     /// mirror the ports it makes.
     fn can_spread(&self, spec: &NetworkSpec) -> bool {
         let keys_spread = spec.key_epoch.is_none() || !spec.store_keys;
-        self.workers.len() > 1 && (spec.vni.is_none() || (keys_spread && self.steering.is_some()))
+        // The steering program holds at most so many spread VNIs; one it
+        // could not steer would leave an encrypted overlay's sessions to a
+        // worker without their replay windows.
+        let room = self.routes().hashed_vnis.len() < crate::sys::reuseport::MAX_HASHED_VNIS;
+        self.workers.len() > 1 && (spec.vni.is_none() || (keys_spread && room && self.steering.is_some()))
     }
 
     /// Creates a network (bridge domain), with its userspace gateway if
@@ -884,7 +893,7 @@ impl DatapathHandle {
     pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
         let spread = spec.spread && self.can_spread(&spec);
         if spec.spread && !spread && spec.vni.is_some() && self.workers.len() > 1 {
-            tracing::warn!(network = %spec.id, store_keys = spec.store_keys, "this overlay is not spread over workers (encrypted with keys from the cluster store, or no steering program)");
+            tracing::warn!(network = %spec.id, store_keys = spec.store_keys, "this overlay is not spread over workers (encrypted with keys from the cluster store, already 250 spread overlays, or no steering program)");
         }
         let spec = NetworkSpec { spread, ..spec };
         self.add_owned_network(spec)?;
@@ -940,7 +949,7 @@ impl DatapathHandle {
     ) -> Result<Option<super::spread::ReplicaKeys>, DatapathError> {
         let Some(key_base) = spec.key_epoch else { return Ok(None) };
         let lane = crypto::SessionLane::random(self.workers.len() as u32).map_err(DatapathError::Crypto)?;
-        let host = Arc::new(crypto::HostSessions::default());
+        let host = Arc::new(crypto::HostSessions::new(self.workers.len()));
         let network = spec.id;
         self.call_on(owner, |reply| Command::SpreadKeys { network, lane, host: host.clone(), reply })??;
         Ok(Some(super::spread::ReplicaKeys { key_base, key_rotation: spec.key_rotation, lane, host }))
@@ -1127,7 +1136,27 @@ impl DatapathHandle {
 
     /// Adds a static peer to an overlay network: a tunnel port toward it.
     pub fn add_peer(&self, network: NetworkId, remote: SocketAddr) -> Result<PortId, DatapathError> {
-        self.call_network(network, |reply| Command::AddPeer { network, remote, reply })?
+        let added = self.call_network(network, |reply| Command::AddPeer { network, remote, reply })?;
+        self.sync_replicas(network)?;
+        added
+    }
+
+    /// Returns once every replica of spread overlay `network` has read the
+    /// commands its owner sent it so far: the owner mirrors a tunnel port it
+    /// makes before it replies, so after a `peer add` or a cluster view no
+    /// packet of the new peer reaches a replica that lacks the port (a
+    /// replica drops what it has no port for, unless the VTEP learns peers).
+    fn sync_replicas(&self, network: NetworkId) -> Result<(), DatapathError> {
+        let (owner, spread) = {
+            let routes = self.routes();
+            (routes.of_network(network), routes.spread.contains(&network))
+        };
+        if spread {
+            for k in (0..self.workers.len()).filter(|&k| k != owner) {
+                self.call_on(k, |reply| Command::Barrier { reply })?;
+            }
+        }
+        Ok(())
     }
 
     /// Removes a peer from an overlay network; returns whether it was there.
@@ -1153,7 +1182,9 @@ impl DatapathHandle {
         peers: Vec<SocketAddr>,
         endpoints: Vec<RemoteEndpoint>,
     ) -> Result<(), DatapathError> {
-        self.call_network(network, |reply| Command::SetClusterView { network, peers, endpoints, reply })?
+        let set = self.call_network(network, |reply| Command::SetClusterView { network, peers, endpoints, reply })?;
+        self.sync_replicas(network)?;
+        set
     }
 
     /// Sets (or, with `None`, removes) this node's mesh station on an

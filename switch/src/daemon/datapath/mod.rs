@@ -156,8 +156,8 @@ struct NetInfo {
 impl NetInfo {
     /// What a replica of spread overlay `vni` keeps: the VNI and MTU its
     /// tunnel ports send with, whether it clamps SYNs' MSS, and the worker
-    /// `owner` owning it (it has no gateway, keys or cluster view; the
-    /// owner has).
+    /// `owner` owning it (it has no gateway or cluster view; the owner has;
+    /// an encrypted overlay's replica gets its own keys afterwards).
     fn replica_overlay(vni: Vni, mtu: u32, mss_clamp: bool, owner: usize) -> NetInfo {
         NetInfo {
             vni: Some(vni),

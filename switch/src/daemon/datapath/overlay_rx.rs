@@ -11,12 +11,16 @@
 //! genuine. It works on the batch: each header is read once, and a run of
 //! packets of one sender session looks its key and replay window up once.
 //!
-//! On a replica of a spread overlay (see [`super::spread`]) a datagram from
-//! a VTEP the replica has no tunnel port for is handed, as it came, to the
-//! network's owner, which classifies it as if its own socket had read it:
-//! a peer the owner made a moment ago (its mirror not here yet) is
-//! delivered, and on a VTEP that learns peers the owner learns it and
-//! mirrors its port to the replicas, which carry its flows from then on.
+//! On a replica of a spread overlay (see [`super::spread`]) on a VTEP that
+//! learns peers, a datagram from a VTEP the replica has no tunnel port for
+//! goes to the network's owner: a plain one as it came, classified there
+//! as if the owner's socket had read it; an encrypted one opened here
+//! first (its session's replay window is this worker's), its inner frame
+//! then placed by the owner ([`classify_opened`]). The owner learns the
+//! peer and mirrors its port to the replicas, which carry its flows from
+//! then on (a peer it made a moment ago, whose mirror is still on its way,
+//! is delivered). On a VTEP that does not learn peers the replica drops
+//! such datagrams itself, as the owner would.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -220,11 +224,14 @@ fn classify_run(
         Parsed::Encrypted(header) => (header.vni, Some(header)),
     };
     let resolved = resolve_peer(ctx, nets, vni, run[0].from);
-    // A replica knows only the peers its owner mirrored and learns none:
-    // any other sender's datagrams go to the owner, plain ones as they
-    // came, encrypted ones once opened here (below).
+    // A replica knows only the peers its owner mirrored and learns none: on
+    // a VTEP that learns peers, any other sender's datagrams go to the
+    // owner, plain ones as they came, encrypted ones once opened here
+    // (below). Otherwise they are dropped here, as the owner would (the
+    // control side makes a peer's port reach every replica before it
+    // returns): a stranger's packets cost no copy to the owner.
     let unknown = matches!(resolved, Ok((_, _, None)) | Err(DropReason::UnknownPeer));
-    let to_owner = if unknown && ctx.hand_over { replica_owner(ctx, nets, vni) } else { None };
+    let to_owner = if unknown && ctx.hand_over && ctx.learn { replica_owner(ctx, nets, vni) } else { None };
     if let (Some(owner), None) = (to_owner, header) {
         let hand =
             |r: &Received| RxInstruction::HandOver { owner, buf: r.buf, datagram: r.range.clone(), from: r.from };
@@ -360,6 +367,7 @@ fn open_drop_reason(e: OpenError) -> DropReason {
         OpenError::Malformed(_) | OpenError::VniMismatch { .. } => DropReason::CryptoMalformed,
         OpenError::UnknownEpoch { .. } => DropReason::UnknownEpoch,
         OpenError::AuthenticationFailed => DropReason::AuthFailed,
+        OpenError::OtherThread => DropReason::Misdirected,
         OpenError::Reflected => DropReason::Reflected,
         OpenError::Replayed { .. } | OpenError::TooOld { .. } => DropReason::Replayed,
     }
@@ -406,7 +414,8 @@ impl Datapath {
         received.clear();
         let mut opened = Vec::new();
         let mut read = 0;
-        while !self.batch.is_full() {
+        // At most half the batch, as for handed-over frames.
+        while read < super::BUFFERS / 2 && !self.batch.is_full() {
             let Some(handed) = self.spread.next_datagram() else { break };
             read += 1;
             if let Some((buf, into)) = self.batch.take_buffer() {
@@ -420,7 +429,12 @@ impl Datapath {
                         into.copy_from_slice(&handed.bytes);
                         opened.push(((vni, handed.from), buf, len, checksum));
                     }
-                    (None, _) => self.batch.return_buffer(),
+                    (None, _) => {
+                        self.batch.return_buffer();
+                        if let Some(tunnel) = self.tunnel.as_mut() {
+                            tunnel.count_drop(DropReason::Oversize);
+                        }
+                    }
                 }
             }
             self.spread.give_back_datagram(handed);

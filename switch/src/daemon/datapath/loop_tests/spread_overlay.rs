@@ -41,7 +41,7 @@ fn spread_overlay_on(setup: fn(u8) -> Setup, spec: NetworkSpec) -> (Harness, Har
     // the owner's set first (as the handle does).
     let keys = spec.key_epoch.map(|key_base| {
         let lane = crypto::SessionLane::random(2).unwrap();
-        let host = Arc::new(crypto::HostSessions::default());
+        let host = Arc::new(crypto::HostSessions::new(2));
         let shared = host.clone();
         owner.call(|reply| Command::SpreadKeys { network: net, lane, host: shared, reply }).expect("keys in lanes");
         ReplicaKeys { key_base, key_rotation: spec.key_rotation, lane, host }
@@ -121,11 +121,12 @@ fn a_peer_the_owner_removes_is_gone_from_the_replica_too() {
     let (mut owner, mut replica, net, a, _) = spread_overlay();
     assert!(owner.remove_peer(net, vtep(2)));
     settle(&mut owner, &mut replica);
-    // The replica hands the stranger's datagram to the owner, which drops it.
+    // The replica drops the stranger's datagram itself (the VTEP does not
+    // learn peers): nothing goes to the owner.
     replica.inject_datagram(from_host(2), &vxlan(VNI, &frame(BROADCAST, mac(7), 1)));
     settle(&mut owner, &mut replica);
-    assert_eq!(replica.vtep_counters().drops.get(DropReason::UnknownPeer), 0);
-    assert_eq!(owner.vtep_counters().drops.get(DropReason::UnknownPeer), 1);
+    assert_eq!(replica.vtep_counters().drops.get(DropReason::UnknownPeer), 1);
+    assert_eq!(owner.vtep_counters().drops.get(DropReason::UnknownPeer), 0);
     assert!(owner.sent_frames(a).is_empty() && replica.sent_frames(a).is_empty());
     // Host 3 is still a peer there.
     replica.inject_datagram(from_host(3), &vxlan(VNI, &frame(BROADCAST, mac(8), 2)));
@@ -236,8 +237,8 @@ fn a_learned_peer_heard_only_by_a_replica_does_not_age_out_on_its_owner() {
 }
 
 #[test]
-fn a_peers_packets_reaching_a_replica_before_its_mirror_are_delivered_by_the_owner() {
-    let (mut owner, mut replica, _net, a, [p2, _]) = spread_overlay();
+fn on_a_learning_vtep_a_peers_packets_reaching_a_replica_before_its_mirror_are_delivered_by_the_owner() {
+    let (mut owner, mut replica, _net, a, [p2, _]) = spread_overlay_on(learning_host, overlay_network(0, VNI));
     // As if the owner had just made host 2's port and its mirror were still
     // on the way: the replica has no port for host 2.
     replica.dp.unmirror_tunnel(p2);
@@ -324,8 +325,9 @@ fn a_capture_of_a_spread_overlays_tunnel_port_sees_what_the_replica_forwards() {
 fn an_encrypted_spread_overlays_workers_each_seal_in_their_own_session_and_refuse_each_others() {
     let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
     let (mut owner, mut replica, net, a, [p2, _]) = spread_overlay_of(spec);
-    // Host 2, one worker, with station 7 behind endpoint `b`.
-    let (mut far, b) = far_host(spec);
+    // Host 2, one worker, with station 7 behind endpoint `b`, its session
+    // steered to the owner.
+    let (mut far, b) = far_host(2, spec, 0);
     let session = |packet: &[u8]| crypto::Header::parse(packet).expect("an encrypted packet").session_id;
 
     // Station 7 announces itself; station 1 behind `a` answers.
@@ -361,10 +363,14 @@ fn an_encrypted_spread_overlays_workers_each_seal_in_their_own_session_and_refus
         assert_eq!(h.vtep_counters().drops.get(DropReason::Reflected), 1);
     }
     // The replica opens host 2's packets of a session steered to it, and
-    // delivers them itself; the same packet again is a replay.
+    // delivers them itself; the owner refuses them (it has no window of
+    // that session); the same packet again is a replay.
+    steer_far(&mut far, spec.id, 1);
     let answer = sealed_on(&mut far, b, &frame(mac(1), mac(7), 4));
+    owner.inject_datagram(from_host(2), &answer);
     replica.inject_datagram(from_host(2), &answer);
     settle(&mut owner, &mut replica);
+    assert_eq!(owner.vtep_counters().drops.get(DropReason::Misdirected), 1);
     assert_eq!(replica.sent_frames(a), vec![frame(mac(1), mac(7), 4)]);
     assert_eq!(replica.counters(p2).rx_packets, 1);
     replica.inject_datagram(from_host(2), &answer);
@@ -385,19 +391,25 @@ fn an_encrypted_spread_overlays_workers_each_seal_in_their_own_session_and_refus
     assert_eq!((events(&owner), events(&replica)), (1, 0));
 }
 
-/// Host 2's VTEP, one worker, on encrypted overlay `spec`, with an
-/// endpoint: seals frames from it, as [`Harness::sent_datagrams`] shows.
-fn far_host(spec: NetworkSpec) -> (Harness, PortId) {
-    far_host_n(2, spec)
-}
-
-/// [`far_host`] on host `n`.
-fn far_host_n(n: u8, spec: NetworkSpec) -> (Harness, PortId) {
+/// Host `n`'s VTEP, one worker, on encrypted overlay `spec`, with an
+/// endpoint: seals frames from it (as [`Harness::sent_datagrams`] shows)
+/// in a session host 1 steers to its worker `to_worker`.
+fn far_host(n: u8, spec: NetworkSpec, to_worker: u32) -> (Harness, PortId) {
     let mut far = Harness::with(Setup::host(n));
     let net = far.network(spec);
     far.peer(net, vtep(1));
     let b = far.endpoint(net);
+    steer_far(&mut far, spec.id, to_worker);
     (far, b)
+}
+
+/// Makes `far` seal for `net` in a new session that a receiver of two
+/// workers steers to worker `to_worker` (a lane whose first session's low
+/// bits are `to_worker`).
+fn steer_far(far: &mut Harness, net: NetworkId, to_worker: u32) {
+    let lane = crypto::SessionLane { base: to_worker, index: 0, step: 1 };
+    let keys = far.dp.nets[net.index()].as_mut().and_then(|n| n.crypto.as_deref_mut()).expect("encrypted");
+    keys.spread(lane, Arc::new(crypto::HostSessions::new(1))).expect("a new session");
 }
 
 /// Seals `f` on host 2 (from its endpoint `b`).
@@ -410,10 +422,10 @@ fn sealed_on(far: &mut Harness, b: PortId, f: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn an_encrypted_packet_reaching_a_replica_before_its_peers_mirror_is_opened_there_and_delivered_by_the_owner() {
+fn on_a_learning_vtep_an_encrypted_packet_reaching_a_replica_before_its_peers_mirror_is_opened_there() {
     let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
-    let (mut owner, mut replica, _net, a, [p2, _]) = spread_overlay_of(spec);
-    let (mut far, b) = far_host(spec);
+    let (mut owner, mut replica, _net, a, [p2, _]) = spread_overlay_on(learning_host, spec);
+    let (mut far, b) = far_host(2, spec, 1);
     // As if host 2's mirror were still on the way.
     replica.dp.unmirror_tunnel(p2);
     let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(7), 1));
@@ -436,7 +448,7 @@ fn an_encrypted_spread_overlay_on_a_learning_vtep_learns_a_peer_a_replica_heard_
     let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
     let (mut owner, mut replica, net, a, _) = spread_overlay_on(learning_host, spec);
     // Host 4 is no peer of host 1.
-    let (mut far, b) = far_host_n(4, spec);
+    let (mut far, b) = far_host(4, spec, 1);
     let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(9), 1));
     replica.inject_datagram(from_host(4), &hello);
     settle(&mut owner, &mut replica);
