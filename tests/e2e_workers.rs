@@ -591,11 +591,12 @@ fn spread_overlay_both_ways(underlay: [u8; 3], subnet: &str, peers: Peers) {
     let back =
         transfers_until_the_replica_forwards_more(&d1, replica, spread_counts(&d1)[&replica].0, (&s2, ip_of(&e2)), &s1);
     eprintln!("{back} connections the other way");
-    // Packets of a peer the replica had no port for yet went to the owner,
-    // never dropped; nothing failed to open (encrypted).
+    // No replica lacked a peer's port (peer add waits for the mirrors; a
+    // learned peer's packets went to the owner); nothing failed to open or
+    // reached a worker other than its session's (encrypted).
     let stats = d1.stats_map();
     let vtep = stats.iter().find(|((p, _), _)| p == "vtep").map(|(_, s)| s).expect("vtep row");
-    for reason in ["unknown_peer", "replayed", "auth_failed", "reflected"] {
+    for reason in ["unknown_peer", "replayed", "auth_failed", "reflected", "misdirected"] {
         assert_eq!(vtep.drops.get(reason).copied().unwrap_or(0), 0, "{reason}: {vtep:?}");
     }
 

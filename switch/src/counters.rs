@@ -130,7 +130,8 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    /// Every reason, in counter-array order.
+    /// Every reason (counters are indexed by the enum's value, not by the
+    /// position here).
     pub const ALL: [DropReason; 40] = [
         DropReason::Truncated,
         DropReason::Oversize,

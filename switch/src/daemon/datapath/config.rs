@@ -155,6 +155,10 @@ impl Datapath {
             Command::Barrier { reply } => {
                 let _ = reply.send(());
             }
+            Command::MirrorExisting { network, reply } => {
+                self.mirror_existing(network);
+                let _ = reply.send(());
+            }
             Command::SpreadKeys { network, lane, host, reply } => {
                 let _ = reply.send(self.spread_keys(network, lane, host));
             }

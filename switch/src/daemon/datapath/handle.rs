@@ -390,6 +390,12 @@ pub(super) enum Command {
     Barrier {
         reply: Reply<()>,
     },
+    /// The owner of a spread overlay sends its existing tunnel ports to the
+    /// replicas again (from the control side, once they are added).
+    MirrorExisting {
+        network: NetworkId,
+        reply: Reply<()>,
+    },
     /// The owner of an encrypted spread overlay seals in its lane (from the
     /// control side, before the replicas are added).
     SpreadKeys {
@@ -932,9 +938,16 @@ impl DatapathHandle {
         }
         self.routes().spread.insert(spec.id);
         if let Some(vni) = spec.vni {
-            let mut routes = self.routes();
-            routes.hashed_vnis.insert(spec.id, vni.get());
-            self.steer(&routes);
+            {
+                let mut routes = self.routes();
+                routes.hashed_vnis.insert(spec.id, vni.get());
+                self.steer(&routes);
+            }
+            // Peers the owner learned before the replicas existed.
+            let mirrored = self.call_on(owner, |reply| Command::MirrorExisting { network: spec.id, reply });
+            if let Err(e) = mirrored.and_then(|()| self.sync_replicas(spec.id)) {
+                tracing::error!(network = %spec.id, error = %e, "the replicas may lack tunnel ports their owner made");
+            }
         }
         Ok(())
     }
@@ -957,9 +970,12 @@ impl DatapathHandle {
 
     /// Loads the steering program for the spread overlays `routes` lists.
     /// On failure it falls back to the plain program (every VNI to its
-    /// owner, `VNI % workers`): spread overlays' owners then forward all of
-    /// their packets (slower, not lost), and no VNI stays hashed after its
-    /// overlay went.
+    /// owner, `VNI % workers`): the owners of plain spread overlays then
+    /// forward all of their packets (slower, not lost), those of encrypted
+    /// ones refuse the sessions of the other workers (`misdirected`: lost,
+    /// never judged by a second replay window), and no VNI stays hashed
+    /// after its overlay went. (The program holds every VNI `can_spread`
+    /// lets through; only the kernel refusing it makes this happen.)
     fn steer(&self, routes: &Routes) {
         let Some(steering) = &self.steering else { return };
         let hashed: Vec<u32> = routes.hashed_vnis.values().copied().collect();
@@ -1137,7 +1153,11 @@ impl DatapathHandle {
     /// Adds a static peer to an overlay network: a tunnel port toward it.
     pub fn add_peer(&self, network: NetworkId, remote: SocketAddr) -> Result<PortId, DatapathError> {
         let added = self.call_network(network, |reply| Command::AddPeer { network, remote, reply })?;
-        self.sync_replicas(network)?;
+        // The peer is added either way; a replica that does not answer in
+        // time is the fault to report, not the peer.
+        if let Err(e) = self.sync_replicas(network) {
+            tracing::error!(%network, error = %e, "a replica did not confirm a new peer's tunnel port");
+        }
         added
     }
 
@@ -1183,7 +1203,9 @@ impl DatapathHandle {
         endpoints: Vec<RemoteEndpoint>,
     ) -> Result<(), DatapathError> {
         let set = self.call_network(network, |reply| Command::SetClusterView { network, peers, endpoints, reply })?;
-        self.sync_replicas(network)?;
+        if let Err(e) = self.sync_replicas(network) {
+            tracing::error!(%network, error = %e, "a replica did not confirm the cluster view's tunnel ports");
+        }
         set
     }
 

@@ -1015,6 +1015,14 @@ impl Datapath {
     pub(super) fn mirror_tunnel(&mut self, network: NetworkId, port: PortId, remote: SocketAddr) {
         let Some(info) = self.nets.get(network.index()).and_then(Option::as_ref) else { return };
         let (Some(vni), mtu) = (info.vni, info.mtu) else { return };
+        let same = |io: &Option<PortIo>| matches!(io, Some(PortIo::Tunnel { remote: r, .. }) if *r == remote);
+        if self.ports.get(port.index()).is_some_and(same)
+            && self.bridge.port_config(port).is_ok_and(|c| c.network == network)
+        {
+            // Mirrored already (the owner sends its ports again to a new
+            // replica, see `mirror_existing`).
+            return;
+        }
         if !self.bridge.is_replica(network) || self.ports.get(port.index()).is_some_and(Option::is_some) {
             tracing::warn!(network = %network, port = %port, "a mirrored tunnel port clashes here; not made");
             return;
@@ -1041,6 +1049,28 @@ impl Datapath {
             && self.bridge.port_config(port).is_ok_and(|c| self.bridge.is_replica(c.network));
         if mirrored {
             self.remove_port(port);
+        }
+    }
+
+    /// Sends every tunnel port of spread overlay `network`, which this
+    /// worker owns, to the replicas again, and its whole table after this
+    /// wake-up: a port or station it learned before a replica existed (the
+    /// overlay's packets all reach the owner until the replicas are added
+    /// and the steering program loads) would be missing there. A replica
+    /// that has a port already keeps it.
+    pub(super) fn mirror_existing(&mut self, network: NetworkId) {
+        if !self.spread.owns(network) {
+            return;
+        }
+        // The next table update is the whole table.
+        let _ = self.bridge.replicate(network);
+        for (index, io) in self.ports.iter().enumerate() {
+            let port = PortId(index as u32);
+            if let Some(PortIo::Tunnel { remote, .. }) = io
+                && self.bridge.port_config(port).is_ok_and(|c| c.network == network)
+            {
+                self.mirror_to_replicas(network, port, Some(*remote));
+            }
         }
     }
 

@@ -465,3 +465,40 @@ fn an_encrypted_spread_overlay_on_a_learning_vtep_learns_a_peer_a_replica_heard_
     assert_eq!(replica.sent_frames(a), vec![frame(mac(1), mac(9), 3)]);
     assert_eq!(replica.counters(p4).rx_packets, 1);
 }
+
+#[test]
+fn a_peer_the_owner_learned_before_its_replica_existed_is_mirrored_there_once_asked() {
+    let (mut owner, mut replica) = (Harness::with(learning_host(1)), Harness::with(learning_host(1)));
+    Harness::link(&mut [&mut owner, &mut replica]);
+    let spec = NetworkSpec { spread: true, ..overlay_network(0, VNI) };
+    let net = owner.network(spec);
+    let a = owner.endpoint(net);
+    // Until the replicas exist (and the steering program loads) the owner
+    // gets every packet: it learns host 4.
+    owner.inject_datagram(from_host(4), &vxlan(VNI, &frame(BROADCAST, mac(9), 1)));
+    owner.run_until_idle();
+    let p4 = owner.lookup(net, mac(9)).expect("host 4 learned");
+    // The other worker reads the owner's mirror while it holds no replica
+    // yet: nothing is made.
+    replica.run_until_idle();
+    // The replica comes (its mirror of host 4 was sent to nobody), then the
+    // owner sends its ports again, as the handle asks it to.
+    let fdb = crate::fdb::Fdb::new(crate::fdb::DEFAULT_FDB_LIMIT);
+    let overlay =
+        Some(ReplicaOverlay { vni: vxlan::Vni::new(VNI).unwrap(), mtu: spec.mtu, mss_clamp: false, keys: None });
+    replica.call(|reply| Command::AddReplica { id: net, fdb, owner: 0, overlay, reply }).map_err(|(_, e)| e).unwrap();
+    replica.endpoint_with(PortConfig { mtu: spec.mtu, ..PortConfig::access(net) });
+    owner.call(|reply| Command::MirrorExisting { network: net, reply });
+    // Twice: a replica keeps a port it has.
+    owner.call(|reply| Command::MirrorExisting { network: net, reply });
+    settle(&mut owner, &mut replica);
+    owner.sent_frames(a);
+    owner.inject(a, &frame(mac(9), mac(1), 2));
+    settle(&mut owner, &mut replica);
+    owner.sent_datagrams();
+    replica.inject_datagram(from_host(4), &vxlan(VNI, &frame(mac(1), mac(9), 3)));
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(a), vec![frame(mac(1), mac(9), 3)], "the replica delivers it itself");
+    assert_eq!(replica.counters(p4).rx_packets, 1);
+    assert!(owner.sent_frames(a).is_empty());
+}
