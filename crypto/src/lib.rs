@@ -66,7 +66,9 @@
 //! Each sender draws a fresh random 64-bit session id whenever it starts
 //! (every daemon start, every epoch change) and counts packets from 0, never
 //! wrapping (it starts a new session first), so a nonce is never reused under
-//! a key, across restarts included.
+//! a key, across restarts included. Several threads of one host sealing for
+//! one network are each a sender of their own, drawing ids in lanes that
+//! never repeat within a run ([`lanes`]).
 //!
 //! # Receiving
 //!
