@@ -612,6 +612,11 @@ impl Routes {
         self.networks.get(&network).copied().unwrap_or(0)
     }
 
+    /// The worker of `network` and whether it is spread over every worker.
+    fn owner_and_spread(&self, network: NetworkId) -> (usize, bool) {
+        (self.of_network(network), self.spread.contains(&network))
+    }
+
     /// The worker of `port`: an endpoint's is recorded when it is added, a
     /// gateway lives with its network, and tunnel slot `s` is worker
     /// `s % workers`'s (each worker allocates its own slots). Worker 0 for
@@ -1005,10 +1010,7 @@ impl DatapathHandle {
     /// endpoints remain. Its forwarding table is freed on this (control)
     /// thread, not on the worker.
     pub fn remove_network(&self, id: NetworkId) -> Result<(), DatapathError> {
-        let (owner, spread) = {
-            let routes = self.routes();
-            (routes.of_network(id), routes.spread.contains(&id))
-        };
+        let (owner, spread) = self.routes().owner_and_spread(id);
         // The owner decides: it refuses while endpoints remain, and then
         // nothing changed anywhere.
         self.call_on(owner, |reply| Command::RemoveNetwork { id, reply })??;
@@ -1167,10 +1169,7 @@ impl DatapathHandle {
     /// packet of the new peer reaches a replica that lacks the port (a
     /// replica drops what it has no port for, unless the VTEP learns peers).
     fn sync_replicas(&self, network: NetworkId) -> Result<(), DatapathError> {
-        let (owner, spread) = {
-            let routes = self.routes();
-            (routes.of_network(network), routes.spread.contains(&network))
-        };
+        let (owner, spread) = self.routes().owner_and_spread(network);
         if spread {
             for k in (0..self.workers.len()).filter(|&k| k != owner) {
                 self.call_on(k, |reply| Command::Barrier { reply })?;
@@ -1247,10 +1246,7 @@ impl DatapathHandle {
     /// epoch, refused ([`DatapathError::NoKey`], nothing changes) unless
     /// `epoch`'s key was installed ([`DatapathHandle::install_key`]).
     pub fn set_key_epoch(&self, network: NetworkId, epoch: u32) -> Result<(), DatapathError> {
-        let (owner, spread) = {
-            let routes = self.routes();
-            (routes.of_network(network), routes.spread.contains(&network))
-        };
+        let (owner, spread) = self.routes().owner_and_spread(network);
         self.call_on(owner, |reply| Command::SetKeyEpoch { network, epoch, reply })??;
         // Every worker of a spread overlay seals and opens with the keys of
         // its own epoch: the replicas follow the owner (they hold no keys

@@ -300,12 +300,10 @@ fn resolve_peer(
     vni: Vni,
     sender: SocketAddr,
 ) -> Result<Sender, DropReason> {
-    let ip = sender.ip();
-    let &network = ctx.vnis.get(&vni.get()).ok_or(DropReason::UnknownVni)?;
+    let (network, (_, remote)) = sender_of(ctx, vni, sender).ok_or(DropReason::UnknownVni)?;
     if nets.get(network.index()).and_then(Option::as_ref).is_none() {
         return Err(DropReason::UnknownVni);
     }
-    let remote = SocketAddr::new(ip, ctx.peer_ports.get(&ip).copied().unwrap_or(ctx.local.port()));
     let known = ctx.peers.lookup(vni, remote).map(PortId);
     // Only a peer the VTEP could answer is learned: never one of the other
     // address family (the kernel's IPv6 sockets are V6ONLY, so none arrives
