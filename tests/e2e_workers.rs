@@ -513,6 +513,14 @@ fn an_encrypted_spread_overlay_is_sealed_and_opened_by_every_worker() {
     spread_overlay_both_ways([10, 210, 50], "10.244.14", Peers::Encrypted);
 }
 
+#[test]
+fn a_one_worker_hosts_encrypted_flows_are_opened_by_every_worker_of_a_spread_receiver() {
+    if !require_root("a_one_worker_hosts_encrypted_flows_are_opened_by_every_worker_of_a_spread_receiver") {
+        return;
+    }
+    spread_overlay_both_ways([10, 210, 52], "10.244.15", Peers::EncryptedFromOneWorker);
+}
+
 /// How host 1 of [`spread_overlay_both_ways`] knows host 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Peers {
@@ -524,6 +532,11 @@ enum Peers {
     /// two workers: each worker seals in its own session, which the
     /// receiving host steers to one of its workers).
     Encrypted,
+    /// As `Encrypted`, but host 2 has one worker and does not spread the
+    /// overlay: it seals each flow in the session of its outer source port
+    /// (one of `crypto::FLOW_SESSIONS`), so its flows still reach both of
+    /// host 1's workers.
+    EncryptedFromOneWorker,
 }
 
 /// Host 1 (two workers) and host 2 share a spread overlay on
@@ -534,13 +547,17 @@ fn spread_overlay_both_ways(underlay: [u8; 3], subnet: &str, peers: Peers) {
     let u = Underlay::new(underlay, 2);
     let (h1, h2) = (u.host(0), u.host(1));
     let secret = SecretFile::generate(0o600);
-    let encrypted = peers == Peers::Encrypted;
+    let encrypted = matches!(peers, Peers::Encrypted | Peers::EncryptedFromOneWorker);
     let (mut d1, d2) = match peers {
         Peers::Static => (vtep_daemon(h1, &["--workers", "2"]), vtep_daemon(h2, &[])),
         Peers::Learned => (vtep_daemon(h1, &["--workers", "2", "--learn-peers"]), vtep_daemon(h2, &[])),
         Peers::Encrypted => (
             encrypted_vtep_daemon(h1, &secret, &["--workers", "2"]),
             encrypted_vtep_daemon(h2, &secret, &["--workers", "2"]),
+        ),
+        Peers::EncryptedFromOneWorker => (
+            encrypted_vtep_daemon(h1, &secret, &["--workers", "2"]),
+            encrypted_vtep_daemon(h2, &secret, &["--workers", "1"]),
         ),
     };
     let net = u.name("so");
@@ -550,9 +567,13 @@ fn spread_overlay_both_ways(underlay: [u8; 3], subnet: &str, peers: Peers) {
         &["--attachable", "-o", "spread"]
     };
     d1.overlay_create(&net, &format!("{subnet}.0/24"), 4300, options);
-    let options: &[&str] = if encrypted { options } else { &["--attachable"] };
+    let options: &[&str] = match peers {
+        Peers::Encrypted => options,
+        Peers::EncryptedFromOneWorker => &["--attachable", "-o", "encrypted"],
+        Peers::Static | Peers::Learned => &["--attachable"],
+    };
     d2.overlay_create(&net, &format!("{subnet}.0/24"), 4300, options);
-    for d in [&d1, &d2].into_iter().take(if encrypted { 2 } else { 1 }) {
+    for d in [&d1, &d2].into_iter().take(if peers == Peers::Encrypted { 2 } else { 1 }) {
         let tree: ShowTree = d.ctl_json(&["show"]);
         let spread_over = tree.networks.iter().find(|n| n.name == net).and_then(|n| n.spread_over);
         assert_eq!(spread_over, Some(2), "the overlay is spread over both workers");
@@ -573,7 +594,9 @@ fn spread_overlay_both_ways(underlay: [u8; 3], subnet: &str, peers: Peers) {
     // encrypted: its sender session) over host 1's two workers; the
     // replica's carry them both ways, into the sandbox and into the tunnel.
     let replica_rows = |d: &Daemon| worker_rows(d)[&replica].0.clone();
+    let owner_rows = |d: &Daemon| worker_rows(d)[&(1 - replica)].0.clone();
     let before = replica_rows(&d1);
+    let owner_before = owner_rows(&d1);
     let mut transfers = transfers_until_the_replica_forwards(&d1, replica, (&s1, ip_of(&e1)), &s2);
     // Until its own socket both received and sent (the frames it forwarded
     // may all have gone one way so far).
@@ -591,6 +614,25 @@ fn spread_overlay_both_ways(underlay: [u8; 3], subnet: &str, peers: Peers) {
     let back =
         transfers_until_the_replica_forwards_more(&d1, replica, spread_counts(&d1)[&replica].0, (&s2, ip_of(&e2)), &s1);
     eprintln!("{back} connections the other way");
+    if encrypted {
+        // Host 2 seals each connection in the session of its outer source
+        // port (one of four, whatever its workers), so its connections
+        // reach both of host 1's workers: the owner's socket receives too.
+        // (Each new connection has an even chance of either; with one
+        // session per sending worker, a one-worker host 2 reaches one.)
+        let mut more = 0;
+        loop {
+            let (owner_after, replica_after) = (owner_rows(&d1), replica_rows(&d1));
+            if owner_after.rx_packets > owner_before.rx_packets && replica_after.rx_packets > before.rx_packets {
+                eprintln!("{more} more connections; owner's underlay socket: {owner_after:?}");
+                break;
+            }
+            assert!(more < 40, "40 more connections and a worker opened nothing: {owner_after:?} {replica_after:?}");
+            let r = tcp_transfer(&s2, ip_of(&e2), &s1, LEN).expect("a TCP transfer");
+            assert!(r.intact, "TCP over a spread overlay corrupted: {r:?}");
+            more += 1;
+        }
+    }
     // No replica lacked a peer's port (peer add waits for the mirrors; a
     // learned peer's packets went to the owner); nothing failed to open or
     // reached a worker other than its session's (encrypted).

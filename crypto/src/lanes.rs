@@ -1,28 +1,39 @@
-//! One network sealed by several threads of one host (a network spread over
-//! a switch's worker threads): each thread has its own sender session, so
-//! nonces never collide, and the threads share two things.
+//! How one host draws the ids of its sender sessions for a network, so
+//! that a receiver reading with several threads can share their work, and
+//! what several threads of one host sealing for one network (a network
+//! spread over a switch's worker threads) share.
 //!
-//! - [`SessionLane`]: how each thread picks its session ids. A receiver
-//!   that reads with several threads steers each packet by its session id
-//!   (the low 32 bits modulo its thread count), so all packets of a session
-//!   reach the one thread that holds its replay window, whatever their
-//!   outer addresses say. Thread `index` of `step` draws ids whose low 32
-//!   bits are `base + index + step * n` (its `n`th session; `base` random
-//!   per host start), so one host's threads land on different receiving
-//!   threads (consecutive residues), and a host with one thread lands on
-//!   a random one. The high 32 bits are random. Within one run no two of
-//!   the host's sessions share an id (their low bits differ until
-//!   2^32 / `step` sessions per thread); across runs `base` is drawn again.
+//! - Sessions per flow: every sealer holds [`FLOW_SESSIONS`] sender
+//!   sessions at once and seals each flow in one of them, chosen by the
+//!   outer UDP source port the flow leaves from (so one outer 4-tuple
+//!   carries one session, and a receiver's UDP GRO never merges two
+//!   sessions). A receiver that reads with several threads steers each
+//!   packet by its session id (the low 32 bits modulo its thread count), so
+//!   all packets of a session reach the one thread that holds its replay
+//!   window, whatever their outer addresses say; with several sessions per
+//!   sender, a host sealing on one thread still reaches up to
+//!   [`FLOW_SESSIONS`] receiving threads, as plain VXLAN's flows spread by
+//!   their source ports.
+//! - [`SessionLane`]: how each thread picks its session ids. Thread `index`
+//!   of `step` draws, for its `n`th set of sessions, ids whose low 32 bits
+//!   are `base + index * F + slot + step * F * n` (`F` = [`FLOW_SESSIONS`],
+//!   `slot` < `F`; `base` random per network and host start): consecutive
+//!   residues, so one thread's sessions, and one host's threads, land on
+//!   different receiving threads, and a host lands on random ones. The high
+//!   32 bits are random. Within one run no two of the host's sessions share
+//!   an id (their low bits differ until 2^32 / (`step` * `F`) sets per
+//!   thread); across runs `base` is drawn again.
 //! - [`HostSessions`]: the session ids every thread of the host sealed
 //!   with lately, so a thread refuses packets another thread sealed that
 //!   someone sent back ([`crate::OpenError::Reflected`]).
 //!
-//! Receiving, a thread opens only the sessions its index is steered
-//! ([`receiving_thread`]), whatever delivered the packet to it, and refuses
-//! the others ([`crate::OpenError::OtherThread`]): were two threads to
-//! judge one session, each with a replay window of its own, a packet
-//! replayed to the other would be accepted again (the steering program
-//! could be missing or replaced, or a packet handed between threads).
+//! Receiving, a thread of a spread network opens only the sessions its
+//! index is steered ([`receiving_thread`]), whatever delivered the packet
+//! to it, and refuses the others ([`crate::OpenError::OtherThread`]): were
+//! two threads to judge one session, each with a replay window of its own,
+//! a packet replayed to the other would be accepted again (the steering
+//! program could be missing or replaced, or a packet handed between
+//! threads).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -54,10 +65,13 @@ impl SessionLane {
         SessionLane { index, ..self }
     }
 
-    /// The id of this thread's `n`th session: random high 32 bits, low 32
-    /// bits `base + index + step * n`.
-    pub(crate) fn session_id(self, n: u32) -> Result<u64, SealError> {
-        let low = self.base.wrapping_add(self.index).wrapping_add(self.step.wrapping_mul(n));
+    /// The id of session `slot` (< [`FLOW_SESSIONS`]) of this thread's
+    /// `n`th set: random high 32 bits, low 32 bits `base + index * F + slot
+    /// + step * F * n`.
+    pub(crate) fn session_id(self, slot: u32, n: u32) -> Result<u64, SealError> {
+        let sessions = self.index.wrapping_mul(FLOW_SESSIONS).wrapping_add(slot % FLOW_SESSIONS);
+        let set = self.step.wrapping_mul(FLOW_SESSIONS).wrapping_mul(n);
+        let low = self.base.wrapping_add(sessions).wrapping_add(set);
         Ok(u64::from(random_u32()?) << 32 | u64::from(low))
     }
 }
@@ -68,13 +82,18 @@ pub fn receiving_thread(session_id: u64, threads: u32) -> u32 {
     (session_id as u32) % threads.max(1)
 }
 
-/// How many recent sessions per thread [`HostSessions`] keeps: a session
-/// ends at each key epoch, and packets of the previous and next epochs are
-/// accepted, so each thread's last four cover them with room to spare.
-pub const SESSIONS_PER_THREAD: usize = 4;
+/// How many sender sessions a sealer holds at once, each carrying the flows
+/// of its share of the outer source ports (see the [module docs](self)).
+pub const FLOW_SESSIONS: u32 = 4;
+
+/// How many recent sets of [`FLOW_SESSIONS`] sessions per thread
+/// [`HostSessions`] keeps: a set ends at each key epoch, and packets of the
+/// previous and next epochs are accepted, so each thread's last four sets
+/// cover them with room to spare.
+pub const SESSIONS_PER_THREAD: usize = 4 * FLOW_SESSIONS as usize;
 
 /// The sender sessions the threads of one host made lately for one
-/// network, shared by them (an `Arc`): recorded when a session starts,
+/// network, shared by them (an `Arc`): recorded when a session seals its first packet,
 /// read once per run of received packets of one session. Lock-free: a
 /// ring of atomics, the oldest overwritten, [`SESSIONS_PER_THREAD`] per
 /// thread (at least 64 slots).
@@ -115,20 +134,53 @@ fn random_u32() -> Result<u32, SealError> {
 mod tests {
     use super::*;
 
+    use std::collections::HashSet;
+
     #[test]
-    fn the_threads_of_a_lane_land_on_consecutive_receiving_threads() {
+    fn the_sessions_of_a_lanes_threads_are_consecutive_residues() {
         let lane = SessionLane::random(2).unwrap();
         for n in 0..4 {
-            let ids: Vec<u64> = (0..2).map(|k| lane.for_thread(k).session_id(n).unwrap()).collect();
-            let receivers: Vec<u32> = ids.iter().map(|&id| receiving_thread(id, 2)).collect();
-            assert_ne!(receivers[0], receivers[1], "two senders on one receiver: {ids:x?}");
-            // Three receiving threads: still two different ones.
-            assert_ne!(receiving_thread(ids[0], 3), receiving_thread(ids[1], 3));
+            // Every session of both threads' nth sets: 2 * F consecutive
+            // low words, so any receiver of up to 2 * F threads gets some of each.
+            let lows: Vec<u32> = (0..2)
+                .flat_map(|k| {
+                    (0..FLOW_SESSIONS).map(move |slot| lane.for_thread(k).session_id(slot, n).unwrap() as u32)
+                })
+                .collect();
+            let first = lane.base.wrapping_add(2 * FLOW_SESSIONS * n);
+            let expected: Vec<u32> = (0..2 * FLOW_SESSIONS).map(|i| first.wrapping_add(i)).collect();
+            assert_eq!(lows, expected, "set {n}");
         }
         // One thread's sessions never repeat their low bits within a run.
         let one = lane.for_thread(1);
-        let lows: std::collections::HashSet<u32> = (0..1000).map(|n| one.session_id(n).unwrap() as u32).collect();
-        assert_eq!(lows.len(), 1000);
+        let lows: HashSet<u32> = (0..1000)
+            .flat_map(|n| (0..FLOW_SESSIONS).map(move |slot| one.session_id(slot, n).unwrap() as u32))
+            .collect();
+        assert_eq!(lows.len(), 1000 * FLOW_SESSIONS as usize);
+    }
+
+    #[test]
+    fn one_sealing_thread_reaches_as_many_receiving_threads_as_it_has_flow_sessions() {
+        for receivers in 1..=FLOW_SESSIONS {
+            let lane = SessionLane::random(1).unwrap();
+            for n in 0..3 {
+                let reached: HashSet<u32> = (0..FLOW_SESSIONS)
+                    .map(|slot| receiving_thread(lane.session_id(slot, n).unwrap(), receivers))
+                    .collect();
+                assert_eq!(reached.len(), receivers as usize, "set {n} over {receivers} receiving threads");
+            }
+        }
+        // Two threads of two, to two receivers: each thread's flows reach
+        // both, and the two threads' sessions are all different.
+        let lane = SessionLane::random(2).unwrap();
+        let mut all = HashSet::new();
+        for k in 0..2 {
+            let ids: Vec<u64> =
+                (0..FLOW_SESSIONS).map(|slot| lane.for_thread(k).session_id(slot, 0).unwrap()).collect();
+            assert_eq!(ids.iter().map(|&id| receiving_thread(id, 2)).collect::<HashSet<_>>().len(), 2);
+            all.extend(ids.iter().map(|&id| id as u32));
+        }
+        assert_eq!(all.len(), 2 * FLOW_SESSIONS as usize);
     }
 
     #[test]

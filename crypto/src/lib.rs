@@ -11,10 +11,11 @@
 //! - [`seal`]: [`Sealer`], one sender session.
 //! - [`open`]: [`Opener`], authentication, decryption and anti-replay.
 //! - [`replay`]: the RFC 6479 sliding window ([`ReplayWindow`]).
-//! - [`network`]: [`NetworkCrypto`], one network's sealer and opener, and key
-//!   rotation.
-//! - [`lanes`]: one network sealed by several threads of a host
-//!   ([`SessionLane`], [`HostSessions`]).
+//! - [`network`]: [`NetworkCrypto`], one network's sealers (one per flow
+//!   slot) and opener, and key rotation.
+//! - [`lanes`]: how session ids are drawn so that receivers can spread a
+//!   host's flows over threads, and one network sealed by several threads
+//!   of a host ([`SessionLane`], [`HostSessions`], [`FLOW_SESSIONS`]).
 //!
 //! The cipher is ring's assembly ChaCha20-Poly1305.
 //!
@@ -63,12 +64,16 @@
 //! switches its send epoch only when told that every member holds the new
 //! key. Session keys and nonces are then as above.
 //!
-//! Each sender draws a fresh random 64-bit session id whenever it starts
-//! (every daemon start, every epoch change) and counts packets from 0, never
-//! wrapping (it starts a new session first), so a nonce is never reused under
-//! a key, across restarts included. Several threads of one host sealing for
-//! one network are each a sender of their own, drawing ids in lanes that
-//! never repeat within a run ([`lanes`]).
+//! Each sender draws fresh 64-bit session ids whenever it starts (every
+//! daemon start, every epoch change; the high 32 bits random, the low 32
+//! bits in a lane with a random base, [`lanes`]) and counts packets from 0
+//! in each, never wrapping (it starts a new session first), so a nonce is
+//! never reused under a key, across restarts included. A sender holds
+//! [`FLOW_SESSIONS`] sessions at once and seals each flow in the one its
+//! outer source port picks, so a receiver that steers packets to threads by
+//! session spreads even a one-thread sender's flows. Several threads of one
+//! host sealing for one network are each a sender of their own, drawing ids
+//! in lanes that never repeat within a run.
 //!
 //! # Receiving
 //!
@@ -99,7 +104,7 @@ pub mod wire;
 
 pub use error::{KeyError, MalformedReason, NodeKeyError, OpenError, SealError, SealedKeyError, SecretError};
 pub use keys::{KeySource, NetworkKey};
-pub use lanes::{HostSessions, SessionLane};
+pub use lanes::{FLOW_SESSIONS, HostSessions, SessionLane};
 pub use network::NetworkCrypto;
 pub use open::{DEFAULT_MAX_SESSIONS, Opened, Opener, SessionRun};
 pub use replay::{REPLAY_WINDOW, ReplayWindow};

@@ -9,19 +9,21 @@ use vxlan::Vni;
 
 use crate::error::{KeyError, OpenError, SealError};
 use crate::keys::NetworkKey;
-use crate::lanes::{HostSessions, SessionLane};
+use crate::lanes::{FLOW_SESSIONS, HostSessions, SessionLane};
 use crate::open::{Opened, Opener, SessionRun};
 use crate::seal::Sealer;
 use crate::secret::ClusterSecret;
 use crate::wire::{Header, InnerChecksum};
 
 /// How many of this host's own recent sender sessions are remembered, so
-/// that packets it sent cannot be reflected back to it.
-const OWN_SESSIONS: usize = 16;
+/// that packets it sent cannot be reflected back to it: the last eight
+/// sets of [`FLOW_SESSIONS`].
+const OWN_SESSIONS: usize = 8 * FLOW_SESSIONS as usize;
 
-/// The keys of one encrypted overlay network on one host: a [`Sealer`] for
-/// the current epoch and an [`Opener`] accepting the previous, current and
-/// next epochs.
+/// The keys of one encrypted overlay network on one host: [`FLOW_SESSIONS`]
+/// [`Sealer`]s for the current epoch, each sealing the flows of its share of
+/// the outer source ports ([`NetworkCrypto::seal_in_place`]'s `flow`), and
+/// an [`Opener`] accepting the previous, current and next epochs.
 ///
 /// Keys derive from the cluster secret ([`NetworkCrypto::new`]), or, in
 /// cluster mode, are installed epoch by epoch as the store distributes them
@@ -49,13 +51,19 @@ const OWN_SESSIONS: usize = 16;
 /// lane, and all refuse each other's sessions sent back.
 #[derive(Debug)]
 pub struct NetworkCrypto {
-    /// The sender session; none while the current epoch has no installed key.
-    sealer: Option<Sealer>,
+    /// The sender sessions, one per flow slot; none while the current
+    /// epoch has no installed key.
+    sealers: Vec<Sealer>,
     opener: Opener,
     own_sessions: VecDeque<u64>,
-    /// With several sealing threads: this one's lane and how many sessions
-    /// it drew in it, and the sessions of every thread.
-    spread: Option<(SessionLane, u32, Arc<HostSessions>)>,
+    /// The lane session ids are drawn in: this host's alone (one thread,
+    /// random base, drawn with the first sessions) until
+    /// [`NetworkCrypto::spread`] gives a shared one.
+    lane: Option<SessionLane>,
+    /// How many sets of sessions were drawn in `lane`.
+    drawn: u32,
+    /// With several sealing threads: the sessions of every thread.
+    host: Option<Arc<HostSessions>>,
 }
 
 impl NetworkCrypto {
@@ -63,12 +71,14 @@ impl NetworkCrypto {
     /// session.
     pub fn new(secret: &ClusterSecret, vni: Vni, epoch: u32) -> Result<NetworkCrypto, SealError> {
         let mut crypto = NetworkCrypto {
-            sealer: Some(Sealer::new(NetworkKey::derive(secret, vni, epoch))?),
+            sealers: Vec::new(),
             opener: Opener::new(secret, vni, epoch),
             own_sessions: VecDeque::with_capacity(OWN_SESSIONS),
-            spread: None,
+            lane: None,
+            drawn: 0,
+            host: None,
         };
-        crypto.remember_own_session();
+        crypto.sealers = crypto.make_sealers(NetworkKey::derive(secret, vni, epoch))?;
         Ok(crypto)
     }
 
@@ -78,10 +88,12 @@ impl NetworkCrypto {
     /// are installed.
     pub fn with_installed_keys(vni: Vni, epoch: u32) -> NetworkCrypto {
         NetworkCrypto {
-            sealer: None,
+            sealers: Vec::new(),
             opener: Opener::with_installed_keys(vni, epoch),
             own_sessions: VecDeque::with_capacity(OWN_SESSIONS),
-            spread: None,
+            lane: None,
+            drawn: 0,
+            host: None,
         }
     }
 
@@ -94,26 +106,27 @@ impl NetworkCrypto {
         for &id in &self.own_sessions {
             host.record(id);
         }
-        self.spread = Some((lane, 0, host));
-        if let Some(sealer) = &self.sealer {
-            let key = self.opener.network_key(sealer.epoch()).ok_or(SealError::NoKey { epoch: sealer.epoch() })?;
-            self.sealer = Some(self.make_sealer(key)?);
-            self.remember_own_session();
+        self.lane = Some(lane);
+        self.drawn = 0;
+        self.host = Some(host);
+        if let Some(epoch) = self.sealers.first().map(Sealer::epoch) {
+            let key = self.opener.network_key(epoch).ok_or(SealError::NoKey { epoch })?;
+            self.sealers = self.make_sealers(key)?;
         }
         Ok(())
     }
 
-    /// A new sender session under `key`: in this thread's lane when
-    /// spread, else with a random id.
-    fn make_sealer(&mut self, key: NetworkKey) -> Result<Sealer, SealError> {
-        match &mut self.spread {
-            Some((lane, drawn, _)) => {
-                let id = lane.session_id(*drawn)?;
-                *drawn = drawn.wrapping_add(1);
-                Ok(Sealer::with_session_id(key, id))
-            }
-            None => Sealer::new(key),
-        }
+    /// A new set of [`FLOW_SESSIONS`] sender sessions under `key`, the
+    /// next in this thread's lane. Each is remembered as the host's own when
+    /// it seals its first packet.
+    fn make_sealers(&mut self, key: NetworkKey) -> Result<Vec<Sealer>, SealError> {
+        let lane = match self.lane {
+            Some(lane) => lane,
+            None => *self.lane.insert(SessionLane::random(1)?),
+        };
+        let n = self.drawn;
+        self.drawn = n.wrapping_add(1);
+        (0..FLOW_SESSIONS).map(|slot| Ok(Sealer::with_session_id(key.clone(), lane.session_id(slot, n)?))).collect()
     }
 
     /// Installs the key of one epoch (see [`Opener::install`]): packets of
@@ -126,9 +139,8 @@ impl NetworkCrypto {
         let current = self.current_epoch() == epoch;
         let changed = current && !self.opener.network_key(epoch).is_some_and(|k| k.same_as(&key));
         self.opener.install(key.clone())?;
-        if current && (changed || self.sealer.is_none()) {
-            self.sealer = Some(self.make_sealer(key).map_err(|_| KeyError::Random)?);
-            self.remember_own_session();
+        if current && (changed || self.sealers.is_empty()) {
+            self.sealers = self.make_sealers(key).map_err(|_| KeyError::Random)?;
         }
         Ok(())
     }
@@ -140,7 +152,7 @@ impl NetworkCrypto {
 
     /// Whether a key to send with is at hand (always, with derived keys).
     pub fn can_send(&self) -> bool {
-        self.sealer.is_some()
+        !self.sealers.is_empty()
     }
 
     /// The epoch sent with, if a key to send with is at hand.
@@ -154,18 +166,15 @@ impl NetworkCrypto {
         self.opener.installed_epochs()
     }
 
-    /// Records the sealer's session id as one of this host's own.
-    fn remember_own_session(&mut self) {
-        let Some(sealer) = &self.sealer else { return };
-        let id = sealer.session_id();
-        if self.own_sessions.back() != Some(&id) {
-            if self.own_sessions.len() == OWN_SESSIONS {
-                self.own_sessions.pop_front();
-            }
-            self.own_sessions.push_back(id);
-            if let Some((_, _, host)) = &self.spread {
-                host.record(id);
-            }
+    /// Records session `id` as one of this host's own (when it seals its
+    /// first packet: a session that never sealed cannot be sent back).
+    fn remember_own_session(&mut self, id: u64) {
+        if self.own_sessions.len() == OWN_SESSIONS {
+            self.own_sessions.pop_front();
+        }
+        self.own_sessions.push_back(id);
+        if let Some(host) = &self.host {
+            host.record(id);
         }
     }
 
@@ -185,48 +194,58 @@ impl NetworkCrypto {
     /// refused ([`SealError::NoKey`], nothing changes) unless `epoch`'s key
     /// is installed.
     pub fn set_epoch(&mut self, epoch: u32) -> Result<(), SealError> {
-        if epoch == self.current_epoch() && self.sealer.is_some() {
+        if epoch == self.current_epoch() && self.can_send() {
             return Ok(());
         }
         let key = self.opener.network_key(epoch).ok_or(SealError::NoKey { epoch })?;
-        self.sealer = Some(self.make_sealer(key)?);
+        self.sealers = self.make_sealers(key)?;
         self.opener.set_epoch(epoch);
-        self.remember_own_session();
         Ok(())
     }
 
-    /// A further sender session at the current epoch, for another thread
-    /// sealing for this network. Replace it when the epoch changes.
-    pub fn new_sealer(&self) -> Result<Sealer, SealError> {
+    /// Seals with the session of `flow` (any number: the flow's share,
+    /// `flow % FLOW_SESSIONS`, picks the session; the datapath passes the
+    /// index of the outer source port the packet leaves from), and
+    /// remembers a session that sealed its first packet as the host's own.
+    fn with_sealer<T>(
+        &mut self,
+        flow: usize,
+        seal: impl FnOnce(&mut Sealer) -> Result<T, SealError>,
+    ) -> Result<T, SealError> {
         let epoch = self.current_epoch();
-        Sealer::new(self.opener.network_key(epoch).ok_or(SealError::NoKey { epoch })?)
+        let count = self.sealers.len();
+        let sealer = self.sealers.get_mut(flow % count.max(1)).ok_or(SealError::NoKey { epoch })?;
+        let sealed = seal(sealer)?;
+        // The first packet of a session, new or started by the sealer
+        // itself before its counter could wrap.
+        if sealer.next_counter() == 1 {
+            let id = sealer.session_id();
+            self.remember_own_session(id);
+        }
+        Ok(sealed)
     }
 
-    /// The sender session, or [`SealError::NoKey`] without one.
-    fn sealer_mut(&mut self) -> Result<&mut Sealer, SealError> {
-        let epoch = self.current_epoch();
-        self.sealer.as_mut().ok_or(SealError::NoKey { epoch })
-    }
-
-    /// See [`Sealer::seal`]; [`SealError::NoKey`] while the current epoch
-    /// has no installed key.
-    pub fn seal(&mut self, inner: &[u8], out: &mut Vec<u8>) -> Result<Range<usize>, SealError> {
-        let sealed = self.sealer_mut()?.seal(inner, out);
-        self.remember_own_session();
-        sealed
+    /// See [`Sealer::seal`], in the session of `flow` (see
+    /// [`NetworkCrypto::seal_in_place`]); [`SealError::NoKey`] while the
+    /// current epoch has no installed key.
+    pub fn seal(&mut self, flow: usize, inner: &[u8], out: &mut Vec<u8>) -> Result<Range<usize>, SealError> {
+        self.with_sealer(flow, |sealer| sealer.seal(inner, out))
     }
 
     /// See [`Sealer::seal_in_place`]; [`SealError::NoKey`] while the
-    /// current epoch has no installed key.
+    /// current epoch has no installed key. `flow` picks the session
+    /// (`flow % FLOW_SESSIONS`): pass the same number for every packet
+    /// of one outer 4-tuple, so that a receiver's UDP GRO, which merges
+    /// datagrams by 4-tuple, never merges two sessions, and a receiver
+    /// steering by session spreads the flows over its threads.
     pub fn seal_in_place(
         &mut self,
+        flow: usize,
         packet: &mut [u8],
         inner_len: usize,
         checksum: InnerChecksum,
     ) -> Result<usize, SealError> {
-        let sealed = self.sealer_mut()?.seal_in_place(packet, inner_len, checksum);
-        self.remember_own_session();
-        sealed
+        self.with_sealer(flow, |sealer| sealer.seal_in_place(packet, inner_len, checksum))
     }
 
     /// See [`Opener::open`]; also refuses packets of this host's own recent
@@ -241,10 +260,11 @@ impl NetworkCrypto {
     /// sender sessions ([`OpenError::Reflected`]).
     pub fn session(&mut self, header: &Header) -> Result<SessionRun<'_>, OpenError> {
         let id = header.session_id;
-        if self.own_sessions.contains(&id) || self.spread.as_ref().is_some_and(|(_, _, host)| host.contains(id)) {
+        if self.own_sessions.contains(&id) || self.host.as_ref().is_some_and(|host| host.contains(id)) {
             return Err(OpenError::Reflected);
         }
-        if let Some((lane, _, _)) = &self.spread
+        if self.host.is_some()
+            && let Some(lane) = self.lane
             && crate::lanes::receiving_thread(id, lane.step) != lane.index
         {
             return Err(OpenError::OtherThread);
@@ -252,9 +272,11 @@ impl NetworkCrypto {
         self.opener.session(header)
     }
 
-    /// The sender session, if the current epoch has a key.
-    pub fn sealer(&mut self) -> Option<&mut Sealer> {
-        self.sealer.as_mut()
+    /// The sender session of `flow` (see [`NetworkCrypto::seal_in_place`]),
+    /// if the current epoch has a key.
+    pub fn sealer(&mut self, flow: usize) -> Option<&mut Sealer> {
+        let count = self.sealers.len().max(1);
+        self.sealers.get_mut(flow % count)
     }
 
     /// The receiver.
@@ -274,7 +296,7 @@ mod tests {
         let mut a = NetworkCrypto::new(&secret, vni, 0).unwrap();
         let mut b = NetworkCrypto::new(&secret, vni, 0).unwrap();
         let mut packet = Vec::new();
-        a.seal(&[0x5a; 60], &mut packet).unwrap();
+        a.seal(0, &[0x5a; 60], &mut packet).unwrap();
         assert_eq!(a.open(&mut packet.clone()).unwrap_err(), OpenError::Reflected);
         b.open(&mut packet.clone()).expect("another host opens it");
         // Sessions from before a rotation are remembered too.
@@ -299,19 +321,29 @@ mod tests {
             .collect();
         let mut other = NetworkCrypto::new(&secret, vni, 0).unwrap();
         for epoch in [0, 1] {
+            // Each thread's flows 0 and 1 (two sessions).
             let mut packets = Vec::new();
             for t in &mut threads {
                 t.set_epoch(epoch).unwrap();
-                let mut packet = Vec::new();
-                t.seal(&[0x5a; 60], &mut packet).unwrap();
-                packets.push(packet);
+                for flow in 0..2 {
+                    let mut packet = Vec::new();
+                    t.seal(flow, &[0x5a; 60], &mut packet).unwrap();
+                    packets.push(packet);
+                }
             }
             let ids: Vec<u64> = packets.iter().map(|p| Header::parse(p).unwrap().session_id).collect();
-            assert_ne!(receiving_thread(ids[0], 2), receiving_thread(ids[1], 2), "{ids:x?}");
-            // Each thread refuses the other's packet sent back; another
-            // host opens both.
-            assert_eq!(threads[1].open(&mut packets[0].clone()).unwrap_err(), OpenError::Reflected);
-            assert_eq!(threads[0].open(&mut packets[1].clone()).unwrap_err(), OpenError::Reflected);
+            for k in 0..2 {
+                // A thread's two flows reach both receiving threads.
+                assert_ne!(receiving_thread(ids[2 * k], 2), receiving_thread(ids[2 * k + 1], 2), "{ids:x?}");
+            }
+            // Each thread refuses the other's packets sent back; another
+            // host opens them all.
+            for p in &packets[..2] {
+                assert_eq!(threads[1].open(&mut p.clone()).unwrap_err(), OpenError::Reflected);
+            }
+            for p in &packets[2..] {
+                assert_eq!(threads[0].open(&mut p.clone()).unwrap_err(), OpenError::Reflected);
+            }
             other.set_epoch(epoch).unwrap();
             for p in &mut packets {
                 other.open(p).expect("another host opens it");
@@ -322,7 +354,7 @@ mod tests {
         let mut far = NetworkCrypto::new(&secret, vni, 1).unwrap();
         far.spread(SessionLane { base: 1, index: 0, step: 1 }, Arc::new(HostSessions::new(1))).unwrap();
         let mut packet = Vec::new();
-        far.seal(&[0x5a; 60], &mut packet).unwrap();
+        far.seal(0, &[0x5a; 60], &mut packet).unwrap();
         assert_eq!(threads[0].open(&mut packet.clone()).unwrap_err(), OpenError::OtherThread);
         threads[1].open(&mut packet).expect("the session's thread opens it");
     }
@@ -334,7 +366,7 @@ mod tests {
     /// Seals one frame with `from` and opens it with `to`.
     fn carry(from: &mut NetworkCrypto, to: &mut NetworkCrypto) -> Result<u32, OpenError> {
         let mut packet = Vec::new();
-        from.seal(&[0x5a; 60], &mut packet).expect("a key to send with");
+        from.seal(0, &[0x5a; 60], &mut packet).expect("a key to send with");
         to.open(&mut packet).map(|o| o.epoch)
     }
 
@@ -343,15 +375,14 @@ mod tests {
         let vni = Vni::new(42).unwrap();
         let mut a = NetworkCrypto::with_installed_keys(vni, 0);
         assert!(a.has_installed_keys() && !a.can_send());
-        assert_eq!(a.seal(&[0; 60], &mut Vec::new()), Err(SealError::NoKey { epoch: 0 }));
+        assert_eq!(a.seal(0, &[0; 60], &mut Vec::new()), Err(SealError::NoKey { epoch: 0 }));
         assert_eq!(a.set_epoch(1), Err(SealError::NoKey { epoch: 1 }));
         assert_eq!(a.current_epoch(), 0, "a refused switch changes nothing");
-        assert!(a.new_sealer().is_err());
         // The next epoch's key: received at once, sent with only when told.
         a.install(key(vni, 1)).unwrap();
         assert!(!a.can_send());
         a.set_epoch(1).unwrap();
-        assert!(a.can_send() && a.sealer().unwrap().epoch() == 1);
+        assert!(a.can_send() && a.sealer(0).unwrap().epoch() == 1);
         // Installing the current epoch's key starts sending with it.
         let mut b = NetworkCrypto::with_installed_keys(vni, 1);
         b.install(key(vni, 1)).unwrap();

@@ -18,8 +18,10 @@ use crate::secret::ClusterSecret;
 use crate::wire::{HEADER_LEN, Header, InnerChecksum, MIN_PACKET_LEN, TAG_LEN};
 
 /// Default bound of [`Opener::with_max_sessions`]: sender sessions whose key
-/// and replay window are kept per epoch.
-pub const DEFAULT_MAX_SESSIONS: usize = 256;
+/// and replay window are kept per epoch: 256 sealing threads of
+/// [`crate::FLOW_SESSIONS`] sessions each (about 600 bytes a session, made
+/// only as sessions authenticate).
+pub const DEFAULT_MAX_SESSIONS: usize = 256 * crate::lanes::FLOW_SESSIONS as usize;
 
 /// How many forgotten sessions' newest counters are remembered per epoch, per
 /// session kept.

@@ -23,8 +23,9 @@ use crate::wire::{ENCRYPTED_OVERHEAD, HEADER_LEN, Header, InnerChecksum, TAG_LEN
 /// under one key. Before the counter could wrap the sealer starts a new
 /// session by itself.
 ///
-/// A sealer is cheap to keep per thread: threads sealing for the same network
-/// each get their own (see [`crate::NetworkCrypto::new_sealer`]).
+/// A sealer is cheap to keep per flow slot and thread: a
+/// [`crate::NetworkCrypto`] holds [`crate::FLOW_SESSIONS`] of them, and threads
+/// sealing for the same network each hold their own (see [`crate::lanes`]).
 pub struct Sealer {
     network: NetworkKey,
     session_id: u64,

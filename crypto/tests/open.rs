@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 
 use crypto::{
-    ClusterSecret, ENCRYPTED_OVERHEAD, FLAG_CSUM_PARTIAL, HEADER_LEN, Header, InnerChecksum, MalformedReason,
-    NetworkCrypto, NetworkKey, OpenError, Opener, REPLAY_WINDOW, Sealer, TAG_LEN, Vni,
+    ClusterSecret, ENCRYPTED_OVERHEAD, FLAG_CSUM_PARTIAL, FLOW_SESSIONS, HEADER_LEN, Header, InnerChecksum,
+    MalformedReason, NetworkCrypto, NetworkKey, OpenError, Opener, REPLAY_WINDOW, Sealer, TAG_LEN, Vni,
 };
 
 fn secret() -> ClusterSecret {
@@ -296,7 +296,7 @@ fn rotation_in_any_order_loses_nothing() {
             let to_b = step % 3 != 0;
             let sender = if to_b { &mut a } else { &mut b };
             let mut out = Vec::new();
-            sender.seal(&frame(200, seed), &mut out).unwrap();
+            sender.seal(step, &frame(200, seed), &mut out).unwrap();
             wire.push_back((step + 1 + step % 7, to_b, out, seed));
             // Deliver what is due, in arrival order (reordered by the delays).
             let (due, rest): (Vec<_>, Vec<_>) = wire.drain(..).partition(|(at, ..)| *at <= step);
@@ -317,18 +317,44 @@ fn rotation_in_any_order_loses_nothing() {
 }
 
 #[test]
-fn set_epoch_starts_a_new_session() {
+fn set_epoch_starts_a_new_set_of_sessions() {
     let mut n = NetworkCrypto::new(&secret(), vni(), 0).unwrap();
-    let before = n.sealer().unwrap().session_id();
+    let ids = |n: &mut NetworkCrypto| -> Vec<u64> {
+        (0..FLOW_SESSIONS as usize).map(|flow| n.sealer(flow).unwrap().session_id()).collect()
+    };
+    let before = ids(&mut n);
     n.set_epoch(0).unwrap();
-    assert_eq!(n.sealer().unwrap().session_id(), before, "same epoch: nothing changes");
+    assert_eq!(ids(&mut n), before, "same epoch: nothing changes");
     n.set_epoch(1).unwrap();
-    assert_ne!(n.sealer().unwrap().session_id(), before);
-    assert_eq!(n.sealer().unwrap().epoch(), 1);
-    assert_eq!(n.sealer().unwrap().next_counter(), 0);
-    let extra = n.new_sealer().unwrap();
-    assert_eq!(extra.epoch(), 1);
-    assert_ne!(extra.session_id(), n.sealer().unwrap().session_id());
+    let after = ids(&mut n);
+    assert!(after.iter().all(|id| !before.contains(id)), "{before:x?} {after:x?}");
+    for flow in 0..FLOW_SESSIONS as usize {
+        assert_eq!(n.sealer(flow).unwrap().epoch(), 1);
+        assert_eq!(n.sealer(flow).unwrap().next_counter(), 0);
+    }
+}
+
+#[test]
+fn each_flow_seals_in_its_own_session_with_its_own_counter() {
+    let mut a = NetworkCrypto::new(&secret(), vni(), 0).unwrap();
+    let mut b = NetworkCrypto::new(&secret(), vni(), 0).unwrap();
+    let mut seen = std::collections::HashMap::new();
+    for round in 0..3u64 {
+        // Flows 0..2F: flow f and f + F share a session.
+        for flow in 0..2 * FLOW_SESSIONS as usize {
+            let mut packet = Vec::new();
+            a.seal(flow, &frame(80, flow as u8), &mut packet).unwrap();
+            let header = Header::parse(&packet).unwrap();
+            let slot = flow % FLOW_SESSIONS as usize;
+            assert_eq!(*seen.entry(slot).or_insert(header.session_id), header.session_id, "flow {flow}");
+            let sent_before = round * 2 + (flow / FLOW_SESSIONS as usize) as u64;
+            assert_eq!(header.counter, sent_before, "flow {flow}: its session's own counter");
+            assert_eq!(b.open(&mut packet.clone()).unwrap().inner.len(), 80);
+            assert_eq!(a.open(&mut packet).unwrap_err(), OpenError::Reflected, "every session is refused sent back");
+        }
+    }
+    let ids: std::collections::HashSet<u64> = seen.values().copied().collect();
+    assert_eq!(ids.len(), FLOW_SESSIONS as usize);
 }
 
 #[test]

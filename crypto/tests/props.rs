@@ -42,7 +42,7 @@ proptest! {
         let secret = ClusterSecret::from_bytes([9; 32]);
         let mut tx = NetworkCrypto::new(&secret, Vni::new(77).unwrap(), 100).unwrap();
         let mut out = Vec::new();
-        tx.seal(&inner, &mut out).unwrap();
+        tx.seal(0, &inner, &mut out).unwrap();
         let cut = cut.min(out.len() - 1);
         prop_assert!(opener().open(&mut out.clone()[..cut]).is_err());
         let mut rx = opener();

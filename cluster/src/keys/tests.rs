@@ -145,7 +145,7 @@ fn only_the_lowest_named_member_publishes_the_first_key_sealed_to_every_member()
     a.install(keys[0].clone()).unwrap();
     b.install(keys[2].clone()).unwrap();
     let mut packet = Vec::new();
-    a.seal(b"x", &mut packet).unwrap();
+    a.seal(0, b"x", &mut packet).unwrap();
     b.open(&mut packet).expect("the same key");
 
     assert!(View::new("node-b", &names, NetworkKeys::default()).plan().is_empty(), "not the publisher");
@@ -619,7 +619,7 @@ impl Sim {
                 continue;
             }
             let mut packet = Vec::new();
-            self.nodes[from].crypto.seal(&self.packets.to_be_bytes(), &mut packet).unwrap();
+            self.nodes[from].crypto.seal(0, &self.packets.to_be_bytes(), &mut packet).unwrap();
             self.packets += 1;
             for &to in &stable {
                 if to != from {
@@ -715,7 +715,7 @@ fn simulated_join_and_leave_keep_the_others_whole_and_the_leaver_out() {
         }
         // n3 cannot read the current epoch.
         let mut packet = Vec::new();
-        sim.nodes.iter_mut().find(|n| n.name == "n1").unwrap().crypto.seal(b"secret", &mut packet).unwrap();
+        sim.nodes.iter_mut().find(|n| n.name == "n1").unwrap().crypto.seal(0, b"secret", &mut packet).unwrap();
         let n3 = sim.nodes.iter_mut().find(|n| n.name == "n3").unwrap();
         assert!(n3.crypto.open(&mut packet).is_err(), "seed {seed}");
 

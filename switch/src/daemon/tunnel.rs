@@ -50,7 +50,7 @@ use crate::sys::sockopt;
 use crate::wire::VirtioNetHdr;
 
 /// Sockets in the send pool (distinct UDP source ports).
-const SOURCE_PORTS: usize = 32;
+pub(crate) const SOURCE_PORTS: usize = 32;
 /// Largest UDP payload of one (GSO) send: an IPv4 packet's 65,535 bytes
 /// minus its IP and UDP headers. IPv6's payload length does not count its
 /// own header, so the same bound keeps an IPv6 send within 64 KiB too.
@@ -509,7 +509,8 @@ impl Tunnel {
     /// and encapsulate the frame once: a plain frame's datagrams are queued
     /// as they are for every peer (the messages share their bytes); an
     /// encrypted frame's plaintext segments are copied and sealed per peer,
-    /// each copy with a fresh counter of the network's sender session, so
+    /// each copy with a fresh counter of the flow's sender session (one of
+    /// `crypto::FLOW_SESSIONS`, picked by the sending socket), so
     /// no nonce is ever used twice. An encrypted frame longer than 16 KiB
     /// encapsulated (a TSO train) that starts a message is sealed where it
     /// was cut instead, without that copy; a flood's next peer then has it
@@ -580,11 +581,11 @@ impl Tunnel {
                 let Some(room) = self.segments.get_with_room_mut(i) else { break };
                 let inner_len = room.len() - head - tail;
                 let sealed = if seal_in_arena {
-                    keys.seal_in_place(room, inner_len, checksum)
+                    keys.seal_in_place(sender, room, inner_len, checksum)
                 } else {
                     let at = self.out.len();
                     self.out.extend_from_slice(room);
-                    keys.seal_in_place(&mut self.out[at..], inner_len, checksum)
+                    keys.seal_in_place(sender, &mut self.out[at..], inner_len, checksum)
                 };
                 if let Err(e) = sealed {
                     self.out.truncate(start);

@@ -678,7 +678,7 @@ mod tests {
         let vni = Vni::new(VNI).unwrap();
         let mut ours = NetworkCrypto::new(&secret, vni, 5).unwrap();
         let mut own = Vec::new();
-        ours.seal(&frame(BROADCAST, mac(7), 30), &mut own).unwrap();
+        ours.seal(0, &frame(BROADCAST, mac(7), 30), &mut own).unwrap();
         nets[0].as_mut().unwrap().crypto = Some(Box::new(ours));
         let ports = HashMap::new();
         let ctx =
@@ -691,7 +691,7 @@ mod tests {
         let mut stale = NetworkCrypto::new(&secret, vni, 9).unwrap();
         let seal = |keys: &mut NetworkCrypto, tag: u8| {
             let mut out = Vec::new();
-            keys.seal(&frame(BROADCAST, mac(7), tag), &mut out).unwrap();
+            keys.seal(0, &frame(BROADCAST, mac(7), tag), &mut out).unwrap();
             out
         };
         let p: Vec<Vec<u8>> = (0..6).map(|tag| seal(&mut two, tag)).collect();

@@ -325,13 +325,12 @@ fn a_capture_of_a_spread_overlays_tunnel_port_sees_what_the_replica_forwards() {
 fn an_encrypted_spread_overlays_workers_each_seal_in_their_own_session_and_refuse_each_others() {
     let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
     let (mut owner, mut replica, net, a, [p2, _]) = spread_overlay_of(spec);
-    // Host 2, one worker, with station 7 behind endpoint `b`, its session
-    // steered to the owner.
-    let (mut far, b) = far_host(2, spec, 0);
+    // Host 2, one worker, with station 7 behind endpoint `b`.
+    let (mut far, b) = far_host(2, spec);
     let session = |packet: &[u8]| crypto::Header::parse(packet).expect("an encrypted packet").session_id;
 
     // Station 7 announces itself; station 1 behind `a` answers.
-    let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(7), 1));
+    let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(7), 1), 0);
     owner.inject_datagram(from_host(2), &hello);
     settle(&mut owner, &mut replica);
     owner.inject(a, &frame(mac(7), mac(1), 2));
@@ -340,14 +339,17 @@ fn an_encrypted_spread_overlays_workers_each_seal_in_their_own_session_and_refus
     let from_owner = owner.sent_datagrams();
     assert_eq!(from_owner.len(), 1);
     // The replica seals a frame of its own queue of `a` itself, in another
-    // session, which a receiver with two workers steers to its other one.
+    // session. A receiver with two workers steers it to the same worker as
+    // the owner's: the flow (its outer source port) picks the session's
+    // slot, and the slots of the workers' lanes are alike modulo two, so a
+    // flow moving between the sender's workers stays on its receiving one.
     replica.inject(a, &frame(mac(7), mac(1), 3));
     settle(&mut owner, &mut replica);
     let from_replica = replica.sent_datagrams();
     assert_eq!(from_replica.len(), 1, "the replica sent it");
     let (s_owner, s_replica) = (session(&from_owner[0].bytes), session(&from_replica[0].bytes));
     assert_ne!(s_owner, s_replica);
-    assert_ne!(crypto::lanes::receiving_thread(s_owner, 2), crypto::lanes::receiving_thread(s_replica, 2));
+    assert_eq!(crypto::lanes::receiving_thread(s_owner, 2), crypto::lanes::receiving_thread(s_replica, 2));
     // Host 2 opens both.
     for d in from_owner.iter().chain(&from_replica) {
         far.inject_datagram(SocketAddr::new(vtep(1).ip(), 49_152), &d.bytes);
@@ -365,8 +367,7 @@ fn an_encrypted_spread_overlays_workers_each_seal_in_their_own_session_and_refus
     // The replica opens host 2's packets of a session steered to it, and
     // delivers them itself; the owner refuses them (it has no window of
     // that session); the same packet again is a replay.
-    steer_far(&mut far, spec.id, 1);
-    let answer = sealed_on(&mut far, b, &frame(mac(1), mac(7), 4));
+    let answer = sealed_on(&mut far, b, &frame(mac(1), mac(7), 4), 1);
     owner.inject_datagram(from_host(2), &answer);
     replica.inject_datagram(from_host(2), &answer);
     settle(&mut owner, &mut replica);
@@ -391,29 +392,81 @@ fn an_encrypted_spread_overlays_workers_each_seal_in_their_own_session_and_refus
     assert_eq!((events(&owner), events(&replica)), (1, 0));
 }
 
+#[test]
+fn a_one_worker_hosts_flows_reach_every_worker_of_a_spread_receiver_in_sessions_of_their_own() {
+    let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
+    let (mut owner, mut replica, _net, a, [p2, _]) = spread_overlay_of(spec);
+    // Host 2 seals on one worker, unspread: its own lane, no steering.
+    let (mut far, b) = far_host(2, spec);
+    // Station 1 behind `a` is known (a flood would go by the owner).
+    owner.inject(a, &frame(BROADCAST, mac(1), 0));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_datagrams().len(), 2, "flooded to hosts 2 and 3");
+    let flows = 16u8;
+    let mut session_of_port = std::collections::HashMap::new();
+    // Twice: the first round's new stations are learned by the owner (a
+    // replica hands it a frame from an unknown source), the second round's
+    // frames are each delivered by the worker that opened them.
+    for round in 0..2 {
+        for station in 10..10 + flows {
+            far.inject(b, &frame(mac(1), mac(station), station));
+        }
+        far.run_until_idle();
+        let sent = far.sent_datagrams();
+        assert_eq!(sent.len(), usize::from(flows));
+        let mut steered = [0usize; 2];
+        for d in &sent {
+            let session = crypto::Header::parse(&d.bytes).expect("an encrypted packet").session_id;
+            // One outer source port carries one session (a receiver's GRO
+            // merges by 4-tuple).
+            assert_eq!(*session_of_port.entry(d.sender).or_insert(session), session, "sender {}", d.sender);
+            // Delivered where host 1's steering program would put it.
+            let worker = crypto::lanes::receiving_thread(session, 2) as usize;
+            steered[worker] += 1;
+            let h = if worker == 0 { &mut owner } else { &mut replica };
+            h.inject_datagram(from_host(2), &d.bytes);
+        }
+        assert!(steered.iter().all(|&n| n > 0), "both workers get a share: {steered:?}");
+        settle(&mut owner, &mut replica);
+        let delivered = [owner.sent_frames(a).len(), replica.sent_frames(a).len()];
+        if round == 0 {
+            assert_eq!(delivered[0] + delivered[1], usize::from(flows));
+        } else {
+            assert_eq!(delivered, steered, "each worker delivers what it opened");
+        }
+    }
+    let sessions: std::collections::HashSet<u64> = session_of_port.values().copied().collect();
+    assert_eq!(sessions.len(), crypto::FLOW_SESSIONS as usize, "{flows} flows over every session");
+    assert_eq!(owner.counters(p2).rx_packets + replica.counters(p2).rx_packets, 2 * u64::from(flows));
+    for h in [&owner, &replica] {
+        let drops = h.vtep_counters().drops;
+        for reason in [DropReason::Misdirected, DropReason::UnknownPeer, DropReason::Replayed, DropReason::AuthFailed] {
+            assert_eq!(drops.get(reason), 0, "{reason:?}");
+        }
+    }
+}
+
 /// Host `n`'s VTEP, one worker, on encrypted overlay `spec`, with an
-/// endpoint: seals frames from it (as [`Harness::sent_datagrams`] shows)
-/// in a session host 1 steers to its worker `to_worker`.
-fn far_host(n: u8, spec: NetworkSpec, to_worker: u32) -> (Harness, PortId) {
+/// endpoint: seals frames from it (as [`Harness::sent_datagrams`] shows,
+/// see [`sealed_on`]).
+fn far_host(n: u8, spec: NetworkSpec) -> (Harness, PortId) {
     let mut far = Harness::with(Setup::host(n));
     let net = far.network(spec);
     far.peer(net, vtep(1));
     let b = far.endpoint(net);
-    steer_far(&mut far, spec.id, to_worker);
     (far, b)
 }
 
-/// Makes `far` seal for `net` in a new session that a receiver of two
-/// workers steers to worker `to_worker` (a lane whose first session's low
-/// bits are `to_worker`).
-fn steer_far(far: &mut Harness, net: NetworkId, to_worker: u32) {
-    let lane = crypto::SessionLane { base: to_worker, index: 0, step: 1 };
-    let keys = far.dp.nets[net.index()].as_mut().and_then(|n| n.crypto.as_deref_mut()).expect("encrypted");
+/// Seals `f` on a [`far_host`] (from its endpoint `b`) in a new session
+/// that a receiver of two workers steers to worker `to_worker`: the session
+/// of `f`'s flow slot (its outer source port's, as the tunnel picks it)
+/// gets the low bits `to_worker`.
+fn sealed_on(far: &mut Harness, b: PortId, f: &[u8], to_worker: u32) -> Vec<u8> {
+    let senders = crate::daemon::datapath::testing::memory::MEMORY_SENDERS;
+    let slot = (vxlan::flow_hash(f) as usize % senders) as u32 % crypto::FLOW_SESSIONS;
+    let lane = crypto::SessionLane { base: to_worker.wrapping_sub(slot), index: 0, step: 1 };
+    let keys = far.dp.nets.iter_mut().flatten().find_map(|n| n.crypto.as_deref_mut()).expect("encrypted");
     keys.spread(lane, Arc::new(crypto::HostSessions::new(1))).expect("a new session");
-}
-
-/// Seals `f` on host 2 (from its endpoint `b`).
-fn sealed_on(far: &mut Harness, b: PortId, f: &[u8]) -> Vec<u8> {
     far.inject(b, f);
     far.run_until_idle();
     let sent = far.sent_datagrams();
@@ -425,10 +478,10 @@ fn sealed_on(far: &mut Harness, b: PortId, f: &[u8]) -> Vec<u8> {
 fn on_a_learning_vtep_an_encrypted_packet_reaching_a_replica_before_its_peers_mirror_is_opened_there() {
     let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
     let (mut owner, mut replica, _net, a, [p2, _]) = spread_overlay_on(learning_host, spec);
-    let (mut far, b) = far_host(2, spec, 1);
+    let (mut far, b) = far_host(2, spec);
     // As if host 2's mirror were still on the way.
     replica.dp.unmirror_tunnel(p2);
-    let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(7), 1));
+    let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(7), 1), 1);
     replica.inject_datagram(from_host(2), &hello);
     settle(&mut owner, &mut replica);
     assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(7), 1)], "delivered by the owner");
@@ -448,8 +501,8 @@ fn an_encrypted_spread_overlay_on_a_learning_vtep_learns_a_peer_a_replica_heard_
     let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
     let (mut owner, mut replica, net, a, _) = spread_overlay_on(learning_host, spec);
     // Host 4 is no peer of host 1.
-    let (mut far, b) = far_host(4, spec, 1);
-    let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(9), 1));
+    let (mut far, b) = far_host(4, spec);
+    let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(9), 1), 1);
     replica.inject_datagram(from_host(4), &hello);
     settle(&mut owner, &mut replica);
     assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(9), 1)]);
@@ -459,7 +512,7 @@ fn an_encrypted_spread_overlay_on_a_learning_vtep_learns_a_peer_a_replica_heard_
     owner.inject(a, &frame(mac(9), mac(1), 2));
     settle(&mut owner, &mut replica);
     owner.sent_datagrams();
-    let next = sealed_on(&mut far, b, &frame(mac(1), mac(9), 3));
+    let next = sealed_on(&mut far, b, &frame(mac(1), mac(9), 3), 1);
     replica.inject_datagram(from_host(4), &next);
     settle(&mut owner, &mut replica);
     assert_eq!(replica.sent_frames(a), vec![frame(mac(1), mac(9), 3)]);

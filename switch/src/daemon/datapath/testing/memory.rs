@@ -362,6 +362,9 @@ struct UnderlayState {
     kernel_drops: u32,
 }
 
+/// Sending sockets of a [`MemoryUnderlay`]: as many as the daemon's send pool.
+pub(crate) const MEMORY_SENDERS: usize = crate::daemon::tunnel::SOURCE_PORTS;
+
 /// In-memory underlay sockets: receives take queued datagrams, sends are
 /// recorded datagram by datagram (GSO trains cut at their segment size).
 #[derive(Debug, Clone)]
@@ -377,8 +380,7 @@ impl Default for MemoryUnderlay {
             tx_faults: VecDeque::new(),
             gro_segments: 1,
             gso_segments: 64,
-            // As many as the daemon's send pool.
-            senders: 32,
+            senders: MEMORY_SENDERS,
             edge: false,
             refuse_gso: None,
             kernel_drops: 0,
