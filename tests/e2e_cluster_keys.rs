@@ -368,3 +368,83 @@ fn a_rotation_period_moves_a_cluster_overlay_to_a_new_epoch_without_loss() {
     assert!((60..75).contains(&waited), "epoch {next} published {waited} s after epoch {first}: {keys:?}");
     assert_eq!((flood.transmitted, flood.received), (400, 400), "pings lost across the rotation:\n{}", flood.output);
 }
+
+/// An encrypted cluster overlay created with `-o spread` on hosts of two
+/// workers each: every worker gets the store's keys (they derive nothing),
+/// seals in sessions of its own and opens the sessions steered to it. Host
+/// 1's connections reach both of host 2's workers, before and after a
+/// `network key rotate` and after host 2's `kill -9` and restart (its
+/// workers get the current key from the store again), with no crypto drop.
+#[test]
+fn a_spread_cluster_overlay_is_opened_by_every_worker_with_keys_from_the_store() {
+    if !require_root("a_spread_cluster_overlay_is_opened_by_every_worker_with_keys_from_the_store") {
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/etcd").exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI needs /usr/bin/etcd (apt-get install etcd-server)");
+        eprintln!("SKIPPED: no /usr/bin/etcd (apt-get install etcd-server etcd-client)");
+        return;
+    }
+    let mut c = ClusterHosts::builder(2).tls(false).underlay([10, 236, 3]).args(&["--workers", "2"]).start();
+    let net = c.name("spr");
+    let created =
+        c.host(0).cluster_overlay_create(&net, "10.237.3.0/24", &["--attachable", "-o", "encrypted", "-o", "spread"]);
+    c.wait_network(1, &net);
+    let spread_over = |d: &Daemon| {
+        let tree: ctl::proto::ShowTree = d.ctl_json(&["show"]);
+        tree.networks.iter().find(|n| n.name == net).and_then(|n| n.spread_over)
+    };
+    for i in 0..2 {
+        assert_eq!(spread_over(c.host(i)), Some(2), "host {}: spread over both workers", i + 1);
+    }
+    let (s1, s2) = (c.host(0).name("a"), c.host(1).name("b"));
+    c.host(0).sandbox_create(&s1);
+    c.host(1).sandbox_create(&s2);
+    c.host(0).connect(&net, &s1, None);
+    let ip2 = ipv4(&c.host(1).connect(&net, &s2, None));
+    assert!(wait_for_ping(&s1, ip2, SETTLE).is_some(), "{s1} cannot ping {s2} over the spread overlay");
+    let epoch = wait_keys_for(&c, &created.id, &[0, 1], 1);
+
+    // Connections from host 1 until each of host 2's workers received more
+    // (each connection's session has an even chance of either worker).
+    let both_workers_open = |d: &Daemon, what: &str| {
+        let rx = || -> Vec<u64> {
+            let stats: Vec<ctl::proto::PortStats> = d.ctl_json(&["stats"]);
+            let mut rows: Vec<(u32, u64)> =
+                stats.iter().filter_map(|s| Some((s.worker.as_ref()?.index, s.rx_packets))).collect();
+            rows.sort();
+            rows.into_iter().map(|(_, rx)| rx).collect()
+        };
+        let before = rx();
+        assert_eq!(before.len(), 2, "two workers: {before:?}");
+        for n in 0.. {
+            let now = rx();
+            if now.iter().zip(&before).all(|(a, b)| a > b) {
+                eprintln!("{what}: {n} connections; workers' underlay packets {before:?} -> {now:?}");
+                return;
+            }
+            assert!(n < 40, "{what}: 40 connections and a worker of host 2 opened nothing: {before:?} -> {now:?}");
+            let r = tcp_transfer(&s2, ip2, &s1, 1 << 20).expect("a TCP transfer");
+            assert!(r.intact, "{what}: TCP over the spread overlay corrupted: {r:?}");
+        }
+    };
+    both_workers_open(c.host(1), &format!("epoch {epoch}"));
+
+    // A rotation: the new key reaches every worker of both hosts.
+    let out = c.host(1).ctl_ok(&["network", "key", "rotate", &net]);
+    assert!(out.contains(&format!("key epoch {}", epoch + 1)), "{out}");
+    let rotated = wait_keys_for(&c, &created.id, &[0, 1], epoch + 1);
+    both_workers_open(c.host(1), &format!("epoch {rotated}"));
+
+    // Host 2 after kill -9: its workers take the current key from the store again.
+    c.host_mut(1).restart();
+    assert_eq!(spread_over(c.host(1)), Some(2), "spread again after the restart");
+    assert!(wait_for_ping(&s1, ip2, SETTLE).is_some(), "host 1 cannot ping host 2 after its restart");
+    both_workers_open(c.host(1), "after the restart");
+    for i in 0..2 {
+        let drops: Vec<(&str, u64)> = crypto_drops(c.host(i)).into_iter().filter(|&(_, n)| n > 0).collect();
+        assert!(drops.is_empty(), "host {}: {drops:?}", i + 1);
+        let misdirected = c.host(i).drops_of(VTEP_ROW, "misdirected");
+        assert_eq!(misdirected, 0, "host {}: packets reached a worker other than their session's", i + 1);
+    }
+}

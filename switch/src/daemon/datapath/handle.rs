@@ -880,20 +880,20 @@ impl DatapathHandle {
     }
 
     /// Whether a network of `spec` can be spread over the workers: there
-    /// is more than one, and an overlay has a steering program to spread
-    /// its packets over the workers and, encrypted, keys derived from the
-    /// cluster secret (each replica derives them and seals in sessions of
-    /// its own; store keys are installed on the owner alone). On a VTEP
-    /// that learns peers only the owner learns them (a replica hands it an
+    /// is more than one, and an overlay has a steering program with room to
+    /// spread its packets over the workers. An encrypted overlay's replicas
+    /// seal in sessions of their own, with keys derived from the cluster
+    /// secret as the owner's are, or installed on every worker as the store
+    /// hands them out ([`DatapathHandle::install_key`]). On a VTEP that
+    /// learns peers only the owner learns them (a replica hands it an
     /// unknown VTEP's datagrams, opened if encrypted) and the replicas
     /// mirror the ports it makes.
     fn can_spread(&self, spec: &NetworkSpec) -> bool {
-        let keys_spread = spec.key_epoch.is_none() || !spec.store_keys;
         // The steering program holds at most so many spread VNIs; one it
         // could not steer would leave an encrypted overlay's sessions to a
         // worker without their replay windows.
         let room = self.routes().hashed_vnis.len() < crate::sys::reuseport::MAX_HASHED_VNIS;
-        self.workers.len() > 1 && (spec.vni.is_none() || (keys_spread && room && self.steering.is_some()))
+        self.workers.len() > 1 && (spec.vni.is_none() || (room && self.steering.is_some()))
     }
 
     /// Creates a network (bridge domain), with its userspace gateway if
@@ -904,7 +904,7 @@ impl DatapathHandle {
     pub fn add_network(&self, spec: NetworkSpec) -> Result<(), DatapathError> {
         let spread = spec.spread && self.can_spread(&spec);
         if spec.spread && !spread && spec.vni.is_some() && self.workers.len() > 1 {
-            tracing::warn!(network = %spec.id, store_keys = spec.store_keys, "this overlay is not spread over workers (encrypted with keys from the cluster store, already 250 spread overlays, or no steering program)");
+            tracing::warn!(network = %spec.id, "this overlay is not spread over workers (already 250 spread overlays, or no steering program)");
         }
         let spec = NetworkSpec { spread, ..spec };
         self.add_owned_network(spec)?;
@@ -970,7 +970,13 @@ impl DatapathHandle {
         let host = Arc::new(crypto::HostSessions::new(self.workers.len()));
         let network = spec.id;
         self.call_on(owner, |reply| Command::SpreadKeys { network, lane, host: host.clone(), reply })??;
-        Ok(Some(super::spread::ReplicaKeys { key_base, key_rotation: spec.key_rotation, lane, host }))
+        Ok(Some(super::spread::ReplicaKeys {
+            key_base,
+            key_rotation: spec.key_rotation,
+            store_keys: spec.store_keys,
+            lane,
+            host,
+        }))
     }
 
     /// Loads the steering program for the spread overlays `routes` lists.
@@ -1249,9 +1255,10 @@ impl DatapathHandle {
         let (owner, spread) = self.routes().owner_and_spread(network);
         self.call_on(owner, |reply| Command::SetKeyEpoch { network, epoch, reply })??;
         // Every worker of a spread overlay seals and opens with the keys of
-        // its own epoch: the replicas follow the owner (they hold no keys
-        // from the store, so this cannot fail where the owner succeeded but
-        // for a lost worker).
+        // its own epoch: the replicas follow the owner (they were given
+        // every key from the store the owner took, so this fails where the
+        // owner succeeded only for a lost worker or a key a replica refused,
+        // both logged).
         if spread {
             for k in (0..self.workers.len()).filter(|&k| k != owner) {
                 if let Err(e) = self.call_on(k, |reply| Command::SetKeyEpoch { network, epoch, reply })? {
@@ -1277,8 +1284,24 @@ impl DatapathHandle {
     /// networks and for a key of another VNI or epoch. Keys older than the
     /// previous epoch are forgotten as the send epoch moves on. Not
     /// persisted: the daemon re-installs them from the store.
+    ///
+    /// On a spread overlay every worker gets the key, the owner first (its
+    /// answer is the call's); a replica that refuses one the owner took
+    /// (it cannot, but for a lost worker) is logged, and would drop that
+    /// epoch's packets steered to it.
     pub fn install_key(&self, network: NetworkId, epoch: u32, key: crypto::NetworkKey) -> Result<(), DatapathError> {
-        self.call_network(network, |reply| Command::InstallKey { network, epoch, key, reply })?
+        let (owner, spread) = self.routes().owner_and_spread(network);
+        let replica_key = spread.then(|| key.clone());
+        self.call_on(owner, |reply| Command::InstallKey { network, epoch, key, reply })??;
+        if let Some(key) = replica_key {
+            for k in (0..self.workers.len()).filter(|&k| k != owner) {
+                let key = key.clone();
+                if let Err(e) = self.call_on(k, |reply| Command::InstallKey { network, epoch, key, reply })? {
+                    tracing::error!(%network, worker = k, error = %e, "a replica did not take a key from the store");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Replaces the embedded DNS's names and askers (in every worker);

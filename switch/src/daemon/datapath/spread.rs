@@ -222,19 +222,23 @@ pub(super) struct ReplicaOverlay {
     pub(super) mtu: u32,
     /// Whether SYNs' MSS is clamped to the tunnel (`-o mss-clamp`).
     pub(super) mss_clamp: bool,
-    /// An encrypted overlay's keys (derived from the cluster secret).
+    /// An encrypted overlay's keys.
     pub(super) keys: Option<ReplicaKeys>,
 }
 
 /// How a replica of an encrypted overlay makes its keys: as the owner
-/// did, from the cluster secret at the operator's epoch and rotation, but
-/// sealing in sessions of its own lane (see `crypto::lanes`).
+/// did, from the cluster secret at the operator's epoch and rotation, or
+/// (`store_keys`) as the store installs them, which the handle does on every
+/// worker; either way sealing in sessions of its own lane (see
+/// `crypto::lanes`).
 #[derive(Debug, Clone)]
 pub(super) struct ReplicaKeys {
     /// The operator's key epoch, before automatic rotation.
     pub(super) key_base: u32,
     /// The automatic rotation period.
     pub(super) key_rotation: Option<std::num::NonZeroU64>,
+    /// Whether the keys come from the cluster store: none until installed.
+    pub(super) store_keys: bool,
     /// The network's lane (thread 0's: each worker takes its own index).
     pub(super) lane: crypto::SessionLane,
     /// The sessions of every worker sealing for the network.
@@ -979,10 +983,13 @@ impl Datapath {
     fn replica_net_info(&self, overlay: &ReplicaOverlay, owner: usize) -> Result<super::NetInfo, super::DatapathError> {
         let mut info = super::NetInfo::replica_overlay(overlay.vni, overlay.mtu, overlay.mss_clamp, owner);
         if let Some(keys) = &overlay.keys {
-            let secret = self.secret.as_ref().ok_or(super::DatapathError::NoSecret)?;
-            let epoch = super::effective_epoch(keys.key_base, keys.key_rotation, self.clock.unix_secs());
-            let mut crypto =
-                crypto::NetworkCrypto::new(secret, overlay.vni, epoch).map_err(super::DatapathError::Crypto)?;
+            let mut crypto = if keys.store_keys {
+                crypto::NetworkCrypto::with_installed_keys(overlay.vni, keys.key_base)
+            } else {
+                let secret = self.secret.as_ref().ok_or(super::DatapathError::NoSecret)?;
+                let epoch = super::effective_epoch(keys.key_base, keys.key_rotation, self.clock.unix_secs());
+                crypto::NetworkCrypto::new(secret, overlay.vni, epoch).map_err(super::DatapathError::Crypto)?
+            };
             crypto
                 .spread(keys.lane.for_thread(self.spread.me as u32), keys.host.clone())
                 .map_err(super::DatapathError::Crypto)?;

@@ -44,7 +44,7 @@ fn spread_overlay_on(setup: fn(u8) -> Setup, spec: NetworkSpec) -> (Harness, Har
         let host = Arc::new(crypto::HostSessions::new(2));
         let shared = host.clone();
         owner.call(|reply| Command::SpreadKeys { network: net, lane, host: shared, reply }).expect("keys in lanes");
-        ReplicaKeys { key_base, key_rotation: spec.key_rotation, lane, host }
+        ReplicaKeys { key_base, key_rotation: spec.key_rotation, store_keys: spec.store_keys, lane, host }
     });
     let vni = vxlan::Vni::new(VNI).unwrap();
     let overlay = Some(ReplicaOverlay { vni, mtu: spec.mtu, mss_clamp: spec.mss_clamp, keys });
@@ -441,6 +441,77 @@ fn a_one_worker_hosts_flows_reach_every_worker_of_a_spread_receiver_in_sessions_
     for h in [&owner, &replica] {
         let drops = h.vtep_counters().drops;
         for reason in [DropReason::Misdirected, DropReason::UnknownPeer, DropReason::Replayed, DropReason::AuthFailed] {
+            assert_eq!(drops.get(reason), 0, "{reason:?}");
+        }
+    }
+}
+
+#[test]
+fn a_spread_overlay_with_keys_from_the_store_is_sealed_and_opened_by_every_worker() {
+    let spec = NetworkSpec { key_epoch: Some(3), store_keys: true, mtu: 1418, ..overlay_network(0, VNI) };
+    let (mut owner, mut replica, net, a, [p2, _]) = spread_overlay_of(spec);
+    let key = |epoch: u32| crypto::NetworkKey::from_bytes(vxlan::Vni::new(VNI).unwrap(), epoch, [epoch as u8; 32]);
+    // Nothing is sealed without a key: the replica's own queue of `a`.
+    replica.inject(a, &frame(BROADCAST, mac(1), 0));
+    settle(&mut owner, &mut replica);
+    assert!(owner.sent_datagrams().is_empty() && replica.sent_datagrams().is_empty());
+    // The store's key reaches every worker (as `DatapathHandle::install_key`
+    // hands it to each), and host 2.
+    let (mut far, b) = far_host(2, spec);
+    for h in [&mut owner, &mut replica, &mut far] {
+        h.call(|reply| Command::InstallKey { network: net, epoch: 3, key: key(3), reply }).expect("epoch 3's key");
+    }
+    owner.inject(a, &frame(BROADCAST, mac(1), 0));
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_datagrams().len(), 2, "flooded to hosts 2 and 3");
+    // Host 2's flows are opened and delivered by both workers (the second
+    // round: the first one's stations are learned by the owner).
+    for round in 0..2 {
+        for station in 10..26 {
+            far.inject(b, &frame(mac(1), mac(station), station));
+        }
+        far.run_until_idle();
+        let mut steered = [0usize; 2];
+        for d in far.sent_datagrams() {
+            let session = crypto::Header::parse(&d.bytes).expect("an encrypted packet").session_id;
+            let worker = crypto::lanes::receiving_thread(session, 2) as usize;
+            steered[worker] += 1;
+            let h = if worker == 0 { &mut owner } else { &mut replica };
+            h.inject_datagram(from_host(2), &d.bytes);
+        }
+        settle(&mut owner, &mut replica);
+        let delivered = [owner.sent_frames(a).len(), replica.sent_frames(a).len()];
+        if round == 1 {
+            assert!(steered.iter().all(|&n| n > 0), "{steered:?}");
+            assert_eq!(delivered, steered, "each worker delivers what it opened");
+        }
+    }
+    assert_eq!(owner.counters(p2).rx_packets + replica.counters(p2).rx_packets, 32);
+    // The replica seals with the store's key, in a session of its own lane;
+    // host 2 opens it. Then the next epoch, installed everywhere and
+    // switched to on both workers.
+    let replica_seals = |replica: &mut Harness, owner: &mut Harness, far: &mut Harness, tag: u8| {
+        replica.inject(a, &frame(mac(10), mac(1), tag));
+        settle(owner, replica);
+        let sent = replica.sent_datagrams();
+        assert_eq!(sent.len(), 1, "the replica sealed it itself");
+        far.inject_datagram(SocketAddr::new(vtep(1).ip(), 49_152), &sent[0].bytes);
+        far.run_until_idle();
+        assert_eq!(far.sent_frames(b), vec![frame(mac(10), mac(1), tag)]);
+        u32::from_be_bytes(sent[0].bytes[4..8].try_into().unwrap())
+    };
+    assert_eq!(replica_seals(&mut replica, &mut owner, &mut far, 1), 3);
+    for h in [&mut owner, &mut replica, &mut far] {
+        h.call(|reply| Command::InstallKey { network: net, epoch: 4, key: key(4), reply }).expect("epoch 4's key");
+    }
+    for h in [&mut owner, &mut replica] {
+        h.call(|reply| Command::SetKeyEpoch { network: net, epoch: 4, reply }).expect("epoch 4");
+    }
+    assert_eq!(replica_seals(&mut replica, &mut owner, &mut far, 2), 4);
+    for h in [&owner, &replica] {
+        let drops = h.vtep_counters().drops;
+        for reason in [DropReason::Misdirected, DropReason::Replayed, DropReason::AuthFailed, DropReason::UnknownEpoch]
+        {
             assert_eq!(drops.get(reason), 0, "{reason:?}");
         }
     }
