@@ -40,8 +40,11 @@ pub enum OpenError {
     /// The packet's session is another thread's to open (see
     /// [`crate::lanes`]): only the thread its session id steers to keeps
     /// that session's replay window, so no other may accept it.
-    #[error("packet of a session another receiving thread opens")]
-    OtherThread,
+    #[error("packet of a session receiving thread {thread} opens")]
+    OtherThread {
+        /// The thread (index among the receiving threads) that opens it.
+        thread: u32,
+    },
     /// Packet counter {counter} of this session was already received (a replay).
     #[error("packet counter {counter} of this session was already received (a replay)")]
     Replayed {

@@ -6,8 +6,10 @@
 //! - Sessions per flow: every sealer holds [`FLOW_SESSIONS`] sender
 //!   sessions at once and seals each flow in one of them, chosen by the
 //!   outer UDP source port the flow leaves from (so one outer 4-tuple
-//!   carries one session, and a receiver's UDP GRO never merges two
-//!   sessions). A receiver that reads with several threads steers each
+//!   carries one session of a network between key rotations; a receiver's
+//!   UDP GRO, which merges by 4-tuple, still merges two networks' sessions,
+//!   or a rotation's old and new ones, and its steering then follows the
+//!   first, see below). A receiver that reads with several threads steers each
 //!   packet by its session id (the low 32 bits modulo its thread count), so
 //!   all packets of a session reach the one thread that holds its replay
 //!   window, whatever their outer addresses say; with several sessions per
@@ -18,8 +20,10 @@
 //!   of `step` draws, for its `n`th set of sessions, ids whose low 32 bits
 //!   are `base + index * F + slot + step * F * n` (`F` = [`FLOW_SESSIONS`],
 //!   `slot` < `F`; `base` random per network and host start): consecutive
-//!   residues, so one thread's sessions, and one host's threads, land on
-//!   different receiving threads, and a host lands on random ones. The high
+//!   residues, so one thread's sessions land on different receiving threads
+//!   (up to `F` of them; a flow keeps its receiving thread when it moves
+//!   between the sender's threads if the receiver's thread count divides
+//!   `F`), and a host lands on random ones. The high
 //!   32 bits are random. Within one run no two of the host's sessions share
 //!   an id (their low bits differ until 2^32 / (`step` * `F`) sets per
 //!   thread); across runs `base` is drawn again.
@@ -29,11 +33,13 @@
 //!
 //! Receiving, a thread of a spread network opens only the sessions its
 //! index is steered ([`receiving_thread`]), whatever delivered the packet
-//! to it, and refuses the others ([`crate::OpenError::OtherThread`]): were
-//! two threads to judge one session, each with a replay window of its own,
-//! a packet replayed to the other would be accepted again (the steering
-//! program could be missing or replaced, or a packet handed between
-//! threads).
+//! to it, and refuses the others ([`crate::OpenError::OtherThread`], which
+//! names the thread to pass the packet to, unopened): were two threads to
+//! judge one session, each with a replay window of its own, a packet
+//! replayed to the other would be accepted again (the steering program
+//! could be missing or replaced, or the kernel's UDP GRO could merge a
+//! sender's datagrams of two sessions, which the program then steers as
+//! one by the first).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 

@@ -67,8 +67,8 @@ pub struct NetworkCrypto {
 }
 
 impl NetworkCrypto {
-    /// The state of network `vni` at key epoch `epoch`, with a new sender
-    /// session.
+    /// The state of network `vni` at key epoch `epoch`, with a new set of
+    /// [`FLOW_SESSIONS`] sender sessions.
     pub fn new(secret: &ClusterSecret, vni: Vni, epoch: u32) -> Result<NetworkCrypto, SealError> {
         let mut crypto = NetworkCrypto {
             sealers: Vec::new(),
@@ -236,8 +236,9 @@ impl NetworkCrypto {
     /// current epoch has no installed key. `flow` picks the session
     /// (`flow % FLOW_SESSIONS`): pass the same number for every packet
     /// of one outer 4-tuple, so that a receiver's UDP GRO, which merges
-    /// datagrams by 4-tuple, never merges two sessions, and a receiver
-    /// steering by session spreads the flows over its threads.
+    /// datagrams by 4-tuple, rarely merges two of this network's sessions
+    /// (only across a key rotation), and a receiver steering by session
+    /// spreads the flows over its threads.
     pub fn seal_in_place(
         &mut self,
         flow: usize,
@@ -265,18 +266,22 @@ impl NetworkCrypto {
         }
         if self.host.is_some()
             && let Some(lane) = self.lane
-            && crate::lanes::receiving_thread(id, lane.step) != lane.index
         {
-            return Err(OpenError::OtherThread);
+            let thread = crate::lanes::receiving_thread(id, lane.step);
+            if thread != lane.index {
+                return Err(OpenError::OtherThread { thread });
+            }
         }
         self.opener.session(header)
     }
 
     /// The sender session of `flow` (see [`NetworkCrypto::seal_in_place`]),
-    /// if the current epoch has a key.
-    pub fn sealer(&mut self, flow: usize) -> Option<&mut Sealer> {
+    /// if the current epoch has a key. Read-only: sealing goes through
+    /// [`NetworkCrypto::seal`] and [`NetworkCrypto::seal_in_place`], which
+    /// remember each session as the host's own.
+    pub fn sealer(&self, flow: usize) -> Option<&Sealer> {
         let count = self.sealers.len().max(1);
-        self.sealers.get_mut(flow % count)
+        self.sealers.get(flow % count)
     }
 
     /// The receiver.
@@ -355,7 +360,7 @@ mod tests {
         far.spread(SessionLane { base: 1, index: 0, step: 1 }, Arc::new(HostSessions::new(1))).unwrap();
         let mut packet = Vec::new();
         far.seal(0, &[0x5a; 60], &mut packet).unwrap();
-        assert_eq!(threads[0].open(&mut packet.clone()).unwrap_err(), OpenError::OtherThread);
+        assert_eq!(threads[0].open(&mut packet.clone()).unwrap_err(), OpenError::OtherThread { thread: 1 });
         threads[1].open(&mut packet).expect("the session's thread opens it");
     }
 

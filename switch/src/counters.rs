@@ -111,9 +111,10 @@ pub enum DropReason {
     /// longer than any frame): dropped whole.
     XskBadDescriptor,
     /// A frame of a spread network (`-o spread`) a replica worker would
-    /// have handed to the network's owner worker while that worker already
-    /// had [`crate::replica::MAX_HANDED_OVER`] frames from replicas waiting
-    /// (the owner fell behind: the memory of frames in flight is bounded).
+    /// have handed to the network's owner worker (or an encrypted packet to
+    /// the worker that opens its session) while that worker already had
+    /// [`crate::replica::MAX_HANDED_OVER`] frames from other workers waiting
+    /// (it fell behind: the memory of frames in flight is bounded).
     OwnerBusy,
     /// Packets the kernel dropped on their way into a VTEP's UDP socket:
     /// its receive buffer was full (the switch fell behind on the
@@ -122,10 +123,13 @@ pub enum DropReason {
     /// at least once (once on Linux 6.18), so more datagrams than this may
     /// have been lost.
     TunnelRxDropped,
-    /// An encrypted packet of a spread overlay that reached a worker other
-    /// than the one its sender session is steered to, which alone keeps
-    /// that session's replay window (the steering program was missing or
-    /// replaced): refused rather than judged by a second window.
+    /// An encrypted packet of a spread overlay handed by one worker to
+    /// another as the one its sender session is steered to, which alone
+    /// keeps that session's replay window, that is not that worker's either
+    /// (the workers disagree on the steering): refused rather than judged
+    /// by a second window or handed on again. (A packet of another worker's
+    /// session read from a worker's own socket, as UDP GRO or a missing
+    /// steering program can make happen, is handed to that worker.)
     Misdirected,
 }
 

@@ -959,7 +959,10 @@ impl DatapathHandle {
 
     /// For an encrypted spread overlay: a lane of sender sessions over the
     /// workers and the set of their sessions, given to its owner `owner`
-    /// here and returned for the replicas.
+    /// here (before the replicas exist, so that no worker ever opens
+    /// another's sessions sent back) and returned for the replicas. The
+    /// network is new: no peer's packet reaches it before the replicas and
+    /// the steering program are in place.
     fn spread_keys(
         &self,
         spec: &NetworkSpec,
@@ -983,8 +986,8 @@ impl DatapathHandle {
     /// On failure it falls back to the plain program (every VNI to its
     /// owner, `VNI % workers`): the owners of plain spread overlays then
     /// forward all of their packets (slower, not lost), those of encrypted
-    /// ones refuse the sessions of the other workers (`misdirected`: lost,
-    /// never judged by a second replay window), and no VNI stays hashed
+    /// ones hand the other workers' sessions to them unopened (a copy
+    /// each; never judged by a second replay window), and no VNI stays hashed
     /// after its overlay went. (The program holds every VNI `can_spread`
     /// lets through; only the kernel refusing it makes this happen.)
     fn steer(&self, routes: &Routes) {
@@ -1261,7 +1264,8 @@ impl DatapathHandle {
         // both logged).
         if spread {
             for k in (0..self.workers.len()).filter(|&k| k != owner) {
-                if let Err(e) = self.call_on(k, |reply| Command::SetKeyEpoch { network, epoch, reply })? {
+                let followed = self.call_on(k, |reply| Command::SetKeyEpoch { network, epoch, reply });
+                if let Err(e) = followed.and_then(|r| r) {
                     tracing::error!(%network, worker = k, error = %e, "a replica did not follow a key epoch");
                 }
             }
@@ -1271,8 +1275,27 @@ impl DatapathHandle {
 
     /// Where an encrypted overlay's keys stand: its send epoch and the
     /// epochs installed. [`DatapathError::NotEncrypted`] for other networks.
+    ///
+    /// A spread overlay's state is what every worker holds: the epochs
+    /// installed on all of them, and the owner's send epoch only if every
+    /// replica sends with it too. So a key or an epoch switch that did not
+    /// reach a replica (logged by [`DatapathHandle::install_key`] and
+    /// [`DatapathHandle::set_key_epoch`]) shows as missing, and whoever
+    /// drives the keys from this state (the cluster's key reconciler) asks
+    /// again, which the workers that hold it already take as a no-op.
     pub fn key_state(&self, network: NetworkId) -> Result<KeyState, DatapathError> {
-        self.call_network(network, |reply| Command::KeyState { network, reply })?
+        let (owner, spread) = self.routes().owner_and_spread(network);
+        let mut state = self.call_on(owner, |reply| Command::KeyState { network, reply })??;
+        if spread {
+            for k in (0..self.workers.len()).filter(|&k| k != owner) {
+                let replica = self.call_on(k, |reply| Command::KeyState { network, reply })??;
+                state.installed.retain(|epoch| replica.installed.contains(epoch));
+                if replica.send_epoch != state.send_epoch {
+                    state.send_epoch = None;
+                }
+            }
+        }
+        Ok(state)
     }
 
     /// Installs the key of `epoch` in an encrypted overlay created with
@@ -1296,7 +1319,9 @@ impl DatapathHandle {
         if let Some(key) = replica_key {
             for k in (0..self.workers.len()).filter(|&k| k != owner) {
                 let key = key.clone();
-                if let Err(e) = self.call_on(k, |reply| Command::InstallKey { network, epoch, key, reply })? {
+                let installed = self.call_on(k, |reply| Command::InstallKey { network, epoch, key, reply });
+                if let Err(e) = installed.and_then(|r| r) {
+                    // Shown by `key_state`, so the key is asked for again.
                     tracing::error!(%network, worker = k, error = %e, "a replica did not take a key from the store");
                 }
             }
@@ -1532,6 +1557,50 @@ mod tests {
         assert_eq!(routes.of_port(tunnel_port(3)), 1, "tunnel slot 3 is worker 1's");
         assert_eq!(routes.of_port(tunnel_port(6)), 0);
         assert_eq!(routes.of_network(NetworkId(4)), 1);
+    }
+
+    /// Through the handle, two real workers on the IPv4 loopback: a spread
+    /// overlay's store keys reach every worker, and its key state is what
+    /// all of them hold, so a key or an epoch one missed is asked for again.
+    #[test]
+    fn a_spread_overlays_key_state_is_what_every_worker_holds() {
+        let local = VtepConfig { local: "127.0.0.1:0".parse().unwrap(), learn_peers: false, underlay_mtu: 1500 };
+        let dp = DatapathHandle::spawn_workers(2, Some(local), None, Vec::new(), Default::default(), Duration::ZERO)
+            .expect("two workers");
+        let spec = NetworkSpec {
+            key_epoch: Some(3),
+            store_keys: true,
+            spread: true,
+            mtu: 1418,
+            ..super::super::testing::overlay_network(0, 4242)
+        };
+        dp.add_network(spec).expect("a spread overlay with store keys");
+        let net = spec.id;
+        let (owner, spread) = dp.routes().owner_and_spread(net);
+        assert!(spread, "store keys no longer keep an overlay from spreading");
+        let key = |epoch: u32| crypto::NetworkKey::from_bytes(Vni::new(4242).unwrap(), epoch, [epoch as u8; 32]);
+        let state = |dp: &DatapathHandle| {
+            let s = dp.key_state(net).expect("a key state");
+            (s.send_epoch, s.installed)
+        };
+        assert_eq!(state(&dp), (None, vec![]));
+        dp.install_key(net, 3, key(3)).expect("epoch 3's key");
+        assert_eq!(state(&dp), (Some(3), vec![3]), "every worker holds it and sends with it");
+        // Epoch 4's key reaching the owner alone is not installed...
+        dp.call_on(owner, |reply| Command::InstallKey { network: net, epoch: 4, key: key(4), reply })
+            .expect("the owner answers")
+            .expect("the owner takes it");
+        assert_eq!(state(&dp), (Some(3), vec![3]));
+        // ... until it is installed again, a no-op on the owner.
+        dp.install_key(net, 4, key(4)).expect("epoch 4's key");
+        assert_eq!(state(&dp), (Some(3), vec![3, 4]));
+        // An epoch switch the replica missed: no send epoch, until switched again.
+        dp.call_on(owner, |reply| Command::SetKeyEpoch { network: net, epoch: 4, reply })
+            .expect("the owner answers")
+            .expect("the owner switches");
+        assert_eq!(state(&dp), (None, vec![3, 4]));
+        dp.set_key_epoch(net, 4).expect("epoch 4 everywhere");
+        assert_eq!(state(&dp), (Some(4), vec![3, 4]));
     }
 
     #[test]

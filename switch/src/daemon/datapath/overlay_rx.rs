@@ -86,12 +86,14 @@ pub(super) enum RxInstruction {
         /// Its VNI and sender.
         peer: (Vni, SocketAddr),
     },
-    /// From a VTEP this replica of a spread overlay has no tunnel port
-    /// for: the whole datagram goes to the network's owner, to be
-    /// classified there.
+    /// The whole datagram goes to another worker, to be classified there
+    /// as if its own socket had read it: from a VTEP this replica of a
+    /// spread overlay has no tunnel port for, to the network's owner; or an
+    /// encrypted packet of a session another worker opens (it alone holds
+    /// the session's replay window), to that worker, unopened.
     HandOver {
-        /// The worker owning the network.
-        owner: usize,
+        /// The worker it goes to.
+        worker: usize,
         /// The batch buffer holding the datagram.
         buf: usize,
         /// The datagram in that buffer.
@@ -115,9 +117,10 @@ pub(super) struct RxContext<'a> {
     pub(super) peers: &'a PeerTable,
     /// The UDP port each peer IP listens on.
     pub(super) peer_ports: &'a HashMap<IpAddr, u16>,
-    /// Whether a replica hands datagrams of unknown senders to its owner
-    /// (false for datagrams another worker handed over already: the owner
-    /// of a network never hands it on).
+    /// Whether datagrams may go to another worker: a replica's of unknown
+    /// senders to its owner, any worker's of a session another worker
+    /// opens to that one (false for datagrams another worker handed over
+    /// already: none is handed on twice).
     pub(super) hand_over: bool,
 }
 
@@ -233,9 +236,7 @@ fn classify_run(
     let unknown = matches!(resolved, Ok((_, _, None)) | Err(DropReason::UnknownPeer));
     let to_owner = if unknown && ctx.hand_over && ctx.learn { replica_owner(ctx, nets, vni) } else { None };
     if let (Some(owner), None) = (to_owner, header) {
-        let hand =
-            |r: &Received| RxInstruction::HandOver { owner, buf: r.buf, datagram: r.range.clone(), from: r.from };
-        return plan.extend(run.iter().map(hand));
+        return hand_over_run(plan, run, owner);
     }
     let (network, peer, known) = match (resolved, to_owner) {
         (Ok(found), _) => found,
@@ -261,6 +262,13 @@ fn classify_run(
         (Some(keys), Some(header)) => {
             let mut session = match keys.session(&header) {
                 Ok(session) => session,
+                // A session another worker opens, read from this worker's
+                // socket: the kernel's GRO merged it behind one of ours (a
+                // sender's new session after a key rotation), or the
+                // steering program is missing.
+                Err(OpenError::OtherThread { thread }) if ctx.hand_over => {
+                    return hand_over_run(plan, run, thread as usize);
+                }
                 Err(e) => return drop_all(plan, open_drop_reason(e)),
             };
             for (r, p) in run.iter().zip(parsed) {
@@ -285,6 +293,16 @@ fn classify_run(
             plan.extend(run.iter().map(|r| instruction(r, vxlan::HEADER_LEN..r.range.len(), ChecksumState::Unverified)))
         }
     }
+}
+
+/// Hands every datagram of `run`, as it came, to `worker`.
+fn hand_over_run(plan: &mut Vec<RxInstruction>, run: &[Received], worker: usize) {
+    plan.extend(run.iter().map(|r| RxInstruction::HandOver {
+        worker,
+        buf: r.buf,
+        datagram: r.range.clone(),
+        from: r.from,
+    }));
 }
 
 /// Who sent a run: the network, the peer (as the peer table knows it) and
@@ -365,7 +383,7 @@ fn open_drop_reason(e: OpenError) -> DropReason {
         OpenError::Malformed(_) | OpenError::VniMismatch { .. } => DropReason::CryptoMalformed,
         OpenError::UnknownEpoch { .. } => DropReason::UnknownEpoch,
         OpenError::AuthenticationFailed => DropReason::AuthFailed,
-        OpenError::OtherThread => DropReason::Misdirected,
+        OpenError::OtherThread { .. } => DropReason::Misdirected,
         OpenError::Reflected => DropReason::Reflected,
         OpenError::Replayed { .. } | OpenError::TooOld { .. } => DropReason::Replayed,
     }
@@ -470,9 +488,9 @@ impl Datapath {
                 }
                 return;
             }
-            RxInstruction::HandOver { owner, buf, datagram, from } => {
+            RxInstruction::HandOver { worker, buf, datagram, from } => {
                 let bytes = self.batch.buffer_mut(buf, datagram);
-                if !self.spread.hand_over_datagram(owner, from, bytes, None)
+                if !self.spread.hand_over_datagram(worker, from, bytes, None)
                     && let Some(tunnel) = self.tunnel.as_mut()
                 {
                     tunnel.count_drop(DropReason::OwnerBusy);

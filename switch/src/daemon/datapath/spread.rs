@@ -358,8 +358,10 @@ impl Spread {
 
     /// Copies `datagram`, from `from` (or the inner frame of an encrypted
     /// packet, `opened`, with its VNI and checksum state), into the next
-    /// message to worker `owner`; false (nothing queued) when that worker
-    /// already has its fill of handed-over frames and datagrams waiting.
+    /// message to worker `owner` (a network's owner, or the worker that
+    /// opens an encrypted packet's session); false (nothing queued) when
+    /// that worker already has its fill of handed-over frames and datagrams
+    /// waiting.
     pub(super) fn hand_over_datagram(
         &mut self,
         owner: usize,
