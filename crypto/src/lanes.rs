@@ -18,13 +18,15 @@
 //!   their source ports.
 //! - [`SessionLane`]: how each thread picks its session ids. Thread `index`
 //!   of `step` draws, for its `n`th set of sessions, ids whose low 32 bits
-//!   are `base + index * F + slot + step * F * n` (`F` = [`FLOW_SESSIONS`],
-//!   `slot` < `F`; `base` random per network and host start): consecutive
-//!   residues, so one thread's sessions land on different receiving threads
-//!   (up to `F` of them; a flow keeps its receiving thread when it moves
-//!   between the sender's threads if the receiver's thread count divides
-//!   `F`), and a host lands on random ones. The high
-//!   32 bits are random. Within one run no two of the host's sessions share
+//!   are `base + index + step * slot + step * F * n` (`F` =
+//!   [`FLOW_SESSIONS`], `slot` < `F`; `base` random per network and host
+//!   start): the host's `step * F` sessions of a set are consecutive
+//!   residues. So with as many receiving threads as sending ones, each
+//!   sending thread lands on a receiving thread of its own, whatever the
+//!   flow (the receiver's load follows the sender's placement of flows over
+//!   its threads); with more receiving threads, each sending thread's flows
+//!   spread over up to `F` of them by their slots; and a host lands on
+//!   random ones. The high 32 bits are random. Within one run no two of the host's sessions share
 //!   an id (their low bits differ until 2^32 / (`step` * `F`) sets per
 //!   thread); across runs `base` is drawn again.
 //! - [`HostSessions`]: the session ids every thread of the host sealed
@@ -72,12 +74,12 @@ impl SessionLane {
     }
 
     /// The id of session `slot` (< [`FLOW_SESSIONS`]) of this thread's
-    /// `n`th set: random high 32 bits, low 32 bits `base + index * F + slot
-    /// + step * F * n`.
+    /// `n`th set: random high 32 bits, low 32 bits `base + index + step *
+    /// slot + step * F * n`.
     pub(crate) fn session_id(self, slot: u32, n: u32) -> Result<u64, SealError> {
-        let sessions = self.index.wrapping_mul(FLOW_SESSIONS).wrapping_add(slot % FLOW_SESSIONS);
+        let session = self.index.wrapping_add(self.step.wrapping_mul(slot % FLOW_SESSIONS));
         let set = self.step.wrapping_mul(FLOW_SESSIONS).wrapping_mul(n);
-        let low = self.base.wrapping_add(sessions).wrapping_add(set);
+        let low = self.base.wrapping_add(session).wrapping_add(set);
         Ok(u64::from(random_u32()?) << 32 | u64::from(low))
     }
 }
@@ -146,12 +148,10 @@ mod tests {
     fn the_sessions_of_a_lanes_threads_are_consecutive_residues() {
         let lane = SessionLane::random(2).unwrap();
         for n in 0..4 {
-            // Every session of both threads' nth sets: 2 * F consecutive
-            // low words, so any receiver of up to 2 * F threads gets some of each.
-            let lows: Vec<u32> = (0..2)
-                .flat_map(|k| {
-                    (0..FLOW_SESSIONS).map(move |slot| lane.for_thread(k).session_id(slot, n).unwrap() as u32)
-                })
+            // Every session of both threads' nth sets, slot by slot: 2 * F
+            // consecutive low words, thread 0's and thread 1's alternating.
+            let lows: Vec<u32> = (0..FLOW_SESSIONS)
+                .flat_map(|slot| (0..2).map(move |k| lane.for_thread(k).session_id(slot, n).unwrap() as u32))
                 .collect();
             let first = lane.base.wrapping_add(2 * FLOW_SESSIONS * n);
             let expected: Vec<u32> = (0..2 * FLOW_SESSIONS).map(|i| first.wrapping_add(i)).collect();
@@ -176,17 +176,18 @@ mod tests {
                 assert_eq!(reached.len(), receivers as usize, "set {n} over {receivers} receiving threads");
             }
         }
-        // Two threads of two, to two receivers: each thread's flows reach
-        // both, and the two threads' sessions are all different.
+        // Two threads of two: to two receivers, each thread's flows reach
+        // a receiver of its own; to four, two each, all four in all.
         let lane = SessionLane::random(2).unwrap();
-        let mut all = HashSet::new();
-        for k in 0..2 {
-            let ids: Vec<u64> =
-                (0..FLOW_SESSIONS).map(|slot| lane.for_thread(k).session_id(slot, 0).unwrap()).collect();
-            assert_eq!(ids.iter().map(|&id| receiving_thread(id, 2)).collect::<HashSet<_>>().len(), 2);
-            all.extend(ids.iter().map(|&id| id as u32));
-        }
-        assert_eq!(all.len(), 2 * FLOW_SESSIONS as usize);
+        let reached = |k: u32, receivers: u32| -> HashSet<u32> {
+            (0..FLOW_SESSIONS)
+                .map(|slot| receiving_thread(lane.for_thread(k).session_id(slot, 0).unwrap(), receivers))
+                .collect()
+        };
+        let (zero, one) = (reached(0, 2), reached(1, 2));
+        assert!(zero.len() == 1 && one.len() == 1 && zero != one, "{zero:?} {one:?}");
+        let (zero, one) = (reached(0, 4), reached(1, 4));
+        assert!(zero.len() == 2 && one.len() == 2 && zero.is_disjoint(&one), "{zero:?} {one:?}");
     }
 
     #[test]

@@ -337,10 +337,11 @@ mod tests {
                 }
             }
             let ids: Vec<u64> = packets.iter().map(|p| Header::parse(p).unwrap().session_id).collect();
-            for k in 0..2 {
-                // A thread's two flows reach both receiving threads.
-                assert_ne!(receiving_thread(ids[2 * k], 2), receiving_thread(ids[2 * k + 1], 2), "{ids:x?}");
-            }
+            // Two sessions per thread; each thread lands on a receiving
+            // thread of its own of two, whatever the flow.
+            let receivers: Vec<u32> = ids.iter().map(|&id| receiving_thread(id, 2)).collect();
+            assert!(receivers[0] == receivers[1] && receivers[2] == receivers[3], "{ids:x?}");
+            assert_ne!(receivers[0], receivers[2], "{ids:x?}");
             // Each thread refuses the other's packets sent back; another
             // host opens them all.
             for p in &packets[..2] {
