@@ -516,3 +516,19 @@ fn openssl(args: &[&str]) {
     let out = output_with_timeout(&mut c, TOOL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert!(out.status.success(), "openssl {} failed: {}", args.join(" "), text(&out.stderr));
 }
+
+/// True if a cluster test may proceed: it runs as root (see
+/// [`crate::require_root`]) and Debian's etcd is installed. Without etcd:
+/// panics when `CI` is set (the test script installs it), otherwise prints
+/// a loud SKIPPED line and returns false.
+pub fn require_root_and_etcd(test: &str) -> bool {
+    if !crate::require_root(test) {
+        return false;
+    }
+    if !Path::new(ETCD_BIN).exists() {
+        assert!(std::env::var_os("CI").is_none(), "{test}: CI needs {ETCD_BIN} (apt-get install etcd-server)");
+        eprintln!("SKIPPED {test}: no {ETCD_BIN} (apt-get install etcd-server etcd-client)");
+        return false;
+    }
+    true
+}

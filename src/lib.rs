@@ -33,7 +33,7 @@ pub use cluster::ClusterHosts;
 pub use container::Container;
 pub use daemon::{Daemon, DaemonBuilder};
 pub use dns::dig;
-pub use etcd::{Etcd, EtcdPlace, EtcdTls};
+pub use etcd::{Etcd, EtcdPlace, EtcdTls, require_root_and_etcd};
 pub use names::{require_root, unique_prefix};
 pub use netns::{
     TcpBlast, TransferReport, in_netns, ipv4_addrs, ipv6_addrs, link_info, link_names, netns_exec, netns_exec_ok, ping,

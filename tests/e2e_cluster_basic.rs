@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ctl::proto::{DnsRecord, EndpointInfo, NetworkInfo, ShowTree};
 use vswitch::cluster::{ClusterHosts, NodeStatus};
-use vswitch::{require_root, wait_for_ping, wait_until};
+use vswitch::{require_root_and_etcd, wait_for_ping, wait_until};
 
 /// Long enough for a loaded machine; the wait ends as soon as it succeeds.
 const SETTLE: Duration = Duration::from_secs(30);
@@ -24,12 +24,7 @@ fn ipv4(e: &EndpointInfo) -> Ipv4Addr {
 
 #[test]
 fn two_nodes_share_a_network_its_addresses_and_names() {
-    if !require_root("two_nodes_share_a_network_its_addresses_and_names") {
-        return;
-    }
-    if !std::path::Path::new("/usr/bin/etcd").exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI needs /usr/bin/etcd (apt-get install etcd-server)");
-        eprintln!("SKIPPED: no /usr/bin/etcd (apt-get install etcd-server etcd-client)");
+    if !require_root_and_etcd("two_nodes_share_a_network_its_addresses_and_names") {
         return;
     }
     let c = ClusterHosts::builder(2).tls(false).underlay([10, 233, 1]).start();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ctl::proto::{ServiceInfo, ServiceMode};
 use vswitch::cluster::ClusterHosts;
 use vswitch::outside::{HttpServer, UdpEcho, curl, udp_query};
-use vswitch::{in_netns, require_root, wait_until};
+use vswitch::{in_netns, require_root_and_etcd, wait_until};
 
 /// Long enough for a loaded machine; the wait ends as soon as it succeeds.
 const SETTLE: Duration = Duration::from_secs(40);
@@ -57,12 +57,7 @@ fn in_subnet(ip: Ipv4Addr) -> bool {
 
 #[test]
 fn every_node_serves_an_ingress_service_over_every_replica() {
-    if !require_root("every_node_serves_an_ingress_service_over_every_replica") {
-        return;
-    }
-    if !std::path::Path::new("/usr/bin/etcd").exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI needs /usr/bin/etcd (apt-get install etcd-server)");
-        eprintln!("SKIPPED: no /usr/bin/etcd (apt-get install etcd-server etcd-client)");
+    if !require_root_and_etcd("every_node_serves_an_ingress_service_over_every_replica") {
         return;
     }
     let mut c = ClusterHosts::builder(3).tls(false).ttl(TTL).underlay([10, 233, 7]).start();
@@ -190,12 +185,7 @@ fn every_node_serves_an_ingress_service_over_every_replica() {
 
 #[test]
 fn udp_and_ipv6_clients_reach_a_remote_replica_through_the_mesh() {
-    if !require_root("udp_and_ipv6_clients_reach_a_remote_replica_through_the_mesh") {
-        return;
-    }
-    if !std::path::Path::new("/usr/bin/etcd").exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI needs /usr/bin/etcd (apt-get install etcd-server)");
-        eprintln!("SKIPPED: no /usr/bin/etcd (apt-get install etcd-server etcd-client)");
+    if !require_root_and_etcd("udp_and_ipv6_clients_reach_a_remote_replica_through_the_mesh") {
         return;
     }
     const SUBNET6: &str = "fd00:236:8::/64";

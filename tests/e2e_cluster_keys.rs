@@ -28,7 +28,9 @@ use vswitch::cluster::ClusterHosts;
 use vswitch::encrypted::{CRYPTO_DROPS, EncryptedHeader, contains_bytes, ping_flood, udp_datagram};
 use vswitch::overlay::VTEP_ROW;
 use vswitch::underlay::VXLAN_PORT;
-use vswitch::{Capture, Daemon, UnderlayHost, netns_exec, ping, require_root, tcp_transfer, tcp_transfer_paced};
+use vswitch::{
+    Capture, Daemon, UnderlayHost, netns_exec, ping, require_root_and_etcd, tcp_transfer, tcp_transfer_paced,
+};
 use vswitch::{wait_for_ping, wait_until};
 
 /// Long enough for a loaded machine; waits end as soon as they succeed.
@@ -152,12 +154,7 @@ fn epochs_on_the_wire(a: &UnderlayHost, b: &UnderlayHost, ns: &str, ip: Ipv4Addr
 
 #[test]
 fn encrypted_cluster_overlay_keys_through_the_store() {
-    if !require_root("encrypted_cluster_overlay_keys_through_the_store") {
-        return;
-    }
-    if !std::path::Path::new("/usr/bin/etcd").exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI needs /usr/bin/etcd (apt-get install etcd-server)");
-        eprintln!("SKIPPED: no /usr/bin/etcd (apt-get install etcd-server etcd-client)");
+    if !require_root_and_etcd("encrypted_cluster_overlay_keys_through_the_store") {
         return;
     }
     let mut c = ClusterHosts::builder(3).tls(false).ttl(4).underlay([10, 236, 1]).start();
@@ -318,12 +315,7 @@ fn encrypted_cluster_overlay_keys_through_the_store() {
 /// with no membership change, and a slow ping across it loses nothing.
 #[test]
 fn a_rotation_period_moves_a_cluster_overlay_to_a_new_epoch_without_loss() {
-    if !require_root("a_rotation_period_moves_a_cluster_overlay_to_a_new_epoch_without_loss") {
-        return;
-    }
-    if !std::path::Path::new("/usr/bin/etcd").exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI needs /usr/bin/etcd (apt-get install etcd-server)");
-        eprintln!("SKIPPED: no /usr/bin/etcd (apt-get install etcd-server etcd-client)");
+    if !require_root_and_etcd("a_rotation_period_moves_a_cluster_overlay_to_a_new_epoch_without_loss") {
         return;
     }
     let c = ClusterHosts::builder(2).tls(false).underlay([10, 236, 2]).start();
@@ -377,12 +369,7 @@ fn a_rotation_period_moves_a_cluster_overlay_to_a_new_epoch_without_loss() {
 /// and restart (its workers get the current key from the store again).
 #[test]
 fn a_spread_cluster_overlay_is_opened_by_every_worker_with_keys_from_the_store() {
-    if !require_root("a_spread_cluster_overlay_is_opened_by_every_worker_with_keys_from_the_store") {
-        return;
-    }
-    if !std::path::Path::new("/usr/bin/etcd").exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI needs /usr/bin/etcd (apt-get install etcd-server)");
-        eprintln!("SKIPPED: no /usr/bin/etcd (apt-get install etcd-server etcd-client)");
+    if !require_root_and_etcd("a_spread_cluster_overlay_is_opened_by_every_worker_with_keys_from_the_store") {
         return;
     }
     let mut c = ClusterHosts::builder(2).tls(false).underlay([10, 236, 3]).args(&["--workers", "2"]).start();
