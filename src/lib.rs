@@ -36,8 +36,8 @@ pub use dns::dig;
 pub use etcd::{Etcd, EtcdPlace, EtcdTls, require_root_and_etcd};
 pub use names::{require_root, unique_prefix};
 pub use netns::{
-    TcpBlast, TransferReport, in_netns, ipv4_addrs, ipv6_addrs, link_info, link_names, netns_exec, netns_exec_ok, ping,
-    tcp_transfer, tcp_transfer_paced, udp_send, wait_for_ping,
+    MAX_HASHED_CONNECTIONS, TcpBlast, TransferReport, in_netns, ipv4_addrs, ipv6_addrs, link_info, link_names,
+    netns_exec, netns_exec_ok, ping, tcp_transfer, tcp_transfer_paced, transfers_until, udp_send, wait_for_ping,
 };
 pub use overlay::{vtep_daemon, vtep6_daemon};
 pub use process::{output_with_timeout, text};

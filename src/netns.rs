@@ -200,6 +200,35 @@ pub fn tcp_transfer_paced(
     Ok(TransferReport { bytes, intact: bytes == len && hash == expected.0, elapsed })
 }
 
+/// Most connections [`transfers_until`] makes before it gives up.
+pub const MAX_HASHED_CONNECTIONS: u64 = 40;
+
+/// Makes TCP connections of `len` bytes from `client_ns` to `server` (a
+/// namespace and an address), each checked to arrive intact, until `done`
+/// holds (checked before each one); returns how many it made.
+///
+/// For checks of how the kernel or the switch spreads connections: each new
+/// connection is hashed by its ports (to a queue, a socket, a sender
+/// session), so it reaches the awaited one with even odds or better, and
+/// [`MAX_HASHED_CONNECTIONS`] all missing it is a bug, not bad luck. Then it
+/// panics with `what()`, which can describe the state reached.
+pub fn transfers_until(
+    server: (&str, IpAddr),
+    client_ns: &str,
+    len: u64,
+    mut done: impl FnMut() -> bool,
+    what: impl Fn() -> String,
+) -> u64 {
+    let mut made = 0;
+    while !done() {
+        assert!(made < MAX_HASHED_CONNECTIONS, "{MAX_HASHED_CONNECTIONS} connections and {}", what());
+        let r = tcp_transfer(server.0, server.1, client_ns, len).expect("a TCP transfer");
+        assert!(r.intact, "TCP corrupted on the way to {}: {r:?}", server.1);
+        made += 1;
+    }
+    made
+}
+
 /// A TCP stream from `client_ns` to a server in `server_ns` that sends
 /// as fast as the path takes it (the same buffer again and again, nothing
 /// generated or checked, so the sender is not the bottleneck even in a debug

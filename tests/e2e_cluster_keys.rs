@@ -31,7 +31,7 @@ use vswitch::underlay::VXLAN_PORT;
 use vswitch::{
     Capture, Daemon, UnderlayHost, netns_exec, ping, require_root_and_etcd, tcp_transfer, tcp_transfer_paced,
 };
-use vswitch::{wait_for_ping, wait_until};
+use vswitch::{transfers_until, wait_for_ping, wait_until};
 
 /// Long enough for a loaded machine; waits end as soon as they succeed.
 const SETTLE: Duration = Duration::from_secs(45);
@@ -407,16 +407,14 @@ fn a_spread_cluster_overlay_is_opened_by_every_worker_with_keys_from_the_store()
         };
         let before = rx();
         assert_eq!(before.len(), 2, "two workers: {before:?}");
-        for n in 0.. {
-            let now = rx();
-            if now.iter().zip(&before).all(|(a, b)| a > b) {
-                eprintln!("{what}: {n} connections; workers' underlay packets {before:?} -> {now:?}");
-                return;
-            }
-            assert!(n < 40, "{what}: 40 connections and a worker of host 2 opened nothing: {before:?} -> {now:?}");
-            let r = tcp_transfer(&s2, ip2, &s1, 1 << 20).expect("a TCP transfer");
-            assert!(r.intact, "{what}: TCP over the spread overlay corrupted: {r:?}");
-        }
+        let n = transfers_until(
+            (&s2, ip2.into()),
+            &s1,
+            1 << 20,
+            || rx().iter().zip(&before).all(|(a, b)| a > b),
+            || format!("{what}: a worker of host 2 opened nothing: {before:?} -> {:?}", rx()),
+        );
+        eprintln!("{what}: {n} connections; workers' underlay packets {before:?} -> {:?}", rx());
     };
     both_workers_open(c.host(1), &format!("epoch {epoch}"));
 

@@ -16,7 +16,9 @@ use ctl::proto::{EndpointInfo, PortStats, ShowTree, WorkerLoad};
 use vswitch::encrypted::{SecretFile, encrypted_vtep_daemon};
 use vswitch::overlay::{ip_of, sandbox_on};
 use vswitch::underlay::lan_link;
-use vswitch::{Daemon, TcpBlast, Underlay, ping, require_root, tcp_transfer, vtep_daemon, wait_for_ping};
+use vswitch::{
+    Daemon, TcpBlast, Underlay, ping, require_root, tcp_transfer, transfers_until, vtep_daemon, wait_for_ping,
+};
 
 /// Each worker's row of `stats --json`, by worker index.
 fn worker_rows(d: &Daemon) -> BTreeMap<u32, (PortStats, WorkerLoad)> {
@@ -254,14 +256,13 @@ fn transfers_until_the_replica_forwards_more(
     server: (&str, Ipv4Addr),
     client: &str,
 ) -> u64 {
-    let mut transfers = 0;
-    while spread_counts(d)[&replica].0 < before + 100 {
-        assert!(transfers < 40, "40 connections and the replica forwarded nothing: {:?}", spread_counts(d));
-        let r = tcp_transfer(server.0, server.1, client, LEN).expect("a TCP transfer");
-        assert!(r.intact, "TCP over a spread network corrupted: {r:?}");
-        transfers += 1;
-    }
-    transfers
+    transfers_until(
+        (server.0, server.1.into()),
+        client,
+        LEN,
+        || spread_counts(d)[&replica].0 >= before + 100,
+        || format!("the replica forwarded nothing: {:?}", spread_counts(d)),
+    )
 }
 
 #[test]
@@ -600,38 +601,38 @@ fn spread_overlay_both_ways(underlay: [u8; 3], subnet: &str, peers: Peers) {
     let mut transfers = transfers_until_the_replica_forwards(&d1, replica, (&s1, ip_of(&e1)), &s2);
     // Until its own socket both received and sent (the frames it forwarded
     // may all have gone one way so far).
-    loop {
-        let after = replica_rows(&d1);
-        if after.rx_packets > before.rx_packets && after.tx_packets > before.tx_packets {
-            eprintln!("{transfers} connections; replica's underlay socket: {after:?}");
-            break;
-        }
-        assert!(transfers < 40, "40 connections and the replica's socket did not carry both ways: {after:?}");
-        let r = tcp_transfer(&s1, ip_of(&e1), &s2, LEN).expect("a TCP transfer");
-        assert!(r.intact, "TCP over a spread overlay corrupted: {r:?}");
-        transfers += 1;
-    }
+    transfers += transfers_until(
+        (&s1, ip_of(&e1).into()),
+        &s2,
+        LEN,
+        || {
+            let after = replica_rows(&d1);
+            after.rx_packets > before.rx_packets && after.tx_packets > before.tx_packets
+        },
+        || format!("the replica's socket did not carry both ways: {:?}", replica_rows(&d1)),
+    );
+    eprintln!("{transfers} connections; replica's underlay socket: {:?}", replica_rows(&d1));
     let back =
         transfers_until_the_replica_forwards_more(&d1, replica, spread_counts(&d1)[&replica].0, (&s2, ip_of(&e2)), &s1);
     eprintln!("{back} connections the other way");
     if encrypted {
-        // Host 2 seals each connection in the session of its outer source
-        // port (one of four, whatever its workers), so its connections
-        // reach both of host 1's workers: the owner's socket receives too.
-        // (Each new connection has an even chance of either; with one
-        // session per sending worker, a one-worker host 2 reaches one.)
-        let mut more = 0;
-        loop {
-            let (owner_after, replica_after) = (owner_rows(&d1), replica_rows(&d1));
-            if owner_after.rx_packets > owner_before.rx_packets && replica_after.rx_packets > before.rx_packets {
-                eprintln!("{more} more connections; owner's underlay socket: {owner_after:?}");
-                break;
-            }
-            assert!(more < 40, "40 more connections and a worker opened nothing: {owner_after:?} {replica_after:?}");
-            let r = tcp_transfer(&s2, ip_of(&e2), &s1, LEN).expect("a TCP transfer");
-            assert!(r.intact, "TCP over a spread overlay corrupted: {r:?}");
-            more += 1;
-        }
+        // Host 1 steers each session to one of its workers, and host 2's
+        // connections come in sessions that reach both: each of a spread
+        // host 2's workers seals in sessions paired with one of host 1's
+        // (the kernel hashes each connection to a TAP queue, so to one of
+        // those workers); a one-worker host 2 seals each connection in the
+        // session of its outer source port, one of four spread over host
+        // 1's workers. So the owner's socket receives too. (Each new
+        // connection has an even chance of either; with one session per
+        // sending worker, a one-worker host 2 reaches one.)
+        let more = transfers_until(
+            (&s2, ip_of(&e2).into()),
+            &s1,
+            LEN,
+            || owner_rows(&d1).rx_packets > owner_before.rx_packets && replica_rows(&d1).rx_packets > before.rx_packets,
+            || format!("a worker opened nothing: {:?} {:?}", owner_rows(&d1), replica_rows(&d1)),
+        );
+        eprintln!("{more} more connections; owner's underlay socket: {:?}", owner_rows(&d1));
     }
     // No replica lacked a peer's port (peer add waits for the mirrors; a
     // learned peer's packets went to the owner); nothing failed to open or
