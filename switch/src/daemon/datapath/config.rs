@@ -274,12 +274,15 @@ impl Datapath {
         let unix = self.clock.unix_secs();
         let epoch = super::effective_epoch(base, net.key_rotation, unix);
         let keys = net.crypto.as_mut().ok_or(DatapathError::NotEncrypted(network))?;
+        // The same epoch again (the handle repairing a replica that missed
+        // it, or the cluster's key reconciler asking twice) is no rotation.
+        let rotates = keys.send_epoch() != Some(epoch);
         keys.set_epoch(epoch).map_err(|e| match e {
             crypto::SealError::NoKey { epoch } => DatapathError::NoKey { network, epoch },
             e => DatapathError::Crypto(e),
         })?;
         net.key_base = base;
-        if net.owner.is_none() {
+        if rotates && net.owner.is_none() {
             // A replica of a spread overlay is told after its owner, which
             // raised the event.
             let now = self.clock.now();
