@@ -120,7 +120,8 @@ pub(super) struct RxContext<'a> {
     /// Whether datagrams may go to another worker: a replica's of unknown
     /// senders to its owner, any worker's of a session another worker
     /// opens to that one (false for datagrams another worker handed over
-    /// already: none is handed on twice).
+    /// already: none is handed on twice unopened; a replica still hands a
+    /// stranger's packet it opened to its owner, which keeps it).
     pub(super) hand_over: bool,
 }
 
@@ -232,9 +233,13 @@ fn classify_run(
     // owner, plain ones as they came, encrypted ones once opened here
     // (below). Otherwise they are dropped here, as the owner would (the
     // control side makes a peer's port reach every replica before it
-    // returns): a stranger's packets cost no copy to the owner.
+    // returns): a stranger's packets cost no copy to the owner. Encrypted
+    // ones go to the owner opened even when another worker handed them
+    // here unopened (their session is this worker's): the owner has no
+    // owner to hand them to, so they cannot come back.
     let unknown = matches!(resolved, Ok((_, _, None)) | Err(DropReason::UnknownPeer));
-    let to_owner = if unknown && ctx.hand_over && ctx.learn { replica_owner(ctx, nets, vni) } else { None };
+    let may_hand_over = ctx.hand_over || header.is_some();
+    let to_owner = if unknown && may_hand_over && ctx.learn { replica_owner(ctx, nets, vni) } else { None };
     if let (Some(owner), None) = (to_owner, header) {
         return hand_over_run(plan, run, owner);
     }

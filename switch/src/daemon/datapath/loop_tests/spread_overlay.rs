@@ -594,6 +594,33 @@ fn an_encrypted_spread_overlay_on_a_learning_vtep_learns_a_peer_a_replica_heard_
 }
 
 #[test]
+fn a_strangers_packet_the_owner_hands_to_its_sessions_replica_is_opened_there_and_learned_by_the_owner() {
+    let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
+    let (mut owner, mut replica, net, a, _) = spread_overlay_on(learning_host, spec);
+    // Host 4 is no peer of host 1; its session is the replica's, but the
+    // owner's socket reads the packet (GRO merged it behind another, or
+    // there is no steering program): handed to the replica unopened, opened
+    // there, handed back opened for the owner to learn host 4.
+    let (mut far, b) = far_host(4, spec);
+    let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(9), 1), 1);
+    owner.inject_datagram(from_host(4), &hello);
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(9), 1)], "delivered by the owner");
+    let p4 = owner.lookup(net, mac(9)).expect("station 9 learned behind host 4");
+    assert!(owner.snapshot().tunnels.iter().any(|t| t.port == p4 && t.learned));
+    for h in [&owner, &replica] {
+        let drops = &h.vtep_counters().drops;
+        assert_eq!((drops.get(DropReason::UnknownPeer), drops.get(DropReason::Misdirected)), (0, 0));
+    }
+    // The replica judged it: the same packet again, by the owner's socket,
+    // is a replay there.
+    owner.inject_datagram(from_host(4), &hello);
+    settle(&mut owner, &mut replica);
+    assert!(owner.sent_frames(a).is_empty());
+    assert_eq!(replica.vtep_counters().drops.get(DropReason::Replayed), 1);
+}
+
+#[test]
 fn a_peer_the_owner_learned_before_its_replica_existed_is_mirrored_there_once_asked() {
     let (mut owner, mut replica) = (Harness::with(learning_host(1)), Harness::with(learning_host(1)));
     Harness::link(&mut [&mut owner, &mut replica]);
