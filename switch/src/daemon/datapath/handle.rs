@@ -1260,17 +1260,35 @@ impl DatapathHandle {
         // Every worker of a spread overlay seals and opens with the keys of
         // its own epoch: the replicas follow the owner (they were given
         // every key from the store the owner took, so this fails where the
-        // owner succeeded only for a lost worker or a key a replica refused,
-        // both logged).
-        if spread {
-            for k in (0..self.workers.len()).filter(|&k| k != owner) {
-                let followed = self.call_on(k, |reply| Command::SetKeyEpoch { network, epoch, reply });
-                if let Err(e) = followed.and_then(|r| r) {
-                    tracing::error!(%network, worker = k, error = %e, "a replica did not follow a key epoch");
-                }
+        // owner succeeded only for a lost worker or a key a replica refused).
+        if !spread {
+            return Ok(());
+        }
+        self.on_replicas(network, owner, "a replica did not follow a key epoch", |k| {
+            self.call_on(k, |reply| Command::SetKeyEpoch { network, epoch, reply })?
+        })
+    }
+
+    /// Runs `command` for every replica of spread network `network` (each
+    /// worker but `owner`), even past one that fails: each failure is
+    /// logged as `what`, and the first is the result, so that the caller
+    /// (a `network key rotate`, the cluster's key reconciler) does not take
+    /// as done what a worker lacks.
+    fn on_replicas(
+        &self,
+        network: NetworkId,
+        owner: usize,
+        what: &str,
+        mut command: impl FnMut(usize) -> Result<(), DatapathError>,
+    ) -> Result<(), DatapathError> {
+        let mut first = Ok(());
+        for k in (0..self.workers.len()).filter(|&k| k != owner) {
+            if let Err(e) = command(k) {
+                tracing::error!(%network, worker = k, error = %e, "{what}");
+                first = first.and(Err(e));
             }
         }
-        Ok(())
+        first
     }
 
     /// Where an encrypted overlay's keys stand: its send epoch and the
@@ -1308,25 +1326,21 @@ impl DatapathHandle {
     /// previous epoch are forgotten as the send epoch moves on. Not
     /// persisted: the daemon re-installs them from the store.
     ///
-    /// On a spread overlay every worker gets the key, the owner first (its
-    /// answer is the call's); a replica that refuses one the owner took
-    /// (it cannot, but for a lost worker) is logged, and would drop that
-    /// epoch's packets steered to it.
+    /// On a spread overlay every worker gets the key, the owner first; a
+    /// replica that refuses one the owner took (it cannot, but for a lost
+    /// worker) is logged and makes the call fail once every replica was
+    /// tried: that epoch's packets steered to it would be dropped, so the
+    /// key is not done (and `key_state` shows it missing, so it is asked
+    /// for again).
     pub fn install_key(&self, network: NetworkId, epoch: u32, key: crypto::NetworkKey) -> Result<(), DatapathError> {
         let (owner, spread) = self.routes().owner_and_spread(network);
         let replica_key = spread.then(|| key.clone());
         self.call_on(owner, |reply| Command::InstallKey { network, epoch, key, reply })??;
-        if let Some(key) = replica_key {
-            for k in (0..self.workers.len()).filter(|&k| k != owner) {
-                let key = key.clone();
-                let installed = self.call_on(k, |reply| Command::InstallKey { network, epoch, key, reply });
-                if let Err(e) = installed.and_then(|r| r) {
-                    // Shown by `key_state`, so the key is asked for again.
-                    tracing::error!(%network, worker = k, error = %e, "a replica did not take a key from the store");
-                }
-            }
-        }
-        Ok(())
+        let Some(key) = replica_key else { return Ok(()) };
+        self.on_replicas(network, owner, "a replica did not take a key from the store", |k| {
+            let key = key.clone();
+            self.call_on(k, |reply| Command::InstallKey { network, epoch, key, reply })?
+        })
     }
 
     /// Replaces the embedded DNS's names and askers (in every worker);
@@ -1601,6 +1615,17 @@ mod tests {
         assert_eq!(state(&dp), (None, vec![3, 4]));
         dp.set_key_epoch(net, 4).expect("epoch 4 everywhere");
         assert_eq!(state(&dp), (Some(4), vec![3, 4]));
+        // A replica that cannot take a key (here: it lost the network) fails
+        // the call, after the owner took it: nobody acknowledges a key or an
+        // epoch a worker lacks.
+        let replica = 1 - owner;
+        dp.call_on(replica, |reply| Command::RemoveNetwork { id: net, reply })
+            .expect("the replica answers")
+            .expect("the replica drops its copy");
+        assert!(dp.install_key(net, 5, key(5)).is_err(), "a replica lacks epoch 5's key");
+        let owners = dp.call_on(owner, |reply| Command::KeyState { network: net, reply }).unwrap().unwrap();
+        assert_eq!(owners.installed, vec![3, 4, 5], "the owner took it");
+        assert!(dp.set_key_epoch(net, 5).is_err(), "a replica cannot follow");
     }
 
     #[test]
