@@ -255,6 +255,41 @@ fn uplinks_join_a_lan_and_survive_kill_9() {
     assert!(show_port(&d, "up1").is_none(), "the uplink goes with its network");
 }
 
+#[test]
+fn a_network_rm_that_cannot_be_saved_changes_nothing_and_its_uplinks_go_on_forwarding() {
+    if !require_root("a_network_rm_that_cannot_be_saved_changes_nothing_and_its_uplinks_go_on_forwarding") {
+        return;
+    }
+    // Two LANs on one network, each behind a raw uplink.
+    let mut u = Underlay::new([10, 236, 0], 1);
+    let host = u.host(0).ns.clone();
+    let (lan_a, lan_b) = (u.add_netns("la"), u.add_netns("lb"));
+    lan_link(&host, &lan_a, "upa", 1, "10.237.0.1/24");
+    lan_link(&host, &lan_b, "upb", 1, "10.237.0.2/24");
+    let d = vtep_daemon(u.host(0), &[]);
+    let net = d.name("n");
+    d.network_create(&net, "10.237.0.0/24");
+    d.ctl_ok(&["port", "add", &net, "upa"]);
+    d.ctl_ok(&["port", "add", &net, "upb"]);
+    let b = Ipv4Addr::new(10, 237, 0, 2);
+    assert!(wait_for_ping(&lan_a, b, Duration::from_secs(10)).is_some(), "LAN a -> LAN b across the uplinks");
+
+    // The state cannot be saved (its temporary file's name is taken by a
+    // directory, which even root cannot open for writing).
+    let blocker = d.state_dir().join("state.json.tmp");
+    std::fs::create_dir(&blocker).expect("a directory in the way of the next save");
+    let e = d.ctl_err(&["network", "rm", &net]);
+    assert!(e.contains("state.json.tmp"), "the error says what failed: {e}");
+    assert!(show_port(&d, "upa").is_some() && show_port(&d, "upb").is_some(), "both uplinks still shown");
+    assert!(ping(&lan_a, b, 2), "a rejected network rm left the uplinks forwarding");
+
+    // Once it can be saved, the network goes with its uplinks.
+    std::fs::remove_dir(&blocker).expect("the directory removed");
+    d.ctl_ok(&["network", "rm", &net]);
+    assert!(show_port(&d, "upa").is_none() && show_port(&d, "upb").is_none(), "the uplinks went with the network");
+    assert!(!ping(&lan_a, b, 1), "nothing forwards between the LANs any more");
+}
+
 /// The events so far (`events` prints the history as JSON lines).
 fn events(d: &Daemon) -> Vec<Value> {
     d.ctl_ok(&["--json", "events"]).lines().map(|l| serde_json::from_str(l).expect("an event")).collect()

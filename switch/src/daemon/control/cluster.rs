@@ -434,7 +434,15 @@ impl Control {
                 Ok(()) | Err(ClusterError::NotFound(_)) => {}
                 Err(e) => return Err(cluster_error(e)),
             }
-            self.remove_network_locally(&network.id)
+            // Gone from the cluster now: if it cannot be saved as gone
+            // here, the reconciler removes it at its next pass.
+            self.remove_network_locally(&network.id).map_err(|e| CtlError {
+                message: format!(
+                    "{} was removed from the cluster store, but not yet here ({}); it will be at the next reconcile",
+                    network.name, e.message
+                ),
+                ..e
+            })
         })())
     }
 

@@ -596,6 +596,11 @@ impl Control {
 
     /// Removes network `name` (name or id) from the model, the datapath and
     /// the saved state, with its uplinks.
+    ///
+    /// Saved first: a removal that cannot be saved changes nothing (its
+    /// uplinks go on forwarding, its static FDB entries stay). Once saved,
+    /// the uplinks are detached and the datapath's network removed; a step
+    /// that fails there is logged (as `port rm` and `disconnect` do).
     fn remove_network_locally(&mut self, name: &str) -> Reply {
         let mut next = self.model.clone();
         let uplinks: Vec<crate::model::Uplink> = self
@@ -607,15 +612,14 @@ impl Control {
             .cloned()
             .collect();
         let network = next.remove_network(name).map_err(model_error)?;
+        self.commit(next)?;
         for uplink in &uplinks {
             self.detach_uplink(uplink);
         }
-        if network.driver.is_switched() {
-            self.datapath.remove_network(network_id(&network)).map_err(datapath_error)?;
-        }
-        if let Err(e) = self.commit(next) {
-            let _ = self.add_network_to_datapath(&network);
-            return Err(e);
+        if network.driver.is_switched()
+            && let Err(e) = self.datapath.remove_network(network_id(&network))
+        {
+            tracing::error!(network = %network.name, error = %e, "cannot remove the network from the datapath");
         }
         // Its datapath network is gone, with the cluster view it had.
         if let Some(link) = self.cluster.as_mut() {
