@@ -19,7 +19,7 @@ use ctl::proto::{EndpointInfo, PortKind, PortType, ShowTree};
 use serde_json::Value;
 use vswitch::overlay::vtep_daemon;
 use vswitch::underlay::{UNDERLAY_IF, ip, lan_link};
-use vswitch::{Daemon, Underlay, netns_exec_ok, ping, require_root, tcp_transfer, wait_for, wait_for_ping};
+use vswitch::{Daemon, Underlay, link_info, netns_exec_ok, ping, require_root, tcp_transfer, wait_for, wait_for_ping};
 
 fn connect_afxdp(d: &Daemon, net: &str, sandbox: &str) -> EndpointInfo {
     d.ctl_json(&["network", "connect", net, sandbox, "--port-type", "afxdp"])
@@ -256,8 +256,8 @@ fn uplinks_join_a_lan_and_survive_kill_9() {
 }
 
 #[test]
-fn a_network_rm_that_cannot_be_saved_changes_nothing_and_its_uplinks_go_on_forwarding() {
-    if !require_root("a_network_rm_that_cannot_be_saved_changes_nothing_and_its_uplinks_go_on_forwarding") {
+fn a_network_rm_or_port_add_that_cannot_be_saved_changes_nothing() {
+    if !require_root("a_network_rm_or_port_add_that_cannot_be_saved_changes_nothing") {
         return;
     }
     // Two LANs on one network, each behind a raw uplink.
@@ -282,6 +282,18 @@ fn a_network_rm_that_cannot_be_saved_changes_nothing_and_its_uplinks_go_on_forwa
     assert!(e.contains("state.json.tmp"), "the error says what failed: {e}");
     assert!(show_port(&d, "upa").is_some() && show_port(&d, "upb").is_some(), "both uplinks still shown");
     assert!(ping(&lan_a, b, 2), "a rejected network rm left the uplinks forwarding");
+    // A port add of an interface that is down, refused the same way, leaves
+    // it down.
+    ip(&["-n", &host, "link", "add", "upc", "type", "veth", "peer", "name", "upd"]);
+    let is_up = || {
+        let info = link_info(&host, "upc").expect("upc exists");
+        info["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP"))
+    };
+    assert!(!is_up(), "a new veth is down");
+    let e = d.ctl_err(&["port", "add", &net, "upc"]);
+    assert!(e.contains("state.json.tmp"), "{e}");
+    assert!(show_port(&d, "upc").is_none(), "not shown");
+    assert!(!is_up(), "a rejected port add set the interface up");
 
     // Once it can be saved, the network goes with its uplinks.
     std::fs::remove_dir(&blocker).expect("the directory removed");

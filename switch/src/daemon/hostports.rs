@@ -60,6 +60,10 @@ pub struct HostPort {
     pub mode: Option<String>,
     /// An uplink's interface index (`None` for endpoints).
     pub ifindex: Option<u32>,
+    /// Whether opening it set its interface up (an uplink that was down):
+    /// a request that fails after that sets it down again
+    /// ([`set_uplink_down`]), so that it changes nothing.
+    pub brought_up: bool,
 }
 
 /// `sandbox`: the port is a local sandbox's endpoint, not an uplink (see
@@ -77,7 +81,7 @@ fn xdp_port(ifname: &str, sandbox: bool, workers: usize) -> Result<HostPort, Hos
         mode = format!("{mode}, over {} workers", extra.len() + 1);
     }
     tracing::info!(interface = ifname, mode = %mode, "AF_XDP socket bound");
-    Ok(HostPort { device, extra, mode: Some(mode), ifindex: None })
+    Ok(HostPort { device, extra, mode: Some(mode), ifindex: None, brought_up: false })
 }
 
 /// Creates an AF_XDP endpoint: a veth pair with `ethN` in the sandbox
@@ -180,24 +184,44 @@ pub fn open_uplink(uplink: &Uplink, workers: usize) -> Result<HostPort, HostPort
     let Some(link) = nl.link(iface)? else {
         return Err(NetlinkError::NoSuchLink(iface.to_owned()).into());
     };
-    nl.set_link_up(iface)?;
-    let port = match uplink.port_type {
+    let brought_up = !link.up;
+    if brought_up {
+        nl.set_link_up(iface)?;
+    }
+    let opened = match uplink.port_type {
         PortType::Afxdp => {
             // A NIC filters unicast for other MACs before XDP sees it.
-            nl.set_promisc(iface, true)?;
-            xdp_port(iface, false, workers).inspect_err(|_| {
-                let _ = nl.set_promisc(iface, false);
-            })?
+            nl.set_promisc(iface, true).map_err(HostPortError::from).and_then(|()| {
+                xdp_port(iface, false, workers).inspect_err(|_| {
+                    let _ = nl.set_promisc(iface, false);
+                })
+            })
         }
-        _ => {
-            let sockets = PacketSocket::open_group(iface, workers)
-                .map_err(|source| HostPortError::Packet { interface: iface.to_owned(), source })?;
-            let mut devices = sockets.into_iter().map(|s| Box::new(PacketDevice::new(s)) as Box<dyn PortDevice>);
-            let device = devices.next().expect("a group has a first socket");
-            HostPort { device, extra: devices.collect(), mode: None, ifindex: None }
-        }
+        _ => PacketSocket::open_group(iface, workers)
+            .map_err(|source| HostPortError::Packet { interface: iface.to_owned(), source })
+            .map(|sockets| {
+                let mut devices = sockets.into_iter().map(|s| Box::new(PacketDevice::new(s)) as Box<dyn PortDevice>);
+                let device = devices.next().expect("a group has a first socket");
+                HostPort { device, extra: devices.collect(), mode: None, ifindex: None, brought_up: false }
+            }),
     };
-    Ok(HostPort { ifindex: Some(link.index), ..port })
+    match opened {
+        Ok(port) => Ok(HostPort { ifindex: Some(link.index), brought_up, ..port }),
+        Err(e) => {
+            if brought_up {
+                let _ = nl.set_link_down(iface);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Sets an uplink's interface down again, after a request that brought it
+/// up ([`HostPort::brought_up`]) failed.
+pub fn set_uplink_down(uplink: &Uplink) {
+    if let Err(e) = Netlink::open().and_then(|mut nl| nl.set_link_down(&uplink.interface)) {
+        tracing::warn!(interface = %uplink.interface, error = %e, "cannot set the interface down again");
+    }
 }
 
 /// Gives an uplink's interface back to the host: its XDP program off and

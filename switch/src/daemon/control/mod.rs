@@ -574,15 +574,22 @@ impl Control {
         if network.driver.is_switched() {
             self.add_network_to_datapath(&network).map_err(datapath_error)?;
         }
-        if let Some(uplink) = &uplink
-            && let Err(e) = self.attach_uplink(uplink, &network)
-        {
-            let _ = self.datapath.remove_network(network_id(&network));
-            return Err(e);
+        let mut brought_up = false;
+        if let Some(uplink) = &uplink {
+            match self.attach_uplink(uplink, &network) {
+                Ok(up) => brought_up = up,
+                Err(e) => {
+                    let _ = self.datapath.remove_network(network_id(&network));
+                    return Err(e);
+                }
+            }
         }
         if let Err(e) = self.commit(next) {
             if let Some(uplink) = &uplink {
                 self.detach_uplink(uplink);
+                if brought_up {
+                    hostports::set_uplink_down(uplink);
+                }
             }
             let _ = self.datapath.remove_network(network_id(&network));
             return Err(e);

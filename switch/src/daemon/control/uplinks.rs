@@ -39,9 +39,12 @@ impl Control {
             .network_by_id(&uplink.network_id)
             .cloned()
             .ok_or_else(|| CtlError::internal("uplink without network"))?;
-        self.attach_uplink(&uplink, &net)?;
+        let brought_up = self.attach_uplink(&uplink, &net)?;
         if let Err(e) = self.commit(next) {
             self.detach_uplink(&uplink);
+            if brought_up {
+                hostports::set_uplink_down(&uplink);
+            }
             return Err(e);
         }
         let network = self.model.network_by_id(&uplink.network_id).map(|n| n.name.clone()).unwrap_or_default();
@@ -80,8 +83,10 @@ impl Control {
         Ok(uplink)
     }
 
-    /// Opens the uplink's device and adds its port to the datapath.
-    pub(super) fn attach_uplink(&mut self, uplink: &Uplink, network: &Network) -> Result<(), CtlError> {
+    /// Opens the uplink's device and adds its port to the datapath; whether
+    /// that set its interface up ([`hostports::HostPort::brought_up`]). On
+    /// failure the interface is as it was.
+    pub(super) fn attach_uplink(&mut self, uplink: &Uplink, network: &Network) -> Result<bool, CtlError> {
         let workers = self.datapath.workers_serving(network_id(network));
         let port = hostports::open_uplink(uplink, workers).map_err(|e| {
             let kind =
@@ -93,10 +98,14 @@ impl Control {
             CtlError::new(kind, host_port_error(e).message)
         })?;
         let config = PortConfig { mtu: network.mtu, ..PortConfig::access(network_id(network)) };
+        let brought_up = port.brought_up;
         if let Err(e) =
             self.datapath.add_device_queues(endpoint_port(uplink.port_index), port.device, port.extra, config)
         {
             hostports::release_uplink(uplink);
+            if brought_up {
+                hostports::set_uplink_down(uplink);
+            }
             return Err(datapath_error(e));
         }
         match port.mode {
@@ -108,7 +117,7 @@ impl Control {
         }
         self.uplinks_down.remove(&uplink.interface);
         tracing::info!(interface = %uplink.interface, network = %network.name, port_type = %uplink.port_type, "uplink attached");
-        Ok(())
+        Ok(brought_up)
     }
 
     /// Removes the uplink's port and gives its interface back to the host.
@@ -129,7 +138,7 @@ impl Control {
         for uplink in uplinks {
             let Some(network) = self.model.network_by_id(&uplink.network_id).cloned() else { continue };
             match self.attach_uplink(&uplink, &network) {
-                Ok(()) => self.events.port_up(&network.name, &uplink.interface, None, PortChange::Restored),
+                Ok(_) => self.events.port_up(&network.name, &uplink.interface, None, PortChange::Restored),
                 Err(e) => {
                     tracing::error!(interface = %uplink.interface, error = %e.message, "cannot restore uplink");
                     self.uplinks_down.insert(uplink.interface.clone());
@@ -180,7 +189,7 @@ impl Control {
             return false;
         }
         match self.attach_uplink(&uplink, &network) {
-            Ok(()) => {
+            Ok(_) => {
                 tracing::info!(interface, network = %network.name, "uplink's interface returned: port up");
                 self.events.port_up(&network.name, interface, None, PortChange::Returned);
                 true
