@@ -116,6 +116,15 @@ pub enum DropReason {
     /// [`crate::replica::MAX_HANDED_OVER`] frames from other workers waiting
     /// (it fell behind: the memory of frames in flight is bounded).
     OwnerBusy,
+    /// A datagram a worker would have handed on as it came, unopened (a
+    /// packet of another worker's encrypted session; on a `--learn-peers`
+    /// VTEP, a replica's datagram from a VTEP it has no port for) while the
+    /// receiving worker already had half of
+    /// [`crate::replica::MAX_HANDED_OVER`] waiting. Anyone on the underlay
+    /// can send such datagrams, so they take at most half of a worker's
+    /// hand-over room, and forged ones cannot crowd out the frames that
+    /// passed this switch's checks (`owner_busy` is theirs).
+    HandOverBusy,
     /// Packets the kernel dropped on their way into a VTEP's UDP socket:
     /// its receive buffer was full (the switch fell behind on the
     /// underlay). Read from the socket's `SO_MEMINFO` once a second. The
@@ -136,7 +145,7 @@ pub enum DropReason {
 impl DropReason {
     /// Every reason (counters are indexed by the enum's value, not by the
     /// position here).
-    pub const ALL: [DropReason; 40] = [
+    pub const ALL: [DropReason; 41] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -174,6 +183,7 @@ impl DropReason {
         DropReason::MeshStray,
         DropReason::XskBadDescriptor,
         DropReason::OwnerBusy,
+        DropReason::HandOverBusy,
         DropReason::UplinkRxDropped,
         DropReason::TunnelRxDropped,
         DropReason::Misdirected,
@@ -221,6 +231,7 @@ impl DropReason {
             DropReason::NatIpv6Extension => "nat_ipv6_extension",
             DropReason::XskBadDescriptor => "xsk_bad_descriptor",
             DropReason::OwnerBusy => "owner_busy",
+            DropReason::HandOverBusy => "handover_busy",
             DropReason::UplinkRxDropped => "uplink_rx_dropped",
             DropReason::TunnelRxDropped => "tunnel_rx_dropped",
             DropReason::Misdirected => "misdirected",

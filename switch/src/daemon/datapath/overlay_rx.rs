@@ -498,7 +498,7 @@ impl Datapath {
                 if !self.spread.hand_over_datagram(worker, from, bytes, None)
                     && let Some(tunnel) = self.tunnel.as_mut()
                 {
-                    tunnel.count_drop(DropReason::OwnerBusy);
+                    tunnel.count_drop(DropReason::HandOverBusy);
                 }
                 return;
             }

@@ -361,7 +361,8 @@ impl Spread {
     /// message to worker `owner` (a network's owner, or the worker that
     /// opens an encrypted packet's session); false (nothing queued) when
     /// that worker already has its fill of handed-over frames and datagrams
-    /// waiting.
+    /// waiting: [`MAX_HANDED_OVER`], or half of it for a datagram handed on
+    /// unopened (unauthenticated: anyone on the underlay can send those).
     pub(super) fn hand_over_datagram(
         &mut self,
         owner: usize,
@@ -369,7 +370,8 @@ impl Spread {
         datagram: &[u8],
         opened: Option<(vxlan::Vni, crate::offload::ChecksumState)>,
     ) -> bool {
-        if !self.has_room(owner) {
+        let limit = if opened.is_some() { MAX_HANDED_OVER } else { MAX_HANDED_OVER / 2 };
+        if !self.has_room_below(owner, limit) {
             return false;
         }
         let mut bytes = self.spare_buffer();
@@ -434,9 +436,15 @@ impl Spread {
     /// Whether worker `k` can take another handed-over frame or datagram:
     /// fewer than [`MAX_HANDED_OVER`] wait for it, counting this batch's.
     fn has_room(&self, k: usize) -> bool {
+        self.has_room_below(k, MAX_HANDED_OVER)
+    }
+
+    /// Whether fewer than `limit` handed-over frames and datagrams wait
+    /// for worker `k`, counting this batch's.
+    fn has_room_below(&self, k: usize, limit: usize) -> bool {
         match (self.links.get(k), self.outgoing.get(k), self.outgoing_datagrams.get(k)) {
             (Some(link), Some(frames), Some(datagrams)) => {
-                link.pending.load(Ordering::Relaxed) + frames.len() + datagrams.len() < MAX_HANDED_OVER
+                link.pending.load(Ordering::Relaxed) + frames.len() + datagrams.len() < limit
             }
             _ => false,
         }

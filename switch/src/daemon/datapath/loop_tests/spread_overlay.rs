@@ -621,6 +621,38 @@ fn a_strangers_packet_the_owner_hands_to_its_sessions_replica_is_opened_there_an
 }
 
 #[test]
+fn forged_packets_of_another_workers_session_take_at_most_half_of_its_hand_over_room() {
+    use crate::replica::MAX_HANDED_OVER;
+    let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
+    let (mut owner, mut replica, _net, a, _) = spread_overlay_of(spec);
+    let (mut far, b) = far_host(2, spec);
+    // A packet of a session the owner opens, its tag broken: anyone on the
+    // underlay can send such, from host 2's address. The replica's socket
+    // reads them while the owner does not run.
+    let mut forged = sealed_on(&mut far, b, &frame(BROADCAST, mac(7), 1), 0);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let sent = MAX_HANDED_OVER;
+    for _ in 0..sent {
+        replica.inject_datagram(from_host(2), &forged);
+    }
+    replica.run_until_idle();
+    let half = MAX_HANDED_OVER / 2;
+    assert_eq!(replica.vtep_counters().drops.get(DropReason::HandOverBusy), (sent - half) as u64);
+    // The other half stays for frames that passed the replica's checks.
+    let broadcasts = half - 1;
+    for n in 0..broadcasts {
+        replica.inject(a, &frame(BROADCAST, mac(1), n as u8));
+    }
+    replica.run_until_idle();
+    assert_eq!(replica.drops(a, DropReason::OwnerBusy), 0, "no frame crowded out");
+    // The owner catches up: the forged ones fail there, the frames go on.
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.vtep_counters().drops.get(DropReason::AuthFailed), half as u64);
+    assert_eq!(owner.sent_datagrams().len(), 2 * broadcasts, "flooded to hosts 2 and 3");
+}
+
+#[test]
 fn a_peer_the_owner_learned_before_its_replica_existed_is_mirrored_there_once_asked() {
     let (mut owner, mut replica) = (Harness::with(learning_host(1)), Harness::with(learning_host(1)));
     Harness::link(&mut [&mut owner, &mut replica]);
