@@ -21,6 +21,20 @@ impl Control {
     /// its namespace is gone. Returns the sandbox's name if it was removed.
     pub fn reap_port(&mut self, port: PortId) -> Option<String> {
         let PortRole::Endpoint(index) = PortRole::of(port) else { return None };
+        // Read after the requests before it: the port it names may have been
+        // removed meanwhile and its index given to another endpoint (or
+        // uplink), whose device is fine.
+        match self.datapath.port_reported_gone(port) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(%port, "a gone port's report came after the port was removed: ignored");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(%port, error = %e, "cannot check a gone port's report");
+                return None;
+            }
+        }
         if self.reap_uplink(index) {
             return None;
         }

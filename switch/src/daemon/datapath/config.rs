@@ -73,6 +73,9 @@ impl Datapath {
             Command::RemovePort { id, reply } => {
                 let _ = reply.send(self.remove_port(id));
             }
+            Command::PortReportedGone { id, reply } => {
+                let _ = reply.send(self.reported_gone.contains(&id));
+            }
             Command::AddPeer { network, remote, reply } => {
                 let _ = reply.send(self.add_peer(network, remote));
             }
@@ -412,6 +415,7 @@ impl Datapath {
             self.captures.port_removed(id);
         }
         self.impair.remove(id);
+        self.reported_gone.retain(|&p| p != id);
         let io = self.ports.get_mut(id.index()).and_then(Option::take)?;
         self.ready.retain(|&p| p != id);
         self.flushed.retain(|&p| p != id);

@@ -303,6 +303,11 @@ pub(super) enum Command {
         id: PortId,
         reply: Reply<Option<Tap>>,
     },
+    /// Whether port `id` was reported gone and not removed since.
+    PortReportedGone {
+        id: PortId,
+        reply: Reply<bool>,
+    },
     AddPeer {
         network: NetworkId,
         remote: SocketAddr,
@@ -1159,6 +1164,15 @@ impl DatapathHandle {
         let tap = self.call_port(id, |reply| Command::RemovePort { id, reply })?;
         self.routes().endpoints.remove(&id);
         Ok(tap)
+    }
+
+    /// Whether the device of port `id` is the one reported gone
+    /// ([`DatapathHandle::gone_ports`]): the port was reported and has not
+    /// been removed since. False for a stale report: its port was removed
+    /// (a `network disconnect`, a `sandbox rm`) and its id may now be
+    /// another endpoint's, which must not be released for it.
+    pub fn port_reported_gone(&self, id: PortId) -> Result<bool, DatapathError> {
+        self.call_port(id, |reply| Command::PortReportedGone { id, reply })
     }
 
     /// Adds a static peer to an overlay network: a tunnel port toward it.

@@ -237,6 +237,10 @@ struct Datapath {
     icmp_budget: unreachable::IcmpBudget,
     /// Where TAP ports whose device vanished are reported.
     gone: crossbeam_channel::Sender<PortId>,
+    /// The ports reported there and not removed since (a report is stale
+    /// once its port was removed: its id may be another port's by the time
+    /// the control plane reads it).
+    reported_gone: Vec<PortId>,
     /// Time spent working, and wake-ups (for the busy-time metric).
     busy: Duration,
     wakeups: u64,
@@ -326,6 +330,7 @@ impl Datapath {
             nat: nat::NatIo::new(nat_limits, super::dns_forward::seed()),
             icmp_budget: unreachable::IcmpBudget::new(),
             gone,
+            reported_gone: Vec::new(),
             busy: Duration::ZERO,
             wakeups: 0,
             busy_poll: Duration::ZERO,
@@ -1090,6 +1095,9 @@ impl Datapath {
                 return;
             }
             tracing::info!(%port, "TAP device gone (its sandbox's namespace ended, or it was deleted)");
+            if !self.reported_gone.contains(&port) {
+                self.reported_gone.push(port);
+            }
             let _ = self.gone.send(port);
         }
     }

@@ -1,6 +1,7 @@
 //! Frames the switch cannot use, devices that refuse or vanish: each is
 //! counted under its reason, and the loop carries on.
 
+use super::super::handle::Command;
 use super::super::testing::frames::{BROADCAST, frame, mac};
 use super::super::testing::memory::Fault;
 use super::super::testing::{Harness, plain_network};
@@ -86,7 +87,13 @@ fn a_device_that_is_gone_is_reported_and_writes_to_it_are_counted() {
     assert_eq!(h.drops(b, DropReason::TxError), 1);
     assert!(h.gone_ports().is_empty(), "a failed write does not report the port again");
 
+    // The control plane checks a report before it acts on it: this one
+    // holds until the port is removed. After that it is stale (the id may
+    // be another endpoint's by the time the report is read).
+    let reported = |h: &mut Harness, id| h.call(|reply| Command::PortReportedGone { id, reply });
+    assert!(reported(&mut h, b) && !reported(&mut h, a));
     h.remove_port(b);
+    assert!(!reported(&mut h, b), "a removed port's report is stale");
     h.inject(a, &frame(mac(2), mac(1), 2));
     h.run_until_idle();
     assert_eq!(h.lookup(net, mac(2)), None, "its entries went with it");
