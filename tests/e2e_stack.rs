@@ -507,13 +507,58 @@ fn a_dual_stack_stack_talks_over_ipv6_and_export_reproduces_its_addresses() {
     }
 }
 
-/// What a `kill -9` at `stage` of an apply leaves after the restart.
-fn kill_mid_apply(stage: &str) -> (Daemon, Vec<String>, String) {
+/// A daemon whose requests stop at `stage` of the test hook (see
+/// `VSWITCH_TEST_PAUSE_APPLY` in `switch/src/daemon/control/stack/mod.rs`)
+/// until the returned path exists; the directory holding it, removed by
+/// [`kill_9_when_paused`].
+fn pausing_daemon(stage: &str) -> (Daemon, PathBuf) {
     let dir = std::env::temp_dir().join(format!("vswitch-e2e-pause-{}-{stage}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let pause = dir.join("pause");
-    let mut d = Daemon::builder().env("VSWITCH_TEST_PAUSE_APPLY", format!("{stage}:{}", pause.display())).start();
+    let d = Daemon::builder().env("VSWITCH_TEST_PAUSE_APPLY", format!("{stage}:{}", pause.display())).start();
+    (d, pause)
+}
+
+/// Runs `vswitchctl ARGS` on `d` until the daemon stops at the hook, reads
+/// the change journal it wrote, kills it with SIGKILL (the request fails),
+/// lets later requests pass and starts it again; the journal.
+fn kill_9_when_paused(d: &mut Daemon, pause: &Path, args: &[&str]) -> serde_json::Value {
+    let mut request = Command::new(&Binaries::get().vswitchctl)
+        .arg("--socket")
+        .arg(d.socket())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vswitchctl");
+    let reached = PathBuf::from(format!("{}.reached", pause.display()));
+    wait_until(
+        Duration::from_secs(30),
+        || format!("`{}` to reach the pause\n{}", args.join(" "), d.log()),
+        || reached.exists().then_some(()),
+    );
+    let journal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.state_dir().join("apply.journal")).expect("journal")).unwrap();
+    // SIGKILL at once: `Daemon::kill9` would first ask the paused daemon for its sandboxes.
+    let pid = d.pid().expect("the daemon runs") as libc::pid_t;
+    // SAFETY: kill(2) on the pid of the daemon this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill -9 {pid}");
+    let status = request.wait().expect("wait for vswitchctl");
+    assert!(!status.success(), "`{}` cannot have succeeded", args.join(" "));
+    // Later requests pass the hook at once.
+    std::fs::write(pause, "go").unwrap();
+    d.restart(); // reaps the killed daemon, starts it again
+    assert!(!d.state_dir().join("apply.journal").exists(), "the journal outlived the restart");
+    if let Some(dir) = pause.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    journal
+}
+
+/// What a `kill -9` at `stage` of an apply leaves after the restart.
+fn kill_mid_apply(stage: &str) -> (Daemon, Vec<String>, String) {
+    let (mut d, pause) = pausing_daemon(stage);
     let p = d.prefix().to_owned();
     // The old state, made by hand.
     let (old, s1, s2) = (d.name("old"), d.name("s1"), d.name("s2"));
@@ -527,37 +572,51 @@ fn kill_mid_apply(stage: &str) -> (Daemon, Vec<String>, String) {
         free_port()
     );
     let path = write_file(&d, "stack.yaml", &file);
-    let mut apply = Command::new(&Binaries::get().vswitchctl)
-        .arg("--socket")
-        .arg(d.socket())
-        .args(["apply", "-f", &path])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vswitchctl apply");
-    let reached = PathBuf::from(format!("{}.reached", pause.display()));
-    wait_until(
-        Duration::from_secs(30),
-        || format!("the apply to reach {stage}\n{}", d.log()),
-        || reached.exists().then_some(()),
-    );
-    let journal: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.state_dir().join("apply.journal")).expect("journal")).unwrap();
+    let journal = kill_9_when_paused(&mut d, &pause, &["apply", "-f", &path]);
     let taps: Vec<String> =
         journal["taps"].as_array().unwrap().iter().map(|t| t["tap"].as_str().unwrap().to_owned()).collect();
     assert_eq!(taps.len(), 2, "{journal}");
-    // SIGKILL at once: `Daemon::kill9` would first ask the paused daemon for its sandboxes.
-    let pid = d.pid().expect("the daemon runs") as libc::pid_t;
-    // SAFETY: kill(2) on the pid of the daemon this test started and has not reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill -9 {pid}");
-    let status = apply.wait().expect("wait for vswitchctl");
-    assert!(!status.success(), "the apply cannot have succeeded");
-    // Later applies pass the hook at once.
-    std::fs::write(&pause, "go").unwrap();
-    d.restart(); // reaps the killed daemon, starts it again
-    assert!(!d.state_dir().join("apply.journal").exists(), "the journal outlived the restart");
-    let _ = std::fs::remove_dir_all(&dir);
     (d, taps, file)
+}
+
+#[test]
+fn kill_9_mid_connect_leaves_no_device_and_the_sandbox_connects_again() {
+    if !require_root("kill_9_mid_connect_leaves_no_device_and_the_sandbox_connects_again") {
+        return;
+    }
+    for port_type in ["tap", "afxdp"] {
+        let (mut d, pause) = pausing_daemon("connect");
+        let (net, s) = (d.name("n"), d.name("s"));
+        d.network_create(&net, "10.231.7.0/24");
+        d.sandbox_create(&s);
+        let journal = kill_9_when_paused(&mut d, &pause, &["network", "connect", &net, &s, "--port-type", port_type]);
+        let device = journal["taps"][0]["tap"].as_str().expect("the journal names the device").to_owned();
+        assert_eq!(journal["taps"][0]["veth"], port_type == "afxdp", "{journal}");
+        assert!(sandboxes(&d)[0].endpoints.is_empty(), "{port_type}: the connect was not saved");
+        assert_eq!(link_names(&s), ["lo"], "{port_type}: a device of the unfinished connect is left in {s}");
+        assert!(!host_has_link(&device), "{port_type}: {device} of the unfinished connect is left on the host");
+        assert!(d.log().contains("an apply was interrupted"), "{}", d.log());
+        // The sandbox's first interface name is free again.
+        let e = d.connect(&net, &s, None);
+        assert_eq!(e.ifname, "eth0");
+        let gateway = Ipv4Addr::new(10, 231, 7, 1);
+        assert!(wait_for_ping(&s, gateway, Duration::from_secs(10)).is_some(), "{port_type}: no ping after");
+    }
+}
+
+#[test]
+fn kill_9_mid_sandbox_create_leaves_no_namespace() {
+    if !require_root("kill_9_mid_sandbox_create_leaves_no_namespace") {
+        return;
+    }
+    let (mut d, pause) = pausing_daemon("sandbox");
+    let s = d.name("s");
+    let journal = kill_9_when_paused(&mut d, &pause, &["sandbox", "create", &s]);
+    assert_eq!(journal["sandboxes"][0]["name"], s.as_str(), "{journal}");
+    assert!(sandboxes(&d).is_empty(), "the sandbox was not saved");
+    assert_eq!(d.leftover_netns(), Vec::<String>::new(), "the namespace of the unfinished create is left");
+    d.sandbox_create(&s);
+    assert_eq!(d.leftover_netns(), vec![s.clone()]);
 }
 
 /// Whether a network device called `name` exists in the test's namespace.

@@ -370,6 +370,25 @@ impl Control {
         Ok(())
     }
 
+    /// Runs `change`, a request that makes or destroys `journal`'s devices
+    /// and namespaces on the host and commits, with `journal` written
+    /// first and removed after: a daemon killed in between removes, at its
+    /// next start, whichever of them the saved state does not hold
+    /// ([`stack::journal::recover`]), so nothing is leaked.
+    fn journaled<T>(
+        &mut self,
+        journal: stack::Journal,
+        change: impl FnOnce(&mut Self) -> Result<T, CtlError>,
+    ) -> Result<T, CtlError> {
+        let dir = self.store.dir().to_path_buf();
+        journal
+            .write(&dir)
+            .map_err(|e| CtlError::internal(format!("cannot write the change journal, nothing changed: {e}")))?;
+        let result = change(self);
+        stack::Journal::remove(&dir);
+        result
+    }
+
     /// Where the datapath reports TAP ports whose device vanished; the
     /// server hands them to [`Control::reap_port`].
     pub fn gone_ports(&self) -> crossbeam_channel::Receiver<crate::port::PortId> {
@@ -499,29 +518,41 @@ impl Control {
         let sandbox = next
             .create_sandbox(CreateSandbox { name: name.clone(), dns, dns_search, netns_path: netns.clone() })
             .map_err(model_error)?;
-        plumbing::create_sandbox_netns(&name, netns.as_deref(), &sandbox.dns, &sandbox.dns_search).map_err(|e| {
-            let kind = if netns.is_some() { ErrorKind::InvalidArgument } else { ErrorKind::Internal };
-            CtlError::new(kind, format!("cannot set up the namespace of sandbox {name}: {e}"))
+        let journal = stack::Journal { sandboxes: vec![sandbox.clone()], taps: Vec::new() };
+        self.journaled(journal, |c| {
+            plumbing::create_sandbox_netns(&name, netns.as_deref(), &sandbox.dns, &sandbox.dns_search).map_err(
+                |e| {
+                    let kind = if netns.is_some() { ErrorKind::InvalidArgument } else { ErrorKind::Internal };
+                    CtlError::new(kind, format!("cannot set up the namespace of sandbox {name}: {e}"))
+                },
+            )?;
+            stack::pause_for_tests("sandbox");
+            if let Err(e) = c.commit(next) {
+                let _ = plumbing::remove_sandbox_netns(&sandbox);
+                return Err(e);
+            }
+            Ok(())
         })?;
-        if let Err(e) = self.commit(next) {
-            let _ = plumbing::remove_sandbox_netns(&sandbox);
-            return Err(e);
-        }
         ok(self.sandbox_info(&name))
     }
 
     fn sandbox_rm(&mut self, name: &str) -> Reply {
         let mut next = self.model.clone();
         let removed = next.remove_sandbox(name).map_err(model_error)?;
-        self.commit(next)?;
-        self.release_publications(&removed.endpoints);
-        for endpoint in &removed.endpoints {
-            self.teardown_endpoint(endpoint);
-            self.port_down(endpoint, PortChange::SandboxRemoved);
-        }
-        if let Err(e) = plumbing::remove_sandbox_netns(&removed.sandbox) {
-            tracing::warn!(sandbox = name, error = %e, "cannot remove the sandbox's namespace");
-        }
+        let taps = removed.endpoints.iter().map(|e| stack::JournalTap::of(e, &removed.sandbox)).collect();
+        let journal = stack::Journal { sandboxes: vec![removed.sandbox.clone()], taps };
+        self.journaled(journal, |c| {
+            c.commit(next)?;
+            c.release_publications(&removed.endpoints);
+            for endpoint in &removed.endpoints {
+                c.teardown_endpoint(endpoint);
+                c.port_down(endpoint, PortChange::SandboxRemoved);
+            }
+            if let Err(e) = plumbing::remove_sandbox_netns(&removed.sandbox) {
+                tracing::warn!(sandbox = name, error = %e, "cannot remove the sandbox's namespace");
+            }
+            Ok(())
+        })?;
         // Its cluster endpoints' records and claims go too.
         self.reconcile_cluster();
         ok(Ack {})
@@ -655,29 +686,48 @@ impl Control {
             .cloned()
             .ok_or_else(|| CtlError::internal("endpoint without network"))?;
         let sandbox = next.sandbox(&endpoint.sandbox).map_err(model_error)?.clone();
-        let ns = plumbing::open_sandbox_netns(&sandbox).map_err(plumb_error)?;
+        let journal = stack::Journal { sandboxes: Vec::new(), taps: vec![stack::JournalTap::of(&endpoint, &sandbox)] };
+        self.journaled(journal, |c| c.make_endpoint(next, &endpoint, &network, &sandbox, publish))?;
+        self.join_service(&endpoint);
+        self.write_resolv_conf(&endpoint.sandbox);
+        self.events.port_up(&network.name, &endpoint.host_tap_name, Some(&endpoint.sandbox), PortChange::Connected);
+        ok(self.endpoint_info(&endpoint))
+    }
+
+    /// [`Control::connect_endpoint`]'s changes: the endpoint's device and
+    /// port, its publications and record, the commit; all or nothing.
+    fn make_endpoint(
+        &mut self,
+        next: Model,
+        endpoint: &Endpoint,
+        network: &Network,
+        sandbox: &crate::model::Sandbox,
+        publish: Option<(&::cluster::Cluster, ::cluster::EndpointRecord)>,
+    ) -> Result<(), CtlError> {
+        let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
         if endpoint.port_type == proto::PortType::Afxdp {
-            let workers = self.datapath.workers_serving(network_id(&network));
-            let port = hostports::plumb_afxdp_endpoint(&ns, &endpoint, &network, workers).map_err(host_port_error)?;
+            let workers = self.datapath.workers_serving(network_id(network));
+            let port = hostports::plumb_afxdp_endpoint(&ns, endpoint, network, workers).map_err(host_port_error)?;
             self.events.update_names(&next);
-            self.add_host_port_to_datapath(port, &endpoint, &network)?;
+            self.add_host_port_to_datapath(port, endpoint, network)?;
         } else {
-            let tap = plumbing::plumb_endpoint(&ns, &endpoint, &network).map_err(plumb_error)?;
+            let tap = plumbing::plumb_endpoint(&ns, endpoint, network).map_err(plumb_error)?;
             // The port's first frames are named like the ones after the reply.
             self.events.update_names(&next);
-            self.add_tap_to_datapath(tap, &ns, &endpoint, &network)?;
+            self.add_tap_to_datapath(tap, &ns, endpoint, network)?;
         }
         // Its ports, all or none: a port that cannot be opened leaves the
         // sandbox unconnected.
-        if let Err(e) = self.publish_all(publish::endpoint_publications(&next, &endpoint, &endpoint.publish)) {
-            self.teardown_endpoint(&endpoint);
+        if let Err(e) = self.publish_all(publish::endpoint_publications(&next, endpoint, &endpoint.publish)) {
+            self.teardown_endpoint(endpoint);
             return Err(e);
         }
+        stack::pause_for_tests("connect");
         if let Some((store, record)) = &publish
             && let Err(e) = store.publish_endpoint(record.clone())
         {
-            self.unpublish_endpoint(&endpoint);
-            self.teardown_endpoint(&endpoint);
+            self.unpublish_endpoint(endpoint);
+            self.teardown_endpoint(endpoint);
             return Err(cluster::cluster_error(e));
         }
         if let Err(e) = self.commit(next) {
@@ -686,14 +736,11 @@ impl Control {
             {
                 tracing::warn!(error = %e, "cannot withdraw the endpoint's record; the next reconcile will");
             }
-            self.unpublish_endpoint(&endpoint);
-            self.teardown_endpoint(&endpoint);
+            self.unpublish_endpoint(endpoint);
+            self.teardown_endpoint(endpoint);
             return Err(e);
         }
-        self.join_service(&endpoint);
-        self.write_resolv_conf(&endpoint.sandbox);
-        self.events.port_up(&network.name, &endpoint.host_tap_name, Some(&endpoint.sandbox), PortChange::Connected);
-        ok(self.endpoint_info(&endpoint))
+        Ok(())
     }
 
     /// Reports that `endpoint`'s port went down.
@@ -710,9 +757,13 @@ impl Control {
     fn disconnect_as(&mut self, network: &str, sandbox: &str, reason: PortChange) -> Reply {
         let mut next = self.model.clone();
         let gone = next.disconnect(network, sandbox).map_err(model_error)?;
-        self.commit(next)?;
-        self.release_publications(std::slice::from_ref(&gone.endpoint));
-        self.teardown_endpoint(&gone.endpoint);
+        let taps = self.model.sandbox(sandbox).map(|s| stack::JournalTap::of(&gone.endpoint, s)).into_iter().collect();
+        self.journaled(stack::Journal { sandboxes: Vec::new(), taps }, |c| {
+            c.commit(next)?;
+            c.release_publications(std::slice::from_ref(&gone.endpoint));
+            c.teardown_endpoint(&gone.endpoint);
+            Ok(())
+        })?;
         self.port_down(&gone.endpoint, reason);
         self.write_resolv_conf(sandbox);
         if let Some(heir) = &gone.new_default_gateway {

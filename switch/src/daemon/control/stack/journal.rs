@@ -1,11 +1,13 @@
-//! The apply journal: what a `stack_apply` is about to make or destroy on
-//! the host (namespaces, TAP devices), written to the state directory
-//! before the first side effect and removed once the transaction is
-//! committed or rolled back. A daemon killed in between finds it at start
-//! and, before restoring, destroys every journaled device and namespace
-//! that the saved state does not hold; the restore then re-plumbs what the
-//! saved state holds and the host lacks. So a `kill -9` mid-apply leaves
-//! the old state or the new one, never a mix and nothing leaked.
+//! The apply journal: what a `stack_apply` (or a single `sandbox create`,
+//! `sandbox rm`, `network connect` or `network disconnect`) is about to
+//! make or destroy on the host (namespaces, TAP devices, AF_XDP veths),
+//! written to the state directory before the first side effect and removed
+//! once the change is committed or rolled back. A daemon killed in between
+//! finds it at start and, before restoring, destroys every journaled device
+//! and namespace that the saved state does not hold; the restore then
+//! re-plumbs what the saved state holds and the host lacks. So a `kill -9`
+//! mid-request leaves the old state or the new one, never a mix and nothing
+//! leaked.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -16,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::daemon::plumbing;
 use crate::model::{Endpoint, Model, Sandbox};
+use crate::sys::netlink::{Netlink, NetlinkError};
 use crate::sys::netns::{self, NetNs};
 use crate::sys::tap::{Tap, TapMode, TapOptions};
 
@@ -32,6 +35,10 @@ pub(crate) struct JournalTap {
     /// Its name before it was moved there (`vsw…`), which is also the
     /// endpoint's identity in the state.
     pub(crate) tap: String,
+    /// An AF_XDP endpoint's veth pair, not a TAP: its host end keeps the
+    /// name `tap` in the daemon's namespace, and deleting it deletes both.
+    #[serde(default)]
+    pub(crate) veth: bool,
 }
 
 impl JournalTap {
@@ -40,6 +47,7 @@ impl JournalTap {
             netns_path: sandbox.netns_path.clone(),
             ifname: endpoint.ifname_in_sandbox.clone(),
             tap: endpoint.host_tap_name.clone(),
+            veth: endpoint.port_type == ctl::proto::PortType::Afxdp,
         }
     }
 }
@@ -115,6 +123,14 @@ pub(crate) fn recover(dir: &Path, model: &Model) {
     );
     for t in &journal.taps {
         if model.endpoint_by_tap(&t.tap).is_some() {
+            continue;
+        }
+        if t.veth {
+            match Netlink::open().and_then(|mut nl| nl.delete_link(&t.tap)) {
+                Ok(()) => tracing::info!(device = %t.tap, "removed the veth pair of an unfinished change"),
+                Err(NetlinkError::NoSuchLink(_)) => {}
+                Err(e) => tracing::error!(device = %t.tap, error = %e, "cannot remove a veth of an unfinished change"),
+            }
             continue;
         }
         // Still in this namespace (created, not yet moved)?

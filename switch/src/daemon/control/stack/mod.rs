@@ -21,12 +21,14 @@ use crate::daemon::plumbing;
 use crate::model::{
     Endpoint, Network, PARENT_OPTION, Sandbox, Service, StackDefaults, StackPlan, StackRefusal, Uplink,
 };
-use journal::{Journal, JournalTap};
+pub(super) use journal::{Journal, JournalTap};
 
-/// Test hook: `VSWITCH_TEST_PAUSE_APPLY=STAGE:PATH` stops every
-/// `stack_apply` at STAGE (`effects`: everything done on the host, nothing
-/// saved; `committed`: saved, not finished), creates `PATH.reached`, and
-/// waits until PATH exists, so a test can `kill -9` the daemon there.
+/// Test hook: `VSWITCH_TEST_PAUSE_APPLY=STAGE:PATH` stops every request
+/// that reaches STAGE (a `stack_apply`'s `effects`: everything done on the
+/// host, nothing saved, and `committed`: saved, not finished; a `network
+/// connect`'s `connect` and a `sandbox create`'s `sandbox`: its devices or
+/// namespace made, nothing saved), creates `PATH.reached`, and waits until
+/// PATH exists, so a test can `kill -9` the daemon there.
 const PAUSE_ENV: &str = "VSWITCH_TEST_PAUSE_APPLY";
 
 /// One side effect done, and how to undo it.
@@ -365,7 +367,7 @@ fn refusal_error(r: StackRefusal, source: Option<&SourceMap>) -> CtlError {
 }
 
 /// See [`PAUSE_ENV`].
-fn pause_for_tests(stage: &str) {
+pub(super) fn pause_for_tests(stage: &str) {
     let Ok(setting) = std::env::var(PAUSE_ENV) else { return };
     let Some((at, path)) = setting.split_once(':') else { return };
     if at != stage {
