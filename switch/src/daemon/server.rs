@@ -392,7 +392,7 @@ fn serve_client(stream: UnixStream, control: &Mutex<Control>, waiting: &dyn Fn(b
                         return stream_to_client(&mut writer, reader.get_ref(), envelope.id, subscription.source);
                     }
                     Err(e) => {
-                        tracing::info!(verb, error = %e.message, "request refused");
+                        tracing::info!(verb, error = %clipped(&e.message), "request refused");
                         proto::encode_err(Some(envelope.id), e.kind, e.message)
                     }
                 }
@@ -405,12 +405,12 @@ fn serve_client(stream: UnixStream, control: &Mutex<Control>, waiting: &dyn Fn(b
                 match result {
                     Ok(payload) => {
                         if let Some(request) = change {
-                            tracing::info!(verb, request, "request applied");
+                            tracing::info!(verb, request = %clipped(&request), "request applied");
                         }
                         proto::encode_ok(envelope.id, &payload)
                     }
                     Err(e) => {
-                        tracing::info!(verb, error = %e.message, "request refused");
+                        tracing::info!(verb, error = %clipped(&e.message), "request refused");
                         proto::encode_err(Some(envelope.id), e.kind, e.message)
                     }
                 }
@@ -481,8 +481,30 @@ fn client_stopped(client: &UnixStream) -> bool {
 /// Replies above this size are followed by returning free heap memory.
 const LARGE_REPLY_BYTES: usize = 64 << 10;
 
+/// Longest request or error text the log keeps of one request: a request
+/// line may be 1 MiB, and an error may quote what it refused.
+const LOG_TEXT_LIMIT: usize = 1024;
+
+/// `text` cut to [`LOG_TEXT_LIMIT`] bytes (at a character boundary), saying
+/// how long it was.
+fn clipped(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= LOG_TEXT_LIMIT {
+        return text.into();
+    }
+    let end = (0..=LOG_TEXT_LIMIT).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    format!("{}… ({} bytes in all)", &text[..end], text.len()).into()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_texts_are_clipped_for_the_log_at_a_character_boundary() {
+        assert_eq!(super::clipped("short"), "short");
+        let long = "é".repeat(1000);
+        let clipped = super::clipped(&long);
+        assert!(clipped.starts_with(&"é".repeat(512)) && clipped.ends_with("… (2000 bytes in all)"), "{clipped}");
+    }
+
     use super::*;
 
     fn reader_for(bytes: &[u8]) -> BufReader<UnixStream> {

@@ -22,12 +22,25 @@ impl std::fmt::Debug for Filter {
 
 /// An expression libpcap refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid filter {expression:?}: {message}")]
+#[error("invalid filter {}: {message}", quoted(expression))]
 pub struct FilterError {
     /// The expression.
     pub expression: String,
     /// libpcap's message.
     pub message: String,
+}
+
+/// Longest part of a refused expression an error quotes.
+const QUOTED_LIMIT: usize = 200;
+
+/// `expression` quoted, its first [`QUOTED_LIMIT`] bytes only when it is
+/// longer (an expression may be most of a 1 MiB request).
+fn quoted(expression: &str) -> String {
+    if expression.len() <= QUOTED_LIMIT {
+        return format!("{expression:?}");
+    }
+    let end = (0..=QUOTED_LIMIT).rev().find(|&i| expression.is_char_boundary(i)).unwrap_or(0);
+    format!("{:?}… ({} bytes)", &expression[..end], expression.len())
 }
 
 impl Filter {
@@ -111,5 +124,9 @@ mod tests {
         assert!(e.message.contains("syntax error"), "{e}");
         let e = Filter::compile("port 99999999", LINKTYPE_ETHERNET).unwrap_err();
         assert!(e.to_string().contains("port 99999999"), "{e}");
+        // A huge expression is quoted in part, with its length.
+        let huge = format!("{}tcp{}", "(".repeat(300_000), ")".repeat(300_000));
+        let e = Filter::compile(&huge, LINKTYPE_ETHERNET).unwrap_err().to_string();
+        assert!(e.len() < 400 && e.contains("600003 bytes"), "{} bytes: {}", e.len(), &e[..e.len().min(400)]);
     }
 }
