@@ -198,7 +198,9 @@ impl<T: Copy + Default> HugeTable<T> {
     /// `len` elements, each `T::default()`; aborts like `Box` when memory
     /// runs out.
     pub fn new(len: usize) -> HugeTable<T> {
-        let bytes = len.checked_mul(std::mem::size_of::<T>()).expect("table size overflows");
+        // At most isize::MAX bytes, as for any allocation, so that the
+        // rounding below and the mapping's extra page cannot overflow.
+        let bytes = std::alloc::Layout::array::<T>(len).expect("table size overflows").size();
         if bytes < HUGE_PAGE_SIZE || std::mem::align_of::<T>() > HUGE_PAGE_SIZE {
             return Self::on_heap(len);
         }

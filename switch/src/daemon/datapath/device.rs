@@ -415,7 +415,9 @@ impl PortDevice for XskDevice {
         for socket in inner.port.sockets() {
             let c = socket.queues().counters();
             drops.too_long += c.rx_too_long;
-            drops.broken += c.rx_bad;
+            // A refused completion loses no frame, but is the same kind of
+            // kernel answer a broken descriptor is.
+            drops.broken += c.rx_bad + c.tx_bad_completions;
         }
         drops
     }

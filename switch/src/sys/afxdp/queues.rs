@@ -140,6 +140,21 @@ pub struct QueueCounters {
     pub rx_too_long: u64,
     /// Frames sent with the kernel completing their checksum.
     pub tx_csum_offloaded: u64,
+    /// Completion-ring entries refused: an address outside the TX chunks,
+    /// or of a chunk already free (a driver completing a frame twice). The
+    /// chunk is not reused for them.
+    pub tx_bad_completions: u64,
+}
+
+/// TX chunks, as bits of [`Queues`]'s map of free ones.
+const TX_CHUNKS: usize = (CHUNKS - RX_CHUNKS) as usize;
+const _: () = assert!(TX_CHUNKS.is_multiple_of(64), "the free map is whole words");
+
+/// Which TX chunk (0 to [`TX_CHUNKS`] − 1) starts at UMEM offset `chunk`;
+/// `None` for a receive chunk or an offset past the UMEM.
+fn tx_chunk_index(chunk: u64) -> Option<usize> {
+    let index = chunk.checked_sub(u64::from(RX_CHUNKS * CHUNK_SIZE))? / u64::from(CHUNK_SIZE);
+    usize::try_from(index).ok().filter(|&i| i < TX_CHUNKS)
 }
 
 /// The four rings and the UMEM of one socket (see the module docs).
@@ -152,6 +167,9 @@ pub struct Queues {
     umem_len: usize,
     /// TX chunks not lent to the kernel.
     free: Vec<u64>,
+    /// The same as bits (by TX chunk index): the kernel's completions are
+    /// checked against it, so a chunk is never free twice.
+    free_map: [u64; TX_CHUNKS / 64],
     /// Where a transmitted frame starts in its chunk: after the TX
     /// metadata area when the UMEM has one.
     tx_offset: u32,
@@ -193,7 +211,8 @@ impl Queues {
             tx,
             umem,
             umem_len,
-            free: Vec::with_capacity((CHUNKS - RX_CHUNKS) as usize),
+            free: Vec::with_capacity(TX_CHUNKS),
+            free_map: [u64::MAX; TX_CHUNKS / 64],
             tx_offset: if tx_metadata { TX_METADATA_LEN } else { 0 },
             multi_buffer: false,
             csum_offload: false,
@@ -333,7 +352,17 @@ impl Queues {
     pub fn drain_completions(&mut self) -> u32 {
         let mut n = 0;
         while let Some(addr) = self.comp.pop() {
-            self.free.push(addr & !u64::from(CHUNK_SIZE - 1));
+            // The kernel echoes the addresses it was given; anything else
+            // (outside the TX chunks, or a chunk already free) is refused,
+            // as a received descriptor would be.
+            let chunk = addr & !u64::from(CHUNK_SIZE - 1);
+            match tx_chunk_index(chunk) {
+                Some(i) if self.free_map[i / 64] & (1 << (i % 64)) == 0 => {
+                    self.free_map[i / 64] |= 1 << (i % 64);
+                    self.free.push(chunk);
+                }
+                _ => self.counters.tx_bad_completions += 1,
+            }
             n += 1;
         }
         if n > 0 {
@@ -374,9 +403,14 @@ impl Queues {
         }
         for (i, piece) in frame.chunks(cap).enumerate() {
             let Some(chunk) = self.free.pop() else { unreachable!("tx_room counted the chunks") };
+            if let Some(i) = tx_chunk_index(chunk) {
+                self.free_map[i / 64] &= !(1 << (i % 64));
+            }
             let addr = chunk + u64::from(self.tx_offset);
-            // SAFETY: the chunk was on the free list, so neither the kernel
-            // nor another borrow uses it; `tx_offset + cap` is its size.
+            // SAFETY: the chunk was on the free list, which holds only TX
+            // chunks of the UMEM, each once (completions are checked against
+            // the free map), so neither the kernel nor another borrow uses
+            // it; `tx_offset + cap` is its size.
             let out = unsafe { std::slice::from_raw_parts_mut(self.umem.add(addr as usize), piece.len()) };
             out.copy_from_slice(piece);
             let mut options = if i + 1 < n { XDP_PKT_CONTD } else { 0 };
@@ -753,6 +787,32 @@ mod tests {
         assert_eq!(q.send(&frame_of(CHUNK_SIZE as usize + 1, 0), TxChecksum::AsIs), Err(TxIssue::TooLong));
         assert_eq!(q.send(&[], TxChecksum::AsIs), Err(TxIssue::TooLong));
         assert_eq!(q.counters().tx_too_long, 2);
+    }
+
+    #[test]
+    fn completions_outside_the_tx_chunks_or_of_a_free_chunk_are_refused() {
+        let (mut k, mut q) = Fake::new();
+        q.send(&[7; 60], TxChecksum::AsIs).unwrap();
+        q.submit_tx();
+        let sent_from = {
+            let c = k.comp.prod();
+            k.transmit();
+            k.comp.entry(c)
+        };
+        // Besides the real one: a receive chunk, an address past the UMEM,
+        // and the sent chunk once more.
+        for addr in [0, u64::from(CHUNKS * CHUNK_SIZE), sent_from] {
+            let c = k.comp.prod();
+            k.comp.set_entry(c, addr);
+            k.comp.set_prod(c + 1);
+        }
+        assert_eq!(q.drain_completions(), 4);
+        assert_eq!(q.counters().tx_bad_completions, 3);
+        // Every TX chunk is free once, no more.
+        for i in 0..TX_CHUNKS {
+            assert_eq!(q.send(&[1], TxChecksum::AsIs), Ok(()), "chunk {i}");
+        }
+        assert_eq!(q.send(&[1], TxChecksum::AsIs), Err(TxIssue::Full));
     }
 
     #[test]
