@@ -27,7 +27,8 @@ use super::ring::Ring;
 
 /// Bytes per UMEM chunk: one page, so a chunk never straddles pages.
 pub const CHUNK_SIZE: u32 = 4096;
-/// Chunks in the UMEM (16 MiB per socket, touched only as frames use them).
+/// Chunks in the UMEM (16 MiB per socket, all pinned by the kernel when the
+/// UMEM is registered, so they count in the daemon's RSS).
 pub const CHUNKS: u32 = 4096;
 /// Chunks lent to the kernel for receiving.
 pub const RX_CHUNKS: u32 = CHUNKS / 2;
@@ -255,6 +256,18 @@ impl Queues {
         in_chunk && start.checked_add(len).is_some_and(|end| end <= self.umem_len)
     }
 
+    /// Puts the chunk of a received descriptor back on the fill ring.
+    fn refill(&mut self, desc: &libc::xdp_desc) {
+        // Aligned mode: any address inside a chunk names the chunk.
+        let chunk = desc.addr & !u64::from(CHUNK_SIZE - 1);
+        // Every RX chunk came off the fill ring, which has room for all of
+        // them; a descriptor the kernel never lent (it does not happen)
+        // would find the ring full and its chunk is not recycled.
+        if chunk as usize >= self.umem_len || !self.fill.push(chunk) {
+            self.counters.rx_bad += 1;
+        }
+    }
+
     /// Copies the next received frame (all of its chain) into `out`; `None`
     /// when the RX ring is empty (after handing both rings back). The
     /// frame's chunks go back on the fill ring at once, except when it does
@@ -282,7 +295,7 @@ impl Queues {
             n += 1;
             last = d;
         }
-        let result = if broken {
+        let mut result = if broken {
             Err(RxIssue::BadDescriptor)
         } else if total > MAX_FRAME_LEN {
             Err(RxIssue::TooLong)
@@ -295,22 +308,34 @@ impl Queues {
         for _ in 0..n {
             let Some(desc) = self.rx.pop() else { break };
             if result.is_ok() {
+                // Checked again as read now (the ring is shared memory): a
+                // descriptor is only used as the one that was checked.
                 let (start, len) = (desc.addr as usize, desc.len as usize);
-                // SAFETY: `start..start + len` lies inside the UMEM (checked
-                // by `desc_ok`), and the kernel does not write a chunk it
-                // posted on the RX ring until it gets it back through the
-                // fill ring.
-                let piece = unsafe { std::slice::from_raw_parts(self.umem.add(start), len) };
-                out[at..at + len].copy_from_slice(piece);
-                at += len;
+                match out.get_mut(at..at + len) {
+                    Some(to) if self.desc_ok(&desc) => {
+                        // SAFETY: `start..start + len` lies inside the UMEM
+                        // (`desc_ok` on this very copy of the descriptor),
+                        // and the kernel does not write a chunk it posted
+                        // on the RX ring until it gets it back through the
+                        // fill ring.
+                        let piece = unsafe { std::slice::from_raw_parts(self.umem.add(start), len) };
+                        to.copy_from_slice(piece);
+                        at += len;
+                    }
+                    _ => result = Err(RxIssue::BadDescriptor),
+                }
             }
-            // Aligned mode: any address inside a chunk names the chunk.
-            let chunk = desc.addr & !u64::from(CHUNK_SIZE - 1);
-            // Every RX chunk came off the fill ring, which has room for all
-            // of them; a descriptor the kernel never lent (it does not
-            // happen) would find the ring full and its chunk is not recycled.
-            if chunk as usize >= self.umem_len || !self.fill.push(chunk) {
-                self.counters.rx_bad += 1;
+            self.refill(&desc);
+        }
+        // A chain longer than any frame was cut at MAX_RX_DESCS: the rest of
+        // it goes too (the kernel publishes a frame's descriptors together),
+        // or it would be read as a frame of its own starting mid-packet.
+        if broken && last.options & XDP_PKT_CONTD != 0 {
+            while let Some(desc) = self.rx.pop() {
+                self.refill(&desc);
+                if desc.options & XDP_PKT_CONTD == 0 {
+                    break;
+                }
             }
         }
         match result {
@@ -741,12 +766,11 @@ mod tests {
         }
         k.fill.set_cons(k.fill.cons() + MAX_RX_DESCS + 1);
         k.rx.set_prod(base + MAX_RX_DESCS + 1);
-        assert_eq!(q.recv(&mut buf), Some(Err(RxIssue::BadDescriptor)), "32 descriptors dropped");
-        // Its 33rd descriptor now looks like the start of another unending chain.
+        assert_eq!(q.recv(&mut buf), Some(Err(RxIssue::BadDescriptor)), "dropped whole");
+        // Its 33rd descriptor went with it: it does not head another chain.
         assert_eq!(q.recv(&mut buf), None);
-        // ...which the kernel never finishes; the next well-formed frame ends it.
         assert!(k.deliver(&[9; 60]));
-        assert_eq!(q.recv(&mut buf), Some(Ok(160)), "the stray descriptor heads the next chain");
+        assert_eq!(q.recv(&mut buf), Some(Ok(60)), "the next frame is itself alone");
 
         // A frame longer than MAX_FRAME_LEN.
         assert!(k.deliver(&frame_of(MAX_FRAME_LEN + 1, 5)));

@@ -43,7 +43,7 @@ pub(crate) struct Ring<T: Copy> {
 // SAFETY: a ring is plain pointers into a mapping that its owner keeps
 // alive and moves together with it; nothing is shared with another thread
 // of this process (the kernel synchronises through the atomics).
-unsafe impl<T: Copy> Send for Ring<T> {}
+unsafe impl<T: Copy + Send> Send for Ring<T> {}
 
 impl<T: Copy> Ring<T> {
     /// A ring of `size` entries (a power of two) laid out at `offsets` in
@@ -92,6 +92,11 @@ impl<T: Copy> Ring<T> {
     /// The kernel asks to be woken (`XDP_RING_NEED_WAKEUP`) before it
     /// looks at this ring again.
     pub(crate) fn needs_wakeup(&self) -> bool {
+        // The producer index stored just before (`submit`) must be visible
+        // before the flag is read, or the kernel may set the flag after
+        // looking at the old index and a wake-up be missed: a store then a
+        // load may be reordered even on x86 without a full fence.
+        std::sync::atomic::fence(Ordering::SeqCst);
         // SAFETY: as above.
         let flags = unsafe { self.flags.as_ref() };
         flags.load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0

@@ -55,8 +55,10 @@ fn check(ret: libc::c_int) -> io::Result<()> {
 /// `TUNGETIFF`, `TUNSETQUEUE`).
 pub(super) fn ifreq(fd: BorrowedFd<'_>, request: libc::Ioctl, req: &mut IfReqFlags) -> io::Result<()> {
     // SAFETY: `fd` is a valid open descriptor for the duration of the call and
-    // `req` points to a writable, properly sized and aligned `struct ifreq`
-    // (asserted above) that outlives the call.
+    // `req` points to a writable `struct ifreq` of the right size (asserted
+    // above) that outlives the call. Only its size matters: the kernel copies
+    // it in and out with copy_{from,to}_user, which need no alignment (it is
+    // 2-aligned, a libc ifreq 8).
     check(unsafe { libc::ioctl(fd.as_raw_fd(), request, req as *mut IfReqFlags) })
 }
 
