@@ -17,6 +17,10 @@ use crate::port::{NetworkId, PortId};
 use crate::wire::MacAddr;
 use crate::wire::VirtioNetHdr;
 
+/// Stale timer entries the heap may hold beyond twice the number of flows
+/// before [`Translator::arm`] rebuilds it.
+const STALE_TIMERS_KEPT: usize = 1024;
+
 /// A UDP flow or ICMP echo flow that never got an answer is closed after
 /// this long without traffic; one that did, after `DATAGRAM_IDLE_MS`
 /// (Linux conntrack's `udp_timeout` and `udp_timeout_stream`).
@@ -321,12 +325,27 @@ impl Translator {
     }
 
     /// Arms `id`'s timer for `at` (milliseconds of the switch's clock).
+    ///
+    /// An earlier wake-up leaves the flow's later entry in the heap, stale
+    /// (skipped when it comes due): a flow that goes from idle (its timer
+    /// two hours ahead) to active and back leaves one each time. So when
+    /// stale entries outnumber the flows, the heap is rebuilt from the
+    /// flows' own timers, which bounds it by the table, not by the traffic.
     fn arm(&mut self, id: FlowId, at: u64) {
         let Some(flow) = self.table.get_mut(id) else { return };
         if flow.timer.is_none_or(|t| at < t) {
             self.timers.push(Reverse((at, id.0)));
         }
         flow.timer = Some(flow.timer.map_or(at, |t| t.min(at)));
+        if self.timers.len() > 2 * self.table.len() + STALE_TIMERS_KEPT {
+            self.timers = self.table.iter().filter_map(|(id, f)| Some(Reverse((f.timer?, id.0)))).collect();
+        }
+    }
+
+    /// Entries in the timer heap, stale ones included.
+    #[cfg(test)]
+    pub(crate) fn timer_entries(&self) -> usize {
+        self.timers.len()
     }
 
     /// Is `frame` (to the gateway's own address) part of a flow? Replies to

@@ -500,6 +500,25 @@ fn an_ack_stops_the_retransmission_timer() {
 }
 
 #[test]
+fn a_flow_that_goes_idle_and_busy_again_and_again_keeps_the_timer_heap_bounded() {
+    let (mut b, mut c) = established(None);
+    // Each burst arms a retransmission timer ahead of the idle one, which
+    // stays in the heap, stale; the next idle timer is armed when it fires.
+    for round in 0..3_000u32 {
+        b.host.deliver(c.id, b"abc");
+        b.tr.readable(c.id);
+        assert_eq!(b.pump(1460).len(), 1, "round {round}");
+        c.rcv = c.rcv.wrapping_add(3);
+        let ack = tcp_frame(c.local, c.remote, c.snd, c.rcv, ACK, 65535, &[], &[]);
+        b.send(&ack);
+        b.poll(b.now + 1_000);
+    }
+    assert_eq!(b.tr.len(), 1, "the flow lives on");
+    let entries = b.tr.timer_entries();
+    assert!(entries <= 2 + 1024 + 1, "{entries} timer entries for one flow");
+}
+
+#[test]
 fn an_ack_beyond_what_was_sent_is_ignored() {
     let (mut b, c) = established(None);
     b.host.deliver(c.id, b"abc");
