@@ -112,8 +112,20 @@ pub(crate) struct TcpFlow {
     pub(crate) dupacks: u8,
     /// Waiting in the translator's queue of flows that may send.
     pub(crate) queued: bool,
-    /// Inbound: the listener and how many backends were tried.
-    pub(crate) listener: Option<(ListenerId, usize)>,
+    /// Inbound: the listener and the backends tried for it.
+    pub(crate) listener: Option<(ListenerId, Tried)>,
+}
+
+/// Which backends of a published port a connection was offered to: those
+/// from index `first` (the port's rotation when the connection came) on,
+/// `count` of them. Failing over asks the next of its own, not the next in
+/// the port's rotation, so each backend is asked once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tried {
+    /// Index of the first backend asked.
+    pub(crate) first: usize,
+    /// How many were asked.
+    pub(crate) count: usize,
 }
 
 impl TcpFlow {
@@ -160,7 +172,7 @@ impl TcpFlow {
     }
 
     /// A connection a client opened on a published port.
-    pub(crate) fn inbound(iss: u32, listener: ListenerId, tried: usize) -> TcpFlow {
+    pub(crate) fn inbound(iss: u32, listener: ListenerId, tried: Tried) -> TcpFlow {
         let mut t = TcpFlow::new(Phase::SynSent, iss);
         t.listener = Some((listener, tried));
         t

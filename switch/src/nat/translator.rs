@@ -11,7 +11,7 @@ use hashbrown::HashMap;
 
 use super::flow::{Flow, FlowId, FlowKey, FlowState, FlowTable, HostSide, ListenerId};
 use super::packet::{self, CONTROL_MAX, Family, Head, IcmpError, TcpFields, TcpSegment, Transport, Unsupported, flags};
-use super::tcp::{self, Phase, SendQueue, TcpFlow};
+use super::tcp::{self, Phase, SendQueue, TcpFlow, Tried};
 use super::{Backend, Counters, Direction, FlowInfo, Mesh, Proto};
 use crate::port::{NetworkId, PortId};
 use crate::wire::MacAddr;
@@ -890,7 +890,7 @@ impl Translator {
     /// flow its accepted socket belongs to, or `None` when it must be
     /// refused (no backend, table full).
     pub fn accept(&mut self, listener: ListenerId, client: SocketAddr, now: u64, out: &mut Emit) -> Option<FlowId> {
-        let (backend, tried, route) = self.route(listener, client, Proto::Tcp, 0)?;
+        let (backend, tried, route) = self.route(listener, client, Proto::Tcp, None)?;
         let Route { view, key, head } = route?;
         if self.full(backend.network) {
             return None;
@@ -901,16 +901,21 @@ impl Translator {
         Some(id)
     }
 
-    /// The `tried`-th backend to ask for a new connection, rotating;
-    /// `None` when every backend was tried.
-    fn pick_backend(&mut self, listener: ListenerId, tried: usize) -> Option<(Backend, usize)> {
+    /// The next backend to ask for a connection that `tried` some already
+    /// (`None`: a new one, which takes the next place in the port's
+    /// rotation); `None` when every backend was tried.
+    fn pick_backend(&mut self, listener: ListenerId, tried: Option<Tried>) -> Option<(Backend, Tried)> {
         let l = self.listeners.get_mut(listener.0 as usize)?.as_mut()?;
-        if tried >= l.backends.len() {
+        let tried = tried.unwrap_or_else(|| {
+            let first = l.next;
+            l.next = l.next.wrapping_add(1);
+            Tried { first, count: 0 }
+        });
+        if tried.count >= l.backends.len() {
             return None;
         }
-        let i = l.next % l.backends.len();
-        l.next = l.next.wrapping_add(1);
-        Some((l.backends[i], tried + 1))
+        let i = tried.first.wrapping_add(tried.count) % l.backends.len();
+        Some((l.backends[i], Tried { count: tried.count + 1, ..tried }))
     }
 
     /// The next backend (from the `tried`-th on) for a new flow from
@@ -924,17 +929,17 @@ impl Translator {
         listener: ListenerId,
         client: SocketAddr,
         proto: Proto,
-        mut tried: usize,
-    ) -> Option<(Backend, usize, Option<Route>)> {
+        mut tried: Option<Tried>,
+    ) -> Option<(Backend, Tried, Option<Route>)> {
         loop {
             let (backend, now_tried) = self.pick_backend(listener, tried)?;
-            tried = now_tried;
+            tried = Some(now_tried);
             let Some(view) = self.nets.get(backend.network.index()).copied().flatten() else {
-                return Some((backend, tried, None));
+                return Some((backend, now_tried, None));
             };
             let Some((key, head)) = self.inbound_key(backend, view, client, proto) else { continue };
             let route = self.table.lookup(&key).is_none().then_some(Route { view, key, head });
-            return Some((backend, tried, route));
+            return Some((backend, now_tried, route));
         }
     }
 
@@ -1029,7 +1034,8 @@ impl Translator {
         };
         // No backend left; or one on a network that is gone, or a 4-tuple
         // in use: the client is reset rather than left waiting with no timer.
-        let Some((_, tried, Some(Route { view, key, head }))) = self.route(listener, client, Proto::Tcp, tried) else {
+        let Some((_, tried, Some(Route { view, key, head }))) = self.route(listener, client, Proto::Tcp, Some(tried))
+        else {
             self.count(network).flows_refused += 1;
             host.close(id, true);
             self.drop_flow(id);
@@ -1177,7 +1183,7 @@ impl Translator {
         let id = match self.by_client.get(&(listener, client)) {
             Some(&id) => id,
             None => {
-                let (backend, _, route) = self.route(listener, client, Proto::Udp, 0)?;
+                let (backend, _, route) = self.route(listener, client, Proto::Udp, None)?;
                 let Route { view, key, head } = route?;
                 if self.full(backend.network) {
                     return None;

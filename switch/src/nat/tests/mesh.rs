@@ -60,12 +60,13 @@ fn remote_replicas_are_reached_from_the_mesh_address_and_answer_back() {
     b.tr.set_mesh(NET, Some(mesh()));
     assert_eq!(b.tr.mesh(NET), Some(mesh()));
     // Rotation: the local replica sees the client itself, the remote one
-    // the mesh address, from the mesh MAC.
-    // (The rotation stands on the remote replica: it was passed over.)
-    let id = accept(&mut b, client(4)).expect("accepted");
-    let syn = b.one_seg();
+    // the mesh address, from the mesh MAC. (Each new connection takes the
+    // next place, whether or not its backend was passed over: the third
+    // goes to the local replica, the fourth to the remote one.)
     accept(&mut b, client(3)).expect("accepted");
     let local_syn = b.one_seg();
+    let id = accept(&mut b, client(4)).expect("accepted");
+    let syn = b.one_seg();
     assert_eq!((local_syn.dst, local_syn.src, local_syn.src_mac), (sock(local().ipv4.unwrap(), 80), client(3), GW_MAC));
     assert_eq!(syn.dst, sock(remote().ipv4.unwrap(), 80));
     assert_eq!(syn.src, sock(MESH_IP, client(4).port()), "source NAT to the mesh address, the client's port kept");
@@ -99,10 +100,10 @@ fn remote_replicas_are_reached_from_the_mesh_address_and_answer_back() {
     // A second client on the same port reaches the replica from another
     // mesh port: flows never share a 4-tuple.
     let other = sa([198, 51, 100, 99], client(4).port());
-    accept(&mut b, other).expect("remote");
-    let syn2 = b.one_seg();
     accept(&mut b, other).expect("local");
     b.one_seg();
+    accept(&mut b, other).expect("remote");
+    let syn2 = b.one_seg();
     assert_eq!(syn2.src.ip(), IpAddr::V4(MESH_IP));
     assert_ne!(syn2.src, syn.src);
 

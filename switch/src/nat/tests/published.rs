@@ -193,11 +193,28 @@ fn rst_fails_over_to_the_next_backend_and_rotation_goes_on() {
     assert_eq!(ack.dst_mac, backend(1).mac.0);
     assert_eq!(ack.ack, 9001);
     assert!(b.host.calls.is_empty());
-    // The next client goes on from there.
+    // The next clients take the next places in the rotation: a failover
+    // does not move it.
     b.accept(client(2)).unwrap();
-    expect_syn(&mut b, client(2), backend(2));
+    expect_syn(&mut b, client(2), backend(1));
     b.accept(client(3)).unwrap();
-    expect_syn(&mut b, client(3), backend(0));
+    expect_syn(&mut b, client(3), backend(2));
+}
+
+#[test]
+fn a_failover_asks_each_backend_once_whatever_other_clients_were_given() {
+    let mut b = published(2);
+    b.accept(client(1)).unwrap();
+    let syn = expect_syn(&mut b, client(1), backend(0));
+    // Meanwhile another client takes backend 1's place in the rotation.
+    b.accept(client(2)).unwrap();
+    expect_syn(&mut b, client(2), backend(1));
+    // Backend 0 refuses the first client: it goes on to backend 1, not
+    // back to backend 0 (the rotation's next place).
+    let rst = tcp_frame_from(backend(0).mac.0, syn.dst, syn.src, 0, syn.seq.wrapping_add(1), RST_ACK, 0, &[], &[]);
+    b.send(&rst);
+    expect_syn(&mut b, client(1), backend(1));
+    assert_eq!(b.tr.len(), 2, "both clients still connecting");
 }
 
 #[test]
