@@ -1316,10 +1316,26 @@ impl Translator {
     /// endpoint is gone): own sockets are closed, TCP ones with a reset.
     /// Returns how many flows ended.
     pub fn forget_sandbox(&mut self, network: NetworkId, address: IpAddr, host: &mut impl Host) -> usize {
+        self.end_flows(host, |f| f.key.network == network && f.key.sandbox.ip() == address)
+    }
+
+    /// Forgets `network` (removed) with every flow on it, as
+    /// [`Translator::forget_sandbox`] ends a sandbox's: a flow left behind
+    /// would never be sent to again, not even its SYN or SYN-ACK
+    /// retransmission (they need the network's MTU), and hold its slot and
+    /// socket for good. Returns how many flows ended.
+    pub fn forget_network(&mut self, network: NetworkId, host: &mut impl Host) -> usize {
+        self.set_network(network, None);
+        self.end_flows(host, |f| f.key.network == network)
+    }
+
+    /// Ends the flows `which` selects: own sockets are closed, TCP ones
+    /// with a reset. Returns how many.
+    fn end_flows(&mut self, host: &mut impl Host, which: impl Fn(&Flow) -> bool) -> usize {
         let gone: Vec<(FlowId, bool, bool)> = self
             .table
             .iter()
-            .filter(|(_, f)| f.key.network == network && f.key.sandbox.ip() == address)
+            .filter(|(_, f)| which(f))
             .map(|(id, f)| (id, f.host == HostSide::Own, f.key.proto == Proto::Tcp))
             .collect();
         for &(id, own, tcp) in &gone {

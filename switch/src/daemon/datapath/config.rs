@@ -333,7 +333,7 @@ impl Datapath {
         }
         self.spread.disown(id);
         self.dns.forget_gateway(super::gateway_port(id.0));
-        self.nat.translator.set_network(id, None);
+        self.nat_forget_network(id);
         self.nat.translator.set_mesh(id, None);
         let table = self.bridge.remove_network(id)?;
         self.captures.network_removed(id);

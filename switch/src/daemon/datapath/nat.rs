@@ -438,6 +438,14 @@ impl Datapath {
         translator.forget_sandbox(network, address, &mut host)
     }
 
+    /// Forgets removed network `network` in the translator, ending its
+    /// flows.
+    pub(super) fn nat_forget_network(&mut self, network: NetworkId) -> usize {
+        let NatIo { translator, sockets, listeners, peek_offset, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+        translator.forget_network(network, &mut host)
+    }
+
     /// The live flows, with their sockets' local addresses.
     pub(super) fn nat_flows(&self) -> Vec<FlowInfo> {
         let now = self.clock.now().0;

@@ -202,6 +202,26 @@ fn rst_fails_over_to_the_next_backend_and_rotation_goes_on() {
 }
 
 #[test]
+fn a_removed_network_takes_its_flows_with_it_handshakes_included() {
+    let mut b = published(1);
+    // A published connection whose SYN is out, and an egress one that is
+    // established, both on NET.
+    let id = b.accept(client(1)).unwrap();
+    expect_syn(&mut b, client(1), backend(0));
+    let c = b.connect(sandbox(40_000), 1_000, None);
+    b.host.take_calls();
+    let ended = b.tr.forget_network(NET, &mut b.host);
+    assert_eq!(ended, 2);
+    let calls = b.host.take_calls();
+    assert!(calls.contains(&Call::Close(id, true)) && calls.contains(&Call::Close(c.id, true)), "{calls:?}");
+    assert!(b.tr.is_empty(), "no flow left waiting for a network that is gone");
+    // Its SYN is not sent again, nor anything else.
+    b.poll(b.now + 60_000);
+    b.no_frames();
+    assert!(b.host.take_calls().is_empty());
+}
+
+#[test]
 fn a_failover_asks_each_backend_once_whatever_other_clients_were_given() {
     let mut b = published(2);
     b.accept(client(1)).unwrap();
