@@ -93,8 +93,8 @@ pub(super) struct NatIo {
     by_address: HashMap<(Proto, SocketAddr), ListenerId>,
     /// Control frames waiting to enter the bridge.
     pub(super) out: Emit,
-    /// Datagram flows and listeners with something to read.
-    datagrams_ready: Vec<FlowId>,
+    /// Datagram flows with something to read.
+    datagrams_ready: ReadyFlows,
     /// The kernel keeps a peek offset on TCP sockets (`SO_PEEK_OFF`, Linux
     /// 6.10); without it every peek starts at the queue's front and the
     /// bytes already sent are peeked into `skipped` again.
@@ -111,7 +111,7 @@ impl NatIo {
             listeners: Vec::new(),
             by_address: HashMap::new(),
             out: Emit::default(),
-            datagrams_ready: Vec::new(),
+            datagrams_ready: ReadyFlows::default(),
             listeners_ready: Vec::new(),
             peek_offset: peek_offset_usable(),
             skipped: Vec::new(),
@@ -127,7 +127,7 @@ impl NatIo {
         }
         self.sockets = Vec::new();
         self.out = Emit::default();
-        self.datagrams_ready = Vec::new();
+        self.datagrams_ready = ReadyFlows::default();
         crate::sys::mem::owe_trim();
     }
 
@@ -147,9 +147,57 @@ impl NatIo {
     /// Something waits to be read or sent.
     pub(super) fn has_work(&self) -> bool {
         !self.out.is_empty()
-            || !self.datagrams_ready.is_empty()
+            || !self.datagrams_ready.list.is_empty()
             || !self.listeners_ready.is_empty()
             || self.translator.has_sendable()
+    }
+}
+
+/// Datagram flows with something to read, each listed once however many
+/// readiness events it had (the event loop is edge-triggered: a socket
+/// that is flooded gets one per arrival), served in turn: a flow that still
+/// has datagrams when a batch fills goes after the flows not yet served.
+#[derive(Debug, Default)]
+struct ReadyFlows {
+    list: Vec<FlowId>,
+    /// By flow id: listed.
+    listed: Vec<bool>,
+}
+
+impl ReadyFlows {
+    /// Lists flow `id` unless it is listed.
+    fn push(&mut self, id: FlowId) {
+        let i = id.0 as usize;
+        if self.listed.len() <= i {
+            self.listed.resize(i + 1, false);
+        }
+        if !self.listed[i] {
+            self.listed[i] = true;
+            self.list.push(id);
+        }
+    }
+
+    /// Marks flow `id` as no longer listed (it was drained, or is gone).
+    fn unlist(&mut self, id: FlowId) {
+        if let Some(listed) = self.listed.get_mut(id.0 as usize) {
+            *listed = false;
+        }
+    }
+
+    /// The list, to serve (still listed: pushes meanwhile are dropped).
+    fn take(&mut self) -> Vec<FlowId> {
+        std::mem::take(&mut self.list)
+    }
+
+    /// Puts back what [`ReadyFlows::take`] gave, after serving its first
+    /// `visited` flows, of which the first `kept` slots now hold those
+    /// still to be read (the others were unlisted): the flows not visited
+    /// go first, then the kept ones, then those pushed meanwhile.
+    fn put_back(&mut self, mut ready: Vec<FlowId>, kept: usize, visited: usize) {
+        ready.drain(kept..visited);
+        ready.rotate_left(kept);
+        ready.append(&mut self.list);
+        self.list = ready;
     }
 }
 
@@ -765,10 +813,13 @@ impl Datapath {
 
     fn read_datagrams(&mut self) {
         let now = self.clock.now().0;
-        let mut ready = std::mem::take(&mut self.nat.datagrams_ready);
-        let mut k = 0;
+        let mut ready = self.nat.datagrams_ready.take();
+        // Visited flows that still have datagrams are kept at the front
+        // (`kept` of them), in order; `k` flows were visited.
+        let (mut k, mut kept) = (0, 0);
         while k < ready.len() {
             let id = ready[k];
+            k += 1;
             let mut drained = false;
             if let Some(Some(FlowSocket::Datagram { .. })) = self.nat.sockets.get(id.0 as usize) {
                 drained = self.receive_flow_datagrams(id, now);
@@ -825,16 +876,16 @@ impl Datapath {
                 }
             }
             if drained {
-                ready.swap_remove(k);
+                self.nat.datagrams_ready.unlist(id);
             } else {
-                k += 1;
+                ready[kept] = id;
+                kept += 1;
             }
             if self.batch.is_full() {
                 break;
             }
         }
-        ready.append(&mut self.nat.datagrams_ready);
-        self.nat.datagrams_ready = ready;
+        self.nat.datagrams_ready.put_back(ready, kept, k);
     }
 
     /// Receives a flow's datagrams (UDP payloads, or echo replies from a
@@ -1005,4 +1056,36 @@ fn push_frame(batch: &mut crate::daemon::batch::RxBatch, buf: usize, frame: Data
         checksum: ChecksumState::Unverified,
         placed: Placed::No,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReadyFlows;
+    use crate::nat::FlowId;
+
+    #[test]
+    fn ready_flows_are_listed_once_and_served_in_turn() {
+        let mut r = ReadyFlows::default();
+        for id in [1, 2, 1, 3, 2] {
+            r.push(FlowId(id));
+        }
+        assert_eq!(r.list, [FlowId(1), FlowId(2), FlowId(3)], "each once, however many events");
+        let mut ready = r.take();
+        // Flow 1 still has datagrams when the batch fills; an event for it
+        // meanwhile adds nothing, one for flow 4 does.
+        r.push(FlowId(1));
+        r.push(FlowId(4));
+        ready[0] = FlowId(1);
+        r.put_back(ready, 1, 1);
+        assert_eq!(r.list, [FlowId(2), FlowId(3), FlowId(1), FlowId(4)], "the others first");
+        // Flows 2 and 3 drained, 1 not.
+        let mut ready = r.take();
+        r.unlist(FlowId(2));
+        r.unlist(FlowId(3));
+        ready[0] = FlowId(1);
+        r.put_back(ready, 1, 3);
+        assert_eq!(r.list, [FlowId(4), FlowId(1)]);
+        r.push(FlowId(2));
+        assert_eq!(r.list, [FlowId(4), FlowId(1), FlowId(2)], "a drained flow is listed again by its next event");
+    }
 }
