@@ -529,6 +529,23 @@ impl Translator {
         flow.last_seen = now;
         let FlowState::Tcp(t) = &mut flow.state else { return };
         if seg.has(flags::RST) {
+            // RFC 5961: a reset counts only if it is exactly where the
+            // connection stands (its sequence number the next one expected;
+            // in SYN-SENT, acknowledging the SYN), so that another sandbox
+            // cannot end a connection by guessing its ports alone. One
+            // elsewhere in the window gets a challenge ACK, to which a peer
+            // that really reset answers with an exact RST.
+            let exact = match t.phase {
+                Phase::SynSent => seg.has(flags::ACK) && seg.ack == t.iss.wrapping_add(1),
+                _ => seg.seq == t.rcv_nxt,
+            };
+            if !exact {
+                let in_window = seg.seq.wrapping_sub(t.rcv_nxt) < tcp::WINDOW;
+                if in_window && t.phase != Phase::SynSent {
+                    self.owe_ack(id);
+                }
+                return;
+            }
             if t.phase == Phase::SynSent {
                 self.next_backend(id, now, host, out);
             } else {

@@ -616,6 +616,26 @@ fn lost_fin_is_retransmitted_on_rto() {
 }
 
 #[test]
+fn a_reset_counts_only_at_the_sequence_number_expected() {
+    let (mut b, c) = established(None);
+    // Another sandbox guessing the ports, not the sequence number: out of
+    // the window it is ignored; in it, the flow answers with a challenge
+    // ACK (RFC 5961) saying where it stands, and lives on.
+    b.send(&c.seg(c.snd.wrapping_add(1 << 30), RST, 0, &[]));
+    assert!(b.flush().is_empty(), "out of the window: nothing");
+    b.send(&c.seg(c.snd.wrapping_add(1000), RST, 0, &[]));
+    let challenge = b.flush().remove(0).tcp();
+    assert!(challenge.ack_flag && !challenge.rst, "{challenge:?}");
+    assert_eq!(challenge.ack, c.snd, "the sequence number a real reset would carry");
+    assert!(b.host.take_calls().is_empty(), "the host socket is not touched");
+    assert_eq!(b.tr.len(), 1);
+    // The sandbox's own reset, at that number, ends it.
+    b.send(&c.seg(c.snd, RST, 0, &[]));
+    assert_eq!(b.host.take_calls(), vec![Call::Close(c.id, true)]);
+    assert!(b.tr.is_empty());
+}
+
+#[test]
 fn sandbox_rst_closes_with_reset() {
     let (mut b, c) = established(None);
     b.send(&c.seg(c.snd, RST, 0, &[]));
