@@ -209,6 +209,13 @@ impl TcpFlow {
         self.snd_nxt != self.snd_una
     }
 
+    /// The sandbox's window is shut while bytes may wait for it (the host
+    /// socket was readable), and nothing is in flight that a retransmission
+    /// or an ACK would move: only a window probe can.
+    pub(crate) fn zero_window_stall(&self) -> bool {
+        self.phase == Phase::Established && self.snd_wnd == 0 && self.readable && !self.fin_out && !self.outstanding()
+    }
+
     /// Both directions finished: the flow can go.
     pub(crate) fn finished(&self) -> bool {
         self.fin_in && self.shut_wr && self.fin_acked

@@ -194,6 +194,10 @@ pub struct Translator {
     meshes: Vec<Option<Mesh>>,
     listeners: Vec<Option<Listener>>,
     timers: BinaryHeap<Reverse<(u64, u32)>>,
+    /// The time of the latest call that brought one (milliseconds of the
+    /// switch's clock): calls without one (a socket turning readable) arm
+    /// their timers from it.
+    latest_now: u64,
     /// The earliest heap entry of each flow (by slot), to keep one per flow.
     sendable: SendQueue,
     acks: Vec<FlowId>,
@@ -214,6 +218,7 @@ impl Translator {
             meshes: Vec::new(),
             listeners: Vec::new(),
             timers: BinaryHeap::new(),
+            latest_now: 0,
             sendable: SendQueue::default(),
             acks: Vec::new(),
             counters: Vec::new(),
@@ -381,6 +386,7 @@ impl Translator {
         host: &mut impl Host,
         out: &mut Emit,
     ) -> Result<(), Unsupported> {
+        self.latest_now = self.latest_now.max(now);
         let p = packet::parse(frame)?;
         let view = self.nets.get(network.index()).copied().flatten().ok_or(Unsupported::Malformed)?;
         // A family the network's gateway does not route.
@@ -646,6 +652,13 @@ impl Translator {
                 rewind(id, t, host);
             }
         }
+        if t.zero_window_stall() && t.deadline.is_none() {
+            // The sandbox's window closed with bytes waiting for it: probe
+            // it (persist timer, RFC 9293 3.8.6.1), or a lost window update
+            // would stall the connection until the idle limit.
+            t.deadline = Some(now + u64::from(t.rto_ms));
+            arm = t.deadline;
+        }
         if let Some(at) = arm {
             self.arm(id, at);
         }
@@ -735,8 +748,17 @@ impl Translator {
 
     /// Notes that the flow's socket has bytes (or EOF) to peek.
     pub fn readable(&mut self, id: FlowId) {
+        let mut persist = None;
         if let Some(Flow { state: FlowState::Tcp(t), .. }) = self.table.get_mut(id) {
             t.readable = true;
+            // Bytes for a sandbox whose window is shut: probe it.
+            if t.zero_window_stall() && t.deadline.is_none() {
+                t.deadline = Some(self.latest_now + u64::from(t.rto_ms));
+                persist = t.deadline;
+            }
+        }
+        if let Some(at) = persist {
+            self.arm(id, at);
         }
         self.queue_send(id);
     }
@@ -1240,6 +1262,7 @@ impl Translator {
     /// Runs the timers due at `now`: retransmissions toward sandboxes, SYNs
     /// to backends, idle flows.
     pub fn poll_timers(&mut self, now: u64, host: &mut impl Host, out: &mut Emit) {
+        self.latest_now = self.latest_now.max(now);
         while let Some(&Reverse((at, slot))) = self.timers.peek() {
             if at > now {
                 break;
@@ -1319,6 +1342,25 @@ impl Translator {
                         rewind(id, t, host);
                         self.arm(id, at);
                         self.queue_send(id);
+                    }
+                    // Nothing in flight, bytes waiting, the window shut:
+                    // a window probe (the last byte acknowledged again,
+                    // which the sandbox answers with its window), backing
+                    // off; retries do not count while it answers, and the
+                    // idle limit still applies.
+                    Phase::Established if t.zero_window_stall() && now < last_seen + tcp::IDLE_MS => {
+                        t.rto_ms = (t.rto_ms * 2).min(tcp::RTO_MAX_MS);
+                        let at = now + u64::from(t.rto_ms);
+                        t.deadline = Some(at);
+                        let fields = TcpFields {
+                            seq: t.snd_una.wrapping_sub(1),
+                            ack: t.rcv_nxt,
+                            flags: flags::ACK,
+                            window: t.window_field(),
+                        };
+                        let head = flow.head;
+                        out.push(flow.gateway, CONTROL_MAX, |buf| packet::write_tcp_control(buf, &head, fields, None));
+                        self.arm(id, at);
                     }
                     Phase::Established => {
                         self.count(network).flows_timed_out += 1;

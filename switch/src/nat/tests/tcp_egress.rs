@@ -519,6 +519,64 @@ fn a_flow_that_goes_idle_and_busy_again_and_again_keeps_the_timer_heap_bounded()
 }
 
 #[test]
+fn a_shut_window_is_probed_until_it_opens_and_never_reset() {
+    let (mut b, mut c) = established(None);
+    b.host.deliver(c.id, b"abc");
+    b.tr.readable(c.id);
+    assert_eq!(b.pump(1460).len(), 1);
+    // The sandbox takes the bytes and shuts its window (its application
+    // stopped reading); the host has more.
+    c.rcv = c.rcv.wrapping_add(3);
+    b.send(&tcp_frame(c.local, c.remote, c.snd, c.rcv, ACK, 0, &[], &[]));
+    b.host.deliver(c.id, b"defgh");
+    b.tr.readable(c.id);
+    assert!(b.pump(1460).is_empty(), "nothing fits a shut window");
+    // Its window update is lost: probes (the last byte acknowledged
+    // again) go out, backing off, and the flow is never reset.
+    let t0 = b.now;
+    let mut probes = Vec::new();
+    for step in 1..=40u64 {
+        b.poll(t0 + step * 1_000);
+        probes.extend(b.frames().into_iter().map(|f| f.tcp()));
+    }
+    assert!(probes.len() >= 5, "{} probes in 40 s", probes.len());
+    for p in &probes {
+        assert!(p.ack_flag && !p.rst && p.payload.is_empty(), "{p:?}");
+        assert_eq!(p.seq, c.rcv.wrapping_sub(1), "the last byte acknowledged, again");
+        assert_eq!(p.ack, c.snd);
+    }
+    assert!(b.host.take_calls().iter().all(|call| !matches!(call, Call::Close(..))), "never reset");
+    // The sandbox answers a probe with its open window: the bytes go.
+    b.send(&tcp_frame(c.local, c.remote, c.snd, c.rcv, ACK, 65535, &[], &[]));
+    let segs = b.pump(1460);
+    assert_eq!(segs.len(), 1);
+    assert_eq!(segs[0].1.payload, b"defgh");
+}
+
+#[test]
+fn a_retransmission_that_meets_a_shut_window_probes_instead_of_resetting() {
+    let (mut b, c) = established(None);
+    b.host.deliver(c.id, b"abc");
+    b.tr.readable(c.id);
+    assert_eq!(b.pump(1460).len(), 1);
+    // The sandbox shrinks its window to nothing before acknowledging.
+    b.send(&tcp_frame(c.local, c.remote, c.snd, c.rcv, ACK, 0, &[], &[]));
+    let t0 = b.now;
+    for step in 1..=20u64 {
+        b.poll(t0 + step * 500);
+        assert!(b.pump(1460).is_empty(), "nothing may go into a shut window");
+        b.flush();
+    }
+    assert!(b.host.take_calls().iter().all(|call| !matches!(call, Call::Close(..))), "never reset");
+    assert_eq!(b.tr.len(), 1);
+    // Its window opens: the bytes go again.
+    b.send(&tcp_frame(c.local, c.remote, c.snd, c.rcv, ACK, 65535, &[], &[]));
+    let segs = b.pump(1460);
+    assert_eq!(segs.len(), 1);
+    assert_eq!(segs[0].1.payload, b"abc");
+}
+
+#[test]
 fn an_ack_beyond_what_was_sent_is_ignored() {
     let (mut b, c) = established(None);
     b.host.deliver(c.id, b"abc");
