@@ -263,21 +263,42 @@ impl Translator {
     }
 
     /// Sets a published port's backends (a new listener, or new backends
-    /// for an open one; connections in progress keep theirs).
+    /// for an open one; TCP connections in progress keep theirs). A UDP
+    /// client pinned to a backend no longer listed is pinned again by its
+    /// next datagram: its flow ends here (it would otherwise live on as long
+    /// as the client keeps sending).
     pub fn set_listener(&mut self, id: ListenerId, proto: Proto, host: SocketAddr, backends: Vec<Backend>) {
         let i = id.0 as usize;
         if self.listeners.len() <= i {
             self.listeners.resize(i + 1, None);
         }
         let next = self.listeners[i].as_ref().map_or(0, |l| l.next);
+        let dropped: Vec<FlowId> = self
+            .table
+            .iter()
+            .filter(|(_, f)| f.host == HostSide::Listener(id) && !backends.iter().any(|b| serves(b, &f.key)))
+            .map(|(flow, _)| flow)
+            .collect();
+        for flow in dropped {
+            self.drop_flow(flow);
+        }
         self.listeners[i] = Some(Listener { proto: Some(proto), host: Some(host), backends, next });
     }
 
-    /// Forgets a listener; its flows go on until they end.
-    pub fn remove_listener(&mut self, id: ListenerId) {
+    /// Forgets a listener (its socket is closed). Its UDP flows end with
+    /// it (their answers left from its socket), and so do its TCP
+    /// connections still looking for a backend (reset: a failover would
+    /// otherwise read the backends of whatever takes the listener's slot
+    /// next); established connections go on until they end.
+    pub fn remove_listener(&mut self, id: ListenerId, host: &mut impl Host) {
         if let Some(slot) = self.listeners.get_mut(id.0 as usize) {
             *slot = None;
         }
+        self.end_flows(host, |f| {
+            f.host == HostSide::Listener(id)
+                || matches!(&f.state, FlowState::Tcp(t) if t.phase == Phase::SynSent
+                    && t.listener.is_some_and(|(l, _)| l == id))
+        });
     }
 
     /// The initial sequence number of a connection on `key` (RFC 6528): a
@@ -1478,6 +1499,14 @@ impl Translator {
     pub fn is_empty(&self) -> bool {
         self.table.len() == 0
     }
+}
+
+/// Whether `key`'s flow is one to `backend` (the flow's sandbox side is
+/// the backend's address and port).
+fn serves(backend: &Backend, key: &FlowKey) -> bool {
+    key.network == backend.network
+        && key.sandbox.port() == backend.port
+        && backend.address_like(key.sandbox.ip()) == Some(key.sandbox.ip())
 }
 
 /// Makes the next peek start at the oldest unacknowledged byte.

@@ -466,7 +466,9 @@ impl Datapath {
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
         self.nat.by_address.retain(|_, l| *l != id);
-        self.nat.translator.remove_listener(id);
+        let NatIo { translator, sockets, listeners, peek_offset, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+        translator.remove_listener(id, &mut host);
     }
 
     /// Closes published ports.

@@ -294,7 +294,7 @@ fn no_backend_means_no_accept() {
     b.no_frames();
     assert!(b.tr.is_empty());
     assert_eq!(b.tr.listener(L), Some((Proto::Tcp, sa([0, 0, 0, 0], 8080))));
-    b.tr.remove_listener(L);
+    b.tr.remove_listener(L, &mut b.host);
     assert_eq!(b.tr.listener(L), None);
     assert!(b.accept(client(1)).is_none());
 }
@@ -414,6 +414,36 @@ fn udp_clients_are_pinned_and_rotate() {
     );
     assert_eq!(b.counters(NET).flows_opened, 4);
     assert!(b.host.calls.is_empty(), "no socket is opened for inbound UDP");
+}
+
+#[test]
+fn a_udp_client_follows_its_backend_going_and_its_port_being_unpublished() {
+    let mut b = published(2);
+    let (_, out) = b.udp_inbound(LU, client(1), b"query").unwrap();
+    assert!(matches!(out, Out::Udp { dst, .. } if dst == udp_backend(0)));
+    // Backend 0 leaves: the client's next datagram goes to one still there.
+    let left = vec![Backend { port: 53, ..backend(1) }];
+    b.tr.set_listener(LU, Proto::Udp, sa([0, 0, 0, 0], 5353), left);
+    assert!(b.tr.is_empty(), "the flow pinned to the backend that left ended");
+    let (_, out) = b.udp_inbound(LU, client(1), b"again").unwrap();
+    assert!(matches!(out, Out::Udp { dst, .. } if dst == udp_backend(1)), "{out:?}");
+    // A new backend beside it changes nothing for the pinned client.
+    let both = vec![Backend { port: 53, ..backend(1) }, Backend { port: 53, ..backend(2) }];
+    b.tr.set_listener(LU, Proto::Udp, sa([0, 0, 0, 0], 5353), both);
+    assert_eq!(b.tr.len(), 1);
+    // The port goes: its UDP flows with it; so does a TCP connection still
+    // looking for a backend (reset), not an established one.
+    b.accept(client(3)).unwrap();
+    let syn = expect_syn(&mut b, client(3), backend(0));
+    syn_ack(&mut b, &syn, backend(0), 5000, Some(7));
+    b.flush();
+    let early = b.accept(client(2)).unwrap();
+    expect_syn(&mut b, client(2), backend(1));
+    b.host.take_calls();
+    b.tr.remove_listener(LU, &mut b.host);
+    b.tr.remove_listener(L, &mut b.host);
+    assert_eq!(b.host.take_calls(), vec![Call::Close(early, true)]);
+    assert_eq!(b.tr.len(), 1, "the established connection goes on");
 }
 
 #[test]
