@@ -21,11 +21,14 @@ use crate::wire::VirtioNetHdr;
 /// before [`Translator::arm`] rebuilds it.
 const STALE_TIMERS_KEPT: usize = 1024;
 
-/// A UDP flow or ICMP echo flow that never got an answer is closed after
-/// this long without traffic; one that did, after `DATAGRAM_IDLE_MS`
-/// (Linux conntrack's `udp_timeout` and `udp_timeout_stream`).
+/// A UDP flow or ICMP echo flow is closed after this long without traffic,
+/// unless it is a stream: answered, and still active `STREAM_AFTER_MS`
+/// after it opened; then after `DATAGRAM_IDLE_MS` (Linux conntrack's
+/// `udp_timeout` and `udp_timeout_stream`, and its two-second rule: a
+/// one-shot DNS query holds its flow and socket 30 s, not 120).
 const DATAGRAM_UNANSWERED_MS: u64 = 30_000;
 const DATAGRAM_IDLE_MS: u64 = 120_000;
+const STREAM_AFTER_MS: u64 = 2_000;
 /// Bytes all flows together may park for sockets that are full.
 const PENDING_BUDGET: usize = 64 * 1024 * 1024;
 
@@ -1309,7 +1312,8 @@ impl Translator {
         let last_seen = flow.last_seen;
         match &mut flow.state {
             FlowState::Datagram { answered } => {
-                let idle = if *answered { DATAGRAM_IDLE_MS } else { DATAGRAM_UNANSWERED_MS };
+                let stream = *answered && last_seen >= flow.opened + STREAM_AFTER_MS;
+                let idle = if stream { DATAGRAM_IDLE_MS } else { DATAGRAM_UNANSWERED_MS };
                 if last_seen + idle > now {
                     self.arm(id, last_seen + idle);
                     return;

@@ -488,15 +488,18 @@ fn inbound_udp_flows_time_out_without_closing_the_listener() {
 #[test]
 fn an_answered_inbound_udp_flow_gets_the_long_timeout() {
     // Like egress flows (and conntrack), a flow that saw traffic both ways
-    // lives 120 s without traffic, not 30 s.
+    // and is still active 2 s after it opened lives 120 s without traffic,
+    // not 30 s.
     let mut b = published(1);
     let t0 = b.now;
     b.udp_inbound(LU, client(1), b"q").unwrap();
     b.now = t0 + 5;
     b.send(&udp_frame_from(backend(0).mac.0, udp_backend(0), client(1), b"a"));
-    b.poll(t0 + 30_005);
+    b.now = t0 + 2_005;
+    b.udp_inbound(LU, client(1), b"q2").unwrap();
+    b.poll(t0 + 2_005 + 30_000);
     assert_eq!(b.tr.len(), 1, "answered flows live on");
-    b.poll(t0 + 120_005);
+    b.poll(t0 + 2_005 + 120_000);
     assert!(b.tr.is_empty());
 }
 

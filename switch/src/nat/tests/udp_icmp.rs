@@ -117,20 +117,34 @@ fn traffic_from_the_sandbox_keeps_an_unanswered_flow() {
 }
 
 #[test]
-fn answered_flow_times_out_after_120s() {
+fn a_one_shot_exchange_times_out_after_30s_a_stream_after_120s() {
     let mut b = Bench::new();
+    let t0 = b.now;
+    // A query and its answer, nothing more (a DNS lookup): 30 s, as an
+    // unanswered flow, so one-shot lookups do not hold sockets for 2 min.
+    let once = open_udp(&mut b, sandbox(5001), dns(), b"q");
+    b.now = t0 + 10;
+    b.datagram_in(once, b"a").unwrap();
+    b.poll(t0 + 10 + 29_999);
+    assert_eq!(b.tr.len(), 1);
+    b.poll(t0 + 10 + 30_000);
+    assert!(b.tr.is_empty());
+    assert!(b.host.calls.contains(&Call::Close(once, false)));
+    // Answered and still active 2 s after it opened: a stream, 120 s.
     let t0 = b.now;
     let id = open_udp(&mut b, sandbox(5000), dns(), b"q");
     b.now = t0 + 10;
     b.datagram_in(id, b"a").unwrap();
-    b.poll(t0 + 30_000);
-    assert_eq!(b.tr.len(), 1, "answered: the long timeout");
-    b.poll(t0 + 10 + 119_999);
+    b.now = t0 + 2_500;
+    b.send(&udp_frame(sandbox(5000), dns(), b"more"));
+    b.poll(t0 + 2_500 + 30_000);
+    assert_eq!(b.tr.len(), 1, "a stream: the long timeout");
+    b.poll(t0 + 2_500 + 119_999);
     assert_eq!(b.tr.len(), 1);
-    b.poll(t0 + 10 + 120_000);
+    b.poll(t0 + 2_500 + 120_000);
     assert!(b.tr.is_empty());
     assert!(b.host.calls.contains(&Call::Close(id, false)));
-    assert_eq!(b.counters(NET).flows_timed_out, 1);
+    assert_eq!(b.counters(NET).flows_timed_out, 2);
     // A datagram for a flow that is gone is dropped.
     assert!(b.datagram_in(id, b"late").is_none());
 }
