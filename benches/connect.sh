@@ -38,7 +38,7 @@ median_p90() {
     sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%.2f %.2f", v[int((NR + 1) / 2)], v[int(NR * 0.9 + 0.5)] }'
 }
 
-run() { # LABEL BINDIR: prints "connect_median connect_p90 disconnect_median disconnect_p90"
+run() { # LABEL BINDIR: writes "connect_median connect_p90 disconnect_median disconnect_p90" to $TMP/result
     local label=$1 bin=$2 i t0 t1
     ip netns add "${P}h"
     ip netns exec "${P}h" ip link set lo up
@@ -47,6 +47,7 @@ run() { # LABEL BINDIR: prints "connect_median connect_p90 disconnect_median dis
         --state-dir "$TMP/state" >"$TMP/d-$label.log" 2>&1 &
     DPID=$!
     for _ in $(seq 100); do ctl "$bin" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    ctl "$bin" ping >/dev/null || { cat "$TMP/d-$label.log" >&2; exit 1; }
     ctl "$bin" network create "${P}n" --subnet 10.254.0.0/24 >/dev/null
     ctl "$bin" sandbox create "${P}s" >/dev/null
     : >"$TMP/connect" && : >"$TMP/disconnect"
@@ -65,16 +66,20 @@ run() { # LABEL BINDIR: prints "connect_median connect_p90 disconnect_median dis
     wait "$DPID" 2>/dev/null || true
     DPID=""
     ip netns del "${P}h"
-    echo "$(median_p90 "$TMP/connect") $(median_p90 "$TMP/disconnect")"
+    echo "$(median_p90 "$TMP/connect") $(median_p90 "$TMP/disconnect")" >"$TMP/result"
 }
 
 declare -a ca cb da db
 echo "run build connect_median_ms connect_p90_ms disconnect_median_ms disconnect_p90_ms (PORT_TYPE=$PORT_TYPE, $CYCLES cycles)"
 for ((r = 1; r <= REPEAT; r++)); do
-    read -r cm cp dm dp <<<"$(run a "$A")"
+    # Called in this shell (not in $( )), so that set -e stops a failed
+    # step and cleanup() sees the daemon's pid.
+    run a "$A"
+    read -r cm cp dm dp <"$TMP/result"
     echo "$r A $cm $cp $dm $dp"
     ca+=("$cm") && da+=("$dm")
-    read -r cm cp dm dp <<<"$(run b "$B")"
+    run b "$B"
+    read -r cm cp dm dp <"$TMP/result"
     echo "$r B $cm $cp $dm $dp"
     cb+=("$cm") && db+=("$dm")
 done

@@ -1371,8 +1371,9 @@ impl Translator {
                     // Nothing in flight, bytes waiting, the window shut:
                     // a window probe (the last byte acknowledged again,
                     // which the sandbox answers with its window), backing
-                    // off; retries do not count while it answers, and the
-                    // idle limit still applies.
+                    // off to 3 s. A sandbox that answers keeps its flow, as
+                    // TCP's persist state does; one that does not reaches
+                    // the idle limit.
                     Phase::Established if t.zero_window_stall() && now < last_seen + tcp::IDLE_MS => {
                         t.rto_ms = (t.rto_ms * 2).min(tcp::RTO_MAX_MS);
                         let at = now + u64::from(t.rto_ms);
@@ -1386,6 +1387,13 @@ impl Translator {
                         let head = flow.head;
                         out.push(flow.gateway, CONTROL_MAX, |buf| packet::write_tcp_control(buf, &head, fields, None));
                         self.arm(id, at);
+                    }
+                    // A deadline that outlived its reason (a persist
+                    // timer whose window opened meanwhile): only the idle
+                    // limit ends a flow with nothing in flight.
+                    Phase::Established if now < last_seen + tcp::IDLE_MS => {
+                        t.rto_ms = tcp::RTO_MIN_MS;
+                        self.arm(id, last_seen + tcp::IDLE_MS);
                     }
                     Phase::Established => {
                         self.count(network).flows_timed_out += 1;

@@ -18,7 +18,13 @@ impl Control {
         let mut next = self.model.clone();
         let epoch = next.rotate_key(network).map_err(model_error)?;
         let net = next.network(network).map_err(model_error)?.clone();
-        self.datapath.set_key_epoch(network_id(&net), epoch).map_err(datapath_error)?;
+        if let Err(e) = self.datapath.set_key_epoch(network_id(&net), epoch) {
+            // A replica that did not follow fails the call after the owner
+            // switched: back to the old epoch everywhere, so a refused
+            // rotation changes nothing.
+            let _ = self.datapath.set_key_epoch(network_id(&net), epoch.wrapping_sub(1));
+            return Err(datapath_error(e));
+        }
         if let Err(e) = self.commit(next) {
             let _ = self.datapath.set_key_epoch(network_id(&net), epoch.wrapping_sub(1));
             return Err(e);

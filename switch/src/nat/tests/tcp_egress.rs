@@ -577,6 +577,35 @@ fn a_retransmission_that_meets_a_shut_window_probes_instead_of_resetting() {
 }
 
 #[test]
+fn a_persist_timer_that_outlives_the_shut_window_does_not_reset_the_flow() {
+    let (mut b, mut c) = established(None);
+    b.host.deliver(c.id, b"abc");
+    b.tr.readable(c.id);
+    assert_eq!(b.pump(1460).len(), 1);
+    // The window shuts with "abc" in flight; its retransmission meets the
+    // shut window, then a probe goes.
+    b.send(&tcp_frame(c.local, c.remote, c.snd, c.rcv, ACK, 0, &[], &[]));
+    let t0 = b.now;
+    b.poll(t0 + 200);
+    b.poll(t0 + 700);
+    assert!(b.frames().into_iter().any(|f| f.tcp().seq == c.rcv.wrapping_sub(1)), "a probe");
+    // The answer takes "abc" with the window still shut (persist armed
+    // again), then the window opens with nothing more to send.
+    c.rcv = c.rcv.wrapping_add(3);
+    b.send(&tcp_frame(c.local, c.remote, c.snd, c.rcv, ACK, 0, &[], &[]));
+    b.send(&tcp_frame(c.local, c.remote, c.snd, c.rcv, ACK, 65535, &[], &[]));
+    assert!(b.pump(1460).is_empty(), "the host has nothing more");
+    b.host.take_calls();
+    // The persist deadline left behind passes: the flow lives on.
+    for step in 1..=10u64 {
+        b.poll(t0 + 700 + step * 1_000);
+    }
+    assert!(b.host.take_calls().iter().all(|call| !matches!(call, Call::Close(..))), "not reset");
+    assert_eq!(b.tr.len(), 1);
+    assert_eq!(b.counters(NET).flows_timed_out, 0);
+}
+
+#[test]
 fn an_ack_beyond_what_was_sent_is_ignored() {
     let (mut b, c) = established(None);
     b.host.deliver(c.id, b"abc");

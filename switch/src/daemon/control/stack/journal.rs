@@ -72,13 +72,18 @@ impl Journal {
     }
 
     /// Writes the journal durably (file and directory synced) before the
-    /// transaction's first side effect.
+    /// transaction's first side effect. A directory that cannot be synced
+    /// is logged, not refused, as [`crate::model::Store::save`] does: the
+    /// file is there for any restart; only a power loss could lose it.
     pub(crate) fn write(&self, dir: &Path) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path(dir))?;
         f.write_all(&bytes)?;
         f.sync_all()?;
-        File::open(dir)?.sync_all()
+        if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::error!(dir = %dir.display(), error = %e, "journal written, but its directory could not be synced");
+        }
+        Ok(())
     }
 
     /// Removes the journal once the transaction is over.
