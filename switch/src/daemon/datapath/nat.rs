@@ -466,9 +466,14 @@ impl Datapath {
             let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         }
         self.nat.by_address.retain(|_, l| *l != id);
+        self.with_translator(|translator, host| translator.remove_listener(id, host));
+    }
+
+    /// Runs `f` on the translator with the sockets it works through.
+    fn with_translator<R>(&mut self, f: impl FnOnce(&mut Translator, &mut Sockets<'_>) -> R) -> R {
         let NatIo { translator, sockets, listeners, peek_offset, .. } = &mut self.nat;
         let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
-        translator.remove_listener(id, &mut host);
+        f(translator, &mut host)
     }
 
     /// Closes published ports.
@@ -483,17 +488,13 @@ impl Datapath {
 
     /// Ends the flows of the sandbox at `address` on `network`.
     pub(super) fn nat_forget(&mut self, network: NetworkId, address: IpAddr) -> usize {
-        let NatIo { translator, sockets, listeners, peek_offset, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
-        translator.forget_sandbox(network, address, &mut host)
+        self.with_translator(|translator, host| translator.forget_sandbox(network, address, host))
     }
 
     /// Forgets removed network `network` in the translator, ending its
     /// flows.
     pub(super) fn nat_forget_network(&mut self, network: NetworkId) -> usize {
-        let NatIo { translator, sockets, listeners, peek_offset, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
-        translator.forget_network(network, &mut host)
+        self.with_translator(|translator, host| translator.forget_network(network, host))
     }
 
     /// The live flows, with their sockets' local addresses.
