@@ -26,9 +26,13 @@ which at most 1,024 learned on one access port; a flood from one sandbox therefo
 at 1,024 of its MACs (plus the few real stations), and new MACs beyond are counted as
 `port_limit`, not learned.
 
+Storm control: FLOOD_LIMIT=N creates the network with `-o flood-limit=N` (each port floods
+at most N frames a second; the attacker's flood beyond is dropped as `flood_limited`, the
+report's "limited" column). Without it the network has no limit (the default).
+
 Usage (as root; installs iperf3 if missing):  sudo benches/attack/mac_flood.py
-Knobs (environment): RUNS=3, COUNT=1000000, DURATION=10, PRE=2.5, BUILD=0 to skip the
-cargo build, KEEP_LOGS=1 to keep the work directory.
+Knobs (environment): RUNS=3, COUNT=1000000, DURATION=10, PRE=2.5, FLOOD_LIMIT (none),
+BUILD=0 to skip the cargo build, KEEP_LOGS=1 to keep the work directory.
 
 Everything it creates carries the prefix and is removed on exit, failure and Ctrl-C
 included; it never touches the host namespace's interfaces, routes or firewall.
@@ -55,6 +59,7 @@ COUNT = int(os.environ.get("COUNT", "1000000"))
 DURATION = float(os.environ.get("DURATION", "10"))
 PRE = float(os.environ.get("PRE", "2.5"))
 KEEP_LOGS = os.environ.get("KEEP_LOGS", "0") == "1"
+FLOOD_LIMIT = os.environ.get("FLOOD_LIMIT", "")
 P = f"vm{os.getpid()}x"
 HOST, NET = P + "h", P + "n"
 ATTACKER, SERVER, CLIENT = P + "a", P + "b", P + "c"
@@ -88,13 +93,23 @@ def learning(d):
     return out
 
 
-def port_rx(d, sandbox):
-    """rx_packets of SANDBOX's port on the network."""
+def port_row(d, sandbox):
+    """The `stats` row of SANDBOX's port on the network."""
     port = port_of(d, sandbox)
     for row in d.ok("stats"):
         if row["port"] == port:
-            return row["rx_packets"]
+            return row
     raise RuntimeError(f"no stats row for {sandbox}")
+
+
+def port_rx(d, sandbox):
+    """rx_packets of SANDBOX's port on the network."""
+    return port_row(d, sandbox)["rx_packets"]
+
+
+def port_flood_limited(d, sandbox):
+    """Frames of SANDBOX's port dropped by storm control (`flood_limited`)."""
+    return port_row(d, sandbox).get("drops", {}).get("flood_limited", 0)
 
 
 _ports = {}
@@ -162,7 +177,7 @@ def one_run(d, flooder, n):
     # The real stations again (the flush forgot them), so their own traffic is known unicast.
     subprocess.run(in_ns(CLIENT, ["ping", "-c", "1", "-W", "1", IPS[SERVER]]), capture_output=True)
     fdb_before, rss_before, learn_before = fdb_size(d), d.rss_kib(), learning(d)
-    rx_before = port_rx(d, ATTACKER)
+    rx_before, limited_before = port_rx(d, ATTACKER), port_flood_limited(d, ATTACKER)
     iperf_out = open(os.path.join(WORK, f"iperf3-{n}.json"), "w+")
     ping_out = open(os.path.join(WORK, f"ping-{n}.txt"), "w+")
     count = int(DURATION / PING_INTERVAL)
@@ -209,6 +224,7 @@ def one_run(d, flooder, n):
         "fps": float(sent["fps"]),
         "rx": rx,
         "rx_fps": rx / (t_end - t_flood),
+        "limited": port_flood_limited(d, ATTACKER) - limited_before,
         "fdb_before": fdb_before,
         "fdb_max": max(samples["fdb"], default=0),
         "fdb_after": fdb_size(d),
@@ -247,7 +263,8 @@ def main():
     try:
         netns_add(HOST)
         d.start()
-        d.ok("network_create", name=NET, subnet="10.238.0.0/24")
+        options = {"flood-limit": FLOOD_LIMIT} if FLOOD_LIMIT else {}
+        d.ok("network_create", name=NET, subnet="10.238.0.0/24", options=options)
         for sb in (ATTACKER, SERVER, CLIENT):
             d.ok("sandbox_create", name=sb)
             d.ok("network_connect", network=NET, sandbox=sb, ip=IPS[sb])
@@ -293,13 +310,14 @@ def main():
 
     print(f"## MAC flood: {RUNS} runs of {COUNT:,} frames with random source MACs from one sandbox, "
           f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
-    print("FDB bound: 8,192 entries per network, 1,024 learned per access port\n")
-    print("| run | flood sent/s | switch rx/s | FDB before / max / after | learned / refused (port limit, table full) "
+    print("FDB bound: 8,192 entries per network, 1,024 learned per access port; flood limit: "
+          f"{FLOOD_LIMIT + ' frames/s per port' if FLOOD_LIMIT else 'none'}\n")
+    print("| run | flood sent/s | switch rx/s (flood_limited) | FDB before / max / after | learned / refused (port limit, table full) "
           "| RSS KiB before / max / after | TCP Gbit/s before / during | ping loss before / during | ping RTT ms avg before / during (max) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for n, r in enumerate(results, 1):
         pb, pd = r["ping_before"], r["ping_during"]
-        print(f"| {n} | {r['fps']:,.0f} ({r['sent']:,} in {r['secs']:.2f} s) | {r['rx_fps']:,.0f} ({r['rx']:,}) "
+        print(f"| {n} | {r['fps']:,.0f} ({r['sent']:,} in {r['secs']:.2f} s) | {r['rx_fps']:,.0f} ({r['rx']:,}; {r['limited']:,}) "
               f"| {r['fdb_before']} / {r['fdb_max']} / {r['fdb_after']} "
               f"| {r['learned']} / {r['port_limit']:,}, {r['table_full']:,} "
               f"| {r['rss_before']:,} / {r['rss_max']:,} / {r['rss_after']:,} "

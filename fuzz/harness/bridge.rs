@@ -120,6 +120,8 @@ pub(crate) fn initial_ports() -> [(u32, PortConfig); 9] {
         kind: PortKind::Access,
         mtu,
         learn_limit,
+        // The model below does not predict storm control (unit-tested in the bridge).
+        flood_limit: None,
     };
     [
         (1, access(0, 1500, 3)),
@@ -528,6 +530,7 @@ impl Run {
             kind,
             mtu: u32::from(byte(bytes, 3)) * 8,
             learn_limit: usize::from(byte(bytes, 4) % 5),
+            flood_limit: None,
         };
         let result = self.bridge.add_port(PortId(port), config);
         let possible = self.model.networks.contains_key(&net) && port < switch::bridge::MAX_IDS;

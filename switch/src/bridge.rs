@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::counters::{DropCounters, DropReason, LearningCounters, PortCounters};
 use crate::events::{self, EventBuffer, EventKind, FlapTracker, MacEvent, NetEventBudget};
 use crate::fdb::{DEFAULT_FDB_LIMIT, Fdb, FdbEntry, FdbError, Learned, MacHash};
-use crate::port::{NetworkId, PortConfig, PortId};
+use crate::port::{FloodBucket, NetworkId, PortConfig, PortId};
 use crate::replica::{ChangeLog, FdbChange, FdbChanges};
 use crate::time::Timestamp;
 use crate::wire::{EthernetFrame, MacAddr};
@@ -182,6 +182,8 @@ struct PortState {
     counters: PortCounters,
     /// Drop counters at the end of the last interval (drop bursts).
     reported_drops: DropCounters,
+    /// What is left of the port's [`PortConfig::flood_limit`].
+    flood: FloodBucket,
 }
 
 impl PortState {
@@ -193,6 +195,7 @@ impl PortState {
             learned: 0,
             counters: PortCounters::default(),
             reported_drops: DropCounters::default(),
+            flood: FloodBucket::default(),
         }
     }
 }
@@ -982,7 +985,14 @@ impl Bridge {
 
         // Broadcast, multicast or unknown unicast: every other port of this
         // network, split horizon between tunnels, none between a tunnel and
-        // the gateway.
+        // the gateway; within the ingress port's flood limit.
+        if let Some(port) = ports.get_mut(rx.port.index()).and_then(Option::as_mut)
+            && let Some(limit) = port.config.flood_limit
+            && !port.flood.take(limit, now)
+        {
+            port.counters.drops.count(DropReason::FloodLimited);
+            return;
+        }
         let mut delivered = 0u32;
         for &member in &net.members {
             if member == rx.port {

@@ -171,6 +171,50 @@ fn table_and_port_limits_bound_learning_but_frames_still_flood() {
 }
 
 #[test]
+fn a_flood_limit_drops_a_ports_floods_beyond_its_rate_but_not_its_known_unicast() {
+    let mut b = bridge();
+    let limited = PortConfig { flood_limit: crate::port::FloodLimit::new(4), ..PortConfig::access(NET_A) };
+    b.add_port(PortId(4), limited).unwrap();
+    // Port 2's station is known; port 4 has a burst of 4 floods (one second's worth).
+    send(&mut b, T0, 2, &frame(MacAddr::BROADCAST, mac(2), 60));
+    for n in 0..4 {
+        assert_eq!(send(&mut b, T0, 4, &frame(mac(50 + n), mac(4), 60)), vec![1, 2, 3], "flood {n} within the burst");
+    }
+    assert!(send(&mut b, T0, 4, &frame(MacAddr::BROADCAST, mac(4), 60)).is_empty(), "broadcast beyond the burst");
+    assert!(send(&mut b, T0, 4, &frame(MacAddr([1, 0, 0x5e, 0, 0, 1]), mac(4), 60)).is_empty(), "multicast too");
+    assert_eq!(drops(&b, 4, DropReason::FloodLimited), 2);
+    assert_eq!(send(&mut b, T0, 4, &frame(mac(2), mac(4), 60)), vec![2], "known unicast is never limited");
+    // Other ports are not limited by port 4's share.
+    assert_eq!(send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60)), vec![2, 3, 4]);
+    // 4 frames a second earn one frame each 250 ms: nothing at 249 ms, one at 250.
+    let at = |ms| Timestamp(ms);
+    assert!(send(&mut b, at(249), 4, &frame(MacAddr::BROADCAST, mac(4), 60)).is_empty());
+    assert_eq!(send(&mut b, at(250), 4, &frame(MacAddr::BROADCAST, mac(4), 60)), vec![1, 2, 3]);
+    assert!(send(&mut b, at(250), 4, &frame(MacAddr::BROADCAST, mac(4), 60)).is_empty());
+    // A long pause refills the burst, and no more than it.
+    for _ in 0..4 {
+        assert_eq!(send(&mut b, at(60_000), 4, &frame(MacAddr::BROADCAST, mac(4), 60)).len(), 3);
+    }
+    assert!(send(&mut b, at(60_000), 4, &frame(MacAddr::BROADCAST, mac(4), 60)).is_empty());
+    let c = b.port_counters(PortId(4)).unwrap();
+    assert_eq!((c.rx_flooded, c.drops.get(DropReason::FloodLimited)), (9, 5));
+    assert_eq!(drops(&b, 1, DropReason::FloodLimited), 0);
+}
+
+#[test]
+fn a_slow_flood_limit_still_earns_its_frames_between_milliseconds() {
+    // One frame a second, asked every 100 ms: exactly one per second passes.
+    let mut b = bridge();
+    let limited = PortConfig { flood_limit: crate::port::FloodLimit::new(1), ..PortConfig::access(NET_A) };
+    b.add_port(PortId(4), limited).unwrap();
+    let passed = (0..50u64)
+        .filter(|n| !send(&mut b, Timestamp(n * 100), 4, &frame(MacAddr::BROADCAST, mac(4), 60)).is_empty())
+        .count();
+    assert_eq!(passed, 5, "the burst at 0 ms, then one at each whole second up to 4.9 s");
+    assert!(crate::port::FloodLimit::new(0).is_none(), "a limit of nothing is refused");
+}
+
+#[test]
 fn a_network_takes_a_table_made_elsewhere_with_its_limit() {
     let mut b = Bridge::new();
     b.add_network_with(NET_A, Fdb::new(3)).unwrap();

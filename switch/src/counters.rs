@@ -140,12 +140,16 @@ pub enum DropReason {
     /// session read from a worker's own socket, as UDP GRO or a missing
     /// steering program can make happen, is handed to that worker.)
     Misdirected,
+    /// A broadcast, multicast or unknown-unicast frame from a port that has
+    /// already flooded its share this second (`-o flood-limit`, storm
+    /// control; see [`crate::port::FloodLimit`]).
+    FloodLimited,
 }
 
 impl DropReason {
     /// Every reason (counters are indexed by the enum's value, not by the
     /// position here).
-    pub const ALL: [DropReason; 41] = [
+    pub const ALL: [DropReason; 42] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -187,6 +191,7 @@ impl DropReason {
         DropReason::UplinkRxDropped,
         DropReason::TunnelRxDropped,
         DropReason::Misdirected,
+        DropReason::FloodLimited,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -235,6 +240,7 @@ impl DropReason {
             DropReason::UplinkRxDropped => "uplink_rx_dropped",
             DropReason::TunnelRxDropped => "tunnel_rx_dropped",
             DropReason::Misdirected => "misdirected",
+            DropReason::FloodLimited => "flood_limited",
         }
     }
 }

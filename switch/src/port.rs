@@ -94,17 +94,85 @@ pub struct PortConfig {
     pub mtu: u32,
     /// Most MACs that may be learned on this port.
     pub learn_limit: usize,
+    /// Most frames a second this port may flood (storm control), or no
+    /// limit.
+    pub flood_limit: Option<FloodLimit>,
+}
+
+/// Storm control: how many frames a second one port may have flooded
+/// (broadcast, multicast and unknown unicast, each sent to every other port
+/// of its network), with a burst of one second's worth. Beyond it the
+/// bridge drops the port's floods (`flood_limited`) and still forwards its
+/// known unicast, so one sandbox flooding cannot take the datapath's time
+/// from every other port's traffic. Set per network (`-o flood-limit=N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FloodLimit {
+    per_second: u32,
+}
+
+impl FloodLimit {
+    /// A limit of `per_second` flooded frames a second (burst: as many), or
+    /// `None` for zero, which would flood nothing at all: not a limit but a
+    /// broken network (ARP needs broadcasts).
+    pub fn new(per_second: u32) -> Option<FloodLimit> {
+        (per_second > 0).then_some(FloodLimit { per_second })
+    }
+
+    /// Flooded frames a second.
+    pub fn per_second(self) -> u32 {
+        self.per_second
+    }
+}
+
+/// A port's token bucket for [`FloodLimit`], in thousandths of a frame so
+/// that whole milliseconds of a slow rate still earn their share.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FloodBucket {
+    /// Credit left, in thousandths of a frame; `None` until the port's
+    /// first flood, which finds the bucket full.
+    credit: Option<u64>,
+    /// When credit was last added.
+    refilled: crate::time::Timestamp,
+}
+
+impl FloodBucket {
+    /// Takes one frame's credit under `limit` at `now`; false when the port
+    /// has flooded its share, and the frame must be dropped.
+    #[inline]
+    pub(crate) fn take(&mut self, limit: FloodLimit, now: crate::time::Timestamp) -> bool {
+        const FRAME: u64 = 1000;
+        // A full bucket: one second's worth of frames.
+        let full = u64::from(limit.per_second) * FRAME;
+        let credit = match self.credit {
+            None => full,
+            Some(credit) => {
+                // One thousandth of a frame per frame-per-second per millisecond.
+                let earned = now.millis_since(self.refilled).saturating_mul(u64::from(limit.per_second));
+                credit.saturating_add(earned).min(full)
+            }
+        };
+        self.refilled = now;
+        let (credit, allowed) = if credit >= FRAME { (credit - FRAME, true) } else { (credit, false) };
+        self.credit = Some(credit);
+        allowed
+    }
 }
 
 impl PortConfig {
     /// An access port on `network` with default MTU and learning limit.
     pub fn access(network: NetworkId) -> PortConfig {
-        PortConfig { network, kind: PortKind::Access, mtu: DEFAULT_MTU, learn_limit: DEFAULT_PORT_LEARN_LIMIT }
+        PortConfig {
+            network,
+            kind: PortKind::Access,
+            mtu: DEFAULT_MTU,
+            learn_limit: DEFAULT_PORT_LEARN_LIMIT,
+            flood_limit: None,
+        }
     }
 
     /// A tunnel port on `network`; it may learn as many MACs as the network holds.
     pub fn tunnel(network: NetworkId) -> PortConfig {
-        PortConfig { network, kind: PortKind::Tunnel, mtu: DEFAULT_MTU, learn_limit: usize::MAX }
+        PortConfig { network, kind: PortKind::Tunnel, mtu: DEFAULT_MTU, learn_limit: usize::MAX, flood_limit: None }
     }
 
     /// The gateway port of `network` (see [`PortKind::Gateway`]).

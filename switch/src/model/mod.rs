@@ -54,7 +54,7 @@ pub use state::{Model, STATE_VERSION};
 pub use store::{ApplyError, Store, StoreError};
 pub use types::{
     Config, Connect, CreateNetwork, CreateSandbox, Disconnected, EGRESS_OPTION, ENCRYPTED_OPTION, Endpoint,
-    KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, PARENT_OPTION, PORT_TYPE_OPTION, Peer,
-    RemovedSandbox, SPREAD_OPTION, Sandbox, Service, StaticFdbEntry, Uplink,
+    FLOOD_LIMIT_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, PARENT_OPTION,
+    PORT_TYPE_OPTION, Peer, RemovedSandbox, SPREAD_OPTION, Sandbox, Service, StaticFdbEntry, Uplink,
 };
 pub use uplinks::macvlan_port_type;

@@ -12,8 +12,8 @@ use super::error::ModelError;
 use super::ids;
 use super::state::Model;
 use super::types::{
-    CreateNetwork, EGRESS_OPTION, ENCRYPTED_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION,
-    Network, SPREAD_OPTION,
+    CreateNetwork, EGRESS_OPTION, ENCRYPTED_OPTION, FLOOD_LIMIT_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS,
+    MSS_CLAMP_OPTION, Network, SPREAD_OPTION,
 };
 use super::validate;
 
@@ -97,6 +97,15 @@ impl Model {
                 let reason = "must be true or false (or no value: true)";
                 return Err(ModelError::InvalidOption { option: SPREAD_OPTION, value: value.clone(), reason });
             }
+        }
+        if let Some(value) = req.options.get(FLOOD_LIMIT_OPTION)
+            && value.parse::<u32>().map_or(true, |n| n == 0)
+        {
+            return Err(ModelError::InvalidOption {
+                option: FLOOD_LIMIT_OPTION,
+                value: value.clone(),
+                reason: "must be a whole number of frames a second, 1 to 4294967295",
+            });
         }
         if let Some(value) = req.options.get(EGRESS_OPTION) {
             let reason = match value.as_str() {

@@ -92,6 +92,9 @@ pub const EGRESS_OPTION: &str = "egress";
 /// The option that spreads a bridge network's traffic over every datapath
 /// worker (`-o spread`, or `-o spread=true`; `=false` is the default).
 pub const SPREAD_OPTION: &str = "spread";
+/// The option that limits how many frames a second each endpoint or uplink
+/// port of the network may flood (`-o flood-limit=1000`; storm control).
+pub const FLOOD_LIMIT_OPTION: &str = "flood-limit";
 
 impl Network {
     /// Whether sandboxes on this network may reach addresses outside the
@@ -107,6 +110,13 @@ impl Network {
     pub fn spread(&self) -> bool {
         matches!(self.driver, Driver::Bridge | Driver::Overlay)
             && self.options.get(SPREAD_OPTION).is_some_and(|v| v != "false")
+    }
+
+    /// Storm control (`-o flood-limit=N`): the broadcast, multicast and
+    /// unknown-unicast frames a second each endpoint or uplink port may
+    /// flood, or `None` for no limit (the default, as a kernel bridge).
+    pub fn flood_limit(&self) -> Option<u32> {
+        self.options.get(FLOOD_LIMIT_OPTION)?.parse().ok().filter(|&n| n > 0)
     }
 
     /// The automatic key rotation period of an encrypted overlay.

@@ -140,6 +140,16 @@ fn network_id(network: &Network) -> NetworkId {
     NetworkId(network.network_index)
 }
 
+/// The datapath's configuration of an endpoint's or uplink's port on
+/// `network`: its MTU and storm control (`-o flood-limit`).
+fn access_port_config(network: &Network) -> PortConfig {
+    PortConfig {
+        mtu: network.mtu,
+        flood_limit: network.flood_limit().and_then(crate::port::FloodLimit::new),
+        ..PortConfig::access(network_id(network))
+    }
+}
+
 /// The datapath's view of a switched network: its bridge domain, the IPv4
 /// and IPv6 sides of its gateway (each only when the network has that
 /// family), and its overlay and egress settings.
@@ -318,7 +328,7 @@ impl Control {
         endpoint: &Endpoint,
         network: &Network,
     ) -> Result<(), CtlError> {
-        let config = PortConfig { mtu: network.mtu, ..PortConfig::access(network_id(network)) };
+        let config = access_port_config(network);
         let wanted = self.datapath.extra_queues(network_id(network));
         let mut extra = Vec::with_capacity(wanted);
         if wanted > 0 {
@@ -347,7 +357,7 @@ impl Control {
         endpoint: &Endpoint,
         network: &Network,
     ) -> Result<(), CtlError> {
-        let config = PortConfig { mtu: network.mtu, ..PortConfig::access(network_id(network)) };
+        let config = access_port_config(network);
         if let Err(e) =
             self.datapath.add_device_queues(endpoint_port(endpoint.port_index), port.device, port.extra, config)
         {

@@ -17,11 +17,10 @@ use ctl::proto::{Ack, CtlError, ErrorKind, PortChange};
 
 use crate::sys::netlink::{LinkState, Netlink};
 
-use super::{Control, Reply, datapath_error, host_port_error, model_error, network_id, ok};
+use super::{Control, Reply, access_port_config, datapath_error, host_port_error, model_error, network_id, ok};
 use crate::daemon::datapath::endpoint_port;
 use crate::daemon::hostports;
 use crate::model::{Model, Network, Uplink};
-use crate::port::PortConfig;
 
 impl Control {
     pub(super) fn port_add(
@@ -97,7 +96,7 @@ impl Control {
                 };
             CtlError::new(kind, host_port_error(e).message)
         })?;
-        let config = PortConfig { mtu: network.mtu, ..PortConfig::access(network_id(network)) };
+        let config = access_port_config(network);
         let brought_up = port.brought_up;
         if let Err(e) =
             self.datapath.add_device_queues(endpoint_port(uplink.port_index), port.device, port.extra, config)

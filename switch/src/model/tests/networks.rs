@@ -321,3 +321,19 @@ fn spread_is_a_bridge_or_overlay_option_true_or_false() {
     encrypted.options.insert(ENCRYPTED_OPTION.into(), String::new());
     assert!(m.create_network(encrypted).unwrap().spread(), "an encrypted overlay is spread");
 }
+
+#[test]
+fn flood_limit_is_a_positive_whole_number_of_frames_a_second() {
+    let mut m = Model::new();
+    let mut req = bridge("storm", "10.5.1.0/24");
+    req.options.insert(FLOOD_LIMIT_OPTION.into(), "1000".into());
+    assert_eq!(m.create_network(req).unwrap().flood_limit(), Some(1000));
+    assert_eq!(m.create_network(bridge("plain", "10.5.2.0/24")).unwrap().flood_limit(), None, "no limit by default");
+    for bad in ["0", "-1", "1k", "", "4294967296"] {
+        let before = snapshot(&m);
+        let mut req = bridge("bad", "10.5.9.0/24");
+        req.options.insert(FLOOD_LIMIT_OPTION.into(), bad.into());
+        let r = m.create_network(req);
+        assert_refused(&m, &before, r, &["flood-limit", "frames a second"]);
+    }
+}
