@@ -370,6 +370,70 @@ fn host_port_in_use_is_a_clear_error_and_nothing_is_half_applied() {
     curl_ok(&lab.outside_ns, sa(lab.daemon_addr, HOST_PORT), "inside");
 }
 
+/// The one host port `vswitchctl port SB SPEC` lists on `ip`.
+fn listed_port(d: &Daemon, sb: &str, spec: &str, ip: &str) -> u16 {
+    let lines = port_lines(d, &[sb, spec]);
+    let port = lines.iter().find_map(|l| l.strip_prefix(ip)?.strip_prefix(':')?.parse().ok());
+    port.unwrap_or_else(|| panic!("no {ip} host port for {spec} in {lines:?}"))
+}
+
+#[test]
+fn random_host_ports_are_free_listed_reachable_kept_after_kill_9_and_unpublished_by_container_port() {
+    if !prerequisites("random_host_ports_are_free_listed_reachable_kept_after_kill_9_and_unpublished_by_container_port")
+    {
+        return;
+    }
+    let mut lab = Outside::start(&[]);
+    let (net, sb, other) = (lab.daemon.name("n"), lab.daemon.name("w"), lab.daemon.name("o"));
+    let range = in_netns(&lab.daemon_ns, || std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range"))
+        .expect("netns")
+        .expect("ip_local_port_range");
+    let bounds: Vec<u16> = range.split_whitespace().map(|p| p.parse().expect("port")).collect();
+    let d = &lab.daemon;
+    d.network_create(&net, "10.232.0.0/24");
+    for s in [&sb, &other] {
+        d.sandbox_create(s);
+    }
+    let _web = HttpServer::start(&sb, Ipv4Addr::UNSPECIFIED, 80, "inside");
+    let _other_web = HttpServer::start(&other, Ipv4Addr::UNSPECIFIED, 80, "other");
+    let _echo = UdpEcho::start(&sb, Ipv4Addr::UNSPECIFIED, 53);
+    // Docker's three ways of leaving the host port out.
+    let info = d.connect_publish(&net, &sb, &["80", "127.0.0.1::80", "0:53/udp"]);
+    assert!(info.publish.iter().all(|m| m.host_port != 0), "the reply lists a port 0: {:?}", info.publish);
+    let any = listed_port(d, &sb, "80", "0.0.0.0");
+    let local = listed_port(d, &sb, "80", "127.0.0.1");
+    let udp = listed_port(d, &sb, "53/udp", "0.0.0.0");
+    assert_ne!(any, local, "0.0.0.0 and 127.0.0.1 share the port's IPv4 loopback");
+    for port in [any, local, udp] {
+        assert!((bounds[0]..=bounds[1]).contains(&port), "port {port} is outside ip_local_port_range {range:?}");
+    }
+    curl_ok(&lab.outside_ns, sa(lab.daemon_addr, any), "inside");
+    curl_ok(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, local), "inside");
+    let (client, reply) =
+        udp_query(&lab.outside_ns, lab.outside_addr, sa(lab.daemon_addr, udp), b"r", Duration::from_secs(5))
+            .expect("the random UDP port answers");
+    assert_eq!(reply, format!("{client} r"));
+    // Another sandbox asking for the same container port gets another host port.
+    d.connect_publish(&net, &other, &["80"]);
+    let others = listed_port(d, &other, "80", "0.0.0.0");
+    assert!(![any, local, udp].contains(&others), "{others} was given twice");
+    curl_ok(&lab.outside_ns, sa(lab.daemon_addr, others), "other");
+
+    // The chosen ports are the state: the same after kill -9.
+    let before = port_lines(d, &[&sb]);
+    lab.daemon.restart();
+    assert_eq!(port_lines(&lab.daemon, &[&sb]), before, "random ports changed across the restart");
+    wait_curl(&lab.outside_ns, sa(lab.daemon_addr, any));
+
+    // `-p 80` closes what `-p 80` opened: the first 0.0.0.0 mapping of 80/tcp.
+    lab.daemon.ctl_ok(&["sandbox", "unpublish", &sb, "-p", "80"]);
+    assert_eq!(port_lines(&lab.daemon, &[&sb, "80"]), [format!("127.0.0.1:{local}")]);
+    assert!(refused(&lab.daemon_ns, sa(lab.daemon_addr, any)), "{any} still accepts after unpublish -p 80");
+    let err = lab.daemon.ctl_err(&["sandbox", "unpublish", &sb, "-p", "80"]);
+    assert!(err.contains("not published"), "{err}");
+    curl_ok(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, local), "inside");
+}
+
 #[test]
 fn publishings_work_again_after_kill_9() {
     if !prerequisites("publishings_work_again_after_kill_9") {

@@ -66,7 +66,8 @@ pub struct PortMapping {
     /// every IPv6 address.
     #[serde(default = "unspecified")]
     pub host_ip: IpAddr,
-    /// The host port, 1 to 65535.
+    /// The host port, 1 to 65535. In a request, 0 asks the daemon for a free port of its
+    /// choosing (Docker's `-p 80`); the daemon answers and keeps the port it chose.
     pub host_port: u16,
     /// The port inside the sandbox, 1 to 65535.
     pub container_port: u16,
@@ -107,6 +108,18 @@ impl PortMapping {
     pub fn listen_addresses(&self) -> impl Iterator<Item = (IpAddr, bool)> {
         let companion = (self.host_ip == unspecified()).then_some((IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), true));
         std::iter::once((self.host_ip, false)).chain(companion)
+    }
+
+    /// Whether the host port is left to the daemon to choose (`-p 80`, `-p 0:80`).
+    pub fn is_random(&self) -> bool {
+        self.host_port == 0
+    }
+
+    /// Whether this published mapping is the one `asked` names: the same, or,
+    /// when `asked` leaves the host port to the daemon, the same but for it
+    /// (`sandbox unpublish -p 80` closes what `-p 80` opened).
+    pub fn answers(&self, asked: &PortMapping) -> bool {
+        self == asked || (asked.is_random() && PortMapping { host_port: 0, ..*self } == *asked)
     }
 
     /// The host side as `docker port` prints it: `0.0.0.0:8080`, `[::1]:8080`.
@@ -173,11 +186,8 @@ pub enum PortSpecError {
     /// The spec has more `:`-separated parts than `HOST_IP:HOST_PORT:CONTAINER_PORT`.
     #[error("invalid port spec {0:?}: expected [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]")]
     TooManyParts(String),
-    /// No host port was given (Docker would pick a random one).
-    #[error("port spec {0:?} has no host port: a random host port is not supported yet, give HOST_PORT:CONTAINER_PORT")]
-    NoHostPort(String),
-    /// Host port 0 (a random port in Docker).
-    #[error("host port 0 in {0:?}: a random host port is not supported yet, give a port from 1 to 65535")]
+    /// A host port range that starts at 0 (a random host port is written `0`, or left out).
+    #[error("host port range in {0:?} starts at 0: give 1 to 65535, or leave the host port out (or 0) for random ones")]
     HostPortZero(String),
     /// A port or range is not a number from 1 to 65535 (or `START-END`).
     #[error("invalid {what} {value:?} in {spec:?}: expected a number from 1 to 65535 or a range START-END")]
@@ -232,7 +242,8 @@ pub enum PortSpecError {
 /// The host address is IPv4, or IPv6 in brackets (`[::1]:8080:80`, `[::]:8080:80`); absent, it is
 /// `0.0.0.0`, every address of both families. An IPv4-mapped IPv6 address stands for the IPv4
 /// address it maps. Ranges on both sides must have the same length; the protocol defaults to TCP.
-/// A missing or zero host port (a random port in Docker) is refused for now.
+/// A missing or zero host port (`80`, `0:80`, `127.0.0.1::80`, `80-82`) gives mappings with host
+/// port 0, each of which the daemon gives a free port of its choosing, as Docker does.
 pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
     if spec.is_empty() {
         return Err(PortSpecError::Empty);
@@ -265,7 +276,7 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
             (host_ip, *host, *container)
         }
         (Some(_), _) => return Err(PortSpecError::TooManyParts(spec.to_owned())),
-        (None, [_container]) => return Err(PortSpecError::NoHostPort(spec.to_owned())),
+        (None, [container]) => (unspecified(), "", *container),
         (None, [host, container]) => (unspecified(), *host, *container),
         (None, [ip, host, container]) => {
             (IpAddr::V4(ip.parse::<Ipv4Addr>().map_err(|_| bad_ip(ip))?), *host, *container)
@@ -274,14 +285,17 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
         _ if ports.contains("::") || parts.len() > 4 => return Err(bad_ip(&parts[..parts.len() - 2].join(":"))),
         _ => return Err(PortSpecError::TooManyParts(spec.to_owned())),
     };
-    if host.is_empty() {
-        return Err(PortSpecError::NoHostPort(spec.to_owned()));
+    let (container_start, container_end) = parse_range("container port", container, spec)?;
+    if host.is_empty() || host == "0" {
+        // A random host port for each container port.
+        return Ok((container_start..=container_end)
+            .map(|container_port| PortMapping { host_ip, host_port: 0, container_port, proto })
+            .collect());
     }
     let (host_start, host_end) = parse_range("host port", host, spec)?;
     if host_start == 0 {
         return Err(PortSpecError::HostPortZero(spec.to_owned()));
     }
-    let (container_start, container_end) = parse_range("container port", container, spec)?;
     let host_len = u32::from(host_end - host_start) + 1;
     let container_len = u32::from(container_end - container_start) + 1;
     if host_len != container_len {
@@ -458,17 +472,26 @@ mod tests {
         );
         assert_eq!(parse_publish("[::ffff:127.0.0.1]:1:2").unwrap(), [m("127.0.0.1", 1, 2, Tcp)], "mapped: IPv4");
         assert_eq!(parse_publish("[10.0.0.1]:1:2").unwrap(), [m("10.0.0.1", 1, 2, Tcp)]);
+        // No host port, or 0: the daemon chooses one per container port.
+        assert_eq!(parse_publish("80").unwrap(), [m("0.0.0.0", 0, 80, Tcp)]);
+        assert_eq!(parse_publish(":80").unwrap(), [m("0.0.0.0", 0, 80, Tcp)]);
+        assert_eq!(parse_publish("0:53/udp").unwrap(), [m("0.0.0.0", 0, 53, Udp)]);
+        assert_eq!(parse_publish("127.0.0.1::80").unwrap(), [m("127.0.0.1", 0, 80, Tcp)]);
+        assert_eq!(parse_publish("[::1]::80").unwrap(), [m("::1", 0, 80, Tcp)]);
+        assert_eq!(parse_publish("[::1]:0:80").unwrap(), [m("::1", 0, 80, Tcp)]);
+        assert_eq!(
+            parse_publish("80-82").unwrap(),
+            [m("0.0.0.0", 0, 80, Tcp), m("0.0.0.0", 0, 81, Tcp), m("0.0.0.0", 0, 82, Tcp)]
+        );
+        assert!(parse_publish("80").unwrap()[0].is_random());
     }
 
     #[test]
     fn bad_specs_name_the_bad_part() {
         let cases: &[(&str, &str)] = &[
             ("", "empty port spec"),
-            ("80", "no host port"),
-            (":80", "no host port"),
-            ("127.0.0.1::80", "no host port"),
-            ("0:80", "host port 0"),
-            ("0-3:80-83", "host port 0"),
+            ("0-3:80-83", "starts at 0"),
+            ("0-0:80", "starts at 0"),
             ("8080:0", "invalid container port \"0\""),
             ("8080:80/sctp", "invalid protocol \"sctp\""),
             ("8080:80/", "invalid protocol \"\""),
@@ -489,7 +512,8 @@ mod tests {
             ("[fe80::1%eth0]:8080:80", "invalid host IP \"fe80::1%eth0\""),
             ("[::1]:8080", "invalid port spec"),
             ("[::1]:1:2:3", "invalid port spec"),
-            ("[::1]:0:80", "host port 0"),
+            ("[::1]:0-1:80-81", "starts at 0"),
+            ("x", "invalid container port \"x\""),
             ("::1:8080:80", "an IPv6 address in brackets"),
             ("1:2:3:4", "invalid port spec"),
         ];

@@ -596,7 +596,7 @@ fn bad_arguments_are_rejected_before_connecting() {
         (&["sandbox", "inspect", "s", "--pretty", "--json"], "'--pretty' cannot be used with '--json'"),
         (&["--json", "sandbox", "inspect", "--pretty", "s"], "'--pretty' cannot be used with '--json'"),
         (&["dns", "ls", "a", "b"], "unexpected argument"),
-        (&["network", "connect", "n", "s", "-p", "80"], "no host port"),
+        (&["network", "connect", "n", "s", "-p", "0-1:80-81"], "starts at 0"),
         (&["network", "connect", "n", "s", "-p", "8080-8081:80"], "differ in length"),
         (&["sandbox", "publish", "s"], "--publish <SPEC>"),
         (&["sandbox", "publish", "s", "-p", "[::1:80:80"], "invalid host IP"),

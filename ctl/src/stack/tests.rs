@@ -159,7 +159,7 @@ fn every_value_error_is_reported_at_its_line() {
         "stack.yaml:6: networks.a.ipam.config[0].subnet: invalid CIDR",
         "stack.yaml:7: networks.a.ipam.config[0].gateway: \"nope\" is not an IPv4 address",
         "stack.yaml:9: networks.a.driver_opts.com.docker.network.driver.mtu: \"big\" is not a whole number",
-        "stack.yaml:16: sandboxes.s.ports[0]: port spec \"80\" has no host port",
+        "stack.yaml:16: sandboxes.s.ports[0]: a stack file gives every host port",
         "stack.yaml:14: sandboxes.s.networks.a.ipv4_address: \"10.0.0.300\" is not an IPv4 address",
         "stack.yaml:15: sandboxes.s.networks.a.mac_address: invalid MAC address",
     ];

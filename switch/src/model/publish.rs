@@ -131,7 +131,9 @@ impl Model {
     }
 
     /// Closes published ports of a sandbox (on `network`'s endpoint only,
-    /// when given). Each mapping must be published exactly as given.
+    /// when given). Each mapping must be published as given, but for a
+    /// random host port (0), which stands for the first mapping of its
+    /// host address, container port and protocol.
     /// Returns the endpoints that changed, as they were before.
     pub fn unpublish(
         &mut self,
@@ -149,12 +151,15 @@ impl Model {
                 self.endpoints_in_sandbox(sandbox).into_iter().map(|e| e.id.clone()).collect()
             }
         };
-        let mut owners = Vec::with_capacity(mappings.len());
+        let mut owners: Vec<(&String, PortMapping)> = Vec::with_capacity(mappings.len());
         for m in mappings {
-            let owner = candidates.iter().find(|id| self.endpoints.get(*id).is_some_and(|e| e.publish.contains(m)));
+            let owner = candidates.iter().find_map(|id| {
+                let published = &self.endpoints.get(id)?.publish;
+                published.iter().find(|p| p.answers(m) && !owners.contains(&(id, **p))).map(|p| (id, *p))
+            });
             match owner {
-                Some(id) if !owners.contains(&(id, m)) => owners.push((id, m)),
-                _ => return Err(ModelError::NotPublished { mapping: m.to_string(), sandbox: sandbox.to_owned() }),
+                Some(owner) => owners.push(owner),
+                None => return Err(ModelError::NotPublished { mapping: m.to_string(), sandbox: sandbox.to_owned() }),
             }
         }
         let mut before: Vec<Endpoint> = Vec::new();
@@ -163,7 +168,7 @@ impl Model {
             if !before.iter().any(|b| b.id == endpoint.id) {
                 before.push(endpoint.clone());
             }
-            endpoint.publish.retain(|p| p != m);
+            endpoint.publish.retain(|p| *p != m);
         }
         Ok(before)
     }

@@ -12,6 +12,7 @@
 //! - [`ethtool`]: the one ethtool request AF_XDP ports need.
 //! - [`reuseport`]: the underlay's receive sockets, one per worker, steered by VNI.
 //! - [`sched`]: CPU and thread scheduling readings, thread CPU affinity.
+//! - [`ports`]: free host ports for published ports left to the daemon.
 //! - [`sockopt`]: typed `getsockopt`/`setsockopt`, a socket's kernel drops and buffer sizes.
 
 #![allow(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod mem;
 pub mod netlink;
 pub mod netns;
 pub mod packet;
+pub mod ports;
 pub mod process;
 pub mod reuseport;
 pub mod sched;

@@ -305,7 +305,7 @@ pub(crate) enum SandboxCmd {
         /// network, else the one carrying its default route).
         #[arg(long, value_name = "NET")]
         network: Option<String>,
-        /// [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp] (repeatable).
+        /// [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp] (repeatable; no host port or 0: a free one).
         #[arg(short = 'p', long = "publish", value_name = "SPEC", required = true, value_parser = parse_spec)]
         publish: Vec<PublishSpec>,
     },
@@ -316,7 +316,7 @@ pub(crate) enum SandboxCmd {
         /// Only this network's endpoint.
         #[arg(long, value_name = "NET")]
         network: Option<String>,
-        /// The ports, as they were published (repeatable).
+        /// The ports, as they were published (repeatable; no host port or 0: the one the daemon chose).
         #[arg(short = 'p', long = "publish", value_name = "SPEC", required = true, value_parser = parse_spec)]
         publish: Vec<PublishSpec>,
     },
@@ -533,7 +533,8 @@ pub(crate) enum NetworkCmd {
         /// MAC address, e.g. 02:42:ac:11:00:02.
         #[arg(long, value_name = "MAC", value_parser = parse_unicast_mac)]
         mac: Option<MacAddr>,
-        /// Publish a port: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp] (repeatable).
+        /// Publish a port: [HOST_IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|/udp] (repeatable; no host port
+        /// or 0: a free one the daemon chooses).
         #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = parse_spec)]
         publish: Vec<PublishSpec>,
         /// Make the endpoint a replica of this service (see `service publish`).
@@ -879,7 +880,8 @@ mod tests {
         assert!(parse_unicast_mac("ff:ff:ff:ff:ff:ff").is_err());
         assert!(parse_unicast_mac("02:00:00:00:00:01").is_ok());
         assert_eq!(parse_spec("8000-8001:80-81").unwrap().0.len(), 2);
-        assert!(parse_spec("80").unwrap_err().contains("no host port"));
+        assert_eq!(parse_spec("80").unwrap().0, [ctl::PortMapping::tcp(0, 80)], "a random host port");
+        assert!(parse_spec("0-1:80-81").unwrap_err().contains("starts at 0"));
         let specs = vec![parse_spec("1:2").unwrap(), parse_spec("3-4:5-6/udp").unwrap()];
         let all: Vec<String> = mappings(specs).iter().map(ToString::to_string).collect();
         assert_eq!(all, ["0.0.0.0:1:2/tcp", "0.0.0.0:3:5/udp", "0.0.0.0:4:6/udp"]);

@@ -405,6 +405,14 @@ impl Converter<'_, '_> {
             }
             let k = format!("{key}[{i}]");
             match parse_publish(&self.at(&k, &k, spec).0) {
+                // The state a stack file describes is its whole truth: a port the
+                // daemon chose would differ from the file at every apply.
+                Ok(mappings) if mappings.iter().any(PortMapping::is_random) => self.issue(
+                    &k,
+                    "a stack file gives every host port (HOST_PORT:CONTAINER_PORT); a random host port (`-p 80`) \
+                     is for network connect and sandbox publish"
+                        .to_owned(),
+                ),
                 Ok(mappings) => out.extend(mappings),
                 Err(e) => self.issue(&k, e.to_string()),
             }

@@ -434,6 +434,7 @@ impl Control {
             }
             Request::NetworkRm { name } => self.cluster_network_rm(&name).unwrap_or_else(|| self.network_rm(&name)),
             Request::NetworkConnect { network, sandbox, ip, ip6, aliases, mac, publish, service, port_type } => {
+                let publish = self.choose_host_ports(publish)?;
                 let req = Connect {
                     network,
                     sandbox,
@@ -454,6 +455,7 @@ impl Control {
             }
             Request::PortRm { interface } => self.port_rm(&interface),
             Request::SandboxPublish { sandbox, network, publish } => {
+                let publish = self.choose_host_ports(publish)?;
                 self.sandbox_publish(&sandbox, network.as_deref(), &publish)
             }
             Request::SandboxUnpublish { sandbox, network, publish } => {
@@ -461,6 +463,7 @@ impl Control {
             }
             Request::NatLs { network } => self.nat_ls(network.as_deref()),
             Request::ServicePublish { name, network, publish, mode } => {
+                let publish = self.choose_host_ports(publish)?;
                 self.service_publish_mode(&name, network.as_deref(), &publish, mode)
             }
             Request::ServiceLs => ok(self.model.services().map(|s| self.service_info(s)).collect::<Vec<_>>()),

@@ -124,7 +124,65 @@ fn publish_error(e: DatapathError) -> CtlError {
     }
 }
 
+/// Tries per random host port before giving up: each finds a port the
+/// kernel offers that is free on every address of the mapping and not
+/// published already (a mapping kept in the state whose listener could not
+/// be re-opened holds no socket).
+const PORT_TRIES: usize = 64;
+
 impl Control {
+    /// Gives every mapping left to the daemon (`-p 80`, host port 0) a free
+    /// host port, as Docker does: one the kernel offers from
+    /// `net.ipv4.ip_local_port_range`, free on each of the mapping's
+    /// listening addresses and published by nobody. Other mappings are
+    /// returned as they are. The ports are held until all are chosen, so a
+    /// request's mappings never share one; another program could still
+    /// take one before the datapath binds it, and the request then fails as
+    /// "already in use", changing nothing.
+    pub(super) fn choose_host_ports(&self, mut mappings: Vec<PortMapping>) -> Result<Vec<PortMapping>, CtlError> {
+        let mut held = Vec::new();
+        for i in 0..mappings.len() {
+            if !mappings[i].is_random() {
+                continue;
+            }
+            let m = mappings[i];
+            let addresses: Vec<(IpAddr, bool)> = m.listen_addresses().collect();
+            let mut chosen = None;
+            for _ in 0..PORT_TRIES {
+                let hold = match crate::sys::ports::hold_free_port(m.proto == PortProto::Tcp, &addresses) {
+                    Ok(crate::sys::ports::Probe::Free(hold)) => hold,
+                    Ok(crate::sys::ports::Probe::Taken(hold)) => {
+                        held.push(hold);
+                        continue;
+                    }
+                    Err(e) => {
+                        let source = e.source;
+                        return Err(publish_error(DatapathError::Listen {
+                            proto: proto(m.proto),
+                            addr: e.addr,
+                            source,
+                        }));
+                    }
+                };
+                let candidate = PortMapping { host_port: hold.port(), ..m };
+                let published = self.model.published_ports().any(|(p, _)| p.host_overlaps(&candidate))
+                    || mappings.iter().any(|p| p.host_overlaps(&candidate));
+                held.push(hold);
+                if !published {
+                    chosen = Some(candidate);
+                    break;
+                }
+            }
+            mappings[i] = chosen.ok_or_else(|| {
+                CtlError::conflict(format!(
+                    "no free host port for {}/{} after {PORT_TRIES} tries",
+                    m.container_port, m.proto
+                ))
+            })?;
+        }
+        Ok(mappings)
+    }
+
     /// Opens (or updates) `publications` in the datapath, all or nothing;
     /// nothing to do when there are none.
     pub(super) fn publish_all(&self, publications: Vec<Publication>) -> Result<(), CtlError> {
@@ -242,12 +300,19 @@ impl Control {
     ) -> Reply {
         let mut next = self.model.clone();
         let before = next.unpublish(sandbox, network, mappings).map_err(model_error)?;
-        self.datapath.unpublish(keys(mappings)).map_err(datapath_error)?;
+        // What closes, each endpoint's: the mappings as published (a random
+        // host port asked as `-p 80` is the port it was given).
+        let closed: Vec<(&Endpoint, Vec<PortMapping>)> = before
+            .iter()
+            .map(|endpoint| {
+                let kept = next.endpoint(&endpoint.id).map_or(&[][..], |e| &e.publish[..]);
+                (endpoint, endpoint.publish.iter().filter(|m| !kept.contains(m)).copied().collect())
+            })
+            .collect();
+        self.datapath.unpublish(keys(closed.iter().flat_map(|(_, m)| m))).map_err(datapath_error)?;
         if let Err(e) = self.commit(next) {
-            for endpoint in &before {
-                let back: Vec<PortMapping> =
-                    mappings.iter().filter(|m| endpoint.publish.contains(m)).copied().collect();
-                if let Err(e) = self.publish_all(endpoint_publications(&self.model, endpoint, &back)) {
+            for (endpoint, back) in &closed {
+                if let Err(e) = self.publish_all(endpoint_publications(&self.model, endpoint, back)) {
                     tracing::error!(sandbox, error = %e.message, "cannot re-open published ports");
                 }
             }

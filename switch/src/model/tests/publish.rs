@@ -118,6 +118,24 @@ fn publish_picks_the_endpoint_and_unpublish_removes_exact_mappings() {
     assert_eq!(changed[0].publish, p("1000:10").into_iter().chain(p("1001:11")).collect::<Vec<_>>(), "as before");
     assert_eq!(m.endpoint(&ea.id).unwrap().publish, p("1001:11"));
     assert!(m.endpoint(&eb.id).unwrap().publish.is_empty());
+
+    // A random host port is chosen by the daemon before the model sees it:
+    // the model refuses port 0, and unpublishing `-p 11` (port 0) closes the
+    // first mapping of that address, container port and protocol.
+    let before = snapshot(&m);
+    let r = m.publish("s1", None, &p("11"));
+    assert_refused(&m, &before, r, &["0.0.0.0:0:11/tcp"]);
+    m.publish("s1", None, &p("1003:11")).unwrap();
+    let before = snapshot(&m);
+    for other in ["12", "127.0.0.1::11", "11/udp"] {
+        let r = m.unpublish("s1", None, &p(other));
+        assert_refused(&m, &before, r, &["not published"]);
+    }
+    let r = m.unpublish("s1", None, &[p("11")[0], p("11")[0], p("11")[0]]);
+    assert_refused(&m, &before, r, &["not published"]);
+    let changed = m.unpublish("s1", None, &[p("11")[0], p("0:11")[0]]).unwrap();
+    assert_eq!(changed[0].publish, p("1001:11").into_iter().chain(p("1003:11")).collect::<Vec<_>>());
+    assert!(m.endpoint(&ea.id).unwrap().publish.is_empty(), "both mappings of 11/tcp closed");
 }
 
 #[test]
