@@ -188,6 +188,43 @@ fn egress_reaches_the_outside_by_tcp_udp_and_icmp_and_nat_ls_shows_it() {
     lab.assert_rulesets_unchanged();
 }
 
+/// Drops for `reason` on `port`'s `stats` row.
+fn port_drops(d: &Daemon, port: &str, reason: &str) -> u64 {
+    let rows: Vec<ctl::proto::PortStats> = d.ctl_json(&["stats"]);
+    rows.iter().filter(|r| r.port == port).map(|r| r.drops.get(reason).copied().unwrap_or(0)).sum()
+}
+
+#[test]
+fn a_sandbox_translates_only_its_own_addresses() {
+    if !prerequisites("a_sandbox_translates_only_its_own_addresses") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (net, sb) = (d.name("n"), d.name("a"));
+    d.network_create(&net, "10.233.0.0/24");
+    d.sandbox_create(&sb);
+    let ep = d.connect(&net, &sb, None);
+    let echo = UdpEcho::start(&lab.outside_ns, lab.far_addr, 7);
+    let own = udp_query(&sb, Ipv4Addr::UNSPECIFIED, sa(lab.far_addr, 7), b"own", Duration::from_secs(5));
+    assert!(own.is_ok(), "no echo from the sandbox's own address: {own:?}; echo saw {:?}", echo.peers());
+    assert_eq!(port_drops(d, &ep.port, "nat_spoofed_source"), 0);
+
+    // An address of the subnet the switch did not give the sandbox.
+    let claimed = Ipv4Addr::new(10, 233, 0, 99);
+    vswitch::netns_exec_ok(&sb, "ip", &["addr", "add", "10.233.0.99/24", "dev", &ep.ifname]);
+    let spoofed = udp_query(&sb, claimed, sa(lab.far_addr, 7), b"spoofed", Duration::from_secs(2));
+    assert!(spoofed.is_err(), "a datagram from {claimed} was translated: {spoofed:?}");
+    let drops = port_drops(d, &ep.port, "nat_spoofed_source");
+    assert!(drops >= 1, "the datagram from {claimed} was not counted as nat_spoofed_source");
+    let from_claimed = |f: &&Value| field(f, "sandbox_addr").starts_with(&format!("{claimed}:"));
+    assert!(!d.nat_flows(None).iter().any(|f| from_claimed(&f)), "a flow opened for {claimed}");
+    assert!(echo.peers().iter().all(|p| *p.ip() == lab.daemon_addr), "{:?}", echo.peers());
+    // Its own address still works, beside the claimed one.
+    let again = udp_query(&sb, Ipv4Addr::UNSPECIFIED, sa(lab.far_addr, 7), b"again", Duration::from_secs(5));
+    assert!(again.is_ok(), "the sandbox's own address stopped working: {again:?}");
+}
+
 /// Asserts that `ping` and `curl` from `sb` to `dst` fail at once with an
 /// unreachable error.
 #[track_caller]

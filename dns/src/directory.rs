@@ -274,6 +274,16 @@ impl Directory {
         self.askers.get(&port).is_some_and(|a| a.owns(address))
     }
 
+    /// Whether `port` is an endpoint the directory knows and `address`
+    /// (either family) is not one of its own: a packet it sends from that
+    /// address claims someone else's. A port the directory does not know
+    /// (a host interface attached as an uplink, which stands for a whole
+    /// LAN) claims nothing.
+    pub fn is_foreign_to(&self, port: PortKey, address: impl Into<IpAddr>) -> bool {
+        let address = address.into();
+        self.askers.get(&port).is_some_and(|a| !a.owns(address))
+    }
+
     /// Looks `name` (any case, trailing dot or not) up in the networks of
     /// `scope`, in order: a plain name on any of them first, then
     /// `NAME.NETWORK` on a network of the scope. Reverse names
@@ -598,6 +608,11 @@ mod tests {
         assert!(!d.owns_address(9, Ipv4Addr::UNSPECIFIED));
         assert_eq!(d.asker_by_address(3, v6("fd00:3::2")), Some(&asker));
         assert_eq!(d.asker_by_address(1, v6("fd00:3::2")), None);
+        // Another address from a known port is foreign; any from an unknown port is not.
+        assert!(!d.is_foreign_to(9, v6("fd00:3::2")));
+        assert!(d.is_foreign_to(9, v6("fd00:3::3")));
+        assert!(d.is_foreign_to(9, Ipv4Addr::new(10, 0, 0, 2)));
+        assert!(!d.is_foreign_to(10, v6("fd00:3::3")), "port 10 is not an endpoint the directory knows");
     }
 
     #[test]

@@ -144,12 +144,17 @@ pub enum DropReason {
     /// already flooded its share this second (`-o flood-limit`, storm
     /// control; see [`crate::port::FloodLimit`]).
     FloodLimited,
+    /// An IP packet a sandbox sent through its gateway to be translated
+    /// (egress, or an answer on a published port) from a source address
+    /// that is not its endpoint's own: it would open or feed flows in
+    /// another sandbox's name.
+    NatSpoofedSource,
 }
 
 impl DropReason {
     /// Every reason (counters are indexed by the enum's value, not by the
     /// position here).
-    pub const ALL: [DropReason; 42] = [
+    pub const ALL: [DropReason; 43] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -192,6 +197,7 @@ impl DropReason {
         DropReason::TunnelRxDropped,
         DropReason::Misdirected,
         DropReason::FloodLimited,
+        DropReason::NatSpoofedSource,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -241,6 +247,7 @@ impl DropReason {
             DropReason::TunnelRxDropped => "tunnel_rx_dropped",
             DropReason::Misdirected => "misdirected",
             DropReason::FloodLimited => "flood_limited",
+            DropReason::NatSpoofedSource => "nat_spoofed_source",
         }
     }
 }

@@ -603,13 +603,15 @@ impl Datapath {
             return self.nat_to_mesh(network, i);
         }
         let net = self.nets.get(network.index()).and_then(Option::as_ref);
-        let (destination, gateway_address, routed) = match frame[12..14] {
+        let (source, destination, gateway_address, routed) = match frame[12..14] {
             [0x08, 0x00] if frame.len() >= 34 => {
+                let s = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
                 let d = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
                 let routed = !(d.is_broadcast() || d.is_multicast() || d.is_unspecified() || d.is_loopback());
-                (IpAddr::V4(d), gw_address.map(IpAddr::V4), routed)
+                (IpAddr::V4(s), IpAddr::V4(d), gw_address.map(IpAddr::V4), routed)
             }
             [0x86, 0xdd] if frame.len() >= 54 => {
+                let s = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[22..38]).unwrap_or_default());
                 let d = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[38..54]).unwrap_or_default());
                 // Link-local addresses are on the link, never routed.
                 let routed = !(d.is_multicast()
@@ -617,7 +619,7 @@ impl Datapath {
                     || d.is_loopback()
                     || d.segments()[0] & 0xffc0 == 0xfe80
                     || d.to_ipv4_mapped().is_some());
-                (IpAddr::V6(d), gw_address6.map(IpAddr::V6), routed)
+                (IpAddr::V6(s), IpAddr::V6(d), gw_address6.map(IpAddr::V6), routed)
             }
             _ => return false,
         };
@@ -632,6 +634,12 @@ impl Datapath {
         }
         let entry = self.batch.entry(i);
         let ingress = entry.port;
+        // A sandbox translates only its own addresses: flows belong to the
+        // source address, and another's would outlive that endpoint.
+        if self.dns.directory.is_foreign_to(ingress.0, source) {
+            self.bridge.count_drop(ingress, DropReason::NatSpoofedSource);
+            return true;
+        }
         let tso = if destination.is_ipv4() { VirtioNetHdr::GSO_TCPV4 } else { VirtioNetHdr::GSO_TCPV6 };
         if entry.gso() && entry.hdr.gso_kind() != tso {
             self.bridge.count_drop(ingress, DropReason::NatUnsupported);

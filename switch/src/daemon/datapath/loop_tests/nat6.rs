@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TcpOptionElement, TransportHeader};
 
-use super::super::handle::NetworkSpec;
+use super::super::handle::{Command, NetworkSpec};
 use super::super::testing::frames::{gw_mac, ip, ip6, mac};
 use super::super::testing::{Harness, Sent, dual_network};
 use crate::counters::DropReason;
@@ -219,4 +219,47 @@ fn ipv6_frames_with_unhandled_extension_headers_are_dropped_by_name() {
     h.inject(sb, &frame);
     h.run_until_idle();
     assert_eq!(h.drops(sb, DropReason::NatIpv6Extension), 0);
+}
+
+#[test]
+fn a_sandbox_that_claims_another_address_opens_no_flow() {
+    let mut h = Harness::new();
+    let net = h.network(NetworkSpec { egress: true, ..dual_network(0) });
+    let sb = h.endpoint(net);
+    let mut directory = dns::Directory::new();
+    let asker = dns::Asker {
+        address: Some(ip(2)),
+        address6: Some(ip6(2)),
+        network: net.0,
+        scope: vec![net.0],
+        forwarding: false,
+        upstreams: std::sync::Arc::from([]),
+    };
+    directory.add_asker(sb.0, asker);
+    h.call(|reply| Command::SetDns { directory: Box::new(directory), reply });
+    // The documentation prefix: the frame is dropped before any socket opens.
+    let outside = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    for claimed in [ip6(3), Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x99)] {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2(mac(2).0, gw_mac().0)
+            .ipv6(claimed.octets(), outside.octets(), 64)
+            .udp(5000, 53)
+            .write(&mut frame, b"not mine")
+            .unwrap();
+        h.inject(sb, &frame);
+        h.inject(
+            sb,
+            &from_sandbox(
+                SocketAddr::new(claimed.into(), 40_000),
+                SocketAddr::new(outside.into(), 80),
+                1,
+                0,
+                true,
+                b"",
+            ),
+        );
+    }
+    h.run_until_idle();
+    assert_eq!(h.drops(sb, DropReason::NatSpoofedSource), 4);
+    assert!(h.dp.nat_flows().is_empty(), "a flow opened for another address: {:?}", h.dp.nat_flows());
 }
