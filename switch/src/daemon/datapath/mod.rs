@@ -52,7 +52,6 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use vxlan::{PeerTable, PeerTableConfig, Vni};
 
-use handle::Command;
 pub use handle::{
     DatapathError, DatapathHandle, Gateway6Spec, GatewaySpec, ImpairSnapshot, KeyState, NetworkSpec, PortRole,
     RemoteEndpoint, Snapshot, TunnelPortInfo, endpoint_port, gateway_port,
@@ -186,7 +185,7 @@ struct Reports {
 
 struct Datapath {
     poll: Poll,
-    inbox: Receiver<Command>,
+    inbox: Receiver<handle::Queued>,
     bridge: Bridge,
     ports: Vec<Option<PortIo>>,
     nets: Vec<Option<NetInfo>>,
@@ -289,7 +288,7 @@ struct Datapath {
 impl Datapath {
     fn new(
         poll: Poll,
-        inbox: Receiver<Command>,
+        inbox: Receiver<handle::Queued>,
         tunnel: Option<Tunnel>,
         secret: Option<ClusterSecret>,
         dns: dns::DnsService,
@@ -1153,7 +1152,11 @@ impl Datapath {
     }
 
     fn handle_commands(&mut self) {
-        while let Ok(command) = self.inbox.try_recv() {
+        while let Ok(handle::Queued { command, claim }) = self.inbox.try_recv() {
+            // Its caller gave up waiting: it never runs (see `handle::Claim`).
+            if claim.is_some_and(|claim| !claim.take()) {
+                continue;
+            }
             self.handle(command);
         }
     }
