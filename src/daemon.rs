@@ -288,6 +288,18 @@ impl Daemon {
         self.ctl_json(&args)
     }
 
+    /// Creates each of `sandboxes` and connects it to `network` (addresses
+    /// from the network's pool); their endpoints, in order.
+    pub fn sandboxes_on(&self, network: &str, sandboxes: &[&str]) -> Vec<EndpointInfo> {
+        sandboxes
+            .iter()
+            .map(|s| {
+                self.sandbox_create(s);
+                self.connect(network, s, None)
+            })
+            .collect()
+    }
+
     /// Records the TAP names of all endpoints, so they can be removed even if
     /// the daemon dies.
     pub fn remember_ports(&self) {

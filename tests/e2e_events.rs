@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ctl::MacAddr;
-use ctl::proto::{EndpointInfo, FdbEntry};
+use ctl::proto::FdbEntry;
 use serde_json::Value;
 use vswitch::encrypted::{SecretFile, encrypted_vtep_daemon};
 use vswitch::overlay::{ip_of, sandbox_on, tunnel_port};
@@ -179,13 +179,7 @@ fn events_follow_ports_macs_flapping_drops_and_gone_sandboxes() {
     let f = Follower::start(&d);
 
     // Ports come up as sandboxes connect.
-    let eps: Vec<EndpointInfo> = [&a, &b]
-        .iter()
-        .map(|s| {
-            d.sandbox_create(s);
-            d.connect(&net, s, None)
-        })
-        .collect();
+    let eps = d.sandboxes_on(&net, &[&a, &b]);
     let (ea, eb) = (&eps[0], &eps[1]);
     for (s, e) in [(&a, ea), (&b, eb)] {
         let up = f.wait_event("port_up", &[("port", &e.port), ("sandbox", s), ("reason", "connected")]);

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use ctl::MacAddr;
-use ctl::proto::{EndpointInfo, FdbEntry, FdbKind, FlushResult};
+use ctl::proto::{FdbEntry, FdbKind, FlushResult};
 use vswitch::{Capture, Daemon, Frame, inject_frame, ping, require_root, wait_for, wait_until};
 
 /// An Ethernet frame with the local-experimental EtherType and a marker.
@@ -52,13 +52,7 @@ fn learned_entries_age_out_static_entries_stay() {
     let net = d.name("n");
     let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
     d.network_create(&net, "10.204.0.0/24");
-    let eps: Vec<EndpointInfo> = [&a, &b, &c]
-        .iter()
-        .map(|s| {
-            d.sandbox_create(s);
-            d.connect(&net, s, None)
-        })
-        .collect();
+    let eps = d.sandboxes_on(&net, &[&a, &b, &c]);
     let (ea, eb, ec) = (&eps[0], &eps[1], &eps[2]);
     d.ctl_ok(&["config", "set", "aging-time", "10"]);
     assert_eq!(d.ctl_ok(&["config", "show"]), "aging-time 10\n");

@@ -78,13 +78,7 @@ fn a_flood_limit_caps_each_ports_floods_and_leaves_its_unicast_alone() {
     assert_eq!(info.options.get("flood-limit").map(String::as_str), Some("50"), "{info:?}");
     let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
     let started = Instant::now();
-    let eps: Vec<EndpointInfo> = [&a, &b, &c]
-        .iter()
-        .map(|s| {
-            d.sandbox_create(s);
-            d.connect(&net, s, None)
-        })
-        .collect();
+    let eps = d.sandboxes_on(&net, &[&a, &b, &c]);
     let (ea, eb, ec) = (&eps[0], &eps[1], &eps[2]);
     // Addresses resolve (ARP's broadcasts are within the limit) and every MAC is learned.
     for (from, to) in [(&a, eb), (&b, ec), (&c, ea)] {
