@@ -76,6 +76,13 @@ fn every_node_serves_an_ingress_service_over_every_replica() {
         servers.push(HttpServer::start(r, Ipv4Addr::UNSPECIFIED, 80, r));
         d.ctl_ok(&["network", "connect", &net, r, "--service", "web"]);
     }
+    // Every host serves an ingress service's ports: a random one is refused, changing nothing.
+    let e = c.host(0).ctl_err(&["service", "publish", "web", "--network", &net, "-p", "80"]);
+    assert!(e.contains("give each host port"), "{e}");
+    assert!(
+        c.host(0).ctl(&["service", "inspect", "web"]).status.code() != Some(0),
+        "a refused publish made the service"
+    );
     // Published on host 1; every host serves it.
     let published: ServiceInfo = c.host(0).ctl_json(&["service", "publish", "web", "--network", &net, "-p", "8080:80"]);
     assert_eq!(published.mode, ServiceMode::Ingress, "the default on a cluster overlay");

@@ -254,6 +254,15 @@ impl Directory {
         self.askers.insert(port, asker);
     }
 
+    /// Forgets the asker behind `port` (its port was removed): its id may
+    /// be reused by another endpoint before the next directory arrives,
+    /// and that endpoint is not the one that asked.
+    pub fn forget_port(&mut self, port: PortKey) {
+        if self.askers.remove(&port).is_some() {
+            self.by_address.retain(|_, p| *p != port);
+        }
+    }
+
     /// The asker behind `port`, if the port is an endpoint the switch knows.
     pub fn asker(&self, port: PortKey) -> Option<&Asker> {
         self.askers.get(&port)
@@ -613,6 +622,9 @@ mod tests {
         assert!(d.is_foreign_to(9, v6("fd00:3::3")));
         assert!(d.is_foreign_to(9, Ipv4Addr::new(10, 0, 0, 2)));
         assert!(!d.is_foreign_to(10, v6("fd00:3::3")), "port 10 is not an endpoint the directory knows");
+        d.forget_port(9);
+        assert!(!d.is_foreign_to(9, v6("fd00:3::3")), "a removed port claims nothing");
+        assert_eq!((d.asker(9), d.asker_by_address(3, v6("fd00:3::2"))), (None, None));
     }
 
     #[test]

@@ -880,7 +880,9 @@ impl Bridge {
         if self.replicas > 0
             && let Some(punt) = self.replica_miss(now, &rx)
         {
-            plan.push(index, punt);
+            if !self.replica_flood_limited(now, &rx) {
+                plan.push(index, punt);
+            }
             return;
         }
         let Bridge { ports, networks, unknown_port, events, flaps, .. } = self;
@@ -1013,6 +1015,30 @@ impl Bridge {
                 port.counters.drops.count(DropReason::NoEgress);
             }
         }
+    }
+
+    /// On a replica, before handing frame `rx` to the owner: true (and the
+    /// frame dropped as `flood_limited`) when the owner would flood it (a
+    /// group or unknown destination) and its port has flooded its share
+    /// from this worker's queue. The owner's bucket is the exact limit (it
+    /// sees the port's frames from every queue); this one keeps a flooding
+    /// port from filling the owner's hand-over room, shared by every port,
+    /// with frames the owner would drop.
+    fn replica_flood_limited(&mut self, now: Timestamp, rx: &RxFrame<'_>) -> bool {
+        let Some(port) = self.ports.get(rx.port.index()).and_then(Option::as_ref) else { return false };
+        let Some(limit) = port.config.flood_limit else { return false };
+        let Ok(frame) = EthernetFrame::new_checked(rx.bytes) else { return false };
+        let dst = frame.destination();
+        let net = self.networks.get(port.config.network.index()).and_then(Option::as_ref);
+        if !dst.is_group() && net.is_some_and(|net| net.fdb.lookup(dst, now, net.aging).is_some()) {
+            return false;
+        }
+        let Some(port) = self.ports.get_mut(rx.port.index()).and_then(Option::as_mut) else { return false };
+        if port.flood.take(limit, now) {
+            return false;
+        }
+        port.counters.drops.count(DropReason::FloodLimited);
+        true
     }
 
     /// For a frame from a port of a replica network: the port toward the

@@ -509,6 +509,34 @@ fn a_replica_forwards_known_unicast_between_its_ports_and_hands_the_rest_to_the_
 }
 
 #[test]
+fn a_replica_hands_the_owner_no_more_floods_of_a_limited_port_than_the_limit() {
+    let (mut owner, mut replica) = owner_and_replica();
+    let limited = PortConfig { flood_limit: crate::port::FloodLimit::new(2), ..PortConfig::access(NET_A) };
+    replica.remove_port(PortId(1)).unwrap();
+    replica.add_port(PortId(1), limited).unwrap();
+    // Learned on the owner and replicated: 1 and 2 are known here.
+    send(&mut owner, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60));
+    send(&mut owner, T0, 2, &frame(MacAddr::BROADCAST, mac(2), 60));
+    sync(&mut owner, &mut replica);
+    for n in 0..2 {
+        assert_eq!(send(&mut replica, T0, 1, &frame(mac(40 + n), mac(1), 60)), vec![PUNT], "flood {n}: the owner's");
+    }
+    assert!(send(&mut replica, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60)).is_empty(), "beyond the share");
+    assert!(send(&mut replica, T0, 1, &frame(mac(41), mac(1), 60)).is_empty(), "unknown unicast too");
+    assert_eq!(drops(&replica, 1, DropReason::FloodLimited), 2);
+    // Known unicast between the replica's ports, and to the owner's, still goes.
+    assert_eq!(send(&mut replica, T0, 1, &frame(mac(2), mac(1), 60)), vec![2]);
+    send(&mut owner, T0, 3, &frame(MacAddr::BROADCAST, mac(3), 60));
+    sync(&mut owner, &mut replica);
+    assert_eq!(send(&mut replica, T0, 1, &frame(mac(3), mac(1), 60)), vec![PUNT], "known, behind the owner");
+    // An unlimited port hands every flood over.
+    for _ in 0..5 {
+        assert_eq!(send(&mut replica, T0, 2, &frame(MacAddr::BROADCAST, mac(2), 60)), vec![PUNT]);
+    }
+    assert_eq!(send(&mut replica, Timestamp(500), 1, &frame(MacAddr::BROADCAST, mac(1), 60)), vec![PUNT], "earned");
+}
+
+#[test]
 fn a_replica_never_forwards_into_another_network_and_reports_what_it_forwarded_for() {
     let (mut owner, mut replica) = owner_and_replica();
     replica.add_network(NET_B, NetworkConfig::default()).unwrap();

@@ -152,7 +152,9 @@ impl Model {
             }
         };
         let mut owners: Vec<(&String, PortMapping)> = Vec::with_capacity(mappings.len());
-        for m in mappings {
+        // Exact mappings first: a random one (`-p 80`) then takes what is left.
+        let (random, exact): (Vec<&PortMapping>, Vec<&PortMapping>) = mappings.iter().partition(|m| m.is_random());
+        for m in exact.into_iter().chain(random) {
             let owner = candidates.iter().find_map(|id| {
                 let published = &self.endpoints.get(id)?.publish;
                 published.iter().find(|p| p.answers(m) && !owners.contains(&(id, **p))).map(|p| (id, *p))

@@ -352,7 +352,8 @@ pub(crate) enum ServiceCmd {
         /// all on one network).
         #[arg(long, value_name = "NET")]
         network: Option<String>,
-        /// [HOST_IP:]PUBLISHED[-END]:TARGET[-END][/tcp|/udp] (repeatable).
+        /// [HOST_IP:][PUBLISHED[-END]:]TARGET[-END][/tcp|/udp] (repeatable; no published port or 0: a free one,
+        /// host mode only).
         #[arg(short = 'p', long = "publish", value_name = "SPEC", required = true, value_parser = parse_spec)]
         publish: Vec<PublishSpec>,
         /// `ingress`: every cluster node serves the ports over every replica (the default on

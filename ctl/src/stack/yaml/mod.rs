@@ -410,7 +410,7 @@ impl Converter<'_, '_> {
                 Ok(mappings) if mappings.iter().any(PortMapping::is_random) => self.issue(
                     &k,
                     "a stack file gives every host port (HOST_PORT:CONTAINER_PORT); a random host port (`-p 80`) \
-                     is for network connect and sandbox publish"
+                     is for network connect, sandbox publish and service publish"
                         .to_owned(),
                 ),
                 Ok(mappings) => out.extend(mappings),

@@ -249,10 +249,13 @@ impl Control {
         &mut self,
         name: &str,
         network: Option<&str>,
-        mappings: &[PortMapping],
+        mappings: Vec<PortMapping>,
         mode: Option<ServiceMode>,
     ) -> Reply {
         let existing = self.model.service(name).ok().cloned();
+        let random = mappings.iter().any(PortMapping::is_random);
+        let resolved = self.choose_host_ports(mappings)?;
+        let mappings = &resolved[..];
         let mut next = self.model.clone();
         let service = next.publish_service(name, network, mappings).map_err(model_error)?;
         let cluster_network =
@@ -268,6 +271,15 @@ impl Control {
         };
         if mode == ServiceMode::Host {
             return self.service_publish(name, network, mappings);
+        }
+        if random {
+            // Every node listens on an ingress service's ports: a port free
+            // here may be taken on another node, so the operator gives them
+            // (as swarm's published ports).
+            return Err(CtlError::invalid_argument(
+                "an ingress service's ports are served by every node: give each host port (PUBLISHED:TARGET), or \
+                 publish with --mode host",
+            ));
         }
         if !cluster_network {
             return Err(CtlError::invalid_argument(

@@ -463,8 +463,7 @@ impl Control {
             }
             Request::NatLs { network } => self.nat_ls(network.as_deref()),
             Request::ServicePublish { name, network, publish, mode } => {
-                let publish = self.choose_host_ports(publish)?;
-                self.service_publish_mode(&name, network.as_deref(), &publish, mode)
+                self.service_publish_mode(&name, network.as_deref(), publish, mode)
             }
             Request::ServiceLs => ok(self.model.services().map(|s| self.service_info(s)).collect::<Vec<_>>()),
             Request::ServiceInspect { name } => {

@@ -397,6 +397,16 @@ fn bind(proto: Proto, addr: SocketAddr) -> io::Result<ListenerSocket> {
     }
 }
 
+/// The IP source address of an Ethernet frame carrying IPv4 or IPv6 (no
+/// VLAN tag), if it is long enough to hold one.
+fn ip_source(frame: &[u8]) -> Option<IpAddr> {
+    match frame.get(12..14)? {
+        [0x08, 0x00] => <[u8; 4]>::try_from(frame.get(26..30)?).ok().map(|a| IpAddr::V4(a.into())),
+        [0x86, 0xdd] => <[u8; 16]>::try_from(frame.get(22..38)?).ok().map(|a| IpAddr::V6(a.into())),
+        _ => None,
+    }
+}
+
 /// `addr` with an IPv4-mapped IPv6 address as the IPv4 address it maps.
 fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
@@ -674,6 +684,12 @@ impl Datapath {
             return false;
         }
         let ingress = self.batch.entry(i).port;
+        // Answers of remote replicas come through tunnels; a local endpoint
+        // may not pass for one.
+        if ip_source(frame).is_some_and(|source| self.dns.directory.is_foreign_to(ingress.0, source)) {
+            self.bridge.count_drop(ingress, DropReason::NatSpoofedSource);
+            return true;
+        }
         if self.batch.entry(i).gso() || !self.nat.translator.owns(network, frame) {
             self.bridge.count_drop(ingress, DropReason::MeshStray);
             return true;

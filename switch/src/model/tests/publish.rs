@@ -133,6 +133,10 @@ fn publish_picks_the_endpoint_and_unpublish_removes_exact_mappings() {
     }
     let r = m.unpublish("s1", None, &[p("11")[0], p("11")[0], p("11")[0]]);
     assert_refused(&m, &before, r, &["not published"]);
+    // `-p 11` and `-p 1001:11` together: the exact one is 1001, the random one the other.
+    let mut both = m.clone();
+    both.unpublish("s1", None, &[p("11")[0], p("1001:11")[0]]).unwrap();
+    assert!(both.endpoint(&ea.id).unwrap().publish.is_empty());
     let changed = m.unpublish("s1", None, &[p("11")[0], p("0:11")[0]]).unwrap();
     assert_eq!(changed[0].publish, p("1001:11").into_iter().chain(p("1003:11")).collect::<Vec<_>>());
     assert!(m.endpoint(&ea.id).unwrap().publish.is_empty(), "both mappings of 11/tcp closed");

@@ -158,6 +158,33 @@ fn a_remote_replica_is_reached_from_the_mesh_station_and_answers_back_through_th
     h.run_until_idle();
     assert_eq!(h.drops(tunnel, DropReason::MeshStray), 1);
 
+    // A local endpoint passing for the replica (its address and port) to
+    // the mesh MAC feeds no flow: dropped as spoofed on its own port.
+    let local = h.endpoint(net);
+    let mut directory = dns::Directory::new();
+    let asker = dns::Asker {
+        address: Some(ip(2)),
+        address6: None,
+        network: net.0,
+        scope: vec![net.0],
+        forwarding: false,
+        upstreams: std::sync::Arc::from([]),
+    };
+    directory.add_asker(local.0, asker);
+    h.call(|reply| Command::SetDns { directory: Box::new(directory), reply });
+    let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (syn.dst.ip(), syn.src.ip()) else { panic!("IPv4") };
+    let mut forged = Vec::new();
+    PacketBuilder::ethernet2(mac(2).0, MESH_MAC.0)
+        .ipv4(s.octets(), d.octets(), 64)
+        .tcp(syn.dst.port(), syn.src.port(), 9_007, 65_535)
+        .ack(seq + 4)
+        .write(&mut forged, b"forged")
+        .unwrap();
+    h.inject(local, &forged);
+    h.run_until_idle();
+    assert_eq!(h.drops(local, DropReason::NatSpoofedSource), 1);
+    assert_eq!(h.drops(local, DropReason::MeshStray), 0);
+
     // The mesh station goes: its entry too, and new clients have no backend.
     set_mesh(&mut h, net, None).unwrap();
     assert_eq!(h.lookup(net, MESH_MAC), None);
