@@ -295,3 +295,69 @@ fn inspect_is_docker_shaped_and_disconnect_releases_the_address() {
     let ls: Value = d.ctl_json(&["network", "ls"]);
     assert!(!ls.to_string().contains(&net), "{ls}");
 }
+
+/// `vswitchctl network prune` answering the prompt with `answer`.
+fn prune_answering(d: &Daemon, answer: &str) -> String {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(&vswitch::Binaries::get().vswitchctl)
+        .arg("--socket")
+        .arg(d.socket())
+        .args(["network", "prune"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vswitchctl runs");
+    child.stdin.take().expect("piped").write_all(answer.as_bytes()).expect("answer the prompt");
+    let out = child.wait_with_output().expect("vswitchctl ends");
+    assert!(out.status.success(), "network prune: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Are you sure"), "no prompt");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
+    if !require_root("network_ls_filters_and_prune_removes_only_unused_custom_networks") {
+        return;
+    }
+    let mut d = Daemon::start();
+    let (used, idle, idle2, sb) = (d.name("used"), d.name("idle"), d.name("idle2"), d.name("s"));
+    d.network_create(&used, "10.209.0.0/24");
+    let idle_info = d.network_create(&idle, "10.209.1.0/24");
+    d.network_create(&idle2, "10.209.2.0/24");
+    d.sandbox_create(&sb);
+    d.connect(&used, &sb, None);
+    let names = |d: &Daemon, args: &[&str]| -> Vec<String> {
+        let mut full = vec!["network", "ls"];
+        full.extend_from_slice(args);
+        let rows: Vec<Value> = d.ctl_json(&full);
+        rows.iter().map(|r| r["name"].as_str().expect("a name").to_owned()).collect()
+    };
+    assert_eq!(names(&d, &["-f", "type=builtin"]), ["bridge", "host", "none"]);
+    assert_eq!(names(&d, &["-f", "dangling=true"]), [idle.clone(), idle2.clone()], "custom networks without endpoints");
+    assert_eq!(names(&d, &["-f", &format!("name={}", d.prefix()), "-f", "dangling=false"]), [used.as_str()]);
+    assert_eq!(names(&d, &["-f", &format!("name={idle}"), "-f", "driver=overlay"]), Vec::<String>::new());
+    let quiet = d.ctl_ok(&["network", "ls", "-q", "-f", &format!("id={}", &idle_info.id[..6])]);
+    assert_eq!(quiet.trim(), &idle_info.id[..12], "-q prints short IDs");
+    let whole = d.ctl_ok(&["network", "ls", "-q", "--no-trunc", "-f", &format!("name={idle2}")]);
+    assert_eq!(whole.trim().len(), 64);
+    let refused = d.ctl(&["network", "ls", "-f", "label=tier"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "a usage error: {err}");
+    assert!(err.contains("carry no labels"), "{err}");
+
+    // Without -f, prune asks; anything but yes keeps every network.
+    assert_eq!(prune_answering(&d, "n\n"), "");
+    assert_eq!(names(&d, &["-f", "dangling=true"]).len(), 2, "a declined prune removed networks");
+    let out = prune_answering(&d, "y\n");
+    let mut deleted: Vec<&str> = out.lines().collect();
+    assert_eq!(deleted.first(), Some(&"Deleted Networks:"), "{out}");
+    deleted.remove(0);
+    deleted.sort();
+    assert_eq!(deleted, [idle.as_str(), idle2.as_str()], "{out}");
+    // What is used stays, and the removal is saved.
+    d.restart();
+    let left = names(&d, &[]);
+    assert!(left.contains(&used) && !left.contains(&idle) && !left.contains(&idle2), "{left:?}");
+    assert_eq!(d.ctl_ok(&["network", "prune", "-f"]), "", "nothing left to prune");
+}

@@ -6,9 +6,11 @@
 //! - [`publish`]: published ports (`-p` specs) and `docker port`'s output.
 //! - [`impair`]: link impairment settings and their netem-style units.
 //! - [`stack`]: stack files, the declarative desired state of `apply` and `export`.
+//! - [`filter`]: `network ls --filter`, Docker's network filters.
 
 pub mod addr;
 pub mod client;
+pub mod filter;
 pub mod impair;
 pub mod proto;
 pub mod publish;

@@ -179,6 +179,23 @@ fn network_ls_prints_a_docker_style_table_or_json() {
     );
     let (out, _) = run_ok(&["network", "ls", "--json"], vec![Reply::Ok(payload.clone())]);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), payload);
+    // Filters and -q apply to the daemon's rows here.
+    let (out, _) = run_ok(&["network", "ls", "--json", "-f", "driver=overlay"], vec![Reply::Ok(payload.clone())]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!([payload[1]]));
+    let (out, _) = run_ok(&["network", "ls", "-q", "-f", "name=blu"], vec![Reply::Ok(payload.clone())]);
+    assert_eq!(out, "3f1c0a9e5b7d\n");
+    let (out, _) = run_ok(&["network", "ls", "-q", "--no-trunc", "-f", "dangling=true"], vec![Reply::Ok(payload)]);
+    assert_eq!(out, "3f1c0a9e5b7d4e2a\naa\n", "custom networks without endpoints");
+}
+
+#[test]
+fn network_prune_reports_what_the_daemon_removed() {
+    let pruned = json!({"networks_deleted": ["idle", "old"]});
+    let (out, reqs) = run_ok(&["network", "prune", "--force"], vec![Reply::Ok(pruned)]);
+    assert_eq!(reqs, vec![Request::NetworkPrune]);
+    assert_eq!(out, "Deleted Networks:\nidle\nold\n");
+    let (out, _) = run_ok(&["network", "prune", "-f"], vec![Reply::Ok(json!({"networks_deleted": []}))]);
+    assert_eq!(out, "", "nothing removed, nothing printed");
 }
 
 #[test]

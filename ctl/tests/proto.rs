@@ -47,6 +47,7 @@ fn one_of_each() -> Vec<Request> {
         Request::NetworkLs,
         Request::NetworkInspect { name: "blue".into() },
         Request::NetworkRm { name: "blue".into() },
+        Request::NetworkPrune,
         Request::NetworkConnect {
             network: "blue".into(),
             sandbox: "web".into(),

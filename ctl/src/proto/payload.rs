@@ -106,7 +106,8 @@ pub struct EndpointResource {
 pub struct NetworkSummary {
     /// Network name.
     pub name: String,
-    /// Short ID (12 characters, as `docker network ls` prints).
+    /// The whole ID (`network ls` prints its first 12 characters, as
+    /// `docker network ls` does).
     pub id: String,
     /// Network driver.
     pub driver: Driver,
@@ -125,6 +126,21 @@ pub struct NetworkSummary {
     /// IPv6 subnet, if the network has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet6: Option<Ipv6Net>,
+    /// How many endpoints (sandboxes) the network has on this node.
+    #[serde(default)]
+    pub endpoints: usize,
+    /// One of the networks every daemon has (`bridge`, `host`, `none`):
+    /// Docker's `type=builtin`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub predefined: bool,
+}
+
+/// Reply to `network_prune`: what was removed, as `docker network prune`
+/// reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    /// Names of the networks removed, in the order they were.
+    pub networks_deleted: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -324,6 +324,9 @@ pub enum Request {
         /// Network name or ID prefix.
         name: String,
     },
+    /// Remove every local custom network that nothing uses: no endpoint, no
+    /// uplink (`docker network prune`). Reply: [`Pruned`](super::Pruned).
+    NetworkPrune,
     /// Create an endpoint connecting `sandbox` to `network`. Reply: [`EndpointInfo`](super::EndpointInfo).
     NetworkConnect {
         /// Network name or ID prefix.
@@ -585,6 +588,7 @@ impl Request {
         "network_ls",
         "network_inspect",
         "network_rm",
+        "network_prune",
         "network_connect",
         "network_disconnect",
         "network_key_rotate",
@@ -667,6 +671,7 @@ impl Request {
             Self::NetworkLs => "network_ls",
             Self::NetworkInspect { .. } => "network_inspect",
             Self::NetworkRm { .. } => "network_rm",
+            Self::NetworkPrune => "network_prune",
             Self::NetworkConnect { .. } => "network_connect",
             Self::NetworkDisconnect { .. } => "network_disconnect",
             Self::NetworkKeyRotate { .. } => "network_key_rotate",

@@ -390,6 +390,11 @@ pub(crate) enum NatCmd {
     },
 }
 
+/// Checks one `--filter KEY=VALUE` of `network ls` on its own.
+fn parse_filter(s: &str) -> Result<String, String> {
+    ctl::filter::NetworkFilter::parse(&[s.to_owned()]).map(|_| s.to_owned()).map_err(|e| e.to_string())
+}
+
 /// Network driver names for the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum DriverArg {
@@ -502,7 +507,24 @@ pub(crate) enum NetworkCmd {
     },
     /// List networks.
     #[command(alias = "list")]
-    Ls,
+    Ls {
+        /// Only the IDs, one per line.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Only networks that match: driver=, id= (its start), name= (part of it), scope=,
+        /// type=custom|builtin, dangling=true|false (repeatable; one key's values are alternatives).
+        #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = parse_filter)]
+        filter: Vec<String>,
+        /// Whole network IDs.
+        #[arg(long)]
+        no_trunc: bool,
+    },
+    /// Remove every custom network that nothing uses (no endpoint, no uplink); asks first.
+    Prune {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Show details of networks as a JSON array.
     Inspect {
         /// Network names or ID prefixes.

@@ -89,6 +89,64 @@ impl Ctx {
     }
 }
 
+/// `network ls`: the daemon's list, filtered here; IDs only with `-q`.
+fn network_ls(ctx: &mut Ctx, quiet: bool, filter: &[String], no_trunc: bool) -> Result<()> {
+    let filter = ctl::filter::NetworkFilter::parse(filter)?;
+    let value = ctx.call(&Request::NetworkLs)?;
+    let unexpected = |e: serde_json::Error| anyhow::anyhow!("unexpected reply from vswitchd: {e}");
+    let raw: Vec<Value> = serde_json::from_value(value).map_err(unexpected)?;
+    // The rows that pass, each as the daemon sent it and as read here.
+    let mut kept = Vec::with_capacity(raw.len());
+    for row in raw {
+        let net: NetworkSummary = serde_json::from_value(row.clone()).map_err(unexpected)?;
+        if filter.matches(&net) {
+            kept.push((row, net));
+        }
+    }
+    if ctx.json {
+        return ctx.print_json(&Value::Array(kept.into_iter().map(|(row, _)| row).collect()));
+    }
+    let nets: Vec<NetworkSummary> = kept.into_iter().map(|(_, net)| net).collect();
+    if quiet {
+        for n in &nets {
+            let id = if no_trunc { n.id.as_str() } else { &n.id[..n.id.len().min(12)] };
+            writeln!(ctx.out, "{id}")?;
+        }
+        return Ok(());
+    }
+    render::networks(&mut ctx.out, &nets, no_trunc)?;
+    Ok(())
+}
+
+/// `network prune`: asks (unless `--force`), then has the daemon remove
+/// every unused custom network; prints what went, as Docker does.
+fn network_prune(ctx: &mut Ctx, force: bool) -> Result<()> {
+    if !force {
+        eprint!(
+            "WARNING! This will remove all custom networks not used by at least one sandbox or uplink.\nAre you \
+             sure you want to continue? [y/N] "
+        );
+        let mut answer = String::new();
+        io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    let value = ctx.call(&Request::NetworkPrune)?;
+    if ctx.json {
+        return ctx.print_json(&value);
+    }
+    let pruned: ctl::proto::Pruned =
+        serde_json::from_value(value).map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;
+    if !pruned.networks_deleted.is_empty() {
+        writeln!(ctx.out, "Deleted Networks:")?;
+        for name in &pruned.networks_deleted {
+            writeln!(ctx.out, "{name}")?;
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     let mut ctx = Ctx { cli_socket: cli.socket, client: None, json: cli.json, out: io::stdout().lock() };
     match cli.command {
@@ -285,7 +343,8 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
             });
             ctx.show(&req, |w, n: NetworkInfo| writeln!(w, "{}", n.id))
         }
-        NetworkCmd::Ls => ctx.show(&Request::NetworkLs, |w, n: Vec<NetworkSummary>| render::networks(w, &n)),
+        NetworkCmd::Ls { quiet, filter, no_trunc } => network_ls(ctx, quiet, &filter, no_trunc),
+        NetworkCmd::Prune { force } => network_prune(ctx, force),
         NetworkCmd::Inspect { names } => {
             // Always a JSON array, like `docker network inspect`.
             let (values, _) = inspect_each::<NetworkInfo>(ctx, names, |name| Request::NetworkInspect { name })?;

@@ -10,10 +10,11 @@ use ctl::proto::{
 use crate::table::Table;
 
 /// `network ls`, like `docker network ls`.
-pub(crate) fn networks(w: &mut dyn Write, nets: &[NetworkSummary]) -> io::Result<()> {
+pub(crate) fn networks(w: &mut dyn Write, nets: &[NetworkSummary], whole_ids: bool) -> io::Result<()> {
     let mut t = Table::new(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"]);
     for n in nets {
-        t.row(vec![short_id(&n.id), n.name.clone(), n.driver.to_string(), n.scope.clone()]);
+        let id = if whole_ids { n.id.clone() } else { short_id(&n.id) };
+        t.row(vec![id, n.name.clone(), n.driver.to_string(), n.scope.clone()]);
     }
     t.write(w)
 }

@@ -427,7 +427,12 @@ impl Control {
             Request::SandboxLs => ok(self.model.sandboxes().map(|s| self.sandbox_info(&s.name)).collect::<Vec<_>>()),
             Request::SandboxRm { name } => self.sandbox_rm(&name),
             Request::NetworkCreate(req) => self.network_create(req),
-            Request::NetworkLs => ok(self.model.networks().into_iter().map(network_summary).collect::<Vec<_>>()),
+            Request::NetworkLs => {
+                let summaries: Vec<_> =
+                    self.model.networks().into_iter().map(|n| network_summary(&self.model, n)).collect();
+                ok(summaries)
+            }
+            Request::NetworkPrune => self.network_prune(),
             Request::NetworkInspect { name } => {
                 let network = self.model.network(&name).map_err(model_error)?;
                 ok(self.network_info(network))
@@ -676,6 +681,34 @@ impl Control {
             link.forget_view(network.network_index);
         }
         ok(Ack {})
+    }
+
+    /// `network prune`: removes, one by one as `network rm` would, every
+    /// local custom network that nothing uses: no endpoint, and no uplink
+    /// but a macvlan network's own parent (Docker prunes those too). A
+    /// network that cannot be removed (a service publishes on it, or its
+    /// removal cannot be saved) is kept, and the reason logged. Cluster
+    /// networks are left to `network rm`: other nodes may use them.
+    fn network_prune(&mut self) -> Reply {
+        let unused: Vec<String> = self
+            .model
+            .networks()
+            .into_iter()
+            .filter(|n| !n.is_predefined() && !n.cluster && self.model.endpoints_on_network(&n.id).is_empty())
+            .filter(|n| {
+                let parent = n.options.get(crate::model::PARENT_OPTION);
+                self.model.uplinks_of(&n.id).iter().all(|u| Some(&u.interface) == parent)
+            })
+            .map(|n| n.name.clone())
+            .collect();
+        let mut networks_deleted = Vec::with_capacity(unused.len());
+        for name in unused {
+            match self.remove_network_locally(&name) {
+                Ok(_) => networks_deleted.push(name),
+                Err(e) => tracing::warn!(network = %name, error = %e.message, "network prune keeps the network"),
+            }
+        }
+        ok(proto::Pruned { networks_deleted })
     }
 
     fn connect(&mut self, req: Connect) -> Reply {

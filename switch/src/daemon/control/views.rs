@@ -15,7 +15,7 @@ use super::{
     Control, Reply, VTEP_PORT_NAME, datapath_error, gateway_port_name, model_error, network_id, ok, tunnel_port_name,
 };
 use crate::daemon::datapath::{PortRole, Snapshot};
-use crate::model::{Endpoint, Network};
+use crate::model::{Endpoint, Model, Network};
 use crate::port::{NetworkId, PortId};
 use crate::sys::netlink::{LinkState, Netlink};
 use crate::sys::netns::NetNs;
@@ -366,8 +366,10 @@ fn scope_of(n: &Network) -> &'static str {
     if n.cluster { "swarm" } else { "local" }
 }
 
-pub(super) fn network_summary(n: &Network) -> NetworkSummary {
+pub(super) fn network_summary(model: &Model, n: &Network) -> NetworkSummary {
     NetworkSummary {
+        endpoints: model.endpoints_on_network(&n.id).len(),
+        predefined: n.is_predefined(),
         name: n.name.clone(),
         id: n.id.clone(),
         driver: n.driver,

@@ -1,0 +1,157 @@
+//! `network ls --filter KEY=VALUE`: Docker's network filters over the
+//! [`NetworkSummary`] rows the daemon lists.
+//!
+//! As in Docker, filters with different keys must all match and filters
+//! with the same key are alternatives: `-f driver=bridge -f driver=overlay
+//! -f name=app` lists bridge and overlay networks whose name contains
+//! `app`.
+
+use std::collections::BTreeMap;
+
+use crate::proto::NetworkSummary;
+
+/// A filter key `network ls` understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    /// The driver, exactly (`bridge`, `overlay`, ...).
+    Driver,
+    /// All or the start of the network's ID.
+    Id,
+    /// All or part of the network's name.
+    Name,
+    /// The scope, exactly (`local`, `swarm`).
+    Scope,
+    /// `custom` or `builtin` (`bridge`, `host`, `none`).
+    Type,
+    /// `true`: custom networks without endpoints; `false`: the others.
+    Dangling,
+}
+
+/// Why a `--filter` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// No `=` between key and value.
+    #[error("invalid filter {0:?}: expected KEY=VALUE")]
+    NoValue(String),
+    /// A key `network ls` does not filter by.
+    #[error("invalid filter key {0:?}: expected driver, id, name, scope, type or dangling (networks carry no labels)")]
+    UnknownKey(String),
+    /// `type=` other than `custom` or `builtin`.
+    #[error("invalid filter type={0:?}: expected custom or builtin")]
+    BadType(String),
+    /// `dangling=` other than a boolean.
+    #[error("invalid filter dangling={0:?}: expected true or false")]
+    BadDangling(String),
+}
+
+/// Parsed `--filter` arguments (no filter at all matches every network).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkFilter {
+    alternatives: BTreeMap<Key, Vec<String>>,
+}
+
+impl NetworkFilter {
+    /// Parses `KEY=VALUE` arguments; keys are case-insensitive, as Docker's.
+    pub fn parse(specs: &[String]) -> Result<NetworkFilter, FilterError> {
+        let mut filter = NetworkFilter::default();
+        for spec in specs {
+            let (key, value) = spec.split_once('=').ok_or_else(|| FilterError::NoValue(spec.clone()))?;
+            let key = match key.trim().to_ascii_lowercase().as_str() {
+                "driver" => Key::Driver,
+                "id" => Key::Id,
+                "name" => Key::Name,
+                "scope" => Key::Scope,
+                "type" => Key::Type,
+                "dangling" => Key::Dangling,
+                _ => return Err(FilterError::UnknownKey(key.to_owned())),
+            };
+            let value = match key {
+                Key::Type if !matches!(value, "custom" | "builtin") => {
+                    return Err(FilterError::BadType(value.to_owned()));
+                }
+                Key::Dangling => match value.to_ascii_lowercase().as_str() {
+                    "true" | "1" => "true".to_owned(),
+                    "false" | "0" => "false".to_owned(),
+                    _ => return Err(FilterError::BadDangling(value.to_owned())),
+                },
+                _ => value.to_owned(),
+            };
+            filter.alternatives.entry(key).or_default().push(value);
+        }
+        Ok(filter)
+    }
+
+    /// Whether `network` passes: for every key given, one of its values.
+    pub fn matches(&self, network: &NetworkSummary) -> bool {
+        self.alternatives.iter().all(|(key, values)| values.iter().any(|v| one_matches(*key, v, network)))
+    }
+}
+
+/// Whether one `KEY=VALUE` holds for `n`.
+fn one_matches(key: Key, value: &str, n: &NetworkSummary) -> bool {
+    match key {
+        Key::Driver => n.driver.to_string() == value,
+        Key::Id => n.id.starts_with(value),
+        Key::Name => n.name.contains(value),
+        Key::Scope => n.scope == value,
+        Key::Type => (value == "builtin") == n.predefined,
+        Key::Dangling => (value == "true") == (!n.predefined && n.endpoints == 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Driver;
+
+    fn net(name: &str, id: &str, driver: Driver, endpoints: usize) -> NetworkSummary {
+        NetworkSummary {
+            name: name.into(),
+            id: id.into(),
+            driver,
+            scope: if driver == Driver::Overlay { "swarm" } else { "local" }.into(),
+            subnet: None,
+            enable_ipv4: true,
+            enable_ipv6: false,
+            subnet6: None,
+            endpoints,
+            predefined: matches!(name, "bridge" | "host" | "none"),
+        }
+    }
+
+    fn names(specs: &[&str], nets: &[NetworkSummary]) -> Vec<String> {
+        let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
+        let f = NetworkFilter::parse(&specs).unwrap();
+        nets.iter().filter(|n| f.matches(n)).map(|n| n.name.clone()).collect()
+    }
+
+    #[test]
+    fn keys_are_anded_and_values_of_one_key_ored() {
+        let nets = [
+            net("bridge", "aa11", Driver::Bridge, 0),
+            net("host", "bb22", Driver::Host, 0),
+            net("app", "cc33", Driver::Bridge, 2),
+            net("app-idle", "cc44", Driver::Bridge, 0),
+            net("mesh", "dd55", Driver::Overlay, 0),
+        ];
+        assert_eq!(names(&[], &nets).len(), 5, "no filter: everything");
+        assert_eq!(names(&["name=app"], &nets), ["app", "app-idle"], "part of the name");
+        assert_eq!(names(&["id=cc"], &nets), ["app", "app-idle"], "the start of the ID");
+        assert_eq!(names(&["id=c3"], &nets), Vec::<String>::new(), "not the middle of it");
+        assert_eq!(names(&["driver=overlay", "driver=host"], &nets), ["host", "mesh"]);
+        assert_eq!(names(&["driver=bridge", "name=idle"], &nets), ["app-idle"]);
+        assert_eq!(names(&["type=builtin"], &nets), ["bridge", "host"]);
+        assert_eq!(names(&["type=custom", "scope=local"], &nets), ["app", "app-idle"]);
+        assert_eq!(names(&["dangling=true"], &nets), ["app-idle", "mesh"], "builtin networks never dangle");
+        assert_eq!(names(&["DANGLING=0"], &nets), ["bridge", "host", "app"]);
+    }
+
+    #[test]
+    fn bad_filters_name_what_is_wrong() {
+        let err = |spec: &str| NetworkFilter::parse(&[spec.to_owned()]).unwrap_err().to_string();
+        assert!(err("driver").contains("expected KEY=VALUE"));
+        assert!(err("label=a=b").contains("carry no labels"));
+        assert!(err("type=mine").contains("custom or builtin"));
+        assert!(err("dangling=maybe").contains("true or false"));
+    }
+}
