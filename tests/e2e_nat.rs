@@ -415,9 +415,10 @@ fn listed_port(d: &Daemon, sb: &str, spec: &str, ip: &str) -> u16 {
 }
 
 #[test]
-fn random_host_ports_are_free_listed_reachable_kept_after_kill_9_and_unpublished_by_container_port() {
-    if !prerequisites("random_host_ports_are_free_listed_reachable_kept_after_kill_9_and_unpublished_by_container_port")
-    {
+fn random_and_range_host_ports_are_free_listed_reachable_kept_after_kill_9_and_unpublished_by_container_port() {
+    if !prerequisites(
+        "random_and_range_host_ports_are_free_listed_reachable_kept_after_kill_9_and_unpublished_by_container_port",
+    ) {
         return;
     }
     let mut lab = Outside::start(&[]);
@@ -469,6 +470,21 @@ fn random_host_ports_are_free_listed_reachable_kept_after_kill_9_and_unpublished
     let err = lab.daemon.ctl_err(&["sandbox", "unpublish", &sb, "-p", "80"]);
     assert!(err.contains("not published"), "{err}");
     curl_ok(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, local), "inside");
+
+    // A host range for one container port: its lowest free port. The
+    // daemon's namespace is the test's own, so these ports are free but
+    // for the one a squatter holds.
+    let squatter = in_netns(&lab.daemon_ns, || TcpListener::bind((Ipv4Addr::LOCALHOST, 47_000))).unwrap().unwrap();
+    lab.daemon.ctl_ok(&["sandbox", "publish", &sb, "-p", "127.0.0.1:47000-47003:80"]);
+    assert!(port_lines(&lab.daemon, &[&sb, "80"]).contains(&"127.0.0.1:47001".to_owned()));
+    curl_ok(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, 47_001), "inside");
+    let before = port_lines(&lab.daemon, &[&sb]);
+    let err = lab.daemon.ctl_err(&["sandbox", "publish", &sb, "-p", "127.0.0.1:47000-47001:80"]);
+    assert!(err.contains("no free host port in 47000-47001"), "{err}");
+    assert_eq!(port_lines(&lab.daemon, &[&sb]), before, "a refused range changed the mappings");
+    lab.daemon.ctl_ok(&["sandbox", "unpublish", &sb, "-p", "127.0.0.1:47000-47003:80"]);
+    assert!(refused(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, 47_001)), "47001 still accepts after unpublish");
+    drop(squatter);
 }
 
 #[test]

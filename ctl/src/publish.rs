@@ -74,6 +74,16 @@ pub struct PortMapping {
     /// TCP or UDP.
     #[serde(default)]
     pub proto: PortProto,
+    /// In a request only, above `host_port`: any free host port from
+    /// `host_port` to this one, the lowest first (Docker's
+    /// `-p 8000-8010:80`); the daemon answers and keeps the one it chose,
+    /// with 0 here. 0 (and absent on the wire) otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub host_port_end: u16,
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
 }
 
 fn unspecified() -> IpAddr {
@@ -83,7 +93,7 @@ fn unspecified() -> IpAddr {
 impl PortMapping {
     /// A TCP mapping of `host_port` on every host address to `container_port`.
     pub fn tcp(host_port: u16, container_port: u16) -> Self {
-        Self { host_ip: unspecified(), host_port, container_port, proto: PortProto::Tcp }
+        Self { host_ip: unspecified(), host_port, container_port, proto: PortProto::Tcp, host_port_end: 0 }
     }
 
     /// Whether this mapping and `other` need the same host socket: the same protocol and port,
@@ -115,11 +125,31 @@ impl PortMapping {
         self.host_port == 0
     }
 
+    /// Whether the daemon chooses the host port from a range
+    /// (`-p 8000-8010:80`).
+    pub fn is_host_range(&self) -> bool {
+        self.host_port_end > self.host_port
+    }
+
+    /// Whether the daemon chooses the host port: at random or from a range.
+    pub fn is_chosen_by_daemon(&self) -> bool {
+        self.is_random() || self.is_host_range()
+    }
+
+    /// The host ports this mapping may take: its one port, or its range.
+    pub fn host_ports(&self) -> std::ops::RangeInclusive<u16> {
+        self.host_port..=self.host_port_end.max(self.host_port)
+    }
+
     /// Whether this published mapping is the one `asked` names: the same, or,
     /// when `asked` leaves the host port to the daemon, the same but for it
     /// (`sandbox unpublish -p 80` closes what `-p 80` opened).
     pub fn answers(&self, asked: &PortMapping) -> bool {
-        self == asked || (asked.is_random() && PortMapping { host_port: 0, ..*self } == *asked)
+        let same_but_port = PortMapping { host_port: 0, host_port_end: 0, ..*self }
+            == PortMapping { host_port: 0, host_port_end: 0, ..*asked };
+        self == asked
+            || (same_but_port
+                && (asked.is_random() || (asked.is_host_range() && asked.host_ports().contains(&self.host_port))))
     }
 
     /// The host side as `docker port` prints it: `0.0.0.0:8080`, `[::1]:8080`.
@@ -145,6 +175,11 @@ impl PortMapping {
 
 impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_host_range() {
+            let ip = std::net::SocketAddr::new(self.host_ip, 0).to_string();
+            let ip = ip.strip_suffix(":0").unwrap_or(&ip);
+            return write!(f, "{ip}:{}-{}:{}/{}", self.host_port, self.host_port_end, self.container_port, self.proto);
+        }
         write!(f, "{}:{}/{}", self.host_display(), self.container_port, self.proto)
     }
 }
@@ -241,7 +276,9 @@ pub enum PortSpecError {
 ///
 /// The host address is IPv4, or IPv6 in brackets (`[::1]:8080:80`, `[::]:8080:80`); absent, it is
 /// `0.0.0.0`, every address of both families. An IPv4-mapped IPv6 address stands for the IPv4
-/// address it maps. Ranges on both sides must have the same length; the protocol defaults to TCP.
+/// address it maps. Ranges on both sides must have the same length, but for a host range with
+/// one container port (`8000-8010:80`), one mapping whose host port the daemon chooses from the
+/// range; the protocol defaults to TCP.
 /// A missing or zero host port (`80`, `0:80`, `127.0.0.1::80`, `80-82`) gives mappings with host
 /// port 0, each of which the daemon gives a free port of its choosing, as Docker does.
 pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
@@ -289,7 +326,7 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
     if host.is_empty() || host == "0" {
         // A random host port for each container port.
         return Ok((container_start..=container_end)
-            .map(|container_port| PortMapping { host_ip, host_port: 0, container_port, proto })
+            .map(|container_port| PortMapping { host_ip, host_port: 0, container_port, proto, host_port_end: 0 })
             .collect());
     }
     let (host_start, host_end) = parse_range("host port", host, spec)?;
@@ -298,6 +335,17 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
     }
     let host_len = u32::from(host_end - host_start) + 1;
     let container_len = u32::from(container_end - container_start) + 1;
+    if container_len == 1 && host_len > 1 {
+        // Any free port of the range, the daemon's choice.
+        let container_port = container_start;
+        return Ok(vec![PortMapping {
+            host_ip,
+            host_port: host_start,
+            container_port,
+            proto,
+            host_port_end: host_end,
+        }]);
+    }
     if host_len != container_len {
         return Err(PortSpecError::RangeLengths {
             host: host.to_owned(),
@@ -309,7 +357,7 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
     }
     Ok((host_start..=host_end)
         .zip(container_start..=container_end)
-        .map(|(host_port, container_port)| PortMapping { host_ip, host_port, container_port, proto })
+        .map(|(host_port, container_port)| PortMapping { host_ip, host_port, container_port, proto, host_port_end: 0 })
         .collect())
 }
 
@@ -445,7 +493,7 @@ mod tests {
     use super::*;
 
     fn m(ip: &str, host_port: u16, container_port: u16, proto: PortProto) -> PortMapping {
-        PortMapping { host_ip: ip.parse().unwrap(), host_port, container_port, proto }
+        PortMapping { host_ip: ip.parse().unwrap(), host_port, container_port, proto, host_port_end: 0 }
     }
 
     #[test]
@@ -484,6 +532,28 @@ mod tests {
             [m("0.0.0.0", 0, 80, Tcp), m("0.0.0.0", 0, 81, Tcp), m("0.0.0.0", 0, 82, Tcp)]
         );
         assert!(parse_publish("80").unwrap()[0].is_random());
+        // A host range for one container port: any free port of it.
+        let range = parse_publish("127.0.0.1:8000-8010:80").unwrap();
+        assert_eq!(range, [PortMapping { host_port_end: 8010, ..m("127.0.0.1", 8000, 80, Tcp) }]);
+        assert!(range[0].is_host_range() && range[0].is_chosen_by_daemon() && !range[0].is_random());
+        assert_eq!(range[0].to_string(), "127.0.0.1:8000-8010:80/tcp");
+        assert_eq!(range[0].to_string().parse::<PortMapping>().unwrap(), range[0]);
+        let six = parse_publish("[::1]:53-54:53/udp").unwrap()[0];
+        assert_eq!(six.to_string(), "[::1]:53-54:53/udp");
+        assert_eq!(six.to_string().parse::<PortMapping>().unwrap(), six);
+        assert_eq!(parse_publish("8000-8001:80-81").unwrap().len(), 2, "equal lengths map port by port");
+    }
+
+    #[test]
+    fn a_published_mapping_answers_the_request_that_made_it() {
+        let given = m("0.0.0.0", 8004, 80, PortProto::Tcp);
+        let asked = |spec: &str| parse_publish(spec).unwrap()[0];
+        for spec in ["8004:80", "80", "0:80", "8000-8010:80", "8004-8005:80"] {
+            assert!(given.answers(&asked(spec)), "{spec}");
+        }
+        for spec in ["8005:80", "81", "80/udp", "127.0.0.1::80", "8005-8010:80", "8000-8003:80"] {
+            assert!(!given.answers(&asked(spec)), "{spec}");
+        }
     }
 
     #[test]
@@ -500,7 +570,6 @@ mod tests {
             ("65536:80", "invalid host port \"65536\""),
             ("+80:80", "invalid host port \"+80\""),
             ("8080:80-", "invalid container port \"80-\""),
-            ("8080-8081:80", "differ in length"),
             ("8080:80-81", "differ in length"),
             ("8080-8089:80-81", "(10)"),
             ("8090-8080:80-90", "invalid host port range \"8090-8080\""),

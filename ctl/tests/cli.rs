@@ -614,7 +614,7 @@ fn bad_arguments_are_rejected_before_connecting() {
         (&["--json", "sandbox", "inspect", "--pretty", "s"], "'--pretty' cannot be used with '--json'"),
         (&["dns", "ls", "a", "b"], "unexpected argument"),
         (&["network", "connect", "n", "s", "-p", "0-1:80-81"], "starts at 0"),
-        (&["network", "connect", "n", "s", "-p", "8080-8081:80"], "differ in length"),
+        (&["network", "connect", "n", "s", "-p", "8080:80-81"], "differ in length"),
         (&["sandbox", "publish", "s"], "--publish <SPEC>"),
         (&["sandbox", "publish", "s", "-p", "[::1:80:80"], "invalid host IP"),
         (&["service", "publish", "api", "-p", "8080:80/sctp"], "invalid protocol"),

@@ -45,7 +45,8 @@ impl Model {
     /// anyone) or appears twice among them; also refuses zero ports.
     pub(crate) fn check_new_host_ports(&self, new: &[PortMapping]) -> Result<(), ModelError> {
         for (i, m) in new.iter().enumerate() {
-            if m.host_port == 0 || m.container_port == 0 {
+            // The daemon chooses a random or range port before the model sees it.
+            if m.host_port == 0 || m.container_port == 0 || m.host_port_end != 0 {
                 return Err(ModelError::InvalidPortMapping(m.to_string()));
             }
             if let Some(first) = new[..i].iter().find(|o| o.host_overlaps(m)) {
@@ -66,8 +67,8 @@ impl Model {
     pub(crate) fn check_published_ports(&self) -> Result<(), String> {
         let all: Vec<(&PortMapping, PortOwner<'_>)> = self.published_ports().collect();
         for (i, (m, owner)) in all.iter().enumerate() {
-            if m.host_port == 0 || m.container_port == 0 {
-                return Err(format!("{} publishes port 0 ({m})", self.owner_name(*owner)));
+            if m.host_port == 0 || m.container_port == 0 || m.host_port_end != 0 {
+                return Err(format!("{} publishes port 0 or a range ({m})", self.owner_name(*owner)));
             }
             if let Some((other, other_owner)) = all[..i].iter().find(|(o, _)| o.host_overlaps(m)) {
                 return Err(format!(
@@ -152,8 +153,10 @@ impl Model {
             }
         };
         let mut owners: Vec<(&String, PortMapping)> = Vec::with_capacity(mappings.len());
-        // Exact mappings first: a random one (`-p 80`) then takes what is left.
-        let (random, exact): (Vec<&PortMapping>, Vec<&PortMapping>) = mappings.iter().partition(|m| m.is_random());
+        // Exact mappings first: a random one (`-p 80`) or a range (`-p
+        // 8000-8010:80`) then takes what is left.
+        let (random, exact): (Vec<&PortMapping>, Vec<&PortMapping>) =
+            mappings.iter().partition(|m| m.is_chosen_by_daemon());
         for m in exact.into_iter().chain(random) {
             let owner = candidates.iter().find_map(|id| {
                 let published = &self.endpoints.get(id)?.publish;

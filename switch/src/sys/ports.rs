@@ -28,7 +28,7 @@ impl PortHold {
     }
 }
 
-/// What [`hold_free_port`] found.
+/// What [`hold_port`] found.
 #[derive(Debug)]
 pub enum Probe {
     /// The port is held on every address.
@@ -47,14 +47,14 @@ pub struct HoldError {
     pub source: io::Error,
 }
 
-/// Binds a socket (`tcp`: a stream socket, else a datagram one) to port 0
-/// on `addresses[0]` and then to the port the kernel chose on each of the
-/// others (`IPV6_V6ONLY` for IPv6, as the published port's listeners are);
-/// an address marked optional that the host cannot bind (no IPv6) is left
-/// out, as the listeners leave it out.
-pub fn hold_free_port(tcp: bool, addresses: &[(IpAddr, bool)]) -> Result<Probe, HoldError> {
+/// Binds a socket (`tcp`: a stream socket, else a datagram one) to `port`
+/// on each of `addresses` (`IPV6_V6ONLY` for IPv6, as the published port's
+/// listeners are); port 0 lets the kernel choose one on the first address,
+/// which the others then get. An address marked optional that the host
+/// cannot bind (no IPv6) is left out, as the listeners leave it out.
+pub fn hold_port(tcp: bool, addresses: &[(IpAddr, bool)], port: u16) -> Result<Probe, HoldError> {
     let mut sockets = Vec::with_capacity(addresses.len());
-    let mut port = 0;
+    let mut port = port;
     for &(ip, optional) in addresses {
         let addr = SocketAddr::new(ip, port);
         match bind(tcp, addr) {
@@ -113,13 +113,13 @@ mod tests {
     #[test]
     fn a_held_port_is_free_until_dropped_and_refused_to_others_meanwhile() {
         for tcp in [true, false] {
-            let hold = free(hold_free_port(tcp, &[LOOPBACK]));
+            let hold = free(hold_port(tcp, &[LOOPBACK], 0));
             let port = hold.port();
             assert_ne!(port, 0);
             let addr = SocketAddr::new(LOOPBACK.0, port);
             let taken = if tcp { TcpListener::bind(addr).err() } else { UdpSocket::bind(addr).err() };
             assert_eq!(taken.map(|e| e.kind()), Some(io::ErrorKind::AddrInUse), "tcp={tcp}: the hold keeps it");
-            let second = free(hold_free_port(tcp, &[LOOPBACK]));
+            let second = free(hold_port(tcp, &[LOOPBACK], 0));
             assert_ne!(second.port(), port, "tcp={tcp}: two holds, two ports");
             drop(hold);
             if tcp {
@@ -131,9 +131,21 @@ mod tests {
     }
 
     #[test]
+    fn a_given_port_is_held_if_free_and_reported_taken_otherwise() {
+        let first = free(hold_port(true, &[LOOPBACK], 0));
+        match hold_port(true, &[LOOPBACK], first.port()) {
+            Ok(Probe::Taken(hold)) => assert_eq!(hold.port(), first.port()),
+            other => panic!("a held port must be taken: {other:?}"),
+        }
+        let port = first.port();
+        drop(first);
+        assert_eq!(free(hold_port(true, &[LOOPBACK], port)).port(), port, "free again once dropped");
+    }
+
+    #[test]
     fn every_address_of_a_mapping_gets_the_same_port_or_none() {
         let both = [(IpAddr::V4(Ipv4Addr::LOCALHOST), false), (IpAddr::V6(Ipv6Addr::LOCALHOST), true)];
-        let hold = free(hold_free_port(true, &both));
+        let hold = free(hold_port(true, &both, 0));
         let v6 = TcpListener::bind(SocketAddr::new(both[1].0, hold.port()));
         if let Err(e) = v6 {
             // The host has IPv6 loopback: then it is held too.
@@ -145,7 +157,7 @@ mod tests {
         }
         // A required address that is not the host's is an error naming it.
         let foreign = [(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 77)), false)];
-        let e = hold_free_port(true, &foreign).unwrap_err();
+        let e = hold_port(true, &foreign, 0).unwrap_err();
         assert_eq!((e.addr.ip(), e.source.kind()), (foreign[0].0, io::ErrorKind::AddrNotAvailable));
     }
 }

@@ -407,9 +407,10 @@ impl Converter<'_, '_> {
             match parse_publish(&self.at(&k, &k, spec).0) {
                 // The state a stack file describes is its whole truth: a port the
                 // daemon chose would differ from the file at every apply.
-                Ok(mappings) if mappings.iter().any(PortMapping::is_random) => self.issue(
+                Ok(mappings) if mappings.iter().any(PortMapping::is_chosen_by_daemon) => self.issue(
                     &k,
-                    "a stack file gives every host port (HOST_PORT:CONTAINER_PORT); a random host port (`-p 80`) \
+                    "a stack file gives every host port (HOST_PORT:CONTAINER_PORT); a random host port (`-p 80`, or one of \
+                     a range for one container port, `-p 8000-8010:80`) \
                      is for network connect, sandbox publish and service publish"
                         .to_owned(),
                 ),

@@ -253,7 +253,7 @@ impl Control {
         mode: Option<ServiceMode>,
     ) -> Reply {
         let existing = self.model.service(name).ok().cloned();
-        let random = mappings.iter().any(PortMapping::is_random);
+        let random = mappings.iter().any(PortMapping::is_chosen_by_daemon);
         let resolved = self.choose_host_ports(mappings)?;
         let mappings = &resolved[..];
         let mut next = self.model.clone();

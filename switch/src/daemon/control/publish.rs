@@ -140,18 +140,22 @@ impl Control {
     /// take one before the datapath binds it, and the request then fails as
     /// "already in use", changing nothing.
     pub(super) fn choose_host_ports(&self, mut mappings: Vec<PortMapping>) -> Result<Vec<PortMapping>, CtlError> {
+        use crate::sys::ports::{Probe, hold_port};
         let mut held = Vec::new();
         for i in 0..mappings.len() {
-            if !mappings[i].is_random() {
+            let m = mappings[i];
+            if !m.is_chosen_by_daemon() {
                 continue;
             }
-            let m = mappings[i];
             let addresses: Vec<(IpAddr, bool)> = m.listen_addresses().collect();
+            // A range is tried port by port, the lowest first; a random port
+            // is the kernel's offer, asked again while it is unusable.
+            let candidates: Vec<u16> = if m.is_random() { vec![0; PORT_TRIES] } else { m.host_ports().collect() };
             let mut chosen = None;
-            for _ in 0..PORT_TRIES {
-                let hold = match crate::sys::ports::hold_free_port(m.proto == PortProto::Tcp, &addresses) {
-                    Ok(crate::sys::ports::Probe::Free(hold)) => hold,
-                    Ok(crate::sys::ports::Probe::Taken(hold)) => {
+            for port in candidates {
+                let hold = match hold_port(m.proto == PortProto::Tcp, &addresses, port) {
+                    Ok(Probe::Free(hold)) => hold,
+                    Ok(Probe::Taken(hold)) => {
                         held.push(hold);
                         continue;
                     }
@@ -164,9 +168,9 @@ impl Control {
                         }));
                     }
                 };
-                let candidate = PortMapping { host_port: hold.port(), ..m };
+                let candidate = PortMapping { host_port: hold.port(), host_port_end: 0, ..m };
                 let published = self.model.published_ports().any(|(p, _)| p.host_overlaps(&candidate))
-                    || mappings.iter().any(|p| p.host_overlaps(&candidate));
+                    || mappings.iter().any(|p| !p.is_chosen_by_daemon() && p.host_overlaps(&candidate));
                 held.push(hold);
                 if !published {
                     chosen = Some(candidate);
@@ -174,10 +178,12 @@ impl Control {
                 }
             }
             mappings[i] = chosen.ok_or_else(|| {
-                CtlError::conflict(format!(
-                    "no free host port for {}/{} after {PORT_TRIES} tries",
-                    m.container_port, m.proto
-                ))
+                let wanted = if m.is_random() {
+                    format!("after {PORT_TRIES} tries")
+                } else {
+                    format!("in {}-{}", m.host_port, m.host_port_end)
+                };
+                CtlError::conflict(format!("no free host port {wanted} for {}", m.container_display()))
             })?;
         }
         Ok(mappings)
