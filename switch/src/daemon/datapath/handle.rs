@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{RecvTimeoutError, Sender};
 use crypto::ClusterSecret;
 use mio::{Poll, Waker};
 use vxlan::Vni;
@@ -263,93 +262,6 @@ pub enum DatapathError {
 
 /// A reply channel for one command.
 pub(super) type Reply<T> = Sender<T>;
-
-/// How much longer a caller waits for a command the worker took just as
-/// [`REPLY_TIMEOUT`] ran out: it is being applied, so its answer, not the
-/// timeout, says what happened.
-const TAKEN_PATIENCE: Duration = Duration::from_secs(60);
-
-/// A command in a worker's inbox, with the caller's [`Claim`] when the
-/// caller waits for the answer.
-pub(super) struct Queued {
-    /// The command.
-    pub(super) command: Command,
-    /// Decides whether the command may still run once its caller stopped
-    /// waiting; `None` for commands nobody waits for.
-    pub(super) claim: Option<Arc<Claim>>,
-}
-
-impl From<Command> for Queued {
-    fn from(command: Command) -> Queued {
-        Queued { command, claim: None }
-    }
-}
-
-/// Whether a command a caller waits for still runs once the caller gives
-/// up: the worker takes it, or the caller abandons it, whichever comes
-/// first. So a request reported as failed because the datapath did not
-/// answer in time never applies later behind the caller's back.
-#[derive(Debug, Default)]
-pub(super) struct Claim(AtomicU8);
-
-impl Claim {
-    const PENDING: u8 = 0;
-    const TAKEN: u8 = 1;
-    const ABANDONED: u8 = 2;
-
-    /// The worker's side, before it applies the command: true if it may
-    /// (its caller has not given up).
-    pub(super) fn take(&self) -> bool {
-        self.0.compare_exchange(Self::PENDING, Self::TAKEN, Ordering::AcqRel, Ordering::Acquire).is_ok()
-    }
-
-    /// The caller's side, when it stops waiting: true if the command will
-    /// never run.
-    fn abandon(&self) -> bool {
-        self.0.compare_exchange(Self::PENDING, Self::ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok()
-    }
-}
-
-/// Waits for the answer to a command sent with `claim`: up to
-/// [`REPLY_TIMEOUT`], then, if the worker took the command meanwhile, up
-/// to [`TAKEN_PATIENCE`] more for the answer of the command it is applying.
-fn await_answer<T>(answer: &Receiver<T>, claim: &Claim) -> Result<T, DatapathError> {
-    await_answer_within(answer, claim, REPLY_TIMEOUT, TAKEN_PATIENCE)
-}
-
-/// [`await_answer`] with its two waits given.
-fn await_answer_within<T>(
-    answer: &Receiver<T>,
-    claim: &Claim,
-    timeout: Duration,
-    patience: Duration,
-) -> Result<T, DatapathError> {
-    match answer.recv_timeout(timeout) {
-        Ok(value) => Ok(value),
-        Err(RecvTimeoutError::Disconnected) => Err(DatapathError::Unresponsive),
-        Err(RecvTimeoutError::Timeout) if claim.abandon() => Err(DatapathError::Unresponsive),
-        Err(RecvTimeoutError::Timeout) => answer.recv_timeout(patience).map_err(|_| {
-            tracing::error!("a datapath command taken {timeout:?} late has not finished; it may still apply");
-            DatapathError::Unresponsive
-        }),
-    }
-}
-
-/// Sends `make`'s command to a worker with a claim and waits for its
-/// answer (see [`await_answer`]).
-fn send_claimed<T>(
-    commands: &Sender<Queued>,
-    waker: &Waker,
-    make: impl FnOnce(Reply<T>) -> Command,
-) -> Result<(Receiver<T>, Arc<Claim>), DatapathError> {
-    let (reply, answer) = crossbeam_channel::bounded(1);
-    let claim = Arc::new(Claim::default());
-    commands
-        .send(Queued { command: make(reply), claim: Some(claim.clone()) })
-        .map_err(|_| DatapathError::Unresponsive)?;
-    waker.wake().map_err(|_| DatapathError::Unresponsive)?;
-    Ok((answer, claim))
-}
 
 /// Everything the control plane can ask of the datapath.
 pub(super) enum Command {
@@ -652,7 +564,7 @@ pub struct WorkerStats {
 /// One datapath worker thread as the handle drives it.
 #[derive(Debug)]
 struct Worker {
-    commands: Sender<Queued>,
+    commands: Sender<Command>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
     /// The thread's kernel ID, for CPU placement.
@@ -937,9 +849,13 @@ impl DatapathHandle {
 
     /// Sends one command to worker `k` and waits for its answer.
     fn call_on<T>(&self, k: usize, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DatapathError> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
         let worker = self.workers.get(k).ok_or(DatapathError::Unresponsive)?;
-        let (answer, claim) = send_claimed(&worker.commands, &worker.waker, make)?;
-        await_answer(&answer, &claim)
+        worker.commands.send(make(reply)).map_err(|_| DatapathError::Unresponsive)?;
+        worker.waker.wake().map_err(|_| DatapathError::Unresponsive)?;
+        answer.recv_timeout(REPLY_TIMEOUT).map_err(|e| match e {
+            RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected => DatapathError::Unresponsive,
+        })
     }
 
     /// Sends a command to every worker at once and collects the answers,
@@ -947,9 +863,15 @@ impl DatapathHandle {
     fn call_all<T>(&self, make: impl Fn(Reply<T>) -> Command) -> Result<Vec<T>, DatapathError> {
         let mut answers = Vec::with_capacity(self.workers.len());
         for worker in &self.workers {
-            answers.push(send_claimed(&worker.commands, &worker.waker, &make)?);
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            worker.commands.send(make(reply)).map_err(|_| DatapathError::Unresponsive)?;
+            worker.waker.wake().map_err(|_| DatapathError::Unresponsive)?;
+            answers.push(answer);
         }
-        answers.iter().map(|(answer, claim)| await_answer(answer, claim)).collect()
+        answers
+            .into_iter()
+            .map(|answer| answer.recv_timeout(REPLY_TIMEOUT).map_err(|_| DatapathError::Unresponsive))
+            .collect()
     }
 
     fn call_network<T>(&self, network: NetworkId, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DatapathError> {
@@ -1613,7 +1535,7 @@ impl Drop for DatapathHandle {
         // No placement of threads that are about to exit.
         self.placement.take();
         for worker in &self.workers {
-            let _ = worker.commands.send(Command::Shutdown.into());
+            let _ = worker.commands.send(Command::Shutdown);
             let _ = worker.waker.wake();
         }
         for worker in &mut self.workers {
@@ -1627,49 +1549,6 @@ impl Drop for DatapathHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::datapath::testing::{Harness, plain_network};
-
-    /// The answer to an `AddNetwork`.
-    type Added = Result<(), (Fdb, DatapathError)>;
-
-    /// Queues an `AddNetwork` of network `id` in `h`'s inbox as the handle
-    /// does, with a claim; returns the answer channel and the claim.
-    fn queue_add_network(h: &Harness, id: u32) -> (Receiver<Added>, Arc<Claim>) {
-        let spec = plain_network(id);
-        let fdb = spec.new_fdb();
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        let claim = Arc::new(Claim::default());
-        h.queue(Queued { command: Command::AddNetwork { spec, fdb, reply }, claim: Some(claim.clone()) });
-        (answer, claim)
-    }
-
-    #[test]
-    fn a_command_its_caller_gave_up_on_never_runs() {
-        let mut h = Harness::new();
-        let (answer, claim) = queue_add_network(&h, 3);
-        let waited = await_answer_within(&answer, &claim, Duration::ZERO, Duration::ZERO);
-        assert!(matches!(waited, Err(DatapathError::Unresponsive)), "the worker has not stepped yet");
-        h.step();
-        assert!(h.dp.nets.get(3).and_then(Option::as_ref).is_none(), "the abandoned command ran");
-        assert!(!claim.take(), "an abandoned claim cannot be taken");
-        // The control: a command whose caller still waits runs and answers.
-        let (answer, claim) = queue_add_network(&h, 4);
-        h.step();
-        assert!(matches!(await_answer_within(&answer, &claim, Duration::ZERO, Duration::ZERO), Ok(Ok(()))));
-        assert!(h.dp.nets.get(4).and_then(Option::as_ref).is_some());
-    }
-
-    #[test]
-    fn a_command_taken_as_the_timeout_ran_out_is_waited_for() {
-        let claim = Claim::default();
-        assert!(claim.take(), "the worker takes it first");
-        assert!(!claim.abandon(), "then its caller can no longer abandon it");
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        let worker = std::thread::spawn(move || reply.send(7u32));
-        let waited = await_answer_within(&answer, &claim, Duration::ZERO, Duration::from_secs(30));
-        assert!(matches!(waited, Ok(7)), "the answer of the command being applied counts");
-        worker.join().unwrap().unwrap();
-    }
 
     fn vni(n: u32) -> Option<Vni> {
         Some(Vni::new(n).unwrap())

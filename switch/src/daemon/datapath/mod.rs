@@ -52,6 +52,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use vxlan::{PeerTable, PeerTableConfig, Vni};
 
+use handle::Command;
 pub use handle::{
     DatapathError, DatapathHandle, Gateway6Spec, GatewaySpec, ImpairSnapshot, KeyState, NetworkSpec, PortRole,
     RemoteEndpoint, Snapshot, TunnelPortInfo, endpoint_port, gateway_port,
@@ -185,7 +186,7 @@ struct Reports {
 
 struct Datapath {
     poll: Poll,
-    inbox: Receiver<handle::Queued>,
+    inbox: Receiver<Command>,
     bridge: Bridge,
     ports: Vec<Option<PortIo>>,
     nets: Vec<Option<NetInfo>>,
@@ -288,7 +289,7 @@ struct Datapath {
 impl Datapath {
     fn new(
         poll: Poll,
-        inbox: Receiver<handle::Queued>,
+        inbox: Receiver<Command>,
         tunnel: Option<Tunnel>,
         secret: Option<ClusterSecret>,
         dns: dns::DnsService,
@@ -1152,11 +1153,7 @@ impl Datapath {
     }
 
     fn handle_commands(&mut self) {
-        while let Ok(handle::Queued { command, claim }) = self.inbox.try_recv() {
-            // Its caller gave up waiting: it never runs (see `handle::Claim`).
-            if claim.is_some_and(|claim| !claim.take()) {
-                continue;
-            }
+        while let Ok(command) = self.inbox.try_recv() {
             self.handle(command);
         }
     }

@@ -146,7 +146,7 @@ struct LoadSample {
 /// channel and the waker of its poll.
 #[derive(Debug, Clone)]
 pub(super) struct WorkerLink {
-    pub(super) commands: Sender<super::handle::Queued>,
+    pub(super) commands: Sender<Command>,
     pub(super) waker: Arc<Waker>,
     /// Frames handed to this worker by replicas and not yet read into one
     /// of its batches (written by both sides, once per batch).
@@ -160,7 +160,7 @@ pub(super) struct WorkerLink {
 
 impl WorkerLink {
     /// A link to the loop behind `commands` and `waker`.
-    pub(super) fn new(commands: Sender<super::handle::Queued>, waker: Arc<Waker>) -> WorkerLink {
+    pub(super) fn new(commands: Sender<Command>, waker: Arc<Waker>) -> WorkerLink {
         WorkerLink {
             commands,
             waker,
@@ -175,7 +175,7 @@ impl WorkerLink {
     /// Queues `command` and wakes the worker; false (nothing sent) when
     /// the worker is gone (the daemon is stopping).
     fn send(&self, command: Command) -> bool {
-        let sent = self.commands.send(command.into()).is_ok();
+        let sent = self.commands.send(command).is_ok();
         if sent {
             let _ = self.waker.wake();
         }

@@ -163,7 +163,7 @@ pub(crate) struct Harness {
     next_endpoint: u32,
     /// The sending end of the datapath's command inbox (another harness's
     /// datapath reaches this one through it, see [`Harness::link`]).
-    commands: Sender<super::handle::Queued>,
+    commands: Sender<Command>,
 }
 
 impl Default for Harness {
@@ -231,13 +231,6 @@ impl Harness {
     }
 
     // ------------------------------------------------------------ configuration
-
-    /// Queues a command in the datapath's inbox as the handle or another
-    /// worker does; it is handled (or skipped, if its claim was abandoned)
-    /// at the next step.
-    pub(crate) fn queue(&self, queued: super::handle::Queued) {
-        self.commands.send(queued).expect("the harness holds the inbox");
-    }
 
     /// Sends a command as the control plane does and returns the reply
     /// (the datapath handles it at once).
