@@ -15,15 +15,16 @@ use crate::proto::NetworkSummary;
 enum Key {
     /// The driver, exactly (`bridge`, `overlay`, ...).
     Driver,
-    /// All or the start of the network's ID.
+    /// All or part of the network's ID.
     Id,
-    /// All or part of the network's name.
+    /// All or part of the network's name (a plain substring, where Docker
+    /// takes a regular expression).
     Name,
     /// The scope, exactly (`local`, `swarm`).
     Scope,
     /// `custom` or `builtin` (`bridge`, `host`, `none`).
     Type,
-    /// `true`: custom networks without endpoints; `false`: the others.
+    /// `true`: the networks `network prune` would remove; `false`: the others.
     Dangling,
 }
 
@@ -42,6 +43,9 @@ pub enum FilterError {
     /// `dangling=` other than a boolean.
     #[error("invalid filter dangling={0:?}: expected true or false")]
     BadDangling(String),
+    /// `dangling` given twice (it would match everything).
+    #[error("invalid filter: dangling takes one value")]
+    DanglingTwice,
 }
 
 /// Parsed `--filter` arguments (no filter at all matches every network).
@@ -76,7 +80,11 @@ impl NetworkFilter {
                 },
                 _ => value.to_owned(),
             };
-            filter.alternatives.entry(key).or_default().push(value);
+            let values = filter.alternatives.entry(key).or_default();
+            if key == Key::Dangling && !values.is_empty() {
+                return Err(FilterError::DanglingTwice);
+            }
+            values.push(value);
         }
         Ok(filter)
     }
@@ -91,11 +99,11 @@ impl NetworkFilter {
 fn one_matches(key: Key, value: &str, n: &NetworkSummary) -> bool {
     match key {
         Key::Driver => n.driver.to_string() == value,
-        Key::Id => n.id.starts_with(value),
+        Key::Id => n.id.contains(value),
         Key::Name => n.name.contains(value),
         Key::Scope => n.scope == value,
         Key::Type => (value == "builtin") == n.predefined,
-        Key::Dangling => (value == "true") == (!n.predefined && n.endpoints == 0),
+        Key::Dangling => (value == "true") == n.dangling,
     }
 }
 
@@ -116,6 +124,8 @@ mod tests {
             subnet6: None,
             endpoints,
             predefined: matches!(name, "bridge" | "host" | "none"),
+            // As the daemon says it; here: custom and without endpoints.
+            dangling: endpoints == 0 && !matches!(name, "bridge" | "host" | "none"),
         }
     }
 
@@ -133,17 +143,19 @@ mod tests {
             net("app", "cc33", Driver::Bridge, 2),
             net("app-idle", "cc44", Driver::Bridge, 0),
             net("mesh", "dd55", Driver::Overlay, 0),
+            // No endpoint, but in use (a service publishes on it): the daemon says not dangling.
+            NetworkSummary { dangling: false, ..net("served", "ee66", Driver::Bridge, 0) },
         ];
-        assert_eq!(names(&[], &nets).len(), 5, "no filter: everything");
+        assert_eq!(names(&[], &nets).len(), 6, "no filter: everything");
         assert_eq!(names(&["name=app"], &nets), ["app", "app-idle"], "part of the name");
-        assert_eq!(names(&["id=cc"], &nets), ["app", "app-idle"], "the start of the ID");
-        assert_eq!(names(&["id=c3"], &nets), Vec::<String>::new(), "not the middle of it");
+        assert_eq!(names(&["id=cc"], &nets), ["app", "app-idle"], "part of the ID");
+        assert_eq!(names(&["id=c3"], &nets), ["app"], "its middle too");
         assert_eq!(names(&["driver=overlay", "driver=host"], &nets), ["host", "mesh"]);
         assert_eq!(names(&["driver=bridge", "name=idle"], &nets), ["app-idle"]);
         assert_eq!(names(&["type=builtin"], &nets), ["bridge", "host"]);
-        assert_eq!(names(&["type=custom", "scope=local"], &nets), ["app", "app-idle"]);
-        assert_eq!(names(&["dangling=true"], &nets), ["app-idle", "mesh"], "builtin networks never dangle");
-        assert_eq!(names(&["DANGLING=0"], &nets), ["bridge", "host", "app"]);
+        assert_eq!(names(&["type=custom", "scope=local"], &nets), ["app", "app-idle", "served"]);
+        assert_eq!(names(&["dangling=true"], &nets), ["app-idle", "mesh"], "as the daemon marks them");
+        assert_eq!(names(&["DANGLING=0"], &nets), ["bridge", "host", "app", "served"]);
     }
 
     #[test]
@@ -153,5 +165,7 @@ mod tests {
         assert!(err("label=a=b").contains("carry no labels"));
         assert!(err("type=mine").contains("custom or builtin"));
         assert!(err("dangling=maybe").contains("true or false"));
+        let twice = NetworkFilter::parse(&["dangling=true".to_owned(), "dangling=false".to_owned()]);
+        assert_eq!(twice, Err(FilterError::DanglingTwice));
     }
 }

@@ -166,8 +166,8 @@ fn network_create_takes_one_subnet_gateway_and_range_per_family() {
 #[test]
 fn network_ls_prints_a_docker_style_table_or_json() {
     let payload = json!([
-        {"name": "blue", "id": "3f1c0a9e5b7d4e2a", "driver": "bridge", "scope": "local", "subnet": "10.10.0.0/24"},
-        {"name": "overlay-net", "id": "aa", "driver": "overlay", "scope": "global", "subnet": null}
+        {"name": "blue", "id": "3f1c0a9e5b7d4e2a", "driver": "bridge", "scope": "local", "subnet": "10.10.0.0/24", "endpoints": 0},
+        {"name": "overlay-net", "id": "aa", "driver": "overlay", "scope": "global", "subnet": null, "dangling": true}
     ]);
     let (out, reqs) = run_ok(&["network", "ls"], vec![Reply::Ok(payload.clone())]);
     assert_eq!(reqs, vec![Request::NetworkLs]);
@@ -184,8 +184,11 @@ fn network_ls_prints_a_docker_style_table_or_json() {
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!([payload[1]]));
     let (out, _) = run_ok(&["network", "ls", "-q", "-f", "name=blu"], vec![Reply::Ok(payload.clone())]);
     assert_eq!(out, "3f1c0a9e5b7d\n");
-    let (out, _) = run_ok(&["network", "ls", "-q", "--no-trunc", "-f", "dangling=true"], vec![Reply::Ok(payload)]);
-    assert_eq!(out, "3f1c0a9e5b7d4e2a\naa\n", "custom networks without endpoints");
+    let (out, _) =
+        run_ok(&["network", "ls", "-q", "--no-trunc", "-f", "dangling=true"], vec![Reply::Ok(payload.clone())]);
+    assert_eq!(out, "aa\n", "as the daemon marks them (blue has no endpoint, but is not marked)");
+    let (out, _) = run_ok(&["network", "ls", "-q", "--no-trunc", "-f", "dangling=false"], vec![Reply::Ok(payload)]);
+    assert_eq!(out, "3f1c0a9e5b7d4e2a\n");
 }
 
 #[test]

@@ -1028,7 +1028,11 @@ impl Bridge {
         let Some(port) = self.ports.get(rx.port.index()).and_then(Option::as_ref) else { return false };
         let Some(limit) = port.config.flood_limit else { return false };
         let Ok(frame) = EthernetFrame::new_checked(rx.bytes) else { return false };
-        let dst = frame.destination();
+        let (src, dst) = (frame.source(), frame.destination());
+        // Frames the owner drops for another reason are its to count.
+        if !port.up || !src.is_valid_station() || dst.is_reserved_group() {
+            return false;
+        }
         let net = self.networks.get(port.config.network.index()).and_then(Option::as_ref);
         if !dst.is_group() && net.is_some_and(|net| net.fdb.lookup(dst, now, net.aging).is_some()) {
             return false;
@@ -1037,6 +1041,9 @@ impl Bridge {
         if port.flood.take(limit, now) {
             return false;
         }
+        // Received and dropped here: counted here, as the owner counts what it decides.
+        port.counters.rx_packets += 1;
+        port.counters.rx_bytes += rx.bytes.len() as u64;
         port.counters.drops.count(DropReason::FloodLimited);
         true
     }

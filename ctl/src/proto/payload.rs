@@ -133,6 +133,11 @@ pub struct NetworkSummary {
     /// Docker's `type=builtin`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub predefined: bool,
+    /// Nothing uses it: a local custom network without endpoints, services
+    /// or uplinks (but a macvlan network's parent), which `network prune`
+    /// removes (Docker's `dangling=true`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dangling: bool,
 }
 
 /// Reply to `network_prune`: what was removed, as `docker network prune`

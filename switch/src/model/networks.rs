@@ -57,6 +57,20 @@ pub fn default_pool_subnets() -> impl Iterator<Item = Ipv4Net> {
 }
 
 impl Model {
+    /// Whether nothing uses network `n`, so `network prune` removes it
+    /// (and `network ls -f dangling=true` lists it): a local custom network
+    /// with no endpoint, no service, and no uplink but a macvlan network's
+    /// own parent. Cluster networks are never unused here: other nodes may
+    /// use them.
+    pub fn is_unused(&self, n: &Network) -> bool {
+        let parent = n.options.get(super::types::PARENT_OPTION);
+        !n.is_predefined()
+            && !n.cluster
+            && self.endpoints_on_network(&n.id).is_empty()
+            && self.services().all(|s| s.network_id != n.id)
+            && self.uplinks_of(&n.id).iter().all(|u| Some(&u.interface) == parent)
+    }
+
     /// Creates a network (`docker network create`) and returns it.
     ///
     /// Bridge and overlay networks get the given subnet or the first default

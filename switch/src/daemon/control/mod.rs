@@ -684,23 +684,12 @@ impl Control {
     }
 
     /// `network prune`: removes, one by one as `network rm` would, every
-    /// local custom network that nothing uses: no endpoint, and no uplink
-    /// but a macvlan network's own parent (Docker prunes those too). A
-    /// network that cannot be removed (a service publishes on it, or its
-    /// removal cannot be saved) is kept, and the reason logged. Cluster
-    /// networks are left to `network rm`: other nodes may use them.
+    /// network nothing uses ([`Model::is_unused`]). A network that cannot
+    /// be removed (its removal cannot be saved) is kept, and the reason
+    /// logged.
     fn network_prune(&mut self) -> Reply {
-        let unused: Vec<String> = self
-            .model
-            .networks()
-            .into_iter()
-            .filter(|n| !n.is_predefined() && !n.cluster && self.model.endpoints_on_network(&n.id).is_empty())
-            .filter(|n| {
-                let parent = n.options.get(crate::model::PARENT_OPTION);
-                self.model.uplinks_of(&n.id).iter().all(|u| Some(&u.interface) == parent)
-            })
-            .map(|n| n.name.clone())
-            .collect();
+        let unused: Vec<String> =
+            self.model.networks().into_iter().filter(|n| self.model.is_unused(n)).map(|n| n.name.clone()).collect();
         let mut networks_deleted = Vec::with_capacity(unused.len());
         for name in unused {
             match self.remove_network_locally(&name) {
@@ -921,7 +910,7 @@ mod tests {
         let four_row = s.c().handle(Request::NetworkLs).unwrap();
         let four_row = four_row.as_array().unwrap().iter().find(|n| n["name"] == "four").unwrap().clone();
         let keys: Vec<&str> = four_row.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["driver", "endpoints", "id", "name", "scope", "subnet"], "{four_row}");
+        assert_eq!(keys, ["dangling", "driver", "endpoints", "id", "name", "scope", "subnet"], "{four_row}");
 
         let before = s.state();
         for (req, kind, words) in [

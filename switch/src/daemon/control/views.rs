@@ -370,6 +370,7 @@ pub(super) fn network_summary(model: &Model, n: &Network) -> NetworkSummary {
     NetworkSummary {
         endpoints: model.endpoints_on_network(&n.id).len(),
         predefined: n.is_predefined(),
+        dangling: model.is_unused(n),
         name: n.name.clone(),
         id: n.id.clone(),
         driver: n.driver,

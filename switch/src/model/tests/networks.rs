@@ -337,3 +337,28 @@ fn flood_limit_is_a_positive_whole_number_of_frames_a_second() {
         assert_refused(&m, &before, r, &["flood-limit", "frames a second"]);
     }
 }
+
+#[test]
+fn a_network_is_unused_without_endpoints_services_or_uplinks_of_its_own() {
+    let mut m = populated();
+    let unused = |m: &Model, name: &str| m.is_unused(m.network(name).unwrap());
+    assert!(unused(&m, "a") && unused(&m, "b"), "fresh custom networks");
+    for predefined in ["bridge", "host", "none"] {
+        assert!(!unused(&m, predefined), "{predefined} is never pruned");
+    }
+    m.connect(Connect::new("a", "s1")).unwrap();
+    assert!(!unused(&m, "a"), "an endpoint uses it");
+    m.publish_service("api", Some("b"), &ctl::parse_publish("9000:80").unwrap()).unwrap();
+    assert!(!unused(&m, "b"), "a service publishes on it");
+    m.create_network(bridge("c", "10.3.0.0/24")).unwrap();
+    m.add_uplink("c", "eth9", ctl::proto::PortType::Raw, false).unwrap();
+    assert!(!unused(&m, "c"), "a host interface is attached to it");
+    // A macvlan network's own parent does not keep it.
+    let mut mac = CreateNetwork { subnet: Some(net("10.4.0.0/24")), ..CreateNetwork::new("lan", Driver::Macvlan) };
+    mac.options.insert(PARENT_OPTION.into(), "eth8".into());
+    m.create_network(mac).unwrap();
+    m.add_uplink("lan", "eth8", ctl::proto::PortType::Raw, false).unwrap();
+    assert!(unused(&m, "lan"), "its parent is part of the network");
+    m.add_uplink("lan", "eth7", ctl::proto::PortType::Raw, false).unwrap();
+    assert!(!unused(&m, "lan"), "another uplink keeps it");
+}
