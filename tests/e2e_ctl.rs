@@ -323,7 +323,19 @@ fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
     let mut d = Daemon::start();
     let (used, idle, idle2, sb) = (d.name("used"), d.name("idle"), d.name("idle2"), d.name("s"));
     d.network_create(&used, "10.209.0.0/24");
-    let idle_info = d.network_create(&idle, "10.209.1.0/24");
+    let idle_info: ctl::proto::NetworkInfo = d.ctl_json(&[
+        "network",
+        "create",
+        &idle,
+        "--subnet",
+        "10.209.1.0/24",
+        "--label",
+        "tier=back",
+        "--label",
+        "team",
+    ]);
+    let labels: Vec<(&str, &str)> = idle_info.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(labels, [("team", ""), ("tier", "back")], "inspect shows the labels");
     d.network_create(&idle2, "10.209.2.0/24");
     d.sandbox_create(&sb);
     d.connect(&used, &sb, None);
@@ -341,10 +353,12 @@ fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
     assert_eq!(quiet.trim(), &idle_info.id[..12], "-q prints short IDs");
     let whole = d.ctl_ok(&["network", "ls", "-q", "--no-trunc", "-f", &format!("name={idle2}")]);
     assert_eq!(whole.trim().len(), 64);
-    let refused = d.ctl(&["network", "ls", "-f", "label=tier"]);
+    assert_eq!(names(&d, &["-f", "label=tier=back", "-f", "label=team"]), [idle.as_str()]);
+    assert_eq!(names(&d, &["-f", "label=tier=front"]), Vec::<String>::new());
+    let refused = d.ctl(&["network", "ls", "-f", "colour=blue"]);
     let err = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "a usage error: {err}");
-    assert!(err.contains("carry no labels"), "{err}");
+    assert!(err.contains("expected driver, id, name"), "{err}");
 
     // Without -f, prune asks; anything but yes keeps every network.
     assert_eq!(prune_answering(&d, "n\n"), "");

@@ -4,7 +4,7 @@
 //! As in Docker, filters with different keys must all match and filters
 //! with the same key are alternatives: `-f driver=bridge -f driver=overlay
 //! -f name=app` lists bridge and overlay networks whose name contains
-//! `app`.
+//! `app`. Labels are the exception, as in Docker: every `label=` must hold.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +26,8 @@ enum Key {
     Type,
     /// `true`: the networks `network prune` would remove; `false`: the others.
     Dangling,
+    /// A label: `KEY` (any value) or `KEY=VALUE`.
+    Label,
 }
 
 /// Why a `--filter` was refused.
@@ -35,7 +37,7 @@ pub enum FilterError {
     #[error("invalid filter {0:?}: expected KEY=VALUE")]
     NoValue(String),
     /// A key `network ls` does not filter by.
-    #[error("invalid filter key {0:?}: expected driver, id, name, scope, type or dangling (networks carry no labels)")]
+    #[error("invalid filter key {0:?}: expected driver, id, name, scope, type, dangling or label")]
     UnknownKey(String),
     /// `type=` other than `custom` or `builtin`.
     #[error("invalid filter type={0:?}: expected custom or builtin")]
@@ -67,6 +69,7 @@ impl NetworkFilter {
                 "scope" => Key::Scope,
                 "type" => Key::Type,
                 "dangling" => Key::Dangling,
+                "label" => Key::Label,
                 _ => return Err(FilterError::UnknownKey(key.to_owned())),
             };
             let value = match key {
@@ -91,7 +94,10 @@ impl NetworkFilter {
 
     /// Whether `network` passes: for every key given, one of its values.
     pub fn matches(&self, network: &NetworkSummary) -> bool {
-        self.alternatives.iter().all(|(key, values)| values.iter().any(|v| one_matches(*key, v, network)))
+        self.alternatives.iter().all(|(key, values)| match key {
+            Key::Label => values.iter().all(|v| one_matches(*key, v, network)),
+            _ => values.iter().any(|v| one_matches(*key, v, network)),
+        })
     }
 }
 
@@ -104,6 +110,10 @@ fn one_matches(key: Key, value: &str, n: &NetworkSummary) -> bool {
         Key::Scope => n.scope == value,
         Key::Type => (value == "builtin") == n.predefined,
         Key::Dangling => (value == "true") == n.dangling,
+        Key::Label => match value.split_once('=') {
+            Some((key, wanted)) => n.labels.get(key).is_some_and(|v| v == wanted),
+            None => n.labels.contains_key(value),
+        },
     }
 }
 
@@ -126,6 +136,7 @@ mod tests {
             predefined: matches!(name, "bridge" | "host" | "none"),
             // As the daemon says it; here: custom and without endpoints.
             dangling: endpoints == 0 && !matches!(name, "bridge" | "host" | "none"),
+            labels: Default::default(),
         }
     }
 
@@ -159,10 +170,28 @@ mod tests {
     }
 
     #[test]
+    fn every_label_filter_must_hold() {
+        let labelled = |name: &str, labels: &[(&str, &str)]| NetworkSummary {
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..net(name, "ff", Driver::Bridge, 1)
+        };
+        let nets = [
+            labelled("web", &[("tier", "front"), ("team", "a")]),
+            labelled("db", &[("tier", "back"), ("team", "a")]),
+            labelled("plain", &[]),
+        ];
+        assert_eq!(names(&["label=tier"], &nets), ["web", "db"], "the key, any value");
+        assert_eq!(names(&["label=tier=back"], &nets), ["db"]);
+        assert_eq!(names(&["label=team=a", "label=tier=front"], &nets), ["web"], "both must hold");
+        assert_eq!(names(&["label=tier=front", "label=tier=back"], &nets), Vec::<String>::new());
+        assert_eq!(names(&["label=team=a", "name=d"], &nets), ["db"]);
+    }
+
+    #[test]
     fn bad_filters_name_what_is_wrong() {
         let err = |spec: &str| NetworkFilter::parse(&[spec.to_owned()]).unwrap_err().to_string();
         assert!(err("driver").contains("expected KEY=VALUE"));
-        assert!(err("label=a=b").contains("carry no labels"));
+        assert!(err("colour=blue").contains("expected driver, id, name, scope, type, dangling or label"));
         assert!(err("type=mine").contains("custom or builtin"));
         assert!(err("dangling=maybe").contains("true or false"));
         let twice = NetworkFilter::parse(&["dangling=true".to_owned(), "dangling=false".to_owned()]);

@@ -138,6 +138,9 @@ pub struct NetworkSummary {
     /// removes (Docker's `dangling=true`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub dangling: bool,
+    /// The network's user labels (`--label`); omitted when it has none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Reply to `network_prune`: what was removed, as `docker network prune`

@@ -219,6 +219,11 @@ pub struct CreateNetwork {
     /// Optional: driver options from `-o key[=value]` (a bare key maps to `""`).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Optional: user labels from `--label key[=value]` (Docker's network
+    /// labels: kept, shown by `network inspect`, matched by `network ls -f
+    /// label=...`; nothing in the switch reads them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Default for CreateNetwork {
@@ -239,6 +244,7 @@ impl Default for CreateNetwork {
             attachable: false,
             vni: None,
             options: BTreeMap::new(),
+            labels: BTreeMap::new(),
         }
     }
 }

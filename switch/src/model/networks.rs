@@ -214,6 +214,7 @@ impl Model {
             mtu,
             vni,
             options: req.options,
+            labels: req.labels,
             created: ids::now_rfc3339(),
             network_index: self.free_network_index(),
             key_epoch: 0,

@@ -100,6 +100,7 @@ impl Model {
                 mtu: 1500,
                 vni: None,
                 options: BTreeMap::new(),
+                labels: BTreeMap::new(),
                 created: ids::now_rfc3339(),
                 network_index: m.free_network_index(),
                 key_epoch: 0,

@@ -60,6 +60,10 @@ pub struct Network {
     pub vni: Option<u32>,
     /// Free-form driver options (`-o key=value`).
     pub options: BTreeMap<String, String>,
+    /// User labels (`--label key=value`), kept for the user: nothing in
+    /// the switch reads them. Absent from state files without any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// Creation time, RFC 3339 UTC.
     pub created: String,
     /// Small dense integer, unique among networks and stable for the network's

@@ -504,6 +504,9 @@ pub(crate) enum NetworkCmd {
         /// Driver option (repeatable).
         #[arg(short = 'o', long = "opt", value_name = "KEY[=VALUE]", value_parser = parse_opt)]
         opts: Vec<(String, String)>,
+        /// A user label, kept and shown by `network inspect` (repeatable).
+        #[arg(long = "label", value_name = "KEY[=VALUE]", value_parser = parse_opt)]
+        labels: Vec<(String, String)>,
     },
     /// List networks.
     #[command(alias = "list")]
@@ -511,8 +514,9 @@ pub(crate) enum NetworkCmd {
         /// Only the IDs, one per line.
         #[arg(short, long)]
         quiet: bool,
-        /// Only networks that match: driver=, id= (its start), name= (part of it), scope=,
-        /// type=custom|builtin, dangling=true|false (repeatable; one key's values are alternatives).
+        /// Only networks that match: driver=, id= and name= (part of it), scope=, type=custom|builtin,
+        /// dangling=true|false, label=KEY or label=KEY=VALUE (repeatable; one key's values are
+        /// alternatives, but every label= must hold).
         #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = parse_filter)]
         filter: Vec<String>,
         /// Whole network IDs.

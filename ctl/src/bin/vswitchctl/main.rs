@@ -320,6 +320,7 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
             attachable,
             vni,
             opts,
+            labels,
         } => {
             let (subnet, subnet6) = cli::per_family("subnet", subnet).map_err(anyhow::Error::msg)?;
             let (gateway, gateway6) = cli::per_family("gateway", gateway).map_err(anyhow::Error::msg)?;
@@ -340,6 +341,7 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
                 attachable,
                 vni,
                 options: opts.into_iter().collect(),
+                labels: labels.into_iter().collect(),
             });
             ctx.show(&req, |w, n: NetworkInfo| writeln!(w, "{}", n.id))
         }

@@ -355,7 +355,7 @@ impl Control {
             attachable: n.attachable,
             containers,
             options,
-            labels: BTreeMap::new(),
+            labels: n.labels.clone(),
         }
     }
 }
@@ -371,6 +371,7 @@ pub(super) fn network_summary(model: &Model, n: &Network) -> NetworkSummary {
         endpoints: model.endpoints_on_network(&n.id).len(),
         predefined: n.is_predefined(),
         dangling: model.is_unused(n),
+        labels: n.labels.clone(),
         name: n.name.clone(),
         id: n.id.clone(),
         driver: n.driver,

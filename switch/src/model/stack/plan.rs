@@ -494,6 +494,8 @@ impl Model {
             mtu,
             vni: n.vni,
             options: n.options.clone(),
+            // Stack files carry no labels yet.
+            labels: Default::default(),
         };
         self.create_network(req).map(Some).map_err(|e| StackRefusal::model(network_error_key(&key, &e), e))
     }
