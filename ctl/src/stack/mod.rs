@@ -104,6 +104,9 @@ pub struct StackNetwork {
     /// Driver options (`-o`: `encrypted`, `mss-clamp`, `egress`, `key-rotation`, `spread`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// User labels (`--label`; compose's `labels:` map).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Default for StackNetwork {
@@ -127,6 +130,7 @@ impl Default for StackNetwork {
             mtu: None,
             vni: None,
             options: BTreeMap::new(),
+            labels: BTreeMap::new(),
         }
     }
 }

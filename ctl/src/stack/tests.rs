@@ -403,6 +403,17 @@ fn export_writes_a_file_that_reads_back_the_same() {
 }
 
 #[test]
+fn network_labels_are_read_and_written_as_compose_writes_them() {
+    let text = "networks:\n  back:\n    labels:\n      tier: data\n      backup:\n";
+    let (stack, source) = parse(text).unwrap();
+    let labels: Vec<(&str, &str)> = stack.networks[0].labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(labels, [("backup", ""), ("tier", "data")], "a bare key is an empty label");
+    assert_eq!(source.keys.get("networks.back.labels.tier").map(|k| k.line), Some(4));
+    let written = yaml::to_yaml(&stack).unwrap();
+    assert_eq!(parse(&written).unwrap().0, stack, "{written}");
+}
+
+#[test]
 fn the_stack_travels_as_json() {
     let (stack, source) = parse(GOOD).unwrap();
     let json = serde_json::to_string(&stack).unwrap();

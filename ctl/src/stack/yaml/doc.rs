@@ -39,6 +39,8 @@ pub(super) struct NetworkDoc {
     #[serde(default)]
     pub(super) driver_opts: Option<IndexMap<String, Spanned<Option<Scalar>>>>,
     #[serde(default)]
+    pub(super) labels: Option<IndexMap<String, Spanned<Option<Scalar>>>>,
+    #[serde(default)]
     pub(super) attachable: Option<Spanned<bool>>,
     #[serde(default)]
     pub(super) internal: Option<Spanned<bool>>,

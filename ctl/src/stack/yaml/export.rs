@@ -26,6 +26,8 @@ struct OutNetwork {
     driver: Option<String>,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     driver_opts: IndexMap<String, String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    labels: IndexMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attachable: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,6 +110,7 @@ fn network(n: &StackNetwork) -> OutNetwork {
             external: Some(true),
             driver: None,
             driver_opts: IndexMap::new(),
+            labels: IndexMap::new(),
             attachable: None,
             internal: None,
             enable_ipv4: None,
@@ -137,6 +140,7 @@ fn network(n: &StackNetwork) -> OutNetwork {
         external: None,
         driver: Some(n.driver.to_string()),
         driver_opts,
+        labels: n.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         attachable: n.attachable.then_some(true),
         internal: n.internal.then_some(true),
         enable_ipv4: (!n.enable_ipv4).then_some(false),

@@ -30,6 +30,7 @@ fn network(n: &Network) -> StackNetwork {
         mtu: (n.driver == ctl::proto::Driver::Overlay || n.mtu != DEFAULT_MTU).then_some(n.mtu),
         vni: n.vni,
         options: n.options.clone(),
+        labels: n.labels.clone(),
     }
 }
 

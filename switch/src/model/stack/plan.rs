@@ -145,10 +145,12 @@ fn network_differences(have: &Network, want: &StackNetwork) -> Vec<(String, Stri
     if want.vni.is_some() {
         differ("vni", show(have.vni.map(|v| v.to_string())), show(want.vni.map(|v| v.to_string())));
     }
-    let keys: BTreeSet<&String> = have.options.keys().chain(want.options.keys()).collect();
-    for k in keys {
-        let text = |v: Option<&String>| v.map_or_else(|| "unset".to_owned(), |v| format!("{v:?}"));
-        differ(&format!("options.{k}"), text(have.options.get(k)), text(want.options.get(k)));
+    let text = |v: Option<&String>| v.map_or_else(|| "unset".to_owned(), |v| format!("{v:?}"));
+    for (field, have, want) in [("options", &have.options, &want.options), ("labels", &have.labels, &want.labels)] {
+        let keys: BTreeSet<&String> = have.keys().chain(want.keys()).collect();
+        for k in keys {
+            differ(&format!("{field}.{k}"), text(have.get(k)), text(want.get(k)));
+        }
     }
     out
 }
@@ -494,8 +496,7 @@ impl Model {
             mtu,
             vni: n.vni,
             options: n.options.clone(),
-            // Stack files carry no labels yet.
-            labels: Default::default(),
+            labels: n.labels.clone(),
         };
         self.create_network(req).map(Some).map_err(|e| StackRefusal::model(network_error_key(&key, &e), e))
     }

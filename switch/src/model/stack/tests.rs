@@ -131,6 +131,11 @@ fn errors_name_the_key_they_are_about() {
         },
         {
             let mut s = stack();
+            s.networks[0].labels.insert("tier".into(), "web".into());
+            (s, "networks.front.labels.tier", "exists with labels.tier unset, the file says \"web\"")
+        },
+        {
+            let mut s = stack();
             s.sandboxes[1].networks[0].ipv4_address = Some(Ipv4Addr::new(10, 2, 0, 1));
             (s, "sandboxes.db.networks.back.ipv4_address", "address 10.2.0.1 is the gateway")
         },
