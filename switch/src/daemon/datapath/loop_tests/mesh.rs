@@ -161,17 +161,7 @@ fn a_remote_replica_is_reached_from_the_mesh_station_and_answers_back_through_th
     // A local endpoint passing for the replica (its address and port) to
     // the mesh MAC feeds no flow: dropped as spoofed on its own port.
     let local = h.endpoint(net);
-    let mut directory = dns::Directory::new();
-    let asker = dns::Asker {
-        address: Some(ip(2)),
-        address6: None,
-        network: net.0,
-        scope: vec![net.0],
-        forwarding: false,
-        upstreams: std::sync::Arc::from([]),
-    };
-    directory.add_asker(local.0, asker);
-    h.call(|reply| Command::SetDns { directory: Box::new(directory), reply });
+    h.set_own_addresses(net, local, Some(ip(2)), None);
     let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (syn.dst.ip(), syn.src.ip()) else { panic!("IPv4") };
     let mut forged = Vec::new();
     PacketBuilder::ethernet2(mac(2).0, MESH_MAC.0)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TcpOptionElement, TransportHeader};
 
-use super::super::handle::{Command, NetworkSpec};
+use super::super::handle::NetworkSpec;
 use super::super::testing::frames::{gw_mac, ip, ip6, mac};
 use super::super::testing::{Harness, Sent, dual_network};
 use crate::counters::DropReason;
@@ -226,17 +226,7 @@ fn a_sandbox_that_claims_another_address_opens_no_flow() {
     let mut h = Harness::new();
     let net = h.network(NetworkSpec { egress: true, ..dual_network(0) });
     let sb = h.endpoint(net);
-    let mut directory = dns::Directory::new();
-    let asker = dns::Asker {
-        address: Some(ip(2)),
-        address6: Some(ip6(2)),
-        network: net.0,
-        scope: vec![net.0],
-        forwarding: false,
-        upstreams: std::sync::Arc::from([]),
-    };
-    directory.add_asker(sb.0, asker);
-    h.call(|reply| Command::SetDns { directory: Box::new(directory), reply });
+    h.set_own_addresses(net, sb, Some(ip(2)), Some(ip6(2)));
     // The documentation prefix: the frame is dropped before any socket opens.
     let outside = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
     for claimed in [ip6(3), Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x99)] {

@@ -232,6 +232,26 @@ impl Harness {
 
     // ------------------------------------------------------------ configuration
 
+    /// Gives the datapath a DNS directory in which endpoint `port` of
+    /// `network` owns exactly these addresses (what the translator's
+    /// anti-spoofing check reads).
+    pub(crate) fn set_own_addresses(
+        &mut self,
+        network: NetworkId,
+        port: PortId,
+        address: Option<Ipv4Addr>,
+        address6: Option<std::net::Ipv6Addr>,
+    ) {
+        let mut directory = ::dns::Directory::new();
+        let scope = vec![network.0];
+        let upstreams = std::sync::Arc::from([]);
+        directory.add_asker(
+            port.0,
+            ::dns::Asker { address, address6, network: network.0, scope, forwarding: false, upstreams },
+        );
+        self.call(|reply| Command::SetDns { directory: Box::new(directory), reply });
+    }
+
     /// Sends a command as the control plane does and returns the reply
     /// (the datapath handles it at once).
     pub(crate) fn call<T>(&mut self, make: impl FnOnce(Reply<T>) -> Command) -> T {
