@@ -322,7 +322,7 @@ fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
     }
     let mut d = Daemon::start();
     let (used, idle, idle2, sb) = (d.name("used"), d.name("idle"), d.name("idle2"), d.name("s"));
-    d.network_create(&used, "10.209.0.0/24");
+    d.ctl_ok(&["network", "create", &used, "--subnet", "10.209.0.0/24", "--label", "role=app"]);
     let idle_info: ctl::proto::NetworkInfo = d.ctl_json(&[
         "network",
         "create",
@@ -373,5 +373,7 @@ fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
     d.restart();
     let left = names(&d, &[]);
     assert!(left.contains(&used) && !left.contains(&idle) && !left.contains(&idle2), "{left:?}");
+    let kept: Vec<ctl::proto::NetworkInfo> = d.ctl_json(&["network", "inspect", &used]);
+    assert_eq!(kept[0].labels.get("role").map(String::as_str), Some("app"), "labels are saved");
     assert_eq!(d.ctl_ok(&["network", "prune", "-f"]), "", "nothing left to prune");
 }

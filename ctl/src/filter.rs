@@ -45,8 +45,8 @@ pub enum FilterError {
     /// `dangling=` other than a boolean.
     #[error("invalid filter dangling={0:?}: expected true or false")]
     BadDangling(String),
-    /// `dangling` given twice (it would match everything).
-    #[error("invalid filter: dangling takes one value")]
+    /// `dangling=true` and `dangling=false` together (they would match everything).
+    #[error("invalid filter: dangling=true and dangling=false together")]
     DanglingTwice,
 }
 
@@ -84,7 +84,7 @@ impl NetworkFilter {
                 _ => value.to_owned(),
             };
             let values = filter.alternatives.entry(key).or_default();
-            if key == Key::Dangling && !values.is_empty() {
+            if key == Key::Dangling && values.iter().any(|v| *v != value) {
                 return Err(FilterError::DanglingTwice);
             }
             values.push(value);
@@ -196,5 +196,6 @@ mod tests {
         assert!(err("dangling=maybe").contains("true or false"));
         let twice = NetworkFilter::parse(&["dangling=true".to_owned(), "dangling=false".to_owned()]);
         assert_eq!(twice, Err(FilterError::DanglingTwice));
+        assert!(NetworkFilter::parse(&["dangling=true".to_owned(), "dangling=1".to_owned()]).is_ok(), "the same value");
     }
 }

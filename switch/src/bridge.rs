@@ -1030,7 +1030,8 @@ impl Bridge {
         let Ok(frame) = EthernetFrame::new_checked(rx.bytes) else { return false };
         let (src, dst) = (frame.source(), frame.destination());
         // Frames the owner drops for another reason are its to count.
-        if !port.up || !src.is_valid_station() || dst.is_reserved_group() {
+        let oversize = !rx.gso && rx.bytes.len() > port.config.mtu as usize + frame.header_len();
+        if !port.up || oversize || !src.is_valid_station() || dst.is_reserved_group() {
             return false;
         }
         let net = self.networks.get(port.config.network.index()).and_then(Option::as_ref);
@@ -1041,9 +1042,8 @@ impl Bridge {
         if port.flood.take(limit, now) {
             return false;
         }
-        // Received and dropped here: counted here, as the owner counts what it decides.
-        port.counters.rx_packets += 1;
-        port.counters.rx_bytes += rx.bytes.len() as u64;
+        // A replica's rx counts what it forwarded itself (`replica_rx`), so
+        // this frame is only a drop.
         port.counters.drops.count(DropReason::FloodLimited);
         true
     }

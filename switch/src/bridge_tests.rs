@@ -524,14 +524,13 @@ fn a_replica_hands_the_owner_no_more_floods_of_a_limited_port_than_the_limit() {
     assert!(send(&mut replica, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60)).is_empty(), "beyond the share");
     assert!(send(&mut replica, T0, 1, &frame(mac(41), mac(1), 60)).is_empty(), "unknown unicast too");
     assert_eq!(drops(&replica, 1, DropReason::FloodLimited), 2);
-    assert_eq!(
-        replica.port_counters(PortId(1)).unwrap().rx_packets,
-        2,
-        "the frames it dropped, not those it handed over"
-    );
-    // A frame the owner drops for another reason is handed over, uncharged.
+    assert_eq!(replica.port_counters(PortId(1)).unwrap().rx_packets, 0, "a replica's rx is what it forwarded");
+    // Frames the owner drops for another reason are handed over, uncharged.
     let reserved = MacAddr([0x01, 0x80, 0xc2, 0, 0, 0x0e]);
     assert_eq!(send(&mut replica, T0, 1, &frame(reserved, mac(1), 60)), vec![PUNT]);
+    assert_eq!(send(&mut replica, T0, 1, &frame(MacAddr::BROADCAST, MacAddr::BROADCAST, 60)), vec![PUNT]);
+    assert_eq!(send(&mut replica, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 1600)), vec![PUNT], "oversize");
+    assert_eq!(drops(&replica, 1, DropReason::FloodLimited), 2);
     // Known unicast between the replica's ports, and to the owner's, still goes.
     assert_eq!(send(&mut replica, T0, 1, &frame(mac(2), mac(1), 60)), vec![2]);
     send(&mut owner, T0, 3, &frame(MacAddr::BROADCAST, mac(3), 60));

@@ -91,7 +91,9 @@ impl Ctx {
 
 /// `network ls`: the daemon's list, filtered here; IDs only with `-q`.
 fn network_ls(ctx: &mut Ctx, quiet: bool, filter: &[String], no_trunc: bool) -> Result<()> {
-    let filter = ctl::filter::NetworkFilter::parse(filter)?;
+    // A usage error, as clap reports one filter's (exit code 2).
+    let filter = ctl::filter::NetworkFilter::parse(filter)
+        .unwrap_or_else(|e| cli::Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit());
     let value = ctx.call(&Request::NetworkLs)?;
     let unexpected = |e: serde_json::Error| anyhow::anyhow!("unexpected reply from vswitchd: {e}");
     let raw: Vec<Value> = serde_json::from_value(value).map_err(unexpected)?;

@@ -141,9 +141,26 @@ impl Control {
     /// "already in use", changing nothing.
     pub(super) fn choose_host_ports(&self, mut mappings: Vec<PortMapping>) -> Result<Vec<PortMapping>, CtlError> {
         use crate::sys::ports::{Probe, hold_port};
+        let listen_error = |m: &PortMapping, e: crate::sys::ports::HoldError| {
+            publish_error(DatapathError::Listen { proto: proto(m.proto), addr: e.addr, source: e.source })
+        };
         let mut held = Vec::new();
         for i in 0..mappings.len() {
             let m = mappings[i];
+            // A range must start at 1 or above and end above its start; an
+            // end equal to the start is that one port.
+            if m.host_port_end != 0 && (m.host_port == 0 || m.host_port_end <= m.host_port) {
+                if m.host_port_end == m.host_port {
+                    mappings[i].host_port_end = 0;
+                    continue;
+                }
+                return Err(CtlError::invalid_argument(format!(
+                    "invalid host port range {}-{} for {}: START must be from 1 and at most END",
+                    m.host_port,
+                    m.host_port_end,
+                    m.container_display()
+                )));
+            }
             if !m.is_chosen_by_daemon() {
                 continue;
             }
@@ -152,39 +169,51 @@ impl Control {
             // is the kernel's offer, asked again while it is unusable.
             let candidates: Vec<u16> = if m.is_random() { vec![0; PORT_TRIES] } else { m.host_ports().collect() };
             let mut chosen = None;
+            // A range's port that cannot be bound (say, a privileged one) is
+            // passed over; the last such error is the answer if none can be.
+            let mut refused = None;
             for port in candidates {
                 let hold = match hold_port(m.proto == PortProto::Tcp, &addresses, port) {
                     Ok(Probe::Free(hold)) => hold,
-                    Ok(Probe::Taken(hold)) => {
+                    // A kernel's offer stays held, so it is not offered again.
+                    Ok(Probe::Taken(hold)) if m.is_random() => {
                         held.push(hold);
                         continue;
                     }
-                    Err(e) => {
-                        let source = e.source;
-                        return Err(publish_error(DatapathError::Listen {
-                            proto: proto(m.proto),
-                            addr: e.addr,
-                            source,
-                        }));
+                    Ok(Probe::Taken(_)) => continue,
+                    Err(e) if m.is_host_range() => {
+                        refused = Some(e);
+                        continue;
                     }
+                    Err(e) => return Err(listen_error(&m, e)),
                 };
                 let candidate = PortMapping { host_port: hold.port(), host_port_end: 0, ..m };
                 let published = self.model.published_ports().any(|(p, _)| p.host_overlaps(&candidate))
                     || mappings.iter().any(|p| !p.is_chosen_by_daemon() && p.host_overlaps(&candidate));
-                held.push(hold);
                 if !published {
+                    held.push(hold);
                     chosen = Some(candidate);
                     break;
                 }
+                if m.is_random() {
+                    held.push(hold);
+                }
             }
-            mappings[i] = chosen.ok_or_else(|| {
-                let wanted = if m.is_random() {
-                    format!("after {PORT_TRIES} tries")
-                } else {
-                    format!("in {}-{}", m.host_port, m.host_port_end)
-                };
-                CtlError::conflict(format!("no free host port {wanted} for {}", m.container_display()))
-            })?;
+            match (chosen, refused) {
+                (Some(candidate), _) => mappings[i] = candidate,
+                (None, Some(e)) => return Err(listen_error(&m, e)),
+                (None, None) => {
+                    let wanted = if m.is_random() {
+                        format!("after {PORT_TRIES} tries")
+                    } else {
+                        format!("in {}-{}", m.host_port, m.host_port_end)
+                    };
+                    return Err(CtlError::conflict(format!(
+                        "no free host port {wanted} for {}",
+                        m.container_display()
+                    )));
+                }
+            }
         }
         Ok(mappings)
     }

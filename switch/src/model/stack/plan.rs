@@ -146,11 +146,14 @@ fn network_differences(have: &Network, want: &StackNetwork) -> Vec<(String, Stri
         differ("vni", show(have.vni.map(|v| v.to_string())), show(want.vni.map(|v| v.to_string())));
     }
     let text = |v: Option<&String>| v.map_or_else(|| "unset".to_owned(), |v| format!("{v:?}"));
-    for (field, have, want) in [("options", &have.options, &want.options), ("labels", &have.labels, &want.labels)] {
-        let keys: BTreeSet<&String> = have.keys().chain(want.keys()).collect();
-        for k in keys {
-            differ(&format!("{field}.{k}"), text(have.get(k)), text(want.get(k)));
-        }
+    let keys: BTreeSet<&String> = have.options.keys().chain(want.options.keys()).collect();
+    for k in keys {
+        differ(&format!("options.{k}"), text(have.options.get(k)), text(want.options.get(k)));
+    }
+    // Labels the file gives must match; others (say, added with `network
+    // create --label`) are the user's and do not make the network differ.
+    for (k, v) in &want.labels {
+        differ(&format!("labels.{k}"), text(have.labels.get(k)), text(Some(v)));
     }
     out
 }

@@ -526,3 +526,14 @@ fn a_macvlan_network_records_its_parent_as_its_uplink() {
     let r = refuse(&p.next, &Stack { networks: vec![other], ..Stack::default() });
     assert_eq!(r.issues[0].key, "networks.other.options.parent", "{:?}", r.issues);
 }
+
+#[test]
+fn a_network_keeps_labels_the_file_does_not_give() {
+    let mut labelled = stack();
+    labelled.networks[0].labels.insert("tier".into(), "web".into());
+    let m = plan(&Model::new(), &labelled).next;
+    assert_eq!(m.network("front").unwrap().labels.get("tier").map(String::as_str), Some("web"), "created with them");
+    let again = plan(&m, &stack());
+    assert!(!again.changes_anything(), "the user's labels are kept: {:?}", again.objects);
+    assert_eq!(again.next, m);
+}
