@@ -530,6 +530,9 @@ fn a_replica_hands_the_owner_no_more_floods_of_a_limited_port_than_the_limit() {
     assert_eq!(send(&mut replica, T0, 1, &frame(reserved, mac(1), 60)), vec![PUNT]);
     assert_eq!(send(&mut replica, T0, 1, &frame(MacAddr::BROADCAST, MacAddr::BROADCAST, 60)), vec![PUNT]);
     assert_eq!(send(&mut replica, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 1600)), vec![PUNT], "oversize");
+    replica.set_port_up(PortId(1), false).unwrap();
+    assert_eq!(send(&mut replica, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60)), vec![PUNT], "port down");
+    replica.set_port_up(PortId(1), true).unwrap();
     assert_eq!(drops(&replica, 1, DropReason::FloodLimited), 2);
     // Known unicast between the replica's ports, and to the owner's, still goes.
     assert_eq!(send(&mut replica, T0, 1, &frame(mac(2), mac(1), 60)), vec![2]);

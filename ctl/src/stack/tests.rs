@@ -408,9 +408,12 @@ fn network_labels_are_read_and_written_as_compose_writes_them() {
     let (stack, source) = parse(text).unwrap();
     let labels: Vec<(&str, &str)> = stack.networks[0].labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(labels, [("backup", ""), ("tier", "data")], "a bare key is an empty label");
-    assert_eq!(source.keys.get("networks.back.labels.tier").map(|k| k.line), Some(4));
+    assert_eq!(source.keys.get("networks.back.labels").map(|k| k.line), Some(4), "where the labels start");
     let written = yaml::to_yaml(&stack).unwrap();
     assert_eq!(parse(&written).unwrap().0, stack, "{written}");
+    // Compose's list form says the same.
+    let list = "networks:\n  back:\n    labels: [\"tier=data\", backup]\n";
+    assert_eq!(parse(list).unwrap().0, stack);
 }
 
 #[test]

@@ -39,7 +39,7 @@ pub(super) struct NetworkDoc {
     #[serde(default)]
     pub(super) driver_opts: Option<IndexMap<String, Spanned<Option<Scalar>>>>,
     #[serde(default)]
-    pub(super) labels: Option<IndexMap<String, Spanned<Option<Scalar>>>>,
+    pub(super) labels: Option<Spanned<Labels>>,
     #[serde(default)]
     pub(super) attachable: Option<Spanned<bool>>,
     #[serde(default)]
@@ -157,6 +157,43 @@ impl<'de> Deserialize<'de> for Attachments {
                     entries.insert(name, settings);
                 }
                 Ok(Attachments::Map(entries))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A network's `labels:`, as compose allows them: a map (`tier: data`, a
+/// bare key an empty label) or a list of `KEY=VALUE` (or bare `KEY`)
+/// strings; either way the labels in the file's order.
+#[derive(Debug, Default)]
+pub(super) struct Labels(pub(super) IndexMap<String, String>);
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Labels;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of labels or a list of KEY=VALUE strings")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Labels, A::Error> {
+                let mut labels = IndexMap::new();
+                while let Some(Scalar(entry)) = seq.next_element()? {
+                    let (key, value) = entry.split_once('=').unwrap_or((&entry, ""));
+                    labels.insert(key.to_owned(), value.to_owned());
+                }
+                Ok(Labels(labels))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
+                let mut labels = IndexMap::new();
+                while let Some((key, value)) = map.next_entry::<String, Option<Scalar>>()? {
+                    labels.insert(key, value.map(|s| s.0).unwrap_or_default());
+                }
+                Ok(Labels(labels))
             }
         }
         deserializer.deserialize_any(V)

@@ -209,9 +209,10 @@ impl Converter<'_, '_> {
                 }
             }
         }
-        for (label, value) in doc.labels.unwrap_or_default() {
-            self.note(&format!("{key}.labels.{label}"), &format!("{key}.labels.{label}"), line(&value));
-            net.labels.insert(label, value.value.map(|s| s.0).unwrap_or_default());
+        if let Some(labels) = doc.labels {
+            let k = format!("{key}.labels");
+            self.note(&k, &k, line(&labels));
+            net.labels.extend(labels.value.0);
         }
         if let Some(ipam) = doc.ipam {
             if let Some(driver) = &ipam.driver {
