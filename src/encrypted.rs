@@ -19,8 +19,15 @@ use crate::underlay::UnderlayHost;
 
 /// Drop reasons of encrypted traffic that must stay zero between hosts that
 /// share a secret.
-pub const CRYPTO_DROPS: [&str; 6] =
-    ["auth_failed", "replayed", "unknown_epoch", "crypto_malformed", "unencrypted", "unexpected_encrypted"];
+pub const CRYPTO_DROPS: [&str; 7] = [
+    "auth_failed",
+    "cipher_mismatch",
+    "replayed",
+    "unknown_epoch",
+    "crypto_malformed",
+    "unencrypted",
+    "unexpected_encrypted",
+];
 
 /// First byte of an encrypted VXLAN packet (with [`FLAG_CSUM_PARTIAL`]
 /// clear).
@@ -28,6 +35,9 @@ pub const ENCRYPTED_TYPE: u8 = 0xE1;
 /// Bit of the first byte set when the inner frame's TCP/UDP checksum was
 /// left partial (type byte 0xE3).
 pub const FLAG_CSUM_PARTIAL: u8 = 0x02;
+/// Bit of the first byte set when the packet is sealed with AES-256-GCM
+/// (`-o cipher=aes-256-gcm`; type bytes 0xE5 and 0xE7).
+pub const FLAG_AES_256_GCM: u8 = 0x04;
 /// Length of the encrypted VXLAN header (all of it authenticated).
 pub const ENCRYPTED_HEADER_LEN: usize = 24;
 /// Length of the Poly1305 tag after the ciphertext.
@@ -124,11 +134,14 @@ pub struct EncryptedHeader {
     pub counter: u64,
     /// The inner checksum was left partial ([`FLAG_CSUM_PARTIAL`]).
     pub csum_partial: bool,
+    /// Sealed with AES-256-GCM ([`FLAG_AES_256_GCM`]), not ChaCha20-Poly1305.
+    pub aes_256_gcm: bool,
 }
 
 impl EncryptedHeader {
     /// Parses the header of a UDP payload that starts with
-    /// [`ENCRYPTED_TYPE`] (with or without [`FLAG_CSUM_PARTIAL`]) and is long
+    /// [`ENCRYPTED_TYPE`] (with or without [`FLAG_CSUM_PARTIAL`] and
+    /// [`FLAG_AES_256_GCM`]) and is long
     /// enough for a header and a tag.
     pub fn parse(payload: &[u8]) -> Option<EncryptedHeader> {
         if payload.len() < ENCRYPTED_HEADER_LEN + TAG_LEN || !is_encrypted_type(payload[0]) {
@@ -150,13 +163,14 @@ impl EncryptedHeader {
             session: u64_at(8),
             counter: u64_at(16),
             csum_partial: payload[0] & FLAG_CSUM_PARTIAL != 0,
+            aes_256_gcm: payload[0] & FLAG_AES_256_GCM != 0,
         })
     }
 }
 
 /// Whether a first byte is an encrypted VXLAN type byte.
 pub fn is_encrypted_type(first: u8) -> bool {
-    first & !FLAG_CSUM_PARTIAL == ENCRYPTED_TYPE
+    first & !(FLAG_CSUM_PARTIAL | FLAG_AES_256_GCM) == ENCRYPTED_TYPE
 }
 
 /// One UDP datagram found in a captured Ethernet frame.

@@ -302,3 +302,94 @@ fn insecure_secret_files_and_missing_secrets_are_refused_and_encrypted_mtu_is_14
     let (s, e) = sandbox_on(&d, &net, "s", "10.211.32.11");
     assert_eq!(mtu_of(&s, &e.ifname), 1418, "encrypted overlay endpoint MTU on a 1500-byte underlay");
 }
+
+/// `-o cipher=aes-256-gcm`: two hosts whose network both say so carry
+/// ping and TCP over it, every datagram of it on the underlay has the
+/// AES-256-GCM type byte (0xE5, or 0xE7 with a partial checksum) and no
+/// plaintext shows; a network one host created with the default cipher
+/// and the other with AES-256-GCM carries nothing, each host counting the
+/// other's packets as `cipher_mismatch`. Unknown cipher names and a cipher
+/// without `-o encrypted` are refused and create nothing.
+#[test]
+fn aes_256_gcm_overlays_carry_traffic_and_refuse_the_other_cipher_by_name() {
+    if !require_root("aes_256_gcm_overlays_carry_traffic_and_refuse_the_other_cipher_by_name") {
+        return;
+    }
+    const AES_VNI: u32 = 5003;
+    const MIXED_VNI: u32 = 5004;
+    let u = Underlay::new([10, 210, 53], 2);
+    let (h1, h2) = (u.host(0), u.host(1));
+    let secret = SecretFile::generate(0o600);
+    let d1 = encrypted_vtep_daemon(h1, &secret, &[]);
+    let d2 = encrypted_vtep_daemon(h2, &secret, &[]);
+    let (aes, mixed) = (u.name("ae"), u.name("mx"));
+
+    let create = |extra: &[&str]| {
+        let mut args = vec!["network", "create", "-d", "overlay", &aes, "--subnet", "10.211.36.0/24", "--attachable"];
+        args.extend_from_slice(extra);
+        d1.ctl_err(&args)
+    };
+    let err = create(&["-o", "encrypted", "-o", "cipher=aes-128-gcm"]);
+    assert!(err.contains("aes-128-gcm") && err.contains("aes-256-gcm"), "unknown cipher: {err}");
+    let err = create(&["-o", "cipher=aes-256-gcm"]);
+    assert!(err.contains("--cipher is not supported"), "a cipher without -o encrypted: {err}");
+    let listed = d1.ctl_ok(&["network", "ls"]);
+    assert!(!listed.contains(&aes), "a refused network is listed: {listed}");
+
+    let with_aes = ["--attachable", "-o", "encrypted", "-o", "cipher=aes-256-gcm"];
+    for d in [&d1, &d2] {
+        let info = d.overlay_create(&aes, "10.211.36.0/24", AES_VNI, &with_aes);
+        assert_eq!(info.options.get("cipher").map(String::as_str), Some("aes-256-gcm"), "{info:?}");
+        assert_eq!(info.options.get("com.docker.network.driver.mtu").map(String::as_str), Some("1418"), "{info:?}");
+    }
+    d1.overlay_create(&mixed, "10.211.37.0/24", MIXED_VNI, &with_aes);
+    d2.overlay_create(&mixed, "10.211.37.0/24", MIXED_VNI, &["--attachable", "-o", "encrypted"]);
+    d1.peer_add(h2.vtep(), &[]);
+    d2.peer_add(h1.vtep(), &[]);
+
+    let (s1, e1) = sandbox_on(&d1, &aes, "s", "10.211.36.11");
+    let (s2, e2) = sandbox_on(&d2, &aes, "s", "10.211.36.12");
+    let cap = Capture::start(&h2.ns, &h2.ifname).expect("capture on host 2's underlay");
+    assert!(ping(&s1, ip_of(&e2), 3), "{s1} (host 1) cannot ping {s2} (host 2) over the AES-256-GCM overlay");
+    let r = tcp_transfer(&s2, ip_of(&e2), &s1, 4 << 20).expect("TCP host 1 -> host 2 (AES-256-GCM)");
+    assert!(r.intact, "TCP over the AES-256-GCM overlay corrupted: {r:?}");
+    let r = tcp_transfer(&s1, ip_of(&e1), &s2, 1 << 20).expect("TCP host 2 -> host 1 (AES-256-GCM)");
+    assert!(r.intact, "TCP host 2 -> host 1 over the AES-256-GCM overlay corrupted: {r:?}");
+    let secret_marker = marker();
+    send_marker(&s1, ip_of(&e1), &s2, ip_of(&e2), &secret_marker);
+    let of_vni = |d: &&UdpDatagram| d.payload.get(1..4) == Some(&AES_VNI.to_be_bytes()[1..]);
+    cap.wait_for(Duration::from_secs(10), |f| {
+        let datagrams = vxlan_port_datagrams(f);
+        datagrams.iter().filter(of_vni).filter(|d| d.src == h1.addr).count() >= 3
+            && datagrams.iter().filter(of_vni).filter(|d| d.src == h2.addr).count() >= 3
+    });
+    let frames = cap.stop();
+    assert!(!frames.iter().any(|f| contains_bytes(&f.bytes, &secret_marker)), "plaintext on the underlay");
+    let datagrams = vxlan_port_datagrams(&frames);
+    let headers: Vec<EncryptedHeader> =
+        datagrams.iter().filter(of_vni).filter_map(|d| EncryptedHeader::parse(&d.payload)).collect();
+    assert!(headers.len() >= 6, "too few sealed datagrams: {:#?}", datagrams.iter().map(describe).collect::<Vec<_>>());
+    let chacha: Vec<&EncryptedHeader> = headers.iter().filter(|h| !h.aes_256_gcm).collect();
+    assert!(chacha.is_empty(), "datagrams of the AES-256-GCM network without its type byte: {chacha:?}");
+    for d in [&d1, &d2] {
+        let drops = crypto_drops(d);
+        assert!(drops.iter().all(|(_, n)| *n == 0), "crypto drops between hosts of one cipher: {drops:?}");
+    }
+
+    // One host says AES-256-GCM, the other the default: nothing crosses,
+    // and each names why.
+    let (m1, f1) = sandbox_on(&d1, &mixed, "m", "10.211.37.11");
+    let (m2, f2) = sandbox_on(&d2, &mixed, "m", "10.211.37.12");
+    assert!(!ping(&m1, ip_of(&f2), 2), "{m1} reached {m2} across a cipher mismatch");
+    assert!(!ping(&m2, ip_of(&f1), 2), "{m2} reached {m1} across a cipher mismatch");
+    for d in [&d1, &d2] {
+        vswitch::wait_until(
+            Duration::from_secs(10),
+            || format!("cipher_mismatch drops: {:?}", crypto_drops(d)),
+            || (d.drops_of(VTEP_ROW, "cipher_mismatch") > 0).then_some(()),
+        );
+        let drops = crypto_drops(d);
+        let others: Vec<_> = drops.iter().filter(|(r, n)| *r != "cipher_mismatch" && *n > 0).collect();
+        assert!(others.is_empty(), "a cipher mismatch counted as something else: {drops:?}");
+    }
+}

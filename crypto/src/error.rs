@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use vxlan::Vni;
 
-use crate::wire::{FLAG_CSUM_PARTIAL, MIN_PACKET_LEN, PACKET_TYPE};
+use crate::cipher::Cipher;
+use crate::wire::{MIN_PACKET_LEN, PACKET_TYPE};
 
 /// Why a received packet was not opened. Every variant is a drop the daemon
 /// counts; none is worth a log line per packet.
@@ -21,6 +22,15 @@ pub enum OpenError {
         expected: Vni,
         /// The VNI in the packet's header.
         found: Vni,
+    },
+    /// The packet is sealed with another cipher than the network's: a host
+    /// whose network was created with another `-o cipher`.
+    #[error("packet sealed with {found}, but the network's cipher is {expected}")]
+    CipherMismatch {
+        /// The network's cipher.
+        expected: Cipher,
+        /// The cipher the packet's type byte names.
+        found: Cipher,
     },
     /// Key epoch {epoch} is not the previous, current or next epoch of current epoch {current}.
     #[error("key epoch {epoch} is not the previous, current or next epoch of current epoch {current}")]
@@ -70,8 +80,8 @@ pub enum MalformedReason {
         /// Length of the UDP payload.
         len: usize,
     },
-    /// Type byte {type_byte:#04x} is not 0xe1 or 0xe3.
-    #[error("type byte {type_byte:#04x} is not {PACKET_TYPE:#04x} or {:#04x}", PACKET_TYPE | FLAG_CSUM_PARTIAL)]
+    /// Type byte {type_byte:#04x} is not 0xe1, 0xe3, 0xe5 or 0xe7.
+    #[error("type byte {type_byte:#04x} is not {PACKET_TYPE:#04x}, 0xe3, 0xe5 or 0xe7")]
     WrongType {
         /// The first byte of the UDP payload.
         type_byte: u8,
@@ -89,8 +99,8 @@ pub enum SealError {
         /// Length the packet needs (header, inner frame, tag).
         needed: usize,
     },
-    /// Inner frame of {len} bytes is too long for ChaCha20-Poly1305.
-    #[error("inner frame of {len} bytes is too long for ChaCha20-Poly1305")]
+    /// Inner frame of {len} bytes is too long for the AEAD.
+    #[error("inner frame of {len} bytes is too long for the AEAD")]
     TooLong {
         /// Length of the inner frame.
         len: usize,

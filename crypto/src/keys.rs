@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use ring::aead::{CHACHA20_POLY1305, LessSafeKey, UnboundKey};
+use ring::aead::{LessSafeKey, UnboundKey};
 use ring::hkdf::{HKDF_SHA256, KeyType, Salt};
 use ring::rand::{SecureRandom, SystemRandom};
 use vxlan::Vni;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::cipher::Cipher;
 use crate::error::SealError;
 use crate::secret::ClusterSecret;
 
@@ -22,9 +23,14 @@ pub const HKDF_SALT: &[u8] = b"vswitch encrypted vxlan v1";
 /// and the epoch (u32, big-endian).
 pub const NETWORK_INFO: &[u8] = b"vswitch network";
 
-/// HKDF info prefix of a session key, followed by the session id (u64,
-/// big-endian).
+/// HKDF info prefix of a ChaCha20-Poly1305 session key, followed by the
+/// session id (u64, big-endian).
 pub const SESSION_INFO: &[u8] = b"vswitch session";
+
+/// HKDF info prefix of an AES-256-GCM session key, followed by the session
+/// id (u64, big-endian): another prefix than [`SESSION_INFO`], so a key
+/// is never used under both ciphers.
+pub const SESSION_INFO_AES_256_GCM: &[u8] = b"vswitch session aes-256-gcm";
 
 /// Length of every derived key.
 pub const KEY_LEN: usize = 32;
@@ -91,24 +97,26 @@ impl NetworkKey {
             && self.bytes.iter().zip(other.bytes).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
     }
 
-    /// The bytes of the session key of `session_id`: `HKDF-SHA256(salt =
-    /// HKDF_SALT, ikm = network key, info = SESSION_INFO || session_id)`.
-    pub(crate) fn session_key_bytes(&self, session_id: u64) -> Zeroizing<[u8; KEY_LEN]> {
+    /// The bytes of the session key of `session_id` under `cipher`:
+    /// `HKDF-SHA256(salt = HKDF_SALT, ikm = network key, info =
+    /// SESSION_INFO || session_id)` for ChaCha20-Poly1305, with
+    /// [`SESSION_INFO_AES_256_GCM`] for AES-256-GCM.
+    pub(crate) fn session_key_bytes(&self, session_id: u64, cipher: Cipher) -> Zeroizing<[u8; KEY_LEN]> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        hkdf(&self.bytes, &[SESSION_INFO, &session_id.to_be_bytes()], &mut bytes[..]);
+        hkdf(&self.bytes, &[cipher.session_info(), &session_id.to_be_bytes()], &mut bytes[..]);
         bytes
     }
 
-    /// The ChaCha20-Poly1305 key of the session `session_id`.
-    pub(crate) fn session_key(&self, session_id: u64) -> LessSafeKey {
-        aead_key(&self.session_key_bytes(session_id))
+    /// The `cipher` key of the session `session_id`.
+    pub(crate) fn session_key(&self, session_id: u64, cipher: Cipher) -> LessSafeKey {
+        aead_key(&self.session_key_bytes(session_id, cipher), cipher)
     }
 }
 
-/// A ChaCha20-Poly1305 key from 32 key bytes.
-pub(crate) fn aead_key(bytes: &[u8; KEY_LEN]) -> LessSafeKey {
-    // ChaCha20-Poly1305 keys are exactly KEY_LEN bytes, so this cannot fail.
-    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, bytes).expect("a 32-byte ChaCha20-Poly1305 key"))
+/// A `cipher` key from 32 key bytes.
+pub(crate) fn aead_key(bytes: &[u8; KEY_LEN], cipher: Cipher) -> LessSafeKey {
+    // Both ciphers take keys of exactly KEY_LEN bytes, so this cannot fail.
+    LessSafeKey::new(UnboundKey::new(cipher.algorithm(), bytes).expect("a 32-byte AEAD key"))
 }
 
 /// Output length of an HKDF expansion.
@@ -215,9 +223,15 @@ mod tests {
         assert_ne!(base.bytes, NetworkKey::derive(&secret(2), vni, 7).bytes);
         assert_ne!(base.bytes, NetworkKey::derive(&secret(1), Vni::new(43).unwrap(), 7).bytes);
         assert_ne!(base.bytes, NetworkKey::derive(&secret(1), vni, 8).bytes);
-        assert_ne!(*base.session_key_bytes(1), *base.session_key_bytes(2));
-        assert_ne!(*base.session_key_bytes(1), base.bytes);
-        assert_eq!(*base.session_key_bytes(1), *base.session_key_bytes(1));
+        assert_ne!(
+            *base.session_key_bytes(1, Cipher::ChaCha20Poly1305),
+            *base.session_key_bytes(2, Cipher::ChaCha20Poly1305)
+        );
+        assert_ne!(*base.session_key_bytes(1, Cipher::ChaCha20Poly1305), base.bytes);
+        assert_eq!(
+            *base.session_key_bytes(1, Cipher::ChaCha20Poly1305),
+            *base.session_key_bytes(1, Cipher::ChaCha20Poly1305)
+        );
     }
 
     /// RFC 5869 test case 1 through the same ring calls, with its salt and

@@ -91,6 +91,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod cipher;
 pub mod error;
 pub mod keys;
 pub mod lanes;
@@ -102,6 +103,7 @@ pub mod sealed;
 pub mod secret;
 pub mod wire;
 
+pub use cipher::{Cipher, UnknownCipher};
 pub use error::{KeyError, MalformedReason, NodeKeyError, OpenError, SealError, SealedKeyError, SecretError};
 pub use keys::{KeySource, NetworkKey};
 pub use lanes::{FLOW_SESSIONS, HostSessions, SessionLane};
@@ -113,8 +115,8 @@ pub use sealed::{NodeKeypair, NodePublicKey};
 pub use secret::{ClusterSecret, SECRET_LEN};
 pub use vxlan::Vni;
 pub use wire::{
-    ENCRYPTED_OVERHEAD, FLAG_CSUM_PARTIAL, HEADER_LEN, Header, InnerChecksum, MIN_PACKET_LEN, OVERHEAD_OVER_VXLAN,
-    PACKET_TYPE, TAG_LEN, is_encrypted,
+    ENCRYPTED_OVERHEAD, FLAG_AES_256_GCM, FLAG_CSUM_PARTIAL, HEADER_LEN, Header, InnerChecksum, MIN_PACKET_LEN,
+    OVERHEAD_OVER_VXLAN, PACKET_TYPE, TAG_LEN, is_encrypted,
 };
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use vxlan::Vni;
 
+use crate::cipher::Cipher;
 use crate::error::{KeyError, OpenError, SealError};
 use crate::keys::NetworkKey;
 use crate::lanes::{FLOW_SESSIONS, HostSessions, SessionLane};
@@ -54,6 +55,8 @@ pub struct NetworkCrypto {
     /// The sender sessions, one per flow slot; none while the current
     /// epoch has no installed key.
     sealers: Vec<Sealer>,
+    /// The cipher every sealer seals with and the opener accepts.
+    cipher: Cipher,
     opener: Opener,
     own_sessions: VecDeque<u64>,
     /// The lane session ids are drawn in: this host's alone (one thread,
@@ -72,6 +75,7 @@ impl NetworkCrypto {
     pub fn new(secret: &ClusterSecret, vni: Vni, epoch: u32) -> Result<NetworkCrypto, SealError> {
         let mut crypto = NetworkCrypto {
             sealers: Vec::new(),
+            cipher: Cipher::ChaCha20Poly1305,
             opener: Opener::new(secret, vni, epoch),
             own_sessions: VecDeque::with_capacity(OWN_SESSIONS),
             lane: None,
@@ -89,12 +93,34 @@ impl NetworkCrypto {
     pub fn with_installed_keys(vni: Vni, epoch: u32) -> NetworkCrypto {
         NetworkCrypto {
             sealers: Vec::new(),
+            cipher: Cipher::ChaCha20Poly1305,
             opener: Opener::with_installed_keys(vni, epoch),
             own_sessions: VecDeque::with_capacity(OWN_SESSIONS),
             lane: None,
             drawn: 0,
             host: None,
         }
+    }
+
+    /// Seals with `cipher` and accepts only packets sealed with it
+    /// ([`OpenError::CipherMismatch`]); ChaCha20-Poly1305 unless told. Call
+    /// it before sealing: the sender sessions are drawn anew under it.
+    pub fn with_cipher(mut self, cipher: Cipher) -> Result<NetworkCrypto, SealError> {
+        if cipher == self.cipher {
+            return Ok(self);
+        }
+        self.cipher = cipher;
+        self.opener.set_cipher(cipher);
+        if let Some(epoch) = self.sealers.first().map(Sealer::epoch) {
+            let key = self.opener.network_key(epoch).ok_or(SealError::NoKey { epoch })?;
+            self.sealers = self.make_sealers(key)?;
+        }
+        Ok(self)
+    }
+
+    /// The cipher this network seals with and accepts.
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
     }
 
     /// Makes this one of several threads sealing for the network: from now
@@ -124,9 +150,11 @@ impl NetworkCrypto {
             Some(lane) => lane,
             None => *self.lane.insert(SessionLane::random(1)?),
         };
-        let n = self.drawn;
+        let (n, cipher) = (self.drawn, self.cipher);
         self.drawn = n.wrapping_add(1);
-        (0..FLOW_SESSIONS).map(|slot| Ok(Sealer::with_session_id(key.clone(), lane.session_id(slot, n)?))).collect()
+        (0..FLOW_SESSIONS)
+            .map(|slot| Ok(Sealer::with_session_id(key.clone(), cipher, lane.session_id(slot, n)?)))
+            .collect()
     }
 
     /// Installs the key of one epoch (see [`Opener::install`]): packets of
@@ -374,6 +402,31 @@ mod tests {
         let mut packet = Vec::new();
         from.seal(0, &[0x5a; 60], &mut packet).expect("a key to send with");
         to.open(&mut packet).map(|o| o.epoch)
+    }
+
+    #[test]
+    fn hosts_of_one_cipher_talk_and_refuse_the_other_cipher_by_name() {
+        let secret = ClusterSecret::from_bytes([7; 32]);
+        let vni = Vni::new(42).unwrap();
+        let aes = |epoch| NetworkCrypto::new(&secret, vni, epoch).unwrap().with_cipher(Cipher::Aes256Gcm).unwrap();
+        let (mut a, mut b) = (aes(0), aes(0));
+        assert_eq!((a.cipher(), a.sealer(0).unwrap().cipher()), (Cipher::Aes256Gcm, Cipher::Aes256Gcm));
+        assert_eq!(carry(&mut a, &mut b), Ok(0));
+        let mut chacha = NetworkCrypto::new(&secret, vni, 0).unwrap();
+        let mismatch = |expected, found| Err(OpenError::CipherMismatch { expected, found });
+        assert_eq!(carry(&mut a, &mut chacha), mismatch(Cipher::ChaCha20Poly1305, Cipher::Aes256Gcm));
+        assert_eq!(carry(&mut chacha, &mut b), mismatch(Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305));
+        // The cipher outlives rotation, and holds with installed keys and several threads.
+        a.set_epoch(1).unwrap();
+        assert_eq!(carry(&mut a, &mut b), Ok(1));
+        let mut installed = NetworkCrypto::with_installed_keys(vni, 1).with_cipher(Cipher::Aes256Gcm).unwrap();
+        installed.install(key(vni, 1)).unwrap();
+        let mut peer = NetworkCrypto::with_installed_keys(vni, 1).with_cipher(Cipher::Aes256Gcm).unwrap();
+        peer.install(key(vni, 1)).unwrap();
+        peer.spread(SessionLane::random(1).unwrap(), Arc::new(HostSessions::new(1))).unwrap();
+        assert_eq!(peer.sealer(0).unwrap().cipher(), Cipher::Aes256Gcm);
+        assert_eq!(carry(&mut installed, &mut peer), Ok(1));
+        assert_eq!(carry(&mut peer, &mut installed), Ok(1));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use hashbrown::HashMap;
 use ring::aead::{Aad, LessSafeKey};
 use vxlan::Vni;
 
+use crate::cipher::Cipher;
 use crate::error::{KeyError, MalformedReason, OpenError};
 use crate::keys::{KeySource, NetworkKey};
 use crate::replay::{Refused, ReplayWindow};
@@ -62,6 +63,8 @@ pub struct Opened {
 pub struct Opener {
     keys: KeySource,
     vni: Vni,
+    /// The one cipher accepted: the network's.
+    cipher: Cipher,
     current: u32,
     max_sessions: usize,
     /// The accepted epochs: at most three.
@@ -102,6 +105,7 @@ impl Opener {
         let mut opener = Opener {
             keys,
             vni,
+            cipher: Cipher::ChaCha20Poly1305,
             current: epoch,
             max_sessions: DEFAULT_MAX_SESSIONS,
             epochs: Vec::with_capacity(3),
@@ -115,6 +119,29 @@ impl Opener {
     pub fn with_max_sessions(mut self, max: usize) -> Opener {
         self.max_sessions = max.max(1);
         self
+    }
+
+    /// Opens packets sealed with `cipher` (ChaCha20-Poly1305 unless told)
+    /// and refuses any other ([`OpenError::CipherMismatch`]). Sessions kept
+    /// so far, under the old cipher, are forgotten.
+    pub fn with_cipher(mut self, cipher: Cipher) -> Opener {
+        self.set_cipher(cipher);
+        self
+    }
+
+    /// See [`Opener::with_cipher`].
+    pub fn set_cipher(&mut self, cipher: Cipher) {
+        if cipher != self.cipher {
+            self.cipher = cipher;
+            for epoch in &mut self.epochs {
+                *epoch = EpochState::new(epoch.network.clone());
+            }
+        }
+    }
+
+    /// The cipher this opener accepts.
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
     }
 
     /// The network this opener opens packets of.
@@ -203,7 +230,8 @@ impl Opener {
     /// records its counter in the session's replay window.
     ///
     /// Checks, in order: the header ([`OpenError::Malformed`]), the VNI
-    /// ([`OpenError::VniMismatch`]), the epoch ([`OpenError::UnknownEpoch`]),
+    /// ([`OpenError::VniMismatch`]), the cipher
+    /// ([`OpenError::CipherMismatch`]), the epoch ([`OpenError::UnknownEpoch`]),
     /// the replay window before decrypting ([`OpenError::Replayed`],
     /// [`OpenError::TooOld`]), the tag ([`OpenError::AuthenticationFailed`]).
     /// The window is updated only after authentication succeeds.
@@ -219,14 +247,20 @@ impl Opener {
     /// The key and replay window of the sender session of `header` (its
     /// VNI, epoch and session id), looked up once to open a run of that
     /// session's packets ([`SessionRun::open`]) as a received batch holds
-    /// them. Refuses a header of another VNI ([`OpenError::VniMismatch`])
-    /// or of an epoch not accepted ([`OpenError::UnknownEpoch`]). A session
-    /// not yet kept is kept once one of its packets authenticates.
+    /// them. Refuses a header of another VNI ([`OpenError::VniMismatch`]),
+    /// sealed with another cipher than the network's
+    /// ([`OpenError::CipherMismatch`]) or of an epoch not accepted
+    /// ([`OpenError::UnknownEpoch`]). A session not yet kept is kept once
+    /// one of its packets authenticates.
     pub fn session(&mut self, header: &Header) -> Result<SessionRun<'_>, OpenError> {
         if header.vni != self.vni {
             return Err(OpenError::VniMismatch { expected: self.vni, found: header.vni });
         }
+        if header.cipher != self.cipher {
+            return Err(OpenError::CipherMismatch { expected: self.cipher, found: header.cipher });
+        }
         let current = self.current;
+        let cipher = self.cipher;
         let Opener { epochs, clock, max_sessions, .. } = self;
         let Some(state) = epochs.iter_mut().find(|e| e.network.epoch() == header.epoch) else {
             return Err(OpenError::UnknownEpoch { epoch: header.epoch, current });
@@ -242,7 +276,7 @@ impl Opener {
             let window = state.tombstones.get(&id).map_or_else(ReplayWindow::new, |&n| ReplayWindow::after(n));
             RunSession::New { state, window, key: None, max: *max_sessions }
         };
-        Ok(SessionRun { vni: header.vni, epoch: header.epoch, session_id: id, clock, session })
+        Ok(SessionRun { vni: header.vni, epoch: header.epoch, session_id: id, cipher, clock, session })
     }
 }
 
@@ -252,6 +286,7 @@ pub struct SessionRun<'a> {
     vni: Vni,
     epoch: u32,
     session_id: u64,
+    cipher: Cipher,
     clock: &'a mut u64,
     session: RunSession<'a>,
 }
@@ -271,10 +306,11 @@ enum RunSession<'a> {
 }
 
 impl SessionRun<'_> {
-    /// Whether `header` is of this run's session (VNI, epoch and session
-    /// id), so [`SessionRun::open`] may open its packet.
+    /// Whether `header` is of this run's session (VNI, epoch, session id
+    /// and cipher), so [`SessionRun::open`] may open its packet.
     pub fn matches(&self, header: &Header) -> bool {
-        (header.vni, header.epoch, header.session_id) == (self.vni, self.epoch, self.session_id)
+        (header.vni, header.epoch, header.session_id, header.cipher)
+            == (self.vni, self.epoch, self.session_id, self.cipher)
     }
 
     /// Authenticates and decrypts `packet` in place, as [`Opener::open`]
@@ -311,7 +347,7 @@ impl SessionRun<'_> {
             }
             RunSession::New { state, window, key, .. } => {
                 window.check(counter).map_err(refused)?;
-                let key = key.get_or_insert_with(|| state.network.session_key(self.session_id));
+                let key = key.get_or_insert_with(|| state.network.session_key(self.session_id, self.cipher));
                 key.open_in_place(header.nonce(), Aad::from(&*aad), body).map_err(|_| auth_failed())?;
                 window.accept(counter).map_err(refused)?;
                 // Genuine: the opener keeps it from now on.
@@ -395,6 +431,7 @@ impl fmt::Debug for Opener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Opener")
             .field("vni", &self.vni)
+            .field("cipher", &self.cipher)
             .field("current_epoch", &self.current)
             .field("sessions", &self.session_count())
             .finish_non_exhaustive()

@@ -8,6 +8,7 @@ use ring::aead::{Aad, LessSafeKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use vxlan::Vni;
 
+use crate::cipher::Cipher;
 use crate::error::SealError;
 use crate::keys::NetworkKey;
 use crate::wire::{ENCRYPTED_OVERHEAD, HEADER_LEN, Header, InnerChecksum, TAG_LEN};
@@ -28,6 +29,7 @@ use crate::wire::{ENCRYPTED_OVERHEAD, HEADER_LEN, Header, InnerChecksum, TAG_LEN
 /// sealing for the same network each hold their own (see [`crate::lanes`]).
 pub struct Sealer {
     network: NetworkKey,
+    cipher: Cipher,
     session_id: u64,
     key: LessSafeKey,
     /// The counter of the next packet; `u64::MAX` is never used.
@@ -35,18 +37,30 @@ pub struct Sealer {
 }
 
 impl Sealer {
-    /// A new sender session under `network`, with a random session id.
+    /// A new ChaCha20-Poly1305 sender session under `network`, with a
+    /// random session id.
     pub fn new(network: NetworkKey) -> Result<Sealer, SealError> {
+        Sealer::with_cipher(network, Cipher::ChaCha20Poly1305)
+    }
+
+    /// A new sender session under `network` sealing with `cipher`, with a
+    /// random session id.
+    pub fn with_cipher(network: NetworkKey, cipher: Cipher) -> Result<Sealer, SealError> {
         let session_id = random_session_id()?;
-        Ok(Sealer::with_session_id(network, session_id))
+        Ok(Sealer::with_session_id(network, cipher, session_id))
     }
 
     /// A sealer for a given session id: a lane's (see [`crate::lanes`]), or a
     /// deterministic test's. A session id used twice under the same network
     /// key reuses nonces: the caller must never repeat one.
-    pub(crate) fn with_session_id(network: NetworkKey, session_id: u64) -> Sealer {
-        let key = network.session_key(session_id);
-        Sealer { network, session_id, key, next_counter: 0 }
+    pub(crate) fn with_session_id(network: NetworkKey, cipher: Cipher, session_id: u64) -> Sealer {
+        let key = network.session_key(session_id, cipher);
+        Sealer { network, cipher, session_id, key, next_counter: 0 }
+    }
+
+    /// The cipher this sealer seals with.
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
     }
 
     /// The network this sealer seals for.
@@ -74,7 +88,7 @@ impl Sealer {
     /// key), its counter back at 0.
     pub fn new_session(&mut self) -> Result<(), SealError> {
         let session_id = random_session_id()?;
-        self.key = self.network.session_key(session_id);
+        self.key = self.network.session_key(session_id, self.cipher);
         self.session_id = session_id;
         self.next_counter = 0;
         Ok(())
@@ -94,6 +108,7 @@ impl Sealer {
             session_id: self.session_id,
             counter,
             checksum,
+            cipher: self.cipher,
         })
     }
 
@@ -164,6 +179,7 @@ impl fmt::Debug for Sealer {
         f.debug_struct("Sealer")
             .field("vni", &self.network.vni())
             .field("epoch", &self.network.epoch())
+            .field("cipher", &self.cipher)
             .field("session_id", &format_args!("{:#018x}", self.session_id))
             .field("next_counter", &self.next_counter)
             .finish_non_exhaustive()
@@ -184,8 +200,8 @@ mod tests {
     #[test]
     fn seal_and_seal_in_place_agree() {
         let inner: Vec<u8> = (0..200u8).collect();
-        let mut a = Sealer::with_session_id(network(), 99);
-        let mut b = Sealer::with_session_id(network(), 99);
+        let mut a = Sealer::with_session_id(network(), Cipher::ChaCha20Poly1305, 99);
+        let mut b = Sealer::with_session_id(network(), Cipher::ChaCha20Poly1305, 99);
         let mut out = vec![0xAA; 5];
         let range = a.seal(&inner, &mut out).unwrap();
         assert_eq!(range, 5..5 + inner.len() + ENCRYPTED_OVERHEAD);
@@ -199,7 +215,7 @@ mod tests {
 
     #[test]
     fn seal_in_place_checks_room() {
-        let mut s = Sealer::with_session_id(network(), 1);
+        let mut s = Sealer::with_session_id(network(), Cipher::ChaCha20Poly1305, 1);
         let mut buf = vec![0u8; HEADER_LEN + 100 + TAG_LEN - 1];
         assert_eq!(
             s.seal_in_place(&mut buf, 100, InnerChecksum::AsSent),
@@ -214,7 +230,7 @@ mod tests {
 
     #[test]
     fn counter_never_wraps() {
-        let mut s = Sealer::with_session_id(network(), 1);
+        let mut s = Sealer::with_session_id(network(), Cipher::ChaCha20Poly1305, 1);
         s.next_counter = u64::MAX - 2;
         assert_eq!(s.next_header(InnerChecksum::AsSent).unwrap().counter, u64::MAX - 2);
         assert_eq!(s.next_header(InnerChecksum::AsSent).unwrap().counter, u64::MAX - 1);
@@ -252,7 +268,7 @@ mod tests {
 
     #[test]
     fn debug_has_no_key() {
-        let s = Sealer::with_session_id(network(), 0xabc);
+        let s = Sealer::with_session_id(network(), Cipher::ChaCha20Poly1305, 0xabc);
         let debug = format!("{s:?}");
         assert!(debug.contains("0x0000000000000abc") && !debug.contains("key"), "{debug}");
     }

@@ -247,7 +247,7 @@ fn sealing_key(
     ];
     let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
     hkdf_with_salt(SEALED_SALT, shared.as_bytes(), &info, &mut bytes[..]);
-    Ok(aead_key(&bytes))
+    Ok(aead_key(&bytes, crate::Cipher::ChaCha20Poly1305))
 }
 
 /// Seals `key` (of the network whose store id is `network_id`) to the node

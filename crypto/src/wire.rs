@@ -6,6 +6,7 @@ use std::ops::Range;
 use ring::aead::{NONCE_LEN, Nonce};
 use vxlan::Vni;
 
+use crate::cipher::Cipher;
 use crate::error::{MalformedReason, OpenError};
 
 /// First byte of an encrypted packet: "vswitch encrypted VXLAN, version 1".
@@ -18,6 +19,14 @@ pub const PACKET_TYPE: u8 = 0xE1;
 /// Flag bit of the type byte: the inner frame's TCP/UDP checksum is partial
 /// ([`InnerChecksum::Partial`]). A packet with it set has type byte `0xE3`.
 pub const FLAG_CSUM_PARTIAL: u8 = 0x02;
+
+/// Flag bit of the type byte: the packet is sealed with AES-256-GCM
+/// ([`Cipher::Aes256Gcm`]); clear, with ChaCha20-Poly1305. Type bytes
+/// `0xE5` and `0xE7` (with [`FLAG_CSUM_PARTIAL`]).
+pub const FLAG_AES_256_GCM: u8 = 0x04;
+
+/// The type-byte bits that may be set besides [`PACKET_TYPE`]'s.
+const TYPE_FLAGS: u8 = FLAG_CSUM_PARTIAL | FLAG_AES_256_GCM;
 
 /// What the sender left in the inner frame's TCP/UDP checksum field, carried
 /// in the (authenticated) type byte.
@@ -45,7 +54,8 @@ pub enum InnerChecksum {
 /// associated data.
 pub const HEADER_LEN: usize = 24;
 
-/// Length of the Poly1305 authentication tag after the ciphertext.
+/// Length of the authentication tag after the ciphertext (Poly1305's or
+/// GCM's: both are 16 bytes).
 pub const TAG_LEN: usize = 16;
 
 /// Bytes an encrypted packet adds around the inner Ethernet frame (header and
@@ -74,14 +84,14 @@ mod field {
 
 /// Whether a UDP payload received on the VXLAN port is an encrypted packet
 /// (its first byte is [`PACKET_TYPE`], with or without
-/// [`FLAG_CSUM_PARTIAL`]) rather than plain VXLAN.
+/// [`FLAG_CSUM_PARTIAL`] and [`FLAG_AES_256_GCM`]) rather than plain VXLAN.
 pub fn is_encrypted(udp_payload: &[u8]) -> bool {
     udp_payload.first().is_some_and(|&b| is_packet_type(b))
 }
 
 /// A type byte of an encrypted packet.
 fn is_packet_type(type_byte: u8) -> bool {
-    type_byte & !FLAG_CSUM_PARTIAL == PACKET_TYPE
+    type_byte & !TYPE_FLAGS == PACKET_TYPE
 }
 
 /// The fields of an encrypted VXLAN header.
@@ -97,6 +107,8 @@ pub struct Header {
     pub counter: u64,
     /// What the inner frame's TCP/UDP checksum holds.
     pub checksum: InnerChecksum,
+    /// The cipher the packet is sealed with.
+    pub cipher: Cipher,
 }
 
 impl Header {
@@ -126,6 +138,7 @@ impl Header {
             session_id: u64::from_be_bytes(array(h, field::SESSION)),
             counter: u64::from_be_bytes(array(h, field::COUNTER)),
             checksum: if partial { InnerChecksum::Partial } else { InnerChecksum::AsSent },
+            cipher: Cipher::from_type_byte(h[field::TYPE]),
         }
     }
 
@@ -135,7 +148,7 @@ impl Header {
         h[field::TYPE] = match self.checksum {
             InnerChecksum::AsSent => PACKET_TYPE,
             InnerChecksum::Partial => PACKET_TYPE | FLAG_CSUM_PARTIAL,
-        };
+        } | self.cipher.type_bits();
         h[field::VNI].copy_from_slice(&self.vni.to_be_bytes());
         h[field::EPOCH].copy_from_slice(&self.epoch.to_be_bytes());
         h[field::SESSION].copy_from_slice(&self.session_id.to_be_bytes());
@@ -143,7 +156,7 @@ impl Header {
         h
     }
 
-    /// The 96-bit ChaCha20-Poly1305 nonce of this packet: 4 zero bytes, then
+    /// The 96-bit AEAD nonce of this packet: 4 zero bytes, then
     /// the counter big-endian.
     pub fn nonce_bytes(&self) -> [u8; NONCE_LEN] {
         let mut n = [0u8; NONCE_LEN];
@@ -172,7 +185,7 @@ mod tests {
     fn overheads() {
         assert_eq!(ENCRYPTED_OVERHEAD, 40);
         assert_eq!(OVERHEAD_OVER_VXLAN, 32);
-        for type_byte in [PACKET_TYPE, PACKET_TYPE | FLAG_CSUM_PARTIAL] {
+        for type_byte in (0..=TYPE_FLAGS).map(|flags| PACKET_TYPE | (flags & TYPE_FLAGS)) {
             assert_eq!(type_byte & 0x08, 0, "the type byte must not look like a VXLAN I flag");
         }
     }
@@ -185,6 +198,7 @@ mod tests {
             session_id: 0x0809_0a0b_0c0d_0e0f,
             counter: 0x1011_1213_1415_1617,
             checksum: InnerChecksum::AsSent,
+            cipher: Cipher::ChaCha20Poly1305,
         };
         let bytes = h.to_bytes();
         let expected: Vec<u8> = std::iter::once(0xE1).chain(1..24).collect();
@@ -201,11 +215,27 @@ mod tests {
         packet.extend_from_slice(&[0u8; TAG_LEN]);
         assert_eq!(Header::parse(&packet), Ok(partial));
         assert!(is_encrypted(&packet));
+
+        for checksum in [InnerChecksum::AsSent, InnerChecksum::Partial] {
+            let aes = Header { checksum, cipher: Cipher::Aes256Gcm, ..h };
+            let mut packet = aes.to_bytes().to_vec();
+            let partial = checksum == InnerChecksum::Partial;
+            assert_eq!(packet[0], if partial { 0xE7 } else { 0xE5 });
+            packet.extend_from_slice(&[0u8; TAG_LEN]);
+            assert_eq!(Header::parse(&packet), Ok(aes));
+        }
     }
 
     #[test]
     fn parse_rejects_short_and_wrong_type() {
-        let header = Header { vni: Vni::MAX, epoch: 1, session_id: 2, counter: 3, checksum: InnerChecksum::AsSent };
+        let header = Header {
+            vni: Vni::MAX,
+            epoch: 1,
+            session_id: 2,
+            counter: 3,
+            checksum: InnerChecksum::AsSent,
+            cipher: Cipher::ChaCha20Poly1305,
+        };
         let mut packet = header.to_bytes().to_vec();
         packet.extend_from_slice(&[0u8; TAG_LEN]);
         assert!(Header::parse(&packet).is_ok());
@@ -219,7 +249,7 @@ mod tests {
         assert!(!is_encrypted(&packet));
         assert!(!is_encrypted(&[]));
         assert!(is_encrypted(&[PACKET_TYPE]));
-        for other_flag in [0x04, 0x08, 0x10] {
+        for other_flag in [0x08, 0x10] {
             packet[0] = PACKET_TYPE | other_flag;
             assert!(!is_encrypted(&packet) && Header::parse(&packet).is_err(), "{:#x}", packet[0]);
         }

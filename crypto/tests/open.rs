@@ -89,6 +89,15 @@ fn every_bit_flip_is_rejected() {
             0 if 1 << (bit % 8) == FLAG_CSUM_PARTIAL => {
                 assert_eq!(result, Err(OpenError::AuthenticationFailed), "{bit}")
             }
+            // So is the cipher flag, refused by name.
+            0 if 1 << (bit % 8) == crypto::FLAG_AES_256_GCM => assert_eq!(
+                result,
+                Err(OpenError::CipherMismatch {
+                    expected: crypto::Cipher::ChaCha20Poly1305,
+                    found: crypto::Cipher::Aes256Gcm
+                }),
+                "{bit}"
+            ),
             0 => assert!(matches!(result, Err(OpenError::Malformed(MalformedReason::WrongType { .. }))), "{bit}"),
             1..4 => assert!(matches!(result, Err(OpenError::VniMismatch { .. })), "{bit}: {result:?}"),
             // Epoch 5 with one bit flipped: 4 is accepted (and fails
@@ -264,7 +273,14 @@ fn session_cache_is_bounded_and_forgets_safely() {
     }
     // Forged packets of unknown sessions never enter the cache.
     for id in 0..100u64 {
-        let header = Header { vni: vni(), epoch: 0, session_id: id, counter: 0, checksum: InnerChecksum::AsSent };
+        let header = Header {
+            vni: vni(),
+            epoch: 0,
+            session_id: id,
+            counter: 0,
+            checksum: InnerChecksum::AsSent,
+            cipher: crypto::Cipher::ChaCha20Poly1305,
+        };
         let mut forged = header.to_bytes().to_vec();
         forged.extend_from_slice(&[0u8; 80]);
         assert_eq!(o.open(&mut forged), Err(OpenError::AuthenticationFailed));

@@ -25,13 +25,15 @@ proptest! {
         session_id in any::<u64>(),
         counter in any::<u64>(),
         partial in any::<bool>(),
+        aes in any::<bool>(),
         body in proptest::collection::vec(any::<u8>(), 0..200),
     ) {
         let checksum = if partial { InnerChecksum::Partial } else { InnerChecksum::AsSent };
-        let header = Header { vni: Vni::new(77).unwrap(), epoch, session_id, counter, checksum };
+        let cipher = if aes { crypto::Cipher::Aes256Gcm } else { crypto::Cipher::ChaCha20Poly1305 };
+        let header = Header { vni: Vni::new(77).unwrap(), epoch, session_id, counter, checksum, cipher };
         let mut packet = header.to_bytes().to_vec();
         packet.extend_from_slice(&body);
-        prop_assert_eq!(packet[0] & !FLAG_CSUM_PARTIAL, PACKET_TYPE);
+        prop_assert_eq!(packet[0] & !(FLAG_CSUM_PARTIAL | crypto::FLAG_AES_256_GCM), PACKET_TYPE);
         prop_assert!(opener().open(&mut packet).is_err());
     }
 

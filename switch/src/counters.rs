@@ -46,6 +46,9 @@ pub enum DropReason {
     /// An encrypted packet whose tag does not verify: tampered, or sealed
     /// under another secret.
     AuthFailed,
+    /// An encrypted packet sealed with another cipher than the network's
+    /// (a host whose network was created with another `-o cipher`).
+    CipherMismatch,
     /// An encrypted packet seen before, or older than the replay window.
     Replayed,
     /// An encrypted packet under a key epoch this network does not accept.
@@ -154,7 +157,7 @@ pub enum DropReason {
 impl DropReason {
     /// Every reason (counters are indexed by the enum's value, not by the
     /// position here).
-    pub const ALL: [DropReason; 43] = [
+    pub const ALL: [DropReason; 44] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -172,6 +175,7 @@ impl DropReason {
         DropReason::TooBigForTunnel,
         DropReason::CryptoMalformed,
         DropReason::AuthFailed,
+        DropReason::CipherMismatch,
         DropReason::Replayed,
         DropReason::UnknownEpoch,
         DropReason::Unencrypted,
@@ -222,6 +226,7 @@ impl DropReason {
             DropReason::TooBigForTunnel => "too_big_for_tunnel",
             DropReason::CryptoMalformed => "crypto_malformed",
             DropReason::AuthFailed => "auth_failed",
+            DropReason::CipherMismatch => "cipher_mismatch",
             DropReason::Replayed => "replayed",
             DropReason::UnknownEpoch => "unknown_epoch",
             DropReason::Unencrypted => "unencrypted",

@@ -53,8 +53,8 @@ pub use stack::{PortChange, ServiceChange, StackDefaults, StackPlan, StackRefusa
 pub use state::{Model, STATE_VERSION};
 pub use store::{ApplyError, Store, StoreError};
 pub use types::{
-    Config, Connect, CreateNetwork, CreateSandbox, Disconnected, EGRESS_OPTION, ENCRYPTED_OPTION, Endpoint,
-    FLOOD_LIMIT_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, PARENT_OPTION,
+    CIPHER_OPTION, Config, Connect, CreateNetwork, CreateSandbox, Disconnected, EGRESS_OPTION, ENCRYPTED_OPTION,
+    Endpoint, FLOOD_LIMIT_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, PARENT_OPTION,
     PORT_TYPE_OPTION, Peer, RemovedSandbox, SPREAD_OPTION, Sandbox, Service, StaticFdbEntry, Uplink,
 };
 pub use uplinks::macvlan_port_type;

@@ -12,8 +12,8 @@ use super::error::ModelError;
 use super::ids;
 use super::state::Model;
 use super::types::{
-    CreateNetwork, EGRESS_OPTION, ENCRYPTED_OPTION, FLOOD_LIMIT_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS,
-    MSS_CLAMP_OPTION, Network, SPREAD_OPTION,
+    CIPHER_OPTION, CreateNetwork, EGRESS_OPTION, ENCRYPTED_OPTION, FLOOD_LIMIT_OPTION, KEY_ROTATION_OPTION,
+    MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, SPREAD_OPTION,
 };
 use super::validate;
 
@@ -100,6 +100,18 @@ impl Model {
                     option: KEY_ROTATION_OPTION,
                     value: value.clone(),
                     reason: "must be a whole number of seconds, at least 60 (Docker rotates every 43200)",
+                });
+            }
+        }
+        if let Some(value) = req.options.get(CIPHER_OPTION) {
+            if !req.options.contains_key(ENCRYPTED_OPTION) || req.driver != Driver::Overlay {
+                return Err(ModelError::OptionNotSupported { option: CIPHER_OPTION, driver: req.driver });
+            }
+            if value.parse::<crypto::Cipher>().is_err() {
+                return Err(ModelError::InvalidOption {
+                    option: CIPHER_OPTION,
+                    value: value.clone(),
+                    reason: "must be chacha20-poly1305 (the default) or aes-256-gcm",
                 });
             }
         }

@@ -83,6 +83,10 @@ pub struct Network {
 
 /// The option that encrypts an overlay network's data plane.
 pub const ENCRYPTED_OPTION: &str = "encrypted";
+/// The option that picks an encrypted overlay's cipher (`-o
+/// cipher=aes-256-gcm`; `chacha20-poly1305` is the default). Every host of
+/// the network must give the same.
+pub const CIPHER_OPTION: &str = "cipher";
 /// The option that clamps the TCP MSS of SYNs crossing an overlay.
 pub const MSS_CLAMP_OPTION: &str = "mss-clamp";
 /// The option that rotates an encrypted overlay's key every N seconds
@@ -127,6 +131,12 @@ impl Network {
     pub fn key_rotation(&self) -> Option<std::num::NonZeroU64> {
         let secs = self.options.get(KEY_ROTATION_OPTION)?.parse().ok()?;
         self.is_encrypted().then(|| std::num::NonZeroU64::new(secs)).flatten()
+    }
+
+    /// The cipher of an encrypted overlay (`-o cipher`, checked when the
+    /// network was created): ChaCha20-Poly1305 unless given.
+    pub fn cipher(&self) -> crypto::Cipher {
+        self.options.get(CIPHER_OPTION).and_then(|c| c.parse().ok()).unwrap_or_default()
     }
 
     /// True for an overlay created with `-o encrypted`.

@@ -167,6 +167,7 @@ fn network_spec(network: &Network) -> NetworkSpec {
         vni: network.vni.and_then(vxlan::Vni::new),
         mss_clamp: network.options.contains_key(MSS_CLAMP_OPTION),
         key_epoch: network.is_encrypted().then_some(network.key_epoch),
+        cipher: network.cipher(),
         // A cluster overlay's keys come from the store, which also rotates
         // them (`-o key-rotation` is the coordinator's period there).
         store_keys: store_keys(network),

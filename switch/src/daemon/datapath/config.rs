@@ -254,21 +254,20 @@ impl Datapath {
             return Err(DatapathError::VniInUse(vni.get()));
         }
         let unix = self.clock.unix_secs();
-        Ok(match (spec.key_epoch, spec.vni) {
+        let crypto = match (spec.key_epoch, spec.vni) {
             (Some(_), Some(_)) if spec.store_keys && spec.key_rotation.is_some() => {
                 return Err(DatapathError::StoreKeysRotation);
             }
-            (Some(epoch), Some(vni)) if spec.store_keys => {
-                Some(Box::new(NetworkCrypto::with_installed_keys(vni, epoch)))
-            }
+            (Some(epoch), Some(vni)) if spec.store_keys => NetworkCrypto::with_installed_keys(vni, epoch),
             (Some(base), Some(vni)) => {
                 let epoch = super::effective_epoch(base, spec.key_rotation, unix);
                 let secret = self.secret.as_ref().ok_or(DatapathError::NoSecret)?;
-                Some(Box::new(NetworkCrypto::new(secret, vni, epoch).map_err(DatapathError::Crypto)?))
+                NetworkCrypto::new(secret, vni, epoch).map_err(DatapathError::Crypto)?
             }
             (Some(_), None) => return Err(DatapathError::NoSecret),
-            (None, _) => None,
-        })
+            (None, _) => return Ok(None),
+        };
+        Ok(Some(Box::new(crypto.with_cipher(spec.cipher).map_err(DatapathError::Crypto)?)))
     }
 
     fn set_key_epoch(&mut self, network: NetworkId, base: u32) -> Result<(), DatapathError> {

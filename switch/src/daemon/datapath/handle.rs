@@ -111,6 +111,8 @@ pub struct NetworkSpec {
     pub mss_clamp: bool,
     /// The key epoch of an encrypted overlay (`-o encrypted`).
     pub key_epoch: Option<u32>,
+    /// The cipher of an encrypted overlay (`-o cipher`).
+    pub cipher: crypto::Cipher,
     /// The encrypted overlay's keys come from the cluster store
     /// ([`DatapathHandle::install_key`]) instead of the cluster secret: it
     /// needs no secret, sends nothing until the key of its send epoch is
@@ -980,6 +982,7 @@ impl DatapathHandle {
         self.call_on(owner, |reply| Command::SpreadKeys { network, lane, host: host.clone(), reply })??;
         Ok(Some(super::spread::ReplicaKeys {
             key_base,
+            cipher: spec.cipher,
             key_rotation: spec.key_rotation,
             store_keys: spec.store_keys,
             lane,

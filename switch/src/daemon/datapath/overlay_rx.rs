@@ -152,13 +152,13 @@ fn parse(datagram: &[u8]) -> Parsed {
 }
 
 /// Whether two datagrams (of one sender) may share a run: the same VNI
-/// and, encrypted, the same epoch and sender session, whose key and
-/// replay window are then looked up once.
+/// and, encrypted, the same epoch, sender session and cipher, whose key
+/// and replay window are then looked up once.
 fn same_run(a: &Parsed, b: &Parsed) -> bool {
     match (a, b) {
         (Parsed::Plain(x), Parsed::Plain(y)) => x == y,
         (Parsed::Encrypted(x), Parsed::Encrypted(y)) => {
-            (x.vni, x.epoch, x.session_id) == (y.vni, y.epoch, y.session_id)
+            (x.vni, x.epoch, x.session_id, x.cipher) == (y.vni, y.epoch, y.session_id, y.cipher)
         }
         _ => false,
     }
@@ -388,6 +388,7 @@ fn open_drop_reason(e: OpenError) -> DropReason {
         OpenError::Malformed(_) | OpenError::VniMismatch { .. } => DropReason::CryptoMalformed,
         OpenError::UnknownEpoch { .. } => DropReason::UnknownEpoch,
         OpenError::AuthenticationFailed => DropReason::AuthFailed,
+        OpenError::CipherMismatch { .. } => DropReason::CipherMismatch,
         OpenError::OtherThread { .. } => DropReason::Misdirected,
         OpenError::Reflected => DropReason::Reflected,
         OpenError::Replayed { .. } | OpenError::TooOld { .. } => DropReason::Replayed,

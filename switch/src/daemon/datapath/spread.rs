@@ -235,6 +235,8 @@ pub(super) struct ReplicaOverlay {
 pub(super) struct ReplicaKeys {
     /// The operator's key epoch, before automatic rotation.
     pub(super) key_base: u32,
+    /// The network's cipher.
+    pub(super) cipher: crypto::Cipher,
     /// The automatic rotation period.
     pub(super) key_rotation: Option<std::num::NonZeroU64>,
     /// Whether the keys come from the cluster store: none until installed.
@@ -993,13 +995,14 @@ impl Datapath {
     fn replica_net_info(&self, overlay: &ReplicaOverlay, owner: usize) -> Result<super::NetInfo, super::DatapathError> {
         let mut info = super::NetInfo::replica_overlay(overlay.vni, overlay.mtu, overlay.mss_clamp, owner);
         if let Some(keys) = &overlay.keys {
-            let mut crypto = if keys.store_keys {
+            let crypto = if keys.store_keys {
                 crypto::NetworkCrypto::with_installed_keys(overlay.vni, keys.key_base)
             } else {
                 let secret = self.secret.as_ref().ok_or(super::DatapathError::NoSecret)?;
                 let epoch = super::effective_epoch(keys.key_base, keys.key_rotation, self.clock.unix_secs());
                 crypto::NetworkCrypto::new(secret, overlay.vni, epoch).map_err(super::DatapathError::Crypto)?
             };
+            let mut crypto = crypto.with_cipher(keys.cipher).map_err(super::DatapathError::Crypto)?;
             crypto
                 .spread(keys.lane.for_thread(self.spread.me as u32), keys.host.clone())
                 .map_err(super::DatapathError::Crypto)?;

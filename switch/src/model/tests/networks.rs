@@ -299,6 +299,40 @@ fn key_rotation_needs_an_encrypted_overlay_and_a_sane_period() {
 }
 
 #[test]
+fn cipher_needs_an_encrypted_overlay_and_a_known_name() {
+    let mut m = Model::new();
+    let with = |driver, opts: &[(&str, &str)]| {
+        let mut req = CreateNetwork::new("ov", driver);
+        for (k, v) in opts {
+            req.options.insert((*k).to_owned(), (*v).to_owned());
+        }
+        req
+    };
+    for req in [
+        with(Driver::Overlay, &[(CIPHER_OPTION, "aes-256-gcm")]),
+        with(Driver::Bridge, &[(CIPHER_OPTION, "aes-256-gcm")]),
+    ] {
+        let err = m.clone().create_network(req).unwrap_err().to_string();
+        assert!(err.contains("--cipher is not supported"), "{err}");
+    }
+    for bad in ["", "aes", "AES-256-GCM", "rot13"] {
+        let err = m.clone().create_network(with(Driver::Overlay, &[(ENCRYPTED_OPTION, ""), (CIPHER_OPTION, bad)]));
+        let err = err.unwrap_err().to_string();
+        assert!(err.contains("chacha20-poly1305 (the default) or aes-256-gcm"), "{bad:?}: {err}");
+    }
+    assert!(m.network("ov").is_err(), "a refused request changes nothing");
+    let net =
+        m.create_network(with(Driver::Overlay, &[(ENCRYPTED_OPTION, ""), (CIPHER_OPTION, "aes-256-gcm")])).unwrap();
+    assert_eq!(net.cipher(), crypto::Cipher::Aes256Gcm);
+    let mut req = with(Driver::Overlay, &[(ENCRYPTED_OPTION, ""), (CIPHER_OPTION, "chacha20-poly1305")]);
+    req.name = "ov2".into();
+    assert_eq!(m.create_network(req).unwrap().cipher(), crypto::Cipher::ChaCha20Poly1305);
+    let mut req = with(Driver::Overlay, &[(ENCRYPTED_OPTION, "")]);
+    req.name = "ov3".into();
+    assert_eq!(m.create_network(req).unwrap().cipher(), crypto::Cipher::ChaCha20Poly1305, "the default");
+}
+
+#[test]
 fn spread_is_a_bridge_or_overlay_option_true_or_false() {
     let mut m = Model::new();
     for (name, subnet, value, spread) in

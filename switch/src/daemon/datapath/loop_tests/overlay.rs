@@ -233,6 +233,52 @@ fn an_encrypted_overlay_carries_frames_sealed_by_one_datapath_and_opened_by_the_
 }
 
 #[test]
+fn an_aes_256_gcm_overlay_carries_frames_between_its_hosts_and_drops_the_other_ciphers_by_name() {
+    let (mut one, mut two) = (Harness::with(Setup::host(1)), Harness::with(Setup::host(2)));
+    let aes =
+        NetworkSpec { key_epoch: Some(3), mtu: 1418, cipher: crypto::Cipher::Aes256Gcm, ..overlay_network(0, 4300) };
+    let net = one.network(aes);
+    two.network(aes);
+    one.peer(net, vtep(2));
+    two.peer(net, vtep(1));
+    let (a, b) = (one.endpoint(net), two.endpoint(net));
+
+    let secret = b"sealed with AES-256-GCM";
+    let there = udp((mac(2), ip(2), 5000), (mac(3), ip(3), 6000), secret);
+    one.inject(a, &there);
+    one.run_until_idle();
+    let sealed = one.sent_datagrams().remove(0).bytes;
+    assert_eq!(sealed[0], 0xe5, "the AES-256-GCM type byte");
+    assert_eq!(sealed.len(), 24 + there.len() + 16, "the same overhead as ChaCha20-Poly1305");
+    assert!(!sealed.windows(secret.len()).any(|w| w == secret), "no plaintext on the wire");
+    let from = SocketAddr::new(vtep(1).ip(), 49_152);
+    two.inject_datagram(from, &sealed);
+    two.run_until_idle();
+    assert_eq!(two.sent_frames(b), vec![there.clone()]);
+
+    // A host whose network has the default cipher: each side refuses the
+    // other's packets by name, and nothing is delivered.
+    let mut three = Harness::with(Setup::host(3));
+    let chacha = three.network(NetworkSpec { cipher: crypto::Cipher::ChaCha20Poly1305, ..aes });
+    three.peer(chacha, vtep(1));
+    three.peer(chacha, vtep(2));
+    two.peer(net, vtep(3));
+    let c = three.endpoint(chacha);
+    three.inject(c, &udp((mac(4), ip(4), 5000), (mac(3), ip(3), 6000), b"chacha"));
+    three.run_until_idle();
+    let chacha_sealed = three.sent_datagrams().remove(0).bytes;
+    assert_eq!(chacha_sealed[0], 0xe1);
+    two.inject_datagram(SocketAddr::new(vtep(3).ip(), 49_152), &chacha_sealed);
+    two.run_until_idle();
+    assert!(two.sent(b).is_empty());
+    assert_eq!(two.vtep_counters().drops.get(DropReason::CipherMismatch), 1);
+    three.inject_datagram(from, &sealed);
+    three.run_until_idle();
+    assert!(three.sent(c).is_empty());
+    assert_eq!(three.vtep_counters().drops.get(DropReason::CipherMismatch), 1);
+}
+
+#[test]
 fn a_tso_frame_leaves_as_checksummed_segments_in_gso_sends() {
     let mut h = Harness::with(Setup::host(1));
     let net = h.network(overlay_network(0, VNI));

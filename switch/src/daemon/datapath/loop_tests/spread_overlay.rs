@@ -44,7 +44,14 @@ fn spread_overlay_on(setup: fn(u8) -> Setup, spec: NetworkSpec) -> (Harness, Har
         let host = Arc::new(crypto::HostSessions::new(2));
         let shared = host.clone();
         owner.call(|reply| Command::SpreadKeys { network: net, lane, host: shared, reply }).expect("keys in lanes");
-        ReplicaKeys { key_base, key_rotation: spec.key_rotation, store_keys: spec.store_keys, lane, host }
+        ReplicaKeys {
+            key_base,
+            cipher: spec.cipher,
+            key_rotation: spec.key_rotation,
+            store_keys: spec.store_keys,
+            lane,
+            host,
+        }
     });
     let vni = vxlan::Vni::new(VNI).unwrap();
     let overlay = Some(ReplicaOverlay { vni, mtu: spec.mtu, mss_clamp: spec.mss_clamp, keys });

@@ -113,6 +113,7 @@ pub(crate) fn plain_network(index: u32) -> NetworkSpec {
         vni: None,
         mss_clamp: false,
         key_epoch: None,
+        cipher: crypto::Cipher::default(),
         store_keys: false,
         egress: false,
         spread: false,
