@@ -24,6 +24,7 @@
 #               network (VNI 4242) and a peer; the sandbox is its endpoint (MTU 1450)
 #   encrypted - as overlay, with -o encrypted and a shared --secret-file (MTU 1418); also
 #               compared with the unencrypted overlay
+#   encrypted-aes - as encrypted, with -o cipher=aes-256-gcm (ChaCha20-Poly1305 is the default)
 #   overlay-spread - as overlay, with -o spread: each host's overlay is served by every
 #               datapath worker, the kernel hashing each flow's packets over the workers' VTEP
 #               sockets (not in SUITE=overlay or all: SETUPS="overlay overlay-spread" compares)
@@ -49,14 +50,14 @@
 # Usage (as root; installs iperf3, sockperf, ethtool, iproute2, iputils-ping, openvswitch-switch,
 # vde2, fonts-dejavu-core if missing):
 #   sudo SUITE=all REPEAT=3 DURATION=5 benches/e2e.sh  # the comparison, about 15 min on 2 vCPUs
-#   sudo SUITE=overlay benches/e2e.sh                  # vxlan overlay encrypted ovs-overlay
+#   sudo SUITE=overlay benches/e2e.sh                  # vxlan overlay encrypted encrypted-aes ovs-overlay
 #   sudo DURATION=5 REPEAT=5 SETUPS="vswitchd ovs bridge" benches/e2e.sh
 #
 # Environment:
 #   DURATION=10        seconds per TCP and UDP test (latency tests take min(DURATION,3) s)
 #   REPEAT=1           repetitions; the setup order rotates each time; the tables show medians
 #   SUITE=all          "local" (vswitchd afxdp ovs ovs-afxdp vde bridge veth), "overlay"
-#                      (vxlan overlay encrypted ovs-overlay) or "all"
+#                      (vxlan overlay encrypted encrypted-aes ovs-overlay) or "all"
 #   SETUPS=...         explicit subset and order of setups (overrides SUITE)
 #   UDP_TOOL=udpflood  or "iperf3" (iperf3 -u -l 64 -b 0; tops out near 170 kpps)
 #   PIN=1              pin clients (in sandbox 1) to CPU 0 and servers (sandbox 2) to CPU 1; 0 = let
@@ -101,7 +102,7 @@ BENCH=e2e
 source "$SCRIPT_DIR/lib.sh"
 
 LOCAL_SETUPS="vswitchd afxdp ovs ovs-afxdp vde bridge veth"
-OVERLAY_SETUPS="vxlan overlay encrypted ovs-overlay"
+OVERLAY_SETUPS="vxlan overlay encrypted encrypted-aes ovs-overlay"
 DURATION=${DURATION:-10}
 # Open vSwitch: "tap" = OVS internal ports (TAPs in the netdev datapath, with a virtio-net header
 # under userspace TSO) moved into the sandboxes, its best TCP number here; "system" = the host
@@ -159,32 +160,33 @@ UDP_PORT=5301
 SOCKPERF_PORT=11111
 
 # Per setup: the client's (sandbox 1) and the server's (sandbox 2) namespace and address.
-declare -A CNS=([vswitchd]=$NS1 [afxdp]="${P}fa" [ovs]=$NS1 [ovs-afxdp]=$NS1 [vde]=$NS1 [bridge]=$NS1 [veth]=$NS1 [vxlan]="${P}xa" [overlay]="${P}oa" [encrypted]="${P}ea" [ovs-overlay]="${P}wa" [overlay-spread]="${P}sa" [encrypted-spread]="${P}ta")
-declare -A SNS=([vswitchd]=$NS2 [afxdp]="${P}fb" [ovs]=$NS2 [ovs-afxdp]=$NS2 [vde]=$NS2 [bridge]=$NS2 [veth]=$NS2 [vxlan]="${P}xb" [overlay]="${P}ob" [encrypted]="${P}eb" [ovs-overlay]="${P}wb" [overlay-spread]="${P}sb" [encrypted-spread]="${P}tb")
+declare -A CNS=([vswitchd]=$NS1 [afxdp]="${P}fa" [ovs]=$NS1 [ovs-afxdp]=$NS1 [vde]=$NS1 [bridge]=$NS1 [veth]=$NS1 [vxlan]="${P}xa" [overlay]="${P}oa" [encrypted]="${P}ea" [ovs-overlay]="${P}wa" [overlay-spread]="${P}sa" [encrypted-spread]="${P}ta" [encrypted-aes]="${P}ga")
+declare -A SNS=([vswitchd]=$NS2 [afxdp]="${P}fb" [ovs]=$NS2 [ovs-afxdp]=$NS2 [vde]=$NS2 [bridge]=$NS2 [veth]=$NS2 [vxlan]="${P}xb" [overlay]="${P}ob" [encrypted]="${P}eb" [ovs-overlay]="${P}wb" [overlay-spread]="${P}sb" [encrypted-spread]="${P}tb" [encrypted-aes]="${P}gb")
 declare -A SRC_IP=([vswitchd]=10.231.0.2 [afxdp]=10.237.0.2 [bridge]=10.232.0.2 [veth]=10.233.0.2
     [ovs]=10.238.0.2 [ovs-afxdp]=10.239.0.2 [vde]=10.240.0.2
     [vxlan]=10.235.0.2 [overlay]=10.234.0.2 [encrypted]=10.236.0.2 [ovs-overlay]=10.245.0.2 [overlay-spread]=10.247.0.2
-    [encrypted-spread]=10.249.0.2)
+    [encrypted-spread]=10.249.0.2 [encrypted-aes]=10.229.0.2)
 declare -A DST_IP=([vswitchd]=10.231.0.3 [afxdp]=10.237.0.3 [bridge]=10.232.0.3 [veth]=10.233.0.3
     [ovs]=10.238.0.3 [ovs-afxdp]=10.239.0.3 [vde]=10.240.0.3
     [vxlan]=10.235.0.3 [overlay]=10.234.0.3 [encrypted]=10.236.0.3 [ovs-overlay]=10.245.0.3 [overlay-spread]=10.247.0.3
-    [encrypted-spread]=10.249.0.3)
+    [encrypted-spread]=10.249.0.3 [encrypted-aes]=10.229.0.3)
 # Overlay setups: the two host namespaces and the underlay /24 (hosts are .1 and .2).
-declare -A HOST1=([vxlan]="${P}xh1" [overlay]="${P}oh1" [encrypted]="${P}eh1" [ovs-overlay]="${P}wh1" [overlay-spread]="${P}sh1" [encrypted-spread]="${P}th1")
-declare -A HOST2=([vxlan]="${P}xh2" [overlay]="${P}oh2" [encrypted]="${P}eh2" [ovs-overlay]="${P}wh2" [overlay-spread]="${P}sh2" [encrypted-spread]="${P}th2")
-declare -A UNDERLAY=([vxlan]=10.242.0 [overlay]=10.241.0 [encrypted]=10.243.0 [ovs-overlay]=10.244.0 [overlay-spread]=10.248.0 [encrypted-spread]=10.250.0)
+declare -A HOST1=([vxlan]="${P}xh1" [overlay]="${P}oh1" [encrypted]="${P}eh1" [ovs-overlay]="${P}wh1" [overlay-spread]="${P}sh1" [encrypted-spread]="${P}th1" [encrypted-aes]="${P}gh1")
+declare -A HOST2=([vxlan]="${P}xh2" [overlay]="${P}oh2" [encrypted]="${P}eh2" [ovs-overlay]="${P}wh2" [overlay-spread]="${P}sh2" [encrypted-spread]="${P}th2" [encrypted-aes]="${P}gh2")
+declare -A UNDERLAY=([vxlan]=10.242.0 [overlay]=10.241.0 [encrypted]=10.243.0 [ovs-overlay]=10.244.0 [overlay-spread]=10.248.0 [encrypted-spread]=10.250.0 [encrypted-aes]=10.228.0)
 # The client-side interface in sandbox 1, per setup (for the offload/MTU line of the report),
 # and the MTU it must have (the report flags a difference).
-declare -A IFACE=([vswitchd]=eth0 [afxdp]=eth0 [ovs]="${P}o1" [ovs-afxdp]="${P}x1" [vde]="${P}d1" [bridge]="${P}b1" [veth]="${P}v1" [vxlan]="${P}ks" [overlay]=eth0 [encrypted]=eth0 [ovs-overlay]="${P}w1" [overlay-spread]=eth0 [encrypted-spread]=eth0)
-declare -A WANT_MTU=([vxlan]=1450 [overlay]=1450 [encrypted]=1418 [ovs-overlay]=1450 [overlay-spread]=1450 [encrypted-spread]=1418)
+declare -A IFACE=([vswitchd]=eth0 [afxdp]=eth0 [ovs]="${P}o1" [ovs-afxdp]="${P}x1" [vde]="${P}d1" [bridge]="${P}b1" [veth]="${P}v1" [vxlan]="${P}ks" [overlay]=eth0 [encrypted]=eth0 [ovs-overlay]="${P}w1" [overlay-spread]=eth0 [encrypted-spread]=eth0 [encrypted-aes]=eth0)
+declare -A WANT_MTU=([vxlan]=1450 [overlay]=1450 [encrypted]=1418 [ovs-overlay]=1450 [overlay-spread]=1450 [encrypted-spread]=1418 [encrypted-aes]=1418)
 declare -A LABEL=([vswitchd]="vswitchd, TAP ports" [afxdp]="vswitchd, AF_XDP ports" [bridge]="Linux kernel bridge" [veth]="veth pair, direct"
     [ovs]="Open vSwitch userspace + TSO, $OVS_PORT ports" [ovs-afxdp]="Open vSwitch userspace, AF_XDP ports ($OVS_XDP_MODE)" [vde]="vde_switch, TAP ports"
     [vxlan]="kernel VXLAN + bridge" [overlay]="vswitchd overlay" [encrypted]="vswitchd overlay, encrypted"
     [ovs-overlay]="Open vSwitch userspace VXLAN, TSO off" [overlay-spread]="vswitchd overlay, -o spread"
-    [encrypted-spread]="vswitchd overlay, encrypted, -o spread")
+    [encrypted-spread]="vswitchd overlay, encrypted, -o spread" [encrypted-aes]="vswitchd overlay, encrypted, AES-256-GCM")
 # The vswitchd instances of each setup (sender's host first), for CPU samples and liveness.
 declare -A DAEMONS=([vswitchd]=vswitchd [afxdp]=afxdp [overlay]="overlay1 overlay2" [encrypted]="encrypted1 encrypted2"
     [overlay-spread]="overlay-spread1 overlay-spread2" [encrypted-spread]="encrypted-spread1 encrypted-spread2"
+    [encrypted-aes]="encrypted-aes1 encrypted-aes2"
     [ovs]=ovs [ovs-afxdp]=ovs-afxdp [vde]=vde [ovs-overlay]="ovs-overlay1 ovs-overlay2")
 # Kind of each daemon in DAEMONS: how to stop it and read its drop counters (default vswitchd).
 declare -A DKIND=([ovs]=ovs [ovs-afxdp]=ovs [vde]=vde [ovs-overlay1]=ovs [ovs-overlay2]=ovs)
@@ -620,6 +622,13 @@ setup_encrypted-spread() {
     (umask 077 && "$VSWITCHCTL" secret generate >"$secret") ||
         { STATUS[encrypted-spread]="'vswitchctl secret generate' failed"; return 1; }
     setup_vswitchd_overlay encrypted-spread "-o encrypted -o spread" --secret-file "$secret"
+}
+
+setup_encrypted-aes() {
+    local secret=$TMP/cluster-aes.secret
+    (umask 077 && "$VSWITCHCTL" secret generate >"$secret") ||
+        { STATUS[encrypted-aes]="'vswitchctl secret generate' failed"; return 1; }
+    setup_vswitchd_overlay encrypted-aes "-o encrypted -o cipher=aes-256-gcm" --secret-file "$secret"
 }
 
 # Open vSwitch's userspace VXLAN, per host: a private OVS in the host namespace (userspace TSO
@@ -1289,14 +1298,14 @@ report_local_daemon() {
 # The overlay daemons: CPU during each test, idle RSS/CPU, and the drops they counted.
 report_overlay_daemons() {
     local setup d i any=0
-    for setup in overlay encrypted overlay-spread encrypted-spread; do
+    for setup in overlay encrypted encrypted-aes overlay-spread encrypted-spread; do
         selected "$setup" && any=1
     done
     ((any)) || return 0
     printf '\nvswitchd overlay daemons (one per host; host 1 runs the clients, host 2 the servers; CPU in %% of one core):\n\n'
     printf '| Daemon | status | CPU during TCP | during UDP 64 B | during sockperf | idle RSS before / after | idle CPU before / after | threads |\n'
     printf '|---|---|---|---|---|---|---|---|\n'
-    for setup in overlay encrypted overlay-spread encrypted-spread; do
+    for setup in overlay encrypted encrypted-aes overlay-spread encrypted-spread; do
         selected "$setup" || continue
         for i in 1 2; do
             d=$setup$i
@@ -1310,7 +1319,7 @@ report_overlay_daemons() {
         done
     done
     printf '\nDrops counted by the overlay daemons over the whole run (vswitchctl stats, non-zero only):\n'
-    for setup in overlay encrypted overlay-spread encrypted-spread; do
+    for setup in overlay encrypted encrypted-aes overlay-spread encrypted-spread; do
         selected "$setup" || continue
         for i in 1 2; do
             d=$setup$i
@@ -1334,9 +1343,11 @@ report() {
         printf '\n**Warning: the machine was %s%% busy before the tests (other processes); numbers are skewed.**\n' \
             "$BUSY_BEFORE"
     report_group "Two sandboxes on one host" bridge vswitchd afxdp ovs ovs-afxdp vde bridge veth
-    report_group "Overlay: two hosts (namespaces) over a veth underlay, MTU 1500, one sandbox each" vxlan vxlan overlay encrypted ovs-overlay overlay-spread encrypted-spread
+    report_group "Overlay: two hosts (namespaces) over a veth underlay, MTU 1500, one sandbox each" vxlan vxlan overlay encrypted encrypted-aes ovs-overlay overlay-spread encrypted-spread
     if selected encrypted; then
-        report_group "Encryption cost" overlay overlay encrypted
+        report_group "Encryption cost" overlay overlay encrypted $(selected encrypted-aes && echo encrypted-aes)
+    elif selected encrypted-aes; then
+        report_group "Encryption cost" overlay overlay encrypted-aes
     fi
     if selected encrypted && selected encrypted-spread; then
         report_group "Spreading an encrypted overlay over the workers" encrypted encrypted encrypted-spread
@@ -1357,6 +1368,7 @@ report() {
         target_line "vswitchd overlay TCP / kernel VXLAN + bridge" overlay vxlan tcp ">=" 0.85
         target_line "vswitchd overlay ½RTT p50 / kernel VXLAN + bridge" overlay vxlan half-rtt "<=" 1.3
         target_line "encrypted overlay TCP / vswitchd overlay" encrypted overlay tcp ">=" 0.7
+        target_line "encrypted overlay, AES-256-GCM, TCP / vswitchd overlay" encrypted-aes overlay tcp ">=" 0.7
         target_line "vswitchd overlay TCP / Open vSwitch userspace VXLAN (TSO off, see the header)" overlay ovs-overlay tcp ">=" 1.0)
     [[ -z $targets ]] || printf '\nIssue 11 targets (medians; ratios of medians unless a unit is shown):\n%s\n' "$targets"
     printf '\nClient-side interfaces in sandbox 1:\n'
@@ -1372,7 +1384,7 @@ report() {
         done
         printf 'TCP ratios per repetition:\n'
         local pair setup_a setup_b
-        for pair in "vswitchd bridge" "afxdp bridge" "ovs bridge" "vswitchd ovs" "afxdp ovs-afxdp" "overlay vxlan" "encrypted overlay" "overlay ovs-overlay"; do
+        for pair in "vswitchd bridge" "afxdp bridge" "ovs bridge" "vswitchd ovs" "afxdp ovs-afxdp" "overlay vxlan" "encrypted overlay" "encrypted-aes overlay" "overlay ovs-overlay"; do
             read -r setup_a setup_b <<<"$pair"
             if [[ -n ${RES[$setup_a,tcp]:-} && -n ${RES[$setup_b,tcp]:-} ]]; then
                 printf '  %-11s / %-11s %s\n' "$setup_a" "$setup_b" "$(rep_ratios "$setup_a" "$setup_b" tcp)"
@@ -1390,7 +1402,7 @@ chart_data() {
     local setup base panel
     printf 'title\tvswitch e2e, %s, %s x %s s, %s\n' "$(uname -r)" "$REPEAT" "$DURATION" "$(date -u +%F)"
     printf 'metrics\tTCP 1 stream\tUDP 64 B received\t½RTT p50 (lower is better)\n'
-    for panel in "bridge:vswitchd afxdp ovs ovs-afxdp vde bridge veth" "vxlan:vxlan overlay encrypted ovs-overlay overlay-spread encrypted-spread"; do
+    for panel in "bridge:vswitchd afxdp ovs ovs-afxdp vde bridge veth" "vxlan:vxlan overlay encrypted encrypted-aes ovs-overlay overlay-spread encrypted-spread"; do
         base=${panel%%:*}
         selected "$base" || continue
         printf 'panel\tratio to %s\n' "${LABEL[$base]}"
@@ -1429,7 +1441,7 @@ main() {
     install_packages
     [[ $UDP_TOOL == udpflood ]] && build_udpflood
     local build_ok=1
-    if selected vswitchd || selected afxdp || selected overlay || selected encrypted || selected overlay-spread || selected encrypted-spread; then
+    if selected vswitchd || selected afxdp || selected overlay || selected encrypted || selected encrypted-aes || selected overlay-spread || selected encrypted-spread; then
         build_switch || build_ok=0
     fi
     # The local vswitchd goes first: it creates the local sandboxes.
