@@ -1373,13 +1373,13 @@ report() {
     [[ -z $targets ]] || printf '\nIssue 11 targets (medians; ratios of medians unless a unit is shown):\n%s\n' "$targets"
     printf '\nClient-side interfaces in sandbox 1:\n'
     for setup in $SETUPS; do
-        [[ -n ${IFINFO[$setup]:-} ]] && printf '  %-11s %s\n' "$setup" "${IFINFO[$setup]}"
+        [[ -n ${IFINFO[$setup]:-} ]] && printf '  %-16s %s\n' "$setup" "${IFINFO[$setup]}"
     done
     if ((REPEAT > 1)); then
         printf '\nPer repetition, in run order (TCP Gbit/s | UDP 64 B kpps received | ½RTT µs):\n'
         for setup in $SETUPS; do
             [[ -n ${RES[$setup,tcp]:-} ]] || continue
-            printf '  %-11s %s| %s| %s\n' "$setup" "$(scaled "${RES[$setup,tcp]}" 1000 1)" \
+            printf '  %-16s %s| %s| %s\n' "$setup" "$(scaled "${RES[$setup,tcp]}" 1000 1)" \
                 "$(scaled "${RES[$setup,udp-pps]}" 1000 0)" "$(scaled "${RES[$setup,half-rtt]}" 1 1)"
         done
         printf 'TCP ratios per repetition:\n'
@@ -1387,7 +1387,7 @@ report() {
         for pair in "vswitchd bridge" "afxdp bridge" "ovs bridge" "vswitchd ovs" "afxdp ovs-afxdp" "overlay vxlan" "encrypted overlay" "encrypted-aes overlay" "overlay ovs-overlay"; do
             read -r setup_a setup_b <<<"$pair"
             if [[ -n ${RES[$setup_a,tcp]:-} && -n ${RES[$setup_b,tcp]:-} ]]; then
-                printf '  %-11s / %-11s %s\n' "$setup_a" "$setup_b" "$(rep_ratios "$setup_a" "$setup_b" tcp)"
+                printf '  %-16s / %-11s %s\n' "$setup_a" "$setup_b" "$(rep_ratios "$setup_a" "$setup_b" tcp)"
             fi
         done
     fi
