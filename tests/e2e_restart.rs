@@ -136,3 +136,53 @@ fn sigterm_stops_the_daemon_and_state_survives() {
     let ip_b = eb.ipv4.expect("ip").addr();
     assert!(wait_for_ping(&a, ip_b, Duration::from_secs(10)).is_some(), "no connectivity after SIGTERM + start");
 }
+
+/// `network create --aux-address`: the reserved addresses are shown by
+/// `network inspect`, never given to an endpoint, refused as `--ip`, and
+/// all of that holds after `kill -9`. A reserved address outside the
+/// subnet is refused and creates nothing.
+#[test]
+fn aux_addresses_are_skipped_refused_and_survive_kill_9() {
+    if !require_root("aux_addresses_are_skipped_refused_and_survive_kill_9") {
+        return;
+    }
+    let mut d = Daemon::start();
+    let net = d.name("n");
+    let (a, b, c) = (d.name("a"), d.name("b"), d.name("c"));
+    let create = |aux: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["network", "create", &net, "--subnet", "10.205.3.0/24"].map(String::from).into();
+        for a in aux {
+            args.extend(["--aux-address".to_owned(), (*a).to_owned()]);
+        }
+        args
+    };
+    let err = d.ctl_err(&create(&["router=10.205.4.2"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("router=10.205.4.2") && err.contains("not inside subnet 10.205.3.0/24"), "{err}");
+    let listed = d.ctl_ok(&["network", "ls"]);
+    assert!(!listed.contains(&net), "a refused network is listed: {listed}");
+    let args = create(&["router=10.205.3.2", "printer=10.205.3.3"]);
+    let info: ctl::proto::NetworkInfo = d.ctl_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let aux = |info: &ctl::proto::NetworkInfo| info.ipam.config[0].auxiliary_addresses.clone();
+    let want = std::collections::BTreeMap::from([
+        ("printer".to_owned(), "10.205.3.3".parse().unwrap()),
+        ("router".to_owned(), "10.205.3.2".parse().unwrap()),
+    ]);
+    assert_eq!(aux(&info), want);
+    for s in [&a, &b, &c] {
+        d.sandbox_create(s);
+    }
+    let ea = d.connect(&net, &a, None);
+    assert_eq!(ea.ipv4.map(|i| i.to_string()).as_deref(), Some("10.205.3.4/24"), "past .1 (gateway), .2 and .3");
+    let err = d.ctl_err(&["network", "connect", &net, &b, "--ip", "10.205.3.2"]);
+    assert!(err.contains("reserved as auxiliary address \"router\""), "{err}");
+
+    d.kill9();
+    d.restart();
+    let info: Vec<ctl::proto::NetworkInfo> = d.ctl_json(&["network", "inspect", &net]);
+    assert_eq!(aux(&info[0]), want, "after kill -9");
+    let eb = d.connect(&net, &b, None);
+    assert_eq!(eb.ipv4.map(|i| i.to_string()).as_deref(), Some("10.205.3.5/24"));
+    let err = d.ctl_err(&["network", "connect", &net, &c, "--ip", "10.205.3.3"]);
+    assert!(err.contains("reserved as auxiliary address \"printer\""), "{err}");
+    assert!(ping(&a, Ipv4Addr::new(10, 205, 3, 5), 2), "the endpoints still talk");
+}

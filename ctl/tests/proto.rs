@@ -405,11 +405,13 @@ fn network_info_uses_docker_keys() {
                     subnet: "10.10.0.0/24".parse().unwrap(),
                     gateway: Some(Ipv4Addr::new(10, 10, 0, 1).into()),
                     ip_range: Some("10.10.0.64/26".parse().unwrap()),
+                    auxiliary_addresses: BTreeMap::from([("router".into(), Ipv4Addr::new(10, 10, 0, 254).into())]),
                 },
                 IpamConfig {
                     subnet: "fd00:1::/64".parse().unwrap(),
                     gateway: Some("fd00:1::1".parse().unwrap()),
                     ip_range: None,
+                    auxiliary_addresses: BTreeMap::new(),
                 },
             ],
         },
@@ -453,7 +455,8 @@ fn network_info_uses_docker_keys() {
             "Driver": "default",
             "Options": {},
             "Config": [
-                {"Subnet": "10.10.0.0/24", "IPRange": "10.10.0.64/26", "Gateway": "10.10.0.1"},
+                {"Subnet": "10.10.0.0/24", "IPRange": "10.10.0.64/26", "Gateway": "10.10.0.1",
+                 "AuxiliaryAddresses": {"router": "10.10.0.254"}},
                 {"Subnet": "fd00:1::/64", "Gateway": "fd00:1::1"}
             ]
         })

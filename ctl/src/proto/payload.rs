@@ -78,6 +78,10 @@ pub struct IpamConfig {
     /// omitted when none.
     #[serde(rename = "IPRange", default, skip_serializing_if = "Option::is_none")]
     pub ip_range: Option<IpNet>,
+    /// Addresses of the subnet IPAM never gives out, by name
+    /// (`--aux-address`); omitted when none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub auxiliary_addresses: BTreeMap<String, IpAddr>,
 }
 
 /// One entry of [`NetworkInfo::containers`] (Docker's `EndpointResource`).

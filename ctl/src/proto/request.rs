@@ -204,6 +204,12 @@ pub struct CreateNetwork {
     /// come from; requires `subnet6`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_range6: Option<Ipv6Net>,
+    /// Optional: addresses IPAM never gives an endpoint, by name (Docker's
+    /// `--aux-address NAME=IP`): a router, printer or host already on the
+    /// segment, as on a macvlan network. Each lies in `subnet` or `subnet6`,
+    /// which must be given.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, IpAddr>,
     /// Optional: no route out of the network.
     #[serde(default)]
     pub internal: bool,
@@ -239,6 +245,7 @@ impl Default for CreateNetwork {
             subnet6: None,
             gateway6: None,
             ip_range6: None,
+            aux_addresses: BTreeMap::new(),
             internal: false,
             mtu: None,
             attachable: false,

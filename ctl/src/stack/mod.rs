@@ -89,6 +89,10 @@ pub struct StackNetwork {
     /// Where automatic IPv6 addresses come from (inside `subnet6`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_range6: Option<Ipv6Net>,
+    /// Addresses never given to an endpoint, by name (compose's
+    /// `aux_addresses`, `--aux-address`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, IpAddr>,
     /// No route out of the network.
     #[serde(default, skip_serializing_if = "is_false")]
     pub internal: bool,
@@ -125,6 +129,7 @@ impl Default for StackNetwork {
             subnet6: None,
             gateway6: None,
             ip_range6: None,
+            aux_addresses: BTreeMap::new(),
             internal: false,
             attachable: false,
             mtu: None,

@@ -417,6 +417,29 @@ fn network_labels_are_read_and_written_as_compose_writes_them() {
 }
 
 #[test]
+fn aux_addresses_are_read_per_family_and_written_back() {
+    let text = "networks:\n  lan:\n    enable_ipv6: true\n    ipam:\n      config:\n        - subnet: 10.9.0.0/24\n          \
+                aux_addresses:\n            router: 10.9.0.2\n            printer: 10.9.0.3\n        - subnet: fd00:9::/64\n          \
+                aux_addresses:\n            router6: fd00:9::2\n";
+    let (stack, source) = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    let aux: Vec<String> = stack.networks[0].aux_addresses.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(aux, ["printer=10.9.0.3", "router=10.9.0.2", "router6=fd00:9::2"]);
+    assert_eq!(source.keys.get("networks.lan.aux_addresses.router").map(|k| k.line), Some(8));
+    let written = yaml::to_yaml(&stack).unwrap();
+    assert!(written.contains("        aux_addresses:\n          printer: \"10.9.0.3\"\n"), "{written}");
+    assert_eq!(parse(&written).unwrap().0, stack, "{written}");
+    // An address of the other family than its config's is refused at its line.
+    let wrong = text.replace("router6: fd00:9::2", "router6: 10.9.0.4");
+    let e = errors(&wrong);
+    assert!(
+        e.iter().any(|l| l.starts_with(
+            "stack.yaml:12: networks.lan.ipam.config[1].aux_addresses.router6: \"10.9.0.4\" is not an IPv6"
+        )),
+        "{e:#?}"
+    );
+}
+
+#[test]
 fn the_stack_travels_as_json() {
     let (stack, source) = parse(GOOD).unwrap();
     let json = serde_json::to_string(&stack).unwrap();

@@ -136,7 +136,7 @@ impl Model {
                     IpAddr::V4(ip) => Some(*ip),
                     IpAddr::V6(_) => None,
                 });
-                let used = on_net.iter().filter_map(|e| e.ipv4).chain(excluded);
+                let used = on_net.iter().filter_map(|e| e.ipv4).chain(excluded).chain(net.aux_addresses4());
                 Some(match net.ip_range {
                     None => lowest_free_host(subnet, gateway, used).ok_or_else(|| ModelError::AddressesExhausted {
                         subnet: subnet.into(),
@@ -161,7 +161,7 @@ impl Model {
                     IpAddr::V6(ip) => Some(*ip),
                     IpAddr::V4(_) => None,
                 });
-                let used = on_net.iter().filter_map(|e| e.ipv6).chain(excluded);
+                let used = on_net.iter().filter_map(|e| e.ipv6).chain(excluded).chain(net.aux_addresses6());
                 let range = net.ip_range6.unwrap_or(subnet);
                 Some(lowest_free_host6_in(range, subnet, gateway, used).ok_or_else(|| match net.ip_range6 {
                     None => ModelError::AddressesExhausted { subnet: subnet.into(), network: net.name.clone() },
@@ -279,6 +279,8 @@ fn check_address(net: &Network, subnet: IpNet, gateway: IpAddr, ip: IpAddr) -> R
         if ip.is_ipv6() { "subnet-router anycast address" } else { "network address" }
     } else if ip.is_ipv4() && ip == subnet.broadcast() {
         "broadcast address"
+    } else if let Some((name, _)) = net.aux_addresses.iter().find(|(_, aux)| **aux == ip) {
+        return Err(ModelError::AuxAddressTaken { ip, name: name.clone(), network: net.name.clone() });
     } else {
         return Ok(());
     };

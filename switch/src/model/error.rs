@@ -278,6 +278,26 @@ pub enum ModelError {
         /// The network.
         network: String,
     },
+    /// address {ip} is reserved as auxiliary address {name} of network {network}
+    #[error("address {ip} is reserved as auxiliary address {name:?} of network {network} (--aux-address)")]
+    AuxAddressTaken {
+        /// The address given.
+        ip: IpAddr,
+        /// The auxiliary address's name.
+        name: String,
+        /// The network.
+        network: String,
+    },
+    /// --aux-address {name}={ip} is not usable: {reason}
+    #[error("--aux-address {name}={ip}: {reason}")]
+    BadAuxAddress {
+        /// The name given.
+        name: String,
+        /// The address given.
+        ip: IpAddr,
+        /// Why it is refused.
+        reason: String,
+    },
     /// address {ip} is already in use on network {network} by sandbox {sandbox} (endpoint {endpoint})
     #[error("address {ip} is already in use on network {network} by sandbox {sandbox} (endpoint {endpoint})")]
     AddressInUse {

@@ -1,10 +1,11 @@
 //! Creating and removing networks: name rules, subnet and gateway choice
 //! (Docker's default address pools), MTU and VNI.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ctl::proto::Driver;
-use ctl::{Ipv4Net, Ipv6Net};
+use ctl::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::addr::{Subnet6Ext, SubnetExt, ula_for_id};
 use super::endpoints::{lowest_free_host_in, lowest_free_host6_in};
@@ -209,6 +210,7 @@ impl Model {
         } else {
             (None, None, None)
         };
+        let aux_addresses = check_aux_addresses(&req, subnet.zip(gateway), subnet6.zip(gateway6))?;
         let net = Network {
             id,
             name: req.name,
@@ -221,6 +223,7 @@ impl Model {
             subnet6,
             gateway6,
             ip_range6,
+            aux_addresses,
             internal: req.internal,
             attachable: req.attachable,
             mtu,
@@ -396,6 +399,51 @@ impl Model {
     fn overlapping(&self, s: Ipv4Net) -> Option<(String, Ipv4Net)> {
         self.networks().into_iter().find_map(|n| n.subnet.filter(|ns| ns.overlaps(&s)).map(|ns| (n.name.clone(), ns)))
     }
+}
+
+/// Validates `--aux-address`es against the network's subnets and gateways
+/// (`v4` and `v6`, when the network has that family): each lies in a
+/// subnet the request gave (an automatic subnet is not known beforehand),
+/// is a host address of it other than the gateway, and is given once.
+fn check_aux_addresses(
+    req: &CreateNetwork,
+    v4: Option<(Ipv4Net, Ipv4Addr)>,
+    v6: Option<(Ipv6Net, Ipv6Addr)>,
+) -> Result<BTreeMap<String, IpAddr>, ModelError> {
+    let mut seen: BTreeMap<IpAddr, &str> = BTreeMap::new();
+    for (name, &ip) in &req.aux_addresses {
+        let refuse = |reason: String| ModelError::BadAuxAddress { name: name.clone(), ip, reason };
+        if name.is_empty() {
+            return Err(refuse("the name is empty".into()));
+        }
+        let (given, subnet, gateway): (bool, Option<IpNet>, Option<IpAddr>) = match ip {
+            IpAddr::V4(_) => (req.subnet.is_some(), v4.map(|(s, _)| s.into()), v4.map(|(_, g)| g.into())),
+            IpAddr::V6(_) => (req.subnet6.is_some(), v6.map(|(s, _)| s.into()), v6.map(|(_, g)| g.into())),
+        };
+        let (Some(subnet), Some(gateway), true) = (subnet, gateway, given) else {
+            let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+            return Err(refuse(format!("give the network's {family} --subnet it lies in")));
+        };
+        if !subnet.contains(&ip) {
+            return Err(refuse(format!("it is not inside subnet {subnet}")));
+        }
+        let what = if ip == gateway {
+            Some("the gateway")
+        } else if ip == subnet.network() {
+            Some(if ip.is_ipv6() { "the subnet-router anycast address" } else { "the network address" })
+        } else if ip.is_ipv4() && ip == subnet.broadcast() {
+            Some("the broadcast address")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(refuse(format!("it is {what} of subnet {subnet}")));
+        }
+        if let Some(other) = seen.insert(ip, name) {
+            return Err(refuse(format!("the same address as --aux-address {other}")));
+        }
+    }
+    Ok(req.aux_addresses.clone())
 }
 
 /// Validates an `--ip-range` against the subnet: a prefix inside it with at

@@ -95,6 +95,7 @@ impl Model {
                 subnet6: None,
                 gateway6: None,
                 ip_range6: None,
+                aux_addresses: Default::default(),
                 internal: false,
                 attachable: false,
                 mtu: 1500,

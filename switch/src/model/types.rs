@@ -50,6 +50,10 @@ pub struct Network {
     /// addresses come from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_range6: Option<Ipv6Net>,
+    /// Addresses IPAM never gives an endpoint, by name (`--aux-address`),
+    /// each inside `subnet` or `subnet6`. Absent from state files without any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, IpAddr>,
     /// No route out of the network: endpoints get no default route through it.
     pub internal: bool,
     /// Standalone sandboxes may connect (meaningful for overlay networks).
@@ -148,6 +152,22 @@ impl Network {
     /// with IPv6.
     pub fn gateway6_net(&self) -> Option<Ipv6Net> {
         Ipv6Net::new(self.gateway6?, self.subnet6?.prefix_len()).ok()
+    }
+
+    /// The IPv4 auxiliary addresses (`--aux-address`).
+    pub fn aux_addresses4(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.aux_addresses.values().filter_map(|ip| match ip {
+            IpAddr::V4(ip) => Some(*ip),
+            IpAddr::V6(_) => None,
+        })
+    }
+
+    /// The IPv6 auxiliary addresses (`--aux-address`).
+    pub fn aux_addresses6(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.aux_addresses.values().filter_map(|ip| match ip {
+            IpAddr::V6(ip) => Some(*ip),
+            IpAddr::V4(_) => None,
+        })
     }
 
     /// Whether this is one of the predefined `bridge`, `host`, `none` networks.

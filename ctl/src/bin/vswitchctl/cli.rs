@@ -479,6 +479,10 @@ pub(crate) enum NetworkCmd {
         /// of its family (give each host of an overlay its own); one per family.
         #[arg(long, value_name = "CIDR", value_parser = parse_ip_range)]
         ip_range: Vec<IpNet>,
+        /// An address of the subnet never given to an endpoint, by name
+        /// (a router or host already on the segment; repeatable).
+        #[arg(long = "aux-address", value_name = "NAME=IP", value_parser = parse_aux_address)]
+        aux_addresses: Vec<(String, IpAddr)>,
         /// Give endpoints IPv4 addresses (default true); --ipv4=false with
         /// --ipv6 makes an IPv6-only network.
         #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value_t = true,
@@ -721,6 +725,16 @@ fn parse_opt(s: &str) -> Result<(String, String), String> {
     Ok((key.to_owned(), value.to_owned()))
 }
 
+/// Parses an `--aux-address NAME=IP`.
+fn parse_aux_address(s: &str) -> Result<(String, IpAddr), String> {
+    let bad = || format!("invalid --aux-address {s:?}: expected NAME=IP, e.g. router=192.168.1.5");
+    let (name, ip) = s.split_once('=').ok_or_else(bad)?;
+    if name.is_empty() {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), ip.parse().map_err(|_| bad())?))
+}
+
 /// Parses a subnet (IPv4 or IPv6) and insists that its host bits are clear.
 fn parse_subnet(s: &str) -> Result<IpNet, String> {
     parse_prefix("subnet", s)
@@ -904,6 +918,11 @@ mod tests {
         assert!(parse_subnet("fd00:1::").is_err());
         let err = parse_ip_range("10.0.0.130/25").unwrap_err();
         assert!(err.starts_with("ip range 10.0.0.130/25 has host bits set") && err.contains("10.0.0.128/25"), "{err}");
+        assert_eq!(parse_aux_address("router=192.168.1.5").unwrap(), ("router".into(), "192.168.1.5".parse().unwrap()));
+        assert_eq!(parse_aux_address("h=fd00::5").unwrap().1, "fd00::5".parse::<IpAddr>().unwrap());
+        for bad in ["192.168.1.5", "=192.168.1.5", "router=", "router=192.168.1.300"] {
+            assert!(parse_aux_address(bad).unwrap_err().contains("NAME=IP"), "{bad}");
+        }
         assert!(parse_unicast_mac("ff:ff:ff:ff:ff:ff").is_err());
         assert!(parse_unicast_mac("02:00:00:00:00:01").is_ok());
         assert_eq!(parse_spec("8000-8001:80-81").unwrap().0.len(), 2);

@@ -74,6 +74,9 @@ pub(super) struct IpamConfigDoc {
     pub(super) ip_range: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) gateway: Option<Spanned<String>>,
+    /// Compose's `aux_addresses`: name to address, never given out.
+    #[serde(default)]
+    pub(super) aux_addresses: Option<IndexMap<String, Spanned<String>>>,
 }
 
 /// One entry of `sandboxes:`.

@@ -53,12 +53,24 @@ struct OutIpamConfig {
     ip_range: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gateway: Option<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    aux_addresses: IndexMap<String, String>,
 }
 
 impl OutIpamConfig {
     /// The entry of one family's settings, if any is set.
-    fn of(subnet: Option<String>, ip_range: Option<String>, gateway: Option<String>) -> Option<Self> {
-        (subnet.is_some() || ip_range.is_some() || gateway.is_some()).then_some(Self { subnet, ip_range, gateway })
+    fn of(
+        subnet: Option<String>,
+        ip_range: Option<String>,
+        gateway: Option<String>,
+        aux_addresses: IndexMap<String, String>,
+    ) -> Option<Self> {
+        (subnet.is_some() || ip_range.is_some() || gateway.is_some() || !aux_addresses.is_empty()).then_some(Self {
+            subnet,
+            ip_range,
+            gateway,
+            aux_addresses,
+        })
     }
 }
 
@@ -129,9 +141,12 @@ fn network(n: &StackNetwork) -> OutNetwork {
         v.map(|v| v.to_string())
     }
     // One config per family, IPv4 first, as compose writes them.
+    let aux = |v6: bool| -> IndexMap<String, String> {
+        n.aux_addresses.iter().filter(|(_, ip)| ip.is_ipv6() == v6).map(|(k, ip)| (k.clone(), ip.to_string())).collect()
+    };
     let config: Vec<OutIpamConfig> = [
-        OutIpamConfig::of(text(n.subnet), text(n.ip_range), text(n.gateway)),
-        OutIpamConfig::of(text(n.subnet6), text(n.ip_range6), text(n.gateway6)),
+        OutIpamConfig::of(text(n.subnet), text(n.ip_range), text(n.gateway), aux(false)),
+        OutIpamConfig::of(text(n.subnet6), text(n.ip_range6), text(n.gateway6), aux(true)),
     ]
     .into_iter()
     .flatten()

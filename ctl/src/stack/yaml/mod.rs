@@ -238,6 +238,7 @@ impl Converter<'_, '_> {
                 } else {
                     self.ipam_config(key, &path, config, &mut net);
                 }
+                self.aux_addresses(key, &path, config, v6, &mut net);
             }
         }
         net
@@ -264,6 +265,23 @@ impl Converter<'_, '_> {
             match text.parse::<Ipv4Addr>() {
                 Ok(v) => net.gateway = Some(v),
                 Err(_) => self.issue(&k, format!("{text:?} is not an IPv4 address")),
+            }
+        }
+    }
+
+    /// An `ipam.config` entry's `aux_addresses`, each of the entry's family.
+    fn aux_addresses(&mut self, key: &str, path: &str, config: &IpamConfigDoc, v6: bool, net: &mut StackNetwork) {
+        for (name, ip) in config.aux_addresses.iter().flatten() {
+            let k = format!("{key}.aux_addresses.{name}");
+            let text = self.at(&k, &format!("{path}.aux_addresses.{name}"), ip);
+            match text.parse::<IpAddr>() {
+                Ok(v) if v.is_ipv6() == v6 => {
+                    net.aux_addresses.insert(name.clone(), v);
+                }
+                _ => {
+                    let family = if v6 { "IPv6" } else { "IPv4" };
+                    self.issue(&k, format!("{text:?} is not an {family} address (the family of this ipam config)"));
+                }
             }
         }
     }

@@ -389,11 +389,23 @@ fn ipam_configs(n: &Network) -> Vec<IpamConfig> {
         subnet: subnet.into(),
         gateway: n.gateway.map(Into::into),
         ip_range: n.ip_range.map(Into::into),
+        auxiliary_addresses: n
+            .aux_addresses
+            .iter()
+            .filter(|(_, ip)| ip.is_ipv4())
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
     });
     let v6 = n.subnet6.map(|subnet| IpamConfig {
         subnet: subnet.into(),
         gateway: n.gateway6.map(Into::into),
         ip_range: n.ip_range6.map(Into::into),
+        auxiliary_addresses: n
+            .aux_addresses
+            .iter()
+            .filter(|(_, ip)| ip.is_ipv6())
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
     });
     v4.into_iter().chain(v6).collect()
 }

@@ -24,6 +24,7 @@ fn network(n: &Network) -> StackNetwork {
         subnet6: n.subnet6,
         gateway6: n.gateway6.filter(|g| Some(*g) != first_host6),
         ip_range6: n.ip_range6,
+        aux_addresses: n.aux_addresses.clone(),
         internal: n.internal,
         attachable: n.attachable,
         // An overlay's default depends on the underlay: always written.

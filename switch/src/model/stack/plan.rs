@@ -2,6 +2,7 @@
 //! with every check the model makes, before anything is done on the host.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use ctl::proto::Driver;
 use ctl::stack::{Stack, StackAttachment, StackIssue, StackNetwork, StackObject, StackSandbox, StackStatus};
@@ -137,6 +138,11 @@ fn network_differences(have: &Network, want: &StackNetwork) -> Vec<(String, Stri
         differ("gateway6", show(have.gateway6.map(|s| s.to_string())), show(want.gateway6.map(|s| s.to_string())));
     }
     differ("ip_range6", show(have.ip_range6.map(|s| s.to_string())), show(want.ip_range6.map(|s| s.to_string())));
+    let aux = |m: &BTreeMap<String, IpAddr>| {
+        let all: Vec<String> = m.iter().map(|(name, ip)| format!("{name}={ip}")).collect();
+        if all.is_empty() { "none".to_owned() } else { all.join(",") }
+    };
+    differ("aux_addresses", aux(&have.aux_addresses), aux(&want.aux_addresses));
     differ("internal", have.internal.to_string(), want.internal.to_string());
     differ("attachable", have.attachable.to_string(), want.attachable.to_string());
     if let Some(mtu) = want.mtu {
@@ -194,6 +200,7 @@ fn network_error_key(key: &str, e: &ModelError) -> String {
         M::VniOutOfRange(_) | M::VniInUse { .. } | M::VnisExhausted => "vni".to_owned(),
         M::OptionNotSupported { option, .. } | M::InvalidOption { option, .. } => format!("options.{option}"),
         M::SingletonDriver(_) => "driver".to_owned(),
+        M::BadAuxAddress { name, .. } => format!("aux_addresses.{name}"),
         _ => return key.to_owned(),
     };
     format!("{key}.{field}")
@@ -205,9 +212,10 @@ fn connect_error_key(key: &str, e: &ModelError) -> String {
     use ModelError as M;
     let address = |v6: bool| if v6 { "ipv6_address" } else { "ipv4_address" };
     let field = match e {
-        M::AddressOutsideSubnet { ip, .. } | M::AddressReserved { ip, .. } | M::AddressInUse { ip, .. } => {
-            address(ip.is_ipv6())
-        }
+        M::AddressOutsideSubnet { ip, .. }
+        | M::AddressReserved { ip, .. }
+        | M::AuxAddressTaken { ip, .. }
+        | M::AddressInUse { ip, .. } => address(ip.is_ipv6()),
         M::AddressesExhausted { subnet: n, .. } | M::IpRangeExhausted { range: n, .. } => {
             address(matches!(n, IpNet::V6(_)))
         }
@@ -494,6 +502,7 @@ impl Model {
             subnet6: n.subnet6,
             gateway6: n.gateway6,
             ip_range6: n.ip_range6,
+            aux_addresses: n.aux_addresses.clone(),
             internal: n.internal,
             attachable: n.attachable,
             mtu,

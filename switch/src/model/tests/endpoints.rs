@@ -1,5 +1,7 @@
 //! Sandbox, connect/disconnect, IPAM, FDB and config rules.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::*;
@@ -368,4 +370,62 @@ fn config_rules() {
     }
     let r = m.set_config("stp", "on");
     assert_refused(&m, &before, r, &["unknown config key \"stp\"", "aging-time"]);
+}
+
+#[test]
+fn aux_addresses_are_never_given_out_nor_taken_explicitly() {
+    let mut m = Model::new();
+    let aux = |pairs: &[(&str, &str)]| -> BTreeMap<String, IpAddr> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), v.parse().unwrap())).collect()
+    };
+    let lan = |pairs: &[(&str, &str)]| CreateNetwork {
+        subnet: Some(net("10.9.0.0/24")),
+        enable_ipv6: true,
+        subnet6: Some("fd00:9::/64".parse().unwrap()),
+        aux_addresses: aux(pairs),
+        ..CreateNetwork::new("lan", Driver::Bridge)
+    };
+    // Refusals name the address and why, and create nothing.
+    for (pairs, needle) in [
+        (&[("r", "10.9.1.2")][..], "not inside subnet 10.9.0.0/24"),
+        (&[("r", "10.9.0.1")], "the gateway"),
+        (&[("r", "10.9.0.0")], "the network address"),
+        (&[("r", "10.9.0.255")], "the broadcast address"),
+        (&[("r", "fd00:9::")], "subnet-router anycast"),
+        (&[("a", "10.9.0.5"), ("b", "10.9.0.5")], "the same address as --aux-address a"),
+        (&[("", "10.9.0.5")], "the name is empty"),
+    ] {
+        let before = snapshot(&m);
+        let r = m.create_network(lan(pairs));
+        assert_refused(&m, &before, r, &["--aux-address", needle]);
+    }
+    let before = snapshot(&m);
+    let r = m.create_network(CreateNetwork {
+        aux_addresses: aux(&[("r", "10.9.0.5")]),
+        ..CreateNetwork::new("x", Driver::Bridge)
+    });
+    assert_refused(&m, &before, r, &["give the network's IPv4 --subnet"]);
+
+    let n = m.create_network(lan(&[("router", "10.9.0.2"), ("printer", "10.9.0.3"), ("v6", "fd00:9::2")])).unwrap();
+    assert_eq!(n.aux_addresses4().collect::<Vec<_>>(), [ip("10.9.0.3"), ip("10.9.0.2")], "by name");
+    for s in ["s1", "s2", "s3"] {
+        m.create_sandbox(CreateSandbox::new(s)).unwrap();
+    }
+    let e = m.connect(Connect::new("lan", "s1")).unwrap();
+    assert_eq!(e.ipv4, Some(ip("10.9.0.4")), "past the gateway and both auxiliary addresses");
+    assert_eq!(e.ipv6, Some("fd00:9::3".parse().unwrap()), "past the IPv6 one too");
+    for taken in ["10.9.0.2", "fd00:9::2"] {
+        let before = snapshot(&m);
+        let ip: IpAddr = taken.parse().unwrap();
+        let req = match ip {
+            IpAddr::V4(v4) => Connect { ipv4: Some(v4), ..Connect::new("lan", "s2") },
+            IpAddr::V6(v6) => Connect { ipv6: Some(v6), ..Connect::new("lan", "s2") },
+        };
+        let r = m.connect(req);
+        assert_refused(&m, &before, r, &[taken, "reserved as auxiliary address", "--aux-address"]);
+    }
+    // Kept in the state, as every network field.
+    let saved = serde_json::to_string(&m).unwrap();
+    let back: Model = serde_json::from_str(&saved).unwrap();
+    assert_eq!(back.network("lan").unwrap().aux_addresses, n.aux_addresses);
 }
