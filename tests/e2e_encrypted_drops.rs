@@ -25,8 +25,9 @@ use vswitch::{Capture, Daemon, Underlay, UnderlayHost, ping, require_root, udp_s
 const VNI: u32 = 5100;
 const PLAIN_VNI: u32 = 5101;
 /// Every drop reason of the encrypted receive path.
-const REASONS: [&str; 7] = [
+const REASONS: [&str; 8] = [
     "auth_failed",
+    "cipher_mismatch",
     "replayed",
     "unknown_epoch",
     "crypto_malformed",

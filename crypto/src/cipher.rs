@@ -1,8 +1,9 @@
 //! [`Cipher`]: which AEAD seals an encrypted overlay's packets.
 //!
 //! ChaCha20-Poly1305 is the default, as WireGuard's: fast everywhere, and
-//! constant-time without hardware support. AES-256-GCM is the cipher of
-//! Docker's encrypted overlays (IPsec ESP, `rfc4106(gcm(aes))`) and, on a
+//! constant-time without hardware support. AES-GCM is the cipher family of
+//! Docker's encrypted overlays (IPsec ESP, `rfc4106(gcm(aes))`, there with
+//! 128-bit keys); AES-256-GCM is, on a
 //! CPU with AES and carry-less multiply instructions (VAES and VPCLMULQDQ
 //! on recent x86), about three times faster here: `cargo bench --bench
 //! crypto` prints both against each other. Every host of a network must

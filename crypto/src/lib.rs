@@ -1,5 +1,5 @@
 //! Authenticated encryption of vswitch's VXLAN overlay: ChaCha20-Poly1305
-//! framing of inner Ethernet frames, pure functions over bytes and
+//! (or AES-256-GCM, [`Cipher`]) framing of inner Ethernet frames, pure functions over bytes and
 //! caller-owned buffers (no sockets, no clock).
 //!
 //! - [`wire`]: the packet format ([`Header`], [`PACKET_TYPE`], overheads).
@@ -17,7 +17,10 @@
 //!   host's flows over threads, and one network sealed by several threads
 //!   of a host ([`SessionLane`], [`HostSessions`], [`FLOW_SESSIONS`]).
 //!
-//! The cipher is ring's assembly ChaCha20-Poly1305.
+//! - [`cipher`]: [`Cipher`], the network's AEAD.
+//!
+//! The cipher is ring's assembly ChaCha20-Poly1305 by default, or ring's
+//! AES-256-GCM for networks created with `-o cipher=aes-256-gcm`.
 //!
 //! # Wire format
 //!
@@ -26,13 +29,13 @@
 //!
 //! | Offset      | Length | Field                                                         |
 //! |-------------|--------|---------------------------------------------------------------|
-//! | 0           | 1      | Type: `0xE1` = vswitch encrypted VXLAN, version 1; `0xE3` with [`FLAG_CSUM_PARTIAL`] |
+//! | 0           | 1      | Type: `0xE1` = vswitch encrypted VXLAN, version 1; `0xE3` with [`FLAG_CSUM_PARTIAL`]; `0xE5`/`0xE7` with [`FLAG_AES_256_GCM`] |
 //! | 1           | 3      | VNI, 24 bits, big-endian                                      |
 //! | 4           | 4      | Key epoch, u32 big-endian                                     |
 //! | 8           | 8      | Sender session id, u64 big-endian (random per sender session) |
 //! | 16          | 8      | Packet counter, u64 big-endian (starts at 0 per session)      |
-//! | 24          | n      | Inner Ethernet frame, encrypted with ChaCha20                 |
-//! | 24 + n      | 16     | Poly1305 tag over bytes 0..24 (associated data) and the ciphertext |
+//! | 24          | n      | Inner Ethernet frame, encrypted with ChaCha20 (or AES-256-CTR) |
+//! | 24 + n      | 16     | Poly1305 (or GCM) tag over bytes 0..24 (associated data) and the ciphertext |
 //!
 //! Bytes 0..24 are the AEAD associated data: the header is authenticated, not
 //! encrypted. The type byte has bit `0x08` clear, so it can never be a valid
@@ -53,7 +56,9 @@
 //!   VNI as u32 BE || epoch as u32 BE). Hosts holding the same secret agree on
 //!   every network's keys without talking to each other.
 //! - session key = HKDF(ikm = network key, info = `"vswitch session"` ||
-//!   session id as u64 BE). Only session keys encrypt.
+//!   session id as u64 BE); for AES-256-GCM, info =
+//!   `"vswitch session aes-256-gcm"` || session id, so no key serves both
+//!   ciphers. Only session keys encrypt.
 //! - nonce = 4 zero bytes || packet counter as u64 BE.
 //!
 //! In cluster mode (`vswitchd --cluster-store`) there is no cluster secret:

@@ -430,6 +430,21 @@ mod tests {
     }
 
     #[test]
+    fn changing_the_cipher_back_and_forth_keeps_refusing_replays() {
+        let secret = ClusterSecret::from_bytes([7; 32]);
+        let vni = Vni::new(42).unwrap();
+        let mut a = NetworkCrypto::new(&secret, vni, 0).unwrap();
+        let mut b = NetworkCrypto::new(&secret, vni, 0).unwrap();
+        let mut packet = Vec::new();
+        a.seal(0, &[0x5a; 60], &mut packet).unwrap();
+        b.open(&mut packet.clone()).expect("first time");
+        b.opener().set_cipher(Cipher::Aes256Gcm);
+        b.opener().set_cipher(Cipher::ChaCha20Poly1305);
+        let again = b.open(&mut packet);
+        assert!(matches!(again, Err(OpenError::Replayed { .. } | OpenError::TooOld { .. })), "{again:?}");
+    }
+
+    #[test]
     fn installed_keys_send_only_with_an_installed_current_epoch() {
         let vni = Vni::new(42).unwrap();
         let mut a = NetworkCrypto::with_installed_keys(vni, 0);

@@ -122,19 +122,25 @@ impl Opener {
     }
 
     /// Opens packets sealed with `cipher` (ChaCha20-Poly1305 unless told)
-    /// and refuses any other ([`OpenError::CipherMismatch`]). Sessions kept
-    /// so far, under the old cipher, are forgotten.
+    /// and refuses any other ([`OpenError::CipherMismatch`]).
     pub fn with_cipher(mut self, cipher: Cipher) -> Opener {
         self.set_cipher(cipher);
         self
     }
 
-    /// See [`Opener::with_cipher`].
-    pub fn set_cipher(&mut self, cipher: Cipher) {
-        if cipher != self.cipher {
-            self.cipher = cipher;
-            for epoch in &mut self.epochs {
-                *epoch = EpochState::new(epoch.network.clone());
+    /// See [`Opener::with_cipher`]. Sessions kept so far hold keys of the
+    /// old cipher: each is forgotten as the bound forgets one, its newest
+    /// counter remembered, so its packets seen so far stay refused.
+    pub(crate) fn set_cipher(&mut self, cipher: Cipher) {
+        if cipher == self.cipher {
+            return;
+        }
+        self.cipher = cipher;
+        let max = self.max_sessions;
+        for epoch in &mut self.epochs {
+            let kept: Vec<(u64, u64)> = epoch.sessions.drain().map(|(id, s)| (id, s.window.newest())).collect();
+            for (id, newest) in kept {
+                epoch.remember(id, newest, max * TOMBSTONES_PER_SESSION);
             }
         }
     }

@@ -105,7 +105,8 @@ pub struct StackNetwork {
     /// The VXLAN id (overlay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
-    /// Driver options (`-o`: `encrypted`, `mss-clamp`, `egress`, `key-rotation`, `spread`).
+    /// Driver options (`-o`: `encrypted`, `cipher`, `mss-clamp`, `egress`, `key-rotation`, `spread`,
+    /// `flood-limit`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
     /// User labels (`--label`; compose's `labels:` map).

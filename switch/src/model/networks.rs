@@ -264,6 +264,14 @@ impl Model {
             return Err(ModelError::SubnetOverlap { subnet: s.into(), other, other_subnet: other_subnet.into() });
         }
         net.network_index = self.free_network_index();
+        // A cipher this build does not know would be sealed with the
+        // default one: refused by name instead.
+        if let Some(value) = net.options.get(CIPHER_OPTION)
+            && value.parse::<crypto::Cipher>().is_err()
+        {
+            let reason = "must be chacha20-poly1305 (the default) or aes-256-gcm";
+            return Err(ModelError::InvalidOption { option: CIPHER_OPTION, value: value.clone(), reason });
+        }
         net.cluster = true;
         self.networks.insert(net.id.clone(), net.clone());
         Ok(net)

@@ -15,8 +15,8 @@
 //!
 //! - plain VXLAN (RFC 7348): flags byte 0 with the I bit `0x08` set, the
 //!   VNI in bytes 4..7 (its top 24 bits);
-//! - vswitch's encrypted packets (`crypto` wire format): type byte `0xE1` or
-//!   `0xE3` (bit `0x08` clear), the VNI in bytes 1..4.
+//! - vswitch's encrypted packets (`crypto` wire format): type byte `0xE1`,
+//!   `0xE3`, `0xE5` or `0xE7` (bit `0x08` clear), the VNI in bytes 1..4.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -222,7 +222,8 @@ mod tests {
             }
             let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
             for vni in [1u32, 2, 3, 4, 5, 100, 101, 0xff_fffe, 0xff_ffff] {
-                for packet in [vxlan(vni), encrypted(0xE1, vni), encrypted(0xE3, vni)] {
+                let sealed = [0xE1, 0xE3, 0xE5, 0xE7].map(|kind| encrypted(kind, vni));
+                for packet in std::iter::once(vxlan(vni)).chain(sealed) {
                     tx.send_to(&packet, to).unwrap();
                     // Blocking read on the expected socket; the others must be empty.
                     let want = vni as usize % workers;

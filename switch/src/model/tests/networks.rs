@@ -312,15 +312,23 @@ fn cipher_needs_an_encrypted_overlay_and_a_known_name() {
         with(Driver::Overlay, &[(CIPHER_OPTION, "aes-256-gcm")]),
         with(Driver::Bridge, &[(CIPHER_OPTION, "aes-256-gcm")]),
     ] {
-        let err = m.clone().create_network(req).unwrap_err().to_string();
+        let err = m.create_network(req).unwrap_err().to_string();
         assert!(err.contains("--cipher is not supported"), "{err}");
     }
     for bad in ["", "aes", "AES-256-GCM", "rot13"] {
-        let err = m.clone().create_network(with(Driver::Overlay, &[(ENCRYPTED_OPTION, ""), (CIPHER_OPTION, bad)]));
+        let err = m.create_network(with(Driver::Overlay, &[(ENCRYPTED_OPTION, ""), (CIPHER_OPTION, bad)]));
         let err = err.unwrap_err().to_string();
         assert!(err.contains("chacha20-poly1305 (the default) or aes-256-gcm"), "{bad:?}: {err}");
     }
     assert!(m.network("ov").is_err(), "a refused request changes nothing");
+    // A cluster record of a cipher this build does not know is refused too.
+    let mut record =
+        m.create_network(with(Driver::Overlay, &[(ENCRYPTED_OPTION, ""), (CIPHER_OPTION, "aes-256-gcm")])).unwrap();
+    m.remove_network("ov").unwrap();
+    record.options.insert(CIPHER_OPTION.into(), "aes-512-ocb".into());
+    let err = m.adopt_network(record).unwrap_err().to_string();
+    assert!(err.contains("aes-512-ocb"), "{err}");
+    assert!(m.network("ov").is_err(), "a refused record changes nothing");
     let net =
         m.create_network(with(Driver::Overlay, &[(ENCRYPTED_OPTION, ""), (CIPHER_OPTION, "aes-256-gcm")])).unwrap();
     assert_eq!(net.cipher(), crypto::Cipher::Aes256Gcm);

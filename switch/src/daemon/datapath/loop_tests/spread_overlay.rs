@@ -329,6 +329,41 @@ fn a_capture_of_a_spread_overlays_tunnel_port_sees_what_the_replica_forwards() {
 }
 
 #[test]
+fn an_aes_256_gcm_spread_overlays_replica_seals_and_opens_with_the_networks_cipher() {
+    let cipher = crypto::Cipher::Aes256Gcm;
+    let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, cipher, ..overlay_network(0, VNI) };
+    let (mut owner, mut replica, _net, a, _) = spread_overlay_of(spec);
+    let (mut far, b) = far_host(2, spec);
+    let hello = sealed_on(&mut far, b, &frame(BROADCAST, mac(7), 1), 0);
+    assert_eq!(hello[0], 0xE5, "host 2 seals with AES-256-GCM");
+    owner.inject_datagram(from_host(2), &hello);
+    settle(&mut owner, &mut replica);
+    assert_eq!(owner.sent_frames(a), vec![frame(BROADCAST, mac(7), 1)], "the owner opened it");
+    owner.inject(a, &frame(mac(7), mac(1), 2));
+    settle(&mut owner, &mut replica);
+    let from_owner = owner.sent_datagrams();
+    // The replica seals a frame of its own queue with the network's cipher.
+    replica.inject(a, &frame(mac(7), mac(1), 3));
+    settle(&mut owner, &mut replica);
+    let from_replica = replica.sent_datagrams();
+    assert_eq!(from_replica.len(), 1, "the replica sent it");
+    assert_eq!(crypto::Header::parse(&from_replica[0].bytes).map(|h| h.cipher), Ok(cipher));
+    for d in from_owner.iter().chain(&from_replica) {
+        far.inject_datagram(SocketAddr::new(vtep(1).ip(), 49_152), &d.bytes);
+    }
+    far.run_until_idle();
+    assert_eq!(far.sent_frames(b), vec![frame(mac(7), mac(1), 2), frame(mac(7), mac(1), 3)]);
+    // And opens host 2's packets of a session steered to it.
+    let answer = sealed_on(&mut far, b, &frame(mac(1), mac(7), 4), 1);
+    owner.inject_datagram(from_host(2), &answer);
+    settle(&mut owner, &mut replica);
+    assert_eq!(replica.sent_frames(a), vec![frame(mac(1), mac(7), 4)], "opened and delivered by the replica");
+    for h in [&owner, &replica] {
+        assert_eq!(h.vtep_counters().drops.total(), 0);
+    }
+}
+
+#[test]
 fn an_encrypted_spread_overlays_workers_each_seal_in_their_own_session_and_refuse_each_others() {
     let spec = NetworkSpec { key_epoch: Some(3), mtu: 1418, ..overlay_network(0, VNI) };
     let (mut owner, mut replica, net, a, [p2, _]) = spread_overlay_of(spec);
