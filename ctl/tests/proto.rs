@@ -42,6 +42,7 @@ fn one_of_each() -> Vec<Request> {
             subnet6: Some("fd00:1::/64".parse().unwrap()),
             gateway6: Some("fd00:1::fe".parse().unwrap()),
             ip_range6: Some("fd00:1::100/120".parse().unwrap()),
+            aux_addresses: BTreeMap::from([("router".into(), "fd00:1::1".parse().unwrap())]),
             ..CreateNetwork::default()
         }),
         Request::NetworkLs,

@@ -428,6 +428,10 @@ fn aux_addresses_are_read_per_family_and_written_back() {
     let written = yaml::to_yaml(&stack).unwrap();
     assert!(written.contains("        aux_addresses:\n          printer: \"10.9.0.3\"\n"), "{written}");
     assert_eq!(parse(&written).unwrap().0, stack, "{written}");
+    // A name given in both configs would lose one address: refused.
+    let twice = text.replace("router6: fd00:9::2", "router: fd00:9::2");
+    let e = errors(&twice);
+    assert!(e.iter().any(|l| l.contains("router names an address of the other ipam config too")), "{e:#?}");
     // An address of the other family than its config's is refused at its line.
     let wrong = text.replace("router6: fd00:9::2", "router6: 10.9.0.4");
     let e = errors(&wrong);

@@ -210,7 +210,7 @@ impl Model {
         } else {
             (None, None, None)
         };
-        let aux_addresses = check_aux_addresses(&req, subnet.zip(gateway), subnet6.zip(gateway6))?;
+        check_aux_request(&req)?;
         let net = Network {
             id,
             name: req.name,
@@ -223,7 +223,7 @@ impl Model {
             subnet6,
             gateway6,
             ip_range6,
-            aux_addresses,
+            aux_addresses: req.aux_addresses,
             internal: req.internal,
             attachable: req.attachable,
             mtu,
@@ -235,6 +235,7 @@ impl Model {
             key_epoch: 0,
             cluster: false,
         };
+        check_aux_addresses(&net)?;
         self.networks.insert(net.id.clone(), net.clone());
         Ok(net)
     }
@@ -272,6 +273,7 @@ impl Model {
             let reason = "must be chacha20-poly1305 (the default) or aes-256-gcm";
             return Err(ModelError::InvalidOption { option: CIPHER_OPTION, value: value.clone(), reason });
         }
+        check_aux_addresses(&net)?;
         net.cluster = true;
         self.networks.insert(net.id.clone(), net.clone());
         Ok(net)
@@ -409,28 +411,48 @@ impl Model {
     }
 }
 
-/// Validates `--aux-address`es against the network's subnets and gateways
-/// (`v4` and `v6`, when the network has that family): each lies in a
-/// subnet the request gave (an automatic subnet is not known beforehand),
-/// is a host address of it other than the gateway, and is given once.
-fn check_aux_addresses(
-    req: &CreateNetwork,
-    v4: Option<(Ipv4Net, Ipv4Addr)>,
-    v6: Option<(Ipv6Net, Ipv6Addr)>,
-) -> Result<BTreeMap<String, IpAddr>, ModelError> {
-    let mut seen: BTreeMap<IpAddr, &str> = BTreeMap::new();
+/// Checks what only a request can be asked: every `--aux-address` is of
+/// a family the network has and lies in a subnet the request gave (an
+/// automatic subnet is not known beforehand). The addresses themselves are
+/// checked against the network made ([`check_aux_addresses`]).
+fn check_aux_request(req: &CreateNetwork) -> Result<(), ModelError> {
     for (name, &ip) in &req.aux_addresses {
+        let refuse = |reason: &str| ModelError::BadAuxAddress { name: name.clone(), ip, reason: reason.into() };
+        let (enabled, given) = match ip {
+            IpAddr::V4(_) => (req.enable_ipv4, req.subnet.is_some()),
+            IpAddr::V6(_) => (req.enable_ipv6, req.subnet6.is_some()),
+        };
+        match (ip.is_ipv4(), enabled, given) {
+            (true, false, _) => return Err(refuse("the network has no IPv4 (--ipv4=false)")),
+            (false, false, _) => return Err(refuse("the network has no IPv6 (add --ipv6)")),
+            (true, true, false) => return Err(refuse("give the network's IPv4 --subnet it lies in")),
+            (false, true, false) => return Err(refuse("give the network's IPv6 --subnet it lies in")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a network's auxiliary addresses (`--aux-address`), as created,
+/// adopted from the cluster store or loaded from the state file: each is
+/// named, lies in the subnet of its family (which the network has), is a
+/// host address of it other than the gateway, and is given once.
+pub(super) fn check_aux_addresses(net: &Network) -> Result<(), ModelError> {
+    let v4 = net.subnet.zip(net.gateway).filter(|_| net.enable_ipv4);
+    let v6 = net.subnet6.zip(net.gateway6).filter(|_| net.enable_ipv6);
+    let mut seen: BTreeMap<IpAddr, &str> = BTreeMap::new();
+    for (name, &ip) in &net.aux_addresses {
         let refuse = |reason: String| ModelError::BadAuxAddress { name: name.clone(), ip, reason };
         if name.is_empty() {
             return Err(refuse("the name is empty".into()));
         }
-        let (given, subnet, gateway): (bool, Option<IpNet>, Option<IpAddr>) = match ip {
-            IpAddr::V4(_) => (req.subnet.is_some(), v4.map(|(s, _)| s.into()), v4.map(|(_, g)| g.into())),
-            IpAddr::V6(_) => (req.subnet6.is_some(), v6.map(|(s, _)| s.into()), v6.map(|(_, g)| g.into())),
+        let (subnet, gateway): (Option<IpNet>, Option<IpAddr>) = match ip {
+            IpAddr::V4(_) => (v4.map(|(s, _)| s.into()), v4.map(|(_, g)| g.into())),
+            IpAddr::V6(_) => (v6.map(|(s, _)| s.into()), v6.map(|(_, g)| g.into())),
         };
-        let (Some(subnet), Some(gateway), true) = (subnet, gateway, given) else {
+        let (Some(subnet), Some(gateway)) = (subnet, gateway) else {
             let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
-            return Err(refuse(format!("give the network's {family} --subnet it lies in")));
+            return Err(refuse(format!("the network has no {family} subnet")));
         };
         if !subnet.contains(&ip) {
             return Err(refuse(format!("it is not inside subnet {subnet}")));
@@ -451,7 +473,7 @@ fn check_aux_addresses(
             return Err(refuse(format!("the same address as --aux-address {other}")));
         }
     }
-    Ok(req.aux_addresses.clone())
+    Ok(())
 }
 
 /// Validates an `--ip-range` against the subnet: a prefix inside it with at

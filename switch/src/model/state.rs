@@ -2,7 +2,7 @@
 //! it keeps, and its versioned serialized form.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -297,6 +297,7 @@ impl Model {
                 } else if n.subnet6.is_some() || n.gateway6.is_some() || n.ip_range6.is_some() {
                     return Err(format!("network {} has an IPv6 subnet without IPv6", n.name));
                 }
+                super::networks::check_aux_addresses(n).map_err(|e| format!("network {}: {e}", n.name))?;
             } else if n.subnet.is_some() || n.gateway.is_some() || n.subnet6.is_some() || n.gateway6.is_some() {
                 return Err(format!("network {} ({}) has a subnet", n.name, n.driver));
             }
@@ -357,6 +358,10 @@ impl Model {
                     }
                 }
                 _ => return bad("IPv6 address present without IPv6 on the network, or missing"),
+            }
+            let is_aux = |ip: IpAddr| n.aux_addresses.values().any(|&aux| aux == ip);
+            if e.ipv4.is_some_and(|ip| is_aux(ip.into())) || e.ipv6.is_some_and(|ip| is_aux(ip.into())) {
+                return bad("address reserved as an auxiliary address");
             }
             if e.mac.is_group() || e.mac.is_zero() {
                 return bad("bad MAC");

@@ -275,6 +275,10 @@ impl Converter<'_, '_> {
             let k = format!("{key}.aux_addresses.{name}");
             let text = self.at(&k, &format!("{path}.aux_addresses.{name}"), ip);
             match text.parse::<IpAddr>() {
+                // One map of names for both families: the network keeps one.
+                Ok(_) if net.aux_addresses.contains_key(name) => {
+                    self.issue(&k, format!("{name} names an address of the other ipam config too: rename one"));
+                }
                 Ok(v) if v.is_ipv6() == v6 => {
                     net.aux_addresses.insert(name.clone(), v);
                 }

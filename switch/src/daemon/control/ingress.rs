@@ -189,14 +189,16 @@ fn mesh_claims(mirror: &Mirror, network: &Network, node: &str) -> Vec<IpAddr> {
     claims
 }
 
-/// Addresses of `network` no one holds: claimed in the store, local
-/// endpoints', the gateways'.
+/// Addresses of `network` someone holds: claimed in the store, local
+/// endpoints', the gateways', and the auxiliary ones (`--aux-address`,
+/// held by hosts outside the switch).
 fn taken(model: &Model, mirror: &Mirror, network: &Network) -> BTreeSet<IpAddr> {
     let mut taken = mirror.taken_addresses(&network.id);
     for e in model.endpoints_on_network(&network.id) {
         taken.extend(e.ipv4.map(IpAddr::V4).into_iter().chain(e.ipv6.map(IpAddr::V6)));
     }
     taken.extend(network.gateway.map(IpAddr::V4).into_iter().chain(network.gateway6.map(IpAddr::V6)));
+    taken.extend(network.aux_addresses.values().copied());
     taken
 }
 
@@ -795,6 +797,10 @@ mod tests {
         model.connect(Connect { ipv4: Some("10.60.0.253".parse().unwrap()), ..Connect::new("ov", "web") }).unwrap();
         assert_eq!(mesh_candidates(&model, &mirror, &network)[0], "10.60.0.252".parse::<Ipv4Addr>().unwrap());
         assert!(mesh_candidates6(&model, &mirror, &network, "a").is_empty(), "an IPv4-only network");
+        // Auxiliary addresses (a router at the top of the subnet) are taken too.
+        let mut with_router = network.clone();
+        with_router.aux_addresses.insert("router".into(), "10.60.0.252".parse().unwrap());
+        assert_eq!(mesh_candidates(&model, &mirror, &with_router)[0], "10.60.0.251".parse::<Ipv4Addr>().unwrap());
 
         // IPv6: an interface id of the node's own, inside the subnet.
         let mut dual = network.clone();

@@ -428,4 +428,32 @@ fn aux_addresses_are_never_given_out_nor_taken_explicitly() {
     let saved = serde_json::to_string(&m).unwrap();
     let back: Model = serde_json::from_str(&saved).unwrap();
     assert_eq!(back.network("lan").unwrap().aux_addresses, n.aux_addresses);
+    // A state (or cluster record) that reserves an endpoint's address, or an
+    // address outside the subnet, is refused.
+    let mut bad = back.clone();
+    bad.networks.get_mut(&n.id).unwrap().aux_addresses.insert("clash".into(), "10.9.0.4".parse().unwrap());
+    assert!(bad.check_invariants().unwrap_err().contains("auxiliary"));
+    let mut outside = n.clone();
+    outside.aux_addresses.insert("far".into(), "10.10.0.9".parse().unwrap());
+    let r = Model::new().adopt_network(outside);
+    assert!(r.unwrap_err().to_string().contains("far=10.10.0.9: it is not inside subnet 10.9.0.0/24"));
+
+    // A family the network lacks is named as such.
+    let v6_only = CreateNetwork {
+        enable_ipv4: false,
+        enable_ipv6: true,
+        subnet6: Some("fd00:8::/64".parse().unwrap()),
+        aux_addresses: aux(&[("r", "10.9.0.5")]),
+        ..CreateNetwork::new("other", Driver::Bridge)
+    };
+    let v4_only = CreateNetwork {
+        subnet: Some(net("10.8.0.0/24")),
+        aux_addresses: aux(&[("r", "fd00:8::5")]),
+        ..CreateNetwork::new("other", Driver::Bridge)
+    };
+    for (req, needle) in [(v6_only, "no IPv4 (--ipv4=false)"), (v4_only, "no IPv6 (add --ipv6)")] {
+        let before = snapshot(&m);
+        let r = m.create_network(req);
+        assert_refused(&m, &before, r, &[needle]);
+    }
 }
