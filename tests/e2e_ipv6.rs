@@ -292,3 +292,52 @@ fn ipv6_endpoints_survive_kill_9() {
     assert!(r.intact, "{r:?}");
     assert!(ping(&b, ea.ipv4.unwrap().addr(), 1), "IPv4 after restart");
 }
+
+/// A sandbox that takes the gateway's IPv6 address by hand runs duplicate
+/// address detection, and the gateway defends its address: the kernel marks
+/// it `dadfailed` and never uses it, while a free address (the positive
+/// control) passes.
+#[test]
+fn a_sandbox_taking_the_gateways_ipv6_address_fails_duplicate_address_detection() {
+    if !require_root("a_sandbox_taking_the_gateways_ipv6_address_fails_duplicate_address_detection") {
+        return;
+    }
+    let d = Daemon::start();
+    let net = d.name("n");
+    let a = d.name("a");
+    d.ctl_json::<Value>(&[
+        "network",
+        "create",
+        &net,
+        "--ipv6",
+        "--subnet",
+        "10.207.15.0/24",
+        "--subnet",
+        "fd00:20f::/64",
+    ]);
+    d.sandbox_create(&a);
+    let ea = connect(&d, &net, &a, &[]);
+    // Without nodad: the kernel probes each address before using it.
+    netns_exec_ok(&a, "ip", &["-6", "addr", "add", "fd00:20f::99/64", "dev", &ea.ifname]);
+    netns_exec_ok(&a, "ip", &["-6", "addr", "add", "fd00:20f::1/64", "dev", &ea.ifname]);
+    let flags_of = |address: &str| -> Option<Vec<String>> {
+        let out = netns_exec_ok(&a, "ip", &["-j", "-6", "addr", "show", "dev", &ea.ifname]);
+        let links: Value = serde_json::from_str(&out).unwrap();
+        let info = links[0]["addr_info"].as_array()?.iter().find(|i| i["local"] == address)?.clone();
+        let set = |flag: &str| info.get(flag).and_then(Value::as_bool) == Some(true);
+        Some(["tentative", "dadfailed"].into_iter().filter(|f| set(f)).map(str::to_owned).collect())
+    };
+    let settled = vswitch::wait_for(Duration::from_secs(10), || {
+        let (free, taken) = (flags_of("fd00:20f::99")?, flags_of("fd00:20f::1")?);
+        (free.is_empty() && taken.iter().any(|f| f == "dadfailed")).then_some((free, taken))
+    });
+    assert!(
+        settled.is_some(),
+        "the gateway's address did not fail DAD while a free one passed: free {:?}, gateway's {:?}",
+        flags_of("fd00:20f::99"),
+        flags_of("fd00:20f::1")
+    );
+    // With the failed address given up, the sandbox reaches the real gateway.
+    netns_exec_ok(&a, "ip", &["-6", "addr", "del", "fd00:20f::1/64", "dev", &ea.ifname]);
+    assert!(ping(&a, "fd00:20f::1".parse::<Ipv6Addr>().unwrap(), 2), "the gateway is unreachable after the probe");
+}

@@ -301,25 +301,30 @@ fn published_tcp_port_keeps_the_client_address_and_port_lists_and_unpublishes() 
         "8081 reachable from outside"
     );
 
-    // `docker port` output.
+    // `docker port` output: a port on every address is listened on [::]
+    // too (the daemon's namespace has IPv6), and listed as Docker lists it.
     assert_eq!(
         port_lines(d, &[&sb]),
         sorted(&[
             "80/tcp -> 0.0.0.0:8080",
+            "80/tcp -> [::]:8080",
             "80/tcp -> 127.0.0.1:8081",
             "90/tcp -> 0.0.0.0:9000",
+            "90/tcp -> [::]:9000",
             "91/tcp -> 0.0.0.0:9001",
-            "53/udp -> 0.0.0.0:5353"
+            "91/tcp -> [::]:9001",
+            "53/udp -> 0.0.0.0:5353",
+            "53/udp -> [::]:5353"
         ])
     );
-    assert_eq!(port_lines(d, &[&sb, "80"]), sorted(&["0.0.0.0:8080", "127.0.0.1:8081"]));
-    assert_eq!(port_lines(d, &[&sb, "80/tcp"]), sorted(&["0.0.0.0:8080", "127.0.0.1:8081"]));
-    assert_eq!(port_lines(d, &[&sb, "53/udp"]), sorted(&["0.0.0.0:5353"]));
+    assert_eq!(port_lines(d, &[&sb, "80"]), sorted(&["0.0.0.0:8080", "[::]:8080", "127.0.0.1:8081"]));
+    assert_eq!(port_lines(d, &[&sb, "80/tcp"]), sorted(&["0.0.0.0:8080", "[::]:8080", "127.0.0.1:8081"]));
+    assert_eq!(port_lines(d, &[&sb, "53/udp"]), sorted(&["0.0.0.0:5353", "[::]:5353"]));
     d.ctl_err(&["port", &sb, "99"]);
 
     // Publish and unpublish on the running sandbox.
     d.ctl_ok(&["sandbox", "unpublish", &sb, "-p", "127.0.0.1:8081:80"]);
-    assert_eq!(port_lines(d, &[&sb, "80"]), sorted(&["0.0.0.0:8080"]));
+    assert_eq!(port_lines(d, &[&sb, "80"]), sorted(&["0.0.0.0:8080", "[::]:8080"]));
     assert!(refused(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, 8081)), "8081 still accepts after unpublish");
     d.ctl_ok(&["sandbox", "publish", &sb, "-p", "8082:80"]);
     curl_ok(&lab.outside_ns, sa(lab.daemon_addr, 8082), "inside");

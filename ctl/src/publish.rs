@@ -389,11 +389,22 @@ fn parse_range(what: &'static str, value: &str, spec: &str) -> Result<(u16, u16)
     Ok((start, end))
 }
 
-/// What `docker port SANDBOX` prints, one line per mapping (`80/tcp -> 0.0.0.0:8080`), sorted as
-/// Docker sorts them (natural order of the whole line).
-pub fn docker_port_lines<'a>(mappings: impl IntoIterator<Item = &'a PortMapping>) -> Vec<String> {
-    let mut lines: Vec<String> =
-        mappings.into_iter().map(|m| format!("{} -> {}", m.container_display(), m.host_display())).collect();
+/// The host addresses a mapping is listened on, as `docker port` shows them: its own, and for a
+/// mapping on every address also `[::]:PORT` when the daemon's host has IPv6 (`ipv6`, the
+/// daemon's [`crate::proto::SandboxInfo::listens_ipv6`]), as Docker lists both.
+fn shown_hosts(m: &PortMapping, ipv6: bool) -> impl Iterator<Item = String> + '_ {
+    let listened = m.listen_addresses().filter(move |&(_, optional)| ipv6 || !optional);
+    listened.map(|(ip, _)| std::net::SocketAddr::new(ip, m.host_port).to_string())
+}
+
+/// What `docker port SANDBOX` prints, one line per mapping and address (`80/tcp -> 0.0.0.0:8080`,
+/// and `80/tcp -> [::]:8080` with `ipv6`, see [`shown_hosts`]), sorted as Docker sorts them
+/// (natural order of the whole line).
+pub fn docker_port_lines<'a>(mappings: impl IntoIterator<Item = &'a PortMapping>, ipv6: bool) -> Vec<String> {
+    let mut lines: Vec<String> = mappings
+        .into_iter()
+        .flat_map(|m| shown_hosts(m, ipv6).map(move |host| format!("{} -> {host}", m.container_display())))
+        .collect();
     lines.sort_by(|a, b| natural_cmp(a, b));
     lines
 }
@@ -415,11 +426,13 @@ pub enum PortLookupError {
 }
 
 /// What `docker port SANDBOX PORT[/PROTO]` prints: the host side of every mapping of that
-/// container port (`0.0.0.0:8080`), sorted as Docker sorts them. The protocol defaults to TCP.
+/// container port (`0.0.0.0:8080`, and `[::]:8080` with `ipv6`, see [`shown_hosts`]), sorted as
+/// Docker sorts them. The protocol defaults to TCP.
 pub fn docker_port_lookup<'a>(
     sandbox: &str,
     port: &str,
     mappings: impl IntoIterator<Item = &'a PortMapping>,
+    ipv6: bool,
 ) -> Result<Vec<String>, PortLookupError> {
     let (number, proto) = match port.split_once('/') {
         Some((number, proto)) if !proto.is_empty() => (number, proto),
@@ -433,7 +446,7 @@ pub fn docker_port_lookup<'a>(
     let mut lines: Vec<String> = mappings
         .into_iter()
         .filter(|m| m.container_port == container_port && m.proto == proto)
-        .map(PortMapping::host_display)
+        .flat_map(|m| shown_hosts(m, ipv6))
         .collect();
     if lines.is_empty() {
         return Err(not_published());
@@ -680,7 +693,7 @@ mod tests {
             m("::1", 8082, 80, PortProto::Tcp),
         ];
         assert_eq!(
-            docker_port_lines(&maps),
+            docker_port_lines(&maps, false),
             [
                 "22/tcp -> 0.0.0.0:2222",
                 "80/tcp -> 0.0.0.0:8080",
@@ -691,26 +704,38 @@ mod tests {
                 "9000/udp -> 127.0.0.1:9000",
             ]
         );
-        assert_eq!(docker_port_lookup("web", "80", &maps).unwrap(), ["0.0.0.0:8080", "127.0.0.1:8081", "[::1]:8082"]);
         assert_eq!(
-            docker_port_lookup("web", "80/tcp", &maps).unwrap(),
+            docker_port_lookup("web", "80", &maps, false).unwrap(),
             ["0.0.0.0:8080", "127.0.0.1:8081", "[::1]:8082"]
         );
-        assert_eq!(docker_port_lookup("web", "9000/udp", &maps).unwrap(), ["127.0.0.1:9000"]);
         assert_eq!(
-            docker_port_lookup("web", "81", &maps).unwrap_err().to_string(),
+            docker_port_lookup("web", "80/tcp", &maps, false).unwrap(),
+            ["0.0.0.0:8080", "127.0.0.1:8081", "[::1]:8082"]
+        );
+        assert_eq!(docker_port_lookup("web", "9000/udp", &maps, false).unwrap(), ["127.0.0.1:9000"]);
+        assert_eq!(
+            docker_port_lookup("web", "81", &maps, false).unwrap_err().to_string(),
             "No public port '81/tcp' published for web"
         );
         assert_eq!(
-            docker_port_lookup("web", "9000", &maps).unwrap_err().to_string(),
+            docker_port_lookup("web", "9000", &maps, false).unwrap_err().to_string(),
             "No public port '9000/tcp' published for web"
         );
         assert_eq!(
-            docker_port_lookup("web", "80/sctp", &maps).unwrap_err().to_string(),
+            docker_port_lookup("web", "80/sctp", &maps, false).unwrap_err().to_string(),
             "No public port '80/sctp' published for web"
         );
-        assert_eq!(docker_port_lookup("web", "http", &maps).unwrap_err().to_string(), "invalid port (http)");
-        assert!(docker_port_lines(&[]).is_empty());
+        assert_eq!(docker_port_lookup("web", "http", &maps, false).unwrap_err().to_string(), "invalid port (http)");
+        assert!(docker_port_lines(&[], false).is_empty());
+        // A host with IPv6 listens on [::] too for mappings on every address, and Docker lists it.
+        assert_eq!(
+            docker_port_lines(&maps[..2], true),
+            ["80/tcp -> 0.0.0.0:8080", "80/tcp -> [::]:8080", "9000/udp -> 127.0.0.1:9000"]
+        );
+        assert_eq!(
+            docker_port_lookup("web", "80", &maps, true).unwrap(),
+            ["0.0.0.0:8080", "127.0.0.1:8081", "[::1]:8082", "[::]:8080"]
+        );
     }
 
     #[test]

@@ -595,6 +595,7 @@ fn sandbox_resolver_is_optional_on_the_wire() {
         dns_search: vec![],
         endpoints: vec![web_endpoint()],
         resolver: None,
+        listens_ipv6: false,
     };
     // sandbox_ls / sandbox_create replies: no `resolver` key at all.
     let v = serde_json::to_value(&sb).unwrap();

@@ -220,6 +220,11 @@ pub struct SandboxInfo {
     /// `sandbox_inspect`; absent from `sandbox_ls` and `sandbox_create`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolver: Option<ResolverInfo>,
+    /// Ports published on every address (`0.0.0.0`) are listened on `[::]`
+    /// too: the daemon's host has IPv6 (set by `sandbox_inspect`; absent,
+    /// false, from older daemons and hosts without IPv6).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub listens_ipv6: bool,
 }
 
 /// A sandbox's effective resolver configuration: what its `resolv.conf`

@@ -289,6 +289,15 @@ impl Gateway {
                     v6.ra.solicit(now.0);
                     return Ok(());
                 }
+                Inbound::Defend(address) => {
+                    // Sent with the stack's own frames at the next poll.
+                    if self.device.tx.len() < RX_QUEUE_LIMIT {
+                        self.device.tx.push(v6.router.defence(address));
+                    } else {
+                        self.dropped += 1;
+                    }
+                    return Ok(());
+                }
             }
         }
         if self.device.rx.len() >= RX_QUEUE_LIMIT {

@@ -76,6 +76,11 @@ pub enum Inbound {
     Stack,
     /// A valid router solicitation: schedule an advertisement.
     RouterSolicit,
+    /// Duplicate address detection for one of the gateway's own addresses
+    /// (a neighbour solicitation from the unspecified address, RFC 4862
+    /// §5.4.3): another host is about to take it. Answer with
+    /// [`Router::defence`].
+    Defend(Ipv6Addr),
     /// Not for the gateway (another host's multicast, a multicast group
     /// it has not joined, an advertisement of another router): ignored.
     Ignore,
@@ -173,9 +178,20 @@ impl Router {
                 // source link-layer address option.
                 if src.is_unspecified() && lladdr.is_some() { Inbound::Malformed } else { Inbound::RouterSolicit }
             }
-            NdiscRepr::NeighborSolicit { target_addr, .. } => {
+            NdiscRepr::NeighborSolicit { target_addr, lladdr } => {
                 if target_addr.is_multicast() {
                     Inbound::Malformed
+                } else if src.is_unspecified() {
+                    // Duplicate address detection: sent to the target's
+                    // solicited-node group, without a source link-layer
+                    // address (RFC 4861 §7.1.1).
+                    if lladdr.is_some() || dst != solicited_node(target_addr) {
+                        Inbound::Malformed
+                    } else if self.owns(target_addr) {
+                        Inbound::Defend(target_addr)
+                    } else {
+                        Inbound::Ignore
+                    }
                 } else {
                     Inbound::Stack
                 }
@@ -218,6 +234,23 @@ impl Router {
             prefix_info: Some(prefix),
         });
         icmpv6_frame(self.mac, multicast_mac(ALL_NODES), self.link_local, ALL_NODES, 255, &icmp)
+    }
+}
+
+impl Router {
+    /// The neighbour advertisement that defends `address` (one of the
+    /// gateway's) against a host's duplicate address detection: from
+    /// `address` to all nodes, as RFC 4861 §7.2.4 answers a solicitation
+    /// from the unspecified address (solicited flag clear), with the router
+    /// and override flags and the gateway's link-layer address. The host
+    /// then gives the address up (Linux marks it `dadfailed`).
+    pub fn defence(&self, address: Ipv6Addr) -> Vec<u8> {
+        let icmp = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
+            flags: NdiscNeighborFlags::ROUTER | NdiscNeighborFlags::OVERRIDE,
+            target_addr: address,
+            lladdr: Some(RawHardwareAddress::from(EthernetAddress(self.mac.0))),
+        });
+        icmpv6_frame(self.mac, multicast_mac(ALL_NODES), address, ALL_NODES, 255, &icmp)
     }
 }
 
@@ -434,6 +467,44 @@ mod tests {
         assert_eq!(prefix_of("fd00:1:2:3:4:5:6:7".parse().unwrap(), 48), "fd00:1:2::".parse::<Ipv6Addr>().unwrap());
         assert_eq!(prefix_of(GW6, 0), Ipv6Addr::UNSPECIFIED);
         assert_eq!(prefix_of(GW6, 200), GW6);
+    }
+
+    /// A duplicate address detection probe: a neighbour solicitation for
+    /// `target` from the unspecified address to `dst`.
+    fn dad_probe(target: Ipv6Addr, dst: Ipv6Addr, lladdr: bool) -> Vec<u8> {
+        let icmp = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+            target_addr: target,
+            lladdr: lladdr.then(|| RawHardwareAddress::from(EthernetAddress(HOST_MAC))),
+        });
+        icmpv6_frame(MacAddr(HOST_MAC), multicast_mac(dst), Ipv6Addr::UNSPECIFIED, dst, 255, &icmp)
+    }
+
+    #[test]
+    fn the_gateway_defends_its_addresses_against_duplicate_address_detection() {
+        let r = router(true);
+        for own in [GW6, r.link_local] {
+            assert_eq!(r.inspect(&dad_probe(own, solicited_node(own), false)), Inbound::Defend(own));
+        }
+        // Another host's probe is not the gateway's business; a probe with a
+        // source link-layer address, or not to the target's group, is invalid.
+        assert_eq!(r.inspect(&dad_probe(HOST6, solicited_node(HOST6), false)), Inbound::Ignore);
+        assert_eq!(r.inspect(&dad_probe(GW6, solicited_node(GW6), true)), Inbound::Malformed);
+        assert_eq!(r.inspect(&dad_probe(GW6, ALL_NODES, false)), Inbound::Malformed);
+
+        let frame = r.defence(GW6);
+        let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+        assert_eq!(eth.dst_addr(), EthernetAddress([0x33, 0x33, 0, 0, 0, 1]), "to all nodes");
+        assert_eq!(eth.src_addr(), EthernetAddress(r.mac.0));
+        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr(), ip.hop_limit()), (GW6, ALL_NODES, 255));
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        let repr = Icmpv6Repr::parse(&ip.src_addr(), &ip.dst_addr(), &icmp, &ChecksumCapabilities::default());
+        let Ok(Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { flags, target_addr, lladdr })) = repr else {
+            panic!("not a neighbour advertisement: {repr:?}");
+        };
+        assert_eq!(target_addr, GW6);
+        assert_eq!(flags, NdiscNeighborFlags::ROUTER | NdiscNeighborFlags::OVERRIDE, "not solicited");
+        assert_eq!(lladdr, Some(RawHardwareAddress::from(EthernetAddress(r.mac.0))));
     }
 
     #[test]

@@ -74,6 +74,14 @@ pub fn hold_port(tcp: bool, addresses: &[(IpAddr, bool)], port: u16) -> Result<P
     Ok(Probe::Free(PortHold { port, _sockets: sockets }))
 }
 
+/// Whether this host (the daemon's network namespace) has IPv6 to listen
+/// on: whether a socket binds `[::]`, as the `[::]` companion listener of a
+/// port published on every address does.
+pub fn host_has_ipv6() -> bool {
+    let any = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0);
+    !bind(false, any).is_err_and(|e| no_address_family(&e))
+}
+
 /// One socket bound to `addr`, without `SO_REUSEADDR`: a port some socket
 /// is bound to, listening or not, is refused.
 fn bind(tcp: bool, addr: SocketAddr) -> io::Result<Socket> {

@@ -276,8 +276,8 @@ fn port_cmd(ctx: &mut Ctx, sandbox: String, port: Option<String>) -> Result<()> 
         serde_json::from_value(value).map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;
     let all: Vec<ctl::PortMapping> = info.endpoints.iter().flat_map(|e| e.publish.iter().copied()).collect();
     let lines = match &port {
-        None => ctl::publish::docker_port_lines(&all),
-        Some(port) => ctl::publish::docker_port_lookup(&sandbox, port, &all)?,
+        None => ctl::publish::docker_port_lines(&all, info.listens_ipv6),
+        Some(port) => ctl::publish::docker_port_lookup(&sandbox, port, &all, info.listens_ipv6)?,
     };
     if ctx.json {
         let shown: Vec<&ctl::PortMapping> = match &port {

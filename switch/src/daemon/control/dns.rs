@@ -166,6 +166,8 @@ impl Control {
         };
         let mut info = self.sandbox_info(name);
         info.resolver = Some(resolver);
+        // For `port`: a port published on every address listens on [::] too.
+        info.listens_ipv6 = crate::sys::ports::host_has_ipv6();
         ok(info)
     }
 

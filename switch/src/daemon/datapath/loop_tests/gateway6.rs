@@ -10,8 +10,8 @@ use etherparse::{IcmpEchoHeader, Icmpv6Type};
 
 use super::super::handle::{Command, Gateway6Spec, NetworkSpec};
 use super::super::testing::frames::{
-    Icmp6, arp_request, gw_mac, icmpv6, ip, ip6, ll, mac, multicast_mac, neighbor_solicit, parse_icmp6, parse_udp,
-    parse_udp6, ping, ping6, router_solicit, solicited_node, udp, udp6,
+    Icmp6, arp_request, dad_probe, gw_mac, icmpv6, ip, ip6, ll, mac, multicast_mac, neighbor_solicit, parse_icmp6,
+    parse_udp, parse_udp6, ping, ping6, router_solicit, solicited_node, udp, udp6,
 };
 use super::super::testing::{Harness, dual_network, gateway_network, ipv6_network};
 use crate::counters::DropReason;
@@ -136,6 +136,35 @@ fn neighbour_solicitations_for_both_gateway_addresses_are_answered_as_a_router()
 
     // Another station's address is not the gateway's to answer.
     h.inject(a, &neighbor_solicit(mac(2), ip6(2), ip6(3)));
+    h.run_until_idle();
+    assert!(h.sent(a).is_empty());
+    assert_eq!(h.counters(a).drops.total(), 0);
+}
+
+#[test]
+fn the_gateway_defends_both_its_addresses_against_duplicate_address_detection() {
+    let (mut h, _, a, b) = network(dual_network(0));
+    for target in [ip6(1), gw_ll()] {
+        let probe = dad_probe(mac(2), target);
+        h.inject(a, &probe);
+        h.run_until_idle();
+        // The probe is flooded; the defence goes to all nodes, so both
+        // stations hear it (the prober among them).
+        let (to_a, to_b) = (h.sent_frames(a), h.sent_frames(b));
+        assert_eq!(to_b.first(), Some(&probe));
+        for (port, frames) in [(a, to_a), (b, to_b)] {
+            let na = frames.iter().filter_map(|f| parse_icmp6(f)).find(|m| m.src == target);
+            let na = na.unwrap_or_else(|| panic!("no defence of {target} on {port:?}: {frames:?}"));
+            let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+            assert_eq!((na.src_mac, na.dst, na.hop_limit), (gw_mac(), all_nodes, 255));
+            let flags = NeighborAdvertisementHeader { router: true, solicited: false, r#override: true };
+            assert_eq!(na.kind, Icmpv6Type::NeighborAdvertisement(flags), "R and O, not S");
+            assert_eq!(na.payload[..16], target.octets());
+            assert_eq!(na.payload[18..24], gw_mac().0, "the gateway's link-layer address");
+        }
+    }
+    // Another station's probe gets no answer from the gateway.
+    h.inject(a, &dad_probe(mac(2), ip6(3)));
     h.run_until_idle();
     assert!(h.sent(a).is_empty());
     assert_eq!(h.counters(a).drops.total(), 0);

@@ -76,6 +76,15 @@ pub(crate) fn neighbor_solicit(src: MacAddr, sender: Ipv6Addr, target: Ipv6Addr)
     icmpv6((src, sender), (multicast_mac(group), group), 255, Icmpv6Type::NeighborSolicitation, &payload)
 }
 
+/// A duplicate address detection probe from station `src`: a neighbour
+/// solicitation for `target` from the unspecified address to the target's
+/// solicited-node group, without a link-layer option (RFC 4862 §5.4.2).
+pub(crate) fn dad_probe(src: MacAddr, target: Ipv6Addr) -> Vec<u8> {
+    let group = solicited_node(target);
+    let payload = target.octets();
+    icmpv6((src, Ipv6Addr::UNSPECIFIED), (multicast_mac(group), group), 255, Icmpv6Type::NeighborSolicitation, &payload)
+}
+
 /// A router solicitation from station (`src`, `sender`) to all-routers,
 /// with a source link-layer option.
 pub(crate) fn router_solicit(src: MacAddr, sender: Ipv6Addr) -> Vec<u8> {
