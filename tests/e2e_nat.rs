@@ -744,3 +744,50 @@ fn bulk_streams_cross_the_translator_intact_both_ways() {
         || d.nat_flows(None).iter().all(|f| field(f, "proto") != "tcp").then_some(()),
     );
 }
+
+/// UDP datagrams larger than the sandbox's MTU leave the sandbox in IP
+/// fragments, which the translator makes whole before sending them on: a
+/// sandbox's 3,000-byte answer to a client of its published UDP port, and
+/// its 3,000-byte datagram through egress to a server outside, arrive
+/// whole. Nothing is counted as a dropped fragment.
+#[test]
+fn fragmented_udp_datagrams_from_a_sandbox_cross_the_translator_whole() {
+    if !prerequisites("fragmented_udp_datagrams_from_a_sandbox_cross_the_translator_whole") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (net, sb) = (d.name("n"), d.name("f"));
+    d.network_create(&net, "10.235.0.0/24");
+    d.sandbox_create(&sb);
+    let big: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    // In the sandbox: a server that answers one question with `big`.
+    let server = in_netns(&sb, || std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 53))).unwrap().unwrap();
+    server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let answer = big.clone();
+    let answering = std::thread::spawn(move || -> std::io::Result<usize> {
+        let mut buf = [0u8; 64];
+        let (_, from) = server.recv_from(&mut buf)?;
+        server.send_to(&answer, from)
+    });
+    let info = d.connect_publish(&net, &sb, &["5353:53/udp"]);
+    let own = info.ipv4.expect("an IPv4 address").addr();
+
+    let (outside_addr, far_addr) = (lab.outside_addr, lab.far_addr);
+    let client = in_netns(&lab.outside_ns, move || std::net::UdpSocket::bind((outside_addr, 0))).unwrap().unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client.send_to(b"q", sa(lab.daemon_addr, 5353)).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = client.recv_from(&mut buf).expect("the 3,000-byte answer reaches the client");
+    assert_eq!(answering.join().unwrap().unwrap(), 3000, "sent whole by the sandbox's socket");
+    assert_eq!(&buf[..n], &big[..], "the answer, fragmented by the sandbox, arrives whole");
+
+    let far = in_netns(&lab.outside_ns, move || std::net::UdpSocket::bind((far_addr, 7007))).unwrap().unwrap();
+    far.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let sender = in_netns(&sb, move || std::net::UdpSocket::bind((own, 0))).unwrap().unwrap();
+    sender.send_to(&big, sa(lab.far_addr, 7007)).unwrap();
+    let (n, from) = far.recv_from(&mut buf).expect("the 3,000-byte datagram reaches the server outside");
+    assert_eq!(&buf[..n], &big[..], "whole and intact");
+    assert_eq!(from.ip(), lab.daemon_addr, "from the daemon's address, translated");
+    assert_eq!(d.drops_of(&info.port, "nat_fragments"), 0);
+}

@@ -167,6 +167,13 @@ impl PortMapping {
         }
     }
 
+    /// Whether this mapping is one `docker port SANDBOX PORT[/PROTO]`
+    /// (`query`) prints: of that container port and protocol.
+    pub fn answers_port_query(&self, query: &str) -> bool {
+        let (number, proto) = port_query(query);
+        number.parse() == Ok(self.container_port) && proto.parse() == Ok(self.proto)
+    }
+
     /// The container side as `docker port` prints it: `80/tcp`.
     pub fn container_display(&self) -> String {
         format!("{}/{}", self.container_port, self.proto)
@@ -434,18 +441,14 @@ pub fn docker_port_lookup<'a>(
     mappings: impl IntoIterator<Item = &'a PortMapping>,
     ipv6: bool,
 ) -> Result<Vec<String>, PortLookupError> {
-    let (number, proto) = match port.split_once('/') {
-        Some((number, proto)) if !proto.is_empty() => (number, proto),
-        Some((number, _)) => (number, "tcp"),
-        None => (port, "tcp"),
-    };
+    let (number, proto) = port_query(port);
     let container_port: u16 = number.parse().map_err(|_| PortLookupError::InvalidPort(number.to_owned()))?;
     let not_published =
         || PortLookupError::NotPublished { port: format!("{number}/{proto}"), sandbox: sandbox.to_owned() };
     let proto: PortProto = proto.parse().map_err(|_| not_published())?;
     let mut lines: Vec<String> = mappings
         .into_iter()
-        .filter(|m| m.container_port == container_port && m.proto == proto)
+        .filter(|m| (m.container_port, m.proto) == (container_port, proto))
         .flat_map(|m| shown_hosts(m, ipv6))
         .collect();
     if lines.is_empty() {
@@ -453,6 +456,16 @@ pub fn docker_port_lookup<'a>(
     }
     lines.sort_by(|a, b| natural_cmp(a, b));
     Ok(lines)
+}
+
+/// The number and protocol parts of `docker port`'s `PORT[/PROTO]`
+/// (TCP when the protocol is left out).
+fn port_query(port: &str) -> (&str, &str) {
+    match port.split_once('/') {
+        Some((number, proto)) if !proto.is_empty() => (number, proto),
+        Some((number, _)) => (number, "tcp"),
+        None => (port, "tcp"),
+    }
 }
 
 /// Natural string order as Docker's CLI sorts `docker port` lines (`sortorder.NaturalLess`):
@@ -732,6 +745,11 @@ mod tests {
             docker_port_lines(&maps[..2], true),
             ["80/tcp -> 0.0.0.0:8080", "80/tcp -> [::]:8080", "9000/udp -> 127.0.0.1:9000"]
         );
+        // The mappings `port web 80 --json` gives: of that port and protocol only.
+        let chosen: Vec<&PortMapping> = maps.iter().filter(|m| m.answers_port_query("80")).collect();
+        assert_eq!(chosen.len(), 3);
+        assert!(maps.iter().filter(|m| m.answers_port_query("9000/udp")).all(|m| m.host_port == 9000));
+        assert!(!maps.iter().any(|m| m.answers_port_query("9000/tcp") || m.answers_port_query("x")));
         assert_eq!(
             docker_port_lookup("web", "80", &maps, true).unwrap(),
             ["0.0.0.0:8080", "127.0.0.1:8081", "[::1]:8082", "[::]:8080"]

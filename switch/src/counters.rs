@@ -79,8 +79,12 @@ pub enum DropReason {
     /// network unreachable.
     NoRoute,
     /// A packet routed out through the gateway that the L4 translator cannot
-    /// carry: an IPv4 fragment, a UDP GSO train, or malformed headers.
+    /// carry: a UDP GSO train, or malformed headers.
     NatUnsupported,
+    /// A fragment the translator's reassembly refused (overlapping, too
+    /// long, malformed), or a fragmented datagram it gave up (not whole
+    /// within 30 s, or the oldest when 64 were in reassembly).
+    NatFragments,
     /// Dropped by the egress port's link impairment (`port impair --loss`).
     ImpairLoss,
     /// The egress port's impairment queue was full (its `limit` frames or
@@ -157,7 +161,7 @@ pub enum DropReason {
 impl DropReason {
     /// Every reason (counters are indexed by the enum's value, not by the
     /// position here).
-    pub const ALL: [DropReason; 44] = [
+    pub const ALL: [DropReason; 45] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -187,6 +191,7 @@ impl DropReason {
         DropReason::DnsSpoofed,
         DropReason::NoRoute,
         DropReason::NatUnsupported,
+        DropReason::NatFragments,
         DropReason::ImpairLoss,
         DropReason::ImpairQueueFull,
         DropReason::SplitHorizon,
@@ -239,6 +244,7 @@ impl DropReason {
             DropReason::DnsSpoofed => "dns_spoofed",
             DropReason::NoRoute => "no_route",
             DropReason::NatUnsupported => "nat_unsupported",
+            DropReason::NatFragments => "nat_fragments",
             DropReason::ImpairLoss => "impair_loss",
             DropReason::ImpairQueueFull => "impair_queue_full",
             DropReason::SplitHorizon => "split_horizon",

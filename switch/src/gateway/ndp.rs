@@ -8,7 +8,8 @@
 //! them, and answers echo requests; it neither sends router advertisements
 //! nor sets the router flag on its neighbour advertisements (a host that
 //! sees a router's advertisement lose its R flag drops the router from its
-//! default router list, RFC 4861 §7.2.5). Those two are built here.
+//! default router list, RFC 4861 §7.2.5), nor defends its addresses in
+//! duplicate address detection. Those three are built here.
 
 use std::net::Ipv6Addr;
 
@@ -94,6 +95,12 @@ pub enum Inbound {
 pub fn solicited_node(address: Ipv6Addr) -> Ipv6Addr {
     let o = address.octets();
     Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(o[13]), u16::from_be_bytes([o[14], o[15]]))
+}
+
+/// Whether `address` is a solicited-node multicast address
+/// (ff02::1:ff00:0/104).
+fn is_solicited_node(address: Ipv6Addr) -> bool {
+    prefix_of(address, 104) == Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0)
 }
 
 /// The network part of `address/prefix_len`.
@@ -185,8 +192,11 @@ impl Router {
                     // Duplicate address detection: sent to the target's
                     // solicited-node group, without a source link-layer
                     // address (RFC 4861 §7.1.1).
-                    if lladdr.is_some() || dst != solicited_node(target_addr) {
+                    if lladdr.is_some() || !is_solicited_node(dst) {
                         Inbound::Malformed
+                    } else if dst != solicited_node(target_addr) {
+                        // Valid, but not the target's group: meaningless.
+                        Inbound::Ignore
                     } else if self.owns(target_addr) {
                         Inbound::Defend(target_addr)
                     } else {
@@ -490,6 +500,7 @@ mod tests {
         assert_eq!(r.inspect(&dad_probe(HOST6, solicited_node(HOST6), false)), Inbound::Ignore);
         assert_eq!(r.inspect(&dad_probe(GW6, solicited_node(GW6), true)), Inbound::Malformed);
         assert_eq!(r.inspect(&dad_probe(GW6, ALL_NODES, false)), Inbound::Malformed);
+        assert_eq!(r.inspect(&dad_probe(GW6, solicited_node(HOST6), false)), Inbound::Ignore, "another group");
 
         let frame = r.defence(GW6);
         let eth = EthernetFrame::new_checked(&frame[..]).unwrap();

@@ -9,10 +9,12 @@
 //! [`Host`] (the daemon's sockets, or a model in tests) to open, write,
 //! shut down and close sockets, and writes the frames toward sandboxes.
 //! Per-packet cost does not depend on the number of flows: one hash lookup
-//! by 5-tuple, timers in a heap.
+//! by 5-tuple, timers in a heap. Fragmented datagrams are made whole
+//! first ([`reassembly`]).
 
 mod flow;
 mod packet;
+pub mod reassembly;
 mod tcp;
 #[cfg(test)]
 mod tests;

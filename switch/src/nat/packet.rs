@@ -122,7 +122,8 @@ impl Family {
 pub enum Unsupported {
     /// Neither IPv4 nor IPv6, or cut short, or its headers are inconsistent.
     Malformed,
-    /// An IPv4 fragment (the translator does not reassemble).
+    /// An IPv4 fragment, or an IPv6 packet whose fixed header is followed
+    /// by a fragment header: for [`crate::nat::reassembly`] first.
     Fragment,
     /// An IPv6 extension header the translator does not handle: a fragment
     /// header, a routing header with segments left, an option that must
@@ -307,6 +308,11 @@ fn parse_ipv6(ip: &[u8]) -> Result<IpParts<'_>, Unsupported> {
     let end = if payload == 0 { ip.len() } else { IP6 + payload };
     if end > ip.len() {
         return Err(Malformed);
+    }
+    // A fragment header right after the fixed header, as senders place it
+    // (one after other extension headers stays unsupported).
+    if ip[6] == 44 {
+        return Err(Fragment);
     }
     let src = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).map_err(|_| Malformed)?);
     let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).map_err(|_| Malformed)?);

@@ -282,7 +282,7 @@ fn port_cmd(ctx: &mut Ctx, sandbox: String, port: Option<String>) -> Result<()> 
     if ctx.json {
         let shown: Vec<&ctl::PortMapping> = match &port {
             None => all.iter().collect(),
-            Some(_) => all.iter().filter(|m| lines.contains(&m.host_display())).collect(),
+            Some(_) => all.iter().filter(|m| m.answers_port_query(port.as_deref().unwrap_or_default())).collect(),
         };
         return ctx.print_json(&serde_json::to_value(shown)?);
     }

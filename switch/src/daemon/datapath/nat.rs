@@ -26,6 +26,7 @@ use super::handle::DatapathError;
 use super::{Datapath, PortIo};
 use crate::counters::DropReason;
 use crate::daemon::batch::{HDR, Placed, RxEntry};
+use crate::nat::reassembly::{Outcome, Reassembler, is_fragment};
 use crate::nat::{
     DataFrame, Emit, Family, FlowId, FlowInfo, Host, Limits, ListenerId, MAX_UDP_PAYLOAD, NetView, Proto, Publication,
     TCP_PAYLOAD, Translator, Unsupported,
@@ -101,6 +102,8 @@ pub(super) struct NatIo {
     peek_offset: bool,
     skipped: Vec<u8>,
     listeners_ready: Vec<ListenerId>,
+    /// Fragmented datagrams from sandboxes, made whole before translation.
+    reassembly: Reassembler,
 }
 
 impl NatIo {
@@ -115,6 +118,7 @@ impl NatIo {
             listeners_ready: Vec::new(),
             peek_offset: peek_offset_usable(),
             skipped: Vec::new(),
+            reassembly: Reassembler::new(),
         }
     }
 
@@ -635,8 +639,11 @@ impl Datapath {
         };
         // No gateway of that family: the gateway's own stack answers.
         let Some(gateway_address) = gateway_address else { return false };
-        if destination == gateway_address {
-            if !self.nat.translator.owns(network, frame) {
+        let to_gateway = destination == gateway_address;
+        // A fragment's ports are in its first fragment only: whether a
+        // fragmented datagram to the gateway is a flow's is known once whole.
+        if to_gateway {
+            if !is_fragment(frame) && !self.nat.translator.owns(network, frame) {
                 return false;
             }
         } else if !(net.is_some_and(|n| n.egress) && routed) || self.is_switch_address(destination) {
@@ -661,7 +668,11 @@ impl Datapath {
         match translator.from_sandbox(network, self.batch.frame(i), now, &mut host, out) {
             Ok(()) => true,
             Err(Unsupported::Protocol) => false,
-            Err(Unsupported::Fragment | Unsupported::Malformed) => {
+            Err(Unsupported::Fragment) => {
+                self.nat_fragment(network, (gateway, to_gateway), ingress, i, now);
+                true
+            }
+            Err(Unsupported::Malformed) => {
                 self.bridge.count_drop(ingress, DropReason::NatUnsupported);
                 true
             }
@@ -669,6 +680,46 @@ impl Datapath {
                 self.bridge.count_drop(ingress, DropReason::NatIpv6Extension);
                 true
             }
+        }
+    }
+
+    /// Frame `i` from `ingress` is a fragment of a datagram routed through
+    /// `network`'s gateway port (`gateway.0`), or sent to the gateway's own
+    /// address (`gateway.1`): held until its datagram is whole, which is
+    /// then translated as one frame, or, to the gateway's address and of no
+    /// flow, handed to the gateway's stack whole. Fragments refused, and
+    /// datagrams given up (timed out, or the oldest when reassembly is
+    /// full), are counted as `nat_fragments` on the port they came from.
+    fn nat_fragment(&mut self, network: NetworkId, gateway: (PortId, bool), ingress: PortId, i: usize, now: u64) {
+        let outcome = self.nat.reassembly.add(self.batch.frame(i), ingress.0, now);
+        for port in self.nat.reassembly.take_given_up() {
+            self.bridge.count_drop(PortId(port), DropReason::NatFragments);
+        }
+        let whole = match outcome {
+            Outcome::Held => return,
+            Outcome::Refused(_) => {
+                self.bridge.count_drop(ingress, DropReason::NatFragments);
+                return;
+            }
+            Outcome::Complete(whole) => whole,
+        };
+        let (gateway, to_gateway) = gateway;
+        if to_gateway && !self.nat.translator.owns(network, &whole) {
+            let at = self.clock.now();
+            let Some(Some(PortIo::Gateway(gw))) = self.ports.get_mut(gateway.index()) else { return };
+            match gw.deliver(&whole, at) {
+                Err(reason) => self.bridge.count_drop(ingress, reason),
+                Ok(()) if !self.busy_gateways.contains(&gateway) => self.busy_gateways.push(gateway),
+                Ok(()) => {}
+            }
+            return;
+        }
+        let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+        match translator.from_sandbox(network, &whole, now, &mut host, out) {
+            Ok(()) => {}
+            Err(Unsupported::Extension) => self.bridge.count_drop(ingress, DropReason::NatIpv6Extension),
+            Err(_) => self.bridge.count_drop(ingress, DropReason::NatUnsupported),
         }
     }
 

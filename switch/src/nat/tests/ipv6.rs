@@ -369,8 +369,14 @@ fn extension_headers_the_translator_does_not_handle_are_refused_by_name() {
         r[3] = 1;
         r
     };
-    let cases: [(&str, u8, Vec<u8>); 6] = [
-        ("fragment", 44, vec![0, 0, 0, 1, 0, 0, 0, 7]),
+    // A fragment header right after the fixed header is for reassembly.
+    let mut b = Bench::new();
+    let fragment = with_extension(&udp, 44, &[0, 0, 0, 1, 0, 0, 0, 7]);
+    assert_eq!(from_sandbox(&mut b, &fragment), Err(Unsupported::Fragment));
+    assert!(b.host.take_calls().is_empty() && b.out.is_empty());
+    let late_fragment = with_extension(&fragment, 60, &[0, 0, 1, 4, 0, 0, 0, 0]);
+    assert_eq!(from_sandbox(&mut b, &late_fragment), Err(Unsupported::Extension), "a fragment header second");
+    let cases: [(&str, u8, Vec<u8>); 5] = [
         ("a routing header with a segment left", 43, routing_left),
         ("jumbo payload (must not be skipped)", 0, vec![0, 0, 0xc2, 4, 0, 1, 0, 0]),
         ("an option to discard with an ICMP error", 60, vec![0, 0, 0x80, 2, 0, 0, 1, 0]),

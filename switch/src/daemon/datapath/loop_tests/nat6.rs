@@ -75,12 +75,6 @@ fn parse(sent: &Sent) -> Option<Seen> {
     }
 }
 
-/// Whether `sent` is one of the gateway's router advertisements.
-fn is_router_advertisement(sent: &Sent) -> bool {
-    let h = PacketHeaders::from_ethernet_slice(&sent.frame).expect("a frame that parses");
-    matches!(h.transport, Some(TransportHeader::Icmpv6(i)) if matches!(i.icmp_type, etherparse::Icmpv6Type::RouterAdvertisement(_)))
-}
-
 /// Runs the loop (sockets included) until the sandbox's port got a frame
 /// `pick` takes; panics after [`PATIENCE`].
 fn wait_frame(h: &mut Harness, port: PortId, mut pick: impl FnMut(&Seen) -> bool) -> Seen {
@@ -189,36 +183,85 @@ fn a_udp_client_of_an_ipv6_published_port_gets_the_sandboxs_answer() {
     assert_eq!((&buf[..n], from), (&b"answer"[..], addr), "from the published address");
 }
 
+/// `payload` (a UDP header and data) from the sandbox at `ip6(2)` to
+/// `to`, in IPv6 fragments of `size` bytes with the fragment header right
+/// after the fixed header, as Linux sends them.
+fn fragments6(payload: &[u8], to: Ipv6Addr, id: u32, size: usize) -> Vec<Vec<u8>> {
+    payload
+        .chunks(size)
+        .enumerate()
+        .map(|(k, chunk)| {
+            let more = (k + 1) * size < payload.len();
+            let mut f = Vec::new();
+            PacketBuilder::ethernet2(mac(2).0, gw_mac().0)
+                .ipv6(ip6(2).octets(), to.octets(), 64)
+                .udp(1, 1)
+                .write(&mut f, &[])
+                .unwrap();
+            f.truncate(54);
+            f[18..20].copy_from_slice(&((8 + chunk.len()) as u16).to_be_bytes());
+            f[20] = 44;
+            let field = ((k * size / 8) as u16) << 3 | u16::from(more);
+            f.extend_from_slice(&[17, 0]);
+            f.extend_from_slice(&field.to_be_bytes());
+            f.extend_from_slice(&id.to_be_bytes());
+            f.extend_from_slice(chunk);
+            f
+        })
+        .collect()
+}
+
 #[test]
-fn ipv6_frames_with_unhandled_extension_headers_are_dropped_by_name() {
+fn a_fragmented_udp_answer_reaches_the_client_whole_and_bad_fragments_are_counted() {
     let mut h = Harness::new();
     let net = h.network(NetworkSpec { egress: true, ..dual_network(0) });
     let sb = h.endpoint(net);
-    let outside = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    let addr = publish(&mut h, net, Proto::Udp, "[::1]:0");
+    let client = UdpSocket::bind("[::1]:0").unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.send_to(b"query", addr).unwrap();
+    let q = wait_frame(&mut h, sb, |s| s.tcp.is_none());
+    // A 4,000-byte answer in three fragments, the last one first.
+    let data: Vec<u8> = (0..4000u32).map(|i| (i * 13 + 5) as u8).collect();
     let mut udp = Vec::new();
-    PacketBuilder::ethernet2(mac(2).0, gw_mac().0)
-        .ipv6(ip6(2).octets(), outside.octets(), 64)
-        .udp(5000, 53)
-        .write(&mut udp, b"fragmented?")
-        .unwrap();
-    // A fragment header before the UDP header.
-    let mut frame = udp[..54].to_vec();
-    frame[20] = 44;
-    frame[18..20].copy_from_slice(&(u16::from_be_bytes([udp[18], udp[19]]) + 8).to_be_bytes());
-    frame.extend_from_slice(&[17, 0, 0, 0, 0, 0, 0, 9]);
-    frame.extend_from_slice(&udp[54..]);
-    h.inject(sb, &frame);
+    PacketBuilder::ipv6(ip6(2).octets(), ip6(1).octets(), 64).udp(80, q.src.port()).write(&mut udp, &data).unwrap();
+    let payload = &udp[40..];
+    let mut parts = fragments6(payload, ip6(1), 0x0bad_cafe, 1448);
+    parts.rotate_right(1);
+    for part in &parts {
+        h.inject(sb, part);
+        h.run_until_idle();
+    }
+    let mut buf = vec![0u8; 8192];
+    let (n, from) = client.recv_from(&mut buf).expect("the whole answer reaches the client");
+    assert_eq!((n, from), (4000, addr));
+    assert_eq!(&buf[..n], &data[..], "the datagram arrives whole and intact");
+    assert_eq!(h.drops(sb, DropReason::NatFragments), 0);
+
+    // An overlapping fragment gives its datagram up, counted; nothing is sent.
+    let again = fragments6(payload, ip6(1), 7, 1448);
+    h.inject(sb, &again[0]);
+    let mut overlapping = again[1].clone();
+    overlapping[56..58].copy_from_slice(&(((1440 / 8) as u16) << 3 | 1).to_be_bytes());
+    h.inject(sb, &overlapping);
+    h.inject(sb, &again[2]);
     h.run_until_idle();
-    assert_eq!(h.drops(sb, DropReason::NatIpv6Extension), 1);
-    assert!(h.dp.nat_flows().is_empty(), "nothing opened");
-    assert!(h.sent(sb).iter().all(is_router_advertisement), "nothing answered");
-    // Without egress, the same is not the translator's: no drop of its own.
-    let mut h = Harness::new();
-    let net = h.network(dual_network(0));
-    let sb = h.endpoint(net);
-    h.inject(sb, &frame);
+    assert_eq!(h.drops(sb, DropReason::NatFragments), 1);
+    client.set_nonblocking(true).unwrap();
+    assert!(client.recv_from(&mut buf).is_err(), "nothing reached the client");
+    // Routed out, a fragment header after another extension header stays
+    // refused by name.
+    let outside = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    let mut late = fragments6(payload, outside, 8, 1440).remove(0);
+    late[20] = 60;
+    let mut with_options = late[..54].to_vec();
+    with_options.extend_from_slice(&[44, 0, 1, 4, 0, 0, 0, 0]);
+    with_options.extend_from_slice(&late[54..]);
+    let len = (with_options.len() - 54) as u16;
+    with_options[18..20].copy_from_slice(&len.to_be_bytes());
+    h.inject(sb, &with_options);
     h.run_until_idle();
-    assert_eq!(h.drops(sb, DropReason::NatIpv6Extension), 0);
+    assert_eq!(h.drops(sb, DropReason::NatIpv6Extension), 1, "{:?}", h.counters(sb).drops);
 }
 
 #[test]
