@@ -78,6 +78,9 @@ pub enum DropReason {
     /// or to another network of the switch: the gateway answered ICMP
     /// network unreachable.
     NoRoute,
+    /// A frame for the gateway's own stack (or an answer it asked for)
+    /// beyond the room of the stack's queue (256 frames between two polls).
+    GatewayBusy,
     /// A packet routed out through the gateway that the L4 translator cannot
     /// carry: a UDP GSO train, or malformed headers.
     NatUnsupported,
@@ -161,7 +164,7 @@ pub enum DropReason {
 impl DropReason {
     /// Every reason (counters are indexed by the enum's value, not by the
     /// position here).
-    pub const ALL: [DropReason; 45] = [
+    pub const ALL: [DropReason; 46] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -190,6 +193,7 @@ impl DropReason {
         DropReason::GatewayAcrossTunnel,
         DropReason::DnsSpoofed,
         DropReason::NoRoute,
+        DropReason::GatewayBusy,
         DropReason::NatUnsupported,
         DropReason::NatFragments,
         DropReason::ImpairLoss,
@@ -243,6 +247,7 @@ impl DropReason {
             DropReason::MeshStray => "mesh_stray",
             DropReason::DnsSpoofed => "dns_spoofed",
             DropReason::NoRoute => "no_route",
+            DropReason::GatewayBusy => "gateway_busy",
             DropReason::NatUnsupported => "nat_unsupported",
             DropReason::NatFragments => "nat_fragments",
             DropReason::ImpairLoss => "impair_loss",

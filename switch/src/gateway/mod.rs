@@ -30,7 +30,7 @@ use crate::wire::MacAddr;
 use dns::{TcpAnswer, TcpConn, TcpQuery, TcpServer};
 use ndp::{Inbound, RaSchedule, Router};
 
-/// Frames waiting for the stack beyond this are dropped (and counted).
+/// Frames waiting for the stack beyond this are refused (`gateway_busy`).
 const RX_QUEUE_LIMIT: usize = 256;
 /// IPv6 neighbours the gateway remembers having told its stack about; the
 /// table starts afresh when full.
@@ -151,7 +151,6 @@ pub struct Gateway {
     mac: MacAddr,
     ipv4: Option<(Ipv4Addr, u8)>,
     ipv6: Option<Ipv6Side>,
-    dropped: u64,
     dns_tcp: TcpServer,
 }
 
@@ -218,7 +217,7 @@ impl Gateway {
         });
         let mut sockets = SocketSet::new(Vec::new());
         let dns_tcp = TcpServer::new(&mut sockets);
-        Gateway { iface, device, sockets, mac, ipv4, ipv6, dropped: 0, dns_tcp }
+        Gateway { iface, device, sockets, mac, ipv4, ipv6, dns_tcp }
     }
 
     /// The gateway's MAC address.
@@ -252,17 +251,12 @@ impl Gateway {
         link_local(self.mac)
     }
 
-    /// Frames dropped because the stack's queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
     /// Queues a frame the bridge delivered to the gateway, at `now`. A
     /// router solicitation schedules an advertisement instead; IPv6 that
     /// is not for the gateway is ignored (all of it when the network has
     /// no IPv6). `Err` names why a frame was refused: a malformed ICMPv6
-    /// message for the gateway. Frames beyond the queue's room are dropped
-    /// and counted in [`Gateway::dropped`].
+    /// message for the gateway, or [`DropReason::GatewayBusy`] for a frame
+    /// (or a defence it asks for) beyond the stack's queue's room.
     pub fn deliver(&mut self, frame: &[u8], now: Timestamp) -> Result<(), DropReason> {
         let ipv6 = frame.get(12..14) == Some(&[0x86, 0xdd][..]);
         if ipv6 {
@@ -291,18 +285,16 @@ impl Gateway {
                 }
                 Inbound::Defend(address) => {
                     // Sent with the stack's own frames at the next poll.
-                    if self.device.tx.len() < RX_QUEUE_LIMIT {
-                        self.device.tx.push(v6.router.defence(address));
-                    } else {
-                        self.dropped += 1;
+                    if self.device.tx.len() >= RX_QUEUE_LIMIT {
+                        return Err(DropReason::GatewayBusy);
                     }
+                    self.device.tx.push(v6.router.defence(address));
                     return Ok(());
                 }
             }
         }
         if self.device.rx.len() >= RX_QUEUE_LIMIT {
-            self.dropped += 1;
-            return Ok(());
+            return Err(DropReason::GatewayBusy);
         }
         self.device.rx.push_back(frame.to_vec());
         Ok(())
@@ -402,6 +394,19 @@ mod tests {
             }
             _ => panic!("unexpected {arp:?}"),
         }
+    }
+
+    #[test]
+    fn frames_beyond_the_stacks_queue_are_refused_by_name() {
+        let mut gw = Gateway::new(GW, 16, 1500, Timestamp(0));
+        for _ in 0..RX_QUEUE_LIMIT {
+            gw.deliver(&arp_request(GW), Timestamp(1)).unwrap();
+        }
+        assert_eq!(gw.deliver(&arp_request(GW), Timestamp(1)), Err(DropReason::GatewayBusy));
+        let mut out = Vec::new();
+        gw.poll(Timestamp(2), &mut out, &mut |_| TcpAnswer::Close);
+        assert!(!out.is_empty(), "the queued frames were answered");
+        gw.deliver(&arp_request(GW), Timestamp(3)).expect("room again after a poll");
     }
 
     #[test]
