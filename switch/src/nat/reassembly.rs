@@ -6,21 +6,32 @@
 //! first fragment's Ethernet and IP headers, lengths fixed, around the
 //! joined payload) once every byte has arrived.
 //!
-//! Bounded as a kernel bounds it: at most [`MAX_DATAGRAMS`] datagrams and
-//! [`BUDGET_BYTES`] bytes in reassembly at once (a new one beyond them
-//! makes room by giving up the oldest), each given up after
-//! [`TIMEOUT_MS`] (Linux's `ipfrag_time`). Overlapping fragments give the
-//! whole datagram up (RFC 5722 for IPv6; for IPv4 the same rule denies
-//! the overlap tricks that evade filters); an exact duplicate is ignored.
-//! Fragments are rare and never on the fast path: each datagram in
-//! reassembly owns its buffer.
+//! Fragments are reassembled per port they came in on (the key holds the
+//! caller's port number besides the RFC's fields), so sandboxes never mix,
+//! whatever their addresses, and one sandbox's fragments cannot complete
+//! or spoil another's. Bounded per port and in all: at most
+//! [`MAX_PER_PORT`] datagrams of one port (its own oldest makes room for
+//! its next), [`MAX_DATAGRAMS`] and [`BUDGET_BYTES`] in all (the oldest of
+//! all makes room), [`MAX_FRAGMENTS`] fragments a datagram, each datagram
+//! given up after [`TIMEOUT_MS`] (Linux's `ipfrag_time`). Overlapping
+//! fragments give the whole datagram up (RFC 5722 for IPv6; for IPv4 the
+//! same rule denies the overlap tricks that evade filters); an exact
+//! duplicate is ignored. Fragments are rare and never on the fast path:
+//! each datagram in reassembly owns its buffer, and with at most
+//! [`MAX_FRAGMENTS`] pieces every step is a short scan.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Datagrams in reassembly at once.
+/// Datagrams in reassembly at once, in all.
 pub const MAX_DATAGRAMS: usize = 64;
-/// Payload bytes held across every datagram in reassembly.
-pub const BUDGET_BYTES: usize = 4 << 20;
+/// Datagrams in reassembly at once from one port.
+pub const MAX_PER_PORT: usize = 8;
+/// Payload bytes held across every datagram in reassembly: sixteen
+/// datagrams of the largest size.
+pub const BUDGET_BYTES: usize = 1 << 20;
+/// Fragments one datagram may come in: a 64 KiB datagram over IPv6's
+/// minimum MTU of 1,280 bytes takes 53.
+pub const MAX_FRAGMENTS: usize = 64;
 /// How long a datagram may take to arrive whole (ms): Linux's
 /// `net.ipv4.ipfrag_time` and `net.ipv6.ip6frag_time`, 30 s.
 pub const TIMEOUT_MS: u64 = 30_000;
@@ -53,16 +64,18 @@ pub enum Refusal {
     Malformed,
     /// It overlaps a fragment already received.
     Overlap,
-    /// The datagram would exceed 65,535 bytes, or a last fragment
-    /// contradicts the length an earlier one gave.
+    /// The datagram would exceed 65,535 bytes or [`MAX_FRAGMENTS`]
+    /// fragments, or a last fragment contradicts the length an earlier one
+    /// gave.
     TooLong,
 }
 
-/// The identity of a datagram in reassembly (RFC 791: source,
-/// destination, protocol, identification; RFC 8200: source, destination,
-/// identification).
+/// The identity of a datagram in reassembly: the port it came in on, and
+/// RFC 791's source, destination, protocol and identification (RFC 8200:
+/// source, destination, identification).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
+    port: u32,
     src: IpAddr,
     dst: IpAddr,
     proto: u8,
@@ -73,9 +86,6 @@ struct Key {
 #[derive(Debug)]
 struct Partial {
     key: Key,
-    /// The caller's tag of its first fragment (the ingress port), for
-    /// counting a datagram given up.
-    tag: u32,
     started: u64,
     /// The Ethernet and IP headers of the fragment at offset 0, once seen
     /// (IPv6: the fixed header only, without the fragment header).
@@ -95,6 +105,7 @@ struct Partial {
 /// One fragment, read.
 struct Piece<'a> {
     key: Key,
+    v6: bool,
     /// Ethernet and IP headers to rebuild the datagram around (IPv6: the
     /// fixed header).
     head: &'a [u8],
@@ -125,14 +136,17 @@ impl Reassembler {
         self.partials.len()
     }
 
-    /// Takes one fragment (a whole Ethernet frame) that arrived at `now`
-    /// (ms), tagged `tag` (the caller's, given back for datagrams given
-    /// up). Gives up first the datagrams older than [`TIMEOUT_MS`].
-    pub fn add(&mut self, frame: &[u8], tag: u32, now: u64) -> Outcome {
+    /// Takes one fragment (a whole Ethernet frame) that came in on port
+    /// `port` (the caller's number, given back for datagrams given up) at
+    /// `now` (ms). Gives up first the datagrams older than [`TIMEOUT_MS`].
+    pub fn add(&mut self, frame: &[u8], port: u32, now: u64) -> Outcome {
         self.expire(now);
-        let Some(piece) = read(frame) else { return Outcome::Refused(Refusal::Malformed) };
+        let Some(piece) = read(frame, port) else { return Outcome::Refused(Refusal::Malformed) };
         let end = piece.offset + piece.payload.len();
-        if piece.head.len() - ETH + end > MAX_PACKET {
+        // An IPv6 payload may be 65,535 bytes; an IPv4 packet, header
+        // included (checked again against the first fragment's header).
+        let header = if piece.v6 { 0 } else { piece.head.len() - ETH };
+        if header + end > MAX_PACKET {
             self.forget(piece.key);
             return Outcome::Refused(Refusal::TooLong);
         }
@@ -143,10 +157,9 @@ impl Reassembler {
         let index = match self.partials.iter().position(|p| p.key == piece.key) {
             Some(i) => i,
             None => {
-                self.make_room(end);
+                self.make_room(port, end);
                 self.partials.push(Partial {
                     key: piece.key,
-                    tag,
                     started: now,
                     head: None,
                     next: 0,
@@ -180,38 +193,65 @@ impl Reassembler {
         }
         match (partial.total, &partial.head, partial.have.as_slice()) {
             (Some(total), Some(head), [(0, got)]) if *got == total => {
-                let frame = rebuild(head, partial.next, &partial.data[..total]);
+                // IPv4: the first fragment's header and the payload in one packet.
+                let fits = piece.v6 || head.len() - ETH + total <= MAX_PACKET;
+                let frame = fits.then(|| rebuild(head, partial.next, &partial.data[..total]));
                 self.remove(index);
-                Outcome::Complete(frame)
+                frame.map_or(Outcome::Refused(Refusal::TooLong), Outcome::Complete)
             }
             _ => Outcome::Held,
         }
     }
 
     /// Gives up the datagrams that started more than [`TIMEOUT_MS`]
-    /// before `now` (their tags go to [`Reassembler::take_given_up`]).
+    /// before `now` (their ports go to [`Reassembler::take_given_up`]).
     pub fn expire(&mut self, now: u64) {
         while let Some(i) = self.partials.iter().position(|p| now.saturating_sub(p.started) >= TIMEOUT_MS) {
-            let tag = self.partials[i].tag;
-            self.remove(i);
-            self.given_up.push(tag);
+            self.give_up(i);
         }
     }
 
-    /// The tags of the datagrams given up since the last call: one per
+    /// When the oldest datagram in reassembly times out (ms), if any.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.partials.iter().map(|p| p.started + TIMEOUT_MS).min()
+    }
+
+    /// Forgets the datagrams of port `port` (gone), uncounted.
+    pub fn forget_port(&mut self, port: u32) {
+        while let Some(i) = self.partials.iter().position(|p| p.key.port == port) {
+            self.remove(i);
+        }
+    }
+
+    /// The ports of the datagrams given up since the last call: one per
     /// datagram, for the caller to count.
     pub fn take_given_up(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.given_up)
     }
 
-    /// Gives up the oldest datagrams until one more of up to `bytes` fits.
-    fn make_room(&mut self, bytes: usize) {
-        while !self.partials.is_empty() && (self.partials.len() >= MAX_DATAGRAMS || self.held + bytes > BUDGET_BYTES) {
-            let oldest = self.partials.iter().enumerate().min_by_key(|(_, p)| p.started).map_or(0, |(i, _)| i);
-            let tag = self.partials[oldest].tag;
-            self.remove(oldest);
-            self.given_up.push(tag);
+    /// Gives up the oldest datagrams until one more from `port` of up to
+    /// `bytes` fits: that port's own oldest while it has
+    /// [`MAX_PER_PORT`], then the oldest of all.
+    fn make_room(&mut self, port: u32, bytes: usize) {
+        let oldest = |partials: &[Partial], of: Option<u32>| {
+            let candidates = partials.iter().enumerate().filter(|(_, p)| of.is_none_or(|port| p.key.port == port));
+            candidates.min_by_key(|(_, p)| p.started).map(|(i, _)| i)
+        };
+        while self.partials.iter().filter(|p| p.key.port == port).count() >= MAX_PER_PORT {
+            let Some(i) = oldest(&self.partials, Some(port)) else { break };
+            self.give_up(i);
         }
+        while self.partials.len() >= MAX_DATAGRAMS || self.held + bytes > BUDGET_BYTES {
+            let Some(i) = oldest(&self.partials, None) else { break };
+            self.give_up(i);
+        }
+    }
+
+    /// Gives datagram `index` up, to be counted on its port.
+    fn give_up(&mut self, index: usize) {
+        let port = self.partials[index].key.port;
+        self.remove(index);
+        self.given_up.push(port);
     }
 
     /// Drops the datagram `key`, if it is in reassembly (a refused
@@ -236,6 +276,9 @@ impl Partial {
         let start = piece.offset;
         if self.pieces.contains(&(start, end)) {
             return Ok(false);
+        }
+        if self.pieces.len() >= MAX_FRAGMENTS {
+            return Err(Refusal::TooLong);
         }
         if self.have.iter().any(|&(s, e)| start < e && s < end) {
             return Err(Refusal::Overlap);
@@ -279,7 +322,7 @@ pub fn is_fragment(frame: &[u8]) -> bool {
 
 /// Reads a fragment: an IPv4 packet with MF set or a non-zero offset, or
 /// an IPv6 packet whose fixed header is followed by a fragment header.
-fn read(frame: &[u8]) -> Option<Piece<'_>> {
+fn read(frame: &[u8], port: u32) -> Option<Piece<'_>> {
     let ip = frame.get(ETH..)?;
     match frame.get(12..14)? {
         [0x08, 0x00] => {
@@ -297,8 +340,8 @@ fn read(frame: &[u8]) -> Option<Piece<'_>> {
             let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
             let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
             let id = u32::from(u16::from_be_bytes([ip[4], ip[5]]));
-            let key = Key { src: src.into(), dst: dst.into(), proto: ip[9], id };
-            Some(Piece { key, head: &frame[..ETH + ihl], next: ip[9], offset, more, payload })
+            let key = Key { port, src: src.into(), dst: dst.into(), proto: ip[9], id };
+            Some(Piece { key, v6: false, head: &frame[..ETH + ihl], next: ip[9], offset, more, payload })
         }
         [0x86, 0xdd] => {
             if ip.len() < IP6 + FRAG6 || ip[0] >> 4 != 6 || ip[6] != NEXT_FRAGMENT {
@@ -316,8 +359,8 @@ fn read(frame: &[u8]) -> Option<Piece<'_>> {
             let src = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).ok()?);
             let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).ok()?);
             let id = u32::from_be_bytes([fragment[4], fragment[5], fragment[6], fragment[7]]);
-            let key = Key { src: src.into(), dst: dst.into(), proto: 0, id };
-            Some(Piece { key, head: &frame[..ETH + IP6], next: fragment[0], offset, more, payload })
+            let key = Key { port, src: src.into(), dst: dst.into(), proto: 0, id };
+            Some(Piece { key, v6: true, head: &frame[..ETH + IP6], next: fragment[0], offset, more, payload })
         }
         _ => None,
     }
@@ -507,13 +550,95 @@ mod tests {
         r.add(&fragments4(&datagram(2000), 3, 1000)[0], 13, TIMEOUT_MS);
         assert_eq!(r.take_given_up(), [11]);
         assert_eq!(r.add(&first[1], 11, TIMEOUT_MS), Outcome::Held, "its rest starts anew");
-        // Beyond MAX_DATAGRAMS, the oldest goes.
+        assert_eq!(r.next_deadline(), Some(TIMEOUT_MS - 1 + TIMEOUT_MS));
+        // One port beyond MAX_PER_PORT gives up its own oldest, not others'.
+        let mut r = Reassembler::new();
+        r.add(&fragments4(&datagram(2000), 999, 1000)[0], 1, 0);
+        for id in 0..=MAX_PER_PORT as u16 {
+            r.add(&fragments4(&datagram(2000), id, 1000)[0], 2, 1 + u64::from(id));
+        }
+        assert_eq!(r.in_progress(), MAX_PER_PORT + 1);
+        assert_eq!(r.take_given_up(), [2], "port 2's own oldest");
+        // Beyond MAX_DATAGRAMS in all, the oldest of all goes.
         let mut r = Reassembler::new();
         for id in 0..=MAX_DATAGRAMS as u16 {
-            r.add(&fragments4(&datagram(2000), id, 1000)[0], u32::from(id), u64::from(id));
+            let port = u32::from(id) / MAX_PER_PORT as u32;
+            r.add(&fragments4(&datagram(2000), id, 1000)[0], port, u64::from(id));
         }
-        assert_eq!(r.in_progress(), MAX_DATAGRAMS);
-        assert_eq!(r.take_given_up(), [0]);
-        assert!(r.held <= BUDGET_BYTES);
+        assert_eq!((r.in_progress(), r.take_given_up()), (MAX_DATAGRAMS, vec![0]));
+        // Beyond BUDGET_BYTES: large first pieces far into their datagrams.
+        let mut r = Reassembler::new();
+        let far_piece = |id: u16| {
+            let mut f = fragments4(&datagram(1480 * 2), id, 1480).remove(0);
+            f[ETH + 6..ETH + 8].copy_from_slice(&(((60_000 / 8) as u16) | 0x2000).to_be_bytes());
+            f
+        };
+        let fit = BUDGET_BYTES / 61_480;
+        for id in 0..=fit as u16 {
+            r.add(&far_piece(id), u32::from(id), u64::from(id));
+        }
+        assert!(r.held <= BUDGET_BYTES, "{} held", r.held);
+        assert_eq!((r.in_progress(), r.take_given_up()), (fit, vec![0]));
+        // A port removed takes its datagrams along, uncounted.
+        r.forget_port(3);
+        assert_eq!((r.in_progress(), r.take_given_up()), (fit - 1, vec![]));
+    }
+
+    #[test]
+    fn ports_never_mix_and_a_datagram_has_at_most_max_fragments() {
+        let payload = datagram(2000);
+        let parts = fragments4(&payload, 5, 1000);
+        let mut r = Reassembler::new();
+        // The same addresses and id from two ports are two datagrams.
+        assert_eq!(r.add(&parts[0], 1, 0), Outcome::Held);
+        assert_eq!(r.add(&parts[1], 2, 0), Outcome::Held);
+        assert_eq!(r.in_progress(), 2);
+        assert!(matches!(r.add(&parts[1], 1, 0), Outcome::Complete(_)));
+        // 8-byte fragments: the 65th is refused with its datagram.
+        let tiny = fragments4(&datagram(8 * 70), 6, 8);
+        let mut last = Outcome::Held;
+        for (k, f) in tiny.iter().enumerate().take(MAX_FRAGMENTS + 1) {
+            last = r.add(f, 3, k as u64);
+        }
+        assert_eq!(last, Outcome::Refused(Refusal::TooLong));
+        assert!(r.partials.iter().all(|p| p.key.port != 3), "the datagram went with it");
+    }
+
+    #[test]
+    fn an_ipv4_datagram_longer_than_a_packet_with_the_first_headers_options_is_refused() {
+        // A first fragment with 40 bytes of options, a last one of IHL 20
+        // ending where only a 20-byte header would fit.
+        let payload = datagram(65_515);
+        let mut first = fragments4(&payload[..1480], 8, 1480).remove(0);
+        first[ETH] = 0x4f;
+        first.splice(ETH + 20..ETH + 20, [1u8; 40]);
+        let total = (60 + 1480) as u16;
+        first[ETH + 2..ETH + 4].copy_from_slice(&total.to_be_bytes());
+        first[ETH + 6..ETH + 8].copy_from_slice(&0x2000u16.to_be_bytes());
+        let mut last = fragments4(&payload[..1480], 8, 1480).remove(0);
+        last.truncate(ETH + 20 + 1480 - 5);
+        last[ETH + 2..ETH + 4].copy_from_slice(&((20 + 1475) as u16).to_be_bytes());
+        last[ETH + 6..ETH + 8].copy_from_slice(&((64_040 / 8) as u16).to_be_bytes());
+        let mut r = Reassembler::new();
+        assert_eq!(r.add(&first, 1, 0), Outcome::Held);
+        assert_eq!(r.add(&last, 1, 0), Outcome::Held, "65,515 bytes fit a 20-byte header");
+        assert_eq!(r.in_progress(), 1);
+        // The middle is missing; filling it completes a datagram too long for
+        // the first fragment's 60-byte header.
+        let mut r = Reassembler::new();
+        let mut middle_parts = Vec::new();
+        for off in (1480..64_040).step_by(1480) {
+            let len = 1480.min(64_040 - off);
+            let mut f = fragments4(&payload[..len], 8, len).remove(0);
+            f[ETH + 6..ETH + 8].copy_from_slice(&(((off / 8) as u16) | 0x2000).to_be_bytes());
+            middle_parts.push(f);
+        }
+        assert!(middle_parts.len() < MAX_FRAGMENTS);
+        r.add(&first, 1, 0);
+        for f in &middle_parts {
+            assert_eq!(r.add(f, 1, 0), Outcome::Held);
+        }
+        assert_eq!(r.add(&last, 1, 0), Outcome::Refused(Refusal::TooLong));
+        assert_eq!(r.in_progress(), 0);
     }
 }

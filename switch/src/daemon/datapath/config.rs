@@ -416,6 +416,7 @@ impl Datapath {
         self.impair.remove(id);
         // Its id may be reused before the control plane's next directory.
         self.dns.directory.forget_port(id.0);
+        self.nat.forget_fragments_of(id);
         self.reported_gone.retain(|&p| p != id);
         let io = self.ports.get_mut(id.index()).and_then(Option::take)?;
         self.ready.retain(|&p| p != id);

@@ -107,6 +107,12 @@ pub(super) struct NatIo {
 }
 
 impl NatIo {
+    /// Forgets the fragments port `port` sent (removed: its id may be
+    /// reused), uncounted.
+    pub(super) fn forget_fragments_of(&mut self, port: PortId) {
+        self.reassembly.forget_port(port.0);
+    }
+
     pub(super) fn new(limits: Limits, seed: u64) -> NatIo {
         NatIo {
             translator: Translator::new(limits, seed),
@@ -584,9 +590,14 @@ impl Datapath {
         }
     }
 
-    /// Runs the translator's timers.
+    /// Runs the translator's timers, and gives up the fragmented datagrams
+    /// that timed out (counted as `nat_fragments` on their ports).
     pub(super) fn nat_timers(&mut self) {
         let now = self.clock.now().0;
+        if self.nat.reassembly.next_deadline().is_some_and(|at| at <= now) {
+            self.nat.reassembly.expire(now);
+            self.count_given_up_fragments();
+        }
         if self.nat.translator.next_deadline().is_none_or(|at| at > now) {
             return;
         }
@@ -595,9 +606,21 @@ impl Datapath {
         translator.poll_timers(now, &mut host, out);
     }
 
-    /// Milliseconds until the translator's next timer, if any.
+    /// Milliseconds until the translator's next timer (or a fragmented
+    /// datagram's timeout), if any.
     pub(super) fn nat_deadline(&self) -> Option<u64> {
-        self.nat.translator.next_deadline().map(|at| at.saturating_sub(self.clock.now().0))
+        let next = match (self.nat.translator.next_deadline(), self.nat.reassembly.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|at| at.saturating_sub(self.clock.now().0))
+    }
+
+    /// Counts the fragmented datagrams reassembly gave up on their ports.
+    fn count_given_up_fragments(&mut self) {
+        for port in self.nat.reassembly.take_given_up() {
+            self.bridge.count_drop(PortId(port), DropReason::NatFragments);
+        }
     }
 
     /// Takes frame `i`, sent to `gateway`'s MAC, if the translator carries
@@ -669,7 +692,7 @@ impl Datapath {
             Ok(()) => true,
             Err(Unsupported::Protocol) => false,
             Err(Unsupported::Fragment) => {
-                self.nat_fragment(network, (gateway, to_gateway), ingress, i, now);
+                self.nat_fragment(network, to_gateway, ingress, i, now);
                 true
             }
             Err(Unsupported::Malformed) => {
@@ -684,17 +707,15 @@ impl Datapath {
     }
 
     /// Frame `i` from `ingress` is a fragment of a datagram routed through
-    /// `network`'s gateway port (`gateway.0`), or sent to the gateway's own
-    /// address (`gateway.1`): held until its datagram is whole, which is
-    /// then translated as one frame, or, to the gateway's address and of no
-    /// flow, handed to the gateway's stack whole. Fragments refused, and
-    /// datagrams given up (timed out, or the oldest when reassembly is
-    /// full), are counted as `nat_fragments` on the port they came from.
-    fn nat_fragment(&mut self, network: NetworkId, gateway: (PortId, bool), ingress: PortId, i: usize, now: u64) {
+    /// `network`'s gateway, or sent to the gateway's own address
+    /// (`to_gateway`): held until its datagram is whole, which is
+    /// then translated as one frame. Fragments refused, datagrams given up
+    /// (timed out, or evicted when reassembly is full), and whole
+    /// datagrams to the gateway's address that belong to no flow are
+    /// counted as `nat_fragments` on the port they came from.
+    fn nat_fragment(&mut self, network: NetworkId, to_gateway: bool, ingress: PortId, i: usize, now: u64) {
         let outcome = self.nat.reassembly.add(self.batch.frame(i), ingress.0, now);
-        for port in self.nat.reassembly.take_given_up() {
-            self.bridge.count_drop(PortId(port), DropReason::NatFragments);
-        }
+        self.count_given_up_fragments();
         let whole = match outcome {
             Outcome::Held => return,
             Outcome::Refused(_) => {
@@ -703,15 +724,11 @@ impl Datapath {
             }
             Outcome::Complete(whole) => whole,
         };
-        let (gateway, to_gateway) = gateway;
+        // To the gateway's own address, only a flow's datagram (a published
+        // port's answer) is the translator's; the gateway's stack takes no
+        // fragments (as before reassembly existed), so nothing else is.
         if to_gateway && !self.nat.translator.owns(network, &whole) {
-            let at = self.clock.now();
-            let Some(Some(PortIo::Gateway(gw))) = self.ports.get_mut(gateway.index()) else { return };
-            match gw.deliver(&whole, at) {
-                Err(reason) => self.bridge.count_drop(ingress, reason),
-                Ok(()) if !self.busy_gateways.contains(&gateway) => self.busy_gateways.push(gateway),
-                Ok(()) => {}
-            }
+            self.bridge.count_drop(ingress, DropReason::NatFragments);
             return;
         }
         let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
