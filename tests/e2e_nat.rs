@@ -745,14 +745,17 @@ fn bulk_streams_cross_the_translator_intact_both_ways() {
     );
 }
 
-/// UDP datagrams larger than the sandbox's MTU leave the sandbox in IP
-/// fragments, which the translator makes whole before sending them on: a
-/// sandbox's 3,000-byte answer to a client of its published UDP port, and
-/// its 3,000-byte datagram through egress to a server outside, arrive
-/// whole. Nothing is counted as a dropped fragment.
+/// UDP datagrams larger than the sandbox's MTU cross the translator whole
+/// both ways: the sandbox sends them in IP fragments, which the translator
+/// makes whole before sending them on, and the translator fragments the
+/// ones it receives for the sandbox, whose kernel makes them whole. A
+/// client's 3,000-byte question to a published UDP port and the
+/// sandbox's 3,000-byte answer, and a 3,000-byte datagram through egress
+/// to a server outside and its 3,000-byte answer, all arrive intact.
+/// Nothing is counted as a dropped fragment or an oversize frame.
 #[test]
-fn fragmented_udp_datagrams_from_a_sandbox_cross_the_translator_whole() {
-    if !prerequisites("fragmented_udp_datagrams_from_a_sandbox_cross_the_translator_whole") {
+fn fragmented_udp_datagrams_cross_the_translator_whole_both_ways() {
+    if !prerequisites("fragmented_udp_datagrams_cross_the_translator_whole_both_ways") {
         return;
     }
     let lab = Outside::start(&[]);
@@ -765,10 +768,10 @@ fn fragmented_udp_datagrams_from_a_sandbox_cross_the_translator_whole() {
     let server = in_netns(&sb, || std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 53))).unwrap().unwrap();
     server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let answer = big.clone();
-    let answering = std::thread::spawn(move || -> std::io::Result<usize> {
-        let mut buf = [0u8; 64];
-        let (_, from) = server.recv_from(&mut buf)?;
-        server.send_to(&answer, from)
+    let answering = std::thread::spawn(move || -> std::io::Result<(Vec<u8>, usize)> {
+        let mut buf = vec![0u8; 65536];
+        let (n, from) = server.recv_from(&mut buf)?;
+        Ok((buf[..n].to_vec(), server.send_to(&answer, from)?))
     });
     let info = d.connect_publish(&net, &sb, &["5353:53/udp"]);
     let own = info.ipv4.expect("an IPv4 address").addr();
@@ -776,10 +779,13 @@ fn fragmented_udp_datagrams_from_a_sandbox_cross_the_translator_whole() {
     let (outside_addr, far_addr) = (lab.outside_addr, lab.far_addr);
     let client = in_netns(&lab.outside_ns, move || std::net::UdpSocket::bind((outside_addr, 0))).unwrap().unwrap();
     client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    client.send_to(b"q", sa(lab.daemon_addr, 5353)).unwrap();
+    let question: Vec<u8> = big.iter().rev().copied().collect();
+    client.send_to(&question, sa(lab.daemon_addr, 5353)).unwrap();
     let mut buf = vec![0u8; 65536];
     let (n, _) = client.recv_from(&mut buf).expect("the 3,000-byte answer reaches the client");
-    assert_eq!(answering.join().unwrap().unwrap(), 3000, "sent whole by the sandbox's socket");
+    let (asked, sent) = answering.join().unwrap().unwrap();
+    assert_eq!(asked, question, "the question, fragmented by the translator, reached the sandbox whole");
+    assert_eq!(sent, 3000, "sent whole by the sandbox's socket");
     assert_eq!(&buf[..n], &big[..], "the answer, fragmented by the sandbox, arrives whole");
 
     let far = in_netns(&lab.outside_ns, move || std::net::UdpSocket::bind((far_addr, 7007))).unwrap().unwrap();
@@ -789,5 +795,11 @@ fn fragmented_udp_datagrams_from_a_sandbox_cross_the_translator_whole() {
     let (n, from) = far.recv_from(&mut buf).expect("the 3,000-byte datagram reaches the server outside");
     assert_eq!(&buf[..n], &big[..], "whole and intact");
     assert_eq!(from.ip(), lab.daemon_addr, "from the daemon's address, translated");
+    far.send_to(&question, from).unwrap();
+    sender.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (n, _) = sender.recv_from(&mut buf).expect("the server's 3,000-byte answer reaches the sandbox");
+    assert_eq!(&buf[..n], &question[..], "whole and intact");
     assert_eq!(d.drops_of(&info.port, "nat_fragments"), 0);
+    let gateway = format!("gw:{net}");
+    assert_eq!(d.drops_of(&gateway, "oversize"), 0, "nothing over the MTU toward the sandbox");
 }

@@ -571,6 +571,65 @@ pub(crate) fn write_udp(buf: &mut [u8], head: &Head, payload_len: usize) -> (usi
     (start + l4_len, hdr)
 }
 
+/// Cuts `frame`, a datagram the translator wrote toward a sandbox (IPv4 or
+/// IPv6, its transport checksum partial as `hdr` says, or complete),
+/// into IP fragments that fit `mtu`, each handed to `push` as (its length,
+/// a writer that writes it and returns that length): IPv4 fragments of
+/// the header with DF cleared and identification `id`, or IPv6 packets
+/// with a fragment header of identification `id`. The checksum is
+/// completed first: a sandbox cannot complete one across fragments.
+pub(crate) fn fragment(
+    frame: &mut [u8],
+    hdr: VirtioNetHdr,
+    mtu: usize,
+    id: u32,
+    mut push: impl FnMut(usize, &mut dyn FnMut(&mut [u8]) -> usize),
+) {
+    if hdr.flags & VirtioNetHdr::FLAG_NEEDS_CSUM != 0 {
+        let (start, at) = (usize::from(hdr.csum_start), usize::from(hdr.csum_start) + usize::from(hdr.csum_offset));
+        if let Some(l4) = frame.get(start..).filter(|l4| l4.len() >= at - start + 2) {
+            let sum = csum::finish(csum::add(0, l4));
+            // UDP sends a computed zero as all ones (RFC 768).
+            let sum = if sum == 0 { 0xffff } else { sum };
+            frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+        }
+    }
+    let v6 = frame[12..14] == [0x86, 0xdd];
+    let head = if v6 { ETH + IP6 } else { ETH + usize::from(frame[ETH] & 0x0f) * 4 };
+    let room = if v6 { mtu.saturating_sub(IP6 + 8) } else { mtu.saturating_sub(head - ETH) };
+    let chunk = (room / 8 * 8).max(8);
+    let (header, payload) = frame.split_at(head);
+    let mut offset = 0;
+    for piece in payload.chunks(chunk) {
+        let more = offset + piece.len() < payload.len();
+        let extra = if v6 { 8 } else { 0 };
+        push(head + extra + piece.len(), &mut |b: &mut [u8]| {
+            b[..head].copy_from_slice(header);
+            if v6 {
+                b[ETH + 4..ETH + 6].copy_from_slice(&((8 + piece.len()) as u16).to_be_bytes());
+                let next = header[ETH + 6];
+                b[ETH + 6] = 44;
+                let field = ((offset / 8) as u16) << 3 | u16::from(more);
+                b[head..head + 2].copy_from_slice(&[next, 0]);
+                b[head + 2..head + 4].copy_from_slice(&field.to_be_bytes());
+                b[head + 4..head + 8].copy_from_slice(&id.to_be_bytes());
+            } else {
+                let ip = &mut b[ETH..head];
+                ip[2..4].copy_from_slice(&((head - ETH + piece.len()) as u16).to_be_bytes());
+                ip[4..6].copy_from_slice(&(id as u16).to_be_bytes());
+                let field = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+                ip[6..8].copy_from_slice(&field.to_be_bytes());
+                ip[10..12].fill(0);
+                let check = csum::finish(csum::add(0, ip));
+                ip[10..12].copy_from_slice(&check.to_be_bytes());
+            }
+            b[head + extra..head + extra + piece.len()].copy_from_slice(piece);
+            head + extra + piece.len()
+        });
+        offset += piece.len();
+    }
+}
+
 /// Finishes an echo reply whose message (`len` bytes, as a ping socket
 /// returns it) sits at its family's [`Family::icmp_message`]: gives it the
 /// sandbox's echo `id` back and a fresh checksum (ICMPv6's covers the

@@ -209,6 +209,9 @@ pub struct Translator {
     pending_total: usize,
     /// The secret the initial sequence numbers are keyed with.
     iss_key: foldhash::fast::FixedState,
+    /// The identification of the next datagram fragmented toward a
+    /// sandbox.
+    fragment_id: u32,
 }
 
 impl Translator {
@@ -228,6 +231,7 @@ impl Translator {
             limits,
             pending_total: 0,
             iss_key: foldhash::fast::FixedState::with_seed(seed),
+            fragment_id: seed as u32,
         }
     }
 
@@ -1186,8 +1190,17 @@ impl Translator {
     /// A datagram (UDP payload, or ICMP echo reply message) arrived on flow
     /// `id`'s own socket and sits in `buf` at [`Translator::payload_offset`]
     /// (its family's [`Family::udp_payload`] or [`Family::icmp_message`]):
-    /// writes the frame around it.
-    pub fn datagram_in(&mut self, id: FlowId, buf: &mut [u8], len: usize, now: u64) -> Option<DataFrame> {
+    /// writes the frame around it. A datagram larger than the network's
+    /// MTU goes out in IP fragments instead, through `out` (`None` here),
+    /// as the sandbox's own stack would have received it from a router.
+    pub fn datagram_in(
+        &mut self,
+        id: FlowId,
+        buf: &mut [u8],
+        len: usize,
+        now: u64,
+        out: &mut Emit,
+    ) -> Option<DataFrame> {
         let flow = self.table.get_mut(id)?;
         let FlowState::Datagram { answered } = &mut flow.state else { return None };
         *answered = true;
@@ -1200,7 +1213,30 @@ impl Translator {
             }
             Proto::Tcp => return None,
         };
-        Some(DataFrame { port: flow.gateway, len, hdr })
+        let (port, network) = (flow.gateway, flow.key.network);
+        self.whole_or_fragments(network, DataFrame { port, len, hdr }, buf, out)
+    }
+
+    /// The frame `made` of a datagram toward a sandbox on `network`, written
+    /// in `buf`, as it is when it fits the network's MTU; otherwise its IP
+    /// fragments go to `out` and the frame is `None`.
+    fn whole_or_fragments(
+        &mut self,
+        network: NetworkId,
+        made: DataFrame,
+        buf: &mut [u8],
+        out: &mut Emit,
+    ) -> Option<DataFrame> {
+        let mtu = self.nets.get(network.index()).copied().flatten().map_or(usize::MAX, |v| v.mtu as usize);
+        if made.len - packet::ETH <= mtu {
+            return Some(made);
+        }
+        self.fragment_id = self.fragment_id.wrapping_add(1);
+        let port = made.port;
+        packet::fragment(&mut buf[..made.len], made.hdr, mtu, self.fragment_id, |max, write| {
+            out.push(port, max, write)
+        });
+        None
     }
 
     /// Flow `id`'s datagram socket reported an error (an ICMP or ICMPv6
@@ -1234,7 +1270,8 @@ impl Translator {
     /// A datagram from `client` arrived on published UDP port `listener`
     /// and sits in `buf` at the client's family's
     /// [`Family::udp_payload`]: writes the frame toward the backend its
-    /// flow is pinned to (a new flow picks the next one).
+    /// flow is pinned to (a new flow picks the next one), or, larger than
+    /// the network's MTU, its IP fragments through `out`.
     pub fn udp_inbound(
         &mut self,
         listener: ListenerId,
@@ -1242,6 +1279,7 @@ impl Translator {
         buf: &mut [u8],
         len: usize,
         now: u64,
+        out: &mut Emit,
     ) -> Option<DataFrame> {
         let id = match self.by_client.get(&(listener, client)) {
             Some(&id) => id,
@@ -1280,7 +1318,8 @@ impl Translator {
         flow.last_seen = now;
         flow.bytes_to_sandbox += len as u64;
         let (len, hdr) = packet::write_udp(buf, &flow.head, len);
-        Some(DataFrame { port: flow.gateway, len, hdr })
+        let (port, network) = (flow.gateway, flow.key.network);
+        self.whole_or_fragments(network, DataFrame { port, len, hdr }, buf, out)
     }
 
     /// Runs the timers due at `now`: retransmissions toward sandboxes, SYNs

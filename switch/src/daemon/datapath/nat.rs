@@ -954,7 +954,7 @@ impl Datapath {
                 match received {
                     Ok(Some((n, skip, at))) => {
                         frame.copy_within(at + skip..at + skip + n, at);
-                        let made = translator.datagram_in(id, frame, n, now);
+                        let made = translator.datagram_in(id, frame, n, now, out);
                         push_data(&mut self.batch, buf, made);
                     }
                     Ok(None) => self.batch.return_buffer(),
@@ -1005,7 +1005,7 @@ impl Datapath {
                     self.batch.use_buffers(n);
                     for (i, d) in got[..n].iter().enumerate() {
                         let frame = self.batch.buffer_mut(first + i, HDR..Tap::RECV_BUF_LEN);
-                        if let Some(made) = self.nat.translator.datagram_in(id, frame, d.len, now) {
+                        if let Some(made) = self.nat.translator.datagram_in(id, frame, d.len, now, &mut self.nat.out) {
                             push_frame(&mut self.batch, first + i, made);
                         }
                     }
@@ -1113,7 +1113,8 @@ impl Datapath {
             for (i, d) in got[..n].iter().enumerate() {
                 let buf = first + i;
                 let frame = self.batch.buffer_mut(buf, HDR..Tap::RECV_BUF_LEN);
-                let made = self.nat.translator.udp_inbound(listener, canonical(d.from), frame, d.len, now);
+                let made =
+                    self.nat.translator.udp_inbound(listener, canonical(d.from), frame, d.len, now, &mut self.nat.out);
                 // A datagram no backend takes leaves its buffer unused
                 // until the batch is cleared.
                 if let Some(made) = made {

@@ -684,9 +684,41 @@ impl Bench {
         let at = self.tr.payload_offset(id)?;
         let mut buf = vec![0u8; at + payload.len()];
         buf[at..].copy_from_slice(payload);
-        let df = self.tr.datagram_in(id, &mut buf, payload.len(), self.now)?;
+        let df = self.tr.datagram_in(id, &mut buf, payload.len(), self.now, &mut self.out)?;
         let out = complete_data(&mut buf[..df.len], &df.hdr, None);
         Some((df, out))
+    }
+
+    /// A UDP datagram too big for the network's MTU arrived on `id`'s
+    /// socket: the translator emits fragments instead of one frame. Checks
+    /// that each fits the MTU and that they make the datagram whole, its
+    /// UDP checksum complete; returns how many there were and the payload.
+    pub(super) fn datagram_in_fragmented(&mut self, id: FlowId, payload: &[u8]) -> (usize, Vec<u8>) {
+        use crate::nat::reassembly::{Outcome, Reassembler};
+        use crate::offload::csum;
+        let at = self.tr.payload_offset(id).expect("a datagram flow");
+        let mut buf = vec![0u8; at + payload.len()];
+        buf[at..].copy_from_slice(payload);
+        let single = self.tr.datagram_in(id, &mut buf, payload.len(), self.now, &mut self.out);
+        assert!(single.is_none(), "one frame over the MTU");
+        let frames: Vec<Vec<u8>> = self.out.frames().map(|(_, f)| f.to_vec()).collect();
+        self.out.drain_while(|_, _| true);
+        let mut reassembly = Reassembler::new();
+        let mut whole = None;
+        for f in &frames {
+            assert!(f.len() - 14 <= MTU as usize, "a fragment of {} bytes is over the MTU", f.len());
+            if let Outcome::Complete(w) = reassembly.add(f, 0, 0) {
+                whole = Some(w);
+            }
+        }
+        let whole = whole.expect("the fragments make the datagram whole");
+        let (l4, pseudo) = if whole[12..14] == [0x86, 0xdd] {
+            (&whole[54..], csum::pseudo_v6(&whole[22..38], &whole[38..54], 17, whole.len() - 54))
+        } else {
+            (&whole[34..], csum::pseudo_v4(&whole[26..30], &whole[30..34], 17, whole.len() - 34))
+        };
+        assert_eq!(csum::finish(csum::add(pseudo, l4)), 0, "the UDP checksum is complete and right");
+        (frames.len(), l4[8..].to_vec())
     }
 
     /// An ICMP echo reply `message` arrived on `id`'s ping socket.
@@ -694,7 +726,7 @@ impl Bench {
         let at = self.tr.payload_offset(id)?;
         let mut buf = vec![0u8; at + message.len()];
         buf[at..].copy_from_slice(message);
-        let df = self.tr.datagram_in(id, &mut buf, message.len(), self.now)?;
+        let df = self.tr.datagram_in(id, &mut buf, message.len(), self.now, &mut self.out)?;
         let out = parse_out(&buf[..df.len], true);
         Some((df, out))
     }
@@ -709,7 +741,7 @@ impl Bench {
         let at = Family::of(client.ip()).udp_payload();
         let mut buf = vec![0u8; Family::V6.udp_payload() + payload.len()];
         buf[at..at + payload.len()].copy_from_slice(payload);
-        let df = self.tr.udp_inbound(l, client, &mut buf, payload.len(), self.now)?;
+        let df = self.tr.udp_inbound(l, client, &mut buf, payload.len(), self.now, &mut self.out)?;
         let out = complete_data(&mut buf[..df.len], &df.hdr, None);
         Some((df, out))
     }

@@ -228,7 +228,9 @@ fn ipv6_udp_flows_carry_datagrams_both_ways() {
     b.send(&udp_frame(sandbox6(5000), dns6(), b"again"));
     assert_eq!(b.host.take_calls(), vec![Call::Send(id, b"again".to_vec())]);
     assert_eq!(b.tr.payload_offset(id), Some(62));
-    for payload in [&b""[..], b"x", b"the answer", &pattern(8001, 5)] {
+    let (fragments, got) = b.datagram_in_fragmented(id, &pattern(8001, 5));
+    assert_eq!((fragments, got), (6, pattern(8001, 5)), "over the MTU: 8,009 bytes in 1,448-byte pieces");
+    for payload in [&b""[..], b"x", b"the answer", &pattern(1500 - 48, 5)] {
         let (df, out) = b.datagram_in(id, payload).expect("a frame");
         assert_eq!(df.len, 62 + payload.len());
         let Out::Udp { src, dst, payload: got, src_mac, dst_mac } = out else { panic!("not UDP") };

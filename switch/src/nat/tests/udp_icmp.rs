@@ -68,11 +68,13 @@ fn datagram_in_builds_a_reply_with_swapped_addresses() {
     assert_eq!(payload, b"the answer");
     let f = &b.tr.flows(b.now)[0].1;
     assert_eq!(f.bytes_to_sandbox, 10);
-    // A large datagram: no GSO, one checksum.
+    // A datagram over the MTU: IP fragments, as a router would pass it on.
     let big = vec![0xa5u8; 8000];
-    let (df, out) = b.datagram_in(id, &big).unwrap();
-    assert_eq!(df.len, UDP_PAYLOAD_LEN + 8000);
-    assert!(matches!(out, Out::Udp { payload, .. } if payload == big));
+    let (fragments, payload) = b.datagram_in_fragmented(id, &big);
+    assert_eq!((fragments, payload), (6, big), "8,008 bytes of UDP in 1,480-byte pieces");
+    // The largest that fits the MTU is one frame.
+    let (df, _) = b.datagram_in(id, &vec![1u8; 1500 - 28]).expect("one frame");
+    assert_eq!(df.len, 14 + 1500);
     // Odd lengths complete their checksum too.
     for n in [1usize, 3, 1471] {
         let p: Vec<u8> = (0..n).map(|i| i as u8 ^ 0x5a).collect();
