@@ -83,8 +83,6 @@ fn datagram_in_builds_a_reply_with_swapped_addresses() {
     }
 }
 
-const UDP_PAYLOAD_LEN: usize = crate::nat::UDP_PAYLOAD;
-
 #[test]
 fn unanswered_flow_times_out_after_30s() {
     let mut b = Bench::new();
