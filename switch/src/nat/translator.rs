@@ -231,7 +231,12 @@ impl Translator {
             limits,
             pending_total: 0,
             iss_key: foldhash::fast::FixedState::with_seed(seed),
-            fragment_id: seed as u32,
+            // Not the seed itself: a fragment's id is seen by sandboxes,
+            // and the seed keys the initial sequence numbers.
+            fragment_id: {
+                use std::hash::BuildHasher;
+                foldhash::fast::FixedState::with_seed(seed).hash_one("fragment id") as u32
+            },
         }
     }
 
