@@ -113,7 +113,7 @@ fuzz_target!(|data: &[u8]| {
                 if len % 2 == 0 {
                     let _ = tr.accept(ListenerId(l), client, now, &mut out);
                 } else {
-                    let _ = tr.udp_inbound(ListenerId(l + 1), client, &mut buf, len, now);
+                    let _ = tr.udp_inbound(ListenerId(l + 1), client, &mut buf, len, now, &mut out);
                 }
             }
             _ => {
