@@ -273,18 +273,28 @@ fn check_address(net: &Network, subnet: IpNet, gateway: IpAddr, ip: IpAddr) -> R
     if !subnet.contains(&ip) {
         return Err(ModelError::AddressOutsideSubnet { ip, subnet, network: net.name.clone() });
     }
-    let what = if ip == gateway {
-        "gateway"
+    if let Some(what) = reserved_role(subnet, gateway, ip) {
+        return Err(ModelError::AddressReserved { ip, what, network: net.name.clone() });
+    }
+    match net.aux_addresses.iter().find(|(_, aux)| **aux == ip) {
+        Some((name, _)) => Err(ModelError::AuxAddressTaken { ip, name: name.clone(), network: net.name.clone() }),
+        None => Ok(()),
+    }
+}
+
+/// What `ip` (inside `subnet`) is when no endpoint may have it: the
+/// gateway, the subnet's first address (IPv4's network address, IPv6's
+/// subnet-router anycast address) or IPv4's broadcast address.
+pub(super) fn reserved_role(subnet: IpNet, gateway: IpAddr, ip: IpAddr) -> Option<&'static str> {
+    if ip == gateway {
+        Some("gateway")
     } else if ip == subnet.network() {
-        if ip.is_ipv6() { "subnet-router anycast address" } else { "network address" }
+        Some(if ip.is_ipv6() { "subnet-router anycast address" } else { "network address" })
     } else if ip.is_ipv4() && ip == subnet.broadcast() {
-        "broadcast address"
-    } else if let Some((name, _)) = net.aux_addresses.iter().find(|(_, aux)| **aux == ip) {
-        return Err(ModelError::AuxAddressTaken { ip, name: name.clone(), network: net.name.clone() });
+        Some("broadcast address")
     } else {
-        return Ok(());
-    };
-    Err(ModelError::AddressReserved { ip, what, network: net.name.clone() })
+        None
+    }
 }
 
 /// The lowest host address of `subnet` that is neither the gateway nor in `used`.

@@ -457,17 +457,8 @@ pub(super) fn check_aux_addresses(net: &Network) -> Result<(), ModelError> {
         if !subnet.contains(&ip) {
             return Err(refuse(format!("it is not inside subnet {subnet}")));
         }
-        let what = if ip == gateway {
-            Some("the gateway")
-        } else if ip == subnet.network() {
-            Some(if ip.is_ipv6() { "the subnet-router anycast address" } else { "the network address" })
-        } else if ip.is_ipv4() && ip == subnet.broadcast() {
-            Some("the broadcast address")
-        } else {
-            None
-        };
-        if let Some(what) = what {
-            return Err(refuse(format!("it is {what} of subnet {subnet}")));
+        if let Some(what) = super::endpoints::reserved_role(subnet, gateway, ip) {
+            return Err(refuse(format!("it is the {what} of subnet {subnet}")));
         }
         if let Some(other) = seen.insert(ip, name) {
             return Err(refuse(format!("the same address as --aux-address {other}")));
