@@ -401,6 +401,7 @@ fn checksum(bytes: &[u8]) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::VirtioNetHdr;
 
     const SRC: [u8; 4] = [10, 0, 0, 2];
     const DST: [u8; 4] = [192, 0, 2, 9];
@@ -412,58 +413,48 @@ mod tests {
         d
     }
 
+    /// `frame` cut by the translator's own fragmenter into pieces of
+    /// `mtu`, with identification `id`.
+    fn split(frame: &mut [u8], mtu: usize, id: u32) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        super::super::packet::fragment(frame, VirtioNetHdr::default(), mtu, id, |max, write| {
+            let mut f = vec![0u8; max];
+            let n = write(&mut f);
+            f.truncate(n);
+            out.push(f);
+        });
+        out
+    }
+
     /// IPv4 fragments of `payload` (id `id`), `size` payload bytes each.
     fn fragments4(payload: &[u8], id: u16, size: usize) -> Vec<Vec<u8>> {
-        payload
-            .chunks(size)
-            .enumerate()
-            .map(|(i, chunk)| {
-                let offset = i * size;
-                let more = offset + chunk.len() < payload.len();
-                let mut f = vec![0u8; ETH + 20];
-                f[12..14].copy_from_slice(&[0x08, 0x00]);
-                let ip = &mut f[ETH..];
-                ip[0] = 0x45;
-                ip[2..4].copy_from_slice(&((20 + chunk.len()) as u16).to_be_bytes());
-                ip[4..6].copy_from_slice(&id.to_be_bytes());
-                let field = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
-                ip[6..8].copy_from_slice(&field.to_be_bytes());
-                ip[8] = 64;
-                ip[9] = 17;
-                ip[12..16].copy_from_slice(&SRC);
-                ip[16..20].copy_from_slice(&DST);
-                f.extend_from_slice(chunk);
-                f
-            })
-            .collect()
+        let mut f = vec![0u8; ETH + 20];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[ETH..];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&SRC);
+        ip[16..20].copy_from_slice(&DST);
+        f.extend_from_slice(payload);
+        split(&mut f, size + 20, u32::from(id))
     }
 
     /// IPv6 fragments of `payload` (id `id`), the fragment header right
     /// after the fixed header.
     fn fragments6(payload: &[u8], id: u32, size: usize) -> Vec<Vec<u8>> {
-        payload
-            .chunks(size)
-            .enumerate()
-            .map(|(i, chunk)| {
-                let offset = i * size;
-                let more = offset + chunk.len() < payload.len();
-                let mut f = vec![0u8; ETH + IP6 + FRAG6];
-                f[12..14].copy_from_slice(&[0x86, 0xdd]);
-                let ip = &mut f[ETH..];
-                ip[0] = 0x60;
-                ip[4..6].copy_from_slice(&((FRAG6 + chunk.len()) as u16).to_be_bytes());
-                ip[6] = NEXT_FRAGMENT;
-                ip[7] = 64;
-                ip[8..24].copy_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
-                ip[24..40].copy_from_slice(&"2001:db8::9".parse::<Ipv6Addr>().unwrap().octets());
-                ip[IP6] = 17;
-                let field = ((offset / 8) as u16) << 3 | u16::from(more);
-                ip[IP6 + 2..IP6 + 4].copy_from_slice(&field.to_be_bytes());
-                ip[IP6 + 4..IP6 + 8].copy_from_slice(&id.to_be_bytes());
-                f.extend_from_slice(chunk);
-                f
-            })
-            .collect()
+        let mut f = vec![0u8; ETH + IP6];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        let ip = &mut f[ETH..];
+        ip[0] = 0x60;
+        ip[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+        ip[6] = 17;
+        ip[7] = 64;
+        ip[8..24].copy_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+        ip[24..40].copy_from_slice(&"2001:db8::9".parse::<Ipv6Addr>().unwrap().octets());
+        f.extend_from_slice(payload);
+        split(&mut f, size + IP6 + FRAG6, id)
     }
 
     #[test]
