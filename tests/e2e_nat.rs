@@ -803,3 +803,82 @@ fn fragmented_udp_datagrams_cross_the_translator_whole_both_ways() {
     let gateway = format!("gw:{net}");
     assert_eq!(d.drops_of(&gateway, "oversize"), 0, "nothing over the MTU toward the sandbox");
 }
+
+/// Makes every send on `socket` a UDP GSO train of `segment`-byte
+/// datagrams (`UDP_SEGMENT`), as QUIC stacks send.
+fn set_udp_segment(socket: &std::net::UdpSocket, segment: u16) {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::from(segment);
+    // SAFETY: a c_int option value, of the size given, on a live socket.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+}
+
+/// Receives `n` datagrams on `socket` (10 s each at most).
+fn receive_datagrams(socket: &std::net::UdpSocket, n: usize) -> Vec<(Vec<u8>, SocketAddr)> {
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = vec![0u8; 65536];
+    (0..n)
+        .map(|k| {
+            let (len, from) = socket.recv_from(&mut buf).unwrap_or_else(|e| panic!("datagram {k} of {n}: {e}"));
+            (buf[..len].to_vec(), from)
+        })
+        .collect()
+}
+
+#[test]
+fn udp_gso_trains_from_a_sandbox_leave_as_their_datagrams_both_ways() {
+    if !prerequisites("udp_gso_trains_from_a_sandbox_leave_as_their_datagrams_both_ways") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (net, sb) = (d.name("n"), d.name("g"));
+    d.network_create(&net, "10.236.0.0/24");
+    d.sandbox_create(&sb);
+    // 3,500 bytes in 1,000-byte segments: three full datagrams and a short
+    // one, each of its own bytes.
+    let train: Vec<u8> = (0..3500u32).map(|i| (i / 1000) as u8 + b'a').collect();
+    let want: Vec<Vec<u8>> = train.chunks(1000).map(<[u8]>::to_vec).collect();
+
+    // A server in the sandbox behind a published UDP port answers with a train.
+    let server = in_netns(&sb, || std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 53))).unwrap().unwrap();
+    set_udp_segment(&server, 1000);
+    server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let answer = train.clone();
+    let answering = std::thread::spawn(move || -> std::io::Result<usize> {
+        let mut buf = [0u8; 512];
+        let (_, from) = server.recv_from(&mut buf)?;
+        server.send_to(&answer, from)
+    });
+    let info = d.connect_publish(&net, &sb, &["5353:53/udp"]);
+    let own = info.ipv4.expect("an IPv4 address").addr();
+    let outside_addr = lab.outside_addr;
+    let client = in_netns(&lab.outside_ns, move || std::net::UdpSocket::bind((outside_addr, 0))).unwrap().unwrap();
+    client.send_to(b"q", sa(lab.daemon_addr, 5353)).unwrap();
+    let got = receive_datagrams(&client, want.len());
+    assert_eq!(answering.join().unwrap().unwrap(), 3500, "one send of the whole train");
+    let answers: Vec<Vec<u8>> = got.iter().map(|(b, _)| b.clone()).collect();
+    assert_eq!(answers, want, "the answer's datagrams, in order, each whole");
+    assert!(got.iter().all(|(_, from)| *from == sa(lab.daemon_addr, 5353)), "from the published port: {got:?}");
+
+    // Egress: the sandbox sends a train to a server outside.
+    let far_addr = lab.far_addr;
+    let far = in_netns(&lab.outside_ns, move || std::net::UdpSocket::bind((far_addr, 7008))).unwrap().unwrap();
+    let sender = in_netns(&sb, move || std::net::UdpSocket::bind((own, 0))).unwrap().unwrap();
+    set_udp_segment(&sender, 1000);
+    assert_eq!(sender.send_to(&train, sa(lab.far_addr, 7008)).unwrap(), 3500);
+    let got = receive_datagrams(&far, want.len());
+    let datagrams: Vec<Vec<u8>> = got.iter().map(|(b, _)| b.clone()).collect();
+    assert_eq!(datagrams, want, "the train's datagrams, in order, each whole");
+    assert!(got.iter().all(|(_, from)| from.ip() == lab.daemon_addr), "translated to the daemon's address: {got:?}");
+    assert_eq!(d.drops_of(&info.port, "nat_unsupported"), 0, "no train refused");
+}

@@ -1,6 +1,7 @@
 //! Fuzzes the L4 translator with what sandboxes and host sockets could do:
-//! arbitrary frames routed through the gateway, interleaved with socket
-//! events (connects that succeed or fail, bytes to peek, end of stream,
+//! arbitrary frames routed through the gateway (some read as UDP GSO
+//! trains), interleaved with socket events (connects that succeed or
+//! fail, bytes to peek, end of stream,
 //! writable sockets, published-port clients of both families) and time
 //! passing, on a dual-stack network (IPv4 and IPv6 frames, extension
 //! headers, ICMPv6 errors and packet too big). Nothing may panic, and the
@@ -81,8 +82,13 @@ fuzz_target!(|data: &[u8]| {
         rest = next;
         let flow = FlowId(u32::from(bytes.first().copied().unwrap_or(0)) % (MAX_FLOWS as u32 + 2));
         match op % 9 {
-            0 | 1 => {
-                let _ = tr.from_sandbox(NET, bytes, now, &mut host, &mut out);
+            0 => {
+                let _ = tr.from_sandbox(NET, bytes, None, now, &mut host, &mut out);
+            }
+            1 => {
+                // As a UDP GSO train, its segment size from the op byte.
+                let segment = u16::from(*op / 9) * 7;
+                let _ = tr.from_sandbox(NET, bytes, Some(segment), now, &mut host, &mut out);
             }
             2 => tr.connected(flow, if len % 2 == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(111)) }, now, &mut host, &mut out),
             3 if len % 2 == 0 => tr.readable(flow),

@@ -45,6 +45,19 @@ pub trait Host {
     fn send(&mut self, flow: FlowId, data: &[u8]) -> io::Result<usize>;
     /// Sends one datagram from a published UDP port's socket to a client.
     fn send_to(&mut self, listener: ListenerId, to: SocketAddr, data: &[u8]) -> io::Result<()>;
+    /// Sends `data` on UDP flow `flow`'s own socket as a train of datagrams
+    /// of `segment` bytes each (the last may be shorter), as the sandbox
+    /// sent it (UDP GSO). The daemon sends it as one GSO train where the
+    /// kernel takes it; by default, and where it does not, one datagram at
+    /// a time, stopping at the first error, which is returned.
+    fn send_train(&mut self, flow: FlowId, data: &[u8], segment: usize) -> io::Result<()> {
+        data.chunks(segment.max(1)).try_for_each(|d| self.send(flow, d).map(drop))
+    }
+    /// As [`Host::send_train`], from a published UDP port's socket to a
+    /// client.
+    fn send_train_to(&mut self, listener: ListenerId, to: SocketAddr, data: &[u8], segment: usize) -> io::Result<()> {
+        data.chunks(segment.max(1)).try_for_each(|d| self.send_to(listener, to, d))
+    }
     /// Shuts the flow's TCP socket down for writing (the sandbox sent FIN).
     fn shutdown_write(&mut self, flow: FlowId);
     /// Drops `len` bytes the sandbox acknowledged from the front of the
@@ -411,10 +424,15 @@ impl Translator {
 
     /// Takes a frame a sandbox on `network` routed through its gateway to an
     /// address outside the switch's networks (or a reply within a flow).
+    /// With `udp_segment` (the `gso_size` of a `GSO_UDP_L4` virtio-net
+    /// header), a UDP frame's payload is a train of datagrams of that many
+    /// bytes (the last may be shorter), sent on as such; TCP and ICMP
+    /// frames ignore it.
     pub fn from_sandbox(
         &mut self,
         network: NetworkId,
         frame: &[u8],
+        udp_segment: Option<u16>,
         now: u64,
         host: &mut impl Host,
         out: &mut Emit,
@@ -441,6 +459,11 @@ impl Translator {
                 None => reset_stray(&head, view.gateway, &seg, out),
             },
             Transport::Udp { payload, .. } | Transport::Echo { message: payload, .. } => {
+                let segment = match (p.transport, udp_segment) {
+                    (Transport::Udp { .. }, Some(0)) => return Err(Unsupported::Malformed),
+                    (Transport::Udp { .. }, Some(size)) if payload.len() > usize::from(size) => Some(usize::from(size)),
+                    _ => None,
+                };
                 let id = match existing {
                     Some(id) => id,
                     None if self.is_own(network, &view, key.remote.ip()) => return Ok(()),
@@ -449,7 +472,7 @@ impl Translator {
                         None => return Ok(()),
                     },
                 };
-                self.datagram_out(id, payload, p.quote, now, host, out);
+                self.datagram_out(id, payload, segment, p.quote, now, host, out);
             }
         }
         Ok(())
@@ -1160,10 +1183,15 @@ impl Translator {
         Some(id)
     }
 
+    /// Sends a sandbox's datagram (or, with `segment`, its UDP GSO train)
+    /// on flow `id`; an error the host reports becomes the ICMP error the
+    /// sandbox's stack expects.
+    #[allow(clippy::too_many_arguments)]
     fn datagram_out(
         &mut self,
         id: FlowId,
         payload: &[u8],
+        segment: Option<usize>,
         quote: &[u8],
         now: u64,
         host: &mut impl Host,
@@ -1178,9 +1206,11 @@ impl Translator {
         {
             *answered = true;
         }
-        let sent = match flow.host {
-            HostSide::Own => host.send(id, payload).map(drop),
-            HostSide::Listener(l) => host.send_to(l, flow.outer_remote, payload),
+        let sent = match (flow.host, segment) {
+            (HostSide::Own, None) => host.send(id, payload).map(drop),
+            (HostSide::Own, Some(size)) => host.send_train(id, payload, size),
+            (HostSide::Listener(l), None) => host.send_to(l, flow.outer_remote, payload),
+            (HostSide::Listener(l), Some(size)) => host.send_train_to(l, flow.outer_remote, payload, size),
         };
         if let Err(e) = sent
             && let Some(code) = datagram_icmp_error(&e, flow.head.family(), || host.path_mtu(id))

@@ -2,7 +2,8 @@
 //! into its own buffer at a fixed offset, so a published UDP port's
 //! datagrams land where their frames' payloads go; sending many datagrams
 //! or UDP GSO trains, each to its own destination, with one system call
-//! (`sendmmsg`); and the path MTU an IPv6 datagram socket learnt.
+//! (`sendmmsg`), or one train from a connected socket (`sendmsg`); and the
+//! path MTU an IPv6 datagram socket learnt.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -111,36 +112,9 @@ pub fn send_batch(fd: BorrowedFd<'_>, msgs: &[Outgoing<'_>]) -> io::Result<usize
     let mut hdrs: [libc::mmsghdr; MAX_SEND_BATCH] = unsafe { std::mem::zeroed() };
     let mut iovs: [MaybeUninit<libc::iovec>; MAX_SEND_BATCH] = [const { MaybeUninit::uninit() }; MAX_SEND_BATCH];
     let mut cmsgs = [SegmentCmsg([0; 32]); MAX_SEND_BATCH];
-    // SAFETY: pure arithmetic on a constant.
-    let (space, len) = unsafe { (libc::CMSG_SPACE(2) as usize, libc::CMSG_LEN(2) as usize) };
     for (i, msg) in msgs[..n].iter().enumerate() {
-        let name = socket2::SockAddr::from(msg.to);
-        // SAFETY: `name` holds `name.len()` valid bytes of a sockaddr, no
-        // more than a sockaddr_storage, which `names[i]` is.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                name.as_ptr().cast::<u8>(),
-                (&raw mut names[i]).cast::<u8>(),
-                name.len() as usize,
-            );
-        }
-        // The kernel only reads the buffer, though iovec's pointer is mut.
-        iovs[i].write(libc::iovec { iov_base: msg.contents.as_ptr().cast_mut().cast(), iov_len: msg.contents.len() });
-        let hdr = &mut hdrs[i].msg_hdr;
-        hdr.msg_name = (&raw mut names[i]).cast();
-        hdr.msg_namelen = name.len();
-        hdr.msg_iov = iovs[i].as_mut_ptr();
-        hdr.msg_iovlen = 1;
-        if let Some(size) = msg.segment_size {
-            let cmsg = libc::cmsghdr { cmsg_len: len as _, cmsg_level: libc::SOL_UDP, cmsg_type: libc::UDP_SEGMENT };
-            let buf = &mut cmsgs[i].0;
-            // SAFETY: the buffer is aligned for and larger than a cmsghdr.
-            unsafe { std::ptr::write(buf.as_mut_ptr().cast::<libc::cmsghdr>(), cmsg) };
-            let data = len - 2;
-            buf[data..data + 2].copy_from_slice(&size.to_ne_bytes());
-            hdr.msg_control = buf.as_mut_ptr().cast();
-            hdr.msg_controllen = space as _;
-        }
+        let header = Header { name: &mut names[i], iov: &mut iovs[i], cmsg: &mut cmsgs[i] };
+        header.fill(&mut hdrs[i].msg_hdr, Some(msg.to), msg.contents, msg.segment_size);
     }
     loop {
         // SAFETY: each of the first `n` headers points at a live iovec over
@@ -154,6 +128,81 @@ pub fn send_batch(fd: BorrowedFd<'_>, msgs: &[Outgoing<'_>]) -> io::Result<usize
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
+        }
+    }
+}
+
+/// Sends `contents` from `fd` without blocking as one UDP GSO train of
+/// `segment`-byte datagrams (the last may be shorter), to `to`, or to the
+/// peer a connected socket has with `None`. The kernel refuses a train it
+/// cannot cut (`EINVAL`: a segment larger than the path allows, or more
+/// segments than one send carries; `EIO`: a route whose device cannot
+/// checksum); the caller then sends the datagrams one by one.
+pub fn send_train(fd: BorrowedFd<'_>, to: Option<SocketAddr>, contents: &[u8], segment: u16) -> io::Result<()> {
+    // SAFETY: plain old data; all zeroes is a valid value of each.
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above (null pointers, zero lengths).
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    let mut iov = MaybeUninit::uninit();
+    let mut cmsg = SegmentCmsg([0; 32]);
+    Header { name: &mut name, iov: &mut iov, cmsg: &mut cmsg }.fill(&mut hdr, to, contents, Some(segment));
+    loop {
+        // SAFETY: `hdr` points at a live iovec over `contents`, at most one
+        // sockaddr of the length it declares and one UDP_SEGMENT control
+        // message; the kernel only reads them.
+        let sent = unsafe { libc::sendmsg(fd.as_raw_fd(), &hdr, libc::MSG_DONTWAIT) };
+        if sent >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// The storage one outgoing message's header points into.
+struct Header<'a> {
+    name: &'a mut libc::sockaddr_storage,
+    iov: &'a mut MaybeUninit<libc::iovec>,
+    cmsg: &'a mut SegmentCmsg,
+}
+
+impl Header<'_> {
+    /// Points `hdr` at `to` (none: a connected socket's peer), at
+    /// `contents` and, for a GSO train, at a `UDP_SEGMENT` control message
+    /// of `segment_size`, each written into this storage.
+    fn fill(self, hdr: &mut libc::msghdr, to: Option<SocketAddr>, contents: &[u8], segment_size: Option<u16>) {
+        if let Some(to) = to {
+            let name = socket2::SockAddr::from(to);
+            // SAFETY: `name` holds `name.len()` valid bytes of a sockaddr,
+            // no more than a sockaddr_storage, which `self.name` is.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    name.as_ptr().cast::<u8>(),
+                    std::ptr::from_mut(self.name).cast::<u8>(),
+                    name.len() as usize,
+                );
+            }
+            hdr.msg_name = std::ptr::from_mut(self.name).cast();
+            hdr.msg_namelen = name.len();
+        }
+        // The kernel only reads the buffer, though iovec's pointer is mut.
+        let iov =
+            self.iov.write(libc::iovec { iov_base: contents.as_ptr().cast_mut().cast(), iov_len: contents.len() });
+        hdr.msg_iov = std::ptr::from_mut(iov);
+        hdr.msg_iovlen = 1;
+        if let Some(size) = segment_size {
+            // SAFETY: pure arithmetic on a constant.
+            let (space, len) = unsafe { (libc::CMSG_SPACE(2) as usize, libc::CMSG_LEN(2) as usize) };
+            let cmsg = libc::cmsghdr { cmsg_len: len as _, cmsg_level: libc::SOL_UDP, cmsg_type: libc::UDP_SEGMENT };
+            let buf = &mut self.cmsg.0;
+            // SAFETY: the buffer is aligned for and larger than a cmsghdr.
+            unsafe { std::ptr::write(buf.as_mut_ptr().cast::<libc::cmsghdr>(), cmsg) };
+            let data = len - 2;
+            buf[data..data + 2].copy_from_slice(&size.to_ne_bytes());
+            hdr.msg_control = buf.as_mut_ptr().cast();
+            hdr.msg_controllen = space as _;
         }
     }
 }
@@ -251,6 +300,26 @@ mod tests {
         let got: Vec<Vec<u8>> = (0..3).map(|_| recv(&b)).collect();
         assert_eq!(got, vec![vec![1; 100], vec![2; 100], vec![3; 50]], "the train cut at its segment size");
         assert_eq!(send_batch(tx.as_fd(), &[]).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_connected_socket_sends_a_train_the_kernel_cuts_and_refuses_one_it_cannot() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let train: Vec<u8> = (0..350u32).map(|i| (i / 100) as u8 + 1).collect();
+        send_train(tx.as_fd(), None, &train, 100).expect("a train to the connected peer");
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 512];
+        let mut recv = || {
+            let n = rx.recv(&mut buf).unwrap();
+            buf[..n].to_vec()
+        };
+        let got: Vec<Vec<u8>> = (0..4).map(|_| recv()).collect();
+        assert_eq!(got, vec![vec![1; 100], vec![2; 100], vec![3; 100], vec![4; 50]]);
+        // More segments than one send may carry (64 or 128, by kernel).
+        let e = send_train(tx.as_fd(), None, &[0; 1000], 1).expect_err("1,000 one-byte segments");
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
     }
 
     #[test]

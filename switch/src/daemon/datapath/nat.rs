@@ -15,7 +15,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -277,6 +277,19 @@ fn open_icmp(to: SocketAddr, id: u16) -> io::Result<FlowSocket> {
     }
 }
 
+/// Sends a sandbox's UDP GSO train from `fd` as one train (one system
+/// call, one skb the kernel cuts, or passes on whole where the route's
+/// device takes UDP GSO). `None` when the kernel refuses it as a train
+/// (see [`dgram::send_train`]): its datagrams then go one at a time, each
+/// with its own outcome (a too-big one gets its ICMP error).
+fn send_as_train(fd: BorrowedFd<'_>, to: Option<SocketAddr>, data: &[u8], segment: usize) -> Option<io::Result<()>> {
+    let segment = u16::try_from(segment).ok()?;
+    match dgram::send_train(fd, to, data, segment) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EIO | libc::EMSGSIZE)) => None,
+        sent => Some(sent),
+    }
+}
+
 impl Host for Sockets<'_> {
     fn open(&mut self, flow: FlowId, proto: Proto, to: SocketAddr) -> io::Result<()> {
         let addr = SockAddr::from(to);
@@ -329,6 +342,24 @@ impl Host for Sockets<'_> {
             Some(ListenerSocket::Udp(socket)) => socket.send_to(data, to).map(drop),
             _ => Err(io::Error::from(io::ErrorKind::NotConnected)),
         }
+    }
+
+    fn send_train(&mut self, flow: FlowId, data: &[u8], segment: usize) -> io::Result<()> {
+        if let Ok(FlowSocket::Datagram { socket }) = self.get(flow)
+            && let Some(sent) = send_as_train(socket.as_fd(), None, data, segment)
+        {
+            return sent;
+        }
+        data.chunks(segment.max(1)).try_for_each(|d| self.send(flow, d).map(drop))
+    }
+
+    fn send_train_to(&mut self, listener: ListenerId, to: SocketAddr, data: &[u8], segment: usize) -> io::Result<()> {
+        if let Some(Some(ListenerSocket::Udp(socket))) = self.listeners.get(listener.0 as usize)
+            && let Some(sent) = send_as_train(socket.as_fd(), Some(to), data, segment)
+        {
+            return sent;
+        }
+        data.chunks(segment.max(1)).try_for_each(|d| self.send_to(listener, to, d))
     }
 
     fn shutdown_write(&mut self, flow: FlowId) {
@@ -680,15 +711,22 @@ impl Datapath {
             self.bridge.count_drop(ingress, DropReason::NatSpoofedSource);
             return true;
         }
+        // TSO frames carry a stream's bytes; a UDP GSO train is sent on as
+        // one (its segment size with it).
         let tso = if destination.is_ipv4() { VirtioNetHdr::GSO_TCPV4 } else { VirtioNetHdr::GSO_TCPV6 };
-        if entry.gso() && entry.hdr.gso_kind() != tso {
-            self.bridge.count_drop(ingress, DropReason::NatUnsupported);
-            return true;
-        }
+        let udp_segment = match entry.hdr.gso_kind() {
+            _ if !entry.gso() => None,
+            kind if kind == tso => None,
+            VirtioNetHdr::GSO_UDP_L4 => Some(entry.hdr.gso_size),
+            _ => {
+                self.bridge.count_drop(ingress, DropReason::NatUnsupported);
+                return true;
+            }
+        };
         let now = self.clock.now().0;
         let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
         let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
-        match translator.from_sandbox(network, self.batch.frame(i), now, &mut host, out) {
+        match translator.from_sandbox(network, self.batch.frame(i), udp_segment, now, &mut host, out) {
             Ok(()) => true,
             Err(Unsupported::Protocol) => false,
             Err(Unsupported::Fragment) => {
@@ -733,7 +771,7 @@ impl Datapath {
         }
         let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
         let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
-        match translator.from_sandbox(network, &whole, now, &mut host, out) {
+        match translator.from_sandbox(network, &whole, None, now, &mut host, out) {
             Ok(()) => {}
             Err(Unsupported::Extension) => self.bridge.count_drop(ingress, DropReason::NatIpv6Extension),
             Err(_) => self.bridge.count_drop(ingress, DropReason::NatUnsupported),
@@ -765,7 +803,7 @@ impl Datapath {
         let now = self.clock.now().0;
         let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
         let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
-        if translator.from_sandbox(network, self.batch.frame(i), now, &mut host, out).is_err() {
+        if translator.from_sandbox(network, self.batch.frame(i), None, now, &mut host, out).is_err() {
             self.bridge.count_drop(ingress, DropReason::MeshStray);
         }
         true

@@ -104,6 +104,9 @@ pub(super) enum Call {
     Open(FlowId, Proto, SocketAddr),
     Send(FlowId, Vec<u8>),
     SendTo(ListenerId, SocketAddr, Vec<u8>),
+    /// A UDP GSO train: its bytes and segment size.
+    SendTrain(FlowId, Vec<u8>, usize),
+    SendTrainTo(ListenerId, SocketAddr, Vec<u8>, usize),
     ShutdownWrite(FlowId),
     Discard(FlowId, usize),
     Rewind(FlowId),
@@ -175,6 +178,20 @@ impl Host for ModelHost {
 
     fn send_to(&mut self, listener: ListenerId, to: SocketAddr, data: &[u8]) -> io::Result<()> {
         self.calls.push(Call::SendTo(listener, to, data.to_vec()));
+        Ok(())
+    }
+
+    fn send_train(&mut self, flow: FlowId, data: &[u8], segment: usize) -> io::Result<()> {
+        assert!(!self.closed.contains_key(&flow), "send on closed flow {flow:?}");
+        self.calls.push(Call::SendTrain(flow, data.to_vec(), segment));
+        match self.send_errors.remove(&flow) {
+            Some(e) => Err(errno(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn send_train_to(&mut self, listener: ListenerId, to: SocketAddr, data: &[u8], segment: usize) -> io::Result<()> {
+        self.calls.push(Call::SendTrainTo(listener, to, data.to_vec(), segment));
         Ok(())
     }
 
@@ -582,11 +599,17 @@ impl Bench {
 
     /// Feeds a frame from a sandbox on `NET`.
     pub(super) fn send(&mut self, frame: &[u8]) {
-        self.tr.from_sandbox(NET, frame, self.now, &mut self.host, &mut self.out).expect("frame is supported");
+        self.tr.from_sandbox(NET, frame, None, self.now, &mut self.host, &mut self.out).expect("frame is supported");
+    }
+
+    /// Feeds a UDP GSO train (a `GSO_UDP_L4` frame of `segment`-byte
+    /// datagrams) from a sandbox on `NET`.
+    pub(super) fn send_train(&mut self, frame: &[u8], segment: u16) -> Result<(), crate::nat::Unsupported> {
+        self.tr.from_sandbox(NET, frame, Some(segment), self.now, &mut self.host, &mut self.out)
     }
 
     pub(super) fn send_on(&mut self, net: NetworkId, frame: &[u8]) {
-        self.tr.from_sandbox(net, frame, self.now, &mut self.host, &mut self.out).expect("frame is supported");
+        self.tr.from_sandbox(net, frame, None, self.now, &mut self.host, &mut self.out).expect("frame is supported");
     }
 
     /// The control frames emitted since the last call, with their ports

@@ -460,6 +460,17 @@ fn the_sandbox_reply_goes_out_of_the_listener() {
 }
 
 #[test]
+fn a_sandbox_reply_sent_as_a_udp_gso_train_leaves_the_listener_as_one() {
+    let mut b = published(1);
+    b.udp_inbound(LU, client(1), b"query").unwrap();
+    let train = vec![5u8; 2400];
+    let reply = udp_frame_from(backend(0).mac.0, udp_backend(0), client(1), &train);
+    b.send_train(&reply, 1200).unwrap();
+    assert_eq!(b.host.take_calls(), vec![Call::SendTrainTo(LU, client(1), train, 1200)]);
+    b.no_frames();
+}
+
+#[test]
 fn udp_loopback_client_is_shown_as_the_gateway() {
     let mut b = published(1);
     let lo = sa([127, 0, 0, 1], 7777);

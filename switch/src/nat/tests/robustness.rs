@@ -107,12 +107,12 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), fail in errors()) {
         let (mut b, _) = busy_bench(fail, fail);
-        let _ = b.tr.from_sandbox(NET, &bytes, b.now, &mut b.host, &mut b.out);
+        let _ = b.tr.from_sandbox(NET, &bytes, None, b.now, &mut b.host, &mut b.out);
         // As an IPv4 frame, with the Ethernet header right.
         let mut framed = vec![0u8; 12];
         framed.extend_from_slice(&[0x08, 0x00]);
         framed.extend_from_slice(&bytes);
-        let _ = b.tr.from_sandbox(NET, &framed, b.now, &mut b.host, &mut b.out);
+        let _ = b.tr.from_sandbox(NET, &framed, None, b.now, &mut b.host, &mut b.out);
         let _ = b.tr.owns(NET, &framed);
         check_emitted(&mut b);
     }
@@ -130,7 +130,7 @@ proptest! {
             apply(&mut frame, m);
         }
         let _ = b.tr.owns(NET, &frame);
-        let _ = b.tr.from_sandbox(NET, &frame, b.now, &mut b.host, &mut b.out);
+        let _ = b.tr.from_sandbox(NET, &frame, None, b.now, &mut b.host, &mut b.out);
         check_emitted(&mut b);
         b.poll(b.now + 200_000);
         check_emitted(&mut b);

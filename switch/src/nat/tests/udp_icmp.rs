@@ -6,7 +6,7 @@ use etherparse::{IcmpEchoHeader, Icmpv4Type};
 
 use super::harness::*;
 use super::tcp_egress::icmp_type_code;
-use crate::nat::{Counters, Direction, FlowId, Proto};
+use crate::nat::{Counters, Direction, FlowId, Host, ListenerId, Proto};
 
 fn dns() -> SocketAddr {
     sa([8, 8, 8, 8], 53)
@@ -170,6 +170,79 @@ fn send_refused_answers_port_unreachable_quoting_the_datagram() {
 }
 
 #[test]
+fn a_udp_gso_train_leaves_as_one_train_and_a_refusal_is_answered_once() {
+    let mut b = Bench::new();
+    let train: Vec<u8> = (0..3500u32).map(|i| (i / 1000) as u8).collect();
+    let frame = udp_frame(sandbox(5000), dns(), &train);
+    b.send_train(&frame, 1000).expect("a train is supported");
+    let id = match b.host.calls.as_slice() {
+        [Call::Open(id, Proto::Udp, to), Call::SendTrain(id2, data, 1000)] if to == &dns() && id == id2 => {
+            assert_eq!(data, &train, "the datagrams back to back, as the sandbox sent them");
+            *id
+        }
+        other => panic!("expected open and one train, got {other:?}"),
+    };
+    let f = b.tr.flows(b.now).into_iter().find(|(i, _)| *i == id).unwrap().1;
+    assert_eq!(f.bytes_from_sandbox, 3500);
+    // A "train" of one datagram (its payload no longer than a segment) is
+    // a datagram.
+    b.host.calls.clear();
+    b.send_train(&udp_frame(sandbox(5000), dns(), &[7; 1000]), 1000).unwrap();
+    assert_eq!(b.host.calls, vec![Call::Send(id, vec![7; 1000])]);
+    // The peer refuses: one port unreachable for the train, quoting its
+    // headers.
+    b.host.calls.clear();
+    b.host.send_errors.insert(id, libc::ECONNREFUSED);
+    b.send_train(&frame, 1000).unwrap();
+    let mut f = b.frames();
+    assert_eq!(f.len(), 1);
+    let Out::Icmp { icmp_type, payload, .. } = f.remove(0) else { panic!("not ICMP") };
+    assert_eq!(icmp_type_code(&icmp_type), (3, 3));
+    assert_eq!(payload, &frame[14..14 + 28]);
+    // A segment size of 0 is no train at all.
+    assert_eq!(b.send_train(&frame, 0), Err(crate::nat::Unsupported::Malformed));
+    // An echo request's GSO size means nothing: it is one message.
+    b.host.calls.clear();
+    b.send_train(&echo_frame(SB_IP, remote_ip(), 9, 1, &[1; 300]), 100).unwrap();
+    assert!(matches!(b.host.calls.as_slice(), [Call::Open(_, Proto::Icmp, _), Call::Send(_, m)] if m.len() == 308));
+}
+
+#[test]
+fn the_default_host_sends_a_train_one_datagram_at_a_time_and_stops_at_an_error() {
+    struct Counting(Vec<usize>, Option<usize>);
+    impl Host for Counting {
+        fn open(&mut self, _: FlowId, _: Proto, _: SocketAddr) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn send(&mut self, _: FlowId, data: &[u8]) -> std::io::Result<usize> {
+            if self.1 == Some(self.0.len()) {
+                return Err(errno(libc::EMSGSIZE));
+            }
+            self.0.push(data.len());
+            Ok(data.len())
+        }
+        fn send_to(&mut self, _: ListenerId, _: SocketAddr, data: &[u8]) -> std::io::Result<()> {
+            self.0.push(data.len());
+            Ok(())
+        }
+        fn shutdown_write(&mut self, _: FlowId) {}
+        fn discard(&mut self, _: FlowId, _: usize) {}
+        fn rewind(&mut self, _: FlowId) {}
+        fn close(&mut self, _: FlowId, _: bool) {}
+        fn path_mtu(&mut self, _: FlowId) -> Option<u32> {
+            None
+        }
+    }
+    let mut h = Counting(Vec::new(), None);
+    h.send_train(FlowId(0), &[0; 2500], 1000).unwrap();
+    h.send_train_to(ListenerId(0), dns(), &[0; 300], 100).unwrap();
+    assert_eq!(h.0, [1000, 1000, 500, 100, 100, 100]);
+    let mut h = Counting(Vec::new(), Some(1));
+    assert_eq!(h.send_train(FlowId(0), &[0; 2500], 1000).unwrap_err().raw_os_error(), Some(libc::EMSGSIZE));
+    assert_eq!(h.0, [1000], "nothing after the failed datagram");
+}
+
+#[test]
 fn open_unreachable_answers_icmp_and_refuses() {
     for (err, code) in [(libc::ENETUNREACH, 0u8), (libc::EHOSTUNREACH, 1), (libc::EACCES, 1)] {
         let mut b = Bench::new();
@@ -262,6 +335,7 @@ fn unknown_network_is_refused() {
     let r = b.tr.from_sandbox(
         crate::port::NetworkId(5),
         &udp_frame(sandbox(1), dns(), b"x"),
+        None,
         b.now,
         &mut b.host,
         &mut b.out,
