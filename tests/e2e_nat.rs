@@ -882,3 +882,55 @@ fn udp_gso_trains_from_a_sandbox_leave_as_their_datagrams_both_ways() {
     assert!(got.iter().all(|(_, from)| from.ip() == lab.daemon_addr), "translated to the daemon's address: {got:?}");
     assert_eq!(d.drops_of(&info.port, "nat_unsupported"), 0, "no train refused");
 }
+
+/// Frames the switch sent out of port `port` (summed over networks).
+fn frames_sent_to(d: &Daemon, port: &str) -> u64 {
+    d.stats_map().iter().filter(|((p, _), _)| p == port).map(|(_, s)| s.tx_packets).sum()
+}
+
+#[test]
+fn udp_trains_toward_a_sandbox_arrive_as_one_frame_that_its_kernel_cuts() {
+    if !prerequisites("udp_trains_toward_a_sandbox_arrive_as_one_frame_that_its_kernel_cuts") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (net, sb) = (d.name("n"), d.name("r"));
+    d.network_create(&net, "10.237.0.0/24");
+    d.sandbox_create(&sb);
+    let train: Vec<u8> = (0..3500u32).map(|i| (i / 1000) as u8 + b'a').collect();
+    let want: Vec<Vec<u8>> = train.chunks(1000).map(<[u8]>::to_vec).collect();
+
+    // A published UDP port: a client outside sends a train (UDP GSO), which
+    // the daemon's socket reads whole (UDP GRO) and hands to the sandbox as
+    // one frame; the sandbox's socket reads the four datagrams.
+    let server = in_netns(&sb, || std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 53))).unwrap().unwrap();
+    let info = d.connect_publish(&net, &sb, &["5353:53/udp"]);
+    let own = info.ipv4.expect("an IPv4 address").addr();
+    let outside_addr = lab.outside_addr;
+    let client = in_netns(&lab.outside_ns, move || std::net::UdpSocket::bind((outside_addr, 0))).unwrap().unwrap();
+    set_udp_segment(&client, 1000);
+    let before = frames_sent_to(d, &info.port);
+    client.send_to(&train, sa(lab.daemon_addr, 5353)).unwrap();
+    let got = receive_datagrams(&server, want.len());
+    let datagrams: Vec<Vec<u8>> = got.iter().map(|(b, _)| b.clone()).collect();
+    assert_eq!(datagrams, want, "the client's datagrams, in order, each whole");
+    assert!(got.iter().all(|(_, from)| *from == client.local_addr().unwrap()), "from the client itself: {got:?}");
+    let frames = frames_sent_to(d, &info.port) - before;
+    assert!(frames < want.len() as u64, "{} datagrams reached the sandbox in {frames} frames: one train", want.len());
+
+    // Egress: the sandbox asks a server outside, which answers with a train.
+    let far_addr = lab.far_addr;
+    let far = in_netns(&lab.outside_ns, move || std::net::UdpSocket::bind((far_addr, 7009))).unwrap().unwrap();
+    set_udp_segment(&far, 1000);
+    let asker = in_netns(&sb, move || std::net::UdpSocket::bind((own, 0))).unwrap().unwrap();
+    asker.send_to(b"q", sa(lab.far_addr, 7009)).unwrap();
+    let (_, from) = receive_datagrams(&far, 1).remove(0);
+    let before = frames_sent_to(d, &info.port);
+    far.send_to(&train, from).unwrap();
+    let got = receive_datagrams(&asker, want.len());
+    let datagrams: Vec<Vec<u8>> = got.iter().map(|(b, _)| b.clone()).collect();
+    assert_eq!(datagrams, want, "the answer's datagrams, in order, each whole");
+    let frames = frames_sent_to(d, &info.port) - before;
+    assert!(frames < want.len() as u64, "{} datagrams reached the sandbox in {frames} frames: one train", want.len());
+}

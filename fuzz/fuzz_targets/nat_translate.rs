@@ -119,7 +119,13 @@ fuzz_target!(|data: &[u8]| {
                 if len % 2 == 0 {
                     let _ = tr.accept(ListenerId(l), client, now, &mut out);
                 } else {
-                    let _ = tr.udp_inbound(ListenerId(l + 1), client, &mut buf, len, now, &mut out);
+                    // A fourth byte makes it a train (UDP GRO) of segments
+                    // of 8 times its value, some wider than the MTU.
+                    let (n, segment) = match bytes.get(3) {
+                        Some(&b) => ((len * 257).min(65_000), Some(u16::from(b) * 8)),
+                        None => (len, None),
+                    };
+                    let _ = tr.udp_inbound(ListenerId(l + 1), client, &mut buf, n, segment, now, &mut out);
                 }
             }
             _ => {

@@ -571,6 +571,22 @@ pub(crate) fn write_udp(buf: &mut [u8], head: &Head, payload_len: usize) -> (usi
     (start + l4_len, hdr)
 }
 
+/// Completes the partial UDP checksum `hdr` asks for in `frame` (a datagram
+/// the translator wrote), for a frame that leaves without its virtio-net
+/// header: an IP fragment's datagram, or a frame among the control frames.
+pub(crate) fn complete_checksum(frame: &mut [u8], hdr: VirtioNetHdr) {
+    if hdr.flags & VirtioNetHdr::FLAG_NEEDS_CSUM == 0 {
+        return;
+    }
+    let (start, at) = (usize::from(hdr.csum_start), usize::from(hdr.csum_start) + usize::from(hdr.csum_offset));
+    if let Some(l4) = frame.get(start..).filter(|l4| l4.len() >= at - start + 2) {
+        let sum = csum::finish(csum::add(0, l4));
+        // UDP sends a computed zero as all ones (RFC 768).
+        let sum = if sum == 0 { 0xffff } else { sum };
+        frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    }
+}
+
 /// Cuts `frame`, a datagram the translator wrote toward a sandbox (IPv4 or
 /// IPv6, its transport checksum partial as `hdr` says, or complete),
 /// into IP fragments that fit `mtu`, each handed to `push` as (its length,
@@ -585,15 +601,7 @@ pub(crate) fn fragment(
     id: u32,
     mut push: impl FnMut(usize, &mut dyn FnMut(&mut [u8]) -> usize),
 ) {
-    if hdr.flags & VirtioNetHdr::FLAG_NEEDS_CSUM != 0 {
-        let (start, at) = (usize::from(hdr.csum_start), usize::from(hdr.csum_start) + usize::from(hdr.csum_offset));
-        if let Some(l4) = frame.get(start..).filter(|l4| l4.len() >= at - start + 2) {
-            let sum = csum::finish(csum::add(0, l4));
-            // UDP sends a computed zero as all ones (RFC 768).
-            let sum = if sum == 0 { 0xffff } else { sum };
-            frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
-        }
-    }
+    complete_checksum(frame, hdr);
     let v6 = frame[12..14] == [0x86, 0xdd];
     let head = if v6 { ETH + IP6 } else { ETH + usize::from(frame[ETH] & 0x0f) * 4 };
     let room = if v6 { mtu.saturating_sub(IP6 + 8) } else { mtu.saturating_sub(head - ETH) };

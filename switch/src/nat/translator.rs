@@ -225,6 +225,9 @@ pub struct Translator {
     /// The identification of the next datagram fragmented toward a
     /// sandbox.
     fragment_id: u32,
+    /// Where a datagram of a train too wide for its network is written
+    /// before it is fragmented (reused).
+    scratch: Vec<u8>,
 }
 
 impl Translator {
@@ -250,6 +253,7 @@ impl Translator {
                 use std::hash::BuildHasher;
                 foldhash::fast::FixedState::with_seed(seed).hash_one("fragment id") as u32
             },
+            scratch: Vec::new(),
         }
     }
 
@@ -1228,11 +1232,18 @@ impl Translator {
     /// writes the frame around it. A datagram larger than the network's
     /// MTU goes out in IP fragments instead, through `out` (`None` here),
     /// as the sandbox's own stack would have received it from a router.
+    ///
+    /// With `segment` (UDP only), the `len` bytes are a train the host
+    /// socket coalesced (`UDP_GRO`): datagrams of `segment` bytes, the last
+    /// maybe shorter. They go to the sandbox as one `GSO_UDP_L4` frame
+    /// that its kernel cuts, or, when one of them would not fit the
+    /// network's MTU, each on its own (fragmented) through `out`.
     pub fn datagram_in(
         &mut self,
         id: FlowId,
         buf: &mut [u8],
         len: usize,
+        segment: Option<u16>,
         now: u64,
         out: &mut Emit,
     ) -> Option<DataFrame> {
@@ -1241,15 +1252,71 @@ impl Translator {
         *answered = true;
         flow.last_seen = now;
         flow.bytes_to_sandbox += len as u64;
-        let (len, hdr) = match flow.key.proto {
-            Proto::Udp => packet::write_udp(buf, &flow.head, len),
-            Proto::Icmp => {
-                (packet::write_echo_reply(buf, &flow.head, flow.key.sandbox.port(), len)?, VirtioNetHdr::default())
-            }
-            Proto::Tcp => return None,
-        };
+        let head = flow.head;
         let (port, network) = (flow.gateway, flow.key.network);
-        self.whole_or_fragments(network, DataFrame { port, len, hdr }, buf, out)
+        match flow.key.proto {
+            Proto::Udp => self.udp_toward_sandbox(network, port, &head, buf, len, segment, out),
+            Proto::Icmp => {
+                let len = packet::write_echo_reply(buf, &head, flow.key.sandbox.port(), len)?;
+                self.whole_or_fragments(network, DataFrame { port, len, hdr: VirtioNetHdr::default() }, buf, out)
+            }
+            Proto::Tcp => None,
+        }
+    }
+
+    /// The frame of UDP payload bytes (`len` of them at the family's
+    /// [`Family::udp_payload`] in `buf`; with `segment`, a train of
+    /// datagrams of that size) toward a sandbox behind `port` on `network`,
+    /// or `None` when what it became went to `out` (fragments, or a train's
+    /// datagrams one by one).
+    #[allow(clippy::too_many_arguments)]
+    fn udp_toward_sandbox(
+        &mut self,
+        network: NetworkId,
+        port: PortId,
+        head: &Head,
+        buf: &mut [u8],
+        len: usize,
+        segment: Option<u16>,
+        out: &mut Emit,
+    ) -> Option<DataFrame> {
+        let (frame_len, hdr) = packet::write_udp(buf, head, len);
+        let made = DataFrame { port, len: frame_len, hdr };
+        let Some(size) = segment.map(usize::from).filter(|&size| size > 0 && size < len) else {
+            return self.whole_or_fragments(network, made, buf, out);
+        };
+        let mtu = self.mtu_of(network);
+        let at = head.family().udp_payload();
+        if at - packet::ETH + size <= mtu {
+            let hdr =
+                VirtioNetHdr { gso_type: VirtioNetHdr::GSO_UDP_L4, gso_size: size as u16, hdr_len: at as u16, ..hdr };
+            return Some(DataFrame { hdr, ..made });
+        }
+        // Every datagram but a short last one is too wide for the network:
+        // each becomes its own frame (fragments, where it does not fit).
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for datagram in buf[at..at + len].chunks(size) {
+            scratch.clear();
+            scratch.resize(at, 0);
+            scratch.extend_from_slice(datagram);
+            let (frame_len, hdr) = packet::write_udp(&mut scratch, head, datagram.len());
+            let one = DataFrame { port, len: frame_len, hdr };
+            if let Some(whole) = self.whole_or_fragments(network, one, &mut scratch, out) {
+                packet::complete_checksum(&mut scratch[..whole.len], whole.hdr);
+                out.push(port, whole.len, |b| {
+                    b[..whole.len].copy_from_slice(&scratch[..whole.len]);
+                    whole.len
+                });
+            }
+        }
+        self.scratch = scratch;
+        None
+    }
+
+    /// The MTU of `network` (unbounded for a network the translator does
+    /// not know).
+    fn mtu_of(&self, network: NetworkId) -> usize {
+        self.nets.get(network.index()).copied().flatten().map_or(usize::MAX, |v| v.mtu as usize)
     }
 
     /// The frame `made` of a datagram toward a sandbox on `network`, written
@@ -1262,7 +1329,7 @@ impl Translator {
         buf: &mut [u8],
         out: &mut Emit,
     ) -> Option<DataFrame> {
-        let mtu = self.nets.get(network.index()).copied().flatten().map_or(usize::MAX, |v| v.mtu as usize);
+        let mtu = self.mtu_of(network);
         if made.len - packet::ETH <= mtu {
             return Some(made);
         }
@@ -1307,12 +1374,17 @@ impl Translator {
     /// [`Family::udp_payload`]: writes the frame toward the backend its
     /// flow is pinned to (a new flow picks the next one), or, larger than
     /// the network's MTU, its IP fragments through `out`.
+    ///
+    /// With `segment`, the bytes are a train, as for
+    /// [`Translator::datagram_in`].
+    #[allow(clippy::too_many_arguments)]
     pub fn udp_inbound(
         &mut self,
         listener: ListenerId,
         client: SocketAddr,
         buf: &mut [u8],
         len: usize,
+        segment: Option<u16>,
         now: u64,
         out: &mut Emit,
     ) -> Option<DataFrame> {
@@ -1352,9 +1424,9 @@ impl Translator {
         }
         flow.last_seen = now;
         flow.bytes_to_sandbox += len as u64;
-        let (len, hdr) = packet::write_udp(buf, &flow.head, len);
+        let head = flow.head;
         let (port, network) = (flow.gateway, flow.key.network);
-        self.whole_or_fragments(network, DataFrame { port, len, hdr }, buf, out)
+        self.udp_toward_sandbox(network, port, &head, buf, len, segment, out)
     }
 
     /// Runs the timers due at `now`: retransmissions toward sandboxes, SYNs

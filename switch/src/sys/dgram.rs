@@ -13,18 +13,31 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// Most datagrams one call receives.
 pub const MAX_BATCH: usize = 32;
 
-/// One received datagram: its length and sender.
+/// One received datagram (or, on a socket with [`set_udp_gro`], a train
+/// of them): its length and sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Datagram {
     /// Bytes received (a longer datagram is cut to the buffer's room).
     pub len: usize,
     /// The sender (IPv4 or IPv6; another family reads as `0.0.0.0:0`).
     pub from: SocketAddr,
+    /// With `Some(size)`, the bytes are a train the kernel coalesced
+    /// (`UDP_GRO`): datagrams of `size` bytes, the last maybe shorter.
+    pub segment: Option<u16>,
 }
 
 impl Datagram {
     /// A placeholder to fill an array with.
-    pub const EMPTY: Datagram = Datagram { len: 0, from: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)) };
+    pub const EMPTY: Datagram =
+        Datagram { len: 0, from: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)), segment: None };
+}
+
+/// Asks the kernel to coalesce the datagrams of one flow that arrive
+/// together into trains (`UDP_GRO`, Linux 5.0+), which [`recv_batch`]
+/// reports with their segment size: one read, and one frame toward a
+/// sandbox, for up to 64 datagrams.
+pub fn set_udp_gro(fd: BorrowedFd<'_>) -> io::Result<()> {
+    super::sockopt::set(fd, libc::SOL_UDP, libc::UDP_GRO, &(1 as libc::c_int))
 }
 
 /// Receives up to as many datagrams as `bufs` yields (at most
@@ -44,20 +57,25 @@ pub fn recv_batch<'b>(
     let mut names: [libc::sockaddr_in6; MAX_BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: as above for mmsghdr (null pointers, zero lengths).
     let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    let mut cmsgs = [SegmentCmsg([0; 32]); MAX_BATCH];
     let mut n = 0;
     for (i, buf) in bufs.into_iter().take(MAX_BATCH).enumerate() {
         n = i + 1;
         let end = (offset + room).min(buf.len());
         let region = &mut buf[offset.min(end)..end];
         iovs[i].write(libc::iovec { iov_base: region.as_mut_ptr().cast(), iov_len: region.len() });
-        msgs[i].msg_hdr.msg_iov = iovs[i].as_mut_ptr();
-        msgs[i].msg_hdr.msg_iovlen = 1;
-        msgs[i].msg_hdr.msg_name = (&raw mut names[i]).cast();
-        msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        let hdr = &mut msgs[i].msg_hdr;
+        hdr.msg_iov = iovs[i].as_mut_ptr();
+        hdr.msg_iovlen = 1;
+        hdr.msg_name = (&raw mut names[i]).cast();
+        hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        hdr.msg_control = cmsgs[i].0.as_mut_ptr().cast();
+        hdr.msg_controllen = cmsgs[i].0.len() as _;
     }
     // SAFETY: each of the first `n` headers points at one live iovec that
-    // covers a region of a buffer we hold mutably, and at a sockaddr_in6 of
-    // the size it declares; the kernel writes only within them.
+    // covers a region of a buffer we hold mutably, at a sockaddr_in6 of the
+    // size it declares and at a control buffer of the size it declares;
+    // the kernel writes only within them.
     let got = unsafe {
         libc::recvmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
     };
@@ -66,9 +84,29 @@ pub fn recv_batch<'b>(
     }
     let got = got as usize;
     for i in 0..got {
-        out[i] = Datagram { len: msgs[i].msg_len as usize, from: sender(&names[i]) };
+        let segment = gro_segment(&msgs[i].msg_hdr);
+        out[i] = Datagram { len: msgs[i].msg_len as usize, from: sender(&names[i]), segment };
     }
     Ok(got)
+}
+
+/// The segment size of a `UDP_GRO` control message the kernel wrote into
+/// `hdr`'s control buffer, if it wrote one.
+fn gro_segment(hdr: &libc::msghdr) -> Option<u16> {
+    // SAFETY: `hdr` is a header recvmmsg filled in: its control pointer and
+    // length describe the control messages the kernel wrote into our
+    // buffer, which the CMSG macros walk without leaving it.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                return u16::try_from(size).ok().filter(|&s| s > 0);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
 }
 
 /// Most messages one [`send_batch`] call sends.
@@ -320,6 +358,29 @@ mod tests {
         // More segments than one send may carry (64 or 128, by kernel).
         let e = send_train(tx.as_fd(), None, &[0; 1000], 1).expect_err("1,000 one-byte segments");
         assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
+    }
+
+    #[test]
+    fn a_socket_with_udp_gro_reads_a_train_whole_with_its_segment_size() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_udp_gro(rx.as_fd()).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        // Loopback passes a GSO train on uncut: it arrives as sent.
+        send_train(tx.as_fd(), None, &[9; 350], 100).unwrap();
+        tx.send(b"lone").unwrap();
+        let mut bufs: Vec<Box<[u8]>> = (0..2).map(|_| vec![0; 1024].into_boxed_slice()).collect();
+        let mut out = [Datagram::EMPTY; MAX_BATCH];
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got.len() < 2 && std::time::Instant::now() < deadline {
+            match recv_batch(rx.as_fd(), bufs.iter_mut().map(|b| &mut b[..]), 0, 1024, &mut out) {
+                Ok(n) => got.extend(out[..n].iter().map(|d| (d.len, d.segment))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, [(350, Some(100)), (4, None)], "the train whole, then the lone datagram");
     }
 
     #[test]

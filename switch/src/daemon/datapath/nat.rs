@@ -96,10 +96,8 @@ pub(super) struct NatIo {
     pub(super) out: Emit,
     /// Datagram flows with something to read.
     datagrams_ready: ReadyFlows,
-    /// The kernel keeps a peek offset on TCP sockets (`SO_PEEK_OFF`, Linux
-    /// 6.10); without it every peek starts at the queue's front and the
-    /// bytes already sent are peeked into `skipped` again.
-    peek_offset: bool,
+    /// What the kernel and the ports allow the flow sockets.
+    pub(super) options: SocketOptions,
     skipped: Vec<u8>,
     listeners_ready: Vec<ListenerId>,
     /// Fragmented datagrams from sandboxes, made whole before translation.
@@ -122,7 +120,7 @@ impl NatIo {
             out: Emit::default(),
             datagrams_ready: ReadyFlows::default(),
             listeners_ready: Vec::new(),
-            peek_offset: peek_offset_usable(),
+            options: SocketOptions { peek_offset: peek_offset_usable(), udp_gro: true },
             skipped: Vec::new(),
             reassembly: Reassembler::new(),
         }
@@ -231,7 +229,20 @@ struct Sockets<'a> {
     sockets: &'a mut Vec<Option<FlowSocket>>,
     listeners: &'a [Option<ListenerSocket>],
     registry: &'a Registry,
+    options: SocketOptions,
+}
+
+/// How the translator's sockets are set up.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SocketOptions {
+    /// The kernel keeps a peek offset on TCP sockets (`SO_PEEK_OFF`, Linux
+    /// 6.10); without it every peek starts at the queue's front and the
+    /// bytes already sent are peeked into `skipped` again.
     peek_offset: bool,
+    /// UDP sockets coalesce what arrives into trains (`UDP_GRO`), which
+    /// reach sandboxes as `GSO_UDP_L4` frames: on unless a port's device
+    /// cannot write those (a TAP on a kernel without USO, before 6.2).
+    pub(super) udp_gro: bool,
 }
 
 impl Sockets<'_> {
@@ -299,7 +310,7 @@ impl Host for Sockets<'_> {
                 let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
                 socket.set_nonblocking(true)?;
                 socket.set_tcp_nodelay(true)?;
-                if self.peek_offset {
+                if self.options.peek_offset {
                     stream::set_peek_offset(socket.as_fd(), 0)?;
                 }
                 match socket.connect(&addr) {
@@ -313,6 +324,10 @@ impl Host for Sockets<'_> {
             Proto::Udp => {
                 let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
                 socket.set_nonblocking(true)?;
+                if self.options.udp_gro {
+                    // Best effort: without it datagrams come one by one.
+                    let _ = dgram::set_udp_gro(socket.as_fd());
+                }
                 socket.connect(&addr)?;
                 self.store(flow, FlowSocket::Datagram { socket: socket.into() }, Interest::READABLE)
             }
@@ -382,7 +397,7 @@ impl Host for Sockets<'_> {
 
     fn rewind(&mut self, flow: FlowId) {
         // Without a peek offset every peek starts at the front anyway.
-        if !self.peek_offset {
+        if !self.options.peek_offset {
             return;
         }
         if let Ok(FlowSocket::Tcp { stream, .. }) = self.get(flow) {
@@ -410,7 +425,9 @@ impl Host for Sockets<'_> {
 }
 
 /// Binds a published port's socket (an IPv6 one for IPv6 only).
-fn bind(proto: Proto, addr: SocketAddr) -> io::Result<ListenerSocket> {
+/// A published port's listening socket; a UDP one coalesces what arrives
+/// into trains with `udp_gro` (see [`SocketOptions::udp_gro`]).
+fn bind(proto: Proto, addr: SocketAddr, udp_gro: bool) -> io::Result<ListenerSocket> {
     let sockaddr = SockAddr::from(addr);
     let domain = Domain::for_address(addr);
     match proto {
@@ -431,6 +448,10 @@ fn bind(proto: Proto, addr: SocketAddr) -> io::Result<ListenerSocket> {
                 socket.set_only_v6(true)?;
             }
             socket.set_nonblocking(true)?;
+            if udp_gro {
+                // Best effort: without it datagrams come one by one.
+                let _ = dgram::set_udp_gro(socket.as_fd());
+            }
             socket.bind(&sockaddr)?;
             Ok(ListenerSocket::Udp(socket.into()))
         }
@@ -468,7 +489,7 @@ impl Datapath {
             if self.nat.by_address.contains_key(&(p.proto, p.host)) {
                 continue;
             }
-            let result = bind(p.proto, p.host).and_then(|socket| {
+            let result = bind(p.proto, p.host, self.nat.options.udp_gro).and_then(|socket| {
                 let id = self.free_listener_slot();
                 let fd = socket.raw_fd();
                 self.poll.registry().register(
@@ -522,8 +543,8 @@ impl Datapath {
 
     /// Runs `f` on the translator with the sockets it works through.
     fn with_translator<R>(&mut self, f: impl FnOnce(&mut Translator, &mut Sockets<'_>) -> R) -> R {
-        let NatIo { translator, sockets, listeners, peek_offset, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+        let NatIo { translator, sockets, listeners, options, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
         f(translator, &mut host)
     }
 
@@ -588,8 +609,8 @@ impl Datapath {
 
     fn flow_event(&mut self, id: FlowId, event: &mio::event::Event) {
         let now = self.clock.now().0;
-        let NatIo { translator, sockets, listeners, out, datagrams_ready, peek_offset, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+        let NatIo { translator, sockets, listeners, out, datagrams_ready, options, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
         match host.sockets.get_mut(id.0 as usize).and_then(Option::as_mut) {
             Some(FlowSocket::Tcp { stream, connecting }) => {
                 if *connecting {
@@ -632,8 +653,8 @@ impl Datapath {
         if self.nat.translator.next_deadline().is_none_or(|at| at > now) {
             return;
         }
-        let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+        let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
         translator.poll_timers(now, &mut host, out);
     }
 
@@ -724,8 +745,8 @@ impl Datapath {
             }
         };
         let now = self.clock.now().0;
-        let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+        let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
         match translator.from_sandbox(network, self.batch.frame(i), udp_segment, now, &mut host, out) {
             Ok(()) => true,
             Err(Unsupported::Protocol) => false,
@@ -769,8 +790,8 @@ impl Datapath {
             self.bridge.count_drop(ingress, DropReason::NatFragments);
             return;
         }
-        let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+        let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
         match translator.from_sandbox(network, &whole, None, now, &mut host, out) {
             Ok(()) => {}
             Err(Unsupported::Extension) => self.bridge.count_drop(ingress, DropReason::NatIpv6Extension),
@@ -801,8 +822,8 @@ impl Datapath {
             return true;
         }
         let now = self.clock.now().0;
-        let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+        let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
         if translator.from_sandbox(network, self.batch.frame(i), None, now, &mut host, out).is_err() {
             self.bridge.count_drop(ingress, DropReason::MeshStray);
         }
@@ -894,19 +915,19 @@ impl Datapath {
         while !self.batch.is_full() {
             let Some((id, room)) = self.nat.translator.next_sendable() else { break };
             let Some((buf, bytes)) = self.batch.take_buffer() else { break };
-            let NatIo { translator, sockets, listeners, out, peek_offset, skipped, .. } = &mut self.nat;
+            let NatIo { translator, sockets, listeners, out, options, skipped, .. } = &mut self.nat;
             let at = translator.payload_offset(id).unwrap_or(TCP_PAYLOAD);
             let mut room = room.min(bytes.len() - HDR - at);
             // Without a peek offset, the bytes in flight are peeked again
             // into a scratch buffer, and what follows into the frame.
-            let in_flight = if *peek_offset { 0 } else { translator.unacked(id) };
-            if !*peek_offset {
+            let in_flight = if options.peek_offset { 0 } else { translator.unacked(id) };
+            if !options.peek_offset {
                 room = room.min(MAX_SKIPPED.saturating_sub(in_flight));
                 if skipped.len() < in_flight {
                     skipped.resize(MAX_SKIPPED.min(in_flight.next_power_of_two()), 0);
                 }
             }
-            let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+            let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
             let Ok(FlowSocket::Tcp { stream, .. }) = host.get(id) else {
                 self.batch.return_buffer();
                 continue;
@@ -918,7 +939,7 @@ impl Datapath {
             }
             let frame = &mut bytes[HDR..];
             let payload = &mut frame[at..at + room];
-            let peeked = if host.peek_offset {
+            let peeked = if host.options.peek_offset {
                 stream::peek(stream.as_fd(), payload)
             } else {
                 stream::peek_after(stream.as_fd(), &mut skipped[..in_flight], payload)
@@ -959,9 +980,8 @@ impl Datapath {
             }
             while !drained && !self.batch.is_full() {
                 let Some((buf, bytes)) = self.batch.take_buffer() else { break };
-                let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
-                let mut host =
-                    Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+                let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
+                let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
                 let frame = &mut bytes[HDR..];
                 // Only raw ICMP sockets are read here, one message at a
                 // time (they need filtering); datagram sockets went above.
@@ -992,7 +1012,7 @@ impl Datapath {
                 match received {
                     Ok(Some((n, skip, at))) => {
                         frame.copy_within(at + skip..at + skip + n, at);
-                        let made = translator.datagram_in(id, frame, n, now, out);
+                        let made = translator.datagram_in(id, frame, n, None, now, out);
                         push_data(&mut self.batch, buf, made);
                     }
                     Ok(None) => self.batch.return_buffer(),
@@ -1043,7 +1063,9 @@ impl Datapath {
                     self.batch.use_buffers(n);
                     for (i, d) in got[..n].iter().enumerate() {
                         let frame = self.batch.buffer_mut(first + i, HDR..Tap::RECV_BUF_LEN);
-                        if let Some(made) = self.nat.translator.datagram_in(id, frame, d.len, now, &mut self.nat.out) {
+                        if let Some(made) =
+                            self.nat.translator.datagram_in(id, frame, d.len, d.segment, now, &mut self.nat.out)
+                        {
                             push_frame(&mut self.batch, first + i, made);
                         }
                     }
@@ -1055,9 +1077,9 @@ impl Datapath {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // An ICMP error the remote sent (reported once, then cleared).
                 Err(e) => {
-                    let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
+                    let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
                     let registry = self.poll.registry();
-                    let mut host = Sockets { sockets, listeners, registry, peek_offset: *peek_offset };
+                    let mut host = Sockets { sockets, listeners, registry, options: *options };
                     translator.datagram_error(id, &e, &mut host, out);
                 }
             }
@@ -1102,17 +1124,17 @@ impl Datapath {
                 }
             };
             let client = canonical(client);
-            let NatIo { translator, sockets, listeners, out, peek_offset, .. } = &mut self.nat;
+            let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
             let prepared = stream
                 .set_nonblocking(true)
                 .and_then(|()| stream.set_nodelay(true))
-                .and_then(|()| if *peek_offset { stream::set_peek_offset(stream.as_fd(), 0) } else { Ok(()) });
+                .and_then(|()| if options.peek_offset { stream::set_peek_offset(stream.as_fd(), 0) } else { Ok(()) });
             let flow = prepared.ok().and_then(|()| translator.accept(listener, client, now, out));
             let Some(id) = flow else {
                 let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
                 continue;
             };
-            let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), peek_offset: *peek_offset };
+            let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
             let socket = FlowSocket::Tcp { stream, connecting: false };
             if host.store(id, socket, Interest::READABLE | Interest::WRITABLE).is_err() {
                 translator.host_failed(id, &mut host, out);
@@ -1151,8 +1173,15 @@ impl Datapath {
             for (i, d) in got[..n].iter().enumerate() {
                 let buf = first + i;
                 let frame = self.batch.buffer_mut(buf, HDR..Tap::RECV_BUF_LEN);
-                let made =
-                    self.nat.translator.udp_inbound(listener, canonical(d.from), frame, d.len, now, &mut self.nat.out);
+                let made = self.nat.translator.udp_inbound(
+                    listener,
+                    canonical(d.from),
+                    frame,
+                    d.len,
+                    d.segment,
+                    now,
+                    &mut self.nat.out,
+                );
                 // A datagram no backend takes leaves its buffer unused
                 // until the batch is cleared.
                 if let Some(made) = made {

@@ -96,6 +96,10 @@ pub(super) fn errno(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
+/// What the translator made of a train toward a sandbox: its one frame
+/// (with the bytes written), if any, and the control frames it queued.
+pub(super) type TrainIn = (Option<(DataFrame, Vec<u8>)>, Vec<Vec<u8>>);
+
 // ---------------------------------------------------------------- the model host
 
 /// One call the translator made on the host.
@@ -707,9 +711,22 @@ impl Bench {
         let at = self.tr.payload_offset(id)?;
         let mut buf = vec![0u8; at + payload.len()];
         buf[at..].copy_from_slice(payload);
-        let df = self.tr.datagram_in(id, &mut buf, payload.len(), self.now, &mut self.out)?;
+        let df = self.tr.datagram_in(id, &mut buf, payload.len(), None, self.now, &mut self.out)?;
         let out = complete_data(&mut buf[..df.len], &df.hdr, None);
         Some((df, out))
+    }
+
+    /// A train of UDP datagrams of `segment` bytes (UDP GRO) arrived on
+    /// `id`'s socket: the translator's one frame for it, if it made one,
+    /// and the control frames it queued instead.
+    pub(super) fn train_in(&mut self, id: FlowId, train: &[u8], segment: u16) -> TrainIn {
+        let at = self.tr.payload_offset(id).expect("a datagram flow");
+        let mut buf = vec![0u8; at + train.len()];
+        buf[at..].copy_from_slice(train);
+        let made = self.tr.datagram_in(id, &mut buf, train.len(), Some(segment), self.now, &mut self.out);
+        let queued: Vec<Vec<u8>> = self.out.frames().map(|(_, f)| f.to_vec()).collect();
+        self.out.drain_while(|_, _| true);
+        (made.map(|df| (df, buf[..df.len].to_vec())), queued)
     }
 
     /// A UDP datagram too big for the network's MTU arrived on `id`'s
@@ -722,7 +739,7 @@ impl Bench {
         let at = self.tr.payload_offset(id).expect("a datagram flow");
         let mut buf = vec![0u8; at + payload.len()];
         buf[at..].copy_from_slice(payload);
-        let single = self.tr.datagram_in(id, &mut buf, payload.len(), self.now, &mut self.out);
+        let single = self.tr.datagram_in(id, &mut buf, payload.len(), None, self.now, &mut self.out);
         assert!(single.is_none(), "one frame over the MTU");
         let frames: Vec<Vec<u8>> = self.out.frames().map(|(_, f)| f.to_vec()).collect();
         self.out.drain_while(|_, _| true);
@@ -749,7 +766,7 @@ impl Bench {
         let at = self.tr.payload_offset(id)?;
         let mut buf = vec![0u8; at + message.len()];
         buf[at..].copy_from_slice(message);
-        let df = self.tr.datagram_in(id, &mut buf, message.len(), self.now, &mut self.out)?;
+        let df = self.tr.datagram_in(id, &mut buf, message.len(), None, self.now, &mut self.out)?;
         let out = parse_out(&buf[..df.len], true);
         Some((df, out))
     }
@@ -764,7 +781,7 @@ impl Bench {
         let at = Family::of(client.ip()).udp_payload();
         let mut buf = vec![0u8; Family::V6.udp_payload() + payload.len()];
         buf[at..at + payload.len()].copy_from_slice(payload);
-        let df = self.tr.udp_inbound(l, client, &mut buf, payload.len(), self.now, &mut self.out)?;
+        let df = self.tr.udp_inbound(l, client, &mut buf, payload.len(), None, self.now, &mut self.out)?;
         let out = complete_data(&mut buf[..df.len], &df.hdr, None);
         Some((df, out))
     }

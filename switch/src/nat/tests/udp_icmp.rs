@@ -1,12 +1,13 @@
 //! Egress UDP flows and ICMP echo.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::{IcmpEchoHeader, Icmpv4Type};
 
 use super::harness::*;
 use super::tcp_egress::icmp_type_code;
-use crate::nat::{Counters, Direction, FlowId, Host, ListenerId, Proto};
+use crate::nat::{Counters, Direction, Family, FlowId, Host, ListenerId, Proto};
+use crate::wire::VirtioNetHdr;
 
 fn dns() -> SocketAddr {
     sa([8, 8, 8, 8], 53)
@@ -240,6 +241,76 @@ fn the_default_host_sends_a_train_one_datagram_at_a_time_and_stops_at_an_error()
     let mut h = Counting(Vec::new(), Some(1));
     assert_eq!(h.send_train(FlowId(0), &[0; 2500], 1000).unwrap_err().raw_os_error(), Some(libc::EMSGSIZE));
     assert_eq!(h.0, [1000], "nothing after the failed datagram");
+}
+
+#[test]
+fn a_train_from_the_host_reaches_the_sandbox_as_one_uso_frame_that_cuts_into_its_datagrams() {
+    for (local, remote) in
+        [(sandbox(5000), dns()), (sandbox6(5000), sock(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 53), 53))]
+    {
+        let mut b = Bench::new();
+        let id = open_udp(&mut b, local, remote, b"q");
+        let train: Vec<u8> = (0..3300u32).map(|i| (i / 1000) as u8 + 1).collect();
+        let (made, queued) = b.train_in(id, &train, 1000);
+        assert!(queued.is_empty(), "nothing but the one frame");
+        let (df, frame) = made.expect("one frame");
+        let at = Family::of(local.ip()).udp_payload();
+        assert_eq!(
+            (df.hdr.gso_type, df.hdr.gso_size, usize::from(df.hdr.hdr_len)),
+            (VirtioNetHdr::GSO_UDP_L4, 1000, at)
+        );
+        assert_eq!(df.len, at + 3300);
+        // Cut as the sandbox's kernel (or an AF_XDP port) cuts it: four
+        // datagrams from the remote, each with a valid checksum.
+        let mut segments = crate::offload::SegmentBuf::new();
+        let n = crate::offload::segment(&frame, &df.hdr, &mut segments).expect("a valid USO frame");
+        let got: Vec<Out> = (0..n).map(|i| parse_out(segments.get(i).unwrap(), true)).collect();
+        let want: Vec<Vec<u8>> = train.chunks(1000).map(<[u8]>::to_vec).collect();
+        let payloads: Vec<Vec<u8>> = got
+            .into_iter()
+            .map(|o| match o {
+                Out::Udp { src, dst, payload, .. } => {
+                    assert_eq!((src, dst), (remote, local));
+                    payload
+                }
+                other => panic!("not UDP: {other:?}"),
+            })
+            .collect();
+        assert_eq!(payloads, want);
+        let f = b.tr.flows(b.now).into_iter().find(|(i, _)| *i == id).unwrap().1;
+        assert_eq!(f.bytes_to_sandbox, 3300);
+        // A "train" of one datagram is a datagram.
+        let (made, _) = b.train_in(id, &[3; 700], 1000);
+        assert_eq!(made.expect("a frame").0.hdr.gso_type, VirtioNetHdr::GSO_NONE);
+    }
+}
+
+#[test]
+fn a_train_of_datagrams_wider_than_the_network_reaches_the_sandbox_datagram_by_datagram_in_fragments() {
+    let mut b = Bench::new();
+    let id = open_udp(&mut b, sandbox(5000), dns(), b"q");
+    // Three 2,000-byte datagrams and a 300-byte one on a 1,500-byte network.
+    let train: Vec<u8> = (0..6300u32).map(|i| (i / 2000) as u8 + 1).collect();
+    let (made, queued) = b.train_in(id, &train, 2000);
+    assert!(made.is_none(), "no frame over the MTU");
+    assert!(queued.iter().all(|f| f.len() - 14 <= MTU as usize), "every frame fits the MTU");
+    use crate::nat::reassembly::{Outcome, Reassembler, is_fragment};
+    let mut reassembly = Reassembler::new();
+    let mut payloads = Vec::new();
+    for f in &queued {
+        if !is_fragment(f) {
+            let Out::Udp { payload, .. } = parse_out(f, true) else { panic!("not UDP") };
+            payloads.push(payload);
+        } else if let Outcome::Complete(whole) = reassembly.add(f, 0, 0) {
+            use crate::offload::csum;
+            let pseudo = csum::pseudo_v4(&whole[26..30], &whole[30..34], 17, whole.len() - 34);
+            assert_eq!(csum::finish(csum::add(pseudo, &whole[34..])), 0, "the UDP checksum is complete and right");
+            payloads.push(whole[42..].to_vec());
+        }
+    }
+    let want: Vec<Vec<u8>> = train.chunks(2000).map(<[u8]>::to_vec).collect();
+    assert_eq!(payloads, want, "each datagram whole, in order, its checksum complete");
+    assert_eq!(queued.len(), 3 * 2 + 1, "two fragments each, the short one whole");
 }
 
 #[test]
