@@ -15,12 +15,14 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
-/// A prefix unique to this process and call, `vt<pid hex><counter hex>x`
-/// (at most 13 characters), so names built from it stay within the kernel's
-/// 15-byte link-name limit when a short suffix is added. The trailing `x`
-/// keeps `vt1a2` from being a prefix of `vt1a23`'s names.
+/// A prefix unique to this process and call, `vt<pid, 6 hex digits><counter
+/// hex>x` (at most 13 characters), so names built from it stay within the
+/// kernel's 15-byte link-name limit when a short suffix is added. The pid's
+/// fixed width (Linux pids stay below 2^22) keeps process 0x1a2's third
+/// prefix apart from process 0x1a's 0x23rd; the trailing `x` keeps `vt1a2`
+/// from being a prefix of `vt1a23`'s names.
 pub fn unique_prefix() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("vt{:x}{:x}x", std::process::id(), n)
+    format!("vt{:06x}{:x}x", std::process::id(), n)
 }

@@ -349,7 +349,9 @@ fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
     assert_eq!(names(&d, &["-f", "dangling=true"]), [idle.clone(), idle2.clone()], "custom networks without endpoints");
     assert_eq!(names(&d, &["-f", &format!("name={}", d.prefix()), "-f", "dangling=false"]), [used.as_str()]);
     assert_eq!(names(&d, &["-f", &format!("name={idle}"), "-f", "driver=overlay"]), Vec::<String>::new());
-    let quiet = d.ctl_ok(&["network", "ls", "-q", "-f", &format!("id={}", &idle_info.id[..6])]);
+    // 12 hex digits: the filter matches anywhere in an ID, and 6 might
+    // also occur inside another network's.
+    let quiet = d.ctl_ok(&["network", "ls", "-q", "-f", &format!("id={}", &idle_info.id[..12])]);
     assert_eq!(quiet.trim(), &idle_info.id[..12], "-q prints short IDs");
     let whole = d.ctl_ok(&["network", "ls", "-q", "--no-trunc", "-f", &format!("name={idle2}")]);
     assert_eq!(whole.trim().len(), 64);

@@ -459,7 +459,8 @@ fn random_and_range_host_ports_are_free_listed_reachable_kept_after_kill_9_and_u
     // Another sandbox asking for the same container port gets another host port.
     d.connect_publish(&net, &other, &["80"]);
     let others = listed_port(d, &other, "80", "0.0.0.0");
-    assert!(![any, local, udp].contains(&others), "{others} was given twice");
+    // (TCP and UDP ports are separate spaces: `udp` may share a number.)
+    assert!(![any, local].contains(&others), "{others} was given twice");
     curl_ok(&lab.outside_ns, sa(lab.daemon_addr, others), "other");
 
     // The chosen ports are the state: the same after kill -9.

@@ -20,9 +20,17 @@ use vswitch::{Binaries, Daemon, link_names, require_root, wait_for_ping, wait_un
 
 const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
 
-/// A host port free right now on 127.0.0.1.
+/// A host port free right now on 127.0.0.1, never handed to another test
+/// of this binary (they run in parallel, and each publishes its port some
+/// time after this probe let it go).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
+    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port();
+        if GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Writes `text` as `NAME` in the daemon's temp dir and returns the path.
