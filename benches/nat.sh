@@ -31,6 +31,12 @@
 #   (4) per-connection memory at CONNS idle connections (benches/nat/hold.py on both ends):
 #       RSS delta of the translating process / CONNS, for vswitch (egress and published port),
 #       pasta (egress and -t) and slirp4netns (egress); kernel socket buffers are not in RSS
+#   (5) UDP through a published port, outside -> container: a sender of UDP GSO trains, as
+#       QUIC servers send (benches/e2e/udpflood.rs, UDP_TRAIN datagrams of UDP_SIZE bytes per
+#       send, flat out) to a receiver in the container; datagrams received per second and
+#       lost: vswitch (-p 15300:5300/udp), pasta (-u 25300:5300), kernel routing. Run it with
+#       VSWITCH_NO_UDP_GRO=1 in the environment for vswitchd without UDP GRO (datagrams read
+#       and written to the sandbox one by one), against the same-run kernel baseline
 # Prints one table per test with every repetition, the median and the min-max spread, the
 # same-run ratios, and the issue's targets.
 #
@@ -42,7 +48,8 @@
 # Environment:
 #   DURATION=5     seconds per iperf3 and wrk run
 #   REPEAT=3       repetitions (at least 3 for a spread); the setup order rotates
-#   TESTS="egress inbound cps memory"   which of (1) to (4) to run
+#   TESTS="egress inbound cps memory udp"   which of (1) to (5) to run
+#   UDP_SIZE=1400 UDP_TRAIN=32   (5)'s datagram size and datagrams per send (1: no GSO)
 #   SETUPS="vswitch pasta slirp socat kernel"   which setups to run (each test uses those that apply)
 #   CONNS=10000    idle connections for (4)
 #   WRK_CONNS=32   wrk -c for (3) (one wrk thread)
@@ -70,7 +77,10 @@ source "$SCRIPT_DIR/lib.sh"
 
 DURATION=${DURATION:-5}
 REPEAT=${REPEAT:-3}
-TESTS=${TESTS:-egress inbound cps memory}
+TESTS=${TESTS:-egress inbound cps memory udp}
+UDP_SIZE=${UDP_SIZE:-1400}
+UDP_TRAIN=${UDP_TRAIN:-32}
+UDPFLOOD=$TARGET_DIR/e2e/udpflood
 SETUPS=${SETUPS:-vswitch pasta slirp socat kernel}
 CONNS=${CONNS:-10000}
 WRK_CONNS=${WRK_CONNS:-32}
@@ -93,6 +103,7 @@ V_SUBNET=10.248.0.0/24
 IPERF_PORT=5201
 HTTP_PORT=8080
 HOLD_PORT=9100
+UDP_PORT=5300
 
 # Per setup: the container namespace, and the address:port the outside namespace uses to reach
 # its iperf3 server, its HTTP server and its hold.py listener (empty: no inbound path).
@@ -102,11 +113,12 @@ declare -A IN_IPERF=([vswitch]=$HOST_IP:15201 [pasta]=$HOST_IP:25201 [socat]=$HO
 declare -A IN_HTTP=([vswitch]=$HOST_IP:18080 [pasta]=$HOST_IP:28080 [socat]=$HOST_IP:38080
     [kernel]=$K_IP:$HTTP_PORT)
 declare -A IN_HOLD=([vswitch]=$HOST_IP:19100 [pasta]=$HOST_IP:29100)
+declare -A IN_UDP=([vswitch]=$HOST_IP:15300 [pasta]=$HOST_IP:25300 [kernel]=$K_IP:$UDP_PORT)
 declare -A LABEL=([vswitch]="vswitchd translator" [pasta]="pasta (passt)" [slirp]="slirp4netns (MTU 65520)"
     [socat]="socat proxy in the host (docker-proxy stand-in)" [kernel]="kernel routing, no translation")
 # Which setups each test measures (those selected in SETUPS).
 declare -A TEST_SETUPS=([egress]="vswitch pasta slirp kernel" [inbound]="vswitch pasta socat kernel"
-    [cps]="vswitch pasta socat kernel" [memory]="vswitch pasta slirp")
+    [cps]="vswitch pasta socat kernel" [memory]="vswitch pasta slirp" [udp]="vswitch pasta kernel")
 
 declare -A RES=()      # "test,setup" -> space-separated values, one per repetition (NA when missing)
 declare -A STATUS=()   # setup -> why it is not measured (empty: ready)
@@ -162,6 +174,12 @@ build_tools() {
         log "building $HTTPD"
         mkdir -p "${HTTPD%/*}"
         rustc --edition 2024 -C opt-level=3 -o "$HTTPD" "$src"
+    fi
+    src=$SCRIPT_DIR/e2e/udpflood.rs
+    if [[ ! -x $UDPFLOOD || $src -nt $UDPFLOOD || $SCRIPT_DIR/support/mmsg.rs -nt $UDPFLOOD ]]; then
+        log "building $UDPFLOOD"
+        mkdir -p "${UDPFLOOD%/*}"
+        rustc --edition 2024 -C opt-level=3 -o "$UDPFLOOD" "$src"
     fi
     selected vswitch || return 0
     build_switch
@@ -245,7 +263,8 @@ setup_vswitch() {
     fi
     servers "$NSV" || { STATUS[vswitch]="the servers in the sandbox did not start"; return 1; }
     if ! out=$(dctl network connect "$NET" "$NSV" -p "${IN_IPERF[vswitch]#*:}:$IPERF_PORT" \
-        -p "${IN_HTTP[vswitch]#*:}:$HTTP_PORT" -p "${IN_HOLD[vswitch]#*:}:$HOLD_PORT" 2>&1); then
+        -p "${IN_HTTP[vswitch]#*:}:$HTTP_PORT" -p "${IN_HOLD[vswitch]#*:}:$HOLD_PORT" \
+        -p "${IN_UDP[vswitch]#*:}:$UDP_PORT/udp" 2>&1); then
         NOTE[vswitch]="network connect -p failed ($(head -n 1 <<<"$out")); connected without published ports"
         dctl network connect "$NET" "$NSV" >/dev/null 2>&1 || { STATUS[vswitch]="network connect failed: $out"; return 1; }
     fi
@@ -262,7 +281,8 @@ setup_pasta() {
     # default route's gateway is the outside namespace, not the host.
     bg pasta "$NSH" pasta --runas 0 -f -q --config-net --no-map-gw \
         -t "${IN_IPERF[pasta]#*:}:$IPERF_PORT" -t "${IN_HTTP[pasta]#*:}:$HTTP_PORT" \
-        -t "${IN_HOLD[pasta]#*:}:$HOLD_PORT" -u none -T none -U none --netns "/run/netns/$NSP"
+        -t "${IN_HOLD[pasta]#*:}:$HOLD_PORT" -u "${IN_UDP[pasta]#*:}:$UDP_PORT" -T none -U none \
+        --netns "/run/netns/$NSP"
     PIDOF[pasta]=$LAST_PID
     log "pasta pid $LAST_PID: $(cat /proc/$LAST_PID/comm 2>/dev/null) children: $(pgrep -P $LAST_PID | tr "\n" " ")"
     wait_tcp "$NSP" "$FAR_IP" "$IPERF_PORT" || { STATUS[pasta]="no egress through pasta: $(tail -n 2 "$TMP/pasta.log")"; return 1; }
@@ -393,6 +413,40 @@ measure_memory() {
     fi
     # Let the translator close the flows before the next measurement.
     sleep 2
+}
+
+# UDP trains through a published port: setup $1, repetition $2. Records received datagrams
+# per second (thousands), the loss and the translating process's CPU.
+measure_udp() {
+    local s=$1 rep=$2 pid=${PIDOF[$1]:-} tag=udp-$1-$2 rx tx c0 t0 sent secs received
+    log "rep $rep: UDP trains, $s"
+    bg "rx-$tag" "${CNS[$s]}" "$UDPFLOOD" recv "0.0.0.0:$UDP_PORT" 1000
+    rx=$LAST_PID
+    if ! wait_line "$TMP/rx-$tag.log" listening 10 "$rx"; then
+        log "udp $s: the receiver did not start: $(tail -n 1 "$TMP/rx-$tag.log")"
+        stop_pid "$rx"
+        record "udp,$s"
+        return 0
+    fi
+    tx=$TMP/tx-$tag.log
+    c0=$([[ -n $pid ]] && cpu_ticks "$pid" || echo 0) t0=$EPOCHREALTIME
+    timeout $((DURATION + 20)) nsenter --net="/run/netns/$NSO" -- "$UDPFLOOD" send "${IN_UDP[$s]}" "$DURATION" \
+        "$UDP_SIZE" 0 "$UDP_TRAIN" >"$tx" 2>&1 || log "udp $s: sender failed: $(tail -n 1 "$tx")"
+    [[ -z $pid ]] || record "udp-cpu,$s" "$(cpu_percent "$c0" "$(cpu_ticks "$pid")" "$t0" "$EPOCHREALTIME" 0)"
+    # The receiver ends 1 s after the last datagram.
+    wait_line "$TMP/rx-$tag.log" received 15 "$rx" || true
+    stop_pid "$rx"
+    sent=$(sed -n 's/.*sent=\([0-9]*\).*/\1/p' "$tx")
+    secs=$(sed -n 's/.*secs=\([0-9.]*\).*/\1/p' "$tx")
+    received=$(sed -n 's/^received=\([0-9]*\).*/\1/p' "$TMP/rx-$tag.log")
+    if [[ -z $sent || -z $secs || -z $received ]]; then
+        log "udp $s: no result (sender: $(tail -n 1 "$tx"); receiver: $(tail -n 1 "$TMP/rx-$tag.log"))"
+        record "udp,$s"
+        return 0
+    fi
+    record "udp,$s" "$(awk -v r="$received" -v t="$secs" 'BEGIN { printf "%.1f", r / t / 1000 }')"
+    record "udp-offered,$s" "$(awk -v n="$sent" -v t="$secs" 'BEGIN { printf "%.1f", n / t / 1000 }')"
+    record "udp-loss,$s" "$(awk -v n="$sent" -v r="$received" 'BEGIN { printf "%.1f", (n > 0 ? (n - r) / n * 100 : 0) }')"
 }
 
 # ---------------------------------------------------------------------------- report
@@ -537,6 +591,24 @@ report() {
         done
     fi
 
+    if testing udp; then
+        T=udp
+        printf '\n### (5) UDP through a published port, outside -> container: trains of %s datagrams of %s bytes per send (UDP GSO), flat out%s\n\n' \
+            "$UDP_TRAIN" "$UDP_SIZE" "$([[ -n ${VSWITCH_NO_UDP_GRO:-} ]] && echo "; vswitchd with VSWITCH_NO_UDP_GRO=1")"
+        header "setup"
+        for s in ${TEST_SETUPS[udp]}; do
+            [[ -n ${RES[udp,$s]:-} ]] && row "${LABEL[$s]}, received" "${RES[udp,$s]}" " kpps" 1
+            [[ -n ${RES[udp-offered,$s]:-} ]] && row "${LABEL[$s]}, offered" "${RES[udp-offered,$s]}" " kpps" 1
+            [[ -n ${RES[udp-loss,$s]:-} ]] && row "${LABEL[$s]}, lost" "${RES[udp-loss,$s]}" "%" 1
+        done
+        ratio_row vswitch kernel
+        ratio_row vswitch pasta
+        ratio_row pasta kernel
+        for s in vswitch pasta; do
+            [[ -n ${RES[udp-cpu,$s]:-} ]] && row "$s CPU (% of one core)" "${RES[udp-cpu,$s]}" "%"
+        done
+    fi
+
     printf '\n### Issue targets (same-run ratios, medians of the per-repetition ratios)\n\n'
     target "egress vswitch / pasta >= 1.0" egress vswitch pasta 1.0
     target "egress vswitch / slirp4netns >= 2.0" egress vswitch slirp 2.0
@@ -576,7 +648,7 @@ main() {
 
     local rep t s list order
     for ((rep = 1; rep <= REPEAT; rep++)); do
-        for t in egress inbound cps memory; do
+        for t in egress inbound cps memory udp; do
             testing "$t" || continue
             list=()
             for s in ${TEST_SETUPS[$t]}; do

@@ -6,7 +6,7 @@
 //! `recvmmsg(2)`.
 //!
 //! ```text
-//! udpflood send ADDR:PORT SECONDS [SIZE [RATE]]  # prints "sent=N secs=S"; RATE in datagrams/s, 0 = flat out
+//! udpflood send ADDR:PORT SECONDS [SIZE [RATE [TRAIN]]]  # prints "sent=N secs=S"; RATE in datagrams/s, 0 = flat out
 //! udpflood recv ADDR:PORT IDLE_MS          # prints "received=N span=S" when IDLE_MS pass without traffic
 //! ```
 //!
@@ -15,6 +15,9 @@
 //!
 //! With a RATE the sender paces itself: batches of `PACED_BATCH` datagrams, each sent when the
 //! running total falls behind `RATE × elapsed` (the script's loss-onset sweep).
+//!
+//! With a TRAIN above 1 every message is a UDP GSO train of TRAIN datagrams of SIZE bytes
+//! (`UDP_SEGMENT`), as QUIC servers send; `sent` still counts datagrams.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -45,6 +48,9 @@ unsafe extern "C" {
 const SOL_SOCKET: c_int = 1;
 const SO_SNDBUF: c_int = 7;
 const SO_RCVBUF: c_int = 8;
+/// `SOL_UDP` and `UDP_SEGMENT` from `<linux/udp.h>`.
+const SOL_UDP: c_int = 17;
+const UDP_SEGMENT: c_int = 103;
 
 /// One batch of message headers pointing at `BATCH` buffers of `size` bytes each.
 struct Batch {
@@ -106,11 +112,19 @@ fn set_buffer(sock: &UdpSocket, opt: c_int) {
     }
 }
 
-fn send(dst: SocketAddr, secs: f64, size: usize, rate: u64) -> io::Result<()> {
+fn send(dst: SocketAddr, secs: f64, size: usize, rate: u64, train: usize) -> io::Result<()> {
     let sock = UdpSocket::bind(if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
     sock.connect(dst)?;
     set_buffer(&sock, SO_SNDBUF);
-    let mut batch = Batch::new(size);
+    if train > 1 {
+        let segment = size as c_int;
+        // SAFETY: `segment` is a live c_int and the length passed matches its size.
+        let rc = unsafe { setsockopt(sock.as_raw_fd(), SOL_UDP, UDP_SEGMENT, (&raw const segment).cast(), 4) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let mut batch = Batch::new(size * train);
     let limit = Duration::from_secs_f64(secs);
     let start = Instant::now();
     let mut sent: u64 = 0;
@@ -130,7 +144,7 @@ fn send(dst: SocketAddr, secs: f64, size: usize, rate: u64) -> io::Result<()> {
             }
         }
         match batch.send(&sock, count) {
-            Ok(n) => sent += n as u64,
+            Ok(n) => sent += (n * train) as u64,
             // ICMP port unreachable (receiver not up yet) or a full device queue: keep going.
             Err(e) if matches!(e.raw_os_error(), Some(libc_errno::ECONNREFUSED | libc_errno::ENOBUFS)) => errors += 1,
             Err(e) => return Err(e),
@@ -178,18 +192,19 @@ mod libc_errno {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: udpflood send ADDR:PORT SECONDS [SIZE [RATE]] | udpflood recv ADDR:PORT IDLE_MS");
+    eprintln!("usage: udpflood send ADDR:PORT SECONDS [SIZE [RATE [TRAIN]]] | udpflood recv ADDR:PORT IDLE_MS");
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parsed = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["send", addr, secs, rest @ ..] if rest.len() <= 2 => {
+        ["send", addr, secs, rest @ ..] if rest.len() <= 3 => {
             let size = rest.first().map_or(Ok(64), |s| s.parse());
             let rate = rest.get(1).map_or(Ok(0), |s| s.parse());
-            match (addr.parse(), secs.parse(), size, rate) {
-                (Ok(a), Ok(s), Ok(z), Ok(r)) if z > 0 && z <= 65507 => Some(send(a, s, z, r)),
+            let train = rest.get(2).map_or(Ok(1), |s| s.parse::<usize>());
+            match (addr.parse(), secs.parse(), size, rate, train) {
+                (Ok(a), Ok(s), Ok(z), Ok(r), Ok(t)) if z > 0 && t > 0 && z * t <= 65507 => Some(send(a, s, z, r, t)),
                 _ => None,
             }
         }

@@ -95,6 +95,16 @@ impl Family {
         ETH + self.ip_len() + 8
     }
 
+    /// The largest UDP payload one datagram (or UDP GSO train) of this
+    /// family carries: IPv4's total length and IPv6's payload length are
+    /// 16 bits.
+    pub const fn max_udp_payload(self) -> usize {
+        match self {
+            Family::V4 => 65_535 - IP - 8,
+            Family::V6 => 65_535 - 8,
+        }
+    }
+
     /// Where an ICMP (ICMPv6) message starts in a frame the translator writes.
     pub const fn icmp_message(self) -> usize {
         ETH + self.ip_len()

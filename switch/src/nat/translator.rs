@@ -1280,6 +1280,16 @@ impl Translator {
         segment: Option<u16>,
         out: &mut Emit,
     ) -> Option<DataFrame> {
+        // A client of the other family may have sent more than this
+        // family's datagrams carry (an IPv6 one over 65,507 bytes toward
+        // an IPv4 backend): the train keeps the datagrams that fit; a
+        // datagram that large has no way to the sandbox.
+        let max = head.family().max_udp_payload();
+        let len = match segment.map(usize::from) {
+            _ if len <= max => len,
+            Some(size) if size > 0 && size <= max => max / size * size,
+            _ => return None,
+        };
         let (frame_len, hdr) = packet::write_udp(buf, head, len);
         let made = DataFrame { port, len: frame_len, hdr };
         let Some(size) = segment.map(usize::from).filter(|&size| size > 0 && size < len) else {
@@ -1367,6 +1377,13 @@ impl Translator {
             Proto::Udp => family.udp_payload(),
             Proto::Icmp => family.icmp_message(),
         })
+    }
+
+    /// The most bytes one read from flow `id`'s datagram socket may bring
+    /// (a datagram or a UDP GRO train of the flow's family): reads cut
+    /// shorter would lose the rest.
+    pub fn datagram_room(&self, id: FlowId) -> Option<usize> {
+        Some(self.table.get(id)?.head.family().max_udp_payload())
     }
 
     /// A datagram from `client` arrived on published UDP port `listener`

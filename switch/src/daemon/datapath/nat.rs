@@ -120,7 +120,13 @@ impl NatIo {
             out: Emit::default(),
             datagrams_ready: ReadyFlows::default(),
             listeners_ready: Vec::new(),
-            options: SocketOptions { peek_offset: peek_offset_usable(), udp_gro: true },
+            // Trains reach sandboxes as GSO_UDP_L4 frames, which TAPs and
+            // packet sockets take from Linux 6.2. `VSWITCH_NO_UDP_GRO=1`:
+            // datagrams one by one (A/B benchmarks).
+            options: SocketOptions {
+                peek_offset: peek_offset_usable(),
+                udp_gro: std::env::var_os("VSWITCH_NO_UDP_GRO").is_none() && crate::sys::tap::kernel_takes_uso(),
+            },
             skipped: Vec::new(),
             reassembly: Reassembler::new(),
         }
@@ -240,8 +246,9 @@ pub(super) struct SocketOptions {
     /// bytes already sent are peeked into `skipped` again.
     peek_offset: bool,
     /// UDP sockets coalesce what arrives into trains (`UDP_GRO`), which
-    /// reach sandboxes as `GSO_UDP_L4` frames: on unless a port's device
-    /// cannot write those (a TAP on a kernel without USO, before 6.2).
+    /// reach sandboxes as `GSO_UDP_L4` frames: on from Linux 6.2, whose
+    /// TAPs and packet sockets take those (and off once a TAP negotiated
+    /// no USO all the same).
     pub(super) udp_gro: bool,
 }
 
@@ -292,7 +299,9 @@ fn open_icmp(to: SocketAddr, id: u16) -> io::Result<FlowSocket> {
 /// call, one skb the kernel cuts, or passes on whole where the route's
 /// device takes UDP GSO). `None` when the kernel refuses it as a train
 /// (see [`dgram::send_train`]): its datagrams then go one at a time, each
-/// with its own outcome (a too-big one gets its ICMP error).
+/// with its own outcome (a too-big one gets its ICMP error). A full send
+/// buffer (`WouldBlock`) loses the whole train, as it would each of its
+/// datagrams sent alone.
 fn send_as_train(fd: BorrowedFd<'_>, to: Option<SocketAddr>, data: &[u8], segment: usize) -> Option<io::Result<()>> {
     let segment = u16::try_from(segment).ok()?;
     match dgram::send_train(fd, to, data, segment) {
@@ -1047,6 +1056,7 @@ impl Datapath {
     fn receive_flow_datagrams(&mut self, id: FlowId, now: u64) -> bool {
         let mut got = [dgram::Datagram::EMPTY; dgram::MAX_BATCH];
         let Some(at) = self.nat.translator.payload_offset(id) else { return true };
+        let max_payload = self.nat.translator.datagram_room(id).unwrap_or(MAX_UDP_PAYLOAD);
         let offset = HDR + at;
         loop {
             let Some(Some(FlowSocket::Datagram { socket, .. })) = self.nat.sockets.get(id.0 as usize) else {
@@ -1058,7 +1068,7 @@ impl Datapath {
             if want == 0 {
                 return false;
             }
-            match dgram::recv_batch(socket.as_fd(), free.take(want), offset, MAX_UDP_PAYLOAD, &mut got) {
+            match dgram::recv_batch(socket.as_fd(), free.take(want), offset, max_payload, &mut got) {
                 Ok(n) => {
                     self.batch.use_buffers(n);
                     for (i, d) in got[..n].iter().enumerate() {
@@ -1164,7 +1174,8 @@ impl Datapath {
                 return true;
             }
             let offset = HDR + family.udp_payload();
-            let n = match dgram::recv_batch(socket.as_fd(), free.take(want), offset, MAX_UDP_PAYLOAD, &mut got) {
+            let max_payload = family.max_udp_payload();
+            let n = match dgram::recv_batch(socket.as_fd(), free.take(want), offset, max_payload, &mut got) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return false,

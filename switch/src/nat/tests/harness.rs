@@ -771,6 +771,21 @@ impl Bench {
         Some((df, out))
     }
 
+    /// A datagram, or with `segment` a UDP GRO train, from `client` on
+    /// published port `l`: the frame the translator wrote, unchecked.
+    pub(super) fn udp_inbound_raw(
+        &mut self,
+        l: ListenerId,
+        client: SocketAddr,
+        payload: &[u8],
+        segment: Option<u16>,
+    ) -> Option<DataFrame> {
+        let at = Family::of(client.ip()).udp_payload();
+        let mut buf = vec![0u8; Family::V6.udp_payload() + payload.len()];
+        buf[at..at + payload.len()].copy_from_slice(payload);
+        self.tr.udp_inbound(l, client, &mut buf, payload.len(), segment, self.now, &mut self.out)
+    }
+
     pub(super) fn udp_inbound(
         &mut self,
         l: ListenerId,

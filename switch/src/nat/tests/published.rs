@@ -471,6 +471,21 @@ fn a_sandbox_reply_sent_as_a_udp_gso_train_leaves_the_listener_as_one() {
 }
 
 #[test]
+fn an_ipv6_clients_train_longer_than_ipv4_carries_keeps_the_datagrams_that_fit() {
+    let mut b = published(1);
+    let l6 = ListenerId(5);
+    b.tr.set_listener(l6, Proto::Udp, sa6([0; 8], 5353), vec![Backend { port: 53, ..backend(0) }]);
+    let client = sa6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], 40_000);
+    // 65,527 bytes: all an IPv6 datagram carries, 20 more than IPv4's.
+    let df = b.udp_inbound_raw(l6, client, &[1; 65_527], Some(1000)).expect("a frame");
+    assert_eq!(df.len, crate::nat::Family::V4.udp_payload() + 65_000, "65 whole datagrams of 1,000 bytes");
+    assert_eq!((df.hdr.gso_type, df.hdr.gso_size), (crate::wire::VirtioNetHdr::GSO_UDP_L4, 1000));
+    // One datagram that long has no IPv4 form at all.
+    assert!(b.udp_inbound_raw(l6, client, &[1; 65_527], None).is_none());
+    b.no_frames();
+}
+
+#[test]
 fn udp_loopback_client_is_shown_as_the_gateway() {
     let mut b = published(1);
     let lo = sa([127, 0, 0, 1], 7777);

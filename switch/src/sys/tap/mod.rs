@@ -344,6 +344,25 @@ impl AsRawFd for Tap {
 }
 
 /// Linux `dev_valid_name` rules, plus the TUN length limit.
+/// Whether this kernel's TAPs (and packet sockets) take `GSO_UDP_L4`
+/// frames written with a virtio-net header: UDP segmentation offload in
+/// tun and `virtio_net_hdr_to_skb` came with Linux 6.2. Read from the
+/// running kernel's release; an unreadable one counts as too old.
+pub fn kernel_takes_uso() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|release| release_version(&release))
+        .is_some_and(|version| version >= (6, 2))
+}
+
+/// The (major, minor) of a kernel release string such as `6.18.0-1-amd64`.
+fn release_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.trim().split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 fn validate_name(name: &str, required: bool) -> Result<(), TapError> {
     let bad = (required && name.is_empty())
         || name.len() >= ioctl::IFNAMSIZ
@@ -355,6 +374,15 @@ fn validate_name(name: &str, required: bool) -> Result<(), TapError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn kernel_releases_read_as_major_and_minor() {
+        assert_eq!(release_version("6.18.0-1-amd64\n"), Some((6, 18)));
+        assert_eq!(release_version("6.2"), Some((6, 2)));
+        assert_eq!(release_version("5.15.0-91-generic"), Some((5, 15)));
+        assert_eq!(release_version("garbage"), None);
+        assert!(release_version("6.1.0").is_some_and(|v| v < (6, 2)));
+    }
+
     use super::*;
 
     #[test]
