@@ -36,7 +36,9 @@
 #       send, flat out) to a receiver in the container; datagrams received per second and
 #       lost: vswitch (-p 15300:5300/udp), pasta (-u 25300:5300), kernel routing. Run it with
 #       VSWITCH_NO_UDP_GRO=1 in the environment for vswitchd without UDP GRO (datagrams read
-#       and written to the sandbox one by one), against the same-run kernel baseline
+#       and written to the sandbox one by one), against the same-run kernel baseline. Then the
+#       same trains the other way, container -> a receiver at the far address (egress):
+#       vswitch, pasta, kernel routing
 # Prints one table per test with every repetition, the median and the min-max spread, the
 # same-run ratios, and the issue's targets.
 #
@@ -118,6 +120,7 @@ declare -A LABEL=([vswitch]="vswitchd translator" [pasta]="pasta (passt)" [slirp
     [socat]="socat proxy in the host (docker-proxy stand-in)" [kernel]="kernel routing, no translation")
 # Which setups each test measures (those selected in SETUPS).
 declare -A TEST_SETUPS=([egress]="vswitch pasta slirp kernel" [inbound]="vswitch pasta socat kernel"
+    [udp-egress]="vswitch pasta kernel"
     [cps]="vswitch pasta socat kernel" [memory]="vswitch pasta slirp" [udp]="vswitch pasta kernel")
 
 declare -A RES=()      # "test,setup" -> space-separated values, one per repetition (NA when missing)
@@ -415,24 +418,29 @@ measure_memory() {
     sleep 2
 }
 
-# UDP trains through a published port: setup $1, repetition $2. Records received datagrams
-# per second (thousands), the loss and the translating process's CPU.
+# UDP trains through a published port (test udp), or from the container to the far address
+# (udp-egress): setup $1, repetition $2, test $3 (default udp). Records received datagrams per
+# second (thousands), the offered rate, the loss and the translating process's CPU.
 measure_udp() {
-    local s=$1 rep=$2 pid=${PIDOF[$1]:-} tag=udp-$1-$2 rx tx c0 t0 sent secs received
-    log "rep $rep: UDP trains, $s"
-    bg "rx-$tag" "${CNS[$s]}" "$UDPFLOOD" recv "0.0.0.0:$UDP_PORT" 1000
+    local s=$1 rep=$2 t=${3:-udp} pid=${PIDOF[$1]:-} tag=${3:-udp}-$1-$2 rx tx c0 t0 sent secs received
+    local rx_ns=${CNS[$s]} tx_ns=$NSO to=${IN_UDP[$s]:-}
+    if [[ $t == udp-egress ]]; then
+        rx_ns=$NSO tx_ns=${CNS[$s]} to=$FAR_IP:$UDP_PORT
+    fi
+    log "rep $rep: UDP trains ($t), $s"
+    bg "rx-$tag" "$rx_ns" "$UDPFLOOD" recv "0.0.0.0:$UDP_PORT" 1000
     rx=$LAST_PID
     if ! wait_line "$TMP/rx-$tag.log" listening 10 "$rx"; then
-        log "udp $s: the receiver did not start: $(tail -n 1 "$TMP/rx-$tag.log")"
+        log "$t $s: the receiver did not start: $(tail -n 1 "$TMP/rx-$tag.log")"
         stop_pid "$rx"
-        record "udp,$s"
+        record "$t,$s"
         return 0
     fi
     tx=$TMP/tx-$tag.log
     c0=$([[ -n $pid ]] && cpu_ticks "$pid" || echo 0) t0=$EPOCHREALTIME
-    timeout $((DURATION + 20)) nsenter --net="/run/netns/$NSO" -- "$UDPFLOOD" send "${IN_UDP[$s]}" "$DURATION" \
-        "$UDP_SIZE" 0 "$UDP_TRAIN" >"$tx" 2>&1 || log "udp $s: sender failed: $(tail -n 1 "$tx")"
-    [[ -z $pid ]] || record "udp-cpu,$s" "$(cpu_percent "$c0" "$(cpu_ticks "$pid")" "$t0" "$EPOCHREALTIME" 0)"
+    timeout $((DURATION + 20)) nsenter --net="/run/netns/$tx_ns" -- "$UDPFLOOD" send "$to" "$DURATION" \
+        "$UDP_SIZE" 0 "$UDP_TRAIN" >"$tx" 2>&1 || log "$t $s: sender failed: $(tail -n 1 "$tx")"
+    [[ -z $pid ]] || record "$t-cpu,$s" "$(cpu_percent "$c0" "$(cpu_ticks "$pid")" "$t0" "$EPOCHREALTIME" 0)"
     # The receiver ends 1 s after the last datagram.
     wait_line "$TMP/rx-$tag.log" received 15 "$rx" || true
     stop_pid "$rx"
@@ -440,14 +448,17 @@ measure_udp() {
     secs=$(sed -n 's/.*secs=\([0-9.]*\).*/\1/p' "$tx")
     received=$(sed -n 's/^received=\([0-9]*\).*/\1/p' "$TMP/rx-$tag.log")
     if [[ -z $sent || -z $secs || -z $received ]]; then
-        log "udp $s: no result (sender: $(tail -n 1 "$tx"); receiver: $(tail -n 1 "$TMP/rx-$tag.log"))"
-        record "udp,$s"
+        log "$t $s: no result (sender: $(tail -n 1 "$tx"); receiver: $(tail -n 1 "$TMP/rx-$tag.log"))"
+        record "$t,$s"
         return 0
     fi
-    record "udp,$s" "$(awk -v r="$received" -v t="$secs" 'BEGIN { printf "%.1f", r / t / 1000 }')"
-    record "udp-offered,$s" "$(awk -v n="$sent" -v t="$secs" 'BEGIN { printf "%.1f", n / t / 1000 }')"
-    record "udp-loss,$s" "$(awk -v n="$sent" -v r="$received" 'BEGIN { printf "%.1f", (n > 0 ? (n - r) / n * 100 : 0) }')"
+    record "$t,$s" "$(awk -v r="$received" -v t="$secs" 'BEGIN { printf "%.1f", r / t / 1000 }')"
+    record "$t-offered,$s" "$(awk -v n="$sent" -v t="$secs" 'BEGIN { printf "%.1f", n / t / 1000 }')"
+    record "$t-loss,$s" "$(awk -v n="$sent" -v r="$received" 'BEGIN { printf "%.1f", (n > 0 ? (n - r) / n * 100 : 0) }')"
 }
+
+# The same trains from the container to the far address: setup $1, repetition $2.
+measure_udp-egress() { measure_udp "$1" "$2" udp-egress; }
 
 # ---------------------------------------------------------------------------- report
 
@@ -508,6 +519,26 @@ target() {
     m=$(median "$r")
     printf -- '- %s: median %s× (repetitions %s) — %s\n' "$what" "$m" "$r" \
         "$(awk -v m="$m" -v min="$min" 'BEGIN { if (m !~ /^[0-9.]+$/) print "not measured"; else if (m >= min) print "met"; else print "NOT met" }')"
+}
+
+# udp_report TEST TITLE: the table of test (5) or (5b).
+udp_report() {
+    local s
+    T=$1
+    printf '\n### %s: trains of %s datagrams of %s bytes per send (UDP GSO), flat out%s\n\n' "$2" \
+        "$UDP_TRAIN" "$UDP_SIZE" "$([[ -n ${VSWITCH_NO_UDP_GRO:-} ]] && echo "; vswitchd with VSWITCH_NO_UDP_GRO=1")"
+    header "setup"
+    for s in ${TEST_SETUPS[udp]}; do
+        [[ -n ${RES[$T,$s]:-} ]] && row "${LABEL[$s]}, received" "${RES[$T,$s]}" " kpps" 1
+        [[ -n ${RES[$T-offered,$s]:-} ]] && row "${LABEL[$s]}, offered" "${RES[$T-offered,$s]}" " kpps" 1
+        [[ -n ${RES[$T-loss,$s]:-} ]] && row "${LABEL[$s]}, lost" "${RES[$T-loss,$s]}" "%" 1
+    done
+    ratio_row vswitch kernel
+    ratio_row vswitch pasta
+    ratio_row pasta kernel
+    for s in vswitch pasta; do
+        [[ -n ${RES[$T-cpu,$s]:-} ]] && row "$s CPU (% of one core)" "${RES[$T-cpu,$s]}" "%"
+    done
 }
 
 report() {
@@ -592,23 +623,11 @@ report() {
     fi
 
     if testing udp; then
-        T=udp
-        printf '\n### (5) UDP through a published port, outside -> container: trains of %s datagrams of %s bytes per send (UDP GSO), flat out%s\n\n' \
-            "$UDP_TRAIN" "$UDP_SIZE" "$([[ -n ${VSWITCH_NO_UDP_GRO:-} ]] && echo "; vswitchd with VSWITCH_NO_UDP_GRO=1")"
-        header "setup"
-        for s in ${TEST_SETUPS[udp]}; do
-            [[ -n ${RES[udp,$s]:-} ]] && row "${LABEL[$s]}, received" "${RES[udp,$s]}" " kpps" 1
-            [[ -n ${RES[udp-offered,$s]:-} ]] && row "${LABEL[$s]}, offered" "${RES[udp-offered,$s]}" " kpps" 1
-            [[ -n ${RES[udp-loss,$s]:-} ]] && row "${LABEL[$s]}, lost" "${RES[udp-loss,$s]}" "%" 1
-        done
-        ratio_row vswitch kernel
-        ratio_row vswitch pasta
-        ratio_row pasta kernel
-        for s in vswitch pasta; do
-            [[ -n ${RES[udp-cpu,$s]:-} ]] && row "$s CPU (% of one core)" "${RES[udp-cpu,$s]}" "%"
-        done
+        udp_report udp "(5) UDP through a published port, outside -> container"
+        udp_report udp-egress "(5b) UDP egress, container -> outside namespace ($FAR_IP)"
     fi
 
+    printf '\n### Issue targets (same-run ratios, medians of the per-repetition ratios)\n\n'
     printf '\n### Issue targets (same-run ratios, medians of the per-repetition ratios)\n\n'
     target "egress vswitch / pasta >= 1.0" egress vswitch pasta 1.0
     target "egress vswitch / slirp4netns >= 2.0" egress vswitch slirp 2.0
@@ -648,8 +667,8 @@ main() {
 
     local rep t s list order
     for ((rep = 1; rep <= REPEAT; rep++)); do
-        for t in egress inbound cps memory udp; do
-            testing "$t" || continue
+        for t in egress inbound cps memory udp udp-egress; do
+            testing "${t%-egress}" || continue
             list=()
             for s in ${TEST_SETUPS[$t]}; do
                 selected "$s" && [[ -z ${STATUS[$s]:-} ]] && list+=("$s")
