@@ -882,6 +882,16 @@ fn udp_gso_trains_from_a_sandbox_leave_as_their_datagrams_both_ways() {
     assert_eq!(datagrams, want, "the train's datagrams, in order, each whole");
     assert!(got.iter().all(|(_, from)| from.ip() == lab.daemon_addr), "translated to the daemon's address: {got:?}");
     assert_eq!(d.drops_of(&info.port, "nat_unsupported"), 0, "no train refused");
+
+    // Datagrams sent one by one, back to back, which the translator may
+    // send on as trains of its own: every one whole, in order.
+    let plain = in_netns(&sb, move || std::net::UdpSocket::bind((own, 0))).unwrap().unwrap();
+    let burst: Vec<Vec<u8>> = (0..40u8).map(|k| vec![k; 900 + usize::from(k % 3) * 50]).collect();
+    for datagram in &burst {
+        plain.send_to(datagram, sa(lab.far_addr, 7008)).unwrap();
+    }
+    let got: Vec<Vec<u8>> = receive_datagrams(&far, burst.len()).into_iter().map(|(b, _)| b).collect();
+    assert_eq!(got, burst, "each datagram whole, in order");
 }
 
 /// Frames the switch sent out of port `port` (summed over networks).

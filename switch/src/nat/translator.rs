@@ -31,6 +31,9 @@ const DATAGRAM_IDLE_MS: u64 = 120_000;
 const STREAM_AFTER_MS: u64 = 2_000;
 /// Bytes all flows together may park for sockets that are full.
 const PENDING_BUDGET: usize = 64 * 1024 * 1024;
+/// Datagrams one held train carries at most (the kernel's `UDP_SEGMENT`
+/// limit before Linux 6.x raised it to 128).
+const TRAIN_MAX: usize = 64;
 
 /// The sockets the translator works through. The daemon implements it with
 /// kernel sockets it registers with its event loop; tests with a model.
@@ -228,6 +231,58 @@ pub struct Translator {
     /// Where a datagram of a train too wide for its network is written
     /// before it is fragmented (reused).
     scratch: Vec<u8>,
+    /// A sandbox's datagrams of one UDP flow, held to leave together.
+    held: Held,
+}
+
+/// Datagrams of one UDP flow that a sandbox sent back to back, held so
+/// that they leave as one train (one system call, one skb) when the daemon
+/// calls [`Translator::flush_datagrams`] after the batch, or as soon as
+/// another flow's datagram or a different size comes. Its buffers are
+/// reused.
+#[derive(Debug, Default)]
+struct Held {
+    flow: Option<FlowId>,
+    /// The size of every datagram but a shorter last one.
+    segment: usize,
+    count: usize,
+    /// A shorter datagram ended the train.
+    closed: bool,
+    bytes: Vec<u8>,
+    /// What an ICMP error about the train quotes: its first datagram's
+    /// headers, as for a datagram sent alone.
+    quote: Vec<u8>,
+}
+
+impl Held {
+    /// Whether a datagram of `len` bytes of flow `id` can join the train,
+    /// which may carry `max` bytes in all.
+    fn joins(&self, id: FlowId, len: usize, max: usize) -> bool {
+        self.flow == Some(id)
+            && !self.closed
+            && len <= self.segment
+            && self.count < TRAIN_MAX
+            && self.bytes.len() + len <= max
+    }
+
+    /// Adds a datagram that [`Held::joins`].
+    fn push(&mut self, payload: &[u8]) {
+        self.closed = payload.len() < self.segment;
+        self.count += 1;
+        self.bytes.extend_from_slice(payload);
+    }
+
+    /// Starts a train of flow `id` with `payload` (the held one is gone).
+    fn start(&mut self, id: FlowId, payload: &[u8], quote: &[u8]) {
+        self.flow = Some(id);
+        self.segment = payload.len();
+        self.count = 1;
+        self.closed = false;
+        self.bytes.clear();
+        self.bytes.extend_from_slice(payload);
+        self.quote.clear();
+        self.quote.extend_from_slice(quote);
+    }
 }
 
 impl Translator {
@@ -254,6 +309,7 @@ impl Translator {
                 foldhash::fast::FixedState::with_seed(seed).hash_one("fragment id") as u32
             },
             scratch: Vec::new(),
+            held: Held::default(),
         }
     }
 
@@ -369,6 +425,10 @@ impl Translator {
     /// Removes a flow (its socket is the caller's business).
     fn drop_flow(&mut self, id: FlowId) {
         let Some(mut flow) = self.table.remove(id) else { return };
+        if self.held.flow == Some(id) {
+            // Its socket is closed: nothing held can leave.
+            self.held.flow = None;
+        }
         if let FlowState::Tcp(t) = &mut flow.state {
             self.pending_total -= t.pending.len();
         }
@@ -1187,9 +1247,9 @@ impl Translator {
         Some(id)
     }
 
-    /// Sends a sandbox's datagram (or, with `segment`, its UDP GSO train)
-    /// on flow `id`; an error the host reports becomes the ICMP error the
-    /// sandbox's stack expects.
+    /// Takes a sandbox's datagram (or, with `segment`, its UDP GSO train)
+    /// on flow `id`. A UDP datagram is held to leave with the flow's next
+    /// ones as one train (see [`Held`]); the rest leave at once.
     #[allow(clippy::too_many_arguments)]
     fn datagram_out(
         &mut self,
@@ -1210,6 +1270,46 @@ impl Translator {
         {
             *answered = true;
         }
+        let (udp, max) = (flow.key.proto == Proto::Udp, flow.head.family().max_udp_payload());
+        if udp && segment.is_none() && !payload.is_empty() {
+            if self.held.joins(id, payload.len(), max) {
+                self.held.push(payload);
+            } else {
+                self.flush_datagrams(host, out);
+                self.held.start(id, payload, quote);
+            }
+            return;
+        }
+        // What the flow holds leaves first: its order is kept.
+        if self.held.flow == Some(id) {
+            self.flush_datagrams(host, out);
+        }
+        self.send_datagrams(id, payload, segment, quote, host, out);
+    }
+
+    /// Sends the datagrams held back (see [`Held`]): one train, or the one
+    /// datagram. The daemon calls it once its batch of frames is through.
+    pub fn flush_datagrams(&mut self, host: &mut impl Host, out: &mut Emit) {
+        let Some(id) = self.held.flow.take() else { return };
+        let held = std::mem::take(&mut self.held);
+        let segment = (held.count > 1).then_some(held.segment);
+        self.send_datagrams(id, &held.bytes, segment, &held.quote, host, out);
+        self.held = held;
+    }
+
+    /// Sends a datagram (or, with `segment`, a train) of flow `id`; an
+    /// error the host reports becomes the ICMP error the sandbox's stack
+    /// expects, quoting `quote`.
+    fn send_datagrams(
+        &mut self,
+        id: FlowId,
+        payload: &[u8],
+        segment: Option<usize>,
+        quote: &[u8],
+        host: &mut impl Host,
+        out: &mut Emit,
+    ) {
+        let Some(flow) = self.table.get(id) else { return };
         let sent = match (flow.host, segment) {
             (HostSide::Own, None) => host.send(id, payload).map(drop),
             (HostSide::Own, Some(size)) => host.send_train(id, payload, size),

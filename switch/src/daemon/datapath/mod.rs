@@ -763,6 +763,7 @@ impl Datapath {
             self.clamp_mss();
             self.bridge.forward_batch(now, self.batch.frames(), &mut self.plan);
             self.transmit();
+            self.flush_nat_datagrams();
             self.flush_devices();
             self.nat.translator.flush_acks(&mut self.nat.out);
             if self.busy_gateways.is_empty() && self.injected.is_empty() && self.nat.out.is_empty() {

@@ -774,6 +774,14 @@ impl Datapath {
         }
     }
 
+    /// Sends what the translator held back of the batch's datagrams (one
+    /// train per run of a flow's datagrams, see `Translator::flush_datagrams`).
+    pub(super) fn flush_nat_datagrams(&mut self) {
+        let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
+        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
+        translator.flush_datagrams(&mut host, out);
+    }
+
     /// Frame `i` from `ingress` is a fragment of a datagram routed through
     /// `network`'s gateway, or sent to the gateway's own address
     /// (`to_gateway`): held until its datagram is whole, which is

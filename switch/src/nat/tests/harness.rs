@@ -602,18 +602,34 @@ impl Bench {
     }
 
     /// Feeds a frame from a sandbox on `NET`.
+    /// (A batch of one frame: datagrams held for a train leave at once.)
     pub(super) fn send(&mut self, frame: &[u8]) {
         self.tr.from_sandbox(NET, frame, None, self.now, &mut self.host, &mut self.out).expect("frame is supported");
+        self.tr.flush_datagrams(&mut self.host, &mut self.out);
+    }
+
+    /// Feeds frames from a sandbox on `NET` as one batch: held datagrams
+    /// leave after the last.
+    pub(super) fn send_batch(&mut self, frames: &[Vec<u8>]) {
+        for frame in frames {
+            self.tr
+                .from_sandbox(NET, frame, None, self.now, &mut self.host, &mut self.out)
+                .expect("frame is supported");
+        }
+        self.tr.flush_datagrams(&mut self.host, &mut self.out);
     }
 
     /// Feeds a UDP GSO train (a `GSO_UDP_L4` frame of `segment`-byte
     /// datagrams) from a sandbox on `NET`.
     pub(super) fn send_train(&mut self, frame: &[u8], segment: u16) -> Result<(), crate::nat::Unsupported> {
-        self.tr.from_sandbox(NET, frame, Some(segment), self.now, &mut self.host, &mut self.out)
+        let r = self.tr.from_sandbox(NET, frame, Some(segment), self.now, &mut self.host, &mut self.out);
+        self.tr.flush_datagrams(&mut self.host, &mut self.out);
+        r
     }
 
     pub(super) fn send_on(&mut self, net: NetworkId, frame: &[u8]) {
         self.tr.from_sandbox(net, frame, None, self.now, &mut self.host, &mut self.out).expect("frame is supported");
+        self.tr.flush_datagrams(&mut self.host, &mut self.out);
     }
 
     /// The control frames emitted since the last call, with their ports

@@ -334,7 +334,9 @@ fn with_extension(frame: &[u8], kind: u8, ext: &[u8]) -> Vec<u8> {
 }
 
 fn from_sandbox(b: &mut Bench, frame: &[u8]) -> Result<(), Unsupported> {
-    b.tr.from_sandbox(NET, frame, None, b.now, &mut b.host, &mut b.out)
+    let r = b.tr.from_sandbox(NET, frame, None, b.now, &mut b.host, &mut b.out);
+    b.tr.flush_datagrams(&mut b.host, &mut b.out);
+    r
 }
 
 #[test]

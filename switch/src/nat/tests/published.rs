@@ -486,6 +486,16 @@ fn an_ipv6_clients_train_longer_than_ipv4_carries_keeps_the_datagrams_that_fit()
 }
 
 #[test]
+fn a_sandboxs_answers_in_one_batch_leave_the_listener_as_one_train() {
+    let mut b = published(1);
+    b.udp_inbound(LU, client(1), b"query").unwrap();
+    let reply = |v: u8| udp_frame_from(backend(0).mac.0, udp_backend(0), client(1), &[v; 700]);
+    b.send_batch(&[reply(1), reply(2), reply(3)]);
+    let want: Vec<u8> = [1u8, 2, 3].iter().flat_map(|&v| vec![v; 700]).collect();
+    assert_eq!(b.host.take_calls(), vec![Call::SendTrainTo(LU, client(1), want, 700)]);
+}
+
+#[test]
 fn udp_loopback_client_is_shown_as_the_gateway() {
     let mut b = published(1);
     let lo = sa([127, 0, 0, 1], 7777);

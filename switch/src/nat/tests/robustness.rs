@@ -113,6 +113,7 @@ proptest! {
         framed.extend_from_slice(&[0x08, 0x00]);
         framed.extend_from_slice(&bytes);
         let _ = b.tr.from_sandbox(NET, &framed, None, b.now, &mut b.host, &mut b.out);
+        b.tr.flush_datagrams(&mut b.host, &mut b.out);
         let _ = b.tr.owns(NET, &framed);
         check_emitted(&mut b);
     }
@@ -131,6 +132,7 @@ proptest! {
         }
         let _ = b.tr.owns(NET, &frame);
         let _ = b.tr.from_sandbox(NET, &frame, None, b.now, &mut b.host, &mut b.out);
+        b.tr.flush_datagrams(&mut b.host, &mut b.out);
         check_emitted(&mut b);
         b.poll(b.now + 200_000);
         check_emitted(&mut b);

@@ -209,6 +209,62 @@ fn a_udp_gso_train_leaves_as_one_train_and_a_refusal_is_answered_once() {
 }
 
 #[test]
+fn datagrams_of_one_flow_in_one_batch_leave_as_trains_in_order() {
+    let mut b = Bench::new();
+    let id = open_udp(&mut b, sandbox(5000), dns(), b"q");
+    let d = |n: usize, v: u8| udp_frame(sandbox(5000), dns(), &vec![v; n]);
+    // Five of 1,000 bytes and a short one: one train.
+    b.host.calls.clear();
+    b.send_batch(&[d(1000, 1), d(1000, 2), d(1000, 3), d(1000, 4), d(1000, 5), d(300, 6)]);
+    let want: Vec<u8> = [(1000, 1), (1000, 2), (1000, 3), (1000, 4), (1000, 5), (300, 6)]
+        .iter()
+        .flat_map(|&(n, v)| vec![v; n])
+        .collect();
+    assert_eq!(b.host.calls, vec![Call::SendTrain(id, want, 1000)]);
+    // A short datagram ends a train; a larger one starts the next.
+    b.host.calls.clear();
+    b.send_batch(&[d(1000, 1), d(500, 2), d(1000, 3), d(1200, 4), d(1200, 5)]);
+    let bytes = |parts: &[(usize, u8)]| parts.iter().flat_map(|&(n, v)| vec![v; n]).collect::<Vec<u8>>();
+    assert_eq!(
+        b.host.calls,
+        vec![
+            Call::SendTrain(id, bytes(&[(1000, 1), (500, 2)]), 1000),
+            Call::Send(id, vec![3; 1000]),
+            Call::SendTrain(id, bytes(&[(1200, 4), (1200, 5)]), 1200),
+        ]
+    );
+    // At most 64 datagrams a train.
+    b.host.calls.clear();
+    b.send_batch(&vec![d(100, 7); 65]);
+    assert_eq!(b.host.calls, vec![Call::SendTrain(id, vec![7; 6400], 100), Call::Send(id, vec![7; 100])]);
+    // Two flows interleaved: each datagram leaves alone, in order.
+    let other = open_udp(&mut b, sandbox(5001), dns(), b"q");
+    b.host.calls.clear();
+    let e = |v: u8| udp_frame(sandbox(5001), dns(), &[v; 10]);
+    b.send_batch(&[d(10, 1), e(2), d(10, 3)]);
+    assert_eq!(
+        b.host.calls,
+        vec![Call::Send(id, vec![1; 10]), Call::Send(other, vec![2; 10]), Call::Send(id, vec![3; 10])]
+    );
+    let f = b.tr.flows(b.now).into_iter().find(|(i, _)| *i == id).unwrap().1;
+    assert_eq!(f.bytes_from_sandbox, 1 + 5300 + 4900 + 6500 + 20, "every datagram counted as it came");
+}
+
+#[test]
+fn a_refused_train_is_answered_once_quoting_its_first_datagram() {
+    let mut b = Bench::new();
+    let id = open_udp(&mut b, sandbox(5000), dns(), b"q");
+    b.host.send_errors.insert(id, libc::ECONNREFUSED);
+    let first = udp_frame(sandbox(5000), dns(), &[1; 100]);
+    b.send_batch(&[first.clone(), udp_frame(sandbox(5000), dns(), &[2; 100])]);
+    let mut f = b.frames();
+    assert_eq!(f.len(), 1, "one error for the train");
+    let Out::Icmp { icmp_type, payload, .. } = f.remove(0) else { panic!("not ICMP") };
+    assert_eq!(icmp_type_code(&icmp_type), (3, 3));
+    assert_eq!(payload, &first[14..14 + 28]);
+}
+
+#[test]
 fn the_default_host_sends_a_train_one_datagram_at_a_time_and_stops_at_an_error() {
     struct Counting(Vec<usize>, Option<usize>);
     impl Host for Counting {
