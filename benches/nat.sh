@@ -539,6 +539,7 @@ udp_report() {
     for s in vswitch pasta; do
         [[ -n ${RES[$T-cpu,$s]:-} ]] && row "$s CPU (% of one core)" "${RES[$T-cpu,$s]}" "%"
     done
+    return 0
 }
 
 report() {
@@ -627,7 +628,6 @@ report() {
         udp_report udp-egress "(5b) UDP egress, container -> outside namespace ($FAR_IP)"
     fi
 
-    printf '\n### Issue targets (same-run ratios, medians of the per-repetition ratios)\n\n'
     printf '\n### Issue targets (same-run ratios, medians of the per-repetition ratios)\n\n'
     target "egress vswitch / pasta >= 1.0" egress vswitch pasta 1.0
     target "egress vswitch / slirp4netns >= 2.0" egress vswitch slirp 2.0

@@ -23,5 +23,5 @@ mod types;
 
 pub use flow::{FlowId, ListenerId};
 pub use packet::{Family, ICMP_MESSAGE, MAX_TCP_PAYLOAD, MAX_UDP_PAYLOAD, TCP_PAYLOAD, UDP_PAYLOAD, Unsupported};
-pub use translator::{DataFrame, Emit, Host, Limits, NetView, Translator};
+pub use translator::{DataFrame, Emit, Host, Limits, NetView, Translator, each_datagram};
 pub use types::{Backend, Counters, Direction, FlowInfo, Mesh, Proto, Publication};

@@ -49,17 +49,18 @@ pub trait Host {
     /// Sends one datagram from a published UDP port's socket to a client.
     fn send_to(&mut self, listener: ListenerId, to: SocketAddr, data: &[u8]) -> io::Result<()>;
     /// Sends `data` on UDP flow `flow`'s own socket as a train of datagrams
-    /// of `segment` bytes each (the last may be shorter), as the sandbox
-    /// sent it (UDP GSO). The daemon sends it as one GSO train where the
-    /// kernel takes it; by default, and where it does not, one datagram at
-    /// a time, stopping at the first error, which is returned.
+    /// of `segment` bytes each (the last may be shorter): a sandbox's UDP
+    /// GSO frame, or its datagrams of one flow that came back to back. The
+    /// daemon sends it as one GSO train where the kernel takes it; by
+    /// default, and where it does not, one datagram at a time
+    /// ([`each_datagram`]).
     fn send_train(&mut self, flow: FlowId, data: &[u8], segment: usize) -> io::Result<()> {
-        data.chunks(segment.max(1)).try_for_each(|d| self.send(flow, d).map(drop))
+        each_datagram(data, segment, |d| self.send(flow, d).map(drop))
     }
     /// As [`Host::send_train`], from a published UDP port's socket to a
     /// client.
     fn send_train_to(&mut self, listener: ListenerId, to: SocketAddr, data: &[u8], segment: usize) -> io::Result<()> {
-        data.chunks(segment.max(1)).try_for_each(|d| self.send_to(listener, to, d))
+        each_datagram(data, segment, |d| self.send_to(listener, to, d))
     }
     /// Shuts the flow's TCP socket down for writing (the sandbox sent FIN).
     fn shutdown_write(&mut self, flow: FlowId);
@@ -75,6 +76,21 @@ pub trait Host {
     /// destination (`IPV6_MTU`), after it reported `EMSGSIZE` (an ICMPv6
     /// packet too big arrived).
     fn path_mtu(&mut self, flow: FlowId) -> Option<u32>;
+}
+
+/// Sends a train's datagrams (`segment` bytes each, the last maybe
+/// shorter) one at a time with `send`, every one whatever happened to the
+/// others; returns the first error.
+pub fn each_datagram(data: &[u8], segment: usize, mut send: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    let mut first = Ok(());
+    for datagram in data.chunks(segment.max(1)) {
+        if let Err(e) = send(datagram)
+            && first.is_ok()
+        {
+            first = Err(e);
+        }
+    }
+    first
 }
 
 /// What the translator knows of a network with a gateway.
@@ -233,6 +249,9 @@ pub struct Translator {
     scratch: Vec<u8>,
     /// A sandbox's datagrams of one UDP flow, held to leave together.
     held: Held,
+    /// Whether datagrams are held for trains at all (the daemon turns it
+    /// off where the kernel has no UDP GSO, or on request).
+    hold_datagrams: bool,
 }
 
 /// Datagrams of one UDP flow that a sandbox sent back to back, held so
@@ -310,6 +329,7 @@ impl Translator {
             },
             scratch: Vec::new(),
             held: Held::default(),
+            hold_datagrams: true,
         }
     }
 
@@ -1271,7 +1291,7 @@ impl Translator {
             *answered = true;
         }
         let (udp, max) = (flow.key.proto == Proto::Udp, flow.head.family().max_udp_payload());
-        if udp && segment.is_none() && !payload.is_empty() {
+        if udp && segment.is_none() && !payload.is_empty() && self.hold_datagrams {
             if self.held.joins(id, payload.len(), max) {
                 self.held.push(payload);
             } else {
@@ -1285,6 +1305,12 @@ impl Translator {
             self.flush_datagrams(host, out);
         }
         self.send_datagrams(id, payload, segment, quote, host, out);
+    }
+
+    /// Whether a sandbox's datagrams of one flow that come back to back are
+    /// held to leave as one train (on by default); off, each leaves alone.
+    pub fn set_hold_datagrams(&mut self, on: bool) {
+        self.hold_datagrams = on;
     }
 
     /// Sends the datagrams held back (see [`Held`]): one train, or the one

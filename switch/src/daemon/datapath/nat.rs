@@ -29,7 +29,7 @@ use crate::daemon::batch::{HDR, Placed, RxEntry};
 use crate::nat::reassembly::{Outcome, Reassembler, is_fragment};
 use crate::nat::{
     DataFrame, Emit, Family, FlowId, FlowInfo, Host, Limits, ListenerId, MAX_UDP_PAYLOAD, NetView, Proto, Publication,
-    TCP_PAYLOAD, Translator, Unsupported,
+    TCP_PAYLOAD, Translator, Unsupported, each_datagram,
 };
 use crate::offload::ChecksumState;
 use crate::port::{NetworkId, PortId};
@@ -112,21 +112,27 @@ impl NatIo {
     }
 
     pub(super) fn new(limits: Limits, seed: u64) -> NatIo {
+        // Trains reach sandboxes as GSO_UDP_L4 frames, which TAPs and
+        // packet sockets take from Linux 6.2. `VSWITCH_NO_UDP_GRO=1`:
+        // datagrams from the host one by one; `VSWITCH_NO_UDP_GSO=1`:
+        // datagrams to the host one by one (for paths that lose UDP GSO
+        // packets, and A/B benchmarks).
+        let options = SocketOptions {
+            peek_offset: peek_offset_usable(),
+            udp_gro: std::env::var_os("VSWITCH_NO_UDP_GRO").is_none() && crate::sys::tap::kernel_takes_uso(),
+            udp_gso: std::env::var_os("VSWITCH_NO_UDP_GSO").is_none() && crate::sys::tap::kernel_takes_uso(),
+        };
+        let mut translator = Translator::new(limits, seed);
+        translator.set_hold_datagrams(options.udp_gso);
         NatIo {
-            translator: Translator::new(limits, seed),
+            translator,
             sockets: Vec::new(),
             listeners: Vec::new(),
             by_address: HashMap::new(),
             out: Emit::default(),
             datagrams_ready: ReadyFlows::default(),
             listeners_ready: Vec::new(),
-            // Trains reach sandboxes as GSO_UDP_L4 frames, which TAPs and
-            // packet sockets take from Linux 6.2. `VSWITCH_NO_UDP_GRO=1`:
-            // datagrams one by one (A/B benchmarks).
-            options: SocketOptions {
-                peek_offset: peek_offset_usable(),
-                udp_gro: std::env::var_os("VSWITCH_NO_UDP_GRO").is_none() && crate::sys::tap::kernel_takes_uso(),
-            },
+            options,
             skipped: Vec::new(),
             reassembly: Reassembler::new(),
         }
@@ -250,6 +256,10 @@ pub(super) struct SocketOptions {
     /// TAPs and packet sockets take those (and off once a TAP negotiated
     /// no USO all the same).
     pub(super) udp_gro: bool,
+    /// Trains of a sandbox's datagrams leave as UDP GSO sends
+    /// (`UDP_SEGMENT`): on from Linux 6.2 (the kernel has had it since
+    /// 4.18); off, one `send` per datagram.
+    pub(super) udp_gso: bool,
 }
 
 impl Sockets<'_> {
@@ -295,18 +305,36 @@ fn open_icmp(to: SocketAddr, id: u16) -> io::Result<FlowSocket> {
     }
 }
 
-/// Sends a sandbox's UDP GSO train from `fd` as one train (one system
+/// Sends a train of a sandbox's datagrams from `fd` as one (one system
 /// call, one skb the kernel cuts, or passes on whole where the route's
-/// device takes UDP GSO). `None` when the kernel refuses it as a train
-/// (see [`dgram::send_train`]): its datagrams then go one at a time, each
-/// with its own outcome (a too-big one gets its ICMP error). A full send
-/// buffer (`WouldBlock`) loses the whole train, as it would each of its
-/// datagrams sent alone.
-fn send_as_train(fd: BorrowedFd<'_>, to: Option<SocketAddr>, data: &[u8], segment: usize) -> Option<io::Result<()>> {
-    let segment = u16::try_from(segment).ok()?;
+/// device takes UDP GSO). `Err` when the kernel refuses it as a train
+/// (see [`dgram::send_train`]), with the error when it was `EMSGSIZE`: its
+/// datagrams then go one at a time, each with its own outcome (a too-big
+/// one gets its ICMP error). A full send buffer (`WouldBlock`) loses the
+/// whole train, as it would each of its datagrams sent alone.
+fn send_as_train(
+    fd: BorrowedFd<'_>,
+    to: Option<SocketAddr>,
+    data: &[u8],
+    segment: usize,
+) -> Result<io::Result<()>, Option<io::Error>> {
+    let segment = u16::try_from(segment).map_err(|_| None)?;
     match dgram::send_train(fd, to, data, segment) {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EIO | libc::EMSGSIZE)) => None,
-        sent => Some(sent),
+        Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => Err(Some(e)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EIO)) => Err(None),
+        sent => Ok(sent),
+    }
+}
+
+/// The outcome of a refused train sent one datagram at a time (`singly`).
+/// A train is never too large (the translator bounds it), so `EMSGSIZE`
+/// for it was the socket's pending error (an ICMP packet too big or
+/// fragmentation needed that arrived since the last call), which the
+/// train's call took: the sandbox still gets told, as after a single send.
+fn after_refusal(refused: Option<io::Error>, singly: io::Result<()>) -> io::Result<()> {
+    match refused {
+        Some(pending) => singly.and(Err(pending)),
+        None => singly,
     }
 }
 
@@ -369,21 +397,29 @@ impl Host for Sockets<'_> {
     }
 
     fn send_train(&mut self, flow: FlowId, data: &[u8], segment: usize) -> io::Result<()> {
-        if let Ok(FlowSocket::Datagram { socket }) = self.get(flow)
-            && let Some(sent) = send_as_train(socket.as_fd(), None, data, segment)
-        {
-            return sent;
-        }
-        data.chunks(segment.max(1)).try_for_each(|d| self.send(flow, d).map(drop))
+        let refused = match self.get(flow) {
+            Ok(FlowSocket::Datagram { socket }) if self.options.udp_gso => {
+                match send_as_train(socket.as_fd(), None, data, segment) {
+                    Ok(sent) => return sent,
+                    Err(refused) => refused,
+                }
+            }
+            _ => None,
+        };
+        after_refusal(refused, each_datagram(data, segment, |d| self.send(flow, d).map(drop)))
     }
 
     fn send_train_to(&mut self, listener: ListenerId, to: SocketAddr, data: &[u8], segment: usize) -> io::Result<()> {
-        if let Some(Some(ListenerSocket::Udp(socket))) = self.listeners.get(listener.0 as usize)
-            && let Some(sent) = send_as_train(socket.as_fd(), Some(to), data, segment)
-        {
-            return sent;
-        }
-        data.chunks(segment.max(1)).try_for_each(|d| self.send_to(listener, to, d))
+        let refused = match self.listeners.get(listener.0 as usize) {
+            Some(Some(ListenerSocket::Udp(socket))) if self.options.udp_gso => {
+                match send_as_train(socket.as_fd(), Some(to), data, segment) {
+                    Ok(sent) => return sent,
+                    Err(refused) => refused,
+                }
+            }
+            _ => None,
+        };
+        after_refusal(refused, each_datagram(data, segment, |d| self.send_to(listener, to, d)))
     }
 
     fn shutdown_write(&mut self, flow: FlowId) {

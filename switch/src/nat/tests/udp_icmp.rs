@@ -251,12 +251,26 @@ fn datagrams_of_one_flow_in_one_batch_leave_as_trains_in_order() {
 }
 
 #[test]
+fn datagrams_are_not_held_when_holding_is_off() {
+    let mut b = Bench::new();
+    b.tr.set_hold_datagrams(false);
+    let id = open_udp(&mut b, sandbox(5000), dns(), b"q");
+    b.host.calls.clear();
+    let d = |v: u8| udp_frame(sandbox(5000), dns(), &[v; 100]);
+    b.send_batch(&[d(1), d(2)]);
+    assert_eq!(b.host.calls, vec![Call::Send(id, vec![1; 100]), Call::Send(id, vec![2; 100])]);
+}
+
+#[test]
 fn a_refused_train_is_answered_once_quoting_its_first_datagram() {
     let mut b = Bench::new();
     let id = open_udp(&mut b, sandbox(5000), dns(), b"q");
     b.host.send_errors.insert(id, libc::ECONNREFUSED);
     let first = udp_frame(sandbox(5000), dns(), &[1; 100]);
+    b.host.calls.clear();
     b.send_batch(&[first.clone(), udp_frame(sandbox(5000), dns(), &[2; 100])]);
+    let train: Vec<u8> = [[1u8; 100], [2; 100]].concat();
+    assert_eq!(b.host.calls, vec![Call::SendTrain(id, train, 100)], "one train");
     let mut f = b.frames();
     assert_eq!(f.len(), 1, "one error for the train");
     let Out::Icmp { icmp_type, payload, .. } = f.remove(0) else { panic!("not ICMP") };
@@ -265,7 +279,7 @@ fn a_refused_train_is_answered_once_quoting_its_first_datagram() {
 }
 
 #[test]
-fn the_default_host_sends_a_train_one_datagram_at_a_time_and_stops_at_an_error() {
+fn the_default_host_sends_a_train_one_datagram_at_a_time_each_whatever_the_others_met() {
     struct Counting(Vec<usize>, Option<usize>);
     impl Host for Counting {
         fn open(&mut self, _: FlowId, _: Proto, _: SocketAddr) -> std::io::Result<()> {
@@ -273,6 +287,7 @@ fn the_default_host_sends_a_train_one_datagram_at_a_time_and_stops_at_an_error()
         }
         fn send(&mut self, _: FlowId, data: &[u8]) -> std::io::Result<usize> {
             if self.1 == Some(self.0.len()) {
+                self.1 = None;
                 return Err(errno(libc::EMSGSIZE));
             }
             self.0.push(data.len());
@@ -296,7 +311,7 @@ fn the_default_host_sends_a_train_one_datagram_at_a_time_and_stops_at_an_error()
     assert_eq!(h.0, [1000, 1000, 500, 100, 100, 100]);
     let mut h = Counting(Vec::new(), Some(1));
     assert_eq!(h.send_train(FlowId(0), &[0; 2500], 1000).unwrap_err().raw_os_error(), Some(libc::EMSGSIZE));
-    assert_eq!(h.0, [1000], "nothing after the failed datagram");
+    assert_eq!(h.0, [1000, 500], "the datagram after the failed one still sent");
 }
 
 #[test]
