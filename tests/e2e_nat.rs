@@ -835,20 +835,37 @@ fn receive_datagrams(socket: &std::net::UdpSocket, n: usize) -> Vec<(Vec<u8>, So
         .collect()
 }
 
+/// The UDP train tests' lab: a daemon with egress, one network and one
+/// sandbox on it, and the train they send: 3,500 bytes in 1,000-byte
+/// segments (three full datagrams and a short one, each of its own bytes),
+/// with the datagrams a receiver must see.
+struct TrainLab {
+    lab: Outside,
+    net: String,
+    sb: String,
+    train: Vec<u8>,
+    want: Vec<Vec<u8>>,
+}
+
+impl TrainLab {
+    fn start(subnet: &str, sandbox: &str) -> TrainLab {
+        let lab = Outside::start(&[]);
+        let (net, sb) = (lab.daemon.name("n"), lab.daemon.name(sandbox));
+        lab.daemon.network_create(&net, subnet);
+        lab.daemon.sandbox_create(&sb);
+        let train: Vec<u8> = (0..3500u32).map(|i| (i / 1000) as u8 + b'a').collect();
+        let want = train.chunks(1000).map(<[u8]>::to_vec).collect();
+        TrainLab { lab, net, sb, train, want }
+    }
+}
+
 #[test]
 fn udp_gso_trains_from_a_sandbox_leave_as_their_datagrams_both_ways() {
     if !prerequisites("udp_gso_trains_from_a_sandbox_leave_as_their_datagrams_both_ways") {
         return;
     }
-    let lab = Outside::start(&[]);
+    let TrainLab { lab, net, sb, train, want } = TrainLab::start("10.236.0.0/24", "g");
     let d = &lab.daemon;
-    let (net, sb) = (d.name("n"), d.name("g"));
-    d.network_create(&net, "10.236.0.0/24");
-    d.sandbox_create(&sb);
-    // 3,500 bytes in 1,000-byte segments: three full datagrams and a short
-    // one, each of its own bytes.
-    let train: Vec<u8> = (0..3500u32).map(|i| (i / 1000) as u8 + b'a').collect();
-    let want: Vec<Vec<u8>> = train.chunks(1000).map(<[u8]>::to_vec).collect();
 
     // A server in the sandbox behind a published UDP port answers with a train.
     let server = in_netns(&sb, || std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 53))).unwrap().unwrap();
@@ -911,13 +928,8 @@ fn udp_trains_toward_a_sandbox_arrive_as_one_frame_that_its_kernel_cuts() {
         );
         return;
     }
-    let lab = Outside::start(&[]);
+    let TrainLab { lab, net, sb, train, want } = TrainLab::start("10.237.0.0/24", "r");
     let d = &lab.daemon;
-    let (net, sb) = (d.name("n"), d.name("r"));
-    d.network_create(&net, "10.237.0.0/24");
-    d.sandbox_create(&sb);
-    let train: Vec<u8> = (0..3500u32).map(|i| (i / 1000) as u8 + b'a').collect();
-    let want: Vec<Vec<u8>> = train.chunks(1000).map(<[u8]>::to_vec).collect();
 
     // A published UDP port: a client outside sends a train (UDP GSO), which
     // the daemon's socket reads whole (UDP GRO) and hands to the sandbox as
