@@ -51,8 +51,11 @@ enum FlowSocket {
     /// TCP, connecting (egress) or connected.
     Tcp { stream: TcpStream, connecting: bool },
     /// A connected UDP socket, or an ICMP ping socket (both are datagram
-    /// sockets for `send`/`recv`).
-    Datagram { socket: UdpSocket },
+    /// sockets for `send`/`recv`). `singly` once the kernel refused a
+    /// train on it (a segment over the path MTU, a route that cannot
+    /// checksum): its trains go one datagram at a time from then on,
+    /// without a failed call each.
+    Datagram { socket: UdpSocket, singly: bool },
     /// A raw ICMP (ICMPv6) socket connected to the destination, where ping
     /// sockets are not allowed (`net.ipv4.ping_group_range`, which governs
     /// both families); it sees every ICMP message from that address, so
@@ -293,7 +296,7 @@ fn open_icmp(to: SocketAddr, id: u16) -> io::Result<FlowSocket> {
         Ok(socket) => {
             socket.set_nonblocking(true)?;
             socket.connect(&to)?;
-            Ok(FlowSocket::Datagram { socket: socket.into() })
+            Ok(FlowSocket::Datagram { socket: socket.into(), singly: false })
         }
         Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
             let socket = Socket::new(domain, Type::RAW, Some(protocol))?;
@@ -366,7 +369,7 @@ impl Host for Sockets<'_> {
                     let _ = dgram::set_udp_gro(socket.as_fd());
                 }
                 socket.connect(&addr)?;
-                self.store(flow, FlowSocket::Datagram { socket: socket.into() }, Interest::READABLE)
+                self.store(flow, FlowSocket::Datagram { socket: socket.into(), singly: false }, Interest::READABLE)
             }
             // The echo id is known only from the first request: the raw
             // fallback learns it in `send`.
@@ -397,11 +400,16 @@ impl Host for Sockets<'_> {
     }
 
     fn send_train(&mut self, flow: FlowId, data: &[u8], segment: usize) -> io::Result<()> {
-        let refused = match self.get(flow) {
-            Ok(FlowSocket::Datagram { socket }) if self.options.udp_gso => {
+        let socket = self.sockets.get_mut(flow.0 as usize).and_then(Option::as_mut);
+        let refused = match socket {
+            Some(FlowSocket::Datagram { socket, singly }) if self.options.udp_gso && !*singly => {
                 match send_as_train(socket.as_fd(), None, data, segment) {
                     Ok(sent) => return sent,
-                    Err(refused) => refused,
+                    Err(refused) => {
+                        // EMSGSIZE was a pending error, not the train's.
+                        *singly = refused.is_none();
+                        refused
+                    }
                 }
             }
             _ => None,
