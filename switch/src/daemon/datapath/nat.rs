@@ -961,6 +961,16 @@ impl Datapath {
         self.nat.out.drain_while(|port, frame| batch.push_small(port, frame));
     }
 
+    /// While datagrams for sandboxes are read: what the translator queued
+    /// for the one just read (its IP fragments, or a train's datagrams one
+    /// by one) enters the batch before the next one, so a flow's datagrams
+    /// keep their order (unless the batch is full).
+    fn push_queued_before_next(&mut self) {
+        if !self.nat.out.is_empty() {
+            self.push_nat_out();
+        }
+    }
+
     /// Fills the batch from host sockets: bytes the sandboxes' windows
     /// allow, datagrams, new connections on published ports.
     pub(super) fn read_nat(&mut self) {
@@ -1125,9 +1135,9 @@ impl Datapath {
                     self.batch.use_buffers(n);
                     for (i, d) in got[..n].iter().enumerate() {
                         let frame = self.batch.buffer_mut(first + i, HDR..Tap::RECV_BUF_LEN);
-                        if let Some(made) =
-                            self.nat.translator.datagram_in(id, frame, d.len, d.segment, now, &mut self.nat.out)
-                        {
+                        let made = self.nat.translator.datagram_in(id, frame, d.len, d.segment, now, &mut self.nat.out);
+                        self.push_queued_before_next();
+                        if let Some(made) = made {
                             push_frame(&mut self.batch, first + i, made);
                         }
                     }
@@ -1245,6 +1255,7 @@ impl Datapath {
                     now,
                     &mut self.nat.out,
                 );
+                self.push_queued_before_next();
                 // A datagram no backend takes leaves its buffer unused
                 // until the batch is cleared.
                 if let Some(made) = made {
