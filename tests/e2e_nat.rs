@@ -8,8 +8,10 @@
 //! already in use (clear error, nothing half-applied), publishings after
 //! `kill -9`, a service balanced over three replicas (a disconnected
 //! replica and a refusing one skipped), `nat ls` and the NAT metrics, no
-//! firewall rule anywhere, and 10,000 connections held through each
-//! direction (flow tables back to empty, RSS back to its level). Needs
+//! firewall rule anywhere, 10,000 connections held through each
+//! direction (flow tables back to empty, RSS back to its level), UDP
+//! datagrams larger than the MTU both ways, and UDP trains (GSO from a
+//! sandbox, GRO toward it, back-to-back datagrams) both ways. Needs
 //! root, python3, curl and ping; iptables and nftables for the firewall
 //! checks (skipped loudly without them).
 
