@@ -51,11 +51,11 @@ enum FlowSocket {
     /// TCP, connecting (egress) or connected.
     Tcp { stream: TcpStream, connecting: bool },
     /// A connected UDP socket, or an ICMP ping socket (both are datagram
-    /// sockets for `send`/`recv`). `singly` once the kernel refused a
-    /// train on it (a segment over the path MTU, a route that cannot
-    /// checksum): its trains go one datagram at a time from then on,
-    /// without a failed call each.
-    Datagram { socket: UdpSocket, singly: bool },
+    /// sockets for `send`/`recv`). Trains are tried on it only with
+    /// segments below `trains_below`: the smallest the kernel refused (a
+    /// segment over the path MTU, a route that cannot checksum), whose
+    /// trains then go one datagram at a time without a failed call each.
+    Datagram { socket: UdpSocket, trains_below: usize },
     /// A raw ICMP (ICMPv6) socket connected to the destination, where ping
     /// sockets are not allowed (`net.ipv4.ping_group_range`, which governs
     /// both families); it sees every ICMP message from that address, so
@@ -296,7 +296,7 @@ fn open_icmp(to: SocketAddr, id: u16) -> io::Result<FlowSocket> {
         Ok(socket) => {
             socket.set_nonblocking(true)?;
             socket.connect(&to)?;
-            Ok(FlowSocket::Datagram { socket: socket.into(), singly: false })
+            Ok(FlowSocket::Datagram { socket: socket.into(), trains_below: usize::MAX })
         }
         Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
             let socket = Socket::new(domain, Type::RAW, Some(protocol))?;
@@ -369,7 +369,11 @@ impl Host for Sockets<'_> {
                     let _ = dgram::set_udp_gro(socket.as_fd());
                 }
                 socket.connect(&addr)?;
-                self.store(flow, FlowSocket::Datagram { socket: socket.into(), singly: false }, Interest::READABLE)
+                self.store(
+                    flow,
+                    FlowSocket::Datagram { socket: socket.into(), trains_below: usize::MAX },
+                    Interest::READABLE,
+                )
             }
             // The echo id is known only from the first request: the raw
             // fallback learns it in `send`.
@@ -402,12 +406,14 @@ impl Host for Sockets<'_> {
     fn send_train(&mut self, flow: FlowId, data: &[u8], segment: usize) -> io::Result<()> {
         let socket = self.sockets.get_mut(flow.0 as usize).and_then(Option::as_mut);
         let refused = match socket {
-            Some(FlowSocket::Datagram { socket, singly }) if self.options.udp_gso && !*singly => {
+            Some(FlowSocket::Datagram { socket, trains_below }) if self.options.udp_gso && segment < *trains_below => {
                 match send_as_train(socket.as_fd(), None, data, segment) {
                     Ok(sent) => return sent,
                     Err(refused) => {
                         // EMSGSIZE was a pending error, not the train's.
-                        *singly = refused.is_none();
+                        if refused.is_none() {
+                            *trains_below = segment;
+                        }
                         refused
                     }
                 }
@@ -964,11 +970,16 @@ impl Datapath {
     /// While datagrams for sandboxes are read: what the translator queued
     /// for the one just read (its IP fragments, or a train's datagrams one
     /// by one) enters the batch before the next one, so a flow's datagrams
-    /// keep their order (unless the batch is full).
-    fn push_queued_before_next(&mut self) {
-        if !self.nat.out.is_empty() {
-            self.push_nat_out();
+    /// keep their order, as far as the batch has room. `keep` frame slots
+    /// stay free for this datagram's frame and those of the same read
+    /// still to come (the read was sized to them): what does not fit
+    /// waits in the queue.
+    fn push_queued_before_next(&mut self, keep: usize) {
+        if self.nat.out.is_empty() {
+            return;
         }
+        let batch = &mut self.batch;
+        self.nat.out.drain_while(|port, frame| batch.frames_left() > keep && batch.push_small(port, frame));
     }
 
     /// Fills the batch from host sockets: bytes the sandboxes' windows
@@ -1136,7 +1147,7 @@ impl Datapath {
                     for (i, d) in got[..n].iter().enumerate() {
                         let frame = self.batch.buffer_mut(first + i, HDR..Tap::RECV_BUF_LEN);
                         let made = self.nat.translator.datagram_in(id, frame, d.len, d.segment, now, &mut self.nat.out);
-                        self.push_queued_before_next();
+                        self.push_queued_before_next(n - i);
                         if let Some(made) = made {
                             push_frame(&mut self.batch, first + i, made);
                         }
@@ -1255,7 +1266,7 @@ impl Datapath {
                     now,
                     &mut self.nat.out,
                 );
-                self.push_queued_before_next();
+                self.push_queued_before_next(n - i);
                 // A datagram no backend takes leaves its buffer unused
                 // until the batch is cleared.
                 if let Some(made) = made {
