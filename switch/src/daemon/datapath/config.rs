@@ -381,11 +381,6 @@ impl Datapath {
 
     /// Puts the device of a port [`Datapath::add_device`] added in place.
     pub(super) fn install_device(&mut self, id: PortId, device: Box<dyn PortDevice>) {
-        if self.nat.options.udp_gro && !device.takes_udp_trains() {
-            // Sockets opened from now on read datagrams one by one.
-            tracing::info!(port = %id, "a TAP without UDP segmentation offload: no UDP GRO for the translator");
-            self.nat.options.udp_gro = false;
-        }
         if device.wants_flush() && !self.flushed.contains(&id) {
             self.flushed.push(id);
         }

@@ -102,13 +102,6 @@ pub(crate) trait PortDevice: Send {
         true
     }
 
-    /// Whether a `GSO_UDP_L4` frame (a UDP train) written to the device
-    /// reaches its sandbox: a device that segments what it is given takes
-    /// it; a TAP only on a kernel with USO (Linux 6.2+).
-    fn takes_udp_trains(&self) -> bool {
-        true
-    }
-
     /// The longest frame a read returns, virtio-net header included, when
     /// it is far below a GSO frame (then the loop packs many frames into
     /// one batch buffer); `None` for devices that read GSO frames.
@@ -181,10 +174,6 @@ impl PortDevice for Tap {
 
     fn into_tap(self: Box<Self>) -> Option<Tap> {
         Some(*self)
-    }
-
-    fn takes_udp_trains(&self) -> bool {
-        self.offloads().contains(crate::sys::tap::Offloads::USO4 | crate::sys::tap::Offloads::USO6)
     }
 
     fn is_spread_queue(&self) -> bool {

@@ -100,7 +100,7 @@ pub(super) struct NatIo {
     /// Datagram flows with something to read.
     datagrams_ready: ReadyFlows,
     /// What the kernel and the ports allow the flow sockets.
-    pub(super) options: SocketOptions,
+    options: SocketOptions,
     skipped: Vec<u8>,
     listeners_ready: Vec<ListenerId>,
     /// Fragmented datagrams from sandboxes, made whole before translation.
@@ -120,10 +120,11 @@ impl NatIo {
         // datagrams from the host one by one; `VSWITCH_NO_UDP_GSO=1`:
         // datagrams to the host one by one (for paths that lose UDP GSO
         // packets, and A/B benchmarks).
+        let trains = crate::sys::tap::kernel_takes_uso();
         let options = SocketOptions {
             peek_offset: peek_offset_usable(),
-            udp_gro: std::env::var_os("VSWITCH_NO_UDP_GRO").is_none() && crate::sys::tap::kernel_takes_uso(),
-            udp_gso: std::env::var_os("VSWITCH_NO_UDP_GSO").is_none() && crate::sys::tap::kernel_takes_uso(),
+            udp_gro: trains && std::env::var_os("VSWITCH_NO_UDP_GRO").is_none(),
+            udp_gso: trains && std::env::var_os("VSWITCH_NO_UDP_GSO").is_none(),
         };
         let mut translator = Translator::new(limits, seed);
         translator.set_hold_datagrams(options.udp_gso);
@@ -256,13 +257,12 @@ pub(super) struct SocketOptions {
     peek_offset: bool,
     /// UDP sockets coalesce what arrives into trains (`UDP_GRO`), which
     /// reach sandboxes as `GSO_UDP_L4` frames: on from Linux 6.2, whose
-    /// TAPs and packet sockets take those (and off once a TAP negotiated
-    /// no USO all the same).
-    pub(super) udp_gro: bool,
+    /// TAPs and packet sockets take those.
+    udp_gro: bool,
     /// Trains of a sandbox's datagrams leave as UDP GSO sends
     /// (`UDP_SEGMENT`): on from Linux 6.2 (the kernel has had it since
     /// 4.18); off, one `send` per datagram.
-    pub(super) udp_gso: bool,
+    udp_gso: bool,
 }
 
 impl Sockets<'_> {
@@ -483,9 +483,9 @@ impl Host for Sockets<'_> {
     }
 }
 
-/// Binds a published port's socket (an IPv6 one for IPv6 only).
-/// A published port's listening socket; a UDP one coalesces what arrives
-/// into trains with `udp_gro` (see [`SocketOptions::udp_gro`]).
+/// Binds a published port's socket (an IPv6 one for IPv6 only); a UDP one
+/// coalesces what arrives into trains with `udp_gro` (see
+/// [`SocketOptions::udp_gro`]).
 fn bind(proto: Proto, addr: SocketAddr, udp_gro: bool) -> io::Result<ListenerSocket> {
     let sockaddr = SockAddr::from(addr);
     let domain = Domain::for_address(addr);
