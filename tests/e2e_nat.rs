@@ -10,7 +10,8 @@
 //! replica and a refusing one skipped), `nat ls` and the NAT metrics, no
 //! firewall rule anywhere, 10,000 connections held through each
 //! direction (flow tables back to empty, RSS back to its level), UDP
-//! datagrams larger than the MTU both ways, and UDP trains (GSO from a
+//! datagrams larger than the MTU both ways, a sandbox on two networks
+//! sending from either address (weak host model), and UDP trains (GSO from a
 //! sandbox, GRO toward it, back-to-back datagrams) both ways. Needs
 //! root, python3, curl and ping; iptables and nftables for the firewall
 //! checks (skipped loudly without them).
@@ -225,6 +226,63 @@ fn a_sandbox_translates_only_its_own_addresses() {
     // Its own address still works, beside the claimed one.
     let again = udp_query(&sb, Ipv4Addr::UNSPECIFIED, sa(lab.far_addr, 7), b"again", Duration::from_secs(5));
     assert!(again.is_ok(), "the sandbox's own address stopped working: {again:?}");
+}
+
+/// A sandbox on two networks whose socket is bound to its address on one
+/// routes through the other's gateway (its default route): Linux's weak
+/// host model, which Docker's masquerade translates. The switch translates
+/// it too (answering the ARP request for its gateway that carries the other
+/// network's address), and the flow ends when the endpoint whose address
+/// it has leaves, on whichever worker it runs.
+#[test]
+fn a_sandbox_on_two_networks_routes_from_either_address() {
+    if !prerequisites("a_sandbox_on_two_networks_routes_from_either_address") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (first, second, sb) = (d.name("f"), d.name("s"), d.name("a"));
+    d.network_create(&first, "10.234.1.0/24");
+    d.network_create(&second, "10.234.2.0/24");
+    d.sandbox_create(&sb);
+    let via = d.connect(&first, &sb, None);
+    let other = d.connect(&second, &sb, None);
+    let bound = other.ipv4.expect("an IPv4 address on the second network").addr();
+    let routes = vswitch::netns_exec_ok(&sb, "ip", &["-4", "route", "show", "default"]);
+    assert!(routes.contains(&via.ifname), "the default route should use {}: {routes}", via.ifname);
+    let echo = UdpEcho::start(&lab.outside_ns, lab.far_addr, 7);
+
+    // First thing the sandbox sends: its ARP request for the first
+    // network's gateway carries the second network's address.
+    let (local, reply) = udp_query(&sb, bound, sa(lab.far_addr, 7), b"weak", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("no echo for a socket bound to {bound}: {e}; echo saw {:?}", echo.peers()));
+    assert_eq!(local.ip(), std::net::IpAddr::V4(bound));
+    assert!(reply.ends_with(" weak") && reply.starts_with(&format!("{}:", lab.daemon_addr)), "{reply}");
+    assert_eq!(port_drops(d, &via.port, "nat_spoofed_source"), 0);
+    let flows = d.nat_flows(Some(&first));
+    let weak: Vec<&Value> = flows.iter().filter(|f| field(f, "sandbox_addr") == local.to_string()).collect();
+    assert_eq!(weak.len(), 1, "one flow on {first} from {local}: {flows:#?}");
+    // The sandbox's own address on that network still works beside it.
+    let own = udp_query(&sb, Ipv4Addr::UNSPECIFIED, sa(lab.far_addr, 7), b"own", Duration::from_secs(5));
+    assert!(own.is_ok(), "{own:?}");
+
+    // The endpoint whose address the flow has leaves: the flow ends with it
+    // (it would otherwise outlive the address, which the pool may give to
+    // another sandbox).
+    d.ctl_ok(&["network", "disconnect", &second, &sb]);
+    wait_until(
+        Duration::from_secs(5),
+        || format!("the flow from {local} to end: {:#?}", d.nat_flows(None)),
+        || (!d.nat_flows(None).iter().any(|f| field(f, "sandbox_addr") == local.to_string())).then_some(()),
+    );
+    assert!(
+        d.nat_flows(None)
+            .iter()
+            .any(|f| field(f, "sandbox_addr").starts_with(&format!("{}:", via.ipv4.unwrap().addr()))),
+        "the sandbox's own flow stays: {:#?}",
+        d.nat_flows(None)
+    );
+    lab.assert_rulesets_unchanged();
 }
 
 /// Asserts that `ping` and `curl` from `sb` to `dst` fail at once with an

@@ -176,6 +176,11 @@ pub struct Directory {
     /// Hardware addresses of the endpoints, for asking a server that runs
     /// in a sandbox on the network.
     macs: HashMap<(NetKey, Ipv4Addr), [u8; 6]>,
+    /// Every address of an asker's sandbox, on all its networks, by the
+    /// asker's port: under Linux's weak host model a sandbox may send from
+    /// any of them through any of its interfaces (a socket bound to its
+    /// address on one network, routed through another's gateway).
+    sandbox_addresses: HashMap<PortKey, Arc<[IpAddr]>>,
 }
 
 /// DNS names compare case-insensitively; the directory keeps them lowercase.
@@ -261,6 +266,7 @@ impl Directory {
         if self.askers.remove(&port).is_some() {
             self.by_address.retain(|_, p| *p != port);
         }
+        self.sandbox_addresses.remove(&port);
     }
 
     /// The asker behind `port`, if the port is an endpoint the switch knows.
@@ -291,6 +297,24 @@ impl Directory {
     pub fn is_foreign_to(&self, port: PortKey, address: impl Into<IpAddr>) -> bool {
         let address = address.into();
         self.askers.get(&port).is_some_and(|a| !a.owns(address))
+    }
+
+    /// Records every address of the sandbox behind asker `port`, on all
+    /// its networks (see [`Directory::is_foreign_to_sandbox`]).
+    pub fn set_sandbox_addresses(&mut self, port: PortKey, addresses: Arc<[IpAddr]>) {
+        self.sandbox_addresses.insert(port, addresses);
+    }
+
+    /// Whether `port` is an endpoint the directory knows and `address` is
+    /// none of its sandbox's addresses on any network: the weak host
+    /// model's counterpart of [`Directory::is_foreign_to`], for traffic the
+    /// switch routes (a sandbox on two networks may send from its address
+    /// on one through the other's gateway, as Linux does when a socket is
+    /// bound to that address), where the port's own address alone is
+    /// required of traffic to the port's network's own services.
+    pub fn is_foreign_to_sandbox(&self, port: PortKey, address: impl Into<IpAddr>) -> bool {
+        let address = address.into();
+        self.is_foreign_to(port, address) && !self.sandbox_addresses.get(&port).is_some_and(|a| a.contains(&address))
     }
 
     /// Looks `name` (any case, trailing dot or not) up in the networks of
@@ -510,6 +534,43 @@ mod tests {
         assert!(!d.owns_address(31, Ipv4Addr::new(10, 10, 0, 2)));
         assert_eq!(d.asker_by_address(1, Ipv4Addr::new(10, 10, 0, 2)), Some(&asker));
         assert_eq!(d.asker_by_address(2, Ipv4Addr::new(10, 10, 0, 2)), None);
+    }
+
+    #[test]
+    fn a_sandbox_may_route_from_any_of_its_addresses_but_no_one_elses() {
+        let mut d = two_networks();
+        let (own, other_net, stranger) =
+            (Ipv4Addr::new(10, 10, 0, 2), Ipv4Addr::new(10, 20, 0, 2), Ipv4Addr::new(10, 20, 0, 3));
+        let asker = Asker {
+            address: Some(own),
+            address6: None,
+            network: 1,
+            scope: vec![1, 2],
+            forwarding: true,
+            upstreams: Arc::from(Vec::new()),
+        };
+        d.add_asker(30, asker);
+        assert!(d.is_foreign_to_sandbox(30, other_net), "not told of the sandbox's other addresses yet");
+        d.set_sandbox_addresses(30, Arc::from([IpAddr::V4(own), IpAddr::V4(other_net)]));
+        assert!(!d.is_foreign_to_sandbox(30, own));
+        assert!(!d.is_foreign_to_sandbox(30, other_net), "its address on its other network");
+        assert!(d.is_foreign_to_sandbox(30, stranger));
+        assert!(d.is_foreign_to(30, other_net), "the port's own services still want its own address");
+        assert!(!d.is_foreign_to_sandbox(31, stranger), "an unknown port (an uplink) claims nothing");
+        d.forget_port(30);
+        assert!(!d.is_foreign_to_sandbox(30, stranger), "forgotten with its asker");
+        d.add_asker(
+            30,
+            Asker {
+                address: Some(own),
+                address6: None,
+                network: 1,
+                scope: vec![1],
+                forwarding: true,
+                upstreams: Arc::from(Vec::new()),
+            },
+        );
+        assert!(d.is_foreign_to_sandbox(30, other_net), "a reused port id inherits nothing");
     }
 
     #[test]

@@ -22,7 +22,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, HardwareAddress,
+    IpAddress, IpCidr, Ipv4Cidr,
+};
 
 use crate::counters::DropReason;
 use crate::time::Timestamp;
@@ -293,11 +296,71 @@ impl Gateway {
                 }
             }
         }
+        if let Some(reply) = self.weak_host_arp_reply(frame) {
+            // Sent with the stack's own frames at the next poll.
+            if self.device.tx.len() >= RX_QUEUE_LIMIT {
+                return Err(DropReason::GatewayBusy);
+            }
+            self.device.tx.push(reply);
+            return Ok(());
+        }
         if self.device.rx.len() >= RX_QUEUE_LIMIT {
             return Err(DropReason::GatewayBusy);
         }
         self.device.rx.push_back(frame.to_vec());
         Ok(())
+    }
+
+    /// The reply to an ARP request for the gateway's IPv4 address from a
+    /// sender outside its subnet, which smoltcp ignores. Linux asks that
+    /// way when it routes a packet through this gateway from its address
+    /// on another network (the weak host model; with the default
+    /// `arp_announce` 0 the request carries the packet's source address),
+    /// and a host router answers it. The stack learns nothing from it: it
+    /// never sends to such a sender, the translator answers its flows.
+    fn weak_host_arp_reply(&self, frame: &[u8]) -> Option<Vec<u8>> {
+        let (address, prefix_len) = self.ipv4?;
+        let eth = EthernetFrame::new_checked(frame).ok()?;
+        if eth.ethertype() != EthernetProtocol::Arp {
+            return None;
+        }
+        let ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        } = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).ok()?).ok()?
+        else {
+            return None;
+        };
+        let subnet = Ipv4Cidr::new(address, prefix_len);
+        if target_protocol_addr != address
+            || subnet.contains_addr(&source_protocol_addr)
+            || !source_hardware_addr.is_unicast()
+            || source_protocol_addr.is_broadcast()
+            || source_protocol_addr.is_multicast()
+            || source_protocol_addr.is_unspecified()
+        {
+            return None;
+        }
+        let arp = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: EthernetAddress(self.mac.0),
+            source_protocol_addr: address,
+            target_hardware_addr: source_hardware_addr,
+            target_protocol_addr: source_protocol_addr,
+        };
+        let repr = EthernetRepr {
+            src_addr: EthernetAddress(self.mac.0),
+            dst_addr: source_hardware_addr,
+            ethertype: EthernetProtocol::Arp,
+        };
+        let mut reply = vec![0u8; repr.buffer_len() + arp.buffer_len()];
+        let mut out = EthernetFrame::new_unchecked(&mut reply[..]);
+        repr.emit(&mut out);
+        arp.emit(&mut ArpPacket::new_unchecked(out.payload_mut()));
+        Some(reply)
     }
 
     /// When the gateway next needs [`Gateway::poll`] for a timer of its
@@ -345,10 +408,7 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smoltcp::wire::{
-        ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
-        IpProtocol, Ipv4Packet, Ipv4Repr,
-    };
+    use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr};
 
     const GW: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 1);
     const HOST: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 2);
@@ -394,6 +454,44 @@ mod tests {
             }
             _ => panic!("unexpected {arp:?}"),
         }
+    }
+
+    #[test]
+    fn answers_arp_from_a_sender_on_another_network_of_its_sandbox() {
+        let mut gw = Gateway::new(GW, 16, 1500, Timestamp(0));
+        let mut out = Vec::new();
+        // Linux asks from its address on another network when a socket
+        // bound to it routes through this gateway (weak host model).
+        let elsewhere = Ipv4Addr::new(10, 9, 0, 2);
+        let mut request = arp_request(GW);
+        let mut frame = EthernetFrame::new_unchecked(&mut request[..]);
+        let mut arp = ArpPacket::new_unchecked(frame.payload_mut());
+        arp.set_source_protocol_addr(&elsewhere.octets());
+        gw.deliver(&request, Timestamp(1)).unwrap();
+        gw.poll(Timestamp(1), &mut out, &mut |_| TcpAnswer::Close);
+        assert_eq!(out.len(), 1, "one reply");
+        let reply = EthernetFrame::new_checked(&out[0][..]).unwrap();
+        assert_eq!(reply.dst_addr(), EthernetAddress(HOST_MAC));
+        let arp = ArpRepr::parse(&ArpPacket::new_checked(reply.payload()).unwrap()).unwrap();
+        let expected = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: EthernetAddress(gateway_mac(GW).0),
+            source_protocol_addr: GW,
+            target_hardware_addr: EthernetAddress(HOST_MAC),
+            target_protocol_addr: elsewhere,
+        };
+        assert_eq!(arp, expected);
+        // Still nothing for another target, nor from a broadcast sender.
+        out.clear();
+        let mut other = request.clone();
+        ArpPacket::new_unchecked(&mut other[14..]).set_target_protocol_addr(&[172, 17, 0, 9]);
+        let mut broadcast = request.clone();
+        ArpPacket::new_unchecked(&mut broadcast[14..]).set_source_protocol_addr(&Ipv4Addr::BROADCAST.octets());
+        for frame in [other, broadcast] {
+            gw.deliver(&frame, Timestamp(2)).unwrap();
+        }
+        gw.poll(Timestamp(2), &mut out, &mut |_| TcpAnswer::Close);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

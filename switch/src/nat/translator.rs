@@ -1693,15 +1693,27 @@ impl Translator {
         }
     }
 
-    /// Ends every flow of the sandbox at `address` on `network` (its
-    /// endpoint is gone): own sockets are closed, TCP ones with a reset.
-    /// Returns how many flows ended.
-    pub fn forget_sandbox(&mut self, network: NetworkId, address: IpAddr, host: &mut impl Host) -> usize {
-        self.end_flows(host, |f| f.key.network == network && f.key.sandbox.ip() == address)
+    /// Ends every flow of the endpoint with `mac` and `addresses` on
+    /// `network` (it is gone): those through it, whatever their source
+    /// address, and those from its addresses on any network (a sandbox on
+    /// several networks may send from its address on one through another's
+    /// gateway, Linux's weak host model; addresses are unique across
+    /// networks, whose subnets never overlap). Own sockets are closed, TCP
+    /// ones with a reset. Returns how many flows ended.
+    pub fn forget_endpoint(
+        &mut self,
+        network: NetworkId,
+        mac: MacAddr,
+        addresses: &[IpAddr],
+        host: &mut impl Host,
+    ) -> usize {
+        self.end_flows(host, |f| {
+            (f.key.network == network && f.head.sandbox_mac == mac.0) || addresses.contains(&f.key.sandbox.ip())
+        })
     }
 
     /// Forgets `network` (removed) with every flow on it, as
-    /// [`Translator::forget_sandbox`] ends a sandbox's: a flow left behind
+    /// [`Translator::forget_endpoint`] ends an endpoint's: a flow left behind
     /// would never be sent to again, not even its SYN or SYN-ACK
     /// retransmission (they need the network's MTU), and hold its slot and
     /// socket for good. Returns how many flows ended.

@@ -50,7 +50,9 @@ fn dns_endpoints<'m>(model: &'m Model, sandbox: &str) -> Vec<(&'m Endpoint, &'m 
 /// Builds the embedded DNS's directory from the model: the names of every
 /// endpoint on networks with the embedded DNS (A records for their IPv4
 /// addresses, AAAA for their IPv6 ones), and every endpoint as an asker
-/// with its sandbox's scope, known by either of its addresses. `remote`:
+/// with its sandbox's scope, known by either of its addresses, and with
+/// every address its sandbox holds (the translator takes any of them from
+/// any of its endpoints, see `Directory::is_foreign_to_sandbox`). `remote`:
 /// the endpoints of other cluster nodes on this node's cluster networks
 /// (their A and AAAA records; they ask their own node).
 pub(super) fn directory(model: &Model, remote: &[RemoteName]) -> Directory {
@@ -85,6 +87,13 @@ pub(super) fn directory(model: &Model, remote: &[RemoteName]) -> Directory {
         let endpoints = dns_endpoints(model, &sandbox.name);
         let forwarding = endpoints.iter().any(|(_, n)| !n.internal);
         let upstreams: Arc<[SocketAddr]> = own_upstreams(sandbox).into();
+        // On every network, the switch's own or not: the sandbox may route
+        // from any of them through any of its gateways (weak host model).
+        let addresses: Arc<[IpAddr]> = model
+            .endpoints_in_sandbox(&sandbox.name)
+            .into_iter()
+            .flat_map(|e| e.ipv4.map(IpAddr::V4).into_iter().chain(e.ipv6.map(IpAddr::V6)))
+            .collect();
         for (endpoint, network) in &endpoints {
             if endpoint.ipv4.is_none() && endpoint.ipv6.is_none() {
                 continue;
@@ -100,6 +109,7 @@ pub(super) fn directory(model: &Model, remote: &[RemoteName]) -> Directory {
                 upstreams: upstreams.clone(),
             };
             directory.add_asker(endpoint_port(endpoint.port_index).0, asker);
+            directory.set_sandbox_addresses(endpoint_port(endpoint.port_index).0, addresses.clone());
         }
     }
     directory

@@ -578,14 +578,13 @@ impl Control {
 
     fn teardown_endpoint(&self, endpoint: &Endpoint) {
         self.xdp_modes.borrow_mut().remove(&endpoint.port_index);
-        // Its translated connections end with it (reset on the host side),
-        // those of either address.
+        // Its translated connections end with it (reset on the host side):
+        // those through it and those from either of its addresses.
         if let Some(network) = self.model.network_by_id(&endpoint.network_id) {
-            let addresses = endpoint.ipv4.map(IpAddr::V4).into_iter().chain(endpoint.ipv6.map(IpAddr::V6));
-            for address in addresses {
-                if let Err(e) = self.datapath.nat_forget(network_id(network), address) {
-                    tracing::error!(tap = %endpoint.host_tap_name, error = %e, "cannot end the endpoint's flows");
-                }
+            let addresses: Vec<IpAddr> =
+                endpoint.ipv4.map(IpAddr::V4).into_iter().chain(endpoint.ipv6.map(IpAddr::V6)).collect();
+            if let Err(e) = self.datapath.nat_forget(network_id(network), endpoint.mac, &addresses) {
+                tracing::error!(tap = %endpoint.host_tap_name, error = %e, "cannot end the endpoint's flows");
             }
         }
         match self.datapath.remove_port(endpoint_port(endpoint.port_index)) {

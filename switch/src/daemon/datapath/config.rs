@@ -131,8 +131,8 @@ impl Datapath {
                 self.unpublish(&keys);
                 let _ = reply.send(());
             }
-            Command::NatForget { network, address, reply } => {
-                let _ = reply.send(self.nat_forget(network, address));
+            Command::NatForget { network, mac, addresses, reply } => {
+                let _ = reply.send(self.nat_forget(network, mac, &addresses));
             }
             Command::NatFlows { reply } => {
                 let _ = reply.send(self.nat_flows());

@@ -372,7 +372,8 @@ pub(super) enum Command {
     },
     NatForget {
         network: NetworkId,
-        address: IpAddr,
+        mac: MacAddr,
+        addresses: Vec<IpAddr>,
         reply: Reply<usize>,
     },
     SetImpair {
@@ -1434,11 +1435,14 @@ impl DatapathHandle {
         Ok(())
     }
 
-    /// Ends every translated flow of the sandbox at `address` on `network`
-    /// (its endpoint is going): host connections are reset. Returns how
-    /// many flows ended.
-    pub fn nat_forget(&self, network: NetworkId, address: IpAddr) -> Result<usize, DatapathError> {
-        self.call_network(network, |reply| Command::NatForget { network, address, reply })
+    /// Ends every translated flow of the endpoint with `mac` and
+    /// `addresses` on `network` (it is going): host connections are reset.
+    /// Asks every worker: a spread network's flows are on several, and a
+    /// flow from the endpoint's address may run through another network of
+    /// its sandbox (weak host model). Returns how many flows ended.
+    pub fn nat_forget(&self, network: NetworkId, mac: MacAddr, addresses: &[IpAddr]) -> Result<usize, DatapathError> {
+        let ended = self.call_all(|reply| Command::NatForget { network, mac, addresses: addresses.to_vec(), reply })?;
+        Ok(ended.into_iter().sum())
     }
 
     /// The translator's live flows (`nat ls`), of every worker.

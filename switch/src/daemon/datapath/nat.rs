@@ -617,9 +617,10 @@ impl Datapath {
         }
     }
 
-    /// Ends the flows of the sandbox at `address` on `network`.
-    pub(super) fn nat_forget(&mut self, network: NetworkId, address: IpAddr) -> usize {
-        self.with_translator(|translator, host| translator.forget_sandbox(network, address, host))
+    /// Ends the flows of the endpoint with `mac` and `addresses` on
+    /// `network` (see `Translator::forget_endpoint`).
+    pub(super) fn nat_forget(&mut self, network: NetworkId, mac: crate::wire::MacAddr, addresses: &[IpAddr]) -> usize {
+        self.with_translator(|translator, host| translator.forget_endpoint(network, mac, addresses, host))
     }
 
     /// Forgets removed network `network` in the translator, ending its
@@ -786,8 +787,11 @@ impl Datapath {
         let entry = self.batch.entry(i);
         let ingress = entry.port;
         // A sandbox translates only its own addresses: flows belong to the
-        // source address, and another's would outlive that endpoint.
-        if self.dns.directory.is_foreign_to(ingress.0, source) {
+        // source address, and another's would outlive that endpoint. Its
+        // address on another of its networks is its own (Linux's weak host
+        // model: a socket bound to it, routed through this gateway); such a
+        // flow ends when either endpoint goes.
+        if self.dns.directory.is_foreign_to_sandbox(ingress.0, source) {
             self.bridge.count_drop(ingress, DropReason::NatSpoofedSource);
             return true;
         }

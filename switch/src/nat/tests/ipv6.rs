@@ -630,7 +630,9 @@ fn forgetting_an_ipv6_address_ends_only_its_flows() {
     b.syn(sandbox(40_000), remote(), ISN, None);
     b.host.take_calls();
     open_udp6(&mut b, sandbox6(5000), dns6());
-    assert_eq!(b.tr.forget_sandbox(NET, sandbox6(0).ip(), &mut b.host), 2);
+    // Matched by address alone: the frames' MAC is not the one forgotten.
+    let other_mac = MacAddr([0x02, 0, 0, 0, 0, 0x99]);
+    assert_eq!(b.tr.forget_endpoint(NET, other_mac, &[sandbox6(0).ip()], &mut b.host), 2);
     assert_eq!(b.tr.len(), 1);
     assert!(b.tr.flows(b.now)[0].1.sandbox.is_ipv4());
 }

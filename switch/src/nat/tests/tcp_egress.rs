@@ -3,6 +3,7 @@
 use super::harness::*;
 use crate::nat::flow::FlowKey;
 use crate::nat::{Counters, Direction, FlowId, Limits, Proto};
+use crate::wire::MacAddr;
 
 const ISN: u32 = 1_000_000;
 
@@ -964,14 +965,14 @@ fn forgetting_a_sandbox_resets_its_connections_and_empties_the_table() {
     let other = b.connect(sandbox(40_001), ISN, None);
     b.host.take_calls();
     assert_eq!(b.counters(NET).active, 2);
-    let ended = b.tr.forget_sandbox(NET, sandbox(0).ip(), &mut b.host);
+    let ended = b.tr.forget_endpoint(NET, MacAddr(SB_MAC), &[sandbox(0).ip()], &mut b.host);
     assert_eq!(ended, 2);
     let calls = b.host.take_calls();
     assert!(calls.contains(&Call::Close(c.id, true)), "{calls:?}");
     assert!(calls.contains(&Call::Close(other.id, true)), "{calls:?}");
     assert!(b.tr.is_empty());
     assert_eq!(b.counters(NET).active, 0);
-    assert_eq!(b.tr.forget_sandbox(NET, sandbox(0).ip(), &mut b.host), 0, "nothing left");
+    assert_eq!(b.tr.forget_endpoint(NET, MacAddr(SB_MAC), &[sandbox(0).ip()], &mut b.host), 0, "nothing left");
 }
 
 #[test]

@@ -1,13 +1,13 @@
 //! Egress UDP flows and ICMP echo.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::{IcmpEchoHeader, Icmpv4Type};
 
 use super::harness::*;
 use super::tcp_egress::icmp_type_code;
 use crate::nat::{Counters, Direction, Family, FlowId, Host, ListenerId, Proto};
-use crate::wire::VirtioNetHdr;
+use crate::wire::{MacAddr, VirtioNetHdr};
 
 fn dns() -> SocketAddr {
     sa([8, 8, 8, 8], 53)
@@ -581,4 +581,41 @@ fn echo_error_later_quotes_the_echo_id() {
     assert_eq!(payload[9], 1);
     assert_eq!((payload[20], payload[21]), (8, 0), "an echo request is quoted");
     assert_eq!(u16::from_be_bytes([payload[24], payload[25]]), 0x1234);
+}
+
+/// A sandbox on `NET` and `NET2` whose socket is bound to its `NET` address
+/// routes through `NET2`'s gateway (Linux's weak host model): the flow runs
+/// on `NET2`, its answers go to the endpoint there, for the bound address,
+/// and it ends with either endpoint.
+#[test]
+fn a_flow_from_the_sandboxs_address_on_another_network_ends_with_either_endpoint() {
+    let sb2_mac = [0x02, 0, 0, 0, 1, 0x02];
+    let sb2_ip = IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2));
+    for gone in ["the endpoint it runs through", "the endpoint whose address it has"] {
+        let mut b = Bench::new();
+        b.send_on(NET2, &udp_frame_from(sb2_mac, sandbox(5000), dns(), b"weak host"));
+        let id = match b.host.take_calls().as_slice() {
+            [Call::Open(id, Proto::Udp, to), Call::Send(_, data)] if *to == dns() && data == b"weak host" => *id,
+            other => panic!("expected open and send, got {other:?}"),
+        };
+        let (df, out) = b.datagram_in(id, b"answer").expect("an answer frame");
+        assert_eq!(df.port, GW2_PORT, "the answer enters at the gateway it went out through");
+        assert_eq!(
+            out,
+            Out::Udp {
+                src_mac: GW2_MAC,
+                dst_mac: sb2_mac,
+                src: dns(),
+                dst: sandbox(5000),
+                payload: b"answer".to_vec()
+            }
+        );
+        let ended = match gone {
+            "the endpoint it runs through" => b.tr.forget_endpoint(NET2, MacAddr(sb2_mac), &[sb2_ip], &mut b.host),
+            _ => b.tr.forget_endpoint(NET, MacAddr(SB_MAC), &[SB_IP.into()], &mut b.host),
+        };
+        assert_eq!(ended, 1, "{gone}");
+        assert!(b.tr.is_empty(), "{gone}");
+        assert_eq!(b.host.take_calls(), vec![Call::Close(id, false)], "{gone}");
+    }
 }
