@@ -10,7 +10,8 @@
 //! UDP too; a sandbox without IPv6 is reached by IPv6 clients through its
 //! IPv4 address; a service balances IPv6 clients over its replicas and
 //! skips a refusing one; an IPv6-only network reaches out and is reached
-//! by clients of both families. No firewall rule anywhere. Needs root,
+//! by clients of both families; a sandbox on two networks sends from
+//! either IPv6 address (weak host model). No firewall rule anywhere. Needs root,
 //! python3, curl and ping.
 
 use std::io::{ErrorKind, Read, Write};
@@ -358,4 +359,35 @@ fn an_ipv6_only_network_reaches_out_and_is_reached_from_both_families() {
     curl_ok(&lab.outside_ns, sa(lab.daemon_addr, 8085), "six-only");
     assert_eq!(last_client(&web).ip(), gateway6(d, &net), "the IPv6 gateway stands in for the IPv4 client");
     lab.assert_rulesets_unchanged();
+}
+
+/// Over IPv6 too, a sandbox on two networks may send through its default
+/// network's gateway from its address on the other (a socket bound to it,
+/// Linux's weak host model), and is translated.
+#[test]
+fn a_sandbox_on_two_networks_routes_ipv6_from_either_address() {
+    if !prerequisites("a_sandbox_on_two_networks_routes_ipv6_from_either_address") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (first, second, sb) = (d.name("f"), d.name("s"), d.name("a"));
+    dual_stack(d, &first, "10.239.1.0/24", "fd00:239:1::/64");
+    dual_stack(d, &second, "10.239.2.0/24", "fd00:239:2::/64");
+    d.sandbox_create(&sb);
+    let via = connect(d, &first, &sb, &[]);
+    let other = connect(d, &second, &sb, &[]);
+    let bound = other.ipv6.expect("a dual-stack endpoint").addr();
+    let routes = vswitch::netns_exec_ok(&sb, "ip", &["-6", "route", "show", "default"]);
+    assert!(routes.contains(&via.ifname), "the default route should use {}: {routes}", via.ifname);
+    let echo = UdpEcho::start(&lab.outside_ns, lab.far_addr6, 7);
+    let (local, reply) = udp_query(&sb, bound, sa(lab.far_addr6, 7), b"weak6", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("no echo for a socket bound to {bound}: {e}; echo saw {:?}", echo.peer_addrs()));
+    assert_eq!(local.ip(), IpAddr::V6(bound));
+    let (peer, payload) = reply.split_once(' ').unwrap_or((&reply, ""));
+    assert_eq!(payload, "weak6");
+    let peer: SocketAddr = peer.parse().unwrap_or_else(|e| panic!("echo answered {reply:?}: {e}"));
+    assert_eq!(peer.ip(), IpAddr::V6(lab.daemon_addr6), "echo saw {peer}");
+    let flows = d.nat_flows(Some(&first));
+    assert!(flows.iter().any(|f| field(f, "sandbox_addr") == local.to_string()), "{flows:#?}");
 }

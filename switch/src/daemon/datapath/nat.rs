@@ -108,6 +108,14 @@ pub(super) struct NatIo {
 }
 
 impl NatIo {
+    /// The translator, the sockets it works through (as its `Host`) and
+    /// its arena of control frames, borrowed apart for one call that needs
+    /// all three.
+    fn parts<'a>(&'a mut self, registry: &'a Registry) -> (&'a mut Translator, Sockets<'a>, &'a mut Emit) {
+        let NatIo { translator, sockets, listeners, out, options, .. } = self;
+        (translator, Sockets { sockets, listeners, registry, options: *options }, out)
+    }
+
     /// Forgets the fragments port `port` sent (removed: its id may be
     /// reused), uncounted.
     pub(super) fn forget_fragments_of(&mut self, port: PortId) {
@@ -602,8 +610,7 @@ impl Datapath {
 
     /// Runs `f` on the translator with the sockets it works through.
     fn with_translator<R>(&mut self, f: impl FnOnce(&mut Translator, &mut Sockets<'_>) -> R) -> R {
-        let NatIo { translator, sockets, listeners, options, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
+        let (translator, mut host, _) = self.nat.parts(self.poll.registry());
         f(translator, &mut host)
     }
 
@@ -713,8 +720,7 @@ impl Datapath {
         if self.nat.translator.next_deadline().is_none_or(|at| at > now) {
             return;
         }
-        let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
+        let (translator, mut host, out) = self.nat.parts(self.poll.registry());
         translator.poll_timers(now, &mut host, out);
     }
 
@@ -808,8 +814,7 @@ impl Datapath {
             }
         };
         let now = self.clock.now().0;
-        let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
+        let (translator, mut host, out) = self.nat.parts(self.poll.registry());
         match translator.from_sandbox(network, self.batch.frame(i), udp_segment, now, &mut host, out) {
             Ok(()) => true,
             Err(Unsupported::Protocol) => false,
@@ -831,8 +836,7 @@ impl Datapath {
     /// Sends what the translator held back of the batch's datagrams (one
     /// train per run of a flow's datagrams, see `Translator::flush_datagrams`).
     pub(super) fn flush_nat_datagrams(&mut self) {
-        let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
+        let (translator, mut host, out) = self.nat.parts(self.poll.registry());
         translator.flush_datagrams(&mut host, out);
     }
 
@@ -861,8 +865,7 @@ impl Datapath {
             self.bridge.count_drop(ingress, DropReason::NatFragments);
             return;
         }
-        let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
+        let (translator, mut host, out) = self.nat.parts(self.poll.registry());
         match translator.from_sandbox(network, &whole, None, now, &mut host, out) {
             Ok(()) => {}
             Err(Unsupported::Extension) => self.bridge.count_drop(ingress, DropReason::NatIpv6Extension),
@@ -893,8 +896,7 @@ impl Datapath {
             return true;
         }
         let now = self.clock.now().0;
-        let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
-        let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
+        let (translator, mut host, out) = self.nat.parts(self.poll.registry());
         if translator.from_sandbox(network, self.batch.frame(i), None, now, &mut host, out).is_err() {
             self.bridge.count_drop(ingress, DropReason::MeshStray);
         }
@@ -1066,8 +1068,7 @@ impl Datapath {
             }
             while !drained && !self.batch.is_full() {
                 let Some((buf, bytes)) = self.batch.take_buffer() else { break };
-                let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
-                let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
+                let (translator, mut host, out) = self.nat.parts(self.poll.registry());
                 let frame = &mut bytes[HDR..];
                 // Only raw ICMP sockets are read here, one message at a
                 // time (they need filtering); datagram sockets went above.
@@ -1164,9 +1165,7 @@ impl Datapath {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // An ICMP error the remote sent (reported once, then cleared).
                 Err(e) => {
-                    let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
-                    let registry = self.poll.registry();
-                    let mut host = Sockets { sockets, listeners, registry, options: *options };
+                    let (translator, mut host, out) = self.nat.parts(self.poll.registry());
                     translator.datagram_error(id, &e, &mut host, out);
                 }
             }
@@ -1211,17 +1210,17 @@ impl Datapath {
                 }
             };
             let client = canonical(client);
-            let NatIo { translator, sockets, listeners, out, options, .. } = &mut self.nat;
+            let (translator, mut host, out) = self.nat.parts(self.poll.registry());
+            let peek_offset = host.options.peek_offset;
             let prepared = stream
                 .set_nonblocking(true)
                 .and_then(|()| stream.set_nodelay(true))
-                .and_then(|()| if options.peek_offset { stream::set_peek_offset(stream.as_fd(), 0) } else { Ok(()) });
+                .and_then(|()| if peek_offset { stream::set_peek_offset(stream.as_fd(), 0) } else { Ok(()) });
             let flow = prepared.ok().and_then(|()| translator.accept(listener, client, now, out));
             let Some(id) = flow else {
                 let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
                 continue;
             };
-            let mut host = Sockets { sockets, listeners, registry: self.poll.registry(), options: *options };
             let socket = FlowSocket::Tcp { stream, connecting: false };
             if host.store(id, socket, Interest::READABLE | Interest::WRITABLE).is_err() {
                 translator.host_failed(id, &mut host, out);
