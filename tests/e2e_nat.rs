@@ -11,7 +11,8 @@
 //! firewall rule anywhere, 10,000 connections held through each
 //! direction (flow tables back to empty, RSS back to its level), UDP
 //! datagrams larger than the MTU both ways, a sandbox on two networks
-//! sending from either address (weak host model), and UDP trains (GSO from a
+//! sending from either address (weak host model) and answering a port
+//! published on its second network, and UDP trains (GSO from a
 //! sandbox, GRO toward it, back-to-back datagrams) both ways. Needs
 //! root, python3, curl and ping; iptables and nftables for the firewall
 //! checks (skipped loudly without them).
@@ -228,12 +229,13 @@ fn a_sandbox_translates_only_its_own_addresses() {
     assert!(again.is_ok(), "the sandbox's own address stopped working: {again:?}");
 }
 
-/// A sandbox on two networks whose socket is bound to its address on one
-/// routes through the other's gateway (its default route): Linux's weak
-/// host model, which Docker's masquerade translates. The switch translates
-/// it too (answering the ARP request for its gateway that carries the other
-/// network's address), and the flow ends when the endpoint whose address
-/// it has leaves, on whichever worker it runs.
+/// A sandbox on two networks whose socket is bound to its address on an
+/// `--internal` one (which routes nothing: no source route) routes through
+/// the other's gateway, its default route: Linux's weak host model, which
+/// Docker's masquerade translates. The switch translates it too (answering
+/// the ARP request for its gateway that carries the other network's
+/// address), and the flow ends when the endpoint whose address it has
+/// leaves, on whichever worker it runs.
 #[test]
 fn a_sandbox_on_two_networks_routes_from_either_address() {
     if !prerequisites("a_sandbox_on_two_networks_routes_from_either_address") {
@@ -243,7 +245,7 @@ fn a_sandbox_on_two_networks_routes_from_either_address() {
     let d = &lab.daemon;
     let (first, second, sb) = (d.name("f"), d.name("s"), d.name("a"));
     d.network_create(&first, "10.234.1.0/24");
-    d.network_create(&second, "10.234.2.0/24");
+    d.ctl_ok(&["network", "create", &second, "--subnet", "10.234.2.0/24", "--internal"]);
     d.sandbox_create(&sb);
     let via = d.connect(&first, &sb, None);
     let other = d.connect(&second, &sb, None);
@@ -282,6 +284,58 @@ fn a_sandbox_on_two_networks_routes_from_either_address() {
         "the sandbox's own flow stays: {:#?}",
         d.nat_flows(None)
     );
+    lab.assert_rulesets_unchanged();
+}
+
+/// A port published on a sandbox's network that does not carry its default
+/// route is answered: the sandbox routes from its address there through
+/// that network's gateway (source-based routing the switch sets up in the
+/// sandbox), and a socket bound to that address leaves through it too.
+/// When the endpoint leaves, so do its rules.
+#[test]
+fn a_port_published_on_a_sandboxs_second_network_is_answered_through_it() {
+    if !prerequisites("a_port_published_on_a_sandboxs_second_network_is_answered_through_it") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (first, second, sb) = (d.name("f"), d.name("s"), d.name("a"));
+    d.network_create(&first, "10.235.1.0/24");
+    d.network_create(&second, "10.235.2.0/24");
+    d.sandbox_create(&sb);
+    let via = d.connect(&first, &sb, None);
+    let other = d.connect_publish(&second, &sb, &[&format!("{HOST_PORT}:80"), "5300:53/udp"]);
+    let second_addr = other.ipv4.expect("an address on the second network").addr();
+    let routes = vswitch::netns_exec_ok(&sb, "ip", &["-4", "route", "show", "default"]);
+    assert!(routes.contains(&via.ifname) && !routes.contains(&other.ifname), "default via {}: {routes}", via.ifname);
+    let _web = HttpServer::start(&sb, Ipv4Addr::UNSPECIFIED, 80, "second");
+    let _echo = UdpEcho::start(&sb, second_addr, 53);
+
+    // TCP and UDP clients outside reach the port and get the answers.
+    let c = curl_ok(&lab.outside_ns, sa(lab.daemon_addr, HOST_PORT), "second");
+    assert!(c.elapsed < CURL_MAX, "{c}");
+    let (_, reply) = udp_query(&lab.outside_ns, Ipv4Addr::UNSPECIFIED, sa(lab.daemon_addr, 5300), b"q", FAST)
+        .unwrap_or_else(|e| panic!("no answer from the UDP port published on {second}: {e}"));
+    assert!(reply.ends_with(" q"), "{reply}");
+    for (port, reason) in [(&via.port, "nat_spoofed_source"), (&other.port, "nat_spoofed_source")] {
+        assert_eq!(port_drops(d, port, reason), 0, "{port}");
+    }
+
+    // A socket bound to the second address leaves through its gateway.
+    let echo = UdpEcho::start(&lab.outside_ns, lab.far_addr, 7);
+    let (local, _) = udp_query(&sb, second_addr, sa(lab.far_addr, 7), b"bound", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("no echo for a socket bound to {second_addr}: {e}; echo saw {:?}", echo.peers()));
+    let on_second = d.nat_flows(Some(&second));
+    assert!(on_second.iter().any(|f| field(f, "sandbox_addr") == local.to_string()), "{on_second:#?}");
+
+    // Its rules leave with the endpoint; the sandbox's own stay.
+    let rules = || vswitch::netns_exec_ok(&sb, "ip", &["-4", "rule", "show"]);
+    let before = rules();
+    assert!(before.contains(&format!("from {second_addr} lookup")), "{before}");
+    d.ctl_ok(&["network", "disconnect", &second, &sb]);
+    let after = rules();
+    assert!(!after.contains(&second_addr.to_string()), "{after}");
+    assert!(after.contains(&format!("from {} lookup", via.ipv4.unwrap().addr())), "{after}");
     lab.assert_rulesets_unchanged();
 }
 

@@ -362,8 +362,8 @@ fn an_ipv6_only_network_reaches_out_and_is_reached_from_both_families() {
 }
 
 /// Over IPv6 too, a sandbox on two networks may send through its default
-/// network's gateway from its address on the other (a socket bound to it,
-/// Linux's weak host model), and is translated.
+/// network's gateway from its address on the other, internal one (a socket
+/// bound to it, Linux's weak host model), and is translated.
 #[test]
 fn a_sandbox_on_two_networks_routes_ipv6_from_either_address() {
     if !prerequisites("a_sandbox_on_two_networks_routes_ipv6_from_either_address") {
@@ -373,7 +373,9 @@ fn a_sandbox_on_two_networks_routes_ipv6_from_either_address() {
     let d = &lab.daemon;
     let (first, second, sb) = (d.name("f"), d.name("s"), d.name("a"));
     dual_stack(d, &first, "10.239.1.0/24", "fd00:239:1::/64");
-    dual_stack(d, &second, "10.239.2.0/24", "fd00:239:2::/64");
+    // Internal: no source route sends its addresses through its own gateway.
+    let subnets = ["--subnet", "10.239.2.0/24", "--subnet", "fd00:239:2::/64"];
+    d.ctl_ok(&[&["network", "create", &second, "--ipv6", "--internal"][..], &subnets].concat());
     d.sandbox_create(&sb);
     let via = connect(d, &first, &sb, &[]);
     let other = connect(d, &second, &sb, &[]);

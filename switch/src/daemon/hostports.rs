@@ -141,6 +141,7 @@ fn configure_afxdp_endpoint(
         up: true,
     };
     netlink::configure_link(ns, &ifname, &config)?;
+    plumbing::add_source_routes(ns, endpoint, network)?;
     if endpoint.is_default_gateway_network {
         plumbing::add_default_route(ns, endpoint, network)?;
     }

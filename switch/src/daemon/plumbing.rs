@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use crate::model::{Endpoint, Network, Sandbox};
-use crate::sys::netlink::{self, LinkConfig, NetlinkError};
+use crate::sys::netlink::{self, LinkConfig, Netlink, NetlinkError};
 use crate::sys::netns::{self, NetNs, NetNsError};
 use crate::sys::tap::{Tap, TapError, TapMode, TapOptions};
 
@@ -187,8 +187,50 @@ fn configure_in_sandbox(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> R
         up: true,
     };
     netlink::configure_link(ns, &endpoint.host_tap_name, &config)?;
+    add_source_routes(ns, endpoint, network)?;
     if endpoint.is_default_gateway_network {
         add_default_route(ns, endpoint, network)?;
+    }
+    Ok(())
+}
+
+/// The endpoint's addresses with its network's gateway of each family,
+/// for those it routes through (none on `--internal` networks).
+fn routed_addresses(endpoint: &Endpoint, network: &Network) -> Vec<(IpAddr, IpAddr)> {
+    if network.internal {
+        return Vec::new();
+    }
+    let v4 = endpoint.ipv4.zip(network.gateway).map(|(a, g)| (IpAddr::V4(a), IpAddr::V4(g)));
+    let v6 = endpoint.ipv6.zip(network.gateway6).map(|(a, g)| (IpAddr::V6(a), IpAddr::V6(g)));
+    v4.into_iter().chain(v6).collect()
+}
+
+/// Makes the sandbox answer from the endpoint's addresses through the
+/// endpoint's own gateway, whichever network carries its default route
+/// (source-based routing, see `sys::netlink::source_routes`): a port
+/// published on any of its networks is answered through the gateway that
+/// carried the client in, and a socket bound to the endpoint's address
+/// leaves through it. Idempotent.
+pub fn add_source_routes(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<(), PlumbError> {
+    let routed = routed_addresses(endpoint, network);
+    if routed.is_empty() {
+        return Ok(());
+    }
+    let mut netlink = Netlink::open_in(ns)?;
+    for (address, gateway) in routed {
+        netlink.add_source_route(address, gateway, &endpoint.ifname_in_sandbox)?;
+    }
+    Ok(())
+}
+
+/// Removes the endpoint's source rules from the sandbox (its table goes
+/// with its interface): its address may go to another sandbox, or come
+/// back to this one on another interface.
+pub fn remove_source_routes(ns: &NetNs, endpoint: &Endpoint) -> Result<(), PlumbError> {
+    let addresses = endpoint.ipv4.map(IpAddr::V4).into_iter().chain(endpoint.ipv6.map(IpAddr::V6));
+    let mut netlink = Netlink::open_in(ns)?;
+    for address in addresses {
+        netlink.remove_source_route(address)?;
     }
     Ok(())
 }
@@ -222,6 +264,10 @@ pub fn reattach_endpoint(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> 
             if let Err(e) = netlink::set_txqueuelen(ns, &endpoint.ifname_in_sandbox, TAP_TXQUEUELEN) {
                 // The port works with the shallower queue; say so and go on.
                 tracing::warn!(tap = tap.name(), error = %e, "cannot set the TAP's txqueuelen");
+            }
+            // A sandbox plumbed by an older version has none yet.
+            if let Err(e) = add_source_routes(ns, endpoint, network) {
+                tracing::warn!(tap = tap.name(), error = %e, "cannot add the endpoint's source routes");
             }
             Ok(tap)
         }

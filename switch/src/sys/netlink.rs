@@ -32,8 +32,10 @@ use thiserror::Error;
 
 use super::netns::{NetNs, NetNsError, run_in};
 
+mod source_routes;
 mod watch;
 mod xdp;
+pub use source_routes::{SOURCE_PRIORITY, SUPPRESS_PRIORITY, table_of};
 pub use watch::{LinkEvent, LinkWatcher};
 pub use xdp::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
 

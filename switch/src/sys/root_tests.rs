@@ -244,6 +244,68 @@ fn tap_moved_into_netns_and_configured_as_eth0() {
 }
 
 #[test]
+fn source_routes_send_an_address_through_its_own_gateway_and_go_with_their_rule() {
+    if !have_root("source_routes_send_an_address_through_its_own_gateway_and_go_with_their_rule") {
+        return;
+    }
+    let mut g = NetGuard::new();
+    let ns = g.netns();
+    let ns_name = ns.name().unwrap().to_owned();
+    let mut taps = Vec::new();
+    for (ifname, v4, v6) in [("eth0", [10, 77, 0, 2], "fd77::2"), ("eth1", [10, 78, 0, 2], "fd78::2")] {
+        let name = g.name();
+        g.host_link(&name);
+        taps.push(Tap::create(&name, TapOptions::default()).unwrap());
+        netlink::move_link_to_netns(&name, &ns).unwrap();
+        let cfg = LinkConfig {
+            new_name: Some(ifname.into()),
+            ipv4: Some((Ipv4Addr::from(v4), 24)),
+            ipv6: Some((v6.parse().unwrap(), 64)),
+            up: true,
+            ..LinkConfig::default()
+        };
+        netlink::configure_link(&ns, &name, &cfg).unwrap();
+    }
+    netlink::add_default_route(&ns, Ipv4Addr::new(10, 77, 0, 1), "eth0").unwrap();
+    netlink::add_default_route6(&ns, "fd77::1".parse().unwrap(), "eth0").unwrap();
+    let route = |args: &[&str]| {
+        let mut cmd = vec!["ip", "-n", &ns_name, "-j"];
+        cmd.extend_from_slice(args);
+        let r = json(&cmd);
+        (r[0]["dev"].as_str().unwrap_or_default().to_owned(), r[0]["gateway"].as_str().map(str::to_owned))
+    };
+    let via = |dev: &str, gw: &str| (dev.to_owned(), Some(gw.to_owned()));
+    let from_eth1 = ["route", "get", "192.0.2.1", "from", "10.78.0.2"];
+    let from_eth1_v6 = ["-6", "route", "get", "2001:db8::1", "from", "fd78::2"];
+    assert_eq!(route(&from_eth1), via("eth0", "10.77.0.1"), "the main table's default route before");
+
+    let mut nl = Netlink::open_in(&ns).unwrap();
+    for _ in 0..2 {
+        // Twice: adding again changes nothing.
+        nl.add_source_route("10.78.0.2".parse().unwrap(), "10.78.0.1".parse().unwrap(), "eth1").unwrap();
+        nl.add_source_route("fd78::2".parse().unwrap(), "fd78::1".parse().unwrap(), "eth1").unwrap();
+    }
+    let eth1 = nl.link("eth1").unwrap().unwrap().index;
+    let rules = nl.source_rules(netlink_packet_route::AddressFamily::Inet).unwrap();
+    assert_eq!(rules, vec![("10.78.0.2".parse().unwrap(), netlink::table_of(eth1))], "one rule, once");
+    assert_eq!(route(&from_eth1), via("eth1", "10.78.0.1"), "from eth1's address, through eth1's gateway");
+    assert_eq!(route(&from_eth1_v6), via("eth1", "fd78::1"));
+    assert_eq!(route(&["route", "get", "192.0.2.1"]), via("eth0", "10.77.0.1"), "any other source as before");
+    assert_eq!(route(&["route", "get", "192.0.2.1", "from", "10.77.0.2"]), via("eth0", "10.77.0.1"));
+    // The main table still decides every route but its default one.
+    assert_eq!(route(&["route", "get", "10.77.0.9", "from", "10.78.0.2"]), ("eth0".to_owned(), None));
+
+    nl.remove_source_route("10.78.0.2".parse().unwrap()).unwrap();
+    nl.remove_source_route("fd78::2".parse().unwrap()).unwrap();
+    nl.remove_source_route("fd78::2".parse().unwrap()).expect("nothing left to remove is fine");
+    assert!(nl.source_rules(netlink_packet_route::AddressFamily::Inet).unwrap().is_empty());
+    assert!(nl.source_rules(netlink_packet_route::AddressFamily::Inet6).unwrap().is_empty());
+    assert_eq!(route(&from_eth1), via("eth0", "10.77.0.1"), "back to the main table's default route");
+    assert_eq!(route(&from_eth1_v6), via("eth0", "fd77::1"));
+    drop(taps);
+}
+
+#[test]
 fn cleanup_leaves_no_netns_or_links_behind() {
     if !have_root("cleanup_leaves_no_netns_or_links_behind") {
         return;

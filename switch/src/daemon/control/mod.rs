@@ -587,6 +587,15 @@ impl Control {
                 tracing::error!(tap = %endpoint.host_tap_name, error = %e, "cannot end the endpoint's flows");
             }
         }
+        // Its source rules, while its sandbox lives on (a removed
+        // sandbox's namespace takes them along).
+        if let Ok(sandbox) = self.model.sandbox(&endpoint.sandbox) {
+            let removed =
+                plumbing::open_sandbox_netns(sandbox).and_then(|ns| plumbing::remove_source_routes(&ns, endpoint));
+            if let Err(e) = removed {
+                tracing::warn!(tap = %endpoint.host_tap_name, error = %e, "cannot remove the endpoint's source rules");
+            }
+        }
         match self.datapath.remove_port(endpoint_port(endpoint.port_index)) {
             Ok(Some(tap)) => plumbing::destroy_tap(tap),
             Ok(None) if endpoint.port_type == proto::PortType::Afxdp => {}
