@@ -3,7 +3,9 @@
 //! the throughput of a TCP transfer under a rate limit, against the
 //! settings and within tolerances stated below; `--clear` restores the
 //! link; settings survive `kill -9` and a restart, show in `show`, `stats`
-//! and the metrics; a refused request changes nothing. Needs root.
+//! and the metrics; a refused request changes nothing; a VTEP's
+//! impairment delays one host's overlay traffic toward another host and
+//! survives `kill -9`. Needs root.
 //!
 //! The impairment applies to frames leaving the switch toward b (b's
 //! port), so a→b traffic is impaired and b→a is not.
@@ -13,6 +15,8 @@ use std::time::Duration;
 
 use ctl::proto::{PortStats, ShowTree};
 use serde_json::Value;
+use vswitch::overlay::{ip_of, sandbox_on, tunnel_port, vtep_daemon};
+use vswitch::underlay::Underlay;
 use vswitch::{Daemon, netns_exec, netns_exec_ok, ping, require_root, tcp_transfer, text};
 
 /// Ping RTTs in ms from `ns` to `ip`: `count` echoes, `interval` seconds apart.
@@ -209,4 +213,56 @@ fn impairment_delays_loses_and_paces_as_set() {
     d.ctl_ok(&["network", "disconnect", &net, &b]);
     let again = d.connect(&net, &b, None);
     assert_eq!(shown(&d, &again.port), None, "a new endpoint inherited an impairment");
+}
+
+/// `port impair vx:ADDR:PORT` delays what one host's overlay sends toward
+/// another host's VTEP (and only that), shows on the tunnel port, and
+/// survives `kill -9`; `--clear` takes it off.
+#[test]
+fn a_vtep_impairment_delays_the_overlay_toward_that_host_and_survives_kill_9() {
+    if !require_root("a_vtep_impairment_delays_the_overlay_toward_that_host_and_survives_kill_9") {
+        return;
+    }
+    let u = Underlay::new([10, 212, 1], 2);
+    let (h1, h2) = (u.host(0), u.host(1));
+    let mut d1 = vtep_daemon(h1, &[]);
+    let d2 = vtep_daemon(h2, &[]);
+    let net = u.name("ov");
+    for d in [&d1, &d2] {
+        d.overlay_create(&net, "10.213.1.0/24", 4099, &["--attachable"]);
+    }
+    d1.peer_add(h2.vtep(), &[]);
+    d2.peer_add(h1.vtep(), &[]);
+    let (s1, _) = sandbox_on(&d1, &net, "s", "10.213.1.11");
+    let (_s2, e2) = sandbox_on(&d2, &net, "s", "10.213.1.12");
+    assert!(ping(&s1, ip_of(&e2), 3), "no overlay connectivity");
+    let tunnel = tunnel_port(h2.vtep());
+
+    // Same bounds as the endpoint's delay above: every RTT at least the
+    // delay (only host 1 → host 2 is impaired), the median within 10 ms.
+    let base = median(&rtts(&s1, ip_of(&e2), 20, "0.02"));
+    d1.ctl_ok(&["port", "impair", &tunnel, "--delay", "20ms"]);
+    let check_delayed = |what: &str| {
+        let delayed = rtts(&s1, ip_of(&e2), 20, "0.05");
+        let added = median(&delayed) - base;
+        eprintln!("{what}: RTT median {base:.3} ms -> {:.3} ms (+{added:.3} ms)", median(&delayed));
+        assert!(delayed.iter().all(|&r| r >= 20.0), "{what}: an RTT below the 20 ms delay: {delayed:?}");
+        assert!((20.0..30.0).contains(&added), "{what}: median RTT rose by {added:.3} ms: {delayed:?}");
+    };
+    check_delayed("VTEP delay 20ms");
+    assert_eq!(shown(&d1, &tunnel).map(|i| i.delay_us), Some(20_000));
+    assert!(impair_stats(&d1, &tunnel)["delayed"].as_u64().unwrap_or(0) >= 20, "{}", impair_stats(&d1, &tunnel));
+    assert_eq!(shown(&d2, &tunnel_port(h1.vtep())), None, "the other host's tunnel is not impaired");
+
+    d1.kill9();
+    d1.restart();
+    assert_eq!(shown(&d1, &tunnel).map(|i| i.delay_us), Some(20_000), "the setting after kill -9");
+    check_delayed("after kill -9 and a restart");
+
+    d1.ctl_ok(&["port", "impair", &tunnel, "--clear"]);
+    let cleared = median(&rtts(&s1, ip_of(&e2), 20, "0.02"));
+    assert!(cleared < 10.0, "median RTT {cleared:.3} ms after --clear");
+    assert_eq!(shown(&d1, &tunnel), None);
+    let refused = d1.ctl_err(&["port", "impair", "vx:0.0.0.0:4789", "--delay", "1ms"]);
+    assert!(refused.contains("unicast"), "{refused}");
 }

@@ -550,14 +550,15 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         filter: Option<String>,
     },
-    /// Impair an endpoint port's egress (the frames toward its sandbox) as netem would: delay
-    /// with jitter, loss, duplication, reordering, a rate and a queue bound; or clear it. The
-    /// setting is kept with the endpoint (it survives a restart, and goes when the endpoint
-    /// goes). A new setting replaces the old one: frames queued under it are sent at once.
+    /// Impair an endpoint port's egress (the frames toward its sandbox), or that of every
+    /// tunnel port toward a VTEP, as netem would: delay with jitter, loss, duplication,
+    /// reordering, a rate and a queue bound; or clear it. The setting is kept with the
+    /// endpoint (it survives a restart, and goes when the endpoint goes), a VTEP's until it is
+    /// cleared. A new setting replaces the old one: frames queued under it are sent at once.
     /// Reply: [`PortImpairInfo`](super::PortImpairInfo).
     PortImpair {
-        /// The port: its name as `show` lists it (`vsw…`), `NETWORK:SANDBOX`, or a sandbox
-        /// with one endpoint.
+        /// The port: its name as `show` lists it (`vsw…`), `NETWORK:SANDBOX`, a sandbox
+        /// with one endpoint, or `vx:ADDR:PORT` (every tunnel port toward that VTEP).
         port: String,
         /// Optional: the settings; absent or `null` clears the port's impairment.
         #[serde(default)]

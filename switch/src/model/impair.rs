@@ -1,6 +1,9 @@
-//! Link impairment settings of endpoints (`port impair`): which endpoint a
-//! PORT argument names, and the setting kept with it (persisted with the
-//! endpoint, gone with it).
+//! Link impairment settings (`port impair`): which endpoint a PORT
+//! argument names, and the setting kept with it (persisted with the
+//! endpoint, gone with it); and those of the tunnels toward VTEPs
+//! (`vx:ADDR:PORT`), kept until cleared.
+
+use std::net::SocketAddr;
 
 use ctl::Impairment;
 
@@ -18,7 +21,8 @@ impl Model {
     /// - `SANDBOX`, when the sandbox has exactly one endpoint.
     ///
     /// Gateway (`gw:NET`) and tunnel (`vx:ADDR`) ports are refused as not
-    /// impairable.
+    /// endpoints (tunnels are impaired by VTEP, see
+    /// [`Model::set_tunnel_impairment`]).
     pub fn endpoint_for_port(&self, port: &str) -> Result<&Endpoint, ModelError> {
         if let Some(e) = self.endpoint_by_tap(port) {
             return Ok(e);
@@ -63,5 +67,40 @@ impl Model {
         let endpoint = self.endpoints.get_mut(&id).ok_or_else(|| ModelError::NoSuchEndpointPort(port.to_owned()))?;
         endpoint.impair = impair;
         Ok((endpoint.clone(), settings))
+    }
+
+    /// Sets (or with `None` clears) the impairment of every tunnel port
+    /// toward VTEP `remote`, on every overlay network, present or future,
+    /// after checking its ranges; returns the checked settings. The VTEP
+    /// need not be a static peer (a cluster node's or a learned one's
+    /// tunnels are impaired too) and keeps the setting until it is cleared.
+    pub fn set_tunnel_impairment(
+        &mut self,
+        remote: SocketAddr,
+        impair: Option<Impairment>,
+    ) -> Result<Option<ImpairSettings>, ModelError> {
+        let invalid = |reason| ModelError::InvalidPeer { addr: remote, reason };
+        if remote.ip().is_unspecified() || remote.ip().is_multicast() {
+            return Err(invalid("a VTEP has a unicast address"));
+        }
+        if remote.port() == 0 {
+            return Err(invalid("UDP port 0 is not a valid destination"));
+        }
+        let settings = impair.as_ref().map(ImpairSettings::new).transpose()?;
+        match impair {
+            Some(impair) => self.tunnel_impairments.insert(remote, impair),
+            None => self.tunnel_impairments.remove(&remote),
+        };
+        Ok(settings)
+    }
+
+    /// The impairment of the tunnels toward `remote`, if it has one.
+    pub fn tunnel_impairment(&self, remote: SocketAddr) -> Option<&Impairment> {
+        self.tunnel_impairments.get(&remote)
+    }
+
+    /// Every impaired VTEP with its setting, ordered by address.
+    pub fn tunnel_impairments(&self) -> impl Iterator<Item = (SocketAddr, &Impairment)> {
+        self.tunnel_impairments.iter().map(|(remote, impair)| (*remote, impair))
     }
 }

@@ -51,6 +51,8 @@ pub struct Model {
     pub(crate) services: BTreeMap<String, Service>,
     /// Uplinks by interface name.
     pub(crate) uplinks: BTreeMap<String, Uplink>,
+    /// Impairments of the tunnels toward VTEPs, by the VTEP's address.
+    pub(crate) tunnel_impairments: BTreeMap<std::net::SocketAddr, ctl::Impairment>,
 }
 
 impl Default for Model {
@@ -72,6 +74,7 @@ impl Model {
             peers: BTreeMap::new(),
             services: BTreeMap::new(),
             uplinks: BTreeMap::new(),
+            tunnel_impairments: BTreeMap::new(),
         };
         let predefined = [
             (Driver::Bridge, Some(("172.17.0.0/16", Ipv4Addr::new(172, 17, 0, 1)))),
@@ -495,6 +498,15 @@ pub(crate) struct StateFile {
     services: Vec<Service>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     uplinks: Vec<Uplink>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tunnel_impairments: Vec<TunnelImpairment>,
+}
+
+/// The impairment of the tunnel toward one VTEP, as the state file holds it.
+#[derive(Serialize, Deserialize)]
+struct TunnelImpairment {
+    remote: std::net::SocketAddr,
+    impair: ctl::Impairment,
 }
 
 impl From<Model> for StateFile {
@@ -509,6 +521,11 @@ impl From<Model> for StateFile {
             peers: m.peers.into_values().collect(),
             services: m.services.into_values().collect(),
             uplinks: m.uplinks.into_values().collect(),
+            tunnel_impairments: m
+                .tunnel_impairments
+                .into_iter()
+                .map(|(remote, impair)| TunnelImpairment { remote, impair })
+                .collect(),
         }
     }
 }
@@ -539,6 +556,7 @@ impl TryFrom<StateFile> for Model {
             peers: f.peers.into_iter().map(|p| (p.addr, p)).collect(),
             services: f.services.into_iter().map(|s| (s.name.clone(), s)).collect(),
             uplinks: f.uplinks.into_iter().map(|u| (u.interface.clone(), u)).collect(),
+            tunnel_impairments: f.tunnel_impairments.into_iter().map(|t| (t.remote, t.impair)).collect(),
         };
         if m.uplinks.len() != n_uplinks {
             return Err("duplicate uplink".to_owned());

@@ -176,9 +176,10 @@ pub(crate) enum PortCmd {
         /// Host interface.
         interface: String,
     },
-    /// Impair a port's egress (the frames toward its sandbox) as netem would: delay with
-    /// jitter, loss, duplication, reordering, a rate; or clear it. A new setting replaces the
-    /// old one. Kept across daemon restarts; shown by `show` and `stats`.
+    /// Impair a port's egress (the frames toward its sandbox, or through a tunnel toward a
+    /// VTEP) as netem would: delay with jitter, loss, duplication, reordering, a rate; or clear
+    /// it. A new setting replaces the old one. Kept across daemon restarts; shown by `show` and
+    /// `stats`.
     Impair(ImpairArgs),
 }
 
@@ -192,8 +193,8 @@ pub(crate) enum PortCmd {
         vswitchctl port impair PORT --clear"
 )]
 pub(crate) struct ImpairArgs {
-    /// The port: its name as `show` lists it (vsw…), NETWORK:SANDBOX, or a sandbox with one
-    /// endpoint.
+    /// The port: its name as `show` lists it (vsw…), NETWORK:SANDBOX, a sandbox with one
+    /// endpoint, or vx:ADDR[:PORT] for every tunnel toward that VTEP.
     pub(crate) port: String,
     /// Delay every frame, e.g. 10ms (us, ms, s).
     #[arg(long, value_name = "TIME", value_parser = parse_duration)]

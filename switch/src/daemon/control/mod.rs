@@ -233,6 +233,8 @@ impl Control {
             cluster_keys: None,
         };
         control.datapath.set_aging(Duration::from_secs(control.model.config().aging_time_secs))?;
+        // Before the peers' tunnel ports are made, which take it on.
+        control.restore_tunnel_impairments();
         for network in control.model.networks() {
             if network.driver.is_switched() {
                 control.add_network_to_datapath(network)?;

@@ -269,7 +269,7 @@ impl Control {
                     ip: None,
                     ip6: None,
                     remote: Some(t.remote),
-                    impair: None,
+                    impair: self.model.tunnel_impairment(t.remote).copied(),
                     port_type: None,
                     xdp_mode: None,
                     down: false,

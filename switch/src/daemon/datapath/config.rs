@@ -149,6 +149,9 @@ impl Datapath {
             Command::SetImpair { id, settings, reply } => {
                 let _ = reply.send(self.set_impairment(id, settings));
             }
+            Command::SetTunnelImpair { remote, settings, reply } => {
+                let _ = reply.send(self.set_tunnel_impairment(remote, settings));
+            }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
@@ -485,6 +488,7 @@ impl Datapath {
             self.ports[port.index()] = None;
             return Err(e.into());
         }
+        self.impair_new_tunnel_port(port, remote);
         let now = self.clock.now();
         self.bridge.events_mut().push(now, EventKind::TunnelUp { network, port, remote, learned: false });
         self.peer_ports.insert(remote.ip(), remote.port());

@@ -381,6 +381,11 @@ pub(super) enum Command {
         settings: Option<ImpairSettings>,
         reply: Reply<Result<(), DatapathError>>,
     },
+    SetTunnelImpair {
+        remote: SocketAddr,
+        settings: Option<ImpairSettings>,
+        reply: Reply<usize>,
+    },
     Snapshot {
         reply: Reply<Snapshot>,
     },
@@ -1519,6 +1524,19 @@ impl DatapathHandle {
             return Err(DatapathError::SpreadImpair(id));
         }
         self.call_port(id, |reply| Command::SetImpair { id, settings, reply })?
+    }
+
+    /// Impairs the egress of every tunnel port toward VTEP `remote` on
+    /// every worker, those made later too (each its own queue), with
+    /// `settings`, or clears it (`None`). Returns how many tunnel ports
+    /// there are toward it now.
+    pub fn set_tunnel_impairment(
+        &self,
+        remote: SocketAddr,
+        settings: Option<ImpairSettings>,
+    ) -> Result<usize, DatapathError> {
+        let applied = self.call_all(|reply| Command::SetTunnelImpair { remote, settings, reply })?;
+        Ok(applied.into_iter().sum())
     }
 
     /// The datapath's events, in batches (for the event hub).

@@ -1,18 +1,23 @@
 //! Link impairment on the datapath (`port impair`): frames leaving an
-//! impaired TAP port go through its [`Impairer`] instead of straight out;
-//! the ones it queues are sent when due, by the loop, which wakes up for
-//! the earliest departure (no thread, no sleep). A port without impairment
-//! costs one check of an emptiness flag on the send path (and an indexed
-//! flag once any port is impaired).
+//! impaired TAP port, or a tunnel port toward an impaired VTEP, go through
+//! its [`Impairer`] instead of straight out; the ones it queues are sent
+//! when due, by the loop, which wakes up for the earliest departure (no
+//! thread, no sleep). A port without impairment costs one check of an
+//! emptiness flag on the send path (and an indexed flag once any port is
+//! impaired).
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::super::tunnel::{TunnelTx, TxOutcome};
 use super::handle::{DatapathError, ImpairSnapshot, Snapshot};
 use super::{Datapath, PortIo, tx_drop_reason};
 use crate::counters::DropReason;
 use crate::impair::{Decision, ImpairCounters, ImpairSettings, Impairer};
 use crate::offload;
 use crate::port::PortId;
+use crate::wire::VirtioNetHdr;
 
 /// One port's impairment: the core while impaired, and the counters of
 /// the cores it had before (counters never go back while the port lives).
@@ -36,11 +41,18 @@ pub(super) struct ImpairIo {
     active: Vec<PortId>,
     /// Per port index: it has a core (the send path's O(1) check).
     impaired: Vec<bool>,
+    /// Impaired VTEPs: every tunnel port toward one, present or added
+    /// later, gets a core of its own with these settings.
+    tunnels: HashMap<SocketAddr, ImpairSettings>,
+    /// Frames released to tunnel ports so far: their ids for the tunnel
+    /// (apart from the batch's, whose ids start at bit 32 of a batch
+    /// generation; the top bit is never a generation's).
+    released: u64,
 }
 
 impl ImpairIo {
     pub(super) fn new() -> ImpairIo {
-        ImpairIo { ports: Vec::new(), active: Vec::new(), impaired: Vec::new() }
+        ImpairIo { ports: Vec::new(), active: Vec::new(), impaired: Vec::new(), tunnels: HashMap::new(), released: 0 }
     }
 
     /// Whether frames to `port` go through an impairment: the send path's
@@ -131,22 +143,51 @@ impl Datapath {
                 slot.core = Some(core);
             }
         }
+        self.flush_tunnel();
         if self.captures.ports {
             self.captures.wake();
         }
     }
 
     /// Sends a frame the impairment released (virtio-net header and
-    /// Ethernet frame), as [`Datapath::send_one`] sends to a TAP.
+    /// Ethernet frame), as [`Datapath::send_one`] sends to a TAP or a
+    /// tunnel port (whose pending train is flushed after the releases).
     fn send_released(&mut self, port: PortId, bytes: &[u8]) {
-        if let Some(Some(PortIo::Tap(tap))) = self.ports.get(port.index())
-            && let Err(e) = tap.send(bytes)
-        {
-            self.bridge.count_drop(port, tx_drop_reason(&e));
+        match self.ports.get(port.index()) {
+            Some(Some(PortIo::Tap(tap))) => {
+                if let Err(e) = tap.send(bytes) {
+                    self.bridge.count_drop(port, tx_drop_reason(&e));
+                }
+            }
+            Some(Some(PortIo::Tunnel { vni, remote, .. })) => {
+                let (vni, remote) = (*vni, *remote);
+                self.send_released_to_tunnel(port, vni, remote, bytes);
+            }
+            _ => {}
         }
         // Captured as it leaves, after its delay.
         if self.captures.ports {
             super::capture::offer_written(&mut self.captures, &self.bridge, port, bytes);
+        }
+    }
+
+    /// Encapsulates (and on an encrypted overlay seals) a released frame
+    /// toward `remote`. One too big for the tunnel is only counted: the
+    /// frame it was is gone from the batch, so no ICMP error quotes it.
+    fn send_released_to_tunnel(&mut self, port: PortId, vni: vxlan::Vni, remote: SocketAddr, bytes: &[u8]) {
+        let Some(tunnel) = self.tunnel.as_mut() else { return };
+        let Some(hdr) = VirtioNetHdr::parse(bytes) else { return };
+        let frame = &bytes[VirtioNetHdr::LEN..];
+        let network = self.bridge.port_config(port).map(|c| c.network).ok();
+        let keys = network.and_then(|n| self.nets.get_mut(n.index())?.as_mut()?.crypto.as_deref_mut());
+        self.impair.released += 1;
+        let frame_id = 1 << 63 | self.impair.released;
+        let tx = TunnelTx { port, vni, dest: remote, frame_id, frame, hdr: &hdr };
+        match tunnel.send(tx, keys) {
+            TxOutcome::Queued if self.captures.underlay => self.capture_underlay_sent(remote),
+            TxOutcome::Queued => {}
+            TxOutcome::Dropped(reason) => self.bridge.count_drop(port, reason),
+            TxOutcome::TooBig(_) => self.bridge.count_drop(port, DropReason::TooBigForTunnel),
         }
     }
 
@@ -160,6 +201,40 @@ impl Datapath {
         if !matches!(self.ports.get(port.index()), Some(Some(PortIo::Tap(_)))) {
             return Err(DatapathError::NotImpairable(port));
         }
+        self.impair_port(port, settings);
+        Ok(())
+    }
+
+    /// Impairs every tunnel port toward `remote` with `settings`, those
+    /// added later too, or clears their impairment (`None`). Returns how
+    /// many ports this worker has toward it now.
+    pub(super) fn set_tunnel_impairment(&mut self, remote: SocketAddr, settings: Option<ImpairSettings>) -> usize {
+        match &settings {
+            Some(s) => self.impair.tunnels.insert(remote, *s),
+            None => self.impair.tunnels.remove(&remote),
+        };
+        let ports: Vec<PortId> = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(_, io)| matches!(io, Some(PortIo::Tunnel { remote: r, .. }) if *r == remote))
+            .map(|(index, _)| PortId(index as u32))
+            .collect();
+        for &port in &ports {
+            self.impair_port(port, settings);
+        }
+        ports.len()
+    }
+
+    /// Gives a tunnel port just added toward `remote` the VTEP's
+    /// impairment, if it has one.
+    pub(super) fn impair_new_tunnel_port(&mut self, port: PortId, remote: SocketAddr) {
+        if let Some(settings) = self.impair.tunnels.get(&remote).copied() {
+            self.impair_port(port, Some(settings));
+        }
+    }
+
+    fn impair_port(&mut self, port: PortId, settings: Option<ImpairSettings>) {
         if self.impair.ports.len() <= port.index() {
             self.impair.ports.resize_with(port.index() + 1, || None);
         }
@@ -177,7 +252,7 @@ impl Datapath {
             }
             None => self.impair.mark(port, false),
         }
-        Ok(())
+        self.flush_tunnel();
     }
 
     /// Adds the impairments' counters to a snapshot: their drops to the

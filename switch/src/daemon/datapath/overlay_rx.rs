@@ -575,6 +575,7 @@ impl Datapath {
             self.ports[port.index()] = None;
             return Err(DropReason::UnknownPeer);
         }
+        self.impair_new_tunnel_port(port, remote);
         tracing::info!(peer = %remote, vni = vni.get(), "learned a new peer");
         self.bridge.events_mut().push(now, EventKind::TunnelUp { network, port, remote, learned: true });
         self.mirror_to_replicas(network, port, Some(remote));

@@ -1059,6 +1059,7 @@ impl Datapath {
         }
         let owners = super::TunnelOwners { peer: true, cluster: false };
         *super::config::slot(&mut self.ports, port) = Some(PortIo::Tunnel { vni, remote, owners });
+        self.impair_new_tunnel_port(port, remote);
         self.peer_ports.insert(remote.ip(), remote.port());
     }
 

@@ -4,11 +4,12 @@
 //! departure; loss and a full queue are counted under their reasons; a GSO
 //! frame is paced by its wire size; clearing sends what was queued.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::super::handle::{Command, DatapathError};
-use super::super::testing::frames::{Tcp, frame, mac, pattern, tso_hdr};
-use super::super::testing::{Harness, gateway_network, plain_network};
+use super::super::testing::frames::{BROADCAST, Tcp, frame, mac, pattern, tso_hdr, vtep, vxlan};
+use super::super::testing::{Harness, Setup, gateway_network, overlay_network, plain_network};
 use crate::counters::DropReason;
 use crate::impair::ImpairSettings;
 use crate::port::PortId;
@@ -150,4 +151,57 @@ fn clearing_sends_the_queue_at_once_and_only_taps_are_impaired() {
     h.advance(Duration::from_millis(60));
     h.run_until_idle();
     assert!(h.snapshot().impair.is_empty());
+}
+
+fn impair_vtep(h: &mut Harness, remote: SocketAddr, spec: Option<Impairment>) -> usize {
+    let settings = spec.map(|s| ImpairSettings::new(&s).expect("valid settings"));
+    h.call(|reply| Command::SetTunnelImpair { remote, settings, reply })
+}
+
+/// A VTEP's impairment delays what leaves through every tunnel port toward
+/// it, one added later too, encapsulated when it leaves; other VTEPs'
+/// traffic goes at once, and clearing sends the queue.
+#[test]
+fn a_vtep_is_impaired_on_every_tunnel_port_toward_it() {
+    let mut h = Harness::with(Setup::host(1));
+    let one = h.network(overlay_network(0, 4242));
+    let two = h.network(overlay_network(1, 4343));
+    let slow = h.peer(one, vtep(2));
+    let fast = h.peer(one, vtep(3));
+    let (a, b) = (h.endpoint(one), h.endpoint(two));
+    assert_eq!(impair_vtep(&mut h, vtep(2), Some(delay_ms(10))), 1, "one tunnel port toward it so far");
+    let later = h.peer(two, vtep(2));
+
+    h.inject(a, &frame(BROADCAST, mac(1), 1));
+    h.inject(b, &frame(BROADCAST, mac(2), 2));
+    h.run_until_idle();
+    let sent = h.sent_datagrams();
+    assert_eq!(sent.iter().map(|d| d.to).collect::<Vec<_>>(), vec![vtep(3)], "only the other VTEP's at once");
+    assert_eq!(h.dp.impair_timeout(), Some(Duration::from_millis(10)));
+    h.advance(Duration::from_millis(10));
+    h.step();
+    let mut sent: Vec<(SocketAddr, Vec<u8>)> = h.sent_datagrams().into_iter().map(|d| (d.to, d.bytes)).collect();
+    sent.sort();
+    let expected = vec![
+        (vtep(2), vxlan(4242, &frame(BROADCAST, mac(1), 1))),
+        (vtep(2), vxlan(4343, &frame(BROADCAST, mac(2), 2))),
+    ];
+    assert_eq!(sent, expected, "both networks' frames, each in its own VNI, after the delay");
+    let snapshot = h.snapshot();
+    for port in [slow, later] {
+        let stats = snapshot.impair.iter().find(|i| i.port == port).expect("the tunnel port's impairment");
+        assert_eq!((stats.counters.delayed, stats.counters.queued), (1, 0), "{port:?}");
+    }
+    assert!(snapshot.impair.iter().all(|i| i.port != fast));
+
+    // Cleared: what waits leaves at once, and nothing waits after.
+    h.inject(a, &frame(BROADCAST, mac(1), 3));
+    h.run_until_idle();
+    assert_eq!(h.sent_datagrams().len(), 1, "the fast VTEP's");
+    assert_eq!(impair_vtep(&mut h, vtep(2), None), 2);
+    assert_eq!(h.sent_datagrams().iter().map(|d| d.to).collect::<Vec<_>>(), vec![vtep(2)]);
+    h.inject(a, &frame(BROADCAST, mac(1), 4));
+    h.run_until_idle();
+    assert_eq!(h.sent_datagrams().len(), 2, "both VTEPs at once again");
+    assert_eq!(h.dp.impair_timeout(), None);
 }
