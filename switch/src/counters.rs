@@ -156,8 +156,8 @@ pub enum DropReason {
     FloodLimited,
     /// An IP packet a sandbox sent through its gateway to be translated
     /// (egress, or an answer on a published port) from a source address
-    /// that is not its endpoint's own: it would open or feed flows in
-    /// another sandbox's name.
+    /// that is none of its sandbox's (on any of its networks): it would
+    /// open or feed flows in another sandbox's name.
     NatSpoofedSource,
 }
 

@@ -107,6 +107,9 @@ pub fn plumb_afxdp_endpoint(
     nl.create_veth(host, &endpoint.ifname_in_sandbox, ns, queues)?;
     let result = configure_afxdp_endpoint(&mut nl, ns, endpoint, network).and_then(|()| xdp_port(host, true, workers));
     if result.is_err() {
+        if let Err(e) = plumbing::remove_source_routes(ns, endpoint) {
+            tracing::warn!(port = host, error = %e, "cannot remove the endpoint's source rules");
+        }
         let _ = nl.delete_link(host);
     }
     result
@@ -161,6 +164,10 @@ pub fn reattach_afxdp_endpoint(
     workers: usize,
 ) -> Result<HostPort, HostPortError> {
     if Netlink::open()?.link_exists(&endpoint.host_tap_name)? {
+        // A pair plumbed by an older version has none yet.
+        if let Err(e) = plumbing::add_source_routes(ns, endpoint, network) {
+            tracing::warn!(port = %endpoint.host_tap_name, error = %e, "cannot add the endpoint's source routes");
+        }
         return xdp_port(&endpoint.host_tap_name, true, workers);
     }
     plumb_afxdp_endpoint(ns, endpoint, network, workers)

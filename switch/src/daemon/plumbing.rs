@@ -169,6 +169,9 @@ pub fn plumb_endpoint(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Res
     match configure_in_sandbox(ns, endpoint, network) {
         Ok(()) => Ok(tap),
         Err(e) => {
+            if let Err(e) = remove_source_routes(ns, endpoint) {
+                tracing::warn!(tap = tap.name(), error = %e, "cannot remove the endpoint's source rules");
+            }
             destroy_tap(tap);
             Err(e)
         }
@@ -211,6 +214,10 @@ fn routed_addresses(endpoint: &Endpoint, network: &Network) -> Vec<(IpAddr, IpAd
 /// published on any of its networks is answered through the gateway that
 /// carried the client in, and a socket bound to the endpoint's address
 /// leaves through it. Idempotent.
+///
+/// A kernel without policy routing for a family is said in the log and
+/// otherwise ignored: the endpoint works, answering through the default
+/// route as before.
 pub fn add_source_routes(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> Result<(), PlumbError> {
     let routed = routed_addresses(endpoint, network);
     if routed.is_empty() {
@@ -218,7 +225,13 @@ pub fn add_source_routes(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> 
     }
     let mut netlink = Netlink::open_in(ns)?;
     for (address, gateway) in routed {
-        netlink.add_source_route(address, gateway, &endpoint.ifname_in_sandbox)?;
+        match netlink.add_source_route(address, gateway, &endpoint.ifname_in_sandbox) {
+            Ok(()) => {}
+            Err(e) if e.is_unsupported() => {
+                tracing::warn!(%address, error = %e, "no policy routing in this kernel: the address answers through the default route");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
@@ -230,9 +243,22 @@ pub fn remove_source_routes(ns: &NetNs, endpoint: &Endpoint) -> Result<(), Plumb
     let addresses = endpoint.ipv4.map(IpAddr::V4).into_iter().chain(endpoint.ipv6.map(IpAddr::V6));
     let mut netlink = Netlink::open_in(ns)?;
     for address in addresses {
-        netlink.remove_source_route(address)?;
+        match netlink.remove_source_route(address) {
+            Err(e) if !e.is_unsupported() => return Err(e.into()),
+            _ => {}
+        }
     }
     Ok(())
+}
+
+/// Removes the endpoint's source rules from `sandbox`'s namespace if it
+/// still has one (never recreating it, unlike [`open_sandbox_netns`]).
+pub fn remove_source_routes_of(sandbox: &Sandbox, endpoint: &Endpoint) -> Result<(), PlumbError> {
+    match NetNs::open_path(&sandbox.netns_path) {
+        Ok(ns) => remove_source_routes(&ns, endpoint),
+        // Gone (the container ended): its rules went with it.
+        Err(_) => Ok(()),
+    }
 }
 
 /// Points the sandbox's default routes at `network`'s gateway through the

@@ -171,6 +171,25 @@ fn instant(now: Timestamp) -> Instant {
     Instant::from_millis(now.0 as i64)
 }
 
+/// An Ethernet ARP request's sender (hardware and protocol address) and
+/// target protocol address.
+fn arp_request(frame: &[u8]) -> Option<(EthernetAddress, Ipv4Addr, Ipv4Addr)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Arp {
+        return None;
+    }
+    match ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).ok()?).ok()? {
+        ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        } => Some((source_hardware_addr, source_protocol_addr, target_protocol_addr)),
+        _ => None,
+    }
+}
+
 impl Gateway {
     /// An IPv4-only gateway owning `address/prefix_len` on a network whose
     /// MTU is `mtu`.
@@ -296,14 +315,6 @@ impl Gateway {
                 }
             }
         }
-        if let Some(reply) = self.weak_host_arp_reply(frame) {
-            // Sent with the stack's own frames at the next poll.
-            if self.device.tx.len() >= RX_QUEUE_LIMIT {
-                return Err(DropReason::GatewayBusy);
-            }
-            self.device.tx.push(reply);
-            return Ok(());
-        }
         if self.device.rx.len() >= RX_QUEUE_LIMIT {
             return Err(DropReason::GatewayBusy);
         }
@@ -311,37 +322,44 @@ impl Gateway {
         Ok(())
     }
 
-    /// The reply to an ARP request for the gateway's IPv4 address from a
-    /// sender outside its subnet, which smoltcp ignores. Linux asks that
-    /// way when it routes a packet through this gateway from its address
-    /// on another network (the weak host model; with the default
-    /// `arp_announce` 0 the request carries the packet's source address),
-    /// and a host router answers it. The stack learns nothing from it: it
-    /// never sends to such a sender, the translator answers its flows.
-    fn weak_host_arp_reply(&self, frame: &[u8]) -> Option<Vec<u8>> {
+    /// The sender's address of `frame` if it is an ARP request for the
+    /// gateway's IPv4 address from a unicast sender outside its subnet,
+    /// which smoltcp ignores. Linux asks that way when it routes a packet
+    /// through this gateway from its address on another network (the weak
+    /// host model; with the default `arp_announce` 0 the request carries
+    /// the packet's source address), and a host router answers it: see
+    /// [`Gateway::answer_off_subnet_arp`], for the caller to use once it
+    /// knows the sender may claim that address.
+    pub fn off_subnet_arp_sender(&self, frame: &[u8]) -> Option<Ipv4Addr> {
         let (address, prefix_len) = self.ipv4?;
-        let eth = EthernetFrame::new_checked(frame).ok()?;
-        if eth.ethertype() != EthernetProtocol::Arp {
-            return None;
-        }
-        let ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Request,
-            source_hardware_addr,
-            source_protocol_addr,
-            target_protocol_addr,
-            ..
-        } = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).ok()?).ok()?
-        else {
-            return None;
-        };
+        let (sender_mac, sender, target) = arp_request(frame)?;
         let subnet = Ipv4Cidr::new(address, prefix_len);
-        if target_protocol_addr != address
-            || subnet.contains_addr(&source_protocol_addr)
-            || !source_hardware_addr.is_unicast()
-            || source_protocol_addr.is_broadcast()
-            || source_protocol_addr.is_multicast()
-            || source_protocol_addr.is_unspecified()
-        {
+        let odd = sender.is_broadcast()
+            || sender.is_multicast()
+            || sender.is_unspecified()
+            || sender.is_loopback()
+            || sender.is_link_local();
+        (target == address && !subnet.contains_addr(&sender) && sender_mac.is_unicast() && !odd).then_some(sender)
+    }
+
+    /// Queues the gateway's reply to the ARP request `frame` (one
+    /// [`Gateway::off_subnet_arp_sender`] named), sent with the stack's
+    /// frames at the next poll. The stack learns nothing from it: it never
+    /// sends to such a sender, the translator answers its flows.
+    pub fn answer_off_subnet_arp(&mut self, frame: &[u8]) -> Result<(), DropReason> {
+        let Some(reply) = self.arp_reply(frame) else { return Ok(()) };
+        if self.device.tx.len() >= RX_QUEUE_LIMIT {
+            return Err(DropReason::GatewayBusy);
+        }
+        self.device.tx.push(reply);
+        Ok(())
+    }
+
+    /// The reply to the ARP request `frame` for the gateway's address.
+    fn arp_reply(&self, frame: &[u8]) -> Option<Vec<u8>> {
+        let (address, _) = self.ipv4?;
+        let (source_hardware_addr, source_protocol_addr, target) = arp_request(frame)?;
+        if target != address {
             return None;
         }
         let arp = ArpRepr::EthernetIpv4 {
@@ -457,18 +475,25 @@ mod tests {
     }
 
     #[test]
-    fn answers_arp_from_a_sender_on_another_network_of_its_sandbox() {
+    fn answers_arp_from_a_sender_outside_its_subnet_only_when_asked_to() {
         let mut gw = Gateway::new(GW, 16, 1500, Timestamp(0));
         let mut out = Vec::new();
         // Linux asks from its address on another network when a socket
         // bound to it routes through this gateway (weak host model).
         let elsewhere = Ipv4Addr::new(10, 9, 0, 2);
-        let mut request = arp_request(GW);
-        let mut frame = EthernetFrame::new_unchecked(&mut request[..]);
-        let mut arp = ArpPacket::new_unchecked(frame.payload_mut());
-        arp.set_source_protocol_addr(&elsewhere.octets());
+        let with_sender = |sender: Ipv4Addr, target: Ipv4Addr| {
+            let mut request = arp_request(target);
+            ArpPacket::new_unchecked(&mut request[14..]).set_source_protocol_addr(&sender.octets());
+            request
+        };
+        let request = with_sender(elsewhere, GW);
+        assert_eq!(gw.off_subnet_arp_sender(&request), Some(elsewhere));
+        // The stack alone ignores it.
         gw.deliver(&request, Timestamp(1)).unwrap();
         gw.poll(Timestamp(1), &mut out, &mut |_| TcpAnswer::Close);
+        assert!(out.is_empty(), "smoltcp answered an off-subnet sender: {out:?}");
+        gw.answer_off_subnet_arp(&request).unwrap();
+        gw.poll(Timestamp(2), &mut out, &mut |_| TcpAnswer::Close);
         assert_eq!(out.len(), 1, "one reply");
         let reply = EthernetFrame::new_checked(&out[0][..]).unwrap();
         assert_eq!(reply.dst_addr(), EthernetAddress(HOST_MAC));
@@ -481,17 +506,20 @@ mod tests {
             target_protocol_addr: elsewhere,
         };
         assert_eq!(arp, expected);
-        // Still nothing for another target, nor from a broadcast sender.
-        out.clear();
-        let mut other = request.clone();
-        ArpPacket::new_unchecked(&mut other[14..]).set_target_protocol_addr(&[172, 17, 0, 9]);
-        let mut broadcast = request.clone();
-        ArpPacket::new_unchecked(&mut broadcast[14..]).set_source_protocol_addr(&Ipv4Addr::BROADCAST.octets());
-        for frame in [other, broadcast] {
-            gw.deliver(&frame, Timestamp(2)).unwrap();
+        // Not the gateway's to answer this way: its own subnet's senders
+        // (the stack answers them), other targets, senders no host has.
+        for (sender, target) in [
+            (HOST, GW),
+            (elsewhere, Ipv4Addr::new(172, 17, 0, 9)),
+            (Ipv4Addr::BROADCAST, GW),
+            (Ipv4Addr::UNSPECIFIED, GW),
+            (Ipv4Addr::LOCALHOST, GW),
+            (Ipv4Addr::new(169, 254, 1, 1), GW),
+            (Ipv4Addr::new(224, 0, 0, 1), GW),
+        ] {
+            assert_eq!(gw.off_subnet_arp_sender(&with_sender(sender, target)), None, "{sender} asking for {target}");
         }
-        gw.poll(Timestamp(2), &mut out, &mut |_| TcpAnswer::Close);
-        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(gw.off_subnet_arp_sender(&arp_request(GW)), None);
     }
 
     #[test]

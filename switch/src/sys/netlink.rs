@@ -88,6 +88,16 @@ pub enum NetlinkError {
     Namespace(#[source] Box<NetNsError>),
 }
 
+impl NetlinkError {
+    /// Whether the kernel refused the request as a feature it lacks
+    /// (`EAFNOSUPPORT`, `EOPNOTSUPP`), e.g. policy routing rules on a
+    /// kernel built without multiple routing tables.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, NetlinkError::Kernel { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::EAFNOSUPPORT | libc::EOPNOTSUPP)))
+    }
+}
+
 /// What [`configure_link`] sets on an interface; `None` leaves a property
 /// unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

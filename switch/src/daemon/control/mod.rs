@@ -345,6 +345,9 @@ impl Control {
             }
         }
         self.datapath.add_tap_queues(endpoint_port(endpoint.port_index), tap, extra, config).map_err(|(tap, e)| {
+            if let Err(e) = plumbing::remove_source_routes(ns, endpoint) {
+                tracing::warn!(tap = %endpoint.host_tap_name, error = %e, "cannot remove the endpoint's source rules");
+            }
             if let Some(tap) = tap {
                 plumbing::destroy_tap(tap);
             }
@@ -364,6 +367,9 @@ impl Control {
         if let Err(e) =
             self.datapath.add_device_queues(endpoint_port(endpoint.port_index), port.device, port.extra, config)
         {
+            if let Ok(sandbox) = self.model.sandbox(&endpoint.sandbox) {
+                self.remove_source_rules(sandbox, endpoint);
+            }
             hostports::destroy_afxdp_endpoint(endpoint);
             return Err(datapath_error(e));
         }
@@ -565,6 +571,10 @@ impl Control {
             c.commit(next)?;
             c.release_publications(&removed.endpoints);
             for endpoint in &removed.endpoints {
+                // An adopted namespace outlives the sandbox, rules and all.
+                if !removed.sandbox.owns_netns {
+                    c.remove_source_rules(&removed.sandbox, endpoint);
+                }
                 c.teardown_endpoint(endpoint);
                 c.port_down(endpoint, PortChange::SandboxRemoved);
             }
@@ -580,23 +590,10 @@ impl Control {
 
     fn teardown_endpoint(&self, endpoint: &Endpoint) {
         self.xdp_modes.borrow_mut().remove(&endpoint.port_index);
-        // Its translated connections end with it (reset on the host side):
-        // those through it and those from either of its addresses.
-        if let Some(network) = self.model.network_by_id(&endpoint.network_id) {
-            let addresses: Vec<IpAddr> =
-                endpoint.ipv4.map(IpAddr::V4).into_iter().chain(endpoint.ipv6.map(IpAddr::V6)).collect();
-            if let Err(e) = self.datapath.nat_forget(network_id(network), endpoint.mac, &addresses) {
-                tracing::error!(tap = %endpoint.host_tap_name, error = %e, "cannot end the endpoint's flows");
-            }
-        }
-        // Its source rules, while its sandbox lives on (a removed
-        // sandbox's namespace takes them along).
+        // Its source rules, while its sandbox lives on (`sandbox rm`
+        // removes them before the sandbox leaves the model).
         if let Ok(sandbox) = self.model.sandbox(&endpoint.sandbox) {
-            let removed =
-                plumbing::open_sandbox_netns(sandbox).and_then(|ns| plumbing::remove_source_routes(&ns, endpoint));
-            if let Err(e) = removed {
-                tracing::warn!(tap = %endpoint.host_tap_name, error = %e, "cannot remove the endpoint's source rules");
-            }
+            self.remove_source_rules(sandbox, endpoint);
         }
         match self.datapath.remove_port(endpoint_port(endpoint.port_index)) {
             Ok(Some(tap)) => plumbing::destroy_tap(tap),
@@ -606,6 +603,25 @@ impl Control {
         }
         if endpoint.port_type == proto::PortType::Afxdp {
             hostports::destroy_afxdp_endpoint(endpoint);
+        }
+        // Its translated connections end with it (reset on the host side):
+        // those through it and those from either of its addresses; once
+        // its device is gone, so that no frame of it opens another.
+        if let Some(network) = self.model.network_by_id(&endpoint.network_id) {
+            let addresses: Vec<IpAddr> =
+                endpoint.ipv4.map(IpAddr::V4).into_iter().chain(endpoint.ipv6.map(IpAddr::V6)).collect();
+            if let Err(e) = self.datapath.nat_forget(network_id(network), endpoint.mac, &addresses) {
+                tracing::error!(tap = %endpoint.host_tap_name, error = %e, "cannot end the endpoint's flows");
+            }
+        }
+    }
+
+    /// Removes `endpoint`'s source rules from `sandbox`'s namespace, if it
+    /// still has one (its address may go to another sandbox, or come back
+    /// to this one on another interface).
+    fn remove_source_rules(&self, sandbox: &crate::model::Sandbox, endpoint: &Endpoint) {
+        if let Err(e) = plumbing::remove_source_routes_of(sandbox, endpoint) {
+            tracing::warn!(tap = %endpoint.host_tap_name, error = %e, "cannot remove the endpoint's source rules");
         }
     }
 

@@ -950,11 +950,19 @@ impl Datapath {
                 }
                 let now = self.clock.now();
                 let Some(Some(PortIo::Gateway(gw))) = self.ports.get_mut(port.index()) else { return };
+                let (ingress, frame) = (self.batch.entry(i).port, self.batch.frame(i));
+                // An ARP request from the sandbox's address on another of
+                // its networks (weak host model) is answered; anyone else's
+                // from outside the subnet is ignored, as the stack does.
+                let directory = &self.dns.directory;
+                let weak_host_arp = gw.off_subnet_arp_sender(frame).is_some_and(|sender| {
+                    directory.asker(ingress.0).is_some() && !directory.is_foreign_to_sandbox(ingress.0, sender)
+                });
                 // A partial TCP/UDP checksum needs nothing here: the gateway's
                 // stack does not verify those (see `gateway`), as frames from
                 // local TAPs carry partial checksums too.
-                if let Err(reason) = gw.deliver(self.batch.frame(i), now) {
-                    let ingress = self.batch.entry(i).port;
+                let taken = if weak_host_arp { gw.answer_off_subnet_arp(frame) } else { gw.deliver(frame, now) };
+                if let Err(reason) = taken {
                     self.bridge.count_drop(ingress, reason);
                     return;
                 }

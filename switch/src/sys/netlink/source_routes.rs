@@ -73,10 +73,19 @@ impl Netlink {
     /// route: the interface's table gets the default route, the address
     /// its rule, and the family its suppressing rule. Idempotent: a rule
     /// that exists already is kept as it is.
+    ///
+    /// The suppressing rule goes first: a kernel without policy routing
+    /// for the family (`CONFIG_IP_MULTIPLE_TABLES`,
+    /// `CONFIG_IPV6_MULTIPLE_TABLES`) refuses it (see
+    /// [`NetlinkError::is_unsupported`]) before a route meant for the
+    /// interface's table could land in the main one.
     pub fn add_source_route(&mut self, address: IpAddr, gateway: IpAddr, ifname: &str) -> Result<(), NetlinkError> {
         let index = self.index(ifname)?.index;
         let family = family_of(address);
         let table = table_of(index);
+        let mut suppress = rule(family, u32::from(RouteHeader::RT_TABLE_MAIN), SUPPRESS_PRIORITY);
+        suppress.attributes.push(RuleAttribute::SuppressPrefixLen(0));
+        self.add_rule("add suppressing rule", "main", suppress)?;
         let mut route = RouteMessage::default();
         route.header.address_family = family;
         route.header.destination_prefix_length = 0;
@@ -97,10 +106,6 @@ impl Netlink {
             RouteNetlinkMessage::NewRoute(route),
             NLM_F_CREATE | NLM_F_REPLACE,
         )?;
-
-        let mut suppress = rule(family, u32::from(RouteHeader::RT_TABLE_MAIN), SUPPRESS_PRIORITY);
-        suppress.attributes.push(RuleAttribute::SuppressPrefixLen(0));
-        self.add_rule("add suppressing rule", "main", suppress)?;
         let mut from = rule(family, table, SOURCE_PRIORITY);
         from.header.src_len = full_prefix(address);
         from.attributes.push(RuleAttribute::Source(address));

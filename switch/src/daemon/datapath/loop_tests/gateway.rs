@@ -140,3 +140,41 @@ fn the_gateway_answers_names_it_owns_and_forwards_the_others() {
     assert_eq!(counters.len(), 1);
     assert_eq!((counters[0].1.queries, counters[0].1.answered_locally), (2, 1));
 }
+
+/// An ARP request for the gateway from outside its subnet is answered
+/// when the sender's address is the asking sandbox's own on another of its
+/// networks (Linux's weak host model asks that way), and ignored from
+/// anyone else, as the gateway's stack ignores it.
+#[test]
+fn the_gateway_answers_off_subnet_arp_from_a_sandboxs_other_address_only() {
+    let mut h = Harness::new();
+    let net = h.network(gateway_network(0));
+    let (a, b) = (h.endpoint(net), h.endpoint(net));
+    let elsewhere = Ipv4Addr::new(10, 9, 0, 2);
+    let mut directory = dns::Directory::new();
+    for (port, n) in [(a, 2), (b, 3)] {
+        let asker = dns::Asker {
+            address: Some(ip(n)),
+            address6: None,
+            network: net.0,
+            scope: vec![net.0],
+            forwarding: false,
+            upstreams: std::sync::Arc::from([]),
+        };
+        directory.add_asker(port.0, asker);
+    }
+    directory.set_sandbox_addresses(a.0, std::sync::Arc::from([ip(2).into(), elsewhere.into()]));
+    h.call(|reply| Command::SetDns { directory: Box::new(directory), reply });
+
+    h.inject(b, &arp_request(mac(3), elsewhere, ip(1)));
+    h.run_until_idle();
+    assert!(h.sent_frames(b).is_empty(), "not b's address: no answer");
+    h.sent(a);
+    h.inject(a, &arp_request(mac(2), elsewhere, ip(1)));
+    h.run_until_idle();
+    let replies = h.sent_frames(a);
+    assert_eq!(replies.len(), 1, "a's own address on its other network");
+    assert_eq!(replies[0][..6], mac(2).0);
+    assert_eq!(replies[0][28..32], ip(1).octets(), "the gateway's address");
+    assert_eq!(replies[0][38..42], elsewhere.octets(), "to the address that asked");
+}
