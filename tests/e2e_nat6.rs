@@ -393,3 +393,50 @@ fn a_sandbox_on_two_networks_routes_ipv6_from_either_address() {
     let flows = d.nat_flows(Some(&first));
     assert!(flows.iter().any(|f| field(f, "sandbox_addr") == local.to_string()), "{flows:#?}");
 }
+
+/// A sandbox whose default network has no IPv6 routes IPv6 through its
+/// first network that has (and an IPv6-only default network leaves IPv4
+/// to the next): one gateway per family, as Docker chooses them.
+#[test]
+fn each_family_routes_through_the_first_network_that_has_it() {
+    if !prerequisites("each_family_routes_through_the_first_network_that_has_it") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (v4, dual, v6) = (d.name("f"), d.name("d"), d.name("s"));
+    d.network_create(&v4, "10.241.1.0/24");
+    dual_stack(d, &dual, "10.241.2.0/24", "fd00:241:2::/64");
+    d.ctl_ok(&["network", "create", &v6, "--ipv6", "--ipv4=false", "--subnet", "fd00:241:3::/64"]);
+    let default_dev = |sb: &str, family: &str| {
+        let routes = vswitch::netns_exec_ok(sb, "ip", &[family, "route", "show", "default"]);
+        routes.split_whitespace().skip_while(|w| *w != "dev").nth(1).map(str::to_owned)
+    };
+    let echo6 = UdpEcho::start(&lab.outside_ns, lab.far_addr6, 7);
+    let echo4 = UdpEcho::start(&lab.outside_ns, lab.far_addr, 7);
+
+    let a = d.name("a");
+    d.sandbox_create(&a);
+    let first = connect(d, &v4, &a, &[]);
+    assert_eq!(default_dev(&a, "-6"), None, "no IPv6 network yet");
+    let second = connect(d, &dual, &a, &[]);
+    assert_eq!(default_dev(&a, "-4"), Some(first.ifname.clone()), "IPv4 stays with the default network");
+    assert_eq!(default_dev(&a, "-6"), Some(second.ifname.clone()), "IPv6 through the first network that has it");
+    let (_, reply) = udp_query(&a, Ipv6Addr::UNSPECIFIED, sa(lab.far_addr6, 7), b"six", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("no IPv6 egress: {e}; echo saw {:?}", echo6.peer_addrs()));
+    assert!(reply.ends_with(" six"), "{reply}");
+    d.ctl_ok(&["network", "disconnect", &dual, &a]);
+    assert_eq!(default_dev(&a, "-6"), None, "its IPv6 route went with it");
+    assert_eq!(default_dev(&a, "-4"), Some(first.ifname.clone()));
+
+    // The other way round: an IPv6-only default network, IPv4 from the next.
+    let b = d.name("b");
+    d.sandbox_create(&b);
+    let only6 = connect(d, &v6, &b, &[]);
+    let then4 = connect(d, &v4, &b, &[]);
+    assert_eq!(default_dev(&b, "-6"), Some(only6.ifname.clone()));
+    assert_eq!(default_dev(&b, "-4"), Some(then4.ifname.clone()));
+    let (_, reply) = udp_query(&b, Ipv4Addr::UNSPECIFIED, sa(lab.far_addr, 7), b"four", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("no IPv4 egress: {e}; echo saw {:?}", echo4.peers()));
+    assert!(reply.ends_with(" four"), "{reply}");
+}

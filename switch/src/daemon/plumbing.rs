@@ -278,6 +278,22 @@ pub fn add_default_route(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> 
     Ok(())
 }
 
+/// Points the sandbox's default route of one family (IPv6 when `ipv6`) at
+/// `network`'s gateway of that family through the endpoint's interface,
+/// replacing the one it had (see `Model::default_route_endpoint`).
+pub fn set_default_route(ns: &NetNs, endpoint: &Endpoint, network: &Network, ipv6: bool) -> Result<(), PlumbError> {
+    match (ipv6, network.gateway, network.gateway6) {
+        (false, Some(gateway), _) if endpoint.ipv4.is_some() => {
+            netlink::add_default_route(ns, gateway, &endpoint.ifname_in_sandbox)?;
+        }
+        (true, _, Some(gateway)) if endpoint.ipv6.is_some() => {
+            netlink::add_default_route6(ns, gateway, &endpoint.ifname_in_sandbox)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Re-attaches to an endpoint's persistent TAP after a restart (it lives in
 /// the sandbox under its sandbox name), or plumbs a new one if it is gone.
 /// A TAP made by an older version gets [`TAP_TXQUEUELEN`] too.

@@ -221,6 +221,28 @@ impl Model {
         Ok(ep)
     }
 
+    /// The endpoint of `sandbox` that carries its default route of one
+    /// family (IPv6 when `ipv6`), with its network: the endpoint flagged
+    /// as the default gateway's when it has an address and its network a
+    /// gateway of that family, else the sandbox's first other endpoint
+    /// (by interface) on a non-internal network that has; none if no
+    /// endpoint has. So a sandbox whose default network is IPv4-only still
+    /// routes IPv6 through another of its networks, as Docker chooses a
+    /// gateway per family.
+    pub fn default_route_endpoint(&self, sandbox: &str, ipv6: bool) -> Option<(&Endpoint, &Network)> {
+        let routes = |(e, n): &(&Endpoint, &Network)| {
+            !n.internal
+                && if ipv6 { e.ipv6.is_some() && n.gateway6.is_some() } else { e.ipv4.is_some() && n.gateway.is_some() }
+        };
+        let candidates: Vec<(&Endpoint, &Network)> = self
+            .endpoints_in_sandbox(sandbox)
+            .into_iter()
+            .filter_map(|e| Some((e, self.networks.get(&e.network_id)?)))
+            .filter(routes)
+            .collect();
+        candidates.iter().find(|(e, _)| e.is_default_gateway_network).or(candidates.first()).copied()
+    }
+
     /// Disconnects a sandbox from a network, releasing the endpoint's
     /// address, interface slot, port index and static FDB entries. When the
     /// endpoint carried the default route, the sandbox's lowest-numbered

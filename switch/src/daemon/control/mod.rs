@@ -751,6 +751,7 @@ impl Control {
         self.journaled(journal, |c| c.make_endpoint(next, &endpoint, &network, &sandbox, publish))?;
         self.join_service(&endpoint);
         self.write_resolv_conf(&endpoint.sandbox);
+        self.sync_default_routes(&endpoint.sandbox);
         self.events.port_up(&network.name, &endpoint.host_tap_name, Some(&endpoint.sandbox), PortChange::Connected);
         ok(self.endpoint_info(&endpoint))
     }
@@ -827,17 +828,29 @@ impl Control {
         })?;
         self.port_down(&gone.endpoint, reason);
         self.write_resolv_conf(sandbox);
-        if let Some(heir) = &gone.new_default_gateway {
-            let routed = self.network_of(heir).and_then(|net| {
-                let sandbox = self.model.sandbox(&heir.sandbox).map_err(model_error)?;
-                let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
-                plumbing::add_default_route(&ns, heir, net).map_err(plumb_error)
-            });
-            if let Err(e) = routed {
-                tracing::warn!(sandbox, error = %e.message, "cannot move the default route");
-            }
-        }
+        self.sync_default_routes(sandbox);
         ok(Ack {})
+    }
+
+    /// Points `sandbox`'s default route of each family at the endpoint
+    /// that carries it now (`Model::default_route_endpoint`): after a
+    /// connect, which may give a family its first route, and after a
+    /// disconnect, whose endpoint's routes went with its interface.
+    pub(super) fn sync_default_routes(&self, sandbox: &str) {
+        let Ok(sb) = self.model.sandbox(sandbox) else { return };
+        let routes: Vec<(&Endpoint, &Network, bool)> = [false, true]
+            .into_iter()
+            .filter_map(|ipv6| self.model.default_route_endpoint(sandbox, ipv6).map(|(e, n)| (e, n, ipv6)))
+            .collect();
+        if routes.is_empty() {
+            return;
+        }
+        let routed = plumbing::open_sandbox_netns(sb).and_then(|ns| {
+            routes.into_iter().try_for_each(|(e, n, ipv6)| plumbing::set_default_route(&ns, e, n, ipv6))
+        });
+        if let Err(e) = routed {
+            tracing::warn!(sandbox, error = %e, "cannot set the default routes");
+        }
     }
 
     fn fdb_add(&mut self, network: &str, mac: MacAddr, port: &str) -> Reply {

@@ -329,23 +329,15 @@ impl Control {
     /// After the commit: default routes that moved, services' backends,
     /// resolver files.
     fn finish(&self, plan: &StackPlan) {
-        for heir in &plan.new_default_routes {
-            let routed = self.network_of(heir).and_then(|net| {
-                let sandbox = self.model.sandbox(&heir.sandbox).map_err(model_error)?;
-                let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
-                plumbing::add_default_route(&ns, heir, net).map_err(plumb_error)
-            });
-            if let Err(e) = routed {
-                tracing::warn!(sandbox = %heir.sandbox, error = %e.message, "cannot move the default route");
-            }
-        }
         let services: BTreeSet<String> =
             plan.removed.iter().chain(&plan.endpoints).filter_map(|e| e.service.clone()).collect();
         self.republish_services(&services);
         let sandboxes: BTreeSet<&String> =
             plan.touched_sandboxes.iter().chain(plan.removed.iter().map(|e| &e.sandbox)).collect();
-        for name in sandboxes {
+        let heirs = plan.new_default_routes.iter().map(|e| &e.sandbox);
+        for name in sandboxes.iter().copied().chain(heirs).collect::<BTreeSet<&String>>() {
             self.write_resolv_conf(name);
+            self.sync_default_routes(name);
         }
     }
 }
