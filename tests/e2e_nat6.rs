@@ -439,4 +439,21 @@ fn each_family_routes_through_the_first_network_that_has_it() {
     let (_, reply) = udp_query(&b, Ipv4Addr::UNSPECIFIED, sa(lab.far_addr, 7), b"four", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("no IPv4 egress: {e}; echo saw {:?}", echo4.peers()));
     assert!(reply.ends_with(" four"), "{reply}");
+
+    // `--gw-priority`: a later network of higher priority takes both
+    // families; when it leaves, the default network takes IPv4 back.
+    let c = d.name("c");
+    d.sandbox_create(&c);
+    let low = connect(d, &v4, &c, &[]);
+    let high: EndpointInfo = d.ctl_json(&["network", "connect", &dual, &c, "--gw-priority", "10"]);
+    assert!(high.default_gateway && high.gw_priority == 10, "{high:?}");
+    assert_eq!(default_dev(&c, "-4"), Some(high.ifname.clone()), "IPv4 through the higher priority");
+    assert_eq!(default_dev(&c, "-6"), Some(high.ifname.clone()));
+    let shown: Vec<ctl::proto::SandboxInfo> = d.ctl_json(&["sandbox", "inspect", &c]);
+    let flagged: Vec<&str> =
+        shown[0].endpoints.iter().filter(|e| e.default_gateway).map(|e| e.ifname.as_str()).collect();
+    assert_eq!(flagged, [high.ifname.as_str()], "{shown:?}");
+    d.ctl_ok(&["network", "disconnect", &dual, &c]);
+    assert_eq!(default_dev(&c, "-4"), Some(low.ifname.clone()));
+    assert_eq!(default_dev(&c, "-6"), None);
 }

@@ -251,6 +251,7 @@ fn network_connect_disconnect_and_rm() {
             publish: vec![],
             service: None,
             port_type: ctl::proto::PortType::Tap,
+            gw_priority: 0,
         }]
     );
     let (out, reqs) = run_ok(&["network", "disconnect", "blue", "web"], vec![Reply::Ok(json!({}))]);

@@ -59,6 +59,7 @@ fn one_of_each() -> Vec<Request> {
             publish: ctl::parse_publish("127.0.0.1:8080-8081:80-81/udp").unwrap(),
             service: Some("api".into()),
             port_type: ctl::proto::PortType::Afxdp,
+            gw_priority: 0,
         },
         Request::SandboxPublish {
             sandbox: "web".into(),
@@ -583,6 +584,8 @@ fn web_endpoint() -> EndpointInfo {
         aliases: vec!["api".into()],
         publish: vec![ctl::PortMapping::tcp(8080, 80)],
         service: None,
+        gw_priority: 0,
+        default_gateway: true,
     }
 }
 
@@ -756,6 +759,7 @@ fn connect_without_publish_sends_no_new_keys() {
         publish: vec![],
         service: None,
         port_type: ctl::proto::PortType::Tap,
+        gw_priority: 0,
     };
     let line = proto::encode_request(1, &req).unwrap();
     let v: Value = serde_json::from_slice(&line).unwrap();

@@ -197,6 +197,18 @@ pub struct EndpointInfo {
     /// The service this endpoint is a replica of, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// Its gateway priority (`--gw-priority`; 0 when absent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gw_priority: i64,
+    /// Whether it carries the sandbox's default route (the highest gateway
+    /// priority; a family it lacks goes through the next network that has it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_gateway: bool,
+}
+
+/// Whether a number is zero, its default (left out of the JSON).
+pub(super) fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// A sandbox. Reply to `sandbox_create`; `sandbox_ls` returns a list.

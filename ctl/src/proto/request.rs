@@ -371,6 +371,11 @@ pub enum Request {
         /// socket; the network's MTU must fit one UMEM chunk).
         #[serde(default, skip_serializing_if = "PortType::is_tap")]
         port_type: PortType,
+        /// Optional: the endpoint's gateway priority (Docker's `--gw-priority`, default 0):
+        /// each address family's default route goes through the sandbox's endpoint of the
+        /// highest priority that has that family (ties: the earlier connected).
+        #[serde(default, skip_serializing_if = "super::payload::is_zero")]
+        gw_priority: i64,
     },
     /// Attach a host interface (in the daemon's namespace) to a network as an uplink port.
     /// Reply: [`Ack`](super::Ack).

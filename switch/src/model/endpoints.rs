@@ -195,7 +195,13 @@ impl Model {
         }
         let in_sandbox = self.endpoints_in_sandbox(&req.sandbox);
         let slot = lowest_free(in_sandbox.iter().filter_map(|e| ifname_index(&e.ifname_in_sandbox)));
-        let is_default_gateway_network = !net.internal && !in_sandbox.iter().any(|e| e.is_default_gateway_network);
+        // The sandbox's default route moves to a network of higher gateway
+        // priority (Docker's `--gw-priority`); ties stay with the earlier.
+        let current_default =
+            in_sandbox.iter().find(|e| e.is_default_gateway_network).map(|e| (e.id.clone(), e.gw_priority));
+        let is_default_gateway_network =
+            !net.internal && current_default.as_ref().is_none_or(|(_, priority)| req.gw_priority > *priority);
+        let unflag = current_default.filter(|_| is_default_gateway_network).map(|(old, _)| old);
         let (id, host_tap_name) = self.fresh_endpoint_id();
         let ep = Endpoint {
             id,
@@ -210,6 +216,7 @@ impl Model {
             prefix_len6: v6.map_or(64, |(subnet, _)| subnet.prefix_len()),
             aliases: req.aliases,
             is_default_gateway_network,
+            gw_priority: req.gw_priority,
             port_index: self.free_port_index(),
             publish: req.publish,
             service: req.service,
@@ -217,16 +224,19 @@ impl Model {
             impair: None,
             port_type: req.port_type,
         };
+        if let Some(e) = unflag.and_then(|old| self.endpoints.get_mut(&old)) {
+            e.is_default_gateway_network = false;
+        }
         self.endpoints.insert(ep.id.clone(), ep.clone());
         Ok(ep)
     }
 
     /// The endpoint of `sandbox` that carries its default route of one
-    /// family (IPv6 when `ipv6`), with its network: the endpoint flagged
-    /// as the default gateway's when it has an address and its network a
-    /// gateway of that family, else the sandbox's first other endpoint
-    /// (by interface) on a non-internal network that has; none if no
-    /// endpoint has. So a sandbox whose default network is IPv4-only still
+    /// family (IPv6 when `ipv6`), with its network: of the endpoints on
+    /// non-internal networks that have an address and a gateway of that
+    /// family, the one of the highest gateway priority; among equals the
+    /// endpoint flagged as the default gateway's, else the earliest by
+    /// interface; none if no endpoint has. So a sandbox whose default network is IPv4-only still
     /// routes IPv6 through another of its networks, as Docker chooses a
     /// gateway per family.
     pub fn default_route_endpoint(&self, sandbox: &str, ipv6: bool) -> Option<(&Endpoint, &Network)> {
@@ -240,7 +250,9 @@ impl Model {
             .filter_map(|e| Some((e, self.networks.get(&e.network_id)?)))
             .filter(routes)
             .collect();
-        candidates.iter().find(|(e, _)| e.is_default_gateway_network).or(candidates.first()).copied()
+        // The highest priority; ties: the flagged endpoint, then the
+        // earlier interface (`max_by_key` keeps the last maximum).
+        candidates.iter().rev().max_by_key(|(e, _)| (e.gw_priority, e.is_default_gateway_network)).copied()
     }
 
     /// Disconnects a sandbox from a network, releasing the endpoint's
@@ -256,10 +268,13 @@ impl Model {
         let removed_fdb = self.drop_fdb_for(&endpoint);
         let mut new_default_gateway = None;
         if endpoint.is_default_gateway_network {
+            // The highest gateway priority left; ties: the earlier interface.
             let next = self
                 .endpoints_in_sandbox(sandbox)
                 .into_iter()
-                .find(|e| self.networks.get(&e.network_id).is_some_and(|n| !n.internal))
+                .filter(|e| self.networks.get(&e.network_id).is_some_and(|n| !n.internal))
+                .rev()
+                .max_by_key(|e| e.gw_priority)
                 .map(|e| e.id.clone());
             if let Some(e) = next.and_then(|id| self.endpoints.get_mut(&id)) {
                 e.is_default_gateway_network = true;

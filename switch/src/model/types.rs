@@ -222,8 +222,15 @@ pub struct Endpoint {
     pub prefix_len6: u8,
     /// Extra DNS names for this endpoint on the network.
     pub aliases: Vec<String>,
-    /// The sandbox's default route goes via this network's gateway.
+    /// The sandbox's default route goes via this network's gateway: the
+    /// sandbox's non-internal endpoint of the highest `gw_priority` (ties:
+    /// the one that had it, else the earlier interface).
     pub is_default_gateway_network: bool,
+    /// Docker's gateway priority (`--gw-priority`, default 0): of the
+    /// sandbox's endpoints that route a family, the highest carries its
+    /// default route.
+    #[serde(default, skip_serializing_if = "is_zero_priority")]
+    pub gw_priority: i64,
     /// Small dense integer, unique among endpoints: the datapath's port id.
     /// Reused after the endpoint is removed.
     pub port_index: u32,
@@ -425,6 +432,9 @@ pub struct Connect {
     pub service: Option<String>,
     /// `--port-type`: TAP (default) or AF_XDP.
     pub port_type: PortType,
+    /// `--gw-priority`: the endpoint's gateway priority (see
+    /// [`Endpoint::gw_priority`]).
+    pub gw_priority: i64,
     /// Addresses automatic addresses must not be: those other nodes of a
     /// cluster hold (and ones already found taken). Given addresses are not
     /// checked against it (the cluster store refuses them if taken).
@@ -472,4 +482,9 @@ pub struct Peer {
     /// Ids of the overlay networks it serves; empty means every overlay
     /// network, present and future.
     pub network_ids: Vec<String>,
+}
+
+/// Whether a gateway priority is the default, 0 (left out of the state file).
+fn is_zero_priority(priority: &i64) -> bool {
+    *priority == 0
 }

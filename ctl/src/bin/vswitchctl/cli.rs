@@ -576,6 +576,11 @@ pub(crate) enum NetworkCmd {
         /// AF_XDP socket.
         #[arg(long, value_enum, default_value = "tap")]
         port_type: EndpointTypeArg,
+        /// Gateway priority, as Docker's: each address family's default route goes through
+        /// the sandbox's network of the highest priority that has that family (ties: the
+        /// earlier connected).
+        #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+        gw_priority: i64,
     },
     /// Disconnect a sandbox from a network.
     Disconnect {

@@ -357,7 +357,7 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
             ctx.print_json(&Value::Array(values))
         }
         NetworkCmd::Rm { names } => remove_each(ctx, names, |name| Request::NetworkRm { name }),
-        NetworkCmd::Connect { network, sandbox, ip, ip6, aliases, mac, publish, service, port_type } => {
+        NetworkCmd::Connect { network, sandbox, ip, ip6, aliases, mac, publish, service, port_type, gw_priority } => {
             let req = Request::NetworkConnect {
                 network,
                 sandbox,
@@ -368,6 +368,7 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
                 publish: mappings(publish),
                 service,
                 port_type: port_type.into(),
+                gw_priority,
             };
             ctx.show(&req, |_, _: EndpointInfo| Ok(()))
         }

@@ -447,7 +447,18 @@ impl Control {
                 ok(self.network_info(network))
             }
             Request::NetworkRm { name } => self.cluster_network_rm(&name).unwrap_or_else(|| self.network_rm(&name)),
-            Request::NetworkConnect { network, sandbox, ip, ip6, aliases, mac, publish, service, port_type } => {
+            Request::NetworkConnect {
+                network,
+                sandbox,
+                ip,
+                ip6,
+                aliases,
+                mac,
+                publish,
+                service,
+                port_type,
+                gw_priority,
+            } => {
                 let publish = self.choose_host_ports(publish)?;
                 let req = Connect {
                     network,
@@ -460,6 +471,7 @@ impl Control {
                     publish,
                     service,
                     port_type,
+                    gw_priority,
                     exclude: Default::default(),
                 };
                 self.cluster_connect(&req).unwrap_or_else(|| self.connect(req))
@@ -982,6 +994,7 @@ mod tests {
             publish: Vec::new(),
             service: None,
             port_type: proto::PortType::Tap,
+            gw_priority: 0,
         });
         assert_eq!(e.unwrap_err().kind, ErrorKind::NotFound, "the sandbox is looked up first");
         assert_eq!(s.state(), before);

@@ -307,6 +307,8 @@ impl Control {
             aliases: e.aliases.clone(),
             publish: e.publish.clone(),
             service: e.service.clone(),
+            gw_priority: e.gw_priority,
+            default_gateway: e.is_default_gateway_network,
         }
     }
 

@@ -404,6 +404,7 @@ impl Model {
                     publish: Vec::new(),
                     service: a.service.clone(),
                     port_type: ctl::proto::PortType::Tap,
+                    gw_priority: 0,
                     exclude: Default::default(),
                 };
                 let ep = next.connect(req).map_err(|e| StackRefusal::model(connect_error_key(&key, &e), e))?;

@@ -292,6 +292,41 @@ fn default_gateway_selection_and_promotion() {
 }
 
 #[test]
+fn the_highest_gateway_priority_carries_the_default_route() {
+    let mut m = populated();
+    m.create_network(CreateNetwork { subnet: Some(net("10.3.0.0/24")), ..CreateNetwork::new("c", Driver::Bridge) })
+        .unwrap();
+    let flagged = |m: &Model| {
+        m.endpoints_in_sandbox("s1")
+            .into_iter()
+            .filter(|e| e.is_default_gateway_network)
+            .map(|e| e.id.clone())
+            .collect::<Vec<_>>()
+    };
+    let a = m.connect(Connect::new("a", "s1")).unwrap();
+    assert!(a.is_default_gateway_network);
+    let b = m.connect(Connect { gw_priority: 5, ..Connect::new("b", "s1") }).unwrap();
+    assert!(b.is_default_gateway_network, "a higher priority takes the default route");
+    assert_eq!(flagged(&m), std::slice::from_ref(&b.id), "and only it has it");
+    let c = m.connect(Connect { gw_priority: 5, ..Connect::new("c", "s1") }).unwrap();
+    assert!(!c.is_default_gateway_network, "a tie stays with the earlier");
+    assert_eq!(m.default_route_endpoint("s1", false).map(|(e, _)| e.id.clone()), Some(b.id.clone()));
+    m.check_invariants().unwrap();
+    // Its heir is the highest priority left, not the first interface.
+    let d = m.disconnect("b", "s1").unwrap();
+    assert_eq!(d.new_default_gateway.map(|e| e.id), Some(c.id.clone()));
+    assert_eq!(flagged(&m), std::slice::from_ref(&c.id));
+    assert_eq!(m.default_route_endpoint("s1", false).map(|(e, _)| e.id.clone()), Some(c.id.clone()));
+    assert_eq!(m.default_route_endpoint("s1", true), None, "no network with IPv6");
+    // A negative priority never takes it.
+    m.disconnect("c", "s1").unwrap();
+    let b = m.connect(Connect { gw_priority: -1, ..Connect::new("b", "s1") }).unwrap();
+    assert!(!b.is_default_gateway_network);
+    assert_eq!(flagged(&m), std::slice::from_ref(&a.id));
+    m.check_invariants().unwrap();
+}
+
+#[test]
 fn remove_sandbox_returns_endpoints_and_frees_them() {
     let mut m = populated();
     let e1 = m.connect(Connect::new("a", "s1")).unwrap();
