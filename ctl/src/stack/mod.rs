@@ -188,6 +188,15 @@ pub struct StackAttachment {
     /// The service this endpoint is a replica of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// Its gateway priority (compose's `gw_priority`, `network connect
+    /// --gw-priority`; default 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gw_priority: i64,
+}
+
+/// Whether a number is zero, its default (left out).
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// One service of a stack: host ports balanced over its replicas.

@@ -469,6 +469,9 @@ fn the_readme_example_is_a_valid_stack() {
         (true, Some("fd00:1::/64".parse().unwrap()))
     );
     assert_eq!(stack.sandboxes[0].networks[0].ipv6_address, Some("fd00:1::10".parse().unwrap()));
+    assert_eq!(stack.sandboxes[0].networks[0].gw_priority, 1);
+    let again = parse(&yaml::to_yaml(&stack).unwrap()).unwrap().0;
+    assert_eq!(again, stack, "written back as it was read");
     assert_eq!(stack.sandboxes[2].networks[0].service.as_deref(), Some("lb"));
 }
 

@@ -111,6 +111,8 @@ pub(super) struct AttachmentDoc {
     pub(super) ports: Vec<Spanned<Scalar>>,
     #[serde(default)]
     pub(super) service: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) gw_priority: Option<Spanned<i64>>,
 }
 
 /// One entry of `services:`.

@@ -100,6 +100,8 @@ struct OutAttachment {
     aliases: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gw_priority: Option<i64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ports: Vec<DoubleQuoted<String>>,
 }
@@ -171,6 +173,7 @@ fn attachment(a: &StackAttachment) -> OutAttachment {
         mac_address: a.mac_address.map(|m| m.to_string()),
         aliases: a.aliases.clone(),
         service: a.service.clone(),
+        gw_priority: (a.gw_priority != 0).then_some(a.gw_priority),
         ports: quoted_ports(&a.ports),
     }
 }

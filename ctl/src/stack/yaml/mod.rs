@@ -406,6 +406,10 @@ impl Converter<'_, '_> {
             let k = format!("{key}.service");
             a.service = Some(self.at(&k, &k, service).clone());
         }
+        if let Some(priority) = &doc.gw_priority {
+            let k = format!("{key}.gw_priority");
+            a.gw_priority = *self.at(&k, &k, priority);
+        }
         a.ports = self.ports(&format!("{key}.ports"), &doc.ports);
         a
     }

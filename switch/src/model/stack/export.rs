@@ -86,6 +86,7 @@ impl Model {
                     aliases: e.aliases.clone(),
                     ports,
                     service: e.service.clone(),
+                    gw_priority: e.gw_priority,
                 });
             }
             sandboxes.push(out);

@@ -252,6 +252,9 @@ fn recreate_reason(ep: &Endpoint, want: &StackAttachment) -> Option<String> {
         let show = |s: &Option<String>| s.clone().unwrap_or_else(|| "none".to_owned());
         return Some(format!("service {} → {}", show(&ep.service), show(&want.service)));
     }
+    if want.gw_priority != ep.gw_priority {
+        return Some(format!("gw_priority {} → {}", ep.gw_priority, want.gw_priority));
+    }
     None
 }
 
@@ -404,7 +407,7 @@ impl Model {
                     publish: Vec::new(),
                     service: a.service.clone(),
                     port_type: ctl::proto::PortType::Tap,
-                    gw_priority: 0,
+                    gw_priority: a.gw_priority,
                     exclude: Default::default(),
                 };
                 let ep = next.connect(req).map_err(|e| StackRefusal::model(connect_error_key(&key, &e), e))?;

@@ -226,6 +226,36 @@ fn in_place_changes_and_recreations() {
 }
 
 #[test]
+fn gw_priority_picks_the_default_route_and_a_change_recreates_the_endpoint() {
+    let mut s = stack();
+    s.networks[1].internal = false;
+    s.sandboxes[0].networks[1].gw_priority = 3;
+    let p = plan(&Model::new(), &s);
+    let default_of = |m: &Model| {
+        m.endpoints_in_sandbox("web")
+            .into_iter()
+            .filter(|e| e.is_default_gateway_network)
+            .map(|e| e.network_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let back = p.next.network("back").unwrap().id.clone();
+    assert_eq!(default_of(&p.next), std::slice::from_ref(&back), "the later network of higher priority");
+    assert_eq!(p.next.endpoint_for("back", "web").unwrap().gw_priority, 3);
+    assert!(!plan(&p.next, &s).changes_anything(), "the state matches the file");
+    let exported = p.next.export_stack();
+    let web = exported.sandboxes.iter().find(|x| x.name == "web").unwrap();
+    assert_eq!(web.networks.iter().find(|a| a.network == "back").map(|a| a.gw_priority), Some(3), "exported");
+
+    s.sandboxes[0].networks[1].gw_priority = 0;
+    let p2 = plan(&p.next, &s);
+    let changes = p2.objects.iter().find(|o| o.name == "web").unwrap().changes.clone();
+    assert!(changes.iter().any(|c| c.contains("gw_priority 3 → 0")), "{changes:?}");
+    let front = p2.next.network("front").unwrap().id.clone();
+    assert_eq!(default_of(&p2.next), [front], "back of equal priority now: front keeps it");
+    p2.next.check_invariants().unwrap();
+}
+
+#[test]
 fn a_service_is_created_then_recreated_when_its_ports_differ() {
     let mut s = stack();
     s.sandboxes[1].networks.push(StackAttachment { service: Some("lb".into()), ..attach("front") });
