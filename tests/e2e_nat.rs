@@ -923,6 +923,15 @@ fn fragmented_udp_datagrams_cross_the_translator_whole_both_ways() {
     );
     let (n, _) = sender.recv_from(&mut buf).expect("the small answer reaches the sandbox");
     assert_eq!(&buf[..n], b"after");
+    // Echo replies wider than the MTU come back in fragments too (through
+    // a raw ICMP socket: a fresh namespace allows no ping socket).
+    let out = vswitch::netns_exec(
+        &sb,
+        "ping",
+        &["-n", "-c", "3", "-i", "0.2", "-W", "5", "-s", "3000", &lab.far_addr.to_string()],
+    );
+    assert!(out.status.success(), "3,000-byte pings: {}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("3 received"), "{}", text(&out.stdout));
     assert_eq!(d.drops_of(&info.port, "nat_fragments"), 0);
     let gateway = format!("gw:{net}");
     assert_eq!(d.drops_of(&gateway, "oversize"), 0, "nothing over the MTU toward the sandbox");

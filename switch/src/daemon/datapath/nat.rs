@@ -1114,6 +1114,9 @@ impl Datapath {
                         translator.datagram_error(id, &e, &mut host, out);
                     }
                 }
+                // The fragments of a reply wider than the network's MTU
+                // enter the batch before the next reply can overtake them.
+                self.push_queued_before_next(0);
             }
             if drained {
                 self.nat.datagrams_ready.unlist(id);
