@@ -408,8 +408,13 @@ fn each_family_routes_through_the_first_network_that_has_it() {
     d.network_create(&v4, "10.241.1.0/24");
     dual_stack(d, &dual, "10.241.2.0/24", "fd00:241:2::/64");
     d.ctl_ok(&["network", "create", &v6, "--ipv6", "--ipv4=false", "--subnet", "fd00:241:3::/64"]);
+    // The interface the kernel picks toward the far address (among every
+    // default route, those learned from router advertisements included).
+    let (far4, far6) = (lab.far_addr.to_string(), lab.far_addr6.to_string());
     let default_dev = |sb: &str, family: &str| {
-        let routes = vswitch::netns_exec_ok(sb, "ip", &[family, "route", "show", "default"]);
+        let far = if family == "-6" { &far6 } else { &far4 };
+        let out = netns_exec(sb, "ip", &[family, "route", "get", far]);
+        let routes = text(&out.stdout);
         routes.split_whitespace().skip_while(|w| *w != "dev").nth(1).map(str::to_owned)
     };
     let echo6 = UdpEcho::start(&lab.outside_ns, lab.far_addr6, 7);

@@ -373,7 +373,7 @@ pub enum Request {
         port_type: PortType,
         /// Optional: the endpoint's gateway priority (Docker's `--gw-priority`, default 0):
         /// each address family's default route goes through the sandbox's endpoint of the
-        /// highest priority that has that family (ties: the earlier connected).
+        /// highest priority that has that family (ties: the one that has it, else the lower interface, eth0 first).
         #[serde(default, skip_serializing_if = "super::payload::is_zero")]
         gw_priority: i64,
     },

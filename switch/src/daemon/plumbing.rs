@@ -254,11 +254,17 @@ pub fn remove_source_routes(ns: &NetNs, endpoint: &Endpoint) -> Result<(), Plumb
 /// Removes the endpoint's source rules from `sandbox`'s namespace if it
 /// still has one (never recreating it, unlike [`open_sandbox_netns`]).
 pub fn remove_source_routes_of(sandbox: &Sandbox, endpoint: &Endpoint) -> Result<(), PlumbError> {
-    match NetNs::open_path(&sandbox.netns_path) {
-        Ok(ns) => remove_source_routes(&ns, endpoint),
+    match existing_sandbox_netns(sandbox) {
+        Some(ns) => remove_source_routes(&ns, endpoint),
         // Gone (the container ended): its rules went with it.
-        Err(_) => Ok(()),
+        None => Ok(()),
     }
+}
+
+/// The sandbox's namespace if it exists (never recreated, unlike
+/// [`open_sandbox_netns`]): for changes that only matter to a live one.
+pub fn existing_sandbox_netns(sandbox: &Sandbox) -> Option<NetNs> {
+    NetNs::open_path(&sandbox.netns_path).ok()
 }
 
 /// Points the sandbox's default routes at `network`'s gateway through the

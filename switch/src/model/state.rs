@@ -324,6 +324,15 @@ impl Model {
         let mut macs = BTreeSet::new();
         let mut ifnames = BTreeSet::new();
         let mut default_gw = BTreeSet::new();
+        // Each sandbox's highest gateway priority among its endpoints on
+        // non-internal networks.
+        let mut top_priority: BTreeMap<&str, i64> = BTreeMap::new();
+        for e in self.endpoints.values() {
+            if self.networks.get(&e.network_id).is_some_and(|n| !n.internal) {
+                let top = top_priority.entry(e.sandbox.as_str()).or_insert(e.gw_priority);
+                *top = (*top).max(e.gw_priority);
+            }
+        }
         for (id, e) in &self.endpoints {
             let bad = |what: &str| Err(format!("endpoint {id}: {what}"));
             if id != &e.id || e.id.len() != 64 {
@@ -386,6 +395,10 @@ impl Model {
             }
             if e.is_default_gateway_network && (n.internal || !default_gw.insert(sb)) {
                 return bad("bad default gateway flag");
+            }
+            // The flag is on a highest gateway priority of the sandbox.
+            if e.is_default_gateway_network && top_priority.get(sb).is_some_and(|&top| top > e.gw_priority) {
+                return bad("the default gateway flag is not on the highest gateway priority");
             }
         }
         for ((net, mac), f) in &self.static_fdb {

@@ -42,6 +42,13 @@ pub use xdp::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
 /// Longest interface name (`IFNAMSIZ - 1`).
 const MAX_IFNAME_LEN: usize = 15;
 
+/// The metric of the IPv6 default routes the switch sets: below the 1024
+/// of the ones the kernel learns from router advertisements (every
+/// gateway of a sandbox advertises itself), so the route the switch chose
+/// (`--gw-priority`, the first network with IPv6) is the one used, not
+/// whichever router the kernel prefers among equals.
+pub const STATIC_DEFAULT6_METRIC: u32 = 512;
+
 /// Receive buffer size; one datagram holds at least one full link message.
 const RECV_BUF_LEN: usize = 64 * 1024;
 
@@ -342,7 +349,7 @@ impl Netlink {
     }
 
     /// Adds (or replaces) the IPv6 default route via `gateway` out of
-    /// `ifname` in the main table.
+    /// `ifname` in the main table, at [`STATIC_DEFAULT6_METRIC`].
     pub fn add_default_route6(&mut self, gateway: Ipv6Addr, ifname: &str) -> Result<(), NetlinkError> {
         self.add_default_route_via(IpAddr::V6(gateway), ifname)
     }
@@ -364,6 +371,9 @@ impl Netlink {
             IpAddr::V6(g) => RouteAddress::Inet6(g),
         }));
         msg.attributes.push(RouteAttribute::Oif(index));
+        if gateway.is_ipv6() {
+            msg.attributes.push(RouteAttribute::Priority(STATIC_DEFAULT6_METRIC));
+        }
         self.request(
             "add default route via",
             &gateway.to_string(),

@@ -577,8 +577,8 @@ pub(crate) enum NetworkCmd {
         #[arg(long, value_enum, default_value = "tap")]
         port_type: EndpointTypeArg,
         /// Gateway priority, as Docker's: each address family's default route goes through
-        /// the sandbox's network of the highest priority that has that family (ties: the
-        /// earlier connected).
+        /// the sandbox's network of the highest priority that has that family (ties: the one
+        /// that has it, else the lower interface, eth0 first).
         #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
         gw_priority: i64,
     },

@@ -270,6 +270,9 @@ impl Control {
         control.sync_dns();
         for sandbox in control.model.sandboxes() {
             control.write_resolv_conf(&sandbox.name);
+            // A route lost to a crash mid-request, or one a TAP plumbed
+            // anew did not get (only the default network's is plumbed).
+            control.sync_default_routes(&sandbox.name);
         }
         let endpoints = control.model.endpoints().count();
         let sandboxes = control.model.sandboxes().count();
@@ -760,7 +763,11 @@ impl Control {
             .ok_or_else(|| CtlError::internal("endpoint without network"))?;
         let sandbox = next.sandbox(&endpoint.sandbox).map_err(model_error)?.clone();
         let journal = stack::Journal { sandboxes: Vec::new(), taps: vec![stack::JournalTap::of(&endpoint, &sandbox)] };
-        self.journaled(journal, |c| c.make_endpoint(next, &endpoint, &network, &sandbox, publish))?;
+        if let Err(e) = self.journaled(journal, |c| c.make_endpoint(next, &endpoint, &network, &sandbox, publish)) {
+            // Plumbing it may have taken the default route over.
+            self.sync_default_routes(&endpoint.sandbox);
+            return Err(e);
+        }
         self.join_service(&endpoint);
         self.write_resolv_conf(&endpoint.sandbox);
         self.sync_default_routes(&endpoint.sandbox);
@@ -848,6 +855,10 @@ impl Control {
     /// that carries it now (`Model::default_route_endpoint`): after a
     /// connect, which may give a family its first route, and after a
     /// disconnect, whose endpoint's routes went with its interface.
+    ///
+    /// Also after a connect or an apply that failed (plumbing the new
+    /// endpoint may have moved a route before it was undone) and at a
+    /// restart. A sandbox whose namespace is gone is left alone.
     pub(super) fn sync_default_routes(&self, sandbox: &str) {
         let Ok(sb) = self.model.sandbox(sandbox) else { return };
         let routes: Vec<(&Endpoint, &Network, bool)> = [false, true]
@@ -857,9 +868,8 @@ impl Control {
         if routes.is_empty() {
             return;
         }
-        let routed = plumbing::open_sandbox_netns(sb).and_then(|ns| {
-            routes.into_iter().try_for_each(|(e, n, ipv6)| plumbing::set_default_route(&ns, e, n, ipv6))
-        });
+        let Some(ns) = plumbing::existing_sandbox_netns(sb) else { return };
+        let routed = routes.into_iter().try_for_each(|(e, n, ipv6)| plumbing::set_default_route(&ns, e, n, ipv6));
         if let Err(e) = routed {
             tracing::warn!(sandbox, error = %e, "cannot set the default routes");
         }

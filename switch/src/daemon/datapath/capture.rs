@@ -17,8 +17,20 @@ use crate::port::{NetworkId, PortId};
 /// Offers a frame written to the TAP `port` with its virtio-net header in
 /// front (a GRO merge, a frame an impairment released) as sent.
 pub(super) fn offer_written(captures: &mut Captures, bridge: &Bridge, port: PortId, with_vnet_hdr: &[u8]) {
+    offer_written_to(captures, bridge, port, None, with_vnet_hdr);
+}
+
+/// [`offer_written`] for a frame sent to tunnel port `port` toward
+/// `remote` (`None` for other ports).
+pub(super) fn offer_written_to(
+    captures: &mut Captures,
+    bridge: &Bridge,
+    port: PortId,
+    remote: Option<SocketAddr>,
+    with_vnet_hdr: &[u8],
+) {
     if let Some(frame) = with_vnet_hdr.get(HDR..) {
-        captures.frame(port, Direction::Tx, frame, || network_of(bridge, port), None);
+        captures.frame(port, Direction::Tx, frame, || network_of(bridge, port), remote);
     }
 }
 
@@ -59,17 +71,25 @@ impl Datapath {
     /// replica forwards, as received too; one it hands to the owner, not at
     /// all: the owner offers it).
     pub(super) fn capture_sent(&mut self, port: PortId, i: usize) {
-        let Datapath { captures, batch, bridge, ports, .. } = self;
-        if let Some(Some(PortIo::Owner(_))) = ports.get(port.index()) {
+        if let Some(Some(PortIo::Owner(_))) = self.ports.get(port.index()) {
             return;
         }
+        self.capture_replica_rx(i);
+        let Datapath { captures, batch, bridge, ports, .. } = self;
+        let remote = remote_of(ports, port);
+        captures.frame(port, Direction::Tx, batch.frame(i), || network_of(bridge, port), remote);
+    }
+
+    /// Offers frame `i` as received, when a replica of a spread network
+    /// read it (the owner offered the ones it placed here when it read
+    /// them): as [`Datapath::capture_sent`] does, also for a frame an
+    /// impairment queues instead of sending.
+    pub(super) fn capture_replica_rx(&mut self, i: usize) {
+        let Datapath { captures, batch, bridge, .. } = self;
         let ingress = batch.entry(i).port;
-        // Not when the owner placed it here: it offered it when it read it.
         if bridge.on_replica(ingress) && batch.entry(i).placed != Placed::ByOwner {
             captures.frame(ingress, Direction::Rx, batch.frame(i), || network_of(bridge, ingress), None);
         }
-        let remote = remote_of(ports, port);
-        captures.frame(port, Direction::Tx, batch.frame(i), || network_of(bridge, port), remote);
     }
 
     /// Offers the datagrams the last tunnel send queued for the underlay.

@@ -698,6 +698,16 @@ fn merge(parts: Vec<Snapshot>, routes: &Routes) -> Snapshot {
     all.dns.sort_by_key(|d| d.0);
     all.nat.sort_by_key(|n| n.0);
     all.impair.sort_by_key(|i| i.port);
+    // A tunnel port of a spread overlay has an impairment queue on every
+    // worker: one row, summed (what waits now included).
+    all.impair.dedup_by(|later, first| {
+        let same = later.port == first.port;
+        if same {
+            first.counters = first.counters.after(later.counters);
+            first.counters.queued += later.counters.queued;
+        }
+        same
+    });
     all.proxy.sort_by_key(|p| p.0);
     all
 }

@@ -124,6 +124,25 @@ impl Datapath {
         !matches!(core.offer(now, &[&hdr, frame], wire), Decision::SendNow)
     }
 
+    /// Whether frame `i`, bound for tunnel port `port`, is too big for the
+    /// tunnel: it bypasses the impairment, so that the send path answers
+    /// it with ICMP (which needs the frame, gone from the batch once
+    /// queued). False for any other port.
+    pub(super) fn too_big_for_tunnel(&self, port: PortId, i: usize) -> bool {
+        let (Some(Some(PortIo::Tunnel { .. })), Some(tunnel)) = (self.ports.get(port.index()), self.tunnel.as_ref())
+        else {
+            return false;
+        };
+        let encrypted = self
+            .bridge
+            .port_config(port)
+            .ok()
+            .and_then(|c| self.nets.get(c.network.index())?.as_ref())
+            .is_some_and(|n| n.crypto.is_some());
+        let ip_mtu = tunnel.ip_mtu(encrypted).min(u32::from(u16::MAX)) as u16;
+        offload::exceeds_mtu(self.batch.frame(i), &self.batch.vnet_hdr(i), ip_mtu).is_some()
+    }
+
     /// Sends the queued frames that are due.
     pub(super) fn release_impaired(&mut self) {
         if self.impair.active.is_empty() {
@@ -144,7 +163,7 @@ impl Datapath {
             }
         }
         self.flush_tunnel();
-        if self.captures.ports {
+        if self.captures.ports || self.captures.underlay {
             self.captures.wake();
         }
     }
@@ -167,7 +186,11 @@ impl Datapath {
         }
         // Captured as it leaves, after its delay.
         if self.captures.ports {
-            super::capture::offer_written(&mut self.captures, &self.bridge, port, bytes);
+            let remote = match self.ports.get(port.index()) {
+                Some(Some(PortIo::Tunnel { remote, .. })) => Some(*remote),
+                _ => None,
+            };
+            super::capture::offer_written_to(&mut self.captures, &self.bridge, port, remote, bytes);
         }
     }
 

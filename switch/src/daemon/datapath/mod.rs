@@ -816,7 +816,14 @@ impl Datapath {
         for k in 0..self.plan.len() {
             let send = self.plan.sends()[k];
             let i = send.frame as usize;
-            if self.impair.is_impaired(send.port) && self.impair_offer(send.port, i) {
+            if self.impair.is_impaired(send.port)
+                && !self.too_big_for_tunnel(send.port, i)
+                && self.impair_offer(send.port, i)
+            {
+                // Offered as sent when it leaves; as received now.
+                if self.captures.ports {
+                    self.capture_replica_rx(i);
+                }
                 continue;
             }
             let to_tap = matches!(self.ports.get(send.port.index()), Some(Some(PortIo::Tap(d))) if d.takes_gso());

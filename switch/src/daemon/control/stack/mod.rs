@@ -154,6 +154,10 @@ impl Control {
         if let Err(e) = outcome {
             self.undo(done);
             Journal::remove(&dir);
+            // Plumbing a new endpoint may have taken a default route over.
+            for name in plan.touched_sandboxes.iter().chain(plan.removed.iter().map(|e| &e.sandbox)) {
+                self.sync_default_routes(name);
+            }
             return Err(e);
         }
         pause_for_tests("committed");
