@@ -53,12 +53,23 @@ fn gateway_link_local(gateway4: Ipv4Addr) -> Ipv6Addr {
 /// A router solicitation from `mac` and the unspecified address (so with
 /// no link-layer option, RFC 4861 §4.1), to all-routers, checksummed.
 fn router_solicit(mac: [u8; 6]) -> Vec<u8> {
+    router_solicit_from(mac, None)
+}
+
+/// A router solicitation from `source` with a source link-layer address
+/// option (as Linux sends them), or from `::` without one.
+fn router_solicit_from(mac: [u8; 6], source: Option<Ipv6Addr>) -> Vec<u8> {
     let all_routers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
-    let icmp = [133u8, 0, 0, 0, 0, 0, 0, 0];
-    // The checksum over the pseudo-header (source ::, destination, length,
+    let mut icmp = vec![133u8, 0, 0, 0, 0, 0, 0, 0];
+    if source.is_some() {
+        icmp.extend_from_slice(&[1, 1]);
+        icmp.extend_from_slice(&mac);
+    }
+    let source = source.unwrap_or(Ipv6Addr::UNSPECIFIED);
+    // The checksum over the pseudo-header (source, destination, length,
     // next header 58) and the message.
     let mut sum: u32 = 0;
-    for pair in all_routers.octets().chunks(2).chain(icmp.chunks(2)) {
+    for pair in source.octets().chunks(2).chain(all_routers.octets().chunks(2)).chain(icmp.chunks(2)) {
         sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
     }
     sum += icmp.len() as u32 + 58;
@@ -71,7 +82,7 @@ fn router_solicit(mac: [u8; 6]) -> Vec<u8> {
     frame.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
     frame.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
     frame.extend_from_slice(&[58, 255]);
-    frame.extend_from_slice(&Ipv6Addr::UNSPECIFIED.octets());
+    frame.extend_from_slice(&source.octets());
     frame.extend_from_slice(&all_routers.octets());
     frame.extend_from_slice(&icmp[..2]);
     frame.extend_from_slice(&checksum.to_be_bytes());
@@ -91,11 +102,17 @@ fn decoded(capture: &Capture, name: &str, filter: &str, fields: &[&str]) -> Vec<
     rows
 }
 
-/// Waits (up to `timeout`) for a router advertisement in `capture`.
-fn wait_for_advert(capture: &Capture, timeout: Duration) -> bool {
+/// Waits (up to `timeout`) for a router advertisement to `to` in
+/// `capture` (all nodes, or one solicitor).
+fn wait_for_advert(capture: &Capture, to: Ipv6Addr, timeout: Duration) -> bool {
     capture.wait_for(timeout, |frames| {
         frames.iter().any(|f| {
-            !f.outgoing && f.ethertype() == 0x86dd && f.bytes.len() > 54 && f.bytes[20] == 58 && f.bytes[54] == 134
+            !f.outgoing
+                && f.ethertype() == 0x86dd
+                && f.bytes.len() > 54
+                && f.bytes[20] == 58
+                && f.bytes[54] == 134
+                && f.bytes[38..54] == to.octets()
         })
     })
 }
@@ -157,11 +174,15 @@ fn ndp_router_advertisements_echo_and_default_routes() {
 
     // A router solicitation brings a router advertisement within 3.5 s.
     inject_frame(&a, &ea.ifname, &router_solicit(ea.mac.0)).unwrap();
-    assert!(wait_for_advert(&capture, Duration::from_secs(10)), "no router advertisement after a solicitation");
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    assert!(
+        wait_for_advert(&capture, all_nodes, Duration::from_secs(10)),
+        "no router advertisement after a solicitation"
+    );
     let ras = decoded(
         &capture,
         "ra",
-        "icmpv6.type == 134",
+        "icmpv6.type == 134 && ipv6.dst == ff02::1",
         &[
             "ipv6.src",
             "ipv6.dst",
@@ -183,6 +204,14 @@ fn ndp_router_advertisements_echo_and_default_routes() {
     assert_eq!((ra[6].as_str(), ra[7].as_str()), ("fd00:218::", "64"), "{ra:?}");
     assert!(set(&ra[8]) && !set(&ra[9]), "L=1, A=0: {ra:?}");
     assert_eq!(ra[10], "1500", "{ra:?}");
+    // A solicitation that names its sender is answered at once, unicast
+    // (RFC 7772), even right after the multicast one.
+    let solicitor = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0xabcd);
+    inject_frame(&a, &ea.ifname, &router_solicit_from(ea.mac.0, Some(solicitor))).unwrap();
+    assert!(
+        wait_for_advert(&capture, solicitor, Duration::from_secs(2)),
+        "no unicast router advertisement to {solicitor}"
+    );
     let _ = capture.stop();
 
     // a keeps its static default route (and may have learned the RA one).
@@ -226,7 +255,11 @@ fn ndp_router_advertisements_echo_and_default_routes() {
     let ec = connect(d, &internal, &c);
     let capture = Capture::start(&c, &ec.ifname).unwrap();
     inject_frame(&c, &ec.ifname, &router_solicit(ec.mac.0)).unwrap();
-    assert!(wait_for_advert(&capture, Duration::from_secs(10)), "no router advertisement on the internal network");
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    assert!(
+        wait_for_advert(&capture, all_nodes, Duration::from_secs(10)),
+        "no router advertisement on the internal network"
+    );
     let ras = decoded(
         &capture,
         "ra-internal",

@@ -301,8 +301,16 @@ impl Gateway {
                 }
                 Inbound::Ignore => return Ok(()),
                 Inbound::Malformed => return Err(DropReason::Icmpv6Malformed),
-                Inbound::RouterSolicit => {
+                Inbound::RouterSolicit(None) => {
                     v6.ra.solicit(now.0);
+                    return Ok(());
+                }
+                Inbound::RouterSolicit(Some(solicitor)) => {
+                    // Sent with the stack's own frames at the next poll.
+                    if self.device.tx.len() >= RX_QUEUE_LIMIT {
+                        return Err(DropReason::GatewayBusy);
+                    }
+                    self.device.tx.push(v6.router.advertisement_to(Some(solicitor)));
                     return Ok(());
                 }
                 Inbound::Defend(address) => {

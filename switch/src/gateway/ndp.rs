@@ -75,8 +75,11 @@ pub enum Inbound {
     /// For the stack: traffic to the gateway's addresses, neighbour
     /// discovery, echo.
     Stack,
-    /// A valid router solicitation: schedule an advertisement.
-    RouterSolicit,
+    /// A valid router solicitation: answer it at once, unicast, when it
+    /// names its sender (an address and a source link-layer address
+    /// option, as RFC 7772 §5.1 recommends, which radvd does by default);
+    /// else schedule a multicast advertisement.
+    RouterSolicit(Option<Solicitor>),
     /// Duplicate address detection for one of the gateway's own addresses
     /// (a neighbour solicitation from the unspecified address, RFC 4862
     /// §5.4.3): another host is about to take it. Answer with
@@ -89,6 +92,16 @@ pub enum Inbound {
     /// breaks neighbour discovery's validity rules (hop limit 255, code
     /// 0, RFC 4861 §6.1/§7.1): dropped and counted.
     Malformed,
+}
+
+/// The sender of a router solicitation that named itself: where a unicast
+/// advertisement answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Solicitor {
+    /// Its IPv6 address (the solicitation's source).
+    pub address: Ipv6Addr,
+    /// Its link-layer address (the solicitation's option).
+    pub mac: MacAddr,
 }
 
 /// The solicited-node multicast address of `address` (RFC 4291 §2.7.1).
@@ -183,7 +196,13 @@ impl Router {
             NdiscRepr::RouterSolicit { lladdr } => {
                 // A solicitation from the unspecified address carries no
                 // source link-layer address option.
-                if src.is_unspecified() && lladdr.is_some() { Inbound::Malformed } else { Inbound::RouterSolicit }
+                if src.is_unspecified() && lladdr.is_some() {
+                    return Inbound::Malformed;
+                }
+                let mac = lladdr.and_then(|l| <[u8; 6]>::try_from(l.as_bytes()).ok()).map(MacAddr);
+                let solicitor =
+                    mac.filter(|m| !m.is_group() && !m.is_zero()).map(|mac| Solicitor { address: src, mac });
+                Inbound::RouterSolicit(solicitor)
             }
             NdiscRepr::NeighborSolicit { target_addr, lladdr } => {
                 if target_addr.is_multicast() {
@@ -225,6 +244,12 @@ impl Router {
     /// address, the link MTU and the on-link prefix (L=1, A=0: hosts keep
     /// their static addresses, nothing is autoconfigured).
     pub fn advertisement(&self) -> Vec<u8> {
+        self.advertisement_to(None)
+    }
+
+    /// [`Router::advertisement`], to `solicitor` alone when given (the
+    /// unicast answer to its solicitation), else to all nodes.
+    pub fn advertisement_to(&self, solicitor: Option<Solicitor>) -> Vec<u8> {
         let prefix = NdiscPrefixInformation {
             prefix_len: self.prefix_len,
             flags: NdiscPrefixInfoFlags::ON_LINK,
@@ -243,7 +268,11 @@ impl Router {
             mtu: Some(self.mtu),
             prefix_info: Some(prefix),
         });
-        icmpv6_frame(self.mac, multicast_mac(ALL_NODES), self.link_local, ALL_NODES, 255, &icmp)
+        let (mac, dst) = match solicitor {
+            Some(s) => (EthernetAddress(s.mac.0), s.address),
+            None => (multicast_mac(ALL_NODES), ALL_NODES),
+        };
+        icmpv6_frame(self.mac, mac, self.link_local, dst, 255, &icmp)
     }
 }
 
@@ -521,7 +550,9 @@ mod tests {
     #[test]
     fn router_solicitations_are_recognised_and_checked() {
         let r = router(true);
-        assert_eq!(r.inspect(&from_host(ALL_ROUTERS, 255, &rs(true))), Inbound::RouterSolicit);
+        let named = Solicitor { address: HOST_LL, mac: MacAddr(HOST_MAC) };
+        assert_eq!(r.inspect(&from_host(ALL_ROUTERS, 255, &rs(true))), Inbound::RouterSolicit(Some(named)));
+        assert_eq!(r.inspect(&from_host(ALL_ROUTERS, 255, &rs(false))), Inbound::RouterSolicit(None), "no option");
         assert_eq!(r.inspect(&from_host(ALL_ROUTERS, 64, &rs(true))), Inbound::Malformed, "hop limit not 255");
         let mut bad_sum = from_host(ALL_ROUTERS, 255, &rs(true));
         bad_sum[14 + 40 + 2] ^= 0xff;
@@ -552,7 +583,7 @@ mod tests {
             255,
             &rs(false),
         );
-        assert_eq!(r.inspect(&unspecified), Inbound::RouterSolicit);
+        assert_eq!(r.inspect(&unspecified), Inbound::RouterSolicit(None));
     }
 
     #[test]
@@ -626,6 +657,26 @@ mod tests {
         let Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { flags, target_addr, lladdr }) = repr else { panic!() };
         assert_eq!((flags, target_addr), (NdiscNeighborFlags::OVERRIDE, HOST_LL));
         assert_eq!(lladdr, Some(RawHardwareAddress::from(EthernetAddress(HOST_MAC))));
+    }
+
+    #[test]
+    fn a_solicitor_that_names_itself_is_answered_unicast() {
+        let r = router(true);
+        let to = Solicitor { address: HOST_LL, mac: MacAddr(HOST_MAC) };
+        let frame = r.advertisement_to(Some(to));
+        let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+        assert_eq!(eth.dst_addr(), EthernetAddress(HOST_MAC));
+        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr(), ip.hop_limit()), (r.link_local, HOST_LL, 255));
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        let repr = Icmpv6Repr::parse(&ip.src_addr(), &ip.dst_addr(), &icmp, &ChecksumCapabilities::default()).unwrap();
+        let multicast = r.advertisement();
+        let eth_m = EthernetFrame::new_checked(&multicast[..]).unwrap();
+        let ip_m = Ipv6Packet::new_checked(eth_m.payload()).unwrap();
+        let icmp_m = Icmpv6Packet::new_checked(ip_m.payload()).unwrap();
+        let repr_m =
+            Icmpv6Repr::parse(&ip_m.src_addr(), &ip_m.dst_addr(), &icmp_m, &ChecksumCapabilities::default()).unwrap();
+        assert_eq!(repr, repr_m, "the same advertisement, addressed to the solicitor");
     }
 
     #[test]

@@ -214,10 +214,11 @@ fn a_host_that_never_solicited_the_gateway_is_answered_at_once() {
 #[test]
 fn a_router_solicitation_is_answered_within_the_rfc_4861_delays() {
     let (mut h, _, a, b) = network(dual_network(0));
-    // The first advertisement went out at 0: the answer waits until 3 s
-    // after it (MIN_DELAY_BETWEEN_RAS), plus up to 500 ms.
+    // The first advertisement went out at 0: the answer to a solicitation
+    // from `::` (which names no sender) waits until 3 s after it
+    // (MIN_DELAY_BETWEEN_RAS), plus up to 500 ms, and goes to all nodes.
     h.advance(Duration::from_millis(100));
-    h.inject(a, &router_solicit(mac(2), ll(2)));
+    h.inject(a, &router_solicit_unspecified(mac(2)));
     h.run_until_idle();
     h.advance(Duration::from_millis(2_899));
     h.step();
@@ -236,7 +237,7 @@ fn a_router_solicitation_is_answered_within_the_rfc_4861_delays() {
     h.advance(Duration::from_secs(10));
     h.step();
     h.sent(a);
-    h.inject(a, &router_solicit(mac(2), ll(2)));
+    h.inject(a, &router_solicit_unspecified(mac(2)));
     h.run_until_idle();
     let mut waited = 0;
     while router_adverts(&h.sent_frames(a)).is_empty() {
@@ -245,13 +246,26 @@ fn a_router_solicitation_is_answered_within_the_rfc_4861_delays() {
         h.step();
         waited += 10;
     }
-    // A solicitation from the unspecified address is answered as well.
-    h.advance(Duration::from_secs(5));
-    h.inject(a, &router_solicit_unspecified(mac(2)));
+    assert_eq!(h.counters(a).drops.total(), 0);
+}
+
+#[test]
+fn a_solicitation_that_names_its_sender_is_answered_at_once_unicast() {
+    let (mut h, _, a, b) = network(dual_network(0));
+    h.sent(a);
+    h.sent(b);
+    // Right after the first advertisement, where a multicast answer would
+    // wait 3 s (RFC 7772 §5.1: a unicast answer needs no such delay).
+    h.advance(Duration::from_millis(100));
+    h.inject(a, &router_solicit(mac(2), ll(2)));
     h.run_until_idle();
-    h.advance(Duration::from_millis(500));
-    h.step();
-    assert_eq!(router_adverts(&h.sent_frames(a)).len(), 1);
+    let adverts = router_adverts(&h.sent_frames(a));
+    assert_eq!(adverts.len(), 1, "answered at once");
+    let ra = &adverts[0];
+    assert_eq!((ra.src_mac, ra.dst_mac), (gw_mac(), mac(2)));
+    assert_eq!((ra.src, ra.dst, ra.hop_limit), (gw_ll(), ll(2), 255));
+    assert_eq!(advert(ra), expected_advert(1800));
+    assert!(router_adverts(&h.sent_frames(b)).is_empty(), "to the solicitor alone");
     assert_eq!(h.counters(a).drops.total(), 0);
 }
 
