@@ -209,7 +209,7 @@ fn ndp_router_advertisements_echo_and_default_routes() {
     let solicitor = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0xabcd);
     inject_frame(&a, &ea.ifname, &router_solicit_from(ea.mac.0, Some(solicitor))).unwrap();
     assert!(
-        wait_for_advert(&capture, solicitor, Duration::from_secs(2)),
+        wait_for_advert(&capture, solicitor, Duration::from_secs(10)),
         "no unicast router advertisement to {solicitor}"
     );
     let _ = capture.stop();
@@ -263,7 +263,7 @@ fn ndp_router_advertisements_echo_and_default_routes() {
     let ras = decoded(
         &capture,
         "ra-internal",
-        "icmpv6.type == 134",
+        "icmpv6.type == 134 && ipv6.dst == ff02::1",
         &["icmpv6.nd.ra.router_lifetime", "icmpv6.opt.prefix", "icmpv6.opt.prefix.flag.l"],
     );
     let ra = ras.last().expect("the advertisement decodes");

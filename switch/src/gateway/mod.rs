@@ -35,8 +35,11 @@ use ndp::{Inbound, RaSchedule, Router};
 
 /// Frames waiting for the stack beyond this are refused (`gateway_busy`).
 const RX_QUEUE_LIMIT: usize = 256;
-/// IPv6 neighbours the gateway remembers having told its stack about; the
-/// table starts afresh when full.
+/// A solicitor gets at most one unicast router advertisement this often
+/// (ms); sooner, it waits for the multicast schedule.
+const UNICAST_RA_INTERVAL_MS: u64 = 1_000;
+/// IPv6 neighbours the gateway remembers having told its stack about (and
+/// solicitors it answered); each table starts afresh when full.
 const NEIGHBOUR_HINTS: usize = 1024;
 /// How long a neighbour the stack was told about stays told: well within
 /// smoltcp's 60 s neighbour cache lifetime, so the stack never forgets a
@@ -144,6 +147,9 @@ struct Ipv6Side {
     /// Senders the stack was last told about (see [`ndp::neighbour_hint`]):
     /// their MAC and when.
     hinted: HashMap<Ipv6Addr, (MacAddr, Timestamp)>,
+    /// When each solicitor last got a unicast advertisement: one a second
+    /// at most, the rest wait for the multicast schedule.
+    answered: HashMap<MacAddr, Timestamp>,
 }
 
 /// The userspace gateway of one network.
@@ -225,6 +231,7 @@ impl Gateway {
             },
             ra: RaSchedule::new(now.0, seed),
             hinted: HashMap::new(),
+            answered: HashMap::new(),
         });
         iface.update_ip_addrs(|addrs| {
             // At most three addresses; the interface holds three
@@ -306,10 +313,27 @@ impl Gateway {
                     return Ok(());
                 }
                 Inbound::RouterSolicit(Some(solicitor)) => {
+                    // At once, without RFC 4861's random 0–500 ms: that
+                    // delay keeps several routers of a link out of step,
+                    // and a network has one (radvd answers at once too).
+                    // One a second per solicitor; more solicitations wait
+                    // for the multicast schedule.
+                    let recent = v6
+                        .answered
+                        .get(&solicitor.mac)
+                        .is_some_and(|at| now.millis_since(*at) < UNICAST_RA_INTERVAL_MS);
+                    if recent {
+                        v6.ra.solicit(now.0);
+                        return Ok(());
+                    }
                     // Sent with the stack's own frames at the next poll.
                     if self.device.tx.len() >= RX_QUEUE_LIMIT {
                         return Err(DropReason::GatewayBusy);
                     }
+                    if v6.answered.len() >= NEIGHBOUR_HINTS {
+                        v6.answered.clear();
+                    }
+                    v6.answered.insert(solicitor.mac, now);
                     self.device.tx.push(v6.router.advertisement_to(Some(solicitor)));
                     return Ok(());
                 }

@@ -199,9 +199,19 @@ impl Router {
                 if src.is_unspecified() && lladdr.is_some() {
                     return Inbound::Malformed;
                 }
+                if src.is_multicast() {
+                    return Inbound::Malformed;
+                }
+                // Answered unicast only where the frame came from: the
+                // option must name the frame's own source MAC (a forged
+                // one would aim the answer at another station, or flood
+                // it), and the source must be a host's unicast address.
                 let mac = lladdr.and_then(|l| <[u8; 6]>::try_from(l.as_bytes()).ok()).map(MacAddr);
-                let solicitor =
-                    mac.filter(|m| !m.is_group() && !m.is_zero()).map(|mac| Solicitor { address: src, mac });
+                let sender = MacAddr(eth.src_addr().0);
+                let solicitor = mac
+                    .filter(|m| *m == sender && !m.is_group() && !m.is_zero())
+                    .filter(|_| !src.is_unspecified() && !src.is_loopback() && !self.owns(src))
+                    .map(|mac| Solicitor { address: src, mac });
                 Inbound::RouterSolicit(solicitor)
             }
             NdiscRepr::NeighborSolicit { target_addr, lladdr } => {
@@ -553,6 +563,13 @@ mod tests {
         let named = Solicitor { address: HOST_LL, mac: MacAddr(HOST_MAC) };
         assert_eq!(r.inspect(&from_host(ALL_ROUTERS, 255, &rs(true))), Inbound::RouterSolicit(Some(named)));
         assert_eq!(r.inspect(&from_host(ALL_ROUTERS, 255, &rs(false))), Inbound::RouterSolicit(None), "no option");
+        // An option naming another MAC than the frame's source: multicast.
+        let mut forged = from_host(ALL_ROUTERS, 255, &rs(true));
+        forged[6..12].copy_from_slice(&[0x02, 0x42, 0, 0, 0, 9]);
+        assert_eq!(r.inspect(&forged), Inbound::RouterSolicit(None), "forged option");
+        let multicast_source =
+            icmpv6_frame(MacAddr(HOST_MAC), multicast_mac(ALL_ROUTERS), ALL_NODES, ALL_ROUTERS, 255, &rs(false));
+        assert_eq!(r.inspect(&multicast_source), Inbound::Malformed, "a multicast source");
         assert_eq!(r.inspect(&from_host(ALL_ROUTERS, 64, &rs(true))), Inbound::Malformed, "hop limit not 255");
         let mut bad_sum = from_host(ALL_ROUTERS, 255, &rs(true));
         bad_sum[14 + 40 + 2] ^= 0xff;

@@ -869,9 +869,12 @@ impl Control {
             return;
         }
         let Some(ns) = plumbing::existing_sandbox_netns(sb) else { return };
-        let routed = routes.into_iter().try_for_each(|(e, n, ipv6)| plumbing::set_default_route(&ns, e, n, ipv6));
-        if let Err(e) = routed {
-            tracing::warn!(sandbox, error = %e, "cannot set the default routes");
+        // Each family on its own: one that fails leaves the other set.
+        for (endpoint, network, ipv6) in routes {
+            if let Err(e) = plumbing::set_default_route(&ns, endpoint, network, ipv6) {
+                let family = if ipv6 { "IPv6" } else { "IPv4" };
+                tracing::warn!(sandbox, family, error = %e, "cannot set the default route");
+            }
         }
     }
 

@@ -266,6 +266,17 @@ fn a_solicitation_that_names_its_sender_is_answered_at_once_unicast() {
     assert_eq!((ra.src, ra.dst, ra.hop_limit), (gw_ll(), ll(2), 255));
     assert_eq!(advert(ra), expected_advert(1800));
     assert!(router_adverts(&h.sent_frames(b)).is_empty(), "to the solicitor alone");
+    // Another within a second is not answered at once: it waits for the
+    // multicast schedule (3 s after the last multicast one).
+    h.advance(Duration::from_millis(500));
+    h.inject(a, &router_solicit(mac(2), ll(2)));
+    h.run_until_idle();
+    assert!(router_adverts(&h.sent_frames(a)).is_empty(), "one unicast answer a second");
+    h.advance(Duration::from_millis(3_000));
+    h.step();
+    let later = router_adverts(&h.sent_frames(a));
+    assert_eq!(later.len(), 1, "the multicast one");
+    assert_eq!(later[0].dst, ALL_NODES);
     assert_eq!(h.counters(a).drops.total(), 0);
 }
 
