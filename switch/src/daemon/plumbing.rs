@@ -275,13 +275,8 @@ pub fn add_default_route(ns: &NetNs, endpoint: &Endpoint, network: &Network) -> 
     if network.internal {
         return Ok(());
     }
-    if let (Some(gateway), Some(_)) = (network.gateway, endpoint.ipv4) {
-        netlink::add_default_route(ns, gateway, &endpoint.ifname_in_sandbox)?;
-    }
-    if let (Some(gateway), Some(_)) = (network.gateway6, endpoint.ipv6) {
-        netlink::add_default_route6(ns, gateway, &endpoint.ifname_in_sandbox)?;
-    }
-    Ok(())
+    set_default_route(ns, endpoint, network, false)?;
+    set_default_route(ns, endpoint, network, true)
 }
 
 /// Points the sandbox's default route of one family (IPv6 when `ipv6`) at
