@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -225,7 +225,7 @@ pub const NXDOMAIN_FOR_UNKNOWN: [&str; 2] = ["--local=/#/", "--local=//"];
 pub struct Dnsmasq {
     child: Option<Child>,
     dir: PathBuf,
-    addr: Ipv4Addr,
+    addr: IpAddr,
     ns: String,
 }
 
@@ -237,7 +237,8 @@ impl Dnsmasq {
     /// answered REFUSED (it has no server to ask), or NXDOMAIN with
     /// [`NXDOMAIN_FOR_UNKNOWN`] among `extra`. Waits until it answers a
     /// query; panics with its log if it does not within 10 s.
-    pub fn start(ns: &str, addr: Ipv4Addr, extra: &[String]) -> Dnsmasq {
+    pub fn start(ns: &str, addr: impl Into<IpAddr>, extra: &[String]) -> Dnsmasq {
+        let addr = addr.into();
         let dir = std::env::temp_dir().join(format!("vswitch-dnsmasq-{}", unique_prefix()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         let log = File::create(dir.join("dnsmasq.log")).unwrap_or_else(|e| panic!("create dnsmasq log: {e}"));
@@ -265,8 +266,17 @@ impl Dnsmasq {
         d
     }
 
-    /// The address it listens on (port 53).
+    /// The IPv4 address it listens on (port 53); panics for a dnsmasq
+    /// started on an IPv6 address (see [`Dnsmasq::ip`]).
     pub fn addr(&self) -> Ipv4Addr {
+        match self.addr {
+            IpAddr::V4(addr) => addr,
+            IpAddr::V6(addr) => panic!("this dnsmasq listens on IPv6 {addr}: ask Dnsmasq::ip"),
+        }
+    }
+
+    /// The address it listens on (port 53), of either family.
+    pub fn ip(&self) -> IpAddr {
         self.addr
     }
 
@@ -635,7 +645,8 @@ pub fn udp_query(
     qtype: u16,
     timeout: Duration,
 ) -> std::io::Result<Message> {
-    let socket = in_netns(ns, || UdpSocket::bind("0.0.0.0:0"))??;
+    let any: SocketAddr = if server.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { "[::]:0".parse().unwrap() };
+    let socket = in_netns(ns, move || UdpSocket::bind(any))??;
     socket.connect(server)?;
     socket.send(&query_message(id, name, qtype))?;
     let deadline = Instant::now() + timeout;
@@ -667,7 +678,8 @@ pub fn udp_burst(
     gap: Duration,
     collect: Duration,
 ) -> std::io::Result<Vec<Message>> {
-    let socket = in_netns(ns, || UdpSocket::bind("0.0.0.0:0"))??;
+    let any: SocketAddr = if server.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { "[::]:0".parse().unwrap() };
+    let socket = in_netns(ns, move || UdpSocket::bind(any))??;
     socket.connect(server)?;
     let receiver = socket.try_clone()?;
     let start = Instant::now();

@@ -606,3 +606,51 @@ fn a_dns_server_in_another_sandbox_is_asked_from_the_gateway() {
     assert_empty(&r, "SERVFAIL");
     assert_eq!(d.dns_stats(&net).upstream_failures, 1);
 }
+
+/// As [`a_dns_server_in_another_sandbox_is_asked_from_the_gateway`], over
+/// IPv6 on an IPv6-only network: the server at the other sandbox's IPv6
+/// address is asked from the gateway's IPv6 address, over UDP for UDP and
+/// TCP clients, and its kernel's ICMPv6 "port unreachable" fails the query
+/// once the server is gone.
+#[test]
+fn a_dns_server_in_another_sandbox_is_asked_over_ipv6() {
+    if !prerequisites("a_dns_server_in_another_sandbox_is_asked_over_ipv6") {
+        return;
+    }
+    let d = Daemon::start();
+    let net = d.name("n6");
+    d.ctl_ok(&["network", "create", &net, "--ipv6", "--ipv4=false", "--subnet", "fd00:217::/64"]);
+    let (srv, cli) = (d.name("srv"), d.name("cli"));
+    d.sandbox_create(&srv);
+    let server: std::net::Ipv6Addr = "fd00:217::53".parse().unwrap();
+    let e: EndpointInfo = d.ctl_json(&["network", "connect", &net, &srv, "--ip6", &server.to_string()]);
+    assert_eq!(e.ipv6.map(|a| a.addr()), Some(server), "{e:?}");
+    let dnsmasq = vswitch::dns::Dnsmasq::start(&srv, server, &["--address=/inner.test/2001:db8::55".to_owned()]);
+    let _: serde_json::Value = d.ctl_json(&["sandbox", "create", &cli, "--dns", &server.to_string()]);
+    d.ctl_ok(&["network", "connect", &net, &cli]);
+    let conf = resolv_conf_inside(&cli);
+    assert_eq!(resolv_conf_lines(&conf), ["nameserver fd00:217::1", "options ndots:0"], "{conf}");
+    let before = d.dns_stats(&net);
+
+    for transport in ["+notcp", "+tcp"] {
+        let r = dig(&cli, &[transport, "AAAA", "inner.test"]);
+        assert!(r.is("NOERROR"), "{r}");
+        assert_eq!(r.data_of("AAAA"), ["2001:db8::55"], "{r}");
+    }
+    assert!(dnsmasq.wait_queried("inner.test", Duration::from_secs(5)), "the server never saw the query");
+    let asked_from: Vec<String> =
+        dnsmasq.log().lines().filter(|l| l.contains("inner.test from")).map(str::to_owned).collect();
+    assert!(asked_from.iter().all(|l| l.ends_with("from fd00:217::1")), "asked from the gateway: {asked_from:?}");
+    // The switch's own names stay local.
+    let r = dig(&cli, &["AAAA", &srv]);
+    assert_eq!(r.data_of("AAAA"), [server.to_string()], "{r}");
+    let stats = d.dns_stats(&net);
+    assert!(stats.forwarded >= before.forwarded + 2 && stats.upstream_failures == 0, "{stats:?}");
+
+    // With the server gone, its sandbox's kernel answers "port unreachable"
+    // and the client gets SERVFAIL (well within dig's own 5 s).
+    drop(dnsmasq);
+    let r = dig(&cli, &["+tries=1", "AAAA", "gone.test"]);
+    assert_empty(&r, "SERVFAIL");
+    assert_eq!(d.dns_stats(&net).upstream_failures, 1);
+}

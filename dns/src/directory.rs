@@ -175,7 +175,7 @@ pub struct Directory {
     by_address: HashMap<(NetKey, IpAddr), PortKey>,
     /// Hardware addresses of the endpoints, for asking a server that runs
     /// in a sandbox on the network.
-    macs: HashMap<(NetKey, Ipv4Addr), [u8; 6]>,
+    macs: HashMap<(NetKey, IpAddr), [u8; 6]>,
     /// Every address of an asker's sandbox, on all its networks, by the
     /// asker's port: under Linux's weak host model a sandbox may send from
     /// any of them through any of its interfaces (a socket bound to its
@@ -238,14 +238,16 @@ impl Directory {
         zone.reverse.insert(address, (format!("{}.{}", key(sandbox), zone.name), sandbox.to_owned()));
     }
 
-    /// Records that `address` on `network` is at hardware address `mac`.
-    pub fn add_mac(&mut self, network: NetKey, address: Ipv4Addr, mac: [u8; 6]) {
-        self.macs.insert((network, address), mac);
+    /// Records that `address` (either family) on `network` is at hardware
+    /// address `mac`.
+    pub fn add_mac(&mut self, network: NetKey, address: impl Into<IpAddr>, mac: [u8; 6]) {
+        self.macs.insert((network, address.into()), mac);
     }
 
-    /// The hardware address of endpoint `address` on `network`, if known.
-    pub fn mac_of(&self, network: NetKey, address: Ipv4Addr) -> Option<[u8; 6]> {
-        self.macs.get(&(network, address)).copied()
+    /// The hardware address of endpoint `address` (either family) on
+    /// `network`, if known.
+    pub fn mac_of(&self, network: NetKey, address: impl Into<IpAddr>) -> Option<[u8; 6]> {
+        self.macs.get(&(network, address.into())).copied()
     }
 
     /// Registers the port a sandbox asks from.

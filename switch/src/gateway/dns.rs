@@ -9,7 +9,7 @@
 //! sockets; a client is identified by its address, which the datapath has
 //! checked against its ingress port before the frame reaches the stack.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
@@ -60,14 +60,14 @@ pub enum DnsFrame {
     /// A UDP datagram to the gateway's [`UPSTREAM_PORT`]: an on-network
     /// upstream's answer (the fields say who sent it).
     UpstreamAnswer(UdpQuery),
-    /// An ICMP "destination unreachable" from `from` about a query the
-    /// gateway sent from [`UPSTREAM_PORT`] to `server`: that upstream is not
-    /// listening (or cannot be reached).
+    /// An ICMP or ICMPv6 "destination unreachable" from `from` about a
+    /// query the gateway sent from [`UPSTREAM_PORT`] to `server`: that
+    /// upstream is not listening (or cannot be reached).
     UpstreamUnreachable {
         /// The ICMP error's sender.
-        from: Ipv4Addr,
+        from: IpAddr,
         /// The upstream the quoted query was for.
-        server: std::net::SocketAddrV4,
+        server: SocketAddr,
     },
     /// A TCP segment to the gateway's port 53 from `source`.
     Tcp {
@@ -113,18 +113,31 @@ fn classify6(eth: &EthernetFrame<&[u8]>, gateway: Ipv6Addr) -> DnsFrame {
     let l4_start = EthernetFrame::<&[u8]>::header_len() + ip.header_len();
     match ip.next_header() {
         IpProtocol::Udp => match UdpPacket::new_checked(ip.payload()) {
-            Ok(udp) if udp.dst_port() == DNS_PORT => DnsFrame::Udp(UdpQuery {
-                mac: MacAddr(eth.src_addr().0),
-                address: ip.src_addr().into(),
-                port: udp.src_port(),
-                payload: l4_start + 8..l4_start + usize::from(udp.len()),
-            }),
+            Ok(udp) => udp_datagram(eth, ip.src_addr().into(), &udp, l4_start),
             _ => DnsFrame::Other,
         },
         IpProtocol::Tcp => match TcpPacket::new_checked(ip.payload()) {
             Ok(tcp) if tcp.dst_port() == DNS_PORT => DnsFrame::Tcp { source: ip.src_addr().into() },
             _ => DnsFrame::Other,
         },
+        IpProtocol::Icmpv6 => upstream_unreachable6(ip.payload(), ip.src_addr(), gateway),
+        _ => DnsFrame::Other,
+    }
+}
+
+/// A UDP datagram to the gateway whose header starts at `l4_start` in the
+/// frame: a query to its port 53, an on-network upstream's answer to its
+/// [`UPSTREAM_PORT`], or nothing of DNS's.
+fn udp_datagram(eth: &EthernetFrame<&[u8]>, source: IpAddr, udp: &UdpPacket<&[u8]>, l4_start: usize) -> DnsFrame {
+    let datagram = UdpQuery {
+        mac: MacAddr(eth.src_addr().0),
+        address: source,
+        port: udp.src_port(),
+        payload: l4_start + 8..l4_start + usize::from(udp.len()),
+    };
+    match udp.dst_port() {
+        DNS_PORT => DnsFrame::Udp(datagram),
+        UPSTREAM_PORT => DnsFrame::UpstreamAnswer(datagram),
         _ => DnsFrame::Other,
     }
 }
@@ -141,17 +154,7 @@ fn classify4(eth: &EthernetFrame<&[u8]>, gateway: Ipv4Addr) -> DnsFrame {
     let l4_start = EthernetFrame::<&[u8]>::header_len() + usize::from(ip.header_len());
     match ip.next_header() {
         IpProtocol::Udp => match UdpPacket::new_checked(ip.payload()) {
-            Ok(udp) if udp.dst_port() == DNS_PORT || udp.dst_port() == UPSTREAM_PORT => {
-                let start = l4_start + 8;
-                let end = l4_start + usize::from(udp.len());
-                let datagram = UdpQuery {
-                    mac: MacAddr(eth.src_addr().0),
-                    address: ip.src_addr().into(),
-                    port: udp.src_port(),
-                    payload: start..end,
-                };
-                if udp.dst_port() == DNS_PORT { DnsFrame::Udp(datagram) } else { DnsFrame::UpstreamAnswer(datagram) }
-            }
+            Ok(udp) => udp_datagram(eth, ip.src_addr().into(), &udp, l4_start),
             _ => DnsFrame::Other,
         },
         IpProtocol::Tcp => match TcpPacket::new_checked(ip.payload()) {
@@ -189,8 +192,35 @@ fn upstream_unreachable(icmp: &[u8], from: Ipv4Addr, gateway: Ipv4Addr) -> DnsFr
     {
         return DnsFrame::Other;
     }
-    let server = std::net::SocketAddrV4::new(quoted.dst_addr(), u16::from_be_bytes([l4[2], l4[3]]));
-    DnsFrame::UpstreamUnreachable { from, server }
+    let server = SocketAddr::from((quoted.dst_addr(), u16::from_be_bytes([l4[2], l4[3]])));
+    DnsFrame::UpstreamUnreachable { from: from.into(), server }
+}
+
+/// [`upstream_unreachable`] for ICMPv6: a "destination unreachable" (type 1)
+/// quoting a UDP datagram the gateway sent from [`UPSTREAM_PORT`] right
+/// after its IPv6 header (the gateway sends no extension headers).
+fn upstream_unreachable6(icmp: &[u8], from: Ipv6Addr, gateway: Ipv6Addr) -> DnsFrame {
+    const DEST_UNREACHABLE: u8 = 1;
+    const IPV6_HEADER: usize = 40;
+    // Type, code, checksum, unused: 8 bytes, then as much of the offending
+    // packet as fits (at least its IPv6 and UDP headers' ports here).
+    if icmp.len() < 8 + IPV6_HEADER + 4 || icmp[0] != DEST_UNREACHABLE {
+        return DnsFrame::Other;
+    }
+    let quote = &icmp[8..];
+    // The quote may be cut short, so the fixed header is read unchecked
+    // once its 40 bytes are known to be present.
+    let quoted = Ipv6Packet::new_unchecked(quote);
+    let l4 = &quote[IPV6_HEADER..];
+    if quoted.version() != 6
+        || quoted.src_addr() != gateway
+        || quoted.next_header() != IpProtocol::Udp
+        || u16::from_be_bytes([l4[0], l4[1]]) != UPSTREAM_PORT
+    {
+        return DnsFrame::Other;
+    }
+    let server = SocketAddr::from((quoted.dst_addr(), u16::from_be_bytes([l4[2], l4[3]])));
+    DnsFrame::UpstreamUnreachable { from: from.into(), server }
 }
 
 /// Builds the Ethernet frame carrying `payload` from the gateway

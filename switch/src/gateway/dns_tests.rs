@@ -7,7 +7,7 @@
 //! whatever the gateway sends goes to the client its MAC names.
 
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
@@ -988,7 +988,7 @@ fn check_classification(frame: &[u8]) {
             assert!(a.payload.start <= a.payload.end && a.payload.end <= frame.len(), "{:?}", a.payload);
             assert_eq!(&frame[a.payload.start - 6..a.payload.start - 4], &UPSTREAM_PORT.to_be_bytes());
         }
-        DnsFrame::UpstreamUnreachable { server, .. } => assert_ne!(server.ip(), &GW),
+        DnsFrame::UpstreamUnreachable { server, .. } => assert_ne!(server.ip(), std::net::IpAddr::from(GW)),
         DnsFrame::Tcp { .. } => assert!(tcp_to(frame, GW, DNS_PORT).is_some()),
         DnsFrame::Other => (),
     }
@@ -1007,7 +1007,7 @@ fn classify_finds_port_unreachable_for_an_on_network_upstream_query() {
     let frame = ipv4_frame(HOST, GW, IpProtocol::Icmp, &icmp);
     assert_eq!(
         classify(&frame, GW),
-        DnsFrame::UpstreamUnreachable { from: HOST, server: std::net::SocketAddrV4::new(HOST, DNS_PORT) }
+        DnsFrame::UpstreamUnreachable { from: HOST.into(), server: (HOST, DNS_PORT).into() }
     );
     // Other ICMP (an echo request, an error about another port) is the stack's.
     let mut other = icmp.clone();
@@ -1030,6 +1030,86 @@ fn classify_finds_on_network_upstream_answers() {
             assert_eq!(&frame[from.payload], &answer[..]);
         }
         other => panic!("{other:?}"),
+    }
+}
+
+const GW6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 1);
+const HOST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 0x99);
+
+/// An IPv6 packet from `src` to `dst` with `l4` right after its header, in
+/// a frame from HOST to the gateway (checksums are not [`classify`]'s
+/// business, so they stay zero).
+fn ipv6_frame(src: Ipv6Addr, dst: Ipv6Addr, next_header: IpProtocol, l4: &[u8]) -> Vec<u8> {
+    let mut frame = gateway_mac(GW).0.to_vec();
+    frame.extend_from_slice(&HOST_MAC);
+    frame.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    frame.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&[u8::from(next_header), 64]);
+    frame.extend_from_slice(&src.octets());
+    frame.extend_from_slice(&dst.octets());
+    frame.extend_from_slice(l4);
+    frame
+}
+
+/// A UDP datagram (zero checksum) of `payload` between the given ports.
+fn udp_l4(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut l4 = src_port.to_be_bytes().to_vec();
+    l4.extend_from_slice(&dst_port.to_be_bytes());
+    l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    l4.extend_from_slice(&[0, 0]);
+    l4.extend_from_slice(payload);
+    l4
+}
+
+fn classify6(frame: &[u8]) -> DnsFrame {
+    super::dns::classify(frame, Some(GW), Some(GW6))
+}
+
+#[test]
+fn classify_finds_on_network_upstream_answers_over_ipv6() {
+    let answer = dns_query(9, "inner.example");
+    let frame = ipv6_frame(HOST6, GW6, IpProtocol::Udp, &udp_l4(DNS_PORT, UPSTREAM_PORT, &answer));
+    match classify6(&frame) {
+        DnsFrame::UpstreamAnswer(from) => {
+            assert_eq!((from.address, from.port), (HOST6.into(), DNS_PORT));
+            assert_eq!(from.mac.0, HOST_MAC);
+            assert_eq!(&frame[from.payload], &answer[..]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // To another port, or to another address: not DNS's.
+    let other = ipv6_frame(HOST6, GW6, IpProtocol::Udp, &udp_l4(DNS_PORT, UPSTREAM_PORT + 1, &answer));
+    assert_eq!(classify6(&other), DnsFrame::Other);
+    let elsewhere = ipv6_frame(HOST6, HOST6, IpProtocol::Udp, &udp_l4(DNS_PORT, UPSTREAM_PORT, &answer));
+    assert_eq!(classify6(&elsewhere), DnsFrame::Other);
+}
+
+#[test]
+fn classify_finds_icmpv6_port_unreachable_for_an_on_network_upstream_query() {
+    // The gateway's query to HOST6:53, as HOST6's kernel quotes it back.
+    let query = ipv6_frame(GW6, HOST6, IpProtocol::Udp, &udp_l4(UPSTREAM_PORT, DNS_PORT, &dns_query(3, "x.example")));
+    let mut icmp = vec![1, 4, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&query[14..]);
+    let frame = ipv6_frame(HOST6, GW6, IpProtocol::Icmpv6, &icmp);
+    assert_eq!(
+        classify6(&frame),
+        DnsFrame::UpstreamUnreachable { from: HOST6.into(), server: (HOST6, DNS_PORT).into() }
+    );
+    // Another ICMPv6 type (packet too big), a quote of another port or of
+    // another source: the stack's.
+    let mut too_big = icmp.clone();
+    too_big[0] = 2;
+    assert_eq!(classify6(&ipv6_frame(HOST6, GW6, IpProtocol::Icmpv6, &too_big)), DnsFrame::Other);
+    let mut other_port = icmp.clone();
+    other_port[8 + 40..8 + 42].copy_from_slice(&40_000u16.to_be_bytes());
+    assert_eq!(classify6(&ipv6_frame(HOST6, GW6, IpProtocol::Icmpv6, &other_port)), DnsFrame::Other);
+    let mut other_source = icmp.clone();
+    other_source[8 + 8..8 + 24].copy_from_slice(&HOST6.octets());
+    assert_eq!(classify6(&ipv6_frame(HOST6, GW6, IpProtocol::Icmpv6, &other_source)), DnsFrame::Other);
+    // Cut anywhere, it is either recognised whole or left to the stack.
+    for cut in 0..icmp.len() {
+        let got = classify6(&ipv6_frame(HOST6, GW6, IpProtocol::Icmpv6, &icmp[..cut]));
+        assert_eq!(got == DnsFrame::Other, cut < 8 + 40 + 4, "cut at {cut}: {got:?}");
     }
 }
 

@@ -73,6 +73,7 @@ pub(super) fn directory(model: &Model, remote: &[RemoteName]) -> Directory {
         }
         if let Some(ipv6) = endpoint.ipv6 {
             directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, ipv6);
+            directory.add_mac(network.network_index, ipv6, endpoint.mac.0);
         }
     }
     for r in remote {

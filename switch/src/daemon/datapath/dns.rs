@@ -5,7 +5,7 @@
 //! gateway like any answer.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
@@ -50,15 +50,36 @@ impl ReplyPath {
     }
 }
 
-/// A gateway's IPv4 subnet, its address and prefix length (`None` on an
-/// IPv6-only network).
-pub(super) type Subnet = Option<(std::net::Ipv4Addr, u8)>;
+/// A gateway's subnets: its IPv4 and IPv6 addresses with their prefix
+/// lengths (either is `None` on a network without that family). An
+/// upstream inside one of them is asked from the gateway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Subnets {
+    /// The IPv4 address and prefix length.
+    pub(super) v4: Option<(Ipv4Addr, u8)>,
+    /// The IPv6 address and prefix length.
+    pub(super) v6: Option<(Ipv6Addr, u8)>,
+}
 
-/// Whether `ip` lies in `subnet`.
-fn on_link(subnet: Subnet, ip: std::net::Ipv4Addr) -> bool {
-    let Some((address, prefix_len)) = subnet else { return false };
-    let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len.min(32))).unwrap_or(0);
-    u32::from(ip) & mask == u32::from(address) & mask
+impl Subnets {
+    /// The subnets of gateway `gw`.
+    pub(super) fn of(gw: &crate::gateway::Gateway) -> Subnets {
+        Subnets { v4: gw.subnet(), v6: gw.subnet6() }
+    }
+
+    /// Whether `ip` lies in the subnet of its family.
+    fn on_link(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => self.v4.is_some_and(|(address, prefix_len)| {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len.min(32))).unwrap_or(0);
+                u32::from(ip) & mask == u32::from(address) & mask
+            }),
+            IpAddr::V6(ip) => self.v6.is_some_and(|(address, prefix_len)| {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix_len.min(128))).unwrap_or(0);
+                u128::from(ip) & mask == u128::from(address) & mask
+            }),
+        }
+    }
 }
 
 /// The datapath's DNS state.
@@ -138,17 +159,13 @@ impl DnsService {
         &mut self,
         path: ReplyPath,
         network: NetworkId,
-        subnet: Subnet,
+        subnets: Subnets,
         query: &[u8],
         upstreams: Arc<[SocketAddr]>,
         tcp: bool,
         now: Timestamp,
     ) -> bool {
-        let local: Vec<SocketAddr> = upstreams
-            .iter()
-            .filter(|u| matches!(u.ip(), std::net::IpAddr::V4(ip) if on_link(subnet, ip)))
-            .copied()
-            .collect();
+        let local: Vec<SocketAddr> = upstreams.iter().filter(|u| subnets.on_link(u.ip())).copied().collect();
         if local.is_empty() {
             return self.forward(path, query, upstreams, tcp);
         }
@@ -177,21 +194,13 @@ impl DnsService {
         while let Some(action) = next.take() {
             match action {
                 Action::Send { id, upstream, query, .. } => {
-                    let route = self.local_route.get(&id).copied();
-                    let to = match (route, upstream.ip()) {
-                        (Some((gateway, network)), std::net::IpAddr::V4(address)) => {
-                            self.directory.mac_of(network.0, address).map(|mac| (gateway, mac, address))
-                        }
-                        _ => None,
-                    };
+                    let address = upstream.ip();
+                    let to = self.local_route.get(&id).and_then(|&(gateway, network)| {
+                        self.directory.mac_of(network.0, address).map(|mac| (gateway, mac))
+                    });
                     match to {
-                        Some((gateway, mac, address)) => {
-                            let to = UdpQuery {
-                                mac: MacAddr(mac),
-                                address: address.into(),
-                                port: upstream.port(),
-                                payload: 0..0,
-                            };
+                        Some((gateway, mac)) => {
+                            let to = UdpQuery { mac: MacAddr(mac), address, port: upstream.port(), payload: 0..0 };
                             self.local_sends.push((gateway, to, query));
                         }
                         // Not an endpoint of this host: cannot be reached.
@@ -220,12 +229,12 @@ impl DnsService {
     }
 
     /// Answers (or forwards) a query read from a TCP client of `gateway`'s
-    /// DNS server on `network` (whose subnet is `subnet`).
+    /// DNS server on `network` (whose gateway's subnets are `subnets`).
     pub(super) fn tcp_query(
         &mut self,
         gateway: PortId,
         network: NetworkId,
-        subnet: Subnet,
+        subnets: Subnets,
         counters: &mut Counters,
         query: TcpQuery,
         now: Timestamp,
@@ -236,7 +245,7 @@ impl DnsService {
             Outcome::Answer(bytes) => TcpAnswer::Now(bytes),
             Outcome::Forward(upstreams) => {
                 let path = ReplyPath::Tcp { gateway, conn: query.conn };
-                if self.forward_any(path, network, subnet, &query.message, upstreams, true, now) {
+                if self.forward_any(path, network, subnets, &query.message, upstreams, true, now) {
                     TcpAnswer::Later
                 } else {
                     counters.upstream_failures += 1;
@@ -289,7 +298,7 @@ impl Datapath {
             DnsFrame::UpstreamUnreachable { from, server } => {
                 if self.dns.directory.owns_address(ingress.0, from) {
                     let now = self.clock.now();
-                    for action in self.dns.local.on_unreachable(server.into(), now.0) {
+                    for action in self.dns.local.on_unreachable(server, now.0) {
                         self.dns.local_action(action, now);
                     }
                     self.flush_local_dns();
@@ -318,11 +327,15 @@ impl Datapath {
     pub(super) fn flush_local_dns(&mut self) {
         for (gateway, to, query) in std::mem::take(&mut self.dns.local_sends) {
             let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { continue };
-            // On-network upstreams are asked over IPv4, from the gateway's
-            // IPv4 address.
-            let Some(source) = gw.ipv4() else { continue };
+            // From the gateway's address of the upstream's family (which the
+            // gateway has: the upstream lies in its subnet of that family).
+            let source = match to.address {
+                IpAddr::V4(_) => gw.ipv4().map(IpAddr::V4),
+                IpAddr::V6(_) => gw.ipv6().map(IpAddr::V6),
+            };
+            let Some(source) = source else { continue };
             let mut frame = Vec::new();
-            if udp_frame(gw.mac(), source.into(), UPSTREAM_PORT, &to, &query, &mut frame) {
+            if udp_frame(gw.mac(), source, UPSTREAM_PORT, &to, &query, &mut frame) {
                 self.injected.push((gateway, frame));
             }
         }
@@ -352,10 +365,10 @@ impl Datapath {
             Outcome::Forward(upstreams) => {
                 let payload = batch.frame(i)[query.payload.clone()].to_vec();
                 let Some(Some(PortIo::Gateway(gw))) = self.ports.get(gateway.index()) else { return };
-                let subnet = gw.subnet();
+                let subnets = Subnets::of(gw);
                 let now = self.clock.now();
                 let path = ReplyPath::Udp { gateway, query };
-                if !dns.forward_any(path, network, subnet, &payload, upstreams, false, now) {
+                if !dns.forward_any(path, network, subnets, &payload, upstreams, false, now) {
                     info.dns.upstream_failures += 1;
                 }
                 self.flush_local_dns();

@@ -1044,8 +1044,8 @@ impl Datapath {
         let Ok(network) = bridge.port_config(port).map(|c| c.network) else { return };
         let Some(info) = nets.get_mut(network.index()).and_then(Option::as_mut) else { return };
         let mut out = Vec::new();
-        let subnet = gw.subnet();
-        gw.poll(now, &mut out, &mut |query| dns.tcp_query(port, network, subnet, &mut info.dns, query, now));
+        let subnets = dns::Subnets::of(gw);
+        gw.poll(now, &mut out, &mut |query| dns.tcp_query(port, network, subnets, &mut info.dns, query, now));
         if let Some(at) = gw.next_timer() {
             *gateway_timer = (*gateway_timer).min(at);
         }

@@ -507,14 +507,21 @@ fn counts(m: &[u8]) -> (u16, u8) {
 /// Web (station 2) at 10.0.0.2 and fd00::2 and v6 (station 3) at fd00::3
 /// only, on the dual-stack network; both ask.
 fn dns_network() -> (Harness, PortId, PortId, std::net::SocketAddr) {
+    dns_network_asking(std::net::SocketAddr::from(([192, 0, 2, 53], 53)))
+}
+
+/// [`dns_network`] with `upstream` as both sandboxes' upstream.
+fn dns_network_asking(upstream: std::net::SocketAddr) -> (Harness, PortId, PortId, std::net::SocketAddr) {
     let (mut h, net, a, b) = network(dual_network(0));
-    let upstream = std::net::SocketAddr::from(([192, 0, 2, 53], 53));
     let mut directory = dns::Directory::new();
     directory.add_network(net.0, "app", "10.0.0.0/24".parse::<ctl::Ipv4Net>().expect("a subnet"));
     directory.add_network6(net.0, "app", "fd00::/64".parse().expect("a subnet"));
     directory.add_endpoint(net.0, "web", &[], ip(2));
     directory.add_endpoint(net.0, "web", &[], ip6(2));
     directory.add_endpoint(net.0, "v6", &[], ip6(3));
+    directory.add_mac(net.0, ip6(2), mac(2).0);
+    directory.add_mac(net.0, ip(2), mac(2).0);
+    directory.add_mac(net.0, ip6(3), mac(3).0);
     let upstreams = std::sync::Arc::from([upstream]);
     let web = dns::Asker {
         address: Some(ip(2)),
@@ -601,4 +608,59 @@ fn outside_aaaa_asked_over_ipv6_is_forwarded_and_answered_over_ipv6() {
     let answer = parse_udp6(&answers[0]).expect("a UDP/IPv6 frame");
     assert_eq!((answer.src, answer.dst), ((gw_mac(), ip6(1), 53), (mac(3), ip6(3), 41_000)));
     assert_eq!(answer.payload, from_upstream);
+}
+
+/// A `--dns` server inside the network at an IPv6 address (web's, fd00::2)
+/// is asked from the gateway's IPv6 address and its UDP port 53053, through
+/// the bridge; its answer, from its own port only, goes back to the asker,
+/// and an ICMPv6 "port unreachable" from it fails the query at once.
+#[test]
+fn an_on_network_upstream_is_asked_over_ipv6_from_the_gateway() {
+    let upstream = std::net::SocketAddr::from((ip6(2), 53));
+    let (mut h, a, b, _) = dns_network_asking(upstream);
+    // The bridge learns web's MAC (from its ping of the gateway), so the
+    // query goes to web alone.
+    h.inject(a, &ping6((mac(2), ip6(2)), (gw_mac(), ip6(1)), 1, 1, b"hi"));
+    h.run_until_idle();
+    assert_eq!(h.sent_frames(a).len(), 1, "the echo reply");
+    let query = dns_query(0x7777, "inner.example", AAAA);
+    h.inject(b, &udp6((mac(3), ip6(3), 41_000), (gw_mac(), ip6(1), 53), &query));
+    h.run_until_idle();
+    assert!(h.dns_jobs().is_empty(), "not for the forwarding thread");
+    let asked = h.sent_frames(a);
+    assert_eq!(asked.len(), 1, "the upstream is asked");
+    assert!(h.sent(b).is_empty(), "the query is not flooded");
+    let asked = parse_udp6(&asked[0]).expect("a UDP/IPv6 frame");
+    assert_eq!((asked.src, asked.dst), ((gw_mac(), ip6(1), 53_053), (mac(2), ip6(2), 53)));
+    assert_eq!(asked.payload[2..], query[2..], "the question, under the forwarder's own ID");
+
+    // Its answer from another port is spoofed: dropped, nothing delivered.
+    let mut answer = asked.payload.clone();
+    answer[2] |= 0x80;
+    h.inject(b, &udp6((mac(3), ip6(2), 53), (gw_mac(), ip6(1), 53_053), &answer));
+    h.run_until_idle();
+    let sent = h.sent_frames(b);
+    assert!(sent.is_empty(), "a spoofed answer is not delivered: {sent:02x?}");
+    assert_eq!(h.counters(b).drops.get(DropReason::DnsSpoofed), 1);
+    // From the upstream's own port, it reaches the asker under its ID.
+    h.inject(a, &udp6((mac(2), ip6(2), 53), (gw_mac(), ip6(1), 53_053), &answer));
+    h.run_until_idle();
+    let delivered = h.sent_frames(b);
+    assert_eq!(delivered.len(), 1);
+    let delivered = parse_udp6(&delivered[0]).expect("a UDP/IPv6 frame");
+    assert_eq!((delivered.src, delivered.dst), ((gw_mac(), ip6(1), 53), (mac(3), ip6(3), 41_000)));
+    assert_eq!(delivered.payload[..2], [0x77, 0x77]);
+    assert_eq!(delivered.payload[2..], answer[2..]);
+
+    // No server listening: the sandbox's kernel says so, the asker gets
+    // SERVFAIL at once.
+    h.inject(b, &udp6((mac(3), ip6(3), 41_001), (gw_mac(), ip6(1), 53), &dns_query(8, "gone.example", AAAA)));
+    h.run_until_idle();
+    let asked = h.sent_frames(a);
+    assert_eq!(asked.len(), 1);
+    let unreachable = Icmpv6Type::DestinationUnreachable(DestUnreachableCode::Port);
+    h.inject(a, &icmpv6((mac(2), ip6(2)), (gw_mac(), ip6(1)), 64, unreachable, &asked[0][14..]));
+    h.run_until_idle();
+    let failed = parse_udp6(&h.sent_frames(b)[0]).expect("a UDP/IPv6 frame");
+    assert_eq!((&failed.payload[..2], counts(&failed.payload)), (&[0, 8][..], (0, 2)), "SERVFAIL");
 }
