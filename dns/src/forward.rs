@@ -247,6 +247,12 @@ impl Forwarder {
         ids.into_iter().filter_map(|id| self.advance(id, now_ms)).collect()
     }
 
+    /// Gives up query `id` without an answer (its way back is gone): true
+    /// if it was in flight.
+    pub fn cancel(&mut self, id: u16) -> bool {
+        self.pending.remove(&id).is_some()
+    }
+
     /// Moves every query whose upstream has had its time on, into `out`.
     pub fn expire(&mut self, now_ms: u64, out: &mut Vec<Action>) {
         let ids: Vec<u16> = self.pending.iter().filter(|(_, p)| p.deadline <= now_ms).map(|(id, _)| *id).collect();

@@ -409,6 +409,21 @@ fn tcp_failures_and_bounds() {
 }
 
 #[test]
+fn a_cancelled_query_is_done_without_an_answer() {
+    let mut f = Forwarder::new(16, 1500, 5);
+    let q = query(5, "example.com.", RecordType::A);
+    let (id, _, sent_query) = sent(f.start(4, &q, &[upstream(1), upstream(2)], false, 0).unwrap());
+    assert!(f.cancel(id));
+    assert!(!f.cancel(id), "once");
+    assert_eq!((f.in_flight(), f.next_deadline()), (0, None));
+    let mut out = Vec::new();
+    f.expire(10_000, &mut out);
+    assert!(out.is_empty(), "no failover, no SERVFAIL: {out:?}");
+    let a = upstream_answer(&sent_query, ResponseCode::NoError, Ipv4Addr::new(192, 0, 2, 80));
+    assert_eq!(f.on_answer(upstream(1), &a, 20), None, "its answer is a stray");
+}
+
+#[test]
 fn upstream_ids_are_unique_in_flight() {
     let mut f = Forwarder::new(4096, 1500, 99);
     let q = query(1, "example.com.", RecordType::A);

@@ -975,9 +975,10 @@ fn classify_rejects_invalid_ipv4_headers() {
     assert_eq!(classify(&v6, GW), DnsFrame::Other, "version 6");
 }
 
-/// Checks what [`classify`] said about `frame` against the frame itself.
+/// Checks what [`classify`] said about `frame` against the frame itself,
+/// for a dual-stack gateway (GW and GW6).
 fn check_classification(frame: &[u8]) {
-    match classify(frame, GW) {
+    match classify6(frame) {
         DnsFrame::Udp(q) => {
             assert!(q.payload.start <= q.payload.end && q.payload.end <= frame.len(), "{:?}", q.payload);
             assert!(q.payload.start >= UDP_PAYLOAD_START);
@@ -988,8 +989,13 @@ fn check_classification(frame: &[u8]) {
             assert!(a.payload.start <= a.payload.end && a.payload.end <= frame.len(), "{:?}", a.payload);
             assert_eq!(&frame[a.payload.start - 6..a.payload.start - 4], &UPSTREAM_PORT.to_be_bytes());
         }
-        DnsFrame::UpstreamUnreachable { server, .. } => assert_ne!(server.ip(), std::net::IpAddr::from(GW)),
-        DnsFrame::Tcp { .. } => assert!(tcp_to(frame, GW, DNS_PORT).is_some()),
+        DnsFrame::UpstreamUnreachable { server, .. } => {
+            assert!(server.ip() != std::net::IpAddr::from(GW) && server.ip() != std::net::IpAddr::from(GW6));
+        }
+        DnsFrame::Tcp { source } if source.is_ipv4() => assert!(tcp_to(frame, GW, DNS_PORT).is_some()),
+        DnsFrame::Tcp { .. } => {
+            assert_eq!((&frame[12..14], &frame[54 + 2..54 + 4]), (&[0x86, 0xdd][..], &DNS_PORT.to_be_bytes()[..]))
+        }
         DnsFrame::Other => (),
     }
 }
@@ -1117,7 +1123,8 @@ fn classify_finds_icmpv6_port_unreachable_for_an_on_network_upstream_query() {
 fn classify_survives_every_single_byte_change() {
     let udp = udp_frame(GW, 33_333, DNS_PORT, &dns_query(1, "example.org"));
     let tcp = tcp_segment(GW, 40_000, DNS_PORT, TcpControl::Syn, 7);
-    for original in [udp, tcp] {
+    let answer6 = ipv6_frame(HOST6, GW6, IpProtocol::Udp, &udp_l4(DNS_PORT, UPSTREAM_PORT, &dns_query(9, "x.example")));
+    for original in [udp, tcp, answer6] {
         for at in 0..original.len() {
             for value in 0..=u8::MAX {
                 let mut frame = original.clone();
@@ -1159,6 +1166,30 @@ proptest! {
             }
         }
         frame.truncate(frame.len().saturating_sub(cut % 8 * (cut / 8 % 2)));
+        check_classification(&frame);
+    }
+
+    #[test]
+    fn classify_never_panics_on_damaged_ipv6_upstream_frames(
+        icmp in any::<bool>(),
+        edits in proptest::collection::vec((0usize..120, any::<u8>()), 1..6),
+        cut in 0usize..120,
+    ) {
+        let answer = ipv6_frame(HOST6, GW6, IpProtocol::Udp, &udp_l4(DNS_PORT, UPSTREAM_PORT, &dns_query(9, "x.example")));
+        let mut frame = if icmp {
+            let query = ipv6_frame(GW6, HOST6, IpProtocol::Udp, &udp_l4(UPSTREAM_PORT, DNS_PORT, &dns_query(3, "x.example")));
+            let mut body = vec![1, 4, 0, 0, 0, 0, 0, 0];
+            body.extend_from_slice(&query[14..]);
+            ipv6_frame(HOST6, GW6, IpProtocol::Icmpv6, &body)
+        } else {
+            answer
+        };
+        for (at, value) in edits {
+            if let Some(byte) = frame.get_mut(at) {
+                *byte = value;
+            }
+        }
+        frame.truncate(frame.len().saturating_sub(cut));
         check_classification(&frame);
     }
 }

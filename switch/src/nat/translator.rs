@@ -1169,13 +1169,17 @@ impl Translator {
         let key_with =
             |port: u16| FlowKey { network: backend.network, proto, sandbox, remote: SocketAddr::new(remote_ip, port) };
         let mut key = key_with(client.port());
-        if remote_ip != client_ip && self.table.lookup(&key).is_some() {
+        if remote_ip != client_ip && (is_gateways_own(client.port()) || self.table.lookup(&key).is_some()) {
             use std::hash::BuildHasher;
             let hash = self.iss_key.hash_one(client);
-            let free =
-                (0..MAPPED_PORT_TRIES).map(|i| key_with(mapped_port(hash, i))).find(|k| self.table.lookup(k).is_none());
-            if let Some(free) = free {
-                key = free;
+            let free = (0..MAPPED_PORT_TRIES)
+                .map(|i| key_with(mapped_port(hash, i)))
+                .find(|k| !is_gateways_own(k.remote.port()) && self.table.lookup(k).is_none());
+            match free {
+                Some(free) => key = free,
+                // Never shown as the gateway's own port.
+                None if is_gateways_own(key.remote.port()) => return None,
+                None => {}
             }
         }
         Some((key, Head { gateway_mac: source_mac.0, sandbox_mac: backend.mac.0, remote: key.remote, sandbox }))
@@ -1872,8 +1876,15 @@ fn stands_in(client: IpAddr) -> bool {
     }
 }
 
+/// Whether `port` is one the gateway uses itself: the embedded DNS asks
+/// on-network upstreams from it, and their answers must reach the DNS, not
+/// a flow of a client shown as the gateway.
+fn is_gateways_own(port: u16) -> bool {
+    port == crate::gateway::dns::UPSTREAM_PORT
+}
+
 /// Ports tried for a client shown as the gateway when its own port is
-/// taken by another such client.
+/// taken by another such client (or is one of the gateway's own).
 const MAPPED_PORT_TRIES: u64 = 16;
 
 /// The `i`-th port to try for a client shown as the gateway, spread over

@@ -9,7 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
-use dns::{Action, Counters, Directory, Forwarder, Outcome, Resolver, Source, Transport, UPSTREAM_TIMEOUT_MS};
+use dns::{
+    Action, Counters, Directory, Forwarder, MAX_UPSTREAMS, Outcome, Resolver, Source, Transport, UPSTREAM_TIMEOUT_MS,
+};
 
 use super::super::dns_forward::{Done, ForwardThread, Job, MAX_IN_FLIGHT};
 use super::{Datapath, PortIo};
@@ -102,6 +104,18 @@ pub(super) struct DnsService {
     local_sends: Vec<(PortId, UdpQuery, Vec<u8>)>,
     /// On-network queries that are done.
     local_done: Vec<Done>,
+    /// What each on-network query (by token) falls back to when none of
+    /// its on-network upstreams answered: the rest of its list.
+    local_fallback: HashMap<u64, Fallback>,
+}
+
+/// The upstreams off the network that a query's list also names, asked
+/// through the forwarding thread once its on-network ones have failed.
+#[derive(Debug)]
+struct Fallback {
+    query: Vec<u8>,
+    upstreams: Arc<[SocketAddr]>,
+    tcp: bool,
 }
 
 impl DnsService {
@@ -119,6 +133,7 @@ impl DnsService {
             local_route: HashMap::new(),
             local_sends: Vec::new(),
             local_done: Vec::new(),
+            local_fallback: HashMap::new(),
         }
     }
 
@@ -127,6 +142,15 @@ impl DnsService {
     /// another network's gateway, which must not get their answers.
     pub(super) fn forget_gateway(&mut self, gateway: PortId) {
         self.pending.retain(|_, path| path.gateway() != gateway);
+        let asked_through: Vec<u16> =
+            self.local_route.iter().filter(|(_, (g, _))| *g == gateway).map(|(id, _)| *id).collect();
+        for id in asked_through {
+            self.local.cancel(id);
+            self.local_route.remove(&id);
+        }
+        self.local_sends.retain(|(g, ..)| *g != gateway);
+        let pending = &self.pending;
+        self.local_fallback.retain(|token, _| pending.contains_key(token));
     }
 
     fn has_room(&self) -> bool {
@@ -151,9 +175,11 @@ impl DnsService {
         true
     }
 
-    /// Forwards a query: to the upstreams on the network's own subnet from
-    /// the gateway, if the list has any (over UDP even for TCP clients),
-    /// else through the forwarding thread. False if it cannot.
+    /// Forwards a query to the first [`MAX_UPSTREAMS`] of its list: those
+    /// on the network's own subnets first, from the gateway (over UDP even
+    /// for TCP clients), then, if they all fail, the others through the
+    /// forwarding thread; with none on the network, all through the
+    /// thread. False if it cannot.
     #[allow(clippy::too_many_arguments)]
     fn forward_any(
         &mut self,
@@ -165,7 +191,14 @@ impl DnsService {
         tcp: bool,
         now: Timestamp,
     ) -> bool {
-        let local: Vec<SocketAddr> = upstreams.iter().filter(|u| subnets.on_link(u.ip())).copied().collect();
+        let mut listed: Vec<SocketAddr> = Vec::with_capacity(MAX_UPSTREAMS);
+        for u in upstreams.iter() {
+            if !listed.contains(u) && listed.len() < MAX_UPSTREAMS {
+                listed.push(*u);
+            }
+        }
+        let (local, others): (Vec<SocketAddr>, Vec<SocketAddr>) =
+            listed.into_iter().partition(|u| subnets.on_link(u.ip()));
         if local.is_empty() {
             return self.forward(path, query, upstreams, tcp);
         }
@@ -175,6 +208,10 @@ impl DnsService {
             Ok(action) => {
                 if let Action::Send { id, .. } = &action {
                     self.local_route.insert(*id, (gateway, network));
+                }
+                if !others.is_empty() {
+                    let fallback = Fallback { query: query.to_vec(), upstreams: others.into(), tcp };
+                    self.local_fallback.insert(token, fallback);
                 }
                 self.local_action(action, now);
                 true
@@ -296,7 +333,10 @@ impl Datapath {
                 true
             }
             DnsFrame::UpstreamUnreachable { from, server } => {
-                if self.dns.directory.owns_address(ingress.0, from) {
+                // Only the upstream itself says its port is closed (Linux
+                // sends "port unreachable" from the address asked): another
+                // sandbox must not make the gateway give up on a server.
+                if from == server.ip() && self.dns.directory.owns_address(ingress.0, from) {
                     let now = self.clock.now();
                     for action in self.dns.local.on_unreachable(server, now.0) {
                         self.dns.local_action(action, now);
@@ -409,6 +449,15 @@ impl Datapath {
     /// the gateway (cut to fit the network's MTU), or onto its TCP
     /// connection.
     fn deliver_dns_answer(&mut self, done: Done) {
+        let fallback = self.dns.local_fallback.remove(&done.token);
+        if done.failed
+            && let Some(Fallback { query, upstreams, tcp }) = fallback
+            && self.dns.pending.contains_key(&done.token)
+            && self.dns.forward.submit(Job { token: done.token, query, upstreams, tcp })
+        {
+            // Its on-network upstreams failed; the others are asked now.
+            return;
+        }
         let Some(path) = self.dns.pending.remove(&done.token) else { return };
         let gateway = path.gateway();
         if done.failed

@@ -507,6 +507,33 @@ fn udp_loopback_client_is_shown_as_the_gateway() {
     assert_eq!(b.host.take_calls(), vec![Call::SendTo(LU, lo, b"a".to_vec())]);
 }
 
+/// The gateway's own UDP port 53053 (from which the embedded DNS asks
+/// servers inside the network) is never a client's: their answers to it
+/// must reach the DNS, so a loopback client on that port is shown from
+/// another one.
+#[test]
+fn a_client_on_the_gateways_own_dns_port_is_shown_from_another_port() {
+    let own = crate::gateway::dns::UPSTREAM_PORT;
+    let mut b = published(1);
+    let lo = sa([127, 0, 0, 1], own);
+    let (_, out) = b.udp_inbound(LU, lo, b"q").unwrap();
+    let Out::Udp { src, .. } = out else { panic!("a datagram to the backend: {out:?}") };
+    assert_eq!(src.ip(), GW_IP, "shown as the gateway");
+    assert_ne!(src.port(), own, "not from the gateway's own port");
+    let answer_to_the_dns = udp_frame_from(backend(0).mac.0, udp_backend(0), sock(GW_IP, own), b"a");
+    assert!(!b.tr.owns(NET, &answer_to_the_dns), "the DNS's, not the flow's");
+    let reply = udp_frame_from(backend(0).mac.0, udp_backend(0), src, b"a");
+    assert!(b.tr.owns(NET, &reply));
+    b.send(&reply);
+    assert_eq!(b.host.take_calls(), vec![Call::SendTo(LU, lo, b"a".to_vec())]);
+    // Over TCP too.
+    let tcp_client = sa([127, 0, 0, 1], own);
+    b.accept(tcp_client).unwrap();
+    let syn = b.one_seg();
+    assert_eq!(syn.src.ip(), GW_IP);
+    assert_ne!(syn.src.port(), own);
+}
+
 #[test]
 fn inbound_udp_flows_time_out_without_closing_the_listener() {
     let mut b = published(2);

@@ -664,3 +664,84 @@ fn an_on_network_upstream_is_asked_over_ipv6_from_the_gateway() {
     let failed = parse_udp6(&h.sent_frames(b)[0]).expect("a UDP/IPv6 frame");
     assert_eq!((&failed.payload[..2], counts(&failed.payload)), (&[0, 8][..], (0, 2)), "SERVFAIL");
 }
+
+/// Only the upstream itself may say its port is closed: an ICMPv6 "port
+/// unreachable" about it from another sandbox (from that sandbox's own
+/// address) changes nothing, and the query still gets the upstream's answer.
+#[test]
+fn another_sandbox_cannot_fail_an_on_network_upstream() {
+    let (mut h, a, b, _) = dns_network_asking(std::net::SocketAddr::from((ip6(2), 53)));
+    h.inject(a, &ping6((mac(2), ip6(2)), (gw_mac(), ip6(1)), 1, 1, b"hi"));
+    h.run_until_idle();
+    h.sent_frames(a);
+    h.inject(b, &udp6((mac(3), ip6(3), 41_000), (gw_mac(), ip6(1), 53), &dns_query(0x1111, "in.example", AAAA)));
+    h.run_until_idle();
+    let asked = h.sent_frames(a).remove(0);
+    let unreachable = Icmpv6Type::DestinationUnreachable(DestUnreachableCode::Port);
+    h.inject(b, &icmpv6((mac(3), ip6(3)), (gw_mac(), ip6(1)), 64, unreachable, &asked[14..]));
+    h.run_until_idle();
+    assert!(h.sent(b).is_empty(), "no SERVFAIL: {:02x?}", h.sent_frames(b));
+    let mut answer = parse_udp6(&asked).expect("a UDP/IPv6 frame").payload;
+    answer[2] |= 0x80;
+    h.inject(a, &udp6((mac(2), ip6(2), 53), (gw_mac(), ip6(1), 53_053), &answer));
+    h.run_until_idle();
+    let delivered = parse_udp6(&h.sent_frames(b)[0]).expect("a UDP/IPv6 frame");
+    assert_eq!((&delivered.payload[..2], counts(&delivered.payload)), (&[0x11, 0x11][..], (0, 0)));
+}
+
+/// A list naming servers on and off the network asks those on it first,
+/// from the gateway, then the others through the forwarding thread: one
+/// that is down on the network does not hide one that works elsewhere.
+#[test]
+fn off_network_upstreams_are_asked_once_the_on_network_ones_fail() {
+    let (mut h, net, a, b) = network(dual_network(0));
+    let outside = std::net::SocketAddr::from(([192, 0, 2, 53], 53));
+    let inside = std::net::SocketAddr::from((ip6(2), 53));
+    let mut directory = dns::Directory::new();
+    directory.add_network6(net.0, "app", "fd00::/64".parse().expect("a subnet"));
+    directory.add_endpoint(net.0, "web", &[], ip6(2));
+    directory.add_mac(net.0, ip6(2), mac(2).0);
+    let asker = dns::Asker {
+        address: None,
+        address6: Some(ip6(3)),
+        network: net.0,
+        scope: vec![net.0],
+        forwarding: true,
+        // The outside server first: the one inside is still asked first.
+        upstreams: std::sync::Arc::from([outside, inside]),
+    };
+    directory.add_asker(b.0, asker);
+    // Web, where the server on the network runs, is an endpoint as well.
+    let web = dns::Asker {
+        address: None,
+        address6: Some(ip6(2)),
+        network: net.0,
+        scope: vec![net.0],
+        forwarding: true,
+        upstreams: std::sync::Arc::from([]),
+    };
+    directory.add_asker(a.0, web);
+    h.call(|reply| Command::SetDns { directory: Box::new(directory), reply });
+    h.inject(a, &ping6((mac(2), ip6(2)), (gw_mac(), ip6(1)), 1, 1, b"hi"));
+    h.run_until_idle();
+    h.sent_frames(a);
+
+    let query = dns_query(0x2222, "out.example", AAAA);
+    h.inject(b, &udp6((mac(3), ip6(3), 41_000), (gw_mac(), ip6(1), 53), &query));
+    h.run_until_idle();
+    assert!(h.dns_jobs().is_empty(), "the server on the network first");
+    let asked = h.sent_frames(a).remove(0);
+    let unreachable = Icmpv6Type::DestinationUnreachable(DestUnreachableCode::Port);
+    h.inject(a, &icmpv6((mac(2), ip6(2)), (gw_mac(), ip6(1)), 64, unreachable, &asked[14..]));
+    h.run_until_idle();
+    assert!(h.sent(b).is_empty(), "no SERVFAIL while another server is left");
+    let jobs = h.dns_jobs();
+    assert_eq!(jobs.len(), 1, "the outside server, through the forwarding thread");
+    assert_eq!((&jobs[0].query, &jobs[0].upstreams[..]), (&query, &[outside][..]));
+    let mut from_outside = query.clone();
+    from_outside[2] |= 0x80;
+    h.answer_dns(Done { token: jobs[0].token, answer: from_outside.clone(), failed: false });
+    h.step();
+    let delivered = parse_udp6(&h.sent_frames(b)[0]).expect("a UDP/IPv6 frame");
+    assert_eq!(delivered.payload, from_outside);
+}
