@@ -143,6 +143,58 @@ fn networks_are_isolated_even_for_broadcasts() {
     assert!(!seen_b.iter().any(|f| f.src() == c_mac), "b saw frames from c on the other network:\n{}", list(&seen_b));
 }
 
+/// A network created with Docker's `enable_icc=false` isolates its
+/// sandboxes from one another: ARP between them gets no answer, and a ping
+/// to the other's MAC set by hand is dropped by the switch and counted as
+/// `isolated`, while each sandbox still reaches its gateway and a network
+/// with the default lets the same pair talk. The setting outlives `kill -9`;
+/// Docker's `-o com.docker.network.driver.mtu` is the network's MTU.
+#[test]
+fn inter_container_communication_off_isolates_sandboxes_but_not_from_their_gateway() {
+    if !require_root("inter_container_communication_off_isolates_sandboxes_but_not_from_their_gateway") {
+        return;
+    }
+    let mut d = Daemon::start();
+    let (closed, open) = (d.name("closed"), d.name("open"));
+    let icc_off = "com.docker.network.bridge.enable_icc=false";
+    d.ctl_ok(&["network", "create", "--subnet", "10.202.3.0/24", "-o", icc_off, &closed]);
+    d.ctl_ok(&["network", "create", "--subnet", "10.202.4.0/24", "-o", "com.docker.network.driver.mtu=1400", &open]);
+    let (a, b, c, e) = (d.name("a"), d.name("b"), d.name("c"), d.name("e"));
+    let eps = d.sandboxes_on(&closed, &[&a, &b]);
+    let (ea, eb) = (&eps[0], &eps[1]);
+    let gateway = Ipv4Addr::new(10, 202, 3, 1);
+    let isolated =
+        |d: &Daemon, port: &str| stats_by_port(d).get(port).and_then(|s| s.drops.get("isolated").copied()).unwrap_or(0);
+
+    let check = |d: &Daemon, round: &str| {
+        assert!(ping(&a, gateway, 1), "{round}: a cannot ping its gateway");
+        assert!(ping(&b, gateway, 1), "{round}: b cannot ping its gateway");
+        netns_exec(&a, "ip", &["neigh", "flush", "all"]);
+        assert!(!ping(&a, ip_of(eb), 1), "{round}: a reached b, whose MAC it had to ask for");
+        // With b's MAC given by hand, the switch itself must refuse.
+        let before = isolated(d, &ea.port);
+        let mac = eb.mac.to_string();
+        let lladdr =
+            ["neigh", "replace", &ip_of(eb).to_string(), "lladdr", &mac, "dev", &ea.ifname, "nud", "permanent"];
+        assert!(netns_exec(&a, "ip", &lladdr).status.success(), "{round}: cannot set b's MAC in a");
+        assert!(!ping(&a, ip_of(eb), 2), "{round}: a reached b by its MAC");
+        assert!(isolated(d, &ea.port) >= before + 2, "{round}: the echo requests were not counted as isolated");
+    };
+    check(&d, "created");
+    d.restart();
+    check(&d, "after kill -9");
+
+    let inspect: Vec<serde_json::Value> = d.ctl_json(&["network", "inspect", &closed, &open]);
+    assert_eq!(inspect[0]["Options"]["com.docker.network.bridge.enable_icc"], "false", "{}", inspect[0]);
+    assert_eq!(inspect[1]["Options"]["com.docker.network.driver.mtu"], "1400", "{}", inspect[1]);
+    // The control: on a network with the default, the same pair talks,
+    // at the MTU Docker's option gave.
+    let eps = d.sandboxes_on(&open, &[&c, &e]);
+    assert!(ping(&c, ip_of(&eps[1]), 1), "c cannot ping e on a network with inter-container communication on");
+    let link = vswitch::link_info(&c, &eps[0].ifname).expect("c's interface");
+    assert_eq!(link["mtu"], 1400, "{link}");
+}
+
 /// True if `f` is an IPv4 ICMP echo reply from `ip`.
 fn is_icmp_echo_reply_from(f: &Frame, ip: Ipv4Addr) -> bool {
     let b = &f.bytes;

@@ -10,14 +10,15 @@
 //!   their text form;
 //! - every transmission names a frame of the batch, a live port that is up,
 //!   on the ingress port's network, never the ingress port itself, never
-//!   tunnel to tunnel nor between a tunnel and the gateway, at most once
-//!   per (frame, port), in frame order;
+//!   tunnel to tunnel nor between a tunnel and the gateway nor between two
+//!   isolated ports, at most once per (frame, port), in frame order;
 //! - frames from unknown or down ports, truncated, oversize, with a group or
 //!   zero source, or to a reserved group address go nowhere;
 //! - a broadcast or multicast frame goes to exactly the network's other
 //!   eligible ports, in membership order; a unicast frame to a static entry
 //!   goes to that port only, and does when it is eligible (up, not the
-//!   ingress port, no tunnel to tunnel, no tunnel to or from the gateway);
+//!   ingress port, no tunnel to tunnel, no tunnel to or from the gateway,
+//!   not both isolated);
 //! - counters: per port, received packets and bytes grow by what arrived,
 //!   transmitted packets and bytes by what the plan sends there, and every
 //!   frame received is either sent somewhere or counted as one drop; frames
@@ -112,8 +113,10 @@ pub(crate) fn initial_networks() -> [(u32, usize); 3] {
 }
 
 /// The initial ports: network 0 has two access ports (learning limit 3;
-/// one with MTU 100), the gateway and two tunnels; network 1 two access
-/// ports and a tunnel with a sparse id; network 7 a lone access port.
+/// one with MTU 100), the gateway and two tunnels; network 1 two isolated
+/// access ports (as with inter-container communication off) and a tunnel
+/// with a sparse id; network 7 a lone access port. Ports plugged in later
+/// are isolated access ports when their learning-limit byte's top bit is set.
 pub(crate) fn initial_ports() -> [(u32, PortConfig); 9] {
     let access = |net: u32, mtu: u32, learn_limit: usize| PortConfig {
         network: NetworkId(net),
@@ -122,15 +125,18 @@ pub(crate) fn initial_ports() -> [(u32, PortConfig); 9] {
         learn_limit,
         // The model below does not predict storm control (unit-tested in the bridge).
         flood_limit: None,
+        isolated: false,
     };
+    // Network 1's endpoints have inter-container communication off.
+    let isolated = |learn_limit: usize| PortConfig { isolated: true, ..access(1, 1500, learn_limit) };
     [
         (1, access(0, 1500, 3)),
         (2, access(0, 100, 3)),
         (3, PortConfig::gateway(NetworkId(0))),
         (4, PortConfig::tunnel(NetworkId(0))),
         (5, PortConfig::tunnel(NetworkId(0))),
-        (6, access(1, 1500, 1024)),
-        (7, access(1, 1500, 2)),
+        (6, isolated(1024)),
+        (7, isolated(2)),
         (300, PortConfig::tunnel(NetworkId(1))),
         (8, access(7, 9000, 4)),
     ]
@@ -368,6 +374,10 @@ impl Run {
                 !config.kind.crosses_gateway_and_tunnel(out.kind),
                 "frame {index} passed between gateway and tunnel ({port} to {egress})"
             );
+            assert!(
+                !(config.isolated && out.isolated),
+                "frame {index} passed between isolated ports {port} and {egress}"
+            );
         }
         let Ok(frame) = EthernetFrame::new_checked(bytes) else {
             assert!(sends.is_empty(), "truncated frame {index} was sent");
@@ -389,7 +399,7 @@ impl Run {
                 .filter(|&p| p != port)
                 .filter(|p| {
                     let (out, out_up) = self.model.ports[p];
-                    out_up && config.kind.floods_to(out.kind)
+                    out_up && config.kind.floods_to(out.kind) && !(config.isolated && out.isolated)
                 })
                 .collect();
             assert_eq!(
@@ -399,7 +409,7 @@ impl Run {
         } else if let Some(&target) = statics.get(&(net, dst)) {
             assert!(sends.iter().all(|&p| p == target), "frame {index} to a static entry went elsewhere: {sends:?}");
             let (out, out_up) = self.model.ports[&target];
-            if target != port && out_up && config.kind.floods_to(out.kind) {
+            if target != port && out_up && config.kind.floods_to(out.kind) && !(config.isolated && out.isolated) {
                 assert_eq!(sends, [target], "frame {index} to a static entry on port {target}");
             }
         }
@@ -531,6 +541,7 @@ impl Run {
             mtu: u32::from(byte(bytes, 3)) * 8,
             learn_limit: usize::from(byte(bytes, 4) % 5),
             flood_limit: None,
+            isolated: kind == PortKind::Access && byte(bytes, 4) & 0x80 != 0,
         };
         let result = self.bridge.add_port(PortId(port), config);
         let possible = self.model.networks.contains_key(&net) && port < switch::bridge::MAX_IDS;

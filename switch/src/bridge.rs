@@ -911,6 +911,7 @@ impl Bridge {
             return;
         }
         let ingress_kind = port.config.kind;
+        let ingress_isolated = port.config.isolated;
         let has_room = port.learned < port.config.learn_limit;
         let network = port.config.network;
         let Some(net) = networks.get_mut(network.index()).and_then(Option::as_mut) else {
@@ -972,6 +973,7 @@ impl Bridge {
                         DropReason::GatewayAcrossTunnel
                     }
                     Some(out) if ingress_kind.is_tunnel() && out.config.kind.is_tunnel() => DropReason::SplitHorizon,
+                    Some(out) if ingress_isolated && out.config.isolated => DropReason::Isolated,
                     Some(out) if out.up => {
                         out.counters.tx_packets += 1;
                         out.counters.tx_bytes += len;
@@ -987,7 +989,8 @@ impl Bridge {
 
         // Broadcast, multicast or unknown unicast: every other port of this
         // network, split horizon between tunnels, none between a tunnel and
-        // the gateway; within the ingress port's flood limit.
+        // the gateway, none between isolated ports; within the ingress
+        // port's flood limit.
         if let Some(port) = ports.get_mut(rx.port.index()).and_then(Option::as_mut)
             && let Some(limit) = port.config.flood_limit
             && !port.flood.take(limit, now)
@@ -1001,7 +1004,7 @@ impl Bridge {
                 continue;
             }
             let Some(out) = ports.get_mut(member.index()).and_then(Option::as_mut) else { continue };
-            if !out.up || !ingress_kind.floods_to(out.config.kind) {
+            if !out.up || !ingress_kind.floods_to(out.config.kind) || (ingress_isolated && out.config.isolated) {
                 continue;
             }
             out.counters.tx_packets += 1;

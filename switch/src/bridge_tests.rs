@@ -201,6 +201,39 @@ fn a_flood_limit_drops_a_ports_floods_beyond_its_rate_but_not_its_known_unicast(
     assert_eq!(drops(&b, 1, DropReason::FloodLimited), 0);
 }
 
+/// Isolated ports (the endpoints of a network with inter-container
+/// communication off) reach the non-isolated ones (gateway, uplink) and are
+/// reached by them, but never each other: not by flooding, not by unicast,
+/// whatever the table knows.
+#[test]
+fn isolated_ports_reach_the_others_but_not_each_other() {
+    let mut b = Bridge::new();
+    b.add_network(NET_A, NetworkConfig::default()).unwrap();
+    for p in [1, 2, 3] {
+        b.add_port(PortId(p), PortConfig { isolated: true, ..PortConfig::access(NET_A) }).unwrap();
+    }
+    b.add_port(PortId(4), PortConfig::gateway(NET_A)).unwrap();
+    b.add_port(PortId(5), PortConfig::access(NET_A)).unwrap();
+    assert_eq!(send(&mut b, T0, 1, &frame(MacAddr::BROADCAST, mac(1), 60)), vec![4, 5], "not to 2 or 3");
+    assert_eq!(send(&mut b, T0, 2, &frame(mac(9), mac(2), 60)), vec![4, 5], "unknown unicast likewise");
+    assert_eq!(send(&mut b, T0, 4, &frame(MacAddr::BROADCAST, mac(4), 60)), vec![1, 2, 3, 5]);
+    assert_eq!(send(&mut b, T0, 5, &frame(MacAddr::BROADCAST, mac(5), 60)), vec![1, 2, 3, 4]);
+    // Known unicast: between isolated ports dropped and counted, else forwarded.
+    assert!(send(&mut b, T0, 1, &frame(mac(2), mac(1), 60)).is_empty());
+    assert_eq!(drops(&b, 1, DropReason::Isolated), 1);
+    assert_eq!(send(&mut b, T0, 1, &frame(mac(4), mac(1), 60)), vec![4]);
+    assert_eq!(send(&mut b, T0, 1, &frame(mac(5), mac(1), 60)), vec![5]);
+    assert_eq!(send(&mut b, T0, 5, &frame(mac(2), mac(5), 60)), vec![2]);
+    assert_eq!(send(&mut b, T0, 4, &frame(mac(1), mac(4), 60)), vec![1]);
+    // A port with no one else to flood to counts it.
+    let c = b.port_counters(PortId(2)).unwrap();
+    assert_eq!((c.drops.get(DropReason::Isolated), c.drops.get(DropReason::NoEgress)), (0, 0));
+    // Non-isolated ports of the same kind still talk to each other.
+    let mut open = bridge();
+    send(&mut open, T0, 2, &frame(MacAddr::BROADCAST, mac(2), 60));
+    assert_eq!(send(&mut open, T0, 1, &frame(mac(2), mac(1), 60)), vec![2]);
+}
+
 #[test]
 fn a_slow_flood_limit_still_earns_its_frames_between_milliseconds() {
     // One frame a second, asked every 100 ms: exactly one per second passes.

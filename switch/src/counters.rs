@@ -159,12 +159,16 @@ pub enum DropReason {
     /// that is none of its sandbox's (on any of its networks): it would
     /// open or feed flows in another sandbox's name.
     NatSpoofedSource,
+    /// A unicast frame between two isolated ports: two endpoints of a
+    /// network with inter-container communication off (`-o
+    /// com.docker.network.bridge.enable_icc=false`).
+    Isolated,
 }
 
 impl DropReason {
     /// Every reason (counters are indexed by the enum's value, not by the
     /// position here).
-    pub const ALL: [DropReason; 46] = [
+    pub const ALL: [DropReason; 47] = [
         DropReason::Truncated,
         DropReason::Oversize,
         DropReason::InvalidSourceMac,
@@ -211,6 +215,7 @@ impl DropReason {
         DropReason::Misdirected,
         DropReason::FloodLimited,
         DropReason::NatSpoofedSource,
+        DropReason::Isolated,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -264,6 +269,7 @@ impl DropReason {
             DropReason::Misdirected => "misdirected",
             DropReason::FloodLimited => "flood_limited",
             DropReason::NatSpoofedSource => "nat_spoofed_source",
+            DropReason::Isolated => "isolated",
         }
     }
 }

@@ -97,6 +97,11 @@ pub struct PortConfig {
     /// Most frames a second this port may flood (storm control), or no
     /// limit.
     pub flood_limit: Option<FloodLimit>,
+    /// An isolated port exchanges frames with the network's non-isolated
+    /// ports only (its gateway, uplinks and tunnels), never with another
+    /// isolated one, as a kernel bridge's `isolated` ports: the endpoints
+    /// of a network with inter-container communication off.
+    pub isolated: bool,
 }
 
 /// Storm control: how many frames a second one port may have flooded
@@ -167,12 +172,13 @@ impl PortConfig {
             mtu: DEFAULT_MTU,
             learn_limit: DEFAULT_PORT_LEARN_LIMIT,
             flood_limit: None,
+            isolated: false,
         }
     }
 
     /// A tunnel port on `network`; it may learn as many MACs as the network holds.
     pub fn tunnel(network: NetworkId) -> PortConfig {
-        PortConfig { network, kind: PortKind::Tunnel, mtu: DEFAULT_MTU, learn_limit: usize::MAX, flood_limit: None }
+        PortConfig { learn_limit: usize::MAX, kind: PortKind::Tunnel, ..PortConfig::access(network) }
     }
 
     /// The gateway port of `network` (see [`PortKind::Gateway`]).

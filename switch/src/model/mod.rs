@@ -46,15 +46,16 @@ pub use endpoints::NETNS_DIR;
 pub use error::ModelError;
 pub use fdb_config::{MAX_AGING_SECS, MIN_AGING_SECS};
 pub use ids::now_rfc3339;
-pub use networks::{DEFAULT_MTU, FIRST_AUTO_VNI, MAX_VNI, default_pool_subnets};
+pub use networks::{DEFAULT_MTU, FIRST_AUTO_VNI, MAX_VNI, default_pool_subnets, fold_docker_options};
 pub use peers::{tunnel_port_name, tunnel_port_peer};
 pub use publish::PortOwner;
 pub use stack::{PortChange, ServiceChange, StackDefaults, StackPlan, StackRefusal};
 pub use state::{Model, STATE_VERSION};
 pub use store::{ApplyError, Store, StoreError};
 pub use types::{
-    CIPHER_OPTION, Config, Connect, CreateNetwork, CreateSandbox, Disconnected, EGRESS_OPTION, ENCRYPTED_OPTION,
-    Endpoint, FLOOD_LIMIT_OPTION, KEY_ROTATION_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, PARENT_OPTION,
-    PORT_TYPE_OPTION, Peer, RemovedSandbox, SPREAD_OPTION, Sandbox, Service, StaticFdbEntry, Uplink,
+    CIPHER_OPTION, Config, Connect, CreateNetwork, CreateSandbox, DOCKER_MTU_OPTION, DOCKER_VNI_OPTION, Disconnected,
+    EGRESS_OPTION, ENCRYPTED_OPTION, Endpoint, FLOOD_LIMIT_OPTION, ICC_OPTION, KEY_ROTATION_OPTION, MASQUERADE_OPTION,
+    MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, PARENT_OPTION, PORT_TYPE_OPTION, Peer, RemovedSandbox,
+    SPREAD_OPTION, Sandbox, Service, StaticFdbEntry, Uplink,
 };
 pub use uplinks::macvlan_port_type;

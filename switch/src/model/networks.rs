@@ -13,8 +13,9 @@ use super::error::ModelError;
 use super::ids;
 use super::state::Model;
 use super::types::{
-    CIPHER_OPTION, CreateNetwork, EGRESS_OPTION, ENCRYPTED_OPTION, FLOOD_LIMIT_OPTION, KEY_ROTATION_OPTION,
-    MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, SPREAD_OPTION,
+    CIPHER_OPTION, CreateNetwork, DOCKER_MTU_OPTION, DOCKER_VNI_OPTION, EGRESS_OPTION, ENCRYPTED_OPTION,
+    FLOOD_LIMIT_OPTION, ICC_OPTION, KEY_ROTATION_OPTION, MASQUERADE_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION,
+    Network, SPREAD_OPTION,
 };
 use super::validate;
 
@@ -55,6 +56,40 @@ pub fn default_pool_subnets() -> impl Iterator<Item = Ipv4Net> {
     let big = (17u8..=31).filter_map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).ok());
     let small = (0u8..16).filter_map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).ok());
     big.chain(small)
+}
+
+/// Moves Docker's `-o` names for settings that have their own fields into
+/// them, as `docker network create` takes both: `-o
+/// com.docker.network.driver.mtu=N` is `--mtu N`, and an overlay's `-o
+/// com.docker.network.driver.overlay.vxlanid_list=N` its VNI. Refused when
+/// the value is not one whole number, or when both spellings are given
+/// with different values. Called before defaults are filled in.
+pub fn fold_docker_options(req: &mut CreateNetwork) -> Result<(), ModelError> {
+    if let Some(value) = req.options.remove(DOCKER_MTU_OPTION) {
+        let mtu = value.trim().parse::<u32>().map_err(|_| ModelError::InvalidOption {
+            option: DOCKER_MTU_OPTION,
+            value: value.clone(),
+            reason: "must be a whole number of bytes (the MTU)",
+        })?;
+        if req.mtu.is_some_and(|m| m != mtu) {
+            let reason = "differs from --mtu: give one";
+            return Err(ModelError::InvalidOption { option: DOCKER_MTU_OPTION, value, reason });
+        }
+        req.mtu = Some(mtu);
+    }
+    if let Some(value) = req.options.remove(DOCKER_VNI_OPTION) {
+        let vni = value.trim().parse::<u32>().map_err(|_| ModelError::InvalidOption {
+            option: DOCKER_VNI_OPTION,
+            value: value.clone(),
+            reason: "must be one whole number (a network here has one VNI, whatever its subnets)",
+        })?;
+        if req.vni.is_some_and(|v| v != vni) {
+            let reason = "differs from --vni: give one";
+            return Err(ModelError::InvalidOption { option: DOCKER_VNI_OPTION, value, reason });
+        }
+        req.vni = Some(vni);
+    }
+    Ok(())
 }
 
 impl Model {
@@ -133,6 +168,28 @@ impl Model {
                 value: value.clone(),
                 reason: "must be a whole number of frames a second, 1 to 4294967295",
             });
+        }
+        if let Some(value) = req.options.get(ICC_OPTION) {
+            if req.driver != Driver::Bridge {
+                return Err(ModelError::OptionNotSupported { option: ICC_OPTION, driver: req.driver });
+            }
+            if !matches!(value.as_str(), "true" | "false") {
+                let reason = "must be true or false";
+                return Err(ModelError::InvalidOption { option: ICC_OPTION, value: value.clone(), reason });
+            }
+        }
+        if let Some(value) = req.options.get(MASQUERADE_OPTION) {
+            let reason = match value.as_str() {
+                "true" => None,
+                "false" => Some(
+                    "the switch reaches the outside only through its own translator, so it cannot route \
+                     unmasqueraded; -o egress=false turns egress off",
+                ),
+                _ => Some("must be true or false"),
+            };
+            if let Some(reason) = reason {
+                return Err(ModelError::InvalidOption { option: MASQUERADE_OPTION, value: value.clone(), reason });
+            }
         }
         if let Some(value) = req.options.get(EGRESS_OPTION) {
             let reason = match value.as_str() {

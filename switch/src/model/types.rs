@@ -108,7 +108,26 @@ pub const SPREAD_OPTION: &str = "spread";
 /// port of the network may flood (`-o flood-limit=1000`; storm control).
 pub const FLOOD_LIMIT_OPTION: &str = "flood-limit";
 
+/// Docker's `-o` name for a network's MTU (`--mtu`).
+pub const DOCKER_MTU_OPTION: &str = "com.docker.network.driver.mtu";
+/// Docker's `-o` name for an overlay's VNI (one per network here).
+pub const DOCKER_VNI_OPTION: &str = "com.docker.network.driver.overlay.vxlanid_list";
+/// Docker's bridge option for inter-container communication: `false`
+/// isolates the network's endpoints from one another (each still reaches
+/// its gateway, the outside world and the network's uplinks), as a kernel
+/// bridge's `isolated` ports.
+pub const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+/// Docker's bridge option for masquerading egress; only `true` can be
+/// honoured (the switch reaches the outside through its translator alone).
+pub const MASQUERADE_OPTION: &str = "com.docker.network.bridge.enable_ip_masquerade";
+
 impl Network {
+    /// Whether the network's endpoints may talk to one another (Docker's
+    /// `enable_icc`, on unless `-o com.docker.network.bridge.enable_icc=false`).
+    pub fn inter_container(&self) -> bool {
+        self.options.get(ICC_OPTION).is_none_or(|v| v != "false")
+    }
+
     /// Whether sandboxes on this network may reach addresses outside the
     /// switch's networks through its gateway (the daemon's own sockets): on
     /// for bridge and overlay networks, off for `--internal` ones and with

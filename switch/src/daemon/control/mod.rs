@@ -140,14 +140,21 @@ fn network_id(network: &Network) -> NetworkId {
     NetworkId(network.network_index)
 }
 
-/// The datapath's configuration of an endpoint's or uplink's port on
-/// `network`: its MTU and storm control (`-o flood-limit`).
+/// The datapath's configuration of an uplink's port on `network`: its MTU
+/// and storm control (`-o flood-limit`).
 fn access_port_config(network: &Network) -> PortConfig {
     PortConfig {
         mtu: network.mtu,
         flood_limit: network.flood_limit().and_then(crate::port::FloodLimit::new),
         ..PortConfig::access(network_id(network))
     }
+}
+
+/// The datapath's configuration of an endpoint's port on `network`: an
+/// uplink's, isolated from the network's other endpoints when it has
+/// inter-container communication off (`enable_icc=false`).
+fn endpoint_port_config(network: &Network) -> PortConfig {
+    PortConfig { isolated: !network.inter_container(), ..access_port_config(network) }
 }
 
 /// The datapath's view of a switched network: its bridge domain, the IPv4
@@ -334,7 +341,7 @@ impl Control {
         endpoint: &Endpoint,
         network: &Network,
     ) -> Result<(), CtlError> {
-        let config = access_port_config(network);
+        let config = endpoint_port_config(network);
         let wanted = self.datapath.extra_queues(network_id(network));
         let mut extra = Vec::with_capacity(wanted);
         if wanted > 0 {
@@ -366,7 +373,7 @@ impl Control {
         endpoint: &Endpoint,
         network: &Network,
     ) -> Result<(), CtlError> {
-        let config = access_port_config(network);
+        let config = endpoint_port_config(network);
         if let Err(e) =
             self.datapath.add_device_queues(endpoint_port(endpoint.port_index), port.device, port.extra, config)
         {
@@ -641,6 +648,7 @@ impl Control {
     }
 
     fn network_create(&mut self, mut req: CreateNetwork) -> Reply {
+        crate::model::fold_docker_options(&mut req).map_err(model_error)?;
         let encrypted = req.options.contains_key(ENCRYPTED_OPTION);
         // `-o encrypted` on a non-overlay network is refused by the model,
         // which says why; only an overlay needs the secret.

@@ -342,8 +342,13 @@ impl Control {
             })
             .collect();
         let mut options = n.options.clone();
+        // The settings themselves, under Docker's names (an option given by
+        // a daemon from before they were folded into them is not shown).
         if n.driver.is_switched() {
-            options.entry("com.docker.network.driver.mtu".to_owned()).or_insert_with(|| n.mtu.to_string());
+            options.insert(crate::model::DOCKER_MTU_OPTION.to_owned(), n.mtu.to_string());
+        }
+        if let Some(vni) = n.vni {
+            options.insert(crate::model::DOCKER_VNI_OPTION.to_owned(), vni.to_string());
         }
         NetworkInfo {
             name: n.name.clone(),

@@ -404,3 +404,60 @@ fn a_network_is_unused_without_endpoints_services_or_uplinks_of_its_own() {
     m.add_uplink("lan", "eth7", ctl::proto::PortType::Raw, false).unwrap();
     assert!(!unused(&m, "lan"), "another uplink keeps it");
 }
+
+#[test]
+fn dockers_mtu_and_vni_options_are_the_settings_themselves() {
+    let mut req = bridge("m", "10.5.1.0/24");
+    req.options.insert(DOCKER_MTU_OPTION.into(), "1400".into());
+    fold_docker_options(&mut req).unwrap();
+    assert_eq!((req.mtu, req.options.get(DOCKER_MTU_OPTION)), (Some(1400), None));
+    let mut m = Model::new();
+    assert_eq!(m.create_network(req).unwrap().mtu, 1400);
+    // The same value both ways is fine; different ones, or garbage, are refused.
+    let mut same = CreateNetwork { mtu: Some(1400), ..bridge("s", "10.5.2.0/24") };
+    same.options.insert(DOCKER_MTU_OPTION.into(), "1400".into());
+    fold_docker_options(&mut same).unwrap();
+    for (given, value, needle) in [(Some(1300), "1400", "differs from --mtu"), (None, "big", "whole number")] {
+        let mut req = CreateNetwork { mtu: given, ..bridge("x", "10.5.3.0/24") };
+        req.options.insert(DOCKER_MTU_OPTION.into(), value.into());
+        let e = fold_docker_options(&mut req).unwrap_err().to_string();
+        assert!(e.contains(DOCKER_MTU_OPTION) && e.contains(needle), "{e}");
+    }
+    let mut ov = CreateNetwork { attachable: true, ..CreateNetwork::new("ov", Driver::Overlay) };
+    ov.options.insert(DOCKER_VNI_OPTION.into(), "4242".into());
+    fold_docker_options(&mut ov).unwrap();
+    assert_eq!(m.create_network(ov).unwrap().vni, Some(4242));
+    let mut two = CreateNetwork::new("ov2", Driver::Overlay);
+    two.options.insert(DOCKER_VNI_OPTION.into(), "4243,4244".into());
+    let e = fold_docker_options(&mut two).unwrap_err().to_string();
+    assert!(e.contains("one VNI"), "{e}");
+}
+
+#[test]
+fn icc_is_a_bridge_option_true_or_false_and_masquerade_stays_on() {
+    let mut m = Model::new();
+    for (name, subnet, value, icc) in [("i1", "10.5.1.0/24", "false", false), ("i2", "10.5.2.0/24", "true", true)] {
+        let mut req = bridge(name, subnet);
+        req.options.insert(ICC_OPTION.into(), value.into());
+        assert_eq!(m.create_network(req).unwrap().inter_container(), icc, "enable_icc={value}");
+    }
+    assert!(m.create_network(bridge("plain", "10.5.3.0/24")).unwrap().inter_container(), "on by default");
+    let mut masq = bridge("masq", "10.5.4.0/24");
+    masq.options.insert(MASQUERADE_OPTION.into(), "true".into());
+    m.create_network(masq).unwrap();
+    let before = snapshot(&m);
+    for (option, value, needle) in [
+        (ICC_OPTION, "no", "true or false"),
+        (MASQUERADE_OPTION, "false", "egress=false"),
+        (MASQUERADE_OPTION, "0", "true or false"),
+    ] {
+        let mut req = bridge("bad", "10.5.9.0/24");
+        req.options.insert(option.into(), value.into());
+        let r = m.create_network(req);
+        assert_refused(&m, &before, r, &[option, needle]);
+    }
+    let mut ov = CreateNetwork { attachable: true, ..CreateNetwork::new("ov", Driver::Overlay) };
+    ov.options.insert(ICC_OPTION.into(), "false".into());
+    let r = m.create_network(ov);
+    assert_refused(&m, &before, r, &[ICC_OPTION]);
+}
