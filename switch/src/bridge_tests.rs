@@ -225,7 +225,7 @@ fn isolated_ports_reach_the_others_but_not_each_other() {
     assert_eq!(send(&mut b, T0, 1, &frame(mac(5), mac(1), 60)), vec![5]);
     assert_eq!(send(&mut b, T0, 5, &frame(mac(2), mac(5), 60)), vec![2]);
     assert_eq!(send(&mut b, T0, 4, &frame(mac(1), mac(4), 60)), vec![1]);
-    // A port with no one else to flood to counts it.
+    // Floods that reached someone are no drop of either kind.
     let c = b.port_counters(PortId(2)).unwrap();
     assert_eq!((c.drops.get(DropReason::Isolated), c.drops.get(DropReason::NoEgress)), (0, 0));
     // Non-isolated ports of the same kind still talk to each other.

@@ -15,7 +15,7 @@ use super::state::Model;
 use super::types::{
     CIPHER_OPTION, CreateNetwork, DOCKER_MTU_OPTION, DOCKER_VNI_OPTION, EGRESS_OPTION, ENCRYPTED_OPTION,
     FLOOD_LIMIT_OPTION, ICC_OPTION, KEY_ROTATION_OPTION, MASQUERADE_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION,
-    Network, SPREAD_OPTION,
+    Network, SPREAD_OPTION, docker_bool,
 };
 use super::validate;
 
@@ -62,32 +62,47 @@ pub fn default_pool_subnets() -> impl Iterator<Item = Ipv4Net> {
 /// them, as `docker network create` takes both: `-o
 /// com.docker.network.driver.mtu=N` is `--mtu N`, and an overlay's `-o
 /// com.docker.network.driver.overlay.vxlanid_list=N` its VNI. Refused when
-/// the value is not one whole number, or when both spellings are given
-/// with different values. Called before defaults are filled in.
+/// the value is not one whole number, when both spellings are given with
+/// different values, or for a VNI of another driver. Called before
+/// defaults are filled in.
 pub fn fold_docker_options(req: &mut CreateNetwork) -> Result<(), ModelError> {
-    if let Some(value) = req.options.remove(DOCKER_MTU_OPTION) {
-        let mtu = value.trim().parse::<u32>().map_err(|_| ModelError::InvalidOption {
+    fold_options(req.driver, &mut req.mtu, &mut req.vni, &mut req.options)
+}
+
+/// [`fold_docker_options`] on the fields themselves (a stack file's
+/// network has them too).
+pub(super) fn fold_options(
+    driver: Driver,
+    mtu: &mut Option<u32>,
+    vni: &mut Option<u32>,
+    options: &mut BTreeMap<String, String>,
+) -> Result<(), ModelError> {
+    if let Some(value) = options.remove(DOCKER_MTU_OPTION) {
+        let given = value.trim().parse::<u32>().map_err(|_| ModelError::InvalidOption {
             option: DOCKER_MTU_OPTION,
             value: value.clone(),
             reason: "must be a whole number of bytes (the MTU)",
         })?;
-        if req.mtu.is_some_and(|m| m != mtu) {
+        if mtu.is_some_and(|m| m != given) {
             let reason = "differs from --mtu: give one";
             return Err(ModelError::InvalidOption { option: DOCKER_MTU_OPTION, value, reason });
         }
-        req.mtu = Some(mtu);
+        *mtu = Some(given);
     }
-    if let Some(value) = req.options.remove(DOCKER_VNI_OPTION) {
-        let vni = value.trim().parse::<u32>().map_err(|_| ModelError::InvalidOption {
+    if let Some(value) = options.remove(DOCKER_VNI_OPTION) {
+        if driver != Driver::Overlay {
+            return Err(ModelError::OptionNotSupported { option: DOCKER_VNI_OPTION, driver });
+        }
+        let given = value.trim().parse::<u32>().map_err(|_| ModelError::InvalidOption {
             option: DOCKER_VNI_OPTION,
             value: value.clone(),
             reason: "must be one whole number (a network here has one VNI, whatever its subnets)",
         })?;
-        if req.vni.is_some_and(|v| v != vni) {
+        if vni.is_some_and(|v| v != given) {
             let reason = "differs from --vni: give one";
             return Err(ModelError::InvalidOption { option: DOCKER_VNI_OPTION, value, reason });
         }
-        req.vni = Some(vni);
+        *vni = Some(given);
     }
     Ok(())
 }
@@ -173,19 +188,19 @@ impl Model {
             if req.driver != Driver::Bridge {
                 return Err(ModelError::OptionNotSupported { option: ICC_OPTION, driver: req.driver });
             }
-            if !matches!(value.as_str(), "true" | "false") {
-                let reason = "must be true or false";
+            if docker_bool(value).is_none() {
+                let reason = "must be true or false (or 1, 0, t, f, as Docker reads them)";
                 return Err(ModelError::InvalidOption { option: ICC_OPTION, value: value.clone(), reason });
             }
         }
         if let Some(value) = req.options.get(MASQUERADE_OPTION) {
-            let reason = match value.as_str() {
-                "true" => None,
-                "false" => Some(
+            let reason = match docker_bool(value) {
+                Some(true) => None,
+                Some(false) => Some(
                     "the switch reaches the outside only through its own translator, so it cannot route \
                      unmasqueraded; -o egress=false turns egress off",
                 ),
-                _ => Some("must be true or false"),
+                None => Some("must be true or false (or 1, 0, t, f, as Docker reads them)"),
             };
             if let Some(reason) = reason {
                 return Err(ModelError::InvalidOption { option: MASQUERADE_OPTION, value: value.clone(), reason });

@@ -560,8 +560,16 @@ impl TryFrom<StateFile> for Model {
         let n_peers = f.peers.len();
         let n_services = f.services.len();
         let n_uplinks = f.uplinks.len();
+        // Docker's names for the MTU and VNI were kept as plain options, to
+        // no effect, before `network create` read them (session 26): the
+        // fields are what such a network has, so the options go.
+        let networks = f.networks.into_iter().map(|mut n| {
+            n.options.remove(super::types::DOCKER_MTU_OPTION);
+            n.options.remove(super::types::DOCKER_VNI_OPTION);
+            n
+        });
         let m = Model {
-            networks: f.networks.into_iter().map(|n| (n.id.clone(), n)).collect(),
+            networks: networks.map(|n| (n.id.clone(), n)).collect(),
             sandboxes: f.sandboxes.into_iter().map(|s| (s.name.clone(), s)).collect(),
             endpoints: f.endpoints.into_iter().map(|e| (e.id.clone(), e)).collect(),
             static_fdb: f.static_fdb.into_iter().map(|e| ((e.network_id.clone(), e.mac), e)).collect(),

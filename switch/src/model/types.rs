@@ -121,11 +121,21 @@ pub const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
 /// honoured (the switch reaches the outside through its translator alone).
 pub const MASQUERADE_OPTION: &str = "com.docker.network.bridge.enable_ip_masquerade";
 
+/// A boolean option's value as Docker reads it (Go's `strconv.ParseBool`):
+/// `1`, `t`, `T`, `TRUE`, `true`, `True` and their `false` counterparts.
+pub fn docker_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 impl Network {
     /// Whether the network's endpoints may talk to one another (Docker's
     /// `enable_icc`, on unless `-o com.docker.network.bridge.enable_icc=false`).
     pub fn inter_container(&self) -> bool {
-        self.options.get(ICC_OPTION).is_none_or(|v| v != "false")
+        self.options.get(ICC_OPTION).and_then(|v| docker_bool(v)) != Some(false)
     }
 
     /// Whether sandboxes on this network may reach addresses outside the

@@ -67,13 +67,21 @@ pub(super) fn directory(model: &Model, remote: &[RemoteName]) -> Directory {
     }
     for endpoint in model.endpoints() {
         let Some(network) = model.network_by_id(&endpoint.network_id) else { continue };
+        // A `--dns` server in a sandbox is asked through the gateway, on
+        // behalf of its peers: not where they are isolated from one another
+        // (`enable_icc=false`), as Docker's iptables would drop the query.
+        let reachable = network.inter_container();
         if let Some(ipv4) = endpoint.ipv4 {
             directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, ipv4);
-            directory.add_mac(network.network_index, ipv4, endpoint.mac.0);
+            if reachable {
+                directory.add_mac(network.network_index, ipv4, endpoint.mac.0);
+            }
         }
         if let Some(ipv6) = endpoint.ipv6 {
             directory.add_endpoint(network.network_index, &endpoint.sandbox, &endpoint.aliases, ipv6);
-            directory.add_mac(network.network_index, ipv6, endpoint.mac.0);
+            if reachable {
+                directory.add_mac(network.network_index, ipv6, endpoint.mac.0);
+            }
         }
     }
     for r in remote {
@@ -277,6 +285,34 @@ mod tests {
         let listed: Vec<(String, &str)> =
             d.list(Some(only6)).into_iter().map(|r| (r.name, r.record_type)).filter(|(n, _)| n == "solo").collect();
         assert_eq!(listed, [("solo".to_owned(), "AAAA")]);
+    }
+
+    /// Endpoints' MACs are what lets the gateway ask a `--dns` server in a
+    /// sandbox for its peers: of both families, and none where the peers
+    /// are isolated from one another (`enable_icc=false`).
+    #[test]
+    fn endpoint_macs_are_known_except_where_sandboxes_are_isolated() {
+        let mut m = model();
+        let mut closed = CreateNetwork {
+            subnet: Some("10.63.0.0/24".parse().unwrap()),
+            ..CreateNetwork::new("closed", Driver::Bridge)
+        };
+        closed.options.insert(crate::model::ICC_OPTION.into(), "false".into());
+        m.create_network(closed).unwrap();
+        m.connect(Connect::new("closed", "solo")).unwrap();
+        let d = directory(&m, &[]);
+        let app = m.network("app").unwrap().network_index;
+        let web = &m.endpoints_in_sandbox("web")[0];
+        assert_eq!(d.mac_of(app, web.ipv4.unwrap()), Some(web.mac.0));
+        assert_eq!(d.mac_of(app, web.ipv6.unwrap()), Some(web.mac.0));
+        let closed = m.network("closed").unwrap();
+        let solo = m.endpoints_in_sandbox("solo").into_iter().find(|e| e.network_id == closed.id).unwrap();
+        assert_eq!(d.mac_of(closed.network_index, solo.ipv4.unwrap()), None);
+        assert_eq!(
+            d.lookup(&[closed.network_index], "solo", Advance::None),
+            Some(Found::Addresses { v4: vec![solo.ipv4.unwrap()], v6: Vec::new() }),
+            "names still resolve"
+        );
     }
 
     #[test]

@@ -463,6 +463,12 @@ impl Model {
     /// matches the file if it exists.
     fn plan_network(&mut self, n: &StackNetwork, defaults: &StackDefaults) -> Result<Option<Network>, StackRefusal> {
         let key = format!("networks.{}", n.name);
+        // Docker's option names for the MTU and VNI, as `network create`
+        // takes them (a file read by vswitchctl has them folded already).
+        let mut folded = n.clone();
+        super::super::networks::fold_options(folded.driver, &mut folded.mtu, &mut folded.vni, &mut folded.options)
+            .map_err(|e| StackRefusal::model(network_error_key(&key, &e), e))?;
+        let n = &folded;
         if n.external {
             return match self.network_named(&n.name) {
                 Some(_) => Ok(None),

@@ -431,12 +431,52 @@ fn dockers_mtu_and_vni_options_are_the_settings_themselves() {
     two.options.insert(DOCKER_VNI_OPTION.into(), "4243,4244".into());
     let e = fold_docker_options(&mut two).unwrap_err().to_string();
     assert!(e.contains("one VNI"), "{e}");
+    let mut bridged = bridge("b", "10.5.4.0/24");
+    bridged.options.insert(DOCKER_VNI_OPTION.into(), "7".into());
+    let e = fold_docker_options(&mut bridged).unwrap_err().to_string();
+    assert!(e.contains(DOCKER_VNI_OPTION), "the option the user gave is named: {e}");
+}
+
+#[test]
+fn a_stack_files_docker_mtu_option_is_its_mtu_and_old_states_lose_the_ignored_option() {
+    let mut m = Model::new();
+    let stack = ctl::stack::Stack {
+        networks: vec![ctl::stack::StackNetwork {
+            options: [(DOCKER_MTU_OPTION.to_owned(), "1400".to_owned())].into(),
+            name: "s".to_owned(),
+            ..ctl::stack::StackNetwork::default()
+        }],
+        ..ctl::stack::Stack::default()
+    };
+    let defaults = StackDefaults { overlay_mtu: 1450, encrypted_overlay_mtu: 1418, has_secret: false };
+    let plan = m.plan_stack(&stack, &defaults).expect("a plan");
+    let net = plan.next.network("s").unwrap();
+    assert_eq!((net.mtu, net.options.get(DOCKER_MTU_OPTION)), (1400, None));
+    // Applied again to the network it made: nothing differs.
+    m = plan.next;
+    assert!(m.plan_stack(&stack, &defaults).is_ok());
+
+    // A state file from before, with the option kept and ignored.
+    let mut old = m.clone();
+    old.networks.values_mut().for_each(|n| {
+        n.options.insert(DOCKER_MTU_OPTION.into(), "1400".into());
+        n.mtu = 1500;
+    });
+    let json = serde_json::to_string(&crate::model::state::StateFile::from(old)).unwrap();
+    let loaded = Model::try_from(serde_json::from_str::<crate::model::state::StateFile>(&json).unwrap()).unwrap();
+    let net = loaded.network("s").unwrap();
+    assert_eq!((net.mtu, net.options.get(DOCKER_MTU_OPTION)), (1500, None), "the MTU it had, shown as it is");
 }
 
 #[test]
 fn icc_is_a_bridge_option_true_or_false_and_masquerade_stays_on() {
     let mut m = Model::new();
-    for (name, subnet, value, icc) in [("i1", "10.5.1.0/24", "false", false), ("i2", "10.5.2.0/24", "true", true)] {
+    for (name, subnet, value, icc) in [
+        ("i1", "10.5.1.0/24", "false", false),
+        ("i2", "10.5.2.0/24", "true", true),
+        ("i3", "10.5.5.0/24", "0", false),
+        ("i4", "10.5.6.0/24", "T", true),
+    ] {
         let mut req = bridge(name, subnet);
         req.options.insert(ICC_OPTION.into(), value.into());
         assert_eq!(m.create_network(req).unwrap().inter_container(), icc, "enable_icc={value}");
@@ -449,7 +489,8 @@ fn icc_is_a_bridge_option_true_or_false_and_masquerade_stays_on() {
     for (option, value, needle) in [
         (ICC_OPTION, "no", "true or false"),
         (MASQUERADE_OPTION, "false", "egress=false"),
-        (MASQUERADE_OPTION, "0", "true or false"),
+        (MASQUERADE_OPTION, "0", "egress=false"),
+        (MASQUERADE_OPTION, "off", "true or false"),
     ] {
         let mut req = bridge("bad", "10.5.9.0/24");
         req.options.insert(option.into(), value.into());
