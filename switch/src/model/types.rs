@@ -123,7 +123,7 @@ pub const MASQUERADE_OPTION: &str = "com.docker.network.bridge.enable_ip_masquer
 
 /// A boolean option's value as Docker reads it (Go's `strconv.ParseBool`):
 /// `1`, `t`, `T`, `TRUE`, `true`, `True` and their `false` counterparts.
-pub fn docker_bool(value: &str) -> Option<bool> {
+pub(crate) fn docker_bool(value: &str) -> Option<bool> {
     match value {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
