@@ -663,3 +663,34 @@ fn a_dns_server_in_another_sandbox_is_asked_over_ipv6() {
     assert_empty(&r, "SERVFAIL");
     assert_eq!(d.dns_stats(&net).upstream_failures, 1);
 }
+
+/// `--dns-option` (Docker's, compose's `dns_opt`) are the sandbox's
+/// resolv.conf options: as given while it is on no network, with Docker's
+/// `ndots:0` joining them on a network with the embedded DNS unless they
+/// give an ndots; kept across `kill -9`; a value that could add a line to
+/// resolv.conf is refused.
+#[test]
+fn dns_options_are_the_resolv_conf_options() {
+    if !prerequisites("dns_options_are_the_resolv_conf_options") {
+        return;
+    }
+    let mut d = Daemon::start();
+    let net = d.name("o");
+    d.network_create(&net, "10.217.2.0/24");
+    let (a, b) = (d.name("a"), d.name("b"));
+    let injected = d.ctl_err(&["sandbox", "create", &a, "--dns-option", "rotate\nnameserver 192.0.2.66"]);
+    assert!(injected.contains("invalid dns option"), "{injected}");
+    d.ctl_ok(&["sandbox", "create", &a, "--dns-option", "timeout:2", "--dns-opt", "rotate"]);
+    d.ctl_ok(&["sandbox", "create", &b, "--dns-option", "ndots:3"]);
+    assert_resolv_conf(&a, &["options timeout:2 rotate".to_owned()]);
+    d.connect_aliases(&net, &a, None, &[]);
+    d.connect_aliases(&net, &b, None, &[]);
+    let gw = gateway_of([10, 217, 2]);
+    assert_resolv_conf(&a, &[format!("nameserver {gw}"), "options timeout:2 rotate ndots:0".to_owned()]);
+    assert_resolv_conf(&b, &[format!("nameserver {gw}"), "options ndots:3".to_owned()]);
+    d.restart();
+    let info = d.sandbox_inspect(&a);
+    assert_eq!(info.dns_options, ["timeout:2", "rotate"], "{info:?}");
+    assert_eq!(info.resolver.expect("a resolver").options, ["timeout:2", "rotate", "ndots:0"]);
+    assert_resolv_conf(&a, &[format!("nameserver {gw}"), "options timeout:2 rotate ndots:0".to_owned()]);
+}

@@ -278,6 +278,10 @@ fn sandbox_verbs() {
             "2001:db8::53",
             "--dns-search",
             "corp",
+            "--dns-option",
+            "ndots:2",
+            "--dns-opt",
+            "rotate",
             "--netns",
             "/proc/1/ns/net",
         ],
@@ -290,6 +294,7 @@ fn sandbox_verbs() {
             name: "web".into(),
             dns: vec!["10.10.0.1".parse().unwrap(), "2001:db8::53".parse().unwrap()],
             dns_search: vec!["corp".into()],
+            dns_options: vec!["ndots:2".into(), "rotate".into()],
             netns: Some("/proc/1/ns/net".into()),
         }]
     );

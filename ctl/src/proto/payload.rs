@@ -225,6 +225,9 @@ pub struct SandboxInfo {
     /// DNS search domains.
     #[serde(default)]
     pub dns_search: Vec<String>,
+    /// Its resolv.conf options (`--dns-option`), as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
     /// The sandbox's endpoints.
     #[serde(default)]
     pub endpoints: Vec<EndpointInfo>,

@@ -282,6 +282,11 @@ pub enum Request {
         /// Optional: search domains for `resolv.conf`.
         #[serde(default)]
         dns_search: Vec<String>,
+        /// Optional: `options` for `resolv.conf` (`ndots:2`, `rotate`, …;
+        /// with the embedded DNS `ndots:0` is added unless an ndots option
+        /// is given).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dns_options: Vec<String>,
         /// Optional: adopt this existing netns (e.g. `/proc/1234/ns/net`) instead of creating one.
         #[serde(default)]
         netns: Option<PathBuf>,

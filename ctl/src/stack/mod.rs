@@ -155,6 +155,9 @@ pub struct StackSandbox {
     /// Search domains.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_search: Vec<String>,
+    /// resolv.conf options (`--dns-option`; compose's `dns_opt`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
     /// Its connections, in interface order.
     #[serde(default)]
     pub networks: Vec<StackAttachment>,

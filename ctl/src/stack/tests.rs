@@ -31,6 +31,7 @@ sandboxes:
   web:
     dns: [192.0.2.53]
     dns_search: [example.com]
+    dns_opt: [ndots:2, rotate]
     networks:
       front:
         ipv4_address: 10.1.0.10
@@ -82,6 +83,7 @@ fn a_compose_style_file_becomes_the_typed_stack() {
     let web = &stack.sandboxes[0];
     assert_eq!(web.dns, [IpAddr::from([192, 0, 2, 53])]);
     assert_eq!(web.dns_search, ["example.com"]);
+    assert_eq!(web.dns_options, ["ndots:2", "rotate"]);
     assert_eq!(web.networks.len(), 2);
     let a = &web.networks[0];
     assert_eq!(a.ipv4_address, Some(Ipv4Addr::new(10, 1, 0, 10)));

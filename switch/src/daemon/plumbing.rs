@@ -51,20 +51,16 @@ pub enum PlumbError {
     },
 }
 
-/// Creates (or, for an attached namespace, opens) a sandbox's namespace and
-/// writes its resolv.conf when DNS settings were given.
-pub fn create_sandbox_netns(
-    name: &str,
-    attach: Option<&Path>,
-    dns: &[IpAddr],
-    search: &[String],
-) -> Result<NetNs, PlumbError> {
+/// Creates (or, for an attached namespace, opens) `sandbox`'s namespace
+/// (at `attach`, if given) and writes its resolv.conf for a sandbox on no
+/// network yet ([`ResolvConf::standalone`]) when DNS settings were given.
+pub fn create_sandbox_netns(sandbox: &Sandbox, attach: Option<&Path>) -> Result<NetNs, PlumbError> {
+    let name = sandbox.name.as_str();
     let ns = match attach {
         Some(path) => NetNs::open_path(path)?,
         None => NetNs::create_named(name)?,
     };
-    let conf = ResolvConf { nameservers: dns.to_vec(), search: search.to_vec(), options: Vec::new() };
-    if let Err(e) = write_resolv_conf(name, &conf) {
+    if let Err(e) = write_resolv_conf(name, &ResolvConf::standalone(sandbox)) {
         if attach.is_none() {
             let _ = NetNs::remove_named(name);
         }
@@ -90,9 +86,7 @@ pub fn remove_sandbox_netns(sandbox: &Sandbox) -> Result<(), PlumbError> {
 pub fn open_sandbox_netns(sandbox: &Sandbox) -> Result<NetNs, PlumbError> {
     match NetNs::open_path(&sandbox.netns_path) {
         Ok(ns) => Ok(ns),
-        Err(_) if sandbox.owns_netns => {
-            Ok(create_sandbox_netns(&sandbox.name, None, &sandbox.dns, &sandbox.dns_search)?)
-        }
+        Err(_) if sandbox.owns_netns => Ok(create_sandbox_netns(sandbox, None)?),
         Err(e) => Err(e.into()),
     }
 }
@@ -109,6 +103,16 @@ pub struct ResolvConf {
 }
 
 impl ResolvConf {
+    /// What a sandbox on no network with the embedded DNS is told: its own
+    /// servers, search domains and options, as given.
+    pub fn standalone(sandbox: &Sandbox) -> ResolvConf {
+        ResolvConf {
+            nameservers: sandbox.dns.clone(),
+            search: sandbox.dns_search.clone(),
+            options: sandbox.dns_options.clone(),
+        }
+    }
+
     /// Nothing to say: no file is written.
     pub fn is_empty(&self) -> bool {
         self.nameservers.is_empty() && self.search.is_empty() && self.options.is_empty()

@@ -31,6 +31,9 @@ impl Model {
         for d in &req.dns_search {
             validate::dns_name("dns search domain", d)?;
         }
+        for o in &req.dns_options {
+            validate::dns_option(o)?;
+        }
         let owns_netns = req.netns_path.is_none();
         let netns_path = req.netns_path.unwrap_or_else(|| PathBuf::from(NETNS_DIR).join(&req.name));
         if !netns_path.is_absolute() {
@@ -45,6 +48,7 @@ impl Model {
             owns_netns,
             dns: req.dns,
             dns_search: req.dns_search,
+            dns_options: req.dns_options,
             created: ids::now_rfc3339(),
         };
         self.sandboxes.insert(sb.name.clone(), sb.clone());

@@ -228,6 +228,11 @@ pub enum ModelError {
         /// The offending value.
         value: String,
     },
+    /// invalid dns option {0:?}: must be a resolv.conf option such as ndots:2, timeout:3, rotate or edns0 (letters, digits, '-', '_', '.' and one ':', at most 64 characters)
+    #[error(
+        "invalid dns option {0:?}: must be a resolv.conf option such as ndots:2, timeout:3, rotate or edns0 (letters, digits, '-', '_', '.' and one ':', at most 64 characters)"
+    )]
+    InvalidDnsOption(String),
     /// container cannot be connected to network host: it is the host's own network stack, not a switched network; run the workload in the host network namespace instead
     #[error(
         "container cannot be connected to network host: it is the host's own network stack, not a switched network; run the workload in the host network namespace instead"

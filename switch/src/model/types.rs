@@ -218,6 +218,9 @@ pub struct Sandbox {
     pub dns: Vec<IpAddr>,
     /// Search domains for the sandbox's resolv.conf.
     pub dns_search: Vec<String>,
+    /// Options for the sandbox's resolv.conf (`--dns-option`), as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_options: Vec<String>,
     /// Creation time, RFC 3339 UTC.
     pub created: String,
 }
@@ -426,6 +429,8 @@ pub struct CreateSandbox {
     pub dns: Vec<IpAddr>,
     /// Search domains.
     pub dns_search: Vec<String>,
+    /// resolv.conf options (`ndots:2`, `rotate`, …).
+    pub dns_options: Vec<String>,
     /// An existing namespace to attach to; vswitch creates `/run/netns/<name>` when `None`.
     pub netns_path: Option<PathBuf>,
 }

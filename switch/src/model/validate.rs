@@ -41,6 +41,19 @@ pub(crate) fn dns_name(what: &'static str, value: &str) -> Result<(), ModelError
     }
 }
 
+/// A resolv.conf option (`--dns-option`, compose's `dns_opt`): a word such
+/// as `rotate` or `edns0`, or `name:value` such as `ndots:2`; nothing that
+/// could end the `options` line or add another.
+pub(crate) fn dns_option(value: &str) -> Result<(), ModelError> {
+    let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let ok = value.len() <= 64
+        && match value.split_once(':') {
+            Some((name, arg)) => word(name) && word(arg),
+            None => word(value),
+        };
+    if ok { Ok(()) } else { Err(ModelError::InvalidDnsOption(value.to_owned())) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +75,18 @@ mod tests {
             let e = object_name("sandbox", bad).unwrap_err().to_string();
             assert!(e.contains("invalid sandbox name") && e.contains(why), "{e}");
             assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn dns_options() {
+        for ok in ["ndots:2", "timeout:3", "attempts:5", "rotate", "edns0", "use-vc", "no-tld-query", "trust-ad"] {
+            dns_option(ok).unwrap();
+        }
+        let long = "a".repeat(65);
+        for bad in ["", ":", "ndots:", ":2", "a:b:c", "ndots 2", "rotate\nnameserver 6.6.6.6", "x;y", &long] {
+            let e = dns_option(bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid dns option") && e.contains(&format!("{bad:?}")), "{e}");
         }
     }
 

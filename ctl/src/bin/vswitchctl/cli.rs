@@ -273,6 +273,11 @@ pub(crate) enum SandboxCmd {
         /// DNS search domain (repeatable).
         #[arg(long, value_name = "DOMAIN")]
         dns_search: Vec<String>,
+        /// resolv.conf option, as `docker run --dns-option` (repeatable):
+        /// ndots:2, timeout:3, rotate, edns0, … With the embedded DNS,
+        /// ndots:0 is added unless an ndots option is given.
+        #[arg(long = "dns-option", visible_alias = "dns-opt", value_name = "OPTION")]
+        dns_options: Vec<String>,
         /// Adopt an existing network namespace instead of creating one.
         #[arg(long, value_name = "PATH")]
         netns: Option<PathBuf>,

@@ -90,6 +90,8 @@ pub(super) struct SandboxDoc {
     #[serde(default)]
     pub(super) dns_search: Vec<Spanned<String>>,
     #[serde(default)]
+    pub(super) dns_opt: Vec<Spanned<String>>,
+    #[serde(default)]
     pub(super) networks: Option<Attachments>,
     #[serde(default)]
     pub(super) ports: Vec<Spanned<Scalar>>,

@@ -82,6 +82,8 @@ struct OutSandbox {
     dns: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     dns_search: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dns_opt: Vec<String>,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     networks: IndexMap<String, OutAttachment>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -183,6 +185,7 @@ fn sandbox(s: &StackSandbox) -> OutSandbox {
         netns: s.netns.as_ref().map(|p| p.display().to_string()),
         dns: s.dns.iter().map(|ip| ip.to_string()).collect(),
         dns_search: s.dns_search.clone(),
+        dns_opt: s.dns_options.clone(),
         networks: s.networks.iter().map(|a| (a.network.clone(), attachment(a))).collect(),
         ports: quoted_ports(&s.ports),
     }

@@ -341,6 +341,13 @@ impl Converter<'_, '_> {
             }
             sandbox.dns_search.push(domain.value.clone());
         }
+        for (i, option) in doc.dns_opt.iter().enumerate() {
+            let k = format!("{key}.dns_opt");
+            if i == 0 {
+                self.note(&k, &k, line(option));
+            }
+            sandbox.dns_options.push(option.value.clone());
+        }
         sandbox.ports = self.ports(&format!("{key}.ports"), &doc.ports);
         match doc.networks {
             None => {}

@@ -910,6 +910,7 @@ pub(super) mod tests {
             name: sandbox.clone(),
             dns: vec![],
             dns_search: vec![],
+            dns_options: vec![],
             netns: None,
         });
         if let Err(e) = created {

@@ -132,14 +132,16 @@ pub(super) fn resolv_conf(model: &Model, sandbox: &Sandbox) -> ResolvConf {
     let endpoints = dns_endpoints(model, &sandbox.name);
     let gateway = endpoints.first().and_then(|(_, n)| n.gateway.map(IpAddr::V4).or(n.gateway6.map(IpAddr::V6)));
     match gateway {
-        Some(gateway) => ResolvConf {
-            nameservers: vec![gateway],
-            search: sandbox.dns_search.clone(),
-            options: vec![EMBEDDED_DNS_OPTIONS.to_owned()],
-        },
-        None => {
-            ResolvConf { nameservers: sandbox.dns.clone(), search: sandbox.dns_search.clone(), options: Vec::new() }
+        Some(gateway) => {
+            // The sandbox's own options, and Docker's ndots:0 unless it gave
+            // an ndots (names without a dot are the network's own).
+            let mut options = sandbox.dns_options.clone();
+            if !options.iter().any(|o| o.starts_with("ndots:")) {
+                options.push(EMBEDDED_DNS_OPTIONS.to_owned());
+            }
+            ResolvConf { nameservers: vec![gateway], search: sandbox.dns_search.clone(), options }
         }
+        None => ResolvConf::standalone(sandbox),
     }
 }
 
@@ -313,6 +315,24 @@ mod tests {
             Some(Found::Addresses { v4: vec![solo.ipv4.unwrap()], v6: Vec::new() }),
             "names still resolve"
         );
+    }
+
+    /// A sandbox's `--dns-option`s are its resolv.conf's options; with the
+    /// embedded DNS, Docker's ndots:0 joins them unless they give an ndots.
+    #[test]
+    fn dns_options_join_the_embedded_dns_ndots_unless_they_set_one() {
+        let mut m = model();
+        for (name, options) in [("o1", vec!["rotate", "timeout:2"]), ("o2", vec!["ndots:5", "edns0"])] {
+            let options = options.into_iter().map(str::to_owned).collect();
+            m.create_sandbox(CreateSandbox { dns_options: options, ..CreateSandbox::new(name) }).unwrap();
+        }
+        let alone = resolv_conf(&m, m.sandbox("o1").unwrap());
+        assert_eq!(alone.options, ["rotate", "timeout:2"], "on no network: as given");
+        m.connect(Connect::new("app", "o1")).unwrap();
+        m.connect(Connect::new("app", "o2")).unwrap();
+        assert_eq!(resolv_conf(&m, m.sandbox("o1").unwrap()).options, ["rotate", "timeout:2", "ndots:0"]);
+        assert_eq!(resolv_conf(&m, m.sandbox("o2").unwrap()).options, ["ndots:5", "edns0"]);
+        assert_eq!(resolv_conf(&m, m.sandbox("web").unwrap()).options, ["ndots:0"]);
     }
 
     #[test]

@@ -437,8 +437,8 @@ impl Control {
             Request::Version => {
                 ok(VersionInfo { version: env!("CARGO_PKG_VERSION").to_owned(), protocol: proto::PROTOCOL_VERSION })
             }
-            Request::SandboxCreate { name, dns, dns_search, netns } => {
-                self.sandbox_create(name, dns, dns_search, netns)
+            Request::SandboxCreate { name, dns, dns_search, dns_options, netns } => {
+                self.sandbox_create(CreateSandbox { name, dns, dns_search, dns_options, netns_path: netns })
             }
             Request::SandboxInspect { name } => self.sandbox_inspect(&name),
             Request::DnsLs { network } => self.dns_ls(network.as_deref()),
@@ -555,25 +555,16 @@ impl Control {
         }
     }
 
-    fn sandbox_create(
-        &mut self,
-        name: String,
-        dns: Vec<std::net::IpAddr>,
-        dns_search: Vec<String>,
-        netns: Option<std::path::PathBuf>,
-    ) -> Reply {
+    fn sandbox_create(&mut self, req: CreateSandbox) -> Reply {
+        let (name, netns) = (req.name.clone(), req.netns_path.clone());
         let mut next = self.model.clone();
-        let sandbox = next
-            .create_sandbox(CreateSandbox { name: name.clone(), dns, dns_search, netns_path: netns.clone() })
-            .map_err(model_error)?;
+        let sandbox = next.create_sandbox(req).map_err(model_error)?;
         let journal = stack::Journal { sandboxes: vec![sandbox.clone()], taps: Vec::new() };
         self.journaled(journal, |c| {
-            plumbing::create_sandbox_netns(&name, netns.as_deref(), &sandbox.dns, &sandbox.dns_search).map_err(
-                |e| {
-                    let kind = if netns.is_some() { ErrorKind::InvalidArgument } else { ErrorKind::Internal };
-                    CtlError::new(kind, format!("cannot set up the namespace of sandbox {name}: {e}"))
-                },
-            )?;
+            plumbing::create_sandbox_netns(&sandbox, netns.as_deref()).map_err(|e| {
+                let kind = if netns.is_some() { ErrorKind::InvalidArgument } else { ErrorKind::Internal };
+                CtlError::new(kind, format!("cannot set up the namespace of sandbox {name}: {e}"))
+            })?;
             stack::pause_for_tests("sandbox");
             if let Err(e) = c.commit(next) {
                 let _ = plumbing::remove_sandbox_netns(&sandbox);

@@ -64,6 +64,7 @@ impl Model {
                 netns: (!s.owns_netns).then(|| s.netns_path.clone()),
                 dns: s.dns.clone(),
                 dns_search: s.dns_search.clone(),
+                dns_options: s.dns_options.clone(),
                 networks: Vec::new(),
                 ports: Vec::new(),
             };

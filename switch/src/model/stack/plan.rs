@@ -355,13 +355,20 @@ impl Model {
                             ),
                         ));
                     }
-                    if existing.dns != s.dns || existing.dns_search != s.dns_search {
+                    if existing.dns != s.dns
+                        || existing.dns_search != s.dns_search
+                        || existing.dns_options != s.dns_options
+                    {
                         for d in &s.dns_search {
                             validate::dns_name("dns search domain", d)
                                 .map_err(|e| StackRefusal::model(format!("{key}.dns_search"), e))?;
                         }
+                        for o in &s.dns_options {
+                            validate::dns_option(o).map_err(|e| StackRefusal::model(format!("{key}.dns_opt"), e))?;
+                        }
                         existing.dns.clone_from(&s.dns);
                         existing.dns_search.clone_from(&s.dns_search);
+                        existing.dns_options.clone_from(&s.dns_options);
                         report.change("sandbox", &s.name, "dns settings".to_owned());
                     }
                 }
@@ -370,6 +377,7 @@ impl Model {
                         name: s.name.clone(),
                         dns: s.dns.clone(),
                         dns_search: s.dns_search.clone(),
+                        dns_options: s.dns_options.clone(),
                         netns_path: s.netns.clone(),
                     };
                     let key = format!("sandboxes.{}", s.name);
@@ -377,6 +385,7 @@ impl Model {
                         let field = match e {
                             ModelError::NetnsPathNotAbsolute(_) | ModelError::NetnsPathInUse { .. } => ".netns",
                             ModelError::InvalidDnsName { .. } => ".dns_search",
+                            ModelError::InvalidDnsOption(_) => ".dns_opt",
                             _ => "",
                         };
                         StackRefusal::model(format!("{key}{field}"), e)

@@ -20,12 +20,14 @@ fn sandbox_rules() {
         netns_path: Some("/proc/1234/ns/net".into()),
         dns: vec!["10.0.0.53".parse().unwrap()],
         dns_search: vec!["corp.example.com".into()],
+        dns_options: vec!["ndots:3".into(), "edns0".into()],
         ..CreateSandbox::new("db")
     };
     let d = m.create_sandbox(attached).unwrap();
     assert!(!d.owns_netns);
     assert_eq!(d.netns_path, PathBuf::from("/proc/1234/ns/net"));
     assert_eq!(m.sandbox("db").unwrap().dns_search, ["corp.example.com"]);
+    assert_eq!(m.sandbox("db").unwrap().dns_options, ["ndots:3", "edns0"]);
     let before = snapshot(&m);
     let r = m.create_sandbox(CreateSandbox::new("web"));
     assert_refused(&m, &before, r, &["sandbox web already exists"]);
@@ -37,6 +39,9 @@ fn sandbox_rules() {
     assert_refused(&m, &before, r, &["netns path /run/netns/web is already used by sandbox web"]);
     let r = m.create_sandbox(CreateSandbox { dns_search: vec!["bad domain".into()], ..CreateSandbox::new("x") });
     assert_refused(&m, &before, r, &["invalid dns search domain \"bad domain\""]);
+    let injected = CreateSandbox { dns_options: vec!["rotate\nnameserver 6.6.6.6".into()], ..CreateSandbox::new("x") };
+    let r = m.create_sandbox(injected);
+    assert_refused(&m, &before, r, &["invalid dns option", "ndots:2"]);
     let r = m.remove_sandbox("nope");
     assert_refused(&m, &before, r, &["sandbox nope not found"]);
 }

@@ -214,7 +214,7 @@ impl Control {
         for sandbox in &plan.sandboxes {
             let key = format!("sandboxes.{}", sandbox.name);
             let adopted = (!sandbox.owns_netns).then_some(sandbox.netns_path.as_path());
-            plumbing::create_sandbox_netns(&sandbox.name, adopted, &sandbox.dns, &sandbox.dns_search).map_err(|e| {
+            plumbing::create_sandbox_netns(sandbox, adopted).map_err(|e| {
                 let kind = if adopted.is_some() { ErrorKind::InvalidArgument } else { ErrorKind::Internal };
                 (
                     vec![format!("{key}.netns"), key.clone()],
