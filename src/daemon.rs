@@ -220,9 +220,16 @@ impl Daemon {
     /// Runs `vswitchctl --socket S args…` and returns its output (never panics
     /// on a non-zero exit; a timeout is a failed output).
     pub fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_within(args, CTL_TIMEOUT)
+    }
+
+    /// [`Daemon::ctl`] with its own guard against a daemon that never
+    /// answers: for a request that waits in line behind many others (the
+    /// daemon carries requests out one at a time).
+    pub fn ctl_within(&self, args: &[&str], guard: Duration) -> Output {
         let mut cmd = Command::new(&Binaries::get().vswitchctl);
         cmd.arg("--socket").arg(self.socket()).args(args).env_remove("VSWITCH_CTL_SOCKET");
-        let out = output_with_timeout(&mut cmd, CTL_TIMEOUT).unwrap_or_else(|e| {
+        let out = output_with_timeout(&mut cmd, guard).unwrap_or_else(|e| {
             use std::os::unix::process::ExitStatusExt;
             Output { status: std::process::ExitStatus::from_raw(124 << 8), stdout: Vec::new(), stderr: e.into_bytes() }
         });

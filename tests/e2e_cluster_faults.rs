@@ -172,14 +172,19 @@ fn hundred_concurrent_connects_over_three_hosts_never_collide() {
     for (h, s) in &names {
         c.host(*h).sandbox_create(s);
     }
-    // All 100 at once: one thread (one vswitchctl) per connect.
+    // All 100 at once: one thread (one vswitchctl) per connect. Each daemon
+    // carries out its third one after another, so the last waits for the
+    // 33 before it: under load (two busy loops beside the three daemons and
+    // etcd) one took up to a second, and the 30 s guard of a single request
+    // cut the queue short. Its guard is for a daemon that never answers.
+    let guard = Duration::from_secs(300);
     let results: Vec<(usize, String, Result<EndpointInfo, String>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = names
             .iter()
             .map(|(h, s)| {
                 let (d, net) = (c.host(*h), net.as_str());
                 scope.spawn(move || {
-                    let out = d.ctl(&["--json", "network", "connect", net, s]);
+                    let out = d.ctl_within(&["--json", "network", "connect", net, s], guard);
                     let r = if out.status.success() {
                         serde_json::from_slice::<EndpointInfo>(&out.stdout).map_err(|e| e.to_string())
                     } else {

@@ -25,7 +25,9 @@ pub const DEFAULT_CTL_SOCKET: &str = "/run/vswitch/vswitchd.sock";
 /// Environment variable naming the ctl socket.
 pub const CTL_SOCKET_ENV: &str = "VSWITCH_CTL_SOCKET";
 
-/// Read and write timeout applied by [`Client::connect`].
+/// Read and write timeout applied by [`Client::connect`]. (`vswitchctl`
+/// waits as long as the daemon takes unless given `--timeout`: requests
+/// queue behind one another, and one that timed out may still be applied.)
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The socket to use: `explicit` if given, else `$VSWITCH_CTL_SOCKET` if set and non-empty,
@@ -61,8 +63,9 @@ pub enum ClientError {
     /// Reading from or writing to the socket failed.
     #[error("I/O error talking to vswitchd")]
     Io(#[source] io::Error),
-    /// The daemon did not answer within the timeout.
-    #[error("vswitchd did not answer within {} s", .0.as_secs())]
+    /// The daemon did not answer within the timeout; it may still carry the
+    /// request out (requests wait in line behind others).
+    #[error("vswitchd did not answer within {} s; the request may still be applied (check before retrying)", .0.as_secs())]
     Timeout(Duration),
     /// The daemon closed the connection before answering.
     #[error("vswitchd closed the connection without answering")]
@@ -87,9 +90,9 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    fn from_io(e: io::Error, timeout: Duration) -> Self {
-        match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Self::Timeout(timeout),
+    fn from_io(e: io::Error, timeout: Option<Duration>) -> Self {
+        match (e.kind(), timeout) {
+            (io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut, Some(timeout)) => Self::Timeout(timeout),
             _ => Self::Io(e),
         }
     }
@@ -101,7 +104,8 @@ pub struct Client {
     stream: BufReader<UnixStream>,
     path: PathBuf,
     next_id: u64,
-    timeout: Duration,
+    /// The read and write timeout; `None` waits as long as it takes.
+    timeout: Option<Duration>,
 }
 
 impl Client {
@@ -112,6 +116,18 @@ impl Client {
 
     /// Connects and applies `timeout` to every read and write (zero is treated as 1 ms).
     pub fn connect_with_timeout(path: impl AsRef<Path>, timeout: Duration) -> Result<Self, ClientError> {
+        Self::connect_with(path, Some(timeout))
+    }
+
+    /// Connects and waits for every answer as long as the daemon takes,
+    /// as `ovs-vsctl` and `docker` do: a request queued behind others is
+    /// not abandoned while the daemon is still going to carry it out.
+    pub fn connect_waiting(path: impl AsRef<Path>) -> Result<Self, ClientError> {
+        Self::connect_with(path, None)
+    }
+
+    /// Connects with `timeout` on every read and write, or none.
+    fn connect_with(path: impl AsRef<Path>, timeout: Option<Duration>) -> Result<Self, ClientError> {
         let path = path.as_ref().to_path_buf();
         let stream = match UnixStream::connect(&path) {
             Ok(s) => s,
@@ -120,9 +136,9 @@ impl Client {
             }
             Err(error) => return Err(ClientError::Connect { path, error }),
         };
-        let timeout = timeout.max(Duration::from_millis(1));
-        stream.set_read_timeout(Some(timeout)).map_err(ClientError::Io)?;
-        stream.set_write_timeout(Some(timeout)).map_err(ClientError::Io)?;
+        let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
+        stream.set_read_timeout(timeout).map_err(ClientError::Io)?;
+        stream.set_write_timeout(timeout).map_err(ClientError::Io)?;
         Ok(Self { stream: BufReader::new(stream), path, next_id: 1, timeout })
     }
 

@@ -1062,3 +1062,21 @@ fn port_add_rm_and_afxdp_connect_send_what_was_asked() {
     let (_, reqs) = run_ok(&["network", "connect", "a", "b", "--port-type", "afxdp"], vec![Reply::Ok(ep)]);
     assert!(matches!(&reqs[..], [Request::NetworkConnect { port_type: ctl::proto::PortType::Afxdp, .. }]), "{reqs:?}");
 }
+
+/// `--timeout SECS` gives up on a daemon that does not answer, saying the
+/// request may still be applied; without it the CLI waits for a late
+/// answer (a request queued behind others), as ovs-vsctl does.
+#[test]
+fn timeout_gives_up_and_says_so_and_the_default_waits() {
+    let d = FakeDaemon::start(vec![Reply::Silent]);
+    let out = vswitchctl(&d.socket, &["--timeout", "1", "fdb", "flush"]);
+    d.finish();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did not answer within 1 s") && err.contains("may still be applied"), "{err}");
+
+    let late = Reply::Late(std::time::Duration::from_millis(1500), json!({"flushed": 2}));
+    let (out, reqs) = run_ok(&["fdb", "flush"], vec![late]);
+    assert_eq!(reqs, [Request::FdbFlush { network: None }]);
+    assert!(out.contains('2'), "{out}");
+}

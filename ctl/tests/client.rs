@@ -75,6 +75,27 @@ fn silent_daemon_times_out() {
     d.finish();
 }
 
+/// A client that waits (vswitchctl's default) takes an answer that comes
+/// after any timeout would have fired; one with a timeout gives up and says
+/// the request may still be applied.
+#[test]
+fn a_waiting_client_takes_a_late_answer_and_a_timeout_says_the_request_may_still_apply() {
+    let late = Reply::Late(Duration::from_millis(1200), json!({"flushed": 3}));
+    let d = FakeDaemon::start(vec![late]);
+    let mut c = Client::connect_waiting(&d.socket).unwrap();
+    let f: FlushResult = c.call(&Request::FdbFlush { network: None }).unwrap();
+    assert_eq!(f.flushed, 3);
+    drop(c);
+    d.finish();
+
+    let d = FakeDaemon::start(vec![Reply::Silent]);
+    let mut c = Client::connect_with_timeout(&d.socket, Duration::from_millis(200)).unwrap();
+    let err = c.call_value(&Request::Ping).unwrap_err().to_string();
+    assert!(err.contains("may still be applied"), "{err}");
+    drop(c);
+    d.finish();
+}
+
 #[test]
 fn connect_failure_names_the_socket() {
     let dir = TempDir::new();

@@ -110,11 +110,11 @@ fn a_compose_style_file_becomes_the_typed_stack() {
         at("networks.ov.vni"),
         Some(("networks.ov.driver_opts.com.docker.network.driver.overlay.vxlanid_list", 21))
     );
-    assert_eq!(at("sandboxes.web.networks.front"), Some(("sandboxes.web.networks.front", 29)));
-    assert_eq!(at("sandboxes.web.networks.back"), Some(("sandboxes.web.networks.back", 33)));
-    assert_eq!(at("sandboxes.web.ports"), Some(("sandboxes.web.ports", 35)));
-    assert_eq!(at("sandboxes.db.networks.front"), Some(("sandboxes.db.networks.front", 38)));
-    assert_eq!(at("services.lb.network"), Some(("services.lb.network", 45)));
+    assert_eq!(at("sandboxes.web.networks.front"), Some(("sandboxes.web.networks.front", 30)));
+    assert_eq!(at("sandboxes.web.networks.back"), Some(("sandboxes.web.networks.back", 34)));
+    assert_eq!(at("sandboxes.web.ports"), Some(("sandboxes.web.ports", 36)));
+    assert_eq!(at("sandboxes.db.networks.front"), Some(("sandboxes.db.networks.front", 39)));
+    assert_eq!(at("services.lb.network"), Some(("services.lb.network", 46)));
 }
 
 #[test]

@@ -46,6 +46,8 @@ pub enum Reply {
     Raw(&'static str),
     /// Do not answer; keep the connection open until the client hangs up.
     Silent,
+    /// `{"ok": value}` after a delay (a request that waited in line).
+    Late(Duration, Value),
 }
 
 /// A fake daemon listening on `<tempdir>/ctl.sock`. It serves connections one after another,
@@ -112,6 +114,10 @@ fn serve(listener: UnixListener, replies: Vec<Reply>) -> Vec<Request> {
                 Some(Reply::Err(kind, msg)) => proto::encode_err(Some(env.id), kind, msg),
                 Some(Reply::Raw(s)) => format!("{s}\n").into_bytes(),
                 Some(Reply::Silent) => continue,
+                Some(Reply::Late(delay, v)) => {
+                    std::thread::sleep(delay);
+                    proto::encode_ok(env.id, &v)
+                }
                 None => proto::encode_err(Some(env.id), ErrorKind::Internal, "fake daemon: no reply left"),
             };
             let _ = writer.write_all(&out);

@@ -183,8 +183,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Runs a capture until it completes (`-c`), the daemon ends it, Ctrl-C,
 /// or the reader of stdout goes away.
-pub(crate) fn run(socket: &Path, json: bool, args: CaptureArgs) -> Result<()> {
-    let mut client = Client::connect(socket)?;
+pub(crate) fn run(mut client: Client, json: bool, args: CaptureArgs) -> Result<()> {
     let request = Request::Capture {
         target: args.target.clone(),
         outer: args.outer,

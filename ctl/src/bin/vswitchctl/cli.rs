@@ -18,6 +18,11 @@ pub(crate) struct Cli {
     /// Print the daemon's reply as pretty JSON instead of a table.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Give up waiting for the daemon's answer after SECS seconds (0, the
+    /// default: wait as long as it takes, as ovs-vsctl does). A request
+    /// given up on may still be applied: requests wait in line.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 0)]
+    pub(crate) timeout: u64,
     /// The verb.
     #[command(subcommand)]
     pub(crate) command: Command,

@@ -4,7 +4,6 @@
 use std::io::{self, Write};
 
 use anyhow::{Context, Result};
-use ctl::client::Client;
 use ctl::proto::{Event, EventsFollow, EventsSummary, Request, StreamLine};
 use serde_json::Value;
 
@@ -26,10 +25,7 @@ pub(crate) fn history(ctx: &mut Ctx) -> Result<()> {
 pub(crate) fn follow(ctx: &mut Ctx) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let json = ctx.json;
-    let client = match &mut ctx.client {
-        Some(c) => c,
-        None => ctx.client.insert(Client::connect(&ctx.cli_socket)?),
-    };
+    let client = super::opened(&mut ctx.client, &ctx.cli_socket, ctx.timeout)?;
     let (first, mut stream) = client.stream(&Request::Events { follow: true })?;
     let opened: EventsFollow =
         serde_json::from_value(first).map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;

@@ -47,9 +47,34 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Connects to the daemon at `socket`, waiting `timeout` seconds for each
+/// answer, or as long as it takes with 0.
+pub(crate) fn connect(socket: &std::path::Path, timeout: u64) -> Result<Client, ClientError> {
+    match timeout {
+        0 => Client::connect_waiting(socket),
+        secs => Client::connect_with_timeout(socket, std::time::Duration::from_secs(secs)),
+    }
+}
+
+/// The connection in `slot`, opened to `socket` with `timeout` (see
+/// [`connect`]) on first use. (A function of the fields, not of `Ctx`, so
+/// the caller may still write to `Ctx::out` while it holds the client.)
+pub(crate) fn opened<'a>(
+    slot: &'a mut Option<Client>,
+    socket: &std::path::Path,
+    timeout: u64,
+) -> Result<&'a mut Client, ClientError> {
+    if slot.is_none() {
+        *slot = Some(connect(socket, timeout)?);
+    }
+    Ok(slot.as_mut().expect("just connected"))
+}
+
 /// Output context: the lazily opened connection, `--json`, and stdout.
 struct Ctx {
     cli_socket: std::path::PathBuf,
+    /// `--timeout`: seconds to wait for an answer (0: as long as it takes).
+    timeout: u64,
     client: Option<Client>,
     json: bool,
     out: io::StdoutLock<'static>,
@@ -58,11 +83,7 @@ struct Ctx {
 impl Ctx {
     /// Sends one request, connecting on first use.
     fn call(&mut self, req: &Request) -> Result<Value> {
-        let client = match &mut self.client {
-            Some(c) => c,
-            None => self.client.insert(Client::connect(&self.cli_socket)?),
-        };
-        Ok(client.call_value(req)?)
+        Ok(opened(&mut self.client, &self.cli_socket, self.timeout)?.call_value(req)?)
     }
 
     /// Prints `value` as pretty JSON.
@@ -150,7 +171,8 @@ fn network_prune(ctx: &mut Ctx, force: bool) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let mut ctx = Ctx { cli_socket: cli.socket, client: None, json: cli.json, out: io::stdout().lock() };
+    let mut ctx =
+        Ctx { cli_socket: cli.socket, timeout: cli.timeout, client: None, json: cli.json, out: io::stdout().lock() };
     match cli.command {
         Command::Completions { shell } => {
             // clap_complete panics on a failed write; write it ourselves so
@@ -213,7 +235,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Capture { target, write, count, snaplen, filter, outer, pcapng } => {
             let args = capture::CaptureArgs { target, write, count, snaplen, filter, outer, pcapng };
-            capture::run(&ctx.cli_socket, ctx.json, args)
+            capture::run(connect(&ctx.cli_socket, ctx.timeout)?, ctx.json, args)
         }
         Command::Apply(args) => stack::apply(&mut ctx, &args),
         Command::Export => stack::export(&mut ctx),
