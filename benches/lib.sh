@@ -99,7 +99,7 @@ start_vswitchd() {
     "${cmd[@]}" >"$TMP/$d.log" 2>&1 &
     VSWITCHD_PID=$!
     for i in $(seq 100); do
-        vctl "$d" ping >/dev/null 2>&1 && return 0
+        vctl "$d" --timeout 5 ping >/dev/null 2>&1 && return 0
         kill -0 "$VSWITCHD_PID" 2>/dev/null || { VSWITCHD_ERR="daemon exited at startup"; return 1; }
         sleep 0.1
     done

@@ -302,7 +302,8 @@ fn prune_answering(d: &Daemon, answer: &str) -> String {
     let mut child = Command::new(&vswitch::Binaries::get().vswitchctl)
         .arg("--socket")
         .arg(d.socket())
-        .args(["network", "prune"])
+        // The answer is read as the prompt's; a daemon that hangs fails the test.
+        .args(["--timeout", "30", "network", "prune"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -147,6 +147,11 @@ impl Client {
         &self.path
     }
 
+    /// How long each read or write may wait; `None`: as long as it takes.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// Sends `req` and returns the raw `ok` payload; a daemon error becomes [`ClientError::Daemon`].
     pub fn call_value(&mut self, req: &Request) -> Result<Value, ClientError> {
         let id = self.send(req)?;

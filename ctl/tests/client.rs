@@ -83,6 +83,7 @@ fn a_waiting_client_takes_a_late_answer_and_a_timeout_says_the_request_may_still
     let late = Reply::Late(Duration::from_millis(1200), json!({"flushed": 3}));
     let d = FakeDaemon::start(vec![late]);
     let mut c = Client::connect_waiting(&d.socket).unwrap();
+    assert_eq!(c.timeout(), None, "no timeout at all");
     let f: FlushResult = c.call(&Request::FdbFlush { network: None }).unwrap();
     assert_eq!(f.flushed, 3);
     drop(c);

@@ -31,9 +31,7 @@ impl Model {
         for d in &req.dns_search {
             validate::dns_name("dns search domain", d)?;
         }
-        for o in &req.dns_options {
-            validate::dns_option(o)?;
-        }
+        validate::dns_options(&req.dns_options)?;
         let owns_netns = req.netns_path.is_none();
         let netns_path = req.netns_path.unwrap_or_else(|| PathBuf::from(NETNS_DIR).join(&req.name));
         if !netns_path.is_absolute() {

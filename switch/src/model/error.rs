@@ -233,6 +233,14 @@ pub enum ModelError {
         "invalid dns option {0:?}: must be a resolv.conf option such as ndots:2, timeout:3, rotate or edns0 (letters, digits, '-', '_', '.' and one ':', at most 64 characters)"
     )]
     InvalidDnsOption(String),
+    /// dns options too long: {len} bytes on the options line, at most {max} (resolvers ignore longer lines)
+    #[error("dns options too long: {len} bytes on the options line, at most {max} (resolvers ignore longer lines)")]
+    DnsOptionsTooLong {
+        /// The line's length the options would make.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
     /// container cannot be connected to network host: it is the host's own network stack, not a switched network; run the workload in the host network namespace instead
     #[error(
         "container cannot be connected to network host: it is the host's own network stack, not a switched network; run the workload in the host network namespace instead"

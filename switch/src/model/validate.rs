@@ -48,10 +48,31 @@ pub(crate) fn dns_option(value: &str) -> Result<(), ModelError> {
     let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     let ok = value.len() <= 64
         && match value.split_once(':') {
+            // glibc's numeric options take a whole number (Docker refuses
+            // `ndots:abc` too; glibc would quietly use its default).
+            Some(("ndots" | "timeout" | "attempts", arg)) => arg.parse::<u16>().is_ok(),
             Some((name, arg)) => word(name) && word(arg),
             None => word(value),
         };
     if ok { Ok(()) } else { Err(ModelError::InvalidDnsOption(value.to_owned())) }
+}
+
+/// Longest `options` line the sandbox's own options may make: musl ignores
+/// a resolv.conf line beyond 255 bytes, and the embedded DNS adds
+/// ` ndots:0` and the keyword.
+pub(crate) const MAX_DNS_OPTIONS_LEN: usize = 200;
+
+/// A sandbox's whole list of resolv.conf options: each one valid, all of
+/// them within [`MAX_DNS_OPTIONS_LEN`] on their line.
+pub(crate) fn dns_options(options: &[String]) -> Result<(), ModelError> {
+    for o in options {
+        dns_option(o)?;
+    }
+    let len = options.iter().map(|o| o.len() + 1).sum::<usize>();
+    if len > MAX_DNS_OPTIONS_LEN {
+        return Err(ModelError::DnsOptionsTooLong { len, max: MAX_DNS_OPTIONS_LEN });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -79,15 +100,32 @@ mod tests {
     }
 
     #[test]
-    fn dns_options() {
+    fn dns_option_rules() {
         for ok in ["ndots:2", "timeout:3", "attempts:5", "rotate", "edns0", "use-vc", "no-tld-query", "trust-ad"] {
             dns_option(ok).unwrap();
         }
         let long = "a".repeat(65);
-        for bad in ["", ":", "ndots:", ":2", "a:b:c", "ndots 2", "rotate\nnameserver 6.6.6.6", "x;y", &long] {
+        for bad in [
+            "",
+            ":",
+            "ndots:",
+            ":2",
+            "a:b:c",
+            "ndots 2",
+            "rotate\nnameserver 6.6.6.6",
+            "x;y",
+            "ndots:abc",
+            "ndots:-1",
+            "timeout:1.5",
+            &long,
+        ] {
             let e = dns_option(bad).unwrap_err().to_string();
             assert!(e.starts_with("invalid dns option") && e.contains(&format!("{bad:?}")), "{e}");
         }
+        let many: Vec<String> = (0..30).map(|i| format!("opt-{i:03}")).collect();
+        let e = dns_options(&many).unwrap_err().to_string();
+        assert!(e.contains("at most 200"), "{e}");
+        dns_options(&many[..20]).unwrap();
     }
 
     #[test]

@@ -363,9 +363,8 @@ impl Model {
                             validate::dns_name("dns search domain", d)
                                 .map_err(|e| StackRefusal::model(format!("{key}.dns_search"), e))?;
                         }
-                        for o in &s.dns_options {
-                            validate::dns_option(o).map_err(|e| StackRefusal::model(format!("{key}.dns_opt"), e))?;
-                        }
+                        validate::dns_options(&s.dns_options)
+                            .map_err(|e| StackRefusal::model(format!("{key}.dns_opt"), e))?;
                         existing.dns.clone_from(&s.dns);
                         existing.dns_search.clone_from(&s.dns_search);
                         existing.dns_options.clone_from(&s.dns_options);
@@ -385,7 +384,7 @@ impl Model {
                         let field = match e {
                             ModelError::NetnsPathNotAbsolute(_) | ModelError::NetnsPathInUse { .. } => ".netns",
                             ModelError::InvalidDnsName { .. } => ".dns_search",
-                            ModelError::InvalidDnsOption(_) => ".dns_opt",
+                            ModelError::InvalidDnsOption(_) | ModelError::DnsOptionsTooLong { .. } => ".dns_opt",
                             _ => "",
                         };
                         StackRefusal::model(format!("{key}{field}"), e)

@@ -110,6 +110,21 @@ fn an_overlap_in_the_last_network_refuses_the_whole_stack() {
     assert!(matches!(r.cause.as_deref(), Some(crate::model::ModelError::SubnetOverlap { .. })));
 }
 
+/// A bad `dns_opt` is refused at that key, for a new sandbox and for one
+/// whose options change in place.
+#[test]
+fn a_bad_dns_opt_is_refused_at_its_key() {
+    for existing in [false, true] {
+        let m = if existing { plan(&Model::new(), &stack()).next } else { Model::new() };
+        let mut s = stack();
+        s.sandboxes[0].dns_options = vec!["ndots:many".into()];
+        let r = refuse(&m, &s);
+        let key = format!("sandboxes.{}.dns_opt", s.sandboxes[0].name);
+        assert_eq!(r.issues[0].key, key, "existing: {existing}");
+        assert!(r.issues[0].message.contains("invalid dns option"), "{}", r.issues[0].message);
+    }
+}
+
 #[test]
 fn errors_name_the_key_they_are_about() {
     let m = plan(&Model::new(), &stack()).next;
@@ -195,9 +210,13 @@ fn in_place_changes_and_recreations() {
     s.sandboxes[1].networks[0].ipv4_address = Some(Ipv4Addr::new(10, 2, 0, 99));
     s.sandboxes[1].networks.push(StackAttachment { ports: ports("8080:80"), ..attach("front") });
     s.sandboxes[1].dns_search = vec!["example.com".into()];
+    s.sandboxes[0].dns_options = vec!["ndots:2".into()];
     let p = plan(&m, &s);
     let changes = |name: &str| p.objects.iter().find(|o| o.name == name).unwrap().changes.clone();
-    assert_eq!(changes("web"), ["aliases on front", "disconnected from back", "unpublished 8080:80 on front"]);
+    assert_eq!(
+        changes("web"),
+        ["dns settings", "aliases on front", "disconnected from back", "unpublished 8080:80 on front"]
+    );
     assert_eq!(
         changes("db"),
         ["dns settings", "reconnected to back (ipv4_address 10.2.0.3 → 10.2.0.99)", "connected to front (10.1.0.2)"]
@@ -216,6 +235,7 @@ fn in_place_changes_and_recreations() {
     assert_eq!(p.next.endpoint_for("front", "db").unwrap().publish, ports("8080:80"));
     assert_eq!(p.next.endpoint_for("front", "web").unwrap().aliases, ["api", "www"]);
     assert_eq!(p.next.sandbox("db").unwrap().dns_search, ["example.com"]);
+    assert_eq!(p.next.sandbox("web").unwrap().dns_options, ["ndots:2"]);
     assert!(!plan(&p.next, &s).changes_anything(), "the new state matches the file");
     // A sandbox that loses the endpoint with its default route hands it on.
     let mut s2 = s.clone();
