@@ -233,6 +233,16 @@ pub enum ModelError {
         "invalid dns option {0:?}: must be a resolv.conf option such as ndots:2, timeout:3, rotate or edns0 (letters, digits, '-', '_', '.' and one ':', at most 64 characters)"
     )]
     InvalidDnsOption(String),
+    /// option {option}={value:?} is not supported: {instead}
+    #[error("option {option}={value:?} is not supported: {instead}")]
+    UnsupportedOption {
+        /// The option.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// What to do instead.
+        instead: &'static str,
+    },
     /// dns options too long: {len} bytes on the options line, at most {max} (resolvers ignore longer lines)
     #[error("dns options too long: {len} bytes on the options line, at most {max} (resolvers ignore longer lines)")]
     DnsOptionsTooLong {

@@ -14,8 +14,8 @@ use super::ids;
 use super::state::Model;
 use super::types::{
     CIPHER_OPTION, CreateNetwork, DOCKER_MTU_OPTION, DOCKER_VNI_OPTION, EGRESS_OPTION, ENCRYPTED_OPTION,
-    FLOOD_LIMIT_OPTION, ICC_OPTION, KEY_ROTATION_OPTION, MASQUERADE_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION,
-    Network, SPREAD_OPTION, docker_bool,
+    FLOOD_LIMIT_OPTION, GATEWAY_MODE_OPTIONS, ICC_OPTION, KEY_ROTATION_OPTION, MASQUERADE_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION,
+    Network, SPREAD_OPTION, UNSUPPORTED_DOCKER_OPTIONS, docker_bool,
 };
 use super::validate;
 
@@ -183,6 +183,19 @@ impl Model {
                 value: value.clone(),
                 reason: "must be a whole number of frames a second, 1 to 4294967295",
             });
+        }
+        for (option, instead) in UNSUPPORTED_DOCKER_OPTIONS {
+            if let Some(value) = req.options.get(option) {
+                return Err(ModelError::UnsupportedOption { option, value: value.clone(), instead });
+            }
+        }
+        for option in GATEWAY_MODE_OPTIONS {
+            if let Some(value) = req.options.get(option)
+                && !matches!(value.as_str(), "nat" | "nat-unprotected")
+            {
+                let instead = "only nat: the switch reaches the outside through its translator, with no route in";
+                return Err(ModelError::UnsupportedOption { option, value: value.clone(), instead });
+            }
         }
         if let Some(value) = req.options.get(ICC_OPTION) {
             if req.driver != Driver::Bridge {

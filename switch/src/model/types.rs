@@ -121,6 +121,26 @@ pub const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
 /// honoured (the switch reaches the outside through its translator alone).
 pub const MASQUERADE_OPTION: &str = "com.docker.network.bridge.enable_ip_masquerade";
 
+/// Docker bridge options whose meaning the switch does not carry out, each
+/// with what to do instead: refused rather than stored and ignored, so that
+/// nobody believes they took effect (a `host_binding_ipv4` of 127.0.0.1
+/// silently ignored would publish every port on every address).
+pub(crate) const UNSUPPORTED_DOCKER_OPTIONS: [(&str, &str); 4] = [
+    (
+        "com.docker.network.bridge.host_binding_ipv4",
+        "give the host address in each published port instead (-p 127.0.0.1:8080:80)",
+    ),
+    ("com.docker.network.bridge.inhibit_ipv4", "the gateway's address is the switch's own: leave --gateway to it"),
+    ("com.docker.network.container_iface_prefix", "interfaces in sandboxes are named eth0, eth1, …"),
+    ("com.docker.network.bridge.trusted_host_interfaces", "hosts reach sandboxes through published ports only"),
+];
+
+/// Docker's gateway modes (`com.docker.network.bridge.gateway_mode_ipv4`,
+/// `…_ipv6`): only translation can be carried out (`nat`; `nat-unprotected`
+/// is the same here, the switch having no route into a network).
+pub(crate) const GATEWAY_MODE_OPTIONS: [&str; 2] =
+    ["com.docker.network.bridge.gateway_mode_ipv4", "com.docker.network.bridge.gateway_mode_ipv6"];
+
 /// A boolean option's value as Docker reads it (Go's `strconv.ParseBool`):
 /// `1`, `t`, `T`, `TRUE`, `true`, `True` and their `false` counterparts.
 pub(crate) fn docker_bool(value: &str) -> Option<bool> {

@@ -113,7 +113,8 @@ fn model_error(e: ModelError) -> CtlError {
         | M::NotAttachable(_)
         | M::SingletonDriver(_)
         | M::PublishOnInternal(_)
-        | M::NotImpairable(_) => ErrorKind::NotSupported,
+        | M::NotImpairable(_)
+        | M::UnsupportedOption { .. } => ErrorKind::NotSupported,
         _ => ErrorKind::InvalidArgument,
     };
     CtlError::new(kind, e.to_string())

@@ -198,7 +198,9 @@ fn network_error_key(key: &str, e: &ModelError) -> String {
         M::Ipv6NotEnabled(o) => format!("{}6", option(o)),
         M::MtuOutOfRange(_) => "mtu".to_owned(),
         M::VniOutOfRange(_) | M::VniInUse { .. } | M::VnisExhausted => "vni".to_owned(),
-        M::OptionNotSupported { option, .. } | M::InvalidOption { option, .. } => format!("options.{option}"),
+        M::OptionNotSupported { option, .. }
+        | M::InvalidOption { option, .. }
+        | M::UnsupportedOption { option, .. } => format!("options.{option}"),
         M::SingletonDriver(_) => "driver".to_owned(),
         M::BadAuxAddress { name, .. } => format!("aux_addresses.{name}"),
         _ => return key.to_owned(),

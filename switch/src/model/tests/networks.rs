@@ -502,3 +502,28 @@ fn icc_is_a_bridge_option_true_or_false_and_masquerade_stays_on() {
     let r = m.create_network(ov);
     assert_refused(&m, &before, r, &[ICC_OPTION]);
 }
+
+/// Docker options whose meaning the switch does not carry out are refused
+/// with what to do instead, not stored and ignored; options without effect
+/// here (the kernel bridge's name) are kept.
+#[test]
+fn docker_options_the_switch_cannot_honour_are_refused_with_a_way_out() {
+    let mut m = Model::new();
+    let before = snapshot(&m);
+    for (option, value, needle) in [
+        ("com.docker.network.bridge.host_binding_ipv4", "127.0.0.1", "-p 127.0.0.1:8080:80"),
+        ("com.docker.network.bridge.inhibit_ipv4", "true", "--gateway"),
+        ("com.docker.network.container_iface_prefix", "vs", "eth0"),
+        ("com.docker.network.bridge.gateway_mode_ipv4", "routed", "only nat"),
+        ("com.docker.network.bridge.gateway_mode_ipv6", "isolated", "only nat"),
+    ] {
+        let mut req = bridge("x", "10.5.1.0/24");
+        req.options.insert(option.into(), value.into());
+        let r = m.create_network(req);
+        assert_refused(&m, &before, r, &[option, "not supported", needle]);
+    }
+    let mut req = bridge("named", "10.5.2.0/24");
+    req.options.insert("com.docker.network.bridge.name".into(), "br-named".into());
+    req.options.insert("com.docker.network.bridge.gateway_mode_ipv4".into(), "nat".into());
+    m.create_network(req).unwrap();
+}
