@@ -14,8 +14,8 @@ use super::ids;
 use super::state::Model;
 use super::types::{
     CIPHER_OPTION, CreateNetwork, DOCKER_MTU_OPTION, DOCKER_VNI_OPTION, EGRESS_OPTION, ENCRYPTED_OPTION,
-    FLOOD_LIMIT_OPTION, GATEWAY_MODE_OPTIONS, ICC_OPTION, KEY_ROTATION_OPTION, MASQUERADE_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION,
-    Network, SPREAD_OPTION, UNSUPPORTED_DOCKER_OPTIONS, docker_bool,
+    FLOOD_LIMIT_OPTION, GATEWAY_MODE_OPTIONS, ICC_OPTION, KEY_ROTATION_OPTION, MASQUERADE_OPTION,
+    MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, SPREAD_OPTION, UNSUPPORTED_DOCKER_OPTIONS, docker_bool,
 };
 use super::validate;
 
@@ -77,33 +77,38 @@ pub(super) fn fold_options(
     vni: &mut Option<u32>,
     options: &mut BTreeMap<String, String>,
 ) -> Result<(), ModelError> {
-    if let Some(value) = options.remove(DOCKER_MTU_OPTION) {
-        let given = value.trim().parse::<u32>().map_err(|_| ModelError::InvalidOption {
-            option: DOCKER_MTU_OPTION,
-            value: value.clone(),
-            reason: "must be a whole number of bytes (the MTU)",
-        })?;
-        if mtu.is_some_and(|m| m != given) {
-            let reason = "differs from --mtu: give one";
-            return Err(ModelError::InvalidOption { option: DOCKER_MTU_OPTION, value, reason });
-        }
-        *mtu = Some(given);
+    fold_number(
+        options,
+        DOCKER_MTU_OPTION,
+        mtu,
+        "must be a whole number of bytes (the MTU)",
+        "differs from --mtu: give one",
+    )?;
+    if driver != Driver::Overlay && options.contains_key(DOCKER_VNI_OPTION) {
+        return Err(ModelError::OptionNotSupported { option: DOCKER_VNI_OPTION, driver });
     }
-    if let Some(value) = options.remove(DOCKER_VNI_OPTION) {
-        if driver != Driver::Overlay {
-            return Err(ModelError::OptionNotSupported { option: DOCKER_VNI_OPTION, driver });
-        }
-        let given = value.trim().parse::<u32>().map_err(|_| ModelError::InvalidOption {
-            option: DOCKER_VNI_OPTION,
-            value: value.clone(),
-            reason: "must be one whole number (a network here has one VNI, whatever its subnets)",
-        })?;
-        if vni.is_some_and(|v| v != given) {
-            let reason = "differs from --vni: give one";
-            return Err(ModelError::InvalidOption { option: DOCKER_VNI_OPTION, value, reason });
-        }
-        *vni = Some(given);
+    let one_vni = "must be one whole number (a network here has one VNI, whatever its subnets)";
+    fold_number(options, DOCKER_VNI_OPTION, vni, one_vni, "differs from --vni: give one")
+}
+
+/// Moves numeric option `option` out of `options` into `field`: refused
+/// (`not_a_number`) when it is not one whole number, or (`differs`) when
+/// `field` already holds another value.
+fn fold_number(
+    options: &mut BTreeMap<String, String>,
+    option: &'static str,
+    field: &mut Option<u32>,
+    not_a_number: &'static str,
+    differs: &'static str,
+) -> Result<(), ModelError> {
+    let Some(value) = options.remove(option) else { return Ok(()) };
+    let Ok(given) = value.trim().parse::<u32>() else {
+        return Err(ModelError::InvalidOption { option, value, reason: not_a_number });
+    };
+    if field.is_some_and(|f| f != given) {
+        return Err(ModelError::InvalidOption { option, value, reason: differs });
     }
+    *field = Some(given);
     Ok(())
 }
 
