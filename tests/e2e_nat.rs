@@ -449,6 +449,39 @@ fn published_tcp_port_keeps_the_client_address_and_port_lists_and_unpublishes() 
     lab.assert_rulesets_unchanged();
 }
 
+/// Docker's `-o com.docker.network.bridge.host_binding_ipv4=127.0.0.1`:
+/// ports published on the network without a host address listen on the
+/// loopback only (reachable from the daemon's namespace by 127.0.0.1, not
+/// from outside), at connect and by `sandbox publish`, are listed so, and
+/// are unpublished as they were asked for.
+#[test]
+fn a_host_binding_network_publishes_on_its_address_only() {
+    if !prerequisites("a_host_binding_network_publishes_on_its_address_only") {
+        return;
+    }
+    let lab = Outside::start(&[]);
+    let d = &lab.daemon;
+    let (net, sb) = (d.name("lo"), d.name("w"));
+    let binding = "com.docker.network.bridge.host_binding_ipv4=127.0.0.1";
+    d.ctl_ok(&["network", "create", "--subnet", "10.228.3.0/24", "-o", binding, &net]);
+    d.sandbox_create(&sb);
+    let _web = HttpServer::start(&sb, Ipv4Addr::UNSPECIFIED, 80, "inside");
+    d.connect_publish(&net, &sb, &["8085:80"]);
+    d.ctl_ok(&["sandbox", "publish", &sb, "-p", "8086:80"]);
+    for port in [8085, 8086] {
+        curl_ok(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, port), "inside");
+        assert!(
+            !curl(&lab.outside_ns, sa(lab.daemon_addr, port), Duration::from_secs(3)).ok,
+            "{port} reachable from outside"
+        );
+    }
+    assert_eq!(port_lines(d, &[&sb, "80"]), sorted(&["127.0.0.1:8085", "127.0.0.1:8086"]));
+    d.ctl_ok(&["sandbox", "unpublish", &sb, "-p", "8086:80"]);
+    assert!(refused(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, 8086)), "8086 still accepts after unpublish");
+    assert_eq!(port_lines(d, &[&sb, "80"]), ["127.0.0.1:8085"]);
+    lab.assert_rulesets_unchanged();
+}
+
 #[test]
 fn published_udp_port_keeps_the_client_address_and_port() {
     if !prerequisites("published_udp_port_keeps_the_client_address_and_port") {

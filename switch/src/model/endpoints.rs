@@ -115,7 +115,9 @@ impl Model {
         if net.internal && !req.publish.is_empty() {
             return Err(ModelError::PublishOnInternal(net.name.clone()));
         }
-        self.check_new_host_ports(&req.publish)?;
+        // On the network's host binding where a mapping names no address.
+        let publish: Vec<ctl::PortMapping> = req.publish.iter().map(|m| net.bind(*m)).collect();
+        self.check_new_host_ports(&publish)?;
         let in_use = |ip: IpAddr, holder: Option<&&Endpoint>| match holder {
             Some(e) => Err(ModelError::AddressInUse {
                 ip,
@@ -220,7 +222,7 @@ impl Model {
             is_default_gateway_network,
             gw_priority: req.gw_priority,
             port_index: self.free_port_index(),
-            publish: req.publish,
+            publish,
             service: req.service,
             serial: self.next_endpoint_serial(),
             impair: None,

@@ -14,7 +14,7 @@ use super::ids;
 use super::state::Model;
 use super::types::{
     CIPHER_OPTION, CreateNetwork, DOCKER_MTU_OPTION, DOCKER_VNI_OPTION, EGRESS_OPTION, ENCRYPTED_OPTION,
-    FLOOD_LIMIT_OPTION, GATEWAY_MODE_OPTIONS, ICC_OPTION, KEY_ROTATION_OPTION, MASQUERADE_OPTION,
+    FLOOD_LIMIT_OPTION, GATEWAY_MODE_OPTIONS, HOST_BINDING_OPTION, ICC_OPTION, KEY_ROTATION_OPTION, MASQUERADE_OPTION,
     MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, SPREAD_OPTION, UNSUPPORTED_DOCKER_OPTIONS, docker_bool,
 };
 use super::validate;
@@ -200,6 +200,15 @@ impl Model {
             {
                 let instead = "only nat: the switch reaches the outside through its translator, with no route in";
                 return Err(ModelError::UnsupportedOption { option, value: value.clone(), instead });
+            }
+        }
+        if let Some(value) = req.options.get(HOST_BINDING_OPTION) {
+            if req.driver != Driver::Bridge {
+                return Err(ModelError::OptionNotSupported { option: HOST_BINDING_OPTION, driver: req.driver });
+            }
+            if value.parse::<IpAddr>().is_err() {
+                let reason = "must be an IP address (127.0.0.1 keeps published ports on the loopback)";
+                return Err(ModelError::InvalidOption { option: HOST_BINDING_OPTION, value: value.clone(), reason });
             }
         }
         if let Some(value) = req.options.get(ICC_OPTION) {

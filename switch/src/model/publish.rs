@@ -110,7 +110,9 @@ impl Model {
     }
 
     /// Publishes more ports to a connected sandbox's endpoint (see
-    /// [`Model::publish_target`]) and returns the endpoint as it is now.
+    /// [`Model::publish_target`]) and returns the endpoint as it is now:
+    /// the mappings as published (see [`Network::bind`]) are the last
+    /// `mappings.len()` of its ports.
     pub fn publish(
         &mut self,
         sandbox: &str,
@@ -125,9 +127,14 @@ impl Model {
             return Err(ModelError::PublishOnInternal(net.name.clone()));
         }
         let id = target.id.clone();
-        self.check_new_host_ports(mappings)?;
+        // On the network's host binding where a mapping names no address.
+        let mappings: Vec<PortMapping> = match self.networks.get(&target.network_id) {
+            Some(net) => mappings.iter().map(|m| net.bind(*m)).collect(),
+            None => mappings.to_vec(),
+        };
+        self.check_new_host_ports(&mappings)?;
         let endpoint = self.endpoints.get_mut(&id).ok_or_else(|| ModelError::NoSuchSandbox(sandbox.to_owned()))?;
-        endpoint.publish.extend_from_slice(mappings);
+        endpoint.publish.extend_from_slice(&mappings);
         Ok(endpoint.clone())
     }
 
@@ -159,8 +166,14 @@ impl Model {
             mappings.iter().partition(|m| m.is_chosen_by_daemon());
         for m in exact.into_iter().chain(random) {
             let owner = candidates.iter().find_map(|id| {
-                let published = &self.endpoints.get(id)?.publish;
-                published.iter().find(|p| p.answers(m) && !owners.contains(&(id, **p))).map(|p| (id, *p))
+                let endpoint = self.endpoints.get(id)?;
+                // As it was published: on the network's host binding when it names no address.
+                let bound = self.networks.get(&endpoint.network_id).map_or(*m, |n| n.bind(*m));
+                let published = &endpoint.publish;
+                published
+                    .iter()
+                    .find(|p| (p.answers(m) || p.answers(&bound)) && !owners.contains(&(id, **p)))
+                    .map(|p| (id, *p))
             });
             match owner {
                 Some(owner) => owners.push(owner),
@@ -262,7 +275,12 @@ impl Model {
         if let Some(net) = self.networks.get(&network_id).filter(|n| n.internal) {
             return Err(ModelError::PublishOnInternal(net.name.clone()));
         }
-        self.check_new_host_ports(mappings)?;
+        // On the network's host binding where a mapping names no address.
+        let mappings: Vec<PortMapping> = match self.networks.get(&network_id) {
+            Some(net) => mappings.iter().map(|m| net.bind(*m)).collect(),
+            None => mappings.to_vec(),
+        };
+        self.check_new_host_ports(&mappings)?;
         let service = self.services.entry(name.to_owned()).or_insert_with(|| Service {
             name: name.to_owned(),
             network_id,
@@ -270,7 +288,7 @@ impl Model {
             created: ids::now_rfc3339(),
             mode: ctl::proto::ServiceMode::Host,
         });
-        service.publish.extend_from_slice(mappings);
+        service.publish.extend_from_slice(&mappings);
         Ok(service.clone())
     }
 

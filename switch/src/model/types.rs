@@ -121,15 +121,15 @@ pub const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
 /// honoured (the switch reaches the outside through its translator alone).
 pub const MASQUERADE_OPTION: &str = "com.docker.network.bridge.enable_ip_masquerade";
 
+/// Docker's bridge option for the host address that the network's published
+/// ports are bound to when their `-p` names none (`127.0.0.1` keeps them
+/// off every other address).
+pub const HOST_BINDING_OPTION: &str = "com.docker.network.bridge.host_binding_ipv4";
+
 /// Docker bridge options whose meaning the switch does not carry out, each
 /// with what to do instead: refused rather than stored and ignored, so that
-/// nobody believes they took effect (a `host_binding_ipv4` of 127.0.0.1
-/// silently ignored would publish every port on every address).
-pub(crate) const UNSUPPORTED_DOCKER_OPTIONS: [(&str, &str); 4] = [
-    (
-        "com.docker.network.bridge.host_binding_ipv4",
-        "give the host address in each published port instead (-p 127.0.0.1:8080:80)",
-    ),
+/// nobody believes they took effect.
+pub(crate) const UNSUPPORTED_DOCKER_OPTIONS: [(&str, &str); 3] = [
     ("com.docker.network.bridge.inhibit_ipv4", "the gateway's address is the switch's own: leave --gateway to it"),
     ("com.docker.network.container_iface_prefix", "interfaces in sandboxes are named eth0, eth1, …"),
     ("com.docker.network.bridge.trusted_host_interfaces", "hosts reach sandboxes through published ports only"),
@@ -152,6 +152,22 @@ pub(crate) fn docker_bool(value: &str) -> Option<bool> {
 }
 
 impl Network {
+    /// The host address the network's published ports are bound to when
+    /// their `-p` names none ([`HOST_BINDING_OPTION`]), if set.
+    pub fn host_binding(&self) -> Option<IpAddr> {
+        self.options.get(HOST_BINDING_OPTION)?.parse().ok()
+    }
+
+    /// `mapping` as it is published on this network: bound to the
+    /// network's [`Network::host_binding`] when it names no host address
+    /// (`0.0.0.0`, every address, the default), as given otherwise.
+    pub fn bind(&self, mapping: PortMapping) -> PortMapping {
+        match self.host_binding() {
+            Some(host_ip) if mapping.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) => PortMapping { host_ip, ..mapping },
+            _ => mapping,
+        }
+    }
+
     /// Whether the network's endpoints may talk to one another (Docker's
     /// `enable_icc`, on unless `-o com.docker.network.bridge.enable_icc=false`).
     pub fn inter_container(&self) -> bool {

@@ -318,9 +318,12 @@ impl Control {
     pub(super) fn sandbox_publish(&mut self, sandbox: &str, network: Option<&str>, mappings: &[PortMapping]) -> Reply {
         let mut next = self.model.clone();
         let endpoint = next.publish(sandbox, network, mappings).map_err(model_error)?;
-        self.publish_all(endpoint_publications(&next, &endpoint, mappings))?;
+        // As published (on the network's host binding where they name no
+        // address): the endpoint's last ports.
+        let added = &endpoint.publish[endpoint.publish.len() - mappings.len()..];
+        self.publish_all(endpoint_publications(&next, &endpoint, added))?;
         if let Err(e) = self.commit(next) {
-            self.unpublish_logged(keys(mappings));
+            self.unpublish_logged(keys(added));
             return Err(e);
         }
         ok(self.sandbox_info(sandbox))
@@ -360,10 +363,13 @@ impl Control {
     pub(super) fn service_publish(&mut self, name: &str, network: Option<&str>, mappings: &[PortMapping]) -> Reply {
         let mut next = self.model.clone();
         let service = next.publish_service(name, network, mappings).map_err(model_error)?;
-        let added = Service { publish: mappings.to_vec(), ..service.clone() };
+        // As published (on the network's host binding where they name no
+        // address): the service's last ports.
+        let added =
+            Service { publish: service.publish[service.publish.len() - mappings.len()..].to_vec(), ..service.clone() };
         self.publish_all(service_publications(&next, &added))?;
         if let Err(e) = self.commit(next) {
-            self.unpublish_logged(keys(mappings));
+            self.unpublish_logged(keys(&added.publish));
             return Err(e);
         }
         ok(self.service_info(&service))

@@ -622,6 +622,11 @@ impl Model {
                         key = format!("sandboxes.{}.ports", s.name);
                     }
                 }
+                // As they are published: on the network's host binding
+                // where they name no address.
+                if let Some(net) = self.networks.get(&ep.network_id) {
+                    ports = ports.into_iter().map(|m| net.bind(m)).collect();
+                }
                 wanted.push((s, ep.id.clone(), a.network.clone(), key, ports));
             }
         }
@@ -672,8 +677,12 @@ impl Model {
                 .id
                 .clone();
             let before = self.services.get(&v.name).cloned();
+            let bound: Vec<PortMapping> = self
+                .networks
+                .get(&net)
+                .map_or_else(|| v.ports.clone(), |n| v.ports.iter().map(|m| n.bind(*m)).collect());
             if let Some(have) = &before {
-                if have.network_id == net && port_set(&have.publish) == port_set(&v.ports) {
+                if have.network_id == net && port_set(&have.publish) == port_set(&bound) {
                     continue;
                 }
                 report.change("service", &v.name, "recreated with the file's network and ports".to_owned());

@@ -587,3 +587,17 @@ fn a_network_keeps_labels_the_file_does_not_give() {
     assert!(!again.changes_anything(), "the user's labels are kept: {:?}", again.objects);
     assert_eq!(again.next, m);
 }
+
+/// On a network with Docker's `host_binding_ipv4`, a file's ports without a
+/// host address are published on it, and planning the same file again
+/// changes nothing (the stored mapping is the bound one).
+#[test]
+fn a_host_binding_network_keeps_a_files_ports_as_they_are_published() {
+    let mut s = stack();
+    s.networks[0].options.insert(crate::model::HOST_BINDING_OPTION.into(), "127.0.0.1".into());
+    s.services.push(StackService { name: "lb".into(), network: "front".into(), ports: ports("9090:90") });
+    let p = plan(&Model::new(), &s);
+    assert_eq!(p.next.endpoint_for("front", "web").unwrap().publish, ports("127.0.0.1:8080:80"));
+    assert_eq!(p.next.service("lb").unwrap().publish, ports("127.0.0.1:9090:90"));
+    assert!(!plan(&p.next, &s).changes_anything(), "the bound ports match the file");
+}

@@ -511,7 +511,6 @@ fn docker_options_the_switch_cannot_honour_are_refused_with_a_way_out() {
     let mut m = Model::new();
     let before = snapshot(&m);
     for (option, value, needle) in [
-        ("com.docker.network.bridge.host_binding_ipv4", "127.0.0.1", "-p 127.0.0.1:8080:80"),
         ("com.docker.network.bridge.inhibit_ipv4", "true", "--gateway"),
         ("com.docker.network.container_iface_prefix", "vs", "eth0"),
         ("com.docker.network.bridge.gateway_mode_ipv4", "routed", "only nat"),
@@ -526,4 +525,48 @@ fn docker_options_the_switch_cannot_honour_are_refused_with_a_way_out() {
     req.options.insert("com.docker.network.bridge.name".into(), "br-named".into());
     req.options.insert("com.docker.network.bridge.gateway_mode_ipv4".into(), "nat".into());
     m.create_network(req).unwrap();
+}
+
+/// Docker's `host_binding_ipv4`: a port published without a host address
+/// on the network (at connect, by `sandbox publish`, as a service) is bound
+/// to the network's address, one naming its address keeps it; unpublishing
+/// it as it was asked for finds it; a bad address or another driver is
+/// refused.
+#[test]
+fn host_binding_is_where_ports_without_an_address_are_published() {
+    let mut m = Model::new();
+    let mut req = bridge("lo", "10.5.1.0/24");
+    req.options.insert(HOST_BINDING_OPTION.into(), "127.0.0.1".into());
+    m.create_network(req).unwrap();
+    m.create_network(bridge("open", "10.5.2.0/24")).unwrap();
+    for s in ["a", "b"] {
+        m.create_sandbox(CreateSandbox::new(s)).unwrap();
+    }
+    let p = |s: &str| s.parse::<ctl::PortMapping>().unwrap();
+    let e =
+        m.connect(Connect { publish: vec![p("8080:80"), p("10.0.0.9:8081:81")], ..Connect::new("lo", "a") }).unwrap();
+    assert_eq!(e.publish, [p("127.0.0.1:8080:80"), p("10.0.0.9:8081:81")]);
+    let e = m.publish("a", None, &[p("8082:82")]).unwrap();
+    assert_eq!(e.publish.last(), Some(&p("127.0.0.1:8082:82")));
+    // Another network's ports are not bound; the same host port elsewhere is free.
+    let e = m.connect(Connect { publish: vec![p("8080:80")], ..Connect::new("open", "b") });
+    let e = e.unwrap_err().to_string();
+    assert!(e.contains("8080"), "0.0.0.0:8080 meets 127.0.0.1:8080: {e}");
+    let e = m.connect(Connect { publish: vec![p("9090:90")], ..Connect::new("open", "b") }).unwrap();
+    assert_eq!(e.publish, [p("0.0.0.0:9090:90")]);
+    // Unpublished as asked.
+    m.unpublish("a", None, &[p("8082:82")]).unwrap();
+    assert!(!m.endpoint_for("lo", "a").unwrap().publish.contains(&p("127.0.0.1:8082:82")));
+    let service = m.publish_service("web", Some("lo"), &[p("7070:70")]).unwrap();
+    assert_eq!(service.publish, [p("127.0.0.1:7070:70")]);
+
+    let before = snapshot(&m);
+    let mut bad = bridge("bad", "10.5.9.0/24");
+    bad.options.insert(HOST_BINDING_OPTION.into(), "localhost".into());
+    let r = m.create_network(bad);
+    assert_refused(&m, &before, r, &[HOST_BINDING_OPTION, "IP address"]);
+    let mut ov = CreateNetwork { attachable: true, ..CreateNetwork::new("ov", Driver::Overlay) };
+    ov.options.insert(HOST_BINDING_OPTION.into(), "127.0.0.1".into());
+    let r = m.create_network(ov);
+    assert_refused(&m, &before, r, &[HOST_BINDING_OPTION]);
 }
