@@ -206,8 +206,8 @@ impl Model {
             if req.driver != Driver::Bridge {
                 return Err(ModelError::OptionNotSupported { option: HOST_BINDING_OPTION, driver: req.driver });
             }
-            if value.parse::<IpAddr>().is_err() {
-                let reason = "must be an IP address (127.0.0.1 keeps published ports on the loopback)";
+            if value.parse::<Ipv4Addr>().is_err() {
+                let reason = "must be an IPv4 address (127.0.0.1 keeps published ports on the loopback)";
                 return Err(ModelError::InvalidOption { option: HOST_BINDING_OPTION, value: value.clone(), reason });
             }
         }

@@ -155,7 +155,7 @@ impl Network {
     /// The host address the network's published ports are bound to when
     /// their `-p` names none ([`HOST_BINDING_OPTION`]), if set.
     pub fn host_binding(&self) -> Option<IpAddr> {
-        self.options.get(HOST_BINDING_OPTION)?.parse().ok()
+        self.options.get(HOST_BINDING_OPTION)?.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
     }
 
     /// `mapping` as it is published on this network: bound to the

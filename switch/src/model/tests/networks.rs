@@ -562,9 +562,12 @@ fn host_binding_is_where_ports_without_an_address_are_published() {
 
     let before = snapshot(&m);
     let mut bad = bridge("bad", "10.5.9.0/24");
-    bad.options.insert(HOST_BINDING_OPTION.into(), "localhost".into());
-    let r = m.create_network(bad);
-    assert_refused(&m, &before, r, &[HOST_BINDING_OPTION, "IP address"]);
+    for value in ["localhost", "::1", "::ffff:127.0.0.1"] {
+        let mut bad = bad.clone();
+        bad.options.insert(HOST_BINDING_OPTION.into(), value.into());
+        let r = m.create_network(bad);
+        assert_refused(&m, &before, r, &[HOST_BINDING_OPTION, "IPv4 address"]);
+    }
     let mut ov = CreateNetwork { attachable: true, ..CreateNetwork::new("ov", Driver::Overlay) };
     ov.options.insert(HOST_BINDING_OPTION.into(), "127.0.0.1".into());
     let r = m.create_network(ov);
