@@ -561,7 +561,7 @@ fn host_binding_is_where_ports_without_an_address_are_published() {
     assert_eq!(service.publish, [p("127.0.0.1:7070:70")]);
 
     let before = snapshot(&m);
-    let mut bad = bridge("bad", "10.5.9.0/24");
+    let bad = bridge("bad", "10.5.9.0/24");
     for value in ["localhost", "::1", "::ffff:127.0.0.1"] {
         let mut bad = bad.clone();
         bad.options.insert(HOST_BINDING_OPTION.into(), value.into());
