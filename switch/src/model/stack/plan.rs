@@ -623,9 +623,22 @@ impl Model {
                     }
                 }
                 // As they are published: on the network's host binding
-                // where they name no address.
+                // where they name no address (two that become one are the
+                // same port given twice).
                 if let Some(net) = self.networks.get(&ep.network_id) {
-                    ports = ports.into_iter().map(|m| net.bind(m)).collect();
+                    let mut bound = BTreeSet::new();
+                    for m in ports {
+                        let b = net.bind(m);
+                        if !bound.insert(b) {
+                            let e = ModelError::PortGivenTwice {
+                                port: b.host_key_display(),
+                                first: b.to_string(),
+                                second: m.to_string(),
+                            };
+                            return Err(StackRefusal::model(key, e));
+                        }
+                    }
+                    ports = bound;
                 }
                 wanted.push((s, ep.id.clone(), a.network.clone(), key, ports));
             }

@@ -600,4 +600,9 @@ fn a_host_binding_network_keeps_a_files_ports_as_they_are_published() {
     assert_eq!(p.next.endpoint_for("front", "web").unwrap().publish, ports("127.0.0.1:8080:80"));
     assert_eq!(p.next.service("lb").unwrap().publish, ports("127.0.0.1:9090:90"));
     assert!(!plan(&p.next, &s).changes_anything(), "the bound ports match the file");
+    // The same port twice once bound.
+    s.sandboxes[0].ports.extend(ports("127.0.0.1:8080:80"));
+    let r = refuse(&Model::new(), &s);
+    assert_eq!(r.issues[0].key, "sandboxes.web.ports");
+    assert!(r.issues[0].message.contains("given twice"), "{}", r.issues[0].message);
 }
