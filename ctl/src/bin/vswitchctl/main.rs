@@ -483,3 +483,23 @@ fn remove_each(ctx: &mut Ctx, names: Vec<String>, req: impl Fn(String) -> Reques
         n => Err(anyhow::anyhow!("{n} of the names given could not be removed")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+    use std::time::Duration;
+
+    /// `--timeout 0` (the default) waits for every answer as long as the
+    /// daemon takes; any other value is the limit of each read and write.
+    #[test]
+    fn the_default_connection_waits_and_timeout_bounds_it() {
+        let dir = std::env::temp_dir().join(format!("vswitchctl-timeout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("ctl.sock");
+        let _ = std::fs::remove_file(&socket);
+        let _listener = UnixListener::bind(&socket).unwrap();
+        assert_eq!(super::connect(&socket, 0).unwrap().timeout(), None);
+        assert_eq!(super::connect(&socket, 7).unwrap().timeout(), Some(Duration::from_secs(7)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
