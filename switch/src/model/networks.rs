@@ -221,16 +221,18 @@ impl Model {
             }
         }
         if let Some(value) = req.options.get(MASQUERADE_OPTION) {
-            let reason = match docker_bool(value) {
-                Some(true) => None,
-                Some(false) => Some(
-                    "the switch reaches the outside only through its own translator, so it cannot route \
-                     unmasqueraded; -o egress=false turns egress off",
-                ),
-                None => Some("must be true or false (or 1, 0, t, f, as Docker reads them)"),
-            };
-            if let Some(reason) = reason {
-                return Err(ModelError::InvalidOption { option: MASQUERADE_OPTION, value: value.clone(), reason });
+            match docker_bool(value) {
+                Some(true) => {}
+                Some(false) => {
+                    let instead = "the switch reaches the outside only through its own translator, so it cannot route \
+                                   unmasqueraded; -o egress=false turns egress off";
+                    let option = MASQUERADE_OPTION;
+                    return Err(ModelError::UnsupportedOption { option, value: value.clone(), instead });
+                }
+                None => {
+                    let reason = "must be true or false (or 1, 0, t, f, as Docker reads them)";
+                    return Err(ModelError::InvalidOption { option: MASQUERADE_OPTION, value: value.clone(), reason });
+                }
             }
         }
         if let Some(value) = req.options.get(EGRESS_OPTION) {

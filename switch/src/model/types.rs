@@ -154,7 +154,13 @@ pub(crate) fn docker_bool(value: &str) -> Option<bool> {
 impl Network {
     /// The host address the network's published ports are bound to when
     /// their `-p` names none ([`HOST_BINDING_OPTION`]), if set.
+    /// A bridge network's only (a network another node or an older daemon
+    /// recorded with it on another driver ignores it, as `network create`
+    /// refuses it there).
     pub fn host_binding(&self) -> Option<IpAddr> {
+        if self.driver != Driver::Bridge {
+            return None;
+        }
         self.options.get(HOST_BINDING_OPTION)?.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
     }
 
@@ -169,9 +175,33 @@ impl Network {
     }
 
     /// Whether the network's endpoints may talk to one another (Docker's
-    /// `enable_icc`, on unless `-o com.docker.network.bridge.enable_icc=false`).
+    /// `enable_icc`, on unless `-o com.docker.network.bridge.enable_icc=false`;
+    /// a bridge network's option only, as for [`Network::host_binding`]).
     pub fn inter_container(&self) -> bool {
-        self.options.get(ICC_OPTION).and_then(|v| docker_bool(v)) != Some(false)
+        self.driver != Driver::Bridge || self.options.get(ICC_OPTION).and_then(|v| docker_bool(v)) != Some(false)
+    }
+
+    /// Options this network holds that `network create` now refuses (a
+    /// network an older daemon recorded): they have no effect, which the
+    /// daemon says at start.
+    pub fn ignored_options(&self) -> Vec<&str> {
+        let mut ignored: Vec<&str> = UNSUPPORTED_DOCKER_OPTIONS
+            .iter()
+            .map(|(option, _)| *option)
+            .filter(|option| self.options.contains_key(*option))
+            .collect();
+        ignored.extend(
+            GATEWAY_MODE_OPTIONS
+                .into_iter()
+                .filter(|o| self.options.get(*o).is_some_and(|v| !matches!(v.as_str(), "nat" | "nat-unprotected"))),
+        );
+        if self.options.get(MASQUERADE_OPTION).is_some_and(|v| docker_bool(v) != Some(true)) {
+            ignored.push(MASQUERADE_OPTION);
+        }
+        if self.options.contains_key(HOST_BINDING_OPTION) && self.host_binding().is_none() {
+            ignored.push(HOST_BINDING_OPTION);
+        }
+        ignored
     }
 
     /// Whether sandboxes on this network may reach addresses outside the

@@ -256,6 +256,15 @@ impl Control {
     ) -> Reply {
         let existing = self.model.service(name).ok().cloned();
         let random = mappings.iter().any(PortMapping::is_chosen_by_daemon);
+        // Chosen where they will listen: on the network's host binding.
+        let net = match network {
+            Some(n) => self.model.network(n).ok(),
+            None => existing.as_ref().and_then(|s| self.model.network_by_id(&s.network_id)),
+        };
+        let mappings: Vec<PortMapping> = match net {
+            Some(net) => mappings.into_iter().map(|m| net.bind(m)).collect(),
+            None => mappings,
+        };
         let resolved = self.choose_host_ports(mappings)?;
         let mappings = &resolved[..];
         let mut next = self.model.clone();

@@ -247,6 +247,13 @@ impl Control {
             if network.driver.is_switched() {
                 control.add_network_to_datapath(network)?;
             }
+            let ignored = network.ignored_options();
+            if !ignored.is_empty() {
+                tracing::warn!(network = %network.name, options = ?ignored, "the network holds options this version refuses and does not carry out (recreate it without them)");
+            }
+            if !network.inter_container() {
+                tracing::info!(network = %network.name, "inter-container communication is off (enable_icc=false): the network's sandboxes are isolated from one another");
+            }
         }
         let mut restored = std::collections::HashSet::new();
         let endpoints: Vec<Endpoint> = control.model.endpoints().cloned().collect();

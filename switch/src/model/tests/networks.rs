@@ -573,3 +573,37 @@ fn host_binding_is_where_ports_without_an_address_are_published() {
     let r = m.create_network(ov);
     assert_refused(&m, &before, r, &[HOST_BINDING_OPTION]);
 }
+
+/// A network recorded by an older daemon or another node with options
+/// `network create` now refuses: isolation and the host binding are a
+/// bridge network's only, and the rest are listed as ignored (the daemon
+/// warns at start).
+#[test]
+fn options_refused_now_have_no_effect_on_networks_recorded_before() {
+    let mut m = Model::new();
+    let ov = m.create_network(CreateNetwork { attachable: true, ..CreateNetwork::new("ov", Driver::Overlay) }).unwrap();
+    let mut old = ov.clone();
+    for (option, value) in [
+        (ICC_OPTION, "false"),
+        (HOST_BINDING_OPTION, "127.0.0.1"),
+        ("com.docker.network.bridge.inhibit_ipv4", "true"),
+        ("com.docker.network.bridge.gateway_mode_ipv4", "routed"),
+        (MASQUERADE_OPTION, "false"),
+    ] {
+        old.options.insert(option.into(), value.into());
+    }
+    assert!(old.inter_container(), "no isolation on an overlay");
+    assert_eq!(old.host_binding(), None, "no host binding on an overlay");
+    let mut ignored = old.ignored_options();
+    ignored.sort_unstable();
+    assert_eq!(
+        ignored,
+        [
+            "com.docker.network.bridge.enable_ip_masquerade",
+            "com.docker.network.bridge.gateway_mode_ipv4",
+            HOST_BINDING_OPTION,
+            "com.docker.network.bridge.inhibit_ipv4",
+        ]
+    );
+    assert!(m.create_network(bridge("plain", "10.5.1.0/24")).unwrap().ignored_options().is_empty());
+}
