@@ -116,7 +116,7 @@ impl Model {
             return Err(ModelError::PublishOnInternal(net.name.clone()));
         }
         // On the network's host binding where a mapping names no address.
-        let publish: Vec<ctl::PortMapping> = req.publish.iter().map(|m| net.bind(*m)).collect();
+        let publish = super::types::bound(Some(net), &req.publish);
         self.check_new_host_ports(&publish)?;
         let in_use = |ip: IpAddr, holder: Option<&&Endpoint>| match holder {
             Some(e) => Err(ModelError::AddressInUse {

@@ -128,10 +128,7 @@ impl Model {
         }
         let id = target.id.clone();
         // On the network's host binding where a mapping names no address.
-        let mappings: Vec<PortMapping> = match self.networks.get(&target.network_id) {
-            Some(net) => mappings.iter().map(|m| net.bind(*m)).collect(),
-            None => mappings.to_vec(),
-        };
+        let mappings = super::types::bound(self.networks.get(&target.network_id), mappings);
         self.check_new_host_ports(&mappings)?;
         let endpoint = self.endpoints.get_mut(&id).ok_or_else(|| ModelError::NoSuchSandbox(sandbox.to_owned()))?;
         endpoint.publish.extend_from_slice(&mappings);
@@ -276,10 +273,7 @@ impl Model {
             return Err(ModelError::PublishOnInternal(net.name.clone()));
         }
         // On the network's host binding where a mapping names no address.
-        let mappings: Vec<PortMapping> = match self.networks.get(&network_id) {
-            Some(net) => mappings.iter().map(|m| net.bind(*m)).collect(),
-            None => mappings.to_vec(),
-        };
+        let mappings = super::types::bound(self.networks.get(&network_id), mappings);
         self.check_new_host_ports(&mappings)?;
         let service = self.services.entry(name.to_owned()).or_insert_with(|| Service {
             name: name.to_owned(),

@@ -141,6 +141,12 @@ pub(crate) const UNSUPPORTED_DOCKER_OPTIONS: [(&str, &str); 3] = [
 pub(crate) const GATEWAY_MODE_OPTIONS: [&str; 2] =
     ["com.docker.network.bridge.gateway_mode_ipv4", "com.docker.network.bridge.gateway_mode_ipv6"];
 
+/// `mappings` as they are published on `network` (see [`Network::bind`]);
+/// as given when the network is unknown (the request then fails on it).
+pub fn bound(network: Option<&Network>, mappings: &[PortMapping]) -> Vec<PortMapping> {
+    mappings.iter().map(|m| network.map_or(*m, |n| n.bind(*m))).collect()
+}
+
 /// A boolean option's value as Docker reads it (Go's `strconv.ParseBool`):
 /// `1`, `t`, `T`, `TRUE`, `true`, `True` and their `false` counterparts.
 pub(crate) fn docker_bool(value: &str) -> Option<bool> {

@@ -478,10 +478,7 @@ impl Control {
                 gw_priority,
             } => {
                 // Chosen where they will listen: on the network's host binding.
-                let publish = match self.model.network(&network) {
-                    Ok(net) => publish.into_iter().map(|m| net.bind(m)).collect(),
-                    Err(_) => publish,
-                };
+                let publish = crate::model::bound(self.model.network(&network).ok(), &publish);
                 let publish = self.choose_host_ports(publish)?;
                 let req = Connect {
                     network,
@@ -506,10 +503,7 @@ impl Control {
             Request::SandboxPublish { sandbox, network, publish } => {
                 // Chosen where they will listen: on the network's host binding.
                 let net = self.model.publish_target(&sandbox, network.as_deref()).ok().map(|e| e.network_id.clone());
-                let publish = match net.as_deref().and_then(|id| self.model.network_by_id(id)) {
-                    Some(net) => publish.into_iter().map(|m| net.bind(m)).collect(),
-                    None => publish,
-                };
+                let publish = crate::model::bound(net.as_deref().and_then(|id| self.model.network_by_id(id)), &publish);
                 let publish = self.choose_host_ports(publish)?;
                 self.sandbox_publish(&sandbox, network.as_deref(), &publish)
             }

@@ -690,10 +690,7 @@ impl Model {
                 .id
                 .clone();
             let before = self.services.get(&v.name).cloned();
-            let bound: Vec<PortMapping> = self
-                .networks
-                .get(&net)
-                .map_or_else(|| v.ports.clone(), |n| v.ports.iter().map(|m| n.bind(*m)).collect());
+            let bound = super::super::types::bound(self.networks.get(&net), &v.ports);
             if let Some(have) = &before {
                 if have.network_id == net && port_set(&have.publish) == port_set(&bound) {
                     continue;
