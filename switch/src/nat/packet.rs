@@ -590,9 +590,7 @@ pub(crate) fn complete_checksum(frame: &mut [u8], hdr: VirtioNetHdr) {
     }
     let (start, at) = (usize::from(hdr.csum_start), usize::from(hdr.csum_start) + usize::from(hdr.csum_offset));
     if let Some(l4) = frame.get(start..).filter(|l4| l4.len() >= at - start + 2) {
-        let sum = csum::finish(csum::add(0, l4));
-        // UDP sends a computed zero as all ones (RFC 768).
-        let sum = if sum == 0 { 0xffff } else { sum };
+        let sum = csum::udp_field(csum::finish(csum::add(0, l4)));
         frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
     }
 }

@@ -11,10 +11,13 @@ use crate::wire::VirtioNetHdr;
 /// With `NEEDS_CSUM` the sender stored the (uncomplemented) pseudo-header sum
 /// at `csum_start + csum_offset`. The Internet checksum of
 /// `frame[csum_start..]`, taken with that field as it is, is stored there,
-/// exactly like Linux's `skb_checksum_help` (including writing `0xffff` for a
-/// zero result, which is the same value in ones' complement and keeps a UDP
-/// checksum from reading as "none"). `csum_start` counts from the start of the
-/// Ethernet frame; the virtio-net header is not part of `frame`.
+/// like Linux's `skb_checksum_help`. A zero result is written as `0xffff`
+/// (the same value in ones' complement) only in a UDP checksum field
+/// (`csum_offset` 6), where 0 would read as "no checksum"; elsewhere (TCP)
+/// it stays 0, the value a full computation gives: `skb_checksum_help`
+/// writes `0xffff` there too, which receivers accept but Wireshark reports
+/// as a bad checksum. `csum_start` counts from the start of the Ethernet
+/// frame; the virtio-net header is not part of `frame`.
 ///
 /// The sum runs to the end of `frame`, so `frame` must not carry trailing
 /// padding beyond the packet (TAP reads never do).
@@ -42,10 +45,8 @@ pub fn checksum_to_complete(frame: &[u8], hdr: &VirtioNetHdr) -> Result<Option<(
             len: frame.len(),
         });
     }
-    let check = match csum::finish(csum::add(0, &frame[start..])) {
-        0 => 0xffff,
-        c => c,
-    };
+    let check = csum::finish(csum::add(0, &frame[start..]));
+    let check = if usize::from(hdr.csum_offset) == UDP_CHECKSUM { csum::udp_field(check) } else { check };
     Ok(Some((field, check)))
 }
 

@@ -40,6 +40,13 @@ pub(crate) fn finish(acc: u64) -> u16 {
     !fold(acc)
 }
 
+/// What a UDP checksum field holds for the computed checksum `check`: a zero
+/// result is sent as `0xffff`, the same value in ones' complement, since 0
+/// means "no checksum" (RFC 768). TCP has no such rule and keeps 0.
+pub(crate) fn udp_field(check: u16) -> u16 {
+    if check == 0 { 0xffff } else { check }
+}
+
 /// Sum of the IPv4 pseudo-header (RFC 793 / 768).
 pub(crate) fn pseudo_v4(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u64 {
     add(add(u64::from(proto) + len as u64, src), dst)

@@ -349,11 +349,12 @@ impl Fixup {
         };
         let check = match self.checksum {
             L4Checksum::Partial => csum::fold(pseudo),
-            L4Checksum::Complete => match csum::finish(csum::add(pseudo, &seg[l4.off..])) {
-                // UDP sends 0 as 0xffff (0 means "no checksum"); same value for TCP.
-                0 => 0xffff,
-                c => c,
-            },
+            L4Checksum::Complete => {
+                let check = csum::finish(csum::add(pseudo, &seg[l4.off..]));
+                // TCP keeps a zero result as 0, as Linux's own segmentation
+                // does (0xffff would be accepted, but Wireshark calls it bad).
+                if l4.proto == parse::PROTO_UDP { csum::udp_field(check) } else { check }
+            }
         };
         parse::put16(seg, check_at, check);
     }

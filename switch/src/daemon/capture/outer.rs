@@ -71,10 +71,7 @@ pub(crate) fn ip_udp_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8], ou
 
 /// A UDP checksum field: a computed zero is sent as all ones (RFC 768).
 fn udp_checksum(sum: u64) -> u16 {
-    match csum::finish(sum) {
-        0 => 0xffff,
-        c => c,
-    }
+    csum::udp_field(csum::finish(sum))
 }
 
 fn v6(ip: IpAddr) -> std::net::Ipv6Addr {
