@@ -476,8 +476,18 @@ fn a_host_binding_network_publishes_on_its_address_only() {
         );
     }
     assert_eq!(port_lines(d, &[&sb, "80"]), sorted(&["127.0.0.1:8085", "127.0.0.1:8086"]));
-    d.ctl_ok(&["sandbox", "unpublish", &sb, "-p", "8086:80"]);
-    assert!(refused(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, 8086)), "8086 still accepts after unpublish");
+    // Naming every address publishes on every address, as in Docker.
+    d.ctl_ok(&["sandbox", "publish", &sb, "-p", "0.0.0.0:8087:80"]);
+    curl_ok(&lab.outside_ns, sa(lab.daemon_addr, 8087), "inside");
+    assert!(port_lines(d, &[&sb, "80"]).contains(&"0.0.0.0:8087".to_owned()), "{:?}", port_lines(d, &[&sb, "80"]));
+    // `-p 8087:80` is 127.0.0.1:8087 here: not what is published.
+    let err = d.ctl_err(&["sandbox", "unpublish", &sb, "-p", "8087:80"]);
+    assert!(err.contains("127.0.0.1:8087:80"), "{err}");
+    // One mapping named twice is closed once.
+    d.ctl_ok(&["sandbox", "unpublish", &sb, "-p", "8086:80", "-p", "127.0.0.1:8086:80", "-p", "0.0.0.0:8087:80"]);
+    for port in [8086, 8087] {
+        assert!(refused(&lab.daemon_ns, sa(Ipv4Addr::LOCALHOST, port)), "{port} still accepts after unpublish");
+    }
     assert_eq!(port_lines(d, &[&sb, "80"]), ["127.0.0.1:8085"]);
     lab.assert_rulesets_unchanged();
 }

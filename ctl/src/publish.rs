@@ -80,10 +80,22 @@ pub struct PortMapping {
     /// with 0 here. 0 (and absent on the wire) otherwise.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub host_port_end: u16,
+    /// In a request only: the spec named the host address (`-p 0.0.0.0:8080:80`), so a
+    /// bridge network's `host_binding_ipv4` does not replace an unspecified one: Docker binds
+    /// every address for an explicit `0.0.0.0` and the network's address for a `-p` that
+    /// names none. The daemon keeps the address it publishes, with `false` here. `false`
+    /// (and absent on the wire) otherwise; a client older than this field never sends it, so
+    /// its `0.0.0.0` counts as naming no address.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub host_ip_named: bool,
 }
 
 fn is_zero(n: &u16) -> bool {
     *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn unspecified() -> IpAddr {
@@ -93,7 +105,14 @@ fn unspecified() -> IpAddr {
 impl PortMapping {
     /// A TCP mapping of `host_port` on every host address to `container_port`.
     pub fn tcp(host_port: u16, container_port: u16) -> Self {
-        Self { host_ip: unspecified(), host_port, container_port, proto: PortProto::Tcp, host_port_end: 0 }
+        Self {
+            host_ip: unspecified(),
+            host_port,
+            container_port,
+            proto: PortProto::Tcp,
+            host_port_end: 0,
+            host_ip_named: false,
+        }
     }
 
     /// Whether this mapping and `other` need the same host socket: the same protocol and port,
@@ -143,8 +162,11 @@ impl PortMapping {
 
     /// Whether this published mapping is the one `asked` names: the same, or,
     /// when `asked` leaves the host port to the daemon, the same but for it
-    /// (`sandbox unpublish -p 80` closes what `-p 80` opened).
+    /// (`sandbox unpublish -p 80` closes what `-p 80` opened). Whether `asked`
+    /// named its address ([`PortMapping::host_ip_named`]) does not matter
+    /// here: the address does.
     pub fn answers(&self, asked: &PortMapping) -> bool {
+        let asked = &PortMapping { host_ip_named: self.host_ip_named, ..*asked };
         let same_but_port = PortMapping { host_port: 0, host_port_end: 0, ..*self }
             == PortMapping { host_port: 0, host_port_end: 0, ..*asked };
         self == asked
@@ -314,6 +336,7 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
     };
     let bad_ip = |ip: &str| PortSpecError::BadHostIp { ip: ip.to_owned(), spec: spec.to_owned() };
     let parts: Vec<&str> = ports.split(':').collect();
+    let host_ip_named = bracketed.is_some() || parts.len() == 3;
     let (host_ip, host, container) = match (bracketed, parts.as_slice()) {
         (Some(ip), [host, container]) => {
             let host_ip = ip.parse::<IpAddr>().map_err(|_| bad_ip(ip))?.to_canonical();
@@ -333,7 +356,14 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
     if host.is_empty() || host == "0" {
         // A random host port for each container port.
         return Ok((container_start..=container_end)
-            .map(|container_port| PortMapping { host_ip, host_port: 0, container_port, proto, host_port_end: 0 })
+            .map(|container_port| PortMapping {
+                host_ip,
+                host_port: 0,
+                container_port,
+                proto,
+                host_port_end: 0,
+                host_ip_named,
+            })
             .collect());
     }
     let (host_start, host_end) = parse_range("host port", host, spec)?;
@@ -351,6 +381,7 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
             container_port,
             proto,
             host_port_end: host_end,
+            host_ip_named,
         }]);
     }
     if host_len != container_len {
@@ -364,7 +395,14 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortSpecError> {
     }
     Ok((host_start..=host_end)
         .zip(container_start..=container_end)
-        .map(|(host_port, container_port)| PortMapping { host_ip, host_port, container_port, proto, host_port_end: 0 })
+        .map(|(host_port, container_port)| PortMapping {
+            host_ip,
+            host_port,
+            container_port,
+            proto,
+            host_port_end: 0,
+            host_ip_named,
+        })
         .collect())
 }
 
@@ -518,8 +556,32 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
 mod tests {
     use super::*;
 
+    /// A mapping as a spec gives it: one with an address other than
+    /// `0.0.0.0` named it.
     fn m(ip: &str, host_port: u16, container_port: u16, proto: PortProto) -> PortMapping {
-        PortMapping { host_ip: ip.parse().unwrap(), host_port, container_port, proto, host_port_end: 0 }
+        let host_ip_named = ip != "0.0.0.0";
+        PortMapping { host_ip: ip.parse().unwrap(), host_port, container_port, proto, host_port_end: 0, host_ip_named }
+    }
+
+    #[test]
+    fn a_spec_that_names_its_address_says_so() {
+        let named = |spec: &str| parse_publish(spec).unwrap().iter().map(|m| m.host_ip_named).collect::<Vec<_>>();
+        for spec in ["0.0.0.0:8080:80", "0.0.0.0::80", "0.0.0.0:8000-8010:80", "[::]:8080:80", "127.0.0.1:1-2:1-2"] {
+            assert!(named(spec).iter().all(|n| *n), "{spec}");
+        }
+        for spec in ["8080:80", "80", ":80", "8000-8010:80", "1-2:1-2/udp"] {
+            assert!(named(spec).iter().all(|n| !n), "{spec}");
+        }
+        // On the wire only when set; a published mapping answers either way.
+        let explicit = parse_publish("0.0.0.0:8080:80").unwrap()[0];
+        let json = serde_json::to_value(explicit).unwrap();
+        assert_eq!(json["host_ip_named"], true);
+        assert_eq!(serde_json::from_value::<PortMapping>(json).unwrap(), explicit);
+        assert!(serde_json::to_value(PortMapping::tcp(8080, 80)).unwrap().get("host_ip_named").is_none());
+        assert_ne!(explicit, PortMapping::tcp(8080, 80));
+        assert!(PortMapping::tcp(8080, 80).answers(&explicit));
+        assert!(PortMapping::tcp(8080, 80).answers(&parse_publish("0.0.0.0::80").unwrap()[0]));
+        assert_eq!(explicit.to_string().parse::<PortMapping>().unwrap(), explicit);
     }
 
     #[test]
@@ -627,12 +689,14 @@ mod tests {
         assert_eq!(one.to_string(), "10.1.2.3:8443:443/udp");
         assert_eq!(one.to_string().parse::<PortMapping>().unwrap(), one);
         assert!("8000-8001:80-81".parse::<PortMapping>().unwrap_err().to_string().contains("2 ports"));
-        let json = serde_json::to_value(one).unwrap();
+        // As published (the request's flag cleared).
+        let published = PortMapping { host_ip_named: false, ..one };
+        let json = serde_json::to_value(published).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"host_ip": "10.1.2.3", "host_port": 8443, "container_port": 443, "proto": "udp"})
         );
-        assert_eq!(serde_json::from_value::<PortMapping>(json).unwrap(), one);
+        assert_eq!(serde_json::from_value::<PortMapping>(json).unwrap(), published);
         let short: PortMapping = serde_json::from_str(r#"{"host_port":8080,"container_port":80}"#).unwrap();
         assert_eq!(short, PortMapping::tcp(8080, 80));
         assert!(

@@ -508,8 +508,9 @@ pub fn port_spec(m: &PortMapping) -> String {
         crate::publish::PortProto::Tcp => "",
         crate::publish::PortProto::Udp => "/udp",
     };
-    // `0.0.0.0` (both families) is the short form; `::` (IPv6 only) is not.
-    if m.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+    // `0.0.0.0` (both families) is the short form; `::` (IPv6 only) is not,
+    // nor a `0.0.0.0` that must stay one on a network with a host binding.
+    if m.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) && !m.host_ip_named {
         format!("{}:{}{proto}", m.host_port, m.container_port)
     } else {
         format!("{}:{}{proto}", m.host_display(), m.container_port)

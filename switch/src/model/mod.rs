@@ -56,6 +56,7 @@ pub use types::{
     CIPHER_OPTION, Config, Connect, CreateNetwork, CreateSandbox, DOCKER_MTU_OPTION, DOCKER_VNI_OPTION, Disconnected,
     EGRESS_OPTION, ENCRYPTED_OPTION, Endpoint, FLOOD_LIMIT_OPTION, HOST_BINDING_OPTION, ICC_OPTION,
     KEY_ROTATION_OPTION, MASQUERADE_OPTION, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, PARENT_OPTION,
-    PORT_TYPE_OPTION, Peer, RemovedSandbox, SPREAD_OPTION, Sandbox, Service, StaticFdbEntry, Uplink, bound,
+    PORT_TYPE_OPTION, Peer, RemovedSandbox, SPREAD_OPTION, Sandbox, Service, StaticFdbEntry, Uplink, bound, bound_one,
+    pinned,
 };
 pub use uplinks::macvlan_port_type;

@@ -162,19 +162,38 @@ impl Model {
         let (random, exact): (Vec<&PortMapping>, Vec<&PortMapping>) =
             mappings.iter().partition(|m| m.is_chosen_by_daemon());
         for m in exact.into_iter().chain(random) {
-            let owner = candidates.iter().find_map(|id| {
-                let endpoint = self.endpoints.get(id)?;
-                // As it was published: on the network's host binding when it names no address.
-                let bound = self.networks.get(&endpoint.network_id).map_or(*m, |n| n.bind(*m));
-                let published = &endpoint.publish;
-                published
+            // As it was published: on the network's host binding when it
+            // names no address (so `-p 8080:80` there is not an explicit
+            // `0.0.0.0:8080:80`, nor one an older daemon that ignored the
+            // binding published: `port` shows those as 0.0.0.0).
+            let bound_on = |id: &String| {
+                let network = self.endpoints.get(id).and_then(|e| self.networks.get(&e.network_id));
+                super::types::bound_one(network, *m)
+            };
+            let mut owner = None;
+            for id in &candidates {
+                let Some(endpoint) = self.endpoints.get(id) else { continue };
+                let bound = bound_on(id);
+                owner = endpoint
+                    .publish
                     .iter()
-                    .find(|p| (p.answers(m) || p.answers(&bound)) && !owners.contains(&(id, **p)))
-                    .map(|p| (id, *p))
-            });
+                    .find(|p| p.answers(&bound) && !owners.contains(&(id, **p)))
+                    .map(|p| (id, *p));
+                if owner.is_some() {
+                    break;
+                }
+            }
             match owner {
                 Some(owner) => owners.push(owner),
-                None => return Err(ModelError::NotPublished { mapping: m.to_string(), sandbox: sandbox.to_owned() }),
+                // The same published mapping named twice (`-p 8080:80 -p
+                // 127.0.0.1:8080:80` on a network bound to 127.0.0.1) is
+                // closed once.
+                None if !m.is_chosen_by_daemon() && owners.iter().any(|(id, p)| p.answers(&bound_on(id))) => {}
+                None => {
+                    // Named as it would be published (on the first endpoint's network).
+                    let mapping = candidates.first().map_or(*m, bound_on).to_string();
+                    return Err(ModelError::NotPublished { mapping, sandbox: sandbox.to_owned() });
+                }
             }
         }
         let mut before: Vec<Endpoint> = Vec::new();

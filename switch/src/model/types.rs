@@ -141,10 +141,30 @@ pub(crate) const UNSUPPORTED_DOCKER_OPTIONS: [(&str, &str); 3] = [
 pub(crate) const GATEWAY_MODE_OPTIONS: [&str; 2] =
     ["com.docker.network.bridge.gateway_mode_ipv4", "com.docker.network.bridge.gateway_mode_ipv6"];
 
-/// `mappings` as they are published on `network` (see [`Network::bind`]);
-/// as given when the network is unknown (the request then fails on it).
+/// `mappings` as they are published on `network` (see [`bound_one`]).
 pub fn bound(network: Option<&Network>, mappings: &[PortMapping]) -> Vec<PortMapping> {
-    mappings.iter().map(|m| network.map_or(*m, |n| n.bind(*m))).collect()
+    mappings.iter().map(|m| bound_one(network, *m)).collect()
+}
+
+/// `mapping` as it is published on `network` (see [`Network::bind`]); as
+/// given when the network is unknown (the request then fails on it), but
+/// for [`PortMapping::host_ip_named`], which only a request carries.
+pub fn bound_one(network: Option<&Network>, mapping: PortMapping) -> PortMapping {
+    network.map_or(PortMapping { host_ip_named: false, ..mapping }, |n| n.bind(mapping))
+}
+
+/// `mappings` as requests that name the address they will be published on
+/// (see [`bound`] and [`Network::unbind`]), for a caller that chooses host
+/// ports where they will listen before the model publishes them: binding
+/// them again changes nothing.
+pub fn pinned(network: Option<&Network>, mappings: &[PortMapping]) -> Vec<PortMapping> {
+    mappings
+        .iter()
+        .map(|m| {
+            let published = bound_one(network, *m);
+            network.map_or(published, |n| n.unbind(published))
+        })
+        .collect()
 }
 
 /// A boolean option's value as Docker reads it (Go's `strconv.ParseBool`):
@@ -172,12 +192,26 @@ impl Network {
 
     /// `mapping` as it is published on this network: bound to the
     /// network's [`Network::host_binding`] when it names no host address
-    /// (`0.0.0.0`, every address, the default), as given otherwise.
+    /// (`0.0.0.0`, every address, the default, unless the request named it:
+    /// [`PortMapping::host_ip_named`]), as given otherwise. The result names
+    /// nothing more: the request's flag is cleared.
     pub fn bind(&self, mapping: PortMapping) -> PortMapping {
+        let published = PortMapping { host_ip_named: false, ..mapping };
         match self.host_binding() {
-            Some(host_ip) if mapping.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) => PortMapping { host_ip, ..mapping },
-            _ => mapping,
+            Some(host_ip) if !mapping.host_ip_named && mapping.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) => {
+                PortMapping { host_ip, ..published }
+            }
+            _ => published,
         }
+    }
+
+    /// The request that publishes `mapping` (as published here) again, as
+    /// a spec would give it ([`ctl::parse_publish`]): [`Network::bind`]
+    /// gives the mapping back. It names its address unless that is
+    /// `0.0.0.0` on a network without a host binding.
+    pub fn unbind(&self, mapping: PortMapping) -> PortMapping {
+        let unspecified = mapping.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        PortMapping { host_ip_named: !unspecified || self.host_binding().is_some(), ..mapping }
     }
 
     /// Whether the network's endpoints may talk to one another (Docker's

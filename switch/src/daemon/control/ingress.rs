@@ -261,7 +261,7 @@ impl Control {
             Some(n) => self.model.network(n).ok(),
             None => existing.as_ref().and_then(|s| self.model.network_by_id(&s.network_id)),
         };
-        let mappings = crate::model::bound(net, &mappings);
+        let mappings = crate::model::pinned(net, &mappings);
         let resolved = self.choose_host_ports(mappings)?;
         let mappings = &resolved[..];
         let mut next = self.model.clone();

@@ -478,7 +478,7 @@ impl Control {
                 gw_priority,
             } => {
                 // Chosen where they will listen: on the network's host binding.
-                let publish = crate::model::bound(self.model.network(&network).ok(), &publish);
+                let publish = crate::model::pinned(self.model.network(&network).ok(), &publish);
                 let publish = self.choose_host_ports(publish)?;
                 let req = Connect {
                     network,
@@ -503,7 +503,8 @@ impl Control {
             Request::SandboxPublish { sandbox, network, publish } => {
                 // Chosen where they will listen: on the network's host binding.
                 let net = self.model.publish_target(&sandbox, network.as_deref()).ok().map(|e| e.network_id.clone());
-                let publish = crate::model::bound(net.as_deref().and_then(|id| self.model.network_by_id(id)), &publish);
+                let publish =
+                    crate::model::pinned(net.as_deref().and_then(|id| self.model.network_by_id(id)), &publish);
                 let publish = self.choose_host_ports(publish)?;
                 self.sandbox_publish(&sandbox, network.as_deref(), &publish)
             }

@@ -1,5 +1,6 @@
 //! [`Model::export_stack`]: the model as a stack that reproduces it.
 
+use ctl::publish::PortMapping;
 use ctl::stack::{Stack, StackAttachment, StackNetwork, StackSandbox, StackService};
 
 use crate::model::addr::{Subnet6Ext, SubnetExt, mac_for_ipv4, mac_for_ipv6};
@@ -47,6 +48,12 @@ fn has_derived_mac(e: &Endpoint) -> bool {
     derived == Some(e.mac)
 }
 
+/// Requests that publish `published` on `network` again (see
+/// [`Network::unbind`]).
+fn requests(network: Option<&Network>, published: &[PortMapping]) -> Vec<PortMapping> {
+    published.iter().map(|m| network.map_or(*m, |n| n.unbind(*m))).collect()
+}
+
 impl Model {
     /// The networks (except the predefined ones), sandboxes with their
     /// connections, and services, sorted by name: a stack that, applied to
@@ -69,15 +76,17 @@ impl Model {
                 ports: Vec::new(),
             };
             for e in endpoints {
-                let network = self.networks.get(&e.network_id).map(|n| n.name.clone()).unwrap_or_default();
+                let net = self.networks.get(&e.network_id);
+                let network = net.map(|n| n.name.clone()).unwrap_or_default();
+                let publish = requests(net, &e.publish);
                 // With one endpoint its ports are the sandbox's (compose's
                 // place for them); with several they stay with their
                 // endpoint, whichever carries the default route.
                 let ports = if single {
-                    out.ports.clone_from(&e.publish);
+                    out.ports = publish;
                     Vec::new()
                 } else {
-                    e.publish.clone()
+                    publish
                 };
                 out.networks.push(StackAttachment {
                     network,
@@ -98,7 +107,7 @@ impl Model {
             .map(|v| StackService {
                 name: v.name.clone(),
                 network: self.networks.get(&v.network_id).map(|n| n.name.clone()).unwrap_or_default(),
-                ports: v.publish.clone(),
+                ports: requests(self.networks.get(&v.network_id), &v.publish),
             })
             .collect();
         Stack { networks, sandboxes, services }

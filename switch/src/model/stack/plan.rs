@@ -649,7 +649,8 @@ impl Model {
             let extra: Vec<PortMapping> = have.difference(ports).copied().collect();
             if !extra.is_empty() {
                 let net_id = id_network(self, id);
-                self.unpublish(&s.name, Some(&net_id), &extra).map_err(|e| StackRefusal::model(key.clone(), e))?;
+                let asked = self.requests_for(id, &extra);
+                self.unpublish(&s.name, Some(&net_id), &asked).map_err(|e| StackRefusal::model(key.clone(), e))?;
                 let shown: Vec<String> = extra.iter().map(ctl::stack::port_spec).collect();
                 report.change("sandbox", &s.name, format!("unpublished {} on {network}", shown.join(", ")));
                 changes.push(PortChange { endpoint_id: id.clone(), added: Vec::new(), removed: extra });
@@ -662,7 +663,8 @@ impl Model {
                 continue;
             }
             let net_id = id_network(self, id);
-            self.publish(&s.name, Some(&net_id), &missing).map_err(|e| StackRefusal::model(key.clone(), e))?;
+            let asked = self.requests_for(id, &missing);
+            self.publish(&s.name, Some(&net_id), &asked).map_err(|e| StackRefusal::model(key.clone(), e))?;
             if created.contains(id) {
                 continue;
             }
@@ -674,6 +676,14 @@ impl Model {
             }
         }
         Ok(changes)
+    }
+
+    /// The requests that name `mappings` (as published on endpoint `id`'s
+    /// network) to [`Model::publish`] and [`Model::unpublish`], which bind
+    /// what they are given (see [`Network::unbind`](crate::model::Network::unbind)).
+    fn requests_for(&self, id: &str, mappings: &[PortMapping]) -> Vec<PortMapping> {
+        let network = self.endpoints.get(id).and_then(|e| self.networks.get(&e.network_id));
+        mappings.iter().map(|m| network.map_or(*m, |n| n.unbind(*m))).collect()
     }
 
     /// Creates the file's services, and recreates those whose network or

@@ -588,18 +588,35 @@ fn a_network_keeps_labels_the_file_does_not_give() {
     assert_eq!(again.next, m);
 }
 
+/// Mappings as the daemon keeps them (a request's
+/// [`PortMapping::host_ip_named`] cleared).
+fn published(spec: &str) -> Vec<PortMapping> {
+    ports(spec).into_iter().map(|m| PortMapping { host_ip_named: false, ..m }).collect()
+}
+
 /// On a network with Docker's `host_binding_ipv4`, a file's ports without a
-/// host address are published on it, and planning the same file again
-/// changes nothing (the stored mapping is the bound one).
+/// host address are published on it, one naming `0.0.0.0` on every
+/// address, and planning the same file again, or its export, changes
+/// nothing (the stored mapping is the bound one; the export names
+/// `0.0.0.0`).
 #[test]
 fn a_host_binding_network_keeps_a_files_ports_as_they_are_published() {
     let mut s = stack();
     s.networks[0].options.insert(crate::model::HOST_BINDING_OPTION.into(), "127.0.0.1".into());
     s.services.push(StackService { name: "lb".into(), network: "front".into(), ports: ports("9090:90") });
+    s.sandboxes[0].ports.extend(ports("0.0.0.0:8081:81"));
     let p = plan(&Model::new(), &s);
-    assert_eq!(p.next.endpoint_for("front", "web").unwrap().publish, ports("127.0.0.1:8080:80"));
-    assert_eq!(p.next.service("lb").unwrap().publish, ports("127.0.0.1:9090:90"));
+    let web = p.next.endpoint_for("front", "web").unwrap();
+    assert_eq!(web.publish, [published("0.0.0.0:8081:81"), published("127.0.0.1:8080:80")].concat());
+    assert_eq!(p.next.service("lb").unwrap().publish, published("127.0.0.1:9090:90"));
     assert!(!plan(&p.next, &s).changes_anything(), "the bound ports match the file");
+    let exported = p.next.export_stack();
+    let web = exported.sandboxes.iter().find(|s| s.name == "web").unwrap();
+    let specs: Vec<String> =
+        web.networks.iter().flat_map(|a| &a.ports).chain(&web.ports).map(ctl::stack::port_spec).collect();
+    assert_eq!(specs, ["0.0.0.0:8081:81", "127.0.0.1:8080:80"], "0.0.0.0 named in the export");
+    assert!(!plan(&p.next, &exported).changes_anything(), "the export is what is published");
+    assert_eq!(plan(&Model::new(), &exported).next.export_stack(), exported);
     // The same port twice once bound.
     s.sandboxes[0].ports.extend(ports("127.0.0.1:8080:80"));
     let r = refuse(&Model::new(), &s);

@@ -542,23 +542,38 @@ fn host_binding_is_where_ports_without_an_address_are_published() {
     for s in ["a", "b"] {
         m.create_sandbox(CreateSandbox::new(s)).unwrap();
     }
+    // A request's mapping; as published (the request's flag cleared).
     let p = |s: &str| s.parse::<ctl::PortMapping>().unwrap();
+    let published = |s: &str| ctl::PortMapping { host_ip_named: false, ..p(s) };
     let e =
         m.connect(Connect { publish: vec![p("8080:80"), p("10.0.0.9:8081:81")], ..Connect::new("lo", "a") }).unwrap();
-    assert_eq!(e.publish, [p("127.0.0.1:8080:80"), p("10.0.0.9:8081:81")]);
+    assert_eq!(e.publish, [published("127.0.0.1:8080:80"), published("10.0.0.9:8081:81")]);
     let e = m.publish("a", None, &[p("8082:82")]).unwrap();
-    assert_eq!(e.publish.last(), Some(&p("127.0.0.1:8082:82")));
+    assert_eq!(e.publish.last(), Some(&published("127.0.0.1:8082:82")));
+    // Naming every address keeps it, as in Docker.
+    let e = m.publish("a", None, &[p("0.0.0.0:8083:83")]).unwrap();
+    assert_eq!(e.publish.last(), Some(&published("0.0.0.0:8083:83")));
+    let taken = m.publish("a", None, &[p("8083:84")]).unwrap_err().to_string();
+    assert!(taken.contains("8083"), "127.0.0.1:8083 meets 0.0.0.0:8083: {taken}");
     // Another network's ports are not bound; the same host port elsewhere is free.
     let e = m.connect(Connect { publish: vec![p("8080:80")], ..Connect::new("open", "b") });
     let e = e.unwrap_err().to_string();
     assert!(e.contains("8080"), "0.0.0.0:8080 meets 127.0.0.1:8080: {e}");
     let e = m.connect(Connect { publish: vec![p("9090:90")], ..Connect::new("open", "b") }).unwrap();
-    assert_eq!(e.publish, [p("0.0.0.0:9090:90")]);
-    // Unpublished as asked.
-    m.unpublish("a", None, &[p("8082:82")]).unwrap();
-    assert!(!m.endpoint_for("lo", "a").unwrap().publish.contains(&p("127.0.0.1:8082:82")));
-    let service = m.publish_service("web", Some("lo"), &[p("7070:70")]).unwrap();
-    assert_eq!(service.publish, [p("127.0.0.1:7070:70")]);
+    assert_eq!(e.publish, [published("0.0.0.0:9090:90")]);
+    // Unpublished as asked; one mapping named twice is closed once; the
+    // explicit 0.0.0.0 is not what `-p 8083:83` names here.
+    m.unpublish("a", None, &[p("8082:82"), p("127.0.0.1:8082:82")]).unwrap();
+    assert!(!m.endpoint_for("lo", "a").unwrap().publish.contains(&published("127.0.0.1:8082:82")));
+    let before = snapshot(&m);
+    let r = m.unpublish("a", None, &[p("8083:83")]);
+    assert_refused(&m, &before, r, &["127.0.0.1:8083:83"]);
+    m.unpublish("a", None, &[p("0.0.0.0:8083:83")]).unwrap();
+    assert!(!m.endpoint_for("lo", "a").unwrap().publish.contains(&published("0.0.0.0:8083:83")));
+    // Off a bound network, naming 0.0.0.0 or not is the same.
+    m.unpublish("b", None, &[p("0.0.0.0:9090:90")]).unwrap();
+    let service = m.publish_service("web", Some("lo"), &[p("7070:70"), p("0.0.0.0:7071:71")]).unwrap();
+    assert_eq!(service.publish, [published("127.0.0.1:7070:70"), published("0.0.0.0:7071:71")]);
 
     let before = snapshot(&m);
     let bad = bridge("bad", "10.5.9.0/24");
