@@ -55,7 +55,8 @@ impl FromStr for PortProto {
 ///
 /// On the wire and in the state file:
 /// `{"host_ip":"0.0.0.0","host_port":8080,"container_port":80,"proto":"tcp"}`.
-/// It displays as `0.0.0.0:8080:80/tcp` (`[::1]:8080:80/tcp`), which [`FromStr`] reads back.
+/// It displays as `0.0.0.0:8080:80/tcp` (`[::1]:8080:80/tcp`), which [`FromStr`] reads back
+/// (as a request that names its address: [`PortMapping::host_ip_named`]).
 ///
 /// `0.0.0.0`, the default, is every address of both families, as Docker's default is: the
 /// daemon listens on `0.0.0.0` and on `[::]` (an IPv6-only socket), and leaves the latter out

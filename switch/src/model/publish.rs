@@ -8,7 +8,7 @@ use ctl::PortMapping;
 use super::error::ModelError;
 use super::ids;
 use super::state::Model;
-use super::types::{Endpoint, Service};
+use super::types::{Endpoint, Network, Service};
 use super::validate;
 
 /// Who holds a published host port.
@@ -263,31 +263,7 @@ impl Model {
                 ModelError::NoneNotConnectable
             });
         }
-        let network_id = match (self.services.get(name), requested) {
-            (Some(existing), Some(net)) if existing.network_id != net.id => {
-                return Err(ModelError::ServiceOnOtherNetwork {
-                    service: name.to_owned(),
-                    network: self.networks.get(&existing.network_id).map_or(String::new(), |n| n.name.clone()),
-                    requested: net.name.clone(),
-                });
-            }
-            (Some(existing), _) => existing.network_id.clone(),
-            (None, Some(net)) => net.id.clone(),
-            (None, None) => {
-                let mut networks: Vec<&str> = self
-                    .endpoints
-                    .values()
-                    .filter(|e| e.service.as_deref() == Some(name))
-                    .map(|e| e.network_id.as_str())
-                    .collect();
-                networks.sort_unstable();
-                networks.dedup();
-                match networks.as_slice() {
-                    [one] => (*one).to_owned(),
-                    _ => return Err(ModelError::ServiceNeedsNetwork(name.to_owned())),
-                }
-            }
-        };
+        let network_id = self.service_network_id(name, requested)?;
         if let Some(net) = self.networks.get(&network_id).filter(|n| n.internal) {
             return Err(ModelError::PublishOnInternal(net.name.clone()));
         }
@@ -303,6 +279,35 @@ impl Model {
         });
         service.publish.extend_from_slice(&mappings);
         Ok(service.clone())
+    }
+
+    /// The network (id) service `name` is published on: `requested` (a
+    /// network name or id), else the existing service's, else the one
+    /// network all endpoints connected with `--service NAME` are on.
+    pub fn service_network_id(&self, name: &str, requested: Option<&Network>) -> Result<String, ModelError> {
+        match (self.services.get(name), requested) {
+            (Some(existing), Some(net)) if existing.network_id != net.id => Err(ModelError::ServiceOnOtherNetwork {
+                service: name.to_owned(),
+                network: self.networks.get(&existing.network_id).map_or(String::new(), |n| n.name.clone()),
+                requested: net.name.clone(),
+            }),
+            (Some(existing), _) => Ok(existing.network_id.clone()),
+            (None, Some(net)) => Ok(net.id.clone()),
+            (None, None) => {
+                let mut networks: Vec<&str> = self
+                    .endpoints
+                    .values()
+                    .filter(|e| e.service.as_deref() == Some(name))
+                    .map(|e| e.network_id.as_str())
+                    .collect();
+                networks.sort_unstable();
+                networks.dedup();
+                match networks.as_slice() {
+                    [one] => Ok((*one).to_owned()),
+                    _ => Err(ModelError::ServiceNeedsNetwork(name.to_owned())),
+                }
+            }
+        }
     }
 
     /// Sets the mode of service `name` (the control plane decides it).

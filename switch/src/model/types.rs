@@ -147,10 +147,10 @@ pub fn bound(network: Option<&Network>, mappings: &[PortMapping]) -> Vec<PortMap
 }
 
 /// `mapping` as it is published on `network` (see [`Network::bind`]); as
-/// given when the network is unknown (the request then fails on it), but
-/// for [`PortMapping::host_ip_named`], which only a request carries.
+/// given, a request still, when the network is unknown (the request then
+/// fails on it, or the model binds it where it decides).
 pub fn bound_one(network: Option<&Network>, mapping: PortMapping) -> PortMapping {
-    network.map_or(PortMapping { host_ip_named: false, ..mapping }, |n| n.bind(mapping))
+    network.map_or(mapping, |n| n.bind(mapping))
 }
 
 /// `mappings` as requests that name the address they will be published on
@@ -205,13 +205,13 @@ impl Network {
         }
     }
 
-    /// The request that publishes `mapping` (as published here) again, as
-    /// a spec would give it ([`ctl::parse_publish`]): [`Network::bind`]
-    /// gives the mapping back. It names its address unless that is
-    /// `0.0.0.0` on a network without a host binding.
+    /// The request that publishes `mapping` (as published here) again:
+    /// [`Network::bind`] gives the mapping back. Only a `0.0.0.0` on a
+    /// network with a host binding is named
+    /// ([`PortMapping::host_ip_named`]); any other address is kept anyway.
     pub fn unbind(&self, mapping: PortMapping) -> PortMapping {
         let unspecified = mapping.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        PortMapping { host_ip_named: !unspecified || self.host_binding().is_some(), ..mapping }
+        PortMapping { host_ip_named: unspecified && self.host_binding().is_some(), ..mapping }
     }
 
     /// Whether the network's endpoints may talk to one another (Docker's

@@ -257,10 +257,8 @@ impl Control {
         let existing = self.model.service(name).ok().cloned();
         let random = mappings.iter().any(PortMapping::is_chosen_by_daemon);
         // Chosen where they will listen: on the network's host binding.
-        let net = match network {
-            Some(n) => self.model.network(n).ok(),
-            None => existing.as_ref().and_then(|s| self.model.network_by_id(&s.network_id)),
-        };
+        let requested = network.and_then(|n| self.model.network(n).ok());
+        let net = self.model.service_network_id(name, requested).ok().and_then(|id| self.model.network_by_id(&id));
         let mappings = crate::model::pinned(net, &mappings);
         let resolved = self.choose_host_ports(mappings)?;
         let mappings = &resolved[..];
@@ -308,7 +306,9 @@ impl Control {
         }
         let created_by = expected.as_ref().map_or(store.node(), |r| r.created_by.as_str()).to_owned();
         let record = service_record(&service, &created_by)?;
-        let added = Service { publish: mappings.to_vec(), ..service.clone() };
+        // As published: the service's last ports.
+        let added =
+            Service { publish: service.publish[service.publish.len() - mappings.len()..].to_vec(), ..service.clone() };
         self.publish_all(mesh_publications(&next, Some((&mirror, store.node())), &added))?;
         if let Err(e) = store.put_service(record.clone(), expected.clone()) {
             self.unpublish_logged(keys(mappings));

@@ -633,7 +633,7 @@ impl Model {
                             let e = ModelError::PortGivenTwice {
                                 port: b.host_key_display(),
                                 first: b.to_string(),
-                                second: m.to_string(),
+                                second: ctl::stack::port_spec(&m),
                             };
                             return Err(StackRefusal::model(key, e));
                         }
@@ -651,7 +651,7 @@ impl Model {
                 let net_id = id_network(self, id);
                 let asked = self.requests_for(id, &extra);
                 self.unpublish(&s.name, Some(&net_id), &asked).map_err(|e| StackRefusal::model(key.clone(), e))?;
-                let shown: Vec<String> = extra.iter().map(ctl::stack::port_spec).collect();
+                let shown: Vec<String> = asked.iter().map(ctl::stack::port_spec).collect();
                 report.change("sandbox", &s.name, format!("unpublished {} on {network}", shown.join(", ")));
                 changes.push(PortChange { endpoint_id: id.clone(), added: Vec::new(), removed: extra });
             }
@@ -668,7 +668,7 @@ impl Model {
             if created.contains(id) {
                 continue;
             }
-            let shown: Vec<String> = missing.iter().map(ctl::stack::port_spec).collect();
+            let shown: Vec<String> = asked.iter().map(ctl::stack::port_spec).collect();
             report.change("sandbox", &s.name, format!("published {} on {network}", shown.join(", ")));
             match changes.iter_mut().find(|c| c.endpoint_id == *id) {
                 Some(c) => c.added = missing,

@@ -574,6 +574,12 @@ fn host_binding_is_where_ports_without_an_address_are_published() {
     m.unpublish("b", None, &[p("0.0.0.0:9090:90")]).unwrap();
     let service = m.publish_service("web", Some("lo"), &[p("7070:70"), p("0.0.0.0:7071:71")]).unwrap();
     assert_eq!(service.publish, [published("127.0.0.1:7070:70"), published("0.0.0.0:7071:71")]);
+    // A new service without a network: on its replicas' network, bound there.
+    m.create_sandbox(CreateSandbox::new("r")).unwrap();
+    m.connect(Connect { service: Some("api".into()), ..Connect::new("lo", "r") }).unwrap();
+    assert_eq!(m.service_network_id("api", None).unwrap(), m.network("lo").unwrap().id);
+    let service = m.publish_service("api", None, &[p("0.0.0.0:7072:72"), p("7073:73")]).unwrap();
+    assert_eq!(service.publish, [published("0.0.0.0:7072:72"), published("127.0.0.1:7073:73")]);
 
     let before = snapshot(&m);
     let bad = bridge("bad", "10.5.9.0/24");

@@ -71,7 +71,12 @@ fn applied_once_then_unchanged_and_a_dry_run_changes_nothing() {
 
     let exported: Stack = serde_json::from_value(s.c().handle(Request::StackExport).unwrap()).unwrap();
     assert_eq!(exported.networks.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["back", "front"]);
-    assert_eq!(exported.services, stack(port).services);
+    // The file's services, in the file's text (a spec names its address).
+    let text = |services: &[StackService]| -> Vec<(String, String, Vec<String>)> {
+        let spec = |s: &StackService| s.ports.iter().map(ctl::stack::port_spec).collect();
+        services.iter().map(|s| (s.name.clone(), s.network.clone(), spec(s))).collect()
+    };
+    assert_eq!(text(&exported.services), text(&stack(port).services));
 }
 
 #[test]
