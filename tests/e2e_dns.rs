@@ -694,3 +694,40 @@ fn dns_options_are_the_resolv_conf_options() {
     assert_eq!(info.resolver.expect("a resolver").options, ["timeout:2", "rotate", "ndots:0"]);
     assert_resolv_conf(&a, &[format!("nameserver {gw}"), "options timeout:2 rotate ndots:0".to_owned()]);
 }
+
+/// `sandbox create --add-host` (Docker's; compose's `extra_hosts`): the
+/// sandbox's own hosts file, which `ip netns exec` shows as /etc/hosts,
+/// holds Docker's standard lines and the entries, and the libc resolver
+/// finds them there before any DNS (the sandbox is on no network); a bad
+/// entry is refused and creates nothing; a sandbox without entries keeps
+/// the host's /etc/hosts; the entries survive `kill -9`; `sandbox rm`
+/// takes the file with it.
+#[test]
+fn extra_hosts_are_the_sandbox_hosts_file() {
+    if !prerequisites("extra_hosts_are_the_sandbox_hosts_file") {
+        return;
+    }
+    let mut d = Daemon::start();
+    let (a, b) = (d.name("h"), d.name("n"));
+    let injected = d.ctl_err(&["sandbox", "create", &a, "--add-host", "db:10.217.9.5\n192.0.2.66 evil"]);
+    assert!(injected.contains("invalid extra host"), "{injected}");
+    assert!(d.ctl_err(&["sandbox", "inspect", &a]).contains("not found"), "a refused sandbox was created");
+    d.ctl_ok(&["sandbox", "create", &a, "--add-host", "db:10.217.9.5", "--add-host", "db6=[fd00:217::5]"]);
+    d.ctl_ok(&["sandbox", "create", &b]);
+    let hosts = std::path::PathBuf::from(format!("/etc/netns/{a}/hosts"));
+    let resolved = |sb: &str, name: &str| getent_hosts(sb, name).into_iter().map(|(ip, _)| ip).collect::<Vec<_>>();
+    for round in ["created", "after kill -9"] {
+        assert_eq!(resolved(&a, "db"), ["10.217.9.5"], "{round}");
+        assert_eq!(resolved(&a, "db6"), ["fd00:217::5"], "{round}");
+        let inside = vswitch::netns_exec_ok(&a, "cat", &["/etc/hosts"]);
+        assert_eq!(inside, std::fs::read_to_string(&hosts).expect("the hosts file"), "{round}");
+        assert!(inside.lines().any(|l| l == "127.0.0.1\tlocalhost"), "{round}: {inside}");
+        let info = d.sandbox_inspect(&a);
+        assert_eq!(info.extra_hosts, ["db:10.217.9.5", "db6:fd00:217::5"], "{round}");
+        d.restart();
+    }
+    assert!(!std::path::Path::new(&format!("/etc/netns/{b}/hosts")).exists(), "a hosts file without entries");
+    assert!(resolved(&b, "db").is_empty(), "{b} resolves {a}'s entry");
+    d.ctl_ok(&["sandbox", "rm", &a]);
+    assert!(!hosts.exists(), "sandbox rm left {}", hosts.display());
+}

@@ -282,6 +282,10 @@ fn sandbox_verbs() {
             "ndots:2",
             "--dns-opt",
             "rotate",
+            "--add-host",
+            "db:10.10.0.5",
+            "--add-host",
+            "db6=2001:db8::5",
             "--netns",
             "/proc/1/ns/net",
         ],
@@ -295,6 +299,7 @@ fn sandbox_verbs() {
             dns: vec!["10.10.0.1".parse().unwrap(), "2001:db8::53".parse().unwrap()],
             dns_search: vec!["corp".into()],
             dns_options: vec!["ndots:2".into(), "rotate".into()],
+            extra_hosts: vec!["db:10.10.0.5".into(), "db6=2001:db8::5".into()],
             netns: Some("/proc/1/ns/net".into()),
         }]
     );

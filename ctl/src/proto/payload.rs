@@ -228,6 +228,9 @@ pub struct SandboxInfo {
     /// Its resolv.conf options (`--dns-option`), as given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_options: Vec<String>,
+    /// Its hosts file entries (`--add-host`), each `NAME:IP`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
     /// The sandbox's endpoints.
     #[serde(default)]
     pub endpoints: Vec<EndpointInfo>,

@@ -287,6 +287,10 @@ pub enum Request {
         /// is given).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         dns_options: Vec<String>,
+        /// Optional: hosts file entries, `NAME:IP` or `NAME=IP` (Docker's
+        /// `--add-host`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        extra_hosts: Vec<String>,
         /// Optional: adopt this existing netns (e.g. `/proc/1234/ns/net`) instead of creating one.
         #[serde(default)]
         netns: Option<PathBuf>,

@@ -158,6 +158,9 @@ pub struct StackSandbox {
     /// resolv.conf options (`--dns-option`; compose's `dns_opt`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_options: Vec<String>,
+    /// Hosts file entries, `NAME:IP` (`--add-host`; compose's `extra_hosts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
     /// Its connections, in interface order.
     #[serde(default)]
     pub networks: Vec<StackAttachment>,

@@ -41,9 +41,9 @@ pub enum PlumbError {
     /// Netlink operation failed.
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
-    /// Writing the sandbox's resolv.conf failed.
+    /// Writing one of the sandbox's files (resolv.conf, hosts) failed.
     #[error("cannot write {}: {source}", path.display())]
-    ResolvConf {
+    SandboxFile {
         /// The file.
         path: PathBuf,
         /// The OS error.
@@ -53,14 +53,17 @@ pub enum PlumbError {
 
 /// Creates (or, for an attached namespace, opens) `sandbox`'s namespace
 /// (at `attach`, if given) and writes its resolv.conf for a sandbox on no
-/// network yet ([`ResolvConf::standalone`]) when DNS settings were given.
+/// network yet ([`ResolvConf::standalone`]) when DNS settings were given,
+/// and its hosts file when `--add-host` entries were ([`write_hosts`]).
 pub fn create_sandbox_netns(sandbox: &Sandbox, attach: Option<&Path>) -> Result<NetNs, PlumbError> {
     let name = sandbox.name.as_str();
     let ns = match attach {
         Some(path) => NetNs::open_path(path)?,
         None => NetNs::create_named(name)?,
     };
-    if let Err(e) = write_resolv_conf(name, &ResolvConf::standalone(sandbox)) {
+    let written = write_resolv_conf(name, &ResolvConf::standalone(sandbox))
+        .and_then(|()| write_hosts(name, &sandbox.extra_hosts));
+    if let Err(e) = written {
         if attach.is_none() {
             let _ = NetNs::remove_named(name);
         }
@@ -146,13 +149,57 @@ pub fn resolv_conf_path(name: &str) -> String {
 /// cut to its length, so a reader never finds it empty. With nothing to
 /// say, no file is created (and an existing one keeps only its comment).
 pub fn write_resolv_conf(name: &str, conf: &ResolvConf) -> Result<(), PlumbError> {
-    use std::io::{Seek, Write};
     let path = PathBuf::from(resolv_conf_path(name));
-    let exists = path.exists();
-    if conf.is_empty() && !exists {
+    if conf.is_empty() && !path.exists() {
         return Ok(());
     }
-    let text = conf.render();
+    rewrite_in_place(name, path, &conf.render())
+}
+
+/// Where sandbox `name`'s hosts file lives: `ip netns exec` mounts it as
+/// /etc/hosts, and a container runtime can bind-mount it.
+pub fn hosts_path(name: &str) -> String {
+    format!("{NETNS_ETC}/{name}/hosts")
+}
+
+/// The hosts file of a sandbox with `--add-host` entries (each `NAME:IP`,
+/// as the model keeps them): Docker's standard lines, then one line per
+/// entry, in order.
+pub fn render_hosts(extra_hosts: &[String]) -> String {
+    let mut text = String::from(
+        "# Written by vswitchd from the sandbox's --add-host entries.\n\
+         127.0.0.1\tlocalhost\n\
+         ::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::\tip6-localnet\n\
+         ff00::\tip6-mcastprefix\n\
+         ff02::1\tip6-allnodes\n\
+         ff02::2\tip6-allrouters\n",
+    );
+    for entry in extra_hosts {
+        if let Some((name, ip)) = entry.split_once(':') {
+            text.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    text
+}
+
+/// Writes sandbox `name`'s hosts file (see [`render_hosts`]) as
+/// [`write_resolv_conf`] writes its resolv.conf: in place, and not at all
+/// for a sandbox that never had an entry (it then sees the host's
+/// /etc/hosts). A file that exists keeps the standard lines when the
+/// entries are gone.
+pub fn write_hosts(name: &str, extra_hosts: &[String]) -> Result<(), PlumbError> {
+    let path = PathBuf::from(hosts_path(name));
+    if extra_hosts.is_empty() && !path.exists() {
+        return Ok(());
+    }
+    rewrite_in_place(name, path, &render_hosts(extra_hosts))
+}
+
+/// Writes `text` to `path` in sandbox `name`'s directory: over the old
+/// text, then cut to its length (see [`write_resolv_conf`]).
+fn rewrite_in_place(name: &str, path: PathBuf, text: &str) -> Result<(), PlumbError> {
+    use std::io::{Seek, Write};
     let dir = Path::new(NETNS_ETC).join(name);
     std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path))
@@ -161,7 +208,7 @@ pub fn write_resolv_conf(name: &str, conf: &ResolvConf) -> Result<(), PlumbError
             file.write_all(text.as_bytes())?;
             file.set_len(text.len() as u64)
         })
-        .map_err(|source| PlumbError::ResolvConf { path, source })
+        .map_err(|source| PlumbError::SandboxFile { path, source })
 }
 
 /// Creates an endpoint's persistent TAP, moves it into the sandbox and
@@ -344,4 +391,31 @@ pub fn gateway_of(network: &Network) -> Option<(Ipv4Addr, u8)> {
 /// The IPv6 gateway address and prefix length, for networks with IPv6.
 pub fn gateway6_of(network: &Network) -> Option<(Ipv6Addr, u8)> {
     Some((network.gateway6?, network.subnet6?.prefix_len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_hosts;
+
+    #[test]
+    fn a_hosts_file_is_dockers_standard_lines_then_the_entries() {
+        let text = render_hosts(&["db:10.0.0.5".into(), "db6:fd00::5".into(), "db:10.0.0.6".into()]);
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                "127.0.0.1\tlocalhost",
+                "::1\tlocalhost ip6-localhost ip6-loopback",
+                "fe00::\tip6-localnet",
+                "ff00::\tip6-mcastprefix",
+                "ff02::1\tip6-allnodes",
+                "ff02::2\tip6-allrouters",
+                "10.0.0.5\tdb",
+                "fd00::5\tdb6",
+                "10.0.0.6\tdb",
+            ]
+        );
+        assert!(text.starts_with('#') && text.ends_with('\n'));
+        assert_eq!(render_hosts(&[]).lines().count(), 7, "the standard lines stay when the entries go");
+    }
 }

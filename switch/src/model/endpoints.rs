@@ -32,6 +32,7 @@ impl Model {
             validate::dns_name("dns search domain", d)?;
         }
         validate::dns_options(&req.dns_options)?;
+        let extra_hosts = validate::extra_hosts(&req.extra_hosts)?;
         let owns_netns = req.netns_path.is_none();
         let netns_path = req.netns_path.unwrap_or_else(|| PathBuf::from(NETNS_DIR).join(&req.name));
         if !netns_path.is_absolute() {
@@ -47,6 +48,7 @@ impl Model {
             dns: req.dns,
             dns_search: req.dns_search,
             dns_options: req.dns_options,
+            extra_hosts,
             created: ids::now_rfc3339(),
         };
         self.sandboxes.insert(sb.name.clone(), sb.clone());

@@ -233,6 +233,14 @@ pub enum ModelError {
         "invalid dns option {0:?}: must be a resolv.conf option such as ndots:2, timeout:3, rotate or edns0 (letters, digits, '-', '_', '.' and one ':', at most 64 characters)"
     )]
     InvalidDnsOption(String),
+    /// invalid extra host {value:?}: {reason}
+    #[error("invalid extra host {value:?}: {reason}")]
+    InvalidExtraHost {
+        /// The entry given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// option {option}={value:?} is not supported: {instead}
     #[error("option {option}={value:?} is not supported: {instead}")]
     UnsupportedOption {

@@ -327,6 +327,10 @@ pub struct Sandbox {
     /// Options for the sandbox's resolv.conf (`--dns-option`), as given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_options: Vec<String>,
+    /// Extra lines for the sandbox's hosts file (`--add-host`), each
+    /// `NAME:IP` (see [`validate::extra_host`](super::validate)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
     /// Creation time, RFC 3339 UTC.
     pub created: String,
 }
@@ -537,6 +541,8 @@ pub struct CreateSandbox {
     pub dns_search: Vec<String>,
     /// resolv.conf options (`ndots:2`, `rotate`, …).
     pub dns_options: Vec<String>,
+    /// Hosts file entries, `NAME:IP` or `NAME=IP` (`--add-host`).
+    pub extra_hosts: Vec<String>,
     /// An existing namespace to attach to; vswitch creates `/run/netns/<name>` when `None`.
     pub netns_path: Option<PathBuf>,
 }

@@ -1,5 +1,7 @@
 //! Syntax rules for names shared by several operations.
 
+use std::net::IpAddr;
+
 use super::error::ModelError;
 
 /// Longest accepted network or sandbox name.
@@ -75,9 +77,60 @@ pub(crate) fn dns_options(options: &[String]) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// A hosts file entry (`--add-host`, compose's `extra_hosts`): `NAME:IP`
+/// or `NAME=IP` as Docker takes it, the name a host name, the address IPv4
+/// or IPv6 (in brackets or not: `db:2001:db8::1`, `db=[2001:db8::1]`).
+/// Returns it as `NAME:IP`, the form the state keeps and `inspect` shows.
+pub(crate) fn extra_host(value: &str) -> Result<String, ModelError> {
+    let bad = |reason: &'static str| ModelError::InvalidExtraHost { value: value.to_owned(), reason };
+    let (name, ip) = value.split_once('=').or_else(|| value.split_once(':')).ok_or(bad("expected NAME:IP"))?;
+    let label = |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    if name.len() > 253 || !name.split('.').all(label) {
+        return Err(bad("the name must be a host name (letters, digits, '-', '_' and '.')"));
+    }
+    if ip == "host-gateway" {
+        return Err(bad("host-gateway is not supported: give the host's address"));
+    }
+    let ip = ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')).unwrap_or(ip);
+    let ip: IpAddr = ip.parse().map_err(|_| bad("the address must be an IPv4 or IPv6 address"))?;
+    Ok(format!("{name}:{ip}"))
+}
+
+/// Every entry of `--add-host` (see [`extra_host`]), in the form kept.
+pub(crate) fn extra_hosts(entries: &[String]) -> Result<Vec<String>, ModelError> {
+    entries.iter().map(|e| extra_host(e)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_hosts_as_docker_takes_them() {
+        for (given, kept) in [
+            ("db:10.0.0.5", "db:10.0.0.5"),
+            ("db=10.0.0.5", "db:10.0.0.5"),
+            ("db.example.com:2001:db8::1", "db.example.com:2001:db8::1"),
+            ("db=[2001:db8::1]", "db:2001:db8::1"),
+            ("db:[::1]", "db:::1"),
+            ("my_host-1:192.168.1.1", "my_host-1:192.168.1.1"),
+        ] {
+            assert_eq!(extra_host(given).unwrap(), kept, "{given}");
+        }
+        for (bad, says) in [
+            ("db", "NAME:IP"),
+            (":10.0.0.5", "host name"),
+            ("d b:10.0.0.5", "host name"),
+            ("db\n10.0.0.6 evil:10.0.0.5", "host name"),
+            ("db:10.0.0.5\n10.0.0.6 evil", "address"),
+            ("db:host-gateway", "host-gateway"),
+            ("db:10.0.0", "address"),
+            ("db:", "address"),
+        ] {
+            let e = extra_host(bad).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains(&format!("{bad:?}")), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn object_names() {

@@ -283,6 +283,10 @@ pub(crate) enum SandboxCmd {
         /// ndots:0 is added unless an ndots option is given.
         #[arg(long = "dns-option", visible_alias = "dns-opt", value_name = "OPTION")]
         dns_options: Vec<String>,
+        /// A line for the sandbox's hosts file, as `docker run --add-host`
+        /// (repeatable): NAME:IP or NAME=IP (db:10.0.0.5, db:2001:db8::1).
+        #[arg(long = "add-host", value_name = "NAME:IP")]
+        extra_hosts: Vec<String>,
         /// Adopt an existing network namespace instead of creating one.
         #[arg(long, value_name = "PATH")]
         netns: Option<PathBuf>,

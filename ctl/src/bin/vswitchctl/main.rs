@@ -256,8 +256,8 @@ fn run(cli: Cli) -> Result<()> {
 
 fn sandbox(ctx: &mut Ctx, cmd: SandboxCmd) -> Result<()> {
     match cmd {
-        SandboxCmd::Create { name, dns, dns_search, dns_options, netns } => {
-            let req = Request::SandboxCreate { name, dns, dns_search, dns_options, netns };
+        SandboxCmd::Create { name, dns, dns_search, dns_options, extra_hosts, netns } => {
+            let req = Request::SandboxCreate { name, dns, dns_search, dns_options, extra_hosts, netns };
             ctx.show(&req, |w, s: SandboxInfo| writeln!(w, "{}", s.name))
         }
         SandboxCmd::Ls => ctx.show(&Request::SandboxLs, |w, s: Vec<SandboxInfo>| render::sandboxes(w, &s)),

@@ -91,6 +91,9 @@ pub(super) struct SandboxDoc {
     pub(super) dns_search: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) dns_opt: Vec<Spanned<String>>,
+    /// Compose's `extra_hosts`, in its list form (`["db:10.0.0.5"]`).
+    #[serde(default)]
+    pub(super) extra_hosts: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) networks: Option<Attachments>,
     #[serde(default)]

@@ -84,6 +84,8 @@ struct OutSandbox {
     dns_search: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     dns_opt: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    extra_hosts: Vec<DoubleQuoted<String>>,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     networks: IndexMap<String, OutAttachment>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -186,6 +188,7 @@ fn sandbox(s: &StackSandbox) -> OutSandbox {
         dns: s.dns.iter().map(|ip| ip.to_string()).collect(),
         dns_search: s.dns_search.clone(),
         dns_opt: s.dns_options.clone(),
+        extra_hosts: s.extra_hosts.iter().cloned().map(DoubleQuoted).collect(),
         networks: s.networks.iter().map(|a| (a.network.clone(), attachment(a))).collect(),
         ports: quoted_ports(&s.ports),
     }

@@ -348,6 +348,13 @@ impl Converter<'_, '_> {
             }
             sandbox.dns_options.push(option.value.clone());
         }
+        for (i, host) in doc.extra_hosts.iter().enumerate() {
+            let k = format!("{key}.extra_hosts");
+            if i == 0 {
+                self.note(&k, &k, line(host));
+            }
+            sandbox.extra_hosts.push(host.value.clone());
+        }
         sandbox.ports = self.ports(&format!("{key}.ports"), &doc.ports);
         match doc.networks {
             None => {}

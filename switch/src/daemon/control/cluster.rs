@@ -911,6 +911,7 @@ pub(super) mod tests {
             dns: vec![],
             dns_search: vec![],
             dns_options: vec![],
+            extra_hosts: vec![],
             netns: None,
         });
         if let Err(e) = created {

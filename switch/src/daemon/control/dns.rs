@@ -158,11 +158,15 @@ impl Control {
         }
     }
 
-    /// Writes sandbox `name`'s resolv.conf for its current networks.
-    pub(super) fn write_resolv_conf(&self, name: &str) {
+    /// Writes sandbox `name`'s resolv.conf for its current networks, and
+    /// its hosts file (`--add-host`).
+    pub(super) fn write_sandbox_files(&self, name: &str) {
         let Ok(sandbox) = self.model.sandbox(name) else { return };
         if let Err(e) = plumbing::write_resolv_conf(&sandbox.name, &resolv_conf(&self.model, sandbox)) {
             tracing::warn!(sandbox = name, error = %e, "cannot write the sandbox's resolv.conf");
+        }
+        if let Err(e) = plumbing::write_hosts(&sandbox.name, &sandbox.extra_hosts) {
+            tracing::warn!(sandbox = name, error = %e, "cannot write the sandbox's hosts file");
         }
     }
 

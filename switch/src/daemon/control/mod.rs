@@ -284,7 +284,7 @@ impl Control {
         }
         control.sync_dns();
         for sandbox in control.model.sandboxes() {
-            control.write_resolv_conf(&sandbox.name);
+            control.write_sandbox_files(&sandbox.name);
             // A route lost to a crash mid-request, or one a TAP plumbed
             // anew did not get (only the default network's is plumbed).
             control.sync_default_routes(&sandbox.name);
@@ -445,8 +445,9 @@ impl Control {
             Request::Version => {
                 ok(VersionInfo { version: env!("CARGO_PKG_VERSION").to_owned(), protocol: proto::PROTOCOL_VERSION })
             }
-            Request::SandboxCreate { name, dns, dns_search, dns_options, netns } => {
-                self.sandbox_create(CreateSandbox { name, dns, dns_search, dns_options, netns_path: netns })
+            Request::SandboxCreate { name, dns, dns_search, dns_options, extra_hosts, netns } => {
+                let req = CreateSandbox { name, dns, dns_search, dns_options, extra_hosts, netns_path: netns };
+                self.sandbox_create(req)
             }
             Request::SandboxInspect { name } => self.sandbox_inspect(&name),
             Request::DnsLs { network } => self.dns_ls(network.as_deref()),
@@ -782,7 +783,7 @@ impl Control {
             return Err(e);
         }
         self.join_service(&endpoint);
-        self.write_resolv_conf(&endpoint.sandbox);
+        self.write_sandbox_files(&endpoint.sandbox);
         self.sync_default_routes(&endpoint.sandbox);
         self.events.port_up(&network.name, &endpoint.host_tap_name, Some(&endpoint.sandbox), PortChange::Connected);
         ok(self.endpoint_info(&endpoint))
@@ -859,7 +860,7 @@ impl Control {
             Ok(())
         })?;
         self.port_down(&gone.endpoint, reason);
-        self.write_resolv_conf(sandbox);
+        self.write_sandbox_files(sandbox);
         self.sync_default_routes(sandbox);
         ok(Ack {})
     }

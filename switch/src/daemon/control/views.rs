@@ -320,6 +320,7 @@ impl Control {
             dns: sandbox.map(|s| s.dns.clone()).unwrap_or_default(),
             dns_search: sandbox.map(|s| s.dns_search.clone()).unwrap_or_default(),
             dns_options: sandbox.map(|s| s.dns_options.clone()).unwrap_or_default(),
+            extra_hosts: sandbox.map(|s| s.extra_hosts.clone()).unwrap_or_default(),
             endpoints: self.model.endpoints_in_sandbox(name).into_iter().map(|e| self.endpoint_info(e)).collect(),
             resolver: None,
             listens_ipv6: false,

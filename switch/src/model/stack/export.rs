@@ -72,6 +72,7 @@ impl Model {
                 dns: s.dns.clone(),
                 dns_search: s.dns_search.clone(),
                 dns_options: s.dns_options.clone(),
+                extra_hosts: s.extra_hosts.clone(),
                 networks: Vec::new(),
                 ports: Vec::new(),
             };

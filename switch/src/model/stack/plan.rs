@@ -372,6 +372,12 @@ impl Model {
                         existing.dns_options.clone_from(&s.dns_options);
                         report.change("sandbox", &s.name, "dns settings".to_owned());
                     }
+                    let extra_hosts = validate::extra_hosts(&s.extra_hosts)
+                        .map_err(|e| StackRefusal::model(format!("{key}.extra_hosts"), e))?;
+                    if existing.extra_hosts != extra_hosts {
+                        existing.extra_hosts = extra_hosts;
+                        report.change("sandbox", &s.name, "extra hosts".to_owned());
+                    }
                 }
                 None => {
                     let req = CreateSandbox {
@@ -379,6 +385,7 @@ impl Model {
                         dns: s.dns.clone(),
                         dns_search: s.dns_search.clone(),
                         dns_options: s.dns_options.clone(),
+                        extra_hosts: s.extra_hosts.clone(),
                         netns_path: s.netns.clone(),
                     };
                     let key = format!("sandboxes.{}", s.name);
@@ -387,6 +394,7 @@ impl Model {
                             ModelError::NetnsPathNotAbsolute(_) | ModelError::NetnsPathInUse { .. } => ".netns",
                             ModelError::InvalidDnsName { .. } => ".dns_search",
                             ModelError::InvalidDnsOption(_) | ModelError::DnsOptionsTooLong { .. } => ".dns_opt",
+                            ModelError::InvalidExtraHost { .. } => ".extra_hosts",
                             _ => "",
                         };
                         StackRefusal::model(format!("{key}{field}"), e)

@@ -122,6 +122,12 @@ fn a_bad_dns_opt_is_refused_at_its_key() {
         let key = format!("sandboxes.{}.dns_opt", s.sandboxes[0].name);
         assert_eq!(r.issues[0].key, key, "existing: {existing}");
         assert!(r.issues[0].message.contains("invalid dns option"), "{}", r.issues[0].message);
+        // The same for extra_hosts.
+        let mut s = stack();
+        s.sandboxes[0].extra_hosts = vec!["db:nowhere".into()];
+        let r = refuse(&m, &s);
+        assert_eq!(r.issues[0].key, format!("sandboxes.{}.extra_hosts", s.sandboxes[0].name), "existing: {existing}");
+        assert!(r.issues[0].message.contains("invalid extra host"), "{}", r.issues[0].message);
     }
 }
 
@@ -211,6 +217,7 @@ fn in_place_changes_and_recreations() {
     s.sandboxes[1].networks.push(StackAttachment { ports: ports("8080:80"), ..attach("front") });
     s.sandboxes[1].dns_search = vec!["example.com".into()];
     s.sandboxes[0].dns_options = vec!["ndots:2".into()];
+    s.sandboxes[1].extra_hosts = vec!["cache=10.2.0.50".into()];
     let p = plan(&m, &s);
     let changes = |name: &str| p.objects.iter().find(|o| o.name == name).unwrap().changes.clone();
     assert_eq!(
@@ -219,7 +226,12 @@ fn in_place_changes_and_recreations() {
     );
     assert_eq!(
         changes("db"),
-        ["dns settings", "reconnected to back (ipv4_address 10.2.0.3 → 10.2.0.99)", "connected to front (10.1.0.2)"]
+        [
+            "dns settings",
+            "extra hosts",
+            "reconnected to back (ipv4_address 10.2.0.3 → 10.2.0.99)",
+            "connected to front (10.1.0.2)"
+        ]
     );
     let removed: Vec<&str> = p.removed.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(removed.len(), 2);
@@ -236,7 +248,8 @@ fn in_place_changes_and_recreations() {
     assert_eq!(p.next.endpoint_for("front", "web").unwrap().aliases, ["api", "www"]);
     assert_eq!(p.next.sandbox("db").unwrap().dns_search, ["example.com"]);
     assert_eq!(p.next.sandbox("web").unwrap().dns_options, ["ndots:2"]);
-    assert!(!plan(&p.next, &s).changes_anything(), "the new state matches the file");
+    assert_eq!(p.next.sandbox("db").unwrap().extra_hosts, ["cache:10.2.0.50"], "kept as NAME:IP");
+    assert!(!plan(&p.next, &s).changes_anything(), "the new state matches the file (as given)");
     // A sandbox that loses the endpoint with its default route hands it on.
     let mut s2 = s.clone();
     s2.networks[1].internal = true;

@@ -21,6 +21,7 @@ fn sandbox_rules() {
         dns: vec!["10.0.0.53".parse().unwrap()],
         dns_search: vec!["corp.example.com".into()],
         dns_options: vec!["ndots:3".into(), "edns0".into()],
+        extra_hosts: vec!["cache=10.0.0.7".into(), "cache6:[fd00::7]".into()],
         ..CreateSandbox::new("db")
     };
     let d = m.create_sandbox(attached).unwrap();
@@ -28,6 +29,7 @@ fn sandbox_rules() {
     assert_eq!(d.netns_path, PathBuf::from("/proc/1234/ns/net"));
     assert_eq!(m.sandbox("db").unwrap().dns_search, ["corp.example.com"]);
     assert_eq!(m.sandbox("db").unwrap().dns_options, ["ndots:3", "edns0"]);
+    assert_eq!(m.sandbox("db").unwrap().extra_hosts, ["cache:10.0.0.7", "cache6:fd00::7"], "kept as NAME:IP");
     let before = snapshot(&m);
     let r = m.create_sandbox(CreateSandbox::new("web"));
     assert_refused(&m, &before, r, &["sandbox web already exists"]);
@@ -42,6 +44,8 @@ fn sandbox_rules() {
     let injected = CreateSandbox { dns_options: vec!["rotate\nnameserver 6.6.6.6".into()], ..CreateSandbox::new("x") };
     let r = m.create_sandbox(injected);
     assert_refused(&m, &before, r, &["invalid dns option", "ndots:2"]);
+    let r = m.create_sandbox(CreateSandbox { extra_hosts: vec!["db:host-gateway".into()], ..CreateSandbox::new("x") });
+    assert_refused(&m, &before, r, &["invalid extra host \"db:host-gateway\"", "host-gateway is not supported"]);
     let r = m.remove_sandbox("nope");
     assert_refused(&m, &before, r, &["sandbox nope not found"]);
 }

@@ -340,7 +340,7 @@ impl Control {
             plan.touched_sandboxes.iter().chain(plan.removed.iter().map(|e| &e.sandbox)).collect();
         let heirs = plan.new_default_routes.iter().map(|e| &e.sandbox);
         for name in sandboxes.iter().copied().chain(heirs).collect::<BTreeSet<&String>>() {
-            self.write_resolv_conf(name);
+            self.write_sandbox_files(name);
             self.sync_default_routes(name);
         }
     }
