@@ -700,7 +700,8 @@ fn dns_options_are_the_resolv_conf_options() {
 /// holds Docker's standard lines and the entries, and the libc resolver
 /// finds them there before any DNS (the sandbox is on no network); a bad
 /// entry is refused and creates nothing; a sandbox without entries keeps
-/// the host's /etc/hosts; the entries survive `kill -9`; `sandbox rm`
+/// the hosts file it has (someone else's here) or the host's; the entries
+/// survive `kill -9`, and a restart writes the file again; `sandbox rm`
 /// takes the file with it.
 #[test]
 fn extra_hosts_are_the_sandbox_hosts_file() {
@@ -712,7 +713,12 @@ fn extra_hosts_are_the_sandbox_hosts_file() {
     let injected = d.ctl_err(&["sandbox", "create", &a, "--add-host", "db:10.217.9.5\n192.0.2.66 evil"]);
     assert!(injected.contains("invalid extra host"), "{injected}");
     assert!(d.ctl_err(&["sandbox", "inspect", &a]).contains("not found"), "a refused sandbox was created");
+    assert!(!std::path::Path::new(&format!("/etc/netns/{a}")).exists(), "a refused sandbox left its files");
     d.ctl_ok(&["sandbox", "create", &a, "--add-host", "db:10.217.9.5", "--add-host", "db6=[fd00:217::5]"]);
+    // b's own hosts file, not vswitchd's: left as it is.
+    let theirs = std::path::PathBuf::from(format!("/etc/netns/{b}/hosts"));
+    std::fs::create_dir_all(theirs.parent().expect("a directory")).expect("/etc/netns/B");
+    std::fs::write(&theirs, "192.0.2.7\tmine\n").expect("b's hosts file");
     d.ctl_ok(&["sandbox", "create", &b]);
     let hosts = std::path::PathBuf::from(format!("/etc/netns/{a}/hosts"));
     let resolved = |sb: &str, name: &str| getent_hosts(sb, name).into_iter().map(|(ip, _)| ip).collect::<Vec<_>>();
@@ -724,10 +730,13 @@ fn extra_hosts_are_the_sandbox_hosts_file() {
         assert!(inside.lines().any(|l| l == "127.0.0.1\tlocalhost"), "{round}: {inside}");
         let info = d.sandbox_inspect(&a);
         assert_eq!(info.extra_hosts, ["db:10.217.9.5", "db6:fd00:217::5"], "{round}");
+        assert_eq!(std::fs::read_to_string(&theirs).expect("b's hosts file"), "192.0.2.7\tmine\n", "{round}");
+        assert_eq!(resolved(&b, "mine"), ["192.0.2.7"], "{round}");
+        assert!(resolved(&b, "db").is_empty(), "{round}: {b} resolves {a}'s entry");
+        // Gone before a restart: the restart writes it again.
+        std::fs::remove_file(&hosts).expect("remove the hosts file");
         d.restart();
     }
-    assert!(!std::path::Path::new(&format!("/etc/netns/{b}/hosts")).exists(), "a hosts file without entries");
-    assert!(resolved(&b, "db").is_empty(), "{b} resolves {a}'s entry");
     d.ctl_ok(&["sandbox", "rm", &a]);
     assert!(!hosts.exists(), "sandbox rm left {}", hosts.display());
 }

@@ -57,6 +57,8 @@ pub enum PlumbError {
 /// and its hosts file when `--add-host` entries were ([`write_hosts`]).
 pub fn create_sandbox_netns(sandbox: &Sandbox, attach: Option<&Path>) -> Result<NetNs, PlumbError> {
     let name = sandbox.name.as_str();
+    // The sandbox's file directory, if this call makes it: gone again on failure.
+    let made_dir = !Path::new(NETNS_ETC).join(name).exists();
     let ns = match attach {
         Some(path) => NetNs::open_path(path)?,
         None => NetNs::create_named(name)?,
@@ -64,6 +66,9 @@ pub fn create_sandbox_netns(sandbox: &Sandbox, attach: Option<&Path>) -> Result<
     let written = write_resolv_conf(name, &ResolvConf::standalone(sandbox))
         .and_then(|()| write_hosts(name, &sandbox.extra_hosts));
     if let Err(e) = written {
+        if made_dir {
+            let _ = std::fs::remove_dir_all(Path::new(NETNS_ETC).join(name));
+        }
         if attach.is_none() {
             let _ = NetNs::remove_named(name);
         }
@@ -166,8 +171,8 @@ pub fn hosts_path(name: &str) -> String {
 /// as the model keeps them): Docker's standard lines, then one line per
 /// entry, in order.
 pub fn render_hosts(extra_hosts: &[String]) -> String {
-    let mut text = String::from(
-        "# Written by vswitchd from the sandbox's --add-host entries.\n\
+    let mut text = format!(
+        "{HOSTS_MARKER} from the sandbox's --add-host entries.\n\
          127.0.0.1\tlocalhost\n\
          ::1\tlocalhost ip6-localhost ip6-loopback\n\
          fe00::\tip6-localnet\n\
@@ -183,15 +188,22 @@ pub fn render_hosts(extra_hosts: &[String]) -> String {
     text
 }
 
+/// The first line of every hosts file vswitchd writes.
+const HOSTS_MARKER: &str = "# Written by vswitchd";
+
 /// Writes sandbox `name`'s hosts file (see [`render_hosts`]) as
 /// [`write_resolv_conf`] writes its resolv.conf: in place, and not at all
 /// for a sandbox that never had an entry (it then sees the host's
-/// /etc/hosts). A file that exists keeps the standard lines when the
-/// entries are gone.
+/// /etc/hosts). A file vswitchd wrote keeps the standard lines when the
+/// entries are gone; a file someone else put there is left alone unless
+/// the sandbox has entries.
 pub fn write_hosts(name: &str, extra_hosts: &[String]) -> Result<(), PlumbError> {
     let path = PathBuf::from(hosts_path(name));
-    if extra_hosts.is_empty() && !path.exists() {
-        return Ok(());
+    if extra_hosts.is_empty() {
+        let ours = std::fs::read_to_string(&path).is_ok_and(|text| text.starts_with(HOSTS_MARKER));
+        if !ours {
+            return Ok(());
+        }
     }
     rewrite_in_place(name, path, &render_hosts(extra_hosts))
 }

@@ -44,6 +44,9 @@ pub(crate) fn sandbox_inspect(w: &mut dyn Write, boxes: &[SandboxInfo]) -> io::R
     for b in boxes {
         writeln!(w, "Sandbox {}", b.name)?;
         writeln!(w, "    netns: {}", b.netns.display())?;
+        if !b.extra_hosts.is_empty() {
+            writeln!(w, "    extra hosts: {}", b.extra_hosts.join(", "))?;
+        }
         if b.endpoints.is_empty() {
             writeln!(w, "    endpoints: none")?;
         }
