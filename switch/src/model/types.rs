@@ -158,13 +158,13 @@ pub fn bound_one(network: Option<&Network>, mapping: PortMapping) -> PortMapping
 /// ports where they will listen before the model publishes them: binding
 /// them again changes nothing.
 pub fn pinned(network: Option<&Network>, mappings: &[PortMapping]) -> Vec<PortMapping> {
-    mappings
-        .iter()
-        .map(|m| {
-            let published = bound_one(network, *m);
-            network.map_or(published, |n| n.unbind(published))
-        })
-        .collect()
+    unbound(network, &bound(network, mappings))
+}
+
+/// The requests that publish `published` (as published on `network`)
+/// again (see [`Network::unbind`]); as given when the network is unknown.
+pub(crate) fn unbound(network: Option<&Network>, published: &[PortMapping]) -> Vec<PortMapping> {
+    published.iter().map(|m| network.map_or(*m, |n| n.unbind(*m))).collect()
 }
 
 /// A boolean option's value as Docker reads it (Go's `strconv.ParseBool`):

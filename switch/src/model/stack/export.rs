@@ -1,12 +1,11 @@
 //! [`Model::export_stack`]: the model as a stack that reproduces it.
 
-use ctl::publish::PortMapping;
 use ctl::stack::{Stack, StackAttachment, StackNetwork, StackSandbox, StackService};
 
 use crate::model::addr::{Subnet6Ext, SubnetExt, mac_for_ipv4, mac_for_ipv6};
 use crate::model::networks::DEFAULT_MTU;
 use crate::model::state::Model;
-use crate::model::types::{Endpoint, Network};
+use crate::model::types::{Endpoint, Network, unbound};
 
 fn network(n: &Network) -> StackNetwork {
     let first_host = n.subnet.and_then(|s| s.first_host());
@@ -48,12 +47,6 @@ fn has_derived_mac(e: &Endpoint) -> bool {
     derived == Some(e.mac)
 }
 
-/// Requests that publish `published` on `network` again (see
-/// [`Network::unbind`]).
-fn requests(network: Option<&Network>, published: &[PortMapping]) -> Vec<PortMapping> {
-    published.iter().map(|m| network.map_or(*m, |n| n.unbind(*m))).collect()
-}
-
 impl Model {
     /// The networks (except the predefined ones), sandboxes with their
     /// connections, and services, sorted by name: a stack that, applied to
@@ -79,7 +72,7 @@ impl Model {
             for e in endpoints {
                 let net = self.networks.get(&e.network_id);
                 let network = net.map(|n| n.name.clone()).unwrap_or_default();
-                let publish = requests(net, &e.publish);
+                let publish = unbound(net, &e.publish);
                 // With one endpoint its ports are the sandbox's (compose's
                 // place for them); with several they stay with their
                 // endpoint, whichever carries the default route.
@@ -108,7 +101,7 @@ impl Model {
             .map(|v| StackService {
                 name: v.name.clone(),
                 network: self.networks.get(&v.network_id).map(|n| n.name.clone()).unwrap_or_default(),
-                ports: requests(self.networks.get(&v.network_id), &v.publish),
+                ports: unbound(self.networks.get(&v.network_id), &v.publish),
             })
             .collect();
         Stack { networks, sandboxes, services }

@@ -691,7 +691,7 @@ impl Model {
     /// what they are given (see [`Network::unbind`](crate::model::Network::unbind)).
     fn requests_for(&self, id: &str, mappings: &[PortMapping]) -> Vec<PortMapping> {
         let network = self.endpoints.get(id).and_then(|e| self.networks.get(&e.network_id));
-        mappings.iter().map(|m| network.map_or(*m, |n| n.unbind(*m))).collect()
+        super::super::types::unbound(network, mappings)
     }
 
     /// Creates the file's services, and recreates those whose network or
