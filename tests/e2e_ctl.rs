@@ -363,6 +363,60 @@ fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
     assert_eq!(refused.status.code(), Some(2), "a usage error: {err}");
     assert!(err.contains("expected driver, id, name"), "{err}");
 
+    // --format, as Docker's: a template per row, `table TEMPLATE` with a
+    // header row, `json` lines; inspect -f over the inspect document.
+    let only_idle = "label=tier=back";
+    let out =
+        d.ctl_ok(&["network", "ls", "-f", only_idle, "--format", "{{.Name}} {{.Driver}} {{.Labels}} {{.Internal}}"]);
+    assert_eq!(out, format!("{idle} bridge team=,tier=back false\n"));
+    let mine = format!("name={}", d.prefix());
+    let out = d.ctl_ok(&["network", "ls", "-f", &mine, "--format", r"table {{.Name}}\t{{.Subnet}}\t{{.Endpoints}}"]);
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    let mut expected = vec![
+        vec!["NAME", "SUBNET", "ENDPOINTS"],
+        vec![idle.as_str(), "10.209.1.0/24", "0"],
+        vec![idle2.as_str(), "10.209.2.0/24", "0"],
+        vec![used.as_str(), "10.209.0.0/24", "1"],
+    ];
+    expected[1..].sort();
+    assert_eq!(rows, expected, "{out}");
+    let subnet_column = out.lines().next().and_then(|l| l.find("SUBNET")).expect("a header");
+    assert!(out.lines().all(|l| l[subnet_column..].starts_with(['1', 'S'])), "aligned columns:\n{out}");
+    let out = d.ctl_ok(&["network", "ls", "-f", only_idle, "--format", "json"]);
+    let row: Value = serde_json::from_str(out.trim_end()).expect("one JSON line");
+    assert_eq!(
+        (row["Name"].as_str(), row["CreatedAt"].as_str()),
+        (Some(idle.as_str()), Some(idle_info.created.as_str()))
+    );
+    let inspected = d.ctl_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}} {{.Labels.tier}}",
+        &idle,
+        &used,
+    ]);
+    assert_eq!(inspected, "10.209.1.0/24 back\n10.209.0.0/24 <no value>\n");
+    let sandboxes: Vec<ctl::proto::SandboxInfo> = d.ctl_json(&["sandbox", "inspect", &sb]);
+    let ip = sandboxes[0].endpoints[0].ipv4.expect("an address");
+    let out = d.ctl_ok(&["sandbox", "inspect", "-f", "{{range .endpoints}}{{.network}}={{.ipv4}}{{end}}", &sb]);
+    assert_eq!(out, format!("{used}={ip}\n"));
+    assert_eq!(d.ctl_ok(&["sandbox", "ls", "--format", "{{.Name}} {{.Endpoints}}"]), format!("{sb} {used}:{ip}\n"));
+    for (args, why) in [
+        (vec!["--json", "network", "ls", "--format", "{{.Name}}"], "cannot be used with '--json'"),
+        (vec!["network", "ls", "-q", "--format", "{{.Name}}"], "cannot be used with"),
+        (vec!["network", "inspect", "-f", "{{.Name", idle.as_str()], "template parsing error"),
+        (vec!["sandbox", "inspect", "--pretty", "-f", "{{.name}}", sb.as_str()], "cannot be used with"),
+    ] {
+        let refused = d.ctl(&args);
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: a usage error: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    let refused = d.ctl(&["network", "inspect", "-f", "{{pad .Name 1}}", &idle]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("wrong number of args for pad"), "{err}");
+
     // Without -f, prune asks; anything but yes keeps every network.
     assert_eq!(prune_answering(&d, "n\n"), "");
     assert_eq!(names(&d, &["-f", "dangling=true"]).len(), 2, "a declined prune removed networks");

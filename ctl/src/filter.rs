@@ -137,6 +137,8 @@ mod tests {
             // As the daemon says it; here: custom and without endpoints.
             dangling: endpoints == 0 && !matches!(name, "bridge" | "host" | "none"),
             labels: Default::default(),
+            internal: false,
+            created: String::new(),
         }
     }
 

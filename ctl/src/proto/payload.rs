@@ -145,6 +145,13 @@ pub struct NetworkSummary {
     /// The network's user labels (`--label`); omitted when it has none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// No route out of the network (`--internal`); omitted when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub internal: bool,
+    /// Creation time, RFC 3339, as in [`NetworkInfo::created`]; empty from
+    /// daemons older than the field.
+    #[serde(default)]
+    pub created: String,
 }
 
 /// Reply to `network_prune`: what was removed, as `docker network prune`

@@ -293,7 +293,13 @@ pub(crate) enum SandboxCmd {
     },
     /// List sandboxes.
     #[command(alias = "list")]
-    Ls,
+    Ls {
+        /// Print each sandbox through a Go template, as Docker's --format: `{{.Name}}`,
+        /// `table {{.Name}}\t{{.Endpoints}}` (a header row and aligned columns), or `json` (one
+        /// line each). Fields: .Name .Netns .Endpoints .DNS.
+        #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list)]
+        format: Option<String>,
+    },
     /// Show details of sandboxes, with the resolver configuration the switch
     /// wrote for them, as a JSON array (like `network inspect`).
     Inspect {
@@ -304,6 +310,10 @@ pub(crate) enum SandboxCmd {
         /// with --json).
         #[arg(long)]
         pretty: bool,
+        /// Print each sandbox through a Go template over its JSON, as Docker's -f/--format
+        /// (`{{range .endpoints}}{{.ipv4}} {{end}}`), or `json` (one line each).
+        #[arg(short, long, value_name = "FORMAT", value_parser = crate::format::check_inspect, conflicts_with = "pretty")]
+        format: Option<String>,
     },
     /// Remove sandboxes and their endpoints.
     #[command(alias = "remove")]
@@ -384,6 +394,10 @@ pub(crate) enum ServiceCmd {
         /// Service names.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Print each service through a Go template over its JSON, as Docker's -f/--format,
+        /// or `json` (one line each).
+        #[arg(short, long, value_name = "FORMAT", value_parser = crate::format::check_inspect)]
+        format: Option<String>,
     },
     /// Remove services and close their ports (replicas stay connected).
     #[command(alias = "remove")]
@@ -541,6 +555,12 @@ pub(crate) enum NetworkCmd {
         /// Whole network IDs.
         #[arg(long)]
         no_trunc: bool,
+        /// Print each network through a Go template, as Docker's --format: `{{.Name}}`, `table
+        /// {{.ID}}\t{{.Name}}` (a header row and aligned columns), or `json` (one line each). Fields:
+        /// .ID .Name .Driver .Scope .IPv4 .IPv6 .Internal .Labels .CreatedAt .Subnet .Subnet6
+        /// .Endpoints.
+        #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list, conflicts_with = "quiet")]
+        format: Option<String>,
     },
     /// Remove every custom network that nothing uses (no endpoint, no uplink); asks first.
     Prune {
@@ -553,6 +573,10 @@ pub(crate) enum NetworkCmd {
         /// Network names or ID prefixes.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Print each network through a Go template, as Docker's -f/--format
+        /// (`{{range .IPAM.Config}}{{.Subnet}}{{end}}`), or `json` (one line each).
+        #[arg(short, long, value_name = "FORMAT", value_parser = crate::format::check_inspect)]
+        format: Option<String>,
     },
     /// Remove networks.
     #[command(alias = "remove")]

@@ -3,6 +3,7 @@
 mod capture;
 mod cli;
 mod events;
+mod format;
 mod render;
 mod stack;
 mod table;
@@ -23,6 +24,7 @@ use serde_json::Value;
 use cli::{
     Cli, Command, ConfigCmd, DnsCmd, FdbCmd, NatCmd, NetworkCmd, NodeCmd, PeerCmd, SandboxCmd, ServiceCmd, mappings,
 };
+use format::Format;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -111,7 +113,7 @@ impl Ctx {
 }
 
 /// `network ls`: the daemon's list, filtered here; IDs only with `-q`.
-fn network_ls(ctx: &mut Ctx, quiet: bool, filter: &[String], no_trunc: bool) -> Result<()> {
+fn network_ls(ctx: &mut Ctx, quiet: bool, filter: &[String], no_trunc: bool, format: Option<&str>) -> Result<()> {
     // A usage error, as clap reports one filter's (exit code 2).
     let filter = ctl::filter::NetworkFilter::parse(filter)
         .unwrap_or_else(|e| cli::Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit());
@@ -130,6 +132,13 @@ fn network_ls(ctx: &mut Ctx, quiet: bool, filter: &[String], no_trunc: bool) -> 
         return ctx.print_json(&Value::Array(kept.into_iter().map(|(row, _)| row).collect()));
     }
     let nets: Vec<NetworkSummary> = kept.into_iter().map(|(_, net)| net).collect();
+    if let Some(format) = format {
+        let format = Format::for_list(format).map_err(anyhow::Error::msg)?;
+        if !matches!(format, Format::Table) {
+            let rows: Vec<Value> = nets.iter().map(|n| render::network_row(n, no_trunc)).collect();
+            return format.write(&mut ctx.out, &rows, &render::network_header());
+        }
+    }
     if quiet {
         for n in &nets {
             let id = if no_trunc { n.id.as_str() } else { &n.id[..n.id.len().min(12)] };
@@ -260,22 +269,32 @@ fn sandbox(ctx: &mut Ctx, cmd: SandboxCmd) -> Result<()> {
             let req = Request::SandboxCreate { name, dns, dns_search, dns_options, extra_hosts, netns };
             ctx.show(&req, |w, s: SandboxInfo| writeln!(w, "{}", s.name))
         }
-        SandboxCmd::Ls => ctx.show(&Request::SandboxLs, |w, s: Vec<SandboxInfo>| render::sandboxes(w, &s)),
-        SandboxCmd::Inspect { names, pretty } => {
-            if pretty && ctx.json {
-                // `--json` is global, so clap's own conflict check would miss it before the verb.
-                let msg = "the argument '--pretty' cannot be used with '--json'";
-                let mut cmd = Cli::command();
-                cmd.build();
-                let inspect = cmd.find_subcommand_mut("sandbox").and_then(|c| c.find_subcommand_mut("inspect"));
-                inspect.expect("sandbox inspect exists").error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
+        SandboxCmd::Ls { format: None } => {
+            ctx.show(&Request::SandboxLs, |w, s: Vec<SandboxInfo>| render::sandboxes(w, &s))
+        }
+        SandboxCmd::Ls { format: Some(format) } => {
+            refuse_format_with_json(ctx, &["sandbox", "ls"], Some(&format));
+            let format = Format::for_list(&format).map_err(anyhow::Error::msg)?;
+            let value = ctx.call(&Request::SandboxLs)?;
+            let boxes: Vec<SandboxInfo> =
+                serde_json::from_value(value).map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;
+            if matches!(format, Format::Table) {
+                return Ok(render::sandboxes(&mut ctx.out, &boxes)?);
             }
+            let rows: Vec<Value> = boxes.iter().map(render::sandbox_row).collect();
+            format.write(&mut ctx.out, &rows, &render::sandbox_header())
+        }
+        SandboxCmd::Inspect { names, pretty, format } => {
+            if pretty && ctx.json {
+                usage_conflict(&["sandbox", "inspect"], "the argument '--pretty' cannot be used with '--json'");
+            }
+            refuse_format_with_json(ctx, &["sandbox", "inspect"], format.as_deref());
             let (values, infos) = inspect_each::<SandboxInfo>(ctx, names, |name| Request::SandboxInspect { name })?;
             if pretty {
                 render::sandbox_inspect(&mut ctx.out, &infos)?;
                 Ok(())
             } else {
-                ctx.print_json(&Value::Array(values))
+                print_inspected(ctx, values, format.as_deref())
             }
         }
         SandboxCmd::Rm { names } => remove_each(ctx, names, |name| Request::SandboxRm { name }),
@@ -321,9 +340,10 @@ fn service(ctx: &mut Ctx, cmd: ServiceCmd) -> Result<()> {
             ctx.show(&req, |_, _: ServiceInfo| Ok(()))
         }
         ServiceCmd::Ls => ctx.show(&Request::ServiceLs, |w, s: Vec<ServiceInfo>| render::services(w, &s)),
-        ServiceCmd::Inspect { names } => {
+        ServiceCmd::Inspect { names, format } => {
+            refuse_format_with_json(ctx, &["service", "inspect"], format.as_deref());
             let (values, _) = inspect_each::<ServiceInfo>(ctx, names, |name| Request::ServiceInspect { name })?;
-            ctx.print_json(&Value::Array(values))
+            print_inspected(ctx, values, format.as_deref())
         }
         ServiceCmd::Rm { names } => remove_each(ctx, names, |name| Request::ServiceRm { name }),
     }
@@ -371,12 +391,15 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
             });
             ctx.show(&req, |w, n: NetworkInfo| writeln!(w, "{}", n.id))
         }
-        NetworkCmd::Ls { quiet, filter, no_trunc } => network_ls(ctx, quiet, &filter, no_trunc),
+        NetworkCmd::Ls { quiet, filter, no_trunc, format } => {
+            refuse_format_with_json(ctx, &["network", "ls"], format.as_deref());
+            network_ls(ctx, quiet, &filter, no_trunc, format.as_deref())
+        }
         NetworkCmd::Prune { force } => network_prune(ctx, force),
-        NetworkCmd::Inspect { names } => {
-            // Always a JSON array, like `docker network inspect`.
+        NetworkCmd::Inspect { names, format } => {
+            refuse_format_with_json(ctx, &["network", "inspect"], format.as_deref());
             let (values, _) = inspect_each::<NetworkInfo>(ctx, names, |name| Request::NetworkInspect { name })?;
-            ctx.print_json(&Value::Array(values))
+            print_inspected(ctx, values, format.as_deref())
         }
         NetworkCmd::Rm { names } => remove_each(ctx, names, |name| Request::NetworkRm { name }),
         NetworkCmd::Connect { network, sandbox, ip, ip6, aliases, mac, publish, service, port_type, gw_priority } => {
@@ -427,6 +450,34 @@ fn fdb(ctx: &mut Ctx, cmd: FdbCmd) -> Result<()> {
         FdbCmd::Add { network, mac, port } => ctx.show(&Request::FdbAdd { network, mac, port }, |_, _: Value| Ok(())),
         FdbCmd::Flush { network } => {
             ctx.show(&Request::FdbFlush { network }, |w, r: FlushResult| writeln!(w, "flushed {} entries", r.flushed))
+        }
+    }
+}
+
+/// Exits with clap's usage error (code 2) for the verb at `path`: for a
+/// conflict with the global `--json`, which clap's own check misses when
+/// it is given before the verb.
+fn usage_conflict(path: &[&str], msg: &str) -> ! {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let verb = path.iter().try_fold(&mut cmd, |c, name| c.find_subcommand_mut(name));
+    verb.expect("the verb exists").error(clap::error::ErrorKind::ArgumentConflict, msg).exit()
+}
+
+/// Refuses `--format` together with `--json`: each says how to print.
+fn refuse_format_with_json(ctx: &Ctx, path: &[&str], format: Option<&str>) {
+    if format.is_some() && ctx.json {
+        usage_conflict(path, "the argument '--format' cannot be used with '--json'");
+    }
+}
+
+/// What `inspect` prints: the replies as a JSON array, as `docker … inspect`
+/// does, or each through `--format`.
+fn print_inspected(ctx: &mut Ctx, values: Vec<Value>, format: Option<&str>) -> Result<()> {
+    match format {
+        None => ctx.print_json(&Value::Array(values)),
+        Some(format) => {
+            Format::for_inspect(format).map_err(anyhow::Error::msg)?.write(&mut ctx.out, &values, &Value::Null)
         }
     }
 }

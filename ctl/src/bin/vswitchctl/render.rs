@@ -7,35 +7,87 @@ use ctl::proto::{
     PeerInfo, PortStats, SandboxInfo, ServiceInfo, ShowTree,
 };
 
+use serde_json::{Value, json};
+
 use crate::table::Table;
 
 /// `network ls`, like `docker network ls`.
 pub(crate) fn networks(w: &mut dyn Write, nets: &[NetworkSummary], whole_ids: bool) -> io::Result<()> {
     let mut t = Table::new(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"]);
     for n in nets {
-        let id = if whole_ids { n.id.clone() } else { short_id(&n.id) };
-        t.row(vec![id, n.name.clone(), n.driver.to_string(), n.scope.clone()]);
+        t.row(vec![shown_id(n, whole_ids), n.name.clone(), n.driver.to_string(), n.scope.clone()]);
     }
     t.write(w)
+}
+
+/// A network's ID as `network ls` shows it: 12 characters, or whole.
+fn shown_id(n: &NetworkSummary, whole_ids: bool) -> String {
+    if whole_ids { n.id.clone() } else { short_id(&n.id) }
+}
+
+/// `network ls --format`: one network under Docker's field names (and a few
+/// of the switch's own: subnets, endpoints).
+pub(crate) fn network_row(n: &NetworkSummary, whole_ids: bool) -> Value {
+    let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    json!({
+        "ID": shown_id(n, whole_ids),
+        "Name": n.name,
+        "Driver": n.driver.to_string(),
+        "Scope": n.scope,
+        "IPv4": n.enable_ipv4,
+        "IPv6": n.enable_ipv6,
+        "Internal": n.internal,
+        "Labels": labels.join(","),
+        "CreatedAt": n.created,
+        "Subnet": n.subnet.map(|s| s.to_string()).unwrap_or_default(),
+        "Subnet6": n.subnet6.map(|s| s.to_string()).unwrap_or_default(),
+        "Endpoints": n.endpoints,
+    })
+}
+
+/// The header of `network ls --format 'table …'`: each field's column name.
+pub(crate) fn network_header() -> Value {
+    json!({
+        "ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv4": "IPV4", "IPv6": "IPV6",
+        "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT", "Subnet": "SUBNET",
+        "Subnet6": "SUBNET6", "Endpoints": "ENDPOINTS",
+    })
 }
 
 /// `sandbox ls`.
 pub(crate) fn sandboxes(w: &mut dyn Write, boxes: &[SandboxInfo]) -> io::Result<()> {
     let mut t = Table::new(&["NAME", "NETNS", "ENDPOINTS", "DNS"]);
     for b in boxes {
-        let eps: Vec<String> = b
-            .endpoints
-            .iter()
-            .map(|e| match (e.ipv4, e.ipv6) {
-                (Some(ip), _) => format!("{}:{ip}", e.network),
-                (None, Some(ip)) => format!("{}:{ip}", e.network),
-                (None, None) => e.network.clone(),
-            })
-            .collect();
-        let dns: Vec<String> = b.dns.iter().map(ToString::to_string).collect();
-        t.row(vec![b.name.clone(), b.netns.display().to_string(), dash(eps.join(",")), dash(dns.join(","))]);
+        let (endpoints, dns) = sandbox_cells(b);
+        t.row(vec![b.name.clone(), b.netns.display().to_string(), dash(endpoints), dash(dns)]);
     }
     t.write(w)
+}
+
+/// A sandbox's endpoints (`NETWORK:IP`, comma-separated) and DNS servers, as `sandbox ls` lists them.
+fn sandbox_cells(b: &SandboxInfo) -> (String, String) {
+    let eps: Vec<String> = b
+        .endpoints
+        .iter()
+        .map(|e| match (e.ipv4, e.ipv6) {
+            (Some(ip), _) => format!("{}:{ip}", e.network),
+            (None, Some(ip)) => format!("{}:{ip}", e.network),
+            (None, None) => e.network.clone(),
+        })
+        .collect();
+    let dns: Vec<String> = b.dns.iter().map(ToString::to_string).collect();
+    (eps.join(","), dns.join(","))
+}
+
+/// `sandbox ls --format`: one sandbox as its table's columns.
+pub(crate) fn sandbox_row(b: &SandboxInfo) -> Value {
+    let (endpoints, dns) = sandbox_cells(b);
+    json!({"Name": b.name, "Netns": b.netns.display().to_string(), "Endpoints": endpoints, "DNS": dns})
+}
+
+/// The header of `sandbox ls --format 'table …'`.
+pub(crate) fn sandbox_header() -> Value {
+    json!({"Name": "NAME", "Netns": "NETNS", "Endpoints": "ENDPOINTS", "DNS": "DNS"})
 }
 
 /// `sandbox inspect --pretty`: an indented block per sandbox, in the style

@@ -22,33 +22,51 @@ impl Table {
     /// Writes the header and rows, padding every column but the last to its widest cell.
     pub(crate) fn write(&self, w: &mut dyn Write) -> io::Result<()> {
         let ncols = self.headers.len();
-        let cell = |row: &[String], i: usize| row.get(i).map(String::as_str).unwrap_or("").to_owned();
-        let header: Vec<String> = self.headers.iter().map(|h| (*h).to_owned()).collect();
-        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        let mut text = self.headers.join("\t");
+        text.push('\n');
         for row in &self.rows {
-            for (i, width) in widths.iter_mut().enumerate() {
-                *width = (*width).max(cell(row, i).chars().count());
-            }
+            // A tab inside a cell would start a column.
+            let cells = (0..ncols).map(|i| row.get(i).map_or(String::new(), |c| c.replace('\t', " ")));
+            text.push_str(&cells.collect::<Vec<_>>().join("\t"));
+            text.push('\n');
         }
-        for row in std::iter::once(&header).chain(&self.rows) {
-            let mut line = String::new();
-            for (i, width) in widths.iter().enumerate() {
-                let text = cell(row, i);
-                line.push_str(&text);
-                if i + 1 < ncols {
-                    let pad = width - text.chars().count() + 3;
-                    line.extend(std::iter::repeat_n(' ', pad));
-                }
-            }
-            writeln!(w, "{}", line.trim_end())?;
-        }
-        Ok(())
+        w.write_all(align_tabs(&text).as_bytes())
     }
+}
+
+/// Aligns tab-separated cells into columns, as Go's `text/tabwriter` does
+/// for `docker … --format 'table …'` (padding 3): every cell that a tab ends
+/// is padded to its column's widest such cell plus three spaces; the text
+/// after a line's last tab is not a column. Lines lose trailing spaces.
+pub(crate) fn align_tabs(text: &str) -> String {
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let mut widths: Vec<usize> = Vec::new();
+    for cells in &lines {
+        for (i, cell) in cells[..cells.len() - 1].iter().enumerate() {
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    for cells in &lines {
+        let mut line = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < cells.len() {
+                line.extend(std::iter::repeat_n(' ', widths[i] - cell.chars().count() + 3));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Table;
+    use super::{Table, align_tabs};
 
     #[test]
     fn aligns_columns() {
@@ -58,5 +76,12 @@ mod tests {
         let mut out = Vec::new();
         t.write(&mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "A       LONGER   Z\nxyzzy   b        end\nq\n");
+    }
+
+    #[test]
+    fn aligns_tab_separated_lines_of_any_width() {
+        assert_eq!(align_tabs("N\tDRIVER\tX\nlonger\tb\nz\n"), "N        DRIVER   X\nlonger   b\nz\n");
+        assert_eq!(align_tabs("a\t\t\nbb\tc\t\n"), "a\nbb   c\n");
+        assert_eq!(align_tabs(""), "");
     }
 }

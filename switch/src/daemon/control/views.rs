@@ -382,6 +382,8 @@ pub(super) fn network_summary(model: &Model, n: &Network) -> NetworkSummary {
         predefined: n.is_predefined(),
         dangling: model.is_unused(n),
         labels: n.labels.clone(),
+        internal: n.internal,
+        created: n.created.clone(),
         name: n.name.clone(),
         id: n.id.clone(),
         driver: n.driver,
