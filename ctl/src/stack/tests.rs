@@ -499,7 +499,8 @@ fn a_macvlan_network_takes_its_parent_from_driver_opts() {
 }
 
 /// Compose's `extra_hosts`, in its list form, read as given and written
-/// back; a mapping form is refused at its line.
+/// back; its map form (an address or a list of them per name) read as one
+/// entry per address; anything else refused at its line.
 #[test]
 fn extra_hosts_are_read_and_written_back() {
     let text = "sandboxes:\n  web:\n    extra_hosts: [\"db:10.0.0.5\", \"db6=fd00::5\"]\n";
@@ -507,6 +508,11 @@ fn extra_hosts_are_read_and_written_back() {
     assert_eq!(stack.sandboxes[0].extra_hosts, ["db:10.0.0.5", "db6=fd00::5"]);
     let written = yaml::to_yaml(&stack).unwrap();
     assert_eq!(parse(&written).unwrap().0, stack, "{written}");
-    let e = errors("sandboxes:\n  web:\n    extra_hosts:\n      db: 10.0.0.5\n");
+    let text = "sandboxes:\n  web:\n    extra_hosts:\n      db: 10.0.0.5\n      db6: [\"fd00::5\", \"::1\"]\n";
+    let (stack, _) = parse(text).unwrap();
+    assert_eq!(stack.sandboxes[0].extra_hosts, ["db=10.0.0.5", "db6=fd00::5", "db6=::1"]);
+    let e = errors("sandboxes:\n  web:\n    extra_hosts: 10.0.0.5\n");
+    assert!(e[0].starts_with("stack.yaml:3") && e[0].contains("extra_hosts"), "{e:?}");
+    let e = errors("sandboxes:\n  web:\n    extra_hosts:\n      db: {ip: 10.0.0.5}\n");
     assert!(e[0].starts_with("stack.yaml:") && e[0].contains("extra_hosts"), "{e:?}");
 }

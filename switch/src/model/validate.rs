@@ -85,7 +85,9 @@ pub(crate) fn extra_host(value: &str) -> Result<String, ModelError> {
     let bad = |reason: &'static str| ModelError::InvalidExtraHost { value: value.to_owned(), reason };
     let (name, ip) = value.split_once('=').or_else(|| value.split_once(':')).ok_or(bad("expected NAME:IP"))?;
     let label = |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
-    if name.len() > 253 || !name.split('.').all(label) {
+    // A fully qualified name may end in a dot, as Docker takes it.
+    let labels = name.strip_suffix('.').unwrap_or(name);
+    if name.len() > 254 || !labels.split('.').all(label) {
         return Err(bad("the name must be a host name (letters, digits, '-', '_' and '.')"));
     }
     if ip == "host-gateway" {
@@ -114,6 +116,7 @@ mod tests {
             ("db=[2001:db8::1]", "db:2001:db8::1"),
             ("db:[::1]", "db:::1"),
             ("my_host-1:192.168.1.1", "my_host-1:192.168.1.1"),
+            ("db.example.com.:10.0.0.5", "db.example.com.:10.0.0.5"),
         ] {
             assert_eq!(extra_host(given).unwrap(), kept, "{given}");
         }
@@ -121,6 +124,8 @@ mod tests {
             ("db", "NAME:IP"),
             (":10.0.0.5", "host name"),
             ("d b:10.0.0.5", "host name"),
+            ("db..:10.0.0.5", "host name"),
+            (".:10.0.0.5", "host name"),
             ("db\n10.0.0.6 evil:10.0.0.5", "host name"),
             ("db:10.0.0.5\n10.0.0.6 evil", "address"),
             ("db:host-gateway", "host-gateway"),

@@ -91,9 +91,9 @@ pub(super) struct SandboxDoc {
     pub(super) dns_search: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) dns_opt: Vec<Spanned<String>>,
-    /// Compose's `extra_hosts`, in its list form (`["db:10.0.0.5"]`).
+    /// Compose's `extra_hosts`: a list (`["db:10.0.0.5"]`) or a map.
     #[serde(default)]
-    pub(super) extra_hosts: Vec<Spanned<String>>,
+    pub(super) extra_hosts: Option<Spanned<ExtraHosts>>,
     #[serde(default)]
     pub(super) networks: Option<Attachments>,
     #[serde(default)]
@@ -204,6 +204,57 @@ impl<'de> Deserialize<'de> for Labels {
                     labels.insert(key, value.map(|s| s.0).unwrap_or_default());
                 }
                 Ok(Labels(labels))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A sandbox's `extra_hosts:`, as compose allows them: a list of
+/// `NAME:IP` (or `NAME=IP`) strings, or a map from each name to an address
+/// or a list of addresses (`db: 10.0.0.5`, `db6: ["fd00::5", "fd00::6"]`);
+/// either way one `NAME:IP`/`NAME=IP` entry per address, in the file's
+/// order (a map's entries are written `NAME=IP`, which no IPv6 address
+/// makes ambiguous).
+#[derive(Debug, Default)]
+pub(super) struct ExtraHosts(pub(super) Vec<String>);
+
+/// A map value of [`ExtraHosts`]: one address or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Addresses {
+    One(Scalar),
+    Many(Vec<Scalar>),
+}
+
+impl<'de> Deserialize<'de> for ExtraHosts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ExtraHosts;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of NAME:IP strings or a map of names to addresses")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ExtraHosts, A::Error> {
+                let mut hosts = Vec::new();
+                while let Some(Scalar(entry)) = seq.next_element()? {
+                    hosts.push(entry);
+                }
+                Ok(ExtraHosts(hosts))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtraHosts, A::Error> {
+                let mut hosts = Vec::new();
+                while let Some((name, addresses)) = map.next_entry::<String, Addresses>()? {
+                    let addresses = match addresses {
+                        Addresses::One(one) => vec![one],
+                        Addresses::Many(many) => many,
+                    };
+                    hosts.extend(addresses.into_iter().map(|Scalar(ip)| format!("{name}={ip}")));
+                }
+                Ok(ExtraHosts(hosts))
             }
         }
         deserializer.deserialize_any(V)

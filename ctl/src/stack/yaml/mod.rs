@@ -348,12 +348,10 @@ impl Converter<'_, '_> {
             }
             sandbox.dns_options.push(option.value.clone());
         }
-        for (i, host) in doc.extra_hosts.iter().enumerate() {
+        if let Some(hosts) = doc.extra_hosts {
             let k = format!("{key}.extra_hosts");
-            if i == 0 {
-                self.note(&k, &k, line(host));
-            }
-            sandbox.extra_hosts.push(host.value.clone());
+            self.note(&k, &k, line(&hosts));
+            sandbox.extra_hosts = hosts.value.0;
         }
         sandbox.ports = self.ports(&format!("{key}.ports"), &doc.ports);
         match doc.networks {

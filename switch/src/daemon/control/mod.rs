@@ -989,7 +989,7 @@ mod tests {
         let four_row = s.c().handle(Request::NetworkLs).unwrap();
         let four_row = four_row.as_array().unwrap().iter().find(|n| n["name"] == "four").unwrap().clone();
         let keys: Vec<&str> = four_row.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys, ["dangling", "driver", "endpoints", "id", "name", "scope", "subnet"], "{four_row}");
+        assert_eq!(keys, ["created", "dangling", "driver", "endpoints", "id", "name", "scope", "subnet"], "{four_row}");
 
         let before = s.state();
         for (req, kind, words) in [
