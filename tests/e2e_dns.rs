@@ -722,7 +722,23 @@ fn extra_hosts_are_the_sandbox_hosts_file() {
     d.ctl_ok(&["sandbox", "create", &b]);
     let hosts = std::path::PathBuf::from(format!("/etc/netns/{a}/hosts"));
     let resolved = |sb: &str, name: &str| getent_hosts(sb, name).into_iter().map(|(ip, _)| ip).collect::<Vec<_>>();
+    // On a network, the sandbox's hostname (the host's: its namespace has
+    // no UTS namespace of its own) names its address, as in a container.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("the hostname");
+    let hostname = hostname.trim_end();
+    let net = d.name("hn");
+    d.network_create(&net, "10.217.10.0/24");
+    let ip = d.connect(&net, &a, None).ipv4.expect("an address").addr().to_string();
+    let own_line = format!("{ip}\t{hostname}");
+    let usable = hostname.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
     for round in ["created", "after kill -9"] {
+        let written = std::fs::read_to_string(&hosts).expect("the hosts file");
+        if usable {
+            assert_eq!(written.lines().last(), Some(own_line.as_str()), "{round}: {written}");
+            assert_eq!(resolved(&a, hostname).first(), Some(&ip), "{round}");
+        } else {
+            assert!(!written.contains(hostname), "{round}: an unusable hostname {hostname:?} was written");
+        }
         assert_eq!(resolved(&a, "db"), ["10.217.9.5"], "{round}");
         assert_eq!(resolved(&a, "db6"), ["fd00:217::5"], "{round}");
         let inside = vswitch::netns_exec_ok(&a, "cat", &["/etc/hosts"]);
@@ -733,10 +749,14 @@ fn extra_hosts_are_the_sandbox_hosts_file() {
         assert_eq!(std::fs::read_to_string(&theirs).expect("b's hosts file"), "192.0.2.7\tmine\n", "{round}");
         assert_eq!(resolved(&b, "mine"), ["192.0.2.7"], "{round}");
         assert!(resolved(&b, "db").is_empty(), "{round}: {b} resolves {a}'s entry");
+        assert!(!std::fs::read_to_string(&theirs).expect("b's hosts file").contains(&ip), "{round}");
         // Gone before a restart: the restart writes it again.
         std::fs::remove_file(&hosts).expect("remove the hosts file");
         d.restart();
     }
+    d.ctl_ok(&["network", "disconnect", &net, &a]);
+    let written = std::fs::read_to_string(&hosts).expect("the hosts file");
+    assert!(!written.contains(&ip), "disconnect left the sandbox's own line: {written}");
     d.ctl_ok(&["sandbox", "rm", &a]);
     assert!(!hosts.exists(), "sandbox rm left {}", hosts.display());
 }

@@ -64,7 +64,7 @@ pub fn create_sandbox_netns(sandbox: &Sandbox, attach: Option<&Path>) -> Result<
         None => NetNs::create_named(name)?,
     };
     let written = write_resolv_conf(name, &ResolvConf::standalone(sandbox))
-        .and_then(|()| write_hosts(name, &sandbox.extra_hosts));
+        .and_then(|()| write_hosts(name, &sandbox.extra_hosts, None));
     if let Err(e) = written {
         if made_dir {
             let _ = std::fs::remove_dir_all(Path::new(NETNS_ETC).join(name));
@@ -167,10 +167,24 @@ pub fn hosts_path(name: &str) -> String {
     format!("{NETNS_ETC}/{name}/hosts")
 }
 
+/// The sandbox's own line in its hosts file, as Docker writes the
+/// container's: its hostname at its addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnHost {
+    /// The hostname of vswitchd's UTS namespace, which the namespaces it
+    /// creates share (see [`hostname`]).
+    pub hostname: String,
+    /// The sandbox's addresses (one per family, see
+    /// [`Model::own_addresses`](crate::model::Model::own_addresses)).
+    pub addresses: Vec<IpAddr>,
+}
+
 /// The hosts file of a sandbox with `--add-host` entries (each `NAME:IP`,
-/// as the model keeps them): Docker's standard lines, then one line per
-/// entry, in order.
-pub fn render_hosts(extra_hosts: &[String]) -> String {
+/// as the model keeps them): Docker's standard lines, one line per entry,
+/// in order, then the sandbox's own hostname at each of its addresses
+/// (after the entries, as Docker 25 writes them, so an entry for the same
+/// name wins).
+pub fn render_hosts(extra_hosts: &[String], own: Option<&OwnHost>) -> String {
     let mut text = format!(
         "{HOSTS_MARKER} from the sandbox's --add-host entries.\n\
          127.0.0.1\tlocalhost\n\
@@ -185,7 +199,22 @@ pub fn render_hosts(extra_hosts: &[String]) -> String {
             text.push_str(&format!("{ip}\t{name}\n"));
         }
     }
+    if let Some(own) = own {
+        for ip in &own.addresses {
+            text.push_str(&format!("{ip}\t{}\n", own.hostname));
+        }
+    }
     text
+}
+
+/// The hostname of vswitchd's UTS namespace, for [`OwnHost`]: none when it
+/// cannot be read or is not a host name (letters, digits, `-`, `_`, `.`),
+/// since the kernel takes any bytes and a hosts file line must not break.
+pub fn hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim_end_matches('\n');
+    let fits = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    fits.then(|| name.to_owned())
 }
 
 /// The first line of every hosts file vswitchd writes.
@@ -197,7 +226,7 @@ const HOSTS_MARKER: &str = "# Written by vswitchd";
 /// /etc/hosts). A file vswitchd wrote keeps the standard lines when the
 /// entries are gone; a file someone else put there is left alone unless
 /// the sandbox has entries.
-pub fn write_hosts(name: &str, extra_hosts: &[String]) -> Result<(), PlumbError> {
+pub fn write_hosts(name: &str, extra_hosts: &[String], own: Option<&OwnHost>) -> Result<(), PlumbError> {
     let path = PathBuf::from(hosts_path(name));
     if extra_hosts.is_empty() {
         let ours = std::fs::read_to_string(&path).is_ok_and(|text| text.starts_with(HOSTS_MARKER));
@@ -205,7 +234,7 @@ pub fn write_hosts(name: &str, extra_hosts: &[String]) -> Result<(), PlumbError>
             return Ok(());
         }
     }
-    rewrite_in_place(name, path, &render_hosts(extra_hosts))
+    rewrite_in_place(name, path, &render_hosts(extra_hosts, own))
 }
 
 /// Writes `text` to `path` in sandbox `name`'s directory: over the old
@@ -407,11 +436,15 @@ pub fn gateway6_of(network: &Network) -> Option<(Ipv6Addr, u8)> {
 
 #[cfg(test)]
 mod tests {
-    use super::render_hosts;
+    use super::{OwnHost, render_hosts};
 
     #[test]
-    fn a_hosts_file_is_dockers_standard_lines_then_the_entries() {
-        let text = render_hosts(&["db:10.0.0.5".into(), "db6:fd00::5".into(), "db:10.0.0.6".into()]);
+    fn a_hosts_file_is_dockers_standard_lines_then_the_entries_then_its_own_name() {
+        let own = OwnHost {
+            hostname: "node1".into(),
+            addresses: vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
+        };
+        let text = render_hosts(&["db:10.0.0.5".into(), "db6:fd00::5".into(), "db:10.0.0.6".into()], Some(&own));
         let lines: Vec<&str> = text.lines().skip(1).collect();
         assert_eq!(
             lines,
@@ -425,9 +458,11 @@ mod tests {
                 "10.0.0.5\tdb",
                 "fd00::5\tdb6",
                 "10.0.0.6\tdb",
+                "10.0.0.2\tnode1",
+                "fd00::2\tnode1",
             ]
         );
         assert!(text.starts_with('#') && text.ends_with('\n'));
-        assert_eq!(render_hosts(&[]).lines().count(), 7, "the standard lines stay when the entries go");
+        assert_eq!(render_hosts(&[], None).lines().count(), 7, "the standard lines stay when the entries go");
     }
 }

@@ -261,6 +261,22 @@ impl Model {
         candidates.iter().rev().max_by_key(|(e, _)| (e.gw_priority, e.is_default_gateway_network)).copied()
     }
 
+    /// The sandbox's addresses its hosts file names it by (Docker's
+    /// container line): per family, the address of the endpoint that
+    /// carries the default route, else of its first endpoint that has one.
+    pub fn own_addresses(&self, sandbox: &str) -> Vec<IpAddr> {
+        let endpoints = self.endpoints_in_sandbox(sandbox);
+        let v4 = self
+            .default_route_endpoint(sandbox, false)
+            .and_then(|(e, _)| e.ipv4)
+            .or_else(|| endpoints.iter().find_map(|e| e.ipv4));
+        let v6 = self
+            .default_route_endpoint(sandbox, true)
+            .and_then(|(e, _)| e.ipv6)
+            .or_else(|| endpoints.iter().find_map(|e| e.ipv6));
+        v4.map(IpAddr::V4).into_iter().chain(v6.map(IpAddr::V6)).collect()
+    }
+
     /// Disconnects a sandbox from a network, releasing the endpoint's
     /// address, interface slot, port index and static FDB entries. When the
     /// endpoint carried the default route, the sandbox's lowest-numbered

@@ -165,7 +165,15 @@ impl Control {
         if let Err(e) = plumbing::write_resolv_conf(&sandbox.name, &resolv_conf(&self.model, sandbox)) {
             tracing::warn!(sandbox = name, error = %e, "cannot write the sandbox's resolv.conf");
         }
-        if let Err(e) = plumbing::write_hosts(&sandbox.name, &sandbox.extra_hosts) {
+        // A namespace vswitchd made shares its hostname; an adopted one's
+        // hostname is its runtime's business.
+        let own = sandbox
+            .owns_netns
+            .then(plumbing::hostname)
+            .flatten()
+            .map(|hostname| plumbing::OwnHost { hostname, addresses: self.model.own_addresses(name) })
+            .filter(|own| !own.addresses.is_empty());
+        if let Err(e) = plumbing::write_hosts(&sandbox.name, &sandbox.extra_hosts, own.as_ref()) {
             tracing::warn!(sandbox = name, error = %e, "cannot write the sandbox's hosts file");
         }
     }

@@ -336,6 +336,25 @@ fn the_highest_gateway_priority_carries_the_default_route() {
 }
 
 #[test]
+fn a_sandboxs_own_addresses_are_its_default_routes_else_its_first() {
+    let mut m = populated();
+    assert!(m.own_addresses("s1").is_empty(), "no endpoint, no address");
+    m.create_network(CreateNetwork {
+        internal: true,
+        subnet: Some(net("10.3.0.0/24")),
+        enable_ipv6: true,
+        subnet6: Some("fd00:3::/64".parse().unwrap()),
+        ..CreateNetwork::new("int", Driver::Bridge)
+    })
+    .unwrap();
+    let i = m.connect(Connect::new("int", "s1")).unwrap();
+    let ips = |e: &Endpoint| [IpAddr::from(e.ipv4.unwrap()), IpAddr::from(e.ipv6.unwrap())];
+    assert_eq!(m.own_addresses("s1"), ips(&i), "no default route: the first endpoint's");
+    let a = m.connect(Connect::new("a", "s1")).unwrap();
+    assert_eq!(m.own_addresses("s1"), [IpAddr::from(a.ipv4.unwrap()), ips(&i)[1]], "IPv4 of the default route");
+}
+
+#[test]
 fn remove_sandbox_returns_endpoints_and_frees_them() {
     let mut m = populated();
     let e1 = m.connect(Connect::new("a", "s1")).unwrap();
