@@ -384,10 +384,9 @@ fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
     assert!(out.lines().all(|l| l[subnet_column..].starts_with(['1', 'S'])), "aligned columns:\n{out}");
     let out = d.ctl_ok(&["network", "ls", "-f", only_idle, "--format", "json"]);
     let row: Value = serde_json::from_str(out.trim_end()).expect("one JSON line");
-    assert_eq!(
-        (row["Name"].as_str(), row["CreatedAt"].as_str()),
-        (Some(idle.as_str()), Some(idle_info.created.as_str()))
-    );
+    let created = idle_info.created.replace('T', " ").replace('Z', " +0000 UTC");
+    assert_eq!((row["Name"].as_str(), row["CreatedAt"].as_str()), (Some(idle.as_str()), Some(created.as_str())));
+    assert_eq!(row["Internal"], "false", "Docker's columns are strings");
     let inspected = d.ctl_ok(&[
         "network",
         "inspect",

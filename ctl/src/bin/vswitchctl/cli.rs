@@ -311,7 +311,7 @@ pub(crate) enum SandboxCmd {
         #[arg(long)]
         pretty: bool,
         /// Print each sandbox through a Go template over its JSON, as Docker's -f/--format
-        /// (`{{range .endpoints}}{{.ipv4}} {{end}}`), or `json` (one line each).
+        /// (`{{range .endpoints}}{{.ipv4}} {{end}}`), or `json` (one compact array).
         #[arg(short, long, value_name = "FORMAT", value_parser = crate::format::check_inspect, conflicts_with = "pretty")]
         format: Option<String>,
     },
@@ -395,7 +395,7 @@ pub(crate) enum ServiceCmd {
         #[arg(required = true)]
         names: Vec<String>,
         /// Print each service through a Go template over its JSON, as Docker's -f/--format,
-        /// or `json` (one line each).
+        /// or `json` (one compact array).
         #[arg(short, long, value_name = "FORMAT", value_parser = crate::format::check_inspect)]
         format: Option<String>,
     },
@@ -574,7 +574,7 @@ pub(crate) enum NetworkCmd {
         #[arg(required = true)]
         names: Vec<String>,
         /// Print each network through a Go template, as Docker's -f/--format
-        /// (`{{range .IPAM.Config}}{{.Subnet}}{{end}}`), or `json` (one line each).
+        /// (`{{range .IPAM.Config}}{{.Subnet}}{{end}}`), or `json` (one compact array).
         #[arg(short, long, value_name = "FORMAT", value_parser = crate::format::check_inspect)]
         format: Option<String>,
     },

@@ -24,16 +24,20 @@ use crate::table;
 
 /// A parsed `--format`.
 pub(crate) enum Format {
-    /// `table` alone: the command's own table.
-    Table,
-    /// `json`: each item as one line of compact JSON.
-    Json,
+    /// No format, an empty one, or `table` alone on a list: the command's
+    /// own output (its table; an indented JSON array for `inspect`).
+    Default,
+    /// `json` on a list: each item as one line of compact JSON.
+    JsonLines,
+    /// `json` on `inspect`: the items as one compact JSON array, as
+    /// Docker's JSON inspector prints them.
+    JsonArray,
     /// `table TEMPLATE`: a header row, then a row per item, aligned at tabs.
     TableOf {
         /// The template with Docker's functions, for the items.
         row: Template,
-        /// The same template with functions that pass their first argument
-        /// through, run over the column names for the header row.
+        /// The same template with Docker's header functions, run over the
+        /// column names for the header row.
         header: Template,
     },
     /// Any other text: the template once per item, each followed by a newline.
@@ -42,53 +46,80 @@ pub(crate) enum Format {
 
 impl Format {
     /// `--format` of a list (`network ls`, `sandbox ls`): `table`, `json`,
-    /// `table TEMPLATE` or a template.
+    /// `table TEMPLATE` or a template, after Docker's rewriting (the part
+    /// after `table` trimmed of spaces, a literal `\t` or `\n` made a tab or
+    /// a newline).
     pub(crate) fn for_list(spec: &str) -> Result<Self, String> {
         if spec == "json" {
-            return Ok(Self::Json);
+            return Ok(Self::JsonLines);
         }
-        let Some(rest) = spec.strip_prefix("table") else { return Ok(Self::Each(parse(spec, false)?)) };
-        if rest.trim().is_empty() {
-            return Ok(Self::Table);
+        let rewrite = |t: &str| t.trim_matches(' ').replace(r"\t", "\t").replace(r"\n", "\n");
+        match spec.strip_prefix("table") {
+            _ if spec.is_empty() => Ok(Self::Default),
+            Some(rest) if rest.trim().is_empty() => Ok(Self::Default),
+            Some(rest) => {
+                Ok(Self::TableOf { row: parse(&rewrite(rest), false)?, header: parse(&rewrite(rest), true)? })
+            }
+            None => Ok(Self::Each(parse(&rewrite(spec), false)?)),
         }
-        Ok(Self::TableOf { row: parse(rest, false)?, header: parse(rest, true)? })
     }
 
-    /// `--format` of `inspect`: `json` or a template.
+    /// `--format` of `inspect`: `json` or a template, taken as written (as
+    /// Docker's inspect takes it).
     pub(crate) fn for_inspect(spec: &str) -> Result<Self, String> {
-        if spec == "json" { Ok(Self::Json) } else { Ok(Self::Each(parse(spec, false)?)) }
+        match spec {
+            "" => Ok(Self::Default),
+            "json" => Ok(Self::JsonArray),
+            _ => Ok(Self::Each(parse(spec, false)?)),
+        }
     }
 
     /// Writes `items` in this format; `header` names each field a row has
-    /// (the header row of `table TEMPLATE`). [`Format::Table`] writes
-    /// nothing: the caller prints its own table.
+    /// (the header row of `table TEMPLATE`). Nothing is written unless
+    /// every item renders. [`Format::Default`] writes nothing: the caller
+    /// prints its own output.
     pub(crate) fn write(&self, w: &mut dyn Write, items: &[Json], header: &Json) -> anyhow::Result<()> {
+        let mut text = String::new();
         match self {
-            Self::Table => {}
-            Self::Json => {
+            Self::Default => {}
+            Self::JsonLines => {
                 for item in items {
-                    serde_json::to_writer(&mut *w, item)?;
-                    writeln!(w)?;
+                    text.push_str(&serde_json::to_string(item)?);
+                    text.push('\n');
                 }
+            }
+            Self::JsonArray => {
+                text = serde_json::to_string(items)?;
+                text.push('\n');
             }
             Self::Each(template) => {
                 for item in items {
-                    writeln!(w, "{}", execute(template, item)?)?;
+                    text.push_str(&execute(template, item)?);
+                    text.push('\n');
                 }
             }
             Self::TableOf { row, header: header_template } => {
-                let mut text = execute(header_template, header)?;
+                // As Docker: a header template that fails (a comparison or
+                // `range` over the column names) keeps what it wrote.
+                if let Ok(data) = gotmpl::to_value(header) {
+                    let _ = header_template.execute_fmt(&mut text, &data);
+                }
                 text.push('\n');
                 for item in items {
                     text.push_str(&execute(row, item)?);
                     text.push('\n');
                 }
-                w.write_all(table::align_tabs(&text).as_bytes())?;
+                text = table::align_tabs(&text, DOCKER_MIN_WIDTH);
             }
         }
+        w.write_all(text.as_bytes())?;
         Ok(())
     }
 }
+
+/// The narrowest column of `table TEMPLATE`, padding included: Docker's
+/// tabwriter's `minwidth`.
+const DOCKER_MIN_WIDTH: usize = 10;
 
 /// Checks a list's `--format` on its own (clap's value parser).
 pub(crate) fn check_list(spec: &str) -> Result<String, String> {
@@ -100,26 +131,23 @@ pub(crate) fn check_inspect(spec: &str) -> Result<String, String> {
     Format::for_inspect(spec).map(|_| spec.to_owned())
 }
 
-/// Parses a template with Docker's functions (`header`: their header-row
-/// forms), after Docker's rewriting: surrounding spaces trimmed, literal
-/// `\t` and `\n` made a tab and a newline.
+/// Parses a template with Docker's functions (`header`: its header-row
+/// forms, which pass the column name through, but `pad`, which pads the
+/// header as it pads the cells).
 fn parse(source: &str, header: bool) -> Result<Template, String> {
-    let source = source.trim_matches(' ').replace(r"\t", "\t").replace(r"\n", "\n");
     let mut template = Template::new("format");
     for (name, arity, f) in FUNCTIONS {
-        template = if header {
-            template.func(name, move |args| {
-                check_arity(name, arity, args)?;
-                Ok(args[0].clone())
-            })
-        } else {
-            template.func(name, move |args| {
-                check_arity(name, arity, args)?;
-                f(args)
-            })
-        };
+        let pass_through = header && name != "pad";
+        template = template.func(name, move |args| {
+            check_arity(name, arity, args)?;
+            if pass_through {
+                return Ok(args[0].clone());
+            }
+            // Errors name the function, as Go's do.
+            f(args).map_err(|e| TemplateError::Exec(format!("error calling {name}: {e}")))
+        });
     }
-    template.parse(&source).map_err(|e| format!("template parsing error: {e}"))
+    template.parse(source).map_err(|e| format!("template parsing error: {e}"))
 }
 
 /// Runs `template` over one JSON item.
@@ -134,7 +162,16 @@ type Function = (&'static str, usize, fn(&[Value]) -> gotmpl::Result<Value>);
 /// Docker's template functions (its `templates.basicFunctions`).
 const FUNCTIONS: [Function; 8] = [
     ("json", 1, |a| Ok(text(serde_json::to_string(&to_json(&a[0])).unwrap_or_default()))),
-    ("split", 2, |a| Ok(Value::List(string(&a[0]).split(string(&a[1]).as_str()).map(text).collect()))),
+    ("split", 2, |a| {
+        let (whole, separator) = (string(&a[0]), string(&a[1]));
+        // Go splits at every character when the separator is empty.
+        let parts: Vec<Value> = if separator.is_empty() {
+            whole.chars().map(|c| text(c.to_string())).collect()
+        } else {
+            whole.split(separator.as_str()).map(text).collect()
+        };
+        Ok(Value::List(parts.into()))
+    }),
     ("join", 2, |a| {
         let Value::List(items) = &a[0] else { return Err(mismatch("list", &a[0])) };
         Ok(text(items.iter().map(string).collect::<Vec<_>>().join(&string(&a[1]))))
@@ -144,7 +181,12 @@ const FUNCTIONS: [Function; 8] = [
     ("upper", 1, |a| Ok(text(string(&a[0]).to_uppercase()))),
     ("pad", 3, |a| {
         let (before, after) = (count(&a[1])?, count(&a[2])?);
-        Ok(text(format!("{}{}{}", " ".repeat(before), string(&a[0]), " ".repeat(after))))
+        // An empty value stays empty, as Docker's `padWithSpace` leaves it.
+        let value = string(&a[0]);
+        if value.is_empty() {
+            return Ok(text(value));
+        }
+        Ok(text(format!("{}{value}{}", " ".repeat(before), " ".repeat(after))))
     }),
     ("truncate", 2, |a| Ok(text(string(&a[0]).chars().take(count(&a[1])?).collect::<String>()))),
 ];
@@ -252,7 +294,22 @@ mod tests {
             "NAME           DRIVER    IPV6\nweb            BRIDGE    false\nbackend-long   OVERLAY   true\n"
         );
         // `table` alone is the command's own table: the caller prints it.
-        assert!(matches!(Format::for_list("table").unwrap(), Format::Table));
+        assert!(matches!(Format::for_list("table").unwrap(), Format::Default));
+        assert!(matches!(Format::for_list("").unwrap(), Format::Default));
+        assert!(matches!(Format::for_inspect("").unwrap(), Format::Default));
+        // A header template that fails on the column names (they are all
+        // strings: `range` over one fails) keeps what it wrote, as Docker's
+        // does; the rows are whole.
+        let f =
+            Format::for_list(r#"table {{.Name}}\t{{if .IPv6}}v6{{end}}\t{{range split .Labels ","}}[{{.}}]{{end}}"#)
+                .unwrap();
+        assert_eq!(
+            render(&f, &rows, &header),
+            "NAME           v6\nweb                      [a=1][b=]\nbackend-long   v6        []\n"
+        );
+        // `pad` pads the header as it pads the cells.
+        let f = Format::for_list(r"table {{pad .Name 2 0}}\t{{.Driver}}").unwrap();
+        assert_eq!(render(&f, &rows[..1], &header), "  NAME    DRIVER\n  web     bridge\n");
         assert!(matches!(Format::for_list(" table ").unwrap(), Format::Each(_)), "Docker takes only a `table` prefix");
     }
 
@@ -262,6 +319,15 @@ mod tests {
         let out = render(&Format::for_list("json").unwrap(), &rows, &header);
         let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines, rows);
+        // inspect's `json` is one array, as Docker's JSON inspector prints it.
+        let out = render(&Format::for_inspect("json").unwrap(), &rows, &serde_json::Value::Null);
+        assert_eq!(out.lines().count(), 1);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap(), serde_json::Value::Array(rows.clone()));
+        // Nothing of a list is printed unless every item renders.
+        let f = Format::for_list("{{if .IPv6}}{{pad .Name}}{{else}}{{.Name}}{{end}}").unwrap();
+        let mut written = Vec::new();
+        assert!(f.write(&mut written, &rows, &header).is_err());
+        assert!(written.is_empty(), "{written:?}");
         let f = Format::for_inspect("{{json .Labels}} {{json .}}").unwrap();
         let out = render(&f, &rows[1..], &serde_json::Value::Null);
         let (labels, whole) = out.trim_end().split_once(' ').unwrap();
@@ -277,7 +343,8 @@ mod tests {
         assert_eq!(run("{{upper .Name}}|{{lower \"AbC\"}}"), "HELLO WORLD_X-Y|abc\n");
         assert_eq!(run("{{range split .Labels \",\"}}<{{.}}>{{end}}"), "<a=1><b=2>\n");
         assert_eq!(run("{{join .List \"+\"}}"), "p+q\n");
-        assert_eq!(run("[{{pad .Id 1 2}}]"), "[ 0123456789  ]\n");
+        assert_eq!(run("[{{pad .Id 1 2}}]|[{{pad \"\" 1 2}}]"), "[ 0123456789  ]|[]\n");
+        assert_eq!(run("{{range split \"abc\" \"\"}}<{{.}}>{{end}}"), "<a><b><c>\n");
         assert_eq!(run("{{truncate .Id 4}}|{{truncate .Id 40}}"), "0123|0123456789\n");
         assert_eq!(run("{{len .List}} {{index .List 1}} {{printf \"%5s\" .Id}}"), "2 q 0123456789\n");
     }
@@ -294,9 +361,10 @@ mod tests {
         let f = Format::for_inspect("{{pad .Name 1}}").unwrap();
         let err = f.write(&mut Vec::new(), &[json!({"Name": "x"})], &json!(null)).unwrap_err();
         assert!(err.to_string().contains("wrong number of args for pad: want 3 got 2"), "{err}");
-        let f = Format::for_inspect("{{truncate .Name -1}}").unwrap();
-        assert!(f.write(&mut Vec::new(), &[json!({"Name": "x"})], &json!(null)).is_err());
         let f = Format::for_inspect("{{join .Name \",\"}}").unwrap();
+        let err = f.write(&mut Vec::new(), &[json!({"Name": "x"})], &json!(null)).unwrap_err();
+        assert!(err.to_string().contains("error calling join"), "{err}");
+        let f = Format::for_inspect("{{truncate .Name -1}}").unwrap();
         assert!(f.write(&mut Vec::new(), &[json!({"Name": "x"})], &json!(null)).is_err());
     }
 }

@@ -134,7 +134,7 @@ fn network_ls(ctx: &mut Ctx, quiet: bool, filter: &[String], no_trunc: bool, for
     let nets: Vec<NetworkSummary> = kept.into_iter().map(|(_, net)| net).collect();
     if let Some(format) = format {
         let format = Format::for_list(format).map_err(anyhow::Error::msg)?;
-        if !matches!(format, Format::Table) {
+        if !matches!(format, Format::Default) {
             let rows: Vec<Value> = nets.iter().map(|n| render::network_row(n, no_trunc)).collect();
             return format.write(&mut ctx.out, &rows, &render::network_header());
         }
@@ -278,7 +278,7 @@ fn sandbox(ctx: &mut Ctx, cmd: SandboxCmd) -> Result<()> {
             let value = ctx.call(&Request::SandboxLs)?;
             let boxes: Vec<SandboxInfo> =
                 serde_json::from_value(value).map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;
-            if matches!(format, Format::Table) {
+            if matches!(format, Format::Default) {
                 return Ok(render::sandboxes(&mut ctx.out, &boxes)?);
             }
             let rows: Vec<Value> = boxes.iter().map(render::sandbox_row).collect();
@@ -474,11 +474,9 @@ fn refuse_format_with_json(ctx: &Ctx, path: &[&str], format: Option<&str>) {
 /// What `inspect` prints: the replies as a JSON array, as `docker … inspect`
 /// does, or each through `--format`.
 fn print_inspected(ctx: &mut Ctx, values: Vec<Value>, format: Option<&str>) -> Result<()> {
-    match format {
-        None => ctx.print_json(&Value::Array(values)),
-        Some(format) => {
-            Format::for_inspect(format).map_err(anyhow::Error::msg)?.write(&mut ctx.out, &values, &Value::Null)
-        }
+    match format.map(Format::for_inspect).transpose().map_err(anyhow::Error::msg)? {
+        None | Some(Format::Default) => ctx.print_json(&Value::Array(values)),
+        Some(format) => format.write(&mut ctx.out, &values, &Value::Null),
     }
 }
 

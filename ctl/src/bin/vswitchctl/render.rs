@@ -34,15 +34,26 @@ pub(crate) fn network_row(n: &NetworkSummary, whole_ids: bool) -> Value {
         "Name": n.name,
         "Driver": n.driver.to_string(),
         "Scope": n.scope,
-        "IPv4": n.enable_ipv4,
-        "IPv6": n.enable_ipv6,
-        "Internal": n.internal,
+        // Strings, as Docker's columns are (`{{if eq .Internal "true"}}`).
+        "IPv4": n.enable_ipv4.to_string(),
+        "IPv6": n.enable_ipv6.to_string(),
+        "Internal": n.internal.to_string(),
         "Labels": labels.join(","),
-        "CreatedAt": n.created,
+        "CreatedAt": go_time(&n.created),
         "Subnet": n.subnet.map(|s| s.to_string()).unwrap_or_default(),
         "Subnet6": n.subnet6.map(|s| s.to_string()).unwrap_or_default(),
         "Endpoints": n.endpoints,
     })
+}
+
+/// An RFC 3339 UTC time (`2026-12-03T15:37:16Z`) as Go's `Time.String`
+/// prints it, which is what Docker's `.CreatedAt` column shows
+/// (`2026-12-03 15:37:16 +0000 UTC`); any other text unchanged.
+fn go_time(rfc3339: &str) -> String {
+    match rfc3339.strip_suffix('Z').and_then(|t| t.split_once('T')) {
+        Some((date, time)) => format!("{date} {time} +0000 UTC"),
+        None => rfc3339.to_owned(),
+    }
 }
 
 /// The header of `network ls --format 'table …'`: each field's column name.
@@ -573,6 +584,14 @@ fn event_details(kind: &EventKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn created_times_print_as_go_prints_them() {
+        assert_eq!(go_time("2026-12-03T15:37:16Z"), "2026-12-03 15:37:16 +0000 UTC");
+        assert_eq!(go_time("2026-12-03T15:37:16.5Z"), "2026-12-03 15:37:16.5 +0000 UTC");
+        assert_eq!(go_time(""), "");
+        assert_eq!(go_time("yesterday"), "yesterday");
+    }
 
     #[test]
     fn impairment_shows_in_show_and_stats() {

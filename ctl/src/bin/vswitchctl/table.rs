@@ -30,15 +30,16 @@ impl Table {
             text.push_str(&cells.collect::<Vec<_>>().join("\t"));
             text.push('\n');
         }
-        w.write_all(align_tabs(&text).as_bytes())
+        w.write_all(align_tabs(&text, 0).as_bytes())
     }
 }
 
 /// Aligns tab-separated cells into columns, as Go's `text/tabwriter` does
 /// for `docker … --format 'table …'` (padding 3): every cell that a tab ends
-/// is padded to its column's widest such cell plus three spaces; the text
-/// after a line's last tab is not a column. Lines lose trailing spaces.
-pub(crate) fn align_tabs(text: &str) -> String {
+/// is padded to its column's widest such cell plus three spaces, and to at
+/// least `min_width` in all; the text after a line's last tab is not a
+/// column. Lines lose trailing spaces.
+pub(crate) fn align_tabs(text: &str, min_width: usize) -> String {
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     let mut widths: Vec<usize> = Vec::new();
     for cells in &lines {
@@ -55,7 +56,8 @@ pub(crate) fn align_tabs(text: &str) -> String {
         for (i, cell) in cells.iter().enumerate() {
             line.push_str(cell);
             if i + 1 < cells.len() {
-                line.extend(std::iter::repeat_n(' ', widths[i] - cell.chars().count() + 3));
+                let width = (widths[i] + 3).max(min_width);
+                line.extend(std::iter::repeat_n(' ', width - cell.chars().count()));
             }
         }
         out.push_str(line.trim_end());
@@ -80,8 +82,10 @@ mod tests {
 
     #[test]
     fn aligns_tab_separated_lines_of_any_width() {
-        assert_eq!(align_tabs("N\tDRIVER\tX\nlonger\tb\nz\n"), "N        DRIVER   X\nlonger   b\nz\n");
-        assert_eq!(align_tabs("a\t\t\nbb\tc\t\n"), "a\nbb   c\n");
-        assert_eq!(align_tabs(""), "");
+        assert_eq!(align_tabs("N\tDRIVER\tX\nlonger\tb\nz\n", 0), "N        DRIVER   X\nlonger   b\nz\n");
+        assert_eq!(align_tabs("a\t\t\nbb\tc\t\n", 0), "a\nbb   c\n");
+        assert_eq!(align_tabs("", 0), "");
+        // Docker's minimum width: 10 with the padding.
+        assert_eq!(align_tabs("N\tDRIVER\tX\nlonger\tb\n", 10), "N         DRIVER    X\nlonger    b\n");
     }
 }
