@@ -698,7 +698,8 @@ fn dns_options_are_the_resolv_conf_options() {
 /// `sandbox create --add-host` (Docker's; compose's `extra_hosts`): the
 /// sandbox's own hosts file, which `ip netns exec` shows as /etc/hosts,
 /// holds Docker's standard lines and the entries, and the libc resolver
-/// finds them there before any DNS (the sandbox is on no network); a bad
+/// finds them there before any DNS, then the sandbox's hostname at its
+/// address once it is on a network (gone again on disconnect); a bad
 /// entry is refused and creates nothing; a sandbox without entries keeps
 /// the hosts file it has (someone else's here) or the host's; the entries
 /// survive `kill -9`, and a restart writes the file again; `sandbox rm`
@@ -729,7 +730,8 @@ fn extra_hosts_are_the_sandbox_hosts_file() {
     let net = d.name("hn");
     d.network_create(&net, "10.217.10.0/24");
     let ip = d.connect(&net, &a, None).ipv4.expect("an address").addr().to_string();
-    let own_line = format!("{ip}\t{hostname}");
+    let short = hostname.split_once('.').map(|(short, _)| format!(" {short}")).unwrap_or_default();
+    let own_line = format!("{ip}\t{hostname}{short}");
     let usable = hostname.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c));
     for round in ["created", "after kill -9"] {
         let written = std::fs::read_to_string(&hosts).expect("the hosts file");

@@ -513,6 +513,9 @@ fn extra_hosts_are_read_and_written_back() {
     assert_eq!(stack.sandboxes[0].extra_hosts, ["db=10.0.0.5", "db6=fd00::5", "db6=::1"]);
     let e = errors("sandboxes:\n  web:\n    extra_hosts: 10.0.0.5\n");
     assert!(e[0].starts_with("stack.yaml:3") && e[0].contains("extra_hosts"), "{e:?}");
-    let e = errors("sandboxes:\n  web:\n    extra_hosts:\n      db: {ip: 10.0.0.5}\n");
-    assert!(e[0].starts_with("stack.yaml:") && e[0].contains("extra_hosts"), "{e:?}");
+    for bad in ["db: {ip: 10.0.0.5}", "db:", "db: 10"] {
+        let e = errors(&format!("sandboxes:\n  web:\n    extra_hosts:\n      {bad}\n"));
+        assert!(e[0].starts_with("stack.yaml:") && e[0].contains("extra_hosts"), "{bad}: {e:?}");
+        assert!(e[0].contains("an address or a list of addresses"), "{bad}: {e:?}");
+    }
 }

@@ -196,12 +196,19 @@ pub fn render_hosts(extra_hosts: &[String], own: Option<&OwnHost>) -> String {
     );
     for entry in extra_hosts {
         if let Some((name, ip)) = entry.split_once(':') {
-            text.push_str(&format!("{ip}\t{name}\n"));
+            // The libc resolver matches names as written: a fully
+            // qualified `db.example.` is also listed as `db.example`.
+            match name.strip_suffix('.') {
+                Some(bare) => text.push_str(&format!("{ip}\t{name} {bare}\n")),
+                None => text.push_str(&format!("{ip}\t{name}\n")),
+            }
         }
     }
     if let Some(own) = own {
+        // A domain name is listed with its first label too, as Docker does.
+        let short = own.hostname.split_once('.').map(|(short, _)| format!(" {short}")).unwrap_or_default();
         for ip in &own.addresses {
-            text.push_str(&format!("{ip}\t{}\n", own.hostname));
+            text.push_str(&format!("{ip}\t{}{short}\n", own.hostname));
         }
     }
     text
@@ -441,10 +448,11 @@ mod tests {
     #[test]
     fn a_hosts_file_is_dockers_standard_lines_then_the_entries_then_its_own_name() {
         let own = OwnHost {
-            hostname: "node1".into(),
+            hostname: "node1.example.com".into(),
             addresses: vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
         };
-        let text = render_hosts(&["db:10.0.0.5".into(), "db6:fd00::5".into(), "db:10.0.0.6".into()], Some(&own));
+        let entries = ["db:10.0.0.5".into(), "db6:fd00::5".into(), "db:10.0.0.6".into(), "db.example.:10.0.0.7".into()];
+        let text = render_hosts(&entries, Some(&own));
         let lines: Vec<&str> = text.lines().skip(1).collect();
         assert_eq!(
             lines,
@@ -458,8 +466,9 @@ mod tests {
                 "10.0.0.5\tdb",
                 "fd00::5\tdb6",
                 "10.0.0.6\tdb",
-                "10.0.0.2\tnode1",
-                "fd00::2\tnode1",
+                "10.0.0.7\tdb.example. db.example",
+                "10.0.0.2\tnode1.example.com node1",
+                "fd00::2\tnode1.example.com node1",
             ]
         );
         assert!(text.starts_with('#') && text.ends_with('\n'));

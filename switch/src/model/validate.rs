@@ -87,7 +87,7 @@ pub(crate) fn extra_host(value: &str) -> Result<String, ModelError> {
     let label = |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
     // A fully qualified name may end in a dot, as Docker takes it.
     let labels = name.strip_suffix('.').unwrap_or(name);
-    if name.len() > 254 || !labels.split('.').all(label) {
+    if labels.len() > 253 || !labels.split('.').all(label) {
         return Err(bad("the name must be a host name (letters, digits, '-', '_' and '.')"));
     }
     if ip == "host-gateway" {
@@ -125,6 +125,7 @@ mod tests {
             (":10.0.0.5", "host name"),
             ("d b:10.0.0.5", "host name"),
             ("db..:10.0.0.5", "host name"),
+            (&format!("{}:10.0.0.5", "a".repeat(254)), "host name"),
             (".:10.0.0.5", "host name"),
             ("db\n10.0.0.6 evil:10.0.0.5", "host name"),
             ("db:10.0.0.5\n10.0.0.6 evil", "address"),

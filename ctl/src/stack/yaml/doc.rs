@@ -220,11 +220,32 @@ impl<'de> Deserialize<'de> for Labels {
 pub(super) struct ExtraHosts(pub(super) Vec<String>);
 
 /// A map value of [`ExtraHosts`]: one address or a list of them.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Addresses {
-    One(Scalar),
-    Many(Vec<Scalar>),
+struct Addresses(Vec<String>);
+
+impl<'de> Deserialize<'de> for Addresses {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Addresses;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address or a list of addresses")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Addresses, E> {
+                Ok(Addresses(vec![v.to_owned()]))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Addresses, A::Error> {
+                let mut addresses = Vec::new();
+                while let Some(address) = seq.next_element::<String>()? {
+                    addresses.push(address);
+                }
+                Ok(Addresses(addresses))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
 }
 
 impl<'de> Deserialize<'de> for ExtraHosts {
@@ -247,12 +268,8 @@ impl<'de> Deserialize<'de> for ExtraHosts {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtraHosts, A::Error> {
                 let mut hosts = Vec::new();
-                while let Some((name, addresses)) = map.next_entry::<String, Addresses>()? {
-                    let addresses = match addresses {
-                        Addresses::One(one) => vec![one],
-                        Addresses::Many(many) => many,
-                    };
-                    hosts.extend(addresses.into_iter().map(|Scalar(ip)| format!("{name}={ip}")));
+                while let Some((name, Addresses(addresses))) = map.next_entry::<String, Addresses>()? {
+                    hosts.extend(addresses.into_iter().map(|ip| format!("{name}={ip}")));
                 }
                 Ok(ExtraHosts(hosts))
             }
