@@ -11,7 +11,10 @@
 //!   without quorum still fails with that clear reason. "leader changed" may
 //!   come after a write was applied: every operation of this crate is safe to
 //!   repeat (txns compare before they write, and `create_network` recognises
-//!   its own network).
+//!   its own network). "leader changed" also says the election is over: a
+//!   request refused with it is sent once more even when that patience is
+//!   spent (a read that waited out a long election comes back with it), the
+//!   caller's request timeout still bounding it.
 //! - Anything else is returned as is.
 
 use std::future::Future;
@@ -41,6 +44,12 @@ pub(crate) fn electing(e: &Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether the store refused `e` because its leader changed while the
+/// request waited: a new one has been elected.
+fn leader_changed(e: &Error) -> bool {
+    matches!(e, Error::GRpcStatus(s) if s.message().contains("leader changed"))
 }
 
 /// Whether `e` says the connection could not be opened (the request was not sent).
@@ -80,8 +89,14 @@ impl Kv {
         let started = Instant::now();
         let mut delay = Duration::from_millis(10);
         let mut attempt = 1;
+        let mut sent_after_change = false;
         loop {
             match f(self.client.clone()).await {
+                Err(e) if !sent_after_change && leader_changed(&e) && started.elapsed() + delay >= self.patience => {
+                    // The election is over: once more, at once.
+                    sent_after_change = true;
+                    attempt += 1;
+                }
                 Err(e)
                     if (attempt < self.attempts && never_sent(&e))
                         || (electing(&e) && started.elapsed() + delay < self.patience) =>
