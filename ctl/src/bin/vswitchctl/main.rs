@@ -269,20 +269,21 @@ fn sandbox(ctx: &mut Ctx, cmd: SandboxCmd) -> Result<()> {
             let req = Request::SandboxCreate { name, dns, dns_search, dns_options, extra_hosts, netns };
             ctx.show(&req, |w, s: SandboxInfo| writeln!(w, "{}", s.name))
         }
-        SandboxCmd::Ls { format: None } => {
-            ctx.show(&Request::SandboxLs, |w, s: Vec<SandboxInfo>| render::sandboxes(w, &s))
-        }
-        SandboxCmd::Ls { format: Some(format) } => {
-            refuse_format_with_json(ctx, &["sandbox", "ls"], Some(&format));
-            let format = Format::for_list(&format).map_err(anyhow::Error::msg)?;
-            let value = ctx.call(&Request::SandboxLs)?;
-            let boxes: Vec<SandboxInfo> =
-                serde_json::from_value(value).map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;
-            if matches!(format, Format::Default) {
-                return Ok(render::sandboxes(&mut ctx.out, &boxes)?);
+        SandboxCmd::Ls { format } => {
+            refuse_format_with_json(ctx, &["sandbox", "ls"], format.as_deref());
+            let format = format.as_deref().map(Format::for_list).transpose().map_err(anyhow::Error::msg)?;
+            match format {
+                None | Some(Format::Default) => {
+                    ctx.show(&Request::SandboxLs, |w, s: Vec<SandboxInfo>| render::sandboxes(w, &s))
+                }
+                Some(format) => {
+                    let value = ctx.call(&Request::SandboxLs)?;
+                    let boxes: Vec<SandboxInfo> = serde_json::from_value(value)
+                        .map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;
+                    let rows: Vec<Value> = boxes.iter().map(render::sandbox_row).collect();
+                    format.write(&mut ctx.out, &rows, &render::sandbox_header())
+                }
             }
-            let rows: Vec<Value> = boxes.iter().map(render::sandbox_row).collect();
-            format.write(&mut ctx.out, &rows, &render::sandbox_header())
         }
         SandboxCmd::Inspect { names, pretty, format } => {
             if pretty && ctx.json {
