@@ -339,7 +339,7 @@ fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
     assert_eq!(labels, [("team", ""), ("tier", "back")], "inspect shows the labels");
     d.network_create(&idle2, "10.209.2.0/24");
     d.sandbox_create(&sb);
-    d.connect(&used, &sb, None);
+    let endpoint = d.connect(&used, &sb, None);
     let names = |d: &Daemon, args: &[&str]| -> Vec<String> {
         let mut full = vec!["network", "ls"];
         full.extend_from_slice(args);
@@ -401,11 +401,32 @@ fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
     let out = d.ctl_ok(&["sandbox", "inspect", "-f", "{{range .endpoints}}{{.network}}={{.ipv4}}{{end}}", &sb]);
     assert_eq!(out, format!("{used}={ip}\n"));
     assert_eq!(d.ctl_ok(&["sandbox", "ls", "--format", "{{.Name}} {{.Endpoints}}"]), format!("{sb} {used}:{ip}\n"));
+    // Every list takes --format over its table's columns, and more.
+    let out = d.ctl_ok(&["dns", "ls", &used, "--format", r#"{{if eq .Type "A"}}{{.Name}}={{.Value}}{{end}}"#]);
+    assert!(out.lines().any(|l| l == format!("{sb}={}", ip.addr())), "dns ls --format:\n{out}");
+    // A port that sent (a ping to its gateway) has counted frames; numbers stay numbers.
+    assert!(vswitch::ping(&sb, std::net::Ipv4Addr::new(10, 209, 0, 1), 1), "the gateway answers");
+    let out =
+        d.ctl_ok(&["stats", &endpoint.port, "--format", "{{.Port}} {{.Network}} {{if gt .RxPackets 0}}moved{{end}}"]);
+    assert_eq!(out, format!("{} {used} moved\n", endpoint.port));
+    let row: Value = serde_json::from_str(d.ctl_ok(&["stats", &endpoint.port, "--format", "json"]).trim_end())
+        .expect("one JSON line");
+    assert!(row["DropReasons"].is_object() && row["TxBytes"].is_u64(), "{row}");
+    let out = d.ctl_ok(&["fdb", "show", &used, "--format", r"table {{.MAC}}\t{{.Port}}"]);
+    let learned = format!("{} {}", endpoint.mac, endpoint.port);
+    assert!(
+        out.starts_with("MAC ") && out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == learned),
+        "{out}"
+    );
+    assert_eq!(d.ctl_ok(&["service", "ls", "--format", "{{.Name}}"]), "", "no services");
     for (args, why) in [
         (vec!["--json", "network", "ls", "--format", "{{.Name}}"], "cannot be used with '--json'"),
         (vec!["network", "ls", "-q", "--format", "{{.Name}}"], "cannot be used with"),
         (vec!["network", "inspect", "-f", "{{.Name", idle.as_str()], "template parsing error"),
         (vec!["sandbox", "inspect", "--pretty", "-f", "{{.name}}", sb.as_str()], "cannot be used with"),
+        (vec!["stats", "--prometheus", "--format", "{{.Port}}"], "cannot be used with"),
+        (vec!["--json", "peer", "ls", "--format", "{{.Peer}}"], "cannot be used with '--json'"),
+        (vec!["fdb", "show", "--format", "{{.MAC"], "template parsing error"),
     ] {
         let refused = d.ctl(&args);
         let err = String::from_utf8_lossy(&refused.stderr);

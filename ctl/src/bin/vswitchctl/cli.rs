@@ -51,6 +51,11 @@ pub(crate) enum Command {
         /// instead (what `vswitchd --metrics-listen` serves).
         #[arg(long, conflicts_with = "port")]
         prometheus: bool,
+        /// Print each port's counters through a Go template, as `network ls --format`: `table TEMPLATE`,
+        /// `json`, or a template. Fields: .Port .Network .RxPackets .RxBytes .TxPackets .TxBytes .Floods .Drops
+        /// .DropReasons (a map) .TapQueueDropped.
+        #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list, conflicts_with = "prometheus")]
+        format: Option<String>,
     },
     /// Show switch events: MACs learned, moved, flapping and aged, full
     /// tables, ports up and down, gone sandboxes, peers learned and silent,
@@ -388,7 +393,12 @@ pub(crate) enum ServiceCmd {
     },
     /// List services.
     #[command(alias = "list")]
-    Ls,
+    Ls {
+        /// Print each service through a Go template, as `network ls --format`: `table TEMPLATE`,
+        /// `json`, or a template. Fields: .Name .Network .Replicas .Ports .Mode .CreatedAt.
+        #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list)]
+        format: Option<String>,
+    },
     /// Show details of services as a JSON array.
     Inspect {
         /// Service names.
@@ -416,6 +426,11 @@ pub(crate) enum NatCmd {
     Ls {
         /// Only this network.
         network: Option<String>,
+        /// Print each flow through a Go template, as `network ls --format`: `table TEMPLATE`,
+        /// `json`, or a template. Fields: .Proto .Direction .Network .Sandbox .Inner .Remote .OuterLocal .OuterRemote
+        /// .FromSandbox .ToSandbox .Age .State.
+        #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list)]
+        format: Option<String>,
     },
 }
 
@@ -651,6 +666,10 @@ pub(crate) enum FdbCmd {
     Show {
         /// Only this network.
         network: Option<String>,
+        /// Print each entry through a Go template, as `network ls --format`: `table TEMPLATE`,
+        /// `json`, or a template. Fields: .Port .Network .MAC .Age (seconds) .Type .Remote.
+        #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list)]
+        format: Option<String>,
     },
     /// Add a static MAC entry.
     Add {
@@ -679,6 +698,10 @@ pub(crate) enum DnsCmd {
     Ls {
         /// Only this network.
         network: Option<String>,
+        /// Print each record through a Go template, as `network ls --format`: `table TEMPLATE`,
+        /// `json`, or a template. Fields: .Network .Name .Type .Value .Sandbox .TTL.
+        #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list)]
+        format: Option<String>,
     },
 }
 
@@ -705,7 +728,12 @@ pub(crate) enum PeerCmd {
         networks: Vec<String>,
     },
     /// List peers, static and learned.
-    Ls,
+    Ls {
+        /// Print each peer through a Go template, as `network ls --format`: `table TEMPLATE`,
+        /// `json`, or a template. Fields: .Peer .Networks .Type.
+        #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list)]
+        format: Option<String>,
+    },
     /// Remove a static peer.
     Rm {
         /// The peer's underlay address, ADDR, ADDR:PORT or [V6]:PORT (port 4789 by default).
@@ -719,7 +747,13 @@ pub(crate) enum PeerCmd {
 pub(crate) enum NodeCmd {
     /// List the cluster's nodes (this one marked `*`) and the store's state.
     #[command(alias = "list")]
-    Ls,
+    Ls {
+        /// Print each node (not the store's state) through a Go template, as `network ls --format`: `table TEMPLATE`,
+        /// `json`, or a template. Fields: .Name .VTEP .Status .Endpoints .Networks .Self (true for
+        /// this node).
+        #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list)]
+        format: Option<String>,
+    },
     /// Release every address claim and record of a node that is down (one
     /// that died and will not come back); refused while it is alive.
     Rm {

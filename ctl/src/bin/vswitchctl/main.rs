@@ -4,6 +4,7 @@ mod capture;
 mod cli;
 mod events;
 mod format;
+mod listing;
 mod render;
 mod stack;
 mod table;
@@ -132,22 +133,38 @@ fn network_ls(ctx: &mut Ctx, quiet: bool, filter: &[String], no_trunc: bool, for
         return ctx.print_json(&Value::Array(kept.into_iter().map(|(row, _)| row).collect()));
     }
     let nets: Vec<NetworkSummary> = kept.into_iter().map(|(_, net)| net).collect();
-    if let Some(format) = format {
-        let format = Format::for_list(format).map_err(anyhow::Error::msg)?;
-        if !matches!(format, Format::Default) {
-            let rows: Vec<Value> = nets.iter().map(|n| render::network_row(n, no_trunc)).collect();
-            return format.write(&mut ctx.out, &rows, &render::network_header());
-        }
-    }
-    if quiet {
+    let format = format.map(Format::for_list).transpose().map_err(anyhow::Error::msg)?;
+    if quiet && format.is_none() {
         for n in &nets {
             let id = if no_trunc { n.id.as_str() } else { &n.id[..n.id.len().min(12)] };
             writeln!(ctx.out, "{id}")?;
         }
         return Ok(());
     }
-    render::networks(&mut ctx.out, &nets, no_trunc)?;
-    Ok(())
+    render::networks(&nets, no_trunc).print(&mut ctx.out, format.as_ref())
+}
+
+/// A list verb: with `--json`, the daemon's reply as it is; otherwise
+/// decoded as `T` and printed by `human` (its table), or, given a
+/// `--format` other than `table`, through the format over `listing`'s rows.
+fn list<T: DeserializeOwned>(
+    ctx: &mut Ctx,
+    req: &Request,
+    path: &[&str],
+    format: Option<&str>,
+    human: impl FnOnce(&mut dyn Write, &T) -> io::Result<()>,
+    listing: impl FnOnce(&T) -> listing::Listing,
+) -> Result<()> {
+    refuse_format_with_json(ctx, path, format);
+    match format.map(Format::for_list).transpose().map_err(anyhow::Error::msg)? {
+        None | Some(Format::Default) => ctx.show(req, |w, items: T| human(w, &items)),
+        Some(format) => {
+            let value = ctx.call(req)?;
+            let items: T =
+                serde_json::from_value(value).map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;
+            listing(&items).print(&mut ctx.out, Some(&format))
+        }
+    }
 }
 
 /// `network prune`: asks (unless `--force`), then has the daemon remove
@@ -198,14 +215,24 @@ fn run(cli: Cli) -> Result<()> {
         Command::Stats { prometheus: true, .. } => {
             ctx.show(&Request::Metrics, |w, m: ctl::proto::MetricsText| w.write_all(m.text.as_bytes()))
         }
-        Command::Stats { port, prometheus: false } => {
-            ctx.show(&Request::Stats { port }, |w, s: Vec<PortStats>| render::stats(w, &s))
-        }
+        Command::Stats { port, prometheus: false, format } => list(
+            &mut ctx,
+            &Request::Stats { port },
+            &["stats"],
+            format.as_deref(),
+            |w, s: &Vec<PortStats>| render::stats(w, s),
+            |s| render::port_counters(s, false),
+        ),
         Command::Events { follow: false } => events::history(&mut ctx),
         Command::Events { follow: true } => events::follow(&mut ctx),
-        Command::Dns(DnsCmd::Ls { network }) => {
-            ctx.show(&Request::DnsLs { network }, |w, r: Vec<DnsRecord>| render::dns_records(w, &r))
-        }
+        Command::Dns(DnsCmd::Ls { network, format }) => list(
+            &mut ctx,
+            &Request::DnsLs { network },
+            &["dns", "ls"],
+            format.as_deref(),
+            |w, r: &Vec<DnsRecord>| render::dns_records(r).write_table(w),
+            |r| render::dns_records(r),
+        ),
         Command::Port(cli::PortArgs {
             command: Some(cli::PortCmd::Add { network, interface, port_type, force }),
             ..
@@ -226,9 +253,14 @@ fn run(cli: Cli) -> Result<()> {
             port_cmd(&mut ctx, sandbox.unwrap_or_default(), port)
         }
         Command::Service(cmd) => service(&mut ctx, cmd),
-        Command::Nat(NatCmd::Ls { network }) => {
-            ctx.show(&Request::NatLs { network }, |w, f: Vec<NatFlow>| render::nat_flows(w, &f))
-        }
+        Command::Nat(NatCmd::Ls { network, format }) => list(
+            &mut ctx,
+            &Request::NatLs { network },
+            &["nat", "ls"],
+            format.as_deref(),
+            |w, f: &Vec<NatFlow>| render::nat_flows(f).write_table(w),
+            |f| render::nat_flows(f),
+        ),
         Command::Config(ConfigCmd::Show) => {
             ctx.show(&Request::ConfigShow, |w, c: ctl::proto::ConfigInfo| writeln!(w, "aging-time {}", c.aging_time))
         }
@@ -269,22 +301,14 @@ fn sandbox(ctx: &mut Ctx, cmd: SandboxCmd) -> Result<()> {
             let req = Request::SandboxCreate { name, dns, dns_search, dns_options, extra_hosts, netns };
             ctx.show(&req, |w, s: SandboxInfo| writeln!(w, "{}", s.name))
         }
-        SandboxCmd::Ls { format } => {
-            refuse_format_with_json(ctx, &["sandbox", "ls"], format.as_deref());
-            let format = format.as_deref().map(Format::for_list).transpose().map_err(anyhow::Error::msg)?;
-            match format {
-                None | Some(Format::Default) => {
-                    ctx.show(&Request::SandboxLs, |w, s: Vec<SandboxInfo>| render::sandboxes(w, &s))
-                }
-                Some(format) => {
-                    let value = ctx.call(&Request::SandboxLs)?;
-                    let boxes: Vec<SandboxInfo> = serde_json::from_value(value)
-                        .map_err(|e| anyhow::anyhow!("unexpected reply from vswitchd: {e}"))?;
-                    let rows: Vec<Value> = boxes.iter().map(render::sandbox_row).collect();
-                    format.write(&mut ctx.out, &rows, &render::sandbox_header())
-                }
-            }
-        }
+        SandboxCmd::Ls { format } => list(
+            ctx,
+            &Request::SandboxLs,
+            &["sandbox", "ls"],
+            format.as_deref(),
+            |w, s: &Vec<SandboxInfo>| render::sandboxes(s).write_table(w),
+            |s| render::sandboxes(s),
+        ),
         SandboxCmd::Inspect { names, pretty, format } => {
             if pretty && ctx.json {
                 usage_conflict(&["sandbox", "inspect"], "the argument '--pretty' cannot be used with '--json'");
@@ -340,7 +364,14 @@ fn service(ctx: &mut Ctx, cmd: ServiceCmd) -> Result<()> {
             let req = Request::ServicePublish { name, network, publish: mappings(publish), mode };
             ctx.show(&req, |_, _: ServiceInfo| Ok(()))
         }
-        ServiceCmd::Ls => ctx.show(&Request::ServiceLs, |w, s: Vec<ServiceInfo>| render::services(w, &s)),
+        ServiceCmd::Ls { format } => list(
+            ctx,
+            &Request::ServiceLs,
+            &["service", "ls"],
+            format.as_deref(),
+            |w, s: &Vec<ServiceInfo>| render::services(s).write_table(w),
+            |s| render::services(s),
+        ),
         ServiceCmd::Inspect { names, format } => {
             refuse_format_with_json(ctx, &["service", "inspect"], format.as_deref());
             let (values, _) = inspect_each::<ServiceInfo>(ctx, names, |name| Request::ServiceInspect { name })?;
@@ -431,14 +462,28 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
 fn peer(ctx: &mut Ctx, cmd: PeerCmd) -> Result<()> {
     match cmd {
         PeerCmd::Add { addr, networks } => ctx.show(&Request::PeerAdd { addr, networks }, |_, _: Value| Ok(())),
-        PeerCmd::Ls => ctx.show(&Request::PeerLs, |w, p: Vec<ctl::proto::PeerInfo>| render::peers(w, &p)),
+        PeerCmd::Ls { format } => list(
+            ctx,
+            &Request::PeerLs,
+            &["peer", "ls"],
+            format.as_deref(),
+            |w, p: &Vec<ctl::proto::PeerInfo>| render::peers(p).write_table(w),
+            |p| render::peers(p),
+        ),
         PeerCmd::Rm { addr } => ctx.show(&Request::PeerRm { addr }, |_, _: Value| Ok(())),
     }
 }
 
 fn node(ctx: &mut Ctx, cmd: NodeCmd) -> Result<()> {
     match cmd {
-        NodeCmd::Ls => ctx.show(&Request::NodeLs, |w, l: ctl::proto::NodeList| render::nodes(w, &l)),
+        NodeCmd::Ls { format } => list(
+            ctx,
+            &Request::NodeLs,
+            &["node", "ls"],
+            format.as_deref(),
+            |w, l: &ctl::proto::NodeList| render::nodes(w, l),
+            |l| render::node_rows(l, false),
+        ),
         NodeCmd::Rm { name } => ctx.show(&Request::NodeRm { name: name.clone() }, |w, r: ctl::proto::NodeRmResult| {
             writeln!(w, "{name}: released {} keys", r.released)
         }),
@@ -447,7 +492,14 @@ fn node(ctx: &mut Ctx, cmd: NodeCmd) -> Result<()> {
 
 fn fdb(ctx: &mut Ctx, cmd: FdbCmd) -> Result<()> {
     match cmd {
-        FdbCmd::Show { network } => ctx.show(&Request::FdbShow { network }, |w, e: Vec<FdbEntry>| render::fdb(w, &e)),
+        FdbCmd::Show { network, format } => list(
+            ctx,
+            &Request::FdbShow { network },
+            &["fdb", "show"],
+            format.as_deref(),
+            |w, e: &Vec<FdbEntry>| render::fdb(e).write_table(w),
+            |e| render::fdb(e),
+        ),
         FdbCmd::Add { network, mac, port } => ctx.show(&Request::FdbAdd { network, mac, port }, |_, _: Value| Ok(())),
         FdbCmd::Flush { network } => {
             ctx.show(&Request::FdbFlush { network }, |w, r: FlushResult| writeln!(w, "flushed {} entries", r.flushed))

@@ -9,41 +9,54 @@ use ctl::proto::{
 
 use serde_json::{Value, json};
 
+use crate::listing::{Column, Listing, col, extra, sparse};
 use crate::table::Table;
 
-/// `network ls`, like `docker network ls`.
-pub(crate) fn networks(w: &mut dyn Write, nets: &[NetworkSummary], whole_ids: bool) -> io::Result<()> {
-    let mut t = Table::new(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"]);
+/// `network ls`'s columns: Docker's table, then the fields only a
+/// `--format` template sees (Docker's, and the switch's subnets and
+/// endpoint count). Strings, as Docker's are
+/// (`{{if eq .Internal "true"}}`), but the count.
+const NETWORK_COLUMNS: [Column; 12] = [
+    col("ID", "NETWORK ID"),
+    col("Name", "NAME"),
+    col("Driver", "DRIVER"),
+    col("Scope", "SCOPE"),
+    extra("IPv4", "IPV4"),
+    extra("IPv6", "IPV6"),
+    extra("Internal", "INTERNAL"),
+    extra("Labels", "LABELS"),
+    extra("CreatedAt", "CREATED AT"),
+    extra("Subnet", "SUBNET"),
+    extra("Subnet6", "SUBNET6"),
+    extra("Endpoints", "ENDPOINTS"),
+];
+
+/// `network ls`, like `docker network ls` (IDs of 12 characters unless `whole_ids`).
+pub(crate) fn networks(nets: &[NetworkSummary], whole_ids: bool) -> Listing {
+    let mut listing = Listing::new(&NETWORK_COLUMNS);
     for n in nets {
-        t.row(vec![shown_id(n, whole_ids), n.name.clone(), n.driver.to_string(), n.scope.clone()]);
+        let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        listing.push(vec![
+            json!(shown_id(n, whole_ids)),
+            json!(n.name),
+            json!(n.driver.to_string()),
+            json!(n.scope),
+            json!(n.enable_ipv4.to_string()),
+            json!(n.enable_ipv6.to_string()),
+            json!(n.internal.to_string()),
+            json!(labels.join(",")),
+            json!(go_time(&n.created)),
+            json!(n.subnet.map(|s| s.to_string()).unwrap_or_default()),
+            json!(n.subnet6.map(|s| s.to_string()).unwrap_or_default()),
+            json!(n.endpoints),
+        ]);
     }
-    t.write(w)
+    listing
 }
 
 /// A network's ID as `network ls` shows it: 12 characters, or whole.
 fn shown_id(n: &NetworkSummary, whole_ids: bool) -> String {
     if whole_ids { n.id.clone() } else { short_id(&n.id) }
-}
-
-/// `network ls --format`: one network under Docker's field names (and a few
-/// of the switch's own: subnets, endpoints).
-pub(crate) fn network_row(n: &NetworkSummary, whole_ids: bool) -> Value {
-    let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    json!({
-        "ID": shown_id(n, whole_ids),
-        "Name": n.name,
-        "Driver": n.driver.to_string(),
-        "Scope": n.scope,
-        // Strings, as Docker's columns are (`{{if eq .Internal "true"}}`).
-        "IPv4": n.enable_ipv4.to_string(),
-        "IPv6": n.enable_ipv6.to_string(),
-        "Internal": n.internal.to_string(),
-        "Labels": labels.join(","),
-        "CreatedAt": go_time(&n.created),
-        "Subnet": n.subnet.map(|s| s.to_string()).unwrap_or_default(),
-        "Subnet6": n.subnet6.map(|s| s.to_string()).unwrap_or_default(),
-        "Endpoints": n.endpoints,
-    })
 }
 
 /// An RFC 3339 UTC time (`2026-12-03T15:37:16Z`) as Go's `Time.String`
@@ -56,49 +69,32 @@ fn go_time(rfc3339: &str) -> String {
     }
 }
 
-/// The header of `network ls --format 'table …'`: each field's column name.
-pub(crate) fn network_header() -> Value {
-    json!({
-        "ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv4": "IPV4", "IPv6": "IPV6",
-        "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT", "Subnet": "SUBNET",
-        "Subnet6": "SUBNET6", "Endpoints": "ENDPOINTS",
-    })
-}
+/// `sandbox ls`'s columns.
+const SANDBOX_COLUMNS: [Column; 4] =
+    [col("Name", "NAME"), col("Netns", "NETNS"), col("Endpoints", "ENDPOINTS"), col("DNS", "DNS")];
 
-/// `sandbox ls`.
-pub(crate) fn sandboxes(w: &mut dyn Write, boxes: &[SandboxInfo]) -> io::Result<()> {
-    let mut t = Table::new(&["NAME", "NETNS", "ENDPOINTS", "DNS"]);
+/// `sandbox ls`: endpoints as `NETWORK:IP`, comma-separated, and the DNS servers.
+pub(crate) fn sandboxes(boxes: &[SandboxInfo]) -> Listing {
+    let mut listing = Listing::new(&SANDBOX_COLUMNS);
     for b in boxes {
-        let (endpoints, dns) = sandbox_cells(b);
-        t.row(vec![b.name.clone(), b.netns.display().to_string(), dash(endpoints), dash(dns)]);
+        let eps: Vec<String> = b
+            .endpoints
+            .iter()
+            .map(|e| match (e.ipv4, e.ipv6) {
+                (Some(ip), _) => format!("{}:{ip}", e.network),
+                (None, Some(ip)) => format!("{}:{ip}", e.network),
+                (None, None) => e.network.clone(),
+            })
+            .collect();
+        let dns: Vec<String> = b.dns.iter().map(ToString::to_string).collect();
+        listing.push(vec![
+            json!(b.name),
+            json!(b.netns.display().to_string()),
+            json!(eps.join(",")),
+            json!(dns.join(",")),
+        ]);
     }
-    t.write(w)
-}
-
-/// A sandbox's endpoints (`NETWORK:IP`, comma-separated) and DNS servers, as `sandbox ls` lists them.
-fn sandbox_cells(b: &SandboxInfo) -> (String, String) {
-    let eps: Vec<String> = b
-        .endpoints
-        .iter()
-        .map(|e| match (e.ipv4, e.ipv6) {
-            (Some(ip), _) => format!("{}:{ip}", e.network),
-            (None, Some(ip)) => format!("{}:{ip}", e.network),
-            (None, None) => e.network.clone(),
-        })
-        .collect();
-    let dns: Vec<String> = b.dns.iter().map(ToString::to_string).collect();
-    (eps.join(","), dns.join(","))
-}
-
-/// `sandbox ls --format`: one sandbox as its table's columns.
-pub(crate) fn sandbox_row(b: &SandboxInfo) -> Value {
-    let (endpoints, dns) = sandbox_cells(b);
-    json!({"Name": b.name, "Netns": b.netns.display().to_string(), "Endpoints": endpoints, "DNS": dns})
-}
-
-/// The header of `sandbox ls --format 'table …'`.
-pub(crate) fn sandbox_header() -> Value {
-    json!({"Name": "NAME", "Netns": "NETNS", "Endpoints": "ENDPOINTS", "DNS": "DNS"})
+    listing
 }
 
 /// `sandbox inspect --pretty`: an indented block per sandbox, in the style
@@ -145,55 +141,70 @@ pub(crate) fn sandbox_inspect(w: &mut dyn Write, boxes: &[SandboxInfo]) -> io::R
     Ok(())
 }
 
+/// `dns ls`'s columns.
+const DNS_COLUMNS: [Column; 6] = [
+    col("Network", "NETWORK"),
+    col("Name", "NAME"),
+    col("Type", "TYPE"),
+    col("Value", "VALUE"),
+    col("Sandbox", "SANDBOX"),
+    col("TTL", "TTL"),
+];
+
 /// `dns ls`: the records of the embedded DNS.
-pub(crate) fn dns_records(w: &mut dyn Write, records: &[DnsRecord]) -> io::Result<()> {
-    let mut t = Table::new(&["NETWORK", "NAME", "TYPE", "VALUE", "SANDBOX", "TTL"]);
+pub(crate) fn dns_records(records: &[DnsRecord]) -> Listing {
+    let mut listing = Listing::new(&DNS_COLUMNS);
     for r in records {
-        t.row(vec![
-            r.network.clone(),
-            r.name.clone(),
-            r.record_type.clone(),
-            r.value.clone(),
-            r.sandbox.clone(),
-            r.ttl.to_string(),
+        listing.push(vec![
+            json!(r.network),
+            json!(r.name),
+            json!(r.record_type),
+            json!(r.value),
+            json!(r.sandbox),
+            json!(r.ttl),
         ]);
     }
-    t.write(w)
+    listing
 }
 
-/// `fdb show`, like `ovs-appctl fdb/show` plus network and type columns, and
-/// a REMOTE column (the VTEP) when any entry sits behind a tunnel.
-pub(crate) fn fdb(w: &mut dyn Write, entries: &[FdbEntry]) -> io::Result<()> {
-    let remote = entries.iter().any(|e| e.remote.is_some());
-    let mut headers = vec!["PORT", "NETWORK", "MAC", "AGE", "TYPE"];
-    if remote {
-        headers.push("REMOTE");
-    }
-    let mut t = Table::new(&headers);
+/// `fdb show`'s columns; REMOTE (the VTEP) shows when an entry sits behind a tunnel.
+const FDB_COLUMNS: [Column; 6] = [
+    col("Port", "PORT"),
+    col("Network", "NETWORK"),
+    col("MAC", "MAC"),
+    col("Age", "AGE"),
+    col("Type", "TYPE"),
+    sparse("Remote", "REMOTE"),
+];
+
+/// `fdb show`, like `ovs-appctl fdb/show` plus network and type columns.
+pub(crate) fn fdb(entries: &[FdbEntry]) -> Listing {
+    let mut listing = Listing::new(&FDB_COLUMNS);
     for e in entries {
-        let mut row = vec![
-            e.port.clone(),
-            e.network.clone(),
-            e.mac.to_string(),
-            e.age_secs.to_string(),
-            e.kind.as_str().to_owned(),
-        ];
-        if remote {
-            row.push(dash(e.remote.map(|r| r.to_string()).unwrap_or_default()));
-        }
-        t.row(row);
+        listing.push(vec![
+            json!(e.port),
+            json!(e.network),
+            json!(e.mac.to_string()),
+            json!(e.age_secs),
+            json!(e.kind.as_str()),
+            json!(e.remote.map(|r| r.to_string()).unwrap_or_default()),
+        ]);
     }
-    t.write(w)
+    listing
 }
 
-/// `peer ls`.
-pub(crate) fn peers(w: &mut dyn Write, peers: &[PeerInfo]) -> io::Result<()> {
-    let mut t = Table::new(&["PEER", "NETWORKS", "TYPE"]);
+/// `peer ls`'s columns.
+const PEER_COLUMNS: [Column; 3] = [col("Peer", "PEER"), col("Networks", "NETWORKS"), col("Type", "TYPE")];
+
+/// `peer ls`: a peer of every overlay lists `(all overlays)`.
+pub(crate) fn peers(peers: &[PeerInfo]) -> Listing {
+    let mut listing = Listing::new(&PEER_COLUMNS);
     for p in peers {
-        let networks = if p.all_networks { "(all overlays)".to_owned() } else { dash(p.networks.join(",")) };
-        t.row(vec![p.addr.to_string(), networks, if p.learned { "learned" } else { "static" }.to_owned()]);
+        let networks = if p.all_networks { "(all overlays)".to_owned() } else { p.networks.join(",") };
+        let kind = if p.learned { "learned" } else { "static" };
+        listing.push(vec![json!(p.addr.to_string()), json!(networks), json!(kind)]);
     }
-    t.write(w)
+    listing
 }
 
 /// The store line of `node ls` and `show`.
@@ -208,16 +219,38 @@ fn store_line(store: &ctl::proto::StoreState) -> String {
     )
 }
 
+/// `node ls`'s columns; `.Self` (a boolean, as Docker's) for templates.
+const NODE_COLUMNS: [Column; 6] = [
+    col("Name", "NAME"),
+    col("VTEP", "VTEP"),
+    col("Status", "STATUS"),
+    col("Endpoints", "ENDPOINTS"),
+    col("Networks", "NETWORKS"),
+    extra("Self", "SELF"),
+];
+
 /// `node ls`: the store's state, then one row per node, this one marked `*`.
 pub(crate) fn nodes(w: &mut dyn Write, list: &ctl::proto::NodeList) -> io::Result<()> {
     writeln!(w, "{}", store_line(&list.store))?;
-    let mut t = Table::new(&["NAME", "VTEP", "STATUS", "ENDPOINTS", "NETWORKS"]);
+    node_rows(list, true).write_table(w)
+}
+
+/// `node ls`'s rows; with `mark_self`, this node's name is followed by ` *`
+/// (the table's mark; a template has `.Self`).
+pub(crate) fn node_rows(list: &ctl::proto::NodeList, mark_self: bool) -> Listing {
+    let mut listing = Listing::new(&NODE_COLUMNS);
     for n in &list.nodes {
-        let name = if n.is_self { format!("{} *", n.name) } else { n.name.clone() };
-        let vtep = n.vtep.map_or_else(|| "-".to_owned(), |v| v.to_string());
-        t.row(vec![name, vtep, n.status.as_str().to_owned(), n.endpoints.to_string(), dash(n.networks.join(","))]);
+        let name = if n.is_self && mark_self { format!("{} *", n.name) } else { n.name.clone() };
+        listing.push(vec![
+            json!(name),
+            json!(n.vtep.map(|v| v.to_string()).unwrap_or_default()),
+            json!(n.status.as_str()),
+            json!(n.endpoints),
+            json!(n.networks.join(",")),
+            json!(n.is_self),
+        ]);
     }
-    t.write(w)
+    listing
 }
 
 /// `stats`: one row per port; the DROPS column shows the total and the
@@ -229,26 +262,7 @@ pub(crate) fn nodes(w: &mut dyn Write, list: &ctl::proto::NodeList) -> io::Resul
 /// the TCP segments off the tunnel merged into one TAP write; and when
 /// gateway ports carry the L4 translator's counters, a table `NAT`.
 pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
-    let mut t = Table::new(&["PORT", "NETWORK", "RX-PACKETS", "RX-BYTES", "TX-PACKETS", "TX-BYTES", "FLOODS", "DROPS"]);
-    for p in ports {
-        let reasons: Vec<String> = p.drops.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r}={n}")).collect();
-        let drops = if reasons.is_empty() {
-            p.total_drops().to_string()
-        } else {
-            format!("{} ({})", p.total_drops(), reasons.join(", "))
-        };
-        t.row(vec![
-            p.port.clone(),
-            p.network.clone(),
-            p.rx_packets.to_string(),
-            p.rx_bytes.to_string(),
-            p.tx_packets.to_string(),
-            p.tx_bytes.to_string(),
-            p.floods.to_string(),
-            drops,
-        ]);
-    }
-    t.write(w)?;
+    port_counters(ports, true).write_table(w)?;
     let dns: Vec<(&str, &DnsStats)> = ports.iter().filter_map(|p| Some((p.port.as_str(), p.dns.as_ref()?))).collect();
     if !dns.is_empty() {
         dns_table(w, &dns)?;
@@ -324,6 +338,52 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
     t.write(w)
 }
 
+/// `stats`' per-port columns; for templates, `.DropReasons` maps each
+/// reason that dropped frames to its count, and `.TapQueueDropped` is a TAP
+/// port's queue drops (empty for other ports).
+const STATS_COLUMNS: [Column; 10] = [
+    col("Port", "PORT"),
+    col("Network", "NETWORK"),
+    col("RxPackets", "RX-PACKETS"),
+    col("RxBytes", "RX-BYTES"),
+    col("TxPackets", "TX-PACKETS"),
+    col("TxBytes", "TX-BYTES"),
+    col("Floods", "FLOODS"),
+    col("Drops", "DROPS"),
+    extra("DropReasons", "DROP-REASONS"),
+    extra("TapQueueDropped", "TAP-QUEUE-DROPPED"),
+];
+
+/// `stats`' rows; with `reasons_in_drops` (the table), the DROPS cell
+/// follows the total with the non-zero reasons (`3 (no_route=3)`); a
+/// template has the total as a number and `.DropReasons`.
+pub(crate) fn port_counters(ports: &[PortStats], reasons_in_drops: bool) -> Listing {
+    let mut listing = Listing::new(&STATS_COLUMNS);
+    for p in ports {
+        let nonzero: serde_json::Map<String, Value> =
+            p.drops.iter().filter(|(_, n)| **n > 0).map(|(r, n)| (r.clone(), json!(n))).collect();
+        let drops = if reasons_in_drops && !nonzero.is_empty() {
+            let reasons: Vec<String> = nonzero.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            json!(format!("{} ({})", p.total_drops(), reasons.join(", ")))
+        } else {
+            json!(p.total_drops())
+        };
+        listing.push(vec![
+            json!(p.port),
+            json!(p.network),
+            json!(p.rx_packets),
+            json!(p.rx_bytes),
+            json!(p.tx_packets),
+            json!(p.tx_bytes),
+            json!(p.floods),
+            drops,
+            Value::Object(nonzero),
+            p.tap_queue_dropped.map_or(json!(""), |n| json!(n)),
+        ]);
+    }
+    listing
+}
+
 /// The `IMPAIR` table of `stats`: a row per port that is or was impaired.
 fn impair_table(w: &mut dyn Write, ports: &[(&str, &ImpairStats)]) -> io::Result<()> {
     writeln!(w)?;
@@ -373,44 +433,57 @@ fn dns_table(w: &mut dyn Write, dns: &[(&str, &DnsStats)]) -> io::Result<()> {
     t.write(w)
 }
 
+/// `nat ls`'s columns.
+const NAT_COLUMNS: [Column; 12] = [
+    col("Proto", "PROTO"),
+    col("Direction", "DIRECTION"),
+    col("Network", "NETWORK"),
+    col("Sandbox", "SANDBOX"),
+    col("Inner", "INNER"),
+    col("Remote", "REMOTE"),
+    col("OuterLocal", "OUTER-LOCAL"),
+    col("OuterRemote", "OUTER-REMOTE"),
+    col("FromSandbox", "FROM-SANDBOX"),
+    col("ToSandbox", "TO-SANDBOX"),
+    col("Age", "AGE"),
+    col("State", "STATE"),
+];
+
 /// `nat ls`: one row per live flow; byte counts are the payload from and to the sandbox.
-pub(crate) fn nat_flows(w: &mut dyn Write, flows: &[NatFlow]) -> io::Result<()> {
-    let mut t = Table::new(&[
-        "PROTO",
-        "DIRECTION",
-        "NETWORK",
-        "SANDBOX",
-        "INNER",
-        "REMOTE",
-        "OUTER-LOCAL",
-        "OUTER-REMOTE",
-        "FROM-SANDBOX",
-        "TO-SANDBOX",
-        "AGE",
-        "STATE",
-    ]);
+pub(crate) fn nat_flows(flows: &[NatFlow]) -> Listing {
+    let mut listing = Listing::new(&NAT_COLUMNS);
     for f in flows {
-        t.row(vec![
-            f.proto.clone(),
-            f.direction.clone(),
-            f.network.clone(),
-            dash(f.sandbox.clone().unwrap_or_default()),
-            f.sandbox_addr.to_string(),
-            f.remote_addr.to_string(),
-            dash(f.outer_local.map(|a| a.to_string()).unwrap_or_default()),
-            f.outer_remote.to_string(),
-            f.bytes_from_sandbox.to_string(),
-            f.bytes_to_sandbox.to_string(),
-            age(f.age_ms),
-            f.state.clone(),
+        listing.push(vec![
+            json!(f.proto),
+            json!(f.direction),
+            json!(f.network),
+            json!(f.sandbox.clone().unwrap_or_default()),
+            json!(f.sandbox_addr.to_string()),
+            json!(f.remote_addr.to_string()),
+            json!(f.outer_local.map(|a| a.to_string()).unwrap_or_default()),
+            json!(f.outer_remote.to_string()),
+            json!(f.bytes_from_sandbox),
+            json!(f.bytes_to_sandbox),
+            json!(age(f.age_ms)),
+            json!(f.state),
         ]);
     }
-    t.write(w)
+    listing
 }
 
+/// `service ls`'s columns, Docker's where they mean the same.
+const SERVICE_COLUMNS: [Column; 6] = [
+    col("Name", "NAME"),
+    col("Network", "NETWORK"),
+    col("Replicas", "REPLICAS"),
+    col("Ports", "PORTS"),
+    extra("Mode", "MODE"),
+    extra("CreatedAt", "CREATED AT"),
+];
+
 /// `service ls`: like `docker service ls`, published ports as `*:8080->80/tcp`.
-pub(crate) fn services(w: &mut dyn Write, services: &[ServiceInfo]) -> io::Result<()> {
-    let mut t = Table::new(&["NAME", "NETWORK", "REPLICAS", "PORTS"]);
+pub(crate) fn services(services: &[ServiceInfo]) -> Listing {
+    let mut listing = Listing::new(&SERVICE_COLUMNS);
     for s in services {
         let ports: Vec<String> = s
             .publish
@@ -424,9 +497,16 @@ pub(crate) fn services(w: &mut dyn Write, services: &[ServiceInfo]) -> io::Resul
                 format!("{host}->{}", m.container_display())
             })
             .collect();
-        t.row(vec![s.name.clone(), s.network.clone(), s.replicas.len().to_string(), dash(ports.join(", "))]);
+        listing.push(vec![
+            json!(s.name),
+            json!(s.network),
+            json!(s.replicas.len()),
+            json!(ports.join(", ")),
+            json!(s.mode.as_str()),
+            json!(go_time(&s.created)),
+        ]);
     }
-    t.write(w)
+    listing
 }
 
 /// A flow's age: `850ms`, `12.3s`, `4m05s`, `2h03m`.
