@@ -287,6 +287,12 @@ fn events_follow_ports_macs_flapping_drops_and_gone_sandboxes() {
     let human = d.ctl_ok(&["events"]);
     eprintln!("vswitchctl events:\n{human}");
     assert!(human.lines().any(|l| l.contains("mac_flapping") && l.contains(&xs)), "{human}");
+    // --format runs a template over each event's JSON object, as Docker's does.
+    let formatted = d.ctl_ok(&["events", "--format", "{{.seq}} {{.kind}}"]);
+    let first: Vec<String> = formatted.lines().take(past.len()).map(str::to_owned).collect();
+    let expected: Vec<String> =
+        past.iter().map(|e| format!("{} {}", e["seq"], e["kind"].as_str().unwrap_or("?"))).collect();
+    assert_eq!(first, expected, "events --format:\n{formatted}");
 
     // The counters say the same.
     let metrics = d.ctl_ok(&["stats", "--prometheus"]);

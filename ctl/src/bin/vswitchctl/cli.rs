@@ -70,6 +70,11 @@ pub(crate) enum Command {
         /// too slowly).
         #[arg(short, long)]
         follow: bool,
+        /// Print each event through a Go template over its JSON object, as Docker's `events
+        /// --format` (`{{.seq}} {{.time}} {{.kind}}`), or `json`: one line of JSON each (as
+        /// `--json`).
+        #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_stream)]
+        format: Option<String>,
     },
     /// Show the names the embedded DNS serves at each network's gateway.
     #[command(subcommand)]

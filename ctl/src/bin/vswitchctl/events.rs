@@ -1,5 +1,6 @@
 //! `vswitchctl events [--follow]`: the daemon's recent events, or its
-//! events as they happen until Ctrl-C, one line (or JSON object) each.
+//! events as they happen until Ctrl-C, one line (or JSON object, or
+//! `--format` template) each.
 
 use std::io::{self, Write};
 
@@ -7,14 +8,30 @@ use anyhow::{Context, Result};
 use ctl::proto::{Event, EventsFollow, EventsSummary, Request, StreamLine};
 use serde_json::Value;
 
+use crate::format::Format;
 use crate::{Ctx, render};
 
+/// How events print.
+pub(crate) enum Shape {
+    /// One human line each.
+    Human,
+    /// `--json`: one line of JSON each, and the summary as JSON.
+    Json,
+    /// `--format`: each event through the format (the summary as a human
+    /// line).
+    Format(Format),
+}
+
 /// `events`: the history, oldest first.
-pub(crate) fn history(ctx: &mut Ctx) -> Result<()> {
+pub(crate) fn history(ctx: &mut Ctx, shape: &Shape) -> Result<()> {
     let value = ctx.call(&Request::Events { follow: false })?;
     let Value::Array(events) = value else { anyhow::bail!("unexpected reply from vswitchd: not a list of events") };
+    // A template that fails on one event prints none, as a list's would.
+    if let Shape::Format(format) = shape {
+        return format.write(&mut ctx.out, &events, &Value::Null);
+    }
     for event in &events {
-        print_event(&mut ctx.out, ctx.json, event)?;
+        print_event(&mut ctx.out, shape, event)?;
     }
     Ok(())
 }
@@ -22,9 +39,8 @@ pub(crate) fn history(ctx: &mut Ctx) -> Result<()> {
 /// `events --follow`: prints events until the daemon ends the stream or
 /// Ctrl-C (SIGINT) or SIGTERM stops it; then the summary on stderr. A
 /// second signal exits at once.
-pub(crate) fn follow(ctx: &mut Ctx) -> Result<()> {
+pub(crate) fn follow(ctx: &mut Ctx, shape: &Shape) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let json = ctx.json;
     let client = super::opened(&mut ctx.client, &ctx.cli_socket, ctx.timeout)?;
     let (first, mut stream) = client.stream(&Request::Events { follow: true })?;
     let opened: EventsFollow =
@@ -46,8 +62,8 @@ pub(crate) fn follow(ctx: &mut Ctx) -> Result<()> {
     let result = (|| -> Result<()> {
         while let Some(line) = stream.next_line()? {
             match line {
-                StreamLine::Item(event) => print_event(&mut ctx.out, json, &event)?,
-                StreamLine::End(summary) => print_summary(json, summary)?,
+                StreamLine::Item(event) => print_event(&mut ctx.out, shape, &event)?,
+                StreamLine::End(summary) => print_summary(matches!(shape, Shape::Json), summary)?,
                 // next_line turns an error line into an error.
                 StreamLine::Err(e) => anyhow::bail!("{}", e.message),
             }
@@ -58,12 +74,18 @@ pub(crate) fn follow(ctx: &mut Ctx) -> Result<()> {
     result
 }
 
-/// One event: JSON on one line, or the human line (raw JSON for a kind
-/// this client does not know, from a newer daemon).
-fn print_event(out: &mut dyn Write, json: bool, value: &Value) -> Result<()> {
-    if !json && let Ok(event) = serde_json::from_value::<Event>(value.clone()) {
-        render::event(out, &event)?;
-        return Ok(());
+/// One event: the human line (raw JSON for a kind this client does not
+/// know, from a newer daemon), JSON on one line, or through `--format`.
+fn print_event(out: &mut dyn Write, shape: &Shape, value: &Value) -> Result<()> {
+    match shape {
+        Shape::Format(format) => return format.write(out, std::slice::from_ref(value), &Value::Null),
+        Shape::Human => {
+            if let Ok(event) = serde_json::from_value::<Event>(value.clone()) {
+                render::event(out, &event)?;
+                return Ok(());
+            }
+        }
+        Shape::Json => {}
     }
     serde_json::to_writer(&mut *out, value)?;
     writeln!(out)?;

@@ -74,6 +74,16 @@ impl Format {
         }
     }
 
+    /// `--format` of a stream (`events`): `json` (each item as one line of
+    /// JSON) or a template, taken as written, as Docker's `events` takes it.
+    pub(crate) fn for_stream(spec: &str) -> Result<Self, String> {
+        match spec {
+            "" => Ok(Self::Default),
+            "json" => Ok(Self::JsonLines),
+            _ => Ok(Self::Each(parse(spec, false)?)),
+        }
+    }
+
     /// Writes `items` in this format; `header` names each field a row has
     /// (the header row of `table TEMPLATE`). Nothing is written unless
     /// every item renders. [`Format::Default`] writes nothing: the caller
@@ -124,6 +134,11 @@ const DOCKER_MIN_WIDTH: usize = 10;
 /// Checks a list's `--format` on its own (clap's value parser).
 pub(crate) fn check_list(spec: &str) -> Result<String, String> {
     Format::for_list(spec).map(|_| spec.to_owned())
+}
+
+/// Checks a stream's `--format` on its own (clap's value parser).
+pub(crate) fn check_stream(spec: &str) -> Result<String, String> {
+    Format::for_stream(spec).map(|_| spec.to_owned())
 }
 
 /// Checks an inspect `--format` on its own (clap's value parser).
@@ -283,6 +298,17 @@ mod tests {
         assert_eq!(render(&f, &rows[..1], &header), "web <no value>\n");
         let f = Format::for_list(r"{{.Name}}\t{{if .IPv6}}v6{{end}}").unwrap();
         assert_eq!(render(&f, &rows, &header), "web\t\nbackend-long\tv6\n");
+    }
+
+    #[test]
+    fn a_stream_takes_json_lines_or_a_template_as_written() {
+        let (rows, header) = networks();
+        let f = Format::for_stream("json").unwrap();
+        assert_eq!(render(&f, &rows[..1], &header).lines().count(), 1, "one line per item");
+        // Neither `table` nor a literal `\t` means anything to a stream.
+        let f = Format::for_stream(r"table {{.Name}}\t").unwrap();
+        assert_eq!(render(&f, &rows[..1], &header), "table web\\t\n");
+        assert!(matches!(Format::for_stream(""), Ok(Format::Default)));
     }
 
     #[test]

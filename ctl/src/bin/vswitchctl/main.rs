@@ -223,8 +223,16 @@ fn run(cli: Cli) -> Result<()> {
             |w, s: &Vec<PortStats>| render::stats(w, s),
             |s| render::port_counters(s, false),
         ),
-        Command::Events { follow: false } => events::history(&mut ctx),
-        Command::Events { follow: true } => events::follow(&mut ctx),
+        Command::Events { follow, format } => {
+            refuse_format_with_json(&ctx, &["events"], format.as_deref());
+            let format = format.as_deref().map(Format::for_stream).transpose().map_err(anyhow::Error::msg)?;
+            let shape = match format {
+                None | Some(Format::Default) if ctx.json => events::Shape::Json,
+                None | Some(Format::Default) => events::Shape::Human,
+                Some(format) => events::Shape::Format(format),
+            };
+            if follow { events::follow(&mut ctx, &shape) } else { events::history(&mut ctx, &shape) }
+        }
         Command::Dns(DnsCmd::Ls { network, format }) => list(
             &mut ctx,
             &Request::DnsLs { network },
