@@ -19,7 +19,7 @@ pub(crate) enum Shape {
     Json,
     /// `--format`: each event through the format (the summary as a human
     /// line).
-    Format(Format),
+    Format(Box<Format>),
 }
 
 /// `events`: the history, oldest first.

@@ -229,7 +229,7 @@ fn run(cli: Cli) -> Result<()> {
             let shape = match format {
                 None | Some(Format::Default) if ctx.json => events::Shape::Json,
                 None | Some(Format::Default) => events::Shape::Human,
-                Some(format) => events::Shape::Format(format),
+                Some(format) => events::Shape::Format(Box::new(format)),
             };
             if follow { events::follow(&mut ctx, &shape) } else { events::history(&mut ctx, &shape) }
         }
