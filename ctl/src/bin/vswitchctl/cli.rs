@@ -53,7 +53,7 @@ pub(crate) enum Command {
         prometheus: bool,
         /// Print each port's counters through a Go template, as `network ls --format`: `table TEMPLATE`,
         /// `json`, or a template. Fields: .Port .Network .RxPackets .RxBytes .TxPackets .TxBytes .Floods .Drops
-        /// .DropReasons (a map) .TapQueueDropped.
+        /// .DropReasons (a map) .TapQueueDropped (0 without a TAP queue).
         #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list, conflicts_with = "prometheus")]
         format: Option<String>,
     },
@@ -433,7 +433,7 @@ pub(crate) enum NatCmd {
         network: Option<String>,
         /// Print each flow through a Go template, as `network ls --format`: `table TEMPLATE`,
         /// `json`, or a template. Fields: .Proto .Direction .Network .Sandbox .Inner .Remote .OuterLocal .OuterRemote
-        /// .FromSandbox .ToSandbox .Age .State.
+        /// .FromSandbox .ToSandbox .Age .State .AgeMs.
         #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list)]
         format: Option<String>,
     },

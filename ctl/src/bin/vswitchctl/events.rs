@@ -22,6 +22,14 @@ pub(crate) enum Shape {
     Format(Box<Format>),
 }
 
+impl Shape {
+    /// Whether events print as JSON lines (`--json`, `--format json`): the
+    /// summary then is JSON too.
+    fn is_json(&self) -> bool {
+        matches!(self, Shape::Json) || matches!(self, Shape::Format(f) if matches!(**f, Format::JsonLines))
+    }
+}
+
 /// `events`: the history, oldest first.
 pub(crate) fn history(ctx: &mut Ctx, shape: &Shape) -> Result<()> {
     let value = ctx.call(&Request::Events { follow: false })?;
@@ -63,7 +71,7 @@ pub(crate) fn follow(ctx: &mut Ctx, shape: &Shape) -> Result<()> {
         while let Some(line) = stream.next_line()? {
             match line {
                 StreamLine::Item(event) => print_event(&mut ctx.out, shape, &event)?,
-                StreamLine::End(summary) => print_summary(matches!(shape, Shape::Json), summary)?,
+                StreamLine::End(summary) => print_summary(shape.is_json(), summary)?,
                 // next_line turns an error line into an error.
                 StreamLine::Err(e) => anyhow::bail!("{}", e.message),
             }

@@ -51,24 +51,24 @@ pub(crate) const fn sparse(key: &'static str, header: &'static str) -> Column {
     Column { key, header, shown: Shown::WhenAnySet }
 }
 
-/// The rows of one list, each a cell per column (in the columns' order).
-/// Cells are JSON values: strings as Docker's columns are, numbers where a
-/// script compares them (`{{if gt .Endpoints 0}}`), a map where a template
-/// ranges over one (`stats`' `.DropReasons`).
-pub(crate) struct Listing {
-    columns: &'static [Column],
-    rows: Vec<Vec<Value>>,
+/// The rows of one list of `N` columns, each a cell per column (in the
+/// columns' order; a row of another length does not compile). Cells are
+/// JSON values: strings as Docker's columns are, numbers where a script
+/// compares them (`{{if gt .Endpoints 0}}`), a map where a template ranges
+/// over one (`stats`' `.DropReasons`).
+pub(crate) struct Listing<const N: usize> {
+    columns: &'static [Column; N],
+    rows: Vec<[Value; N]>,
 }
 
-impl Listing {
+impl<const N: usize> Listing<N> {
     /// An empty listing of these columns.
-    pub(crate) fn new(columns: &'static [Column]) -> Self {
+    pub(crate) fn new(columns: &'static [Column; N]) -> Self {
         Self { columns, rows: Vec::new() }
     }
 
     /// Appends a row: one cell per column, in order.
-    pub(crate) fn push(&mut self, cells: Vec<Value>) {
-        debug_assert_eq!(cells.len(), self.columns.len(), "a cell per column");
+    pub(crate) fn push(&mut self, cells: [Value; N]) {
         self.rows.push(cells);
     }
 
@@ -103,7 +103,7 @@ impl Listing {
 
     /// Each row as a template sees it: an object of every column's field.
     pub(crate) fn template_rows(&self) -> Vec<Value> {
-        let object = |row: &Vec<Value>| {
+        let object = |row: &[Value; N]| {
             let fields = self.columns.iter().zip(row).map(|(c, v)| (c.key.to_owned(), v.clone()));
             Value::Object(fields.collect::<Map<_, _>>())
         };
@@ -148,14 +148,14 @@ mod tests {
     const COLUMNS: [Column; 4] =
         [col("Name", "NAME"), col("Count", "COUNT"), sparse("Remote", "REMOTE"), extra("Note", "NOTE")];
 
-    fn listing(remote: &str) -> Listing {
+    fn listing(remote: &str) -> Listing<4> {
         let mut l = Listing::new(&COLUMNS);
-        l.push(vec![json!("a"), json!(3), json!(""), json!("x")]);
-        l.push(vec![json!("bb"), json!(0), json!(remote), json!("")]);
+        l.push([json!("a"), json!(3), json!(""), json!("x")]);
+        l.push([json!("bb"), json!(0), json!(remote), json!("")]);
         l
     }
 
-    fn printed(l: &Listing, format: Option<&str>) -> String {
+    fn printed<const N: usize>(l: &Listing<N>, format: Option<&str>) -> String {
         let format = format.map(|f| Format::for_list(f).unwrap());
         let mut out = Vec::new();
         l.print(&mut out, format.as_ref()).unwrap();
@@ -168,6 +168,12 @@ mod tests {
         // A sparse column shows once a row has it; the other rows get `-`.
         assert_eq!(printed(&listing("h:1"), None), "NAME   COUNT   REMOTE\na      3       -\nbb     0       h:1\n");
         assert_eq!(printed(&listing(""), Some("table")), printed(&listing(""), None));
+        // A map shows as its pairs, an empty one as `-`.
+        const MAP: [Column; 2] = [col("Port", "PORT"), col("Reasons", "REASONS")];
+        let mut l = Listing::new(&MAP);
+        l.push([json!("p1"), json!({"no_route": 3, "mtu": 1})]);
+        l.push([json!("p2"), json!({})]);
+        assert_eq!(printed(&l, None), "PORT   REASONS\np1     mtu=1,no_route=3\np2     -\n");
     }
 
     #[test]

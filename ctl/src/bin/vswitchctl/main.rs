@@ -134,7 +134,7 @@ fn network_ls(ctx: &mut Ctx, quiet: bool, filter: &[String], no_trunc: bool, for
     }
     let nets: Vec<NetworkSummary> = kept.into_iter().map(|(_, net)| net).collect();
     let format = format.map(Format::for_list).transpose().map_err(anyhow::Error::msg)?;
-    if quiet && format.is_none() {
+    if quiet {
         for n in &nets {
             let id = if no_trunc { n.id.as_str() } else { &n.id[..n.id.len().min(12)] };
             writeln!(ctx.out, "{id}")?;
@@ -147,13 +147,13 @@ fn network_ls(ctx: &mut Ctx, quiet: bool, filter: &[String], no_trunc: bool, for
 /// A list verb: with `--json`, the daemon's reply as it is; otherwise
 /// decoded as `T` and printed by `human` (its table), or, given a
 /// `--format` other than `table`, through the format over `listing`'s rows.
-fn list<T: DeserializeOwned>(
+fn list<T: DeserializeOwned, const N: usize>(
     ctx: &mut Ctx,
     req: &Request,
     path: &[&str],
     format: Option<&str>,
     human: impl FnOnce(&mut dyn Write, &T) -> io::Result<()>,
-    listing: impl FnOnce(&T) -> listing::Listing,
+    listing: impl FnOnce(&T) -> listing::Listing<N>,
 ) -> Result<()> {
     refuse_format_with_json(ctx, path, format);
     match format.map(Format::for_list).transpose().map_err(anyhow::Error::msg)? {

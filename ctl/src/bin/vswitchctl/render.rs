@@ -32,11 +32,11 @@ const NETWORK_COLUMNS: [Column; 12] = [
 ];
 
 /// `network ls`, like `docker network ls` (IDs of 12 characters unless `whole_ids`).
-pub(crate) fn networks(nets: &[NetworkSummary], whole_ids: bool) -> Listing {
+pub(crate) fn networks(nets: &[NetworkSummary], whole_ids: bool) -> Listing<12> {
     let mut listing = Listing::new(&NETWORK_COLUMNS);
     for n in nets {
         let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        listing.push(vec![
+        listing.push([
             json!(shown_id(n, whole_ids)),
             json!(n.name),
             json!(n.driver.to_string()),
@@ -74,7 +74,7 @@ const SANDBOX_COLUMNS: [Column; 4] =
     [col("Name", "NAME"), col("Netns", "NETNS"), col("Endpoints", "ENDPOINTS"), col("DNS", "DNS")];
 
 /// `sandbox ls`: endpoints as `NETWORK:IP`, comma-separated, and the DNS servers.
-pub(crate) fn sandboxes(boxes: &[SandboxInfo]) -> Listing {
+pub(crate) fn sandboxes(boxes: &[SandboxInfo]) -> Listing<4> {
     let mut listing = Listing::new(&SANDBOX_COLUMNS);
     for b in boxes {
         let eps: Vec<String> = b
@@ -87,12 +87,7 @@ pub(crate) fn sandboxes(boxes: &[SandboxInfo]) -> Listing {
             })
             .collect();
         let dns: Vec<String> = b.dns.iter().map(ToString::to_string).collect();
-        listing.push(vec![
-            json!(b.name),
-            json!(b.netns.display().to_string()),
-            json!(eps.join(",")),
-            json!(dns.join(",")),
-        ]);
+        listing.push([json!(b.name), json!(b.netns.display().to_string()), json!(eps.join(",")), json!(dns.join(","))]);
     }
     listing
 }
@@ -152,10 +147,10 @@ const DNS_COLUMNS: [Column; 6] = [
 ];
 
 /// `dns ls`: the records of the embedded DNS.
-pub(crate) fn dns_records(records: &[DnsRecord]) -> Listing {
+pub(crate) fn dns_records(records: &[DnsRecord]) -> Listing<6> {
     let mut listing = Listing::new(&DNS_COLUMNS);
     for r in records {
-        listing.push(vec![
+        listing.push([
             json!(r.network),
             json!(r.name),
             json!(r.record_type),
@@ -178,10 +173,10 @@ const FDB_COLUMNS: [Column; 6] = [
 ];
 
 /// `fdb show`, like `ovs-appctl fdb/show` plus network and type columns.
-pub(crate) fn fdb(entries: &[FdbEntry]) -> Listing {
+pub(crate) fn fdb(entries: &[FdbEntry]) -> Listing<6> {
     let mut listing = Listing::new(&FDB_COLUMNS);
     for e in entries {
-        listing.push(vec![
+        listing.push([
             json!(e.port),
             json!(e.network),
             json!(e.mac.to_string()),
@@ -197,12 +192,12 @@ pub(crate) fn fdb(entries: &[FdbEntry]) -> Listing {
 const PEER_COLUMNS: [Column; 3] = [col("Peer", "PEER"), col("Networks", "NETWORKS"), col("Type", "TYPE")];
 
 /// `peer ls`: a peer of every overlay lists `(all overlays)`.
-pub(crate) fn peers(peers: &[PeerInfo]) -> Listing {
+pub(crate) fn peers(peers: &[PeerInfo]) -> Listing<3> {
     let mut listing = Listing::new(&PEER_COLUMNS);
     for p in peers {
         let networks = if p.all_networks { "(all overlays)".to_owned() } else { p.networks.join(",") };
         let kind = if p.learned { "learned" } else { "static" };
-        listing.push(vec![json!(p.addr.to_string()), json!(networks), json!(kind)]);
+        listing.push([json!(p.addr.to_string()), json!(networks), json!(kind)]);
     }
     listing
 }
@@ -237,11 +232,11 @@ pub(crate) fn nodes(w: &mut dyn Write, list: &ctl::proto::NodeList) -> io::Resul
 
 /// `node ls`'s rows; with `mark_self`, this node's name is followed by ` *`
 /// (the table's mark; a template has `.Self`).
-pub(crate) fn node_rows(list: &ctl::proto::NodeList, mark_self: bool) -> Listing {
+pub(crate) fn node_rows(list: &ctl::proto::NodeList, mark_self: bool) -> Listing<6> {
     let mut listing = Listing::new(&NODE_COLUMNS);
     for n in &list.nodes {
         let name = if n.is_self && mark_self { format!("{} *", n.name) } else { n.name.clone() };
-        listing.push(vec![
+        listing.push([
             json!(name),
             json!(n.vtep.map(|v| v.to_string()).unwrap_or_default()),
             json!(n.status.as_str()),
@@ -340,7 +335,8 @@ pub(crate) fn stats(w: &mut dyn Write, ports: &[PortStats]) -> io::Result<()> {
 
 /// `stats`' per-port columns; for templates, `.DropReasons` maps each
 /// reason that dropped frames to its count, and `.TapQueueDropped` is a TAP
-/// port's queue drops (empty for other ports).
+/// port's queue drops (0 for ports without a TAP queue, so that
+/// `{{if gt .TapQueueDropped 0}}` holds on every row).
 const STATS_COLUMNS: [Column; 10] = [
     col("Port", "PORT"),
     col("Network", "NETWORK"),
@@ -357,7 +353,7 @@ const STATS_COLUMNS: [Column; 10] = [
 /// `stats`' rows; with `reasons_in_drops` (the table), the DROPS cell
 /// follows the total with the non-zero reasons (`3 (no_route=3)`); a
 /// template has the total as a number and `.DropReasons`.
-pub(crate) fn port_counters(ports: &[PortStats], reasons_in_drops: bool) -> Listing {
+pub(crate) fn port_counters(ports: &[PortStats], reasons_in_drops: bool) -> Listing<10> {
     let mut listing = Listing::new(&STATS_COLUMNS);
     for p in ports {
         let nonzero: serde_json::Map<String, Value> =
@@ -368,7 +364,7 @@ pub(crate) fn port_counters(ports: &[PortStats], reasons_in_drops: bool) -> List
         } else {
             json!(p.total_drops())
         };
-        listing.push(vec![
+        listing.push([
             json!(p.port),
             json!(p.network),
             json!(p.rx_packets),
@@ -378,7 +374,7 @@ pub(crate) fn port_counters(ports: &[PortStats], reasons_in_drops: bool) -> List
             json!(p.floods),
             drops,
             Value::Object(nonzero),
-            p.tap_queue_dropped.map_or(json!(""), |n| json!(n)),
+            json!(p.tap_queue_dropped.unwrap_or(0)),
         ]);
     }
     listing
@@ -433,8 +429,9 @@ fn dns_table(w: &mut dyn Write, dns: &[(&str, &DnsStats)]) -> io::Result<()> {
     t.write(w)
 }
 
-/// `nat ls`'s columns.
-const NAT_COLUMNS: [Column; 12] = [
+/// `nat ls`'s columns; `.Age` as the table shows it (`4m05s`), `.AgeMs` in
+/// milliseconds.
+const NAT_COLUMNS: [Column; 13] = [
     col("Proto", "PROTO"),
     col("Direction", "DIRECTION"),
     col("Network", "NETWORK"),
@@ -447,13 +444,14 @@ const NAT_COLUMNS: [Column; 12] = [
     col("ToSandbox", "TO-SANDBOX"),
     col("Age", "AGE"),
     col("State", "STATE"),
+    extra("AgeMs", "AGE-MS"),
 ];
 
 /// `nat ls`: one row per live flow; byte counts are the payload from and to the sandbox.
-pub(crate) fn nat_flows(flows: &[NatFlow]) -> Listing {
+pub(crate) fn nat_flows(flows: &[NatFlow]) -> Listing<13> {
     let mut listing = Listing::new(&NAT_COLUMNS);
     for f in flows {
-        listing.push(vec![
+        listing.push([
             json!(f.proto),
             json!(f.direction),
             json!(f.network),
@@ -466,6 +464,7 @@ pub(crate) fn nat_flows(flows: &[NatFlow]) -> Listing {
             json!(f.bytes_to_sandbox),
             json!(age(f.age_ms)),
             json!(f.state),
+            json!(f.age_ms),
         ]);
     }
     listing
@@ -482,7 +481,7 @@ const SERVICE_COLUMNS: [Column; 6] = [
 ];
 
 /// `service ls`: like `docker service ls`, published ports as `*:8080->80/tcp`.
-pub(crate) fn services(services: &[ServiceInfo]) -> Listing {
+pub(crate) fn services(services: &[ServiceInfo]) -> Listing<6> {
     let mut listing = Listing::new(&SERVICE_COLUMNS);
     for s in services {
         let ports: Vec<String> = s
@@ -497,7 +496,7 @@ pub(crate) fn services(services: &[ServiceInfo]) -> Listing {
                 format!("{host}->{}", m.container_display())
             })
             .collect();
-        listing.push(vec![
+        listing.push([
             json!(s.name),
             json!(s.network),
             json!(s.replicas.len()),
@@ -664,6 +663,69 @@ fn event_details(kind: &EventKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn table<const N: usize>(listing: Listing<N>) -> String {
+        let mut out = Vec::new();
+        listing.write_table(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The tables as they were before `--format` came to them: REMOTE only
+    /// when an entry has one, this node marked `*`, empty cells `-`.
+    #[test]
+    fn list_tables_keep_their_shape() {
+        let mac = ctl::MacAddr([2, 0, 0, 0, 0, 1]);
+        let local = FdbEntry {
+            network: "n".into(),
+            port: "vsw1".into(),
+            mac,
+            age_secs: 4,
+            kind: ctl::proto::FdbKind::Learned,
+            remote: None,
+        };
+        assert_eq!(
+            table(fdb(std::slice::from_ref(&local))),
+            "PORT   NETWORK   MAC                 AGE   TYPE\nvsw1   n         02:00:00:00:00:01   4     learned\n"
+        );
+        let remote = FdbEntry { remote: Some("192.0.2.1:4789".parse().unwrap()), ..local.clone() };
+        let both = table(fdb(&[local, remote]));
+        assert_eq!(
+            both.lines().map(|l| l.split_whitespace().last().unwrap()).collect::<Vec<_>>(),
+            ["REMOTE", "-", "192.0.2.1:4789"]
+        );
+        let store = ctl::proto::StoreState {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            node: "a".into(),
+            connected: true,
+            revision: 7,
+            last_error: None,
+        };
+        let node = |name: &str, is_self| ctl::proto::NodeInfo {
+            name: name.into(),
+            vtep: None,
+            status: ctl::proto::NodeStatus::Ready,
+            is_self,
+            endpoints: 0,
+            networks: vec![],
+        };
+        let list = ctl::proto::NodeList { store, nodes: vec![node("a", true), node("b", false)] };
+        let mut out = Vec::new();
+        nodes(&mut out, &list).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let rows: Vec<Vec<&str>> = out.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(
+            rows,
+            [
+                vec!["NAME", "VTEP", "STATUS", "ENDPOINTS", "NETWORKS"],
+                vec!["a", "*", "-", "ready", "0", "-"],
+                vec!["b", "-", "ready", "0", "-"]
+            ],
+            "{out}"
+        );
+        // A template has the plain name and `.Self`.
+        let rows = node_rows(&list, false).template_rows();
+        assert_eq!((&rows[0]["Name"], &rows[0]["Self"], &rows[1]["Self"]), (&json!("a"), &json!(true), &json!(false)));
+    }
 
     #[test]
     fn created_times_print_as_go_prints_them() {
