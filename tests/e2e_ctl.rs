@@ -200,7 +200,7 @@ fn inspect_is_docker_shaped_and_disconnect_releases_the_address() {
     if !require_root("inspect_is_docker_shaped_and_disconnect_releases_the_address") {
         return;
     }
-    let d = Daemon::start();
+    let mut d = Daemon::start();
     let (net, net2) = (d.name("n"), d.name("m"));
     let (a, b) = (d.name("a"), d.name("b"));
     let created: Value = d.ctl_json(&["network", "create", &net, "--subnet", "10.207.0.0/24"]);
@@ -258,6 +258,25 @@ fn inspect_is_docker_shaped_and_disconnect_releases_the_address() {
     let eth1 = vswitch::link_info(&a, "eth1").unwrap_or_else(|| panic!("no eth1 in {a}: {:?}", link_names(&a)));
     assert_eq!((eth1["mtu"].clone(), eth1["address"].clone()), (json!(1400), json!("02:42:aa:bb:cc:01")), "{eth1}");
     assert_eq!(vswitch::ipv4_addrs(&a, "eth1"), vec!["10.207.1.2/24".to_owned()]);
+
+    // Docker's container_iface_prefix names a network's interfaces (data0),
+    // numbered apart from the eth ones; the name survives kill -9.
+    let net3 = d.name("d");
+    let prefix = "com.docker.network.container_iface_prefix=data";
+    d.ctl_ok(&["network", "create", &net3, "--subnet", "10.207.2.0/24", "-o", prefix]);
+    let (ad, bd) = (d.connect(&net3, &a, None), d.connect(&net3, &b, None));
+    assert_eq!((ad.ifname.as_str(), bd.ifname.as_str()), ("data0", "data0"));
+    assert_eq!(vswitch::ipv4_addrs(&a, "data0"), vec!["10.207.2.2/24".to_owned()]);
+    d.restart();
+    assert_eq!(vswitch::ipv4_addrs(&a, "data0"), vec!["10.207.2.2/24".to_owned()], "after kill -9");
+    assert!(ping(&b, ad.ipv4.expect("ip").addr(), 2), "b cannot reach a over data0");
+    let links = link_names(&a);
+    assert!(["eth0", "eth1", "data0"].iter().all(|l| links.contains(&(*l).to_owned())), "{links:?}");
+    d.ctl_ok(&["network", "disconnect", &net3, &a]);
+    d.ctl_ok(&["network", "disconnect", &net3, &b]);
+    let refused =
+        d.ctl_err(&["network", "create", &d.name("bad"), "-o", "com.docker.network.container_iface_prefix=a/b"]);
+    assert!(refused.contains("container_iface_prefix") && refused.contains("letters"), "{refused}");
 
     // Disconnect: the interface disappears from the sandbox and the address is free again.
     d.ctl_ok(&["network", "disconnect", &net, &a]);

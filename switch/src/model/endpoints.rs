@@ -12,7 +12,7 @@ use ctl::{IpNet, Ipv4Net, Ipv6Net, MacAddr};
 use super::addr::{Subnet6Ext, SubnetExt, mac_for_ipv4, mac_for_ipv6};
 use super::error::ModelError;
 use super::ids;
-use super::state::{Model, ifname_index, lowest_free};
+use super::state::Model;
 use super::types::{Connect, CreateSandbox, Disconnected, Endpoint, Network, RemovedSandbox, Sandbox};
 use super::validate;
 
@@ -200,7 +200,14 @@ impl Model {
             return Err(ModelError::MacInUse { mac, network: net.name.clone(), sandbox: e.sandbox.clone() });
         }
         let in_sandbox = self.endpoints_in_sandbox(&req.sandbox);
-        let slot = lowest_free(in_sandbox.iter().filter_map(|e| ifname_index(&e.ifname_in_sandbox)));
+        // The lowest number free after the network's prefix (Docker's
+        // `container_iface_prefix`): no other endpoint of the sandbox has
+        // that name, whatever its prefix (`eth1` + `0` and `eth` + `10`).
+        let taken: Vec<&str> = in_sandbox.iter().map(|e| e.ifname_in_sandbox.as_str()).collect();
+        let ifname_in_sandbox = (0..)
+            .map(|n| format!("{}{n}", net.iface_prefix()))
+            .find(|name| !taken.contains(&name.as_str()))
+            .expect("a free number");
         // The sandbox's default route moves to a network of higher gateway
         // priority (Docker's `--gw-priority`); ties stay with the earlier.
         let current_default =
@@ -213,7 +220,7 @@ impl Model {
             id,
             network_id: net.id.clone(),
             sandbox: req.sandbox,
-            ifname_in_sandbox: format!("eth{slot}"),
+            ifname_in_sandbox,
             host_tap_name,
             mac,
             ipv4,

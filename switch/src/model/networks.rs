@@ -14,8 +14,9 @@ use super::ids;
 use super::state::Model;
 use super::types::{
     CIPHER_OPTION, CreateNetwork, DOCKER_MTU_OPTION, DOCKER_VNI_OPTION, EGRESS_OPTION, ENCRYPTED_OPTION,
-    FLOOD_LIMIT_OPTION, GATEWAY_MODE_OPTIONS, HOST_BINDING_OPTION, ICC_OPTION, KEY_ROTATION_OPTION, MASQUERADE_OPTION,
-    MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network, SPREAD_OPTION, UNSUPPORTED_DOCKER_OPTIONS, docker_bool,
+    FLOOD_LIMIT_OPTION, GATEWAY_MODE_OPTIONS, HOST_BINDING_OPTION, ICC_OPTION, IFACE_PREFIX_OPTION,
+    KEY_ROTATION_OPTION, MASQUERADE_OPTION, MAX_IFACE_PREFIX_LEN, MIN_KEY_ROTATION_SECS, MSS_CLAMP_OPTION, Network,
+    SPREAD_OPTION, UNSUPPORTED_DOCKER_OPTIONS, docker_bool,
 };
 use super::validate;
 
@@ -25,6 +26,18 @@ pub const FIRST_AUTO_VNI: u32 = 4096;
 pub const MAX_VNI: u32 = (1 << 24) - 1;
 /// Default MTU.
 pub const DEFAULT_MTU: u32 = 1500;
+
+/// Checks an interface name prefix (Docker's `container_iface_prefix`):
+/// with a number after it, a name Linux takes for an interface.
+fn iface_prefix(value: &str) -> Result<(), &'static str> {
+    if value.is_empty() || value.len() > MAX_IFACE_PREFIX_LEN {
+        return Err("must be 1 to 12 characters (a number follows it, in Linux's 15)");
+    }
+    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        return Err("may hold only letters, digits, '-', '_' and '.' (it names an interface)");
+    }
+    Ok(())
+}
 
 /// Ranges no network may use, with what they are for.
 const RESERVED: [(Ipv4Net, &str); 4] = [
@@ -188,6 +201,11 @@ impl Model {
                 value: value.clone(),
                 reason: "must be a whole number of frames a second, 1 to 4294967295",
             });
+        }
+        if let Some(value) = req.options.get(IFACE_PREFIX_OPTION)
+            && let Err(reason) = iface_prefix(value)
+        {
+            return Err(ModelError::InvalidOption { option: IFACE_PREFIX_OPTION, value: value.clone(), reason });
         }
         for (option, instead) in UNSUPPORTED_DOCKER_OPTIONS {
             if let Some(value) = req.options.get(option) {

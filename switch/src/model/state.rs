@@ -12,7 +12,7 @@ use ctl::proto::Driver;
 use super::addr::{Subnet6Ext, SubnetExt};
 use super::error::ModelError;
 use super::ids;
-use super::types::{Config, Endpoint, Network, Peer, Sandbox, Service, StaticFdbEntry, Uplink};
+use super::types::{Config, DEFAULT_IFACE_PREFIX, Endpoint, Network, Peer, Sandbox, Service, StaticFdbEntry, Uplink};
 
 /// Names of the networks every model has and that cannot be removed.
 pub(crate) const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
@@ -195,10 +195,13 @@ impl Model {
         v
     }
 
-    /// The endpoints in a sandbox, ordered by interface (eth0, eth1, …).
+    /// The endpoints in a sandbox, ordered by interface number (eth0,
+    /// eth1, …; with networks of other prefixes, `data0` after `eth0`).
     pub fn endpoints_in_sandbox(&self, sandbox: &str) -> Vec<&Endpoint> {
         let mut v: Vec<&Endpoint> = self.endpoints.values().filter(|e| e.sandbox == sandbox).collect();
-        v.sort_by_key(|e| ifname_index(&e.ifname_in_sandbox));
+        let prefix =
+            |e: &Endpoint| self.networks.get(&e.network_id).map_or(DEFAULT_IFACE_PREFIX, Network::iface_prefix);
+        v.sort_by_cached_key(|e| (ifname_index(&e.ifname_in_sandbox, prefix(e)), e.ifname_in_sandbox.clone()));
         v
     }
 
@@ -378,7 +381,7 @@ impl Model {
             if e.mac.is_group() || e.mac.is_zero() {
                 return bad("bad MAC");
             }
-            if ifname_index(&e.ifname_in_sandbox).is_none() || e.host_tap_name.len() > 15 {
+            if ifname_index(&e.ifname_in_sandbox, n.iface_prefix()).is_none() || e.host_tap_name.len() > 15 {
                 return bad("bad interface name");
             }
             let net = e.network_id.as_str();
@@ -471,9 +474,13 @@ impl Model {
     }
 }
 
-/// `n` for an interface name `eth<n>`.
-pub(crate) fn ifname_index(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix("eth")?;
+/// `n` for an interface name `<prefix><n>` (`eth0`: 0), of at most Linux's
+/// 15 characters.
+pub(crate) fn ifname_index(name: &str, prefix: &str) -> Option<u32> {
+    if name.len() > 15 {
+        return None;
+    }
+    let digits = name.strip_prefix(prefix)?;
     if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
         return None;
     }

@@ -126,12 +126,22 @@ pub const MASQUERADE_OPTION: &str = "com.docker.network.bridge.enable_ip_masquer
 /// off every other address).
 pub const HOST_BINDING_OPTION: &str = "com.docker.network.bridge.host_binding_ipv4";
 
+/// Docker's option for the name of the network's interfaces in sandboxes:
+/// `PREFIX` then a number (`eth` by default: `eth0`, `eth1`, …).
+pub(crate) const IFACE_PREFIX_OPTION: &str = "com.docker.network.container_iface_prefix";
+
+/// The interface name prefix of a network without [`IFACE_PREFIX_OPTION`].
+pub(crate) const DEFAULT_IFACE_PREFIX: &str = "eth";
+
+/// The longest [`IFACE_PREFIX_OPTION`]: with three digits after it, a name
+/// still fits Linux's 15 characters.
+pub(crate) const MAX_IFACE_PREFIX_LEN: usize = 12;
+
 /// Docker bridge options whose meaning the switch does not carry out, each
 /// with what to do instead: refused rather than stored and ignored, so that
 /// nobody believes they took effect.
-pub(crate) const UNSUPPORTED_DOCKER_OPTIONS: [(&str, &str); 3] = [
+pub(crate) const UNSUPPORTED_DOCKER_OPTIONS: [(&str, &str); 2] = [
     ("com.docker.network.bridge.inhibit_ipv4", "the gateway's address is the switch's own: leave --gateway to it"),
-    ("com.docker.network.container_iface_prefix", "interfaces in sandboxes are named eth0, eth1, …"),
     ("com.docker.network.bridge.trusted_host_interfaces", "hosts reach sandboxes through published ports only"),
 ];
 
@@ -257,6 +267,12 @@ impl Network {
     pub fn spread(&self) -> bool {
         matches!(self.driver, Driver::Bridge | Driver::Overlay)
             && self.options.get(SPREAD_OPTION).is_some_and(|v| v != "false")
+    }
+
+    /// The prefix of this network's interface names in sandboxes (Docker's
+    /// `-o com.docker.network.container_iface_prefix=PREFIX`; `eth`).
+    pub fn iface_prefix(&self) -> &str {
+        self.options.get(IFACE_PREFIX_OPTION).map_or(DEFAULT_IFACE_PREFIX, String::as_str)
     }
 
     /// Storm control (`-o flood-limit=N`): the broadcast, multicast and

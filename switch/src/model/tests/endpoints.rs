@@ -261,6 +261,56 @@ fn ifname_slots_are_reused() {
     assert_eq!(order, ["eth0", "eth1", "eth2"]);
 }
 
+/// Docker's `container_iface_prefix`: a network's interfaces are named
+/// by its prefix, numbered per prefix, never as another endpoint of the
+/// sandbox is named; the model stays consistent (and so loads again).
+#[test]
+fn a_networks_iface_prefix_names_its_interfaces() {
+    let mut m = populated();
+    let with_prefix = |name: &str, subnet: &str, prefix: &str| {
+        let mut req = bridge(name, subnet);
+        req.options.insert("com.docker.network.container_iface_prefix".into(), prefix.into());
+        req
+    };
+    m.create_network(with_prefix("data", "10.3.0.0/24", "data")).unwrap();
+    m.create_network(with_prefix("data2", "10.4.0.0/24", "data")).unwrap();
+    let names: Vec<_> =
+        ["data", "a", "data2"].iter().map(|n| m.connect(Connect::new(*n, "s1")).unwrap().ifname_in_sandbox).collect();
+    assert_eq!(names, ["data0", "eth0", "data1"]);
+    m.disconnect("data", "s1").unwrap();
+    assert_eq!(m.connect(Connect::new("data", "s1")).unwrap().ifname_in_sandbox, "data0", "numbers are reused");
+    let order: Vec<_> = m.endpoints_in_sandbox("s1").iter().map(|e| e.ifname_in_sandbox.clone()).collect();
+    assert_eq!(order, ["data0", "eth0", "data1"], "by number, then name");
+    m.check_invariants().unwrap();
+
+    // `eth1` + 0 is `eth` + 10: the eleventh eth interface takes 11.
+    m.create_network(with_prefix("one", "10.5.0.0/24", "eth1")).unwrap();
+    assert_eq!(m.connect(Connect::new("one", "s2")).unwrap().ifname_in_sandbox, "eth10");
+    let mut last = String::new();
+    for i in 0..11 {
+        let name = format!("n{i}");
+        m.create_network(bridge(&name, &format!("10.6.{i}.0/24"))).unwrap();
+        last = m.connect(Connect::new(&name, "s2")).unwrap().ifname_in_sandbox;
+    }
+    assert_eq!(last, "eth11");
+    m.check_invariants().unwrap();
+}
+
+/// A prefix that cannot start an interface name is refused, changing nothing.
+#[test]
+fn a_bad_iface_prefix_is_refused() {
+    let mut m = populated();
+    let before = snapshot(&m);
+    for (prefix, why) in
+        [("", "1 to 12"), ("a/b", "only letters"), ("a b", "only letters"), ("thirteenchars", "1 to 12")]
+    {
+        let mut req = bridge("x", "10.3.0.0/24");
+        req.options.insert("com.docker.network.container_iface_prefix".into(), prefix.into());
+        let r = m.create_network(req);
+        assert_refused(&m, &before, r, &["container_iface_prefix", why]);
+    }
+}
+
 #[test]
 fn port_indexes_are_dense_and_reused() {
     let mut m = populated();

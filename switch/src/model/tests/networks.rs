@@ -512,7 +512,6 @@ fn docker_options_the_switch_cannot_honour_are_refused_with_a_way_out() {
     let before = snapshot(&m);
     for (option, value, needle) in [
         ("com.docker.network.bridge.inhibit_ipv4", "true", "--gateway"),
-        ("com.docker.network.container_iface_prefix", "vs", "eth0"),
         ("com.docker.network.bridge.gateway_mode_ipv4", "routed", "only nat"),
         ("com.docker.network.bridge.gateway_mode_ipv6", "isolated", "only nat"),
     ] {
