@@ -5,8 +5,12 @@
 //! with the same key are alternatives: `-f driver=bridge -f driver=overlay
 //! -f name=app` lists bridge and overlay networks whose name contains
 //! `app`. Labels are the exception, as in Docker: every `label=` must hold.
+//! `name=` and `id=` are Docker's too: the whole name, or a regular
+//! expression found anywhere in it (`name=^app$`, `name=app|db`).
 
 use std::collections::BTreeMap;
+
+use regex::Regex;
 
 use crate::proto::NetworkSummary;
 
@@ -15,10 +19,9 @@ use crate::proto::NetworkSummary;
 enum Key {
     /// The driver, exactly (`bridge`, `overlay`, ...).
     Driver,
-    /// All or part of the network's ID.
+    /// The network's ID, or a regular expression found in it.
     Id,
-    /// All or part of the network's name (a plain substring, where Docker
-    /// takes a regular expression).
+    /// The network's name, or a regular expression found in it.
     Name,
     /// The scope, exactly (`local`, `swarm`).
     Scope,
@@ -48,13 +51,35 @@ pub enum FilterError {
     /// `dangling=true` and `dangling=false` together (they would match everything).
     #[error("invalid filter: dangling=true and dangling=false together")]
     DanglingTwice,
+    /// `name=` or `id=` that is not a regular expression.
+    #[error("invalid filter {key}={value:?}: not a regular expression: {reason}")]
+    BadPattern {
+        /// `name` or `id`.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// What the regular expression parser said.
+        reason: String,
+    },
 }
 
 /// Parsed `--filter` arguments (no filter at all matches every network).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct NetworkFilter {
     alternatives: BTreeMap<Key, Vec<String>>,
+    /// The `name=` and `id=` values, compiled (Docker matches them as
+    /// regular expressions when they are not the whole text).
+    patterns: BTreeMap<String, Regex>,
 }
+
+/// Two filters are equal when they were given the same keys and values.
+impl PartialEq for NetworkFilter {
+    fn eq(&self, other: &Self) -> bool {
+        self.alternatives == other.alternatives
+    }
+}
+
+impl Eq for NetworkFilter {}
 
 impl NetworkFilter {
     /// Parses `KEY=VALUE` arguments; keys are case-insensitive, as Docker's.
@@ -83,6 +108,14 @@ impl NetworkFilter {
                 },
                 _ => value.to_owned(),
             };
+            if matches!(key, Key::Name | Key::Id) && !filter.patterns.contains_key(&value) {
+                let regex = Regex::new(&value).map_err(|e| FilterError::BadPattern {
+                    key: if key == Key::Name { "name" } else { "id" },
+                    value: value.clone(),
+                    reason: e.to_string().lines().last().unwrap_or_default().trim().to_owned(),
+                })?;
+                filter.patterns.insert(value.clone(), regex);
+            }
             let values = filter.alternatives.entry(key).or_default();
             if key == Key::Dangling && values.iter().any(|v| *v != value) {
                 return Err(FilterError::DanglingTwice);
@@ -95,18 +128,33 @@ impl NetworkFilter {
     /// Whether `network` passes: for every key given, one of its values.
     pub fn matches(&self, network: &NetworkSummary) -> bool {
         self.alternatives.iter().all(|(key, values)| match key {
-            Key::Label => values.iter().all(|v| one_matches(*key, v, network)),
-            _ => values.iter().any(|v| one_matches(*key, v, network)),
+            Key::Label => values.iter().all(|v| self.one_matches(*key, v, network)),
+            _ => values.iter().any(|v| self.one_matches(*key, v, network)),
         })
+    }
+
+    /// Whether one `KEY=VALUE` holds for `n`.
+    fn one_matches(&self, key: Key, value: &str, n: &NetworkSummary) -> bool {
+        match key {
+            Key::Id => self.found(value, &n.id),
+            Key::Name => self.found(value, &n.name),
+            _ => one_matches(key, value, n),
+        }
+    }
+
+    /// Docker's match of a `name=` or `id=` value: the whole text, or the
+    /// value as a regular expression found anywhere in it.
+    fn found(&self, value: &str, text: &str) -> bool {
+        text == value || self.patterns.get(value).is_some_and(|r| r.is_match(text))
     }
 }
 
-/// Whether one `KEY=VALUE` holds for `n`.
+/// Whether one `KEY=VALUE` of the keys matched as plain text holds for `n`.
 fn one_matches(key: Key, value: &str, n: &NetworkSummary) -> bool {
     match key {
         Key::Driver => n.driver.to_string() == value,
-        Key::Id => n.id.contains(value),
-        Key::Name => n.name.contains(value),
+        // Matched as patterns, by `NetworkFilter::one_matches`.
+        Key::Id | Key::Name => false,
         Key::Scope => n.scope == value,
         Key::Type => (value == "builtin") == n.predefined,
         Key::Dangling => (value == "true") == n.dangling,
@@ -169,6 +217,13 @@ mod tests {
         assert_eq!(names(&["type=custom", "scope=local"], &nets), ["app", "app-idle", "served"]);
         assert_eq!(names(&["dangling=true"], &nets), ["app-idle", "mesh"], "as the daemon marks them");
         assert_eq!(names(&["DANGLING=0"], &nets), ["bridge", "host", "app", "served"]);
+        // Regular expressions, as Docker's name and id filters take them.
+        assert_eq!(names(&["name=^app$"], &nets), ["app"]);
+        assert_eq!(names(&["name=^(host|mesh)"], &nets), ["host", "mesh"]);
+        assert_eq!(names(&["name=p-i"], &nets), ["app-idle"]);
+        assert_eq!(names(&["id=^c+4"], &nets), ["app-idle"]);
+        assert_eq!(names(&["name=a.p"], &nets), ["app", "app-idle"], "a regular expression, not a substring");
+        assert_eq!(names(&["name=^idle"], &nets), Vec::<String>::new());
     }
 
     #[test]
@@ -196,6 +251,8 @@ mod tests {
         assert!(err("colour=blue").contains("expected driver, id, name, scope, type, dangling or label"));
         assert!(err("type=mine").contains("custom or builtin"));
         assert!(err("dangling=maybe").contains("true or false"));
+        let bad = err("name=app(");
+        assert!(bad.contains("name=\"app(\"") && bad.contains("not a regular expression"), "{bad}");
         let twice = NetworkFilter::parse(&["dangling=true".to_owned(), "dangling=false".to_owned()]);
         assert_eq!(twice, Err(FilterError::DanglingTwice));
         assert!(NetworkFilter::parse(&["dangling=true".to_owned(), "dangling=1".to_owned()]).is_ok(), "the same value");

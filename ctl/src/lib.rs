@@ -10,6 +10,7 @@
 
 pub mod addr;
 pub mod client;
+#[cfg(feature = "cli")]
 pub mod filter;
 pub mod impair;
 pub mod proto;

@@ -567,7 +567,8 @@ pub(crate) enum NetworkCmd {
         /// Only the IDs, one per line.
         #[arg(short, long)]
         quiet: bool,
-        /// Only networks that match: driver=, id= and name= (part of it), scope=, type=custom|builtin,
+        /// Only networks that match: driver=, id= and name= (the whole, or a regular expression found
+        /// in it), scope=, type=custom|builtin,
         /// dangling=true|false, label=KEY or label=KEY=VALUE (repeatable; one key's values are
         /// alternatives, but every label= must hold).
         #[arg(short, long = "filter", value_name = "KEY=VALUE", value_parser = parse_filter)]
