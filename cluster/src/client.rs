@@ -219,25 +219,56 @@ impl Cluster {
         F: FnOnce(Ctx) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, ClusterError>> + Send + 'static,
     {
+        self.run(what, Some(self.inner.request_timeout), f)
+    }
+
+    /// Runs `f`, an operation of as many store requests as there are keys
+    /// to go through (a page of a read, a txn of a chunk), on the client
+    /// thread and waits for its result: `f` bounds each request by the
+    /// request timeout ([`Ctx::bounded`]); the whole is not bounded, so a
+    /// node holding thousands of keys is removed however long that takes.
+    pub(crate) fn call_paged<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, ClusterError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Ctx) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, ClusterError>> + Send + 'static,
+    {
+        self.run(what, None, f)
+    }
+
+    /// Runs `f` on the client thread, bounded by `bound` if any.
+    fn run<T, F, Fut>(&self, what: &'static str, bound: Option<Duration>, f: F) -> Result<T, ClusterError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Ctx) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, ClusterError>> + Send + 'static,
+    {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let job: Job = Box::new(move |ctx: Ctx| {
             Box::pin(async move {
                 let config = ctx.config.clone();
-                let result = match tokio::time::timeout(config.request_timeout, f(ctx)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(timeout_error(&config, what)),
+                let result = match bound {
+                    Some(bound) => match tokio::time::timeout(bound, f(ctx)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(timeout_error(&config, what)),
+                    },
+                    None => f(ctx).await,
                 };
                 let _ = tx.send(result);
             })
         });
         self.inner.jobs.send(job).map_err(|_| ClusterError::Internal("the cluster thread has stopped".into()))?;
-        // The thread answers within the timeout; the margin covers a loaded machine.
-        match rx.recv_timeout(self.inner.request_timeout + Duration::from_secs(2)) {
+        // The thread answers within the bound; the margin covers a loaded machine.
+        let answer = match bound {
+            Some(bound) => rx.recv_timeout(bound + Duration::from_secs(2)).map_err(|_| ()),
+            None => rx.recv().map_err(|_| ()),
+        };
+        match answer {
             Ok(Err(ClusterError::Unavailable(m))) if !m.contains(&self.inner.endpoints) => {
                 Err(ClusterError::Unavailable(format!("{m} (store {})", self.inner.endpoints)))
             }
             Ok(r) => r,
-            Err(_) => Err(ClusterError::Unavailable(format!("{what}: the cluster thread did not answer"))),
+            Err(()) => Err(ClusterError::Unavailable(format!("{what}: the cluster thread did not answer"))),
         }
     }
 
@@ -320,7 +351,7 @@ impl Cluster {
     /// keys were deleted.
     pub fn remove_node(&self, name: &str) -> Result<usize, ClusterError> {
         let name = name.to_string();
-        self.call("remove node", move |ctx| async move { crate::txn::remove_node(&ctx, &name).await })
+        self.call_paged("remove node", move |ctx| async move { crate::txn::remove_node(&ctx, &name).await })
     }
 }
 
@@ -458,8 +489,10 @@ pub(crate) fn is_lease_not_found(e: &etcd_client::Error) -> bool {
 /// limit even with large records, so a big cluster's full read never fails.
 const PAGE: i64 = 1000;
 
-/// Reads every key under `prefix` at one revision, page by page; returns the
-/// revision and the keys with their values.
+/// Reads every key under `prefix` at one revision, page by page, each page
+/// bounded by the request timeout (the whole read is not: a big cluster's
+/// takes as many pages as it needs); returns the revision and the keys with
+/// their values.
 pub(crate) async fn read_prefix(ctx: &Ctx, prefix: &str) -> Result<(i64, Vec<etcd_client::KeyValue>), ClusterError> {
     use etcd_client::GetOptions;
     let mut kv = ctx.kv();
@@ -472,7 +505,10 @@ pub(crate) async fn read_prefix(ctx: &Ctx, prefix: &str) -> Result<(i64, Vec<etc
         if revision > 0 {
             options = options.with_revision(revision);
         }
-        let mut page = kv.get(from.clone(), Some(options)).await.map_err(|e| store_error("read the store", e))?;
+        let request = kv.get(from.clone(), Some(options));
+        let mut page = ctx
+            .bounded("read the store", async { request.await.map_err(|e| store_error("read the store", e)) })
+            .await?;
         if revision == 0 {
             revision = page.header().map(|h| h.revision()).unwrap_or(0);
         }

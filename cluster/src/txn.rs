@@ -372,7 +372,9 @@ pub(crate) async fn remove_node(ctx: &Ctx, name: &str) -> Result<usize, ClusterE
     let node = node_key(p, name);
     let mut removed = 0;
     for _ in 0..RETRIES {
-        let alive = kv.get(node.as_str(), None).await.map_err(|e| store_error("read node", e))?;
+        // Each request bounded on its own: the whole (`Cluster::call_paged`) is not.
+        let read = kv.get(node.as_str(), None);
+        let alive = ctx.bounded("read node", async { read.await.map_err(|e| store_error("read node", e)) }).await?;
         if !alive.kvs().is_empty() {
             return Err(ClusterError::InUse(format!(
                 "node {name} is alive (its record is present): stop it, or wait for its lease to expire"
@@ -406,7 +408,9 @@ pub(crate) async fn remove_node(ctx: &Ctx, name: &str) -> Result<usize, ClusterE
             compares.extend(chunk.iter().map(|(k, rev)| Compare::mod_revision(k.as_str(), CompareOp::Equal, *rev)));
             let deletes: Vec<TxnOp> = chunk.iter().map(|(k, _)| TxnOp::delete(k.as_str(), None)).collect();
             let txn = Txn::new().when(compares).and_then(deletes);
-            if kv.txn(txn).await.map_err(|e| store_error("remove node", e))?.succeeded() {
+            let request = kv.txn(txn);
+            let done = ctx.bounded("remove node", async { request.await.map_err(|e| store_error("remove node", e)) });
+            if done.await?.succeeded() {
                 removed += chunk.len();
             } else {
                 lost_race = true;

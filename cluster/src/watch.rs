@@ -31,7 +31,7 @@ pub(crate) async fn run(ctx: Ctx) {
 /// One full read plus the watch that follows it; returns why the watch ended.
 async fn sync_and_watch(ctx: &Ctx, backoff: &mut Backoff) -> Result<String, ClusterError> {
     let root = root_prefix(ctx.prefix());
-    let (revision, kvs) = ctx.bounded("read the store", read_prefix(ctx, &root)).await?;
+    let (revision, kvs) = read_prefix(ctx, &root).await?;
     let count = kvs.len();
     let kvs = kvs.into_iter().filter_map(|kv| {
         let (key, value) = kv.into_key_value();
