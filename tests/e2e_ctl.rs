@@ -375,6 +375,10 @@ fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
     assert_eq!(quiet.trim(), &idle_info.id[..12], "-q prints short IDs");
     let whole = d.ctl_ok(&["network", "ls", "-q", "--no-trunc", "-f", &format!("name={idle2}")]);
     assert_eq!(whole.trim().len(), 64);
+    // As Docker's: -q with `table` is the IDs, a template wins over -q.
+    let only = format!("name={idle2}");
+    assert_eq!(d.ctl_ok(&["network", "ls", "-q", "--format", "table", "-f", &only]).trim().len(), 12);
+    assert_eq!(d.ctl_ok(&["network", "ls", "-q", "--format", "{{.Name}}", "-f", &only]), format!("{idle2}\n"));
     assert_eq!(names(&d, &["-f", "label=tier=back", "-f", "label=team"]), [idle.as_str()]);
     assert_eq!(names(&d, &["-f", "label=tier=front"]), Vec::<String>::new());
     let refused = d.ctl(&["network", "ls", "-f", "colour=blue"]);
@@ -440,7 +444,6 @@ fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
     assert_eq!(d.ctl_ok(&["service", "ls", "--format", "{{.Name}}"]), "", "no services");
     for (args, why) in [
         (vec!["--json", "network", "ls", "--format", "{{.Name}}"], "cannot be used with '--json'"),
-        (vec!["network", "ls", "-q", "--format", "{{.Name}}"], "cannot be used with"),
         (vec!["network", "inspect", "-f", "{{.Name", idle.as_str()], "template parsing error"),
         (vec!["sandbox", "inspect", "--pretty", "-f", "{{.name}}", sb.as_str()], "cannot be used with"),
         (vec!["stats", "--prometheus", "--format", "{{.Port}}"], "cannot be used with"),

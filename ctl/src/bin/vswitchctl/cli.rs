@@ -579,8 +579,8 @@ pub(crate) enum NetworkCmd {
         /// Print each network through a Go template, as Docker's --format: `{{.Name}}`, `table
         /// {{.ID}}\t{{.Name}}` (a header row and aligned columns), or `json` (one line each). Fields:
         /// .ID .Name .Driver .Scope .IPv4 .IPv6 .Internal .Labels .CreatedAt .Subnet .Subnet6
-        /// .Endpoints.
-        #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list, conflicts_with = "quiet")]
+        /// .Endpoints. With -q, `table` is the IDs; any other format wins over -q, as in Docker.
+        #[arg(long, value_name = "FORMAT", value_parser = crate::format::check_list)]
         format: Option<String>,
     },
     /// Remove every custom network that nothing uses (no endpoint, no uplink); asks first.

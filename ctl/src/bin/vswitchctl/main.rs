@@ -134,7 +134,8 @@ fn network_ls(ctx: &mut Ctx, quiet: bool, filter: &[String], no_trunc: bool, for
     }
     let nets: Vec<NetworkSummary> = kept.into_iter().map(|(_, net)| net).collect();
     let format = format.map(Format::for_list).transpose().map_err(anyhow::Error::msg)?;
-    if quiet {
+    // As Docker's: -q is the table's quiet form; a template or `json` wins.
+    if quiet && matches!(format, None | Some(Format::Default)) {
         for n in &nets {
             let id = if no_trunc { n.id.as_str() } else { &n.id[..n.id.len().min(12)] };
             writeln!(ctx.out, "{id}")?;
