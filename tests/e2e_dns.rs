@@ -756,6 +756,20 @@ fn extra_hosts_are_the_sandbox_hosts_file() {
         std::fs::remove_file(&hosts).expect("remove the hosts file");
         d.restart();
     }
+    // A second network adds a line, as Docker adds one per network; the
+    // default route's address stays first, the one a lookup finds.
+    let net2 = d.name("hn2");
+    d.network_create(&net2, "10.217.11.0/24");
+    let ip2 = d.connect(&net2, &a, None).ipv4.expect("an address").addr().to_string();
+    if usable {
+        let written = std::fs::read_to_string(&hosts).expect("the hosts file");
+        let own: Vec<&str> = written.lines().rev().take(2).collect();
+        assert_eq!(own, [format!("{ip2}\t{hostname}{short}"), own_line.clone()], "{written}");
+        assert_eq!(resolved(&a, hostname).first(), Some(&ip), "the default route's first");
+    }
+    d.ctl_ok(&["network", "disconnect", &net2, &a]);
+    let written = std::fs::read_to_string(&hosts).expect("the hosts file");
+    assert!(!written.contains(&ip2), "disconnect left the second network's line: {written}");
     d.ctl_ok(&["network", "disconnect", &net, &a]);
     let written = std::fs::read_to_string(&hosts).expect("the hosts file");
     assert!(!written.contains(&ip), "disconnect left the sandbox's own line: {written}");

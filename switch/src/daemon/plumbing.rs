@@ -174,7 +174,8 @@ pub struct OwnHost {
     /// The hostname of vswitchd's UTS namespace, which the namespaces it
     /// creates share (see [`hostname`]).
     pub hostname: String,
-    /// The sandbox's addresses (one per family, see
+    /// The sandbox's addresses (one per network and family, the first of
+    /// each family the one to find it by, see
     /// [`Model::own_addresses`](crate::model::Model::own_addresses)).
     pub addresses: Vec<IpAddr>,
 }

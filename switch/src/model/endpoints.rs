@@ -269,9 +269,25 @@ impl Model {
     }
 
     /// The sandbox's addresses its hosts file names it by (Docker's
-    /// container line): per family, the address of the endpoint that
-    /// carries the default route, else of its first endpoint that has one.
+    /// container lines, one per network and family): first, per family, the
+    /// address of the endpoint that carries the default route, else of its
+    /// first endpoint that has one (the line `getent hosts` finds); then
+    /// every other endpoint's, in interface order.
     pub fn own_addresses(&self, sandbox: &str) -> Vec<IpAddr> {
+        let mut addresses = self.first_addresses(sandbox);
+        for e in self.endpoints_in_sandbox(sandbox) {
+            for ip in e.ipv4.map(IpAddr::V4).into_iter().chain(e.ipv6.map(IpAddr::V6)) {
+                if !addresses.contains(&ip) {
+                    addresses.push(ip);
+                }
+            }
+        }
+        addresses
+    }
+
+    /// Per family, the address of the sandbox's endpoint that carries the
+    /// default route, else of its first endpoint that has one.
+    fn first_addresses(&self, sandbox: &str) -> Vec<IpAddr> {
         let endpoints = self.endpoints_in_sandbox(sandbox);
         let v4 = self
             .default_route_endpoint(sandbox, false)
