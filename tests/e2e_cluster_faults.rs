@@ -373,6 +373,14 @@ fn a_killed_host_leaves_node_ls_when_its_lease_expires_and_rejoins_with_its_addr
     // A new connect elsewhere does not take the dead node's address.
     let (_s1, e1) = auto_sandbox(c.host(1), &net, "s");
     assert_ne!(ip_of(&e1), ip_of(&e2), "host 2 was given dead host 3's claimed address");
+    // `node rm` (served without the control lock, see server.rs): this
+    // node is refused, a node holding nothing is not found, and the
+    // daemon answers other requests meanwhile as before.
+    let e = c.host(0).ctl_err(&["node", "rm", &ClusterHosts::node_name(0)]);
+    assert!(e.contains("is this node"), "{e}");
+    let e = c.host(0).ctl_err(&["node", "rm", "nobody-here"]);
+    assert!(e.contains("holds nothing"), "{e}");
+    assert_eq!(c.host(0).node_info(&victim).map(|n| n.status), Some(NodeStatus::Down), "still listed");
 
     // Restarted on its state dir, it rejoins with the same address.
     c.host_mut(2).restart();

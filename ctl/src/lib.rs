@@ -6,7 +6,7 @@
 //! - [`publish`]: published ports (`-p` specs) and `docker port`'s output.
 //! - [`impair`]: link impairment settings and their netem-style units.
 //! - [`stack`]: stack files, the declarative desired state of `apply` and `export`.
-//! - [`filter`]: `network ls --filter`, Docker's network filters.
+//! - `filter` (with the `cli` feature): `network ls --filter`, Docker's network filters.
 
 pub mod addr;
 pub mod client;

@@ -16,6 +16,7 @@ use ctl::proto::{self, ErrorKind, MAX_REQUEST_BYTES};
 
 use super::control::{Control, RESYNC_INTERVAL, StreamNext, StreamSource};
 use crate::sys::process::set_umask;
+use ctl::proto::{CtlError, Request};
 
 /// A client idle this long between requests is disconnected.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -355,6 +356,21 @@ fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>, deadline: D
     }
 }
 
+/// Runs one request under the control lock; but `node rm`, whose store
+/// work pages through a dead node's keys (each request bounded, the whole
+/// not: thousands of keys on a slow store take a while), takes the lock
+/// only to find the store, so every other request goes on meanwhile.
+fn handle(control: &Mutex<Control>, request: Request) -> Result<serde_json::Value, CtlError> {
+    let lock = || control.lock().unwrap_or_else(|p| p.into_inner());
+    match request {
+        Request::NodeRm { name } => {
+            let store = lock().node_rm_store(&name)?;
+            super::control::remove_node(&store, &name)
+        }
+        request => lock().handle(request),
+    }
+}
+
 /// Serves one client until it leaves; `waiting(true)` is called whenever it
 /// starts waiting for the client's next request, `waiting(false)` when a
 /// request has arrived.
@@ -401,7 +417,7 @@ fn serve_client(stream: UnixStream, control: &Mutex<Control>, waiting: &dyn Fn(b
                 let verb = envelope.req.verb();
                 // Changes are logged once applied (requests hold no secrets).
                 let change = envelope.req.changes_state().then(|| format!("{:?}", envelope.req));
-                let result = control.lock().unwrap_or_else(|p| p.into_inner()).handle(envelope.req);
+                let result = handle(control, envelope.req);
                 match result {
                     Ok(payload) => {
                         if let Some(request) = change {

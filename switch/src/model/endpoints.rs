@@ -13,6 +13,9 @@ use super::addr::{Subnet6Ext, SubnetExt, mac_for_ipv4, mac_for_ipv6};
 use super::error::ModelError;
 use super::ids;
 use super::state::Model;
+
+/// Linux's longest interface name (`IFNAMSIZ` less the NUL).
+const MAX_IFNAME_LEN: usize = 15;
 use super::types::{Connect, CreateSandbox, Disconnected, Endpoint, Network, RemovedSandbox, Sandbox};
 use super::validate;
 
@@ -206,8 +209,12 @@ impl Model {
         let taken: Vec<&str> = in_sandbox.iter().map(|e| e.ifname_in_sandbox.as_str()).collect();
         let ifname_in_sandbox = (0..)
             .map(|n| format!("{}{n}", net.iface_prefix()))
+            .take_while(|name| name.len() <= MAX_IFNAME_LEN)
             .find(|name| !taken.contains(&name.as_str()))
-            .expect("a free number");
+            .ok_or_else(|| ModelError::InterfaceNamesExhausted {
+                sandbox: req.sandbox.clone(),
+                prefix: net.iface_prefix().to_owned(),
+            })?;
         // The sandbox's default route moves to a network of higher gateway
         // priority (Docker's `--gw-priority`); ties stay with the earlier.
         let current_default =

@@ -349,6 +349,17 @@ pub enum ModelError {
         /// The network.
         network: String,
     },
+    /// no interface name left in sandbox {sandbox} for prefix {prefix}
+    #[error(
+        "no interface name left in sandbox {sandbox} after prefix {prefix:?}: the names would be longer than \
+         Linux's 15 characters"
+    )]
+    InterfaceNamesExhausted {
+        /// The sandbox.
+        sandbox: String,
+        /// The network's interface name prefix.
+        prefix: String,
+    },
     /// no free address left in ip range {range} of network {network}
     #[error("no free address left in ip range {range} of network {network}")]
     IpRangeExhausted {

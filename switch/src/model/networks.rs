@@ -29,7 +29,7 @@ pub const DEFAULT_MTU: u32 = 1500;
 
 /// Checks an interface name prefix (Docker's `container_iface_prefix`):
 /// with a number after it, a name Linux takes for an interface.
-fn iface_prefix(value: &str) -> Result<(), &'static str> {
+pub(crate) fn check_iface_prefix(value: &str) -> Result<(), &'static str> {
     if value.is_empty() || value.len() > MAX_IFACE_PREFIX_LEN {
         return Err("must be 1 to 12 characters (a number follows it, in Linux's 15)");
     }
@@ -203,7 +203,7 @@ impl Model {
             });
         }
         if let Some(value) = req.options.get(IFACE_PREFIX_OPTION)
-            && let Err(reason) = iface_prefix(value)
+            && let Err(reason) = check_iface_prefix(value)
         {
             return Err(ModelError::InvalidOption { option: IFACE_PREFIX_OPTION, value: value.clone(), reason });
         }
@@ -330,6 +330,7 @@ impl Model {
             (None, None, None)
         };
         check_aux_request(&req)?;
+        let iface_prefix = req.options.get(IFACE_PREFIX_OPTION).cloned();
         let net = Network {
             id,
             name: req.name,
@@ -353,6 +354,7 @@ impl Model {
             network_index: self.free_network_index(),
             key_epoch: 0,
             cluster: false,
+            iface_prefix,
         };
         check_aux_addresses(&net)?;
         self.networks.insert(net.id.clone(), net.clone());
@@ -393,6 +395,21 @@ impl Model {
             return Err(ModelError::InvalidOption { option: CIPHER_OPTION, value: value.clone(), reason });
         }
         check_aux_addresses(&net)?;
+        // The node that created it checked the prefix; a record from
+        // elsewhere is checked again before it names an interface.
+        net.iface_prefix = match net.options.get(IFACE_PREFIX_OPTION) {
+            Some(value) => match check_iface_prefix(value) {
+                Ok(()) => Some(value.clone()),
+                Err(reason) => {
+                    return Err(ModelError::InvalidOption {
+                        option: IFACE_PREFIX_OPTION,
+                        value: value.clone(),
+                        reason,
+                    });
+                }
+            },
+            None => None,
+        };
         net.cluster = true;
         self.networks.insert(net.id.clone(), net.clone());
         Ok(net)

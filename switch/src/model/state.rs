@@ -109,6 +109,7 @@ impl Model {
                 network_index: m.free_network_index(),
                 key_epoch: 0,
                 cluster: false,
+                iface_prefix: None,
             };
             m.networks.insert(net.id.clone(), net);
         }
@@ -288,6 +289,9 @@ impl Model {
             };
             if !vni_ok {
                 return Err(format!("network {} has a bad, missing or duplicate vni", n.name));
+            }
+            if let Some(Err(reason)) = n.iface_prefix.as_deref().map(super::networks::check_iface_prefix) {
+                return Err(format!("network {} has a bad interface name prefix: {reason}", n.name));
             }
             if n.driver.is_switched() {
                 if !n.enable_ipv4 && !n.enable_ipv6 {

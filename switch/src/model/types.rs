@@ -83,6 +83,13 @@ pub struct Network {
     /// this node holds a copy. Absent from state files of local networks.
     #[serde(default, skip_serializing_if = "is_false")]
     pub cluster: bool,
+    /// The prefix of the network's interface names in sandboxes, as
+    /// `network create` (or the adoption of a cluster network) took it from
+    /// [`IFACE_PREFIX_OPTION`]: `None` is `eth`. A field of its own, not read
+    /// from the option, because older daemons kept the option without
+    /// carrying it out and named such networks' interfaces `eth0`, `eth1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iface_prefix: Option<String>,
 }
 
 /// The option that encrypts an overlay network's data plane.
@@ -248,6 +255,11 @@ impl Network {
         if self.options.get(MASQUERADE_OPTION).is_some_and(|v| docker_bool(v) != Some(true)) {
             ignored.push(MASQUERADE_OPTION);
         }
+        // An older daemon's network: it kept the option and named the
+        // interfaces `eth…`, as this one still does for it.
+        if self.iface_prefix.is_none() && self.options.contains_key(IFACE_PREFIX_OPTION) {
+            ignored.push(IFACE_PREFIX_OPTION);
+        }
         if self.options.contains_key(HOST_BINDING_OPTION) && self.host_binding().is_none() {
             ignored.push(HOST_BINDING_OPTION);
         }
@@ -272,7 +284,7 @@ impl Network {
     /// The prefix of this network's interface names in sandboxes (Docker's
     /// `-o com.docker.network.container_iface_prefix=PREFIX`; `eth`).
     pub fn iface_prefix(&self) -> &str {
-        self.options.get(IFACE_PREFIX_OPTION).map_or(DEFAULT_IFACE_PREFIX, String::as_str)
+        self.iface_prefix.as_deref().unwrap_or(DEFAULT_IFACE_PREFIX)
     }
 
     /// Storm control (`-o flood-limit=N`): the broadcast, multicast and

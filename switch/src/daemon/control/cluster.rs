@@ -575,13 +575,20 @@ impl Control {
 
     /// `node rm NAME`.
     pub(super) fn node_rm(&mut self, name: &str) -> Reply {
+        let store = self.node_rm_store(name)?;
+        remove_node(&store, name)
+    }
+
+    /// The store `node rm NAME` releases the node's keys in, once the
+    /// request passed the checks that need the control state (a cluster,
+    /// not this node, the store reachable). The server then releases them
+    /// with the control lock released ([`remove_node`]).
+    pub fn node_rm_store(&self, name: &str) -> Result<Cluster, CtlError> {
         let Some(link) = &self.cluster else { return Err(no_cluster()) };
         if name == link.handle.node() {
             return Err(CtlError::new(ErrorKind::InUse, format!("node {name} is this node")));
         }
-        let store = self.reachable_store()?.ok_or_else(no_cluster)?;
-        let released = store.remove_node(name).map_err(cluster_error)?;
-        ok(NodeRmResult { released: released as u64 })
+        self.reachable_store()?.ok_or_else(no_cluster)
     }
 
     /// Brings this node in line with the cluster store (see the module's
@@ -692,6 +699,14 @@ impl Control {
             self.sync_dns();
         }
     }
+}
+
+/// Releases a dead node's keys in `store`: as many store requests as it
+/// holds keys (pages, txn chunks), each bounded by the request timeout but
+/// not the whole, so the control server runs it without the control lock.
+pub fn remove_node(store: &Cluster, name: &str) -> Reply {
+    let released = store.remove_node(name).map_err(cluster_error)?;
+    ok(NodeRmResult { released: released as u64 })
 }
 
 /// The refusal of a cluster verb by a daemon without a store.

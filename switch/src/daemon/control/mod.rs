@@ -6,7 +6,7 @@
 
 mod capture;
 mod cluster;
-pub use cluster::RESYNC_INTERVAL;
+pub use cluster::{RESYNC_INTERVAL, remove_node};
 mod cluster_keys;
 mod dns;
 mod impair;

@@ -296,6 +296,44 @@ fn a_networks_iface_prefix_names_its_interfaces() {
     m.check_invariants().unwrap();
 }
 
+/// A network an older daemon kept the option on (and named `eth…`) goes on
+/// naming `eth…` and says the option has no effect; a cluster record's
+/// prefix is checked again; a name past Linux's 15 characters is refused.
+#[test]
+fn iface_prefixes_of_older_state_and_other_nodes() {
+    let option = "com.docker.network.container_iface_prefix";
+    let mut m = populated();
+    let mut req = bridge("old", "10.3.0.0/24");
+    req.options.insert(option.into(), "vs".into());
+    let id = m.create_network(req).unwrap().id;
+    m.networks.get_mut(&id).unwrap().iface_prefix = None;
+    assert_eq!(m.connect(Connect::new("old", "s1")).unwrap().ifname_in_sandbox, "eth0");
+    assert_eq!(m.network("old").unwrap().ignored_options(), [option]);
+    let saved = serde_json::to_string(&m).unwrap();
+    let back: Model = serde_json::from_str(&saved).unwrap();
+    back.check_invariants().unwrap();
+
+    let mut record = back.network("old").unwrap().clone();
+    record.id = "f".repeat(64);
+    record.name = "elsewhere".into();
+    record.subnet = Some(net("10.4.0.0/24"));
+    record.gateway = Some(ip("10.4.0.1"));
+    record.options.insert(option.into(), "a/b".into());
+    let refused = Model::new().adopt_network(record.clone()).unwrap_err().to_string();
+    assert!(refused.contains(option) && refused.contains("only letters"), "{refused}");
+    record.options.insert(option.into(), "wan".into());
+    let adopted = Model::new().adopt_network(record).unwrap();
+    assert_eq!(adopted.iface_prefix(), "wan");
+
+    // A prefix no check let through (a hand-edited state) stops at 15.
+    let mut m = populated();
+    let long = m.create_network(bridge("long", "10.5.0.0/24")).unwrap().id;
+    m.networks.get_mut(&long).unwrap().iface_prefix = Some("abcdefghijklmno".into());
+    let r = m.connect(Connect::new("long", "s1"));
+    assert!(r.unwrap_err().to_string().contains("longer than Linux's 15 characters"));
+    assert!(m.check_invariants().unwrap_err().contains("prefix"), "the state checks the prefix");
+}
+
 /// A prefix that cannot start an interface name is refused, changing nothing.
 #[test]
 fn a_bad_iface_prefix_is_refused() {
