@@ -46,11 +46,32 @@ fn show_txqueuelen(d: &Daemon, port: &str) -> Option<u32> {
 struct Paused(u32);
 
 impl Paused {
+    /// Returns once every thread of the daemon has stopped: kill(2)
+    /// returns before a thread running on the other CPU does, and under
+    /// load the datapath read 347 more frames from the queue after it
+    /// (one failed run).
     fn new(pid: u32) -> Paused {
         // SAFETY: kill(2) on the pid of the daemon this test started and has not reaped.
         assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) }, 0, "SIGSTOP the daemon");
-        Paused(pid)
+        let paused = Paused(pid);
+        wait_until(
+            Duration::from_secs(10),
+            || format!("every thread of {pid} to stop"),
+            || all_stopped(pid).then_some(()),
+        );
+        paused
     }
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in
+/// `/proc/PID/task/TID/stat`; a thread gone meanwhile counts as stopped).
+fn all_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // The state follows the command name, which ends at the last `)`.
+        stat.rsplit_once(')').is_none_or(|(_, rest)| rest.trim_start().starts_with('T'))
+    })
 }
 
 impl Drop for Paused {
@@ -102,13 +123,6 @@ fn a_tap_queue_overflow_is_counted_as_the_kernel_counts_it() {
     // Every frame sent either reached the switch (once it runs again) or
     // was dropped by the kernel because the queue was full.
     let dropped = kernel_tx_dropped(&a, &ea.ifname) - kernel_before;
-    assert!(dropped >= FLOOD - TXQUEUELEN, "only {dropped} of {FLOOD} frames dropped with a {TXQUEUELEN}-frame queue");
-    // ... and no more: the queue really held TXQUEUELEN frames (with the
-    // kernel's default of 1,000, 5,096 would have been lost).
-    assert!(
-        dropped <= FLOOD - TXQUEUELEN + OTHER_FRAMES,
-        "{dropped} of {FLOOD} dropped: the queue held fewer than {TXQUEUELEN} frames"
-    );
     let after = wait_until(
         Duration::from_secs(20),
         || format!("the switch to read the queued frames: {:?}", port_stats(&d, &ea.port)),
@@ -117,9 +131,17 @@ fn a_tap_queue_overflow_is_counted_as_the_kernel_counts_it() {
             (s.rx_packets - before.rx_packets + dropped >= FLOOD).then_some(s)
         },
     );
-    eprintln!(
-        "{FLOOD} frames sent while stopped: {dropped} dropped in the TAP queue, {} read by the switch",
-        after.rx_packets - before.rx_packets
+    let read = after.rx_packets - before.rx_packets;
+    eprintln!("{FLOOD} frames sent while stopped: {dropped} dropped in the TAP queue, {read} read by the switch");
+    assert!(
+        dropped >= FLOOD - TXQUEUELEN,
+        "only {dropped} of {FLOOD} frames dropped with a {TXQUEUELEN}-frame queue ({read} read by the switch)"
+    );
+    // ... and no more: the queue really held TXQUEUELEN frames (with the
+    // kernel's default of 1,000, 5,096 would have been lost).
+    assert!(
+        dropped <= FLOOD - TXQUEUELEN + OTHER_FRAMES,
+        "{dropped} of {FLOOD} dropped: the queue held fewer than {TXQUEUELEN} frames ({read} read by the switch)"
     );
     assert!(dropped > 0);
 
