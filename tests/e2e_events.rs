@@ -31,7 +31,8 @@ use vswitch::{
 /// How long any one expected event may take to show up.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// `vswitchctl --json events --follow`, its lines collected by threads.
+/// `vswitchctl --json events --follow` (or another way of printing each
+/// event as a JSON line), its lines collected by threads.
 struct Follower {
     child: Child,
     events: Arc<Mutex<Vec<Value>>>,
@@ -42,10 +43,16 @@ struct Follower {
 impl Follower {
     /// Starts following `d`'s events and waits until the stream is open.
     fn start(d: &Daemon) -> Follower {
+        Follower::start_with(d, &["--json", "events", "--follow"])
+    }
+
+    /// Starts `vswitchctl ARGS`, which must print each event as a line of
+    /// JSON, and waits until the stream is open.
+    fn start_with(d: &Daemon, args: &[&str]) -> Follower {
         let mut child = Command::new(&Binaries::get().vswitchctl)
             .arg("--socket")
             .arg(d.socket())
-            .args(["--json", "events", "--follow"])
+            .args(args)
             .env_remove("VSWITCH_CTL_SOCKET")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -177,6 +184,8 @@ fn events_follow_ports_macs_flapping_drops_and_gone_sandboxes() {
     let (a, b, c1) = (d.name("a"), d.name("b"), d.name("c1"));
     d.network_create(&net, "10.231.0.0/24");
     let f = Follower::start(&d);
+    // The same stream through a template (`--format '{{json .}}'`).
+    let templated = Follower::start_with(&d, &["events", "--follow", "--format", "{{json .}}"]);
 
     // Ports come up as sandboxes connect.
     let eps = d.sandboxes_on(&net, &[&a, &b]);
@@ -297,7 +306,7 @@ fn events_follow_ports_macs_flapping_drops_and_gone_sandboxes() {
     // The counters say the same.
     let metrics = d.ctl_ok(&["stats", "--prometheus"]);
     assert!(metrics.contains("vswitch_events_total{kind=\"mac_flapping\"}"), "{metrics}");
-    assert!(metrics.contains("vswitch_event_subscribers 1"), "{metrics}");
+    assert!(metrics.contains("vswitch_event_subscribers 2"), "{metrics}");
 
     // Ctrl-C ends the follower with its summary: nothing lost.
     let (status, stderr) = f.stop();
@@ -307,6 +316,14 @@ fn events_follow_ports_macs_flapping_drops_and_gone_sandboxes() {
     assert_eq!(summary["lost"], 0, "{summary}");
     assert_eq!(summary["delivered"].as_u64(), Some(streamed.len() as u64), "{summary}");
     assert!(of_kind(&streamed, "events_lost", &[]).is_empty());
+    // The templated follower printed the same events, and its summary as a line.
+    templated.wait_for("the templated follower to print every event", |events| {
+        (events.len() >= streamed.len()).then_some(())
+    });
+    assert_eq!(templated.events()[..streamed.len()], streamed[..], "events --follow --format '{{{{json .}}}}'");
+    let (status, stderr) = templated.stop();
+    assert!(status.success(), "events --follow --format exited with {status}: {stderr}");
+    assert!(stderr.lines().last().is_some_and(|l| l.ends_with("events shown, none lost")), "{stderr}");
     // Its subscription ended with it.
     wait_until(
         EVENT_TIMEOUT,
