@@ -264,12 +264,17 @@ fn inspect_is_docker_shaped_and_disconnect_releases_the_address() {
     let net3 = d.name("d");
     let prefix = "com.docker.network.container_iface_prefix=data";
     d.ctl_ok(&["network", "create", &net3, "--subnet", "10.207.2.0/24", "-o", prefix]);
-    let (ad, bd) = (d.connect(&net3, &a, None), d.connect(&net3, &b, None));
-    assert_eq!((ad.ifname.as_str(), bd.ifname.as_str()), ("data0", "data0"));
+    // Docker's endpoint option names one interface as asked.
+    let ad = d.connect(&net3, &a, None);
+    let ifname = "com.docker.network.endpoint.ifname=lan0";
+    let bd: EndpointInfo = d.ctl_json(&["network", "connect", &net3, &b, "--driver-opt", ifname]);
+    assert_eq!((ad.ifname.as_str(), bd.ifname.as_str()), ("data0", "lan0"));
+    assert_eq!(vswitch::ipv4_addrs(&b, "lan0"), vec![bd.ipv4.expect("ip").to_string()]);
     assert_eq!(vswitch::ipv4_addrs(&a, "data0"), vec!["10.207.2.2/24".to_owned()]);
     d.restart();
     assert_eq!(vswitch::ipv4_addrs(&a, "data0"), vec!["10.207.2.2/24".to_owned()], "after kill -9");
     assert!(ping(&b, ad.ipv4.expect("ip").addr(), 2), "b cannot reach a over data0");
+    assert_eq!(vswitch::ipv4_addrs(&b, "lan0"), vec![bd.ipv4.expect("ip").to_string()], "lan0 after kill -9");
     let links = link_names(&a);
     assert!(["eth0", "eth1", "data0"].iter().all(|l| links.contains(&(*l).to_owned())), "{links:?}");
     d.ctl_ok(&["network", "disconnect", &net3, &a]);

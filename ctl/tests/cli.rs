@@ -235,6 +235,8 @@ fn network_connect_disconnect_and_rm() {
             "api",
             "--mac",
             "02-42-0A-0A-00-05",
+            "--driver-opt",
+            "com.docker.network.endpoint.ifname=lan0",
         ],
         vec![Reply::Ok(ep)],
     );
@@ -252,6 +254,7 @@ fn network_connect_disconnect_and_rm() {
             service: None,
             port_type: ctl::proto::PortType::Tap,
             gw_priority: 0,
+            ifname: Some("lan0".into()),
         }]
     );
     let (out, reqs) = run_ok(&["network", "disconnect", "blue", "web"], vec![Reply::Ok(json!({}))]);
@@ -632,6 +635,11 @@ fn bad_arguments_are_rejected_before_connecting() {
         (&["sandbox", "publish", "s"], "--publish <SPEC>"),
         (&["sandbox", "publish", "s", "-p", "[::1:80:80"], "invalid host IP"),
         (&["service", "publish", "api", "-p", "8080:80/sctp"], "invalid protocol"),
+        (&["network", "connect", "n", "s", "--driver-opt", "com.docker.network.endpoint.macaddress=x"], "only"),
+        (
+            &["network", "connect", "n", "s", "--ifname", "a", "--driver-opt", "com.docker.network.endpoint.ifname=b"],
+            "named twice",
+        ),
     ];
     for (args, needle) in cases {
         let out = vswitchctl(&sock, args);

@@ -62,6 +62,7 @@ fn one_of_each() -> Vec<Request> {
             service: Some("api".into()),
             port_type: ctl::proto::PortType::Afxdp,
             gw_priority: 0,
+            ifname: None,
         },
         Request::SandboxPublish {
             sandbox: "web".into(),
@@ -764,6 +765,7 @@ fn connect_without_publish_sends_no_new_keys() {
         service: None,
         port_type: ctl::proto::PortType::Tap,
         gw_priority: 0,
+        ifname: None,
     };
     let line = proto::encode_request(1, &req).unwrap();
     let v: Value = serde_json::from_slice(&line).unwrap();

@@ -385,6 +385,11 @@ pub enum Request {
         /// highest priority that has that family (ties: the one that has it, else the lower interface, eth0 first).
         #[serde(default, skip_serializing_if = "super::payload::is_zero")]
         gw_priority: i64,
+        /// Optional: the interface's name in the sandbox (Docker's
+        /// `com.docker.network.endpoint.ifname` driver option); the network's prefix and the
+        /// lowest free number (`eth0`, `eth1`, …) when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ifname: Option<String>,
     },
     /// Attach a host interface (in the daemon's namespace) to a network as an uplink port.
     /// Reply: [`Ack`](super::Ack).

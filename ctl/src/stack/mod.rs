@@ -30,6 +30,9 @@ pub mod yaml;
 pub const MTU_OPTION: &str = "com.docker.network.driver.mtu";
 /// The Docker overlay driver option that sets a network's VXLAN id.
 pub const VNI_OPTION: &str = "com.docker.network.driver.overlay.vxlanid_list";
+/// Docker's endpoint option that names a sandbox's interface (compose's
+/// `interface_name` of a service's network).
+pub const IFNAME_OPTION: &str = "com.docker.network.endpoint.ifname";
 /// Networks every daemon has; a stack file uses them without declaring
 /// them, or declares them `external: true`.
 pub const PREDEFINED_NETWORKS: [&str; 3] = ["bridge", "host", "none"];
@@ -198,6 +201,11 @@ pub struct StackAttachment {
     /// --gw-priority`; default 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub gw_priority: i64,
+    /// The interface's name in the sandbox (compose's `interface_name`,
+    /// Docker's `com.docker.network.endpoint.ifname`); unset: the network's
+    /// prefix and the lowest free number when created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface_name: Option<String>,
 }
 
 /// Whether a number is zero, its default (left out).

@@ -519,3 +519,25 @@ fn extra_hosts_are_read_and_written_back() {
         assert!(e[0].contains("an address or a list of addresses"), "{bad}: {e:?}");
     }
 }
+
+/// Compose's `interface_name` of a sandbox's network, and Docker's
+/// `com.docker.network.endpoint.ifname` endpoint option, name the
+/// interface; they must agree, other endpoint options are refused, and an
+/// export writes the name back.
+#[test]
+fn interface_names_from_compose_and_docker_endpoint_options() {
+    let text = "networks:\n  a: {}\n  b: {}\nsandboxes:\n  s:\n    networks:\n      a:\n        interface_name: lan0\n      \
+                b:\n        driver_opts:\n          com.docker.network.endpoint.ifname: wan0\n";
+    let (stack, _) = parse(text).unwrap();
+    let names: Vec<_> = stack.sandboxes[0].networks.iter().map(|a| a.interface_name.as_deref()).collect();
+    assert_eq!(names, [Some("lan0"), Some("wan0")]);
+    let again = parse(&yaml::to_yaml(&stack).unwrap()).unwrap().0;
+    assert_eq!(again, stack, "written back as it was read");
+
+    let text = "networks:\n  a: {}\nsandboxes:\n  s:\n    networks:\n      a:\n        interface_name: lan0\n        \
+                driver_opts:\n          com.docker.network.endpoint.ifname: wan0\n          \
+                com.docker.network.endpoint.sysctls: x\n";
+    let e = errors(text);
+    assert!(e.iter().any(|e| e.starts_with("stack.yaml:7: ") && e.contains("differ")), "{e:?}");
+    assert!(e.iter().any(|e| e.contains("\"com.docker.network.endpoint.sysctls\" is not supported")), "{e:?}");
+}

@@ -109,6 +109,9 @@ impl Model {
         for a in &req.aliases {
             validate::dns_name("alias", a)?;
         }
+        if let Some(name) = &req.ifname {
+            validate::interface_name(name)?;
+        }
         if let Some(service) = &req.service {
             validate::object_name("service", service)?;
         }
@@ -207,14 +210,21 @@ impl Model {
         // `container_iface_prefix`): no other endpoint of the sandbox has
         // that name, whatever its prefix (`eth1` + `0` and `eth` + `10`).
         let taken: Vec<&str> = in_sandbox.iter().map(|e| e.ifname_in_sandbox.as_str()).collect();
-        let ifname_in_sandbox = (0..)
+        if let Some(name) = req.ifname.as_deref().filter(|name| taken.contains(name)) {
+            return Err(ModelError::InterfaceNameInUse { name: name.to_owned(), sandbox: req.sandbox.clone() });
+        }
+        let automatic = (0..)
             .map(|n| format!("{}{n}", net.iface_prefix()))
             .take_while(|name| name.len() <= MAX_IFNAME_LEN)
             .find(|name| !taken.contains(&name.as_str()))
             .ok_or_else(|| ModelError::InterfaceNamesExhausted {
                 sandbox: req.sandbox.clone(),
                 prefix: net.iface_prefix().to_owned(),
-            })?;
+            });
+        let ifname_in_sandbox = match req.ifname.clone() {
+            Some(name) => name,
+            None => automatic?,
+        };
         // The sandbox's default route moves to a network of higher gateway
         // priority (Docker's `--gw-priority`); ties stay with the earlier.
         let current_default =

@@ -349,6 +349,14 @@ pub enum ModelError {
         /// The network.
         network: String,
     },
+    /// interface name {name} is already used in sandbox {sandbox}
+    #[error("interface name {name} is already used in sandbox {sandbox}")]
+    InterfaceNameInUse {
+        /// The name asked for.
+        name: String,
+        /// The sandbox.
+        sandbox: String,
+    },
     /// no interface name left in sandbox {sandbox} for prefix {prefix}
     #[error(
         "no interface name left in sandbox {sandbox} after prefix {prefix:?}: the names would be longer than \

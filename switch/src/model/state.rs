@@ -197,12 +197,17 @@ impl Model {
     }
 
     /// The endpoints in a sandbox, ordered by interface number (eth0,
-    /// eth1, …; with networks of other prefixes, `data0` after `eth0`).
+    /// eth1, …; with networks of other prefixes, `data0` after `eth0`),
+    /// then the interfaces named as asked (`lan0` on an `eth` network), by
+    /// name.
     pub fn endpoints_in_sandbox(&self, sandbox: &str) -> Vec<&Endpoint> {
         let mut v: Vec<&Endpoint> = self.endpoints.values().filter(|e| e.sandbox == sandbox).collect();
         let prefix =
             |e: &Endpoint| self.networks.get(&e.network_id).map_or(DEFAULT_IFACE_PREFIX, Network::iface_prefix);
-        v.sort_by_cached_key(|e| (ifname_index(&e.ifname_in_sandbox, prefix(e)), e.ifname_in_sandbox.clone()));
+        v.sort_by_cached_key(|e| {
+            let index = ifname_index(&e.ifname_in_sandbox, prefix(e));
+            (index.is_none(), index, e.ifname_in_sandbox.clone())
+        });
         v
     }
 
@@ -385,7 +390,7 @@ impl Model {
             if e.mac.is_group() || e.mac.is_zero() {
                 return bad("bad MAC");
             }
-            if ifname_index(&e.ifname_in_sandbox, n.iface_prefix()).is_none() || e.host_tap_name.len() > 15 {
+            if super::validate::interface_name(&e.ifname_in_sandbox).is_err() || e.host_tap_name.len() > 15 {
                 return bad("bad interface name");
             }
             let net = e.network_id.as_str();

@@ -609,6 +609,11 @@ pub struct Connect {
     /// `--gw-priority`: the endpoint's gateway priority (see
     /// [`Endpoint::gw_priority`]).
     pub gw_priority: i64,
+    /// The interface's name in the sandbox (Docker's
+    /// `com.docker.network.endpoint.ifname` driver option, compose's
+    /// `interface_name`); the network's prefix and the lowest free number
+    /// when `None`.
+    pub ifname: Option<String>,
     /// Addresses automatic addresses must not be: those other nodes of a
     /// cluster hold (and ones already found taken). Given addresses are not
     /// checked against it (the cluster store refuses them if taken).

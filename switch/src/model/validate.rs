@@ -28,6 +28,25 @@ pub(crate) fn object_name(kind: &'static str, name: &str) -> Result<(), ModelErr
 
 /// A DNS name: dot-separated labels of 1..=63 letters, digits and inner
 /// hyphens, at most 253 characters; one trailing dot allowed.
+/// Checks an interface name asked for in a sandbox (Docker's
+/// `com.docker.network.endpoint.ifname`): one Linux takes (1 to 15
+/// characters, no `/`, `:` or space; here letters, digits, `-`, `_`, `.`),
+/// and not the sandbox's loopback.
+pub(crate) fn interface_name(name: &str) -> Result<(), ModelError> {
+    let reason = if name.is_empty() || name.len() > 15 {
+        "must be 1 to 15 characters (Linux's limit)"
+    } else if matches!(name, "." | "..") {
+        "is not an interface name"
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        "may hold only letters, digits, '-', '_' and '.'"
+    } else if name == "lo" {
+        "is the sandbox's loopback"
+    } else {
+        return Ok(());
+    };
+    Err(ModelError::InvalidName { kind: "interface", name: name.to_owned(), reason })
+}
+
 pub(crate) fn dns_name(what: &'static str, value: &str) -> Result<(), ModelError> {
     let name = value.strip_suffix('.').unwrap_or(value);
     let label_ok = |l: &str| {

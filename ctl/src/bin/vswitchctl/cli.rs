@@ -640,6 +640,14 @@ pub(crate) enum NetworkCmd {
         /// that has it, else the lower interface, eth0 first).
         #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
         gw_priority: i64,
+        /// The interface's name in the sandbox (default: the network's prefix and the lowest
+        /// free number, eth0, eth1, …).
+        #[arg(long, value_name = "NAME")]
+        ifname: Option<String>,
+        /// An endpoint option, as Docker's --driver-opt: only
+        /// com.docker.network.endpoint.ifname=NAME (the same as --ifname).
+        #[arg(long = "driver-opt", value_name = "KEY=VALUE", value_parser = parse_endpoint_opt)]
+        driver_opts: Vec<String>,
     },
     /// Disconnect a sandbox from a network.
     Disconnect {
@@ -807,6 +815,17 @@ fn parse_opt(s: &str) -> Result<(String, String), String> {
         return Err(format!("invalid option {s:?}: expected KEY[=VALUE] with a non-empty KEY"));
     }
     Ok((key.to_owned(), value.to_owned()))
+}
+
+/// Parses a `network connect --driver-opt KEY=VALUE`: the interface name
+/// of `com.docker.network.endpoint.ifname`, the one endpoint option taken.
+fn parse_endpoint_opt(s: &str) -> Result<String, String> {
+    let ifname = ctl::stack::IFNAME_OPTION;
+    match s.split_once('=') {
+        Some((key, name)) if key == ifname && !name.is_empty() => Ok(name.to_owned()),
+        Some((key, _)) if key == ifname => Err(format!("{ifname} needs a name")),
+        _ => Err(format!("invalid --driver-opt {s:?}: only {ifname}=NAME is supported")),
+    }
 }
 
 /// Parses an `--aux-address NAME=IP`.

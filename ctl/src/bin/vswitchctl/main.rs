@@ -443,7 +443,26 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
             print_inspected(ctx, values, format.as_deref())
         }
         NetworkCmd::Rm { names } => remove_each(ctx, names, |name| Request::NetworkRm { name }),
-        NetworkCmd::Connect { network, sandbox, ip, ip6, aliases, mac, publish, service, port_type, gw_priority } => {
+        NetworkCmd::Connect {
+            network,
+            sandbox,
+            ip,
+            ip6,
+            aliases,
+            mac,
+            publish,
+            service,
+            port_type,
+            gw_priority,
+            ifname,
+            driver_opts,
+        } => {
+            // --ifname and Docker's --driver-opt name the interface alike: once.
+            let mut names = ifname.into_iter().chain(driver_opts);
+            let ifname = names.next();
+            if names.any(|other| Some(&other) != ifname.as_ref()) {
+                usage_conflict(&["network", "connect"], "the interface is named twice, differently");
+            }
             let req = Request::NetworkConnect {
                 network,
                 sandbox,
@@ -455,6 +474,7 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
                 service,
                 port_type: port_type.into(),
                 gw_priority,
+                ifname,
             };
             ctx.show(&req, |_, _: EndpointInfo| Ok(()))
         }

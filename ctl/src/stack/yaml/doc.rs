@@ -118,6 +118,12 @@ pub(super) struct AttachmentDoc {
     pub(super) service: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) gw_priority: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(super) interface_name: Option<Spanned<String>>,
+    /// Docker's endpoint options; `com.docker.network.endpoint.ifname` is
+    /// `interface_name`.
+    #[serde(default)]
+    pub(super) driver_opts: IndexMap<String, Spanned<Option<Scalar>>>,
 }
 
 /// One entry of `services:`.

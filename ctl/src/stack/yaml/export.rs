@@ -106,6 +106,8 @@ struct OutAttachment {
     service: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gw_priority: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interface_name: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ports: Vec<DoubleQuoted<String>>,
 }
@@ -178,6 +180,7 @@ fn attachment(a: &StackAttachment) -> OutAttachment {
         aliases: a.aliases.clone(),
         service: a.service.clone(),
         gw_priority: (a.gw_priority != 0).then_some(a.gw_priority),
+        interface_name: a.interface_name.clone(),
         ports: quoted_ports(&a.ports),
     }
 }

@@ -17,7 +17,8 @@ use std::str::FromStr;
 use serde_saphyr::Spanned;
 
 use super::{
-    MTU_OPTION, SourceMap, Stack, StackAttachment, StackIssue, StackNetwork, StackSandbox, StackService, VNI_OPTION,
+    IFNAME_OPTION, MTU_OPTION, SourceMap, Stack, StackAttachment, StackIssue, StackNetwork, StackSandbox, StackService,
+    VNI_OPTION,
 };
 use crate::addr::{Ipv6Net, MacAddr, parse_ipv4_net};
 use crate::proto::Driver;
@@ -421,6 +422,28 @@ impl Converter<'_, '_> {
         if let Some(priority) = &doc.gw_priority {
             let k = format!("{key}.gw_priority");
             a.gw_priority = *self.at(&k, &k, priority);
+        }
+        let k = format!("{key}.interface_name");
+        for (option, value) in &doc.driver_opts {
+            let path = format!("{key}.driver_opts.{option}");
+            self.note(&k, &path, line(value));
+            let text = value.value.clone().map(|s| s.0).unwrap_or_default();
+            match option.as_str() {
+                IFNAME_OPTION if a.interface_name.as_ref().is_some_and(|n| *n != text) => {
+                    self.issue(&k, format!("{IFNAME_OPTION} {text:?} and interface_name differ"));
+                }
+                IFNAME_OPTION => a.interface_name = Some(text),
+                _ => self.issue(&k, format!("endpoint option {option:?} is not supported (only {IFNAME_OPTION})")),
+            }
+        }
+        if let Some(name) = &doc.interface_name {
+            let name = self.at(&k, &k, name).clone();
+            match &a.interface_name {
+                Some(other) if *other != name => {
+                    self.issue(&k, format!("{IFNAME_OPTION} {other:?} and interface_name {name:?} differ"));
+                }
+                _ => a.interface_name = Some(name),
+            }
         }
         a.ports = self.ports(&format!("{key}.ports"), &doc.ports);
         a

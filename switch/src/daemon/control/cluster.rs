@@ -956,6 +956,7 @@ pub(super) mod tests {
             service: None,
             port_type: proto::PortType::Tap,
             gw_priority: 0,
+            ifname: None,
         };
         for request in [
             network_create("ov2", proto::Driver::Overlay, "10.51.0.0/24", true, &[]),

@@ -102,6 +102,7 @@ fn model_error(e: ModelError) -> CtlError {
         | M::AlreadyConnected { .. }
         | M::AddressInUse { .. }
         | M::MacInUse { .. }
+        | M::InterfaceNameInUse { .. }
         | M::FdbEntryExists { .. } => ErrorKind::Conflict,
         M::NoSuchService(_) | M::NotPublished { .. } | M::NoEndpointToPublish(_) | M::NoSuchEndpointPort(_) => {
             ErrorKind::NotFound
@@ -477,6 +478,7 @@ impl Control {
                 service,
                 port_type,
                 gw_priority,
+                ifname,
             } => {
                 // Chosen where they will listen: on the network's host binding.
                 let publish = crate::model::pinned(self.model.network(&network).ok(), &publish);
@@ -493,6 +495,7 @@ impl Control {
                     service,
                     port_type,
                     gw_priority,
+                    ifname,
                     exclude: Default::default(),
                 };
                 self.cluster_connect(&req).unwrap_or_else(|| self.connect(req))
@@ -1022,6 +1025,7 @@ mod tests {
             service: None,
             port_type: proto::PortType::Tap,
             gw_priority: 0,
+            ifname: None,
         });
         assert_eq!(e.unwrap_err().kind, ErrorKind::NotFound, "the sandbox is looked up first");
         assert_eq!(s.state(), before);

@@ -91,6 +91,11 @@ impl Model {
                     ports,
                     service: e.service.clone(),
                     gw_priority: e.gw_priority,
+                    // A name of the network's own form (`eth3`) is any name:
+                    // only one asked for is kept.
+                    interface_name: net
+                        .filter(|n| super::super::state::ifname_index(&e.ifname_in_sandbox, n.iface_prefix()).is_none())
+                        .map(|_| e.ifname_in_sandbox.clone()),
                 });
             }
             sandboxes.push(out);

@@ -257,6 +257,9 @@ fn recreate_reason(ep: &Endpoint, want: &StackAttachment) -> Option<String> {
     if want.gw_priority != ep.gw_priority {
         return Some(format!("gw_priority {} → {}", ep.gw_priority, want.gw_priority));
     }
+    if let Some(name) = want.interface_name.as_ref().filter(|name| **name != ep.ifname_in_sandbox) {
+        return Some(format!("interface_name {} → {name}", ep.ifname_in_sandbox));
+    }
     None
 }
 
@@ -426,6 +429,7 @@ impl Model {
                     service: a.service.clone(),
                     port_type: ctl::proto::PortType::Tap,
                     gw_priority: a.gw_priority,
+                    ifname: a.interface_name.clone(),
                     exclude: Default::default(),
                 };
                 let ep = next.connect(req).map_err(|e| StackRefusal::model(connect_error_key(&key, &e), e))?;

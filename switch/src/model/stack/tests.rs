@@ -288,6 +288,30 @@ fn gw_priority_picks_the_default_route_and_a_change_recreates_the_endpoint() {
     p2.next.check_invariants().unwrap();
 }
 
+/// Compose's `interface_name`: the endpoint is named so, an export says
+/// so, the same file changes nothing, and another name recreates it.
+#[test]
+fn interface_name_names_the_endpoint_and_a_change_recreates_it() {
+    let mut s = stack();
+    s.sandboxes[0].networks[1].interface_name = Some("lan0".into());
+    let p = plan(&Model::new(), &s);
+    assert_eq!(p.next.endpoint_for("back", "web").unwrap().ifname_in_sandbox, "lan0");
+    assert!(!plan(&p.next, &s).changes_anything(), "the state matches the file");
+    let exported = p.next.export_stack();
+    let web = exported.sandboxes.iter().find(|x| x.name == "web").unwrap();
+    let names: Vec<_> = web.networks.iter().map(|a| a.interface_name.as_deref()).collect();
+    assert_eq!(names, [None, Some("lan0")], "exported: only the name asked for");
+
+    s.sandboxes[0].networks[1].interface_name = Some("lan1".into());
+    let p2 = plan(&p.next, &s);
+    let changes = p2.objects.iter().find(|o| o.name == "web").unwrap().changes.clone();
+    assert!(changes.iter().any(|c| c.contains("interface_name lan0 → lan1")), "{changes:?}");
+    assert_eq!(p2.next.endpoint_for("back", "web").unwrap().ifname_in_sandbox, "lan1");
+    // Unset: any name, so the one it has stays.
+    s.sandboxes[0].networks[1].interface_name = None;
+    assert!(!plan(&p2.next, &s).changes_anything(), "an unset name changes nothing");
+}
+
 #[test]
 fn a_service_is_created_then_recreated_when_its_ports_differ() {
     let mut s = stack();

@@ -334,6 +334,40 @@ fn iface_prefixes_of_older_state_and_other_nodes() {
     assert!(m.check_invariants().unwrap_err().contains("prefix"), "the state checks the prefix");
 }
 
+/// Docker's `com.docker.network.endpoint.ifname`: an endpoint named as
+/// asked, listed after the numbered ones, kept by the state and by an
+/// export; a name in use, the loopback or one Linux refuses is refused.
+#[test]
+fn an_interface_named_as_asked() {
+    let mut m = populated();
+    let named = |network: &str, name: &str| Connect { ifname: Some(name.into()), ..Connect::new(network, "s1") };
+    let lan = m.connect(named("a", "lan0")).unwrap();
+    assert_eq!(lan.ifname_in_sandbox, "lan0");
+    assert_eq!(m.connect(Connect::new("b", "s1")).unwrap().ifname_in_sandbox, "eth0", "numbers are not taken");
+    let order: Vec<_> = m.endpoints_in_sandbox("s1").iter().map(|e| e.ifname_in_sandbox.clone()).collect();
+    assert_eq!(order, ["eth0", "lan0"]);
+    let back: Model = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+    back.check_invariants().unwrap();
+    let exported = m.export_stack();
+    let s1 = exported.sandboxes.iter().find(|s| s.name == "s1").unwrap();
+    let names: Vec<_> = s1.networks.iter().map(|a| (a.network.as_str(), a.interface_name.as_deref())).collect();
+    assert_eq!(names, [("b", None), ("a", Some("lan0"))], "only the name asked for is exported");
+
+    m.create_network(bridge("c", "10.3.0.0/24")).unwrap();
+    let before = snapshot(&m);
+    for (name, needle) in [
+        ("lan0", "already used in sandbox s1"),
+        ("eth0", "already used"),
+        ("lo", "loopback"),
+        ("a/b", "only letters"),
+        ("sixteen-chars-xx", "1 to 15"),
+        ("", "1 to 15"),
+    ] {
+        let r = m.connect(named("c", name));
+        assert_refused(&m, &before, r, &[needle]);
+    }
+}
+
 /// A prefix that cannot start an interface name is refused, changing nothing.
 #[test]
 fn a_bad_iface_prefix_is_refused() {
