@@ -279,6 +279,13 @@ fn inspect_is_docker_shaped_and_disconnect_releases_the_address() {
     assert!(["eth0", "eth1", "data0"].iter().all(|l| links.contains(&(*l).to_owned())), "{links:?}");
     d.ctl_ok(&["network", "disconnect", &net3, &a]);
     d.ctl_ok(&["network", "disconnect", &net3, &b]);
+    // A name the namespace already has is refused by name, and nothing is made.
+    netns_exec_ok(&a, "ip", &["link", "add", "spare0", "type", "veth", "peer", "name", "spare1"]);
+    let refused = d.ctl_err(&["network", "connect", &net3, &a, "--ifname", "spare0"]);
+    assert!(refused.contains("already has an interface spare0"), "{refused}");
+    let after: Vec<SandboxInfo> = d.ctl_json(&["sandbox", "inspect", &a]);
+    assert!(after[0].endpoints.iter().all(|e| e.network != net3), "connected anyway: {after:?}");
+    netns_exec_ok(&a, "ip", &["link", "del", "spare0"]);
     let refused =
         d.ctl_err(&["network", "create", &d.name("bad"), "-o", "com.docker.network.container_iface_prefix=a/b"]);
     assert!(refused.contains("container_iface_prefix") && refused.contains("letters"), "{refused}");

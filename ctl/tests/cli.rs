@@ -238,7 +238,7 @@ fn network_connect_disconnect_and_rm() {
             "--driver-opt",
             "com.docker.network.endpoint.ifname=lan0",
         ],
-        vec![Reply::Ok(ep)],
+        vec![Reply::Ok(ep.clone())],
     );
     assert_eq!(out, "");
     assert_eq!(
@@ -257,6 +257,8 @@ fn network_connect_disconnect_and_rm() {
             ifname: Some("lan0".into()),
         }]
     );
+    let (_, reqs) = run_ok(&["network", "connect", "blue", "web", "--ifname", "lan1"], vec![Reply::Ok(ep.clone())]);
+    assert!(matches!(&reqs[..], [Request::NetworkConnect { ifname: Some(n), .. }] if n == "lan1"), "{reqs:?}");
     let (out, reqs) = run_ok(&["network", "disconnect", "blue", "web"], vec![Reply::Ok(json!({}))]);
     assert_eq!(out, "");
     assert_eq!(reqs, vec![Request::NetworkDisconnect { network: "blue".into(), sandbox: "web".into() }]);

@@ -216,7 +216,7 @@ impl Model {
         let automatic = (0..)
             .map(|n| format!("{}{n}", net.iface_prefix()))
             .take_while(|name| name.len() <= MAX_IFNAME_LEN)
-            .find(|name| !taken.contains(&name.as_str()))
+            .find(|name| !taken.contains(&name.as_str()) && !req.reserved_ifnames.contains(name))
             .ok_or_else(|| ModelError::InterfaceNamesExhausted {
                 sandbox: req.sandbox.clone(),
                 prefix: net.iface_prefix().to_owned(),

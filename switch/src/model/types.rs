@@ -614,6 +614,9 @@ pub struct Connect {
     /// `interface_name`); the network's prefix and the lowest free number
     /// when `None`.
     pub ifname: Option<String>,
+    /// Names an automatic interface name must not be: those the sandbox's
+    /// other attachments of a stack file ask for, connected after it.
+    pub reserved_ifnames: Vec<String>,
     /// Addresses automatic addresses must not be: those other nodes of a
     /// cluster hold (and ones already found taken). Given addresses are not
     /// checked against it (the cluster store refuses them if taken).

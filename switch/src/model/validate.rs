@@ -26,8 +26,6 @@ pub(crate) fn object_name(kind: &'static str, name: &str) -> Result<(), ModelErr
     }
 }
 
-/// A DNS name: dot-separated labels of 1..=63 letters, digits and inner
-/// hyphens, at most 253 characters; one trailing dot allowed.
 /// Checks an interface name asked for in a sandbox (Docker's
 /// `com.docker.network.endpoint.ifname`): one Linux takes (1 to 15
 /// characters, no `/`, `:` or space; here letters, digits, `-`, `_`, `.`),
@@ -47,6 +45,8 @@ pub(crate) fn interface_name(name: &str) -> Result<(), ModelError> {
     Err(ModelError::InvalidName { kind: "interface", name: name.to_owned(), reason })
 }
 
+/// A DNS name: dot-separated labels of 1..=63 letters, digits and inner
+/// hyphens, at most 253 characters; one trailing dot allowed.
 pub(crate) fn dns_name(what: &'static str, value: &str) -> Result<(), ModelError> {
     let name = value.strip_suffix('.').unwrap_or(value);
     let label_ok = |l: &str| {

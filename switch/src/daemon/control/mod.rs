@@ -133,6 +133,22 @@ fn plumb_error(e: PlumbError) -> CtlError {
     CtlError::internal(e.to_string())
 }
 
+/// Refuses an endpoint whose interface name the sandbox's namespace
+/// already has (an adopted namespace's own `eth0`, or a name asked for
+/// with `--ifname`), before anything is made: the kernel's refusal to
+/// rename would name the switch's TAP, not the name.
+fn check_ifname_free(ns: &crate::sys::netns::NetNs, endpoint: &Endpoint) -> Result<(), CtlError> {
+    let name = &endpoint.ifname_in_sandbox;
+    let mut nl = crate::sys::netlink::Netlink::open_in(ns).map_err(|e| CtlError::internal(e.to_string()))?;
+    match nl.link(name).map_err(|e| CtlError::internal(e.to_string()))? {
+        None => Ok(()),
+        Some(_) => Err(CtlError::new(
+            ErrorKind::Conflict,
+            format!("sandbox {}'s namespace already has an interface {name}", endpoint.sandbox),
+        )),
+    }
+}
+
 fn host_port_error(e: hostports::HostPortError) -> CtlError {
     CtlError::internal(e.to_string())
 }
@@ -496,6 +512,7 @@ impl Control {
                     port_type,
                     gw_priority,
                     ifname,
+                    reserved_ifnames: Vec::new(),
                     exclude: Default::default(),
                 };
                 self.cluster_connect(&req).unwrap_or_else(|| self.connect(req))
@@ -803,6 +820,7 @@ impl Control {
         publish: Option<(&::cluster::Cluster, ::cluster::EndpointRecord)>,
     ) -> Result<(), CtlError> {
         let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
+        check_ifname_free(&ns, endpoint)?;
         if endpoint.port_type == proto::PortType::Afxdp {
             let workers = self.datapath.workers_serving(network_id(network));
             let port = hostports::plumb_afxdp_endpoint(&ns, endpoint, network, workers).map_err(host_port_error)?;

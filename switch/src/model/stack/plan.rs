@@ -227,6 +227,7 @@ fn connect_error_key(key: &str, e: &ModelError) -> String {
         M::InvalidMac { .. } | M::MacInUse { .. } => "mac_address",
         M::InvalidDnsName { .. } => "aliases",
         M::InvalidName { kind: "service", .. } => "service",
+        M::InvalidName { kind: "interface", .. } | M::InterfaceNameInUse { .. } => "interface_name",
         _ => return key.to_owned(),
     };
     format!("{key}.{field}")
@@ -430,6 +431,10 @@ impl Model {
                     port_type: ctl::proto::PortType::Tap,
                     gw_priority: a.gw_priority,
                     ifname: a.interface_name.clone(),
+                    // An automatic name leaves those the sandbox's other
+                    // attachments ask for (`eth0` on a network of another
+                    // prefix) to them, whatever the order.
+                    reserved_ifnames: s.networks.iter().filter_map(|b| b.interface_name.clone()).collect(),
                     exclude: Default::default(),
                 };
                 let ep = next.connect(req).map_err(|e| StackRefusal::model(connect_error_key(&key, &e), e))?;

@@ -310,6 +310,16 @@ fn interface_name_names_the_endpoint_and_a_change_recreates_it() {
     // Unset: any name, so the one it has stays.
     s.sandboxes[0].networks[1].interface_name = None;
     assert!(!plan(&p2.next, &s).changes_anything(), "an unset name changes nothing");
+
+    // A later attachment's name is left to it: the earlier, automatic one
+    // does not take `eth0` first.
+    let mut s = stack();
+    s.sandboxes[0].networks[1].interface_name = Some("eth0".into());
+    let p = plan(&Model::new(), &s);
+    let names = |m: &Model| ["front", "back"].map(|n| m.endpoint_for(n, "web").unwrap().ifname_in_sandbox.clone());
+    assert_eq!(names(&p.next), ["eth1", "eth0"]);
+    let again = plan(&Model::new(), &p.next.export_stack());
+    assert_eq!(names(&again.next), ["eth1", "eth0"], "an export applies on a fresh host");
 }
 
 #[test]

@@ -263,6 +263,7 @@ impl Control {
         let plumbed = network.ok_or_else(|| CtlError::internal("endpoint without network")).and_then(|network| {
             let sandbox = next.sandbox(&endpoint.sandbox).map_err(model_error)?;
             let ns = plumbing::open_sandbox_netns(sandbox).map_err(plumb_error)?;
+            super::check_ifname_free(&ns, endpoint)?;
             let tap = plumbing::plumb_endpoint(&ns, endpoint, network).map_err(plumb_error)?;
             self.add_tap_to_datapath(tap, &ns, endpoint, network)
         });
