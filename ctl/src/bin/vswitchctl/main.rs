@@ -168,6 +168,17 @@ fn list<T: DeserializeOwned, const N: usize>(
     }
 }
 
+/// [`list`] of a verb whose table is its listing's.
+fn list_of<T: DeserializeOwned, const N: usize>(
+    ctx: &mut Ctx,
+    req: &Request,
+    path: &[&str],
+    format: Option<&str>,
+    listing: fn(&T) -> listing::Listing<N>,
+) -> Result<()> {
+    list(ctx, req, path, format, |w, items| listing(items).write_table(w), listing)
+}
+
 /// `network prune`: asks (unless `--force`), then has the daemon remove
 /// every unused custom network; prints what went, as Docker does.
 fn network_prune(ctx: &mut Ctx, force: bool) -> Result<()> {
@@ -234,14 +245,11 @@ fn run(cli: Cli) -> Result<()> {
             };
             if follow { events::follow(&mut ctx, &shape) } else { events::history(&mut ctx, &shape) }
         }
-        Command::Dns(DnsCmd::Ls { network, format }) => list(
-            &mut ctx,
-            &Request::DnsLs { network },
-            &["dns", "ls"],
-            format.as_deref(),
-            |w, r: &Vec<DnsRecord>| render::dns_records(r).write_table(w),
-            |r| render::dns_records(r),
-        ),
+        Command::Dns(DnsCmd::Ls { network, format }) => {
+            list_of(&mut ctx, &Request::DnsLs { network }, &["dns", "ls"], format.as_deref(), |r: &Vec<DnsRecord>| {
+                render::dns_records(r)
+            })
+        }
         Command::Port(cli::PortArgs {
             command: Some(cli::PortCmd::Add { network, interface, port_type, force }),
             ..
@@ -262,14 +270,11 @@ fn run(cli: Cli) -> Result<()> {
             port_cmd(&mut ctx, sandbox.unwrap_or_default(), port)
         }
         Command::Service(cmd) => service(&mut ctx, cmd),
-        Command::Nat(NatCmd::Ls { network, format }) => list(
-            &mut ctx,
-            &Request::NatLs { network },
-            &["nat", "ls"],
-            format.as_deref(),
-            |w, f: &Vec<NatFlow>| render::nat_flows(f).write_table(w),
-            |f| render::nat_flows(f),
-        ),
+        Command::Nat(NatCmd::Ls { network, format }) => {
+            list_of(&mut ctx, &Request::NatLs { network }, &["nat", "ls"], format.as_deref(), |f: &Vec<NatFlow>| {
+                render::nat_flows(f)
+            })
+        }
         Command::Config(ConfigCmd::Show) => {
             ctx.show(&Request::ConfigShow, |w, c: ctl::proto::ConfigInfo| writeln!(w, "aging-time {}", c.aging_time))
         }
@@ -310,14 +315,11 @@ fn sandbox(ctx: &mut Ctx, cmd: SandboxCmd) -> Result<()> {
             let req = Request::SandboxCreate { name, dns, dns_search, dns_options, extra_hosts, netns };
             ctx.show(&req, |w, s: SandboxInfo| writeln!(w, "{}", s.name))
         }
-        SandboxCmd::Ls { format } => list(
-            ctx,
-            &Request::SandboxLs,
-            &["sandbox", "ls"],
-            format.as_deref(),
-            |w, s: &Vec<SandboxInfo>| render::sandboxes(s).write_table(w),
-            |s| render::sandboxes(s),
-        ),
+        SandboxCmd::Ls { format } => {
+            list_of(ctx, &Request::SandboxLs, &["sandbox", "ls"], format.as_deref(), |s: &Vec<SandboxInfo>| {
+                render::sandboxes(s)
+            })
+        }
         SandboxCmd::Inspect { names, pretty, format } => {
             if pretty && ctx.json {
                 usage_conflict(&["sandbox", "inspect"], "the argument '--pretty' cannot be used with '--json'");
@@ -373,14 +375,11 @@ fn service(ctx: &mut Ctx, cmd: ServiceCmd) -> Result<()> {
             let req = Request::ServicePublish { name, network, publish: mappings(publish), mode };
             ctx.show(&req, |_, _: ServiceInfo| Ok(()))
         }
-        ServiceCmd::Ls { format } => list(
-            ctx,
-            &Request::ServiceLs,
-            &["service", "ls"],
-            format.as_deref(),
-            |w, s: &Vec<ServiceInfo>| render::services(s).write_table(w),
-            |s| render::services(s),
-        ),
+        ServiceCmd::Ls { format } => {
+            list_of(ctx, &Request::ServiceLs, &["service", "ls"], format.as_deref(), |s: &Vec<ServiceInfo>| {
+                render::services(s)
+            })
+        }
         ServiceCmd::Inspect { names, format } => {
             refuse_format_with_json(ctx, &["service", "inspect"], format.as_deref());
             let (values, _) = inspect_each::<ServiceInfo>(ctx, names, |name| Request::ServiceInspect { name })?;
@@ -491,14 +490,11 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
 fn peer(ctx: &mut Ctx, cmd: PeerCmd) -> Result<()> {
     match cmd {
         PeerCmd::Add { addr, networks } => ctx.show(&Request::PeerAdd { addr, networks }, |_, _: Value| Ok(())),
-        PeerCmd::Ls { format } => list(
-            ctx,
-            &Request::PeerLs,
-            &["peer", "ls"],
-            format.as_deref(),
-            |w, p: &Vec<ctl::proto::PeerInfo>| render::peers(p).write_table(w),
-            |p| render::peers(p),
-        ),
+        PeerCmd::Ls { format } => {
+            list_of(ctx, &Request::PeerLs, &["peer", "ls"], format.as_deref(), |p: &Vec<ctl::proto::PeerInfo>| {
+                render::peers(p)
+            })
+        }
         PeerCmd::Rm { addr } => ctx.show(&Request::PeerRm { addr }, |_, _: Value| Ok(())),
     }
 }
@@ -521,14 +517,11 @@ fn node(ctx: &mut Ctx, cmd: NodeCmd) -> Result<()> {
 
 fn fdb(ctx: &mut Ctx, cmd: FdbCmd) -> Result<()> {
     match cmd {
-        FdbCmd::Show { network, format } => list(
-            ctx,
-            &Request::FdbShow { network },
-            &["fdb", "show"],
-            format.as_deref(),
-            |w, e: &Vec<FdbEntry>| render::fdb(e).write_table(w),
-            |e| render::fdb(e),
-        ),
+        FdbCmd::Show { network, format } => {
+            list_of(ctx, &Request::FdbShow { network }, &["fdb", "show"], format.as_deref(), |e: &Vec<FdbEntry>| {
+                render::fdb(e)
+            })
+        }
         FdbCmd::Add { network, mac, port } => ctx.show(&Request::FdbAdd { network, mac, port }, |_, _: Value| Ok(())),
         FdbCmd::Flush { network } => {
             ctx.show(&Request::FdbFlush { network }, |w, r: FlushResult| writeln!(w, "flushed {} entries", r.flushed))
