@@ -13,11 +13,11 @@ use super::addr::{Subnet6Ext, SubnetExt, mac_for_ipv4, mac_for_ipv6};
 use super::error::ModelError;
 use super::ids;
 use super::state::Model;
+use super::types::{Connect, CreateSandbox, Disconnected, Endpoint, Network, RemovedSandbox, Sandbox};
+use super::validate;
 
 /// Linux's longest interface name (`IFNAMSIZ` less the NUL).
 const MAX_IFNAME_LEN: usize = 15;
-use super::types::{Connect, CreateSandbox, Disconnected, Endpoint, Network, RemovedSandbox, Sandbox};
-use super::validate;
 
 /// Where vswitch creates the namespaces it owns.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -206,25 +206,8 @@ impl Model {
             return Err(ModelError::MacInUse { mac, network: net.name.clone(), sandbox: e.sandbox.clone() });
         }
         let in_sandbox = self.endpoints_in_sandbox(&req.sandbox);
-        // The lowest number free after the network's prefix (Docker's
-        // `container_iface_prefix`): no other endpoint of the sandbox has
-        // that name, whatever its prefix (`eth1` + `0` and `eth` + `10`).
         let taken: Vec<&str> = in_sandbox.iter().map(|e| e.ifname_in_sandbox.as_str()).collect();
-        if let Some(name) = req.ifname.as_deref().filter(|name| taken.contains(name)) {
-            return Err(ModelError::InterfaceNameInUse { name: name.to_owned(), sandbox: req.sandbox.clone() });
-        }
-        let automatic = (0..)
-            .map(|n| format!("{}{n}", net.iface_prefix()))
-            .take_while(|name| name.len() <= MAX_IFNAME_LEN)
-            .find(|name| !taken.contains(&name.as_str()) && !req.reserved_ifnames.contains(name))
-            .ok_or_else(|| ModelError::InterfaceNamesExhausted {
-                sandbox: req.sandbox.clone(),
-                prefix: net.iface_prefix().to_owned(),
-            });
-        let ifname_in_sandbox = match req.ifname.clone() {
-            Some(name) => name,
-            None => automatic?,
-        };
+        let ifname_in_sandbox = interface_name_for(net, &req, &taken)?;
         // The sandbox's default route moves to a network of higher gateway
         // priority (Docker's `--gw-priority`); ties stay with the earlier.
         let current_default =
@@ -394,6 +377,29 @@ pub(super) fn reserved_role(subnet: IpNet, gateway: IpAddr, ip: IpAddr) -> Optio
     } else {
         None
     }
+}
+
+/// The interface name of a new endpoint of `net` in a sandbox whose
+/// endpoints have the names `taken`: the one `req` asks for, refused when
+/// taken; else the network's prefix and the lowest number that names no
+/// interface of the sandbox, whatever its prefix (`eth1` + `0` is `eth` +
+/// `10`), nor one the request reserves for a later attachment, within
+/// Linux's 15 characters.
+fn interface_name_for(net: &Network, req: &Connect, taken: &[&str]) -> Result<String, ModelError> {
+    if let Some(name) = &req.ifname {
+        if taken.contains(&name.as_str()) {
+            return Err(ModelError::InterfaceNameInUse { name: name.clone(), sandbox: req.sandbox.clone() });
+        }
+        return Ok(name.clone());
+    }
+    (0..)
+        .map(|n| format!("{}{n}", net.iface_prefix()))
+        .take_while(|name| name.len() <= MAX_IFNAME_LEN)
+        .find(|name| !taken.contains(&name.as_str()) && !req.reserved_ifnames.contains(name))
+        .ok_or_else(|| ModelError::InterfaceNamesExhausted {
+            sandbox: req.sandbox.clone(),
+            prefix: net.iface_prefix().to_owned(),
+        })
 }
 
 /// The lowest host address of `subnet` that is neither the gateway nor in `used`.
