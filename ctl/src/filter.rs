@@ -136,9 +136,16 @@ impl NetworkFilter {
     /// Whether one `KEY=VALUE` holds for `n`.
     fn one_matches(&self, key: Key, value: &str, n: &NetworkSummary) -> bool {
         match key {
+            Key::Driver => n.driver.to_string() == value,
             Key::Id => self.found(value, &n.id),
             Key::Name => self.found(value, &n.name),
-            _ => one_matches(key, value, n),
+            Key::Scope => n.scope == value,
+            Key::Type => (value == "builtin") == n.predefined,
+            Key::Dangling => (value == "true") == n.dangling,
+            Key::Label => match value.split_once('=') {
+                Some((key, wanted)) => n.labels.get(key).is_some_and(|v| v == wanted),
+                None => n.labels.contains_key(value),
+            },
         }
     }
 
@@ -146,22 +153,6 @@ impl NetworkFilter {
     /// value as a regular expression found anywhere in it.
     fn found(&self, value: &str, text: &str) -> bool {
         text == value || self.patterns.get(value).is_some_and(|r| r.is_match(text))
-    }
-}
-
-/// Whether one `KEY=VALUE` of the keys matched as plain text holds for `n`.
-fn one_matches(key: Key, value: &str, n: &NetworkSummary) -> bool {
-    match key {
-        Key::Driver => n.driver.to_string() == value,
-        // Matched as patterns, by `NetworkFilter::one_matches`.
-        Key::Id | Key::Name => false,
-        Key::Scope => n.scope == value,
-        Key::Type => (value == "builtin") == n.predefined,
-        Key::Dangling => (value == "true") == n.dangling,
-        Key::Label => match value.split_once('=') {
-            Some((key, wanted)) => n.labels.get(key).is_some_and(|v| v == wanted),
-            None => n.labels.contains_key(value),
-        },
     }
 }
 
