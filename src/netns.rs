@@ -12,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::process::output_with_timeout;
+use crate::wait::uninterrupted;
 
 /// Where `ip netns` keeps named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -160,7 +161,7 @@ pub fn tcp_transfer_paced(
         let mut total = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = s.read(&mut buf)?;
+            let n = uninterrupted(|| s.read(&mut buf))?;
             if n == 0 {
                 return Ok((total, hash.0));
             }
@@ -251,7 +252,7 @@ impl TcpBlast {
             let mut buf = vec![0u8; 256 * 1024];
             let mut total = 0u64;
             loop {
-                match s.read(&mut buf)? {
+                match uninterrupted(|| s.read(&mut buf))? {
                     0 => return Ok(total),
                     n => total += n as u64,
                 }

@@ -34,7 +34,7 @@ use crate::names::unique_prefix;
 use crate::netns::{NETNS_DIR, in_netns, netns_exec};
 use crate::process::{output_with_timeout, text};
 use crate::underlay::ip;
-use crate::wait::wait_for;
+use crate::wait::{uninterrupted, wait_for};
 
 /// The daemon side's interface toward the outside (in the daemon's namespace).
 pub const UPLINK_IF: &str = "up0";
@@ -667,7 +667,7 @@ pub fn udp_query(
         s.set_read_timeout(Some(timeout))?;
         s.send_to(&payload, dst)?;
         let mut buf = vec![0u8; 65536];
-        let (n, _) = s.recv_from(&mut buf)?;
+        let (n, _) = uninterrupted(|| s.recv_from(&mut buf))?;
         Ok((s.local_addr()?, String::from_utf8_lossy(&buf[..n]).into_owned()))
     })?
 }
@@ -716,7 +716,7 @@ pub fn check_stream(s: &mut TcpStream, pause: Duration) -> io::Result<(u64, u64)
     let mut buf = vec![0u8; 256 * 1024];
     let (mut total, mut good) = (0u64, None);
     loop {
-        let n = s.read(&mut buf)?;
+        let n = uninterrupted(|| s.read(&mut buf))?;
         if n == 0 {
             return Ok((good.unwrap_or(total), total));
         }

@@ -1,6 +1,8 @@
 //! Waiting on conditions, never on fixed sleeps: [`wait_for`] polls a
 //! check until it holds or a deadline passes, [`wait_until`] does the same
 //! and panics with what it was waiting for when the deadline passes.
+//! [`uninterrupted`] resumes a blocking socket call that a stop and
+//! continue of the process cut short.
 
 use std::time::{Duration, Instant};
 
@@ -28,4 +30,23 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 /// that was reached instead).
 pub fn wait_until<T>(timeout: Duration, what: impl FnOnce() -> String, f: impl FnMut() -> Option<T>) -> T {
     wait_for(timeout, f).unwrap_or_else(|| panic!("gave up after {timeout:?} waiting for {}", what()))
+}
+
+/// Runs `op` again for as long as it fails with `EINTR`.
+///
+/// A socket call that waits with a timeout (`SO_RCVTIMEO`: `recv`,
+/// `recv_from`, `read` on a socket) is not restarted by the kernel when the
+/// process is stopped and continued (job control, a debugger, the cgroup
+/// freezer of a CI runner; signal(7)): it fails with `EINTR` although
+/// nothing went wrong. The standard library resumes such calls only inside
+/// `read_exact`, `read_to_end` and `write_all`; every other wait on a
+/// socket with a timeout goes through this. Each retry waits the socket's
+/// whole timeout again.
+pub fn uninterrupted<T>(mut op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            done => return done,
+        }
+    }
 }

@@ -44,7 +44,7 @@ fn refused(ns: &str, addr: SocketAddr) -> bool {
         use std::io::{Read, Write};
         s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
         let mut buf = [0u8; 64];
-        s.read(&mut buf)
+        vswitch::uninterrupted(|| s.read(&mut buf))
     });
     // Accepted by the kernel (the listener is open) and then reset, or
     // closed with nothing: no backend answered.

@@ -49,7 +49,8 @@ fn send_marker(from: &str, from_ip: Ipv4Addr, to: &str, to_ip: Ipv4Addr, marker:
     let dst = rx.local_addr().expect("local addr");
     udp_send(from, from_ip, dst, &[marker.to_vec()]).expect("UDP send of the marker");
     let mut buf = [0u8; 2048];
-    let (n, _) = rx.recv_from(&mut buf).unwrap_or_else(|e| panic!("the UDP marker did not reach {to}: {e}"));
+    let (n, _) = vswitch::uninterrupted(|| rx.recv_from(&mut buf))
+        .unwrap_or_else(|e| panic!("the UDP marker did not reach {to}: {e}"));
     assert_eq!(&buf[..n], marker, "UDP marker arrived altered");
 
     let listener =
@@ -86,7 +87,8 @@ fn send_broadcast(from: &str, from_ip: Ipv4Addr, to: &str, to_broadcast: Ipv4Add
     .expect("netns")
     .expect("broadcast send");
     let mut buf = [0u8; 256];
-    let (n, _) = rx.recv_from(&mut buf).unwrap_or_else(|e| panic!("the broadcast did not reach {to}: {e}"));
+    let (n, _) = vswitch::uninterrupted(|| rx.recv_from(&mut buf))
+        .unwrap_or_else(|e| panic!("the broadcast did not reach {to}: {e}"));
     assert_eq!(&buf[..n], payload, "broadcast arrived altered");
 }
 

@@ -928,7 +928,7 @@ fn fragmented_udp_datagrams_cross_the_translator_whole_both_ways() {
     let answer = big.clone();
     let answering = std::thread::spawn(move || -> std::io::Result<(Vec<u8>, usize)> {
         let mut buf = vec![0u8; 65536];
-        let (n, from) = server.recv_from(&mut buf)?;
+        let (n, from) = vswitch::uninterrupted(|| server.recv_from(&mut buf))?;
         Ok((buf[..n].to_vec(), server.send_to(&answer, from)?))
     });
     let info = d.connect_publish(&net, &sb, &["5353:53/udp"]);
@@ -940,7 +940,8 @@ fn fragmented_udp_datagrams_cross_the_translator_whole_both_ways() {
     let question: Vec<u8> = big.iter().rev().copied().collect();
     client.send_to(&question, sa(lab.daemon_addr, 5353)).unwrap();
     let mut buf = vec![0u8; 65536];
-    let (n, _) = client.recv_from(&mut buf).expect("the 3,000-byte answer reaches the client");
+    let (n, _) =
+        vswitch::uninterrupted(|| client.recv_from(&mut buf)).expect("the 3,000-byte answer reaches the client");
     let (asked, sent) = answering.join().unwrap().unwrap();
     assert_eq!(asked, question, "the question, fragmented by the translator, reached the sandbox whole");
     assert_eq!(sent, 3000, "sent whole by the sandbox's socket");
@@ -950,7 +951,8 @@ fn fragmented_udp_datagrams_cross_the_translator_whole_both_ways() {
     far.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let sender = in_netns(&sb, move || std::net::UdpSocket::bind((own, 0))).unwrap().unwrap();
     sender.send_to(&big, sa(lab.far_addr, 7007)).unwrap();
-    let (n, from) = far.recv_from(&mut buf).expect("the 3,000-byte datagram reaches the server outside");
+    let (n, from) =
+        vswitch::uninterrupted(|| far.recv_from(&mut buf)).expect("the 3,000-byte datagram reaches the server outside");
     assert_eq!(&buf[..n], &big[..], "whole and intact");
     assert_eq!(from.ip(), lab.daemon_addr, "from the daemon's address, translated");
     // A large answer and a small one right behind it: the large one goes
@@ -958,13 +960,14 @@ fn fragmented_udp_datagrams_cross_the_translator_whole_both_ways() {
     far.send_to(&question, from).unwrap();
     far.send_to(b"after", from).unwrap();
     sender.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let (n, _) = sender.recv_from(&mut buf).expect("the server's 3,000-byte answer reaches the sandbox");
+    let (n, _) = vswitch::uninterrupted(|| sender.recv_from(&mut buf))
+        .expect("the server's 3,000-byte answer reaches the sandbox");
     assert!(
         buf[..n] == question[..],
         "{n} bytes ({:?}...) came where the 3,000-byte answer was due first",
         &buf[..n.min(8)]
     );
-    let (n, _) = sender.recv_from(&mut buf).expect("the small answer reaches the sandbox");
+    let (n, _) = vswitch::uninterrupted(|| sender.recv_from(&mut buf)).expect("the small answer reaches the sandbox");
     assert_eq!(&buf[..n], b"after");
     // Echo replies wider than the MTU come back in fragments too (through
     // a raw ICMP socket: a fresh namespace allows no ping socket).
@@ -1004,7 +1007,8 @@ fn receive_datagrams(socket: &std::net::UdpSocket, n: usize) -> Vec<(Vec<u8>, So
     let mut buf = vec![0u8; 65536];
     (0..n)
         .map(|k| {
-            let (len, from) = socket.recv_from(&mut buf).unwrap_or_else(|e| panic!("datagram {k} of {n}: {e}"));
+            let (len, from) = vswitch::uninterrupted(|| socket.recv_from(&mut buf))
+                .unwrap_or_else(|e| panic!("datagram {k} of {n}: {e}"));
             (buf[..len].to_vec(), from)
         })
         .collect()
@@ -1049,7 +1053,7 @@ fn udp_gso_trains_from_a_sandbox_leave_as_their_datagrams_both_ways() {
     let answer = train.clone();
     let answering = std::thread::spawn(move || -> std::io::Result<usize> {
         let mut buf = [0u8; 512];
-        let (_, from) = server.recv_from(&mut buf)?;
+        let (_, from) = vswitch::uninterrupted(|| server.recv_from(&mut buf))?;
         server.send_to(&answer, from)
     });
     let info = d.connect_publish(&net, &sb, &["5353:53/udp"]);

@@ -12,7 +12,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -25,7 +25,8 @@ pub const DEFAULT_CTL_SOCKET: &str = "/run/vswitch/vswitchd.sock";
 /// Environment variable naming the ctl socket.
 pub const CTL_SOCKET_ENV: &str = "VSWITCH_CTL_SOCKET";
 
-/// Read and write timeout applied by [`Client::connect`]. (`vswitchctl`
+/// How long [`Client::connect`] gives each request to be written and then
+/// answered. (`vswitchctl`
 /// waits as long as the daemon takes unless given `--timeout`: requests
 /// queue behind one another, and one that timed out may still be applied.)
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -101,11 +102,54 @@ impl ClientError {
 /// One connection to the daemon. Requests are sent one at a time; IDs count up from 1.
 #[derive(Debug)]
 pub struct Client {
-    stream: BufReader<UnixStream>,
+    stream: BufReader<TimedSocket>,
     path: PathBuf,
     next_id: u64,
-    /// The read and write timeout; `None` waits as long as it takes.
+    /// How long a request's write, and then its answer, may take; `None`
+    /// waits as long as it takes.
     timeout: Option<Duration>,
+}
+
+/// The socket, each read and write of which waits at most until a deadline.
+///
+/// The socket's timeout (`SO_RCVTIMEO`) is set to what is left before
+/// every call, so a call resumed after `EINTR` (the standard library
+/// resumes them inside `read_until` and `write_all`; a stop and continue
+/// of the process interrupts them) waits only the rest: the deadline holds
+/// however often the process is interrupted.
+#[derive(Debug)]
+struct TimedSocket {
+    socket: UnixStream,
+    deadline: Option<Instant>,
+}
+
+impl TimedSocket {
+    /// What is left before the deadline (`None`: no deadline); an error
+    /// once it has passed.
+    fn left(&self) -> io::Result<Option<Duration>> {
+        match self.deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+            Some(left) if left.is_zero() => Err(io::ErrorKind::TimedOut.into()),
+            left => Ok(left),
+        }
+    }
+}
+
+impl Read for TimedSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.socket.set_read_timeout(self.left()?)?;
+        self.socket.read(buf)
+    }
+}
+
+impl Write for TimedSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.socket.set_write_timeout(self.left()?)?;
+        self.socket.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.socket.flush()
+    }
 }
 
 impl Client {
@@ -114,7 +158,8 @@ impl Client {
         Self::connect_with_timeout(path, DEFAULT_TIMEOUT)
     }
 
-    /// Connects and applies `timeout` to every read and write (zero is treated as 1 ms).
+    /// Connects and gives each request `timeout` to be written and then
+    /// answered (zero is treated as 1 ms).
     pub fn connect_with_timeout(path: impl AsRef<Path>, timeout: Duration) -> Result<Self, ClientError> {
         Self::connect_with(path, Some(timeout))
     }
@@ -126,7 +171,7 @@ impl Client {
         Self::connect_with(path, None)
     }
 
-    /// Connects with `timeout` on every read and write, or none.
+    /// Connects with `timeout` for each request, or none.
     fn connect_with(path: impl AsRef<Path>, timeout: Option<Duration>) -> Result<Self, ClientError> {
         let path = path.as_ref().to_path_buf();
         let stream = match UnixStream::connect(&path) {
@@ -137,9 +182,8 @@ impl Client {
             Err(error) => return Err(ClientError::Connect { path, error }),
         };
         let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
-        stream.set_read_timeout(timeout).map_err(ClientError::Io)?;
-        stream.set_write_timeout(timeout).map_err(ClientError::Io)?;
-        Ok(Self { stream: BufReader::new(stream), path, next_id: 1, timeout })
+        let socket = TimedSocket { socket: stream, deadline: None };
+        Ok(Self { stream: BufReader::new(socket), path, next_id: 1, timeout })
     }
 
     /// The socket path this client is connected to.
@@ -147,7 +191,8 @@ impl Client {
         &self.path
     }
 
-    /// How long each read or write may wait; `None`: as long as it takes.
+    /// How long a request's write, and then its answer, may take; `None`:
+    /// as long as it takes.
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
     }
@@ -155,7 +200,7 @@ impl Client {
     /// Sends `req` and returns the raw `ok` payload; a daemon error becomes [`ClientError::Daemon`].
     pub fn call_value(&mut self, req: &Request) -> Result<Value, ClientError> {
         let id = self.send(req)?;
-        let buf = self.read_line()?.ok_or(ClientError::Closed)?;
+        let buf = self.read_line(self.timeout)?.ok_or(ClientError::Closed)?;
         let resp = proto::decode_response(&buf)?;
         match (resp.id, resp.result) {
             (Some(got), result) if got == id => result.map_err(ClientError::Daemon),
@@ -171,7 +216,6 @@ impl Client {
     pub fn stream(&mut self, req: &Request) -> Result<(Value, Stream<'_>), ClientError> {
         let first = self.call_value(req)?;
         let id = self.next_id.wrapping_sub(1);
-        self.stream.get_ref().set_read_timeout(None).map_err(ClientError::Io)?;
         Ok((first, Stream { client: self, id, done: false }))
     }
 
@@ -181,14 +225,17 @@ impl Client {
         self.next_id = self.next_id.wrapping_add(1);
         let line = proto::encode_request(id, req)?;
         let timeout = self.timeout;
-        self.stream.get_mut().write_all(&line).map_err(|e| ClientError::from_io(e, timeout))?;
+        let socket = self.stream.get_mut();
+        socket.deadline = timeout.map(|t| Instant::now() + t);
+        socket.write_all(&line).map_err(|e| ClientError::from_io(e, timeout))?;
         Ok(id)
     }
 
-    /// Reads one whole line of at most [`MAX_RESPONSE_BYTES`]; `None` if
-    /// the daemon closed the connection before a line began.
-    fn read_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
-        let timeout = self.timeout;
+    /// Reads one whole line of at most [`MAX_RESPONSE_BYTES`] within
+    /// `timeout` (`None`: as long as it takes); `None` if the daemon closed
+    /// the connection before a line began.
+    fn read_line(&mut self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, ClientError> {
+        self.stream.get_mut().deadline = timeout.map(|t| Instant::now() + t);
         let mut buf = Vec::new();
         let limit = u64::try_from(MAX_RESPONSE_BYTES).unwrap_or(u64::MAX).saturating_add(1);
         let n =
@@ -227,7 +274,7 @@ impl Stream<'_> {
         if self.done {
             return Ok(None);
         }
-        let Some(buf) = self.client.read_line()? else {
+        let Some(buf) = self.client.read_line(None)? else {
             self.done = true;
             return Err(ClientError::Closed);
         };
@@ -251,7 +298,7 @@ impl Stream<'_> {
     /// A handle that ends the stream from elsewhere (a signal handler's
     /// thread): see [`Stopper::stop`].
     pub fn stopper(&self) -> Result<Stopper, ClientError> {
-        self.client.stream.get_ref().try_clone().map(Stopper).map_err(ClientError::Io)
+        self.client.stream.get_ref().socket.try_clone().map(Stopper).map_err(ClientError::Io)
     }
 }
 
@@ -270,5 +317,74 @@ impl Stopper {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             Err(e) => Err(ClientError::Io(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::thread::JoinHandleExt;
+    use std::sync::mpsc;
+    use std::thread;
+
+    use super::*;
+
+    /// A client on one end of a socket pair, the daemon's end returned.
+    fn pair(timeout: Duration) -> (Client, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let socket = TimedSocket { socket: ours, deadline: None };
+        (Client { stream: BufReader::new(socket), path: PathBuf::new(), next_id: 1, timeout: Some(timeout) }, theirs)
+    }
+
+    /// A daemon that answers a byte at a time and never ends the line
+    /// makes every read succeed; the timeout still ends the wait.
+    #[test]
+    fn a_timeout_bounds_the_whole_answer_not_each_read() {
+        let (mut client, mut daemon) = pair(Duration::from_millis(300));
+        let trickle = thread::spawn(move || {
+            let mut request = [0u8; 256];
+            let _ = daemon.read(&mut request);
+            // Until the client hangs up.
+            while daemon.write_all(b" ").is_ok() {
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let got = client.call_value(&Request::NetworkLs);
+        assert!(matches!(got, Err(ClientError::Timeout(t)) if t == Duration::from_millis(300)), "{got:?}");
+        drop(client);
+        trickle.join().unwrap();
+    }
+
+    extern "C" fn ignore(_: libc::c_int) {}
+
+    /// A read interrupted by a signal (as a stop and continue of the
+    /// process interrupts it) waits only what is left of the timeout: a
+    /// signal every 50 ms does not keep a silent daemon's request waiting.
+    #[test]
+    fn interruptions_do_not_extend_the_timeout() {
+        // SAFETY: installs a handler that does nothing for SIGUSR2, which
+        // nothing else in this test binary uses; without SA_RESTART, so a
+        // blocked read returns EINTR.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore as *const () as usize;
+            assert_eq!(libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()), 0);
+        }
+        let (mut client, _silent) = pair(Duration::from_millis(500));
+        let (done, finished) = mpsc::channel();
+        let caller = thread::spawn(move || done.send(client.call_value(&Request::NetworkLs)).unwrap());
+        let thread = caller.as_pthread_t();
+        let give_up = Instant::now() + Duration::from_secs(30);
+        let got = loop {
+            match finished.recv_timeout(Duration::from_millis(50)) {
+                Ok(got) => break got,
+                Err(_) if Instant::now() < give_up => {
+                    // SAFETY: the thread has not been joined, so its id is valid.
+                    unsafe { libc::pthread_kill(thread, libc::SIGUSR2) };
+                }
+                Err(_) => panic!("interrupted every 50 ms, a 500 ms timeout did not end the request in 30 s"),
+            }
+        };
+        caller.join().unwrap();
+        assert!(matches!(got, Err(ClientError::Timeout(_))), "{got:?}");
     }
 }
