@@ -20,7 +20,6 @@ use crate::names::unique_prefix;
 use crate::netns::{NETNS_DIR, in_netns, netns_exec};
 use crate::process::{output_with_timeout, text, wait_deadline};
 use crate::underlay::{UNDERLAY_IF, Underlay, UnderlayHost, ip};
-use crate::wait::uninterrupted;
 
 /// Where Debian's `dnsmasq-base` installs dnsmasq.
 pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
@@ -658,7 +657,11 @@ pub fn udp_query(
             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer from {server}")));
         }
         socket.set_read_timeout(Some(left))?;
-        let n = uninterrupted(|| socket.recv(&mut buf))?;
+        let n = match socket.recv(&mut buf) {
+            // Cut short by a stop and continue: wait what is left.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            got => got?,
+        };
         if let Some(m) = parse_message(&buf[..n])
             && m.id == id
             && m.response
@@ -692,9 +695,10 @@ pub fn udp_burst(
             if left.is_zero() || receiver.set_read_timeout(Some(left)).is_err() {
                 return got;
             }
-            match uninterrupted(|| receiver.recv(&mut buf)) {
+            match receiver.recv(&mut buf) {
                 Ok(n) => got.extend(parse_message(&buf[..n])),
-                // Timeouts end the wait; ICMP errors (ECONNREFUSED) do not.
+                // Timeouts end the wait; ICMP errors (ECONNREFUSED) and
+                // interruptions (EINTR) do not.
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                     return got;
                 }

@@ -40,8 +40,9 @@ pub fn wait_until<T>(timeout: Duration, what: impl FnOnce() -> String, f: impl F
 /// freezer of a CI runner; signal(7)): it fails with `EINTR` although
 /// nothing went wrong. The standard library resumes such calls only inside
 /// `read_exact`, `read_to_end` and `write_all`; every other wait on a
-/// socket with a timeout goes through this. Each retry waits the socket's
-/// whole timeout again.
+/// socket with a timeout that expects an answer goes through this. Each
+/// retry waits the socket's whole timeout again: a wait toward a deadline
+/// sets the timeout to what is left and retries itself instead.
 pub fn uninterrupted<T>(mut op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
     loop {
         match op() {

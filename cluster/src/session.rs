@@ -51,7 +51,7 @@ pub(crate) async fn run(ctx: Ctx) {
             return;
         }
         let Some(lease) = lease else {
-            match ctx.bounded("register node", register(&ctx)).await {
+            match register(&ctx).await {
                 Ok(id) => {
                     tracing::info!(node = ctx.config.node, lease = id, "registered with the cluster store");
                     backoff.reset();
@@ -87,6 +87,14 @@ pub(crate) async fn run(ctx: Ctx) {
 /// are not published again stay under its dead lease and vanish within the
 /// TTL; deleting them here would make the endpoints the daemon is about to
 /// re-publish flap on the other nodes.
+///
+/// Each request is bounded by the request timeout, and the lease is the
+/// session's as soon as it is granted. A write cut short by the bound may
+/// still have landed (a store electing a leader answers late): had the
+/// lease been dropped then, the node record would have stood under a lease
+/// nobody kept alive, the node seen alive by every other node while its
+/// own publishing was refused, until the TTL ended. Now a write that failed
+/// is put back by [`repair`] from the keep-alive, as one deleted by hand.
 async fn register(ctx: &Ctx) -> Result<i64, ClusterError> {
     let mut session = ctx.session.lock().await;
     if session.left {
@@ -94,16 +102,20 @@ async fn register(ctx: &Ctx) -> Result<i64, ClusterError> {
     }
     let mut kv = ctx.kv();
     let ttl = ctx.config.lease_ttl.as_secs().max(1) as i64;
-    let lease = kv.lease_grant(ttl).await.map_err(|e| store_error("grant lease", e))?.id();
+    let grant = async { kv.lease_grant(ttl).await.map_err(|e| store_error("grant lease", e)) };
+    let lease = ctx.bounded("grant lease", grant).await?.id();
+    session.lease = Some(lease);
     let record = serde_json::to_vec(&*ctx.node_record).map_err(|e| ClusterError::Internal(e.to_string()))?;
     let put = PutOptions::new().with_lease(lease);
-    kv.put(node_key(ctx.prefix(), &ctx.config.node), record, Some(put.clone()))
-        .await
-        .map_err(|e| store_error("register node", e))?;
+    let node = async {
+        kv.put(node_key(ctx.prefix(), &ctx.config.node), record, Some(put))
+            .await
+            .map_err(|e| store_error("register node", e))
+    };
+    ctx.bounded("register node", node).await?;
     for record in session.published.values() {
-        put_endpoint(ctx, &mut kv, record, lease).await?;
+        ctx.bounded("publish endpoint", put_endpoint(ctx, &mut kv, record, lease)).await?;
     }
-    session.lease = Some(lease);
     Ok(lease)
 }
 
