@@ -488,3 +488,73 @@ fn network_ls_filters_and_prune_removes_only_unused_custom_networks() {
     assert_eq!(kept[0].labels.get("role").map(String::as_str), Some("app"), "labels are saved");
     assert_eq!(d.ctl_ok(&["network", "prune", "-f"]), "", "nothing left to prune");
 }
+
+/// Docker's configuration-only networks: `--config-only` keeps settings
+/// (nothing attaches, no subnet is taken), `--config-from` makes a working
+/// network of them, the configuration stays while it is used, and both
+/// survive kill -9.
+#[test]
+fn a_config_only_network_hands_its_settings_to_the_network_made_from_it() {
+    if !require_root("a_config_only_network_hands_its_settings_to_the_network_made_from_it") {
+        return;
+    }
+    let mut d = Daemon::start();
+    let (cfg, lan, a, b) = (d.name("c"), d.name("l"), d.name("a"), d.name("b"));
+    let settings = ["--subnet", "10.208.7.0/24", "--gateway", "10.208.7.254", "--ip-range", "10.208.7.128/25"];
+    let created: Value = d.ctl_json(
+        &[&["network", "create", &cfg, "--config-only", "--label", "site=lab", "--mtu", "1400"][..], &settings]
+            .concat(),
+    );
+    assert_eq!((created["ConfigOnly"].as_bool(), created["Driver"].as_str()), (Some(true), Some("none")), "{created}");
+    let inspect: Value = d.ctl_json(&["network", "inspect", &cfg]);
+    let c = &inspect[0];
+    assert_eq!(
+        c["IPAM"]["Config"],
+        json!([{"Subnet": "10.208.7.0/24", "Gateway": "10.208.7.254", "IPRange": "10.208.7.128/25"}]),
+        "{c}"
+    );
+    assert_eq!((c["Labels"]["site"].as_str(), c["Containers"].as_object().map(|o| o.len())), (Some("lab"), Some(0)));
+    let rows = d.ctl_ok(&["network", "ls", "-f", "driver=null", "--format", "{{.Name}} {{.Driver}}"]);
+    assert!(rows.lines().any(|l| l == format!("{cfg} none")), "{rows}");
+    // Its subnet is not taken, and nothing attaches to it.
+    d.sandbox_create(&a);
+    d.sandbox_create(&b);
+    let refused = d.ctl_err(&["network", "connect", &cfg, &a]);
+    assert!(refused.contains("configuration-only") && refused.contains("--config-from"), "{refused}");
+    // A network made from it gives no settings of its own.
+    let refused = d.ctl_err(&["network", "create", &lan, "--config-from", &cfg, "--subnet", "10.208.8.0/24"]);
+    assert!(refused.contains("--subnet cannot be given with --config-from"), "{refused}");
+    let refused = d.ctl_err(&["network", "create", &lan, "--config-from", &d.name("nothing")]);
+    assert!(refused.contains("not found"), "{refused}");
+
+    let made: Value = d.ctl_json(&["network", "create", &lan, "--config-from", &cfg, "--attachable"]);
+    assert_eq!((made["ConfigFrom"]["Network"].as_str(), made["Driver"].as_str()), (Some(cfg.as_str()), Some("bridge")));
+    assert_eq!(made["IPAM"]["Config"], c["IPAM"]["Config"], "{made}");
+    assert_eq!((made["Labels"]["site"].as_str(), made["Attachable"].as_bool()), (Some("lab"), Some(true)));
+    assert_eq!(made["Options"]["com.docker.network.driver.mtu"], "1400", "{made}");
+    let (ea, eb) = (d.connect(&lan, &a, None), d.connect(&lan, &b, None));
+    for e in [&ea, &eb] {
+        let addr = e.ipv4.expect("an IPv4 address").addr();
+        assert!(addr.octets()[3] >= 128 && addr.octets()[..3] == [10, 208, 7], "{addr} is outside the range");
+    }
+    assert_eq!(vswitch::link_info(&a, &ea.ifname).map(|l| l["mtu"].clone()), Some(json!(1400)));
+    assert!(ping(&b, ea.ipv4.expect("ip").addr(), 3), "b cannot reach a on the network made from {cfg}");
+    let refused = d.ctl_err(&["network", "rm", &cfg]);
+    assert!(refused.contains("in use") && refused.contains(&lan), "{refused}");
+
+    // Both survive kill -9; prune keeps the configuration, as Docker's does.
+    d.restart();
+    let again: Value = d.ctl_json(&["network", "inspect", &lan, &cfg]);
+    assert_eq!(
+        (again[0]["ConfigFrom"]["Network"].as_str(), again[1]["ConfigOnly"].as_bool()),
+        (Some(cfg.as_str()), Some(true))
+    );
+    assert!(ping(&a, eb.ipv4.expect("ip").addr(), 3), "a cannot reach b after kill -9");
+    d.ctl_ok(&["sandbox", "rm", &a, &b]);
+    d.ctl_ok(&["network", "rm", &lan]);
+    let pruned = d.ctl_ok(&["network", "prune", "-f"]);
+    assert!(!pruned.contains(&cfg), "{pruned}");
+    d.ctl_ok(&["network", "rm", &cfg]);
+    let ls = d.ctl_ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!ls.contains(&cfg) && !ls.contains(&lan), "{ls}");
+}

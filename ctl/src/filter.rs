@@ -17,7 +17,8 @@ use crate::proto::NetworkSummary;
 /// A filter key `network ls` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
-    /// The driver, exactly (`bridge`, `overlay`, ...).
+    /// The driver, exactly (`bridge`, `overlay`, ...; Docker's `null` for
+    /// `none`, whose networks are `none` and the configuration-only ones).
     Driver,
     /// The network's ID, or a regular expression found in it.
     Id,
@@ -136,7 +137,7 @@ impl NetworkFilter {
     /// Whether one `KEY=VALUE` holds for `n`.
     fn one_matches(&self, key: Key, value: &str, n: &NetworkSummary) -> bool {
         match key {
-            Key::Driver => n.driver.to_string() == value,
+            Key::Driver => n.driver.to_string() == value || value.parse() == Ok(n.driver),
             Key::Id => self.found(value, &n.id),
             Key::Name => self.found(value, &n.name),
             Key::Scope => n.scope == value,
@@ -178,6 +179,8 @@ mod tests {
             labels: Default::default(),
             internal: false,
             created: String::new(),
+            config_only: false,
+            config_from: None,
         }
     }
 
@@ -203,6 +206,10 @@ mod tests {
         assert_eq!(names(&["id=cc"], &nets), ["app", "app-idle"], "part of the ID");
         assert_eq!(names(&["id=c3"], &nets), ["app"], "its middle too");
         assert_eq!(names(&["driver=overlay", "driver=host"], &nets), ["host", "mesh"]);
+        // Docker's name for the none driver.
+        let nulls = [net("none", "ff77", Driver::None, 0), net("bridge", "aa11", Driver::Bridge, 0)];
+        assert_eq!(names(&["driver=null"], &nulls), ["none"]);
+        assert_eq!(names(&["driver=none"], &nulls), ["none"]);
         assert_eq!(names(&["driver=bridge", "name=idle"], &nets), ["app-idle"]);
         assert_eq!(names(&["type=builtin"], &nets), ["bridge", "host"]);
         assert_eq!(names(&["type=custom", "scope=local"], &nets), ["app", "app-idle", "served"]);

@@ -100,6 +100,46 @@ fn network_create_sends_every_flag() {
 }
 
 #[test]
+fn network_create_sends_config_only_and_config_from() {
+    let (_, reqs) = run_ok(
+        &["network", "create", "cfg", "--config-only", "--subnet", "10.30.0.0/24", "-o", "parent=eth1"],
+        vec![Reply::Ok(network_info("cfg", "c"))],
+    );
+    assert_eq!(
+        reqs,
+        vec![Request::NetworkCreate(CreateNetwork {
+            name: "cfg".into(),
+            subnet: Some("10.30.0.0/24".parse().unwrap()),
+            options: BTreeMap::from([("parent".into(), "eth1".into())]),
+            config_only: true,
+            ..CreateNetwork::default()
+        })]
+    );
+    let (_, reqs) = run_ok(
+        &["network", "create", "lan", "-d", "macvlan", "--config-from", "cfg", "--internal"],
+        vec![Reply::Ok(network_info("lan", "l"))],
+    );
+    assert_eq!(
+        reqs,
+        vec![Request::NetworkCreate(CreateNetwork {
+            name: "lan".into(),
+            driver: Driver::Macvlan,
+            internal: true,
+            config_from: Some("cfg".into()),
+            ..CreateNetwork::default()
+        })]
+    );
+    // Docker's operator fields are the made network's, not the configuration's.
+    let d = FakeDaemon::start(vec![]);
+    for extra in ["--internal", "--attachable", "--config-from=x"] {
+        let out = vswitchctl(&d.socket, &["network", "create", "cfg", "--config-only", extra]);
+        assert!(!out.status.success(), "--config-only {extra} was accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{out:?}");
+    }
+    assert!(d.finish().is_empty(), "nothing reached the daemon");
+}
+
+#[test]
 fn network_create_takes_one_subnet_gateway_and_range_per_family() {
     let args = [
         "network",

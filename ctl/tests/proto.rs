@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ctl::proto::{
-    self, Ack, CaptureInfo, CaptureSummary, CapturedFrame, ConfigInfo, CreateNetwork, DnsRecord, DnsStats, Driver,
-    EndpointInfo, EndpointResource, ErrorKind, FdbEntry, FlushResult, Ipam, IpamConfig, MAX_REQUEST_BYTES, NatFlow,
-    NatStats, NetworkInfo, NetworkSummary, PortStats, ProtocolError, Request, ResolverInfo, SandboxInfo, ServiceInfo,
-    ServiceReplica, ShowTree, VersionInfo,
+    self, Ack, CaptureInfo, CaptureSummary, CapturedFrame, ConfigInfo, ConfigReference, CreateNetwork, DnsRecord,
+    DnsStats, Driver, EndpointInfo, EndpointResource, ErrorKind, FdbEntry, FlushResult, Ipam, IpamConfig,
+    MAX_REQUEST_BYTES, NatFlow, NatStats, NetworkInfo, NetworkSummary, PortStats, ProtocolError, Request, ResolverInfo,
+    SandboxInfo, ServiceInfo, ServiceReplica, ShowTree, VersionInfo,
 };
 use serde_json::{Value, json};
 
@@ -434,6 +434,8 @@ fn network_info_uses_docker_keys() {
         )]),
         options: BTreeMap::new(),
         labels: BTreeMap::new(),
+        config_from: ConfigReference { network: "lan-config".into() },
+        config_only: false,
     };
     let v = serde_json::to_value(&info).unwrap();
     let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -451,9 +453,12 @@ fn network_info_uses_docker_keys() {
         "Containers",
         "Options",
         "Labels",
+        "ConfigFrom",
+        "ConfigOnly",
     ]
     .into();
     assert_eq!(keys, want);
+    assert_eq!((&v["ConfigFrom"], &v["ConfigOnly"]), (&json!({"Network": "lan-config"}), &json!(false)));
     assert_eq!(
         v["IPAM"],
         json!({
@@ -474,7 +479,11 @@ fn network_info_uses_docker_keys() {
     // Replies of daemons that predate EnableIPv4 read as IPv4 networks.
     let mut old = v;
     old.as_object_mut().unwrap().remove("EnableIPv4");
-    assert!(serde_json::from_value::<NetworkInfo>(old).unwrap().enable_ipv4);
+    // ... and of those that predate ConfigFrom and ConfigOnly as made from nothing.
+    old.as_object_mut().unwrap().remove("ConfigFrom");
+    old.as_object_mut().unwrap().remove("ConfigOnly");
+    let old = serde_json::from_value::<NetworkInfo>(old).unwrap();
+    assert!(old.enable_ipv4 && !old.config_only && old.config_from.network.is_empty());
 }
 
 /// Checks a documented stream: its opening reply, then its `S:` lines up to

@@ -24,10 +24,11 @@ pub use capture::{
 pub use error::{CtlError, ErrorKind, ProtocolError};
 pub use event::{Event, EventKind, EventsFollow, EventsSummary, LostScope, PortChange};
 pub use payload::{
-    Ack, ConfigInfo, DnsRecord, DnsStats, EndpointInfo, EndpointResource, FdbEntry, FdbKind, FlushResult, GroStats,
-    ImpairStats, Ipam, IpamConfig, KeyEpoch, MetricsText, NatFlow, NatStats, NetworkInfo, NetworkSummary, NodeInfo,
-    NodeList, NodeRmResult, NodeStatus, PeerInfo, PortImpairInfo, PortKind, PortStats, Pruned, ResolverInfo,
-    SandboxInfo, ServiceInfo, ServiceReplica, ShowNetwork, ShowPort, ShowTree, StoreState, VersionInfo, WorkerLoad,
+    Ack, ConfigInfo, ConfigReference, DnsRecord, DnsStats, EndpointInfo, EndpointResource, FdbEntry, FdbKind,
+    FlushResult, GroStats, ImpairStats, Ipam, IpamConfig, KeyEpoch, MetricsText, NatFlow, NatStats, NetworkInfo,
+    NetworkSummary, NodeInfo, NodeList, NodeRmResult, NodeStatus, PeerInfo, PortImpairInfo, PortKind, PortStats,
+    Pruned, ResolverInfo, SandboxInfo, ServiceInfo, ServiceReplica, ShowNetwork, ShowPort, ShowTree, StoreState,
+    VersionInfo, WorkerLoad,
 };
 pub use request::{CreateNetwork, Driver, PortType, Request, ServiceMode, UnknownDriver};
 pub use stream::{StreamLine, decode_stream_line, encode_end, encode_item_raw};

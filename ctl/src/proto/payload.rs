@@ -50,6 +50,22 @@ pub struct NetworkInfo {
     pub options: BTreeMap<String, String>,
     /// User labels.
     pub labels: BTreeMap<String, String>,
+    /// The configuration-only network this one took its settings from
+    /// (`--config-from`); its name is empty when none, as in Docker.
+    #[serde(default)]
+    pub config_from: ConfigReference,
+    /// A configuration-only network (`--config-only`): settings for the
+    /// networks created from it; nothing attaches to it.
+    #[serde(default)]
+    pub config_only: bool,
+}
+
+/// The `ConfigFrom` object of [`NetworkInfo`] (Docker's `ConfigReference`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigReference {
+    /// The configuration-only network's name, or `""`.
+    pub network: String,
 }
 
 /// The `IPAM` object of [`NetworkInfo`].
@@ -152,6 +168,14 @@ pub struct NetworkSummary {
     /// daemons older than the field.
     #[serde(default)]
     pub created: String,
+    /// A configuration-only network (`--config-only`, listed with driver
+    /// `none`, Docker's `null`); omitted when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub config_only: bool,
+    /// The configuration-only network it took its settings from
+    /// (`--config-from`); omitted when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_from: Option<String>,
 }
 
 /// Reply to `network_prune`: what was removed, as `docker network prune`

@@ -230,6 +230,22 @@ pub struct CreateNetwork {
     /// label=...`; nothing in the switch reads them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Optional: make a configuration-only network (Docker's
+    /// `--config-only`): its addressing (subnets, gateways, ranges,
+    /// auxiliary addresses, address families), MTU, VNI, driver options and
+    /// labels are kept for the networks created `config_from` it. Nothing
+    /// attaches to it and it takes no subnet; the driver is not kept (a
+    /// network created from it names its own); `internal` and `attachable`
+    /// are refused (they belong to the networks made from it).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub config_only: bool,
+    /// Optional: the configuration-only network (name or ID) whose settings
+    /// this network takes (Docker's `--config-from`). Refused together with
+    /// any setting the configuration holds: subnets, gateways, ranges,
+    /// auxiliary addresses, `enable_ipv6`, `enable_ipv4: false`, MTU, VNI,
+    /// options or labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_from: Option<String>,
 }
 
 impl Default for CreateNetwork {
@@ -252,6 +268,8 @@ impl Default for CreateNetwork {
             vni: None,
             options: BTreeMap::new(),
             labels: BTreeMap::new(),
+            config_only: false,
+            config_from: None,
         }
     }
 }

@@ -269,6 +269,31 @@ pub enum ModelError {
         "container cannot be connected to network none: a sandbox on none has only loopback, which is what a sandbox with no connections already has"
     )]
     NoneNotConnectable,
+    /// network {0} is a configuration-only network: nothing attaches to it; create a network with --config-from {0} and use that
+    #[error(
+        "network {0} is a configuration-only network: nothing attaches to it; create a network with --config-from {0} and use that"
+    )]
+    ConfigOnly(String),
+    /// configuration network {network} is in use by {users}
+    #[error("configuration network {network} is in use by {users}: remove them first")]
+    ConfigNetworkInUse {
+        /// The configuration-only network.
+        network: String,
+        /// The networks created from it, comma separated.
+        users: String,
+    },
+    /// network {0} is not a configuration-only network (create one with --config-only)
+    #[error("network {0} is not a configuration-only network (create one with --config-only)")]
+    NotAConfigNetwork(String),
+    /// configuration network {0} not found
+    #[error("configuration network {0} not found")]
+    NoSuchConfigNetwork(String),
+    /// a configuration network takes no {0}: that belongs to the networks created from it
+    #[error("a configuration network takes no {0}: that belongs to the networks created from it")]
+    ConfigOnlyField(&'static str),
+    /// {0} cannot be given with --config-from: the configuration network holds it
+    #[error("{0} cannot be given with --config-from: the configuration network holds it")]
+    ConfigFromField(&'static str),
     /// network {0} is not attachable: create it with --attachable
     #[error("network {0} is not attachable: create it with --attachable")]
     NotAttachable(String),

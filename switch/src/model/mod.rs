@@ -23,6 +23,7 @@
 //!   state keyed by a port index when that port goes away.
 
 mod addr;
+mod config_networks;
 mod endpoints;
 mod error;
 mod fdb_config;
@@ -42,6 +43,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use config_networks::ConfigNetwork;
 pub use endpoints::NETNS_DIR;
 pub use error::ModelError;
 pub use fdb_config::{MAX_AGING_SECS, MIN_AGING_SECS};

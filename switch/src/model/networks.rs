@@ -148,8 +148,11 @@ impl Model {
     /// `host` and `none` exist once each (predefined), so creating another is refused.
     pub fn create_network(&mut self, req: CreateNetwork) -> Result<Network, ModelError> {
         validate::object_name("network", &req.name)?;
-        if self.networks.values().any(|n| n.name == req.name) {
+        if self.network_name_taken(&req.name) {
             return Err(ModelError::NetworkExists(req.name));
+        }
+        if req.config_only {
+            return Err(ModelError::ConfigOnlyField("bridge domain"));
         }
         if !req.driver.is_switched() {
             return Err(ModelError::SingletonDriver(req.driver));
@@ -355,6 +358,7 @@ impl Model {
             key_epoch: 0,
             cluster: false,
             iface_prefix,
+            config_from: req.config_from,
         };
         check_aux_addresses(&net)?;
         self.networks.insert(net.id.clone(), net.clone());
@@ -367,7 +371,10 @@ impl Model {
     /// network of this node.
     pub fn adopt_network(&mut self, mut net: Network) -> Result<Network, ModelError> {
         validate::object_name("network", &net.name)?;
-        if self.networks.contains_key(&net.id) || self.networks.values().any(|n| n.name == net.name) {
+        if self.networks.contains_key(&net.id)
+            || self.config_networks.contains_key(&net.id)
+            || self.network_name_taken(&net.name)
+        {
             return Err(ModelError::NetworkExists(net.name));
         }
         if let Some(vni) = net.vni
@@ -411,6 +418,8 @@ impl Model {
             None => None,
         };
         net.cluster = true;
+        // The configuration network it was made from is its creator's.
+        net.config_from = None;
         self.networks.insert(net.id.clone(), net.clone());
         Ok(net)
     }

@@ -10,6 +10,7 @@ use ctl::MacAddr;
 use ctl::proto::Driver;
 
 use super::addr::{Subnet6Ext, SubnetExt};
+use super::config_networks::ConfigNetwork;
 use super::error::ModelError;
 use super::ids;
 use super::types::{Config, DEFAULT_IFACE_PREFIX, Endpoint, Network, Peer, Sandbox, Service, StaticFdbEntry, Uplink};
@@ -53,6 +54,8 @@ pub struct Model {
     pub(crate) uplinks: BTreeMap<String, Uplink>,
     /// Impairments of the tunnels toward VTEPs, by the VTEP's address.
     pub(crate) tunnel_impairments: BTreeMap<std::net::SocketAddr, ctl::Impairment>,
+    /// Configuration-only networks by id (see [`super::config_networks`]).
+    pub(crate) config_networks: BTreeMap<String, ConfigNetwork>,
 }
 
 impl Default for Model {
@@ -75,6 +78,7 @@ impl Model {
             services: BTreeMap::new(),
             uplinks: BTreeMap::new(),
             tunnel_impairments: BTreeMap::new(),
+            config_networks: BTreeMap::new(),
         };
         let predefined = [
             (Driver::Bridge, Some(("172.17.0.0/16", Ipv4Addr::new(172, 17, 0, 1)))),
@@ -110,6 +114,7 @@ impl Model {
                 key_epoch: 0,
                 cluster: false,
                 iface_prefix: None,
+                config_from: None,
             };
             m.networks.insert(net.id.clone(), net);
         }
@@ -141,7 +146,11 @@ impl Model {
         };
         match matches.as_slice() {
             [one] => Ok(one),
-            [] => Err(ModelError::NoSuchNetwork(name_or_id.to_owned())),
+            // Named as what it is, for every verb that wants a network.
+            [] => match self.config_network(name_or_id) {
+                Ok(config) => Err(ModelError::ConfigOnly(config.name.clone())),
+                Err(_) => Err(ModelError::NoSuchNetwork(name_or_id.to_owned())),
+            },
             many => Err(ModelError::AmbiguousNetwork {
                 prefix: name_or_id.to_owned(),
                 matches: many.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
@@ -237,7 +246,7 @@ impl Model {
     pub(crate) fn fresh_network_id(&self) -> String {
         loop {
             let id = ids::random_id();
-            if !self.networks.contains_key(&id) {
+            if !self.networks.contains_key(&id) && !self.config_networks.contains_key(&id) {
                 return id;
             }
         }
@@ -315,6 +324,21 @@ impl Model {
                 super::networks::check_aux_addresses(n).map_err(|e| format!("network {}: {e}", n.name))?;
             } else if n.subnet.is_some() || n.gateway.is_some() || n.subnet6.is_some() || n.gateway6.is_some() {
                 return Err(format!("network {} ({}) has a subnet", n.name, n.driver));
+            }
+        }
+        for (id, c) in &self.config_networks {
+            if id != &c.id || self.networks.contains_key(id) {
+                return Err(format!("configuration network {} has a bad or duplicate id {:?}", c.name, c.id));
+            }
+            if !names.insert(c.name.as_str()) {
+                return Err(format!("network name {} is used twice", c.name));
+            }
+        }
+        for n in self.networks.values() {
+            if let Some(from) = &n.config_from
+                && !self.config_networks.values().any(|c| &c.name == from)
+            {
+                return Err(format!("network {} names configuration network {from}, which does not exist", n.name));
             }
         }
         for p in PREDEFINED {
@@ -529,6 +553,8 @@ pub(crate) struct StateFile {
     uplinks: Vec<Uplink>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tunnel_impairments: Vec<TunnelImpairment>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    config_networks: Vec<ConfigNetwork>,
 }
 
 /// The impairment of the tunnel toward one VTEP, as the state file holds it.
@@ -555,6 +581,7 @@ impl From<Model> for StateFile {
                 .into_iter()
                 .map(|(remote, impair)| TunnelImpairment { remote, impair })
                 .collect(),
+            config_networks: m.config_networks.into_values().collect(),
         }
     }
 }
@@ -576,6 +603,7 @@ impl TryFrom<StateFile> for Model {
         let n_peers = f.peers.len();
         let n_services = f.services.len();
         let n_uplinks = f.uplinks.len();
+        let n_configs = f.config_networks.len();
         // Docker's names for the MTU and VNI were kept as plain options, to
         // no effect, before `network create` read them (session 26): the
         // fields are what such a network has, so the options go.
@@ -594,7 +622,11 @@ impl TryFrom<StateFile> for Model {
             services: f.services.into_iter().map(|s| (s.name.clone(), s)).collect(),
             uplinks: f.uplinks.into_iter().map(|u| (u.interface.clone(), u)).collect(),
             tunnel_impairments: f.tunnel_impairments.into_iter().map(|t| (t.remote, t.impair)).collect(),
+            config_networks: f.config_networks.into_iter().map(|c| (c.id.clone(), c)).collect(),
         };
+        if m.config_networks.len() != n_configs {
+            return Err("duplicate configuration network id".to_owned());
+        }
         if m.uplinks.len() != n_uplinks {
             return Err("duplicate uplink".to_owned());
         }

@@ -1,5 +1,6 @@
 //! Tests of the model's rules, IPAM, persistence and invariants.
 
+mod config_networks;
 mod endpoints;
 mod impair;
 mod ipv6;

@@ -90,6 +90,11 @@ pub struct Network {
     /// carrying it out and named such networks' interfaces `eth0`, `eth1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iface_prefix: Option<String>,
+    /// The name of the configuration-only network this network took its
+    /// settings from (`--config-from`); it cannot be removed while this
+    /// network exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_from: Option<String>,
 }
 
 /// The option that encrypts an overlay network's data plane.

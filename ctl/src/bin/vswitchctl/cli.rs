@@ -560,6 +560,15 @@ pub(crate) enum NetworkCmd {
         /// A user label, kept and shown by `network inspect` (repeatable).
         #[arg(long = "label", value_name = "KEY[=VALUE]", value_parser = parse_opt)]
         labels: Vec<(String, String)>,
+        /// Create a configuration-only network, as Docker's: its subnets, gateways, ranges,
+        /// auxiliary addresses, address families, MTU, options and labels are kept for the
+        /// networks created --config-from it; nothing attaches to it and it takes no subnet.
+        #[arg(long, conflicts_with_all = ["config_from", "internal", "attachable"])]
+        config_only: bool,
+        /// Take the settings of this configuration-only network (then give only the
+        /// driver, --internal and --attachable: the rest comes from it).
+        #[arg(long, value_name = "NETWORK")]
+        config_from: Option<String>,
     },
     /// List networks.
     #[command(alias = "list")]

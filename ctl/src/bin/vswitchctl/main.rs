@@ -406,6 +406,8 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
             vni,
             opts,
             labels,
+            config_only,
+            config_from,
         } => {
             let (subnet, subnet6) = cli::per_family("subnet", subnet).map_err(anyhow::Error::msg)?;
             let (gateway, gateway6) = cli::per_family("gateway", gateway).map_err(anyhow::Error::msg)?;
@@ -428,6 +430,8 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
                 vni,
                 options: opts.into_iter().collect(),
                 labels: labels.into_iter().collect(),
+                config_only,
+                config_from,
             });
             ctx.show(&req, |w, n: NetworkInfo| writeln!(w, "{}", n.id))
         }

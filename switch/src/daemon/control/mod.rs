@@ -89,6 +89,7 @@ fn model_error(e: ModelError) -> CtlError {
     use ModelError as M;
     let kind = match &e {
         M::NoSuchNetwork(_)
+        | M::NoSuchConfigNetwork(_)
         | M::NoSuchSandbox(_)
         | M::NotConnected { .. }
         | M::NoSuchPort { .. }
@@ -108,8 +109,9 @@ fn model_error(e: ModelError) -> CtlError {
             ErrorKind::NotFound
         }
         M::PortPublished { .. } | M::ServiceOnOtherNetwork { .. } => ErrorKind::Conflict,
-        M::NetworkInUse { .. } | M::NetworkHasServices { .. } => ErrorKind::InUse,
+        M::NetworkInUse { .. } | M::NetworkHasServices { .. } | M::ConfigNetworkInUse { .. } => ErrorKind::InUse,
         M::HostNotConnectable
+        | M::ConfigOnly(_)
         | M::NoneNotConnectable
         | M::NotAttachable(_)
         | M::SingletonDriver(_)
@@ -473,14 +475,22 @@ impl Control {
             Request::SandboxRm { name } => self.sandbox_rm(&name),
             Request::NetworkCreate(req) => self.network_create(req),
             Request::NetworkLs => {
-                let summaries: Vec<_> =
+                let mut summaries: Vec<_> =
                     self.model.networks().into_iter().map(|n| network_summary(&self.model, n)).collect();
+                summaries.extend(self.model.config_networks().into_iter().map(views::config_network_summary));
+                summaries.sort_by(|a, b| a.name.cmp(&b.name));
                 ok(summaries)
             }
             Request::NetworkPrune => self.network_prune(),
-            Request::NetworkInspect { name } => {
-                let network = self.model.network(&name).map_err(model_error)?;
-                ok(self.network_info(network))
+            Request::NetworkInspect { name } => match self.model.network(&name) {
+                Ok(network) => ok(self.network_info(network)),
+                Err(ModelError::ConfigOnly(_)) => {
+                    ok(self.config_network_info(self.model.config_network(&name).map_err(model_error)?))
+                }
+                Err(e) => Err(model_error(e)),
+            },
+            Request::NetworkRm { name } if matches!(self.model.network(&name), Err(ModelError::ConfigOnly(_))) => {
+                self.config_network_rm(&name)
             }
             Request::NetworkRm { name } => self.cluster_network_rm(&name).unwrap_or_else(|| self.network_rm(&name)),
             Request::NetworkConnect {
@@ -674,6 +684,11 @@ impl Control {
     }
 
     fn network_create(&mut self, mut req: CreateNetwork) -> Reply {
+        if req.config_only {
+            return self.config_network_create(req);
+        }
+        // Taken as if given here; checked below like any request.
+        self.model.apply_config_from(&mut req).map_err(model_error)?;
         crate::model::fold_docker_options(&mut req).map_err(model_error)?;
         let encrypted = req.options.contains_key(ENCRYPTED_OPTION);
         // `-o encrypted` on a non-overlay network is refused by the model,
@@ -723,6 +738,24 @@ impl Control {
 
     fn network_rm(&mut self, name: &str) -> Reply {
         self.remove_network_locally(name)
+    }
+
+    /// `network create --config-only`: settings only, so nothing but the
+    /// saved state changes.
+    fn config_network_create(&mut self, req: CreateNetwork) -> Reply {
+        let mut next = self.model.clone();
+        let config = next.create_config_network(req).map_err(model_error)?;
+        self.commit(next)?;
+        ok(self.config_network_info(&config))
+    }
+
+    /// `network rm` of a configuration-only network (refused while a
+    /// network made from it exists).
+    fn config_network_rm(&mut self, name: &str) -> Reply {
+        let mut next = self.model.clone();
+        next.remove_config_network(name).map_err(model_error)?;
+        self.commit(next)?;
+        ok(Ack {})
     }
 
     /// Removes network `name` (name or id) from the model, the datapath and

@@ -3,19 +3,19 @@
 //! datapath snapshot.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use ctl::Ipv4Net;
 use ctl::proto::{
-    self, CtlError, DnsStats, EndpointInfo, EndpointResource, FdbKind, Ipam, IpamConfig, NetworkInfo, NetworkSummary,
-    PortStats, SandboxInfo, ShowNetwork, ShowPort, ShowTree,
+    self, ConfigReference, CtlError, DnsStats, EndpointInfo, EndpointResource, FdbKind, Ipam, IpamConfig, NetworkInfo,
+    NetworkSummary, PortStats, SandboxInfo, ShowNetwork, ShowPort, ShowTree,
 };
+use ctl::{IpNet, Ipv4Net};
 
 use super::{
     Control, Reply, VTEP_PORT_NAME, datapath_error, gateway_port_name, model_error, network_id, ok, tunnel_port_name,
 };
 use crate::daemon::datapath::{PortRole, Snapshot};
-use crate::model::{Endpoint, Model, Network};
+use crate::model::{ConfigNetwork, Endpoint, Model, Network};
 use crate::port::{NetworkId, PortId};
 use crate::sys::netlink::{LinkState, Netlink};
 use crate::sys::netns::NetNs;
@@ -366,7 +366,70 @@ impl Control {
             containers,
             options,
             labels: n.labels.clone(),
+            config_from: ConfigReference { network: n.config_from.clone().unwrap_or_default() },
+            config_only: false,
         }
+    }
+
+    /// A configuration-only network as `network inspect` shows it (Docker's
+    /// shape: driver `null`, here `none`; its settings as they were given).
+    pub(super) fn config_network_info(&self, c: &ConfigNetwork) -> NetworkInfo {
+        let s = &c.settings;
+        let mut options = s.options.clone();
+        if let Some(mtu) = s.mtu {
+            options.insert(crate::model::DOCKER_MTU_OPTION.to_owned(), mtu.to_string());
+        }
+        if let Some(vni) = s.vni {
+            options.insert(crate::model::DOCKER_VNI_OPTION.to_owned(), vni.to_string());
+        }
+        let v4 = (s.subnet.map(Into::into), s.gateway.map(Into::into), s.ip_range.map(Into::into));
+        let v6 = (s.subnet6.map(Into::into), s.gateway6.map(Into::into), s.ip_range6.map(Into::into));
+        NetworkInfo {
+            name: c.name.clone(),
+            id: c.id.clone(),
+            created: c.created.clone(),
+            scope: "local".to_owned(),
+            driver: proto::Driver::None,
+            enable_ipv4: s.enable_ipv4,
+            enable_ipv6: s.enable_ipv6,
+            ipam: Ipam {
+                driver: "default".to_owned(),
+                options: BTreeMap::new(),
+                config: pools([v4, v6], &s.aux_addresses),
+            },
+            internal: false,
+            attachable: false,
+            containers: BTreeMap::new(),
+            options,
+            labels: s.labels.clone(),
+            config_from: ConfigReference::default(),
+            config_only: true,
+        }
+    }
+}
+
+/// A row of `network ls` for a configuration-only network: driver `none`
+/// (Docker's `null`), never dangling (`network prune` keeps them, as
+/// Docker's does).
+pub(super) fn config_network_summary(c: &ConfigNetwork) -> NetworkSummary {
+    let s = &c.settings;
+    NetworkSummary {
+        endpoints: 0,
+        predefined: false,
+        dangling: false,
+        labels: s.labels.clone(),
+        internal: false,
+        created: c.created.clone(),
+        name: c.name.clone(),
+        id: c.id.clone(),
+        driver: proto::Driver::None,
+        scope: "local".to_owned(),
+        subnet: s.subnet,
+        enable_ipv4: s.enable_ipv4,
+        enable_ipv6: s.enable_ipv6,
+        subnet6: s.subnet6,
+        config_only: true,
+        config_from: None,
     }
 }
 
@@ -392,34 +455,37 @@ pub(super) fn network_summary(model: &Model, n: &Network) -> NetworkSummary {
         enable_ipv4: n.enable_ipv4,
         enable_ipv6: n.enable_ipv6,
         subnet6: n.subnet6,
+        config_only: false,
+        config_from: n.config_from.clone(),
     }
 }
 
 /// Docker's `IPAM.Config` of a network: its IPv4 pool, then its IPv6 one.
 fn ipam_configs(n: &Network) -> Vec<IpamConfig> {
-    let v4 = n.subnet.map(|subnet| IpamConfig {
-        subnet: subnet.into(),
-        gateway: n.gateway.map(Into::into),
-        ip_range: n.ip_range.map(Into::into),
-        auxiliary_addresses: n
-            .aux_addresses
-            .iter()
-            .filter(|(_, ip)| ip.is_ipv4())
-            .map(|(k, v)| (k.clone(), *v))
-            .collect(),
-    });
-    let v6 = n.subnet6.map(|subnet| IpamConfig {
-        subnet: subnet.into(),
-        gateway: n.gateway6.map(Into::into),
-        ip_range: n.ip_range6.map(Into::into),
-        auxiliary_addresses: n
-            .aux_addresses
-            .iter()
-            .filter(|(_, ip)| ip.is_ipv6())
-            .map(|(k, v)| (k.clone(), *v))
-            .collect(),
-    });
-    v4.into_iter().chain(v6).collect()
+    let v4 = (n.subnet.map(Into::into), n.gateway.map(Into::into), n.ip_range.map(Into::into));
+    let v6 = (n.subnet6.map(Into::into), n.gateway6.map(Into::into), n.ip_range6.map(Into::into));
+    pools([v4, v6], &n.aux_addresses)
+}
+
+/// One address pool of `IPAM.Config`: subnet, gateway, range.
+type Pool = (Option<IpNet>, Option<IpAddr>, Option<IpNet>);
+
+/// `IPAM.Config` from each family's (subnet, gateway, range), a family
+/// without a subnet left out, each pool with the auxiliary addresses of
+/// its family.
+fn pools(families: [Pool; 2], aux: &BTreeMap<String, IpAddr>) -> Vec<IpamConfig> {
+    families
+        .into_iter()
+        .filter_map(|(subnet, gateway, ip_range)| {
+            let subnet = subnet?;
+            let auxiliary_addresses = aux
+                .iter()
+                .filter(|(_, ip)| ip.is_ipv4() == matches!(subnet, IpNet::V4(_)))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            Some(IpamConfig { subnet, gateway, ip_range, auxiliary_addresses })
+        })
+        .collect()
 }
 
 /// The wire form of a port's impairment.

@@ -546,6 +546,8 @@ impl Model {
             vni: n.vni,
             options: n.options.clone(),
             labels: n.labels.clone(),
+            config_only: false,
+            config_from: None,
         };
         self.create_network(req).map(Some).map_err(|e| StackRefusal::model(network_error_key(&key, &e), e))
     }
