@@ -44,4 +44,4 @@ pub use process::{output_with_timeout, text};
 pub use promtool::promtool_accepts;
 pub use tshark::{require_tshark, tshark_fields, write_pcap};
 pub use underlay::{Underlay, UnderlayHost};
-pub use wait::{uninterrupted, wait_for, wait_until};
+pub use wait::{ReadTimeout, recv_within, wait_for, wait_until};

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::process::output_with_timeout;
-use crate::wait::uninterrupted;
+use crate::wait::recv_within;
 
 /// Where `ip netns` keeps named namespaces.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -155,13 +155,12 @@ pub fn tcp_transfer_paced(
     let listener = in_netns(server_ns, move || TcpListener::bind(SocketAddr::from((server_ip, 0))))??;
     let addr = listener.local_addr()?;
     let server = thread::spawn(move || -> io::Result<(u64, u64)> {
-        let (mut s, _) = accept_timeout(&listener, Duration::from_secs(20))?;
-        s.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let (s, _) = accept_timeout(&listener, Duration::from_secs(20))?;
         let mut hash = Fnv::new();
         let mut total = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = uninterrupted(|| s.read(&mut buf))?;
+            let n = recv_within(&s, Duration::from_secs(20), |mut s| s.read(&mut buf))?;
             if n == 0 {
                 return Ok((total, hash.0));
             }
@@ -247,12 +246,11 @@ impl TcpBlast {
         let listener = in_netns(server_ns, move || TcpListener::bind(SocketAddr::from((server_ip, 0))))??;
         let addr = listener.local_addr()?;
         let server = thread::spawn(move || -> io::Result<u64> {
-            let (mut s, _) = accept_timeout(&listener, Duration::from_secs(20))?;
-            s.set_read_timeout(Some(Duration::from_secs(20)))?;
+            let (s, _) = accept_timeout(&listener, Duration::from_secs(20))?;
             let mut buf = vec![0u8; 256 * 1024];
             let mut total = 0u64;
             loop {
-                match uninterrupted(|| s.read(&mut buf))? {
+                match recv_within(&s, Duration::from_secs(20), |mut s| s.read(&mut buf))? {
                     0 => return Ok(total),
                     n => total += n as u64,
                 }

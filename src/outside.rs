@@ -34,7 +34,7 @@ use crate::names::unique_prefix;
 use crate::netns::{NETNS_DIR, in_netns, netns_exec};
 use crate::process::{output_with_timeout, text};
 use crate::underlay::ip;
-use crate::wait::{uninterrupted, wait_for};
+use crate::wait::{recv_within, wait_for};
 
 /// The daemon side's interface toward the outside (in the daemon's namespace).
 pub const UPLINK_IF: &str = "up0";
@@ -664,10 +664,9 @@ pub fn udp_query(
     let bind = bind.into();
     in_netns(ns, move || -> io::Result<(SocketAddr, String)> {
         let s = UdpSocket::bind(SocketAddr::from((bind, 0)))?;
-        s.set_read_timeout(Some(timeout))?;
         s.send_to(&payload, dst)?;
         let mut buf = vec![0u8; 65536];
-        let (n, _) = uninterrupted(|| s.recv_from(&mut buf))?;
+        let (n, _) = recv_within(&s, timeout, |s| s.recv_from(&mut buf))?;
         Ok((s.local_addr()?, String::from_utf8_lossy(&buf[..n]).into_owned()))
     })?
 }
@@ -711,12 +710,11 @@ pub fn send_stream(s: &mut TcpStream, len: u64) -> io::Result<()> {
 /// returns how many bytes matched the test stream before the first
 /// mismatch, and the total.
 pub fn check_stream(s: &mut TcpStream, pause: Duration) -> io::Result<(u64, u64)> {
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     std::thread::sleep(pause);
     let mut buf = vec![0u8; 256 * 1024];
     let (mut total, mut good) = (0u64, None);
     loop {
-        let n = uninterrupted(|| s.read(&mut buf))?;
+        let n = recv_within(&*s, Duration::from_secs(30), |mut s| s.read(&mut buf))?;
         if n == 0 {
             return Ok((good.unwrap_or(total), total));
         }

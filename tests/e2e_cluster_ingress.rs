@@ -40,11 +40,10 @@ fn ask(ns: &str, addr: SocketAddr) -> Option<String> {
 fn refused(ns: &str, addr: SocketAddr) -> bool {
     let got = in_netns(ns, move || {
         let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
         use std::io::{Read, Write};
         s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
         let mut buf = [0u8; 64];
-        vswitch::uninterrupted(|| s.read(&mut buf))
+        vswitch::recv_within(&s, Duration::from_secs(5), |mut s| s.read(&mut buf))
     });
     // Accepted by the kernel (the listener is open) and then reset, or
     // closed with nothing: no backend answered.

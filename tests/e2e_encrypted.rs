@@ -45,11 +45,10 @@ fn marker() -> Vec<u8> {
 /// arrive intact (so the marker really crossed the overlay).
 fn send_marker(from: &str, from_ip: Ipv4Addr, to: &str, to_ip: Ipv4Addr, marker: &[u8]) {
     let rx = in_netns(to, move || UdpSocket::bind(SocketAddr::from((to_ip, 0)))).expect("netns").expect("UDP bind");
-    rx.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let dst = rx.local_addr().expect("local addr");
     udp_send(from, from_ip, dst, &[marker.to_vec()]).expect("UDP send of the marker");
     let mut buf = [0u8; 2048];
-    let (n, _) = vswitch::uninterrupted(|| rx.recv_from(&mut buf))
+    let (n, _) = vswitch::recv_within(&rx, Duration::from_secs(5), |s| s.recv_from(&mut buf))
         .unwrap_or_else(|e| panic!("the UDP marker did not reach {to}: {e}"));
     assert_eq!(&buf[..n], marker, "UDP marker arrived altered");
 
@@ -77,7 +76,6 @@ fn send_marker(from: &str, from_ip: Ipv4Addr, to: &str, to_ip: Ipv4Addr, marker:
 fn send_broadcast(from: &str, from_ip: Ipv4Addr, to: &str, to_broadcast: Ipv4Addr, payload: &'static [u8]) {
     let rx =
         in_netns(to, || UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))).expect("netns").expect("bind");
-    rx.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let dst = SocketAddr::from((to_broadcast, rx.local_addr().expect("local addr").port()));
     in_netns(from, move || -> std::io::Result<()> {
         let tx = UdpSocket::bind(SocketAddr::from((from_ip, 0)))?;
@@ -87,7 +85,7 @@ fn send_broadcast(from: &str, from_ip: Ipv4Addr, to: &str, to_broadcast: Ipv4Add
     .expect("netns")
     .expect("broadcast send");
     let mut buf = [0u8; 256];
-    let (n, _) = vswitch::uninterrupted(|| rx.recv_from(&mut buf))
+    let (n, _) = vswitch::recv_within(&rx, Duration::from_secs(5), |s| s.recv_from(&mut buf))
         .unwrap_or_else(|e| panic!("the broadcast did not reach {to}: {e}"));
     assert_eq!(&buf[..n], payload, "broadcast arrived altered");
 }

@@ -158,8 +158,6 @@ fn egress_reaches_the_outside_by_tcp_udp_and_icmp_and_nat_ls_shows_it() {
         .unwrap()
         .unwrap_or_else(|e| panic!("egress connect to {far}:9000: {e}"));
     let (mut server, _) = listener.accept().expect("accept the sandbox's connection");
-    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     client.write_all(&[1u8; 1000]).unwrap();
     server.read_exact(&mut [0u8; 1000]).expect("the server gets the sandbox's 1000 bytes");
     server.write_all(&[2u8; 500]).unwrap();
@@ -924,11 +922,10 @@ fn fragmented_udp_datagrams_cross_the_translator_whole_both_ways() {
     let big: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
     // In the sandbox: a server that answers one question with `big`.
     let server = in_netns(&sb, || std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 53))).unwrap().unwrap();
-    server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let answer = big.clone();
     let answering = std::thread::spawn(move || -> std::io::Result<(Vec<u8>, usize)> {
         let mut buf = vec![0u8; 65536];
-        let (n, from) = vswitch::uninterrupted(|| server.recv_from(&mut buf))?;
+        let (n, from) = vswitch::recv_within(&server, Duration::from_secs(10), |s| s.recv_from(&mut buf))?;
         Ok((buf[..n].to_vec(), server.send_to(&answer, from)?))
     });
     let info = d.connect_publish(&net, &sb, &["5353:53/udp"]);
@@ -936,38 +933,36 @@ fn fragmented_udp_datagrams_cross_the_translator_whole_both_ways() {
 
     let (outside_addr, far_addr) = (lab.outside_addr, lab.far_addr);
     let client = in_netns(&lab.outside_ns, move || std::net::UdpSocket::bind((outside_addr, 0))).unwrap().unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let question: Vec<u8> = big.iter().rev().copied().collect();
     client.send_to(&question, sa(lab.daemon_addr, 5353)).unwrap();
     let mut buf = vec![0u8; 65536];
-    let (n, _) =
-        vswitch::uninterrupted(|| client.recv_from(&mut buf)).expect("the 3,000-byte answer reaches the client");
+    let (n, _) = vswitch::recv_within(&client, Duration::from_secs(10), |s| s.recv_from(&mut buf))
+        .expect("the 3,000-byte answer reaches the client");
     let (asked, sent) = answering.join().unwrap().unwrap();
     assert_eq!(asked, question, "the question, fragmented by the translator, reached the sandbox whole");
     assert_eq!(sent, 3000, "sent whole by the sandbox's socket");
     assert_eq!(&buf[..n], &big[..], "the answer, fragmented by the sandbox, arrives whole");
 
     let far = in_netns(&lab.outside_ns, move || std::net::UdpSocket::bind((far_addr, 7007))).unwrap().unwrap();
-    far.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let sender = in_netns(&sb, move || std::net::UdpSocket::bind((own, 0))).unwrap().unwrap();
     sender.send_to(&big, sa(lab.far_addr, 7007)).unwrap();
-    let (n, from) =
-        vswitch::uninterrupted(|| far.recv_from(&mut buf)).expect("the 3,000-byte datagram reaches the server outside");
+    let (n, from) = vswitch::recv_within(&far, Duration::from_secs(10), |s| s.recv_from(&mut buf))
+        .expect("the 3,000-byte datagram reaches the server outside");
     assert_eq!(&buf[..n], &big[..], "whole and intact");
     assert_eq!(from.ip(), lab.daemon_addr, "from the daemon's address, translated");
     // A large answer and a small one right behind it: the large one goes
     // to the sandbox in fragments, and still first.
     far.send_to(&question, from).unwrap();
     far.send_to(b"after", from).unwrap();
-    sender.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let (n, _) = vswitch::uninterrupted(|| sender.recv_from(&mut buf))
+    let (n, _) = vswitch::recv_within(&sender, Duration::from_secs(10), |s| s.recv_from(&mut buf))
         .expect("the server's 3,000-byte answer reaches the sandbox");
     assert!(
         buf[..n] == question[..],
         "{n} bytes ({:?}...) came where the 3,000-byte answer was due first",
         &buf[..n.min(8)]
     );
-    let (n, _) = vswitch::uninterrupted(|| sender.recv_from(&mut buf)).expect("the small answer reaches the sandbox");
+    let (n, _) = vswitch::recv_within(&sender, Duration::from_secs(10), |s| s.recv_from(&mut buf))
+        .expect("the small answer reaches the sandbox");
     assert_eq!(&buf[..n], b"after");
     // Echo replies wider than the MTU come back in fragments too (through
     // a raw ICMP socket: a fresh namespace allows no ping socket).
@@ -1003,11 +998,10 @@ fn set_udp_segment(socket: &std::net::UdpSocket, segment: u16) {
 
 /// Receives `n` datagrams on `socket` (10 s each at most).
 fn receive_datagrams(socket: &std::net::UdpSocket, n: usize) -> Vec<(Vec<u8>, SocketAddr)> {
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = vec![0u8; 65536];
     (0..n)
         .map(|k| {
-            let (len, from) = vswitch::uninterrupted(|| socket.recv_from(&mut buf))
+            let (len, from) = vswitch::recv_within(socket, Duration::from_secs(10), |s| s.recv_from(&mut buf))
                 .unwrap_or_else(|e| panic!("datagram {k} of {n}: {e}"));
             (buf[..len].to_vec(), from)
         })
@@ -1049,11 +1043,10 @@ fn udp_gso_trains_from_a_sandbox_leave_as_their_datagrams_both_ways() {
     // A server in the sandbox behind a published UDP port answers with a train.
     let server = in_netns(&sb, || std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 53))).unwrap().unwrap();
     set_udp_segment(&server, 1000);
-    server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let answer = train.clone();
     let answering = std::thread::spawn(move || -> std::io::Result<usize> {
         let mut buf = [0u8; 512];
-        let (_, from) = vswitch::uninterrupted(|| server.recv_from(&mut buf))?;
+        let (_, from) = vswitch::recv_within(&server, Duration::from_secs(10), |s| s.recv_from(&mut buf))?;
         server.send_to(&answer, from)
     });
     let info = d.connect_publish(&net, &sb, &["5353:53/udp"]);
