@@ -516,16 +516,27 @@ fn a_dual_stack_stack_talks_over_ipv6_and_export_reproduces_its_addresses() {
     }
 }
 
+/// The file that lets a [`pausing_daemon`]'s requests go on; its
+/// directory is removed when this is dropped, also when the test fails.
+struct PauseFile(PathBuf);
+
+impl Drop for PauseFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// A daemon whose requests stop at `stage` of the test hook (see
 /// `VSWITCH_TEST_PAUSE_APPLY` in `switch/src/daemon/control/stack/mod.rs`)
-/// until the returned path exists; the directory holding it, removed by
-/// [`kill_9_when_paused`].
-fn pausing_daemon(stage: &str) -> (Daemon, PathBuf) {
+/// until the returned file exists.
+fn pausing_daemon(stage: &str) -> (Daemon, PauseFile) {
     let dir = std::env::temp_dir().join(format!("vswitch-e2e-pause-{}-{stage}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let pause = dir.join("pause");
-    let d = Daemon::builder().env("VSWITCH_TEST_PAUSE_APPLY", format!("{stage}:{}", pause.display())).start();
+    let pause = PauseFile(dir.join("pause"));
+    let d = Daemon::builder().env("VSWITCH_TEST_PAUSE_APPLY", format!("{stage}:{}", pause.0.display())).start();
     (d, pause)
 }
 
@@ -559,9 +570,6 @@ fn kill_9_when_paused(d: &mut Daemon, pause: &Path, args: &[&str]) -> serde_json
     std::fs::write(pause, "go").unwrap();
     d.restart(); // reaps the killed daemon, starts it again
     assert!(!d.state_dir().join("apply.journal").exists(), "the journal outlived the restart");
-    if let Some(dir) = pause.parent() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
     journal
 }
 
@@ -581,7 +589,7 @@ fn kill_mid_apply(stage: &str) -> (Daemon, Vec<String>, String) {
         free_port()
     );
     let path = write_file(&d, "stack.yaml", &file);
-    let journal = kill_9_when_paused(&mut d, &pause, &["apply", "-f", &path]);
+    let journal = kill_9_when_paused(&mut d, &pause.0, &["apply", "-f", &path]);
     let taps: Vec<String> =
         journal["taps"].as_array().unwrap().iter().map(|t| t["tap"].as_str().unwrap().to_owned()).collect();
     assert_eq!(taps.len(), 2, "{journal}");
@@ -598,7 +606,7 @@ fn kill_9_mid_connect_leaves_no_device_and_the_sandbox_connects_again() {
         let (net, s) = (d.name("n"), d.name("s"));
         d.network_create(&net, "10.231.7.0/24");
         d.sandbox_create(&s);
-        let journal = kill_9_when_paused(&mut d, &pause, &["network", "connect", &net, &s, "--port-type", port_type]);
+        let journal = kill_9_when_paused(&mut d, &pause.0, &["network", "connect", &net, &s, "--port-type", port_type]);
         let device = journal["taps"][0]["tap"].as_str().expect("the journal names the device").to_owned();
         assert_eq!(journal["taps"][0]["veth"], port_type == "afxdp", "{journal}");
         assert!(sandboxes(&d)[0].endpoints.is_empty(), "{port_type}: the connect was not saved");
@@ -620,7 +628,7 @@ fn kill_9_mid_sandbox_create_leaves_no_namespace() {
     }
     let (mut d, pause) = pausing_daemon("sandbox");
     let s = d.name("s");
-    let journal = kill_9_when_paused(&mut d, &pause, &["sandbox", "create", &s]);
+    let journal = kill_9_when_paused(&mut d, &pause.0, &["sandbox", "create", &s]);
     assert_eq!(journal["sandboxes"][0]["name"], s.as_str(), "{journal}");
     assert!(sandboxes(&d).is_empty(), "the sandbox was not saved");
     assert_eq!(d.leftover_netns(), Vec::<String>::new(), "the namespace of the unfinished create is left");

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ModelError;
 use super::ids;
 use super::networks::fold_docker_options;
-use super::state::Model;
+use super::state::{Model, Resolved};
 use super::types::{CreateNetwork, DOCKER_VNI_OPTION};
 use super::validate;
 
@@ -66,26 +66,14 @@ impl Model {
     }
 
     /// Looks a configuration-only network up as [`Model::network`] looks a
-    /// network up: exact id, exact name, then a unique id prefix.
+    /// network up (the same name space): refused when `name_or_id` names a
+    /// network.
     pub fn config_network(&self, name_or_id: &str) -> Result<&ConfigNetwork, ModelError> {
-        if let Some(c) = self.config_networks.get(name_or_id) {
-            return Ok(c);
-        }
-        if let Some(c) = self.config_networks.values().find(|c| c.name == name_or_id) {
-            return Ok(c);
-        }
-        let matches: Vec<&ConfigNetwork> = if name_or_id.is_empty() {
-            Vec::new()
-        } else {
-            self.config_networks().into_iter().filter(|c| c.id.starts_with(name_or_id)).collect()
-        };
-        match matches.as_slice() {
-            [one] => Ok(one),
-            [] => Err(ModelError::NoSuchConfigNetwork(name_or_id.to_owned())),
-            many => Err(ModelError::AmbiguousNetwork {
-                prefix: name_or_id.to_owned(),
-                matches: many.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
-            }),
+        match self.resolve(name_or_id) {
+            Ok(Resolved::Config(c)) => Ok(c),
+            Ok(Resolved::Network(n)) => Err(ModelError::NotAConfigNetwork(n.name.clone())),
+            Err(ModelError::NoSuchNetwork(_)) => Err(ModelError::NoSuchConfigNetwork(name_or_id.to_owned())),
+            Err(e) => Err(e),
         }
     }
 
@@ -152,13 +140,7 @@ impl Model {
         if let Some(given) = given_settings(req) {
             return Err(ModelError::ConfigFromField(given));
         }
-        let config = match self.config_network(from) {
-            Ok(c) => c,
-            Err(ModelError::NoSuchConfigNetwork(_)) if self.network(from).is_ok() => {
-                return Err(ModelError::NotAConfigNetwork(from.to_owned()));
-            }
-            Err(e) => return Err(e),
-        };
+        let config = self.config_network(from)?;
         let s = &config.settings;
         *req = CreateNetwork {
             name: std::mem::take(&mut req.name),

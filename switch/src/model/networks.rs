@@ -154,6 +154,13 @@ impl Model {
         if req.config_only {
             return Err(ModelError::ConfigOnlyField("bridge domain"));
         }
+        // Its settings were taken by `apply_config_from`, which names the
+        // configuration network by name.
+        if let Some(from) = &req.config_from
+            && !self.config_networks.values().any(|c| &c.name == from)
+        {
+            return Err(ModelError::NoSuchConfigNetwork(from.clone()));
+        }
         if !req.driver.is_switched() {
             return Err(ModelError::SingletonDriver(req.driver));
         }
@@ -418,8 +425,13 @@ impl Model {
             None => None,
         };
         net.cluster = true;
-        // The configuration network it was made from is its creator's.
-        net.config_from = None;
+        // Made here from a configuration network (the store's records name
+        // none): one this model holds.
+        if let Some(from) = &net.config_from
+            && !self.config_networks.values().any(|c| &c.name == from)
+        {
+            return Err(ModelError::NoSuchConfigNetwork(from.clone()));
+        }
         self.networks.insert(net.id.clone(), net.clone());
         Ok(net)
     }

@@ -18,6 +18,32 @@ use super::types::{Config, DEFAULT_IFACE_PREFIX, Endpoint, Network, Peer, Sandbo
 /// Names of the networks every model has and that cannot be removed.
 pub(crate) const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
 
+/// A network or a configuration-only network, as [`Model::resolve`]
+/// finds them by name or id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Resolved<'a> {
+    /// A network.
+    Network(&'a Network),
+    /// A configuration-only network.
+    Config(&'a ConfigNetwork),
+}
+
+impl Resolved<'_> {
+    fn id(&self) -> &str {
+        match self {
+            Self::Network(n) => &n.id,
+            Self::Config(c) => &c.id,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Self::Network(n) => &n.name,
+            Self::Config(c) => &c.name,
+        }
+    }
+}
+
 /// Version of the serialized form written by this code.
 pub const STATE_VERSION: u32 = 1;
 
@@ -131,29 +157,37 @@ impl Model {
     }
 
     /// Looks a network up like Docker: exact id, then exact name, then a
-    /// unique id prefix.
+    /// unique id prefix, among networks and configuration networks alike
+    /// (one name space, as in Docker); a configuration network found is
+    /// refused by what it is ([`ModelError::ConfigOnly`]).
     pub fn network(&self, name_or_id: &str) -> Result<&Network, ModelError> {
-        if let Some(n) = self.networks.get(name_or_id) {
-            return Ok(n);
+        match self.resolve(name_or_id)? {
+            Resolved::Network(n) => Ok(n),
+            Resolved::Config(c) => Err(ModelError::ConfigOnly(c.name.clone())),
         }
-        if let Some(n) = self.networks.values().find(|n| n.name == name_or_id) {
-            return Ok(n);
+    }
+
+    /// What `name_or_id` names among the networks and configuration
+    /// networks: the one of exactly that id, else of exactly that name,
+    /// else the only one whose id starts with it.
+    pub(crate) fn resolve(&self, name_or_id: &str) -> Result<Resolved<'_>, ModelError> {
+        let networks = self.networks.values().map(Resolved::Network);
+        let all = networks.chain(self.config_networks.values().map(Resolved::Config));
+        if let Some(r) = all.clone().find(|r| r.id() == name_or_id) {
+            return Ok(r);
         }
-        let matches: Vec<&Network> = if name_or_id.is_empty() {
-            Vec::new()
-        } else {
-            self.networks().into_iter().filter(|n| n.id.starts_with(name_or_id)).collect()
-        };
+        if let Some(r) = all.clone().find(|r| r.name() == name_or_id) {
+            return Ok(r);
+        }
+        let mut matches: Vec<Resolved<'_>> =
+            if name_or_id.is_empty() { Vec::new() } else { all.filter(|r| r.id().starts_with(name_or_id)).collect() };
+        matches.sort_by(|a, b| a.name().cmp(b.name()));
         match matches.as_slice() {
-            [one] => Ok(one),
-            // Named as what it is, for every verb that wants a network.
-            [] => match self.config_network(name_or_id) {
-                Ok(config) => Err(ModelError::ConfigOnly(config.name.clone())),
-                Err(_) => Err(ModelError::NoSuchNetwork(name_or_id.to_owned())),
-            },
+            [one] => Ok(*one),
+            [] => Err(ModelError::NoSuchNetwork(name_or_id.to_owned())),
             many => Err(ModelError::AmbiguousNetwork {
                 prefix: name_or_id.to_owned(),
-                matches: many.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
+                matches: many.iter().map(|r| r.name()).collect::<Vec<_>>().join(", "),
             }),
         }
     }
@@ -327,9 +361,13 @@ impl Model {
             }
         }
         for (id, c) in &self.config_networks {
-            if id != &c.id || self.networks.contains_key(id) {
-                return Err(format!("configuration network {} has a bad or duplicate id {:?}", c.name, c.id));
+            if id != &c.id || c.id.len() != 64 || !c.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("configuration network {} has a bad id {:?}", c.name, c.id));
             }
+            if self.networks.contains_key(id) {
+                return Err(format!("configuration network {} has the id of a network", c.name));
+            }
+            super::validate::object_name("network", &c.name).map_err(|e| e.to_string())?;
             if !names.insert(c.name.as_str()) {
                 return Err(format!("network name {} is used twice", c.name));
             }

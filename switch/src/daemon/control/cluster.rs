@@ -137,6 +137,8 @@ pub(super) fn network_from_record(record: &NetworkRecord) -> Result<Network, Str
 /// The store record of a network this node creates; `vni` 0 lets the store
 /// choose.
 pub(super) fn record_of(network: &Network, vni: u32, node: &str) -> Result<NetworkRecord, CtlError> {
+    // The configuration network it was made from is this node's alone.
+    let network = &Network { config_from: None, ..network.clone() };
     let spec = serde_json::to_value(network).map_err(|e| CtlError::internal(format!("cannot encode network: {e}")))?;
     let subnets = network.subnet.map(IpNet::V4).into_iter().chain(network.subnet6.map(IpNet::V6)).collect();
     Ok(NetworkRecord {
@@ -403,8 +405,10 @@ impl Control {
             }
             e
         };
-        let network = network_from_record(&created).map_err(|e| undo(CtlError::internal(e)))?;
-        let network = self.add_cluster_network(network).map_err(undo)?;
+        let mut from_store = network_from_record(&created).map_err(|e| undo(CtlError::internal(e)))?;
+        // Made from a configuration network here: it stays in use.
+        from_store.config_from = network.config_from;
+        let network = self.add_cluster_network(from_store).map_err(undo)?;
         tracing::info!(network = %network.name, vni = ?network.vni, "cluster network created");
         ok(self.network_info(&network))
     }
@@ -802,6 +806,30 @@ pub(super) mod tests {
         let mut bridge = record;
         bridge.spec["driver"] = serde_json::json!("bridge");
         assert!(network_from_record(&bridge).unwrap_err().contains("not an overlay"));
+    }
+
+    #[test]
+    fn a_record_names_no_configuration_network_and_adoption_keeps_only_a_local_one() {
+        let mut origin = Model::new();
+        let cfg = CreateNetwork {
+            config_only: true,
+            subnet: Some("10.62.0.0/24".parse().unwrap()),
+            ..CreateNetwork::new("cfg", Driver::Overlay)
+        };
+        origin.create_config_network(cfg).unwrap();
+        let mut req = CreateNetwork { config_from: Some("cfg".into()), ..CreateNetwork::new("ov", Driver::Overlay) };
+        origin.apply_config_from(&mut req).unwrap();
+        let made = origin.create_network(req).unwrap();
+        let record = record_of(&made, made.vni.unwrap(), "a").unwrap();
+        assert!(record.spec.get("config_from").is_none(), "{}", record.spec);
+        let from_store = network_from_record(&record).unwrap();
+        assert_eq!(from_store.config_from, None);
+        // Another node adopts it as is; a record naming a configuration
+        // network this model lacks is refused, not linked to a stranger.
+        let mut other = Model::new();
+        let stray = Network { config_from: Some("cfg".into()), ..from_store.clone() };
+        assert!(other.clone().adopt_network(stray).is_err());
+        assert_eq!(other.adopt_network(from_store).unwrap().config_from, None);
     }
 
     #[test]

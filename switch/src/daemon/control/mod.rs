@@ -1008,6 +1008,50 @@ mod tests {
     }
 
     #[test]
+    fn configuration_networks_are_listed_inspected_and_removed_as_networks() {
+        let mut s = Scratch::new("config");
+        let cfg = create(&mut s, json!({"name": "cfg", "config_only": true, "subnet": "10.61.0.0/24"})).unwrap();
+        assert_eq!(
+            (&cfg["ConfigOnly"], &cfg["Driver"], &cfg["Scope"]),
+            (&json!(true), &json!("none"), &json!("local"))
+        );
+        let lan = create(&mut s, json!({"name": "lan", "config_from": "cfg", "internal": true})).unwrap();
+        assert_eq!((&lan["ConfigFrom"]["Network"], &lan["Internal"]), (&json!("cfg"), &json!(true)));
+        assert_eq!(lan["IPAM"]["Config"][0]["Subnet"], json!("10.61.0.0/24"));
+        let ls = s.c().handle(Request::NetworkLs).unwrap();
+        let rows: Vec<(&str, &str, bool)> = ls
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["name"].as_str().unwrap(), n["driver"].as_str().unwrap(), n["dangling"] == json!(true)))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("bridge", "bridge", false),
+                ("cfg", "none", false),
+                ("host", "host", false),
+                ("lan", "bridge", true),
+                ("none", "none", false)
+            ],
+            "by name, the configuration never dangling"
+        );
+        let ls = s.c().handle(Request::NetworkLs).unwrap();
+        let cfg_row = ls.as_array().unwrap().iter().find(|n| n["name"] == "cfg").unwrap();
+        assert_eq!((&cfg_row["config_only"], &cfg_row["subnet"]), (&json!(true), &json!("10.61.0.0/24")));
+        let inspect = s.c().handle(Request::NetworkInspect { name: cfg["Id"].as_str().unwrap()[..10].into() }).unwrap();
+        assert_eq!(inspect["Name"], json!("cfg"), "by id prefix");
+        let in_use = s.c().handle(Request::NetworkRm { name: "cfg".into() }).unwrap_err();
+        assert_eq!(in_use.kind, ErrorKind::InUse, "{in_use:?}");
+        // Pruning removes the unused network made from it, never the configuration.
+        let pruned = s.c().handle(Request::NetworkPrune).unwrap();
+        assert_eq!(pruned["networks_deleted"], json!(["lan"]));
+        s.c().handle(Request::NetworkRm { name: "cfg".into() }).unwrap();
+        let gone = s.c().handle(Request::NetworkInspect { name: "cfg".into() }).unwrap_err();
+        assert_eq!(gone.kind, ErrorKind::NotFound);
+    }
+
+    #[test]
     fn ipv6_networks_are_docker_shaped_and_refusals_change_nothing() {
         let mut s = Scratch::new("ipv6");
         let info = create(

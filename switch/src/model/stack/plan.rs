@@ -496,6 +496,11 @@ impl Model {
         super::super::networks::fold_options(folded.driver, &mut folded.mtu, &mut folded.vni, &mut folded.options)
             .map_err(|e| StackRefusal::model(network_error_key(&key, &e), e))?;
         let n = &folded;
+        // A configuration network is no network to attach to, nor a name to take.
+        if self.config_networks.values().any(|c| c.name == n.name) {
+            let key = if n.external { format!("{key}.external") } else { key };
+            return Err(StackRefusal::model(key, ModelError::ConfigOnly(n.name.clone())));
+        }
         if n.external {
             return match self.network_named(&n.name) {
                 Some(_) => Ok(None),

@@ -670,3 +670,22 @@ fn a_host_binding_network_keeps_a_files_ports_as_they_are_published() {
     assert_eq!(r.issues[0].key, "sandboxes.web.ports");
     assert!(r.issues[0].message.contains("given twice"), "{}", r.issues[0].message);
 }
+
+#[test]
+fn a_configuration_network_is_neither_attached_nor_taken_by_a_stack() {
+    let mut m = Model::new();
+    let cfg = CreateNetwork {
+        config_only: true,
+        subnet: Some("10.60.0.0/24".parse().unwrap()),
+        ..CreateNetwork::new("cfg", Driver::Bridge)
+    };
+    m.create_config_network(cfg).unwrap();
+    for external in [true, false] {
+        let mut s = stack();
+        s.networks.push(StackNetwork { name: "cfg".into(), external, ..StackNetwork::default() });
+        let r = refuse(&m, &s);
+        let key = if external { "networks.cfg.external" } else { "networks.cfg" };
+        assert_eq!(r.issues[0].key, key, "{:?}", r.issues);
+        assert!(r.issues[0].message.contains("configuration-only"), "{}", r.issues[0].message);
+    }
+}

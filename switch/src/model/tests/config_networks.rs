@@ -180,3 +180,38 @@ fn a_state_file_naming_a_missing_config_is_refused() {
     let err = serde_json::from_value::<Model>(state).unwrap_err().to_string();
     assert!(err.contains("names configuration network cfg"), "{err}");
 }
+
+#[test]
+fn networks_and_configs_share_one_name_space_as_in_docker() {
+    let mut m = Model::new();
+    let lan = m.create_network(bridge("lan", "10.3.0.0/24")).unwrap();
+    // A configuration named after the start of the network's id: the exact
+    // name wins over the prefix, both ways.
+    let prefix = lan.id[..4].to_owned();
+    let c = m
+        .create_config_network(CreateNetwork {
+            subnet: None,
+            gateway: None,
+            ip_range: None,
+            aux_addresses: Default::default(),
+            enable_ipv6: false,
+            subnet6: None,
+            ..config(&prefix)
+        })
+        .unwrap();
+    assert!(matches!(m.network(&prefix), Err(ModelError::ConfigOnly(n)) if n == prefix));
+    assert_eq!(m.config_network(&prefix).unwrap().id, c.id);
+    assert_eq!(m.network("lan").unwrap().id, lan.id);
+    assert!(matches!(m.config_network("lan"), Err(ModelError::NotAConfigNetwork(n)) if n == "lan"));
+    // A prefix of both ids is ambiguous, naming both.
+    let common: String = lan.id.chars().zip(c.id.chars()).take_while(|(a, b)| a == b).map(|(a, _)| a).collect();
+    if !common.is_empty() {
+        let msg = m.network(&common).unwrap_err().to_string();
+        assert!(msg.contains("ambiguous") && msg.contains("lan") && msg.contains(&prefix), "{msg}");
+    }
+    // A network's id by a unique prefix still finds it.
+    assert_eq!(m.network(&lan.id[..12]).unwrap().name, "lan");
+    // A network may name only a configuration network that exists.
+    let stray = CreateNetwork { config_from: Some("nothing".into()), ..bridge("x", "10.4.0.0/24") };
+    assert!(matches!(m.create_network(stray), Err(ModelError::NoSuchConfigNetwork(_))));
+}
