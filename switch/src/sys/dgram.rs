@@ -281,6 +281,7 @@ mod tests {
     use std::os::fd::AsFd;
 
     use super::*;
+    use crate::sys::testutil::recv_within;
 
     #[test]
     fn several_datagrams_in_one_call_each_at_its_offset_with_its_sender() {
@@ -328,9 +329,9 @@ mod tests {
         ];
         assert_eq!(send_batch(tx.as_fd(), &msgs).expect("sendmmsg"), 3, "all in one call");
         let recv = |s: &UdpSocket| {
-            s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
             let mut buf = [0u8; 512];
-            let (len, from) = s.recv_from(&mut buf).unwrap();
+            let five = std::time::Duration::from_secs(5);
+            let (len, from) = recv_within(five, |t| s.set_read_timeout(t), || s.recv_from(&mut buf)).unwrap();
             assert_eq!(from, tx.local_addr().unwrap());
             buf[..len].to_vec()
         };
@@ -347,10 +348,10 @@ mod tests {
         tx.connect(rx.local_addr().unwrap()).unwrap();
         let train: Vec<u8> = (0..350u32).map(|i| (i / 100) as u8 + 1).collect();
         send_train(tx.as_fd(), None, &train, 100).expect("a train to the connected peer");
-        rx.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 512];
+        let five = std::time::Duration::from_secs(5);
         let mut recv = || {
-            let n = rx.recv(&mut buf).unwrap();
+            let n = recv_within(five, |t| rx.set_read_timeout(t), || rx.recv(&mut buf)).unwrap();
             buf[..n].to_vec()
         };
         let got: Vec<Vec<u8>> = (0..4).map(|_| recv()).collect();

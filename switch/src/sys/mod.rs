@@ -34,7 +34,7 @@ pub mod stream;
 pub mod tap;
 
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 #[cfg(test)]
 mod root_tests;

@@ -175,6 +175,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::sys::testutil::recv_within;
 
     /// A plain VXLAN header for `vni`.
     fn vxlan(vni: u32) -> Vec<u8> {
@@ -217,9 +218,6 @@ mod tests {
             let (group, _) = bind_steered("127.0.0.1:0".parse().unwrap(), workers).expect("a steered group");
             let to = group[0].local_addr().unwrap();
             assert!(group.iter().all(|s| s.local_addr().unwrap() == to), "one shared port");
-            for s in &group {
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            }
             let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
             for vni in [1u32, 2, 3, 4, 5, 100, 101, 0xff_fffe, 0xff_ffff] {
                 let sealed = [0xE1, 0xE3, 0xE5, 0xE7].map(|kind| encrypted(kind, vni));
@@ -228,7 +226,9 @@ mod tests {
                     // Blocking read on the expected socket; the others must be empty.
                     let want = vni as usize % workers;
                     let mut buf = [0u8; 128];
-                    let n = group[want].recv(&mut buf).expect("the VNI's socket receives it");
+                    let s = &group[want];
+                    let n = recv_within(Duration::from_secs(5), |t| s.set_read_timeout(t), || s.recv(&mut buf))
+                        .expect("the VNI's socket receives it");
                     assert_eq!(&buf[..n], &packet[..], "VNI {vni} on socket {want}");
                     for s in &group {
                         s.set_nonblocking(true).unwrap();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::netlink::{self, LinkConfig, Netlink};
 use super::netns::{self, NETNS_RUN_DIR, NetNs, NetNsError};
 use super::tap::{Offloads, Tap, TapError, TapMode, TapOptions};
-use super::testutil::{NetGuard, have_root};
+use super::testutil::{NetGuard, have_root, recv_within};
 use crate::wire::VirtioNetHdr;
 
 /// Runs a command, asserts success, returns stdout.
@@ -468,12 +468,12 @@ fn ping_and_tcp_between_namespaces_through_userspace_forwarder() {
         let listener = netns::run_in(&ns_b, || TcpListener::bind(SocketAddr::from((ip_b, 0)))).unwrap().unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = s.spawn(move || -> io::Result<(usize, u64)> {
-            let (mut conn, _) = listener.accept()?;
-            conn.set_read_timeout(Some(Duration::from_secs(20)))?;
+            let (conn, _) = listener.accept()?;
             let mut buf = vec![0u8; 64 * 1024];
             let (mut total, mut sum) = (0usize, 0u64);
             loop {
-                let n = conn.read(&mut buf)?;
+                let twenty = Duration::from_secs(20);
+                let n = recv_within(twenty, |t| conn.set_read_timeout(t), || (&conn).read(&mut buf))?;
                 if n == 0 {
                     return Ok((total, sum));
                 }

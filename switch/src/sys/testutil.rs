@@ -77,3 +77,31 @@ impl Drop for NetGuard {
         }
     }
 }
+
+/// Runs `op`, one wait on a socket whose receive timeout `set_timeout`
+/// sets, for at most `timeout` in all.
+///
+/// A wait with a timeout (`SO_RCVTIMEO`) fails with `EINTR` when the
+/// process is stopped and continued (job control, a debugger, a CI
+/// runner's cgroup freezer; signal(7)); here it is resumed with what is
+/// left, so an interruption neither fails the wait nor makes it longer.
+/// Once `timeout` has passed: `TimedOut`. (The root crate's test support
+/// has the same for the end-to-end tests: this crate cannot use it.)
+pub(crate) fn recv_within<T>(
+    timeout: std::time::Duration,
+    set_timeout: impl Fn(Option<std::time::Duration>) -> std::io::Result<()>,
+    mut op: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("nothing within {timeout:?}")));
+        }
+        set_timeout(Some(left))?;
+        match op() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            done => return done,
+        }
+    }
+}

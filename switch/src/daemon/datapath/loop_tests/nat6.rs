@@ -15,6 +15,7 @@ use super::super::testing::{Harness, Sent, dual_network};
 use crate::counters::DropReason;
 use crate::nat::{Backend, Proto, Publication};
 use crate::port::{NetworkId, PortId};
+use crate::sys::testutil::recv_within;
 use crate::wire::VirtioNetHdr;
 
 /// How long real loopback sockets may take (they are quick; the machine may be loaded).
@@ -179,7 +180,8 @@ fn a_udp_client_of_an_ipv6_published_port_gets_the_sandboxs_answer() {
     h.inject(sb, &reply);
     h.run_until_idle();
     let mut buf = [0u8; 64];
-    let (n, from) = client.recv_from(&mut buf).expect("the answer reaches the client");
+    let (n, from) = recv_within(PATIENCE, |t| client.set_read_timeout(t), || client.recv_from(&mut buf))
+        .expect("the answer reaches the client");
     assert_eq!((&buf[..n], from), (&b"answer"[..], addr), "from the published address");
 }
 
@@ -233,7 +235,8 @@ fn a_fragmented_udp_answer_reaches_the_client_whole_and_bad_fragments_are_counte
         h.run_until_idle();
     }
     let mut buf = vec![0u8; 8192];
-    let (n, from) = client.recv_from(&mut buf).expect("the whole answer reaches the client");
+    let (n, from) = recv_within(PATIENCE, |t| client.set_read_timeout(t), || client.recv_from(&mut buf))
+        .expect("the whole answer reaches the client");
     assert_eq!((n, from), (4000, addr));
     assert_eq!(&buf[..n], &data[..], "the datagram arrives whole and intact");
     assert_eq!(h.drops(sb, DropReason::NatFragments), 0);
