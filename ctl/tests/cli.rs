@@ -140,6 +140,18 @@ fn network_create_sends_config_only_and_config_from() {
 }
 
 #[test]
+fn network_create_takes_only_the_default_ipam_driver() {
+    let (_, reqs) =
+        run_ok(&["network", "create", "red", "--ipam-driver", "default"], vec![Reply::Ok(network_info("red", "r"))]);
+    assert_eq!(reqs, vec![Request::NetworkCreate(CreateNetwork::new("red", Driver::Bridge))]);
+    let d = FakeDaemon::start(vec![]);
+    let out = vswitchctl(&d.socket, &["network", "create", "red", "--ipam-driver", "infoblox"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only the default IPAM driver exists"), "{out:?}");
+    assert!(d.finish().is_empty(), "nothing reached the daemon");
+}
+
+#[test]
 fn network_create_takes_one_subnet_gateway_and_range_per_family() {
     let args = [
         "network",

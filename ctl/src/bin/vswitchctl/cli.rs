@@ -569,6 +569,9 @@ pub(crate) enum NetworkCmd {
         /// driver, --internal and --attachable: the rest comes from it).
         #[arg(long, value_name = "NETWORK")]
         config_from: Option<String>,
+        /// The IPAM driver, as Docker's flag: only `default` (the switch's own) exists.
+        #[arg(long, value_name = "DRIVER", default_value = "default", value_parser = parse_ipam_driver)]
+        ipam_driver: String,
     },
     /// List networks.
     #[command(alias = "list")]
@@ -815,6 +818,15 @@ pub(crate) enum ConfigCmd {
         /// New value.
         value: String,
     },
+}
+
+/// Parses `--ipam-driver`: `default`, the one IPAM driver (as a stack
+/// file's `ipam.driver`).
+fn parse_ipam_driver(s: &str) -> Result<String, String> {
+    match s {
+        "default" => Ok(s.to_owned()),
+        _ => Err(format!("IPAM driver {s:?} does not exist here: only the default IPAM driver exists")),
+    }
 }
 
 /// Parses `KEY[=VALUE]`; a bare key gets the empty value.

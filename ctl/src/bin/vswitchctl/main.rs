@@ -408,6 +408,7 @@ fn network(ctx: &mut Ctx, cmd: NetworkCmd) -> Result<()> {
             labels,
             config_only,
             config_from,
+            ipam_driver: _,
         } => {
             let (subnet, subnet6) = cli::per_family("subnet", subnet).map_err(anyhow::Error::msg)?;
             let (gateway, gateway6) = cli::per_family("gateway", gateway).map_err(anyhow::Error::msg)?;
