@@ -343,15 +343,9 @@ impl Control {
                 (e.id.clone(), resource)
             })
             .collect();
-        let mut options = n.options.clone();
         // The settings themselves, under Docker's names (an option given by
         // a daemon from before they were folded into them is not shown).
-        if n.driver.is_switched() {
-            options.insert(crate::model::DOCKER_MTU_OPTION.to_owned(), n.mtu.to_string());
-        }
-        if let Some(vni) = n.vni {
-            options.insert(crate::model::DOCKER_VNI_OPTION.to_owned(), vni.to_string());
-        }
+        let options = docker_options(&n.options, n.driver.is_switched().then_some(n.mtu), n.vni);
         NetworkInfo {
             name: n.name.clone(),
             id: n.id.clone(),
@@ -375,13 +369,7 @@ impl Control {
     /// shape: driver `null`, here `none`; its settings as they were given).
     pub(super) fn config_network_info(&self, c: &ConfigNetwork) -> NetworkInfo {
         let s = &c.settings;
-        let mut options = s.options.clone();
-        if let Some(mtu) = s.mtu {
-            options.insert(crate::model::DOCKER_MTU_OPTION.to_owned(), mtu.to_string());
-        }
-        if let Some(vni) = s.vni {
-            options.insert(crate::model::DOCKER_VNI_OPTION.to_owned(), vni.to_string());
-        }
+        let options = docker_options(&s.options, s.mtu, s.vni);
         let v4 = (s.subnet.map(Into::into), s.gateway.map(Into::into), s.ip_range.map(Into::into));
         let v6 = (s.subnet6.map(Into::into), s.gateway6.map(Into::into), s.ip_range6.map(Into::into));
         NetworkInfo {
@@ -458,6 +446,19 @@ pub(super) fn network_summary(model: &Model, n: &Network) -> NetworkSummary {
         config_only: false,
         config_from: n.config_from.clone(),
     }
+}
+
+/// `Options` as `docker network inspect` shows them: the `-o` options, with
+/// the MTU and VNI under Docker's names for them.
+fn docker_options(options: &BTreeMap<String, String>, mtu: Option<u32>, vni: Option<u32>) -> BTreeMap<String, String> {
+    let mut options = options.clone();
+    let named = [(crate::model::DOCKER_MTU_OPTION, mtu), (crate::model::DOCKER_VNI_OPTION, vni)];
+    for (name, value) in named {
+        if let Some(value) = value {
+            options.insert(name.to_owned(), value.to_string());
+        }
+    }
+    options
 }
 
 /// Docker's `IPAM.Config` of a network: its IPv4 pool, then its IPv6 one.
